@@ -1,0 +1,1 @@
+"""servegen_core: load LLM-serving traces, characterize them, compose per-client workloads."""
