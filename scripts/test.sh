@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Sets everything up on a fresh Debian machine and runs the whole test suite:
+# the Python packages into .venv, Debian's Chromium for the browser tests when it is missing.
+# The shared reference data must sit at ../shared/data (or $SERVEGEN_SHARED_DATA); its absence fails the tests.
+# Extra arguments go to pytest, e.g. scripts/test.sh tests/test_pool.py -x
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+bash "$ROOT/scripts/setup.sh"
+if ! command -v chromium >/dev/null 2>&1 && [ ! -x /usr/bin/chromium ]; then
+    SUDO=""
+    if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium
+fi
+cd "$ROOT"
+exec .venv/bin/python -m pytest "$@"
