@@ -1,0 +1,980 @@
+"""Raw request traces: load CSV, Parquet and JSON Lines files into the RequestTrace schema.
+
+:func:`load_trace` reads a file, picks a column preset (given, or detected from the
+column names), parses every value strictly and returns a :class:`LoadedTrace`: the
+validated RequestTrace plus what was chosen and what was noticed on the way
+(timestamp resolution, skipped blank lines, sorting, failed requests).
+
+Formats are chosen by suffix: ``.csv``, ``.parquet``/``.pq``, ``.jsonl``/``.ndjson``,
+each optionally followed by ``.gz``. A gzip file is decompressed into memory and the
+bytes are handed to Polars; plain files are scanned lazily (``pl.scan_*`` with an
+explicit schema) and collected once.
+
+Parsing rules
+-------------
+- CSV cells are read as text and converted here, so that a bad cell can be named.
+  JSON Lines values are read as their JSON text for the same reason.
+- Token counts must be whole, finite, non-negative numbers (``12`` and ``12.0`` are
+  accepted, ``12.5``, ``NaN``, ``-1`` and empty cells are errors).
+- Timestamps become ``timestamp_s``: float64 seconds from the earliest request (the
+  ``servegen`` preset keeps its ``timestamp_s`` as written, so an export reloads
+  unchanged). Decimal text is parsed exactly (as a 38-digit decimal with 9 fractional
+  digits) and wall-clock text is split into whole seconds and a fraction of up to 9
+  digits, so a gap of 100 ns in a 7-decimal wall clock survives.
+- Wall-clock text looks like ``2023-11-16 18:15:46.6805900`` (``T`` also accepted as
+  the separator), optionally followed by ``Z`` or an offset such as ``+00:00``; text
+  without an offset is taken as UTC.
+
+Row order
+---------
+With ``sort=True`` (the default) rows whose timestamps go backwards are sorted by
+timestamp with a stable sort (ties keep file order) and the result's ``warnings`` say
+how many rows were out of order. With ``sort=False`` an unsorted file is an error that
+names the first line whose timestamp is earlier than the one before it.
+
+Error locations
+---------------
+Every :class:`~servegen_core.errors.DataFormatError` names the file and the place:
+``line N`` is the 1-based physical line of a CSV or JSON Lines file (the CSV header is
+line 1; for a ``.gz`` file, a line of the decompressed text), ``row N`` is the 1-based
+data row of a Parquet file; a column or field name is added where one is at fault.
+Rows are located with a short pass over the text only when something is wrong.
+
+Nothing read from a file is ever evaluated: JSON is parsed with the ``json`` module or
+Polars, CSV with Polars or the ``csv`` module.
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import io
+import json
+import math
+import re
+import zlib
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+
+import numpy as np
+import polars as pl
+
+from servegen_core.errors import DataFormatError
+from servegen_core.schema import OPTIONAL, SCHEMA, validate_trace
+
+__all__ = [
+    "GRID_TICK_S",
+    "PRESETS",
+    "QUANTIZED_GRID_S",
+    "TARGETS",
+    "TIME_UNITS",
+    "LoadedTrace",
+    "Preset",
+    "TimestampResolution",
+    "detect_preset",
+    "load_trace",
+    "timestamp_resolution",
+]
+
+#: Accepted ``time_unit`` values: numeric units (value divided by the number of units per second) ...
+TIME_UNITS: Mapping[str, float] = MappingProxyType({"s": 1.0, "ms": 1e3, "us": 1e6, "ns": 1e9})
+#: ... and ``"datetime"`` for wall-clock text or a native date-time column.
+DATETIME = "datetime"
+
+#: Gaps are measured on this tick (100 ns) when looking for the timestamp grid.
+GRID_TICK_S = 1e-7
+#: A grid this coarse or coarser (1 ms) counts as quantized.
+QUANTIZED_GRID_S = 1e-3
+
+_INT = "int"
+_FLOAT = "float"
+_STR = "str"
+_BOOL = "bool"
+_LIST = "list"
+_TIME = "time"
+
+#: Every target a column mapping may name, and its kind. ``timestamp`` is the raw time
+#: column (converted to ``timestamp_s``); ``log_type`` (BurstGPT's ``Log Type``) is kept
+#: as an extra string column; the rest are RequestTrace columns.
+TARGETS: Mapping[str, str] = MappingProxyType(
+    {
+        "timestamp": _TIME,
+        "client_id": _STR,
+        "input_tokens": _INT,
+        "output_tokens": _INT,
+        **{
+            name: (
+                _INT
+                if dtype == pl.Int64()
+                else _FLOAT
+                if dtype == pl.Float64()
+                else _BOOL
+                if dtype == pl.Boolean()
+                else _LIST
+                if isinstance(dtype, pl.List)
+                else _STR
+            )
+            for name, dtype in OPTIONAL.items()
+        },
+        "log_type": _STR,
+    }
+)
+
+_REQUIRED_TARGETS = ("timestamp", "input_tokens", "output_tokens")
+_REQUIRED_OUT = ("timestamp_s", "input_tokens", "output_tokens")
+_FORMATS = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet", ".jsonl": "jsonl", ".ndjson": "jsonl"}
+
+
+@dataclass(frozen=True)
+class Preset:
+    """How one trace family maps onto the RequestTrace.
+
+    ``required`` and ``optional`` map a target (a key of :data:`TARGETS`) to the source
+    column names accepted for it, first match wins. ``time_unit`` is the unit of the
+    source time column (a key of :data:`TIME_UNITS` or ``"datetime"``); ``None`` means
+    the user gives it (``generic``).
+    """
+
+    name: str
+    description: str
+    required: Mapping[str, tuple[str, ...]]
+    optional: Mapping[str, tuple[str, ...]]
+    time_unit: str | None
+    keep_time_origin: bool = False
+    flag_failed: bool = False
+
+    def needs(self) -> str:
+        """The required source columns in words, e.g. ``"TIMESTAMP, ContextTokens, GeneratedTokens"``."""
+        if not any(self.required.values()):
+            return "a column mapping: columns={" + ", ".join(f"'{t}': ..." for t in self.required) + "}"
+        return ", ".join(" or ".join(repr(s) for s in srcs) for srcs in self.required.values())
+
+
+def _preset(name, description, required, optional, time_unit, **kw) -> Preset:
+    return Preset(name, description, MappingProxyType(required), MappingProxyType(optional), time_unit, **kw)
+
+
+#: The presets, in detection order.
+PRESETS: Mapping[str, Preset] = MappingProxyType(
+    {
+        "servegen": _preset(
+            "servegen",
+            "This project's own RequestTrace export (Parquet, CSV or JSON Lines): timestamp_s in "
+            "seconds from the trace start, kept as written.",
+            {"timestamp": ("timestamp_s",), "input_tokens": ("input_tokens",), "output_tokens": ("output_tokens",)},
+            {"client_id": ("client_id",), **{c: (c,) for c in OPTIONAL}},
+            "s",
+            keep_time_origin=True,
+        ),
+        "azure": _preset(
+            "azure",
+            "Azure LLM/LMM inference traces (AzurePublicDataset): TIMESTAMP wall clock, ContextTokens, "
+            "GeneratedTokens, and NumImages in the multimodal trace.",
+            {"timestamp": ("TIMESTAMP",), "input_tokens": ("ContextTokens",), "output_tokens": ("GeneratedTokens",)},
+            {"image_count": ("NumImages",)},
+            DATETIME,
+        ),
+        "mooncake": _preset(
+            "mooncake",
+            "Mooncake / AIPerf mooncake_trace JSON Lines: timestamp in milliseconds, input_length, "
+            "output_length, hash_ids (one id per 512-token block).",
+            {"timestamp": ("timestamp",), "input_tokens": ("input_length",), "output_tokens": ("output_length",)},
+            {"hash_ids": ("hash_ids",)},
+            "ms",
+        ),
+        "burstgpt": _preset(
+            "burstgpt",
+            "BurstGPT CSV: Timestamp in seconds, Model, Request tokens, Response tokens, Log Type, "
+            "Session ID where present. Requests with 0 response tokens are failures, flagged in 'failed'.",
+            {"timestamp": ("Timestamp",), "input_tokens": ("Request tokens",), "output_tokens": ("Response tokens",)},
+            {"model": ("Model",), "log_type": ("Log Type",), "session_id": ("Session ID", "SessionID")},
+            "s",
+            flag_failed=True,
+        ),
+        "generic": _preset(
+            "generic",
+            "Any table: map columns={'timestamp', 'input_tokens', 'output_tokens', optional 'client_id', "
+            "'session_id', ...} to your column names and give time_unit (s, ms, us, ns or datetime).",
+            {t: () for t in _REQUIRED_TARGETS},
+            {},
+            None,
+        ),
+    }
+)
+
+
+@dataclass(frozen=True)
+class TimestampResolution:
+    """How finely a trace's timestamps are recorded.
+
+    ``grid_s`` is the largest step all positive inter-arrival gaps are whole multiples
+    of, measured on a :data:`GRID_TICK_S` (100 ns) tick: gaps are rounded to whole ticks
+    and the grid is their greatest common divisor, so a grid finer than 100 ns reads as
+    100 ns and gaps under 50 ns count as zero. ``quantized`` is true when
+    ``grid_s >= QUANTIZED_GRID_S`` (1 ms): at that coarseness simultaneous arrivals
+    and a lattice of gaps start to inflate measured burstiness (the inter-arrival CV).
+    ``grid_s`` and ``min_gap_s`` are NaN when there is no positive gap.
+    """
+
+    n_gaps: int
+    grid_s: float
+    min_gap_s: float
+    mean_gap_s: float
+    share_zero_gaps: float
+    quantized: bool
+    message: str
+
+
+@dataclass(frozen=True)
+class LoadedTrace:
+    """A raw trace read into the RequestTrace schema.
+
+    ``trace`` is validated (:func:`servegen_core.schema.validate_trace`) and sorted by
+    ``timestamp_s``. ``preset`` is the preset used and ``detected`` says whether it was
+    detected from the column names. ``columns`` maps each target to the source column
+    it came from. ``n_failed`` counts rows flagged ``failed`` (BurstGPT requests with 0
+    response tokens); drop them with ``trace.filter(~pl.col("failed"))``.
+    """
+
+    trace: pl.DataFrame
+    preset: str
+    detected: bool
+    path: str
+    resolution: TimestampResolution
+    warnings: tuple[str, ...] = ()
+    n_failed: int = 0
+    file_format: str = ""
+    columns: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+
+    @property
+    def summary(self) -> str:
+        """One paragraph saying what was read and how."""
+        how = "detected from the column names" if self.detected else "as requested"
+        mapped = ", ".join(f"{src} -> {tgt}" for tgt, src in self.columns.items())
+        text = (
+            f"{self.trace.height:,} requests read from {self.path} ({self.file_format}) with preset "
+            f"'{self.preset}' ({how}); columns {mapped}. {self.resolution.message}"
+        )
+        if self.n_failed:
+            text += f" {self.n_failed:,} failed requests flagged in column 'failed'."
+        return text
+
+
+# --------------------------------------------------------------------------- resolution
+
+
+def _fmt_s(x: float) -> str:
+    if not math.isfinite(x):
+        return "n/a"
+    for scale, unit in ((1.0, "s"), (1e-3, "ms"), (1e-6, "µs")):
+        if x >= scale:
+            return f"{x / scale:.6g} {unit}"
+    return f"{x / 1e-9:.6g} ns"
+
+
+def timestamp_resolution(ts: pl.Series) -> TimestampResolution:
+    """Measure the grid of positive gaps and the share of zero gaps in timestamps (seconds).
+
+    Nulls are ignored and the values are sorted first. See :class:`TimestampResolution`
+    for the rule; the result's ``message`` states it in words.
+    """
+    values = ts.drop_nulls().cast(pl.Float64).sort().to_numpy()
+    if values.size and not np.isfinite(values).all():
+        msg = "timestamps must be finite to measure their resolution"
+        raise ValueError(msg)
+    if values.size < 2:
+        nan = float("nan")
+        return TimestampResolution(0, nan, nan, nan, 0.0, False, "fewer than two timestamps: no resolution to measure")
+    gaps = np.diff(values)
+    ticks = np.rint(gaps / GRID_TICK_S).astype(np.int64)
+    positive = ticks > 0
+    n_gaps = int(gaps.size)
+    share_zero = float(np.count_nonzero(~positive)) / n_gaps
+    mean_gap = float((values[-1] - values[0]) / n_gaps)
+    if not positive.any():
+        nan = float("nan")
+        text = f"all {n_gaps:,} gaps are zero: every request has the same timestamp"
+        return TimestampResolution(n_gaps, nan, nan, mean_gap, share_zero, True, text)
+    grid_s = float(np.gcd.reduce(ticks[positive])) / (1.0 / GRID_TICK_S)
+    min_gap = float(ticks[positive].min()) / (1.0 / GRID_TICK_S)
+    quantized = grid_s >= QUANTIZED_GRID_S
+    zeros = f"{share_zero:.2%} of gaps are zero"
+    if quantized:
+        text = (
+            f"timestamps are quantized: every gap is a multiple of {_fmt_s(grid_s)} (smallest positive gap "
+            f"{_fmt_s(min_gap)}, mean gap {_fmt_s(mean_gap)}, {zeros}); quantization inflates measured "
+            "burstiness (inter-arrival CV)"
+        )
+    else:
+        finer = " or finer" if np.gcd.reduce(ticks[positive]) == 1 else ""
+        text = (
+            f"timestamps resolve {_fmt_s(grid_s)}{finer} (smallest positive gap {_fmt_s(min_gap)}, "
+            f"mean gap {_fmt_s(mean_gap)}, {zeros}); not quantized (grid below {_fmt_s(QUANTIZED_GRID_S)})"
+        )
+    return TimestampResolution(n_gaps, grid_s, min_gap, mean_gap, share_zero, quantized, text)
+
+
+# --------------------------------------------------------------------------- presets
+
+
+def detect_preset(columns: Iterable[str], *, source: str | Path | None = None) -> str:
+    """The first preset (in :data:`PRESETS` order, ``generic`` excluded) whose required columns are all present.
+
+    Raises :class:`DataFormatError` listing every preset and the columns it needs when
+    none matches.
+    """
+    names = set(columns)
+    for preset in PRESETS.values():
+        if preset.name == "generic":
+            continue
+        if all(any(s in names for s in srcs) for srcs in preset.required.values()):
+            return preset.name
+    needs = "; ".join(f"{p.name} needs {p.needs()}" for p in PRESETS.values())
+    msg = f"no preset matches the columns {sorted(names)}: {needs}"
+    raise DataFormatError(source, None, msg)
+
+
+def _mapping(
+    preset: Preset,
+    available: list[str],
+    columns: Mapping[str, str] | None,
+    client_column: str | None,
+    path: Path,
+) -> dict[str, str]:
+    """Target -> source column, from the preset, then the user's ``columns``, then ``client_column``."""
+    user = dict(columns or {})
+    for target in user:
+        if target not in TARGETS:
+            msg = f"unknown target {target!r} in columns; choose from {list(TARGETS)}"
+            raise ValueError(msg)
+    if client_column is not None:
+        if user.get("client_id", client_column) != client_column:
+            msg = f"client_column={client_column!r} contradicts columns['client_id']={user['client_id']!r}"
+            raise ValueError(msg)
+        user["client_id"] = client_column
+    if preset.name == "generic":
+        missing = [t for t in _REQUIRED_TARGETS if t not in user]
+        if missing:
+            msg = f"preset 'generic' needs columns={{...}} mapping {missing} to column names"
+            raise ValueError(msg)
+    mapping: dict[str, str] = {}
+    for target, srcs in {**preset.required, **preset.optional}.items():
+        found = next((s for s in srcs if s in available), None)
+        if found is not None:
+            mapping[target] = found
+        elif target in preset.required and target not in user:
+            msg = f"column {' or '.join(map(repr, srcs))} not found: preset '{preset.name}' needs {preset.needs()}; the file has {available}"
+            raise DataFormatError(path, f"column {srcs[0]!r}", msg)
+    mapping.update(user)
+    for target, src in mapping.items():
+        if src not in available:
+            msg = f"column {src!r} (mapped to {target}) not found; the file has {available}"
+            raise DataFormatError(path, f"column {src!r}", msg)
+    sources = list(mapping.values())
+    dup = sorted({s for s in sources if sources.count(s) > 1})
+    if dup:
+        msg = f"column(s) {dup} mapped to more than one target"
+        raise ValueError(msg)
+    return mapping
+
+
+# --------------------------------------------------------------------------- reading
+
+
+class _Source:
+    """A file on disk: its format, bytes (decompressed, read only when needed) and Polars input."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        suffixes = [s.lower() for s in path.suffixes]
+        self.gzip = bool(suffixes) and suffixes[-1] == ".gz"
+        if self.gzip:
+            suffixes = suffixes[:-1]
+        fmt = _FORMATS.get(suffixes[-1]) if suffixes else None
+        if fmt is None:
+            msg = f"unknown file type; use one of {sorted(set(_FORMATS))}, optionally followed by .gz"
+            raise DataFormatError(path, None, msg)
+        self.format = fmt
+        self._data: bytes | None = None
+        if self.gzip:
+            raw = path.read_bytes()
+            try:
+                self._data = gzip.decompress(raw)
+            except (OSError, EOFError, zlib.error) as exc:
+                msg = f"not a valid gzip file ({exc})"
+                raise DataFormatError(path, None, msg) from None
+        elif path.stat().st_size == 0:
+            raise DataFormatError(path, None, "the file is empty")
+        if self._data is not None and not self._data.strip():
+            raise DataFormatError(path, None, "the file is empty (after gzip decompression)")
+
+    @property
+    def data(self) -> bytes:
+        if self._data is None:
+            self._data = self.path.read_bytes()
+        return self._data
+
+    def polars_input(self) -> Path | io.BytesIO:
+        return io.BytesIO(self._data) if self.gzip else self.path
+
+    @property
+    def text_based(self) -> bool:
+        return self.format in ("csv", "jsonl")
+
+
+def _polars_message(exc: Exception) -> str:
+    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+
+
+def _utf8_problem(src: _Source) -> tuple[int, str] | None:
+    data = src.data
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        col = exc.start - (data.rfind(b"\n", 0, exc.start) + 1) + 1
+        return line, f"byte 0x{data[exc.start]:02x} at byte {col} of the line is not valid UTF-8"
+    return None
+
+
+def _text(src: _Source) -> str:
+    return src.data.decode("utf-8").removeprefix("\ufeff")
+
+
+def _csv_records(src: _Source) -> Iterable[tuple[int, list[str]]]:
+    """(start line, fields) for every CSV record after the header; blank lines give []."""
+    reader = csv.reader(io.StringIO(_text(src), newline=""), strict=True)
+    next(reader, None)
+    prev = reader.line_num
+    for rec in reader:
+        yield prev + 1, rec
+        prev = reader.line_num
+
+
+def _csv_diagnose(src: _Source, n_columns: int) -> tuple[int, str] | None:
+    """The first line that is not valid UTF-8, not valid CSV or has the wrong number of fields."""
+    bad = _utf8_problem(src)
+    if bad:
+        return bad
+    line = 1
+    try:
+        for line, rec in _csv_records(src):
+            if rec and len(rec) != n_columns:
+                return line, f"the line has {len(rec)} field(s), the header has {n_columns} (truncated or malformed line)"
+    except csv.Error as exc:
+        return line, f"malformed CSV: {exc}"
+    return None
+
+
+def _jsonl_lines(src: _Source) -> Iterable[tuple[int, str]]:
+    """(line number, text) of every non-blank line."""
+    for number, line in enumerate(_text(src).splitlines(), start=1):
+        if line.strip():
+            yield number, line
+
+
+def _reject_constant(name: str) -> float:
+    msg = f"{name} is not valid JSON"
+    raise ValueError(msg)
+
+
+def _json_object(line: str) -> dict:
+    try:
+        obj = json.loads(line, parse_constant=_reject_constant)
+    except json.JSONDecodeError as exc:
+        msg = f"not valid JSON: {exc.msg} at character {exc.colno}"
+        raise ValueError(msg) from None
+    if not isinstance(obj, dict):
+        msg = f"expected a JSON object, got {type(obj).__name__}"
+        raise ValueError(msg)
+    return obj
+
+
+def _jsonl_diagnose(src: _Source, list_fields: Iterable[str]) -> tuple[int, str] | None:
+    bad = _utf8_problem(src)
+    if bad:
+        return bad
+    list_fields = tuple(list_fields)
+    for number, line in _jsonl_lines(src):
+        try:
+            obj = _json_object(line)
+        except ValueError as exc:
+            return number, str(exc)
+        for name in list_fields:
+            value = obj.get(name)
+            if value is not None and not (
+                isinstance(value, list) and all(isinstance(v, int) and not isinstance(v, bool) for v in value)
+            ):
+                return number, f"field {name!r} must be a list of integers, got {json.dumps(value)[:60]}"
+    return None
+
+
+def _columns(src: _Source) -> list[str]:
+    """Column names: the CSV header, the Parquet schema, or the keys of the first JSON line."""
+    try:
+        if src.format == "csv":
+            return list(pl.scan_csv(src.polars_input(), infer_schema=False).collect_schema())
+        if src.format == "parquet":
+            return list(pl.read_parquet_schema(src.polars_input()))
+    except pl.exceptions.NoDataError:
+        raise DataFormatError(src.path, None, "the file is empty") from None
+    except (pl.exceptions.PolarsError, OSError) as exc:
+        if src.format == "csv":
+            bad = _utf8_problem(src)
+            if bad:
+                raise DataFormatError(src.path, f"line {bad[0]}", bad[1]) from None
+        msg = f"cannot be read as {src.format}: {_polars_message(exc)}"
+        raise DataFormatError(src.path, None, msg) from None
+    bad = _utf8_problem(src)
+    if bad:
+        raise DataFormatError(src.path, f"line {bad[0]}", bad[1])
+    first = next(iter(_jsonl_lines(src)), None)
+    if first is None:
+        raise DataFormatError(src.path, None, "the file has no JSON lines")
+    try:
+        return list(_json_object(first[1]))
+    except ValueError as exc:
+        raise DataFormatError(src.path, f"line {first[0]}", str(exc)) from None
+
+
+def _scan(src: _Source, available: list[str], sources: list[str], kinds: dict[str, str]) -> pl.LazyFrame:
+    if src.format == "csv":
+        # Every column is read (as text) so that a line with too many fields is an error.
+        return pl.scan_csv(src.polars_input(), infer_schema=False)
+    if src.format == "parquet":
+        return pl.scan_parquet(src.polars_input()).select(sources)
+    schema = {s: (pl.List(pl.Int64()) if kinds[s] == _LIST else pl.String()) for s in sources}
+    return pl.scan_ndjson(src.polars_input(), schema=schema)
+
+
+# --------------------------------------------------------------------------- parsing
+
+
+_NUM_DTYPES = (pl.Float32, pl.Float64)
+_DT_PATTERN = r"^(\d{4}-\d{2}-\d{2})[T ](\d{2}:\d{2}:\d{2})(?:[.,](\d{1,9}))?\s*(Z|[+-]\d{2}:?\d{2})?$"
+_PLAIN_DT = r"\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}(?:\.\d{1,9})?"
+_DEC = pl.Decimal(38, 9)
+
+
+def _blank(c: pl.Expr) -> pl.Expr:
+    return c.is_null() | (c.str.strip_chars() == "")
+
+
+def _whole(f: pl.Expr) -> pl.Expr:
+    return pl.when(f.is_finite() & (f == f.round(0)) & (f.abs() < 9.2e18)).then(f.cast(pl.Int64, strict=False))
+
+
+def _parse_int(name: str, dtype: pl.DataType) -> tuple[pl.Expr, pl.Expr]:
+    c = pl.col(name)
+    if dtype.is_integer():
+        return c.cast(pl.Int64, strict=False), c.is_null()
+    if isinstance(dtype, _NUM_DTYPES):
+        return _whole(c.cast(pl.Float64)), c.is_null()
+    if dtype == pl.String():
+        s = c.str.strip_chars()
+        return pl.coalesce(s.cast(pl.Int64, strict=False), _whole(s.cast(pl.Float64, strict=False))), _blank(c)
+    return pl.lit(None, pl.Int64), pl.lit(True)  # noqa: FBT003  (wrong dtype: every row fails)
+
+
+def _parse_float(name: str, dtype: pl.DataType) -> tuple[pl.Expr, pl.Expr]:
+    c = pl.col(name)
+    if dtype.is_numeric():
+        return c.cast(pl.Float64), c.is_null()
+    if dtype == pl.String():
+        return c.str.strip_chars().cast(pl.Float64, strict=False), _blank(c)
+    return pl.lit(None, pl.Float64), pl.lit(True)  # noqa: FBT003
+
+
+def _parse_bool(name: str, dtype: pl.DataType) -> tuple[pl.Expr, pl.Expr]:
+    c = pl.col(name)
+    if dtype == pl.Boolean():
+        return c, c.is_null()
+    if dtype.is_integer():
+        return pl.when(c == 1).then(True).when(c == 0).then(False), c.is_null()  # noqa: FBT003
+    if dtype == pl.String():
+        s = c.str.strip_chars().str.to_lowercase()
+        return (
+            pl.when(s.is_in(["true", "1"])).then(True).when(s.is_in(["false", "0"])).then(False),  # noqa: FBT003
+            _blank(c),
+        )
+    return pl.lit(None, pl.Boolean), pl.lit(True)  # noqa: FBT003
+
+
+def _parse_wallclock(c: pl.Expr) -> pl.Expr:
+    """Wall-clock text -> Int64 nanoseconds since the epoch (UTC); null where it does not parse."""
+    g = c.str.strip_chars().str.extract_groups(_DT_PATTERN)
+    base = pl.concat_str(g.struct.field("1"), pl.lit(" "), g.struct.field("2")).str.to_datetime(
+        "%Y-%m-%d %H:%M:%S", time_unit="ns", strict=False
+    )
+    frac = g.struct.field("3").str.pad_end(9, "0").cast(pl.Int64, strict=False).fill_null(0)
+    tz = g.struct.field("4").str.replace(":", "", literal=True)
+    offset_s = (
+        pl.when(tz.is_null() | (tz == "Z"))
+        .then(0)
+        .otherwise(
+            pl.when(tz.str.slice(0, 1) == "-").then(-1).otherwise(1)
+            * (tz.str.slice(1, 2).cast(pl.Int64, strict=False) * 3600 + tz.str.slice(3, 2).cast(pl.Int64, strict=False) * 60)
+        )
+    )
+    return base.cast(pl.Int64) + frac - offset_s * 1_000_000_000
+
+
+def _parse_time(name: str, dtype: pl.DataType, unit: str, sample: str | None) -> tuple[pl.Expr, pl.Expr, str]:
+    """(parsed value, missing flag, representation) where representation tells how to reach seconds.
+
+    ``sample`` is the column's first non-empty text value: when it is a plain
+    ``YYYY-MM-DD HH:MM:SS[.fffffffff]`` wall clock the column is parsed with one
+    fixed format (fast, exact to the nanosecond); otherwise with the general pattern.
+    """
+    c = pl.col(name)
+    if isinstance(dtype, pl.Datetime):
+        d = c.dt.convert_time_zone("UTC").dt.replace_time_zone(None) if dtype.time_zone else c
+        return d.cast(pl.Datetime("ns")).cast(pl.Int64), c.is_null(), "ns"
+    if isinstance(dtype, pl.Date):
+        return c.cast(pl.Datetime("ns")).cast(pl.Int64), c.is_null(), "ns"
+    if unit == DATETIME:
+        if dtype == pl.String():
+            if sample is not None and re.fullmatch(_PLAIN_DT, sample.strip()):
+                fast = c.str.to_datetime("%Y-%m-%d %H:%M:%S%.f", time_unit="ns", strict=False).cast(pl.Int64)
+                return fast, _blank(c), "ns"
+            return _parse_wallclock(c), _blank(c), "ns"
+        return pl.lit(None, pl.Int64), pl.lit(True), "ns"  # noqa: FBT003
+    if dtype.is_integer():
+        return c.cast(pl.Int64, strict=False), c.is_null(), "int"
+    if isinstance(dtype, _NUM_DTYPES):
+        f = c.cast(pl.Float64)
+        return pl.when(f.is_finite()).then(f), c.is_null(), "float"
+    if dtype == pl.String():
+        s = c.str.strip_chars()
+        f = s.cast(pl.Float64, strict=False)
+        exact = s.cast(_DEC, strict=False)
+        # Exact decimal where it fits; finite scientific notation ("1e3") through float64.
+        fallback = pl.when(f.is_finite() & (f.abs() < 1e28)).then(f.cast(_DEC, strict=False))
+        return pl.coalesce(exact, fallback), _blank(c), "decimal"
+    return pl.lit(None, pl.Int64), pl.lit(True), "int"  # noqa: FBT003
+
+
+def _expected(kind: str, unit: str | None) -> str:
+    if kind == _TIME:
+        if unit == DATETIME:
+            return "a date-time like 2023-11-16 18:15:46.6805900"
+        return f"a number (time unit {unit})"
+    return {
+        _INT: "a whole non-negative number",
+        _FLOAT: "a number",
+        _BOOL: "true/false",
+        _LIST: "a list of integers",
+        _STR: "text",
+    }[kind]
+
+
+# --------------------------------------------------------------------------- loader
+
+
+def _unit(preset: Preset, time_unit: str | None) -> str:
+    unit = time_unit if time_unit is not None else preset.time_unit
+    if unit is None:
+        msg = f"preset 'generic' needs time_unit, one of {[*TIME_UNITS, DATETIME]}"
+        raise ValueError(msg)
+    if unit not in TIME_UNITS and unit != DATETIME:
+        msg = f"unknown time_unit {unit!r}; choose from {[*TIME_UNITS, DATETIME]}"
+        raise ValueError(msg)
+    return unit
+
+
+class _Locator:
+    """Turns a 0-based Polars row index into the place in the file (computed on failure paths only)."""
+
+    def __init__(self, src: _Source) -> None:
+        self.src = src
+        self._lines: dict[int, int] | None = None
+
+    def line(self, row: int) -> int | None:
+        if self.src.format == "csv":
+            for i, (line, _rec) in enumerate(_csv_records(self.src)):
+                if i == row:
+                    return line
+            return None
+        if self.src.format == "jsonl":
+            for i, (line, _text_) in enumerate(_jsonl_lines(self.src)):
+                if i == row:
+                    return line
+            return None
+        return None
+
+    def where(self, row: int, column: str | None = None) -> str:
+        line = self.line(row)
+        place = f"line {line}" if line is not None else f"row {row + 1}"
+        if column is not None:
+            place += f", {'field' if self.src.format == 'jsonl' else 'column'} {column!r}"
+        return place
+
+
+def load_trace(
+    path: str | Path,
+    *,
+    preset: str | None = None,
+    columns: Mapping[str, str] | None = None,
+    time_unit: str | None = None,
+    client_column: str | None = None,
+    sort: bool = True,
+) -> LoadedTrace:
+    """Read a raw request trace into a validated RequestTrace.
+
+    Parameters
+    ----------
+    path:
+        A ``.csv``, ``.parquet``/``.pq`` or ``.jsonl``/``.ndjson`` file, optionally ``.gz``.
+    preset:
+        A key of :data:`PRESETS`. ``None`` detects it from the column names
+        (:func:`detect_preset`), or means ``generic`` when ``columns`` is given.
+    columns:
+        Target -> source column name (targets are the keys of :data:`TARGETS`, e.g.
+        ``{"timestamp": "ts", "input_tokens": "prompt", "output_tokens": "completion"}``).
+        Required for ``generic``; with another preset it overrides or adds to the
+        preset's own mapping.
+    time_unit:
+        Unit of the source time column: ``"s"``, ``"ms"``, ``"us"``, ``"ns"`` or
+        ``"datetime"``; overrides the preset's. A native date-time column is always
+        read as date-times.
+    client_column:
+        Source column to use as ``client_id`` (same as ``columns={"client_id": ...}``).
+        Without one, ``client_id`` is ``"all"`` for every request.
+    sort:
+        Sort rows by timestamp (stable) when they are out of order and say so in
+        ``warnings``; with ``False`` an unsorted file is an error.
+
+    Raises
+    ------
+    DataFormatError
+        The file is empty, unreadable, lacks a required column, or holds a value that
+        does not parse; the message names the file and the line/row and column.
+    ValueError
+        The arguments are inconsistent (unknown preset, target or time unit).
+    FileNotFoundError
+        ``path`` does not exist.
+    """
+    path = Path(path)
+    if not path.is_file():
+        msg = f"trace file not found: {path}"
+        raise FileNotFoundError(msg)
+    if preset is not None and preset not in PRESETS:
+        msg = f"unknown preset {preset!r}; choose from {list(PRESETS)}"
+        raise ValueError(msg)
+    src = _Source(path)
+    available = _columns(src)
+    detected = preset is None and columns is None
+    if preset is None:
+        preset = "generic" if columns is not None else detect_preset(available, source=path)
+    spec = PRESETS[preset]
+    unit = _unit(spec, time_unit)
+    mapping = _mapping(spec, available, columns, client_column, path)
+    kinds = {src_col: TARGETS[target] for target, src_col in mapping.items()}
+    locate = _Locator(src)
+    warnings: list[str] = []
+
+    lf = _scan(src, available, list(mapping.values()), kinds)
+    try:
+        schema = lf.collect_schema()
+    except (pl.exceptions.PolarsError, OSError) as exc:
+        msg = f"cannot be read as {src.format}: {_polars_message(exc)}"
+        raise DataFormatError(path, None, msg) from None
+
+    parsed: dict[str, pl.Expr] = {}
+    flags: dict[str, pl.Expr] = {}
+    time_repr = "int"
+    for target, col in mapping.items():
+        kind, dtype = TARGETS[target], schema[col]
+        if kind == _TIME:
+            sample = _first_text(src, lf, col, available, kinds) if dtype == pl.String() else None
+            value, missing, time_repr = _parse_time(col, dtype, unit, sample)
+        elif kind == _INT:
+            value, missing = _parse_int(col, dtype)
+        elif kind == _FLOAT:
+            value, missing = _parse_float(col, dtype)
+        elif kind == _BOOL:
+            value, missing = _parse_bool(col, dtype)
+        elif kind == _LIST:
+            if dtype == pl.String():
+                value = pl.col(col).str.json_decode(pl.List(pl.Int64()))
+            else:
+                value = pl.col(col).cast(pl.List(pl.Int64()), strict=False)
+            missing = pl.col(col).is_null()
+        else:
+            value, missing = pl.col(col).cast(pl.String), pl.col(col).is_null()
+        parsed[target] = value
+        # A flag per target: the row fails when the value is missing where one is needed,
+        # present but unparseable, or out of range.
+        nullable = kind in (_STR, _LIST) and target != "client_id"
+        bad = (value.is_null() & ~missing) | (pl.lit(False) if nullable else missing)  # noqa: FBT003
+        if kind == _INT:
+            bad = bad | (value < 0)
+        elif kind == _FLOAT and target == "reason_ratio":
+            bad = bad | ~value.is_finite() | (value < 0) | (value > 1)
+        elif kind == _TIME and spec.keep_time_origin and time_repr in ("int", "float", "decimal"):
+            bad = bad | (value < 0)
+        flags[target] = bad.fill_null(True)  # noqa: FBT003
+
+    query = lf.with_row_index("__row").select(
+        "__row",
+        *[v.alias(f"__v_{t}") for t, v in parsed.items()],
+        *[f.alias(f"__bad_{t}") for t, f in flags.items()],
+        pl.all_horizontal([pl.col(c).is_null() for c in schema]).alias("__blank") if src.format == "csv" else pl.lit(False).alias("__blank"),  # noqa: FBT003
+        (pl.col(list(schema)[-1]).is_null() if src.format == "csv" else pl.lit(False)).alias("__short"),  # noqa: FBT003
+    )
+    try:
+        frame = query.collect()
+    except (pl.exceptions.PolarsError, OSError) as exc:
+        _raise_read_error(src, exc, available, kinds)
+        raise  # pragma: no cover  (_raise_read_error always raises)
+
+    # Lines with too few fields leave the last column empty: check those lines' field counts.
+    if src.format == "csv" and frame.filter(pl.col("__short") & ~pl.col("__blank")).height:
+        bad = _csv_diagnose(src, len(available))
+        if bad:
+            raise DataFormatError(path, f"line {bad[0]}", bad[1])
+    n_blank = int(frame["__blank"].sum())
+    if n_blank:
+        frame = frame.filter(~pl.col("__blank"))
+        warnings.append(f"skipped {n_blank:,} blank line(s)")
+    if frame.height == 0:
+        raise DataFormatError(path, None, "no requests: the file has no data rows")
+
+    _check_flags(frame, mapping, unit, locate, path, lf)
+
+    values = frame.select(pl.col("__row"), *[pl.col(f"__v_{t}").alias(t) for t in mapping])
+    values = values.with_columns(_seconds(pl.col("timestamp"), time_repr, unit, spec.keep_time_origin).alias("timestamp_s"))
+    out = values.drop("timestamp")
+    if "client_id" not in mapping:
+        out = out.with_columns(pl.lit("all").alias("client_id"))
+    # Optional text/list columns that are empty everywhere carry no information.
+    for target in mapping:
+        if target in out.columns and target not in ("client_id", *_REQUIRED_OUT) and out[target].null_count() == out.height:
+            out = out.drop(target)
+
+    backwards = out["timestamp_s"].diff() < 0
+    if backwards.any():
+        first = int(backwards.arg_true()[0])
+        row = int(out["__row"][first])
+        if not sort:
+            prev = out["timestamp_s"][first - 1]
+            msg = (
+                f"timestamps are not sorted: {out['timestamp_s'][first]:.9g} s comes after {prev:.9g} s "
+                "(load with sort=True to sort them)"
+            )
+            raise DataFormatError(path, locate.where(row, mapping["timestamp"]), msg)
+        n_back = int(backwards.sum())
+        out = out.sort("timestamp_s", maintain_order=True)
+        warnings.append(
+            f"{n_back:,} row(s) had a timestamp earlier than the row before (first at data row {row + 1}); "
+            "rows were sorted by timestamp (stable)"
+        )
+
+    n_failed = 0
+    if spec.flag_failed:
+        out = out.with_columns((pl.col("output_tokens") == 0).alias("failed"))
+        n_failed = int(out["failed"].sum())
+        if n_failed:
+            warnings.append(
+                f"{n_failed:,} failed request(s) (0 response tokens) flagged in column 'failed'; "
+                "drop them with trace.filter(~pl.col('failed'))"
+            )
+    out = out.drop("__row")
+    trace = validate_trace(out, source=path, sort=True)
+    resolution = timestamp_resolution(trace["timestamp_s"])
+    if resolution.quantized:
+        warnings.append(resolution.message)
+    return LoadedTrace(
+        trace=trace,
+        preset=spec.name,
+        detected=detected,
+        path=str(path),
+        resolution=resolution,
+        warnings=tuple(warnings),
+        n_failed=n_failed,
+        file_format=src.format + (".gz" if src.gzip else ""),
+        columns=MappingProxyType(dict(mapping)),
+    )
+
+
+def _first_text(
+    src: _Source, lf: pl.LazyFrame, col: str, available: list[str], kinds: Mapping[str, str]
+) -> str | None:
+    """The first non-empty value among the first 1000 rows of a text column."""
+    try:
+        head = lf.select(pl.col(col)).head(1000).collect().to_series()
+    except (pl.exceptions.PolarsError, OSError) as exc:
+        _raise_read_error(src, exc, available, kinds)
+        raise  # pragma: no cover
+    head = head.filter(head.str.strip_chars() != "")
+    return head[0] if head.len() else None
+
+
+def _seconds(t: pl.Expr, representation: str, unit: str, keep_origin: bool) -> pl.Expr:
+    """Parsed time values -> float64 seconds (from the earliest value unless ``keep_origin``)."""
+    rel = t if keep_origin else t - t.min()
+    if representation == "ns":
+        return rel.cast(pl.Float64) / 1e9
+    return rel.cast(pl.Float64) / TIME_UNITS[unit]
+
+
+def _check_flags(
+    frame: pl.DataFrame,
+    mapping: Mapping[str, str],
+    unit: str,
+    locate: _Locator,
+    path: Path,
+    lf: pl.LazyFrame,
+) -> None:
+    """Raise for the first row (in file order) that has a bad value, naming the place and the value."""
+    bad_cols = [f"__bad_{t}" for t in mapping]
+    bad = frame.select("__row", *bad_cols).filter(pl.any_horizontal(bad_cols))
+    if bad.height == 0:
+        return
+    first = bad.row(0, named=True)
+    row = int(first["__row"])
+    target = next(t for t in mapping if first[f"__bad_{t}"])
+    col = mapping[target]
+    kind = TARGETS[target]
+    where = locate.where(row, col)
+    raw = lf.select(pl.col(col)).slice(row, 1).collect().item()
+    if raw is None or (isinstance(raw, str) and not raw.strip()):
+        problem = f"empty value; expected {_expected(kind, unit)}"
+    else:
+        shown = repr(raw) if isinstance(raw, str) else str(raw)
+        problem = f"{shown} is not {_expected(kind, unit)}"
+        if kind == _INT:
+            number = _as_float(raw)
+            if number is not None and math.isfinite(number) and number == round(number) and number < 0:
+                problem = f"{shown} is negative; token counts must be >= 0"
+        elif kind == _TIME and unit != DATETIME and isinstance(raw, str) and _as_float(raw) is None:
+            if pl.Series([raw]).str.contains(r"^\s*\d{4}-\d{2}-\d{2}").item():
+                problem += "; for wall-clock text use time_unit='datetime'"
+        elif kind == _TIME and _as_float(raw) is not None and (_as_float(raw) or 0) < 0:
+            problem = f"{shown} is negative; timestamp_s must be >= 0"
+        elif target == "reason_ratio":
+            problem = f"{shown} is not a number in [0, 1]"
+    raise DataFormatError(path, where, problem)
+
+
+def _as_float(raw: object) -> float | None:
+    try:
+        return float(str(raw).strip())
+    except ValueError:
+        return None
+
+
+def _raise_read_error(src: _Source, exc: Exception, available: list[str], kinds: Mapping[str, str]) -> None:
+    """Re-diagnose a Polars read failure with a pass over the text to name the bad line."""
+    if src.format == "csv":
+        bad = _csv_diagnose(src, len(available))
+    elif src.format == "jsonl":
+        bad = _jsonl_diagnose(src, [c for c, k in kinds.items() if k == _LIST])
+    else:
+        bad = None
+    if bad:
+        raise DataFormatError(src.path, f"line {bad[0]}", bad[1]) from None
+    msg = f"cannot be read as {src.format}: {_polars_message(exc)}"
+    raise DataFormatError(src.path, None, msg) from None
