@@ -1,0 +1,944 @@
+"""Write a RequestTrace in native and benchmark replay formats.
+
+One small, pure function per format turns a chunk of a RequestTrace into the
+output frame (``<format>_frame``); a generic renderer turns that frame into
+bytes (Parquet, CSV or JSON Lines). :func:`export_trace` writes a whole trace,
+:class:`ChunkWriter` / :func:`export_chunks` stream a workload chunk by chunk
+with memory bounded by the chunk size.
+
+Every write is atomic: the data go to a temporary file (or folder) in the
+target's folder, which is renamed onto the target only when complete; on any
+error the temporary is removed. An existing target, or an existing spec
+sidecar ``<path>.spec.json``, is refused unless ``overwrite=True``.
+
+Timestamps in a RequestTrace are seconds from the workload start; chunks carry
+absolute timestamps, so every format is written on the same time line whether
+the trace arrives whole or in chunks. The same frame gives the same bytes, and
+a trace written in chunks gives the same bytes as written at once (the
+partitioned Parquet folder aside, which is one file per chunk).
+
+Time precision per format: native Parquet/CSV/JSONL keep the float64 value
+exactly (CSV/JSONL print the shortest decimal that round-trips); ``mooncake``
+writes integer milliseconds (rounded half to even); every other format writes
+seconds with exactly six decimals (microseconds), e.g. ``12.345679``.
+
+``hash_ids`` (block ids for prefix-cache simulation): a trace that already has
+a ``hash_ids`` column (e.g. read from a Mooncake file) keeps it. Rows without
+one get ``ceil(input_tokens / block_size)`` fresh ids, increasing, never used
+before in the file; so generated requests share no prefix blocks (the ServeGen
+data carry no prefix information, and none is invented). Numbering continues
+across chunks, above every id already seen.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from servegen_core.errors import DataFormatError, ExportError
+from servegen_core.schema import REQUIRED, SCHEMA, empty_trace, validate_trace
+
+__all__ = [
+    "DEFAULT_BLOCK_SIZE",
+    "FORMATS",
+    "ChunkContext",
+    "ChunkWriter",
+    "ExportResult",
+    "FormatInfo",
+    "assign_hash_ids",
+    "burstgpt_frame",
+    "export_chunks",
+    "export_trace",
+    "get_format",
+    "guidellm_frame",
+    "mooncake_frame",
+    "native_csv_frame",
+    "native_frame",
+    "spec_sidecar_path",
+    "splitwise_frame",
+    "vidur_frame",
+    "vllm_frame",
+]
+
+#: Tokens per ``hash_ids`` block (Mooncake's block size; AIPerf's default for ``mooncake_trace``).
+DEFAULT_BLOCK_SIZE = 512
+
+#: Decimals written for seconds in the benchmark formats (microseconds).
+SECONDS_DECIMALS = 6
+
+#: Rows per slice when :func:`export_trace` renders a large frame (bounds the rendering memory).
+_SLICE_ROWS = 262_144
+
+
+@dataclass(frozen=True)
+class FormatInfo:
+    """What one export format is and where its definition comes from.
+
+    ``columns`` are the RequestTrace columns the format carries (for the native
+    formats: every schema column, plus unknown extra columns when
+    ``carries_extra``). ``fields`` are the output field names in order (empty for
+    the native formats, whose fields are the trace's columns).
+    """
+
+    name: str
+    extension: str
+    container: str  # "parquet" | "csv" | "jsonl"
+    description: str
+    columns: tuple[str, ...]
+    fields: tuple[str, ...]
+    time_field: str
+    time_unit: str
+    citation: str
+    usage: str = ""
+    carries_extra: bool = False
+
+
+@dataclass(frozen=True)
+class ChunkContext:
+    """State carried from one chunk to the next: rows and hash-block ids written so far."""
+
+    block_size: int = DEFAULT_BLOCK_SIZE
+    row_offset: int = 0
+    next_hash_id: int = 0
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    """Outcome of an export: where, what, how much, and which columns were left out."""
+
+    path: Path
+    format: str
+    rows: int
+    bytes: int
+    spec_path: Path | None
+    dropped_columns: tuple[str, ...]
+
+
+# --------------------------------------------------------------------------- #
+# Pure per-format transforms: chunk -> output frame
+# --------------------------------------------------------------------------- #
+
+
+def assign_hash_ids(
+    chunk: pl.DataFrame,
+    *,
+    block_size: int = DEFAULT_BLOCK_SIZE,
+    next_id: int = 0,
+) -> tuple[pl.Series, int]:
+    """Block ids per request, and the first id free after this chunk.
+
+    Rows with a non-null ``hash_ids`` value keep it. Every other row gets
+    ``ceil(input_tokens / block_size)`` consecutive ids, starting at the lowest
+    id that is at least ``next_id``, above every id seen so far in this chunk,
+    and after the ids given to earlier rows. The result does not depend on how
+    a trace is cut into chunks when the returned id is passed on as ``next_id``.
+    """
+    if block_size < 1:
+        msg = f"block_size must be a positive number of tokens, got {block_size}"
+        raise ExportError(msg)
+    if chunk.height == 0:
+        return pl.Series("hash_ids", [], dtype=pl.List(pl.Int64)), next_id
+    if "hash_ids" in chunk.columns:
+        old = chunk["hash_ids"].cast(pl.List(pl.Int64))
+    else:
+        old = pl.Series("hash_ids", [None] * chunk.height, dtype=pl.List(pl.Int64))
+    work = (
+        pl.DataFrame({"inp": chunk["input_tokens"].cast(pl.Int64), "old": old})
+        .with_columns(keep=pl.col("old").is_not_null())
+        .with_columns(
+            n_new=pl.when(pl.col("keep")).then(0).otherwise((pl.col("inp") + block_size - 1) // block_size),
+            seen=pl.col("old").list.max().fill_null(-1),
+        )
+        .with_columns(
+            floor=pl.max_horizontal(pl.lit(next_id, dtype=pl.Int64), pl.col("seen").cum_max() + 1),
+            before=pl.col("n_new").cum_sum() - pl.col("n_new"),
+        )
+        # start_r = max(start_{r-1} + n_{r-1}, floor_r), solved in closed form
+        .with_columns(start=pl.col("before") + (pl.col("floor") - pl.col("before")).cum_max())
+        .with_columns(
+            hash_ids=pl.when(pl.col("keep"))
+            .then(pl.col("old"))
+            .otherwise(pl.int_ranges(pl.col("start"), pl.col("start") + pl.col("n_new"), dtype=pl.Int64))
+        )
+    )
+    last = work.select(pl.col("start").last() + pl.col("n_new").last()).item()
+    return work["hash_ids"], int(last)
+
+
+def native_frame(chunk: pl.DataFrame, ctx: ChunkContext) -> tuple[pl.DataFrame, ChunkContext]:
+    """Native Parquet / JSONL: the RequestTrace itself, every column, exact values."""
+    return chunk, replace(ctx, row_offset=ctx.row_offset + chunk.height)
+
+
+def native_csv_frame(chunk: pl.DataFrame, ctx: ChunkContext) -> tuple[pl.DataFrame, ChunkContext]:
+    """Native CSV: the RequestTrace without nested columns (``hash_ids``), which CSV cannot hold."""
+    flat = [c for c, t in chunk.schema.items() if not t.is_nested()]
+    return chunk.select(flat), replace(ctx, row_offset=ctx.row_offset + chunk.height)
+
+
+def _with_hash_ids(chunk: pl.DataFrame, ctx: ChunkContext) -> tuple[pl.Series, ChunkContext]:
+    ids, nxt = assign_hash_ids(chunk, block_size=ctx.block_size, next_id=ctx.next_hash_id)
+    return ids, replace(ctx, row_offset=ctx.row_offset + chunk.height, next_hash_id=nxt)
+
+
+def mooncake_frame(chunk: pl.DataFrame, ctx: ChunkContext) -> tuple[pl.DataFrame, ChunkContext]:
+    """Mooncake / AIPerf ``mooncake_trace`` record: ``timestamp`` (integer ms), lengths, ``hash_ids``.
+
+    Sources: kvcache-ai/Mooncake ``FAST25-release/README.md`` (record
+    ``{"timestamp": 27482, "input_length": 6955, "output_length": 52, "hash_ids": [...]}``);
+    ai-dynamo/aiperf ``src/aiperf/dataset/loader/models.py`` (``MooncakeTrace``:
+    ``timestamp`` in milliseconds, ``input_length``, ``output_length``, ``hash_ids``)
+    and ``docs/benchmark-modes/trace-replay.md``; AIPerf's
+    ``--prompt-input-tokens-block-size`` help text gives 512 tokens per hash id as the
+    ``mooncake_trace`` default, prompt length ``(len(hash_ids) - 1) * block + last block``.
+
+    ``session_id`` is not written: in AIPerf, rows sharing a ``session_id`` become
+    one conversation whose history accumulates, while RequestTrace input lengths
+    already count the whole context. The format has no multimodal or reasoning
+    fields (AIPerf's ``messages``/``payload`` modes replace ``input_length``).
+    """
+    ids, nxt = _with_hash_ids(chunk, ctx)
+    out = chunk.select(
+        timestamp=(pl.col("timestamp_s") * 1000.0).round(0).cast(pl.Int64),
+        input_length=pl.col("input_tokens"),
+        output_length=pl.col("output_tokens"),
+    ).with_columns(ids.alias("hash_ids"))
+    return out, nxt
+
+
+def vllm_frame(chunk: pl.DataFrame, ctx: ChunkContext) -> tuple[pl.DataFrame, ChunkContext]:
+    """vLLM ``timed_trace`` JSONL: ``timestamp`` (seconds), ``input_length``, ``output_length``, ``hash_ids``.
+
+    Source: vllm-project/vllm PR #39795 ("timed trace replay in `vllm bench serve`")
+    and the ``vllm bench serve`` CLI reference: ``--dataset-name timed_trace``;
+    ``--timed-trace-label-{timestamp,input-length,output-length,hash-ids}`` default to
+    these field names; ``--timed-trace-sec-multiplier`` (default 1) multiplies the
+    timestamps into seconds, so seconds need no multiplier; each hash id stands for
+    ``--timed-trace-chunk-hash-size`` tokens, **default 16**, so replay these files
+    with ``--timed-trace-chunk-hash-size <block_size>`` (512 by default). The loader
+    class itself (``TimedTrace`` in ``vllm/benchmarks/datasets``) was not available
+    to read; the fields above come from the PR and the CLI reference. No
+    multimodal or reasoning fields.
+    """
+    ids, nxt = _with_hash_ids(chunk, ctx)
+    out = chunk.select(
+        timestamp=pl.col("timestamp_s"),
+        input_length=pl.col("input_tokens"),
+        output_length=pl.col("output_tokens"),
+    ).with_columns(ids.alias("hash_ids"))
+    return out, nxt
+
+
+def guidellm_frame(chunk: pl.DataFrame, ctx: ChunkContext) -> tuple[pl.DataFrame, ChunkContext]:
+    """GuideLLM replay JSONL: ``timestamp`` (seconds), ``input_length``, ``output_length``, ``hash_ids``.
+
+    Sources: vllm-project/guidellm ``src/guidellm/data/deserializers/trace_common.py``
+    (``TraceDataArgs``: ``timestamp_column="timestamp"``,
+    ``prompt_tokens_column="input_length"``, ``output_tokens_column="output_length"``;
+    each row's ``relative_timestamp`` is its timestamp minus the first one);
+    ``docs/guides/trace_replay.md`` (``--data kind=trace_synthetic,path=...`` reads
+    those three fields and ignores the rest; ``kind=mooncake`` also reads
+    ``hash_ids_column="hash_ids"`` with ``hash_id_block_size=512``);
+    ``docs/guides/datasets.md`` (trace timestamps are numbers in seconds on a shared
+    time line; GuideLLM sorts them and offsets them from the first event). Run with
+    ``--profile kind=replay``. No multimodal or reasoning fields.
+    """
+    return vllm_frame(chunk, ctx)
+
+
+def vidur_frame(chunk: pl.DataFrame, ctx: ChunkContext) -> tuple[pl.DataFrame, ChunkContext]:
+    """Vidur trace CSV: ``arrived_at`` (seconds), ``num_prefill_tokens``, ``num_decode_tokens``.
+
+    Sources: microsoft/vidur ``vidur/request_generator/trace_replay_request_generator.py``
+    (current revision reads these three columns, scales ``arrived_at`` by
+    ``time_scale_factor`` and clips both token counts to at least 1; older
+    revisions read ``Date, Time, PromptTokenCount, CompletionTokenCount``) and
+    ``data/processed_traces/splitwise_conv.csv`` (same header, seconds with six
+    decimals). No multimodal, reasoning or client fields.
+    """
+    out = chunk.select(
+        arrived_at=pl.col("timestamp_s"),
+        num_prefill_tokens=pl.col("input_tokens"),
+        num_decode_tokens=pl.col("output_tokens"),
+    )
+    return out, replace(ctx, row_offset=ctx.row_offset + chunk.height)
+
+
+def splitwise_frame(chunk: pl.DataFrame, ctx: ChunkContext) -> tuple[pl.DataFrame, ChunkContext]:
+    """splitwise-sim trace CSV (columns in the order ``generate_trace.py`` writes them).
+
+    Sources: Mutinifni/splitwise-sim ``generate_trace.py`` (columns ``request_id,
+    request_type, application_id, arrival_timestamp, batch_size, prompt_size,
+    token_size``; arrivals are cumulative sums of inter-arrival seconds), ``request.py``
+    (``RequestType.GENERATIVE_LLM = 2``; every CSV column is passed as a keyword to
+    ``GenerativeLLMRequest``, so no other column may appear; the token task has
+    ``token_size - 1`` tokens) and ``trace.py`` (``Trace.from_csv``).
+    ``request_id`` numbers rows from 0 across chunks; ``application_id`` is 0 and
+    ``batch_size`` 1, as in the generator's own traces.
+    """
+    n = chunk.height
+    out = chunk.select(
+        request_id=pl.int_range(ctx.row_offset, ctx.row_offset + n, dtype=pl.Int64),
+        request_type=pl.lit(2, dtype=pl.Int64),
+        application_id=pl.lit(0, dtype=pl.Int64),
+        arrival_timestamp=pl.col("timestamp_s"),
+        batch_size=pl.lit(1, dtype=pl.Int64),
+        prompt_size=pl.col("input_tokens"),
+        token_size=pl.col("output_tokens"),
+    )
+    return out, replace(ctx, row_offset=ctx.row_offset + n)
+
+
+#: Value of BurstGPT's ``Model`` column: vLLM's BurstGPT loader keeps only ``"GPT-4"`` rows.
+BURSTGPT_MODEL = "GPT-4"
+#: Value of BurstGPT's ``Log Type`` column (the trace is replayed as API calls).
+BURSTGPT_LOG_TYPE = "API log"
+
+
+def burstgpt_frame(chunk: pl.DataFrame, ctx: ChunkContext) -> tuple[pl.DataFrame, ChunkContext]:
+    """BurstGPT CSV in the release column order.
+
+    Sources: HPMLL/BurstGPT ``README.md`` ("Schema": ``Timestamp`` seconds from 0:00
+    on the first day, ``Model`` ``ChatGPT``/``GPT-4``, ``Request tokens``, ``Response
+    tokens``, ``Total tokens``, ``Log Type`` ``Conversation log``/``API log``);
+    vllm-project/vllm ``vllm/benchmarks/datasets/burstgpt.py`` (reads request and
+    response tokens by position 2 and 3, keeps rows with ``Model == "GPT-4"`` and
+    ``Response tokens > 0``); ai-dynamo/aiperf ``src/aiperf/dataset/loader/burst_gpt.py``
+    (``Timestamp`` in seconds, ``Request tokens``, ``Response tokens``). The v1.1 CSV
+    files themselves are stored as LFS pointers and could not be read; the order
+    follows the README list, which agrees with vLLM's positional reads.
+    ``Model`` is always :data:`BURSTGPT_MODEL` and ``Log Type``
+    :data:`BURSTGPT_LOG_TYPE`: the trace's own model names are not BurstGPT's, and
+    BurstGPT marks failed requests with 0 response tokens.
+    """
+    out = chunk.select(
+        pl.col("timestamp_s").alias("Timestamp"),
+        pl.lit(BURSTGPT_MODEL).alias("Model"),
+        pl.col("input_tokens").alias("Request tokens"),
+        pl.col("output_tokens").alias("Response tokens"),
+        (pl.col("input_tokens") + pl.col("output_tokens")).alias("Total tokens"),
+        pl.lit(BURSTGPT_LOG_TYPE).alias("Log Type"),
+    )
+    return out, replace(ctx, row_offset=ctx.row_offset + chunk.height)
+
+
+# --------------------------------------------------------------------------- #
+# Format table
+# --------------------------------------------------------------------------- #
+
+_ALL = tuple(SCHEMA)
+_BASIC = ("timestamp_s", "input_tokens", "output_tokens")
+_WITH_HASH = (*_BASIC, "hash_ids")
+_LEN_FIELDS = ("timestamp", "input_length", "output_length", "hash_ids")
+
+FORMATS: dict[str, FormatInfo] = {
+    "parquet": FormatInfo(
+        name="parquet",
+        extension=".parquet",
+        container="parquet",
+        description="Native RequestTrace as Parquet (streamed: a folder of part-NNNNN.parquet files)",
+        columns=_ALL,
+        fields=(),
+        time_field="timestamp_s",
+        time_unit="s",
+        citation="servegen_core.schema (RequestTrace columns, units in the names)",
+        carries_extra=True,
+    ),
+    "csv": FormatInfo(
+        name="csv",
+        extension=".csv",
+        container="csv",
+        description="Native RequestTrace as CSV with a header (nested columns such as hash_ids left out)",
+        columns=tuple(c for c in _ALL if c != "hash_ids"),
+        fields=(),
+        time_field="timestamp_s",
+        time_unit="s",
+        citation="servegen_core.schema (RequestTrace columns, units in the names)",
+        carries_extra=True,
+    ),
+    "jsonl": FormatInfo(
+        name="jsonl",
+        extension=".jsonl",
+        container="jsonl",
+        description="Native RequestTrace as JSON Lines, one object per request",
+        columns=_ALL,
+        fields=(),
+        time_field="timestamp_s",
+        time_unit="s",
+        citation="servegen_core.schema (RequestTrace columns, units in the names)",
+        carries_extra=True,
+    ),
+    "mooncake": FormatInfo(
+        name="mooncake",
+        extension=".jsonl",
+        container="jsonl",
+        description="Mooncake / AIPerf mooncake_trace JSONL (timestamp in integer ms, hash_ids per block)",
+        columns=_WITH_HASH,
+        fields=_LEN_FIELDS,
+        time_field="timestamp",
+        time_unit="ms",
+        citation=(
+            "kvcache-ai/Mooncake FAST25-release/README.md; ai-dynamo/aiperf "
+            "src/aiperf/dataset/loader/models.py (MooncakeTrace), docs/benchmark-modes/trace-replay.md"
+        ),
+        usage="aiperf profile --input-file FILE --custom-dataset-type mooncake_trace --fixed-schedule",
+    ),
+    "vllm": FormatInfo(
+        name="vllm",
+        extension=".jsonl",
+        container="jsonl",
+        description="vLLM `vllm bench serve` timed_trace JSONL (timestamp in seconds, hash_ids per block)",
+        columns=_WITH_HASH,
+        fields=_LEN_FIELDS,
+        time_field="timestamp",
+        time_unit="s",
+        citation="vllm-project/vllm PR #39795; `vllm bench serve` CLI reference (timed-trace dataset options)",
+        usage=(
+            "vllm bench serve --dataset-name timed_trace --dataset-path FILE --self-timed "
+            "--timed-trace-chunk-hash-size BLOCK_SIZE"
+        ),
+    ),
+    "guidellm": FormatInfo(
+        name="guidellm",
+        extension=".jsonl",
+        container="jsonl",
+        description="GuideLLM replay trace JSONL (timestamp in seconds from the workload start)",
+        columns=_WITH_HASH,
+        fields=_LEN_FIELDS,
+        time_field="timestamp",
+        time_unit="s",
+        citation=(
+            "vllm-project/guidellm src/guidellm/data/deserializers/trace_common.py, "
+            "docs/guides/trace_replay.md, docs/guides/datasets.md"
+        ),
+        usage="guidellm run --profile kind=replay --data kind=trace_synthetic,path=FILE (or kind=mooncake)",
+    ),
+    "vidur": FormatInfo(
+        name="vidur",
+        extension=".csv",
+        container="csv",
+        description="Vidur simulator trace CSV (arrived_at seconds, prefill and decode tokens)",
+        columns=_BASIC,
+        fields=("arrived_at", "num_prefill_tokens", "num_decode_tokens"),
+        time_field="arrived_at",
+        time_unit="s",
+        citation=(
+            "microsoft/vidur vidur/request_generator/trace_replay_request_generator.py, "
+            "data/processed_traces/splitwise_conv.csv"
+        ),
+    ),
+    "splitwise": FormatInfo(
+        name="splitwise",
+        extension=".csv",
+        container="csv",
+        description="splitwise-sim request trace CSV (arrival_timestamp seconds, prompt_size, token_size)",
+        columns=_BASIC,
+        fields=(
+            "request_id",
+            "request_type",
+            "application_id",
+            "arrival_timestamp",
+            "batch_size",
+            "prompt_size",
+            "token_size",
+        ),
+        time_field="arrival_timestamp",
+        time_unit="s",
+        citation="Mutinifni/splitwise-sim generate_trace.py, request.py, trace.py",
+    ),
+    "burstgpt": FormatInfo(
+        name="burstgpt",
+        extension=".csv",
+        container="csv",
+        description="BurstGPT-style CSV (release column order; Timestamp in seconds)",
+        columns=_BASIC,
+        fields=("Timestamp", "Model", "Request tokens", "Response tokens", "Total tokens", "Log Type"),
+        time_field="Timestamp",
+        time_unit="s",
+        citation=(
+            "HPMLL/BurstGPT README.md (Schema); vllm-project/vllm vllm/benchmarks/datasets/burstgpt.py; "
+            "ai-dynamo/aiperf src/aiperf/dataset/loader/burst_gpt.py"
+        ),
+        usage=(
+            "vllm bench serve --dataset-name burstgpt --dataset-path FILE "
+            "(lengths only; arrivals from --request-rate)"
+        ),
+    ),
+}
+
+_FRAMES: dict[str, Callable[[pl.DataFrame, ChunkContext], tuple[pl.DataFrame, ChunkContext]]] = {
+    "parquet": native_frame,
+    "csv": native_csv_frame,
+    "jsonl": native_frame,
+    "mooncake": mooncake_frame,
+    "vllm": vllm_frame,
+    "guidellm": guidellm_frame,
+    "vidur": vidur_frame,
+    "splitwise": splitwise_frame,
+    "burstgpt": burstgpt_frame,
+}
+
+#: What a request with zero output tokens means to a format's reader, where it matters.
+_ZERO_OUTPUT = {
+    "vidur": "Vidur clips decode tokens to at least 1",
+    "splitwise": "splitwise-sim builds a token task of token_size - 1 tokens",
+    "burstgpt": "BurstGPT marks failed requests with 0 response tokens; vLLM's loader drops them",
+}
+
+
+def get_format(fmt: str) -> FormatInfo:
+    """The :class:`FormatInfo` named ``fmt``; :class:`ExportError` listing the known names otherwise."""
+    info = FORMATS.get(fmt)
+    if info is None:
+        msg = f"unknown export format {fmt!r}; known formats: {', '.join(FORMATS)}"
+        raise ExportError(msg)
+    return info
+
+
+def spec_sidecar_path(path: str | Path) -> Path:
+    """Where the spec JSON of an export at ``path`` goes: ``<path>.spec.json``."""
+    p = Path(path)
+    return p.with_name(p.name + ".spec.json")
+
+
+# --------------------------------------------------------------------------- #
+# Rendering: output frame -> bytes
+# --------------------------------------------------------------------------- #
+
+
+def _seconds_text(col: str) -> pl.Expr:
+    """Seconds as text with exactly six decimals, from the value rounded to whole microseconds."""
+    us = (pl.col(col) * 1e6).round(0).cast(pl.Int64)
+    scale = 10**SECONDS_DECIMALS
+    return pl.concat_str(
+        (us // scale).cast(pl.String),
+        pl.lit("."),
+        (us % scale).cast(pl.String).str.zfill(SECONDS_DECIMALS),
+    )
+
+
+def _value_text(name: str, dtype: pl.DataType) -> pl.Expr:
+    if dtype == pl.Float64():
+        return _seconds_text(name)
+    if dtype.is_integer():
+        return pl.col(name).cast(pl.String)
+    if dtype == pl.List(pl.Int64()):
+        inner = pl.col(name).list.eval(pl.element().cast(pl.String)).list.join(", ")
+        return pl.concat_str(pl.lit("["), inner, pl.lit("]"))
+    msg = f"column {name!r} of type {dtype} has no JSON rendering in the benchmark formats"
+    raise ExportError(msg)
+
+
+def _render_jsonl_lines(frame: pl.DataFrame) -> bytes:
+    """``{"a": 1, "b": [1, 2]}`` per row, keys in column order (the layout of Mooncake's own files)."""
+    if frame.height == 0:
+        return b""
+    parts: list[pl.Expr] = []
+    for i, (name, dtype) in enumerate(frame.schema.items()):
+        parts.append(pl.lit(("{" if i == 0 else ", ") + json.dumps(name) + ": "))
+        parts.append(_value_text(name, dtype))
+    parts.append(pl.lit("}"))
+    lines = frame.select(pl.concat_str(parts).alias("line"))
+    buf = io.BytesIO()
+    lines.write_csv(buf, include_header=False, quote_style="never", line_terminator="\n")
+    return buf.getvalue()
+
+
+def _render_csv(frame: pl.DataFrame, *, header: bool, fixed_seconds: bool) -> bytes:
+    if fixed_seconds:
+        floats = [c for c, t in frame.schema.items() if t == pl.Float64()]
+        frame = frame.with_columns(_seconds_text(c).alias(c) for c in floats)
+    buf = io.BytesIO()
+    frame.write_csv(buf, include_header=header, line_terminator="\n")
+    return buf.getvalue()
+
+
+def _render(info: FormatInfo, frame: pl.DataFrame, *, first: bool) -> bytes:
+    native = info.name in ("csv", "jsonl")
+    if info.container == "csv":
+        return _render_csv(frame, header=first, fixed_seconds=not native)
+    if native:
+        if frame.height == 0:
+            return b""
+        buf = io.BytesIO()
+        frame.write_ndjson(buf)
+        return buf.getvalue()
+    return _render_jsonl_lines(frame)
+
+
+# --------------------------------------------------------------------------- #
+# Spec sidecar and atomic replacement
+# --------------------------------------------------------------------------- #
+
+
+def _spec_text(spec: Any) -> str:
+    """JSON text of ``spec``: an object with ``to_json()``, a JSON string, or a dict."""
+    if hasattr(spec, "to_json"):
+        text = spec.to_json()
+    elif isinstance(spec, str):
+        text = spec
+    elif isinstance(spec, dict):
+        text = json.dumps(spec, indent=2, sort_keys=True)
+    else:
+        msg = f"spec must have a to_json() method, or be a JSON string or a dict; got {type(spec).__name__}"
+        raise ExportError(msg)
+    if not isinstance(text, str):
+        msg = f"spec.to_json() must return a str, got {type(text).__name__}"
+        raise ExportError(msg)
+    try:
+        json.loads(text)
+    except json.JSONDecodeError as exc:
+        msg = f"spec is not valid JSON: {exc}"
+        raise ExportError(msg) from None
+    return text if text.endswith("\n") else text + "\n"
+
+
+def _public_mode(path: Path) -> None:
+    """Give a temporary file or folder the permissions a plain ``open``/``mkdir`` would have."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(path, (0o777 if path.is_dir() else 0o666) & ~umask)
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
+
+
+def _size(path: Path) -> int:
+    if path.is_dir():
+        return sum(p.stat().st_size for p in path.iterdir() if p.is_file())
+    return path.stat().st_size
+
+
+def _replace(tmp: Path, target: Path, *, overwrite: bool) -> None:
+    """Move ``tmp`` onto ``target``; an existing target is replaced only when ``overwrite``."""
+    if os.path.lexists(target):
+        if not overwrite:
+            msg = f"{target} exists; pass overwrite=True to replace it"
+            raise ExportError(msg)
+        if tmp.is_file() and target.is_file() and not target.is_symlink():
+            os.replace(tmp, target)
+            return
+        aside = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.", suffix=".old"))
+        aside.rmdir()
+        os.replace(target, aside)
+        try:
+            os.replace(tmp, target)
+        except BaseException:
+            os.replace(aside, target)
+            raise
+        _remove(aside)
+        return
+    os.replace(tmp, target)
+
+
+def _check_targets(path: Path, sidecar: Path, *, overwrite: bool) -> None:
+    if not path.parent.is_dir():
+        msg = f"cannot write {path}: folder {path.parent} does not exist"
+        raise ExportError(msg)
+    if not overwrite:
+        for p in (path, sidecar):
+            if os.path.lexists(p):
+                msg = f"{p} exists; pass overwrite=True to replace it"
+                raise ExportError(msg)
+
+
+# --------------------------------------------------------------------------- #
+# Writers
+# --------------------------------------------------------------------------- #
+
+
+class ChunkWriter:
+    """Stream a workload to ``path`` chunk by chunk, atomically.
+
+    JSONL and CSV formats append each chunk to one temporary file in the target's
+    folder; ``parquet`` writes a temporary folder of ``part-00000.parquet``, ... .
+    :meth:`close` renames the result onto ``path`` (and writes the spec sidecar);
+    leaving the ``with`` block on an exception removes every temporary instead.
+    Each chunk is a RequestTrace slice with absolute timestamps (seconds from the
+    workload start), sorted, and not earlier than the previous chunk. Memory use
+    is bounded by one chunk and its rendering.
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        fmt: str,
+        *,
+        spec: Any = None,
+        overwrite: bool = False,
+        block_size: int = DEFAULT_BLOCK_SIZE,
+        note: Callable[[str], Any] | None = print,
+    ) -> None:
+        self.info = get_format(fmt)
+        if block_size < 1:
+            msg = f"block_size must be a positive number of tokens, got {block_size}"
+            raise ExportError(msg)
+        self.path = Path(path)
+        self.sidecar = spec_sidecar_path(self.path)
+        self.overwrite = overwrite
+        self._spec = None if spec is None else _spec_text(spec)
+        self._note = note
+        self._ctx = ChunkContext(block_size=block_size)
+        self._tmp: Path | None = None
+        self._handle: io.BufferedWriter | None = None
+        self._parts = 0
+        self._chunks = 0
+        self._columns: list[str] | None = None
+        self._last_ts: float | None = None
+        self._dropped: dict[str, None] = {}
+        self._zero_output = 0
+        self._result: ExportResult | None = None
+        _check_targets(self.path, self.sidecar, overwrite=overwrite)
+
+    # -- lifecycle ---------------------------------------------------------- #
+    def __enter__(self) -> ChunkWriter:
+        self.open()
+        return self
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        if exc_type is not None:
+            self.abort()
+            return
+        self.close()
+
+    def open(self) -> None:
+        """Create the temporary file or folder next to the target."""
+        if self._tmp is not None:
+            return
+        prefix = f".{self.path.name}."
+        if self.info.container == "parquet":
+            self._tmp = Path(tempfile.mkdtemp(dir=self.path.parent, prefix=prefix, suffix=".tmp"))
+            _public_mode(self._tmp)
+        else:
+            fd, name = tempfile.mkstemp(dir=self.path.parent, prefix=prefix, suffix=".tmp")
+            self._tmp = Path(name)
+            self._handle = os.fdopen(fd, "wb")
+            _public_mode(self._tmp)
+
+    def abort(self) -> None:
+        """Remove the temporary output; the target is left as it was."""
+        if self._handle is not None:
+            self._handle.close()
+            self._handle = None
+        if self._tmp is not None:
+            _remove(self._tmp)
+            self._tmp = None
+
+    @property
+    def result(self) -> ExportResult:
+        if self._result is None:
+            msg = f"export to {self.path} is not finished"
+            raise ExportError(msg)
+        return self._result
+
+    # -- writing ------------------------------------------------------------ #
+    def write(self, chunk: pl.DataFrame) -> None:
+        """Validate ``chunk`` as a RequestTrace slice, transform it and append it."""
+        if self._result is not None:
+            msg = f"export to {self.path} is already closed"
+            raise ExportError(msg)
+        self.open()
+        where = f"chunk {self._chunks}"
+        if not isinstance(chunk, pl.DataFrame):
+            msg = f"{where}: expected a polars DataFrame, got {type(chunk).__name__}"
+            raise ExportError(msg)
+        chunk = validate_trace(chunk, source=f"export {where}", sort=False)
+        if chunk.height and self._last_ts is not None and chunk["timestamp_s"][0] < self._last_ts:
+            msg = (
+                f"first timestamp {chunk['timestamp_s'][0]} is earlier than the previous chunk's last "
+                f"({self._last_ts}); chunks must come in time order"
+            )
+            raise DataFormatError(None, where, msg)
+        frame, self._ctx = _FRAMES[self.info.name](chunk, self._ctx)
+        if self._columns is None:
+            self._columns = frame.columns
+        elif frame.columns != self._columns:
+            msg = f"columns {frame.columns} differ from the first chunk's {self._columns}"
+            raise DataFormatError(None, where, msg)
+        carried = frame.columns if self.info.carries_extra else self.info.columns
+        self._dropped.update((c, None) for c in chunk.columns if c not in carried)
+        if self.info.name in _ZERO_OUTPUT:
+            self._zero_output += int((chunk["output_tokens"] == 0).sum())
+        if chunk.height:
+            self._last_ts = float(chunk["timestamp_s"][-1])
+
+        if self.info.container == "parquet":
+            if frame.height or self._parts == 0:
+                assert self._tmp is not None
+                frame.write_parquet(self._tmp / f"part-{self._parts:05d}.parquet")
+                self._parts += 1
+        else:
+            assert self._handle is not None
+            self._handle.write(_render(self.info, frame, first=self._chunks == 0))
+        self._chunks += 1
+
+    def close(self) -> ExportResult:
+        """Finish the temporary output and rename it (and the spec sidecar) into place."""
+        if self._result is not None:
+            return self._result
+        self.open()
+        try:
+            if self._chunks == 0:
+                self.write(empty_trace())
+            if self._handle is not None:
+                self._handle.flush()
+                os.fsync(self._handle.fileno())
+                self._handle.close()
+                self._handle = None
+            self._result = self._commit()
+        except BaseException:
+            self.abort()
+            raise
+        self._tmp = None
+        self._emit_notes()
+        return self._result
+
+    def _commit(self) -> ExportResult:
+        assert self._tmp is not None
+        spec_tmp: Path | None = None
+        try:
+            if self._spec is not None:
+                fd, name = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.sidecar.name}.", suffix=".tmp")
+                spec_tmp = Path(name)
+                _public_mode(spec_tmp)
+                with os.fdopen(fd, "wb") as fh:
+                    fh.write(self._spec.encode("utf-8"))
+            _replace(self._tmp, self.path, overwrite=self.overwrite)
+            stale = False
+            if spec_tmp is not None:
+                _replace(spec_tmp, self.sidecar, overwrite=True)
+                spec_tmp = None
+            elif os.path.lexists(self.sidecar):
+                _remove(self.sidecar)
+                stale = True
+        finally:
+            if spec_tmp is not None:
+                spec_tmp.unlink(missing_ok=True)
+        if stale:
+            self._say(f"{self.sidecar}: removed the spec of the replaced export (no spec given)")
+        return ExportResult(
+            path=self.path,
+            format=self.info.name,
+            rows=self._ctx.row_offset,
+            bytes=_size(self.path),
+            spec_path=self.sidecar if self._spec is not None else None,
+            dropped_columns=tuple(self._dropped),
+        )
+
+    def _say(self, text: str) -> None:
+        if self._note is not None:
+            self._note(text)
+
+    def _emit_notes(self) -> None:
+        name = self.info.name
+        if self._dropped:
+            self._say(
+                f"{name} export: {', '.join(self._dropped)} not written ({name} format has no field for them)"
+            )
+        if self._zero_output:
+            self._say(f"{name} export: {self._zero_output} request(s) with 0 output tokens; {_ZERO_OUTPUT[name]}")
+
+
+def export_chunks(
+    chunks: Iterable[pl.DataFrame],
+    path: str | Path,
+    fmt: str,
+    *,
+    spec: Any = None,
+    overwrite: bool = False,
+    block_size: int = DEFAULT_BLOCK_SIZE,
+    note: Callable[[str], Any] | None = print,
+) -> ExportResult:
+    """Stream ``chunks`` (RequestTrace slices in time order) to ``path`` in format ``fmt``.
+
+    JSONL/CSV formats become one file, byte for byte the file :func:`export_trace`
+    writes for the concatenated trace; ``parquet`` becomes a folder of
+    ``part-NNNNN.parquet`` files, one per non-empty chunk. If the iterator or a
+    write fails, nothing is left behind. Memory is bounded by one chunk.
+    """
+    with ChunkWriter(path, fmt, spec=spec, overwrite=overwrite, block_size=block_size, note=note) as writer:
+        for chunk in chunks:
+            writer.write(chunk)
+    return writer.result
+
+
+def export_trace(
+    trace: pl.DataFrame,
+    path: str | Path,
+    fmt: str,
+    *,
+    spec: Any = None,
+    overwrite: bool = False,
+    block_size: int = DEFAULT_BLOCK_SIZE,
+    note: Callable[[str], Any] | None = print,
+) -> ExportResult:
+    """Write the RequestTrace ``trace`` to ``path`` in format ``fmt`` (one of :data:`FORMATS`).
+
+    ``spec`` (an object with ``to_json()``, a JSON string or a dict) is written
+    beside the file as ``<path>.spec.json``. Columns the format cannot hold are
+    left out and named once through ``note`` (``print`` by default; ``None``
+    silences it) and in :attr:`ExportResult.dropped_columns`. ``block_size`` is the
+    number of tokens per ``hash_ids`` block. The write is atomic and refuses an
+    existing target or sidecar unless ``overwrite``.
+    """
+    info = get_format(fmt)
+    if not isinstance(trace, pl.DataFrame):
+        msg = f"expected a polars DataFrame, got {type(trace).__name__}"
+        raise ExportError(msg)
+    if info.container != "parquet":
+        slices = trace.iter_slices(_SLICE_ROWS) if trace.height else iter([trace])
+        return export_chunks(
+            slices, path, fmt, spec=spec, overwrite=overwrite, block_size=block_size, note=note
+        )
+    # Parquet, whole trace: one file rather than a partitioned folder.
+    target = Path(path)
+    sidecar = spec_sidecar_path(target)
+    spec_text = None if spec is None else _spec_text(spec)
+    _check_targets(target, sidecar, overwrite=overwrite)
+    frame = validate_trace(trace, source="export", sort=False)
+    fd, name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    os.close(fd)
+    tmp = Path(name)
+    _public_mode(tmp)
+    spec_tmp: Path | None = None
+    try:
+        frame.write_parquet(tmp)
+        if spec_text is not None:
+            fd, sname = tempfile.mkstemp(dir=target.parent, prefix=f".{sidecar.name}.", suffix=".tmp")
+            spec_tmp = Path(sname)
+            _public_mode(spec_tmp)
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(spec_text.encode("utf-8"))
+        _replace(tmp, target, overwrite=overwrite)
+        if spec_tmp is not None:
+            _replace(spec_tmp, sidecar, overwrite=True)
+            spec_tmp = None
+        elif os.path.lexists(sidecar):
+            _remove(sidecar)
+            if note is not None:
+                note(f"{sidecar}: removed the spec of the replaced export (no spec given)")
+    finally:
+        tmp.unlink(missing_ok=True)
+        if spec_tmp is not None:
+            spec_tmp.unlink(missing_ok=True)
+    return ExportResult(
+        path=target,
+        format=info.name,
+        rows=frame.height,
+        bytes=_size(target),
+        spec_path=sidecar if spec_text is not None else None,
+        dropped_columns=(),
+    )
