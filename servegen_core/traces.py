@@ -21,6 +21,9 @@ Parsing rules
   unchanged). Decimal text is parsed exactly (as a 38-digit decimal with 9 fractional
   digits) and wall-clock text is split into whole seconds and a fraction of up to 9
   digits, so a gap of 100 ns in a 7-decimal wall clock survives.
+- CSV lines whose fields are all empty (blank lines) are skipped and counted in
+  ``warnings``; a line with too few or too many fields is an error. Every CSV column
+  is read (as text) so that a ragged line cannot hide in an unused column.
 - Wall-clock text looks like ``2023-11-16 18:15:46.6805900`` (``T`` also accepted as
   the separator), optionally followed by ``Z`` or an offset such as ``+00:00``; text
   without an offset is taken as UTC.
@@ -62,7 +65,7 @@ import numpy as np
 import polars as pl
 
 from servegen_core.errors import DataFormatError
-from servegen_core.schema import OPTIONAL, SCHEMA, validate_trace
+from servegen_core.schema import OPTIONAL, validate_trace
 
 __all__ = [
     "GRID_TICK_S",
@@ -123,7 +126,6 @@ TARGETS: Mapping[str, str] = MappingProxyType(
 )
 
 _REQUIRED_TARGETS = ("timestamp", "input_tokens", "output_tokens")
-_REQUIRED_OUT = ("timestamp_s", "input_tokens", "output_tokens")
 _FORMATS = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet", ".jsonl": "jsonl", ".ndjson": "jsonl"}
 
 
@@ -360,13 +362,20 @@ def _mapping(
             msg = f"preset 'generic' needs columns={{...}} mapping {missing} to column names"
             raise ValueError(msg)
     mapping: dict[str, str] = {}
+    absent: list[tuple[str, ...]] = []
     for target, srcs in {**preset.required, **preset.optional}.items():
         found = next((s for s in srcs if s in available), None)
         if found is not None:
             mapping[target] = found
         elif target in preset.required and target not in user:
-            msg = f"column {' or '.join(map(repr, srcs))} not found: preset '{preset.name}' needs {preset.needs()}; the file has {available}"
-            raise DataFormatError(path, f"column {srcs[0]!r}", msg)
+            absent.append(srcs)
+    if absent:
+        names = ", ".join(" or ".join(map(repr, srcs)) for srcs in absent)
+        msg = (
+            f"required column(s) {names} not found: preset '{preset.name}' needs {preset.needs()}; "
+            f"the file has {available}"
+        )
+        raise DataFormatError(path, f"column {absent[0][0]!r}", msg)
     mapping.update(user)
     for target, src in mapping.items():
         if src not in available:
@@ -443,13 +452,29 @@ def _text(src: _Source) -> str:
     return src.data.decode("utf-8").removeprefix("\ufeff")
 
 
+class _CsvError(Exception):
+    def __init__(self, line: int, problem: str) -> None:
+        super().__init__(problem)
+        self.line = line
+        self.problem = problem
+
+
 def _csv_records(src: _Source) -> Iterable[tuple[int, list[str]]]:
-    """(start line, fields) for every CSV record after the header; blank lines give []."""
+    """(start line, fields) for every CSV record after the header; blank lines give [].
+
+    Raises :class:`_CsvError` with the start line of a record the ``csv`` module rejects.
+    """
     reader = csv.reader(io.StringIO(_text(src), newline=""), strict=True)
-    next(reader, None)
-    prev = reader.line_num
-    for rec in reader:
-        yield prev + 1, rec
+    prev = 0
+    while True:
+        try:
+            rec = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            raise _CsvError(prev + 1, f"malformed CSV: {exc}") from None
+        if prev:
+            yield prev + 1, rec
         prev = reader.line_num
 
 
@@ -458,13 +483,13 @@ def _csv_diagnose(src: _Source, n_columns: int) -> tuple[int, str] | None:
     bad = _utf8_problem(src)
     if bad:
         return bad
-    line = 1
     try:
         for line, rec in _csv_records(src):
             if rec and len(rec) != n_columns:
-                return line, f"the line has {len(rec)} field(s), the header has {n_columns} (truncated or malformed line)"
-    except csv.Error as exc:
-        return line, f"malformed CSV: {exc}"
+                problem = f"the line has {len(rec)} field(s), the header has {n_columns} (truncated or malformed line)"
+                return line, problem
+    except _CsvError as exc:
+        return exc.line, exc.problem
     return None
 
 
@@ -610,14 +635,10 @@ def _parse_wallclock(c: pl.Expr) -> pl.Expr:
     )
     frac = g.struct.field("3").str.pad_end(9, "0").cast(pl.Int64, strict=False).fill_null(0)
     tz = g.struct.field("4").str.replace(":", "", literal=True)
-    offset_s = (
-        pl.when(tz.is_null() | (tz == "Z"))
-        .then(0)
-        .otherwise(
-            pl.when(tz.str.slice(0, 1) == "-").then(-1).otherwise(1)
-            * (tz.str.slice(1, 2).cast(pl.Int64, strict=False) * 3600 + tz.str.slice(3, 2).cast(pl.Int64, strict=False) * 60)
-        )
-    )
+    sign = pl.when(tz.str.slice(0, 1) == "-").then(-1).otherwise(1)
+    hours = tz.str.slice(1, 2).cast(pl.Int64, strict=False)
+    minutes = tz.str.slice(3, 2).cast(pl.Int64, strict=False)
+    offset_s = pl.when(tz.is_null() | (tz == "Z")).then(0).otherwise(sign * (hours * 3600 + minutes * 60))
     return base.cast(pl.Int64) + frac - offset_s * 1_000_000_000
 
 
@@ -689,13 +710,15 @@ class _Locator:
 
     def __init__(self, src: _Source) -> None:
         self.src = src
-        self._lines: dict[int, int] | None = None
 
     def line(self, row: int) -> int | None:
         if self.src.format == "csv":
-            for i, (line, _rec) in enumerate(_csv_records(self.src)):
-                if i == row:
-                    return line
+            try:
+                for i, (line, _rec) in enumerate(_csv_records(self.src)):
+                    if i == row:
+                        return line
+            except _CsvError:
+                return None
             return None
         if self.src.format == "jsonl":
             for i, (line, _text_) in enumerate(_jsonl_lines(self.src)):
@@ -782,47 +805,19 @@ def load_trace(
         msg = f"cannot be read as {src.format}: {_polars_message(exc)}"
         raise DataFormatError(path, None, msg) from None
 
-    parsed: dict[str, pl.Expr] = {}
-    flags: dict[str, pl.Expr] = {}
-    time_repr = "int"
-    for target, col in mapping.items():
-        kind, dtype = TARGETS[target], schema[col]
-        if kind == _TIME:
-            sample = _first_text(src, lf, col, available, kinds) if dtype == pl.String() else None
-            value, missing, time_repr = _parse_time(col, dtype, unit, sample)
-        elif kind == _INT:
-            value, missing = _parse_int(col, dtype)
-        elif kind == _FLOAT:
-            value, missing = _parse_float(col, dtype)
-        elif kind == _BOOL:
-            value, missing = _parse_bool(col, dtype)
-        elif kind == _LIST:
-            if dtype == pl.String():
-                value = pl.col(col).str.json_decode(pl.List(pl.Int64()))
-            else:
-                value = pl.col(col).cast(pl.List(pl.Int64()), strict=False)
-            missing = pl.col(col).is_null()
-        else:
-            value, missing = pl.col(col).cast(pl.String), pl.col(col).is_null()
-        parsed[target] = value
-        # A flag per target: the row fails when the value is missing where one is needed,
-        # present but unparseable, or out of range.
-        nullable = kind in (_STR, _LIST) and target != "client_id"
-        bad = (value.is_null() & ~missing) | (pl.lit(False) if nullable else missing)  # noqa: FBT003
-        if kind == _INT:
-            bad = bad | (value < 0)
-        elif kind == _FLOAT and target == "reason_ratio":
-            bad = bad | ~value.is_finite() | (value < 0) | (value > 1)
-        elif kind == _TIME and spec.keep_time_origin and time_repr in ("int", "float", "decimal"):
-            bad = bad | (value < 0)
-        flags[target] = bad.fill_null(True)  # noqa: FBT003
-
+    sample = None
+    if schema[mapping["timestamp"]] == pl.String():
+        sample = _first_text(src, lf, mapping["timestamp"], available, kinds)
+    parsed, flags, time_repr = _parse_exprs(mapping, schema, unit, spec, sample)
+    is_csv = src.format == "csv"
+    blank = pl.all_horizontal([pl.col(c).is_null() for c in schema]) if is_csv else pl.lit(False)  # noqa: FBT003
+    short = pl.col(list(schema)[-1]).is_null() if is_csv else pl.lit(False)  # noqa: FBT003
     query = lf.with_row_index("__row").select(
         "__row",
         *[v.alias(f"__v_{t}") for t, v in parsed.items()],
         *[f.alias(f"__bad_{t}") for t, f in flags.items()],
-        pl.all_horizontal([pl.col(c).is_null() for c in schema]).alias("__blank") if src.format == "csv" else pl.lit(False).alias("__blank"),  # noqa: FBT003
-        (pl.col(list(schema)[-1]).is_null() if src.format == "csv" else pl.lit(False)).alias("__short"),  # noqa: FBT003
+        blank.alias("__blank"),
+        short.alias("__short"),
     )
     try:
         frame = query.collect()
@@ -845,32 +840,15 @@ def load_trace(
     _check_flags(frame, mapping, unit, locate, path, lf)
 
     values = frame.select(pl.col("__row"), *[pl.col(f"__v_{t}").alias(t) for t in mapping])
-    values = values.with_columns(_seconds(pl.col("timestamp"), time_repr, unit, spec.keep_time_origin).alias("timestamp_s"))
+    values = values.with_columns(_seconds(values["timestamp"], time_repr, unit, spec.keep_time_origin))
     out = values.drop("timestamp")
     if "client_id" not in mapping:
         out = out.with_columns(pl.lit("all").alias("client_id"))
     # Optional text/list columns that are empty everywhere carry no information.
-    for target in mapping:
-        if target in out.columns and target not in ("client_id", *_REQUIRED_OUT) and out[target].null_count() == out.height:
-            out = out.drop(target)
+    empty = [t for t in mapping if t not in ("timestamp", "client_id") and out[t].null_count() == out.height]
+    out = out.drop(empty)
 
-    backwards = out["timestamp_s"].diff() < 0
-    if backwards.any():
-        first = int(backwards.arg_true()[0])
-        row = int(out["__row"][first])
-        if not sort:
-            prev = out["timestamp_s"][first - 1]
-            msg = (
-                f"timestamps are not sorted: {out['timestamp_s'][first]:.9g} s comes after {prev:.9g} s "
-                "(load with sort=True to sort them)"
-            )
-            raise DataFormatError(path, locate.where(row, mapping["timestamp"]), msg)
-        n_back = int(backwards.sum())
-        out = out.sort("timestamp_s", maintain_order=True)
-        warnings.append(
-            f"{n_back:,} row(s) had a timestamp earlier than the row before (first at data row {row + 1}); "
-            "rows were sorted by timestamp (stable)"
-        )
+    out = _order(out, sort=sort, locate=locate, column=mapping["timestamp"], warnings=warnings)
 
     n_failed = 0
     if spec.flag_failed:
@@ -899,6 +877,53 @@ def load_trace(
     )
 
 
+def _parse_exprs(
+    mapping: Mapping[str, str],
+    schema: pl.Schema,
+    unit: str,
+    spec: Preset,
+    sample: str | None,
+) -> tuple[dict[str, pl.Expr], dict[str, pl.Expr], str]:
+    """Per target: the parsing expression and a flag that is true on rows that fail.
+
+    A row fails when the value is missing where one is needed, present but
+    unparseable, or out of range. Also returns the time representation (see
+    :func:`_parse_time`).
+    """
+    parsed: dict[str, pl.Expr] = {}
+    flags: dict[str, pl.Expr] = {}
+    time_repr = "int"
+    for target, col in mapping.items():
+        kind, dtype = TARGETS[target], schema[col]
+        if kind == _TIME:
+            value, missing, time_repr = _parse_time(col, dtype, unit, sample)
+        elif kind == _INT:
+            value, missing = _parse_int(col, dtype)
+        elif kind == _FLOAT:
+            value, missing = _parse_float(col, dtype)
+        elif kind == _BOOL:
+            value, missing = _parse_bool(col, dtype)
+        elif kind == _LIST:
+            if dtype == pl.String():
+                value = pl.col(col).str.json_decode(pl.List(pl.Int64()))
+            else:
+                value = pl.col(col).cast(pl.List(pl.Int64()), strict=False)
+            missing = pl.col(col).is_null()
+        else:
+            value, missing = pl.col(col).cast(pl.String), pl.col(col).is_null()
+        parsed[target] = value
+        nullable = kind in (_STR, _LIST) and target != "client_id"
+        bad = (value.is_null() & ~missing) | (pl.lit(False) if nullable else missing)  # noqa: FBT003
+        if kind == _INT:
+            bad = bad | (value < 0)
+        elif kind == _FLOAT and target == "reason_ratio":
+            bad = bad | ~value.is_finite() | (value < 0) | (value > 1)
+        elif kind == _TIME and spec.keep_time_origin and time_repr in ("int", "float", "decimal"):
+            bad = bad | (value < 0)
+        flags[target] = bad.fill_null(True)  # noqa: FBT003
+    return parsed, flags, time_repr
+
+
 def _first_text(
     src: _Source, lf: pl.LazyFrame, col: str, available: list[str], kinds: Mapping[str, str]
 ) -> str | None:
@@ -912,12 +937,39 @@ def _first_text(
     return head[0] if head.len() else None
 
 
-def _seconds(t: pl.Expr, representation: str, unit: str, keep_origin: bool) -> pl.Expr:
-    """Parsed time values -> float64 seconds (from the earliest value unless ``keep_origin``)."""
+def _order(out: pl.DataFrame, *, sort: bool, locate: _Locator, column: str, warnings: list[str]) -> pl.DataFrame:
+    """Sort by timestamp (stable) with a warning, or refuse an unsorted trace when ``sort`` is false."""
+    backwards = out["timestamp_s"].diff() < 0
+    if not backwards.any():
+        return out
+    first = int(backwards.arg_true()[0])
+    row = int(out["__row"][first])
+    if not sort:
+        prev = out["timestamp_s"][first - 1]
+        msg = (
+            f"timestamps are not sorted: {out['timestamp_s'][first]:.9g} s comes after {prev:.9g} s "
+            "(load with sort=True to sort them)"
+        )
+        raise DataFormatError(locate.src.path, locate.where(row, column), msg)
+    warnings.append(
+        f"{int(backwards.sum()):,} row(s) had a timestamp earlier than the row before (first at data row "
+        f"{row + 1}); rows were sorted by timestamp (stable)"
+    )
+    return out.sort("timestamp_s", maintain_order=True)
+
+
+def _seconds(t: pl.Series, representation: str, unit: str, keep_origin: bool) -> pl.Series:
+    """Parsed time values -> float64 seconds (from the earliest value unless ``keep_origin``).
+
+    The offset is taken in the exact representation (integer or decimal) and the
+    division runs in NumPy, which rounds correctly (Polars may multiply by a reciprocal).
+    """
     rel = t if keep_origin else t - t.min()
-    if representation == "ns":
-        return rel.cast(pl.Float64) / 1e9
-    return rel.cast(pl.Float64) / TIME_UNITS[unit]
+    divisor = 1e9 if representation == "ns" else TIME_UNITS[unit]
+    values = rel.cast(pl.Float64).to_numpy()
+    if divisor != 1.0:
+        values = values / divisor
+    return pl.Series("timestamp_s", values, dtype=pl.Float64)
 
 
 def _check_flags(
