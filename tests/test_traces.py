@@ -28,6 +28,9 @@ from servegen_core.traces import (
 
 AZURE = "AzureLLMInferenceTrace_conv.csv"
 MOONCAKE = "mooncake_synthetic_trace.jsonl"
+HEADER = "TIMESTAMP,ContextTokens,GeneratedTokens\n"
+GOOD = "2023-11-16 18:15:46.6805900,374,44\n"
+MAP_TIO = {"timestamp": "t", "input_tokens": "i", "output_tokens": "o"}
 
 
 # --------------------------------------------------------------------------- independent readers
@@ -258,7 +261,9 @@ def test_burstgpt_flags_failures(tmp_path: Path) -> None:
 def test_burstgpt_without_session_column(tmp_path: Path) -> None:
     f = _write(
         tmp_path / "b.csv",
-        "Timestamp,Model,Request tokens,Response tokens,Total tokens,Log Type\n1.5,GPT-4,10,5,15,API log\n3,GPT-4,20,6,26,API log\n",
+        "Timestamp,Model,Request tokens,Response tokens,Total tokens,Log Type\n"
+        "1.5,GPT-4,10,5,15,API log\n"
+        "3,GPT-4,20,6,26,API log\n",
     )
     loaded = load_trace(f)
     assert "session_id" not in loaded.trace.columns
@@ -283,8 +288,11 @@ def test_generic_mapping_time_units_and_client(tmp_path: Path) -> None:
 
 
 def test_generic_datetime_unit(tmp_path: Path) -> None:
-    f = _write(tmp_path / "g.jsonl", '{"t": "2024-01-01T00:00:00", "i": 1, "o": 2}\n{"t": "2024-01-01T00:01:00.001", "i": 3, "o": 4}\n')
-    loaded = load_trace(f, preset="generic", columns={"timestamp": "t", "input_tokens": "i", "output_tokens": "o"}, time_unit="datetime")
+    f = _write(
+        tmp_path / "g.jsonl",
+        '{"t": "2024-01-01T00:00:00", "i": 1, "o": 2}\n{"t": "2024-01-01T00:01:00.001", "i": 3, "o": 4}\n',
+    )
+    loaded = load_trace(f, preset="generic", columns=MAP_TIO, time_unit="datetime")
     assert loaded.trace["timestamp_s"].to_list() == [0.0, 60.001]
 
 
@@ -297,7 +305,7 @@ def test_generic_needs_mapping_and_unit(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="unknown time_unit"):
         load_trace(f, columns={"timestamp": "t", "input_tokens": "i", "output_tokens": "o"}, time_unit="hours")
     with pytest.raises(ValueError, match="unknown target"):
-        load_trace(f, columns={"timestamp": "t", "input_tokens": "i", "output_tokens": "o", "prompt": "i"}, time_unit="s")
+        load_trace(f, columns={**MAP_TIO, "prompt": "i"}, time_unit="s")
     with pytest.raises(DataFormatError, match=r"column 'nope'"):
         load_trace(f, columns={"timestamp": "nope", "input_tokens": "i", "output_tokens": "o"}, time_unit="s")
 
@@ -367,13 +375,14 @@ def test_parquet_generic_native_types(tmp_path: Path) -> None:
             "c": [1.0, 2.0],
         }
     ).write_parquet(tmp_path / "n.parquet")
-    loaded = load_trace(tmp_path / "n.parquet", columns={"timestamp": "arrival", "input_tokens": "p", "output_tokens": "c"}, time_unit="datetime")
+    mapping = {"timestamp": "arrival", "input_tokens": "p", "output_tokens": "c"}
+    loaded = load_trace(tmp_path / "n.parquet", columns=mapping, time_unit="datetime")
     assert loaded.trace["timestamp_s"].to_list() == [0.0, 0.75]
     assert loaded.trace["output_tokens"].to_list() == [2, 1]
 
 
 def test_blank_csv_lines_are_skipped(tmp_path: Path) -> None:
-    f = _write(tmp_path / "a.csv", "TIMESTAMP,ContextTokens,GeneratedTokens\n2023-11-16 18:15:46.0,1,2\n\n2023-11-16 18:15:47.0,3,4\n\n")
+    f = _write(tmp_path / "a.csv", HEADER + "2023-11-16 18:15:46.0,1,2\n\n2023-11-16 18:15:47.0,3,4\n\n")
     loaded = load_trace(f)
     assert loaded.trace.height == 2
     assert any("blank" in w for w in loaded.warnings)
@@ -391,7 +400,10 @@ def test_unsorted_rows_sorted_stably_with_warning(tmp_path: Path) -> None:
 
 
 def test_unsorted_rows_refused_without_sort(tmp_path: Path) -> None:
-    f = _write(tmp_path / "a.csv", "TIMESTAMP,ContextTokens,GeneratedTokens\n2023-11-16 18:15:46.0,1,2\n2023-11-16 18:15:47.0,3,4\n2023-11-16 18:15:45.0,3,4\n")
+    f = _write(
+        tmp_path / "a.csv",
+        HEADER + "2023-11-16 18:15:46.0,1,2\n2023-11-16 18:15:47.0,3,4\n2023-11-16 18:15:45.0,3,4\n",
+    )
     with pytest.raises(DataFormatError) as info:
         load_trace(f, sort=False)
     assert info.value.path == str(f)
@@ -420,8 +432,6 @@ def test_timestamp_resolution_rules() -> None:
 # --------------------------------------------------------------------------- bad input
 
 
-HEADER = "TIMESTAMP,ContextTokens,GeneratedTokens\n"
-GOOD = "2023-11-16 18:15:46.6805900,374,44\n"
 
 
 def _bad(path: Path, where: str | None, *fragments: str) -> DataFormatError:
@@ -465,7 +475,11 @@ def test_wrong_column_count(tmp_path: Path) -> None:
 def test_non_utf8_bytes(tmp_path: Path) -> None:
     f = _write(tmp_path / "u.csv", HEADER.encode() + GOOD.encode() + b"2023-11-16 18:15:47.0,3\xff4,5\n")
     _bad(f, "line 3", "0xff", "UTF-8")
-    g = _write(tmp_path / "u.jsonl", b'{"timestamp": 1, "input_length": 2, "output_length": 3}\n{"timestamp": 2, "input_length": 2, "output_length": "\xfe"}\n')
+    g = _write(
+        tmp_path / "u.jsonl",
+        b'{"timestamp": 1, "input_length": 2, "output_length": 3}\n'
+        b'{"timestamp": 2, "input_length": 2, "output_length": "\xfe"}\n',
+    )
     _bad(g, "line 2", "0xfe", "UTF-8")
 
 
@@ -484,11 +498,16 @@ def test_missing_required_column(tmp_path: Path) -> None:
 def test_nan_token_counts(tmp_path: Path) -> None:
     f = _write(tmp_path / "n.csv", HEADER + GOOD + "2023-11-16 18:15:47.0,NaN,5\n")
     _bad(f, "line 3, column 'ContextTokens'", "'NaN'", "whole non-negative number")
-    g = _write(tmp_path / "n.jsonl", '{"timestamp": 1, "input_length": 2, "output_length": 3}\n\n{"timestamp": 2, "input_length": NaN, "output_length": 3}\n')
+    g = _write(
+        tmp_path / "n.jsonl",
+        '{"timestamp": 1, "input_length": 2, "output_length": 3}\n\n'
+        '{"timestamp": 2, "input_length": NaN, "output_length": 3}\n',
+    )
     _bad(g, "line 3", "NaN is not valid JSON")
     h = _write(tmp_path / "n.csv.gz", gzip.compress((HEADER + GOOD + GOOD + "2023-11-16 18:15:47.0,5,2.5\n").encode()))
     _bad(h, "line 4, column 'GeneratedTokens'", "'2.5'")
-    pl.DataFrame({"timestamp_s": [0.0, 1.0], "input_tokens": [1.0, float("nan")], "output_tokens": [1, 2]}).write_parquet(tmp_path / "n.parquet")
+    nan_tokens = pl.DataFrame({"timestamp_s": [0.0, 1.0], "input_tokens": [1.0, float("nan")], "output_tokens": [1, 2]})
+    nan_tokens.write_parquet(tmp_path / "n.parquet")
     _bad(tmp_path / "n.parquet", "row 2, column 'input_tokens'", "nan")
 
 
@@ -500,7 +519,8 @@ def test_negative_token_counts(tmp_path: Path) -> None:
 
 
 def test_empty_cells_and_bad_timestamps(tmp_path: Path) -> None:
-    _bad(_write(tmp_path / "a.csv", HEADER + GOOD + "2023-11-16 18:15:47.0,,5\n"), "line 3, column 'ContextTokens'", "empty value")
+    a = _write(tmp_path / "a.csv", HEADER + GOOD + "2023-11-16 18:15:47.0,,5\n")
+    _bad(a, "line 3, column 'ContextTokens'", "empty value")
     _bad(_write(tmp_path / "b.csv", HEADER + "2023-11-16 25:15:47.0,1,5\n"), "line 2, column 'TIMESTAMP'", "date-time")
     _bad(
         _write(tmp_path / "c.jsonl", '{"timestamp": "soon", "input_length": 1, "output_length": 1}\n'),
@@ -513,7 +533,8 @@ def test_empty_cells_and_bad_timestamps(tmp_path: Path) -> None:
         "line 1",
         "hash_ids",
     )
-    _bad(_write(tmp_path / "e.jsonl", '{"timestamp": 1, "input_length": 1, "output_length": 1}\n{"timestamp": 2,\n'), "line 2", "not valid JSON")
+    e = _write(tmp_path / "e.jsonl", '{"timestamp": 1, "input_length": 1, "output_length": 1}\n{"timestamp": 2,\n')
+    _bad(e, "line 2", "not valid JSON")
 
 
 def test_text_is_never_executed(tmp_path: Path) -> None:
@@ -536,8 +557,27 @@ def test_unreadable_containers(tmp_path: Path) -> None:
 
 def test_decimal_timestamps_parse_exactly(tmp_path: Path) -> None:
     # Epoch seconds with 7 decimals lose digits in float64; the loader subtracts exactly first.
-    f = _write(tmp_path / "e.csv", "t,i,o\n1700000000.1234567,1,1\n1700000000.1234568,1,1\n1700000001.1234568,1,1\n")
-    loaded = load_trace(f, columns={"timestamp": "t", "input_tokens": "i", "output_tokens": "o"}, time_unit="s")
-    expected = [float(Decimal(x) - Decimal("1700000000.1234567")) for x in ("1700000000.1234567", "1700000000.1234568", "1700000001.1234568")]
+    raw = ("1700000000.1234567", "1700000000.1234568", "1700000001.1234568")
+    f = _write(tmp_path / "e.csv", "t,i,o\n" + "".join(f"{x},1,1\n" for x in raw))
+    loaded = load_trace(f, columns=MAP_TIO, time_unit="s")
+    expected = [float(Decimal(x) - Decimal(raw[0])) for x in raw]
     assert loaded.trace["timestamp_s"].to_list() == expected
     assert loaded.resolution.grid_s == pytest.approx(1e-7)
+
+
+def test_servegen_values_out_of_range(tmp_path: Path) -> None:
+    header = "timestamp_s,client_id,input_tokens,output_tokens,reason_ratio\n"
+    f = _write(tmp_path / "s.csv", header + "0.5,0,1,1,0.5\n1,0,1,1,1.5\n")
+    _bad(f, "line 3, column 'reason_ratio'", "[0, 1]")
+    g = _write(tmp_path / "t.csv", "timestamp_s,client_id,input_tokens,output_tokens\n0.5,0,1,1\n-1,0,1,1\n")
+    _bad(g, "line 3, column 'timestamp_s'", "negative")
+    h = _write(tmp_path / "c.csv", "timestamp_s,client_id,input_tokens,output_tokens\n0.5,,1,1\n")
+    _bad(h, "line 2, column 'client_id'", "empty value")
+
+
+def test_client_column_must_agree_with_mapping(tmp_path: Path) -> None:
+    f = _write(tmp_path / "g.csv", "t,i,o,u,v\n1,2,3,a,b\n")
+    with pytest.raises(ValueError, match="contradicts"):
+        load_trace(f, columns={**MAP_TIO, "client_id": "u"}, time_unit="s", client_column="v")
+    loaded = load_trace(f, columns={**MAP_TIO, "client_id": "u"}, time_unit="s", client_column="u")
+    assert loaded.trace["client_id"].to_list() == ["a"]
