@@ -41,7 +41,9 @@ Every :class:`~servegen_core.errors.DataFormatError` names the file and the plac
 ``line N`` is the 1-based physical line of a CSV or JSON Lines file (the CSV header is
 line 1; for a ``.gz`` file, a line of the decompressed text), ``row N`` is the 1-based
 data row of a Parquet file; a column or field name is added where one is at fault.
-Rows are located with a short pass over the text only when something is wrong.
+Lines are located with a pass over the text (``csv``/``json`` modules) only when
+something is wrong, or when a CSV's last column has empty cells (to tell a short line
+from an empty value).
 
 Nothing read from a file is ever evaluated: JSON is parsed with the ``json`` module or
 Polars, CSV with Polars or the ``csv`` module.
