@@ -68,7 +68,7 @@ def validate_trace(
     - rows are sorted by ``timestamp_s`` (stable) when ``sort`` is true, otherwise an
       unsorted frame is an error.
 
-    Errors are :class:`DataFormatError` naming ``source`` and the first offending row.
+    Errors are :class:`DataFormatError` naming ``source`` and the first offending row (1-based).
     """
     missing = [c for c in REQUIRED if c not in df.columns]
     if missing:
@@ -94,27 +94,27 @@ def validate_trace(
     if bad.height:
         row = bad["row"][0]
         msg = f"timestamp_s must be finite and >= 0, got {bad['timestamp_s'][0]}"
-        raise DataFormatError(source, f"row {row}", msg)
+        raise DataFormatError(source, f"row {row + 1}", msg)
     if out["client_id"].null_count():
         row = out.with_row_index("row").filter(pl.col("client_id").is_null())["row"][0]
-        raise DataFormatError(source, f"row {row}", "client_id is null")
+        raise DataFormatError(source, f"row {row + 1}", "client_id is null")
     for col in [c for c in TOKEN_COLUMNS if c in out.columns]:
         bad = out.with_row_index("row").filter(pl.col(col).is_null() | (pl.col(col) < 0))
         if bad.height:
             msg = f"{col} must be a non-negative integer, got {bad[col][0]}"
-            raise DataFormatError(source, f"row {bad['row'][0]}", msg)
+            raise DataFormatError(source, f"row {bad['row'][0] + 1}", msg)
     if "reason_ratio" in out.columns:
         bad = out.with_row_index("row").filter(
             pl.col("reason_ratio").is_nan() | (pl.col("reason_ratio") < 0) | (pl.col("reason_ratio") > 1)
         )
         if bad.height:
             msg = f"reason_ratio must be in [0, 1], got {bad['reason_ratio'][0]}"
-            raise DataFormatError(source, f"row {bad['row'][0]}", msg)
+            raise DataFormatError(source, f"row {bad['row'][0] + 1}", msg)
     if out.height > 1 and not ts.is_sorted():
         if not sort:
             row = int((out["timestamp_s"].diff() < 0).arg_true()[0])
             msg = "timestamps are not sorted (pass sort=True to sort them)"
-            raise DataFormatError(source, f"row {row}", msg)
+            raise DataFormatError(source, f"row {row + 1}", msg)
         out = out.sort("timestamp_s", maintain_order=True)
     return out
 
