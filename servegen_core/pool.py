@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import io
 import json
 import os
 import re
@@ -64,7 +65,7 @@ __all__ = [
 PATTERNS: tuple[str, ...] = ("Gamma", "Weibull", "")
 
 #: Bump when the cached frames' layout or the parsing rules change.
-CACHE_VERSION = 1
+CACHE_VERSION = 2
 
 PROB_TOLERANCE = 1e-6
 
@@ -258,15 +259,12 @@ def _diagnose_trace_csv(path: Path) -> None:
         if len(parts) != 6:
             msg = f"expected 6 columns (start_s, rate_rps, cv, pattern, shape, scale), found {len(parts)}: {line[:80]!r}"
             raise DataFormatError(path, f"line {i}", msg)
+        # Same casts as the fast path, so a value it rejected is found here too.
         for name, raw in zip(("start_s", "rate_rps", "cv", "shape", "scale"), parts[:3] + parts[4:]):
-            try:
-                float(raw)
-            except ValueError:
-                raise DataFormatError(path, f"line {i}, column {name}", f"not a number: {raw!r}") from None
-        try:
-            int(parts[0])
-        except ValueError:
-            raise DataFormatError(path, f"line {i}, column start_s", f"not a whole number of seconds: {parts[0]!r}") from None
+            if pl.Series([raw], dtype=pl.String()).cast(pl.Float64, strict=False)[0] is None:
+                raise DataFormatError(path, f"line {i}, column {name}", f"not a number: {raw!r}")
+        if pl.Series([parts[0]], dtype=pl.String()).cast(pl.Int64, strict=False)[0] is None:
+            raise DataFormatError(path, f"line {i}, column start_s", f"not a whole number of seconds: {parts[0]!r}")
     msg = "could not be read as a trace CSV"
     raise DataFormatError(path, None, msg)
 
@@ -334,6 +332,14 @@ def _read_trace_csvs(traces: dict[str, Path]) -> tuple[pl.DataFrame, int]:
     return out, window_s
 
 
+def _grid_step(gaps: np.ndarray, *, default: int) -> int:
+    """The most common positive gap between window starts (the smallest one on a tie)."""
+    if not len(gaps):
+        return default
+    values, counts = np.unique(gaps, return_counts=True)
+    return int(values[np.argmax(counts)])
+
+
 def _first_bad(df: pl.DataFrame, cond: pl.Expr) -> dict | None:
     bad = df.filter(cond)
     return bad.row(0, named=True) if bad.height else None
@@ -359,10 +365,8 @@ def _check_windows(df: pl.DataFrame) -> int:
     if r := _first_bad(gaps, pl.col("gap") < 0):
         raise DataFormatError(r["path"], where(r, "start_s"), f"windows not sorted: {r['start_s']} after a later start")
     positive = gaps["gap"].drop_nulls()
-    if positive.len():
-        window_s = int(positive.min())
-    else:
-        window_s = 600
+    # The grid step is the most common gap, so the window off the grid is the one blamed.
+    window_s = _grid_step(positive.to_numpy(), default=600)
     if r := _first_bad(gaps, (pl.col("start_s") - pl.col("start_s").min()) % window_s != 0):
         msg = f"window start {r['start_s']} is off the {window_s} s grid of the other windows"
         raise DataFormatError(r["path"], where(r, "start_s"), msg)
@@ -412,6 +416,24 @@ def parse_pdf_literal(text: str, *, path: str | Path | None = None, where: str |
     return values, probs
 
 
+class _KeyedObject(dict):
+    """A JSON object that remembers the first key it saw twice (``json`` keeps only the last)."""
+
+    duplicate: str | None = None
+
+
+def _keyed_object(pairs: list[tuple[str, object]]) -> _KeyedObject:
+    obj = _KeyedObject(pairs)
+    if len(obj) != len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                obj.duplicate = key
+                break
+            seen.add(key)
+    return obj
+
+
 def _load_dataset_json(path: Path) -> dict:
     """Read one dataset JSON file and check its outer shape (an object of window objects)."""
     try:
@@ -423,11 +445,13 @@ def _load_dataset_json(path: Path) -> dict:
     if not text.strip():
         raise DataFormatError(path, None, "empty file (expected a JSON object of length windows)")
     try:
-        data = json.loads(text)
+        data = json.loads(text, object_pairs_hook=_keyed_object)
     except json.JSONDecodeError as exc:
         raise DataFormatError(path, f"line {exc.lineno}, column {exc.colno}", f"invalid JSON: {exc.msg}") from None
     if not isinstance(data, dict):
         raise DataFormatError(path, None, f"expected a JSON object of length windows, found {type(data).__name__}")
+    if data.duplicate is not None:
+        raise DataFormatError(path, f"window {data.duplicate}", "duplicate window")
     prev = None
     for key, fields in data.items():
         if not re.fullmatch(r"[0-9]+", key):
@@ -439,6 +463,8 @@ def _load_dataset_json(path: Path) -> dict:
         prev = start
         if not isinstance(fields, dict):
             raise DataFormatError(path, f"window {key}", f"expected an object of fields, found {type(fields).__name__}")
+        if fields.duplicate is not None:
+            raise DataFormatError(path, f"window {key}, field {fields.duplicate}", "duplicate field")
         for field, literal in fields.items():
             if not isinstance(literal, str):
                 msg = f"expected a string holding a dict literal, found {type(literal).__name__}"
@@ -471,7 +497,10 @@ def _read_datasets(datasets: dict[str, Path]) -> tuple[pl.DataFrame, pl.DataFram
     lw = pl.concat(lw_parts) if lw_parts else pl.DataFrame(schema={k: v for k, v in LENGTH_WINDOW_SCHEMA.items() if k != "duration_s"})
     starts = np.unique(lw["start_s"].to_numpy())
     diffs = np.diff(starts)
-    length_window_s = int(diffs.min()) if len(diffs) else 21600
+    length_window_s = _grid_step(diffs, default=21600)
+    if r := _first_bad(lw, (pl.col("start_s") - pl.col("start_s").min()) % length_window_s != 0):
+        msg = f"length window start {r['start_s']} is off the {length_window_s} s grid of the other windows"
+        raise DataFormatError(datasets[r["client_id"]], f"window {r['start_s']}", msg)
     lw = lw.select(
         "client_id", "start_s", pl.lit(length_window_s, dtype=pl.Int64).alias("duration_s"), "active"
     )
@@ -520,12 +549,11 @@ def _parse_batch(batch: list[tuple[str, Path, dict]]) -> tuple[pl.DataFrame, pl.
         fail(int(braces.to_series().arg_min()))
     lits = lits.select(
         "i",
-        pl.col("stripped")
-        .str.slice(1, pl.col("stripped").str.len_bytes() - 2)
-        .str.strip_chars()
-        .str.strip_suffix(",")
-        .alias("inner"),
-    )
+        pl.col("stripped").str.slice(1, pl.col("stripped").str.len_bytes() - 2).str.strip_chars().alias("inner0"),
+    ).with_columns(inner=pl.col("inner0").str.strip_suffix(","))
+    # A trailing comma needs a pair before it: "{,}" is malformed, not empty.
+    if r := _first_bad(lits, (pl.col("inner") == "") & (pl.col("inner0") != "")):
+        fail(int(r["i"]))
     pieces = (
         lits.filter(pl.col("inner") != "")
         .select("i", pl.col("inner").str.split(","))
@@ -628,35 +656,47 @@ _CACHED_FRAMES = ("windows", "distributions", "length_windows")
 
 
 def _read_cache(folder: Path, manifest: dict) -> dict | None:
+    """The cached frames if the cache matches ``manifest`` and its files are intact, else ``None``.
+
+    Each Parquet file's SHA-256 is recorded when it is written and checked before it is read,
+    so a truncated or altered file is never decoded; any other failure also means "rebuild".
+    """
     try:
         stored = json.loads((folder / "manifest.json").read_text())
-        if stored.get("manifest") != manifest:
+        if not isinstance(stored, dict) or stored.get("manifest") != manifest:
             return None
-        frames = {name: pl.read_parquet(folder / f"{name}.parquet") for name in _CACHED_FRAMES}
         schemas = {"windows": WINDOW_SCHEMA, "distributions": DISTRIBUTION_SCHEMA, "length_windows": LENGTH_WINDOW_SCHEMA}
-        for name, frame in frames.items():
-            if dict(frame.schema) != schemas[name]:
-                return None
+        frames = {}
         for name in _CACHED_FRAMES:
-            if frames[name].height != stored["rows"][name]:
+            data = (folder / f"{name}.parquet").read_bytes()
+            if hashlib.sha256(data).hexdigest() != stored["sha256"][name]:
                 return None
+            frame = pl.read_parquet(io.BytesIO(data))
+            if dict(frame.schema) != schemas[name] or frame.height != stored["rows"][name]:
+                return None
+            frames[name] = frame
         return {**frames, "window_s": int(stored["window_s"]), "length_window_s": int(stored["length_window_s"])}
-    except (OSError, ValueError, KeyError, TypeError, pl.exceptions.PolarsError):
+    except (Exception, pl.exceptions.PanicException):
         return None
 
 
 def _write_cache(folder: Path, manifest: dict, pool: ClientPool) -> None:
     """Write the cache into a temp folder, then swap it in; failures leave no cache behind."""
+    tmp = None
     try:
         folder.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=folder.name + ".", dir=folder.parent))
+        digests = {}
         for name in _CACHED_FRAMES:
-            getattr(pool, name).write_parquet(tmp / f"{name}.parquet", compression="lz4", statistics=False)
+            target = tmp / f"{name}.parquet"
+            getattr(pool, name).write_parquet(target, compression="lz4", statistics=False)
+            digests[name] = hashlib.sha256(target.read_bytes()).hexdigest()
         meta = {
             "manifest": manifest,
             "window_s": pool.window_s,
             "length_window_s": pool.length_window_s,
             "rows": {name: getattr(pool, name).height for name in _CACHED_FRAMES},
+            "sha256": digests,
         }
         (tmp / "manifest.json").write_text(json.dumps(meta))
         if folder.exists():
@@ -664,8 +704,12 @@ def _write_cache(folder: Path, manifest: dict, pool: ClientPool) -> None:
             os.replace(folder, old)
             _rmtree(old)
         os.replace(tmp, folder)
-    except OSError:
+        tmp = None
+    except (OSError, pl.exceptions.PolarsError):
         pass
+    finally:
+        if tmp is not None:
+            _rmtree(tmp)
 
 
 def _rmtree(path: Path) -> None:
