@@ -1,0 +1,605 @@
+"""Dashboard state: the data source, time span, client selection and workload spec.
+
+Everything a page needs lives in ``st.session_state`` so it survives page switches:
+
+``source``     the chosen :class:`Source` (demo, ServeGen folder or raw trace);
+``view``       the loaded data restricted to the chosen time span (:class:`View`);
+``selection``  the clients picked on the Clients page (:class:`Selection`);
+``spec``       the workload spec built on the Compose page.
+
+The sidebar (:func:`sidebar`, called from ``app.py`` before the page runs) sets ``source``
+and ``view``. Loading is cached with ``st.cache_resource`` keyed on small arguments (folder
+and model, or the trace path and its parsing options); every core call made by a page goes
+through :func:`compute` / :func:`run`, which caches it on the function and the view's key,
+shows a spinner while it runs and turns any error into ``st.error`` with its message.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from collections.abc import Callable, Hashable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+import streamlit as st
+
+from charts import fmt_time
+
+from servegen_core.demo import DEMO_LABEL
+from servegen_core.errors import ServeGenError
+from servegen_core.paths import demo_data_dir, shared_data_dir
+from servegen_core.pool import ClientPool, expected_requests, list_models, load_pool
+from servegen_core.result import Result
+from servegen_core.schema import has_columns
+from servegen_core.traces import PRESETS, TIME_UNITS, load_trace
+
+#: Environment variable: a ServeGen data folder to offer besides the shared one.
+DATA_DIR_ENV = "SERVEGEN_DATA_DIR"
+#: Environment variable: largest accepted upload, in MB (default :data:`DEFAULT_MAX_UPLOAD_MB`).
+MAX_UPLOAD_ENV = "SERVEGEN_MAX_UPLOAD_MB"
+DEFAULT_MAX_UPLOAD_MB = 500
+#: Environment variable: largest export offered as a browser download, in MB.
+MAX_DOWNLOAD_ENV = "SERVEGEN_MAX_DOWNLOAD_MB"
+DEFAULT_MAX_DOWNLOAD_MB = 200
+
+DEMO_TRACE = "traces/demo_requests.csv"
+TRACE_SUFFIXES = ("csv", "parquet", "pq", "jsonl", "ndjson", "gz")
+AUTO_PRESET = "auto-detect"
+
+_KIND_LABELS = {
+    "demo": f"Demo ({DEMO_LABEL})",
+    "servegen": "ServeGen data folder",
+    "trace": "Raw request trace",
+}
+
+
+def _env_mb(name: str, default: int) -> int:
+    text = os.environ.get(name, "").strip()
+    if not text:
+        return default
+    try:
+        value = int(text)
+    except ValueError:
+        msg = f"{name} must be a whole number of MB, got {text!r}"
+        raise ValueError(msg) from None
+    if value <= 0:
+        msg = f"{name} must be positive, got {value}"
+        raise ValueError(msg)
+    return value
+
+
+def max_upload_mb() -> int:
+    """Largest accepted upload in MB: ``$SERVEGEN_MAX_UPLOAD_MB`` or 500."""
+    return _env_mb(MAX_UPLOAD_ENV, DEFAULT_MAX_UPLOAD_MB)
+
+
+def max_download_mb() -> int:
+    """Largest export offered as a browser download in MB: ``$SERVEGEN_MAX_DOWNLOAD_MB`` or 200."""
+    return _env_mb(MAX_DOWNLOAD_ENV, DEFAULT_MAX_DOWNLOAD_MB)
+
+
+# --------------------------------------------------------------------------------------------
+# Source, view, selection
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Source:
+    """Where the data come from; small and hashable, so it can key caches and widgets.
+
+    ``kind`` is ``"pool"`` (ServeGen client-pool data: ``location`` is the data folder and
+    ``model`` the ``<category>/<model>``) or ``"trace"`` (``location`` is the file, read
+    with ``preset``/``columns``/``time_unit``/``client_column``).
+    """
+
+    kind: str
+    location: str
+    model: str = ""
+    preset: str | None = None
+    columns: tuple[tuple[str, str], ...] = ()
+    time_unit: str | None = None
+    client_column: str | None = None
+    synthetic: bool = False
+    display_name: str = ""
+
+    @property
+    def name(self) -> str:
+        if self.kind == "pool":
+            return self.model
+        return self.display_name or Path(self.location).name
+
+    @property
+    def label(self) -> str:
+        """Display name; the demo is always labelled as synthetic."""
+        return f"{self.name} ({DEMO_LABEL})" if self.synthetic else self.name
+
+    @property
+    def id(self) -> str:
+        """A short stable id, used in widget keys."""
+        return hashlib.sha1(repr(self).encode()).hexdigest()[:10]
+
+
+@dataclass(frozen=True)
+class Loaded:
+    """A loaded source: the data and the notes the loader made."""
+
+    source: Source
+    data: ClientPool | pl.DataFrame
+    notes: tuple[str, ...] = ()
+
+    @property
+    def is_pool(self) -> bool:
+        return isinstance(self.data, ClientPool)
+
+    @property
+    def start_s(self) -> float:
+        if self.is_pool:
+            return float(self.data.start_s)
+        return 0.0 if not self.data.height else float(min(0.0, self.data["timestamp_s"].min()))
+
+    @property
+    def end_s(self) -> float:
+        if self.is_pool:
+            return float(self.data.end_s)
+        return 1.0 if not self.data.height else float(self.data["timestamp_s"].max())
+
+    @property
+    def step_s(self) -> float:
+        """Resolution of the span selector: the arrival window for a pool, a round step for a trace."""
+        if self.is_pool:
+            return float(self.data.window_s)
+        span = self.end_s - self.start_s
+        for step in (1.0, 10.0, 60.0, 600.0, 3600.0):
+            if span / step <= 1500:
+                return step
+        return 21600.0
+
+
+@dataclass(frozen=True)
+class View:
+    """The loaded source restricted to the chosen span ``[start_s, end_s)`` (source seconds)."""
+
+    loaded: Loaded
+    data: ClientPool | pl.DataFrame
+    start_s: float
+    end_s: float
+
+    @property
+    def source(self) -> Source:
+        return self.loaded.source
+
+    @property
+    def is_pool(self) -> bool:
+        return self.loaded.is_pool
+
+    @property
+    def full_span(self) -> bool:
+        return self.start_s <= self.loaded.start_s and self.end_s >= self.loaded.end_s
+
+    @property
+    def key(self) -> tuple:
+        """Identifies the data a page computes on: the source and the span."""
+        return (self.source, self.start_s, self.end_s)
+
+    @property
+    def client_ids(self) -> tuple[str, ...]:
+        if self.is_pool:
+            return self.data.client_ids
+        return tuple(sorted(self.data["client_id"].unique().to_list(), key=_client_sort_key))
+
+    @property
+    def fields(self) -> tuple[str, ...]:
+        """Per-request fields this source knows (length fields for a pool, columns for a trace)."""
+        if self.is_pool:
+            return self.data.fields
+        return tuple(c for c in self.data.columns if c not in ("timestamp_s", "client_id") and has_columns(self.data, c))
+
+    def has(self, *fields: str) -> bool:
+        return all(f in self.fields for f in fields)
+
+
+@dataclass(frozen=True)
+class Selection:
+    """Clients picked on the Clients page, for the source they were picked on."""
+
+    source: Source
+    client_ids: tuple[str, ...]
+
+
+def _client_sort_key(client_id: str) -> tuple[int, int | str]:
+    return (0, int(client_id)) if client_id.isdigit() else (1, client_id)
+
+
+# --------------------------------------------------------------------------------------------
+# Cached loaders (keyed on small arguments)
+# --------------------------------------------------------------------------------------------
+
+
+@st.cache_resource(show_spinner=False, max_entries=6)
+def cached_pool(data_dir: str, model: str) -> ClientPool:
+    """:func:`servegen_core.pool.load_pool`, once per (folder, model)."""
+    return load_pool(data_dir, model)
+
+
+@st.cache_resource(show_spinner=False, max_entries=6)
+def cached_trace(
+    path: str,
+    preset: str | None,
+    columns: tuple[tuple[str, str], ...],
+    time_unit: str | None,
+    client_column: str | None,
+    mtime_ns: int,
+) -> tuple[pl.DataFrame, tuple[str, ...]]:
+    """:func:`servegen_core.traces.load_trace`, once per (file, options, modification time)."""
+    loaded = load_trace(
+        path,
+        preset=preset,
+        columns=dict(columns) or None,
+        time_unit=time_unit,
+        client_column=client_column,
+    )
+    return loaded.trace, (loaded.summary, *loaded.warnings)
+
+
+def load_source(source: Source) -> Loaded:
+    """Load ``source`` through the caches (raises the core's errors)."""
+    if source.kind == "pool":
+        return Loaded(source, cached_pool(source.location, source.model))
+    mtime = Path(source.location).stat().st_mtime_ns if Path(source.location).exists() else 0
+    trace, notes = cached_trace(
+        source.location, source.preset, source.columns, source.time_unit, source.client_column, mtime
+    )
+    return Loaded(source, trace, notes)
+
+
+@st.cache_resource(show_spinner=False, max_entries=12)
+def _spanned(key: tuple, _loaded: Loaded) -> View:
+    _source, start_s, end_s = key
+    if _loaded.is_pool:
+        pool = _loaded.data
+        data = pool if (start_s <= pool.start_s and end_s >= pool.end_s) else pool.span(start_s, end_s)
+    else:
+        ts = pl.col("timestamp_s")
+        data = _loaded.data.filter((ts >= start_s) & (ts <= end_s))
+    return View(_loaded, data, start_s, end_s)
+
+
+def make_view(loaded: Loaded, start_s: float | None = None, end_s: float | None = None) -> View:
+    """The view of ``loaded`` over ``[start_s, end_s)`` (whole span by default), cached."""
+    start = loaded.start_s if start_s is None else float(start_s)
+    end = loaded.end_s if end_s is None else float(end_s)
+    if end <= start:
+        msg = f"the time span must end after it starts ({fmt_time(start)} to {fmt_time(end)})"
+        raise ValueError(msg)
+    return _spanned((loaded.source, start, end), loaded)
+
+
+# --------------------------------------------------------------------------------------------
+# Core calls: cached, with a spinner, errors shown as st.error
+# --------------------------------------------------------------------------------------------
+
+
+@st.cache_resource(show_spinner=False, max_entries=256)
+def _cached_call(key: Hashable, _func: Callable, _args: tuple, _kwargs: dict) -> Any:
+    return _func(*_args, **_kwargs)
+
+
+def _freeze(value: Any) -> Hashable:
+    if isinstance(value, Mapping):
+        return tuple(sorted((k, _freeze(v)) for k, v in value.items()))
+    if isinstance(value, list | tuple | set | frozenset):
+        items = [_freeze(v) for v in value]
+        return tuple(sorted(items, key=repr)) if isinstance(value, set | frozenset) else tuple(items)
+    return value
+
+
+def show_error(exc: BaseException) -> None:
+    """Show an error from the core as a message (never a traceback)."""
+    if isinstance(exc, ServeGenError | ValueError | OSError | KeyError):
+        st.error(str(exc) or type(exc).__name__)
+    else:
+        st.error(f"{type(exc).__name__}: {exc}")
+
+
+def run(func: Callable, *args: Any, key: Hashable, spinner: str | None = None, **kwargs: Any) -> Any:
+    """``func(*args, **kwargs)``, cached on ``(func, key, kwargs)``; ``None`` after an error (shown).
+
+    ``key`` identifies the positional arguments (large objects are not hashed).
+    """
+    full_key = (func.__module__, func.__qualname__, _freeze(key), _freeze(kwargs))
+    text = spinner or f"Computing {func.__name__.replace('_', ' ')}…"
+    try:
+        with st.spinner(text):
+            return _cached_call(full_key, func, args, kwargs)
+    except Exception as exc:  # noqa: BLE001 - every core error becomes a message on the page
+        show_error(exc)
+        return None
+
+
+def compute(func: Callable, *args: Any, view: View | None = None, **kwargs: Any) -> Any:
+    """``func(view.data, *args, **kwargs)`` on the current view, cached on the view's key."""
+    view = view or current()
+    return run(func, view.data, *args, key=(view.key, args), **kwargs)
+
+
+def _sample_requests(trace: pl.DataFrame, *, n: int, seed: int) -> pl.DataFrame:
+    return trace if trace.height <= n else trace.sample(n, seed=seed)
+
+
+def request_sample(view: View, n: int = 20000, *, seed: int = 0) -> pl.DataFrame | None:
+    """Up to ``n`` requests of a trace view, drawn without replacement with a fixed seed (for scatter plots)."""
+    return run(_sample_requests, view.data, key=view.key, n=n, seed=seed, spinner="Sampling requests…")
+
+
+def usable(result: Any, *, what: str = "this chart") -> bool:
+    """True when ``result`` holds data; otherwise say why (``None`` means an error was shown)."""
+    if result is None:
+        return False
+    if isinstance(result, Result) and not result.ok:
+        st.info(f"Not enough data for {what}: {result.reason}")
+        return False
+    return True
+
+
+# --------------------------------------------------------------------------------------------
+# Session state accessors
+# --------------------------------------------------------------------------------------------
+
+
+def current() -> View:
+    """The current view; stops the page with a message when no data is loaded."""
+    view = st.session_state.get("view")
+    if view is None:
+        st.info("Choose a data source in the sidebar.")
+        st.stop()
+    return view
+
+
+def selection(view: View | None = None) -> tuple[str, ...]:
+    """The clients picked on the Clients page for the current source (empty when none)."""
+    view = view or st.session_state.get("view")
+    sel = st.session_state.get("selection")
+    if view is None or sel is None or sel.source != view.source:
+        return ()
+    known = set(view.loaded.data.client_ids if view.is_pool else view.client_ids)
+    return tuple(c for c in sel.client_ids if c in known)
+
+
+def set_selection(view: View, client_ids: tuple[str, ...] | list[str]) -> None:
+    st.session_state["selection"] = Selection(view.source, tuple(str(c) for c in client_ids))
+
+
+def page_header(title: str) -> View:
+    """Title, the source's label (synthetic demo flagged) and the current view."""
+    st.title(title)
+    view = current()
+    span = "" if view.full_span else f", span {fmt_time(view.start_s)} – {fmt_time(view.end_s)}"
+    st.caption(f"Source: **{view.source.label}**{span}")
+    return view
+
+
+# --------------------------------------------------------------------------------------------
+# Formatting
+# --------------------------------------------------------------------------------------------
+
+
+def fmt_duration(seconds: float) -> str:
+    s = float(seconds)
+    if s >= 86400 * 2:
+        return f"{s / 86400:.1f} days"
+    if s >= 3600:
+        return f"{s / 3600:.1f} h"
+    if s >= 60:
+        return f"{s / 60:.1f} min"
+    return f"{s:.1f} s"
+
+
+# --------------------------------------------------------------------------------------------
+# Sidebar: the data source
+# --------------------------------------------------------------------------------------------
+
+
+def servegen_folders() -> list[str]:
+    """ServeGen data folders to offer: ``$SERVEGEN_DATA_DIR`` and the shared data, where they exist."""
+    found = []
+    env = os.environ.get(DATA_DIR_ENV)
+    for path in ([Path(env).expanduser()] if env else []) + [shared_data_dir() / "servegen"]:
+        if path.is_dir() and str(path) not in found:
+            found.append(str(path))
+    return found
+
+
+def _demo_options() -> list[str]:
+    root = demo_data_dir()
+    models = list_models(root / "servegen") if (root / "servegen").is_dir() else []
+    extra = [DEMO_TRACE] if (root / DEMO_TRACE).is_file() else []
+    return models + extra
+
+
+def _demo_source(option: str) -> Source:
+    root = demo_data_dir()
+    if option == DEMO_TRACE:
+        return Source("trace", str(root / DEMO_TRACE), preset="servegen", synthetic=True, display_name="demo_requests.csv")
+    return Source("pool", str(root / "servegen"), option, synthetic=True)
+
+
+def _save_upload(upload: Any) -> Path:
+    """Write an uploaded file once into a private temp folder (atomically); returns its path."""
+    folder = Path(tempfile.gettempdir()) / "servegen-uploads" / hashlib.sha1(str(upload.file_id).encode()).hexdigest()[:16]
+    folder.mkdir(parents=True, exist_ok=True)
+    target = folder / Path(upload.name).name
+    if not target.exists():
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=".upload.", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(upload.getbuffer())
+            os.replace(tmp, target)
+        finally:
+            Path(tmp).unlink(missing_ok=True)
+    return target
+
+
+def _trace_source() -> Source | None:
+    how = st.radio("Trace file", ["Path", "Upload"], key="src_trace_how", horizontal=True, persist_state="session")
+    display = ""
+    if how == "Path":
+        path_text = st.text_input(
+            "Trace path (.csv, .parquet, .jsonl, optionally .gz)", key="src_trace_path", persist_state="session"
+        ).strip()
+        if not path_text:
+            st.caption("Enter the path of a request trace.")
+            return None
+        path = Path(path_text).expanduser()
+        if not path.is_file():
+            st.error(f"trace file not found: {path}")
+            return None
+    else:
+        limit = max_upload_mb()
+        upload = st.file_uploader(
+            f"Upload a trace (up to {limit} MB)", type=list(TRACE_SUFFIXES), key="src_upload", max_upload_size=limit
+        )
+        if upload is None:
+            return None
+        if upload.size > limit * 1024 * 1024:
+            st.error(
+                f"{upload.name} is {upload.size / 1024 / 1024:.0f} MB, above the {limit} MB upload limit "
+                f"(set {MAX_UPLOAD_ENV} to change it, or give the file's path instead)"
+            )
+            return None
+        path = _save_upload(upload)
+        display = upload.name
+    preset = st.selectbox(
+        "Preset", [AUTO_PRESET, *PRESETS], key="src_preset", persist_state="session",
+        help="\n\n".join(f"**{p.name}**: {p.description}" for p in PRESETS.values()),
+    )
+    columns: tuple[tuple[str, str], ...] = ()
+    time_unit = None
+    if preset == "generic":
+        st.caption("Column mapping (column names in the file)")
+        mapped = []
+        for target in ("timestamp", "input_tokens", "output_tokens"):
+            name = st.text_input(target, key=f"src_map_{target}", persist_state="session").strip()
+            if name:
+                mapped.append((target, name))
+        if len(mapped) < 3:
+            st.caption("Map timestamp, input_tokens and output_tokens to read the file.")
+            return None
+        columns = tuple(mapped)
+        time_unit = st.selectbox("Time unit", [*TIME_UNITS, "datetime"], key="src_time_unit", persist_state="session")
+    client = st.text_input("Client column (optional)", key="src_client_col", persist_state="session").strip() or None
+    return Source(
+        "trace",
+        str(path),
+        preset=None if preset == AUTO_PRESET else preset,
+        columns=columns,
+        time_unit=time_unit,
+        client_column=client,
+        display_name=display,
+    )
+
+
+def choose_source() -> Source | None:
+    """The source widgets; returns the chosen source (``None`` while incomplete)."""
+    folders = servegen_folders()
+    kinds = ["demo", *(["servegen"] if folders else []), "trace"]
+    kind = st.radio("Data source", kinds, format_func=_KIND_LABELS.get, key="src_kind", persist_state="session")
+    if kind == "demo":
+        options = _demo_options()
+        if not options:
+            st.error(f"the {DEMO_LABEL} is missing from {demo_data_dir()} (rebuild it: python -m servegen_core.demo)")
+            return None
+        option = st.selectbox("Demo model", options, key="src_demo", persist_state="session")
+        return _demo_source(option)
+    if kind == "servegen":
+        folder = st.selectbox("Data folder", folders, key="src_folder", persist_state="session")
+        try:
+            models = list_models(folder)
+        except ServeGenError as exc:
+            show_error(exc)
+            return None
+        if not models:
+            st.error(f"no ServeGen models (folders of chunk-*-trace.csv) under {folder}")
+            return None
+        model = st.selectbox("Model", models, key="src_model", persist_state="session")
+        return Source("pool", folder, model)
+    return _trace_source()
+
+
+def _span_options(loaded: Loaded) -> list[float]:
+    step = loaded.step_s
+    start = loaded.start_s
+    n = max(1, int(-(-(loaded.end_s - start) // step)))
+    return [start + k * step for k in range(n + 1)]
+
+
+def choose_span(loaded: Loaded) -> tuple[float, float]:
+    """The time-span selector in source time (days, hours)."""
+    options = _span_options(loaded)
+    if len(options) < 2:
+        return loaded.start_s, loaded.end_s
+    key = f"span_{loaded.source.id}"
+    lo, hi = st.select_slider(
+        "Time span (source time)",
+        options=options,
+        value=(options[0], options[-1]),
+        format_func=fmt_time,
+        key=key,
+        persist_state="session",
+    )
+    if hi <= lo:
+        st.warning("The span is empty; showing the whole source.")
+        return options[0], options[-1]
+    return lo, hi
+
+
+def headline(view: View) -> dict[str, str]:
+    """The source's headline numbers: clients, requests, span, fields."""
+    data = view.data
+    if view.is_pool:
+        requests = expected_requests(data)
+        req_text = f"{requests:,.0f} (from rates)"
+    else:
+        req_text = f"{data.height:,}"
+    return {
+        "Clients": f"{len(view.client_ids):,}",
+        "Requests": req_text,
+        "Span": fmt_duration(view.end_s - view.start_s),
+        "Fields": ", ".join(view.fields) or "none",
+    }
+
+
+def sidebar() -> View | None:
+    """Draw the data-source sidebar and store ``source`` and ``view`` in the session state."""
+    with st.sidebar:
+        st.header("Data")
+        source = choose_source()
+        if source is None:
+            st.session_state["view"] = None
+            return None
+        st.session_state["source"] = source
+        try:
+            with st.spinner(f"Loading {source.label}…"):
+                loaded = load_source(source)
+        except Exception as exc:  # noqa: BLE001 - loader errors are shown, not raised
+            show_error(exc)
+            st.session_state["view"] = None
+            return None
+        start, end = choose_span(loaded)
+        try:
+            view = make_view(loaded, start, end)
+        except Exception as exc:  # noqa: BLE001
+            show_error(exc)
+            st.session_state["view"] = None
+            return None
+        st.session_state["view"] = view
+        if source.synthetic:
+            st.caption(f":orange[**{DEMO_LABEL.capitalize()}**] — generated, not real traffic.")
+        lines = [f"**{k}:** {v}" for k, v in headline(view).items()]
+        st.markdown("  \n".join(lines))
+        for note in loaded.notes:
+            st.caption(note)
+        return view

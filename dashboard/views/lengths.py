@@ -1,0 +1,77 @@
+"""Lengths: distributions with fitted curves, percentiles over time, per-client means, input/output correlation."""
+
+import streamlit as st
+
+import charts
+import state
+from servegen_core import lengths
+
+view = state.page_header("Lengths")
+fields = [f for f in view.fields if f.endswith(("_tokens", "_count"))]
+if not fields:
+    st.info("This source has no length fields.")
+    st.stop()
+
+sections = ["Distributions", "Over time", "Per client"] + ([] if view.is_pool else ["Input vs output"])
+section = st.radio("Show", sections, horizontal=True, key="len_section", persist_state="session")
+
+if section == "Distributions":
+    pair = [f for f in ("input_tokens", "output_tokens") if f in fields] or fields[:1]
+    chosen = st.multiselect("Fields", fields, default=pair, key="len_fields", persist_state="session")
+    for field in chosen:
+        pdf = state.compute(lengths.length_pdf, field)
+        fitter = lengths.fit_output_lengths if field == "output_tokens" else lengths.fit_input_lengths
+        fit = state.compute(fitter, field=field)
+        if not state.usable(pdf, what=f"the {charts.field_label(field)} distribution"):
+            continue
+        fit_ok = fit is not None and fit.ok
+        fig = charts.length_distribution(
+            pdf.frame, field=field, curves=fit.curves if fit_ok else None, fits=fit.table if fit_ok else None
+        )
+        st.plotly_chart(fig, key=f"len_dist_{field}")
+        if fit_ok:
+            best = fit.table.filter(fit.table["best"]).row(0, named=True)
+            st.caption(
+                f"Best fit for {charts.field_label(field)}: **{best['family'].replace('_', ' + ')}** "
+                f"({best['params']}; KS distance {best['ks']:.3f}) over {fit.n:,.0f} requests."
+            )
+        elif fit is not None:
+            st.caption(f"No fit: {fit.reason}")
+
+elif section == "Over time":
+    field = st.selectbox("Field", fields, key="len_time_field", persist_state="session")
+    shift = state.compute(lengths.length_shift, field)
+    if state.usable(shift, what="percentiles over time"):
+        st.plotly_chart(charts.percentile_bands(shift.windows, field=field), key="len_bands")
+        w = shift.windows
+        st.caption(
+            f"Across {w.height} windows the median {charts.field_label(field)} ranges from "
+            f"{w['p50'].min():,.0f} to {w['p50'].max():,.0f} and the p99 from {w['p99'].min():,.0f} to {w['p99'].max():,.0f}."
+        )
+
+elif section == "Per client":
+    field = st.selectbox("Field", fields, key="len_client_field", persist_state="session")
+    means = state.compute(lengths.client_length_means, field)
+    if state.usable(means, what="per-client means"):
+        st.plotly_chart(charts.client_means(means.frame, field=field), key="len_clients")
+        parts = [f"{means.frame.height} clients"]
+        if means.cv_of_means is not None:
+            parts.append(f"their mean {charts.field_label(field)} varies with CV {means.cv_of_means:.2f}")
+        if means.mean_ratio_p90_p10 is not None:
+            parts.append(f"p90/p10 of the client means is {means.mean_ratio_p90_p10:.1f}×")
+        if means.clients_without_lengths:
+            parts.append(f"{len(means.clients_without_lengths)} clients have no length data")
+        st.caption("; ".join(parts) + ".")
+
+else:
+    corr = state.compute(lengths.length_correlation)
+    sample = state.request_sample(view)
+    if state.usable(corr, what="the input/output correlation") and sample is not None:
+        note = f"{sample.height:,} of {view.data.height:,} requests" if sample.height < view.data.height else ""
+        st.plotly_chart(charts.length_scatter(sample, note=note), key="len_scatter")
+        overall = corr.overall.filter(corr.overall["scope"] == "overall").row(0, named=True)
+        st.caption(
+            f"Input and output lengths are {'weakly' if abs(overall['spearman']) < 0.3 else 'clearly'} correlated: "
+            f"Spearman {overall['spearman']:.2f}, Pearson {overall['pearson']:.2f} over {overall['requests']:,} requests."
+        )
+        st.dataframe(corr.overall, hide_index=True)
