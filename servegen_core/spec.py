@@ -1,0 +1,756 @@
+"""WorkloadSpec: everything needed to regenerate a workload, as a frozen dataclass and as JSON.
+
+A spec names a source (ServeGen client-pool data, or a raw request trace that is fitted to a
+client pool first), a span of that source, the clients to compose and their weights, an
+aggregate rate function, arrival and length options, and a seed. The same spec and seed give
+the same workload, row for row (see :func:`servegen_core.compose.compose`).
+
+JSON layout (schema version 1; every key is explicit, unknown keys are errors)::
+
+    {
+      "schema_version": 1,
+      "source": {"kind": "servegen", "data_dir": "shared", "model": "language/m-large"},
+             |  {"kind": "trace", "path": "trace.csv", "preset": "azure", "per_client": true},
+      "span": {"start_s": 72000, "duration_s": 3600},
+      "clients": {"mode": "all"}
+              |  {"mode": "ids", "ids": ["0", "17"]}
+              |  {"mode": "top_k", "k": 10, "by": "request_share"}
+              |  {"mode": "filter", "ranges": {"request_share": [0.01, null]}, "top_k": null,
+                  "by": "request_share"},
+      "weights": {"mode": "observed"} | {"mode": "explicit", "values": {"0": 2.0, "17": 1.0}},
+      "rate": {"kind": "observed", "factor": 1.0}
+           |  {"kind": "constant", "rps": 100.0}
+           |  {"kind": "bounded", "peak_rps": 500.0}
+           |  {"kind": "piecewise", "points": [[0, 50.0], [1800, 120.0]], "interpolation": "step"}
+           |  {"kind": "ramp", "start_rps": 10.0, "end_rps": 200.0},
+      "arrivals": "fitted" | "poisson",
+      "lengths": "client" | "pooled",
+      "missing_lengths": "exclude" | "pooled",
+      "length_correlation": 0.0,
+      "seed": 0
+    }
+
+``schema_version``, ``source`` and ``span`` are required; every other key has the default
+shown first. ``span.duration_s`` may be ``null`` (to the end of the source data).
+
+Paths
+    ``source.data_dir`` (the folder holding ``<category>/<model>/``) and ``source.path``
+    may be relative: they are resolved against the folder of the spec file when the spec was
+    read with :meth:`WorkloadSpec.from_file` (or ``from_json`` with ``base_dir``), otherwise
+    against the current directory. ``data_dir`` also takes two special values: ``"demo"``
+    (the embedded demo data, :func:`servegen_core.paths.demo_data_dir` ``/ "servegen"``) and
+    ``"shared"`` (the shared reference data, :func:`servegen_core.paths.shared_data_dir`
+    ``/ "servegen"``). Paths are written back exactly as given.
+
+Meaning of the options (details in :mod:`servegen_core.compose`)
+    clients
+        ``all`` clients of the source; explicit ``ids``; the ``top_k`` clients by a column of
+        :func:`servegen_core.summary.client_summary` over the span; or ``filter``: clients whose
+        summary columns fall in the given ``[low, high]`` ranges (``null`` = open), optionally
+        then the top ``top_k`` of those by ``by``.
+    weights
+        ``observed``: each client keeps its observed share of the span's requests.
+        ``explicit``: client id -> weight, renormalized over the composed clients to request
+        shares; a client not named, or named with weight 0, is left out.
+    rate (the aggregate target request rate over time; ``t`` counts from the span start)
+        ``observed``: every client's own recorded rate in each window times ``factor`` (and
+        times its weight adjustment). ``constant``: ``rps`` at all times. ``bounded``: the
+        observed aggregate, scaled down so that its busiest window does not exceed
+        ``peak_rps`` (as ServeGen's ``get_bounded_rate_fn``; never scaled up).
+        ``piecewise``: ``[[t, rps], ...]`` with ``t`` strictly increasing from 0, held
+        (``"step"``) or linearly interpolated (``"linear"``) between points, the last value
+        held to the end. ``ramp``: linear from ``start_rps`` at 0 to ``end_rps`` at the end.
+    arrivals
+        ``fitted``: each client's recorded Gamma/Weibull pattern per window; ``poisson``:
+        exponential inter-arrivals (the naive baseline).
+    lengths
+        ``client``: each client's own length PDFs per length window; ``pooled``: one
+        distribution per field, pooled over the composed clients (the naive baseline).
+    missing_lengths
+        clients (or client-windows) without length data: ``exclude`` them (the workload's
+        warnings say which and how many requests) or give them the ``pooled`` lengths.
+    length_correlation
+        correlation parameter of a Gaussian copula between the input-length field and
+        ``output_tokens`` (0 = independent fields, the default). Its Spearman rank
+        correlation is ``6/pi * asin(rho/2)``.
+    seed
+        non-negative integer; with the spec it fixes every random draw.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+from servegen_core.errors import SpecError
+from servegen_core.paths import demo_data_dir, shared_data_dir
+
+__all__ = [
+    "ARRIVALS",
+    "LENGTHS",
+    "MISSING_LENGTHS",
+    "SCHEMA_VERSION",
+    "BoundedRate",
+    "ClientSelection",
+    "ConstantRate",
+    "ObservedRate",
+    "PiecewiseRate",
+    "RampRate",
+    "RateSpec",
+    "ServeGenSource",
+    "Span",
+    "TraceSource",
+    "Weights",
+    "WorkloadSpec",
+]
+
+SCHEMA_VERSION = 1
+ARRIVALS = ("fitted", "poisson")
+LENGTHS = ("client", "pooled")
+MISSING_LENGTHS = ("exclude", "pooled")
+CLIENT_MODES = ("all", "ids", "top_k", "filter")
+WEIGHT_MODES = ("observed", "explicit")
+INTERPOLATIONS = ("step", "linear")
+MAX_SEED = 2**63 - 1
+
+# --------------------------------------------------------------------------------------------
+# Value checks (shared by dict parsing and by construction in code)
+# --------------------------------------------------------------------------------------------
+
+
+def _type_name(value: Any) -> str:
+    return "null" if value is None else type(value).__name__
+
+
+def _number(key: str, value: Any, *, minimum: float | None = None, positive: bool = False) -> float | int:
+    """A finite int/float (not a bool); ``minimum`` inclusive, ``positive`` means > 0."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        msg = f"expected a number, got {_type_name(value)} {value!r}"
+        raise SpecError(key, msg)
+    if not math.isfinite(value):
+        raise SpecError(key, f"expected a finite number, got {value!r}")
+    if positive and not value > 0:
+        raise SpecError(key, f"must be positive, got {value!r}")
+    if minimum is not None and value < minimum:
+        raise SpecError(key, f"must be >= {minimum}, got {value!r}")
+    return value
+
+
+def _integer(key: str, value: Any, *, minimum: int | None = None, maximum: int | None = None) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)
+        else:
+            raise SpecError(key, f"expected a whole number, got {_type_name(value)} {value!r}")
+    if minimum is not None and value < minimum:
+        raise SpecError(key, f"must be >= {minimum}, got {value!r}")
+    if maximum is not None and value > maximum:
+        raise SpecError(key, f"must be <= {maximum}, got {value!r}")
+    return value
+
+
+def _string(key: str, value: Any, *, choices: tuple[str, ...] | None = None, nonempty: bool = True) -> str:
+    if not isinstance(value, str):
+        raise SpecError(key, f"expected a string, got {_type_name(value)} {value!r}")
+    if nonempty and not value.strip():
+        raise SpecError(key, "must not be empty")
+    if choices is not None and value not in choices:
+        raise SpecError(key, f"expected one of {list(choices)}, got {value!r}")
+    return value
+
+
+def _boolean(key: str, value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise SpecError(key, f"expected true or false, got {_type_name(value)} {value!r}")
+    return value
+
+
+def _mapping(key: str, value: Any) -> Mapping[str, Any]:
+    if not isinstance(value, Mapping):
+        raise SpecError(key, f"expected an object, got {_type_name(value)} {value!r}")
+    for k in value:
+        if not isinstance(k, str):
+            raise SpecError(key, f"object keys must be strings, got {k!r}")
+    return value
+
+
+def _keys(prefix: str, d: Mapping[str, Any], allowed: tuple[str, ...], required: tuple[str, ...] = ()) -> None:
+    for k in d:
+        if k not in allowed:
+            where = f"{prefix}.{k}" if prefix else k
+            msg = f"unknown key (allowed here: {list(allowed)})"
+            raise SpecError(where, msg)
+    for k in required:
+        if k not in d:
+            where = f"{prefix}.{k}" if prefix else k
+            raise SpecError(where, "required key is missing")
+
+
+def _list(key: str, value: Any) -> list[Any]:
+    if not isinstance(value, (list, tuple)):
+        raise SpecError(key, f"expected a list, got {_type_name(value)} {value!r}")
+    return list(value)
+
+
+# --------------------------------------------------------------------------------------------
+# Parts of a spec
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ServeGenSource:
+    """ServeGen client-pool data: ``data_dir`` holds ``<category>/<model>/`` (or "demo"/"shared")."""
+
+    data_dir: str
+    model: str
+    kind: ClassVar[str] = "servegen"
+
+    def __post_init__(self) -> None:
+        _string("source.data_dir", self.data_dir)
+        _string("source.model", self.model)
+        parts = self.model.split("/")
+        if len(parts) != 2 or not all(parts):
+            raise SpecError("source.model", f"expected '<category>/<model>', got {self.model!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": self.kind, "data_dir": self.data_dir, "model": self.model}
+
+
+@dataclass(frozen=True)
+class TraceSource:
+    """A raw request trace file, read with :func:`servegen_core.traces.load_trace` and fitted
+    to a client pool with :func:`servegen_core.fit.pool_from_trace` (one client per
+    ``client_id`` when ``per_client``, else one client ``"all"``)."""
+
+    path: str
+    preset: str | None = None
+    per_client: bool = True
+    kind: ClassVar[str] = "trace"
+
+    def __post_init__(self) -> None:
+        _string("source.path", self.path)
+        if self.preset is not None:
+            _string("source.preset", self.preset)
+        _boolean("source.per_client", self.per_client)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": self.kind, "path": self.path, "preset": self.preset, "per_client": self.per_client}
+
+
+Source = ServeGenSource | TraceSource
+
+
+@dataclass(frozen=True)
+class Span:
+    """Seconds into the source where the workload starts, and its length (None: to the end)."""
+
+    start_s: float = 0
+    duration_s: float | None = None
+
+    def __post_init__(self) -> None:
+        _number("span.start_s", self.start_s, minimum=0)
+        if self.duration_s is not None:
+            _number("span.duration_s", self.duration_s, positive=True)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"start_s": self.start_s, "duration_s": self.duration_s}
+
+
+@dataclass(frozen=True)
+class ClientSelection:
+    """Which clients to compose (see the module docstring for the modes)."""
+
+    mode: str = "all"
+    ids: tuple[str, ...] = ()
+    k: int | None = None
+    ranges: tuple[tuple[str, float | None, float | None], ...] = ()
+    top_k: int | None = None
+    by: str = "request_share"
+
+    def __post_init__(self) -> None:
+        _string("clients.mode", self.mode, choices=CLIENT_MODES)
+        ids = tuple(self.ids)
+        object.__setattr__(self, "ids", ids)
+        object.__setattr__(self, "ranges", tuple(tuple(r) for r in self.ranges))
+        if self.mode == "ids":
+            if not ids:
+                raise SpecError("clients.ids", "give at least one client id")
+            for i, c in enumerate(ids):
+                _string(f"clients.ids[{i}]", c)
+            if len(set(ids)) != len(ids):
+                dup = next(c for c in ids if ids.count(c) > 1)
+                raise SpecError("clients.ids", f"client id {dup!r} is listed twice")
+        elif ids:
+            raise SpecError("clients.ids", f"only used with mode 'ids', not {self.mode!r}")
+        if self.mode == "top_k":
+            if self.k is None:
+                raise SpecError("clients.k", "required with mode 'top_k'")
+            _integer("clients.k", self.k, minimum=1)
+        elif self.k is not None:
+            raise SpecError("clients.k", f"only used with mode 'top_k', not {self.mode!r}")
+        if self.mode == "filter":
+            if not self.ranges and self.top_k is None:
+                raise SpecError("clients.ranges", "give at least one range (or top_k) with mode 'filter'")
+            for name, lo, hi in self.ranges:
+                key = f"clients.ranges.{name}"
+                _string(key, name)
+                if lo is not None:
+                    _number(key, lo)
+                if hi is not None:
+                    _number(key, hi)
+                if lo is not None and hi is not None and lo > hi:
+                    raise SpecError(key, f"low {lo} is above high {hi}")
+            if self.top_k is not None:
+                _integer("clients.top_k", self.top_k, minimum=1)
+        else:
+            if self.ranges:
+                raise SpecError("clients.ranges", f"only used with mode 'filter', not {self.mode!r}")
+            if self.top_k is not None:
+                raise SpecError("clients.top_k", f"only used with mode 'filter' (use mode 'top_k' and k), not {self.mode!r}")
+        _string("clients.by", self.by)
+
+    def to_dict(self) -> dict[str, Any]:
+        if self.mode == "all":
+            return {"mode": "all"}
+        if self.mode == "ids":
+            return {"mode": "ids", "ids": list(self.ids)}
+        if self.mode == "top_k":
+            return {"mode": "top_k", "k": self.k, "by": self.by}
+        return {
+            "mode": "filter",
+            "ranges": {name: [lo, hi] for name, lo, hi in self.ranges},
+            "top_k": self.top_k,
+            "by": self.by,
+        }
+
+
+@dataclass(frozen=True)
+class Weights:
+    """``observed`` shares, or ``explicit`` client id -> weight (renormalized; 0 leaves a client out)."""
+
+    mode: str = "observed"
+    values: tuple[tuple[str, float], ...] = ()
+
+    def __post_init__(self) -> None:
+        _string("weights.mode", self.mode, choices=WEIGHT_MODES)
+        values = self.values
+        if isinstance(values, Mapping):
+            values = tuple(values.items())
+        values = tuple((k, v) for k, v in values)
+        object.__setattr__(self, "values", values)
+        if self.mode == "observed":
+            if values:
+                raise SpecError("weights.values", "only used with mode 'explicit'")
+            return
+        if not values:
+            raise SpecError("weights.values", "give at least one client weight with mode 'explicit'")
+        seen: set[str] = set()
+        total = 0.0
+        for cid, w in values:
+            key = f"weights.values.{cid}"
+            _string("weights.values", cid)
+            if cid in seen:
+                raise SpecError(key, "client listed twice")
+            seen.add(cid)
+            total += _number(key, w, minimum=0)
+        if not total > 0:
+            raise SpecError("weights.values", "weights sum to 0 (at least one must be positive)")
+
+    def as_dict(self) -> dict[str, float]:
+        return dict(self.values)
+
+    def to_dict(self) -> dict[str, Any]:
+        if self.mode == "observed":
+            return {"mode": "observed"}
+        return {"mode": "explicit", "values": dict(self.values)}
+
+
+@dataclass(frozen=True)
+class ObservedRate:
+    """Every client's recorded rate per window, times ``factor``."""
+
+    factor: float = 1.0
+    kind: ClassVar[str] = "observed"
+
+    def __post_init__(self) -> None:
+        _number("rate.factor", self.factor, positive=True)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": self.kind, "factor": self.factor}
+
+
+@dataclass(frozen=True)
+class ConstantRate:
+    """``rps`` requests per second at all times."""
+
+    rps: float
+    kind: ClassVar[str] = "constant"
+
+    def __post_init__(self) -> None:
+        _number("rate.rps", self.rps, positive=True)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": self.kind, "rps": self.rps}
+
+
+@dataclass(frozen=True)
+class BoundedRate:
+    """The observed aggregate, scaled down so that its busiest window is at most ``peak_rps``."""
+
+    peak_rps: float
+    kind: ClassVar[str] = "bounded"
+
+    def __post_init__(self) -> None:
+        _number("rate.peak_rps", self.peak_rps, positive=True)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": self.kind, "peak_rps": self.peak_rps}
+
+
+@dataclass(frozen=True)
+class PiecewiseRate:
+    """``(t, rps)`` points from ``t = 0``, held (``step``) or interpolated (``linear``)."""
+
+    points: tuple[tuple[float, float], ...]
+    interpolation: str = "step"
+    kind: ClassVar[str] = "piecewise"
+
+    def __post_init__(self) -> None:
+        pts = tuple(tuple(p) for p in _list("rate.points", self.points))
+        object.__setattr__(self, "points", pts)
+        if not pts:
+            raise SpecError("rate.points", "give at least one [t, rps] point")
+        prev = None
+        for i, p in enumerate(pts):
+            key = f"rate.points[{i}]"
+            if len(p) != 2:
+                raise SpecError(key, f"expected [t, rps], got {list(p)!r}")
+            t = _number(key, p[0], minimum=0)
+            _number(key, p[1], minimum=0)
+            if i == 0 and t != 0:
+                raise SpecError(key, f"the first point must be at t = 0, got {t}")
+            if prev is not None and not t > prev:
+                raise SpecError(key, f"times must increase strictly ({t} after {prev})")
+            prev = t
+        if not any(p[1] > 0 for p in pts):
+            raise SpecError("rate.points", "every rate is 0")
+        _string("rate.interpolation", self.interpolation, choices=INTERPOLATIONS)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": self.kind, "points": [list(p) for p in self.points], "interpolation": self.interpolation}
+
+
+@dataclass(frozen=True)
+class RampRate:
+    """Linear from ``start_rps`` at the span start to ``end_rps`` at its end."""
+
+    start_rps: float
+    end_rps: float
+    kind: ClassVar[str] = "ramp"
+
+    def __post_init__(self) -> None:
+        _number("rate.start_rps", self.start_rps, minimum=0)
+        _number("rate.end_rps", self.end_rps, minimum=0)
+        if not (self.start_rps > 0 or self.end_rps > 0):
+            raise SpecError("rate.end_rps", "start_rps and end_rps are both 0")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": self.kind, "start_rps": self.start_rps, "end_rps": self.end_rps}
+
+
+RateSpec = ObservedRate | ConstantRate | BoundedRate | PiecewiseRate | RampRate
+_RATE_KINDS: dict[str, type] = {c.kind: c for c in (ObservedRate, ConstantRate, BoundedRate, PiecewiseRate, RampRate)}
+_SOURCE_KINDS: dict[str, type] = {c.kind: c for c in (ServeGenSource, TraceSource)}
+
+# --------------------------------------------------------------------------------------------
+# The spec
+# --------------------------------------------------------------------------------------------
+
+_TOP_KEYS = (
+    "schema_version",
+    "source",
+    "span",
+    "clients",
+    "weights",
+    "rate",
+    "arrivals",
+    "lengths",
+    "missing_lengths",
+    "length_correlation",
+    "seed",
+)
+
+
+@dataclass(frozen=True)
+class WorkloadSpec:
+    """A reproducible workload recipe (see the module docstring for every option).
+
+    Frozen: change it with :func:`dataclasses.replace`. Constructing one checks every value
+    and raises :class:`~servegen_core.errors.SpecError` naming the key (``"rate.peak_rps"``).
+    Checks that need the source data (unknown client ids, a span outside the data) happen in
+    :func:`servegen_core.compose.compose`.
+
+    ``base_dir`` is the folder that relative paths are resolved against; it is not part of
+    the JSON and not compared.
+    """
+
+    source: Source
+    span: Span
+    clients: ClientSelection = field(default_factory=ClientSelection)
+    weights: Weights = field(default_factory=Weights)
+    rate: RateSpec = field(default_factory=ObservedRate)
+    arrivals: str = "fitted"
+    lengths: str = "client"
+    missing_lengths: str = "exclude"
+    length_correlation: float = 0.0
+    seed: int = 0
+    base_dir: str | None = field(default=None, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.source, (ServeGenSource, TraceSource)):
+            raise SpecError("source", f"expected a ServeGenSource or TraceSource, got {_type_name(self.source)}")
+        if not isinstance(self.span, Span):
+            raise SpecError("span", f"expected a Span, got {_type_name(self.span)}")
+        if not isinstance(self.clients, ClientSelection):
+            raise SpecError("clients", f"expected a ClientSelection, got {_type_name(self.clients)}")
+        if not isinstance(self.weights, Weights):
+            raise SpecError("weights", f"expected a Weights, got {_type_name(self.weights)}")
+        if not isinstance(self.rate, tuple(_RATE_KINDS.values())):
+            raise SpecError("rate", f"expected a rate spec, got {_type_name(self.rate)}")
+        _string("arrivals", self.arrivals, choices=ARRIVALS)
+        _string("lengths", self.lengths, choices=LENGTHS)
+        _string("missing_lengths", self.missing_lengths, choices=MISSING_LENGTHS)
+        rho = _number("length_correlation", self.length_correlation)
+        if not -1 <= rho <= 1:
+            raise SpecError("length_correlation", f"must lie in [-1, 1], got {rho}")
+        _integer("seed", self.seed, minimum=0, maximum=MAX_SEED)
+        if self.base_dir is not None and not isinstance(self.base_dir, (str, os.PathLike)):
+            raise SpecError("base_dir", f"expected a path, got {_type_name(self.base_dir)}")
+        if self.base_dir is not None:
+            object.__setattr__(self, "base_dir", str(self.base_dir))
+
+    # -- dict / JSON ------------------------------------------------------------------------
+
+    def to_dict(self) -> dict[str, Any]:
+        """The spec as nested plain dicts, every key explicit (JSON-ready)."""
+        return {
+            "schema_version": SCHEMA_VERSION,
+            "source": self.source.to_dict(),
+            "span": self.span.to_dict(),
+            "clients": self.clients.to_dict(),
+            "weights": self.weights.to_dict(),
+            "rate": self.rate.to_dict(),
+            "arrivals": self.arrivals,
+            "lengths": self.lengths,
+            "missing_lengths": self.missing_lengths,
+            "length_correlation": self.length_correlation,
+            "seed": self.seed,
+        }
+
+    def to_json(self, *, indent: int | None = 2) -> str:
+        """JSON text of :meth:`to_dict` (keys in a fixed order)."""
+        return json.dumps(self.to_dict(), indent=indent) + ("\n" if indent is not None else "")
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], *, base_dir: str | Path | None = None) -> WorkloadSpec:
+        """Parse nested dicts strictly; errors are :class:`SpecError` naming the key."""
+        d = _mapping("", data) if isinstance(data, Mapping) else None
+        if d is None:
+            raise SpecError(None, f"a spec must be a JSON object, got {_type_name(data)}")
+        _keys("", d, _TOP_KEYS, required=("schema_version", "source", "span"))
+        version = _integer("schema_version", d["schema_version"])
+        if version != SCHEMA_VERSION:
+            raise SpecError("schema_version", f"unsupported version {version} (this software reads {SCHEMA_VERSION})")
+        kw: dict[str, Any] = {
+            "source": _parse_source(d["source"]),
+            "span": _parse_span(d["span"]),
+            "base_dir": None if base_dir is None else str(base_dir),
+        }
+        if "clients" in d:
+            kw["clients"] = _parse_clients(d["clients"])
+        if "weights" in d:
+            kw["weights"] = _parse_weights(d["weights"])
+        if "rate" in d:
+            kw["rate"] = _parse_rate(d["rate"])
+        for key in ("arrivals", "lengths", "missing_lengths"):
+            if key in d:
+                kw[key] = _string(key, d[key])
+        if "length_correlation" in d:
+            kw["length_correlation"] = _number("length_correlation", d["length_correlation"])
+        if "seed" in d:
+            kw["seed"] = _integer("seed", d["seed"], minimum=0, maximum=MAX_SEED)
+        return cls(**kw)
+
+    @classmethod
+    def from_json(cls, text: str | Path, *, base_dir: str | Path | None = None) -> WorkloadSpec:
+        """Parse JSON text; a :class:`~pathlib.Path` is read as a file (see :meth:`from_file`)."""
+        if isinstance(text, Path):
+            return cls.from_file(text)
+        if not isinstance(text, str):
+            raise SpecError(None, f"expected JSON text, got {_type_name(text)}")
+        try:
+            data = json.loads(text, parse_constant=_reject_constant)
+        except json.JSONDecodeError as exc:
+            raise SpecError(None, f"invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}") from None
+        except ValueError as exc:
+            raise SpecError(None, str(exc)) from None
+        return cls.from_dict(data, base_dir=base_dir)
+
+    @classmethod
+    def from_file(cls, path: str | Path) -> WorkloadSpec:
+        """Read a spec file; relative paths in it resolve against the file's folder."""
+        p = Path(path)
+        try:
+            text = p.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise SpecError(None, f"cannot read spec file {p}: {exc}") from None
+        try:
+            return cls.from_json(text, base_dir=p.resolve().parent)
+        except SpecError as exc:
+            raise SpecError(exc.key, f"{exc.problem} (in {p})") from None
+
+    def to_file(self, path: str | Path, *, overwrite: bool = False) -> Path:
+        """Write :meth:`to_json` to ``path`` atomically (temp file + rename)."""
+        p = Path(path)
+        if p.exists() and not overwrite:
+            msg = f"{p} exists (pass overwrite=True to replace it)"
+            raise FileExistsError(msg)
+        fd, tmp = tempfile.mkstemp(dir=p.parent if str(p.parent) else ".", prefix=f".{p.name}.", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                fh.write(self.to_json())
+            os.replace(tmp, p)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        return p
+
+    # -- paths ------------------------------------------------------------------------------
+
+    def resolve_path(self, text: str) -> Path:
+        """A source path of this spec as an absolute path (see "Paths" in the module docstring)."""
+        if isinstance(self.source, ServeGenSource) and text == self.source.data_dir:
+            if text == "demo":
+                return demo_data_dir() / "servegen"
+            if text == "shared":
+                return shared_data_dir() / "servegen"
+        p = Path(text).expanduser()
+        if not p.is_absolute():
+            p = Path(self.base_dir) / p if self.base_dir else Path.cwd() / p
+        return p.resolve()
+
+
+def _reject_constant(name: str) -> float:
+    msg = f"{name} is not a number JSON allows"
+    raise ValueError(msg)
+
+
+def _parse_source(value: Any) -> Source:
+    d = _mapping("source", value)
+    _keys("source", d, ("kind", "data_dir", "model", "path", "preset", "per_client"), required=("kind",))
+    kind = _string("source.kind", d["kind"], choices=tuple(_SOURCE_KINDS))
+    if kind == "servegen":
+        _keys("source", d, ("kind", "data_dir", "model"), required=("data_dir", "model"))
+        return ServeGenSource(data_dir=_string("source.data_dir", d["data_dir"]), model=_string("source.model", d["model"]))
+    _keys("source", d, ("kind", "path", "preset", "per_client"), required=("path",))
+    preset = d.get("preset")
+    return TraceSource(
+        path=_string("source.path", d["path"]),
+        preset=None if preset is None else _string("source.preset", preset),
+        per_client=_boolean("source.per_client", d.get("per_client", True)),
+    )
+
+
+def _parse_span(value: Any) -> Span:
+    d = _mapping("span", value)
+    _keys("span", d, ("start_s", "duration_s"), required=("start_s",))
+    dur = d.get("duration_s")
+    return Span(
+        start_s=_number("span.start_s", d["start_s"], minimum=0),
+        duration_s=None if dur is None else _number("span.duration_s", dur, positive=True),
+    )
+
+
+def _parse_clients(value: Any) -> ClientSelection:
+    d = _mapping("clients", value)
+    _keys("clients", d, ("mode", "ids", "k", "ranges", "top_k", "by"), required=("mode",))
+    mode = _string("clients.mode", d["mode"], choices=CLIENT_MODES)
+    allowed = {
+        "all": ("mode",),
+        "ids": ("mode", "ids"),
+        "top_k": ("mode", "k", "by"),
+        "filter": ("mode", "ranges", "top_k", "by"),
+    }[mode]
+    _keys("clients", d, allowed)
+    kw: dict[str, Any] = {"mode": mode}
+    if "ids" in d:
+        ids = _list("clients.ids", d["ids"])
+        kw["ids"] = tuple(_string(f"clients.ids[{i}]", c) for i, c in enumerate(ids))
+    if "k" in d:
+        kw["k"] = _integer("clients.k", d["k"], minimum=1)
+    if "ranges" in d:
+        ranges = _mapping("clients.ranges", d["ranges"])
+        parsed = []
+        for name, r in ranges.items():
+            key = f"clients.ranges.{name}"
+            pair = _list(key, r)
+            if len(pair) != 2:
+                raise SpecError(key, f"expected [low, high] (null for open), got {r!r}")
+            lo, hi = (None if x is None else _number(key, x) for x in pair)
+            parsed.append((name, lo, hi))
+        kw["ranges"] = tuple(parsed)
+    if d.get("top_k") is not None:
+        kw["top_k"] = _integer("clients.top_k", d["top_k"], minimum=1)
+    if "by" in d:
+        kw["by"] = _string("clients.by", d["by"])
+    return ClientSelection(**kw)
+
+
+def _parse_weights(value: Any) -> Weights:
+    d = _mapping("weights", value)
+    _keys("weights", d, ("mode", "values"), required=("mode",))
+    mode = _string("weights.mode", d["mode"], choices=WEIGHT_MODES)
+    if mode == "observed":
+        _keys("weights", d, ("mode",))
+        return Weights()
+    if "values" not in d:
+        raise SpecError("weights.values", "required with mode 'explicit'")
+    vals = _mapping("weights.values", d["values"])
+    return Weights(mode="explicit", values=tuple((k, _number(f"weights.values.{k}", v, minimum=0)) for k, v in vals.items()))
+
+
+def _parse_rate(value: Any) -> RateSpec:
+    d = _mapping("rate", value)
+    if "kind" not in d:
+        raise SpecError("rate.kind", "required key is missing")
+    kind = _string("rate.kind", d["kind"], choices=tuple(_RATE_KINDS))
+    if kind == "observed":
+        _keys("rate", d, ("kind", "factor"))
+        return ObservedRate(factor=_number("rate.factor", d.get("factor", 1.0), positive=True))
+    if kind == "constant":
+        _keys("rate", d, ("kind", "rps"), required=("rps",))
+        return ConstantRate(rps=_number("rate.rps", d["rps"], positive=True))
+    if kind == "bounded":
+        _keys("rate", d, ("kind", "peak_rps"), required=("peak_rps",))
+        return BoundedRate(peak_rps=_number("rate.peak_rps", d["peak_rps"], positive=True))
+    if kind == "piecewise":
+        _keys("rate", d, ("kind", "points", "interpolation"), required=("points",))
+        pts = _list("rate.points", d["points"])
+        parsed = []
+        for i, p in enumerate(pts):
+            pair = _list(f"rate.points[{i}]", p)
+            if len(pair) != 2:
+                raise SpecError(f"rate.points[{i}]", f"expected [t, rps], got {p!r}")
+            parsed.append((_number(f"rate.points[{i}]", pair[0]), _number(f"rate.points[{i}]", pair[1])))
+        return PiecewiseRate(points=tuple(parsed), interpolation=_string("rate.interpolation", d.get("interpolation", "step")))
+    _keys("rate", d, ("kind", "start_rps", "end_rps"), required=("start_rps", "end_rps"))
+    return RampRate(
+        start_rps=_number("rate.start_rps", d["start_rps"], minimum=0),
+        end_rps=_number("rate.end_rps", d["end_rps"], minimum=0),
+    )
