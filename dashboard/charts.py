@@ -67,21 +67,30 @@ def fmt_time(t_s: float) -> str:
     return f"day {day + 1} {clock}"
 
 
-def _times(start_s: Sequence[float] | np.ndarray | pl.Series) -> tuple[np.ndarray, list[str]]:
+def time_unit(span_s: float) -> tuple[str, float]:
+    """Display unit of a time axis for a span: hours from 3 h up, minutes from 3 min, else seconds."""
+    if span_s >= 3 * HOUR:
+        return "h", HOUR
+    if span_s >= 180:
+        return "min", 60.0
+    return "s", 1.0
+
+
+def _times(start_s: Sequence[float] | np.ndarray | pl.Series, span_s: float | None = None) -> tuple[np.ndarray, list[str], str, float]:
+    """Times for a time axis: values in the display unit, hover labels, unit name, span in that unit."""
     s = np.asarray(start_s, dtype=np.float64)
-    return s / HOUR, [fmt_time(v) for v in s]
+    span = float(s.max() - s.min()) if span_s is None and s.size else float(span_s or 0.0)
+    unit, scale = time_unit(span)
+    return s / scale, [fmt_time(v) for v in s], unit, span / scale
 
 
-def _time_axis(fig: go.Figure, span_h: float, *, row: int | None = None, col: int | None = None) -> None:
-    kw = {"title_text": "time since source start (h)"}
-    if span_h > 72:
+def _time_axis(fig: go.Figure, unit: str, span: float, **where) -> None:
+    kw: dict = {"title_text": f"time since source start ({unit})"}
+    if unit == "h" and span > 72:
         kw["dtick"] = 24
-    elif span_h > 24:
+    elif unit == "h" and span > 24:
         kw["dtick"] = 6
-    if row is None:
-        fig.update_xaxes(**kw)
-    else:
-        fig.update_xaxes(row=row, col=col, **kw)
+    fig.update_xaxes(**kw, **where)
 
 
 def _finish(
@@ -100,14 +109,15 @@ def _finish(
     else:
         legend = {"orientation": "h", "yanchor": "bottom", "y": 1.02, "xanchor": "right", "x": 1.0}
         margin = {"l": 60, "r": 20, "t": 80, "b": 50}
-    fig.update_layout(
-        template=TEMPLATE,
-        title={"text": title, "x": 0.0, "xanchor": "left"},
-        margin=margin,
-        hovermode="closest",
-        legend=legend,
-        **layout,
-    )
+    settings = {
+        "template": TEMPLATE,
+        "title": {"text": title, "x": 0.0, "xanchor": "left"},
+        "margin": margin,
+        "hovermode": "closest",
+        "legend": legend,
+    }
+    settings.update(layout)
+    fig.update_layout(**settings)
     if x_title is not None:
         fig.update_xaxes(title_text=x_title)
     if y_title is not None:
@@ -246,7 +256,7 @@ def percentile_bands(windows: pl.DataFrame, *, field: str) -> go.Figure:
     ``windows``: ``start_s, mean, p50, p90, p99`` (:class:`servegen_core.lengths.LengthShift`).
     """
     label = field_label(field)
-    x, when = _times(windows["start_s"])
+    x, when, unit, span = _times(windows["start_s"])
     fig = go.Figure()
     styles = {"p99": ("#c6dbef", None), "p90": ("#6baed6", None), "p50": ("#08519c", None), "mean": ("#EF553B", "dash")}
     for stat in ("p99", "p90", "p50", "mean"):
@@ -263,7 +273,7 @@ def percentile_bands(windows: pl.DataFrame, *, field: str) -> go.Figure:
             )
         )
     fig.update_yaxes(type="log")
-    _time_axis(fig, float(x.max() - x.min()) if x.size else 0.0)
+    _time_axis(fig, unit, span)
     return _finish(fig, f"Percentiles of {label} per window over time", y_title=f"{label} ({field_unit(field)}, log scale)")
 
 
@@ -321,3 +331,436 @@ def length_scatter(sample: pl.DataFrame, *, x: str = "input_tokens", y: str = "o
         x_title=f"{field_label(x)} ({field_unit(x)}, log scale)",
         y_title=f"{field_label(y)} ({field_unit(y)}, log scale)",
     )
+
+
+# ---------------------------------------------------------------------------------------------
+# Rates
+# ---------------------------------------------------------------------------------------------
+
+
+def rate_over_time(series: pl.DataFrame, *, resolution_s: float, title: str = "Aggregate request rate") -> go.Figure:
+    """Aggregate rate per bin over time: ``start_s, requests, rate_rps`` (:func:`servegen_core.rates.rate_series`)."""
+    x, when, unit, span = _times(series["start_s"])
+    fig = go.Figure(
+        go.Scatter(
+            x=x,
+            y=series["rate_rps"].to_numpy(),
+            mode="lines",
+            line={"color": COLORS[0], "width": 1.5},
+            fill="tozeroy",
+            fillcolor="rgba(99,110,250,0.15)",
+            customdata=np.column_stack([when, series["requests"].to_numpy()]),
+            hovertemplate="%{customdata[0]}<br>%{y:,.2f} req/s<br>%{customdata[1]:,.0f} requests<extra></extra>",
+            name="rate",
+        )
+    )
+    _time_axis(fig, unit, span)
+    return _finish(fig, f"{title} ({_fmt_res(resolution_s)} bins)", y_title="rate (requests/s)", showlegend=False)
+
+
+def _fmt_res(seconds: float) -> str:
+    s = float(seconds)
+    if s >= HOUR and s % HOUR == 0:
+        return f"{s / HOUR:g} h"
+    if s >= 60 and s % 60 == 0:
+        return f"{s / 60:g} min"
+    return f"{s:g} s"
+
+
+def top_clients(shares: pl.DataFrame, *, k: int = 15) -> go.Figure:
+    """The ``k`` busiest clients' shares of all requests: ``client_id, requests, share, cum_share``."""
+    top = shares.head(k)
+    labels = [f"client {c}" for c in top["client_id"].to_list()]
+    fig = go.Figure(
+        go.Bar(
+            x=top["share"].to_numpy() * 100,
+            y=labels,
+            orientation="h",
+            marker_color=COLORS[0],
+            customdata=np.column_stack([top["requests"].to_numpy(), top["cum_share"].to_numpy() * 100]),
+            hovertemplate="%{y}<br>%{x:.2f} % of requests (%{customdata[0]:,.0f})<br>cumulative %{customdata[1]:.1f} %<extra></extra>",
+            name="share",
+        )
+    )
+    fig.update_yaxes(autorange="reversed", title_text=None)
+    return _finish(fig, f"Top {top.height} clients by requests", x_title="share of requests (%)", showlegend=False, height=max(300, 26 * top.height + 120))
+
+
+def stacked_rate(series: pl.DataFrame, *, resolution_s: float) -> go.Figure:
+    """Rate of the top-k clients and the rest, stacked: ``start_s, group, rate_rps, share`` (:func:`top_k_series`)."""
+    groups = series["group"].unique(maintain_order=True).to_list()
+    fig = go.Figure()
+    unit = "h"
+    span = 0.0
+    for i, group in enumerate(groups):
+        g = series.filter(pl.col("group") == group)
+        x, when, unit, span = _times(g["start_s"], float(series["start_s"].max() - series["start_s"].min()))
+        name = "other clients" if group == "rest" else f"client {group}"
+        fig.add_trace(
+            go.Scatter(
+                x=x,
+                y=g["rate_rps"].to_numpy(),
+                mode="lines",
+                stackgroup="rate",
+                line={"width": 0.5, "color": OTHER_COLOR if group == "rest" else COLORS[i % len(COLORS)]},
+                name=name,
+                customdata=np.column_stack([when, g["share"].to_numpy() * 100]),
+                hovertemplate="%{customdata[0]}<br>" + name + ": %{y:,.2f} req/s (%{customdata[1]:.1f} %)<extra></extra>",
+            )
+        )
+    _time_axis(fig, unit, span)
+    return _finish(fig, f"Aggregate rate by client, top {len(groups) - 1} stacked ({_fmt_res(resolution_s)} bins)", y_title="rate (requests/s)", hovermode="x unified", legend_traceorder="normal")
+
+
+def hour_day_heatmap(matrix: pl.DataFrame) -> go.Figure:
+    """Mean rate per hour of day (x) and day (y): ``day, hour, rate_rps`` (:func:`hour_day_matrix`)."""
+    days = sorted(matrix["day"].unique().to_list())
+    grid = np.full((len(days), 24), np.nan)
+    index = {d: i for i, d in enumerate(days)}
+    for day, hour, rate in matrix.select("day", "hour", "rate_rps").iter_rows():
+        grid[index[day], int(hour)] = rate
+    fig = go.Figure(
+        go.Heatmap(
+            z=grid,
+            x=list(range(24)),
+            y=[f"day {d + 1}" for d in days],
+            colorscale="Viridis",
+            colorbar={"title": {"text": "req/s"}},
+            hovertemplate="%{y}, %{x}:00–%{x}:59<br>%{z:,.2f} req/s<extra></extra>",
+        )
+    )
+    fig.update_xaxes(dtick=2)
+    fig.update_yaxes(autorange="reversed")
+    return _finish(fig, "Request rate by hour of day and day", x_title="hour of day (source time, h)", y_title="day", height=max(320, 22 * len(days) + 160))
+
+
+def day_over_day(frame: pl.DataFrame) -> go.Figure:
+    """Daily mean rate (bars) and its change from the day before (line): ``day, rate_rps, change_pct``."""
+    days = [f"day {d + 1}" for d in frame["day"].to_list()]
+    fig = make_subplots(specs=[[{"secondary_y": True}]])
+    fig.add_trace(
+        go.Bar(
+            x=days,
+            y=frame["rate_rps"].to_numpy(),
+            name="mean rate",
+            marker_color=COLORS[0],
+            customdata=frame["requests"].to_numpy(),
+            hovertemplate="%{x}<br>mean %{y:,.2f} req/s<br>%{customdata:,.0f} requests<extra></extra>",
+        ),
+        secondary_y=False,
+    )
+    fig.add_trace(
+        go.Scatter(
+            x=days,
+            y=frame["change_pct"].to_numpy(),
+            name="change from previous day",
+            mode="lines+markers",
+            line={"color": COLORS[1]},
+            hovertemplate="%{x}<br>%{y:+.1f} % vs previous day<extra></extra>",
+        ),
+        secondary_y=True,
+    )
+    fig.update_yaxes(title_text="mean rate (requests/s)", secondary_y=False)
+    fig.update_yaxes(title_text="change from previous day (%)", secondary_y=True, zeroline=True, showgrid=False, rangemode="tozero")
+    return _finish(fig, "Day-over-day change of the daily rate", x_title="day")
+
+
+def lorenz_curve(frame: pl.DataFrame, *, gini: float | None = None) -> go.Figure:
+    """Lorenz curve of request volume over clients: ``client_share, load_share``."""
+    fig = go.Figure()
+    fig.add_trace(
+        go.Scatter(x=[0, 100], y=[0, 100], mode="lines", line={"color": OTHER_COLOR, "dash": "dot"}, name="equal volume", hoverinfo="skip")
+    )
+    fig.add_trace(
+        go.Scatter(
+            x=frame["client_share"].to_numpy() * 100,
+            y=frame["load_share"].to_numpy() * 100,
+            mode="lines",
+            line={"color": COLORS[0], "width": 2.5},
+            fill="tonexty",
+            fillcolor="rgba(99,110,250,0.12)",
+            name="observed",
+            hovertemplate="lightest %{x:.1f} % of clients carry %{y:.2f} % of requests<extra></extra>",
+        )
+    )
+    title = "Client concentration (Lorenz curve)"
+    if gini is not None:
+        title += f", Gini {gini:.2f}"
+    fig.update_xaxes(range=[0, 100])
+    fig.update_yaxes(range=[0, 100])
+    return _finish(fig, title, x_title="share of clients, lightest first (%)", y_title="share of requests (%)")
+
+
+# ---------------------------------------------------------------------------------------------
+# Burstiness
+# ---------------------------------------------------------------------------------------------
+
+
+def cv_cdf(frame: pl.DataFrame, *, title: str = "CDF of the inter-arrival CV per window") -> go.Figure:
+    """Unweighted and rate-weighted CDF of the window CV with the CV = 1 (Poisson) line.
+
+    ``frame``: ``cv, cdf, cdf_weighted`` (:func:`servegen_core.arrivals.cv_cdf`).
+    """
+    fig = go.Figure()
+    cv = frame["cv"].to_numpy()
+    for col, name, color in (("cdf", "share of windows", COLORS[0]), ("cdf_weighted", "share of requests (rate-weighted)", COLORS[1])):
+        fig.add_trace(
+            go.Scatter(
+                x=cv,
+                y=frame[col].to_numpy(),
+                mode="lines",
+                line_shape="hv",
+                line={"color": color, "width": 2},
+                name=name,
+                hovertemplate="CV ≤ %{x:.2f}: %{y:.1%} of " + ("windows" if col == "cdf" else "requests") + "<extra></extra>",
+            )
+        )
+    fig.add_vline(x=1.0, line={"color": "black", "dash": "dash", "width": 1.5}, annotation_text="CV = 1 (Poisson)", annotation_position="top left")
+    positive = cv[cv > 0]
+    if positive.size and positive.max() / positive.min() > 20:
+        fig.update_xaxes(type="log")
+        x_title = "coefficient of variation of inter-arrival times (log scale)"
+    else:
+        x_title = "coefficient of variation of inter-arrival times"
+    fig.update_yaxes(range=[0, 1.02], tickformat=".0%")
+    return _finish(fig, title, x_title=x_title, y_title="cumulative share")
+
+
+def cv_vs_rate(frame: pl.DataFrame, *, rate: str, cv: str, size: str | None = None) -> go.Figure:
+    """One point per client: its burstiness (``cv`` column) against its rate (``rate`` column), log-log, CV = 1 line."""
+    fig = go.Figure(
+        go.Scatter(
+            x=frame[rate].to_numpy(),
+            y=frame[cv].to_numpy(),
+            mode="markers",
+            marker={"size": 9, "color": COLORS[0], "opacity": 0.8, "line": {"width": 0.5, "color": "white"}},
+            customdata=frame["client_id"].to_numpy(),
+            hovertemplate="client %{customdata}<br>rate %{x:.3g} req/s<br>CV %{y:.2f}<extra></extra>",
+            name="client",
+        )
+    )
+    fig.add_hline(y=1.0, line={"color": "black", "dash": "dash", "width": 1.5}, annotation_text="CV = 1 (Poisson)", annotation_position="bottom right")
+    fig.update_xaxes(type="log")
+    fig.update_yaxes(type="log")
+    return _finish(
+        fig,
+        "Burstiness against rate, per client",
+        x_title=f"{rate.replace('_', ' ')} (requests/s, log scale)",
+        y_title=f"{cv.replace('_', ' ')} (log scale)",
+        showlegend=False,
+    )
+
+
+def pattern_shares(frame: pl.DataFrame) -> go.Figure:
+    """Share of windows and of requests per recorded arrival pattern: ``pattern, window_share, request_share``."""
+    patterns = [p or "none" for p in frame["pattern"].to_list()]
+    fig = go.Figure()
+    for col, name, color in (("window_share", "share of active windows", COLORS[0]), ("request_share", "share of requests", COLORS[1])):
+        fig.add_trace(
+            go.Bar(
+                x=patterns,
+                y=frame[col].to_numpy() * 100,
+                name=name,
+                marker_color=color,
+                text=[f"{v * 100:.1f} %" for v in frame[col].to_list()],
+                textposition="outside",
+                hovertemplate="%{x}: %{y:.1f} % of " + ("windows" if col == "window_share" else "requests") + "<extra></extra>",
+            )
+        )
+    fig.update_yaxes(range=[0, 110])
+    return _finish(fig, "Recorded arrival patterns", x_title="fitted inter-arrival distribution", y_title="share (%)", barmode="group")
+
+
+def interarrival_histogram(histogram: pl.DataFrame, densities: pl.DataFrame, fits: pl.DataFrame | None = None, *, title: str, log_x: bool = False) -> go.Figure:
+    """Histogram of inter-arrival times (density) with fitted densities.
+
+    ``histogram``: ``left_s, right_s, count, density``; ``densities``: ``family, iat_s, pdf``;
+    ``fits``: ``family, ks, aic`` for the legend.
+    """
+    left = histogram["left_s"].to_numpy()
+    right = histogram["right_s"].to_numpy()
+    dens = histogram["density"].to_numpy()
+    counts = histogram["count"].to_numpy()
+    fig = go.Figure()
+    if log_x:
+        # Bars have no width on a log axis: draw the histogram as a filled step line over the edges.
+        keep = dens > 0
+        fig.add_trace(
+            go.Scatter(
+                x=np.sqrt(left[keep] * right[keep]),
+                y=dens[keep],
+                mode="lines+markers",
+                line={"color": OTHER_COLOR, "width": 2, "shape": "hvh"},
+                marker={"size": 5, "color": "#777"},
+                name="observed gaps",
+                customdata=np.column_stack([left[keep], right[keep], counts[keep]]),
+                hovertemplate="%{customdata[0]:.3g}–%{customdata[1]:.3g} s<br>%{customdata[2]} gaps, density %{y:.3g} /s<extra></extra>",
+            )
+        )
+    else:
+        fig.add_trace(
+            go.Bar(
+                x=(left + right) / 2,
+                y=dens,
+                width=right - left,
+                marker={"color": OTHER_COLOR, "line": {"width": 0}},
+                name="observed gaps",
+                customdata=np.column_stack([left, right, counts]),
+                hovertemplate="%{customdata[0]:.3g}–%{customdata[1]:.3g} s<br>%{customdata[2]} gaps, density %{y:.3g} /s<extra></extra>",
+            )
+        )
+    ks = {}
+    best = None
+    if fits is not None and fits.height:
+        ks = dict(zip(fits["family"].to_list(), fits["ks"].to_list(), strict=True))
+        best = fits.sort("aic")["family"][0]
+    for i, family in enumerate(densities["family"].unique(maintain_order=True).to_list()):
+        d = densities.filter(pl.col("family") == family)
+        name = family
+        if family in ks:
+            name += f" (KS {ks[family]:.3f})"
+        if family == best:
+            name += " ★ best AIC"
+        recorded = family.startswith("Recorded")
+        fig.add_trace(
+            go.Scatter(
+                x=d["iat_s"].to_numpy(),
+                y=d["pdf"].to_numpy(),
+                mode="lines",
+                line={"color": "black" if recorded else COLORS[(i + 1) % len(COLORS)], "dash": "dot" if recorded else ("solid" if family == best else "dash"), "width": 2},
+                name=name,
+                hovertemplate="gap %{x:.3g} s<br>density %{y:.3g} /s<extra>" + family + "</extra>",
+            )
+        )
+    hist_max = float(dens.max()) if dens.size and dens.max() > 0 else 1.0
+    if log_x:
+        lowest = float(dens[dens > 0].min()) if (dens > 0).any() else hist_max / 1e3
+        fig.update_yaxes(type="log", range=[math.log10(lowest) - 0.5, math.log10(hist_max) + 0.5])
+        fig.update_xaxes(type="log")
+    else:
+        fig.update_yaxes(range=[0, hist_max * 1.15])
+    return _finish(
+        fig,
+        title,
+        x_title="inter-arrival time (s" + (", log scale)" if log_x else ")"),
+        y_title="probability density (1/s" + (", log scale)" if log_x else ")"),
+        bargap=0,
+        legend_bottom=True,
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Multimodal
+# ---------------------------------------------------------------------------------------------
+
+MODALITY_COLORS = {"text": COLORS[0], "image": COLORS[1], "audio": COLORS[2], "video": COLORS[3]}
+
+
+def modality_share_histogram(distribution: pl.DataFrame, *, modalities: Sequence[str] | None = None) -> go.Figure:
+    """Distribution of each modality's share of a request's input tokens.
+
+    ``distribution``: ``modality, share_lo, share_hi, prob`` (:class:`ModalityShares.distribution`).
+    """
+    shown = modalities or distribution["modality"].unique(maintain_order=True).to_list()
+    fig = go.Figure()
+    for m in shown:
+        d = distribution.filter(pl.col("modality") == m)
+        lo = d["share_lo"].to_numpy() * 100
+        hi = d["share_hi"].to_numpy() * 100
+        fig.add_trace(
+            go.Bar(
+                x=(lo + hi) / 2,
+                y=d["prob"].to_numpy() * 100,
+                width=(hi - lo) * 0.9 / max(len(shown), 1),
+                name=f"{m} tokens",
+                marker_color=MODALITY_COLORS.get(m, OTHER_COLOR),
+                customdata=np.column_stack([lo, hi]),
+                hovertemplate="%{customdata[0]:.0f}–%{customdata[1]:.0f} % " + m + "<br>%{y:.1f} % of requests<extra></extra>",
+            )
+        )
+    return _finish(
+        fig,
+        "Share of each request's input tokens by modality",
+        x_title="share of the request's input tokens (%)",
+        y_title="requests (%)",
+        barmode="group",
+    )
+
+
+def count_distribution(frame: pl.DataFrame, *, field: str = "image_count") -> go.Figure:
+    """Items per request: ``count, prob, cdf`` (:func:`image_count_distribution`)."""
+    label = field_label(field)
+    fig = go.Figure(
+        go.Bar(
+            x=frame["count"].to_numpy(),
+            y=frame["prob"].to_numpy() * 100,
+            marker_color=COLORS[1],
+            customdata=frame["cdf"].to_numpy() * 100,
+            hovertemplate="%{x} per request<br>%{y:.2f} % of requests (≤ %{x}: %{customdata:.1f} %)<extra></extra>",
+            name=label,
+        )
+    )
+    fig.update_xaxes(dtick=1 if frame.height <= 20 else None)
+    return _finish(fig, f"Distribution of {label}", x_title=f"{label} (items)", y_title="requests (%)", showlegend=False)
+
+
+def tokens_per_item(distribution: pl.DataFrame, dominant: pl.DataFrame | None = None, *, modality: str = "image") -> go.Figure:
+    """Tokens per image (each image counted once) as stems on a log x axis: ``tokens_per_item, prob``.
+
+    The ``dominant`` sizes (``rank, tokens_per_item, share``) are labelled.
+    """
+    d = distribution.filter(pl.col("tokens_per_item") > 0)
+    x = d["tokens_per_item"].to_numpy()
+    y = d["prob"].to_numpy() * 100
+    fig = go.Figure(
+        go.Scatter(
+            x=x,
+            y=y,
+            mode="markers",
+            marker={"color": COLORS[1], "size": 4},
+            error_y={"type": "data", "symmetric": False, "array": np.zeros_like(y), "arrayminus": y, "width": 0, "color": COLORS[1], "thickness": 1.2},
+            name=f"tokens per {modality}",
+            hovertemplate="%{x:,.0f} tokens per " + modality + "<br>%{y:.2f} % of " + modality + "s<extra></extra>",
+        )
+    )
+    if dominant is not None:
+        for i, row in enumerate(dominant.filter(pl.col("tokens_per_item") > 0).iter_rows(named=True)):
+            fig.add_annotation(
+                x=math.log10(row["tokens_per_item"]),
+                y=row["share"] * 100,
+                text=f"#{row['rank']}: {row['tokens_per_item']:,.0f}",
+                showarrow=True,
+                arrowhead=2,
+                ax=30 if i % 2 else -30,
+                ay=-25 - 14 * (i % 3),
+                font={"size": 11},
+            )
+    top = float(y.max()) if y.size else 1.0
+    fig.update_xaxes(type="log")
+    fig.update_yaxes(range=[0, top * 1.35])
+    return _finish(fig, f"Tokens per {modality}", x_title=f"tokens per {modality} (tokens, log scale)", y_title=f"{modality}s (%)", showlegend=False)
+
+
+def modality_over_time(frame: pl.DataFrame, *, modalities: Sequence[str] | None = None) -> go.Figure:
+    """Token share of each modality per window: ``start_s, modality, token_share, tokens_per_request``."""
+    shown = modalities or frame["modality"].unique(maintain_order=True).to_list()
+    fig = go.Figure()
+    unit, span = "h", 0.0
+    for m in shown:
+        d = frame.filter(pl.col("modality") == m)
+        x, when, unit, span = _times(d["start_s"], float(frame["start_s"].max() - frame["start_s"].min()))
+        fig.add_trace(
+            go.Scatter(
+                x=x,
+                y=d["token_share"].to_numpy() * 100,
+                mode="lines+markers",
+                stackgroup="share",
+                name=m,
+                line={"color": MODALITY_COLORS.get(m, OTHER_COLOR)},
+                customdata=np.column_stack([when, d["tokens_per_request"].to_numpy()]),
+                hovertemplate="%{customdata[0]}<br>" + m + ": %{y:.1f} % of tokens, %{customdata[1]:,.0f} per request<extra></extra>",
+            )
+        )
+    _time_axis(fig, unit, span)
+    fig.update_yaxes(range=[0, 100])
+    return _finish(fig, "Modality mix of input tokens per window", y_title="share of input tokens (%)", legend_traceorder="normal")

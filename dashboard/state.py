@@ -556,6 +556,32 @@ def choose_span(loaded: Loaded) -> tuple[float, float]:
     return lo, hi
 
 
+#: Bin lengths offered for rate series and CV windows (seconds).
+RESOLUTIONS_S = (1, 10, 60, 300, 600, 1800, 3600, 21600, 86400)
+
+
+def resolutions(view: View, *, min_bins: int = 4, target_bins: int = 600) -> tuple[list[int], int]:
+    """Bin lengths that suit the view (whole pool windows; at least ``min_bins`` bins) and a default.
+
+    The default is the finest bin giving at most ``target_bins`` bins.
+    """
+    base = view.data.window_s if view.is_pool else 1
+    span = max(view.end_s - view.start_s, 1.0)
+    options = [r for r in RESOLUTIONS_S if r % base == 0 and span / r >= min_bins] or [
+        r for r in RESOLUTIONS_S if r % base == 0
+    ][:1]
+    default = next((r for r in options if span / r <= target_bins), options[-1])
+    return options, default
+
+
+def fmt_resolution(seconds: int) -> str:
+    if seconds >= 3600 and seconds % 3600 == 0:
+        return f"{seconds // 3600} h"
+    if seconds >= 60 and seconds % 60 == 0:
+        return f"{seconds // 60} min"
+    return f"{seconds} s"
+
+
 def headline(view: View) -> dict[str, str]:
     """The source's headline numbers: clients, requests, span, fields."""
     data = view.data

@@ -1,0 +1,47 @@
+"""Multimodal: how input tokens divide between text and images (or audio/video), images per request, tokens per image."""
+
+import streamlit as st
+
+import charts
+import state
+from servegen_core import multimodal
+
+view = state.page_header("Multimodal")
+MEDIA_FIELDS = [f"{m}_{kind}" for m in multimodal.MODALITIES[1:] for kind in ("tokens", "count")]
+present = [f for f in MEDIA_FIELDS if f in view.fields]
+if not present:
+    st.info(
+        f"{view.source.label} has no multimodal fields ({', '.join(MEDIA_FIELDS)}): "
+        "choose a multimodal source (e.g. multimodal/mm-image, or the demo's multimodal/demo-vl)."
+    )
+    st.stop()
+
+shares = state.compute(multimodal.modality_shares)
+modalities = None
+if state.usable(shares, what="modality shares"):
+    summary = shares.summary
+    modalities = summary.filter(summary["token_share"] > 0)["modality"].to_list()
+    st.plotly_chart(charts.modality_share_histogram(shares.distribution, modalities=modalities), key="mm_shares")
+    parts = [
+        f"{row['modality']} carries {row['token_share']:.0%} of input tokens and appears in {row['request_share']:.0%} of requests"
+        for row in summary.iter_rows(named=True)
+        if row["token_share"] > 0
+    ]
+    st.caption("; ".join(parts) + f". {shares.method.capitalize()}.")
+
+left, right = st.columns(2)
+with left:
+    counts = state.compute(multimodal.image_count_distribution)
+    if state.usable(counts, what="the image count"):
+        st.plotly_chart(charts.count_distribution(counts.frame, field=counts.field), key="mm_counts")
+        st.caption(f"{counts.share_nonzero:.0%} of requests carry images; {counts.mean:.2f} images per request on average.")
+with right:
+    tpi = state.compute(multimodal.tokens_per_image)
+    if state.usable(tpi, what="tokens per image"):
+        st.plotly_chart(charts.tokens_per_item(tpi.distribution, tpi.dominant, modality=tpi.modality), key="mm_tpi")
+        sizes = ", ".join(f"{r['tokens_per_item']:,.0f} ({r['share']:.0%})" for r in tpi.dominant.head(3).iter_rows(named=True))
+        st.caption(f"Most frequent sizes: {sizes}; mean {tpi.mean_tokens_per_item:,.0f} tokens per image. {tpi.method.capitalize()}.")
+
+over_time = state.compute(multimodal.modality_over_time)
+if state.usable(over_time, what="the modality mix over time"):
+    st.plotly_chart(charts.modality_over_time(over_time.frame, modalities=modalities), key="mm_time")
