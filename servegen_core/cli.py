@@ -1,0 +1,988 @@
+"""The ``servegen`` command line.
+
+::
+
+    servegen models DATA_DIR [--json]
+    servegen summary SOURCE [--model M] [--preset P] [--json]
+    servegen generate --spec SPEC --format F -o OUT [--overwrite] [--chunk-s N]
+                      [--naive poisson|constant] [--seed N] [--block-size T] [-q]
+    servegen validate --spec SPEC [--workload FILE] [--preset P] [--seed N] [--json]
+    servegen spec-template [--model M] [--data-dir D] [--start-s S] [--duration-s D]
+                           [--seed N] [--overwrite] -o FILE
+
+``generate`` composes with :func:`servegen_core.compose.plan_workload` and writes
+with :mod:`servegen_core.export`: JSONL/CSV formats are streamed chunk by chunk
+(``--chunk-s``, default one hour of span time) with a progress bar on stderr,
+and are byte for byte what ``export_trace(compose(spec).trace, ...)`` writes;
+``parquet`` is written whole as one file, or as a folder of part files when
+``--chunk-s`` is given. The spec actually used (after ``--seed``/``--naive``)
+is written beside the output as ``OUT.spec.json``. Nothing partial is left
+behind on an error or an interrupt.
+
+:func:`main` parses ``argv`` and returns an exit code: 0 on success, 1 when
+``validate`` finds a failing check, 2 for a usage, spec or data error. Errors
+the package raises on purpose (:class:`~servegen_core.errors.ServeGenError`)
+and operating-system errors (a missing file, a folder without write access)
+print one line, ``servegen: error: <message>``, on stderr and no traceback.
+
+``DATA_DIR`` (and a ``summary`` SOURCE folder) may be ``demo`` (the embedded
+synthetic demo data) or ``shared`` (the shared reference data), a folder
+holding ``<category>/<model>/`` folders, a folder holding such a ``servegen/``
+folder, or one model's folder.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TextIO
+
+import polars as pl
+
+from servegen_core.errors import ServeGenError
+from servegen_core.paths import demo_data_dir, shared_data_dir
+
+__all__ = ["DATA_SHORTCUTS", "build_parser", "main", "resolve_data_dir"]
+
+PROG = "servegen"
+
+#: Names accepted in place of a data folder.
+DATA_SHORTCUTS: dict[str, Callable[[], Path]] = {
+    "demo": lambda: demo_data_dir() / "servegen",
+    "shared": lambda: shared_data_dir() / "servegen",
+}
+
+#: Exit codes.
+EXIT_OK = 0
+EXIT_CHECK_FAILED = 1
+EXIT_ERROR = 2
+
+
+class CliError(ServeGenError):
+    """A command-line request that cannot be carried out (bad combination of arguments, ...)."""
+
+
+# --------------------------------------------------------------------------- #
+# Data sources
+# --------------------------------------------------------------------------- #
+
+
+def _is_model_dir(path: Path) -> bool:
+    return path.is_dir() and any(path.glob("chunk-*-trace.csv"))
+
+
+def resolve_data_dir(text: str | Path) -> Path:
+    """The ServeGen data folder named by ``text`` (a shortcut of :data:`DATA_SHORTCUTS` or a path).
+
+    A folder that holds a ``servegen/`` folder with models (e.g. ``../shared/data``) resolves
+    to that ``servegen/`` folder.
+    """
+    key = str(text)
+    path = DATA_SHORTCUTS[key]() if key in DATA_SHORTCUTS else Path(key).expanduser()
+    if not path.exists():
+        msg = f"data folder not found: {path}"
+        if key not in DATA_SHORTCUTS:
+            msg += f" (shortcuts: {', '.join(DATA_SHORTCUTS)})"
+        raise CliError(msg)
+    if not path.is_dir():
+        msg = f"not a folder: {path}"
+        raise CliError(msg)
+    inner = path / "servegen"
+    if inner.is_dir() and not _has_models(path):
+        return inner
+    return path
+
+
+def _has_models(path: Path) -> bool:
+    from servegen_core.pool import list_models
+
+    try:
+        return bool(list_models(path))
+    except ServeGenError:
+        return False
+
+
+def _pool_source(text: str, model: str | None) -> tuple[Path, str]:
+    """``(data_dir, model)`` for a data folder (+ ``model``) or one model's folder."""
+    from servegen_core.pool import list_models
+
+    path = DATA_SHORTCUTS[text]() if text in DATA_SHORTCUTS else Path(text).expanduser()
+    if _is_model_dir(path):
+        resolved = path.resolve()
+        name = f"{resolved.parent.name}/{resolved.name}"
+        if model is not None and model != name:
+            msg = f"{path} is the folder of model {name}, but --model {model} was given"
+            raise CliError(msg)
+        return resolved.parent.parent, name
+    data_dir = resolve_data_dir(text)
+    models = list_models(data_dir)
+    if model is None:
+        if len(models) == 1:
+            return data_dir, models[0]
+        msg = f"{data_dir} holds {len(models)} models; choose one with --model ({', '.join(models) or 'none found'})"
+        raise CliError(msg)
+    if model not in models:
+        msg = f"no model {model!r} in {data_dir}; models there: {', '.join(models) or 'none'}"
+        raise CliError(msg)
+    return data_dir, model
+
+
+# --------------------------------------------------------------------------- #
+# Output helpers
+# --------------------------------------------------------------------------- #
+
+
+def _fmt_number(value: Any, *, digits: int = 3) -> str:
+    """Short human text for a table cell."""
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, int):
+        return f"{value:,}"
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            return "-" if math.isnan(value) else str(value)
+        if value == int(value) and abs(value) < 1e15:
+            return f"{int(value):,}"
+        if abs(value) >= 1000:
+            return f"{value:,.0f}"
+        return f"{value:.{digits}g}"
+    if isinstance(value, (list, tuple)):
+        return ", ".join(str(v) for v in value)
+    return str(value)
+
+
+def format_table(headers: Sequence[str], rows: Sequence[Sequence[Any]], *, numeric: Sequence[bool] | None = None) -> str:
+    """A plain-text table: a header, a rule, then rows; numeric columns right-aligned."""
+    cells = [[_fmt_number(v) for v in row] for row in rows]
+    if numeric is None:
+        numeric = [
+            bool(rows) and all(isinstance(r[i], (int, float)) and not isinstance(r[i], bool) for r in rows if r[i] is not None)
+            for i in range(len(headers))
+        ]
+    widths = [max([len(h), *(len(r[i]) for r in cells)]) for i, h in enumerate(headers)]
+
+    def line(values: Sequence[str]) -> str:
+        parts = [v.rjust(w) if num else v.ljust(w) for v, w, num in zip(values, widths, numeric, strict=True)]
+        return "  ".join(parts).rstrip()
+
+    out = [line(list(headers)), "  ".join("-" * w for w in widths)]
+    out.extend(line(r) for r in cells)
+    return "\n".join(out)
+
+
+def _json_value(value: Any) -> Any:
+    """``value`` with NaN/inf turned into ``None`` and tuples into lists, ready for ``json.dumps``."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {str(k): _json_value(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_value(v) for v in value]
+    return value
+
+
+def _print_json(obj: Any, out: TextIO) -> None:
+    out.write(json.dumps(_json_value(obj), indent=2, allow_nan=False) + "\n")
+
+
+class ProgressBar:
+    """A one-line text progress bar on ``stream`` (stderr), updated once per chunk.
+
+    On a terminal the line is redrawn in place; otherwise (a log file, a pipe) a line is
+    written each time another tenth of the work is done, so logs stay short.
+    """
+
+    def __init__(self, total: int, *, stream: TextIO, label: str = "", width: int = 30) -> None:
+        self.total = max(int(total), 1)
+        self.stream = stream
+        self.label = label
+        self.width = width
+        self.done = 0
+        self._tty = bool(getattr(stream, "isatty", lambda: False)())
+        self._last_tenth = -1
+        self._open = False
+
+    def render(self, detail: str = "") -> str:
+        frac = min(self.done / self.total, 1.0)
+        filled = int(round(frac * self.width))
+        bar = "#" * filled + "-" * (self.width - filled)
+        text = f"{self.label} [{bar}] {100 * frac:5.1f}% {self.done}/{self.total}"
+        return f"{text} {detail}".rstrip()
+
+    def update(self, done: int, detail: str = "") -> None:
+        self.done = done
+        line = self.render(detail)
+        if self._tty:
+            self.stream.write("\r" + line)
+            self._open = True
+        else:
+            tenth = int(10 * min(done / self.total, 1.0))
+            if tenth == self._last_tenth:
+                return
+            self._last_tenth = tenth
+            self.stream.write(line + "\n")
+        self.stream.flush()
+
+    def close(self) -> None:
+        if self._open:
+            self.stream.write("\n")
+            self.stream.flush()
+            self._open = False
+
+
+# --------------------------------------------------------------------------- #
+# servegen models
+# --------------------------------------------------------------------------- #
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """One row of ``servegen models``."""
+
+    model: str
+    clients: int
+    clients_without_lengths: int
+    span_days: float
+    windows: int
+    fields: tuple[str, ...]
+
+
+def model_infos(data_dir: Path) -> list[ModelInfo]:
+    """Describe every model under ``data_dir`` (loading each pool, through the columnar cache)."""
+    from servegen_core.pool import list_models, load_pool
+
+    infos = []
+    for name in list_models(data_dir):
+        pool = load_pool(data_dir, name)
+        infos.append(
+            ModelInfo(
+                model=name,
+                clients=len(pool.client_ids),
+                clients_without_lengths=len(pool.clients_without_lengths),
+                span_days=pool.duration_s / 86400,
+                windows=pool.windows.height,
+                fields=pool.fields,
+            )
+        )
+    return infos
+
+
+def _cmd_models(args: argparse.Namespace, out: TextIO) -> int:
+    data_dir = resolve_data_dir(args.data_dir)
+    infos = model_infos(data_dir)
+    if not infos:
+        msg = f"no models in {data_dir} (expected <category>/<model>/chunk-<client>-trace.csv files)"
+        raise CliError(msg)
+    if args.json:
+        _print_json(
+            {
+                "data_dir": str(data_dir),
+                "models": [
+                    {
+                        "model": i.model,
+                        "clients": i.clients,
+                        "clients_without_lengths": i.clients_without_lengths,
+                        "span_days": i.span_days,
+                        "windows": i.windows,
+                        "fields": list(i.fields),
+                    }
+                    for i in infos
+                ],
+            },
+            out,
+        )
+        return EXIT_OK
+    out.write(f"Models in {data_dir}\n\n")
+    rows = [
+        (i.model, i.clients, i.clients_without_lengths, round(i.span_days, 2), i.windows, ", ".join(i.fields))
+        for i in infos
+    ]
+    headers = ("model", "clients", "without lengths", "span (days)", "windows", "fields")
+    out.write(format_table(headers, rows, numeric=(False, True, True, True, True, False)) + "\n")
+    return EXIT_OK
+
+
+# --------------------------------------------------------------------------- #
+# servegen summary
+# --------------------------------------------------------------------------- #
+
+#: Length fields reported by ``summary``, in this order, where the source has them.
+SUMMARY_FIELDS = (
+    "input_tokens",
+    "output_tokens",
+    "text_tokens",
+    "image_tokens",
+    "image_count",
+    "audio_tokens",
+    "video_tokens",
+    "reasoning_tokens",
+    "answer_tokens",
+    "reason_ratio",
+)
+
+#: Number of busiest clients whose share of the requests ``summary`` reports.
+TOP_K = 10
+
+
+def _load_source(text: str, *, model: str | None, preset: str | None) -> tuple[Any, dict[str, Any], list[str]]:
+    """A ClientPool or a RequestTrace for ``summary``, a description of it, and notes from loading."""
+    from servegen_core.pool import load_pool
+    from servegen_core.traces import load_trace
+
+    path = Path(text).expanduser()
+    if text not in DATA_SHORTCUTS and path.is_file():
+        if model is not None:
+            msg = f"--model applies to a ServeGen data folder, but {path} is a trace file"
+            raise CliError(msg)
+        loaded = load_trace(path, preset=preset)
+        info = {
+            "kind": "trace",
+            "path": str(path),
+            "preset": loaded.preset,
+            "preset_detected": loaded.detected,
+            "timestamp_resolution_s": loaded.resolution.grid_s,
+        }
+        notes = list(loaded.warnings)
+        if loaded.n_failed:
+            notes.append(f"{loaded.n_failed:,} requests flagged as failed are included")
+        return loaded.trace, info, notes
+    if preset is not None:
+        msg = f"--preset applies to a raw trace file, but {text} is not a file"
+        raise CliError(msg)
+    data_dir, name = _pool_source(text, model)
+    pool = load_pool(data_dir, name)
+    info = {"kind": "servegen", "data_dir": str(data_dir), "model": name}
+    return pool, info, []
+
+
+def headline(source: Any) -> tuple[dict[str, Any], list[str]]:
+    """Headline characterization of a ClientPool or RequestTrace, as a JSON-ready dict, and notes.
+
+    Keys: ``requests``, ``span_s``, ``clients``, ``mean_rps``, ``top10_share``, ``gini``,
+    ``rate`` (peak/trough of the aggregate rate per 600 s), ``burstiness`` (share of
+    windows and of load with CV > 1), ``lengths`` (per field: requests, mean, p50, p90,
+    p99, max). A value that cannot be computed is ``None`` and its reason is in the notes.
+    """
+    from servegen_core import arrivals, lengths, rates
+    from servegen_core.pool import ClientPool, expected_requests
+
+    notes: list[str] = []
+    if isinstance(source, ClientPool):
+        requests: float = expected_requests(source)
+        span_s = float(source.duration_s)
+        clients = len(source.client_ids)
+        fields = [f for f in SUMMARY_FIELDS if f in source.fields]
+        if source.clients_without_lengths:
+            notes.append(
+                f"{len(source.clients_without_lengths)} of {clients} clients have no length data; "
+                "length statistics cover the others"
+            )
+    else:
+        requests = source.height
+        span_s = float(source["timestamp_s"].max() - source["timestamp_s"].min()) if source.height else 0.0
+        clients = source["client_id"].n_unique()
+        fields = [f for f in SUMMARY_FIELDS if f in source.columns]
+
+    def value(result: Any, attr: str, label: str) -> Any:
+        if not result.ok:
+            notes.append(f"{label}: {result.reason}")
+            return None
+        return getattr(result, attr)
+
+    top = rates.top_k_share(source, TOP_K)
+    gini = rates.gini(source)
+    # 600 s bins (the pools' window); a trace too short for three of them uses 60 s bins
+    resolution = 600 if isinstance(source, ClientPool) or span_s >= 3 * 600 else 60
+    peak = rates.peak_trough(source, resolution_s=resolution)
+    burst = arrivals.burstiness_summary(source, window_s=600)
+    out: dict[str, Any] = {
+        "requests": requests,
+        "span_s": span_s,
+        "clients": clients,
+        "mean_rps": requests / span_s if span_s > 0 else None,
+        f"top{TOP_K}_share": value(top, "share", f"top-{TOP_K} share"),
+        "gini": value(gini, "value", "Gini"),
+        "rate": {
+            "resolution_s": resolution,
+            "peak_rps": value(peak, "peak_rps", "aggregate rate"),
+            "trough_rps": peak.trough_rps if peak.ok else None,
+            "peak_trough_ratio": peak.ratio if peak.ok else None,
+        },
+        "burstiness": {
+            "window_s": 600,
+            "windows": burst.windows,
+            "share_windows_cv_gt1": value(burst, "share_windows_cv_gt1", "burstiness"),
+            "share_load_cv_gt1": burst.share_load_cv_gt1,
+            "median_cv": burst.median_cv,
+            "load_weighted_median_cv": burst.weighted_median_cv,
+        },
+        "lengths": {},
+    }
+    modal = [m for m in ("image", "audio", "video") if f"{m}_tokens" in fields]
+    if modal:
+        out["multimodal"] = _multimodal_headline(source, notes)
+    if "reason_ratio" in fields or "reasoning_tokens" in fields:
+        out["reasoning"] = _reasoning_headline(source, notes)
+    for f in fields:
+        table = lengths.length_percentiles(source, f)
+        if not table.ok or table.frame.height == 0:
+            notes.append(f"{f}: {table.reason}")
+            continue
+        row = table.frame.row(0, named=True)
+        out["lengths"][f] = {k: row[k] for k in ("requests", "mean", "p50", "p90", "p99", "max") if k in row}
+    return out, notes
+
+
+def _multimodal_headline(source: Any, notes: list[str]) -> dict[str, Any] | None:
+    """Per modality: share of input tokens and share of requests carrying it."""
+    from servegen_core import multimodal
+
+    shares = multimodal.modality_shares(source)
+    if not shares.ok:
+        notes.append(f"modality shares: {shares.reason}")
+        return None
+    modalities = {
+        r["modality"]: {"token_share": r["token_share"], "request_share": r["request_share"]}
+        for r in shares.summary.iter_rows(named=True)
+    }
+    counts = multimodal.image_count_distribution(source)
+    if not counts.ok:
+        notes.append(f"images per request: {counts.reason}")
+    return {
+        "modalities": modalities,
+        "mean_images_per_request": counts.mean if counts.ok else None,
+        "share_requests_with_images": counts.share_nonzero if counts.ok else None,
+        "method": shares.method,
+    }
+
+
+def _reasoning_headline(source: Any, notes: list[str]) -> dict[str, Any] | None:
+    """Reasoning share of output tokens, reason-ratio median, and whether the ratio is bimodal."""
+    from servegen_core import reasoning
+
+    out: dict[str, Any] = {}
+    tokens = reasoning.reasoning_tokens(source)
+    if tokens.ok:
+        out["reasoning_share"] = tokens.reasoning_share
+    else:
+        notes.append(f"reasoning tokens: {tokens.reason}")
+    ratio = reasoning.reason_ratio_distribution(source)
+    if ratio.ok:
+        row = ratio.summary.row(0, named=True)
+        out["reason_ratio_mean"] = row["mean"]
+        out["reason_ratio_p50"] = row["p50"]
+    else:
+        notes.append(f"reason ratio: {ratio.reason}")
+    bi = reasoning.bimodality(source)
+    if bi.ok:
+        comps = bi.components.sort("component")
+        out["bimodality_coefficient"] = bi.bc
+        out["bimodal"] = bi.bimodal
+        out["modes"] = [
+            {"location": r["location"], "weight": r["weight"]} for r in comps.iter_rows(named=True)
+        ]
+    else:
+        notes.append(f"bimodality: {bi.reason}")
+    return out or None
+
+
+def _summary_text(info: dict[str, Any], head: dict[str, Any], notes: list[str]) -> str:
+    if info["kind"] == "servegen":
+        title = f"{info['model']} (ServeGen client pool, {info['data_dir']})"
+    else:
+        how = "detected" if info["preset_detected"] else "given"
+        title = f"{info['path']} (raw trace, preset {info['preset']}, {how})"
+    span = head["span_s"]
+    res = head["rate"]["resolution_s"]
+    burst = head["burstiness"]
+    lines = [title, ""]
+    rows: list[tuple[str, str]] = [
+        ("requests", _fmt_number(round(head["requests"]) if info["kind"] == "servegen" else head["requests"])),
+        ("span", _span_text(span)),
+        ("clients", _fmt_number(head["clients"])),
+        ("mean rate", f"{_fmt_number(head['mean_rps'])} req/s"),
+        (f"top-{TOP_K} client share", _pct(head[f"top{TOP_K}_share"])),
+        ("Gini (client volume)", _fmt_number(head["gini"])),
+        (f"aggregate rate max ({res} s bins)", f"{_fmt_number(head['rate']['peak_rps'])} req/s"),
+        (f"aggregate rate min ({res} s bins)", f"{_fmt_number(head['rate']['trough_rps'])} req/s"),
+        ("client windows with CV > 1", _pct(burst["share_windows_cv_gt1"])),
+        ("load in windows with CV > 1", _pct(burst["share_load_cv_gt1"])),
+        ("median window CV (by load)", _fmt_number(burst["load_weighted_median_cv"])),
+    ]
+    width = max(len(k) for k, _ in rows)
+    lines.extend(f"{k.ljust(width)}  {v}" for k, v in rows)
+    mm = head.get("multimodal")
+    if mm:
+        lines.append("")
+        for m, v in mm["modalities"].items():
+            if not (v["token_share"] or v["request_share"]):
+                continue
+            lines.append(
+                f"{m:<6} {_pct(v['token_share'])} of input tokens, in {_pct(v['request_share'])} of requests"
+            )
+        if mm["mean_images_per_request"] is not None:
+            lines.append(f"images per request (mean)  {_fmt_number(mm['mean_images_per_request'])}")
+    rs = head.get("reasoning")
+    if rs:
+        lines.append("")
+        if "reasoning_share" in rs:
+            lines.append(f"reasoning share of output tokens  {_pct(rs['reasoning_share'])}")
+        if "reason_ratio_p50" in rs:
+            lines.append(
+                f"reason ratio mean / median       {_fmt_number(rs['reason_ratio_mean'])} / "
+                f"{_fmt_number(rs['reason_ratio_p50'])}"
+            )
+        if "bimodal" in rs:
+            modes = ", ".join(f"{_fmt_number(m['location'])} ({_pct(m['weight'])})" for m in rs["modes"])
+            verdict = "bimodal" if rs["bimodal"] else "not bimodal"
+            lines.append(
+                f"reason ratio modes                {modes}; "
+                f"bimodality coefficient {_fmt_number(rs['bimodality_coefficient'])} ({verdict})"
+            )
+    if head["lengths"]:
+        lines.append("")
+        headers = ("field", "mean", "p50", "p90", "p99", "max")
+        table_rows = [(f, *(s.get(k) for k in headers[1:])) for f, s in head["lengths"].items() if s.get("max")]
+        zeros = [f for f, s in head["lengths"].items() if not s.get("max")]
+        lines.append(format_table(headers, table_rows, numeric=(False, True, True, True, True, True)))
+        if zeros:
+            lines.append(f"always 0: {', '.join(zeros)}")
+    if notes:
+        lines.append("")
+        lines.extend(f"note: {n}" for n in notes)
+    return "\n".join(lines) + "\n"
+
+
+def _span_text(span_s: float) -> str:
+    text = f"{_fmt_number(span_s)} s = {span_s / 3600:.3g} h"
+    return text + (f" = {span_s / 86400:.3g} d" if span_s >= 86400 else "")
+
+
+def _pct(x: float | None) -> str:
+    return "-" if x is None else f"{100 * x:.1f} %"
+
+
+def _cmd_summary(args: argparse.Namespace, out: TextIO) -> int:
+    source, info, notes = _load_source(args.source, model=args.model, preset=args.preset)
+    head, more = headline(source)
+    notes.extend(more)
+    if args.json:
+        _print_json({"source": info, **head, "notes": notes}, out)
+    else:
+        out.write(_summary_text(info, head, notes))
+    return EXIT_OK
+
+
+# --------------------------------------------------------------------------- #
+# servegen generate
+# --------------------------------------------------------------------------- #
+
+#: Span seconds per chunk when ``generate`` streams without ``--chunk-s``.
+DEFAULT_CHUNK_S = 3600.0
+
+
+def read_spec(path: str | Path, *, seed: int | None = None) -> Any:
+    """Read a spec file (relative paths in it resolve against its folder); ``seed`` overrides its seed."""
+    import dataclasses
+
+    from servegen_core.spec import WorkloadSpec
+
+    p = Path(path)
+    if not p.is_file():
+        msg = f"spec file not found: {p}" if not p.exists() else f"not a file: {p}"
+        raise CliError(msg)
+    spec = WorkloadSpec.from_file(p)
+    if seed is not None:
+        spec = dataclasses.replace(spec, seed=seed)
+    return spec
+
+
+def _usage_hint(info: Any, path: Path, block_size: int) -> str:
+    return info.usage.replace("FILE", str(path)).replace("BLOCK_SIZE", str(block_size))
+
+
+def _size_text(n: int) -> str:
+    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if n >= scale:
+            return f"{n / scale:.1f} {unit}"
+    return f"{n} B"
+
+
+def _check_target(target: Path, *, overwrite: bool) -> None:
+    """Refuse a target in a missing folder, or an existing target or spec sidecar without ``overwrite``.
+
+    The writers check again when they commit; this check only makes the command fail
+    before composing rather than after.
+    """
+    from servegen_core.export import spec_sidecar_path
+
+    if not target.parent.is_dir():
+        msg = f"cannot write {target}: folder {target.parent} does not exist"
+        raise CliError(msg)
+    if not overwrite:
+        for p in (target, spec_sidecar_path(target)):
+            if os.path.lexists(p):
+                msg = f"{p} exists; pass --overwrite to replace it"
+                raise CliError(msg)
+
+
+def _cmd_generate(args: argparse.Namespace, out: TextIO) -> int:
+    from servegen_core.compose import load_source, naive_spec, plan_workload
+    from servegen_core.export import ChunkWriter, export_trace, get_format
+
+    info = get_format(args.format)
+    target = Path(args.output)
+    spec = read_spec(args.spec, seed=args.seed)
+
+    def note(text: str) -> None:
+        out.write(f"note: {text}\n")
+
+    streamed = args.chunk_s is not None or info.container != "parquet"
+    _check_target(target, overwrite=args.overwrite)  # before any work is done
+    pool = load_source(spec)
+    if args.naive is not None:
+        spec = naive_spec(spec, args.naive, pool=pool)
+    plan = plan_workload(spec, pool=pool)
+    for w in plan.warnings:
+        sys.stderr.write(f"{PROG}: warning: {w}\n")
+
+    if streamed:
+        chunk_s = float(args.chunk_s) if args.chunk_s is not None else DEFAULT_CHUNK_S
+        writer = ChunkWriter(
+            target, info.name, spec=spec, overwrite=args.overwrite, block_size=args.block_size, note=note
+        )
+        total = max(1, math.ceil(plan.span_duration_s / chunk_s))
+        bar = ProgressBar(total, stream=sys.stderr, label="generating") if total > 1 and not args.quiet else None
+        rows = 0
+        try:
+            with writer:
+                for chunk in plan.iter_chunks(chunk_s):
+                    writer.write(chunk)
+                    rows += chunk.height
+                    if bar is not None:
+                        last = float(chunk["timestamp_s"][-1])
+                        bar.update(min(total, int(last // chunk_s) + 1), f"{rows:,} requests")
+            if bar is not None:
+                bar.update(total, f"{rows:,} requests")
+        finally:
+            if bar is not None:
+                bar.close()
+        result = writer.result
+    else:
+        trace = plan.compose().trace
+        result = export_trace(
+            trace, target, info.name, spec=spec, overwrite=args.overwrite, block_size=args.block_size, note=note
+        )
+
+    kind = "folder" if result.path.is_dir() else "file"
+    out.write(
+        f"wrote {result.rows:,} requests to {result.path} ({info.name} {kind}, {_size_text(result.bytes)}; "
+        f"expected {plan.expected_requests:,.0f})\n"
+    )
+    out.write(
+        f"clients: {len(plan.clients)} composed"
+        + (f", {len(plan.excluded_clients)} excluded" if plan.excluded_clients else "")
+        + f"; span {_fmt_number(plan.span_start_s)} s + {_fmt_number(plan.span_duration_s)} s of {plan.pool.name}; "
+        f"seed {spec.seed}\n"
+    )
+    if result.spec_path is not None:
+        out.write(f"spec: {result.spec_path}\n")
+    if info.usage:
+        out.write(f"replay: {_usage_hint(info, result.path, args.block_size)}\n")
+    else:
+        out.write(f"format: {info.description}\n")
+    return EXIT_OK
+
+
+# --------------------------------------------------------------------------- #
+# servegen validate
+# --------------------------------------------------------------------------- #
+
+
+def _read_workload(path: Path, preset: str | None) -> tuple[pl.DataFrame, list[str]]:
+    """A workload file (or a folder of Parquet parts written by ``generate --chunk-s``) as a RequestTrace."""
+    from servegen_core.schema import validate_trace
+    from servegen_core.traces import load_trace
+
+    if path.is_dir():
+        parts = sorted(path.glob("part-*.parquet"))
+        if not parts:
+            msg = f"{path} is a folder without part-*.parquet files"
+            raise CliError(msg)
+        loaded = [load_trace(p, preset=preset) for p in parts]
+        trace = validate_trace(pl.concat([lt.trace for lt in loaded], how="diagonal_relaxed"), source=path)
+        return trace, [w for lt in loaded for w in lt.warnings]
+    if not path.is_file():
+        msg = f"workload file not found: {path}"
+        raise CliError(msg)
+    loaded = load_trace(path, preset=preset)
+    return loaded.trace, list(loaded.warnings)
+
+
+def _cmd_validate(args: argparse.Namespace, out: TextIO) -> int:
+    from servegen_core.compose import compose, load_source, plan_workload
+    from servegen_core.validate import validate
+
+    spec = read_spec(args.spec, seed=args.seed)
+    notes: list[str] = []
+    if args.workload is None:
+        workload = compose(spec)
+        report = validate(workload)
+        what = f"workload composed from {args.spec} (seed {spec.seed})"
+        notes.extend(workload.warnings)
+    else:
+        path = Path(args.workload)
+        trace, warnings = _read_workload(path, args.preset)
+        notes.extend(warnings)
+        pool = load_source(spec)
+        plan = plan_workload(spec, pool=pool)
+        ids = set(trace["client_id"].unique().to_list())
+        if len(plan.clients) > 1 and not ids & set(plan.clients):
+            notes.append(
+                f"{path} carries no client ids of the spec (its format may not store them); the per-client "
+                "checks cannot pass: validate a native export (csv, jsonl or parquet) instead"
+            )
+        report = validate(trace, spec, pool=pool)
+        what = f"{path} against {args.spec}"
+    if args.json:
+        _print_json(
+            {
+                "spec": str(args.spec),
+                "workload": None if args.workload is None else str(args.workload),
+                "passed": report.passed,
+                "reason": report.reason,
+                "checks": report.checks.to_dicts(),
+                "notes": notes,
+            },
+            out,
+        )
+    else:
+        out.write(f"Validation of the {what}\n\n")
+        if report.ok:
+            rows = [
+                (r["name"], r["value"], r["target"], "ok" if r["passed"] else "FAIL", r["n"], r["detail"])
+                for r in report.checks.iter_rows(named=True)
+            ]
+            headers = ("check", "value", "target", "result", "n", "detail")
+            out.write(format_table(headers, rows, numeric=(False, True, False, False, True, False)) + "\n\n")
+            failed = report.failed()
+            out.write(
+                f"{len(rows) - len(failed)} of {len(rows)} checks passed"
+                + (f"; failed: {', '.join(failed)}" if failed else "")
+                + "\n"
+            )
+        else:
+            out.write(f"no checks: {report.reason}\n")
+        for n in notes:
+            out.write(f"note: {n}\n")
+    return EXIT_OK if report.passed else EXIT_CHECK_FAILED
+
+
+# --------------------------------------------------------------------------- #
+# servegen spec-template
+# --------------------------------------------------------------------------- #
+
+#: Default span of a template: one hour from noon of the first day (clipped to the data).
+TEMPLATE_START_S = 12 * 3600
+TEMPLATE_DURATION_S = 3600
+
+
+def spec_template(
+    data_dir: str = "demo",
+    model: str | None = None,
+    *,
+    start_s: float | None = None,
+    duration_s: float | None = None,
+    seed: int = 0,
+) -> Any:
+    """An example :class:`~servegen_core.spec.WorkloadSpec` for one model of ``data_dir``.
+
+    The model defaults to the first one of the folder. The span defaults to an hour from
+    noon of the data's first day, moved earlier when the data end sooner. A ``data_dir``
+    that is not a shortcut is written as an absolute path, so the spec works from any folder.
+    """
+    from servegen_core.pool import list_models, load_pool
+    from servegen_core.spec import ServeGenSource, Span, WorkloadSpec
+
+    if model is None and not _is_model_dir(Path(data_dir)):
+        models = list_models(resolve_data_dir(data_dir))
+        if not models:
+            msg = f"no models in {resolve_data_dir(data_dir)}"
+            raise CliError(msg)
+        model = models[0]
+    folder, name = _pool_source(data_dir, model)
+    pool = load_pool(folder, name)
+    if duration_s is None:
+        duration_s = min(TEMPLATE_DURATION_S, pool.duration_s)
+    if start_s is None:
+        start_s = max(pool.start_s, min(pool.start_s + TEMPLATE_START_S, pool.end_s - duration_s))
+    if start_s < pool.start_s or start_s + duration_s > pool.end_s:
+        msg = (
+            f"span [{start_s}, {start_s + duration_s}) s is outside the data of {name} "
+            f"([{pool.start_s}, {pool.end_s}) s)"
+        )
+        raise CliError(msg)
+    start_s, duration_s = _whole(start_s), _whole(duration_s)
+    text = data_dir if data_dir in DATA_SHORTCUTS else str(folder.resolve())
+    return WorkloadSpec(
+        source=ServeGenSource(data_dir=text, model=name),
+        span=Span(start_s=start_s, duration_s=duration_s),
+        seed=seed,
+    )
+
+
+def _whole(x: float) -> float | int:
+    return int(x) if float(x).is_integer() else float(x)
+
+
+def _cmd_spec_template(args: argparse.Namespace, out: TextIO) -> int:
+    spec = spec_template(
+        args.data_dir, args.model, start_s=args.start_s, duration_s=args.duration_s, seed=args.seed
+    )
+    if args.output == "-":
+        out.write(spec.to_json())
+        return EXIT_OK
+    path = Path(args.output)
+    spec.to_file(path, overwrite=args.overwrite)
+    out.write(
+        f"wrote {path} ({spec.source.model}, {_fmt_number(spec.span.duration_s)} s from "
+        f"{_fmt_number(spec.span.start_s)} s, seed {spec.seed})\n"
+        f"edit it, then: {PROG} generate --spec {path} --format mooncake -o workload.jsonl\n"
+    )
+    return EXIT_OK
+
+
+# --------------------------------------------------------------------------- #
+# Parser and entry point
+# --------------------------------------------------------------------------- #
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse whose usage errors read ``servegen: error: ...`` (also in subcommands) and exit with 2."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.print_usage(sys.stderr)
+        self.exit(EXIT_ERROR, f"{PROG}: error: {message}\n")
+
+
+def _number_arg(kind: type, test: Callable[[Any], bool], what: str) -> Callable[[str], Any]:
+    def parse(text: str) -> Any:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
+        if not (math.isfinite(value) and test(value)):
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}")
+        return value
+
+    parse.__name__ = what
+    return parse
+
+
+_pos_float = _number_arg(float, lambda v: v > 0, "a positive number")
+_nonneg_float = _number_arg(float, lambda v: v >= 0, "a number >= 0")
+_pos_int = _number_arg(int, lambda v: v > 0, "a positive whole number")
+_seed = _number_arg(int, lambda v: 0 <= v < 2**63, "a whole number in [0, 2**63)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``servegen`` argument parser (subcommands ``models``, ``summary``, ``generate``, ``validate``, ``spec-template``)."""
+    parser = _Parser(
+        prog=PROG,
+        description="Characterize LLM-serving traces and compose per-client workloads from ServeGen data.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub.required = True
+
+    p = sub.add_parser("models", help="list the models of a ServeGen data folder")
+    p.add_argument("data_dir", metavar="DATA_DIR", help="data folder, or 'demo' / 'shared'")
+    p.add_argument("--json", action="store_true", help="print a JSON object instead of a table")
+    p.set_defaults(func=_cmd_models)
+
+    from servegen_core.traces import PRESETS
+
+    p = sub.add_parser("summary", help="headline characterization of a ServeGen model or a raw trace")
+    p.add_argument("source", metavar="SOURCE", help="ServeGen data folder ('demo', 'shared', a path) or a trace file")
+    p.add_argument("--model", help="model of the data folder, e.g. language/m-large")
+    p.add_argument("--preset", choices=list(PRESETS), help="column preset of a trace file (default: detected)")
+    p.add_argument("--json", action="store_true", help="print a JSON object instead of text")
+    p.set_defaults(func=_cmd_summary)
+
+    from servegen_core.export import DEFAULT_BLOCK_SIZE, FORMATS
+
+    p = sub.add_parser("generate", help="compose the workload of a spec and export it")
+    p.add_argument("--spec", required=True, metavar="SPEC", help="workload spec (JSON), e.g. from spec-template")
+    p.add_argument(
+        "-f", "--format", required=True, choices=list(FORMATS), metavar="FORMAT",
+        help=f"output format: {', '.join(FORMATS)}",
+    )
+    p.add_argument("-o", "--output", required=True, metavar="OUT", help="file to write (its spec goes to OUT.spec.json)")
+    p.add_argument("--overwrite", action="store_true", help="replace OUT (and its spec) if they exist")
+    p.add_argument(
+        "--chunk-s", type=_pos_float, metavar="N",
+        help=(
+            f"generate and write N span seconds at a time (default {DEFAULT_CHUNK_S:g}; parquet is written "
+            "whole unless given, and as a folder of part files when given)"
+        ),
+    )
+    p.add_argument("--naive", choices=["poisson", "constant"], help="compose the naive baseline of the spec instead")
+    p.add_argument("--seed", type=_seed, help="random seed (overrides the spec's)")
+    p.add_argument(
+        "--block-size", type=_pos_int, default=DEFAULT_BLOCK_SIZE, metavar="TOKENS",
+        help=f"tokens per hash_ids block (default {DEFAULT_BLOCK_SIZE})",
+    )
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_generate)
+
+    p = sub.add_parser("validate", help="check a workload against its spec and source (exit 1 if a check fails)")
+    p.add_argument("--spec", required=True, metavar="SPEC", help="workload spec (JSON)")
+    p.add_argument("--workload", metavar="FILE", help="workload file to check (default: compose the spec)")
+    p.add_argument("--preset", choices=list(PRESETS), help="column preset of the workload file (default: detected)")
+    p.add_argument("--seed", type=_seed, help="random seed (overrides the spec's)")
+    p.add_argument("--json", action="store_true", help="print a JSON object instead of a table")
+    p.set_defaults(func=_cmd_validate)
+
+    p = sub.add_parser("spec-template", help="write an example workload spec (JSON)")
+    p.add_argument("-o", "--output", required=True, metavar="FILE", help="spec file to write ('-' for stdout)")
+    p.add_argument("--data-dir", default="demo", help="ServeGen data folder, 'demo' (default) or 'shared'")
+    p.add_argument("--model", help="model, e.g. language/m-large (default: the folder's first model)")
+    p.add_argument("--start-s", type=_nonneg_float, help="span start in seconds of the data (default: noon of day 1)")
+    p.add_argument("--duration-s", type=_pos_float, help="span length in seconds (default 3600)")
+    p.add_argument("--seed", type=_seed, default=0, help="random seed (default 0)")
+    p.add_argument("--overwrite", action="store_true", help="replace FILE if it exists")
+    p.set_defaults(func=_cmd_spec_template)
+
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``servegen`` command with ``argv`` (default ``sys.argv[1:]``); return the exit code."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help, or a usage error already printed by argparse
+        return exc.code if isinstance(exc.code, int) else EXIT_ERROR
+    try:
+        return args.func(args, sys.stdout)
+    except (ServeGenError, OSError) as exc:
+        sys.stdout.flush()
+        sys.stderr.write(f"{PROG}: error: {_one_line(exc)}\n")
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        sys.stderr.write(f"\n{PROG}: interrupted\n")
+        return 130
+
+
+def _one_line(exc: BaseException) -> str:
+    if isinstance(exc, OSError) and exc.filename is not None and exc.strerror:
+        return f"{exc.filename}: {exc.strerror}"
+    text = str(exc) or type(exc).__name__
+    return " ".join(text.split())
