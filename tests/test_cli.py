@@ -706,3 +706,60 @@ def test_validate_errors(capsys, tmp_path):
     good = write_spec(tmp_path, demo_spec(), name="good.json")
     code, _, err = run(capsys, "validate", "--spec", good, "--workload", tmp_path / "absent.csv")
     assert code == 2 and "absent.csv" in error_line(err)
+
+
+def test_generate_from_shared_trace_source_then_summary(capsys, tmp_path, traces_dir):
+    """A spec whose source is the shared Azure trace (fitted to a pool); its export reads back in summary."""
+    spec_path = write_spec(
+        tmp_path,
+        {
+            "schema_version": 1,
+            "source": {"kind": "trace", "path": str(traces_dir / "AzureLLMInferenceTrace_conv.csv")},
+            "span": {"start_s": 0, "duration_s": 1800},
+            "seed": 2,
+        },
+    )
+    api = python_export(spec_path, tmp_path / "api.csv", "csv")
+    target = tmp_path / "cli.csv"
+    code, out, err = run(capsys, "generate", "--spec", spec_path, "-f", "csv", "-o", target)
+    assert code == 0, err
+    assert target.read_bytes() == api
+    rows = pl.read_csv(target, schema_overrides={"client_id": pl.String})
+    assert rows["timestamp_s"].max() < 1800
+    # the Azure hour carries about 5.5 requests per second
+    assert 0.8 * 5.5 * 1800 < rows.height < 1.2 * 5.5 * 1800
+    code, out, err = run(capsys, "summary", target, "--json")
+    assert code == 0, err
+    s = json.loads(out)
+    assert s["source"]["preset"] == "servegen" and s["requests"] == rows.height
+    check_lengths(s["lengths"]["output_tokens"], rows["output_tokens"].to_numpy())
+
+
+def test_progress_bar_redraws_on_a_terminal_and_steps_in_a_log():
+    import io
+
+    from servegen_core.cli import ProgressBar
+
+    class Tty(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    tty = Tty()
+    bar = ProgressBar(4, stream=tty, label="generating", width=8)
+    for i in range(1, 5):
+        bar.update(i, f"{i * 10} requests")
+    bar.close()
+    text = tty.getvalue()
+    assert text.count("\r") == 4 and text.endswith("\n") and text.count("\n") == 1
+    assert "\rgenerating [##------]  25.0% 1/4 10 requests" in text
+    assert "\rgenerating [########] 100.0% 4/4 40 requests\n" in text
+
+    log = io.StringIO()
+    bar = ProgressBar(100, stream=log, label="g", width=10)
+    for i in range(1, 101):
+        bar.update(i)
+    bar.close()
+    lines = log.getvalue().splitlines()
+    # one line per tenth of the work (the first update opens the 0-10 % step), no carriage returns
+    assert len(lines) == 11 and "\r" not in log.getvalue()
+    assert lines[-1] == "g [##########] 100.0% 100/100"
