@@ -23,8 +23,12 @@ How a workload is composed
    - ``bounded``: the same with ``factor = min(1, peak_rps / busiest window)``;
    - ``constant``, ``piecewise``, ``ramp``: the aggregate rate function's mean over the
      window, split among the clients in proportion to ``recorded rate x adjustment`` in
-     that window (ServeGen's split). A window in which no composed client was active
-     cannot carry load; its target requests are reported in the warnings.
+     that window. With observed weights this is ServeGen's split: every window keeps its
+     recorded client mix. With explicit weights the adjustments are refitted by iterative
+     proportional scaling so that each client's total over the span is its weight share
+     (a warning says so when the span makes that impossible). A window in which no
+     composed client was active cannot carry load; its target requests are reported in
+     the warnings.
 
 5. Arrivals per client-window: the request count is ``target x duration``, rounded down
    or up at random so that its expectation is exact. ``n`` requests are placed by drawing
@@ -269,7 +273,8 @@ class ComposePlan:
 
     ``weights`` has one row per composed client: ``client_id``, ``observed_share`` (its
     share of the span's recorded requests among the composed clients), ``weight_share``
-    (the share it is composed to carry) and ``expected_requests``.
+    (the share it is composed to carry: its normalized explicit weight, or with observed
+    weights its expected share under the rate function) and ``expected_requests``.
     """
 
     spec: WorkloadSpec
@@ -540,6 +545,13 @@ def plan_workload(spec: WorkloadSpec, *, pool: ClientPool | None = None) -> Comp
         tb = ta + grid["duration_s"].to_numpy()
         mean_rate = (segs.cumulative(tb) - segs.cumulative(ta)) / (tb - ta)
         grid = grid.with_columns(pl.Series("target_rps", mean_rate, dtype=pl.Float64))
+        if spec.weights.mode == "explicit" and per_client.height > 1:
+            cw, grid, gap = _balance_weights(cw, grid, per_client)
+            if gap > 1e-3:
+                warnings.append(
+                    "the explicit weights can be met only approximately with this rate function and span "
+                    f"(largest relative gap of a client's requests from its weight: {gap:.1%})"
+                )
         cw = cw.join(grid.select("window_index", "target_rps", "_obs"), on="window_index", how="left").with_columns(
             (pl.col("target_rps") * pl.col("_base") / pl.col("_obs")).alias("target_rps")
         ).drop("_obs")
@@ -602,16 +614,17 @@ def plan_workload(spec: WorkloadSpec, *, pool: ClientPool | None = None) -> Comp
     arrays["win_row_offsets"] = np.concatenate([[0], np.cumsum(win["rows"].to_numpy())]).astype(np.int64)
     del own
 
-    weights = per_client.join(
-        cw.group_by("client_id").agg(pl.col("expected_requests").sum()), on="client_id", how="left"
-    ).select(
-        "client_id",
-        "observed_share",
-        "weight_share",
-        pl.col("expected_requests").fill_null(0.0),
+    weights = (
+        per_client.join(cw.group_by("client_id").agg(pl.col("expected_requests").sum()), on="client_id", how="left")
+        .with_columns(pl.col("expected_requests").fill_null(0.0))
+        .join(order, on="client_id", how="inner")
+        .sort("client_rank")
     )
-    if not weights["client_id"].to_list() == composed:
-        weights = order.join(weights, on="client_id", how="inner").sort("client_rank").drop("client_rank")
+    if spec.weights.mode == "observed":
+        # observed weights: each window keeps its recorded client mix, so a client's share of the
+        # workload is what the rate function makes of its per-window shares
+        weights = weights.with_columns((pl.col("expected_requests") / pl.col("expected_requests").sum()).alias("weight_share"))
+    weights = weights.select("client_id", "observed_share", "weight_share", "expected_requests")
     client_windows = cw.select(
         "client_id",
         "start_s",
@@ -654,6 +667,43 @@ def _span(pool: ClientPool, start: float, end: float) -> ClientPool:
     lw = pool.length_windows.filter((pl.col("start_s") < end) & (pl.col("start_s") + pl.col("duration_s") > start))
     d = pool.distributions.filter(overlap)
     return dataclasses.replace(pool, windows=w, distributions=d, length_windows=lw)
+
+
+def _balance_weights(cw: pl.DataFrame, grid: pl.DataFrame, per_client: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame, float]:
+    """Client multipliers for explicit weights under a given aggregate rate function.
+
+    Each window's target requests are split among its clients in proportion to
+    ``multiplier x recorded rate``; the multipliers are fitted by iterative proportional
+    scaling (Sinkhorn) so that every client's total over the span is its weight share of the
+    placeable total. Returns ``cw`` with the new ``_base``, ``grid`` with the new ``_obs``,
+    and the largest relative gap left (0 when the weights are met).
+    """
+    k_of = {w: i for i, w in enumerate(grid["window_index"].to_list())}
+    win = cw["window_index"].replace_strict(k_of, return_dtype=pl.Int64).to_numpy()
+    ids = per_client["client_id"].to_list()
+    c_of = {c: i for i, c in enumerate(ids)}
+    cli = cw["client_id"].replace_strict(c_of, return_dtype=pl.Int64).to_numpy()
+    rate = cw["rate_rps"].to_numpy()
+    cap = (grid["target_rps"] * grid["duration_s"]).to_numpy()
+    active = np.bincount(win, rate, minlength=len(cap)) > 0
+    goal = per_client["weight_share"].to_numpy() * cap[active].sum()
+    m = per_client["adjust"].to_numpy().astype(np.float64)
+    gap = math.inf
+    for _ in range(2000):
+        base = m[cli] * rate
+        obs = np.bincount(win, base, minlength=len(cap))
+        got = np.bincount(cli, cap[win] * base / obs[win], minlength=len(goal))
+        ratio = np.divide(goal, got, out=np.ones_like(goal), where=got > 0)
+        gap = float(np.max(np.abs(ratio - 1.0)))
+        if gap < 1e-9:
+            break
+        m = m * ratio
+        m = m / m.max()
+    base = m[cli] * rate
+    cw = cw.with_columns(pl.Series("_base", base, dtype=pl.Float64))
+    obs = cw.group_by("window_index").agg(pl.col("_base").sum().alias("_obs2"))
+    grid = grid.join(obs, on="window_index", how="left").with_columns(pl.col("_obs2").fill_null(0.0).alias("_obs")).drop("_obs2")
+    return cw, grid, gap
 
 
 def _ids_text(ids: list[str], limit: int = 20) -> str:
@@ -910,7 +960,12 @@ def _generate(plan: ComposePlan, k0: int, k1: int) -> pl.DataFrame:
             gaps[s:e] = 1.0
         sums = np.add.reduceat(gaps, starts)
     y = gaps / np.repeat(sums, elems[has])
-    cs = np.cumsum(y)
+    # cumulative sums window by window, so that rounding does not depend on the other windows
+    # generated in the same chunk
+    cs = np.empty_like(y)
+    for i in range(len(gens)):
+        e0, e1 = int(win_elem[i]), int(win_elem[i + 1])
+        np.cumsum(y[e0:e1], out=cs[e0:e1])
     before = cs[starts] - y[starts]
     pos = cs - np.repeat(before, elems[has])
     keep = np.ones(len(gaps), dtype=bool)

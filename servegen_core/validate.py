@@ -1,0 +1,344 @@
+"""Compare a composed workload with its spec and its source: ``validate(workload, spec)``.
+
+The report's ``checks`` table has one row per check (``name, value, target, low, high,
+passed, n, detail``) ready for a dashboard; the detail tables behind each check are kept on
+the report. Checks:
+
+``total_requests``
+    generated requests / the rate function's integral over the span; passes within 1 %.
+``rate_tracking``
+    ``sum_k |generated_k - target_k| / sum_k target_k`` over the arrival windows ``k``: how
+    closely the aggregate follows the rate function window by window; passes at <= 2 %.
+``client_share``
+    the largest ``|share - weight share|`` over the composed clients; passes at <= 0.01.
+``cv_ratio``
+    median of generated / source inter-arrival CV over client-windows with at least
+    ``min_cv_requests`` (200) generated requests; passes within 0.9-1.1. The generated CV is
+    :func:`servegen_core.arrivals.window_cv` on the source's window grid; the source CV is the
+    recorded one.
+``length_ks``
+    median Kolmogorov-Smirnov distance between a client's generated lengths and its source
+    PDF, per (client, length window, field) with at least ``min_ks_requests`` (2,000)
+    generated requests in that client-window; passes below 0.02. Fields whose source PDF is
+    a single value (e.g. ``audio_count`` = 0 throughout) are left out. Both CDFs are step
+    functions, evaluated at the union of their support points.
+``input_output_spearman``
+    median over clients with at least ``min_corr_requests`` (1,000) requests of the
+    within-client Spearman rank correlation between the input-length field and
+    ``output_tokens``; passes within 0.1 of the spec's copula value
+    (``6/pi * asin(length_correlation / 2)``, 0 by default).
+``input_total`` / ``reasoning_sum`` (when the columns exist)
+    share of rows where ``input_tokens != text + image + audio + video tokens`` or
+    ``reasoning_tokens + answer_tokens != output_tokens``; passes at 0.
+
+A trace read back from a file can be validated too: pass the frame and its spec (the source is
+loaded again, or pass ``pool``).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+import polars as pl
+
+from servegen_core.arrivals import window_cv
+from servegen_core.compose import ComposePlan, Workload, plan_workload
+from servegen_core.pool import ClientPool
+from servegen_core.result import Result
+from servegen_core.spec import WorkloadSpec
+
+__all__ = ["CHECKS_SCHEMA", "ValidationReport", "validate"]
+
+CHECKS_SCHEMA: dict[str, pl.DataType] = {
+    "name": pl.String(),
+    "value": pl.Float64(),
+    "target": pl.String(),
+    "low": pl.Float64(),
+    "high": pl.Float64(),
+    "passed": pl.Boolean(),
+    "n": pl.Int64(),
+    "detail": pl.String(),
+}
+
+#: Fields whose PDF describes one value per request (``<m>_tokens`` of multimodal data are per item).
+_PER_ITEM = ("image_tokens", "audio_tokens", "video_tokens")
+
+
+@dataclass(frozen=True)
+class ValidationReport(Result):
+    """Checks of a workload against its spec and source, plus the tables behind them.
+
+    ``checks``: ``name, value, target, low, high, passed, n, detail`` (``low``/``high`` bound
+    ``value``; ``n`` is how many items the value summarizes). ``windows``: per arrival window,
+    ``t0_s, duration_s, target_requests, requests``. ``clients``: per composed client,
+    ``client_id, requests, share, weight_share``. ``cv``: per client-window with enough
+    requests, ``client_id, start_s, requests, cv, source_cv, ratio``. ``ks``: per (client,
+    length window, field), ``client_id, length_start_s, field, requests, ks``.
+    ``correlation``: per client, ``client_id, requests, spearman``.
+    """
+
+    checks: pl.DataFrame
+    windows: pl.DataFrame = field(default_factory=pl.DataFrame)
+    clients: pl.DataFrame = field(default_factory=pl.DataFrame)
+    cv: pl.DataFrame = field(default_factory=pl.DataFrame)
+    ks: pl.DataFrame = field(default_factory=pl.DataFrame)
+    correlation: pl.DataFrame = field(default_factory=pl.DataFrame)
+
+    @property
+    def passed(self) -> bool:
+        """True when every check passed (False for an empty report)."""
+        return self.checks.height > 0 and bool(self.checks["passed"].all())
+
+    def check(self, name: str) -> dict:
+        """One row of ``checks`` as a dict (KeyError if the check was not run)."""
+        rows = self.checks.filter(pl.col("name") == name)
+        if rows.height == 0:
+            msg = f"no check {name!r}; checks: {self.checks['name'].to_list()}"
+            raise KeyError(msg)
+        return rows.row(0, named=True)
+
+    def failed(self) -> list[str]:
+        """Names of the checks that did not pass."""
+        return self.checks.filter(~pl.col("passed"))["name"].to_list()
+
+
+def _row(name: str, value: float | None, target: str, low: float | None, high: float | None, n: int, detail: str) -> dict:
+    ok = value is not None and not math.isnan(value)
+    passed = ok and (low is None or value >= low) and (high is None or value <= high)
+    return {
+        "name": name,
+        "value": float(value) if ok else None,
+        "target": target,
+        "low": low,
+        "high": high,
+        "passed": bool(passed),
+        "n": int(n),
+        "detail": detail,
+    }
+
+
+def validate(
+    workload: Workload | pl.DataFrame,
+    spec: WorkloadSpec | None = None,
+    *,
+    pool: ClientPool | None = None,
+    min_cv_requests: int = 200,
+    min_ks_requests: int = 2000,
+    min_corr_requests: int = 1000,
+) -> ValidationReport:
+    """Check ``workload`` (a :class:`Workload`, or a RequestTrace with its ``spec``) against
+    the rate function, the weights and the source's arrival and length statistics.
+
+    With a :class:`Workload`, ``spec`` defaults to the workload's own. With a bare frame,
+    ``spec`` is required and the source is loaded from it unless ``pool`` is given.
+    """
+    plan = _plan_for(workload, spec, pool)
+    trace = workload.trace if isinstance(workload, Workload) else workload
+    if trace.height == 0:
+        return ValidationReport(pl.DataFrame(schema=CHECKS_SCHEMA), reason="the workload has no requests")
+    rows: list[dict] = []
+
+    windows, row = _total_and_windows(trace, plan)
+    rows += row
+    clients, row = _shares(trace, plan)
+    rows.append(row)
+    cv, row = _cv(trace, plan, min_cv_requests)
+    rows.append(row)
+    ks, row = _ks(trace, plan, min_ks_requests)
+    rows.append(row)
+    corr, row = _correlation(trace, plan, min_corr_requests)
+    rows.append(row)
+    rows += _consistency(trace)
+    checks = pl.DataFrame(rows, schema=CHECKS_SCHEMA)
+    return ValidationReport(checks, windows=windows, clients=clients, cv=cv, ks=ks, correlation=corr)
+
+
+def _plan_for(workload: Workload | pl.DataFrame, spec: WorkloadSpec | None, pool: ClientPool | None) -> ComposePlan:
+    if isinstance(workload, Workload):
+        if spec is None or spec == workload.spec:
+            return workload.plan
+        return plan_workload(spec, pool=pool if pool is not None else workload.plan.pool)
+    if not isinstance(workload, pl.DataFrame):
+        msg = f"expected a Workload or a RequestTrace frame, got {type(workload).__name__}"
+        raise TypeError(msg)
+    if spec is None:
+        msg = "validating a bare RequestTrace needs its spec"
+        raise ValueError(msg)
+    return plan_workload(spec, pool=pool)
+
+
+def _total_and_windows(trace: pl.DataFrame, plan: ComposePlan) -> tuple[pl.DataFrame, list[dict]]:
+    targets = plan.targets
+    t0 = targets["t0_s"].to_numpy()
+    dur = targets["duration_s"].to_numpy()
+    target_req = targets["target_rps"].to_numpy() * dur
+    ts = trace["timestamp_s"].to_numpy()
+    k = np.clip(np.searchsorted(t0, ts, side="right") - 1, 0, len(t0) - 1)
+    counts = np.bincount(k, minlength=len(t0)).astype(np.float64)
+    windows = pl.DataFrame({"t0_s": t0, "duration_s": dur, "target_requests": target_req, "requests": counts})
+    total_target = float(target_req.sum())
+    ratio = trace.height / total_target if total_target > 0 else float("nan")
+    tracking = float(np.abs(counts - target_req).sum() / total_target) if total_target > 0 else float("nan")
+    return windows, [
+        _row(
+            "total_requests",
+            ratio,
+            "within 1 % of the rate function's integral",
+            0.99,
+            1.01,
+            len(t0),
+            f"{trace.height:,} requests generated, {total_target:,.1f} targeted",
+        ),
+        _row(
+            "rate_tracking",
+            tracking,
+            "sum |generated - target| per window <= 2 % of the total",
+            None,
+            0.02,
+            len(t0),
+            f"over {len(t0)} arrival window(s)",
+        ),
+    ]
+
+
+def _shares(trace: pl.DataFrame, plan: ComposePlan) -> tuple[pl.DataFrame, dict]:
+    gen = trace.group_by("client_id").agg(pl.len().cast(pl.Float64).alias("requests"))
+    clients = (
+        plan.weights.select("client_id", "weight_share")
+        .join(gen, on="client_id", how="full", coalesce=True)
+        .with_columns(pl.col("requests").fill_null(0.0), pl.col("weight_share").fill_null(0.0))
+        .with_columns((pl.col("requests") / pl.col("requests").sum()).alias("share"))
+        .select("client_id", "requests", "share", "weight_share")
+    )
+    diff = float((clients["share"] - clients["weight_share"]).abs().max())
+    worst = clients.with_columns((pl.col("share") - pl.col("weight_share")).abs().alias("d")).sort("d", descending=True)
+    detail = f"largest gap at client {worst['client_id'][0]}" if worst.height else ""
+    return clients, _row("client_share", diff, "max |share - weight share| <= 0.01", None, 0.01, clients.height, detail)
+
+
+def _cv(trace: pl.DataFrame, plan: ComposePlan, min_requests: int) -> tuple[pl.DataFrame, dict]:
+    W = int(plan.pool.window_s)
+    offset = (plan.span_start_s - plan.pool.start_s) % W
+    origin = plan.span_start_s - offset  # source time of the shifted trace's 0
+    shifted = trace.select(pl.col("timestamp_s") + offset, "client_id")
+    table = window_cv(shifted, window_s=W, min_requests=max(int(min_requests), 3))
+    schema = {"client_id": pl.String(), "start_s": pl.Float64(), "requests": pl.Float64(), "cv": pl.Float64(),
+              "source_cv": pl.Float64(), "ratio": pl.Float64()}
+    if not table.ok:
+        return pl.DataFrame(schema=schema), _row(
+            "cv_ratio", None, "median generated/source CV in 0.9-1.1", 0.9, 1.1, 0,
+            f"no client-window with >= {min_requests} requests ({table.reason})",
+        )
+    src = plan.client_windows.select("client_id", pl.col("start_s").cast(pl.Float64), pl.col("source_cv"))
+    cv = (
+        table.frame.with_columns((pl.col("start_s").cast(pl.Float64) + origin).alias("start_s"))
+        .join(src, on=["client_id", "start_s"], how="inner")
+        .filter(pl.col("source_cv") > 0)
+        .with_columns((pl.col("cv") / pl.col("source_cv")).alias("ratio"))
+        .select(list(schema))
+        .sort("client_id", "start_s")
+    )
+    med = float(cv["ratio"].median()) if cv.height else float("nan")
+    detail = f"{cv.height} client-window(s) with >= {min_requests} requests"
+    return cv, _row("cv_ratio", med, "median generated/source CV in 0.9-1.1", 0.9, 1.1, cv.height, detail)
+
+
+def _ks(trace: pl.DataFrame, plan: ComposePlan, min_requests: int) -> tuple[pl.DataFrame, dict]:
+    schema = {"client_id": pl.String(), "length_start_s": pl.Int64(), "field": pl.String(), "requests": pl.Int64(), "ks": pl.Float64()}
+    pool = plan.pool
+    fields = [f for f in plan.request_fields if f in trace.columns and f not in _PER_ITEM]
+    dist = pool.distributions.filter(pl.col("field").is_in(fields))
+    # leave out degenerate fields (a single value everywhere)
+    spread = dist.group_by("field").agg(pl.col("value").n_unique().alias("nv"))
+    fields = [f for f in fields if f in spread.filter(pl.col("nv") > 1)["field"].to_list()]
+    if not fields:
+        return pl.DataFrame(schema=schema), _row("length_ks", None, "median KS < 0.02", None, 0.02, 0, "no length field to compare")
+    LW = int(pool.length_window_s)
+    origin = int(pool.length_windows["start_s"].min()) if pool.length_windows.height else 0
+    src_t = pl.col("timestamp_s") + plan.span_start_s
+    gen = trace.select(
+        "client_id",
+        (((src_t - origin) // LW) * LW + origin).cast(pl.Int64).alias("length_start_s"),
+        *fields,
+    )
+    sizes = gen.group_by("client_id", "length_start_s").agg(pl.len().alias("requests")).filter(pl.col("requests") >= min_requests)
+    if sizes.height == 0:
+        return pl.DataFrame(schema=schema), _row(
+            "length_ks", None, "median KS < 0.02", None, 0.02, 0, f"no client-window with >= {min_requests} requests"
+        )
+    gen = gen.join(sizes.select("client_id", "length_start_s"), on=["client_id", "length_start_s"], how="semi")
+    counts = (
+        gen.unpivot(index=["client_id", "length_start_s"], on=fields, variable_name="field", value_name="value")
+        .with_columns(pl.col("value").cast(pl.Float64))
+        .group_by("client_id", "length_start_s", "field", "value")
+        .agg(pl.len().cast(pl.Float64).alias("g"))
+    )
+    src = dist.rename({"start_s": "length_start_s"}).join(
+        sizes.select("client_id", "length_start_s"), on=["client_id", "length_start_s"], how="semi"
+    ).select("client_id", "length_start_s", "field", "value", pl.col("prob").alias("p"))
+    keys = ["client_id", "length_start_s", "field"]
+    both = (
+        counts.join(src, on=[*keys, "value"], how="full", coalesce=True)
+        .with_columns(pl.col("g").fill_null(0.0), pl.col("p").fill_null(0.0))
+        .join(src.select(keys).unique(), on=keys, how="semi")  # only client-windows with a source PDF
+        .sort(*keys, "value")
+        .with_columns(
+            (pl.col("g").cum_sum().over(keys) / pl.col("g").sum().over(keys)).alias("fg"),
+            (pl.col("p").cum_sum().over(keys) / pl.col("p").sum().over(keys)).alias("fp"),
+        )
+    )
+    ks = (
+        both.group_by(keys)
+        .agg((pl.col("fg") - pl.col("fp")).abs().max().alias("ks"))
+        .join(sizes, on=["client_id", "length_start_s"])
+        .select(list(schema))
+        .cast(schema)
+        .sort(*keys)
+    )
+    med = float(ks["ks"].median()) if ks.height else float("nan")
+    detail = f"{ks.height} (client, length window, field) with >= {min_requests} requests; fields {fields}"
+    return ks, _row("length_ks", med, "median KS < 0.02", None, 0.02, ks.height, detail)
+
+
+def _correlation(trace: pl.DataFrame, plan: ComposePlan, min_requests: int) -> tuple[pl.DataFrame, dict]:
+    schema = {"client_id": pl.String(), "requests": pl.Int64(), "spearman": pl.Float64()}
+    rho = float(plan.spec.length_correlation)
+    expected = 6.0 / math.pi * math.asin(rho / 2.0)
+    target = f"median within-client Spearman within 0.1 of {expected:.3f}"
+    in_col = "input_tokens" if "text_tokens" not in trace.columns else "text_tokens"
+    per = (
+        trace.group_by("client_id")
+        .agg(
+            pl.len().alias("requests"),
+            pl.corr(pl.col(in_col), pl.col("output_tokens"), method="spearman").alias("spearman"),
+        )
+        .filter(pl.col("requests") >= min_requests)
+        .with_columns(pl.col("spearman").fill_nan(None))
+        .drop_nulls("spearman")
+        .select(list(schema))
+        .cast(schema)
+        .sort("client_id")
+    )
+    if per.height == 0:
+        return per, _row("input_output_spearman", None, target, expected - 0.1, expected + 0.1, 0,
+                         f"no client with >= {min_requests} requests and varying lengths")
+    med = float(per["spearman"].median())
+    worst = float(per["spearman"].abs().max())
+    detail = f"{per.height} client(s) with >= {min_requests} requests ({in_col} vs output_tokens); largest |rho| {worst:.3f}"
+    return per, _row("input_output_spearman", med, target, expected - 0.1, expected + 0.1, per.height, detail)
+
+
+def _consistency(trace: pl.DataFrame) -> list[dict]:
+    rows = []
+    parts = [c for c in ("text_tokens", "image_tokens", "audio_tokens", "video_tokens") if c in trace.columns]
+    if "text_tokens" in parts:
+        bad = trace.filter(pl.col("input_tokens") != pl.sum_horizontal(parts)).height
+        rows.append(_row("input_total", bad / trace.height, "input_tokens == sum of modality tokens on every row",
+                         None, 0.0, trace.height, f"{bad} row(s) differ; parts {parts}"))
+    if {"reasoning_tokens", "answer_tokens"} <= set(trace.columns):
+        bad = trace.filter(pl.col("reasoning_tokens") + pl.col("answer_tokens") != pl.col("output_tokens")).height
+        rows.append(_row("reasoning_sum", bad / trace.height, "reasoning + answer == output on every row",
+                         None, 0.0, trace.height, f"{bad} row(s) differ"))
+    return rows
