@@ -1,0 +1,640 @@
+"""Weighted values: the common reduction of ClientPools and RequestTraces for length statistics.
+
+Both sources become the same per-row arrays (:class:`FieldData`): a value code, a weight, a
+client code and a window code.
+
+- A RequestTrace gives one row of weight 1 per request; its window is the ``window_s``-long
+  slice (default 6 h) holding the request's timestamp.
+- A ClientPool gives one row per PDF bin of each (client, length window); the bin's weight
+  is ``prob * requests``, where ``requests`` is the client's load in that length window: the
+  sum of ``rate_rps * duration_s`` over its arrival windows starting inside it.
+
+:func:`group` then sums weights per (group, value) into a :class:`Grouped` — entries sorted
+by group and value with a global cumulative sum — from which means, inverse-CDF percentiles,
+PDFs and inverse-CDF samples of every group come out of a few vectorized numpy calls.
+
+A pool's per-row arrays are computed once per pool object and kept in a small cache keyed by
+the object's identity (held through a weak reference, so a dropped pool frees its entry).
+"""
+
+from __future__ import annotations
+
+import threading
+import weakref
+from collections import OrderedDict
+from dataclasses import dataclass
+
+import numpy as np
+import polars as pl
+
+from servegen_core.pool import ClientPool, _client_sort_key
+
+Source = ClientPool | pl.DataFrame
+
+#: Window of a RequestTrace's per-window statistics unless told otherwise (the pools' 6 h).
+DEFAULT_TRACE_WINDOW_S = 21600
+
+#: Largest dense (group x value) table summed with ``np.bincount`` (cells, float64).
+_DENSE_LIMIT = 1 << 23
+#: Largest value range turned into codes with ``np.bincount`` rather than a sort.
+_RANGE_LIMIT = 1 << 26
+
+
+class NoData(str):
+    """A reason why there is nothing to compute (returned instead of data)."""
+
+
+# ---------------------------------------------------------------------------------------------
+# Codes
+# ---------------------------------------------------------------------------------------------
+
+
+def dense_codes(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Sorted distinct values of ``x`` and each element's index among them."""
+    if x.size and np.issubdtype(x.dtype, np.integer):
+        lo, hi = int(x.min()), int(x.max())
+        if hi - lo < _RANGE_LIMIT:
+            shifted = x - lo
+            present = np.bincount(shifted, minlength=hi - lo + 1) > 0
+            rank = np.cumsum(present) - 1
+            return np.flatnonzero(present) + lo, rank[shifted]
+    uniq, inv = np.unique(x, return_inverse=True)
+    return uniq, inv.ravel()
+
+
+def _values_as_codes(v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Float values (often whole numbers) to sorted distinct float64 values and codes."""
+    if v.size and np.all(v == np.floor(v)) and v.min() >= -(2**52) and v.max() < 2**52:
+        u, c = dense_codes(v.astype(np.int64))
+        return u.astype(np.float64), c
+    u, c = dense_codes(v)
+    return u.astype(np.float64), c
+
+
+def client_order(ids: list[str] | tuple[str, ...]) -> list[str]:
+    """Client ids in display order: numeric ids by number, then the others by name."""
+    return sorted(ids, key=_client_sort_key)
+
+
+def trace_client_codes(trace: pl.DataFrame) -> tuple[np.ndarray, tuple[str, ...]]:
+    """Per-request client code and the clients in display order."""
+    col = trace["client_id"]
+    ids = tuple(client_order(col.unique().to_list()))
+    if len(ids) == 1:
+        return np.zeros(trace.height, dtype=np.int64), ids
+    codes = col.replace_strict(list(ids), list(range(len(ids))), return_dtype=pl.Int64).to_numpy()
+    return codes, ids
+
+
+# ---------------------------------------------------------------------------------------------
+# Field data
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FieldData:
+    """Per-row arrays of one field. ``weight is None`` means one request per row."""
+
+    field: str
+    values: np.ndarray  # sorted distinct values (float64)
+    vcode: np.ndarray  # per row: index into values
+    weight: np.ndarray | None  # per row: requests (> 0)
+    client: np.ndarray | None  # per row: index into clients (None: not computed)
+    clients: tuple[str, ...]
+    window: np.ndarray | None  # per row: index into window_starts (None: not computed)
+    window_starts: np.ndarray  # start_s of each window code
+    window_s: int
+    total: float  # sum of weights
+    presorted: bool = False  # rows sorted by (client, window, value), one row per triple
+
+    @property
+    def n_rows(self) -> int:
+        return int(self.vcode.size)
+
+
+@dataclass(frozen=True)
+class _PoolIndex:
+    """Per-row run structure of a pool's ``distributions`` (computed once per pool)."""
+
+    run_of_row: np.ndarray  # per row: run index
+    run_client: np.ndarray  # per run: client code
+    run_start: np.ndarray  # per run: length-window start_s
+    run_field: np.ndarray  # per run: field code
+    run_requests: np.ndarray  # per run: requests in the run's (client, length window)
+    fields: tuple[str, ...]
+    clients: tuple[str, ...]
+    value: np.ndarray  # per row
+    prob: np.ndarray  # per row
+    total_requests: float  # all requests of the pool (with or without lengths)
+
+
+_CACHE_LOCK = threading.Lock()
+_POOL_CACHE: OrderedDict[int, tuple[weakref.ref, dict]] = OrderedDict()
+_POOL_CACHE_SIZE = 6
+
+
+def _pool_cache(pool: ClientPool) -> dict:
+    key = id(pool)
+    with _CACHE_LOCK:
+        hit = _POOL_CACHE.get(key)
+        if hit is not None and hit[0]() is pool:
+            _POOL_CACHE.move_to_end(key)
+            return hit[1]
+        entry: dict = {}
+        _POOL_CACHE[key] = (weakref.ref(pool, lambda _r, k=key: _drop(k)), entry)
+        while len(_POOL_CACHE) > _POOL_CACHE_SIZE:
+            _POOL_CACHE.popitem(last=False)
+        return entry
+
+
+def _drop(key: int) -> None:
+    with _CACHE_LOCK:
+        hit = _POOL_CACHE.get(key)
+        if hit is not None and hit[0]() is None:
+            del _POOL_CACHE[key]
+
+
+def pool_window_requests(pool: ClientPool) -> pl.DataFrame:
+    """Requests per (client, length window): ``client_id, start_s, requests``.
+
+    The sum of ``rate_rps * duration_s`` over the client's arrival windows starting inside the
+    length window. Arrival windows outside every length window of their client are left out.
+    """
+    w = pool.windows.select("client_id", "start_s", (pl.col("rate_rps") * pl.col("duration_s")).alias("requests"))
+    lw = pool.length_windows
+    L = pool.length_window_s
+    if _on_grid(pool):
+        keys = lw.select("client_id", "start_s")
+        return (
+            w.group_by("client_id", (pl.col("start_s") // L * L).alias("start_s"))
+            .agg(pl.col("requests").sum())
+            .join(keys, on=["client_id", "start_s"], how="semi")
+        )
+    lw = lw.select("client_id", pl.col("start_s").alias("lw_start"), pl.col("duration_s").alias("lw_duration")).sort(
+        "client_id", "lw_start"
+    )
+    joined = w.sort("client_id", "start_s").join_asof(
+        lw, left_on="start_s", right_on="lw_start", by="client_id", strategy="backward", check_sortedness=False
+    )
+    inside = joined.filter(pl.col("start_s") < pl.col("lw_start") + pl.col("lw_duration"))
+    return inside.group_by("client_id", "lw_start").agg(pl.col("requests").sum()).rename({"lw_start": "start_s"})
+
+
+def _on_grid(pool: ClientPool) -> bool:
+    """Every length window starts on a multiple of the length window and lasts one."""
+    L = pool.length_window_s
+    lw = pool.length_windows
+    return lw.height == 0 or bool(lw.select(((pl.col("start_s") % L == 0) & (pl.col("duration_s") == L)).all()).item())
+
+
+def _run_codes(col: pl.Series) -> tuple[np.ndarray, list[str]]:
+    """Codes of a column that changes value rarely (runs): per element, and the distinct values."""
+    first = (col != col.shift(1)).fill_null(True)
+    starts = first.arg_true().to_numpy()
+    run_vals = col.gather(starts)
+    uniq = run_vals.unique(maintain_order=True).to_list()
+    code_of = run_vals.replace_strict(uniq, list(range(len(uniq))), return_dtype=pl.Int64).to_numpy()
+    lengths = np.diff(np.append(starts, col.len()))
+    return np.repeat(code_of, lengths), uniq
+
+
+def _pool_requests_by_run(pool: ClientPool, clients: tuple[str, ...]) -> tuple[np.ndarray, int]:
+    """Dense (client code x length-window index) table of requests, on the length-window grid."""
+    L = pool.length_window_s
+    w = pool.windows
+    code, uniq = _run_codes(w["client_id"])
+    remap = np.array([clients.index(c) for c in uniq], dtype=np.int64)
+    lw_idx = w["start_s"].to_numpy() // L
+    n_lw = int(lw_idx.max()) + 1 if lw_idx.size else 1
+    req = w["rate_rps"].to_numpy() * w["duration_s"].to_numpy()
+    table = np.bincount(remap[code] * n_lw + lw_idx, weights=req, minlength=len(clients) * n_lw)
+    return table, n_lw
+
+
+def _pool_index(pool: ClientPool) -> _PoolIndex:
+    cache = _pool_cache(pool)
+    if "index" in cache:
+        return cache["index"]
+    D = pool.distributions
+    boundary = D.select(
+        (
+            (pl.col("client_id") != pl.col("client_id").shift(1)).fill_null(True)
+            | (pl.col("start_s") != pl.col("start_s").shift(1)).fill_null(True)
+            | (pl.col("field") != pl.col("field").shift(1)).fill_null(True)
+        ).alias("b")
+    )["b"]
+    starts = boundary.arg_true().to_numpy()
+    run_of_row = np.repeat(np.arange(starts.size), np.diff(np.append(starts, D.height)))
+    runs = D[["client_id", "start_s", "field"]].gather(starts)
+    clients = pool.client_ids
+    fields = tuple(runs["field"].unique(maintain_order=True).to_list())
+    client_code = {c: i for i, c in enumerate(clients)}
+    field_code = {f: i for i, f in enumerate(fields)}
+    run_client = runs["client_id"].replace_strict(client_code, return_dtype=pl.Int64).to_numpy()
+    run_field = runs["field"].replace_strict(field_code, return_dtype=pl.Int64).to_numpy()
+    run_start = runs["start_s"].to_numpy()
+    L = pool.length_window_s
+    if _on_grid(pool) and pool.windows.height:
+        table, n_lw = _pool_requests_by_run(pool, clients)
+        lw_idx = run_start // L
+        inside = lw_idx < n_lw
+        run_requests = np.where(inside, table[run_client * n_lw + np.minimum(lw_idx, n_lw - 1)], 0.0)
+    else:
+        req = pool_window_requests(pool)
+        run_requests = (
+            runs.join(req, on=["client_id", "start_s"], how="left", maintain_order="left")["requests"]
+            .fill_null(0.0)
+            .to_numpy()
+        )
+    index = _PoolIndex(
+        run_of_row=run_of_row,
+        run_client=run_client,
+        run_start=run_start,
+        run_field=run_field,
+        run_requests=run_requests,
+        fields=fields,
+        clients=clients,
+        value=D["value"].to_numpy(),
+        prob=D["prob"].to_numpy(),
+        total_requests=float(pool.windows.select((pl.col("rate_rps") * pl.col("duration_s")).sum()).item() or 0.0),
+    )
+    cache["index"] = index
+    return index
+
+
+def _window_s(source: Source, window_s: int | None) -> int:
+    if isinstance(source, ClientPool):
+        if window_s is None:
+            return source.length_window_s
+        w = int(window_s)
+        if w <= 0 or w % source.length_window_s:
+            msg = (
+                f"a pool's lengths are recorded per {source.length_window_s} s window; "
+                f"window_s must be a positive multiple of it, got {window_s}"
+            )
+            raise ValueError(msg)
+        return w
+    w = DEFAULT_TRACE_WINDOW_S if window_s is None else int(window_s)
+    if w <= 0:
+        msg = f"window_s must be positive, got {window_s}"
+        raise ValueError(msg)
+    return w
+
+
+def pool_no_data(pool: ClientPool) -> NoData | None:
+    """Why a pool has no requests at all, or None."""
+    if pool.windows.height == 0:
+        return NoData("empty selection: the pool has no arrival windows")
+    if not float(pool.windows["rate_rps"].sum()) > 0:
+        return NoData("all rates are zero: the selection holds no requests")
+    return None
+
+
+def pool_field_data(pool: ClientPool, field: str, *, window_s: int | None = None) -> FieldData | NoData:
+    w = _window_s(pool, window_s)
+    if reason := pool_no_data(pool):
+        return reason
+    if pool.distributions.height == 0:
+        n = len(pool.clients_without_lengths)
+        return NoData(f"no length data: none of the selected clients has length distributions ({n} without)")
+    cache = _pool_cache(pool)
+    key = ("field", field, w)
+    if key in cache:
+        return cache[key]
+    ix = _pool_index(pool)
+    if field not in ix.fields:
+        return NoData(f"the pool has no '{field}' length data (fields: {', '.join(ix.fields)})")
+    fcode = ix.fields.index(field)
+    run_ok = (ix.run_field == fcode) & (ix.run_requests > 0)
+    if not run_ok.any():
+        return NoData(f"no requests fall in windows with '{field}' data")
+    rows = np.flatnonzero(run_ok[ix.run_of_row])
+    run = ix.run_of_row[rows]
+    weight = ix.prob[rows] * ix.run_requests[run]
+    keep = weight > 0
+    if not keep.all():
+        run, weight, rows = run[keep], weight[keep], rows[keep]
+    values, vcode = _values_as_codes(ix.value[rows])
+    starts, run_wcode = dense_codes(ix.run_start // w * w)
+    wcode = run_wcode[run]
+    client = ix.run_client[run]
+    presorted = False
+    if w == pool.length_window_s:
+        key_ = (client * starts.size + wcode) * values.size + vcode
+        presorted = bool(np.all(np.diff(key_) > 0))
+    fd = FieldData(
+        field=field,
+        values=values,
+        vcode=vcode,
+        weight=weight,
+        client=client,
+        clients=ix.clients,
+        window=wcode,
+        window_starts=starts,
+        window_s=w,
+        total=float(weight.sum()),
+        presorted=presorted,
+    )
+    cache[key] = fd
+    return fd
+
+
+def trace_field_data(
+    trace: pl.DataFrame,
+    field: str,
+    *,
+    window_s: int | None = None,
+    need_client: bool = True,
+    need_window: bool = True,
+    clients: tuple[np.ndarray, tuple[str, ...]] | None = None,
+) -> FieldData | NoData:
+    """A trace's field as per-request arrays; ``clients`` reuses :func:`trace_client_codes` output."""
+    w = _window_s(trace, window_s)
+    if trace.height == 0:
+        return NoData("empty trace: no requests")
+    if field not in trace.columns:
+        return NoData(f"the trace has no '{field}' column")
+    col = trace[field]
+    if col.null_count():
+        keep = col.is_not_null()
+        if clients is not None:
+            clients = (clients[0][keep.to_numpy()], clients[1])
+        trace = trace.filter(keep)
+        col = trace[field]
+        if trace.height == 0:
+            return NoData(f"the trace's '{field}' column holds no values")
+    raw = col.to_numpy()
+    if np.issubdtype(raw.dtype, np.integer):
+        u, vcode = dense_codes(raw.astype(np.int64, copy=False))
+        values = u.astype(np.float64)
+    else:
+        values, vcode = _values_as_codes(raw.astype(np.float64, copy=False))
+    if need_client:
+        client, ids = clients if clients is not None else trace_client_codes(trace)
+    else:
+        client, ids = None, ()
+    window, starts = None, np.zeros(0, dtype=np.int64)
+    if need_window:
+        win = np.floor(trace["timestamp_s"].to_numpy() / w).astype(np.int64)
+        u, window = dense_codes(win)
+        starts = u * w
+    return FieldData(
+        field=field,
+        values=values,
+        vcode=vcode,
+        weight=None,
+        client=client,
+        clients=ids,
+        window=window,
+        window_starts=starts,
+        window_s=w,
+        total=float(trace.height),
+    )
+
+
+def field_data(
+    source: Source, field: str, *, window_s: int | None = None, need_client: bool = True, need_window: bool = True
+) -> FieldData | NoData:
+    """Per-row arrays of ``field`` for a pool or a trace, or the reason there are none."""
+    if isinstance(source, ClientPool):
+        return pool_field_data(source, field, window_s=window_s)
+    return trace_field_data(source, field, window_s=window_s, need_client=need_client, need_window=need_window)
+
+
+# ---------------------------------------------------------------------------------------------
+# Grouped weighted distributions
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Grouped:
+    """Weighted distributions of one field per group, as sorted (group, value) entries."""
+
+    values: np.ndarray  # distinct values of the field
+    gid: np.ndarray  # per entry: group index, ascending
+    vcode: np.ndarray  # per entry: value code, ascending within a group
+    weight: np.ndarray  # per entry: weight > 0
+    bounds: np.ndarray  # group g's entries are [bounds[g], bounds[g + 1])
+    cum: np.ndarray  # cumulative weight over all entries
+    client: np.ndarray | None  # per group: client code (grouped by client)
+    window: np.ndarray | None  # per group: window code (grouped by window)
+
+    @property
+    def n_groups(self) -> int:
+        return int(self.bounds.size - 1)
+
+    @property
+    def value(self) -> np.ndarray:
+        return self.values[self.vcode]
+
+    def requests(self) -> np.ndarray:
+        return np.diff(np.concatenate(([0.0], self.cum[self.bounds[1:] - 1])))
+
+    def mean(self) -> np.ndarray:
+        req = self.requests()
+        s = np.bincount(self.gid, weights=self.weight * self.value, minlength=self.n_groups)
+        return s / req
+
+    def quantile(self, q: float) -> np.ndarray:
+        """Per group: the smallest value whose cumulative weight reaches ``q`` of the group's."""
+        lo = np.concatenate(([0.0], self.cum[self.bounds[1:-1] - 1]))
+        hi = self.cum[self.bounds[1:] - 1]
+        target = lo + q * (hi - lo) * (1 - 1e-12)
+        idx = np.searchsorted(self.cum, target, side="left")
+        idx = np.clip(idx, self.bounds[:-1], self.bounds[1:] - 1)
+        return self.values[self.vcode[idx]]
+
+    def max(self) -> np.ndarray:
+        return self.values[self.vcode[self.bounds[1:] - 1]]
+
+    def prob(self) -> np.ndarray:
+        """Per entry: the probability of its value within its group."""
+        return self.weight / self.requests()[self.gid]
+
+    def cdf(self) -> np.ndarray:
+        lo = np.concatenate(([0.0], self.cum[self.bounds[1:-1] - 1]))
+        req = self.requests()
+        return np.minimum((self.cum - lo[self.gid]) / req[self.gid], 1.0)
+
+    def sample(self, groups: np.ndarray, u: np.ndarray) -> np.ndarray:
+        """Values drawn by inverse CDF: one per element of ``groups``, with uniforms ``u`` in [0, 1)."""
+        lo = np.concatenate(([0.0], self.cum[self.bounds[1:-1] - 1]))
+        hi = self.cum[self.bounds[1:] - 1]
+        target = lo[groups] + u * (hi - lo)[groups]
+        idx = np.searchsorted(self.cum, target, side="right")
+        idx = np.clip(idx, self.bounds[:-1][groups], self.bounds[1:][groups] - 1)
+        return self.values[self.vcode[idx]]
+
+
+def group(fd: FieldData, by: tuple[str, ...] = ()) -> Grouped:
+    """Sum ``fd``'s weights per (group, value); ``by`` is a subset of ``("client", "window")``."""
+    unknown = [b for b in by if b not in ("client", "window")]
+    if unknown:
+        msg = f"unknown grouping {unknown}"
+        raise ValueError(msg)
+    nc = len(fd.clients) if "client" in by else 1
+    nw = fd.window_starts.size if "window" in by else 1
+    U = fd.values.size
+    if "client" in by and fd.client is None or "window" in by and fd.window is None:
+        msg = "field data computed without the codes needed for this grouping"
+        raise ValueError(msg)
+    key = None
+    if "client" in by:
+        key = fd.client.astype(np.int64) * nw
+    if "window" in by:
+        key = fd.window.astype(np.int64) if key is None else key + fd.window
+    if fd.presorted and by == ("client", "window"):
+        gkey, vcode, weight = key, fd.vcode, fd.weight
+    elif nc * nw * U <= _DENSE_LIMIT:
+        flat = fd.vcode if key is None else key * U + fd.vcode
+        dense = np.bincount(flat, weights=fd.weight, minlength=nc * nw * U)
+        nz = np.flatnonzero(dense > 0)
+        gkey, vcode, weight = nz // U, nz % U, dense[nz]
+    else:
+        flat = key * U + fd.vcode
+        df = pl.DataFrame({"k": flat, "w": fd.weight if fd.weight is not None else np.ones(flat.size)})
+        agg = df.group_by("k").agg(pl.col("w").sum()).sort("k")
+        k = agg["k"].to_numpy()
+        gkey, vcode, weight = k // U, k % U, agg["w"].to_numpy()
+    if weight is None:
+        weight = np.ones(vcode.size)
+    change = np.concatenate(([True], gkey[1:] != gkey[:-1])) if gkey.size else np.zeros(0, dtype=bool)
+    starts = np.flatnonzero(change)
+    gid = np.cumsum(change) - 1
+    bounds = np.concatenate((starts, [gkey.size])).astype(np.int64)
+    ukey = gkey[starts]
+    client = ukey // nw if "client" in by else None
+    window = ukey % nw if "window" in by else None
+    return Grouped(
+        values=fd.values,
+        gid=gid,
+        vcode=vcode,
+        weight=weight.astype(np.float64, copy=False),
+        bounds=bounds,
+        cum=np.cumsum(weight, dtype=np.float64),
+        client=client,
+        window=window,
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Sampling a pool's per-window marginals
+# ---------------------------------------------------------------------------------------------
+
+
+def subset(g: Grouped, keep: np.ndarray) -> Grouped | None:
+    """The entries where ``keep`` holds (groups left empty are dropped), or None if none is left."""
+    if not keep.any():
+        return None
+    gid_old = g.gid[keep]
+    vcode, weight = g.vcode[keep], g.weight[keep]
+    change = np.concatenate(([True], gid_old[1:] != gid_old[:-1]))
+    starts = np.flatnonzero(change)
+    kept_groups = gid_old[starts]
+    return Grouped(
+        values=g.values,
+        gid=np.cumsum(change) - 1,
+        vcode=vcode,
+        weight=weight,
+        bounds=np.concatenate((starts, [vcode.size])).astype(np.int64),
+        cum=np.cumsum(weight),
+        client=None if g.client is None else g.client[kept_groups],
+        window=None if g.window is None else g.window[kept_groups],
+    )
+
+
+def cell_keys(fd: FieldData, g: Grouped) -> np.ndarray:
+    """Per group of a (client, window) grouping: ``client code * 2**32 + window start_s``."""
+    return g.client.astype(np.int64) * (1 << 32) + fd.window_starts[g.window]
+
+
+@dataclass(frozen=True)
+class PoolSample:
+    """Requests drawn from a pool's per-window marginal PDFs, independently per field."""
+
+    values: dict[str, np.ndarray]  # field -> drawn values
+    client: np.ndarray  # client code of each draw
+    start_s: np.ndarray  # length-window start of each draw
+    clients: tuple[str, ...]
+    weight_share: float  # share of the pool's requests with length data that the draws stand for
+
+
+def sample_pool(
+    pool: ClientPool,
+    fields: tuple[str, ...],
+    n: int,
+    rng: np.random.Generator,
+    *,
+    positive: tuple[str, ...] = (),
+    per_client: bool = False,
+) -> PoolSample | NoData:
+    """Draw ``n`` requests (``n`` per client with ``per_client``) from a pool's marginals.
+
+    A (client, length window) cell is chosen with probability proportional to its requests;
+    every field is then drawn from that cell's PDF by inverse CDF, independently of the others
+    (the pool records no joint distribution). Fields in ``positive`` are drawn conditional on
+    being > 0 and the cell's probability is multiplied by P(field > 0) there (independence).
+    """
+    grouped: dict[str, tuple[FieldData, Grouped, np.ndarray]] = {}
+    for f in fields:
+        fd = pool_field_data(pool, f)
+        if isinstance(fd, NoData):
+            return fd
+        g = group(fd, ("client", "window"))
+        req = g.requests()
+        if f in positive:
+            g2 = subset(g, fd.values[g.vcode] > 0)
+            if g2 is None:
+                return NoData(f"no request of the selection has {f} > 0")
+            keys = cell_keys(fd, g2)
+            full = cell_keys(fd, g)
+            p_pos = g2.requests() / req[np.searchsorted(full, keys)]
+            grouped[f] = (fd, g2, keys, p_pos)
+        else:
+            grouped[f] = (fd, g, cell_keys(fd, g), None)
+    # Cells present for every field.
+    common = None
+    for _fd, _g, keys, _p in grouped.values():
+        common = keys if common is None else np.intersect1d(common, keys, assume_unique=True)
+    if common is None or common.size == 0:
+        return NoData(f"no window holds data for all of {', '.join(fields)}")
+    first_fd, first_g, first_keys, _ = grouped[fields[0]]
+    # Requests per cell (same for every field: the cell's load), times P(> 0) for conditioned fields.
+    fd0 = pool_field_data(pool, fields[0])
+    g0 = group(fd0, ("client", "window"))
+    base = g0.requests()[np.searchsorted(cell_keys(fd0, g0), common)]
+    weight = base.copy()
+    for f in positive:
+        _fd, _g, keys, p_pos = grouped[f]
+        weight *= p_pos[np.searchsorted(keys, common)]
+    total_req = fd0.total
+    if not weight.sum() > 0:
+        return NoData("the selection holds no requests with these fields")
+    cell_client = common >> 32
+    if per_client:
+        order = np.argsort(cell_client, kind="stable")
+        common, weight, cell_client = common[order], weight[order], cell_client[order]
+        cum = np.cumsum(weight)
+        change = np.concatenate(([True], cell_client[1:] != cell_client[:-1]))
+        starts = np.flatnonzero(change)
+        ends = np.append(starts[1:], cell_client.size)
+        lo = np.concatenate(([0.0], cum[ends[:-1] - 1]))
+        hi = cum[ends - 1]
+        which = np.repeat(np.arange(starts.size), n)
+        target = lo[which] + rng.random(which.size) * (hi - lo)[which]
+        cell = np.clip(np.searchsorted(cum, target, side="right"), starts[which], ends[which] - 1)
+    else:
+        cum = np.cumsum(weight)
+        cell = np.minimum(np.searchsorted(cum, rng.random(n) * cum[-1], side="right"), cum.size - 1)
+    out: dict[str, np.ndarray] = {}
+    for f in fields:
+        _fd, g, keys, _ = grouped[f]
+        gidx = np.searchsorted(keys, common[cell])
+        out[f] = g.sample(gidx, rng.random(cell.size))
+    return PoolSample(
+        values=out,
+        client=cell_client[cell],
+        start_s=common[cell] & ((1 << 32) - 1),
+        clients=fd0.clients,
+        weight_share=float(weight.sum() / total_req) if total_req > 0 else 0.0,
+    )
