@@ -1,0 +1,379 @@
+"""Multimodal characterization: text vs image/audio/video tokens, item counts, tokens per item.
+
+Every function takes a :class:`~servegen_core.pool.ClientPool` or a RequestTrace and returns
+a frozen :class:`~servegen_core.result.Result`; weights follow :mod:`servegen_core.lengths`
+(a pool's PDF bins weigh ``prob * requests`` of their client's length window).
+
+Modalities are ``text``, ``image``, ``audio`` and ``video``, with the token fields
+``<modality>_tokens`` and the item counts ``<modality>_count`` (no count for text).
+
+Identified exactly and computed so for a pool
+    token shares (ratio of expected tokens), the share of requests with tokens of a modality
+    (P(tokens > 0)), item-count distributions, mean tokens per item (expected tokens over
+    expected items), and all of these per window.
+Not identified by a pool, estimated by a seeded sample
+    A pool records one *marginal* PDF per field and window, so the per-request share of a
+    modality and the tokens per image of a request are not determined by the data. They are
+    estimated by drawing ``sample_size`` requests: a (client, length window) cell with
+    probability proportional to its requests, then each field independently from the cell's
+    PDF (:func:`servegen_core._weighted.sample_pool`). Within a cell, fields are thus taken as
+    independent; the ``method`` attribute of the result says so.
+RequestTrace
+    Everything comes from the rows. Without a ``text_tokens`` column the text part is
+    ``input_tokens`` minus the other modalities' tokens (floored at 0).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import polars as pl
+
+from servegen_core._weighted import NoData, field_data, group, pool_field_data, sample_pool
+from servegen_core.pool import ClientPool, hour_of_day
+from servegen_core.result import Result, Table
+
+__all__ = [
+    "MODALITIES",
+    "CountDistribution",
+    "ModalityShares",
+    "TokensPerItem",
+    "image_count_distribution",
+    "modality_over_time",
+    "modality_shares",
+    "tokens_per_image",
+]
+
+Source = ClientPool | pl.DataFrame
+
+#: Modalities in display order; ``<m>_tokens`` are their token fields.
+MODALITIES: tuple[str, ...] = ("text", "image", "audio", "video")
+_MEDIA = MODALITIES[1:]
+
+#: Default number of requests drawn from a pool where a statistic needs joint draws.
+DEFAULT_SAMPLE_SIZE = 100_000
+
+
+def _rng(seed: int | np.random.Generator | None) -> np.random.Generator:
+    return np.random.default_rng(seed)
+
+
+def _modal_source(source: Source) -> tuple[Source, tuple[str, ...]] | NoData:
+    """The source with its modality token fields (a trace gains a derived ``text_tokens``)."""
+    if isinstance(source, ClientPool):
+        have = [m for m in MODALITIES if f"{m}_tokens" in source.fields]
+        if "text" not in have or len(have) < 2:
+            fd = pool_field_data(source, "text_tokens")
+            if isinstance(fd, NoData) and not str(fd).startswith("the pool has no"):
+                return fd
+            return NoData(
+                "the pool has no per-modality token fields (text_tokens with image/audio/video_tokens); "
+                f"its fields are {', '.join(source.fields) or 'none'}"
+            )
+        return source, tuple(have)
+    trace = source
+    if trace.height == 0:
+        return NoData("empty trace: no requests")
+    media = [m for m in _MEDIA if f"{m}_tokens" in trace.columns]
+    if not media:
+        return NoData("the trace has no image_tokens, audio_tokens or video_tokens column")
+    if "text_tokens" in trace.columns:
+        text = pl.col("text_tokens")
+    else:
+        text = pl.max_horizontal(
+            pl.col("input_tokens") - pl.sum_horizontal(pl.col(f"{m}_tokens").fill_null(0) for m in media), pl.lit(0)
+        ).alias("text_tokens")
+    extra = [c for c in (f"{m}_count" for m in _MEDIA) if c in trace.columns]
+    frame = trace.select("timestamp_s", "client_id", text, *(f"{m}_tokens" for m in media), *extra)
+    return frame, ("text", *media)
+
+
+# ---------------------------------------------------------------------------------------------
+# Token shares
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ModalityShares(Result):
+    """How the input divides between modalities.
+
+    ``summary``: ``modality, token_share, request_share, mean_share, p50_share, p90_share``:
+    the modality's share of all input tokens, the share of requests with any of its tokens,
+    and the mean / median / 90th percentile of its per-request share.
+    ``distribution``: ``modality, share_lo, share_hi, prob``: histogram of the per-request
+    share over ``[0, 1]`` (requests with no input tokens left out).
+    """
+
+    summary: pl.DataFrame
+    distribution: pl.DataFrame
+    requests: float = 0.0
+    method: str = ""
+
+
+_SHARE_SUMMARY = {
+    "modality": pl.String(),
+    "token_share": pl.Float64(),
+    "request_share": pl.Float64(),
+    "mean_share": pl.Float64(),
+    "p50_share": pl.Float64(),
+    "p90_share": pl.Float64(),
+}
+_SHARE_DIST = {"modality": pl.String(), "share_lo": pl.Float64(), "share_hi": pl.Float64(), "prob": pl.Float64()}
+
+
+def _exact_token_stats(src: Source, modalities: tuple[str, ...]) -> tuple[dict[str, float], dict[str, float], float] | NoData:
+    """Per modality: total tokens and weight of requests with tokens > 0; plus the total weight."""
+    tokens: dict[str, float] = {}
+    positive: dict[str, float] = {}
+    total = 0.0
+    for m in modalities:
+        fd = field_data(src, f"{m}_tokens", need_client=False, need_window=False)
+        if isinstance(fd, NoData):
+            return fd
+        g = group(fd, ())
+        tokens[m] = float((g.weight * g.value).sum())
+        positive[m] = float(g.weight[g.value > 0].sum())
+        total = max(total, float(g.weight.sum()))
+    return tokens, positive, total
+
+
+def _share_summary_and_hist(
+    shares: dict[str, np.ndarray], weight: np.ndarray | None, bins: int
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    rows, hists = [], []
+    for m, s in shares.items():
+        w = np.ones(s.size) if weight is None else weight
+        order = np.argsort(s, kind="stable")
+        cum = np.cumsum(w[order])
+        qs = [float(s[order][min(np.searchsorted(cum, q * cum[-1] * (1 - 1e-12)), s.size - 1)]) for q in (0.5, 0.9)]
+        rows.append({"modality": m, "mean_share": float((w * s).sum() / w.sum()), "p50_share": qs[0], "p90_share": qs[1]})
+        h, _ = np.histogram(s, bins=edges, weights=w)
+        hists.append(pl.DataFrame({"modality": m, "share_lo": edges[:-1], "share_hi": edges[1:], "prob": h / h.sum()}))
+    return pl.DataFrame(rows), pl.concat(hists)
+
+
+def modality_shares(
+    source: Source,
+    *,
+    bins: int = 20,
+    sample_size: int = DEFAULT_SAMPLE_SIZE,
+    seed: int | np.random.Generator | None = 0,
+) -> ModalityShares:
+    """Share of text vs image/audio/video tokens: overall, per request, and its distribution."""
+
+    def empty(reason: str) -> ModalityShares:
+        return ModalityShares(pl.DataFrame(schema=_SHARE_SUMMARY), pl.DataFrame(schema=_SHARE_DIST), reason=reason)
+
+    if bins < 1:
+        msg = f"bins must be at least 1, got {bins}"
+        raise ValueError(msg)
+    got = _modal_source(source)
+    if isinstance(got, NoData):
+        return empty(str(got))
+    src, modalities = got
+    exact = _exact_token_stats(src, modalities)
+    if isinstance(exact, NoData):
+        return empty(str(exact))
+    tokens, positive, total = exact
+    all_tokens = sum(tokens.values())
+    if total <= 0:
+        return empty("no requests with modality data")
+    if all_tokens <= 0:
+        return empty("every request has 0 input tokens: no shares to compute")
+    if isinstance(src, ClientPool):
+        s = sample_pool(src, tuple(f"{m}_tokens" for m in modalities), sample_size, _rng(seed))
+        if isinstance(s, NoData):
+            return empty(str(s))
+        mat = np.column_stack([s.values[f"{m}_tokens"] for m in modalities])
+        method = (
+            f"token and request shares exact from the PDFs; per-request shares from {sample_size:,} requests "
+            "drawn with each modality independent within its (client, 6 h window) cell"
+        )
+    else:
+        mat = src.select(pl.col(f"{m}_tokens").fill_null(0).cast(pl.Float64) for m in modalities).to_numpy()
+        method = f"from {src.height:,} requests"
+    row_total = mat.sum(axis=1)
+    has = row_total > 0
+    if not has.any():
+        return empty("every request has 0 input tokens: no per-request shares")
+    shares = {m: mat[has, i] / row_total[has] for i, m in enumerate(modalities)}
+    per_req, dist = _share_summary_and_hist(shares, None, bins)
+    exact_frame = pl.DataFrame(
+        {
+            "modality": list(modalities),
+            "token_share": [tokens[m] / all_tokens for m in modalities],
+            "request_share": [positive[m] / total for m in modalities],
+        }
+    )
+    summary = exact_frame.join(per_req, on="modality", how="left", maintain_order="left").select(list(_SHARE_SUMMARY))
+    return ModalityShares(summary, dist, requests=total, method=method)
+
+
+# ---------------------------------------------------------------------------------------------
+# Item counts
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CountDistribution(Table):
+    """``count, prob, cdf`` of the items (e.g. images) per request; ``mean``, ``share_nonzero``."""
+
+    field: str = ""
+    mean: float | None = None
+    share_nonzero: float | None = None
+
+
+_COUNT_SCHEMA = {"count": pl.Int64(), "prob": pl.Float64(), "cdf": pl.Float64()}
+
+
+def image_count_distribution(source: Source, *, modality: str = "image") -> CountDistribution:
+    """Distribution of the number of images (or ``modality`` items) per request."""
+    if modality not in _MEDIA:
+        msg = f"modality must be one of {_MEDIA}, got {modality!r}"
+        raise ValueError(msg)
+    f = f"{modality}_count"
+    fd = field_data(source, f, need_client=False, need_window=False)
+    if isinstance(fd, NoData):
+        return CountDistribution(pl.DataFrame(schema=_COUNT_SCHEMA), field=f, reason=str(fd))
+    g = group(fd, ())
+    frame = pl.DataFrame({"count": g.value.round().astype(np.int64), "prob": g.prob(), "cdf": g.cdf()})
+    mean = float(g.mean()[0])
+    nonzero = float(g.weight[g.value > 0].sum() / g.weight.sum())
+    return CountDistribution(frame, field=f, mean=mean, share_nonzero=nonzero)
+
+
+# ---------------------------------------------------------------------------------------------
+# Tokens per item
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TokensPerItem(Result):
+    """Tokens per image (or other item), each item counted once.
+
+    ``distribution``: ``tokens_per_item, prob, cdf`` (tokens of a request divided by its item
+    count, rounded to whole tokens, weighted by the item count). ``dominant``: ``rank,
+    tokens_per_item, share`` — the ``top_k`` most frequent sizes. ``mean_tokens_per_item``:
+    all tokens of the modality over all its items.
+    """
+
+    distribution: pl.DataFrame
+    dominant: pl.DataFrame
+    mean_tokens_per_item: float | None = None
+    modality: str = "image"
+    method: str = ""
+
+
+_TPI_DIST = {"tokens_per_item": pl.Float64(), "prob": pl.Float64(), "cdf": pl.Float64()}
+_TPI_TOP = {"rank": pl.Int64(), "tokens_per_item": pl.Float64(), "share": pl.Float64()}
+
+
+def tokens_per_image(
+    source: Source,
+    *,
+    modality: str = "image",
+    top_k: int = 5,
+    sample_size: int = DEFAULT_SAMPLE_SIZE,
+    seed: int | np.random.Generator | None = 0,
+) -> TokensPerItem:
+    """Distribution of tokens per image (or ``modality`` item) and its dominant sizes."""
+    if modality not in _MEDIA:
+        msg = f"modality must be one of {_MEDIA}, got {modality!r}"
+        raise ValueError(msg)
+    tf, cf = f"{modality}_tokens", f"{modality}_count"
+
+    def empty(reason: str) -> TokensPerItem:
+        return TokensPerItem(pl.DataFrame(schema=_TPI_DIST), pl.DataFrame(schema=_TPI_TOP), modality=modality, reason=reason)
+
+    sums = []
+    for f in (tf, cf):
+        fd = field_data(source, f, need_client=False, need_window=False)
+        if isinstance(fd, NoData):
+            return empty(str(fd))
+        g = group(fd, ())
+        sums.append(float((g.weight * g.value).sum()))
+    if sums[1] <= 0:
+        return empty(f"no request has any {modality}: {cf} is 0 throughout")
+    mean_tpi = sums[0] / sums[1]
+    if isinstance(source, ClientPool):
+        s = sample_pool(source, (tf, cf), sample_size, _rng(seed), positive=(tf, cf))
+        if isinstance(s, NoData):
+            return empty(str(s))
+        tokens, count = s.values[tf], s.values[cf]
+        method = (
+            f"{sample_size:,} {modality} requests drawn with {tf} and {cf} independent (each > 0) within "
+            f"their (client, 6 h window) cell; the mean is exact"
+        )
+    else:
+        t = source.select(pl.col(tf).cast(pl.Float64), pl.col(cf).cast(pl.Float64)).drop_nulls().filter(pl.col(cf) > 0)
+        if t.height == 0:
+            return empty(f"no request has {cf} > 0")
+        tokens, count = t[tf].to_numpy(), t[cf].to_numpy()
+        method = f"from {t.height:,} requests with {cf} > 0"
+    tpi = np.round(tokens / count)
+    vals, inv = np.unique(tpi, return_inverse=True)
+    w = np.bincount(inv.ravel(), weights=count)
+    prob = w / w.sum()
+    dist = pl.DataFrame({"tokens_per_item": vals, "prob": prob, "cdf": np.minimum(np.cumsum(prob), 1.0)})
+    top = np.argsort(-prob, kind="stable")[: max(top_k, 0)]
+    dominant = pl.DataFrame(
+        {"rank": np.arange(1, top.size + 1, dtype=np.int64), "tokens_per_item": vals[top], "share": prob[top]},
+        schema=_TPI_TOP,
+    )
+    return TokensPerItem(dist, dominant, mean_tokens_per_item=mean_tpi, modality=modality, method=method)
+
+
+# ---------------------------------------------------------------------------------------------
+# Modality mix over time
+# ---------------------------------------------------------------------------------------------
+
+_TIME_SCHEMA = {
+    "start_s": pl.Int64(),
+    "hour": pl.Float64(),
+    "modality": pl.String(),
+    "tokens_per_request": pl.Float64(),
+    "token_share": pl.Float64(),
+    "request_share": pl.Float64(),
+}
+
+
+def modality_over_time(source: Source, *, window_s: int | None = None) -> Table:
+    """Per window and modality: ``tokens_per_request``, ``token_share``, ``request_share``.
+
+    Windows are a pool's 6 h length windows (or multiples, ``window_s``) or ``window_s``
+    windows of a trace (default 6 h). ``token_share`` divides the window's expected tokens
+    between modalities; ``request_share`` is the share of requests with tokens of it.
+    """
+    got = _modal_source(source)
+    if isinstance(got, NoData):
+        return Table.empty(_TIME_SCHEMA, str(got))
+    src, modalities = got
+    parts = []
+    for m in modalities:
+        fd = field_data(src, f"{m}_tokens", window_s=window_s, need_client=False, need_window=True)
+        if isinstance(fd, NoData):
+            return Table.empty(_TIME_SCHEMA, str(fd))
+        g = group(fd, ("window",))
+        req = g.requests()
+        pos = np.bincount(g.gid, weights=np.where(g.value > 0, g.weight, 0.0), minlength=g.n_groups)
+        parts.append(
+            pl.DataFrame(
+                {
+                    "start_s": fd.window_starts[g.window],
+                    "modality": m,
+                    "tokens_per_request": g.mean(),
+                    "request_share": pos / req,
+                }
+            )
+        )
+    frame = pl.concat(parts)
+    tot = pl.col("tokens_per_request").sum().over("start_s")
+    frame = frame.with_columns(
+        hour_of_day(pl.col("start_s").cast(pl.Float64)).alias("hour"),
+        pl.when(tot > 0).then(pl.col("tokens_per_request") / tot).otherwise(0.0).alias("token_share"),
+    )
+    order = {m: i for i, m in enumerate(MODALITIES)}
+    frame = frame.sort("start_s", pl.col("modality").replace_strict(order, return_dtype=pl.Int64)).select(list(_TIME_SCHEMA))
+    return Table(frame)
