@@ -493,3 +493,22 @@ def test_plan_reports_targets_without_drawing(servegen_dir: Path, mlarge, observ
     assert plan.targets.height == 6
     assert plan.weights["weight_share"].sum() == pytest.approx(1.0)
     assert set(plan.client_windows["length_source"].unique()) == {"client"}
+
+
+def test_top_k_and_filter_select_by_the_span_summary(servegen_dir: Path, mlarge):
+    hw = hour_windows(mlarge)
+    totals = hw.group_by("client_id").agg((pl.col("rate_rps") * 600).sum().alias("n")).sort("n", descending=True)
+    share = totals.with_columns(pl.col("n") / pl.col("n").sum())
+    missing = set(mlarge.clients_without_lengths)
+    top5 = totals["client_id"].head(5).to_list()
+    w = compose(spec_for(servegen_dir, "language/m-large", clients=ClientSelection("top_k", k=5)), pool=mlarge)
+    assert set(w.clients) == set(top5) - missing
+    assert set(w.excluded_clients) >= set(top5) & missing
+    big = share.filter(pl.col("n") >= 0.02)["client_id"].to_list()
+    sel = ClientSelection("filter", ranges=(("request_share", 0.02, None), ("has_lengths", 1, 1)))
+    w2 = compose(spec_for(servegen_dir, "language/m-large", clients=sel), pool=mlarge)
+    assert set(w2.clients) == set(big) - missing
+    assert not w2.warnings  # clients without lengths were filtered out, not excluded
+    with pytest.raises(SpecError) as info:
+        compose(spec_for(servegen_dir, "language/m-large", clients=ClientSelection("filter", ranges=(("no_such", 0, 1),))), pool=mlarge)
+    assert info.value.key == "clients.ranges.no_such"

@@ -1,0 +1,226 @@
+"""validate(): the issue's targets on real data, and checks that fail when the workload is wrong."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+
+from servegen_core.compose import (
+    ConstantRate,
+    ServeGenSource,
+    Span,
+    Weights,
+    Workload,
+    WorkloadSpec,
+    compose,
+    naive_spec,
+)
+from servegen_core.export import export_trace
+from servegen_core.pool import load_pool
+from servegen_core.traces import load_trace
+from servegen_core.validate import CHECKS_SCHEMA, ValidationReport, validate
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.getbasetemp() / "cache"
+
+
+@pytest.fixture(scope="module")
+def mlarge(servegen_dir: Path, cache: Path):
+    return load_pool(servegen_dir, "language/m-large", cache_dir=cache)
+
+
+@pytest.fixture(scope="module")
+def spec(servegen_dir: Path) -> WorkloadSpec:
+    # language/m-large, one hour from 20:00 of day 0, observed rates
+    return WorkloadSpec(ServeGenSource(str(servegen_dir), "language/m-large"), Span(72000, 3600))
+
+
+@pytest.fixture(scope="module")
+def realistic(spec: WorkloadSpec, mlarge) -> Workload:
+    return compose(spec, pool=mlarge)
+
+
+@pytest.fixture(scope="module")
+def report(realistic: Workload) -> ValidationReport:
+    return validate(realistic)
+
+
+def test_report_shape(report: ValidationReport):
+    assert dict(report.checks.schema) == CHECKS_SCHEMA
+    assert report.checks["name"].to_list() == [
+        "total_requests",
+        "rate_tracking",
+        "client_share",
+        "cv_ratio",
+        "length_ks",
+        "input_output_spearman",
+    ]
+    assert report.ok and report.passed, report.checks
+
+
+def test_targets_of_the_issue_on_m_large(report: ValidationReport, realistic: Workload, mlarge):
+    total = report.check("total_requests")
+    assert abs(total["value"] - 1) <= 0.01
+    cv = report.check("cv_ratio")
+    assert 0.9 <= cv["value"] <= 1.1 and cv["n"] >= 50
+    assert (report.cv["requests"] >= 200).all()
+    ks = report.check("length_ks")
+    assert ks["value"] < 0.02 and ks["n"] >= 20
+    assert (report.ks.join(report.ks.select("client_id", "length_start_s").unique(), on=["client_id", "length_start_s"])["requests"] >= 2000).all()
+    rho = report.check("input_output_spearman")
+    assert abs(rho["value"]) < 0.1
+    # the total is compared with the rate function's integral: the recorded requests of the composed clients
+    hw = mlarge.windows.filter(
+        (pl.col("start_s") >= 72000) & (pl.col("start_s") < 75600) & ~pl.col("client_id").is_in(list(mlarge.clients_without_lengths))
+    )
+    assert report.windows["target_requests"].sum() == pytest.approx((hw["rate_rps"] * 600).sum())
+    assert report.windows["requests"].sum() == realistic.trace.height
+
+
+def test_cv_table_matches_a_direct_computation(report: ValidationReport, realistic: Workload, mlarge):
+    row = report.cv.sort("requests", descending=True).row(0, named=True)
+    t0 = row["start_s"] - 72000
+    ts = realistic.trace.filter(
+        (pl.col("client_id") == row["client_id"]) & (pl.col("timestamp_s") >= t0) & (pl.col("timestamp_s") < t0 + 600)
+    )["timestamp_s"].to_numpy()
+    gaps = np.diff(ts)
+    assert len(ts) == row["requests"]
+    assert gaps.std() / gaps.mean() == pytest.approx(row["cv"], rel=1e-9)
+    recorded = mlarge.windows.filter((pl.col("client_id") == row["client_id"]) & (pl.col("start_s") == row["start_s"]))["cv"][0]
+    assert row["source_cv"] == recorded
+
+
+def test_ks_table_matches_a_direct_computation(report: ValidationReport, realistic: Workload, mlarge):
+    row = report.ks.filter(pl.col("field") == "output_tokens").sort("requests").row(0, named=True)
+    gen = np.sort(realistic.trace.filter(pl.col("client_id") == row["client_id"])["output_tokens"].to_numpy())
+    pdf = mlarge.pdf(row["client_id"], "output_tokens", row["length_start_s"]).sort("value")
+    xs = np.union1d(pdf["value"].to_numpy(), gen)
+    f_src = np.interp(xs, pdf["value"].to_numpy(), np.cumsum(pdf["prob"].to_numpy()) / pdf["prob"].sum(), left=0.0)
+    # step CDF of the source at xs (np.interp would interpolate between bins: use searchsorted)
+    f_src = np.concatenate([[0.0], np.cumsum(pdf["prob"].to_numpy()) / pdf["prob"].sum()])[
+        np.searchsorted(pdf["value"].to_numpy(), xs, side="right")
+    ]
+    f_gen = np.searchsorted(gen, xs, side="right") / len(gen)
+    assert row["ks"] == pytest.approx(np.abs(f_gen - f_src).max(), abs=1e-12)
+
+
+def test_naive_baseline_fails_the_length_check(spec: WorkloadSpec, mlarge):
+    naive = validate(compose(naive_spec(spec, "poisson"), pool=mlarge))
+    assert naive.check("total_requests")["passed"] and naive.check("client_share")["passed"]
+    ks = naive.check("length_ks")
+    assert not ks["passed"] and ks["value"] > 0.1
+    assert "length_ks" in naive.failed()
+    assert not naive.passed
+
+
+def test_comonotone_lengths_fail_the_correlation_check(realistic: Workload, spec: WorkloadSpec, mlarge):
+    # ServeGen's code drives input and output with one random number: the ranks agree within a client
+    tr = realistic.trace.with_row_index("i")
+    ranked = tr.with_columns(
+        pl.col("input_tokens").sort().over("client_id").alias("input_tokens"),
+        pl.col("output_tokens").sort().over("client_id").alias("output_tokens"),
+    ).sort("i").drop("i")
+    bad = validate(ranked, spec, pool=mlarge)
+    rho = bad.check("input_output_spearman")
+    assert rho["value"] > 0.9 and not rho["passed"]
+    # lengths are unchanged as multisets, so the KS check still passes
+    assert bad.check("length_ks")["passed"]
+
+
+def test_dropped_requests_fail_total_and_tracking(realistic: Workload, spec: WorkloadSpec, mlarge):
+    tr = realistic.trace
+    thinned = tr.filter(~((pl.col("timestamp_s") >= 1200) & (pl.col("timestamp_s") < 1800)))
+    bad = validate(thinned, spec, pool=mlarge)
+    assert not bad.check("total_requests")["passed"]
+    dropped = tr.height - thinned.height
+    assert bad.check("rate_tracking")["value"] == pytest.approx(dropped / tr.height, abs=1e-6)
+    assert not bad.check("rate_tracking")["passed"]
+    one = tr["client_id"].mode()[0]
+    skewed = tr.filter(~((pl.col("client_id") == one) & (pl.col("timestamp_s") < 1800)))
+    assert not validate(skewed, spec, pool=mlarge).check("client_share")["passed"]
+
+
+def test_smoothed_arrivals_fail_the_cv_check(realistic: Workload, spec: WorkloadSpec, mlarge):
+    # evenly spaced requests inside every client-window (CV 0) instead of the fitted bursts
+    tr = realistic.trace.with_columns(((pl.col("timestamp_s") // 600) * 600).alias("w"))
+    even = (
+        tr.with_columns(
+            (pl.col("w") + (pl.int_range(pl.len()).over("client_id", "w") + 0.5) * 600 / pl.len().over("client_id", "w")).alias("timestamp_s")
+        )
+        .drop("w")
+        .sort("timestamp_s")
+    )
+    bad = validate(even, spec, pool=mlarge)
+    assert bad.check("cv_ratio")["value"] < 0.1 and not bad.check("cv_ratio")["passed"]
+
+
+def test_a_trace_read_back_from_a_file_gives_the_same_report(tmp_path: Path, realistic: Workload, spec: WorkloadSpec, mlarge, report):
+    export_trace(realistic.trace, tmp_path / "w.parquet", "parquet", spec=spec, note=None)
+    back = pl.read_parquet(tmp_path / "w.parquet")
+    again = validate(back, WorkloadSpec.from_file(tmp_path / "w.parquet.spec.json"), pool=mlarge)
+    assert again.checks.drop("detail").equals(report.checks.drop("detail"))
+
+
+def test_explicit_weights_under_a_constant_rate_are_met(spec: WorkloadSpec, mlarge):
+    rep = validate(
+        compose(
+            dataclasses.replace(spec, rate=ConstantRate(80.0), weights=Weights("explicit", {"104": 1.0, "143": 1.0, "34": 2.0})),
+            pool=mlarge,
+        )
+    )
+    assert rep.check("client_share")["passed"]
+    shares = dict(zip(rep.clients["client_id"], rep.clients["share"]))
+    assert shares == pytest.approx({"104": 0.25, "143": 0.25, "34": 0.5}, abs=0.01)
+
+
+@pytest.mark.parametrize(("model", "check"), [("multimodal/mm-image", "input_total"), ("reason/deepseek-r1", "reasoning_sum")])
+def test_consistency_checks_on_multimodal_and_reasoning(servegen_dir: Path, cache: Path, model: str, check: str):
+    pool = load_pool(servegen_dir, model, cache_dir=cache)
+    spec = WorkloadSpec(ServeGenSource(str(servegen_dir), model), Span(43200, 3600))
+    w = compose(spec, pool=pool)
+    rep = validate(w)
+    assert rep.passed, rep.checks
+    assert rep.check(check)["value"] == 0.0
+    col = "image_tokens" if check == "input_total" else "reasoning_tokens"
+    broken = w.trace.with_columns(pl.when(pl.int_range(pl.len()) % 10 == 0).then(pl.col(col) + 1).otherwise(pl.col(col)).alias(col))
+    bad = validate(broken, spec, pool=pool)
+    assert bad.check(check)["value"] == pytest.approx(0.1, abs=0.001)
+    assert not bad.check(check)["passed"]
+
+
+@pytest.mark.parametrize("model", ["language/demo-chat", "multimodal/demo-vl", "reason/demo-r1"])
+def test_demo_workloads_validate(demo_dir: Path, cache: Path, model: str):
+    pool = load_pool(demo_dir / "servegen", model, cache_dir=cache)
+    w = compose(WorkloadSpec(ServeGenSource("demo", model), Span(pool.start_s, 6 * 3600), seed=2), pool=pool)
+    rep = validate(w)
+    assert rep.passed, rep.checks
+
+
+def test_raw_trace_workload_validates(traces_dir: Path):
+    from servegen_core.compose import ObservedRate, TraceSource
+
+    path = traces_dir / "AzureLLMInferenceTrace_conv.csv"
+    spec = WorkloadSpec(TraceSource(str(path), "azure"), Span(0), rate=ObservedRate(1.0))
+    rep = validate(compose(spec))
+    assert rep.passed, rep.checks
+    # the source of the comparison is the fitted trace: its windows' CVs are the raw trace's
+    raw = load_trace(path, preset="azure").trace
+    first = raw.filter(pl.col("timestamp_s") < 600)["timestamp_s"].to_numpy()
+    g = np.diff(first)
+    src = rep.cv.filter(pl.col("start_s") == 0)["source_cv"]
+    assert src[0] == pytest.approx(g.std() / g.mean(), rel=1e-9)
+
+
+def test_empty_workload_and_bad_arguments(realistic: Workload, spec: WorkloadSpec, mlarge):
+    rep = validate(realistic.trace.head(0), spec, pool=mlarge)
+    assert not rep.ok and "no requests" in rep.reason and not rep.passed
+    with pytest.raises(ValueError, match="needs its spec"):
+        validate(realistic.trace)
+    with pytest.raises(TypeError):
+        validate([1, 2, 3], spec)  # type: ignore[arg-type]
