@@ -438,6 +438,17 @@ def test_generate_matches_python_api_bytes(capsys, tmp_path, fmt):
     assert again.read_bytes() == api
 
 
+def test_generate_streamed_over_several_hours_matches_python_api(capsys, tmp_path):
+    """Without --chunk-s a 3 h span is streamed in three 1 h chunks and still equals the whole export."""
+    spec_path = write_spec(tmp_path, demo_spec(span={"start_s": 30000, "duration_s": 3 * 3600}))
+    api = python_export(spec_path, tmp_path / "api.csv", "csv")
+    target = tmp_path / "cli.csv"
+    code, _, err = run(capsys, "generate", "--spec", spec_path, "-f", "csv", "-o", target)
+    assert code == 0, err
+    assert "100.0% 3/3" in err
+    assert target.read_bytes() == api
+
+
 def test_generate_shared_m_large_matches_python_api(capsys, tmp_path, servegen_dir):
     spec_path = write_spec(
         tmp_path,
