@@ -125,7 +125,6 @@ class _PoolIndex:
     clients: tuple[str, ...]
     value: np.ndarray  # per row
     prob: np.ndarray  # per row
-    total_requests: float  # all requests of the pool (with or without lengths)
 
 
 _CACHE_LOCK = threading.Lock()
@@ -256,7 +255,6 @@ def _pool_index(pool: ClientPool) -> _PoolIndex:
         clients=clients,
         value=D["value"].to_numpy(),
         prob=D["prob"].to_numpy(),
-        total_requests=float(pool.windows.select((pl.col("rate_rps") * pl.col("duration_s")).sum()).item() or 0.0),
     )
     cache["index"] = index
     return index
@@ -575,38 +573,36 @@ def sample_pool(
     (the pool records no joint distribution). Fields in ``positive`` are drawn conditional on
     being > 0 and the cell's probability is multiplied by P(field > 0) there (independence).
     """
-    grouped: dict[str, tuple[FieldData, Grouped, np.ndarray]] = {}
+    grouped: dict[str, tuple[Grouped, np.ndarray, np.ndarray | None]] = {}
+    fd0: FieldData | None = None
+    g0: Grouped | None = None
     for f in fields:
         fd = pool_field_data(pool, f)
         if isinstance(fd, NoData):
             return fd
         g = group(fd, ("client", "window"))
-        req = g.requests()
+        if fd0 is None:
+            fd0, g0 = fd, g
         if f in positive:
             g2 = subset(g, fd.values[g.vcode] > 0)
             if g2 is None:
                 return NoData(f"no request of the selection has {f} > 0")
             keys = cell_keys(fd, g2)
-            full = cell_keys(fd, g)
-            p_pos = g2.requests() / req[np.searchsorted(full, keys)]
-            grouped[f] = (fd, g2, keys, p_pos)
+            p_pos = g2.requests() / g.requests()[np.searchsorted(cell_keys(fd, g), keys)]
+            grouped[f] = (g2, keys, p_pos)
         else:
-            grouped[f] = (fd, g, cell_keys(fd, g), None)
+            grouped[f] = (g, cell_keys(fd, g), None)
     # Cells present for every field.
     common = None
-    for _fd, _g, keys, _p in grouped.values():
+    for _g, keys, _p in grouped.values():
         common = keys if common is None else np.intersect1d(common, keys, assume_unique=True)
     if common is None or common.size == 0:
         return NoData(f"no window holds data for all of {', '.join(fields)}")
-    first_fd, first_g, first_keys, _ = grouped[fields[0]]
-    # Requests per cell (same for every field: the cell's load), times P(> 0) for conditioned fields.
-    fd0 = pool_field_data(pool, fields[0])
-    g0 = group(fd0, ("client", "window"))
-    base = g0.requests()[np.searchsorted(cell_keys(fd0, g0), common)]
-    weight = base.copy()
+    # Requests per cell (the cell's load, the same for every field), times P(> 0) of conditioned fields.
+    weight = g0.requests()[np.searchsorted(cell_keys(fd0, g0), common)]
     for f in positive:
-        _fd, _g, keys, p_pos = grouped[f]
-        weight *= p_pos[np.searchsorted(keys, common)]
+        _g, keys, p_pos = grouped[f]
+        weight = weight * p_pos[np.searchsorted(keys, common)]
     total_req = fd0.total
     if not weight.sum() > 0:
         return NoData("the selection holds no requests with these fields")
@@ -628,7 +624,7 @@ def sample_pool(
         cell = np.minimum(np.searchsorted(cum, rng.random(n) * cum[-1], side="right"), cum.size - 1)
     out: dict[str, np.ndarray] = {}
     for f in fields:
-        _fd, g, keys, _ = grouped[f]
+        g, keys, _ = grouped[f]
         gidx = np.searchsorted(keys, common[cell])
         out[f] = g.sample(gidx, rng.random(cell.size))
     return PoolSample(
