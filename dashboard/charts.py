@@ -84,8 +84,8 @@ def _times(start_s: Sequence[float] | np.ndarray | pl.Series, span_s: float | No
     return s / scale, [fmt_time(v) for v in s], unit, span / scale
 
 
-def _time_axis(fig: go.Figure, unit: str, span: float, **where) -> None:
-    kw: dict = {"title_text": f"time since source start ({unit})"}
+def _time_axis(fig: go.Figure, unit: str, span: float, *, origin: str = "source start", **where) -> None:
+    kw: dict = {"title_text": f"time since {origin} ({unit})"}
     if unit == "h" and span > 72:
         kw["dtick"] = 24
     elif unit == "h" and span > 24:
@@ -123,6 +123,21 @@ def _finish(
     if y_title is not None:
         fig.update_yaxes(title_text=y_title)
     return fig
+
+
+def _ref_line(fig: go.Figure, *, x: float | None = None, y: float | None = None, text: str, log: bool) -> None:
+    """A dashed reference line (vertical at ``x`` or horizontal at ``y``) with its label.
+
+    The label is placed by hand: on a log axis Plotly expects annotation positions in log10
+    units, which ``add_vline(annotation_text=...)`` does not do.
+    """
+    line = {"color": "black", "dash": "dash", "width": 1.5}
+    if x is not None:
+        fig.add_vline(x=x, line=line)
+        fig.add_annotation(x=math.log10(x) if log else x, y=1.0, xref="x", yref="paper", text=text, showarrow=False, xanchor="left", yanchor="top", xshift=4, font={"size": 12})
+    else:
+        fig.add_hline(y=y, line=line)
+        fig.add_annotation(x=1.0, y=math.log10(y) if log else y, xref="paper", yref="y", text=text, showarrow=False, xanchor="right", yanchor="bottom", font={"size": 12})
 
 
 def empty_figure(title: str, message: str) -> go.Figure:
@@ -338,7 +353,14 @@ def length_scatter(sample: pl.DataFrame, *, x: str = "input_tokens", y: str = "o
 # ---------------------------------------------------------------------------------------------
 
 
-def rate_over_time(series: pl.DataFrame, *, resolution_s: float, title: str = "Aggregate request rate") -> go.Figure:
+def rate_over_time(
+    series: pl.DataFrame,
+    *,
+    resolution_s: float,
+    title: str = "Aggregate request rate",
+    origin: str = "source start",
+    color: str = COLORS[0],
+) -> go.Figure:
     """Aggregate rate per bin over time: ``start_s, requests, rate_rps`` (:func:`servegen_core.rates.rate_series`)."""
     x, when, unit, span = _times(series["start_s"])
     fig = go.Figure(
@@ -346,15 +368,14 @@ def rate_over_time(series: pl.DataFrame, *, resolution_s: float, title: str = "A
             x=x,
             y=series["rate_rps"].to_numpy(),
             mode="lines",
-            line={"color": COLORS[0], "width": 1.5},
+            line={"color": color, "width": 1.5},
             fill="tozeroy",
-            fillcolor="rgba(99,110,250,0.15)",
             customdata=np.column_stack([when, series["requests"].to_numpy()]),
             hovertemplate="%{customdata[0]}<br>%{y:,.2f} req/s<br>%{customdata[1]:,.0f} requests<extra></extra>",
             name="rate",
         )
     )
-    _time_axis(fig, unit, span)
+    _time_axis(fig, unit, span, origin=origin)
     return _finish(fig, f"{title} ({_fmt_res(resolution_s)} bins)", y_title="rate (requests/s)", showlegend=False)
 
 
@@ -515,9 +536,10 @@ def cv_cdf(frame: pl.DataFrame, *, title: str = "CDF of the inter-arrival CV per
                 hovertemplate="CV ≤ %{x:.2f}: %{y:.1%} of " + ("windows" if col == "cdf" else "requests") + "<extra></extra>",
             )
         )
-    fig.add_vline(x=1.0, line={"color": "black", "dash": "dash", "width": 1.5}, annotation_text="CV = 1 (Poisson)", annotation_position="top left")
     positive = cv[cv > 0]
-    if positive.size and positive.max() / positive.min() > 20:
+    log = bool(positive.size and positive.max() / positive.min() > 20)
+    _ref_line(fig, x=1.0, text="CV = 1 (Poisson)", log=log)
+    if log:
         fig.update_xaxes(type="log")
         x_title = "coefficient of variation of inter-arrival times (log scale)"
     else:
@@ -539,7 +561,7 @@ def cv_vs_rate(frame: pl.DataFrame, *, rate: str, cv: str, size: str | None = No
             name="client",
         )
     )
-    fig.add_hline(y=1.0, line={"color": "black", "dash": "dash", "width": 1.5}, annotation_text="CV = 1 (Poisson)", annotation_position="bottom right")
+    _ref_line(fig, y=1.0, text="CV = 1 (Poisson)", log=True)
     fig.update_xaxes(type="log")
     fig.update_yaxes(type="log")
     return _finish(
@@ -590,8 +612,8 @@ def interarrival_histogram(histogram: pl.DataFrame, densities: pl.DataFrame, fit
                 x=np.sqrt(left[keep] * right[keep]),
                 y=dens[keep],
                 mode="lines+markers",
-                line={"color": OTHER_COLOR, "width": 2, "shape": "hvh"},
-                marker={"size": 5, "color": "#777"},
+                line={"color": "#555", "width": 2.5, "shape": "hvh"},
+                marker={"size": 5, "color": "#333"},
                 name="observed gaps",
                 customdata=np.column_stack([left[keep], right[keep], counts[keep]]),
                 hovertemplate="%{customdata[0]:.3g}–%{customdata[1]:.3g} s<br>%{customdata[2]} gaps, density %{y:.3g} /s<extra></extra>",
@@ -890,3 +912,141 @@ def bimodality_by_client(per_client: pl.DataFrame, *, threshold: float, on: str 
         x_title=what + (" (tokens, log scale)" if on != "reason_ratio" else ""),
         height=max(360, 18 * len(labels) + 140),
     )
+
+
+# ---------------------------------------------------------------------------------------------
+# Compose and preview
+# ---------------------------------------------------------------------------------------------
+
+
+def rate_plan(targets: pl.DataFrame) -> go.Figure:
+    """The rate function over the composed span, window by window: ``t0_s, duration_s, target_rps, composed_rps``.
+
+    ``targets``: :attr:`servegen_core.compose.ComposePlan.targets`. The composed rate is below
+    the target only where no composed client was active.
+    """
+    t0 = targets["t0_s"].to_numpy()
+    end = t0 + targets["duration_s"].to_numpy()
+    span = float(end.max() - t0.min()) if t0.size else 0.0
+    unit, scale = time_unit(span)
+    # Step lines: repeat each window's value at its start and end.
+    xs = np.column_stack([t0, end]).ravel() / scale
+    fig = go.Figure()
+    for col, name, color, dash in (("target_rps", "target (rate function)", COLORS[0], "solid"), ("composed_rps", "composed (active clients)", COLORS[1], "dash")):
+        ys = np.repeat(targets[col].to_numpy(), 2)
+        fig.add_trace(
+            go.Scatter(
+                x=xs,
+                y=ys,
+                mode="lines",
+                line={"color": color, "dash": dash, "width": 2},
+                name=name,
+                hovertemplate="t = %{x:.2f} " + unit + "<br>%{y:,.2f} req/s<extra>" + name + "</extra>",
+            )
+        )
+    _time_axis(fig, unit, span / scale, origin="workload start")
+    fig.update_yaxes(rangemode="tozero")
+    return _finish(fig, "Target request rate of the workload", y_title="rate (requests/s)")
+
+
+def weight_shares(weights: pl.DataFrame, *, limit: int = 30) -> go.Figure:
+    """Observed vs composed request share per client: ``client_id, observed_share, weight_share``."""
+    w = weights.sort("weight_share", descending=True).head(limit)
+    labels = [f"client {c}" for c in w["client_id"].to_list()]
+    fig = go.Figure()
+    for col, name, color in (("observed_share", "observed share", OTHER_COLOR), ("weight_share", "composed share (normalized)", COLORS[0])):
+        fig.add_trace(
+            go.Bar(
+                x=labels,
+                y=w[col].to_numpy() * 100,
+                name=name,
+                marker_color=color,
+                hovertemplate="%{x}: %{y:.2f} % of requests<extra>" + name + "</extra>",
+            )
+        )
+    title = "Client shares: observed vs composed"
+    if weights.height > limit:
+        title += f" (top {limit} of {weights.height})"
+    return _finish(fig, title, x_title="client", y_title="share of requests (%)", barmode="group")
+
+
+def achieved_vs_target(windows: pl.DataFrame) -> go.Figure:
+    """Generated vs target requests per arrival window: ``t0_s, duration_s, target_requests, requests``."""
+    t0 = windows["t0_s"].to_numpy()
+    span = float((t0 + windows["duration_s"].to_numpy()).max() - t0.min()) if t0.size else 0.0
+    unit, scale = time_unit(span)
+    mid = (t0 + windows["duration_s"].to_numpy() / 2) / scale
+    fig = go.Figure()
+    fig.add_trace(
+        go.Bar(
+            x=mid,
+            y=windows["requests"].to_numpy(),
+            name="generated",
+            marker_color=COLORS[0],
+            hovertemplate="window centred at %{x:.2f} " + unit + "<br>%{y:,.0f} requests generated<extra></extra>",
+        )
+    )
+    fig.add_trace(
+        go.Scatter(
+            x=mid,
+            y=windows["target_requests"].to_numpy(),
+            mode="markers+lines",
+            name="target",
+            line={"color": "black", "dash": "dot"},
+            marker={"size": 6, "color": "black"},
+            hovertemplate="window centred at %{x:.2f} " + unit + "<br>%{y:,.1f} requests targeted<extra></extra>",
+        )
+    )
+    _time_axis(fig, unit, span / scale, origin="workload start")
+    return _finish(fig, "Achieved vs target requests per arrival window", y_title="requests per window")
+
+
+def cv_scatter(cv: pl.DataFrame) -> go.Figure:
+    """Generated against source inter-arrival CV per client-window, with the y = x line.
+
+    ``cv``: ``client_id, start_s, requests, cv, source_cv`` (:attr:`ValidationReport.cv`).
+    """
+    lo = float(min(cv["cv"].min(), cv["source_cv"].min())) if cv.height else 0.1
+    hi = float(max(cv["cv"].max(), cv["source_cv"].max())) if cv.height else 10.0
+    fig = go.Figure()
+    fig.add_trace(go.Scatter(x=[lo, hi], y=[lo, hi], mode="lines", line={"color": OTHER_COLOR, "dash": "dot"}, name="generated = source", hoverinfo="skip"))
+    fig.add_trace(
+        go.Scatter(
+            x=cv["source_cv"].to_numpy(),
+            y=cv["cv"].to_numpy(),
+            mode="markers",
+            marker={"size": 7, "color": COLORS[0], "opacity": 0.7},
+            customdata=np.column_stack([cv["client_id"].to_numpy(), [fmt_time(v) for v in cv["start_s"].to_list()], cv["requests"].to_numpy()]),
+            hovertemplate="client %{customdata[0]}, window %{customdata[1]}<br>source CV %{x:.2f}, generated %{y:.2f}<br>%{customdata[2]:,.0f} requests<extra></extra>",
+            name="client-window",
+        )
+    )
+    _ref_line(fig, y=1.0, text="CV = 1 (Poisson)", log=True)
+    fig.update_xaxes(type="log")
+    fig.update_yaxes(type="log")
+    return _finish(fig, "Inter-arrival CV per client-window: generated vs source", x_title="source CV (recorded, log scale)", y_title="generated CV (log scale)")
+
+
+def cdf_comparison(frames: Mapping[str, pl.DataFrame], *, x: str, y: str = "cdf", title: str, x_title: str, log_x: bool = True, vline: float | None = None) -> go.Figure:
+    """Several CDFs on one chart (e.g. generated vs source lengths, realistic vs naive CV)."""
+    fig = go.Figure()
+    styles = {"source": ("#333", "solid", 3), "naive": (COLORS[1], "dash", 2)}
+    for i, (name, frame) in enumerate(frames.items()):
+        color, dash, width = styles.get(name.split(" ")[0], (COLORS[i % len(COLORS)], "solid", 2))
+        fig.add_trace(
+            go.Scatter(
+                x=frame[x].to_numpy(),
+                y=frame[y].to_numpy(),
+                mode="lines",
+                line_shape="hv",
+                line={"color": color, "dash": dash, "width": width},
+                name=name,
+                hovertemplate="%{x:,.3g}: %{y:.1%}<extra>" + name + "</extra>",
+            )
+        )
+    if vline is not None:
+        _ref_line(fig, x=vline, text=f"CV = {vline:g} (Poisson)", log=log_x)
+    if log_x:
+        fig.update_xaxes(type="log")
+    fig.update_yaxes(range=[0, 1.02], tickformat=".0%")
+    return _finish(fig, title, x_title=x_title + (" (log scale)" if log_x else ""), y_title="cumulative share")

@@ -27,15 +27,21 @@ from typing import Any
 import polars as pl
 import streamlit as st
 
-from charts import fmt_time
-
+from servegen_core.compose import ComposePlan, Workload, plan_workload
+from servegen_core.compose import compose as compose_workload
+from servegen_core.compose import load_source as load_spec_source
 from servegen_core.demo import DEMO_LABEL
 from servegen_core.errors import ServeGenError
+from servegen_core.export import FORMATS, export_trace
 from servegen_core.paths import demo_data_dir, shared_data_dir
 from servegen_core.pool import ClientPool, expected_requests, list_models, load_pool
 from servegen_core.result import Result
 from servegen_core.schema import has_columns
+from servegen_core.spec import ServeGenSource, Span, TraceSource, WorkloadSpec
 from servegen_core.traces import PRESETS, TIME_UNITS, load_trace
+from servegen_core.validate import ValidationReport, validate
+
+from charts import fmt_time
 
 #: Environment variable: a ServeGen data folder to offer besides the shared one.
 DATA_DIR_ENV = "SERVEGEN_DATA_DIR"
@@ -130,6 +136,7 @@ class Loaded:
     source: Source
     data: ClientPool | pl.DataFrame
     notes: tuple[str, ...] = ()
+    preset: str | None = None
 
     @property
     def is_pool(self) -> bool:
@@ -233,7 +240,7 @@ def cached_trace(
     time_unit: str | None,
     client_column: str | None,
     mtime_ns: int,
-) -> tuple[pl.DataFrame, tuple[str, ...]]:
+) -> tuple[pl.DataFrame, tuple[str, ...], str]:
     """:func:`servegen_core.traces.load_trace`, once per (file, options, modification time)."""
     loaded = load_trace(
         path,
@@ -242,7 +249,7 @@ def cached_trace(
         time_unit=time_unit,
         client_column=client_column,
     )
-    return loaded.trace, (loaded.summary, *loaded.warnings)
+    return loaded.trace, (loaded.summary, *loaded.warnings), loaded.preset
 
 
 def load_source(source: Source) -> Loaded:
@@ -250,10 +257,10 @@ def load_source(source: Source) -> Loaded:
     if source.kind == "pool":
         return Loaded(source, cached_pool(source.location, source.model))
     mtime = Path(source.location).stat().st_mtime_ns if Path(source.location).exists() else 0
-    trace, notes = cached_trace(
+    trace, notes, preset = cached_trace(
         source.location, source.preset, source.columns, source.time_unit, source.client_column, mtime
     )
-    return Loaded(source, trace, notes)
+    return Loaded(source, trace, notes, preset)
 
 
 @st.cache_resource(show_spinner=False, max_entries=12)
@@ -305,16 +312,24 @@ def show_error(exc: BaseException) -> None:
         st.error(f"{type(exc).__name__}: {exc}")
 
 
-def run(func: Callable, *args: Any, key: Hashable, spinner: str | None = None, **kwargs: Any) -> Any:
-    """``func(*args, **kwargs)``, cached on ``(func, key, kwargs)``; ``None`` after an error (shown).
+def run(
+    func: Callable,
+    *args: Any,
+    key: Hashable,
+    spinner: str | None = None,
+    unhashed: Mapping[str, Any] | None = None,
+    **kwargs: Any,
+) -> Any:
+    """``func(*args, **kwargs, **unhashed)``, cached on ``(func, key, kwargs)``; ``None`` after an error (shown).
 
-    ``key`` identifies the positional arguments (large objects are not hashed).
+    ``key`` identifies the positional arguments and ``unhashed`` (large objects such as a
+    pool are not hashed); ``kwargs`` must be small and hashable.
     """
     full_key = (func.__module__, func.__qualname__, _freeze(key), _freeze(kwargs))
     text = spinner or f"Computing {func.__name__.replace('_', ' ')}…"
     try:
         with st.spinner(text):
-            return _cached_call(full_key, func, args, kwargs)
+            return _cached_call(full_key, func, args, {**kwargs, **(unhashed or {})})
     except Exception as exc:  # noqa: BLE001 - every core error becomes a message on the page
         show_error(exc)
         return None
@@ -629,3 +644,114 @@ def sidebar() -> View | None:
         for note in loaded.notes:
             st.caption(note)
         return view
+
+
+# --------------------------------------------------------------------------------------------
+# Composition: the spec's source, the pool it composes from, cached plan / workload / report
+# --------------------------------------------------------------------------------------------
+
+
+def spec_source(view: View) -> tuple[ServeGenSource | TraceSource | None, str | None]:
+    """The WorkloadSpec source for the current data source, or ``None`` and the reason.
+
+    The demo and the shared data are written as ``"demo"`` / ``"shared"`` so a spec runs on
+    any machine that has them; other folders and trace files by their absolute path.
+    """
+    src = view.source
+    if src.kind == "pool":
+        location = Path(src.location).resolve()
+        if location == (demo_data_dir() / "servegen").resolve():
+            data_dir = "demo"
+        elif location == (shared_data_dir() / "servegen").resolve():
+            data_dir = "shared"
+        else:
+            data_dir = str(location)
+        return ServeGenSource(data_dir, src.model), None
+    if src.columns or src.client_column or src.time_unit:
+        return None, (
+            "a workload spec can name a trace file and its preset, not a custom column mapping: "
+            "use a preset that reads this file, or convert it to the servegen CSV layout first"
+        )
+    return TraceSource(path=str(Path(src.location).resolve()), preset=view.loaded.preset), None
+
+
+def spec_pool(view: View, source: ServeGenSource | TraceSource) -> ClientPool | None:
+    """The pool a spec composes from: the loaded pool itself, or the trace fitted to a pool (cached)."""
+    if view.is_pool:
+        return view.loaded.data
+    probe = WorkloadSpec(source=source, span=Span())
+    return run(load_spec_source, probe, key=source, spinner="Fitting the trace to a client pool…")
+
+
+def _plan(spec: WorkloadSpec, *, pool: ClientPool) -> ComposePlan:
+    return plan_workload(spec, pool=pool)
+
+
+def _compose(spec: WorkloadSpec, *, pool: ClientPool) -> Workload:
+    return compose_workload(spec, pool=pool)
+
+
+def plan(spec: WorkloadSpec, pool: ClientPool) -> ComposePlan | None:
+    """:func:`servegen_core.compose.plan_workload`, cached on the spec."""
+    return run(_plan, spec, key=spec, unhashed={"pool": pool}, spinner="Planning the workload…")
+
+
+def workload(spec: WorkloadSpec, pool: ClientPool) -> Workload | None:
+    """:func:`servegen_core.compose.compose`, cached on the spec."""
+    return run(_compose, spec, key=spec, unhashed={"pool": pool}, spinner="Composing the workload…")
+
+
+def report(spec: WorkloadSpec, pool: ClientPool) -> ValidationReport | None:
+    """:func:`servegen_core.validate.validate` of the spec's workload, cached on the spec."""
+    made = workload(spec, pool)
+    if made is None:
+        return None
+    return run(validate, made, key=spec, spinner="Validating the workload…")
+
+
+def current_spec(view: View) -> WorkloadSpec | None:
+    """The spec built on the Compose page for the current source, or ``None``."""
+    spec = st.session_state.get("spec")
+    if spec is None or st.session_state.get("spec_source") != view.source:
+        return None
+    return spec
+
+
+def set_spec(view: View, spec: WorkloadSpec, *, naive: str | None) -> None:
+    st.session_state["spec"] = spec
+    st.session_state["spec_source"] = view.source
+    st.session_state["naive"] = naive
+
+
+def naive_kind() -> str | None:
+    """The naive baseline chosen on the Compose page (``"poisson"``, ``"constant"``) or ``None``."""
+    return st.session_state.get("naive")
+
+
+#: Largest workload (requests) rendered in memory for a browser download.
+DOWNLOAD_MAX_REQUESTS = 5_000_000
+
+
+def export_bytes(spec: WorkloadSpec, fmt: str, *, pool: ClientPool) -> tuple[bytes, str, tuple[str, ...]]:
+    """The workload of ``spec`` as a file in format ``fmt``: its bytes, file name and dropped columns.
+
+    Written with :func:`servegen_core.export.export_trace` into a temporary folder (which is
+    removed), so the bytes are exactly what the CLI writes. Parquet is one file.
+    """
+    info = FORMATS[fmt]
+    made = compose_workload(spec, pool=pool)
+    name = f"workload-{fmt}{info.extension}" if fmt in ("mooncake", "vllm", "guidellm") else f"workload{info.extension}"
+    with tempfile.TemporaryDirectory(prefix="servegen-export-") as folder:
+        result = export_trace(made.trace, Path(folder) / name, fmt, note=None)
+        data = result.path.read_bytes()
+    return data, name, result.dropped_columns
+
+
+def cached_export(spec: WorkloadSpec, fmt: str, pool: ClientPool) -> tuple[bytes, str, tuple[str, ...]] | None:
+    """:func:`export_bytes`, cached on (spec, format)."""
+    return run(export_bytes, spec, fmt, key=spec, unhashed={"pool": pool}, spinner=f"Writing {fmt}…")
+
+
+def generate_command(fmt: str, out: str, *, spec_path: str = "spec.json") -> str:
+    """The equivalent command line."""
+    return f"servegen generate --spec {spec_path} --format {fmt} -o {out}"

@@ -1,0 +1,116 @@
+"""Burstiness: CV of inter-arrival times per window, CV against rate, arrival patterns, fitted gap distributions."""
+
+import streamlit as st
+
+import charts
+import state
+from servegen_core import arrivals, rates
+from servegen_core import summary as summary_mod
+
+ALL_CLIENTS = "all clients"
+#: client_summary columns plotted against each other.
+CLIENT_RATE = "mean_rate_rps"
+CLIENT_CV = "cv_rate_weighted"
+
+view = state.page_header("Burstiness")
+
+options, _ = state.resolutions(view, min_bins=1)
+windows = [w for w in options if 60 <= w <= 3600] or options[:1]
+c1, c2, c3 = st.columns(3)
+window_s = c1.selectbox(
+    "CV window", windows, index=windows.index(600) if 600 in windows else 0, format_func=state.fmt_resolution,
+    key="burst_window", persist_state="session",
+)
+min_requests = c2.number_input("Minimum requests per window", min_value=3, value=10, step=1, key="burst_min", persist_state="session")
+scope = c3.radio(
+    "Arrivals", ["per client", "aggregate stream"], horizontal=True, key="burst_scope", persist_state="session",
+    help="Per client: each client's own window CV. Aggregate: the CV of all clients' requests merged.",
+)
+
+cv_func = arrivals.window_cv if scope == "per client" else arrivals.aggregate_cv
+table = state.compute(cv_func, window_s=window_s, min_requests=int(min_requests))
+if state.usable(table, what="the CV distribution"):
+    cdf = state.run(arrivals.cv_cdf, table, key=(view.key, scope, window_s, int(min_requests)))
+    summary = state.run(arrivals.burstiness_summary, table, key=(view.key, scope, window_s, int(min_requests)))
+    if state.usable(cdf, what="the CV distribution"):
+        what = "client-window" if scope == "per client" else "window of the aggregate stream"
+        st.plotly_chart(charts.cv_cdf(cdf.frame, title=f"CDF of the inter-arrival CV per {what}"), key="burst_cdf")
+    if summary is not None and summary.ok:
+        st.caption(
+            f"{summary.share_windows_cv_gt1:.0%} of {summary.windows:,} windows are burstier than Poisson (CV > 1), "
+            f"carrying {summary.share_load_cv_gt1:.0%} of the requests; median CV {summary.median_cv:.2f} "
+            f"(rate-weighted {summary.weighted_median_cv:.2f}). {summary.excluded:,} windows with fewer than "
+            f"{int(min_requests)} requests left out."
+        )
+
+st.subheader("Arrival patterns")
+left, right = st.columns(2)
+with left:
+    per_client = state.compute(summary_mod.client_summary)
+    if state.usable(per_client, what="CV against rate"):
+        points = per_client.frame.drop_nulls([CLIENT_RATE, CLIENT_CV])
+        st.plotly_chart(charts.cv_vs_rate(points, rate=CLIENT_RATE, cv=CLIENT_CV), key="burst_cv_rate")
+        st.caption(
+            f"{points.height} clients with a measured CV; {int((points[CLIENT_CV] > 1).sum())} of them are "
+            "burstier than Poisson on average (rate-weighted CV > 1)."
+        )
+with right:
+    if view.is_pool:
+        patterns = state.compute(arrivals.pattern_shares)
+        if state.usable(patterns, what="arrival patterns"):
+            st.plotly_chart(charts.pattern_shares(patterns.frame), key="burst_patterns")
+            top = patterns.frame.sort("request_share", descending=True).row(0, named=True)
+            st.caption(
+                f"{top['pattern']} describes {top['window_share']:.0%} of active windows and "
+                f"{top['request_share']:.0%} of requests."
+            )
+    else:
+        st.info("A raw trace has no recorded arrival patterns (they are fitted per window below).")
+
+st.subheader("Inter-arrival times of one window")
+shares = state.compute(rates.client_shares)
+if state.usable(shares, what="the client list"):
+    ids = shares.frame["client_id"].to_list()
+    choices = ids if view.is_pool else [ALL_CLIENTS, *ids]
+    c1, c2, c3 = st.columns([1, 2, 1])
+    client = c1.selectbox(
+        "Client (busiest first)", choices, key=f"burst_client_{view.source.id}", persist_state="session",
+        format_func=lambda c: c if c == ALL_CLIENTS else f"client {c}",
+    )
+    hist_window = view.data.window_s if view.is_pool else window_s
+    client_windows = state.compute(arrivals.window_cv, window_s=hist_window, min_requests=3)
+    starts = []
+    if client_windows is not None and client_windows.ok:
+        frame = client_windows.frame
+        if client != ALL_CLIENTS:
+            frame = frame.filter(frame["client_id"] == client)
+        starts = sorted(set(frame["start_s"].to_list()))
+    if not starts:
+        st.info(f"{'These clients have' if client == ALL_CLIENTS else f'Client {client} has'} no window with enough requests in this span.")
+    else:
+        start_s = c2.select_slider(
+            "Window start", options=starts, format_func=charts.fmt_time, key=f"burst_start_{view.source.id}_{client}",
+        )
+        log_x = c3.toggle("Log scale", value=True, key="burst_log", persist_state="session")
+        hist = state.compute(
+            arrivals.interarrival_histogram,
+            None if client == ALL_CLIENTS else client,
+            int(start_s),
+            window_s=hist_window,
+            log_bins=log_x,
+        )
+        if state.usable(hist, what="the inter-arrival histogram"):
+            who = "all clients" if client == ALL_CLIENTS else f"client {client}"
+            title = f"Inter-arrival times of {who}, window {charts.fmt_time(start_s)} ({state.fmt_resolution(hist_window)})"
+            fits = hist.fit.table if hist.fit is not None and hist.fit.ok else None
+            st.plotly_chart(charts.interarrival_histogram(hist.histogram, hist.densities, fits, title=title, log_x=log_x), key="burst_hist")
+            if fits is not None:
+                best = fits.filter(fits["family"] == hist.fit.best).row(0, named=True)
+                source_note = (
+                    f"{hist.samples:,} gaps drawn from the recorded distribution (seed 0)" if hist.sampled else f"{hist.samples:,} observed gaps"
+                )
+                st.caption(
+                    f"Best fit by AIC: **{best['family']}** (shape {best['shape']:.3g}, CV {best['cv']:.2f}, "
+                    f"KS {best['ks']:.3f}) on {source_note}."
+                )
+                st.dataframe(fits, hide_index=True)

@@ -1,0 +1,84 @@
+"""Export: the composed workload as a file (download or save to a path), its spec JSON and the CLI command."""
+
+from pathlib import Path
+
+import streamlit as st
+
+import state
+from servegen_core.export import FORMATS, ChunkWriter, spec_sidecar_path
+
+view = state.page_header("Export")
+spec = state.current_spec(view)
+if spec is None:
+    st.info("No workload spec for this source yet: build one on the Compose page.")
+    st.page_link("views/compose.py", label="Go to Compose", icon=":material/tune:")
+    st.stop()
+source, _ = state.spec_source(view)
+pool = state.spec_pool(view, source)
+plan = state.plan(spec, pool) if pool is not None else None
+if plan is None:
+    st.stop()
+
+fmt = st.selectbox(
+    "Format", list(FORMATS), key="ex_format", persist_state="session",
+    format_func=lambda f: f"{f} — {FORMATS[f].description}",
+)
+info = FORMATS[fmt]
+if fmt == "parquet":
+    st.caption("Saved to a path, Parquet is streamed as a folder of part files; the download is one file.")
+st.caption(f"Reference: {info.citation}" + (f"  \nReplay: `{info.usage}`" if info.usage else ""))
+expected = plan.expected_requests
+limit_mb = state.max_download_mb()
+
+st.subheader("Download")
+if expected > state.DOWNLOAD_MAX_REQUESTS:
+    st.info(
+        f"The workload has about {expected:,.0f} requests, more than the {state.DOWNLOAD_MAX_REQUESTS:,} rendered in "
+        "the browser: save it to a path below (written in chunks)."
+    )
+else:
+    made = state.cached_export(spec, fmt, pool)
+    if made is not None:
+        data, name, dropped = made
+        size_mb = len(data) / 1024 / 1024
+        if size_mb > limit_mb:
+            st.info(f"{name} is {size_mb:,.0f} MB, above the {limit_mb} MB browser-download limit ({state.MAX_DOWNLOAD_ENV}): save it to a path below.")
+        else:
+            st.download_button(
+                f"Download {name} ({size_mb:,.2f} MB, {expected:,.0f} requests)", data, file_name=name,
+                mime="application/octet-stream", key="ex_download", type="primary",
+            )
+        if dropped:
+            st.caption(f"Columns the {fmt} format cannot hold, left out: {', '.join(dropped)}.")
+
+st.subheader("Save to a path")
+s1, s2 = st.columns([3, 1])
+default_name = f"workload{info.extension}"
+target = s1.text_input("Output file", value=str(Path.cwd() / default_name), key=f"ex_path_{fmt}", persist_state="session")
+overwrite = s2.checkbox("Overwrite", key="ex_overwrite")
+chunk_min = s2.number_input("Chunk (minutes of workload)", min_value=1, value=10, step=1, key="ex_chunk", persist_state="session")
+if st.button("Save", key="ex_save"):
+    chunk_s = float(chunk_min) * 60
+    n_chunks = max(1, int(-(-plan.span_duration_s // chunk_s)))
+    bar = st.progress(0.0, text="Composing and writing…")
+    try:
+        rows = 0
+        with ChunkWriter(target, fmt, spec=spec, overwrite=overwrite, note=None) as writer:
+            for i, chunk in enumerate(plan.iter_chunks(chunk_s), start=1):
+                writer.write(chunk)
+                rows += chunk.height
+                bar.progress(min(i / n_chunks, 1.0), text=f"chunk {i} of at most {n_chunks}: {rows:,} requests written")
+        result = writer.result
+    except Exception as exc:  # noqa: BLE001 - shown as a message
+        bar.empty()
+        state.show_error(exc)
+    else:
+        bar.progress(1.0, text="done")
+        st.success(f"Wrote {result.rows:,} requests ({result.bytes / 1024 / 1024:,.2f} MB) to {result.path}; spec beside it: {spec_sidecar_path(result.path)}.")
+
+st.subheader("Spec and command line")
+spec_json = spec.to_json()
+st.code(spec_json, language="json")
+st.download_button("Download spec.json", spec_json, file_name="spec.json", mime="application/json", key="ex_spec")
+st.code(state.generate_command(fmt, default_name), language="bash")
+st.caption("The same spec and seed give the same workload: the command writes the same bytes as the download (Parquet aside, which it streams as a folder of parts when --chunk-s is given).")
