@@ -395,17 +395,18 @@ def plan_workload(spec: WorkloadSpec, *, pool: ClientPool | None = None) -> Comp
     if pool.windows.height == 0:
         raise SpecError("source", f"the source {pool.name} has no arrival windows")
     start = float(spec.span.start_s)
-    if not (pool.start_s <= start < pool.end_s):
-        raise SpecError("span.start_s", f"{start:g} s is outside the data of {pool.name}, which covers [{pool.start_s}, {pool.end_s}) s")
-    duration = float(spec.span.duration_s) if spec.span.duration_s is not None else float(pool.end_s - start)
+    data_start, data_end = pool.start_s, pool.end_s
+    if not (data_start <= start < data_end):
+        raise SpecError("span.start_s", f"{start:g} s is outside the data of {pool.name}, which covers [{data_start}, {data_end}) s")
+    duration = float(spec.span.duration_s) if spec.span.duration_s is not None else float(data_end - start)
     end = start + duration
-    if end > pool.end_s + 1e-9:
+    if end > data_end + 1e-9:
         raise SpecError(
             "span.duration_s",
-            f"the span ends at {end:g} s, after the end of the data of {pool.name} ({pool.end_s} s); "
-            f"the longest duration from {start:g} s is {pool.end_s - start:g} s",
+            f"the span ends at {end:g} s, after the end of the data of {pool.name} ({data_end} s); "
+            f"the longest duration from {start:g} s is {data_end - start:g} s",
         )
-    aligned = start - ((start - pool.start_s) % W)
+    aligned = start - ((start - data_start) % W)
     sp = _span(pool, aligned, end)
 
     # -- clients ---------------------------------------------------------------------------
@@ -438,7 +439,7 @@ def plan_workload(spec: WorkloadSpec, *, pool: ClientPool | None = None) -> Comp
         .with_columns((pl.col("_b") - pl.col("_a")).alias("span_duration_s"))
         .filter(pl.col("span_duration_s") > 0)
         .with_columns(
-            ((pl.col("start_s") - pool.start_s) // W).alias("window_index"),
+            ((pl.col("start_s") - data_start) // W).alias("window_index"),
             (pl.col("_a") - start).alias("t0_s"),
             (((pl.col("start_s") - lw_origin) // LW) * LW + lw_origin).alias("length_start_s"),
             (pl.col("rate_rps") * pl.col("span_duration_s")).alias("source_requests"),
@@ -515,7 +516,7 @@ def plan_workload(spec: WorkloadSpec, *, pool: ClientPool | None = None) -> Comp
     excluded = tuple(c for c in sp.client_ids if c not in set(composed))
 
     # -- window grid and targets -----------------------------------------------------------
-    first = int((aligned - pool.start_s) // W)
+    first = int((aligned - data_start) // W)
     n_grid = int(math.ceil((end - aligned) / W - 1e-12))
     grid_start = aligned + W * np.arange(n_grid, dtype=np.float64)
     ga = np.maximum(grid_start, start) - start
@@ -881,17 +882,18 @@ def _sample(arrays: dict, tids: np.ndarray, u: np.ndarray, used: np.ndarray | No
     goff = np.concatenate([[0], np.cumsum(k + 1)])
     local = np.repeat(np.arange(len(used)), k + 1)
     within = np.arange(int(goff[-1])) - np.repeat(goff[:-1], k + 1)
-    bounds = used[local] + within / k[local]
-    guide = np.searchsorted(cum, bounds, side="right")
-    lookup = np.zeros(len(ends), dtype=np.int64)
-    lookup[used] = np.arange(len(used))
-    where = lookup[tids]
-    cell = goff[where] + np.floor(u * k[where]).astype(np.int64)
+    guide = np.searchsorted(cum, used[local] + within / k[local], side="right")
+    # per-table cell count and guide offset, indexed by table id (0 for tables not in use)
+    k_of = np.zeros(len(ends), dtype=np.float64)
+    k_of[used] = k
+    off_of = np.zeros(len(ends), dtype=np.int64)
+    off_of[used] = goff[:-1]
+    cell = off_of[tids] + (u * k_of[tids]).astype(np.int64)
     idx = guide[cell]
-    amb = np.flatnonzero(guide[cell + 1] != idx)
+    amb = np.flatnonzero(guide[1:][cell] != idx)
     if len(amb):
-        idx[amb] = np.searchsorted(cum, tids[amb] + u[amb], side="right")
-    idx = np.minimum(idx, ends[tids] - 1)
+        t_amb = tids[amb]
+        idx[amb] = np.minimum(np.searchsorted(cum, t_amb + u[amb], side="right"), ends[t_amb] - 1)
     return arrays["values"][idx]
 
 
@@ -972,14 +974,13 @@ def _generate(plan: ComposePlan, k0: int, k1: int) -> pl.DataFrame:
     keep[elem_off[1:][has] - 1] = False
     pos = np.clip(pos[keep], 0.0, 1.0)
 
-    rr = np.repeat(np.arange(r1 - r0), n)  # row of each request, generation order
-    row_t0 = a["row_t0"][r0:r1][rr]
-    row_d = a["row_d"][r0:r1][rr]
+    row_t0 = np.repeat(a["row_t0"][r0:r1], n)
+    row_d = np.repeat(a["row_d"][r0:r1], n)
     segs = a["segs"]
     if segs is not None:
         lam_a = segs.cumulative(a["row_t0"][r0:r1])
         lam_b = segs.cumulative(a["row_t0"][r0:r1] + a["row_d"][r0:r1])
-        x = lam_a[rr] + pos * (lam_b - lam_a)[rr]
+        x = np.repeat(lam_a, n) + pos * np.repeat(lam_b - lam_a, n)
         t = segs.inverse(x)
         t = np.clip(t, row_t0, None)
     else:
@@ -988,7 +989,7 @@ def _generate(plan: ComposePlan, k0: int, k1: int) -> pl.DataFrame:
 
     # 4) lengths: inverse CDF per field, every field from its own uniforms
     tids = a["row_tables"][r0:r1]
-    req_tids = tids[rr, :F]
+    req_tids = np.repeat(tids[:, :F], n, axis=0)
     vals = _sample(a, req_tids.ravel(), u_len.ravel(), np.unique(tids[:, :F])).reshape(n_req, F)
     out: dict[str, np.ndarray] = {}
     for j, f in enumerate(a["request_fields"]):
@@ -1006,7 +1007,7 @@ def _generate(plan: ComposePlan, k0: int, k1: int) -> pl.DataFrame:
             s, e = int(win_items[i]), int(win_items[i + 1])
             u_items[s:e] = g.random(e - s)
         item_req = np.repeat(np.arange(n_req), counts)
-        item_tids = tids[rr[item_req], F + m_i] if len(item_req) else np.empty(0, dtype=np.int64)
+        item_tids = np.repeat(np.repeat(tids[:, F + m_i], n), counts)
         tokens = _sample(a, item_tids, u_items, np.unique(tids[:, F + m_i])) if len(item_req) else np.empty(0)
         out[f"{m}_tokens"] = np.bincount(item_req, weights=tokens, minlength=n_req)
 
@@ -1014,10 +1015,11 @@ def _generate(plan: ComposePlan, k0: int, k1: int) -> pl.DataFrame:
     order = np.argsort(t, kind="stable")
     data: dict[str, pl.Series] = {"timestamp_s": pl.Series("timestamp_s", t[order], dtype=pl.Float64)}
     names = pl.Series("client_id", a["client_names"], dtype=pl.String)
-    data["client_id"] = names.gather(a["row_client"][r0:r1][rr][order])
+    data["client_id"] = names.gather(np.repeat(a["row_client"][r0:r1], n)[order])
 
     def ints(x: np.ndarray) -> np.ndarray:
-        return np.rint(x).astype(np.int64)
+        # table values and their sums are whole numbers stored in float64: the cast is exact
+        return x.astype(np.int64)
 
     if "input_tokens" in out:
         input_tokens = ints(out["input_tokens"])
@@ -1036,7 +1038,7 @@ def _generate(plan: ComposePlan, k0: int, k1: int) -> pl.DataFrame:
             data[f] = pl.Series(f, ints(out[f])[order], dtype=pl.Int64)
     if "reason_ratio" in out:
         ratio = out["reason_ratio"]
-        reasoning = ints(output_tokens * ratio)
+        reasoning = np.rint(output_tokens * ratio).astype(np.int64)
         data["reasoning_tokens"] = pl.Series("reasoning_tokens", reasoning[order], dtype=pl.Int64)
         data["answer_tokens"] = pl.Series("answer_tokens", (output_tokens - reasoning)[order], dtype=pl.Int64)
         data["reason_ratio"] = pl.Series("reason_ratio", ratio[order], dtype=pl.Float64)

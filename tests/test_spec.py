@@ -277,3 +277,12 @@ def test_specs_built_in_code_are_checked_too():
     with pytest.raises(SpecError) as info:
         Weights("explicit", {"a": 0.0})
     assert info.value.key == "weights.values"
+
+
+def test_specs_are_hashable_and_equal_by_value(tmp_path: Path):
+    # callers cache plans and workloads keyed on the spec
+    a = WorkloadSpec.from_dict(full_spec())
+    b = WorkloadSpec.from_dict(full_spec(), base_dir=tmp_path)  # base_dir is not part of the value
+    assert a == b and hash(a) == hash(b)
+    assert {a: 1}[b] == 1
+    assert dataclasses.replace(a, seed=1) != a
