@@ -421,7 +421,8 @@ def plan_workload(spec: WorkloadSpec, *, pool: ClientPool | None = None) -> Comp
                 raise SpecError(f"weights.values.{cid}", f"client {cid!r} is not among the selected clients")
         wmap = spec.weights.as_dict()
         selected = [c for c in selected if wmap.get(c, 0.0) > 0]
-    sp = sp.select_clients(selected)
+    if len(selected) < len(sp.client_ids):
+        sp = sp.select_clients(selected)
 
     # -- client windows --------------------------------------------------------------------
     lw_origin = int(pool.length_windows["start_s"].min()) if pool.length_windows.height else 0
@@ -663,6 +664,8 @@ def _span(pool: ClientPool, start: float, end: float) -> ClientPool:
     window start instead of a join (the same rows: distributions exist only for length
     windows, and a length window overlaps the span exactly when its start is in range)."""
     lws = pool.length_window_s
+    if start <= pool.start_s and end >= pool.end_s:
+        return pool  # the whole pool: no copy
     w = pool.windows.filter((pl.col("start_s") >= start) & (pl.col("start_s") < end))
     overlap = (pl.col("start_s") < end) & (pl.col("start_s") + lws > start)
     lw = pool.length_windows.filter((pl.col("start_s") < end) & (pl.col("start_s") + pl.col("duration_s") > start))
@@ -791,7 +794,7 @@ def _length_tables(
 
     keys = (
         own.join(fr, how="cross")
-        .sort("client_id", "length_start_s", "_frank")
+        .sort("length_start_s", "client_id", "_frank")
         .with_row_index("table")
         .with_columns(pl.col("table").cast(pl.Int64))
     )
@@ -882,7 +885,11 @@ def _sample(arrays: dict, tids: np.ndarray, u: np.ndarray, used: np.ndarray | No
     goff = np.concatenate([[0], np.cumsum(k + 1)])
     local = np.repeat(np.arange(len(used)), k + 1)
     within = np.arange(int(goff[-1])) - np.repeat(goff[:-1], k + 1)
-    guide = np.searchsorted(cum, used[local] + within / k[local], side="right")
+    # the tables in use are searched as one contiguous block of ``cum`` (tables are numbered
+    # length window first, so a chunk's tables are close together)
+    lo, hi = int(starts[0]), int(ends[used[-1]])
+    block = cum[lo:hi]
+    guide = lo + np.searchsorted(block, used[local] + within / k[local], side="right")
     # per-table cell count and guide offset, indexed by table id (0 for tables not in use)
     k_of = np.zeros(len(ends), dtype=np.float64)
     k_of[used] = k
@@ -893,7 +900,7 @@ def _sample(arrays: dict, tids: np.ndarray, u: np.ndarray, used: np.ndarray | No
     amb = np.flatnonzero(guide[1:][cell] != idx)
     if len(amb):
         t_amb = tids[amb]
-        idx[amb] = np.minimum(np.searchsorted(cum, t_amb + u[amb], side="right"), ends[t_amb] - 1)
+        idx[amb] = np.minimum(lo + np.searchsorted(block, t_amb + u[amb], side="right"), ends[t_amb] - 1)
     return arrays["values"][idx]
 
 
