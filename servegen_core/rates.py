@@ -143,9 +143,19 @@ def _check_int(name: str, value: float) -> int:
 
 
 def _problem(source: Source, *trace_columns: str) -> str | None:
+    """Why a source has no rate to characterize: no windows or requests, all-zero rates, a
+    missing column, or a trace with a single request (or all requests at one instant: a span
+    of 0 s has no rate)."""
     if is_pool(source):
         return pool_problem(source)
-    return trace_problem(source, *trace_columns)
+    if reason := trace_problem(source, *trace_columns):
+        return reason
+    if source.height < 2:
+        return "the trace has a single request; a rate needs at least two"
+    ts = source["timestamp_s"]
+    if ts.max() == ts.min():
+        return "all requests of the trace share one timestamp (a span of 0 s has no rate)"
+    return None
 
 
 def _table_input(data: object, columns: tuple[str, ...], made_by: str) -> Table | None:
@@ -170,17 +180,21 @@ class _Binned:
 
 
 def _bin_pool(pool: ClientPool, bin_s: int, *, per_client: bool) -> _Binned:
-    load = pool_load(pool).with_columns(pool_bins(pool, bin_s).alias("bin"))
-    first = int(load["bin"].min())
-    nb = (int(load["bin"].max()) - first) // bin_s + 1
-    b = (load["bin"].to_numpy() - first) // bin_s
-    req = load["requests"].to_numpy()
+    if bin_s % pool.window_s:
+        pool_bins(pool, bin_s)  # raises the explanatory ValueError
+    w = pool.windows
+    start = w["start_s"].to_numpy()
+    req = w["rate_rps"].to_numpy() * w["duration_s"].to_numpy()
+    first = int(start.min()) // bin_s * bin_s
+    b = (start - first) // bin_s
+    nb = int(b.max()) + 1
     # Seconds covered: distinct window starts per bin, times the window length.
-    starts = np.unique(load["start_s"].to_numpy())
-    covered = np.bincount((starts // bin_s * bin_s - first) // bin_s, minlength=nb) * float(pool.window_s)
+    slot = (start - first) // pool.window_s
+    present = np.flatnonzero(np.bincount(slot))
+    covered = np.bincount(present * pool.window_s // bin_s, minlength=nb) * float(pool.window_s)
     if per_client:
         ids = list(pool.client_ids)
-        c = load["client_id"].cast(pl.Enum(ids)).to_physical().to_numpy().astype(np.int64)
+        c = w["client_id"].cast(pl.Enum(ids)).to_physical().to_numpy().astype(np.int64)
         counts = np.bincount(c * nb + b, weights=req, minlength=len(ids) * nb).reshape(len(ids), nb)
     else:
         ids = []
@@ -314,7 +328,7 @@ def daily_peak_trough(data: Source | Table, *, resolution_s: int = 600, origin_h
     Columns ``day, peak_rps, trough_rps, ratio, bins``. ``data`` is a source or a
     :func:`rate_series` table. A bin belongs to the day its start falls in (for a trace or a
     table, after adding ``origin_hour``); incomplete bins at the end of a trace are left out
-    (unless no bin is complete).
+    (unless no bin is complete), and so are days with fewer than two bins with requests.
     """
     schema = {"day": pl.Int64(), "peak_rps": pl.Float64(), "trough_rps": pl.Float64(), "ratio": pl.Float64(), "bins": pl.UInt32()}
     resolution_s = _check_int("resolution_s", resolution_s)
@@ -336,10 +350,13 @@ def daily_peak_trough(data: Source | Table, *, resolution_s: int = 600, origin_h
             pl.col("rate_rps").min().alias("trough_rps"),
             pl.len().alias("bins"),
         )
+        .filter(pl.col("bins") >= 2)
         .with_columns((pl.col("peak_rps") / pl.col("trough_rps")).alias("ratio"))
         .select(list(schema))
         .sort("day")
     )
+    if out.height == 0:
+        return Table.empty(schema, f"no day has two bins of {resolution_s} s with requests")
     return Table(out.cast(schema))
 
 
@@ -452,12 +469,22 @@ def day_over_day(data: Source | Table, *, origin_hour: float = 0.0) -> Table:
         "rate_rps": pl.Float64(),
         "change_pct": pl.Float64(),
     }
-    daily = _daily_matrix(_daily_input(data, origin_hour))
-    if isinstance(daily, str):
-        return Table.empty(schema, daily)
-    req = daily.requests.sum(axis=0)
+    table = _table_input(data, tuple(DAILY_SCHEMA), "daily_volumes")
+    if table is None:  # from a source: the total per day, no client ids needed
+        if reason := _problem(data):
+            return Table.empty(schema, reason)
+        bd = _binned(data, SECONDS_PER_DAY, per_client=False, origin_hour=origin_hour)
+        keep = bd.covered_s > 0
+        days, req, covered = bd.bin_start[keep] // SECONDS_PER_DAY, bd.counts[0][keep], bd.covered_s[keep]
+        if days.size < 2:
+            return Table.empty(schema, "the span covers a single day; day-to-day change needs two")
+    else:
+        daily = _daily_matrix(table)
+        if isinstance(daily, str):
+            return Table.empty(schema, daily)
+        days, req, covered = daily.days, daily.requests.sum(axis=0), daily.covered_s
     out = pl.DataFrame(
-        {"day": daily.days, "requests": req, "covered_s": daily.covered_s, "rate_rps": req / daily.covered_s}
+        {"day": days, "requests": req, "covered_s": covered, "rate_rps": req / covered}
     ).with_columns(
         pl.when(pl.col("rate_rps").shift() > 0)
         .then(100.0 * (pl.col("rate_rps") / pl.col("rate_rps").shift() - 1.0))

@@ -335,6 +335,7 @@ def test_gamma_shape_is_fitted_back_within_5_percent(k: float) -> None:
     assert g["scale"] == pytest.approx(3.0, rel=0.05)
     assert fit.best == "Gamma"
     assert g["ks"] < 0.02
+    assert g["ks"] == pytest.approx(stats.kstest(iat, stats.gamma(g["shape"], scale=g["scale"]).cdf).statistic, rel=1e-9)
     assert g["loglik"] == pytest.approx(stats.gamma(g["shape"], scale=g["scale"]).logpdf(iat).sum(), rel=1e-9)
     assert g["cv"] == pytest.approx(1 / math.sqrt(g["shape"]))
 
