@@ -30,7 +30,8 @@ day is ``(start_s mod 86400) / 3600`` (:func:`hour_of_day`).
 
 A columnar cache (Parquet) in :func:`servegen_core.paths.default_cache_dir` makes the second
 load of a model near-instant. It is keyed on the model folder and invalidated when any source
-file's name, size or modification time changes; an unreadable or stale cache is rebuilt.
+file's name, size or modification time changes (or a file is added or removed). Each Parquet
+file's SHA-256 is checked before it is read: an unreadable, altered or stale cache is rebuilt.
 """
 
 from __future__ import annotations
