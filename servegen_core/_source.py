@@ -119,13 +119,14 @@ class TraceClients:
 
     ``codes`` is aligned with :attr:`TraceTimes.ts` (unsigned, ``< ncodes``); ``ids`` lists the
     clients in numeric order of their ids and ``rank[code]`` is the position of a code's id in
-    ``ids`` (-1 for codes no request uses).
+    ``ids`` (-1 for codes no request uses); ``counts[code]`` is the code's number of requests.
     """
 
     codes: np.ndarray
     ncodes: int
     ids: list[str]
     rank: np.ndarray
+    counts: np.ndarray
 
     def per_client(self, values_by_code: np.ndarray) -> np.ndarray:
         """Reorder an array indexed by code (first axis) into ``ids`` order."""
@@ -139,33 +140,36 @@ def trace_clients(df: pl.DataFrame, times: TraceTimes) -> TraceClients:
     """Client codes of a trace (call :func:`trace_problem` with ``"client_id"`` first).
 
     The ids are hashed once by a cast to Categorical; its physical codes are used directly
-    when they are small (one byte or two per request), otherwise remapped densely.
+    when they are small (one byte or two per request), otherwise remapped densely. The id of
+    a code is read back from the Categorical's categories (``Series.cat.to``).
     """
     col = df["client_id"]
     if col.dtype not in (pl.String, pl.Categorical):
         col = col.cast(pl.String)
     cat = col.cast(pl.Categorical)
     phys = cat.to_physical().to_numpy()
-    uniq = cat.unique()
-    ucodes = uniq.to_physical().to_numpy().astype(np.int64)
-    uids = uniq.cast(pl.String).to_list()
-    by_id = sorted(range(len(uids)), key=lambda i: _client_sort_key(uids[i]))
-    ids = [uids[i] for i in by_id]
-    maxc = int(ucodes.max())
-    if maxc < 1 << 16:
-        codes = phys.astype(np.uint8 if maxc < 1 << 8 else np.uint16)
+    maxc = int(phys.max())
+    small = maxc < 1 << 16
+    codes = phys.astype(np.uint8 if maxc < 1 << 8 else np.uint16) if small else phys
+    counts = np.bincount(codes, minlength=maxc + 1)
+    present = np.flatnonzero(counts)
+    names = pl.Series(present, dtype=pl.UInt32).cat.to(cat.dtype).cast(pl.String).to_list()
+    by_id = sorted(range(len(names)), key=lambda i: _client_sort_key(names[i]))
+    ids = [names[i] for i in by_id]
+    if small:
+        rank = np.full(maxc + 1, -1, dtype=np.int64)
+        rank[present[by_id]] = np.arange(len(ids))
         ncodes = maxc + 1
-        rank = np.full(ncodes, -1, dtype=np.int64)
-        rank[ucodes[by_id]] = np.arange(len(ids))
     else:
         lut = np.zeros(maxc + 1, dtype=np.uint32)
-        lut[ucodes[by_id]] = np.arange(len(ids), dtype=np.uint32)
+        lut[present[by_id]] = np.arange(len(ids), dtype=np.uint32)
         codes = lut[phys]
+        counts = counts[present[by_id]]
         ncodes = len(ids)
         rank = np.arange(len(ids), dtype=np.int64)
     if times.order is not None:
         codes = codes[times.order]
-    return TraceClients(codes, ncodes, ids, rank)
+    return TraceClients(codes, ncodes, ids, rank, counts)
 
 
 def trace_day(ts: np.ndarray, origin_hour: float) -> np.ndarray:

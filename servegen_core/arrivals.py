@@ -281,6 +281,39 @@ def _group_iat_stats(ts: np.ndarray, starts: np.ndarray) -> tuple[np.ndarray, np
 # --------------------------------------------------------------------------------------------
 
 
+#: Up to this many clients, :func:`_client_window_starts` finds window edges by binary search
+#: per client; beyond, by one vectorized pass over every request.
+SEARCH_MAX_CLIENTS = 4096
+
+
+def _client_window_starts(ts: np.ndarray, seg_start: np.ndarray, window_s: int) -> tuple[np.ndarray, np.ndarray]:
+    """First position of every non-empty (client, window) group and its window index.
+
+    ``ts`` holds each client's times, sorted, one client after another from ``seg_start``.
+    With few clients the window edges inside each client's run are found by ``searchsorted``
+    (a loop over clients, not requests); otherwise every request's window index is computed.
+    """
+    n = ts.size
+    if seg_start.size > SEARCH_MAX_CLIENTS:
+        win = _window_index(ts, window_s)
+        brk = np.empty(n, dtype=bool)
+        brk[0] = True
+        np.not_equal(win[1:], win[:-1], out=brk[1:])
+        brk[seg_start] = True  # a new client starts a new group even within the same window
+        starts = np.flatnonzero(brk)
+        return starts, win[starts].astype(np.int64)
+    seg_end = np.append(seg_start[1:], n)
+    pos, wins = [], []
+    for a, b in zip(seg_start.tolist(), seg_end.tolist()):
+        w0, w1 = (int(w) for w in _window_index(ts[[a, b - 1]], window_s))
+        edges = np.arange(w0 + 1, w1 + 1, dtype=np.float64) * window_s
+        pos.append(np.concatenate(([a], a + np.searchsorted(ts[a:b], edges, side="left"))))
+        wins.append(np.arange(w0, w1 + 1, dtype=np.int64))
+    starts, win = np.concatenate(pos), np.concatenate(wins)
+    nonempty = np.diff(np.append(starts, n)) > 0
+    return starts[nonempty], win[nonempty]
+
+
 def window_cv(source: Source, *, window_s: int = 600, min_requests: int = 10) -> WindowCV:
     """Inter-arrival CV per (client, window): ``client_id, start_s, requests, rate_rps, cv``.
 
@@ -306,15 +339,10 @@ def window_cv(source: Source, *, window_s: int = 600, min_requests: int = 10) ->
     # let numpy use a radix sort.
     order = np.argsort(tc.codes, kind="stable")
     ts = times.ts[order]
-    per_code = np.bincount(tc.codes, minlength=tc.ncodes)
+    per_code = tc.counts
     present = np.flatnonzero(per_code)
     seg_start = (np.cumsum(per_code) - per_code)[present]
-    win = _window_index(ts, window_s)
-    brk = np.empty(ts.size, dtype=bool)
-    brk[0] = True
-    np.not_equal(win[1:], win[:-1], out=brk[1:])
-    brk[seg_start] = True  # a new client starts a new group even within the same window
-    starts = np.flatnonzero(brk)
+    starts, win_of_start = _client_window_starts(ts, seg_start, window_s)
     counts, cv = _group_iat_stats(ts, starts)
     client_rank = tc.rank[present[np.searchsorted(seg_start, starts, side="right") - 1]]
     by_client = np.lexsort((starts, client_rank))  # clients in id order, windows in time order
@@ -322,7 +350,7 @@ def window_cv(source: Source, *, window_s: int = 600, min_requests: int = 10) ->
     frame = pl.DataFrame(
         {
             "client_id": pl.Series(tc.ids, dtype=pl.String).gather(client_rank),
-            "start_s": win[starts].astype(np.int64) * window_s,
+            "start_s": win_of_start[by_client] * window_s,
             "requests": counts,
             "rate_rps": counts / window_s,
             "cv": cv,
@@ -734,7 +762,7 @@ def interarrival_histogram(
     bins: int = 50,
     seed: int | np.random.Generator | None = 0,
     log_bins: bool = False,
-    max_samples: int = 50_000,
+    max_samples: int = 20_000,
 ) -> InterarrivalHistogram:
     """Inter-arrival histogram of one window with the densities of the fitted families.
 

@@ -257,7 +257,7 @@ def _client_totals(source: Source) -> tuple[list[str], np.ndarray]:
         return ids, np.bincount(c, weights=load["requests"].to_numpy(), minlength=len(ids))
     times = trace_times(source)
     tc = trace_clients(source, times)
-    return tc.ids, tc.per_client(np.bincount(tc.codes, minlength=tc.ncodes)).astype(np.float64)
+    return tc.ids, tc.per_client(tc.counts).astype(np.float64)
 
 
 def _ranked(ids: list[str], req: np.ndarray) -> np.ndarray:
