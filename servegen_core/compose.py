@@ -588,12 +588,10 @@ def plan_workload(spec: WorkloadSpec, *, pool: ClientPool | None = None) -> Comp
     item_fields = tuple(f"{m}_tokens" for m in item_modalities)
     request_fields = tuple(f for f in fields if f not in item_fields)
     all_fields = request_fields + item_fields
-    tables, pooled = _length_tables(sp, cw, all_fields, pool, start, end)
+    tables, pooled = _length_tables(sp, cw, all_fields, pool)
 
     # -- arrays for generation -------------------------------------------------------------
-    own = cw.filter(pl.col("length_source") == "client").select("client_id", "length_start_s").unique()
-    key_frame = tables["keys"]
-    arrays = _arrays(cw, key_frame, all_fields, len(request_fields))
+    arrays = _arrays(cw, tables["keys"], all_fields)
     arrays.update(
         values=tables["values"],
         cum=tables["cum"],
@@ -614,7 +612,6 @@ def plan_workload(spec: WorkloadSpec, *, pool: ClientPool | None = None) -> Comp
     arrays["win_t0"] = win["t0_s"].to_numpy().astype(np.float64)
     arrays["win_d"] = win["span_duration_s"].to_numpy().astype(np.float64)
     arrays["win_row_offsets"] = np.concatenate([[0], np.cumsum(win["rows"].to_numpy())]).astype(np.int64)
-    del own
 
     weights = (
         per_client.join(cw.group_by("client_id").agg(pl.col("expected_requests").sum()), on="client_id", how="left")
@@ -752,9 +749,7 @@ def _select_clients(sel: ClientSelection, pool: ClientPool, sp: ClientPool) -> l
     return sorted(ids, key=_client_sort_key)
 
 
-def _length_tables(
-    sp: ClientPool, cw: pl.DataFrame, fields: tuple[str, ...], pool: ClientPool, start: float, end: float
-) -> tuple[dict, pl.DataFrame]:
+def _length_tables(sp: ClientPool, cw: pl.DataFrame, fields: tuple[str, ...], pool: ClientPool) -> tuple[dict, pl.DataFrame]:
     """Concatenated inverse-CDF tables for every (client, length window, field) in use plus
     one pooled table per field.
 
@@ -828,7 +823,7 @@ def _length_tables(
     return {"keys": all_keys, "values": rows["value"].to_numpy(), "cum": cum, "ends": ends}, pooled
 
 
-def _arrays(cw: pl.DataFrame, keys: pl.DataFrame, fields: tuple[str, ...], n_request_fields: int) -> dict:
+def _arrays(cw: pl.DataFrame, keys: pl.DataFrame, fields: tuple[str, ...]) -> dict:
     """Row-level numpy arrays of the client-windows (generation order) and their table ids."""
     tids = np.empty((cw.height, len(fields)), dtype=np.int64)
     pooled = keys.filter(pl.col("client_id").is_null())

@@ -101,8 +101,7 @@ def test_ks_table_matches_a_direct_computation(report: ValidationReport, realist
     gen = np.sort(realistic.trace.filter(pl.col("client_id") == row["client_id"])["output_tokens"].to_numpy())
     pdf = mlarge.pdf(row["client_id"], "output_tokens", row["length_start_s"]).sort("value")
     xs = np.union1d(pdf["value"].to_numpy(), gen)
-    f_src = np.interp(xs, pdf["value"].to_numpy(), np.cumsum(pdf["prob"].to_numpy()) / pdf["prob"].sum(), left=0.0)
-    # step CDF of the source at xs (np.interp would interpolate between bins: use searchsorted)
+    # step CDF of the source at xs
     f_src = np.concatenate([[0.0], np.cumsum(pdf["prob"].to_numpy()) / pdf["prob"].sum()])[
         np.searchsorted(pdf["value"].to_numpy(), xs, side="right")
     ]
