@@ -275,6 +275,11 @@ class ComposePlan:
     share of the span's recorded requests among the composed clients), ``weight_share``
     (the share it is composed to carry: its normalized explicit weight, or with observed
     weights its expected share under the rate function) and ``expected_requests``.
+
+    ``request_fields`` are the length fields drawn once per request, ``item_modalities`` the
+    modalities whose tokens are drawn per item (``image`` for mm-image), and
+    ``pooled_lengths`` (``field, value, prob``) the pooled distribution, empty when no
+    client-window uses it.
     """
 
     spec: WorkloadSpec

@@ -47,7 +47,10 @@ Meaning of the options (details in :mod:`servegen_core.compose`)
         ``all`` clients of the source; explicit ``ids``; the ``top_k`` clients by a column of
         :func:`servegen_core.summary.client_summary` over the span; or ``filter``: clients whose
         summary columns fall in the given ``[low, high]`` ranges (``null`` = open), optionally
-        then the top ``top_k`` of those by ``by``.
+        then the top ``top_k`` of those by ``by``. Clients are ranked over the span; clients
+        without length data count in the ranking and are then handled by
+        ``missing_lengths`` (filter ``"has_lengths": [1, 1]`` to rank only clients with
+        length data).
     weights
         ``observed``: each client keeps its observed share of the span's requests.
         ``explicit``: client id -> weight, renormalized over the composed clients to request
