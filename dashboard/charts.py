@@ -430,7 +430,8 @@ def stacked_rate(series: pl.DataFrame, *, resolution_s: float) -> go.Figure:
             )
         )
     _time_axis(fig, unit, span)
-    return _finish(fig, f"Aggregate rate by client, top {len(groups) - 1} stacked ({_fmt_res(resolution_s)} bins)", y_title="rate (requests/s)", hovermode="x unified", legend_traceorder="normal")
+    top = sum(g != "rest" for g in groups)
+    return _finish(fig, f"Aggregate rate by client, top {top} stacked ({_fmt_res(resolution_s)} bins)", y_title="rate (requests/s)", hovermode="x unified", legend_traceorder="normal")
 
 
 def hour_day_heatmap(matrix: pl.DataFrame) -> go.Figure:

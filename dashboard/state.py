@@ -749,7 +749,7 @@ def export_bytes(spec: WorkloadSpec, fmt: str, *, pool: ClientPool) -> tuple[byt
 
 def cached_export(spec: WorkloadSpec, fmt: str, pool: ClientPool) -> tuple[bytes, str, tuple[str, ...]] | None:
     """:func:`export_bytes`, cached on (spec, format)."""
-    return run(export_bytes, spec, fmt, key=spec, unhashed={"pool": pool}, spinner=f"Writing {fmt}…")
+    return run(export_bytes, spec, fmt, key=(spec, fmt), unhashed={"pool": pool}, spinner=f"Writing {fmt}…")
 
 
 def generate_command(fmt: str, out: str, *, spec_path: str = "spec.json") -> str:

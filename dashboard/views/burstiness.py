@@ -19,7 +19,7 @@ windows = [w for w in options if 60 <= w <= 3600] or options[:1]
 c1, c2, c3 = st.columns(3)
 window_s = c1.selectbox(
     "CV window", windows, index=windows.index(600) if 600 in windows else 0, format_func=state.fmt_resolution,
-    key="burst_window", persist_state="session",
+    key=f"burst_window_{view.source.id}", persist_state="session",
 )
 min_requests = c2.number_input("Minimum requests per window", min_value=3, value=10, step=1, key="burst_min", persist_state="session")
 scope = c3.radio(

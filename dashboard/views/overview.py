@@ -24,7 +24,7 @@ st.caption(f"Fields: {numbers['Fields']}")
 
 options, default = state.resolutions(view)
 resolution = st.selectbox(
-    "Bin length", options, index=options.index(default), format_func=state.fmt_resolution, key="ov_resolution"
+    "Bin length", options, index=options.index(default), format_func=state.fmt_resolution, key=f"ov_resolution_{view.source.id}"
 )
 series = state.compute(rates.rate_series, resolution_s=resolution)
 if state.usable(series, what="the rate over time"):

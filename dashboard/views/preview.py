@@ -63,7 +63,10 @@ with right:
 # --- lengths and burstiness against the source ----------------------------------------------
 left, right = st.columns(2)
 with left:
-    fields = [f for f in ("input_tokens", "output_tokens") if f in trace.columns]
+    # Fields recorded per request in both: a multimodal pool has no input_tokens PDF, and its
+    # image_tokens PDF is per image while the workload's image_tokens is per request.
+    known = src_view.fields if src_view is not None else ()
+    fields = [f for f in ("input_tokens", "text_tokens", "output_tokens") if f in trace.columns and f in known]
     field = st.radio("Length field", fields, horizontal=True, key="pv_field", format_func=charts.field_label)
     generated = state.run(lengths.length_pdf, trace, field, key=(spec, "pdf", field))
     source_pdf = state.run(lengths.length_pdf, src_view, field, key=(spec, "source_pdf", field)) if src_view is not None else None

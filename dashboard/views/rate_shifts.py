@@ -11,7 +11,7 @@ view = state.page_header("Rate shifts")
 c1, c2, c3 = st.columns(3)
 k = int(c1.number_input("Top-k clients", min_value=1, max_value=20, value=5, step=1, key="rs_k", persist_state="session"))
 options, default = state.resolutions(view)
-resolution = c2.selectbox("Bin length", options, index=options.index(default), format_func=state.fmt_resolution, key="rs_resolution")
+resolution = c2.selectbox("Bin length", options, index=options.index(default), format_func=state.fmt_resolution, key=f"rs_resolution_{view.source.id}")
 origin_hour = 0.0
 if not view.is_pool:
     origin_hour = float(

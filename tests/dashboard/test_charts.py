@@ -1,0 +1,306 @@
+"""dashboard/charts.py: pure figure functions, checked on core results from real and demo data (no Streamlit)."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import charts
+import numpy as np
+import polars as pl
+import pytest
+from _dash import axis_title, horizontal_lines, title, trace_names, values, vertical_lines
+
+from servegen_core import arrivals, lengths, multimodal, rates, reasoning
+from servegen_core.compose import compose, naive_spec, plan_workload
+from servegen_core.pool import load_pool
+from servegen_core.spec import ServeGenSource, Span, WorkloadSpec
+from servegen_core.traces import load_trace
+from servegen_core.validate import validate
+
+
+def fig_json(fig) -> dict:
+    """The figure as plain JSON, as the browser gets it."""
+    return json.loads(fig.to_json())
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory):
+    return tmp_path_factory.getbasetemp() / "cache"
+
+
+@pytest.fixture(scope="module")
+def m_large(servegen_dir, cache):
+    return load_pool(servegen_dir, "language/m-large", cache_dir=cache)
+
+
+@pytest.fixture(scope="module")
+def mm_image(servegen_dir, cache):
+    return load_pool(servegen_dir, "multimodal/mm-image", cache_dir=cache)
+
+
+@pytest.fixture(scope="module")
+def r1(servegen_dir, cache):
+    return load_pool(servegen_dir, "reason/deepseek-r1", cache_dir=cache)
+
+
+@pytest.fixture(scope="module")
+def azure(traces_dir):
+    return load_trace(traces_dir / "AzureLLMInferenceTrace_conv.csv").trace
+
+
+@pytest.fixture(scope="module")
+def demo_chat(demo_dir, cache):
+    return load_pool(demo_dir / "servegen", "language/demo-chat", cache_dir=cache)
+
+
+# -- formatting -------------------------------------------------------------------------------
+
+
+def test_fmt_time_counts_days_from_one():
+    assert charts.fmt_time(0) == "day 1 00:00"
+    assert charts.fmt_time(86400 + 3 * 3600 + 600) == "day 2 03:10"
+    assert charts.fmt_time(59.6) == "day 1 00:01"
+    assert charts.fmt_time(3725) == "day 1 01:02:05"
+
+
+def test_time_unit_follows_the_span():
+    assert charts.time_unit(14 * 86400) == ("h", 3600.0)
+    assert charts.time_unit(3600) == ("min", 60.0)
+    assert charts.time_unit(90) == ("s", 1.0)
+
+
+# -- rates ------------------------------------------------------------------------------------
+
+
+def test_rate_over_time_plots_every_bin_in_hours(m_large):
+    series = rates.rate_series(m_large, resolution_s=3600).frame
+    fig = charts.rate_over_time(series, resolution_s=3600)
+    data = fig.data[0]
+    assert len(data.x) == series.height == 14 * 24
+    np.testing.assert_allclose(data.x, series["start_s"].to_numpy() / 3600)
+    np.testing.assert_allclose(data.y, series["rate_rps"].to_numpy())
+    assert fig.layout.yaxis.title.text == "rate (requests/s)"
+    assert fig.layout.xaxis.title.text == "time since source start (h)"
+    assert fig.layout.xaxis.dtick == 24  # a 14-day span is ticked by day
+    assert "1 h bins" in fig.layout.title.text
+    assert "req/s" in data.hovertemplate
+
+
+def test_top_clients_lists_the_busiest_first(m_large):
+    shares = rates.client_shares(m_large).frame
+    fig = charts.top_clients(shares, k=10)
+    bar = fig.data[0]
+    assert list(bar.y) == [f"client {c}" for c in shares["client_id"].head(10)]
+    np.testing.assert_allclose(bar.x, shares["share"].head(10).to_numpy() * 100)
+    assert list(bar.x) == sorted(bar.x, reverse=True)
+    assert fig.layout.xaxis.title.text == "share of requests (%)"
+
+
+def test_stacked_rate_has_one_trace_per_group(m_large):
+    series = rates.top_k_series(m_large, 5, resolution_s=3600).frame
+    fig = charts.stacked_rate(series, resolution_s=3600)
+    assert len(fig.data) == 6
+    assert trace_names(fig_json(fig))[-1] == "other clients"
+    assert {t.stackgroup for t in fig.data} == {"rate"}
+    # Stacked, the traces add up to the aggregate rate.
+    total = np.sum([t.y for t in fig.data], axis=0)
+    np.testing.assert_allclose(total, rates.rate_series(m_large, resolution_s=3600).frame["rate_rps"].to_numpy(), rtol=1e-9)
+    assert "top 5 stacked" in fig.layout.title.text
+
+
+def test_hour_day_heatmap_is_days_by_24_hours(m_large):
+    matrix = rates.hour_day_matrix(m_large).frame
+    fig = charts.hour_day_heatmap(matrix)
+    z = np.asarray(fig.data[0].z, dtype=float)
+    assert z.shape == (14, 24)
+    first = matrix.filter((pl.col("day") == 3) & (pl.col("hour") == 17))["rate_rps"][0]
+    assert z[3, 17] == pytest.approx(first)
+    assert fig.layout.xaxis.title.text == "hour of day (source time, h)"
+    assert fig.data[0].colorbar.title.text == "req/s"
+
+
+def test_day_over_day_bars_and_change(m_large):
+    frame = rates.day_over_day(m_large).frame
+    fig = charts.day_over_day(frame)
+    bars, line = fig.data
+    assert bars.type == "bar" and len(bars.x) == 14
+    np.testing.assert_allclose(bars.y, frame["rate_rps"].to_numpy())
+    assert line.y[0] is None or math.isnan(line.y[0])  # no change on the first day
+    assert fig.layout.yaxis2.title.text == "change from previous day (%)"
+
+
+def test_lorenz_curve_runs_from_origin_to_all(m_large):
+    curve = rates.lorenz(m_large).frame
+    g = rates.gini(m_large)
+    fig = charts.lorenz_curve(curve, gini=g.value)
+    observed = fig.data[1]
+    assert (observed.x[0], observed.y[0]) == (0, 0)
+    assert observed.x[-1] == pytest.approx(100) and observed.y[-1] == pytest.approx(100)
+    assert all(y <= x + 1e-9 for x, y in zip(observed.x, observed.y, strict=True))  # below the diagonal
+    assert f"Gini {g.value:.2f}" in fig.layout.title.text
+
+
+# -- burstiness -------------------------------------------------------------------------------
+
+
+def test_cv_cdf_has_both_curves_and_the_poisson_line(m_large):
+    cdf = arrivals.cv_cdf(m_large).frame
+    fig = fig_json(charts.cv_cdf(cdf))
+    assert len(fig["data"]) == 2
+    assert trace_names(fig) == ["share of windows", "share of requests (rate-weighted)"]
+    assert vertical_lines(fig) == [1.0]
+    assert values(fig["data"][0], "y")[-1] == pytest.approx(1.0)
+    assert values(fig["data"][1], "y")[-1] == pytest.approx(1.0)
+    # CVs span more than a decade in m-large: log axis, with the label placed in log units.
+    assert fig["layout"]["xaxis"]["type"] == "log"
+    label = [a for a in fig["layout"]["annotations"] if a["text"].startswith("CV = 1")]
+    assert label and label[0]["x"] == 0.0
+
+
+def test_cv_vs_rate_one_point_per_client_with_cv_1_line(m_large):
+    from servegen_core.summary import client_summary
+
+    summary = client_summary(m_large).frame.drop_nulls(["mean_rate_rps", "cv_rate_weighted"])
+    fig = fig_json(charts.cv_vs_rate(summary, rate="mean_rate_rps", cv="cv_rate_weighted"))
+    assert len(values(fig["data"][0], "x")) == summary.height
+    assert horizontal_lines(fig) == [1.0]
+    assert fig["layout"]["xaxis"]["type"] == "log" and fig["layout"]["yaxis"]["type"] == "log"
+
+
+def test_pattern_shares_sum_to_100(m_large):
+    frame = arrivals.pattern_shares(m_large).frame
+    fig = charts.pattern_shares(frame)
+    for bars in fig.data:
+        assert sum(bars.y) == pytest.approx(100)
+        assert list(bars.x) == frame["pattern"].to_list()
+
+
+def test_interarrival_histogram_draws_every_fitted_family(m_large):
+    client = rates.client_shares(m_large).frame["client_id"][0]
+    start = int(m_large.windows.filter(pl.col("client_id") == client)["start_s"][0])
+    hist = arrivals.interarrival_histogram(m_large, client, start, log_bins=True)
+    fig = fig_json(charts.interarrival_histogram(hist.histogram, hist.densities, hist.fit.table, title="t", log_x=True))
+    names = trace_names(fig)
+    assert names[0] == "observed gaps"
+    assert any(n.startswith("Recorded ") for n in names)
+    for family in ("Gamma", "Weibull", "Exponential"):
+        assert any(n.startswith(family) for n in names)
+    assert sum("★ best AIC" in n for n in names) == 1
+    assert fig["layout"]["xaxis"]["type"] == "log"
+    assert axis_title(fig) == "inter-arrival time (s, log scale)"
+
+
+# -- lengths ----------------------------------------------------------------------------------
+
+
+def test_length_distribution_with_fits(m_large):
+    pdf = lengths.length_pdf(m_large, "input_tokens").frame
+    fit = lengths.fit_input_lengths(m_large)
+    fig = fig_json(charts.length_distribution(pdf, field="input_tokens", curves=fit.curves, fits=fit.table))
+    families = fit.curves["family"].unique().to_list()
+    assert len(fig["data"]) == 2 + 2 * len(families)  # observed CDF + tail, and each family on both panels
+    best = [n for n in trace_names(fig) if "★ best" in n]
+    assert len(best) == 2 and best[0].startswith(fit.best.replace("_", " + "))
+    assert fig["layout"]["xaxis"]["type"] == "log" and fig["layout"]["xaxis2"]["type"] == "log"
+    assert fig["layout"]["yaxis2"]["type"] == "log"
+    assert axis_title(fig) == "input tokens (tokens, log scale)"
+    assert values(fig["data"][0], "y")[-1] == pytest.approx(1.0)
+
+
+def test_percentile_bands_and_client_means(m_large):
+    shift = lengths.length_shift(m_large, "output_tokens")
+    fig = charts.percentile_bands(shift.windows, field="output_tokens")
+    assert [t.name for t in fig.data] == ["p99", "p90", "p50", "mean"]
+    assert len(fig.data[0].x) == shift.windows.height
+    assert fig.layout.yaxis.type == "log"
+    means = lengths.client_length_means(m_large, "input_tokens")
+    fig = charts.client_means(means.frame, field="input_tokens")
+    assert len(fig.data[0].x) == means.frame.height == len(m_large.client_ids) - len(m_large.clients_without_lengths)
+
+
+def test_length_scatter_of_a_trace(azure):
+    fig = charts.length_scatter(azure.head(500))
+    assert len(fig.data[0].x) == 500
+    assert fig.layout.xaxis.title.text == "input tokens (tokens, log scale)"
+    assert fig.layout.yaxis.title.text == "output tokens (tokens, log scale)"
+
+
+# -- multimodal and reasoning -----------------------------------------------------------------
+
+
+def test_multimodal_charts(mm_image):
+    shares = multimodal.modality_shares(mm_image)
+    fig = charts.modality_share_histogram(shares.distribution, modalities=["text", "image"])
+    assert [t.name for t in fig.data] == ["text tokens", "image tokens"]
+    for bars in fig.data:
+        assert sum(bars.y) == pytest.approx(100, abs=1e-6)
+    counts = multimodal.image_count_distribution(mm_image)
+    fig = charts.count_distribution(counts.frame, field=counts.field)
+    assert list(fig.data[0].x) == counts.frame["count"].to_list()
+    tpi = multimodal.tokens_per_image(mm_image)
+    fig = charts.tokens_per_item(tpi.distribution, tpi.dominant)
+    labelled = [a.text for a in fig.layout.annotations]
+    assert labelled[0] == f"#1: {tpi.dominant['tokens_per_item'][0]:,.0f}"
+    assert fig.layout.xaxis.type == "log"
+    over = multimodal.modality_over_time(mm_image).frame
+    fig = charts.modality_over_time(over, modalities=["text", "image"])
+    stacked = np.sum([t.y for t in fig.data], axis=0)
+    np.testing.assert_allclose(stacked, 100, atol=1e-6)
+
+
+def test_reason_ratio_histogram_marks_both_modes(r1):
+    ratio = reasoning.reason_ratio_distribution(r1)
+    modes = reasoning.bimodality(r1, per_client=True)
+    fig = fig_json(charts.reason_ratio_histogram(ratio.frame, modes.components, bin_width=1 / ratio.grid_denominator))
+    mus = sorted(modes.components["mu"].to_list())
+    assert sorted(vertical_lines(fig)) == pytest.approx(mus)
+    assert sum(n.startswith("mode ") for n in trace_names(fig)) == 2
+    fig = charts.bimodality_by_client(modes.per_client, threshold=modes.threshold)
+    assert len(fig.layout.yaxis.categoryarray) == modes.per_client.height
+    tokens = reasoning.reasoning_tokens(r1)
+    fig = charts.reasoning_vs_answer(tokens.histogram)
+    assert [t.name for t in fig.data] == ["output tokens", "reasoning tokens", "answer tokens"]
+
+
+# -- compose and preview ----------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def composed(demo_chat):
+    spec = WorkloadSpec(source=ServeGenSource("demo", "language/demo-chat"), span=Span(start_s=36000, duration_s=3600))
+    made = compose(spec, pool=demo_chat)
+    return spec, made, validate(made)
+
+
+def test_rate_plan_and_weights(composed, demo_chat):
+    spec, made, _ = composed
+    plan = plan_workload(spec, pool=demo_chat)
+    fig = charts.rate_plan(plan.targets)
+    target = fig.data[0]
+    assert len(target.x) == 2 * plan.targets.height  # a step per window
+    assert max(target.y) == pytest.approx(plan.targets["target_rps"].max())
+    assert fig.layout.xaxis.title.text == "time since workload start (min)"
+    fig = charts.weight_shares(plan.weights)
+    assert sum(fig.data[1].y) == pytest.approx(100)
+
+
+def test_preview_charts(composed, demo_chat):
+    spec, made, report = composed
+    fig = charts.achieved_vs_target(report.windows)
+    assert sum(fig.data[0].y) == made.trace.height
+    fig = fig_json(charts.cv_scatter(report.cv))
+    assert len(values(fig["data"][1], "x")) == report.cv.height
+    assert horizontal_lines(fig) == [1.0]
+    naive = compose(naive_spec(spec), pool=demo_chat)
+    frames = {"source": arrivals.cv_cdf(demo_chat.span(36000, 39600)).frame, "realistic": arrivals.cv_cdf(made.trace).frame, "naive": arrivals.cv_cdf(naive.trace).frame}
+    fig = fig_json(charts.cdf_comparison(frames, x="cv", title="t", x_title="CV", vline=1.0))
+    assert trace_names(fig) == ["source", "realistic", "naive"]
+    assert vertical_lines(fig) == [1.0]
+    assert title(fig) == "t"
+
+
+def test_empty_figure_says_why():
+    fig = charts.empty_figure("Nothing", "no requests in this span")
+    assert fig.layout.annotations[0].text == "no requests in this span"
+    assert fig.layout.title.text == "Nothing"
