@@ -8,8 +8,8 @@ string instead of an exception:
 - :func:`pool_load` — the pool's arrival windows with ``requests = rate_rps * duration_s``;
 - :func:`trace_times` — the trace's timestamps as a sorted float64 array (plus the sort order
   when the frame was not sorted);
-- :func:`trace_clients` — dense integer client codes aligned with :func:`trace_times`, numbered
-  in the numeric order of the client ids.
+- :func:`trace_clients` — small integer client codes aligned with :func:`trace_times`, with
+  the ids in numeric order and the requests per code.
 
 Nothing here loops per request.
 """
@@ -170,12 +170,3 @@ def trace_clients(df: pl.DataFrame, times: TraceTimes) -> TraceClients:
     if times.order is not None:
         codes = codes[times.order]
     return TraceClients(codes, ncodes, ids, rank, counts)
-
-
-def trace_day(ts: np.ndarray, origin_hour: float) -> np.ndarray:
-    """Day index of each timestamp when the trace's time 0 is ``origin_hour`` o'clock."""
-    return np.floor((ts + origin_hour * SECONDS_PER_HOUR) / SECONDS_PER_DAY).astype(np.int64)
-
-
-def sorted_ids(ids: list[str]) -> list[str]:
-    return sorted(ids, key=_client_sort_key)

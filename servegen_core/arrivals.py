@@ -23,6 +23,20 @@ Too few requests
 Load weighting
     "Rate-weighted" statistics weight each window by its requests (``rate_rps * duration_s``
     for a pool), i.e. by its share of the load.
+
+Aggregate stream of a pool
+    A pool records each client separately; :func:`aggregate_cv` derives the CV of all clients
+    merged from the recorded rates and shapes by an exact formula for independent stationary
+    renewal streams (see its docstring), computed without sampling.
+
+Base tables
+    :func:`cv_cdf` and :func:`burstiness_summary` accept a source or a table from
+    :func:`window_cv` / :func:`aggregate_cv`, so a page computes the CVs once.
+
+Fits
+    :func:`fit_interarrivals` fits one array of gaps (on demand, for a chosen window); it is
+    never run for every window. :func:`interarrival_histogram` prepares a chosen window's
+    gaps — observed in a trace, drawn with a seed from the recorded distribution of a pool.
 """
 
 from __future__ import annotations
@@ -118,8 +132,9 @@ class FitResult(Result):
 
     ``table`` has one row per fitted family: ``family, shape, scale, mean_s, cv, loglik, aic,
     bic, ks`` (location fixed at 0; the exponential has shape 1). ``best`` is the family with
-    the lowest value of the chosen criterion (BIC by default). ``n`` gaps were fitted; ``dropped`` non-positive or non-finite gaps were left
-    out (ties give zero gaps, for which Gamma/Weibull densities are not finite).
+    the lowest value of the chosen criterion (BIC by default). ``n`` gaps were fitted;
+    ``dropped`` non-positive or non-finite gaps were left out (ties give zero gaps, for which
+    Gamma/Weibull densities are not finite).
     """
 
     table: pl.DataFrame

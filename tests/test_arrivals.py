@@ -289,6 +289,16 @@ def test_pool_aggregate_cv_is_finite_everywhere_on_m_large(pool) -> None:
     # merging pulls toward Poisson: the aggregate is far less bursty than the typical client
     per_client = arrivals.burstiness_summary(pool).weighted_median_cv
     assert np.median(cv) < per_client
+    # hours pool the gap moments of their six 600 s aggregate windows
+    hourly = arrivals.aggregate_cv(pool, window_s=3600).frame
+    first = got.frame.head(6)
+    n = first["requests"].to_numpy()
+    m = 1 / first["rate_rps"].to_numpy()
+    m2 = (n * m * m * (1 + first["cv"].to_numpy() ** 2)).sum() / n.sum()
+    m1 = (n * m).sum() / n.sum()
+    assert hourly.height == 336
+    assert hourly["requests"][0] == pytest.approx(n.sum())
+    assert hourly["cv"][0] == pytest.approx(math.sqrt(m2 / m1**2 - 1), rel=1e-9)
 
 
 # --------------------------------------------------------------------------- CDF and summary
