@@ -13,8 +13,12 @@ client code and a window code.
 by group and value with a global cumulative sum — from which means, inverse-CDF percentiles,
 PDFs and inverse-CDF samples of every group come out of a few vectorized numpy calls.
 
-A pool's per-row arrays are computed once per pool object and kept in a small cache keyed by
-the object's identity (held through a weak reference, so a dropped pool frees its entry).
+Caching: a pool's per-row arrays, and each grouping of them, are computed once per pool object
+and kept in a small cache keyed by the object's identity (held through a weak reference, so a
+dropped pool frees its entry); a pool is frozen, so the entry stays valid. A trace's codes
+(clients, windows, values) are kept the same way, guarded by a fingerprint of the frame (shape,
+schema and a strided sample of rows) in case a frame is changed in place. Nothing else is
+cached.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ from __future__ import annotations
 import threading
 import weakref
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import polars as pl
@@ -77,13 +81,25 @@ def client_order(ids: list[str] | tuple[str, ...]) -> list[str]:
 
 
 def trace_client_codes(trace: pl.DataFrame) -> tuple[np.ndarray, tuple[str, ...]]:
-    """Per-request client code and the clients in display order."""
+    """Per-request client code (int32) and the clients in display order.
+
+    The ids are hashed once by a cast to Categorical; its physical codes are mapped to the
+    position of their id in display order with a lookup table.
+    """
     col = trace["client_id"]
-    ids = tuple(client_order(col.unique().to_list()))
+    if col.dtype != pl.String:
+        col = col.cast(pl.String)
+    cat = col.cast(pl.Categorical)
+    uniq = cat.unique()
+    uids = uniq.cast(pl.String).to_list()
+    ids = tuple(client_order(uids))
     if len(ids) == 1:
-        return np.zeros(trace.height, dtype=np.int64), ids
-    codes = col.replace_strict(list(ids), list(range(len(ids))), return_dtype=pl.Int64).to_numpy()
-    return codes, ids
+        return np.zeros(trace.height, dtype=np.int32), ids
+    ucodes = uniq.to_physical().to_numpy().astype(np.int64)
+    pos = {c: i for i, c in enumerate(ids)}
+    lut = np.zeros(int(ucodes.max()) + 1, dtype=np.int32)
+    lut[ucodes] = np.array([pos[c] for c in uids], dtype=np.int32)
+    return lut[cat.to_physical().to_numpy()], ids
 
 
 # ---------------------------------------------------------------------------------------------
@@ -106,6 +122,7 @@ class FieldData:
     window_s: int
     total: float  # sum of weights
     presorted: bool = False  # rows sorted by (client, window, value), one row per triple
+    groups: dict = field(default_factory=dict, compare=False, repr=False)  # group() results by grouping
 
     @property
     def n_rows(self) -> int:
@@ -116,7 +133,8 @@ class FieldData:
 class _PoolIndex:
     """Per-row run structure of a pool's ``distributions`` (computed once per pool)."""
 
-    run_of_row: np.ndarray  # per row: run index
+    run_first: np.ndarray  # per run: its first row
+    run_len: np.ndarray  # per run: its number of rows
     run_client: np.ndarray  # per run: client code
     run_start: np.ndarray  # per run: length-window start_s
     run_field: np.ndarray  # per run: field code
@@ -129,7 +147,7 @@ class _PoolIndex:
 
 _CACHE_LOCK = threading.Lock()
 _POOL_CACHE: OrderedDict[int, tuple[weakref.ref, dict]] = OrderedDict()
-_POOL_CACHE_SIZE = 6
+_POOL_CACHE_SIZE = 4
 
 
 def _pool_cache(pool: ClientPool) -> dict:
@@ -151,6 +169,30 @@ def _drop(key: int) -> None:
         hit = _POOL_CACHE.get(key)
         if hit is not None and hit[0]() is None:
             del _POOL_CACHE[key]
+
+
+def _cached(pool: ClientPool, key: str, compute):
+    cache = _pool_cache(pool)
+    if key not in cache:
+        cache[key] = compute()
+    return cache[key]
+
+
+def pool_clients(pool: ClientPool) -> tuple[str, ...]:
+    """``pool.client_ids``, computed once per pool object."""
+    return _cached(pool, "clients", lambda: pool.client_ids)
+
+
+def pool_clients_without_lengths(pool: ClientPool) -> tuple[str, ...]:
+    """``pool.clients_without_lengths``, computed once per pool object."""
+    return _cached(pool, "without_lengths", lambda: pool.clients_without_lengths)
+
+
+def pool_fields(pool: ClientPool) -> tuple[str, ...]:
+    """The length fields of the pool (``pool.fields``), from the cached index."""
+    if pool.distributions.height == 0:
+        return ()
+    return _pool_index(pool).fields
 
 
 def pool_window_requests(pool: ClientPool) -> pl.DataFrame:
@@ -197,16 +239,26 @@ def _run_codes(col: pl.Series) -> tuple[np.ndarray, list[str]]:
     return np.repeat(code_of, lengths), uniq
 
 
+def pool_window_clients(pool: ClientPool) -> np.ndarray:
+    """Client code (index into :func:`pool_clients`) of each row of ``pool.windows``, cached."""
+
+    def compute() -> np.ndarray:
+        clients = pool_clients(pool)
+        code, uniq = _run_codes(pool.windows["client_id"])
+        pos = {c: i for i, c in enumerate(clients)}
+        return np.array([pos[c] for c in uniq], dtype=np.int64)[code] if code.size else code.astype(np.int64)
+
+    return _cached(pool, "window_clients", compute)
+
+
 def _pool_requests_by_run(pool: ClientPool, clients: tuple[str, ...]) -> tuple[np.ndarray, int]:
     """Dense (client code x length-window index) table of requests, on the length-window grid."""
     L = pool.length_window_s
     w = pool.windows
-    code, uniq = _run_codes(w["client_id"])
-    remap = np.array([clients.index(c) for c in uniq], dtype=np.int64)
     lw_idx = w["start_s"].to_numpy() // L
     n_lw = int(lw_idx.max()) + 1 if lw_idx.size else 1
     req = w["rate_rps"].to_numpy() * w["duration_s"].to_numpy()
-    table = np.bincount(remap[code] * n_lw + lw_idx, weights=req, minlength=len(clients) * n_lw)
+    table = np.bincount(pool_window_clients(pool) * n_lw + lw_idx, weights=req, minlength=len(clients) * n_lw)
     return table, n_lw
 
 
@@ -222,10 +274,9 @@ def _pool_index(pool: ClientPool) -> _PoolIndex:
             | (pl.col("field") != pl.col("field").shift(1)).fill_null(True)
         ).alias("b")
     )["b"]
-    starts = boundary.arg_true().to_numpy()
-    run_of_row = np.repeat(np.arange(starts.size), np.diff(np.append(starts, D.height)))
+    starts = boundary.arg_true().to_numpy().astype(np.int64)
     runs = D[["client_id", "start_s", "field"]].gather(starts)
-    clients = pool.client_ids
+    clients = pool_clients(pool)
     fields = tuple(runs["field"].unique(maintain_order=True).to_list())
     client_code = {c: i for i, c in enumerate(clients)}
     field_code = {f: i for i, f in enumerate(fields)}
@@ -246,7 +297,8 @@ def _pool_index(pool: ClientPool) -> _PoolIndex:
             .to_numpy()
         )
     index = _PoolIndex(
-        run_of_row=run_of_row,
+        run_first=starts,
+        run_len=np.diff(np.append(starts, D.height)),
         run_client=run_client,
         run_start=run_start,
         run_field=run_field,
@@ -293,7 +345,7 @@ def pool_field_data(pool: ClientPool, field: str, *, window_s: int | None = None
     if reason := pool_no_data(pool):
         return reason
     if pool.distributions.height == 0:
-        n = len(pool.clients_without_lengths)
+        n = len(pool_clients_without_lengths(pool))
         return NoData(f"no length data: none of the selected clients has length distributions ({n} without)")
     cache = _pool_cache(pool)
     key = ("field", field, w)
@@ -303,27 +355,33 @@ def pool_field_data(pool: ClientPool, field: str, *, window_s: int | None = None
     if field not in ix.fields:
         return NoData(f"the pool has no '{field}' length data (fields: {', '.join(ix.fields)})")
     fcode = ix.fields.index(field)
-    run_ok = (ix.run_field == fcode) & (ix.run_requests > 0)
-    if not run_ok.any():
+    ok = np.flatnonzero((ix.run_field == fcode) & (ix.run_requests > 0))
+    if ok.size == 0:
         return NoData(f"no requests fall in windows with '{field}' data")
-    rows = np.flatnonzero(run_ok[ix.run_of_row])
-    run = ix.run_of_row[rows]
-    weight = ix.prob[rows] * ix.run_requests[run]
-    keep = weight > 0
-    if not keep.all():
-        run, weight, rows = run[keep], weight[keep], rows[keep]
-    values, vcode = _values_as_codes(ix.value[rows])
-    starts, run_wcode = dense_codes(ix.run_start // w * w)
-    wcode = run_wcode[run]
-    client = ix.run_client[run]
+    # The field's rows, run by run (each run is one PDF: a client, a length window).
+    lens = ix.run_len[ok]
+    out_first = np.cumsum(lens) - lens
+    rows = np.arange(int(lens.sum()), dtype=np.int64) + np.repeat(ix.run_first[ok] - out_first, lens)
+    weight = ix.prob[rows] * np.repeat(ix.run_requests[ok], lens)
+    raw = ix.value[rows]
+    starts, run_wcode = dense_codes(ix.run_start[ok] // w * w)
+    client = np.repeat(ix.run_client[ok].astype(np.int32), lens)
+    wcode = np.repeat(run_wcode.astype(np.int32), lens)
     presorted = False
     if w == pool.length_window_s:
-        key_ = (client * starts.size + wcode) * values.size + vcode
-        presorted = bool(np.all(np.diff(key_) > 0))
+        # Runs in (client, window) order and strictly increasing values inside each run.
+        run_key = ix.run_client[ok] * starts.size + run_wcode
+        rising = np.diff(raw) > 0
+        rising[out_first[1:] - 1] = True
+        presorted = bool(np.all(np.diff(run_key) > 0) and rising.all())
+    keep = weight > 0
+    if not keep.all():
+        weight, raw, client, wcode = weight[keep], raw[keep], client[keep], wcode[keep]
+    values, vcode = _values_as_codes(raw)
     fd = FieldData(
         field=field,
         values=values,
-        vcode=vcode,
+        vcode=vcode.astype(np.int32),
         weight=weight,
         client=client,
         clients=ix.clients,
@@ -337,46 +395,105 @@ def pool_field_data(pool: ClientPool, field: str, *, window_s: int | None = None
     return fd
 
 
-def trace_field_data(
-    trace: pl.DataFrame,
-    field: str,
-    *,
-    window_s: int | None = None,
-    need_client: bool = True,
-    need_window: bool = True,
-    clients: tuple[np.ndarray, tuple[str, ...]] | None = None,
-) -> FieldData | NoData:
-    """A trace's field as per-request arrays; ``clients`` reuses :func:`trace_client_codes` output."""
-    w = _window_s(trace, window_s)
-    if trace.height == 0:
-        return NoData("empty trace: no requests")
-    if field not in trace.columns:
-        return NoData(f"the trace has no '{field}' column")
-    col = trace[field]
+_TRACE_CACHE: OrderedDict[int, tuple[weakref.ref, tuple, dict]] = OrderedDict()
+_TRACE_CACHE_SIZE = 2
+_FINGERPRINT_ROWS = 32
+
+
+def _trace_fingerprint(trace: pl.DataFrame) -> tuple:
+    """Shape, schema and a strided sample of rows: what a cached entry must still match."""
+    idx = np.unique(np.linspace(0, trace.height - 1, _FINGERPRINT_ROWS).astype(np.int64)) if trace.height else []
+    return (trace.height, tuple((k, str(v)) for k, v in trace.schema.items()), tuple(map(str, trace[idx].rows())))
+
+
+def _trace_cache(trace: pl.DataFrame) -> dict:
+    """Per-trace store of codes, keyed by the frame's identity (weak) and its fingerprint.
+
+    Polars frames are not changed in place by this project; the fingerprint (shape, schema and
+    a strided sample of rows) guards against a frame changed in place nevertheless.
+    """
+    key = id(trace)
+    fp = _trace_fingerprint(trace)
+    with _CACHE_LOCK:
+        hit = _TRACE_CACHE.get(key)
+        if hit is not None and hit[0]() is trace and hit[1] == fp:
+            _TRACE_CACHE.move_to_end(key)
+            return hit[2]
+        entry: dict = {}
+        _TRACE_CACHE[key] = (weakref.ref(trace, lambda _r, k=key: _drop_trace(k)), fp, entry)
+        while len(_TRACE_CACHE) > _TRACE_CACHE_SIZE:
+            _TRACE_CACHE.popitem(last=False)
+        return entry
+
+
+def _drop_trace(key: int) -> None:
+    with _CACHE_LOCK:
+        hit = _TRACE_CACHE.get(key)
+        if hit is not None and hit[0]() is None:
+            del _TRACE_CACHE[key]
+
+
+def _memo(entry: dict, key: tuple, compute):
+    if key not in entry:
+        entry[key] = compute()
+    return entry[key]
+
+
+def trace_clients(trace: pl.DataFrame) -> tuple[np.ndarray, tuple[str, ...]]:
+    """:func:`trace_client_codes`, kept with the trace (computed once per trace object)."""
+    return _memo(_trace_cache(trace), ("clients",), lambda: trace_client_codes(trace))
+
+
+def _trace_windows(trace: pl.DataFrame, w: int) -> tuple[np.ndarray, np.ndarray]:
+    idx = np.floor(trace["timestamp_s"].to_numpy() / w).astype(np.int64)
+    lo = int(idx.min())
+    return (idx - lo).astype(np.int32), (np.arange(int(idx.max()) - lo + 1, dtype=np.int64) + lo) * w
+
+
+def _trace_values(col: pl.Series) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """Distinct values, per-row codes (int32) and the non-null mask (None without nulls)."""
+    keep = None
     if col.null_count():
-        keep = col.is_not_null()
-        if clients is not None:
-            clients = (clients[0][keep.to_numpy()], clients[1])
-        trace = trace.filter(keep)
-        col = trace[field]
-        if trace.height == 0:
-            return NoData(f"the trace's '{field}' column holds no values")
+        keep = col.is_not_null().to_numpy()
+        col = col.drop_nulls()
     raw = col.to_numpy()
     if np.issubdtype(raw.dtype, np.integer):
         u, vcode = dense_codes(raw.astype(np.int64, copy=False))
         values = u.astype(np.float64)
     else:
         values, vcode = _values_as_codes(raw.astype(np.float64, copy=False))
+    return values, vcode.astype(np.int32), keep
+
+
+def trace_field_data(
+    trace: pl.DataFrame, field: str, *, window_s: int | None = None, need_client: bool = True, need_window: bool = True
+) -> FieldData | NoData:
+    """A trace's field as per-request arrays (requests with a null value left out).
+
+    Codes are kept with the trace (:func:`_trace_cache`), so later calls on the same frame reuse
+    them, as they reuse a pool's index.
+    """
+    w = _window_s(trace, window_s)
+    if trace.height == 0:
+        return NoData("empty trace: no requests")
+    if field not in trace.columns:
+        return NoData(f"the trace has no '{field}' column")
+    entry = _trace_cache(trace)
+    key = ("field", field, w, need_client, need_window)
+    if key in entry:
+        return entry[key]
+    values, vcode, keep = _memo(entry, ("values", field), lambda: _trace_values(trace[field]))
+    if vcode.size == 0:
+        return NoData(f"the trace's '{field}' column holds no values")
+    client, ids = None, ()
     if need_client:
-        client, ids = clients if clients is not None else trace_client_codes(trace)
-    else:
-        client, ids = None, ()
+        client, ids = trace_clients(trace)
+        client = client if keep is None else client[keep]
     window, starts = None, np.zeros(0, dtype=np.int64)
     if need_window:
-        win = np.floor(trace["timestamp_s"].to_numpy() / w).astype(np.int64)
-        u, window = dense_codes(win)
-        starts = u * w
-    return FieldData(
+        window, starts = _memo(entry, ("window", w), lambda: _trace_windows(trace, w))
+        window = window if keep is None else window[keep]
+    fd = FieldData(
         field=field,
         values=values,
         vcode=vcode,
@@ -386,8 +503,10 @@ def trace_field_data(
         window=window,
         window_starts=starts,
         window_s=w,
-        total=float(trace.height),
+        total=float(vcode.size),
     )
+    entry[key] = fd
+    return fd
 
 
 def field_data(
@@ -465,33 +584,57 @@ class Grouped:
 
 
 def group(fd: FieldData, by: tuple[str, ...] = ()) -> Grouped:
-    """Sum ``fd``'s weights per (group, value); ``by`` is a subset of ``("client", "window")``."""
+    """Sum ``fd``'s weights per (group, value); ``by`` is a subset of ``("client", "window")``.
+
+    The result is kept with ``fd`` (a pool's field data lives in the pool's cache, so each
+    grouping of a pool is computed once).
+    """
     unknown = [b for b in by if b not in ("client", "window")]
     if unknown:
         msg = f"unknown grouping {unknown}"
         raise ValueError(msg)
+    by = tuple(b for b in ("client", "window") if b in by)
+    hit = fd.groups.get(by)
+    if hit is None:
+        hit = fd.groups[by] = _group(fd, by)
+    return hit
+
+
+def _group(fd: FieldData, by: tuple[str, ...]) -> Grouped:
     nc = len(fd.clients) if "client" in by else 1
     nw = fd.window_starts.size if "window" in by else 1
     U = fd.values.size
     if "client" in by and fd.client is None or "window" in by and fd.window is None:
         msg = "field data computed without the codes needed for this grouping"
         raise ValueError(msg)
-    key = None
+    key = None  # group key per row, built in place: client * nw + window
     if "client" in by:
-        key = fd.client.astype(np.int64) * nw
+        key = fd.client.astype(np.int64)
+        if nw > 1:
+            key *= nw
     if "window" in by:
-        key = fd.window.astype(np.int64) if key is None else key + fd.window
+        if key is None:
+            key = fd.window.astype(np.int64)
+        else:
+            key += fd.window
     if fd.presorted and by == ("client", "window"):
         gkey, vcode, weight = key, fd.vcode, fd.weight
     elif nc * nw * U <= _DENSE_LIMIT:
-        flat = fd.vcode if key is None else key * U + fd.vcode
+        if key is None:
+            flat = fd.vcode
+        else:
+            flat = key
+            flat *= U
+            flat += fd.vcode
         dense = np.bincount(flat, weights=fd.weight, minlength=nc * nw * U)
         nz = np.flatnonzero(dense > 0)
         gkey, vcode, weight = nz // U, nz % U, dense[nz]
     else:
-        flat = key * U + fd.vcode
-        df = pl.DataFrame({"k": flat, "w": fd.weight if fd.weight is not None else np.ones(flat.size)})
-        agg = df.group_by("k").agg(pl.col("w").sum()).sort("k")
+        flat = fd.vcode.astype(np.int64) if key is None else key * U + fd.vcode
+        if fd.weight is None:
+            agg = pl.DataFrame({"k": flat}).group_by("k").agg(pl.len().cast(pl.Float64).alias("w")).sort("k")
+        else:
+            agg = pl.DataFrame({"k": flat, "w": fd.weight}).group_by("k").agg(pl.col("w").sum()).sort("k")
         k = agg["k"].to_numpy()
         gkey, vcode, weight = k // U, k % U, agg["w"].to_numpy()
     if weight is None:

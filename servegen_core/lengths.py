@@ -24,14 +24,17 @@ for a trace).
 Fits
 ----
 Fits are weighted maximum-likelihood fits over the distinct values (for a trace, the
-distinct values with their counts; for a pool, the bins with their weights), which is the
-exact MLE of the recorded data without drawing a sample. Only positive values are fitted
+distinct values with their counts; for a pool, the bins with their weights): no sample is
+drawn, and the exponential, log-normal and Pareto MLEs are exact (closed form). Only positive
+values are fitted
 (every family has positive support, so all are compared on the same data); the share of
 zero-length requests is reported. The Pareto + log-normal mixture is fitted by EM for each
 candidate Pareto threshold ``x_m`` (weighted quantiles of the data) and the best likelihood
-wins; when there are more than ``max_points`` distinct values it runs on log-spaced bins of
-relative width below 0.5 % (each bin at its weighted mean), the other families always on the
-exact values. AIC = 2k − 2 log L and BIC = k log n − 2 log L with n the fitted requests.
+wins; its tail index is bounded by :data:`MAX_TAIL_INDEX` so that the Pareto part models a tail
+rather than a spike at ``x_m``; when there are more than ``max_points`` (500) distinct values it runs on log-spaced bins
+(each at its weighted mean, about 2 % wide for lengths up to 30,000 tokens; bins never straddle
+a candidate threshold); the likelihood, AIC and KS of every family, the mixture included, are
+then evaluated on the exact values. AIC = 2k − 2 log L and BIC = k log n − 2 log L with n the fitted requests.
 The KS distance compares the weighted empirical CDF with the model CDF; integer data are
 treated as the intervals ``(x − ½, x + ½]``.
 """
@@ -47,7 +50,16 @@ import numpy as np
 import polars as pl
 from scipy import special
 
-from servegen_core._weighted import FieldData, Grouped, NoData, field_data, group
+from servegen_core._weighted import (
+    FieldData,
+    Grouped,
+    NoData,
+    dense_codes,
+    field_data,
+    group,
+    pool_clients_without_lengths,
+    trace_clients,
+)
 from servegen_core.pool import ClientPool, hour_of_day
 from servegen_core.result import Result, Table
 
@@ -341,13 +353,13 @@ MIXTURE_THRESHOLD_QUANTILES: tuple[float, ...] = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 
 
 
 def _fit_mixture(
-    x: np.ndarray, w: np.ndarray, *, max_points: int, max_iter: int = 150, tol: float = 1e-9
+    x: np.ndarray, w: np.ndarray, *, max_points: int, max_iter: int = 100, tol: float = 1e-9
 ) -> tuple[dict[str, float], float] | None:
     """Pareto + log-normal mixture by EM, profiled over candidate thresholds ``x_m``.
 
     ``x`` sorted, distinct, positive. The candidates (weighted quantiles of ``x``) run together
     as rows of one 2-D array, on the exact values or on log-spaced bins cut at the candidates.
-    Returns (params, loglik on the exact values) of the best candidate, or None.
+    Returns (params, log-likelihood on the fitted points) of the best candidate, or None.
     """
     xm = np.unique(_weighted_quantiles(x, w, MIXTURE_THRESHOLD_QUANTILES))
     xm = xm[xm < x[-1]]
@@ -426,7 +438,7 @@ def fit_lengths(
     weights: np.ndarray | Sequence[float] | None = None,
     *,
     families: Sequence[str] = INPUT_FAMILIES,
-    max_points: int = 1000,
+    max_points: int = 500,
     field: str = "",
 ) -> LengthFit:
     """Fit length ``families`` to ``values`` (optionally weighted) by maximum likelihood.
@@ -539,12 +551,12 @@ def _fit_source(source: Source, field: str, families: Sequence[str], max_points:
     return fit_lengths(g.value, g.weight, families=families, max_points=max_points, field=field)
 
 
-def fit_input_lengths(source: Source, *, field: str = "input_tokens", max_points: int = 1000) -> LengthFit:
+def fit_input_lengths(source: Source, *, field: str = "input_tokens", max_points: int = 500) -> LengthFit:
     """Log-normal, Pareto and Pareto + log-normal mixture fits of input lengths; the best by AIC."""
     return _fit_source(source, field, INPUT_FAMILIES, max_points)
 
 
-def fit_output_lengths(source: Source, *, field: str = "output_tokens", max_points: int = 1000) -> LengthFit:
+def fit_output_lengths(source: Source, *, field: str = "output_tokens", max_points: int = 500) -> LengthFit:
     """Exponential and log-normal fits of output lengths; the best by AIC."""
     return _fit_source(source, field, OUTPUT_FAMILIES, max_points)
 
@@ -572,7 +584,7 @@ class ClientLengthMeans(Table):
 def client_length_means(source: Source, field: str = "input_tokens") -> ClientLengthMeans:
     """The distribution of per-client length statistics (how different clients are)."""
     schema = {"client_id": pl.String(), **_STATS_SCHEMA}
-    missing = source.clients_without_lengths if isinstance(source, ClientPool) else ()
+    missing = pool_clients_without_lengths(source) if isinstance(source, ClientPool) else ()
     fd = _fd(source, field, None, ("client",))
     if isinstance(fd, NoData):
         return ClientLengthMeans(pl.DataFrame(schema=schema), field=field, clients_without_lengths=missing, reason=str(fd))
@@ -598,25 +610,74 @@ class LengthCorrelation(Result):
     ``overall``: ``scope, requests, pearson, spearman`` with scope ``overall`` (all requests
     pooled) and ``within_client`` (the request-weighted mean of the per-client coefficients).
     ``per_client``: ``client_id, requests, pearson, spearman`` for clients with at least
-    ``min_requests`` requests and non-constant lengths.
+    ``min_requests`` requests and non-constant lengths. ``requests`` counts the requests used:
+    a trace longer than ``max_requests`` is represented by a seeded uniform sample of
+    ``max_requests`` of its requests (``sampled_from`` is then its length, else None).
     """
 
     overall: pl.DataFrame
     per_client: pl.DataFrame
     x: str = "input_tokens"
     y: str = "output_tokens"
+    sampled_from: int | None = None
 
 
 _CORR_OVERALL = {"scope": pl.String(), "requests": pl.Int64(), "pearson": pl.Float64(), "spearman": pl.Float64()}
 _CORR_CLIENT = {"client_id": pl.String(), "requests": pl.Int64(), "pearson": pl.Float64(), "spearman": pl.Float64()}
 
+#: Requests used for a correlation; a longer trace is sampled (standard error about 1/sqrt(n)).
+MAX_CORRELATION_REQUESTS = 1_000_000
+
+
+def _average_ranks(v: np.ndarray, g: np.ndarray | None, n_groups: int) -> np.ndarray:
+    """Ranks of ``v`` (1-based, ties averaged) within each group ``g`` (all together if None)."""
+    u, code = dense_codes(v)
+    U = u.size
+    key = code if g is None else g.astype(np.int64) * U + code
+    size = U * (1 if g is None else n_groups)
+    if size <= 1 << 24:
+        counts = np.bincount(key, minlength=size).astype(np.float64)
+        cum = np.cumsum(counts)
+        if g is not None:
+            cum -= np.repeat(np.concatenate(([0.0], cum[U - 1 :: U][:-1])), U)
+        return (cum - (counts - 1) / 2)[key]
+    uk, inv, cnt = np.unique(key, return_inverse=True, return_counts=True)
+    cnt = cnt.astype(np.float64)
+    cum = np.cumsum(cnt)
+    grp = uk // U
+    first = np.concatenate(([True], grp[1:] != grp[:-1]))
+    before = (cum - cnt)[first][np.cumsum(first) - 1]
+    return (cum - before - (cnt - 1) / 2)[inv.ravel()]
+
+
+def _pearson(a: np.ndarray, b: np.ndarray, g: np.ndarray, n_groups: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per group: Pearson coefficient, and the sums of squared deviations of a and b."""
+    n = np.bincount(g, minlength=n_groups).astype(np.float64)
+    safe = np.maximum(n, 1.0)
+    da = a - (np.bincount(g, weights=a, minlength=n_groups) / safe)[g]
+    db = b - (np.bincount(g, weights=b, minlength=n_groups) / safe)[g]
+    saa = np.bincount(g, weights=da * da, minlength=n_groups)
+    sbb = np.bincount(g, weights=db * db, minlength=n_groups)
+    sab = np.bincount(g, weights=da * db, minlength=n_groups)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        r = sab / np.sqrt(saa * sbb)
+    return np.clip(r, -1.0, 1.0), saa, sbb
+
 
 def length_correlation(
-    trace: Source, *, x: str = "input_tokens", y: str = "output_tokens", min_requests: int = 10
+    trace: Source,
+    *,
+    x: str = "input_tokens",
+    y: str = "output_tokens",
+    min_requests: int = 10,
+    max_requests: int = MAX_CORRELATION_REQUESTS,
+    seed: int | np.random.Generator | None = 0,
 ) -> LengthCorrelation:
     """Pearson and Spearman correlation of ``x`` and ``y`` per request, overall and within client.
 
-    Needs a RequestTrace: a pool records each field as a separate marginal PDF, so the joint
+    Spearman's coefficient is Pearson's on the ranks (ties get their average rank), ranked
+    over all requests for ``overall`` and within each client for ``per_client``. Needs a
+    RequestTrace: a pool records each field as a separate marginal PDF, so the joint
     distribution, and with it the correlation, is not identified (empty result with the reason).
     """
 
@@ -632,39 +693,50 @@ def length_correlation(
     for c in (x, y):
         if c not in trace.columns:
             return empty(f"the trace has no '{c}' column")
-    t = trace.select("client_id", pl.col(x).cast(pl.Float64).alias("x"), pl.col(y).cast(pl.Float64).alias("y")).drop_nulls()
-    if t.height < 3:
-        return empty(f"{t.height} request(s): correlation needs at least 3")
-    sd = t.select(pl.col("x").std(), pl.col("y").std()).row(0)
-    if not all(s and s > 0 for s in sd):
+    if trace[x].null_count() or trace[y].null_count():
+        trace = trace.select("timestamp_s", "client_id", x, y).drop_nulls()
+    n_all = trace.height
+    codes, ids = trace_clients(trace)
+    xv = trace[x].to_numpy()
+    yv = trace[y].to_numpy()
+    sampled_from = None
+    if n_all > max_requests:
+        sampled_from = n_all
+        idx = np.sort(np.random.default_rng(seed).choice(n_all, size=max_requests, replace=False, shuffle=False))
+        xv, yv, codes = xv[idx], yv[idx], codes[idx]
+    if xv.size < 3:
+        return empty(f"{xv.size} request(s): correlation needs at least 3")
+    if np.ptp(xv) == 0 or np.ptp(yv) == 0:
         return empty(f"'{x}' or '{y}' is constant: correlation undefined")
-    overall = t.select(
-        pl.corr("x", "y", method="pearson").alias("pearson"),
-        pl.corr("x", "y", method="spearman").alias("spearman"),
-    ).row(0)
+    G = len(ids)
+    zero = np.zeros(xv.size, dtype=np.int64)
+    xf, yf = xv.astype(np.float64), yv.astype(np.float64)
+    pearson_all = float(_pearson(xf, yf, zero, 1)[0][0])
+    spearman_all = float(_pearson(_average_ranks(xv, None, 1), _average_ranks(yv, None, 1), zero, 1)[0][0])
+    n = np.bincount(codes, minlength=G)
+    pr, sxx, syy = _pearson(xf, yf, codes, G)
+    sr = _pearson(_average_ranks(xv, codes, G), _average_ranks(yv, codes, G), codes, G)[0]
+    ok = (n >= min_requests) & (sxx > 0) & (syy > 0) & np.isfinite(pr) & np.isfinite(sr)
     per = (
-        t.group_by("client_id")
-        .agg(
-            pl.len().cast(pl.Int64).alias("requests"),
-            pl.col("x").std().alias("sx"),
-            pl.col("y").std().alias("sy"),
-            pl.corr("x", "y", method="pearson").alias("pearson"),
-            pl.corr("x", "y", method="spearman").alias("spearman"),
-        )
-        .filter((pl.col("requests") >= min_requests) & (pl.col("sx") > 0) & (pl.col("sy") > 0))
-        .filter(pl.col("pearson").is_finite() & pl.col("spearman").is_finite())
-        .select(list(_CORR_CLIENT))
-        .sort("requests", "client_id", descending=[True, False])
+        pl.DataFrame(
+            {
+                "client_id": pl.Series(ids, dtype=pl.String).filter(pl.Series(ok)),
+                "requests": n[ok].astype(np.int64),
+                "pearson": pr[ok],
+                "spearman": sr[ok],
+            },
+            schema=_CORR_CLIENT,
+        ).sort("requests", "client_id", descending=[True, False])
     )
-    rows = [{"scope": "overall", "requests": t.height, "pearson": overall[0], "spearman": overall[1]}]
+    rows = [{"scope": "overall", "requests": int(xv.size), "pearson": pearson_all, "spearman": spearman_all}]
     if per.height:
-        n = per["requests"].cast(pl.Float64)
+        w = per["requests"].cast(pl.Float64)
         rows.append(
             {
                 "scope": "within_client",
                 "requests": int(per["requests"].sum()),
-                "pearson": float((per["pearson"] * n).sum() / n.sum()),
-                "spearman": float((per["spearman"] * n).sum() / n.sum()),
+                "pearson": float((per["pearson"] * w).sum() / w.sum()),
+                "spearman": float((per["spearman"] * w).sum() / w.sum()),
             }
         )
-    return LengthCorrelation(pl.DataFrame(rows, schema=_CORR_OVERALL), per, x=x, y=y)
+    return LengthCorrelation(pl.DataFrame(rows, schema=_CORR_OVERALL), per, x=x, y=y, sampled_from=sampled_from)

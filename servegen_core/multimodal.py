@@ -30,7 +30,7 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 
-from servegen_core._weighted import NoData, field_data, group, pool_field_data, sample_pool
+from servegen_core._weighted import NoData, field_data, group, pool_field_data, pool_fields, sample_pool
 from servegen_core.pool import ClientPool, hour_of_day
 from servegen_core.result import Result, Table
 
@@ -62,14 +62,15 @@ def _rng(seed: int | np.random.Generator | None) -> np.random.Generator:
 def _modal_source(source: Source) -> tuple[Source, tuple[str, ...]] | NoData:
     """The source with its modality token fields (a trace gains a derived ``text_tokens``)."""
     if isinstance(source, ClientPool):
-        have = [m for m in MODALITIES if f"{m}_tokens" in source.fields]
+        fields = pool_fields(source)
+        have = [m for m in MODALITIES if f"{m}_tokens" in fields]
         if "text" not in have or len(have) < 2:
             fd = pool_field_data(source, "text_tokens")
             if isinstance(fd, NoData) and not str(fd).startswith("the pool has no"):
                 return fd
             return NoData(
                 "the pool has no per-modality token fields (text_tokens with image/audio/video_tokens); "
-                f"its fields are {', '.join(source.fields) or 'none'}"
+                f"its fields are {', '.join(fields) or 'none'}"
             )
         return source, tuple(have)
     trace = source

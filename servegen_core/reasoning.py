@@ -35,7 +35,18 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 
-from servegen_core._weighted import FieldData, NoData, dense_codes, field_data, group, sample_pool, trace_client_codes
+from servegen_core._weighted import (
+    FieldData,
+    NoData,
+    dense_codes,
+    field_data,
+    group,
+    pool_clients,
+    pool_fields,
+    pool_no_data,
+    sample_pool,
+    trace_client_codes,
+)
 from servegen_core.lengths import PERCENTILES
 from servegen_core.pool import ClientPool
 from servegen_core.result import Result
@@ -231,6 +242,9 @@ def _token_arrays(
 
 def _pool_reasoning_share(pool: ClientPool) -> float | NoData:
     """Σ requests E[out] E[ratio] / Σ requests E[out] over (client, length window) cells."""
+    missing = [f for f in ("output_tokens", "reason_ratio") if f not in pool_fields(pool)]
+    if missing and pool.distributions.height and not pool_no_data(pool):
+        return NoData(f"the pool has no '{missing[-1]}' length data (fields: {', '.join(pool_fields(pool))})")
     fds = {}
     for f in ("output_tokens", "reason_ratio"):
         fd = field_data(pool, f)
@@ -604,7 +618,7 @@ def bimodality(
     ashman = float(math.sqrt(2) * abs(fit.mu[0, 1] - fit.mu[0, 0]) / math.sqrt((fit.sigma[0] ** 2).sum()))
     per, per_reason = None, None
     if per_client:
-        n_clients = len(source.client_ids) if isinstance(source, ClientPool) else 1
+        n_clients = len(pool_clients(source)) if isinstance(source, ClientPool) else 1
         per_n = max(PER_CLIENT_MIN_SAMPLE, sample_size // max(n_clients, 1))
         got = _points(source, on, True, per_n, seed)
         if isinstance(got, NoData):

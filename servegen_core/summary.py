@@ -41,8 +41,18 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import polars as pl
 
-from servegen_core._weighted import FieldData, NoData, field_data, group, trace_client_codes, trace_field_data
-from servegen_core.arrivals import window_cv
+from servegen_core._weighted import (
+    FieldData,
+    NoData,
+    field_data,
+    group,
+    pool_clients,
+    pool_clients_without_lengths,
+    pool_window_clients,
+    trace_clients,
+    trace_field_data,
+)
+from servegen_core.arrivals import WindowCV, window_cv
 from servegen_core.errors import SpecError
 from servegen_core.lengths import stats_frame
 from servegen_core.pool import ClientPool
@@ -78,46 +88,61 @@ ARRIVAL_WINDOW_S = 600
 
 def _pool_load(pool: ClientPool) -> pl.DataFrame:
     """client_id, requests, mean_rate_rps, peak_rate_rps, dominant_pattern."""
-    w = pool.windows.with_columns((pl.col("rate_rps") * pl.col("duration_s")).alias("_req"))
-    base = w.group_by("client_id").agg(
-        pl.col("_req").sum().alias("requests"),
-        pl.col("rate_rps").mean().alias("mean_rate_rps"),
-        pl.col("rate_rps").max().alias("peak_rate_rps"),
+    clients = pool_clients(pool)
+    n = len(clients)
+    code = pool_window_clients(pool)
+    w = pool.windows
+    rate = w["rate_rps"].to_numpy()
+    req = rate * w["duration_s"].to_numpy()
+    count = np.bincount(code, minlength=n)
+    peak = np.zeros(n)
+    np.maximum.at(peak, code, rate)
+    patterns = ("Gamma", "Weibull")
+    pat = w["pattern"].cast(pl.Enum(["", *patterns])).to_physical().to_numpy().astype(np.int64)
+    load = np.bincount(code * 3 + pat, weights=req, minlength=3 * n).reshape(n, 3)[:, 1:]
+    best = np.argmax(load, axis=1)  # ties: the first pattern in name order
+    dominant = np.where(load.max(axis=1) > 0, np.array(patterns)[best], "")
+    return pl.DataFrame(
+        {
+            "client_id": list(clients),
+            "requests": np.bincount(code, weights=req, minlength=n),
+            "mean_rate_rps": np.bincount(code, weights=rate, minlength=n) / np.maximum(count, 1),
+            "peak_rate_rps": peak,
+            "dominant_pattern": dominant.tolist(),
+        }
     )
-    by_pattern = (
-        w.filter((pl.col("_req") > 0) & (pl.col("pattern") != ""))
-        .group_by("client_id", "pattern")
-        .agg(pl.col("_req").sum())
-        .sort("client_id", "_req", "pattern", descending=[False, True, False])
-        .group_by("client_id", maintain_order=True)
-        .agg(pl.col("pattern").first().alias("dominant_pattern"))
-    )
-    return base.join(by_pattern, on="client_id", how="left").with_columns(pl.col("dominant_pattern").fill_null(""))
 
 
 def _trace_load(trace: pl.DataFrame, codes: np.ndarray, ids: tuple[str, ...]) -> pl.DataFrame:
     ts = trace["timestamp_s"].to_numpy()
     win = np.floor(ts / ARRIVAL_WINDOW_S).astype(np.int64)
-    w0, w1 = int(win.min()), int(win.max())
-    nw = w1 - w0 + 1
+    w0 = int(win.min())
+    nw = int(win.max()) - w0 + 1
     span_s = nw * ARRIVAL_WINDOW_S
-    req = np.bincount(codes, minlength=len(ids)).astype(np.float64)
-    per = pl.DataFrame({"c": codes * nw + (win - w0)}).group_by("c").len()
-    peak = np.zeros(len(ids))
-    np.maximum.at(peak, (per["c"].to_numpy() // nw), per["len"].to_numpy().astype(np.float64))
+    n = len(ids)
+    req = np.bincount(codes, minlength=n).astype(np.float64)
+    if n * nw <= 1 << 24:
+        peak = np.bincount(codes.astype(np.int64) * nw + (win - w0), minlength=n * nw).reshape(n, nw).max(axis=1)
+    else:
+        per = pl.DataFrame({"c": codes.astype(np.int64) * nw + (win - w0)}).group_by("c").len()
+        peak = np.zeros(n)
+        np.maximum.at(peak, per["c"].to_numpy() // nw, per["len"].to_numpy().astype(np.float64))
     return pl.DataFrame(
         {
             "client_id": list(ids),
             "requests": req,
             "mean_rate_rps": req / span_s,
             "peak_rate_rps": peak / ARRIVAL_WINDOW_S,
-            "dominant_pattern": pl.Series([None] * len(ids), dtype=pl.String),
+            "dominant_pattern": pl.Series([None] * n, dtype=pl.String),
         }
     )
 
 
-def _cv(source: Source) -> pl.DataFrame:
-    cv = window_cv(source)
+def _cv(source: Source, table: WindowCV | None) -> pl.DataFrame:
+    if table is not None and table.window_s != ARRIVAL_WINDOW_S:
+        msg = f"client_summary takes a window_cv table of {ARRIVAL_WINDOW_S} s windows, got {table.window_s} s"
+        raise ValueError(msg)
+    cv = window_cv(source) if table is None else table
     schema = {"client_id": pl.String(), "cv_mean": pl.Float64(), "cv_rate_weighted": pl.Float64()}
     if not cv.ok:
         return pl.DataFrame(schema=schema)
@@ -127,24 +152,24 @@ def _cv(source: Source) -> pl.DataFrame:
     )
 
 
-def _fd(source: Source, field: str, codes: tuple[np.ndarray, tuple[str, ...]] | None) -> FieldData | NoData:
+def _fd(source: Source, field: str) -> FieldData | NoData:
     if isinstance(source, ClientPool):
         return field_data(source, field)
-    return trace_field_data(source, field, need_window=False, clients=codes)
+    return trace_field_data(source, field, need_window=False)
 
 
-def _length_columns(source: Source, field: str, prefix: str, codes, *, percentiles: bool = True) -> pl.DataFrame | None:
-    fd = _fd(source, field, codes)
+def _length_columns(source: Source, field: str, prefix: str) -> pl.DataFrame | None:
+    fd = _fd(source, field)
     if isinstance(fd, NoData):
         return None
     frame = stats_frame(fd, group(fd, ("client",)))
-    cols = {"mean": f"{prefix}_mean", **({f"p{p}": f"{prefix}_p{p}" for p in (50, 90, 99)} if percentiles else {})}
+    cols = {"mean": f"{prefix}_mean", **{f"p{p}": f"{prefix}_p{p}" for p in (50, 90, 99)}}
     return frame.select("client_id", *(pl.col(k).alias(v) for k, v in cols.items()))
 
 
-def _client_sums(source: Source, field: str, codes) -> tuple[FieldData, np.ndarray, np.ndarray, np.ndarray] | None:
+def _client_sums(source: Source, field: str) -> tuple[FieldData, np.ndarray, np.ndarray, np.ndarray] | None:
     """Per client code: weight, weighted sum of values, weight of values > 0."""
-    fd = _fd(source, field, codes)
+    fd = _fd(source, field)
     if isinstance(fd, NoData):
         return None
     g = group(fd, ("client",))
@@ -168,10 +193,10 @@ def _frame(clients: tuple[str, ...], cols: Mapping[str, np.ndarray], has: np.nda
     return pl.DataFrame(data)
 
 
-def _multimodal_columns(source: Source, codes) -> pl.DataFrame | None:
+def _multimodal_columns(source: Source) -> pl.DataFrame | None:
     media = {}
     for m in ("text", "image", "audio", "video"):
-        got = _client_sums(source, f"{m}_tokens", codes)
+        got = _client_sums(source, f"{m}_tokens")
         if got is not None:
             media[m] = got
     if "image" not in media:
@@ -182,7 +207,7 @@ def _multimodal_columns(source: Source, codes) -> pl.DataFrame | None:
         cols["text_tokens_mean"] = _ratio(media["text"][2], media["text"][1])
     all_tokens = sum(v[2] for v in media.values())
     cols["image_token_share"] = _ratio(s_img, all_tokens)
-    cnt = _client_sums(source, "image_count", codes)
+    cnt = _client_sums(source, "image_count")
     if cnt is not None:
         cols["image_count_mean"] = _ratio(cnt[2], cnt[1])
     order = ["text_tokens_mean", "image_tokens_mean", "image_token_share", "image_request_share", "image_count_mean"]
@@ -194,13 +219,11 @@ def _multimodal_columns(source: Source, codes) -> pl.DataFrame | None:
     return frame
 
 
-def _reasoning_columns(source: Source, codes) -> pl.DataFrame | None:
+def _reasoning_columns(source: Source) -> pl.DataFrame | None:
     src = _ratio_source(source)
     if isinstance(src, NoData):
         return None
-    if src is not source:
-        codes = None  # a derived ratio frame has its own rows
-    fd = _fd(src, "reason_ratio", codes)
+    fd = _fd(src, "reason_ratio")
     if isinstance(fd, NoData):
         return None
     g = group(fd, ("client",))
@@ -244,11 +267,12 @@ def _reasoning_share(source: Source) -> pl.DataFrame | None:
     k_o, req, m_o, cl = cells["output_tokens"]
     k_r, _, m_r, _ = cells["reason_ratio"]
     _c, i_o, i_r = np.intersect1d(k_o, k_r, assume_unique=True, return_indices=True)
-    n = len(source.client_ids)
+    clients = pool_clients(source)
+    n = len(clients)
     out_tok = req[i_o] * m_o[i_o]
     num = np.bincount(cl[i_o], weights=out_tok * m_r[i_r], minlength=n)
     den = np.bincount(cl[i_o], weights=out_tok, minlength=n)
-    return _frame(source.client_ids, {"reasoning_share": _ratio(num, den)}, den > 0)
+    return _frame(clients, {"reasoning_share": _ratio(num, den)}, den > 0)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -256,8 +280,12 @@ def _reasoning_share(source: Source) -> pl.DataFrame | None:
 # ---------------------------------------------------------------------------------------------
 
 
-def client_summary(source: Source) -> Table:
-    """One row per client: load, burstiness, lengths, modality and reasoning statistics."""
+def client_summary(source: Source, *, window_cv: WindowCV | None = None) -> Table:
+    """One row per client: load, burstiness, lengths, modality and reasoning statistics.
+
+    ``window_cv``: the source's :func:`servegen_core.arrivals.window_cv` table when the caller
+    already has it (600 s windows); computed here otherwise.
+    """
     if isinstance(source, ClientPool):
         if source.windows.height == 0:
             return Table.empty(BASE_COLUMNS, "empty selection: the pool has no arrival windows")
@@ -265,10 +293,9 @@ def client_summary(source: Source) -> Table:
         total = float(load["requests"].sum())
         if not total > 0:
             return Table.empty(BASE_COLUMNS, "all rates are zero: the selection holds no requests")
-        clients = source.client_ids
-        codes = None
+        clients = pool_clients(source)
         has = pl.DataFrame({"client_id": list(clients)}).with_columns(
-            (~pl.col("client_id").is_in(list(source.clients_without_lengths))).alias("has_lengths")
+            (~pl.col("client_id").is_in(list(pool_clients_without_lengths(source)))).alias("has_lengths")
         )
     else:
         trace = source
@@ -277,9 +304,8 @@ def client_summary(source: Source) -> Table:
         missing = [c for c in ("timestamp_s", "client_id") if c not in trace.columns]
         if missing:
             return Table.empty(BASE_COLUMNS, f"the trace has no {', '.join(missing)} column")
-        codes = trace_client_codes(trace)
-        clients = codes[1]
-        load = _trace_load(trace, *codes)
+        codes, clients = trace_clients(trace)
+        load = _trace_load(trace, codes, clients)
         total = float(trace.height)
         has = pl.DataFrame(
             {"client_id": list(clients), "has_lengths": [("input_tokens" in trace.columns) and ("output_tokens" in trace.columns)] * len(clients)}
@@ -288,19 +314,19 @@ def client_summary(source: Source) -> Table:
         pl.DataFrame({"client_id": list(clients)})
         .join(load, on="client_id", how="left", maintain_order="left")
         .with_columns((pl.col("requests") / total).alias("request_share"))
-        .join(_cv(source), on="client_id", how="left", maintain_order="left")
+        .join(_cv(source, window_cv), on="client_id", how="left", maintain_order="left")
         .join(has, on="client_id", how="left", maintain_order="left")
     )
     for field, prefix in (("input_tokens", "input"), ("output_tokens", "output")):
-        cols = _length_columns(source, field, prefix, codes)
+        cols = _length_columns(source, field, prefix)
         if cols is not None:
             frame = frame.join(cols, on="client_id", how="left", maintain_order="left")
-    mm = _multimodal_columns(source, codes)
+    mm = _multimodal_columns(source)
     if mm is not None:
         frame = frame.join(mm, on="client_id", how="left", maintain_order="left")
         if "_input_mean" in frame.columns:
             frame = frame.with_columns(pl.coalesce("input_mean", "_input_mean").alias("input_mean") if "input_mean" in frame.columns else pl.col("_input_mean").alias("input_mean")).drop("_input_mean")
-    rs = _reasoning_columns(source, codes)
+    rs = _reasoning_columns(source)
     if rs is not None:
         frame = frame.join(rs, on="client_id", how="left", maintain_order="left")
     for c, t in BASE_COLUMNS.items():

@@ -473,3 +473,50 @@ def test_results_are_frozen(azure):
     r = L.length_percentiles(azure, "input_tokens")
     with pytest.raises(dataclasses.FrozenInstanceError):
         r.reason = "x"  # type: ignore[misc]
+
+
+def test_correlation_of_a_long_trace_uses_a_seeded_sample(azure, azure_raw):
+    corr = L.length_correlation(azure, max_requests=5000, seed=3)
+    assert corr.sampled_from == 19366
+    overall = corr.overall.filter(pl.col("scope") == "overall").row(0, named=True)
+    assert overall["requests"] == 5000
+    full = sps.spearmanr(azure_raw["ContextTokens"].to_numpy(), azure_raw["GeneratedTokens"].to_numpy()).statistic
+    assert overall["spearman"] == pytest.approx(full, abs=0.05)  # a few standard errors (1/sqrt(5000))
+    again = L.length_correlation(azure, max_requests=5000, seed=3)
+    assert again.overall.equals(corr.overall)
+    assert L.length_correlation(azure).sampled_from is None
+
+
+def test_ties_get_average_ranks():
+    x = np.array([1, 1, 2, 3, 3, 3, 7, 7, 9, 10])
+    y = np.array([5, 4, 4, 4, 1, 2, 2, 8, 8, 8])
+    trace = validate_trace(pl.DataFrame({"timestamp_s": np.arange(10.0), "client_id": ["a"] * 10, "input_tokens": x, "output_tokens": y}))
+    row = L.length_correlation(trace).overall.row(0, named=True)
+    assert row["spearman"] == pytest.approx(sps.spearmanr(x, y).statistic, rel=1e-12)
+
+
+def test_sparse_grouping_path_matches_dense(monkeypatch):
+    # Above a size limit, (group, value) sums are taken with a Polars group-by instead of a
+    # dense bincount; both must give the same tables.
+    from servegen_core import _weighted
+
+    rng = np.random.default_rng(9)
+    n = 5000
+    trace = synthetic_trace(
+        {"input_tokens": rng.integers(1, 4000, n), "output_tokens": rng.integers(0, 300, n)}, span_s=3 * 86400, clients=("a", "b", "7")
+    )
+    dense = (L.length_percentiles(trace, "input_tokens", per_window=True).frame, L.client_length_means(trace, "output_tokens").frame)
+    monkeypatch.setattr(_weighted, "_DENSE_LIMIT", 10)
+    fresh = trace.clone()  # a new frame: nothing cached
+    sparse = (L.length_percentiles(fresh, "input_tokens", per_window=True).frame, L.client_length_means(fresh, "output_tokens").frame)
+    for a, b in zip(dense, sparse, strict=True):
+        assert a.equals(b)
+
+
+def test_trace_cache_notices_a_changed_frame():
+    rng = np.random.default_rng(10)
+    trace = synthetic_trace({"input_tokens": rng.integers(1, 100, 200), "output_tokens": rng.integers(1, 100, 200)})
+    before = L.length_percentiles(trace, "input_tokens").frame
+    trace.replace_column(2, pl.Series("input_tokens", np.full(200, 7, dtype=np.int64)))  # in place
+    after = L.length_percentiles(trace, "input_tokens").frame
+    assert before["max"][0] > 7 and after.row(0, named=True)["max"] == 7.0
