@@ -118,6 +118,9 @@ def _finish(
     }
     settings.update(layout)
     fig.update_layout(**settings)
+    # Log axes: powers of ten (10⁻⁶) rather than SI prefixes (1µ), which read as units.
+    fig.for_each_xaxis(lambda ax: ax.update(exponentformat="power") if ax.type == "log" else None)
+    fig.for_each_yaxis(lambda ax: ax.update(exponentformat="power") if ax.type == "log" else None)
     if x_title is not None:
         fig.update_xaxes(title_text=x_title)
     if y_title is not None:
@@ -549,7 +552,14 @@ def cv_cdf(frame: pl.DataFrame, *, title: str = "CDF of the inter-arrival CV per
     return _finish(fig, title, x_title=x_title, y_title="cumulative share")
 
 
-def cv_vs_rate(frame: pl.DataFrame, *, rate: str, cv: str, size: str | None = None) -> go.Figure:
+def cv_vs_rate(
+    frame: pl.DataFrame,
+    *,
+    rate: str,
+    cv: str,
+    rate_label: str = "mean rate",
+    cv_label: str = "rate-weighted mean CV",
+) -> go.Figure:
     """One point per client: its burstiness (``cv`` column) against its rate (``rate`` column), log-log, CV = 1 line."""
     fig = go.Figure(
         go.Scatter(
@@ -568,8 +578,8 @@ def cv_vs_rate(frame: pl.DataFrame, *, rate: str, cv: str, size: str | None = No
     return _finish(
         fig,
         "Burstiness against rate, per client",
-        x_title=f"{rate.replace('_', ' ')} (requests/s, log scale)",
-        y_title=f"{cv.replace('_', ' ')} (log scale)",
+        x_title=f"{rate_label} (requests/s, log scale)",
+        y_title=f"{cv_label} of inter-arrival times (log scale)",
         showlegend=False,
     )
 
@@ -1029,7 +1039,11 @@ def cv_scatter(cv: pl.DataFrame) -> go.Figure:
 
 
 def cdf_comparison(frames: Mapping[str, pl.DataFrame], *, x: str, y: str = "cdf", title: str, x_title: str, log_x: bool = True, vline: float | None = None) -> go.Figure:
-    """Several CDFs on one chart (e.g. generated vs source lengths, realistic vs naive CV)."""
+    """Several CDFs on one chart (e.g. generated vs source lengths, realistic vs naive CV).
+
+    ``frames`` maps a legend name to a frame with columns ``x`` and ``y``; names starting with
+    ``source`` or ``naive`` get fixed styles. ``x_title`` is used as given (say "log scale" in it).
+    """
     fig = go.Figure()
     styles = {"source": ("#333", "solid", 3), "naive": (COLORS[1], "dash", 2)}
     for i, (name, frame) in enumerate(frames.items()):
@@ -1050,4 +1064,4 @@ def cdf_comparison(frames: Mapping[str, pl.DataFrame], *, x: str, y: str = "cdf"
     if log_x:
         fig.update_xaxes(type="log")
     fig.update_yaxes(range=[0, 1.02], tickformat=".0%")
-    return _finish(fig, title, x_title=x_title + (" (log scale)" if log_x else ""), y_title="cumulative share")
+    return _finish(fig, title, x_title=x_title, y_title="cumulative share")

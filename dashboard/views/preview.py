@@ -73,7 +73,7 @@ with left:
     if state.usable(generated, what="generated lengths") and state.usable(source_pdf, what="source lengths"):
         fig = charts.cdf_comparison(
             {"source (span, composed clients)": source_pdf.frame, "generated": generated.frame},
-            x="value", title=f"{charts.field_label(field).capitalize()}: generated vs source", x_title=f"{charts.field_label(field)} (tokens)",
+            x="value", title=f"{charts.field_label(field).capitalize()}: generated vs source", x_title=f"{charts.field_label(field)} (tokens, log scale)",
         )
         st.plotly_chart(fig, key="pv_lengths")
         ks = rep.check("length_ks")
@@ -132,7 +132,7 @@ if kind:
                 frames[name] = r.frame
         if frames:
             st.plotly_chart(
-                charts.cdf_comparison(frames, x="cv", title="Inter-arrival CV per client-window: source, realistic, naive", x_title="CV of inter-arrival times", vline=1.0),
+                charts.cdf_comparison(frames, x="cv", title="Inter-arrival CV per client-window: source, realistic, naive", x_title="CV of inter-arrival times (log scale)", vline=1.0),
                 key="pv_cv_compare",
             )
         both = rep.checks.select("name", "value", "passed").join(
