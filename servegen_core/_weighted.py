@@ -67,12 +67,53 @@ def dense_codes(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _values_as_codes(v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Float values (often whole numbers) to sorted distinct float64 values and codes."""
-    if v.size and np.all(v == np.floor(v)) and v.min() >= -(2**52) and v.max() < 2**52:
+    """Float values to sorted distinct float64 values and codes.
+
+    Whole numbers and values on a grid ``k/d`` (e.g. reason ratios ``k/501``) are coded in one
+    pass without sorting; other values by ``np.unique``.
+    """
+    sample = v[:: max(1, v.size // 1000)]
+    if v.size and np.all(sample == np.floor(sample)) and np.all(v == np.floor(v)) and v.min() >= -(2**52) and v.max() < 2**52:
         u, c = dense_codes(v.astype(np.int64))
         return u.astype(np.float64), c
+    grid = _grid_codes(v)
+    if grid is not None:
+        return grid
     u, c = dense_codes(v)
     return u.astype(np.float64), c
+
+
+def grid_denominator(values: np.ndarray, *, max_denominator: int = 1000, tol: float = 1e-9) -> int | None:
+    """Smallest ``d <= max_denominator`` with every value within ``tol`` of a multiple of ``1/d``."""
+    v = np.unique(np.asarray(values, dtype=np.float64))
+    if v.size == 0 or v.size > 20_000 or not np.all(np.isfinite(v)):
+        return None
+    d = np.arange(1, max_denominator + 1, dtype=np.float64)
+    for chunk in np.array_split(d, max(1, (d.size * v.size) // 2_000_000 + 1)):
+        k = np.outer(chunk, v)
+        ok = np.all(np.abs(k - np.round(k)) <= tol * np.maximum(chunk[:, None], 1.0), axis=1)
+        if ok.any():
+            return int(chunk[np.argmax(ok)])
+    return None
+
+
+def _grid_codes(v: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """Codes of values that all lie on a grid ``k/d`` (d found on a strided sample), or None."""
+    if v.size < 10_000 or not np.all(np.isfinite(v[:: max(1, v.size // 1000)])):
+        return None
+    d = grid_denominator(v[:: max(1, v.size // 4096)])
+    if d is None:
+        return None
+    scaled = v * d
+    k = np.rint(scaled)
+    if not np.all(np.abs(scaled - k) <= 1e-9 * d):
+        return None
+    u, codes = dense_codes(k.astype(np.int64))
+    vals = np.empty(u.size)
+    vals[codes] = v
+    if not np.array_equal(vals[codes], v):  # two different floats on one grid point: not a clean grid
+        return None
+    return vals, codes
 
 
 def client_order(ids: list[str] | tuple[str, ...]) -> list[str]:

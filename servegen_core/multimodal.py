@@ -30,7 +30,16 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 
-from servegen_core._weighted import NoData, field_data, group, pool_field_data, pool_fields, sample_pool
+from servegen_core._weighted import (
+    DEFAULT_TRACE_WINDOW_S,
+    NoData,
+    dense_codes,
+    field_data,
+    group,
+    pool_field_data,
+    pool_fields,
+    sample_pool,
+)
 from servegen_core.pool import ClientPool, hour_of_day
 from servegen_core.result import Result, Table
 
@@ -86,7 +95,11 @@ def _modal_source(source: Source) -> tuple[Source, tuple[str, ...]] | NoData:
             pl.col("input_tokens") - pl.sum_horizontal(pl.col(f"{m}_tokens").fill_null(0) for m in media), pl.lit(0)
         ).alias("text_tokens")
     extra = [c for c in (f"{m}_count" for m in _MEDIA) if c in trace.columns]
-    frame = trace.select("timestamp_s", "client_id", text, *(f"{m}_tokens" for m in media), *extra)
+    frame = trace.select("timestamp_s", "client_id", text, *(f"{m}_tokens" for m in media), *extra).drop_nulls(
+        ["text_tokens", *(f"{m}_tokens" for m in media)]
+    )
+    if frame.height == 0:
+        return NoData("no request has all its modality token counts")
     return frame, ("text", *media)
 
 
@@ -125,11 +138,23 @@ _SHARE_DIST = {"modality": pl.String(), "share_lo": pl.Float64(), "share_hi": pl
 
 def _exact_token_stats(src: Source, modalities: tuple[str, ...]) -> tuple[dict[str, float], dict[str, float], float] | NoData:
     """Per modality: total tokens and weight of requests with tokens > 0; plus the total weight."""
+    cols = [f"{m}_tokens" for m in modalities]
+    if isinstance(src, pl.DataFrame):
+        row = src.select(
+            *(pl.col(c).cast(pl.Float64).sum().alias(f"s_{c}") for c in cols),
+            *((pl.col(c) > 0).sum().cast(pl.Float64).alias(f"p_{c}") for c in cols),
+            pl.len().cast(pl.Float64).alias("n"),
+        ).row(0, named=True)
+        return (
+            {m: row[f"s_{c}"] for m, c in zip(modalities, cols, strict=True)},
+            {m: row[f"p_{c}"] for m, c in zip(modalities, cols, strict=True)},
+            row["n"],
+        )
     tokens: dict[str, float] = {}
     positive: dict[str, float] = {}
     total = 0.0
-    for m in modalities:
-        fd = field_data(src, f"{m}_tokens", need_client=False, need_window=False)
+    for m, c in zip(modalities, cols, strict=True):
+        fd = field_data(src, c, need_client=False, need_window=False)
         if isinstance(fd, NoData):
             return fd
         g = group(fd, ())
@@ -139,18 +164,14 @@ def _exact_token_stats(src: Source, modalities: tuple[str, ...]) -> tuple[dict[s
     return tokens, positive, total
 
 
-def _share_summary_and_hist(
-    shares: dict[str, np.ndarray], weight: np.ndarray | None, bins: int
-) -> tuple[pl.DataFrame, pl.DataFrame]:
+def _share_summary_and_hist(shares: dict[str, np.ndarray], bins: int) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Mean, median and 90th percentile (inverse CDF) of each per-request share, and its histogram."""
     edges = np.linspace(0.0, 1.0, bins + 1)
     rows, hists = [], []
     for m, s in shares.items():
-        w = np.ones(s.size) if weight is None else weight
-        order = np.argsort(s, kind="stable")
-        cum = np.cumsum(w[order])
-        qs = [float(s[order][min(np.searchsorted(cum, q * cum[-1] * (1 - 1e-12)), s.size - 1)]) for q in (0.5, 0.9)]
-        rows.append({"modality": m, "mean_share": float((w * s).sum() / w.sum()), "p50_share": qs[0], "p90_share": qs[1]})
-        h, _ = np.histogram(s, bins=edges, weights=w)
+        p50, p90 = np.quantile(s, [0.5, 0.9], method="inverted_cdf")
+        rows.append({"modality": m, "mean_share": float(s.mean()), "p50_share": float(p50), "p90_share": float(p90)})
+        h, _ = np.histogram(s, bins=bins, range=(0.0, 1.0))
         hists.append(pl.DataFrame({"modality": m, "share_lo": edges[:-1], "share_hi": edges[1:], "prob": h / h.sum()}))
     return pl.DataFrame(rows), pl.concat(hists)
 
@@ -199,8 +220,10 @@ def modality_shares(
     has = row_total > 0
     if not has.any():
         return empty("every request has 0 input tokens: no per-request shares")
-    shares = {m: mat[has, i] / row_total[has] for i, m in enumerate(modalities)}
-    per_req, dist = _share_summary_and_hist(shares, None, bins)
+    if not has.all():
+        mat, row_total = mat[has], row_total[has]
+    shares = {m: mat[:, i] / row_total for i, m in enumerate(modalities)}
+    per_req, dist = _share_summary_and_hist(shares, bins)
     exact_frame = pl.DataFrame(
         {
             "modality": list(modalities),
@@ -290,6 +313,13 @@ def tokens_per_image(
 
     sums = []
     for f in (tf, cf):
+        if isinstance(source, pl.DataFrame):
+            if source.height == 0:
+                return empty("empty trace: no requests")
+            if f not in source.columns:
+                return empty(f"the trace has no '{f}' column")
+            sums.append(float(source[f].cast(pl.Float64).sum()))
+            continue
         fd = field_data(source, f, need_client=False, need_window=False)
         if isinstance(fd, NoData):
             return empty(str(fd))
@@ -308,14 +338,16 @@ def tokens_per_image(
             f"their (client, 6 h window) cell; the mean is exact"
         )
     else:
-        t = source.select(pl.col(tf).cast(pl.Float64), pl.col(cf).cast(pl.Float64)).drop_nulls().filter(pl.col(cf) > 0)
+        t = source.select(tf, cf).drop_nulls().filter(pl.col(cf) > 0)
         if t.height == 0:
             return empty(f"no request has {cf} > 0")
         tokens, count = t[tf].to_numpy(), t[cf].to_numpy()
         method = f"from {t.height:,} requests with {cf} > 0"
-    tpi = np.round(tokens / count)
-    vals, inv = np.unique(tpi, return_inverse=True)
-    w = np.bincount(inv.ravel(), weights=count)
+    # Tokens per item, rounded half to even, each request weighted by its item count.
+    tpi = np.rint(tokens / count).astype(np.int64)
+    u, code = dense_codes(tpi)
+    vals = u.astype(np.float64)
+    w = np.bincount(code, weights=count.astype(np.float64), minlength=u.size)
     prob = w / w.sum()
     dist = pl.DataFrame({"tokens_per_item": vals, "prob": prob, "cdf": np.minimum(np.cumsum(prob), 1.0)})
     top = np.argsort(-prob, kind="stable")[: max(top_k, 0)]
@@ -351,6 +383,8 @@ def modality_over_time(source: Source, *, window_s: int | None = None) -> Table:
     if isinstance(got, NoData):
         return Table.empty(_TIME_SCHEMA, str(got))
     src, modalities = got
+    if isinstance(src, pl.DataFrame):
+        return Table(_trace_modality_over_time(src, modalities, window_s))
     parts = []
     for m in modalities:
         fd = field_data(src, f"{m}_tokens", window_s=window_s, need_client=False, need_window=True)
@@ -369,12 +403,40 @@ def modality_over_time(source: Source, *, window_s: int | None = None) -> Table:
                 }
             )
         )
-    frame = pl.concat(parts)
+    return Table(_finish_over_time(pl.concat(parts)))
+
+
+def _trace_modality_over_time(src: pl.DataFrame, modalities: tuple[str, ...], window_s: int | None) -> pl.DataFrame:
+    w = DEFAULT_TRACE_WINDOW_S if window_s is None else int(window_s)
+    if w <= 0:
+        msg = f"window_s must be positive, got {window_s}"
+        raise ValueError(msg)
+    per = (
+        src.group_by((pl.col("timestamp_s") // w).cast(pl.Int64).alias("k"))
+        .agg(
+            pl.len().cast(pl.Float64).alias("n"),
+            *(pl.col(f"{m}_tokens").cast(pl.Float64).sum().alias(f"s_{m}") for m in modalities),
+            *((pl.col(f"{m}_tokens") > 0).sum().cast(pl.Float64).alias(f"p_{m}") for m in modalities),
+        )
+        .with_columns((pl.col("k") * w).alias("start_s"))
+    )
+    parts = [
+        per.select(
+            "start_s",
+            pl.lit(m).alias("modality"),
+            (pl.col(f"s_{m}") / pl.col("n")).alias("tokens_per_request"),
+            (pl.col(f"p_{m}") / pl.col("n")).alias("request_share"),
+        )
+        for m in modalities
+    ]
+    return _finish_over_time(pl.concat(parts))
+
+
+def _finish_over_time(frame: pl.DataFrame) -> pl.DataFrame:
     tot = pl.col("tokens_per_request").sum().over("start_s")
     frame = frame.with_columns(
         hour_of_day(pl.col("start_s").cast(pl.Float64)).alias("hour"),
         pl.when(tot > 0).then(pl.col("tokens_per_request") / tot).otherwise(0.0).alias("token_share"),
     )
     order = {m: i for i, m in enumerate(MODALITIES)}
-    frame = frame.sort("start_s", pl.col("modality").replace_strict(order, return_dtype=pl.Int64)).select(list(_TIME_SCHEMA))
-    return Table(frame)
+    return frame.sort("start_s", pl.col("modality").replace_strict(order, return_dtype=pl.Int64)).select(list(_TIME_SCHEMA))

@@ -40,6 +40,7 @@ from servegen_core._weighted import (
     NoData,
     dense_codes,
     field_data,
+    grid_denominator,
     group,
     pool_clients,
     pool_fields,
@@ -90,16 +91,7 @@ def _rng(seed: int | np.random.Generator | None) -> np.random.Generator:
 
 def ratio_grid(values: np.ndarray, *, max_denominator: int = 1000, tol: float = 1e-9) -> int | None:
     """Smallest ``d <= max_denominator`` with every value a multiple of ``1/d``, or None."""
-    v = np.unique(np.asarray(values, dtype=np.float64))
-    if v.size == 0 or v.size > 20_000:
-        return None
-    d = np.arange(1, max_denominator + 1, dtype=np.float64)
-    for chunk in np.array_split(d, max(1, (d.size * v.size) // 2_000_000 + 1)):
-        k = np.outer(chunk, v)
-        ok = np.all(np.abs(k - np.round(k)) <= tol * np.maximum(chunk[:, None], 1.0), axis=1)
-        if ok.any():
-            return int(chunk[np.argmax(ok)])
-    return None
+    return grid_denominator(values, max_denominator=max_denominator, tol=tol)
 
 
 @dataclass(frozen=True)
@@ -264,8 +256,27 @@ def _pool_reasoning_share(pool: ClientPool) -> float | NoData:
     return float((out_tokens * m_r[i_r]).sum() / out_tokens.sum())
 
 
-def _quantile(x: np.ndarray, q: float) -> float:
-    return float(np.quantile(x, q, method="inverted_cdf"))
+def _summary_and_histogram(x: np.ndarray, edges: np.ndarray) -> tuple[dict[str, float], np.ndarray]:
+    """Mean, inverse-CDF percentiles, max and histogram counts (``np.histogram`` bins) of ``x``.
+
+    Token counts (whole numbers >= 0) go through one ``bincount``; other values through
+    ``np.quantile`` and ``np.histogram``.
+    """
+    if x.size and x.min() >= 0 and x.max() < 1 << 26 and np.all(x == np.floor(x)):
+        counts = np.bincount(x.astype(np.int64)).astype(np.float64)
+        values = np.flatnonzero(counts)
+        c = counts[values]
+        cum = np.cumsum(c)
+        n = cum[-1]
+        pct = {f"p{p}": float(values[min(np.searchsorted(cum, p / 100 * n * (1 - 1e-12)), values.size - 1)]) for p in PERCENTILES}
+        b = np.clip(np.searchsorted(edges, values, side="right") - 1, 0, edges.size - 2)
+        inside = (values >= edges[0]) & (values <= edges[-1])
+        h = np.bincount(b[inside], weights=c[inside], minlength=edges.size - 1)
+        stats = {"mean": float(np.dot(values, c) / n), **pct, "max": float(values[-1])}
+        return stats, h
+    pct = {f"p{p}": float(np.quantile(x, p / 100, method="inverted_cdf")) for p in PERCENTILES}
+    h, _ = np.histogram(x, bins=edges)
+    return {"mean": float(x.mean()), **pct, "max": float(x.max())}, h.astype(np.float64)
 
 
 def reasoning_tokens(
@@ -285,10 +296,8 @@ def reasoning_tokens(
     edges = np.unique(np.concatenate(([0.0], np.geomspace(1.0, hi + 1.0, max(bins, 1)))))
     rows, hists = [], []
     for q, x in arrays.items():
-        rows.append(
-            {"quantity": q, "mean": float(x.mean()), **{f"p{p}": _quantile(x, p / 100) for p in PERCENTILES}, "max": float(x.max())}
-        )
-        h, _ = np.histogram(x, bins=edges)
+        stats, h = _summary_and_histogram(x, edges)
+        rows.append({"quantity": q, **stats})
         hists.append(pl.DataFrame({"quantity": q, "bin_lo": edges[:-1], "bin_hi": edges[1:], "prob": h / n}))
     requests = float(n)
     if isinstance(source, ClientPool):

@@ -167,8 +167,20 @@ def _length_columns(source: Source, field: str, prefix: str) -> pl.DataFrame | N
     return frame.select("client_id", *(pl.col(k).alias(v) for k, v in cols.items()))
 
 
-def _client_sums(source: Source, field: str) -> tuple[FieldData, np.ndarray, np.ndarray, np.ndarray] | None:
-    """Per client code: weight, weighted sum of values, weight of values > 0."""
+def _client_sums(source: Source, field: str) -> tuple[tuple[str, ...], np.ndarray, np.ndarray, np.ndarray] | None:
+    """Per client (in the returned order): requests, sum of ``field``, requests with ``field`` > 0."""
+    if isinstance(source, pl.DataFrame):
+        if source.height == 0 or field not in source.columns:
+            return None
+        codes, ids = trace_clients(source)
+        col = source[field]
+        if col.null_count():
+            codes = codes[col.is_not_null().to_numpy()]
+            col = col.drop_nulls()
+        v = col.cast(pl.Float64).to_numpy()
+        n = len(ids)
+        w = np.bincount(codes, minlength=n).astype(np.float64)
+        return ids, w, np.bincount(codes, weights=v, minlength=n), np.bincount(codes, weights=(v > 0).astype(np.float64), minlength=n)
     fd = _fd(source, field)
     if isinstance(fd, NoData):
         return None
@@ -178,7 +190,7 @@ def _client_sums(source: Source, field: str) -> tuple[FieldData, np.ndarray, np.
     w = np.bincount(at, weights=g.weight, minlength=n)
     s = np.bincount(at, weights=g.weight * g.value, minlength=n)
     pos = np.bincount(at, weights=np.where(g.value > 0, g.weight, 0.0), minlength=n)
-    return fd, w, s, pos
+    return fd.clients, w, s, pos
 
 
 def _ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
@@ -201,7 +213,7 @@ def _multimodal_columns(source: Source) -> pl.DataFrame | None:
             media[m] = got
     if "image" not in media:
         return None
-    fd, w_img, s_img, pos_img = media["image"]
+    clients, w_img, s_img, pos_img = media["image"]
     cols = {"image_tokens_mean": _ratio(s_img, w_img), "image_request_share": _ratio(pos_img, w_img)}
     if "text" in media:
         cols["text_tokens_mean"] = _ratio(media["text"][2], media["text"][1])
@@ -211,7 +223,7 @@ def _multimodal_columns(source: Source) -> pl.DataFrame | None:
     if cnt is not None:
         cols["image_count_mean"] = _ratio(cnt[2], cnt[1])
     order = ["text_tokens_mean", "image_tokens_mean", "image_token_share", "image_request_share", "image_count_mean"]
-    frame = _frame(fd.clients, {k: cols[k] for k in order if k in cols}, w_img > 0)
+    frame = _frame(clients, {k: cols[k] for k in order if k in cols}, w_img > 0)
     if isinstance(source, ClientPool) and "text" in media:
         # A multimodal pool has no input_tokens PDF: the input mean is the sum of modality means.
         means = sum(_ratio(v[2], v[1]) for v in media.values())
@@ -251,11 +263,11 @@ def _reasoning_share(source: Source) -> pl.DataFrame | None:
             reasoning = pl.col("reasoning_tokens").cast(pl.Float64)
         else:
             reasoning = (pl.col("output_tokens") * pl.col("reason_ratio")).round()
-        return (
-            source.group_by("client_id")
-            .agg(reasoning.sum().alias("r"), pl.col("output_tokens").cast(pl.Float64).sum().alias("o"))
-            .select("client_id", pl.when(pl.col("o") > 0).then(pl.col("r") / pl.col("o")).alias("reasoning_share"))
-        )
+        codes, ids = trace_clients(source)
+        t = source.select(reasoning.fill_null(0.0).alias("r"), pl.col("output_tokens").cast(pl.Float64).fill_null(0.0).alias("o"))
+        num = np.bincount(codes, weights=t["r"].to_numpy(), minlength=len(ids))
+        den = np.bincount(codes, weights=t["o"].to_numpy(), minlength=len(ids))
+        return _frame(ids, {"reasoning_share": _ratio(num, den)}, den > 0)
     cells = {}
     for f in ("output_tokens", "reason_ratio"):
         fd = field_data(source, f)

@@ -210,6 +210,11 @@ def test_trace_reasoning_tokens_from_ratio():
     assert s["reasoning"]["p90"] == np.quantile(reasoning, 0.9, method="inverted_cdf")
     assert s["answer"]["p50"] == np.quantile(out - reasoning, 0.5, method="inverted_cdf")
     assert res.reasoning_share == pytest.approx(reasoning.sum() / out.sum())
+    edges = np.unique(np.concatenate(([0.0], np.geomspace(1.0, out.max() + 1.0, 40))))
+    for q, x in (("output", out), ("reasoning", reasoning), ("answer", out - reasoning)):
+        h = res.histogram.filter(pl.col("quantity") == q)
+        np.testing.assert_allclose(h["bin_lo"].to_numpy(), edges[:-1])
+        np.testing.assert_allclose(h["prob"].to_numpy(), np.histogram(x, bins=edges)[0] / x.size)
     dist = R.reason_ratio_distribution(trace_with(ratio=ratio, output=out))
     assert dist.grid_denominator == 501
     assert dist.summary["mean"][0] == pytest.approx(ratio.mean())

@@ -163,6 +163,27 @@ def test_trace_with_several_clients():
     assert_no_nan(client_summary(trace))
 
 
+def test_multimodal_trace_columns():
+    rng = np.random.default_rng(3)
+    n = 2000
+    clients = rng.choice(np.array(["a", "b"]), n)
+    count = rng.integers(0, 3, n)
+    image = count * 576
+    text = rng.integers(10, 500, n)
+    trace = validate_trace(
+        pl.DataFrame({"timestamp_s": np.arange(n, dtype=float), "client_id": clients, "input_tokens": text + image,
+                      "output_tokens": np.ones(n, dtype=np.int64), "text_tokens": text, "image_tokens": image, "image_count": count})
+    )
+    s = client_summary(trace).frame
+    for c in ("a", "b"):
+        m = clients == c
+        row = s.filter(pl.col("client_id") == c).row(0, named=True)
+        assert row["image_token_share"] == pytest.approx(image[m].sum() / (image[m].sum() + text[m].sum()))
+        assert row["image_request_share"] == pytest.approx((image[m] > 0).mean())
+        assert row["image_count_mean"] == pytest.approx(count[m].mean())
+        assert row["input_mean"] == pytest.approx((text[m] + image[m]).mean())
+
+
 # ---------------------------------------------------------------------------------------------
 # filter_clients
 # ---------------------------------------------------------------------------------------------
