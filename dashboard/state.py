@@ -730,6 +730,8 @@ def naive_kind() -> str | None:
 
 #: Largest workload (requests) rendered in memory for a browser download.
 DOWNLOAD_MAX_REQUESTS = 5_000_000
+#: Largest workload (requests) composed in memory on the Preview page.
+PREVIEW_MAX_REQUESTS = 5_000_000
 
 
 def export_bytes(spec: WorkloadSpec, fmt: str, *, pool: ClientPool) -> tuple[bytes, str, tuple[str, ...]]:

@@ -45,3 +45,6 @@ with right:
 over_time = state.compute(multimodal.modality_over_time)
 if state.usable(over_time, what="the modality mix over time"):
     st.plotly_chart(charts.modality_over_time(over_time.frame, modalities=modalities), key="mm_time")
+    image = over_time.frame.filter(over_time.frame["modality"] == "image")["token_share"]
+    if image.len():
+        st.caption(f"Across {image.len()} windows, images carry {image.min():.0%} to {image.max():.0%} of the input tokens.")

@@ -15,7 +15,17 @@ if spec is None:
     st.stop()
 source, _ = state.spec_source(view)
 pool = state.spec_pool(view, source)
-made = state.workload(spec, pool) if pool is not None else None
+plan = state.plan(spec, pool) if pool is not None else None
+if plan is None:
+    st.stop()
+if plan.expected_requests > state.PREVIEW_MAX_REQUESTS:
+    st.warning(
+        f"This workload has about {plan.expected_requests:,.0f} requests, more than the {state.PREVIEW_MAX_REQUESTS:,} "
+        "previewed in memory: shorten the duration or lower the rate on the Compose page, or save it to a path on "
+        "the Export page (written in chunks)."
+    )
+    st.stop()
+made = state.workload(spec, pool)
 rep = state.report(spec, pool) if made is not None else None
 if made is None or rep is None:
     st.stop()
@@ -50,6 +60,12 @@ with left:
     if state.usable(series, what="arrivals over time"):
         title = "Arrivals per second" if resolution == 1 else "Arrival rate"
         st.plotly_chart(charts.rate_over_time(series.frame, resolution_s=resolution, title=title, origin="workload start"), key="pv_arrivals")
+        peak = state.run(rates.peak_trough, trace, key=(spec, "peak", resolution), resolution_s=resolution)
+        if peak is not None and peak.ok:
+            st.caption(
+                f"{state.fmt_resolution(resolution)} bins: busiest {peak.peak_rps:,.1f} req/s, quietest non-empty "
+                f"{peak.trough_rps:,.1f} req/s ({peak.ratio:,.1f}×)."
+            )
 with right:
     if rep.ok and rep.windows.height:
         st.plotly_chart(charts.achieved_vs_target(rep.windows), key="pv_target")

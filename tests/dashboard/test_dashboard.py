@@ -447,3 +447,20 @@ def test_burstiness_aggregate_stream_and_window_choice(servegen_dir):
     np.testing.assert_allclose(values(fig["data"][0], "x"), cdf["cv"].to_numpy())
     summary = arrivals.burstiness_summary(arrivals.aggregate_cv(pool))
     assert any(f"{summary.share_windows_cv_gt1:.0%} of {summary.windows:,} windows" in c for c in d.captions())
+
+
+def test_large_workloads_are_not_composed_in_memory(servegen_dir):
+    import state
+
+    d = Dashboard().servegen("language/m-large").open("compose")
+    duration_key = next(n.key for n in d.at.number_input if n.key.startswith("cmp_duration_"))
+    d.at.number_input(key=duration_key).set_value(3 * 24 * 60.0).run()  # three of the 14 days
+    d.check()
+    expected = int(d.at.metric[0].value.replace(",", ""))
+    assert expected > state.PREVIEW_MAX_REQUESTS
+    d.open("preview")
+    assert any("previewed in memory" in w.value for w in d.at.warning)
+    assert not d.figures()
+    d.open("export")
+    assert any("save it to a path" in i for i in d.infos())
+    assert [b.key for b in d.at.download_button] == ["ex_spec"]  # the spec, not the workload
