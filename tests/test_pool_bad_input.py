@@ -316,6 +316,10 @@ def test_code_in_literal_is_not_run(tmp_path: Path, literal: str) -> None:
         ("{1: 1.0", "malformed"),
         ("{,}", "malformed"),
         ("{1: 0.5,, 2: 0.5}", "malformed"),
+        ("{1: 0.5: 0.5}", "malformed"),  # two colons in one pair
+        ("{1: 0.5, 2: 0.5: 7}", "malformed"),
+        ("{1}", "malformed"),
+        ("{1:}", "malformed"),
     ],
 )
 def test_literal_not_numbers(tmp_path: Path, literal: str, shown: str) -> None:
