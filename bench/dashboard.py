@@ -11,6 +11,8 @@ Three measurements on ``language/m-large`` (by default):
   ``dashboard/state.py`` is cleared. Then the same page again (fully cached).
 * **widget change** — a rerun after changing one widget on a page (a new computation where
   the widget asks for one).
+* **download** — writing the export file when the download button is clicked (one hour of
+  the model at its observed rate), per format.
 
 Every timing is wall time of ``AppTest.run()`` (the script run, core calls and figure
 building; not the browser's drawing). The machine may be shared: ``--repeat`` takes the
@@ -100,10 +102,11 @@ WIDGET_CHANGES = (
     ("lengths", "section: over time", lambda at: at.radio(key="len_section").set_value("Over time")),
     ("lengths", "section: per client", lambda at: at.radio(key="len_section").set_value("Per client")),
     ("clients", "top-k 10", lambda at: at.number_input(key="cl_top_k").set_value(10)),
-    ("compose", "seed 0 → 1", lambda at: at.number_input(key="cmp_seed").set_value(1)),
-    ("compose", "rate: constant", lambda at: at.selectbox(key="cmp_rate_kind").select("constant")),
     ("preview", "arrival bins 1 s → 10 s", lambda at: next(s for s in at.selectbox if s.label == "Arrival bins").select(10)),
     ("export", "format: mooncake", lambda at: at.selectbox(key="ex_format").select("mooncake")),
+    ("compose", "seed 0 → 1", lambda at: at.number_input(key="cmp_seed").set_value(1)),
+    ("preview", "(after the seed change)", lambda at: None),
+    ("compose", "rate: constant", lambda at: at.selectbox(key="cmp_rate_kind").select("constant")),
 )
 
 
@@ -120,11 +123,13 @@ def warm_pages(data_dir: str, model: str, repeat: int) -> tuple[dict, dict, dict
         _open_model(at, data_dir, model)
         for page in PAGES:
             state._cached_call.clear()  # the page's computations; the loaded pool stays cached
+            state._cached_heavy.clear()
             first[page].append(_timed(lambda page=page: at.switch_page(f"views/{page}.py").run()))
             _check(at, page)
             again[page].append(_timed(at.run))
         # Widget changes, on a session that has visited every page once (as a user would).
         state._cached_call.clear()
+        state._cached_heavy.clear()
         at = _app()
         at.run()
         _open_model(at, data_dir, model)
@@ -136,6 +141,29 @@ def warm_pages(data_dir: str, model: str, repeat: int) -> tuple[dict, dict, dict
             change[(page, name)].append(_timed(at.run))
             _check(at, f"{page}: {name}")
     return first, again, change
+
+
+def downloads(data_dir: str, model: str, repeat: int) -> tuple[int, dict[str, tuple[float, float]]]:
+    """Writing the download file on click: one hour of the model's observed rate, per format (seconds, MB)."""
+    sys.path.insert(0, str(DASHBOARD))
+    import state
+
+    from servegen_core.compose import compose
+    from servegen_core.pool import load_pool
+    from servegen_core.spec import ServeGenSource, Span, WorkloadSpec
+
+    pool = load_pool(data_dir, model)
+    spec = WorkloadSpec(source=ServeGenSource(data_dir, model), span=Span(start_s=0, duration_s=3600))
+    rows = compose(spec, pool=pool).trace.height
+    out = {}
+    for fmt in ("parquet", "csv", "mooncake", "vidur"):
+        times = []
+        for _ in range(repeat):
+            t = time.perf_counter()
+            data, _name, _dropped = state.export_bytes(spec, fmt, pool=pool)
+            times.append(time.perf_counter() - t)
+        out[fmt] = (statistics.median(times), len(data) / 1e6)
+    return rows, out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -162,6 +190,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as empty:
         fresh = [cold_start(data_dir, args.model, cache_dir=str(Path(empty) / f"c{i}")) for i in range(args.repeat)]
     first, again, change = warm_pages(data_dir, args.model, args.repeat)
+    rows, files = downloads(data_dir, args.model, args.repeat)
 
     rows_cold = [
         ("columnar cache written", med(w[0] for w in warm), med(w[1] for w in warm)),
@@ -177,6 +206,9 @@ def main(argv: list[str] | None = None) -> int:
         print("\n| page | widget change | rerun (s) |\n|---|---|---:|")
         for (p, n), ts in change.items():
             print(f"| {p} | {n} | {med(ts):.2f} |")
+        print(f"\n| download of 1 h observed ({rows:,} requests) | written on click (s) | size (MB) |\n|---|---:|---:|")
+        for fmt, (t, mb) in files.items():
+            print(f"| {fmt} | {t:.2f} | {mb:.1f} |")
     else:
         for name, a, b in rows_cold:
             print(f"cold start, {name}: demo {a:.2f} s, first chart on {args.model} {b:.2f} s")
@@ -184,6 +216,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{p:12s} first {med(first[p]):6.2f} s   again {med(again[p]):6.2f} s")
         for (p, n), ts in change.items():
             print(f"{p:12s} {n:28s} {med(ts):6.2f} s")
+        for fmt, (t, mb) in files.items():
+            print(f"download {fmt:10s} {t:6.2f} s {mb:8.1f} MB ({rows:,} requests)")
     return 0
 
 

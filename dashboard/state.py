@@ -48,9 +48,6 @@ DATA_DIR_ENV = "SERVEGEN_DATA_DIR"
 #: Environment variable: largest accepted upload, in MB (default :data:`DEFAULT_MAX_UPLOAD_MB`).
 MAX_UPLOAD_ENV = "SERVEGEN_MAX_UPLOAD_MB"
 DEFAULT_MAX_UPLOAD_MB = 500
-#: Environment variable: largest export offered as a browser download, in MB.
-MAX_DOWNLOAD_ENV = "SERVEGEN_MAX_DOWNLOAD_MB"
-DEFAULT_MAX_DOWNLOAD_MB = 200
 
 DEMO_TRACE = "traces/demo_requests.csv"
 TRACE_SUFFIXES = ("csv", "parquet", "pq", "jsonl", "ndjson", "gz")
@@ -63,14 +60,14 @@ _KIND_LABELS = {
 }
 
 
-def _env_mb(name: str, default: int) -> int:
+def _env_int(name: str, default: int, *, unit: str) -> int:
     text = os.environ.get(name, "").strip()
     if not text:
         return default
     try:
         value = int(text)
     except ValueError:
-        msg = f"{name} must be a whole number of MB, got {text!r}"
+        msg = f"{name} must be a whole number of {unit}, got {text!r}"
         raise ValueError(msg) from None
     if value <= 0:
         msg = f"{name} must be positive, got {value}"
@@ -80,12 +77,7 @@ def _env_mb(name: str, default: int) -> int:
 
 def max_upload_mb() -> int:
     """Largest accepted upload in MB: ``$SERVEGEN_MAX_UPLOAD_MB`` or 500."""
-    return _env_mb(MAX_UPLOAD_ENV, DEFAULT_MAX_UPLOAD_MB)
-
-
-def max_download_mb() -> int:
-    """Largest export offered as a browser download in MB: ``$SERVEGEN_MAX_DOWNLOAD_MB`` or 200."""
-    return _env_mb(MAX_DOWNLOAD_ENV, DEFAULT_MAX_DOWNLOAD_MB)
+    return _env_int(MAX_UPLOAD_ENV, DEFAULT_MAX_UPLOAD_MB, unit="MB")
 
 
 # --------------------------------------------------------------------------------------------
@@ -295,6 +287,12 @@ def _cached_call(key: Hashable, _func: Callable, _args: tuple, _kwargs: dict) ->
     return _func(*_args, **_kwargs)
 
 
+@st.cache_resource(show_spinner=False, max_entries=8)
+def _cached_heavy(key: Hashable, _func: Callable, _args: tuple, _kwargs: dict) -> Any:
+    """Like :func:`_cached_call` for large results (workloads, export files): few entries."""
+    return _func(*_args, **_kwargs)
+
+
 def _freeze(value: Any) -> Hashable:
     if isinstance(value, Mapping):
         return tuple(sorted((k, _freeze(v)) for k, v in value.items()))
@@ -318,18 +316,21 @@ def run(
     key: Hashable,
     spinner: str | None = None,
     unhashed: Mapping[str, Any] | None = None,
+    heavy: bool = False,
     **kwargs: Any,
 ) -> Any:
     """``func(*args, **kwargs, **unhashed)``, cached on ``(func, key, kwargs)``; ``None`` after an error (shown).
 
     ``key`` identifies the positional arguments and ``unhashed`` (large objects such as a
-    pool are not hashed); ``kwargs`` must be small and hashable.
+    pool are not hashed); ``kwargs`` must be small and hashable. ``heavy`` results (whole
+    workloads) go to a cache of few entries.
     """
     full_key = (func.__module__, func.__qualname__, _freeze(key), _freeze(kwargs))
     text = spinner or f"Computing {func.__name__.replace('_', ' ')}…"
     try:
         with st.spinner(text):
-            return _cached_call(full_key, func, args, {**kwargs, **(unhashed or {})})
+            cache = _cached_heavy if heavy else _cached_call
+            return cache(full_key, func, args, {**kwargs, **(unhashed or {})})
     except Exception as exc:  # noqa: BLE001 - every core error becomes a message on the page
         show_error(exc)
         return None
@@ -473,7 +474,11 @@ def _trace_source() -> Source | None:
             st.error(f"trace file not found: {path}")
             return None
     else:
-        limit = max_upload_mb()
+        try:
+            limit = max_upload_mb()
+        except ValueError as exc:
+            show_error(exc)
+            return None
         upload = st.file_uploader(
             f"Upload a trace (up to {limit} MB)", type=list(TRACE_SUFFIXES), key="src_upload", max_upload_size=limit
         )
@@ -698,7 +703,7 @@ def plan(spec: WorkloadSpec, pool: ClientPool) -> ComposePlan | None:
 
 def workload(spec: WorkloadSpec, pool: ClientPool) -> Workload | None:
     """:func:`servegen_core.compose.compose`, cached on the spec."""
-    return run(_compose, spec, key=spec, unhashed={"pool": pool}, spinner="Composing the workload…")
+    return run(_compose, spec, key=spec, unhashed={"pool": pool}, heavy=True, spinner="Composing the workload…")
 
 
 def report(spec: WorkloadSpec, pool: ClientPool) -> ValidationReport | None:
@@ -706,7 +711,7 @@ def report(spec: WorkloadSpec, pool: ClientPool) -> ValidationReport | None:
     made = workload(spec, pool)
     if made is None:
         return None
-    return run(validate, made, key=spec, spinner="Validating the workload…")
+    return run(validate, made, key=spec, heavy=True, spinner="Validating the workload…")
 
 
 def current_spec(view: View) -> WorkloadSpec | None:
@@ -728,10 +733,25 @@ def naive_kind() -> str | None:
     return st.session_state.get("naive")
 
 
-#: Largest workload (requests) rendered in memory for a browser download.
-DOWNLOAD_MAX_REQUESTS = 5_000_000
+#: Environment variable: largest workload (requests) offered as a browser download.
+MAX_DOWNLOAD_ENV = "SERVEGEN_MAX_DOWNLOAD_REQUESTS"
+DEFAULT_MAX_DOWNLOAD_REQUESTS = 2_000_000
 #: Largest workload (requests) composed in memory on the Preview page.
 PREVIEW_MAX_REQUESTS = 5_000_000
+
+
+def max_download_requests() -> int:
+    """Largest workload offered as a browser download: ``$SERVEGEN_MAX_DOWNLOAD_REQUESTS`` or 2,000,000.
+
+    (About 180 MB as Mooncake JSON Lines, 60 MB as CSV; larger workloads are saved to a path.)
+    """
+    return _env_int(MAX_DOWNLOAD_ENV, DEFAULT_MAX_DOWNLOAD_REQUESTS, unit="requests")
+
+
+def export_name(fmt: str) -> str:
+    """File name of a download: ``workload.<ext>``, or ``workload-<fmt>.jsonl`` for the JSONL replay formats."""
+    info = FORMATS[fmt]
+    return f"workload-{fmt}{info.extension}" if fmt in ("mooncake", "vllm", "guidellm") else f"workload{info.extension}"
 
 
 def export_bytes(spec: WorkloadSpec, fmt: str, *, pool: ClientPool) -> tuple[bytes, str, tuple[str, ...]]:
@@ -740,18 +760,22 @@ def export_bytes(spec: WorkloadSpec, fmt: str, *, pool: ClientPool) -> tuple[byt
     Written with :func:`servegen_core.export.export_trace` into a temporary folder (which is
     removed), so the bytes are exactly what the CLI writes. Parquet is one file.
     """
-    info = FORMATS[fmt]
     made = compose_workload(spec, pool=pool)
-    name = f"workload-{fmt}{info.extension}" if fmt in ("mooncake", "vllm", "guidellm") else f"workload{info.extension}"
+    name = export_name(fmt)
     with tempfile.TemporaryDirectory(prefix="servegen-export-") as folder:
         result = export_trace(made.trace, Path(folder) / name, fmt, note=None)
         data = result.path.read_bytes()
     return data, name, result.dropped_columns
 
 
-def cached_export(spec: WorkloadSpec, fmt: str, pool: ClientPool) -> tuple[bytes, str, tuple[str, ...]] | None:
-    """:func:`export_bytes`, cached on (spec, format)."""
-    return run(export_bytes, spec, fmt, key=(spec, fmt), unhashed={"pool": pool}, spinner=f"Writing {fmt}…")
+def deferred_export(spec: WorkloadSpec, fmt: str, pool: ClientPool) -> Callable[[], bytes]:
+    """A callable for ``st.download_button``: the file is written when the button is clicked (cached per spec and format)."""
+    key = (export_bytes.__module__, export_bytes.__qualname__, _freeze((spec, fmt)), ())
+
+    def make() -> bytes:
+        return _cached_heavy(key, export_bytes, (spec, fmt), {"pool": pool})[0]
+
+    return make
 
 
 def generate_command(fmt: str, out: str, *, spec_path: str = "spec.json") -> str:

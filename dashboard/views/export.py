@@ -28,28 +28,29 @@ if fmt == "parquet":
     st.caption("Saved to a path, Parquet is streamed as a folder of part files; the download is one file.")
 st.caption(f"Reference: {info.citation}" + (f"  \nReplay: `{info.usage}`" if info.usage else ""))
 expected = plan.expected_requests
-limit_mb = state.max_download_mb()
+try:
+    limit = state.max_download_requests()
+except ValueError as exc:
+    state.show_error(exc)
+    st.stop()
 
 st.subheader("Download")
-if expected > state.DOWNLOAD_MAX_REQUESTS:
+if expected > limit:
     st.info(
-        f"The workload has about {expected:,.0f} requests, more than the {state.DOWNLOAD_MAX_REQUESTS:,} rendered in "
-        "the browser: save it to a path below (written in chunks)."
+        f"The workload has about {expected:,.0f} requests, more than the {limit:,} offered as a browser download "
+        f"({state.MAX_DOWNLOAD_ENV}): save it to a path below (written in chunks)."
     )
 else:
-    made = state.cached_export(spec, fmt, pool)
-    if made is not None:
-        data, name, dropped = made
-        size_mb = len(data) / 1024 / 1024
-        if size_mb > limit_mb:
-            st.info(f"{name} is {size_mb:,.0f} MB, above the {limit_mb} MB browser-download limit ({state.MAX_DOWNLOAD_ENV}): save it to a path below.")
-        else:
-            st.download_button(
-                f"Download {name} ({size_mb:,.2f} MB, {expected:,.0f} requests)", data, file_name=name,
-                mime="application/octet-stream", key="ex_download", type="primary",
-            )
-        if dropped:
-            st.caption(f"Columns the {fmt} format cannot hold, left out: {', '.join(dropped)}.")
+    name = state.export_name(fmt)
+    st.download_button(
+        f"Download {name} ({expected:,.0f} requests)", state.deferred_export(spec, fmt, pool), file_name=name,
+        mime="application/octet-stream", key="ex_download", type="primary",
+    )
+    dropped = [c for c in plan.output_columns if c not in info.columns]
+    st.caption(
+        "The file is written when you click (once per spec and format)."
+        + (f" Columns the {fmt} format cannot hold are left out: {', '.join(dropped)}." if dropped else "")
+    )
 
 st.subheader("Save to a path")
 s1, s2 = st.columns([3, 1])

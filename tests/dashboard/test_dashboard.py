@@ -18,7 +18,7 @@ from servegen_core.compose import compose
 from servegen_core.demo import DEMO_LABEL
 from servegen_core.paths import demo_data_dir
 from servegen_core.pool import expected_requests, load_pool
-from servegen_core.spec import ConstantRate, WorkloadSpec
+from servegen_core.spec import ConstantRate, ServeGenSource, TraceSource, WorkloadSpec
 from servegen_core.summary import client_summary, filter_clients
 from servegen_core.traces import load_trace
 from servegen_core.validate import validate
@@ -145,6 +145,8 @@ def test_every_page_on_shared_data(model, servegen_dir):
         d, pool, multimodal=model.startswith("multimodal"), reasoning=model.startswith("reason"),
         days=pool.duration_s // 86400, clients=len(pool.client_ids), trace=False,
     )
+    # The spec names the shared data portably, so the CLI finds it on any machine that has it.
+    assert d.at.session_state["spec"].source == ServeGenSource("shared", model)
 
 
 def test_every_page_on_a_raw_trace(traces_dir):
@@ -154,6 +156,7 @@ def test_every_page_on_a_raw_trace(traces_dir):
     assert "**Requests:** 19,366" in d.sidebar_text()
     assert any("preset 'azure'" in c.value for c in d.at.sidebar.caption)
     check_pages(d, trace, multimodal=False, reasoning=False, days=1, clients=1, trace=True)
+    assert d.at.session_state["spec"].source == TraceSource(path=str(path.resolve()), preset="azure")
     # A trace also shows the per-request input/output correlation.
     d.open("lengths")
     d.at.radio(key="len_section").set_value("Input vs output").run()
