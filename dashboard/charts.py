@@ -734,7 +734,13 @@ def count_distribution(frame: pl.DataFrame, *, field: str = "image_count") -> go
         )
     )
     fig.update_xaxes(dtick=1 if frame.height <= 20 else None)
-    return _finish(fig, f"Distribution of {label}", x_title=f"{label} (items)", y_title="requests (%)", showlegend=False)
+    long_tail = frame.height > 10
+    if long_tail:  # a few counts carry almost all requests: a log axis keeps the tail visible
+        fig.update_yaxes(type="log")
+    return _finish(
+        fig, f"Distribution of {label}", x_title=f"{label} (items)",
+        y_title="requests (%" + (", log scale)" if long_tail else ")"), showlegend=False,
+    )
 
 
 def tokens_per_item(distribution: pl.DataFrame, dominant: pl.DataFrame | None = None, *, modality: str = "image") -> go.Figure:
