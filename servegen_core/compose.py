@@ -148,8 +148,12 @@ _GAMMA, _WEIBULL = 0, 1
 def load_source(spec: WorkloadSpec, *, cache_dir: str | Path | None = None) -> ClientPool:
     """The ClientPool a spec composes from: ServeGen data, or a raw trace fitted to a pool.
 
+    A trace source is read with its ``preset``, ``columns``, ``time_unit`` and
+    ``client_column`` passed to :func:`servegen_core.traces.load_trace`.
+
     Raises :class:`SpecError` naming ``source.data_dir``/``source.model``/``source.path``/
-    ``source.preset`` when they point nowhere; malformed files raise
+    ``source.preset`` when they point nowhere (``source.columns`` when the mapping clashes
+    with the preset's own); malformed files, and mapped columns the file lacks, raise
     :class:`~servegen_core.errors.DataFormatError`.
     """
     src = spec.source
@@ -174,7 +178,18 @@ def load_source(spec: WorkloadSpec, *, cache_dir: str | Path | None = None) -> C
         raise SpecError("source.path", f"trace file not found: {path}")
     if src.preset is not None and src.preset not in PRESETS:
         raise SpecError("source.preset", f"unknown preset {src.preset!r}; choose from {list(PRESETS)}")
-    loaded = load_trace(path, preset=src.preset)
+    try:
+        loaded = load_trace(
+            path,
+            preset=src.preset,
+            columns=dict(src.columns) or None,
+            time_unit=src.time_unit,
+            client_column=src.client_column,
+        )
+    except DataFormatError:
+        raise
+    except ValueError as exc:  # arguments the file contradicts (e.g. a column mapped twice with the preset's)
+        raise SpecError("source.columns", str(exc)) from None
     trace = loaded.trace
     if "failed" in trace.columns:
         trace = trace.filter(~pl.col("failed").fill_null(False))

@@ -11,6 +11,9 @@ JSON layout (schema version 1; every key is explicit, unknown keys are errors)::
       "schema_version": 1,
       "source": {"kind": "servegen", "data_dir": "shared", "model": "language/m-large"},
              |  {"kind": "trace", "path": "trace.csv", "preset": "azure", "per_client": true},
+             |  {"kind": "trace", "path": "mine.csv", "preset": "generic", "per_client": true,
+                 "columns": {"timestamp": "ts", "input_tokens": "prompt", "output_tokens": "completion"},
+                 "time_unit": "ms", "client_column": "user"},
       "span": {"start_s": 72000, "duration_s": 3600},
       "clients": {"mode": "all"}
               |  {"mode": "ids", "ids": ["0", "17"]}
@@ -32,6 +35,20 @@ JSON layout (schema version 1; every key is explicit, unknown keys are errors)::
 
 ``schema_version``, ``source`` and ``span`` are required; every other key has the default
 shown first. ``span.duration_s`` may be ``null`` (to the end of the source data).
+
+Trace sources
+    ``path`` is read with :func:`servegen_core.traces.load_trace`; ``preset`` (``null``:
+    detected from the column names) and the optional ``columns``, ``time_unit`` and
+    ``client_column`` are passed to it unchanged. ``columns`` maps a target (a key of
+    :data:`servegen_core.traces.TARGETS`: ``timestamp``, ``input_tokens``,
+    ``output_tokens``, ``client_id``, ...) to a column name in the file; ``time_unit`` is one
+    of ``s``, ``ms``, ``us``, ``ns`` or ``datetime``; ``client_column`` names the column used
+    as ``client_id``. With preset ``generic`` (or ``columns`` and no preset) ``columns`` must
+    map ``timestamp``, ``input_tokens`` and ``output_tokens`` and ``time_unit`` is required.
+    The three keys are written only when set, so a spec without them reads and writes as
+    before; ``columns`` is written in :data:`~servegen_core.traces.TARGETS` order.
+    ``per_client`` (default ``true``) fits one client per ``client_id``, else one client
+    ``"all"``.
 
 Paths
     ``source.data_dir`` (the folder holding ``<category>/<model>/``) and ``source.path``
@@ -93,6 +110,7 @@ from typing import Any, ClassVar
 
 from servegen_core.errors import SpecError
 from servegen_core.paths import demo_data_dir, shared_data_dir
+from servegen_core.traces import DATETIME, TARGETS, TIME_UNITS
 
 __all__ = [
     "ARRIVALS",
@@ -229,11 +247,20 @@ class ServeGenSource:
 class TraceSource:
     """A raw request trace file, read with :func:`servegen_core.traces.load_trace` and fitted
     to a client pool with :func:`servegen_core.fit.pool_from_trace` (one client per
-    ``client_id`` when ``per_client``, else one client ``"all"``)."""
+    ``client_id`` when ``per_client``, else one client ``"all"``).
+
+    ``columns`` (target -> column name in the file; a mapping or ``(target, column)`` pairs,
+    kept as pairs in :data:`~servegen_core.traces.TARGETS` order), ``time_unit`` and
+    ``client_column`` are passed to ``load_trace`` as they are; see "Trace sources" in the
+    module docstring.
+    """
 
     path: str
     preset: str | None = None
     per_client: bool = True
+    columns: tuple[tuple[str, str], ...] = ()
+    time_unit: str | None = None
+    client_column: str | None = None
     kind: ClassVar[str] = "trace"
 
     def __post_init__(self) -> None:
@@ -241,9 +268,60 @@ class TraceSource:
         if self.preset is not None:
             _string("source.preset", self.preset)
         _boolean("source.per_client", self.per_client)
+        object.__setattr__(self, "columns", _trace_columns(self.columns))
+        if self.time_unit is not None:
+            _string("source.time_unit", self.time_unit, choices=(*TIME_UNITS, DATETIME))
+        mapped = dict(self.columns)
+        if self.client_column is not None:
+            _string("source.client_column", self.client_column)
+            if mapped.get("client_id", self.client_column) != self.client_column:
+                msg = f"{self.client_column!r} contradicts source.columns.client_id = {mapped['client_id']!r}"
+                raise SpecError("source.client_column", msg)
+        if self.preset == "generic" or (self.preset is None and self.columns):
+            for target in ("timestamp", "input_tokens", "output_tokens"):
+                if target not in mapped:
+                    msg = "required with preset 'generic': the column holding " + target.replace("_", " ")
+                    raise SpecError(f"source.columns.{target}", msg)
+            if self.time_unit is None:
+                msg = f"required with preset 'generic', one of {[*TIME_UNITS, DATETIME]}"
+                raise SpecError("source.time_unit", msg)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"kind": self.kind, "path": self.path, "preset": self.preset, "per_client": self.per_client}
+        d: dict[str, Any] = {"kind": self.kind, "path": self.path, "preset": self.preset, "per_client": self.per_client}
+        if self.columns:
+            d["columns"] = dict(self.columns)
+        if self.time_unit is not None:
+            d["time_unit"] = self.time_unit
+        if self.client_column is not None:
+            d["client_column"] = self.client_column
+        return d
+
+
+def _trace_columns(value: Any) -> tuple[tuple[str, str], ...]:
+    """``source.columns`` as (target, column) pairs in TARGETS order; every name checked."""
+    if isinstance(value, Mapping):
+        pairs = list(_mapping("source.columns", value).items())
+    else:
+        pairs = []
+        for i, pair in enumerate(_list("source.columns", value)):
+            if not isinstance(pair, (list, tuple)) or len(pair) != 2 or not isinstance(pair[0], str):
+                raise SpecError(f"source.columns[{i}]", f"expected a (target, column) pair, got {pair!r}")
+            pairs.append((pair[0], pair[1]))
+    seen_targets: set[str] = set()
+    used: dict[str, str] = {}
+    for target, column in pairs:
+        key = f"source.columns.{target}"
+        if target not in TARGETS:
+            raise SpecError(key, f"unknown target {target!r}; targets: {list(TARGETS)}")
+        if target in seen_targets:
+            raise SpecError(key, "the target is mapped twice")
+        seen_targets.add(target)
+        _string(key, column)
+        if column in used:
+            raise SpecError(key, f"column {column!r} is already mapped to {used[column]}")
+        used[column] = target
+    order = {t: i for i, t in enumerate(TARGETS)}
+    return tuple(sorted(((t, c) for t, c in pairs), key=lambda p: order[p[0]]))
 
 
 Source = ServeGenSource | TraceSource
@@ -541,7 +619,8 @@ class WorkloadSpec:
     # -- dict / JSON ------------------------------------------------------------------------
 
     def to_dict(self) -> dict[str, Any]:
-        """The spec as nested plain dicts, every key explicit (JSON-ready)."""
+        """The spec as nested plain dicts, every key explicit (JSON-ready); a trace source's
+        ``columns``/``time_unit``/``client_column`` appear only when set."""
         return {
             "schema_version": SCHEMA_VERSION,
             "source": self.source.to_dict(),
@@ -656,17 +735,24 @@ def _reject_constant(name: str) -> float:
 
 def _parse_source(value: Any) -> Source:
     d = _mapping("source", value)
-    _keys("source", d, ("kind", "data_dir", "model", "path", "preset", "per_client"), required=("kind",))
+    trace_keys = ("kind", "path", "preset", "per_client", "columns", "time_unit", "client_column")
+    _keys("source", d, ("kind", "data_dir", "model", *trace_keys[1:]), required=("kind",))
     kind = _string("source.kind", d["kind"], choices=tuple(_SOURCE_KINDS))
     if kind == "servegen":
         _keys("source", d, ("kind", "data_dir", "model"), required=("data_dir", "model"))
         return ServeGenSource(data_dir=_string("source.data_dir", d["data_dir"]), model=_string("source.model", d["model"]))
-    _keys("source", d, ("kind", "path", "preset", "per_client"), required=("path",))
+    _keys("source", d, trace_keys, required=("path",))
     preset = d.get("preset")
+    columns = d.get("columns")
+    time_unit = d.get("time_unit")
+    client_column = d.get("client_column")
     return TraceSource(
         path=_string("source.path", d["path"]),
         preset=None if preset is None else _string("source.preset", preset),
         per_client=_boolean("source.per_client", d.get("per_client", True)),
+        columns=() if columns is None else _trace_columns(_mapping("source.columns", columns)),
+        time_unit=None if time_unit is None else _string("source.time_unit", time_unit, choices=(*TIME_UNITS, DATETIME)),
+        client_column=None if client_column is None else _string("source.client_column", client_column),
     )
 
 

@@ -34,7 +34,7 @@ from servegen_core.compose import (
     naive_spec,
     plan_workload,
 )
-from servegen_core.errors import SpecError
+from servegen_core.errors import DataFormatError, SpecError
 from servegen_core.export import export_chunks, export_trace
 from servegen_core.pool import load_pool
 from servegen_core.schema import validate_trace
@@ -469,6 +469,45 @@ def test_trace_source_fitted_and_scaled(traces_dir: Path):
 
     raw = load_trace(path, preset="azure").trace
     assert w.trace["input_tokens"].is_in(raw["input_tokens"].unique().implode()).all()
+
+
+def test_trace_source_with_a_custom_column_mapping(traces_dir: Path, tmp_path: Path):
+    # the Azure trace under other column names, with a client column: read with the generic preset
+    raw = pl.read_csv(traces_dir / "AzureLLMInferenceTrace_conv.csv", infer_schema=False)
+    users = np.where(np.arange(raw.height) % 3 == 0, "u-a", "u-b")
+    mine = raw.rename({"TIMESTAMP": "when", "ContextTokens": "prompt", "GeneratedTokens": "completion"}).with_columns(
+        pl.Series("user", users)
+    )
+    mine.write_csv(tmp_path / "mine.csv")
+    source = TraceSource(
+        "mine.csv",
+        "generic",
+        columns={"timestamp": "when", "input_tokens": "prompt", "output_tokens": "completion"},
+        time_unit="datetime",
+        client_column="user",
+    )
+    spec_path = WorkloadSpec(source, Span(0), seed=5).to_file(tmp_path / "spec.json")
+    spec = WorkloadSpec.from_file(spec_path)  # the relative trace path resolves against the spec's folder
+    assert spec.source == source
+    pool = load_source(spec)
+    assert pool.client_ids == ("u-a", "u-b")
+    w = compose(spec, pool=pool)
+    counts = dict(w.trace.group_by("client_id").len().iter_rows())
+    assert counts["u-a"] == pytest.approx(19_366 / 3, abs=8) and counts["u-b"] == pytest.approx(2 * 19_366 / 3, abs=8)
+    assert w.trace["input_tokens"].is_in(raw["ContextTokens"].cast(pl.Int64).unique().implode()).all()
+    # per_client=False on the same mapping: one client, the same arrival windows as the azure preset
+    one = dataclasses.replace(spec, source=dataclasses.replace(source, per_client=False))
+    azure = WorkloadSpec(TraceSource(str(traces_dir / "AzureLLMInferenceTrace_conv.csv"), "azure", per_client=False), Span(0))
+    assert_frame_equal(load_source(one).windows, load_source(azure).windows)
+    # a mapped column the file lacks is a data error naming the file and the column
+    bad = dataclasses.replace(spec, source=dataclasses.replace(source, client_column="tenant"))
+    with pytest.raises(DataFormatError, match=r"mine\.csv.*'tenant'"):
+        load_source(bad)
+    # a mapping that clashes with the preset's own columns names source.columns
+    clash = dataclasses.replace(spec, source=TraceSource(str(traces_dir / "AzureLLMInferenceTrace_conv.csv"), "azure", columns={"client_id": "ContextTokens"}))
+    with pytest.raises(SpecError) as info:
+        load_source(clash)
+    assert info.value.key == "source.columns"
 
 
 @pytest.mark.parametrize("model", ["language/demo-chat", "multimodal/demo-vl", "reason/demo-r1"])

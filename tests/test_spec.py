@@ -115,6 +115,105 @@ def test_trace_source_round_trips():
     assert WorkloadSpec.from_json(spec.to_json()).to_dict()["source"] == d["source"]
 
 
+def test_trace_source_without_mapping_keys_writes_the_same_json_text():
+    # a spec written before columns/time_unit/client_column existed reads and writes byte for byte
+    text = json.dumps(
+        {
+            **copy.deepcopy(BASE),
+            "source": {"kind": "trace", "path": "t.csv", "preset": None, "per_client": True},
+            "clients": {"mode": "all"},
+            "weights": {"mode": "observed"},
+            "rate": {"kind": "observed", "factor": 1.0},
+            "arrivals": "fitted",
+            "lengths": "client",
+            "missing_lengths": "exclude",
+            "length_correlation": 0.0,
+            "seed": 0,
+        },
+        indent=2,
+    ) + "\n"
+    spec = WorkloadSpec.from_json(text)
+    assert spec.to_json() == text
+    assert set(spec.to_dict()["source"]) == {"kind", "path", "preset", "per_client"}
+
+
+def test_trace_source_column_mapping_round_trips():
+    source = {
+        "kind": "trace",
+        "path": "mine.csv",
+        "preset": "generic",
+        "per_client": True,
+        # given out of target order: written back in TARGETS order
+        "columns": {"output_tokens": "completion", "timestamp": "when_ms", "input_tokens": "prompt"},
+        "time_unit": "ms",
+        "client_column": "user",
+    }
+    spec = WorkloadSpec.from_dict({**copy.deepcopy(BASE), "source": source})
+    assert spec.source.columns == (("timestamp", "when_ms"), ("input_tokens", "prompt"), ("output_tokens", "completion"))
+    assert spec.source.time_unit == "ms" and spec.source.client_column == "user"
+    again = WorkloadSpec.from_json(spec.to_json())
+    assert again == spec and hash(again) == hash(spec)
+    written = json.loads(spec.to_json())["source"]
+    assert written == source
+    assert list(written["columns"]) == ["timestamp", "input_tokens", "output_tokens"]
+    # built in code from a mapping: the same value
+    built = TraceSource("mine.csv", "generic", columns=dict(source["columns"]), time_unit="ms", client_column="user")
+    assert built == spec.source
+    # a preset with an extra mapped column and a time unit override only
+    azure = TraceSource("a.csv", "azure", columns={"client_id": "Region"}, time_unit="datetime")
+    assert azure.to_dict() == {
+        "kind": "trace", "path": "a.csv", "preset": "azure", "per_client": True,
+        "columns": {"client_id": "Region"}, "time_unit": "datetime",
+    }
+
+
+def _trace(**extra) -> dict:
+    source = {"kind": "trace", "path": "t.csv", "preset": "generic", "time_unit": "s",
+              "columns": {"timestamp": "ts", "input_tokens": "in", "output_tokens": "out"}}
+    source.update(extra)
+    return {**copy.deepcopy(BASE), "source": {k: v for k, v in source.items() if v is not ...}}
+
+
+TRACE_BAD = [
+    ("unknown target", _trace(columns={"timestamp": "ts", "input_tokens": "in", "output_tokens": "out", "prompt": "p"}), "source.columns.prompt"),
+    ("column not a string", _trace(columns={"timestamp": "ts", "input_tokens": 3, "output_tokens": "out"}), "source.columns.input_tokens"),
+    ("empty column name", _trace(columns={"timestamp": "ts", "input_tokens": " ", "output_tokens": "out"}), "source.columns.input_tokens"),
+    ("column used twice", _trace(columns={"timestamp": "ts", "input_tokens": "n", "output_tokens": "n"}), "source.columns.output_tokens"),
+    ("columns not an object", _trace(columns=["ts", "in", "out"]), "source.columns"),
+    ("generic without input_tokens", _trace(columns={"timestamp": "ts", "output_tokens": "out"}), "source.columns.input_tokens"),
+    ("columns without preset need all three", _trace(preset=None, columns={"timestamp": "ts"}), "source.columns.input_tokens"),
+    ("generic without time unit", _trace(time_unit=...), "source.time_unit"),
+    ("unknown time unit", _trace(time_unit="minutes"), "source.time_unit"),
+    ("time unit not a string", _trace(time_unit=1000), "source.time_unit"),
+    ("empty client column", _trace(client_column=""), "source.client_column"),
+    ("client column not a string", _trace(client_column=["user"]), "source.client_column"),
+    ("client column contradicts the mapping", _trace(client_column="user", columns={"timestamp": "ts", "input_tokens": "in", "output_tokens": "out", "client_id": "tenant"}), "source.client_column"),
+    ("mapping keys on a servegen source", {**BASE, "source": {**BASE["source"], "columns": {"timestamp": "ts"}}}, "source.columns"),
+]
+
+
+@pytest.mark.parametrize(("case", "data", "key"), TRACE_BAD, ids=[b[0] for b in TRACE_BAD])
+def test_bad_trace_source_mapping_names_the_key(case, data, key):
+    with pytest.raises(SpecError) as info:
+        WorkloadSpec.from_dict(data)
+    assert info.value.key == key, f"{case}: {info.value}"
+    with pytest.raises(SpecError) as info2:
+        WorkloadSpec.from_json(json.dumps(data))
+    assert info2.value.key == key
+
+
+def test_trace_source_mapping_is_checked_in_code_too():
+    with pytest.raises(SpecError) as info:
+        TraceSource("t.csv", columns={"timestamp": "ts", "input_tokens": "in", "output_tokens": "out"})
+    assert info.value.key == "source.time_unit"
+    with pytest.raises(SpecError) as info:
+        TraceSource("t.csv", "azure", columns=(("client_id", "a", "b"),))
+    assert info.value.key == "source.columns[0]"
+    with pytest.raises(SpecError) as info:
+        TraceSource("t.csv", "azure", columns=(("client_id", "a"), ("client_id", "b")))
+    assert info.value.key == "source.columns.client_id"
+
+
 def test_spec_file_relative_paths_resolve_against_the_file_folder(tmp_path: Path):
     folder = tmp_path / "specs" / "deep"
     folder.mkdir(parents=True)
