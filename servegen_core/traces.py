@@ -5,6 +5,9 @@ column names), parses every value strictly and returns a :class:`LoadedTrace`: t
 validated RequestTrace plus what was chosen and what was noticed on the way
 (timestamp resolution, skipped blank lines, sorting, failed requests).
 
+:func:`trace_columns` reads only a file's column names (CSV header, Parquet schema,
+keys of the first JSON line), cheaply, e.g. to offer them for a column mapping.
+
 Formats are chosen by suffix: ``.csv``, ``.parquet``/``.pq``, ``.jsonl``/``.ndjson``,
 each optionally followed by ``.gz``. A gzip file is decompressed into memory and the
 bytes are handed to Polars; plain files are scanned lazily (``pl.scan_*`` with an
@@ -81,6 +84,7 @@ __all__ = [
     "detect_preset",
     "load_trace",
     "timestamp_resolution",
+    "trace_columns",
 ]
 
 #: Accepted ``time_unit`` values: numeric units (value divided by the number of units per second) ...
@@ -564,6 +568,104 @@ def _columns(src: _Source) -> list[str]:
         return list(_json_object(first[1]))
     except ValueError as exc:
         raise DataFormatError(src.path, f"line {first[0]}", str(exc)) from None
+
+
+#: Longest CSV header (bytes) :func:`trace_columns` reads before giving up.
+_MAX_HEADER_BYTES = 1 << 20
+
+
+def _header_format(path: Path) -> tuple[str, bool]:
+    suffixes = [s.lower() for s in path.suffixes]
+    gz = bool(suffixes) and suffixes[-1] == ".gz"
+    if gz:
+        suffixes = suffixes[:-1]
+    fmt = _FORMATS.get(suffixes[-1]) if suffixes else None
+    if fmt is None:
+        msg = f"unknown file type; use one of {sorted(set(_FORMATS))}, optionally followed by .gz"
+        raise DataFormatError(path, None, msg)
+    return fmt, gz
+
+
+def _csv_header_bytes(fh: io.BufferedIOBase, path: Path) -> bytes:
+    """The bytes of the first CSV record (several physical lines when a quoted name holds a newline)."""
+    head = b""
+    while True:
+        line = fh.readline(_MAX_HEADER_BYTES + 1 - len(head))
+        head += line
+        if not line or head.count(b'"') % 2 == 0:
+            break
+        if len(head) > _MAX_HEADER_BYTES:
+            break
+    if len(head) > _MAX_HEADER_BYTES:
+        msg = f"the header line is longer than {_MAX_HEADER_BYTES:,} bytes"
+        raise DataFormatError(path, "line 1", msg)
+    return head
+
+
+def trace_columns(path: str | Path) -> list[str]:
+    """The column names of a trace file, read from its header only.
+
+    CSV: the first line (the names :func:`load_trace` sees, e.g. ``a_duplicated_0`` for a
+    repeated name); Parquet: the schema in the file footer; JSON Lines: the keys of the
+    first non-blank line. A ``.gz`` file is decompressed as a stream up to that point
+    (all of it for Parquet, whose schema sits at the end). The format is chosen by suffix,
+    as in :func:`load_trace`.
+
+    Raises :class:`DataFormatError` naming the file (and the line where there is one) when
+    the suffix is unknown, the file is empty, not valid gzip/UTF-8/CSV/Parquet/JSON, or
+    the first JSON line is not an object; :class:`FileNotFoundError` when ``path`` is not a
+    file (as :func:`load_trace`).
+    """
+    path = Path(path)
+    if not path.is_file():
+        msg = f"trace file not found: {path}"
+        raise FileNotFoundError(msg)
+    fmt, gz = _header_format(path)
+    try:
+        with gzip.open(path, "rb") if gz else path.open("rb") as fh:
+            if fmt == "parquet":
+                data = fh.read() if gz else None
+                if data is not None and not data:
+                    raise DataFormatError(path, None, "the file is empty")
+                try:
+                    return list(pl.read_parquet_schema(io.BytesIO(data) if gz else path))
+                except (pl.exceptions.PolarsError, OSError) as exc:
+                    msg = f"cannot be read as parquet: {_polars_message(exc)}"
+                    raise DataFormatError(path, None, msg) from None
+            if fmt == "csv":
+                head = _csv_header_bytes(fh, path)
+                if not head.strip():
+                    raise DataFormatError(path, "line 1" if head else None, "the file is empty" if not head else "the header line is blank")
+                try:
+                    head.decode("utf-8")
+                except UnicodeDecodeError as exc:
+                    msg = f"byte 0x{head[exc.start]:02x} at byte {exc.start + 1} of the header is not valid UTF-8"
+                    raise DataFormatError(path, "line 1", msg) from None
+                try:
+                    return pl.read_csv(io.BytesIO(head), infer_schema=False, n_rows=0).columns
+                except pl.exceptions.PolarsError as exc:
+                    msg = f"cannot be read as csv: {_polars_message(exc)}"
+                    raise DataFormatError(path, "line 1", msg) from None
+            for number, raw in enumerate(fh, start=1):
+                try:
+                    line = raw.decode("utf-8")
+                except UnicodeDecodeError as exc:
+                    msg = f"byte 0x{raw[exc.start]:02x} at byte {exc.start + 1} of the line is not valid UTF-8"
+                    raise DataFormatError(path, f"line {number}", msg) from None
+                if number == 1:
+                    line = line.removeprefix("\ufeff")
+                if not line.strip():
+                    continue
+                try:
+                    return list(_json_object(line))
+                except ValueError as exc:
+                    raise DataFormatError(path, f"line {number}", str(exc)) from None
+            raise DataFormatError(path, None, "the file has no JSON lines")
+    except (OSError, EOFError, zlib.error) as exc:
+        if gz:
+            msg = f"not a valid gzip file ({exc})"
+            raise DataFormatError(path, None, msg) from None
+        raise
 
 
 def _scan(src: _Source, available: list[str], sources: list[str], kinds: dict[str, str]) -> pl.LazyFrame:

@@ -24,6 +24,7 @@ from servegen_core.traces import (
     detect_preset,
     load_trace,
     timestamp_resolution,
+    trace_columns,
 )
 
 AZURE = "AzureLLMInferenceTrace_conv.csv"
@@ -581,3 +582,81 @@ def test_client_column_must_agree_with_mapping(tmp_path: Path) -> None:
         load_trace(f, columns={**MAP_TIO, "client_id": "u"}, time_unit="s", client_column="v")
     loaded = load_trace(f, columns={**MAP_TIO, "client_id": "u"}, time_unit="s", client_column="u")
     assert loaded.trace["client_id"].to_list() == ["a"]
+
+
+# --------------------------------------------------------------------------- trace_columns
+
+
+def test_trace_columns_of_the_real_traces(traces_dir: Path) -> None:
+    azure, mooncake = traces_dir / AZURE, traces_dir / MOONCAKE
+    with azure.open(newline="") as fh:
+        assert trace_columns(azure) == next(csv.reader(fh))
+    with mooncake.open() as fh:
+        assert trace_columns(mooncake) == list(json.loads(fh.readline()))
+    for path in (azure, mooncake):
+        # every column load_trace maps comes from the names trace_columns offers
+        assert set(load_trace(path).columns.values()) <= set(trace_columns(path))
+
+
+def test_trace_columns_gzip_and_parquet_match_the_plain_file(tmp_path: Path, traces_dir: Path) -> None:
+    azure = traces_dir / AZURE
+    names = trace_columns(azure)
+    packed = _write(tmp_path / "az.csv.gz", gzip.compress(azure.read_bytes()))
+    assert trace_columns(packed) == names
+    jl = (traces_dir / MOONCAKE).read_bytes()
+    assert trace_columns(_write(tmp_path / "m.ndjson.gz", gzip.compress(b"\n\n" + jl))) == trace_columns(traces_dir / MOONCAKE)
+    frame = pl.read_csv(azure, infer_schema=False).with_columns(pl.col("ContextTokens").cast(pl.Int64), pl.lit("u").alias("user"))
+    frame.write_parquet(tmp_path / "az.parquet")
+    assert trace_columns(tmp_path / "az.parquet") == [*names, "user"]
+    _write(tmp_path / "az.pq.gz", gzip.compress((tmp_path / "az.parquet").read_bytes()))
+    assert trace_columns(tmp_path / "az.pq.gz") == [*names, "user"]
+
+
+def test_trace_columns_reads_only_the_header(tmp_path: Path, traces_dir: Path) -> None:
+    # data rows that load_trace rejects do not matter: only the header is read
+    ragged = _write(tmp_path / "r.csv", HEADER + GOOD + "1,2\n\xff\xfe broken\n")
+    with pytest.raises(DataFormatError):
+        load_trace(ragged)
+    assert trace_columns(ragged) == ["TIMESTAMP", "ContextTokens", "GeneratedTokens"]
+    # a gzip stream cut short after the header: the header still reads, the full load fails
+    cut = _write(tmp_path / "cut.csv.gz", gzip.compress((traces_dir / AZURE).read_bytes())[:4000])
+    with pytest.raises(DataFormatError, match="gzip"):
+        load_trace(cut)
+    assert trace_columns(cut) == ["TIMESTAMP", "ContextTokens", "GeneratedTokens"]
+    jl = _write(tmp_path / "j.jsonl", '{"t": 1, "i": 5, "o": 2}\nnot json\n')
+    assert trace_columns(jl) == ["t", "i", "o"]
+
+
+def test_trace_columns_names_as_load_trace_sees_them(tmp_path: Path) -> None:
+    # a repeated name and a quoted name spanning two lines, with a BOM
+    text = '\ufefft,i,i,"o\nx"\n1,2,3,4\n'
+    f = _write(tmp_path / "q.csv", text)
+    assert trace_columns(f) == pl.read_csv(f, infer_schema=False).columns == ["t", "i", "i_duplicated_0", "o\nx"]
+    loaded = load_trace(f, columns={"timestamp": "t", "input_tokens": "i", "output_tokens": "i_duplicated_0"}, time_unit="s")
+    assert loaded.trace["output_tokens"].to_list() == [3]
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "where", "fragment"),
+    [
+        ("x.txt", b"a,b\n", None, "unknown file type"),
+        ("e.csv", b"", None, "empty"),
+        ("e.csv.gz", gzip.compress(b""), None, "empty"),
+        ("blank.csv", b"\n1,2\n", "line 1", "blank"),
+        ("u.csv", b"t,\xffi,o\n1,2,3\n", "line 1", "UTF-8"),
+        ("z.csv.gz", b"not gzip at all", None, "gzip"),
+        ("j.jsonl", b"\n\n[1, 2]\n", "line 3", "JSON object"),
+        ("k.jsonl", b'{"t": 1,\n', "line 1", "not valid JSON"),
+        ("n.jsonl", b"\n  \n", None, "no JSON lines"),
+        ("p.parquet", b"PAR1 not really", None, "parquet"),
+    ],
+)
+def test_trace_columns_errors_name_the_file(tmp_path: Path, name: str, content: bytes, where: str | None, fragment: str) -> None:
+    path = _write(tmp_path / name, content)
+    with pytest.raises(DataFormatError) as info:
+        trace_columns(path)
+    assert info.value.path == str(path)
+    assert info.value.where == where
+    assert fragment in str(info.value) and str(path) in str(info.value)
+    with pytest.raises(FileNotFoundError, match="not found"):
+        trace_columns(tmp_path / "missing.csv")
