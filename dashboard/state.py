@@ -31,14 +31,14 @@ from servegen_core.compose import ComposePlan, Workload, plan_workload
 from servegen_core.compose import compose as compose_workload
 from servegen_core.compose import load_source as load_spec_source
 from servegen_core.demo import DEMO_LABEL
-from servegen_core.errors import ServeGenError
+from servegen_core.errors import ServeGenError, SpecError
 from servegen_core.export import FORMATS, export_trace
 from servegen_core.paths import demo_data_dir, shared_data_dir
 from servegen_core.pool import ClientPool, expected_requests, list_models, load_pool
 from servegen_core.result import Result
 from servegen_core.schema import has_columns
 from servegen_core.spec import ServeGenSource, Span, TraceSource, WorkloadSpec
-from servegen_core.traces import PRESETS, TIME_UNITS, load_trace
+from servegen_core.traces import PRESETS, TIME_UNITS, load_trace, trace_columns
 from servegen_core.validate import ValidationReport, validate
 
 from charts import fmt_time
@@ -443,6 +443,18 @@ def _demo_source(option: str) -> Source:
     return Source("pool", str(root / "servegen"), option, synthetic=True)
 
 
+#: The targets the sidebar maps for the ``generic`` preset.
+GENERIC_TARGETS = ("timestamp", "input_tokens", "output_tokens")
+#: The client-column choice meaning "no client column" (every request is client ``all``).
+NO_CLIENT_COLUMN = "(none)"
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def file_columns(path: str, mtime_ns: int) -> list[str]:
+    """:func:`servegen_core.traces.trace_columns` (header only), once per file version."""
+    return trace_columns(path)
+
+
 def _save_upload(upload: Any) -> Path:
     """Write an uploaded file once into a private temp folder (atomically); returns its path."""
     folder = Path(tempfile.gettempdir()) / "servegen-uploads" / hashlib.sha1(str(upload.file_id).encode()).hexdigest()[:16]
@@ -496,21 +508,31 @@ def _trace_source() -> Source | None:
         "Preset", [AUTO_PRESET, *PRESETS], key="src_preset", persist_state="session",
         help="\n\n".join(f"**{p.name}**: {p.description}" for p in PRESETS.values()),
     )
+    try:
+        names = file_columns(str(path), path.stat().st_mtime_ns)
+    except Exception as exc:  # noqa: BLE001 - a header that does not read is shown, not raised
+        show_error(exc)
+        return None
     columns: tuple[tuple[str, str], ...] = ()
     time_unit = None
     if preset == "generic":
-        st.caption("Column mapping (column names in the file)")
+        st.caption("Column mapping (columns of the file)")
         mapped = []
-        for target in ("timestamp", "input_tokens", "output_tokens"):
-            name = st.text_input(target, key=f"src_map_{target}", persist_state="session").strip()
-            if name:
+        for target in GENERIC_TARGETS:
+            name = st.selectbox(
+                target, names, index=None, placeholder="choose a column", key=f"src_map_{target}", persist_state="session"
+            )
+            if name is not None:
                 mapped.append((target, name))
-        if len(mapped) < 3:
-            st.caption("Map timestamp, input_tokens and output_tokens to read the file.")
-            return None
         columns = tuple(mapped)
         time_unit = st.selectbox("Time unit", [*TIME_UNITS, "datetime"], key="src_time_unit", persist_state="session")
-    client = st.text_input("Client column (optional)", key="src_client_col", persist_state="session").strip() or None
+    client = st.selectbox(
+        "Client column (optional)", [NO_CLIENT_COLUMN, *names], key="src_client_col", persist_state="session"
+    )
+    client = None if client == NO_CLIENT_COLUMN else client
+    if preset == "generic" and len(columns) < len(GENERIC_TARGETS):
+        st.caption("Map timestamp, input_tokens and output_tokens to read the file.")
+        return None
     return Source(
         "trace",
         str(path),
@@ -660,7 +682,9 @@ def spec_source(view: View) -> tuple[ServeGenSource | TraceSource | None, str | 
     """The WorkloadSpec source for the current data source, or ``None`` and the reason.
 
     The demo and the shared data are written as ``"demo"`` / ``"shared"`` so a spec runs on
-    any machine that has them; other folders and trace files by their absolute path.
+    any machine that has them; other folders and trace files by their absolute path. A
+    trace keeps the preset it was read with and the sidebar's column mapping, time unit and
+    client column, so the spec reads the file exactly as the dashboard did.
     """
     src = view.source
     if src.kind == "pool":
@@ -672,12 +696,17 @@ def spec_source(view: View) -> tuple[ServeGenSource | TraceSource | None, str | 
         else:
             data_dir = str(location)
         return ServeGenSource(data_dir, src.model), None
-    if src.columns or src.client_column or src.time_unit:
-        return None, (
-            "a workload spec can name a trace file and its preset, not a custom column mapping: "
-            "use a preset that reads this file, or convert it to the servegen CSV layout first"
+    try:
+        source = TraceSource(
+            path=str(Path(src.location).resolve()),
+            preset=view.loaded.preset,
+            columns=src.columns,
+            time_unit=src.time_unit,
+            client_column=src.client_column,
         )
-    return TraceSource(path=str(Path(src.location).resolve()), preset=view.loaded.preset), None
+    except SpecError as exc:
+        return None, str(exc)
+    return source, None
 
 
 def spec_pool(view: View, source: ServeGenSource | TraceSource) -> ClientPool | None:

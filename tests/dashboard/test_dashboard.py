@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import polars as pl
 import pytest
 from _dash import PAGES, Dashboard, horizontal_lines, title, trace_names, values, vertical_lines
 
@@ -250,15 +251,68 @@ def test_generic_preset_with_a_column_mapping(tmp_path):
     d.at.sidebar.radio(key="src_kind").set_value("trace").run()
     d.at.sidebar.text_input(key="src_trace_path").input(str(path)).run()
     d.at.sidebar.selectbox(key="src_preset").select("generic").run()
+    # the mapping offers the file's columns, nothing chosen yet
+    for target in ("timestamp", "input_tokens", "output_tokens"):
+        box = d.at.sidebar.selectbox(key=f"src_map_{target}")
+        assert box.options == ["when_ms", "prompt", "completion", "user"] and box.value is None
+    assert d.at.sidebar.selectbox(key="src_client_col").options == ["(none)", "when_ms", "prompt", "completion", "user"]
+    assert "**Requests:**" not in d.sidebar_text()
     for target, column in (("timestamp", "when_ms"), ("input_tokens", "prompt"), ("output_tokens", "completion")):
-        d.at.sidebar.text_input(key=f"src_map_{target}").input(column).run()
+        d.at.sidebar.selectbox(key=f"src_map_{target}").select(column).run()
     d.at.sidebar.selectbox(key="src_time_unit").select("ms").run()
-    d.at.sidebar.text_input(key="src_client_col").input("user").run()
+    d.at.sidebar.selectbox(key="src_client_col").select("user").run()
     d.check()
     assert "**Clients:** 2" in d.sidebar_text() and "**Requests:** 3" in d.sidebar_text()
     assert "**Span:** 3.0 s" in d.sidebar_text()
+
+
+def test_a_custom_mapped_trace_is_composed_with_its_mapping(tmp_path, traces_dir):
+    # the Azure trace under other column names, with a client column, read with the generic preset
+    raw = pl.read_csv(traces_dir / "AzureLLMInferenceTrace_conv.csv", infer_schema=False)
+    users = np.where(np.arange(raw.height) % 4 == 0, "team-a", "team-b")
+    mine = raw.rename({"TIMESTAMP": "when", "ContextTokens": "prompt", "GeneratedTokens": "completion"})
+    path = tmp_path / "mine.csv"
+    mine.with_columns(pl.Series("team", users)).write_csv(path)
+    d = Dashboard()
+    d.at.sidebar.radio(key="src_kind").set_value("trace").run()
+    d.at.sidebar.text_input(key="src_trace_path").input(str(path)).run()
+    d.at.sidebar.selectbox(key="src_preset").select("generic").run()
+    for target, column in (("timestamp", "when"), ("input_tokens", "prompt"), ("output_tokens", "completion")):
+        d.at.sidebar.selectbox(key=f"src_map_{target}").select(column).run()
+    d.at.sidebar.selectbox(key="src_time_unit").select("datetime").run()
+    d.at.sidebar.selectbox(key="src_client_col").select("team").run()
+    d.check()
     d.open("compose")
-    assert any("cannot be composed" in w.value for w in d.at.warning)
+    assert not [w.value for w in d.at.warning if "cannot be composed" in w.value]
+    spec = d.at.session_state["spec"]
+    assert spec.source == TraceSource(
+        path=str(path.resolve()),
+        preset="generic",
+        columns={"timestamp": "when", "input_tokens": "prompt", "output_tokens": "completion"},
+        time_unit="datetime",
+        client_column="team",
+    )
+    # the page's plan is the core's plan of the same spec: both clients, the same expected requests
+    made = compose(spec)
+    assert set(made.clients) == {"team-a", "team-b"}
+    assert d.at.metric[0].value == f"{made.plan.expected_requests:,.0f}"
+    assert d.at.metric[1].value == "2"
+    # the exported spec JSON carries the mapping and reads back to the same spec
+    d.open("export")
+    text = next(c.value for c in d.at.code if c.value.lstrip().startswith("{"))
+    assert WorkloadSpec.from_json(text) == spec
+    assert json.loads(text)["source"]["columns"] == {"timestamp": "when", "input_tokens": "prompt", "output_tokens": "completion"}
+
+
+def test_a_header_that_does_not_read_is_shown_in_the_sidebar(tmp_path):
+    path = tmp_path / "bad.jsonl"
+    path.write_text("\n[1, 2, 3]\n")
+    d = Dashboard()
+    d.at.sidebar.radio(key="src_kind").set_value("trace").run()
+    d.at.sidebar.text_input(key="src_trace_path").input(str(path)).run()
+    assert not d.at.exception
+    errors = [e.value for e in d.at.sidebar.error]
+    assert len(errors) == 1 and "bad.jsonl" in errors[0] and "line 2" in errors[0]
 
 
 def test_uploads_above_the_limit_are_refused(monkeypatch, traces_dir):
