@@ -4,7 +4,7 @@ Everything a page needs lives in ``st.session_state`` so it survives page switch
 
 ``source``     the chosen :class:`Source` (demo, ServeGen folder or raw trace);
 ``view``       the loaded data restricted to the chosen time span (:class:`View`);
-``selection``  the clients picked on the Clients page (:class:`Selection`);
+``selection``  the clients picked on the Clients page and the filter that picked them (:class:`Selection`);
 ``spec``       the workload spec built on the Compose page.
 
 The sidebar (:func:`sidebar`, called from ``app.py`` before the page runs) sets ``source``
@@ -37,7 +37,7 @@ from servegen_core.paths import demo_data_dir, shared_data_dir
 from servegen_core.pool import ClientPool, expected_requests, list_models, load_pool
 from servegen_core.result import Result
 from servegen_core.schema import has_columns
-from servegen_core.spec import ServeGenSource, Span, TraceSource, WorkloadSpec
+from servegen_core.spec import ClientSelection, ServeGenSource, Span, TraceSource, WorkloadSpec
 from servegen_core.traces import PRESETS, TIME_UNITS, load_trace, trace_columns
 from servegen_core.validate import ValidationReport, validate
 
@@ -203,10 +203,18 @@ class View:
 
 @dataclass(frozen=True)
 class Selection:
-    """Clients picked on the Clients page, for the source they were picked on."""
+    """Clients picked on the Clients page, for the source they were picked on.
+
+    ``rule`` is the Clients page's filter (a ``filter`` :class:`ClientSelection`) when the
+    clients were taken as "all matching" a filter, ``None`` when rows were picked by hand;
+    ``start_s``/``end_s`` is the span the Clients page ranked them over.
+    """
 
     source: Source
     client_ids: tuple[str, ...]
+    rule: ClientSelection | None = None
+    start_s: float | None = None
+    end_s: float | None = None
 
 
 def _client_sort_key(client_id: str) -> tuple[int, int | str]:
@@ -385,8 +393,66 @@ def selection(view: View | None = None) -> tuple[str, ...]:
     return tuple(c for c in sel.client_ids if c in known)
 
 
-def set_selection(view: View, client_ids: tuple[str, ...] | list[str]) -> None:
-    st.session_state["selection"] = Selection(view.source, tuple(str(c) for c in client_ids))
+def set_selection(view: View, client_ids: tuple[str, ...] | list[str], *, rule: ClientSelection | None = None) -> None:
+    """Store the Clients page's pick (and the filter that made it, if any) for the composer."""
+    ids = tuple(str(c) for c in client_ids)
+    st.session_state["selection"] = Selection(view.source, ids, rule, view.start_s, view.end_s)
+
+
+def filter_rule(ranges: Mapping[str, tuple[float | None, float | None]], top_k: int | None, by: str) -> ClientSelection | None:
+    """The Clients page's filter as a spec client selection (``None`` without ranges or top-k)."""
+    if not ranges and top_k is None:
+        return None
+    try:
+        return ClientSelection(
+            mode="filter", ranges=tuple((name, lo, hi) for name, (lo, hi) in ranges.items()), top_k=top_k, by=by
+        )
+    except SpecError:
+        return None
+
+
+def describe_rule(rule: ClientSelection) -> str:
+    """A filter selection in words, e.g. ``request_share ≥ 0.01; top 5 by request_share``."""
+    parts = []
+    for name, lo, hi in rule.ranges:
+        if lo is not None and hi is not None:
+            parts.append(f"{lo:g} ≤ {name} ≤ {hi:g}")
+        elif lo is not None:
+            parts.append(f"{name} ≥ {lo:g}")
+        elif hi is not None:
+            parts.append(f"{name} ≤ {hi:g}")
+    if rule.top_k is not None:
+        parts.append(f"top {rule.top_k} by {rule.by}")
+    return "; ".join(parts) or "no bounds"
+
+
+def carried_rule(view: View, start_s: float, end_s: float) -> tuple[ClientSelection | None, str]:
+    """The Clients page's filter for a workload spanning ``[start_s, end_s)``, or ``None``, and a caption.
+
+    The filter goes into the spec (``clients.mode = "filter"``) only when it was ranked over
+    the same span as the workload's, on ServeGen pool data: the spec evaluates it over the
+    workload's span, so it then picks exactly the clients the Clients page showed. Otherwise
+    the clients stay a fixed id list and the caption says why.
+    """
+    sel = st.session_state.get("selection")
+    if sel is None or sel.source != view.source:
+        return None, ""
+    if sel.rule is None:
+        return None, "Rows picked by hand on the Clients page go into the spec as a list of client ids."
+    rule = f"the Clients page's filter ({describe_rule(sel.rule)})"
+    if not view.is_pool:
+        return None, (
+            f"Kept as a list of client ids: {rule} ranks the trace's own requests, while a spec ranks the client "
+            "pool fitted to the trace, which can order the clients differently."
+        )
+    if sel.start_s is None or abs(sel.start_s - start_s) > 1e-6 or abs(sel.end_s - end_s) > 1e-6:
+        return None, (
+            f"Kept as a list of client ids: {rule} ranked the clients over {fmt_time(sel.start_s)} – "
+            f"{fmt_time(sel.end_s)}, the workload spans {fmt_time(start_s)} – {fmt_time(end_s)}, and over another "
+            "span the same filter can pick other clients. Set the sidebar's time span to the workload's span and "
+            "use the matching clients again to carry the filter itself into the spec."
+        )
+    return sel.rule, f"The spec carries {rule}, evaluated over the workload's span (the same span the Clients page used)."
 
 
 def page_header(title: str) -> View:

@@ -52,7 +52,7 @@ picked = [shown["client_id"][i] for i in rows]
 
 b1, b2, b3 = st.columns(3)
 if b1.button(f"Use the {len(ids)} matching clients", key="cl_use_filtered", disabled=not ids):
-    state.set_selection(view, ids)
+    state.set_selection(view, ids, rule=state.filter_rule(ranges, top_k or None, by))
 if b2.button(f"Use the {len(picked)} selected rows", key="cl_use_rows", disabled=not picked):
     state.set_selection(view, picked)
 if b3.button("Clear the selection", key="cl_clear"):

@@ -58,8 +58,9 @@ if mode == "top_k":
     k = st.number_input("k", min_value=1, max_value=len(pool.client_ids), value=min(10, len(pool.client_ids)), step=1, key=f"cmp_k_{sid}", persist_state="session")
     clients = build(lambda: ClientSelection(mode="top_k", k=int(k)))
 elif mode == "selection":
-    clients = build(lambda: ClientSelection(mode="ids", ids=picked))
+    clients = build(lambda: ClientSelection(mode="ids", ids=picked))  # or the Clients page's filter, once the span is known
     st.caption("From the Clients page: " + ", ".join(picked[:40]) + (" …" if len(picked) > 40 else ""))
+    rule_note = st.empty()
 elif mode == "ids":
     ids = st.multiselect("Clients", pool.client_ids, default=list(pool.client_ids[:3]), key=f"cmp_ids_{sid}", persist_state="session")
     if not ids:
@@ -87,6 +88,12 @@ duration_min = c2.number_input(
 )
 seed = int(c3.number_input("Seed", min_value=0, value=0, step=1, key="cmp_seed", persist_state="session"))
 span = build(lambda: Span(start_s=int(start_s), duration_s=float(duration_min) * 60))
+if mode == "selection":
+    rule, note = state.carried_rule(view, span.start_s, span.start_s + span.duration_s)
+    if rule is not None:
+        clients = rule
+    if note:
+        rule_note.caption(note)
 
 # --- 3. rate function ---------------------------------------------------------------------
 st.subheader("Rate function")

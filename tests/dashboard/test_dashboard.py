@@ -15,11 +15,11 @@ from _dash import PAGES, Dashboard, horizontal_lines, title, trace_names, values
 
 from servegen_core import arrivals, rates
 from servegen_core.cli import main as cli_main
-from servegen_core.compose import compose
+from servegen_core.compose import compose, plan_workload
 from servegen_core.demo import DEMO_LABEL
 from servegen_core.paths import demo_data_dir
 from servegen_core.pool import expected_requests, load_pool
-from servegen_core.spec import ConstantRate, ServeGenSource, TraceSource, WorkloadSpec
+from servegen_core.spec import ClientSelection, ConstantRate, ServeGenSource, Span, TraceSource, WorkloadSpec
 from servegen_core.summary import client_summary, filter_clients
 from servegen_core.traces import load_trace
 from servegen_core.validate import validate
@@ -349,6 +349,55 @@ def test_clients_selection_feeds_the_composer(demo_dir):
     d.check()
     spec = d.at.session_state["spec"]
     assert spec.clients.mode == "ids" and list(spec.clients.ids) == top3
+
+
+def test_clients_filter_is_carried_into_the_spec_when_the_spans_match(servegen_dir):
+    d = Dashboard().servegen("language/m-large")
+    d.at.sidebar.select_slider[0].set_value((72000.0, 75600.0)).run()  # day 0, 20:00-21:00
+    d.open("clients")
+    d.at.multiselect(key="cl_filter_columns").set_value(["request_share"]).run()
+    d.at.number_input(key="cl_lo_request_share").set_value(0.01).run()
+    d.at.number_input(key="cl_top_k").set_value(8).run()
+    d.check()
+    pool = load_pool(servegen_dir, "language/m-large")
+    expected = filter_clients(client_summary(pool.span(72000, 75600)), ranges={"request_share": (0.01, None)}, top_k=8)
+    assert d.at.dataframe[0].value["client_id"].tolist() == expected
+    d.at.button(key="cl_use_filtered").click().run()
+    d.open("compose")
+    d.at.radio(key="cmp_mode").set_value("selection").run()
+    d.check()
+    spec = d.at.session_state["spec"]
+    assert spec.span == Span(72000, 3600.0)
+    assert spec.clients == ClientSelection("filter", ranges=(("request_share", 0.01, None),), top_k=8, by="request_share")
+    assert spec.to_dict()["clients"] == {"mode": "filter", "ranges": {"request_share": [0.01, None]}, "top_k": 8, "by": "request_share"}
+    assert any("The spec carries the Clients page's filter (request_share ≥ 0.01; top 8 by request_share)" in c for c in d.captions())
+    # the carried rule picks, over the workload's span, the clients the Clients page showed
+    plan = plan_workload(spec, pool=pool)
+    assert set(plan.clients) == set(expected) - set(pool.clients_without_lengths)
+    assert d.at.metric[1].value == str(len(plan.clients))
+    # another workload span: the clients stay the ids the page showed, and a caption says why
+    duration_key = next(n.key for n in d.at.number_input if n.key.startswith("cmp_duration_"))
+    d.at.number_input(key=duration_key).set_value(30.0).run()
+    d.check()
+    spec = d.at.session_state["spec"]
+    assert spec.clients.mode == "ids" and set(spec.clients.ids) == set(expected)
+    (note,) = [c for c in d.captions() if c.startswith("Kept as a list of client ids")]
+    assert "ranked the clients over day 1 20:00 – day 1 21:00, the workload spans day 1 20:00 – day 1 20:30" in note
+    assert "over another span the same filter can pick other clients" in note
+
+
+def test_clients_filter_on_a_trace_stays_ids(demo_dir):
+    d = Dashboard().demo("traces/demo_requests.csv").open("clients")
+    d.at.number_input(key="cl_top_k").set_value(3).run()
+    d.at.button(key="cl_use_filtered").click().run()
+    d.open("compose")
+    d.at.radio(key="cmp_mode").set_value("selection").run()
+    d.check()
+    trace = load_trace(demo_dir / "traces" / "demo_requests.csv").trace
+    top3 = filter_clients(client_summary(trace), top_k=3)
+    spec = d.at.session_state["spec"]
+    assert spec.clients == ClientSelection("ids", ids=tuple(top3))
+    assert any(c.startswith("Kept as a list of client ids") and "fitted" in c for c in d.captions())
 
 
 def test_composer_widgets_build_the_spec_and_the_rate_plot():
