@@ -634,6 +634,27 @@ def _check_target(target: Path, *, overwrite: bool) -> None:
                 raise CliError(msg)
 
 
+#: How ``generate`` words each reason a client is excluded (keys of ``ComposePlan.exclusions``).
+_EXCLUSION_TEXT = {
+    "idle": "idle in the span",
+    "no_lengths": "with no length data",
+    "weight_zero": "with weight 0",
+}
+
+
+def _clients_text(plan: Any) -> str:
+    """``54 composed, 108 excluded (95 idle in the span, 13 with no length data)``, plus ``N not selected``."""
+    ex = plan.exclusions
+    text = f"{len(plan.clients)} composed"
+    parts = [f"{len(ex[r])} {words}" for r, words in _EXCLUSION_TEXT.items() if ex[r]]
+    n_excluded = sum(len(ex[r]) for r in _EXCLUSION_TEXT)
+    if n_excluded:
+        text += f", {n_excluded} excluded ({', '.join(parts)})"
+    if ex["not_selected"]:
+        text += f", {len(ex['not_selected'])} not selected"
+    return text
+
+
 def _cmd_generate(args: argparse.Namespace, out: TextIO) -> int:
     from servegen_core.compose import load_source, naive_spec, plan_workload
     from servegen_core.export import ChunkWriter, export_trace, get_format
@@ -688,10 +709,8 @@ def _cmd_generate(args: argparse.Namespace, out: TextIO) -> int:
         f"expected {plan.expected_requests:,.0f})\n"
     )
     out.write(
-        f"clients: {len(plan.clients)} composed"
-        + (f", {len(plan.excluded_clients)} excluded" if plan.excluded_clients else "")
-        + f"; span {_fmt_number(plan.span_start_s)} s + {_fmt_number(plan.span_duration_s)} s of {plan.pool.name}; "
-        f"seed {spec.seed}\n"
+        f"clients: {_clients_text(plan)}; span {_fmt_number(plan.span_start_s)} s + "
+        f"{_fmt_number(plan.span_duration_s)} s of {plan.pool.name}; seed {spec.seed}\n"
     )
     if result.spec_path is not None:
         out.write(f"spec: {result.spec_path}\n")

@@ -76,9 +76,11 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
+from itertools import chain
 from pathlib import Path
+from types import MappingProxyType
 
 import numpy as np
 import polars as pl
@@ -108,6 +110,7 @@ from servegen_core.spec import (
 
 __all__ = [
     "ARRIVALS",
+    "EXCLUSION_REASONS",
     "LENGTHS",
     "MISSING_LENGTHS",
     "SCHEMA_VERSION",
@@ -131,6 +134,12 @@ __all__ = [
     "naive_spec",
     "plan_workload",
 ]
+
+#: Why a client of the source's span is not composed, in the order they are decided
+#: (:attr:`ComposePlan.exclusions`): not chosen by ``clients``; chosen but given weight 0
+#: (explicit weights that omit it or set 0); no recorded requests in the span; requests in
+#: the span only in windows without length data (``missing_lengths="exclude"``).
+EXCLUSION_REASONS: tuple[str, ...] = ("not_selected", "weight_zero", "idle", "no_lengths")
 
 #: Modalities whose ``<m>_tokens`` PDF is per item, drawn ``<m>_count`` times per request.
 ITEM_MODALITIES: tuple[str, ...] = ("image", "audio", "video")
@@ -295,6 +304,13 @@ class ComposePlan:
     modalities whose tokens are drawn per item (``image`` for mm-image), and
     ``pooled_lengths`` (``field, value, prob``) the pooled distribution, empty when no
     client-window uses it.
+
+    ``clients`` are the composed clients. ``exclusions`` says why every other client of the
+    source's span is not composed: one key per :data:`EXCLUSION_REASONS` entry (always all
+    four, in that order), each a tuple of client ids in numeric order; a client is listed
+    under the first reason that applies, so ``clients`` and the four tuples partition the
+    span's clients. ``excluded_clients`` are the clients the ``clients`` selection chose but
+    that are not composed (``weight_zero``, ``idle`` and ``no_lengths`` together).
     """
 
     spec: WorkloadSpec
@@ -311,6 +327,9 @@ class ComposePlan:
     item_modalities: tuple[str, ...]
     pooled_lengths: pl.DataFrame
     _arrays: dict
+    exclusions: Mapping[str, tuple[str, ...]] = dataclasses.field(
+        default_factory=lambda: MappingProxyType({r: () for r in EXCLUSION_REASONS})
+    )
 
     @property
     def expected_requests(self) -> float:
@@ -390,6 +409,11 @@ class Workload:
         return self.plan.excluded_clients
 
     @property
+    def exclusions(self) -> Mapping[str, tuple[str, ...]]:
+        """Why each client of the span is not composed (see :attr:`ComposePlan.exclusions`)."""
+        return self.plan.exclusions
+
+    @property
     def pool(self) -> ClientPool:
         return self.plan.pool
 
@@ -428,9 +452,11 @@ def plan_workload(spec: WorkloadSpec, *, pool: ClientPool | None = None) -> Comp
         )
     aligned = start - ((start - data_start) % W)
     sp = _span(pool, aligned, end)
+    span_clients = sp.client_ids
 
     # -- clients ---------------------------------------------------------------------------
     selected = _select_clients(spec.clients, pool, sp)
+    chosen_ids = list(selected)
     if spec.weights.mode == "explicit":
         known = set(pool.client_ids)
         chosen = set(selected)
@@ -467,6 +493,7 @@ def plan_workload(spec: WorkloadSpec, *, pool: ClientPool | None = None) -> Comp
         )
         .join(order, on="client_id", how="inner")
     )
+    active_ids = set(cw["client_id"].unique().to_list())  # recorded requests in the span
     fields = _pool_fields(pool, sp)
     if not fields:
         raise SpecError("source", f"{pool.name} has no length distributions")
@@ -534,7 +561,15 @@ def plan_workload(spec: WorkloadSpec, *, pool: ClientPool | None = None) -> Comp
         (pl.col("rate_rps") * pl.col("adjust")).alias("_base")
     )
     composed = [c for c in selected if c in set(per_client["client_id"].to_list())]
-    excluded = tuple(c for c in sp.client_ids if c not in set(composed))
+    chosen, weighted, done = set(chosen_ids), set(selected), set(composed)
+    reasons = {
+        "not_selected": [c for c in span_clients if c not in chosen],
+        "weight_zero": [c for c in chosen_ids if c not in weighted],
+        "idle": [c for c in selected if c not in done and c not in active_ids],
+        "no_lengths": [c for c in selected if c not in done and c in active_ids],
+    }
+    exclusions = MappingProxyType({r: tuple(sorted(reasons[r], key=_client_sort_key)) for r in EXCLUSION_REASONS})
+    excluded = tuple(sorted(chain(reasons["weight_zero"], reasons["idle"], reasons["no_lengths"]), key=_client_sort_key))
 
     # -- window grid and targets -----------------------------------------------------------
     first = int((aligned - data_start) // W)
@@ -673,6 +708,7 @@ def plan_workload(spec: WorkloadSpec, *, pool: ClientPool | None = None) -> Comp
         item_modalities=item_modalities,
         pooled_lengths=pooled,
         _arrays=arrays,
+        exclusions=exclusions,
     )
 
 

@@ -475,6 +475,73 @@ def test_generate_shared_m_large_matches_python_api(capsys, tmp_path, servegen_d
     assert "without length data" in err and "without length data" not in out
 
 
+def hour_exclusions(model_dir: Path, start: int, end: int, length_window: int = 21600) -> dict[str, int]:
+    """Clients idle in [start, end) and active clients without length data there, read from the files directly."""
+    idle = no_lengths = active = 0
+    for trace in sorted(model_dir.glob("chunk-*-trace.csv")):
+        cid = re.fullmatch(r"chunk-(\d+)-trace\.csv", trace.name).group(1)
+        rows = [line.split(",") for line in trace.read_text().splitlines() if line.strip()]
+        if not any(start <= int(r[0]) < end and float(r[1]) > 0 for r in rows):
+            idle += 1
+            continue
+        dataset = model_dir / f"chunk-{cid}-dataset.json"
+        windows = json.loads(dataset.read_text()) if dataset.exists() else {}
+        lw = str(start // length_window * length_window)
+        pdfs = windows.get(lw, {})
+        if not pdfs or any(text.strip() in ("", "{}") for text in pdfs.values()):
+            no_lengths += 1
+        else:
+            active += 1
+    return {"idle": idle, "no_lengths": no_lengths, "composed": active}
+
+
+def test_generate_says_why_clients_are_excluded(capsys, tmp_path, servegen_dir):
+    # m-large 20:00-21:00: most excluded clients simply send nothing in that hour
+    spec_path = write_spec(
+        tmp_path,
+        {
+            "schema_version": 1,
+            "source": {"kind": "servegen", "data_dir": str(servegen_dir), "model": "language/m-large"},
+            "span": {"start_s": 72000, "duration_s": 3600},
+            "rate": {"kind": "constant", "rps": 5.0},
+        },
+    )
+    facts = hour_exclusions(servegen_dir / "language" / "m-large", 72000, 75600)
+    assert facts["idle"] > facts["no_lengths"] > 0
+    code, out, err = run(capsys, "generate", "--spec", spec_path, "-f", "csv", "-o", tmp_path / "w.csv")
+    assert code == 0, err
+    n_excluded = facts["idle"] + facts["no_lengths"]
+    line = next(ln for ln in out.splitlines() if ln.startswith("clients: "))
+    assert line.startswith(
+        f"clients: {facts['composed']} composed, {n_excluded} excluded ({facts['idle']} idle in the span, "
+        f"{facts['no_lengths']} with no length data); span 72,000 s + 3,600 s of language/m-large; seed 0"
+    ), line
+    assert "not selected" not in line and "weight 0" not in line
+
+
+def test_generate_counts_weight_zero_and_unselected_clients(capsys, tmp_path, demo_dir):
+    from servegen_core.pool import load_pool
+    from servegen_core.summary import client_summary, filter_clients
+
+    pool = load_pool(demo_dir / "servegen", "language/demo-chat")
+    top = filter_clients(client_summary(pool.span(36000, 37800)), top_k=6)
+    with_lengths = [c for c in top if c not in pool.clients_without_lengths]
+    lacking = [c for c in top if c in pool.clients_without_lengths]
+    # two weighted clients, one named with weight 0, the rest of the top 6 not named (weight 0 too)
+    weights = {with_lengths[0]: 2.0, with_lengths[1]: 1.0, with_lengths[2]: 0.0}
+    spec_path = write_spec(
+        tmp_path,
+        demo_spec(clients={"mode": "top_k", "k": 6, "by": "request_share"}, weights={"mode": "explicit", "values": weights}),
+    )
+    code, out, err = run(capsys, "generate", "--spec", spec_path, "-f", "csv", "-o", tmp_path / "w.csv")
+    assert code == 0, err
+    line = next(ln for ln in out.splitlines() if ln.startswith("clients: "))
+    n_zero = 6 - 2
+    assert line.startswith(f"clients: 2 composed, {n_zero} excluded ({n_zero} with weight 0), {20 - 6} not selected; "), (line, lacking)
+    written = pl.read_csv(tmp_path / "w.csv", schema_overrides={"client_id": pl.String})
+    assert set(written["client_id"].unique()) == set(with_lengths[:2])
+
+
 def test_generate_seed_override_and_naive(capsys, tmp_path):
     spec_path = write_spec(tmp_path, demo_spec())
     seeded = write_spec(tmp_path, demo_spec(seed=5), name="seeded.json")

@@ -16,6 +16,7 @@ import pytest
 from polars.testing import assert_frame_equal
 
 from servegen_core.compose import (
+    EXCLUSION_REASONS,
     BoundedRate,
     ClientSelection,
     ConstantRate,
@@ -106,6 +107,36 @@ def test_clients_without_lengths_are_excluded_with_a_warning(observed_hour: Work
     load = hw.with_columns((pl.col("rate_rps") * 600).alias("n"))
     share = load.filter(pl.col("client_id").is_in(list(missing)))["n"].sum() / load["n"].sum()
     assert f"{share:.1%}" in warning
+
+
+def test_exclusions_say_why_each_client_is_left_out(observed_hour: Workload, servegen_dir: Path, mlarge):
+    hw = hour_windows(mlarge)
+    active = set(hw["client_id"].to_list())
+    # length data for the hour: the client's 18:00-24:00 length window has rows
+    with_lengths = set(mlarge.distributions.filter(pl.col("start_s") == 64800)["client_id"].to_list())
+    ex = observed_hour.exclusions
+    assert tuple(ex) == EXCLUSION_REASONS
+    assert ex["not_selected"] == () and ex["weight_zero"] == ()
+    assert set(ex["idle"]) == set(mlarge.client_ids) - active
+    assert set(ex["no_lengths"]) == active - with_lengths
+    assert set(observed_hour.clients) == active & with_lengths
+    assert observed_hour.excluded_clients == tuple(sorted(ex["idle"] + ex["no_lengths"], key=int))
+    assert len(ex["idle"]) > len(ex["no_lengths"]) > 0  # most left-out clients simply send nothing at 20:00
+    # a selection and explicit weights: unselected and weight-0 clients are named as such
+    top = list(observed_hour.plan.weights.sort("observed_share", descending=True)["client_id"].head(3))
+    spec = spec_for(
+        servegen_dir, "language/m-large", clients=ClientSelection("ids", ids=(*top, ex["idle"][0], ex["no_lengths"][0])),
+        weights=Weights("explicit", {top[0]: 1.0, top[1]: 1.0, ex["idle"][0]: 1.0, ex["no_lengths"][0]: 1.0}),
+    )
+    plan = plan_workload(spec, pool=mlarge)
+    assert set(plan.clients) == set(top[:2])
+    assert plan.exclusions["weight_zero"] == (top[2],)
+    assert plan.exclusions["idle"] == (ex["idle"][0],)
+    assert plan.exclusions["no_lengths"] == (ex["no_lengths"][0],)
+    assert len(plan.exclusions["not_selected"]) == len(mlarge.client_ids) - 5
+    parts = [set(plan.clients), *(set(v) for v in plan.exclusions.values())]
+    assert sum(len(x) for x in parts) == len(set().union(*parts)) == len(mlarge.client_ids)
+    assert set(plan.excluded_clients) == {top[2], ex["idle"][0], ex["no_lengths"][0]}
 
 
 def test_observed_rates_give_each_client_its_recorded_requests(observed_hour: Workload, mlarge):
