@@ -3,7 +3,9 @@
 The main names are re-exported here; the characterization functions live in their modules
 (:mod:`~servegen_core.arrivals`, :mod:`~servegen_core.rates`, :mod:`~servegen_core.lengths`,
 :mod:`~servegen_core.multimodal`, :mod:`~servegen_core.reasoning`, :mod:`~servegen_core.summary`).
-Importing this package does not import Streamlit or Plotly.
+Importing this package does not import Streamlit or Plotly. ``compose`` and ``validate`` are
+not re-exported: those names are the modules :mod:`servegen_core.compose` and
+:mod:`servegen_core.validate` (``from servegen_core.compose import compose``).
 """
 
 import importlib
@@ -28,7 +30,6 @@ _LAZY: dict[str, str] = {
     "Workload": "servegen_core.compose",
     "WorkloadSpec": "servegen_core.spec",
     "client_summary": "servegen_core.summary",
-    "compose": "servegen_core.compose",
     "demo_data_dir": "servegen_core.paths",
     "export_chunks": "servegen_core.export",
     "export_trace": "servegen_core.export",
@@ -42,12 +43,11 @@ _LAZY: dict[str, str] = {
     "plan_workload": "servegen_core.compose",
     "pool_from_trace": "servegen_core.fit",
     "shared_data_dir": "servegen_core.paths",
-    "validate": "servegen_core.validate",
     "validate_trace": "servegen_core.schema",
 }
 
 if TYPE_CHECKING:  # pragma: no cover
-    from servegen_core.compose import Workload, compose, iter_compose, naive_spec, plan_workload
+    from servegen_core.compose import Workload, iter_compose, naive_spec, plan_workload
     from servegen_core.errors import DataFormatError, ExportError, ServeGenError, SpecError
     from servegen_core.export import FORMATS, ChunkWriter, export_chunks, export_trace
     from servegen_core.fit import pool_from_trace
@@ -58,7 +58,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from servegen_core.spec import WorkloadSpec
     from servegen_core.summary import client_summary, filter_clients
     from servegen_core.traces import PRESETS, LoadedTrace, load_trace
-    from servegen_core.validate import ValidationReport, validate
+    from servegen_core.validate import ValidationReport
 
 
 def __getattr__(name: str):
@@ -93,7 +93,6 @@ __all__ = [
     "Workload",
     "WorkloadSpec",
     "client_summary",
-    "compose",
     "demo_data_dir",
     "export_chunks",
     "export_trace",
@@ -107,7 +106,6 @@ __all__ = [
     "plan_workload",
     "pool_from_trace",
     "shared_data_dir",
-    "validate",
     "validate_trace",
 ]
 

@@ -48,3 +48,17 @@ def test_core_never_calls_eval_exec_or_compile():
                 ):
                     offenders.append(f"{path.name}:{node.lineno} builtins.{fn.attr}")
     assert offenders == []
+
+
+def test_submodule_names_are_modules():
+    """``servegen_core.compose`` and ``.validate`` are the modules, whatever was imported first."""
+    code = (
+        "import types\n"
+        "from servegen_core import WorkloadSpec, load_pool\n"
+        "from servegen_core import compose, validate\n"
+        "assert isinstance(compose, types.ModuleType), compose\n"
+        "assert isinstance(validate, types.ModuleType), validate\n"
+        "import servegen_core\n"
+        "assert isinstance(servegen_core.compose, types.ModuleType)\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
