@@ -406,8 +406,11 @@ def top_clients(shares: pl.DataFrame, *, k: int = 15) -> go.Figure:
             name="share",
         )
     )
-    fig.update_yaxes(autorange="reversed", title_text=None)
-    return _finish(fig, f"Top {top.height} clients by requests", x_title="share of requests (%)", showlegend=False, height=max(300, 26 * top.height + 120))
+    fig.update_yaxes(autorange="reversed")
+    return _finish(
+        fig, f"Top {top.height} clients by requests", x_title="share of requests (%)", y_title="client (busiest at the top)",
+        showlegend=False, height=max(300, 26 * top.height + 120),
+    )
 
 
 def stacked_rate(series: pl.DataFrame, *, resolution_s: float) -> go.Figure:
@@ -920,13 +923,14 @@ def bimodality_by_client(per_client: pl.DataFrame, *, threshold: float, on: str 
                 )
             )
     what = "reason ratio" if on == "reason_ratio" else "reasoning tokens"
-    fig.update_yaxes(categoryorder="array", categoryarray=labels[::-1], title_text=None)
+    fig.update_yaxes(categoryorder="array", categoryarray=labels[::-1])
     if on != "reason_ratio":
         fig.update_xaxes(type="log")
     return _finish(
         fig,
         f"Two modes of the {what} per client (busiest at the top)",
-        x_title=what + (" (tokens, log scale)" if on != "reason_ratio" else ""),
+        x_title=what + (" (tokens, log scale)" if on != "reason_ratio" else " (reasoning tokens / output tokens)"),
+        y_title="client",
         height=max(360, 18 * len(labels) + 140),
     )
 

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import inspect
 import json
 import math
 
 import charts
 import numpy as np
+import plotly.graph_objects as go
 import polars as pl
 import pytest
 from _dash import axis_title, horizontal_lines, title, trace_names, values, vertical_lines
@@ -15,6 +17,7 @@ from servegen_core import arrivals, lengths, multimodal, rates, reasoning
 from servegen_core.compose import compose, naive_spec, plan_workload
 from servegen_core.pool import load_pool
 from servegen_core.spec import ServeGenSource, Span, WorkloadSpec
+from servegen_core.summary import client_summary
 from servegen_core.traces import load_trace
 from servegen_core.validate import validate
 
@@ -304,3 +307,80 @@ def test_empty_figure_says_why():
     fig = charts.empty_figure("Nothing", "no requests in this span")
     assert fig.layout.annotations[0].text == "no requests in this span"
     assert fig.layout.title.text == "Nothing"
+
+
+# -- every figure: a title, and a title on every axis it draws ------------------------------
+
+
+def unlabelled_axes(fig: dict) -> list[str]:
+    """Visible axes (those set in the layout and those a trace is drawn on) without a title."""
+    layout = fig["layout"]
+    axes = {k: v for k, v in layout.items() if k.startswith(("xaxis", "yaxis"))}
+    for t in fig["data"]:
+        axes.setdefault("xaxis" + t.get("xaxis", "x")[1:], {})
+        axes.setdefault("yaxis" + t.get("yaxis", "y")[1:], {})
+    return sorted(k for k, v in axes.items() if v.get("visible", True) and not (v.get("title") or {}).get("text"))
+
+
+def figure_functions() -> set[str]:
+    return {
+        name
+        for name, fn in inspect.getmembers(charts, inspect.isfunction)
+        if fn.__module__ == charts.__name__ and not name.startswith("_")
+        and inspect.signature(fn).return_annotation in ("go.Figure", go.Figure)
+    }
+
+
+def test_every_figure_has_a_title_and_axis_titles(demo_dir, demo_chat, composed, cache):
+    vl = load_pool(demo_dir / "servegen", "multimodal/demo-vl", cache_dir=cache)
+    r1 = load_pool(demo_dir / "servegen", "reason/demo-r1", cache_dir=cache)
+    spec, made, report = composed
+    plan = plan_workload(spec, pool=demo_chat)
+    fit = lengths.fit_input_lengths(demo_chat)
+    busy = demo_chat.windows.filter(pl.col("rate_rps") > 0).row(0, named=True)
+    hist = arrivals.interarrival_histogram(demo_chat, busy["client_id"], busy["start_s"])
+    modes = reasoning.bimodality(r1, per_client=True)
+    tpi = multimodal.tokens_per_image(vl)
+    summary = client_summary(demo_chat).frame.drop_nulls(["mean_rate_rps", "cv_rate_weighted"])
+    builders = {
+        "achieved_vs_target": lambda: charts.achieved_vs_target(report.windows),
+        "bimodality_by_client": lambda: charts.bimodality_by_client(modes.per_client, threshold=modes.threshold),
+        "bimodality_by_client (tokens)": lambda: charts.bimodality_by_client(
+            reasoning.bimodality(r1, per_client=True, on="reasoning_tokens").per_client, threshold=modes.threshold, on="reasoning_tokens"
+        ),
+        "cdf_comparison": lambda: charts.cdf_comparison({"source": arrivals.cv_cdf(demo_chat).frame}, x="cv", title="t", x_title="CV"),
+        "client_means": lambda: charts.client_means(lengths.client_length_means(demo_chat, "input_tokens").frame, field="input_tokens"),
+        "count_distribution": lambda: charts.count_distribution(multimodal.image_count_distribution(vl).frame),
+        "cv_cdf": lambda: charts.cv_cdf(arrivals.cv_cdf(demo_chat).frame),
+        "cv_scatter": lambda: charts.cv_scatter(report.cv),
+        "cv_vs_rate": lambda: charts.cv_vs_rate(summary, rate="mean_rate_rps", cv="cv_rate_weighted"),
+        "day_over_day": lambda: charts.day_over_day(rates.day_over_day(demo_chat).frame),
+        "empty_figure": lambda: charts.empty_figure("Nothing", "no requests in this span"),
+        "hour_day_heatmap": lambda: charts.hour_day_heatmap(rates.hour_day_matrix(demo_chat).frame),
+        "interarrival_histogram": lambda: charts.interarrival_histogram(hist.histogram, hist.densities, hist.fit.table, title="t"),
+        "interarrival_histogram (log)": lambda: charts.interarrival_histogram(hist.histogram, hist.densities, title="t", log_x=True),
+        "length_distribution": lambda: charts.length_distribution(
+            lengths.length_pdf(demo_chat, "input_tokens").frame, field="input_tokens", curves=fit.curves, fits=fit.table
+        ),
+        "length_scatter": lambda: charts.length_scatter(made.trace.head(200)),
+        "lorenz_curve": lambda: charts.lorenz_curve(rates.lorenz(demo_chat).frame),
+        "modality_over_time": lambda: charts.modality_over_time(multimodal.modality_over_time(vl).frame),
+        "modality_share_histogram": lambda: charts.modality_share_histogram(multimodal.modality_shares(vl).distribution),
+        "pattern_shares": lambda: charts.pattern_shares(arrivals.pattern_shares(demo_chat).frame),
+        "percentile_bands": lambda: charts.percentile_bands(lengths.length_shift(demo_chat, "output_tokens").windows, field="output_tokens"),
+        "rate_over_time": lambda: charts.rate_over_time(rates.rate_series(demo_chat).frame, resolution_s=600),
+        "rate_plan": lambda: charts.rate_plan(plan.targets),
+        "reason_ratio_histogram": lambda: charts.reason_ratio_histogram(reasoning.reason_ratio_distribution(r1).frame, modes.components),
+        "reasoning_vs_answer": lambda: charts.reasoning_vs_answer(reasoning.reasoning_tokens(r1).histogram),
+        "stacked_rate": lambda: charts.stacked_rate(rates.top_k_series(demo_chat, 5).frame, resolution_s=600),
+        "tokens_per_item": lambda: charts.tokens_per_item(tpi.distribution, tpi.dominant),
+        "top_clients": lambda: charts.top_clients(rates.client_shares(demo_chat).frame),
+        "weight_shares": lambda: charts.weight_shares(plan.weights),
+    }
+    # every public figure function of charts.py is drawn here (a new one must be added)
+    assert {name.split(" ")[0] for name in builders} == figure_functions()
+    for name, build in builders.items():
+        fig = fig_json(build())
+        assert title(fig), name
+        assert fig["data"] or name == "empty_figure", name
+        assert unlabelled_axes(fig) == [], name
