@@ -246,6 +246,19 @@ def test_length_shift_one_day_has_no_day_over_day(mm_image):
 # ---------------------------------------------------------------------------------------------
 
 
+def ks_integer_reference(x, w, cdf) -> float:
+    """KS distance of weighted integer lengths from a model CDF, each length ``k`` being the
+    interval ``(k - 1/2, k + 1/2]``: the largest gap at the half-integer interval edges."""
+    x, w = np.asarray(x, dtype=float), np.asarray(w, dtype=float)
+    order = np.argsort(x)
+    x, cum = x[order], np.cumsum(w[order]) / w.sum()
+    edges = np.unique(np.concatenate([x - 0.5, x + 0.5]))
+    below = np.searchsorted(x + 0.5, edges, side="right")  # lengths whose interval ends at or below the edge
+    emp = np.concatenate([[0.0], cum])[below]
+    return float(np.abs(emp - cdf(edges)).max())
+
+
+
 def test_exponential_outputs_recognised():
     rng = np.random.default_rng(7)
     out = np.ceil(rng.exponential(250.0, 40_000)).astype(np.int64)
@@ -309,6 +322,9 @@ def test_real_input_fit_is_consistent(m_large):
     rows = {r["family"]: r for r in fit.table.iter_rows(named=True)}
     ll_ln = float(np.dot(w, sps.lognorm.logpdf(v, sigma, scale=math.exp(mu))))
     assert rows["lognormal"]["loglik"] == pytest.approx(ll_ln, rel=1e-9)
+    assert rows["lognormal"]["ks"] == pytest.approx(ks_integer_reference(v, w, sps.lognorm(sigma, scale=math.exp(mu)).cdf), rel=1e-9)
+    pareto = sps.pareto(fit.params["pareto"]["alpha"], scale=fit.params["pareto"]["xm"]).cdf
+    assert rows["pareto"]["ks"] == pytest.approx(ks_integer_reference(v, w, pareto), rel=1e-9)
     for r in rows.values():
         assert r["aic"] == pytest.approx(2 * r["n_params"] - 2 * r["loglik"])
     assert fit.best == min(rows, key=lambda f: rows[f]["aic"])
@@ -329,6 +345,12 @@ def test_output_fit_on_azure(azure, azure_raw):
     # Integer data: our KS uses the intervals (x - 1/2, x + 1/2]; it is close to scipy's but not equal.
     row = fit.table.filter(pl.col("family") == "lognormal").row(0, named=True)
     assert abs(row["ks"] - ecdf_ks.statistic) < 0.05
+    ones = np.ones(pos.size)
+    lognormal = sps.lognorm(fit.params["lognormal"]["sigma"], scale=math.exp(fit.params["lognormal"]["mu"])).cdf
+    assert row["ks"] == pytest.approx(ks_integer_reference(pos, ones, lognormal), rel=1e-9)
+    exponential = sps.expon(scale=1 / fit.params["exponential"]["rate"]).cdf
+    row = fit.table.filter(pl.col("family") == "exponential").row(0, named=True)
+    assert row["ks"] == pytest.approx(ks_integer_reference(pos, ones, exponential), rel=1e-9)
 
 
 # ---------------------------------------------------------------------------------------------
