@@ -8,6 +8,7 @@ import dataclasses
 import numpy as np
 import polars as pl
 import pytest
+from scipy import stats as sps
 
 from servegen_core.errors import SpecError
 from servegen_core.pool import load_pool
@@ -121,7 +122,14 @@ def test_reasoning_pool_columns(servegen_dir):
     mine = rat.filter(pl.col("client_id") == c)
     assert row["reason_ratio_mean"] == pytest.approx(weighted_mean(mine["value"], mine["weight"]), rel=1e-9)
     assert row["reason_ratio_p50"] == stats(mine["value"].to_numpy(), mine["weight"].to_numpy())["p50"]
-    assert 0 < row["reason_ratio_bc"] < 1
+    # Sarle's coefficient from the request-weighted moments (n = the client's requests)
+    x, w = mine["value"].to_numpy(), mine["weight"].to_numpy()
+    n, m = w.sum(), weighted_mean(x, w)
+    m2, m3, m4 = (weighted_mean((x - m) ** k, w) for k in (2, 3, 4))
+    g1, g2 = m3 / m2**1.5, m4 / m2**2 - 3
+    G1 = g1 * np.sqrt(n * (n - 1)) / (n - 2)
+    G2 = ((n + 1) * g2 + 6) * (n - 1) / ((n - 2) * (n - 3))
+    assert row["reason_ratio_bc"] == pytest.approx((G1**2 + 1) / (G2 + 3 * (n - 1) ** 2 / ((n - 2) * (n - 3))), rel=1e-9)
     assert_no_nan(client_summary(r1))
 
 
@@ -139,7 +147,16 @@ def test_azure_trace_summary(azure, traces_dir):
     assert row["mean_rate_rps"] == pytest.approx(19366 / span)
     assert row["peak_rate_rps"] == pytest.approx(np.bincount(w).max() / 600)
     assert row["dominant_pattern"] is None and row["has_lengths"] is True
-    assert row["cv_mean"] is not None and row["cv_mean"] > 0
+    # CVs of the 600 s windows with at least 10 requests, by hand
+    cvs, counts = [], []
+    for k in np.unique(w):
+        inside = np.sort(ts[w == k])
+        if inside.size >= 10:
+            gaps = np.diff(inside)
+            cvs.append(gaps.std() / gaps.mean())
+            counts.append(inside.size)
+    assert row["cv_mean"] == pytest.approx(np.mean(cvs), rel=1e-9)
+    assert row["cv_rate_weighted"] == pytest.approx(np.average(cvs, weights=counts), rel=1e-9)
 
 
 def test_trace_with_several_clients():
@@ -160,6 +177,9 @@ def test_trace_with_several_clients():
         assert row["input_p99"] == np.quantile(inp[m], 0.99, method="inverted_cdf")
         assert row["reason_ratio_mean"] == pytest.approx(ratio[m].mean())
         assert row["reasoning_share"] == pytest.approx(np.round(out[m] * ratio[m]).sum() / out[m].sum())
+        n = m.sum()  # Sarle's coefficient from SciPy's bias-corrected skewness and kurtosis
+        g1, g2 = sps.skew(ratio[m], bias=False), sps.kurtosis(ratio[m], bias=False)
+        assert row["reason_ratio_bc"] == pytest.approx((g1**2 + 1) / (g2 + 3 * (n - 1) ** 2 / ((n - 2) * (n - 3))), rel=1e-9)
     assert_no_nan(client_summary(trace))
 
 
