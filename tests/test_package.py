@@ -10,6 +10,14 @@ from pathlib import Path
 import servegen_core
 
 CORE = Path(servegen_core.__file__).parent
+DASHBOARD = CORE.parent / "dashboard"
+
+
+def sources() -> list[Path]:
+    """Every Python file of the core and of the dashboard."""
+    files = sorted(CORE.rglob("*.py")) + sorted(DASHBOARD.rglob("*.py"))
+    assert len(files) > 20 and any(p.parent.name == "views" for p in files)
+    return files
 
 
 def test_core_imports_without_streamlit_or_plotly():
@@ -28,11 +36,11 @@ def test_public_names_resolve():
         assert getattr(servegen_core, name) is not None, name
 
 
-def test_core_never_calls_eval_exec_or_compile():
-    """No call to eval/exec/compile/__import__ anywhere in the core (data is parsed, never run)."""
+def test_core_and_dashboard_never_call_eval_exec_or_compile():
+    """No call to eval/exec/compile/__import__ in the core or the dashboard (data is parsed, never run)."""
     forbidden = {"eval", "exec", "compile", "__import__"}
     offenders = []
-    for path in CORE.rglob("*.py"):
+    for path in sources():
         tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
         for node in ast.walk(tree):
             if isinstance(node, ast.Call):
@@ -47,6 +55,27 @@ def test_core_never_calls_eval_exec_or_compile():
                     and fn.value.id == "builtins"
                 ):
                     offenders.append(f"{path.name}:{node.lineno} builtins.{fn.attr}")
+    assert offenders == []
+
+
+def test_randomness_only_through_explicit_generators():
+    """No global NumPy random state (``np.random.seed``, ``np.random.rand``, ``RandomState``, ...)
+    and no ``random`` module: every draw comes from a generator made by ``np.random.default_rng``."""
+    allowed = {"default_rng", "Generator", "SeedSequence", "BitGenerator", "PCG64"}
+    offenders = []
+    for path in sources():
+        tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Attribute) and node.attr not in allowed:
+                inner = node.value
+                if isinstance(inner, ast.Attribute) and inner.attr == "random" and isinstance(inner.value, ast.Name) and inner.value.id in ("np", "numpy"):
+                    offenders.append(f"{path.name}:{node.lineno} np.random.{node.attr}")
+            if isinstance(node, ast.Import) and any(a.name == "random" for a in node.names):
+                offenders.append(f"{path.name}:{node.lineno} import random")
+            if isinstance(node, ast.ImportFrom) and node.module in ("random", "numpy.random"):
+                names = {a.name for a in node.names}
+                if node.module == "random" or not names <= allowed:
+                    offenders.append(f"{path.name}:{node.lineno} from {node.module} import {', '.join(sorted(names))}")
     assert offenders == []
 
 
