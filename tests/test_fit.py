@@ -61,23 +61,35 @@ def test_length_pdfs_are_the_empirical_frequencies(azure):
 
 
 def test_per_client_windows_and_sparse_windows(demo_trace):
-    pool = pool_from_trace(demo_trace, name="trace/demo", length_window_s=3600)
-    ids = sorted(demo_trace["client_id"].unique().to_list(), key=int)
+    # Thin one client out: nothing in 600-1800 s and 3600-7200 s, two requests in 1800-2400 s.
+    cid = demo_trace["client_id"][0]
+    t = pl.col("timestamp_s")
+    inside = (pl.col("client_id") == cid) & (((t >= 600) & (t < 2400)) | ((t >= 3600) & (t < 7200)))
+    kept = (pl.col("client_id") == cid) & (t >= 1800) & (t < 2400)
+    kept_two = demo_trace.with_row_index("i").filter(kept)["i"].head(2)
+    trace = demo_trace.with_row_index("i").filter(~inside | pl.col("i").is_in(kept_two.implode())).drop("i")
+    pool = pool_from_trace(trace, name="trace/demo", length_window_s=3600)
+    ids = sorted(trace["client_id"].unique().to_list(), key=int)
     assert pool.client_ids == tuple(ids)
-    n_windows = int(demo_trace["timestamp_s"].max() // 600) + 1
+    n_windows = int(trace["timestamp_s"].max() // 600) + 1
     assert pool.windows.height == len(ids) * n_windows  # every client gets every window
-    per = demo_trace.with_columns((pl.col("timestamp_s") // 600 * 600).cast(pl.Int64).alias("start_s")).group_by("client_id", "start_s").len()
+    per = trace.with_columns((pl.col("timestamp_s") // 600 * 600).cast(pl.Int64).alias("start_s")).group_by("client_id", "start_s").len()
     j = pool.windows.join(per, on=["client_id", "start_s"], how="left").with_columns(pl.col("len").fill_null(0))
     assert ((j["rate_rps"] * 600 - j["len"]).abs() < 1e-9).all()
     # empty windows: rate 0 and no pattern; windows with 1-2 requests: Poisson pattern
-    assert (j.filter(pl.col("len") == 0)["pattern"] == "").all()
+    empty = j.filter(pl.col("len") == 0)
+    assert empty.height == 2 + 6 and (empty["pattern"] == "").all() and (empty["shape"] == 0.0).all()
+    two = j.filter((pl.col("client_id") == cid) & (pl.col("start_s") == 1800)).row(0, named=True)
+    assert two["len"] == 2 and (two["pattern"], two["shape"], two["cv"]) == ("Gamma", 1.0, 1.0)
     # a length window without requests is inactive and has no distribution rows
-    lw_counts = demo_trace.with_columns((pl.col("timestamp_s") // 3600 * 3600).cast(pl.Int64).alias("start_s")).group_by("client_id", "start_s").len()
+    lw_counts = trace.with_columns((pl.col("timestamp_s") // 3600 * 3600).cast(pl.Int64).alias("start_s")).group_by("client_id", "start_s").len()
     lw = pool.length_windows.join(lw_counts, on=["client_id", "start_s"], how="left")
     assert (lw["active"] == lw["len"].is_not_null()).all()
-    single = pool_from_trace(demo_trace, per_client=False)
+    assert lw.filter(~pl.col("active")).select("client_id", "start_s").rows() == [(cid, 3600)]
+    assert pool.distributions.filter((pl.col("client_id") == cid) & (pl.col("start_s") == 3600)).height == 0
+    single = pool_from_trace(trace, per_client=False)
     assert single.client_ids == ("all",)
-    assert (single.windows["rate_rps"] * 600).sum() == pytest.approx(demo_trace.height)
+    assert (single.windows["rate_rps"] * 600).sum() == pytest.approx(trace.height)
 
 
 def test_windows_without_usable_gaps_get_the_poisson_pattern():
