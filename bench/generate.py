@@ -35,7 +35,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-#: Targets from the issue, for language/m-large at 100 req/s for one hour (seconds, MB).
+#: Acceptance targets for language/m-large at 100 req/s for one hour (seconds, MB).
 TARGETS = {"compose_s": 0.25, "rss_above_pool_mb": 300.0, "stream_rss_mb": 2048.0}
 
 COMPOSE_CHILD = r"""

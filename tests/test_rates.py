@@ -93,7 +93,7 @@ def window(cid: str, start: int, rate: float) -> dict:
     return {"client_id": cid, "start_s": start, "rate_rps": rate, "cv": 1.0 if rate else 0.0, "pattern": pattern, "shape": 1.0 if rate else 0.0, "scale": 1.0 if rate else 0.0}
 
 
-# --------------------------------------------------------------------------- the reference figures
+# --------------------------------------------------------------------------- reference figures of m-large
 
 
 def test_top_10_clients_carry_63_2_percent(pool, raw) -> None:

@@ -1,4 +1,5 @@
-"""validate(): the issue's targets on real data, and checks that fail when the workload is wrong."""
+"""validate(): the acceptance targets on real data (total within 1 %, CV ratio 0.9-1.1, length KS
+below 0.02, |Spearman| below 0.1), and checks that fail when the workload is wrong."""
 
 from __future__ import annotations
 
@@ -64,7 +65,7 @@ def test_report_shape(report: ValidationReport):
     assert report.ok and report.passed, report.checks
 
 
-def test_targets_of_the_issue_on_m_large(report: ValidationReport, realistic: Workload, mlarge):
+def test_acceptance_targets_on_m_large(report: ValidationReport, realistic: Workload, mlarge):
     total = report.check("total_requests")
     assert abs(total["value"] - 1) <= 0.01
     cv = report.check("cv_ratio")
@@ -72,7 +73,7 @@ def test_targets_of_the_issue_on_m_large(report: ValidationReport, realistic: Wo
     assert (report.cv["requests"] >= 200).all()
     ks = report.check("length_ks")
     assert ks["value"] < 0.02 and ks["n"] >= 20
-    assert (report.ks.join(report.ks.select("client_id", "length_start_s").unique(), on=["client_id", "length_start_s"])["requests"] >= 2000).all()
+    assert (report.ks["requests"] >= 2000).all()  # KS only on cells with at least min_ks_requests
     rho = report.check("input_output_spearman")
     assert abs(rho["value"]) < 0.1
     # the total is compared with the rate function's integral: the recorded requests of the composed clients
