@@ -111,7 +111,7 @@ def test_aggregate_peak_trough_ratio_is_about_12(pool, raw) -> None:
     expected = agg["rate_rps"].max() / agg["rate_rps"].min()
     got = rates.peak_trough(pool)
     assert got.ratio == pytest.approx(expected, rel=1e-12)
-    assert got.ratio == pytest.approx(12.06, abs=0.01)
+    assert 11.5 < got.ratio < 12.5  # about 12
     assert got.peak_rps == pytest.approx(agg["rate_rps"].max())
     assert got.trough_start_s == agg.filter(pl.col("rate_rps") == agg["rate_rps"].min())["start_s"][0]
     assert got.bins == agg.height == 2016
