@@ -441,17 +441,35 @@ _TRACE_CACHE_SIZE = 2
 _FINGERPRINT_ROWS = 32
 
 
+def _column_buffer(col: pl.Series) -> int | str:
+    """Address of a numeric column's data buffer (a cell set in place gets a new buffer)."""
+    if col.dtype.is_numeric() and col.n_chunks() == 1 and not col.null_count():
+        try:
+            return int(col.to_numpy(allow_copy=False).__array_interface__["data"][0])
+        except (RuntimeError, ValueError, TypeError):
+            pass
+    return "-"
+
+
 def _trace_fingerprint(trace: pl.DataFrame) -> tuple:
-    """Shape, schema and a strided sample of rows: what a cached entry must still match."""
+    """What a cached entry must still match: shape, schema, the data buffers of numeric
+    columns (Polars writes a changed cell into a new buffer) and a strided sample of rows
+    (for the other columns)."""
     idx = np.unique(np.linspace(0, trace.height - 1, _FINGERPRINT_ROWS).astype(np.int64)) if trace.height else []
-    return (trace.height, tuple((k, str(v)) for k, v in trace.schema.items()), tuple(map(str, trace[idx].rows())))
+    return (
+        trace.height,
+        tuple((k, str(v)) for k, v in trace.schema.items()),
+        tuple(_column_buffer(c) for c in trace.get_columns()),
+        tuple(map(str, trace[idx].rows())),
+    )
 
 
 def _trace_cache(trace: pl.DataFrame) -> dict:
     """Per-trace store of codes, keyed by the frame's identity (weak) and its fingerprint.
 
-    Polars frames are not changed in place by this project; the fingerprint (shape, schema and
-    a strided sample of rows) guards against a frame changed in place nevertheless.
+    Polars frames are not changed in place by this project; the fingerprint guards against a
+    frame changed in place nevertheless (any numeric cell; for string columns, the sampled
+    rows). Code that edits a string column of a frame in place should pass a new frame.
     """
     key = id(trace)
     fp = _trace_fingerprint(trace)

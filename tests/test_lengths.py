@@ -542,3 +542,20 @@ def test_trace_cache_notices_a_changed_frame():
     trace.replace_column(2, pl.Series("input_tokens", np.full(200, 7, dtype=np.int64)))  # in place
     after = L.length_percentiles(trace, "input_tokens").frame
     assert before["max"][0] > 7 and after.row(0, named=True)["max"] == 7.0
+
+
+def test_trace_cache_sees_a_cell_changed_in_place():
+    """Cached per-trace codes are rebuilt when a numeric cell of the same frame is changed."""
+    rng = np.random.default_rng(5)
+    n = 2_000
+    t = pl.DataFrame(
+        {
+            "timestamp_s": np.sort(rng.random(n) * 100),
+            "client_id": ["a"] * n,
+            "input_tokens": rng.integers(1, 100, n),
+            "output_tokens": rng.integers(1, 100, n),
+        }
+    )
+    assert L.length_percentiles(t, "input_tokens").frame["max"][0] == t["input_tokens"].max()
+    t[5, "input_tokens"] = 100_000
+    assert L.length_percentiles(t, "input_tokens").frame["max"][0] == 100_000
