@@ -206,7 +206,8 @@ def test_export_is_byte_identical_and_streams_identically(tmp_path: Path, serveg
     c = export_chunks(iter_compose(spec, chunk_s=600, pool=mlarge), tmp_path / "c.jsonl", "mooncake", spec=spec, note=None)
     data = (tmp_path / "a.jsonl").read_bytes()
     assert data == (tmp_path / "b.jsonl").read_bytes() == (tmp_path / "c.jsonl").read_bytes()
-    assert len(data) > 0 and a.rows == b.rows == c.rows if hasattr(a, "rows") else True
+    assert len(data) > 0
+    assert a.rows == b.rows == c.rows == data.count(b"\n")
     # the sidecar spec reads back to the same spec
     sidecar = Path(str(tmp_path / "a.jsonl") + ".spec.json")
     assert WorkloadSpec.from_file(sidecar) == spec
@@ -241,9 +242,10 @@ def test_observed_factor_scales_every_client(servegen_dir: Path, mlarge, observe
     assert w.trace.height == pytest.approx(observed_hour.trace.height * 0.25, abs=200)
     a = w.trace.group_by("client_id").len().sort("client_id")
     b = observed_hour.trace.group_by("client_id").len().sort("client_id")
-    assert a["client_id"].to_list() == b["client_id"].to_list() or set(a["client_id"]) <= set(b["client_id"])
-    j = a.join(b, on="client_id", suffix="_full")
-    assert ((j["len"] - 0.25 * j["len_full"]).abs() <= 7).all()
+    assert set(a["client_id"]) <= set(b["client_id"])
+    # every client of the full hour, including any whose quarter rounds to no request at all
+    j = b.join(a, on="client_id", how="left", suffix="_quarter").fill_null(0)
+    assert ((j["len_quarter"] - 0.25 * j["len"]).abs() <= 7).all()
 
 
 def test_bounded_rate_caps_the_busiest_window(servegen_dir: Path, mlarge):
@@ -545,7 +547,7 @@ def test_trace_source_with_a_custom_column_mapping(traces_dir: Path, tmp_path: P
 def test_demo_models_compose_and_stream(demo_dir: Path, model: str, cache: Path):
     pool = load_pool(demo_dir / "servegen", model, cache_dir=cache)
     spec = WorkloadSpec(ServeGenSource("demo", model), Span(pool.start_s, 6 * 3600), seed=11)
-    assert spec.resolve_path("demo") == (demo_dir / "servegen").resolve() or spec.resolve_path("demo") == demo_dir / "servegen"
+    assert spec.resolve_path("demo") == (demo_dir / "servegen").resolve()
     w = compose(spec, pool=pool)
     assert w.trace.height > 1000
     assert_frame_equal(pl.concat(list(iter_compose(spec, chunk_s=3600, pool=pool))), w.trace)
