@@ -462,35 +462,44 @@ def hour_day_heatmap(matrix: pl.DataFrame) -> go.Figure:
     return _finish(fig, "Request rate by hour of day and day", x_title="hour of day (source time, h)", y_title="day", height=max(320, 22 * len(days) + 160))
 
 
+def _signed_pct(value: float | None) -> str:
+    """A change in percent as a bar label: ``+3 %``, ``−16 %`` (typographic minus); empty when null."""
+    if value is None or not math.isfinite(value):
+        return ""
+    return f"{value:+.0f} %".replace("-", "\u2212")
+
+
 def day_over_day(frame: pl.DataFrame) -> go.Figure:
-    """Daily mean rate (bars) and its change from the day before (line): ``day, rate_rps, change_pct``."""
+    """Daily mean rate (bars) labelled with its change from the day before: ``day, rate_rps, change_pct``.
+
+    The change is written on each bar (none on the first day, or after a day without
+    requests) rather than drawn on a second axis, whose ticks would follow the few values.
+    """
     days = [f"day {d + 1}" for d in frame["day"].to_list()]
-    fig = make_subplots(specs=[[{"secondary_y": True}]])
-    fig.add_trace(
+    change = frame["change_pct"].to_list()
+    labels = [_signed_pct(c) for c in change]
+    hover_change = [f"{label} vs previous day" if label else "first day (no previous day)" if i == 0 else "no change: the previous day has no requests" for i, label in enumerate(labels)]
+    fig = go.Figure(
         go.Bar(
             x=days,
             y=frame["rate_rps"].to_numpy(),
             name="mean rate",
             marker_color=COLORS[0],
-            customdata=frame["requests"].to_numpy(),
-            hovertemplate="%{x}<br>mean %{y:,.2f} req/s<br>%{customdata:,.0f} requests<extra></extra>",
-        ),
-        secondary_y=False,
+            text=labels,
+            textposition="outside",
+            cliponaxis=False,
+            customdata=np.column_stack([frame["requests"].to_numpy(), np.array(hover_change, dtype=object)]),
+            hovertemplate="%{x}<br>mean %{y:,.2f} req/s<br>%{customdata[0]:,.0f} requests<br>%{customdata[1]}<extra></extra>",
+        )
     )
-    fig.add_trace(
-        go.Scatter(
-            x=days,
-            y=frame["change_pct"].to_numpy(),
-            name="change from previous day",
-            mode="lines+markers",
-            line={"color": COLORS[1]},
-            hovertemplate="%{x}<br>%{y:+.1f} % vs previous day<extra></extra>",
-        ),
-        secondary_y=True,
+    fig.update_yaxes(rangemode="tozero")
+    return _finish(
+        fig,
+        "Day-over-day change of the daily rate",
+        x_title="day (bar labels: change from the previous day, %)",
+        y_title="mean rate (requests/s)",
+        showlegend=False,
     )
-    fig.update_yaxes(title_text="mean rate (requests/s)", secondary_y=False)
-    fig.update_yaxes(title_text="change from previous day (%)", secondary_y=True, zeroline=True, showgrid=False, rangemode="tozero")
-    return _finish(fig, "Day-over-day change of the daily rate", x_title="day")
 
 
 def lorenz_curve(frame: pl.DataFrame, *, gini: float | None = None) -> go.Figure:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import inspect
 import json
-import math
 
 import charts
 import numpy as np
@@ -126,11 +125,27 @@ def test_hour_day_heatmap_is_days_by_24_hours(m_large):
 def test_day_over_day_bars_and_change(m_large):
     frame = rates.day_over_day(m_large).frame
     fig = charts.day_over_day(frame)
-    bars, line = fig.data
+    (bars,) = fig.data  # the change is written on the bars, not drawn on a second axis
     assert bars.type == "bar" and len(bars.x) == 14
     np.testing.assert_allclose(bars.y, frame["rate_rps"].to_numpy())
-    assert line.y[0] is None or math.isnan(line.y[0])  # no change on the first day
-    assert fig.layout.yaxis2.title.text == "change from previous day (%)"
+    assert "yaxis2" not in fig_json(fig)["layout"]
+    assert bars.text[0] == ""  # no change on the first day
+    change = frame["change_pct"].to_numpy()
+    for label, pct in zip(bars.text[1:], change[1:], strict=True):
+        # "+3 %" / "−16 %" (typographic minus), rounded to whole percent
+        assert label.endswith(" %") and label[0] == ("+" if pct >= 0 else "\u2212")
+        assert abs(float(label[1:-2]) - abs(pct)) <= 0.5
+    assert fig.layout.yaxis.title.text == "mean rate (requests/s)"
+    assert "change from the previous day, %" in fig.layout.xaxis.title.text
+
+
+def test_day_over_day_on_two_days_labels_the_second(demo_chat):
+    frame = rates.day_over_day(demo_chat).frame
+    assert frame.height == 2
+    fig = charts.day_over_day(frame)
+    pct = frame["change_pct"][1]
+    assert list(fig.data[0].text) == ["", f"{pct:+.0f} %".replace("-", "\u2212")]
+    assert fig.data[0].textposition == "outside"
 
 
 def test_lorenz_curve_runs_from_origin_to_all(m_large):
