@@ -42,6 +42,28 @@ def build(make):
         st.stop()
 
 
+#: How :attr:`ComposePlan.exclusions` reasons read on the page.
+EXCLUSION_LABELS = {
+    "not_selected": "not selected",
+    "weight_zero": "with weight 0",
+    "idle": "idle in the span",
+    "no_lengths": "without length data",
+}
+
+
+def exclusion_note(composed, exclusions, *, max_ids: int = 6) -> str:
+    """One line: how many of the span's clients are composed, and why the others are not."""
+    total = len(composed) + sum(len(ids) for ids in exclusions.values())
+    parts = []
+    for reason, ids in exclusions.items():
+        if ids:
+            shown = ", ".join(ids[:max_ids]) + (f" and {len(ids) - max_ids} more" if len(ids) > max_ids else "")
+            parts.append(f"{len(ids)} {EXCLUSION_LABELS.get(reason, reason)} ({shown})")
+    if not parts:
+        return f"All {total:,} clients of the span are composed."
+    return f"Of {total:,} clients in the span, not composed: " + "; ".join(parts) + "."
+
+
 # --- 1. clients ---------------------------------------------------------------------------
 st.subheader("Clients")
 picked = state.selection(view)
@@ -181,6 +203,7 @@ st.plotly_chart(charts.rate_plan(spec_plan.targets), key="cmp_rate_chart")
 m1, m2, m3 = st.columns(3)
 m1.metric("Expected requests", f"{spec_plan.expected_requests:,.0f}")
 m2.metric("Clients composed", f"{len(spec_plan.clients):,}")
+m2.caption(exclusion_note(spec_plan.clients, spec_plan.exclusions))
 m3.metric("Mean rate (req/s)", f"{spec_plan.expected_requests / spec_plan.span_duration_s:,.2f}")
 st.caption(
     f"{kinds[kind]} over {state.fmt_duration(spec_plan.span_duration_s)} from {charts.fmt_time(start_s)}; "

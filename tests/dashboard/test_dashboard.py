@@ -386,6 +386,48 @@ def test_clients_filter_is_carried_into_the_spec_when_the_spans_match(servegen_d
     assert "over another span the same filter can pick other clients" in note
 
 
+EXCLUSION_LABELS = {"not_selected": "not selected", "weight_zero": "with weight 0", "idle": "idle in the span", "no_lengths": "without length data"}
+
+
+def check_exclusion_caption(d: Dashboard, plan) -> str:
+    """The caption under "Clients composed" counts and names the plan's excluded clients by reason."""
+    (note,) = [c for c in d.captions() if "clients of the span are composed" in c or "not composed:" in c]
+    total = len(plan.clients) + sum(len(v) for v in plan.exclusions.values())
+    assert note.startswith(f"Of {total:,} clients in the span, not composed:")
+    for reason, label in EXCLUSION_LABELS.items():
+        n = len(plan.exclusions[reason])
+        assert (f"{n} {label} (" in note) == (n > 0), reason
+    assert d.at.metric[1].value == str(len(plan.clients))
+    return note
+
+
+def test_composer_says_why_clients_are_not_composed(servegen_dir, demo_dir):
+    # demo, all clients, first hour: the clients without length data and the idle ones are left out
+    d = Dashboard().open("compose")
+    d.check()
+    demo = load_pool(demo_dir / "servegen", "language/demo-chat")
+    plan = plan_workload(d.at.session_state["spec"], pool=demo)
+    assert plan.exclusions["no_lengths"] and not plan.exclusions["not_selected"]
+    note = check_exclusion_caption(d, plan)
+    assert note.startswith(f"Of {len(demo.client_ids)} clients")
+    ids = ", ".join(plan.exclusions["no_lengths"])
+    assert f"{len(plan.exclusions['no_lengths'])} without length data ({ids})" in note
+
+    # m-large 20:00-21:00, top 10: the rest are "not selected"
+    d = Dashboard().servegen("language/m-large")
+    d.at.sidebar.select_slider[0].set_value((72000.0, 75600.0)).run()
+    d.open("compose")
+    d.at.radio(key="cmp_mode").set_value("top_k").run()
+    k_key = next(n.key for n in d.at.number_input if n.key.startswith("cmp_k_"))
+    d.at.number_input(key=k_key).set_value(10).run()
+    d.check()
+    pool = load_pool(servegen_dir, "language/m-large")
+    plan = plan_workload(d.at.session_state["spec"], pool=pool)
+    assert len(plan.exclusions["not_selected"]) > 6  # more than are named: the rest are counted
+    note = check_exclusion_caption(d, plan)
+    assert f"not selected ({', '.join(plan.exclusions['not_selected'][:6])} and {len(plan.exclusions['not_selected']) - 6} more)" in note
+
+
 def test_clients_filter_on_a_trace_stays_ids(demo_dir):
     d = Dashboard().demo("traces/demo_requests.csv").open("clients")
     d.at.number_input(key="cl_top_k").set_value(3).run()
@@ -431,6 +473,10 @@ def test_editing_weights_renormalizes_them():
     composed = dict(zip(fig["data"][1]["x"], values(fig["data"][1], "y"), strict=True))
     assert composed[f"client {clients[0]}"] == pytest.approx(75.0)
     assert composed[f"client {clients[1]}"] == pytest.approx(25.0)
+    # the clients set to 0 are named as left out "with weight 0"
+    plan = plan_workload(spec, pool=load_pool(demo_data_dir() / "servegen", "language/demo-chat"))
+    assert set(plan.exclusions["weight_zero"]) >= set(clients[2:])  # (explicit weights also omit the idle ones)
+    check_exclusion_caption(d, plan)
 
 
 def test_preview_shows_the_validation_report_and_the_naive_baseline(demo_dir):
