@@ -556,7 +556,9 @@ def cv_cdf(frame: pl.DataFrame, *, title: str = "CDF of the inter-arrival CV per
     log = bool(positive.size and positive.max() / positive.min() > 20)
     _ref_line(fig, x=1.0, text="CV = 1 (Poisson)", log=log)
     if log:
-        fig.update_xaxes(type="log")
+        # The CVs span about a decade around 1: label 0.5, 0.6, … 2, 3 in full, not as bare digits
+        # (Plotly's "small digits" shows 0.5 as "5").
+        fig.update_xaxes(type="log", minorloglabels="complete")
         x_title = "coefficient of variation of inter-arrival times (log scale)"
     else:
         x_title = "coefficient of variation of inter-arrival times"
