@@ -487,6 +487,7 @@ def day_over_day(frame: pl.DataFrame) -> go.Figure:
             marker_color=COLORS[0],
             text=labels,
             textposition="outside",
+            textfont={"size": 13},
             cliponaxis=False,
             customdata=np.column_stack([frame["requests"].to_numpy(), np.array(hover_change, dtype=object)]),
             hovertemplate="%{x}<br>mean %{y:,.2f} req/s<br>%{customdata[0]:,.0f} requests<br>%{customdata[1]}<extra></extra>",
@@ -557,13 +558,16 @@ def cv_cdf(frame: pl.DataFrame, *, title: str = "CDF of the inter-arrival CV per
     _ref_line(fig, x=1.0, text="CV = 1 (Poisson)", log=log)
     if log:
         # The CVs span about a decade around 1: label 0.5, 0.6, … 2, 3 in full, not as bare digits
-        # (Plotly's "small digits" shows 0.5 as "5").
+        # (Plotly's "small digits" shows 0.5 as "5"); exponentformat is set after _finish.
         fig.update_xaxes(type="log", minorloglabels="complete")
         x_title = "coefficient of variation of inter-arrival times (log scale)"
     else:
         x_title = "coefficient of variation of inter-arrival times"
     fig.update_yaxes(range=[0, 1.02], tickformat=".0%")
-    return _finish(fig, title, x_title=x_title, y_title="cumulative share")
+    _finish(fig, title, x_title=x_title, y_title="cumulative share")
+    if log:  # plain decimals (0.5), not powers of ten (5×10⁻¹), on this narrow log axis
+        fig.update_xaxes(exponentformat="none")
+    return fig
 
 
 def cv_vs_rate(

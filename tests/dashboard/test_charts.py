@@ -173,6 +173,7 @@ def test_cv_cdf_has_both_curves_and_the_poisson_line(m_large):
     # CVs span more than a decade in m-large: log axis, with the label placed in log units.
     assert fig["layout"]["xaxis"]["type"] == "log"
     assert fig["layout"]["xaxis"]["minorloglabels"] == "complete"  # 0.5 reads "0.5", not "5"
+    assert fig["layout"]["xaxis"]["exponentformat"] == "none"  # … nor "5×10⁻¹"
     label = [a for a in fig["layout"]["annotations"] if a["text"].startswith("CV = 1")]
     assert label and label[0]["x"] == 0.0
 
