@@ -303,19 +303,40 @@ def _pool_requests_by_run(pool: ClientPool, clients: tuple[str, ...]) -> tuple[n
     return table, n_lw
 
 
+def _column_array(col: pl.Series) -> np.ndarray:
+    """A numeric column as one numpy array: each chunk viewed without a copy, then joined once
+    (quicker than ``Series.to_numpy`` on a column of many chunks)."""
+    if col.n_chunks() > 1 and col.dtype.is_numeric() and not col.null_count():
+        return np.concatenate([c.to_numpy() for c in col.get_chunks()])
+    return col.to_numpy()
+
+
+def _run_starts(frame: pl.DataFrame, columns: tuple[str, ...]) -> np.ndarray:
+    """First row (int64) of each run of consecutive rows equal on every one of ``columns``.
+
+    A row starts a run where any column changes, so the starts are the union of each column's
+    run starts, taken from the run-length encoding of each column (cheaper than comparing
+    every row with the previous one). A null never equals its neighbour (each starts a run).
+    """
+    if frame.height == 0:
+        return np.zeros(0, dtype=np.int64)
+    if any(frame[c].null_count() for c in columns):
+        boundary = pl.any_horizontal(pl.col(c).ne(pl.col(c).shift(1)).fill_null(True) for c in columns)
+        return frame.select(boundary.alias("b"))["b"].arg_true().to_numpy().astype(np.int64)
+    lens = frame.select(pl.col(c).rle().struct.field("len").implode().alias(c) for c in columns)
+    parts = []
+    for c in columns:
+        n = lens[c][0].to_numpy().astype(np.int64)
+        parts.append(np.cumsum(n) - n)
+    return np.unique(np.concatenate(parts))
+
+
 def _pool_index(pool: ClientPool) -> _PoolIndex:
     cache = _pool_cache(pool)
     if "index" in cache:
         return cache["index"]
     D = pool.distributions
-    boundary = D.select(
-        (
-            (pl.col("client_id") != pl.col("client_id").shift(1)).fill_null(True)
-            | (pl.col("start_s") != pl.col("start_s").shift(1)).fill_null(True)
-            | (pl.col("field") != pl.col("field").shift(1)).fill_null(True)
-        ).alias("b")
-    )["b"]
-    starts = boundary.arg_true().to_numpy().astype(np.int64)
+    starts = _run_starts(D, ("client_id", "start_s", "field"))
     runs = D[["client_id", "start_s", "field"]].gather(starts)
     clients = pool_clients(pool)
     fields = tuple(runs["field"].unique(maintain_order=True).to_list())
@@ -346,8 +367,8 @@ def _pool_index(pool: ClientPool) -> _PoolIndex:
         run_requests=run_requests,
         fields=fields,
         clients=clients,
-        value=D["value"].to_numpy(),
-        prob=D["prob"].to_numpy(),
+        value=_column_array(D["value"]),
+        prob=_column_array(D["prob"]),
     )
     cache["index"] = index
     return index
@@ -402,8 +423,11 @@ def pool_field_data(pool: ClientPool, field: str, *, window_s: int | None = None
     # The field's rows, run by run (each run is one PDF: a client, a length window).
     lens = ix.run_len[ok]
     out_first = np.cumsum(lens) - lens
-    rows = np.arange(int(lens.sum()), dtype=np.int64) + np.repeat(ix.run_first[ok] - out_first, lens)
-    weight = ix.prob[rows] * np.repeat(ix.run_requests[ok], lens)
+    take = np.zeros(ix.run_len.size, dtype=bool)
+    take[ok] = True
+    rows = np.repeat(take, ix.run_len)  # per row of the pool: in one of the field's runs
+    weight = ix.prob[rows]
+    weight *= np.repeat(ix.run_requests[ok], lens)
     raw = ix.value[rows]
     starts, run_wcode = dense_codes(ix.run_start[ok] // w * w)
     client = np.repeat(ix.run_client[ok].astype(np.int32), lens)
@@ -412,7 +436,7 @@ def pool_field_data(pool: ClientPool, field: str, *, window_s: int | None = None
     if w == pool.length_window_s:
         # Runs in (client, window) order and strictly increasing values inside each run.
         run_key = ix.run_client[ok] * starts.size + run_wcode
-        rising = np.diff(raw) > 0
+        rising = raw[1:] > raw[:-1]
         rising[out_first[1:] - 1] = True
         presorted = bool(np.all(np.diff(run_key) > 0) and rising.all())
     keep = weight > 0

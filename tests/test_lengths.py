@@ -376,6 +376,20 @@ def test_client_length_means(m_large, servegen_dir):
     assert got.mean_ratio_p90_p10 > 1
 
 
+def test_pool_rows_in_any_order_give_the_same_means(m_large):
+    # The pool's length index reads runs of equal (client, window, field); rows in a shuffled
+    # order break them into many short runs, often where only one of the three changes.
+    part = m_large.select_clients(list(m_large.client_ids[:12]))
+    shuffled = dataclasses.replace(part, distributions=part.distributions.sample(fraction=1.0, shuffle=True, seed=7))
+    ref = pool_weighted(part, "output_tokens")
+    means = {c: weighted_mean(g["value"], g["weight"]) for (c,), g in ref.group_by("client_id")}
+    for pool in (part, shuffled):
+        got = L.client_length_means(pool, "output_tokens")
+        assert got.frame.height == len(means) > 5
+        for row in got.frame.iter_rows(named=True):
+            assert close(row["mean"], means[row["client_id"]], 1e-9)
+
+
 def test_correlation_on_azure(azure, azure_raw):
     corr = L.length_correlation(azure)
     x = azure_raw["ContextTokens"].to_numpy().astype(float)
