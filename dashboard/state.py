@@ -33,8 +33,8 @@ from servegen_core.compose import load_source as load_spec_source
 from servegen_core.demo import DEMO_LABEL
 from servegen_core.errors import ServeGenError, SpecError
 from servegen_core.export import FORMATS, export_trace
-from servegen_core.paths import demo_data_dir, shared_data_dir
-from servegen_core.pool import ClientPool, expected_requests, list_models, load_pool
+from servegen_core.paths import demo_data_dir, shared_data_dir, write_atomic
+from servegen_core.pool import ClientPool, client_sort_key, expected_requests, list_models, load_pool
 from servegen_core.result import Result
 from servegen_core.schema import has_columns
 from servegen_core.spec import ClientSelection, ServeGenSource, Span, TraceSource, WorkloadSpec
@@ -188,7 +188,7 @@ class View:
     def client_ids(self) -> tuple[str, ...]:
         if self.is_pool:
             return self.data.client_ids
-        return tuple(sorted(self.data["client_id"].unique().to_list(), key=_client_sort_key))
+        return tuple(sorted(self.data["client_id"].unique().to_list(), key=client_sort_key))
 
     @property
     def fields(self) -> tuple[str, ...]:
@@ -215,10 +215,6 @@ class Selection:
     rule: ClientSelection | None = None
     start_s: float | None = None
     end_s: float | None = None
-
-
-def _client_sort_key(client_id: str) -> tuple[int, int | str]:
-    return (0, int(client_id)) if client_id.isdigit() else (1, client_id)
 
 
 # --------------------------------------------------------------------------------------------
@@ -527,13 +523,7 @@ def _save_upload(upload: Any) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     target = folder / Path(upload.name).name
     if not target.exists():
-        fd, tmp = tempfile.mkstemp(dir=folder, prefix=".upload.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(upload.getbuffer())
-            os.replace(tmp, target)
-        finally:
-            Path(tmp).unlink(missing_ok=True)
+        write_atomic(target, bytes(upload.getbuffer()))
     return target
 
 
@@ -815,6 +805,21 @@ def current_spec(view: View) -> WorkloadSpec | None:
     if spec is None or st.session_state.get("spec_source") != view.source:
         return None
     return spec
+
+
+def spec_plan_or_stop(view: View) -> tuple[WorkloadSpec, ClientPool, ComposePlan]:
+    """The current spec, its source pool and its plan; otherwise a pointer to Compose and stop the page."""
+    spec = current_spec(view)
+    if spec is None:
+        st.info("No workload spec for this source yet: build one on the Compose page.")
+        st.page_link("views/compose.py", label="Go to Compose", icon=":material/tune:")
+        st.stop()
+    source, _ = spec_source(view)
+    pool = spec_pool(view, source)
+    made = plan(spec, pool) if pool is not None else None
+    if made is None:
+        st.stop()
+    return spec, pool, made
 
 
 def set_spec(view: View, spec: WorkloadSpec, *, naive: str | None) -> None:

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 
-from servegen_core.pool import ClientPool, _client_sort_key
+from servegen_core.pool import ClientPool, client_sort_key
 
 SECONDS_PER_DAY = 86400
 SECONDS_PER_HOUR = 3600
@@ -154,7 +154,7 @@ def trace_clients(df: pl.DataFrame, times: TraceTimes) -> TraceClients:
     counts = np.bincount(codes, minlength=maxc + 1)
     present = np.flatnonzero(counts)
     names = pl.Series(present, dtype=pl.UInt32).cat.to(cat.dtype).cast(pl.String).to_list()
-    by_id = sorted(range(len(names)), key=lambda i: _client_sort_key(names[i]))
+    by_id = sorted(range(len(names)), key=lambda i: client_sort_key(names[i]))
     ids = [names[i] for i in by_id]
     if small:
         rank = np.full(maxc + 1, -1, dtype=np.int64)

@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import polars as pl
 
-from servegen_core.pool import ClientPool, _client_sort_key
+from servegen_core.pool import ClientPool, client_sort_key
 
 Source = ClientPool | pl.DataFrame
 
@@ -118,7 +118,7 @@ def _grid_codes(v: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
 
 def client_order(ids: list[str] | tuple[str, ...]) -> list[str]:
     """Client ids in display order: numeric ids by number, then the others by name."""
-    return sorted(ids, key=_client_sort_key)
+    return sorted(ids, key=client_sort_key)
 
 
 def trace_client_codes(trace: pl.DataFrame) -> tuple[np.ndarray, tuple[str, ...]]:

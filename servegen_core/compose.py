@@ -87,7 +87,7 @@ import polars as pl
 from scipy.special import ndtr
 
 from servegen_core.errors import DataFormatError, SpecError
-from servegen_core.pool import ClientPool, _client_sort_key, load_pool
+from servegen_core.pool import ClientPool, client_sort_key, load_pool
 from servegen_core.schema import SCHEMA
 from servegen_core.spec import (
     ARRIVALS,
@@ -568,8 +568,8 @@ def plan_workload(spec: WorkloadSpec, *, pool: ClientPool | None = None) -> Comp
         "idle": [c for c in selected if c not in done and c not in active_ids],
         "no_lengths": [c for c in selected if c not in done and c in active_ids],
     }
-    exclusions = MappingProxyType({r: tuple(sorted(reasons[r], key=_client_sort_key)) for r in EXCLUSION_REASONS})
-    excluded = tuple(sorted(chain(reasons["weight_zero"], reasons["idle"], reasons["no_lengths"]), key=_client_sort_key))
+    exclusions = MappingProxyType({r: tuple(sorted(reasons[r], key=client_sort_key)) for r in EXCLUSION_REASONS})
+    excluded = tuple(sorted(chain(reasons["weight_zero"], reasons["idle"], reasons["no_lengths"]), key=client_sort_key))
 
     # -- window grid and targets -----------------------------------------------------------
     first = int((aligned - data_start) // W)
@@ -784,7 +784,7 @@ def _select_clients(sel: ClientSelection, pool: ClientPool, sp: ClientPool) -> l
             if c not in known:
                 shown = ", ".join(pool.client_ids[:10])
                 raise SpecError(f"clients.ids[{i}]", f"unknown client id {c!r} in {pool.name} (ids look like: {shown}, ...)")
-        return sorted(sel.ids, key=_client_sort_key)
+        return sorted(sel.ids, key=client_sort_key)
     from servegen_core.summary import client_summary, filter_clients
 
     summary = client_summary(sp)
@@ -802,7 +802,7 @@ def _select_clients(sel: ClientSelection, pool: ClientPool, sp: ClientPool) -> l
     ids = [str(c) for c in ids]
     if not ids:
         raise SpecError("clients", "the client filter selects no client")
-    return sorted(ids, key=_client_sort_key)
+    return sorted(ids, key=client_sort_key)
 
 
 def _length_tables(sp: ClientPool, cw: pl.DataFrame, fields: tuple[str, ...], pool: ClientPool) -> tuple[dict, pl.DataFrame]:

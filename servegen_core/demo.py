@@ -24,8 +24,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,7 +32,7 @@ import numpy as np
 import polars as pl
 from scipy import special
 
-from servegen_core.paths import demo_data_dir
+from servegen_core.paths import demo_data_dir, write_atomic
 
 #: Label shown wherever the demo data is displayed.
 DEMO_LABEL = "synthetic demo data"
@@ -849,14 +847,7 @@ def readme_text(
 
 def _write_atomic(path: Path, data: str | bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data.encode("utf-8") if isinstance(data, str) else data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomic(path, data)
 
 
 def build_demo(out_dir: Path, *, seed: int = DEFAULT_SEED) -> list[Path]:

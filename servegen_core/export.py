@@ -45,7 +45,7 @@ from typing import Any
 import polars as pl
 
 from servegen_core.errors import DataFormatError, ExportError
-from servegen_core.schema import REQUIRED, SCHEMA, empty_trace, validate_trace
+from servegen_core.schema import SCHEMA, empty_trace, validate_trace
 
 __all__ = [
     "DEFAULT_BLOCK_SIZE",

@@ -28,7 +28,7 @@ import math
 
 import polars as pl
 
-from servegen_core.pool import DISTRIBUTION_SCHEMA, LENGTH_WINDOW_SCHEMA, WINDOW_SCHEMA, ClientPool, _client_sort_key
+from servegen_core.pool import DISTRIBUTION_SCHEMA, LENGTH_WINDOW_SCHEMA, WINDOW_SCHEMA, ClientPool, client_sort_key
 from servegen_core.schema import validate_trace
 
 __all__ = ["FITTED_FIELDS", "MIN_FIT_REQUESTS", "pool_from_trace"]
@@ -76,7 +76,7 @@ def pool_from_trace(
         raise ValueError(msg)
     if not per_client:
         df = df.with_columns(pl.lit("all").alias("client_id"))
-    ids = sorted(df["client_id"].unique().to_list(), key=_client_sort_key)
+    ids = sorted(df["client_id"].unique().to_list(), key=client_sort_key)
     n_windows = int(math.floor(float(df["timestamp_s"].max()) / window_s)) + 1
     n_length = int(math.ceil(n_windows * window_s / length_window_s))
 

@@ -56,6 +56,7 @@ from servegen_core.paths import default_cache_dir
 __all__ = [
     "ClientPool",
     "PATTERNS",
+    "client_sort_key",
     "hour_of_day",
     "list_models",
     "load_pool",
@@ -103,7 +104,8 @@ def hour_of_day(start_s: float | np.ndarray | pl.Expr) -> float | np.ndarray | p
     return (start_s % 86400) / 3600
 
 
-def _client_sort_key(client_id: str) -> tuple[int, int | str]:
+def client_sort_key(client_id: str) -> tuple[int, int | str]:
+    """Sort key of client ids: numeric ids in numeric order, then the others by name."""
     return (0, int(client_id)) if client_id.isdigit() else (1, client_id)
 
 
@@ -131,7 +133,7 @@ class ClientPool:
     def client_ids(self) -> tuple[str, ...]:
         """Every client, in numeric order of its id."""
         ids = set(self.windows["client_id"].unique().to_list())
-        return tuple(sorted(ids, key=_client_sort_key))
+        return tuple(sorted(ids, key=client_sort_key))
 
     @property
     def fields(self) -> tuple[str, ...]:
@@ -224,7 +226,7 @@ def _model_files(model_dir: Path) -> tuple[dict[str, Path], dict[str, Path]]:
     if not traces:
         msg = "no chunk-<client>-trace.csv files"
         raise DataFormatError(model_dir, None, msg)
-    orphans = sorted(set(datasets) - set(traces), key=_client_sort_key)
+    orphans = sorted(set(datasets) - set(traces), key=client_sort_key)
     if orphans:
         msg = f"dataset file has no trace file chunk-{orphans[0]}-trace.csv"
         raise DataFormatError(datasets[orphans[0]], None, msg)
@@ -272,7 +274,7 @@ def _diagnose_trace_csv(path: Path) -> None:
 
 def _read_trace_csvs(traces: dict[str, Path]) -> tuple[pl.DataFrame, int]:
     """All trace CSVs of a model as one validated ``windows`` frame, and the window length in s."""
-    ids = sorted(traces, key=_client_sort_key)
+    ids = sorted(traces, key=client_sort_key)
     paths = [str(traces[c]) for c in ids]
     try:
         raw = pl.read_csv(
@@ -483,7 +485,7 @@ def _read_datasets(datasets: dict[str, Path]) -> tuple[pl.DataFrame, pl.DataFram
     lw_parts: list[pl.DataFrame] = []
     batch: list[tuple[str, Path, dict]] = []
     size = 0
-    ids = sorted(datasets, key=_client_sort_key)
+    ids = sorted(datasets, key=client_sort_key)
     for n, client_id in enumerate(ids):
         path = datasets[client_id]
         data = _load_dataset_json(path)

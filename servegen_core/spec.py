@@ -102,14 +102,13 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
 from servegen_core.errors import SpecError
-from servegen_core.paths import demo_data_dir, shared_data_dir
+from servegen_core.paths import demo_data_dir, shared_data_dir, write_atomic
 from servegen_core.traces import DATETIME, TARGETS, TIME_UNITS
 
 __all__ = [
@@ -703,15 +702,7 @@ class WorkloadSpec:
         if p.exists() and not overwrite:
             msg = f"{p} exists (pass overwrite=True to replace it)"
             raise FileExistsError(msg)
-        fd, tmp = tempfile.mkstemp(dir=p.parent if str(p.parent) else ".", prefix=f".{p.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                fh.write(self.to_json())
-            os.replace(tmp, p)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        return p
+        return write_atomic(p, self.to_json())
 
     # -- paths ------------------------------------------------------------------------------
 

@@ -8,16 +8,7 @@ import state
 from servegen_core.export import FORMATS, ChunkWriter, spec_sidecar_path
 
 view = state.page_header("Export")
-spec = state.current_spec(view)
-if spec is None:
-    st.info("No workload spec for this source yet: build one on the Compose page.")
-    st.page_link("views/compose.py", label="Go to Compose", icon=":material/tune:")
-    st.stop()
-source, _ = state.spec_source(view)
-pool = state.spec_pool(view, source)
-plan = state.plan(spec, pool) if pool is not None else None
-if plan is None:
-    st.stop()
+spec, pool, plan = state.spec_plan_or_stop(view)
 
 fmt = st.selectbox(
     "Format", list(FORMATS), key="ex_format", persist_state="session",

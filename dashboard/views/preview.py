@@ -8,16 +8,7 @@ from servegen_core import arrivals, lengths, rates
 from servegen_core.compose import naive_spec
 
 view = state.page_header("Preview")
-spec = state.current_spec(view)
-if spec is None:
-    st.info("No workload spec for this source yet: build one on the Compose page.")
-    st.page_link("views/compose.py", label="Go to Compose", icon=":material/tune:")
-    st.stop()
-source, _ = state.spec_source(view)
-pool = state.spec_pool(view, source)
-plan = state.plan(spec, pool) if pool is not None else None
-if plan is None:
-    st.stop()
+spec, pool, plan = state.spec_plan_or_stop(view)
 if plan.expected_requests > state.PREVIEW_MAX_REQUESTS:
     st.warning(
         f"This workload has about {plan.expected_requests:,.0f} requests, more than the {state.PREVIEW_MAX_REQUESTS:,} "
