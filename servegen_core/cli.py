@@ -36,7 +36,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -616,24 +615,6 @@ def _size_text(n: int) -> str:
     return f"{n} B"
 
 
-def _check_target(target: Path, *, overwrite: bool) -> None:
-    """Refuse a target in a missing folder, or an existing target or spec sidecar without ``overwrite``.
-
-    The writers check again when they commit; this check only makes the command fail
-    before composing rather than after.
-    """
-    from servegen_core.export import spec_sidecar_path
-
-    if not target.parent.is_dir():
-        msg = f"cannot write {target}: folder {target.parent} does not exist"
-        raise CliError(msg)
-    if not overwrite:
-        for p in (target, spec_sidecar_path(target)):
-            if os.path.lexists(p):
-                msg = f"{p} exists; pass --overwrite to replace it"
-                raise CliError(msg)
-
-
 #: How ``generate`` words each reason a client is excluded (keys of ``ComposePlan.exclusions``).
 _EXCLUSION_TEXT = {
     "idle": "idle in the span",
@@ -657,7 +638,7 @@ def _clients_text(plan: Any) -> str:
 
 def _cmd_generate(args: argparse.Namespace, out: TextIO) -> int:
     from servegen_core.compose import load_source, naive_spec, plan_workload
-    from servegen_core.export import ChunkWriter, export_trace, get_format
+    from servegen_core.export import ChunkWriter, check_target, export_trace, get_format
 
     info = get_format(args.format)
     target = Path(args.output)
@@ -667,7 +648,7 @@ def _cmd_generate(args: argparse.Namespace, out: TextIO) -> int:
         out.write(f"note: {text}\n")
 
     streamed = args.chunk_s is not None or info.container != "parquet"
-    _check_target(target, overwrite=args.overwrite)  # before any work is done
+    check_target(target, overwrite=args.overwrite)  # before any work is done
     pool = load_source(spec)
     if args.naive is not None:
         spec = naive_spec(spec, args.naive, pool=pool)

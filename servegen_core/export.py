@@ -55,6 +55,7 @@ __all__ = [
     "ExportResult",
     "FormatInfo",
     "assign_hash_ids",
+    "check_target",
     "burstgpt_frame",
     "export_chunks",
     "export_trace",
@@ -642,6 +643,14 @@ def _replace(tmp: Path, target: Path, *, overwrite: bool) -> None:
         _remove(aside)
         return
     os.replace(tmp, target)
+
+
+def check_target(path: str | Path, *, overwrite: bool = False) -> None:
+    """Raise :class:`ExportError` if ``path`` cannot be written: its folder is missing, or it or
+    its spec sidecar exists and ``overwrite`` is false. The writers run the same check; callers
+    may run it first to fail before doing any work."""
+    target = Path(path)
+    _check_targets(target, spec_sidecar_path(target), overwrite=overwrite)
 
 
 def _check_targets(path: Path, sidecar: Path, *, overwrite: bool) -> None:
