@@ -28,7 +28,7 @@ import math
 
 import polars as pl
 
-from servegen_core.pool import DISTRIBUTION_SCHEMA, LENGTH_WINDOW_SCHEMA, WINDOW_SCHEMA, ClientPool, client_sort_key
+from servegen_core.pool import DISTRIBUTION_SCHEMA, GAP_SCHEMA, LENGTH_WINDOW_SCHEMA, WINDOW_SCHEMA, ClientPool, client_sort_key
 from servegen_core.schema import validate_trace
 
 __all__ = ["FITTED_FIELDS", "MIN_FIT_REQUESTS", "pool_from_trace"]
@@ -157,6 +157,15 @@ def pool_from_trace(
         .cast(LENGTH_WINDOW_SCHEMA)
     )
     windows = windows.join(order, on="client_id").sort("_rank", "start_s").drop("_rank")
+    gaps = (
+        df.sort("client_id", "w", "timestamp_s", maintain_order=True)
+        .with_columns(pl.col("timestamp_s").diff().over("client_id", "w").alias("gap_s"))
+        .filter(pl.col("gap_s").is_not_null())
+        .join(order, on="client_id")
+        .sort("_rank", "w", maintain_order=True)
+        .select("client_id", (pl.col("w") * window_s).alias("start_s"), "gap_s")
+        .cast(GAP_SCHEMA)
+    )
     return ClientPool(
         name=name,
         source=source,
@@ -165,4 +174,5 @@ def pool_from_trace(
         length_windows=length_windows,
         window_s=window_s,
         length_window_s=length_window_s,
+        gaps=gaps,
     )

@@ -5,7 +5,7 @@ On disk (``<data_dir>/<category>/<model>/``), one pair of files per client::
     chunk-<client>-trace.csv     no header: window_start_s, rate_rps, cv, pattern, shape, scale
     chunk-<client>-dataset.json  {"<window_start_s>": {"<field>": "{bin: prob, ...}"}}
 
-In memory, a :class:`ClientPool` holds three tidy Polars frames:
+In memory, a :class:`ClientPool` holds three tidy Polars frames (four when fitted from a trace):
 
 ``windows``
     one row per (client, arrival window): ``client_id, start_s, duration_s, rate_rps, cv,
@@ -18,6 +18,12 @@ In memory, a :class:`ClientPool` holds three tidy Polars frames:
     one row per (client, length window): ``client_id, start_s, duration_s, active``. A window
     whose PDF dicts are all empty (``"{}"``) is inactive: the client sent no requests then, and
     it has no rows in ``distributions``.
+
+``gaps`` (optional, ``None`` for ServeGen data)
+    one row per observed inter-arrival gap of a pool fitted from a raw trace
+    (:func:`servegen_core.fit.pool_from_trace`): ``client_id, start_s, gap_s``, ``start_s``
+    naming the arrival window, the gaps in arrival order. It keeps each client-window's
+    empirical inter-arrival distribution next to its fitted pattern.
 
 A client with a trace file but no dataset file is loaded with its windows and listed in
 :attr:`ClientPool.clients_without_lengths`. A dataset file without its trace file is an error.
@@ -88,6 +94,11 @@ DISTRIBUTION_SCHEMA: dict[str, pl.DataType] = {
     "value": pl.Float64(),
     "prob": pl.Float64(),
 }
+GAP_SCHEMA: dict[str, pl.DataType] = {
+    "client_id": pl.String(),
+    "start_s": pl.Int64(),
+    "gap_s": pl.Float64(),
+}
 LENGTH_WINDOW_SCHEMA: dict[str, pl.DataType] = {
     "client_id": pl.String(),
     "start_s": pl.Int64(),
@@ -123,6 +134,22 @@ class ClientPool:
     length_windows: pl.DataFrame
     window_s: int = 600
     length_window_s: int = 21600
+    #: Observed inter-arrival gaps of each client-window (``client_id, start_s, gap_s``, see
+    #: :data:`GAP_SCHEMA`) when the pool was fitted from a raw trace; ``None`` for ServeGen data.
+    gaps: pl.DataFrame | None = None
+    #: What a fit could not recover (e.g. sub-grid timing of quantized timestamps), in words.
+    warnings: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.gaps is not None:
+            if not isinstance(self.gaps, pl.DataFrame):
+                msg = f"ClientPool.gaps must be a polars DataFrame or None, got {type(self.gaps).__name__}"
+                raise TypeError(msg)
+            schema = dict(self.gaps.schema)
+            want = {**GAP_SCHEMA, "start_s": self.windows.schema.get("start_s", pl.Int64())}
+            if schema != want:
+                msg = f"ClientPool.gaps must have the columns {want}, got {schema}"
+                raise ValueError(msg)
 
     @property
     def category(self) -> str:
@@ -156,7 +183,7 @@ class ClientPool:
         """End (exclusive) of the span covered by the arrival windows (source seconds)."""
         if not self.windows.height:
             return 0
-        return int(self.windows["start_s"].max()) + self.window_s
+        return int(self.windows.select((pl.col("start_s") + pl.col("duration_s")).max()).item())
 
     @property
     def duration_s(self) -> int:
@@ -171,7 +198,8 @@ class ClientPool:
         overlap = (pl.col("start_s") < end_s) & (pl.col("start_s") + pl.col("duration_s") > start_s)
         lw = self.length_windows.filter(overlap)
         d = self.distributions.join(lw.select("client_id", "start_s"), on=["client_id", "start_s"], how="semi")
-        return dataclasses.replace(self, windows=w, distributions=d, length_windows=lw)
+        g = None if self.gaps is None else self.gaps.filter((pl.col("start_s") >= start_s) & (pl.col("start_s") < end_s))
+        return dataclasses.replace(self, windows=w, distributions=d, length_windows=lw, gaps=g)
 
     def select_clients(self, client_ids: Iterable[str]) -> ClientPool:
         """A pool restricted to ``client_ids`` (unknown ids are an error)."""
@@ -187,6 +215,7 @@ class ClientPool:
             windows=self.windows.filter(keep),
             distributions=self.distributions.filter(keep),
             length_windows=self.length_windows.filter(keep),
+            gaps=None if self.gaps is None else self.gaps.filter(keep),
         )
 
     def pdf(self, client_id: str, field: str, start_s: int) -> pl.DataFrame:

@@ -9,7 +9,7 @@ import polars as pl
 import pytest
 
 from servegen_core.fit import pool_from_trace
-from servegen_core.pool import DISTRIBUTION_SCHEMA, LENGTH_WINDOW_SCHEMA, WINDOW_SCHEMA
+from servegen_core.pool import DISTRIBUTION_SCHEMA, LENGTH_WINDOW_SCHEMA, WINDOW_SCHEMA, ClientPool
 from servegen_core.traces import load_trace
 
 
@@ -112,3 +112,38 @@ def test_bad_arguments(azure):
         pool_from_trace(azure, window_s=0)
     with pytest.raises(ValueError, match="empty"):
         pool_from_trace(azure.head(0))
+
+
+def test_gaps_are_the_observed_gaps_of_each_client_window(demo_trace):
+    pool = pool_from_trace(demo_trace, name="trace/demo")
+    assert pool.gaps is not None
+    assert dict(pool.gaps.schema) == {"client_id": pl.String(), "start_s": pool.windows.schema["start_s"], "gap_s": pl.Float64()}
+    # every client-window with n requests has n - 1 gaps, and they sum to last - first arrival
+    per = (
+        demo_trace.with_columns((pl.col("timestamp_s") // 600 * 600).cast(pl.Int64).alias("start_s"))
+        .group_by("client_id", "start_s")
+        .agg(pl.len().alias("n"), (pl.col("timestamp_s").max() - pl.col("timestamp_s").min()).alias("extent"))
+    )
+    got = pool.gaps.group_by("client_id", "start_s").agg(pl.len().alias("m"), pl.col("gap_s").sum().alias("total"))
+    j = per.join(got, on=["client_id", "start_s"], how="left").with_columns(pl.col("m").fill_null(0), pl.col("total").fill_null(0.0))
+    assert (j["m"] == j["n"] - 1).all()
+    assert np.allclose(j["total"].to_numpy(), j["extent"].to_numpy(), rtol=0, atol=1e-6)
+    assert (pool.gaps["gap_s"] >= 0).all()
+    # carried through span and select_clients
+    sub = pool.span(600, 1800)
+    assert set(sub.gaps["start_s"].unique().to_list()) <= {600, 1200}
+    assert sub.gaps.height == pool.gaps.filter(pl.col("start_s").is_between(600, 1200)).height > 0
+    cid = pool.client_ids[0]
+    one = pool.select_clients([cid])
+    assert one.gaps["client_id"].unique().to_list() == [cid]
+    assert one.gaps.height == pool.gaps.filter(pl.col("client_id") == cid).height
+
+
+def test_gaps_frame_is_checked():
+    w = pl.DataFrame(schema=WINDOW_SCHEMA)
+    d = pl.DataFrame(schema=DISTRIBUTION_SCHEMA)
+    lw = pl.DataFrame(schema=LENGTH_WINDOW_SCHEMA)
+    bad = pl.DataFrame({"client_id": ["a"], "start_s": [0], "gap": [1.0]})
+    with pytest.raises(ValueError, match="gaps must have the columns"):
+        ClientPool(name="x", source="", windows=w, distributions=d, length_windows=lw, gaps=bad)
+    assert ClientPool(name="x", source="", windows=w, distributions=d, length_windows=lw).gaps is None
