@@ -20,10 +20,14 @@ is written beside the output as ``OUT.spec.json``. Nothing partial is left
 behind on an error or an interrupt.
 
 :func:`main` parses ``argv`` and returns an exit code: 0 on success, 1 when
-``validate`` finds a failing check, 2 for a usage, spec or data error. Errors
-the package raises on purpose (:class:`~servegen_core.errors.ServeGenError`)
-and operating-system errors (a missing file, a folder without write access)
-print one line, ``servegen: error: <message>``, on stderr and no traceback.
+``validate`` finds a failing check, 2 for a usage, spec, data or file-system
+error, 3 for anything unexpected (a bug), 130 on Ctrl-C. Errors the package
+raises on purpose (:class:`~servegen_core.errors.ServeGenError`: spec, data,
+export, option and limit errors) and operating-system errors (a missing file,
+a folder without write access, a full disk) print one line,
+``servegen: error: <message>``, on stderr and no traceback. An unexpected error
+prints ``servegen: internal error: <type>: <message>``; ``--debug`` (before or
+after the subcommand) adds its traceback.
 
 ``DATA_DIR`` (and a ``summary`` SOURCE folder) may be ``demo`` (the embedded
 synthetic demo data) or ``shared`` (the shared reference data), a folder
@@ -37,6 +41,7 @@ import argparse
 import json
 import math
 import sys
+import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -61,6 +66,7 @@ DATA_SHORTCUTS: dict[str, Callable[[], Path]] = {
 EXIT_OK = 0
 EXIT_CHECK_FAILED = 1
 EXIT_ERROR = 2
+EXIT_UNEXPECTED = 3
 
 
 class CliError(ServeGenError):
@@ -338,6 +344,7 @@ def _load_source(text: str, *, model: str | None, preset: str | None) -> tuple[A
 
     path = Path(text).expanduser()
     if text not in DATA_SHORTCUTS and path.is_file():
+        _check_preset(preset)
         if model is not None:
             msg = f"--model applies to a ServeGen data folder, but {path} is a trace file"
             raise CliError(msg)
@@ -639,6 +646,7 @@ def _clients_text(plan: Any) -> str:
 def _cmd_generate(args: argparse.Namespace, out: TextIO) -> int:
     from servegen_core.compose import load_source, naive_spec, plan_workload
     from servegen_core.export import ChunkWriter, check_target, export_trace, get_format
+    from servegen_core.limits import max_requests as default_max_requests
 
     info = get_format(args.format)
     target = Path(args.output)
@@ -652,7 +660,8 @@ def _cmd_generate(args: argparse.Namespace, out: TextIO) -> int:
     pool = load_source(spec)
     if args.naive is not None:
         spec = naive_spec(spec, args.naive, pool=pool)
-    plan = plan_workload(spec, pool=pool)
+    limit = args.max_requests if args.max_requests is not None else default_max_requests(streamed=streamed)
+    plan = plan_workload(spec, pool=pool, max_requests=limit)
     for w in plan.warnings:
         sys.stderr.write(f"{PROG}: warning: {w}\n")
 
@@ -666,7 +675,7 @@ def _cmd_generate(args: argparse.Namespace, out: TextIO) -> int:
         rows = 0
         try:
             with writer:
-                for chunk in plan.iter_chunks(chunk_s):
+                for chunk in plan.iter_chunks(chunk_s, max_requests=limit):
                     writer.write(chunk)
                     rows += chunk.height
                     if bar is not None:
@@ -679,7 +688,7 @@ def _cmd_generate(args: argparse.Namespace, out: TextIO) -> int:
                 bar.close()
         result = writer.result
     else:
-        trace = plan.compose().trace
+        trace = plan.compose(max_requests=limit).trace
         result = export_trace(
             trace, target, info.name, spec=spec, overwrite=args.overwrite, block_size=args.block_size, note=note
         )
@@ -707,6 +716,17 @@ def _cmd_generate(args: argparse.Namespace, out: TextIO) -> int:
 # --------------------------------------------------------------------------- #
 
 
+def _check_preset(preset: str | None) -> None:
+    """Refuse ``--preset generic``: it needs a column mapping, which only a spec's trace source gives."""
+    if preset == "generic":
+        msg = (
+            "--preset generic needs a column mapping and a time unit, which the command line does not take; "
+            "convert the file to a named preset's columns, or use a spec whose source is "
+            '{"kind": "trace", "preset": "generic", "columns": {...}, "time_unit": ...}'
+        )
+        raise CliError(msg)
+
+
 def _read_workload(path: Path, preset: str | None) -> tuple[pl.DataFrame, list[str]]:
     """A workload file (or a folder of Parquet parts written by ``generate --chunk-s``) as a RequestTrace."""
     from servegen_core.schema import validate_trace
@@ -723,6 +743,7 @@ def _read_workload(path: Path, preset: str | None) -> tuple[pl.DataFrame, list[s
     if not path.is_file():
         msg = f"workload file not found: {path}"
         raise CliError(msg)
+    _check_preset(preset)
     loaded = load_trace(path, preset=preset)
     return loaded.trace, list(loaded.warnings)
 
@@ -734,7 +755,10 @@ def _cmd_validate(args: argparse.Namespace, out: TextIO) -> int:
     spec = read_spec(args.spec, seed=args.seed)
     notes: list[str] = []
     if args.workload is None:
-        workload = compose(spec)
+        if args.preset is not None:
+            msg = "--preset applies to a --workload file"
+            raise CliError(msg)
+        workload = compose(spec, max_requests=args.max_requests)
         report = validate(workload)
         what = f"workload composed from {args.spec} (seed {spec.seed})"
         notes.extend(workload.warnings)
@@ -875,12 +899,13 @@ class _Parser(argparse.ArgumentParser):
 
 def _number_arg(kind: type, test: Callable[[Any], bool], what: str) -> Callable[[str], Any]:
     def parse(text: str) -> Any:
+        shown = repr(text) if len(text) <= 40 else repr(text[:37] + "...")
         try:
             value = kind(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
+            raise argparse.ArgumentTypeError(f"expected {what}, got {shown}") from None
         if not (math.isfinite(value) and test(value)):
-            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}")
+            raise argparse.ArgumentTypeError(f"expected {what}, got {shown}")
         return value
 
     parse.__name__ = what
@@ -889,27 +914,41 @@ def _number_arg(kind: type, test: Callable[[Any], bool], what: str) -> Callable[
 
 _pos_float = _number_arg(float, lambda v: v > 0, "a positive number")
 _nonneg_float = _number_arg(float, lambda v: v >= 0, "a number >= 0")
-_pos_int = _number_arg(int, lambda v: v > 0, "a positive whole number")
 _seed = _number_arg(int, lambda v: 0 <= v < 2**63, "a whole number in [0, 2**63)")
+_chunk_s = _number_arg(float, lambda v: 1 <= v <= 1e9, "a number of seconds in [1, 1e9]")
+_max_requests = _number_arg(int, lambda v: 1 <= v <= 10**12, "a whole number in [1, 10**12]")
+
+
+def _block_size(text: str) -> int:
+    from servegen_core.limits import MAX_BLOCK_SIZE
+
+    return _number_arg(int, lambda v: 1 <= v <= MAX_BLOCK_SIZE, f"a whole number of tokens in [1, {MAX_BLOCK_SIZE:,}]")(text)
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The ``servegen`` argument parser (subcommands ``models``, ``summary``, ``generate``, ``validate``, ``spec-template``)."""
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--debug", action="store_true", default=argparse.SUPPRESS,
+        help="print the traceback of an unexpected error (exit code 3)",
+    )
     parser = _Parser(
         prog=PROG,
         description="Characterize LLM-serving traces and compose per-client workloads from ServeGen data.",
+        epilog="exit codes: 0 ok, 1 a validation check failed, 2 usage, spec, data or file error, 3 unexpected error",
+        parents=[common],
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
 
-    p = sub.add_parser("models", help="list the models of a ServeGen data folder")
+    p = sub.add_parser("models", help="list the models of a ServeGen data folder", parents=[common])
     p.add_argument("data_dir", metavar="DATA_DIR", help="data folder, or 'demo' / 'shared'")
     p.add_argument("--json", action="store_true", help="print a JSON object instead of a table")
     p.set_defaults(func=_cmd_models)
 
     from servegen_core.traces import PRESETS
 
-    p = sub.add_parser("summary", help="headline characterization of a ServeGen model or a raw trace")
+    p = sub.add_parser("summary", help="headline characterization of a ServeGen model or a raw trace", parents=[common])
     p.add_argument("source", metavar="SOURCE", help="ServeGen data folder ('demo', 'shared', a path) or a trace file")
     p.add_argument("--model", help="model of the data folder, e.g. language/m-large")
     p.add_argument("--preset", choices=list(PRESETS), help="column preset of a trace file (default: detected)")
@@ -918,7 +957,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     from servegen_core.export import DEFAULT_BLOCK_SIZE, FORMATS
 
-    p = sub.add_parser("generate", help="compose the workload of a spec and export it")
+    p = sub.add_parser("generate", help="compose the workload of a spec and export it", parents=[common])
     p.add_argument("--spec", required=True, metavar="SPEC", help="workload spec (JSON), e.g. from spec-template")
     p.add_argument(
         "-f", "--format", required=True, choices=list(FORMATS), metavar="FORMAT",
@@ -927,7 +966,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", required=True, metavar="OUT", help="file to write (its spec goes to OUT.spec.json)")
     p.add_argument("--overwrite", action="store_true", help="replace OUT (and its spec) if they exist")
     p.add_argument(
-        "--chunk-s", type=_pos_float, metavar="N",
+        "--chunk-s", type=_chunk_s, metavar="N",
         help=(
             f"generate and write N span seconds at a time (default {DEFAULT_CHUNK_S:g}; parquet is written "
             "whole unless given, and as a folder of part files when given)"
@@ -936,21 +975,32 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--naive", choices=["poisson", "constant"], help="compose the naive baseline of the spec instead")
     p.add_argument("--seed", type=_seed, help="random seed (overrides the spec's)")
     p.add_argument(
-        "--block-size", type=_pos_int, default=DEFAULT_BLOCK_SIZE, metavar="TOKENS",
+        "--block-size", type=_block_size, default=DEFAULT_BLOCK_SIZE, metavar="TOKENS",
         help=f"tokens per hash_ids block (default {DEFAULT_BLOCK_SIZE})",
     )
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    p.add_argument(
+        "--max-requests", type=_max_requests, metavar="N",
+        help=(
+            "refuse a workload expected to hold more than N requests (default: $SERVEGEN_MAX_REQUESTS or "
+            "200,000,000 when streamed; $SERVEGEN_MAX_REQUESTS_MEMORY or 20,000,000 for parquet written whole)"
+        ),
+    )
     p.set_defaults(func=_cmd_generate)
 
-    p = sub.add_parser("validate", help="check a workload against its spec and source (exit 1 if a check fails)")
+    p = sub.add_parser("validate", help="check a workload against its spec and source (exit 1 if a check fails)", parents=[common])
     p.add_argument("--spec", required=True, metavar="SPEC", help="workload spec (JSON)")
     p.add_argument("--workload", metavar="FILE", help="workload file to check (default: compose the spec)")
     p.add_argument("--preset", choices=list(PRESETS), help="column preset of the workload file (default: detected)")
     p.add_argument("--seed", type=_seed, help="random seed (overrides the spec's)")
     p.add_argument("--json", action="store_true", help="print a JSON object instead of a table")
+    p.add_argument(
+        "--max-requests", type=_max_requests, metavar="N",
+        help="refuse to compose a workload expected to hold more than N requests (default: the in-memory limit)",
+    )
     p.set_defaults(func=_cmd_validate)
 
-    p = sub.add_parser("spec-template", help="write an example workload spec (JSON)")
+    p = sub.add_parser("spec-template", help="write an example workload spec (JSON)", parents=[common])
     p.add_argument("-o", "--output", required=True, metavar="FILE", help="spec file to write ('-' for stdout)")
     p.add_argument("--data-dir", default="demo", help="ServeGen data folder, 'demo' (default) or 'shared'")
     p.add_argument("--model", help="model, e.g. language/m-large (default: the folder's first model)")
@@ -964,25 +1014,63 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the ``servegen`` command with ``argv`` (default ``sys.argv[1:]``); return the exit code."""
+    """Run the ``servegen`` command with ``argv`` (default ``sys.argv[1:]``); return the exit code.
+
+    Exit codes: :data:`EXIT_OK` (0), :data:`EXIT_CHECK_FAILED` (1, ``validate`` found a failing
+    check), :data:`EXIT_ERROR` (2, a usage, spec, data or file-system error: one line
+    ``servegen: error: ...`` on stderr), :data:`EXIT_UNEXPECTED` (3, anything else: a short
+    message, and the traceback only with ``--debug``), 130 on Ctrl-C.
+    """
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # --help, or a usage error already printed by argparse
         return exc.code if isinstance(exc.code, int) else EXIT_ERROR
+    debug = bool(getattr(args, "debug", False))
     try:
         return args.func(args, sys.stdout)
     except (ServeGenError, OSError) as exc:
-        sys.stdout.flush()
+        _flush_stdout()
+        if debug:
+            traceback.print_exc(file=sys.stderr)
         sys.stderr.write(f"{PROG}: error: {_one_line(exc)}\n")
         return EXIT_ERROR
     except KeyboardInterrupt:
         sys.stderr.write(f"\n{PROG}: interrupted\n")
         return 130
+    except MemoryError:
+        _flush_stdout()
+        if debug:
+            traceback.print_exc(file=sys.stderr)
+        sys.stderr.write(
+            f"{PROG}: internal error: out of memory (a smaller span, rate or --chunk-s may help; "
+            "rerun with --debug for the traceback)\n"
+        )
+        return EXIT_UNEXPECTED
+    except Exception as exc:  # noqa: BLE001  (the last resort: one line, not a traceback)
+        _flush_stdout()
+        if debug:
+            traceback.print_exc(file=sys.stderr)
+            sys.stderr.write(f"{PROG}: internal error: {type(exc).__name__}: {_one_line(exc)[:300]}\n")
+        else:
+            sys.stderr.write(
+                f"{PROG}: internal error: {type(exc).__name__}: {_one_line(exc)[:300]} "
+                "(rerun with --debug for the traceback)\n"
+            )
+        return EXIT_UNEXPECTED
+
+
+def _flush_stdout() -> None:
+    try:
+        sys.stdout.flush()
+    except (OSError, ValueError):  # a closed pipe or a full disk behind stdout
+        pass
 
 
 def _one_line(exc: BaseException) -> str:
-    if isinstance(exc, OSError) and exc.filename is not None and exc.strerror:
-        return f"{exc.filename}: {exc.strerror}"
+    if isinstance(exc, OSError) and exc.strerror:
+        if exc.filename is not None:
+            return f"{exc.filename}: {exc.strerror}"
+        return exc.strerror
     text = str(exc) or type(exc).__name__
     return " ".join(text.split())

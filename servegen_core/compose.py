@@ -86,7 +86,8 @@ import numpy as np
 import polars as pl
 from scipy.special import ndtr
 
-from servegen_core.errors import DataFormatError, SpecError
+from servegen_core.errors import DataFormatError, LimitError, SpecError
+from servegen_core.limits import max_requests as default_max_requests
 from servegen_core.pool import ClientPool, client_sort_key, load_pool
 from servegen_core.schema import SCHEMA
 from servegen_core.spec import (
@@ -357,19 +358,27 @@ class ComposePlan:
             cols |= {"reason_ratio", "reasoning_tokens", "answer_tokens"}
         return tuple(c for c in SCHEMA if c in cols)
 
-    def compose(self) -> Workload:
-        """Generate the whole workload in memory."""
+    def compose(self, *, max_requests: int | None = None) -> Workload:
+        """Generate the whole workload in memory.
+
+        Refuses (:class:`~servegen_core.errors.LimitError`) when :attr:`expected_requests` is
+        above ``max_requests`` (default: the in-memory limit of :mod:`servegen_core.limits`).
+        """
+        check_workload_size(self, max_requests=max_requests, streamed=False)
         n_win = len(self._arrays["win_index"])
         trace = _generate(self, 0, n_win)
         return Workload(trace=trace, spec=self.spec, warnings=self.warnings, plan=self)
 
-    def iter_chunks(self, chunk_s: float = 600.0) -> Iterator[pl.DataFrame]:
+    def iter_chunks(self, chunk_s: float = 600.0, *, max_requests: int | None = None) -> Iterator[pl.DataFrame]:
         """Yield the workload in time order, one frame per ``chunk_s`` seconds of span time.
 
         A chunk holds the arrival windows whose start falls in ``[i*chunk_s, (i+1)*chunk_s)``
         (so a ``chunk_s`` below the window length gives one window per chunk). Empty chunks
-        are skipped. Memory is bounded by the largest chunk.
+        are skipped. Memory is bounded by the largest chunk. Refuses
+        (:class:`~servegen_core.errors.LimitError`, on the first ``next``) when
+        :attr:`expected_requests` is above ``max_requests`` (default: the streamed limit).
         """
+        check_workload_size(self, max_requests=max_requests, streamed=True)
         if not (isinstance(chunk_s, (int, float)) and math.isfinite(chunk_s) and chunk_s > 0):
             msg = f"chunk_s must be a positive number of seconds, got {chunk_s!r}"
             raise ValueError(msg)
@@ -418,9 +427,15 @@ class Workload:
         return self.plan.pool
 
 
-def plan_workload(spec: WorkloadSpec, *, pool: ClientPool | None = None) -> ComposePlan:
+def plan_workload(
+    spec: WorkloadSpec, *, pool: ClientPool | None = None, max_requests: int | None = None
+) -> ComposePlan:
     """Resolve ``spec`` against its source (loaded with :func:`load_source` unless ``pool``
     is given) without drawing random numbers.
+
+    The plan's :attr:`~ComposePlan.expected_requests` is checked against ``max_requests``
+    (default: the streamed limit of :mod:`servegen_core.limits`); above it a
+    :class:`~servegen_core.errors.LimitError` gives the number.
 
     Raises :class:`SpecError` for anything that needs the data to be judged: a span outside
     the data (``span.start_s``/``span.duration_s``), unknown client ids (``clients.ids``,
@@ -693,7 +708,7 @@ def plan_workload(spec: WorkloadSpec, *, pool: ClientPool | None = None) -> Comp
         "length_start_s",
         "length_source",
     )
-    return ComposePlan(
+    plan = ComposePlan(
         spec=spec,
         pool=sp,
         span_start_s=start,
@@ -710,6 +725,8 @@ def plan_workload(spec: WorkloadSpec, *, pool: ClientPool | None = None) -> Comp
         _arrays=arrays,
         exclusions=exclusions,
     )
+    check_workload_size(plan, max_requests=max_requests, streamed=True)
+    return plan
 
 
 def _span(pool: ClientPool, start: float, end: float) -> ClientPool:
@@ -1116,17 +1133,26 @@ def _copula_columns(fields: tuple[str, ...]) -> tuple[int, int] | None:
 # --------------------------------------------------------------------------------------------
 
 
-def compose(spec: WorkloadSpec, *, pool: ClientPool | None = None) -> Workload:
+def compose(spec: WorkloadSpec, *, pool: ClientPool | None = None, max_requests: int | None = None) -> Workload:
     """Compose the workload ``spec`` describes (see the module docstring).
 
     ``pool`` is the already-loaded source (e.g. held by a dashboard); by default it is loaded
-    with :func:`load_source`. The same spec (and seed) always gives the same frame.
+    with :func:`load_source`. The same spec (and seed) always gives the same frame. A workload
+    expected to hold more than ``max_requests`` requests (default: the in-memory limit of
+    :mod:`servegen_core.limits`) is refused with a :class:`~servegen_core.errors.LimitError`
+    before anything is generated.
     """
-    return plan_workload(spec, pool=pool).compose()
+    limit = max_requests if max_requests is not None else default_max_requests(streamed=False)
+    plan = plan_workload(spec, pool=pool, max_requests=max(limit, default_max_requests(streamed=True)))
+    return plan.compose(max_requests=limit)
 
 
 def iter_compose(
-    spec: WorkloadSpec, *, chunk_s: float = 600.0, pool: ClientPool | None = None
+    spec: WorkloadSpec,
+    *,
+    chunk_s: float = 600.0,
+    pool: ClientPool | None = None,
+    max_requests: int | None = None,
 ) -> Iterator[pl.DataFrame]:
     """Yield the workload of ``spec`` in time chunks of ``chunk_s`` span seconds.
 
@@ -1134,10 +1160,38 @@ def iter_compose(
     chunks equals ``compose(spec).trace`` exactly. Write them with
     :func:`servegen_core.export.export_chunks` to stream a workload larger than memory.
     Warnings are available from :func:`plan_workload` (``plan.warnings``) and
-    ``plan.iter_chunks(chunk_s)`` is the same iterator.
+    ``plan.iter_chunks(chunk_s)`` is the same iterator. A workload expected to hold more than
+    ``max_requests`` requests (default: the streamed limit) is refused here, before the first chunk.
     """
-    plan = plan_workload(spec, pool=pool)
-    return plan.iter_chunks(chunk_s)
+    plan = plan_workload(spec, pool=pool, max_requests=max_requests)
+    return plan.iter_chunks(chunk_s, max_requests=max_requests)
+
+
+# --------------------------------------------------------------------------------------------
+# Workload size limit
+# --------------------------------------------------------------------------------------------
+
+
+def check_workload_size(plan: ComposePlan, *, max_requests: int | None = None, streamed: bool = False) -> None:
+    """Raise :class:`~servegen_core.errors.LimitError` when ``plan`` expects more than ``max_requests``.
+
+    The default limit is :func:`servegen_core.limits.max_requests` (``streamed`` selects the
+    limit of chunked generation, else the lower one of a workload held in memory). The
+    estimate is :attr:`ComposePlan.expected_requests`; a non-finite estimate (an overflow)
+    is always refused.
+    """
+    if max_requests is None:
+        max_requests = default_max_requests(streamed=streamed)
+    expected = plan.expected_requests
+    if math.isfinite(expected) and expected <= max_requests:
+        return
+    how = "streamed to a file" if streamed else "in memory"
+    hint = (
+        f"lower the rate or the span, or raise the limit (max_requests=, servegen generate "
+        f"--max-requests, ${'SERVEGEN_MAX_REQUESTS' if streamed else 'SERVEGEN_MAX_REQUESTS_MEMORY'}) "
+        f"for a workload generated {how}"
+    )
+    raise LimitError("expected requests", expected, max_requests, hint)
 
 
 def naive_spec(spec: WorkloadSpec, kind: str = "poisson", *, pool: ClientPool | None = None) -> WorkloadSpec:

@@ -53,3 +53,23 @@ class SpecError(ServeGenError, ValueError):
 
 class ExportError(ServeGenError):
     """An export could not be written (target exists, unknown format, ...)."""
+
+
+class LimitError(ServeGenError, ValueError):
+    """A request or an input is larger than a configured resource limit.
+
+    ``quantity`` says what was measured (e.g. ``"expected requests"``), ``value`` its size
+    and ``limit`` the limit; the message says how to raise the limit.
+    """
+
+    def __init__(self, quantity: str, value: float, limit: float, hint: str = "") -> None:
+        self.quantity = quantity
+        self.value = value
+        self.limit = limit
+        text = f"{quantity} {value:,.0f} is above the limit of {limit:,.0f}"
+        super().__init__(f"{text}; {hint}" if hint else text)
+
+
+class OptionError(ServeGenError, ValueError):
+    """An option given to a function or command is invalid or incomplete (e.g. an unknown
+    preset, or preset ``generic`` without a column mapping)."""

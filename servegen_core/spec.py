@@ -139,6 +139,17 @@ WEIGHT_MODES = ("observed", "explicit")
 INTERPOLATIONS = ("step", "linear")
 MAX_SEED = 2**63 - 1
 
+# Numeric sanity bounds: values above them describe no real workload and would overflow the
+# request-count and time arithmetic (e.g. 1e308 rps times a duration is inf).
+#: Largest rate (requests per second) any rate key accepts.
+MAX_RPS = 1e9
+#: Largest ``rate.factor``.
+MAX_FACTOR = 1e9
+#: Largest explicit client weight (weights are relative; only their ratios matter).
+MAX_WEIGHT = 1e12
+#: Largest ``span.start_s``, ``span.duration_s`` and piecewise time (seconds; about 3,000 years).
+MAX_SPAN_VALUE_S = 1e11
+
 # --------------------------------------------------------------------------------------------
 # Value checks (shared by dict parsing and by construction in code)
 # --------------------------------------------------------------------------------------------
@@ -148,18 +159,37 @@ def _type_name(value: Any) -> str:
     return "null" if value is None else type(value).__name__
 
 
-def _number(key: str, value: Any, *, minimum: float | None = None, positive: bool = False) -> float | int:
-    """A finite int/float (not a bool); ``minimum`` inclusive, ``positive`` means > 0."""
+def _number(
+    key: str,
+    value: Any,
+    *,
+    minimum: float | None = None,
+    positive: bool = False,
+    maximum: float | None = None,
+) -> float | int:
+    """A finite int/float (not a bool); ``minimum`` and ``maximum`` inclusive, ``positive`` means > 0."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        msg = f"expected a number, got {_type_name(value)} {value!r}"
+        msg = f"expected a number, got {_type_name(value)} {_short(value)}"
         raise SpecError(key, msg)
-    if not math.isfinite(value):
-        raise SpecError(key, f"expected a finite number, got {value!r}")
+    try:
+        finite = math.isfinite(value)
+    except OverflowError:  # an int too large for a float
+        finite = False
+    if not finite:
+        raise SpecError(key, f"expected a finite number, got {_short(value)}")
+    if maximum is not None and value > maximum:
+        raise SpecError(key, f"must be <= {maximum:g}, got {_short(value)}")
     if positive and not value > 0:
         raise SpecError(key, f"must be positive, got {value!r}")
     if minimum is not None and value < minimum:
         raise SpecError(key, f"must be >= {minimum}, got {value!r}")
     return value
+
+
+def _short(value: Any) -> str:
+    """``repr(value)`` cut to 40 characters (a huge number or string stays one short line)."""
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
 def _integer(key: str, value: Any, *, minimum: int | None = None, maximum: int | None = None) -> int:
@@ -334,9 +364,9 @@ class Span:
     duration_s: float | None = None
 
     def __post_init__(self) -> None:
-        _number("span.start_s", self.start_s, minimum=0)
+        _number("span.start_s", self.start_s, minimum=0, maximum=MAX_SPAN_VALUE_S)
         if self.duration_s is not None:
-            _number("span.duration_s", self.duration_s, positive=True)
+            _number("span.duration_s", self.duration_s, positive=True, maximum=MAX_SPAN_VALUE_S)
 
     def to_dict(self) -> dict[str, Any]:
         return {"start_s": self.start_s, "duration_s": self.duration_s}
@@ -438,7 +468,7 @@ class Weights:
             if cid in seen:
                 raise SpecError(key, "client listed twice")
             seen.add(cid)
-            total += _number(key, w, minimum=0)
+            total += _number(key, w, minimum=0, maximum=MAX_WEIGHT)
         if not total > 0:
             raise SpecError("weights.values", "weights sum to 0 (at least one must be positive)")
 
@@ -459,7 +489,7 @@ class ObservedRate:
     kind: ClassVar[str] = "observed"
 
     def __post_init__(self) -> None:
-        _number("rate.factor", self.factor, positive=True)
+        _number("rate.factor", self.factor, positive=True, maximum=MAX_FACTOR)
 
     def to_dict(self) -> dict[str, Any]:
         return {"kind": self.kind, "factor": self.factor}
@@ -473,7 +503,7 @@ class ConstantRate:
     kind: ClassVar[str] = "constant"
 
     def __post_init__(self) -> None:
-        _number("rate.rps", self.rps, positive=True)
+        _number("rate.rps", self.rps, positive=True, maximum=MAX_RPS)
 
     def to_dict(self) -> dict[str, Any]:
         return {"kind": self.kind, "rps": self.rps}
@@ -487,7 +517,7 @@ class BoundedRate:
     kind: ClassVar[str] = "bounded"
 
     def __post_init__(self) -> None:
-        _number("rate.peak_rps", self.peak_rps, positive=True)
+        _number("rate.peak_rps", self.peak_rps, positive=True, maximum=MAX_RPS)
 
     def to_dict(self) -> dict[str, Any]:
         return {"kind": self.kind, "peak_rps": self.peak_rps}
@@ -511,8 +541,8 @@ class PiecewiseRate:
             key = f"rate.points[{i}]"
             if len(p) != 2:
                 raise SpecError(key, f"expected [t, rps], got {list(p)!r}")
-            t = _number(key, p[0], minimum=0)
-            _number(key, p[1], minimum=0)
+            t = _number(key, p[0], minimum=0, maximum=MAX_SPAN_VALUE_S)
+            _number(key, p[1], minimum=0, maximum=MAX_RPS)
             if i == 0 and t != 0:
                 raise SpecError(key, f"the first point must be at t = 0, got {t}")
             if prev is not None and not t > prev:
@@ -535,8 +565,8 @@ class RampRate:
     kind: ClassVar[str] = "ramp"
 
     def __post_init__(self) -> None:
-        _number("rate.start_rps", self.start_rps, minimum=0)
-        _number("rate.end_rps", self.end_rps, minimum=0)
+        _number("rate.start_rps", self.start_rps, minimum=0, maximum=MAX_RPS)
+        _number("rate.end_rps", self.end_rps, minimum=0, maximum=MAX_RPS)
         if not (self.start_rps > 0 or self.end_rps > 0):
             raise SpecError("rate.end_rps", "start_rps and end_rps are both 0")
 
@@ -681,6 +711,8 @@ class WorkloadSpec:
             raise SpecError(None, f"invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}") from None
         except ValueError as exc:
             raise SpecError(None, str(exc)) from None
+        except RecursionError:
+            raise SpecError(None, "invalid spec: the JSON is nested too deeply") from None
         return cls.from_dict(data, base_dir=base_dir)
 
     @classmethod
@@ -752,8 +784,8 @@ def _parse_span(value: Any) -> Span:
     _keys("span", d, ("start_s", "duration_s"), required=("start_s",))
     dur = d.get("duration_s")
     return Span(
-        start_s=_number("span.start_s", d["start_s"], minimum=0),
-        duration_s=None if dur is None else _number("span.duration_s", dur, positive=True),
+        start_s=_number("span.start_s", d["start_s"], minimum=0, maximum=MAX_SPAN_VALUE_S),
+        duration_s=None if dur is None else _number("span.duration_s", dur, positive=True, maximum=MAX_SPAN_VALUE_S),
     )
 
 
@@ -802,7 +834,7 @@ def _parse_weights(value: Any) -> Weights:
     if "values" not in d:
         raise SpecError("weights.values", "required with mode 'explicit'")
     vals = _mapping("weights.values", d["values"])
-    return Weights(mode="explicit", values=tuple((k, _number(f"weights.values.{k}", v, minimum=0)) for k, v in vals.items()))
+    return Weights(mode="explicit", values=tuple((k, _number(f"weights.values.{k}", v, minimum=0, maximum=MAX_WEIGHT)) for k, v in vals.items()))
 
 
 def _parse_rate(value: Any) -> RateSpec:
@@ -812,13 +844,13 @@ def _parse_rate(value: Any) -> RateSpec:
     kind = _string("rate.kind", d["kind"], choices=tuple(_RATE_KINDS))
     if kind == "observed":
         _keys("rate", d, ("kind", "factor"))
-        return ObservedRate(factor=_number("rate.factor", d.get("factor", 1.0), positive=True))
+        return ObservedRate(factor=_number("rate.factor", d.get("factor", 1.0), positive=True, maximum=MAX_FACTOR))
     if kind == "constant":
         _keys("rate", d, ("kind", "rps"), required=("rps",))
-        return ConstantRate(rps=_number("rate.rps", d["rps"], positive=True))
+        return ConstantRate(rps=_number("rate.rps", d["rps"], positive=True, maximum=MAX_RPS))
     if kind == "bounded":
         _keys("rate", d, ("kind", "peak_rps"), required=("peak_rps",))
-        return BoundedRate(peak_rps=_number("rate.peak_rps", d["peak_rps"], positive=True))
+        return BoundedRate(peak_rps=_number("rate.peak_rps", d["peak_rps"], positive=True, maximum=MAX_RPS))
     if kind == "piecewise":
         _keys("rate", d, ("kind", "points", "interpolation"), required=("points",))
         pts = _list("rate.points", d["points"])
@@ -831,6 +863,6 @@ def _parse_rate(value: Any) -> RateSpec:
         return PiecewiseRate(points=tuple(parsed), interpolation=_string("rate.interpolation", d.get("interpolation", "step")))
     _keys("rate", d, ("kind", "start_rps", "end_rps"), required=("start_rps", "end_rps"))
     return RampRate(
-        start_rps=_number("rate.start_rps", d["start_rps"], minimum=0),
-        end_rps=_number("rate.end_rps", d["end_rps"], minimum=0),
+        start_rps=_number("rate.start_rps", d["start_rps"], minimum=0, maximum=MAX_RPS),
+        end_rps=_number("rate.end_rps", d["end_rps"], minimum=0, maximum=MAX_RPS),
     )

@@ -69,7 +69,7 @@ from types import MappingProxyType
 import numpy as np
 import polars as pl
 
-from servegen_core.errors import DataFormatError
+from servegen_core.errors import DataFormatError, OptionError
 from servegen_core.schema import OPTIONAL, validate_trace
 
 __all__ = [
@@ -356,17 +356,17 @@ def _mapping(
     for target in user:
         if target not in TARGETS:
             msg = f"unknown target {target!r} in columns; choose from {list(TARGETS)}"
-            raise ValueError(msg)
+            raise OptionError(msg)
     if client_column is not None:
         if user.get("client_id", client_column) != client_column:
             msg = f"client_column={client_column!r} contradicts columns['client_id']={user['client_id']!r}"
-            raise ValueError(msg)
+            raise OptionError(msg)
         user["client_id"] = client_column
     if preset.name == "generic":
         missing = [t for t in _REQUIRED_TARGETS if t not in user]
         if missing:
             msg = f"preset 'generic' needs columns={{...}} mapping {missing} to column names"
-            raise ValueError(msg)
+            raise OptionError(msg)
     mapping: dict[str, str] = {}
     absent: list[tuple[str, ...]] = []
     for target, srcs in {**preset.required, **preset.optional}.items():
@@ -391,7 +391,7 @@ def _mapping(
     dup = sorted({s for s in sources if sources.count(s) > 1})
     if dup:
         msg = f"column(s) {dup} mapped to more than one target"
-        raise ValueError(msg)
+        raise OptionError(msg)
     return mapping
 
 
@@ -516,6 +516,9 @@ def _json_object(line: str) -> dict:
         obj = json.loads(line, parse_constant=_reject_constant)
     except json.JSONDecodeError as exc:
         msg = f"not valid JSON: {exc.msg} at character {exc.colno}"
+        raise ValueError(msg) from None
+    except RecursionError:
+        msg = "not valid here: the JSON is nested too deeply"
         raise ValueError(msg) from None
     if not isinstance(obj, dict):
         msg = f"expected a JSON object, got {type(obj).__name__}"
@@ -802,10 +805,10 @@ def _unit(preset: Preset, time_unit: str | None) -> str:
     unit = time_unit if time_unit is not None else preset.time_unit
     if unit is None:
         msg = f"preset 'generic' needs time_unit, one of {[*TIME_UNITS, DATETIME]}"
-        raise ValueError(msg)
+        raise OptionError(msg)
     if unit not in TIME_UNITS and unit != DATETIME:
         msg = f"unknown time_unit {unit!r}; choose from {[*TIME_UNITS, DATETIME]}"
-        raise ValueError(msg)
+        raise OptionError(msg)
     return unit
 
 
@@ -889,7 +892,7 @@ def load_trace(
         raise FileNotFoundError(msg)
     if preset is not None and preset not in PRESETS:
         msg = f"unknown preset {preset!r}; choose from {list(PRESETS)}"
-        raise ValueError(msg)
+        raise OptionError(msg)
     src = _Source(path)
     available = _columns(src)
     detected = preset is None and columns is None

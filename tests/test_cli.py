@@ -674,8 +674,8 @@ def test_generate_failure_midway_leaves_nothing(capsys, tmp_path, monkeypatch, f
 
     real = compose_mod.ComposePlan.iter_chunks
 
-    def failing(self, chunk_s=600.0):
-        it = real(self, chunk_s)
+    def failing(self, chunk_s=600.0, **kw):
+        it = real(self, chunk_s, **kw)
         yield next(it)
         if failure == "data":
             raise DataFormatError("source.csv", "window 600", "broken")

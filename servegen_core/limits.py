@@ -1,0 +1,105 @@
+"""Resource limits: the largest inputs and workloads the package accepts.
+
+Each limit protects memory or disk from one small input that describes a huge amount of
+work (a gzip bomb, a trace spanning 10^20 seconds, a spec asking for 10^12 requests per
+second). The defaults are generous for real traces and workloads; each can be raised
+through an environment variable (read when the limit is needed, so a change takes effect
+without a restart) or, where a function takes it, a keyword argument.
+
+=================================  ==============================  ===================
+limit                              environment variable            default
+=================================  ==============================  ===================
+decompressed size of a ``.gz``     ``SERVEGEN_MAX_DECOMPRESSED_MB``  4096 MB
+time span of a loaded trace        ``SERVEGEN_MAX_SPAN_S``           31,622,400 s (366 days)
+tokens per request / PDF bin       ``SERVEGEN_MAX_TOKENS``           10,000,000
+requests of a streamed workload    ``SERVEGEN_MAX_REQUESTS``         200,000,000
+requests of an in-memory workload  ``SERVEGEN_MAX_REQUESTS_MEMORY``  20,000,000
+=================================  ==============================  ===================
+
+The dashboard composes in memory for a visitor and uses the lower
+:data:`DASHBOARD_MAX_REQUESTS`.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+
+from servegen_core.errors import ServeGenError
+
+__all__ = [
+    "DASHBOARD_MAX_REQUESTS",
+    "DEFAULT_MAX_DECOMPRESSED_MB",
+    "DEFAULT_MAX_REQUESTS",
+    "DEFAULT_MAX_REQUESTS_MEMORY",
+    "DEFAULT_MAX_SPAN_S",
+    "DEFAULT_MAX_TOKENS",
+    "MAX_BLOCK_SIZE",
+    "MAX_DECOMPRESSED_ENV",
+    "MAX_REQUESTS_ENV",
+    "MAX_REQUESTS_MEMORY_ENV",
+    "MAX_SPAN_ENV",
+    "MAX_TOKENS_ENV",
+    "max_decompressed_bytes",
+    "max_requests",
+    "max_span_s",
+    "max_tokens",
+]
+
+MAX_DECOMPRESSED_ENV = "SERVEGEN_MAX_DECOMPRESSED_MB"
+MAX_SPAN_ENV = "SERVEGEN_MAX_SPAN_S"
+MAX_TOKENS_ENV = "SERVEGEN_MAX_TOKENS"
+MAX_REQUESTS_ENV = "SERVEGEN_MAX_REQUESTS"
+MAX_REQUESTS_MEMORY_ENV = "SERVEGEN_MAX_REQUESTS_MEMORY"
+
+DEFAULT_MAX_DECOMPRESSED_MB = 4096
+DEFAULT_MAX_SPAN_S = 366 * 86400
+DEFAULT_MAX_TOKENS = 10_000_000
+#: Requests of a workload generated and written chunk by chunk (``servegen generate``).
+DEFAULT_MAX_REQUESTS = 200_000_000
+#: Requests of a workload composed whole in memory (``compose``): about 100 bytes each.
+DEFAULT_MAX_REQUESTS_MEMORY = 20_000_000
+#: Requests the dashboard composes for a visitor (in memory, several sessions at once).
+DASHBOARD_MAX_REQUESTS = 2_000_000
+#: Largest ``hash_ids`` block size (tokens): one block per request at the token limit.
+MAX_BLOCK_SIZE = DEFAULT_MAX_TOKENS
+
+
+class LimitConfigError(ServeGenError, ValueError):
+    """A limit's environment variable does not hold a positive number."""
+
+
+def _env_number(name: str, default: float) -> float:
+    text = os.environ.get(name)
+    if text is None or not text.strip():
+        return default
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value > 0):
+        msg = f"environment variable {name} must be a positive number, got {text.strip()[:40]!r}"
+        raise LimitConfigError(msg)
+    return value
+
+
+def max_decompressed_bytes() -> int:
+    """Largest decompressed size of a compressed input (``$SERVEGEN_MAX_DECOMPRESSED_MB`` MB)."""
+    return int(_env_number(MAX_DECOMPRESSED_ENV, DEFAULT_MAX_DECOMPRESSED_MB) * 1024 * 1024)
+
+
+def max_span_s() -> float:
+    """Longest time span of a loaded trace or data set, seconds (``$SERVEGEN_MAX_SPAN_S``)."""
+    return _env_number(MAX_SPAN_ENV, DEFAULT_MAX_SPAN_S)
+
+
+def max_tokens() -> int:
+    """Largest token count of one request or one PDF bin (``$SERVEGEN_MAX_TOKENS``)."""
+    return int(_env_number(MAX_TOKENS_ENV, DEFAULT_MAX_TOKENS))
+
+
+def max_requests(*, streamed: bool) -> int:
+    """Largest expected request count of a workload, streamed to a file or composed in memory."""
+    if streamed:
+        return int(_env_number(MAX_REQUESTS_ENV, DEFAULT_MAX_REQUESTS))
+    return int(_env_number(MAX_REQUESTS_MEMORY_ENV, DEFAULT_MAX_REQUESTS_MEMORY))
