@@ -1,0 +1,987 @@
+"""Simulate continuous-batching LLM serving replicas, and ask how many a workload needs.
+
+The simulator
+-------------
+:func:`simulate` replays requests (arrival time, input tokens, output tokens) on ``N``
+replicas of a vLLM-like server and returns per-request latencies (queueing delay, TTFT, TPOT,
+end-to-end) and per-replica statistics (utilization, batch sizes, KV-cache use over time).
+
+- **Router.** ``"round_robin"`` sends request ``i`` to replica ``i mod N``.
+  ``"least_outstanding"`` sends each request to the replica with the fewest outstanding
+  tokens. To keep the replicas independent (each is then simulated on its own), outstanding
+  tokens are *estimated* rather than read from the simulation: every replica drains its
+  assigned work (input + output tokens) as a fluid at its nominal token rate (the cost
+  model's throughput for a batch of 32 mean-sized requests), so a replica's backlog at time
+  ``t`` is ``rate x max(0, V - t)`` and the router picks the smallest virtual finish time
+  ``V``. This is an approximation of a router that sees the servers' true queues.
+- **Scheduler** (per replica, per iteration). Waiting requests are served first come, first
+  served. *Prefill-first* (vLLM's default without chunked prefill): when the head of the
+  queue can be admitted, an iteration runs only prefills, taking queued prompts while their
+  tokens fit ``max_batched_tokens`` (a longer prompt runs alone), the running sequences stay
+  under ``max_num_seqs`` and their KV blocks fit the free cache minus a 1 % watermark; the
+  prefill produces each request's first token. Otherwise an iteration decodes one token for
+  every running sequence. *Chunked prefill* (Sarathi-style, ``chunked_prefill=True``): every
+  iteration decodes all running sequences and fills the rest of the token budget with chunks
+  of the admitted prompts, in order.
+- **KV cache.** Blocks of ``block_size`` tokens; capacity from the cost model (GPU memory x
+  ``gpu_memory_utilization`` minus the weights). A sequence holds ``ceil(tokens / block)``
+  blocks. When a decode step would need more blocks than exist, the most recently admitted
+  sequence is preempted (its blocks freed) and goes back to the head of the queue; when
+  readmitted, its prompt and the tokens it had generated are prefilled again (recompute).
+  A request that cannot fit an empty cache is rejected (``completed`` false).
+- **Time** comes from a :class:`CostModel`: an iteration's duration is a function of the
+  prefill tokens, the attention pairs, the KV tokens read and the number of decoding
+  sequences in it.
+
+Speed: a replica's state is kept in running sums, so each scheduler *event* costs O(1)
+(O(log n) for the completion heap) whatever the batch size: the decode context of all
+running sequences is ``S0 + B x G`` (``G`` counts decode iterations), their KV blocks are
+``sum q + B x (G // 16) + #{r >= 16 - G % 16}`` from per-residue counts, and a stretch of
+decode-only iterations (the batch does not change until the next arrival or completion or
+cache overflow) is advanced in one jump with the closed-form sum of iteration times (the
+context grows linearly, so each iteration time is linear in the step and their sum is
+quadratic). Replicas are simulated one after the other (in parallel processes with
+``workers > 1``). The loop runs once per event (an arrival admitted, a completion, a cache
+overflow), never once per token.
+
+Cost models
+-----------
+:func:`roofline` builds one from a model and a GPU of :mod:`servegen_core.hardware`: an
+iteration takes ``overhead + max(compute, memory)`` where compute is ``2 x params x tokens +
+4 x layers x heads x head_dim x attention pairs`` FLOPs at ``efficiency x peak`` and memory is
+the weights plus the KV cache read and written at ``efficiency x bandwidth``.
+:func:`calibrate` fits the same linear features by non-negative least squares to a user's own
+benchmark results (AIPerf ``profile_export_aiperf.json``, vLLM ``bench serve`` result JSON,
+or a CSV of measured iterations). Absolute latencies are only as good as that calibration;
+comparisons between workloads on the same cost model (realistic vs naive) are what the
+what-if relies on.
+
+What-if
+-------
+:func:`min_replicas` finds the smallest ``N`` meeting an :class:`Slo` (p99 TTFT and/or p99
+TPOT) by doubling then bisection. :func:`compare_spec` runs a spec and its naive baselines
+(:func:`servegen_core.compose.naive_spec`: Poisson arrivals; pooled lengths; both) and
+reports the replicas each needs, the under-provisioning of each baseline and its latencies at
+the realistic ``N``; :func:`compare_trace` does the same for a raw trace against the trace
+with Poisson arrivals (same requests, same count per window).
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import heapq
+import json
+import math
+from collections import deque
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from servegen_core.errors import DataFormatError, SpecError
+from servegen_core.hardware import Gpu, ModelConfig, gpu as _gpu, model as _model
+
+__all__ = [
+    "ROUTERS",
+    "CostModel",
+    "ProvisioningResult",
+    "ServerConfig",
+    "SimResult",
+    "Slo",
+    "calibrate",
+    "compare_spec",
+    "compare_trace",
+    "min_replicas",
+    "poisson_baseline",
+    "roofline",
+    "route",
+    "simulate",
+]
+
+ROUTERS = ("round_robin", "least_outstanding")
+
+# Feature order of a cost line: intercept, prefill tokens T, attention pairs A, KV tokens read K,
+# decoding sequences S.
+_FEATURES = ("intercept_s", "prefill_token_s", "attention_pair_s", "kv_token_s", "decode_seq_s")
+
+
+# --------------------------------------------------------------------------------------------
+# Cost models
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CostModel:
+    """Iteration time as the maximum of two linear functions of the iteration's features.
+
+    ``time = max(c . x, m . x)`` with ``x = (1, T, A, K, S)``: ``T`` prefill tokens computed,
+    ``A`` attention (query, key) pairs, ``K`` KV-cache tokens read, ``S`` sequences decoding
+    one token. In a roofline, ``compute`` is the compute-bound line and ``memory`` the
+    bandwidth-bound one; a calibrated model puts its fitted line in both. ``kv_tokens`` is
+    the KV-cache capacity of one replica in tokens. ``name`` and ``note`` describe where the
+    numbers come from.
+    """
+
+    compute: tuple[float, float, float, float, float]
+    memory: tuple[float, float, float, float, float]
+    kv_tokens: int
+    name: str = "custom"
+    note: str = ""
+
+    def __post_init__(self) -> None:
+        for label, line in (("compute", self.compute), ("memory", self.memory)):
+            if len(line) != 5 or not all(math.isfinite(v) and v >= 0 for v in line):
+                msg = f"cost line {label} must be 5 finite non-negative numbers {_FEATURES}, got {line!r}"
+                raise SpecError("cost", msg)
+        if max(self.compute[0], self.memory[0]) <= 0:
+            msg = "cost model needs a positive per-iteration time (intercept) so that time advances"
+            raise SpecError("cost", msg)
+        if int(self.kv_tokens) < 1:
+            msg = f"KV capacity must be at least one token, got {self.kv_tokens}"
+            raise SpecError("cost.kv_tokens", msg)
+        object.__setattr__(self, "compute", tuple(float(v) for v in self.compute))
+        object.__setattr__(self, "memory", tuple(float(v) for v in self.memory))
+        object.__setattr__(self, "kv_tokens", int(self.kv_tokens))
+
+    def iteration_time(self, T: Any = 0, A: Any = 0, K: Any = 0, S: Any = 0) -> Any:
+        """Seconds of one iteration (NumPy arrays broadcast)."""
+        c, m = self.compute, self.memory
+        return np.maximum(c[0] + c[1] * T + c[2] * A + c[3] * K + c[4] * S, m[0] + m[1] * T + m[2] * A + m[3] * K + m[4] * S)
+
+    def prefill_time(self, tokens: Any) -> Any:
+        """Seconds to prefill one prompt of ``tokens`` alone (its TTFT on an idle server)."""
+        tokens = np.asarray(tokens, dtype=float)
+        return self.iteration_time(T=tokens, A=tokens * (tokens + 1) / 2)
+
+    def decode_time(self, batch: Any, context_tokens: Any) -> Any:
+        """Seconds of one decode iteration of ``batch`` sequences holding ``context_tokens`` in all."""
+        return self.iteration_time(A=context_tokens, K=context_tokens, S=batch)
+
+    def token_rate(self, mean_input: float, mean_output: float, batch: int = 32) -> float:
+        """Nominal tokens (input + output) per second of one replica serving ``batch`` mean-sized requests."""
+        ctx = batch * (mean_input + mean_output / 2)
+        per_request = float(self.prefill_time(mean_input)) + mean_output * float(self.decode_time(batch, ctx)) / batch
+        return (mean_input + mean_output) / max(per_request, 1e-12)
+
+
+def roofline(
+    model: str | ModelConfig,
+    gpu: str | Gpu,
+    *,
+    efficiency: float = 0.6,
+    overhead_s: float = 0.002,
+    tensor_parallel: int = 1,
+    gpu_memory_utilization: float = 0.9,
+) -> CostModel:
+    """A roofline cost model of ``model`` on ``tensor_parallel`` x ``gpu`` (see the module docstring).
+
+    ``efficiency`` scales both peaks (FLOP/s and bandwidth); ``overhead_s`` is a fixed time per
+    iteration (scheduling, kernel launches); the KV capacity is ``gpu_memory_utilization`` of the
+    GPUs' memory minus the weights, in tokens. Tensor parallelism is taken as ideal (peaks and
+    memory add up). :class:`SpecError` if the weights do not fit.
+    """
+    m = _model(model) if isinstance(model, str) else model
+    g = _gpu(gpu) if isinstance(gpu, str) else gpu
+    if not 0 < efficiency <= 1:
+        raise SpecError("efficiency", f"must lie in (0, 1], got {efficiency}")
+    if not 0 < gpu_memory_utilization <= 1:
+        raise SpecError("gpu_memory_utilization", f"must lie in (0, 1], got {gpu_memory_utilization}")
+    if overhead_s < 0 or not math.isfinite(overhead_s):
+        raise SpecError("overhead_s", f"must be a finite number >= 0, got {overhead_s}")
+    if int(tensor_parallel) != tensor_parallel or tensor_parallel < 1:
+        raise SpecError("tensor_parallel", f"must be an integer >= 1, got {tensor_parallel}")
+    flops = g.peak_flops * tensor_parallel * efficiency
+    bw = g.mem_bandwidth * tensor_parallel * efficiency
+    free = g.mem_bytes * tensor_parallel * gpu_memory_utilization - m.weight_bytes
+    kv_tokens = int(free // m.kv_bytes_per_token)
+    if kv_tokens < 1:
+        msg = (
+            f"{m.name} weights ({m.weight_bytes / 1e9:.0f} GB) do not fit {tensor_parallel} x {g.name} "
+            f"at gpu_memory_utilization {gpu_memory_utilization}; raise tensor_parallel"
+        )
+        raise SpecError("tensor_parallel", msg)
+    per_tok = 2.0 * m.params / flops
+    per_pair = 4.0 * m.layers * m.heads * m.head_dim / flops
+    kvb = m.kv_bytes_per_token / bw
+    overhead = max(overhead_s, 1e-6)
+    compute = (overhead, per_tok, per_pair, 0.0, per_tok)
+    # memory: weights once per iteration, KV read (K) and written (T + S)
+    memory = (overhead + m.weight_bytes / bw, kvb, 0.0, kvb, kvb)
+    note = (
+        f"roofline: {m.name} on {tensor_parallel} x {g.name}, efficiency {efficiency:g}, overhead {overhead_s * 1e3:g} ms, "
+        f"KV {kv_tokens:,} tokens. Sources: {g.source}; {m.source}"
+    )
+    return CostModel(compute, memory, kv_tokens, name=f"{m.name}@{g.name}" + (f"x{tensor_parallel}" if tensor_parallel > 1 else ""), note=note)
+
+
+# -- calibration ---------------------------------------------------------------------------
+
+
+def _bench_point(data: Mapping[str, Any], path: Path) -> dict[str, float]:
+    """(throughput rps, mean TTFT s, mean ITL s, mean e2e s, mean input, mean output) of one benchmark JSON."""
+
+    def num(key: str, value: Any) -> float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise DataFormatError(path, f"key {key}", f"expected a finite number, got {value!r}")
+        return float(value)
+
+    if "time_to_first_token" in data:  # AIPerf profile_export_aiperf.json
+        def avg(key: str, scale: float) -> float:
+            entry = data.get(key)
+            if not isinstance(entry, Mapping) or "avg" not in entry:
+                raise DataFormatError(path, f"key {key}", "missing (AIPerf metric with an 'avg')")
+            unit = entry.get("unit", "")
+            factor = {"ms": 1e-3, "s": 1.0, "sec": 1.0, "ns": 1e-9}.get(unit, 1.0) if scale else 1.0
+            return num(f"{key}.avg", entry["avg"]) * factor
+
+        return {
+            "rps": avg("request_throughput", 0),
+            "ttft": avg("time_to_first_token", 1),
+            "itl": avg("inter_token_latency", 1),
+            "e2e": avg("request_latency", 1),
+            "input": avg("input_sequence_length", 0),
+            "output": avg("output_sequence_length", 0),
+        }
+    if "mean_ttft_ms" in data:  # vLLM bench serve --save-result
+        for key in ("request_throughput", "mean_ttft_ms", "mean_e2el_ms", "total_input_tokens", "total_output_tokens", "completed"):
+            if key not in data:
+                raise DataFormatError(path, f"key {key}", "missing (vLLM bench result JSON)")
+        done = num("completed", data["completed"])
+        if done <= 0:
+            raise DataFormatError(path, "key completed", "no completed request")
+        itl_key = "mean_itl_ms" if "mean_itl_ms" in data else "mean_tpot_ms"
+        if itl_key not in data:
+            raise DataFormatError(path, "key mean_itl_ms", "missing (vLLM bench result JSON)")
+        return {
+            "rps": num("request_throughput", data["request_throughput"]),
+            "ttft": num("mean_ttft_ms", data["mean_ttft_ms"]) * 1e-3,
+            "itl": num(itl_key, data[itl_key]) * 1e-3,
+            "e2e": num("mean_e2el_ms", data["mean_e2el_ms"]) * 1e-3,
+            "input": num("total_input_tokens", data["total_input_tokens"]) / done,
+            "output": num("total_output_tokens", data["total_output_tokens"]) / done,
+        }
+    msg = "neither an AIPerf profile_export_aiperf.json (time_to_first_token) nor a vLLM bench result (mean_ttft_ms)"
+    raise DataFormatError(path, None, msg)
+
+
+_CSV_COLUMNS = ("prefill_tokens", "decode_seqs", "context_tokens", "time_ms")
+
+
+def _read_rows(path: Path) -> tuple[list[list[float]], list[float], str]:
+    """Design rows (features x) and measured seconds of one calibration file."""
+    rows: list[list[float]] = []
+    times: list[float] = []
+    if path.suffix.lower() == ".csv":
+        with path.open(newline="", encoding="utf-8") as fh:
+            reader = csv.DictReader(fh)
+            missing = [c for c in _CSV_COLUMNS if c not in (reader.fieldnames or [])]
+            if missing:
+                raise DataFormatError(path, "header", f"missing column(s) {', '.join(missing)} (need {', '.join(_CSV_COLUMNS)})")
+            for i, rec in enumerate(reader, start=2):
+                try:
+                    t, s, c, ms = (float(rec[k]) for k in _CSV_COLUMNS)
+                except (TypeError, ValueError):
+                    raise DataFormatError(path, f"row {i}", "every column must be a number") from None
+                if not all(math.isfinite(v) and v >= 0 for v in (t, s, c, ms)):
+                    raise DataFormatError(path, f"row {i}", "values must be finite and >= 0")
+                rows.append([1.0, t, t * (t + 1) / 2 + c, c, s])
+                times.append(ms * 1e-3)
+        return rows, times, "csv"
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise DataFormatError(path, None, f"not JSON: {exc}") from None
+    if not isinstance(data, Mapping):
+        raise DataFormatError(path, None, "expected a JSON object")
+    p = _bench_point(data, path)
+    # Decode: Little's law gives the mean number of sequences decoding.
+    batch = max(1.0, p["rps"] * max(p["e2e"] - p["ttft"], 0.0))
+    ctx = batch * (p["input"] + p["output"] / 2)
+    rows.append([1.0, 0.0, ctx, ctx, batch])
+    times.append(p["itl"])
+    # Prefill: the mean TTFT, an upper bound of a prefill alone (it includes queueing).
+    n = p["input"]
+    rows.append([1.0, n, n * (n + 1) / 2, 0.0, 0.0])
+    times.append(p["ttft"])
+    return rows, times, "aiperf" if "time_to_first_token" in data else "vllm"
+
+
+def calibrate(paths: Sequence[str | Path], *, kv_tokens: int, name: str = "calibrated") -> CostModel:
+    """A cost model fitted by non-negative least squares to the user's own benchmark results.
+
+    Each file is one of: an AIPerf ``profile_export_aiperf.json`` or a vLLM ``bench serve``
+    result JSON (one load level each: give several files at several loads), or a CSV with
+    columns ``prefill_tokens, decode_seqs, context_tokens, time_ms`` (one measured iteration
+    or iteration average per row). From a benchmark JSON, the mean inter-token latency is a
+    decode iteration with ``throughput x (e2e - TTFT)`` sequences (Little's law) holding their
+    prompts and half their outputs, and the mean TTFT is taken as the prefill of the mean
+    prompt (queueing included: an upper bound, best from a low load). The fit is a single
+    line; ``kv_tokens`` (the KV-cache capacity in tokens) is not observable from latencies and
+    must be given (e.g. ``roofline(model, gpu).kv_tokens`` or vLLM's startup log).
+    """
+    from scipy.optimize import nnls
+
+    if not paths:
+        raise SpecError("calibration", "give at least one benchmark result file")
+    rows: list[list[float]] = []
+    times: list[float] = []
+    kinds = []
+    for p in paths:
+        path = Path(p)
+        if not path.is_file():
+            raise DataFormatError(path, None, "file not found")
+        r, t, kind = _read_rows(path)
+        rows += r
+        times += t
+        kinds.append(kind)
+    X = np.asarray(rows, dtype=float)
+    y = np.asarray(times, dtype=float)
+    if len(y) < 2:
+        raise DataFormatError(Path(paths[0]), None, "need at least two measurements to fit a cost model")
+    scale = np.maximum(np.abs(X).max(axis=0), 1e-30)
+    coef, _ = nnls(X / scale, y)
+    coef = coef / scale
+    if coef[0] <= 0:
+        coef[0] = max(float(y.min()) * 1e-3, 1e-6)
+    resid = X @ coef - y
+    rel = float(np.sqrt(np.mean((resid / np.maximum(y, 1e-12)) ** 2)))
+    line = tuple(float(v) for v in coef)
+    note = (
+        f"calibrated by least squares on {len(y)} measurements from {len(paths)} file(s) ({', '.join(sorted(set(kinds)))}); "
+        f"RMS relative error {rel:.1%}; KV capacity {int(kv_tokens):,} tokens (given). Absolute latencies are only as "
+        "good as this calibration."
+    )
+    return CostModel(line, line, int(kv_tokens), name=name, note=note)
+
+
+# --------------------------------------------------------------------------------------------
+# Server configuration and results
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    """Scheduler settings of one replica (vLLM's names).
+
+    ``max_num_seqs`` running sequences at most; ``max_batched_tokens`` tokens per iteration
+    (prefill-first: prompt tokens per prefill iteration, a longer prompt runs alone; chunked:
+    decode + prefill tokens); ``block_size`` tokens per KV block; ``watermark`` share of the
+    blocks kept free when admitting a prompt.
+    """
+
+    max_num_seqs: int = 256
+    max_batched_tokens: int = 8192
+    block_size: int = 16
+    chunked_prefill: bool = False
+    watermark: float = 0.01
+
+    def __post_init__(self) -> None:
+        for key in ("max_num_seqs", "max_batched_tokens", "block_size"):
+            v = getattr(self, key)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise SpecError(key, f"must be an integer >= 1, got {v!r}")
+        if not 0 <= self.watermark < 1:
+            raise SpecError("watermark", f"must lie in [0, 1), got {self.watermark}")
+        if self.chunked_prefill and self.max_batched_tokens <= self.max_num_seqs:
+            msg = "with chunked prefill, max_batched_tokens must exceed max_num_seqs (decodes take one token each)"
+            raise SpecError("max_batched_tokens", msg)
+
+
+@dataclass(frozen=True)
+class SimResult:
+    """Output of :func:`simulate`.
+
+    ``requests``: one row per request in input order: ``arrival_s, replica, input_tokens,
+    output_tokens, completed, queue_s`` (arrival to first scheduled), ``ttft_s``, ``tpot_s``
+    (mean time per output token after the first; null for one-token outputs), ``e2e_s``,
+    ``preemptions``. ``replicas``: one row per replica: ``requests, busy_s, utilization``
+    (busy time over the simulated span), ``mean_batch`` (time-weighted over busy time),
+    ``max_batch, peak_kv_frac, preemptions, rejected, prefill_tokens, decode_tokens``.
+    ``timeline``: per replica and ``bin_s`` bin: ``t_s`` (bin start), ``busy_frac``,
+    ``batch`` (time-weighted mean), ``kv_frac`` (time-weighted mean KV blocks used / capacity);
+    a step spanning several bins is split over them (the last bin takes the drain after the
+    last arrival).
+    """
+
+    requests: pl.DataFrame
+    replicas: pl.DataFrame
+    timeline: pl.DataFrame
+    n_replicas: int
+    cost: CostModel
+    config: ServerConfig
+    router: str
+    span_s: float
+
+    def percentile(self, column: str, q: float) -> float:
+        """The ``q``-th percentile (0-100) of a latency column over completed requests (NaN if none)."""
+        s = self.requests.filter(pl.col("completed"))[column].drop_nulls().drop_nans()
+        return float(np.percentile(s.to_numpy(), q)) if len(s) else math.nan
+
+    def summary(self) -> dict[str, float]:
+        """p50/p90/p99 of TTFT, TPOT, end-to-end and queueing (seconds), plus counts and mean utilization."""
+        out: dict[str, float] = {"replicas": float(self.n_replicas), "requests": float(self.requests.height)}
+        out["completed"] = float(self.requests["completed"].sum())
+        for col in ("ttft_s", "tpot_s", "e2e_s", "queue_s"):
+            vals = self.requests.filter(pl.col("completed"))[col].drop_nulls().drop_nans().to_numpy()
+            for q in (50, 90, 99):
+                out[f"{col[:-2]}_p{q}_s"] = float(np.percentile(vals, q)) if len(vals) else math.nan
+        out["utilization_mean"] = float(self.replicas["utilization"].mean()) if self.replicas.height else math.nan
+        out["preemptions"] = float(self.replicas["preemptions"].sum()) if self.replicas.height else 0.0
+        return out
+
+
+# --------------------------------------------------------------------------------------------
+# Routing
+# --------------------------------------------------------------------------------------------
+
+
+def route(
+    arrival_s: np.ndarray,
+    input_tokens: np.ndarray,
+    output_tokens: np.ndarray,
+    n_replicas: int,
+    *,
+    router: str = "round_robin",
+    cost: CostModel | None = None,
+) -> np.ndarray:
+    """Replica index of every request (see the module docstring for the two routers)."""
+    n = len(arrival_s)
+    if router == "round_robin":
+        return np.arange(n, dtype=np.int64) % n_replicas
+    if router != "least_outstanding":
+        raise SpecError("router", f"must be one of {', '.join(ROUTERS)}, got {router!r}")
+    if cost is None:
+        raise SpecError("router", "least_outstanding needs a cost model for the replicas' nominal token rate")
+    if n == 0:
+        return np.zeros(0, dtype=np.int64)
+    rate = cost.token_rate(float(np.mean(input_tokens)), float(np.mean(output_tokens)))
+    work = ((np.asarray(input_tokens, dtype=float) + np.asarray(output_tokens, dtype=float)) / rate).tolist()
+    heap = [(-math.inf, r) for r in range(n_replicas)]
+    out = np.empty(n, dtype=np.int64)
+    times = np.asarray(arrival_s, dtype=float).tolist()
+    replace = heapq.heapreplace
+    for i in range(n):  # one heap operation per request (the routing decision is sequential)
+        v, r = heap[0]
+        t = times[i]
+        replace(heap, ((v if v > t else t) + work[i], r))
+        out[i] = r
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# One replica
+# --------------------------------------------------------------------------------------------
+
+
+def _sum_lines(a1: float, b1: float, a2: float, b2: float, k: int) -> float:
+    """sum_{j=0}^{k-1} max(a1 + b1 j, a2 + b2 j)."""
+    if k <= 0:
+        return 0.0
+    d0 = a1 - a2
+    dk = d0 + (b1 - b2) * (k - 1)
+    if d0 >= 0 and dk >= 0:
+        return a1 * k + b1 * k * (k - 1) / 2
+    if d0 <= 0 and dk <= 0:
+        return a2 * k + b2 * k * (k - 1) / 2
+    m = min(k, int(math.floor(-d0 / (b1 - b2))) + 1)  # steps 0..m-1 keep the sign of d0
+    first = (a1, b1) if d0 > 0 else (a2, b2)
+    second = (a2, b2) if d0 > 0 else (a1, b1)
+    s = first[0] * m + first[1] * m * (m - 1) / 2
+    s += second[0] * (k - m) + second[1] * (k * (k - 1) - m * (m - 1)) / 2
+    return s
+
+
+def _steps_to_reach(a1: float, b1: float, a2: float, b2: float, target: float, kmax: int) -> int:
+    """Smallest k in [1, kmax] with ``_sum_lines(k) >= target`` (kmax if none)."""
+    if target <= 0:
+        return 1
+    a, b = (a1, b1) if a1 >= a2 else (a2, b2)
+    if b > 0:
+        # b/2 k^2 + (a - b/2) k - target = 0
+        p = a - b / 2
+        k = int(math.ceil((-p + math.sqrt(p * p + 2 * b * target)) / b))
+    else:
+        k = int(math.ceil(target / a))
+    k = max(1, min(k, kmax))
+    # the dominant line at j = 0 may lose later on: correct by bisection if needed
+    if _sum_lines(a1, b1, a2, b2, k) >= target:
+        lo, hi = 0, k  # S(lo) < target <= S(hi)
+        if k > 1 and _sum_lines(a1, b1, a2, b2, k - 1) < target:
+            return k
+    else:
+        if _sum_lines(a1, b1, a2, b2, kmax) < target:
+            return kmax
+        lo, hi = k, kmax
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if _sum_lines(a1, b1, a2, b2, mid) >= target:
+            hi = mid
+        else:
+            lo = mid
+    return max(hi, 1)
+
+
+def _simulate_replica(args: tuple) -> dict[str, Any]:
+    """Simulate one replica; returns per-request arrays (local order) and per-replica statistics."""
+    at, inp, outp, cost, cfg, bin_s, span_s = args
+    n = len(at)
+    at_l = at.tolist()
+    in_l = inp.tolist()
+    out_l = outp.tolist()
+    nan = math.nan
+    sched = [nan] * n
+    first = [nan] * n
+    finish = [nan] * n
+    npre = [0] * n
+    gen = [0] * n  # tokens generated so far
+    gj = [0] * n  # decode counter at (re)admission
+    pj = [0] * n  # KV tokens at (re)admission
+    gfin = [-1] * n  # decode counter at which the request completes
+    rejected = [False] * n
+
+    bs = cfg.block_size
+    cap = cost.kv_tokens // bs  # blocks
+    wm = int(cfg.watermark * cap)
+    max_seqs = cfg.max_num_seqs
+    budget = cfg.max_batched_tokens
+    chunked = cfg.chunked_prefill
+    c0, cT, cA, cK, cS = cost.compute
+    m0, mT, mA, mK, mS = cost.memory
+    ca = cA + cK
+    ma = mA + mK
+
+    nbins = max(1, int(math.ceil(max(span_s, 1e-9) / bin_s)) + 1)
+    tb_busy = [0.0] * nbins
+    tb_batch = [0.0] * nbins
+    tb_kv = [0.0] * nbins
+
+    t = 0.0
+    G = 0
+    heap: list[tuple[int, int]] = []
+    running: dict[int, int] = {}  # rid -> a (KV tokens at decode counter G are a + G); insertion = admission order
+    B = 0
+    S0 = 0
+    qsum = 0
+    rcnt = [0] * bs
+    waiting: deque[int] = deque()
+    prefilling: deque[int] = deque()  # chunked: admitted prompts being prefilled
+    done_tok = [0] * n  # chunked: prompt tokens prefilled so far
+    reserved = 0  # chunked: blocks held by prompts being prefilled
+    nxt = 0
+    busy = 0.0
+    bmax = 0
+    kv_peak = 0
+    n_preempt = 0
+    prefill_tokens = 0
+    decode_tokens = 0
+    heappush = heapq.heappush
+    heappop = heapq.heappop
+    isnan = math.isnan
+
+    def blocks_at(g: int) -> int:
+        s = g % bs
+        return qsum + B * (g // bs) + (sum(rcnt[bs - s :]) if s else 0)
+
+    def join(rid: int, p: int) -> None:
+        # the request holds p tokens of KV and has generated gen[rid] tokens; decoding resumes at G
+        nonlocal B, S0, qsum
+        a = p + 1 - G
+        running[rid] = a
+        gj[rid] = G
+        pj[rid] = p
+        gf = G + out_l[rid] - gen[rid]
+        gfin[rid] = gf
+        heappush(heap, (gf, rid))
+        B += 1
+        S0 += a
+        q, r = divmod(a + bs - 1, bs)
+        qsum += q
+        rcnt[r] += 1
+
+    def leave(rid: int) -> None:
+        nonlocal B, S0, qsum
+        a = running.pop(rid)
+        B -= 1
+        S0 -= a
+        q, r = divmod(a + bs - 1, bs)
+        qsum -= q
+        rcnt[r] -= 1
+
+    def record(t0: float, dt: float, b: int, kvb: int) -> None:
+        # split the step [t0, t0 + dt) over the bins it covers
+        i = int(t0 / bin_s)
+        end = t0 + dt
+        while True:
+            j = i if i < nbins else nbins - 1
+            edge = (i + 1) * bin_s
+            part = (end if end < edge or i >= nbins - 1 else edge) - t0
+            tb_busy[j] += part
+            tb_batch[j] += b * part
+            tb_kv[j] += kvb * part
+            if end <= edge or i >= nbins - 1:
+                return
+            t0 = edge
+            i += 1
+
+    while True:
+        while nxt < n and at_l[nxt] <= t:
+            waiting.append(nxt)
+            nxt += 1
+        # ---------------------------------------------------------------- prefill work
+        if chunked:
+            # admit new prompts (FIFO) while KV and sequence slots allow
+            if waiting:
+                free = cap - blocks_at(G) - reserved - wm
+                while waiting and B + len(prefilling) < max_seqs:
+                    rid = waiting[0]
+                    p = in_l[rid] + gen[rid]
+                    need = -(-(p + 1) // bs)
+                    if need > free:
+                        break
+                    waiting.popleft()
+                    free -= need
+                    reserved += need
+                    done_tok[rid] = 0
+                    prefilling.append(rid)
+                    if isnan(sched[rid]):
+                        sched[rid] = t
+            if prefilling:
+                room = budget - B
+                T = 0
+                A = 0.0
+                K = 0
+                finished = []
+                for rid in prefilling:  # the prompts in this iteration's token budget
+                    if room <= 0:
+                        break
+                    p = in_l[rid] + gen[rid]
+                    d = done_tok[rid]
+                    c = min(p - d, room)
+                    room -= c
+                    T += c
+                    A += c * d + c * (c + 1) / 2
+                    K += d
+                    done_tok[rid] = d + c
+                    if d + c >= p:
+                        finished.append(rid)
+                C = S0 + B * G
+                dt = max(c0 + cT * T + cA * (A + C) + cK * (K + C) + cS * B, m0 + mT * T + mA * (A + C) + mK * (K + C) + mS * B)
+                kvb = blocks_at(G) + reserved
+                record(t, dt, B + len(finished), kvb)
+                if kvb > kv_peak:
+                    kv_peak = kvb
+                t += dt
+                busy += dt
+                prefill_tokens += T
+                decode_tokens += B
+                if B:
+                    G += 1
+                for rid in finished:
+                    prefilling.popleft()  # finished prompts are at the head, in order
+                    p = in_l[rid] + gen[rid]
+                    reserved -= -(-(p + 1) // bs)
+                    if isnan(first[rid]):
+                        first[rid] = t
+                    gen[rid] += 1
+                    if gen[rid] >= out_l[rid]:
+                        finish[rid] = t
+                    else:
+                        join(rid, p)
+                if B > bmax:
+                    bmax = B
+                while heap and heap[0][0] <= G:
+                    gf, rid = heappop(heap)
+                    if gfin[rid] != gf or rid not in running:
+                        continue
+                    leave(rid)
+                    gen[rid] = out_l[rid]
+                    finish[rid] = t
+                # KV overflow during chunked iterations: preempt the newest running sequences
+                while B and blocks_at(G) + reserved > cap:
+                    rid = next(reversed(running))
+                    gen[rid] += G - gj[rid]
+                    leave(rid)
+                    npre[rid] += 1
+                    n_preempt += 1
+                    waiting.appendleft(rid)
+                continue
+        elif waiting and B < max_seqs:
+            free = cap - blocks_at(G) - wm
+            tok = 0
+            A = 0.0
+            batch = []
+            while waiting and B + len(batch) < max_seqs:
+                rid = waiting[0]
+                p = in_l[rid] + gen[rid]
+                need = -(-(p + 1) // bs)
+                if (batch and tok + p > budget) or need > free:
+                    break
+                waiting.popleft()
+                free -= need
+                tok += p
+                A += p * (p + 1) / 2
+                batch.append(rid)
+            if batch:
+                dt = max(c0 + cT * tok + cA * A, m0 + mT * tok + mA * A)
+                kvb = blocks_at(G)
+                record(t, dt, len(batch), kvb)
+                t0 = t
+                t += dt
+                busy += dt
+                prefill_tokens += tok
+                for rid in batch:  # each request is admitted once (again after a preemption)
+                    if isnan(sched[rid]):
+                        sched[rid] = t0
+                    if isnan(first[rid]):
+                        first[rid] = t
+                    p = in_l[rid] + gen[rid]
+                    gen[rid] += 1
+                    if gen[rid] >= out_l[rid]:
+                        finish[rid] = t
+                    else:
+                        join(rid, p)
+                if B > bmax:
+                    bmax = B
+                kvb = blocks_at(G)
+                if kvb > kv_peak:
+                    kv_peak = kvb
+                continue
+        # ---------------------------------------------------------------- nothing running
+        if B == 0:
+            if waiting and not prefilling:
+                # an empty server could not admit the head: it can never fit
+                rid = waiting.popleft()
+                rejected[rid] = True
+                continue
+            if nxt < n:
+                if at_l[nxt] > t:
+                    t = at_l[nxt]
+                continue
+            break
+        # ---------------------------------------------------------------- decode stretch
+        k = heap[0][0] - G
+        C0 = S0 + B * G
+        a1 = c0 + cS * B + ca * C0
+        b1 = ca * B
+        a2 = m0 + mS * B + ma * C0
+        b2 = ma * B
+        if nxt < n and not waiting:
+            target = at_l[nxt] - t
+            if _sum_lines(a1, b1, a2, b2, k) > target:
+                k = _steps_to_reach(a1, b1, a2, b2, target, k)
+        # KV blocks: iteration G + j holds blocks_at(G + j); find the last one that fits
+        overflow = False
+        if blocks_at(G + k - 1) > cap:
+            overflow = True
+            if blocks_at(G) > cap:
+                k = 0
+            else:
+                lo, hi = 0, k - 1  # blocks_at(G + lo) <= cap < blocks_at(G + hi)
+                while hi - lo > 1:
+                    mid = (lo + hi) // 2
+                    if blocks_at(G + mid) > cap:
+                        hi = mid
+                    else:
+                        lo = mid
+                k = hi
+        if k > 0:
+            dt = _sum_lines(a1, b1, a2, b2, k)
+            kvb = blocks_at(G + k - 1)
+            record(t, dt, B, kvb)
+            if kvb > kv_peak:
+                kv_peak = kvb
+            if B > bmax:
+                bmax = B
+            t += dt
+            busy += dt
+            decode_tokens += B * k
+            G += k
+            while heap and heap[0][0] <= G:
+                gf, rid = heappop(heap)
+                if gfin[rid] != gf or rid not in running:
+                    continue
+                leave(rid)
+                gen[rid] = out_l[rid]
+                finish[rid] = t
+        if overflow:
+            while B and blocks_at(G) > cap:
+                rid = next(reversed(running))
+                gen[rid] += G - gj[rid]
+                leave(rid)
+                npre[rid] += 1
+                n_preempt += 1
+                waiting.appendleft(rid)
+
+    return {
+        "sched": np.asarray(sched),
+        "first": np.asarray(first),
+        "finish": np.asarray(finish),
+        "npre": np.asarray(npre, dtype=np.int64),
+        "rejected": np.asarray(rejected, dtype=bool),
+        "busy": busy,
+        "bmax": bmax,
+        "kv_peak": kv_peak / cap if cap else 0.0,
+        "n_preempt": n_preempt,
+        "prefill_tokens": prefill_tokens,
+        "decode_tokens": decode_tokens,
+        "tb_busy": np.asarray(tb_busy),
+        "tb_batch": np.asarray(tb_batch),
+        "tb_kv": np.asarray(tb_kv) / cap if cap else np.zeros(nbins),
+        "end": t,
+    }
+
+
+# --------------------------------------------------------------------------------------------
+# The simulator
+# --------------------------------------------------------------------------------------------
+
+
+def _columns(trace: pl.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    for col in ("timestamp_s", "input_tokens", "output_tokens"):
+        if col not in trace.columns:
+            raise SpecError("trace", f"the requests need a {col!r} column")
+    t = trace["timestamp_s"].cast(pl.Float64).to_numpy()
+    i = trace["input_tokens"].cast(pl.Int64).to_numpy()
+    o = trace["output_tokens"].cast(pl.Int64).to_numpy()
+    if trace.height and (np.isnan(t).any() or trace["input_tokens"].null_count() or trace["output_tokens"].null_count()):
+        raise SpecError("trace", "timestamps and token counts must not be missing")
+    if trace.height and (i.min() < 0 or o.min() < 0):
+        raise SpecError("trace", "input_tokens and output_tokens must be >= 0")
+    # a server prefills at least one token and generates at least one
+    return t, np.maximum(i, 1), np.maximum(o, 1)
+
+
+def simulate(
+    requests: pl.DataFrame,
+    cost: CostModel,
+    *,
+    replicas: int = 1,
+    router: str = "round_robin",
+    config: ServerConfig | None = None,
+    bin_s: float = 10.0,
+    workers: int = 1,
+    progress: Callable[[float], None] | None = None,
+) -> SimResult:
+    """Simulate ``requests`` (``timestamp_s, input_tokens, output_tokens``) on ``replicas`` servers.
+
+    Token counts of 0 are served as 1 (a server prefills and generates at least one token).
+
+    Every request is simulated until it completes (the server drains after the last arrival).
+    ``workers > 1`` simulates replicas in that many processes. ``progress`` is called with the
+    share of replicas done (0..1). See the module docstring for the model.
+    """
+    config = config or ServerConfig()
+    if isinstance(replicas, bool) or not isinstance(replicas, (int, np.integer)) or replicas < 1:
+        raise SpecError("replicas", f"must be an integer >= 1, got {replicas!r}")
+    if router not in ROUTERS:
+        raise SpecError("router", f"must be one of {', '.join(ROUTERS)}, got {router!r}")
+    if not (bin_s > 0 and math.isfinite(bin_s)):
+        raise SpecError("bin_s", f"must be a positive number, got {bin_s}")
+    replicas = int(replicas)
+    t, inp, outp = _columns(requests)
+    order = np.argsort(t, kind="stable")
+    t0 = float(t[order[0]]) if len(t) else 0.0
+    ts = t[order] - t0
+    ins = inp[order]
+    outs = outp[order]
+    span = float(ts[-1]) if len(ts) else 0.0
+    rep_sorted = route(ts, ins, outs, replicas, router=router, cost=cost)
+    jobs = []
+    members = []
+    for r in range(replicas):  # one job per replica
+        idx = np.flatnonzero(rep_sorted == r)
+        members.append(idx)
+        jobs.append((ts[idx], ins[idx], outs[idx], cost, config, float(bin_s), span))
+    results: list[dict[str, Any]] = []
+    if workers > 1 and replicas > 1:
+        with ProcessPoolExecutor(max_workers=min(workers, replicas)) as ex:
+            for i, res in enumerate(ex.map(_simulate_replica, jobs)):
+                results.append(res)
+                if progress:
+                    progress((i + 1) / replicas)
+    else:
+        for i, job in enumerate(jobs):
+            results.append(_simulate_replica(job))
+            if progress:
+                progress((i + 1) / replicas)
+
+    n = len(ts)
+    sched = np.full(n, np.nan)
+    first = np.full(n, np.nan)
+    finish = np.full(n, np.nan)
+    npre = np.zeros(n, dtype=np.int64)
+    rejected = np.zeros(n, dtype=bool)
+    rows = []
+    tl = []
+    horizon = max(span, max((res["end"] for res in results), default=0.0))
+    for r, (idx, res) in enumerate(zip(members, results, strict=True)):
+        sched[idx] = res["sched"] + 0.0
+        first[idx] = res["first"]
+        finish[idx] = res["finish"]
+        npre[idx] = res["npre"]
+        rejected[idx] = res["rejected"]
+        busy = res["busy"]
+        rows.append(
+            {
+                "replica": r,
+                "requests": len(idx),
+                "busy_s": busy,
+                "utilization": busy / horizon if horizon > 0 else 0.0,
+                "mean_batch": float(res["tb_batch"].sum() / busy) if busy > 0 else 0.0,
+                "max_batch": res["bmax"],
+                "peak_kv_frac": res["kv_peak"],
+                "preemptions": res["n_preempt"],
+                "rejected": int(res["rejected"].sum()),
+                "prefill_tokens": res["prefill_tokens"],
+                "decode_tokens": res["decode_tokens"],
+            }
+        )
+        nb = len(res["tb_busy"])
+        with np.errstate(invalid="ignore", divide="ignore"):
+            tl.append(
+                pl.DataFrame(
+                    {
+                        "replica": np.full(nb, r, dtype=np.int64),
+                        "t_s": np.arange(nb) * float(bin_s),
+                        "busy_frac": np.minimum(res["tb_busy"] / bin_s, 1.0),
+                        "batch": np.where(res["tb_busy"] > 0, res["tb_batch"] / bin_s, 0.0),
+                        "kv_frac": res["tb_kv"] / bin_s,
+                    }
+                )
+            )
+    completed = ~np.isnan(finish)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        tpot = np.where(outs > 1, (finish - first) / np.maximum(outs - 1, 1), np.nan)
+    local = pl.DataFrame(
+        {
+            "arrival_s": ts + t0,
+            "replica": rep_sorted,
+            "input_tokens": ins,
+            "output_tokens": outs,
+            "completed": completed,
+            "queue_s": sched - ts,
+            "ttft_s": first - ts,
+            "tpot_s": tpot,
+            "e2e_s": finish - ts,
+            "preemptions": npre,
+        }
+    ).with_columns(pl.col(c).fill_nan(None) for c in ("queue_s", "ttft_s", "tpot_s", "e2e_s"))
+    # back to input order
+    inverse = np.empty(n, dtype=np.int64)
+    inverse[order] = np.arange(n)
+    req = local[inverse] if n else local
+    return SimResult(
+        requests=req,
+        replicas=pl.DataFrame(rows),
+        timeline=pl.concat(tl) if tl else pl.DataFrame(),
+        n_replicas=replicas,
+        cost=cost,
+        config=config,
+        router=router,
+        span_s=span,
+    )
