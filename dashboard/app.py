@@ -23,6 +23,7 @@ pages = {
         st.Page(PAGES / "lengths.py", title="Lengths", icon=":material/straighten:"),
         st.Page(PAGES / "multimodal.py", title="Multimodal", icon=":material/image:"),
         st.Page(PAGES / "reasoning.py", title="Reasoning", icon=":material/psychology:"),
+        st.Page(PAGES / "prefix.py", title="Prefix reuse", icon=":material/layers:"),
     ],
     "Compose": [
         st.Page(PAGES / "clients.py", title="Clients", icon=":material/group:"),

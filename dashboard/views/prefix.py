@@ -1,0 +1,84 @@
+"""Prefix reuse: block reuse, shared-prefix depth, top prefixes, sessions and the LRU prefix-cache curve."""
+
+import streamlit as st
+
+import charts
+import state
+from servegen_core import prefix
+
+view = state.page_header("Prefix reuse")
+if view.is_pool or not view.has("hash_ids"):
+    st.info(
+        f"{view.source.label} has no block ids (hash_ids), so its prefix reuse is unknown: ServeGen pool data and "
+        "traces without hash_ids carry no prefix information. Load a request trace with hash_ids, e.g. a Mooncake "
+        "trace (preset 'mooncake')."
+    )
+    st.stop()
+
+block_tokens = st.number_input(
+    "Tokens per block", min_value=1, max_value=1_000_000, value=prefix.DEFAULT_BLOCK_TOKENS, step=1, key="px_block_tokens",
+    help="Block size of the hash_ids (Mooncake and AIPerf: 512). Converts cache sizes to tokens and tells "
+    "complete blocks from a last partial one when sessions are found from the blocks.",
+)
+
+reuse = state.compute(prefix.block_reuse)
+depth = state.compute(prefix.prefix_depth)
+curve = state.compute(prefix.lru_hit_ratio, block_tokens=int(block_tokens))
+
+if state.usable(reuse, what="block reuse") and state.usable(depth, what="the shared-prefix depth"):
+    cols = st.columns(4)
+    cols[0].metric("Block reuse", f"{reuse.reuse_ratio:.1%}", help="Blocks whose id occurred earlier in the trace.")
+    cols[1].metric("Requests with a shared prefix", f"{depth.share_with_prefix:.1%}")
+    cols[2].metric("Mean shared-prefix depth", f"{depth.mean_depth:,.1f} blocks")
+    cols[3].metric("Block accesses", f"{reuse.blocks:,}", help=f"{reuse.unique_blocks:,} distinct block ids")
+
+if state.usable(curve, what="the LRU hit-ratio curve"):
+    st.plotly_chart(
+        charts.lru_hit_ratio_curve(curve.frame, max_hit_ratio=curve.max_hit_ratio, block_tokens=curve.block_tokens), key="px_lru"
+    )
+    half = curve.frame.filter(curve.frame["hit_ratio"] >= curve.max_hit_ratio / 2)
+    text = (
+        f"An LRU prefix cache of {curve.saturation_blocks:,} blocks ({curve.saturation_blocks * curve.block_tokens:,} tokens) "
+        f"or more hits {curve.max_hit_ratio:.1%} of {curve.accesses:,} block accesses, as an unbounded one would"
+    )
+    if half.height:
+        c = half.row(0, named=True)
+        text += f"; half of that needs {c['capacity_blocks']:,} blocks ({c['capacity_tokens']:,} tokens)"
+    st.caption(text + ".")
+
+if depth is not None and depth.ok:
+    st.plotly_chart(charts.prefix_depth_histogram(depth.histogram), key="px_depth")
+    st.caption(
+        f"{depth.share_with_prefix:.1%} of requests start with blocks an earlier request had; "
+        f"{depth.prefix_block_share:.1%} of all blocks lie in such a shared prefix."
+    )
+
+top = state.compute(prefix.top_prefixes, k=15)
+if state.usable(top, what="the top shared prefixes"):
+    st.plotly_chart(charts.top_prefixes(top.frame), key="px_top")
+    st.dataframe(top.frame, hide_index=True)
+
+if reuse is not None and reuse.ok and reuse.per_client.height > 1:
+    st.plotly_chart(charts.client_reuse(reuse.per_client), key="px_clients")
+
+st.subheader("Sessions")
+sess = state.compute(prefix.sessions, block_tokens=int(block_tokens))
+if state.usable(sess, what="sessions"):
+    how = (
+        "from the session_id column"
+        if sess.method == "session_id"
+        else "from requests that extend an earlier request's complete blocks (same client, longer input)"
+    )
+    st.caption(
+        f"Sessions found {how}: {sess.sessions:,} sessions, {sess.multi_turn_sessions:,} with more than one turn, "
+        f"holding {sess.share_requests_multi_turn:.1%} of requests."
+    )
+    st.plotly_chart(charts.session_turns(sess.turn_counts), key="px_turns")
+    if sess.turns.height:
+        st.plotly_chart(charts.inter_turn_gaps(sess.turns), key="px_gaps")
+        st.plotly_chart(charts.context_growth(sess.turns), key="px_growth")
+        st.caption(
+            f"Median gap between turns {sess.median_gap_s:,.1f} s; median context growth {sess.median_growth_tokens:,.0f} tokens per turn."
+        )
+    else:
+        st.info("No request continues an earlier one: every session has a single turn.")
