@@ -18,6 +18,8 @@ import plotly.graph_objects as go
 import polars as pl
 from plotly.subplots import make_subplots
 
+from plaintext import svg, svg_series
+
 TEMPLATE = "plotly_white"
 #: Qualitative colours, in order (Plotly's default sequence).
 COLORS = (
@@ -102,7 +104,12 @@ def _finish(
     legend_bottom: bool = False,
     **layout,
 ) -> go.Figure:
-    """Common layout: template, left-aligned title, horizontal legend (above, or below the axes)."""
+    """Common layout: template, left-aligned title, horizontal legend (above, or below the axes).
+
+    Titles are plain text (:func:`plaintext.svg`): a client id in a title shows literally.
+    Client ids elsewhere in a figure (tick labels, legend names, hover data) are escaped where
+    they enter it.
+    """
     if legend_bottom:
         legend = {"orientation": "h", "yanchor": "top", "y": -0.22, "xanchor": "left", "x": 0.0}
         margin = {"l": 60, "r": 20, "t": 70, "b": 110}
@@ -111,7 +118,7 @@ def _finish(
         margin = {"l": 60, "r": 20, "t": 80, "b": 50}
     settings = {
         "template": TEMPLATE,
-        "title": {"text": title, "x": 0.0, "xanchor": "left"},
+        "title": {"text": svg(title), "x": 0.0, "xanchor": "left"},
         "margin": margin,
         "hovermode": "closest",
         "legend": legend,
@@ -307,7 +314,7 @@ def client_means(frame: pl.DataFrame, *, field: str) -> go.Figure:
             y=frame["mean"].to_numpy(),
             mode="markers",
             marker={"size": 9, "color": COLORS[0], "line": {"width": 0.5, "color": "white"}},
-            customdata=np.column_stack([frame["client_id"].to_numpy(), frame["p50"].to_numpy(), frame["p90"].to_numpy()]),
+            customdata=np.column_stack([svg_series(frame["client_id"]).to_numpy(), frame["p50"].to_numpy(), frame["p90"].to_numpy()]),
             hovertemplate=(
                 "client %{customdata[0]}<br>requests %{x:,.0f}<br>mean %{y:,.0f}<br>"
                 "p50 %{customdata[1]:,.0f}, p90 %{customdata[2]:,.0f}<extra></extra>"
@@ -333,7 +340,7 @@ def length_scatter(sample: pl.DataFrame, *, x: str = "input_tokens", y: str = "o
             y=sample[y].to_numpy(),
             mode="markers",
             marker={"size": 4, "opacity": 0.35, "color": COLORS[0]},
-            customdata=sample["client_id"].to_numpy() if "client_id" in sample.columns else None,
+            customdata=svg_series(sample["client_id"]).to_numpy() if "client_id" in sample.columns else None,
             hovertemplate=f"{field_label(x)} %{{x:,}}<br>{field_label(y)} %{{y:,}}<br>client %{{customdata}}<extra></extra>",
             name="request",
         )
@@ -394,7 +401,7 @@ def _fmt_res(seconds: float) -> str:
 def top_clients(shares: pl.DataFrame, *, k: int = 15) -> go.Figure:
     """The ``k`` busiest clients' shares of all requests: ``client_id, requests, share, cum_share``."""
     top = shares.head(k)
-    labels = [f"client {c}" for c in top["client_id"].to_list()]
+    labels = [f"client {svg(c)}" for c in top["client_id"].to_list()]
     fig = go.Figure(
         go.Bar(
             x=top["share"].to_numpy() * 100,
@@ -422,7 +429,7 @@ def stacked_rate(series: pl.DataFrame, *, resolution_s: float) -> go.Figure:
     for i, group in enumerate(groups):
         g = series.filter(pl.col("group") == group)
         x, when, unit, span = _times(g["start_s"], float(series["start_s"].max() - series["start_s"].min()))
-        name = "other clients" if group == "rest" else f"client {group}"
+        name = "other clients" if group == "rest" else f"client {svg(group)}"
         fig.add_trace(
             go.Scatter(
                 x=x,
@@ -432,7 +439,7 @@ def stacked_rate(series: pl.DataFrame, *, resolution_s: float) -> go.Figure:
                 line={"width": 0.5, "color": OTHER_COLOR if group == "rest" else COLORS[i % len(COLORS)]},
                 name=name,
                 customdata=np.column_stack([when, g["share"].to_numpy() * 100]),
-                hovertemplate="%{customdata[0]}<br>" + name + ": %{y:,.2f} req/s (%{customdata[1]:.1f} %)<extra></extra>",
+                hovertemplate="%{customdata[0]}<br>%{fullData.name}: %{y:,.2f} req/s (%{customdata[1]:.1f} %)<extra></extra>",
             )
         )
     _time_axis(fig, unit, span)
@@ -585,7 +592,7 @@ def cv_vs_rate(
             y=frame[cv].to_numpy(),
             mode="markers",
             marker={"size": 9, "color": COLORS[0], "opacity": 0.8, "line": {"width": 0.5, "color": "white"}},
-            customdata=frame["client_id"].to_numpy(),
+            customdata=svg_series(frame["client_id"]).to_numpy(),
             hovertemplate="client %{customdata}<br>rate %{x:.3g} req/s<br>CV %{y:.2f}<extra></extra>",
             name="client",
         )
@@ -911,13 +918,13 @@ def bimodality_by_client(per_client: pl.DataFrame, *, threshold: float, on: str 
     ``per_client``: ``client_id, requests, location1, weight1, location2, weight2, bc, bimodal``.
     """
     f = per_client.sort("requests", descending=True)
-    labels = [f"client {c}" for c in f["client_id"].to_list()]
+    labels = [f"client {svg(c)}" for c in f["client_id"].to_list()]
     fig = go.Figure()
     for bimodal, color, name in ((True, COLORS[1], f"bimodal (BC > {threshold:.3f})"), (False, COLORS[0], "not bimodal")):
         g = f.filter(pl.col("bimodal") == bimodal)
         if not g.height:
             continue
-        glabels = [f"client {c}" for c in g["client_id"].to_list()]
+        glabels = [f"client {svg(c)}" for c in g["client_id"].to_list()]
         xs, ys = [], []
         for lab, a, b in zip(glabels, g["location1"].to_list(), g["location2"].to_list(), strict=True):
             xs += [a, b, None]
@@ -988,7 +995,7 @@ def rate_plan(targets: pl.DataFrame) -> go.Figure:
 def weight_shares(weights: pl.DataFrame, *, limit: int = 30) -> go.Figure:
     """Observed vs composed request share per client: ``client_id, observed_share, weight_share``."""
     w = weights.sort("weight_share", descending=True).head(limit)
-    labels = [f"client {c}" for c in w["client_id"].to_list()]
+    labels = [f"client {svg(c)}" for c in w["client_id"].to_list()]
     fig = go.Figure()
     for col, name, color in (("observed_share", "observed share", OTHER_COLOR), ("weight_share", "composed share (normalized)", COLORS[0])):
         fig.add_trace(
@@ -1052,7 +1059,7 @@ def cv_scatter(cv: pl.DataFrame) -> go.Figure:
             y=cv["cv"].to_numpy(),
             mode="markers",
             marker={"size": 7, "color": COLORS[0], "opacity": 0.7},
-            customdata=np.column_stack([cv["client_id"].to_numpy(), [fmt_time(v) for v in cv["start_s"].to_list()], cv["requests"].to_numpy()]),
+            customdata=np.column_stack([svg_series(cv["client_id"]).to_numpy(), [fmt_time(v) for v in cv["start_s"].to_list()], cv["requests"].to_numpy()]),
             hovertemplate="client %{customdata[0]}, window %{customdata[1]}<br>source CV %{x:.2f}, generated %{y:.2f}<br>%{customdata[2]:,.0f} requests<extra></extra>",
             name="client-window",
         )

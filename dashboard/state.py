@@ -17,8 +17,12 @@ shows a spinner while it runs and turns any error into ``st.error`` with its mes
 from __future__ import annotations
 
 import hashlib
+import math
 import os
+import re
+import shutil
 import tempfile
+import time
 from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,8 +36,19 @@ from servegen_core.compose import compose as compose_workload
 from servegen_core.compose import load_source as load_spec_source
 from servegen_core.demo import DEMO_LABEL
 from servegen_core.errors import ServeGenError, SpecError
-from servegen_core.export import FORMATS, export_trace
-from servegen_core.paths import demo_data_dir, shared_data_dir, write_atomic
+from servegen_core.export import FORMATS, export_trace, spec_sidecar_path
+from servegen_core.paths import (
+    DATA_ROOTS_ENV,
+    EXPORT_DIR_ENV,
+    PathNotAllowedError,
+    data_roots,
+    demo_data_dir,
+    export_dir,
+    resolve_under,
+    resolve_under_any,
+    shared_data_dir,
+    write_atomic,
+)
 from servegen_core.pool import ClientPool, client_sort_key, expected_requests, list_models, load_pool
 from servegen_core.result import Result
 from servegen_core.schema import has_columns
@@ -42,12 +57,17 @@ from servegen_core.traces import PRESETS, TIME_UNITS, load_trace, trace_columns
 from servegen_core.validate import ValidationReport, validate
 
 from charts import fmt_time
+from plaintext import md
 
 #: Environment variable: a ServeGen data folder to offer besides the shared one.
 DATA_DIR_ENV = "SERVEGEN_DATA_DIR"
 #: Environment variable: largest accepted upload, in MB (default :data:`DEFAULT_MAX_UPLOAD_MB`).
 MAX_UPLOAD_ENV = "SERVEGEN_MAX_UPLOAD_MB"
+#: The default upload limit; ``dashboard/.streamlit/config.toml`` sets Streamlit's
+#: ``server.maxUploadSize`` to the same number.
 DEFAULT_MAX_UPLOAD_MB = 500
+#: Upload folders older than this (a session that ended without cleaning up) are removed at start.
+UPLOAD_MAX_AGE_H = 24
 
 DEMO_TRACE = "traces/demo_requests.csv"
 TRACE_SUFFIXES = ("csv", "parquet", "pq", "jsonl", "ndjson", "gz")
@@ -76,8 +96,14 @@ def _env_int(name: str, default: int, *, unit: str) -> int:
 
 
 def max_upload_mb() -> int:
-    """Largest accepted upload in MB: ``$SERVEGEN_MAX_UPLOAD_MB`` or 500."""
-    return _env_int(MAX_UPLOAD_ENV, DEFAULT_MAX_UPLOAD_MB, unit="MB")
+    """Largest accepted upload in MB: ``$SERVEGEN_MAX_UPLOAD_MB`` (default 500), at most Streamlit's ``server.maxUploadSize``.
+
+    Streamlit's server refuses a larger body whatever the page says, so the page never offers
+    more than the server takes; ``scripts/dashboard.sh`` sets both from the same variable.
+    """
+    own = _env_int(MAX_UPLOAD_ENV, DEFAULT_MAX_UPLOAD_MB, unit="MB")
+    server = st.get_option("server.maxUploadSize")
+    return min(own, int(server)) if server else own
 
 
 # --------------------------------------------------------------------------------------------
@@ -307,11 +333,11 @@ def _freeze(value: Any) -> Hashable:
 
 
 def show_error(exc: BaseException) -> None:
-    """Show an error from the core as a message (never a traceback)."""
+    """Show an error from the core as a message (never a traceback), as plain text."""
     if isinstance(exc, ServeGenError | ValueError | OSError | KeyError):
-        st.error(str(exc) or type(exc).__name__)
+        st.error(md(str(exc) or type(exc).__name__))
     else:
-        st.error(f"{type(exc).__name__}: {exc}")
+        st.error(md(f"{type(exc).__name__}: {exc}"))
 
 
 def run(
@@ -456,7 +482,9 @@ def page_header(title: str) -> View:
     st.title(title)
     view = current()
     span = "" if view.full_span else f", span {fmt_time(view.start_s)} – {fmt_time(view.end_s)}"
-    st.caption(f"Source: **{view.source.label}**{span}")
+    src = view.source
+    label = md(src.name) + (f" ({DEMO_LABEL})" if src.synthetic else "")
+    st.caption(f"Source: **{label}**{span}")
     return view
 
 
@@ -517,14 +545,98 @@ def file_columns(path: str, mtime_ns: int) -> list[str]:
     return trace_columns(path)
 
 
+# -- uploads ----------------------------------------------------------------------------------
+# Each session keeps its upload in a folder of its own under ``<tmp>/servegen-uploads-<uid>``:
+# a new upload replaces the previous file, the folder is removed when the session's state is
+# dropped (the session ended), and folders older than UPLOAD_MAX_AGE_H (left by a server that
+# stopped abruptly) are removed the first time a server process draws the sidebar.
+
+_UPLOAD_NAME = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+def uploads_root() -> Path:
+    """The folder holding every session's upload folder (created private to this user)."""
+    root = Path(tempfile.gettempdir()) / f"servegen-uploads-{os.getuid()}"
+    root.mkdir(mode=0o700, exist_ok=True)
+    if root.is_symlink() or root.stat().st_uid != os.getuid():
+        msg = f"{root} is not a private folder of this user; uploads are off"
+        raise OSError(msg)
+    return root
+
+
+def sweep_stale_uploads(root: Path, *, max_age_h: float = UPLOAD_MAX_AGE_H, now: float | None = None) -> list[Path]:
+    """Remove the upload folders under ``root`` not modified for ``max_age_h`` hours; returns them."""
+    limit = (time.time() if now is None else now) - max_age_h * 3600
+    removed = []
+    for folder in root.iterdir():
+        if folder.is_dir() and not folder.is_symlink() and folder.name.startswith("session-") and folder.stat().st_mtime < limit:
+            shutil.rmtree(folder, ignore_errors=True)
+            removed.append(folder)
+    return removed
+
+
+@st.cache_resource(show_spinner=False)
+def _swept_once() -> bool:
+    """Sweep stale upload folders once per server process."""
+    sweep_stale_uploads(uploads_root())
+    return True
+
+
+def _session_upload_dir() -> Path:
+    """This session's upload folder: removed with the session state (``TemporaryDirectory``'s finalizer)."""
+    holder = st.session_state.get("_upload_dir")
+    if holder is None or not Path(holder.name).is_dir():
+        _swept_once()
+        holder = tempfile.TemporaryDirectory(prefix="session-", dir=uploads_root(), ignore_cleanup_errors=True)
+        st.session_state["_upload_dir"] = holder
+    return Path(holder.name)
+
+
+def upload_file_name(name: str) -> str:
+    """A safe file name for an upload: letters, digits, ``.``, ``_`` and ``-`` only, its suffixes kept.
+
+    The suffix must be one the loader reads (:data:`TRACE_SUFFIXES`, ``.gz`` after one of them).
+    """
+    suffixes = [x.lower() for x in Path(name).suffixes[-2:]]
+    if not suffixes or suffixes[-1].lstrip(".") not in TRACE_SUFFIXES:
+        msg = f"an upload must end in one of {', '.join('.' + x for x in TRACE_SUFFIXES)}"
+        raise ValueError(msg)
+    keep = suffixes if suffixes[-1] == ".gz" and len(suffixes) == 2 else suffixes[-1:]
+    stem = name[: len(name) - len("".join(keep))] if name.lower().endswith("".join(keep)) else Path(name).stem
+    stem = _UPLOAD_NAME.sub("_", Path(stem).name).strip("._")[:80] or "upload"
+    return stem + "".join(keep)
+
+
 def _save_upload(upload: Any) -> Path:
-    """Write an uploaded file once into a private temp folder (atomically); returns its path."""
-    folder = Path(tempfile.gettempdir()) / "servegen-uploads" / hashlib.sha1(str(upload.file_id).encode()).hexdigest()[:16]
-    folder.mkdir(parents=True, exist_ok=True)
-    target = folder / Path(upload.name).name
-    if not target.exists():
-        write_atomic(target, bytes(upload.getbuffer()))
+    """Write an upload into this session's folder (atomically), replacing the session's previous upload."""
+    folder = _session_upload_dir()
+    tag = hashlib.sha1(str(upload.file_id).encode()).hexdigest()[:12]
+    target = folder / tag / upload_file_name(upload.name)
+    if target.exists():
+        return target
+    for old in folder.iterdir():  # one upload per session: the previous one is deleted
+        if old.is_dir() and not old.is_symlink():
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            old.unlink(missing_ok=True)
+    target.parent.mkdir()
+    write_atomic(target, bytes(upload.getbuffer()))
     return target
+
+
+def data_path(text: str) -> Path:
+    """A data path typed by the user, confined to the data roots (:func:`servegen_core.paths.data_roots`).
+
+    A relative path is looked up under each root. Raises :class:`PathNotAllowedError` with a
+    message naming the roots when the path lies outside all of them.
+    """
+    roots = data_roots()
+    try:
+        return resolve_under_any(roots, text)
+    except PathNotAllowedError:
+        names = ", ".join(str(r) for r in roots) or "none"
+        msg = f"refused: {text} is outside the data folders this dashboard may read ({names}; set by {DATA_ROOTS_ENV})"
+        raise PathNotAllowedError(msg) from None
 
 
 def _trace_source() -> Source | None:
@@ -532,14 +644,20 @@ def _trace_source() -> Source | None:
     display = ""
     if how == "Path":
         path_text = st.text_input(
-            "Trace path (.csv, .parquet, .jsonl, optionally .gz)", key="src_trace_path", persist_state="session"
+            "Trace path (.csv, .parquet, .jsonl, optionally .gz)", key="src_trace_path", persist_state="session",
+            help="A file under one of the data folders: " + ", ".join(str(r) for r in data_roots())
+            + f" (set by {DATA_ROOTS_ENV}); a relative path is looked up in each.",
         ).strip()
         if not path_text:
-            st.caption("Enter the path of a request trace.")
+            st.caption(md("Enter the path of a request trace under " + ", ".join(str(r) for r in data_roots()) + "."))
             return None
-        path = Path(path_text).expanduser()
+        try:
+            path = data_path(path_text)
+        except PathNotAllowedError as exc:
+            show_error(exc)
+            return None
         if not path.is_file():
-            st.error(f"trace file not found: {path}")
+            st.error(md(f"trace file not found: {path}"))
             return None
     else:
         try:
@@ -553,12 +671,16 @@ def _trace_source() -> Source | None:
         if upload is None:
             return None
         if upload.size > limit * 1024 * 1024:
-            st.error(
+            st.error(md(
                 f"{upload.name} is {upload.size / 1024 / 1024:.0f} MB, above the {limit} MB upload limit "
                 f"(set {MAX_UPLOAD_ENV} to change it, or give the file's path instead)"
-            )
+            ))
             return None
-        path = _save_upload(upload)
+        try:
+            path = _save_upload(upload)
+        except (OSError, ValueError) as exc:
+            show_error(exc)
+            return None
         display = upload.name
     preset = st.selectbox(
         "Preset", [AUTO_PRESET, *PRESETS], key="src_preset", persist_state="session",
@@ -608,7 +730,7 @@ def choose_source() -> Source | None:
     if kind == "demo":
         options = _demo_options()
         if not options:
-            st.error(f"the {DEMO_LABEL} is missing from {demo_data_dir()} (rebuild it: python -m servegen_core.demo)")
+            st.error(md(f"the {DEMO_LABEL} is missing from {demo_data_dir()} (rebuild it: python -m servegen_core.demo)"))
             return None
         option = st.selectbox("Demo model", options, key="src_demo", persist_state="session")
         return _demo_source(option)
@@ -620,18 +742,50 @@ def choose_source() -> Source | None:
             show_error(exc)
             return None
         if not models:
-            st.error(f"no ServeGen models (folders of chunk-*-trace.csv) under {folder}")
+            st.error(md(f"no ServeGen models (folders of chunk-*-trace.csv) under {folder}"))
             return None
         model = st.selectbox("Model", models, key="src_model", persist_state="session")
         return Source("pool", folder, model)
     return _trace_source()
 
 
+#: Most positions the sidebar's span slider offers (the step grows to stay under it).
+MAX_SPAN_OPTIONS = 1500
+#: Longest span the dashboard shows (10 years); a longer one is almost always a wrong time unit.
+MAX_SPAN_S = 10 * 366 * 86400.0
+
+
+def check_span(loaded: Loaded) -> None:
+    """Refuse a source whose time span is not finite or longer than :data:`MAX_SPAN_S`.
+
+    Every page bins the span (rates per bin, windows), so an absurd span (timestamps in
+    nanoseconds read as seconds, a stray 1e20) would size arrays by it.
+    """
+    start, end = loaded.start_s, loaded.end_s
+    if not (math.isfinite(start) and math.isfinite(end)):
+        msg = "the timestamps are not finite numbers; check the timestamp column"
+        raise ValueError(msg)
+    if end - start > MAX_SPAN_S:
+        msg = (
+            f"the data span {end - start:.3g} s ({(end - start) / 86400 / 365.25:.3g} years), more than the "
+            f"{MAX_SPAN_S / 86400 / 366:.0f} years this dashboard shows: the timestamps are probably in another "
+            "unit (ms, us, ns); choose the generic preset and set the time unit"
+        )
+        raise ValueError(msg)
+
+
 def _span_options(loaded: Loaded) -> list[float]:
+    """Positions of the span slider: from start to end in round steps, at most :data:`MAX_SPAN_OPTIONS` + 1."""
+    start, end = loaded.start_s, loaded.end_s
+    span = end - start
+    if not (math.isfinite(span) and span > 0):
+        return [start]
     step = loaded.step_s
-    start = loaded.start_s
-    n = max(1, int(-(-(loaded.end_s - start) // step)))
-    return [start + k * step for k in range(n + 1)]
+    if span / step > MAX_SPAN_OPTIONS:
+        step *= math.ceil(span / step / MAX_SPAN_OPTIONS)
+    n = max(1, math.ceil(span / step))
+    options = sorted({start + k * step for k in range(min(n, MAX_SPAN_OPTIONS) + 1)})
+    return options if len(options) >= 2 else [start]
 
 
 def choose_span(loaded: Loaded) -> tuple[float, float]:
@@ -692,7 +846,7 @@ def headline(view: View) -> dict[str, str]:
         "Clients": f"{len(view.client_ids):,}",
         "Requests": req_text,
         "Span": fmt_duration(view.end_s - view.start_s),
-        "Fields": ", ".join(view.fields) or "none",
+        "Fields": md(", ".join(view.fields)) or "none",
     }
 
 
@@ -706,14 +860,15 @@ def sidebar() -> View | None:
             return None
         st.session_state["source"] = source
         try:
-            with st.spinner(f"Loading {source.label}…"):
+            with st.spinner(f"Loading {md(source.name)}…"):
                 loaded = load_source(source)
         except Exception as exc:  # noqa: BLE001 - loader errors are shown, not raised
             show_error(exc)
             st.session_state["view"] = None
             return None
-        start, end = choose_span(loaded)
         try:
+            check_span(loaded)
+            start, end = choose_span(loaded)
             view = make_view(loaded, start, end)
         except Exception as exc:  # noqa: BLE001
             show_error(exc)
@@ -725,7 +880,7 @@ def sidebar() -> View | None:
         lines = [f"**{k}:** {v}" for k, v in headline(view).items()]
         st.markdown("  \n".join(lines))
         for note in loaded.notes:
-            st.caption(note)
+            st.caption(md(note))
         return view
 
 
@@ -769,8 +924,36 @@ def spec_pool(view: View, source: ServeGenSource | TraceSource) -> ClientPool | 
     """The pool a spec composes from: the loaded pool itself, or the trace fitted to a pool (cached)."""
     if view.is_pool:
         return view.loaded.data
+    try:
+        check_spec_source(source)
+    except PathNotAllowedError as exc:
+        show_error(exc)
+        return None
     probe = WorkloadSpec(source=source, span=Span())
     return run(load_spec_source, probe, key=source, spinner="Fitting the trace to a client pool…")
+
+
+def check_spec_source(source: ServeGenSource | TraceSource) -> None:
+    """Raise :class:`PathNotAllowedError` unless a spec's source is one the sidebar may read.
+
+    A trace must lie under the data roots, in the demo data or in this session's upload folder; a ServeGen
+    folder must be ``demo``, ``shared``, an offered folder or under the data roots.
+    """
+    if isinstance(source, TraceSource):
+        path = Path(source.path).resolve()
+        holder = st.session_state.get("_upload_dir")
+        if holder is not None and Path(holder.name).resolve() in path.parents:
+            return
+        if demo_data_dir().resolve() in path.parents:
+            return
+        data_path(str(path))
+        return
+    if source.data_dir in ("demo", "shared"):
+        return
+    folder = Path(source.data_dir).resolve()
+    if str(folder) in {str(Path(f).resolve()) for f in servegen_folders()}:
+        return
+    data_path(str(folder))
 
 
 def _plan(spec: WorkloadSpec, *, pool: ClientPool) -> ComposePlan:
@@ -876,6 +1059,38 @@ def deferred_export(spec: WorkloadSpec, fmt: str, pool: ClientPool) -> Callable[
         return _cached_heavy(key, export_bytes, (spec, fmt), {"pool": pool})[0]
 
     return make
+
+
+def export_target(text: str, *, overwrite: bool = False) -> Path:
+    """Where "Save to a path" writes ``text``: a file under the export folder, or an error saying why not.
+
+    The folder is :func:`servegen_core.paths.export_dir` (``$SERVEGEN_EXPORT_DIR``, default
+    ``exports/`` in the project; created if missing; empty: saving is off). A relative name is
+    relative to it; symbolic links and ``..`` are resolved before the check, so nothing outside
+    it is written. An existing folder or other non-regular file is never replaced (nor is a
+    file's spec sidecar that is one); an existing file only with ``overwrite``.
+    """
+    folder = export_dir()
+    if folder is None:
+        msg = f"saving to a path is off on this server ({EXPORT_DIR_ENV} is empty)"
+        raise PathNotAllowedError(msg)
+    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        target = resolve_under(folder, text.strip())
+    except PathNotAllowedError as exc:
+        msg = f"refused: {exc}, the export folder (set by {EXPORT_DIR_ENV})"
+        raise PathNotAllowedError(msg) from None
+    if target == folder:
+        msg = "give a file name"
+        raise PathNotAllowedError(msg)
+    for path in (target, spec_sidecar_path(target)):
+        if os.path.lexists(path) and (path.is_symlink() or not path.is_file()):
+            msg = f"{path} exists and is not a regular file; it is never replaced (choose another name)"
+            raise PathNotAllowedError(msg)
+        if os.path.lexists(path) and not overwrite:
+            msg = f"{path} exists; tick Overwrite to replace it"
+            raise PathNotAllowedError(msg)
+    return target
 
 
 def generate_command(fmt: str, out: str, *, spec_path: str = "spec.json") -> str:

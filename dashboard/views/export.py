@@ -1,11 +1,11 @@
 """Export: the composed workload as a file (download or save to a path), its spec JSON and the CLI command."""
 
-from pathlib import Path
-
 import streamlit as st
 
 import state
+from plaintext import md
 from servegen_core.export import FORMATS, ChunkWriter, spec_sidecar_path
+from servegen_core.paths import EXPORT_DIR_ENV, export_dir
 
 view = state.page_header("Export")
 spec, pool, plan = state.spec_plan_or_stop(view)
@@ -44,33 +44,39 @@ else:
     )
 
 st.subheader("Save to a path")
-s1, s2 = st.columns([3, 1])
-default_name = f"workload{info.extension}"
-target = s1.text_input("Output file", value=str(Path.cwd() / default_name), key=f"ex_path_{fmt}", persist_state="session")
-overwrite = s2.checkbox("Overwrite", key="ex_overwrite")
-chunk_min = s2.number_input("Chunk (minutes of workload)", min_value=1, value=10, step=1, key="ex_chunk", persist_state="session")
-if st.button("Save", key="ex_save"):
-    chunk_s = float(chunk_min) * 60
-    n_chunks = max(1, int(-(-plan.span_duration_s // chunk_s)))
-    bar = st.progress(0.0, text="Composing and writing…")
-    try:
-        rows = 0
-        with ChunkWriter(target, fmt, spec=spec, overwrite=overwrite, note=None) as writer:
-            for i, chunk in enumerate(plan.iter_chunks(chunk_s), start=1):
-                writer.write(chunk)
-                rows += chunk.height
-                bar.progress(min(i / n_chunks, 1.0), text=f"chunk {i} of at most {n_chunks}: {rows:,} requests written")
-        result = writer.result
-    except Exception as exc:  # noqa: BLE001 - shown as a message
-        bar.empty()
-        state.show_error(exc)
-    else:
-        bar.progress(1.0, text="done")
-        st.success(f"Wrote {result.rows:,} requests ({result.bytes / 1024 / 1024:,.2f} MB) to {result.path}; spec beside it: {spec_sidecar_path(result.path)}.")
+folder = export_dir()
+if folder is None:
+    st.info(f"Saving to a path is off on this server ({EXPORT_DIR_ENV} is empty): use the download above.")
+else:
+    st.caption(md(f"Files are saved under {folder} (set by {EXPORT_DIR_ENV}); a relative name is relative to that folder."))
+    s1, s2 = st.columns([3, 1])
+    default_name = f"workload{info.extension}"
+    typed = s1.text_input("Output file", value=default_name, key=f"ex_path_{fmt}", persist_state="session")
+    overwrite = s2.checkbox("Overwrite", key="ex_overwrite", help="Replace an existing file (never a folder).")
+    chunk_min = s2.number_input("Chunk (minutes of workload)", min_value=1, value=10, step=1, key="ex_chunk", persist_state="session")
+    if st.button("Save", key="ex_save"):
+        chunk_s = float(chunk_min) * 60
+        n_chunks = max(1, int(-(-plan.span_duration_s // chunk_s)))
+        bar = st.progress(0.0, text="Composing and writing…")
+        try:
+            target = state.export_target(typed, overwrite=overwrite)
+            rows = 0
+            with ChunkWriter(target, fmt, spec=spec, overwrite=overwrite, note=None) as writer:
+                for i, chunk in enumerate(plan.iter_chunks(chunk_s), start=1):
+                    writer.write(chunk)
+                    rows += chunk.height
+                    bar.progress(min(i / n_chunks, 1.0), text=f"chunk {i} of at most {n_chunks}: {rows:,} requests written")
+            result = writer.result
+        except Exception as exc:  # noqa: BLE001 - shown as a message
+            bar.empty()
+            state.show_error(exc)
+        else:
+            bar.progress(1.0, text="done")
+            st.success(md(f"Wrote {result.rows:,} requests ({result.bytes / 1024 / 1024:,.2f} MB) to {result.path}; spec beside it: {spec_sidecar_path(result.path)}."))
 
 st.subheader("Spec and command line")
 spec_json = spec.to_json()
 st.code(spec_json, language="json")
 st.download_button("Download spec.json", spec_json, file_name="spec.json", mime="application/json", key="ex_spec")
-st.code(state.generate_command(fmt, default_name), language="bash")
+st.code(state.generate_command(fmt, f"workload{info.extension}"), language="bash")
 st.caption("The same spec and seed give the same workload: the command writes the same bytes as the download (Parquet aside, which it streams as a folder of parts when --chunk-s is given).")

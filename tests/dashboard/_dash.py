@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -77,15 +78,24 @@ class Dashboard:
         raise AssertionError(msg)
 
     def captions(self) -> list[str]:
-        return [c.value for c in self.at.caption]
+        return [plain(c.value) for c in self.at.caption]
 
     def infos(self) -> list[str]:
-        return [i.value for i in self.at.info]
+        return [plain(i.value) for i in self.at.info]
+
+    def errors(self) -> list[str]:
+        """Error messages (page and sidebar) as the text they show."""
+        return [plain(e.value) for e in self.at.error]
 
     def sidebar_text(self) -> str:
         return "\n".join(m.value for m in self.at.sidebar.markdown)
 
 
+
+
+def plain(body: str) -> str:
+    """The text a Markdown body shows: CommonMark backslash escapes removed (``bad\\.csv`` -> ``bad.csv``)."""
+    return re.sub(r"\\([!-/:-@\[-`{-~])", r"\1", body)
 
 
 # -- figure helpers (shared by the chart and app tests) -------------------------------------

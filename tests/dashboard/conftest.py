@@ -6,13 +6,24 @@
 
 from __future__ import annotations
 
+import os
 import sys
 
 import pytest
 from _dash import DASHBOARD, Dashboard
 
+from servegen_core.paths import DATA_ROOTS_ENV, data_roots
+
 if str(DASHBOARD) not in sys.path:
     sys.path.insert(0, str(DASHBOARD))
+
+
+@pytest.fixture(autouse=True)
+def _tmp_path_is_a_data_root(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The sidebar reads traces only under the data roots: the default roots plus the test's
+    ``tmp_path``, where tests write their crafted traces (tests of the refusal set their own)."""
+    monkeypatch.delenv(DATA_ROOTS_ENV, raising=False)
+    monkeypatch.setenv(DATA_ROOTS_ENV, os.pathsep.join([*(str(r) for r in data_roots()), str(tmp_path)]))
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ import json
 import numpy as np
 import polars as pl
 import pytest
-from _dash import PAGES, Dashboard, horizontal_lines, title, trace_names, values, vertical_lines
+from _dash import PAGES, Dashboard, horizontal_lines, plain, title, trace_names, values, vertical_lines
 
 from servegen_core import arrivals, rates
 from servegen_core.cli import main as cli_main
@@ -536,7 +536,8 @@ def test_export_download_matches_the_cli_and_parses_back(fmt, tmp_path):
     assert out.read_bytes() == data
 
 
-def test_export_save_to_path_writes_the_file_and_its_spec(tmp_path):
+def test_export_save_to_path_writes_the_file_and_its_spec(tmp_path, monkeypatch):
+    monkeypatch.setenv("SERVEGEN_EXPORT_DIR", str(tmp_path))
     d = Dashboard().open("compose")
     spec = d.at.session_state["spec"]
     d.open("export")
@@ -545,7 +546,7 @@ def test_export_save_to_path_writes_the_file_and_its_spec(tmp_path):
     d.at.text_input(key="ex_path_jsonl").input(str(target)).run()
     d.at.button(key="ex_save").click().run()
     d.check()
-    assert any(f"to {target}" in s.value for s in d.at.success)
+    assert any(f"to {target}" in plain(s.value) for s in d.at.success)
     back = load_trace(target, preset="servegen").trace
     made = compose(spec, pool=load_pool(demo_data_dir() / "servegen", "language/demo-chat"))
     assert back.height == made.trace.height
@@ -554,7 +555,7 @@ def test_export_save_to_path_writes_the_file_and_its_spec(tmp_path):
     before = target.read_bytes()
     d.at.button(key="ex_save").click().run()
     assert not d.at.exception
-    assert d.at.error and "exists" in d.at.error[0].value
+    assert d.at.error and "exists" in plain(d.at.error[0].value)
     assert target.read_bytes() == before
     assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
 
