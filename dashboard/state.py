@@ -36,6 +36,7 @@ from servegen_core.compose import compose as compose_workload
 from servegen_core.compose import load_source as load_spec_source
 from servegen_core.demo import DEMO_LABEL
 from servegen_core.errors import ServeGenError, SpecError
+from servegen_core.limits import MAX_SPAN_ENV, max_span_s
 from servegen_core.export import FORMATS, export_trace, spec_sidecar_path
 from servegen_core.paths import (
     DATA_ROOTS_ENV,
@@ -751,12 +752,8 @@ def choose_source() -> Source | None:
 
 #: Most positions the sidebar's span slider offers (the step grows to stay under it).
 MAX_SPAN_OPTIONS = 1500
-#: Longest span the dashboard shows (10 years); a longer one is almost always a wrong time unit.
-MAX_SPAN_S = 10 * 366 * 86400.0
-
-
 def check_span(loaded: Loaded) -> None:
-    """Refuse a source whose time span is not finite or longer than :data:`MAX_SPAN_S`.
+    """Refuse a source whose time span is not finite or longer than :func:`servegen_core.limits.max_span_s`.
 
     Every page bins the span (rates per bin, windows), so an absurd span (timestamps in
     nanoseconds read as seconds, a stray 1e20) would size arrays by it.
@@ -765,11 +762,12 @@ def check_span(loaded: Loaded) -> None:
     if not (math.isfinite(start) and math.isfinite(end)):
         msg = "the timestamps are not finite numbers; check the timestamp column"
         raise ValueError(msg)
-    if end - start > MAX_SPAN_S:
+    limit = max_span_s()
+    if end - start > limit:
         msg = (
-            f"the data span {end - start:.3g} s ({(end - start) / 86400 / 365.25:.3g} years), more than the "
-            f"{MAX_SPAN_S / 86400 / 366:.0f} years this dashboard shows: the timestamps are probably in another "
-            "unit (ms, us, ns); choose the generic preset and set the time unit"
+            f"the timestamps span {end - start:.3g} s ({(end - start) / 86400:.3g} days), more than the limit of "
+            f"{limit:,.0f} s ({MAX_SPAN_ENV}): they are probably in another unit (ms, us, ns); choose the generic "
+            "preset and set the time unit"
         )
         raise ValueError(msg)
 
