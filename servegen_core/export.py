@@ -9,7 +9,13 @@ with memory bounded by the chunk size.
 Every write is atomic: the data go to a temporary file (or folder) in the
 target's folder, which is renamed onto the target only when complete; on any
 error the temporary is removed. An existing target, or an existing spec
-sidecar ``<path>.spec.json``, is refused unless ``overwrite=True``.
+sidecar ``<path>.spec.json``, is refused unless ``overwrite=True``; even then
+only a regular file (or a link to one) is replaced, and for a partitioned
+Parquet export a folder holding only ``part-*.parquet`` files: a folder,
+device, FIFO or socket is an :class:`~servegen_core.errors.ExportError`, never
+deleted. Temporaries are named ``.<name>.servegen-tmp-<pid>-<random>.tmp``;
+the next write into the folder removes those a killed run left behind
+(:func:`servegen_core.paths.clean_stale_temps`).
 
 Timestamps in a RequestTrace are seconds from the workload start; chunks carry
 absolute timestamps, so every format is written on the same time line whether
@@ -45,6 +51,7 @@ from typing import Any
 import polars as pl
 
 from servegen_core.errors import DataFormatError, ExportError
+from servegen_core.paths import TEMP_SUFFIX, clean_stale_temps, replace_problem, temp_prefix
 from servegen_core.schema import SCHEMA, empty_trace, validate_trace
 
 __all__ = [
@@ -624,15 +631,17 @@ def _size(path: Path) -> int:
 
 
 def _replace(tmp: Path, target: Path, *, overwrite: bool) -> None:
-    """Move ``tmp`` onto ``target``; an existing target is replaced only when ``overwrite``."""
+    """Move ``tmp`` onto ``target``; an existing target is replaced only when ``overwrite``, and
+    only when it is a regular file (or a partitioned Parquet folder, see :func:`_check_kind`)."""
     if os.path.lexists(target):
         if not overwrite:
             msg = f"{target} exists; pass overwrite=True to replace it"
             raise ExportError(msg)
-        if tmp.is_file() and target.is_file() and not target.is_symlink():
+        _check_kind(target, parts_folder_ok=tmp.is_dir())
+        if tmp.is_file() and not target.is_dir():
             os.replace(tmp, target)
             return
-        aside = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.", suffix=".old"))
+        aside = Path(tempfile.mkdtemp(dir=target.parent, prefix=temp_prefix(target), suffix=TEMP_SUFFIX))
         aside.rmdir()
         os.replace(target, aside)
         try:
@@ -653,15 +662,25 @@ def check_target(path: str | Path, *, overwrite: bool = False) -> None:
     _check_targets(target, spec_sidecar_path(target), overwrite=overwrite)
 
 
-def _check_targets(path: Path, sidecar: Path, *, overwrite: bool) -> None:
+def _check_targets(path: Path, sidecar: Path, *, overwrite: bool, folder: bool = True) -> None:
     if not path.parent.is_dir():
         msg = f"cannot write {path}: folder {path.parent} does not exist"
         raise ExportError(msg)
-    if not overwrite:
-        for p in (path, sidecar):
-            if os.path.lexists(p):
+    for p in (path, sidecar):
+        if os.path.lexists(p):
+            if not overwrite:
                 msg = f"{p} exists; pass overwrite=True to replace it"
                 raise ExportError(msg)
+            _check_kind(p, parts_folder_ok=folder and p == path)
+
+
+def _check_kind(path: Path, *, parts_folder_ok: bool) -> None:
+    """Refuse to replace anything but a regular file (or a link to one) or, for the output
+    itself, a folder of ``part-*.parquet`` files (a partitioned Parquet export): a folder,
+    device, FIFO or socket is never replaced or deleted."""
+    problem = replace_problem(path, parts_folder_ok=parts_folder_ok)
+    if problem:
+        raise ExportError(problem)
 
 
 # --------------------------------------------------------------------------- #
@@ -710,7 +729,7 @@ class ChunkWriter:
         self._dropped: dict[str, None] = {}
         self._zero_output = 0
         self._result: ExportResult | None = None
-        _check_targets(self.path, self.sidecar, overwrite=overwrite)
+        _check_targets(self.path, self.sidecar, overwrite=overwrite, folder=self.info.container == "parquet")
 
     # -- lifecycle ---------------------------------------------------------- #
     def __enter__(self) -> ChunkWriter:
@@ -727,12 +746,13 @@ class ChunkWriter:
         """Create the temporary file or folder next to the target."""
         if self._tmp is not None:
             return
-        prefix = f".{self.path.name}."
+        clean_stale_temps(self.path.parent)
+        prefix = temp_prefix(self.path)
         if self.info.container == "parquet":
-            self._tmp = Path(tempfile.mkdtemp(dir=self.path.parent, prefix=prefix, suffix=".tmp"))
+            self._tmp = Path(tempfile.mkdtemp(dir=self.path.parent, prefix=prefix, suffix=TEMP_SUFFIX))
             _public_mode(self._tmp)
         else:
-            fd, name = tempfile.mkstemp(dir=self.path.parent, prefix=prefix, suffix=".tmp")
+            fd, name = tempfile.mkstemp(dir=self.path.parent, prefix=prefix, suffix=TEMP_SUFFIX)
             self._tmp = Path(name)
             self._handle = os.fdopen(fd, "wb")
             _public_mode(self._tmp)
@@ -820,7 +840,7 @@ class ChunkWriter:
         spec_tmp: Path | None = None
         try:
             if self._spec is not None:
-                fd, name = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.sidecar.name}.", suffix=".tmp")
+                fd, name = tempfile.mkstemp(dir=self.path.parent, prefix=temp_prefix(self.sidecar), suffix=TEMP_SUFFIX)
                 spec_tmp = Path(name)
                 _public_mode(spec_tmp)
                 with os.fdopen(fd, "wb") as fh:
@@ -831,7 +851,8 @@ class ChunkWriter:
                 _replace(spec_tmp, self.sidecar, overwrite=True)
                 spec_tmp = None
             elif os.path.lexists(self.sidecar):
-                _remove(self.sidecar)
+                _check_kind(self.sidecar, parts_folder_ok=False)
+                self.sidecar.unlink()
                 stale = True
         finally:
             if spec_tmp is not None:
@@ -916,9 +937,10 @@ def export_trace(
     target = Path(path)
     sidecar = spec_sidecar_path(target)
     spec_text = None if spec is None else _spec_text(spec)
-    _check_targets(target, sidecar, overwrite=overwrite)
+    _check_targets(target, sidecar, overwrite=overwrite, folder=False)
     frame = validate_trace(trace, source="export", sort=False)
-    fd, name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    clean_stale_temps(target.parent)
+    fd, name = tempfile.mkstemp(dir=target.parent, prefix=temp_prefix(target), suffix=TEMP_SUFFIX)
     os.close(fd)
     tmp = Path(name)
     _public_mode(tmp)
@@ -926,7 +948,7 @@ def export_trace(
     try:
         frame.write_parquet(tmp)
         if spec_text is not None:
-            fd, sname = tempfile.mkstemp(dir=target.parent, prefix=f".{sidecar.name}.", suffix=".tmp")
+            fd, sname = tempfile.mkstemp(dir=target.parent, prefix=temp_prefix(sidecar), suffix=TEMP_SUFFIX)
             spec_tmp = Path(sname)
             _public_mode(spec_tmp)
             with os.fdopen(fd, "wb") as fh:
@@ -936,7 +958,8 @@ def export_trace(
             _replace(spec_tmp, sidecar, overwrite=True)
             spec_tmp = None
         elif os.path.lexists(sidecar):
-            _remove(sidecar)
+            _check_kind(sidecar, parts_folder_ok=False)
+            sidecar.unlink()
             if note is not None:
                 note(f"{sidecar}: removed the spec of the replaced export (no spec given)")
     finally:

@@ -7,7 +7,11 @@ current working directory.
 from __future__ import annotations
 
 import os
+import re
+import shutil
+import stat
 import tempfile
+import time
 from pathlib import Path
 
 PACKAGE_DIR = Path(__file__).resolve().parent
@@ -46,18 +50,159 @@ def write_atomic(path: str | Path, data: str | bytes) -> Path:
     """Write ``data`` to ``path`` through a temp file in the same folder, then rename it.
 
     A reader never sees a partial file; on any failure the temp file is removed and ``path``
-    is left as it was. Text is written as UTF-8. The folder must exist.
+    is left as it was. Text is written as UTF-8. The folder must exist. An existing ``path``
+    is replaced only when it is a regular file (or a symbolic link to one, which is replaced
+    by the new file); a folder, device, FIFO or socket raises :class:`~servegen_core.errors.ExportError`.
+    Stale temp files of killed runs in the folder are removed first (:func:`clean_stale_temps`).
     """
+    from servegen_core.errors import ExportError
+
     target = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    problem = replace_problem(target)
+    if problem:
+        raise ExportError(problem)
+    clean_stale_temps(target.parent)
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=temp_prefix(target), suffix=TEMP_SUFFIX)
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data.encode("utf-8") if isinstance(data, str) else data)
+        problem = replace_problem(target)
+        if problem:
+            raise ExportError(problem)
         os.replace(tmp, target)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
     return target
+
+
+# --------------------------------------------------------------------------------------------
+# Temp files and targets of atomic writes
+# --------------------------------------------------------------------------------------------
+
+#: Marker in the name of every temp file or folder an atomic write makes beside its target:
+#: ``.<target name>.servegen-tmp-<pid>-<random>.tmp``.
+TEMP_MARK = "servegen-tmp"
+TEMP_SUFFIX = ".tmp"
+#: A temp file whose process is still alive is left alone unless it is older than this (s),
+#: in case the process id was reused.
+STALE_TEMP_AGE_S = 24 * 3600
+_TEMP_RE = re.compile(rf"\..+\.{TEMP_MARK}-([0-9]+)-[A-Za-z0-9_]+{re.escape(TEMP_SUFFIX)}")
+
+
+def temp_prefix(target: Path) -> str:
+    """Prefix of a temp file or folder for ``target`` (``tempfile.mkstemp(prefix=..., suffix=TEMP_SUFFIX)``)."""
+    return f".{target.name}.{TEMP_MARK}-{os.getpid()}-"
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError):
+        return pid < 2**31  # exists, owned by another user
+    return True
+
+
+def clean_stale_temps(folder: str | Path, *, max_age_s: float = STALE_TEMP_AGE_S) -> list[Path]:
+    """Remove the temp files and folders of atomic writes in ``folder`` that a killed run left.
+
+    A temp entry (named ``.<name>.servegen-tmp-<pid>-<random>.tmp``) is stale when its process
+    is no longer running, or when it is older than ``max_age_s`` (the process id may have been
+    reused). Entries of live processes, including this one, are kept; anything not named
+    so is never touched. A temp folder is removed with its contents (symbolic links inside it
+    are unlinked, never followed). Returns the removed paths; errors (a permission, a race with
+    another cleaner) are ignored.
+    """
+    removed: list[Path] = []
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return removed
+    now = time.time()
+    for entry in entries:
+        m = _TEMP_RE.fullmatch(entry.name)
+        if m is None:
+            continue
+        pid = int(m.group(1))
+        try:
+            age = now - entry.stat(follow_symlinks=False).st_mtime
+        except OSError:
+            continue
+        if _pid_alive(pid) and age <= max_age_s:
+            continue
+        path = Path(entry.path)
+        try:
+            if entry.is_dir(follow_symlinks=False):
+                shutil.rmtree(path)
+            else:
+                path.unlink()
+        except OSError:
+            continue
+        removed.append(path)
+    return removed
+
+
+_KINDS = (
+    (stat.S_ISDIR, "a folder"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+    (stat.S_ISFIFO, "a FIFO (named pipe)"),
+    (stat.S_ISSOCK, "a socket"),
+)
+
+
+def _kind(mode: int) -> str:
+    return next((name for test, name in _KINDS if test(mode)), "not a regular file")
+
+
+def replace_problem(target: str | Path, *, parts_folder_ok: bool = False) -> str | None:
+    """Why an existing ``target`` must not be replaced by a write, or ``None`` when it may be.
+
+    A missing target and a regular file may be replaced; so may a symbolic link to a regular
+    file (the link is replaced, the file it points to is left alone). A folder, device, FIFO,
+    socket, a link to one of them or a dangling link may not: a write never deletes them. With
+    ``parts_folder_ok`` a folder holding only ``part-*.parquet`` files (a partitioned Parquet
+    export) may be replaced too.
+    """
+    p = Path(target)
+    try:
+        st = os.lstat(p)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        return f"cannot write {p}: {exc.strerror}"
+    if stat.S_ISREG(st.st_mode):
+        return None
+    if stat.S_ISLNK(st.st_mode):
+        try:
+            st = os.stat(p)
+        except OSError:
+            return f"{p} is a symbolic link that points nowhere; only a regular file is replaced"
+        if stat.S_ISREG(st.st_mode):
+            return None
+        return f"{p} is a symbolic link to {_kind(st.st_mode)}; only a regular file is replaced"
+    if stat.S_ISDIR(st.st_mode) and parts_folder_ok and is_parts_folder(p):
+        return None
+    what = "only a regular file or a folder of part-*.parquet files" if parts_folder_ok else "only a regular file"
+    return f"{p} is {_kind(st.st_mode)}; {what} is replaced (remove it yourself or choose another name)"
+
+
+def is_parts_folder(path: str | Path) -> bool:
+    """True for a real folder (not a link) holding only regular ``part-*.parquet`` files."""
+    p = Path(path)
+    if p.is_symlink() or not p.is_dir():
+        return False
+    try:
+        entries = list(os.scandir(p))
+    except OSError:
+        return False
+    return all(
+        e.is_file(follow_symlinks=False) and re.fullmatch(r"part-[0-9]+\.parquet", e.name) for e in entries
+    )
 
 
 # --------------------------------------------------------------------------------------------
