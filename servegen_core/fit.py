@@ -2,41 +2,391 @@
 
 :func:`pool_from_trace` summarizes a RequestTrace the way the ServeGen data summarize the
 production traces, so that a raw trace can be composed, scaled and validated like ServeGen
-data:
+data, and keeps what a summary would lose (each window's observed gaps).
 
-arrival windows (``window_s``, default 600 s), per client (or one client ``"all"``)
-    ``rate_rps`` = requests in the window / ``window_s``; ``cv`` = standard deviation /
-    mean of the inter-arrival times between consecutive requests inside the window; the
-    pattern is ``"Gamma"`` fitted by moments, as in the ServeGen data (``shape = 1/cv**2``,
-    ``scale = mean_iat / shape``, so ``shape * scale`` is the mean inter-arrival time). A
-    window with fewer than 3 requests, or whose requests all share one timestamp, has no
-    usable inter-arrival statistics: it gets the Poisson pattern (Gamma, shape 1, cv 1,
-    scale ``1 / rate``). A window without requests has rate 0 and pattern ``""``.
-length windows (``length_window_s``, default 6 h), per client
+Timestamp resolution
+    The trace's timestamp grid is measured with
+    :func:`servegen_core.traces.timestamp_resolution`. When the timestamps are quantized
+    (every gap a multiple of a grid of 1 ms or coarser), they are **de-quantized** before
+    anything is fitted: a recorded time ``t`` stands for the grid cell ``[t, t + grid)`` and
+    is replaced by ``t + u * grid`` with ``u`` uniform on ``[0, 1)``, drawn from
+    ``np.random.default_rng(seed)`` (so the same trace and seed give the same pool); the
+    requests are then re-ordered by their new times. Requests that shared a cell are thereby
+    spread evenly over it: timing finer than the grid is not recoverable, and the fit assumes
+    none. When at least :data:`COARSE_ZERO_SHARE` (1 %) of the recorded gaps are zero (ties
+    on the grid), the pool's ``warnings`` say so: the generated sub-grid timing is then an
+    assumption, not a measurement. A grid that is not quantized (finer than 1 ms) is kept, and
+    gaps below it (recorded as 0) enter the fit as *censored* observations, known only to be
+    shorter than the grid (see :func:`fit_gap_groups`), never as gaps of exactly 0.
+
+Arrival windows (``window_s``, default 600 s), per client (or one client ``"all"``)
+    The windows tile the trace from time 0 (its first request); every client gets every
+    window. The last window ends at the last request (rounded up to a whole second, at
+    least 1 s after the window start), so a partial last window has its true
+    ``duration_s``. ``rate_rps`` = requests in the window / ``duration_s``; ``cv`` = the
+    empirical coefficient of variation (population standard deviation / mean) of the gaps
+    between consecutive requests inside the window. The pattern is chosen per client-window
+    by maximum likelihood among Gamma, Weibull and exponential (location 0) with the lowest
+    BIC (:func:`fit_gap_groups`); an exponential is recorded as ``"Gamma"`` with shape 1,
+    Weibull windows as ``"Weibull"``. ``shape`` and ``scale`` are the chosen family's
+    maximum-likelihood estimates. A window with fewer than :data:`MIN_FIT_REQUESTS`
+    requests, or without two different gaps above the timestamp resolution, has no usable
+    inter-arrival statistics: it gets the Poisson pattern (Gamma, shape 1, cv 1, scale
+    ``1 / rate``). A window without requests has rate 0 and pattern ``""``.
+Gaps
+    ``ClientPool.gaps`` keeps every observed gap (after de-quantization) per client-window,
+    in arrival order: the empirical inter-arrival distribution of each window, an
+    alternative to its fitted pattern.
+Length windows (``length_window_s``, default 6 h), per client
     the empirical PDF (value -> share of the window's requests) of ``input_tokens``,
     ``output_tokens`` and, where the trace has it, ``reason_ratio``. A length window without
     requests is inactive and has no rows.
 
-The windows tile the trace from time 0 (its first request) to the end of the window holding
-its last request; every client gets every window. Everything is computed with Polars
-group-bys, with no loop per request.
+:func:`length_correlation` estimates the Gaussian-copula correlation of input and output
+lengths, the spec's ``length_correlation``.
+
+Everything that scales with the requests is vectorized (Polars group-bys, NumPy segment
+sums); only windows with censored gaps are fitted one window at a time.
 """
 
 from __future__ import annotations
 
 import math
 
+import numpy as np
 import polars as pl
+from scipy import optimize, special, stats
 
-from servegen_core.pool import DISTRIBUTION_SCHEMA, GAP_SCHEMA, LENGTH_WINDOW_SCHEMA, WINDOW_SCHEMA, ClientPool, client_sort_key
+from servegen_core.pool import (
+    DISTRIBUTION_SCHEMA,
+    GAP_SCHEMA,
+    LENGTH_WINDOW_SCHEMA,
+    WINDOW_SCHEMA,
+    ClientPool,
+    client_sort_key,
+)
 from servegen_core.schema import validate_trace
+from servegen_core.traces import GRID_TICK_S, timestamp_resolution
 
-__all__ = ["FITTED_FIELDS", "MIN_FIT_REQUESTS", "pool_from_trace"]
+__all__ = [
+    "COARSE_ZERO_SHARE",
+    "FITTED_FIELDS",
+    "GAP_FAMILIES",
+    "MIN_FIT_REQUESTS",
+    "dequantize",
+    "fit_gap_groups",
+    "length_correlation",
+    "pool_from_trace",
+]
 
 #: Length fields taken from a trace when present, in this order.
 FITTED_FIELDS: tuple[str, ...] = ("input_tokens", "output_tokens", "reason_ratio")
-#: Fewer requests than this in a window: Poisson pattern instead of a moment fit.
+#: Fewer requests than this in a window: Poisson pattern instead of a fit.
 MIN_FIT_REQUESTS = 3
+#: Families compared by BIC, in this order (ties go to the earlier one).
+GAP_FAMILIES: tuple[str, ...] = ("Exponential", "Gamma", "Weibull")
+#: Share of zero gaps on a quantized grid from which the pool warns that sub-grid timing is lost.
+COARSE_ZERO_SHARE = 0.01
+
+_SHAPE_MIN, _SHAPE_MAX = 1e-4, 1e4
+
+FIT_SCHEMA: dict[str, pl.DataType] = {
+    "group": pl.Int64(),
+    "n": pl.Int64(),
+    "censored": pl.Int64(),
+    "family": pl.String(),
+    "shape": pl.Float64(),
+    "scale": pl.Float64(),
+    "bic_exponential": pl.Float64(),
+    "bic_gamma": pl.Float64(),
+    "bic_weibull": pl.Float64(),
+}
+
+
+# --------------------------------------------------------------------------------------------
+# Timestamps
+# --------------------------------------------------------------------------------------------
+
+
+def dequantize(ts: np.ndarray, grid_s: float, *, rng: np.random.Generator) -> np.ndarray:
+    """Spread timestamps recorded on a grid uniformly within their grid cells.
+
+    A recorded time ``t`` stands for the cell ``[t, t + grid_s)``; it becomes ``t + u *
+    grid_s`` with ``u ~ U[0, 1)`` from ``rng``. The result is in the input's order (not
+    sorted). ``grid_s`` must be positive and finite.
+    """
+    if not (math.isfinite(grid_s) and grid_s > 0):
+        msg = f"grid_s must be a positive number of seconds, got {grid_s!r}"
+        raise ValueError(msg)
+    t = np.asarray(ts, dtype=np.float64)
+    return t + rng.random(t.size) * grid_s
+
+
+# --------------------------------------------------------------------------------------------
+# Maximum-likelihood fits of gap groups
+# --------------------------------------------------------------------------------------------
+
+
+def _gamma_shape(s: np.ndarray) -> np.ndarray:
+    """Gamma MLE shape from ``s = ln(mean x) − mean(ln x)`` (> 0): Minka's generalized Newton
+    iteration on ``ln k − ψ(k) = s`` from his closed-form start; converges in a few steps."""
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        k = (3.0 - s + np.sqrt((s - 3.0) ** 2 + 24.0 * s)) / (12.0 * s)
+        k = np.clip(k, _SHAPE_MIN, _SHAPE_MAX)
+        for _ in range(8):
+            step = (np.log(k) - special.digamma(k) - s) / (k * k * (1.0 / k - special.polygamma(1, k)))
+            inv = 1.0 / k + step
+            k = np.clip(np.where(np.isfinite(inv) & (inv > 0), 1.0 / inv, k), _SHAPE_MIN, _SHAPE_MAX)
+    return k
+
+
+def _weibull_shape(lx: np.ndarray, group: np.ndarray, n: np.ndarray, mlog: np.ndarray) -> np.ndarray:
+    """Weibull MLE shape per group: the root of the profile-likelihood equation
+    ``Σ x^k ln x / Σ x^k − 1/k − mean(ln x) = 0`` (increasing in k), by Newton steps kept
+    inside a shrinking bracket (bisection in ln k when a step leaves it), all groups at once."""
+    g_count = n.size
+    top = np.full(g_count, -np.inf)
+    np.maximum.at(top, group, lx)
+    shifted = lx - top[group]  # x^k = e^{k·top} e^{k·shifted}; the factor cancels in the ratios
+    var_l = np.bincount(group, weights=(lx - mlog[group]) ** 2, minlength=g_count) / n
+    with np.errstate(divide="ignore", invalid="ignore"):
+        k = np.clip(np.pi / np.sqrt(6.0 * var_l), 1e-3, 1e3)  # sd(ln X) = π / (k √6)
+    lo = np.full(g_count, _SHAPE_MIN)
+    hi = np.full(g_count, _SHAPE_MAX)
+    for _ in range(60):
+        w = np.exp(k[group] * shifted)
+        sw = np.bincount(group, weights=w, minlength=g_count)
+        a = np.bincount(group, weights=w * lx, minlength=g_count) / sw
+        b = np.bincount(group, weights=w * lx * lx, minlength=g_count) / sw
+        g = a - 1.0 / k - mlog
+        lo = np.where(g < 0, k, lo)
+        hi = np.where(g > 0, k, hi)
+        deriv = (b - a * a) + 1.0 / (k * k)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            newton = k - g / deriv
+        ok = np.isfinite(newton) & (newton > lo) & (newton < hi)
+        new = np.where(ok, newton, np.sqrt(lo * hi))
+        if np.all(np.abs(new - k) <= 1e-10 * k):
+            k = new
+            break
+        k = new
+    return k
+
+
+def _uncensored(x: np.ndarray, group: np.ndarray, n: np.ndarray) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """Per family: (shape, scale, loglik) per group, all gaps positive."""
+    g_count = n.size
+    lx = np.log(x)
+    mean = np.bincount(group, weights=x, minlength=g_count) / n
+    mlog = np.bincount(group, weights=lx, minlength=g_count) / n
+    out = {}
+    theta = mean
+    out["Exponential"] = (np.ones(g_count), theta, -n * np.log(theta) - n)
+    s = np.maximum(np.log(mean) - mlog, 1e-300)
+    k = _gamma_shape(s)
+    theta = mean / k
+    ll = (k - 1.0) * n * mlog - n * k - n * k * np.log(theta) - n * special.gammaln(k)
+    out["Gamma"] = (k, theta, ll)
+    k = _weibull_shape(lx, group, n, mlog)
+    top = np.full(g_count, -np.inf)
+    np.maximum.at(top, group, lx)
+    w = np.exp(k[group] * (lx - top[group]))
+    lam = np.exp(top + np.log(np.bincount(group, weights=w, minlength=g_count) / n) / k)
+    ll = n * np.log(k) - n * k * np.log(lam) + (k - 1.0) * n * mlog - n
+    out["Weibull"] = (k, lam, ll)
+    return out
+
+
+def _censored_one(x: np.ndarray, n0: int, delta: float) -> dict[str, tuple[float, float, float]]:
+    """Per family: (shape, scale, loglik) of one group with ``n0`` more gaps known to be < ``delta``."""
+    n1 = x.size
+    sx, slx, mean = float(x.sum()), float(np.log(x).sum()), float(x.mean())
+    out: dict[str, tuple[float, float, float]] = {}
+
+    def nll_exp(p: np.ndarray) -> float:
+        if not abs(p[0]) < 700:
+            return math.inf
+        th = math.exp(p[0])
+        return -(-n1 * p[0] - sx / th + n0 * math.log(-math.expm1(-delta / th)))
+
+    r = optimize.minimize(nll_exp, [math.log(mean)], method="Nelder-Mead", options={"xatol": 1e-9, "fatol": 1e-10})
+    out["Exponential"] = (1.0, math.exp(r.x[0]), -float(r.fun))
+
+    def nll_gamma(p: np.ndarray) -> float:
+        if not (abs(p[0]) < 50 and abs(p[1]) < 700):
+            return math.inf
+        k, th = math.exp(p[0]), math.exp(p[1])
+        if not (_SHAPE_MIN <= k <= _SHAPE_MAX):
+            return math.inf
+        cdf = special.gammainc(k, delta / th)
+        if cdf <= 0:
+            return math.inf
+        ll = (k - 1.0) * slx - sx / th - n1 * (k * p[1] + special.gammaln(k)) + n0 * math.log(cdf)
+        return -ll
+
+    def nll_weibull(p: np.ndarray) -> float:
+        if not (abs(p[0]) < 50 and abs(p[1]) < 700):
+            return math.inf
+        k, lam = math.exp(p[0]), math.exp(p[1])
+        if not (_SHAPE_MIN <= k <= _SHAPE_MAX):
+            return math.inf
+        z = (x / lam) ** k
+        cdf = -math.expm1(-((delta / lam) ** k))
+        if cdf <= 0 or not np.isfinite(z).all():
+            return math.inf
+        ll = n1 * (p[0] - k * p[1]) + (k - 1.0) * slx - float(z.sum()) + n0 * math.log(cdf)
+        return -ll
+
+    share0 = n0 / (n0 + n1)
+    for fam, nll in (("Gamma", nll_gamma), ("Weibull", nll_weibull)):
+        # starting points: shapes from Poisson-like to very bursty, the scale matching either
+        # the observed mean or the censored share (F(delta) ~ (delta/scale)^k for small k);
+        # Nelder-Mead runs from the two best
+        starts = []
+        for k0 in (1.0, 0.3, 0.05, 0.01, 0.002):
+            th0 = mean / k0 if fam == "Gamma" else mean
+            for ls in (math.log(th0), math.log(max(delta, 1e-300)) - math.log(share0) / k0):
+                start = (math.log(k0), ls)
+                if all(np.isfinite(start)):
+                    starts.append((nll(np.array(start)), start))
+        starts = sorted((v, st) for v, st in starts if np.isfinite(v))[:2]
+        best = None
+        for _, start in starts:
+            r = optimize.minimize(nll, start, method="Nelder-Mead", options={"xatol": 1e-8, "fatol": 1e-10, "maxiter": 4000})
+            if np.isfinite(r.fun) and (best is None or r.fun < best.fun):
+                best = r
+        if best is not None:
+            out[fam] = (math.exp(best.x[0]), math.exp(best.x[1]), -float(best.fun))
+    return out
+
+
+def fit_gap_groups(gaps: np.ndarray, group: np.ndarray, n_groups: int, *, censor_below: float = 0.0) -> pl.DataFrame:
+    """Maximum-likelihood Gamma, Weibull and exponential fits (location 0) of many groups of gaps,
+    the family of each group chosen by BIC.
+
+    ``gaps[i]`` belongs to group ``group[i]`` (``0 <= group < n_groups``). Gaps shorter than
+    ``censor_below`` (e.g. recorded as 0 below the timestamp resolution) are *censored*: they
+    add ``ln F(censor_below)`` to the log-likelihood instead of a density, so ties never pull
+    a shape towards 0. Uncensored groups are solved all at once: the Gamma shape by Minka's
+    Newton iteration on ``ln k − ψ(k) = ln mean(x) − mean(ln x)``, the Weibull shape by a
+    bracketed Newton search of its profile-likelihood equation (the estimates of
+    ``scipy.stats.<dist>.fit(x, floc=0)``); groups with censored gaps are fitted one by one
+    (Nelder–Mead on the log-parameters). ``bic = p ln n − 2 loglik`` with ``p = 1`` for the
+    exponential and 2 otherwise, ``n`` all gaps of the group; the lowest wins, ties going to
+    the family earlier in :data:`GAP_FAMILIES`.
+
+    Returns one row per group that could be fitted (at least two different uncensored
+    gaps): ``group, n, censored, family, shape, scale, bic_exponential, bic_gamma,
+    bic_weibull``. ``scale`` is the Gamma's ``θ`` (mean ``kθ``), the Weibull's ``λ`` or the
+    exponential's mean.
+    """
+    x = np.asarray(gaps, dtype=np.float64)
+    grp = np.asarray(group, dtype=np.int64)
+    if x.shape != grp.shape:
+        msg = f"gaps and group must have the same length, got {x.size} and {grp.size}"
+        raise ValueError(msg)
+    if x.size and (not np.isfinite(x).all() or x.min() < 0):
+        msg = "gaps must be finite and non-negative"
+        raise ValueError(msg)
+    if x.size and (grp.min() < 0 or grp.max() >= n_groups):
+        msg = f"group must lie in [0, {n_groups})"
+        raise ValueError(msg)
+    cens = (x < censor_below) | (x <= 0)
+    n_all = np.bincount(grp, minlength=n_groups)
+    n0 = np.bincount(grp, weights=cens, minlength=n_groups).astype(np.int64)
+    obs = ~cens
+    xo, go = x[obs], grp[obs]
+    n1 = np.bincount(go, minlength=n_groups)
+    lo = np.full(n_groups, np.inf)
+    hi = np.full(n_groups, -np.inf)
+    np.minimum.at(lo, go, xo)
+    np.maximum.at(hi, go, xo)
+    fittable = (n1 >= 2) & (hi > lo * (1 + 1e-12))
+    shape = {f: np.full(n_groups, np.nan) for f in GAP_FAMILIES}
+    scale = {f: np.full(n_groups, np.nan) for f in GAP_FAMILIES}
+    ll = {f: np.full(n_groups, -np.inf) for f in GAP_FAMILIES}
+
+    plain = fittable & (n0 == 0)
+    if plain.any():
+        ids = np.flatnonzero(plain)
+        remap = np.full(n_groups, -1, dtype=np.int64)
+        remap[ids] = np.arange(ids.size)
+        sel = remap[go] >= 0
+        got = _uncensored(xo[sel], remap[go[sel]], n1[ids].astype(np.float64))
+        for f, (k, sc, lk) in got.items():
+            shape[f][ids], scale[f][ids], ll[f][ids] = k, sc, lk
+    mixed = np.flatnonzero(fittable & (n0 > 0))
+    if mixed.size:
+        order = np.argsort(go, kind="stable")
+        bounds = np.searchsorted(go[order], np.arange(n_groups + 1))
+        for j in mixed:
+            got = _censored_one(xo[order[bounds[j] : bounds[j + 1]]], int(n0[j]), float(censor_below))
+            for f, (k, sc, lk) in got.items():
+                shape[f][j], scale[f][j], ll[f][j] = k, sc, lk
+
+    ids = np.flatnonzero(fittable)
+    with np.errstate(divide="ignore"):
+        logn = np.log(n_all[ids].astype(np.float64))
+    bic = {}
+    for f in GAP_FAMILIES:
+        p = 1.0 if f == "Exponential" else 2.0
+        lk = ll[f][ids]
+        bic[f] = np.where(np.isfinite(lk) & np.isfinite(shape[f][ids]) & (scale[f][ids] > 0), p * logn - 2.0 * lk, np.inf)
+    stack = np.vstack([bic[f] for f in GAP_FAMILIES])
+    best = np.argmin(stack, axis=0)
+    any_ok = np.isfinite(stack).any(axis=0)
+    fams = np.array(GAP_FAMILIES)[best]
+    pick = lambda d: np.choose(best, [d[f][ids] for f in GAP_FAMILIES])  # noqa: E731
+    table = pl.DataFrame(
+        {
+            "group": ids,
+            "n": n_all[ids],
+            "censored": n0[ids],
+            "family": fams,
+            "shape": pick(shape),
+            "scale": pick(scale),
+            "bic_exponential": bic["Exponential"],
+            "bic_gamma": bic["Gamma"],
+            "bic_weibull": bic["Weibull"],
+        },
+        schema=FIT_SCHEMA,
+    )
+    return table.filter(pl.Series(any_ok))
+
+
+# --------------------------------------------------------------------------------------------
+# Lengths
+# --------------------------------------------------------------------------------------------
+
+
+def length_correlation(trace: pl.DataFrame, *, input_field: str = "input_tokens", output_field: str = "output_tokens") -> float:
+    """The Gaussian-copula correlation of input and output lengths in ``trace``.
+
+    Computed from the Spearman rank correlation ``r_s`` (average ranks for ties) of the two
+    columns as ``2 sin(π r_s / 6)``, the inverse of the copula's ``r_s = 6/π asin(ρ/2)``: the
+    value to put in a spec's ``length_correlation`` so that composed input and output
+    lengths keep the source's rank correlation. Rows where either column is null are left
+    out; fewer than 3 rows, or a constant column, is an error.
+    """
+    for c in (input_field, output_field):
+        if c not in trace.columns:
+            msg = f"the trace has no column {c!r}"
+            raise ValueError(msg)
+    pair = trace.select(pl.col(input_field).cast(pl.Float64), pl.col(output_field).cast(pl.Float64)).drop_nulls()
+    if pair.height < 3:
+        msg = f"need at least 3 requests with both {input_field} and {output_field}, got {pair.height}"
+        raise ValueError(msg)
+    a, b = pair[input_field].to_numpy(), pair[output_field].to_numpy()
+    if np.ptp(a) == 0 or np.ptp(b) == 0:
+        msg = f"{input_field} or {output_field} is constant: no correlation to fit"
+        raise ValueError(msg)
+    r_s = float(stats.spearmanr(a, b).statistic)
+    return float(np.clip(2.0 * math.sin(math.pi * r_s / 6.0), -1.0, 1.0))
+
+
+# --------------------------------------------------------------------------------------------
+# The pool
+# --------------------------------------------------------------------------------------------
 
 
 def pool_from_trace(
@@ -47,6 +397,7 @@ def pool_from_trace(
     name: str = "trace",
     per_client: bool = True,
     source: str = "",
+    seed: int = 0,
 ) -> ClientPool:
     """Fit ``trace`` (a RequestTrace) to a :class:`~servegen_core.pool.ClientPool`.
 
@@ -63,6 +414,9 @@ def pool_from_trace(
         One client per ``client_id`` value (default), or a single client ``"all"``.
     source:
         Where the trace came from (a path), kept as :attr:`ClientPool.source`.
+    seed:
+        Seed of the random numbers that de-quantize quantized timestamps (see the module
+        docstring); the same trace and seed give the same pool.
     """
     if not (isinstance(window_s, int) and window_s > 0):
         msg = f"window_s must be a positive whole number of seconds, got {window_s!r}"
@@ -76,48 +430,86 @@ def pool_from_trace(
         raise ValueError(msg)
     if not per_client:
         df = df.with_columns(pl.lit("all").alias("client_id"))
+
+    # -- timestamp resolution: de-quantize a quantized grid, censor below a fine one ----------
+    warnings: list[str] = []
+    res = timestamp_resolution(df["timestamp_s"])
+    censor_below = 0.0
+    if res.quantized and math.isfinite(res.grid_s):
+        t = dequantize(df["timestamp_s"].to_numpy(), res.grid_s, rng=np.random.default_rng(seed))
+        df = df.with_columns(pl.Series("timestamp_s", t, dtype=pl.Float64)).sort("timestamp_s", maintain_order=True)
+        if res.share_zero_gaps >= COARSE_ZERO_SHARE:
+            warnings.append(
+                f"timestamps are quantized to {res.grid_s:g} s and {res.share_zero_gaps:.1%} of the gaps are 0 "
+                "(requests sharing a grid cell): timing finer than the grid cannot be recovered; the fit spread "
+                "each request uniformly within its grid cell, so sub-grid burstiness is assumed, not measured"
+            )
+    elif res.share_zero_gaps > 0:
+        censor_below = res.grid_s if math.isfinite(res.grid_s) else GRID_TICK_S
+
     ids = sorted(df["client_id"].unique().to_list(), key=client_sort_key)
-    n_windows = int(math.floor(float(df["timestamp_s"].max()) / window_s)) + 1
+    t_max = float(df["timestamp_s"].max())
+    n_windows = int(math.floor(t_max / window_s)) + 1
+    last_start = (n_windows - 1) * window_s
+    last_duration = int(min(window_s, max(1, math.ceil(t_max - last_start))))
     n_length = int(math.ceil(n_windows * window_s / length_window_s))
 
     df = df.with_columns(
         (pl.col("timestamp_s") // window_s).cast(pl.Int64).alias("w"),
         (pl.col("timestamp_s") // length_window_s).cast(pl.Int64).alias("lw"),
     )
-    iat = pl.col("timestamp_s").diff()
-    stats = (
-        df.sort("client_id", "w", "timestamp_s", maintain_order=True)
-        .group_by("client_id", "w")
-        .agg(
-            pl.len().alias("n"),
-            iat.mean().alias("mean_iat"),
-            iat.std(ddof=0).alias("std_iat"),
-        )
+    order = pl.DataFrame({"client_id": ids, "_rank": list(range(len(ids)))}, schema={"client_id": pl.String(), "_rank": pl.Int64()})
+    # gaps between consecutive requests of a client inside one window, in arrival order
+    gaps = (
+        df.select("client_id", "w", "timestamp_s")
+        .join(order, on="client_id")
+        .sort("_rank", "w", "timestamp_s", maintain_order=True)
+        .with_columns(pl.col("timestamp_s").diff().over("_rank", "w").alias("gap_s"))
+        .filter(pl.col("gap_s").is_not_null())
+        .with_columns(pl.max_horizontal(pl.col("gap_s"), pl.lit(0.0)).alias("gap_s"))
     )
+    stats_ = gaps.group_by("client_id", "w").agg(
+        pl.col("gap_s").mean().alias("mean_iat"), pl.col("gap_s").std(ddof=0).alias("std_iat")
+    )
+    counts = df.group_by("client_id", "w").agg(pl.len().alias("n"))
+
+    # -- maximum-likelihood fit of every client-window with enough requests -------------------
+    keys = counts.filter(pl.col("n") >= MIN_FIT_REQUESTS).select("client_id", "w").with_row_index("group")
+    fit_in = gaps.join(keys, on=["client_id", "w"], how="inner")
+    fitted = fit_gap_groups(
+        fit_in["gap_s"].to_numpy(), fit_in["group"].cast(pl.Int64).to_numpy(), keys.height, censor_below=censor_below
+    )
+    fitted = keys.with_columns(pl.col("group").cast(pl.Int64)).join(fitted, on="group", how="inner").select(
+        "client_id", "w", pl.col("family").alias("_family"), pl.col("shape").alias("_shape"), pl.col("scale").alias("_scale")
+    )
+
     grid = pl.DataFrame({"client_id": ids}, schema={"client_id": pl.String()}).join(
         pl.DataFrame({"w": list(range(n_windows))}, schema={"w": pl.Int64()}), how="cross"
     )
-    fit_ok = (pl.col("n") >= MIN_FIT_REQUESTS) & (pl.col("mean_iat") > 0)
+    has_fit = pl.col("_family").is_not_null()
     cv = pl.col("std_iat") / pl.col("mean_iat")
-    shape = 1.0 / (cv * cv)
-    rate = pl.col("n") / window_s
+    duration = pl.when(pl.col("w") == n_windows - 1).then(pl.lit(last_duration)).otherwise(pl.lit(window_s)).cast(pl.Int64)
     windows = (
-        grid.join(stats, on=["client_id", "w"], how="left")
-        .with_columns(pl.col("n").fill_null(0))
+        grid.join(counts, on=["client_id", "w"], how="left")
+        .join(stats_, on=["client_id", "w"], how="left")
+        .join(fitted, on=["client_id", "w"], how="left")
+        .with_columns(pl.col("n").fill_null(0), duration.alias("duration_s"))
         .with_columns(
             (pl.col("w") * window_s).alias("start_s"),
-            pl.lit(window_s, dtype=pl.Int64).alias("duration_s"),
-            rate.cast(pl.Float64).alias("rate_rps"),
-            pl.when(pl.col("n") == 0).then(0.0).when(fit_ok & (cv > 0)).then(cv).otherwise(1.0).alias("cv"),
-            pl.when(pl.col("n") == 0).then(pl.lit("")).otherwise(pl.lit("Gamma")).alias("pattern"),
-            pl.when(pl.col("n") == 0).then(0.0).when(fit_ok & (cv > 0)).then(shape).otherwise(1.0).alias("shape"),
+            (pl.col("n") / pl.col("duration_s")).cast(pl.Float64).alias("rate_rps"),
+            pl.when(pl.col("n") == 0).then(0.0).when(has_fit).then(cv).otherwise(1.0).alias("cv"),
+            pl.when(pl.col("n") == 0)
+            .then(pl.lit(""))
+            .when(pl.col("_family") == "Weibull")
+            .then(pl.lit("Weibull"))
+            .otherwise(pl.lit("Gamma"))
+            .alias("pattern"),
+            pl.when(pl.col("n") == 0).then(0.0).when(has_fit).then(pl.col("_shape")).otherwise(1.0).alias("shape"),
             pl.when(pl.col("n") == 0)
             .then(0.0)
-            .when(fit_ok & (cv > 0))
-            .then(pl.col("mean_iat") / shape)
-            .when(fit_ok)
-            .then(pl.col("mean_iat"))
-            .otherwise(1.0 / rate)
+            .when(has_fit)
+            .then(pl.col("_scale"))
+            .otherwise(pl.col("duration_s") / pl.col("n"))
             .alias("scale"),
         )
         .select(list(WINDOW_SCHEMA))
@@ -137,7 +529,6 @@ def pool_from_trace(
                 (pl.col("count") / pl.col("count").sum().over("client_id", "lw")).alias("prob"),
             )
         )
-    order = pl.DataFrame({"client_id": ids, "_rank": list(range(len(ids)))}, schema={"client_id": pl.String(), "_rank": pl.Int64()})
     field_rank = pl.DataFrame({"field": fields, "_frank": list(range(len(fields)))}, schema={"field": pl.String(), "_frank": pl.Int64()})
     distributions = (
         pl.concat(parts)
@@ -157,15 +548,7 @@ def pool_from_trace(
         .cast(LENGTH_WINDOW_SCHEMA)
     )
     windows = windows.join(order, on="client_id").sort("_rank", "start_s").drop("_rank")
-    gaps = (
-        df.sort("client_id", "w", "timestamp_s", maintain_order=True)
-        .with_columns(pl.col("timestamp_s").diff().over("client_id", "w").alias("gap_s"))
-        .filter(pl.col("gap_s").is_not_null())
-        .join(order, on="client_id")
-        .sort("_rank", "w", maintain_order=True)
-        .select("client_id", (pl.col("w") * window_s).alias("start_s"), "gap_s")
-        .cast(GAP_SCHEMA)
-    )
+    gap_frame = gaps.select("client_id", (pl.col("w") * window_s).alias("start_s"), "gap_s").cast(GAP_SCHEMA)
     return ClientPool(
         name=name,
         source=source,
@@ -174,5 +557,6 @@ def pool_from_trace(
         length_windows=length_windows,
         window_s=window_s,
         length_window_s=length_window_s,
-        gaps=gaps,
+        gaps=gap_frame,
+        warnings=tuple(warnings),
     )

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import dataclasses
+import math
+
 import numpy as np
 import polars as pl
 import pytest
 
-from servegen_core.fit import pool_from_trace
+from servegen_core.arrivals import fit_interarrivals
+from servegen_core.fit import fit_gap_groups, length_correlation, pool_from_trace
 from servegen_core.pool import DISTRIBUTION_SCHEMA, LENGTH_WINDOW_SCHEMA, WINDOW_SCHEMA, ClientPool
 from servegen_core.traces import load_trace
 
@@ -16,6 +20,11 @@ from servegen_core.traces import load_trace
 @pytest.fixture(scope="module")
 def azure(traces_dir: Path) -> pl.DataFrame:
     return load_trace(traces_dir / "AzureLLMInferenceTrace_conv.csv", preset="azure").trace
+
+
+@pytest.fixture(scope="module")
+def mooncake(traces_dir: Path) -> pl.DataFrame:
+    return load_trace(traces_dir / "mooncake_synthetic_trace.jsonl").trace
 
 
 @pytest.fixture(scope="module")
@@ -32,20 +41,39 @@ def test_frames_have_the_pool_schemas(azure):
     assert pool.fields == ("input_tokens", "output_tokens")
 
 
-def test_rates_cv_and_gamma_moments_match_the_trace(azure):
+def test_rates_cv_and_maximum_likelihood_fits_match_the_trace(azure):
     pool = pool_from_trace(azure)
     ts = azure["timestamp_s"].to_numpy()
     n_windows = int(ts.max() // 600) + 1
     assert pool.windows.height == n_windows
-    assert (pool.windows["rate_rps"] * 600).sum() == pytest.approx(len(ts))
+    assert (pool.windows["rate_rps"] * pool.windows["duration_s"]).sum() == pytest.approx(len(ts))
     for row in pool.windows.iter_rows(named=True):
         inside = ts[(ts >= row["start_s"]) & (ts < row["start_s"] + 600)]
-        assert row["rate_rps"] * 600 == pytest.approx(len(inside))
+        assert row["rate_rps"] * row["duration_s"] == pytest.approx(len(inside))
         gaps = np.diff(inside)
-        assert row["cv"] == pytest.approx(gaps.std() / gaps.mean(), rel=1e-9)
-        assert row["pattern"] == "Gamma"
-        assert row["shape"] == pytest.approx(1 / row["cv"] ** 2, rel=1e-9)
-        assert row["shape"] * row["scale"] == pytest.approx(gaps.mean(), rel=1e-9)
+        assert row["cv"] == pytest.approx(gaps.std() / gaps.mean(), rel=1e-9)  # the empirical CV
+        # the pattern is the BIC choice of scipy-based maximum-likelihood fits of the same gaps
+        ref = fit_interarrivals(gaps)
+        best = ref.table.filter(pl.col("family") == ref.best).row(0, named=True)
+        assert row["pattern"] == ("Weibull" if ref.best == "Weibull" else "Gamma")
+        assert row["shape"] == pytest.approx(best["shape"], rel=1e-6)
+        assert row["scale"] == pytest.approx(best["scale"], rel=1e-6)
+        # azure conversations are close to Poisson: the shape is near 1, nowhere near a burst fit
+        assert 0.7 < row["shape"] < 1.3
+
+
+def test_a_partial_last_window_has_its_true_duration(azure, mooncake):
+    for trace in (azure, mooncake):
+        pool = pool_from_trace(trace)
+        ts = trace["timestamp_s"].to_numpy()
+        last = pool.windows.row(-1, named=True)
+        assert last["start_s"] == ts.max() // 600 * 600
+        # the trace ends mid-window: the window lasts to its last request (whole seconds)
+        assert last["duration_s"] == math.ceil(ts.max() - last["start_s"]) < 600
+        n_last = int((ts >= last["start_s"]).sum())
+        assert last["rate_rps"] == pytest.approx(n_last / last["duration_s"], rel=1e-12)
+        assert (pool.windows["duration_s"][:-1] == 600).all()
+        assert pool.end_s == last["start_s"] + last["duration_s"]
 
 
 def test_length_pdfs_are_the_empirical_frequencies(azure):
@@ -75,7 +103,7 @@ def test_per_client_windows_and_sparse_windows(demo_trace):
     assert pool.windows.height == len(ids) * n_windows  # every client gets every window
     per = trace.with_columns((pl.col("timestamp_s") // 600 * 600).cast(pl.Int64).alias("start_s")).group_by("client_id", "start_s").len()
     j = pool.windows.join(per, on=["client_id", "start_s"], how="left").with_columns(pl.col("len").fill_null(0))
-    assert ((j["rate_rps"] * 600 - j["len"]).abs() < 1e-9).all()
+    assert ((j["rate_rps"] * j["duration_s"] - j["len"]).abs() < 1e-9).all()
     # empty windows: rate 0 and no pattern; windows with 1-2 requests: Poisson pattern
     empty = j.filter(pl.col("len") == 0)
     assert empty.height == 2 + 6 and (empty["pattern"] == "").all() and (empty["shape"] == 0.0).all()
@@ -89,20 +117,28 @@ def test_per_client_windows_and_sparse_windows(demo_trace):
     assert pool.distributions.filter((pl.col("client_id") == cid) & (pl.col("start_s") == 3600)).height == 0
     single = pool_from_trace(trace, per_client=False)
     assert single.client_ids == ("all",)
-    assert (single.windows["rate_rps"] * 600).sum() == pytest.approx(trace.height)
+    assert (single.windows["rate_rps"] * single.windows["duration_s"]).sum() == pytest.approx(trace.height)
 
 
 def test_windows_without_usable_gaps_get_the_poisson_pattern():
-    # window 0: two requests; window 1: five requests at one instant; window 2: none; window 3: a fit
-    ts = [10.0, 300.0, 700.0, 700.0, 700.0, 700.0, 700.0, 1800.0, 1801.0, 1803.0, 1810.0]
+    # window 0: two requests; window 1: five requests at one instant; window 2: none; window 3:
+    # four requests, a fit. The times are off any grid (100 ns resolution), so the tie is
+    # below the resolution, not a grid artefact to spread.
+    ts = [10.1234567, 300.7654321, *[700.3141593] * 5, 1800.2718281, 1801.4142136, 1803.7320508, 1810.5772157]
     trace = pl.DataFrame({"timestamp_s": ts, "client_id": ["c"] * len(ts), "input_tokens": [5] * len(ts), "output_tokens": [7] * len(ts)})
-    w = pool_from_trace(trace).windows
-    assert w["rate_rps"].to_list() == pytest.approx([2 / 600, 5 / 600, 0.0, 4 / 600])
-    assert w["pattern"].to_list() == ["Gamma", "Gamma", "", "Gamma"]
+    pool = pool_from_trace(trace)
+    w = pool.windows
+    assert w["duration_s"].to_list() == [600, 600, 600, 11]  # the last window ends at 1810.58 s
+    assert w["rate_rps"].to_list() == pytest.approx([2 / 600, 5 / 600, 0.0, 4 / 11])
+    assert w["pattern"].to_list() == ["Gamma", "Gamma", "", w["pattern"][3]]
     assert w["shape"][:2].to_list() == [1.0, 1.0] and w["cv"][:2].to_list() == [1.0, 1.0]
     assert w["scale"][:2].to_list() == pytest.approx([300.0, 120.0])  # 1 / rate
-    gaps = np.array([1.0, 2.0, 7.0])
+    gaps = np.diff(np.array(ts[-4:]))
     assert w["cv"][3] == pytest.approx(gaps.std() / gaps.mean())
+    ref = fit_interarrivals(gaps)
+    assert w["shape"][3] == pytest.approx(ref.table.filter(pl.col("family") == ref.best)["shape"][0], rel=1e-6)
+    assert pool.gaps.filter(pl.col("start_s") == 600)["gap_s"].to_list() == [0.0] * 4
+    assert pool.warnings == ()
 
 
 def test_bad_arguments(azure):
@@ -147,3 +183,292 @@ def test_gaps_frame_is_checked():
     with pytest.raises(ValueError, match="gaps must have the columns"):
         ClientPool(name="x", source="", windows=w, distributions=d, length_windows=lw, gaps=bad)
     assert ClientPool(name="x", source="", windows=w, distributions=d, length_windows=lw).gaps is None
+
+
+# ------------------------------------------------------------------------------------------
+# Maximum-likelihood fits of many windows at once
+# ------------------------------------------------------------------------------------------
+
+
+def test_fit_gap_groups_agrees_with_the_scipy_based_fit_of_each_window():
+    rng = np.random.default_rng(11)
+    groups = []
+    for j in range(120):
+        n = int(rng.integers(3, 300))
+        mean = rng.uniform(0.01, 20)
+        if j % 3 == 0:
+            k = rng.uniform(0.05, 5)
+            x = rng.gamma(k, mean / k, size=n)
+        elif j % 3 == 1:
+            x = rng.weibull(rng.uniform(0.3, 3), size=n) * mean
+        else:
+            x = rng.exponential(mean, size=n)
+        groups.append(x)
+    gaps = np.concatenate(groups)
+    group = np.repeat(np.arange(len(groups)), [g.size for g in groups])
+    table = fit_gap_groups(gaps, group, len(groups))
+    assert table["group"].to_list() == list(range(len(groups)))
+    families = set()
+    for j, x in enumerate(groups):
+        ref = fit_interarrivals(x)
+        row = table.row(j, named=True)
+        assert row["family"] == ref.best
+        families.add(ref.best)
+        for fam in ("Gamma", "Weibull", "Exponential"):
+            want = ref.table.filter(pl.col("family") == fam).row(0, named=True)
+            assert row[f"bic_{fam.lower()}"] == pytest.approx(want["bic"], rel=1e-7, abs=1e-6)
+        best = ref.table.filter(pl.col("family") == ref.best).row(0, named=True)
+        assert row["shape"] == pytest.approx(best["shape"], rel=1e-6)
+        assert row["scale"] == pytest.approx(best["scale"], rel=1e-6)
+    assert families == {"Gamma", "Weibull", "Exponential"}
+
+
+@pytest.mark.parametrize("cv", [3.0, 8.0, 15.0])
+def test_gaps_below_the_resolution_are_censored_not_fitted_as_zeros(cv):
+    # A very bursty Gamma renewal process: most gaps are far below float64's resolution at
+    # t ~ 1000 s and read as exact 0. They are known only to be short: censored.
+    rng = np.random.default_rng(int(cv))
+    k = 1.0 / cv**2
+    ts = 1000.0 + np.cumsum(rng.gamma(k, 1.0 / k, size=4000))
+    gaps = np.diff(ts)
+    assert (gaps == 0).mean() > 0.02
+    table = fit_gap_groups(gaps, np.zeros(gaps.size, dtype=np.int64), 1, censor_below=1e-7)
+    row = table.row(0, named=True)
+    assert row["censored"] == int((gaps < 1e-7).sum())
+    assert row["family"] == "Gamma"
+    assert row["shape"] == pytest.approx(k, rel=0.15)
+    # without censoring, a zero gap has no density: the tie-only window is not fitted at all
+    assert fit_gap_groups(np.zeros(5), np.zeros(5, dtype=np.int64), 1).height == 0
+
+
+def test_fit_gap_groups_rejects_bad_input():
+    with pytest.raises(ValueError, match="same length"):
+        fit_gap_groups(np.ones(3), np.zeros(2, dtype=np.int64), 1)
+    with pytest.raises(ValueError, match="non-negative"):
+        fit_gap_groups(np.array([1.0, -1.0]), np.zeros(2, dtype=np.int64), 1)
+    with pytest.raises(ValueError, match="group must lie"):
+        fit_gap_groups(np.ones(2), np.array([0, 3]), 2)
+
+
+# ------------------------------------------------------------------------------------------
+# Quantized timestamps
+# ------------------------------------------------------------------------------------------
+
+
+def _gamma_trace(rng: np.random.Generator, *, cv: float, rate: float, duration_s: float) -> pl.DataFrame:
+    k = 1.0 / cv**2
+    n = int(rate * duration_s * 1.5) + 100
+    t = np.cumsum(rng.gamma(k, 1.0 / (k * rate), size=n))
+    t = t[t < duration_s]
+    m = t.size
+    return pl.DataFrame(
+        {
+            "timestamp_s": t - t[0],
+            "client_id": ["a"] * m,
+            "input_tokens": rng.integers(10, 1000, m),
+            "output_tokens": rng.integers(1, 300, m),
+        }
+    )
+
+
+def _gaps_span_the_recorded_extent(pool, recorded: pl.DataFrame, *, grid_s: float) -> None:
+    extent = (
+        recorded.with_columns((pl.col("timestamp_s") // 600 * 600).cast(pl.Int64).alias("start_s"))
+        .group_by("start_s")
+        .agg((pl.col("timestamp_s").max() - pl.col("timestamp_s").min()).alias("extent"))
+    )
+    spanned = pool.gaps.group_by("start_s").agg(pl.col("gap_s").sum().alias("spanned"))
+    j = extent.join(spanned, on="start_s")
+    assert j.height == extent.height
+    assert ((j["spanned"] - j["extent"]).abs() < grid_s).all()
+
+
+def test_quantized_timestamps_are_spread_within_their_grid_cells():
+    rng = np.random.default_rng(5)
+    true = _gamma_trace(rng, cv=2.0, rate=4.0, duration_s=3600)
+    exact = pool_from_trace(true)
+    # Recorded on a 1 s grid (floor): most gaps become 0 or whole seconds.
+    coarse = true.with_columns(pl.col("timestamp_s").floor())
+    zeros = float((np.diff(coarse["timestamp_s"].to_numpy()) == 0).mean())
+    assert zeros > 0.5
+    pool = pool_from_trace(coarse, seed=1)
+    assert len(pool.warnings) == 1 and "cannot be recovered" in pool.warnings[0] and f"{zeros:.1%}" in pool.warnings[0]
+    g = pool.gaps["gap_s"].to_numpy()
+    assert (g > 0).all()  # no tie survives
+    # every request is kept and stays in its grid cell: a window's gaps span its recorded
+    # extent to within one grid step
+    assert (pool.windows["rate_rps"] * pool.windows["duration_s"]).sum() == pytest.approx(true.height)
+    _gaps_span_the_recorded_extent(pool, coarse, grid_s=1.0)
+    # the shapes are not collapsed by the ties (a moment fit of the recorded gaps gives
+    # 1/cv^2 of the grid-inflated CV); spreading cannot invent sub-second burstiness, so the
+    # fit is at most a little less bursty than the exact times' fit
+    recorded = np.diff(coarse["timestamp_s"].to_numpy())
+    assert (pool.windows["shape"] > 1.0 / (recorded.std() / recorded.mean()) ** 2).all()
+    assert (pool.windows["shape"] > 0.8 * exact.windows["shape"]).all()
+    # explicit seed: the same trace and seed give the same pool, another seed other gaps
+    again = pool_from_trace(coarse, seed=1)
+    assert again.gaps.equals(pool.gaps) and again.windows.equals(pool.windows)
+    assert not pool_from_trace(coarse, seed=2).gaps.equals(pool.gaps)
+
+
+def test_a_fine_grid_is_spread_without_a_warning(mooncake):
+    # Mooncake's timestamps are whole milliseconds with 0.28 % ties: de-quantized, no warning.
+    pool = pool_from_trace(mooncake)
+    assert pool.warnings == ()
+    assert (pool.gaps["gap_s"] > 0).all()
+    ms = np.diff(mooncake["timestamp_s"].to_numpy())
+    assert 0 < (ms == 0).mean() < 0.01
+    _gaps_span_the_recorded_extent(pool, mooncake, grid_s=0.001)
+    assert (pool.windows["shape"] > 0.8).all() and (pool.windows["shape"] < 1.25).all()
+
+
+# ------------------------------------------------------------------------------------------
+# Input/output length correlation
+# ------------------------------------------------------------------------------------------
+
+
+def test_length_correlation_recovers_a_gaussian_copula():
+    from scipy import stats
+
+    rng = np.random.default_rng(3)
+    for rho in (-0.5, 0.0, 0.7):
+        z = rng.multivariate_normal([0, 0], [[1, rho], [rho, 1]], size=20000)
+        u = stats.norm.cdf(z)
+        trace = pl.DataFrame(
+            {
+                "timestamp_s": np.arange(20000, dtype=float),
+                "client_id": ["a"] * 20000,
+                "input_tokens": np.floor(np.exp(6 + 1.2 * stats.norm.ppf(u[:, 0]))).astype(np.int64),
+                "output_tokens": np.floor(stats.expon.ppf(u[:, 1], scale=200)).astype(np.int64),
+            }
+        )
+        assert length_correlation(trace) == pytest.approx(rho, abs=0.02)
+
+
+def test_composing_with_the_fitted_correlation_keeps_the_rank_correlation(azure, mooncake):
+    from scipy import stats
+
+    from servegen_core.compose import compose
+    from servegen_core.spec import Span, TraceSource, WorkloadSpec
+
+    def spearman(df: pl.DataFrame) -> float:
+        return float(stats.spearmanr(df["input_tokens"].to_numpy(), df["output_tokens"].to_numpy()).statistic)
+
+    for trace in (azure, mooncake):
+        pool = pool_from_trace(trace, per_client=False)
+        rho = length_correlation(trace)
+        base = WorkloadSpec(source=TraceSource(path="t.csv"), span=Span(0, None), seed=1)
+        fitted = compose(dataclasses.replace(base, length_correlation=rho), pool=pool).trace
+        independent = compose(base, pool=pool).trace
+        assert spearman(fitted) == pytest.approx(spearman(trace), abs=0.03)
+        assert abs(spearman(independent)) < 0.03
+    assert length_correlation(mooncake) < -0.3  # long prompts, short answers
+
+
+def test_length_correlation_needs_two_varying_columns(azure):
+    with pytest.raises(ValueError, match="constant"):
+        length_correlation(azure.with_columns(pl.lit(5).alias("output_tokens")))
+    with pytest.raises(ValueError, match="no column"):
+        length_correlation(azure.drop("output_tokens"))
+    with pytest.raises(ValueError, match="at least 3"):
+        length_correlation(azure.head(2))
+
+
+# ------------------------------------------------------------------------------------------
+# Round trips: fit -> compose -> compare with the source
+# ------------------------------------------------------------------------------------------
+
+
+def bursty_trace(seed: int = 7, *, clients: int = 4, windows: int = 12, window_s: int = 600) -> pl.DataFrame:
+    """A synthetic bursty trace: per client and 600 s window a Gamma renewal process with a CV
+    drawn from [3, 15] and a rate that shifts by factors 0.25/1/3 around the client's base."""
+    rng = np.random.default_rng(seed)
+    parts = []
+    for c in range(clients):
+        base = rng.uniform(0.5, 4.0)
+        for w in range(windows):
+            rate = base * rng.choice([0.25, 1.0, 3.0])
+            k = 1.0 / rng.uniform(3.0, 15.0) ** 2
+            n = int(rate * window_s * 3) + 50
+            t = w * window_s + np.cumsum(rng.gamma(k, 1.0 / (k * rate), size=n))
+            t = t[t < (w + 1) * window_s]
+            parts.append(pl.DataFrame({"timestamp_s": t, "client_id": [str(c)] * t.size}))
+    df = pl.concat(parts).sort("timestamp_s")
+    n = df.height
+    return df.with_columns(
+        pl.Series("input_tokens", rng.integers(10, 2000, n)), pl.Series("output_tokens", rng.integers(1, 500, n))
+    )
+
+
+def roundtrip_figures(source: np.ndarray, generated: np.ndarray) -> dict[str, float]:
+    """The round-trip figures: KS distance of the aggregate inter-arrival gaps, share of zero
+    gaps (timestamp_resolution's rule), variance-to-mean ratio of counts per 1/10/60 s, count."""
+    from scipy import stats
+
+    from servegen_core.traces import timestamp_resolution
+
+    a, b = np.sort(source), np.sort(generated)
+    out = {
+        "ks": float(stats.ks_2samp(np.diff(a), np.diff(b)).statistic),
+        "zero_source": timestamp_resolution(pl.Series(a)).share_zero_gaps,
+        "zero_generated": timestamp_resolution(pl.Series(b)).share_zero_gaps,
+        "count_ratio": b.size / a.size,
+    }
+    for bw in (1, 10, 60):
+        end = math.floor(a[-1] / bw) * bw  # whole bins only
+        edges = np.arange(0.0, end + bw / 2, bw)
+        cs, cg = np.histogram(a, edges)[0], np.histogram(b, edges)[0]
+        out[f"vmr_{bw}s"] = (cg.var() / cg.mean()) / (cs.var() / cs.mean())
+    return out
+
+
+ROUNDTRIP_SOURCES = ("azure", "mooncake", "bursty")
+
+
+@pytest.fixture(scope="module")
+def roundtrips(azure, mooncake) -> dict[str, dict[str, dict[str, float]]]:
+    from servegen_core.compose import compose
+    from servegen_core.spec import Span, TraceSource, WorkloadSpec
+
+    traces = {"azure": azure, "mooncake": mooncake, "bursty": bursty_trace()}
+    out: dict[str, dict[str, dict[str, float]]] = {}
+    for name, trace in traces.items():
+        pool = pool_from_trace(trace, name=f"trace/{name}")
+        out[name] = {}
+        for arrivals in ("fitted", "poisson"):
+            spec = WorkloadSpec(source=TraceSource(path=f"{name}.csv"), span=Span(0, None), arrivals=arrivals, seed=3)
+            generated = compose(spec, pool=pool).trace["timestamp_s"].to_numpy()
+            out[name][arrivals] = roundtrip_figures(trace["timestamp_s"].to_numpy(), generated)
+    return out
+
+
+@pytest.mark.parametrize("name", ROUNDTRIP_SOURCES)
+def test_roundtrip_interarrival_ks(roundtrips, name):
+    assert roundtrips[name]["fitted"]["ks"] < 0.1
+
+
+@pytest.mark.parametrize("name", ROUNDTRIP_SOURCES)
+def test_roundtrip_zero_gap_share(roundtrips, name):
+    f = roundtrips[name]["fitted"]
+    assert abs(f["zero_generated"] - f["zero_source"]) <= 0.02
+
+
+@pytest.mark.parametrize("name", ROUNDTRIP_SOURCES)
+@pytest.mark.parametrize("bin_s", [1, 10, 60])
+def test_roundtrip_count_dispersion(roundtrips, name, bin_s):
+    ratio = roundtrips[name]["fitted"][f"vmr_{bin_s}s"]
+    assert 1 / 1.5 <= ratio <= 1.5
+
+
+@pytest.mark.parametrize("name", ROUNDTRIP_SOURCES)
+def test_roundtrip_request_count(roundtrips, name):
+    assert roundtrips[name]["fitted"]["count_ratio"] == pytest.approx(1.0, abs=0.01)
+
+
+def test_the_roundtrip_figures_fail_a_poisson_baseline_of_the_bursty_trace(roundtrips):
+    # The same figures on Poisson arrivals from the same pool: the bursty source is told apart.
+    p = roundtrips["bursty"]["poisson"]
+    assert roundtrips["bursty"]["fitted"]["zero_source"] > 0.3
+    assert p["ks"] > 0.5
+    assert abs(p["zero_generated"] - p["zero_source"]) > 0.3
+    assert p["vmr_1s"] < 1 / 1.5 and p["vmr_10s"] < 1 / 1.5
