@@ -9,6 +9,8 @@
     servegen validate --spec SPEC [--workload FILE] [--preset P] [--seed N] [--json]
     servegen spec-template [--model M] [--data-dir D] [--start-s S] [--duration-s D]
                            [--seed N] [--overwrite] -o FILE
+    servegen spec-template --trace FILE [--preset P] [--fit-length-correlation]
+                           [--start-s S] [--duration-s D] [--seed N] [--overwrite] -o FILE
 
 ``generate`` composes with :func:`servegen_core.compose.plan_workload` and writes
 with :mod:`servegen_core.export`: JSONL/CSV formats are streamed chunk by chunk
@@ -826,13 +828,32 @@ def spec_template(
     start_s: float | None = None,
     duration_s: float | None = None,
     seed: int = 0,
+    trace: str | None = None,
+    preset: str | None = None,
+    fit_length_correlation: bool = False,
 ) -> Any:
-    """An example :class:`~servegen_core.spec.WorkloadSpec` for one model of ``data_dir``.
+    """An example :class:`~servegen_core.spec.WorkloadSpec` for one model of ``data_dir``,
+    or for a raw trace file (``trace``).
 
     The model defaults to the first one of the folder. The span defaults to an hour from
     noon of the data's first day, moved earlier when the data end sooner. A ``data_dir``
     that is not a shortcut is written as an absolute path, so the spec works from any folder.
+
+    With ``trace``, the source is that file (written as an absolute path, with its
+    ``preset``, detected from the columns when not given) and the span defaults to the
+    whole trace. ``fit_length_correlation`` sets the spec's ``length_correlation`` to the
+    Gaussian-copula correlation of the trace's input and output lengths
+    (:func:`servegen_core.fit.length_correlation`, rounded to 4 decimals), so that composed
+    lengths keep the source's rank correlation.
     """
+    if trace is not None:
+        return _trace_template(trace, preset, start_s=start_s, duration_s=duration_s, seed=seed, fit=fit_length_correlation)
+    if fit_length_correlation:
+        msg = "--fit-length-correlation needs a raw trace (--trace FILE) to fit"
+        raise CliError(msg)
+    if preset is not None:
+        msg = "--preset applies to a raw trace file (--trace FILE)"
+        raise CliError(msg)
     from servegen_core.pool import list_models, load_pool
     from servegen_core.spec import ServeGenSource, Span, WorkloadSpec
 
@@ -863,22 +884,61 @@ def spec_template(
     )
 
 
+def _trace_template(
+    trace: str, preset: str | None, *, start_s: float | None, duration_s: float | None, seed: int, fit: bool
+) -> Any:
+    """The spec template of a raw trace file (see :func:`spec_template`)."""
+    from servegen_core.fit import length_correlation, pool_from_trace
+    from servegen_core.spec import Span, TraceSource, WorkloadSpec
+    from servegen_core.traces import load_trace
+
+    path = Path(trace).expanduser()
+    if not path.is_file():
+        msg = f"trace file not found: {path}"
+        raise CliError(msg)
+    _check_preset(preset)
+    loaded = load_trace(path, preset=preset)
+    trace_df = loaded.trace.filter(~pl.col("failed").fill_null(False)) if "failed" in loaded.trace.columns else loaded.trace
+    pool = pool_from_trace(trace_df, name=f"trace/{path.name}")  # the pool a spec composes from
+    start = 0.0 if start_s is None else float(start_s)
+    if start >= pool.end_s or (duration_s is not None and start + duration_s > pool.end_s):
+        msg = f"span [{start:g}, {start + (duration_s or 0):g}) s is outside the trace's windows ([{pool.start_s}, {pool.end_s}) s)"
+        raise CliError(msg)
+    rho = round(length_correlation(trace_df), 4) if fit else 0.0
+    return WorkloadSpec(
+        source=TraceSource(path=str(path.resolve()), preset=loaded.preset),
+        span=Span(start_s=_whole(start), duration_s=None if duration_s is None else _whole(duration_s)),
+        length_correlation=rho,
+        seed=seed,
+    )
+
+
 def _whole(x: float) -> float | int:
     return int(x) if float(x).is_integer() else float(x)
 
 
 def _cmd_spec_template(args: argparse.Namespace, out: TextIO) -> int:
     spec = spec_template(
-        args.data_dir, args.model, start_s=args.start_s, duration_s=args.duration_s, seed=args.seed
+        args.data_dir,
+        args.model,
+        start_s=args.start_s,
+        duration_s=args.duration_s,
+        seed=args.seed,
+        trace=args.trace,
+        preset=args.preset,
+        fit_length_correlation=args.fit_length_correlation,
     )
     if args.output == "-":
         out.write(spec.to_json())
         return EXIT_OK
     path = Path(args.output)
     spec.to_file(path, overwrite=args.overwrite)
+    what = spec.source.path if args.trace is not None else spec.source.model
+    duration = "whole trace" if spec.span.duration_s is None else f"{_fmt_number(spec.span.duration_s)} s"
+    fitted = f", length_correlation {spec.length_correlation:g} (fitted)" if args.fit_length_correlation else ""
     out.write(
-        f"wrote {path} ({spec.source.model}, {_fmt_number(spec.span.duration_s)} s from "
-        f"{_fmt_number(spec.span.start_s)} s, seed {spec.seed})\n"
+        f"wrote {path} ({what}, {duration} from "
+        f"{_fmt_number(spec.span.start_s)} s, seed {spec.seed}{fitted})\n"
         f"edit it, then: {PROG} generate --spec {path} --format mooncake -o workload.jsonl\n"
     )
     return EXIT_OK
@@ -1004,8 +1064,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", required=True, metavar="FILE", help="spec file to write ('-' for stdout)")
     p.add_argument("--data-dir", default="demo", help="ServeGen data folder, 'demo' (default) or 'shared'")
     p.add_argument("--model", help="model, e.g. language/m-large (default: the folder's first model)")
-    p.add_argument("--start-s", type=_nonneg_float, help="span start in seconds of the data (default: noon of day 1)")
-    p.add_argument("--duration-s", type=_pos_float, help="span length in seconds (default 3600)")
+    p.add_argument("--trace", metavar="FILE", help="a raw trace file as the source instead of ServeGen data")
+    p.add_argument("--preset", help="the trace's preset (default: detected from its columns)")
+    p.add_argument(
+        "--fit-length-correlation", action="store_true",
+        help="set length_correlation to the input/output correlation fitted from --trace",
+    )
+    p.add_argument(
+        "--start-s", type=_nonneg_float,
+        help="span start in seconds of the data (default: noon of day 1; a trace: its start)",
+    )
+    p.add_argument("--duration-s", type=_pos_float, help="span length in seconds (default 3600; a trace: all of it)")
     p.add_argument("--seed", type=_seed, default=0, help="random seed (default 0)")
     p.add_argument("--overwrite", action="store_true", help="replace FILE if it exists")
     p.set_defaults(func=_cmd_spec_template)

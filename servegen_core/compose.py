@@ -447,7 +447,7 @@ def plan_workload(
         raise TypeError(msg)
     if pool is None:
         pool = load_source(spec)
-    warnings: list[str] = []
+    warnings: list[str] = list(pool.warnings)  # what fitting a trace source could not recover
     W = int(pool.window_s)
 
     # -- span ------------------------------------------------------------------------------

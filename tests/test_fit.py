@@ -472,3 +472,44 @@ def test_the_roundtrip_figures_fail_a_poisson_baseline_of_the_bursty_trace(round
     assert p["ks"] > 0.5
     assert abs(p["zero_generated"] - p["zero_source"]) > 0.3
     assert p["vmr_1s"] < 1 / 1.5 and p["vmr_10s"] < 1 / 1.5
+
+
+# ------------------------------------------------------------------------------------------
+# A spec from a raw trace, with the fitted length correlation
+# ------------------------------------------------------------------------------------------
+
+
+def test_spec_template_of_a_trace_fits_the_length_correlation(traces_dir, mooncake, tmp_path, capsys):
+    from servegen_core.cli import main
+    from servegen_core.compose import compose
+    from servegen_core.spec import TraceSource, WorkloadSpec
+
+    path = traces_dir / "mooncake_synthetic_trace.jsonl"
+    out = tmp_path / "spec.json"
+    assert main(["spec-template", "--trace", str(path), "--fit-length-correlation", "-o", str(out)]) == 0
+    assert "length_correlation" in capsys.readouterr().out
+    spec = WorkloadSpec.from_file(out)
+    assert isinstance(spec.source, TraceSource) and spec.source.preset == "mooncake"
+    assert spec.span.start_s == 0 and spec.span.duration_s is None
+    assert spec.length_correlation == pytest.approx(length_correlation(mooncake), abs=1e-4)
+    assert compose(spec).trace.height == mooncake.height
+    # without the flag the lengths stay independent; the flag needs a trace
+    plain = tmp_path / "plain.json"
+    assert main(["spec-template", "--trace", str(path), "-o", str(plain)]) == 0
+    assert WorkloadSpec.from_file(plain).length_correlation == 0.0
+    capsys.readouterr()
+    assert main(["spec-template", "--fit-length-correlation", "-o", "-"]) == 2
+    assert "needs a raw trace" in capsys.readouterr().err
+    assert main(["spec-template", "--trace", str(path), "--duration-s", "5000", "-o", "-"]) == 2
+    assert "outside the trace" in capsys.readouterr().err
+
+
+def test_the_fit_warning_reaches_the_composed_workload():
+    from servegen_core.compose import compose
+    from servegen_core.spec import Span, TraceSource, WorkloadSpec
+
+    coarse = _gamma_trace(np.random.default_rng(9), cv=2.0, rate=4.0, duration_s=1200).with_columns(pl.col("timestamp_s").floor())
+    pool = pool_from_trace(coarse)
+    assert len(pool.warnings) == 1
+    wl = compose(WorkloadSpec(source=TraceSource(path="t.csv"), span=Span(0, None)), pool=pool)
+    assert pool.warnings[0] in wl.warnings
