@@ -1169,7 +1169,7 @@ def top_prefixes(frame: pl.DataFrame) -> go.Figure:
 def client_reuse(per_client: pl.DataFrame, *, limit: int = 30) -> go.Figure:
     """Block reuse ratio of the ``limit`` clients with most blocks: ``client_id, blocks, reuse_ratio, self_reuse_ratio``."""
     top = per_client.sort("blocks", descending=True, maintain_order=True).head(limit)
-    labels = [f"client {c}" for c in top["client_id"].to_list()]
+    labels = [f"client {svg(c)}" for c in top["client_id"].to_list()]
     fig = go.Figure()
     for col, name, color in (("reuse_ratio", "seen earlier (any client)", COLORS[0]), ("self_reuse_ratio", "seen earlier (same client)", COLORS[1])):
         fig.add_trace(

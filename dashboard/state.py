@@ -387,7 +387,7 @@ def usable(result: Any, *, what: str = "this chart") -> bool:
     if result is None:
         return False
     if isinstance(result, Result) and not result.ok:
-        st.info(f"Not enough data for {what}: {result.reason}")
+        st.info(f"Not enough data for {what}: {md(result.reason)}")
         return False
     return True
 
@@ -759,6 +759,8 @@ def check_span(loaded: Loaded) -> None:
     nanoseconds read as seconds, a stray 1e20) would size arrays by it.
     """
     start, end = loaded.start_s, loaded.end_s
+    if not loaded.is_pool and loaded.data.height:  # the requests' own extent (epoch-second timestamps are fine)
+        start, end = float(loaded.data["timestamp_s"].min()), float(loaded.data["timestamp_s"].max())
     if not (math.isfinite(start) and math.isfinite(end)):
         msg = "the timestamps are not finite numbers; check the timestamp column"
         raise ValueError(msg)

@@ -4,6 +4,7 @@ import streamlit as st
 
 import charts
 import state
+from plaintext import md
 from servegen_core import arrivals, rates
 from servegen_core import summary as summary_mod
 
@@ -86,7 +87,7 @@ if state.usable(shares, what="the client list"):
             frame = frame.filter(frame["client_id"] == client)
         starts = sorted(set(frame["start_s"].to_list()))
     if not starts:
-        st.info(f"{'These clients have' if client == ALL_CLIENTS else f'Client {client} has'} no window with enough requests in this span.")
+        st.info(f"{'These clients have' if client == ALL_CLIENTS else f'Client {md(client)} has'} no window with enough requests in this span.")
     else:
         start_s = c2.select_slider(
             "Window start", options=starts, format_func=charts.fmt_time, key=f"burst_start_{view.source.id}_{client}",

@@ -4,6 +4,7 @@ import polars as pl
 import streamlit as st
 
 import state
+from plaintext import md
 from servegen_core.summary import client_summary, filter_clients
 
 view = state.page_header("Clients")
@@ -60,7 +61,7 @@ if b3.button("Clear the selection", key="cl_clear"):
 
 current = state.selection(view)
 if current:
-    st.success(f"Selection for Compose ({len(current)} clients): {', '.join(current[:30])}{' …' if len(current) > 30 else ''}")
+    st.success(f"Selection for Compose ({len(current)} clients): {md(', '.join(current[:30]))}{' …' if len(current) > 30 else ''}")
     st.page_link("views/compose.py", label="Compose a workload from them", icon=":material/tune:")
 else:
     st.info("No selection yet: the composer uses all clients, top-k or its own pick.")

@@ -7,6 +7,7 @@ import streamlit as st
 
 import charts
 import state
+from plaintext import md
 from servegen_core.spec import (
     ARRIVALS,
     LENGTHS,
@@ -25,7 +26,7 @@ from servegen_core.spec import (
 view = state.page_header("Compose")
 source, why = state.spec_source(view)
 if source is None:
-    st.warning(f"This source cannot be composed from: {why}.")
+    st.warning(f"This source cannot be composed from: {md(why)}.")
     st.stop()
 pool = state.spec_pool(view, source)
 if pool is None:
@@ -57,7 +58,7 @@ def exclusion_note(composed, exclusions, *, max_ids: int = 6) -> str:
     parts = []
     for reason, ids in exclusions.items():
         if ids:
-            shown = ", ".join(ids[:max_ids]) + (f" and {len(ids) - max_ids} more" if len(ids) > max_ids else "")
+            shown = md(", ".join(ids[:max_ids])) + (f" and {len(ids) - max_ids} more" if len(ids) > max_ids else "")
             parts.append(f"{len(ids)} {EXCLUSION_LABELS.get(reason, reason)} ({shown})")
     if not parts:
         return f"All {total:,} clients of the span are composed."
@@ -81,7 +82,7 @@ if mode == "top_k":
     clients = build(lambda: ClientSelection(mode="top_k", k=int(k)))
 elif mode == "selection":
     clients = build(lambda: ClientSelection(mode="ids", ids=picked))  # or the Clients page's filter, once the span is known
-    st.caption("From the Clients page: " + ", ".join(picked[:40]) + (" …" if len(picked) > 40 else ""))
+    st.caption("From the Clients page: " + md(", ".join(picked[:40])) + (" …" if len(picked) > 40 else ""))
     rule_note = st.empty()
 elif mode == "ids":
     ids = st.multiselect("Clients", pool.client_ids, default=list(pool.client_ids[:3]), key=f"cmp_ids_{sid}", persist_state="session")
@@ -210,7 +211,7 @@ st.caption(
     f"target {spec_plan.target_requests:,.0f} requests, composed {spec_plan.expected_requests:,.0f}."
 )
 for warning in spec_plan.warnings:
-    st.warning(warning)
+    st.warning(md(warning))
 
 naive_on = st.toggle("Compare with a naive baseline on the Preview page", key="cmp_naive", persist_state="session")
 naive = None

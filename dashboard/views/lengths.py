@@ -4,6 +4,7 @@ import streamlit as st
 
 import charts
 import state
+from plaintext import md
 from servegen_core import lengths
 
 view = state.page_header("Lengths")
@@ -36,7 +37,7 @@ if section == "Distributions":
                 f"({best['params']}; KS distance {best['ks']:.3f}) over {fit.n:,.0f} requests."
             )
         elif fit is not None:
-            st.caption(f"No fit: {fit.reason}")
+            st.caption(f"No fit: {md(fit.reason)}")
 
 elif section == "Over time":
     field = st.selectbox("Field", fields, key="len_time_field", persist_state="session")

@@ -4,6 +4,7 @@ import streamlit as st
 
 import charts
 import state
+from plaintext import md
 from servegen_core import multimodal
 
 view = state.page_header("Multimodal")
@@ -11,7 +12,7 @@ MEDIA_FIELDS = [f"{m}_{kind}" for m in multimodal.MODALITIES[1:] for kind in ("t
 present = [f for f in MEDIA_FIELDS if f in view.fields]
 if not present:
     st.info(
-        f"{view.source.label} has no multimodal fields ({', '.join(MEDIA_FIELDS)}): "
+        f"{md(view.source.label)} has no multimodal fields ({', '.join(MEDIA_FIELDS)}): "
         "choose a multimodal source (e.g. multimodal/mm-image, or the demo's multimodal/demo-vl)."
     )
     st.stop()

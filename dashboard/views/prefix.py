@@ -4,12 +4,13 @@ import streamlit as st
 
 import charts
 import state
+from plaintext import md
 from servegen_core import prefix
 
 view = state.page_header("Prefix reuse")
 if view.is_pool or not view.has("hash_ids"):
     st.info(
-        f"{view.source.label} has no block ids (hash_ids), so its prefix reuse is unknown: ServeGen pool data and "
+        f"{md(view.source.label)} has no block ids (hash_ids), so its prefix reuse is unknown: ServeGen pool data and "
         "traces without hash_ids carry no prefix information. Load a request trace with hash_ids, e.g. a Mooncake "
         "trace (preset 'mooncake')."
     )

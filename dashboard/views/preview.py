@@ -4,6 +4,7 @@ import streamlit as st
 
 import charts
 import state
+from plaintext import md
 from servegen_core import arrivals, lengths, rates
 from servegen_core.compose import naive_spec
 
@@ -39,7 +40,7 @@ m3.metric("Duration", state.fmt_duration(duration))
 n_pass = int(rep.checks["passed"].sum()) if rep.ok else 0
 m4.metric("Checks passed", f"{n_pass} / {rep.checks.height}" if rep.ok else "n/a")
 for warning in made.warnings:
-    st.warning(warning)
+    st.warning(md(warning))
 
 # --- arrivals and rate tracking -------------------------------------------------------------
 options = [r for r in (1, 10, 60, 600) if duration / r >= 4] or [1]
@@ -92,7 +93,7 @@ with right:
         cv = rep.check("cv_ratio")
         st.caption(f"Median generated / source CV over {cv['n']} client-windows: {cv['value']:.3f} ({'pass' if cv['passed'] else 'fail'}: {cv['target']}).")
     elif rep.ok:
-        st.info(f"No client-window has enough generated requests to compare CVs: {rep.check('cv_ratio')['detail']}.")
+        st.info(f"No client-window has enough generated requests to compare CVs: {md(rep.check('cv_ratio')['detail'])}.")
 
 # --- validation -----------------------------------------------------------------------------
 st.subheader("Validation report")
@@ -106,7 +107,7 @@ if rep.ok:
         "Every check passed." if not failed else f"Failed: {', '.join(failed)}."
     )
 else:
-    st.info(f"No validation: {rep.reason}")
+    st.info(f"No validation: {md(rep.reason)}")
 
 # --- realistic vs naive ---------------------------------------------------------------------
 kind = state.naive_kind()

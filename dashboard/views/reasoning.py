@@ -4,13 +4,14 @@ import streamlit as st
 
 import charts
 import state
+from plaintext import md
 from servegen_core import reasoning
 
 view = state.page_header("Reasoning")
 FIELDS = ("reason_ratio", "reasoning_tokens")
 if not any(view.has(f) for f in FIELDS):
     st.info(
-        f"{view.source.label} has no reasoning fields ({', '.join(FIELDS)}): choose a reasoning source "
+        f"{md(view.source.label)} has no reasoning fields ({', '.join(FIELDS)}): choose a reasoning source "
         "(e.g. reason/deepseek-r1, or the demo's reason/demo-r1)."
     )
     st.stop()
@@ -46,4 +47,4 @@ if modes is not None and modes.ok:
         n_bi = int(modes.per_client["bimodal"].sum())
         st.caption(f"{n_bi} of {modes.per_client.height} clients have a bimodal reason ratio (BC > {modes.threshold:.3f}). {modes.method}.")
     elif modes.per_client_reason:
-        st.info(f"Not enough data per client: {modes.per_client_reason}")
+        st.info(f"Not enough data per client: {md(modes.per_client_reason)}")
