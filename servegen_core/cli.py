@@ -11,6 +11,8 @@
                            [--seed N] [--overwrite] -o FILE
     servegen spec-template --trace FILE [--preset P] [--fit-length-correlation]
                            [--start-s S] [--duration-s D] [--seed N] [--overwrite] -o FILE
+    servegen whatif (--spec SPEC | --trace FILE) --model M --gpu G [--slo-ttft-p99 S]
+                    [--slo-tpot-p99 S] [--calibration FILE ...] [--baselines LIST] [--json]
 
 ``generate`` composes with :func:`servegen_core.compose.plan_workload` and writes
 with :mod:`servegen_core.export`: JSONL/CSV formats are streamed chunk by chunk
@@ -949,6 +951,86 @@ def _cmd_spec_template(args: argparse.Namespace, out: TextIO) -> int:
 # --------------------------------------------------------------------------- #
 
 
+# --------------------------------------------------------------------------- #
+# servegen whatif
+# --------------------------------------------------------------------------- #
+
+
+def _whatif_cost(args: argparse.Namespace) -> Any:
+    from servegen_core import serving
+
+    roof = serving.roofline(
+        args.model, args.gpu, efficiency=args.efficiency, overhead_s=args.overhead_ms / 1e3, tensor_parallel=args.tensor_parallel,
+    )
+    if not args.calibration:
+        return roof
+    return serving.calibrate(args.calibration, kv_tokens=roof.kv_tokens, name=f"calibrated {args.model}@{args.gpu}")
+
+
+def _cmd_whatif(args: argparse.Namespace, out: TextIO) -> int:
+    from servegen_core import serving
+
+    if (args.spec is None) == (args.trace is None):
+        msg = "give exactly one of --spec (a workload spec) or --trace (a raw trace file)"
+        raise CliError(msg)
+    if args.preset is not None and args.trace is None:
+        msg = "--preset applies to a --trace file"
+        raise CliError(msg)
+    slo = serving.Slo(ttft_p99_s=args.slo_ttft_p99, tpot_p99_s=args.slo_tpot_p99)
+    cost = _whatif_cost(args)
+    config = serving.ServerConfig(
+        max_num_seqs=args.max_num_seqs, max_batched_tokens=args.max_batched_tokens, chunked_prefill=args.chunked_prefill,
+    )
+    baselines = [b.strip() for b in args.baselines.split(",") if b.strip()] if args.baselines else list(serving.BASELINES)
+    progress = None if args.quiet else (lambda text: sys.stderr.write(f"{PROG}: {text}\n"))
+    common = {"config": config, "router": args.router, "max_replicas": args.max_replicas, "workers": args.workers, "progress": progress}
+    if args.spec is not None:
+        from servegen_core.limits import max_requests as default_max_requests
+
+        spec = read_spec(args.spec, seed=args.seed)
+        limit = args.max_requests if args.max_requests is not None else default_max_requests(streamed=False)
+        comparison = serving.compare_spec(spec, slo, cost, baselines=baselines, max_requests=limit, **common)
+        what = str(args.spec)
+    else:
+        from servegen_core.traces import load_trace
+
+        if baselines != ["poisson"] and args.baselines:
+            msg = "a raw trace is compared with its Poisson baseline only (--baselines poisson)"
+            raise CliError(msg)
+        loaded = load_trace(args.trace, preset=args.preset)
+        comparison = serving.compare_trace(loaded.trace, slo, cost, window_s=args.window_s, seed=args.seed or 0, **common)
+        what = str(args.trace)
+    if args.json:
+        _print_json(
+            {
+                "source": what,
+                "slo": {"ttft_p99_s": slo.ttft_p99_s, "tpot_p99_s": slo.tpot_p99_s},
+                "cost_model": comparison.cost_name,
+                "cost_note": comparison.cost_note,
+                "table": comparison.table.to_dicts(),
+                "curves": comparison.curves.to_dicts(),
+                "answer": comparison.sentence(),
+            },
+            out,
+        )
+        return EXIT_OK
+    out.write(f"Replicas needed for {slo.describe()}: {what}\n{comparison.cost_note}\n\n")
+    n_real = comparison.table["replicas"][0]
+    at = f" at {n_real}" if n_real is not None else ""
+    headers = ("workload", "requests", "replicas", "under-provisioned", f"p50 TTFT s{at}", f"p99 TTFT s{at}", f"p99 TPOT s{at}", "SLO met")
+    rows = [
+        (
+            r["workload"], r["requests"], "> max" if r["replicas"] is None else r["replicas"],
+            None if r["under_provisioning"] is None else f"{r['under_provisioning']:.0%}",
+            r["ttft_p50_s"], r["ttft_p99_s"], r["tpot_p99_s"], None if r["met"] is None else ("yes" if r["met"] else "no"),
+        )
+        for r in comparison.table.iter_rows(named=True)
+    ]
+    out.write(format_table(headers, rows, numeric=(False, True, True, True, True, True, True, False)) + "\n\n")
+    out.write(comparison.sentence() + "\n")
+    return EXIT_OK
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse whose usage errors read ``servegen: error: ...`` (also in subcommands) and exit with 2."""
 
@@ -1078,6 +1160,41 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=_seed, default=0, help="random seed (default 0)")
     p.add_argument("--overwrite", action="store_true", help="replace FILE if it exists")
     p.set_defaults(func=_cmd_spec_template)
+
+
+    from servegen_core.hardware import GPU_ALIASES, GPUS, MODELS
+    from servegen_core.serving import BASELINES, ROUTERS
+
+    p = sub.add_parser(
+        "whatif", help="replicas a workload needs for a latency SLO, realistic vs its naive baselines (simulated)", parents=[common],
+    )
+    p.add_argument("--spec", metavar="SPEC", help="workload spec (JSON): compared with its naive baselines")
+    p.add_argument("--trace", metavar="FILE", help="raw trace file: compared with its Poisson baseline")
+    p.add_argument("--preset", choices=list(PRESETS), help="column preset of the --trace file (default: detected)")
+    p.add_argument("--model", required=True, choices=list(MODELS), help="served model (roofline cost model)")
+    p.add_argument("--gpu", required=True, choices=[*GPUS, *GPU_ALIASES], help="GPU of one replica")
+    p.add_argument("--tensor-parallel", type=int, default=1, metavar="N", help="GPUs per replica (default 1)")
+    p.add_argument("--efficiency", type=_pos_float, default=0.6, help="share of peak FLOP/s and bandwidth reached (default 0.6)")
+    p.add_argument("--overhead-ms", type=_nonneg_float, default=2.0, help="fixed time per iteration in ms (default 2)")
+    p.add_argument(
+        "--calibration", nargs="+", metavar="FILE",
+        help="fit the cost model to your benchmark results (AIPerf profile_export_aiperf.json, vLLM bench JSON, or CSV)",
+    )
+    p.add_argument("--slo-ttft-p99", type=_pos_float, metavar="S", help="p99 time to first token objective (seconds)")
+    p.add_argument("--slo-tpot-p99", type=_pos_float, metavar="S", help="p99 time per output token objective (seconds)")
+    p.add_argument("--baselines", metavar="LIST", help=f"comma-separated naive baselines (default: {','.join(BASELINES)})")
+    p.add_argument("--router", choices=list(ROUTERS), default="round_robin", help="request router (default round_robin)")
+    p.add_argument("--chunked-prefill", action="store_true", help="Sarathi-style chunked prefill instead of prefill-first")
+    p.add_argument("--max-num-seqs", type=int, default=256, metavar="N", help="running sequences per replica (default 256)")
+    p.add_argument("--max-batched-tokens", type=int, default=8192, metavar="N", help="tokens per iteration (default 8192)")
+    p.add_argument("--max-replicas", type=int, default=1024, metavar="N", help="largest replica count tried (default 1024)")
+    p.add_argument("--window-s", type=_pos_float, default=600.0, help="windows keeping a trace's request counts in its Poisson baseline (default 600)")
+    p.add_argument("--seed", type=_seed, help="random seed (overrides the spec's; the trace baseline's draw)")
+    p.add_argument("--workers", type=int, default=1, metavar="N", help="processes simulating replicas (default 1)")
+    p.add_argument("--max-requests", type=_max_requests, metavar="N", help="refuse a workload expected to hold more than N requests")
+    p.add_argument("--json", action="store_true", help="print a JSON object instead of a table")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress lines on stderr")
+    p.set_defaults(func=_cmd_whatif)
 
     return parser
 

@@ -87,12 +87,15 @@ from servegen_core.errors import DataFormatError, SpecError
 from servegen_core.hardware import Gpu, ModelConfig, gpu as _gpu, model as _model
 
 __all__ = [
+    "BASELINES",
     "ROUTERS",
+    "Comparison",
     "CostModel",
     "ProvisioningResult",
     "ServerConfig",
     "SimResult",
     "Slo",
+    "baseline_spec",
     "calibrate",
     "compare_spec",
     "compare_trace",
@@ -770,13 +773,24 @@ def _simulate_replica(args: tuple) -> dict[str, Any]:
         b1 = ca * B
         a2 = m0 + mS * B + ma * C0
         b2 = ma * B
+        # time of k steps: one line dominates all of them in the common case (inlined)
+        d0 = a1 - a2
+        dk = d0 + (b1 - b2) * (k - 1)
+        if d0 >= 0 and dk >= 0:
+            dt = a1 * k + b1 * k * (k - 1) * 0.5
+        elif d0 <= 0 and dk <= 0:
+            dt = a2 * k + b2 * k * (k - 1) * 0.5
+        else:
+            dt = _sum_lines(a1, b1, a2, b2, k)
         if nxt < n and not waiting:
             target = at_l[nxt] - t
-            if _sum_lines(a1, b1, a2, b2, k) > target:
+            if dt > target:
                 k = _steps_to_reach(a1, b1, a2, b2, target, k)
+                dt = _sum_lines(a1, b1, a2, b2, k)
         # KV blocks: iteration G + j holds blocks_at(G + j); find the last one that fits
         overflow = False
-        if blocks_at(G + k - 1) > cap:
+        g = G + k - 1
+        if qsum + B * (g // bs + 1) > cap and blocks_at(g) > cap:  # cheap upper bound first
             overflow = True
             if blocks_at(G) > cap:
                 k = 0
@@ -789,10 +803,18 @@ def _simulate_replica(args: tuple) -> dict[str, Any]:
                     else:
                         lo = mid
                 k = hi
-        if k > 0:
             dt = _sum_lines(a1, b1, a2, b2, k)
-            kvb = blocks_at(G + k - 1)
-            record(t, dt, B, kvb)
+        if k > 0:
+            g = G + k - 1
+            s = g % bs
+            kvb = qsum + B * (g // bs) + (sum(rcnt[bs - s :]) if s else 0)
+            i = int(t / bin_s)
+            if i < nbins - 1 and t + dt <= (i + 1) * bin_s:
+                tb_busy[i] += dt
+                tb_batch[i] += B * dt
+                tb_kv[i] += kvb * dt
+            else:
+                record(t, dt, B, kvb)
             if kvb > kv_peak:
                 kv_peak = kvb
             if B > bmax:
@@ -985,3 +1007,324 @@ def simulate(
         router=router,
         span_s=span,
     )
+
+
+# --------------------------------------------------------------------------------------------
+# What-if: replicas needed
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Slo:
+    """A latency objective: p99 TTFT and/or p99 TPOT in seconds (at least one), over completed
+    requests; a request that could not be served (rejected) fails the objective."""
+
+    ttft_p99_s: float | None = None
+    tpot_p99_s: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.ttft_p99_s is None and self.tpot_p99_s is None:
+            raise SpecError("slo", "give a p99 TTFT and/or a p99 TPOT objective")
+        for key in ("ttft_p99_s", "tpot_p99_s"):
+            v = getattr(self, key)
+            if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)) or not (v > 0 and math.isfinite(v))):
+                raise SpecError(f"slo.{key}", f"must be a positive number of seconds, got {v!r}")
+
+    def met(self, summary: Mapping[str, float]) -> bool:
+        """Whether a :meth:`SimResult.summary` meets the objective."""
+        if summary["completed"] < summary["requests"]:
+            return False
+        if self.ttft_p99_s is not None and not summary["ttft_p99_s"] <= self.ttft_p99_s:
+            return False
+        return not (self.tpot_p99_s is not None and summary["tpot_p99_s"] > self.tpot_p99_s)
+
+    def describe(self) -> str:
+        """``"p99 TTFT <= 2 s and p99 TPOT <= 0.1 s"``."""
+        parts = []
+        if self.ttft_p99_s is not None:
+            parts.append(f"p99 TTFT <= {self.ttft_p99_s:g} s")
+        if self.tpot_p99_s is not None:
+            parts.append(f"p99 TPOT <= {self.tpot_p99_s:g} s")
+        return " and ".join(parts)
+
+
+_CURVE_COLUMNS = ("replicas", "ttft_p50_s", "ttft_p99_s", "tpot_p99_s", "e2e_p99_s", "queue_p99_s", "utilization_mean", "preemptions", "met")
+
+
+@dataclass(frozen=True)
+class ProvisioningResult:
+    """Output of :func:`min_replicas`: the smallest ``replicas`` meeting ``slo`` (None if even
+    ``max_replicas`` did not), and ``curve``, one row per replica count simulated on the way
+    (sorted by ``replicas``: latency percentiles in seconds, mean utilization, ``met``)."""
+
+    replicas: int | None
+    slo: Slo
+    curve: pl.DataFrame
+    max_replicas: int
+
+
+def _curve_row(n: int, summary: Mapping[str, float], met: bool) -> dict[str, Any]:
+    row: dict[str, Any] = {k: summary[k] for k in _CURVE_COLUMNS[1:-1]}
+    row["replicas"] = n
+    row["met"] = met
+    return row
+
+
+def _feasible(slo: Slo, cost: CostModel, inp: np.ndarray, out: np.ndarray, config: ServerConfig) -> bool:
+    """False when even every request alone on its own replica misses the objective: one does not
+    fit the KV cache (it is rejected), or the p99 of lone prefill or decode times is too high."""
+    cap = cost.kv_tokens // config.block_size - int(config.watermark * (cost.kv_tokens // config.block_size))
+    if len(inp) and int(np.max(-(-(inp + out) // config.block_size))) > cap:
+        return False
+    if slo.ttft_p99_s is not None and float(np.percentile(cost.prefill_time(inp), 99)) > slo.ttft_p99_s:
+        return False
+    if slo.tpot_p99_s is not None:
+        multi = out > 1
+        if multi.any():
+            alone = cost.decode_time(1, inp[multi] + 1 + (out[multi] - 2) / 2)
+            if float(np.percentile(alone, 99)) > slo.tpot_p99_s:
+                return False
+    return True
+
+
+def min_replicas(
+    requests: pl.DataFrame,
+    slo: Slo,
+    cost: CostModel,
+    *,
+    config: ServerConfig | None = None,
+    router: str = "round_robin",
+    max_replicas: int = 1024,
+    also: Sequence[int] = (),
+    workers: int = 1,
+    progress: Callable[[str], None] | None = None,
+) -> ProvisioningResult:
+    """The smallest number of replicas whose simulation of ``requests`` meets ``slo``.
+
+    When even requests served alone would miss the objective (one needs more KV cache than a
+    replica has, or the p99 of their prefill times or lone decode times exceeds it), the answer
+    is None after one simulation. Otherwise the
+    search starts at the replica count the cost model's nominal token rate suggests, halves
+    or doubles until the objective flips, then bisects (latency is taken as non-increasing in
+    the replica count). ``also`` lists further replica counts to simulate for the curve.
+    ``progress`` is called with a line of text before each simulation.
+    """
+    if isinstance(max_replicas, bool) or not isinstance(max_replicas, int) or max_replicas < 1:
+        raise SpecError("max_replicas", f"must be an integer >= 1, got {max_replicas!r}")
+    rows: dict[int, dict[str, Any]] = {}
+
+    def run(n: int) -> bool:
+        if n not in rows:
+            if progress:
+                progress(f"simulating {requests.height:,} requests on {n} replica(s)")
+            s = simulate(requests, cost, replicas=n, router=router, config=config, workers=workers).summary()
+            rows[n] = _curve_row(n, s, slo.met(s))
+        return bool(rows[n]["met"])
+
+    answer: int | None
+    if requests.height == 0:
+        answer = 1
+        run(1)
+    else:
+        t, i, o = _columns(requests)
+        span = max(float(t.max() - t.min()), 1.0)
+        rate = cost.token_rate(float(i.mean()), float(o.mean()))
+        guess = int(min(max_replicas, max(1, math.ceil(float(i.sum() + o.sum()) / span / rate))))
+        if not _feasible(slo, cost, i, o, config or ServerConfig()):
+            run(guess)
+            hi = lo = None
+        elif run(guess):
+            hi = guess
+            lo = 0
+            while hi > 1:
+                n = max(1, hi // 2)
+                if run(n):
+                    hi = n
+                else:
+                    lo = n
+                    break
+        else:
+            lo = guess
+            hi = None
+            n = guess
+            while n < max_replicas:
+                n = min(max_replicas, n * 2)
+                if run(n):
+                    hi = n
+                    break
+                lo = n
+        if hi is None:
+            answer = None
+        else:
+            while hi - lo > 1:
+                mid = (lo + hi) // 2
+                if run(mid):
+                    hi = mid
+                else:
+                    lo = mid
+            answer = hi
+    for n in also:
+        if 1 <= n <= max_replicas:
+            run(int(n))
+    curve = pl.DataFrame([rows[k] for k in sorted(rows)]).select(_CURVE_COLUMNS)
+    return ProvisioningResult(answer, slo, curve, max_replicas)
+
+
+def poisson_baseline(requests: pl.DataFrame, *, window_s: float = 600.0, seed: int = 0) -> pl.DataFrame:
+    """``requests`` with Poisson arrivals: the same requests in the same order, the same count
+    in every ``window_s`` window, timestamps drawn uniformly within their window (a Poisson
+    process given the count) and sorted. Only the burstiness inside windows changes."""
+    if not (window_s > 0 and math.isfinite(window_s)):
+        raise SpecError("window_s", f"must be a positive number, got {window_s}")
+    if requests.height == 0:
+        return requests
+    df = requests.sort("timestamp_s", maintain_order=True)
+    t = df["timestamp_s"].cast(pl.Float64).to_numpy()
+    t0, t1 = float(t[0]), float(t[-1])
+    w = np.floor((t - t0) / window_s)
+    start = t0 + w * window_s
+    width = np.minimum(window_s, max(t1 - t0, 1e-9) - w * window_s)
+    width = np.where(width > 0, width, window_s)
+    rng = np.random.default_rng(seed)
+    new = start + rng.random(len(t)) * width
+    new = new[np.lexsort((new, w))]
+    return df.with_columns(pl.Series("timestamp_s", new))
+
+
+def baseline_spec(spec: Any, kind: str) -> Any:
+    """The naive baseline ``kind`` of a workload spec: ``"poisson"`` (only the arrivals become
+    Poisson, same rates, clients and per-client lengths), ``"pooled_lengths"`` (only the
+    lengths are pooled over clients), ``"poisson_pooled"`` (both)."""
+    if kind == "poisson":
+        return dataclasses.replace(spec, arrivals="poisson")
+    if kind == "pooled_lengths":
+        return dataclasses.replace(spec, lengths="pooled")
+    if kind == "poisson_pooled":
+        return dataclasses.replace(spec, arrivals="poisson", lengths="pooled")
+    msg = f"unknown baseline {kind!r}; known: {', '.join(BASELINES)}"
+    raise SpecError("naive", msg)
+
+
+BASELINES = ("poisson", "pooled_lengths", "poisson_pooled")
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """Realistic vs naive provisioning (:func:`compare_spec`, :func:`compare_trace`).
+
+    ``table``: one row per workload (``realistic`` first): ``workload, requests, replicas``
+    (needed for the SLO; null if not met up to the maximum), ``under_provisioning`` (``1 -
+    naive replicas / realistic replicas``: the share of the realistic need a benchmark with
+    that baseline would miss), then ``ttft_p50_s, ttft_p99_s, tpot_p99_s, met`` of that
+    workload *at the realistic replica count*. ``curves``: every simulated point,
+    ``workload, replicas, ttft_p99_s, tpot_p99_s, ...``.
+    """
+
+    table: pl.DataFrame
+    curves: pl.DataFrame
+    slo: Slo
+    cost_name: str
+    cost_note: str
+
+    def sentence(self) -> str:
+        """The answer in one sentence."""
+        rows = {r["workload"]: r for r in self.table.iter_rows(named=True)}
+        real = rows.get("realistic")
+        if real is None or real["replicas"] is None:
+            return f"The realistic workload does not meet {self.slo.describe()} within the replica limit."
+        parts = []
+        for name, r in rows.items():
+            if name == "realistic":
+                continue
+            if r["replicas"] is None:
+                parts.append(f"{name} needs more than the limit")
+            else:
+                u = r["under_provisioning"]
+                how = f"{u:.0%} under-provisioned" if u >= 0 else f"{-u:.0%} over-provisioned"
+                parts.append(f"{name} {r['replicas']} ({how})")
+        tail = f"; the naive baselines suggest {', '.join(parts)}" if parts else ""
+        return f"To meet {self.slo.describe()} on {self.cost_name}, the realistic workload needs {real['replicas']} replicas{tail}."
+
+
+def _compare(workloads: Mapping[str, pl.DataFrame], slo: Slo, cost: CostModel, *, config, router, max_replicas, workers, progress) -> Comparison:
+    results: dict[str, ProvisioningResult] = {}
+    n_real: int | None = None
+    for name, df in workloads.items():  # realistic first: the baselines are also simulated at its answer
+        note = (lambda text, name=name: progress(f"{name}: {text}")) if progress else None
+        also = (n_real,) if n_real is not None else ()
+        results[name] = min_replicas(df, slo, cost, config=config, router=router, max_replicas=max_replicas, also=also, workers=workers, progress=note)
+        if name == "realistic":
+            n_real = results[name].replicas
+    rows = []
+    curves = []
+    for name, res in results.items():
+        at = res.curve.filter(pl.col("replicas") == n_real).row(0, named=True) if n_real is not None else None
+        under = None
+        if name != "realistic" and n_real is not None and res.replicas is not None:
+            under = 1.0 - res.replicas / n_real
+        rows.append(
+            {
+                "workload": name,
+                "requests": workloads[name].height,
+                "replicas": res.replicas,
+                "under_provisioning": under,
+                "ttft_p50_s": at["ttft_p50_s"] if at else None,
+                "ttft_p99_s": at["ttft_p99_s"] if at else None,
+                "tpot_p99_s": at["tpot_p99_s"] if at else None,
+                "met": at["met"] if at else None,
+            }
+        )
+        curves.append(res.curve.with_columns(pl.lit(name).alias("workload")).select("workload", *_CURVE_COLUMNS))
+    schema = {
+        "workload": pl.String, "requests": pl.Int64, "replicas": pl.Int64, "under_provisioning": pl.Float64,
+        "ttft_p50_s": pl.Float64, "ttft_p99_s": pl.Float64, "tpot_p99_s": pl.Float64, "met": pl.Boolean,
+    }
+    return Comparison(pl.DataFrame(rows, schema=schema), pl.concat(curves), slo, cost.name, cost.note)
+
+
+def compare_spec(
+    spec: Any,
+    slo: Slo,
+    cost: CostModel,
+    *,
+    baselines: Sequence[str] = BASELINES,
+    config: ServerConfig | None = None,
+    router: str = "round_robin",
+    max_replicas: int = 1024,
+    max_requests: int | None = None,
+    workers: int = 1,
+    progress: Callable[[str], None] | None = None,
+) -> Comparison:
+    """Compose ``spec`` and its naive ``baselines`` (see :func:`baseline_spec`) from one loaded
+    source and compare the replicas each needs for ``slo``."""
+    from servegen_core.compose import compose, load_source
+
+    for kind in baselines:
+        baseline_spec(spec, kind)  # unknown kinds fail before any work
+    pool = load_source(spec)
+    kwargs = {} if max_requests is None else {"max_requests": max_requests}
+    workloads = {}
+    for name, s in [("realistic", spec), *[(k, baseline_spec(spec, k)) for k in baselines]]:
+        if progress:
+            progress(f"{name}: composing")
+        workloads[name] = compose(s, pool=pool, **kwargs).trace.select("timestamp_s", "input_tokens", "output_tokens")
+    return _compare(workloads, slo, cost, config=config, router=router, max_replicas=max_replicas, workers=workers, progress=progress)
+
+
+def compare_trace(
+    requests: pl.DataFrame,
+    slo: Slo,
+    cost: CostModel,
+    *,
+    window_s: float = 600.0,
+    seed: int = 0,
+    config: ServerConfig | None = None,
+    router: str = "round_robin",
+    max_replicas: int = 1024,
+    workers: int = 1,
+    progress: Callable[[str], None] | None = None,
+) -> Comparison:
+    """A raw trace against its Poisson baseline (:func:`poisson_baseline`): the replicas each needs."""
+    real = requests.select("timestamp_s", "input_tokens", "output_tokens").sort("timestamp_s", maintain_order=True)
+    workloads = {"realistic": real, "poisson": poisson_baseline(real, window_s=window_s, seed=seed)}
+    return _compare(workloads, slo, cost, config=config, router=router, max_replicas=max_replicas, workers=workers, progress=progress)
