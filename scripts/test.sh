@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Sets everything up on a fresh Debian machine and runs the whole test suite:
-# the Python packages into .venv, Debian's Chromium for the browser tests when it is missing.
+# the Python packages into .venv, Debian's Chromium for the browser tests when it is missing,
+# AIPerf into .venv-aiperf (requirements-replay.txt) for the replay test when it is missing.
 # The shared reference data must sit at ../shared/data (or $SERVEGEN_SHARED_DATA); its absence fails the tests.
 # Extra arguments go to pytest, e.g. scripts/test.sh tests/test_pool.py -x
 set -euo pipefail
@@ -11,6 +12,12 @@ if ! command -v chromium >/dev/null 2>&1 && [ ! -x /usr/bin/chromium ]; then
     if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
     $SUDO apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium
+fi
+# AIPerf (tests/replay) pins packages that conflict with ours: its own virtualenv, built once.
+if [ ! -x "$ROOT/.venv-aiperf/bin/aiperf" ]; then
+    "${PYTHON:-python3}" -m venv "$ROOT/.venv-aiperf"
+    "$ROOT/.venv-aiperf/bin/python" -m pip install --quiet --disable-pip-version-check \
+        -r "$ROOT/requirements-replay.txt"
 fi
 cd "$ROOT"
 exec .venv/bin/python -m pytest "$@"
