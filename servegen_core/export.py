@@ -51,6 +51,7 @@ from typing import Any
 import polars as pl
 
 from servegen_core.errors import DataFormatError, ExportError
+from servegen_core.limits import MAX_BLOCK_SIZE
 from servegen_core.paths import TEMP_SUFFIX, clean_stale_temps, replace_problem, temp_prefix
 from servegen_core.schema import SCHEMA, empty_trace, validate_trace
 
@@ -136,6 +137,10 @@ class ExportResult:
 # --------------------------------------------------------------------------- #
 
 
+#: Most hash ids :func:`assign_hash_ids` creates for one chunk (8 bytes each).
+MAX_HASH_IDS_PER_CHUNK = 1 << 28
+
+
 def assign_hash_ids(
     chunk: pl.DataFrame,
     *,
@@ -150,11 +155,21 @@ def assign_hash_ids(
     and after the ids given to earlier rows. The result does not depend on how
     a trace is cut into chunks when the returned id is passed on as ``next_id``.
     """
-    if block_size < 1:
-        msg = f"block_size must be a positive number of tokens, got {block_size}"
+    if not 1 <= block_size <= MAX_BLOCK_SIZE:
+        msg = f"block_size must be a whole number of tokens in [1, {MAX_BLOCK_SIZE:,}], got {block_size}"
         raise ExportError(msg)
     if chunk.height == 0:
         return pl.Series("hash_ids", [], dtype=pl.List(pl.Int64)), next_id
+    blocks = (pl.col("input_tokens").cast(pl.Int64) + block_size - 1) // block_size
+    if "hash_ids" in chunk.columns:
+        blocks = pl.when(pl.col("hash_ids").is_null()).then(blocks).otherwise(0)
+    n_ids = chunk.select(blocks.sum()).item() or 0
+    if n_ids > MAX_HASH_IDS_PER_CHUNK:
+        msg = (
+            f"{chunk.height:,} requests need {n_ids:,} hash_ids blocks of {block_size:,} tokens, more than "
+            f"{MAX_HASH_IDS_PER_CHUNK:,} at once; use a larger block size or smaller chunks"
+        )
+        raise ExportError(msg)
     if "hash_ids" in chunk.columns:
         old = chunk["hash_ids"].cast(pl.List(pl.Int64))
     else:
@@ -711,8 +726,8 @@ class ChunkWriter:
         note: Callable[[str], Any] | None = print,
     ) -> None:
         self.info = get_format(fmt)
-        if block_size < 1:
-            msg = f"block_size must be a positive number of tokens, got {block_size}"
+        if not 1 <= block_size <= MAX_BLOCK_SIZE:
+            msg = f"block_size must be a whole number of tokens in [1, {MAX_BLOCK_SIZE:,}], got {block_size}"
             raise ExportError(msg)
         self.path = Path(path)
         self.sidecar = spec_sidecar_path(self.path)

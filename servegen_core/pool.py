@@ -57,6 +57,7 @@ import numpy as np
 import polars as pl
 
 from servegen_core.errors import DataFormatError
+from servegen_core.limits import MAX_SPAN_ENV, MAX_TOKENS_ENV, max_span_s, max_tokens
 from servegen_core.paths import default_cache_dir
 
 __all__ = [
@@ -73,7 +74,7 @@ __all__ = [
 PATTERNS: tuple[str, ...] = ("Gamma", "Weibull", "")
 
 #: Bump when the cached frames' layout or the parsing rules change.
-CACHE_VERSION = 2
+CACHE_VERSION = 3
 
 PROB_TOLERANCE = 1e-6
 
@@ -391,6 +392,13 @@ def _check_windows(df: pl.DataFrame) -> int:
         raise DataFormatError(r["path"], where(r, "pattern"), msg)
     if r := _first_bad(df, pl.col("start_s") < 0):
         raise DataFormatError(r["path"], where(r, "start_s"), f"negative window start {r['start_s']}")
+    limit = max_span_s()
+    if r := _first_bad(df, pl.col("start_s") > limit):
+        msg = (
+            f"window start is more than {limit:,.0f} s after the trace start (the span limit, ${MAX_SPAN_ENV}); "
+            "window starts are seconds from the trace start"
+        )
+        raise DataFormatError(r["path"], where(r, "start_s"), msg)
     gaps = df.with_columns(pl.col("start_s").diff().over("path").alias("gap"))
     if r := _first_bad(gaps, pl.col("gap") == 0):
         raise DataFormatError(r["path"], where(r, "start_s"), f"duplicate window start {r['start_s']}")
@@ -480,6 +488,8 @@ def _load_dataset_json(path: Path) -> dict:
         data = json.loads(text, object_pairs_hook=_keyed_object)
     except json.JSONDecodeError as exc:
         raise DataFormatError(path, f"line {exc.lineno}, column {exc.colno}", f"invalid JSON: {exc.msg}") from None
+    except RecursionError:
+        raise DataFormatError(path, None, "invalid JSON: nested too deeply") from None
     if not isinstance(data, dict):
         raise DataFormatError(path, None, f"expected a JSON object of length windows, found {type(data).__name__}")
     if data.duplicate is not None:
@@ -624,6 +634,13 @@ def _parse_batch(batch: list[tuple[str, Path, dict]]) -> tuple[pl.DataFrame, pl.
         raise DataFormatError(
             paths[lit_path[fail_i]], f"window {lit_start[fail_i]}, field {lit_field[fail_i]}",
             f"token bins must be non-negative whole numbers, got {r['k']}",
+        )
+    token_limit = max_tokens()
+    if r := _first_bad(pieces, ~is_ratio & (pl.col("k") > token_limit)):
+        fail_i = r["i"]
+        raise DataFormatError(
+            paths[lit_path[fail_i]], f"window {lit_start[fail_i]}, field {lit_field[fail_i]}",
+            f"a token bin is above the limit of {token_limit:,} tokens per request (${MAX_TOKENS_ENV})",
         )
     if r := _first_bad(pieces, is_ratio & ((pl.col("k") < 0) | (pl.col("k") > 1))):
         fail_i = r["i"]

@@ -9,9 +9,12 @@ validated RequestTrace plus what was chosen and what was noticed on the way
 keys of the first JSON line), cheaply, e.g. to offer them for a column mapping.
 
 Formats are chosen by suffix: ``.csv``, ``.parquet``/``.pq``, ``.jsonl``/``.ndjson``,
-each optionally followed by ``.gz``. A gzip file is decompressed into memory and the
-bytes are handed to Polars; plain files are scanned lazily (``pl.scan_*`` with an
-explicit schema) and collected once.
+each optionally followed by ``.gz``. A gzip file is first measured by streaming
+decompression and refused above :func:`servegen_core.limits.max_decompressed_bytes`
+(``$SERVEGEN_MAX_DECOMPRESSED_MB``, 4096 MB by default), so a gzip bomb is never
+inflated; then it is decompressed into memory (up to 256 MB) or into a temporary file,
+deleted after loading. Plain files (and that temporary file) are scanned lazily
+(``pl.scan_*`` with an explicit schema) and collected once.
 
 Parsing rules
 -------------
@@ -59,7 +62,10 @@ import gzip
 import io
 import json
 import math
+import os
 import re
+import shutil
+import tempfile
 import zlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -70,6 +76,7 @@ import numpy as np
 import polars as pl
 
 from servegen_core.errors import DataFormatError, OptionError
+from servegen_core.limits import MAX_DECOMPRESSED_ENV, MAX_SPAN_ENV, MAX_TOKENS_ENV, max_decompressed_bytes, max_span_s, max_tokens
 from servegen_core.schema import OPTIONAL, validate_trace
 
 __all__ = [
@@ -398,8 +405,38 @@ def _mapping(
 # --------------------------------------------------------------------------- reading
 
 
+#: A gzip file that decompresses to at most this many bytes is held in memory; a larger one is
+#: decompressed (as a stream) into a temporary file that is deleted after loading.
+_GZIP_IN_MEMORY_BYTES = 256 * 1024 * 1024
+_GZIP_BLOCK = 1 << 20
+
+
+def _gunzip_size(path: Path, limit: int) -> int:
+    """Decompressed size of a gzip file, counted by streaming (nothing kept); raises past ``limit``."""
+    total = 0
+    try:
+        with gzip.open(path, "rb") as fh:
+            while block := fh.read(_GZIP_BLOCK):
+                total += len(block)
+                if total > limit:
+                    msg = (
+                        f"decompresses to more than {limit / 2**20:,.0f} MB, the limit for compressed input "
+                        f"(${MAX_DECOMPRESSED_ENV}); not read (a gzip bomb, or raise the limit)"
+                    )
+                    raise DataFormatError(path, None, msg)
+    except (OSError, EOFError, zlib.error) as exc:
+        msg = f"not a valid gzip file ({exc})"
+        raise DataFormatError(path, None, msg) from None
+    return total
+
+
 class _Source:
-    """A file on disk: its format, bytes (decompressed, read only when needed) and Polars input."""
+    """A file on disk: its format, bytes (decompressed, read only when needed) and Polars input.
+
+    A ``.gz`` file is first measured by streaming decompression (refused past
+    :func:`servegen_core.limits.max_decompressed_bytes`), then decompressed into memory when
+    small or into a temporary file when large; :meth:`close` deletes that file.
+    """
 
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -413,25 +450,44 @@ class _Source:
             raise DataFormatError(path, None, msg)
         self.format = fmt
         self._data: bytes | None = None
+        self._plain: Path | None = None  # decompressed temporary file of a large .gz
         if self.gzip:
-            raw = path.read_bytes()
-            try:
-                self._data = gzip.decompress(raw)
-            except (OSError, EOFError, zlib.error) as exc:
-                msg = f"not a valid gzip file ({exc})"
-                raise DataFormatError(path, None, msg) from None
+            size = _gunzip_size(path, max_decompressed_bytes())
+            if size <= _GZIP_IN_MEMORY_BYTES:
+                with gzip.open(path, "rb") as fh:
+                    self._data = fh.read()
+                if not self._data.strip():
+                    raise DataFormatError(path, None, "the file is empty (after gzip decompression)")
+            else:
+                self._plain = self._gunzip_to_temp()
         elif path.stat().st_size == 0:
             raise DataFormatError(path, None, "the file is empty")
-        if self._data is not None and not self._data.strip():
-            raise DataFormatError(path, None, "the file is empty (after gzip decompression)")
+
+    def _gunzip_to_temp(self) -> Path:
+        fd, name = tempfile.mkstemp(prefix="servegen-gunzip-", suffix=f".{self.format}")
+        try:
+            with gzip.open(self.path, "rb") as src, os.fdopen(fd, "wb") as out:
+                shutil.copyfileobj(src, out, _GZIP_BLOCK)
+        except BaseException:
+            Path(name).unlink(missing_ok=True)
+            raise
+        return Path(name)
+
+    def close(self) -> None:
+        """Delete the decompressed temporary file, if any."""
+        if self._plain is not None:
+            self._plain.unlink(missing_ok=True)
+            self._plain = None
 
     @property
     def data(self) -> bytes:
         if self._data is None:
-            self._data = self.path.read_bytes()
+            self._data = (self._plain or self.path).read_bytes()
         return self._data
 
     def polars_input(self) -> Path | io.BytesIO:
+        if self._plain is not None:
+            return self._plain
         return io.BytesIO(self._data) if self.gzip else self.path
 
     @property
@@ -541,7 +597,8 @@ def _jsonl_diagnose(src: _Source, list_fields: Iterable[str]) -> tuple[int, str]
             if value is not None and not (
                 isinstance(value, list) and all(isinstance(v, int) and not isinstance(v, bool) for v in value)
             ):
-                return number, f"field {name!r} must be a list of integers, got {json.dumps(value)[:60]}"
+                what = "a list holding a non-integer" if isinstance(value, list) else f"a JSON {type(value).__name__}"
+                return number, f"field {name!r} must be a list of integers, got {what}"
     return None
 
 
@@ -575,6 +632,8 @@ def _columns(src: _Source) -> list[str]:
 
 #: Longest CSV header (bytes) :func:`trace_columns` reads before giving up.
 _MAX_HEADER_BYTES = 1 << 20
+#: Longest JSON line (bytes) :func:`trace_columns` reads before giving up.
+_MAX_JSON_LINE_BYTES = 64 << 20
 
 
 def _header_format(path: Path) -> tuple[str, bool]:
@@ -624,6 +683,8 @@ def trace_columns(path: str | Path) -> list[str]:
         msg = f"trace file not found: {path}"
         raise FileNotFoundError(msg)
     fmt, gz = _header_format(path)
+    if gz and fmt == "parquet":
+        _gunzip_size(path, max_decompressed_bytes())
     try:
         with gzip.open(path, "rb") if gz else path.open("rb") as fh:
             if fmt == "parquet":
@@ -649,7 +710,10 @@ def trace_columns(path: str | Path) -> list[str]:
                 except pl.exceptions.PolarsError as exc:
                     msg = f"cannot be read as csv: {_polars_message(exc)}"
                     raise DataFormatError(path, "line 1", msg) from None
-            for number, raw in enumerate(fh, start=1):
+            for number, raw in enumerate(iter(lambda: fh.readline(_MAX_JSON_LINE_BYTES + 1), b""), start=1):
+                if len(raw) > _MAX_JSON_LINE_BYTES:
+                    msg = f"the line is longer than {_MAX_JSON_LINE_BYTES:,} bytes"
+                    raise DataFormatError(path, f"line {number}", msg)
                 try:
                     line = raw.decode("utf-8")
                 except UnicodeDecodeError as exc:
@@ -850,6 +914,7 @@ def load_trace(
     time_unit: str | None = None,
     client_column: str | None = None,
     sort: bool = True,
+    max_span_s: float | None = None,
 ) -> LoadedTrace:
     """Read a raw request trace into a validated RequestTrace.
 
@@ -875,12 +940,28 @@ def load_trace(
     sort:
         Sort rows by timestamp (stable) when they are out of order and say so in
         ``warnings``; with ``False`` an unsorted file is an error.
+    max_span_s:
+        Longest time span accepted (seconds; default
+        :func:`servegen_core.limits.max_span_s`, 366 days or ``$SERVEGEN_MAX_SPAN_S``).
+        A longer span (or, for the ``servegen`` preset, a later timestamp) is an error
+        naming the column and suggesting the time unit the values look like.
+
+    Limits
+    ------
+    A ``.gz`` file is refused when it decompresses to more than
+    :func:`servegen_core.limits.max_decompressed_bytes`. Token counts (``*_tokens``) and
+    item counts (``*_count``) above :func:`servegen_core.limits.max_tokens` are errors naming
+    the line and column, and so is a ``hash_ids`` list whose length cannot be the block
+    count of its request's ``input_tokens`` (more blocks than tokens, or blocks of more than
+    :data:`servegen_core.limits.MAX_BLOCK_SIZE` tokens) or that holds a negative id or one of
+    2**62 or more. Error messages name the place, never quote the file's cells.
 
     Raises
     ------
     DataFormatError
-        The file is empty, unreadable, lacks a required column, or holds a value that
-        does not parse; the message names the file and the line/row and column.
+        The file is empty, unreadable, lacks a required column, holds a value that
+        does not parse, or is above a limit; the message names the file and the
+        line/row and column.
     ValueError
         The arguments are inconsistent (unknown preset, target or time unit).
     FileNotFoundError
@@ -894,6 +975,26 @@ def load_trace(
         msg = f"unknown preset {preset!r}; choose from {list(PRESETS)}"
         raise OptionError(msg)
     src = _Source(path)
+    try:
+        return _load_trace(
+            src, preset=preset, columns=columns, time_unit=time_unit, client_column=client_column, sort=sort,
+            max_span_s=max_span_s,
+        )
+    finally:
+        src.close()
+
+
+def _load_trace(
+    src: _Source,
+    *,
+    preset: str | None,
+    columns: Mapping[str, str] | None,
+    time_unit: str | None,
+    client_column: str | None,
+    sort: bool,
+    max_span_s: float | None,
+) -> LoadedTrace:
+    path = src.path
     available = _columns(src)
     detected = preset is None and columns is None
     if preset is None:
@@ -915,7 +1016,8 @@ def load_trace(
     sample = None
     if schema[mapping["timestamp"]] == pl.String():
         sample = _first_text(src, lf, mapping["timestamp"], available, kinds)
-    parsed, flags, time_repr = _parse_exprs(mapping, schema, unit, spec, sample)
+    token_limit = max_tokens()
+    parsed, flags, time_repr = _parse_exprs(mapping, schema, unit, spec, sample, token_limit=token_limit)
     is_csv = src.format == "csv"
     blank = pl.all_horizontal([pl.col(c).is_null() for c in schema]) if is_csv else pl.lit(False)  # noqa: FBT003
     short = pl.col(list(schema)[-1]).is_null() if is_csv else pl.lit(False)  # noqa: FBT003
@@ -944,11 +1046,15 @@ def load_trace(
     if frame.height == 0:
         raise DataFormatError(path, None, "no requests: the file has no data rows")
 
-    _check_flags(frame, mapping, unit, locate, path, lf)
+    _check_flags(frame, mapping, unit, locate, path, lf, token_limit=token_limit)
 
     values = frame.select(pl.col("__row"), *[pl.col(f"__v_{t}").alias(t) for t in mapping])
     values = values.with_columns(_seconds(values["timestamp"], time_repr, unit, spec.keep_time_origin))
+    _check_span(values["timestamp_s"], values["timestamp"], time_repr, unit, spec.keep_time_origin,
+                path=path, column=mapping["timestamp"], limit=max_span_s)
     out = values.drop("timestamp")
+    if "hash_ids" in mapping and "input_tokens" in mapping:
+        _check_hash_ids(out, locate, path, mapping["hash_ids"])
     if "client_id" not in mapping:
         out = out.with_columns(pl.lit("all").alias("client_id"))
     # Optional text/list columns that are empty everywhere carry no information.
@@ -990,6 +1096,8 @@ def _parse_exprs(
     unit: str,
     spec: Preset,
     sample: str | None,
+    *,
+    token_limit: int,
 ) -> tuple[dict[str, pl.Expr], dict[str, pl.Expr], str]:
     """Per target: the parsing expression and a flag that is true on rows that fail.
 
@@ -1023,6 +1131,8 @@ def _parse_exprs(
         bad = (value.is_null() & ~missing) | (pl.lit(False) if nullable else missing)  # noqa: FBT003
         if kind == _INT:
             bad = bad | (value < 0)
+            if _bounded(target):
+                bad = bad | (value > token_limit)
         elif kind == _FLOAT and target == "reason_ratio":
             bad = bad | ~value.is_finite() | (value < 0) | (value > 1)
         elif kind == _TIME and spec.keep_time_origin and time_repr in ("int", "float", "decimal"):
@@ -1052,11 +1162,7 @@ def _order(out: pl.DataFrame, *, sort: bool, locate: _Locator, column: str, warn
     first = int(backwards.arg_true()[0])
     row = int(out["__row"][first])
     if not sort:
-        prev = out["timestamp_s"][first - 1]
-        msg = (
-            f"timestamps are not sorted: {out['timestamp_s'][first]:.9g} s comes after {prev:.9g} s "
-            "(load with sort=True to sort them)"
-        )
+        msg = "timestamps are not sorted: this timestamp is earlier than the one before (load with sort=True to sort them)"
         raise DataFormatError(locate.src.path, locate.where(row, column), msg)
     warnings.append(
         f"{int(backwards.sum()):,} row(s) had a timestamp earlier than the row before (first at data row "
@@ -1079,6 +1185,11 @@ def _seconds(t: pl.Series, representation: str, unit: str, keep_origin: bool) ->
     return pl.Series("timestamp_s", values, dtype=pl.Float64)
 
 
+def _bounded(target: str) -> bool:
+    """Whether an integer target is a token or item count, bounded by the token limit."""
+    return target.endswith(("_tokens", "_count"))
+
+
 def _check_flags(
     frame: pl.DataFrame,
     mapping: Mapping[str, str],
@@ -1086,8 +1197,11 @@ def _check_flags(
     locate: _Locator,
     path: Path,
     lf: pl.LazyFrame,
+    *,
+    token_limit: int,
 ) -> None:
-    """Raise for the first row (in file order) that has a bad value, naming the place and the value."""
+    """Raise for the first row (in file order) that has a bad value, naming the place and what
+    is wrong with the value (never the value itself: a cell may be huge or hostile)."""
     bad_cols = [f"__bad_{t}" for t in mapping]
     bad = frame.select("__row", *bad_cols).filter(pl.any_horizontal(bad_cols))
     if bad.height == 0:
@@ -1099,22 +1213,116 @@ def _check_flags(
     kind = TARGETS[target]
     where = locate.where(row, col)
     raw = lf.select(pl.col(col)).slice(row, 1).collect().item()
+    expected = _expected(kind, unit)
     if raw is None or (isinstance(raw, str) and not raw.strip()):
-        problem = f"empty value; expected {_expected(kind, unit)}"
+        raise DataFormatError(path, where, f"empty value; expected {expected}")
+    number = _as_float(raw) if isinstance(raw, (str, int, float)) and not isinstance(raw, bool) else None
+    if isinstance(raw, str) and number is None:
+        what = "text that is not a number" if kind in (_INT, _FLOAT) or (kind == _TIME and unit != DATETIME) else "a value that does not parse"
+    elif number is not None and not math.isfinite(number):
+        what = "not a finite number"
     else:
-        shown = repr(raw) if isinstance(raw, str) else str(raw)
-        problem = f"{shown} is not {_expected(kind, unit)}"
-        if kind == _INT:
-            number = _as_float(raw)
-            if number is not None and math.isfinite(number) and number == round(number) and number < 0:
-                problem = f"{shown} is negative; token counts must be >= 0"
-        elif kind == _TIME and unit != DATETIME and isinstance(raw, str) and _as_float(raw) is None:
-            if pl.Series([raw]).str.contains(r"^\s*\d{4}-\d{2}-\d{2}").item():
-                problem += "; for wall-clock text use time_unit='datetime'"
-        elif kind == _TIME and _as_float(raw) is not None and (_as_float(raw) or 0) < 0:
-            problem = f"{shown} is negative; timestamp_s must be >= 0"
-        elif target == "reason_ratio":
-            problem = f"{shown} is not a number in [0, 1]"
+        what = "a value that does not parse"
+    problem = f"{what}; expected {expected}"
+    if kind == _INT and number is not None and math.isfinite(number):
+        if number != round(number):
+            problem = f"a fraction; expected {expected}"
+        elif number < 0:
+            problem = "a negative number; token counts must be >= 0"
+        elif _bounded(target) and number > token_limit:
+            problem = (
+                f"above the limit of {token_limit:,} per request (${MAX_TOKENS_ENV}); "
+                "check the column mapping"
+            )
+    elif kind == _TIME and unit != DATETIME and isinstance(raw, str) and number is None:
+        if pl.Series([raw]).str.contains(r"^\s*\d{4}-\d{2}-\d{2}").item():
+            problem = f"wall-clock text, not {expected}; for wall-clock text use time_unit='datetime'"
+    elif kind == _TIME and number is not None and number < 0:
+        problem = "a negative number; timestamp_s must be >= 0"
+    elif target == "reason_ratio":
+        problem = "not a number in [0, 1]"
+    raise DataFormatError(path, where, problem)
+
+
+#: Seconds per unit, to suggest the time unit of a span that is too long.
+_UNIT_SCALES = (("ms", 1e3), ("us", 1e6), ("ns", 1e9))
+
+
+def _check_span(
+    seconds: pl.Series,
+    raw: pl.Series,
+    representation: str,
+    unit: str,
+    keep_origin: bool,
+    *,
+    path: Path,
+    column: str,
+    limit: float | None,
+) -> None:
+    """Refuse timestamps spanning more than ``limit`` seconds, naming the column and the likely unit.
+
+    For a preset that keeps the time origin (``servegen``) the largest timestamp is measured
+    (it is seconds from the workload start); otherwise the span from the earliest one.
+    """
+    limit = max_span_s() if limit is None else float(limit)
+    lo, hi = seconds.min(), seconds.max()
+    if lo is None or hi is None:
+        return
+    span = float(hi) if keep_origin else float(hi) - float(lo)
+    if span <= limit:
+        return
+    what = "reach" if keep_origin else "span"
+    msg = (
+        f"the timestamps {what} {span:.3g} s ({span / 86400 / 365.25:,.3g} years), more than the limit of "
+        f"{limit:,.0f} s (${MAX_SPAN_ENV}, or max_span_s=)"
+    )
+    if unit == DATETIME or representation == "ns":
+        msg += "; some dates are far from the others (check the column mapping and the date format)"
+    else:
+        scale = TIME_UNITS[unit]
+        biggest = raw.cast(pl.Float64).abs().max()
+        # Epoch times read in a finer unit than given: ~1.7e9 s now is ~1.7e12 ms, 1.7e15 us, 1.7e18 ns.
+        fits = [(u, sc) for u, sc in _UNIT_SCALES if sc > scale and span * scale / sc <= limit]
+        epoch = [u for u, sc in fits if biggest is not None and 1e8 <= biggest / sc <= 1e10]
+        if epoch or fits:
+            guess = epoch[0] if epoch else fits[0][0]
+            msg += f"; the values look like {_UNIT_NAMES[guess]}: load with time_unit='{guess}'"
+        else:
+            msg += "; check the column mapping and the time unit"
+    raise DataFormatError(path, f"column {column!r}", msg)
+
+
+_UNIT_NAMES = {"ms": "milliseconds", "us": "microseconds", "ns": "nanoseconds"}
+
+#: Largest hash id accepted in a trace (ids are renumbered above the largest when exporting).
+MAX_HASH_ID = 2**62
+
+
+def _check_hash_ids(out: pl.DataFrame, locate: _Locator, path: Path, column: str) -> None:
+    """Refuse ``hash_ids`` lists that cannot be the blocks of their request: more blocks than
+    input tokens, blocks larger than :data:`servegen_core.limits.MAX_BLOCK_SIZE` tokens, or ids
+    outside ``[0, MAX_HASH_ID)``."""
+    from servegen_core.limits import MAX_BLOCK_SIZE
+
+    n = pl.col("hash_ids").list.len().cast(pl.Int64)
+    inp = pl.col("input_tokens")
+    checks = out.select(
+        "__row",
+        pl.col("hash_ids").is_not_null().alias("has"),
+        (n > inp).alias("too_many"),
+        (n * MAX_BLOCK_SIZE < inp).alias("too_few"),
+        ((pl.col("hash_ids").list.min() < 0) | (pl.col("hash_ids").list.max() >= MAX_HASH_ID)).alias("range"),
+    ).filter(pl.col("has") & (pl.col("too_many") | pl.col("too_few") | pl.col("range").fill_null(False)))
+    if checks.height == 0:
+        return
+    r = checks.sort("__row").row(0, named=True)
+    where = locate.where(int(r["__row"]), column)
+    if r["too_many"]:
+        problem = "more hash ids than input tokens (every block holds at least one token)"
+    elif r["too_few"]:
+        problem = f"too few hash ids for the input tokens (blocks of more than {MAX_BLOCK_SIZE:,} tokens)"
+    else:
+        problem = f"a hash id outside [0, 2**62)"
     raise DataFormatError(path, where, problem)
 
 

@@ -1,0 +1,230 @@
+"""Trace and pool loaders on files crafted to exhaust memory: gzip bombs, absurd time spans,
+token counts and hash_ids lists. Each is refused with an error naming the file and the place
+(never quoting a cell), before anything sized by the bad value is built."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import tempfile
+import tracemalloc
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+
+from servegen_core import traces
+from servegen_core.errors import DataFormatError
+from servegen_core.limits import DEFAULT_MAX_SPAN_S, DEFAULT_MAX_TOKENS
+from servegen_core.pool import load_pool
+from servegen_core.traces import load_trace, trace_columns
+
+
+def write_gzip_zeros(path: Path, megabytes: int, head: bytes = b"") -> Path:
+    """A real gzip bomb: ``head`` then ``megabytes`` MB of zero bytes, compressed as a stream."""
+    block = bytes(1 << 20)
+    with gzip.open(path, "wb", compresslevel=9) as fh:
+        fh.write(head)
+        for _ in range(megabytes):
+            fh.write(block)
+    return path
+
+
+@pytest.fixture
+def azure_rows(traces_dir: Path) -> pl.DataFrame:
+    """The first 3,000 requests of the shared Azure conversation trace, as read from the CSV."""
+    return pl.read_csv(traces_dir / "AzureLLMInferenceTrace_conv.csv", n_rows=3000)
+
+
+# --------------------------------------------------------------------------- gzip
+
+
+def test_gzip_bomb_is_refused_without_inflating(tmp_path, monkeypatch):
+    bomb = write_gzip_zeros(tmp_path / "bomb.csv.gz", 64, head=b"TIMESTAMP,ContextTokens,GeneratedTokens\n")
+    assert bomb.stat().st_size < 200_000  # 64 MB of content in well under 1 MB
+    monkeypatch.setenv("SERVEGEN_MAX_DECOMPRESSED_MB", "16")
+    tracemalloc.start()
+    try:
+        with pytest.raises(DataFormatError) as info:
+            load_trace(bomb)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert info.value.path == str(bomb) and "more than 16 MB" in str(info.value)
+    assert "SERVEGEN_MAX_DECOMPRESSED_MB" in str(info.value)
+    assert peak < 8 * 2**20, f"peak Python allocation {peak / 2**20:.1f} MB while refusing a 64 MB bomb"
+    pq_bomb = write_gzip_zeros(tmp_path / "bomb.parquet.gz", 64)
+    with pytest.raises(DataFormatError, match="more than 16 MB"):
+        trace_columns(pq_bomb)
+
+
+def test_gzip_under_the_limit_loads_like_the_plain_file(tmp_path, azure_rows, monkeypatch):
+    plain = tmp_path / "azure.csv"
+    azure_rows.write_csv(plain)
+    packed = tmp_path / "azure.csv.gz"
+    packed.write_bytes(gzip.compress(plain.read_bytes()))
+    expected = load_trace(plain).trace
+    assert load_trace(packed).trace.equals(expected)
+    # a file too large for memory goes through a temporary file, deleted afterwards
+    temp_dir = tmp_path / "tmp"
+    temp_dir.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(temp_dir))
+    monkeypatch.setattr(traces, "_GZIP_IN_MEMORY_BYTES", 1000)
+    assert load_trace(packed).trace.equals(expected)
+    assert list(temp_dir.iterdir()) == []
+    with pytest.raises(DataFormatError, match="line 3, column 'ContextTokens'"):
+        bad = azure_rows.with_columns(pl.col("ContextTokens").cast(pl.String))
+        bad[1, "ContextTokens"] = "many"
+        (tmp_path / "bad.csv.gz").write_bytes(gzip.compress(bad.write_csv().encode()))
+        load_trace(tmp_path / "bad.csv.gz")
+    assert list(temp_dir.iterdir()) == []
+
+
+# --------------------------------------------------------------------------- time span
+
+
+def test_nanoseconds_read_as_seconds_name_the_column_and_suggest_ns(tmp_path, azure_rows):
+    ns = azure_rows.select(
+        pl.col("TIMESTAMP").str.to_datetime("%Y-%m-%d %H:%M:%S%.f", time_unit="ns").dt.epoch("ns").alias("ts"),
+        pl.col("ContextTokens").alias("prompt"),
+        pl.col("GeneratedTokens").alias("completion"),
+    )
+    path = tmp_path / "ns.csv"
+    ns.write_csv(path)
+    columns = {"timestamp": "ts", "input_tokens": "prompt", "output_tokens": "completion"}
+    with pytest.raises(DataFormatError) as info:
+        load_trace(path, columns=columns, time_unit="s")
+    assert info.value.where == "column 'ts'"
+    assert "time_unit='ns'" in str(info.value) and "nanoseconds" in str(info.value)
+    with pytest.raises(DataFormatError, match="time_unit='ns'"):
+        load_trace(path, columns=columns, time_unit="ms")
+    good = load_trace(path, columns=columns, time_unit="ns").trace
+    reference = load_trace(_azure_file(tmp_path, azure_rows), preset="azure").trace
+    assert good["timestamp_s"].max() == pytest.approx(reference["timestamp_s"].max(), abs=1e-6)
+
+
+def _azure_file(tmp_path: Path, rows: pl.DataFrame) -> Path:
+    path = tmp_path / "azure_ref.csv"
+    rows.write_csv(path)
+    return path
+
+
+def test_absurd_timestamps_are_refused(tmp_path):
+    f = tmp_path / "far.jsonl"
+    f.write_text(
+        '{"timestamp": 0, "input_length": 10, "output_length": 1}\n'
+        '{"timestamp": 1e20, "input_length": 10, "output_length": 1}\n'
+    )
+    with pytest.raises(DataFormatError) as info:
+        load_trace(f)
+    assert info.value.where == "column 'timestamp'" and "span" in str(info.value)
+    assert "1e+20" not in str(info.value) and "1e20" not in str(info.value)  # no cell is quoted
+    # the servegen preset keeps its origin: one request at 1e20 s is refused too
+    g = tmp_path / "one.csv"
+    g.write_text("timestamp_s,client_id,input_tokens,output_tokens\n100000000000000000000,a,1,1\n")
+    with pytest.raises(DataFormatError, match="reach") as info:
+        load_trace(g)
+    assert info.value.where == "column 'timestamp_s'"
+
+
+def test_span_limit_is_configurable(tmp_path, azure_rows, monkeypatch):
+    path = _azure_file(tmp_path, azure_rows)
+    span = load_trace(path).trace["timestamp_s"].max()
+    assert 60 < span < DEFAULT_MAX_SPAN_S
+    with pytest.raises(DataFormatError, match="SERVEGEN_MAX_SPAN_S"):
+        load_trace(path, max_span_s=span / 2)
+    monkeypatch.setenv("SERVEGEN_MAX_SPAN_S", str(span / 2))
+    with pytest.raises(DataFormatError, match="column 'TIMESTAMP'"):
+        load_trace(path)
+    assert load_trace(path, max_span_s=span * 2).trace.height == azure_rows.height
+
+
+# --------------------------------------------------------------------------- tokens and hash_ids
+
+
+def test_token_counts_above_the_limit_name_the_line(tmp_path, azure_rows, monkeypatch):
+    at_limit = azure_rows.with_columns(pl.col("ContextTokens").cast(pl.Int64))
+    at_limit[4, "ContextTokens"] = DEFAULT_MAX_TOKENS
+    ok = tmp_path / "ok.csv"
+    at_limit.write_csv(ok)
+    assert load_trace(ok).trace["input_tokens"].max() == DEFAULT_MAX_TOKENS
+    over = at_limit.clone()
+    over[7, "GeneratedTokens"] = DEFAULT_MAX_TOKENS + 1
+    bad = tmp_path / "over.csv"
+    over.write_csv(bad)
+    with pytest.raises(DataFormatError) as info:
+        load_trace(bad)
+    assert info.value.where == "line 9, column 'GeneratedTokens'"
+    assert "above the limit of 10,000,000" in str(info.value) and "10000001" not in str(info.value)
+    monkeypatch.setenv("SERVEGEN_MAX_TOKENS", "1000")
+    with pytest.raises(DataFormatError, match="above the limit of 1,000") as info:
+        load_trace(ok)
+    first_big = int(np.flatnonzero(at_limit["ContextTokens"].to_numpy() > 1000)[0])
+    assert info.value.where == f"line {first_big + 2}, column 'ContextTokens'"
+
+
+def test_hash_ids_must_fit_the_input_length(tmp_path, traces_dir):
+    real = load_trace(traces_dir / "mooncake_synthetic_trace.jsonl").trace
+    lengths = real["hash_ids"].list.len()
+    assert (lengths == (real["input_tokens"] + 511) // 512).all()  # the shared trace is consistent
+    good = '{"timestamp": 0, "input_length": 1000, "output_length": 1, "hash_ids": [0, 1]}\n'
+    cases = [
+        ('{"timestamp": 5, "input_length": 3, "output_length": 1, "hash_ids": [4, 5, 6, 7]}\n', "more hash ids"),
+        # blocks hold at most MAX_BLOCK_SIZE tokens (the token limit): input needs at least one block
+        ('{"timestamp": 5, "input_length": 100, "output_length": 1, "hash_ids": []}\n', "too few hash ids"),
+        ('{"timestamp": 5, "input_length": 100, "output_length": 1, "hash_ids": [-1]}\n', "outside"),
+        (f'{{"timestamp": 5, "input_length": 100, "output_length": 1, "hash_ids": [{2**62}]}}\n', "outside"),
+    ]
+    for i, (line, words) in enumerate(cases):
+        f = tmp_path / f"h{i}.jsonl"
+        f.write_text(good + good.replace('"timestamp": 0', '"timestamp": 1') + line)
+        with pytest.raises(DataFormatError) as info:
+            load_trace(f)
+        assert info.value.where == "line 3, field 'hash_ids'" and words in str(info.value), str(info.value)
+
+
+def test_export_refuses_a_chunk_needing_too_many_hash_ids(azure_rows, tmp_path, monkeypatch):
+    from servegen_core import export
+    from servegen_core.errors import ExportError
+
+    trace = load_trace(_azure_file(tmp_path, azure_rows)).trace
+    total = int(trace["input_tokens"].sum())
+    monkeypatch.setattr(export, "MAX_HASH_IDS_PER_CHUNK", total - 1)
+    with pytest.raises(ExportError, match=f"{total:,} hash_ids blocks of 1 tokens"):
+        export.assign_hash_ids(trace, block_size=1)
+    ids, nxt = export.assign_hash_ids(trace, block_size=2)
+    assert nxt == int(((trace["input_tokens"] + 1) // 2).sum())
+
+
+# --------------------------------------------------------------------------- pool files
+
+
+def _pool(root: Path, trace: str, dataset: dict) -> Path:
+    folder = root / "language" / "m-test"
+    folder.mkdir(parents=True)
+    (folder / "chunk-0-trace.csv").write_text(trace)
+    (folder / "chunk-0-dataset.json").write_text(json.dumps(dataset))
+    return root
+
+
+def test_pool_token_bins_and_window_starts_are_bounded(tmp_path, servegen_dir):
+    real = (servegen_dir / "language" / "m-large" / "chunk-1-trace.csv").read_text().splitlines()[:3]
+    trace = "\n".join(real) + "\n"
+    ok = {"0": {"input_tokens": f"{{{DEFAULT_MAX_TOKENS}: 1.0}}", "output_tokens": "{5: 1.0}"}}
+    assert load_pool(_pool(tmp_path / "a", trace, ok), "language/m-test").distributions["value"].max() == DEFAULT_MAX_TOKENS
+    big = {"0": {"input_tokens": "{10: 0.5, 10000001: 0.5}", "output_tokens": "{5: 1.0}"}}
+    with pytest.raises(DataFormatError) as info:
+        load_pool(_pool(tmp_path / "b", trace, big), "language/m-test")
+    assert info.value.where == "window 0, field input_tokens" and "above the limit" in str(info.value)
+    far = trace + f"{10**15},1.0,1.0,Gamma,1.0,1.0\n"
+    with pytest.raises(DataFormatError) as info:
+        load_pool(_pool(tmp_path / "c", far, ok), "language/m-test")
+    assert info.value.where == "line 4, column start_s" and "span limit" in str(info.value)
+
+
+def test_pool_dataset_nested_too_deeply(tmp_path, servegen_dir):
+    root = _pool(tmp_path, (servegen_dir / "language" / "m-large" / "chunk-1-trace.csv").read_text(), {})
+    (root / "language" / "m-test" / "chunk-0-dataset.json").write_text("[" * 100_000 + "]" * 100_000)
+    with pytest.raises(DataFormatError, match="nested too deeply"):
+        load_pool(root, "language/m-test")
