@@ -89,7 +89,8 @@ from scipy.special import ndtr
 from servegen_core.errors import DataFormatError, LimitError, SpecError
 from servegen_core.limits import max_requests as default_max_requests
 from servegen_core.pool import ClientPool, client_sort_key, load_pool
-from servegen_core.schema import SCHEMA
+from servegen_core import sessions
+from servegen_core.schema import PREFIX_COLUMNS, SCHEMA
 from servegen_core.spec import (
     ARRIVALS,
     LENGTHS,
@@ -356,6 +357,8 @@ class ComposePlan:
                 cols.add(f)
         if "reason_ratio" in fields:
             cols |= {"reason_ratio", "reasoning_tokens", "answer_tokens"}
+        if self.spec.prefix is not None:
+            cols |= set(PREFIX_COLUMNS)
         return tuple(c for c in SCHEMA if c in cols)
 
     def compose(self, *, max_requests: int | None = None) -> Workload:
@@ -366,7 +369,12 @@ class ComposePlan:
         """
         check_workload_size(self, max_requests=max_requests, streamed=False)
         n_win = len(self._arrays["win_index"])
-        trace = _generate(self, 0, n_win)
+        if self.spec.prefix is not None:  # prefix stage: sessions and shared prompts
+            frames = list(sessions.session_chunks(self, [(0, n_win)], _generate))
+            cols = self.output_columns
+            trace = frames[0] if frames else pl.DataFrame(schema={c: SCHEMA[c] for c in cols})
+        else:
+            trace = _generate(self, 0, n_win)
         return Workload(trace=trace, spec=self.spec, warnings=self.warnings, plan=self)
 
     def iter_chunks(self, chunk_s: float = 600.0, *, max_requests: int | None = None) -> Iterator[pl.DataFrame]:
@@ -388,6 +396,9 @@ class ComposePlan:
         bucket = np.floor(t0 / chunk_s).astype(np.int64)
         cuts = np.flatnonzero(np.diff(bucket)) + 1
         bounds = np.concatenate([[0], cuts, [len(t0)]])
+        if self.spec.prefix is not None:  # prefix stage: sessions and shared prompts
+            yield from sessions.session_chunks(self, zip(bounds[:-1].tolist(), bounds[1:].tolist()), _generate)
+            return
         for k0, k1 in zip(bounds[:-1], bounds[1:]):
             frame = _generate(self, int(k0), int(k1))
             if frame.height:
@@ -725,6 +736,7 @@ def plan_workload(
         _arrays=arrays,
         exclusions=exclusions,
     )
+    plan = sessions.prepare(plan)
     check_workload_size(plan, max_requests=max_requests, streamed=True)
     return plan
 
@@ -975,7 +987,7 @@ def _sample(arrays: dict, tids: np.ndarray, u: np.ndarray, used: np.ndarray | No
 def _generate(plan: ComposePlan, k0: int, k1: int) -> pl.DataFrame:
     """Rows of windows ``k0 <= k < k1`` (plan window order), sorted by timestamp."""
     a = plan._arrays
-    cols = plan.output_columns
+    cols = [c for c in plan.output_columns if c not in PREFIX_COLUMNS]
     r0, r1 = int(a["win_row_offsets"][k0]), int(a["win_row_offsets"][k1])
     if r1 <= r0:
         return pl.DataFrame(schema={c: SCHEMA[c] for c in cols})
