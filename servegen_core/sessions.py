@@ -9,13 +9,14 @@ How the prefix stage works (per arrival window, from the window's own generator
 ``np.random.default_rng([seed, w, 2])``, so chunks do not change the result)
 ----------------------------------------------------------------------------------
 1. Session starts. Compose generates the arrivals of every client-window as usual, with the
-   client's fitted arrival pattern, at the target rate divided by the expected number of
-   turns a session started then places inside the span (:func:`prepare`; with
-   Gamma think times the expectation is exact: ``sum_k P(T > k) P(S_k <= D - t)``, ``S_k``
-   the sum of ``k`` think times, averaged over the window). So session starts keep the
-   client's arrival process, and starts plus later turns meet the rate function in
-   expectation. The first turns of the span have no sessions begun before it (a ramp-up
-   of about one think time); turns that would arrive after the span end are dropped.
+   client's fitted arrival pattern, but its request counts are session starts: per client,
+   the starts of each window are chosen so that they plus the later turns of earlier and
+   current sessions landing in the window meet the window's target in expectation (a
+   lower-triangular system over the windows, with Gamma think times, solved forward; see
+   :func:`_start_counts`). So session starts keep the client's arrival pattern (CV) and the
+   workload follows the rate function window by window: the first window gets more starts
+   (no session began before the span), windows near the end fewer turns per start (turns
+   after the span end are dropped).
 2. System prompts. A session uses one of its client's ``count`` prompts with probability
    ``request_share``, prompt ``i`` with probability proportional to ``i ** -zipf_s``.
    Requests that use the same prompt get input lengths close to each other: inside a
@@ -50,6 +51,7 @@ that share exactly their first ``X`` tokens share exactly their first ``floor(X 
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING
 
@@ -59,7 +61,7 @@ from scipy.special import gammainc
 
 from servegen_core.errors import SpecError
 from servegen_core.schema import PREFIX_COLUMNS, SCHEMA
-from servegen_core.spec import PrefixProfile, PrefixSpec, Sessions
+from servegen_core.spec import MAX_PROMPTS, PrefixProfile, PrefixSpec, Sessions, SystemPrompts
 
 if TYPE_CHECKING:
     from servegen_core.compose import ComposePlan
@@ -121,16 +123,52 @@ def _profiles(spec: PrefixSpec, names: list[str], known: set[str]) -> list[Prefi
     return [spec.profile(c) for c in names]
 
 
-def _expected_turns(sess: Sessions, remaining: np.ndarray) -> np.ndarray:
-    """Expected turns of a session started with ``remaining`` seconds of span left."""
+def _start_counts(sess: Sessions, t0: np.ndarray, d: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """Expected session starts per client-window (rows in time order) such that starts plus
+    the later turns that land in each window meet that window's ``target`` requests.
+
+    ``A[k, j]``, the expected turns that a start placed uniformly in window ``j`` puts in
+    window ``k`` (1 for the start itself when ``k = j``, plus ``sum_m P(T > m)
+    P(t + S_m in window k)`` with ``S_m`` Gamma, averaged over points of window ``j``), is
+    lower triangular; the starts solve ``A s = target`` by forward substitution (clipped at
+    0 where the target falls faster than earlier sessions' turns fade). Turns past the span
+    end fall in no window, so the last windows get more starts.
+    """
     probs = np.array(sess.turn_probabilities())
-    surv = 1.0 - np.concatenate([[0.0], np.cumsum(probs)[:-1]])  # P(T > k), k = 0..K-1
+    surv = 1.0 - np.concatenate([[0.0], np.cumsum(probs)[:-1]])  # P(T > m), m = 0..K-1
+    m = np.flatnonzero(surv[1:] > 1e-9) + 1
     shape = 1.0 / (sess.think_cv**2)
     scale = sess.think_mean_s * sess.think_cv**2
-    k = np.arange(1, len(probs))
-    r = np.maximum(np.asarray(remaining, dtype=np.float64), 0.0)
-    inside = gammainc(k[None, :] * shape, r.reshape(-1, 1) / scale) if len(k) else np.zeros((r.size, 0))
-    return (surv[0] + inside @ surv[1:]).reshape(r.shape)
+    R = len(t0)
+    frac = (np.arange(_EDGE_POINTS) + 0.5) / _EDGE_POINTS
+    pts = t0[:, None] + d[:, None] * frac[None, :]  # (R, P)
+    horizon = float(scale * shape * (m.max() if len(m) else 0) * 1.5 + 20 * scale * math.sqrt(shape * max(len(m), 1)))
+    ends = t0 + d
+    A: dict[int, np.ndarray] = {}  # band b: A[j + b, j] for every j
+    for b in range(R):
+        if b and not (t0[b:] - ends[: R - b] <= horizon).any():
+            break
+        j = np.arange(R - b)
+        k = j + b
+        a_k, b_k = t0[k][:, None], ends[k][:, None]
+        if len(m):
+            def cdf(x: np.ndarray) -> np.ndarray:
+                return gammainc(m[None, None, :] * shape, np.maximum(x, 0.0)[:, :, None] / scale)
+
+            inside = (cdf(b_k - pts[j]) - cdf(a_k - pts[j])) @ surv[m]
+            val = inside.mean(axis=1)
+        else:
+            val = np.zeros(len(j))
+        if b == 0:
+            val = val + 1.0
+        A[b] = val
+    starts = np.zeros(R)
+    for k in range(R):
+        acc = float(target[k])
+        for b in range(1, min(len(A), k + 1)):
+            acc -= A[b][k - b] * starts[k - b]
+        starts[k] = max(acc, 0.0) / A[0][k]
+    return starts
 
 
 def prepare(plan: ComposePlan) -> ComposePlan:
@@ -152,6 +190,9 @@ def prepare(plan: ComposePlan) -> ComposePlan:
         raise SpecError("prefix", msg)
     C = len(names)
     share = np.zeros(C)
+    min_q = np.zeros(C)
+    rep_share = np.zeros(C)
+    rep_lag = np.ones(C)
     tokens = np.zeros(C, dtype=np.int64)  # -1: "input"
     unique = np.zeros(C, dtype=np.int64)
     zipf_cum: list[np.ndarray] = []
@@ -166,6 +207,9 @@ def prepare(plan: ComposePlan) -> ComposePlan:
         sp = prof.system_prompts
         if sp is not None and sp.request_share > 0:
             share[c] = float(sp.request_share)
+            min_q[c] = float(sp.min_quantile)
+            rep_share[c] = float(sp.repeat_share)
+            rep_lag[c] = float(sp.repeat_lag)
             tokens[c] = -1 if sp.tokens == "input" else int(sp.tokens)
             unique[c] = int(sp.unique_tokens)
             w = np.arange(1, sp.count + 1, dtype=np.float64) ** -float(sp.zipf_s)
@@ -188,24 +232,20 @@ def prepare(plan: ComposePlan) -> ComposePlan:
                 continue
         turn_off[c + 1] = turn_off[c]
 
-    # session starts: expected requests / expected turns placed inside the span
+    # session starts: starts plus the later turns landing in each client-window meet its target
     row_client = a["row_client"]
     expected = a["row_expected"].astype(np.float64).copy()
-    D = float(plan.span_duration_s)
     for c in np.flatnonzero(has_sess):
-        ss = profiles[c].sessions
-        rows = np.flatnonzero(row_client == c)
-        if not len(rows):
-            continue
-        t0, d = a["row_t0"][rows], a["row_d"][rows]
-        frac = (np.arange(_EDGE_POINTS) + 0.5) / _EDGE_POINTS
-        t = t0[:, None] + d[:, None] * frac[None, :]
-        e = _expected_turns(ss, D - t).mean(axis=1)
-        expected[rows] = expected[rows] / e
+        rows = np.flatnonzero(row_client == c)  # generation order: window, then client
+        if len(rows):
+            expected[rows] = _start_counts(profiles[c].sessions, a["row_t0"][rows], a["row_d"][rows], expected[rows])
     a["row_expected"] = expected
     win_pos = np.repeat(np.arange(len(a["win_index"]), dtype=np.int64), np.diff(a["win_row_offsets"]))
     a["prefix"] = {
         "share": share,
+        "min_quantile": min_q,
+        "repeat_share": rep_share,
+        "repeat_lag": rep_lag,
         "tokens": tokens,
         "unique": unique,
         "zipf_cum": np.concatenate(zipf_cum) if zipf_cum else np.zeros(0),
@@ -236,6 +276,46 @@ def _pick(cum: np.ndarray, off: np.ndarray, client: np.ndarray, u: np.ndarray) -
     return np.clip(idx, lo, np.maximum(hi - 1, lo)) - lo
 
 
+def _repeat_recent(
+    prompt: np.ndarray,
+    uses: np.ndarray,
+    kpos: np.ndarray,
+    crank: np.ndarray,
+    u_copy: np.ndarray,
+    u_lag: np.ndarray,
+    share: np.ndarray,
+    lag: np.ndarray,
+) -> np.ndarray:
+    """Prompts with temporal locality: a prompted row (rows in time order) takes, with
+    probability ``share``, the prompt of the prompted row ``l`` places before it in its
+    (window, client), ``l`` geometric with mean ``lag`` (copies of copies resolved); rows
+    whose ``l`` reaches before the group's first prompted row keep their own draw."""
+    idx = np.flatnonzero(uses)
+    if not len(idx) or not (share[idx] > 0).any():
+        return prompt
+    group = kpos[idx] * (int(crank.max()) + 1) + crank[idx]  # rows are in time order, groups interleave
+    order = np.lexsort((idx, group))
+    rows = idx[order]
+    g = group[order]
+    first = np.searchsorted(g, g, side="left")
+    pos = np.arange(len(rows)) - first
+    mean = lag[rows]
+    q = np.where(mean > 1, 1.0 - 1.0 / np.maximum(mean, 1.0), 0.0)
+    with np.errstate(divide="ignore"):
+        ell = 1 + np.where(q > 0, np.floor(np.log1p(-u_lag[rows]) / np.log(np.where(q > 0, q, 0.5))), 0)
+    copy = (u_copy[rows] < share[rows]) & (ell <= pos)
+    src = np.arange(len(rows))
+    src[copy] = (np.arange(len(rows)) - ell.astype(np.int64))[copy]
+    while True:
+        nxt = src[src]
+        if np.array_equal(nxt, src):
+            break
+        src = nxt
+    out = prompt.copy()
+    out[rows] = prompt[rows[src]]
+    return out
+
+
 def _expand(plan: ComposePlan, base: pl.DataFrame, k0: int, k1: int) -> pl.DataFrame:
     """Every turn of the sessions started in windows ``k0 <= k < k1`` (base = their starts),
     with the prefix columns and sort keys ``_w`` (start window), ``_o`` (start ordinal)."""
@@ -258,11 +338,23 @@ def _expand(plan: ComposePlan, base: pl.DataFrame, k0: int, k1: int) -> pl.DataF
     # batch 1 per window: prompt use, prompt pick, length key, turn count
     counts = np.bincount(kpos - k0, minlength=k1 - k0)
     gens = [np.random.default_rng([seed, int(wi), 2]) for wi in a["win_index"][k0:k1]]
-    u1 = np.concatenate([g.random((int(m), 4)) for g, m in zip(gens, counts)]) if n else np.zeros((0, 4))
+    u1 = np.concatenate([g.random((int(m), 6)) for g, m in zip(gens, counts)]) if n else np.zeros((0, 6))
     uses = u1[:, 0] < P["share"][crank]
     prompt = _pick(P["zipf_cum"], P["zipf_off"], crank, u1[:, 1])
+    prompt = _repeat_recent(prompt, uses, kpos, crank, u1[:, 4], u1[:, 5], P["repeat_share"][crank], P["repeat_lag"][crank])
     prompt_key = _hash(_TAG_KEY, seed, crank, prompt).astype(np.float64) / 2.0**64
-    key = np.where(uses, prompt_key, u1[:, 2])
+    # keys: prompted rows in [q_min, 1); the others spread so that all keys stay uniform
+    q_min = P["min_quantile"][crank]
+    key_p = q_min + (1.0 - q_min) * prompt_key
+    share = P["share"][crank]
+    low = np.divide(q_min, 1.0 - share, out=np.zeros_like(q_min), where=share < 1)
+    u_k = u1[:, 2]
+    key_o = np.where(
+        u_k < low,
+        np.divide(u_k, low, out=np.zeros_like(u_k), where=low > 0) * q_min,
+        q_min + (1.0 - q_min) * np.divide(u_k - low, 1.0 - low, out=np.zeros_like(u_k), where=low < 1),
+    )
+    key = np.where(uses, key_p, key_o)
     T = np.where(P["has_sessions"][crank], 1 + _pick(P["turn_cum"], P["turn_off"], crank, u1[:, 3]), 1)
 
     # lengths handed out inside each (window, client) in key order (a permutation of the draws)
@@ -488,3 +580,225 @@ def _lists(owner: np.ndarray, n: int, **values: np.ndarray) -> pl.DataFrame:
     grouped = flat.group_by("_r", maintain_order=True).agg(*values)
     full = pl.DataFrame({"_r": np.arange(n, dtype=np.int64)}).join(grouped, on="_r", how="left", maintain_order="left")
     return full.select(pl.col(k).fill_null([]).cast(pl.List(pl.Int64)) for k in values)
+
+
+# --------------------------------------------------------------------------------------------
+# Fitting a prefix model from a trace with hash_ids
+# --------------------------------------------------------------------------------------------
+
+#: A fitted prompt is "document-style" (``tokens="input"``) when requests that reuse one share
+#: at least this median fraction of their input with it.
+DOCUMENT_SHARE = 0.5
+
+
+def _block_table(trace: pl.DataFrame) -> pl.DataFrame:
+    """One row per (request, block position): ``req, pos, block, seen`` (``seen``: the block
+    occurred in an earlier request)."""
+    blocks = (
+        trace.select(pl.int_range(pl.len(), dtype=pl.Int64).alias("req"), pl.col("hash_ids").cast(pl.List(pl.Int64)))
+        .explode("hash_ids")
+        .drop_nulls("hash_ids")
+        .rename({"hash_ids": "block"})
+        .with_columns(pl.int_range(pl.len(), dtype=pl.Int64).over("req").alias("pos"))
+    )
+    first = blocks.group_by("block").agg(pl.col("req").min().alias("_first"))
+    return blocks.join(first, on="block", how="left").with_columns((pl.col("_first") < pl.col("req")).alias("seen")).drop("_first")
+
+
+def prefix_depth(trace: pl.DataFrame) -> pl.Series:
+    """Per request, the number of leading ``hash_ids`` blocks already seen in an earlier
+    request (its reusable prefix depth, in blocks)."""
+    table = _block_table(trace)
+    depth = table.filter(~pl.col("seen")).group_by("req").agg(pl.col("pos").min().alias("depth"))
+    lens = trace.select(pl.int_range(pl.len(), dtype=pl.Int64).alias("req"), pl.col("hash_ids").list.len().cast(pl.Int64).alias("n"))
+    out = lens.join(depth, on="req", how="left", maintain_order="left").with_columns(pl.col("depth").fill_null(pl.col("n")))
+    return out["depth"]
+
+
+def _session_roots(trace: pl.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """Each request's session root and turn index, from ``session_id`` when the trace has one,
+    else from requests whose ``hash_ids`` extend an earlier request's whole list (a longer
+    list that starts with it: the earlier turn's context plus new blocks)."""
+    n = trace.height
+    if "session_id" in trace.columns and trace["session_id"].null_count() < n:
+        sid = trace.select(
+            pl.when(pl.col("session_id").is_null()).then(pl.int_range(pl.len()).cast(pl.String) + "#").otherwise(pl.col("session_id")).alias("s")
+        )["s"]
+        frame = pl.DataFrame({"s": sid, "req": np.arange(n)})
+        root = frame.with_columns(pl.col("req").min().over("s").alias("root"), pl.int_range(pl.len()).over("s").alias("turn"))
+        return root["root"].to_numpy(), root["turn"].to_numpy()
+    lens = trace["hash_ids"].list.len().to_numpy().astype(np.int64)
+    last = trace["hash_ids"].list.last().cast(pl.Int64)
+    ends = pl.DataFrame({"parent": np.arange(n), "block": last, "pos": lens - 1, "plen": lens}).drop_nulls("block")
+    table = _block_table(trace).select("req", "pos", "block")
+    cand = (
+        table.join(ends, on=["block", "pos"], how="inner")
+        .filter((pl.col("parent") < pl.col("req")) & (pl.col("plen") < pl.col("req").replace_strict(
+            dict(enumerate(lens.tolist())), return_dtype=pl.Int64)))
+        .sort("req", "plen", "parent")
+        .group_by("req", maintain_order=True)
+        .agg(pl.col("parent").last())
+    )
+    parent = np.arange(n)
+    parent[cand["req"].to_numpy()] = cand["parent"].to_numpy()
+    turn = np.zeros(n, dtype=np.int64)
+    root = parent.copy()
+    # pointer jumping: O(log depth) vectorized passes
+    hop = (parent != np.arange(n)).astype(np.int64)
+    while True:
+        nxt = root[root]
+        if np.array_equal(nxt, root):
+            break
+        hop = hop + hop[root] * (root != nxt)
+        root = nxt
+    turn = hop
+    return root, turn
+
+
+def _zipf_fit(sizes: np.ndarray) -> float:
+    """Maximum-likelihood Zipf exponent of group sizes ranked largest first."""
+    from scipy.optimize import minimize_scalar
+
+    counts = np.sort(sizes)[::-1].astype(np.float64)
+    ranks = np.arange(1, len(counts) + 1, dtype=np.float64)
+    if len(counts) < 2:
+        return 0.0
+
+    def nll(s: float) -> float:
+        logw = -s * np.log(ranks)
+        log_h = np.logaddexp.reduce(logw)
+        return -float(np.dot(counts, logw - log_h))
+
+    return float(minimize_scalar(nll, bounds=(0.0, 5.0), method="bounded").x)
+
+
+def fit_prefix(trace: pl.DataFrame, *, block_size: int = 512) -> PrefixSpec:
+    """A ``prefix`` section fitted to a RequestTrace with ``hash_ids`` (``block_size`` tokens
+    per id, 512 for Mooncake traces), as the ``default`` profile.
+
+    Sessions: from ``session_id`` where the trace has it, else from requests whose
+    ``hash_ids`` extend an earlier request's whole list; the turn count pmf and the Gamma
+    think time (mean and CV of the gaps between consecutive turns) are measured. None when no
+    session has two turns.
+
+    System prompts, over the sessions' first turns: requests whose first block is shared with
+    another first turn form a prompt group; ``count`` is the number of groups,
+    ``request_share`` the share of first turns in one, ``zipf_s`` the maximum-likelihood
+    Zipf exponent of the group sizes. Each reusing request's shared part is its prefix
+    depth in blocks (blocks seen earlier) times ``block_size``: when the median share of
+    the input is at least :data:`DOCUMENT_SHARE`, prompts are document-style
+    (``tokens="input"``, ``unique_tokens`` the median of input minus shared tokens),
+    otherwise ``tokens`` is the median shared length. None when no first block repeats.
+    """
+    if "hash_ids" not in trace.columns:
+        msg = "fit_prefix needs a trace with a hash_ids column (block ids per request)"
+        raise ValueError(msg)
+    if not (isinstance(block_size, int) and block_size >= 1):
+        msg = f"block_size must be a positive whole number of tokens, got {block_size!r}"
+        raise ValueError(msg)
+    trace = trace.filter(pl.col("hash_ids").is_not_null())
+    if trace.height == 0:
+        msg = "fit_prefix: no request has hash_ids"
+        raise ValueError(msg)
+    trace = trace.sort("timestamp_s", maintain_order=True)
+    root, turn = _session_roots(trace)
+    ts = trace["timestamp_s"].to_numpy()
+
+    sessions = None
+    sess_len = np.bincount(root, minlength=trace.height)[np.unique(root)]
+    if sess_len.max() >= 2:
+        follow = turn > 0
+        order = np.lexsort((turn, root))
+        r_o, t_o = root[order], ts[order]
+        same = np.concatenate([[False], r_o[1:] == r_o[:-1]])
+        gaps = np.diff(t_o)[same[1:]]
+        counts = np.bincount(sess_len)
+        pmf = tuple((int(k), float(c / len(sess_len))) for k, c in enumerate(counts) if k >= 1 and c > 0)
+        pmf = tuple((k, p) for k, p in pmf if k <= 1000)
+        mean_gap = float(gaps.mean()) if len(gaps) else 1.0
+        cv = float(gaps.std() / mean_gap) if len(gaps) > 1 and mean_gap > 0 else 1.0
+        sessions = Sessions(turns_kind="pmf", turns_pmf=pmf, think_mean_s=max(mean_gap, 1e-3), think_cv=max(cv, 1e-3))
+        _ = follow
+
+    firsts = trace.filter(pl.Series(turn == 0))
+    depth = prefix_depth(firsts).to_numpy()
+    head = firsts["hash_ids"].list.first()
+    groups = pl.DataFrame({"head": head, "depth": depth, "x": firsts["input_tokens"], "client_id": firsts["client_id"]}).with_columns(
+        pl.len().over("head").alias("size"), pl.int_range(pl.len()).over("head").alias("rank")
+    )
+    prompted = groups.filter(pl.col("size") >= 2)
+    system_prompts = None
+    if prompted.height:
+        sizes = prompted.group_by("head").agg(pl.len().alias("n"))["n"].to_numpy()
+        reuse = prompted.filter(pl.col("rank") > 0).with_columns(
+            (pl.col("depth") * block_size).clip(upper_bound=pl.col("x")).alias("shared")
+        )
+        share_of_input = (reuse["shared"] / reuse["x"].clip(lower_bound=1)).median()
+        if share_of_input is not None and share_of_input >= DOCUMENT_SHARE:
+            tokens: int | str = "input"
+            unique_tokens = int(round(float((reuse["x"] - reuse["shared"]).median())))
+        else:
+            tokens = max(1, int(round(float(reuse["shared"].median() or 1))))
+            unique_tokens = 1
+        q = float(prompted.height / firsts.height)
+        rep_share, rep_lag = _locality(prompted, sizes)
+        system_prompts = SystemPrompts(
+            repeat_share=rep_share,
+            repeat_lag=rep_lag,
+            count=min(int(len(sizes)), MAX_PROMPTS),
+            request_share=q,
+            min_quantile=_min_quantile(groups["x"].to_numpy(), float(prompted["x"].mean()), 1.0 - q),
+            zipf_s=round(_zipf_fit(sizes), 6),
+            tokens=tokens,
+            unique_tokens=max(0, unique_tokens),
+        )
+    return PrefixSpec(default=PrefixProfile(system_prompts=system_prompts, sessions=sessions))
+
+
+def _min_quantile(x: np.ndarray, target_mean: float, upper: float) -> float:
+    """The quantile ``m`` (a multiple of 0.01, at most ``upper``) above which the inputs ``x``
+    have the mean closest to ``target_mean``: the lengths of the prompted requests as a
+    slice of the whole distribution (moment matching)."""
+    xs = np.sort(x.astype(np.float64))
+    n = len(xs)
+    grid = np.round(np.arange(0.0, max(upper, 0.0) + 1e-9, 0.01), 2)
+    grid = grid[grid <= upper + 1e-12]
+    tail = np.concatenate([np.cumsum(xs[::-1])[::-1], [0.0]])
+    lo = np.minimum((grid * n).astype(np.int64), n - 1)
+    means = tail[lo] / (n - lo)
+    return float(grid[int(np.argmin(np.abs(means - target_mean)))])
+
+
+#: Largest distance back (in prompted requests) that the locality fit looks at.
+LOCALITY_HORIZON = 100
+
+
+def _locality(prompted: pl.DataFrame, sizes: np.ndarray) -> tuple[float, float]:
+    """``(repeat_share, repeat_lag)`` fitted to how soon prompts come back.
+
+    For each prompted request (in time order, per client) the distance back to the last
+    request with the same prompt, in prompted requests, gives ``obs(k)``: the share that
+    recur within ``k``. Under the model a request copies a recent prompt with probability
+    ``rho`` at a geometric lag of mean ``L``, else draws by popularity, so
+    ``obs(k) = c(k) + (1 - c(k)) rho (1 - (1 - 1/L) ** k)`` with ``c(k)`` the chance of a
+    recurrence within ``k`` from popularity alone (``sum_i p_i (1 - (1 - p_i) ** k)``).
+    ``rho`` (step 0.01) and ``L`` (1..:data:`LOCALITY_HORIZON`) minimize the squared error
+    over ``k = 1..LOCALITY_HORIZON``.
+    """
+    seq = prompted.with_columns(pl.int_range(pl.len()).over("client_id").alias("_pos"))
+    dist = seq.with_columns((pl.col("_pos") - pl.col("_pos").shift(1).over("client_id", "head")).alias("_d"))["_d"]
+    d = dist.drop_nulls().to_numpy()
+    n = prompted.height
+    if n < 3 or len(d) == 0:
+        return 0.0, 10.0
+    k = np.arange(1, LOCALITY_HORIZON + 1)
+    obs = np.searchsorted(np.sort(d), k, side="right") / n
+    p = sizes / sizes.sum()
+    chance = (p[None, :] * (1.0 - (1.0 - p[None, :]) ** k[:, None])).sum(axis=1)
+    rho = np.round(np.arange(0.0, 1.0001, 0.01), 2)
+    lags = np.arange(1, LOCALITY_HORIZON + 1, dtype=np.float64)
+    within = 1.0 - (1.0 - 1.0 / lags[:, None]) ** k[None, :]  # (L, k)
+    model = chance[None, None, :] + (1.0 - chance)[None, None, :] * rho[:, None, None] * within[None, :, :]
+    err = ((model - obs[None, None, :]) ** 2).sum(axis=2)
+    i, j = np.unravel_index(int(np.argmin(err)), err.shape)
+    return float(rho[i]), float(lags[j])

@@ -34,7 +34,9 @@ JSON layout (schema version 1; every key is explicit, unknown keys are errors)::
       "prefix": null
              | {"version": 1,
                 "default": {"system_prompts": {"count": 10, "request_share": 0.5, "zipf_s": 1.0,
-                                               "tokens": 1000 | "input", "unique_tokens": 1},
+                                               "tokens": 1000 | "input", "unique_tokens": 1,
+                                               "min_quantile": 0.0, "repeat_share": 0.0,
+                                               "repeat_lag": 10.0},
                             "sessions": {"turns": {"kind": "geometric", "mean": 1.106, "max": 50}
                                                 | {"kind": "pmf", "pmf": [[1, 0.9], [3, 0.1]]},
                                          "think_time_s": {"mean": 100.0, "cv": 1.0}}},
@@ -121,7 +123,12 @@ Meaning of the options (details in :mod:`servegen_core.compose`)
         to ``i ** -zipf_s``; a prompt is ``tokens`` long, or with ``"input"`` as long as the
         request using it less ``unique_tokens`` (a document-style prefix). A first turn of
         ``x`` input tokens starts with ``min(tokens, max(0, x - unique_tokens))`` tokens of
-        its prompt; the rest of its input is its own.
+        its prompt; the rest of its input is its own. Sessions that use a prompt take their
+        first-turn input lengths from above the ``min_quantile`` quantile of the client's
+        input distribution (requests of one prompt get lengths near each other). With
+        probability ``repeat_share`` a session reuses the prompt of a recent prompted session
+        of its client (``repeat_lag``: mean distance back, in prompted sessions), which gives
+        prompt reuse the temporal locality that small caches see.
 
         ``sessions``: the turn count of a session (``geometric`` with ``mean`` turns,
         truncated at ``max``; or an explicit ``pmf`` of ``[turns, probability]``) and the
@@ -637,7 +644,13 @@ class SystemPrompts:
     ``i`` (1-based) with probability proportional to ``i ** -zipf_s``. ``tokens`` is the
     prompt length (a whole number), or ``"input"``: a prompt as long as the request that uses
     it, less ``unique_tokens``. A request of ``x`` input tokens shares
-    ``min(tokens, max(0, x - unique_tokens))`` tokens of its prompt.
+    ``min(tokens, max(0, x - unique_tokens))`` tokens of its prompt. ``min_quantile``: the
+    requests that use a prompt take their input lengths from above this quantile of the
+    client's input distribution (0: from anywhere; requests of one prompt always get
+    lengths near each other). Temporal locality: a prompted request reuses, with
+    probability ``repeat_share``, the prompt of a recent prompted request of its client,
+    ``l`` prompted requests back with ``l`` geometric of mean ``repeat_lag`` (0: prompts are
+    drawn independently of time).
     """
 
     count: int = 10
@@ -645,6 +658,9 @@ class SystemPrompts:
     zipf_s: float = 1.0
     tokens: int | str = 1000
     unique_tokens: int = 1
+    min_quantile: float = 0.0
+    repeat_share: float = 0.0
+    repeat_lag: float = 10.0
 
     def __post_init__(self) -> None:
         _integer("system_prompts.count", self.count, minimum=1, maximum=MAX_PROMPTS)
@@ -657,6 +673,14 @@ class SystemPrompts:
         else:
             _integer("system_prompts.tokens", self.tokens, minimum=1)
         _integer("system_prompts.unique_tokens", self.unique_tokens, minimum=0)
+        mq = _number("system_prompts.min_quantile", self.min_quantile, minimum=0)
+        if mq > 1 - share:
+            msg = f"must be at most 1 - request_share = {1 - share:g} (the prompted requests must fit above it), got {mq}"
+            raise SpecError("system_prompts.min_quantile", msg)
+        rs = _number("system_prompts.repeat_share", self.repeat_share, minimum=0)
+        if rs > 1:
+            raise SpecError("system_prompts.repeat_share", f"must lie in [0, 1], got {rs}")
+        _number("system_prompts.repeat_lag", self.repeat_lag, minimum=1)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -665,6 +689,9 @@ class SystemPrompts:
             "zipf_s": self.zipf_s,
             "tokens": self.tokens,
             "unique_tokens": self.unique_tokens,
+            "min_quantile": self.min_quantile,
+            "repeat_share": self.repeat_share,
+            "repeat_lag": self.repeat_lag,
         }
 
 
@@ -824,13 +851,13 @@ def _parse_profile(where: str, value: Any) -> PrefixProfile:
 
 def _parse_system_prompts(where: str, value: Any) -> SystemPrompts:
     d = _mapping(where, value)
-    allowed = ("count", "request_share", "zipf_s", "tokens", "unique_tokens")
+    allowed = ("count", "request_share", "zipf_s", "tokens", "unique_tokens", "min_quantile", "repeat_share", "repeat_lag")
     _keys(where, d, allowed)
     kw: dict[str, Any] = {}
     for k in ("count", "unique_tokens"):
         if k in d:
             kw[k] = _integer(f"{where}.{k}", d[k], minimum=0)
-    for k in ("request_share", "zipf_s"):
+    for k in ("request_share", "zipf_s", "min_quantile", "repeat_share", "repeat_lag"):
         if k in d:
             kw[k] = _number(f"{where}.{k}", d[k], minimum=0)
     if "tokens" in d:

@@ -13,7 +13,9 @@ the report. Checks:
     the largest ``|share - weight share|`` over the composed clients; passes at <= 0.01.
 ``cv_ratio``
     median of generated / source inter-arrival CV over client-windows with at least
-    ``min_cv_requests`` (200) generated requests; passes within 0.9-1.1. The generated CV is
+    ``min_cv_requests`` (200) generated requests; passes within 0.9-1.1. With sessions only
+    their first turns count (session starts follow the client's arrival process; later turns
+    follow think times). The generated CV is
     :func:`servegen_core.arrivals.window_cv` on the source's window grid; the source CV is the
     recorded one.
 ``length_ks``
@@ -27,6 +29,10 @@ the report. Checks:
     within-client Spearman rank correlation between the input-length field and
     ``output_tokens``; passes within 0.1 of the spec's copula value
     (``6/pi * asin(length_correlation / 2)``, 0 by default).
+``prefix_input_ks`` (workloads with a prefix model: the ``turn_index`` column)
+    the ``length_ks`` statistic for ``input_tokens`` alone, over every turn of every session
+    (later turns draw their own lengths and a session's inputs are sorted, smallest first):
+    the input marginal still matches each client's PDF; passes below 0.02.
 ``input_total`` / ``reasoning_sum`` (when the columns exist)
     share of rows where ``input_tokens != text + image + audio + video tokens`` or
     ``reasoning_tokens + answer_tokens != output_tokens``; passes at 0.
@@ -37,6 +43,7 @@ loaded again, or pass ``pool``).
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, field
 
@@ -151,6 +158,7 @@ def validate(
     corr, row = _correlation(trace, plan, min_corr_requests)
     rows.append(row)
     rows += _consistency(trace)
+    rows += _prefix_inputs(trace, plan, min_ks_requests)
     checks = pl.DataFrame(rows, schema=CHECKS_SCHEMA)
     return ValidationReport(checks, windows=windows, clients=clients, cv=cv, ks=ks, correlation=corr)
 
@@ -222,6 +230,8 @@ def _cv(trace: pl.DataFrame, plan: ComposePlan, min_requests: int) -> tuple[pl.D
     W = int(plan.pool.window_s)
     offset = (plan.span_start_s - plan.pool.start_s) % W
     origin = plan.span_start_s - offset  # source time of the shifted trace's 0
+    if "turn_index" in trace.columns:  # sessions: their starts follow the client's arrival process
+        trace = trace.filter(pl.col("turn_index") == 0)
     shifted = trace.select(pl.col("timestamp_s") + offset, "client_id")
     table = window_cv(shifted, window_s=W, min_requests=max(int(min_requests), 3))
     schema = {"client_id": pl.String(), "start_s": pl.Float64(), "requests": pl.Float64(), "cv": pl.Float64(),
@@ -342,3 +352,19 @@ def _consistency(trace: pl.DataFrame) -> list[dict]:
         rows.append(_row("reasoning_sum", bad / trace.height, "reasoning + answer == output on every row",
                          None, 0.0, trace.height, f"{bad} row(s) differ"))
     return rows
+
+
+def _prefix_inputs(trace: pl.DataFrame, plan: ComposePlan, min_requests: int) -> list[dict]:
+    """``prefix_input_ks``: the input-length marginal of a workload with sessions and shared
+    prompts against each client's source PDF (only when the trace has ``turn_index``)."""
+    if "turn_index" not in trace.columns or "input_tokens" not in plan.request_fields:
+        return []
+    only_input = dataclasses.replace(plan, request_fields=("input_tokens",))
+    _table, row = _ks(trace, only_input, min_requests)
+    later = int((trace["turn_index"] > 0).sum())
+    row.update(
+        name="prefix_input_ks",
+        target="median KS of input_tokens (every turn) < 0.02",
+        detail=f"{row['detail']}; {later:,} of {trace.height:,} requests are later turns of a session",
+    )
+    return [row]
