@@ -31,6 +31,9 @@ pages = {
         st.Page(PAGES / "preview.py", title="Preview", icon=":material/preview:"),
         st.Page(PAGES / "export.py", title="Export", icon=":material/download:"),
     ],
+    "What-if": [
+        st.Page(PAGES / "provisioning.py", title="Provisioning", icon=":material/dns:"),
+    ],
 }
 
 navigation = st.navigation(pages)

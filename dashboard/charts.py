@@ -1223,3 +1223,55 @@ def context_growth(turns: pl.DataFrame) -> go.Figure:
         )
     )
     return _finish(fig, "Context growth per turn", x_title="turn", y_title="input tokens added since the previous turn (tokens)", showlegend=False)
+
+
+# ---------------------------------------------------------------------------------------------
+# Provisioning
+# ---------------------------------------------------------------------------------------------
+
+#: Latency columns of a provisioning curve and how they are named on the axes.
+LATENCY_LABELS = {
+    "ttft_p99_s": "p99 TTFT",
+    "ttft_p50_s": "median TTFT",
+    "tpot_p99_s": "p99 TPOT",
+    "e2e_p99_s": "p99 end-to-end latency",
+}
+
+
+def provisioning_curves(
+    curves: pl.DataFrame,
+    *,
+    metric: str = "ttft_p99_s",
+    slo_s: float | None = None,
+    answers: Mapping[str, int | None] | None = None,
+) -> go.Figure:
+    """Latency vs replica count, one line per workload: ``workload, replicas, <metric>``
+    (:attr:`servegen_core.serving.Comparison.curves`), the SLO as a dashed line and each
+    workload's answer (the smallest count meeting the SLO) as a larger marker."""
+    label = LATENCY_LABELS.get(metric, metric)
+    fig = go.Figure()
+    answers = answers or {}
+    names = list(dict.fromkeys(curves["workload"].to_list()))
+    for i, name in enumerate(names):
+        part = curves.filter(pl.col("workload") == name).sort("replicas")
+        color = COLORS[i % len(COLORS)]
+        fig.add_trace(
+            go.Scatter(
+                x=part["replicas"].to_numpy(), y=part[metric].to_numpy(), mode="lines+markers", name=svg(name),
+                line={"color": color, "width": 2, "dash": "solid" if i == 0 else "dot"},
+                hovertemplate=f"{svg(name)}<br>%{{x}} replicas<br>{label} %{{y:.3g}} s<extra></extra>",
+            )
+        )
+        n = answers.get(name)
+        if n is not None and n in part["replicas"].to_list():
+            y = part.filter(pl.col("replicas") == n)[metric].item()
+            fig.add_trace(
+                go.Scatter(
+                    x=[n], y=[y], mode="markers", marker={"color": color, "size": 14, "symbol": "star"},
+                    name=f"{svg(name)}: {n} replicas", hovertemplate=f"{svg(name)} needs {n} replicas<extra></extra>",
+                )
+            )
+    fig.update_yaxes(type="log")
+    if slo_s is not None:
+        _ref_line(fig, y=slo_s, text=f"SLO {slo_s:g} s", log=True)
+    return _finish(fig, f"{label} vs replicas", x_title="replicas", y_title=f"{label} (s, log scale)", legend_bottom=True)

@@ -1292,16 +1292,18 @@ def compare_spec(
     router: str = "round_robin",
     max_replicas: int = 1024,
     max_requests: int | None = None,
+    pool: Any = None,
     workers: int = 1,
     progress: Callable[[str], None] | None = None,
 ) -> Comparison:
     """Compose ``spec`` and its naive ``baselines`` (see :func:`baseline_spec`) from one loaded
-    source and compare the replicas each needs for ``slo``."""
+    source (``pool``, else loaded from the spec) and compare the replicas each needs for ``slo``."""
     from servegen_core.compose import compose, load_source
 
     for kind in baselines:
         baseline_spec(spec, kind)  # unknown kinds fail before any work
-    pool = load_source(spec)
+    if pool is None:
+        pool = load_source(spec)
     kwargs = {} if max_requests is None else {"max_requests": max_requests}
     workloads = {}
     for name, s in [("realistic", spec), *[(k, baseline_spec(spec, k)) for k in baselines]]:

@@ -13,7 +13,7 @@ from streamlit.testing.v1 import AppTest
 
 DASHBOARD = Path(__file__).resolve().parents[2] / "dashboard"
 APP = DASHBOARD / "app.py"
-PAGES = ("overview", "burstiness", "rate_shifts", "lengths", "multimodal", "reasoning", "prefix", "clients", "compose", "preview", "export")
+PAGES = ("overview", "burstiness", "rate_shifts", "lengths", "multimodal", "reasoning", "prefix", "clients", "compose", "preview", "export", "provisioning")
 
 
 class Dashboard:

@@ -1,0 +1,144 @@
+"""Provisioning: how many serving replicas a workload needs for a latency SLO, realistic vs naive."""
+
+import os
+
+import streamlit as st
+
+import charts
+import state
+from plaintext import md
+from servegen_core import serving
+from servegen_core.errors import SpecError
+from servegen_core.hardware import GPUS, MODELS
+
+#: Environment variable: the largest workload (requests) simulated on this page.
+MAX_SIM_ENV = "SERVEGEN_MAX_SIM_REQUESTS"
+DEFAULT_MAX_SIM = 1_000_000
+
+view = state.page_header("Provisioning")
+spec = state.current_spec(view)
+if spec is None and view.is_pool:
+    st.info(
+        "Provisioning simulates a workload: build one on the Compose page (it is compared with its naive baselines), "
+        "or load a raw request trace in the sidebar (it is compared with its Poisson baseline)."
+    )
+    st.page_link("views/compose.py", label="Go to Compose", icon=":material/tune:")
+    st.stop()
+
+choices = []
+if spec is not None:
+    choices.append("composed workload vs its naive baselines")
+if not view.is_pool:
+    choices.append("trace vs its Poisson baseline")
+what = st.radio("Workload", choices, horizontal=True, key="prov_what") if len(choices) > 1 else choices[0]
+use_spec = what.startswith("composed")
+
+c1, c2, c3, c4 = st.columns(4)
+model = c1.selectbox("Model", list(MODELS), key="prov_model")
+gpu = c2.selectbox("GPU", list(GPUS), key="prov_gpu")
+tp = c3.number_input("GPUs per replica (tensor parallel)", min_value=1, max_value=16, value=1, step=1, key="prov_tp")
+eff = c4.slider("Efficiency (share of peak reached)", min_value=0.1, max_value=1.0, value=0.6, step=0.05, key="prov_eff")
+c1, c2, c3, c4 = st.columns(4)
+slo_ttft = c1.number_input("SLO: p99 TTFT (s, 0 = none)", min_value=0.0, max_value=3600.0, value=2.0, step=0.5, key="prov_slo_ttft")
+slo_tpot = c2.number_input("SLO: p99 TPOT (s, 0 = none)", min_value=0.0, max_value=60.0, value=0.0, step=0.01, key="prov_slo_tpot")
+router = c3.selectbox("Router", list(serving.ROUTERS), key="prov_router")
+max_replicas = c4.number_input("Most replicas tried", min_value=1, max_value=4096, value=256, step=1, key="prov_max")
+chunked = st.toggle("Chunked prefill (Sarathi-style) instead of prefill-first", key="prov_chunked")
+baselines = list(serving.BASELINES)
+if use_spec:
+    baselines = st.multiselect("Naive baselines", list(serving.BASELINES), default=list(serving.BASELINES), key="prov_baselines")
+
+try:
+    cost = serving.roofline(model, gpu, efficiency=float(eff), tensor_parallel=int(tp))
+    slo = serving.Slo(ttft_p99_s=slo_ttft or None, tpot_p99_s=slo_tpot or None)
+except SpecError as exc:
+    state.show_error(exc)
+    st.stop()
+st.caption(
+    md(cost.note)
+    + ". Absolute latencies are only as good as this cost model (datasheet peaks times the efficiency factor); "
+    "calibrate it with your own benchmark results for real numbers (servegen whatif --calibration, AIPerf or vLLM "
+    "bench output). What the page compares, realistic vs naive on the same model, does not depend on the absolute scale."
+)
+
+# size guard: every simulation replays every request
+try:
+    limit = int(os.environ.get(MAX_SIM_ENV) or DEFAULT_MAX_SIM)
+except ValueError:
+    limit = DEFAULT_MAX_SIM
+if use_spec:
+    source, _ = state.spec_source(view)
+    pool = state.spec_pool(view, source) if source is not None else None
+    made_plan = state.plan(spec, pool) if pool is not None else None
+    if made_plan is None:
+        st.stop()
+    n_requests = int(made_plan.expected_requests)
+else:
+    pool = None
+    n_requests = view.data.height
+if n_requests > limit:
+    st.warning(
+        f"This workload has about {n_requests:,} requests; this page simulates at most {limit:,} "
+        f"(${MAX_SIM_ENV}). Shorten the span or lower the rate, or run servegen whatif on the command line."
+    )
+    st.stop()
+
+params = (view.key, spec if use_spec else None, model, gpu, int(tp), float(eff), slo, router, int(max_replicas), bool(chunked), tuple(baselines))
+if st.button("Simulate", type="primary", key="prov_run"):
+    names = ["realistic", *(baselines if use_spec else ["poisson"])]
+    bar = st.progress(0.0, text="Starting…")
+
+    def progress(text: str) -> None:
+        name = text.split(":", 1)[0]
+        done = names.index(name) / len(names) if name in names else 0.0
+        bar.progress(min(done, 1.0), text=md(text))
+
+    config = serving.ServerConfig(chunked_prefill=bool(chunked))
+    common = {"config": config, "router": router, "max_replicas": int(max_replicas), "progress": progress}
+    try:
+        if use_spec:
+            result = serving.compare_spec(spec, slo, cost, baselines=baselines, pool=pool, **common)
+        else:
+            result = serving.compare_trace(view.data, slo, cost, **common)
+    except Exception as exc:  # noqa: BLE001 - a core error becomes a message on the page
+        bar.empty()
+        state.show_error(exc)
+        st.stop()
+    bar.progress(1.0, text="Done.")
+    st.session_state["prov_result"] = (params, result)
+
+stored = st.session_state.get("prov_result")
+if stored is None or stored[0] != params:
+    st.info(f"Press Simulate to replay the {n_requests:,} requests on growing numbers of replicas.")
+    st.stop()
+result: serving.Comparison = stored[1]
+table = result.table
+st.success(md(result.sentence()))
+answers = dict(zip(table["workload"].to_list(), table["replicas"].to_list(), strict=True))
+cols = st.columns(len(answers))
+for col, row in zip(cols, table.iter_rows(named=True), strict=True):
+    value = "> limit" if row["replicas"] is None else f"{row['replicas']}"
+    delta = None
+    if row["under_provisioning"] is not None:
+        delta = f"{-row['under_provisioning']:.0%} vs realistic"
+    col.metric(f"{row['workload']}: replicas", value, delta=delta, delta_color="off")
+
+left, right = st.columns(2)
+with left:
+    fig = charts.provisioning_curves(result.curves, metric="ttft_p99_s", slo_s=slo.ttft_p99_s, answers=answers)
+    st.plotly_chart(fig, key="prov_ttft")
+with right:
+    fig = charts.provisioning_curves(result.curves, metric="tpot_p99_s", slo_s=slo.tpot_p99_s, answers=answers)
+    st.plotly_chart(fig, key="prov_tpot")
+n_real = answers.get("realistic")
+st.caption(
+    "Each point is one simulation of the whole workload; the stars mark each workload's answer. "
+    + (f"Latencies in the table are at the realistic count ({n_real} replicas)." if n_real is not None else "")
+)
+st.dataframe(
+    table, hide_index=True, key="prov_table",
+    column_config={
+        "under_provisioning": st.column_config.NumberColumn("under-provisioning", format="percent"),
+        "met": st.column_config.CheckboxColumn("SLO met"),
+    },
+)
