@@ -12,7 +12,7 @@ import polars as pl
 import pytest
 from _dash import axis_title, horizontal_lines, title, trace_names, values, vertical_lines
 
-from servegen_core import arrivals, lengths, multimodal, rates, reasoning
+from servegen_core import arrivals, lengths, multimodal, rates, reasoning, serving
 from servegen_core.compose import compose, naive_spec, plan_workload
 from servegen_core.pool import load_pool
 from servegen_core.spec import ServeGenSource, Span, WorkloadSpec
@@ -385,6 +385,9 @@ def test_every_figure_has_a_title_and_axis_titles(demo_dir, demo_chat, composed,
         "modality_share_histogram": lambda: charts.modality_share_histogram(multimodal.modality_shares(vl).distribution),
         "pattern_shares": lambda: charts.pattern_shares(arrivals.pattern_shares(demo_chat).frame),
         "percentile_bands": lambda: charts.percentile_bands(lengths.length_shift(demo_chat, "output_tokens").windows, field="output_tokens"),
+        "provisioning_curves": lambda: charts.provisioning_curves(
+            serving.compare_trace(made.trace.head(3000), serving.Slo(ttft_p99_s=2.0), serving.roofline("llama-3-8b", "a10g")).curves, slo_s=2.0
+        ),
         "rate_over_time": lambda: charts.rate_over_time(rates.rate_series(demo_chat).frame, resolution_s=600),
         "rate_plan": lambda: charts.rate_plan(plan.targets),
         "reason_ratio_histogram": lambda: charts.reason_ratio_histogram(reasoning.reason_ratio_distribution(r1).frame, modes.components),
