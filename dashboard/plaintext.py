@@ -9,10 +9,13 @@ so a client id such as ``[x](http://…)`` or ``<a href=…>`` shows literally:
 
 - :func:`md` for Streamlit Markdown: every character that can open Markdown syntax is
   backslash-escaped (CommonMark renders an escaped character as itself): emphasis, code, links
-  and images (``[ ] ( ) !``), HTML and entities (``< > &``), headings, tables, directives and
-  URL/e-mail autolinks (``:``, ``@`` and the dot of ``www.``), math (``$``); a leading list
-  marker is escaped too and control characters become spaces. Dots, commas, hyphens, slashes
-  and quotes elsewhere stay as they are, so ``m-large.csv`` reads as written;
+  and images (``[ ] ( ) !``), HTML and entities (``< > &``), headings, tables, directives
+  (``:``) and math (``$``); a leading list marker is escaped too and control characters become
+  spaces. Streamlit also turns bare URLs, ``www.`` names and e-mail addresses of the text into
+  links after parsing (GitHub's autolink literals), which no escape prevents: an invisible word
+  joiner (U+2060) goes after ``://`` 's colon, after ``www`` and after ``@``, so those never
+  read as a link. Dots, commas, hyphens, slashes and quotes stay as they are, so
+  ``m-large.csv`` reads as written;
 - :func:`svg` for Plotly text: ``&``, ``<`` and ``>`` become HTML entities (Plotly shows an
   entity as its character); :func:`svg_series` does the same to a Polars column.
 
@@ -25,16 +28,18 @@ import re
 
 import polars as pl
 
+#: The invisible character that keeps a URL, ``www.`` name or e-mail address from becoming a link.
+WORD_JOINER = "\u2060"
 _MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+!|<>$~:=^&@])")
-_WWW_DOT = re.compile(r"(?i)(www)\.")
+_AUTOLINK = re.compile(r"(?i)(:(?=//)|www(?=\.)|@)")
 _LIST_START = re.compile(r"^(\s*)(-|\d+(?=[.)]))")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 def md(value: object) -> str:
-    """``value`` as Markdown that renders as exactly its text (on one line)."""
-    text = _MD_SPECIAL.sub(r"\\\1", _CONTROL.sub(" ", str(value)))
-    text = _WWW_DOT.sub(r"\1\\.", text)
+    """``value`` as Markdown that renders as exactly its text (on one line; autolink triggers get a word joiner)."""
+    text = _AUTOLINK.sub(lambda m: m.group(1) + WORD_JOINER, _CONTROL.sub(" ", str(value)))
+    text = _MD_SPECIAL.sub(r"\\\1", text)
     return _LIST_START.sub(lambda m: m.group(1) + (r"\-" if m.group(2) == "-" else m.group(2) + "\\"), text)
 
 

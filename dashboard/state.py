@@ -23,6 +23,7 @@ import re
 import shutil
 import tempfile
 import time
+import weakref
 from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -583,14 +584,30 @@ def _swept_once() -> bool:
     return True
 
 
+class UploadFolder:
+    """A session's upload folder (``session-*`` under :func:`uploads_root`).
+
+    Kept in the session state; the folder is removed when the object is garbage-collected
+    (the session ended and its state was dropped) or when the server process exits.
+    """
+
+    def __init__(self, root: Path) -> None:
+        self.path = Path(tempfile.mkdtemp(prefix="session-", dir=root))
+        self._finalizer = weakref.finalize(self, shutil.rmtree, str(self.path), True)
+
+    def remove(self) -> None:
+        """Remove the folder now."""
+        self._finalizer()
+
+
 def _session_upload_dir() -> Path:
-    """This session's upload folder: removed with the session state (``TemporaryDirectory``'s finalizer)."""
+    """This session's upload folder (created on first use)."""
     holder = st.session_state.get("_upload_dir")
-    if holder is None or not Path(holder.name).is_dir():
+    if holder is None or not holder.path.is_dir():
         _swept_once()
-        holder = tempfile.TemporaryDirectory(prefix="session-", dir=uploads_root(), ignore_cleanup_errors=True)
+        holder = UploadFolder(uploads_root())
         st.session_state["_upload_dir"] = holder
-    return Path(holder.name)
+    return holder.path
 
 
 def upload_file_name(name: str) -> str:
@@ -942,7 +959,7 @@ def check_spec_source(source: ServeGenSource | TraceSource) -> None:
     if isinstance(source, TraceSource):
         path = Path(source.path).resolve()
         holder = st.session_state.get("_upload_dir")
-        if holder is not None and Path(holder.name).resolve() in path.parents:
+        if holder is not None and holder.path.resolve() in path.parents:
             return
         if demo_data_dir().resolve() in path.parents:
             return

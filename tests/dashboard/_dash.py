@@ -94,8 +94,9 @@ class Dashboard:
 
 
 def plain(body: str) -> str:
-    """The text a Markdown body shows: CommonMark backslash escapes removed (``bad\\.csv`` -> ``bad.csv``)."""
-    return re.sub(r"\\([!-/:-@\[-`{-~])", r"\1", body)
+    """The text a Markdown body shows, as read: CommonMark backslash escapes and invisible word
+    joiners removed (``bad\\.csv`` -> ``bad.csv``)."""
+    return re.sub(r"\\([!-/:-@\[-`{-~])", r"\1", body).replace("\u2060", "")
 
 
 # -- figure helpers (shared by the chart and app tests) -------------------------------------

@@ -1,0 +1,137 @@
+"""User data in a real browser: a trace whose client ids are Markdown links, images and HTML,
+read from a configured data root, renders them as literal text (no link, no image), and a path
+outside the roots is refused. ``streamlit run`` in a subprocess, Playwright and Debian's Chromium.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+from test_browser import CHROMIUM, CHROMIUM_ARGS, PROJECT, TIMEOUT_MS, _free_port, _wait_healthy, go, settle
+
+pytestmark = pytest.mark.browser
+
+EVIL_IDS = ["[x](http://evil.example/a)", "![](http://evil.example/x.png)", '<a href="http://evil.example/h">y</a>', "plain"]
+
+
+@pytest.fixture(scope="module")
+def root(tmp_path_factory) -> Path:
+    """A data root holding ``evil.csv``: 800 requests over two hours from the crafted clients."""
+    folder = tmp_path_factory.mktemp("roots")
+    rng = np.random.default_rng(5)
+    n = 800
+    pl.DataFrame(
+        {
+            "timestamp_s": np.sort(rng.uniform(0, 7200, n)).round(3),
+            "client_id": rng.choice(np.array(EVIL_IDS, dtype=object), n),
+            "input_tokens": rng.integers(10, 4000, n),
+            "output_tokens": rng.integers(1, 500, n),
+        }
+    ).write_csv(folder / "evil.csv")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def page(root, tmp_path_factory) -> Iterator:
+    """The dashboard (data root: ``root`` only; saving to a path off) in Chromium; the server is always stopped."""
+    from playwright.sync_api import sync_playwright
+
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"Chromium not found at {CHROMIUM} (apt-get install -y chromium)", pytrace=False)
+    port = _free_port()
+    env = os.environ | {
+        "SERVEGEN_CACHE_DIR": str(tmp_path_factory.mktemp("cache")),
+        "SERVEGEN_DATA_ROOTS": str(root),
+        "SERVEGEN_EXPORT_DIR": "",
+    }
+    cmd = [
+        sys.executable, "-m", "streamlit", "run", str(PROJECT / "dashboard" / "app.py"),
+        "--server.headless", "true", "--server.port", str(port), "--server.fileWatcherType", "none",
+    ]
+    proc = subprocess.Popen(cmd, cwd=tmp_path_factory.mktemp("cwd"), env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        _wait_healthy(url, proc)
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+            try:
+                pg = browser.new_context(viewport={"width": 1400, "height": 1000}).new_page()
+                pg.set_default_timeout(TIMEOUT_MS)
+                pg.goto(url)
+                settle(pg)
+                yield pg
+            finally:
+                browser.close()
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(timeout=15)
+        if proc.stdout:
+            proc.stdout.close()
+
+
+def type_trace_path(pg, text: str) -> None:
+    sidebar = pg.locator('[data-testid="stSidebar"]')
+    sidebar.get_by_text("Raw request trace", exact=True).click()
+    settle(pg)
+    box = sidebar.locator('[data-testid="stTextInput"] input').first
+    box.fill(text)
+    box.press("Enter")
+    settle(pg)
+
+
+def no_evil_links_or_images(pg) -> None:
+    """No element of the page links to or loads anything from evil.example (found: their HTML and container)."""
+    found = pg.evaluate(
+        """() => [...document.querySelectorAll('a[href], img[src], image')]
+                .filter(e => (e.getAttribute('href') || e.getAttribute('src') || e.getAttribute('xlink:href') || '').includes('evil.example'))
+                .map(e => e.outerHTML.slice(0, 300) + ' IN ' + (e.closest('[data-testid]') || {}).getAttribute?.('data-testid'))"""
+    )
+    assert found == []
+
+
+def chart_text(pg) -> str:
+    return pg.evaluate("""() => [...document.querySelectorAll('[data-testid="stPlotlyChart"] svg text')].map(t => t.textContent).join('\\n')""")
+
+
+def test_crafted_client_ids_render_literally_and_paths_stay_in_the_roots(page, root):
+    pg = page
+    # a path outside the roots is refused, naming the roots
+    type_trace_path(pg, "/etc/passwd")
+    error = pg.locator('[data-testid="stSidebar"] [data-testid="stAlertContentError"]').first.inner_text()
+    assert error.startswith("refused: /etc/passwd is outside the data folders") and str(root.resolve()) in error
+
+    type_trace_path(pg, "evil.csv")
+    assert "Requests: 800" in pg.locator('[data-testid="stSidebar"]').inner_text()
+
+    go(pg, "Overview")
+    no_evil_links_or_images(pg)
+    text = chart_text(pg)
+    for client in EVIL_IDS:
+        assert f"client {client}" in text  # the top-clients tick labels show the ids as written
+
+    go(pg, "Clients")
+    pg.locator('[data-testid="stButton"] button').filter(has_text="matching clients").first.click()
+    settle(pg)
+    success = pg.locator('[data-testid="stAlertContentSuccess"]').first.inner_text().replace("\u2060", "")
+    for client in EVIL_IDS:
+        assert client in success
+    no_evil_links_or_images(pg)
+
+    go(pg, "Compose")
+    no_evil_links_or_images(pg)
+    go(pg, "Export")
+    assert "Saving to a path is off on this server" in pg.locator('[data-testid="stMain"]').inner_text()
+    no_evil_links_or_images(pg)
