@@ -7,8 +7,9 @@ Two inputs:
 * a synthetic trace of ``--accesses`` block accesses (default 3,000,000): requests of 1–60
   blocks whose first blocks come, with probability 0.6, from one of 2,000 shared prefixes
   chosen Zipf-like, the rest fresh ids (seeded; built once, untimed). Timed:
-  :func:`~servegen_core.prefix.lru_hit_ratio` and the bare
-  :func:`~servegen_core.prefix.stack_distances` on a Zipf key stream of the same length.
+  :func:`~servegen_core.prefix.lru_hit_ratio`, the bare
+  :func:`~servegen_core.prefix.stack_distances` on a Zipf key stream of the same length,
+  :func:`~servegen_core.prefix.block_reuse` and :func:`~servegen_core.prefix.prefix_report`.
 
 Each case runs ``--repeat`` times; the median is printed (seconds), with peak RSS at the end.
 
@@ -87,6 +88,7 @@ def main(argv: list[str] | None = None) -> None:
         ("top_prefixes", lambda: prefix.top_prefixes(mooncake), lambda r: f"{r.frame.height} prefixes"),
         ("sessions", lambda: prefix.sessions(mooncake), lambda r: f"{r.multi_turn_sessions} multi-turn sessions"),
         ("lru_hit_ratio", lambda: prefix.lru_hit_ratio(mooncake), lambda r: f"max hit ratio {r.max_hit_ratio:.4f}"),
+        ("prefix_report (all of the above, one pass)", lambda: prefix.prefix_report(mooncake), lambda r: "the page's one call"),
     ]
     for name, fn, describe in cases:
         t, res = timed(fn, args.repeat)
@@ -105,6 +107,8 @@ def main(argv: list[str] | None = None) -> None:
     print(f"| stack_distances (Zipf keys) | {t:.2f} | {n_syn / t:,.0f} | {np.mean(d >= 0):.4f} re-accesses |")
     t, res = timed(lambda: prefix.block_reuse(synth), args.repeat)
     print(f"| block_reuse (trace) | {t:.2f} | {n_syn / t:,.0f} | reuse ratio {res.reuse_ratio:.4f} |")
+    t, res = timed(lambda: prefix.prefix_report(synth), args.repeat)
+    print(f"| prefix_report (trace, everything) | {t:.2f} | {n_syn / t:,.0f} | {res.sessions.multi_turn_sessions:,} multi-turn sessions |")
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"\nPeak RSS: {rss:,.0f} MB")
 

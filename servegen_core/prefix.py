@@ -58,6 +58,7 @@ Size guard
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -71,10 +72,12 @@ __all__ = [
     "BlockReuse",
     "LRUCurve",
     "PrefixDepth",
+    "PrefixReport",
     "Sessions",
     "block_reuse",
     "lru_hit_ratio",
     "prefix_depth",
+    "prefix_report",
     "sessions",
     "stack_distances",
     "top_prefixes",
@@ -201,6 +204,19 @@ class _Flat:
     lens: np.ndarray
     key: np.ndarray
 
+    @functools.cached_property
+    def nodes(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Dense prefix ids, first access of each, and whether each access's prefix occurred in an earlier request."""
+        node, first = _dense(self.key)
+        shared = self.req[first][node] < self.req
+        return node, first, shared
+
+    @functools.cached_property
+    def depth(self) -> np.ndarray:
+        """Shared-prefix depth of each request: a prefix seen earlier implies all its leading
+        prefixes were too, so the depth is the number of shared positions."""
+        return np.bincount(self.req, weights=self.nodes[2], minlength=self.trace.height).astype(np.int64)
+
 
 def _problem(trace: pl.DataFrame) -> str | None:
     if not isinstance(trace, pl.DataFrame):
@@ -311,8 +327,14 @@ REUSE_SCHEMA = {
 def block_reuse(trace: pl.DataFrame, *, max_accesses: int = MAX_ACCESSES) -> BlockReuse:
     """Block reuse ratio overall and per client: accesses whose block id occurred earlier / all accesses."""
     flat = _flatten(trace, max_accesses)
-    if isinstance(flat, str):
-        return BlockReuse(0, 0, 0, 0, float("nan"), pl.DataFrame(schema=REUSE_SCHEMA), reason=flat)
+    return _empty_reuse(flat) if isinstance(flat, str) else _block_reuse(flat)
+
+
+def _empty_reuse(reason: str) -> BlockReuse:
+    return BlockReuse(0, 0, 0, 0, float("nan"), pl.DataFrame(schema=REUSE_SCHEMA), reason=reason)
+
+
+def _block_reuse(flat: _Flat) -> BlockReuse:
     ids, first = _dense(flat.blocks)
     reused = np.ones(flat.blocks.size, dtype=bool)
     reused[first] = False
@@ -364,26 +386,19 @@ PER_REQUEST_SCHEMA = {
 }
 
 
-def _shared_positions(flat: _Flat) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Dense prefix ids, first access of each, and whether each access's prefix occurred in an earlier request."""
-    node, first = _dense(flat.key)
-    shared = flat.req[first][node] < flat.req
-    return node, first, shared
-
-
-def _depths(flat: _Flat, shared: np.ndarray) -> np.ndarray:
-    # A prefix seen earlier implies all its leading prefixes were too: the depth is the count.
-    return np.bincount(flat.req, weights=shared, minlength=flat.trace.height).astype(np.int64)
-
-
 def prefix_depth(trace: pl.DataFrame, *, max_accesses: int = MAX_ACCESSES) -> PrefixDepth:
     """Distribution of each request's shared-prefix depth: its longest block prefix that an earlier request had."""
     flat = _flatten(trace, max_accesses)
-    if isinstance(flat, str):
-        return PrefixDepth(pl.DataFrame(schema=DEPTH_SCHEMA), pl.DataFrame(schema=PER_REQUEST_SCHEMA), float("nan"),
-                           float("nan"), float("nan"), reason=flat)
-    _, _, shared = _shared_positions(flat)
-    depth = _depths(flat, shared)
+    return _empty_depth(flat) if isinstance(flat, str) else _prefix_depth(flat)
+
+
+def _empty_depth(reason: str) -> PrefixDepth:
+    nan = float("nan")
+    return PrefixDepth(pl.DataFrame(schema=DEPTH_SCHEMA), pl.DataFrame(schema=PER_REQUEST_SCHEMA), nan, nan, nan, reason=reason)
+
+
+def _prefix_depth(flat: _Flat) -> PrefixDepth:
+    depth = flat.depth
     n = depth.size
     counts = np.bincount(depth)
     present = np.flatnonzero(counts)
@@ -426,13 +441,19 @@ def top_prefixes(trace: pl.DataFrame, *, k: int = 10, max_accesses: int = MAX_AC
     request using it), ``first_block, last_block`` (its first and last block ids); ordered by
     requests, then depth (deepest first), then first use.
     """
+    _check_k(k)
+    flat = _flatten(trace, max_accesses)
+    return Table.empty(TOP_SCHEMA, flat) if isinstance(flat, str) else _top_prefixes(flat, k)
+
+
+def _check_k(k: int) -> None:
     if k < 1:
         msg = f"k must be at least 1, got {k}"
         raise ValueError(msg)
-    flat = _flatten(trace, max_accesses)
-    if isinstance(flat, str):
-        return Table.empty(TOP_SCHEMA, flat)
-    node, first, _ = _shared_positions(flat)
+
+
+def _top_prefixes(flat: _Flat, k: int) -> Table:
+    node, first, _ = flat.nodes
     count = np.bincount(node)  # requests using each prefix (a request holds a prefix once)
     parent = np.full(flat.blocks.size, -1, dtype=np.int64)
     inner = flat.pos > 0
@@ -523,8 +544,8 @@ def _roots_and_turns(parent: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def _previous_turns_from_blocks(flat: _Flat, block_tokens: int) -> np.ndarray:
     """Previous turn of each request (row), -1 where it extends no earlier request."""
     n = flat.trace.height
-    node, first, shared = _shared_positions(flat)
-    depth = _depths(flat, shared)
+    node, first, _ = flat.nodes
+    depth = flat.depth
     inp = flat.trace["input_tokens"].to_numpy()
     complete = np.minimum(flat.lens, inp // block_tokens)  # blocks holding block_tokens tokens
     # A request's context key: the prefix of its complete blocks, if that prefix was new at it.
@@ -561,6 +582,15 @@ def sessions(
     docstring; ``block_tokens`` tokens per block) or ``"auto"`` (``session_id`` when the trace
     has a non-empty one, else ``hash_ids``).
     """
+    method = _session_method(trace, method, block_tokens)
+    if method == "hash_ids":
+        flat = _flatten(trace, max_accesses)
+        return _empty_sessions(method, flat) if isinstance(flat, str) else _sessions(flat.trace, method, flat, block_tokens)
+    return _sessions(trace, method, None, block_tokens)
+
+
+def _session_method(trace: pl.DataFrame, method: str, block_tokens: int) -> str:
+    """Check the options; ``"auto"`` becomes ``"session_id"`` when the trace has ids, else ``"hash_ids"``."""
     if method not in SESSION_METHODS:
         msg = f"method must be one of {SESSION_METHODS}, got {method!r}"
         raise ValueError(msg)
@@ -570,16 +600,24 @@ def sessions(
     if not isinstance(trace, pl.DataFrame):
         msg = f"expected a RequestTrace (polars DataFrame), got {type(trace).__name__}"
         raise TypeError(msg)
-    has_ids = "session_id" in trace.columns and trace["session_id"].null_count() < trace.height
     if method == "auto":
-        method = "session_id" if has_ids else "hash_ids"
+        return "session_id" if _has_session_ids(trace) else "hash_ids"
+    return method
+
+
+def _has_session_ids(trace: pl.DataFrame) -> bool:
+    return "session_id" in trace.columns and trace["session_id"].null_count() < trace.height
+
+
+def _sessions(trace: pl.DataFrame, method: str, flat: _Flat | None, block_tokens: int) -> Sessions:
+    """Sessions by ``method``; ``flat`` is the trace's access stream (``"hash_ids"`` only)."""
     if trace.height == 0:
         return _empty_sessions(method, "the trace has no requests (empty selection)")
     if trace.height > 1 and not trace["timestamp_s"].is_sorted():
         trace = trace.sort("timestamp_s", maintain_order=True)
     n = trace.height
     if method == "session_id":
-        if not has_ids:
+        if not _has_session_ids(trace):
             return _empty_sessions(method, "the trace has no 'session_id' values")
         sid = pl.col("session_id").cast(pl.String)
         alone = pl.concat_str(pl.lit("request "), (pl.int_range(pl.len()) + 1).cast(pl.String))
@@ -592,10 +630,6 @@ def sessions(
         parent[order[~new]] = order[np.flatnonzero(~new) - 1]
         session = keys.alias("session")
     else:
-        flat = _flatten(trace, max_accesses)
-        if isinstance(flat, str):
-            return _empty_sessions(method, flat)
-        trace = flat.trace
         parent = _previous_turns_from_blocks(flat, block_tokens)
         session = None
     root, dist = _roots_and_turns(parent)
@@ -730,21 +764,33 @@ def lru_hit_ratio(
     ``capacities`` are the grid of the result's frame (default: 1..64 then geometric up to
     saturation); ``block_tokens`` only converts capacities to tokens (``capacity_tokens``).
     """
+    _check_lru(block_tokens, capacities)
+    flat = _flatten(trace, max_accesses)
+    if isinstance(flat, str):
+        return _empty_lru(flat, block_tokens)
+    return _lru_hit_ratio(flat, block_tokens, capacities)
+
+
+def _check_lru(block_tokens: int, capacities: np.ndarray | list[int] | None) -> None:
     if block_tokens < 1:
         msg = f"block_tokens must be at least 1, got {block_tokens}"
         raise ValueError(msg)
-    flat = _flatten(trace, max_accesses)
-    if isinstance(flat, str):
-        return LRUCurve(pl.DataFrame(schema=LRU_SCHEMA), 0, 0, 0, float("nan"), block_tokens, reason=flat)
-    d = stack_distances(flat.key)
+    if capacities is not None and np.asarray(capacities).size and np.min(capacities) < 0:
+        msg = "capacities must be non-negative"
+        raise ValueError(msg)
+
+
+def _empty_lru(reason: str, block_tokens: int) -> LRUCurve:
+    return LRUCurve(pl.DataFrame(schema=LRU_SCHEMA), 0, 0, 0, float("nan"), block_tokens, reason=reason)
+
+
+def _lru_hit_ratio(flat: _Flat, block_tokens: int, capacities: np.ndarray | list[int] | None) -> LRUCurve:
+    d = stack_distances(flat.nodes[0])  # dense prefix ids: the keys of a prefix cache
     n = d.size
     again = d[d >= 0]
     sat = int(again.max()) + 1 if again.size else 1
     hits = np.concatenate(([0], np.cumsum(np.bincount(again, minlength=sat))))  # hits[C] = #(0 <= d < C)
     caps = _capacity_grid(sat) if capacities is None else np.asarray(capacities, dtype=np.int64)
-    if caps.size and caps.min() < 0:
-        msg = "capacities must be non-negative"
-        raise ValueError(msg)
     idx = np.minimum(caps, sat)
     frame = pl.DataFrame(
         {
@@ -762,4 +808,54 @@ def lru_hit_ratio(
         max_hit_ratio=float(hits[-1] / n),
         block_tokens=block_tokens,
         hit_counts=hits,
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Everything at once
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PrefixReport(Result):
+    """Every statistic of this module for one trace, from one pass over its block accesses.
+
+    ``reason`` is set when the trace has no block ids (then each part is empty with the same
+    reason); ``sessions`` may still hold sessions found from ``session_id``.
+    """
+
+    reuse: BlockReuse
+    depth: PrefixDepth
+    top: Table
+    sessions: Sessions
+    lru: LRUCurve
+
+
+def prefix_report(
+    trace: pl.DataFrame,
+    *,
+    block_tokens: int = DEFAULT_BLOCK_TOKENS,
+    k: int = 10,
+    session_method: str = "auto",
+    max_accesses: int = MAX_ACCESSES,
+) -> PrefixReport:
+    """:func:`block_reuse`, :func:`prefix_depth`, :func:`top_prefixes` (``k``), :func:`sessions`
+    (``session_method``, ``block_tokens``) and :func:`lru_hit_ratio` (``block_tokens``), with the
+    access stream and its prefix ids computed once."""
+    _check_k(k)
+    _check_lru(block_tokens, None)
+    method = _session_method(trace, session_method, block_tokens)
+    flat = _flatten(trace, max_accesses)
+    if isinstance(flat, str):
+        sess = _sessions(trace, method, None, block_tokens) if method == "session_id" else _empty_sessions(method, flat)
+        return PrefixReport(
+            _empty_reuse(flat), _empty_depth(flat), Table.empty(TOP_SCHEMA, flat), sess, _empty_lru(flat, block_tokens),
+            reason=flat,
+        )
+    return PrefixReport(
+        reuse=_block_reuse(flat),
+        depth=_prefix_depth(flat),
+        top=_top_prefixes(flat, k),
+        sessions=_sessions(flat.trace, method, flat if method == "hash_ids" else None, block_tokens),
+        lru=_lru_hit_ratio(flat, block_tokens, None),
     )

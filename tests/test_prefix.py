@@ -332,3 +332,29 @@ def test_lru_curve_on_mooncake_matches_an_lru_cache(mooncake):
     assert curve.max_hit_ratio == pytest.approx(prefix.block_reuse(mooncake).reuse_ratio)
     hr = curve.frame["hit_ratio"].to_numpy()
     assert (np.diff(hr) >= 0).all() and hr[-1] == pytest.approx(curve.max_hit_ratio)
+
+
+# -- everything at once ---------------------------------------------------------------------------
+
+
+def test_prefix_report_equals_the_single_functions(mooncake):
+    rep = prefix.prefix_report(mooncake, k=7, block_tokens=256)
+    assert rep.ok
+    reuse = prefix.block_reuse(mooncake)
+    assert (rep.reuse.blocks, rep.reuse.reused_blocks, rep.reuse.unique_blocks) == (reuse.blocks, reuse.reused_blocks, reuse.unique_blocks)
+    assert rep.reuse.per_client.equals(reuse.per_client)
+    assert rep.depth.histogram.equals(prefix.prefix_depth(mooncake).histogram)
+    assert rep.top.frame.equals(prefix.top_prefixes(mooncake, k=7).frame)
+    single = prefix.sessions(mooncake, block_tokens=256)
+    assert rep.sessions.requests.equals(single.requests) and rep.sessions.turns.equals(single.turns)
+    curve = prefix.lru_hit_ratio(mooncake, block_tokens=256)
+    assert rep.lru.frame.equals(curve.frame)
+    np.testing.assert_array_equal(rep.lru.hit_counts, curve.hit_counts)
+
+
+def test_prefix_report_without_block_ids_still_finds_session_ids():
+    rows = [(0, "a", 10, [1], "x"), (1, "a", 30, [2], "x")]
+    rep = prefix.prefix_report(make_trace(rows, session=True).drop("hash_ids"))
+    assert not rep.ok and "hash_ids" in rep.reason
+    assert not rep.reuse.ok and not rep.lru.ok and not rep.top.ok
+    assert rep.sessions.ok and rep.sessions.multi_turn_sessions == 1

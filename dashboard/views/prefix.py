@@ -22,9 +22,10 @@ block_tokens = st.number_input(
     "complete blocks from a last partial one when sessions are found from the blocks.",
 )
 
-reuse = state.compute(prefix.block_reuse)
-depth = state.compute(prefix.prefix_depth)
-curve = state.compute(prefix.lru_hit_ratio, block_tokens=int(block_tokens))
+report = state.compute(prefix.prefix_report, block_tokens=int(block_tokens), k=15)
+if not state.usable(report, what="prefix reuse"):
+    st.stop()
+reuse, depth, curve, top, sess = report.reuse, report.depth, report.lru, report.top, report.sessions
 
 if state.usable(reuse, what="block reuse") and state.usable(depth, what="the shared-prefix depth"):
     cols = st.columns(4)
@@ -47,23 +48,21 @@ if state.usable(curve, what="the LRU hit-ratio curve"):
         text += f"; half of that needs {c['capacity_blocks']:,} blocks ({c['capacity_tokens']:,} tokens)"
     st.caption(text + ".")
 
-if depth is not None and depth.ok:
+if depth.ok:
     st.plotly_chart(charts.prefix_depth_histogram(depth.histogram), key="px_depth")
     st.caption(
         f"{depth.share_with_prefix:.1%} of requests start with blocks an earlier request had; "
         f"{depth.prefix_block_share:.1%} of all blocks lie in such a shared prefix."
     )
 
-top = state.compute(prefix.top_prefixes, k=15)
 if state.usable(top, what="the top shared prefixes"):
     st.plotly_chart(charts.top_prefixes(top.frame), key="px_top")
     st.dataframe(top.frame, hide_index=True)
 
-if reuse is not None and reuse.ok and reuse.per_client.height > 1:
+if reuse.ok and reuse.per_client.height > 1:
     st.plotly_chart(charts.client_reuse(reuse.per_client), key="px_clients")
 
 st.subheader("Sessions")
-sess = state.compute(prefix.sessions, block_tokens=int(block_tokens))
 if state.usable(sess, what="sessions"):
     how = (
         "from the session_id column"
