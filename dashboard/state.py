@@ -829,16 +829,20 @@ def choose_span(loaded: Loaded) -> tuple[float, float]:
 RESOLUTIONS_S = (1, 10, 60, 300, 600, 1800, 3600, 21600, 86400)
 
 
+#: Most bins a page may ask the core for (a rate series over the span is an array of this size).
+MAX_BINS = 200_000
+
+
 def resolutions(view: View, *, min_bins: int = 4, target_bins: int = 600) -> tuple[list[int], int]:
     """Bin lengths that suit the view (whole pool windows; at least ``min_bins`` bins) and a default.
 
-    The default is the finest bin giving at most ``target_bins`` bins.
+    Bins that would cut the span into more than :data:`MAX_BINS` are never offered. The
+    default is the finest bin giving at most ``target_bins`` bins.
     """
     base = view.data.window_s if view.is_pool else 1
     span = max(view.end_s - view.start_s, 1.0)
-    options = [r for r in RESOLUTIONS_S if r % base == 0 and span / r >= min_bins] or [
-        r for r in RESOLUTIONS_S if r % base == 0
-    ][:1]
+    fits = [r for r in RESOLUTIONS_S if r % base == 0 and span / r <= MAX_BINS] or [RESOLUTIONS_S[-1]]
+    options = [r for r in fits if span / r >= min_bins] or fits[:1]
     default = next((r for r in options if span / r <= target_bins), options[-1])
     return options, default
 

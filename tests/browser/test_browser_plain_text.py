@@ -130,8 +130,9 @@ def test_crafted_client_ids_render_literally_and_paths_stay_in_the_roots(page, r
         assert client in success
     no_evil_links_or_images(pg)
 
-    go(pg, "Compose")
-    no_evil_links_or_images(pg)
+    for title in ("Burstiness", "Rate shifts", "Lengths", "Compose", "Preview", "Provisioning"):
+        go(pg, title)
+        no_evil_links_or_images(pg)
     go(pg, "Export")
     assert "Saving to a path is off on this server" in pg.locator('[data-testid="stMain"]').inner_text()
     no_evil_links_or_images(pg)

@@ -461,6 +461,11 @@ def test_the_span_picker_stays_small_for_a_long_span(tmp_path, monkeypatch):
     assert 2 <= len(slider.options) <= state.MAX_SPAN_OPTIONS + 1
     assert slider.value == (0.0, 200 * 86400.0)
     assert slider.options[0] == "day 1 00:00" and slider.options[-1] == "day 201 00:00"
+    # no page offers bins that would cut the 200 days into more than MAX_BINS
+    d.open("overview")
+    bins = next(s for s in d.at.selectbox if s.label == "Bin length")
+    values_s = [int(o.split()[0]) * {"s": 1, "min": 60, "h": 3600}[o.split()[1]] for o in bins.options]
+    assert min(values_s) == 300 and all(200 * 86400 / v <= state.MAX_BINS for v in values_s)
 
 
 def test_span_options_are_bounded_whatever_the_span():
