@@ -4,6 +4,7 @@ from pathlib import Path
 
 import streamlit as st
 
+import specstate
 import state
 
 # Page scripts live in views/, not pages/: Streamlit treats a pages/ folder beside the entry
@@ -37,5 +38,7 @@ pages = {
 }
 
 navigation = st.navigation(pages)
+specstate.apply_pending(state.servegen_folders())  # a spec from the link, an import or undo: before any widget
 state.sidebar()
+specstate.to_url(st.session_state.get("spec"))
 navigation.run()

@@ -11,7 +11,7 @@ Time axes show hours since the start of the source; hover labels show the source
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 
 import numpy as np
 import plotly.graph_objects as go
@@ -398,8 +398,41 @@ def _fmt_res(seconds: float) -> str:
     return f"{s:g} s"
 
 
-def top_clients(shares: pl.DataFrame, *, k: int = 15) -> go.Figure:
-    """The ``k`` busiest clients' shares of all requests: ``client_id, requests, share, cum_share``."""
+def _marked(ids: Sequence[str], selected: Collection[str] | None) -> str | list[str]:
+    """One colour per point: the selected clients in the second palette colour."""
+    if not selected:
+        return COLORS[0]
+    return [COLORS[1] if c in selected else COLORS[0] for c in ids]
+
+
+def selected_clients(event: Mapping | None, ids: Sequence[str]) -> list[str]:
+    """Client ids of the points picked on a chart (``st.plotly_chart(on_select=...)`` state).
+
+    A point's ``customdata`` names its client where the chart puts it there; otherwise its
+    ``point_index`` indexes ``ids`` (the clients in the chart's point order).
+    """
+    if not event:
+        return []
+    sel = event.get("selection") or {}
+    out: list[str] = []
+    for p in sel.get("points", []) or []:
+        cd = p.get("customdata")
+        if isinstance(cd, list | tuple) and cd:
+            cd = cd[0]
+        if isinstance(cd, str) and cd in ids:
+            out.append(cd)
+            continue
+        i = p.get("point_index", p.get("point_number"))
+        if isinstance(i, int) and 0 <= i < len(ids):
+            out.append(ids[i])
+    return list(dict.fromkeys(out))
+
+
+def top_clients(shares: pl.DataFrame, *, k: int = 15, selected: Collection[str] | None = None) -> go.Figure:
+    """The ``k`` busiest clients' shares of all requests: ``client_id, requests, share, cum_share``.
+
+    ``selected`` clients are drawn in the second palette colour.
+    """
     top = shares.head(k)
     labels = [f"client {svg(c)}" for c in top["client_id"].to_list()]
     fig = go.Figure(
@@ -407,7 +440,7 @@ def top_clients(shares: pl.DataFrame, *, k: int = 15) -> go.Figure:
             x=top["share"].to_numpy() * 100,
             y=labels,
             orientation="h",
-            marker_color=COLORS[0],
+            marker_color=_marked(top["client_id"].to_list(), selected),
             customdata=np.column_stack([top["requests"].to_numpy(), top["cum_share"].to_numpy() * 100]),
             hovertemplate="%{y}<br>%{x:.2f} % of requests (%{customdata[0]:,.0f})<br>cumulative %{customdata[1]:.1f} %<extra></extra>",
             name="share",
@@ -445,6 +478,40 @@ def stacked_rate(series: pl.DataFrame, *, resolution_s: float) -> go.Figure:
     _time_axis(fig, unit, span)
     top = sum(g != "rest" for g in groups)
     return _finish(fig, f"Aggregate rate by client, top {top} stacked ({_fmt_res(resolution_s)} bins)", y_title="rate (requests/s)", hovermode="x unified", legend_traceorder="normal")
+
+
+def client_activity(series: pl.DataFrame, *, resolution_s: float, span: tuple[float, float] | None = None) -> go.Figure:
+    """Rate of each chosen client over the whole source, one line each, the workload span shaded.
+
+    ``series``: :func:`servegen_core.rates.top_k_series` of the chosen clients
+    (``start_s, group, rate_rps``; group ``"rest"`` sums the clients not drawn one by one).
+    """
+    groups = series["group"].unique(maintain_order=True).to_list()
+    total = float(series["start_s"].max() - series["start_s"].min()) if series.height else 0.0
+    fig = go.Figure()
+    unit, scale = time_unit(total)
+    for i, group in enumerate(groups):
+        g = series.filter(pl.col("group") == group)
+        x, when, unit, _ = _times(g["start_s"], total)
+        name = "other chosen clients" if group == "rest" else f"client {group}"
+        fig.add_trace(
+            go.Scatter(
+                x=x,
+                y=g["rate_rps"].to_numpy(),
+                mode="lines",
+                line={"width": 1.2, "color": OTHER_COLOR if group == "rest" else COLORS[i % len(COLORS)]},
+                name=name,
+                customdata=when,
+                hovertemplate="%{customdata}<br>" + name + ": %{y:,.3f} req/s<extra></extra>",
+            )
+        )
+    if span is not None:
+        fig.add_vrect(x0=span[0] / scale, x1=span[1] / scale, fillcolor=COLORS[1], opacity=0.15, line_width=0, annotation_text="span", annotation_position="top left")
+    _time_axis(fig, unit, total / scale)
+    return _finish(
+        fig, f"Activity of the chosen clients over the source ({_fmt_res(resolution_s)} bins)", y_title="rate (requests/s)",
+        legend_bottom=True, dragmode="select",
+    )
 
 
 def hour_day_heatmap(matrix: pl.DataFrame) -> go.Figure:
@@ -584,14 +651,18 @@ def cv_vs_rate(
     cv: str,
     rate_label: str = "mean rate",
     cv_label: str = "rate-weighted mean CV",
+    selected: Collection[str] | None = None,
 ) -> go.Figure:
-    """One point per client: its burstiness (``cv`` column) against its rate (``rate`` column), log-log, CV = 1 line."""
+    """One point per client: its burstiness (``cv`` column) against its rate (``rate`` column), log-log, CV = 1 line.
+
+    ``selected`` clients are drawn in the second palette colour.
+    """
     fig = go.Figure(
         go.Scatter(
             x=frame[rate].to_numpy(),
             y=frame[cv].to_numpy(),
             mode="markers",
-            marker={"size": 9, "color": COLORS[0], "opacity": 0.8, "line": {"width": 0.5, "color": "white"}},
+            marker={"size": 9, "color": _marked(frame["client_id"].to_list(), selected), "opacity": 0.8, "line": {"width": 0.5, "color": "white"}},
             customdata=svg_series(frame["client_id"]).to_numpy(),
             hovertemplate="client %{customdata}<br>rate %{x:.3g} req/s<br>CV %{y:.2f}<extra></extra>",
             name="client",
@@ -962,34 +1033,31 @@ def bimodality_by_client(per_client: pl.DataFrame, *, threshold: float, on: str 
 # ---------------------------------------------------------------------------------------------
 
 
-def rate_plan(targets: pl.DataFrame) -> go.Figure:
-    """The rate function over the composed span, window by window: ``t0_s, duration_s, target_rps, composed_rps``.
+def rate_plan(curve: pl.DataFrame) -> go.Figure:
+    """The workload's rate function as generation uses it: ``t_s, target_rps, composed_rps``.
 
-    ``targets``: :attr:`servegen_core.compose.ComposePlan.targets`. The composed rate is below
-    the target only where no composed client was active.
+    ``curve``: :func:`servegen_core.compose.rate_curve` (a fine grid with both sides of every
+    step), drawn as lines through its points, so a ramp is a ramp and a step is a step. The
+    composed rate is below the target only where no composed client was active.
     """
-    t0 = targets["t0_s"].to_numpy()
-    end = t0 + targets["duration_s"].to_numpy()
-    span = float(end.max() - t0.min()) if t0.size else 0.0
+    t = curve["t_s"].to_numpy()
+    span = float(t.max() - t.min()) if t.size else 0.0
     unit, scale = time_unit(span)
-    # Step lines: repeat each window's value at its start and end.
-    xs = np.column_stack([t0, end]).ravel() / scale
     fig = go.Figure()
     for col, name, color, dash in (("target_rps", "target (rate function)", COLORS[0], "solid"), ("composed_rps", "composed (active clients)", COLORS[1], "dash")):
-        ys = np.repeat(targets[col].to_numpy(), 2)
         fig.add_trace(
             go.Scatter(
-                x=xs,
-                y=ys,
+                x=t / scale,
+                y=curve[col].to_numpy(),
                 mode="lines",
                 line={"color": color, "dash": dash, "width": 2},
                 name=name,
-                hovertemplate="t = %{x:.2f} " + unit + "<br>%{y:,.2f} req/s<extra>" + name + "</extra>",
+                hovertemplate="t = %{x:.2f} " + unit + "<br>%{y:,.3f} req/s<extra>" + name + "</extra>",
             )
         )
     _time_axis(fig, unit, span / scale, origin="workload start")
     fig.update_yaxes(rangemode="tozero")
-    return _finish(fig, "Target request rate of the workload", y_title="rate (requests/s)")
+    return _finish(fig, "Request rate of the workload (as generated)", y_title="rate (requests/s)")
 
 
 def weight_shares(weights: pl.DataFrame, *, limit: int = 30) -> go.Figure:

@@ -24,7 +24,7 @@ import shutil
 import tempfile
 import time
 import weakref
-from collections.abc import Callable, Hashable, Mapping
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -58,6 +58,8 @@ from servegen_core.spec import ClientSelection, ServeGenSource, Span, TraceSourc
 from servegen_core.traces import PRESETS, TIME_UNITS, load_trace, trace_columns
 from servegen_core.validate import ValidationReport, validate
 
+import selection as picks
+import specstate
 from charts import fmt_time
 from plaintext import md
 
@@ -229,20 +231,7 @@ class View:
         return all(f in self.fields for f in fields)
 
 
-@dataclass(frozen=True)
-class Selection:
-    """Clients picked on the Clients page, for the source they were picked on.
-
-    ``rule`` is the Clients page's filter (a ``filter`` :class:`ClientSelection`) when the
-    clients were taken as "all matching" a filter, ``None`` when rows were picked by hand;
-    ``start_s``/``end_s`` is the span the Clients page ranked them over.
-    """
-
-    source: Source
-    client_ids: tuple[str, ...]
-    rule: ClientSelection | None = None
-    start_s: float | None = None
-    end_s: float | None = None
+Selection = picks.Selection
 
 
 # --------------------------------------------------------------------------------------------
@@ -408,19 +397,51 @@ def current() -> View:
 
 
 def selection(view: View | None = None) -> tuple[str, ...]:
-    """The clients picked on the Clients page for the current source (empty when none)."""
+    """The selected clients that the current source has (empty when none); see :mod:`selection`."""
     view = view or st.session_state.get("view")
-    sel = st.session_state.get("selection")
-    if view is None or sel is None or sel.source != view.source:
+    if view is None:
         return ()
-    known = set(view.loaded.data.client_ids if view.is_pool else view.client_ids)
-    return tuple(c for c in sel.client_ids if c in known)
+    return picks.present(view)
 
 
 def set_selection(view: View, client_ids: tuple[str, ...] | list[str], *, rule: ClientSelection | None = None) -> None:
-    """Store the Clients page's pick (and the filter that made it, if any) for the composer."""
-    ids = tuple(str(c) for c in client_ids)
-    st.session_state["selection"] = Selection(view.source, ids, rule, view.start_s, view.end_s)
+    """Replace the selection (and the filter that made it, if any) for the composer."""
+    picks.replace(view, client_ids, rule=rule)
+
+
+def keep_valid(key: str, options: Sequence[Any]) -> None:
+    """Drop a widget's stored choice that the current source does not offer (call before the widget).
+
+    A multiselect keeps the choices still offered (its default when none is left); a
+    single choice not offered goes back to the widget's default.
+    """
+    if key not in st.session_state:
+        return
+    value = st.session_state[key]
+    allowed = set(options)
+    if isinstance(value, list | tuple):
+        kept = [v for v in value if v in allowed]
+        if kept:
+            if len(kept) < len(value):
+                st.session_state[key] = kept
+            return
+        del st.session_state[key]
+    elif value not in allowed:
+        del st.session_state[key]
+
+
+def open_compose_with_selection() -> None:
+    """Switch to the Compose page with its client subset set to the selection."""
+    st.session_state["cmp_mode"] = "selection"
+    st.switch_page("views/compose.py")
+
+
+def csv_download(frame: pl.DataFrame, file_name: str, *, key: str, label: str = "Chart data (CSV)") -> None:
+    """A small download button with a chart's data as CSV (written when clicked)."""
+    st.download_button(
+        label, lambda: frame.write_csv().encode(), file_name=file_name, mime="text/csv", key=key,
+        icon=":material/download:", type="tertiary",
+    )
 
 
 def filter_rule(ranges: Mapping[str, tuple[float | None, float | None]], top_k: int | None, by: str) -> ClientSelection | None:
@@ -1027,6 +1048,8 @@ def spec_plan_or_stop(view: View) -> tuple[WorkloadSpec, ClientPool, ComposePlan
 
 
 def set_spec(view: View, spec: WorkloadSpec, *, naive: str | None) -> None:
+    """Store the Compose page's spec (and push it on the undo history and into the URL)."""
+    specstate.remember(spec)
     st.session_state["spec"] = spec
     st.session_state["spec_source"] = view.source
     st.session_state["naive"] = naive

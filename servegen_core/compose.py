@@ -131,6 +131,7 @@ __all__ = [
     "Workload",
     "WorkloadSpec",
     "compose",
+    "rate_curve",
     "iter_compose",
     "load_source",
     "naive_spec",
@@ -239,6 +240,13 @@ class _Segments:
         tau = np.clip(t - self.t0[j], 0.0, self.t1[j] - self.t0[j])
         return self.lam0[j] + self.r0[j] * tau + 0.5 * self.slope[j] * tau * tau
 
+    def rate(self, t: np.ndarray) -> np.ndarray:
+        """The rate at ``t`` (the value on the segment that starts at or before ``t``)."""
+        t = np.asarray(t, dtype=np.float64)
+        j = np.clip(np.searchsorted(self.t0, t, side="right") - 1, 0, len(self.t0) - 1)
+        tau = np.clip(t - self.t0[j], 0.0, self.t1[j] - self.t0[j])
+        return self.r0[j] + self.slope[j] * tau
+
     def inverse(self, x: np.ndarray) -> np.ndarray:
         """The time at which the cumulative integral reaches ``x`` (first such time)."""
         lam0 = self.lam0
@@ -274,6 +282,43 @@ def _segments(rate: RateSpec, duration: float) -> _Segments | None:
             r1 = rs.copy()
         return _Segments(ts, t1, rs, r1)
     return None
+
+
+def rate_curve(plan: ComposePlan, *, points: int = 1200) -> pl.DataFrame:
+    """The plan's aggregate request rate over the span, as generation draws arrivals from it.
+
+    Returns ``t_s`` (seconds from the span start), ``target_rps`` (the spec's rate function:
+    the analytic function for ``constant``/``ramp``/``piecewise``, the per-window recorded
+    rate × factor for ``observed``/``bounded``, which is constant inside a window) and
+    ``composed_rps`` (the expected rate of the generated requests: inside each arrival
+    window the rate function scaled by that window's composed / target ratio, so 0 where no
+    composed client is active). ``t_s`` holds ``points`` evenly spaced times plus, at every
+    window edge and breakpoint, the left limit and the value, so a step shows as a step.
+    """
+    duration = float(plan.span_duration_s)
+    tg = plan.targets
+    segs = _segments(plan.spec.rate, duration)
+    t0 = tg["t0_s"].to_numpy().astype(np.float64)
+    edges = np.concatenate([t0, t0 + tg["duration_s"].to_numpy()])
+    if segs is not None:
+        edges = np.concatenate([edges, segs.t0, segs.t1])
+    edges = np.unique(np.clip(edges, 0.0, duration))
+    inner = edges[(edges > 0) & (edges < duration)]
+    left = np.nextafter(inner, -np.inf)
+    t = np.unique(np.concatenate([np.linspace(0.0, duration, max(int(points), 2)), edges, left]))
+    if not len(t0):
+        zeros = np.zeros_like(t)
+        return pl.DataFrame({"t_s": t, "target_rps": zeros, "composed_rps": zeros})
+    j = np.clip(np.searchsorted(t0, t, side="right") - 1, 0, len(t0) - 1)
+    win_target = tg["target_rps"].to_numpy()[j]
+    win_composed = tg["composed_rps"].to_numpy()[j]
+    if segs is None:
+        target, composed = win_target, win_composed
+    else:
+        target = segs.rate(t)
+        ratio = np.divide(win_composed, win_target, out=np.zeros_like(win_target), where=win_target > 0)
+        composed = target * ratio
+    return pl.DataFrame({"t_s": t, "target_rps": target, "composed_rps": composed})
 
 
 # --------------------------------------------------------------------------------------------

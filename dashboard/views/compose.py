@@ -6,8 +6,12 @@ import polars as pl
 import streamlit as st
 
 import charts
+import selection as picks
+import specstate
 import state
 from plaintext import md
+from servegen_core import rates
+from servegen_core.compose import rate_curve
 from servegen_core.spec import (
     ARRIVALS,
     LENGTHS,
@@ -22,6 +26,10 @@ from servegen_core.spec import (
     Weights,
     WorkloadSpec,
 )
+
+# Values set from a chart (the span picked on the activity timeline) before the widgets exist.
+for _key, _value in st.session_state.pop("cmp_pending_widgets", {}).items():
+    st.session_state[_key] = _value
 
 view = state.page_header("Compose")
 source, why = state.spec_source(view)
@@ -50,6 +58,12 @@ EXCLUSION_LABELS = {
     "idle": "idle in the span",
     "no_lengths": "without length data",
 }
+#: The status of a chosen client in the selection table.
+STATUS_LABELS = {
+    "weight_zero": "left out: weight 0",
+    "idle": "left out: idle in the span",
+    "no_lengths": "left out: no length data",
+}
 
 
 def exclusion_note(composed, exclusions, *, max_ids: int = 6) -> str:
@@ -65,52 +79,106 @@ def exclusion_note(composed, exclusions, *, max_ids: int = 6) -> str:
     return f"Of {total:,} clients in the span, not composed: " + "; ".join(parts) + "."
 
 
+# --- 0. keep work: import, undo -------------------------------------------------------------
+shown = specstate.notice()
+if shown is not None:
+    (st.success if shown[0] == "success" else st.error)(shown[1])
+t1, t2 = st.columns([1, 4])
+if t1.button("Undo the last change", key="cmp_undo", disabled=not specstate.can_undo(), icon=":material/undo:"):
+    specstate.undo()
+    st.rerun()
+with t2.expander("Import a spec (upload or paste spec.json)"):
+    i1, i2 = st.columns(2)
+    upload = i1.file_uploader("spec.json", type=["json"], key="cmp_import_file")
+    pasted = i2.text_area("or paste its JSON", key="cmp_import_text", height=120)
+    if st.button("Import", key="cmp_import", disabled=upload is None and not pasted.strip()):
+        try:
+            if upload is not None:
+                spec_in = specstate.parse_upload(upload.getvalue(), name=upload.name)
+            else:
+                spec_in = specstate.parse_upload(pasted.encode(), name="the pasted spec")
+        except ValueError as exc:
+            state.show_error(exc)
+        else:
+            specstate.request(spec_in, why="the imported spec")
+            st.rerun()
+    st.caption("The spec's source is opened in the sidebar and every setting below is set from it. The current spec is also kept in the page's address: reload it or share the link to restore this spec.")
+
 # --- 1. clients ---------------------------------------------------------------------------
 st.subheader("Clients")
 picked = state.selection(view)
+absent = picks.missing(view)
+imported_clients = st.session_state.get("cmp_imported_clients")
 modes = {
     "all": "All clients",
     "top_k": "Top-k by request share",
     "selection": f"Clients page selection ({len(picked)})",
     "ids": "Pick clients",
+    "imported": "The imported spec's filter",
 }
 if not picked:
     modes.pop("selection")
-mode = st.radio("Client subset", list(modes), format_func=modes.get, horizontal=True, key="cmp_mode", persist_state="session")
+if imported_clients is None:
+    modes.pop("imported")
+if st.session_state.get("cmp_mode") not in modes:
+    st.session_state.pop("cmp_mode", None)
+mode = st.radio(
+    "Client subset", list(modes), index=list(modes).index("selection") if picked else 0, format_func=modes.get,
+    horizontal=True, key="cmp_mode", persist_state="session",
+)
+rule_note = st.empty()
 if mode == "top_k":
     k = st.number_input("k", min_value=1, max_value=len(pool.client_ids), value=min(10, len(pool.client_ids)), step=1, key=f"cmp_k_{sid}", persist_state="session")
     clients = build(lambda: ClientSelection(mode="top_k", k=int(k)))
 elif mode == "selection":
     clients = build(lambda: ClientSelection(mode="ids", ids=picked))  # or the Clients page's filter, once the span is known
-    st.caption("From the Clients page: " + md(", ".join(picked[:40])) + (" …" if len(picked) > 40 else ""))
-    rule_note = st.empty()
+    if absent:
+        st.warning(
+            f"{len(absent)} selected client(s) are not in {md(view.source.label)} and are left out: "
+            + md(", ".join(absent[:20]) + (" …" if len(absent) > 20 else ""))
+        )
 elif mode == "ids":
     ids = st.multiselect("Clients", pool.client_ids, default=list(pool.client_ids[:3]), key=f"cmp_ids_{sid}", persist_state="session")
     if not ids:
         st.info("Pick at least one client.")
         st.stop()
     clients = build(lambda: ClientSelection(mode="ids", ids=tuple(ids)))
+elif mode == "imported":
+    clients = imported_clients
+    st.caption(f"Filter from the imported spec: {md(state.describe_rule(clients))}.")
 else:
     clients = ClientSelection()
+status_box = st.container()
 
 # --- 2. span, duration, seed --------------------------------------------------------------
 st.subheader("Span, duration and seed")
-window = pool.window_s
-starts = list(range(int(pool.start_s), int(pool.end_s), int(window)))
-lo = max(int(view.start_s // window * window), starts[0])
-default_start = lo if lo in starts else starts[0]
-c1, c2, c3 = st.columns([2, 1, 1])
-start_s = c1.select_slider(
-    "Start in the source (source time)", options=starts, value=default_start, format_func=charts.fmt_time,
-    key=f"cmp_start_{sid}", persist_state="session",
-)
+n_days = max(1, int(-(-(pool.end_s - pool.start_s) // 86400)))
+first_day, first_clock = divmod(int(max(view.start_s, pool.start_s)), 86400)
+c1, c2, c3, c4 = st.columns([1, 1, 1, 1])
+day = int(c1.number_input("Start day", min_value=1, max_value=n_days, value=first_day + 1, step=1, key=f"cmp_day_{sid}", persist_state="session"))
+clock_text = c2.text_input("Start time (hh:mm)", value=specstate.fmt_clock(first_clock), key=f"cmp_clock_{sid}", persist_state="session")
+try:
+    clock = specstate.parse_clock(clock_text)
+except ValueError as exc:
+    state.show_error(exc)
+    st.stop()
+start_s = (day - 1) * 86400 + clock
+if not pool.start_s <= start_s < pool.end_s:
+    st.error(f"The start {charts.fmt_time(start_s)} is outside the source, which covers {charts.fmt_time(pool.start_s)} – {charts.fmt_time(pool.end_s)}.")
+    st.stop()
 remaining_min = (pool.end_s - start_s) / 60
-duration_min = c2.number_input(
+duration_key = f"cmp_duration_{sid}"
+if duration_key in st.session_state and st.session_state[duration_key] > remaining_min:
+    st.session_state[duration_key] = float(remaining_min)
+    st.warning(f"The duration was shortened to the {remaining_min:,.0f} minutes left in the source after the new start.")
+duration_min = c3.number_input(
     "Duration (minutes)", min_value=1.0, max_value=float(remaining_min), value=float(min(60.0, remaining_min)), step=10.0,
-    key=f"cmp_duration_{sid}", persist_state="session",
+    key=duration_key, persist_state="session",
 )
-seed = int(c3.number_input("Seed", min_value=0, value=0, step=1, key="cmp_seed", persist_state="session"))
-span = build(lambda: Span(start_s=int(start_s), duration_s=float(duration_min) * 60))
+seed = int(c4.number_input("Seed", min_value=0, value=0, step=1, key="cmp_seed", persist_state="session"))
+duration_s = round(float(duration_min) * 60, 6)
+span = build(lambda: Span(start_s=int(start_s), duration_s=duration_s))
+end_s = start_s + duration_s
 if mode == "selection":
     rule, note = state.carried_rule(view, span.start_s, span.start_s + span.duration_s)
     if rule is not None:
@@ -143,10 +211,11 @@ elif kind == "ramp":
     b = r2.number_input("End rate (req/s)", min_value=0.0, value=10.0, step=1.0, key="cmp_ramp_end", persist_state="session")
     rate = build(lambda: RampRate(start_rps=float(a), end_rps=float(b)))
 else:
-    duration_s = float(duration_min) * 60
-    default_points = pl.DataFrame({"t_s": [0.0, round(duration_s / 2)], "rps": [5.0, 10.0]})
+    stored = st.session_state.get("cmp_points_value")
+    rows0 = list(stored) if stored else [(0.0, 5.0), (float(round(duration_s / 2)), 10.0)]
+    default_points = pl.DataFrame({"t_s": [float(t) for t, _ in rows0], "rps": [float(r) for _, r in rows0]})
     points = r1.data_editor(
-        default_points, num_rows="dynamic", key=f"cmp_points_{sid}", hide_index=True,
+        default_points, num_rows="dynamic", key=f"cmp_points_{sid}_{st.session_state.get('cmp_points_version', 0)}", hide_index=True,
         column_config={
             "t_s": st.column_config.NumberColumn("t (s from the start)", min_value=0.0),
             "rps": st.column_config.NumberColumn("rate (req/s)", min_value=0.0),
@@ -156,15 +225,17 @@ else:
     rows = [(float(t), float(r)) for t, r in points.drop_nulls().sort("t_s").iter_rows()]
     rate = build(lambda: PiecewiseRate(points=tuple(rows), interpolation=interpolation))
 
+default_missing = WorkloadSpec.__dataclass_fields__["missing_lengths"].default
 with st.expander("Arrivals and lengths"):
-    a1, a2, a3, a4 = st.columns(4)
+    a1, a2, a3 = st.columns(3)
     arrivals = a1.selectbox("Arrivals", ARRIVALS, key="cmp_arrivals", persist_state="session", help="fitted: each window's recorded Gamma/Weibull pattern; poisson: exponential gaps")
     lengths = a2.selectbox("Lengths", LENGTHS, key="cmp_lengths", persist_state="session", help="client: each client's own length tables; pooled: one mixed table")
-    missing = a3.selectbox(
-        "Clients without lengths", MISSING_LENGTHS, key="cmp_missing", persist_state="session",
-        help="exclude them (a warning names them) or give them the pooled lengths",
+    rho = a3.number_input("Input/output correlation", min_value=-1.0, max_value=1.0, value=0.0, step=0.1, key="cmp_rho", persist_state="session")
+with status_box:
+    missing = st.selectbox(
+        "Clients without length data", MISSING_LENGTHS, index=MISSING_LENGTHS.index(default_missing), key="cmp_missing",
+        persist_state="session", help="what the workload does for a client (or window) without length tables: see the status column below",
     )
-    rho = a4.number_input("Input/output correlation", min_value=-1.0, max_value=1.0, value=0.0, step=0.1, key="cmp_rho", persist_state="session")
 
 base = build(
     lambda: WorkloadSpec(
@@ -176,31 +247,136 @@ base_plan = state.plan(base, pool)
 if base_plan is None:
     st.stop()
 
-# --- 4. mixing weights --------------------------------------------------------------------
-st.subheader("Mixing weights")
-observed = base_plan.weights.select("client_id", "observed_share").with_columns(pl.col("observed_share").alias("weight"))
-editor_key = f"cmp_weights_{sid}_{abs(hash(tuple(observed['client_id'].to_list()))) % 10**8}"
-w1, w2 = st.columns([1, 2])
-edited = w1.data_editor(
-    observed, key=editor_key, hide_index=True, disabled=["client_id", "observed_share"],
-    column_config={
-        "client_id": st.column_config.TextColumn("client"),
-        "observed_share": st.column_config.NumberColumn("observed share", format="%.4f"),
-        "weight": st.column_config.NumberColumn("weight", min_value=0.0, format="%.4f", help="any non-negative number; 0 leaves the client out"),
-    },
-)
-changed = not edited["weight"].equals(observed["weight"])
-weights = build(lambda: Weights(mode="explicit", values=tuple(zip(edited["client_id"].to_list(), map(float, edited["weight"].to_list()), strict=True)))) if changed else Weights()
-spec = dataclasses.replace(base, weights=weights) if changed else base
-spec_plan = state.plan(spec, pool) if changed else base_plan
+# --- 4. mixing weights, by client id ------------------------------------------------------
+weights_key = f"cmp_wt_{sid}"
+stored_weights: dict[str, float] = dict(st.session_state.get(weights_key, {}))
+candidates = base_plan.weights["client_id"].to_list()
+observed_share = dict(zip(candidates, base_plan.weights["observed_share"].to_list(), strict=True))
+# Fold the last edit of the table into the weights (the table is keyed by its rows and the weights).
+editor_prefix = "cmp_wtable_"
+for key in [k for k in st.session_state if isinstance(k, str) and k.startswith(editor_prefix) and not k.endswith("_rows")]:
+    edits = st.session_state.get(key)
+    rows_of = st.session_state.get(f"{key}_rows")
+    if not isinstance(edits, dict) or rows_of is None:
+        continue
+    for i, change in (edits.get("edited_rows") or {}).items():
+        i = int(i)
+        if "weight" in change and 0 <= i < len(rows_of):
+            value = change["weight"]
+            if value is None:
+                stored_weights.pop(rows_of[i], None)  # a cleared cell goes back to the observed share
+            else:
+                stored_weights[rows_of[i]] = float(value)
+    st.session_state.pop(key, None)
+    st.session_state.pop(f"{key}_rows", None)
+st.session_state[weights_key] = stored_weights
+explicit = {c: stored_weights.get(c, observed_share[c]) for c in candidates} if any(c in stored_weights for c in candidates) else None
+weights = build(lambda: Weights(mode="explicit", values=tuple(explicit.items()))) if explicit else Weights()
+spec = dataclasses.replace(base, weights=weights) if explicit else base
+spec_plan = state.plan(spec, pool) if explicit else base_plan
 if spec_plan is None:
     st.stop()
-with w2:
-    st.plotly_chart(charts.weight_shares(spec_plan.weights), key="cmp_weights_chart")
-    st.caption("Weights are normalized to request shares over the composed clients" + (" (edited)." if changed else " (observed shares)."))
+
+with status_box:
+    pooled_clients = set(spec_plan.client_windows.filter(pl.col("length_source") == "pooled")["client_id"].unique().to_list())
+    status = {c: ("composed, borrowed (pooled) lengths" if c in pooled_clients and lengths == "client" else "composed") for c in spec_plan.clients}
+    for reason, label in STATUS_LABELS.items():
+        for c in spec_plan.exclusions[reason]:
+            status[c] = label
+    rows_ids = [c for c in candidates] + [c for c in status if c not in observed_share]
+    composed_share = dict(zip(spec_plan.weights["client_id"].to_list(), spec_plan.weights["weight_share"].to_list(), strict=True))
+    table = pl.DataFrame(
+        {
+            "client_id": rows_ids,
+            "status": [status.get(c, "left out") for c in rows_ids],
+            "observed_share": [observed_share.get(c) for c in rows_ids],
+            "weight": [stored_weights.get(c, observed_share.get(c)) for c in rows_ids],
+            "composed_share": [composed_share.get(c, 0.0) for c in rows_ids],
+        },
+        schema={"client_id": pl.String, "status": pl.String, "observed_share": pl.Float64, "weight": pl.Float64, "composed_share": pl.Float64},
+    )
+    editor_key = f"{editor_prefix}{sid}_{abs(hash((tuple(rows_ids), tuple(sorted(stored_weights.items()))))) % 10**10}"
+    st.session_state[f"{editor_key}_rows"] = rows_ids
+    w1, w2 = st.columns([3, 2])
+    with w1:
+        st.data_editor(
+            table, key=editor_key, hide_index=True, disabled=["client_id", "status", "observed_share", "composed_share"],
+            column_config={
+                "client_id": st.column_config.TextColumn("client"),
+                "status": st.column_config.TextColumn("status"),
+                "observed_share": st.column_config.NumberColumn("observed share", format="%.4g", help="share of the span's recorded requests"),
+                "weight": st.column_config.NumberColumn(
+                    "weight", min_value=0.0, format="%.6g",
+                    help="any non-negative number (normalized over the composed clients); 0 leaves the client out; clear a cell to go back to the observed share",
+                ),
+                "composed_share": st.column_config.NumberColumn("composed share", format="%.4g"),
+            },
+        )
+        zero = [c for c in candidates if c in stored_weights and stored_weights[c] <= 0]
+        ignored = [c for c in stored_weights if c not in observed_share and c in status]
+        notes = [
+            "Composed vs chosen, before the spec is ready: the status says which clients will be composed and why the others will not. "
+            "Weights are kept by client id and take effect at once."
+        ]
+        if zero:
+            notes.append(f"Weight 0 leaves out: {md(', '.join(zero))}.")
+        if ignored:
+            notes.append(f"Weights of clients left out for another reason are ignored: {md(', '.join(ignored))}.")
+        st.caption(" ".join(notes))
+        if stored_weights and st.button("Reset weights to the observed shares", key="cmp_weights_reset"):
+            st.session_state[weights_key] = {}
+            st.rerun()
+    with w2:
+        st.plotly_chart(charts.weight_shares(spec_plan.weights), key="cmp_weights_chart")
+        state.csv_download(spec_plan.weights, "weights.csv", key="cmp_weights_csv")
+        st.caption("Weights are normalized to request shares over the composed clients" + (" (edited)." if explicit else " (observed shares)."))
+
+    # Activity of the chosen clients over the whole source, with the span on it.
+    chosen_ids = list(status)
+    if chosen_ids:
+        n_show = min(len(chosen_ids), 12)
+        res = 3600 if pool.end_s - pool.start_s > 2 * 86400 else int(pool.window_s)
+
+        def activity(pool_, ids_, k_, resolution_s):
+            return rates.top_k_series(pool_.select_clients(list(ids_)), k_, resolution_s=resolution_s)
+
+        series = state.run(
+            activity, pool, tuple(chosen_ids), n_show, res, key=(view.key, source, tuple(chosen_ids), n_show, res),
+            spinner="Client activity…",
+        )
+        if state.usable(series, what="the client activity"):
+            pick_version = int(st.session_state.get("cmp_span_pick", 0))
+            fig = charts.client_activity(series.frame, resolution_s=res, span=(start_s, end_s))
+            ev = st.plotly_chart(fig, key=f"cmp_activity_{sid}_{pick_version}", on_select="rerun", selection_mode="box")
+            state.csv_download(series.frame, "client_activity.csv", key="cmp_activity_csv")
+            box = (ev or {}).get("selection", {}).get("box") or []
+            if box and box[0].get("x"):
+                x0, x1 = sorted(float(v) for v in box[0]["x"][:2])
+                scale = charts.time_unit(float(series.frame["start_s"].max() - series.frame["start_s"].min()))[1]
+                new_start = int(max(pool.start_s, round(x0 * scale / 60) * 60))
+                new_end = min(float(pool.end_s), round(x1 * scale / 60) * 60)
+                if new_end > new_start:
+                    d, c = divmod(new_start, 86400)
+                    st.session_state["cmp_pending_widgets"] = {
+                        f"cmp_day_{sid}": d + 1, f"cmp_clock_{sid}": specstate.fmt_clock(c),
+                        duration_key: (new_end - new_start) / 60,
+                    }
+                    st.session_state["cmp_span_pick"] = pick_version + 1
+                    st.rerun()
+            st.caption(
+                f"Request rate of the {'first ' + str(n_show) + ' of the ' if n_show < len(chosen_ids) else ''}{len(chosen_ids)} chosen clients over the "
+                f"whole source ({state.fmt_resolution(res)} bins); the shaded band is the span. Drag a box on the chart to set the span."
+            )
+            dropped = spec_plan.exclusions["idle"] if mode != "all" else ()
+            if dropped:
+                st.warning(f"The span drops all the activity of {len(dropped)} chosen client(s): {md(', '.join(dropped[:20]))}" + (" …" if len(dropped) > 20 else "") + ".")
 
 # --- 5. the plan --------------------------------------------------------------------------
-st.plotly_chart(charts.rate_plan(spec_plan.targets), key="cmp_rate_chart")
+st.subheader("Rate of the workload")
+curve = state.run(rate_curve, spec_plan, key=(spec, "rate_curve"), spinner="Rate function…")
+if curve is not None:
+    st.plotly_chart(charts.rate_plan(curve), key="cmp_rate_chart")
+    state.csv_download(curve, "rate_function.csv", key="cmp_rate_csv")
 m1, m2, m3 = st.columns(3)
 m1.metric("Expected requests", f"{spec_plan.expected_requests:,.0f}")
 m2.metric("Clients composed", f"{len(spec_plan.clients):,}")
@@ -208,7 +384,8 @@ m2.caption(exclusion_note(spec_plan.clients, spec_plan.exclusions))
 m3.metric("Mean rate (req/s)", f"{spec_plan.expected_requests / spec_plan.span_duration_s:,.2f}")
 st.caption(
     f"{kinds[kind]} over {state.fmt_duration(spec_plan.span_duration_s)} from {charts.fmt_time(start_s)}; "
-    f"target {spec_plan.target_requests:,.0f} requests, composed {spec_plan.expected_requests:,.0f}."
+    f"target {spec_plan.target_requests:,.0f} requests, composed {spec_plan.expected_requests:,.0f}. The chart draws the rate "
+    "function exactly as generation uses it (evaluated on a fine grid, both sides of every step)."
 )
 for warning in spec_plan.warnings:
     st.warning(md(warning))
@@ -221,4 +398,7 @@ if naive_on:
         format_func={"poisson": "Poisson arrivals + pooled lengths", "constant": "… and a constant rate"}.get,
     )
 state.set_spec(view, spec, naive=naive)
+expected = st.session_state.pop("cmp_expected_spec", None)
+if expected is not None and expected != spec:
+    st.info("The restored spec is not exactly representable on this page; the spec below differs from it (see Export for the JSON).")
 st.success("Spec ready: see **Preview** and **Export**.")

@@ -18,6 +18,7 @@ section = st.radio("Show", sections, horizontal=True, key="len_section", persist
 
 if section == "Distributions":
     pair = [f for f in ("input_tokens", "output_tokens") if f in fields] or fields[:1]
+    state.keep_valid("len_fields", fields)
     chosen = st.multiselect("Fields", fields, default=pair, key="len_fields", persist_state="session")
     for field in chosen:
         pdf = state.compute(lengths.length_pdf, field)
@@ -40,6 +41,7 @@ if section == "Distributions":
             st.caption(f"No fit: {md(fit.reason)}")
 
 elif section == "Over time":
+    state.keep_valid("len_time_field", fields)
     field = st.selectbox("Field", fields, key="len_time_field", persist_state="session")
     shift = state.compute(lengths.length_shift, field)
     if state.usable(shift, what="percentiles over time"):
@@ -51,6 +53,7 @@ elif section == "Over time":
         )
 
 elif section == "Per client":
+    state.keep_valid("len_client_field", fields)
     field = st.selectbox("Field", fields, key="len_client_field", persist_state="session")
     means = state.compute(lengths.client_length_means, field)
     if state.usable(means, what="per-client means"):

@@ -13,7 +13,7 @@ import pytest
 from _dash import axis_title, horizontal_lines, title, trace_names, values, vertical_lines
 
 from servegen_core import arrivals, lengths, multimodal, rates, reasoning, serving
-from servegen_core.compose import compose, naive_spec, plan_workload
+from servegen_core.compose import compose, naive_spec, plan_workload, rate_curve
 from servegen_core.pool import load_pool
 from servegen_core.spec import ServeGenSource, Span, WorkloadSpec
 from servegen_core.summary import client_summary
@@ -296,10 +296,12 @@ def composed(demo_chat):
 def test_rate_plan_and_weights(composed, demo_chat):
     spec, made, _ = composed
     plan = plan_workload(spec, pool=demo_chat)
-    fig = charts.rate_plan(plan.targets)
+    fig = charts.rate_plan(rate_curve(plan))
     target = fig.data[0]
-    assert len(target.x) == 2 * plan.targets.height  # a step per window
+    # observed rate: a step per window, each window's recorded rate, with both sides of every edge drawn
     assert max(target.y) == pytest.approx(plan.targets["target_rps"].max())
+    assert min(target.y) == pytest.approx(plan.targets["target_rps"].min())
+    assert len(target.x) > 2 * plan.targets.height
     assert fig.layout.xaxis.title.text == "time since workload start (min)"
     fig = charts.weight_shares(plan.weights)
     assert sum(fig.data[1].y) == pytest.approx(100)
@@ -366,6 +368,7 @@ def test_every_figure_has_a_title_and_axis_titles(demo_dir, demo_chat, composed,
             reasoning.bimodality(r1, per_client=True, on="reasoning_tokens").per_client, threshold=modes.threshold, on="reasoning_tokens"
         ),
         "cdf_comparison": lambda: charts.cdf_comparison({"source": arrivals.cv_cdf(demo_chat).frame}, x="cv", title="t", x_title="CV"),
+        "client_activity": lambda: charts.client_activity(rates.top_k_series(demo_chat.select_clients(["1", "2", "3"]), 3).frame, resolution_s=600, span=(3600, 7200)),
         "client_means": lambda: charts.client_means(lengths.client_length_means(demo_chat, "input_tokens").frame, field="input_tokens"),
         "count_distribution": lambda: charts.count_distribution(multimodal.image_count_distribution(vl).frame),
         "cv_cdf": lambda: charts.cv_cdf(arrivals.cv_cdf(demo_chat).frame),
@@ -389,7 +392,7 @@ def test_every_figure_has_a_title_and_axis_titles(demo_dir, demo_chat, composed,
             serving.compare_trace(made.trace.head(3000), serving.Slo(ttft_p99_s=2.0), serving.roofline("llama-3-8b", "a10g")).curves, slo_s=2.0
         ),
         "rate_over_time": lambda: charts.rate_over_time(rates.rate_series(demo_chat).frame, resolution_s=600),
-        "rate_plan": lambda: charts.rate_plan(plan.targets),
+        "rate_plan": lambda: charts.rate_plan(rate_curve(plan)),
         "reason_ratio_histogram": lambda: charts.reason_ratio_histogram(reasoning.reason_ratio_distribution(r1).frame, modes.components),
         "reasoning_vs_answer": lambda: charts.reasoning_vs_answer(reasoning.reasoning_tokens(r1).histogram),
         "stacked_rate": lambda: charts.stacked_rate(rates.top_k_series(demo_chat, 5).frame, resolution_s=600),

@@ -18,7 +18,7 @@ from servegen_core.cli import main as cli_main
 from servegen_core.compose import compose, plan_workload
 from servegen_core.demo import DEMO_LABEL
 from servegen_core.paths import demo_data_dir
-from servegen_core.pool import expected_requests, load_pool
+from servegen_core.pool import client_sort_key, expected_requests, load_pool
 from servegen_core.spec import ClientSelection, ConstantRate, ServeGenSource, Span, TraceSource, WorkloadSpec
 from servegen_core.summary import client_summary, filter_clients
 from servegen_core.traces import load_trace
@@ -348,7 +348,8 @@ def test_clients_selection_feeds_the_composer(demo_dir):
     d.at.radio(key="cmp_mode").set_value("selection").run()
     d.check()
     spec = d.at.session_state["spec"]
-    assert spec.clients.mode == "ids" and list(spec.clients.ids) == top3
+    # the selection is a set of client ids, kept in numeric id order
+    assert spec.clients.mode == "ids" and list(spec.clients.ids) == sorted(top3, key=client_sort_key)
 
 
 def test_clients_filter_is_carried_into_the_spec_when_the_spans_match(servegen_dir):
@@ -438,7 +439,7 @@ def test_clients_filter_on_a_trace_stays_ids(demo_dir):
     trace = load_trace(demo_dir / "traces" / "demo_requests.csv").trace
     top3 = filter_clients(client_summary(trace), top_k=3)
     spec = d.at.session_state["spec"]
-    assert spec.clients == ClientSelection("ids", ids=tuple(top3))
+    assert spec.clients == ClientSelection("ids", ids=tuple(sorted(top3, key=client_sort_key)))
     assert any(c.startswith("Kept as a list of client ids") and "fitted" in c for c in d.captions())
 
 
@@ -461,7 +462,7 @@ def test_composer_widgets_build_the_spec_and_the_rate_plot():
 
 def test_editing_weights_renormalizes_them():
     d = Dashboard().open("compose")
-    key = next(e.key for e in d.at.data_editor if e.key and e.key.startswith("cmp_weights_"))
+    key = next(e.key for e in d.at.data_editor if e.key and e.key.startswith("cmp_wtable_"))
     clients = d.at.data_editor(key=key).value["client_id"].tolist()
     # Client on row 0 gets weight 3, row 1 weight 1, every other client 0: shares 0.75 / 0.25.
     edits = {i: {"weight": 0.0} for i in range(2, len(clients))} | {0: {"weight": 3.0}, 1: {"weight": 1.0}}
