@@ -493,7 +493,7 @@ def client_activity(series: pl.DataFrame, *, resolution_s: float, span: tuple[fl
     for i, group in enumerate(groups):
         g = series.filter(pl.col("group") == group)
         x, when, unit, _ = _times(g["start_s"], total)
-        name = "other chosen clients" if group == "rest" else f"client {group}"
+        name = "other chosen clients" if group == "rest" else f"client {svg(group)}"
         fig.add_trace(
             go.Scatter(
                 x=x,

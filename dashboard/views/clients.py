@@ -148,7 +148,7 @@ def selection_panel() -> None:
         sel = selection.get()
         how = f" (the clients matching {md(state.describe_rule(sel.rule))})" if sel is not None and sel.rule is not None else ""
         st.success(f"Selection for Compose ({len(chosen)} clients{how}):")
-        st.text(", ".join(chosen))
+        st.caption(md(", ".join(chosen)))
         if st.button("Open in Compose", key="cl_open_compose", type="primary", icon=":material/tune:"):
             state.open_compose_with_selection()
     else:

@@ -132,6 +132,7 @@ if mode == "top_k":
     clients = build(lambda: ClientSelection(mode="top_k", k=int(k)))
 elif mode == "selection":
     clients = build(lambda: ClientSelection(mode="ids", ids=picked))  # or the Clients page's filter, once the span is known
+    st.caption("From the Clients page: " + md(", ".join(picked[:40])) + (" …" if len(picked) > 40 else ""))
     if absent:
         st.warning(
             f"{len(absent)} selected client(s) are not in {md(view.source.label)} and are left out: "
