@@ -145,3 +145,26 @@ def test_cli_whatif_usage_errors(traces_dir, tmp_path, capsys):
     assert "exactly one of --spec" in capsys.readouterr().err
     assert main(["whatif", "--trace", path, "--model", "llama-3-70b", "--gpu", "a10g", "--slo-ttft-p99", "1"]) == 2
     assert "tensor_parallel" in capsys.readouterr().err
+
+
+def test_cli_whatif_with_a_calibration_file(traces_dir, tmp_path, capsys):
+    # iteration times of a server twice as slow as the roofline's A100 (measured rows of a CSV)
+    roof = sv.roofline("llama-3-8b", "a100")
+    rows = ["prefill_tokens,decode_seqs,context_tokens,time_ms"]
+    for t, s, c in [(0, 1, 1000), (0, 16, 20000), (0, 64, 90000), (512, 0, 0), (2048, 0, 0), (6000, 0, 0)]:
+        ms = 2e3 * float(roof.iteration_time(T=t, A=t * (t + 1) / 2 + c, K=c, S=s))
+        rows.append(f"{t},{s},{c},{ms}")
+    csv_path = tmp_path / "iterations.csv"
+    csv_path.write_text("\n".join(rows) + "\n")
+    path = str(traces_dir / "AzureLLMInferenceTrace_conv.csv")
+    args = ["whatif", "--trace", path, "--model", "llama-3-8b", "--gpu", "a100", "--slo-ttft-p99", "1", "-q", "--json"]
+    assert main(args) == 0
+    plain = json.loads(capsys.readouterr().out)
+    assert main([*args, "--calibration", str(csv_path)]) == 0
+    slow = json.loads(capsys.readouterr().out)
+    assert "calibrated by least squares on 6 measurements" in slow["cost_note"]
+    assert slow["table"][0]["replicas"] > plain["table"][0]["replicas"]
+    bad = tmp_path / "bad.csv"
+    bad.write_text("tokens,time_ms\n1,2\n")
+    assert main([*args, "--calibration", str(bad)]) == 2
+    assert "bad.csv: header: missing column(s) prefill_tokens" in capsys.readouterr().err
