@@ -5,6 +5,7 @@ shown as plain text, uploads bounded and cleaned up, hostile files refused while
 from __future__ import annotations
 
 import gc
+import gzip
 import json
 import os
 import re
@@ -448,6 +449,24 @@ def test_an_absurd_timestamp_upload_is_refused_and_the_app_still_serves():
     assert "1e20" not in errors[0]  # the cell is not quoted
     assert d.at.session_state["view"] is None
     still_serves(d)
+
+
+def test_a_gzip_bomb_upload_is_refused_and_the_app_still_serves(monkeypatch):
+    monkeypatch.setenv("SERVEGEN_MAX_DECOMPRESSED_MB", "8")
+    blanks = b" " * (64 * 1024 * 1024)  # 64 MB of blanks, 64 KB compressed
+    csv_bomb = gzip.compress(HEADER.encode() + b"0,a,10,5\n" + blanks, compresslevel=9)
+    # one endless JSON line: the header reader (the first line's keys) must not inflate it either
+    jsonl_bomb = gzip.compress(b'{"timestamp": 0, "input_length": 1, "output_length": 1, "pad": "' + blanks, compresslevel=9)
+    assert max(len(csv_bomb), len(jsonl_bomb)) < 128 * 1024
+    d = Dashboard()
+    for name, bomb in (("bomb.csv.gz", csv_bomb), ("bomb.jsonl.gz", jsonl_bomb)):
+        upload(d, name, bomb)
+        errors = sidebar_errors(d)
+        assert len(errors) == 1, errors
+        # refused by the decompressed-size limit, or for JSON Lines by the header reader's line-length cap
+        assert "SERVEGEN_MAX_DECOMPRESSED_MB" in errors[0] or "the line is longer than" in errors[0], errors[0]
+        assert d.at.session_state["view"] is None
+        still_serves(d)
 
 
 def test_the_span_picker_stays_small_for_a_long_span(tmp_path, monkeypatch):
