@@ -615,8 +615,10 @@ def read_spec(path: str | Path, *, seed: int | None = None) -> Any:
     return spec
 
 
-def _usage_hint(info: Any, path: Path, block_size: int) -> str:
-    return info.usage.replace("FILE", str(path)).replace("BLOCK_SIZE", str(block_size))
+def _usage_hint(info: Any, path: Path, block_size: int | None) -> str:
+    from servegen_core.export import usage_hint
+
+    return usage_hint(info.name, path, block_size)
 
 
 def _size_text(n: int) -> str:
@@ -1117,8 +1119,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--naive", choices=["poisson", "constant"], help="compose the naive baseline of the spec instead")
     p.add_argument("--seed", type=_seed, help="random seed (overrides the spec's)")
     p.add_argument(
-        "--block-size", type=_block_size, default=DEFAULT_BLOCK_SIZE, metavar="TOKENS",
-        help=f"tokens per hash_ids block (default {DEFAULT_BLOCK_SIZE})",
+        "--block-size", type=_block_size, default=None, metavar="TOKENS",
+        help=(
+            f"tokens per hash_ids block (default: the target's own, {DEFAULT_BLOCK_SIZE} for mooncake and "
+            "guidellm, 16 for vllm timed_trace)"
+        ),
     )
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.add_argument(

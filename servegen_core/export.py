@@ -28,12 +28,18 @@ exactly (CSV/JSONL print the shortest decimal that round-trips); ``mooncake``
 writes integer milliseconds (rounded half to even); every other format writes
 seconds with exactly six decimals (microseconds), e.g. ``12.345679``.
 
-``hash_ids`` (block ids for prefix-cache simulation): a trace that already has
-a ``hash_ids`` column (e.g. read from a Mooncake file) keeps it. Rows without
-one get ``ceil(input_tokens / block_size)`` fresh ids, increasing, never used
-before in the file; so generated requests share no prefix blocks (the ServeGen
-data carry no prefix information, and none is invented). Numbering continues
-across chunks, above every id already seen.
+``hash_ids`` (block ids for prefix-cache simulation), at the block size of the
+target (:func:`format_block_size`: 512 tokens for ``mooncake`` and ``guidellm``,
+16 for ``vllm``; ``block_size=`` overrides it and :func:`usage_hint` prints the
+matching flag): a trace that already has a ``hash_ids`` column (e.g. read from a
+Mooncake file) keeps it. A workload composed with a prefix model (shared system
+prompts, sessions: ``segment_ids``/``segment_tokens``) gets ids derived from its
+segments (:func:`segment_hash_ids`): requests sharing their first X tokens share
+exactly their first ``floor(X / block_size)`` ids, at any block size. Other rows
+get ``ceil(input_tokens / block_size)`` fresh ids, increasing, never used before
+in the file; so requests of a workload without a prefix model share no blocks
+(the ServeGen data carry no prefix information, and none is invented). Numbering
+continues across chunks, above every id already seen.
 """
 
 from __future__ import annotations
@@ -58,12 +64,17 @@ from servegen_core.schema import SCHEMA, empty_trace, validate_trace
 __all__ = [
     "DEFAULT_BLOCK_SIZE",
     "FORMATS",
+    "VIDUR_MAX_TOKENS",
+    "VLLM_BLOCK_SIZE",
     "ChunkContext",
     "ChunkWriter",
     "ExportResult",
     "FormatInfo",
     "assign_hash_ids",
     "check_target",
+    "format_block_size",
+    "segment_hash_ids",
+    "usage_hint",
     "burstgpt_frame",
     "export_chunks",
     "export_trace",
@@ -78,8 +89,13 @@ __all__ = [
     "vllm_frame",
 ]
 
-#: Tokens per ``hash_ids`` block (Mooncake's block size; AIPerf's default for ``mooncake_trace``).
+#: Tokens per ``hash_ids`` block (Mooncake's block size; AIPerf's default for ``mooncake_trace``,
+#: GuideLLM's ``hash_id_block_size`` default for ``kind=mooncake``).
 DEFAULT_BLOCK_SIZE = 512
+#: vLLM ``timed_trace``'s ``--timed-trace-chunk-hash-size`` default (tokens per hash id).
+VLLM_BLOCK_SIZE = 16
+#: Vidur's trace request generator's default ``max_tokens`` (prefill + decode per request).
+VIDUR_MAX_TOKENS = 4096
 
 #: Decimals written for seconds in the benchmark formats (microseconds).
 SECONDS_DECIMALS = 6
@@ -109,15 +125,18 @@ class FormatInfo:
     citation: str
     usage: str = ""
     carries_extra: bool = False
+    block_size: int | None = None
 
 
 @dataclass(frozen=True)
 class ChunkContext:
-    """State carried from one chunk to the next: rows and hash-block ids written so far."""
+    """State carried from one chunk to the next: rows and hash-block ids written so far, and
+    the dense id of every prompt block (a key derived from the request's segments) met so far."""
 
     block_size: int = DEFAULT_BLOCK_SIZE
     row_offset: int = 0
     next_hash_id: int = 0
+    block_table: pl.DataFrame | None = None
 
 
 @dataclass(frozen=True)
@@ -197,6 +216,60 @@ def assign_hash_ids(
     return work["hash_ids"], int(last)
 
 
+def segment_hash_ids(
+    chunk: pl.DataFrame,
+    *,
+    block_size: int = DEFAULT_BLOCK_SIZE,
+    next_id: int = 0,
+    table: pl.DataFrame | None = None,
+) -> tuple[pl.Series, int, pl.DataFrame]:
+    """``hash_ids`` of a workload composed with a prefix model, from its ``segment_ids`` and
+    ``segment_tokens`` (see :mod:`servegen_core.sessions`): ``ceil(input_tokens /
+    block_size)`` ids per request, one per block, equal exactly where the blocks' whole
+    prefixes are equal, so two requests sharing their first X tokens share their first
+    ``floor(X / block_size)`` ids at any block size.
+
+    Ids are dense: a block met for the first time (in row order, then block order) gets
+    the next id from ``next_id``; ``table`` (key -> id of every block met in earlier chunks,
+    16 bytes per distinct block) carries the numbering across chunks, so ids stay small
+    (GuideLLM reads them as int32) and a chunked export equals a whole one. Returns the
+    ids, the next free id and the grown table.
+    """
+    from servegen_core.sessions import block_keys
+
+    if not 1 <= block_size <= MAX_BLOCK_SIZE:
+        msg = f"block_size must be a whole number of tokens in [1, {MAX_BLOCK_SIZE:,}], got {block_size}"
+        raise ExportError(msg)
+    seg_ids = chunk["segment_ids"].cast(pl.List(pl.Int64)).fill_null([])
+    seg_tok = chunk["segment_tokens"].cast(pl.List(pl.Int64)).fill_null([])
+    total = seg_tok.list.sum().fill_null(0)
+    bad = (total != chunk["input_tokens"]).arg_true()
+    if len(bad):
+        i = int(bad[0])
+        msg = f"row {i + 1}: segment_tokens sum to {total[i]} but input_tokens is {chunk['input_tokens'][i]}"
+        raise DataFormatError(None, "segments", msg)
+    n_ids = int(((chunk["input_tokens"] + block_size - 1) // block_size).sum() or 0)
+    if n_ids > MAX_HASH_IDS_PER_CHUNK:
+        msg = (
+            f"{chunk.height:,} requests need {n_ids:,} hash_ids blocks of {block_size:,} tokens, more than "
+            f"{MAX_HASH_IDS_PER_CHUNK:,} at once; use a larger block size or smaller chunks"
+        )
+        raise ExportError(msg)
+    keys, owner = block_keys(seg_ids, seg_tok, block_size=block_size)
+    if table is None:
+        table = pl.DataFrame(schema={"key": pl.Int64(), "id": pl.Int64()})
+    blocks = pl.DataFrame({"key": keys, "owner": owner}, schema={"key": pl.Int64(), "owner": pl.Int64()})
+    known = blocks.join(table, on="key", how="left", maintain_order="left")
+    new = known.filter(pl.col("id").is_null()).select("key").unique(keep="first", maintain_order=True)
+    new = new.with_columns(pl.int_range(next_id, next_id + new.height, dtype=pl.Int64).alias("id"))
+    table = pl.concat([table, new])
+    ids = blocks.join(table, on="key", how="left", maintain_order="left")["id"].to_numpy()
+    from servegen_core.sessions import _lists
+
+    series = _lists(owner, chunk.height, hash_ids=ids)["hash_ids"]
+    return series, next_id + new.height, table
+
+
 def native_frame(chunk: pl.DataFrame, ctx: ChunkContext) -> tuple[pl.DataFrame, ChunkContext]:
     """Native Parquet / JSONL: the RequestTrace itself, every column, exact values."""
     return chunk, replace(ctx, row_offset=ctx.row_offset + chunk.height)
@@ -209,6 +282,11 @@ def native_csv_frame(chunk: pl.DataFrame, ctx: ChunkContext) -> tuple[pl.DataFra
 
 
 def _with_hash_ids(chunk: pl.DataFrame, ctx: ChunkContext) -> tuple[pl.Series, ChunkContext]:
+    if "segment_ids" in chunk.columns and "segment_tokens" in chunk.columns and "hash_ids" not in chunk.columns:
+        ids, nxt, table = segment_hash_ids(
+            chunk, block_size=ctx.block_size, next_id=ctx.next_hash_id, table=ctx.block_table
+        )
+        return ids, replace(ctx, row_offset=ctx.row_offset + chunk.height, next_hash_id=nxt, block_table=table)
     ids, nxt = assign_hash_ids(chunk, block_size=ctx.block_size, next_id=ctx.next_hash_id)
     return ids, replace(ctx, row_offset=ctx.row_offset + chunk.height, next_hash_id=nxt)
 
@@ -246,11 +324,14 @@ def vllm_frame(chunk: pl.DataFrame, ctx: ChunkContext) -> tuple[pl.DataFrame, Ch
     ``--timed-trace-label-{timestamp,input-length,output-length,hash-ids}`` default to
     these field names; ``--timed-trace-sec-multiplier`` (default 1) multiplies the
     timestamps into seconds, so seconds need no multiplier; each hash id stands for
-    ``--timed-trace-chunk-hash-size`` tokens, **default 16**, so replay these files
-    with ``--timed-trace-chunk-hash-size <block_size>`` (512 by default). The loader
-    class itself (``TimedTrace`` in ``vllm/benchmarks/datasets``) was not available
-    to read; the fields above come from the PR and the CLI reference. No
-    multimodal or reasoning fields.
+    ``--timed-trace-chunk-hash-size`` tokens, **default 16**, and the prompt is built
+    from the ids, so the export's block size defaults to 16 (another ``block_size`` is
+    printed as that flag). The loader class itself (``TimedTrace`` in
+    ``vllm/benchmarks/datasets``) was not available to read; the fields above come from
+    the PR and the CLI reference (``timed_trace_chunk_hash_size=16`` in ``vllm bench
+    serve``'s argument dump). No session, multimodal or reasoning fields: every turn of
+    a session is written as a request on its own (its ``hash_ids`` carry the shared
+    context), which vLLM sends on its timestamp without waiting for the previous turn.
     """
     ids, nxt = _with_hash_ids(chunk, ctx)
     out = chunk.select(
@@ -273,7 +354,12 @@ def guidellm_frame(chunk: pl.DataFrame, ctx: ChunkContext) -> tuple[pl.DataFrame
     ``hash_ids_column="hash_ids"`` with ``hash_id_block_size=512``);
     ``docs/guides/datasets.md`` (trace timestamps are numbers in seconds on a shared
     time line; GuideLLM sorts them and offsets them from the first event). Run with
-    ``--profile kind=replay``. No multimodal or reasoning fields.
+    ``--profile kind=replay``. ``src/guidellm/data/deserializers/trace_mooncake.py``
+    (``kind=mooncake``): ``hash_ids`` are read as int32, must be non-negative, and every
+    row needs ``ceil(input_length / hash_id_block_size) == len(hash_ids)`` (default
+    block 512; the ids this module writes are small dense integers and the printed
+    command passes the block size). No session, multimodal or reasoning fields (every
+    turn is a request on its own, its ``hash_ids`` carrying the shared context).
     """
     return vllm_frame(chunk, ctx)
 
@@ -414,6 +500,7 @@ FORMATS: dict[str, FormatInfo] = {
             "src/aiperf/dataset/loader/models.py (MooncakeTrace), docs/benchmark-modes/trace-replay.md"
         ),
         usage="aiperf profile --input-file FILE --custom-dataset-type mooncake_trace --fixed-schedule",
+        block_size=DEFAULT_BLOCK_SIZE,
     ),
     "vllm": FormatInfo(
         name="vllm",
@@ -425,10 +512,8 @@ FORMATS: dict[str, FormatInfo] = {
         time_field="timestamp",
         time_unit="s",
         citation="vllm-project/vllm PR #39795; `vllm bench serve` CLI reference (timed-trace dataset options)",
-        usage=(
-            "vllm bench serve --dataset-name timed_trace --dataset-path FILE --self-timed "
-            "--timed-trace-chunk-hash-size BLOCK_SIZE"
-        ),
+        usage="vllm bench serve --dataset-name timed_trace --dataset-path FILE --self-timed",
+        block_size=VLLM_BLOCK_SIZE,
     ),
     "guidellm": FormatInfo(
         name="guidellm",
@@ -443,7 +528,11 @@ FORMATS: dict[str, FormatInfo] = {
             "vllm-project/guidellm src/guidellm/data/deserializers/trace_common.py, "
             "docs/guides/trace_replay.md, docs/guides/datasets.md"
         ),
-        usage="guidellm run --profile kind=replay --data kind=trace_synthetic,path=FILE (or kind=mooncake)",
+        usage=(
+            "guidellm run --backend kind=openai_http,target=http://localhost:8000 "
+            "--data kind=mooncake,path=FILE,hash_id_block_size=BLOCK_SIZE --profile kind=replay,time_scale=1.0"
+        ),
+        block_size=DEFAULT_BLOCK_SIZE,
     ),
     "vidur": FormatInfo(
         name="vidur",
@@ -492,8 +581,9 @@ FORMATS: dict[str, FormatInfo] = {
             "ai-dynamo/aiperf src/aiperf/dataset/loader/burst_gpt.py"
         ),
         usage=(
-            "vllm bench serve --dataset-name burstgpt --dataset-path FILE "
-            "(lengths only; arrivals from --request-rate)"
+            "aiperf profile --input-file FILE --custom-dataset-type burst_gpt_trace --fixed-schedule "
+            "(AIPerf replays the Timestamp column only with --fixed-schedule); or vllm bench serve "
+            "--dataset-name burstgpt --dataset-path FILE (lengths only, arrivals from --request-rate)"
         ),
     ),
 }
@@ -510,12 +600,40 @@ _FRAMES: dict[str, Callable[[pl.DataFrame, ChunkContext], tuple[pl.DataFrame, Ch
     "burstgpt": burstgpt_frame,
 }
 
+#: Formats that carry sessions (none of the benchmark formats yet; the native ones keep the columns).
+_SESSION_FORMATS = ("parquet", "csv", "jsonl")
+#: Formats whose hash_ids carry prompt sharing.
+_HASH_FORMATS = ("mooncake", "vllm", "guidellm")
+
 #: What a request with zero output tokens means to a format's reader, where it matters.
 _ZERO_OUTPUT = {
     "vidur": "Vidur clips decode tokens to at least 1",
     "splitwise": "splitwise-sim builds a token task of token_size - 1 tokens",
     "burstgpt": "BurstGPT marks failed requests with 0 response tokens; vLLM's loader drops them",
 }
+
+
+def format_block_size(fmt: str, block_size: int | None = None) -> int:
+    """Tokens per ``hash_ids`` block for ``fmt``: ``block_size`` when given, else the block
+    size the format's consumer assumes without a flag (512 for ``mooncake`` and ``guidellm``,
+    16 for ``vllm``'s ``timed_trace``; 512 for formats without block ids)."""
+    info = get_format(fmt)
+    if block_size is not None:
+        return int(block_size)
+    return info.block_size or DEFAULT_BLOCK_SIZE
+
+
+def usage_hint(fmt: str, path: str | Path, block_size: int | None = None) -> str:
+    """The command that replays an export of ``fmt`` at ``path`` (empty when there is none),
+    with the flag that tells the consumer a block size other than its default."""
+    info = get_format(fmt)
+    block = format_block_size(fmt, block_size)
+    text = info.usage.replace("FILE", str(path)).replace("BLOCK_SIZE", str(block))
+    if info.name == "vllm" and block != VLLM_BLOCK_SIZE:
+        text += f" --timed-trace-chunk-hash-size {block}"
+    if info.name == "mooncake" and block != DEFAULT_BLOCK_SIZE:
+        text += f" --prompt-input-tokens-block-size {block}"
+    return text
 
 
 def get_format(fmt: str) -> FormatInfo:
@@ -722,10 +840,11 @@ class ChunkWriter:
         *,
         spec: Any = None,
         overwrite: bool = False,
-        block_size: int = DEFAULT_BLOCK_SIZE,
+        block_size: int | None = None,
         note: Callable[[str], Any] | None = print,
     ) -> None:
         self.info = get_format(fmt)
+        block_size = format_block_size(fmt, block_size)
         if not 1 <= block_size <= MAX_BLOCK_SIZE:
             msg = f"block_size must be a whole number of tokens in [1, {MAX_BLOCK_SIZE:,}], got {block_size}"
             raise ExportError(msg)
@@ -743,6 +862,8 @@ class ChunkWriter:
         self._last_ts: float | None = None
         self._dropped: dict[str, None] = {}
         self._zero_output = 0
+        self._over_vidur = 0
+        self._later_turns = 0
         self._result: ExportResult | None = None
         _check_targets(self.path, self.sidecar, overwrite=overwrite, folder=self.info.container == "parquet")
 
@@ -816,6 +937,10 @@ class ChunkWriter:
         self._dropped.update((c, None) for c in chunk.columns if c not in carried)
         if self.info.name in _ZERO_OUTPUT:
             self._zero_output += int((chunk["output_tokens"] == 0).sum())
+        if self.info.name == "vidur":
+            self._over_vidur += int((chunk["input_tokens"] + chunk["output_tokens"] > VIDUR_MAX_TOKENS).sum())
+        if "turn_index" in chunk.columns and self.info.name not in _SESSION_FORMATS:
+            self._later_turns += int((chunk["turn_index"] > 0).sum())
         if chunk.height:
             self._last_ts = float(chunk["timestamp_s"][-1])
 
@@ -895,6 +1020,21 @@ class ChunkWriter:
             )
         if self._zero_output:
             self._say(f"{name} export: {self._zero_output} request(s) with 0 output tokens; {_ZERO_OUTPUT[name]}")
+        if self._over_vidur:
+            self._say(
+                f"vidur export: {self._over_vidur} request(s) with prefill + decode tokens above Vidur's default "
+                f"max_tokens {VIDUR_MAX_TOKENS}; raise the trace request generator's max_tokens (and the model's "
+                "context) or Vidur will not replay them as written"
+            )
+        if self._later_turns:
+            self._say(
+                f"{name} export: sessions not written ({name} has no session field): {self._later_turns} later "
+                "turn(s) are sent on their own timestamps without waiting for the previous turn's response; "
+                "their hash_ids still carry the shared context"
+                if name in _HASH_FORMATS
+                else f"{name} export: sessions and prompt prefixes not written ({name} has no field for them); "
+                f"{self._later_turns} later turn(s) become independent requests"
+            )
 
 
 def export_chunks(
@@ -904,7 +1044,7 @@ def export_chunks(
     *,
     spec: Any = None,
     overwrite: bool = False,
-    block_size: int = DEFAULT_BLOCK_SIZE,
+    block_size: int | None = None,
     note: Callable[[str], Any] | None = print,
 ) -> ExportResult:
     """Stream ``chunks`` (RequestTrace slices in time order) to ``path`` in format ``fmt``.
@@ -927,7 +1067,7 @@ def export_trace(
     *,
     spec: Any = None,
     overwrite: bool = False,
-    block_size: int = DEFAULT_BLOCK_SIZE,
+    block_size: int | None = None,
     note: Callable[[str], Any] | None = print,
 ) -> ExportResult:
     """Write the RequestTrace ``trace`` to ``path`` in format ``fmt`` (one of :data:`FORMATS`).
@@ -936,7 +1076,8 @@ def export_trace(
     beside the file as ``<path>.spec.json``. Columns the format cannot hold are
     left out and named once through ``note`` (``print`` by default; ``None``
     silences it) and in :attr:`ExportResult.dropped_columns`. ``block_size`` is the
-    number of tokens per ``hash_ids`` block. The write is atomic and refuses an
+    number of tokens per ``hash_ids`` block (``None``: the format's consumer default,
+    :func:`format_block_size`). The write is atomic and refuses an
     existing target or sidecar unless ``overwrite``.
     """
     info = get_format(fmt)

@@ -68,7 +68,10 @@ if TYPE_CHECKING:
 
 __all__ = [
     "PREFIX_COLUMNS",
+    "block_keys",
+    "fit_prefix",
     "hash_ids",
+    "prefix_depth",
     "prepare",
     "session_chunks",
 ]
@@ -537,6 +540,15 @@ def session_chunks(
         pending = rows.filter(pl.col("timestamp_s") >= limit)
         if now.height:
             yield now.sort(keys).select(cols)
+
+
+def block_keys(segment_ids: pl.Series, segment_tokens: pl.Series, *, block_size: int) -> tuple[np.ndarray, np.ndarray]:
+    """The 63-bit key of every block of every request (row order, then block order) and the
+    row each belongs to: what :func:`hash_ids` returns, flat."""
+    ids = hash_ids(segment_ids, segment_tokens, block_size=block_size)
+    owner = np.repeat(np.arange(len(ids), dtype=np.int64), ids.list.len().to_numpy())
+    flat = ids.explode().drop_nulls().to_numpy().astype(np.int64)
+    return flat, owner
 
 
 def hash_ids(segment_ids: pl.Series, segment_tokens: pl.Series, *, block_size: int) -> pl.Series:

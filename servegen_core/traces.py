@@ -23,8 +23,8 @@ Parsing rules
 - Token counts must be whole, finite, non-negative numbers (``12`` and ``12.0`` are
   accepted, ``12.5``, ``NaN``, ``-1`` and empty cells are errors).
 - Timestamps become ``timestamp_s``: float64 seconds from the earliest request (the
-  ``servegen`` preset keeps its ``timestamp_s`` as written, so an export reloads
-  unchanged). Decimal text is parsed exactly (as a 38-digit decimal with 9 fractional
+  ``servegen`` preset keeps its ``timestamp_s`` as written and reads decimal text as the
+  float64 it spells, so a native CSV/JSON Lines export reloads bit for bit). Decimal text is parsed exactly (as a 38-digit decimal with 9 fractional
   digits) and wall-clock text is split into whole seconds and a fraction of up to 9
   digits, so a gap of 100 ns in a 7-decimal wall clock survives.
 - CSV lines whose fields are all empty (blank lines) are skipped and counted in
@@ -198,6 +198,15 @@ PRESETS: Mapping[str, Preset] = MappingProxyType(
             {"timestamp": ("timestamp",), "input_tokens": ("input_length",), "output_tokens": ("output_length",)},
             {"hash_ids": ("hash_ids",)},
             "ms",
+        ),
+        "timed_trace": _preset(
+            "timed_trace",
+            "vLLM timed_trace / GuideLLM replay JSON Lines (this project's vllm and guidellm exports): Mooncake's "
+            "fields with timestamp in seconds. Detected instead of mooncake when the timestamps have decimals "
+            "and a spec sidecar sits beside the file.",
+            {"timestamp": ("timestamp",), "input_tokens": ("input_length",), "output_tokens": ("output_length",)},
+            {"hash_ids": ("hash_ids",)},
+            "s",
         ),
         "burstgpt": _preset(
             "burstgpt",
@@ -813,12 +822,17 @@ def _parse_wallclock(c: pl.Expr) -> pl.Expr:
     return base.cast(pl.Int64) + frac - offset_s * 1_000_000_000
 
 
-def _parse_time(name: str, dtype: pl.DataType, unit: str, sample: str | None) -> tuple[pl.Expr, pl.Expr, str]:
+def _parse_time(
+    name: str, dtype: pl.DataType, unit: str, sample: str | None, *, as_float: bool = False
+) -> tuple[pl.Expr, pl.Expr, str]:
     """(parsed value, missing flag, representation) where representation tells how to reach seconds.
 
     ``sample`` is the column's first non-empty text value: when it is a plain
     ``YYYY-MM-DD HH:MM:SS[.fffffffff]`` wall clock the column is parsed with one
     fixed format (fast, exact to the nanosecond); otherwise with the general pattern.
+    ``as_float``: decimal text is read as the float64 it spells (correctly rounded), for
+    seconds kept as written (the ``servegen`` preset): this project's CSV/JSON Lines write
+    the shortest text that reads back as the same float64, so a reload is bit-exact.
     """
     c = pl.col(name)
     if isinstance(dtype, pl.Datetime):
@@ -841,6 +855,8 @@ def _parse_time(name: str, dtype: pl.DataType, unit: str, sample: str | None) ->
     if dtype == pl.String():
         s = c.str.strip_chars()
         f = s.cast(pl.Float64, strict=False)
+        if as_float:
+            return pl.when(f.is_finite()).then(f), _blank(c), "float"
         exact = s.cast(_DEC, strict=False)
         # Exact decimal where it fits; finite scientific notation ("1e3") through float64.
         fallback = pl.when(f.is_finite() & (f.abs() < 1e28)).then(f.cast(_DEC, strict=False))
@@ -1007,6 +1023,15 @@ def _load_trace(
     warnings: list[str] = []
 
     lf = _scan(src, available, list(mapping.values()), kinds)
+    if detected and preset == "mooncake" and time_unit is None:
+        preset = _mooncake_or_timed(path, src, lf, mapping["timestamp"], available, kinds)
+        if preset != "mooncake":
+            spec = PRESETS[preset]
+            unit = _unit(spec, time_unit)
+            warnings.append(
+                "timestamps with decimals beside a spec sidecar: read as seconds (a vllm/guidellm export of this "
+                "project), not Mooncake milliseconds"
+            )
     try:
         schema = lf.collect_schema()
     except (pl.exceptions.PolarsError, OSError) as exc:
@@ -1111,7 +1136,7 @@ def _parse_exprs(
     for target, col in mapping.items():
         kind, dtype = TARGETS[target], schema[col]
         if kind == _TIME:
-            value, missing, time_repr = _parse_time(col, dtype, unit, sample)
+            value, missing, time_repr = _parse_time(col, dtype, unit, sample, as_float=spec.keep_time_origin and unit == "s")
         elif kind == _INT:
             value, missing = _parse_int(col, dtype)
         elif kind == _FLOAT:
@@ -1152,6 +1177,35 @@ def _first_text(
         raise  # pragma: no cover
     head = head.filter(head.str.strip_chars() != "")
     return head[0] if head.len() else None
+
+
+def _mooncake_or_timed(
+    path: Path, src: _Source, lf: pl.LazyFrame, column: str, available: list[str], kinds: Mapping[str, str]
+) -> str:
+    """``"mooncake"`` or ``"timed_trace"`` for a file with Mooncake's fields.
+
+    Mooncake files, and this project's ``mooncake`` exports, write whole milliseconds; its
+    ``vllm`` and ``guidellm`` exports write the same fields in seconds with six decimals.
+    Whole numbers throughout: milliseconds. Decimals: seconds when a spec sidecar
+    (``<file>.spec.json``) marks the file as this project's export; otherwise the unit is
+    ambiguous (seconds, or AIPerf's fractional milliseconds) and the load is refused with
+    a :class:`DataFormatError` naming the choices.
+    """
+    try:
+        text = lf.select(pl.col(column).cast(pl.String).str.contains(r"[.eE]").any()).collect().item()
+    except (pl.exceptions.PolarsError, OSError) as exc:
+        _raise_read_error(src, exc, available, kinds)
+        raise  # pragma: no cover
+    if not text:
+        return "mooncake"
+    if path.with_name(path.name + ".spec.json").is_file():
+        return "timed_trace"
+    msg = (
+        f"column {column!r} holds decimals and the file has Mooncake's fields: seconds (a vLLM timed_trace or "
+        "GuideLLM file) or fractional milliseconds (AIPerf)? Pass preset='timed_trace' (seconds) or "
+        "preset='mooncake' (milliseconds)"
+    )
+    raise DataFormatError(path, f"column {column}", msg)
 
 
 def _order(out: pl.DataFrame, *, sort: bool, locate: _Locator, column: str, warnings: list[str]) -> pl.DataFrame:

@@ -431,7 +431,7 @@ def test_generate_matches_python_api_bytes(capsys, tmp_path, fmt):
     if n is not None:
         assert f"wrote {n:,} requests to {target}" in out
     if FORMATS[fmt].usage:
-        assert "replay: " + FORMATS[fmt].usage.replace("FILE", str(target)) in out
+        assert "replay: " + FORMATS[fmt].usage.replace("FILE", str(target)).replace("BLOCK_SIZE", "512") in out
     # a second run gives the same bytes
     again = tmp_path / f"again{ext}"
     assert run(capsys, "generate", "--spec", spec_path, "--format", fmt, "-o", again)[0] == 0
@@ -470,7 +470,9 @@ def test_generate_shared_m_large_matches_python_api(capsys, tmp_path, servegen_d
     # 14:00 on m-large carries hundreds of requests per second
     assert len(rows) > 600 * 50
     assert all(0 <= r["timestamp"] < 600 for r in rows)
-    assert "--timed-trace-chunk-hash-size 512" in out
+    # vLLM's own block size (16 tokens per hash id) needs no flag
+    assert "--timed-trace-chunk-hash-size" not in out
+    assert all(len(r["hash_ids"]) == -(-r["input_length"] // 16) for r in rows)
     # the warning about clients without lengths goes to stderr, not stdout
     assert "without length data" in err and "without length data" not in out
 

@@ -148,8 +148,10 @@ def test_jsonl_benchmark_formats_fields_units_and_blocks(workload, tmp_path, fmt
     else:
         assert np.abs(ts - expected).max() <= 5e-7
         assert ts[-1] == pytest.approx(expected[-1]) and expected[-1] > 10  # seconds, not ms
-    # one id per 512-token block; generated ids are fresh, so no two requests share one
-    assert [len(r["hash_ids"]) for r in recs] == [math.ceil(r["input_length"] / 512) for r in recs]
+    # one id per block of the consumer's default size (vLLM timed_trace: 16 tokens, the others
+    # 512); generated ids are fresh, so no two requests share one
+    block = 16 if fmt == "vllm" else 512
+    assert [len(r["hash_ids"]) for r in recs] == [math.ceil(r["input_length"] / block) for r in recs]
     flat = [i for r in recs for i in r["hash_ids"]]
     assert flat == list(range(len(flat)))
 
@@ -471,3 +473,152 @@ def test_empty_trace(workload, tmp_path):
     assert header == list(FORMATS["burstgpt"].fields) and rows == []
     assert _export(empty, tmp_path / "e.jsonl", "mooncake").path.read_bytes() == b""
     assert pl.read_parquet(_export(empty, tmp_path / "e.parquet", "parquet").path).height == 0
+
+
+# --------------------------------------------------------------------------- #
+# Prefix workloads: hash_ids from segments, sessions, notes, reload, exact native files
+# --------------------------------------------------------------------------- #
+
+
+@pytest.fixture(scope="module")
+def prefix_workload(servegen_dir: Path):
+    """An hour of the top-5 m-large clients with shared prompts and sessions."""
+    from servegen_core.compose import compose
+    from servegen_core.spec import ClientSelection, ConstantRate, PrefixProfile, PrefixSpec, ServeGenSource, Sessions, Span, SystemPrompts, WorkloadSpec
+
+    spec = WorkloadSpec(
+        source=ServeGenSource(data_dir=str(servegen_dir), model="language/m-large"),
+        span=Span(72000, 1800),
+        clients=ClientSelection(mode="top_k", k=5),
+        rate=ConstantRate(rps=5.0),
+        seed=11,
+        prefix=PrefixSpec(
+            default=PrefixProfile(
+                system_prompts=SystemPrompts(count=8, request_share=0.7, tokens=700),
+                sessions=Sessions(turns_mean=3.0, think_mean_s=30.0),
+            )
+        ),
+    )
+    return spec, compose(spec).trace
+
+
+def _leading(a: list[int], b: list[int]) -> int:
+    n = 0
+    for x, y in zip(a, b):
+        if x != y:
+            break
+        n += 1
+    return n
+
+
+@pytest.mark.parametrize(("fmt", "block"), [("mooncake", 512), ("vllm", 16), ("guidellm", 512), ("mooncake", 64)])
+def test_prefix_hash_ids_at_the_target_block_size(prefix_workload, tmp_path, fmt, block):
+    """Exported ids are the segment keys of sessions.hash_ids renumbered densely: the same
+    sharing (which sessions.hash_ids keeps at any block size, tested in test_sessions), ids
+    small and non-negative (GuideLLM reads int32), one id per block of the target."""
+    from servegen_core.export import format_block_size
+    from servegen_core.sessions import hash_ids
+
+    _spec, tr = prefix_workload
+    size = None if block == format_block_size(fmt) else block
+    res = _export(tr, tmp_path / "p.jsonl", fmt, block_size=size)
+    recs = _read_jsonl(res.path)
+    got = [r["hash_ids"] for r in recs]
+    assert [len(h) for h in got] == [math.ceil(r["input_length"] / block) for r in recs]
+    flat = [i for h in got for i in h]
+    assert min(flat) >= 0 and max(flat) < 2**31
+    assert sorted(set(flat)) == list(range(len(set(flat))))  # dense, in order of first use
+    keys = hash_ids(tr["segment_ids"], tr["segment_tokens"], block_size=block).to_list()
+    mapping: dict[int, int] = {}
+    for k_row, g_row in zip(keys, got):
+        for k, g in zip(k_row, g_row):
+            assert mapping.setdefault(k, g) == g
+    assert len(set(mapping.values())) == len(mapping)  # a bijection
+    # real sharing exists: consecutive turns of sessions share leading blocks
+    rows = tr.with_row_index("i").filter(pl.col("turn_index") > 0).head(200)
+    prev = tr.with_row_index("i").join(
+        rows.select("session_id", (pl.col("turn_index") - 1).alias("turn_index"), pl.col("i").alias("j")),
+        on=["session_id", "turn_index"],
+    )
+    shared = [_leading(got[i], got[j]) for i, j in zip(prev["i"], prev["j"])]
+    assert sum(s > 0 for s in shared) > 100
+
+
+def test_prefix_export_in_chunks_equals_whole(prefix_workload, tmp_path):
+    _spec, tr = prefix_workload
+    whole = _export(tr, tmp_path / "w.jsonl", "guidellm")
+    parts = export_chunks(_chunks(tr, [137, 900, 5]), tmp_path / "c.jsonl", "guidellm", note=None)
+    assert parts.path.read_bytes() == whole.path.read_bytes()
+
+
+def test_notes_for_sessions_vidur_and_replay_commands(prefix_workload, mooncake_source, tmp_path):
+    from servegen_core.export import VIDUR_MAX_TOKENS, usage_hint
+
+    _spec, tr = prefix_workload
+    notes = Notes()
+    _export(tr, tmp_path / "v.jsonl", "vllm", note=notes)
+    later = int((tr["turn_index"] > 0).sum())
+    assert any("sessions not written" in n and f"{later} later turn" in n for n in notes)
+    notes = Notes()
+    _export(tr, tmp_path / "v.csv", "vidur", note=notes)
+    assert not any("max_tokens" in n for n in notes)  # m-large requests fit in 4096 tokens
+    _src, mc = mooncake_source
+    notes = Notes()
+    _export(mc, tmp_path / "m.csv", "vidur", note=notes)
+    over = int((mc["input_tokens"] + mc["output_tokens"] > VIDUR_MAX_TOKENS).sum())
+    assert over > 1000
+    assert any(f"{over} request(s)" in n and "max_tokens 4096" in n for n in notes)
+    notes = Notes()
+    _export(tr, tmp_path / "n.jsonl", "jsonl", note=notes)
+    assert not any("sessions" in n for n in notes)
+    assert usage_hint("vllm", "f.jsonl") == "vllm bench serve --dataset-name timed_trace --dataset-path f.jsonl --self-timed"
+    assert usage_hint("vllm", "f.jsonl", 512).endswith("--timed-trace-chunk-hash-size 512")
+    g = usage_hint("guidellm", "f.jsonl", 64)
+    assert "--data kind=mooncake,path=f.jsonl,hash_id_block_size=64" in g and "--profile kind=replay" in g
+    assert "--fixed-schedule" in usage_hint("burstgpt", "f.csv")
+    assert "--prompt-input-tokens-block-size 64" in usage_hint("mooncake", "f.jsonl", 64)
+    assert "--prompt-input-tokens-block-size" not in usage_hint("mooncake", "f.jsonl")
+
+
+@pytest.mark.parametrize("fmt", ["vllm", "guidellm", "mooncake"])
+def test_benchmark_exports_reload_in_their_own_unit(prefix_workload, tmp_path, fmt):
+    """A 30-minute workload reloads as 30 minutes from every JSONL benchmark format: seconds
+    for vllm/guidellm (told by the decimals and the spec sidecar), ms for mooncake; without
+    the sidecar a seconds file is refused as ambiguous."""
+    from servegen_core.traces import load_trace
+
+    spec, tr = prefix_workload
+    path = tmp_path / f"{fmt}.jsonl"
+    _export(tr, path, fmt, spec=spec)
+    back = load_trace(path)
+    span = float(tr["timestamp_s"].max() - tr["timestamp_s"].min())
+    assert abs(float(back.trace["timestamp_s"].max()) - span) < 1e-3
+    assert back.preset == ("mooncake" if fmt == "mooncake" else "timed_trace")
+    assert back.trace["input_tokens"].to_list() == tr["input_tokens"].to_list()
+    bare = tmp_path / f"bare-{fmt}.jsonl"
+    _export(tr, bare, fmt)
+    if fmt == "mooncake":
+        assert load_trace(bare).preset == "mooncake"
+    else:
+        with pytest.raises(DataFormatError, match="timed_trace"):
+            load_trace(bare)
+        assert abs(float(load_trace(bare, preset="timed_trace").trace["timestamp_s"].max()) - span) < 1e-3
+
+
+@pytest.mark.parametrize("fmt", ["csv", "jsonl", "parquet"])
+def test_native_exports_reload_bit_for_bit(prefix_workload, tmp_path, fmt):
+    from servegen_core.traces import load_trace
+
+    _spec, tr = prefix_workload
+    path = tmp_path / f"n.{fmt}"
+    _export(tr, path, fmt)
+    back = load_trace(path).trace
+    cols = [c for c in tr.columns if c in back.columns]
+    if fmt == "csv":  # CSV cannot hold the segment lists
+        assert set(tr.columns) - set(cols) == {"segment_ids", "segment_tokens"}
+    else:
+        assert cols == tr.columns
+    assert_frame_equal(back.select(cols), tr.select(cols))
+    a = tr["timestamp_s"].to_numpy()
+    b = back["timestamp_s"].to_numpy()
+    assert np.array_equal(a.view(np.int64), b.view(np.int64))
