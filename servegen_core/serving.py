@@ -543,7 +543,6 @@ def _simulate_replica(args: tuple) -> dict[str, Any]:
     npre = [0] * n
     gen = [0] * n  # tokens generated so far
     gj = [0] * n  # decode counter at (re)admission
-    pj = [0] * n  # KV tokens at (re)admission
     gfin = [-1] * n  # decode counter at which the request completes
     rejected = [False] * n
 
@@ -596,7 +595,6 @@ def _simulate_replica(args: tuple) -> dict[str, Any]:
         a = p + 1 - G
         running[rid] = a
         gj[rid] = G
-        pj[rid] = p
         gf = G + out_l[rid] - gen[rid]
         gfin[rid] = gf
         heappush(heap, (gf, rid))
@@ -714,7 +712,9 @@ def _simulate_replica(args: tuple) -> dict[str, Any]:
                     waiting.appendleft(rid)
                 continue
         elif waiting and B < max_seqs:
-            free = cap - blocks_at(G) - wm
+            s = G % bs
+            used = qsum + B * (G // bs) + (sum(rcnt[bs - s :]) if s else 0)
+            free = cap - used - wm
             tok = 0
             A = 0.0
             batch = []
@@ -726,13 +726,12 @@ def _simulate_replica(args: tuple) -> dict[str, Any]:
                     break
                 waiting.popleft()
                 free -= need
+                used += need
                 tok += p
                 A += p * (p + 1) / 2
                 batch.append(rid)
             if batch:
                 dt = max(c0 + cT * tok + cA * A, m0 + mT * tok + mA * A)
-                kvb = blocks_at(G)
-                record(t, dt, len(batch), kvb)
                 t0 = t
                 t += dt
                 busy += dt
@@ -742,17 +741,37 @@ def _simulate_replica(args: tuple) -> dict[str, Any]:
                         sched[rid] = t0
                     if isnan(first[rid]):
                         first[rid] = t
-                    p = in_l[rid] + gen[rid]
-                    gen[rid] += 1
-                    if gen[rid] >= out_l[rid]:
+                    g = gen[rid]
+                    p = in_l[rid] + g
+                    g += 1
+                    gen[rid] = g
+                    if g >= out_l[rid]:
                         finish[rid] = t
-                    else:
-                        join(rid, p)
+                        used -= -(-(p + 1) // bs)
+                        continue
+                    # join the decoding batch (inlined join())
+                    a = p + 1 - G
+                    running[rid] = a
+                    gj[rid] = G
+                    gf = G + out_l[rid] - g
+                    gfin[rid] = gf
+                    heappush(heap, (gf, rid))
+                    B += 1
+                    S0 += a
+                    q, r = divmod(a + bs - 1, bs)
+                    qsum += q
+                    rcnt[r] += 1
+                i = int(t0 / bin_s)
+                if i < nbins - 1 and t <= (i + 1) * bin_s:
+                    tb_busy[i] += dt
+                    tb_batch[i] += len(batch) * dt
+                    tb_kv[i] += used * dt
+                else:
+                    record(t0, dt, len(batch), used)
                 if B > bmax:
                     bmax = B
-                kvb = blocks_at(G)
-                if kvb > kv_peak:
-                    kv_peak = kvb
+                if used > kv_peak:
+                    kv_peak = used
                 continue
         # ---------------------------------------------------------------- nothing running
         if B == 0:
@@ -825,9 +844,17 @@ def _simulate_replica(args: tuple) -> dict[str, Any]:
             G += k
             while heap and heap[0][0] <= G:
                 gf, rid = heappop(heap)
-                if gfin[rid] != gf or rid not in running:
+                if gfin[rid] != gf:
                     continue
-                leave(rid)
+                a = running.pop(rid, None)
+                if a is None:
+                    continue
+                # leave the batch (inlined leave())
+                B -= 1
+                S0 -= a
+                q, r = divmod(a + bs - 1, bs)
+                qsum -= q
+                rcnt[r] -= 1
                 gen[rid] = out_l[rid]
                 finish[rid] = t
         if overflow:
