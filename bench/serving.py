@@ -11,7 +11,8 @@
 ``gap``
     language/m-large from 18:00 of day 0 (``start_s=64800``) for ``--gap-hours`` hours at the
     observed rates x ``--factor``, llama-3-8b on an A10G, p99 TTFT <= 2 s: the replicas the
-    realistic workload and each naive baseline need, and the under-provisioning of each.
+    realistic workload and each naive baseline (:data:`servegen_core.serving.ALL_BASELINES`)
+    need, and the under-provisioning of each.
 
 Usage::
 
@@ -77,7 +78,7 @@ def gap(hours: float, factor: float, workers: int) -> None:
     slo = serving.Slo(ttft_p99_s=2.0)
     cost = serving.roofline("llama-3-8b", "a10g")
     t0 = time.perf_counter()
-    c = serving.compare_spec(spec, slo, cost, pool=load_source(spec), workers=workers)
+    c = serving.compare_spec(spec, slo, cost, baselines=serving.ALL_BASELINES, pool=load_source(spec), workers=workers)
     print(f"\nm-large from 18:00 for {hours:g} h, observed rates x {factor:g}, {cost.name}, {slo.describe()} "
           f"({time.perf_counter() - t0:.0f} s)")
     print(f"{'workload':<15} {'requests':>9} {'replicas':>8} {'under-prov.':>11} {'p99 TTFT s at realistic N':>26}")

@@ -1168,7 +1168,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
     from servegen_core.hardware import GPU_ALIASES, GPUS, MODELS
-    from servegen_core.serving import BASELINES, ROUTERS
+    from servegen_core.serving import ALL_BASELINES, BASELINES, ROUTERS
 
     p = sub.add_parser(
         "whatif", help="replicas a workload needs for a latency SLO, realistic vs its naive baselines (simulated)", parents=[common],
@@ -1187,7 +1187,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--slo-ttft-p99", type=_pos_float, metavar="S", help="p99 time to first token objective (seconds)")
     p.add_argument("--slo-tpot-p99", type=_pos_float, metavar="S", help="p99 time per output token objective (seconds)")
-    p.add_argument("--baselines", metavar="LIST", help=f"comma-separated naive baselines (default: {','.join(BASELINES)})")
+    p.add_argument(
+        "--baselines", metavar="LIST",
+        help=f"comma-separated naive baselines of a spec, from {','.join(ALL_BASELINES)} (default: {','.join(BASELINES)})",
+    )
     p.add_argument("--router", choices=list(ROUTERS), default="round_robin", help="request router (default round_robin)")
     p.add_argument("--chunked-prefill", action="store_true", help="Sarathi-style chunked prefill instead of prefill-first")
     p.add_argument("--max-num-seqs", type=int, default=256, metavar="N", help="running sequences per replica (default 256)")

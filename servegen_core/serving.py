@@ -87,6 +87,7 @@ from servegen_core.errors import DataFormatError, SpecError
 from servegen_core.hardware import Gpu, ModelConfig, gpu as _gpu, model as _model
 
 __all__ = [
+    "ALL_BASELINES",
     "BASELINES",
     "ROUTERS",
     "Comparison",
@@ -1218,21 +1219,32 @@ def poisson_baseline(requests: pl.DataFrame, *, window_s: float = 600.0, seed: i
     return df.with_columns(pl.Series("timestamp_s", new))
 
 
-def baseline_spec(spec: Any, kind: str) -> Any:
+def baseline_spec(spec: Any, kind: str, *, pool: Any = None) -> Any:
     """The naive baseline ``kind`` of a workload spec: ``"poisson"`` (only the arrivals become
     Poisson, same rates, clients and per-client lengths), ``"pooled_lengths"`` (only the
-    lengths are pooled over clients), ``"poisson_pooled"`` (both)."""
+    lengths are pooled over clients), ``"poisson_pooled"`` (both), ``"constant"`` (Poisson
+    arrivals at a constant aggregate rate equal to the spec's mean over the span, same client
+    mix and per-client lengths; needs the source: ``pool``, else loaded from the spec)."""
     if kind == "poisson":
         return dataclasses.replace(spec, arrivals="poisson")
     if kind == "pooled_lengths":
         return dataclasses.replace(spec, lengths="pooled")
     if kind == "poisson_pooled":
         return dataclasses.replace(spec, arrivals="poisson", lengths="pooled")
-    msg = f"unknown baseline {kind!r}; known: {', '.join(BASELINES)}"
+    if kind == "constant":
+        from servegen_core.compose import plan_workload
+        from servegen_core.spec import ConstantRate
+
+        plan = plan_workload(spec, pool=pool)
+        mean_rps = plan.expected_requests / plan.span_duration_s
+        return dataclasses.replace(spec, arrivals="poisson", rate=ConstantRate(rps=float(mean_rps)))
+    msg = f"unknown baseline {kind!r}; known: {', '.join(ALL_BASELINES)}"
     raise SpecError("naive", msg)
 
 
+#: Baselines compared by default; ``ALL_BASELINES`` adds ``"constant"`` (no rate shifts either).
 BASELINES = ("poisson", "pooled_lengths", "poisson_pooled")
+ALL_BASELINES = (*BASELINES, "constant")
 
 
 @dataclass(frozen=True)
@@ -1328,12 +1340,13 @@ def compare_spec(
     from servegen_core.compose import compose, load_source
 
     for kind in baselines:
-        baseline_spec(spec, kind)  # unknown kinds fail before any work
+        if kind not in ALL_BASELINES:
+            baseline_spec(spec, kind)  # unknown kinds fail before any work
     if pool is None:
         pool = load_source(spec)
     kwargs = {} if max_requests is None else {"max_requests": max_requests}
     workloads = {}
-    for name, s in [("realistic", spec), *[(k, baseline_spec(spec, k)) for k in baselines]]:
+    for name, s in [("realistic", spec), *[(k, baseline_spec(spec, k, pool=pool)) for k in baselines]]:
         if progress:
             progress(f"{name}: composing")
         workloads[name] = compose(s, pool=pool, **kwargs).trace.select("timestamp_s", "input_tokens", "output_tokens")

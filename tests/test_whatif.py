@@ -11,6 +11,7 @@ import pytest
 from servegen_core import serving as sv
 from servegen_core.cli import main
 from servegen_core.errors import SpecError
+from servegen_core.compose import load_source, plan_workload
 from servegen_core.spec import ObservedRate, ServeGenSource, Span, WorkloadSpec
 from servegen_core.traces import load_trace
 
@@ -82,6 +83,7 @@ def test_poisson_baseline_keeps_requests_and_window_counts_and_removes_burstines
 
 def test_baseline_specs_change_only_the_named_aspect(servegen_dir):
     spec = WorkloadSpec(ServeGenSource(str(servegen_dir), "language/m-large"), Span(64800, 3600))
+    pool = load_source(spec)
     p = sv.baseline_spec(spec, "poisson")
     assert (p.arrivals, p.lengths) == ("poisson", spec.lengths)
     q = sv.baseline_spec(spec, "pooled_lengths")
@@ -90,6 +92,11 @@ def test_baseline_specs_change_only_the_named_aspect(servegen_dir):
     assert (r.arrivals, r.lengths) == ("poisson", "pooled")
     for s in (p, q, r):
         assert (s.rate, s.clients, s.weights, s.span, s.seed) == (spec.rate, spec.clients, spec.weights, spec.span, spec.seed)
+    c = sv.baseline_spec(spec, "constant", pool=pool)
+    plan = plan_workload(spec, pool=pool)
+    assert c.arrivals == "poisson" and c.lengths == spec.lengths
+    assert c.rate.rps == pytest.approx(plan.expected_requests / 3600)
+    assert plan_workload(c, pool=pool).expected_requests == pytest.approx(plan.expected_requests, rel=1e-9)
     with pytest.raises(SpecError, match="unknown baseline"):
         sv.baseline_spec(spec, "uniform")
 

@@ -46,7 +46,11 @@ max_replicas = c4.number_input("Most replicas tried", min_value=1, max_value=409
 chunked = st.toggle("Chunked prefill (Sarathi-style) instead of prefill-first", key="prov_chunked")
 baselines = list(serving.BASELINES)
 if use_spec:
-    baselines = st.multiselect("Naive baselines", list(serving.BASELINES), default=list(serving.BASELINES), key="prov_baselines")
+    baselines = st.multiselect(
+        "Naive baselines", list(serving.ALL_BASELINES), default=list(serving.BASELINES), key="prov_baselines",
+        help="poisson: only the arrivals become Poisson (same rates per window); pooled_lengths: only the lengths are "
+        "pooled over clients; poisson_pooled: both; constant: Poisson at the mean rate of the span (no rate shifts either).",
+    )
 
 try:
     cost = serving.roofline(model, gpu, efficiency=float(eff), tensor_parallel=int(tp))
