@@ -260,3 +260,11 @@ def test_bad_inputs_raise_the_projects_errors(cost):
     with pytest.raises(SpecError, match="cost"):
         sv.CostModel((0, 0, 0, 0, 0), (0, 0, 0, 0, 0), 100)
     assert math.isnan(sv.simulate(df.head(0), cost).percentile("ttft_s", 99))
+
+
+def test_replicas_in_worker_processes_give_the_same_result(azure, cost):
+    part = azure.head(3000).with_columns(pl.col("timestamp_s") / 4)
+    one = sv.simulate(part, cost, replicas=3)
+    two = sv.simulate(part, cost, replicas=3, workers=2)
+    assert one.requests.equals(two.requests)
+    assert one.replicas.equals(two.replicas)
