@@ -4,7 +4,7 @@ import streamlit as st
 
 import state
 from plaintext import md
-from servegen_core.export import FORMATS, ChunkWriter, spec_sidecar_path
+from servegen_core.export import FORMATS, ChunkWriter, spec_sidecar_path, usage_hint
 from servegen_core.paths import EXPORT_DIR_ENV, export_dir
 
 view = state.page_header("Export")
@@ -17,7 +17,7 @@ fmt = st.selectbox(
 info = FORMATS[fmt]
 if fmt == "parquet":
     st.caption("Saved to a path, Parquet is streamed as a folder of part files; the download is one file.")
-st.caption(f"Reference: {info.citation}" + (f"  \nReplay: `{info.usage}`" if info.usage else ""))
+st.caption(f"Reference: {info.citation}" + (f"  \nReplay: `{usage_hint(fmt, 'FILE')}`" if info.usage else ""))
 expected = plan.expected_requests
 try:
     limit = state.max_download_requests()
