@@ -54,6 +54,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import polars as pl
 
 from servegen_core.errors import DataFormatError, ExportError
@@ -137,6 +138,7 @@ class ChunkContext:
     row_offset: int = 0
     next_hash_id: int = 0
     block_table: pl.DataFrame | None = None
+    sessions: pl.DataFrame | None = None
 
 
 @dataclass(frozen=True)
@@ -237,6 +239,14 @@ def segment_hash_ids(
     """
     from servegen_core.sessions import block_keys
 
+    seg_ids, seg_tok = _check_segments(chunk, block_size)
+    keys, owner = block_keys(seg_ids, seg_tok, block_size=block_size)
+    return _dense_ids(keys, owner, chunk.height, next_id=next_id, table=table)
+
+
+def _check_segments(chunk: pl.DataFrame, block_size: int) -> tuple[pl.Series, pl.Series]:
+    """The segment columns, after checking the block size, that every row's segments add up
+    to its input and that the chunk does not need too many ids at once."""
     if not 1 <= block_size <= MAX_BLOCK_SIZE:
         msg = f"block_size must be a whole number of tokens in [1, {MAX_BLOCK_SIZE:,}], got {block_size}"
         raise ExportError(msg)
@@ -255,7 +265,16 @@ def segment_hash_ids(
             f"{MAX_HASH_IDS_PER_CHUNK:,} at once; use a larger block size or smaller chunks"
         )
         raise ExportError(msg)
-    keys, owner = block_keys(seg_ids, seg_tok, block_size=block_size)
+    return seg_ids, seg_tok
+
+
+def _dense_ids(
+    keys: np.ndarray, owner: np.ndarray, n: int, *, next_id: int, table: pl.DataFrame | None
+) -> tuple[pl.Series, int, pl.DataFrame]:
+    """Block keys (flat, with their row) renumbered densely: a key met for the first time
+    (row order, then block order) gets the next id; ``table`` holds the keys met before."""
+    from servegen_core.sessions import _lists
+
     if table is None:
         table = pl.DataFrame(schema={"key": pl.Int64(), "id": pl.Int64()})
     blocks = pl.DataFrame({"key": keys, "owner": owner}, schema={"key": pl.Int64(), "owner": pl.Int64()})
@@ -264,9 +283,7 @@ def segment_hash_ids(
     new = new.with_columns(pl.int_range(next_id, next_id + new.height, dtype=pl.Int64).alias("id"))
     table = pl.concat([table, new])
     ids = blocks.join(table, on="key", how="left", maintain_order="left")["id"].to_numpy()
-    from servegen_core.sessions import _lists
-
-    series = _lists(owner, chunk.height, hash_ids=ids)["hash_ids"]
+    series = _lists(owner, n, hash_ids=ids)["hash_ids"]
     return series, next_id + new.height, table
 
 
@@ -302,11 +319,16 @@ def mooncake_frame(chunk: pl.DataFrame, ctx: ChunkContext) -> tuple[pl.DataFrame
     ``--prompt-input-tokens-block-size`` help text gives 512 tokens per hash id as the
     ``mooncake_trace`` default, prompt length ``(len(hash_ids) - 1) * block + last block``.
 
-    ``session_id`` is not written: in AIPerf, rows sharing a ``session_id`` become
-    one conversation whose history accumulates, while RequestTrace input lengths
-    already count the whole context. The format has no multimodal or reasoning
-    fields (AIPerf's ``messages``/``payload`` modes replace ``input_length``).
+    A workload composed with sessions (``session_id``, ``turn_index`` and prompt
+    segments) is written as AIPerf conversations, with a ``session_id`` field on every
+    record (see :func:`_mooncake_sessions`). A trace with a ``session_id`` but no
+    segments (e.g. a loaded BurstGPT file) is written without it: its input lengths
+    already count the whole context, which AIPerf would send twice. The format has no
+    multimodal or reasoning fields (AIPerf's ``messages``/``payload`` modes replace
+    ``input_length``).
     """
+    if _has_sessions(chunk):
+        return _mooncake_sessions(chunk, ctx)
     ids, nxt = _with_hash_ids(chunk, ctx)
     out = chunk.select(
         timestamp=(pl.col("timestamp_s") * 1000.0).round(0).cast(pl.Int64),
@@ -314,6 +336,120 @@ def mooncake_frame(chunk: pl.DataFrame, ctx: ChunkContext) -> tuple[pl.DataFrame
         output_length=pl.col("output_tokens"),
     ).with_columns(ids.alias("hash_ids"))
     return out, nxt
+
+
+#: A session's state is kept this long (span seconds) after its last turn; a later turn starts
+#: a new AIPerf conversation (its hash_ids still carry the shared context).
+SESSION_STATE_S = 3600.0
+
+
+def _has_sessions(chunk: pl.DataFrame) -> bool:
+    return {"session_id", "turn_index", "segment_ids", "segment_tokens"} <= set(chunk.columns)
+
+
+def _mooncake_sessions(chunk: pl.DataFrame, ctx: ChunkContext) -> tuple[pl.DataFrame, ChunkContext]:
+    """Mooncake records of a workload with sessions, as AIPerf replays conversations.
+
+    AIPerf (ai-dynamo/aiperf 0.13.0, ``dataset/loader/mooncake_trace.py``, ``models.py``
+    ``MooncakeTrace``: ``session_id``, ``timestamp`` and ``delay`` in ms; rows sharing a
+    ``session_id`` are one conversation, in file order; ``common/enums/enums.py``: the
+    default ``DELTAS_WITHOUT_RESPONSES`` context mode accumulates the turns and threads the
+    live responses into the history; ``timing/strategies/fixed_schedule.py``: a later turn
+    is sent at its ``timestamp`` once the previous turn's response is back) builds turn
+    ``j``'s request from the history plus turn ``j``'s own prompt. So a turn that extends
+    its previous turn's whole context (prompt and output) is written with only its new
+    tokens: ``input_length`` = the new tokens, ``hash_ids`` = their fresh blocks. A first
+    turn, and a turn that keeps only part of the previous context, is written whole (full
+    ``input_length`` and ``hash_ids``) and opens a conversation of its own
+    (``<session_id>~<k>``). Every record has a ``session_id`` (rows outside sessions get
+    ``r<row>``) and its absolute ``timestamp``: AIPerf sends it then, or when the previous
+    response arrives if that is later.
+    """
+    state = ctx.sessions
+    if state is None:
+        state = pl.DataFrame(schema={"session_id": pl.String(), "_prev": pl.Int64(), "_chain": pl.Int64(), "_last": pl.Float64()})
+    n = chunk.height
+    rows = chunk.select(
+        pl.int_range(n, dtype=pl.Int64).alias("_i"),
+        "session_id",
+        "turn_index",
+        "timestamp_s",
+        "input_tokens",
+        "output_tokens",
+        pl.col("segment_tokens").list.last().fill_null(0).alias("_new"),
+    )
+    bad = rows.filter(pl.col("session_id").str.contains(r"[\x00-\x1f]"))
+    if bad.height:
+        raise ExportError(f"row {int(bad['_i'][0]) + ctx.row_offset + 1}: session_id holds a control character")
+    sess = rows.filter(pl.col("session_id").is_not_null())
+    prior = state.join(sess.select("session_id").unique(), on="session_id", how="semi").select(
+        pl.lit(-1, dtype=pl.Int64).alias("_i"), "session_id", pl.lit(-1, dtype=pl.Int64).alias("turn_index"),
+        pl.col("_last").alias("timestamp_s"), pl.lit(0, dtype=pl.Int64).alias("input_tokens"),
+        pl.lit(0, dtype=pl.Int64).alias("output_tokens"), pl.lit(0, dtype=pl.Int64).alias("_new"),
+        "_prev", "_chain",
+    )
+    both = pl.concat(
+        [prior, sess.with_columns(pl.lit(None, dtype=pl.Int64).alias("_prev"), pl.lit(None, dtype=pl.Int64).alias("_chain"))]
+    ).sort("session_id", "_i", maintain_order=True)
+    ctx_prev = (pl.col("input_tokens") + pl.col("output_tokens")).shift(1).over("session_id")
+    prev = pl.when(pl.col("_i").shift(1).over("session_id") == -1).then(pl.col("_prev").shift(1).over("session_id")).otherwise(ctx_prev)
+    both = both.with_columns(prev.alias("_p"))
+    extends = (pl.col("turn_index") > 0) & (pl.col("input_tokens") - pl.col("_new") == pl.col("_p")) & (pl.col("_new") > 0)
+    both = both.with_columns(extends.fill_null(False).alias("_ext"))
+    base = pl.col("_chain").first().over("session_id").fill_null(-1)
+    opens = ((pl.col("_i") >= 0) & ~pl.col("_ext")).cast(pl.Int64)
+    both = both.with_columns((base + opens.cum_sum().over("session_id")).alias("_k"))
+    mine = both.filter(pl.col("_i") >= 0).sort("_i")
+    info = rows.select("_i").join(mine.select("_i", "_ext", "_k"), on="_i", how="left", maintain_order="left")
+    ext = info["_ext"].fill_null(False)
+    chain = info["_k"].fill_null(0)
+    # block keys: an extending turn's own new blocks (keyed by its last segment), else the
+    # whole prompt's blocks; renumbered densely in row order
+    from servegen_core.sessions import _TAG_DELTA, _hash, _id63, block_keys
+
+    _check_segments(chunk, ctx.block_size)
+    full_keys, full_owner = block_keys(chunk["segment_ids"], chunk["segment_tokens"], block_size=ctx.block_size)
+    ext_np = ext.to_numpy()
+    keep_full = ~ext_np[full_owner]
+    new_tok = rows["_new"]
+    n_new = np.where(ext_np, (new_tok.to_numpy() + ctx.block_size - 1) // ctx.block_size, 0)
+    d_owner = np.repeat(np.arange(n, dtype=np.int64), n_new)
+    d_first = np.concatenate([[0], np.cumsum(n_new)[:-1]]) if n else np.zeros(0, dtype=np.int64)
+    d_k = np.arange(int(n_new.sum())) - np.repeat(d_first, n_new)
+    last_seg = chunk["segment_ids"].list.last().fill_null(0).to_numpy().astype(np.int64)
+    d_keys = _id63(_hash(_TAG_DELTA, last_seg[d_owner], d_k))
+    owner = np.concatenate([full_owner[keep_full], d_owner])
+    keys = np.concatenate([full_keys[keep_full], d_keys])
+    order = np.argsort(owner, kind="stable")
+    hash_col, nxt, table = _dense_ids(keys[order], owner[order], n, next_id=ctx.next_hash_id, table=ctx.block_table)
+    sid = chunk.select(
+        pl.when(pl.col("session_id").is_null())
+        .then(pl.concat_str(pl.lit("r"), pl.int_range(ctx.row_offset, ctx.row_offset + n, dtype=pl.Int64).cast(pl.String)))
+        .otherwise(pl.col("session_id"))
+        .alias("s")
+    )["s"]
+    sid = pl.DataFrame({"s": sid, "k": chain}).select(
+        pl.when(pl.col("k") > 0).then(pl.concat_str("s", pl.lit("~"), pl.col("k").cast(pl.String))).otherwise("s")
+    ).to_series()
+    out = chunk.select(
+        timestamp=(pl.col("timestamp_s") * 1000.0).round(0).cast(pl.Int64),
+        input_length=pl.when(ext).then(new_tok).otherwise(pl.col("input_tokens")),
+        output_length=pl.col("output_tokens"),
+    ).with_columns(hash_col.alias("hash_ids"), sid.alias("session_id"))
+    # carry: each session's last context and conversation number, dropped after SESSION_STATE_S
+    last = mine.group_by("session_id", maintain_order=True).agg(
+        (pl.col("input_tokens") + pl.col("output_tokens")).last().alias("_prev"),
+        pl.col("_k").last().alias("_chain"),
+        pl.col("timestamp_s").last().alias("_last"),
+    )
+    t_end = float(chunk["timestamp_s"].max()) if n else 0.0
+    state = (
+        pl.concat([state.join(last.select("session_id"), on="session_id", how="anti"), last])
+        .filter(pl.col("_last") >= t_end - SESSION_STATE_S)
+    )
+    return out, replace(
+        ctx, row_offset=ctx.row_offset + n, next_hash_id=nxt, block_table=table, sessions=state
+    )
 
 
 def vllm_frame(chunk: pl.DataFrame, ctx: ChunkContext) -> tuple[pl.DataFrame, ChunkContext]:
@@ -600,8 +736,8 @@ _FRAMES: dict[str, Callable[[pl.DataFrame, ChunkContext], tuple[pl.DataFrame, Ch
     "burstgpt": burstgpt_frame,
 }
 
-#: Formats that carry sessions (none of the benchmark formats yet; the native ones keep the columns).
-_SESSION_FORMATS = ("parquet", "csv", "jsonl")
+#: Formats that carry sessions (the native ones keep the columns; mooncake writes AIPerf conversations).
+_SESSION_FORMATS = ("parquet", "csv", "jsonl", "mooncake")
 #: Formats whose hash_ids carry prompt sharing.
 _HASH_FORMATS = ("mooncake", "vllm", "guidellm")
 
@@ -675,6 +811,9 @@ def _value_text(name: str, dtype: pl.DataType) -> pl.Expr:
     if dtype == pl.List(pl.Int64()):
         inner = pl.col(name).list.eval(pl.element().cast(pl.String)).list.join(", ")
         return pl.concat_str(pl.lit("["), inner, pl.lit("]"))
+    if dtype == pl.String():  # JSON string: backslash and quote escaped (control characters refused upstream)
+        escaped = pl.col(name).str.replace_all("\\", "\\\\", literal=True).str.replace_all('"', '\\"', literal=True)
+        return pl.concat_str(pl.lit('"'), escaped, pl.lit('"'))
     msg = f"column {name!r} of type {dtype} has no JSON rendering in the benchmark formats"
     raise ExportError(msg)
 
@@ -934,6 +1073,10 @@ class ChunkWriter:
             msg = f"columns {frame.columns} differ from the first chunk's {self._columns}"
             raise DataFormatError(None, where, msg)
         carried = frame.columns if self.info.carries_extra else self.info.columns
+        if not self.info.carries_extra and "session_id" in frame.columns:  # written as conversations
+            carried = (*carried, "session_id", "turn_index", "segment_ids", "segment_tokens")
+        elif not self.info.carries_extra and "hash_ids" in frame.columns:  # the segments became hash_ids
+            carried = (*carried, "segment_ids", "segment_tokens")
         self._dropped.update((c, None) for c in chunk.columns if c not in carried)
         if self.info.name in _ZERO_OUTPUT:
             self._zero_output += int((chunk["output_tokens"] == 0).sum())

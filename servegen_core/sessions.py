@@ -82,7 +82,7 @@ MAX_WINDOW_STARTS = 2**31 - 1
 _M1 = np.uint64(0x9E3779B97F4A7C15)
 _M2 = np.uint64(0xBF58476D1CE4E5B9)
 _M3 = np.uint64(0x94D049BB133111EB)
-_TAG_PROMPT, _TAG_TURN, _TAG_BLOCK, _TAG_KEY = 1, 2, 3, 4
+_TAG_PROMPT, _TAG_TURN, _TAG_BLOCK, _TAG_KEY, _TAG_DELTA = 1, 2, 3, 4, 5
 #: Points per window at which the expected turns inside the span are averaged.
 _EDGE_POINTS = 16
 
@@ -563,6 +563,8 @@ def hash_ids(segment_ids: pl.Series, segment_tokens: pl.Series, *, block_size: i
         msg = f"block_size must be a positive number of tokens, got {block_size}"
         raise ValueError(msg)
     n = len(segment_ids)
+    if n == 0:
+        return pl.Series("hash_ids", [], dtype=pl.List(pl.Int64))
     lens = segment_tokens.list.len().to_numpy()
     ids = segment_ids.explode().drop_nulls().to_numpy().astype(np.int64)
     toks = segment_tokens.explode().drop_nulls().to_numpy().astype(np.int64)

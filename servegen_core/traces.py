@@ -194,9 +194,10 @@ PRESETS: Mapping[str, Preset] = MappingProxyType(
         "mooncake": _preset(
             "mooncake",
             "Mooncake / AIPerf mooncake_trace JSON Lines: timestamp in milliseconds, input_length, "
-            "output_length, hash_ids (one id per 512-token block).",
+            "output_length, hash_ids (one id per 512-token block); with session_id, rows of one AIPerf "
+            "conversation are rebuilt into whole prompts (history plus new tokens).",
             {"timestamp": ("timestamp",), "input_tokens": ("input_length",), "output_tokens": ("output_length",)},
-            {"hash_ids": ("hash_ids",)},
+            {"hash_ids": ("hash_ids",), "session_id": ("session_id",)},
             "ms",
         ),
         "timed_trace": _preset(
@@ -1080,6 +1081,12 @@ def _load_trace(
     out = values.drop("timestamp")
     if "hash_ids" in mapping and "input_tokens" in mapping:
         _check_hash_ids(out, locate, path, mapping["hash_ids"])
+    if spec.name == "mooncake" and "session_id" in mapping and out["session_id"].null_count() < out.height:
+        out = _conversations(out)
+        warnings.append(
+            "session_id: rows of one AIPerf conversation hold only their new tokens; input_tokens were rebuilt "
+            "as the history plus the new tokens, hash_ids as the history's blocks plus the new ones"
+        )
     if "client_id" not in mapping:
         out = out.with_columns(pl.lit("all").alias("client_id"))
     # Optional text/list columns that are empty everywhere carry no information.
@@ -1177,6 +1184,41 @@ def _first_text(
         raise  # pragma: no cover
     head = head.filter(head.str.strip_chars() != "")
     return head[0] if head.len() else None
+
+
+def _conversations(out: pl.DataFrame) -> pl.DataFrame:
+    """Whole prompts of a Mooncake file written as AIPerf conversations (rows sharing a
+    ``session_id``, in file order, each after the first holding only its new tokens, as
+    AIPerf's default context mode sends them): turn ``j``'s ``input_tokens`` become
+    ``sum(input[:j+1]) + sum(output[:j])`` and its ``hash_ids`` the concatenation of the
+    turns' ids so far (the outputs, produced live by the server, have no ids). Adds
+    ``turn_index``. Rows without a ``session_id`` are left alone."""
+    keyed = out.with_columns(
+        pl.col("session_id").fill_null(pl.concat_str(pl.lit("\x00row"), pl.col("__row").cast(pl.String))).alias("__s")
+    ).sort("__row")
+    keyed = keyed.with_columns(
+        pl.int_range(pl.len(), dtype=pl.Int64).over("__s").alias("turn_index"),
+        (pl.col("input_tokens").cum_sum().over("__s") + (pl.col("output_tokens").cum_sum().over("__s") - pl.col("output_tokens"))).alias("__x"),
+    )
+    if "hash_ids" in keyed.columns:
+        flat = (
+            keyed.select("__row", "__s", "turn_index", pl.col("hash_ids").fill_null([]))
+            .explode("hash_ids")
+            .drop_nulls("hash_ids")
+            .with_columns(pl.int_range(pl.len()).over("__row").alias("__p"))
+        )
+        upto = (
+            keyed.select("__row", "__s", pl.col("turn_index").alias("__t"))
+            .join(flat.select("__s", "turn_index", "__p", "hash_ids"), on="__s")
+            .filter(pl.col("turn_index") <= pl.col("__t"))
+            .sort("__row", "turn_index", "__p")
+            .group_by("__row", maintain_order=True)
+            .agg(pl.col("hash_ids").alias("__h"))
+        )
+        keyed = keyed.join(upto, on="__row", how="left", maintain_order="left").with_columns(
+            pl.when(pl.col("hash_ids").is_null()).then(None).otherwise(pl.col("__h").fill_null([])).alias("hash_ids")
+        ).drop("__h")
+    return keyed.with_columns(pl.col("__x").alias("input_tokens")).drop("__s", "__x")
 
 
 def _mooncake_or_timed(

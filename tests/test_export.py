@@ -519,7 +519,9 @@ def test_prefix_hash_ids_at_the_target_block_size(prefix_workload, tmp_path, fmt
     from servegen_core.export import format_block_size
     from servegen_core.sessions import hash_ids
 
-    _spec, tr = prefix_workload
+    _spec, full = prefix_workload
+    # mooncake without turn_index: every request whole (sessions are tested below)
+    tr = full.drop("turn_index") if fmt == "mooncake" else full
     size = None if block == format_block_size(fmt) else block
     res = _export(tr, tmp_path / "p.jsonl", fmt, block_size=size)
     recs = _read_jsonl(res.path)
@@ -535,8 +537,8 @@ def test_prefix_hash_ids_at_the_target_block_size(prefix_workload, tmp_path, fmt
             assert mapping.setdefault(k, g) == g
     assert len(set(mapping.values())) == len(mapping)  # a bijection
     # real sharing exists: consecutive turns of sessions share leading blocks
-    rows = tr.with_row_index("i").filter(pl.col("turn_index") > 0).head(200)
-    prev = tr.with_row_index("i").join(
+    rows = full.with_row_index("i").filter(pl.col("turn_index") > 0).head(200)
+    prev = full.with_row_index("i").join(
         rows.select("session_id", (pl.col("turn_index") - 1).alias("turn_index"), pl.col("i").alias("j")),
         on=["session_id", "turn_index"],
     )
@@ -622,3 +624,41 @@ def test_native_exports_reload_bit_for_bit(prefix_workload, tmp_path, fmt):
     a = tr["timestamp_s"].to_numpy()
     b = back["timestamp_s"].to_numpy()
     assert np.array_equal(a.view(np.int64), b.view(np.int64))
+
+
+def test_mooncake_sessions_as_aiperf_conversations(prefix_workload, tmp_path):
+    """Every record has a session_id; inside one conversation (file order) each later record
+    holds only the tokens AIPerf adds to the history it accumulates, so the planned prompt
+    is the history plus them: x_j = x_{j-1} + o_{j-1} + input_length_j. Records that are
+    whole prompts carry ceil(x / 512) ids. The file reloads into the planned input lengths,
+    and chunked writing gives the same bytes."""
+    from servegen_core.traces import load_trace
+
+    spec, tr = prefix_workload
+    res = _export(tr, tmp_path / "s.jsonl", "mooncake", spec=spec)
+    recs = _read_jsonl(res.path)
+    assert all(list(r) == [*FORMATS["mooncake"].fields, "session_id"] for r in recs)
+    x = tr["input_tokens"].to_list()
+    o = tr["output_tokens"].to_list()
+    sessions = tr["session_id"].to_list()
+    last: dict[str, int] = {}
+    extending = whole = 0
+    for i, r in enumerate(recs):
+        conv = r["session_id"]
+        assert conv.split("~")[0] == sessions[i]
+        if conv in last:
+            j = last[conv]
+            assert x[i] == x[j] + o[j] + r["input_length"]
+            assert r["timestamp"] >= recs[j]["timestamp"]
+            assert len(r["hash_ids"]) == math.ceil(r["input_length"] / 512)
+            extending += 1
+        else:
+            assert r["input_length"] == x[i]
+            assert len(r["hash_ids"]) == math.ceil(x[i] / 512)
+            whole += 1
+        last[conv] = i
+    assert extending > 200 and whole > 200
+    back = load_trace(res.path).trace
+    assert back["input_tokens"].to_list() == x
+    parts = export_chunks(_chunks(tr, [50, 333, 1000]), tmp_path / "c.jsonl", "mooncake", note=None)
+    assert parts.path.read_bytes() == res.path.read_bytes()
