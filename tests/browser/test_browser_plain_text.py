@@ -20,6 +20,7 @@ from test_browser import CHROMIUM, CHROMIUM_ARGS, PROJECT, TIMEOUT_MS, _free_por
 pytestmark = pytest.mark.browser
 
 EVIL_IDS = ["[x](http://evil.example/a)", "![](http://evil.example/x.png)", '<a href="http://evil.example/h">y</a>', "plain"]
+EVIL_COLUMNS = {"timestamp": "[t](http://evil.example/t)", "input_tokens": "![in](http://evil.example/i.png)", "output_tokens": "<b>out</b>"}
 
 
 @pytest.fixture(scope="module")
@@ -36,6 +37,13 @@ def root(tmp_path_factory) -> Path:
             "output_tokens": rng.integers(1, 500, n),
         }
     ).write_csv(folder / "evil.csv")
+    pl.DataFrame(
+        {
+            EVIL_COLUMNS["timestamp"]: np.arange(50, dtype=float) * 10,
+            EVIL_COLUMNS["input_tokens"]: rng.integers(10, 4000, 50),
+            EVIL_COLUMNS["output_tokens"]: rng.integers(1, 500, 50),
+        }
+    ).write_csv(folder / "columns.csv")
     return folder
 
 
@@ -92,6 +100,15 @@ def type_trace_path(pg, text: str) -> None:
     settle(pg)
 
 
+def pick(pg, label: str, option: str) -> None:
+    """Choose ``option`` in the sidebar selectbox labelled ``label`` by typing it into the box's search."""
+    box = pg.locator('[data-testid="stSidebar"] [data-testid="stSelectbox"]').filter(has_text=label).first
+    box.click()
+    pg.keyboard.type(option)
+    pg.keyboard.press("Enter")
+    settle(pg)
+
+
 def no_evil_links_or_images(pg) -> None:
     """No element of the page links to or loads anything from evil.example (found: their HTML and container)."""
     found = pg.evaluate(
@@ -123,11 +140,12 @@ def test_crafted_client_ids_render_literally_and_paths_stay_in_the_roots(page, r
         assert f"client {client}" in text  # the top-clients tick labels show the ids as written
 
     go(pg, "Clients")
-    pg.locator('[data-testid="stButton"] button').filter(has_text="matching clients").first.click()
+    pg.locator('[data-testid="stButton"] button').filter(has_text="Use the").filter(has_text="matching").first.click()
     settle(pg)
-    success = pg.locator('[data-testid="stAlertContentSuccess"]').first.inner_text().replace("\u2060", "")
+    main = pg.locator('[data-testid="stMain"]').inner_text().replace("\u2060", "")
+    assert "Selection for Compose (4 clients" in main
     for client in EVIL_IDS:
-        assert client in success
+        assert client in main
     no_evil_links_or_images(pg)
 
     for title in ("Burstiness", "Rate shifts", "Lengths", "Compose", "Preview", "Provisioning"):
@@ -135,4 +153,19 @@ def test_crafted_client_ids_render_literally_and_paths_stay_in_the_roots(page, r
         no_evil_links_or_images(pg)
     go(pg, "Export")
     assert "Saving to a path is off on this server" in pg.locator('[data-testid="stMain"]').inner_text()
+    no_evil_links_or_images(pg)
+
+
+def test_crafted_column_names_render_literally_in_the_mapping_and_the_notes(page):
+    pg = page
+    type_trace_path(pg, "columns.csv")
+    pick(pg, "Preset", "generic")
+    for target, column in EVIL_COLUMNS.items():
+        pick(pg, target, column)
+        no_evil_links_or_images(pg)
+    pick(pg, "Time unit", "s")
+    sidebar = pg.locator('[data-testid="stSidebar"]').inner_text().replace("\u2060", "")
+    assert "Requests: 50" in sidebar
+    for column in EVIL_COLUMNS.values():
+        assert column in sidebar  # in the mapping boxes and the loader's note, as written
     no_evil_links_or_images(pg)
