@@ -45,6 +45,7 @@ import argparse
 import json
 import math
 import sys
+import time
 import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -247,6 +248,75 @@ class ProgressBar:
             self._open = False
 
 
+#: Trace files at least this large show a loading progress line on stderr.
+LOAD_PROGRESS_MIN_BYTES = 32 * 2**20
+
+
+class LoadProgress:
+    """Rows read so far from a large trace file, as one line on ``stream`` (stderr).
+
+    The share done is estimated from the file size and the length of its first lines (plain
+    CSV and JSON Lines; for ``.gz`` and Parquet only the rows are shown). On a terminal the
+    line is redrawn in place; in a log a line is written per tenth (or per 5,000,000 rows).
+    """
+
+    def __init__(self, path: Path, *, stream: TextIO) -> None:
+        self.stream = stream
+        self.name = path.name
+        self.t0 = time.perf_counter()
+        self._tty = bool(getattr(stream, "isatty", lambda: False)())
+        self._last = -1
+        self.rows_estimate: float | None = None
+        if path.suffix.lower() in (".csv", ".jsonl", ".ndjson"):
+            try:
+                with path.open("rb") as fh:
+                    head = fh.read(1 << 16)
+                lines = head.count(b"\n")
+                if lines > 1:
+                    self.rows_estimate = path.stat().st_size / (len(head) / lines)
+            except OSError:
+                pass
+
+    def __call__(self, rows: int) -> None:
+        share = min(rows / self.rows_estimate, 0.99) if self.rows_estimate else None
+        step = int(share * 10) if share is not None else rows // 5_000_000
+        text = f"reading {self.name}: {rows:,} rows" + (f" (~{share:.0%})" if share is not None else "")
+        text += f", {time.perf_counter() - self.t0:.0f} s"
+        if self._tty:
+            self.stream.write("\r" + text)
+        elif step != self._last:
+            self.stream.write(text + "\n")
+        self._last = step
+        self.stream.flush()
+
+    def close(self, rows: int | None = None) -> None:
+        if rows is not None:
+            text = f"read {self.name}: {rows:,} rows in {time.perf_counter() - self.t0:.0f} s"
+            self.stream.write(("\r" + text + "\n") if self._tty else text + "\n")
+        elif self._tty:
+            self.stream.write("\n")
+        self.stream.flush()
+
+
+def load_trace_file(path: Path, *, preset: str | None) -> Any:
+    """:func:`servegen_core.traces.load_trace` with a progress line on stderr for a large file."""
+    from servegen_core.traces import load_trace
+
+    try:
+        big = path.stat().st_size >= LOAD_PROGRESS_MIN_BYTES
+    except OSError:
+        big = False
+    if not big:
+        return load_trace(path, preset=preset)
+    progress = LoadProgress(path, stream=sys.stderr)
+    loaded = None
+    try:
+        loaded = load_trace(path, preset=preset, progress=progress)
+    finally:
+        progress.close(None if loaded is None else loaded.trace.height)
+    return loaded
+
+
 # --------------------------------------------------------------------------- #
 # servegen models
 # --------------------------------------------------------------------------- #
@@ -344,7 +414,6 @@ TOP_K = 10
 def _load_source(text: str, *, model: str | None, preset: str | None) -> tuple[Any, dict[str, Any], list[str]]:
     """A ClientPool or a RequestTrace for ``summary``, a description of it, and notes from loading."""
     from servegen_core.pool import load_pool
-    from servegen_core.traces import load_trace
 
     path = Path(text).expanduser()
     if text not in DATA_SHORTCUTS and path.is_file():
@@ -352,7 +421,7 @@ def _load_source(text: str, *, model: str | None, preset: str | None) -> tuple[A
         if model is not None:
             msg = f"--model applies to a ServeGen data folder, but {path} is a trace file"
             raise CliError(msg)
-        loaded = load_trace(path, preset=preset)
+        loaded = load_trace_file(path, preset=preset)
         info = {
             "kind": "trace",
             "path": str(path),
@@ -750,7 +819,7 @@ def _read_workload(path: Path, preset: str | None) -> tuple[pl.DataFrame, list[s
         msg = f"workload file not found: {path}"
         raise CliError(msg)
     _check_preset(preset)
-    loaded = load_trace(path, preset=preset)
+    loaded = load_trace_file(path, preset=preset)
     return loaded.trace, list(loaded.warnings)
 
 
@@ -894,14 +963,13 @@ def _trace_template(
     """The spec template of a raw trace file (see :func:`spec_template`)."""
     from servegen_core.fit import length_correlation, pool_from_trace
     from servegen_core.spec import Span, TraceSource, WorkloadSpec
-    from servegen_core.traces import load_trace
 
     path = Path(trace).expanduser()
     if not path.is_file():
         msg = f"trace file not found: {path}"
         raise CliError(msg)
     _check_preset(preset)
-    loaded = load_trace(path, preset=preset)
+    loaded = load_trace_file(path, preset=preset)
     trace_df = loaded.trace.filter(~pl.col("failed").fill_null(False)) if "failed" in loaded.trace.columns else loaded.trace
     pool = pool_from_trace(trace_df, name=f"trace/{path.name}")  # the pool a spec composes from
     start = 0.0 if start_s is None else float(start_s)

@@ -67,7 +67,7 @@ import re
 import shutil
 import tempfile
 import zlib
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
@@ -299,31 +299,46 @@ def _fmt_s(x: float) -> str:
     return f"{x / 1e-9:.6g} ns"
 
 
+#: Gaps measured at a time by :func:`timestamp_resolution`.
+_RESOLUTION_BLOCK = 1 << 20
+
+
 def timestamp_resolution(ts: pl.Series) -> TimestampResolution:
     """Measure the grid of positive gaps and the share of zero gaps in timestamps (seconds).
 
     Nulls are ignored and the values are sorted first. See :class:`TimestampResolution`
     for the rule; the result's ``message`` states it in words.
     """
-    values = ts.drop_nulls().cast(pl.Float64).sort().to_numpy()
+    series = ts.drop_nulls().cast(pl.Float64)
+    if not series.is_sorted():
+        series = series.sort()
+    values = series.to_numpy()
     if values.size and not np.isfinite(values).all():
         msg = "timestamps must be finite to measure their resolution"
         raise ValueError(msg)
     if values.size < 2:
         nan = float("nan")
         return TimestampResolution(0, nan, nan, nan, 0.0, False, "fewer than two timestamps: no resolution to measure")
-    gaps = np.diff(values)
-    ticks = np.rint(gaps / GRID_TICK_S).astype(np.int64)
-    positive = ticks > 0
-    n_gaps = int(gaps.size)
-    share_zero = float(np.count_nonzero(~positive)) / n_gaps
+    n_gaps = int(values.size - 1)
+    # Gaps in blocks, so that memory stays a few MB above the timestamps themselves.
+    grid_ticks, min_ticks, zeros = 0, None, 0
+    for a in range(0, n_gaps, _RESOLUTION_BLOCK):
+        b = min(a + _RESOLUTION_BLOCK, n_gaps)
+        ticks = np.rint((values[a + 1 : b + 1] - values[a:b]) / GRID_TICK_S).astype(np.int64)
+        pos = ticks[ticks > 0]
+        zeros += (b - a) - pos.size
+        if pos.size:
+            grid_ticks = int(np.gcd(grid_ticks, np.gcd.reduce(pos)))
+            low = int(pos.min())
+            min_ticks = low if min_ticks is None else min(min_ticks, low)
+    share_zero = float(zeros) / n_gaps
     mean_gap = float((values[-1] - values[0]) / n_gaps)
-    if not positive.any():
+    if min_ticks is None:
         nan = float("nan")
         text = f"all {n_gaps:,} gaps are zero: every request has the same timestamp"
         return TimestampResolution(n_gaps, nan, nan, mean_gap, share_zero, True, text)
-    grid_s = float(np.gcd.reduce(ticks[positive])) / (1.0 / GRID_TICK_S)
-    min_gap = float(ticks[positive].min()) / (1.0 / GRID_TICK_S)
+    grid_s = float(grid_ticks) / (1.0 / GRID_TICK_S)
+    min_gap = float(min_ticks) / (1.0 / GRID_TICK_S)
     quantized = grid_s >= QUANTIZED_GRID_S
     zeros = f"{share_zero:.2%} of gaps are zero"
     if quantized:
@@ -333,7 +348,7 @@ def timestamp_resolution(ts: pl.Series) -> TimestampResolution:
             "burstiness (inter-arrival CV)"
         )
     else:
-        finer = " or finer" if np.gcd.reduce(ticks[positive]) == 1 else ""
+        finer = " or finer" if grid_ticks == 1 else ""
         text = (
             f"timestamps resolve {_fmt_s(grid_s)}{finer} (smallest positive gap {_fmt_s(min_gap)}, "
             f"mean gap {_fmt_s(mean_gap)}, {zeros}); not quantized (grid below {_fmt_s(QUANTIZED_GRID_S)})"
@@ -414,6 +429,9 @@ def _mapping(
 
 # --------------------------------------------------------------------------- reading
 
+
+#: Rows per batch of the streaming read (memory of one batch's text, progress granularity).
+_BATCH_ROWS = 1_000_000
 
 #: A gzip file that decompresses to at most this many bytes is held in memory; a larger one is
 #: decompressed (as a stream) into a temporary file that is deleted after loading.
@@ -932,6 +950,7 @@ def load_trace(
     client_column: str | None = None,
     sort: bool = True,
     max_span_s: float | None = None,
+    progress: Callable[[int], object] | None = None,
 ) -> LoadedTrace:
     """Read a raw request trace into a validated RequestTrace.
 
@@ -962,6 +981,9 @@ def load_trace(
         :func:`servegen_core.limits.max_span_s`, 366 days or ``$SERVEGEN_MAX_SPAN_S``).
         A longer span (or, for the ``servegen`` preset, a later timestamp) is an error
         naming the column and suggesting the time unit the values look like.
+    progress:
+        Called with the number of rows read so far, after each batch of
+        :data:`_BATCH_ROWS` rows (e.g. to draw a progress bar for a large file).
 
     Limits
     ------
@@ -995,7 +1017,7 @@ def load_trace(
     try:
         return _load_trace(
             src, preset=preset, columns=columns, time_unit=time_unit, client_column=client_column, sort=sort,
-            max_span_s=max_span_s,
+            max_span_s=max_span_s, progress=progress,
         )
     finally:
         src.close()
@@ -1010,6 +1032,7 @@ def _load_trace(
     client_column: str | None,
     sort: bool,
     max_span_s: float | None,
+    progress: Callable[[int], object] | None,
 ) -> LoadedTrace:
     path = src.path
     available = _columns(src)
@@ -1043,22 +1066,37 @@ def _load_trace(
     if schema[mapping["timestamp"]] == pl.String():
         sample = _first_text(src, lf, mapping["timestamp"], available, kinds)
     token_limit = max_tokens()
-    parsed, flags, time_repr = _parse_exprs(mapping, schema, unit, spec, sample, token_limit=token_limit)
+    parsed, missing, flags, time_repr = _parse_exprs(mapping, schema, unit, spec, sample, token_limit=token_limit)
     is_csv = src.format == "csv"
     blank = pl.all_horizontal([pl.col(c).is_null() for c in schema]) if is_csv else pl.lit(False)  # noqa: FBT003
     short = pl.col(list(schema)[-1]).is_null() if is_csv else pl.lit(False)  # noqa: FBT003
-    query = lf.with_row_index("__row").select(
-        "__row",
-        *[v.alias(f"__v_{t}") for t, v in parsed.items()],
-        *[f.alias(f"__bad_{t}") for t, f in flags.items()],
-        blank.alias("__blank"),
-        short.alias("__short"),
+    # Two stages: each value is parsed once, then the flags are computed from the parsed column.
+    query = (
+        lf.with_row_index("__row")
+        .select(
+            "__row",
+            *[v.alias(f"__v_{t}") for t, v in parsed.items()],
+            *[m.alias(f"__m_{t}") for t, m in missing.items()],
+            blank.alias("__blank"),
+            short.alias("__short"),
+        )
+        .with_columns(*[f.alias(f"__bad_{t}") for t, f in flags.items()])
+        .drop([f"__m_{t}" for t in missing])
     )
+    # The streaming engine reads the file in batches: the raw text is never all in memory.
+    batches: list[pl.DataFrame] = []
+    rows = 0
     try:
-        frame = query.collect()
+        for batch in query.collect_batches(chunk_size=_BATCH_ROWS, engine="streaming"):
+            batches.append(batch)
+            rows += batch.height
+            if progress is not None:
+                progress(rows)
     except (pl.exceptions.PolarsError, OSError) as exc:
         _raise_read_error(src, exc, available, kinds)
         raise  # pragma: no cover  (_raise_read_error always raises)
+    frame = pl.concat(batches, rechunk=False) if batches else pl.DataFrame(schema=query.collect_schema())
+    del batches
 
     # Lines with too few fields leave the last column empty: check those lines' field counts.
     if src.format == "csv" and frame.filter(pl.col("__short") & ~pl.col("__blank")).height:
@@ -1074,11 +1112,14 @@ def _load_trace(
 
     _check_flags(frame, mapping, unit, locate, path, lf, token_limit=token_limit)
 
+    # Memory: drop each intermediate as soon as it is used (a 1 GB CSV has ~30M rows).
     values = frame.select(pl.col("__row"), *[pl.col(f"__v_{t}").alias(t) for t in mapping])
-    values = values.with_columns(_seconds(values["timestamp"], time_repr, unit, spec.keep_time_origin))
-    _check_span(values["timestamp_s"], values["timestamp"], time_repr, unit, spec.keep_time_origin,
+    del frame
+    seconds = _seconds(values["timestamp"], time_repr, unit, spec.keep_time_origin)
+    _check_span(seconds, values["timestamp"], time_repr, unit, spec.keep_time_origin,
                 path=path, column=mapping["timestamp"], limit=max_span_s)
-    out = values.drop("timestamp")
+    out = values.drop("timestamp").with_columns(seconds)
+    del values, seconds
     if "hash_ids" in mapping and "input_tokens" in mapping:
         _check_hash_ids(out, locate, path, mapping["hash_ids"])
     if spec.name == "mooncake" and "session_id" in mapping and out["session_id"].null_count() < out.height:
@@ -1130,14 +1171,17 @@ def _parse_exprs(
     sample: str | None,
     *,
     token_limit: int,
-) -> tuple[dict[str, pl.Expr], dict[str, pl.Expr], str]:
-    """Per target: the parsing expression and a flag that is true on rows that fail.
+) -> tuple[dict[str, pl.Expr], dict[str, pl.Expr], dict[str, pl.Expr], str]:
+    """Per target: the parsing expression, a "missing in the file" expression, and a flag that
+    is true on rows that fail, computed from the columns ``__v_<target>`` (the parsed value)
+    and ``__m_<target>`` (missing), so that each value is parsed only once.
 
     A row fails when the value is missing where one is needed, present but
     unparseable, or out of range. Also returns the time representation (see
     :func:`_parse_time`).
     """
     parsed: dict[str, pl.Expr] = {}
+    missings: dict[str, pl.Expr] = {}
     flags: dict[str, pl.Expr] = {}
     time_repr = "int"
     for target, col in mapping.items():
@@ -1159,6 +1203,8 @@ def _parse_exprs(
         else:
             value, missing = pl.col(col).cast(pl.String), pl.col(col).is_null()
         parsed[target] = value
+        missings[target] = missing
+        value, missing = pl.col(f"__v_{target}"), pl.col(f"__m_{target}")
         nullable = kind in (_STR, _LIST) and target != "client_id"
         bad = (value.is_null() & ~missing) | (pl.lit(False) if nullable else missing)  # noqa: FBT003
         if kind == _INT:
@@ -1170,7 +1216,7 @@ def _parse_exprs(
         elif kind == _TIME and spec.keep_time_origin and time_repr in ("int", "float", "decimal"):
             bad = bad | (value < 0)
         flags[target] = bad.fill_null(True)  # noqa: FBT003
-    return parsed, flags, time_repr
+    return parsed, missings, flags, time_repr
 
 
 def _first_text(
@@ -1252,6 +1298,8 @@ def _mooncake_or_timed(
 
 def _order(out: pl.DataFrame, *, sort: bool, locate: _Locator, column: str, warnings: list[str]) -> pl.DataFrame:
     """Sort by timestamp (stable) with a warning, or refuse an unsorted trace when ``sort`` is false."""
+    if out["timestamp_s"].is_sorted():
+        return out
     backwards = out["timestamp_s"].diff() < 0
     if not backwards.any():
         return out
@@ -1273,11 +1321,24 @@ def _seconds(t: pl.Series, representation: str, unit: str, keep_origin: bool) ->
     The offset is taken in the exact representation (integer or decimal) and the
     division runs in NumPy, which rounds correctly (Polars may multiply by a reciprocal).
     """
-    rel = t if keep_origin else t - t.min()
     divisor = 1e9 if representation == "ns" else TIME_UNITS[unit]
-    values = rel.cast(pl.Float64).to_numpy()
+    if t.dtype in (pl.Int64, pl.Float64) and t.null_count() == 0:
+        # One float64 array, no temporaries: the exact offset (int64 or float64) is cast
+        # to float64 in NumPy's buffered loop, then divided in place.
+        # Chunk by chunk (a streamed read leaves several), so no contiguous copy of ``t`` is made.
+        values = np.empty(t.len(), dtype=np.float64)
+        origin = t.dtype.to_python()(0) if keep_origin else t.min()
+        pos = 0
+        for chunk in t.get_chunks():
+            raw = chunk.to_numpy()
+            np.subtract(raw, origin, out=values[pos : pos + raw.size], casting="unsafe")
+            pos += raw.size
+    else:
+        rel = t if keep_origin else t - t.min()
+        values = rel.cast(pl.Float64).to_numpy(writable=True)
+        del rel
     if divisor != 1.0:
-        values = values / divisor
+        np.divide(values, divisor, out=values)
     return pl.Series("timestamp_s", values, dtype=pl.Float64)
 
 

@@ -233,3 +233,18 @@ def test_validation_failure_is_1_and_input_error_is_2(capsys, tmp_path, servegen
     broken.write_text("timestamp_s,client_id,input_tokens,output_tokens\n0.5,a,ten,3\n")
     code, _, err = run(capsys, "validate", "--spec", spec_path, "--workload", broken)
     assert code == 2 and "line 2" in error_line(err)
+
+
+def test_summary_of_a_large_trace_shows_loading_progress(capsys, traces_dir, monkeypatch):
+    import servegen_core.cli as cli
+    from servegen_core import traces
+
+    monkeypatch.setattr(cli, "LOAD_PROGRESS_MIN_BYTES", 0)
+    monkeypatch.setattr(traces, "_BATCH_ROWS", 5000)
+    trace = traces_dir / "AzureLLMInferenceTrace_conv.csv"
+    rows = pl.read_csv(trace).height
+    code, out, err = run(capsys, "summary", trace)
+    assert code == 0, err
+    progress = [ln for ln in err.splitlines() if ln.startswith("reading AzureLLMInferenceTrace_conv.csv: ")]
+    assert progress and "(~" in progress[0]
+    assert f"read AzureLLMInferenceTrace_conv.csv: {rows:,} rows" in err

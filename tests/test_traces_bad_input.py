@@ -228,3 +228,23 @@ def test_pool_dataset_nested_too_deeply(tmp_path, servegen_dir):
     (root / "language" / "m-test" / "chunk-0-dataset.json").write_text("[" * 100_000 + "]" * 100_000)
     with pytest.raises(DataFormatError, match="nested too deeply"):
         load_pool(root, "language/m-test")
+
+
+# --------------------------------------------------------------------------- large files
+
+
+def test_streamed_read_reports_progress_and_equals_one_batch(tmp_path, azure_rows, monkeypatch):
+    path = _azure_file(tmp_path, azure_rows)
+    whole = load_trace(path)
+    seen: list[int] = []
+    monkeypatch.setattr(traces, "_BATCH_ROWS", 700)
+    batched = load_trace(path, progress=seen.append)
+    assert batched.trace.equals(whole.trace) and batched.resolution == whole.resolution
+    assert seen == sorted(seen) and seen[-1] == azure_rows.height and len(seen) >= azure_rows.height // 700
+
+
+def test_resolution_in_blocks_equals_one_block(traces_dir, monkeypatch):
+    ts = load_trace(traces_dir / "AzureLLMInferenceTrace_conv.csv").trace["timestamp_s"]
+    whole = traces.timestamp_resolution(ts)
+    monkeypatch.setattr(traces, "_RESOLUTION_BLOCK", 1000)
+    assert traces.timestamp_resolution(ts) == whole
