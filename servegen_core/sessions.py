@@ -61,7 +61,7 @@ from scipy.special import gammainc
 
 from servegen_core.errors import SpecError
 from servegen_core.schema import PREFIX_COLUMNS, SCHEMA
-from servegen_core.spec import MAX_PROMPTS, PrefixProfile, PrefixSpec, Sessions, SystemPrompts
+from servegen_core.spec import MAX_PROMPTS, MAX_TURNS, PrefixProfile, PrefixSpec, Sessions, SystemPrompts
 
 if TYPE_CHECKING:
     from servegen_core.compose import ComposePlan
@@ -629,44 +629,25 @@ def prefix_depth(trace: pl.DataFrame) -> pl.Series:
     return out["depth"]
 
 
-def _session_roots(trace: pl.DataFrame) -> tuple[np.ndarray, np.ndarray]:
-    """Each request's session root and turn index, from ``session_id`` when the trace has one,
-    else from requests whose ``hash_ids`` extend an earlier request's whole list (a longer
-    list that starts with it: the earlier turn's context plus new blocks)."""
-    n = trace.height
-    if "session_id" in trace.columns and trace["session_id"].null_count() < n:
-        sid = trace.select(
-            pl.when(pl.col("session_id").is_null()).then(pl.int_range(pl.len()).cast(pl.String) + "#").otherwise(pl.col("session_id")).alias("s")
-        )["s"]
-        frame = pl.DataFrame({"s": sid, "req": np.arange(n)})
-        root = frame.with_columns(pl.col("req").min().over("s").alias("root"), pl.int_range(pl.len()).over("s").alias("turn"))
-        return root["root"].to_numpy(), root["turn"].to_numpy()
-    lens = trace["hash_ids"].list.len().to_numpy().astype(np.int64)
-    last = trace["hash_ids"].list.last().cast(pl.Int64)
-    ends = pl.DataFrame({"parent": np.arange(n), "block": last, "pos": lens - 1, "plen": lens}).drop_nulls("block")
-    table = _block_table(trace).select("req", "pos", "block")
-    cand = (
-        table.join(ends, on=["block", "pos"], how="inner")
-        .filter((pl.col("parent") < pl.col("req")) & (pl.col("plen") < pl.col("req").replace_strict(
-            dict(enumerate(lens.tolist())), return_dtype=pl.Int64)))
-        .sort("req", "plen", "parent")
-        .group_by("req", maintain_order=True)
-        .agg(pl.col("parent").last())
-    )
-    parent = np.arange(n)
-    parent[cand["req"].to_numpy()] = cand["parent"].to_numpy()
-    turn = np.zeros(n, dtype=np.int64)
-    root = parent.copy()
-    # pointer jumping: O(log depth) vectorized passes
-    hop = (parent != np.arange(n)).astype(np.int64)
-    while True:
-        nxt = root[root]
-        if np.array_equal(nxt, root):
-            break
-        hop = hop + hop[root] * (root != nxt)
-        root = nxt
-    turn = hop
-    return root, turn
+#: Share of follow-up turns whose input grows by more than the previous turn's output, below
+#: which detected "sessions" are taken for repeated documents rather than conversations.
+CONVERSATION_SHARE = 0.5
+
+
+def _conversational(found: object, trace: pl.DataFrame) -> bool:
+    """Whether detected sessions look like conversations: in the model a turn's input holds the
+    previous input and output plus new tokens, so it grows by more than the previous output.
+    Trusted as they are when the trace names its sessions (``session_id``)."""
+    if found.method == "session_id":
+        return True
+    req = found.requests.with_columns(trace["output_tokens"].alias("_o"), trace["input_tokens"].alias("_x"))
+    prev = req.sort("session", "turn").with_columns(
+        (pl.col("_x") - pl.col("_x").shift(1).over("session")).alias("_g"),
+        pl.col("_o").shift(1).over("session").alias("_po"),
+    ).filter(pl.col("turn") >= 2)
+    if prev.height == 0:
+        return False
+    return float((prev["_g"] > prev["_po"]).mean()) >= CONVERSATION_SHARE
 
 
 def _zipf_fit(sizes: np.ndarray) -> float:
@@ -690,10 +671,13 @@ def fit_prefix(trace: pl.DataFrame, *, block_size: int = 512) -> PrefixSpec:
     """A ``prefix`` section fitted to a RequestTrace with ``hash_ids`` (``block_size`` tokens
     per id, 512 for Mooncake traces), as the ``default`` profile.
 
-    Sessions: from ``session_id`` where the trace has it, else from requests whose
-    ``hash_ids`` extend an earlier request's whole list; the turn count pmf and the Gamma
-    think time (mean and CV of the gaps between consecutive turns) are measured. None when no
-    session has two turns.
+    Sessions: as :func:`servegen_core.prefix.sessions` finds them (``session_id`` where the
+    trace has it, else requests that extend an earlier request's complete blocks); the turn
+    count pmf and the Gamma think time (mean and CV of the gaps between consecutive turns)
+    are measured. None when no session has two turns, or when the sessions were found from
+    blocks and fewer than :data:`CONVERSATION_SHARE` of their follow-up turns grow by more than
+    the previous output (repeated documents, as in the Mooncake trace: then every request
+    counts as a first turn for the prompts).
 
     System prompts, over the sessions' first turns: requests whose first block is shared with
     another first turn form a prompt group; ``count`` is the number of groups,
@@ -715,24 +699,23 @@ def fit_prefix(trace: pl.DataFrame, *, block_size: int = 512) -> PrefixSpec:
         msg = "fit_prefix: no request has hash_ids"
         raise ValueError(msg)
     trace = trace.sort("timestamp_s", maintain_order=True)
-    root, turn = _session_roots(trace)
-    ts = trace["timestamp_s"].to_numpy()
+    from servegen_core import prefix as characterize
 
+    found = characterize.sessions(trace, block_tokens=block_size)
+    if found.requests.height != trace.height:
+        msg = f"fit_prefix: {found.reason or 'no sessions could be read'}"
+        raise ValueError(msg)
+    turn = (found.requests["turn"] - 1).to_numpy()
     sessions = None
-    sess_len = np.bincount(root, minlength=trace.height)[np.unique(root)]
-    if sess_len.max() >= 2:
-        follow = turn > 0
-        order = np.lexsort((turn, root))
-        r_o, t_o = root[order], ts[order]
-        same = np.concatenate([[False], r_o[1:] == r_o[:-1]])
-        gaps = np.diff(t_o)[same[1:]]
-        counts = np.bincount(sess_len)
-        pmf = tuple((int(k), float(c / len(sess_len))) for k, c in enumerate(counts) if k >= 1 and c > 0)
-        pmf = tuple((k, p) for k, p in pmf if k <= 1000)
+    if found.multi_turn_sessions > 0 and not _conversational(found, trace):
+        turn = np.zeros_like(turn)  # repeated documents, not conversations: left to the prompts
+    elif found.multi_turn_sessions > 0:
+        counts = found.turn_counts.sort("turns")
+        pmf = tuple((int(k), float(p)) for k, p in zip(counts["turns"], counts["share"]) if 1 <= k <= MAX_TURNS)
+        gaps = found.turns["gap_s"].to_numpy()
         mean_gap = float(gaps.mean()) if len(gaps) else 1.0
         cv = float(gaps.std() / mean_gap) if len(gaps) > 1 and mean_gap > 0 else 1.0
         sessions = Sessions(turns_kind="pmf", turns_pmf=pmf, think_mean_s=max(mean_gap, 1e-3), think_cv=max(cv, 1e-3))
-        _ = follow
 
     firsts = trace.filter(pl.Series(turn == 0))
     depth = prefix_depth(firsts).to_numpy()
