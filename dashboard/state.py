@@ -323,12 +323,25 @@ def _freeze(value: Any) -> Hashable:
     return value
 
 
-def show_error(exc: BaseException) -> None:
-    """Show an error from the core as a message (never a traceback), as plain text."""
-    if isinstance(exc, ServeGenError | ValueError | OSError | KeyError):
-        st.error(md(str(exc) or type(exc).__name__))
+#: Longest error message shown: a library's message (not the core's) can carry rows of a file.
+MAX_ERROR_CHARS = 600
+
+
+def error_text(exc: BaseException) -> str:
+    """The message shown for ``exc``: the core's message as it is, another library's first line
+    (with the exception's type); either cut to :data:`MAX_ERROR_CHARS`."""
+    if isinstance(exc, ServeGenError):
+        text = str(exc) or type(exc).__name__
     else:
-        st.error(md(f"{type(exc).__name__}: {exc}"))
+        first = next((line for line in str(exc).splitlines() if line.strip()), "")
+        known = isinstance(exc, ValueError | OSError | KeyError)
+        text = (first if known else f"{type(exc).__name__}: {first}") if first else type(exc).__name__
+    return text if len(text) <= MAX_ERROR_CHARS else text[: MAX_ERROR_CHARS - 1] + "…"
+
+
+def show_error(exc: BaseException) -> None:
+    """Show an error as a message (never a traceback), as plain text (:func:`error_text`)."""
+    st.error(md(error_text(exc)))
 
 
 def run(

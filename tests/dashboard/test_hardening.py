@@ -321,6 +321,17 @@ def test_plain_text_helpers():
     assert svg('<a href="x">&</a>') == '&lt;a href="x"&gt;&amp;&lt;/a&gt;'
 
 
+def test_error_messages_are_short_and_carry_no_library_dump():
+    from servegen_core.errors import DataFormatError
+
+    row = "secret,values," * 200
+    assert state.error_text(RuntimeError(f"could not parse\n{row}")) == "RuntimeError: could not parse"
+    assert state.error_text(ValueError(f"\nbad value\n{row}")) == "bad value"
+    long = state.error_text(DataFormatError("t.csv", "line 2", "x" * 5000))
+    assert long.startswith("t.csv: line 2: xxx") and len(long) == state.MAX_ERROR_CHARS and long.endswith("…")
+    assert state.error_text(KeyError()) == "KeyError"
+
+
 # -- 1. uploads --------------------------------------------------------------------------------
 
 
