@@ -37,8 +37,8 @@ from servegen_core.compose import compose as compose_workload
 from servegen_core.compose import load_source as load_spec_source
 from servegen_core.demo import DEMO_LABEL
 from servegen_core.errors import ServeGenError, SpecError
-from servegen_core.limits import MAX_SPAN_ENV, max_span_s
 from servegen_core.export import FORMATS, export_trace, spec_sidecar_path
+from servegen_core.limits import MAX_SPAN_ENV, max_span_s
 from servegen_core.paths import (
     DATA_ROOTS_ENV,
     EXPORT_DIR_ENV,
@@ -585,7 +585,7 @@ def file_columns(path: str, mtime_ns: int) -> list[str]:
 # Each session keeps its upload in a folder of its own under ``<tmp>/servegen-uploads-<uid>``:
 # a new upload replaces the previous file, the folder is removed when the session's state is
 # dropped (the session ended), and folders older than UPLOAD_MAX_AGE_H (left by a server that
-# stopped abruptly) are removed the first time a server process draws the sidebar.
+# stopped abruptly) are removed the first time a server process stores an upload.
 
 _UPLOAD_NAME = re.compile(r"[^A-Za-z0-9._-]+")
 
@@ -627,11 +627,7 @@ class UploadFolder:
 
     def __init__(self, root: Path) -> None:
         self.path = Path(tempfile.mkdtemp(prefix="session-", dir=root))
-        self._finalizer = weakref.finalize(self, shutil.rmtree, str(self.path), True)
-
-    def remove(self) -> None:
-        """Remove the folder now."""
-        self._finalizer()
+        weakref.finalize(self, shutil.rmtree, str(self.path), True)
 
 
 def _session_upload_dir() -> Path:
