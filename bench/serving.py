@@ -14,9 +14,14 @@
     realistic workload and each naive baseline (:data:`servegen_core.serving.ALL_BASELINES`)
     need, and the under-provisioning of each.
 
+``traces``
+    the Azure conversation trace (as recorded and 8 times faster) and the Mooncake trace
+    against their Poisson baselines (:func:`servegen_core.serving.compare_trace`).
+
 Usage::
 
-    python bench/serving.py [--repeat 3] [--workers 2] [--skip-gap] [--gap-hours 6] [--factor 0.07]
+    python bench/serving.py [--repeat 3] [--workers 2] [--skip-speed] [--skip-gap] [--skip-traces]
+                            [--gap-hours 6] [--factor 0.07]
 """
 
 from __future__ import annotations
@@ -88,12 +93,35 @@ def gap(hours: float, factor: float, workers: int) -> None:
     print(c.sentence())
 
 
+def traces() -> None:
+    """Raw traces against their Poisson baselines (same requests, same count per 600 s window)."""
+    import polars as pl
+
+    from servegen_core.traces import load_trace
+
+    folder = shared_data_dir() / "traces"
+    cases = [
+        ("AzureLLMInferenceTrace_conv.csv", 1, "a100", 1.0),
+        ("AzureLLMInferenceTrace_conv.csv", 8, "a100", 1.0),
+        ("mooncake_synthetic_trace.jsonl", 1, "h100", 10.0),
+    ]
+    print("\nraw traces vs their Poisson baselines (llama-3-8b, roofline)")
+    print(f"{'trace':<34} {'speed-up':>8} {'GPU':>5} {'SLO p99 TTFT':>12} {'realistic':>9} {'poisson':>7} {'under-prov.':>11}")
+    for name, speedup, gpu, ttft in cases:
+        trace = load_trace(folder / name).trace.with_columns(pl.col("timestamp_s") / speedup)
+        c = serving.compare_trace(trace, serving.Slo(ttft_p99_s=ttft), serving.roofline("llama-3-8b", gpu))
+        real, pois = c.table["replicas"].to_list()
+        under = c.table["under_provisioning"][1]
+        print(f"{name:<34} {speedup:>7}x {gpu:>5} {ttft:>10g} s {real or '-':>9} {pois or '-':>7} {'' if under is None else f'{under:.0%}':>11}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--skip-speed", action="store_true")
     ap.add_argument("--skip-gap", action="store_true")
+    ap.add_argument("--skip-traces", action="store_true")
     ap.add_argument("--gap-hours", type=float, default=6.0)
     ap.add_argument("--factor", type=float, default=0.07)
     args = ap.parse_args()
@@ -102,6 +130,8 @@ def main() -> None:
         speed(args.repeat, args.workers)
     if not args.skip_gap:
         gap(args.gap_hours, args.factor, args.workers)
+    if not args.skip_traces:
+        traces()
 
 
 if __name__ == "__main__":
