@@ -668,7 +668,7 @@ def _save_upload(upload: Any) -> Path:
         else:
             old.unlink(missing_ok=True)
     target.parent.mkdir()
-    write_atomic(target, bytes(upload.getbuffer()))
+    write_atomic(target, upload.getbuffer())  # the buffer itself: no second copy of a large upload
     return target
 
 
