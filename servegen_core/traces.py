@@ -1123,6 +1123,7 @@ def _load_trace(
     if "hash_ids" in mapping and "input_tokens" in mapping:
         _check_hash_ids(out, locate, path, mapping["hash_ids"])
     if spec.name == "mooncake" and "session_id" in mapping and out["session_id"].null_count() < out.height:
+        _check_conversation_size(out, locate, path, token_limit)
         out = _conversations(out)
         warnings.append(
             "session_id: rows of one AIPerf conversation hold only their new tokens; input_tokens were rebuilt "
@@ -1230,6 +1231,44 @@ def _first_text(
         raise  # pragma: no cover
     head = head.filter(head.str.strip_chars() != "")
     return head[0] if head.len() else None
+
+
+#: Most hash ids the rebuilt whole prompts of a conversation file may hold together (8 bytes each).
+MAX_REBUILT_HASH_IDS = 1 << 27
+
+
+def _check_conversation_size(out: pl.DataFrame, locate: _Locator, path: Path, token_limit: int) -> None:
+    """Refuse AIPerf conversations whose rebuilt whole prompts would be too large: a turn's
+    history plus new tokens above the token limit, or more than :data:`MAX_REBUILT_HASH_IDS`
+    hash ids over all rebuilt prompts (each turn repeats its history's ids, so a long
+    conversation grows quadratically)."""
+    has_ids = "hash_ids" in out.columns
+    s = pl.col("session_id").fill_null(pl.concat_str(pl.lit("\x00row"), pl.col("__row").cast(pl.String)))
+    n_ids = pl.col("hash_ids").list.len().fill_null(0).cast(pl.Int64) if has_ids else pl.lit(0, pl.Int64)
+    sizes = out.sort("__row").select(
+        "__row",
+        (pl.col("input_tokens").cum_sum().over(s) + pl.col("output_tokens").cum_sum().over(s)
+         - pl.col("output_tokens")).alias("tokens"),
+        n_ids.cum_sum().over(s).alias("ids"),
+    )
+    if r := _first(sizes, pl.col("tokens") > token_limit):
+        msg = (
+            f"the conversation's whole prompt at this turn (history plus new tokens) is above the limit of "
+            f"{token_limit:,} tokens (${MAX_TOKENS_ENV})"
+        )
+        raise DataFormatError(path, locate.where(int(r["__row"]), "session_id"), msg)
+    total = int(sizes["ids"].sum())
+    if total > MAX_REBUILT_HASH_IDS:
+        msg = (
+            f"rebuilding the conversations' whole prompts would make {total:,} hash ids, more than "
+            f"{MAX_REBUILT_HASH_IDS:,}"
+        )
+        raise DataFormatError(path, "field 'session_id'", msg)
+
+
+def _first(df: pl.DataFrame, cond: pl.Expr) -> dict | None:
+    hit = df.filter(cond)
+    return hit.row(0, named=True) if hit.height else None
 
 
 def _conversations(out: pl.DataFrame) -> pl.DataFrame:

@@ -248,3 +248,28 @@ def test_resolution_in_blocks_equals_one_block(traces_dir, monkeypatch):
     whole = traces.timestamp_resolution(ts)
     monkeypatch.setattr(traces, "_RESOLUTION_BLOCK", 1000)
     assert traces.timestamp_resolution(ts) == whole
+
+
+def test_conversation_rebuild_is_bounded(tmp_path, monkeypatch):
+    """AIPerf conversations (mooncake rows sharing a session_id) are rebuilt into whole prompts;
+    a conversation whose history grows past the token limit, or whose rebuilt hash_ids would
+    be too many (they grow quadratically with the turns), is refused before rebuilding."""
+    turns = [
+        {"timestamp": 1000 * i, "session_id": "s1", "input_length": 600_000, "output_length": 10,
+         "hash_ids": list(range(2 * i, 2 * i + 2))}
+        for i in range(20)
+    ]
+    f = tmp_path / "conv.jsonl"
+    f.write_text("".join(json.dumps(t) + "\n" for t in turns))
+    with pytest.raises(DataFormatError) as info:
+        load_trace(f)
+    # turn 17 (line 17) is the first whose history + new tokens pass 10,000,000: 17 * 600,000 + 16 * 10
+    assert info.value.where == "line 17, field 'session_id'" and "above the limit" in str(info.value)
+    small = [dict(t, input_length=1000) for t in turns]
+    f.write_text("".join(json.dumps(t) + "\n" for t in small))
+    rebuilt = load_trace(f).trace
+    assert rebuilt["input_tokens"].to_list() == [1000 * (j + 1) + 10 * j for j in range(20)]
+    assert rebuilt["hash_ids"].list.len().to_list() == [2 * (j + 1) for j in range(20)]
+    monkeypatch.setattr(traces, "MAX_REBUILT_HASH_IDS", 2 * sum(range(1, 21)) - 1)
+    with pytest.raises(DataFormatError, match="hash ids"):
+        load_trace(f)
