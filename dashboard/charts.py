@@ -1343,3 +1343,30 @@ def provisioning_curves(
     if slo_s is not None:
         _ref_line(fig, y=slo_s, text=f"SLO {slo_s:g} s", log=True)
     return _finish(fig, f"{label} vs replicas", x_title="replicas", y_title=f"{label} (s, log scale)", legend_bottom=True)
+
+
+def fleet_timeline(frame: pl.DataFrame, *, replicas: int, bin_s: float) -> go.Figure:
+    """Batch size and KV-cache use over time across replicas (:meth:`servegen_core.serving.SimResult.fleet_timeline`):
+    mean and busiest replica per bin."""
+    x, when, unit, span = _times(frame["t_s"])
+    fig = make_subplots(rows=2, cols=1, shared_xaxes=True, vertical_spacing=0.08)
+    for col, name, color, dash in (("batch_mean", "batch: mean replica", COLORS[0], "solid"), ("batch_max", "batch: busiest replica", COLORS[0], "dot")):
+        fig.add_trace(
+            go.Scatter(
+                x=x, y=frame[col].to_numpy(), mode="lines", name=name, line={"color": color, "dash": dash, "width": 1.5},
+                customdata=when, hovertemplate=f"%{{customdata}}<br>{name} %{{y:.1f}} sequences<extra></extra>",
+            ),
+            row=1, col=1,
+        )
+    for col, name, color, dash in (("kv_frac_mean", "KV cache: mean replica", COLORS[1], "solid"), ("kv_frac_max", "KV cache: fullest replica", COLORS[1], "dot")):
+        fig.add_trace(
+            go.Scatter(
+                x=x, y=frame[col].to_numpy() * 100, mode="lines", name=name, line={"color": color, "dash": dash, "width": 1.5},
+                customdata=when, hovertemplate=f"%{{customdata}}<br>{name} %{{y:.1f}} %<extra></extra>",
+            ),
+            row=2, col=1,
+        )
+    _time_axis(fig, unit, span, origin="workload start")
+    fig.update_yaxes(title_text="running sequences", row=1, col=1)
+    fig.update_yaxes(title_text="KV cache used (%)", row=2, col=1)
+    return _finish(fig, f"Replicas over time ({replicas} replicas, {_fmt_res(bin_s)} bins)", legend_bottom=True, height=520)

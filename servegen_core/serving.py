@@ -420,11 +420,29 @@ class SimResult:
     config: ServerConfig
     router: str
     span_s: float
+    bin_s: float = 10.0
 
     def percentile(self, column: str, q: float) -> float:
         """The ``q``-th percentile (0-100) of a latency column over completed requests (NaN if none)."""
         s = self.requests.filter(pl.col("completed"))[column].drop_nulls().drop_nans()
         return float(np.percentile(s.to_numpy(), q)) if len(s) else math.nan
+
+    def fleet_timeline(self) -> pl.DataFrame:
+        """The timeline over all replicas, per bin: ``t_s``, ``batch_mean``/``batch_max`` (the
+        replicas' time-weighted batch sizes), ``kv_frac_mean``/``kv_frac_max`` and ``busy_frac_mean``."""
+        if self.timeline.height == 0:
+            return pl.DataFrame(schema={c: pl.Float64 for c in ("t_s", "batch_mean", "batch_max", "kv_frac_mean", "kv_frac_max", "busy_frac_mean")})
+        return (
+            self.timeline.group_by("t_s")
+            .agg(
+                pl.col("batch").mean().alias("batch_mean"),
+                pl.col("batch").max().alias("batch_max"),
+                pl.col("kv_frac").mean().alias("kv_frac_mean"),
+                pl.col("kv_frac").max().alias("kv_frac_max"),
+                pl.col("busy_frac").mean().alias("busy_frac_mean"),
+            )
+            .sort("t_s")
+        )
 
     def summary(self) -> dict[str, float]:
         """p50/p90/p99 of TTFT, TPOT, end-to-end and queueing (seconds), plus counts and mean utilization."""
@@ -1034,6 +1052,7 @@ def simulate(
         config=config,
         router=router,
         span_s=span,
+        bin_s=float(bin_s),
     )
 
 
@@ -1083,12 +1102,15 @@ _CURVE_COLUMNS = ("replicas", "ttft_p50_s", "ttft_p99_s", "tpot_p99_s", "e2e_p99
 class ProvisioningResult:
     """Output of :func:`min_replicas`: the smallest ``replicas`` meeting ``slo`` (None if even
     ``max_replicas`` did not), and ``curve``, one row per replica count simulated on the way
-    (sorted by ``replicas``: latency percentiles in seconds, mean utilization, ``met``)."""
+    (sorted by ``replicas``: latency percentiles in seconds, mean utilization, ``met``).
+    ``simulation`` is the full :class:`SimResult` at the answer (per-request latencies, per-
+    replica statistics and timelines), None without an answer."""
 
     replicas: int | None
     slo: Slo
     curve: pl.DataFrame
     max_replicas: int
+    simulation: SimResult | None = None
 
 
 def _curve_row(n: int, summary: Mapping[str, float], met: bool) -> dict[str, Any]:
@@ -1140,13 +1162,18 @@ def min_replicas(
     if isinstance(max_replicas, bool) or not isinstance(max_replicas, int) or max_replicas < 1:
         raise SpecError("max_replicas", f"must be an integer >= 1, got {max_replicas!r}")
     rows: dict[int, dict[str, Any]] = {}
+    best: dict[int, SimResult] = {}  # the smallest count meeting the SLO so far (at most one kept)
 
     def run(n: int) -> bool:
         if n not in rows:
             if progress:
                 progress(f"simulating {requests.height:,} requests on {n} replica(s)")
-            s = simulate(requests, cost, replicas=n, router=router, config=config, workers=workers).summary()
+            res = simulate(requests, cost, replicas=n, router=router, config=config, workers=workers)
+            s = res.summary()
             rows[n] = _curve_row(n, s, slo.met(s))
+            if rows[n]["met"] and (not best or n < min(best)):
+                best.clear()
+                best[n] = res
         return bool(rows[n]["met"])
 
     answer: int | None
@@ -1195,7 +1222,7 @@ def min_replicas(
         if 1 <= n <= max_replicas:
             run(int(n))
     curve = pl.DataFrame([rows[k] for k in sorted(rows)]).select(_CURVE_COLUMNS)
-    return ProvisioningResult(answer, slo, curve, max_replicas)
+    return ProvisioningResult(answer, slo, curve, max_replicas, best.get(answer) if answer is not None else None)
 
 
 def poisson_baseline(requests: pl.DataFrame, *, window_s: float = 600.0, seed: int = 0) -> pl.DataFrame:
@@ -1256,7 +1283,8 @@ class Comparison:
     naive replicas / realistic replicas``: the share of the realistic need a benchmark with
     that baseline would miss), then ``ttft_p50_s, ttft_p99_s, tpot_p99_s, met`` of that
     workload *at the realistic replica count*. ``curves``: every simulated point,
-    ``workload, replicas, ttft_p99_s, tpot_p99_s, ...``.
+    ``workload, replicas, ttft_p99_s, tpot_p99_s, ...``. ``realistic``: the simulation of the
+    realistic workload at its answer (None without one).
     """
 
     table: pl.DataFrame
@@ -1264,6 +1292,7 @@ class Comparison:
     slo: Slo
     cost_name: str
     cost_note: str
+    realistic: SimResult | None = None
 
     def sentence(self) -> str:
         """The answer in one sentence."""
@@ -1291,9 +1320,12 @@ def _compare(workloads: Mapping[str, pl.DataFrame], slo: Slo, cost: CostModel, *
     for name, df in workloads.items():  # realistic first: the baselines are also simulated at its answer
         note = (lambda text, name=name: progress(f"{name}: {text}")) if progress else None
         also = (n_real,) if n_real is not None else ()
-        results[name] = min_replicas(df, slo, cost, config=config, router=router, max_replicas=max_replicas, also=also, workers=workers, progress=note)
+        res = min_replicas(df, slo, cost, config=config, router=router, max_replicas=max_replicas, also=also, workers=workers, progress=note)
         if name == "realistic":
-            n_real = results[name].replicas
+            n_real = res.replicas
+        else:
+            res = dataclasses.replace(res, simulation=None)  # only the realistic run is kept whole
+        results[name] = res
     rows = []
     curves = []
     for name, res in results.items():
@@ -1318,7 +1350,8 @@ def _compare(workloads: Mapping[str, pl.DataFrame], slo: Slo, cost: CostModel, *
         "workload": pl.String, "requests": pl.Int64, "replicas": pl.Int64, "under_provisioning": pl.Float64,
         "ttft_p50_s": pl.Float64, "ttft_p99_s": pl.Float64, "tpot_p99_s": pl.Float64, "met": pl.Boolean,
     }
-    return Comparison(pl.DataFrame(rows, schema=schema), pl.concat(curves), slo, cost.name, cost.note)
+    real = results["realistic"].simulation
+    return Comparison(pl.DataFrame(rows, schema=schema), pl.concat(curves), slo, cost.name, cost.note, real)
 
 
 def compare_spec(

@@ -50,6 +50,13 @@ def test_min_replicas_is_the_smallest_count_meeting_the_slo(azure, cost):
     assert sv.simulate(hot, cost, replicas=n - 1).percentile("ttft_s", 99) > 1.0
     curve = res.curve
     assert curve["replicas"].is_sorted() and curve.filter(pl.col("replicas") == n)["met"].item()
+    # the simulation at the answer is kept whole
+    assert res.simulation.n_replicas == n
+    assert res.simulation.percentile("ttft_s", 99) == curve.filter(pl.col("replicas") == n)["ttft_p99_s"].item()
+    fleet = res.simulation.fleet_timeline()
+    by_replica = res.simulation.timeline.filter(pl.col("t_s") == fleet["t_s"][5])
+    assert fleet["batch_max"][5] == by_replica["batch"].max()
+    assert fleet["kv_frac_mean"][5] == pytest.approx(by_replica["kv_frac"].mean())
 
 
 def test_an_unreachable_slo_answers_none_after_one_simulation(traces_dir, cost):

@@ -150,6 +150,14 @@ st.caption(
     "Each point is one simulation of the whole workload; the stars mark each workload's answer. "
     + (f"Latencies in the table are at the realistic count ({n_real} replicas)." if n_real is not None else "")
 )
+sim = result.realistic
+if sim is not None:
+    st.plotly_chart(charts.fleet_timeline(sim.fleet_timeline(), replicas=sim.n_replicas, bin_s=sim.bin_s), key="prov_timeline")
+    util = sim.replicas["utilization"].mean()
+    st.caption(
+        f"The realistic workload on {sim.n_replicas} replicas: {sim.replicas['preemptions'].sum():,} preemptions, "
+        f"replicas busy {util:.0%} of the time on average (a replica is busy while any sequence runs)."
+    )
 st.dataframe(
     table, hide_index=True, key="prov_table",
     column_config={

@@ -388,6 +388,9 @@ def test_every_figure_has_a_title_and_axis_titles(demo_dir, demo_chat, composed,
         "modality_share_histogram": lambda: charts.modality_share_histogram(multimodal.modality_shares(vl).distribution),
         "pattern_shares": lambda: charts.pattern_shares(arrivals.pattern_shares(demo_chat).frame),
         "percentile_bands": lambda: charts.percentile_bands(lengths.length_shift(demo_chat, "output_tokens").windows, field="output_tokens"),
+        "fleet_timeline": lambda: charts.fleet_timeline(
+            serving.simulate(made.trace.head(3000), serving.roofline("llama-3-8b", "a10g"), replicas=2).fleet_timeline(), replicas=2, bin_s=10
+        ),
         "provisioning_curves": lambda: charts.provisioning_curves(
             serving.compare_trace(made.trace.head(3000), serving.Slo(ttft_p99_s=2.0), serving.roofline("llama-3-8b", "a10g")).curves, slo_s=2.0
         ),

@@ -44,6 +44,13 @@ def test_trace_vs_poisson_matches_the_core(traces_dir):
     shown = d.table("workload", "replicas")
     assert shown["replicas"].tolist() == [n_real, n_pois]
 
+    # the realistic workload at its answer, replica by replica over time
+    fleet = core.realistic.fleet_timeline()
+    tl = d.figure("prov_timeline")
+    assert title(tl) == f"Replicas over time ({n_real} replicas, 10 s bins)"
+    np.testing.assert_allclose(values(tl["data"][0], "y"), fleet["batch_mean"].to_numpy())
+    np.testing.assert_allclose(values(tl["data"][3], "y"), fleet["kv_frac_max"].to_numpy() * 100)
+
     # another SLO: the stored result no longer applies and the page asks for a new simulation
     d.at.number_input(key="prov_slo_ttft").set_value(3.0).run()
     d.check()
