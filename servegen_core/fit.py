@@ -46,7 +46,8 @@ Length windows (``length_window_s``, default 6 h), per client
 lengths, the spec's ``length_correlation``.
 
 Everything that scales with the requests is vectorized (Polars group-bys, NumPy segment
-sums); only windows with censored gaps are fitted one window at a time.
+sums, all windows solved together); only a window with censored gaps whose Gamma fit puts the
+resolution outside the deep lower tail is refitted on its own.
 """
 
 from __future__ import annotations
@@ -140,36 +141,58 @@ def _gamma_shape(s: np.ndarray) -> np.ndarray:
     return k
 
 
-def _weibull_shape(lx: np.ndarray, group: np.ndarray, n: np.ndarray, mlog: np.ndarray) -> np.ndarray:
+def _weibull_shape(
+    lx: np.ndarray,
+    group: np.ndarray,
+    n: np.ndarray,
+    mlog: np.ndarray,
+    c1: np.ndarray | None = None,
+    c0: np.ndarray | None = None,
+) -> np.ndarray:
     """Weibull MLE shape per group: the root of the profile-likelihood equation
-    ``Σ x^k ln x / Σ x^k − 1/k − mean(ln x) = 0`` (increasing in k), by Newton steps kept
-    inside a shrinking bracket (bisection in ln k when a step leaves it), all groups at once."""
+    ``Σ x^k ln x / Σ x^k − c1/k − c0 = 0`` (increasing in k; ``c1 = 1`` and ``c0 = mean(ln x)``
+    without censoring), by Newton steps kept inside a shrinking bracket (bisection in ln k when
+    a step leaves it), all groups at once; converged groups drop out of the iteration."""
     g_count = n.size
+    c1 = np.ones(g_count) if c1 is None else c1
+    c0 = mlog if c0 is None else c0
     top = np.full(g_count, -np.inf)
     np.maximum.at(top, group, lx)
-    shifted = lx - top[group]  # x^k = e^{k·top} e^{k·shifted}; the factor cancels in the ratios
     var_l = np.bincount(group, weights=(lx - mlog[group]) ** 2, minlength=g_count) / n
     with np.errstate(divide="ignore", invalid="ignore"):
         k = np.clip(np.pi / np.sqrt(6.0 * var_l), 1e-3, 1e3)  # sd(ln X) = π / (k √6)
     lo = np.full(g_count, _SHAPE_MIN)
     hi = np.full(g_count, _SHAPE_MAX)
-    for _ in range(60):
-        w = np.exp(k[group] * shifted)
-        sw = np.bincount(group, weights=w, minlength=g_count)
-        a = np.bincount(group, weights=w * lx, minlength=g_count) / sw
-        b = np.bincount(group, weights=w * lx * lx, minlength=g_count) / sw
-        g = a - 1.0 / k - mlog
-        lo = np.where(g < 0, k, lo)
-        hi = np.where(g > 0, k, hi)
-        deriv = (b - a * a) + 1.0 / (k * k)
+    # the active groups' gaps, compacted: local group ids, ln x, and ln x − max ln x of the group
+    # (x^k = e^{k·top} e^{k·shifted}; the common factor cancels in the ratios)
+    ids = np.arange(g_count)
+    loc, clx = group, lx
+    csh = lx - top[group]
+    for _ in range(80):
+        m = ids.size
+        kk = k[ids]
+        w = np.exp(kk[loc] * csh)
+        sw = np.bincount(loc, weights=w, minlength=m)
+        a = np.bincount(loc, weights=w * clx, minlength=m) / sw
+        b = np.bincount(loc, weights=w * clx * clx, minlength=m) / sw
+        g = a - c1[ids] / kk - c0[ids]
+        lo[ids] = np.where(g < 0, kk, lo[ids])
+        hi[ids] = np.where(g > 0, kk, hi[ids])
+        deriv = (b - a * a) + c1[ids] / (kk * kk)
         with np.errstate(divide="ignore", invalid="ignore"):
-            newton = k - g / deriv
-        ok = np.isfinite(newton) & (newton > lo) & (newton < hi)
-        new = np.where(ok, newton, np.sqrt(lo * hi))
-        if np.all(np.abs(new - k) <= 1e-10 * k):
-            k = new
+            newton = kk - g / deriv
+        ok = np.isfinite(newton) & (newton > lo[ids]) & (newton < hi[ids])
+        new = np.where(ok, newton, np.sqrt(lo[ids] * hi[ids]))
+        done = (np.abs(new - kk) <= 1e-10 * kk) | (g == 0)
+        k[ids] = new
+        if done.all():
             break
-        k = new
+        if done.sum() * 4 >= m:  # compact: keep only the gaps of groups still moving
+            keep = ~done
+            remap = np.full(m, -1, dtype=np.int64)
+            remap[keep] = np.arange(int(keep.sum()))
+            sel = keep[loc]
+            ids, loc, clx, csh = ids[keep], remap[loc[sel]], clx[sel], csh[sel]
     return k
 
 
@@ -195,6 +218,131 @@ def _uncensored(x: np.ndarray, group: np.ndarray, n: np.ndarray) -> dict[str, tu
     ll = n * np.log(k) - n * k * np.log(lam) + (k - 1.0) * n * mlog - n
     out["Weibull"] = (k, lam, ll)
     return out
+
+
+#: A censored group's fast fit is kept when the censoring point is this far into the lower
+#: tail (``δ/θ`` for the Gamma, ``(δ/λ)^k`` for the Weibull); otherwise it is refitted exactly.
+_SMALL_TAIL = 1e-3
+
+
+def _censored(
+    x: np.ndarray, group: np.ndarray, n1: np.ndarray, n0: np.ndarray, delta: float
+) -> tuple[dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]], np.ndarray]:
+    """Per family: (shape, scale, loglik) per group whose ``n0`` censored gaps lie below
+    ``delta`` (``x`` holds the ``n1`` observed gaps of each group), and a mask of the groups
+    to refit exactly.
+
+    Deep in the lower tail the censored probability is a power law, ``ln P(k, δ/θ) ≈
+    k ln(δ/θ) − ln Γ(k+1)`` (Gamma) and ``ln(1 − e^{−(δ/λ)^k}) ≈ k ln(δ/λ)`` (Weibull), with
+    relative errors of order ``δ/θ`` and ``(δ/λ)^k``. With it, the scale has a closed form for
+    a given shape (``θ = Σx / (n k)``; ``λ^k = Σx^k / n``), the Gamma shape maximizes the
+    profile likelihood (golden-section search in ln k) and the Weibull shape solves the same
+    kind of equation as without censoring. The log-likelihoods are evaluated exactly at the
+    estimates. Groups where the Gamma's tail is not deep enough (``> _SMALL_TAIL``) are flagged
+    for an exact refit. The Weibull is fitted exactly (:func:`_weibull_censored`), from the
+    power-law estimate."""
+    g_count = n1.size
+    n = n1 + n0
+    lx = np.log(x)
+    sx = np.bincount(group, weights=x, minlength=g_count)
+    sl = np.bincount(group, weights=lx, minlength=g_count)
+    ld = math.log(delta)
+    out = {}
+    beta = n / sx
+    out["Exponential"] = (np.ones(g_count), 1.0 / beta, n1 * np.log(beta) - beta * sx + n0 * np.log(-np.expm1(-beta * delta)))
+
+    def profile(u: np.ndarray) -> np.ndarray:
+        k = np.exp(u)
+        return (k - 1) * sl - n * k + n * k * np.log(n * k / sx) - n1 * special.gammaln(k) + n0 * (k * ld - special.gammaln(k + 1))
+
+    a, b = np.full(g_count, math.log(_SHAPE_MIN)), np.full(g_count, math.log(_SHAPE_MAX))
+    r = (math.sqrt(5) - 1) / 2
+    c, d = b - r * (b - a), a + r * (b - a)
+    fc, fd = profile(c), profile(d)
+    for _ in range(70):
+        left = fc > fd  # the maximum lies in [a, d]
+        a, b = np.where(left, a, c), np.where(left, d, b)
+        c_new, d_new = b - r * (b - a), a + r * (b - a)
+        fc, fd = np.where(left, profile(c_new), fd), np.where(left, fc, profile(d_new))
+        c, d = np.where(left, c_new, d), np.where(left, c, d_new)
+    k = np.exp((a + b) / 2)
+    theta = sx / (n * k)
+    with np.errstate(divide="ignore"):
+        ln_p = np.log(special.gammainc(k, delta / theta))
+    out["Gamma"] = (k, theta, (k - 1) * sl - sx / theta - n1 * (k * np.log(theta) + special.gammaln(k)) + n0 * ln_p)
+    refit = delta / theta > _SMALL_TAIL
+
+    k_approx = _weibull_shape(lx, group, n1.astype(np.float64), sl / n1, c1=n1 / n, c0=(sl + n0 * ld) / n)
+    out["Weibull"] = _weibull_censored(lx, group, n1, n0, sl, ld, k_approx)
+    return out, refit
+
+
+def _phi(q: np.ndarray) -> np.ndarray:
+    """``q / (e^q − 1)``, 1 at 0 and 0 at infinity."""
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        return np.where(q < 1e-8, 1.0 - q / 2, q / np.expm1(q))
+
+
+def _weibull_censored(
+    lx: np.ndarray, group: np.ndarray, n1: np.ndarray, n0: np.ndarray, sl: np.ndarray, ld: float, k_start: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Exact Weibull MLE of groups with ``n0`` gaps censored below ``δ = e^ld``, all at once.
+
+    With ``μ = λ^{−k}``, ``T(k) = Σ x^k`` and ``q = μ δ^k``, the log-likelihood is
+    ``n1 ln k + n1 ln μ + (k−1) Σ ln x − μ T + n0 ln(1 − e^{−q})``. For a given k it is
+    concave in μ, maximal where ``μ T = n1 + n0 φ(q)``, ``φ(q) = q / (e^q − 1)`` (solved by
+    bisection in ln q); the profile's derivative in k is then ``n1/k + Σ ln x − (n1 + n0 φ)
+    A(k) + n0 ln δ φ`` with ``A(k) = Σ x^k ln x / T``, positive at small k and negative at
+    large k; its root is found by bisection in ln k, first within a factor 4 of ``k_start``.
+    Returns (shape, scale λ, loglik) per group."""
+    g_count = n1.size
+    top = np.full(g_count, -np.inf)
+    np.maximum.at(top, group, lx)
+    shifted = lx - top[group]
+    n = n1 + n0
+
+    def inner(k: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """ln q, φ(q), ln μ and A(k) at the optimal μ for shape k."""
+        w = np.exp(k[group] * shifted)
+        sw = np.bincount(group, weights=w, minlength=g_count)
+        a = np.bincount(group, weights=w * lx, minlength=g_count) / sw
+        ln_r = k * (top - ld) + np.log(sw)  # ln(T / δ^k)
+        lo, hi = np.log(n1) - ln_r, np.log(n) - ln_r  # ln q lies between (φ in (0, 1])
+        s = hi
+        for _ in range(30):  # safeguarded Newton on F(s) = s + ln R − ln(n1 + n0 φ(e^s)), increasing
+            q = np.exp(s)
+            phi = _phi(q)
+            f = s + ln_r - np.log(n1 + n0 * phi)
+            lo, hi = np.where(f < 0, s, lo), np.where(f > 0, s, hi)
+            deriv = 1.0 - n0 * phi * (1.0 - phi - q) / (n1 + n0 * phi)  # q φ'(q) = φ (1 − φ − q)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                step = s - f / deriv
+            new = np.where(np.isfinite(step) & (step > lo) & (step < hi), step, (lo + hi) / 2)
+            if np.all(np.abs(new - s) <= 1e-12 * np.maximum(1.0, np.abs(s))):
+                s = new
+                break
+            s = new
+        ln_q = s
+        return ln_q, _phi(np.exp(ln_q)), ln_q - k * ld, a
+
+    def slope(k: np.ndarray) -> np.ndarray:
+        _, phi, _, a = inner(k)
+        return n1 / k + sl - (n1 + n0 * phi) * a + n0 * ld * phi
+
+    lo = np.log(np.clip(k_start / 4, _SHAPE_MIN, _SHAPE_MAX))
+    hi = np.log(np.clip(k_start * 4, _SHAPE_MIN, _SHAPE_MAX))
+    outside = (slope(np.exp(lo)) < 0) | (slope(np.exp(hi)) > 0)
+    lo = np.where(outside, math.log(_SHAPE_MIN), lo)
+    hi = np.where(outside, math.log(_SHAPE_MAX), hi)
+    for _ in range(45):
+        mid = (lo + hi) / 2
+        up = slope(np.exp(mid)) > 0
+        lo, hi = np.where(up, mid, lo), np.where(up, hi, mid)
+    k = np.exp((lo + hi) / 2)
+    ln_q, phi, ln_mu, _ = inner(k)
+    with np.errstate(divide="ignore"):
+        ll = n1 * (np.log(k) + ln_mu) + (k - 1) * sl - (n1 + n0 * phi) + n0 * np.log(-np.expm1(-np.exp(ln_q)))
+    return k, np.exp(-ln_mu / k), ll
 
 
 def _censored_one(x: np.ndarray, n0: int, delta: float) -> dict[str, tuple[float, float, float]]:
@@ -270,8 +418,10 @@ def fit_gap_groups(gaps: np.ndarray, group: np.ndarray, n_groups: int, *, censor
     a shape towards 0. Uncensored groups are solved all at once: the Gamma shape by Minka's
     Newton iteration on ``ln k − ψ(k) = ln mean(x) − mean(ln x)``, the Weibull shape by a
     bracketed Newton search of its profile-likelihood equation (the estimates of
-    ``scipy.stats.<dist>.fit(x, floc=0)``); groups with censored gaps are fitted one by one
-    (Nelder–Mead on the log-parameters). ``bic = p ln n − 2 loglik`` with ``p = 1`` for the
+    ``scipy.stats.<dist>.fit(x, floc=0)``). Groups with censored gaps are solved together too
+    (see :func:`_censored`): the Weibull exactly, the Gamma through the power-law form of its
+    lower tail, refitted one group at a time (Nelder–Mead on the log-parameters) when the
+    censoring point is not deep in that tail. ``bic = p ln n − 2 loglik`` with ``p = 1`` for the
     exponential and 2 otherwise, ``n`` all gaps of the group; the lowest wins, ties going to
     the family earlier in :data:`GAP_FAMILIES`.
 
@@ -316,10 +466,19 @@ def fit_gap_groups(gaps: np.ndarray, group: np.ndarray, n_groups: int, *, censor
         for f, (k, sc, lk) in got.items():
             shape[f][ids], scale[f][ids], ll[f][ids] = k, sc, lk
     mixed = np.flatnonzero(fittable & (n0 > 0))
+    refit = np.empty(0, dtype=np.int64)
     if mixed.size:
+        remap = np.full(n_groups, -1, dtype=np.int64)
+        remap[mixed] = np.arange(mixed.size)
+        sel = remap[go] >= 0
+        got, slow = _censored(xo[sel], remap[go[sel]], n1[mixed].astype(np.float64), n0[mixed].astype(np.float64), float(censor_below))
+        for f, (k, sc, lk) in got.items():
+            shape[f][mixed], scale[f][mixed], ll[f][mixed] = k, sc, lk
+        refit = mixed[slow]
+    if refit.size:
         order = np.argsort(go, kind="stable")
         bounds = np.searchsorted(go[order], np.arange(n_groups + 1))
-        for j in mixed:
+        for j in refit:
             got = _censored_one(xo[order[bounds[j] : bounds[j + 1]]], int(n0[j]), float(censor_below))
             for f, (k, sc, lk) in got.items():
                 shape[f][j], scale[f][j], ll[f][j] = k, sc, lk

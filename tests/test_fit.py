@@ -241,6 +241,42 @@ def test_gaps_below_the_resolution_are_censored_not_fitted_as_zeros(cv):
     assert fit_gap_groups(np.zeros(5), np.zeros(5, dtype=np.int64), 1).height == 0
 
 
+def test_censored_fits_of_many_windows_maximize_the_censored_likelihood():
+    # An independent check: scipy.stats densities and CDFs, maximized by scipy.optimize.
+    from scipy import optimize, stats
+
+    rng = np.random.default_rng(21)
+    delta = 1e-7
+    groups = []
+    for j in range(8):
+        n = int(rng.integers(200, 1500))
+        if j % 2:
+            x = rng.weibull(rng.uniform(0.12, 0.4), size=n)
+        else:
+            k = 1.0 / rng.uniform(3.0, 15.0) ** 2
+            x = rng.gamma(k, 1.0 / k, size=n)
+        groups.append(np.diff(500.0 + np.cumsum(x)))
+    gaps = np.concatenate(groups)
+    table = fit_gap_groups(gaps, np.repeat(np.arange(8), [g.size for g in groups]), 8, censor_below=delta)
+    assert (table["censored"] > 0).all()
+    for j, x in enumerate(groups):
+        row = table.row(j, named=True)
+        obs, n0 = x[x >= delta], int((x < delta).sum())
+        for fam, dist in (("gamma", stats.gamma), ("weibull", stats.weibull_min)):
+
+            def nll(p, dist=dist, obs=obs, n0=n0):
+                k, sc = np.exp(p)
+                return -(dist.logpdf(obs, k, scale=sc).sum() + n0 * dist.logcdf(delta, k, scale=sc))
+
+            start = [math.log(0.1), math.log(obs.mean())]
+            ref = optimize.minimize(nll, start, method="Nelder-Mead", options={"xatol": 1e-10, "fatol": 1e-10, "maxiter": 20000})
+            ll_ref = -ref.fun
+            ll_ours = (2 * math.log(x.size) - row[f"bic_{fam}"]) / 2
+            assert ll_ours >= ll_ref - 1e-6 * abs(ll_ref)  # at least as good as scipy's optimum
+            if row["family"].lower() == fam:
+                assert row["shape"] == pytest.approx(float(np.exp(ref.x[0])), rel=1e-3)
+
+
 def test_fit_gap_groups_rejects_bad_input():
     with pytest.raises(ValueError, match="same length"):
         fit_gap_groups(np.ones(3), np.zeros(2, dtype=np.int64), 1)
