@@ -700,12 +700,22 @@ def pattern_shares(frame: pl.DataFrame) -> go.Figure:
     return _finish(fig, "Recorded arrival patterns", x_title="fitted inter-arrival distribution", y_title="share (%)", barmode="group")
 
 
-def interarrival_histogram(histogram: pl.DataFrame, densities: pl.DataFrame, fits: pl.DataFrame | None = None, *, title: str, log_x: bool = False) -> go.Figure:
+#: Legend names of an inter-arrival histogram: a trace's own gaps, or (ServeGen pool data, which
+#: record only each window's fitted distribution) gaps drawn from that distribution.
+OBSERVED_GAPS = "observed gaps"
+SAMPLED_GAPS = "gaps sampled from the fitted window distribution"
+
+
+def interarrival_histogram(
+    histogram: pl.DataFrame, densities: pl.DataFrame, fits: pl.DataFrame | None = None, *, title: str, log_x: bool = False, sampled: bool = False
+) -> go.Figure:
     """Histogram of inter-arrival times (density) with fitted densities.
 
     ``histogram``: ``left_s, right_s, count, density``; ``densities``: ``family, iat_s, pdf``;
-    ``fits``: ``family, ks, aic`` for the legend.
+    ``fits``: ``family, ks, aic`` for the legend. ``sampled``: the gaps were drawn from a
+    window's fitted distribution (pool data), not observed; the legend says so.
     """
+    gaps_name = SAMPLED_GAPS if sampled else OBSERVED_GAPS
     left = histogram["left_s"].to_numpy()
     right = histogram["right_s"].to_numpy()
     dens = histogram["density"].to_numpy()
@@ -721,7 +731,7 @@ def interarrival_histogram(histogram: pl.DataFrame, densities: pl.DataFrame, fit
                 mode="lines+markers",
                 line={"color": "#555", "width": 2.5, "shape": "hvh"},
                 marker={"size": 5, "color": "#333"},
-                name="observed gaps",
+                name=gaps_name,
                 customdata=np.column_stack([left[keep], right[keep], counts[keep]]),
                 hovertemplate="%{customdata[0]:.3g}–%{customdata[1]:.3g} s<br>%{customdata[2]} gaps, density %{y:.3g} /s<extra></extra>",
             )
@@ -733,7 +743,7 @@ def interarrival_histogram(histogram: pl.DataFrame, densities: pl.DataFrame, fit
                 y=dens,
                 width=right - left,
                 marker={"color": OTHER_COLOR, "line": {"width": 0}},
-                name="observed gaps",
+                name=gaps_name,
                 customdata=np.column_stack([left, right, counts]),
                 hovertemplate="%{customdata[0]:.3g}–%{customdata[1]:.3g} s<br>%{customdata[2]} gaps, density %{y:.3g} /s<extra></extra>",
             )

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import json
 import zlib
 from typing import Any
 
@@ -296,3 +297,14 @@ def to_url(spec: WorkloadSpec | None) -> None:
     text = encode(spec)
     if st.query_params.get(PARAM) != text:
         st.query_params[PARAM] = text
+
+
+def describe_change(spec: WorkloadSpec, base: WorkloadSpec, *, width: int = 60) -> str:
+    """What ``spec`` sets differently from ``base``: its top-level keys with their values (JSON, shortened)."""
+    a, b = spec.to_dict(), base.to_dict()
+    parts = []
+    for key, value in a.items():
+        if b.get(key) != value:
+            text = json.dumps(value, separators=(",", ":"))
+            parts.append(f"{key} {text if len(text) <= width else text[: width - 1] + '…'}")
+    return "; ".join(parts) or "nothing (the same spec)"

@@ -16,6 +16,7 @@ shows a spinner while it runs and turns any error into ``st.error`` with its mes
 
 from __future__ import annotations
 
+import datetime
 import hashlib
 import math
 import os
@@ -159,6 +160,14 @@ class Loaded:
     data: ClientPool | pl.DataFrame
     notes: tuple[str, ...] = ()
     preset: str | None = None
+    #: Wall-clock time of a trace's time 0 when its file gives wall-clock times (else ``None``).
+    start_time: datetime.datetime | None = None
+
+    @property
+    def origin_hour(self) -> float:
+        """Hour of day at time 0: a trace's real start time where known, else midnight (pools start at 00:00)."""
+        t = self.start_time
+        return 0.0 if t is None else t.hour + t.minute / 60 + t.second / 3600
 
     @property
     def is_pool(self) -> bool:
@@ -253,7 +262,7 @@ def cached_trace(
     time_unit: str | None,
     client_column: str | None,
     mtime_ns: int,
-) -> tuple[pl.DataFrame, tuple[str, ...], str]:
+) -> tuple[pl.DataFrame, tuple[str, ...], str, datetime.datetime | None]:
     """:func:`servegen_core.traces.load_trace`, once per (file, options, modification time)."""
     loaded = load_trace(
         path,
@@ -262,7 +271,7 @@ def cached_trace(
         time_unit=time_unit,
         client_column=client_column,
     )
-    return loaded.trace, (loaded.summary, *loaded.warnings), loaded.preset
+    return loaded.trace, (loaded.summary, *loaded.warnings), loaded.preset, loaded.start_time
 
 
 def load_source(source: Source) -> Loaded:
@@ -270,10 +279,10 @@ def load_source(source: Source) -> Loaded:
     if source.kind == "pool":
         return Loaded(source, cached_pool(source.location, source.model))
     mtime = Path(source.location).stat().st_mtime_ns if Path(source.location).exists() else 0
-    trace, notes, preset = cached_trace(
+    trace, notes, preset, start_time = cached_trace(
         source.location, source.preset, source.columns, source.time_unit, source.client_column, mtime
     )
-    return Loaded(source, trace, notes, preset)
+    return Loaded(source, trace, notes, preset, start_time)
 
 
 @st.cache_resource(show_spinner=False, max_entries=12)
@@ -447,6 +456,14 @@ def open_compose_with_selection() -> None:
     """Switch to the Compose page with its client subset set to the selection."""
     st.session_state["cmp_mode"] = "selection"
     st.switch_page("views/compose.py")
+
+
+def plot(fig: Any, data: pl.DataFrame | None, *, key: str, **kwargs: Any) -> Any:
+    """``st.plotly_chart`` and, under it, the chart's data as a CSV download (``<key>.csv``)."""
+    event = st.plotly_chart(fig, key=key, **kwargs)
+    if data is not None:
+        csv_download(data, f"{key}.csv", key=f"{key}_csv")
+    return event
 
 
 def csv_download(frame: pl.DataFrame, file_name: str, *, key: str, label: str = "Chart data (CSV)") -> None:
@@ -885,6 +902,20 @@ def fmt_resolution(seconds: int) -> str:
     return f"{seconds} s"
 
 
+def request_count(view: View) -> float:
+    """Requests in the view: the trace's rows, or for a pool Σ rate × window length."""
+    return float(expected_requests(view.data)) if view.is_pool else float(view.data.height)
+
+
+def fmt_count(n: float) -> str:
+    """A count short enough for a metric tile, never cut: ``987,654``, ``12.35 M``, ``1.23 B``."""
+    n = float(n)
+    for scale, unit in ((1e12, "T"), (1e9, "B"), (1e6, "M")):
+        if abs(n) >= scale:
+            return f"{n / scale:,.2f} {unit}"
+    return f"{n:,.0f}"
+
+
 def headline(view: View) -> dict[str, str]:
     """The source's headline numbers: clients, requests, span, fields."""
     data = view.data
@@ -1062,6 +1093,16 @@ def set_spec(view: View, spec: WorkloadSpec, *, naive: str | None) -> None:
     st.session_state["spec"] = spec
     st.session_state["spec_source"] = view.source
     st.session_state["naive"] = naive
+
+
+#: Naive baselines offered (:func:`servegen_core.compose.naive_spec` kinds) and how they read.
+NAIVE_KINDS = ("poisson", "constant")
+NAIVE_LABELS = {"poisson": "Poisson arrivals + pooled lengths", "constant": "… and a constant rate"}
+
+
+def stack_frames(frames: Mapping[str, pl.DataFrame]) -> pl.DataFrame:
+    """Several frames of the same columns as one, with a ``series`` column naming each (a chart's CSV)."""
+    return pl.concat([f.with_columns(pl.lit(name).alias("series")) for name, f in frames.items()], how="diagonal_relaxed")
 
 
 def naive_kind() -> str | None:

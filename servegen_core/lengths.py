@@ -69,6 +69,7 @@ __all__ = [
     "LengthCorrelation",
     "LengthFit",
     "LengthShift",
+    "client_length_fits",
     "client_length_means",
     "fit_input_lengths",
     "fit_lengths",
@@ -740,3 +741,35 @@ def length_correlation(
             }
         )
     return LengthCorrelation(pl.DataFrame(rows, schema=_CORR_OVERALL), per, x=x, y=y, sampled_from=sampled_from)
+
+
+def client_length_fits(source: Source, field: str = "output_tokens", *, k: int = 10, max_points: int = 300) -> Table:
+    """The best length fit of each of the ``k`` busiest clients with length data, beside the aggregate's.
+
+    One row per client (busiest first): ``client_id, requests, best, params, ks`` (the family
+    with the lowest AIC among the input families for an input field, exponential and
+    log-normal for ``output_tokens``; its parameters and KS distance), and ``ks_exponential``
+    (the KS distance of the exponential fit, for output lengths; null otherwise), so the
+    per-client shapes (the paper: outputs per client close to exponential) can be read next
+    to the aggregate fit. A client whose fit fails is listed with a null family.
+    """
+    if not isinstance(k, int) or k < 1:
+        msg = f"k must be a positive whole number, got {k!r}"
+        raise ValueError(msg)
+    schema = {"client_id": pl.String(), "requests": pl.Float64(), "best": pl.String(), "params": pl.String(), "ks": pl.Float64(), "ks_exponential": pl.Float64()}
+    means = client_length_means(source, field)
+    if not means.ok:
+        return Table.empty(schema, means.reason)
+    top = means.frame.sort("requests", descending=True).head(k)
+    fitter = fit_output_lengths if field == "output_tokens" else fit_input_lengths
+    rows = []
+    for cid, req in top.select("client_id", "requests").iter_rows():
+        part = source.select_clients([cid]) if isinstance(source, ClientPool) else source.filter(pl.col("client_id") == cid)
+        fit = fitter(part, field=field, max_points=max_points)
+        if not fit.ok or fit.best is None:
+            rows.append((cid, float(req), None, None, None, None))
+            continue
+        best = fit.table.filter(pl.col("best")).row(0, named=True)
+        expo = fit.table.filter(pl.col("family") == "exponential")
+        rows.append((cid, float(req), best["family"], best["params"], best["ks"], expo["ks"][0] if expo.height else None))
+    return Table(pl.DataFrame(rows, schema=schema, orient="row"))

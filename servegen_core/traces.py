@@ -58,6 +58,7 @@ Polars, CSV with Polars or the ``csv`` module.
 from __future__ import annotations
 
 import csv
+import datetime
 import gzip
 import io
 import json
@@ -272,6 +273,9 @@ class LoadedTrace:
     n_failed: int = 0
     file_format: str = ""
     columns: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    #: Wall-clock time (UTC, naive) of ``timestamp_s = 0`` when the file gives wall-clock
+    #: times (e.g. Azure's ``2023-11-16 18:15:46.68``), else ``None``.
+    start_time: datetime.datetime | None = None
 
     @property
     def summary(self) -> str:
@@ -1115,6 +1119,9 @@ def _load_trace(
     # Memory: drop each intermediate as soon as it is used (a 1 GB CSV has ~30M rows).
     values = frame.select(pl.col("__row"), *[pl.col(f"__v_{t}").alias(t) for t in mapping])
     del frame
+    start_time = None
+    if time_repr == "ns" and not spec.keep_time_origin and values["timestamp"].null_count() < values.height:
+        start_time = datetime.datetime(1970, 1, 1) + datetime.timedelta(microseconds=int(values["timestamp"].min()) // 1000)
     seconds = _seconds(values["timestamp"], time_repr, unit, spec.keep_time_origin)
     _check_span(seconds, values["timestamp"], time_repr, unit, spec.keep_time_origin,
                 path=path, column=mapping["timestamp"], limit=max_span_s)
@@ -1161,6 +1168,7 @@ def _load_trace(
         n_failed=n_failed,
         file_format=src.format + (".gz" if src.gzip else ""),
         columns=MappingProxyType(dict(mapping)),
+        start_time=start_time,
     )
 
 

@@ -35,7 +35,7 @@ if state.usable(table, what="the CV distribution"):
     summary = state.run(arrivals.burstiness_summary, table, key=(view.key, scope, window_s, int(min_requests)))
     if state.usable(cdf, what="the CV distribution"):
         what = "client-window" if scope == "per client" else "window of the aggregate stream"
-        st.plotly_chart(charts.cv_cdf(cdf.frame, title=f"CDF of the inter-arrival CV per {what}"), key="burst_cdf")
+        state.plot(charts.cv_cdf(cdf.frame, title=f"CDF of the inter-arrival CV per {what}"), cdf.frame, key="burst_cdf")
     if summary is not None and summary.ok:
         st.caption(
             f"{summary.share_windows_cv_gt1:.0%} of {summary.windows:,} windows are burstier than Poisson (CV > 1), "
@@ -50,7 +50,7 @@ with left:
     per_client = state.compute(summary_mod.client_summary)
     if state.usable(per_client, what="CV against rate"):
         points = per_client.frame.drop_nulls([CLIENT_RATE, CLIENT_CV])
-        st.plotly_chart(charts.cv_vs_rate(points, rate=CLIENT_RATE, cv=CLIENT_CV), key="burst_cv_rate")
+        state.plot(charts.cv_vs_rate(points, rate=CLIENT_RATE, cv=CLIENT_CV), points, key="burst_cv_rate")
         st.caption(
             f"{points.height} clients with a measured CV; {int((points[CLIENT_CV] > 1).sum())} of them are "
             "burstier than Poisson on average (rate-weighted CV > 1)."
@@ -59,7 +59,7 @@ with right:
     if view.is_pool:
         patterns = state.compute(arrivals.pattern_shares)
         if state.usable(patterns, what="arrival patterns"):
-            st.plotly_chart(charts.pattern_shares(patterns.frame), key="burst_patterns")
+            state.plot(charts.pattern_shares(patterns.frame), patterns.frame, key="burst_patterns")
             top = patterns.frame.sort("request_share", descending=True).row(0, named=True)
             st.caption(
                 f"{top['pattern']} describes {top['window_share']:.0%} of active windows and "
@@ -104,11 +104,11 @@ if state.usable(shares, what="the client list"):
             who = "all clients" if client == ALL_CLIENTS else f"client {client}"
             title = f"Inter-arrival times of {who}, window {charts.fmt_time(start_s)} ({state.fmt_resolution(hist_window)})"
             fits = hist.fit.table if hist.fit is not None and hist.fit.ok else None
-            st.plotly_chart(charts.interarrival_histogram(hist.histogram, hist.densities, fits, title=title, log_x=log_x), key="burst_hist")
+            state.plot(charts.interarrival_histogram(hist.histogram, hist.densities, fits, title=title, log_x=log_x, sampled=hist.sampled), hist.histogram, key="burst_hist")
             if fits is not None:
                 best = fits.filter(fits["family"] == hist.fit.best).row(0, named=True)
                 source_note = (
-                    f"{hist.samples:,} gaps drawn from the recorded distribution (seed 0)" if hist.sampled else f"{hist.samples:,} observed gaps"
+                    f"{hist.samples:,} gaps sampled from the window's fitted distribution (seed 0; ServeGen data record only that fit, not the gaps)" if hist.sampled else f"{hist.samples:,} observed gaps"
                 )
                 st.caption(
                     f"Best fit by AIC: **{best['family']}** (shape {best['shape']:.3g}, CV {best['cv']:.2f}, "

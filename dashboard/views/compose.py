@@ -328,8 +328,7 @@ with status_box:
             st.session_state[weights_key] = {}
             st.rerun()
     with w2:
-        st.plotly_chart(charts.weight_shares(spec_plan.weights), key="cmp_weights_chart")
-        state.csv_download(spec_plan.weights, "weights.csv", key="cmp_weights_csv")
+        state.plot(charts.weight_shares(spec_plan.weights), spec_plan.weights, key="cmp_weights_chart")
         st.caption("Weights are normalized to request shares over the composed clients" + (" (edited)." if explicit else " (observed shares)."))
 
     # Activity of the chosen clients over the whole source, with the span on it.
@@ -376,8 +375,7 @@ with status_box:
 st.subheader("Rate of the workload")
 curve = state.run(rate_curve, spec_plan, key=(spec, "rate_curve"), spinner="Rate function…")
 if curve is not None:
-    st.plotly_chart(charts.rate_plan(curve), key="cmp_rate_chart")
-    state.csv_download(curve, "rate_function.csv", key="cmp_rate_csv")
+    state.plot(charts.rate_plan(curve), curve, key="cmp_rate_chart")
 m1, m2, m3 = st.columns(3)
 m1.metric("Expected requests", f"{spec_plan.expected_requests:,.0f}")
 m2.metric("Clients composed", f"{len(spec_plan.clients):,}")
@@ -395,8 +393,8 @@ naive_on = st.toggle("Compare with a naive baseline on the Preview page", key="c
 naive = None
 if naive_on:
     naive = st.radio(
-        "Naive baseline", ["poisson", "constant"], horizontal=True, key="cmp_naive_kind", persist_state="session",
-        format_func={"poisson": "Poisson arrivals + pooled lengths", "constant": "… and a constant rate"}.get,
+        "Naive baseline", state.NAIVE_KINDS, horizontal=True, key="cmp_naive_kind", persist_state="session",
+        format_func=state.NAIVE_LABELS.get,
     )
 state.set_spec(view, spec, naive=naive)
 expected = st.session_state.pop("cmp_expected_spec", None)

@@ -30,7 +30,7 @@ if section == "Distributions":
         fig = charts.length_distribution(
             pdf.frame, field=field, curves=fit.curves if fit_ok else None, fits=fit.table if fit_ok else None
         )
-        st.plotly_chart(fig, key=f"len_dist_{field}")
+        state.plot(fig, pdf.frame, key=f"len_dist_{field}")
         if fit_ok:
             best = fit.table.filter(fit.table["best"]).row(0, named=True)
             st.caption(
@@ -39,13 +39,31 @@ if section == "Distributions":
             )
         elif fit is not None:
             st.caption(f"No fit: {md(fit.reason)}")
+        per_client = state.compute(lengths.client_length_fits, field, k=10, spinner=f"Fitting {charts.field_label(field)} per client…")
+        if per_client is not None and per_client.ok and per_client.frame.height:
+            frame = per_client.frame
+            families = frame["best"].drop_nulls().value_counts().sort(["count", "best"], descending=[True, False])
+            st.caption(
+                f"Per-client fits of {charts.field_label(field)}, the {frame.height} busiest clients with length data (the aggregate "
+                "above mixes clients of different shapes): best family "
+                + ", ".join(f"{b.replace('_', ' + ')} for {c}" for b, c in families.iter_rows()) + "."
+            )
+            st.dataframe(
+                frame, hide_index=True, key=f"len_client_fits_{field}",
+                column_config={
+                    "client_id": st.column_config.TextColumn("client"),
+                    "requests": st.column_config.NumberColumn("requests", format="%.0f"),
+                    "ks": st.column_config.NumberColumn("KS", format="%.3f"),
+                    "ks_exponential": st.column_config.NumberColumn("KS of the exponential fit", format="%.3f"),
+                },
+            )
 
 elif section == "Over time":
     state.keep_valid("len_time_field", fields)
     field = st.selectbox("Field", fields, key="len_time_field", persist_state="session")
     shift = state.compute(lengths.length_shift, field)
     if state.usable(shift, what="percentiles over time"):
-        st.plotly_chart(charts.percentile_bands(shift.windows, field=field), key="len_bands")
+        state.plot(charts.percentile_bands(shift.windows, field=field), shift.windows, key="len_bands")
         w = shift.windows
         st.caption(
             f"Across {w.height} windows the median {charts.field_label(field)} ranges from "
@@ -57,7 +75,7 @@ elif section == "Per client":
     field = st.selectbox("Field", fields, key="len_client_field", persist_state="session")
     means = state.compute(lengths.client_length_means, field)
     if state.usable(means, what="per-client means"):
-        st.plotly_chart(charts.client_means(means.frame, field=field), key="len_clients")
+        state.plot(charts.client_means(means.frame, field=field), means.frame, key="len_clients")
         parts = [f"{means.frame.height} clients"]
         if means.cv_of_means is not None:
             parts.append(f"their mean {charts.field_label(field)} varies with CV {means.cv_of_means:.2f}")
@@ -72,7 +90,7 @@ else:
     sample = state.request_sample(view)
     if state.usable(corr, what="the input/output correlation") and sample is not None:
         note = f"{sample.height:,} of {view.data.height:,} requests" if sample.height < view.data.height else ""
-        st.plotly_chart(charts.length_scatter(sample, note=note), key="len_scatter")
+        state.plot(charts.length_scatter(sample, note=note), sample, key="len_scatter")
         overall = corr.overall.filter(corr.overall["scope"] == "overall").row(0, named=True)
         st.caption(
             f"Input and output lengths are {'weakly' if abs(overall['spearman']) < 0.3 else 'clearly'} correlated: "

@@ -22,7 +22,7 @@ modalities = None
 if state.usable(shares, what="modality shares"):
     summary = shares.summary
     modalities = summary.filter(summary["token_share"] > 0)["modality"].to_list()
-    st.plotly_chart(charts.modality_share_histogram(shares.distribution, modalities=modalities), key="mm_shares")
+    state.plot(charts.modality_share_histogram(shares.distribution, modalities=modalities), shares.distribution, key="mm_shares")
     parts = [
         f"{row['modality']} carries {row['token_share']:.0%} of input tokens and appears in {row['request_share']:.0%} of requests"
         for row in summary.iter_rows(named=True)
@@ -34,18 +34,18 @@ left, right = st.columns(2)
 with left:
     counts = state.compute(multimodal.image_count_distribution)
     if state.usable(counts, what="the image count"):
-        st.plotly_chart(charts.count_distribution(counts.frame, field=counts.field), key="mm_counts")
+        state.plot(charts.count_distribution(counts.frame, field=counts.field), counts.frame, key="mm_counts")
         st.caption(f"{counts.share_nonzero:.0%} of requests carry images; {counts.mean:.2f} images per request on average.")
 with right:
     tpi = state.compute(multimodal.tokens_per_image)
     if state.usable(tpi, what="tokens per image"):
-        st.plotly_chart(charts.tokens_per_item(tpi.distribution, tpi.dominant, modality=tpi.modality), key="mm_tpi")
+        state.plot(charts.tokens_per_item(tpi.distribution, tpi.dominant, modality=tpi.modality), tpi.distribution, key="mm_tpi")
         sizes = ", ".join(f"{r['tokens_per_item']:,.0f} ({r['share']:.0%})" for r in tpi.dominant.head(3).iter_rows(named=True))
         st.caption(f"Most frequent sizes: {sizes}; mean {tpi.mean_tokens_per_item:,.0f} tokens per image. {tpi.method.capitalize()}.")
 
 over_time = state.compute(multimodal.modality_over_time)
 if state.usable(over_time, what="the modality mix over time"):
-    st.plotly_chart(charts.modality_over_time(over_time.frame, modalities=modalities), key="mm_time")
+    state.plot(charts.modality_over_time(over_time.frame, modalities=modalities), over_time.frame, key="mm_time")
     image = over_time.frame.filter(over_time.frame["modality"] == "image")["token_share"]
     if image.len():
         st.caption(f"Across {image.len()} windows, images carry {image.min():.0%} to {image.max():.0%} of the input tokens.")

@@ -9,26 +9,31 @@ from servegen_core import rates
 view = state.page_header("Overview")
 
 numbers = state.headline(view)
-peak = state.compute(rates.peak_trough)
 top5 = state.compute(rates.top_k_share, 5)
 gini = state.compute(rates.gini)
 
 cols = st.columns(6)
-cols[0].metric("Clients", numbers["Clients"])
-cols[1].metric("Requests", numbers["Requests"].replace(" (from rates)", ""), help="For ServeGen data: Σ rate × window length.")
-cols[2].metric("Span", numbers["Span"])
-cols[3].metric("Peak rate (req/s)", f"{peak.peak_rps:,.1f}" if peak is not None and peak.ok else "n/a")
-cols[4].metric("Top-5 client share", f"{top5.share:.1%}" if top5 is not None and top5.ok else "n/a")
-cols[5].metric("Gini (client volume)", f"{gini.value:.2f}" if gini is not None and gini.ok else "n/a")
-st.caption(f"Fields: {numbers['Fields']}")
-
 options, default = state.resolutions(view)
 resolution = st.selectbox(
     "Bin length", options, index=options.index(default), format_func=state.fmt_resolution, key=f"ov_resolution_{view.source.id}"
 )
+# the peak at the chart's bin length, so the number and the chart agree
+peak = state.compute(rates.peak_trough, resolution_s=resolution)
+requests = state.request_count(view)
+cols[0].metric("Clients", numbers["Clients"])
+cols[1].metric("Requests", state.fmt_count(requests), help=f"{requests:,.0f}" + (" (for ServeGen data: Σ rate × window length)" if view.is_pool else ""))
+cols[2].metric("Span", numbers["Span"])
+cols[3].metric(
+    f"Peak rate (req/s, {state.fmt_resolution(resolution)} bins)", f"{peak.peak_rps:,.1f}" if peak is not None and peak.ok else "n/a",
+    help="The busiest bin of the chart below.",
+)
+cols[4].metric("Top-5 client share", f"{top5.share:.1%}" if top5 is not None and top5.ok else "n/a")
+cols[5].metric("Gini (client volume)", f"{gini.value:.2f}" if gini is not None and gini.ok else "n/a")
+st.caption(f"Fields: {numbers['Fields']}")
+
 series = state.compute(rates.rate_series, resolution_s=resolution)
 if state.usable(series, what="the rate over time"):
-    st.plotly_chart(charts.rate_over_time(series.frame, resolution_s=resolution), key="ov_rate")
+    state.plot(charts.rate_over_time(series.frame, resolution_s=resolution), series.frame, key="ov_rate")
     if peak is not None and peak.ok:
         st.caption(
             f"The aggregate rate peaks at {peak.peak_rps:,.2f} req/s ({charts.fmt_time(peak.peak_start_s)}) and falls to "
@@ -39,7 +44,7 @@ if state.usable(series, what="the rate over time"):
 shares = state.compute(rates.client_shares)
 if state.usable(shares, what="client shares"):
     k = min(15, shares.frame.height)
-    st.plotly_chart(charts.top_clients(shares.frame, k=k), key="ov_top_clients")
+    state.plot(charts.top_clients(shares.frame, k=k), shares.frame, key="ov_top_clients")
     if top5 is not None and top5.ok:
         st.caption(
             f"The 5 busiest of {top5.clients} clients send {top5.share:.1%} of all requests"

@@ -3,9 +3,11 @@
 import streamlit as st
 
 import charts
+import specstate
 import state
 from plaintext import md
 from servegen_core import arrivals, lengths, rates
+from servegen_core.compose import load_source as load_spec_source
 from servegen_core.compose import naive_spec
 
 view = state.page_header("Preview")
@@ -51,7 +53,7 @@ left, right = st.columns(2)
 with left:
     if state.usable(series, what="arrivals over time"):
         title = "Arrivals per second" if resolution == 1 else "Arrival rate"
-        st.plotly_chart(charts.rate_over_time(series.frame, resolution_s=resolution, title=title, origin="workload start"), key="pv_arrivals")
+        state.plot(charts.rate_over_time(series.frame, resolution_s=resolution, title=title, origin="workload start"), series.frame, key="pv_arrivals")
         peak = state.run(rates.peak_trough, trace, key=(spec, "peak", resolution), resolution_s=resolution)
         if peak is not None and peak.ok:
             st.caption(
@@ -60,7 +62,7 @@ with left:
             )
 with right:
     if rep.ok and rep.windows.height:
-        st.plotly_chart(charts.achieved_vs_target(rep.windows), key="pv_target")
+        state.plot(charts.achieved_vs_target(rep.windows), rep.windows, key="pv_target")
         total = rep.check("total_requests")
         tracking = rep.check("rate_tracking")
         st.caption(
@@ -83,13 +85,13 @@ with left:
             {"source (span, composed clients)": source_pdf.frame, "generated": generated.frame},
             x="value", title=f"{charts.field_label(field).capitalize()}: generated vs source", x_title=f"{charts.field_label(field)} (tokens, log scale)",
         )
-        st.plotly_chart(fig, key="pv_lengths")
+        state.plot(fig, state.stack_frames({"source": source_pdf.frame, "generated": generated.frame}), key="pv_lengths")
         ks = rep.check("length_ks")
         if ks["value"] is not None:
             st.caption(f"Median KS distance per (client, length window, field): {ks['value']:.4f} ({'pass' if ks['passed'] else 'fail'}: {ks['target']}).")
 with right:
     if rep.ok and rep.cv.height:
-        st.plotly_chart(charts.cv_scatter(rep.cv), key="pv_cv")
+        state.plot(charts.cv_scatter(rep.cv), rep.cv, key="pv_cv")
         cv = rep.check("cv_ratio")
         st.caption(f"Median generated / source CV over {cv['n']} client-windows: {cv['value']:.3f} ({'pass' if cv['passed'] else 'fail'}: {cv['target']}).")
     elif rep.ok:
@@ -109,59 +111,118 @@ if rep.ok:
 else:
     st.info(f"No validation: {md(rep.reason)}")
 
-# --- realistic vs naive ---------------------------------------------------------------------
-kind = state.naive_kind()
-if kind:
-    st.subheader(f"Realistic vs naive ({kind})")
-    nspec = state.run(naive_spec, spec, kind, key=(spec, "naive", kind), unhashed={"pool": pool}, spinner="Deriving the naive baseline…")
-    nmade = state.workload(nspec, pool) if nspec is not None else None
-    nrep = state.report(nspec, pool) if nmade is not None else None
-    if nmade is not None and nrep is not None:
-        nseries = state.run(rates.rate_series, nmade.trace, key=(nspec, "series", resolution), resolution_s=resolution)
+# --- side by side: this workload (A) against another (B) ----------------------------------
+st.subheader("Compare with another workload")
+compare_modes = {
+    "none": "Nothing",
+    "naive": "A naive baseline of this spec",
+    "earlier": "An earlier spec (from this session)",
+    "pasted": "A spec file (paste spec.json)",
+}
+history = [s_ for s_ in st.session_state.get("spec_history", []) if s_ != spec]
+if not history:
+    compare_modes.pop("earlier")
+how = st.radio(
+    "Compare with", list(compare_modes), format_func=compare_modes.get, horizontal=True, key="pv_compare",
+    index=list(compare_modes).index("naive") if state.naive_kind() else 0,
+)
+other, label_b = None, ""
+if how == "naive":
+    kind = st.selectbox(
+        "Naive baseline", state.NAIVE_KINDS, index=state.NAIVE_KINDS.index(state.naive_kind() or state.NAIVE_KINDS[0]),
+        format_func=state.NAIVE_LABELS.get, key="pv_naive_kind",
+    )
+    other = state.run(naive_spec, spec, kind, key=(spec, "naive", kind), unhashed={"pool": pool}, spinner="Deriving the naive baseline…")
+    label_b = f"naive ({kind})"
+elif how == "earlier":
+    pick = st.selectbox(
+        "Earlier spec", list(range(len(history)))[::-1], format_func=lambda i: f"#{i + 1}: {specstate.describe_change(history[i], spec)}",
+        key="pv_earlier",
+    )
+    other, label_b = history[pick], f"earlier spec #{pick + 1}"
+elif how == "pasted":
+    text = st.text_area("spec.json", key="pv_other_text", height=120)
+    if text.strip():
+        try:
+            other = specstate.parse_upload(text.encode(), name="the pasted spec")
+        except ValueError as exc:
+            state.show_error(exc)
+        label_b = "pasted spec"
+
+if other is not None:
+    pool_b = pool if other.source == spec.source else state.run(load_spec_source, other, key=other.source, spinner="Loading the other spec's source…")
+    plan_b = state.plan(other, pool_b) if pool_b is not None else None
+    if plan_b is not None and plan_b.expected_requests > state.PREVIEW_MAX_REQUESTS:
+        st.warning(f"The other workload has about {plan_b.expected_requests:,.0f} requests, more than the {state.PREVIEW_MAX_REQUESTS:,} previewed in memory.")
+        plan_b = None
+    made_b = state.workload(other, pool_b) if plan_b is not None else None
+    rep_b = state.report(other, pool_b) if made_b is not None else None
+    if made_b is not None and rep_b is not None:
+        names = ("this spec (A)", f"{label_b} (B)")
+        st.caption(f"B differs from A in: {md(specstate.describe_change(other, spec))}.")
+        series_b = state.run(rates.rate_series, made_b.trace, key=(other, "series", resolution), resolution_s=resolution)
+        peak_a = state.run(rates.peak_trough, trace, key=(spec, "peak", resolution), resolution_s=resolution)
+        peak_b = state.run(rates.peak_trough, made_b.trace, key=(other, "peak", resolution), resolution_s=resolution)
+        cols = st.columns(2)
+        for col, name, wl, ser, pk, key in (
+            (cols[0], names[0], made, series, peak_a, "pv_real_arrivals"),
+            (cols[1], names[1], made_b, series_b, peak_b, "pv_naive_arrivals"),
+        ):
+            with col:
+                d = wl.plan.span_duration_s
+                c1, c2, c3 = st.columns(3)
+                c1.metric("Requests", f"{wl.trace.height:,}")
+                c2.metric("Mean rate (req/s)", f"{wl.trace.height / d:,.2f}")
+                c3.metric(f"Peak (req/s, {state.fmt_resolution(resolution)} bins)", f"{pk.peak_rps:,.1f}" if pk is not None and pk.ok else "n/a")
+                if state.usable(ser, what=f"arrivals of {name}"):
+                    color = charts.COLORS[0] if key == "pv_real_arrivals" else charts.COLORS[1]
+                    state.plot(
+                        charts.rate_over_time(ser.frame, resolution_s=resolution, title=f"Arrivals: {name}", origin="workload start", color=color),
+                        ser.frame, key=key,
+                    )
+        cdf_a = state.run(arrivals.cv_cdf, trace, key=(spec, "cv_cdf"))
+        cdf_b = state.run(arrivals.cv_cdf, made_b.trace, key=(other, "cv_cdf"))
+        source_cdf = state.run(arrivals.cv_cdf, src_view, key=(spec, "source_cv_cdf")) if src_view is not None else None
+        frames = {n: r.frame for n, r in (("source (recorded)", source_cdf), (names[0], cdf_a), (names[1], cdf_b)) if r is not None and r.ok}
         left, right = st.columns(2)
         with left:
-            if state.usable(series, what="realistic arrivals"):
-                st.plotly_chart(
-                    charts.rate_over_time(series.frame, resolution_s=resolution, title="Realistic arrivals", origin="workload start"),
-                    key="pv_real_arrivals",
+            if frames:
+                state.plot(
+                    charts.cdf_comparison(frames, x="cv", title="Inter-arrival CV per client-window", x_title="CV of inter-arrival times (log scale)", vline=1.0),
+                    state.stack_frames(frames), key="pv_cv_compare",
                 )
         with right:
-            if state.usable(nseries, what="naive arrivals"):
-                st.plotly_chart(
-                    charts.rate_over_time(nseries.frame, resolution_s=resolution, title=f"Naive arrivals ({kind})", origin="workload start", color=charts.COLORS[1]),
-                    key="pv_naive_arrivals",
-                )
-        real_cdf = state.run(arrivals.cv_cdf, trace, key=(spec, "cv_cdf"))
-        naive_cdf = state.run(arrivals.cv_cdf, nmade.trace, key=(nspec, "cv_cdf"))
-        source_cdf = state.run(arrivals.cv_cdf, src_view, key=(spec, "source_cv_cdf")) if src_view is not None else None
-        frames = {}
-        for name, r in (("source (recorded)", source_cdf), ("realistic", real_cdf), ("naive", naive_cdf)):
-            if r is not None and r.ok:
-                frames[name] = r.frame
-        if frames:
-            st.plotly_chart(
-                charts.cdf_comparison(frames, x="cv", title="Inter-arrival CV per client-window: source, realistic, naive", x_title="CV of inter-arrival times (log scale)", vline=1.0),
-                key="pv_cv_compare",
-            )
+            fields_b = [f for f in fields if f in made_b.trace.columns]
+            if fields_b:
+                field_b = fields_b[0] if field not in fields_b else field
+                pdf_b = state.run(lengths.length_pdf, made_b.trace, field_b, key=(other, "pdf", field_b))
+                pdf_a = state.run(lengths.length_pdf, trace, field_b, key=(spec, "pdf", field_b))
+                lf = {n: r.frame for n, r in ((names[0], pdf_a), (names[1], pdf_b)) if r is not None and r.ok}
+                if lf:
+                    state.plot(
+                        charts.cdf_comparison(lf, x="value", title=f"{charts.field_label(field_b).capitalize()}: A vs B", x_title=f"{charts.field_label(field_b)} (tokens, log scale)"),
+                        state.stack_frames(lf), key="pv_lengths_compare",
+                    )
         both = rep.checks.select("name", "value", "passed").join(
-            nrep.checks.select("name", "value", "passed"), on="name", how="left", suffix="_naive"
-        ) if rep.ok and nrep.ok else None
+            rep_b.checks.select("name", "value", "passed"), on="name", how="left", suffix="_b"
+        ) if rep.ok and rep_b.ok else None
         if both is not None:
             st.dataframe(
                 both, hide_index=True, key="pv_compare_checks",
                 column_config={
-                    "value": st.column_config.NumberColumn("realistic", format="%.4g"),
-                    "passed": st.column_config.CheckboxColumn("realistic passed"),
-                    "value_naive": st.column_config.NumberColumn("naive", format="%.4g"),
-                    "passed_naive": st.column_config.CheckboxColumn("naive passed"),
+                    "value": st.column_config.NumberColumn("A", format="%.4g"),
+                    "passed": st.column_config.CheckboxColumn("A passed"),
+                    "value_b": st.column_config.NumberColumn("B", format="%.4g"),
+                    "passed_b": st.column_config.CheckboxColumn("B passed"),
                 },
             )
-            real_cv, naive_cv = rep.check("cv_ratio")["value"], nrep.check("cv_ratio")["value"]
-            real_ks, naive_ks = rep.check("length_ks")["value"], nrep.check("length_ks")["value"]
+            cv_a, cv_b = rep.check("cv_ratio")["value"], rep_b.check("cv_ratio")["value"]
+            ks_a, ks_b = rep.check("length_ks")["value"], rep_b.check("length_ks")["value"]
             parts = []
-            if real_cv is not None and naive_cv is not None:
-                parts.append(f"median generated/source CV {real_cv:.2f} realistic vs {naive_cv:.2f} naive")
-            if real_ks is not None and naive_ks is not None:
-                parts.append(f"median per-client length KS {real_ks:.3f} realistic vs {naive_ks:.3f} naive")
+            if cv_a is not None and cv_b is not None:
+                parts.append(f"median generated/source CV {cv_a:.2f} (A) vs {cv_b:.2f} (B)")
+            if ks_a is not None and ks_b is not None:
+                parts.append(f"median per-client length KS {ks_a:.3f} (A) vs {ks_b:.3f} (B)")
             if parts:
-                st.caption("Same rate function and clients; " + "; ".join(parts) + ".")
+                text = "; ".join(parts)
+                st.caption(text[0].upper() + text[1:] + ".")

@@ -14,19 +14,22 @@ options, default = state.resolutions(view)
 resolution = c2.selectbox("Bin length", options, index=options.index(default), format_func=state.fmt_resolution, key=f"rs_resolution_{view.source.id}")
 origin_hour = 0.0
 if not view.is_pool:
+    start_time = view.loaded.start_time
     origin_hour = float(
         c3.number_input(
-            "Hour of day at the trace start", min_value=0.0, max_value=23.99, value=0.0, step=1.0,
-            key="rs_origin", persist_state="session",
-            help="A trace's time 0 is its first request; say which hour of day that was.",
+            "Hour of day at the trace start", min_value=0.0, max_value=23.99, value=round(view.loaded.origin_hour, 2), step=1.0,
+            key=f"rs_origin_{view.source.id}", persist_state="session",
+            help="A trace's time 0 is its first request; say which hour of day that was (set from the file's timestamps when they are wall-clock times).",
         )
     )
+    if start_time is not None:
+        c3.caption(f"The trace starts at {start_time:%Y-%m-%d %H:%M:%S} (from its timestamps).")
 day_kw = {} if view.is_pool else {"origin_hour": origin_hour}
 
 series = state.compute(rates.top_k_series, k, resolution_s=resolution)
 stability = state.compute(rates.stability_summary, k=k, **day_kw)
 if state.usable(series, what="the stacked rate"):
-    st.plotly_chart(charts.stacked_rate(series.frame, resolution_s=resolution), key="rs_stacked")
+    state.plot(charts.stacked_rate(series.frame, resolution_s=resolution), series.frame, key="rs_stacked")
     top_share = state.compute(rates.top_k_share, k)
     text = []
     if top_share is not None and top_share.ok:
@@ -48,7 +51,7 @@ left, right = st.columns(2)
 with left:
     matrix = state.compute(rates.hour_day_matrix, **day_kw)
     if state.usable(matrix, what="the hour × day heatmap"):
-        st.plotly_chart(charts.hour_day_heatmap(matrix.frame), key="rs_heatmap")
+        state.plot(charts.hour_day_heatmap(matrix.frame), matrix.frame, key="rs_heatmap")
         daily = state.compute(rates.daily_peak_trough, resolution_s=3600, **day_kw)
         if daily is not None and daily.ok and daily.frame.height and daily.frame["ratio"].drop_nulls().len():
             f = daily.frame
@@ -59,7 +62,7 @@ with left:
 with right:
     dod = state.compute(rates.day_over_day, **day_kw)
     if state.usable(dod, what="the day-over-day change"):
-        st.plotly_chart(charts.day_over_day(dod.frame), key="rs_dod")
+        state.plot(charts.day_over_day(dod.frame), dod.frame, key="rs_dod")
         change = dod.frame["change_pct"].drop_nulls()
         if change.len() == 1:
             st.caption(f"The daily rate changes by {change[0]:+.0f} % from the first day to the second.")
@@ -72,7 +75,7 @@ with left:
     gini = state.compute(rates.gini)
     if state.usable(curve, what="the Lorenz curve"):
         g = gini.value if gini is not None and gini.ok else None
-        st.plotly_chart(charts.lorenz_curve(curve.frame, gini=g), key="rs_lorenz")
+        state.plot(charts.lorenz_curve(curve.frame, gini=g), curve.frame, key="rs_lorenz")
         if g is not None:
             st.caption(f"Gini coefficient of client volume: {g:.2f} (0 = equal volume, 1 = one client sends everything).")
 with right:

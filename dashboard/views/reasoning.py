@@ -21,7 +21,7 @@ modes = state.compute(reasoning.bimodality, per_client=True)
 if state.usable(ratio, what="the reason ratio"):
     width = 1 / ratio.grid_denominator if ratio.grid_denominator else None
     comps = modes.components if modes is not None and modes.ok else None
-    st.plotly_chart(charts.reason_ratio_histogram(ratio.frame, comps, bin_width=width), key="rs_ratio")
+    state.plot(charts.reason_ratio_histogram(ratio.frame, comps, bin_width=width), ratio.frame, key="rs_ratio")
     if modes is not None and modes.ok:
         c = modes.components.sort("component").to_dicts()
         verdict = "bimodal" if modes.bimodal else "not clearly bimodal"
@@ -33,7 +33,7 @@ if state.usable(ratio, what="the reason ratio"):
 
 tokens = state.compute(reasoning.reasoning_tokens)
 if state.usable(tokens, what="reasoning vs answer tokens"):
-    st.plotly_chart(charts.reasoning_vs_answer(tokens.histogram), key="rs_tokens")
+    state.plot(charts.reasoning_vs_answer(tokens.histogram), tokens.histogram, key="rs_tokens")
     s = {r["quantity"]: r for r in tokens.summary.iter_rows(named=True)}
     st.caption(
         f"Reasoning takes {tokens.reasoning_share:.0%} of output tokens: a median of {s['reasoning']['p50']:,.0f} reasoning "
@@ -43,7 +43,7 @@ if state.usable(tokens, what="reasoning vs answer tokens"):
 
 if modes is not None and modes.ok:
     if modes.per_client is not None and modes.per_client.height:
-        st.plotly_chart(charts.bimodality_by_client(modes.per_client, threshold=modes.threshold), key="rs_bimodality")
+        state.plot(charts.bimodality_by_client(modes.per_client, threshold=modes.threshold), modes.per_client, key="rs_bimodality")
         n_bi = int(modes.per_client["bimodal"].sum())
         st.caption(f"{n_bi} of {modes.per_client.height} clients have a bimodal reason ratio (BC > {modes.threshold:.3f}). {modes.method}.")
     elif modes.per_client_reason:

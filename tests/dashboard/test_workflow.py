@@ -413,3 +413,131 @@ def test_source_switch_validates_the_selection_and_the_field_choice():
     d.demo("language/demo-chat").open("clients")
     assert sorted(ticked(d), key=client_sort_key) == ["4", "15"]
     assert not [w for w in d.at.warning if "not in" in w.value]
+
+
+# -- 9. numbers agree with the charts; a trace's real start time -------------------------------
+
+
+def test_overview_peak_is_the_peak_of_the_chart_beside_it(servegen_dir):
+    from servegen_core import rates
+
+    d = Dashboard().servegen("language/m-large").open("overview")
+    res = next(s for s in d.at.selectbox if s.label == "Bin length").value
+    pool = load_pool(servegen_dir, "language/m-large")
+    peak = rates.peak_trough(pool, resolution_s=res)
+    (tile,) = [m for m in d.at.metric if m.label.startswith("Peak rate")]
+    assert tile.label == f"Peak rate (req/s, {res // 3600} h bins)" if res >= 3600 else tile.label.endswith("min bins)")
+    assert tile.value == f"{peak.peak_rps:,.1f}"
+    y = values(d.figure("ov_rate")["data"][0], "y")
+    assert f"{y.max():,.1f}" == tile.value
+    # the request count is not cut: a short form in the tile, every digit in its help
+    from servegen_core.pool import expected_requests
+
+    (req,) = [m for m in d.at.metric if m.label == "Requests"]
+    n = expected_requests(pool)
+    assert n > 1e8 and req.value == f"{n / 1e6:,.2f} M" and req.help.startswith(f"{n:,.0f}")
+    d.at.selectbox(key=next(s.key for s in d.at.selectbox if s.label == "Bin length")).select(86400).run()
+    (tile,) = [m for m in d.at.metric if m.label.startswith("Peak rate")]
+    assert tile.label == "Peak rate (req/s, 24 h bins)"
+    assert tile.value == f"{rates.peak_trough(pool, resolution_s=86400).peak_rps:,.1f}"
+
+
+def test_a_wall_clock_trace_sets_the_hour_of_day_origin(traces_dir):
+    from servegen_core import rates
+    from servegen_core.traces import load_trace
+
+    path = traces_dir / "AzureLLMInferenceTrace_conv.csv"
+    d = Dashboard().trace(path).open("rate_shifts")
+    origin = next(n for n in d.at.number_input if n.key.startswith("rs_origin_"))
+    # the file's first timestamp is 2023-11-16 18:15:46.68
+    assert origin.value == pytest.approx(18 + 15 / 60 + 46.68 / 3600, abs=0.005)
+    assert any("starts at 2023-11-16 18:15:46" in c for c in d.captions())
+    trace = load_trace(path).trace
+    matrix = rates.hour_day_matrix(trace, origin_hour=origin.value).frame.sort("day", "hour")
+    heat = values(d.figure("rs_heatmap")["data"][0], "z").ravel()  # one day of 24 hours, NaN where no data
+    # the hour of trace (18:15 to 19:15) falls in the 18:00 and 19:00 columns, as the core places it
+    assert matrix["hour"].to_list() == [18, 19]
+    assert np.flatnonzero(~np.isnan(heat)).tolist() == [18, 19]
+    np.testing.assert_allclose(heat[[18, 19]], matrix["rate_rps"].to_numpy())
+
+
+# -- 10. labels say what is shown ---------------------------------------------------------------
+
+
+def test_per_client_length_fits_beside_the_aggregate(servegen_dir):
+    from servegen_core.lengths import client_length_fits
+
+    d = Dashboard().servegen("language/m-large").open("lengths")
+    pool = load_pool(servegen_dir, "language/m-large")
+    expected = client_length_fits(pool, "output_tokens", k=10).frame
+    tables = [f.value for f in d.at.dataframe if "ks_exponential" in f.value.columns]
+    assert len(tables) == 2  # one per field shown (input and output tokens)
+    table = next(t for t in tables if t["ks_exponential"].notna().any())  # output lengths have an exponential fit
+    assert table["client_id"].tolist() == expected["client_id"].to_list()
+    assert table["best"].tolist() == expected["best"].to_list()
+    counts = expected["best"].value_counts()
+    n_lognormal = int(counts.filter(counts["best"] == "lognormal")["count"].sum())
+    assert any(f"lognormal for {n_lognormal}" in c for c in d.captions() if c.startswith("Per-client fits of output"))
+
+
+# -- 11. chart data as CSV; two workloads side by side ----------------------------------------
+
+
+@pytest.mark.parametrize("page", ["overview", "burstiness", "rate_shifts", "lengths", "compose", "preview"])
+def test_every_chart_offers_its_data_as_csv(page):
+    d = Dashboard().open("compose").open(page)
+    figures = [k for k in d.figures() if not k.startswith(("cl_", "cmp_activity_"))]
+    assert figures
+    buttons = {b.key for b in d.at.download_button}
+    for key in figures:
+        assert f"{key}_csv" in buttons, key
+
+
+def test_the_csv_of_a_chart_is_its_data():
+    import io
+
+    import polars as pl
+
+    import state
+
+    from servegen_core.compose import rate_curve
+
+    d = Dashboard().open("compose")
+    spec = d.at.session_state["spec"]
+    curve = rate_curve(plan_workload(spec, pool=load_pool(demo_data_dir() / "servegen", "language/demo-chat")))
+    # the page's CSV button writes the frame it was given; the rate chart was given the core's curve
+    fig = d.figure("cmp_rate_chart")
+    np.testing.assert_allclose(values(fig["data"][0], "y"), curve["target_rps"].to_numpy())
+    back = pl.read_csv(io.BytesIO(curve.write_csv().encode()))
+    assert back.columns == ["t_s", "target_rps", "composed_rps"] and back.height == curve.height
+    frames = {"a": curve.head(3), "b": curve.tail(2)}
+    both = state.stack_frames(frames)
+    assert both["series"].to_list() == ["a"] * 3 + ["b"] * 2
+
+
+def test_preview_compares_this_spec_with_an_earlier_one(demo_dir):
+    from servegen_core import rates
+    from servegen_core.compose import compose
+
+    d = Dashboard().open("compose")
+    earlier = d.at.session_state["spec"]
+    d.at.number_input(key="cmp_seed").set_value(4).run()
+    d.at.selectbox(key="cmp_rate_kind").select("constant").run()
+    d.check()
+    current = d.at.session_state["spec"]
+    d.open("preview")
+    d.at.radio(key="pv_compare").set_value("earlier").run()
+    d.check()
+    box = d.at.selectbox(key="pv_earlier")
+    assert '#1: rate {"kind":"observed","factor":1.0}; seed 0' in box.options
+    box.set_value(0).run()  # #1: the first spec of the session
+    d.check()
+    (note,) = [c for c in d.captions() if c.startswith("B differs from A in: ")]
+    assert "rate" in note and note.endswith("seed 0.")
+    pool = load_pool(demo_dir / "servegen", "language/demo-chat")
+    res = next(s for s in d.at.selectbox if s.label == "Arrival bins").value
+    for key, spec in (("pv_real_arrivals", current), ("pv_naive_arrivals", earlier)):
+        series = rates.rate_series(compose(spec, pool=pool).trace, resolution_s=res).frame
+        np.testing.assert_allclose(values(d.figure(key)["data"][0], "y"), series["rate_rps"].to_numpy())
+    checks = d.table("passed_b")
+    assert list(checks.columns) == ["name", "value", "passed", "value_b", "passed_b"]
