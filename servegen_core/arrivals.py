@@ -321,6 +321,12 @@ def _client_window_starts(ts: np.ndarray, seg_start: np.ndarray, window_s: int) 
     pos, wins = [], []
     for a, b in zip(seg_start.tolist(), seg_end.tolist()):
         w0, w1 = (int(w) for w in _window_index(ts[[a, b - 1]], window_s))
+        if w1 - w0 >= b - a:  # more windows than requests (a sparse client): index each request
+            win = _window_index(ts[a:b], window_s).astype(np.int64)
+            first = np.concatenate(([0], np.flatnonzero(win[1:] != win[:-1]) + 1))
+            pos.append(a + first)
+            wins.append(win[first])
+            continue
         edges = np.arange(w0 + 1, w1 + 1, dtype=np.float64) * window_s
         pos.append(np.concatenate(([a], a + np.searchsorted(ts[a:b], edges, side="left"))))
         wins.append(np.arange(w0, w1 + 1, dtype=np.int64))

@@ -34,12 +34,15 @@ __all__ = [
     "DEFAULT_MAX_REQUESTS_MEMORY",
     "DEFAULT_MAX_SPAN_S",
     "DEFAULT_MAX_TOKENS",
+    "MAX_BIN_CELLS",
     "MAX_BLOCK_SIZE",
     "MAX_DECOMPRESSED_ENV",
     "MAX_REQUESTS_ENV",
     "MAX_REQUESTS_MEMORY_ENV",
     "MAX_SPAN_ENV",
+    "MAX_TIME_BINS",
     "MAX_TOKENS_ENV",
+    "check_time_bins",
     "max_decompressed_bytes",
     "max_requests",
     "max_span_s",
@@ -63,6 +66,22 @@ DEFAULT_MAX_REQUESTS_MEMORY = 20_000_000
 DASHBOARD_MAX_REQUESTS = 2_000_000
 #: Largest ``hash_ids`` block size (tokens): one block per request at the token limit.
 MAX_BLOCK_SIZE = DEFAULT_MAX_TOKENS
+#: Most time bins a rate series spans (a series is dense over the span: 50M float64 = 400 MB).
+MAX_TIME_BINS = 50_000_000
+#: Most cells of a per-client rate table (clients x time bins, float64: 1.6 GB).
+MAX_BIN_CELLS = 200_000_000
+
+
+def check_time_bins(n_bins: int, bin_s: float, *, clients: int = 1) -> None:
+    """Refuse a rate series of ``n_bins`` bins of ``bin_s`` seconds (per client: ``clients`` rows)
+    above :data:`MAX_TIME_BINS` or :data:`MAX_BIN_CELLS`, before it is allocated."""
+    from servegen_core.errors import LimitError
+
+    hint = f"the data span {n_bins * bin_s:.4g} s; use coarser bins or a shorter span"
+    if n_bins > MAX_TIME_BINS:
+        raise LimitError(f"time bins of {bin_s:g} s", n_bins, MAX_TIME_BINS, hint)
+    if n_bins * clients > MAX_BIN_CELLS:
+        raise LimitError(f"cells of a {clients:,}-client rate table", n_bins * clients, MAX_BIN_CELLS, hint)
 
 
 class LimitConfigError(ServeGenError, ValueError):

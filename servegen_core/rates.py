@@ -55,6 +55,7 @@ from servegen_core._source import (
     trace_problem,
     trace_times,
 )
+from servegen_core.limits import check_time_bins
 from servegen_core.pool import ClientPool
 from servegen_core.result import Result, Table
 
@@ -188,6 +189,7 @@ def _bin_pool(pool: ClientPool, bin_s: int, *, per_client: bool) -> _Binned:
     first = int(start.min()) // bin_s * bin_s
     b = (start - first) // bin_s
     nb = int(b.max()) + 1
+    check_time_bins(nb, bin_s, clients=len(pool.client_ids) if per_client else 1)
     # Seconds covered: distinct window starts per bin, times the window length.
     slot = (start - first) // pool.window_s
     present = np.flatnonzero(np.bincount(slot))
@@ -208,6 +210,7 @@ def _bin_trace(df: pl.DataFrame, bin_s: int, *, per_client: bool, shift_s: float
     ts = times.ts
     first = int(np.floor((ts[0] + shift_s) / bin_s))
     nb = int(np.floor((ts[-1] + shift_s) / bin_s)) - first + 1
+    check_time_bins(nb, bin_s)
     lo = (first + np.arange(nb, dtype=np.int64)) * bin_s
     pos = np.searchsorted(ts, np.append(lo, lo[-1] + bin_s) - shift_s, side="left")
     pos[-1] = ts.size
@@ -217,6 +220,7 @@ def _bin_trace(df: pl.DataFrame, bin_s: int, *, per_client: bool, shift_s: float
     if not per_client:
         return _Binned([], lo, per_bin.astype(np.float64).reshape(1, nb), covered, bin_s)
     tc = trace_clients(df, times)
+    check_time_bins(nb, bin_s, clients=len(tc.ids))
     codes, ncodes = tc.codes, tc.ncodes
     if ncodes * nb > 1 << 23:  # sparse categorical codes: number the clients densely first
         codes, ncodes = tc.rank[codes], len(tc.ids)

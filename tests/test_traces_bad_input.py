@@ -273,3 +273,58 @@ def test_conversation_rebuild_is_bounded(tmp_path, monkeypatch):
     monkeypatch.setattr(traces, "MAX_REBUILT_HASH_IDS", 2 * sum(range(1, 21)) - 1)
     with pytest.raises(DataFormatError, match="hash ids"):
         load_trace(f)
+
+
+# --------------------------------------------------------------------------- arrays sized by the span
+
+
+def _sparse_trace(azure: pl.DataFrame, far_s: float) -> pl.DataFrame:
+    """The Azure requests (client "a") plus client "b": three requests at the start, three ``far_s`` s later."""
+    from servegen_core.schema import validate_trace
+
+    base = azure.select("timestamp_s", "input_tokens", "output_tokens").with_columns(client_id=pl.lit("a"))
+    far = pl.DataFrame(
+        {
+            "timestamp_s": [1.0, 2.0, 4.0, far_s, far_s + 1.0, far_s + 3.0],
+            "input_tokens": [5, 6, 7, 8, 9, 10],
+            "output_tokens": [1, 2, 3, 4, 5, 6],
+            "client_id": ["b"] * 6,
+        }
+    )
+    return validate_trace(pl.concat([base, far], how="diagonal"))
+
+
+def test_window_cv_of_a_sparse_client_is_sized_by_requests(tmp_path, azure_rows, monkeypatch):
+    """A client with requests 1e15 s apart has two windows, found without a window per 600 s."""
+    from servegen_core import arrivals
+
+    azure = load_trace(_azure_file(tmp_path, azure_rows)).trace
+    trace = _sparse_trace(azure, 1e15)
+    tracemalloc.start()
+    try:
+        got = arrivals.window_cv(trace, min_requests=3).frame
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 64 * 2**20
+    assert got.filter(pl.col("client_id") == "b")["start_s"].to_list() == [0, int(1e15 // 600 * 600)]
+    # the same as the other code path (every request's window index, used for many clients)
+    monkeypatch.setattr(arrivals, "SEARCH_MAX_CLIENTS", 0)
+    assert arrivals.window_cv(trace, min_requests=3).frame.equals(got)
+    near = _sparse_trace(azure, 5000.0)  # both paths agree on a dense client too
+    dense = arrivals.window_cv(near, min_requests=3).frame
+    monkeypatch.setattr(arrivals, "SEARCH_MAX_CLIENTS", 4096)
+    assert arrivals.window_cv(near, min_requests=3).frame.equals(dense)
+
+
+def test_rate_series_over_an_absurd_span_is_refused_before_allocating(tmp_path, azure_rows):
+    from servegen_core import rates
+    from servegen_core.errors import LimitError
+    from servegen_core.limits import MAX_TIME_BINS
+
+    azure = load_trace(_azure_file(tmp_path, azure_rows)).trace
+    with pytest.raises(LimitError, match="time bins of 60 s") as info:
+        rates.rate_series(_sparse_trace(azure, 1e15), resolution_s=60)
+    assert info.value.limit == MAX_TIME_BINS and info.value.value > 1e12
+    ok = rates.rate_series(_sparse_trace(azure, 86400.0), resolution_s=60)
+    assert ok.ok and ok.frame.height > 0
