@@ -9,8 +9,8 @@ port, writes the port number to ``P`` (atomically, once listening) and serves un
 
 Each request appends one JSON line to ``L`` (flushed before the answer is sent):
 ``arrival_s`` (``time.time()`` when the request line was read), ``path``, ``max_tokens``,
-``stream``, ``messages`` (count), ``roles`` and ``prompt`` (the message contents joined in order,
-or the ``prompt`` field of a completion). Standard library only, so it runs under any Python.
+``stream``, ``messages`` (count), ``roles``, ``contents`` (each message's text) and ``prompt``
+(the message contents joined in order, or the ``prompt`` field of a completion). Standard library only, so it runs under any Python.
 """
 
 from __future__ import annotations
@@ -68,7 +68,8 @@ class Handler(BaseHTTPRequestHandler):
             self._send_json(404, {"error": {"message": f"unknown path {self.path}"}})
             return
         messages = body.get("messages") or []
-        prompt = "".join(_content_text(m.get("content")) for m in messages) if messages else str(body.get("prompt", ""))
+        contents = [_content_text(m.get("content")) for m in messages]
+        prompt = "".join(contents) if messages else str(body.get("prompt", ""))
         max_tokens = body.get("max_tokens", body.get("max_completion_tokens"))
         n_out = int(max_tokens) if isinstance(max_tokens, int) and max_tokens > 0 else 16
         stream = bool(body.get("stream"))
@@ -79,6 +80,7 @@ class Handler(BaseHTTPRequestHandler):
             "stream": stream,
             "messages": len(messages),
             "roles": [m.get("role") for m in messages],
+            "contents": contents,
             "prompt": prompt,
         }
         with self.server.lock:
