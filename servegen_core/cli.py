@@ -1090,13 +1090,16 @@ def _cmd_whatif(args: argparse.Namespace, out: TextIO) -> int:
     headers = ("workload", "requests", "replicas", "under-provisioned", f"p50 TTFT s{at}", f"p99 TTFT s{at}", f"p99 TPOT s{at}", "SLO met")
     rows = [
         (
-            r["workload"], r["requests"], "> max" if r["replicas"] is None else r["replicas"],
+            r["workload"], r["requests"], "none" if r["replicas"] is None else r["replicas"],
             None if r["under_provisioning"] is None else f"{r['under_provisioning']:.0%}",
             r["ttft_p50_s"], r["ttft_p99_s"], r["tpot_p99_s"], None if r["met"] is None else ("yes" if r["met"] else "no"),
         )
         for r in comparison.table.iter_rows(named=True)
     ]
     out.write(format_table(headers, rows, numeric=(False, True, True, True, True, True, True, False)) + "\n\n")
+    for r in comparison.table.iter_rows(named=True):
+        if r["note"]:
+            out.write(f"note: {r['workload']}: {r['note']}\n")
     out.write(comparison.sentence() + "\n")
     return EXIT_OK
 

@@ -1104,13 +1104,15 @@ class ProvisioningResult:
     ``max_replicas`` did not), and ``curve``, one row per replica count simulated on the way
     (sorted by ``replicas``: latency percentiles in seconds, mean utilization, ``met``).
     ``simulation`` is the full :class:`SimResult` at the answer (per-request latencies, per-
-    replica statistics and timelines), None without an answer."""
+    replica statistics and timelines), None without an answer; ``reason`` says why there is
+    no answer ("" when there is one)."""
 
     replicas: int | None
     slo: Slo
     curve: pl.DataFrame
     max_replicas: int
     simulation: SimResult | None = None
+    reason: str = ""
 
 
 def _curve_row(n: int, summary: Mapping[str, float], met: bool) -> dict[str, Any]:
@@ -1120,21 +1122,31 @@ def _curve_row(n: int, summary: Mapping[str, float], met: bool) -> dict[str, Any
     return row
 
 
-def _feasible(slo: Slo, cost: CostModel, inp: np.ndarray, out: np.ndarray, config: ServerConfig) -> bool:
-    """False when even every request alone on its own replica misses the objective: one does not
-    fit the KV cache (it is rejected), or the p99 of lone prefill or decode times is too high."""
-    cap = cost.kv_tokens // config.block_size - int(config.watermark * (cost.kv_tokens // config.block_size))
-    if len(inp) and int(np.max(-(-(inp + out) // config.block_size))) > cap:
-        return False
-    if slo.ttft_p99_s is not None and float(np.percentile(cost.prefill_time(inp), 99)) > slo.ttft_p99_s:
-        return False
+def _infeasible(slo: Slo, cost: CostModel, inp: np.ndarray, out: np.ndarray, config: ServerConfig) -> str:
+    """Why even every request alone on its own replica would miss the objective ("" if it would
+    not): one does not fit the KV cache (it is rejected), or the p99 of lone prefill or decode
+    times is above the objective."""
+    blocks = cost.kv_tokens // config.block_size
+    cap = blocks - int(config.watermark * blocks)
+    if len(inp):
+        need = -(-(inp + out) // config.block_size)
+        too_big = int((need > cap).sum())
+        if too_big:
+            return (
+                f"{too_big:,} request(s) need more KV cache than a replica holds ({cap * config.block_size:,} tokens) "
+                "and are rejected"
+            )
+    if slo.ttft_p99_s is not None:
+        p99 = float(np.percentile(cost.prefill_time(inp), 99))
+        if p99 > slo.ttft_p99_s:
+            return f"even alone, the p99 of the requests' prefill times is {p99:.3g} s, above the {slo.ttft_p99_s:g} s TTFT objective"
     if slo.tpot_p99_s is not None:
         multi = out > 1
         if multi.any():
-            alone = cost.decode_time(1, inp[multi] + 1 + (out[multi] - 2) / 2)
-            if float(np.percentile(alone, 99)) > slo.tpot_p99_s:
-                return False
-    return True
+            p99 = float(np.percentile(cost.decode_time(1, inp[multi] + 1 + (out[multi] - 2) / 2), 99))
+            if p99 > slo.tpot_p99_s:
+                return f"even alone, the p99 of the requests' decode step times is {p99:.3g} s, above the {slo.tpot_p99_s:g} s TPOT objective"
+    return ""
 
 
 def min_replicas(
@@ -1177,6 +1189,7 @@ def min_replicas(
         return bool(rows[n]["met"])
 
     answer: int | None
+    reason = ""
     if requests.height == 0:
         answer = 1
         run(1)
@@ -1185,7 +1198,8 @@ def min_replicas(
         span = max(float(t.max() - t.min()), 1.0)
         rate = cost.token_rate(float(i.mean()), float(o.mean()))
         guess = int(min(max_replicas, max(1, math.ceil(float(i.sum() + o.sum()) / span / rate))))
-        if not _feasible(slo, cost, i, o, config or ServerConfig()):
+        reason = _infeasible(slo, cost, i, o, config or ServerConfig())
+        if reason:
             run(guess)
             hi = lo = None
         elif run(guess):
@@ -1210,6 +1224,7 @@ def min_replicas(
                 lo = n
         if hi is None:
             answer = None
+            reason = reason or f"not met with {max_replicas} replicas, the most tried"
         else:
             while hi - lo > 1:
                 mid = (lo + hi) // 2
@@ -1222,7 +1237,7 @@ def min_replicas(
         if 1 <= n <= max_replicas:
             run(int(n))
     curve = pl.DataFrame([rows[k] for k in sorted(rows)]).select(_CURVE_COLUMNS)
-    return ProvisioningResult(answer, slo, curve, max_replicas, best.get(answer) if answer is not None else None)
+    return ProvisioningResult(answer, slo, curve, max_replicas, best.get(answer) if answer is not None else None, reason)
 
 
 def poisson_baseline(requests: pl.DataFrame, *, window_s: float = 600.0, seed: int = 0) -> pl.DataFrame:
@@ -1282,7 +1297,8 @@ class Comparison:
     (needed for the SLO; null if not met up to the maximum), ``under_provisioning`` (``1 -
     naive replicas / realistic replicas``: the share of the realistic need a benchmark with
     that baseline would miss), then ``ttft_p50_s, ttft_p99_s, tpot_p99_s, met`` of that
-    workload *at the realistic replica count*. ``curves``: every simulated point,
+    workload *at the realistic replica count*, and ``note``: why a workload has no answer.
+    ``curves``: every simulated point,
     ``workload, replicas, ttft_p99_s, tpot_p99_s, ...``. ``realistic``: the simulation of the
     realistic workload at its answer (None without one).
     """
@@ -1298,14 +1314,16 @@ class Comparison:
         """The answer in one sentence."""
         rows = {r["workload"]: r for r in self.table.iter_rows(named=True)}
         real = rows.get("realistic")
-        if real is None or real["replicas"] is None:
-            return f"The realistic workload does not meet {self.slo.describe()} within the replica limit."
+        if real is None:
+            return "No realistic workload was simulated."
+        if real["replicas"] is None:
+            return f"The realistic workload cannot meet {self.slo.describe()} on {self.cost_name}: {real['note']}."
         parts = []
         for name, r in rows.items():
             if name == "realistic":
                 continue
             if r["replicas"] is None:
-                parts.append(f"{name} needs more than the limit")
+                parts.append(f"{name} none ({r['note']})")
             else:
                 u = r["under_provisioning"]
                 how = f"{u:.0%} under-provisioned" if u >= 0 else f"{-u:.0%} over-provisioned"
@@ -1343,12 +1361,13 @@ def _compare(workloads: Mapping[str, pl.DataFrame], slo: Slo, cost: CostModel, *
                 "ttft_p99_s": at["ttft_p99_s"] if at else None,
                 "tpot_p99_s": at["tpot_p99_s"] if at else None,
                 "met": at["met"] if at else None,
+                "note": res.reason,
             }
         )
         curves.append(res.curve.with_columns(pl.lit(name).alias("workload")).select("workload", *_CURVE_COLUMNS))
     schema = {
         "workload": pl.String, "requests": pl.Int64, "replicas": pl.Int64, "under_provisioning": pl.Float64,
-        "ttft_p50_s": pl.Float64, "ttft_p99_s": pl.Float64, "tpot_p99_s": pl.Float64, "met": pl.Boolean,
+        "ttft_p50_s": pl.Float64, "ttft_p99_s": pl.Float64, "tpot_p99_s": pl.Float64, "met": pl.Boolean, "note": pl.String,
     }
     real = results["realistic"].simulation
     return Comparison(pl.DataFrame(rows, schema=schema), pl.concat(curves), slo, cost.name, cost.note, real)

@@ -65,6 +65,14 @@ def test_an_unreachable_slo_answers_none_after_one_simulation(traces_dir, cost):
     assert np.percentile(cost.prefill_time(mooncake["input_tokens"].to_numpy()), 99) > 1.0
     res = sv.min_replicas(mooncake, sv.Slo(ttft_p99_s=1.0), cost)
     assert res.replicas is None and res.curve.height == 1
+    assert "p99 of the requests' prefill times" in res.reason
+    # a cache too small for the longest prompt: those requests would be rejected
+    small = sv.min_replicas(mooncake, sv.Slo(ttft_p99_s=100.0), sv.roofline("llama-3-8b", "a10g"))
+    longest = int((mooncake["input_tokens"] + mooncake["output_tokens"]).max())
+    assert longest > sv.roofline("llama-3-8b", "a10g").kv_tokens and small.replicas is None
+    assert "need more KV cache than a replica holds" in small.reason
+    c = sv.compare_trace(mooncake, sv.Slo(ttft_p99_s=1.0), cost)
+    assert c.sentence().startswith("The realistic workload cannot meet p99 TTFT <= 1 s on llama-3-8b@a100-80gb: even alone")
 
 
 def test_poisson_baseline_keeps_requests_and_window_counts_and_removes_burstiness(azure):

@@ -128,11 +128,11 @@ if stored is None or stored[0] != params:
     st.stop()
 result: serving.Comparison = stored[1]
 table = result.table
-st.success(md(result.sentence()))
+(st.success if table["replicas"][0] is not None else st.warning)(md(result.sentence()))
 answers = dict(zip(table["workload"].to_list(), table["replicas"].to_list(), strict=True))
 cols = st.columns(len(answers))
 for col, row in zip(cols, table.iter_rows(named=True), strict=True):
-    value = "> limit" if row["replicas"] is None else f"{row['replicas']}"
+    value = "none" if row["replicas"] is None else f"{row['replicas']}"
     delta = None
     if row["under_provisioning"] is not None:
         delta = f"{-row['under_provisioning']:.0%} vs realistic"

@@ -68,12 +68,22 @@ def test_composed_spec_vs_its_poisson_baseline():
     spec = d.at.session_state["spec"]
     d.open("provisioning")
     d.at.multiselect(key="prov_baselines").set_value(["poisson"]).run()
+    d.at.number_input(key="prov_slo_ttft").set_value(5.0).run()
     d.at.button(key="prov_run").click().run()
     d.check()
     pool = load_pool(demo_data_dir() / "servegen", "language/demo-chat")
-    core = serving.compare_spec(spec, serving.Slo(ttft_p99_s=2.0), serving.roofline("llama-3-8b", "a100-80gb"), baselines=["poisson"], pool=pool)
+    cost = serving.roofline("llama-3-8b", "a100-80gb")
+    core = serving.compare_spec(spec, serving.Slo(ttft_p99_s=5.0), cost, baselines=["poisson"], pool=pool)
+    assert core.table["replicas"][0] is not None
     assert [plain(s.value) for s in d.at.success] == [core.sentence()]
     assert d.table("workload", "replicas")["workload"].tolist() == ["realistic", "poisson"]
+    # an objective below what the requests need alone: a warning that says why, no answer
+    d.at.number_input(key="prov_slo_ttft").set_value(2.0).run()
+    d.at.button(key="prov_run").click().run()
+    d.check()
+    warned = [plain(w.value) for w in d.at.warning]
+    assert any("cannot meet p99 TTFT <= 2 s" in w and "prefill times" in w for w in warned), warned
+    assert not d.at.success
 
 
 def test_a_workload_above_the_simulation_limit_is_refused(traces_dir, monkeypatch):
