@@ -193,6 +193,8 @@ MAX_RPS = 1e9
 MAX_FACTOR = 1e9
 #: Largest explicit client weight (weights are relative; only their ratios matter).
 MAX_WEIGHT = 1e12
+#: Largest spec file read (bytes).
+MAX_SPEC_BYTES = 16 * 2**20
 #: Largest ``span.start_s``, ``span.duration_s`` and piecewise time (seconds; about 3,000 years).
 MAX_SPAN_VALUE_S = 1e11
 
@@ -1063,6 +1065,9 @@ class WorkloadSpec:
         """Read a spec file; relative paths in it resolve against the file's folder."""
         p = Path(path)
         try:
+            if p.stat().st_size > MAX_SPEC_BYTES:
+                msg = f"spec file {p} is larger than {MAX_SPEC_BYTES // 2**20} MB (a spec is a few hundred bytes)"
+                raise SpecError(None, msg)
             text = p.read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as exc:
             raise SpecError(None, f"cannot read spec file {p}: {exc}") from None

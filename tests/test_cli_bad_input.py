@@ -248,3 +248,28 @@ def test_summary_of_a_large_trace_shows_loading_progress(capsys, traces_dir, mon
     progress = [ln for ln in err.splitlines() if ln.startswith("reading AzureLLMInferenceTrace_conv.csv: ")]
     assert progress and "(~" in progress[0]
     assert f"read AzureLLMInferenceTrace_conv.csv: {rows:,} rows" in err
+
+
+def test_stdout_on_a_full_device_is_one_line_exit_2(tmp_path):
+    """Writing the result to /dev/full (a full disk behind stdout) fails cleanly."""
+    import subprocess
+    import sys
+
+    from servegen_core.paths import PROJECT_DIR
+
+    env = {**os.environ, "PYTHONPATH": str(PROJECT_DIR)}
+    with open("/dev/full", "w") as full:
+        proc = subprocess.run(
+            [sys.executable, "-m", "servegen_core", "spec-template", "-o", "-"],
+            stdout=full, stderr=subprocess.PIPE, text=True, env=env, check=False,
+        )
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.strip() == f"servegen: error: {os.strerror(errno.ENOSPC)}"
+
+
+def test_huge_spec_file_is_refused_unread(capsys, tmp_path):
+    spec = tmp_path / "big.json"
+    with spec.open("wb") as fh:
+        fh.truncate(64 * 2**20)  # sparse: 64 MB of zero bytes, no disk used
+    code, _, err = run(capsys, "validate", "--spec", spec)
+    assert code == 2 and "larger than 16 MB" in error_line(err)
