@@ -76,7 +76,7 @@ import math
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -239,8 +239,13 @@ def _bench_point(data: Mapping[str, Any], path: Path) -> dict[str, float]:
             entry = data.get(key)
             if not isinstance(entry, Mapping) or "avg" not in entry:
                 raise DataFormatError(path, f"key {key}", "missing (AIPerf metric with an 'avg')")
-            unit = entry.get("unit", "")
-            factor = {"ms": 1e-3, "s": 1.0, "sec": 1.0, "ns": 1e-9}.get(unit, 1.0) if scale else 1.0
+            factor = 1.0
+            if scale:
+                units = {"ms": 1e-3, "s": 1.0, "sec": 1.0, "us": 1e-6, "ns": 1e-9}
+                unit = entry.get("unit")
+                if unit not in units:
+                    raise DataFormatError(path, f"key {key}.unit", f"expected a time unit ({', '.join(units)}), got {unit!r}")
+                factor = units[unit]
             return num(f"{key}.avg", entry["avg"]) * factor
 
         return {

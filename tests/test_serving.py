@@ -244,6 +244,9 @@ def test_calibration_reads_vllm_and_aiperf_results(tmp_path, cost):
     bad.write_text(json.dumps({"mean_ttft_ms": 1}))
     with pytest.raises(DataFormatError, match="bad.json: key request_throughput"):
         sv.calibrate([bad], kv_tokens=1000)
+    bad.write_text(json.dumps({**aiperf, "time_to_first_token": {"unit": "fortnights", "avg": 1.0}}))
+    with pytest.raises(DataFormatError, match="bad.json: key time_to_first_token.unit: expected a time unit"):
+        sv.calibrate([bad], kv_tokens=1000)
     bad.write_text("{not json")
     with pytest.raises(DataFormatError, match="not JSON"):
         sv.calibrate([bad], kv_tokens=1000)

@@ -10,8 +10,8 @@ import pytest
 
 from servegen_core import serving as sv
 from servegen_core.cli import main
-from servegen_core.errors import SpecError
 from servegen_core.compose import load_source, plan_workload
+from servegen_core.errors import SpecError
 from servegen_core.spec import ObservedRate, ServeGenSource, Span, WorkloadSpec
 from servegen_core.traces import load_trace
 

@@ -9,8 +9,8 @@ import pytest
 from _dash import Dashboard, axis_title, horizontal_lines, plain, title, trace_names, values
 
 from servegen_core import serving
-from servegen_core.pool import load_pool
 from servegen_core.paths import demo_data_dir
+from servegen_core.pool import load_pool
 from servegen_core.traces import load_trace
 
 
