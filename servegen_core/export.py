@@ -272,19 +272,27 @@ def _dense_ids(
     keys: np.ndarray, owner: np.ndarray, n: int, *, next_id: int, table: pl.DataFrame | None
 ) -> tuple[pl.Series, int, pl.DataFrame]:
     """Block keys (flat, with their row) renumbered densely: a key met for the first time
-    (row order, then block order) gets the next id; ``table`` holds the keys met before."""
+    (row order, then block order) gets the next id; ``table`` (``key``, ``id``, sorted by
+    key) holds the keys met before and is returned grown."""
     from servegen_core.sessions import _lists
 
-    if table is None:
-        table = pl.DataFrame(schema={"key": pl.Int64(), "id": pl.Int64()})
-    blocks = pl.DataFrame({"key": keys, "owner": owner}, schema={"key": pl.Int64(), "owner": pl.Int64()})
-    known = blocks.join(table, on="key", how="left", maintain_order="left")
-    new = known.filter(pl.col("id").is_null()).select("key").unique(keep="first", maintain_order=True)
-    new = new.with_columns(pl.int_range(next_id, next_id + new.height, dtype=pl.Int64).alias("id"))
-    table = pl.concat([table, new])
-    ids = blocks.join(table, on="key", how="left", maintain_order="left")["id"].to_numpy()
-    series = _lists(owner, n, hash_ids=ids)["hash_ids"]
-    return series, next_id + new.height, table
+    t_keys = np.zeros(0, dtype=np.int64) if table is None else table["key"].to_numpy()
+    t_ids = np.zeros(0, dtype=np.int64) if table is None else table["id"].to_numpy()
+    uniq, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
+    pos = np.searchsorted(t_keys, uniq)
+    found = pos < len(t_keys)
+    found[found] = t_keys[pos[found]] == uniq[found]
+    uid = np.empty(len(uniq), dtype=np.int64)
+    uid[found] = t_ids[pos[found]]
+    new = np.flatnonzero(~found)
+    new = new[np.argsort(first[new], kind="stable")]  # new keys in order of first use
+    uid[new] = next_id + np.arange(len(new), dtype=np.int64)
+    ins = np.sort(new)  # uniq is sorted, so its new keys are too
+    t_keys = np.insert(t_keys, pos[ins], uniq[ins])
+    t_ids = np.insert(t_ids, pos[ins], uid[ins])
+    series = _lists(owner, n, hash_ids=uid[inverse])["hash_ids"]
+    table = pl.DataFrame({"key": t_keys, "id": t_ids}, schema={"key": pl.Int64(), "id": pl.Int64()})
+    return series, next_id + len(new), table
 
 
 def native_frame(chunk: pl.DataFrame, ctx: ChunkContext) -> tuple[pl.DataFrame, ChunkContext]:

@@ -544,44 +544,43 @@ def session_chunks(
 
 def block_keys(segment_ids: pl.Series, segment_tokens: pl.Series, *, block_size: int) -> tuple[np.ndarray, np.ndarray]:
     """The 63-bit key of every block of every request (row order, then block order) and the
-    row each belongs to: what :func:`hash_ids` returns, flat."""
-    ids = hash_ids(segment_ids, segment_tokens, block_size=block_size)
-    owner = np.repeat(np.arange(len(ids), dtype=np.int64), ids.list.len().to_numpy())
-    flat = ids.explode().drop_nulls().to_numpy().astype(np.int64)
-    return flat, owner
+    row each belongs to: what :func:`hash_ids` returns, flat.
 
-
-def hash_ids(segment_ids: pl.Series, segment_tokens: pl.Series, *, block_size: int) -> pl.Series:
-    """``hash_ids`` at ``block_size`` tokens per block from a request's prompt segments.
-
-    Block ``k`` (tokens ``[kB, min((k+1)B, x))``) gets a 63-bit id hashed from the id of the
-    segment holding its last token and the block's end offset; a request gets
-    ``ceil(x / B)`` ids. Requests that share exactly their first ``X`` tokens share exactly
-    their first ``floor(X / B)`` ids (see the module docstring).
+    Block ``k`` (tokens ``[kB, min((k+1)B, x))``) is keyed by a hash of the id of the
+    segment holding its last token and the block's end offset; requests get
+    ``ceil(x / B)`` keys. Requests that share exactly their first ``X`` tokens share exactly
+    their first ``floor(X / B)`` keys (see the module docstring).
     """
     if block_size < 1:
         msg = f"block_size must be a positive number of tokens, got {block_size}"
         raise ValueError(msg)
     n = len(segment_ids)
     if n == 0:
-        return pl.Series("hash_ids", [], dtype=pl.List(pl.Int64))
-    lens = segment_tokens.list.len().to_numpy()
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+    lens = segment_tokens.list.len().fill_null(0).to_numpy()
     ids = segment_ids.explode().drop_nulls().to_numpy().astype(np.int64)
     toks = segment_tokens.explode().drop_nulls().to_numpy().astype(np.int64)
     seg_req = np.repeat(np.arange(n), lens)
     x = np.bincount(seg_req, weights=toks, minlength=n).astype(np.int64)
     nblocks = (x + block_size - 1) // block_size
-    blk_req = np.repeat(np.arange(n), nblocks)
+    blk_req = np.repeat(np.arange(n, dtype=np.int64), nblocks)
     bfirst = np.concatenate([[0], np.cumsum(nblocks)[:-1]])
-    k = np.arange(int(nblocks.sum())) - np.repeat(bfirst, nblocks)
+    k = np.arange(int(nblocks.sum()), dtype=np.int64) - np.repeat(bfirst, nblocks)
     end = np.minimum((k + 1) * block_size, x[blk_req])
     # global token positions: request offset + position inside the request
     req_base = np.concatenate([[0], np.cumsum(x)[:-1]])
     seg_end = np.cumsum(toks)  # global end of each segment
-    last_tok = req_base[blk_req] + end - 1
-    seg = np.searchsorted(seg_end, last_tok, side="right")
-    out = _id63(_hash(_TAG_BLOCK, ids[seg], end))
-    return _lists(blk_req, n, hash_ids=out)["hash_ids"]
+    seg = np.searchsorted(seg_end, req_base[blk_req] + end - 1, side="right")
+    with np.errstate(over="ignore"):
+        mixed = _splitmix(ids[seg].astype(np.uint64) ^ (end.astype(np.uint64) * _M2) ^ np.uint64(_TAG_BLOCK))
+    return _id63(mixed), blk_req
+
+
+def hash_ids(segment_ids: pl.Series, segment_tokens: pl.Series, *, block_size: int) -> pl.Series:
+    """``hash_ids`` at ``block_size`` tokens per block from a request's prompt segments: the
+    keys of :func:`block_keys` as one list per request."""
+    keys, owner = block_keys(segment_ids, segment_tokens, block_size=block_size)
+    return _lists(owner, len(segment_ids), hash_ids=keys)["hash_ids"]
 
 
 def _lists(owner: np.ndarray, n: int, **values: np.ndarray) -> pl.DataFrame:
@@ -592,6 +591,8 @@ def _lists(owner: np.ndarray, n: int, **values: np.ndarray) -> pl.DataFrame:
         schema={"_r": pl.Int64(), **{k: pl.Int64() for k in values}},
     )
     grouped = flat.group_by("_r", maintain_order=True).agg(*values)
+    if grouped.height == n:  # every row has values: already one row each, in order
+        return grouped.select(pl.col(k).cast(pl.List(pl.Int64)) for k in values)
     full = pl.DataFrame({"_r": np.arange(n, dtype=np.int64)}).join(grouped, on="_r", how="left", maintain_order="left")
     return full.select(pl.col(k).fill_null([]).cast(pl.List(pl.Int64)) for k in values)
 
