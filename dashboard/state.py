@@ -33,6 +33,7 @@ from typing import Any
 import polars as pl
 import streamlit as st
 
+from servegen_core.compose import NAIVE_KINDS as _NAIVE_KINDS
 from servegen_core.compose import ComposePlan, Workload, plan_workload
 from servegen_core.compose import compose as compose_workload
 from servegen_core.compose import load_source as load_spec_source
@@ -1096,8 +1097,13 @@ def set_spec(view: View, spec: WorkloadSpec, *, naive: str | None) -> None:
 
 
 #: Naive baselines offered (:func:`servegen_core.compose.naive_spec` kinds) and how they read.
-NAIVE_KINDS = ("poisson", "constant")
-NAIVE_LABELS = {"poisson": "Poisson arrivals + pooled lengths", "constant": "… and a constant rate"}
+NAIVE_KINDS = _NAIVE_KINDS
+NAIVE_LABELS = {
+    "poisson": "Poisson arrivals only",
+    "pooled_lengths": "Pooled lengths only",
+    "poisson_pooled": "Poisson arrivals + pooled lengths",
+    "constant": "Constant rate, Poisson arrivals",
+}
 
 
 def stack_frames(frames: Mapping[str, pl.DataFrame]) -> pl.DataFrame:

@@ -5,7 +5,7 @@
     servegen models DATA_DIR [--json]
     servegen summary SOURCE [--model M] [--preset P] [--json]
     servegen generate --spec SPEC --format F -o OUT [--overwrite] [--chunk-s N]
-                      [--naive poisson|constant] [--seed N] [--block-size T] [-q]
+                      [--naive poisson|pooled_lengths|poisson_pooled|constant] [--seed N] [--block-size T] [-q]
     servegen validate --spec SPEC [--workload FILE] [--preset P] [--seed N] [--json]
     servegen spec-template [--model M] [--data-dir D] [--start-s S] [--duration-s D]
                            [--seed N] [--overwrite] -o FILE
@@ -715,6 +715,10 @@ def _clients_text(plan: Any) -> str:
         text += f", {n_excluded} excluded ({', '.join(parts)})"
     if ex["not_selected"]:
         text += f", {len(ex['not_selected'])} not selected"
+    cw = plan.client_windows
+    borrowing = cw.filter(cw["length_source"] == "borrowed")["client_id"].n_unique()
+    if borrowing:
+        text += f"; {borrowing} borrowing the other clients' lengths (none of their own)"
     return text
 
 
@@ -1140,6 +1144,12 @@ def _block_size(text: str) -> int:
     return _number_arg(int, lambda v: 1 <= v <= MAX_BLOCK_SIZE, f"a whole number of tokens in [1, {MAX_BLOCK_SIZE:,}]")(text)
 
 
+def _naive_kinds() -> tuple[str, ...]:
+    from servegen_core.spec import NAIVE_KINDS
+
+    return NAIVE_KINDS
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``servegen`` argument parser (subcommands ``models``, ``summary``, ``generate``, ``validate``, ``spec-template``)."""
     common = argparse.ArgumentParser(add_help=False)
@@ -1187,7 +1197,12 @@ def build_parser() -> argparse.ArgumentParser:
             "whole unless given, and as a folder of part files when given)"
         ),
     )
-    p.add_argument("--naive", choices=["poisson", "constant"], help="compose the naive baseline of the spec instead")
+    p.add_argument(
+        "--naive",
+        choices=list(_naive_kinds()),
+        help="compose a naive baseline of the spec instead: only Poisson arrivals (poisson), only pooled lengths "
+        "(pooled_lengths), both (poisson_pooled), or a constant rate with Poisson arrivals (constant)",
+    )
     p.add_argument("--seed", type=_seed, help="random seed (overrides the spec's)")
     p.add_argument(
         "--block-size", type=_block_size, default=None, metavar="TOKENS",

@@ -90,11 +90,25 @@ from servegen_core.errors import DataFormatError, LimitError, SpecError
 from servegen_core.limits import max_requests as default_max_requests
 from servegen_core.pool import ClientPool, client_sort_key, load_pool
 from servegen_core import sessions
+from servegen_core.renewal import (
+    EXPONENTIAL,
+    GAMMA,
+    MAX_SHAPE,
+    MIN_GAMMA_SHAPE,
+    MIN_WEIBULL_SHAPE,
+    WEIBULL,
+    empirical_tables,
+    family_cv,
+    gamma_shape_for_cv,
+    renewal_points,
+    weibull_shape_for_sample_cv,
+)
 from servegen_core.schema import PREFIX_COLUMNS, SCHEMA
 from servegen_core.spec import (
     ARRIVALS,
     LENGTHS,
     MISSING_LENGTHS,
+    NAIVE_KINDS,
     SCHEMA_VERSION,
     BoundedRate,
     ClientSelection,
@@ -115,6 +129,7 @@ __all__ = [
     "EXCLUSION_REASONS",
     "LENGTHS",
     "MISSING_LENGTHS",
+    "NAIVE_KINDS",
     "SCHEMA_VERSION",
     "BoundedRate",
     "ClientSelection",
@@ -149,7 +164,11 @@ ITEM_MODALITIES: tuple[str, ...] = ("image", "audio", "video")
 #: Fields that may hold the input length, in order of preference (the copula's first field).
 INPUT_FIELDS: tuple[str, ...] = ("input_tokens", "text_tokens")
 
-_GAMMA, _WEIBULL = 0, 1
+#: Largest expected number of requests in one generation unit. An arrival window whose composed
+#: clients expect more is cut into equal time pieces, each generated on its own (see
+#: :func:`_units`), so memory stays bounded at any rate.
+UNIT_REQUESTS = 1_000_000
+
 
 
 # --------------------------------------------------------------------------------------------
@@ -422,12 +441,18 @@ class ComposePlan:
             trace = _generate(self, 0, n_win)
         return Workload(trace=trace, spec=self.spec, warnings=self.warnings, plan=self)
 
-    def iter_chunks(self, chunk_s: float = 600.0, *, max_requests: int | None = None) -> Iterator[pl.DataFrame]:
-        """Yield the workload in time order, one frame per ``chunk_s`` seconds of span time.
+    def iter_chunks(
+        self, chunk_s: float = 600.0, *, max_requests: int | None = None, chunk_requests: int = UNIT_REQUESTS
+    ) -> Iterator[pl.DataFrame]:
+        """Yield the workload in time order, in chunks of at most ``chunk_s`` seconds of span
+        time and (about) ``chunk_requests`` requests.
 
-        A chunk holds the arrival windows whose start falls in ``[i*chunk_s, (i+1)*chunk_s)``
-        (so a ``chunk_s`` below the window length gives one window per chunk). Empty chunks
-        are skipped. Memory is bounded by the largest chunk. Refuses
+        Generation runs in units: one per arrival window, or, for a window whose clients
+        expect more than :data:`UNIT_REQUESTS` requests, one per equal time piece of it (the
+        plan fixes the units, so the rows never depend on the chunking). A chunk holds the
+        units whose start falls in ``[i*chunk_s, (i+1)*chunk_s)``, cut further so that its
+        expected requests stay within ``chunk_requests`` (a chunk holds at least one unit).
+        Empty chunks are skipped. Memory is bounded by the largest chunk. Refuses
         (:class:`~servegen_core.errors.LimitError`, on the first ``next``) when
         :attr:`expected_requests` is above ``max_requests`` (default: the streamed limit).
         """
@@ -435,19 +460,38 @@ class ComposePlan:
         if not (isinstance(chunk_s, (int, float)) and math.isfinite(chunk_s) and chunk_s > 0):
             msg = f"chunk_s must be a positive number of seconds, got {chunk_s!r}"
             raise ValueError(msg)
+        if isinstance(chunk_requests, bool) or not isinstance(chunk_requests, int) or chunk_requests < 1:
+            msg = f"chunk_requests must be a positive integer, got {chunk_requests!r}"
+            raise ValueError(msg)
         t0 = self._arrays["win_t0"]
         if len(t0) == 0:
             return
-        bucket = np.floor(t0 / chunk_s).astype(np.int64)
-        cuts = np.flatnonzero(np.diff(bucket)) + 1
-        bounds = np.concatenate([[0], cuts, [len(t0)]])
+        bounds = _chunk_bounds(t0, self._arrays["win_expected"], chunk_s, chunk_requests)
         if self.spec.prefix is not None:  # prefix stage: sessions and shared prompts
-            yield from sessions.session_chunks(self, zip(bounds[:-1].tolist(), bounds[1:].tolist()), _generate)
+            yield from sessions.session_chunks(self, bounds, _generate)
             return
-        for k0, k1 in zip(bounds[:-1], bounds[1:]):
-            frame = _generate(self, int(k0), int(k1))
+        for k0, k1 in bounds:
+            frame = _generate(self, k0, k1)
             if frame.height:
                 yield frame
+
+
+def _chunk_bounds(t0: np.ndarray, expected: np.ndarray, chunk_s: float, max_requests: int) -> list[tuple[int, int]]:
+    """Consecutive unit ranges: same ``chunk_s`` bucket, expected requests within ``max_requests``."""
+    bucket = np.floor(t0 / chunk_s).astype(np.int64)
+    out: list[tuple[int, int]] = []
+    cuts = np.flatnonzero(np.diff(bucket)) + 1
+    bounds = np.concatenate([[0], cuts, [len(t0)]])
+    for b0, b1 in zip(bounds[:-1].tolist(), bounds[1:].tolist()):
+        cum = np.cumsum(expected[b0:b1])
+        k, done = 0, 0.0
+        while k < b1 - b0:
+            # the longest run from k whose expected requests stay within the budget (>= 1 unit)
+            j = max(k + 1, int(np.searchsorted(cum, done + max_requests, side="right")))
+            out.append((b0 + k, b0 + j))
+            done = float(cum[j - 1])
+            k = j
+    return out
 
 
 @dataclass(frozen=True, eq=False)
@@ -596,6 +640,12 @@ def plan_workload(
                     f"{len(partial)} client(s) lack length data in some windows; those windows are excluded: {_ids_text(partial)}"
                 )
             cw = cw.filter(pl.col("has_lengths"))
+        elif spec.missing_lengths == "borrow":
+            warnings.append(
+                f"{by_client.height} client(s) without length data in some or all windows borrow lengths "
+                "(the request-weighted mixture of the other composed clients' tables in the same length window): "
+                f"{_ids_text(by_client['client_id'].to_list())} ({share:.1%} of the recorded requests in the span)"
+            )
         else:
             warnings.append(
                 f"{by_client.height} client(s) without length data in some or all windows get the pooled lengths: "
@@ -705,9 +755,25 @@ def plan_workload(
         .sort("window_index", "client_rank")
     )
     use_pooled = spec.lengths == "pooled"
-    cw = cw.with_columns(
-        pl.when(pl.lit(use_pooled) | ~pl.col("has_lengths")).then(pl.lit("pooled")).otherwise(pl.lit("client")).alias("length_source")
+    # a length window can lend lengths when a composed client has its own tables there
+    lenders = cw.filter(pl.col("has_lengths")).select("length_start_s").unique()
+    lenders = lenders.with_columns(pl.lit(True).alias("_lender"))
+    cw = (
+        cw.join(lenders, on="length_start_s", how="left")
+        .with_columns(
+            pl.when(pl.lit(use_pooled))
+            .then(pl.lit("pooled"))
+            .when(pl.col("has_lengths"))
+            .then(pl.lit("client"))
+            .when(pl.lit(spec.missing_lengths == "borrow") & pl.col("_lender").fill_null(False))
+            .then(pl.lit("borrowed"))
+            .otherwise(pl.lit("pooled"))
+            .alias("length_source")
+        )
+        .drop("_lender")
+        .sort("window_index", "client_rank")
     )
+    cw = _arrival_model(cw, spec, sp)
 
     # -- length tables ---------------------------------------------------------------------
     item_modalities = tuple(m for m in ITEM_MODALITIES if f"{m}_count" in fields and f"{m}_tokens" in fields)
@@ -724,7 +790,7 @@ def plan_workload(
         ends=tables["ends"],
         segs=segs if isinstance(rate, (PiecewiseRate, RampRate)) else None,
         seed=int(spec.seed),
-        poisson=spec.arrivals == "poisson",
+        empirical=_gap_tables(cw, sp),
         rho=float(spec.length_correlation),
         request_fields=request_fields,
         item_modalities=item_modalities,
@@ -734,10 +800,7 @@ def plan_workload(
     win = cw.group_by("window_index", maintain_order=True).agg(
         pl.col("t0_s").first(), pl.col("span_duration_s").first(), pl.len().alias("rows")
     )
-    arrays["win_index"] = win["window_index"].to_numpy()
-    arrays["win_t0"] = win["t0_s"].to_numpy().astype(np.float64)
-    arrays["win_d"] = win["span_duration_s"].to_numpy().astype(np.float64)
-    arrays["win_row_offsets"] = np.concatenate([[0], np.cumsum(win["rows"].to_numpy())]).astype(np.int64)
+    _units(arrays, win, arrays["segs"])
 
     weights = (
         per_client.join(cw.group_by("client_id").agg(pl.col("expected_requests").sum()), on="client_id", how="left")
@@ -759,6 +822,9 @@ def plan_workload(
         pl.col("cv").alias("source_cv"),
         "pattern",
         "shape",
+        "model_pattern",
+        "model_shape",
+        "model_cv",
         "target_rps",
         "expected_requests",
         "length_start_s",
@@ -786,6 +852,82 @@ def plan_workload(
     return plan
 
 
+def _arrival_model(cw: pl.DataFrame, spec: WorkloadSpec, sp: ClientPool) -> pl.DataFrame:
+    """Add the arrival model of every client-window: ``model_pattern`` (``Gamma``,
+    ``Weibull``, ``Exponential`` or ``empirical``), ``model_shape`` (the shape of unit-mean
+    gaps; NaN for ``empirical``), ``model_cv`` (the CV the model targets) and the internal
+    ``_family`` code and ``_gap_table`` (index into the empirical tables, -1 if none).
+
+    ``arrivals="poisson"``: exponential everywhere. ``fitted`` with ``arrival_shape=
+    "recorded_cv"``: the family's shape solved from the recorded ``cv`` (Gamma ``1/cv^2``,
+    Weibull by :func:`~servegen_core.renewal.weibull_shape_for_sample_cv` at the source
+    window's request count); with ``"fitted_shape"``
+    the recorded ``shape``. A window whose chosen quantity is missing (not positive) falls
+    back to the other, then to exponential. ``empirical``: the window's observed gaps
+    (``ClientPool.gaps``) where it has at least two, else as ``fitted``.
+    """
+    pattern = cw["pattern"].to_numpy()
+    cv = np.nan_to_num(cw["cv"].to_numpy().astype(np.float64), nan=0.0)
+    fitted = np.nan_to_num(cw["shape"].to_numpy().astype(np.float64), nan=0.0)
+    is_w = pattern == "Weibull"
+    fam = np.where(is_w, WEIBULL, GAMMA).astype(np.int8)
+    # the recorded cv is the CV of the source window's gaps: a Weibull shape is solved from it at
+    # the source's sample size (servegen_core.renewal.weibull_shape_for_sample_cv)
+    n_src = (cw["rate_rps"] * cw["duration_s"]).to_numpy().astype(np.float64)
+    safe_cv = np.where(cv > 0, cv, 1.0)
+    from_cv = np.where(is_w, weibull_shape_for_sample_cv(safe_cv, n_src), gamma_shape_for_cv(safe_cv))
+    if spec.arrival_shape == "recorded_cv":
+        k = np.where(cv > 0, from_cv, fitted)
+    else:
+        k = np.where(fitted > 0, fitted, np.where(cv > 0, from_cv, 0.0))
+    exp_ = ~(k > 0) | (spec.arrivals == "poisson") | ((pattern == "Exponential") & (spec.arrival_shape == "fitted_shape"))
+    fam = np.where(exp_, EXPONENTIAL, fam).astype(np.int8)
+    k = np.where(exp_, 1.0, k)
+    lo = np.where(fam == WEIBULL, MIN_WEIBULL_SHAPE, MIN_GAMMA_SHAPE)
+    k = np.clip(k, lo, MAX_SHAPE)
+    model_cv = family_cv(fam, k)
+    names = np.array(["Gamma", "Weibull", "Exponential"], dtype=object)[fam]
+    table = np.full(cw.height, -1, dtype=np.int64)
+    gaps = getattr(sp, "gaps", None)
+    if spec.arrivals == "empirical" and gaps is not None and gaps.height:
+        per = (
+            gaps.group_by("client_id", "start_s")
+            .agg(pl.len().alias("_ng"), pl.col("gap_s").mean().alias("_mg"), pl.col("gap_s").std().alias("_sg"))
+            .filter((pl.col("_ng") >= 2) & (pl.col("_mg") > 0))
+        )
+        j = (
+            cw.select("client_id", pl.col("start_s").cast(pl.Float64)).with_row_index("_r")
+            .join(per.with_columns(pl.col("start_s").cast(pl.Float64)), on=["client_id", "start_s"], how="left")
+            .sort("_r")
+        )
+        has = j["_ng"].is_not_null().to_numpy()
+        table = np.where(has, np.cumsum(has) - 1, -1).astype(np.int64)
+        names = np.where(has, "empirical", names)
+        k = np.where(has, np.nan, k)
+        model_cv = np.where(has, (j["_sg"] / j["_mg"]).fill_null(0.0).to_numpy(), model_cv)
+    return cw.with_columns(
+        pl.Series("model_pattern", names.astype(str), dtype=pl.String),
+        pl.Series("model_shape", k, dtype=pl.Float64),
+        pl.Series("model_cv", model_cv, dtype=pl.Float64),
+        pl.Series("_family", fam, dtype=pl.Int8),
+        pl.Series("_gap_table", table, dtype=pl.Int64),
+    )
+
+
+def _gap_tables(cw: pl.DataFrame, sp: ClientPool) -> dict | None:
+    """The empirical gap tables of the client-windows with ``_gap_table >= 0``, in table order."""
+    gaps = getattr(sp, "gaps", None)
+    used = cw.filter(pl.col("_gap_table") >= 0).select("client_id", pl.col("start_s").cast(pl.Float64), "_gap_table")
+    if gaps is None or used.height == 0:
+        return None
+    g = gaps.with_columns(pl.col("start_s").cast(pl.Float64)).with_row_index("_i")
+    joined = g.join(used, on=["client_id", "start_s"], how="inner").sort("_gap_table", "_i")
+    tab = joined["_gap_table"].to_numpy()
+    vals = joined["gap_s"].to_numpy().astype(np.float64)
+    bounds = np.searchsorted(tab, np.arange(used.height + 1))
+    return empirical_tables([vals[bounds[i] : bounds[i + 1]] for i in range(used.height)])
+
+
 def _span(pool: ClientPool, start: float, end: float) -> ClientPool:
     """``pool.span(start, end)``, restricting the distributions by a range filter on their
     window start instead of a join (the same rows: distributions exist only for length
@@ -797,6 +939,10 @@ def _span(pool: ClientPool, start: float, end: float) -> ClientPool:
     overlap = (pl.col("start_s") < end) & (pl.col("start_s") + lws > start)
     lw = pool.length_windows.filter((pl.col("start_s") < end) & (pl.col("start_s") + pl.col("duration_s") > start))
     d = pool.distributions.filter(overlap)
+    gaps = getattr(pool, "gaps", None)
+    if gaps is not None:
+        gaps = gaps.filter((pl.col("start_s") >= start) & (pl.col("start_s") < end))
+        return dataclasses.replace(pool, windows=w, distributions=d, length_windows=lw, gaps=gaps)
     return dataclasses.replace(pool, windows=w, distributions=d, length_windows=lw)
 
 
@@ -929,7 +1075,31 @@ def _length_tables(sp: ClientPool, cw: pl.DataFrame, fields: tuple[str, ...], po
         .select("table", "value", "prob")
     )
     pooled_rows = pooled.join(fr, on="field").select((pl.col("_frank") + n_own).alias("table"), "value", "prob")
-    rows = pl.concat([own_rows, pooled_rows]).sort("table", "value")
+    # borrowed: per length window, the mixture of the composed clients' own tables there,
+    # weighted by their expected requests in that length window
+    borrow_lw = cw.filter(pl.col("length_source") == "borrowed").select("length_start_s").unique().sort("length_start_s")
+    donors = (
+        cw.filter(pl.col("has_lengths"))
+        .join(borrow_lw, on="length_start_s", how="semi")
+        .group_by("client_id", "length_start_s")
+        .agg(pl.col("expected_requests").sum().alias("_w"))
+    )
+    bkeys = (
+        borrow_lw.join(fr, how="cross")
+        .sort("length_start_s", "_frank")
+        .with_row_index("table", offset=n_own + len(fields))
+        .with_columns(pl.col("table").cast(pl.Int64))
+    )
+    borrowed_rows = (
+        dist.join(donors, left_on=["client_id", "start_s"], right_on=["client_id", "length_start_s"], how="inner")
+        .group_by("start_s", "field", "value")
+        .agg((pl.col("prob") * pl.col("_w")).sum().alias("prob"))
+        .join(bkeys, left_on=["start_s", "field"], right_on=["length_start_s", "field"], how="inner")
+        .with_columns((pl.col("prob") / pl.col("prob").sum().over("table")).alias("prob"))
+        .filter(pl.col("prob") > 0)
+        .select("table", "value", "prob")
+    )
+    rows = pl.concat([own_rows, pooled_rows, borrowed_rows]).sort("table", "value")
     rows = rows.with_columns(
         (pl.col("prob").cum_sum().over("table") / pl.col("prob").sum().over("table")).alias("_c"),
         (pl.int_range(pl.len()).over("table") == pl.len().over("table") - 1).alias("_last"),
@@ -938,7 +1108,7 @@ def _length_tables(sp: ClientPool, cw: pl.DataFrame, fields: tuple[str, ...], po
     cum = rows["_c"].to_numpy() + table
     last = rows["_last"].to_numpy()
     cum[last] = table[last] + 1.0
-    n_tables = n_own + len(fields)
+    n_tables = n_own + len(fields) + bkeys.height
     ends = np.searchsorted(table, np.arange(n_tables), side="right").astype(np.int64)
     pooled_keys = pl.DataFrame(
         {
@@ -949,7 +1119,10 @@ def _length_tables(sp: ClientPool, cw: pl.DataFrame, fields: tuple[str, ...], po
         },
         schema={"client_id": pl.String(), "length_start_s": pl.Int64(), "field": pl.String(), "table": pl.Int64()},
     )
-    all_keys = pl.concat([keys.select("client_id", "length_start_s", "field", "table"), pooled_keys])
+    borrowed_keys = bkeys.select(pl.lit(None, dtype=pl.String).alias("client_id"), "length_start_s", "field", "table")
+    all_keys = pl.concat(
+        [keys.select("client_id", "length_start_s", "field", "table"), pooled_keys, borrowed_keys], how="vertical_relaxed"
+    )
     return {"keys": all_keys, "values": rows["value"].to_numpy(), "cum": cum, "ends": ends}, pooled
 
 
@@ -966,22 +1139,76 @@ def _arrays(cw: pl.DataFrame, keys: pl.DataFrame, fields: tuple[str, ...]) -> di
             on=["client_id", "length_start_s"],
             how="left",
         ).sort("_r")
-        tid = np.where(
-            joined["length_source"].to_numpy() == "client",
-            joined["table"].fill_null(pooled_tid).to_numpy(),
-            pooled_tid,
-        )
+        src = joined["length_source"].to_numpy()
+        tid = np.where(src == "client", joined["table"].fill_null(pooled_tid).to_numpy(), pooled_tid)
+        if "borrowed" in set(src.tolist()):
+            # borrowed tables are numbered after the client tables: key (None client, length window)
+            bor = keys.filter(pl.col("client_id").is_null() & pl.col("length_start_s").is_not_null() & (pl.col("field") == f))
+            bj = base.join(bor.select("length_start_s", "table"), on="length_start_s", how="left").sort("_r")
+            tid = np.where(src == "borrowed", bj["table"].fill_null(pooled_tid).to_numpy(), tid)
         tids[:, j] = tid
-    pattern = cw["pattern"].to_numpy()
     return {
         "row_client": cw["client_rank"].to_numpy().astype(np.int64),
         "row_t0": cw["t0_s"].to_numpy().astype(np.float64),
         "row_d": cw["span_duration_s"].to_numpy().astype(np.float64),
         "row_expected": cw["expected_requests"].to_numpy().astype(np.float64),
-        "row_pattern": np.where(pattern == "Weibull", _WEIBULL, _GAMMA).astype(np.int8),
-        "row_shape": cw["shape"].to_numpy().astype(np.float64),
+        "row_family": cw["_family"].to_numpy().astype(np.int8),
+        "row_shape": cw["model_shape"].to_numpy().astype(np.float64),
+        "row_table": cw["_gap_table"].to_numpy().astype(np.int64),
         "row_tables": tids,
     }
+
+
+def _units(a: dict, win: pl.DataFrame, segs: _Segments | None) -> None:
+    """Cut windows into generation units of at most :data:`UNIT_REQUESTS` expected requests.
+
+    A window ``w`` with ``E`` expected requests becomes ``P = ceil(E / UNIT_REQUESTS)`` units
+    of equal duration; every client-window row is repeated per unit with its share of the
+    rate integral. Rows stay in unit order, then client order. Adds the unit arrays
+    (``win_index``, ``win_piece``, ``win_t0``, ``win_d``, ``win_row_offsets``,
+    ``win_expected``) to ``a`` and replaces the row arrays.
+    """
+    rows = win["rows"].to_numpy().astype(np.int64)
+    offsets = np.concatenate([[0], np.cumsum(rows)]).astype(np.int64)
+    expected = np.add.reduceat(a["row_expected"], offsets[:-1]) if len(rows) else np.empty(0)
+    pieces = np.maximum(1, np.ceil(expected / UNIT_REQUESTS)).astype(np.int64)
+    w_t0 = win["t0_s"].to_numpy().astype(np.float64)
+    w_d = win["span_duration_s"].to_numpy().astype(np.float64)
+    if (pieces == 1).all():
+        a["win_index"] = win["window_index"].to_numpy()
+        a["win_piece"] = np.zeros(len(rows), dtype=np.int64)
+        a["win_t0"], a["win_d"] = w_t0, w_d
+        a["win_row_offsets"] = offsets
+        a["win_expected"] = expected
+        return
+    # unit u = (window k, piece p); row of unit u = the window's rows, in order
+    unit_win = np.repeat(np.arange(len(rows)), pieces)
+    unit_piece = np.arange(int(pieces.sum())) - np.repeat(np.concatenate([[0], np.cumsum(pieces)[:-1]]), pieces)
+    unit_P = pieces[unit_win]
+    u_t0 = w_t0[unit_win] + w_d[unit_win] * unit_piece / unit_P
+    u_t1 = np.where(unit_piece + 1 == unit_P, w_t0[unit_win] + w_d[unit_win], w_t0[unit_win] + w_d[unit_win] * (unit_piece + 1) / unit_P)
+    u_d = u_t1 - u_t0
+    if segs is not None:
+        frac = (segs.cumulative(u_t1) - segs.cumulative(u_t0)) / np.maximum(
+            segs.cumulative(w_t0 + w_d) - segs.cumulative(w_t0), 1e-300
+        )[unit_win]
+    else:
+        frac = u_d / w_d[unit_win]
+    unit_rows = rows[unit_win]
+    row_idx = np.repeat(offsets[:-1][unit_win], unit_rows) + (
+        np.arange(int(unit_rows.sum())) - np.repeat(np.concatenate([[0], np.cumsum(unit_rows)[:-1]]), unit_rows)
+    )
+    unit_of_row = np.repeat(np.arange(len(unit_win)), unit_rows)
+    for key in ("row_client", "row_family", "row_shape", "row_table", "row_tables"):
+        a[key] = a[key][row_idx]
+    a["row_expected"] = a["row_expected"][row_idx] * frac[unit_of_row]
+    a["row_t0"] = u_t0[unit_of_row]
+    a["row_d"] = u_d[unit_of_row]
+    a["win_index"] = win["window_index"].to_numpy()[unit_win]
+    a["win_piece"] = unit_piece
+    a["win_t0"], a["win_d"] = u_t0, u_d
+    a["win_row_offsets"] = np.concatenate([[0], np.cumsum(unit_rows)]).astype(np.int64)
+    a["win_expected"] = expected[unit_win] * frac
 
 
 # --------------------------------------------------------------------------------------------
@@ -1038,74 +1265,45 @@ def _generate(plan: ComposePlan, k0: int, k1: int) -> pl.DataFrame:
         return pl.DataFrame(schema={c: SCHEMA[c] for c in cols})
     seed = a["seed"]
     win_idx = a["win_index"][k0:k1]
+    win_piece = a["win_piece"][k0:k1]
     row_off = a["win_row_offsets"][k0 : k1 + 1] - r0
-    gens = [np.random.default_rng([seed, int(w)]) for w in win_idx]
+    gens = [np.random.default_rng([seed, int(w), 0, int(p)]) for w, p in zip(win_idx, win_piece)]
 
-    # 1) request counts: target x duration, rounded at random to an unbiased integer
+    # 1) arrivals: per unit, a stationary renewal process per client in operational time
+    #    (servegen_core.renewal), then the lengths' uniforms, from the unit's own generator
     expected = a["row_expected"][r0:r1]
-    u_round = np.concatenate([g.random(int(row_off[i + 1] - row_off[i])) for i, g in enumerate(gens)])
-    base = np.floor(expected)
-    n = (base + (u_round < expected - base)).astype(np.int64)
-    elems = np.where(n > 0, n + 1, 0)
-    elem_off = np.concatenate([[0], np.cumsum(elems)])
-    win_elem = elem_off[row_off]
+    family = a["row_family"][r0:r1]
+    shape = a["row_shape"][r0:r1]
+    table = a["row_table"][r0:r1]
+    F = len(a["request_fields"])
+    rho = a["rho"]
+    corr = _copula_columns(a["request_fields"]) if rho != 0.0 else None
+    n_parts: list[np.ndarray] = []
+    pos_parts: list[np.ndarray] = []
+    u_parts: list[np.ndarray] = []
+    for i, g in enumerate(gens):
+        s0, s1 = int(row_off[i]), int(row_off[i + 1])
+        n_i, pos_i = renewal_points(
+            g, expected[s0:s1], family[s0:s1], shape[s0:s1], empirical=a["empirical"], table=table[s0:s1]
+        )
+        n_parts.append(n_i)
+        pos_parts.append(pos_i)
+        q = int(n_i.sum())
+        if corr is None:
+            u_parts.append(g.random((q, F)))
+        else:
+            z = g.standard_normal((q, F))
+            ci, co = corr
+            z[:, co] = rho * z[:, ci] + math.sqrt(1.0 - rho * rho) * z[:, co]
+            u_parts.append(ndtr(z))
+    n = np.concatenate(n_parts) if n_parts else np.zeros(0, dtype=np.int64)
+    pos = np.concatenate(pos_parts) if pos_parts else np.empty(0)
+    u_len = np.concatenate(u_parts) if u_parts else np.empty((0, F))
     req_off = np.concatenate([[0], np.cumsum(n)])
     win_req = req_off[row_off]
     n_req = int(req_off[-1])
 
-    # 2) gaps and length uniforms, per window from its own generator
-    F = len(a["request_fields"])
-    poisson = a["poisson"]
-    rho = a["rho"]
-    pattern_e = np.repeat(a["row_pattern"][r0:r1], elems)
-    shape_e = np.repeat(a["row_shape"][r0:r1], elems)
-    gaps = np.empty(int(elem_off[-1]), dtype=np.float64)
-    u_len = np.empty((n_req, F), dtype=np.float64)
-    corr = _copula_columns(a["request_fields"]) if rho != 0.0 else None
-    for i, g in enumerate(gens):
-        e0, e1 = int(win_elem[i]), int(win_elem[i + 1])
-        if poisson:
-            gaps[e0:e1] = g.standard_exponential(e1 - e0)
-        else:
-            pat = pattern_e[e0:e1]
-            shp = shape_e[e0:e1]
-            is_g = pat == _GAMMA
-            block = np.empty(e1 - e0, dtype=np.float64)
-            block[is_g] = g.standard_gamma(shp[is_g])
-            block[~is_g] = g.weibull(shp[~is_g])
-            gaps[e0:e1] = block
-        q0, q1 = int(win_req[i]), int(win_req[i + 1])
-        if corr is None:
-            u_len[q0:q1] = g.random((q1 - q0, F))
-        else:
-            z = g.standard_normal((q1 - q0, F))
-            ci, co = corr
-            z[:, co] = rho * z[:, ci] + math.sqrt(1.0 - rho * rho) * z[:, co]
-            u_len[q0:q1] = ndtr(z)
-
-    # 3) positions: normalize each client-window's n+1 gaps to span it, keep the first n
-    has = elems > 0
-    starts = elem_off[:-1][has]
-    sums = np.add.reduceat(gaps, starts) if len(starts) else np.empty(0)
-    bad = ~(np.isfinite(sums) & (sums > 0))
-    if bad.any():
-        # all gaps underflowed to 0 (or overflowed): fall back to even spacing in that group
-        for s, e in zip(starts[bad], (starts + elems[has])[bad]):
-            gaps[s:e] = 1.0
-        sums = np.add.reduceat(gaps, starts)
-    y = gaps / np.repeat(sums, elems[has])
-    # cumulative sums window by window, so that rounding does not depend on the other windows
-    # generated in the same chunk
-    cs = np.empty_like(y)
-    for i in range(len(gens)):
-        e0, e1 = int(win_elem[i]), int(win_elem[i + 1])
-        np.cumsum(y[e0:e1], out=cs[e0:e1])
-    before = cs[starts] - y[starts]
-    pos = cs - np.repeat(before, elems[has])
-    keep = np.ones(len(gaps), dtype=bool)
-    keep[elem_off[1:][has] - 1] = False
-    pos = np.clip(pos[keep], 0.0, 1.0)
-
+    # 2) times: operational fractions mapped back through the cumulative rate of the unit
     row_t0 = np.repeat(a["row_t0"][r0:r1], n)
     row_d = np.repeat(a["row_d"][r0:r1], n)
     segs = a["segs"]
@@ -1134,7 +1332,7 @@ def _generate(plan: ComposePlan, k0: int, k1: int) -> pl.DataFrame:
         win_items = item_off[win_req]
         u_items = np.empty(int(item_off[-1]), dtype=np.float64)
         if m_i == 0:
-            gens2 = [np.random.default_rng([seed, int(w), 1]) for w in win_idx]
+            gens2 = [np.random.default_rng([seed, int(w), 1, int(p)]) for w, p in zip(win_idx, win_piece)]
         for i, g in enumerate(gens2):
             s, e = int(win_items[i]), int(win_items[i + 1])
             u_items[s:e] = g.random(e - s)
@@ -1252,18 +1450,31 @@ def check_workload_size(plan: ComposePlan, *, max_requests: int | None = None, s
 
 
 def naive_spec(spec: WorkloadSpec, kind: str = "poisson", *, pool: ClientPool | None = None) -> WorkloadSpec:
-    """A naive baseline of ``spec`` from the same source, span, clients and seed.
+    """A naive baseline of ``spec``: the same source, span, clients, client mix and seed, with
+    one aspect made naive.
 
-    ``kind="poisson"``: the same rate function, Poisson arrivals, pooled lengths.
-    ``kind="constant"``: additionally a constant rate equal to the mean aggregate target of
-    ``spec`` over the span (needs the source: ``pool`` or loaded from the spec).
+    - ``"poisson"``: only the arrivals become Poisson (same rate function, client mix and
+      per-client lengths);
+    - ``"pooled_lengths"``: only the lengths are pooled over the composed clients;
+    - ``"poisson_pooled"``: both;
+    - ``"constant"``: a constant rate equal to the mean aggregate target of ``spec`` over the
+      span, with Poisson arrivals; the clients keep ``spec``'s request shares (explicit
+      weights equal to its expected requests per client, so flattening the rate does not
+      reweight them) and their own lengths. Needs the source (``pool`` or loaded from the
+      spec).
     """
-    if kind not in ("poisson", "constant"):
-        msg = f"kind must be 'poisson' or 'constant', got {kind!r}"
+    if kind not in NAIVE_KINDS:
+        msg = f"kind must be one of {', '.join(repr(k) for k in NAIVE_KINDS)}; got {kind!r}"
         raise ValueError(msg)
-    naive = dataclasses.replace(spec, arrivals="poisson", lengths="pooled", length_correlation=0.0)
+    if kind == "pooled_lengths":
+        return dataclasses.replace(spec, lengths="pooled")
+    if kind == "poisson_pooled":
+        return dataclasses.replace(spec, arrivals="poisson", lengths="pooled")
+    naive = dataclasses.replace(spec, arrivals="poisson")
     if kind == "constant":
         plan = plan_workload(spec, pool=pool)
         mean_rps = plan.expected_requests / plan.span_duration_s
-        naive = dataclasses.replace(naive, rate=ConstantRate(rps=float(mean_rps)))
+        w = plan.weights.filter(pl.col("expected_requests") > 0)
+        values = {str(c): float(x) for c, x in zip(w["client_id"].to_list(), w["expected_requests"].to_list())}
+        naive = dataclasses.replace(naive, rate=ConstantRate(rps=float(mean_rps)), weights=Weights("explicit", values))
     return naive

@@ -26,9 +26,11 @@ JSON layout (schema version 1; every key is explicit, unknown keys are errors)::
            |  {"kind": "bounded", "peak_rps": 500.0}
            |  {"kind": "piecewise", "points": [[0, 50.0], [1800, 120.0]], "interpolation": "step"}
            |  {"kind": "ramp", "start_rps": 10.0, "end_rps": 200.0},
-      "arrivals": "fitted" | "poisson",
+      "arrivals": "fitted" | "poisson" | "empirical",
+      "arrival_shape": "recorded_cv" | "fitted_shape",
       "lengths": "client" | "pooled",
-      "missing_lengths": "exclude" | "pooled",
+      "missing_lengths": "borrow" | "exclude" | "pooled",
+      "min_load_kept": 0.9,
       "length_correlation": 0.0,
       "seed": 0,
       "prefix": null
@@ -44,7 +46,8 @@ JSON layout (schema version 1; every key is explicit, unknown keys are errors)::
     }
 
 ``schema_version``, ``source`` and ``span`` are required; every other key has the default
-shown first. ``span.duration_s`` may be ``null`` (to the end of the source data).
+shown first. ``arrival_shape`` and ``min_load_kept`` are written only when not at their
+defaults. ``span.duration_s`` may be ``null`` (to the end of the source data).
 
 Trace sources
     ``path`` is read with :func:`servegen_core.traces.load_trace`; ``preset`` (``null``:
@@ -91,14 +94,30 @@ Meaning of the options (details in :mod:`servegen_core.compose`)
         (``"step"``) or linearly interpolated (``"linear"``) between points, the last value
         held to the end. ``ramp``: linear from ``start_rps`` at 0 to ``end_rps`` at the end.
     arrivals
-        ``fitted``: each client's recorded Gamma/Weibull pattern per window; ``poisson``:
-        exponential inter-arrivals (the naive baseline).
+        ``fitted``: each client's recorded Gamma/Weibull pattern per window, as a stationary
+        renewal process in the client's operational time; ``poisson``: exponential
+        inter-arrivals (the naive baseline); ``empirical``: each client-window's observed
+        inter-arrival gaps resampled (a fitted trace source keeps them as
+        ``ClientPool.gaps``; client-windows without gaps fall back to ``fitted``).
+    arrival_shape
+        how ``fitted`` arrivals get their shape: ``recorded_cv`` (default) solves the
+        family's shape from the window's recorded ``cv`` (Gamma ``k = 1/cv^2``; Weibull
+        ``Gamma(1+2/k)/Gamma(1+1/k)^2 - 1 = cv^2``), so the generated CV is the recorded
+        one; ``fitted_shape`` keeps the fitted ``shape`` column (whose implied CV can differ
+        from the recorded ``cv``).
     lengths
         ``client``: each client's own length PDFs per length window; ``pooled``: one
         distribution per field, pooled over the composed clients (the naive baseline).
     missing_lengths
-        clients (or client-windows) without length data: ``exclude`` them (the workload's
-        warnings say which and how many requests) or give them the ``pooled`` lengths.
+        clients (or client-windows) without length data: ``borrow`` (default) gives them the
+        request-weighted mixture of the other composed clients' tables in the same length
+        window (the plan's warnings say which clients borrow and their share of the load);
+        ``exclude`` drops them (the warnings say which and how many requests); ``pooled``
+        gives them the mixture over the whole span.
+    min_load_kept
+        the least share of the source's recorded load (of the selected clients, in the span)
+        that the composed workload may keep; :func:`servegen_core.validate.validate` fails
+        its ``load_kept`` check below it (default 0.9).
     length_correlation
         correlation parameter of a Gaussian copula between the input-length field and
         ``output_tokens`` (0 = independent fields, the default). Its Spearman rank
@@ -154,8 +173,10 @@ from servegen_core.traces import DATETIME, TARGETS, TIME_UNITS
 
 __all__ = [
     "ARRIVALS",
+    "ARRIVAL_SHAPES",
     "LENGTHS",
     "MISSING_LENGTHS",
+    "NAIVE_KINDS",
     "PREFIX_VERSION",
     "SCHEMA_VERSION",
     "BoundedRate",
@@ -177,9 +198,12 @@ __all__ = [
 ]
 
 SCHEMA_VERSION = 1
-ARRIVALS = ("fitted", "poisson")
+ARRIVALS = ("fitted", "poisson", "empirical")
+ARRIVAL_SHAPES = ("recorded_cv", "fitted_shape")
 LENGTHS = ("client", "pooled")
-MISSING_LENGTHS = ("exclude", "pooled")
+MISSING_LENGTHS = ("borrow", "exclude", "pooled")
+#: Kinds of naive baseline (:func:`servegen_core.compose.naive_spec`).
+NAIVE_KINDS = ("poisson", "pooled_lengths", "poisson_pooled", "constant")
 CLIENT_MODES = ("all", "ids", "top_k", "filter")
 WEIGHT_MODES = ("observed", "explicit")
 INTERPOLATIONS = ("step", "linear")
@@ -925,8 +949,10 @@ _TOP_KEYS = (
     "weights",
     "rate",
     "arrivals",
+    "arrival_shape",
     "lengths",
     "missing_lengths",
+    "min_load_kept",
     "length_correlation",
     "seed",
     "prefix",
@@ -953,9 +979,12 @@ class WorkloadSpec:
     rate: RateSpec = field(default_factory=ObservedRate)
     arrivals: str = "fitted"
     lengths: str = "client"
-    missing_lengths: str = "exclude"
+    missing_lengths: str = "borrow"
     length_correlation: float = 0.0
     seed: int = 0
+    # -- arrival model options (keys "arrival_shape", "min_load_kept") -------------------------
+    arrival_shape: str = "recorded_cv"
+    min_load_kept: float = 0.9
     base_dir: str | None = field(default=None, compare=False, repr=False)
     prefix: PrefixSpec | None = None
 
@@ -973,6 +1002,10 @@ class WorkloadSpec:
         _string("arrivals", self.arrivals, choices=ARRIVALS)
         _string("lengths", self.lengths, choices=LENGTHS)
         _string("missing_lengths", self.missing_lengths, choices=MISSING_LENGTHS)
+        _string("arrival_shape", self.arrival_shape, choices=ARRIVAL_SHAPES)
+        kept = _number("min_load_kept", self.min_load_kept)
+        if not 0 <= kept <= 1:
+            raise SpecError("min_load_kept", f"must lie in [0, 1], got {kept}")
         rho = _number("length_correlation", self.length_correlation)
         if not -1 <= rho <= 1:
             raise SpecError("length_correlation", f"must lie in [-1, 1], got {rho}")
@@ -988,8 +1021,9 @@ class WorkloadSpec:
 
     def to_dict(self) -> dict[str, Any]:
         """The spec as nested plain dicts, every key explicit (JSON-ready); a trace source's
-        ``columns``/``time_unit``/``client_column`` appear only when set, and ``prefix`` only
-        when the spec has one (so a spec without it writes the same bytes as before)."""
+        ``columns``/``time_unit``/``client_column`` appear only when set, ``prefix`` only
+        when the spec has one, ``arrival_shape`` and ``min_load_kept`` only when not at their
+        defaults (so a spec without them writes the same bytes as before they existed)."""
         d = {
             "schema_version": SCHEMA_VERSION,
             "source": self.source.to_dict(),
@@ -998,11 +1032,17 @@ class WorkloadSpec:
             "weights": self.weights.to_dict(),
             "rate": self.rate.to_dict(),
             "arrivals": self.arrivals,
+            "arrival_shape": self.arrival_shape,
             "lengths": self.lengths,
             "missing_lengths": self.missing_lengths,
+            "min_load_kept": self.min_load_kept,
             "length_correlation": self.length_correlation,
             "seed": self.seed,
         }
+        if self.arrival_shape == "recorded_cv":
+            del d["arrival_shape"]
+        if self.min_load_kept == 0.9:
+            del d["min_load_kept"]
         if self.prefix is not None:
             d["prefix"] = self.prefix.to_dict()
         return d
@@ -1032,9 +1072,11 @@ class WorkloadSpec:
             kw["weights"] = _parse_weights(d["weights"])
         if "rate" in d:
             kw["rate"] = _parse_rate(d["rate"])
-        for key in ("arrivals", "lengths", "missing_lengths"):
+        for key in ("arrivals", "lengths", "missing_lengths", "arrival_shape"):
             if key in d:
                 kw[key] = _string(key, d[key])
+        if "min_load_kept" in d:
+            kw["min_load_kept"] = _number("min_load_kept", d["min_load_kept"])
         if "length_correlation" in d:
             kw["length_correlation"] = _number("length_correlation", d["length_correlation"])
         if "seed" in d:

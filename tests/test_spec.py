@@ -42,6 +42,8 @@ def full_spec() -> dict:
         "arrivals": "poisson",
         "lengths": "pooled",
         "missing_lengths": "pooled",
+        "arrival_shape": "fitted_shape",
+        "min_load_kept": 0.5,
         "length_correlation": 0.25,
         "seed": 42,
     }
@@ -54,7 +56,8 @@ def test_minimal_spec_gets_documented_defaults():
     assert spec.clients == ClientSelection("all")
     assert spec.weights == Weights("observed")
     assert spec.rate == ObservedRate(1.0)
-    assert (spec.arrivals, spec.lengths, spec.missing_lengths) == ("fitted", "client", "exclude")
+    assert (spec.arrivals, spec.lengths, spec.missing_lengths) == ("fitted", "client", "borrow")
+    assert (spec.arrival_shape, spec.min_load_kept) == ("recorded_cv", 0.9)
     assert spec.length_correlation == 0.0 and spec.seed == 0
 
 
@@ -321,6 +324,9 @@ BAD = [
     ("unknown arrivals", {**BASE, "arrivals": "gamma"}, "arrivals"),
     ("unknown lengths", {**BASE, "lengths": "global"}, "lengths"),
     ("unknown missing_lengths", {**BASE, "missing_lengths": "drop"}, "missing_lengths"),
+    ("unknown arrival_shape", {**BASE, "arrival_shape": "fitted"}, "arrival_shape"),
+    ("min_load_kept above 1", {**BASE, "min_load_kept": 1.5}, "min_load_kept"),
+    ("min_load_kept not a number", {**BASE, "min_load_kept": "0.9"}, "min_load_kept"),
     ("correlation above 1", {**BASE, "length_correlation": 1.5}, "length_correlation"),
     ("negative seed", {**BASE, "seed": -1}, "seed"),
     ("fractional seed", {**BASE, "seed": 1.5}, "seed"),

@@ -31,6 +31,7 @@ from servegen_core.spec import (
 for _key, _value in st.session_state.pop("cmp_pending_widgets", {}).items():
     st.session_state[_key] = _value
 
+
 view = state.page_header("Compose")
 source, why = state.spec_source(view)
 if source is None:
@@ -229,7 +230,7 @@ else:
 default_missing = WorkloadSpec.__dataclass_fields__["missing_lengths"].default
 with st.expander("Arrivals and lengths"):
     a1, a2, a3 = st.columns(3)
-    arrivals = a1.selectbox("Arrivals", ARRIVALS, key="cmp_arrivals", persist_state="session", help="fitted: each window's recorded Gamma/Weibull pattern; poisson: exponential gaps")
+    arrivals = a1.selectbox("Arrivals", ARRIVALS, key="cmp_arrivals", persist_state="session", help="fitted: each window's recorded Gamma/Weibull pattern with its recorded CV; poisson: exponential gaps; empirical: a fitted trace's observed gaps")
     lengths = a2.selectbox("Lengths", LENGTHS, key="cmp_lengths", persist_state="session", help="client: each client's own length tables; pooled: one mixed table")
     rho = a3.number_input("Input/output correlation", min_value=-1.0, max_value=1.0, value=0.0, step=0.1, key="cmp_rho", persist_state="session")
 with status_box:
@@ -237,6 +238,8 @@ with status_box:
         "Clients without length data", MISSING_LENGTHS, index=MISSING_LENGTHS.index(default_missing), key="cmp_missing",
         persist_state="session", help="what the workload does for a client (or window) without length tables: see the status column below",
     )
+    if missing == "borrow":
+        st.caption("Clients without length data borrow lengths: the request-weighted mixture of the other composed clients' tables in the same length window, so their load is kept.")
 
 base = build(
     lambda: WorkloadSpec(
@@ -279,8 +282,17 @@ if spec_plan is None:
     st.stop()
 
 with status_box:
-    pooled_clients = set(spec_plan.client_windows.filter(pl.col("length_source") == "pooled")["client_id"].unique().to_list())
-    status = {c: ("composed, borrowed (pooled) lengths" if c in pooled_clients and lengths == "client" else "composed") for c in spec_plan.clients}
+    cwl = spec_plan.client_windows
+    borrowing = set(cwl.filter(pl.col("length_source") == "borrowed")["client_id"].unique().to_list())
+    pooled_clients = set(cwl.filter(pl.col("length_source") == "pooled")["client_id"].unique().to_list())
+    status = {
+        c: (
+            "composed, borrowed lengths (same window's mix)" if c in borrowing and lengths == "client"
+            else "composed, borrowed (pooled) lengths" if c in pooled_clients and lengths == "client"
+            else "composed"
+        )
+        for c in spec_plan.clients
+    }
     for reason, label in STATUS_LABELS.items():
         for c in spec_plan.exclusions[reason]:
             status[c] = label

@@ -376,7 +376,8 @@ def test_clients_filter_is_carried_into_the_spec_when_the_spans_match(servegen_d
     assert any("The spec carries the Clients page's filter (request_share ≥ 0.01; top 8 by request_share)" in c for c in d.captions())
     # the carried rule picks, over the workload's span, the clients the Clients page showed
     plan = plan_workload(spec, pool=pool)
-    assert set(plan.clients) == set(expected) - set(pool.clients_without_lengths)
+    # (clients without length data borrow lengths by default, so every one of them is composed)
+    assert set(plan.clients) == set(expected)
     assert d.at.metric[1].value == str(len(plan.clients))
     # another workload span: the clients stay the ids the page showed, and a caption says why
     duration_key = next(n.key for n in d.at.number_input if n.key.startswith("cmp_duration_"))
@@ -405,10 +406,18 @@ def check_exclusion_caption(d: Dashboard, plan) -> str:
 
 
 def test_composer_says_why_clients_are_not_composed(servegen_dir, demo_dir):
-    # demo, all clients, first hour: the clients without length data and the idle ones are left out
+    # demo, all clients, first hour: by default the clients without length data borrow lengths
     d = Dashboard().open("compose")
     d.check()
     demo = load_pool(demo_dir / "servegen", "language/demo-chat")
+    plan = plan_workload(d.at.session_state["spec"], pool=demo)
+    assert d.at.session_state["spec"].missing_lengths == "borrow"
+    assert not plan.exclusions["no_lengths"] and set(demo.clients_without_lengths) & set(plan.clients)
+    assert any(c.startswith("Clients without length data borrow lengths") for c in d.captions())
+    assert any("borrow lengths" in w.value for w in d.at.warning)
+    # excluding them instead: they and the idle ones are left out
+    d.at.selectbox(key="cmp_missing").set_value("exclude").run()
+    d.check()
     plan = plan_workload(d.at.session_state["spec"], pool=demo)
     assert plan.exclusions["no_lengths"] and not plan.exclusions["not_selected"]
     note = check_exclusion_caption(d, plan)

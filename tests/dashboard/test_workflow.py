@@ -187,6 +187,16 @@ def test_the_status_column_gives_each_left_out_client_its_reason(demo_dir):
     pool = load_pool(demo_dir / "servegen", "language/demo-chat")
     plan = plan_workload(spec, pool=pool)
     status = status_table(d)
+    # by default the clients without length data borrow the other clients' lengths
+    assert spec.missing_lengths == "borrow" and not plan.exclusions["no_lengths"]
+    missing = [c for c in pool.clients_without_lengths if c in plan.clients]
+    assert missing
+    for c in missing:
+        assert status[c] == "composed, borrowed lengths (same window's mix)"
+    d.at.selectbox(key="cmp_missing").select("exclude").run()
+    d.check()
+    plan = plan_workload(d.at.session_state["spec"], pool=pool)
+    status = status_table(d)
     assert plan.exclusions["no_lengths"] and plan.exclusions["idle"]
     for c in plan.exclusions["no_lengths"]:
         assert status[c] == "left out: no length data"
