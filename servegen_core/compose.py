@@ -100,7 +100,7 @@ from servegen_core.renewal import (
     empirical_tables,
     family_cv,
     gamma_shape_for_cv,
-    renewal_points,
+    circular_points,
     weibull_shape_for_sample_cv,
 )
 from servegen_core.schema import PREFIX_COLUMNS, SCHEMA
@@ -1269,8 +1269,9 @@ def _generate(plan: ComposePlan, k0: int, k1: int) -> pl.DataFrame:
     row_off = a["win_row_offsets"][k0 : k1 + 1] - r0
     gens = [np.random.default_rng([seed, int(w), 0, int(p)]) for w, p in zip(win_idx, win_piece)]
 
-    # 1) arrivals: per unit, a stationary renewal process per client in operational time
-    #    (servegen_core.renewal), then the lengths' uniforms, from the unit's own generator
+    # 1) arrivals: per unit, the request counts (target rounded at random to an unbiased
+    #    integer), the clients' circular stationary patterns (servegen_core.renewal), then the
+    #    lengths' uniforms, all from the unit's own generator
     expected = a["row_expected"][r0:r1]
     family = a["row_family"][r0:r1]
     shape = a["row_shape"][r0:r1]
@@ -1283,9 +1284,10 @@ def _generate(plan: ComposePlan, k0: int, k1: int) -> pl.DataFrame:
     u_parts: list[np.ndarray] = []
     for i, g in enumerate(gens):
         s0, s1 = int(row_off[i]), int(row_off[i + 1])
-        n_i, pos_i = renewal_points(
-            g, expected[s0:s1], family[s0:s1], shape[s0:s1], empirical=a["empirical"], table=table[s0:s1]
-        )
+        e = expected[s0:s1]
+        base = np.floor(e)
+        n_i = (base + (g.random(s1 - s0) < e - base)).astype(np.int64)
+        pos_i = circular_points(g, n_i, family[s0:s1], shape[s0:s1], empirical=a["empirical"], table=table[s0:s1])
         n_parts.append(n_i)
         pos_parts.append(pos_i)
         q = int(n_i.sum())
