@@ -101,11 +101,11 @@ def bench_groups(repeat: int) -> None:
 
 def large_trace(seed: int = 3, clients: int = 200, windows: int = 144) -> pl.DataFrame:
     """``clients`` renewal processes over ``windows`` 600 s windows: odd clients Gamma, even
-    ones Weibull, a CV from 0.5..4 per window, lognormal client rates (median 0.37 req/s)."""
+    ones Weibull, a CV from 0.5..4 per window, lognormal client rates (median 0.08 req/s)."""
     rng = np.random.default_rng(seed)
     ts, cids = [], []
     for c in range(clients):
-        rate = float(np.exp(rng.normal(-1.0, 1.2)))
+        rate = float(np.exp(rng.normal(-2.5, 1.0)))
         m = int(rate * 1800) + 20
         cv = rng.uniform(0.5, 4.0, size=windows)[:, None]
         if c % 2:

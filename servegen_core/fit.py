@@ -45,8 +45,8 @@ Length windows (``length_window_s``, default 6 h), per client
 :func:`length_correlation` estimates the Gaussian-copula correlation of input and output
 lengths, the spec's ``length_correlation``.
 
-Everything that scales with the requests is vectorized (Polars group-bys, NumPy segment
-sums, all windows solved together); only a window with censored gaps whose Gamma fit puts the
+Everything that scales with the requests is vectorized (NumPy sorts and segment sums over a
+dense client x window grid, all windows solved together); only a window with censored gaps whose Gamma fit puts the
 resolution outside the deep lower tail is refitted on its own.
 """
 
@@ -607,107 +607,114 @@ def pool_from_trace(
         censor_below = res.grid_s if math.isfinite(res.grid_s) else GRID_TICK_S
 
     ids = sorted(df["client_id"].unique().to_list(), key=client_sort_key)
-    t_max = float(df["timestamp_s"].max())
+    t = df["timestamp_s"].to_numpy()
+    t_max = float(t.max())
     n_windows = int(math.floor(t_max / window_s)) + 1
     last_start = (n_windows - 1) * window_s
     last_duration = int(min(window_s, max(1, math.ceil(t_max - last_start))))
     n_length = int(math.ceil(n_windows * window_s / length_window_s))
 
-    df = df.with_columns(
-        (pl.col("timestamp_s") // window_s).cast(pl.Int64).alias("w"),
-        (pl.col("timestamp_s") // length_window_s).cast(pl.Int64).alias("lw"),
-    )
-    order = pl.DataFrame({"client_id": ids, "_rank": list(range(len(ids)))}, schema={"client_id": pl.String(), "_rank": pl.Int64()})
-    # gaps between consecutive requests of a client inside one window, in arrival order
-    gaps = (
-        df.select("client_id", "w", "timestamp_s")
-        .join(order, on="client_id")
-        .sort("_rank", "w", "timestamp_s", maintain_order=True)
-        .with_columns(pl.col("timestamp_s").diff().over("_rank", "w").alias("gap_s"))
-        .filter(pl.col("gap_s").is_not_null())
-        .with_columns(pl.max_horizontal(pl.col("gap_s"), pl.lit(0.0)).alias("gap_s"))
-    )
-    stats_ = gaps.group_by("client_id", "w").agg(
-        pl.col("gap_s").mean().alias("mean_iat"), pl.col("gap_s").std(ddof=0).alias("std_iat")
-    )
-    counts = df.group_by("client_id", "w").agg(pl.len().alias("n"))
+    # Every (client, window) is one cell of a dense grid, numbered rank * n_windows + window in
+    # the pool's order. The trace is sorted by time, so a stable sort by cell keeps each
+    # cell's requests in arrival order; gaps are the differences inside a cell.
+    rank = df["client_id"].cast(pl.Enum(ids)).to_physical().to_numpy().astype(np.int64)
+    w = np.minimum((t // window_s).astype(np.int64), n_windows - 1)
+    cell = rank * n_windows + w
+    n_cells = len(ids) * n_windows
+    order_ = np.argsort(cell, kind="stable")
+    cs, ts_ = cell[order_], t[order_]
+    same = cs[1:] == cs[:-1]
+    gap = np.maximum(ts_[1:] - ts_[:-1], 0.0)[same]
+    gcell = cs[1:][same]
+    n = np.bincount(cell, minlength=n_cells)
+    m = np.bincount(gcell, minlength=n_cells)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        mean_iat = np.bincount(gcell, weights=gap, minlength=n_cells) / m
+        var_iat = np.bincount(gcell, weights=(gap - mean_iat[gcell]) ** 2, minlength=n_cells) / m
+        cv_emp = np.sqrt(var_iat) / mean_iat
 
     # -- maximum-likelihood fit of every client-window with enough requests -------------------
-    keys = counts.filter(pl.col("n") >= MIN_FIT_REQUESTS).select("client_id", "w").with_row_index("group")
-    fit_in = gaps.join(keys, on=["client_id", "w"], how="inner")
-    fitted = fit_gap_groups(
-        fit_in["gap_s"].to_numpy(), fit_in["group"].cast(pl.Int64).to_numpy(), keys.height, censor_below=censor_below
+    fit_cells = np.flatnonzero(n >= MIN_FIT_REQUESTS)
+    remap = np.full(n_cells, -1, dtype=np.int64)
+    remap[fit_cells] = np.arange(fit_cells.size)
+    sel = remap[gcell] >= 0
+    fitted = fit_gap_groups(gap[sel], remap[gcell[sel]], fit_cells.size, censor_below=censor_below)
+    has_fit = np.zeros(n_cells, dtype=bool)
+    weibull = np.zeros(n_cells, dtype=bool)
+    fit_shape = np.ones(n_cells)
+    fit_scale = np.ones(n_cells)
+    where = fit_cells[fitted["group"].to_numpy()]
+    has_fit[where] = True
+    weibull[where] = (fitted["family"] == "Weibull").to_numpy()
+    fit_shape[where] = fitted["shape"].to_numpy()
+    fit_scale[where] = fitted["scale"].to_numpy()
+
+    duration = np.full(n_windows, window_s, dtype=np.int64)
+    duration[-1] = last_duration
+    duration = np.tile(duration, len(ids))
+    empty = n == 0
+    with np.errstate(divide="ignore", invalid="ignore"):
+        poisson_scale = duration / n
+    windows = pl.DataFrame(
+        {
+            "client_id": pl.Series(ids, dtype=pl.String()).gather(np.repeat(np.arange(len(ids)), n_windows)),
+            "start_s": np.tile(np.arange(n_windows, dtype=np.int64) * window_s, len(ids)),
+            "duration_s": duration,
+            "rate_rps": n / duration,
+            "cv": np.where(empty, 0.0, np.where(has_fit, cv_emp, 1.0)),
+            "pattern": np.where(empty, "", np.where(has_fit & weibull, "Weibull", "Gamma")),
+            "shape": np.where(empty, 0.0, np.where(has_fit, fit_shape, 1.0)),
+            "scale": np.where(empty, 0.0, np.where(has_fit, fit_scale, poisson_scale)),
+        },
+        schema=WINDOW_SCHEMA,
     )
-    fitted = keys.with_columns(pl.col("group").cast(pl.Int64)).join(fitted, on="group", how="inner").select(
-        "client_id", "w", pl.col("family").alias("_family"), pl.col("shape").alias("_shape"), pl.col("scale").alias("_scale")
+    gap_frame = pl.DataFrame(
+        {
+            "client_id": pl.Series(ids, dtype=pl.String()).gather(gcell // n_windows),
+            "start_s": (gcell % n_windows) * window_s,
+            "gap_s": gap,
+        },
+        schema=GAP_SCHEMA,
     )
 
-    grid = pl.DataFrame({"client_id": ids}, schema={"client_id": pl.String()}).join(
-        pl.DataFrame({"w": list(range(n_windows))}, schema={"w": pl.Int64()}), how="cross"
-    )
-    has_fit = pl.col("_family").is_not_null()
-    cv = pl.col("std_iat") / pl.col("mean_iat")
-    duration = pl.when(pl.col("w") == n_windows - 1).then(pl.lit(last_duration)).otherwise(pl.lit(window_s)).cast(pl.Int64)
-    windows = (
-        grid.join(counts, on=["client_id", "w"], how="left")
-        .join(stats_, on=["client_id", "w"], how="left")
-        .join(fitted, on=["client_id", "w"], how="left")
-        .with_columns(pl.col("n").fill_null(0), duration.alias("duration_s"))
-        .with_columns(
-            (pl.col("w") * window_s).alias("start_s"),
-            (pl.col("n") / pl.col("duration_s")).cast(pl.Float64).alias("rate_rps"),
-            pl.when(pl.col("n") == 0).then(0.0).when(has_fit).then(cv).otherwise(1.0).alias("cv"),
-            pl.when(pl.col("n") == 0)
-            .then(pl.lit(""))
-            .when(pl.col("_family") == "Weibull")
-            .then(pl.lit("Weibull"))
-            .otherwise(pl.lit("Gamma"))
-            .alias("pattern"),
-            pl.when(pl.col("n") == 0).then(0.0).when(has_fit).then(pl.col("_shape")).otherwise(1.0).alias("shape"),
-            pl.when(pl.col("n") == 0)
-            .then(0.0)
-            .when(has_fit)
-            .then(pl.col("_scale"))
-            .otherwise(pl.col("duration_s") / pl.col("n"))
-            .alias("scale"),
-        )
-        .select(list(WINDOW_SCHEMA))
-        .cast(WINDOW_SCHEMA)
-    )
-
+    # -- length PDFs per (client, length window, field): counts of each value, by sorting ------
+    lw = np.minimum((t // length_window_s).astype(np.int64), n_length - 1)
+    lcell = rank * n_length + lw  # numbered in the pool's order
     fields = [f for f in FITTED_FIELDS if f in df.columns and df[f].null_count() < df.height]
-    parts = []
-    for f in fields:
-        parts.append(
-            df.filter(pl.col(f).is_not_null())
-            .group_by("client_id", "lw", pl.col(f).cast(pl.Float64).alias("value"))
-            .agg(pl.len().alias("count"))
-            .with_columns(
-                (pl.col("lw") * length_window_s).alias("start_s"),
-                pl.lit(f).alias("field"),
-                (pl.col("count") / pl.col("count").sum().over("client_id", "lw")).alias("prob"),
-            )
-        )
-    field_rank = pl.DataFrame({"field": fields, "_frank": list(range(len(fields)))}, schema={"field": pl.String(), "_frank": pl.Int64()})
-    distributions = (
-        pl.concat(parts)
-        .join(order, on="client_id")
-        .join(field_rank, on="field")
-        .sort("_rank", "start_s", "_frank", "value")
-        .select(list(DISTRIBUTION_SCHEMA))
-        .cast(DISTRIBUTION_SCHEMA)
+    cells, franks, values, probs = [], [], [], []
+    for fi, f in enumerate(fields):
+        col = df[f].cast(pl.Float64)
+        ok = col.is_not_null().to_numpy()
+        uv, inv = np.unique(col.to_numpy()[ok], return_inverse=True)
+        key, count = np.unique(lcell[ok] * uv.size + inv.ravel(), return_counts=True)
+        c = key // uv.size
+        total = np.bincount(c, weights=count, minlength=len(ids) * n_length)
+        cells.append(c)
+        franks.append(np.full(c.size, fi))
+        values.append(uv[key % uv.size])
+        probs.append(count / total[c])
+    cell_d, frank_d, value_d, prob_d = (np.concatenate(x) for x in (cells, franks, values, probs))
+    by = np.lexsort((value_d, frank_d, cell_d))  # client, window start, field, value
+    cell_d = cell_d[by]
+    distributions = pl.DataFrame(
+        {
+            "client_id": pl.Series(ids, dtype=pl.String()).gather(cell_d // n_length),
+            "start_s": (cell_d % n_length) * length_window_s,
+            "field": pl.Series(fields, dtype=pl.String()).gather(frank_d[by]),
+            "value": value_d[by],
+            "prob": prob_d[by],
+        },
+        schema=DISTRIBUTION_SCHEMA,
     )
-    active = df.select("client_id", (pl.col("lw") * length_window_s).alias("start_s")).unique()
-    length_windows = (
-        pl.DataFrame({"client_id": ids}, schema={"client_id": pl.String()})
-        .join(pl.DataFrame({"start_s": [i * length_window_s for i in range(n_length)]}, schema={"start_s": pl.Int64()}), how="cross")
-        .join(active.with_columns(pl.lit(True).alias("active")), on=["client_id", "start_s"], how="left")
-        .with_columns(pl.lit(length_window_s, dtype=pl.Int64).alias("duration_s"), pl.col("active").fill_null(False))
-        .select(list(LENGTH_WINDOW_SCHEMA))
-        .cast(LENGTH_WINDOW_SCHEMA)
+    length_windows = pl.DataFrame(
+        {
+            "client_id": pl.Series(ids, dtype=pl.String()).gather(np.repeat(np.arange(len(ids)), n_length)),
+            "start_s": np.tile(np.arange(n_length, dtype=np.int64) * length_window_s, len(ids)),
+            "duration_s": np.full(len(ids) * n_length, length_window_s, dtype=np.int64),
+            "active": np.bincount(lcell, minlength=len(ids) * n_length) > 0,
+        },
+        schema=LENGTH_WINDOW_SCHEMA,
     )
-    windows = windows.join(order, on="client_id").sort("_rank", "start_s").drop("_rank")
-    gap_frame = gaps.select("client_id", (pl.col("w") * window_s).alias("start_s"), "gap_s").cast(GAP_SCHEMA)
     return ClientPool(
         name=name,
         source=source,
