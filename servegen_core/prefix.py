@@ -81,6 +81,7 @@ __all__ = [
     "sessions",
     "stack_distances",
     "top_prefixes",
+    "with_block_ids",
 ]
 
 #: Most block accesses (sum of the ``hash_ids`` lengths) a function accepts: about 40 bytes
@@ -841,10 +842,16 @@ def prefix_report(
 ) -> PrefixReport:
     """:func:`block_reuse`, :func:`prefix_depth`, :func:`top_prefixes` (``k``), :func:`sessions`
     (``session_method``, ``block_tokens``) and :func:`lru_hit_ratio` (``block_tokens``), with the
-    access stream and its prefix ids computed once."""
+    access stream and its prefix ids computed once.
+
+    A trace without ``hash_ids`` but with prompt segments (``segment_ids``/``segment_tokens``:
+    a workload composed with a ``prefix`` section, or its native export) gets its block ids
+    at ``block_tokens`` tokens per block from them (:func:`with_block_ids`).
+    """
     _check_k(k)
     _check_lru(block_tokens, None)
     method = _session_method(trace, session_method, block_tokens)
+    trace = with_block_ids(trace, block_tokens=block_tokens)
     flat = _flatten(trace, max_accesses)
     if isinstance(flat, str):
         sess = _sessions(trace, method, None, block_tokens) if method == "session_id" else _empty_sessions(method, flat)
@@ -859,3 +866,20 @@ def prefix_report(
         sessions=_sessions(flat.trace, method, flat if method == "hash_ids" else None, block_tokens),
         lru=_lru_hit_ratio(flat, block_tokens, None),
     )
+
+
+#: Columns of a composed workload's prompt segments (:mod:`servegen_core.sessions`).
+SEGMENT_COLUMNS = ("segment_ids", "segment_tokens")
+
+
+def with_block_ids(trace: pl.DataFrame, *, block_tokens: int = DEFAULT_BLOCK_TOKENS) -> pl.DataFrame:
+    """The trace with ``hash_ids`` derived from its prompt segments when it has segments and no
+    ``hash_ids`` (:func:`servegen_core.sessions.hash_ids` at ``block_tokens``); otherwise unchanged."""
+    if not isinstance(trace, pl.DataFrame) or "hash_ids" in trace.columns or not set(SEGMENT_COLUMNS) <= set(trace.columns):
+        return trace
+    if trace["segment_ids"].null_count() or trace["segment_tokens"].null_count():
+        return trace
+    from servegen_core.sessions import hash_ids
+
+    ids = hash_ids(trace["segment_ids"], trace["segment_tokens"], block_size=block_tokens)
+    return trace.with_columns(ids.alias("hash_ids"))

@@ -358,3 +358,58 @@ def test_prefix_report_without_block_ids_still_finds_session_ids():
     assert not rep.ok and "hash_ids" in rep.reason
     assert not rep.reuse.ok and not rep.lru.ok and not rep.top.ok
     assert rep.sessions.ok and rep.sessions.multi_turn_sessions == 1
+
+
+# -- block ids from a composed workload's prompt segments -----------------------------------------
+
+
+def token_depths(segment_ids: list[list[int]], segment_tokens: list[list[int]]) -> list[int]:
+    """Per request, the most leading tokens it shares with an earlier request, from its segments:
+    two prompts share a segment's tokens up to the shorter length and continue only past a
+    segment both hold whole (a trie keyed by (segment, length))."""
+    root: dict = {}
+    out = []
+    for ids, toks in zip(segment_ids, segment_tokens):
+        node, shared = root, 0
+        for s, n in zip(ids, toks):
+            child = node.get(("whole", s, n))
+            if child is not None:
+                shared, node = shared + n, child
+                continue
+            shared += min(n, node.get(("longest", s), 0))
+            break
+        out.append(shared)
+        node = root
+        for s, n in zip(ids, toks):
+            node[("longest", s)] = max(node.get(("longest", s), 0), n)
+            node = node.setdefault(("whole", s, n), {})
+    return out
+
+
+def test_prefix_report_derives_block_ids_from_segments(servegen_dir):
+    from servegen_core.compose import compose
+    from servegen_core.spec import (
+        ClientSelection, ConstantRate, PrefixProfile, PrefixSpec, ServeGenSource, Sessions, Span, SystemPrompts,
+        WorkloadSpec,
+    )
+
+    spec = WorkloadSpec(
+        source=ServeGenSource(data_dir="shared", model="language/m-large"), span=Span(72000, 300),
+        rate=ConstantRate(rps=1.0), clients=ClientSelection(mode="top_k", k=5), seed=3,
+        prefix=PrefixSpec(default=PrefixProfile(
+            system_prompts=SystemPrompts(count=3, request_share=0.6, zipf_s=1.0, tokens=200, unique_tokens=1),
+            sessions=Sessions(turns_kind="geometric", turns_mean=3.0, max_turns=10, think_mean_s=20.0, think_cv=1.0),
+        )),
+    )
+    trace = compose(spec).trace
+    assert "hash_ids" not in trace.columns
+    block = 32
+    rep = prefix.prefix_report(trace, block_tokens=block)
+    assert rep.ok and rep.reuse.blocks == int(((trace["input_tokens"] + block - 1) // block).sum())
+    lcp = token_depths(trace["segment_ids"].to_list(), trace["segment_tokens"].to_list())
+    x = trace["input_tokens"].to_list()
+    expected = [-(-n // block) if t == n else t // block for t, n in zip(lcp, x)]  # a whole equal prompt shares its last block
+    assert rep.depth.per_request["depth_blocks"].to_list() == expected
+    assert rep.depth.share_with_prefix > 0.3
+    assert rep.sessions.method == "session_id" and rep.sessions.multi_turn_sessions >= 10
+    assert prefix.with_block_ids(trace.with_columns(hash_ids=pl.lit([1], pl.List(pl.Int64))))["hash_ids"][0].to_list() == [1]

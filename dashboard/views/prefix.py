@@ -8,7 +8,7 @@ from plaintext import md
 from servegen_core import prefix
 
 view = state.page_header("Prefix reuse")
-if view.is_pool or not view.has("hash_ids"):
+if view.is_pool or not (view.has("hash_ids") or view.has(*prefix.SEGMENT_COLUMNS)):
     st.info(
         f"{md(view.source.label)} has no block ids (hash_ids), so its prefix reuse is unknown: ServeGen pool data and "
         "traces without hash_ids carry no prefix information. Load a request trace with hash_ids, e.g. a Mooncake "
@@ -26,6 +26,8 @@ report = state.compute(prefix.prefix_report, block_tokens=int(block_tokens), k=1
 if not state.usable(report, what="prefix reuse"):
     st.stop()
 reuse, depth, curve, top, sess = report.reuse, report.depth, report.lru, report.top, report.sessions
+if not view.has("hash_ids"):
+    st.caption(f"Block ids derived from the workload's prompt segments at {int(block_tokens):,} tokens per block.")
 
 if state.usable(reuse, what="block reuse") and state.usable(depth, what="the shared-prefix depth"):
     cols = st.columns(4)

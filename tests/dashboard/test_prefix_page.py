@@ -88,3 +88,35 @@ def test_prefix_charts_have_titles_and_units(mooncake):
     for fig in (charts.session_turns(sess.turn_counts), charts.inter_turn_gaps(sess.turns), charts.context_growth(sess.turns)):
         layout = json.loads(fig.to_json())["layout"]
         assert layout["title"]["text"] and "(" in layout["xaxis"]["title"]["text"] + layout["yaxis"]["title"]["text"]
+
+
+def test_a_composed_workload_is_characterized_from_its_prompt_segments(tmp_path):
+    from servegen_core.compose import compose
+    from servegen_core.export import export_trace
+    from servegen_core.spec import (
+        ClientSelection, ConstantRate, PrefixProfile, PrefixSpec, ServeGenSource, Sessions, Span, SystemPrompts,
+        WorkloadSpec,
+    )
+
+    spec = WorkloadSpec(
+        source=ServeGenSource(data_dir="shared", model="language/m-large"), span=Span(72000, 300),
+        rate=ConstantRate(rps=1.0), clients=ClientSelection(mode="top_k", k=5), seed=3,
+        prefix=PrefixSpec(default=PrefixProfile(
+            system_prompts=SystemPrompts(count=3, request_share=0.6, zipf_s=1.0, tokens=200, unique_tokens=1),
+            sessions=Sessions(turns_kind="geometric", turns_mean=3.0, max_turns=10, think_mean_s=20.0, think_cv=1.0),
+        )),
+    )
+    path = tmp_path / "workload.parquet"
+    export_trace(compose(spec).trace, path, "parquet", note=None)
+    trace = load_trace(path).trace
+    assert "hash_ids" not in trace.columns and {"segment_ids", "segment_tokens"} <= set(trace.columns)
+    d = Dashboard().trace(path).open("prefix")
+    d.at.number_input(key="px_block_tokens").set_value(32).run()
+    d.check()
+    assert any("derived from the workload's prompt segments at 32 tokens per block" in c for c in d.captions())
+    rep = prefix.prefix_report(trace, block_tokens=32, k=15)
+    lru = d.figure("px_lru")
+    np.testing.assert_allclose(values(lru["data"][0], "y"), rep.lru.frame["hit_ratio"].to_numpy() * 100)
+    assert rep.depth.share_with_prefix > 0.3
+    np.testing.assert_array_equal(values(d.figure("px_turns")["data"][0], "x"), rep.sessions.turn_counts["turns"].to_numpy())
+    assert any("from the session_id column" in c for c in d.captions())
