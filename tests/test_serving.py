@@ -124,10 +124,11 @@ def test_conservation_every_request_completes_once_and_tokens_add_up(azure, cost
     assert rep["preemptions"].sum() == 0
 
 
-def test_preemption_with_a_small_kv_cache_still_completes_everything(azure, cost):
+@pytest.mark.parametrize("chunked", [False, True])
+def test_preemption_with_a_small_kv_cache_still_completes_everything(azure, cost, chunked):
     small = dataclasses.replace(cost, kv_tokens=24_000)
     part = azure.head(1500)
-    res = sv.simulate(part, small, replicas=1)
+    res = sv.simulate(part, small, replicas=1, config=sv.ServerConfig(chunked_prefill=chunked, max_batched_tokens=2048))
     req, rep = res.requests, res.replicas
     assert rep["preemptions"][0] > 0 and req["preemptions"].sum() == rep["preemptions"][0]
     assert req["completed"].all()
