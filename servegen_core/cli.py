@@ -10,6 +10,7 @@
     servegen spec-template [--model M] [--data-dir D] [--start-s S] [--duration-s D]
                            [--seed N] [--overwrite] -o FILE
     servegen spec-template --trace FILE [--preset P] [--fit-length-correlation]
+                           [--fit-prefix [--block-size T]]
                            [--start-s S] [--duration-s D] [--seed N] [--overwrite] -o FILE
     servegen whatif (--spec SPEC | --trace FILE) --model M --gpu G [--slo-ttft-p99 S]
                     [--slo-tpot-p99 S] [--calibration FILE ...] [--baselines LIST] [--json]
@@ -908,6 +909,8 @@ def spec_template(
     trace: str | None = None,
     preset: str | None = None,
     fit_length_correlation: bool = False,
+    fit_prefix: bool = False,
+    block_size: int | None = None,
 ) -> Any:
     """An example :class:`~servegen_core.spec.WorkloadSpec` for one model of ``data_dir``,
     or for a raw trace file (``trace``).
@@ -921,12 +924,17 @@ def spec_template(
     whole trace. ``fit_length_correlation`` sets the spec's ``length_correlation`` to the
     Gaussian-copula correlation of the trace's input and output lengths
     (:func:`servegen_core.fit.length_correlation`, rounded to 4 decimals), so that composed
-    lengths keep the source's rank correlation.
+    lengths keep the source's rank correlation. ``fit_prefix`` adds a ``prefix`` section
+    fitted to the trace's ``hash_ids`` (:func:`servegen_core.sessions.fit_prefix`,
+    ``block_size`` tokens per id, 512 by default).
     """
     if trace is not None:
-        return _trace_template(trace, preset, start_s=start_s, duration_s=duration_s, seed=seed, fit=fit_length_correlation)
-    if fit_length_correlation:
-        msg = "--fit-length-correlation needs a raw trace (--trace FILE) to fit"
+        return _trace_template(
+            trace, preset, start_s=start_s, duration_s=duration_s, seed=seed, fit=fit_length_correlation,
+            fit_prefix=fit_prefix, block_size=block_size,
+        )
+    if fit_length_correlation or fit_prefix:
+        msg = "--fit-length-correlation and --fit-prefix need a raw trace (--trace FILE) to fit"
         raise CliError(msg)
     if preset is not None:
         msg = "--preset applies to a raw trace file (--trace FILE)"
@@ -962,7 +970,15 @@ def spec_template(
 
 
 def _trace_template(
-    trace: str, preset: str | None, *, start_s: float | None, duration_s: float | None, seed: int, fit: bool
+    trace: str,
+    preset: str | None,
+    *,
+    start_s: float | None,
+    duration_s: float | None,
+    seed: int,
+    fit: bool,
+    fit_prefix: bool = False,
+    block_size: int | None = None,
 ) -> Any:
     """The spec template of a raw trace file (see :func:`spec_template`)."""
     from servegen_core.fit import length_correlation, pool_from_trace
@@ -981,11 +997,23 @@ def _trace_template(
         msg = f"span [{start:g}, {start + (duration_s or 0):g}) s is outside the trace's windows ([{pool.start_s}, {pool.end_s}) s)"
         raise CliError(msg)
     rho = round(length_correlation(trace_df), 4) if fit else 0.0
+    prefix = None
+    if fit_prefix:
+        from servegen_core.sessions import fit_prefix as fit_prefix_section
+
+        if "hash_ids" not in trace_df.columns:
+            msg = f"--fit-prefix needs a trace with hash_ids (block ids); {path} has none"
+            raise CliError(msg)
+        try:
+            prefix = fit_prefix_section(trace_df, block_size=block_size or 512)
+        except ValueError as exc:
+            raise CliError(str(exc)) from None
     return WorkloadSpec(
         source=TraceSource(path=str(path.resolve()), preset=loaded.preset),
         span=Span(start_s=_whole(start), duration_s=None if duration_s is None else _whole(duration_s)),
         length_correlation=rho,
         seed=seed,
+        prefix=prefix,
     )
 
 
@@ -1003,6 +1031,8 @@ def _cmd_spec_template(args: argparse.Namespace, out: TextIO) -> int:
         trace=args.trace,
         preset=args.preset,
         fit_length_correlation=args.fit_length_correlation,
+        fit_prefix=args.fit_prefix,
+        block_size=args.block_size,
     )
     if args.output == "-":
         out.write(spec.to_json())
@@ -1012,6 +1042,8 @@ def _cmd_spec_template(args: argparse.Namespace, out: TextIO) -> int:
     what = spec.source.path if args.trace is not None else spec.source.model
     duration = "whole trace" if spec.span.duration_s is None else f"{_fmt_number(spec.span.duration_s)} s"
     fitted = f", length_correlation {spec.length_correlation:g} (fitted)" if args.fit_length_correlation else ""
+    if spec.prefix is not None:
+        fitted += ", prefix section (fitted from hash_ids)"
     out.write(
         f"wrote {path} ({what}, {duration} from "
         f"{_fmt_number(spec.span.start_s)} s, seed {spec.seed}{fitted})\n"
@@ -1242,6 +1274,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--fit-length-correlation", action="store_true",
         help="set length_correlation to the input/output correlation fitted from --trace",
+    )
+    p.add_argument(
+        "--fit-prefix", action="store_true",
+        help="add a prefix section (shared prompts, sessions) fitted to the hash_ids of --trace",
+    )
+    p.add_argument(
+        "--block-size", type=_block_size, metavar="TOKENS",
+        help="tokens per hash id of --trace for --fit-prefix (default 512, Mooncake's)",
     )
     p.add_argument(
         "--start-s", type=_nonneg_float,

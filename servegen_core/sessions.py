@@ -76,8 +76,6 @@ __all__ = [
     "session_chunks",
 ]
 
-#: Largest start ordinal inside one arrival window (the segment-id layout's limit).
-MAX_WINDOW_STARTS = 2**31 - 1
 
 _M1 = np.uint64(0x9E3779B97F4A7C15)
 _M2 = np.uint64(0xBF58476D1CE4E5B9)

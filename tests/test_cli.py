@@ -850,3 +850,35 @@ def test_progress_bar_redraws_on_a_terminal_and_steps_in_a_log():
     # one line per tenth of the work (the first update opens the 0-10 % step), no carriage returns
     assert len(lines) == 11 and "\r" not in log.getvalue()
     assert lines[-1] == "g [##########] 100.0% 100/100"
+
+
+def test_spec_template_fits_a_prefix_section_and_generate_uses_it(capsys, tmp_path, traces_dir):
+    """spec-template --fit-prefix writes the section fit_prefix gives for the trace; generate
+    composes it into a mooncake file whose records share blocks (the trace's reuse), as the
+    Python route does; a trace without hash_ids is refused with exit 2."""
+    from servegen_core.sessions import fit_prefix
+    from servegen_core.spec import WorkloadSpec
+    from servegen_core.traces import load_trace
+
+    trace = traces_dir / "mooncake_synthetic_trace.jsonl"
+    spec_path = tmp_path / "spec.json"
+    code, out, err = run(capsys, "spec-template", "--trace", trace, "--fit-prefix", "-o", spec_path)
+    assert code == 0, err
+    assert "prefix section (fitted from hash_ids)" in out
+    spec = WorkloadSpec.from_file(spec_path)
+    assert spec.prefix == fit_prefix(load_trace(trace).trace, block_size=512)
+    target = tmp_path / "w.jsonl"
+    code, out, err = run(capsys, "generate", "--spec", spec_path, "--format", "mooncake", "-o", target)
+    assert code == 0, err
+    assert target.read_bytes() == python_export(spec_path, tmp_path / "api.jsonl", "mooncake")
+    recs = [json.loads(line) for line in target.read_text().splitlines()]
+    seen: set[int] = set()
+    reused = total = 0
+    for r in recs:
+        total += len(r["hash_ids"])
+        reused += sum(1 for h in r["hash_ids"] if h in seen)
+        seen.update(r["hash_ids"])
+    assert reused / total > 0.5
+    azure = traces_dir / "AzureLLMInferenceTrace_conv.csv"
+    code, _, err = run(capsys, "spec-template", "--trace", azure, "--fit-prefix", "-o", tmp_path / "a.json")
+    assert code == 2 and "hash_ids" in err
