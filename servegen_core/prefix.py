@@ -50,6 +50,12 @@ LRU prefix cache (:func:`lru_hit_ratio`, :func:`stack_distances`)
     of the same key, answered for all t at once with a wavelet matrix over ``next`` built
     level by level in NumPy: O(N log N), no loop per access.
 
+Everything at once
+    :func:`prefix_report` gives every statistic above from one flattening of the trace (what
+    the dashboard's "Prefix reuse" page shows). A composed workload carries prompt segments
+    instead of ``hash_ids``; :func:`with_block_ids` (and :func:`prefix_report`) derive its
+    block ids at a chosen block size from them.
+
 Size guard
     Every function refuses (``ValueError`` naming the numbers) a trace with more than
     ``max_accesses`` block accesses (default :data:`MAX_ACCESSES`), counted from the list
