@@ -5,8 +5,9 @@ workload four more columns (:data:`servegen_core.schema.PREFIX_COLUMNS`): ``sess
 ``turn_index`` and the prompt of every request as content segments, ``segment_ids`` and
 ``segment_tokens``. Without the section nothing here runs and the workload is unchanged.
 
-How the prefix stage works (per arrival window, from the window's own generator
-``np.random.default_rng([seed, w, 2])``, so chunks do not change the result)
+How the prefix stage works (per generation unit, from the unit's own generator
+``np.random.default_rng([seed, w, 2, piece])`` (``w`` the arrival window, ``piece`` its part
+when compose cuts a busy window into units), so chunks do not change the result)
 ----------------------------------------------------------------------------------
 1. Session starts. Compose generates the arrivals of every client-window as usual, with the
    client's fitted arrival pattern, but its request counts are session starts: per client,
@@ -333,12 +334,15 @@ def _expand(plan: ComposePlan, base: pl.DataFrame, k0: int, k1: int) -> pl.DataF
     kpos = np.clip(np.searchsorted(a["win_t0"], t, side="right") - 1, k0, k1 - 1)
     ordinal = np.arange(n) - np.searchsorted(kpos, kpos, side="left")
     r = np.searchsorted(P["cw_key"], kpos * max(C, 1) + crank)
-    w = a["win_index"][kpos].astype(np.int64)
+    # a generation unit: the arrival window, and its piece when compose cuts a busy window
+    # into pieces (``win_piece``); segment ids and generators are per unit
+    piece = a["win_piece"] if "win_piece" in a else np.zeros(len(a["win_index"]), dtype=np.int64)
+    w = a["win_index"][kpos].astype(np.int64) * (1 << 16) + piece[kpos].astype(np.int64)
     seed = int(a["seed"])
 
     # batch 1 per window: prompt use, prompt pick, length key, turn count
     counts = np.bincount(kpos - k0, minlength=k1 - k0)
-    gens = [np.random.default_rng([seed, int(wi), 2]) for wi in a["win_index"][k0:k1]]
+    gens = [np.random.default_rng([seed, int(wi), 2, int(pc)]) for wi, pc in zip(a["win_index"][k0:k1], piece[k0:k1])]
     u1 = np.concatenate([g.random((int(m), 6)) for g, m in zip(gens, counts)]) if n else np.zeros((0, 6))
     uses = u1[:, 0] < P["share"][crank]
     prompt = _pick(P["zipf_cum"], P["zipf_off"], crank, u1[:, 1])
@@ -499,7 +503,15 @@ def _expand(plan: ComposePlan, base: pl.DataFrame, k0: int, k1: int) -> pl.DataF
         frame["segment_ids"],
         frame["segment_tokens"],
         pl.when(pl.col("_sess"))
-        .then(pl.concat_str(pl.lit("s"), pl.col("_w").cast(pl.String), pl.lit("-"), pl.col("_o").cast(pl.String)))
+        .then(
+            pl.concat_str(
+                pl.lit("s"),
+                (pl.col("_w") // (1 << 16)).cast(pl.String),
+                pl.when(pl.col("_w") % (1 << 16) > 0).then(pl.concat_str(pl.lit("."), (pl.col("_w") % (1 << 16)).cast(pl.String))).otherwise(pl.lit("")),
+                pl.lit("-"),
+                pl.col("_o").cast(pl.String),
+            )
+        )
         .otherwise(None)
         .alias("session_id"),
     )
