@@ -550,7 +550,7 @@ def test_spec_template_of_a_trace_fits_the_length_correlation(traces_dir, moonca
     assert WorkloadSpec.from_file(plain).length_correlation == 0.0
     capsys.readouterr()
     assert main(["spec-template", "--fit-length-correlation", "-o", "-"]) == 2
-    assert "needs a raw trace" in capsys.readouterr().err
+    assert "a raw trace (--trace FILE)" in capsys.readouterr().err
     assert main(["spec-template", "--trace", str(path), "--duration-s", "5000", "-o", "-"]) == 2
     assert "outside the trace" in capsys.readouterr().err
 
