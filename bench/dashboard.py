@@ -13,6 +13,9 @@ Three measurements on ``language/m-large`` (by default):
   the widget asks for one).
 * **download** — writing the export file when the download button is clicked (one hour of
   the model at its observed rate), per format.
+* **selection change** — the rerun after one change of the client selection: a table row
+  ticked (11 in a row), the "add top-k" button, a chart point picked, a weight edited on
+  Compose (target: under 0.3 s each). ``--ticks-only`` runs just this part.
 
 Every timing is wall time of ``AppTest.run()`` (the script run, core calls and figure
 building; not the browser's drawing). The machine may be shared: ``--repeat`` takes the
@@ -166,6 +169,49 @@ def downloads(data_dir: str, model: str, repeat: int) -> tuple[int, dict[str, tu
     return rows, out
 
 
+def _table_key(at) -> str:
+    return next(f.key for f in at.dataframe if f.key and f.key.startswith("cl_table_"))
+
+
+def selection_ticks(data_dir: str, model: str, repeat: int, *, n_ticks: int = 11) -> dict[str, list[float]]:
+    """Reruns of the Clients and Compose pages after one selection change each (after a first visit).
+
+    ``tick``: one more table row ticked (``n_ticks`` in a row, as a user picking clients one by
+    one); ``add top-k``: the "Add the top k" button; ``chart pick``: a point clicked on the
+    CV-vs-rate chart; ``weight edit``: one weight changed in the Compose page's client table.
+    Each is the wall time of a whole ``AppTest.run()`` (the browser reruns only the Clients
+    page's selection fragment, which is less).
+    """
+    out: dict[str, list[float]] = {"tick": [], "add top-k": [], "chart pick": [], "weight edit": [], "11 ticks (total)": []}
+    for _ in range(repeat):
+        at = _app()
+        at.run()
+        _open_model(at, data_dir, model)
+        at.switch_page("views/clients.py").run()
+        _check(at, "clients")
+        total = 0.0
+        for i in range(n_ticks):
+            at.session_state[_table_key(at)] = {"selection": {"rows": list(range(i + 1)), "columns": [], "cells": []}}
+            t = _timed(at.run)
+            out["tick"].append(t)
+            total += t
+        out["11 ticks (total)"].append(total)
+        _check(at, "ticks")
+        at.button(key="cl_add_top").click()
+        out["add top-k"].append(_timed(at.run))
+        key = next(c.key for c in at.get("plotly_chart") if c.key.startswith("cl_cv_rate_"))
+        at.session_state[key] = {"selection": {"points": [{"point_index": 3, "curve_number": 0}], "point_indices": [3], "box": [], "lasso": []}}
+        out["chart pick"].append(_timed(at.run))
+        _check(at, "chart pick")
+        at.switch_page("views/compose.py").run()
+        _check(at, "compose")
+        editor = next(e.key for e in at.data_editor if e.key and e.key.startswith("cmp_wtable_"))
+        at.session_state[editor] = {"edited_rows": {0: {"weight": 2.0}}, "added_rows": [], "deleted_rows": []}
+        out["weight edit"].append(_timed(at.run))
+        _check(at, "weight edit")
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", default=None, help="ServeGen data folder (default: the shared data)")
@@ -173,6 +219,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--markdown", action="store_true", help="print Markdown tables")
     parser.add_argument("--cold-child", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--ticks-only", action="store_true", help="only the selection-change reruns (Clients and Compose)")
     args = parser.parse_args(argv)
 
     from servegen_core.paths import default_cache_dir, shared_data_dir
@@ -185,6 +232,17 @@ def main(argv: list[str] | None = None) -> int:
 
     med = statistics.median
     print(f"# dashboard benchmark: {args.model}, repeat {args.repeat}; {platform.python_version()}, {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f}")
+    sys.path.insert(0, str(DASHBOARD))
+    ticks = selection_ticks(data_dir, args.model, args.repeat)
+    if args.markdown:
+        print("\n| selection change (whole rerun) | median (s) | max (s) |\n|---|---:|---:|")
+        for name, ts in ticks.items():
+            print(f"| {name} | {med(ts):.3f} | {max(ts):.3f} |")
+    else:
+        for name, ts in ticks.items():
+            print(f"selection {name:18s} median {med(ts):.3f} s   max {max(ts):.3f} s")
+    if args.ticks_only:
+        return 0
     load_pool(data_dir, args.model)  # the columnar cache exists for the warm cold start
     warm = [cold_start(data_dir, args.model, cache_dir=str(default_cache_dir())) for _ in range(args.repeat)]
     with tempfile.TemporaryDirectory() as empty:

@@ -12,6 +12,7 @@ import state
 from plaintext import md
 from servegen_core import rates
 from servegen_core.compose import rate_curve
+from servegen_core.pool import client_sort_key
 from servegen_core.spec import (
     ARRIVALS,
     LENGTHS,
@@ -281,6 +282,17 @@ spec_plan = state.plan(spec, pool) if explicit else base_plan
 if spec_plan is None:
     st.stop()
 
+# Explicit weights list only the clients that can carry load, so the core files a client left
+# out for lack of length data (or idle) under "weight 0" too: show it under its own reason.
+exclusions = {r: list(ids_) for r, ids_ in spec_plan.exclusions.items()}
+if explicit:
+    for c in [c for c in exclusions["weight_zero"] if c not in observed_share]:
+        reason = next((r for r in ("idle", "no_lengths") if c in base_plan.exclusions[r]), None)
+        if reason is not None:
+            exclusions["weight_zero"].remove(c)
+            exclusions[reason].append(c)
+    exclusions = {r: sorted(v, key=client_sort_key) for r, v in exclusions.items()}
+
 with status_box:
     cwl = spec_plan.client_windows
     borrowing = set(cwl.filter(pl.col("length_source") == "borrowed")["client_id"].unique().to_list())
@@ -294,7 +306,7 @@ with status_box:
         for c in spec_plan.clients
     }
     for reason, label in STATUS_LABELS.items():
-        for c in spec_plan.exclusions[reason]:
+        for c in exclusions[reason]:
             status[c] = label
     rows_ids = [c for c in candidates] + [c for c in status if c not in observed_share]
     composed_share = dict(zip(spec_plan.weights["client_id"].to_list(), spec_plan.weights["weight_share"].to_list(), strict=True))
@@ -379,7 +391,7 @@ with status_box:
                 f"Request rate of the {'first ' + str(n_show) + ' of the ' if n_show < len(chosen_ids) else ''}{len(chosen_ids)} chosen clients over the "
                 f"whole source ({state.fmt_resolution(res)} bins); the shaded band is the span. Drag a box on the chart to set the span."
             )
-            dropped = spec_plan.exclusions["idle"] if mode != "all" else ()
+            dropped = exclusions["idle"] if mode != "all" else ()
             if dropped:
                 st.warning(f"The span drops all the activity of {len(dropped)} chosen client(s): {md(', '.join(dropped[:20]))}" + (" …" if len(dropped) > 20 else "") + ".")
 
@@ -391,7 +403,7 @@ if curve is not None:
 m1, m2, m3 = st.columns(3)
 m1.metric("Expected requests", f"{spec_plan.expected_requests:,.0f}")
 m2.metric("Clients composed", f"{len(spec_plan.clients):,}")
-m2.caption(exclusion_note(spec_plan.clients, spec_plan.exclusions))
+m2.caption(exclusion_note(spec_plan.clients, exclusions))
 m3.metric("Mean rate (req/s)", f"{spec_plan.expected_requests / spec_plan.span_duration_s:,.2f}")
 st.caption(
     f"{kinds[kind]} over {state.fmt_duration(spec_plan.span_duration_s)} from {charts.fmt_time(start_s)}; "

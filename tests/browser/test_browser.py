@@ -1,7 +1,10 @@
 """The dashboard in a real browser: ``streamlit run`` in a subprocess, driven by Playwright and Debian's Chromium.
 
 Visits every page (on the demo's three models), composes a workload, downloads an export and
-parses it, and saves a screenshot of each page under ``test-artifacts/screenshots/``.
+parses it, and saves a screenshot of each page under ``test-artifacts/screenshots/``. The
+workflow test goes through the whole flow as a user: select clients (top-k button, search by
+id, a ticked table row), open them in Compose, edit a weight, set a ramp, undo and redo a
+change, preview against a naive baseline, export, and reopen the page from its address.
 The server is always stopped, also when a step fails.
 """
 
@@ -175,7 +178,7 @@ def test_every_page_compose_and_download(page, tmp_path):
 
     expected_charts = {
         "Overview": 2, "Burstiness": 4, "Rate shifts": 4, "Lengths": 2,
-        "Clients": 0, "Compose": 2, "Preview": 4, "Export": 0,
+        "Clients": 2, "Compose": 3, "Preview": 4, "Export": 0,
     }
     for title, n in expected_charts.items():
         go(pg, title)
@@ -235,3 +238,138 @@ def test_every_page_compose_and_download(page, tmp_path):
     assert spec["rate"] == {"kind": "constant", "rps": 4.0} and spec["seed"] == 3
     assert spec["source"] == {"kind": "servegen", "data_dir": "demo", "model": "reason/demo-r1"}
     shot(pg, "export")
+
+
+def table_cell(pg, testid: str, row: int, column: int, *, row_h: float = 35.0, col_w: float | None = None) -> tuple[float, float]:
+    """Screen position of a cell of the first Glide data grid with this test id (rows from 0 under the header)."""
+    grid = pg.locator(f'[data-testid="{testid}"]').first
+    grid.scroll_into_view_if_needed()
+    box = grid.bounding_box()
+    x = box["x"] + (18 if column < 0 else 40 + (col_w or 120) * (column + 0.5))
+    y = box["y"] + row_h * (row + 1.5)
+    return x, y
+
+
+def caption_texts(pg) -> str:
+    return "\n".join(pg.locator('[data-testid="stMain"] [data-testid="stCaptionContainer"]').all_inner_texts())
+
+
+def test_select_weights_ramp_preview_export_flow(page, tmp_path):
+    pg = page
+    choose(pg, "Demo model", "language/demo-chat")
+    go(pg, "Clients")
+    assert_clean(pg, "Clients")
+    # add the top 3 by request share, then client 15 by id
+    pg.get_by_role("button", name="Add the top 5").click()
+    settle(pg)
+    k = pg.get_by_role("spinbutton", name="Top-k by request_share", exact=True)
+    k.fill("3")
+    k.press("Enter")
+    settle(pg)
+    pg.get_by_role("button", name="Clear the selection").click()
+    settle(pg)
+    pg.get_by_role("button", name="Add the top 3").click()
+    settle(pg)
+    search = pg.get_by_label("Search by client id (several: separated by spaces or commas)")
+    search.fill("15")
+    search.press("Enter")
+    settle(pg)
+    pg.get_by_role("button", name="Add these ids").click()
+    settle(pg)
+    selected = pg.locator('[data-testid="stAlertContentSuccess"]').first.inner_text()
+    assert selected.startswith("Selection for Compose (4 clients")
+    # tick the row of another client in the table (row 5 of the ranked list): it joins the selection
+    x, y = table_cell(pg, "stDataFrame", 5, -1)
+    pg.mouse.click(x, y)
+    settle(pg)
+    selected = pg.locator('[data-testid="stAlertContentSuccess"]').first.inner_text()
+    assert selected.startswith("Selection for Compose (5 clients"), selected
+    ids_line = [t for t in caption_texts(pg).splitlines() if t.count(",") == 4][0]
+    ids = [c.strip() for c in ids_line.split(",")]
+    assert "15" in ids
+    assert_clean(pg, "Clients")
+    shot(pg, "flow_1_clients_selected")
+
+    # Open in Compose: the client subset is the selection
+    pg.get_by_role("button", name="Open in Compose").click()
+    pg.wait_for_function("""() => document.querySelector('h1') && document.querySelector('h1').innerText.startsWith('Compose')""")
+    settle(pg)
+    assert_clean(pg, "Compose")
+    radio = pg.locator('[data-testid="stRadio"]').filter(has_text="Client subset")
+    assert radio.locator("input:checked").count() == 1
+    assert "Clients page selection (5)" in radio.locator("label:has(input:checked)").inner_text()
+    # edit the first client's weight: click its client cell, move right to the weight column, type, Enter
+    editor = pg.locator('[data-testid="stDataFrame"]').first
+    editor.scroll_into_view_if_needed()
+    box = editor.bounding_box()
+    pg.mouse.click(box["x"] + 30, box["y"] + 35 * 1.5)
+    pg.wait_for_timeout(300)
+    for _ in range(3):  # client -> status -> observed share -> weight
+        pg.keyboard.press("ArrowRight")
+    pg.wait_for_timeout(300)
+    pg.keyboard.type("5")
+    pg.wait_for_timeout(300)
+    pg.keyboard.press("Enter")
+    pg.wait_for_function(
+        """() => [...document.querySelectorAll('[data-testid="stCaptionContainer"]')].some(c => c.innerText.includes('(edited)'))""",
+        timeout=TIMEOUT_MS,
+    )
+    settle(pg)
+    assert_clean(pg, "Compose")
+    # a ramp from 2 to 12 req/s over 30 minutes
+    choose(pg, "Kind", "Linear ramp", sidebar=False)
+    for name, value in (("Start rate (req/s)", "2"), ("End rate (req/s)", "12"), ("Duration (minutes)", "30")):
+        box_ = pg.get_by_role("spinbutton", name=name, exact=True)
+        box_.fill(value)
+        box_.press("Enter")
+        settle(pg)
+    assert_clean(pg, "Compose")
+    assert metric(pg, "Expected requests") == f"{(2 + 12) / 2 * 1800:,.0f}"
+    shot(pg, "flow_2_compose_ramp")
+    # undo the last change (the duration), then set it again
+    pg.get_by_role("button", name="Undo the last change").click()
+    settle(pg)
+    assert pg.get_by_role("spinbutton", name="Duration (minutes)", exact=True).input_value() == "60.00"
+    box_ = pg.get_by_role("spinbutton", name="Duration (minutes)", exact=True)
+    box_.fill("30")
+    box_.press("Enter")
+    settle(pg)
+    pg.get_by_text("Compare with a naive baseline on the Preview page").click()
+    settle(pg)
+    address = pg.url
+    assert "spec=" in address
+
+    go(pg, "Preview")
+    assert_clean(pg, "Preview")
+    assert charts_drawn(pg) == 4 + 4  # A and B arrivals, CV and length comparisons
+    generated = int(metric(pg, "Requests").replace(",", ""))
+    assert abs(generated - 12600) < 600
+    shot(pg, "flow_3_preview_vs_naive")
+
+    go(pg, "Export")
+    choose(pg, "Format", "mooncake", sidebar=False)
+    with pg.expect_download() as info:
+        pg.locator('[data-testid="stDownloadButton"] button').filter(has_text="Download workload").click()
+    target = tmp_path / info.value.suggested_filename
+    info.value.save_as(target)
+    rows = [json.loads(line) for line in target.read_text().splitlines()]
+    assert len(rows) == generated
+    spec = json.loads(pg.locator('[data-testid="stCode"]').first.inner_text())
+    assert spec["rate"] == {"kind": "ramp", "start_rps": 2.0, "end_rps": 12.0}
+    assert spec["clients"]["mode"] == "ids" and sorted(spec["clients"]["ids"], key=int) == sorted(ids, key=int)
+    assert spec["weights"]["mode"] == "explicit" and 5.0 in spec["weights"]["values"].values()
+    assert spec["span"]["duration_s"] == 1800.0
+    shot(pg, "flow_4_export")
+
+    # the address restores the spec in a new session (a reload or a shared link)
+    other = pg.context.new_page()
+    try:
+        other.set_default_timeout(TIMEOUT_MS)
+        other.goto(address)
+        settle(other)
+        go(other, "Export")
+        again = json.loads(other.locator('[data-testid="stCode"]').first.inner_text())
+        assert again == spec
+        shot(other, "flow_5_reloaded_export")
+    finally:
+        other.close()

@@ -6,7 +6,9 @@ compared with the core functions computed here on the same data.
 
 from __future__ import annotations
 
+import dataclasses
 import json
+from types import SimpleNamespace
 
 import numpy as np
 import polars as pl
@@ -19,7 +21,7 @@ from servegen_core.compose import compose, plan_workload
 from servegen_core.demo import DEMO_LABEL
 from servegen_core.paths import demo_data_dir
 from servegen_core.pool import client_sort_key, expected_requests, load_pool
-from servegen_core.spec import ClientSelection, ConstantRate, ServeGenSource, Span, TraceSource, WorkloadSpec
+from servegen_core.spec import ClientSelection, ConstantRate, ServeGenSource, Span, TraceSource, Weights, WorkloadSpec
 from servegen_core.summary import client_summary, filter_clients
 from servegen_core.traces import load_trace
 from servegen_core.validate import validate
@@ -486,9 +488,23 @@ def test_editing_weights_renormalizes_them():
     assert composed[f"client {clients[0]}"] == pytest.approx(75.0)
     assert composed[f"client {clients[1]}"] == pytest.approx(25.0)
     # the clients set to 0 are named as left out "with weight 0"
-    plan = plan_workload(spec, pool=load_pool(demo_data_dir() / "servegen", "language/demo-chat"))
-    assert set(plan.exclusions["weight_zero"]) >= set(clients[2:])  # (explicit weights also omit the idle ones)
-    check_exclusion_caption(d, plan)
+    pool = load_pool(demo_data_dir() / "servegen", "language/demo-chat")
+    plan = plan_workload(spec, pool=pool)
+    # explicit weights list only the clients that can carry load: the core files the others (no
+    # length data, idle) under weight 0 as well; the page names them by their own reason
+    base = plan_workload(dataclasses.replace(spec, weights=Weights()), pool=pool)
+    assert set(plan.exclusions["weight_zero"]) == set(clients[2:]) | set(base.exclusions["no_lengths"]) | set(base.exclusions["idle"])
+    shown = SimpleNamespace(
+        clients=plan.clients,
+        exclusions={
+            "not_selected": plan.exclusions["not_selected"],
+            "weight_zero": tuple(sorted(set(clients[2:]) & set(base.weights["client_id"].to_list()), key=client_sort_key)),
+            "idle": base.exclusions["idle"],
+            "no_lengths": base.exclusions["no_lengths"],
+        },
+    )
+    note = check_exclusion_caption(d, shown)
+    assert f"without length data ({', '.join(base.exclusions['no_lengths'])})" in note
 
 
 def test_preview_shows_the_validation_report_and_the_naive_baseline(demo_dir):
