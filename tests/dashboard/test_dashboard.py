@@ -504,7 +504,7 @@ def test_editing_weights_renormalizes_them():
         },
     )
     note = check_exclusion_caption(d, shown)
-    assert f"without length data ({', '.join(base.exclusions['no_lengths'])})" in note
+    assert base.exclusions["idle"] and f"idle in the span ({', '.join(base.exclusions['idle'])})" in note
 
 
 def test_preview_shows_the_validation_report_and_the_naive_baseline(demo_dir):
