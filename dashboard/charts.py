@@ -1182,25 +1182,41 @@ def cdf_comparison(frames: Mapping[str, pl.DataFrame], *, x: str, y: str = "cdf"
 # ---------------------------------------------------------------------------------------------
 
 
-def lru_hit_ratio_curve(frame: pl.DataFrame, *, max_hit_ratio: float, block_tokens: int) -> go.Figure:
+def lru_hit_ratio_curve(
+    frame: pl.DataFrame, *, max_hit_ratio: float, block_tokens: int, kv_bytes_per_token: float | None = None, model: str = ""
+) -> go.Figure:
     """Hit ratio of an LRU prefix cache vs its capacity: ``capacity_blocks, capacity_tokens, hit_ratio``
-    (:func:`servegen_core.prefix.lru_hit_ratio`), with the unbounded cache's ratio as a reference line."""
+    (:func:`servegen_core.prefix.lru_hit_ratio`), with the unbounded cache's ratio as a reference line.
+
+    With ``kv_bytes_per_token`` (a ``model``'s KV cache bytes per token) the x axis is the cache
+    size in GB of KV cache (10^9 bytes), blocks and tokens in the hover; otherwise in blocks.
+    """
+    blocks = frame["capacity_blocks"].to_numpy()
+    tokens = frame["capacity_tokens"].to_numpy()
+    if kv_bytes_per_token:
+        x = tokens * kv_bytes_per_token / 1e9
+        custom = np.column_stack([blocks, tokens])
+        hover = "%{x:.3g} GB: %{customdata[0]:,} blocks (%{customdata[1]:,} tokens)<br>hit ratio %{y:.2f} %<extra></extra>"
+        x_title = f"cache size (GB of {model} KV cache, {kv_bytes_per_token / 1024:,.0f} KiB per token, log scale)"
+    else:
+        x, custom = blocks, tokens
+        hover = "%{x:,} blocks (%{customdata:,} tokens)<br>hit ratio %{y:.2f} %<extra></extra>"
+        x_title = f"cache size (blocks of {block_tokens:,} tokens, log scale)"
     fig = go.Figure(
         go.Scatter(
-            x=frame["capacity_blocks"].to_numpy(),
+            x=x,
             y=frame["hit_ratio"].to_numpy() * 100,
             mode="lines",
             line={"color": COLORS[0], "width": 2.5},
-            customdata=frame["capacity_tokens"].to_numpy(),
-            hovertemplate="%{x:,} blocks (%{customdata:,} tokens)<br>hit ratio %{y:.2f} %<extra></extra>",
+            customdata=custom,
+            hovertemplate=hover,
             name="LRU prefix cache",
         )
     )
     fig.update_xaxes(type="log")
     _ref_line(fig, y=max_hit_ratio * 100, text=f"unbounded cache: {max_hit_ratio:.1%}", log=False)
     return _finish(
-        fig, "Prefix-cache hit ratio vs cache size (LRU)", x_title=f"cache size (blocks of {block_tokens:,} tokens, log scale)",
-        y_title="hit ratio (% of blocks)", showlegend=False,
+        fig, "Prefix-cache hit ratio vs cache size (LRU)", x_title=x_title, y_title="hit ratio (% of blocks)", showlegend=False,
     )
 
 

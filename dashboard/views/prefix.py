@@ -5,7 +5,7 @@ import streamlit as st
 import charts
 import state
 from plaintext import md
-from servegen_core import prefix
+from servegen_core import hardware, prefix
 
 view = state.page_header("Prefix reuse")
 if view.is_pool or not (view.has("hash_ids") or view.has(*prefix.SEGMENT_COLUMNS)):
@@ -37,17 +37,32 @@ if state.usable(reuse, what="block reuse") and state.usable(depth, what="the sha
     cols[3].metric("Block accesses", f"{reuse.blocks:,}", help=f"{reuse.unique_blocks:,} distinct block ids")
 
 if state.usable(curve, what="the LRU hit-ratio curve"):
-    st.plotly_chart(
-        charts.lru_hit_ratio_curve(curve.frame, max_hit_ratio=curve.max_hit_ratio, block_tokens=curve.block_tokens), key="px_lru"
+    sizes = ["blocks", *hardware.MODELS]
+    size_in = st.selectbox(
+        "Cache size in", sizes, key="px_kv_model", format_func=lambda m: m if m == "blocks" else f"GB of {m} KV cache",
+        help="A model's KV cache bytes per token (2 x layers x KV heads x head size x 2 bytes; see the Provisioning "
+        "page's model table) turn cache sizes into GB.",
     )
+    kv = hardware.MODELS[size_in].kv_bytes_per_token if size_in != "blocks" else None
+    st.plotly_chart(
+        charts.lru_hit_ratio_curve(
+            curve.frame, max_hit_ratio=curve.max_hit_ratio, block_tokens=curve.block_tokens, kv_bytes_per_token=kv, model=size_in
+        ),
+        key="px_lru",
+    )
+
+    def size(blocks: int) -> str:
+        tokens = blocks * curve.block_tokens
+        gb = f", {tokens * kv / 1e9:,.3g} GB of {size_in} KV cache" if kv else ""
+        return f"{blocks:,} blocks ({tokens:,} tokens{gb})"
+
     half = curve.frame.filter(curve.frame["hit_ratio"] >= curve.max_hit_ratio / 2)
     text = (
-        f"An LRU prefix cache of {curve.saturation_blocks:,} blocks ({curve.saturation_blocks * curve.block_tokens:,} tokens) "
-        f"or more hits {curve.max_hit_ratio:.1%} of {curve.accesses:,} block accesses, as an unbounded one would"
+        f"An LRU prefix cache of {size(curve.saturation_blocks)} or more hits {curve.max_hit_ratio:.1%} of "
+        f"{curve.accesses:,} block accesses, as an unbounded one would"
     )
     if half.height:
-        c = half.row(0, named=True)
-        text += f"; half of that needs {c['capacity_blocks']:,} blocks ({c['capacity_tokens']:,} tokens)"
+        text += f"; half of that needs {size(half.row(0, named=True)['capacity_blocks'])}"
     st.caption(text + ".")
 
 if depth.ok:

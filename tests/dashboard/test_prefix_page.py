@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from _dash import Dashboard, axis_title, horizontal_lines, title, values
 
-from servegen_core import prefix
+from servegen_core import hardware, prefix
 from servegen_core.traces import load_trace
 
 
@@ -59,6 +59,17 @@ def test_prefix_page_on_mooncake_shows_the_core_results(mooncake_path, mooncake)
     np.testing.assert_allclose(values(d.figure("px_gaps")["data"][0], "x"), sess.turns["gap_s"].to_numpy())
     np.testing.assert_array_equal(values(d.figure("px_growth")["data"][0], "y"), sess.turns["growth_tokens"].to_numpy())
     assert any(f"{sess.multi_turn_sessions:,} with more than one turn" in c for c in d.captions())
+
+    # Cache sizes in GB of a model's KV cache.
+    d.at.selectbox(key="px_kv_model").select("llama-3-8b").run()
+    d.check()
+    lru = d.figure("px_lru")
+    kv = hardware.MODELS["llama-3-8b"].kv_bytes_per_token
+    assert kv == 2 * 32 * 8 * 128 * 2  # layers x KV heads x head size, K and V, 2 bytes
+    np.testing.assert_allclose(values(lru["data"][0], "x"), curve.frame["capacity_tokens"].to_numpy() * kv / 1e9)
+    assert "GB of llama-3-8b KV cache" in axis_title(lru)
+    assert any(f"{curve.saturation_blocks * 512 * kv / 1e9:,.3g} GB of llama-3-8b KV cache" in c for c in d.captions())
+    d.at.selectbox(key="px_kv_model").select("blocks").run()
 
     # Another block size: cache sizes in tokens and the session rule follow it.
     d.at.number_input(key="px_block_tokens").set_value(256).run()
