@@ -59,9 +59,9 @@ what-if relies on.
 What-if
 -------
 :func:`min_replicas` finds the smallest ``N`` meeting an :class:`Slo` (p99 TTFT and/or p99
-TPOT) by doubling then bisection. :func:`compare_spec` runs a spec and its naive baselines
-(:func:`servegen_core.compose.naive_spec`: Poisson arrivals; pooled lengths; both) and
-reports the replicas each needs, the under-provisioning of each baseline and its latencies at
+TPOT) by galloping then bisection. :func:`compare_spec` runs a spec and its naive baselines
+(:func:`baseline_spec`: Poisson arrivals; pooled lengths; both; optionally a constant rate),
+searching each baseline from the realistic answer, and reports the replicas each needs, the under-provisioning of each baseline and its latencies at
 the realistic ``N``; :func:`compare_trace` does the same for a raw trace against the trace
 with Poisson arrivals (same requests, same count per window).
 """
@@ -1163,6 +1163,7 @@ def min_replicas(
     router: str = "round_robin",
     max_replicas: int = 1024,
     also: Sequence[int] = (),
+    start: int | None = None,
     workers: int = 1,
     progress: Callable[[str], None] | None = None,
 ) -> ProvisioningResult:
@@ -1171,9 +1172,11 @@ def min_replicas(
     When even requests served alone would miss the objective (one needs more KV cache than a
     replica has, or the p99 of their prefill times or lone decode times exceeds it), the answer
     is None after one simulation. Otherwise the
-    search starts at the replica count the cost model's nominal token rate suggests, halves
-    or doubles until the objective flips, then bisects (latency is taken as non-increasing in
-    the replica count). ``also`` lists further replica counts to simulate for the curve.
+    search starts at ``start`` (default: the replica count the cost model's nominal token rate
+    suggests), gallops down or up (steps of 1, 2, 4, ... from ``start``; halving or doubling
+    from the suggestion) until the objective flips, then
+    bisects (latency is taken as non-increasing in the replica count). ``also`` lists further
+    replica counts to simulate for the curve.
     ``progress`` is called with a line of text before each simulation.
     """
     if isinstance(max_replicas, bool) or not isinstance(max_replicas, int) or max_replicas < 1:
@@ -1203,30 +1206,33 @@ def min_replicas(
         span = max(float(t.max() - t.min()), 1.0)
         rate = cost.token_rate(float(i.mean()), float(o.mean()))
         guess = int(min(max_replicas, max(1, math.ceil(float(i.sum() + o.sum()) / span / rate))))
+        if start is not None:
+            guess = int(min(max_replicas, max(1, start)))
         reason = _infeasible(slo, cost, i, o, config or ServerConfig())
         if reason:
             run(guess)
             hi = lo = None
         elif run(guess):
-            hi = guess
-            lo = 0
+            # down to a count that misses: steps 1, 2, 4, ... from a start, halving from a guess
+            hi, lo, step = guess, 0, 1
             while hi > 1:
-                n = max(1, hi // 2)
+                n = max(1, hi - step) if start is not None else max(1, hi // 2)
                 if run(n):
                     hi = n
+                    step *= 2
                 else:
                     lo = n
                     break
         else:
-            lo = guess
-            hi = None
-            n = guess
-            while n < max_replicas:
-                n = min(max_replicas, n * 2)
+            # up to a count that meets: steps 1, 2, 4, ... from a start, doubling from a guess
+            lo, hi, step = guess, None, 1
+            while lo < max_replicas:
+                n = min(max_replicas, lo + step if start is not None else lo * 2)
                 if run(n):
                     hi = n
                     break
                 lo = n
+                step *= 2
         if hi is None:
             answer = None
             reason = reason or f"not met with {max_replicas} replicas, the most tried"
@@ -1343,7 +1349,9 @@ def _compare(workloads: Mapping[str, pl.DataFrame], slo: Slo, cost: CostModel, *
     for name, df in workloads.items():  # realistic first: the baselines are also simulated at its answer
         note = (lambda text, name=name: progress(f"{name}: {text}")) if progress else None
         also = (n_real,) if n_real is not None else ()
-        res = min_replicas(df, slo, cost, config=config, router=router, max_replicas=max_replicas, also=also, workers=workers, progress=note)
+        res = min_replicas(
+            df, slo, cost, config=config, router=router, max_replicas=max_replicas, also=also, start=n_real, workers=workers, progress=note,
+        )
         if name == "realistic":
             n_real = res.replicas
         else:
