@@ -312,15 +312,16 @@ def _read_trace_csvs(traces: dict[str, Path]) -> tuple[pl.DataFrame, int]:
             has_header=False,
             schema=_RAW_TRACE_SCHEMA,
             include_file_paths="path",
+            glob=False,
         ) if len(paths) > 1 else pl.read_csv(
-            paths[0], has_header=False, schema=_RAW_TRACE_SCHEMA
+            paths[0], has_header=False, schema=_RAW_TRACE_SCHEMA, glob=False
         ).with_columns(pl.lit(paths[0]).alias("path"))
     except (pl.exceptions.PolarsError, UnicodeDecodeError, OSError):
         raw = None
     if raw is None:
         for p in paths:
             try:
-                pl.read_csv(p, has_header=False, schema=_RAW_TRACE_SCHEMA)
+                pl.read_csv(p, has_header=False, schema=_RAW_TRACE_SCHEMA, glob=False)
             except (pl.exceptions.PolarsError, UnicodeDecodeError):
                 _diagnose_trace_csv(Path(p))
         _diagnose_trace_csv(Path(paths[0]))

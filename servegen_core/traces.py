@@ -70,6 +70,7 @@ import tempfile
 import zlib
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from glob import escape as _glob_escape
 from pathlib import Path
 from types import MappingProxyType
 
@@ -638,9 +639,9 @@ def _columns(src: _Source) -> list[str]:
     """Column names: the CSV header, the Parquet schema, or the keys of the first JSON line."""
     try:
         if src.format == "csv":
-            return list(pl.scan_csv(src.polars_input(), infer_schema=False).collect_schema())
+            return list(pl.scan_csv(src.polars_input(), infer_schema=False, glob=False).collect_schema())
         if src.format == "parquet":
-            return list(pl.read_parquet_schema(src.polars_input()))
+            return _parquet_columns(src.polars_input())
     except pl.exceptions.NoDataError:
         raise DataFormatError(src.path, None, "the file is empty") from None
     except (pl.exceptions.PolarsError, OSError) as exc:
@@ -724,7 +725,7 @@ def trace_columns(path: str | Path) -> list[str]:
                 if data is not None and not data:
                     raise DataFormatError(path, None, "the file is empty")
                 try:
-                    return list(pl.read_parquet_schema(io.BytesIO(data) if gz else path))
+                    return _parquet_columns(io.BytesIO(data) if gz else path)
                 except (pl.exceptions.PolarsError, OSError) as exc:
                     msg = f"cannot be read as parquet: {_polars_message(exc)}"
                     raise DataFormatError(path, None, msg) from None
@@ -767,14 +768,24 @@ def trace_columns(path: str | Path) -> list[str]:
         raise
 
 
+def _parquet_columns(source: Path | io.BytesIO) -> list[str]:
+    """Column names of a Parquet file or buffer (a path is taken literally, never as a glob)."""
+    if isinstance(source, Path):
+        return list(pl.scan_parquet(source, glob=False).collect_schema())
+    return list(pl.read_parquet_schema(source))
+
+
 def _scan(src: _Source, available: list[str], sources: list[str], kinds: dict[str, str]) -> pl.LazyFrame:
+    # Paths are file names, not glob patterns: a name like "x[1].csv" is read as it is.
+    source = src.polars_input()
     if src.format == "csv":
         # Every column is read (as text) so that a line with too many fields is an error.
-        return pl.scan_csv(src.polars_input(), infer_schema=False)
+        return pl.scan_csv(source, infer_schema=False, glob=False)
     if src.format == "parquet":
-        return pl.scan_parquet(src.polars_input()).select(sources)
+        return pl.scan_parquet(source, glob=False).select(sources)
     schema = {s: (pl.List(pl.Int64()) if kinds[s] == _LIST else pl.String()) for s in sources}
-    return pl.scan_ndjson(src.polars_input(), schema=schema)
+    # scan_ndjson has no glob switch: escape the pattern characters so the path matches only itself.
+    return pl.scan_ndjson(_glob_escape(str(source)) if isinstance(source, Path) else source, schema=schema)
 
 
 # --------------------------------------------------------------------------- parsing

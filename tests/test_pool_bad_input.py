@@ -85,6 +85,14 @@ def test_crafted_good_model_loads(tmp_path: Path) -> None:
     assert pool.length_windows.filter(pool.length_windows["client_id"] == "0")["active"].to_list() == [True, False]
 
 
+def test_data_root_with_glob_characters_loads(tmp_path: Path) -> None:
+    """Paths are file names, not glob patterns: a folder named "run[1]" is read as it is."""
+    plain = load_pool(make_model(tmp_path / "plain"), MODEL, use_cache=False)
+    pool = load_pool(make_model(tmp_path / "run[1]"), MODEL, use_cache=False)
+    assert pool.client_ids == ("0", "1")
+    assert pool.windows.drop("path", strict=False).equals(plain.windows.drop("path", strict=False))
+
+
 # ------------------------------------------------------------------------------------------
 # Trace CSV
 # ------------------------------------------------------------------------------------------

@@ -335,6 +335,34 @@ def test_gzip_matches_uncompressed(tmp_path: Path, traces_dir: Path) -> None:
     assert c.trace.height == 50
 
 
+
+@pytest.mark.parametrize("name", ["x[1]", "run*", "a?b", "[ab]"])
+def test_file_names_with_glob_characters_are_read_as_they_are(tmp_path: Path, traces_dir: Path, name: str) -> None:
+    """A path is a file name, never a glob pattern: brackets, stars and question marks are literal."""
+    folder = tmp_path / f"dir{name}"
+    folder.mkdir()
+    az = "".join((traces_dir / AZURE).read_text().splitlines(keepends=True)[:200])
+    jl = "".join((traces_dir / MOONCAKE).read_text().splitlines(keepends=True)[:50])
+    ref_csv = load_trace(_write(tmp_path / "az.csv", az))
+    ref_jl = load_trace(_write(tmp_path / "m.jsonl", jl))
+    ref_csv.trace.write_parquet(folder / f"{name}.parquet")
+    pairs = [
+        (_write(folder / f"{name}.csv", az), tmp_path / "az.csv", ref_csv.trace),
+        (_write(folder / f"{name}.csv.gz", gzip.compress(az.encode())), tmp_path / "az.csv", ref_csv.trace),
+        (_write(folder / f"{name}.jsonl", jl), tmp_path / "m.jsonl", ref_jl.trace),
+        (folder / f"{name}.parquet", None, ref_csv.trace),
+    ]
+    for path, plain, ref in pairs:
+        loaded = load_trace(path)
+        assert loaded.trace.height == ref.height > 0, path
+        assert_frame_equal(loaded.trace, ref)
+        assert trace_columns(path) == (trace_columns(plain) if plain else ref.columns)
+    # a sibling the pattern would match is not read instead (nor as well)
+    if name == "[ab]":
+        _write(folder / "a.csv", HEADER + GOOD)
+        assert load_trace(folder / "[ab].csv").trace.height == 199
+
+
 def _export_frame() -> pl.DataFrame:
     return validate_trace(
         pl.DataFrame(
@@ -510,7 +538,7 @@ def test_nan_token_counts(tmp_path: Path) -> None:
     _bad(g, "line 3", "NaN is not valid JSON")
     h = _write(tmp_path / "n.csv.gz", gzip.compress((HEADER + GOOD + GOOD + "2023-11-16 18:15:47.0,5,2.5\n").encode()))
     err = _bad(h, "line 4, column 'GeneratedTokens'", "a fraction")
-    assert "2.5" not in str(err)
+    assert "2.5" not in f"{err.where}: {err.problem}"  # the path is the test's own folder
     nan_tokens = pl.DataFrame({"timestamp_s": [0.0, 1.0], "input_tokens": [1.0, float("nan")], "output_tokens": [1, 2]})
     nan_tokens.write_parquet(tmp_path / "n.parquet")
     _bad(tmp_path / "n.parquet", "row 2, column 'input_tokens'", "not a finite number")
@@ -519,7 +547,7 @@ def test_nan_token_counts(tmp_path: Path) -> None:
 def test_negative_token_counts(tmp_path: Path) -> None:
     f = _write(tmp_path / "neg.csv", HEADER + GOOD + GOOD + "2023-11-16 18:15:47.0,5,-3\n")
     err = _bad(f, "line 4, column 'GeneratedTokens'", "negative")
-    assert "-3" not in str(err)
+    assert "-3" not in f"{err.where}: {err.problem}"  # the path (pytest-3..) is the test's own folder
     g = _write(tmp_path / "neg.jsonl", '{"timestamp": 1, "input_length": -2, "output_length": 3}\n')
     _bad(g, "line 1, field 'input_length'", "negative")
 
