@@ -63,7 +63,7 @@ DEFAULT_MAX_REQUESTS = 200_000_000
 #: Requests of a workload composed whole in memory (``compose``): about 100 bytes each.
 DEFAULT_MAX_REQUESTS_MEMORY = 20_000_000
 #: Requests the dashboard composes for a visitor (in memory, several sessions at once).
-DASHBOARD_MAX_REQUESTS = 2_000_000
+DASHBOARD_MAX_REQUESTS = 5_000_000
 #: Largest ``hash_ids`` block size (tokens): one block per request at the token limit.
 MAX_BLOCK_SIZE = DEFAULT_MAX_TOKENS
 #: Most time bins a rate series spans (a series is dense over the span: 50M float64 = 400 MB).
