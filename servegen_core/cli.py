@@ -934,7 +934,8 @@ def spec_template(
             fit_prefix=fit_prefix, block_size=block_size,
         )
     if fit_length_correlation or fit_prefix:
-        msg = "--fit-length-correlation and --fit-prefix need a raw trace (--trace FILE) to fit"
+        flag = "--fit-length-correlation" if fit_length_correlation else "--fit-prefix"
+        msg = f"{flag} needs a raw trace (--trace FILE) to fit"
         raise CliError(msg)
     if preset is not None:
         msg = "--preset applies to a raw trace file (--trace FILE)"
