@@ -39,7 +39,9 @@ Arrival windows (``window_s``, default 600 s), per client (or one client ``"all"
     maximum-likelihood estimates. A window with fewer than :data:`MIN_FIT_REQUESTS`
     requests, or without two different gaps above the timestamp resolution, has no usable
     inter-arrival statistics: it gets the Poisson pattern (Gamma, shape 1, cv 1, scale
-    ``1 / rate``). A window without requests has rate 0 and pattern ``""``.
+    ``1 / rate``) — unless some of its gaps are below the resolution (a window of clusters):
+    then its gaps, those below the resolution counted as 0, give a moment Gamma
+    (``shape = 1/cv²``, ``scale = mean gap / shape``). A window without requests has rate 0 and pattern ``""``.
 Gaps
     ``ClientPool.gaps`` keeps every observed gap (after de-quantization) per client-window,
     in arrival order: the empirical inter-arrival distribution of each window, an
@@ -664,6 +666,24 @@ def pool_from_trace(
     censored[where] = (fitted["censored"] > 0).to_numpy()
     family_cv = np.where(weibull, implied_cv("Weibull", fit_shape), implied_cv("Gamma", fit_shape))
     cv_emp = np.where(censored, family_cv, cv_emp)
+    # A window of clusters: enough requests, but nearly all its gaps below the resolution and
+    # fewer than two different ones above it, has no likelihood fit. Its gaps, the censored
+    # ones counted as 0, give a moment Gamma (shape 1/cv^2 of the mean gap) instead of Poisson.
+    short = gap < censor_below
+    m_short = np.bincount(gcell, weights=short, minlength=n_cells)
+    clustered = (n >= MIN_FIT_REQUESTS) & ~has_fit & (m_short > 0) & (m_short < m)
+    if clustered.any():
+        g0 = np.where(short, 0.0, gap)
+        mean0 = np.bincount(gcell, weights=g0, minlength=n_cells) / np.maximum(m, 1)
+        var0 = np.bincount(gcell, weights=(g0 - mean0[gcell]) ** 2, minlength=n_cells) / np.maximum(m, 1)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            cv0 = np.sqrt(var0) / mean0
+        clustered &= np.isfinite(cv0) & (cv0 > 0)
+        k0 = 1.0 / cv0**2
+        fit_shape = np.where(clustered, k0, fit_shape)
+        fit_scale = np.where(clustered, mean0 / k0, fit_scale)
+        cv_emp = np.where(clustered, cv0, cv_emp)
+        has_fit |= clustered
 
     duration = np.full(n_windows, window_s, dtype=np.int64)
     duration[-1] = last_duration

@@ -612,3 +612,15 @@ def test_the_fit_warning_reaches_the_composed_workload():
     assert len(pool.warnings) == 1
     wl = compose(WorkloadSpec(source=TraceSource(path="t.csv"), span=Span(0, None)), pool=pool)
     assert pool.warnings[0] in wl.warnings
+
+
+def test_a_window_of_clusters_is_bursty_not_poisson():
+    # two bursts of 40 simultaneous requests (off any grid): one gap above the resolution, 78 ties
+    ts = [100.1234567] * 40 + [400.7654321] * 40 + [900.1111111, 905.2222222, 911.3333333]
+    trace = pl.DataFrame({"timestamp_s": ts, "client_id": ["c"] * len(ts), "input_tokens": [5] * len(ts), "output_tokens": [7] * len(ts)})
+    w = pool_from_trace(trace).windows.row(0, named=True)
+    gaps = np.diff(np.array(ts[:80]))
+    assert w["pattern"] == "Gamma"
+    assert w["cv"] == pytest.approx(gaps.std() / gaps.mean())  # sqrt(78): the ties count as 0
+    assert w["shape"] == pytest.approx(1 / w["cv"] ** 2) and w["shape"] < 0.02
+    assert w["shape"] * w["scale"] == pytest.approx(gaps.mean())
