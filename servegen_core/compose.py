@@ -1442,11 +1442,11 @@ def check_workload_size(plan: ComposePlan, *, max_requests: int | None = None, s
     expected = plan.expected_requests
     if math.isfinite(expected) and expected <= max_requests:
         return
-    how = "streamed to a file" if streamed else "in memory"
+    how = "streamed to a file" if streamed else "composed in memory"
+    env = "SERVEGEN_MAX_REQUESTS" if streamed else "SERVEGEN_MAX_REQUESTS_MEMORY"
     hint = (
-        f"lower the rate or the span, or raise the limit (max_requests=, servegen generate "
-        f"--max-requests, ${'SERVEGEN_MAX_REQUESTS' if streamed else 'SERVEGEN_MAX_REQUESTS_MEMORY'}) "
-        f"for a workload generated {how}"
+        f"lower the rate or the span, or raise the limit of a workload {how} "
+        f"(max_requests=, servegen generate --max-requests, ${env})"
     )
     raise LimitError("expected requests", expected, max_requests, hint)
 

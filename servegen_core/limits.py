@@ -2,19 +2,18 @@
 
 Each limit protects memory or disk from one small input that describes a huge amount of
 work (a gzip bomb, a trace spanning 10^20 seconds, a spec asking for 10^12 requests per
-second). The defaults are generous for real traces and workloads; each can be raised
-through an environment variable (read when the limit is needed, so a change takes effect
-without a restart) or, where a function takes it, a keyword argument.
+second). The defaults are generous for real traces and workloads. All but the last can be
+changed through an environment variable (read when the limit is needed, so a change takes
+effect without a restart) or, where a function takes it, a keyword argument.
 
-=================================  ==============================  ===================
-limit                              environment variable            default
-=================================  ==============================  ===================
-decompressed size of a ``.gz``     ``SERVEGEN_MAX_DECOMPRESSED_MB``  4096 MB
-time span of a loaded trace        ``SERVEGEN_MAX_SPAN_S``           31,622,400 s (366 days)
-tokens per request / PDF bin       ``SERVEGEN_MAX_TOKENS``           10,000,000
-requests of a streamed workload    ``SERVEGEN_MAX_REQUESTS``         200,000,000
-requests of an in-memory workload  ``SERVEGEN_MAX_REQUESTS_MEMORY``  20,000,000
-=================================  ==============================  ===================
+- decompressed size of a ``.gz`` input: ``$SERVEGEN_MAX_DECOMPRESSED_MB`` (default 4096 MB);
+- time span of a loaded trace, and window starts of a pool: ``$SERVEGEN_MAX_SPAN_S``
+  (default 31,622,400 s, 366 days);
+- tokens per request and per PDF bin: ``$SERVEGEN_MAX_TOKENS`` (default 10,000,000);
+- requests of a workload streamed to a file: ``$SERVEGEN_MAX_REQUESTS`` (default 200,000,000);
+- requests of a workload composed in memory: ``$SERVEGEN_MAX_REQUESTS_MEMORY`` (default
+  20,000,000, about 100 bytes each);
+- time bins of a rate series: :data:`MAX_TIME_BINS`, client x bin cells :data:`MAX_BIN_CELLS`.
 
 The dashboard composes in memory for a visitor and uses the lower
 :data:`DASHBOARD_MAX_REQUESTS`.

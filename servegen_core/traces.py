@@ -1433,7 +1433,8 @@ def _check_flags(
         raise DataFormatError(path, where, f"empty value; expected {expected}")
     number = _as_float(raw) if isinstance(raw, (str, int, float)) and not isinstance(raw, bool) else None
     if isinstance(raw, str) and number is None:
-        what = "text that is not a number" if kind in (_INT, _FLOAT) or (kind == _TIME and unit != DATETIME) else "a value that does not parse"
+        numeric = kind in (_INT, _FLOAT) or (kind == _TIME and unit != DATETIME)
+        what = "text that is not a number" if numeric else "a value that does not parse"
     elif number is not None and not math.isfinite(number):
         what = "not a finite number"
     else:
@@ -1537,7 +1538,7 @@ def _check_hash_ids(out: pl.DataFrame, locate: _Locator, path: Path, column: str
     elif r["too_few"]:
         problem = f"too few hash ids for the input tokens (blocks of more than {MAX_BLOCK_SIZE:,} tokens)"
     else:
-        problem = f"a hash id outside [0, 2**62)"
+        problem = "a hash id outside [0, 2**62)"
     raise DataFormatError(path, where, problem)
 
 
