@@ -21,7 +21,7 @@
 Usage::
 
     python bench/serving.py [--repeat 3] [--workers 2] [--skip-speed] [--skip-gap] [--skip-traces]
-                            [--gap-hours 6] [--factor 0.07]
+                            [--gap-hours 6] [--factor 0.03]
 """
 
 from __future__ import annotations
@@ -123,7 +123,7 @@ def main() -> None:
     ap.add_argument("--skip-gap", action="store_true")
     ap.add_argument("--skip-traces", action="store_true")
     ap.add_argument("--gap-hours", type=float, default=6.0)
-    ap.add_argument("--factor", type=float, default=0.07)
+    ap.add_argument("--factor", type=float, default=0.03)
     args = ap.parse_args()
     print(f"{platform.node()}: {platform.processor() or platform.machine()}, Python {platform.python_version()}")
     if not args.skip_speed:

@@ -85,6 +85,7 @@ import polars as pl
 
 from servegen_core.errors import DataFormatError, SpecError
 from servegen_core.hardware import Gpu, ModelConfig, gpu as _gpu, model as _model
+from servegen_core.spec import NAIVE_KINDS
 
 __all__ = [
     "ALL_BASELINES",
@@ -1273,31 +1274,23 @@ def poisson_baseline(requests: pl.DataFrame, *, window_s: float = 600.0, seed: i
 
 
 def baseline_spec(spec: Any, kind: str, *, pool: Any = None) -> Any:
-    """The naive baseline ``kind`` of a workload spec: ``"poisson"`` (only the arrivals become
-    Poisson, same rates, clients and per-client lengths), ``"pooled_lengths"`` (only the
-    lengths are pooled over clients), ``"poisson_pooled"`` (both), ``"constant"`` (Poisson
-    arrivals at a constant aggregate rate equal to the spec's mean over the span, same client
-    mix and per-client lengths; needs the source: ``pool``, else loaded from the spec)."""
-    if kind == "poisson":
-        return dataclasses.replace(spec, arrivals="poisson")
-    if kind == "pooled_lengths":
-        return dataclasses.replace(spec, lengths="pooled")
-    if kind == "poisson_pooled":
-        return dataclasses.replace(spec, arrivals="poisson", lengths="pooled")
-    if kind == "constant":
-        from servegen_core.compose import plan_workload
-        from servegen_core.spec import ConstantRate
+    """The naive baseline ``kind`` of a workload spec, :func:`servegen_core.compose.naive_spec`:
+    ``"poisson"`` (only the arrivals become Poisson: same rates, clients and per-client
+    lengths), ``"pooled_lengths"`` (only the lengths are pooled over clients),
+    ``"poisson_pooled"`` (both), ``"constant"`` (Poisson arrivals at a constant aggregate rate
+    equal to the spec's mean over the span, same client shares and per-client lengths; needs
+    the source: ``pool``, else loaded from the spec)."""
+    from servegen_core.compose import naive_spec
 
-        plan = plan_workload(spec, pool=pool)
-        mean_rps = plan.expected_requests / plan.span_duration_s
-        return dataclasses.replace(spec, arrivals="poisson", rate=ConstantRate(rps=float(mean_rps)))
-    msg = f"unknown baseline {kind!r}; known: {', '.join(ALL_BASELINES)}"
-    raise SpecError("naive", msg)
+    if kind not in ALL_BASELINES:
+        msg = f"unknown baseline {kind!r}; known: {', '.join(ALL_BASELINES)}"
+        raise SpecError("naive", msg)
+    return naive_spec(spec, kind, pool=pool)
 
 
 #: Baselines compared by default; ``ALL_BASELINES`` adds ``"constant"`` (no rate shifts either).
 BASELINES = ("poisson", "pooled_lengths", "poisson_pooled")
-ALL_BASELINES = (*BASELINES, "constant")
+ALL_BASELINES = NAIVE_KINDS
 
 
 @dataclass(frozen=True)
@@ -1406,7 +1399,7 @@ def compare_spec(
 
     for kind in baselines:
         if kind not in ALL_BASELINES:
-            baseline_spec(spec, kind)  # unknown kinds fail before any work
+            baseline_spec(spec, kind)  # an unknown kind fails before any work
     if pool is None:
         pool = load_source(spec)
     kwargs = {} if max_requests is None else {"max_requests": max_requests}
