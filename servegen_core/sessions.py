@@ -678,9 +678,11 @@ def _zipf_fit(sizes: np.ndarray) -> float:
     return float(minimize_scalar(nll, bounds=(0.0, 5.0), method="bounded").x)
 
 
-def fit_prefix(trace: pl.DataFrame, *, block_size: int = 512) -> PrefixSpec:
+def fit_prefix(trace: pl.DataFrame, *, block_size: int = 512, per_client: bool = False) -> PrefixSpec:
     """A ``prefix`` section fitted to a RequestTrace with ``hash_ids`` (``block_size`` tokens
-    per id, 512 for Mooncake traces), as the ``default`` profile.
+    per id, 512 for Mooncake traces): the ``default`` profile fitted to the whole trace and,
+    with ``per_client``, one profile per ``client_id`` fitted to that client's requests
+    alone (the generator gives every client its own prompts and sessions).
 
     Sessions: as :func:`servegen_core.prefix.sessions` finds them (``session_id`` where the
     trace has it, else requests that extend an earlier request's complete blocks); the turn
@@ -709,6 +711,18 @@ def fit_prefix(trace: pl.DataFrame, *, block_size: int = 512) -> PrefixSpec:
     if trace.height == 0:
         msg = "fit_prefix: no request has hash_ids"
         raise ValueError(msg)
+    default = _fit_profile(trace, block_size)
+    clients: list[tuple[str, PrefixProfile]] = []
+    if per_client:
+        from servegen_core.pool import client_sort_key
+
+        for cid in sorted(trace["client_id"].unique().to_list(), key=client_sort_key):  # a loop per client
+            clients.append((str(cid), _fit_profile(trace.filter(pl.col("client_id") == cid), block_size)))
+    return PrefixSpec(default=default, clients=tuple(clients))
+
+
+def _fit_profile(trace: pl.DataFrame, block_size: int) -> PrefixProfile:
+    """One profile fitted to ``trace`` (see :func:`fit_prefix`)."""
     trace = trace.sort("timestamp_s", maintain_order=True)
     from servegen_core import prefix as characterize
 
@@ -760,7 +774,7 @@ def fit_prefix(trace: pl.DataFrame, *, block_size: int = 512) -> PrefixSpec:
             tokens=tokens,
             unique_tokens=max(0, unique_tokens),
         )
-    return PrefixSpec(default=PrefixProfile(system_prompts=system_prompts, sessions=sessions))
+    return PrefixProfile(system_prompts=system_prompts, sessions=sessions)
 
 
 def _min_quantile(x: np.ndarray, target_mean: float, upper: float) -> float:

@@ -411,3 +411,26 @@ def test_busy_windows_cut_into_units_keep_sessions_apart(top10, pool, monkeypatc
     own = first.select(pl.col("segment_ids").list.last().alias("own"), "session_id")
     assert own["own"].n_unique() == own.height
     assert pl.concat(list(plan.iter_chunks(300.0))).equals(tr)
+
+
+def test_fit_per_client_recovers_each_clients_profile(top10, pool):
+    """Two clients composed with different prompt shares and one with sessions come back
+    from fit_prefix(per_client=True) with their own shares (within 0.03) and sessions."""
+    spec = top10(None)
+    plan = plan_workload(spec, pool=pool)
+    a, b = plan.clients[0], plan.clients[1]
+    profiles = (
+        (a, PrefixProfile(system_prompts=dataclasses.replace(PROMPTS, request_share=0.3, tokens=600))),
+        (b, PrefixProfile(system_prompts=dataclasses.replace(PROMPTS, request_share=0.8, tokens=600), sessions=SESSIONS)),
+    )
+    spec = dataclasses.replace(spec, prefix=PrefixSpec(clients=profiles), span=Span(72000, 1800))
+    tr = compose(spec, pool=pool).trace.filter(pl.col("client_id").is_in([a, b]))
+    tr = tr.with_columns(hash_ids(tr["segment_ids"], tr["segment_tokens"], block_size=16))
+    fitted = fit_prefix(tr, block_size=16, per_client=True)
+    got = dict(fitted.clients)
+    assert set(got) == {a, b}
+    assert got[a].sessions is None and got[b].sessions is not None
+    # prompted first turns long enough to hold a whole 16-token block of their prompt
+    for cid, share in ((a, 0.3), (b, 0.8)):
+        first = tr.filter((pl.col("client_id") == cid) & (pl.col("turn_index") == 0) & (pl.col("input_tokens") > 17))
+        assert abs(got[cid].system_prompts.request_share * tr.filter((pl.col("client_id") == cid) & (pl.col("turn_index") == 0)).height / first.height - share) < 0.05
