@@ -926,7 +926,8 @@ def spec_template(
     (:func:`servegen_core.fit.length_correlation`, rounded to 4 decimals), so that composed
     lengths keep the source's rank correlation. ``fit_prefix`` adds a ``prefix`` section
     fitted to the trace's ``hash_ids`` (:func:`servegen_core.sessions.fit_prefix`,
-    ``block_size`` tokens per id, 512 by default).
+    ``block_size`` tokens per id, 512 by default; one profile per client when the trace has
+    several clients).
     """
     if trace is not None:
         return _trace_template(
@@ -1006,7 +1007,8 @@ def _trace_template(
             msg = f"--fit-prefix needs a trace with hash_ids (block ids); {path} has none"
             raise CliError(msg)
         try:
-            prefix = fit_prefix_section(trace_df, block_size=block_size or 512)
+            several = trace_df["client_id"].n_unique() > 1  # a profile per client, as the pool fits them
+            prefix = fit_prefix_section(trace_df, block_size=block_size or 512, per_client=several)
         except ValueError as exc:
             raise CliError(str(exc)) from None
     return WorkloadSpec(
