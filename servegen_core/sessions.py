@@ -82,7 +82,7 @@ _M1 = np.uint64(0x9E3779B97F4A7C15)
 _M2 = np.uint64(0xBF58476D1CE4E5B9)
 _M3 = np.uint64(0x94D049BB133111EB)
 _TAG_PROMPT, _TAG_TURN, _TAG_BLOCK, _TAG_KEY, _TAG_DELTA = 1, 2, 3, 4, 5
-#: Points per window at which the expected turns inside the span are averaged.
+#: Points per window over which a start's expected turns landing in each window are averaged.
 _EDGE_POINTS = 16
 
 
@@ -174,9 +174,10 @@ def _start_counts(sess: Sessions, t0: np.ndarray, d: np.ndarray, target: np.ndar
 
 
 def prepare(plan: ComposePlan) -> ComposePlan:
-    """The plan with its prefix model resolved: per-client parameter arrays and session-start
-    counts (each client-window's expected requests divided by the expected turns per session
-    placed inside the span). A plan whose spec has no ``prefix`` is returned unchanged.
+    """The plan with its prefix model resolved: per-client parameter arrays and the expected
+    session starts of every client-window (:func:`_start_counts`: starts plus the later turns
+    landing in each window meet its target). A plan whose spec has no ``prefix`` is returned
+    unchanged.
 
     Raises :class:`SpecError` for client ids of ``prefix.clients`` the source lacks and for a
     source whose input length is not drawn as ``input_tokens`` (multimodal pools).
