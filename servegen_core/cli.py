@@ -725,6 +725,7 @@ def _clients_text(plan: Any) -> str:
 
 def _cmd_generate(args: argparse.Namespace, out: TextIO) -> int:
     from servegen_core.compose import load_source, naive_spec, plan_workload
+    from servegen_core.errors import LimitError
     from servegen_core.export import ChunkWriter, check_target, export_trace, get_format
     from servegen_core.limits import max_requests as default_max_requests
 
@@ -741,7 +742,13 @@ def _cmd_generate(args: argparse.Namespace, out: TextIO) -> int:
     if args.naive is not None:
         spec = naive_spec(spec, args.naive, pool=pool)
     limit = args.max_requests if args.max_requests is not None else default_max_requests(streamed=streamed)
-    plan = plan_workload(spec, pool=pool, max_requests=limit)
+    try:
+        plan = plan_workload(spec, pool=pool, max_requests=limit)
+    except LimitError as exc:
+        if streamed or args.max_requests is not None:
+            raise
+        msg = f"{exc}; or give --chunk-s to stream a folder of Parquet parts (limit {default_max_requests(streamed=True):,})"
+        raise CliError(msg) from None
     for w in plan.warnings:
         sys.stderr.write(f"{PROG}: warning: {w}\n")
 

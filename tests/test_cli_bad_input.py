@@ -157,7 +157,7 @@ def test_generate_default_limit_refuses_a_huge_rate(capsys, tmp_path, servegen_d
     monkeypatch.setenv("SERVEGEN_MAX_REQUESTS_MEMORY", "1000")
     code, _, err = run(capsys, "generate", "--spec", write_spec(tmp_path, shared_spec(servegen_dir), "s2.json"),
                        "-f", "parquet", "-o", tmp_path / "w.parquet")
-    assert code == 2 and "above the limit of 1,000" in error_line(err)
+    assert code == 2 and "above the limit of 1,000" in error_line(err) and "--chunk-s" in error_line(err)
     monkeypatch.setenv("SERVEGEN_MAX_REQUESTS_MEMORY", "lots")
     code, _, err = run(capsys, "validate", "--spec", tmp_path / "s2.json")
     assert code == 2 and "SERVEGEN_MAX_REQUESTS_MEMORY" in error_line(err)
