@@ -1,0 +1,194 @@
+"""Arrival model (servegen_core.renewal, compose): window edges, recorded CVs, counts, chunking.
+
+Targets on language/m-large 18:00-24:00 of day 0 (start 64800 s, 6 h): the first and last 10 ms of
+the 600 s windows run within 1.3x the mean rate; the request total is within 1 % of the rate
+integral; generated/recorded CV per client-window (>= 200 requests) has median 0.95-1.05 for
+Gamma and for Weibull windows separately, p10 >= 0.8.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+from polars.testing import assert_frame_equal
+from scipy.special import gammaln
+
+from servegen_core import compose as compose_mod
+from servegen_core.compose import ConstantRate, ServeGenSource, Span, WorkloadSpec, compose, iter_compose, plan_workload
+from servegen_core.pool import load_pool
+from servegen_core.renewal import (
+    GAMMA,
+    SAMPLE_CV_SIZES,
+    WEIBULL,
+    WEIBULL_SAMPLE_CV,
+    circular_points,
+    weibull_sample_cv_table,
+    weibull_shape_for_cv,
+    weibull_shape_for_sample_cv,
+)
+
+EVENING = Span(64800, 6 * 3600)
+
+
+@pytest.fixture(scope="module")
+def mlarge(servegen_dir: Path, tmp_path_factory: pytest.TempPathFactory):
+    return load_pool(servegen_dir, "language/m-large", cache_dir=tmp_path_factory.getbasetemp() / "cache")
+
+
+@pytest.fixture(scope="module")
+def evening(servegen_dir: Path, mlarge):
+    return compose(WorkloadSpec(ServeGenSource(str(servegen_dir), "language/m-large"), EVENING), pool=mlarge)
+
+
+def window_cvs(trace: pl.DataFrame, origin: float, min_requests: int = 200) -> pl.DataFrame:
+    """CV of each client-window's gaps (consecutive requests inside one 600 s window), by hand."""
+    return (
+        trace.select("client_id", "timestamp_s")
+        .with_columns(((pl.col("timestamp_s") // 600) * 600 + origin).cast(pl.Int64).alias("start_s"))
+        .sort("client_id", "start_s", "timestamp_s")
+        .with_columns(pl.col("timestamp_s").diff().over("client_id", "start_s").alias("gap"))
+        .group_by("client_id", "start_s")
+        .agg(pl.len().alias("n"), (pl.col("gap").std(ddof=0) / pl.col("gap").mean()).alias("cv"))
+        .filter(pl.col("n") >= min_requests)
+    )
+
+
+def test_window_edges_carry_no_burst(evening):
+    ts = evening.trace["timestamp_s"].to_numpy()
+    mean_rate = len(ts) / EVENING.duration_s
+    phase = ts % 600
+    n_windows = 36
+    edge = ((phase < 0.01) | (phase >= 600 - 0.01)).sum() / (n_windows * 0.02) / mean_rate
+    assert edge <= 1.3
+    # and no dead zone: the edges sit inside the spread of 20 ms bins elsewhere in the windows
+    inner = np.array([((phase >= p) & (phase < p + 0.02)).sum() for p in np.linspace(1.0, 590.0, 300)]) / (n_windows * 0.02) / mean_rate
+    lo, hi = np.percentile(inner, [1, 99])
+    assert lo <= edge <= hi
+    # the first and last second of the windows as a whole run at the mean rate
+    first = (phase < 1.0).sum() / n_windows / mean_rate
+    last = (phase >= 599.0).sum() / n_windows / mean_rate
+    assert first == pytest.approx(1.0, abs=0.1) and last == pytest.approx(1.0, abs=0.1)
+
+
+def test_request_total_is_the_rate_integral(evening, mlarge):
+    w = mlarge.windows.filter((pl.col("start_s") >= 64800) & (pl.col("start_s") < 64800 + 6 * 3600))
+    integral = float((w["rate_rps"] * w["duration_s"]).sum())  # every client: borrowing keeps them all
+    assert evening.trace.height == pytest.approx(integral, rel=0.01)
+    # per client-window the count is the target rounded down or up
+    got = evening.trace.with_columns(((pl.col("timestamp_s") // 600) * 600 + 64800).cast(pl.Int64).alias("start_s")).group_by(
+        "client_id", "start_s"
+    ).len()
+    both = w.filter(pl.col("rate_rps") > 0).join(got, on=["client_id", "start_s"], how="left").fill_null(0)
+    assert ((both["len"] - both["rate_rps"] * 600).abs() < 1.0 + 1e-9).all()
+
+
+def test_generated_cv_follows_the_recorded_cv_per_family(evening, mlarge):
+    rec = mlarge.windows.select("client_id", "start_s", "cv", "pattern")
+    j = window_cvs(evening.trace, 64800).join(rec, on=["client_id", "start_s"]).with_columns((pl.col("cv") / pl.col("cv_right")).alias("r"))
+    for family in ("Gamma", "Weibull"):
+        r = j.filter(pl.col("pattern") == family)["r"]
+        assert r.len() >= 100, family
+        assert 0.95 <= r.median() <= 1.05, family
+        assert r.quantile(0.1) >= 0.8, family
+
+
+def test_fitted_shape_option_keeps_the_fitted_shapes(servegen_dir: Path, mlarge, evening):
+    spec = WorkloadSpec(ServeGenSource(str(servegen_dir), "language/m-large"), Span(64800, 3600), arrival_shape="fitted_shape")
+    plan = plan_workload(spec, pool=mlarge)
+    cw = plan.client_windows
+    assert (cw["model_shape"] - cw["shape"]).abs().max() < 1e-12
+    # the fitted Weibull shapes imply a CV below the recorded one, so these windows come out smoother
+    w = plan.compose()
+    rec = mlarge.windows.select("client_id", "start_s", "cv", "pattern")
+    j = window_cvs(w.trace, 64800).join(rec, on=["client_id", "start_s"]).with_columns((pl.col("cv") / pl.col("cv_right")).alias("r"))
+    assert j.filter(pl.col("pattern") == "Weibull")["r"].median() < 0.9
+
+
+def test_weibull_shapes_solve_the_cv_equation():
+    cv = np.array([0.3, 0.8, 1.0, 2.0, 5.0, 12.0])
+    k = weibull_shape_for_cv(cv)
+    implied = np.sqrt(np.exp(gammaln(1 + 2 / k) - 2 * gammaln(1 + 1 / k)) - 1)
+    assert np.allclose(implied, cv, rtol=1e-4)
+    assert weibull_shape_for_cv(np.array([1.0]))[0] == pytest.approx(1.0, rel=1e-5)
+
+
+def test_sample_cv_table_is_reproducible_and_inverted():
+    row = 2  # n = 300
+    again = weibull_sample_cv_table(rows=(row,))
+    assert np.allclose(again[row], WEIBULL_SAMPLE_CV[row], rtol=1e-4)
+    n = float(SAMPLE_CV_SIZES[row])
+    # solving a table value at its own size gives back the table's shape
+    from servegen_core.renewal import SAMPLE_CV_SHAPES
+
+    for j in (3, 10, 20):
+        assert weibull_shape_for_sample_cv(np.array([WEIBULL_SAMPLE_CV[row, j]]), np.array([n]))[0] == pytest.approx(SAMPLE_CV_SHAPES[j], rel=1e-3)
+    # a window's sample CV is below the distribution's: the sample shape is smaller
+    assert weibull_shape_for_sample_cv(np.array([5.0]), np.array([n]))[0] < weibull_shape_for_cv(np.array([5.0]))[0]
+
+
+def test_circular_points_are_stationary_and_exact_in_count():
+    rng = np.random.default_rng(7)
+    R = 4000
+    counts = np.full(R, 20)
+    for fam, k in ((GAMMA, 4.0), (GAMMA, 0.1), (WEIBULL, 0.4)):
+        pos = circular_points(rng, counts, np.full(R, fam), np.full(R, k))
+        assert len(pos) == counts.sum()
+        assert ((pos >= 0) & (pos < 1)).all()
+        hist = np.histogram(pos, bins=20, range=(0, 1))[0] / (len(pos) / 20)
+        # uniform intensity, edges included (ServeGen's n+1 rescaled gaps pile up or thin out there)
+        assert np.abs(hist - 1).max() < 0.1, (fam, k, hist)
+
+
+def test_huge_windows_are_generated_in_request_bounded_units(servegen_dir: Path, mlarge, monkeypatch):
+    spec = WorkloadSpec(ServeGenSource(str(servegen_dir), "language/m-large"), Span(72000, 1800), rate=ConstantRate(100.0), seed=4)
+    monkeypatch.setattr(compose_mod, "UNIT_REQUESTS", 7_000)  # 60,000 requests per window -> 9 units each
+    plan = plan_workload(spec, pool=mlarge)
+    assert len(plan._arrays["win_index"]) == 27
+    assert (plan._arrays["win_expected"] <= 7_000 + 1e-6).all()
+    whole = plan.compose().trace
+    assert whole.height == pytest.approx(180_000, abs=plan.client_windows.height * 9)
+    chunks = list(plan.iter_chunks(3600, chunk_requests=20_000))
+    assert max(c.height for c in chunks) <= 21_000
+    assert len(chunks) >= 9
+    assert_frame_equal(pl.concat(chunks), whole)
+    # the same rows whatever the chunking
+    assert_frame_equal(pl.concat(list(iter_compose(spec, chunk_s=250, pool=mlarge))), whole)
+    # the units follow the rate exactly: per 200 s piece, 100 rps
+    counts = np.bincount((whole["timestamp_s"].to_numpy() // 200).astype(int))
+    assert np.abs(counts - 20_000).max() <= plan.client_windows.height
+
+
+def test_borrowed_lengths_are_the_same_windows_mixture(servegen_dir: Path, mlarge):
+    spec = WorkloadSpec(ServeGenSource(str(servegen_dir), "language/m-large"), Span(72000, 3600))
+    w = compose(spec, pool=mlarge)
+    cw = w.plan.client_windows
+    borrowers = cw.filter(pl.col("length_source") == "borrowed")["client_id"].unique().to_list()
+    assert set(borrowers) == set(mlarge.clients_without_lengths) & set(w.plan.clients)
+    assert w.plan.weights["weight_share"].sum() == pytest.approx(1.0)
+    # the mixture, built here from the lenders' PDFs weighted by their expected requests
+    lenders = cw.filter(pl.col("length_source") == "client").group_by("client_id").agg(pl.col("expected_requests").sum().alias("w"))
+    pdf = (
+        mlarge.distributions.filter((pl.col("start_s") == 64800) & (pl.col("field") == "input_tokens"))
+        .join(lenders, on="client_id")
+        .group_by("value")
+        .agg((pl.col("prob") * pl.col("w")).sum().alias("p"))
+        .sort("value")
+    )
+    cdf = np.cumsum(pdf["p"].to_numpy()) / pdf["p"].sum()
+    got = np.sort(w.trace.filter(pl.col("client_id").is_in(borrowers))["input_tokens"].to_numpy())
+    f = np.searchsorted(got, pdf["value"].to_numpy(), side="right") / len(got)
+    assert len(got) > 50_000
+    assert np.abs(f - cdf).max() < 0.01
+
+
+def test_explicit_exclusion_still_drops_clients_without_lengths(servegen_dir: Path, mlarge):
+    base = WorkloadSpec(ServeGenSource(str(servegen_dir), "language/m-large"), Span(72000, 3600))
+    kept = plan_workload(base, pool=mlarge)
+    dropped = plan_workload(dataclasses.replace(base, missing_lengths="exclude"), pool=mlarge)
+    assert set(kept.clients) - set(dropped.clients) == set(dropped.exclusions["no_lengths"])
+    assert any("borrow lengths" in x for x in kept.warnings)
+    assert any("excluded" in x for x in dropped.warnings)
