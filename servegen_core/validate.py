@@ -18,6 +18,37 @@ the report. Checks:
     follow think times). The generated CV is
     :func:`servegen_core.arrivals.window_cv` on the source's window grid; the source CV is the
     recorded one.
+``cv_ratio_tails``
+    the same ratios per recorded family (Gamma, Weibull, each with at least 30 client-windows;
+    no row when no family has that many):
+    the value is the smallest 10th percentile over the families, and the check passes when
+    every family's p10 is at least 0.8 and its p90 at most 1.5 (a median of 1 can hide windows
+    generated at a third of their recorded CV). The detail lists each family's median, p10
+    and p90.
+``interarrival_ks``
+    Kolmogorov-Smirnov distance between each client-window's generated gaps (client-windows
+    with at least ``min_cv_requests`` generated requests) and the source's: the window's
+    observed gaps where the source keeps them (a fitted trace, ``ClientPool.gaps``), else the
+    recorded family (Gamma or Weibull) with the shape that gives the recorded CV (with
+    ``arrival_shape="fitted_shape"``: the recorded shape); gaps are in units of their window's
+    mean spacing (duration over requests), so the comparison is of the gaps' shape, not the
+    rate. Value: the median; passes at <= 0.1. The detail gives
+    the 90th percentile (ServeGen's fitted Weibull shapes often imply a smaller CV than the
+    recorded one; a workload that honours the recorded CV departs from the fitted shape in
+    those windows); the per-window table is ``report.gaps``.
+``dispersion`` (trace sources)
+    variance-to-mean ratio of the aggregate counts per 1 s, 10 s and 60 s bins, generated /
+    source over the span; value is the ratio farthest from 1 (on a log scale), passing within
+    a factor 1.5. The source trace is read again from the spec's path.
+``edge_burst``
+    the aggregate rate in the first and last ``e`` seconds of every arrival window over the
+    mean rate, ``e`` = 10 ms or, for a small workload, wide enough to expect 200 requests there
+    (at most 5 s; a workload too small even then has no such row); passes within 0.5-1.3
+    (generators that rescale gaps to span each window pile requests onto the edges).
+``load_kept``
+    the share of the source's recorded requests in the span, over the composed clients and
+    those left out for missing length data, that the composed client-windows carry; passes at
+    or above the spec's ``min_load_kept``.
 ``length_ks``
     median Kolmogorov-Smirnov distance between a client's generated lengths and its source
     PDF, per (client, length window, field) with at least ``min_ks_requests`` (2,000)
@@ -49,12 +80,14 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import polars as pl
+from scipy.special import gammainc, gammaln
 
 from servegen_core.arrivals import window_cv
 from servegen_core.compose import ComposePlan, Workload, plan_workload
 from servegen_core.pool import ClientPool
 from servegen_core.result import Result
-from servegen_core.spec import WorkloadSpec
+from servegen_core.renewal import gamma_shape_for_cv, weibull_shape_for_cv
+from servegen_core.spec import TraceSource, WorkloadSpec
 
 __all__ = ["CHECKS_SCHEMA", "ValidationReport", "validate"]
 
@@ -83,7 +116,8 @@ class ValidationReport(Result):
     ``client_id, requests, share, weight_share``. ``cv``: per client-window with enough
     requests, ``client_id, start_s, requests, cv, source_cv, ratio``. ``ks``: per (client,
     length window, field), ``client_id, length_start_s, field, requests, ks``.
-    ``correlation``: per client, ``client_id, requests, spearman``.
+    ``correlation``: per client, ``client_id, requests, spearman``. ``gaps``: per client-window
+    with enough requests, ``client_id, start_s, requests, ks`` (inter-arrival KS).
     """
 
     checks: pl.DataFrame
@@ -92,6 +126,7 @@ class ValidationReport(Result):
     cv: pl.DataFrame = field(default_factory=pl.DataFrame)
     ks: pl.DataFrame = field(default_factory=pl.DataFrame)
     correlation: pl.DataFrame = field(default_factory=pl.DataFrame)
+    gaps: pl.DataFrame = field(default_factory=pl.DataFrame)
 
     @property
     def passed(self) -> bool:
@@ -153,6 +188,15 @@ def validate(
     rows.append(row)
     cv, row = _cv(trace, plan, min_cv_requests)
     rows.append(row)
+    if (row := _cv_tails(cv, plan)) is not None:
+        rows.append(row)
+    gaps, row = _interarrival_ks(trace, plan, min_cv_requests)
+    rows.append(row)
+    if (row := _dispersion(trace, plan)) is not None:
+        rows.append(row)
+    if (row := _edge_burst(trace, plan)) is not None:
+        rows.append(row)
+    rows.append(_load_kept(plan))
     ks, row = _ks(trace, plan, min_ks_requests)
     rows.append(row)
     corr, row = _correlation(trace, plan, min_corr_requests)
@@ -160,7 +204,7 @@ def validate(
     rows += _consistency(trace)
     rows += _prefix_inputs(trace, plan, min_ks_requests)
     checks = pl.DataFrame(rows, schema=CHECKS_SCHEMA)
-    return ValidationReport(checks, windows=windows, clients=clients, cv=cv, ks=ks, correlation=corr)
+    return ValidationReport(checks, windows=windows, clients=clients, cv=cv, ks=ks, correlation=corr, gaps=gaps)
 
 
 def _plan_for(workload: Workload | pl.DataFrame, spec: WorkloadSpec | None, pool: ClientPool | None) -> ComposePlan:
@@ -253,6 +297,249 @@ def _cv(trace: pl.DataFrame, plan: ComposePlan, min_requests: int) -> tuple[pl.D
     med = float(cv["ratio"].median()) if cv.height else float("nan")
     detail = f"{cv.height} client-window(s) with >= {min_requests} requests"
     return cv, _row("cv_ratio", med, "median generated/source CV in 0.9-1.1", 0.9, 1.1, cv.height, detail)
+
+
+def _cv_tails(cv: pl.DataFrame, plan: ComposePlan) -> dict | None:
+    target = "per family: p10 of generated/source CV >= 0.8 and p90 <= 1.5"
+    if cv.height == 0:
+        return None
+    fam = plan.client_windows.select("client_id", pl.col("start_s").cast(pl.Float64), "pattern").unique(["client_id", "start_s"])
+    per = (
+        cv.join(fam, on=["client_id", "start_s"], how="inner")
+        .group_by("pattern")
+        .agg(
+            pl.len().alias("n"),
+            pl.col("ratio").median().alias("med"),
+            pl.col("ratio").quantile(0.1, "linear").alias("p10"),
+            pl.col("ratio").quantile(0.9, "linear").alias("p90"),
+        )
+        .filter(pl.col("n") >= 30)
+        .sort("pattern")
+    )
+    if per.height == 0:
+        return None
+    p10 = float(per["p10"].min())
+    p90 = float(per["p90"].max())
+    detail = "; ".join(f"{r['pattern']}: {r['n']} windows, median {r['med']:.3f}, p10 {r['p10']:.3f}, p90 {r['p90']:.3f}" for r in per.iter_rows(named=True))
+    row = _row("cv_ratio_tails", p10, target, 0.8, None, int(per["n"].sum()), detail)
+    row["passed"] = bool(row["passed"] and p90 <= 1.5)
+    return row
+
+
+def _window_gaps(trace: pl.DataFrame, plan: ComposePlan, min_requests: int) -> pl.DataFrame:
+    """Generated gaps per client-window (source window grid): ``client_id, start_s, gap``, for
+    windows with at least ``min_requests`` requests, in units of the window's mean spacing
+    (its duration inside the span over its request count; the sample mean of the gaps would
+    be biased low, as the gap across the window's edges is not observed)."""
+    W = int(plan.pool.window_s)
+    offset = (plan.span_start_s - plan.pool.start_s) % W
+    origin = plan.span_start_s - offset
+    ids = trace["client_id"]
+    names = ids.unique().sort()
+    code = ids.replace_strict(names, pl.Series(np.arange(len(names))), return_dtype=pl.Int64).to_numpy()
+    ts = trace["timestamp_s"].to_numpy()
+    win = ((ts + offset) // W).astype(np.int64)
+    key = code * (int(win.max()) + 1 if len(win) else 1) + win
+    order = np.lexsort((ts, key))
+    key, ts = key[order], ts[order]
+    same = key[1:] == key[:-1]
+    gap_key = key[1:][same]
+    gap = np.diff(ts)[same]
+    uk, inv, cnt = np.unique(gap_key, return_inverse=True, return_counts=True)
+    keep_g = cnt + 1 >= min_requests
+    mean = np.bincount(inv, weights=gap, minlength=len(uk)) / np.maximum(cnt, 1)
+    sel = keep_g[inv] & (mean[inv] > 0)
+    nw = int(win.max()) + 1 if len(win) else 1
+    k = uk[inv[sel]]
+    out = pl.DataFrame(
+        {
+            "client_id": names.gather(k // nw),
+            "start_s": ((k % nw) * W + origin).astype(np.float64),
+            "gap": gap[sel],
+            "_n": (cnt[inv[sel]] + 1).astype(np.float64),
+        }
+    )
+    dur = plan.client_windows.select("client_id", pl.col("start_s").cast(pl.Float64), "duration_s").unique(["client_id", "start_s"])
+    return (
+        out.join(dur, on=["client_id", "start_s"], how="inner")
+        .with_columns((pl.col("gap") * pl.col("_n") / pl.col("duration_s")).alias("gap"))
+        .select("client_id", "start_s", "gap")
+    )
+
+
+def _interarrival_ks(trace: pl.DataFrame, plan: ComposePlan, min_requests: int) -> tuple[pl.DataFrame, dict]:
+    schema = {"client_id": pl.String(), "start_s": pl.Float64(), "requests": pl.Int64(), "ks": pl.Float64()}
+    target = "median KS of a client-window's gaps vs the source's <= 0.1"
+    gen = _window_gaps(trace, plan, max(int(min_requests), 3))
+    keys = ["client_id", "start_s"]
+    src_gaps = getattr(plan.pool, "gaps", None)
+    cw = plan.client_windows.select("client_id", pl.col("start_s").cast(pl.Float64), "pattern", "shape", "source_cv").unique(keys)
+    if plan.spec.arrival_shape == "recorded_cv":
+        # the recorded CV describes the window: the family's shape with that CV
+        cv = cw["source_cv"].to_numpy().astype(np.float64)
+        ok = np.isfinite(cv) & (cv > 0)
+        safe = np.where(ok, cv, 1.0)
+        k = np.where(cw["pattern"].to_numpy() == "Weibull", weibull_shape_for_cv(safe), gamma_shape_for_cv(safe))
+        cw = cw.with_columns(pl.Series("shape", np.where(ok, k, cw["shape"].to_numpy()), dtype=pl.Float64))
+    if src_gaps is not None and src_gaps.height:
+        wdur = plan.pool.windows.select("client_id", pl.col("start_s").cast(pl.Float64), pl.col("duration_s").cast(pl.Float64).alias("_d"))
+        src = (
+            src_gaps.select("client_id", pl.col("start_s").cast(pl.Float64), pl.col("gap_s").alias("gap"))
+            .join(gen.select(keys).unique(), on=keys, how="semi")
+            .join(wdur, on=keys, how="inner")
+            # in units of the source window's mean spacing, like the generated gaps
+            .with_columns((pl.col("gap") * (pl.len().over(keys) + 1) / pl.col("_d")).alias("gap"))
+            .filter(pl.col("gap").is_finite())
+            .select(*keys, "gap")
+        )
+        both = pl.concat([gen.with_columns(pl.lit(1.0).alias("g"), pl.lit(0.0).alias("s")),
+                          src.with_columns(pl.lit(0.0).alias("g"), pl.lit(1.0).alias("s"))])
+        both = both.join(src.select(keys).unique(), on=keys, how="semi").sort(*keys, "gap")
+        per = (
+            both.with_columns(
+                (pl.col("g").cum_sum().over(keys) / pl.col("g").sum().over(keys)).alias("fg"),
+                (pl.col("s").cum_sum().over(keys) / pl.col("s").sum().over(keys)).alias("fs"),
+                # ties: compare the CDFs after the last of equal values only
+                (pl.col("gap") != pl.col("gap").shift(-1).over(keys)).fill_null(True).alias("_last"),
+            )
+            .filter(pl.col("_last"))
+            .group_by(keys)
+            .agg((pl.col("fg") - pl.col("fs")).abs().max().alias("ks"))
+        )
+        what = "the source window's observed gaps"
+    else:
+        per = _ks_against_family(gen, cw)
+        what = "the recorded family with the recorded CV" if plan.spec.arrival_shape == "recorded_cv" else "the recorded family and shape"
+    sizes = gen.group_by(keys).agg((pl.len() + 1).cast(pl.Int64).alias("requests"))
+    table = per.join(sizes, on=keys).select(list(schema)).cast(schema).sort(*keys)
+    if table.height == 0:
+        return table, _row("interarrival_ks", None, target, None, 0.1, 0, f"no client-window with >= {min_requests} requests")
+    med = float(table["ks"].median())
+    p90 = float(table["ks"].quantile(0.9, "linear"))
+    return table, _row("interarrival_ks", med, target, None, 0.1, table.height,
+                       f"{table.height} client-window(s) against {what}; p90 {p90:.3f}")
+
+
+#: Gaps below this (in units of the window's mean spacing) are compared only as a mass.
+GAP_FLOOR = 1e-6
+
+
+def _ks_against_family(gen: pl.DataFrame, cw: pl.DataFrame) -> pl.DataFrame:
+    """One-sample KS of each client-window's unit-mean gaps against its recorded family/shape."""
+    keys = ["client_id", "start_s"]
+    groups = gen.select(keys).unique(maintain_order=True).join(cw, on=keys, how="inner").filter(pl.col("shape") > 0)
+    groups = groups.with_row_index("_g")
+    g = gen.join(groups.select(*keys, "_g"), on=keys, how="inner")
+    gid = g["_g"].to_numpy().astype(np.int64)
+    x = g["gap"].to_numpy()
+    order = np.lexsort((x, gid))
+    gid, x = gid[order], x[order]
+    n = np.bincount(gid, minlength=groups.height)
+    start = np.concatenate([[0], np.cumsum(n)[:-1]])
+    rank = np.arange(len(x)) - start[gid]
+    below = np.bincount(gid, weights=(x < GAP_FLOOR).astype(np.float64), minlength=len(n))
+    # windows with many gaps are evaluated at about 2,000 of their order statistics (every
+    # ``step``-th, and the last): the sup over them is within step/n of the full KS distance
+    step = np.maximum(1, n // 2000)[gid]
+    pick = (rank % step == 0) | (rank == n[gid] - 1)
+    gid, x, rank = gid[pick], x[pick], rank[pick]
+    n_pick = np.bincount(gid, minlength=groups.height)
+    start = np.concatenate([[0], np.cumsum(n_pick)[:-1]])
+    k = groups["shape"].to_numpy().astype(np.float64)[gid]
+    weib = (groups["pattern"] == "Weibull").to_numpy()[gid]
+    with np.errstate(over="ignore", under="ignore", invalid="ignore", divide="ignore"):
+        lam = np.exp(-gammaln(1.0 + 1.0 / k))
+        f = np.where(weib, -np.expm1(-np.power(np.maximum(x, 0.0) / lam, k)), gammainc(k, k * np.maximum(x, 0.0)))
+    d = np.maximum(np.abs((rank + 1) / n[gid] - f), np.abs(rank / n[gid] - f))
+    # below GAP_FLOOR (a millionth of the mean spacing: float timestamps cannot hold such gaps,
+    # which very bursty Gamma shapes draw by the majority) only the mass is compared
+    tiny = x < GAP_FLOOR
+    if tiny.any():
+        kk = groups["shape"].to_numpy().astype(np.float64)
+        wb = (groups["pattern"] == "Weibull").to_numpy()
+        with np.errstate(over="ignore", under="ignore", invalid="ignore", divide="ignore"):
+            lam0 = np.exp(-gammaln(1.0 + 1.0 / kk))
+            f0 = np.where(wb, -np.expm1(-np.power(GAP_FLOOR / lam0, kk)), gammainc(kk, kk * GAP_FLOOR))
+        d = np.where(tiny, np.abs(below[gid] / n[gid] - f0[gid]), d)
+    has = n_pick > 0
+    ks = np.maximum.reduceat(d, start[has]) if len(d) else np.empty(0)
+    return groups.filter(pl.Series(has)).select(keys).with_columns(pl.Series("ks", ks, dtype=pl.Float64))
+
+
+def _dispersion(trace: pl.DataFrame, plan: ComposePlan) -> dict | None:
+    """Counts-per-bin dispersion against the source trace (trace sources only)."""
+    src = plan.spec.source
+    if not isinstance(src, TraceSource):
+        return None
+    from servegen_core.traces import load_trace
+
+    target = "variance/mean of counts per 1, 10, 60 s within a factor 1.5 of the source"
+    try:
+        raw = load_trace(
+            plan.spec.resolve_path(src.path), preset=src.preset, columns=dict(src.columns) or None,
+            time_unit=src.time_unit, client_column=src.client_column,
+        ).trace
+    except (OSError, ValueError) as exc:
+        return _row("dispersion", None, target, 1 / 1.5, 1.5, 0, f"the source trace cannot be read again: {exc}")
+    t0, d = plan.span_start_s, plan.span_duration_s
+    ts_src = raw.filter((pl.col("timestamp_s") >= t0) & (pl.col("timestamp_s") < t0 + d))["timestamp_s"].to_numpy() - t0
+    ts_gen = trace["timestamp_s"].to_numpy()
+    parts, worst = [], 1.0
+    for b in (1.0, 10.0, 60.0):
+        nb = int(d // b)
+        if nb < 3:
+            continue
+        vm = []
+        for ts in (ts_gen, ts_src):
+            c = np.bincount(np.minimum((ts // b).astype(np.int64), nb - 1)[ts < nb * b], minlength=nb).astype(np.float64)
+            vm.append(c.var() / c.mean() if c.mean() > 0 else float("nan"))
+        r = vm[0] / vm[1] if vm[1] > 0 else float("nan")
+        parts.append(f"{b:g} s: {vm[0]:.2f} vs {vm[1]:.2f}")
+        if not math.isfinite(r) or abs(math.log(r)) > abs(math.log(worst)):
+            worst = r
+    if not parts:
+        return _row("dispersion", None, target, 1 / 1.5, 1.5, 0, "the span is too short for 1 s bins")
+    return _row("dispersion", worst, target, 1 / 1.5, 1.5, len(parts), "; ".join(parts))
+
+
+def _edge_burst(trace: pl.DataFrame, plan: ComposePlan) -> dict | None:
+    target = "rate in the first and last 10 ms of the arrival windows within 0.5-1.3x the mean"
+    win = plan.targets.filter(pl.col("duration_s") > 0)
+    t0 = win["t0_s"].to_numpy()
+    t1 = t0 + win["duration_s"].to_numpy()
+    ts = trace["timestamp_s"].to_numpy()
+    rate = trace.height / plan.span_duration_s
+    n_edges = 2 * len(t0)
+    e = 0.01
+    if rate * n_edges * e < 200:
+        e = min(5.0, 200.0 / max(rate * n_edges, 1e-300))
+    if rate * n_edges * e < 200:
+        return None  # too few requests near the edges to tell a burst from a cluster
+    k = np.clip(np.searchsorted(t0, ts, side="right") - 1, 0, len(t0) - 1)
+    at_edge = (ts - t0[k] < e) | (t1[k] - ts <= e)
+    ratio = float(at_edge.sum()) / (n_edges * e) / rate if rate > 0 else float("nan")
+    detail = f"{int(at_edge.sum())} requests within {e * 1000:g} ms of {len(t0)} window edge pairs ({ratio * rate * n_edges * e / max(ratio, 1e-300):,.0f} expected at the mean rate)"
+    return _row("edge_burst", ratio, target, 0.5, 1.3, n_edges, detail)
+
+
+def _load_kept(plan: ComposePlan) -> dict:
+    kept_threshold = float(plan.spec.min_load_kept)
+    target = f"share of the source's load in the span that is composed >= {kept_threshold:g}"
+    pool = plan.pool
+    start, end = plan.span_start_s, plan.span_start_s + plan.span_duration_s
+    owners = set(plan.clients) | set(plan.exclusions.get("no_lengths", ()))
+    w = pool.windows.filter(pl.col("client_id").is_in(sorted(owners)) & (pl.col("rate_rps") > 0)).with_columns(
+        (
+            pl.min_horizontal((pl.col("start_s") + pl.col("duration_s")).cast(pl.Float64), pl.lit(end))
+            - pl.max_horizontal(pl.col("start_s").cast(pl.Float64), pl.lit(start))
+        ).clip(0.0).alias("_d")
+    )
+    source = float((w["rate_rps"] * w["_d"]).sum())
+    cw = plan.client_windows
+    kept = float((cw["source_rate_rps"] * cw["duration_s"]).sum())
+    share = kept / source if source > 0 else float("nan")
+    detail = f"{kept:,.0f} of {source:,.0f} recorded requests (missing_lengths={plan.spec.missing_lengths!r})"
+    return _row("load_kept", share, target, kept_threshold, None, len(owners), detail)
 
 
 def _ks(trace: pl.DataFrame, plan: ComposePlan, min_requests: int) -> tuple[pl.DataFrame, dict]:

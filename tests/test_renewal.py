@@ -192,3 +192,19 @@ def test_explicit_exclusion_still_drops_clients_without_lengths(servegen_dir: Pa
     assert set(kept.clients) - set(dropped.clients) == set(dropped.exclusions["no_lengths"])
     assert any("borrow lengths" in x for x in kept.warnings)
     assert any("excluded" in x for x in dropped.warnings)
+
+
+def test_a_poisson_baseline_of_a_bursty_source_fails_the_burstiness_checks(servegen_dir: Path, mlarge, evening):
+    from servegen_core.compose import naive_spec
+    from servegen_core.validate import validate
+
+    burst = ("cv_ratio", "cv_ratio_tails", "interarrival_ks")
+    real = validate(evening)
+    for name in (*burst, "edge_burst", "load_kept", "total_requests"):
+        assert real.check(name)["passed"], real.check(name)
+    naive = validate(compose(naive_spec(evening.spec, "poisson"), pool=mlarge))
+    for name in burst:
+        assert not naive.check(name)["passed"], naive.check(name)
+    # only the arrivals changed: the counts and lengths still pass
+    for name in ("total_requests", "client_share", "length_ks"):
+        assert naive.check(name)["passed"], naive.check(name)

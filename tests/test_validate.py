@@ -10,6 +10,8 @@ import numpy as np
 import polars as pl
 import pytest
 
+from scipy.optimize import brentq
+
 from servegen_core.compose import (
     ConstantRate,
     ServeGenSource,
@@ -59,6 +61,10 @@ def test_report_shape(report: ValidationReport):
         "rate_tracking",
         "client_share",
         "cv_ratio",
+        "cv_ratio_tails",
+        "interarrival_ks",
+        "edge_burst",
+        "load_kept",
         "length_ks",
         "input_output_spearman",
     ]
@@ -214,8 +220,21 @@ def test_raw_trace_workload_validates(traces_dir: Path):
 
     path = traces_dir / "AzureLLMInferenceTrace_conv.csv"
     spec = WorkloadSpec(TraceSource(str(path), "azure"), Span(0), rate=ObservedRate(1.0))
-    rep = validate(compose(spec))
+    w = compose(spec)
+    rep = validate(w)
     assert rep.passed, rep.checks
+    # counts-per-bin dispersion against the raw trace, by hand
+    raw_ts = load_trace(path, preset="azure").trace["timestamp_s"].to_numpy()
+    ratios = []
+    for b in (1.0, 10.0, 60.0):
+        nb = int(w.plan.span_duration_s // b)
+        vmr = []
+        for ts in (w.trace["timestamp_s"].to_numpy(), raw_ts[raw_ts < w.plan.span_duration_s]):
+            c = np.bincount((ts[ts < nb * b] // b).astype(int), minlength=nb)
+            vmr.append(c.var() / c.mean())
+        ratios.append(vmr[0] / vmr[1])
+    worst = max(ratios, key=lambda r: abs(np.log(r)))
+    assert rep.check("dispersion")["value"] == pytest.approx(worst, rel=1e-9)
     # the source of the comparison is the fitted trace: its windows' CVs are the raw trace's
     raw = load_trace(path, preset="azure").trace
     first = raw.filter(pl.col("timestamp_s") < 600)["timestamp_s"].to_numpy()
@@ -231,3 +250,61 @@ def test_empty_workload_and_bad_arguments(realistic: Workload, spec: WorkloadSpe
         validate(realistic.trace)
     with pytest.raises(TypeError):
         validate([1, 2, 3], spec)  # type: ignore[arg-type]
+
+
+def test_excluding_clients_without_lengths_fails_load_kept(spec: WorkloadSpec, mlarge, report: ValidationReport):
+    kept = report.check("load_kept")
+    assert kept["value"] == pytest.approx(1.0) and kept["low"] == 0.9
+    dropped = validate(compose(dataclasses.replace(spec, missing_lengths="exclude"), pool=mlarge))
+    row = dropped.check("load_kept")
+    # the share, from the recorded rates: clients with length data over all active clients in the hour
+    hw = mlarge.windows.filter((pl.col("start_s") >= 72000) & (pl.col("start_s") < 75600))
+    with_lengths = hw.filter(~pl.col("client_id").is_in(list(mlarge.clients_without_lengths)))
+    assert row["value"] == pytest.approx(float(with_lengths["rate_rps"].sum() / hw["rate_rps"].sum()), rel=1e-9)
+    assert row["value"] < 0.9 and not row["passed"]
+    # a spec that accepts that loss passes
+    lenient = validate(compose(dataclasses.replace(spec, missing_lengths="exclude", min_load_kept=0.5), pool=mlarge))
+    assert lenient.check("load_kept")["passed"]
+
+
+def test_requests_piled_on_window_edges_fail_the_edge_check(realistic: Workload, spec: WorkloadSpec, mlarge, report: ValidationReport):
+    assert report.check("edge_burst")["passed"]
+    tr = realistic.trace
+    # every 20th request moved to the first 5 ms of its window (what rescaling n+1 gaps does to bursty clients)
+    moved = tr.with_row_index("i").with_columns(
+        pl.when(pl.col("i") % 20 == 0)
+        .then((pl.col("timestamp_s") // 600) * 600 + (pl.col("i") % 5) * 0.001)
+        .otherwise(pl.col("timestamp_s"))
+        .alias("timestamp_s")
+    ).drop("i").sort("timestamp_s")
+    bad = validate(moved, spec, pool=mlarge).check("edge_burst")
+    assert bad["value"] > 1.3 and not bad["passed"]
+
+
+def test_interarrival_ks_matches_a_direct_computation(report: ValidationReport, realistic: Workload, mlarge):
+    from scipy import stats
+    from scipy.special import gamma as G
+
+    checked = 0
+    for row in report.gaps.sort("requests").iter_rows(named=True):
+        t0 = row["start_s"] - 72000
+        ts = realistic.trace.filter(
+            (pl.col("client_id") == row["client_id"]) & (pl.col("timestamp_s") >= t0) & (pl.col("timestamp_s") < t0 + 600)
+        )["timestamp_s"].to_numpy()
+        gaps = np.diff(ts) * len(ts) / 600.0  # in units of the window's mean spacing
+        if (gaps < 1e-6).any():
+            continue  # gaps below float resolution are compared as a mass only
+        rec = mlarge.windows.filter((pl.col("client_id") == row["client_id"]) & (pl.col("start_s") == int(row["start_s"]))).row(0, named=True)
+        cv = rec["cv"]
+        if rec["pattern"] == "Weibull":
+            k = brentq(lambda k: G(1 + 2 / k) / G(1 + 1 / k) ** 2 - 1 - cv * cv, 0.05, 50)
+            dist = stats.weibull_min(k, scale=1 / G(1 + 1 / k))
+        else:
+            k = 1 / cv**2
+            dist = stats.gamma(k, scale=1 / k)
+        expected = stats.kstest(gaps, dist.cdf).statistic
+        assert row["ks"] == pytest.approx(expected, abs=1.0 / 2000 + 1e-4)
+        checked += 1
+        if checked >= 5:
+            break
+    assert checked == 5
