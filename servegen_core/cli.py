@@ -792,7 +792,7 @@ def _cmd_generate(args: argparse.Namespace, out: TextIO) -> int:
     if result.spec_path is not None:
         out.write(f"spec: {result.spec_path}\n")
     if info.usage:
-        out.write(f"replay: {_usage_hint(info, result.path, args.block_size)}\n")
+        out.write(f"replay: {_usage_hint(info, result.path, result.block_size)}\n")
     else:
         out.write(f"format: {info.description}\n")
     return EXIT_OK

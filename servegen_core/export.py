@@ -143,7 +143,8 @@ class ChunkContext:
 
 @dataclass(frozen=True)
 class ExportResult:
-    """Outcome of an export: where, what, how much, and which columns were left out."""
+    """Outcome of an export: where, what, how much, which columns were left out, and the
+    tokens per ``hash_ids`` block used (for the replay command, :func:`usage_hint`)."""
 
     path: Path
     format: str
@@ -151,6 +152,7 @@ class ExportResult:
     bytes: int
     spec_path: Path | None
     dropped_columns: tuple[str, ...]
+    block_size: int = DEFAULT_BLOCK_SIZE
 
 
 # --------------------------------------------------------------------------- #
@@ -991,6 +993,9 @@ class ChunkWriter:
         note: Callable[[str], Any] | None = print,
     ) -> None:
         self.info = get_format(fmt)
+        # a trace that carries its own hash_ids (Mooncake's 512-token blocks) keeps them, so its
+        # block size stays 512 unless one is given (decided at the first chunk)
+        self._block_auto = block_size is None and self.info.name in _HASH_FORMATS
         block_size = format_block_size(fmt, block_size)
         if not 1 <= block_size <= MAX_BLOCK_SIZE:
             msg = f"block_size must be a whole number of tokens in [1, {MAX_BLOCK_SIZE:,}], got {block_size}"
@@ -1011,6 +1016,7 @@ class ChunkWriter:
         self._zero_output = 0
         self._over_vidur = 0
         self._later_turns = 0
+        self._off_blocks = 0
         self._result: ExportResult | None = None
         _check_targets(self.path, self.sidecar, overwrite=overwrite, folder=self.info.container == "parquet")
 
@@ -1074,6 +1080,12 @@ class ChunkWriter:
                 f"({self._last_ts}); chunks must come in time order"
             )
             raise DataFormatError(None, where, msg)
+        if self._chunks == 0 and self._block_auto and "hash_ids" in chunk.columns and chunk["hash_ids"].null_count() < chunk.height:
+            self._ctx = replace(self._ctx, block_size=DEFAULT_BLOCK_SIZE)
+        if "hash_ids" in chunk.columns and self.info.name in _HASH_FORMATS:
+            kept = chunk.filter(pl.col("hash_ids").is_not_null())
+            bs = self._ctx.block_size
+            self._off_blocks += int((kept["hash_ids"].list.len() != (kept["input_tokens"] + bs - 1) // bs).sum())
         frame, self._ctx = _FRAMES[self.info.name](chunk, self._ctx)
         if self._columns is None:
             self._columns = frame.columns
@@ -1157,6 +1169,7 @@ class ChunkWriter:
             bytes=_size(self.path),
             spec_path=self.sidecar if self._spec is not None else None,
             dropped_columns=tuple(self._dropped),
+            block_size=self._ctx.block_size,
         )
 
     def _say(self, text: str) -> None:
@@ -1171,6 +1184,12 @@ class ChunkWriter:
             )
         if self._zero_output:
             self._say(f"{name} export: {self._zero_output} request(s) with 0 output tokens; {_ZERO_OUTPUT[name]}")
+        if self._off_blocks:
+            self._say(
+                f"{name} export: {self._off_blocks} request(s) keep hash_ids whose count is not "
+                f"ceil(input_length / {self._ctx.block_size}); GuideLLM refuses such rows and AIPerf/vLLM build "
+                "prompts of another length"
+            )
         if self._over_vidur:
             self._say(
                 f"vidur export: {self._over_vidur} request(s) with prefill + decode tokens above Vidur's default "

@@ -662,3 +662,20 @@ def test_mooncake_sessions_as_aiperf_conversations(prefix_workload, tmp_path):
     assert back["input_tokens"].to_list() == x
     parts = export_chunks(_chunks(tr, [50, 333, 1000]), tmp_path / "c.jsonl", "mooncake", note=None)
     assert parts.path.read_bytes() == res.path.read_bytes()
+
+
+def test_kept_hash_ids_keep_their_block_size(mooncake_source, tmp_path):
+    """The Mooncake trace's own ids (512-token blocks) go to vLLM with block size 512 and the
+    flag that says so, not under vLLM's default of 16; forcing 16 is noted as a mismatch."""
+    from servegen_core.export import usage_hint
+
+    src_path, trace = mooncake_source
+    res = _export(trace, tmp_path / "v.jsonl", "vllm")
+    assert res.block_size == 512
+    assert usage_hint("vllm", res.path, res.block_size).endswith("--timed-trace-chunk-hash-size 512")
+    assert [r["hash_ids"] for r in _read_jsonl(res.path)] == [r["hash_ids"] for r in _read_jsonl(src_path)]
+    notes = Notes()
+    res = _export(trace, tmp_path / "v16.jsonl", "vllm", block_size=16, note=notes)
+    assert res.block_size == 16
+    off = int((trace["hash_ids"].list.len() != (trace["input_tokens"] + 15) // 16).sum())
+    assert off > 3000 and any(f"{off} request(s) keep hash_ids" in n for n in notes)
