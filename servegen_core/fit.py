@@ -12,7 +12,9 @@ Timestamp resolution
     is replaced by ``t + u * grid`` with ``u`` uniform on ``[0, 1)``, drawn from
     ``np.random.default_rng(seed)`` (so the same trace and seed give the same pool); the
     requests are then re-ordered by their new times, and the windows and the kept gaps
-    (``ClientPool.gaps``) come from these times. Timing finer than the grid is not
+    (``ClientPool.gaps``) come from these times. (A grid found in fewer than
+    :data:`MIN_GRID_GAPS` positive gaps, or in gaps that are all one multiple of it, is a
+    coincidence, not a resolution, and is left alone.) Timing finer than the grid is not
     recoverable, so the *fit* does not use the spread values: gaps shorter than the grid
     enter it as censored observations, known only to be shorter than the grid (see
     :func:`fit_gap_groups`), and the fitted family is extrapolated below the grid. (Fitting
@@ -83,6 +85,7 @@ __all__ = [
     "COARSE_ZERO_SHARE",
     "FITTED_FIELDS",
     "GAP_FAMILIES",
+    "MAX_FIT_CELLS",
     "MIN_FIT_REQUESTS",
     "dequantize",
     "fit_gap_groups",
@@ -96,6 +99,8 @@ FITTED_FIELDS: tuple[str, ...] = ("input_tokens", "output_tokens", "reason_ratio
 MIN_FIT_REQUESTS = 3
 #: Families compared by BIC, in this order (ties go to the earlier one).
 GAP_FAMILIES: tuple[str, ...] = ("Exponential", "Gamma", "Weibull")
+#: Most client-windows (clients x arrival windows) a fit builds; beyond, it refuses with the number.
+MAX_FIT_CELLS = 20_000_000
 #: Share of zero gaps on a quantized grid from which the pool warns that sub-grid timing is lost.
 COARSE_ZERO_SHARE = 0.01
 
@@ -558,6 +563,19 @@ def length_correlation(trace: pl.DataFrame, *, input_field: str = "input_tokens"
 # --------------------------------------------------------------------------------------------
 
 
+#: A grid is taken as the timestamps' resolution only with at least this many positive gaps
+#: (a few gaps share large common divisors by chance: two requests 10 s apart have a 10 s "grid").
+MIN_GRID_GAPS = 10
+
+
+def _credible_grid(ts: np.ndarray, grid_s: float) -> bool:
+    """True when the detected grid is a recording resolution, not a coincidence of few gaps:
+    at least :data:`MIN_GRID_GAPS` positive gaps, of at least two different grid multiples."""
+    gaps = np.diff(np.sort(ts))
+    steps = np.rint(gaps[gaps >= grid_s / 2] / grid_s)
+    return steps.size >= MIN_GRID_GAPS and np.unique(steps).size >= 2
+
+
 def pool_from_trace(
     trace: pl.DataFrame,
     *,
@@ -604,7 +622,7 @@ def pool_from_trace(
     warnings: list[str] = []
     res = timestamp_resolution(df["timestamp_s"])
     censor_below = 0.0
-    if res.quantized and math.isfinite(res.grid_s):
+    if res.quantized and math.isfinite(res.grid_s) and _credible_grid(df["timestamp_s"].to_numpy(), res.grid_s):
         t = dequantize(df["timestamp_s"].to_numpy(), res.grid_s, rng=np.random.default_rng(seed))
         df = df.with_columns(pl.Series("timestamp_s", t, dtype=pl.Float64)).sort("timestamp_s", maintain_order=True)
         censor_below = res.grid_s
@@ -616,7 +634,8 @@ def pool_from_trace(
                 "the kept gaps spread each request uniformly within its grid cell"
             )
     elif res.share_zero_gaps > 0:
-        censor_below = res.grid_s if math.isfinite(res.grid_s) else GRID_TICK_S
+        # ties: censored below the resolution (the tick, when the grid is a coincidence)
+        censor_below = res.grid_s if math.isfinite(res.grid_s) and not res.quantized else GRID_TICK_S
 
     ids = sorted(df["client_id"].unique().to_list(), key=client_sort_key)
     t = df["timestamp_s"].to_numpy()
@@ -625,6 +644,14 @@ def pool_from_trace(
     last_start = (n_windows - 1) * window_s
     last_duration = int(min(window_s, max(1, math.ceil(t_max - last_start))))
     n_length = int(math.ceil(n_windows * window_s / length_window_s))
+    n_cells = len(ids) * n_windows
+    if n_cells > MAX_FIT_CELLS:
+        msg = (
+            f"the trace spans {n_windows:,} windows of {window_s} s for {len(ids):,} clients = {n_cells:,} "
+            f"client-windows, more than {MAX_FIT_CELLS:,}; fit a shorter span, fewer clients "
+            "(per_client=False) or longer windows (are the timestamps seconds from the trace start?)"
+        )
+        raise ValueError(msg)
 
     # Every (client, window) is one cell of a dense grid, numbered rank * n_windows + window in
     # the pool's order. The trace is sorted by time, so a stable sort by cell keeps each
@@ -632,7 +659,6 @@ def pool_from_trace(
     rank = df["client_id"].cast(pl.Enum(ids)).to_physical().to_numpy().astype(np.int64)
     w = np.minimum((t // window_s).astype(np.int64), n_windows - 1)
     cell = rank * n_windows + w
-    n_cells = len(ids) * n_windows
     order_ = np.argsort(cell, kind="stable")
     cs, ts_ = cell[order_], t[order_]
     same = cs[1:] == cs[:-1]

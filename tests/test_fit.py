@@ -624,3 +624,25 @@ def test_a_window_of_clusters_is_bursty_not_poisson():
     assert w["cv"] == pytest.approx(gaps.std() / gaps.mean())  # sqrt(78): the ties count as 0
     assert w["shape"] == pytest.approx(1 / w["cv"] ** 2) and w["shape"] < 0.02
     assert w["shape"] * w["scale"] == pytest.approx(gaps.mean())
+
+
+def test_a_span_too_long_for_its_clients_is_refused_with_the_number():
+    # epoch seconds instead of seconds from the start: 28 million windows per client
+    trace = pl.DataFrame(
+        {"timestamp_s": [0.0, 1.7e10], "client_id": ["a", "b"], "input_tokens": [1, 2], "output_tokens": [3, 4]}
+    )
+    cells = 2 * (int(1.7e10 // 600) + 1)
+    with pytest.raises(ValueError, match=f"{cells:,} client-windows, more than 20,000,000"):
+        pool_from_trace(trace)
+    assert pool_from_trace(trace, per_client=False, window_s=3600).windows.height == int(1.7e10 // 3600) + 1
+
+
+def test_a_grid_of_few_gaps_is_a_coincidence_not_a_resolution():
+    # 3 whole-second gaps and ties: "quantized to 1 s" by the detector, but too few gaps to tell
+    ts = [10.0, 10.0, 10.0, 12.0, 15.0, 19.0]
+    trace = pl.DataFrame({"timestamp_s": ts, "client_id": ["c"] * 6, "input_tokens": [1] * 6, "output_tokens": [1] * 6})
+    pool = pool_from_trace(trace)
+    assert pool.warnings == ()
+    assert sorted(pool.gaps["gap_s"].to_list()) == [0.0, 0.0, 2.0, 3.0, 4.0]  # not spread
+    w = pool.windows.row(0, named=True)
+    assert w["duration_s"] == 19 and w["rate_rps"] == pytest.approx(6 / 19)
