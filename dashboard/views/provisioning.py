@@ -67,13 +67,12 @@ st.caption(
 
 with st.expander("Reference measurement: bursty m-large vs its naive baselines"):
     st.markdown(
-        "ServeGen's language/m-large from 18:00 to 24:00 of day 0 at 7 % of its observed rates (328,386 requests), "
-        "llama-3-8b on an A10G (roofline, efficiency 0.6), p99 TTFT <= 2 s: the realistic workload needs **10** "
-        "replicas; Poisson arrivals (same rates per 600 s window) need **9** (10 % under-provisioned), pooled lengths "
-        "10, both 10, Poisson at the mean rate 9. At 10 replicas the Poisson baseline's p99 TTFT is 0.87 s against "
-        "1.39 s for the realistic workload. The direction matches the ServeGen paper's claim; the size of the gap "
-        "here (one replica in ten) is smaller than its 50 % production case. Measured with bench/serving.py "
-        "(BENCHMARKS.md)."
+        "ServeGen's language/m-large from 18:00 to 24:00 of day 0 at 3 % of its observed rates (204,482 requests), "
+        "llama-3-8b on an A10G (roofline, efficiency 0.6), p99 TTFT <= 2 s: the realistic workload needs **9** "
+        "replicas; Poisson arrivals with the same rates per window need **5** (44 % under-provisioned), pooled "
+        "lengths 7 (22 %), both 5 (44 %), Poisson at the mean rate 4 (56 %). At 9 replicas the Poisson baseline's "
+        "p99 TTFT is 0.77 s against 1.75 s for the realistic workload. The ServeGen paper reports 50 % in its "
+        "production case. Measured with bench/serving.py (BENCHMARKS.md)."
     )
 
 # size guard: every simulation replays every request
