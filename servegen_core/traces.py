@@ -444,6 +444,14 @@ _GZIP_IN_MEMORY_BYTES = 256 * 1024 * 1024
 _GZIP_BLOCK = 1 << 20
 
 
+def _too_large_gzip(path: Path, limit: int) -> DataFormatError:
+    msg = (
+        f"decompresses to more than {limit / 2**20:,.0f} MB, the limit for compressed input "
+        f"(${MAX_DECOMPRESSED_ENV}); not read (a gzip bomb, or raise the limit)"
+    )
+    return DataFormatError(path, None, msg)
+
+
 def _gunzip_size(path: Path, limit: int) -> int:
     """Decompressed size of a gzip file, counted by streaming (nothing kept); raises past ``limit``."""
     total = 0
@@ -452,11 +460,7 @@ def _gunzip_size(path: Path, limit: int) -> int:
             while block := fh.read(_GZIP_BLOCK):
                 total += len(block)
                 if total > limit:
-                    msg = (
-                        f"decompresses to more than {limit / 2**20:,.0f} MB, the limit for compressed input "
-                        f"(${MAX_DECOMPRESSED_ENV}); not read (a gzip bomb, or raise the limit)"
-                    )
-                    raise DataFormatError(path, None, msg)
+                    raise _too_large_gzip(path, limit)
     except (OSError, EOFError, zlib.error) as exc:
         msg = f"not a valid gzip file ({exc})"
         raise DataFormatError(path, None, msg) from None
@@ -703,7 +707,8 @@ def trace_columns(path: str | Path) -> list[str]:
     CSV: the first line (the names :func:`load_trace` sees, e.g. ``a_duplicated_0`` for a
     repeated name); Parquet: the schema in the file footer; JSON Lines: the keys of the
     first non-blank line. A ``.gz`` file is decompressed as a stream up to that point
-    (all of it for Parquet, whose schema sits at the end). The format is chosen by suffix,
+    (all of it for Parquet, whose schema sits at the end), never past
+    :func:`servegen_core.limits.max_decompressed_bytes`. The format is chosen by suffix,
     as in :func:`load_trace`.
 
     Raises :class:`DataFormatError` naming the file (and the line where there is one) when
@@ -743,7 +748,14 @@ def trace_columns(path: str | Path) -> list[str]:
                 except pl.exceptions.PolarsError as exc:
                     msg = f"cannot be read as csv: {_polars_message(exc)}"
                     raise DataFormatError(path, "line 1", msg) from None
-            for number, raw in enumerate(iter(lambda: fh.readline(_MAX_JSON_LINE_BYTES + 1), b""), start=1):
+            # A .gz file is read no further than the decompression limit (blank lines included).
+            limit = max_decompressed_bytes() if gz else None
+            cap = _MAX_JSON_LINE_BYTES if limit is None else min(_MAX_JSON_LINE_BYTES, limit)
+            consumed = 0
+            for number, raw in enumerate(iter(lambda: fh.readline(cap + 1), b""), start=1):
+                consumed += len(raw)
+                if limit is not None and consumed > limit:
+                    raise _too_large_gzip(path, limit)
                 if len(raw) > _MAX_JSON_LINE_BYTES:
                     msg = f"the line is longer than {_MAX_JSON_LINE_BYTES:,} bytes"
                     raise DataFormatError(path, f"line {number}", msg)

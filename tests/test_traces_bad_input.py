@@ -59,6 +59,37 @@ def test_gzip_bomb_is_refused_without_inflating(tmp_path, monkeypatch):
         trace_columns(pq_bomb)
 
 
+@pytest.mark.parametrize(("fill", "limit_mb"), [(b"\0", 4), (b"\n", 1)])
+def test_json_lines_header_of_a_gzip_bomb_stops_at_the_limit(tmp_path, monkeypatch, traces_dir, fill, limit_mb):
+    """trace_columns reads a .jsonl.gz no further than $SERVEGEN_MAX_DECOMPRESSED_MB: one huge
+    first line, or a flood of blank lines before it, is refused without being inflated."""
+    bomb = tmp_path / "bomb.jsonl.gz"
+    with gzip.open(bomb, "wb", compresslevel=9) as fh:
+        for _ in range(48):
+            fh.write(fill * (1 << 20))
+        fh.write(b'{"timestamp": 1, "input_length": 2, "output_length": 3}\n')
+    monkeypatch.setenv("SERVEGEN_MAX_DECOMPRESSED_MB", str(limit_mb))
+    if fill == b"\n":  # a million blank lines: too slow to trace allocations line by line
+        with pytest.raises(DataFormatError) as info:
+            trace_columns(bomb)
+    else:
+        tracemalloc.start()
+        try:
+            with pytest.raises(DataFormatError) as info:
+                trace_columns(bomb)
+            _, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+        assert peak < 16 * 2**20, f"peak Python allocation {peak / 2**20:.1f} MB for a 4 MB limit"
+    assert info.value.path == str(bomb) and f"more than {limit_mb} MB" in str(info.value)
+    assert "SERVEGEN_MAX_DECOMPRESSED_MB" in str(info.value)
+    # a real header under the limit still reads
+    head = (traces_dir / "mooncake_synthetic_trace.jsonl").read_bytes()[: 1 << 20]
+    (tmp_path / "m.jsonl.gz").write_bytes(gzip.compress(b"\n" * 1000 + head))
+    first = json.loads(head.split(b"\n", 1)[0])
+    assert trace_columns(tmp_path / "m.jsonl.gz") == list(first)
+
+
 def test_gzip_under_the_limit_loads_like_the_plain_file(tmp_path, azure_rows, monkeypatch):
     plain = tmp_path / "azure.csv"
     azure_rows.write_csv(plain)
