@@ -707,13 +707,23 @@ SAMPLED_GAPS = "gaps sampled from the fitted window distribution"
 
 
 def interarrival_histogram(
-    histogram: pl.DataFrame, densities: pl.DataFrame, fits: pl.DataFrame | None = None, *, title: str, log_x: bool = False, sampled: bool = False
+    histogram: pl.DataFrame,
+    densities: pl.DataFrame,
+    fits: pl.DataFrame | None = None,
+    *,
+    title: str,
+    log_x: bool = False,
+    sampled: bool = False,
+    best: str | None = None,
+    criterion: str = "bic",
 ) -> go.Figure:
     """Histogram of inter-arrival times (density) with fitted densities.
 
     ``histogram``: ``left_s, right_s, count, density``; ``densities``: ``family, iat_s, pdf``;
-    ``fits``: ``family, ks, aic`` for the legend. ``sampled``: the gaps were drawn from a
-    window's fitted distribution (pool data), not observed; the legend says so.
+    ``fits``: ``family, ks`` and the ``criterion`` column (``bic``, ``aic`` or ``ks``) for the
+    legend, which marks ``best`` (by default the family with the lowest ``criterion``) as
+    "best BIC" (or AIC, KS). ``sampled``: the gaps were drawn from a window's fitted
+    distribution (pool data), not observed; the legend says so.
     """
     gaps_name = SAMPLED_GAPS if sampled else OBSERVED_GAPS
     left = histogram["left_s"].to_numpy()
@@ -749,17 +759,17 @@ def interarrival_histogram(
             )
         )
     ks = {}
-    best = None
     if fits is not None and fits.height:
         ks = dict(zip(fits["family"].to_list(), fits["ks"].to_list(), strict=True))
-        best = fits.sort("aic")["family"][0]
+        if best is None:
+            best = fits.sort(criterion)["family"][0]
     for i, family in enumerate(densities["family"].unique(maintain_order=True).to_list()):
         d = densities.filter(pl.col("family") == family)
         name = family
         if family in ks:
             name += f" (KS {ks[family]:.3f})"
         if family == best:
-            name += " ★ best AIC"
+            name += f" ★ best {criterion.upper()}"
         recorded = family.startswith("Recorded")
         fig.add_trace(
             go.Scatter(

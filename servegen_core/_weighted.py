@@ -791,6 +791,7 @@ def sample_pool(
     *,
     positive: tuple[str, ...] = (),
     per_client: bool = False,
+    items: dict[str, str] | None = None,
 ) -> PoolSample | NoData:
     """Draw ``n`` requests (``n`` per client with ``per_client``) from a pool's marginals.
 
@@ -798,6 +799,10 @@ def sample_pool(
     every field is then drawn from that cell's PDF by inverse CDF, independently of the others
     (the pool records no joint distribution). Fields in ``positive`` are drawn conditional on
     being > 0 and the cell's probability is multiplied by P(field > 0) there (independence).
+    ``items`` maps a per-item token field to its count field (``{"image_tokens":
+    "image_count"}``, both in ``fields``): the token field's PDF is read per item, so a
+    request's value is the sum of one draw per item of its drawn count, as
+    :mod:`servegen_core.compose` generates it.
     """
     grouped: dict[str, tuple[Grouped, np.ndarray, np.ndarray | None]] = {}
     fd0: FieldData | None = None
@@ -849,10 +854,19 @@ def sample_pool(
         cum = np.cumsum(weight)
         cell = np.minimum(np.searchsorted(cum, rng.random(n) * cum[-1], side="right"), cum.size - 1)
     out: dict[str, np.ndarray] = {}
+    items = items or {}
     for f in fields:
         g, keys, _ = grouped[f]
         gidx = np.searchsorted(keys, common[cell])
         out[f] = g.sample(gidx, rng.random(cell.size))
+    for tf, cf in items.items():
+        # one draw per item of the request's count, summed (after all per-request draws)
+        g, keys, _ = grouped[tf]
+        gidx = np.searchsorted(keys, common[cell])
+        count = np.maximum(np.rint(out[cf]), 0).astype(np.int64)
+        owner = np.repeat(np.arange(cell.size), count)
+        per_item = g.sample(np.repeat(gidx, count), rng.random(int(count.sum()))) if owner.size else np.empty(0)
+        out[tf] = np.bincount(owner, weights=per_item, minlength=cell.size)
     return PoolSample(
         values=out,
         client=cell_client[cell],

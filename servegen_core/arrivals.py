@@ -132,7 +132,7 @@ class FitResult(Result):
 
     ``table`` has one row per fitted family: ``family, shape, scale, mean_s, cv, loglik, aic,
     bic, ks`` (location fixed at 0; the exponential has shape 1). ``best`` is the family with
-    the lowest value of the chosen criterion (BIC by default). ``n`` gaps were fitted;
+    the lowest value of ``criterion`` (``"bic"`` by default, ``"aic"`` or ``"ks"``). ``n`` gaps were fitted;
     ``dropped`` non-positive or non-finite gaps were left out (ties give zero gaps, for which
     Gamma/Weibull densities are not finite).
     """
@@ -141,6 +141,7 @@ class FitResult(Result):
     best: str | None
     n: int
     dropped: int
+    criterion: str = "bic"
 
 
 @dataclass(frozen=True)
@@ -731,9 +732,9 @@ def fit_interarrivals(iat: np.ndarray, *, families: tuple[str, ...] = FAMILIES, 
     x = x[good]
     empty = pl.DataFrame(schema=FIT_SCHEMA)
     if x.size < 3:
-        return FitResult(empty, None, int(x.size), dropped, reason=f"{x.size} positive gap(s); a fit needs at least 3")
+        return FitResult(empty, None, int(x.size), dropped, criterion, reason=f"{x.size} positive gap(s); a fit needs at least 3")
     if np.ptp(x) <= 1e-12 * x.mean():
-        return FitResult(empty, None, int(x.size), dropped, reason="all gaps are equal (deterministic arrivals); nothing to fit")
+        return FitResult(empty, None, int(x.size), dropped, criterion, reason="all gaps are equal (deterministic arrivals); nothing to fit")
     mean = float(x.mean())
     z = x / mean
     z_sorted = np.sort(z)
@@ -762,10 +763,10 @@ def fit_interarrivals(iat: np.ndarray, *, families: tuple[str, ...] = FAMILIES, 
             }
         )
     if not rows:
-        return FitResult(empty, None, int(x.size), dropped, reason="no family could be fitted to these gaps")
+        return FitResult(empty, None, int(x.size), dropped, criterion, reason="no family could be fitted to these gaps")
     table = pl.DataFrame(rows, schema=FIT_SCHEMA)
     best = table.sort(criterion, maintain_order=True)["family"][0]
-    return FitResult(table, best, int(x.size), dropped)
+    return FitResult(table, best, int(x.size), dropped, criterion)
 
 
 def _recorded_dist(pattern: str, shape: float, scale: float):

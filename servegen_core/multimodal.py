@@ -7,10 +7,19 @@ a frozen :class:`~servegen_core.result.Result`; weights follow :mod:`servegen_co
 Modalities are ``text``, ``image``, ``audio`` and ``video``, with the token fields
 ``<modality>_tokens`` and the item counts ``<modality>_count`` (no count for text).
 
+Per-item token PDFs
+    In ServeGen's multimodal data the ``<m>_tokens`` PDF of image, audio and video is per item
+    (every window where some requests carry no image has no mass at 0 tokens while
+    ``<m>_count`` has; per-image bins are capped at 1280 for clients sending dozens of images),
+    and :mod:`servegen_core.compose` generates a request's ``<m>_tokens`` as one draw per item
+    of its ``<m>_count``, summed. Pool statistics read the PDFs the same way wherever the pool
+    has both fields: a cell's expected tokens are ``E[count] x E[tokens per item]``, a request
+    has tokens of the modality with probability ``1 - E[p0^count]`` (``p0`` the per-item
+    probability of 0 tokens), and sampled requests sum ``count`` per-item draws.
 Identified exactly and computed so for a pool
-    token shares (ratio of expected tokens), the share of requests with tokens of a modality
-    (P(tokens > 0)), item-count distributions, mean tokens per item (expected tokens over
-    expected items), and all of these per window.
+    token shares (ratio of expected tokens), the share of requests with tokens of a modality,
+    item-count distributions, mean tokens per item (expected tokens over expected items), and
+    all of these per window.
 Not identified by a pool, estimated by a seeded sample
     A pool records one *marginal* PDF per field and window, so the per-request share of a
     modality and the tokens per image of a request are not determined by the data. They are
@@ -32,6 +41,7 @@ import polars as pl
 
 from servegen_core._weighted import (
     DEFAULT_TRACE_WINDOW_S,
+    pool_window_requests,
     NoData,
     dense_codes,
     field_data,
@@ -136,6 +146,41 @@ _SHARE_SUMMARY = {
 _SHARE_DIST = {"modality": pl.String(), "share_lo": pl.Float64(), "share_hi": pl.Float64(), "prob": pl.Float64()}
 
 
+def item_modalities(pool: ClientPool) -> tuple[str, ...]:
+    """Modalities whose ``<m>_tokens`` PDF is per item (the pool has ``<m>_count`` too)."""
+    fields = set(pool_fields(pool))
+    return tuple(m for m in _MEDIA if f"{m}_tokens" in fields and f"{m}_count" in fields)
+
+
+def _pool_item_cells(pool: ClientPool, m: str) -> pl.DataFrame:
+    """Per (client, length window) of a per-item modality: ``client_id, start_s, requests,
+    tokens`` (expected tokens per request, ``E[count] E[tokens per item]``) and ``p_any``
+    (the probability that a request has tokens of it, ``1 - E[p0^count]``)."""
+    tf, cf = f"{m}_tokens", f"{m}_count"
+    d = pool.distributions.filter(pl.col("field").is_in([tf, cf])).with_columns(pl.col("value").cast(pl.Float64))
+    keys = ["client_id", "start_s"]
+    per = d.group_by(*keys, "field").agg(
+        ((pl.col("value") * pl.col("prob")).sum() / pl.col("prob").sum()).alias("mean"),
+        (pl.col("prob").filter(pl.col("value") == 0).sum() / pl.col("prob").sum()).alias("p0"),
+    )
+    tok = per.filter(pl.col("field") == tf).select(*keys, pl.col("mean").alias("item_mean"), "p0")
+    cnt = per.filter(pl.col("field") == cf).select(*keys, pl.col("mean").alias("count_mean"))
+    none = (
+        d.filter(pl.col("field") == cf)
+        .join(tok.select(*keys, "p0"), on=keys, how="inner")
+        .group_by(keys)
+        .agg(((pl.col("prob") * pl.col("p0").pow(pl.col("value"))).sum() / pl.col("prob").sum()).alias("p_none"))
+    )
+    return (
+        pool_window_requests(pool)
+        .join(tok, on=keys, how="inner")
+        .join(cnt, on=keys, how="inner")
+        .join(none, on=keys, how="inner")
+        .select(*keys, "requests", (pl.col("count_mean") * pl.col("item_mean")).alias("tokens"), (1.0 - pl.col("p_none")).alias("p_any"))
+        .sort(keys)  # a fixed order, so sums over cells are the same bits every time
+    )
+
+
 def _exact_token_stats(src: Source, modalities: tuple[str, ...]) -> tuple[dict[str, float], dict[str, float], float] | NoData:
     """Per modality: total tokens and weight of requests with tokens > 0; plus the total weight."""
     cols = [f"{m}_tokens" for m in modalities]
@@ -153,7 +198,15 @@ def _exact_token_stats(src: Source, modalities: tuple[str, ...]) -> tuple[dict[s
     tokens: dict[str, float] = {}
     positive: dict[str, float] = {}
     total = 0.0
+    per_item = item_modalities(src)
     for m, c in zip(modalities, cols, strict=True):
+        if m in per_item:
+            cells = _pool_item_cells(src, m)
+            req = cells["requests"].to_numpy()
+            tokens[m] = float(np.sum(req * cells["tokens"].to_numpy()))
+            positive[m] = float(np.sum(req * cells["p_any"].to_numpy()))
+            total = max(total, float(np.sum(req)))
+            continue
         fd = field_data(src, c, need_client=False, need_window=False)
         if isinstance(fd, NoData):
             return fd
@@ -205,13 +258,16 @@ def modality_shares(
     if all_tokens <= 0:
         return empty("every request has 0 input tokens: no shares to compute")
     if isinstance(src, ClientPool):
-        s = sample_pool(src, tuple(f"{m}_tokens" for m in modalities), sample_size, _rng(seed))
+        per_item = {f"{m}_tokens": f"{m}_count" for m in item_modalities(src) if m in modalities}
+        fields = tuple(f"{m}_tokens" for m in modalities) + tuple(per_item.values())
+        s = sample_pool(src, fields, sample_size, _rng(seed), items=per_item)
         if isinstance(s, NoData):
             return empty(str(s))
         mat = np.column_stack([s.values[f"{m}_tokens"] for m in modalities])
         method = (
             f"token and request shares exact from the PDFs; per-request shares from {sample_size:,} requests "
             "drawn with each modality independent within its (client, 6 h window) cell"
+            + (", per-item tokens summed over the drawn item count" if per_item else "")
         )
     else:
         mat = src.select(pl.col(f"{m}_tokens").fill_null(0).cast(pl.Float64) for m in modalities).to_numpy()
@@ -312,7 +368,10 @@ def tokens_per_image(
         return TokensPerItem(pl.DataFrame(schema=_TPI_DIST), pl.DataFrame(schema=_TPI_TOP), modality=modality, reason=reason)
 
     sums = []
+    per_item = isinstance(source, ClientPool) and modality in item_modalities(source)
     for f in (tf, cf):
+        if per_item:
+            break
         if isinstance(source, pl.DataFrame):
             if source.height == 0:
                 return empty("empty trace: no requests")
@@ -325,10 +384,26 @@ def tokens_per_image(
             return empty(str(fd))
         g = group(fd, ())
         sums.append(float((g.weight * g.value).sum()))
+    if per_item:
+        cells = _pool_item_cells(source, modality)
+        cnt = pool_field_data(source, cf)
+        if isinstance(cnt, NoData):
+            return empty(str(cnt))
+        gc = group(cnt, ())
+        sums = [float((cells["requests"] * cells["tokens"]).sum()), float((gc.weight * gc.value).sum())]
     if sums[1] <= 0:
         return empty(f"no request has any {modality}: {cf} is 0 throughout")
     mean_tpi = sums[0] / sums[1]
-    if isinstance(source, ClientPool):
+    if per_item:
+        s = sample_pool(source, (tf, cf), sample_size, _rng(seed), positive=(cf,), items={tf: cf})
+        if isinstance(s, NoData):
+            return empty(str(s))
+        tokens, count = s.values[tf], s.values[cf]
+        method = (
+            f"{sample_size:,} {modality} requests ({cf} > 0) drawn within their (client, 6 h window) cell, each "
+            f"with one {tf} draw per item (the PDF is per item), as composed; the mean is exact"
+        )
+    elif isinstance(source, ClientPool):
         s = sample_pool(source, (tf, cf), sample_size, _rng(seed), positive=(tf, cf))
         if isinstance(s, NoData):
             return empty(str(s))
@@ -386,7 +461,23 @@ def modality_over_time(source: Source, *, window_s: int | None = None) -> Table:
     if isinstance(src, pl.DataFrame):
         return Table(_trace_modality_over_time(src, modalities, window_s))
     parts = []
+    per_item = item_modalities(src)
     for m in modalities:
+        if m in per_item:
+            cells = _pool_item_cells(src, m)
+            ws = int(src.length_window_s if window_s is None else window_s)
+            origin = int(src.length_windows["start_s"].min()) if src.length_windows.height else 0
+            agg = (
+                cells.with_columns((((pl.col("start_s") - origin) // ws) * ws + origin).cast(pl.Int64).alias("start_s"))
+                .group_by("start_s")
+                .agg(
+                    ((pl.col("requests") * pl.col("tokens")).sum() / pl.col("requests").sum()).alias("tokens_per_request"),
+                    ((pl.col("requests") * pl.col("p_any")).sum() / pl.col("requests").sum()).alias("request_share"),
+                )
+                .sort("start_s")
+            )
+            parts.append(agg.select("start_s", pl.lit(m).alias("modality"), "tokens_per_request", "request_share"))
+            continue
         fd = field_data(src, f"{m}_tokens", window_s=window_s, need_client=False, need_window=True)
         if isinstance(fd, NoData):
             return Table.empty(_TIME_SCHEMA, str(fd))

@@ -530,3 +530,13 @@ def test_invalid_options_raise(pool) -> None:
         arrivals.window_cv(pool, min_requests=2)
     with pytest.raises(TypeError):
         arrivals.window_cv([1, 2, 3])
+
+
+def test_fit_result_records_its_criterion():
+    rng = np.random.default_rng(11)
+    x = rng.gamma(0.5, 2.0, 3000)
+    by_bic = arrivals.fit_interarrivals(x)
+    by_aic = arrivals.fit_interarrivals(x, criterion="aic")
+    assert (by_bic.criterion, by_aic.criterion) == ("bic", "aic")
+    assert by_bic.best == by_bic.table.sort("bic")["family"][0]
+    assert by_aic.best == by_aic.table.sort("aic")["family"][0]

@@ -31,6 +31,31 @@ def expected_tokens(pool, field: str) -> float:
     return float((ref["value"] * ref["weight"]).sum())
 
 
+def cell_means(pool, field: str) -> pl.DataFrame:
+    """Per (client, length window): its requests ``w``, the field's mean and P(value = 0)."""
+    ref = pool_weighted(pool, field)
+    return ref.group_by("client_id", "start_s").agg(
+        pl.col("weight").sum().alias("w"),
+        ((pl.col("value") * pl.col("weight")).sum() / pl.col("weight").sum()).alias("mean"),
+        (pl.col("weight").filter(pl.col("value") == 0).sum() / pl.col("weight").sum()).alias("p0"),
+    )
+
+
+def expected_item_tokens(pool, m: str) -> pl.DataFrame:
+    """Per cell, the per-item reading: tokens per request ``E[count] x E[tokens per item]`` and
+    the probability that a request has any, ``1 - sum_c P(count = c) p0^c``."""
+    keys = ["client_id", "start_s"]
+    tok = cell_means(pool, f"{m}_tokens")
+    cnt = cell_means(pool, f"{m}_count")
+    counts = pool_weighted(pool, f"{m}_count").join(tok.select(*keys, "p0"), on=keys)
+    none = counts.group_by(keys).agg(
+        ((pl.col("weight") * pl.col("p0").pow(pl.col("value"))).sum() / pl.col("weight").sum()).alias("p_none")
+    )
+    return tok.join(cnt.select(*keys, pl.col("mean").alias("cmean")), on=keys).join(none, on=keys).select(
+        *keys, "w", (pl.col("mean") * pl.col("cmean")).alias("tokens"), (1 - pl.col("p_none")).alias("p_any")
+    )
+
+
 def make_trace(**cols) -> pl.DataFrame:
     n = len(next(iter(cols.values())))
     base = {"timestamp_s": np.linspace(0, 86400 - 1, n), "client_id": np.array(["c"] * n)}
@@ -47,14 +72,15 @@ def test_pool_token_and_request_shares(mm):
     assert res.ok
     s = {r["modality"]: r for r in res.summary.iter_rows(named=True)}
     assert list(s) == ["text", "image", "audio", "video"]
-    tokens = {m: expected_tokens(mm, f"{m}_tokens") for m in s}
+    # image_tokens is per image: a request's image tokens are its image count times the mean per image
+    items = expected_item_tokens(mm, "image")
+    tokens = {m: expected_tokens(mm, f"{m}_tokens") for m in ("text", "audio", "video")}
+    tokens["image"] = float((items["w"] * items["tokens"]).sum())
     total = sum(tokens.values())
     for m in s:
         assert s[m]["token_share"] == pytest.approx(tokens[m] / total, rel=1e-9)
     img = pool_weighted(mm, "image_tokens")
-    assert s["image"]["request_share"] == pytest.approx(
-        float(img.filter(pl.col("value") > 0)["weight"].sum() / img["weight"].sum()), rel=1e-9
-    )
+    assert s["image"]["request_share"] == pytest.approx(float((items["w"] * items["p_any"]).sum() / items["w"].sum()), rel=1e-9)
     # audio and video are recorded as all-zero in this model
     assert s["audio"]["token_share"] == 0 and s["video"]["request_share"] == 0
     assert res.requests == pytest.approx(float(img["weight"].sum()), rel=1e-9)
@@ -103,8 +129,9 @@ def test_image_count_distribution(mm):
 def test_tokens_per_image_pool(mm):
     res = M.tokens_per_image(mm, top_k=3)
     assert res.ok
+    items = expected_item_tokens(mm, "image")
     assert res.mean_tokens_per_item == pytest.approx(
-        expected_tokens(mm, "image_tokens") / expected_tokens(mm, "image_count"), rel=1e-9
+        float((items["w"] * items["tokens"]).sum()) / expected_tokens(mm, "image_count"), rel=1e-9
     )
     assert res.distribution["prob"].sum() == pytest.approx(1.0)
     assert res.dominant.height == 3 and res.dominant["rank"].to_list() == [1, 2, 3]
@@ -116,17 +143,19 @@ def test_tokens_per_image_pool(mm):
     one_image = pool_weighted(mm, "image_tokens").filter(pl.col("value") > 0).group_by("value").agg(pl.col("weight").sum())
     top_values = one_image.sort("weight", descending=True).head(5)["value"].to_list()
     assert res.dominant["tokens_per_item"][0] in top_values
-    assert "independent" in res.method
+    assert "per item" in res.method
 
 
 def test_modality_over_time_pool(mm):
     res = M.modality_over_time(mm)
     assert res.ok and res.frame.height == 4 * 4
+    items = expected_item_tokens(mm, "image")
     for start in (0, 43200):
         per = {}
-        for m in ("text", "image"):
-            d = pool_weighted(mm, f"{m}_tokens").filter(pl.col("start_s") == start)
-            per[m] = weighted_mean(d["value"], d["weight"])
+        d = pool_weighted(mm, "text_tokens").filter(pl.col("start_s") == start)
+        per["text"] = weighted_mean(d["value"], d["weight"])
+        it = items.filter(pl.col("start_s") == start)
+        per["image"] = float((it["w"] * it["tokens"]).sum() / it["w"].sum())
         row = res.frame.filter((pl.col("start_s") == start) & (pl.col("modality") == "image")).row(0, named=True)
         assert row["tokens_per_request"] == pytest.approx(per["image"], rel=1e-9)
         assert row["token_share"] == pytest.approx(per["image"] / (per["image"] + per["text"]), rel=1e-9)
@@ -255,3 +284,26 @@ def test_single_request():
     assert s["mean_share"] == 0.75 and s["token_share"] == 0.75
     assert M.tokens_per_image(trace).dominant["tokens_per_item"].to_list() == [150.0]
     assert_no_nan(M.modality_over_time(trace))
+
+
+def test_pool_statistics_read_the_image_pdf_per_image_as_composed(servegen_dir, mm):
+    # A workload composed from the pool and the pool itself give the same multimodal statistics:
+    # the image share (per-request reading: 0.532 vs 0.603) and the tokens per image.
+    from servegen_core.compose import ServeGenSource, Span, WorkloadSpec, compose
+
+    trace = compose(WorkloadSpec(ServeGenSource(str(servegen_dir), "multimodal/mm-image"), Span(0, 86400)), pool=mm).trace
+    pool_s = M.modality_shares(mm).summary.filter(pl.col("modality") == "image").row(0, named=True)
+    gen_s = M.modality_shares(trace).summary.filter(pl.col("modality") == "image").row(0, named=True)
+    assert pool_s["token_share"] == pytest.approx(gen_s["token_share"], abs=0.003)
+    assert pool_s["request_share"] == pytest.approx(gen_s["request_share"], abs=0.002)
+    assert pool_s["mean_share"] == pytest.approx(gen_s["mean_share"], abs=0.005)
+    a, b = M.tokens_per_image(mm), M.tokens_per_image(trace)
+    assert a.mean_tokens_per_item == pytest.approx(b.mean_tokens_per_item, rel=0.01)
+    assert a.dominant["tokens_per_item"].to_list()[:3] == b.dominant["tokens_per_item"].to_list()[:3]
+    # the distributions of tokens per image agree (KS on the union of sizes)
+    both = a.distribution.join(b.distribution, on="tokens_per_item", how="full", coalesce=True).fill_null(0.0).sort("tokens_per_item")
+    ks = np.abs(np.cumsum(both["prob"].to_numpy()) - np.cumsum(both["prob_right"].to_numpy())).max()
+    assert ks < 0.02
+    ta = M.modality_over_time(mm).frame.filter(pl.col("modality") == "image")
+    tb = M.modality_over_time(trace).frame.filter(pl.col("modality") == "image")
+    np.testing.assert_allclose(ta["tokens_per_request"].to_numpy(), tb["tokens_per_request"].to_numpy(), rtol=0.02)

@@ -104,14 +104,22 @@ if state.usable(shares, what="the client list"):
             who = "all clients" if client == ALL_CLIENTS else f"client {client}"
             title = f"Inter-arrival times of {who}, window {charts.fmt_time(start_s)} ({state.fmt_resolution(hist_window)})"
             fits = hist.fit.table if hist.fit is not None and hist.fit.ok else None
-            state.plot(charts.interarrival_histogram(hist.histogram, hist.densities, fits, title=title, log_x=log_x, sampled=hist.sampled), hist.histogram, key="burst_hist")
+            best_family = hist.fit.best if fits is not None else None
+            criterion = hist.fit.criterion if hist.fit is not None else "bic"
+            state.plot(
+                charts.interarrival_histogram(
+                    hist.histogram, hist.densities, fits, title=title, log_x=log_x, sampled=hist.sampled,
+                    best=best_family, criterion=criterion,
+                ),
+                hist.histogram, key="burst_hist",
+            )
             if fits is not None:
                 best = fits.filter(fits["family"] == hist.fit.best).row(0, named=True)
                 source_note = (
                     f"{hist.samples:,} gaps sampled from the window's fitted distribution (seed 0; ServeGen data record only that fit, not the gaps)" if hist.sampled else f"{hist.samples:,} observed gaps"
                 )
                 st.caption(
-                    f"Best fit by AIC: **{best['family']}** (shape {best['shape']:.3g}, CV {best['cv']:.2f}, "
+                    f"Best fit by {criterion.upper()}: **{best['family']}** (shape {best['shape']:.3g}, CV {best['cv']:.2f}, "
                     f"KS {best['ks']:.3f}) on {source_note}."
                 )
                 st.dataframe(fits, hide_index=True)

@@ -206,7 +206,14 @@ def test_interarrival_histogram_draws_every_fitted_family(m_large):
     assert any(n.startswith("Recorded ") for n in names)
     for family in ("Gamma", "Weibull", "Exponential"):
         assert any(n.startswith(family) for n in names)
-    assert sum("★ best AIC" in n for n in names) == 1
+    # the fit picks by BIC and says so; the legend marks the family the fit chose, by that name
+    assert hist.fit.criterion == "bic"
+    assert sum("★ best BIC" in n for n in names) == 1 and not any("AIC" in n for n in names)
+    (marked,) = [n for n in names if "★ best" in n]
+    assert marked.startswith(hist.fit.best)
+    by_aic = hist.fit.table.sort("aic")["family"][0]
+    aic_fig = fig_json(charts.interarrival_histogram(hist.histogram, hist.densities, hist.fit.table, title="t", criterion="aic"))
+    assert [n for n in trace_names(aic_fig) if "★ best AIC" in n][0].startswith(by_aic)
     assert fig["layout"]["xaxis"]["type"] == "log"
     assert axis_title(fig) == "inter-arrival time (s, log scale)"
 
