@@ -326,15 +326,19 @@ def timestamp_resolution(ts: pl.Series) -> TimestampResolution:
         return TimestampResolution(0, nan, nan, nan, 0.0, False, "fewer than two timestamps: no resolution to measure")
     n_gaps = int(values.size - 1)
     # Gaps in blocks, so that memory stays a few MB above the timestamps themselves.
+    # A gap of 2**62 ticks or more (~14,600 years) does not fit int64 (nor has a float64 any
+    # sub-tick digit there): it counts as a positive gap but not towards the grid.
     grid_ticks, min_ticks, zeros = 0, None, 0
     for a in range(0, n_gaps, _RESOLUTION_BLOCK):
         b = min(a + _RESOLUTION_BLOCK, n_gaps)
-        ticks = np.rint((values[a + 1 : b + 1] - values[a:b]) / GRID_TICK_S).astype(np.int64)
+        ticks = np.rint((values[a + 1 : b + 1] - values[a:b]) / GRID_TICK_S)
         pos = ticks[ticks > 0]
         zeros += (b - a) - pos.size
         if pos.size:
-            grid_ticks = int(np.gcd(grid_ticks, np.gcd.reduce(pos)))
-            low = int(pos.min())
+            exact = pos[pos < 2.0**62].astype(np.int64)
+            if exact.size:
+                grid_ticks = int(np.gcd(grid_ticks, np.gcd.reduce(exact)))
+            low = float(pos.min())
             min_ticks = low if min_ticks is None else min(min_ticks, low)
     share_zero = float(zeros) / n_gaps
     mean_gap = float((values[-1] - values[0]) / n_gaps)
@@ -342,7 +346,8 @@ def timestamp_resolution(ts: pl.Series) -> TimestampResolution:
         nan = float("nan")
         text = f"all {n_gaps:,} gaps are zero: every request has the same timestamp"
         return TimestampResolution(n_gaps, nan, nan, mean_gap, share_zero, True, text)
-    grid_s = float(grid_ticks) / (1.0 / GRID_TICK_S)
+    # Only gaps too long for the tick grid: the shortest of them stands for the grid.
+    grid_s = float(grid_ticks or min_ticks) / (1.0 / GRID_TICK_S)
     min_gap = float(min_ticks) / (1.0 / GRID_TICK_S)
     quantized = grid_s >= QUANTIZED_GRID_S
     zeros = f"{share_zero:.2%} of gaps are zero"

@@ -159,6 +159,37 @@ def test_absurd_timestamps_are_refused(tmp_path):
     assert info.value.where == "column 'timestamp_s'"
 
 
+def test_absurd_timestamps_raise_no_numpy_warning(tmp_path):
+    """A 1e20 s timestamp ends in a clean error (or a measured resolution), never a numpy warning first."""
+    import warnings
+
+    from servegen_core.fit import pool_from_trace
+    from servegen_core.traces import timestamp_resolution
+
+    f = tmp_path / "far.jsonl"
+    f.write_text(
+        '{"timestamp": 0, "input_length": 10, "output_length": 1}\n'
+        '{"timestamp": 500, "input_length": 10, "output_length": 1}\n'
+        '{"timestamp": 1e20, "input_length": 10, "output_length": 1}\n'
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(DataFormatError, match="span"):
+            load_trace(f)
+        # with the span limit lifted the file loads, and its resolution is measured on the short gap
+        loaded = load_trace(f, max_span_s=1e30)
+        assert loaded.resolution.grid_s == pytest.approx(0.5) and loaded.resolution.min_gap_s == pytest.approx(0.5)
+        assert loaded.resolution.share_zero_gaps == 0.0
+        # a gap too long for the 100 ns tick grid counts as a positive gap, not a zero one
+        res = timestamp_resolution(pl.Series([0.0, 1e20]))
+        assert res.share_zero_gaps == 0.0 and res.min_gap_s == pytest.approx(1e20)
+        trace = pl.DataFrame(
+            {"timestamp_s": [0.0, 1.0, 1e20], "client_id": ["a"] * 3, "input_tokens": [1, 2, 3], "output_tokens": [1, 2, 3]}
+        )
+        with pytest.raises(ValueError, match="more than"):
+            pool_from_trace(trace, name="far")
+
+
 def test_span_limit_is_configurable(tmp_path, azure_rows, monkeypatch):
     path = _azure_file(tmp_path, azure_rows)
     span = load_trace(path).trace["timestamp_s"].max()
