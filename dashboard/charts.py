@@ -930,11 +930,16 @@ def _normal_pdf(x: np.ndarray, mu: float, sigma: float) -> np.ndarray:
     return np.exp(-0.5 * ((x - mu) / sigma) ** 2) / (sigma * math.sqrt(2 * math.pi))
 
 
-def reason_ratio_histogram(frame: pl.DataFrame, components: pl.DataFrame | None = None, *, bin_width: float | None = None) -> go.Figure:
+def reason_ratio_histogram(
+    frame: pl.DataFrame, components: pl.DataFrame | None = None, *, bin_width: float | None = None, modes: Sequence[float] | None = None
+) -> go.Figure:
     """Reason ratio distribution (``reason_ratio, prob``) with the two fitted modes marked.
 
     ``components``: ``component, mu, sigma, weight`` (:class:`servegen_core.reasoning.Bimodality`);
-    each fitted Gaussian is drawn as probability per bin (density × ``bin_width``).
+    each fitted Gaussian is drawn as probability per bin (density × ``bin_width``). With
+    ``modes`` (the mixture's own maxima, :func:`servegen_core.reasoning.compare_modes`) the
+    mixture is drawn too, its modes are marked on it and the dashed lines stand at them
+    (otherwise at the components' means).
     """
     x = frame["reason_ratio"].to_numpy()
     prob = frame["prob"].to_numpy()
@@ -963,12 +968,31 @@ def reason_ratio_histogram(frame: pl.DataFrame, components: pl.DataFrame | None 
                     hovertemplate="reason ratio %{x:.3f}<br>fitted %{y:.3f} %<extra>mode " + str(row["component"]) + "</extra>",
                 )
             )
-            fig.add_vline(
-                x=row["mu"],
-                line={"color": color, "dash": "dash", "width": 1.5},
-                annotation_text=f"mode {row['component']} = {row['mu']:.2f}",
-                annotation_position="top left" if i == 0 else "top right",
+            if modes is None:
+                fig.add_vline(
+                    x=row["mu"],
+                    line={"color": color, "dash": "dash", "width": 1.5},
+                    annotation_text=f"mode {row['component']} = {row['mu']:.2f}",
+                    annotation_position="top left" if i == 0 else "top right",
+                )
+        if modes is not None:
+            total = sum(
+                r["weight"] * _normal_pdf(grid, r["mu"], r["sigma"]) for r in components.iter_rows(named=True)
+            ) * width * 100
+            at = np.asarray(list(modes), dtype=np.float64)
+            fig.add_trace(go.Scatter(x=grid, y=total, mode="lines", line={"color": "#333", "width": 1.5, "dash": "dot"}, name="fitted mixture", hoverinfo="skip"))
+            fig.add_trace(
+                go.Scatter(
+                    x=at, y=np.interp(at, grid, total), mode="markers", marker={"size": 11, "color": "#333", "symbol": "diamond"},
+                    name="mixture modes",
+                    hovertemplate="mixture mode at %{x:.3f}<extra></extra>",
+                )
             )
+            for j, m in enumerate(at):
+                fig.add_vline(
+                    x=float(m), line={"color": "#333", "dash": "dash", "width": 1.2},
+                    annotation_text=f"mixture mode {m:.2f}", annotation_position="top left" if j == 0 else "top right",
+                )
     fig.update_xaxes(range=[0, 1.0])
     return _finish(
         fig,

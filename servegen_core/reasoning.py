@@ -56,10 +56,12 @@ __all__ = [
     "BC_THRESHOLD",
     "Bimodality",
     "MixtureFit",
+    "ModeComparison",
     "ReasonRatioDistribution",
     "ReasoningTokens",
     "bimodality",
     "bimodality_coefficient",
+    "compare_modes",
     "fit_two_gaussians",
     "ratio_grid",
     "reason_ratio_distribution",
@@ -687,3 +689,66 @@ def _per_client(
         schema=_PER_CLIENT_SCHEMA,
     )
     return frame, None
+
+
+@dataclass(frozen=True)
+class ModeComparison(Result):
+    """Where a fitted two-Gaussian mixture peaks, against where the histogram it was fitted to peaks.
+
+    ``mixture_modes``: the local maxima of the mixture density (one or two; not the
+    components' means when the components overlap); ``histogram_peaks``: the (at most two)
+    highest local maxima of the histogram after a centred moving average over
+    ``smooth_bins`` bins, at least ``min_separation`` apart, in ascending order; ``max_shift``: the largest distance from a
+    histogram peak to the nearest mixture mode; ``differ``: ``max_shift`` above
+    ``tolerance`` (or a different number of modes and peaks).
+    """
+
+    mixture_modes: tuple[float, ...] = ()
+    histogram_peaks: tuple[float, ...] = ()
+    max_shift: float | None = None
+    differ: bool | None = None
+    tolerance: float = 0.0
+
+
+def compare_modes(
+    distribution: pl.DataFrame,
+    components: pl.DataFrame,
+    *,
+    smooth_bins: int = 15,
+    min_separation: float = 0.15,
+    tolerance: float = 0.05,
+    grid_points: int = 2001,
+) -> ModeComparison:
+    """Modes of the fitted mixture (``components``: ``mu, sigma, weight``) against the peaks of
+    ``distribution`` (``reason_ratio, prob``, e.g. :func:`reason_ratio_distribution`'s frame)."""
+    if components.height == 0 or distribution.height < 3:
+        return ModeComparison(reason="no mixture or too few histogram bins")
+    grid = np.linspace(0.0, 1.0, grid_points)
+    dens = np.zeros_like(grid)
+    for mu, sigma, w in components.select("mu", "sigma", "weight").iter_rows():
+        dens += w * np.exp(-0.5 * ((grid - mu) / sigma) ** 2) / sigma
+    inner = (dens[1:-1] > dens[:-2]) & (dens[1:-1] >= dens[2:])
+    modes = list(grid[1:-1][inner])
+    if dens[0] > dens[1]:
+        modes.insert(0, float(grid[0]))
+    if dens[-1] > dens[-2]:
+        modes.append(float(grid[-1]))
+    d = distribution.sort("reason_ratio")
+    x, p = d["reason_ratio"].to_numpy(), d["prob"].to_numpy()
+    k = max(1, int(smooth_bins))
+    smooth = np.convolve(p, np.ones(k) / k, mode="same")
+    padded = np.concatenate([[-np.inf], smooth, [-np.inf]])
+    is_peak = (padded[1:-1] > padded[:-2]) & (padded[1:-1] >= padded[2:])
+    idx = np.flatnonzero(is_peak)
+    chosen: list[float] = []
+    for i in idx[np.argsort(smooth[idx])[::-1]]:  # highest first, at least min_separation apart
+        if all(abs(x[i] - c) >= min_separation for c in chosen):
+            chosen.append(float(x[i]))
+        if len(chosen) == 2:
+            break
+    peaks = tuple(sorted(chosen))
+    shift = max(float(np.min(np.abs(np.asarray(modes) - v))) for v in peaks) if modes and peaks else None
+    differ = len(peaks) != len(modes) or (shift is not None and shift > tolerance)
+    return ModeComparison(
+        mixture_modes=tuple(float(m) for m in modes), histogram_peaks=peaks, max_shift=shift, differ=differ, tolerance=tolerance
+    )

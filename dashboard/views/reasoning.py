@@ -21,15 +21,27 @@ modes = state.compute(reasoning.bimodality, per_client=True)
 if state.usable(ratio, what="the reason ratio"):
     width = 1 / ratio.grid_denominator if ratio.grid_denominator else None
     comps = modes.components if modes is not None and modes.ok else None
-    state.plot(charts.reason_ratio_histogram(ratio.frame, comps, bin_width=width), ratio.frame, key="rs_ratio")
+    cmp = state.run(reasoning.compare_modes, ratio.frame, comps, key=(view.key, "compare_modes")) if comps is not None else None
+    marked = cmp.mixture_modes if cmp is not None and cmp.ok else None
+    state.plot(charts.reason_ratio_histogram(ratio.frame, comps, bin_width=width, modes=marked), ratio.frame, key="rs_ratio")
     if modes is not None and modes.ok:
         c = modes.components.sort("component").to_dicts()
         verdict = "bimodal" if modes.bimodal else "not clearly bimodal"
         st.caption(
-            f"The reason ratio is {verdict}: modes at {c[0]['mu']:.2f} ({c[0]['weight']:.0%} of requests) and "
+            f"The reason ratio is {verdict}: fitted components at {c[0]['mu']:.2f} ({c[0]['weight']:.0%} of requests) and "
             f"{c[1]['mu']:.2f} ({c[1]['weight']:.0%}); bimodality coefficient {modes.bc:.3f} vs threshold "
             f"{modes.threshold:.3f}, Ashman's D {modes.ashman_d:.1f}."
         )
+    if cmp is not None and cmp.ok:
+        where = " and ".join(f"{m:.2f}" for m in cmp.mixture_modes)
+        peaks = " and ".join(f"{p:.2f}" for p in cmp.histogram_peaks)
+        if cmp.differ:
+            st.info(
+                f"The fitted mixture's modes (marked: {where}) differ from the histogram's peaks ({peaks}, after smoothing) "
+                f"by up to {cmp.max_shift:.2f}: two Gaussians do not follow the shape of the peaks exactly."
+            )
+        else:
+            st.caption(f"The fitted mixture's modes (marked: {where}) match the histogram's peaks ({peaks}) within {cmp.tolerance:.2f}.")
 
 tokens = state.compute(reasoning.reasoning_tokens)
 if state.usable(tokens, what="reasoning vs answer tokens"):

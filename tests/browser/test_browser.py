@@ -150,8 +150,16 @@ def go(pg, title: str) -> None:
 def choose(pg, label: str, option: str, *, sidebar: bool = True) -> None:
     scope = pg.locator('[data-testid="stSidebar"]') if sidebar else pg.locator('[data-testid="stMain"]')
     box = scope.locator('[data-testid="stSelectbox"]').filter(has_text=label).first
-    box.click()
-    pg.get_by_role("option", name=option, exact=False).first.click()
+    target = pg.get_by_role("option", name=option, exact=False).first
+    for _ in range(3):  # a click that lands while the page is redrawn does not open the list: retry
+        box.click()
+        try:
+            target.wait_for(state="visible", timeout=5000)
+            break
+        except Exception:  # noqa: BLE001 - playwright's TimeoutError; retried
+            pg.keyboard.press("Escape")
+            settle(pg)
+    target.click()
     settle(pg)
 
 

@@ -551,3 +551,17 @@ def test_preview_compares_this_spec_with_an_earlier_one(demo_dir):
         np.testing.assert_allclose(values(d.figure(key)["data"][0], "y"), series["rate_rps"].to_numpy())
     checks = d.table("passed_b")
     assert list(checks.columns) == ["name", "value", "passed", "value_b", "passed_b"]
+
+
+def test_the_mixture_modes_are_marked_and_a_mismatch_with_the_histogram_is_said(servegen_dir):
+    from servegen_core.reasoning import bimodality, compare_modes, reason_ratio_distribution
+
+    d = Dashboard().servegen("reason/deepseek-r1").open("reasoning")
+    pool = load_pool(servegen_dir, "reason/deepseek-r1")
+    res = compare_modes(reason_ratio_distribution(pool).frame, bimodality(pool, per_client=True).components)
+    fig = d.figure("rs_ratio")
+    marks = next(t for t in fig["data"] if t.get("name") == "mixture modes")
+    np.testing.assert_allclose(values(marks, "x"), res.mixture_modes)
+    assert res.differ
+    (note,) = [i for i in d.infos() if i.startswith("The fitted mixture's modes")]
+    assert f"({' and '.join(f'{p:.2f}' for p in res.histogram_peaks)}, after smoothing)" in note
