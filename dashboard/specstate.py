@@ -18,11 +18,14 @@ from __future__ import annotations
 
 import base64
 import binascii
+import dataclasses
 import json
 import zlib
 from typing import Any
 
 import streamlit as st
+
+import selection as picks
 
 from servegen_core.errors import SpecError
 from servegen_core.paths import demo_data_dir, shared_data_dir
@@ -49,6 +52,9 @@ _PENDING = "spec_pending"
 _HISTORY = "spec_history"
 _URL_DONE = "spec_url_checked"
 _NOTICE = "spec_restore_notice"
+_TEMPLATE = "spec_template"
+#: Spec keys the Compose page sets from its widgets; the others come from a restored spec.
+PAGE_KEYS = ("source", "span", "clients", "weights", "rate", "arrivals", "lengths", "missing_lengths", "length_correlation", "seed")
 
 
 # --------------------------------------------------------------------------------------------
@@ -186,6 +192,8 @@ def compose_widgets(spec: WorkloadSpec, sid: str) -> dict[str, Any]:
     elif c.mode == "top_k":
         v["cmp_mode"] = "top_k"
         v[f"cmp_k_{sid}"] = int(c.k)
+    elif c.mode == "ids" and set(c.ids) == set(picks.ids()):
+        v["cmp_mode"] = "selection"  # the Clients page's selection: keep showing it as such
     elif c.mode == "ids":
         v["cmp_mode"] = "ids"
         v[f"cmp_ids_{sid}"] = list(c.ids)
@@ -258,6 +266,7 @@ def apply_pending(folders: list[str]) -> None:
         st.session_state[key] = value
     st.session_state["cmp_points_version"] = int(st.session_state.get("cmp_points_version", 0)) + 1
     st.session_state["cmp_expected_spec"] = spec
+    st.session_state[_TEMPLATE] = spec
     st.session_state["spec"] = spec  # Preview and Export have it before the Compose page runs again
     st.session_state["spec_source"] = source
     st.session_state[_NOTICE] = ("success", f"Restored the spec from {why}.")
@@ -308,3 +317,18 @@ def describe_change(spec: WorkloadSpec, base: WorkloadSpec, *, width: int = 60) 
             text = json.dumps(value, separators=(",", ":"))
             parts.append(f"{key} {text if len(text) <= width else text[: width - 1] + '…'}")
     return "; ".join(parts) or "nothing (the same spec)"
+
+
+def template(source: object) -> WorkloadSpec | None:
+    """The last restored spec when it is for ``source`` (the Compose page keeps its other keys)."""
+    spec = st.session_state.get(_TEMPLATE)
+    return spec if spec is not None and spec.source == source else None
+
+
+def kept_keys(spec: WorkloadSpec) -> list[str]:
+    """Keys of ``spec`` outside :data:`PAGE_KEYS` that differ from their defaults."""
+    defaults = {f.name: f.default for f in dataclasses.fields(WorkloadSpec) if f.default is not dataclasses.MISSING}
+    return [
+        name for name, value in defaults.items()
+        if name not in PAGE_KEYS and name != "base_dir" and getattr(spec, name) != value
+    ]

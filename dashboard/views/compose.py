@@ -44,6 +44,13 @@ if pool is None:
 sid = view.source.id
 
 
+def seeded(key: str, default):
+    """``key``, its session value set to ``default`` first if it has none (so a restored value never clashes with a widget default)."""
+    if key not in st.session_state:
+        st.session_state[key] = default
+    return key
+
+
 def build(make):
     """Run a spec constructor; a SpecError is shown with its key, and the page stops."""
     try:
@@ -124,13 +131,12 @@ if imported_clients is None:
     modes.pop("imported")
 if st.session_state.get("cmp_mode") not in modes:
     st.session_state.pop("cmp_mode", None)
-mode = st.radio(
-    "Client subset", list(modes), index=list(modes).index("selection") if picked else 0, format_func=modes.get,
-    horizontal=True, key="cmp_mode", persist_state="session",
-)
+if "cmp_mode" not in st.session_state:
+    st.session_state["cmp_mode"] = "selection" if picked else "all"  # a selection, once made, is the default
+mode = st.radio("Client subset", list(modes), format_func=modes.get, horizontal=True, key="cmp_mode", persist_state="session")
 rule_note = st.empty()
 if mode == "top_k":
-    k = st.number_input("k", min_value=1, max_value=len(pool.client_ids), value=min(10, len(pool.client_ids)), step=1, key=f"cmp_k_{sid}", persist_state="session")
+    k = st.number_input("k", min_value=1, max_value=len(pool.client_ids), step=1, key=seeded(f"cmp_k_{sid}", min(10, len(pool.client_ids))), persist_state="session")
     clients = build(lambda: ClientSelection(mode="top_k", k=int(k)))
 elif mode == "selection":
     clients = build(lambda: ClientSelection(mode="ids", ids=picked))  # or the Clients page's filter, once the span is known
@@ -141,7 +147,9 @@ elif mode == "selection":
             + md(", ".join(absent[:20]) + (" …" if len(absent) > 20 else ""))
         )
 elif mode == "ids":
-    ids = st.multiselect("Clients", pool.client_ids, default=list(pool.client_ids[:3]), key=f"cmp_ids_{sid}", persist_state="session")
+    if f"cmp_ids_{sid}" not in st.session_state:
+        st.session_state[f"cmp_ids_{sid}"] = list(pool.client_ids[:3])
+    ids = st.multiselect("Clients", pool.client_ids, key=f"cmp_ids_{sid}", persist_state="session")
     if not ids:
         st.info("Pick at least one client.")
         st.stop()
@@ -158,8 +166,8 @@ st.subheader("Span, duration and seed")
 n_days = max(1, int(-(-(pool.end_s - pool.start_s) // 86400)))
 first_day, first_clock = divmod(int(max(view.start_s, pool.start_s)), 86400)
 c1, c2, c3, c4 = st.columns([1, 1, 1, 1])
-day = int(c1.number_input("Start day", min_value=1, max_value=n_days, value=first_day + 1, step=1, key=f"cmp_day_{sid}", persist_state="session"))
-clock_text = c2.text_input("Start time (hh:mm)", value=specstate.fmt_clock(first_clock), key=f"cmp_clock_{sid}", persist_state="session")
+day = int(c1.number_input("Start day", min_value=1, max_value=n_days, step=1, key=seeded(f"cmp_day_{sid}", first_day + 1), persist_state="session"))
+clock_text = c2.text_input("Start time (hh:mm)", key=seeded(f"cmp_clock_{sid}", specstate.fmt_clock(first_clock)), persist_state="session")
 try:
     clock = specstate.parse_clock(clock_text)
 except ValueError as exc:
@@ -175,10 +183,10 @@ if duration_key in st.session_state and st.session_state[duration_key] > remaini
     st.session_state[duration_key] = float(remaining_min)
     st.warning(f"The duration was shortened to the {remaining_min:,.0f} minutes left in the source after the new start.")
 duration_min = c3.number_input(
-    "Duration (minutes)", min_value=1.0, max_value=float(remaining_min), value=float(min(60.0, remaining_min)), step=10.0,
-    key=duration_key, persist_state="session",
+    "Duration (minutes)", min_value=1.0, max_value=float(remaining_min), step=10.0,
+    key=seeded(duration_key, float(min(60.0, remaining_min))), persist_state="session",
 )
-seed = int(c4.number_input("Seed", min_value=0, value=0, step=1, key="cmp_seed", persist_state="session"))
+seed = int(c4.number_input("Seed", min_value=0, step=1, key=seeded("cmp_seed", 0), persist_state="session"))
 duration_s = round(float(duration_min) * 60, 6)
 span = build(lambda: Span(start_s=int(start_s), duration_s=duration_s))
 end_s = start_s + duration_s
@@ -201,17 +209,17 @@ kinds = {
 kind = st.selectbox("Kind", list(kinds), format_func=kinds.get, key="cmp_rate_kind", persist_state="session")
 r1, r2 = st.columns(2)
 if kind == "observed":
-    factor = r1.number_input("Factor", min_value=0.01, value=1.0, step=0.1, key="cmp_factor", persist_state="session")
+    factor = r1.number_input("Factor", min_value=0.01, step=0.1, key=seeded("cmp_factor", 1.0), persist_state="session")
     rate = build(lambda: ObservedRate(factor=float(factor)))
 elif kind == "bounded":
-    peak = r1.number_input("Peak rate (req/s)", min_value=0.01, value=10.0, step=1.0, key="cmp_peak", persist_state="session")
+    peak = r1.number_input("Peak rate (req/s)", min_value=0.01, step=1.0, key=seeded("cmp_peak", 10.0), persist_state="session")
     rate = build(lambda: BoundedRate(peak_rps=float(peak)))
 elif kind == "constant":
-    rps = r1.number_input("Rate (req/s)", min_value=0.01, value=5.0, step=1.0, key="cmp_rps", persist_state="session")
+    rps = r1.number_input("Rate (req/s)", min_value=0.01, step=1.0, key=seeded("cmp_rps", 5.0), persist_state="session")
     rate = build(lambda: ConstantRate(rps=float(rps)))
 elif kind == "ramp":
-    a = r1.number_input("Start rate (req/s)", min_value=0.0, value=1.0, step=1.0, key="cmp_ramp_start", persist_state="session")
-    b = r2.number_input("End rate (req/s)", min_value=0.0, value=10.0, step=1.0, key="cmp_ramp_end", persist_state="session")
+    a = r1.number_input("Start rate (req/s)", min_value=0.0, step=1.0, key=seeded("cmp_ramp_start", 1.0), persist_state="session")
+    b = r2.number_input("End rate (req/s)", min_value=0.0, step=1.0, key=seeded("cmp_ramp_end", 10.0), persist_state="session")
     rate = build(lambda: RampRate(start_rps=float(a), end_rps=float(b)))
 else:
     stored = st.session_state.get("cmp_points_value")
@@ -233,21 +241,25 @@ with st.expander("Arrivals and lengths"):
     a1, a2, a3 = st.columns(3)
     arrivals = a1.selectbox("Arrivals", ARRIVALS, key="cmp_arrivals", persist_state="session", help="fitted: each window's recorded Gamma/Weibull pattern with its recorded CV; poisson: exponential gaps; empirical: a fitted trace's observed gaps")
     lengths = a2.selectbox("Lengths", LENGTHS, key="cmp_lengths", persist_state="session", help="client: each client's own length tables; pooled: one mixed table")
-    rho = a3.number_input("Input/output correlation", min_value=-1.0, max_value=1.0, value=0.0, step=0.1, key="cmp_rho", persist_state="session")
+    rho = a3.number_input("Input/output correlation", min_value=-1.0, max_value=1.0, step=0.1, key=seeded("cmp_rho", 0.0), persist_state="session")
 with status_box:
     missing = st.selectbox(
-        "Clients without length data", MISSING_LENGTHS, index=MISSING_LENGTHS.index(default_missing), key="cmp_missing",
+        "Clients without length data", MISSING_LENGTHS, key=seeded("cmp_missing", default_missing),
         persist_state="session", help="what the workload does for a client (or window) without length tables: see the status column below",
     )
     if missing == "borrow":
         st.caption("Clients without length data borrow lengths: the request-weighted mixture of the other composed clients' tables in the same length window, so their load is kept.")
 
-base = build(
-    lambda: WorkloadSpec(
-        source=source, span=span, clients=clients, rate=rate, arrivals=arrivals, lengths=lengths,
-        missing_lengths=missing, length_correlation=float(rho), seed=seed,
-    )
-)
+page_fields = {
+    "source": source, "span": span, "clients": clients, "rate": rate, "arrivals": arrivals, "lengths": lengths,
+    "missing_lengths": missing, "length_correlation": float(rho), "seed": seed,
+}
+# Keys this page does not edit (e.g. arrival_shape, prefix) are kept from a restored spec.
+template = specstate.template(source)
+base = build(lambda: dataclasses.replace(template, **page_fields, weights=Weights()) if template is not None else WorkloadSpec(**page_fields))
+kept = specstate.kept_keys(base)
+if kept:
+    st.caption(f"Kept from the restored spec (not edited on this page): {', '.join(kept)}.")
 base_plan = state.plan(base, pool)
 if base_plan is None:
     st.stop()

@@ -337,7 +337,12 @@ def test_select_weights_ramp_preview_export_flow(page, tmp_path):
     # undo the last change (the duration), then set it again
     pg.get_by_role("button", name="Undo the last change").click()
     settle(pg)
-    assert pg.get_by_role("spinbutton", name="Duration (minutes)", exact=True).input_value() == "60.00"
+    # (the button reruns twice: once to queue the restore, once to apply it)
+    pg.wait_for_function(
+        """() => [...document.querySelectorAll('input[aria-label="Duration (minutes)"]')].some(i => i.value === '60.00')""",
+        timeout=30_000,
+    )
+    settle(pg)
     box_ = pg.get_by_role("spinbutton", name="Duration (minutes)", exact=True)
     box_.fill("30")
     box_.press("Enter")
