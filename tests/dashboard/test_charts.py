@@ -12,7 +12,7 @@ import polars as pl
 import pytest
 from _dash import axis_title, horizontal_lines, title, trace_names, values, vertical_lines
 
-from servegen_core import arrivals, lengths, multimodal, rates, reasoning, serving
+from servegen_core import arrivals, hardware, lengths, multimodal, prefix, rates, reasoning, serving
 from servegen_core.compose import compose, naive_spec, plan_workload, rate_curve
 from servegen_core.pool import load_pool
 from servegen_core.spec import ServeGenSource, Span, WorkloadSpec
@@ -349,15 +349,17 @@ def unlabelled_axes(fig: dict) -> list[str]:
 
 
 def figure_functions() -> set[str]:
-    return {
-        name
+    public = {
+        name: fn
         for name, fn in inspect.getmembers(charts, inspect.isfunction)
         if fn.__module__ == charts.__name__ and not name.startswith("_")
-        and inspect.signature(fn).return_annotation in ("go.Figure", go.Figure)
     }
+    # every public function says what it returns, so no figure function escapes the set below
+    assert [n for n, fn in public.items() if inspect.signature(fn).return_annotation is inspect.Signature.empty] == []
+    return {name for name, fn in public.items() if inspect.signature(fn).return_annotation in ("go.Figure", go.Figure)}
 
 
-def test_every_figure_has_a_title_and_axis_titles(demo_dir, demo_chat, composed, cache):
+def test_every_figure_has_a_title_and_axis_titles(demo_dir, demo_chat, composed, cache, traces_dir):
     vl = load_pool(demo_dir / "servegen", "multimodal/demo-vl", cache_dir=cache)
     r1 = load_pool(demo_dir / "servegen", "reason/demo-r1", cache_dir=cache)
     spec, made, report = composed
@@ -368,6 +370,10 @@ def test_every_figure_has_a_title_and_axis_titles(demo_dir, demo_chat, composed,
     modes = reasoning.bimodality(r1, per_client=True)
     tpi = multimodal.tokens_per_image(vl)
     summary = client_summary(demo_chat).frame.drop_nulls(["mean_rate_rps", "cv_rate_weighted"])
+    mooncake = load_trace(traces_dir / "mooncake_synthetic_trace.jsonl").trace
+    lru = prefix.lru_hit_ratio(mooncake)
+    sess = prefix.sessions(mooncake)
+    kv_model = next(iter(hardware.MODELS))
     builders = {
         "achieved_vs_target": lambda: charts.achieved_vs_target(report.windows),
         "bimodality_by_client": lambda: charts.bimodality_by_client(modes.per_client, threshold=modes.threshold),
@@ -409,6 +415,19 @@ def test_every_figure_has_a_title_and_axis_titles(demo_dir, demo_chat, composed,
         "tokens_per_item": lambda: charts.tokens_per_item(tpi.distribution, tpi.dominant),
         "top_clients": lambda: charts.top_clients(rates.client_shares(demo_chat).frame),
         "weight_shares": lambda: charts.weight_shares(plan.weights),
+        "lru_hit_ratio_curve": lambda: charts.lru_hit_ratio_curve(lru.frame, max_hit_ratio=lru.max_hit_ratio, block_tokens=lru.block_tokens),
+        "lru_hit_ratio_curve (GB)": lambda: charts.lru_hit_ratio_curve(
+            lru.frame, max_hit_ratio=lru.max_hit_ratio, block_tokens=lru.block_tokens,
+            kv_bytes_per_token=hardware.MODELS[kv_model].kv_bytes_per_token, model=kv_model,
+        ),
+        "prefix_depth_histogram": lambda: charts.prefix_depth_histogram(prefix.prefix_depth(mooncake).histogram),
+        "top_prefixes": lambda: charts.top_prefixes(prefix.top_prefixes(mooncake, k=15).frame),
+        "client_reuse": lambda: charts.client_reuse(
+            prefix.block_reuse(mooncake.with_columns(client_id=(mooncake["input_tokens"] % 3).cast(str))).per_client
+        ),
+        "session_turns": lambda: charts.session_turns(sess.turn_counts),
+        "inter_turn_gaps": lambda: charts.inter_turn_gaps(sess.turns),
+        "context_growth": lambda: charts.context_growth(sess.turns),
     }
     # every public figure function of charts.py is drawn here (a new one must be added)
     assert {name.split(" ")[0] for name in builders} == figure_functions()
