@@ -18,8 +18,8 @@ benchmark cannot take a shared machine down; the table then says "killed".
 
 Usage::
 
-    python bench/hardening.py [--csv-mb 1024] [--rps 1e5] [--duration-s 3600] [--chunk-s 600]
-                              [--skip-load] [--skip-generate] [--kill-gb 8]
+    python bench/hardening.py [--csv-mb 1024] [--unsorted] [--rps 1e5] [--duration-s 3600]
+                              [--chunk-s 600] [--skip-load] [--skip-generate] [--kill-gb 8]
 """
 
 from __future__ import annotations
@@ -55,8 +55,11 @@ print(json.dumps({"rows": loaded.trace.height, "seconds": t1 - t0,
 """
 
 
-def make_csv(path: Path, target_mb: int) -> tuple[int, int]:
-    """Write the repeated Azure trace to ``path`` until it has ``target_mb`` MB; (rows, bytes)."""
+def make_csv(path: Path, target_mb: int, *, unsorted: bool = False) -> tuple[int, int]:
+    """Write the repeated Azure trace to ``path`` until it has ``target_mb`` MB; (rows, bytes).
+
+    With ``unsorted`` each repetition is shifted back instead of forward, so the file runs
+    backwards in time between repetitions (the loader must sort it)."""
     src = pl.read_csv(shared_data_dir() / "traces" / "AzureLLMInferenceTrace_conv.csv")
     ts = src["TIMESTAMP"].str.to_datetime("%Y-%m-%d %H:%M:%S%.f", time_unit="ns")
     span = ts.max() - ts.min() + (ts[1] - ts[0])
@@ -68,7 +71,7 @@ def make_csv(path: Path, target_mb: int) -> tuple[int, int]:
         k = 0
         while fh.tell() < target:
             block = pl.concat(
-                [base.with_columns(pl.col("TIMESTAMP") + span * (k + j)) for j in range(50)]
+                [base.with_columns(pl.col("TIMESTAMP") + span * ((-1 if unsorted else 1) * (k + j))) for j in range(50)]
             ).with_columns(pl.col("TIMESTAMP").dt.strftime("%Y-%m-%d %H:%M:%S%.f"))
             block.write_csv(fh, include_header=False)
             rows += block.height
@@ -82,10 +85,11 @@ def run_child(argv: list[str], *, kill_gb: float) -> dict:
     t0 = time.perf_counter()
     proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     killed = threading.Event()
+    done = threading.Event()
 
-    def watch() -> None:
+    def watch() -> None:  # never reaps the child (os.wait4 below does)
         status = Path(f"/proc/{proc.pid}/status")
-        while proc.poll() is None:
+        while not done.is_set():
             try:
                 rss_kb = next(int(ln.split()[1]) for ln in status.read_text().splitlines() if ln.startswith("VmRSS:"))
             except (OSError, StopIteration, ValueError):
@@ -99,6 +103,7 @@ def run_child(argv: list[str], *, kill_gb: float) -> dict:
     watcher = threading.Thread(target=watch, daemon=True)
     watcher.start()
     _, status, usage = os.wait4(proc.pid, 0)
+    done.set()
     proc.returncode = os.waitstatus_to_exitcode(status)
     out, err = proc.stdout.read(), proc.stderr.read()
     watcher.join()
@@ -112,10 +117,10 @@ def run_child(argv: list[str], *, kill_gb: float) -> dict:
     }
 
 
-def bench_load(work: Path, csv_mb: int, kill_gb: float) -> None:
+def bench_load(work: Path, csv_mb: int, kill_gb: float, *, unsorted: bool = False) -> None:
     path = work / "big_azure.csv"
     t0 = time.perf_counter()
-    rows, size = make_csv(path, csv_mb)
+    rows, size = make_csv(path, csv_mb, unsorted=unsorted)
     print(f"made {path} ({size / 2**20:,.0f} MB, {rows:,} rows) in {time.perf_counter() - t0:.0f} s")
     try:
         r = run_child([sys.executable, "-c", LOAD_CHILD, str(path)], kill_gb=kill_gb)
@@ -130,7 +135,7 @@ def bench_load(work: Path, csv_mb: int, kill_gb: float) -> None:
     print()
     print("| file | rows | load (s) | wall incl. start (s) | peak RSS (MB) |")
     print("|---|---:|---:|---:|---:|")
-    print(f"| {size / 2**20:,.0f} MB CSV (Azure layout) | {got['rows']:,} | {got['seconds']:.1f} | "
+    print(f"| {size / 2**20:,.0f} MB CSV (Azure layout{', unsorted' if unsorted else ''}) | {got['rows']:,} | {got['seconds']:.1f} | "
           f"{r['wall_s']:.1f} | {r['peak_rss_mb']:,.0f} |")
     print()
 
@@ -175,6 +180,7 @@ def main() -> None:
     ap.add_argument("--chunk-s", type=float, default=600)
     ap.add_argument("--kill-gb", type=float, default=8.0)
     ap.add_argument("--skip-load", action="store_true")
+    ap.add_argument("--unsorted", action="store_true", help="make the CSV run backwards between repetitions")
     ap.add_argument("--skip-generate", action="store_true")
     args = ap.parse_args()
     print(f"machine: {platform.node()} ({os.cpu_count()} cores, Python {platform.python_version()}, "
@@ -182,7 +188,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="servegen-hardening-") as tmp:
         work = Path(tmp)
         if not args.skip_load:
-            bench_load(work, args.csv_mb, args.kill_gb)
+            bench_load(work, args.csv_mb, args.kill_gb, unsorted=args.unsorted)
         if not args.skip_generate:
             bench_generate(work, args.rps, args.duration_s, args.chunk_s, args.kill_gb)
 

@@ -1164,13 +1164,15 @@ def _load_trace(
             "session_id: rows of one AIPerf conversation hold only their new tokens; input_tokens were rebuilt "
             "as the history plus the new tokens, hash_ids as the history's blocks plus the new ones"
         )
-    if "client_id" not in mapping:
-        out = out.with_columns(pl.lit("all").alias("client_id"))
     # Optional text/list columns that are empty everywhere carry no information.
     empty = [t for t in mapping if t not in ("timestamp", "client_id") and out[t].null_count() == out.height]
     out = out.drop(empty)
 
-    out = _order(out, sort=sort, locate=locate, column=mapping["timestamp"], warnings=warnings)
+    box = [out]  # _order takes the only reference, so that it can sort one column at a time
+    del out
+    out = _order(box, sort=sort, locate=locate, column=mapping["timestamp"], warnings=warnings)
+    if "client_id" not in mapping:  # after sorting: a constant column needs no reordering
+        out = out.with_columns(pl.lit("all").alias("client_id"))
 
     n_failed = 0
     if spec.flag_failed:
@@ -1181,7 +1183,7 @@ def _load_trace(
                 f"{n_failed:,} failed request(s) (0 response tokens) flagged in column 'failed'; "
                 "drop them with trace.filter(~pl.col('failed'))"
             )
-    out = out.drop("__row")
+    out = out.drop("__row", strict=False)
     trace = validate_trace(out, source=path, sort=True)
     resolution = timestamp_resolution(trace["timestamp_s"])
     if resolution.quantized:
@@ -1371,8 +1373,13 @@ def _mooncake_or_timed(
     raise DataFormatError(path, f"column {column}", msg)
 
 
-def _order(out: pl.DataFrame, *, sort: bool, locate: _Locator, column: str, warnings: list[str]) -> pl.DataFrame:
-    """Sort by timestamp (stable) with a warning, or refuse an unsorted trace when ``sort`` is false."""
+def _order(box: list[pl.DataFrame], *, sort: bool, locate: _Locator, column: str, warnings: list[str]) -> pl.DataFrame:
+    """Sort by timestamp (stable) with a warning, or refuse an unsorted trace when ``sort`` is false.
+
+    ``box`` holds the only reference to the frame: it is sorted one column at a time, each
+    unsorted column freed as its sorted copy replaces it (memory: the frame plus one column).
+    """
+    out = box.pop()
     if out["timestamp_s"].is_sorted():
         return out
     backwards = out["timestamp_s"].diff() < 0
@@ -1387,7 +1394,12 @@ def _order(out: pl.DataFrame, *, sort: bool, locate: _Locator, column: str, warn
         f"{int(backwards.sum()):,} row(s) had a timestamp earlier than the row before (first at data row "
         f"{row + 1}); rows were sorted by timestamp (stable)"
     )
-    return out.sort("timestamp_s", maintain_order=True)
+    del backwards
+    out = out.drop("__row")  # not needed after the warning
+    order = out.select(pl.arg_sort_by("timestamp_s", maintain_order=True)).to_series()
+    for name in out.columns:
+        out = out.with_columns(out[name].gather(order))
+    return out
 
 
 def _seconds(t: pl.Series, representation: str, unit: str, keep_origin: bool) -> pl.Series:
