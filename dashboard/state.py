@@ -470,9 +470,20 @@ def plot(fig: Any, data: pl.DataFrame | None, *, key: str, **kwargs: Any) -> Any
 def csv_download(frame: pl.DataFrame, file_name: str, *, key: str, label: str = "Chart data (CSV)") -> None:
     """A small download button with a chart's data as CSV (written when clicked)."""
     st.download_button(
-        label, lambda: frame.write_csv().encode(), file_name=file_name, mime="text/csv", key=key,
+        label, lambda: csv_bytes(frame), file_name=file_name, mime="text/csv", key=key,
         icon=":material/download:", type="tertiary",
     )
+
+
+def csv_bytes(frame: pl.DataFrame) -> bytes:
+    """``frame`` as CSV; list columns as space-separated values, struct columns as JSON (CSV has no nesting)."""
+    exprs = []
+    for name, dtype in frame.schema.items():
+        if isinstance(dtype, pl.List | pl.Array):
+            exprs.append(pl.col(name).cast(pl.List(pl.String)).list.join(" ").alias(name))
+        elif isinstance(dtype, pl.Struct):
+            exprs.append(pl.col(name).struct.json_encode().alias(name))
+    return (frame.with_columns(exprs) if exprs else frame).write_csv().encode()
 
 
 def filter_rule(ranges: Mapping[str, tuple[float | None, float | None]], top_k: int | None, by: str) -> ClientSelection | None:

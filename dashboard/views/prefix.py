@@ -44,11 +44,11 @@ if state.usable(curve, what="the LRU hit-ratio curve"):
         "page's model table) turn cache sizes into GB.",
     )
     kv = hardware.MODELS[size_in].kv_bytes_per_token if size_in != "blocks" else None
-    st.plotly_chart(
+    state.plot(
         charts.lru_hit_ratio_curve(
             curve.frame, max_hit_ratio=curve.max_hit_ratio, block_tokens=curve.block_tokens, kv_bytes_per_token=kv, model=size_in
         ),
-        key="px_lru",
+        curve.frame, key="px_lru",
     )
 
     def size(blocks: int) -> str:
@@ -66,18 +66,18 @@ if state.usable(curve, what="the LRU hit-ratio curve"):
     st.caption(text + ".")
 
 if depth.ok:
-    st.plotly_chart(charts.prefix_depth_histogram(depth.histogram), key="px_depth")
+    state.plot(charts.prefix_depth_histogram(depth.histogram), depth.histogram, key="px_depth")
     st.caption(
         f"{depth.share_with_prefix:.1%} of requests start with blocks an earlier request had; "
         f"{depth.prefix_block_share:.1%} of all blocks lie in such a shared prefix."
     )
 
 if state.usable(top, what="the top shared prefixes"):
-    st.plotly_chart(charts.top_prefixes(top.frame), key="px_top")
+    state.plot(charts.top_prefixes(top.frame), top.frame, key="px_top")
     st.dataframe(top.frame, hide_index=True)
 
 if reuse.ok and reuse.per_client.height > 1:
-    st.plotly_chart(charts.client_reuse(reuse.per_client), key="px_clients")
+    state.plot(charts.client_reuse(reuse.per_client), reuse.per_client, key="px_clients")
 
 st.subheader("Sessions")
 if state.usable(sess, what="sessions"):
@@ -90,10 +90,10 @@ if state.usable(sess, what="sessions"):
         f"Sessions found {how}: {sess.sessions:,} sessions, {sess.multi_turn_sessions:,} with more than one turn, "
         f"holding {sess.share_requests_multi_turn:.1%} of requests."
     )
-    st.plotly_chart(charts.session_turns(sess.turn_counts), key="px_turns")
+    state.plot(charts.session_turns(sess.turn_counts), sess.turn_counts, key="px_turns")
     if sess.turns.height:
-        st.plotly_chart(charts.inter_turn_gaps(sess.turns), key="px_gaps")
-        st.plotly_chart(charts.context_growth(sess.turns), key="px_growth")
+        state.plot(charts.inter_turn_gaps(sess.turns), sess.turns, key="px_gaps")
+        state.plot(charts.context_growth(sess.turns), sess.turns, key="px_growth")
         st.caption(
             f"Median gap between turns {sess.median_gap_s:,.1f} s; median context growth {sess.median_growth_tokens:,.0f} tokens per turn."
         )

@@ -140,10 +140,10 @@ for col, row in zip(cols, table.iter_rows(named=True), strict=True):
 left, right = st.columns(2)
 with left:
     fig = charts.provisioning_curves(result.curves, metric="ttft_p99_s", slo_s=slo.ttft_p99_s, answers=answers)
-    st.plotly_chart(fig, key="prov_ttft")
+    state.plot(fig, result.curves, key="prov_ttft")
 with right:
     fig = charts.provisioning_curves(result.curves, metric="tpot_p99_s", slo_s=slo.tpot_p99_s, answers=answers)
-    st.plotly_chart(fig, key="prov_tpot")
+    state.plot(fig, result.curves, key="prov_tpot")
 n_real = answers.get("realistic")
 st.caption(
     "Each point is one simulation of the whole workload; the stars mark each workload's answer. "
@@ -151,7 +151,8 @@ st.caption(
 )
 sim = result.realistic
 if sim is not None:
-    st.plotly_chart(charts.fleet_timeline(sim.fleet_timeline(), replicas=sim.n_replicas, bin_s=sim.bin_s), key="prov_timeline")
+    timeline = sim.fleet_timeline()
+    state.plot(charts.fleet_timeline(timeline, replicas=sim.n_replicas, bin_s=sim.bin_s), timeline, key="prov_timeline")
     util = sim.replicas["utilization"].mean()
     st.caption(
         f"The realistic workload on {sim.n_replicas} replicas: {sim.replicas['preemptions'].sum():,} preemptions, "

@@ -567,3 +567,29 @@ def test_the_mixture_modes_are_marked_and_a_mismatch_with_the_histogram_is_said(
     assert res.differ
     (note,) = [i for i in d.infos() if i.startswith("The fitted mixture's modes")]
     assert f"({' and '.join(f'{p:.2f}' for p in res.histogram_peaks)}, after smoothing)" in note
+
+
+def test_prefix_and_provisioning_charts_offer_their_data_as_csv(traces_dir):
+    d = Dashboard().trace(traces_dir / "mooncake_synthetic_trace.jsonl").open("prefix")
+    figures = set(d.figures())
+    assert {"px_lru", "px_depth", "px_top"} <= figures
+    assert {f"{k}_csv" for k in figures} <= {b.key for b in d.at.download_button}
+    d = Dashboard().trace(traces_dir / "AzureLLMInferenceTrace_conv.csv").open("provisioning")
+    d.at.number_input(key="prov_slo_ttft").set_value(1.0).run()
+    d.at.button(key="prov_run").click().run()
+    d.check()
+    figures = set(d.figures())
+    assert {"prov_ttft", "prov_tpot"} <= figures
+    assert {f"{k}_csv" for k in figures} <= {b.key for b in d.at.download_button}
+
+
+def test_nested_columns_are_written_flat_in_a_chart_csv():
+    import polars as pl
+
+    import state
+
+    frame = pl.DataFrame({"hash_ids": [[1, 2, 3], [4]], "fit": [{"k": 1.5}, {"k": 2.0}], "n": [3, 1]})
+    back = pl.read_csv(state.csv_bytes(frame))
+    assert back["hash_ids"].to_list() == ["1 2 3", "4"]
+    assert back["fit"].to_list() == ['{"k":1.5}', '{"k":2.0}']
+    assert back["n"].to_list() == [3, 1]
