@@ -54,7 +54,7 @@ _URL_DONE = "spec_url_checked"
 _NOTICE = "spec_restore_notice"
 _TEMPLATE = "spec_template"
 #: Spec keys the Compose page sets from its widgets; the others come from a restored spec.
-PAGE_KEYS = ("source", "span", "clients", "weights", "rate", "arrivals", "lengths", "missing_lengths", "length_correlation", "seed")
+PAGE_KEYS = ("source", "span", "clients", "weights", "rate", "arrivals", "lengths", "missing_lengths", "length_correlation", "seed", "prefix")
 
 
 # --------------------------------------------------------------------------------------------

@@ -6,6 +6,7 @@ import polars as pl
 import streamlit as st
 
 import charts
+import prefix_widgets
 import selection as picks
 import specstate
 import state
@@ -250,11 +251,12 @@ with status_box:
     if missing == "borrow":
         st.caption("Clients without length data borrow lengths: the request-weighted mixture of the other composed clients' tables in the same length window, so their load is kept.")
 
+prefix_section = prefix_widgets.prefix_section(view, getattr(specstate.template(source), "prefix", None))
 page_fields = {
     "source": source, "span": span, "clients": clients, "rate": rate, "arrivals": arrivals, "lengths": lengths,
-    "missing_lengths": missing, "length_correlation": float(rho), "seed": seed,
+    "missing_lengths": missing, "length_correlation": float(rho), "seed": seed, "prefix": prefix_section,
 }
-# Keys this page does not edit (e.g. arrival_shape, prefix) are kept from a restored spec.
+# Keys this page does not edit (e.g. arrival_shape) are kept from a restored spec.
 template = specstate.template(source)
 base = build(lambda: dataclasses.replace(template, **page_fields, weights=Weights()) if template is not None else WorkloadSpec(**page_fields))
 kept = specstate.kept_keys(base)

@@ -1,0 +1,214 @@
+"""Compose-page widgets for the spec's ``prefix`` section (shared system prompts, multi-turn sessions).
+
+:func:`prefix_section` draws an expander "Prefix reuse and sessions" and returns the
+:class:`~servegen_core.spec.PrefixSpec` its widgets set (None when prefix modelling is off).
+The widgets edit the ``default`` profile; per-client profiles of a restored spec are kept.
+A raw trace with ``hash_ids`` offers "Fit from this trace", which fills the widgets from
+:func:`servegen_core.sessions.fit_prefix` on the sidebar's view of the trace.
+
+Widget keys start with ``cmp_px_``. Values are set before the widgets exist (a fit runs in the
+button's callback; a restored spec's prefix is applied the first time the page sees it).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import streamlit as st
+
+import state
+from servegen_core import prefix as characterize
+from servegen_core.sessions import fit_prefix
+from servegen_core.spec import MAX_PROMPTS, MAX_TURNS, PrefixProfile, PrefixSpec, Sessions, SystemPrompts
+
+#: Session key of a fit's message (shown once).
+_NOTE = "cmp_px_note"
+
+#: Document-style prompts (the shared part is the whole input but ``unique_tokens``) vs a fixed length.
+TOKENS_KINDS = {"fixed": "a fixed number of tokens", "input": "the whole input but its unique tokens (documents)"}
+
+
+def profile_widgets(profile: PrefixProfile) -> dict[str, Any]:
+    """Widget values that make :func:`prefix_section` build ``profile`` (the inverse of the widgets)."""
+    sp, ss = profile.system_prompts, profile.sessions
+    v: dict[str, Any] = {"cmp_px_on": True, "cmp_px_sp_on": sp is not None, "cmp_px_ss_on": ss is not None}
+    if sp is not None:
+        v.update(
+            cmp_px_sp_count=int(sp.count), cmp_px_sp_share=float(sp.request_share), cmp_px_sp_zipf=float(sp.zipf_s),
+            cmp_px_sp_tokens_kind="input" if isinstance(sp.tokens, str) else "fixed",
+            cmp_px_sp_unique=int(sp.unique_tokens), cmp_px_sp_minq=float(sp.min_quantile),
+            cmp_px_sp_repeat=float(sp.repeat_share), cmp_px_sp_lag=float(sp.repeat_lag),
+        )
+        if not isinstance(sp.tokens, str):
+            v["cmp_px_sp_tokens"] = int(sp.tokens)
+    if ss is not None:
+        v.update(
+            cmp_px_ss_kind=ss.turns_kind, cmp_px_ss_max=int(ss.max_turns),
+            cmp_px_ss_think=float(ss.think_mean_s), cmp_px_ss_cv=float(ss.think_cv),
+        )
+        if ss.turns_kind == "geometric":
+            v["cmp_px_ss_mean"] = float(ss.turns_mean)
+        else:
+            v["cmp_px_ss_pmf"] = format_pmf(ss.turns_pmf)
+    return v
+
+
+def format_pmf(pmf: tuple[tuple[int, float], ...]) -> str:
+    """``((turns, probability), ...)`` as ``"1: 0.8, 2: 0.2"`` (probabilities written exactly)."""
+    return ", ".join(f"{int(k)}: {float(p)!r}" for k, p in pmf)
+
+
+def parse_pmf(text: str) -> tuple[tuple[int, float], ...]:
+    """The pairs of :func:`format_pmf`'s text; ``ValueError`` naming the bad item."""
+    pairs = []
+    for i, item in enumerate(p for p in text.split(",") if p.strip()):
+        parts = item.split(":")
+        if len(parts) != 2:
+            msg = f"turns pmf item {i + 1} ({item.strip()!r}): write turns: probability, e.g. 1: 0.8, 2: 0.2"
+            raise ValueError(msg)
+        try:
+            k, p = int(parts[0].strip()), float(parts[1].strip())
+        except ValueError:
+            msg = f"turns pmf item {i + 1} ({item.strip()!r}): turns must be a whole number and the probability a number"
+            raise ValueError(msg) from None
+        pairs.append((k, p))
+    if not pairs:
+        msg = "turns pmf: give at least one turns: probability pair"
+        raise ValueError(msg)
+    return tuple(pairs)
+
+
+def _set(values: dict[str, Any]) -> None:
+    for key, value in values.items():
+        st.session_state[key] = value
+
+
+def _fit(view: state.View, block_size: int) -> None:
+    """Button callback: fit the view's trace and set the widgets (before they are drawn)."""
+    try:
+        fitted = fit_prefix(view.data, block_size=int(block_size))
+    except ValueError as exc:
+        st.session_state[_NOTE] = ("error", f"The prefix fit failed: {state.error_text(exc)}")
+        return
+    _set(profile_widgets(fitted.default))
+    st.session_state[_NOTE] = ("success", f"Fitted to {view.data.height:,} requests at {int(block_size):,} tokens per block.")
+
+
+def _restore(template: PrefixSpec | None) -> None:
+    """Set the widgets from a restored spec's prefix section, once per restored section."""
+    if template is None or st.session_state.get("cmp_px_template") == template:
+        return
+    st.session_state["cmp_px_template"] = template
+    _set(profile_widgets(template.default))
+
+
+def _seed(key: str, default: Any) -> str:
+    if key not in st.session_state:
+        st.session_state[key] = default
+    return key
+
+
+def prefix_section(view: state.View, template: PrefixSpec | None) -> PrefixSpec | None:
+    """The expander's widgets and the ``prefix`` section they set (None: not modelled).
+
+    ``template`` is the prefix section of a restored spec for this source (its values fill
+    the widgets once; its per-client profiles are kept). A SpecError is shown and stops the page.
+    """
+    _restore(template)
+    sp_default, ss_default = SystemPrompts(), Sessions()
+    can_fit = not view.is_pool and view.has("hash_ids")
+    with st.expander("Prefix reuse and sessions", expanded=bool(st.session_state.get("cmp_px_on"))):
+        on = st.toggle("Model shared prefixes and multi-turn sessions", key=_seed("cmp_px_on", False))
+        st.caption(
+            "Adds the spec's prefix section: shared system prompts and multi-turn sessions, exported as hash_ids "
+            "blocks and AIPerf sessions. The defaults are assumptions, not measurements: ServeGen pool data carry "
+            "no prefix information. Fit them from a request trace with hash_ids (e.g. a Mooncake trace) where you have one."
+        )
+        if can_fit:
+            f1, f2 = st.columns([1, 2])
+            block = f1.number_input(
+                "Tokens per block", min_value=1, max_value=1_000_000, step=1,
+                key=_seed("cmp_px_block", characterize.DEFAULT_BLOCK_TOKENS), help="block size of the trace's hash_ids (Mooncake: 512)",
+            )
+            f2.button(
+                "Fit from this trace", key="cmp_px_fit", on_click=_fit, args=(view, int(block)),
+                help="Measure prompt sharing and sessions of the trace in the sidebar's span (servegen_core.sessions.fit_prefix).",
+            )
+        note = st.session_state.pop(_NOTE, None)
+        if note is not None:
+            (st.success if note[0] == "success" else st.error)(note[1])
+        if not on:
+            return None
+        s1, s2 = st.columns(2)
+        with s1:
+            sp_on = st.checkbox("Shared system prompts", key=_seed("cmp_px_sp_on", True))
+            if sp_on:
+                count = st.number_input("Distinct prompts", min_value=1, max_value=MAX_PROMPTS, step=1, key=_seed("cmp_px_sp_count", sp_default.count))
+                share = st.number_input(
+                    "Share of requests using one", min_value=0.0, max_value=1.0, step=0.05, format="%.4f",
+                    key=_seed("cmp_px_sp_share", float(sp_default.request_share)),
+                )
+                tokens_kind = st.radio(
+                    "Prompt length", list(TOKENS_KINDS), format_func=TOKENS_KINDS.get, horizontal=True,
+                    key=_seed("cmp_px_sp_tokens_kind", "fixed"),
+                )
+                if tokens_kind == "fixed":
+                    tokens: int | str = int(st.number_input(
+                        "Prompt tokens", min_value=1, max_value=10_000_000, step=100, key=_seed("cmp_px_sp_tokens", int(sp_default.tokens)),
+                    ))
+                else:
+                    tokens = "input"
+                unique = st.number_input(
+                    "Unique tokens after the prompt (at least)", min_value=0, max_value=10_000_000, step=1,
+                    key=_seed("cmp_px_sp_unique", sp_default.unique_tokens),
+                )
+                zipf = st.number_input(
+                    "Prompt popularity (Zipf exponent)", min_value=0.0, step=0.1, format="%.4f", key=_seed("cmp_px_sp_zipf", float(sp_default.zipf_s)),
+                )
+                minq = st.number_input(
+                    "Lowest input quantile of prompted requests", min_value=0.0, max_value=1.0, step=0.05, format="%.4f",
+                    key=_seed("cmp_px_sp_minq", float(sp_default.min_quantile)),
+                )
+                repeat = st.number_input(
+                    "Share repeating a recent prompt", min_value=0.0, max_value=1.0, step=0.05, format="%.4f",
+                    key=_seed("cmp_px_sp_repeat", float(sp_default.repeat_share)),
+                )
+                lag = st.number_input(
+                    "Recent: within this many requests", min_value=1.0, step=1.0, key=_seed("cmp_px_sp_lag", float(sp_default.repeat_lag)),
+                )
+        with s2:
+            ss_on = st.checkbox("Multi-turn sessions", key=_seed("cmp_px_ss_on", True))
+            if ss_on:
+                kind = st.radio(
+                    "Turns per session", ["geometric", "pmf"], horizontal=True, key=_seed("cmp_px_ss_kind", ss_default.turns_kind),
+                    format_func={"geometric": "geometric (mean)", "pmf": "table (turns: probability)"}.get,
+                )
+                if kind == "geometric":
+                    mean = st.number_input("Mean turns", min_value=1.0, step=0.1, format="%.4f", key=_seed("cmp_px_ss_mean", float(ss_default.turns_mean)))
+                    top = st.number_input("Most turns", min_value=1, max_value=MAX_TURNS, step=1, key=_seed("cmp_px_ss_max", ss_default.max_turns))
+                else:
+                    pmf_text = st.text_input("Turns pmf", key=_seed("cmp_px_ss_pmf", "1: 0.5, 2: 0.3, 3: 0.2"), help="turns: probability pairs, comma-separated")
+                think = st.number_input(
+                    "Think time, mean (s)", min_value=0.001, step=10.0, key=_seed("cmp_px_ss_think", float(ss_default.think_mean_s)),
+                )
+                cv = st.number_input("Think time CV", min_value=0.001, step=0.1, format="%.4f", key=_seed("cmp_px_ss_cv", float(ss_default.think_cv)))
+        try:
+            prompts = None
+            if sp_on:
+                prompts = SystemPrompts(
+                    count=int(count), request_share=float(share), zipf_s=float(zipf), tokens=tokens, unique_tokens=int(unique),
+                    min_quantile=float(minq), repeat_share=float(repeat), repeat_lag=float(lag),
+                )
+            sessions = None
+            if ss_on:
+                if kind == "geometric":
+                    sessions = Sessions(turns_mean=float(mean), max_turns=int(top), think_mean_s=float(think), think_cv=float(cv))
+                else:
+                    sessions = Sessions(turns_kind="pmf", turns_pmf=parse_pmf(pmf_text), think_mean_s=float(think), think_cv=float(cv))
+            section = PrefixSpec(default=PrefixProfile(system_prompts=prompts, sessions=sessions), clients=template.clients if template is not None else ())
+        except ValueError as exc:
+            state.show_error(exc)
+            st.stop()
+        if section.clients:
+            st.caption(f"Per-client profiles of the restored spec are kept for {len(section.clients):,} client(s).")
+        return section

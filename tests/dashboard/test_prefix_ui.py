@@ -1,0 +1,101 @@
+"""The prefix section on the Compose page (widgets and the fit), Export's columns and replay command, Preview's reuse."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from _dash import Dashboard
+
+from servegen_core.sessions import fit_prefix
+from servegen_core.spec import PrefixProfile, PrefixSpec, Sessions, SystemPrompts, WorkloadSpec
+from servegen_core.traces import load_trace
+
+
+@pytest.fixture(scope="module")
+def mooncake_path(traces_dir):
+    return traces_dir / "mooncake_synthetic_trace.jsonl"
+
+
+def spec_json_on_export(d: Dashboard) -> WorkloadSpec:
+    """The spec as the Export page shows its JSON (what the CLI takes), parsed back."""
+    d.open("export")
+    texts = [c.value for c in d.at.code if c.language == "json"]
+    assert texts, "no spec JSON on the Export page"
+    return WorkloadSpec.from_json(texts[0])
+
+
+def test_prefix_widgets_set_the_spec_section_the_cli_reads():
+    d = Dashboard().open("compose")
+    assert d.at.session_state["spec"].prefix is None  # off by default
+    d.at.toggle(key="cmp_px_on").set_value(True).run()
+    d.check()
+    d.at.number_input(key="cmp_px_sp_count").set_value(25).run()
+    d.at.number_input(key="cmp_px_sp_share").set_value(0.7).run()
+    d.at.number_input(key="cmp_px_sp_tokens").set_value(1500).run()
+    d.at.radio(key="cmp_px_ss_kind").set_value("pmf").run()
+    d.at.text_input(key="cmp_px_ss_pmf").input("1: 0.6, 2: 0.3, 4: 0.1").run()
+    d.at.number_input(key="cmp_px_ss_think").set_value(42.5).run()
+    d.at.number_input(key="cmp_px_ss_cv").set_value(1.5).run()
+    d.check()
+    want = PrefixSpec(
+        default=PrefixProfile(
+            system_prompts=SystemPrompts(count=25, request_share=0.7, tokens=1500),
+            sessions=Sessions(turns_kind="pmf", turns_pmf=((1, 0.6), (2, 0.3), (4, 0.1)), think_mean_s=42.5, think_cv=1.5),
+        )
+    )
+    assert d.at.session_state["spec"].prefix == want
+    shown = spec_json_on_export(d)
+    assert shown.prefix == want
+    raw = json.loads(shown.to_json())["prefix"]["default"]
+    assert raw["system_prompts"]["count"] == 25 and raw["sessions"]["turns"] == {"kind": "pmf", "pmf": [[1, 0.6], [2, 0.3], [4, 0.1]]}
+
+
+def test_prefix_sessions_off_and_a_bad_pmf_is_refused_with_its_place():
+    d = Dashboard().open("compose")
+    d.at.toggle(key="cmp_px_on").set_value(True).run()
+    d.at.checkbox(key="cmp_px_ss_on").set_value(False).run()
+    d.check()
+    assert d.at.session_state["spec"].prefix.default == PrefixProfile(system_prompts=SystemPrompts(), sessions=None)
+    d.at.checkbox(key="cmp_px_ss_on").set_value(True).run()
+    d.at.radio(key="cmp_px_ss_kind").set_value("pmf").run()
+    d.at.text_input(key="cmp_px_ss_pmf").input("1: 0.5, two: 0.5").run()
+    assert not d.at.exception
+    assert any("item 2" in e for e in d.errors()), d.errors()
+
+
+def test_fit_from_the_mooncake_trace_fills_the_fitted_values(mooncake_path):
+    d = Dashboard().trace(mooncake_path).open("compose")
+    assert d.at.session_state["spec"].prefix is None
+    d.at.button(key="cmp_px_fit").click().run()
+    d.check()
+    fitted = fit_prefix(load_trace(mooncake_path).trace, block_size=512)
+    assert fitted.default.system_prompts is not None  # the trace shares prompts: the check below means something
+    assert d.at.toggle(key="cmp_px_on").value is True
+    assert d.at.session_state["spec"].prefix == fitted
+    assert spec_json_on_export(d).prefix == fitted
+
+
+def test_an_imported_prefix_section_sets_the_widgets_and_survives_edits():
+    d = Dashboard().open("compose")
+    base = d.at.session_state["spec"]
+    prefix = PrefixSpec(
+        default=PrefixProfile(
+            system_prompts=SystemPrompts(count=7, request_share=0.4, tokens="input", unique_tokens=30, min_quantile=0.2),
+            sessions=Sessions(turns_mean=2.5, max_turns=9, think_mean_s=30.0, think_cv=0.5),
+        ),
+        clients=(("7", PrefixProfile(sessions=Sessions(turns_mean=4.0))),),
+    )
+    spec = WorkloadSpec.from_json(json.dumps({**json.loads(base.to_json()), "prefix": prefix.to_dict()}))
+    d.at.text_area(key="cmp_import_text").input(spec.to_json()).run()
+    d.at.button(key="cmp_import").click().run()
+    d.check()
+    assert d.at.session_state["spec"].prefix == prefix
+    assert d.at.number_input(key="cmp_px_sp_count").value == 7
+    assert d.at.radio(key="cmp_px_sp_tokens_kind").value == "input"
+    assert not any("Kept from the restored spec" in c for c in d.captions())  # the page edits it
+    d.at.number_input(key="cmp_px_ss_think").set_value(60.0).run()
+    d.check()
+    got = d.at.session_state["spec"].prefix
+    assert got.default.sessions.think_mean_s == 60.0 and got.default.system_prompts == prefix.default.system_prompts
+    assert got.clients == prefix.clients  # per-client profiles kept
