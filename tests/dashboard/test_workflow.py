@@ -593,3 +593,40 @@ def test_nested_columns_are_written_flat_in_a_chart_csv():
     assert back["hash_ids"].to_list() == ["1 2 3", "4"]
     assert back["fit"].to_list() == ['{"k":1.5}', '{"k":2.0}']
     assert back["n"].to_list() == [3, 1]
+
+
+# -- 5. the span picked on the activity timeline ------------------------------------------------
+
+
+def test_a_box_on_the_activity_timeline_sets_the_span():
+    d = Dashboard().open("compose")
+    (key,) = [c.key for c in d.at.get("plotly_chart") if c.key.startswith("cmp_activity_")]
+    fig = d.figure(key)
+    assert fig["layout"]["xaxis"]["title"]["text"] == "time since source start (h)"  # the demo spans 2 days
+    # drag from 26.5 h to 29 h: day 2, 02:30, for 150 minutes
+    d.at.session_state[key] = {"selection": {"points": [], "point_indices": [], "box": [{"x": [26.5, 29.0], "y": [0, 5]}], "lasso": []}}
+    d.run()
+    spec = d.at.session_state["spec"]
+    assert spec.span == Span(start_s=26 * 3600 + 30 * 60, duration_s=150 * 60.0)
+    day_key = next(n.key for n in d.at.number_input if n.key.startswith("cmp_day_"))
+    clock_key = next(t.key for t in d.at.text_input if t.key.startswith("cmp_clock_"))
+    assert d.at.number_input(key=day_key).value == 2 and d.at.text_input(key=clock_key).value == "02:30"
+    # the shaded band on the redrawn chart is the new span
+    (key,) = [c.key for c in d.at.get("plotly_chart") if c.key.startswith("cmp_activity_")]
+    band = next(s for s in d.figure(key)["layout"]["shapes"] if s.get("type") == "rect")
+    assert (band["x0"], band["x1"]) == pytest.approx((26.5, 29.0))
+
+
+def test_typed_start_and_duration_and_a_clock_that_does_not_parse():
+    d = Dashboard().open("compose")
+    day_key = next(n.key for n in d.at.number_input if n.key.startswith("cmp_day_"))
+    clock_key = next(t.key for t in d.at.text_input if t.key.startswith("cmp_clock_"))
+    duration_key = next(n.key for n in d.at.number_input if n.key.startswith("cmp_duration_"))
+    d.at.number_input(key=day_key).set_value(2).run()
+    d.at.text_input(key=clock_key).input("18:15").run()
+    d.at.number_input(key=duration_key).set_value(45.0).run()
+    d.check()
+    assert d.at.session_state["spec"].span == Span(start_s=86400 + 18 * 3600 + 15 * 60, duration_s=2700.0)
+    d.at.text_input(key=clock_key).input("25:00").run()
+    assert not d.at.exception
+    assert any("hours 0-23" in e.value for e in d.at.error)
