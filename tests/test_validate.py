@@ -303,7 +303,7 @@ def test_interarrival_ks_matches_a_direct_computation(report: ValidationReport, 
             k = 1 / cv**2
             dist = stats.gamma(k, scale=1 / k)
         expected = stats.kstest(gaps, dist.cdf).statistic
-        assert row["ks"] == pytest.approx(expected, abs=1.0 / 2000 + 1e-4)
+        assert row["ks"] == pytest.approx(expected, abs=2.0 / 500 + 1e-4)  # evaluated at <= 500 order statistics
         checked += 1
         if checked >= 5:
             break
