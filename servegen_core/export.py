@@ -49,7 +49,7 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -73,6 +73,8 @@ __all__ = [
     "FormatInfo",
     "assign_hash_ids",
     "check_target",
+    "dropped_columns",
+    "export_block_size",
     "format_block_size",
     "segment_hash_ids",
     "usage_hint",
@@ -769,6 +771,45 @@ def format_block_size(fmt: str, block_size: int | None = None) -> int:
     return info.block_size or DEFAULT_BLOCK_SIZE
 
 
+def export_block_size(fmt: str, columns: Iterable[str], *, block_size: int | None = None) -> int:
+    """Tokens per ``hash_ids`` block an export in ``fmt`` of a RequestTrace with ``columns``
+    uses (its :attr:`ExportResult.block_size`, the block size for :func:`usage_hint`):
+    ``block_size`` when given; a trace that carries its own ``hash_ids`` (Mooncake's
+    512-token blocks) keeps them in the hash-block formats, so 512
+    (:data:`DEFAULT_BLOCK_SIZE`; :class:`ChunkWriter` decides it from the first chunk, whose
+    ``hash_ids`` must not be all null); otherwise :func:`format_block_size`."""
+    info = get_format(fmt)
+    if block_size is None and info.name in _HASH_FORMATS and "hash_ids" in set(columns):
+        return DEFAULT_BLOCK_SIZE
+    return format_block_size(fmt, block_size)
+
+
+def dropped_columns(fmt: str, columns: Mapping[str, Any] | Iterable[str]) -> tuple[str, ...]:
+    """The columns of a RequestTrace with ``columns`` that an export in ``fmt`` leaves out, in
+    their order (:attr:`ExportResult.dropped_columns` is this for the columns written).
+
+    ``columns`` is a schema (name -> polars dtype) or names (dtypes from the RequestTrace
+    schema; an unknown name counts as a flat column). Native Parquet and JSONL keep every
+    column, native CSV every flat one (not ``hash_ids`` nor the prompt segments). The other
+    formats write their own fields (:attr:`FormatInfo.columns`); the hash-block formats turn
+    the prompt segments (``segment_ids``, ``segment_tokens``) into ``hash_ids``; ``mooncake``
+    writes a workload with sessions (``session_id``, ``turn_index`` and the segments) as
+    AIPerf conversations, so those are kept too (a ``session_id`` without segments is not).
+    """
+    info = get_format(fmt)
+    types = dict(columns) if isinstance(columns, Mapping) else {c: SCHEMA.get(c) for c in columns}
+    if info.carries_extra:
+        if info.container != "csv":
+            return ()
+        return tuple(c for c, t in types.items() if t is not None and t.is_nested())
+    kept = set(info.columns)
+    if info.name in _SESSION_FORMATS and {"session_id", "turn_index", "segment_ids", "segment_tokens"} <= set(types):
+        kept |= {"session_id", "turn_index", "segment_ids", "segment_tokens"}
+    elif info.name in _HASH_FORMATS:
+        kept |= {"segment_ids", "segment_tokens"}
+    return tuple(c for c in types if c not in kept)
+
+
 def usage_hint(fmt: str, path: str | Path, block_size: int | None = None) -> str:
     """The command that replays an export of ``fmt`` at ``path`` (empty when there is none),
     with the flag that tells the consumer a block size other than its default."""
@@ -1092,12 +1133,7 @@ class ChunkWriter:
         elif frame.columns != self._columns:
             msg = f"columns {frame.columns} differ from the first chunk's {self._columns}"
             raise DataFormatError(None, where, msg)
-        carried = frame.columns if self.info.carries_extra else self.info.columns
-        if not self.info.carries_extra and "session_id" in frame.columns:  # written as conversations
-            carried = (*carried, "session_id", "turn_index", "segment_ids", "segment_tokens")
-        elif not self.info.carries_extra and "hash_ids" in frame.columns:  # the segments became hash_ids
-            carried = (*carried, "segment_ids", "segment_tokens")
-        self._dropped.update((c, None) for c in chunk.columns if c not in carried)
+        self._dropped.update((c, None) for c in dropped_columns(self.info.name, chunk.schema))
         if self.info.name in _ZERO_OUTPUT:
             self._zero_output += int((chunk["output_tokens"] == 0).sum())
         if self.info.name == "vidur":

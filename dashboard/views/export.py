@@ -4,7 +4,7 @@ import streamlit as st
 
 import state
 from plaintext import md
-from servegen_core.export import FORMATS, ChunkWriter, spec_sidecar_path, usage_hint
+from servegen_core.export import FORMATS, ChunkWriter, dropped_columns, export_block_size, spec_sidecar_path, usage_hint
 from servegen_core.paths import EXPORT_DIR_ENV, export_dir
 
 view = state.page_header("Export")
@@ -17,7 +17,8 @@ fmt = st.selectbox(
 info = FORMATS[fmt]
 if fmt == "parquet":
     st.caption("Saved to a path, Parquet is streamed as a folder of part files; the download is one file.")
-st.caption(f"Reference: {info.citation}" + (f"  \nReplay: `{usage_hint(fmt, 'FILE')}`" if info.usage else ""))
+block_size = export_block_size(fmt, plan.output_columns)  # the block size the export writes hash_ids at
+st.caption(f"Reference: {info.citation}" + (f"  \nReplay: `{usage_hint(fmt, 'FILE', block_size)}`" if info.usage else ""))
 expected = plan.expected_requests
 try:
     limit = state.max_download_requests()
@@ -37,7 +38,7 @@ else:
         f"Download {name} ({expected:,.0f} requests)", state.deferred_export(spec, fmt, pool), file_name=name,
         mime="application/octet-stream", key="ex_download", type="primary",
     )
-    dropped = [c for c in plan.output_columns if c not in info.columns]
+    dropped = dropped_columns(fmt, plan.output_columns)
     st.caption(
         "The file is written when you click (once per spec and format)."
         + (f" Columns the {fmt} format cannot hold are left out: {', '.join(dropped)}." if dropped else "")
@@ -73,6 +74,8 @@ else:
         else:
             bar.progress(1.0, text="done")
             st.success(md(f"Wrote {result.rows:,} requests ({result.bytes / 1024 / 1024:,.2f} MB) to {result.path}; spec beside it: {spec_sidecar_path(result.path)}."))
+            if info.usage:
+                st.code(usage_hint(fmt, result.path, result.block_size), language="bash")
 
 st.subheader("Spec and command line")
 spec_json = spec.to_json()

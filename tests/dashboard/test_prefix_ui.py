@@ -99,3 +99,30 @@ def test_an_imported_prefix_section_sets_the_widgets_and_survives_edits():
     got = d.at.session_state["spec"].prefix
     assert got.default.sessions.think_mean_s == 60.0 and got.default.system_prompts == prefix.default.system_prompts
     assert got.clients == prefix.clients  # per-client profiles kept
+
+
+def test_export_page_names_only_the_columns_the_mooncake_export_drops(mooncake_path, tmp_path):
+    from servegen_core.compose import compose, load_source
+    from servegen_core.export import export_trace, usage_hint
+
+    d = Dashboard().trace(mooncake_path).open("compose")
+    d.at.toggle(key="cmp_px_on").set_value(True).run()
+    d.at.number_input(key="cmp_px_ss_mean").set_value(3.0).run()
+    d.check().open("export")
+    spec = d.at.session_state["spec"]
+    assert spec.prefix.default.sessions is not None
+    trace = compose(spec, pool=load_source(spec)).trace
+    assert {"session_id", "turn_index", "segment_ids"} <= set(trace.columns)
+    written = {}
+    for fmt in ("mooncake", "vllm"):
+        d.at.selectbox(key="ex_format").select(fmt).run()
+        d.check()
+        result = export_trace(trace, tmp_path / f"{fmt}.jsonl", fmt, note=None)
+        written[fmt] = result
+        note = next(c for c in d.captions() if c.startswith("The file is written when you click"))
+        shown = note.split("are left out: ")[1].rstrip(".").split(", ") if "are left out: " in note else []
+        assert shown == list(result.dropped_columns), (fmt, note)
+        replay = next(c for c in d.captions() if "Replay: " in c)
+        assert f"`{usage_hint(fmt, 'FILE', result.block_size)}`" in replay
+    assert not {"session_id", "turn_index", "segment_ids", "segment_tokens"} & set(written["mooncake"].dropped_columns)
+    assert {"session_id", "turn_index"} <= set(written["vllm"].dropped_columns)
