@@ -1,4 +1,5 @@
-"""Compose-page widgets for the spec's ``prefix`` section (shared system prompts, multi-turn sessions).
+"""Compose-page widgets for the spec's ``prefix`` section (shared system prompts, multi-turn
+sessions), and the Preview page's prefix reuse of the generated workload (:func:`preview_reuse`).
 
 :func:`prefix_section` draws an expander "Prefix reuse and sessions" and returns the
 :class:`~servegen_core.spec.PrefixSpec` its widgets set (None when prefix modelling is off).
@@ -14,12 +15,14 @@ from __future__ import annotations
 
 from typing import Any
 
+import polars as pl
 import streamlit as st
 
+import charts
 import state
 from servegen_core import prefix as characterize
 from servegen_core.sessions import fit_prefix
-from servegen_core.spec import MAX_PROMPTS, MAX_TURNS, PrefixProfile, PrefixSpec, Sessions, SystemPrompts
+from servegen_core.spec import MAX_PROMPTS, MAX_TURNS, PrefixProfile, PrefixSpec, Sessions, SystemPrompts, WorkloadSpec
 
 #: Session key of a fit's message (shown once).
 _NOTE = "cmp_px_note"
@@ -212,3 +215,36 @@ def prefix_section(view: state.View, template: PrefixSpec | None) -> PrefixSpec 
         if section.clients:
             st.caption(f"Per-client profiles of the restored spec are kept for {len(section.clients):,} client(s).")
         return section
+
+
+def preview_reuse(spec: WorkloadSpec, trace: pl.DataFrame) -> None:
+    """Preview: the generated workload's block reuse and LRU prefix-cache curve (one
+    :func:`servegen_core.prefix.prefix_report` call), when ``spec`` has a ``prefix`` section."""
+    if spec.prefix is None:
+        return
+    st.subheader("Prefix reuse of the generated workload")
+    block = st.number_input(
+        "Tokens per block", min_value=1, max_value=1_000_000, step=1, key=_seed("pv_px_block", characterize.DEFAULT_BLOCK_TOKENS),
+        help="Block ids are cut from the workload's prompt segments at this many tokens per block (Mooncake and AIPerf: 512).",
+    )
+    report = state.run(
+        characterize.prefix_report, trace, key=(spec, "prefix_report", int(block)), block_tokens=int(block),
+        spinner="Prefix reuse of the workload…",
+    )
+    if not state.usable(report, what="prefix reuse"):
+        return
+    reuse, curve = report.reuse, report.lru
+    c1, c2, c3 = st.columns(3)
+    c1.metric("Block reuse", f"{reuse.reuse_ratio:.1%}", help="Blocks whose id occurred earlier in the workload.")
+    c2.metric("Block accesses", f"{reuse.blocks:,}", help=f"{reuse.unique_blocks:,} distinct block ids")
+    c3.metric("Requests with a shared prefix", f"{report.depth.share_with_prefix:.1%}" if report.depth.ok else "n/a")
+    if state.usable(curve, what="the LRU hit-ratio curve"):
+        state.plot(
+            charts.lru_hit_ratio_curve(curve.frame, max_hit_ratio=curve.max_hit_ratio, block_tokens=curve.block_tokens),
+            curve.frame, key="pv_lru",
+        )
+        st.caption(
+            f"An LRU prefix cache of {curve.saturation_blocks:,} blocks ({curve.saturation_blocks * curve.block_tokens:,} tokens) "
+            f"or more hits {curve.max_hit_ratio:.1%} of the workload's {curve.accesses:,} block accesses; compare with the "
+            "source trace on the Prefix reuse page."
+        )

@@ -3,6 +3,7 @@
 import streamlit as st
 
 import charts
+import prefix_widgets
 import specstate
 import state
 from plaintext import md
@@ -96,6 +97,8 @@ with right:
         st.caption(f"Median generated / source CV over {cv['n']} client-windows: {cv['value']:.3f} ({'pass' if cv['passed'] else 'fail'}: {cv['target']}).")
     elif rep.ok:
         st.info(f"No client-window has enough generated requests to compare CVs: {md(rep.check('cv_ratio')['detail'])}.")
+
+prefix_widgets.preview_reuse(spec, trace)  # shared prompts and sessions: block reuse, LRU curve
 
 # --- validation -----------------------------------------------------------------------------
 st.subheader("Validation report")

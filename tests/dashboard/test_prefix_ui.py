@@ -126,3 +126,36 @@ def test_export_page_names_only_the_columns_the_mooncake_export_drops(mooncake_p
         assert f"`{usage_hint(fmt, 'FILE', result.block_size)}`" in replay
     assert not {"session_id", "turn_index", "segment_ids", "segment_tokens"} & set(written["mooncake"].dropped_columns)
     assert {"session_id", "turn_index"} <= set(written["vllm"].dropped_columns)
+
+
+def test_preview_shows_the_generated_workloads_reuse_and_lru_curve(mooncake_path):
+    import numpy as np
+    from _dash import horizontal_lines, title, values
+
+    from servegen_core import prefix
+    from servegen_core.compose import compose, load_source
+
+    d = Dashboard().trace(mooncake_path).open("compose")
+    d.at.button(key="cmp_px_fit").click().run()  # prompts fitted to the trace: the workload reuses blocks
+    d.check().open("preview")
+    spec = d.at.session_state["spec"]
+    assert spec.prefix is not None
+    trace = compose(spec, pool=load_source(spec)).trace
+    reuse = prefix.block_reuse(prefix.with_block_ids(trace, block_tokens=512))
+    curve = prefix.lru_hit_ratio(prefix.with_block_ids(trace, block_tokens=512), block_tokens=512)
+    assert reuse.reuse_ratio > 0.1  # a real reuse figure, not an empty one
+    metrics = {m.label: m.value for m in d.at.metric}
+    assert metrics["Block reuse"] == f"{reuse.reuse_ratio:.1%}"
+    assert metrics["Block accesses"] == f"{reuse.blocks:,}"
+    lru = d.figure("pv_lru")
+    assert title(lru) == "Prefix-cache hit ratio vs cache size (LRU)"
+    np.testing.assert_array_equal(values(lru["data"][0], "x"), curve.frame["capacity_blocks"].to_numpy())
+    np.testing.assert_allclose(values(lru["data"][0], "y"), curve.frame["hit_ratio"].to_numpy() * 100)
+    assert horizontal_lines(lru) == [pytest.approx(curve.max_hit_ratio * 100)]
+
+
+def test_preview_without_a_prefix_section_has_no_reuse_figure():
+    d = Dashboard().open("compose").open("preview")
+    assert d.at.session_state["spec"].prefix is None
+    assert "pv_lru" not in d.figures()
+    assert "Block reuse" not in {m.label for m in d.at.metric}
