@@ -20,6 +20,7 @@ import streamlit as st
 
 import charts
 import state
+from plaintext import md
 from servegen_core import prefix as characterize
 from servegen_core.sessions import fit_prefix
 from servegen_core.spec import MAX_PROMPTS, MAX_TURNS, PrefixProfile, PrefixSpec, Sessions, SystemPrompts, WorkloadSpec
@@ -90,19 +91,23 @@ def _fit(view: state.View, block_size: int) -> None:
     """Button callback: fit the view's trace and set the widgets (before they are drawn)."""
     try:
         fitted = fit_prefix(view.data, block_size=int(block_size))
-    except ValueError as exc:
+    except Exception as exc:  # noqa: BLE001 - shown as a message, as state.run does
         st.session_state[_NOTE] = ("error", f"The prefix fit failed: {state.error_text(exc)}")
         return
     _set(profile_widgets(fitted.default))
     st.session_state[_NOTE] = ("success", f"Fitted to {view.data.height:,} requests at {int(block_size):,} tokens per block.")
 
 
-def _restore(template: PrefixSpec | None) -> None:
-    """Set the widgets from a restored spec's prefix section, once per restored section."""
+def _restore(template: WorkloadSpec | None) -> None:
+    """Set the widgets from a restored spec's prefix section (or turn them off when it has
+    none), once per restored spec."""
     if template is None or st.session_state.get("cmp_px_template") == template:
         return
     st.session_state["cmp_px_template"] = template
-    _set(profile_widgets(template.default))
+    if template.prefix is None:
+        st.session_state["cmp_px_on"] = False
+    else:
+        _set(profile_widgets(template.prefix.default))
 
 
 def _seed(key: str, default: Any) -> str:
@@ -111,13 +116,14 @@ def _seed(key: str, default: Any) -> str:
     return key
 
 
-def prefix_section(view: state.View, template: PrefixSpec | None) -> PrefixSpec | None:
+def prefix_section(view: state.View, template: WorkloadSpec | None) -> PrefixSpec | None:
     """The expander's widgets and the ``prefix`` section they set (None: not modelled).
 
-    ``template`` is the prefix section of a restored spec for this source (its values fill
-    the widgets once; its per-client profiles are kept). A SpecError is shown and stops the page.
+    ``template`` is a restored spec for this source (its prefix section fills the widgets
+    once; its per-client profiles are kept). A SpecError is shown and stops the page.
     """
     _restore(template)
+    kept = template.prefix.clients if template is not None and template.prefix is not None else ()
     sp_default, ss_default = SystemPrompts(), Sessions()
     can_fit = not view.is_pool and view.has("hash_ids")
     with st.expander("Prefix reuse and sessions", expanded=bool(st.session_state.get("cmp_px_on"))):
@@ -139,7 +145,7 @@ def prefix_section(view: state.View, template: PrefixSpec | None) -> PrefixSpec 
             )
         note = st.session_state.pop(_NOTE, None)
         if note is not None:
-            (st.success if note[0] == "success" else st.error)(note[1])
+            (st.success if note[0] == "success" else st.error)(md(note[1]))
         if not on:
             return None
         s1, s2 = st.columns(2)
@@ -208,7 +214,7 @@ def prefix_section(view: state.View, template: PrefixSpec | None) -> PrefixSpec 
                     sessions = Sessions(turns_mean=float(mean), max_turns=int(top), think_mean_s=float(think), think_cv=float(cv))
                 else:
                     sessions = Sessions(turns_kind="pmf", turns_pmf=parse_pmf(pmf_text), think_mean_s=float(think), think_cv=float(cv))
-            section = PrefixSpec(default=PrefixProfile(system_prompts=prompts, sessions=sessions), clients=template.clients if template is not None else ())
+            section = PrefixSpec(default=PrefixProfile(system_prompts=prompts, sessions=sessions), clients=kept)
         except ValueError as exc:
             state.show_error(exc)
             st.stop()

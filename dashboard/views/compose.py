@@ -251,7 +251,7 @@ with status_box:
     if missing == "borrow":
         st.caption("Clients without length data borrow lengths: the request-weighted mixture of the other composed clients' tables in the same length window, so their load is kept.")
 
-prefix_section = prefix_widgets.prefix_section(view, getattr(specstate.template(source), "prefix", None))
+prefix_section = prefix_widgets.prefix_section(view, specstate.template(source))
 page_fields = {
     "source": source, "span": span, "clients": clients, "rate": rate, "arrivals": arrivals, "lengths": lengths,
     "missing_lengths": missing, "length_correlation": float(rho), "seed": seed, "prefix": prefix_section,

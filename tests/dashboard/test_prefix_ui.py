@@ -99,6 +99,16 @@ def test_an_imported_prefix_section_sets_the_widgets_and_survives_edits():
     got = d.at.session_state["spec"].prefix
     assert got.default.sessions.think_mean_s == 60.0 and got.default.system_prompts == prefix.default.system_prompts
     assert got.clients == prefix.clients  # per-client profiles kept
+    # importing a spec without a prefix section turns the section off
+    d.at.text_area(key="cmp_import_text").input(base.to_json()).run()
+    d.at.button(key="cmp_import").click().run()
+    d.check()
+    assert d.at.session_state["spec"] == base
+    assert d.at.toggle(key="cmp_px_on").value is False
+    # undo brings the prefix section back, as it was imported
+    d.at.button(key="cmp_undo").click().run()
+    d.check()
+    assert d.at.session_state["spec"].prefix.default.sessions.think_mean_s == 60.0
 
 
 def test_export_page_names_only_the_columns_the_mooncake_export_drops(mooncake_path, tmp_path):
