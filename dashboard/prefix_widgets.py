@@ -223,34 +223,61 @@ def prefix_section(view: state.View, template: WorkloadSpec | None) -> PrefixSpe
         return section
 
 
-def preview_reuse(spec: WorkloadSpec, trace: pl.DataFrame) -> None:
+def _source_part(trace: pl.DataFrame, start_s: float, end_s: float, clients: tuple[str, ...]) -> pl.DataFrame:
+    """The source trace's requests in the spec's span ``[start_s, end_s)`` from the composed clients."""
+    ts = pl.col("timestamp_s")
+    return trace.filter((ts >= start_s) & (ts < end_s) & pl.col("client_id").is_in(list(clients)))
+
+
+def _source_report(trace: pl.DataFrame, start_s: float, end_s: float, clients: tuple[str, ...], *, block_tokens: int):
+    return characterize.prefix_report(_source_part(trace, start_s, end_s, clients), block_tokens=block_tokens)
+
+
+def preview_reuse(spec: WorkloadSpec, made: Any, view: state.View) -> None:
     """Preview: the generated workload's block reuse and LRU prefix-cache curve (one
-    :func:`servegen_core.prefix.prefix_report` call), when ``spec`` has a ``prefix`` section."""
+    :func:`servegen_core.prefix.prefix_report` call on ``made.trace``), when ``spec`` has a
+    ``prefix`` section. When the sidebar shows the spec's source and it is a trace with
+    ``hash_ids``, the source's reuse over the same span and clients is shown beside it."""
     if spec.prefix is None:
         return
     st.subheader("Prefix reuse of the generated workload")
-    block = st.number_input(
+    block = int(st.number_input(
         "Tokens per block", min_value=1, max_value=1_000_000, step=1, key=_seed("pv_px_block", characterize.DEFAULT_BLOCK_TOKENS),
         help="Block ids are cut from the workload's prompt segments at this many tokens per block (Mooncake and AIPerf: 512).",
-    )
+    ))
     report = state.run(
-        characterize.prefix_report, trace, key=(spec, "prefix_report", int(block)), block_tokens=int(block),
+        characterize.prefix_report, made.trace, key=(spec, "prefix_report", block), block_tokens=block,
         spinner="Prefix reuse of the workload…",
     )
     if not state.usable(report, what="prefix reuse"):
         return
+    source = None
+    if not view.is_pool and view.has("hash_ids") and state.spec_source(view)[0] == spec.source:
+        end = spec.span.start_s + made.plan.span_duration_s
+        source = state.run(
+            _source_report, view.loaded.data, spec.span.start_s, end, tuple(made.clients),
+            key=(spec, "source_prefix_report", block), block_tokens=block, spinner="Prefix reuse of the source…",
+        )
+        source = source if source is not None and source.reuse.ok else None
     reuse, curve = report.reuse, report.lru
-    c1, c2, c3 = st.columns(3)
+    c1, c2, c3, c4 = st.columns(4)
     c1.metric("Block reuse", f"{reuse.reuse_ratio:.1%}", help="Blocks whose id occurred earlier in the workload.")
     c2.metric("Block accesses", f"{reuse.blocks:,}", help=f"{reuse.unique_blocks:,} distinct block ids")
     c3.metric("Requests with a shared prefix", f"{report.depth.share_with_prefix:.1%}" if report.depth.ok else "n/a")
+    if source is not None:
+        c4.metric(
+            "Source block reuse (same span and clients)", f"{source.reuse.reuse_ratio:.1%}",
+            help="The source trace's own hash_ids over the spec's span, composed clients only.",
+        )
     if state.usable(curve, what="the LRU hit-ratio curve"):
         state.plot(
             charts.lru_hit_ratio_curve(curve.frame, max_hit_ratio=curve.max_hit_ratio, block_tokens=curve.block_tokens),
             curve.frame, key="pv_lru",
         )
-        st.caption(
+        text = (
             f"An LRU prefix cache of {curve.saturation_blocks:,} blocks ({curve.saturation_blocks * curve.block_tokens:,} tokens) "
-            f"or more hits {curve.max_hit_ratio:.1%} of the workload's {curve.accesses:,} block accesses; compare with the "
-            "source trace on the Prefix reuse page."
+            f"or more hits {curve.max_hit_ratio:.1%} of the workload's {curve.accesses:,} block accesses"
         )
+        if source is not None and source.lru.ok:
+            text += f"; on the source trace (same span and clients) {source.lru.max_hit_ratio:.1%}"
+        st.caption(text + ". The Prefix reuse page draws the source's curve.")

@@ -98,7 +98,7 @@ with right:
     elif rep.ok:
         st.info(f"No client-window has enough generated requests to compare CVs: {md(rep.check('cv_ratio')['detail'])}.")
 
-prefix_widgets.preview_reuse(spec, trace)  # shared prompts and sessions: block reuse, LRU curve
+prefix_widgets.preview_reuse(spec, made, view)  # shared prompts and sessions: block reuse, LRU curve
 
 # --- validation -----------------------------------------------------------------------------
 st.subheader("Validation report")

@@ -162,6 +162,12 @@ def test_preview_shows_the_generated_workloads_reuse_and_lru_curve(mooncake_path
     np.testing.assert_array_equal(values(lru["data"][0], "x"), curve.frame["capacity_blocks"].to_numpy())
     np.testing.assert_allclose(values(lru["data"][0], "y"), curve.frame["hit_ratio"].to_numpy() * 100)
     assert horizontal_lines(lru) == [pytest.approx(curve.max_hit_ratio * 100)]
+    # beside it, the source's own reuse over the spec's span (the whole 1023 s trace here, one client)
+    source = load_trace(mooncake_path).trace
+    assert trace["timestamp_s"].max() > 900 and source["client_id"].n_unique() == 1
+    span_end = spec.span.start_s + spec.span.duration_s
+    cut = source.filter((source["timestamp_s"] >= spec.span.start_s) & (source["timestamp_s"] < span_end))
+    assert metrics["Source block reuse (same span and clients)"] == f"{prefix.block_reuse(cut).reuse_ratio:.1%}"
 
 
 def test_preview_without_a_prefix_section_has_no_reuse_figure():
