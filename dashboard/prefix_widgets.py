@@ -127,7 +127,7 @@ def prefix_section(view: state.View, template: WorkloadSpec | None) -> PrefixSpe
     sp_default, ss_default = SystemPrompts(), Sessions()
     can_fit = not view.is_pool and view.has("hash_ids")
     with st.expander("Prefix reuse and sessions", expanded=bool(st.session_state.get("cmp_px_on"))):
-        on = st.toggle("Model shared prefixes and multi-turn sessions", key=_seed("cmp_px_on", False))
+        on = st.toggle("Model shared prefixes and multi-turn sessions", persist_state="session", key=_seed("cmp_px_on", False))
         st.caption(
             "Adds the spec's prefix section: shared system prompts and multi-turn sessions, exported as hash_ids "
             "blocks and AIPerf sessions. The defaults are assumptions, not measurements: ServeGen pool data carry "
@@ -137,7 +137,7 @@ def prefix_section(view: state.View, template: WorkloadSpec | None) -> PrefixSpe
             f1, f2 = st.columns([1, 2])
             block = f1.number_input(
                 "Tokens per block", min_value=1, max_value=1_000_000, step=1,
-                key=_seed("cmp_px_block", characterize.DEFAULT_BLOCK_TOKENS), help="block size of the trace's hash_ids (Mooncake: 512)",
+                persist_state="session", key=_seed("cmp_px_block", characterize.DEFAULT_BLOCK_TOKENS), help="block size of the trace's hash_ids (Mooncake: 512)",
             )
             f2.button(
                 "Fit from this trace", key="cmp_px_fit", on_click=_fit, args=(view, int(block)),
@@ -150,57 +150,57 @@ def prefix_section(view: state.View, template: WorkloadSpec | None) -> PrefixSpe
             return None
         s1, s2 = st.columns(2)
         with s1:
-            sp_on = st.checkbox("Shared system prompts", key=_seed("cmp_px_sp_on", True))
+            sp_on = st.checkbox("Shared system prompts", persist_state="session", key=_seed("cmp_px_sp_on", True))
             if sp_on:
-                count = st.number_input("Distinct prompts", min_value=1, max_value=MAX_PROMPTS, step=1, key=_seed("cmp_px_sp_count", sp_default.count))
+                count = st.number_input("Distinct prompts", min_value=1, max_value=MAX_PROMPTS, step=1, persist_state="session", key=_seed("cmp_px_sp_count", sp_default.count))
                 share = st.number_input(
                     "Share of requests using one", min_value=0.0, max_value=1.0, step=0.05, format="%.4f",
-                    key=_seed("cmp_px_sp_share", float(sp_default.request_share)),
+                    persist_state="session", key=_seed("cmp_px_sp_share", float(sp_default.request_share)),
                 )
                 tokens_kind = st.radio(
                     "Prompt length", list(TOKENS_KINDS), format_func=TOKENS_KINDS.get, horizontal=True,
-                    key=_seed("cmp_px_sp_tokens_kind", "fixed"),
+                    persist_state="session", key=_seed("cmp_px_sp_tokens_kind", "fixed"),
                 )
                 if tokens_kind == "fixed":
                     tokens: int | str = int(st.number_input(
-                        "Prompt tokens", min_value=1, max_value=10_000_000, step=100, key=_seed("cmp_px_sp_tokens", int(sp_default.tokens)),
+                        "Prompt tokens", min_value=1, max_value=10_000_000, step=100, persist_state="session", key=_seed("cmp_px_sp_tokens", int(sp_default.tokens)),
                     ))
                 else:
                     tokens = "input"
                 unique = st.number_input(
                     "Unique tokens after the prompt (at least)", min_value=0, max_value=10_000_000, step=1,
-                    key=_seed("cmp_px_sp_unique", sp_default.unique_tokens),
+                    persist_state="session", key=_seed("cmp_px_sp_unique", sp_default.unique_tokens),
                 )
                 zipf = st.number_input(
-                    "Prompt popularity (Zipf exponent)", min_value=0.0, step=0.1, format="%.4f", key=_seed("cmp_px_sp_zipf", float(sp_default.zipf_s)),
+                    "Prompt popularity (Zipf exponent)", min_value=0.0, step=0.1, format="%.4f", persist_state="session", key=_seed("cmp_px_sp_zipf", float(sp_default.zipf_s)),
                 )
                 minq = st.number_input(
                     "Lowest input quantile of prompted requests", min_value=0.0, max_value=1.0, step=0.05, format="%.4f",
-                    key=_seed("cmp_px_sp_minq", float(sp_default.min_quantile)),
+                    persist_state="session", key=_seed("cmp_px_sp_minq", float(sp_default.min_quantile)),
                 )
                 repeat = st.number_input(
                     "Share repeating a recent prompt", min_value=0.0, max_value=1.0, step=0.05, format="%.4f",
-                    key=_seed("cmp_px_sp_repeat", float(sp_default.repeat_share)),
+                    persist_state="session", key=_seed("cmp_px_sp_repeat", float(sp_default.repeat_share)),
                 )
                 lag = st.number_input(
-                    "Recent: within this many requests", min_value=1.0, step=1.0, key=_seed("cmp_px_sp_lag", float(sp_default.repeat_lag)),
+                    "Recent: within this many requests", min_value=1.0, step=1.0, persist_state="session", key=_seed("cmp_px_sp_lag", float(sp_default.repeat_lag)),
                 )
         with s2:
-            ss_on = st.checkbox("Multi-turn sessions", key=_seed("cmp_px_ss_on", True))
+            ss_on = st.checkbox("Multi-turn sessions", persist_state="session", key=_seed("cmp_px_ss_on", True))
             if ss_on:
                 kind = st.radio(
-                    "Turns per session", ["geometric", "pmf"], horizontal=True, key=_seed("cmp_px_ss_kind", ss_default.turns_kind),
+                    "Turns per session", ["geometric", "pmf"], horizontal=True, persist_state="session", key=_seed("cmp_px_ss_kind", ss_default.turns_kind),
                     format_func={"geometric": "geometric (mean)", "pmf": "table (turns: probability)"}.get,
                 )
                 if kind == "geometric":
-                    mean = st.number_input("Mean turns", min_value=1.0, step=0.1, format="%.4f", key=_seed("cmp_px_ss_mean", float(ss_default.turns_mean)))
-                    top = st.number_input("Most turns", min_value=1, max_value=MAX_TURNS, step=1, key=_seed("cmp_px_ss_max", ss_default.max_turns))
+                    mean = st.number_input("Mean turns", min_value=1.0, step=0.1, format="%.4f", persist_state="session", key=_seed("cmp_px_ss_mean", float(ss_default.turns_mean)))
+                    top = st.number_input("Most turns", min_value=1, max_value=MAX_TURNS, step=1, persist_state="session", key=_seed("cmp_px_ss_max", ss_default.max_turns))
                 else:
-                    pmf_text = st.text_input("Turns pmf", key=_seed("cmp_px_ss_pmf", "1: 0.5, 2: 0.3, 3: 0.2"), help="turns: probability pairs, comma-separated")
+                    pmf_text = st.text_input("Turns pmf", persist_state="session", key=_seed("cmp_px_ss_pmf", "1: 0.5, 2: 0.3, 3: 0.2"), help="turns: probability pairs, comma-separated")
                 think = st.number_input(
-                    "Think time, mean (s)", min_value=0.001, step=10.0, key=_seed("cmp_px_ss_think", float(ss_default.think_mean_s)),
+                    "Think time, mean (s)", min_value=0.001, step=10.0, persist_state="session", key=_seed("cmp_px_ss_think", float(ss_default.think_mean_s)),
                 )
-                cv = st.number_input("Think time CV", min_value=0.001, step=0.1, format="%.4f", key=_seed("cmp_px_ss_cv", float(ss_default.think_cv)))
+                cv = st.number_input("Think time CV", min_value=0.001, step=0.1, format="%.4f", persist_state="session", key=_seed("cmp_px_ss_cv", float(ss_default.think_cv)))
         try:
             prompts = None
             if sp_on:
@@ -242,7 +242,7 @@ def preview_reuse(spec: WorkloadSpec, made: Any, view: state.View) -> None:
         return
     st.subheader("Prefix reuse of the generated workload")
     block = int(st.number_input(
-        "Tokens per block", min_value=1, max_value=1_000_000, step=1, key=_seed("pv_px_block", characterize.DEFAULT_BLOCK_TOKENS),
+        "Tokens per block", min_value=1, max_value=1_000_000, step=1, persist_state="session", key=_seed("pv_px_block", characterize.DEFAULT_BLOCK_TOKENS),
         help="Block ids are cut from the workload's prompt segments at this many tokens per block (Mooncake and AIPerf: 512).",
     ))
     report = state.run(

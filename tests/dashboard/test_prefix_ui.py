@@ -175,3 +175,15 @@ def test_preview_without_a_prefix_section_has_no_reuse_figure():
     assert d.at.session_state["spec"].prefix is None
     assert "pv_lru" not in d.figures()
     assert "Block reuse" not in {m.label for m in d.at.metric}
+
+
+def test_the_prefix_settings_survive_a_visit_to_another_page():
+    d = Dashboard().open("compose")
+    d.at.toggle(key="cmp_px_on").set_value(True).run()
+    d.at.number_input(key="cmp_px_sp_count").set_value(33).run()
+    d.at.number_input(key="cmp_px_ss_think").set_value(12.0).run()
+    d.check()
+    before = d.at.session_state["spec"]
+    assert before.prefix.default.system_prompts.count == 33
+    d.open("overview").open("compose")
+    assert d.at.session_state["spec"] == before
