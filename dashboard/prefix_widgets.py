@@ -101,7 +101,7 @@ def _fit(view: state.View, block_size: int) -> None:
 def _restore(template: WorkloadSpec | None) -> None:
     """Set the widgets from a restored spec's prefix section (or turn them off when it has
     none), once per restored spec."""
-    if template is None or st.session_state.get("cmp_px_template") == template:
+    if template is None or st.session_state.get("cmp_px_template") is template:  # each restore is a new object
         return
     st.session_state["cmp_px_template"] = template
     if template.prefix is None:

@@ -99,6 +99,12 @@ def test_an_imported_prefix_section_sets_the_widgets_and_survives_edits():
     got = d.at.session_state["spec"].prefix
     assert got.default.sessions.think_mean_s == 60.0 and got.default.system_prompts == prefix.default.system_prompts
     assert got.clients == prefix.clients  # per-client profiles kept
+    # importing the same spec again restores its values over the edit
+    d.at.text_area(key="cmp_import_text").input(spec.to_json() + " ").run()
+    d.at.button(key="cmp_import").click().run()
+    d.check()
+    assert d.at.session_state["spec"].prefix == prefix
+    d.at.number_input(key="cmp_px_ss_think").set_value(60.0).run()
     # importing a spec without a prefix section turns the section off
     d.at.text_area(key="cmp_import_text").input(base.to_json()).run()
     d.at.button(key="cmp_import").click().run()
