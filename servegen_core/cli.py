@@ -1165,7 +1165,7 @@ def _number_arg(kind: type, test: Callable[[Any], bool], what: str) -> Callable[
             value = kind(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"expected {what}, got {shown}") from None
-        if not (math.isfinite(value) and test(value)):
+        if not ((isinstance(value, int) or math.isfinite(value)) and test(value)):  # a 400-digit int has no float
             raise argparse.ArgumentTypeError(f"expected {what}, got {shown}")
         return value
 
@@ -1184,6 +1184,17 @@ def _block_size(text: str) -> int:
     from servegen_core.limits import MAX_BLOCK_SIZE
 
     return _number_arg(int, lambda v: 1 <= v <= MAX_BLOCK_SIZE, f"a whole number of tokens in [1, {MAX_BLOCK_SIZE:,}]")(text)
+
+
+def _count(hi: int, what: str = "a whole number") -> Callable[[str], int]:
+    return _number_arg(int, lambda v: 1 <= v <= hi, f"{what} in [1, {hi:,}]")
+
+
+#: Largest SLO objective and Poisson-baseline window accepted on the command line (seconds).
+_WHATIF_MAX_S = 86_400.0
+_whatif_seconds = _number_arg(float, lambda v: 0 < v <= _WHATIF_MAX_S, f"a number of seconds in (0, {_WHATIF_MAX_S:,.0f}]")
+_efficiency = _number_arg(float, lambda v: 0 < v <= 1, "a share in (0, 1]")
+_overhead_ms = _number_arg(float, lambda v: 0 <= v <= 60_000, "a number of milliseconds in [0, 60,000]")
 
 
 def _naive_kinds() -> tuple[str, ...]:
@@ -1304,6 +1315,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
     from servegen_core.hardware import GPU_ALIASES, GPUS, MODELS
+    from servegen_core.limits import MAX_BATCHED_TOKENS, MAX_NUM_SEQS, MAX_REPLICAS, MAX_TENSOR_PARALLEL, max_workers
     from servegen_core.serving import ALL_BASELINES, BASELINES, ROUTERS
 
     p = sub.add_parser(
@@ -1314,27 +1326,30 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--preset", choices=list(PRESETS), help="column preset of the --trace file (default: detected)")
     p.add_argument("--model", required=True, choices=list(MODELS), help="served model (roofline cost model)")
     p.add_argument("--gpu", required=True, choices=[*GPUS, *GPU_ALIASES], help="GPU of one replica")
-    p.add_argument("--tensor-parallel", type=int, default=1, metavar="N", help="GPUs per replica (default 1)")
-    p.add_argument("--efficiency", type=_pos_float, default=0.6, help="share of peak FLOP/s and bandwidth reached (default 0.6)")
-    p.add_argument("--overhead-ms", type=_nonneg_float, default=2.0, help="fixed time per iteration in ms (default 2)")
+    p.add_argument("--tensor-parallel", type=_count(MAX_TENSOR_PARALLEL), default=1, metavar="N", help="GPUs per replica (default 1)")
+    p.add_argument("--efficiency", type=_efficiency, default=0.6, help="share of peak FLOP/s and bandwidth reached (default 0.6)")
+    p.add_argument("--overhead-ms", type=_overhead_ms, default=2.0, help="fixed time per iteration in ms (default 2)")
     p.add_argument(
         "--calibration", nargs="+", metavar="FILE",
         help="fit the cost model to your benchmark results (AIPerf profile_export_aiperf.json, vLLM bench JSON, or CSV)",
     )
-    p.add_argument("--slo-ttft-p99", type=_pos_float, metavar="S", help="p99 time to first token objective (seconds)")
-    p.add_argument("--slo-tpot-p99", type=_pos_float, metavar="S", help="p99 time per output token objective (seconds)")
+    p.add_argument("--slo-ttft-p99", type=_whatif_seconds, metavar="S", help="p99 time to first token objective (seconds)")
+    p.add_argument("--slo-tpot-p99", type=_whatif_seconds, metavar="S", help="p99 time per output token objective (seconds)")
     p.add_argument(
         "--baselines", metavar="LIST",
         help=f"comma-separated naive baselines of a spec, from {','.join(ALL_BASELINES)} (default: {','.join(BASELINES)})",
     )
     p.add_argument("--router", choices=list(ROUTERS), default="round_robin", help="request router (default round_robin)")
     p.add_argument("--chunked-prefill", action="store_true", help="Sarathi-style chunked prefill instead of prefill-first")
-    p.add_argument("--max-num-seqs", type=int, default=256, metavar="N", help="running sequences per replica (default 256)")
-    p.add_argument("--max-batched-tokens", type=int, default=8192, metavar="N", help="tokens per iteration (default 8192)")
-    p.add_argument("--max-replicas", type=int, default=1024, metavar="N", help="largest replica count tried (default 1024)")
-    p.add_argument("--window-s", type=_pos_float, default=600.0, help="windows keeping a trace's request counts in its Poisson baseline (default 600)")
+    p.add_argument("--max-num-seqs", type=_count(MAX_NUM_SEQS), default=256, metavar="N", help="running sequences per replica (default 256)")
+    p.add_argument("--max-batched-tokens", type=_count(MAX_BATCHED_TOKENS), default=8192, metavar="N", help="tokens per iteration (default 8192)")
+    p.add_argument("--max-replicas", type=_count(MAX_REPLICAS), default=1024, metavar="N", help="largest replica count tried (default 1024)")
+    p.add_argument("--window-s", type=_whatif_seconds, default=600.0, help="windows keeping a trace's request counts in its Poisson baseline (default 600)")
     p.add_argument("--seed", type=_seed, help="random seed (overrides the spec's; the trace baseline's draw)")
-    p.add_argument("--workers", type=int, default=1, metavar="N", help="processes simulating replicas (default 1)")
+    p.add_argument(
+        "--workers", type=_count(max_workers()), default=1, metavar="N",
+        help=f"processes simulating replicas (default 1, at most {max_workers()}: 4 x the CPUs)",
+    )
     p.add_argument("--max-requests", type=_max_requests, metavar="N", help="refuse a workload expected to hold more than N requests")
     p.add_argument("--json", action="store_true", help="print a JSON object instead of a table")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress lines on stderr")

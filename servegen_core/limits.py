@@ -13,7 +13,11 @@ effect without a restart) or, where a function takes it, a keyword argument.
 - requests of a workload streamed to a file: ``$SERVEGEN_MAX_REQUESTS`` (default 200,000,000);
 - requests of a workload composed in memory: ``$SERVEGEN_MAX_REQUESTS_MEMORY`` (default
   20,000,000, about 100 bytes each);
-- time bins of a rate series: :data:`MAX_TIME_BINS`, client x bin cells :data:`MAX_BIN_CELLS`.
+- time bins of a rate series: :data:`MAX_TIME_BINS`, client x bin cells :data:`MAX_BIN_CELLS`;
+- serving simulation (:mod:`servegen_core.serving`): replicas :data:`MAX_REPLICAS`, GPUs per
+  replica :data:`MAX_TENSOR_PARALLEL`, running sequences per replica :data:`MAX_NUM_SEQS`,
+  tokens per iteration :data:`MAX_BATCHED_TOKENS`, worker processes :func:`max_workers`
+  (4 x the machine's CPU count).
 
 The dashboard composes in memory for a visitor and uses the lower
 :data:`DASHBOARD_MAX_REQUESTS`.
@@ -34,7 +38,11 @@ __all__ = [
     "DEFAULT_MAX_SPAN_S",
     "DEFAULT_MAX_TOKENS",
     "MAX_BIN_CELLS",
+    "MAX_BATCHED_TOKENS",
     "MAX_BLOCK_SIZE",
+    "MAX_NUM_SEQS",
+    "MAX_REPLICAS",
+    "MAX_TENSOR_PARALLEL",
     "MAX_DECOMPRESSED_ENV",
     "MAX_REQUESTS_ENV",
     "MAX_REQUESTS_MEMORY_ENV",
@@ -46,6 +54,7 @@ __all__ = [
     "max_requests",
     "max_span_s",
     "max_tokens",
+    "max_workers",
 ]
 
 MAX_DECOMPRESSED_ENV = "SERVEGEN_MAX_DECOMPRESSED_MB"
@@ -69,6 +78,19 @@ MAX_BLOCK_SIZE = DEFAULT_MAX_TOKENS
 MAX_TIME_BINS = 50_000_000
 #: Most cells of a per-client rate table (clients x time bins, float64: 1.6 GB).
 MAX_BIN_CELLS = 200_000_000
+#: Most serving replicas simulated at once (one job and one state per replica).
+MAX_REPLICAS = 65_536
+#: Most GPUs of one simulated replica.
+MAX_TENSOR_PARALLEL = 1024
+#: Most running sequences of one simulated replica (vLLM's ``max_num_seqs``).
+MAX_NUM_SEQS = 1_000_000
+#: Most tokens of one simulated iteration (vLLM's ``max_num_batched_tokens``).
+MAX_BATCHED_TOKENS = DEFAULT_MAX_TOKENS
+
+
+def max_workers() -> int:
+    """Most worker processes of a simulation: 4 x ``os.cpu_count()`` (4 when it is unknown)."""
+    return 4 * (os.cpu_count() or 1)
 
 
 def check_time_bins(n_bins: int, bin_s: float, *, clients: int = 1) -> None:

@@ -85,6 +85,7 @@ import polars as pl
 
 from servegen_core.errors import DataFormatError, SpecError
 from servegen_core.hardware import Gpu, ModelConfig, gpu as _gpu, model as _model
+from servegen_core.limits import MAX_BATCHED_TOKENS, MAX_BLOCK_SIZE, MAX_NUM_SEQS, MAX_REPLICAS, MAX_TENSOR_PARALLEL, max_workers
 from servegen_core.spec import NAIVE_KINDS
 
 __all__ = [
@@ -198,8 +199,7 @@ def roofline(
         raise SpecError("gpu_memory_utilization", f"must lie in (0, 1], got {gpu_memory_utilization}")
     if overhead_s < 0 or not math.isfinite(overhead_s):
         raise SpecError("overhead_s", f"must be a finite number >= 0, got {overhead_s}")
-    if int(tensor_parallel) != tensor_parallel or tensor_parallel < 1:
-        raise SpecError("tensor_parallel", f"must be an integer >= 1, got {tensor_parallel}")
+    _check_count("tensor_parallel", tensor_parallel, MAX_TENSOR_PARALLEL)
     flops = g.peak_flops * tensor_parallel * efficiency
     bw = g.mem_bandwidth * tensor_parallel * efficiency
     free = g.mem_bytes * tensor_parallel * gpu_memory_utilization - m.weight_bytes
@@ -225,6 +225,12 @@ def roofline(
 
 
 # -- calibration ---------------------------------------------------------------------------
+
+
+def _check_count(key: str, value: Any, hi: int) -> None:
+    """Refuse ``value`` unless it is a whole number in ``[1, hi]`` (a count that sizes work or memory)."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not 1 <= value <= hi:
+        raise SpecError(key, f"must be a whole number in [1, {hi:,}], got {value!r}")
 
 
 def _bench_point(data: Mapping[str, Any], path: Path) -> dict[str, float]:
@@ -391,10 +397,8 @@ class ServerConfig:
     watermark: float = 0.01
 
     def __post_init__(self) -> None:
-        for key in ("max_num_seqs", "max_batched_tokens", "block_size"):
-            v = getattr(self, key)
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise SpecError(key, f"must be an integer >= 1, got {v!r}")
+        for key, hi in (("max_num_seqs", MAX_NUM_SEQS), ("max_batched_tokens", MAX_BATCHED_TOKENS), ("block_size", MAX_BLOCK_SIZE)):
+            _check_count(key, getattr(self, key), hi)
         if not 0 <= self.watermark < 1:
             raise SpecError("watermark", f"must lie in [0, 1), got {self.watermark}")
         if self.chunked_prefill and self.max_batched_tokens <= self.max_num_seqs:
@@ -950,8 +954,8 @@ def simulate(
     share of replicas done (0..1). See the module docstring for the model.
     """
     config = config or ServerConfig()
-    if isinstance(replicas, bool) or not isinstance(replicas, (int, np.integer)) or replicas < 1:
-        raise SpecError("replicas", f"must be an integer >= 1, got {replicas!r}")
+    _check_count("replicas", replicas, MAX_REPLICAS)
+    _check_count("workers", workers, max_workers())
     if router not in ROUTERS:
         raise SpecError("router", f"must be one of {', '.join(ROUTERS)}, got {router!r}")
     if not (bin_s > 0 and math.isfinite(bin_s)):
@@ -1180,8 +1184,8 @@ def min_replicas(
     replica counts to simulate for the curve.
     ``progress`` is called with a line of text before each simulation.
     """
-    if isinstance(max_replicas, bool) or not isinstance(max_replicas, int) or max_replicas < 1:
-        raise SpecError("max_replicas", f"must be an integer >= 1, got {max_replicas!r}")
+    _check_count("max_replicas", max_replicas, MAX_REPLICAS)
+    _check_count("workers", workers, max_workers())
     rows: dict[int, dict[str, Any]] = {}
     best: dict[int, SimResult] = {}  # the smallest count meeting the SLO so far (at most one kept)
 
@@ -1397,6 +1401,8 @@ def compare_spec(
     source (``pool``, else loaded from the spec) and compare the replicas each needs for ``slo``."""
     from servegen_core.compose import compose, load_source
 
+    _check_count("max_replicas", max_replicas, MAX_REPLICAS)  # before any composing
+    _check_count("workers", workers, max_workers())
     for kind in baselines:
         if kind not in ALL_BASELINES:
             baseline_spec(spec, kind)  # an unknown kind fails before any work
@@ -1425,6 +1431,8 @@ def compare_trace(
     progress: Callable[[str], None] | None = None,
 ) -> Comparison:
     """A raw trace against its Poisson baseline (:func:`poisson_baseline`): the replicas each needs."""
+    _check_count("max_replicas", max_replicas, MAX_REPLICAS)  # before any simulating
+    _check_count("workers", workers, max_workers())
     real = requests.select("timestamp_s", "input_tokens", "output_tokens").sort("timestamp_s", maintain_order=True)
     workloads = {"realistic": real, "poisson": poisson_baseline(real, window_s=window_s, seed=seed)}
     return _compare(workloads, slo, cost, config=config, router=router, max_replicas=max_replicas, workers=workers, progress=progress)

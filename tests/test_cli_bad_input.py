@@ -273,3 +273,80 @@ def test_huge_spec_file_is_refused_unread(capsys, tmp_path):
         fh.truncate(64 * 2**20)  # sparse: 64 MB of zero bytes, no disk used
     code, _, err = run(capsys, "validate", "--spec", spec)
     assert code == 2 and "larger than 16 MB" in error_line(err)
+
+
+WHATIF_BOUNDED = [
+    "--workers", "--tensor-parallel", "--window-s", "--max-replicas", "--max-num-seqs", "--max-batched-tokens",
+    "--slo-ttft-p99", "--slo-tpot-p99", "--efficiency", "--overhead-ms",
+]
+
+
+@pytest.mark.parametrize("option", WHATIF_BOUNDED)
+@pytest.mark.parametrize("value", ["1e300", "0", "-3", "nan", "inf", "9" * 400])
+def test_whatif_numeric_options_out_of_range_are_usage_errors(capsys, traces_dir, option, value):
+    if option == "--overhead-ms" and value == "0":
+        value = "-0.5"  # no fixed iteration time is a valid overhead
+    trace = traces_dir / "AzureLLMInferenceTrace_conv.csv"
+    argv = ["whatif", "--trace", trace, "--model", "llama-3-8b", "--gpu", "a100", "--slo-ttft-p99", "1", "-q", option, value]
+    code, out, err = run(capsys, *argv)
+    line = error_line(err)
+    assert code == 2 and option in line and out == ""
+    assert len(line) < 250  # a 400-digit value is not echoed whole
+
+
+def test_whatif_counts_are_capped_at_the_documented_limits(capsys, traces_dir):
+    from servegen_core import limits
+
+    trace = traces_dir / "AzureLLMInferenceTrace_conv.csv"
+    base = ["whatif", "--trace", trace, "--model", "llama-3-8b", "--gpu", "a100", "--slo-ttft-p99", "1", "-q"]
+    for option, limit in [
+        ("--workers", limits.max_workers()),
+        ("--tensor-parallel", limits.MAX_TENSOR_PARALLEL),
+        ("--max-replicas", limits.MAX_REPLICAS),
+        ("--max-num-seqs", limits.MAX_NUM_SEQS),
+        ("--max-batched-tokens", limits.MAX_BATCHED_TOKENS),
+    ]:
+        code, _, err = run(capsys, *base, option, limit + 1)
+        line = error_line(err)
+        assert code == 2 and option in line and f"[1, {limit:,}]" in line
+
+
+def test_serving_api_refuses_unbounded_counts_before_any_work(traces_dir, monkeypatch):
+    from servegen_core import compose, limits, serving
+    from servegen_core.errors import SpecError
+    from servegen_core.traces import load_trace
+
+    trace = load_trace(traces_dir / "AzureLLMInferenceTrace_conv.csv").trace.head(200)
+    cost = serving.roofline("llama-3-8b", "a100")
+    slo = serving.Slo(ttft_p99_s=1.0)
+    too_many = limits.max_workers() + 1
+    with pytest.raises(SpecError, match="workers"):
+        serving.simulate(trace, cost, replicas=2, workers=too_many)
+    with pytest.raises(SpecError, match="workers"):
+        serving.simulate(trace, cost, replicas=2, workers=0)
+    with pytest.raises(SpecError, match="replicas"):
+        serving.simulate(trace, cost, replicas=limits.MAX_REPLICAS + 1)
+    with pytest.raises(SpecError, match="max_replicas"):
+        serving.min_replicas(trace, slo, cost, max_replicas=10**12)
+    with pytest.raises(SpecError, match="workers"):
+        serving.min_replicas(trace, slo, cost, workers=10**9)
+    with pytest.raises(SpecError, match="workers"):
+        serving.compare_trace(trace, slo, cost, workers=-1)
+    with pytest.raises(SpecError, match="tensor_parallel"):
+        serving.roofline("llama-3-8b", "a100", tensor_parallel=limits.MAX_TENSOR_PARALLEL + 1)
+    with pytest.raises(SpecError, match="tensor_parallel"):
+        serving.roofline("llama-3-8b", "a100", tensor_parallel=2.5)
+    with pytest.raises(SpecError, match="max_num_seqs"):
+        serving.ServerConfig(max_num_seqs=10**12)
+    with pytest.raises(SpecError, match="max_batched_tokens"):
+        serving.ServerConfig(max_batched_tokens=limits.MAX_BATCHED_TOKENS + 1)
+
+    def no_compose(*args, **kwargs):
+        raise AssertionError("composed before checking workers")
+
+    monkeypatch.setattr(compose, "load_source", no_compose)
+    with pytest.raises(SpecError, match="workers"):
+        serving.compare_spec(object(), slo, cost, workers=10**6)
+    # within the limits the API still serves: two replicas in two processes
+    res = serving.simulate(trace, cost, replicas=2, workers=2)
+    assert res.summary()["completed"] == 200
