@@ -669,14 +669,15 @@ def _session_upload_dir() -> Path:
     return holder.path
 
 
-def upload_file_name(name: str) -> str:
+def upload_file_name(name: str, *, allowed: Sequence[str] = TRACE_SUFFIXES) -> str:
     """A safe file name for an upload: letters, digits, ``.``, ``_`` and ``-`` only, its suffixes kept.
 
-    The suffix must be one the loader reads (:data:`TRACE_SUFFIXES`, ``.gz`` after one of them).
+    The suffix must be one of ``allowed`` (default: those the trace loader reads,
+    :data:`TRACE_SUFFIXES`, ``.gz`` after one of them).
     """
     suffixes = [x.lower() for x in Path(name).suffixes[-2:]]
-    if not suffixes or suffixes[-1].lstrip(".") not in TRACE_SUFFIXES:
-        msg = f"an upload must end in one of {', '.join('.' + x for x in TRACE_SUFFIXES)}"
+    if not suffixes or suffixes[-1].lstrip(".") not in allowed:
+        msg = f"an upload must end in one of {', '.join('.' + x for x in allowed)}"
         raise ValueError(msg)
     keep = suffixes if suffixes[-1] == ".gz" and len(suffixes) == 2 else suffixes[-1:]
     stem = name[: len(name) - len("".join(keep))] if name.lower().endswith("".join(keep)) else Path(name).stem
@@ -684,14 +685,28 @@ def upload_file_name(name: str) -> str:
     return stem + "".join(keep)
 
 
-def _save_upload(upload: Any) -> Path:
-    """Write an upload into this session's folder (atomically), replacing the session's previous upload."""
+#: Prefix of the sub-folder of a session's upload folder holding the uploads of one other purpose (a slot).
+_SLOT_PREFIX = "slot-"
+
+
+def _save_upload(upload: Any, *, slot: str = "", allowed: Sequence[str] = TRACE_SUFFIXES) -> Path:
+    """Write an upload into this session's folder (atomically), replacing the session's previous upload.
+
+    The sidebar's trace is the default slot; another purpose (e.g. the Provisioning page's
+    calibration file) names its ``slot`` and keeps one upload of its own there, with the file
+    suffixes it reads (``allowed``).
+    """
     folder = _session_upload_dir()
+    if slot:
+        folder = folder / (_SLOT_PREFIX + _UPLOAD_NAME.sub("_", slot))
+        folder.mkdir(exist_ok=True)
     tag = hashlib.sha1(str(upload.file_id).encode()).hexdigest()[:12]
-    target = folder / tag / upload_file_name(upload.name)
+    target = folder / tag / upload_file_name(upload.name, allowed=allowed)
     if target.exists():
         return target
-    for old in folder.iterdir():  # one upload per session: the previous one is deleted
+    for old in folder.iterdir():  # one upload per session and slot: the previous one is deleted
+        if old.name.startswith(_SLOT_PREFIX):
+            continue  # another slot's upload stays
         if old.is_dir() and not old.is_symlink():
             shutil.rmtree(old, ignore_errors=True)
         else:
@@ -716,49 +731,79 @@ def data_path(text: str) -> Path:
         raise PathNotAllowedError(msg) from None
 
 
-def _trace_source() -> Source | None:
-    how = st.radio("Trace file", ["Path", "Upload"], key="src_trace_how", horizontal=True, persist_state="session")
-    display = ""
+def upload_or_path(
+    what: str,
+    *,
+    keys: tuple[str, str, str],
+    allowed: Sequence[str],
+    slot: str = "",
+    path_label: str | None = None,
+    upload_label: str | None = None,
+    persist: bool = False,
+) -> tuple[Path, str] | None:
+    """A file given by path under the data roots (:func:`data_path`) or uploaded within
+    :func:`max_upload_mb` into this session's upload folder (:func:`_save_upload`).
+
+    ``what`` names the file ("Trace file"); ``keys`` are the widget keys of the Path/Upload
+    choice, the path field and the uploader; ``allowed`` the file suffixes; ``slot`` the
+    upload's place in the session folder (the sidebar's trace: the default). Returns the local
+    path and the name to show (the uploaded name, or "" for a path), or None after saying why
+    (nothing chosen yet, a path outside the roots, a missing file, an upload above the limit).
+    """
+    how_key, path_key, upload_key = keys
+    keep = {"persist_state": "session"} if persist else {}
+    noun = what.lower().removesuffix(" file")
+    how = st.radio(what, ["Path", "Upload"], key=how_key, horizontal=True, **keep)
     if how == "Path":
-        path_text = st.text_input(
-            "Trace path (.csv, .parquet, .jsonl, optionally .gz)", key="src_trace_path", persist_state="session",
+        text = st.text_input(
+            path_label or f"{what} path ({', '.join('.' + x for x in allowed)})", key=path_key,
             help="A file under one of the data folders: " + ", ".join(str(r) for r in data_roots())
             + f" (set by {DATA_ROOTS_ENV}); a relative path is looked up in each.",
+            **keep,
         ).strip()
-        if not path_text:
-            st.caption(md("Enter the path of a request trace under " + ", ".join(str(r) for r in data_roots()) + "."))
+        if not text:
+            st.caption(md(f"Enter the path of a {noun} under " + ", ".join(str(r) for r in data_roots()) + "."))
             return None
         try:
-            path = data_path(path_text)
+            path = data_path(text)
         except PathNotAllowedError as exc:
             show_error(exc)
             return None
         if not path.is_file():
-            st.error(md(f"trace file not found: {path}"))
+            st.error(md(f"{noun} file not found: {path}"))
             return None
-    else:
-        try:
-            limit = max_upload_mb()
-        except ValueError as exc:
-            show_error(exc)
-            return None
-        upload = st.file_uploader(
-            f"Upload a trace (up to {limit} MB)", type=list(TRACE_SUFFIXES), key="src_upload", max_upload_size=limit
-        )
-        if upload is None:
-            return None
-        if upload.size > limit * 1024 * 1024:
-            st.error(md(
-                f"{upload.name} is {upload.size / 1024 / 1024:.0f} MB, above the {limit} MB upload limit "
-                f"(set {MAX_UPLOAD_ENV} to change it, or give the file's path instead)"
-            ))
-            return None
-        try:
-            path = _save_upload(upload)
-        except (OSError, ValueError) as exc:
-            show_error(exc)
-            return None
-        display = upload.name
+        return path, ""
+    try:
+        limit = max_upload_mb()
+    except ValueError as exc:
+        show_error(exc)
+        return None
+    upload = st.file_uploader(
+        f"{upload_label or f'Upload a {noun}'} (up to {limit} MB)", type=list(allowed), key=upload_key, max_upload_size=limit
+    )
+    if upload is None:
+        return None
+    if upload.size > limit * 1024 * 1024:
+        st.error(md(
+            f"{upload.name} is {upload.size / 1024 / 1024:.0f} MB, above the {limit} MB upload limit "
+            f"(set {MAX_UPLOAD_ENV} to change it, or give the file's path instead)"
+        ))
+        return None
+    try:
+        return _save_upload(upload, slot=slot, allowed=allowed), upload.name
+    except (OSError, ValueError) as exc:
+        show_error(exc)
+        return None
+
+
+def _trace_source() -> Source | None:
+    chosen = upload_or_path(
+        "Trace file", keys=("src_trace_how", "src_trace_path", "src_upload"), allowed=TRACE_SUFFIXES,
+        path_label="Trace path (.csv, .parquet, .jsonl, optionally .gz)", persist=True,
+    )
+    if chosen is None:
+        return None
+    path, display = chosen
     preset = st.selectbox(
         "Preset", [AUTO_PRESET, *PRESETS], key="src_preset", persist_state="session",
         help="\n\n".join(f"**{p.name}**: {p.description}" for p in PRESETS.values()),

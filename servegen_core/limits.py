@@ -17,7 +17,8 @@ effect without a restart) or, where a function takes it, a keyword argument.
 - serving simulation (:mod:`servegen_core.serving`): replicas :data:`MAX_REPLICAS`, GPUs per
   replica :data:`MAX_TENSOR_PARALLEL`, running sequences per replica :data:`MAX_NUM_SEQS`,
   tokens per iteration :data:`MAX_BATCHED_TOKENS`, worker processes :func:`max_workers`
-  (4 x the machine's CPU count).
+  (4 x the machine's CPU count); size of a cost-model calibration file
+  :data:`MAX_CALIBRATION_BYTES`.
 
 The dashboard composes in memory for a visitor and uses the lower
 :data:`DASHBOARD_MAX_REQUESTS`.
@@ -40,6 +41,7 @@ __all__ = [
     "MAX_BIN_CELLS",
     "MAX_BATCHED_TOKENS",
     "MAX_BLOCK_SIZE",
+    "MAX_CALIBRATION_BYTES",
     "MAX_NUM_SEQS",
     "MAX_REPLICAS",
     "MAX_TENSOR_PARALLEL",
@@ -86,6 +88,8 @@ MAX_TENSOR_PARALLEL = 1024
 MAX_NUM_SEQS = 1_000_000
 #: Most tokens of one simulated iteration (vLLM's ``max_num_batched_tokens``).
 MAX_BATCHED_TOKENS = DEFAULT_MAX_TOKENS
+#: Largest cost-model calibration file (benchmark JSON or CSV of iteration times) read whole.
+MAX_CALIBRATION_BYTES = 16 * 1024 * 1024
 
 
 def max_workers() -> int:

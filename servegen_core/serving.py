@@ -85,7 +85,7 @@ import polars as pl
 
 from servegen_core.errors import DataFormatError, SpecError
 from servegen_core.hardware import Gpu, ModelConfig, gpu as _gpu, model as _model
-from servegen_core.limits import MAX_BATCHED_TOKENS, MAX_BLOCK_SIZE, MAX_NUM_SEQS, MAX_REPLICAS, MAX_TENSOR_PARALLEL, max_workers
+from servegen_core.limits import MAX_BATCHED_TOKENS, MAX_BLOCK_SIZE, MAX_CALIBRATION_BYTES, MAX_NUM_SEQS, MAX_REPLICAS, MAX_TENSOR_PARALLEL, max_workers
 from servegen_core.spec import NAIVE_KINDS
 
 __all__ = [
@@ -290,28 +290,45 @@ _CSV_COLUMNS = ("prefill_tokens", "decode_seqs", "context_tokens", "time_ms")
 
 def _read_rows(path: Path) -> tuple[list[list[float]], list[float], str]:
     """Design rows (features x) and measured seconds of one calibration file."""
+    if path.suffix.lower() == ".csv":
+        try:
+            return _read_csv_rows(path)
+        except (UnicodeDecodeError, csv.Error) as exc:
+            raise DataFormatError(path, None, f"not a UTF-8 CSV: {type(exc).__name__}") from None
+    return _read_json_rows(path)
+
+
+def _read_csv_rows(path: Path) -> tuple[list[list[float]], list[float], str]:
+    """Rows of a CSV of measured iterations (:data:`_CSV_COLUMNS`)."""
     rows: list[list[float]] = []
     times: list[float] = []
-    if path.suffix.lower() == ".csv":
-        with path.open(newline="", encoding="utf-8") as fh:
-            reader = csv.DictReader(fh)
-            missing = [c for c in _CSV_COLUMNS if c not in (reader.fieldnames or [])]
-            if missing:
-                raise DataFormatError(path, "header", f"missing column(s) {', '.join(missing)} (need {', '.join(_CSV_COLUMNS)})")
-            for i, rec in enumerate(reader, start=2):
-                try:
-                    t, s, c, ms = (float(rec[k]) for k in _CSV_COLUMNS)
-                except (TypeError, ValueError):
-                    raise DataFormatError(path, f"row {i}", "every column must be a number") from None
-                if not all(math.isfinite(v) and v >= 0 for v in (t, s, c, ms)):
-                    raise DataFormatError(path, f"row {i}", "values must be finite and >= 0")
-                rows.append([1.0, t, t * (t + 1) / 2 + c, c, s])
-                times.append(ms * 1e-3)
-        return rows, times, "csv"
+    with path.open(newline="", encoding="utf-8") as fh:
+        reader = csv.DictReader(fh)
+        missing = [c for c in _CSV_COLUMNS if c not in (reader.fieldnames or [])]
+        if missing:
+            raise DataFormatError(path, "header", f"missing column(s) {', '.join(missing)} (need {', '.join(_CSV_COLUMNS)})")
+        for i, rec in enumerate(reader, start=2):
+            try:
+                t, s, c, ms = (float(rec[k]) for k in _CSV_COLUMNS)
+            except (TypeError, ValueError):
+                raise DataFormatError(path, f"row {i}", "every column must be a number") from None
+            if not all(math.isfinite(v) and v >= 0 for v in (t, s, c, ms)):
+                raise DataFormatError(path, f"row {i}", "values must be finite and >= 0")
+            rows.append([1.0, t, t * (t + 1) / 2 + c, c, s])
+            times.append(ms * 1e-3)
+    return rows, times, "csv"
+
+
+def _read_json_rows(path: Path) -> tuple[list[list[float]], list[float], str]:
+    """Two rows (a decode and a prefill iteration) of one AIPerf or vLLM benchmark result JSON."""
+    rows: list[list[float]] = []
+    times: list[float] = []
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise DataFormatError(path, None, f"not JSON: {exc}") from None
+    except RecursionError:
+        raise DataFormatError(path, None, "not a benchmark result: JSON nested too deeply") from None
     if not isinstance(data, Mapping):
         raise DataFormatError(path, None, "expected a JSON object")
     p = _bench_point(data, path)
@@ -351,6 +368,10 @@ def calibrate(paths: Sequence[str | Path], *, kv_tokens: int, name: str = "calib
         path = Path(p)
         if not path.is_file():
             raise DataFormatError(path, None, "file not found")
+        size = path.stat().st_size
+        if size > MAX_CALIBRATION_BYTES:
+            msg = f"{size:,} bytes, above the {MAX_CALIBRATION_BYTES:,} bytes a calibration file may hold (servegen_core.limits)"
+            raise DataFormatError(path, None, msg)
         r, t, kind = _read_rows(path)
         rows += r
         times += t

@@ -350,3 +350,20 @@ def test_serving_api_refuses_unbounded_counts_before_any_work(traces_dir, monkey
     # within the limits the API still serves: two replicas in two processes
     res = serving.simulate(trace, cost, replicas=2, workers=2)
     assert res.summary()["completed"] == 200
+
+
+def test_whatif_calibration_files_that_are_too_big_nested_or_not_utf8_are_input_errors(capsys, tmp_path, traces_dir):
+    from servegen_core.limits import MAX_CALIBRATION_BYTES
+
+    trace = traces_dir / "AzureLLMInferenceTrace_conv.csv"
+    big = tmp_path / "big.csv"
+    big.write_bytes(b"prefill_tokens,decode_seqs,context_tokens,time_ms\n" + b"1,1,1,1\n" * (MAX_CALIBRATION_BYTES // 8 + 1))
+    nested = tmp_path / "nested.json"
+    nested.write_text("[" * 100_000 + "]" * 100_000)
+    binary = tmp_path / "binary.csv"
+    binary.write_bytes(b"prefill_tokens,decode_seqs,context_tokens,time_ms\n\xff\xfe\x00\x01")
+    for path, words in [(big, "calibration file may hold"), (nested, "nested too deeply"), (binary, "not a UTF-8 CSV")]:
+        argv = ["whatif", "--trace", trace, "--model", "llama-3-8b", "--gpu", "a100", "--slo-ttft-p99", "1", "-q", "--calibration", path]
+        code, out, err = run(capsys, *argv)
+        line = error_line(err)
+        assert code == 2 and str(path) in line and words in line and out == ""

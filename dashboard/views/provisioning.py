@@ -52,18 +52,43 @@ if use_spec:
         "pooled over clients; poisson_pooled: both; constant: Poisson at the mean rate of the span (no rate shifts either).",
     )
 
+ROOFLINE, CALIBRATED = "Roofline (datasheet peaks)", "Calibrated (your benchmark results)"
+cost_kind = st.radio("Cost model", [ROOFLINE, CALIBRATED], horizontal=True, key="prov_cost")
 try:
     cost = serving.roofline(model, gpu, efficiency=float(eff), tensor_parallel=int(tp))
     slo = serving.Slo(ttft_p99_s=slo_ttft or None, tpot_p99_s=slo_tpot or None)
 except SpecError as exc:
     state.show_error(exc)
     st.stop()
-st.caption(
-    md(cost.note)
-    + ". Absolute latencies are only as good as this cost model (datasheet peaks times the efficiency factor); "
-    "calibrate it with your own benchmark results for real numbers (servegen whatif --calibration, AIPerf or vLLM "
-    "bench output). What the page compares, realistic vs naive on the same model, does not depend on the absolute scale."
-)
+if cost_kind == CALIBRATED:
+    st.caption(
+        "Fit the iteration time to your own measurements: an AIPerf profile_export_aiperf.json or a vLLM bench serve "
+        "result JSON (one load level), or a CSV with columns prefill_tokens, decode_seqs, context_tokens, time_ms (one "
+        "measured iteration per row). The KV-cache capacity stays the one of the model and GPUs chosen above."
+    )
+    chosen = state.upload_or_path(
+        "Calibration file", keys=("prov_cal_how", "prov_cal_path", "prov_cal_upload"), allowed=("json", "csv"), slot="calibration",
+    )
+    if chosen is None:
+        st.stop()
+    cal_path, cal_name = chosen
+    try:
+        cost = serving.calibrate([cal_path], kv_tokens=cost.kv_tokens, name=f"calibrated {model}@{gpu}")
+    except Exception as exc:  # noqa: BLE001 - a bad file becomes a message on the page
+        state.show_error(exc)
+        st.stop()
+    st.caption(
+        md(f"{cal_name or cal_path}: {cost.note}")
+        + " Absolute numbers (latencies, replica counts) are only as good as the calibration: measure the server "
+        "you will run, at several loads, with prompts like the workload's."
+    )
+else:
+    st.caption(
+        md(cost.note)
+        + ". Absolute latencies are only as good as this cost model (datasheet peaks times the efficiency factor); "
+        "calibrate it with your own benchmark results for real numbers (Cost model: Calibrated, or servegen whatif "
+        "--calibration). What the page compares, realistic vs naive on the same model, does not depend on the absolute scale."
+    )
 
 with st.expander("Reference measurement: bursty m-large vs its naive baselines"):
     st.markdown(
@@ -97,7 +122,7 @@ if n_requests > limit:
     )
     st.stop()
 
-params = (view.key, spec if use_spec else None, model, gpu, int(tp), float(eff), slo, router, int(max_replicas), bool(chunked), tuple(baselines))
+params = (view.key, spec if use_spec else None, cost, slo, router, int(max_replicas), bool(chunked), tuple(baselines))
 if st.button("Simulate", type="primary", key="prov_run"):
     names = ["realistic", *(baselines if use_spec else ["poisson"])]
     bar = st.progress(0.0, text="Starting…")

@@ -107,3 +107,75 @@ def test_provisioning_chart_marks_answers_and_the_slo():
     assert list(fig["data"][1]["x"]) == [8] and list(fig["data"][3]["y"]) == [1.5]
     assert fig["layout"]["yaxis"]["type"] == "log"
     assert [s["y0"] for s in fig["layout"]["shapes"]] == [2.0]
+
+
+def roofline_iterations(cost: serving.CostModel) -> tuple[np.ndarray, ...]:
+    """Iterations (prefill tokens, decoding sequences, context tokens) where ``cost``'s memory line is the
+    roofline's maximum, and their times: a single fitted line can reproduce them exactly."""
+    grid = np.array([(t, s, c) for t in (0, 4, 16, 48) for s in (1, 8, 24) for c in (0, 3000, 20000, 60000)], dtype=float)
+    t, s, c = grid.T
+    a = t * (t + 1) / 2 + c
+    x = np.stack([np.ones_like(t), t, a, c, s])
+    memory_bound = np.asarray(cost.memory) @ x >= np.asarray(cost.compute) @ x
+    secs = cost.iteration_time(T=t, A=a, K=c, S=s)
+    return t[memory_bound], s[memory_bound], c[memory_bound], secs[memory_bound]
+
+
+def test_calibrated_cost_model_from_an_upload_matches_the_core(traces_dir, tmp_path):
+    # measurements of a server half as efficient as the page's default roofline, from that roofline itself
+    slow = serving.roofline("llama-3-8b", "a100-80gb", efficiency=0.3)
+    t, s, c, secs = roofline_iterations(slow)
+    assert len(secs) >= 20
+    rows = "".join(f"{int(ti)},{int(si)},{int(ci)},{float(sec) * 1e3!r}\n" for ti, si, ci, sec in zip(t, s, c, secs, strict=True))
+    calib = (tmp_path / "calib.csv")
+    calib.write_text("prefill_tokens,decode_seqs,context_tokens,time_ms\n" + rows)
+    default = serving.roofline("llama-3-8b", "a100-80gb")
+    cal = serving.calibrate([calib], kv_tokens=default.kv_tokens)
+    # the fit reproduces the known iteration times, also at iterations it was not given
+    np.testing.assert_allclose(cal.iteration_time(T=t, A=t * (t + 1) / 2 + c, K=c, S=s), secs, rtol=1e-6)
+    np.testing.assert_allclose(cal.decode_time(12, 40000), slow.decode_time(12, 40000), rtol=1e-6)
+    assert "RMS relative error 0.0%" in cal.note
+
+    path = traces_dir / "AzureLLMInferenceTrace_conv.csv"
+    d = Dashboard().trace(path).open("provisioning")
+    d.at.radio(key="prov_cost").set_value("Calibrated (your benchmark results)").run()
+    d.check()
+    assert not d.figures() and "prov_run" not in [b.key for b in d.at.button]  # nothing to simulate without a file
+    d.at.radio(key="prov_cal_how").set_value("Upload").run()
+    d.at.file_uploader(key="prov_cal_upload").upload("my bench.csv", calib.read_bytes()).run()
+    d.check()
+    assert any("only as good as the calibration" in c and "my bench.csv" in c for c in d.captions())
+    d.at.number_input(key="prov_slo_ttft").set_value(1.0).run()
+    d.at.button(key="prov_run").click().run()
+    d.check()
+
+    trace = load_trace(path).trace
+    slo = serving.Slo(ttft_p99_s=1.0)
+    answer = serving.min_replicas(trace, slo, cal).replicas
+    assert answer is not None and answer != serving.min_replicas(trace, slo, default).replicas  # the fitted model is used
+    metrics = {m.label: m.value for m in d.at.metric}
+    assert metrics["realistic: replicas"] == str(answer)
+    # the sidebar's trace upload slot is untouched: the trace came by path, the calibration has its own slot
+    uploaded = [p.name for p in d.at.session_state["_upload_dir"].path.rglob("*") if p.is_file()]
+    assert uploaded == ["my_bench.csv"]
+
+
+def test_a_calibration_path_outside_the_data_roots_is_refused(traces_dir, tmp_path, monkeypatch):
+    from servegen_core.paths import DATA_ROOTS_ENV
+
+    monkeypatch.setenv(DATA_ROOTS_ENV, str(traces_dir))
+    outside = tmp_path / "bench.json"
+    outside.write_text("{}")
+    d = Dashboard().trace(traces_dir / "AzureLLMInferenceTrace_conv.csv").open("provisioning")
+    d.at.radio(key="prov_cost").set_value("Calibrated (your benchmark results)").run()
+    d.at.text_input(key="prov_cal_path").input(str(outside)).run()
+    assert not d.at.exception
+    errors = [plain(e.value) for e in d.at.error]
+    assert errors == [f"refused: {outside} is outside the data folders this dashboard may read ({traces_dir.resolve()}; set by {DATA_ROOTS_ENV})"]
+    assert "prov_run" not in [b.key for b in d.at.button]
+    # a file under the roots that is not a benchmark result: one error naming the file, the app keeps serving
+    d.at.text_input(key="prov_cal_path").input("AzureLLMInferenceTrace_conv.csv").run()
+    assert not d.at.exception
+    errors = [plain(e.value) for e in d.at.error]
+    assert len(errors) == 1 and "AzureLLMInferenceTrace_conv.csv" in errors[0] and "missing column(s)" in errors[0], errors
+    assert "prov_run" not in [b.key for b in d.at.button]
