@@ -147,6 +147,27 @@ def go(pg, title: str) -> None:
     settle(pg)
 
 
+def download_workload(pg, folder):
+    """Click "Download workload" and save the file; retried when the click lands during a redraw.
+
+    The button is rebuilt on every rerun, so a click that arrives while the page redraws starts
+    no download: the page is settled first, and the click is repeated if no download starts.
+    """
+    button = pg.locator('[data-testid="stDownloadButton"] button').filter(has_text="Download workload")
+    for attempt in range(3):
+        settle(pg)
+        try:
+            with pg.expect_download(timeout=30_000) as info:
+                button.click()
+            break
+        except Exception:  # noqa: BLE001 - playwright's TimeoutError; retried
+            if attempt == 2:
+                raise
+    target = folder / info.value.suggested_filename
+    info.value.save_as(target)
+    return target
+
+
 def choose(pg, label: str, option: str, *, sidebar: bool = True) -> None:
     scope = pg.locator('[data-testid="stSidebar"]') if sidebar else pg.locator('[data-testid="stMain"]')
     box = scope.locator('[data-testid="stSelectbox"]').filter(has_text=label).first
@@ -232,10 +253,7 @@ def test_every_page_compose_and_download(page, tmp_path):
     go(pg, "Export")
     choose(pg, "Format", "mooncake", sidebar=False)
     assert_clean(pg, "Export")
-    with pg.expect_download() as info:
-        pg.locator('[data-testid="stDownloadButton"] button').filter(has_text="Download workload").click()
-    target = tmp_path / info.value.suggested_filename
-    info.value.save_as(target)
+    target = download_workload(pg, tmp_path)
     rows = [json.loads(line) for line in target.read_text().splitlines()]
     assert len(rows) == generated
     assert set(rows[0]) == {"timestamp", "input_length", "output_length", "hash_ids"}
@@ -361,10 +379,7 @@ def test_select_weights_ramp_preview_export_flow(page, tmp_path):
 
     go(pg, "Export")
     choose(pg, "Format", "mooncake", sidebar=False)
-    with pg.expect_download() as info:
-        pg.locator('[data-testid="stDownloadButton"] button').filter(has_text="Download workload").click()
-    target = tmp_path / info.value.suggested_filename
-    info.value.save_as(target)
+    target = download_workload(pg, tmp_path)
     rows = [json.loads(line) for line in target.read_text().splitlines()]
     assert len(rows) == generated
     spec = json.loads(pg.locator('[data-testid="stCode"]').first.inner_text())
