@@ -14,23 +14,9 @@ import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
 
-from servegen_core.cli import main
+from _cli import error_line, run
 
 DEMO_MODELS = ("language/demo-chat", "multimodal/demo-vl", "reason/demo-r1")
-
-
-def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    code = main([str(a) for a in argv])
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
-
-
-def error_line(err: str) -> str:
-    """The single ``servegen: error: ...`` line of stderr (and no traceback)."""
-    assert "Traceback" not in err
-    lines = [ln for ln in err.splitlines() if ln.startswith("servegen: error: ")]
-    assert len(lines) == 1, err
-    return lines[0]
 
 
 def folder_facts(model_dir: Path) -> dict:

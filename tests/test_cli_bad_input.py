@@ -11,23 +11,9 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from servegen_core.cli import main
+from _cli import error_line, run
 
 SHARED_SPAN = {"start_s": 72000, "duration_s": 1200}
-
-
-def run(capsys: pytest.CaptureFixture[str], *argv: object) -> tuple[int, str, str]:
-    code = main([str(a) for a in argv])
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
-
-
-def error_line(err: str) -> str:
-    """The single ``servegen: error: ...`` line of stderr, with no traceback."""
-    assert "Traceback" not in err
-    lines = [ln for ln in err.splitlines() if ln.startswith("servegen: error: ")]
-    assert len(lines) == 1, err
-    return lines[0]
 
 
 def shared_spec(servegen_dir: Path, **changes: object) -> dict:

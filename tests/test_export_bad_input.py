@@ -16,24 +16,11 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from servegen_core.cli import main
+from _cli import error_line, run
 from servegen_core.errors import ExportError
 from servegen_core.export import export_trace
 from servegen_core.paths import PROJECT_DIR, clean_stale_temps, replace_problem, write_atomic
 from servegen_core.traces import load_trace
-
-
-def run(capsys, *argv) -> tuple[int, str, str]:
-    code = main([str(a) for a in argv])
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
-
-
-def error_line(err: str) -> str:
-    assert "Traceback" not in err
-    lines = [ln for ln in err.splitlines() if ln.startswith("servegen: error: ")]
-    assert len(lines) == 1, err
-    return lines[0]
 
 
 @pytest.fixture
