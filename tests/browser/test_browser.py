@@ -10,6 +10,7 @@ The server is always stopped, also when a step fails.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -60,17 +61,18 @@ def _wait_healthy(url: str, proc: subprocess.Popen, timeout_s: float = 60) -> No
     pytest.fail(f"streamlit did not answer at {url} within {timeout_s} s")
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory) -> Iterator[str]:
-    """``streamlit run dashboard/app.py`` on a free port; stopped (process group) on teardown."""
+@contextlib.contextmanager
+def streamlit_server(tmp_path_factory, env: dict[str, str] | None = None) -> Iterator[str]:
+    """``streamlit run dashboard/app.py`` on a free port with ``env`` added (and a fresh cache
+    folder); yields its URL; the process group is always stopped."""
     port = _free_port()
-    env = os.environ | {"SERVEGEN_CACHE_DIR": str(tmp_path_factory.mktemp("cache"))}
+    full_env = os.environ | {"SERVEGEN_CACHE_DIR": str(tmp_path_factory.mktemp("cache"))} | (env or {})
     cmd = [
         sys.executable, "-m", "streamlit", "run", str(PROJECT / "dashboard" / "app.py"),
         "--server.headless", "true", "--server.port", str(port), "--server.address", "127.0.0.1",
         "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none",
     ]
-    proc = subprocess.Popen(cmd, cwd=tmp_path_factory.mktemp("cwd"), env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+    proc = subprocess.Popen(cmd, cwd=tmp_path_factory.mktemp("cwd"), env=full_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
     try:
         _wait_healthy(url, proc)
@@ -87,8 +89,9 @@ def server(tmp_path_factory) -> Iterator[str]:
             proc.stdout.close()
 
 
-@pytest.fixture(scope="module")
-def page(server):
+@contextlib.contextmanager
+def browser_page(url: str) -> Iterator:
+    """A headless Debian Chromium page (downloads accepted) opened on ``url`` and settled."""
     from playwright.sync_api import sync_playwright
 
     if not Path(CHROMIUM).exists():
@@ -99,11 +102,17 @@ def page(server):
             context = browser.new_context(viewport={"width": 1400, "height": 1000}, accept_downloads=True)
             pg = context.new_page()
             pg.set_default_timeout(TIMEOUT_MS)
-            pg.goto(server)
+            pg.goto(url)
             settle(pg)
             yield pg
         finally:
             browser.close()
+
+
+@pytest.fixture(scope="module")
+def page(tmp_path_factory):
+    with streamlit_server(tmp_path_factory) as url, browser_page(url) as pg:
+        yield pg
 
 
 def settle(pg) -> None:

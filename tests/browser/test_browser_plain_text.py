@@ -5,17 +5,13 @@ outside the roots is refused. ``streamlit run`` in a subprocess, Playwright and 
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import polars as pl
 import pytest
-from test_browser import CHROMIUM, CHROMIUM_ARGS, PROJECT, TIMEOUT_MS, _free_port, _wait_healthy, go, settle
+from test_browser import browser_page, go, settle, streamlit_server
 
 pytestmark = pytest.mark.browser
 
@@ -50,44 +46,9 @@ def root(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def page(root, tmp_path_factory) -> Iterator:
     """The dashboard (data root: ``root`` only; saving to a path off) in Chromium; the server is always stopped."""
-    from playwright.sync_api import sync_playwright
-
-    if not Path(CHROMIUM).exists():
-        pytest.fail(f"Chromium not found at {CHROMIUM} (apt-get install -y chromium)", pytrace=False)
-    port = _free_port()
-    env = os.environ | {
-        "SERVEGEN_CACHE_DIR": str(tmp_path_factory.mktemp("cache")),
-        "SERVEGEN_DATA_ROOTS": str(root),
-        "SERVEGEN_EXPORT_DIR": "",
-    }
-    cmd = [
-        sys.executable, "-m", "streamlit", "run", str(PROJECT / "dashboard" / "app.py"),
-        "--server.headless", "true", "--server.port", str(port), "--server.fileWatcherType", "none",
-    ]
-    proc = subprocess.Popen(cmd, cwd=tmp_path_factory.mktemp("cwd"), env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        _wait_healthy(url, proc)
-        with sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
-            try:
-                pg = browser.new_context(viewport={"width": 1400, "height": 1000}).new_page()
-                pg.set_default_timeout(TIMEOUT_MS)
-                pg.goto(url)
-                settle(pg)
-                yield pg
-            finally:
-                browser.close()
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(timeout=15)
-        if proc.stdout:
-            proc.stdout.close()
+    env = {"SERVEGEN_DATA_ROOTS": str(root), "SERVEGEN_EXPORT_DIR": ""}
+    with streamlit_server(tmp_path_factory, env) as url, browser_page(url) as pg:
+        yield pg
 
 
 def type_trace_path(pg, text: str) -> None:
