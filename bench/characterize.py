@@ -5,15 +5,15 @@ Two sources, each characterized by every entry of :data:`CASES` in order:
 * ``language/m-large`` (162 clients, 14 days of 600 s windows), loaded from the columnar
   cache (warm: a first load writes the cache; its time is printed apart). A first pass over
   all cases is printed in its own column: it includes one-off set-up (tables built once per
-  pool object, such as the length index of ``servegen_core._weighted``). Then ``--repeat``
+  pool object, such as the length index of ``servegen_core.sources._weighted``). Then ``--repeat``
   timed passes follow; the median per case is printed.
 * a synthetic RequestTrace of ``--rows`` rows (default 10,000,000): 200 clients with
   Zipf-like volumes over 14 days with a diurnal rate, lognormal input and exponential output
   lengths (:func:`synthetic_trace`, seeded). Built once, untimed; one timed pass.
 
 Every case is ``(name, fn)``; ``fn(ctx)`` gets a :class:`Context` with the ``source`` and
-returns the result. Statistics that derive from a base table (see ``servegen_core.rates``
-and ``servegen_core.arrivals``) take it from ``ctx.memo``, where an earlier case put it with
+returns the result. Statistics that derive from a base table (see ``servegen_core.characterize.rates``
+and ``servegen_core.characterize.arrivals``) take it from ``ctx.memo``, where an earlier case put it with
 ``ctx.keep(key, value)`` — as a dashboard page computes a base table once. Other modules
 append their own entries to :data:`CASES`.
 
@@ -39,9 +39,9 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from servegen_core import arrivals, lengths, multimodal, rates, reasoning, summary
+from servegen_core.characterize import arrivals, lengths, multimodal, rates, reasoning, summary
 from servegen_core.paths import shared_data_dir
-from servegen_core.pool import ClientPool, load_pool
+from servegen_core.sources.pool import ClientPool, load_pool
 from servegen_core.result import Result
 
 MODEL = "language/m-large"
@@ -191,7 +191,7 @@ def main(argv: list[str] | None = None) -> int:
     pool = load_pool(args.data, MODEL)
     print(f"{MODEL}: warm load {1000 * (time.perf_counter() - t0):.0f} ms (not counted below)")
     # First pass: includes tables some modules build once per pool object and reuse (the
-    # per-pool length index of servegen_core._weighted); printed as its own column.
+    # per-pool length index of servegen_core.sources._weighted); printed as its own column.
     first_times = run_cases(Context(pool, MODEL), only)
     passes = [run_cases(Context(pool, MODEL), only) for _ in range(max(1, args.repeat))]
     pool_times = {name: statistics.median(p[name] for p in passes) for name in passes[0]}

@@ -151,8 +151,8 @@ def downloads(data_dir: str, model: str, repeat: int) -> tuple[int, dict[str, tu
     sys.path.insert(0, str(DASHBOARD))
     import state
 
-    from servegen_core.compose import compose
-    from servegen_core.pool import load_pool
+    from servegen_core.generate.compose import compose
+    from servegen_core.sources.pool import load_pool
     from servegen_core.spec import ServeGenSource, Span, WorkloadSpec
 
     pool = load_pool(data_dir, model)
@@ -223,7 +223,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     from servegen_core.paths import default_cache_dir, shared_data_dir
-    from servegen_core.pool import load_pool
+    from servegen_core.sources.pool import load_pool
 
     data_dir = str(Path(args.data).resolve() if args.data else shared_data_dir() / "servegen")
     if args.cold_child:

@@ -1,24 +1,24 @@
-"""Benchmark: fitting raw traces (``servegen_core.fit``) and the fit -> compose round trip.
+"""Benchmark: fitting raw traces (``servegen_core.sources.fit``) and the fit -> compose round trip.
 
 Three parts, in one process (imports excluded; times are wall clock, median of ``--repeat``):
 
 ``groups``
-    :func:`servegen_core.fit.fit_gap_groups` on synthetic windows (a third Gamma, a third
+    :func:`servegen_core.sources.fit.fit_gap_groups` on synthetic windows (a third Gamma, a third
     Weibull, a third exponential, 3..400 gaps each; seeded) — 3,000 and 30,000 windows — and,
-    for comparison, :func:`servegen_core.arrivals.fit_interarrivals` (scipy's ``gamma.fit``
+    for comparison, :func:`servegen_core.characterize.arrivals.fit_interarrivals` (scipy's ``gamma.fit``
     and the Weibull profile root search, one window at a time) on the first 300 windows,
     extrapolated per window. Then 200 windows whose gaps have ties below the resolution
     (Gamma CV 3..15, 500 requests each at t ~ 1000 s: censored fits, one window at a time).
 ``pools``
-    :func:`servegen_core.fit.pool_from_trace` end to end on the Azure conversation trace,
-    the Mooncake trace, the synthetic bursty trace of ``tests/test_fit.py`` and a larger
+    :func:`servegen_core.sources.fit.pool_from_trace` end to end on the Azure conversation trace,
+    the Mooncake trace, the synthetic bursty trace of ``tests/sources/test_fit.py`` and a larger
     synthetic trace: 200 clients x 1 day of 600 s windows (28,800 client-windows, Gamma
     and Weibull renewal processes with CV 0.5..4).
 ``roundtrip``
     fit -> compose -> compare on Azure, Mooncake and the bursty trace, for every arrivals
     mode the spec accepts: inter-arrival KS of the aggregate stream, share of zero gaps
     (source and generated), generated/source variance-to-mean ratio of counts per 1/10/60 s,
-    and the request-count ratio (``tests/test_fit.py::roundtrip_figures``; targets KS < 0.1,
+    and the request-count ratio (``tests/sources/test_fit.py::roundtrip_figures``; targets KS < 0.1,
     zero share within 2 points, VMR ratios within 1/1.5..1.5, count within 1 %); each figure
     is the median over composition seeds 3, 4 and 5, as in the tests.
 
@@ -41,11 +41,11 @@ import polars as pl
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from servegen_core.arrivals import fit_interarrivals  # noqa: E402
-from servegen_core.compose import compose  # noqa: E402
-from servegen_core.fit import fit_gap_groups, pool_from_trace  # noqa: E402
+from servegen_core.characterize.arrivals import fit_interarrivals  # noqa: E402
+from servegen_core.generate.compose import compose  # noqa: E402
+from servegen_core.sources.fit import fit_gap_groups, pool_from_trace  # noqa: E402
 from servegen_core.spec import ARRIVALS, Span, TraceSource, WorkloadSpec  # noqa: E402
-from servegen_core.traces import load_trace  # noqa: E402
+from servegen_core.sources.traces import load_trace  # noqa: E402
 from tests.test_fit import bursty_trace, quantized_sources, roundtrip_figures  # noqa: E402
 
 
@@ -163,7 +163,7 @@ def bench_roundtrip(traces: dict[str, pl.DataFrame]) -> None:
             )
     print()
     print("Quantized sources: the recorded trace is fitted and composed (arrivals 'fitted'); the figures")
-    print("compare the composed trace with the *true* times (tests/test_fit.py::quantized_sources).\n")
+    print("compare the composed trace with the *true* times (tests/sources/test_fit.py::quantized_sources).\n")
     print("| source | KS vs true | zero gaps true / generated | VMR ratio 1 s | 10 s | 60 s | count ratio |")
     print("|---|---:|---:|---:|---:|---:|---:|")
     for name, (true, recorded) in quantized_sources().items():

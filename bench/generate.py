@@ -48,8 +48,8 @@ def status(key):
             return int(line.split()[1]) / 1024  # kB -> MB
     return float("nan")
 
-from servegen_core.compose import ConstantRate, ServeGenSource, Span, WorkloadSpec, compose, plan_workload
-from servegen_core.pool import load_pool
+from servegen_core.generate.compose import ConstantRate, ServeGenSource, Span, WorkloadSpec, compose, plan_workload
+from servegen_core.sources.pool import load_pool
 
 data_dir, cache, repeat = sys.argv[1], sys.argv[2], int(sys.argv[3])
 pool = load_pool(data_dir, "language/m-large", cache_dir=cache)
@@ -91,9 +91,9 @@ print(json.dumps(out))
 STREAM_CHILD = r"""
 import json, sys, time
 from pathlib import Path
-from servegen_core.compose import ObservedRate, ServeGenSource, Span, WorkloadSpec, iter_compose, plan_workload
-from servegen_core.export import export_chunks
-from servegen_core.pool import load_pool
+from servegen_core.generate.compose import ObservedRate, ServeGenSource, Span, WorkloadSpec, iter_compose, plan_workload
+from servegen_core.export.formats import export_chunks
+from servegen_core.sources.pool import load_pool
 
 data_dir, cache, target, out_path, fmt = sys.argv[1], sys.argv[2], float(sys.argv[3]), sys.argv[4], sys.argv[5]
 t0 = time.perf_counter()
@@ -129,7 +129,7 @@ def run_child_rusage(code: str, *args: str) -> tuple[dict, float]:
 
 def main(argv: list[str] | None = None) -> int:
     from servegen_core.paths import shared_data_dir
-    from servegen_core.pool import load_pool
+    from servegen_core.sources.pool import load_pool
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=shared_data_dir() / "servegen")

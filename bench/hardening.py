@@ -4,7 +4,7 @@
    ``ContextTokens``, ``GeneratedTokens``) is made in the temp folder (never in the
    repository) from the shared Azure conversation trace, repeated with its timestamps shifted
    by the trace's span each time, until the file reaches ``--csv-mb`` MB (default 1024). A
-   fresh Python subprocess loads it with :func:`servegen_core.traces.load_trace`; its peak RSS
+   fresh Python subprocess loads it with :func:`servegen_core.sources.traces.load_trace`; its peak RSS
    (``ru_maxrss``, from ``os.wait4``) and wall time are printed. The file is deleted at the end
    (also on an error or Ctrl-C).
 2. **Generate.** A fresh subprocess runs ``servegen generate`` for a constant ``--rps``
@@ -46,7 +46,7 @@ from servegen_core.paths import shared_data_dir  # noqa: E402
 
 LOAD_CHILD = r"""
 import json, sys, time
-from servegen_core.traces import load_trace
+from servegen_core.sources.traces import load_trace
 t0 = time.perf_counter()
 loaded = load_trace(sys.argv[1])
 t1 = time.perf_counter()

@@ -6,7 +6,7 @@ For every model, each run starts fresh Python subprocesses:
   the Parquet cache (the first load a user sees);
 * ``warm``: the cache written by the cold run is present (every later load).
 
-Inside the subprocess, ``import`` time (``servegen_core.pool`` with Polars and NumPy) and
+Inside the subprocess, ``import`` time (``servegen_core.sources.pool`` with Polars and NumPy) and
 ``load_pool`` time are measured separately with ``time.perf_counter``; interpreter start is
 excluded. The CPU time of the load (``time.process_time``, all threads) is printed too: on a
 shared machine it shows the cost without the waiting for a core. Peak RSS is the subprocess's ``ru_maxrss`` from ``os.wait4``. Each measurement is
@@ -34,7 +34,7 @@ from pathlib import Path
 CHILD = r"""
 import json, sys, time
 t0 = time.perf_counter()
-from servegen_core.pool import load_pool
+from servegen_core.sources.pool import load_pool
 t1 = time.perf_counter()
 c1 = time.process_time()
 pool = load_pool(sys.argv[1], sys.argv[2], cache_dir=sys.argv[3])
@@ -104,7 +104,7 @@ def bench_model(data_dir: Path, model: str, repeat: int) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from servegen_core.pool import list_models
+    from servegen_core.sources.pool import list_models
     from servegen_core.paths import shared_data_dir
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])

@@ -31,9 +31,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from characterize import peak_rss_mb, synthetic_trace  # noqa: E402
 
-from servegen_core import multimodal, reasoning, summary  # noqa: E402
+from servegen_core.characterize import multimodal, reasoning
+
+from servegen_core import summary  # noqa: E402
 from servegen_core.paths import shared_data_dir  # noqa: E402
-from servegen_core.pool import load_pool  # noqa: E402
+from servegen_core.sources.pool import load_pool  # noqa: E402
 
 CASES = [
     ("multimodal.modality_shares", lambda s: multimodal.modality_shares(s)),

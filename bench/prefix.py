@@ -3,13 +3,13 @@
 Two inputs:
 
 * the Mooncake trace (``traces/mooncake_synthetic_trace.jsonl`` of the shared data, 3,993
-  requests, 121,877 block accesses): every function of :mod:`servegen_core.prefix`;
+  requests, 121,877 block accesses): every function of :mod:`servegen_core.characterize.prefix`;
 * a synthetic trace of ``--accesses`` block accesses (default 3,000,000): requests of 1–60
   blocks whose first blocks come, with probability 0.6, from one of 2,000 shared prefixes
   chosen Zipf-like, the rest fresh ids (seeded; built once, untimed). Timed:
-  :func:`~servegen_core.prefix.lru_hit_ratio`, the bare
-  :func:`~servegen_core.prefix.stack_distances` on a Zipf key stream of the same length,
-  :func:`~servegen_core.prefix.block_reuse` and :func:`~servegen_core.prefix.prefix_report`.
+  :func:`~servegen_core.characterize.prefix.lru_hit_ratio`, the bare
+  :func:`~servegen_core.characterize.prefix.stack_distances` on a Zipf key stream of the same length,
+  :func:`~servegen_core.characterize.prefix.block_reuse` and :func:`~servegen_core.characterize.prefix.prefix_report`.
 
 Each case runs ``--repeat`` times; the median is printed (seconds), with peak RSS at the end.
 
@@ -29,9 +29,9 @@ import time
 import numpy as np
 import polars as pl
 
-from servegen_core import prefix
+from servegen_core.characterize import prefix
 from servegen_core.paths import shared_data_dir
-from servegen_core.traces import load_trace
+from servegen_core.sources.traces import load_trace
 
 
 def synthetic_trace(accesses: int, *, seed: int = 0) -> pl.DataFrame:

@@ -11,9 +11,9 @@ wall times are printed:
     the same spec with 20 system prompts per client (60 % of sessions, Zipf 1) and sessions
     (geometric, mean 3 turns, 60 s think time);
 ``hash_ids 16 / 512``
-    :func:`servegen_core.sessions.hash_ids` of every request at 16 and 512 tokens per block;
+    :func:`servegen_core.generate.sessions.hash_ids` of every request at 16 and 512 tokens per block;
 ``export mooncake / vllm``
-    :func:`servegen_core.export.export_trace` of the prefix workload (AIPerf conversations
+    :func:`servegen_core.export.formats.export_trace` of the prefix workload (AIPerf conversations
     with 512-token blocks; vLLM timed_trace with 16-token blocks), to a temporary folder.
 
 Usage::
@@ -30,11 +30,11 @@ import tempfile
 import time
 from pathlib import Path
 
-from servegen_core.compose import compose
-from servegen_core.export import export_trace
-from servegen_core.pool import load_pool
+from servegen_core.generate.compose import compose
+from servegen_core.export.formats import export_trace
+from servegen_core.sources.pool import load_pool
 from servegen_core.paths import shared_data_dir
-from servegen_core.sessions import hash_ids
+from servegen_core.generate.sessions import hash_ids
 from servegen_core.spec import (
     ClientSelection,
     ConstantRate,

@@ -11,12 +11,12 @@
 ``gap``
     language/m-large from 18:00 of day 0 (``start_s=64800``) for ``--gap-hours`` hours at the
     observed rates x ``--factor``, llama-3-8b on an A10G, p99 TTFT <= 2 s: the replicas the
-    realistic workload and each naive baseline (:data:`servegen_core.serving.ALL_BASELINES`)
+    realistic workload and each naive baseline (:data:`servegen_core.serve.simulate.ALL_BASELINES`)
     need, and the under-provisioning of each.
 
 ``traces``
     the Azure conversation trace (as recorded and 8 times faster) and the Mooncake trace
-    against their Poisson baselines (:func:`servegen_core.serving.compare_trace`).
+    against their Poisson baselines (:func:`servegen_core.serve.simulate.compare_trace`).
 
 Usage::
 
@@ -32,8 +32,8 @@ import resource
 import statistics
 import time
 
-from servegen_core import serving
-from servegen_core.compose import compose, load_source
+from servegen_core.serve import simulate as serving
+from servegen_core.generate.compose import compose, load_source
 from servegen_core.paths import shared_data_dir
 from servegen_core.spec import ObservedRate, ServeGenSource, Span, WorkloadSpec
 
@@ -97,7 +97,7 @@ def traces() -> None:
     """Raw traces against their Poisson baselines (same requests, same count per 600 s window)."""
     import polars as pl
 
-    from servegen_core.traces import load_trace
+    from servegen_core.sources.traces import load_trace
 
     folder = shared_data_dir() / "traces"
     cases = [

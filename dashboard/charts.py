@@ -172,7 +172,7 @@ def length_distribution(
 ) -> go.Figure:
     """Length distribution with fitted curves: CDF on a log x axis (left), tail on log-log axes (right).
 
-    ``pdf``: ``value, prob, cdf`` (:func:`servegen_core.lengths.length_pdf`); ``curves``:
+    ``pdf``: ``value, prob, cdf`` (:func:`servegen_core.characterize.lengths.length_pdf`); ``curves``:
     ``family, x, pdf, cdf`` and ``fits``: ``family, ks, best`` (a :class:`LengthFit`). The
     tail panel shows the share of requests longer than x (``1 - CDF``), where a Pareto tail
     is a straight line.
@@ -278,7 +278,7 @@ def length_distribution(
 def percentile_bands(windows: pl.DataFrame, *, field: str) -> go.Figure:
     """Mean and p50/p90/p99 of a length field per window over time (log y).
 
-    ``windows``: ``start_s, mean, p50, p90, p99`` (:class:`servegen_core.lengths.LengthShift`).
+    ``windows``: ``start_s, mean, p50, p90, p99`` (:class:`servegen_core.characterize.lengths.LengthShift`).
     """
     label = field_label(field)
     x, when, unit, span = _times(windows["start_s"])
@@ -305,7 +305,7 @@ def percentile_bands(windows: pl.DataFrame, *, field: str) -> go.Figure:
 def client_means(frame: pl.DataFrame, *, field: str) -> go.Figure:
     """Per-client mean length against the client's request volume (log-log).
 
-    ``frame``: ``client_id, requests, mean, p50, p90`` (:func:`servegen_core.lengths.client_length_means`).
+    ``frame``: ``client_id, requests, mean, p50, p90`` (:func:`servegen_core.characterize.lengths.client_length_means`).
     """
     label = field_label(field)
     fig = go.Figure(
@@ -371,7 +371,7 @@ def rate_over_time(
     origin: str = "source start",
     color: str = COLORS[0],
 ) -> go.Figure:
-    """Aggregate rate per bin over time: ``start_s, requests, rate_rps`` (:func:`servegen_core.rates.rate_series`)."""
+    """Aggregate rate per bin over time: ``start_s, requests, rate_rps`` (:func:`servegen_core.characterize.rates.rate_series`)."""
     x, when, unit, span = _times(series["start_s"])
     fig = go.Figure(
         go.Scatter(
@@ -483,7 +483,7 @@ def stacked_rate(series: pl.DataFrame, *, resolution_s: float) -> go.Figure:
 def client_activity(series: pl.DataFrame, *, resolution_s: float, span: tuple[float, float] | None = None) -> go.Figure:
     """Rate of each chosen client over the whole source, one line each, the workload span shaded.
 
-    ``series``: :func:`servegen_core.rates.top_k_series` of the chosen clients
+    ``series``: :func:`servegen_core.characterize.rates.top_k_series` of the chosen clients
     (``start_s, group, rate_rps``; group ``"rest"`` sums the clients not drawn one by one).
     """
     groups = series["group"].unique(maintain_order=True).to_list()
@@ -611,7 +611,7 @@ def lorenz_curve(frame: pl.DataFrame, *, gini: float | None = None) -> go.Figure
 def cv_cdf(frame: pl.DataFrame, *, title: str = "CDF of the inter-arrival CV per window") -> go.Figure:
     """Unweighted and rate-weighted CDF of the window CV with the CV = 1 (Poisson) line.
 
-    ``frame``: ``cv, cdf, cdf_weighted`` (:func:`servegen_core.arrivals.cv_cdf`).
+    ``frame``: ``cv, cdf, cdf_weighted`` (:func:`servegen_core.characterize.arrivals.cv_cdf`).
     """
     fig = go.Figure()
     cv = frame["cv"].to_numpy()
@@ -935,9 +935,9 @@ def reason_ratio_histogram(
 ) -> go.Figure:
     """Reason ratio distribution (``reason_ratio, prob``) with the two fitted modes marked.
 
-    ``components``: ``component, mu, sigma, weight`` (:class:`servegen_core.reasoning.Bimodality`);
+    ``components``: ``component, mu, sigma, weight`` (:class:`servegen_core.characterize.reasoning.Bimodality`);
     each fitted Gaussian is drawn as probability per bin (density × ``bin_width``). With
-    ``modes`` (the mixture's own maxima, :func:`servegen_core.reasoning.compare_modes`) the
+    ``modes`` (the mixture's own maxima, :func:`servegen_core.characterize.reasoning.compare_modes`) the
     mixture is drawn too, its modes are marked on it and the dashed lines stand at them
     (otherwise at the components' means).
     """
@@ -1080,7 +1080,7 @@ def bimodality_by_client(per_client: pl.DataFrame, *, threshold: float, on: str 
 def rate_plan(curve: pl.DataFrame) -> go.Figure:
     """The workload's rate function as generation uses it: ``t_s, target_rps, composed_rps``.
 
-    ``curve``: :func:`servegen_core.compose.rate_curve` (a fine grid with both sides of every
+    ``curve``: :func:`servegen_core.generate.compose.rate_curve` (a fine grid with both sides of every
     step), drawn as lines through its points, so a ramp is a ramp and a step is a step. The
     composed rate is below the target only where no composed client was active.
     """
@@ -1220,7 +1220,7 @@ def lru_hit_ratio_curve(
     frame: pl.DataFrame, *, max_hit_ratio: float, block_tokens: int, kv_bytes_per_token: float | None = None, model: str = ""
 ) -> go.Figure:
     """Hit ratio of an LRU prefix cache vs its capacity: ``capacity_blocks, capacity_tokens, hit_ratio``
-    (:func:`servegen_core.prefix.lru_hit_ratio`), with the unbounded cache's ratio as a reference line.
+    (:func:`servegen_core.characterize.prefix.lru_hit_ratio`), with the unbounded cache's ratio as a reference line.
 
     With ``kv_bytes_per_token`` (a ``model``'s KV cache bytes per token) the x axis is the cache
     size in GB of KV cache (10^9 bytes), blocks and tokens in the hover; otherwise in blocks.
@@ -1255,7 +1255,7 @@ def lru_hit_ratio_curve(
 
 
 def prefix_depth_histogram(histogram: pl.DataFrame) -> go.Figure:
-    """Requests by shared-prefix depth: ``depth_blocks, requests, share`` (:func:`servegen_core.prefix.prefix_depth`)."""
+    """Requests by shared-prefix depth: ``depth_blocks, requests, share`` (:func:`servegen_core.characterize.prefix.prefix_depth`)."""
     fig = go.Figure(
         go.Bar(
             x=histogram["depth_blocks"].to_numpy(),
@@ -1315,7 +1315,7 @@ def client_reuse(per_client: pl.DataFrame, *, limit: int = 30) -> go.Figure:
 
 
 def session_turns(turn_counts: pl.DataFrame) -> go.Figure:
-    """Sessions by number of turns: ``turns, sessions, share`` (:func:`servegen_core.prefix.sessions`)."""
+    """Sessions by number of turns: ``turns, sessions, share`` (:func:`servegen_core.characterize.prefix.sessions`)."""
     fig = go.Figure(
         go.Bar(
             x=turn_counts["turns"].to_numpy(),
@@ -1374,7 +1374,7 @@ def provisioning_curves(
     answers: Mapping[str, int | None] | None = None,
 ) -> go.Figure:
     """Latency vs replica count, one line per workload: ``workload, replicas, <metric>``
-    (:attr:`servegen_core.serving.Comparison.curves`), the SLO as a dashed line and each
+    (:attr:`servegen_core.serve.simulate.Comparison.curves`), the SLO as a dashed line and each
     workload's answer (the smallest count meeting the SLO) as a larger marker."""
     label = LATENCY_LABELS.get(metric, metric)
     fig = go.Figure()
@@ -1406,7 +1406,7 @@ def provisioning_curves(
 
 
 def fleet_timeline(frame: pl.DataFrame, *, replicas: int, bin_s: float) -> go.Figure:
-    """Batch size and KV-cache use over time across replicas (:meth:`servegen_core.serving.SimResult.fleet_timeline`):
+    """Batch size and KV-cache use over time across replicas (:meth:`servegen_core.serve.simulate.SimResult.fleet_timeline`):
     mean and busiest replica per bin."""
     x, when, unit, span = _times(frame["t_s"])
     fig = make_subplots(rows=2, cols=1, shared_xaxes=True, vertical_spacing=0.08)

@@ -5,7 +5,7 @@ sessions), and the Preview page's prefix reuse of the generated workload (:func:
 :class:`~servegen_core.spec.PrefixSpec` its widgets set (None when prefix modelling is off).
 The widgets edit the ``default`` profile; per-client profiles of a restored spec are kept.
 A raw trace with ``hash_ids`` offers "Fit from this trace", which fills the widgets from
-:func:`servegen_core.sessions.fit_prefix` on the sidebar's view of the trace.
+:func:`servegen_core.generate.sessions.fit_prefix` on the sidebar's view of the trace.
 
 Widget keys start with ``cmp_px_``. Values are set before the widgets exist (a fit runs in the
 button's callback; a restored spec's prefix is applied the first time the page sees it).
@@ -21,8 +21,8 @@ import streamlit as st
 import charts
 import state
 from plaintext import md
-from servegen_core import prefix as characterize
-from servegen_core.sessions import fit_prefix
+from servegen_core.characterize import prefix as characterize
+from servegen_core.generate.sessions import fit_prefix
 from servegen_core.spec import MAX_PROMPTS, MAX_TURNS, PrefixProfile, PrefixSpec, Sessions, SystemPrompts, WorkloadSpec
 
 #: Session key of a fit's message (shown once).
@@ -141,7 +141,7 @@ def prefix_section(view: state.View, template: WorkloadSpec | None) -> PrefixSpe
             )
             f2.button(
                 "Fit from this trace", key="cmp_px_fit", on_click=_fit, args=(view, int(block)),
-                help="Measure prompt sharing and sessions of the trace in the sidebar's span (servegen_core.sessions.fit_prefix).",
+                help="Measure prompt sharing and sessions of the trace in the sidebar's span (servegen_core.generate.sessions.fit_prefix).",
             )
         note = st.session_state.pop(_NOTE, None)
         if note is not None:
@@ -235,7 +235,7 @@ def _source_report(trace: pl.DataFrame, start_s: float, end_s: float, clients: t
 
 def preview_reuse(spec: WorkloadSpec, made: Any, view: state.View) -> None:
     """Preview: the generated workload's block reuse and LRU prefix-cache curve (one
-    :func:`servegen_core.prefix.prefix_report` call on ``made.trace``), when ``spec`` has a
+    :func:`servegen_core.characterize.prefix.prefix_report` call on ``made.trace``), when ``spec`` has a
     ``prefix`` section. When the sidebar shows the spec's source and it is a trace with
     ``hash_ids``, the source's reuse over the same span and clients is shown beside it."""
     if spec.prefix is None:

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import streamlit as st
 
-from servegen_core.pool import client_sort_key
+from servegen_core.sources.pool import client_sort_key
 from servegen_core.spec import ClientSelection
 
 _KEY = "selection"

@@ -33,13 +33,13 @@ from typing import Any
 import polars as pl
 import streamlit as st
 
-from servegen_core.compose import NAIVE_KINDS as _NAIVE_KINDS
-from servegen_core.compose import ComposePlan, Workload, plan_workload
-from servegen_core.compose import compose as compose_workload
-from servegen_core.compose import load_source as load_spec_source
-from servegen_core.demo import DEMO_LABEL
+from servegen_core.generate.compose import NAIVE_KINDS as _NAIVE_KINDS
+from servegen_core.generate.compose import ComposePlan, Workload, plan_workload
+from servegen_core.generate.compose import compose as compose_workload
+from servegen_core.generate.compose import load_source as load_spec_source
+from servegen_core.sources.demo import DEMO_LABEL
 from servegen_core.errors import ServeGenError, SpecError
-from servegen_core.export import FORMATS, export_trace, spec_sidecar_path
+from servegen_core.export.formats import FORMATS, export_trace, spec_sidecar_path
 from servegen_core.limits import MAX_SPAN_ENV, max_span_s
 from servegen_core.paths import (
     DATA_ROOTS_ENV,
@@ -53,12 +53,12 @@ from servegen_core.paths import (
     shared_data_dir,
     write_atomic,
 )
-from servegen_core.pool import ClientPool, client_sort_key, expected_requests, list_models, load_pool
+from servegen_core.sources.pool import ClientPool, client_sort_key, expected_requests, list_models, load_pool
 from servegen_core.result import Result
 from servegen_core.schema import has_columns
 from servegen_core.spec import ClientSelection, ServeGenSource, Span, TraceSource, WorkloadSpec
-from servegen_core.traces import PRESETS, TIME_UNITS, load_trace, trace_columns
-from servegen_core.validate import ValidationReport, validate
+from servegen_core.sources.traces import PRESETS, TIME_UNITS, load_trace, trace_columns
+from servegen_core.generate.validate import ValidationReport, validate
 
 import selection as picks
 import specstate
@@ -251,7 +251,7 @@ Selection = picks.Selection
 
 @st.cache_resource(show_spinner=False, max_entries=6)
 def cached_pool(data_dir: str, model: str) -> ClientPool:
-    """:func:`servegen_core.pool.load_pool`, once per (folder, model)."""
+    """:func:`servegen_core.sources.pool.load_pool`, once per (folder, model)."""
     return load_pool(data_dir, model)
 
 
@@ -264,7 +264,7 @@ def cached_trace(
     client_column: str | None,
     mtime_ns: int,
 ) -> tuple[pl.DataFrame, tuple[str, ...], str, datetime.datetime | None]:
-    """:func:`servegen_core.traces.load_trace`, once per (file, options, modification time)."""
+    """:func:`servegen_core.sources.traces.load_trace`, once per (file, options, modification time)."""
     loaded = load_trace(
         path,
         preset=preset,
@@ -606,7 +606,7 @@ NO_CLIENT_COLUMN = "(none)"
 
 @st.cache_data(show_spinner=False, max_entries=32)
 def file_columns(path: str, mtime_ns: int) -> list[str]:
-    """:func:`servegen_core.traces.trace_columns` (header only), once per file version."""
+    """:func:`servegen_core.sources.traces.trace_columns` (header only), once per file version."""
     return trace_columns(path)
 
 
@@ -852,7 +852,7 @@ def choose_source() -> Source | None:
     if kind == "demo":
         options = _demo_options()
         if not options:
-            st.error(md(f"the {DEMO_LABEL} is missing from {demo_data_dir()} (rebuild it: python -m servegen_core.demo)"))
+            st.error(md(f"the {DEMO_LABEL} is missing from {demo_data_dir()} (rebuild it: python -m servegen_core.sources.demo)"))
             return None
         option = st.selectbox("Demo model", options, key="src_demo", persist_state="session")
         return _demo_source(option)
@@ -1104,17 +1104,17 @@ def _compose(spec: WorkloadSpec, *, pool: ClientPool) -> Workload:
 
 
 def plan(spec: WorkloadSpec, pool: ClientPool) -> ComposePlan | None:
-    """:func:`servegen_core.compose.plan_workload`, cached on the spec."""
+    """:func:`servegen_core.generate.compose.plan_workload`, cached on the spec."""
     return run(_plan, spec, key=spec, unhashed={"pool": pool}, spinner="Planning the workload…")
 
 
 def workload(spec: WorkloadSpec, pool: ClientPool) -> Workload | None:
-    """:func:`servegen_core.compose.compose`, cached on the spec."""
+    """:func:`servegen_core.generate.compose.compose`, cached on the spec."""
     return run(_compose, spec, key=spec, unhashed={"pool": pool}, heavy=True, spinner="Composing the workload…")
 
 
 def report(spec: WorkloadSpec, pool: ClientPool) -> ValidationReport | None:
-    """:func:`servegen_core.validate.validate` of the spec's workload, cached on the spec."""
+    """:func:`servegen_core.generate.validate.validate` of the spec's workload, cached on the spec."""
     made = workload(spec, pool)
     if made is None:
         return None
@@ -1152,7 +1152,7 @@ def set_spec(view: View, spec: WorkloadSpec, *, naive: str | None) -> None:
     st.session_state["naive"] = naive
 
 
-#: Naive baselines offered (:func:`servegen_core.compose.naive_spec` kinds) and how they read.
+#: Naive baselines offered (:func:`servegen_core.generate.compose.naive_spec` kinds) and how they read.
 NAIVE_KINDS = _NAIVE_KINDS
 NAIVE_LABELS = {
     "poisson": "Poisson arrivals only",
@@ -1196,7 +1196,7 @@ def export_name(fmt: str) -> str:
 def export_bytes(spec: WorkloadSpec, fmt: str, *, pool: ClientPool) -> tuple[bytes, str, tuple[str, ...]]:
     """The workload of ``spec`` as a file in format ``fmt``: its bytes, file name and dropped columns.
 
-    Written with :func:`servegen_core.export.export_trace` into a temporary folder (which is
+    Written with :func:`servegen_core.export.formats.export_trace` into a temporary folder (which is
     removed), so the bytes are exactly what the CLI writes. Parquet is one file.
     """
     made = compose_workload(spec, pool=pool)

@@ -3,7 +3,7 @@
 # the Python packages into .venv, Debian's Chromium for the browser tests when it is missing,
 # AIPerf into .venv-aiperf (requirements-replay.txt) for the replay test when it is missing.
 # The shared reference data must sit at ../shared/data (or $SERVEGEN_SHARED_DATA); its absence fails the tests.
-# Extra arguments go to pytest, e.g. scripts/test.sh tests/test_pool.py -x
+# Extra arguments go to pytest, e.g. scripts/test.sh tests/sources/test_pool.py -x
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 bash "$ROOT/scripts/setup.sh"

@@ -14,7 +14,7 @@ effect without a restart) or, where a function takes it, a keyword argument.
 - requests of a workload composed in memory: ``$SERVEGEN_MAX_REQUESTS_MEMORY`` (default
   20,000,000, about 100 bytes each);
 - time bins of a rate series: :data:`MAX_TIME_BINS`, client x bin cells :data:`MAX_BIN_CELLS`;
-- serving simulation (:mod:`servegen_core.serving`): replicas :data:`MAX_REPLICAS`, GPUs per
+- serving simulation (:mod:`servegen_core.serve.simulate`): replicas :data:`MAX_REPLICAS`, GPUs per
   replica :data:`MAX_TENSOR_PARALLEL`, running sequences per replica :data:`MAX_NUM_SEQS`,
   tokens per iteration :data:`MAX_BATCHED_TOKENS`, worker processes :func:`max_workers`
   (4 x the machine's CPU count); size of a cost-model calibration file

@@ -1,6 +1,6 @@
 """Arrival patterns of one client-window: stationary point patterns with an exact count.
 
-:mod:`servegen_core.compose` generates a client-window in *operational time*: the client's
+:mod:`servegen_core.generate.compose` generates a client-window in *operational time*: the client's
 cumulative target rate ``Lambda(t)`` maps real time onto ``[0, L)``, ``L = Lambda(end) -
 Lambda(start)`` being the window's target request count. The count is ``n``: ``L`` rounded down
 or up at random so that its expectation is ``L`` (the source recorded how many requests each

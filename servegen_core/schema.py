@@ -45,14 +45,14 @@ OPTIONAL: dict[str, pl.DataType] = {
 
 SCHEMA: dict[str, pl.DataType] = {**REQUIRED, **OPTIONAL}
 
-#: Columns of a workload composed with a prefix model (:mod:`servegen_core.sessions`):
+#: Columns of a workload composed with a prefix model (:mod:`servegen_core.generate.sessions`):
 #: ``session_id`` (null where the client has no sessions), ``turn_index`` (0 for a session's
 #: first turn), and the request's prompt as segments: ``segment_ids[i]`` names a piece of
 #: content of which the request holds the first ``segment_tokens[i]`` tokens, in prompt
 #: order (``sum(segment_tokens) == input_tokens``). Two requests share exactly the tokens of
 #: their common leading segments (a segment with the same id but different lengths is shared
 #: up to the shorter length, and nothing after it). ``hash_ids`` at any block size are derived
-#: from them by :func:`servegen_core.sessions.hash_ids`.
+#: from them by :func:`servegen_core.generate.sessions.hash_ids`.
 PREFIX_COLUMNS: tuple[str, ...] = ("session_id", "turn_index", "segment_ids", "segment_tokens")
 
 #: Token-count columns: integers, never negative, never null where present.

@@ -23,8 +23,8 @@ def sources() -> list[Path]:
 def test_core_imports_without_streamlit_or_plotly():
     code = (
         "import sys, servegen_core, servegen_core.cli\n"
-        "import servegen_core.arrivals, servegen_core.rates, servegen_core.lengths\n"
-        "import servegen_core.multimodal, servegen_core.reasoning, servegen_core.demo\n"
+        "import servegen_core.characterize.arrivals, servegen_core.characterize.rates, servegen_core.characterize.lengths\n"
+        "import servegen_core.characterize.multimodal, servegen_core.characterize.reasoning, servegen_core.sources.demo\n"
         "bad = [m for m in ('streamlit', 'plotly') if m in sys.modules]\n"
         "assert not bad, bad\n"
     )
@@ -80,7 +80,7 @@ def test_randomness_only_through_explicit_generators():
 
 
 def test_submodule_names_are_modules():
-    """``servegen_core.compose`` and ``.validate`` are the modules, whatever was imported first."""
+    """``servegen_core.generate.compose`` and ``.validate`` are the modules, whatever was imported first."""
     code = (
         "import types\n"
         "from servegen_core import WorkloadSpec, load_pool\n"
@@ -88,6 +88,6 @@ def test_submodule_names_are_modules():
         "assert isinstance(compose, types.ModuleType), compose\n"
         "assert isinstance(validate, types.ModuleType), validate\n"
         "import servegen_core\n"
-        "assert isinstance(servegen_core.compose, types.ModuleType)\n"
+        "assert isinstance(servegen_core.generate.compose, types.ModuleType)\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)

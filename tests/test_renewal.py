@@ -17,9 +17,9 @@ import pytest
 from polars.testing import assert_frame_equal
 from scipy.special import gammaln
 
-from servegen_core import compose as compose_mod
-from servegen_core.compose import ConstantRate, ServeGenSource, Span, WorkloadSpec, compose, iter_compose, plan_workload
-from servegen_core.pool import load_pool
+from servegen_core.generate import compose as compose_mod
+from servegen_core.generate.compose import ConstantRate, ServeGenSource, Span, WorkloadSpec, compose, iter_compose, plan_workload
+from servegen_core.sources.pool import load_pool
 from servegen_core.renewal import (
     GAMMA,
     SAMPLE_CV_SIZES,
@@ -195,8 +195,8 @@ def test_explicit_exclusion_still_drops_clients_without_lengths(servegen_dir: Pa
 
 
 def test_a_poisson_baseline_of_a_bursty_source_fails_the_burstiness_checks(servegen_dir: Path, mlarge, evening):
-    from servegen_core.compose import naive_spec
-    from servegen_core.validate import validate
+    from servegen_core.generate.compose import naive_spec
+    from servegen_core.generate.validate import validate
 
     burst = ("cv_ratio", "cv_ratio_tails", "interarrival_ks")
     real = validate(evening)
@@ -211,8 +211,8 @@ def test_a_poisson_baseline_of_a_bursty_source_fails_the_burstiness_checks(serve
 
 
 def test_empirical_arrivals_resample_each_windows_observed_gaps(traces_dir: Path):
-    from servegen_core.compose import TraceSource, load_source
-    from servegen_core.validate import validate
+    from servegen_core.generate.compose import TraceSource, load_source
+    from servegen_core.generate.validate import validate
 
     path = traces_dir / "AzureLLMInferenceTrace_conv.csv"
     spec = WorkloadSpec(TraceSource(str(path), "azure"), Span(0), arrivals="empirical", seed=1)

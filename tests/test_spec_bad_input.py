@@ -8,7 +8,7 @@ import math
 
 import pytest
 
-from servegen_core.compose import compose, iter_compose, plan_workload
+from servegen_core.generate.compose import compose, iter_compose, plan_workload
 from servegen_core.errors import LimitError, SpecError
 from servegen_core.limits import DASHBOARD_MAX_REQUESTS, DEFAULT_MAX_REQUESTS, DEFAULT_MAX_REQUESTS_MEMORY
 from servegen_core.spec import (

@@ -5,9 +5,8 @@ import streamlit as st
 import charts
 import state
 from plaintext import md
-from servegen_core import arrivals, rates
-from servegen_core import summary as summary_mod
-
+from servegen_core.characterize import arrivals, rates
+from servegen_core.characterize import summary as summary_mod
 ALL_CLIENTS = "all clients"
 #: client_summary columns plotted against each other.
 CLIENT_RATE = "mean_rate_rps"

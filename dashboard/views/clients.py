@@ -7,7 +7,7 @@ import charts
 import selection
 import state
 from plaintext import md
-from servegen_core.summary import client_summary, filter_clients
+from servegen_core.characterize.summary import client_summary, filter_clients
 
 view = state.page_header("Clients")
 summary = state.compute(client_summary)

@@ -11,9 +11,9 @@ import selection as picks
 import specstate
 import state
 from plaintext import md
-from servegen_core import rates
-from servegen_core.compose import rate_curve
-from servegen_core.pool import client_sort_key
+from servegen_core.characterize import rates
+from servegen_core.generate.compose import rate_curve
+from servegen_core.sources.pool import client_sort_key
 from servegen_core.spec import (
     ARRIVALS,
     LENGTHS,

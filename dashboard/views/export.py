@@ -4,7 +4,7 @@ import streamlit as st
 
 import state
 from plaintext import md
-from servegen_core.export import FORMATS, ChunkWriter, dropped_columns, export_block_size, spec_sidecar_path, usage_hint
+from servegen_core.export.formats import FORMATS, ChunkWriter, dropped_columns, export_block_size, spec_sidecar_path, usage_hint
 from servegen_core.paths import EXPORT_DIR_ENV, export_dir
 
 view = state.page_header("Export")

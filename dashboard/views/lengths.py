@@ -5,8 +5,7 @@ import streamlit as st
 import charts
 import state
 from plaintext import md
-from servegen_core import lengths
-
+from servegen_core.characterize import lengths
 view = state.page_header("Lengths")
 fields = [f for f in view.fields if f.endswith(("_tokens", "_count"))]
 if not fields:

@@ -5,8 +5,7 @@ import streamlit as st
 import charts
 import state
 from plaintext import md
-from servegen_core import multimodal
-
+from servegen_core.characterize import multimodal
 view = state.page_header("Multimodal")
 MEDIA_FIELDS = [f"{m}_{kind}" for m in multimodal.MODALITIES[1:] for kind in ("tokens", "count")]
 present = [f for f in MEDIA_FIELDS if f in view.fields]

@@ -5,8 +5,8 @@ import streamlit as st
 import charts
 import state
 from plaintext import md
-from servegen_core import hardware, prefix
-
+from servegen_core.serve import hardware
+from servegen_core.characterize import prefix
 view = state.page_header("Prefix reuse")
 if view.is_pool or not (view.has("hash_ids") or view.has(*prefix.SEGMENT_COLUMNS)):
     st.info(

@@ -7,9 +7,9 @@ import prefix_widgets
 import specstate
 import state
 from plaintext import md
-from servegen_core import arrivals, lengths, rates
-from servegen_core.compose import load_source as load_spec_source
-from servegen_core.compose import naive_spec
+from servegen_core.characterize import arrivals, lengths, rates
+from servegen_core.generate.compose import load_source as load_spec_source
+from servegen_core.generate.compose import naive_spec
 
 view = state.page_header("Preview")
 spec, pool, plan = state.spec_plan_or_stop(view)

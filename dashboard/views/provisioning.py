@@ -7,9 +7,9 @@ import streamlit as st
 import charts
 import state
 from plaintext import md
-from servegen_core import serving
+from servegen_core.serve import simulate as serving
 from servegen_core.errors import SpecError
-from servegen_core.hardware import GPUS, MODELS
+from servegen_core.serve.hardware import GPUS, MODELS
 
 #: Environment variable: the largest workload (requests) simulated on this page.
 MAX_SIM_ENV = "SERVEGEN_MAX_SIM_REQUESTS"

@@ -4,8 +4,7 @@ import streamlit as st
 
 import charts
 import state
-from servegen_core import rates
-
+from servegen_core.characterize import rates
 view = state.page_header("Rate shifts")
 
 c1, c2, c3 = st.columns(3)

@@ -5,8 +5,7 @@ import streamlit as st
 import charts
 import state
 from plaintext import md
-from servegen_core import reasoning
-
+from servegen_core.characterize import reasoning
 view = state.page_header("Reasoning")
 FIELDS = ("reason_ratio", "reasoning_tokens")
 if not any(view.has(f) for f in FIELDS):

@@ -12,13 +12,15 @@ import polars as pl
 import pytest
 from _dash import axis_title, horizontal_lines, title, trace_names, values, vertical_lines
 
-from servegen_core import arrivals, hardware, lengths, multimodal, prefix, rates, reasoning, serving
-from servegen_core.compose import compose, naive_spec, plan_workload, rate_curve
-from servegen_core.pool import load_pool
+from servegen_core.characterize import arrivals, lengths, multimodal, prefix, rates, reasoning
+
+from servegen_core.serve import hardware, simulate as serving
+from servegen_core.generate.compose import compose, naive_spec, plan_workload, rate_curve
+from servegen_core.sources.pool import load_pool
 from servegen_core.spec import ServeGenSource, Span, WorkloadSpec
-from servegen_core.summary import client_summary
-from servegen_core.traces import load_trace
-from servegen_core.validate import validate
+from servegen_core.characterize.summary import client_summary
+from servegen_core.sources.traces import load_trace
+from servegen_core.generate.validate import validate
 
 
 def fig_json(fig) -> dict:
@@ -179,7 +181,7 @@ def test_cv_cdf_has_both_curves_and_the_poisson_line(m_large):
 
 
 def test_cv_vs_rate_one_point_per_client_with_cv_1_line(m_large):
-    from servegen_core.summary import client_summary
+    from servegen_core.characterize.summary import client_summary
 
     summary = client_summary(m_large).frame.drop_nulls(["mean_rate_rps", "cv_rate_weighted"])
     fig = fig_json(charts.cv_vs_rate(summary, rate="mean_rate_rps", cv="cv_rate_weighted"))

@@ -15,16 +15,16 @@ import polars as pl
 import pytest
 from _dash import PAGES, Dashboard, horizontal_lines, plain, title, trace_names, values, vertical_lines
 
-from servegen_core import arrivals, rates
+from servegen_core.characterize import arrivals, rates
 from servegen_core.cli import main as cli_main
-from servegen_core.compose import compose, plan_workload
-from servegen_core.demo import DEMO_LABEL
+from servegen_core.generate.compose import compose, plan_workload
+from servegen_core.sources.demo import DEMO_LABEL
 from servegen_core.paths import demo_data_dir
-from servegen_core.pool import client_sort_key, expected_requests, load_pool
+from servegen_core.sources.pool import client_sort_key, expected_requests, load_pool
 from servegen_core.spec import ClientSelection, ConstantRate, ServeGenSource, Span, TraceSource, Weights, WorkloadSpec
-from servegen_core.summary import client_summary, filter_clients
-from servegen_core.traces import load_trace
-from servegen_core.validate import validate
+from servegen_core.characterize.summary import client_summary, filter_clients
+from servegen_core.sources.traces import load_trace
+from servegen_core.generate.validate import validate
 
 DEMO_POOLS = ("language/demo-chat", "multimodal/demo-vl", "reason/demo-r1")
 SHARED_POOLS = ("language/m-large", "multimodal/mm-image", "reason/deepseek-r1")

@@ -9,8 +9,10 @@ import numpy as np
 import pytest
 from _dash import Dashboard, axis_title, horizontal_lines, title, values
 
-from servegen_core import hardware, prefix
-from servegen_core.traces import load_trace
+from servegen_core.serve import hardware
+
+from servegen_core.characterize import prefix
+from servegen_core.sources.traces import load_trace
 
 
 @pytest.fixture(scope="module")
@@ -102,8 +104,8 @@ def test_prefix_charts_have_titles_and_units(mooncake):
 
 
 def test_a_composed_workload_is_characterized_from_its_prompt_segments(tmp_path):
-    from servegen_core.compose import compose
-    from servegen_core.export import export_trace
+    from servegen_core.generate.compose import compose
+    from servegen_core.export.formats import export_trace
     from servegen_core.spec import (
         ClientSelection, ConstantRate, PrefixProfile, PrefixSpec, ServeGenSource, Sessions, Span, SystemPrompts,
         WorkloadSpec,

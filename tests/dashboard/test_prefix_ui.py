@@ -7,9 +7,9 @@ import json
 import pytest
 from _dash import Dashboard
 
-from servegen_core.sessions import fit_prefix
+from servegen_core.generate.sessions import fit_prefix
 from servegen_core.spec import PrefixProfile, PrefixSpec, Sessions, SystemPrompts, WorkloadSpec
-from servegen_core.traces import load_trace
+from servegen_core.sources.traces import load_trace
 
 
 @pytest.fixture(scope="module")
@@ -118,8 +118,8 @@ def test_an_imported_prefix_section_sets_the_widgets_and_survives_edits():
 
 
 def test_export_page_names_only_the_columns_the_mooncake_export_drops(mooncake_path, tmp_path):
-    from servegen_core.compose import compose, load_source
-    from servegen_core.export import export_trace, usage_hint
+    from servegen_core.generate.compose import compose, load_source
+    from servegen_core.export.formats import export_trace, usage_hint
 
     d = Dashboard().trace(mooncake_path).open("compose")
     d.at.toggle(key="cmp_px_on").set_value(True).run()
@@ -148,8 +148,8 @@ def test_preview_shows_the_generated_workloads_reuse_and_lru_curve(mooncake_path
     import numpy as np
     from _dash import horizontal_lines, title, values
 
-    from servegen_core import prefix
-    from servegen_core.compose import compose, load_source
+    from servegen_core.characterize import prefix
+    from servegen_core.generate.compose import compose, load_source
 
     d = Dashboard().trace(mooncake_path).open("compose")
     d.at.button(key="cmp_px_fit").click().run()  # prompts fitted to the trace: the workload reuses blocks

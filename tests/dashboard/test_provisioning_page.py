@@ -8,10 +8,10 @@ import polars as pl
 import pytest
 from _dash import Dashboard, axis_title, horizontal_lines, plain, title, trace_names, values
 
-from servegen_core import serving
+from servegen_core.serve import simulate as serving
 from servegen_core.paths import demo_data_dir
-from servegen_core.pool import load_pool
-from servegen_core.traces import load_trace
+from servegen_core.sources.pool import load_pool
+from servegen_core.sources.traces import load_trace
 
 
 def test_trace_vs_poisson_matches_the_core(traces_dir):

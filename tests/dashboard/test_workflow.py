@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 from _dash import Dashboard, values
 
-from servegen_core.compose import plan_workload
+from servegen_core.generate.compose import plan_workload
 from servegen_core.paths import demo_data_dir
-from servegen_core.pool import client_sort_key, load_pool
+from servegen_core.sources.pool import client_sort_key, load_pool
 from servegen_core.spec import (
     ClientSelection,
     PiecewiseRate,
@@ -26,7 +26,7 @@ from servegen_core.spec import (
     Weights,
     WorkloadSpec,
 )
-from servegen_core.summary import client_summary, filter_clients
+from servegen_core.characterize.summary import client_summary, filter_clients
 
 
 def table_key(d: Dashboard) -> str:
@@ -431,8 +431,7 @@ def test_source_switch_validates_the_selection_and_the_field_choice():
 
 
 def test_overview_peak_is_the_peak_of_the_chart_beside_it(servegen_dir):
-    from servegen_core import rates
-
+    from servegen_core.characterize import rates
     d = Dashboard().servegen("language/m-large").open("overview")
     res = next(s for s in d.at.selectbox if s.label == "Bin length").value
     pool = load_pool(servegen_dir, "language/m-large")
@@ -443,7 +442,7 @@ def test_overview_peak_is_the_peak_of_the_chart_beside_it(servegen_dir):
     y = values(d.figure("ov_rate")["data"][0], "y")
     assert f"{y.max():,.1f}" == tile.value
     # the request count is not cut: a short form in the tile, every digit in its help
-    from servegen_core.pool import expected_requests
+    from servegen_core.sources.pool import expected_requests
 
     (req,) = [m for m in d.at.metric if m.label == "Requests"]
     n = expected_requests(pool)
@@ -455,8 +454,8 @@ def test_overview_peak_is_the_peak_of_the_chart_beside_it(servegen_dir):
 
 
 def test_a_wall_clock_trace_sets_the_hour_of_day_origin(traces_dir):
-    from servegen_core import rates
-    from servegen_core.traces import load_trace
+    from servegen_core.characterize import rates
+    from servegen_core.sources.traces import load_trace
 
     path = traces_dir / "AzureLLMInferenceTrace_conv.csv"
     d = Dashboard().trace(path).open("rate_shifts")
@@ -477,7 +476,7 @@ def test_a_wall_clock_trace_sets_the_hour_of_day_origin(traces_dir):
 
 
 def test_per_client_length_fits_beside_the_aggregate(servegen_dir):
-    from servegen_core.lengths import client_length_fits
+    from servegen_core.characterize.lengths import client_length_fits
 
     d = Dashboard().servegen("language/m-large").open("lengths")
     pool = load_pool(servegen_dir, "language/m-large")
@@ -512,7 +511,7 @@ def test_the_csv_of_a_chart_is_its_data():
 
     import state
 
-    from servegen_core.compose import rate_curve
+    from servegen_core.generate.compose import rate_curve
 
     d = Dashboard().open("compose")
     spec = d.at.session_state["spec"]
@@ -528,8 +527,8 @@ def test_the_csv_of_a_chart_is_its_data():
 
 
 def test_preview_compares_this_spec_with_an_earlier_one(demo_dir):
-    from servegen_core import rates
-    from servegen_core.compose import compose
+    from servegen_core.characterize import rates
+    from servegen_core.generate.compose import compose
 
     d = Dashboard().open("compose")
     earlier = d.at.session_state["spec"]
@@ -556,7 +555,7 @@ def test_preview_compares_this_spec_with_an_earlier_one(demo_dir):
 
 
 def test_the_mixture_modes_are_marked_and_a_mismatch_with_the_histogram_is_said(servegen_dir):
-    from servegen_core.reasoning import bimodality, compare_modes, reason_ratio_distribution
+    from servegen_core.characterize.reasoning import bimodality, compare_modes, reason_ratio_distribution
 
     d = Dashboard().servegen("reason/deepseek-r1").open("reasoning")
     pool = load_pool(servegen_dir, "reason/deepseek-r1")

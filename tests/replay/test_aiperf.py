@@ -1,7 +1,7 @@
 """Replay an exported workload through AIPerf against a local fake server and check what arrived.
 
 The workload: composed from a spec with a ``prefix`` section (shared system prompts and
-multi-turn sessions, :mod:`servegen_core.sessions`) over the top clients of ServeGen's
+multi-turn sessions, :mod:`servegen_core.generate.sessions`) over the top clients of ServeGen's
 m-large, time compressed, exported with ``export_trace(..., "mooncake",
 block_size=BLOCK_TOKENS)`` (sessions become AIPerf conversations: a turn that extends its
 previous turn's whole context is written as its new tokens only) and replayed with AIPerf's
@@ -61,9 +61,9 @@ import numpy as np
 import polars as pl
 import pytest
 
-from servegen_core import prefix
-from servegen_core.compose import compose
-from servegen_core.export import export_trace
+from servegen_core.characterize import prefix
+from servegen_core.generate.compose import compose
+from servegen_core.export.formats import export_trace
 from servegen_core.schema import validate_trace
 from servegen_core.spec import (
     ClientSelection,
@@ -184,7 +184,7 @@ class Replay:
 def _read_plan(path: Path) -> pl.DataFrame:
     """The exported file as a RequestTrace, in file order: exactly what AIPerf is asked to send.
 
-    Read with Polars: :func:`~servegen_core.traces.load_trace` would rebuild every turn's
+    Read with Polars: :func:`~servegen_core.sources.traces.load_trace` would rebuild every turn's
     whole prompt from its conversation.
     """
     raw = pl.read_ndjson(path, schema={"timestamp": pl.Int64, "input_length": pl.Int64, "output_length": pl.Int64,

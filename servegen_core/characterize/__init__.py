@@ -1,0 +1,1 @@
+"""characterize package."""

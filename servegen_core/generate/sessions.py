@@ -1,0 +1,826 @@
+"""Shared prompt prefixes and multi-turn sessions: the prefix stage of compose, hash ids, and fits.
+
+A spec with a ``prefix`` section (:class:`servegen_core.spec.PrefixSpec`) gives its composed
+workload four more columns (:data:`servegen_core.schema.PREFIX_COLUMNS`): ``session_id``,
+``turn_index`` and the prompt of every request as content segments, ``segment_ids`` and
+``segment_tokens``. Without the section nothing here runs and the workload is unchanged.
+
+How the prefix stage works (per generation unit, from the unit's own generator
+``np.random.default_rng([seed, w, 2, piece])`` (``w`` the arrival window, ``piece`` its part
+when compose cuts a busy window into units), so chunks do not change the result)
+----------------------------------------------------------------------------------
+1. Session starts. Compose generates the arrivals of every client-window as usual, with the
+   client's fitted arrival pattern, but its request counts are session starts: per client,
+   the starts of each window are chosen so that they plus the later turns of earlier and
+   current sessions landing in the window meet the window's target in expectation (a
+   lower-triangular system over the windows, with Gamma think times, solved forward; see
+   :func:`_start_counts`). So session starts keep the client's arrival pattern (CV) and the
+   workload follows the rate function window by window: the first window gets more starts
+   (no session began before the span), windows near the end fewer turns per start (turns
+   after the span end are dropped).
+2. System prompts. A session uses one of its client's ``count`` prompts with probability
+   ``request_share``, prompt ``i`` with probability proportional to ``i ** -zipf_s``.
+   Requests that use the same prompt get input lengths close to each other: inside a
+   (client, window), the drawn length rows are handed out in the order of a key that is the
+   prompt's own uniform number (derived from seed, client and prompt) for prompted
+   sessions and a fresh one otherwise. This only permutes the window's draws, so every
+   length marginal (and the input/output copula) is exactly the one compose drew.
+3. Sessions. A session has ``T`` turns (the client's turn distribution); turn ``j >= 1``
+   arrives a Gamma think time after turn ``j - 1``'s arrival (the think time includes the
+   previous turn's response time: no server is modeled). The ``T - 1`` further turns draw
+   their lengths from the start's client-window tables (each field by inverse CDF from
+   its own uniforms); the session's ``T`` input lengths are then sorted, smallest first,
+   so the input marginal is still the client's PDF. Turn ``j``'s prompt is the previous
+   turn's prompt, then the previous turn's output, then its own new tokens: it shares
+   ``h_j = min(x_{j-1} + o_{j-1}, x_j - 1)`` tokens with that context (at least one new
+   token). Where the drawn ``x_j`` is shorter than the previous context plus output
+   (``h_j < x_{j-1} + o_{j-1}``), the turn keeps the first ``h_j`` tokens of that context,
+   as a client that cuts its history would.
+4. Segments. The prompt's first ``s = min(tokens, max(0, x_0 - unique_tokens))`` tokens
+   are the prompt segment (``tokens`` infinite for ``"input"``); every turn's new tokens
+   and every output are a segment of their own. A segment id is a 63-bit hash of what the
+   segment is (prompt: seed, client, prompt index; turn content: seed, window, the start's
+   ordinal in its window, slot), so ids do not depend on chunking.
+
+Block ids (:func:`hash_ids`) at any block size ``B``: block ``k`` of a request covers tokens
+``[kB, min((k+1)B, x))``; its id is a hash of (the id of the segment holding its last token,
+the block's end offset). A segment id fixes everything before the segment, so two requests
+that share exactly their first ``X`` tokens share exactly their first ``floor(X / B)`` blocks
+(and, when both are the same ``X`` tokens long, the last partial block too).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Callable, Iterable, Iterator
+from typing import TYPE_CHECKING
+
+import numpy as np
+import polars as pl
+from scipy.special import gammainc
+
+from servegen_core.errors import SpecError
+from servegen_core.schema import PREFIX_COLUMNS, SCHEMA
+from servegen_core.spec import MAX_PROMPTS, MAX_TURNS, PrefixProfile, PrefixSpec, Sessions, SystemPrompts
+
+if TYPE_CHECKING:
+    from servegen_core.generate.compose import ComposePlan
+
+__all__ = [
+    "PREFIX_COLUMNS",
+    "block_keys",
+    "fit_prefix",
+    "hash_ids",
+    "prefix_depth",
+    "prepare",
+    "session_chunks",
+]
+
+
+_M1 = np.uint64(0x9E3779B97F4A7C15)
+_M2 = np.uint64(0xBF58476D1CE4E5B9)
+_M3 = np.uint64(0x94D049BB133111EB)
+_TAG_PROMPT, _TAG_TURN, _TAG_BLOCK, _TAG_KEY, _TAG_DELTA = 1, 2, 3, 4, 5
+#: Points per window over which a start's expected turns landing in each window are averaged.
+_EDGE_POINTS = 16
+
+
+# --------------------------------------------------------------------------------------------
+# Hashing (splitmix64, vectorized; uint64 arithmetic wraps by design)
+# --------------------------------------------------------------------------------------------
+
+
+def _splitmix(x: np.ndarray) -> np.ndarray:
+    with np.errstate(over="ignore"):
+        z = x + _M1
+        z = (z ^ (z >> np.uint64(30))) * _M2
+        z = (z ^ (z >> np.uint64(27))) * _M3
+    return z ^ (z >> np.uint64(31))
+
+
+def _hash(tag: int, *parts: np.ndarray | int) -> np.ndarray:
+    """A uint64 hash of ``tag`` and the integer arrays ``parts`` (broadcast together)."""
+    arrays = [np.asarray(p).astype(np.int64).astype(np.uint64) for p in parts]
+    shape = np.broadcast_shapes(*(a.shape for a in arrays)) if arrays else ()
+    h = np.full(shape, np.uint64(tag), dtype=np.uint64)
+    for a in arrays:
+        h = _splitmix(h ^ _splitmix(a))
+    return h
+
+
+def _id63(h: np.ndarray) -> np.ndarray:
+    return (h >> np.uint64(1)).astype(np.int64)
+
+
+# --------------------------------------------------------------------------------------------
+# Plan preparation
+# --------------------------------------------------------------------------------------------
+
+
+def _profiles(spec: PrefixSpec, names: list[str], known: set[str]) -> list[PrefixProfile]:
+    for cid, _prof in spec.clients:
+        if cid not in known:
+            raise SpecError(f"prefix.clients.{cid}", f"unknown client id {cid!r} in the source")
+    return [spec.profile(c) for c in names]
+
+
+def _start_counts(sess: Sessions, t0: np.ndarray, d: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """Expected session starts per client-window (rows in time order) such that starts plus
+    the later turns that land in each window meet that window's ``target`` requests.
+
+    ``A[k, j]``, the expected turns that a start placed uniformly in window ``j`` puts in
+    window ``k`` (1 for the start itself when ``k = j``, plus ``sum_m P(T > m)
+    P(t + S_m in window k)`` with ``S_m`` Gamma, averaged over points of window ``j``), is
+    lower triangular; the starts solve ``A s = target`` by forward substitution (clipped at
+    0 where the target falls faster than earlier sessions' turns fade). Turns past the span
+    end fall in no window, so the last windows get more starts.
+    """
+    probs = np.array(sess.turn_probabilities())
+    surv = 1.0 - np.concatenate([[0.0], np.cumsum(probs)[:-1]])  # P(T > m), m = 0..K-1
+    m = np.flatnonzero(surv[1:] > 1e-9) + 1
+    shape = 1.0 / (sess.think_cv**2)
+    scale = sess.think_mean_s * sess.think_cv**2
+    R = len(t0)
+    frac = (np.arange(_EDGE_POINTS) + 0.5) / _EDGE_POINTS
+    pts = t0[:, None] + d[:, None] * frac[None, :]  # (R, P)
+    horizon = float(scale * shape * (m.max() if len(m) else 0) * 1.5 + 20 * scale * math.sqrt(shape * max(len(m), 1)))
+    ends = t0 + d
+    A: dict[int, np.ndarray] = {}  # band b: A[j + b, j] for every j
+    for b in range(R):
+        if b and not (t0[b:] - ends[: R - b] <= horizon).any():
+            break
+        j = np.arange(R - b)
+        k = j + b
+        a_k, b_k = t0[k][:, None], ends[k][:, None]
+        if len(m):
+            def cdf(x: np.ndarray) -> np.ndarray:
+                return gammainc(m[None, None, :] * shape, np.maximum(x, 0.0)[:, :, None] / scale)
+
+            inside = (cdf(b_k - pts[j]) - cdf(a_k - pts[j])) @ surv[m]
+            val = inside.mean(axis=1)
+        else:
+            val = np.zeros(len(j))
+        if b == 0:
+            val = val + 1.0
+        A[b] = val
+    starts = np.zeros(R)
+    for k in range(R):
+        acc = float(target[k])
+        for b in range(1, min(len(A), k + 1)):
+            acc -= A[b][k - b] * starts[k - b]
+        starts[k] = max(acc, 0.0) / A[0][k]
+    return starts
+
+
+def prepare(plan: ComposePlan) -> ComposePlan:
+    """The plan with its prefix model resolved: per-client parameter arrays and the expected
+    session starts of every client-window (:func:`_start_counts`: starts plus the later turns
+    landing in each window meet its target). A plan whose spec has no ``prefix`` is returned
+    unchanged.
+
+    Raises :class:`SpecError` for client ids of ``prefix.clients`` the source lacks and for a
+    source whose input length is not drawn as ``input_tokens`` (multimodal pools).
+    """
+    pre = plan.spec.prefix
+    if pre is None:
+        return plan
+    a = dict(plan._arrays)
+    names = [str(c) for c in a["client_names"]]
+    profiles = _profiles(pre, names, set(plan.pool.client_ids))
+    if "input_tokens" not in plan.request_fields or plan.item_modalities:
+        msg = f"prefix models need a source whose requests draw input_tokens directly; {plan.pool.name} has fields {list(plan.request_fields)}"
+        raise SpecError("prefix", msg)
+    C = len(names)
+    share = np.zeros(C)
+    min_q = np.zeros(C)
+    rep_share = np.zeros(C)
+    rep_lag = np.ones(C)
+    tokens = np.zeros(C, dtype=np.int64)  # -1: "input"
+    unique = np.zeros(C, dtype=np.int64)
+    zipf_cum: list[np.ndarray] = []
+    zipf_off = np.zeros(C + 1, dtype=np.int64)
+    has_sess = np.zeros(C, dtype=bool)
+    turn_cum: list[np.ndarray] = []
+    turn_off = np.zeros(C + 1, dtype=np.int64)
+    think_shape = np.ones(C)
+    think_scale = np.ones(C)
+    mean_turns = np.ones(C)
+    for c, prof in enumerate(profiles):
+        sp = prof.system_prompts
+        if sp is not None and sp.request_share > 0:
+            share[c] = float(sp.request_share)
+            min_q[c] = float(sp.min_quantile)
+            rep_share[c] = float(sp.repeat_share)
+            rep_lag[c] = float(sp.repeat_lag)
+            tokens[c] = -1 if sp.tokens == "input" else int(sp.tokens)
+            unique[c] = int(sp.unique_tokens)
+            w = np.arange(1, sp.count + 1, dtype=np.float64) ** -float(sp.zipf_s)
+            cum = np.cumsum(w) / w.sum()
+            cum[-1] = 1.0
+            zipf_cum.append(cum + c)
+        zipf_off[c + 1] = zipf_off[c] + (len(zipf_cum[-1]) if sp is not None and sp.request_share > 0 else 0)
+        ss = prof.sessions
+        if ss is not None:
+            probs = np.array(ss.turn_probabilities())
+            if len(probs) > 1:
+                has_sess[c] = True
+                cum = np.cumsum(probs)
+                cum[-1] = 1.0
+                turn_cum.append(cum + c)
+                turn_off[c + 1] = turn_off[c] + len(cum)
+                think_shape[c] = 1.0 / ss.think_cv**2
+                think_scale[c] = ss.think_mean_s * ss.think_cv**2
+                mean_turns[c] = float(np.dot(np.arange(1, len(probs) + 1), probs))
+                continue
+        turn_off[c + 1] = turn_off[c]
+
+    # session starts: starts plus the later turns landing in each client-window meet its target
+    row_client = a["row_client"]
+    expected = a["row_expected"].astype(np.float64).copy()
+    for c in np.flatnonzero(has_sess):
+        rows = np.flatnonzero(row_client == c)  # generation order: window, then client
+        if len(rows):
+            expected[rows] = _start_counts(profiles[c].sessions, a["row_t0"][rows], a["row_d"][rows], expected[rows])
+    a["row_expected"] = expected
+    win_pos = np.repeat(np.arange(len(a["win_index"]), dtype=np.int64), np.diff(a["win_row_offsets"]))
+    a["prefix"] = {
+        "share": share,
+        "min_quantile": min_q,
+        "repeat_share": rep_share,
+        "repeat_lag": rep_lag,
+        "tokens": tokens,
+        "unique": unique,
+        "zipf_cum": np.concatenate(zipf_cum) if zipf_cum else np.zeros(0),
+        "zipf_off": zipf_off,
+        "has_sessions": has_sess,
+        "turn_cum": np.concatenate(turn_cum) if turn_cum else np.zeros(0),
+        "turn_off": turn_off,
+        "think_shape": think_shape,
+        "think_scale": think_scale,
+        "mean_turns": mean_turns,
+        "cw_key": win_pos * max(C, 1) + row_client,
+        "n_clients": C,
+    }
+    return dataclasses.replace(plan, _arrays=a)
+
+
+# --------------------------------------------------------------------------------------------
+# Generation
+# --------------------------------------------------------------------------------------------
+
+
+def _pick(cum: np.ndarray, off: np.ndarray, client: np.ndarray, u: np.ndarray) -> np.ndarray:
+    """Index (0-based) drawn from each client's cumulative table at uniform ``u``."""
+    if not len(cum):
+        return np.zeros(len(u), dtype=np.int64)
+    idx = np.searchsorted(cum, client + u, side="right")
+    lo, hi = off[client], off[client + 1]
+    return np.clip(idx, lo, np.maximum(hi - 1, lo)) - lo
+
+
+def _repeat_recent(
+    prompt: np.ndarray,
+    uses: np.ndarray,
+    kpos: np.ndarray,
+    crank: np.ndarray,
+    u_copy: np.ndarray,
+    u_lag: np.ndarray,
+    share: np.ndarray,
+    lag: np.ndarray,
+) -> np.ndarray:
+    """Prompts with temporal locality: a prompted row (rows in time order) takes, with
+    probability ``share``, the prompt of the prompted row ``l`` places before it in its
+    (window, client), ``l`` geometric with mean ``lag`` (copies of copies resolved); rows
+    whose ``l`` reaches before the group's first prompted row keep their own draw."""
+    idx = np.flatnonzero(uses)
+    if not len(idx) or not (share[idx] > 0).any():
+        return prompt
+    group = kpos[idx] * (int(crank.max()) + 1) + crank[idx]  # rows are in time order, groups interleave
+    order = np.lexsort((idx, group))
+    rows = idx[order]
+    g = group[order]
+    first = np.searchsorted(g, g, side="left")
+    pos = np.arange(len(rows)) - first
+    mean = lag[rows]
+    q = np.where(mean > 1, 1.0 - 1.0 / np.maximum(mean, 1.0), 0.0)
+    with np.errstate(divide="ignore"):
+        ell = 1 + np.where(q > 0, np.floor(np.log1p(-u_lag[rows]) / np.log(np.where(q > 0, q, 0.5))), 0)
+    copy = (u_copy[rows] < share[rows]) & (ell <= pos)
+    src = np.arange(len(rows))
+    src[copy] = (np.arange(len(rows)) - ell.astype(np.int64))[copy]
+    while True:
+        nxt = src[src]
+        if np.array_equal(nxt, src):
+            break
+        src = nxt
+    out = prompt.copy()
+    out[rows] = prompt[rows[src]]
+    return out
+
+
+def _expand(plan: ComposePlan, base: pl.DataFrame, k0: int, k1: int) -> pl.DataFrame:
+    """Every turn of the sessions started in windows ``k0 <= k < k1`` (base = their starts),
+    with the prefix columns and sort keys ``_w`` (start window), ``_o`` (start ordinal)."""
+    from servegen_core.generate.compose import _sample
+
+    a = plan._arrays
+    P = a["prefix"]
+    fields = tuple(plan.request_fields)
+    n = base.height
+    t = base["timestamp_s"].to_numpy()
+    C = int(P["n_clients"])
+    names = [str(c) for c in a["client_names"]]
+    crank = base["client_id"].replace_strict({c: i for i, c in enumerate(names)}, return_dtype=pl.Int64).to_numpy()
+    kpos = np.clip(np.searchsorted(a["win_t0"], t, side="right") - 1, k0, k1 - 1)
+    ordinal = np.arange(n) - np.searchsorted(kpos, kpos, side="left")
+    r = np.searchsorted(P["cw_key"], kpos * max(C, 1) + crank)
+    # a generation unit: the arrival window, and its piece when compose cuts a busy window
+    # into pieces (``win_piece``); segment ids and generators are per unit
+    piece = a["win_piece"] if "win_piece" in a else np.zeros(len(a["win_index"]), dtype=np.int64)
+    w = a["win_index"][kpos].astype(np.int64) * (1 << 16) + piece[kpos].astype(np.int64)
+    seed = int(a["seed"])
+
+    # batch 1 per window: prompt use, prompt pick, length key, turn count
+    counts = np.bincount(kpos - k0, minlength=k1 - k0)
+    gens = [np.random.default_rng([seed, int(wi), 2, int(pc)]) for wi, pc in zip(a["win_index"][k0:k1], piece[k0:k1])]
+    u1 = np.concatenate([g.random((int(m), 6)) for g, m in zip(gens, counts)]) if n else np.zeros((0, 6))
+    uses = u1[:, 0] < P["share"][crank]
+    prompt = _pick(P["zipf_cum"], P["zipf_off"], crank, u1[:, 1])
+    prompt = _repeat_recent(prompt, uses, kpos, crank, u1[:, 4], u1[:, 5], P["repeat_share"][crank], P["repeat_lag"][crank])
+    prompt_key = _hash(_TAG_KEY, seed, crank, prompt).astype(np.float64) / 2.0**64
+    # keys: prompted rows in [q_min, 1); the others spread so that all keys stay uniform
+    q_min = P["min_quantile"][crank]
+    key_p = q_min + (1.0 - q_min) * prompt_key
+    share = P["share"][crank]
+    low = np.divide(q_min, 1.0 - share, out=np.zeros_like(q_min), where=share < 1)
+    u_k = u1[:, 2]
+    key_o = np.where(
+        u_k < low,
+        np.divide(u_k, low, out=np.zeros_like(u_k), where=low > 0) * q_min,
+        q_min + (1.0 - q_min) * np.divide(u_k - low, 1.0 - low, out=np.zeros_like(u_k), where=low < 1),
+    )
+    key = np.where(uses, key_p, key_o)
+    T = np.where(P["has_sessions"][crank], 1 + _pick(P["turn_cum"], P["turn_off"], crank, u1[:, 3]), 1)
+
+    # lengths handed out inside each (window, client) in key order (a permutation of the draws)
+    length_cols = [c for c in base.columns if c not in ("timestamp_s", "client_id")]
+    x0 = base["input_tokens"].to_numpy()
+    by_key = np.lexsort((key, crank, kpos))
+    by_len = np.lexsort((x0, crank, kpos))
+    perm = np.empty(n, dtype=np.int64)
+    perm[by_key] = by_len
+    starts = base.select(length_cols)[perm] if n else base.select(length_cols)
+
+    # batch 2 per window: think times and the further turns' length uniforms
+    m = T - 1
+    F = len(fields)
+    m_win = np.bincount(kpos - k0, weights=m, minlength=k1 - k0).astype(np.int64)
+    shape_f = np.repeat(P["think_shape"][crank], m)
+    scale_f = np.repeat(P["think_scale"][crank], m)
+    think = np.empty(int(m.sum()))
+    u_len = np.empty((int(m.sum()), F))
+    pos = 0
+    for g, mw in zip(gens, m_win):
+        if mw:
+            think[pos : pos + mw] = g.standard_gamma(shape_f[pos : pos + mw])
+            u_len[pos : pos + mw] = g.random((int(mw), F))
+            pos += int(mw)
+    think *= scale_f
+
+    # every turn in (session, turn) order; session s is start row s
+    sid = np.repeat(np.arange(n), T)
+    first = np.concatenate([[0], np.cumsum(T)[:-1]]) if n else np.zeros(0, dtype=np.int64)
+    turn = np.arange(len(sid)) - np.repeat(first, T)
+    is_follow = turn > 0
+    gap = np.zeros(len(sid))
+    gap[is_follow] = think
+    # turn j arrives a think time after turn j - 1 (turn by turn, so that rounding does not
+    # depend on the other sessions generated with it)
+    t_all = np.empty(len(sid))
+    t_all[first] = t
+    for j in range(1, int(T.max()) if n else 0):
+        rows = (first + j)[T > j]
+        t_all[rows] = t_all[rows - 1] + gap[rows]
+
+    # lengths of every turn: the start's row, then draws for the further turns
+    follow_sid = sid[is_follow]
+    tids = a["row_tables"][r[follow_sid]][:, :F] if len(follow_sid) else np.zeros((0, F), dtype=np.int64)
+    drawn: dict[str, np.ndarray] = {}
+    for j, f in enumerate(fields):
+        drawn[f] = _sample(a, tids[:, j], u_len[:, j]) if len(follow_sid) else np.zeros(0)
+    lens: dict[str, np.ndarray] = {}
+    for col in length_cols:
+        dtype = SCHEMA.get(col, pl.Int64())
+        full = np.empty(len(sid), dtype=np.float64 if dtype == pl.Float64() else np.int64)
+        full[~is_follow] = starts[col].to_numpy()
+        lens[col] = full
+    lens["input_tokens"][is_follow] = drawn["input_tokens"].astype(np.int64)
+    lens["output_tokens"][is_follow] = drawn["output_tokens"].astype(np.int64)
+    if "reason_ratio" in fields:
+        ratio = drawn["reason_ratio"]
+        reasoning = np.rint(lens["output_tokens"][is_follow] * ratio).astype(np.int64)
+        lens["reason_ratio"][is_follow] = ratio
+        lens["reasoning_tokens"][is_follow] = reasoning
+        lens["answer_tokens"][is_follow] = lens["output_tokens"][is_follow] - reasoning
+    # a session's input lengths go smallest first (rows move whole, so fields stay together)
+    order = np.lexsort((lens["input_tokens"], sid))
+    for col in length_cols:
+        lens[col] = lens[col][order]
+    x = lens["input_tokens"]
+    o = lens["output_tokens"]
+
+    # segments, turn by turn
+    tok_cap = P["tokens"][crank]
+    cap = np.where(tok_cap < 0, np.iinfo(np.int64).max, tok_cap)
+    s_prompt = np.where(uses, np.minimum(cap, np.maximum(0, x[first] - P["unique"][crank])), 0) if n else np.zeros(0, dtype=np.int64)
+    prompt_id = _id63(_hash(_TAG_PROMPT, seed, crank, prompt))
+    req_parts: list[np.ndarray] = []
+    id_parts: list[np.ndarray] = []
+    tok_parts: list[np.ndarray] = []
+    # turn 0
+    rows0 = first
+    sess = np.arange(n)
+    seg_sess = np.concatenate([sess[s_prompt > 0], sess])
+    seg_id = np.concatenate([prompt_id[s_prompt > 0], _id63(_hash(_TAG_TURN, seed, w, ordinal, 0))])
+    seg_tok = np.concatenate([s_prompt[s_prompt > 0], x[rows0] - s_prompt])
+    o_ = np.argsort(seg_sess, kind="stable")
+    seg_sess, seg_id, seg_tok = seg_sess[o_], seg_id[o_], seg_tok[o_]
+    keep = seg_tok > 0
+    req_parts.append(rows0[seg_sess[keep]])
+    id_parts.append(seg_id[keep])
+    tok_parts.append(seg_tok[keep])
+    t_max = int(T.max()) if n else 0
+    for j in range(1, t_max):
+        alive = T > j
+        prev_rows = first + (j - 1)
+        now_rows = first + j
+        # previous prompt (its segments) + its output, cut at h, + new tokens
+        ks = alive[seg_sess]
+        seg_sess, seg_id, seg_tok = seg_sess[ks], seg_id[ks], seg_tok[ks]
+        out_s = np.flatnonzero(alive)
+        seg_sess = np.concatenate([seg_sess, out_s])
+        seg_id = np.concatenate([seg_id, _id63(_hash(_TAG_TURN, seed, w[out_s], ordinal[out_s], 2 * j - 1))])
+        seg_tok = np.concatenate([seg_tok, o[prev_rows[out_s]]])
+        o_ = np.argsort(seg_sess, kind="stable")
+        seg_sess, seg_id, seg_tok = seg_sess[o_], seg_id[o_], seg_tok[o_]
+        h = np.zeros(n, dtype=np.int64)
+        pr, nr = prev_rows[alive], now_rows[alive]
+        h[alive] = np.maximum(0, np.minimum(x[pr] + o[pr], x[nr] - 1))
+        cum = np.cumsum(seg_tok)
+        grp_first = np.searchsorted(seg_sess, seg_sess, side="left")
+        start_tok = cum - seg_tok - (cum[grp_first] - seg_tok[grp_first])
+        seg_tok = np.minimum(seg_tok, np.maximum(h[seg_sess] - start_tok, 0))
+        kk = seg_tok > 0
+        seg_sess, seg_id, seg_tok = seg_sess[kk], seg_id[kk], seg_tok[kk]
+        new_s = out_s
+        new_tok = x[now_rows[new_s]] - h[new_s]
+        seg_sess = np.concatenate([seg_sess, new_s])
+        seg_id = np.concatenate([seg_id, _id63(_hash(_TAG_TURN, seed, w[new_s], ordinal[new_s], 2 * j))])
+        seg_tok = np.concatenate([seg_tok, new_tok])
+        o_ = np.argsort(seg_sess, kind="stable")
+        seg_sess, seg_id, seg_tok = seg_sess[o_], seg_id[o_], seg_tok[o_]
+        kk = seg_tok > 0
+        req_parts.append(now_rows[seg_sess[kk]])
+        id_parts.append(seg_id[kk])
+        tok_parts.append(seg_tok[kk])
+        seg_sess, seg_id, seg_tok = seg_sess[kk], seg_id[kk], seg_tok[kk]
+
+    R = len(sid)
+    req = np.concatenate(req_parts)
+    ro = np.argsort(req, kind="stable")
+    frame = _lists(req[ro], R, segment_ids=np.concatenate(id_parts)[ro], segment_tokens=np.concatenate(tok_parts)[ro])
+    sess_client = P["has_sessions"][crank]
+    data = {
+        "timestamp_s": pl.Series(t_all, dtype=pl.Float64),
+        "client_id": base["client_id"].gather(sid),
+        **{c: pl.Series(c, lens[c], dtype=SCHEMA.get(c, pl.Int64())) for c in length_cols},
+        "_w": pl.Series(w[sid], dtype=pl.Int64),
+        "_o": pl.Series(ordinal[sid], dtype=pl.Int64),
+        "_sess": pl.Series(sess_client[sid], dtype=pl.Boolean),
+        "turn_index": pl.Series(turn, dtype=pl.Int64),
+    }
+    out = pl.DataFrame(data).with_columns(
+        frame["segment_ids"],
+        frame["segment_tokens"],
+        pl.when(pl.col("_sess"))
+        .then(
+            pl.concat_str(
+                pl.lit("s"),
+                (pl.col("_w") // (1 << 16)).cast(pl.String),
+                pl.when(pl.col("_w") % (1 << 16) > 0).then(pl.concat_str(pl.lit("."), (pl.col("_w") % (1 << 16)).cast(pl.String))).otherwise(pl.lit("")),
+                pl.lit("-"),
+                pl.col("_o").cast(pl.String),
+            )
+        )
+        .otherwise(None)
+        .alias("session_id"),
+    )
+    return out.drop("_sess")
+
+
+def session_chunks(
+    plan: ComposePlan,
+    bounds: Iterable[tuple[int, int]],
+    generate: Callable[[ComposePlan, int, int], pl.DataFrame],
+) -> Iterator[pl.DataFrame]:
+    """The workload of a plan with a prefix model, in time chunks.
+
+    ``bounds`` are ``(k0, k1)`` plan-window ranges in time order and ``generate(plan, k0, k1)``
+    gives the session starts of those windows (compose's arrival and length generation).
+    Each chunk's sessions are generated whole; a later turn is held back until the chunk
+    that covers its timestamp (rows before the next chunk's first window start), so the
+    concatenated chunks equal the workload generated at once. Rows are sorted by
+    ``timestamp_s``, ties by the start's window, its ordinal in the window, and turn.
+    Turns at or after the span end are dropped.
+    """
+    a = plan._arrays
+    win_t0 = a["win_t0"]
+    n_win = len(win_t0)
+    end = float(plan.span_duration_s)
+    cols = list(plan.output_columns)
+    keys = ["timestamp_s", "_w", "_o", "turn_index"]
+    pending: pl.DataFrame | None = None
+    for k0, k1 in bounds:
+        base = generate(plan, int(k0), int(k1))
+        rows = _expand(plan, base, int(k0), int(k1)).filter(pl.col("timestamp_s") < end)
+        if pending is not None and pending.height:
+            rows = pl.concat([pending, rows])
+        limit = float(win_t0[k1]) if k1 < n_win else end
+        now = rows.filter(pl.col("timestamp_s") < limit)
+        pending = rows.filter(pl.col("timestamp_s") >= limit)
+        if now.height:
+            yield now.sort(keys).select(cols)
+
+
+def block_keys(segment_ids: pl.Series, segment_tokens: pl.Series, *, block_size: int) -> tuple[np.ndarray, np.ndarray]:
+    """The 63-bit key of every block of every request (row order, then block order) and the
+    row each belongs to: what :func:`hash_ids` returns, flat.
+
+    Block ``k`` (tokens ``[kB, min((k+1)B, x))``) is keyed by a hash of the id of the
+    segment holding its last token and the block's end offset; requests get
+    ``ceil(x / B)`` keys. Requests that share exactly their first ``X`` tokens share exactly
+    their first ``floor(X / B)`` keys (see the module docstring).
+    """
+    if block_size < 1:
+        msg = f"block_size must be a positive number of tokens, got {block_size}"
+        raise ValueError(msg)
+    n = len(segment_ids)
+    if n == 0:
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+    lens = segment_tokens.list.len().fill_null(0).to_numpy()
+    ids = segment_ids.explode().drop_nulls().to_numpy().astype(np.int64)
+    toks = segment_tokens.explode().drop_nulls().to_numpy().astype(np.int64)
+    seg_req = np.repeat(np.arange(n), lens)
+    x = np.bincount(seg_req, weights=toks, minlength=n).astype(np.int64)
+    nblocks = (x + block_size - 1) // block_size
+    blk_req = np.repeat(np.arange(n, dtype=np.int64), nblocks)
+    bfirst = np.concatenate([[0], np.cumsum(nblocks)[:-1]])
+    k = np.arange(int(nblocks.sum()), dtype=np.int64) - np.repeat(bfirst, nblocks)
+    end = np.minimum((k + 1) * block_size, x[blk_req])
+    # global token positions: request offset + position inside the request
+    req_base = np.concatenate([[0], np.cumsum(x)[:-1]])
+    seg_end = np.cumsum(toks)  # global end of each segment
+    seg = np.searchsorted(seg_end, req_base[blk_req] + end - 1, side="right")
+    with np.errstate(over="ignore"):
+        mixed = _splitmix(ids[seg].astype(np.uint64) ^ (end.astype(np.uint64) * _M2) ^ np.uint64(_TAG_BLOCK))
+    return _id63(mixed), blk_req
+
+
+def hash_ids(segment_ids: pl.Series, segment_tokens: pl.Series, *, block_size: int) -> pl.Series:
+    """``hash_ids`` at ``block_size`` tokens per block from a request's prompt segments: the
+    keys of :func:`block_keys` as one list per request."""
+    keys, owner = block_keys(segment_ids, segment_tokens, block_size=block_size)
+    return _lists(owner, len(segment_ids), hash_ids=keys)["hash_ids"]
+
+
+def _lists(owner: np.ndarray, n: int, **values: np.ndarray) -> pl.DataFrame:
+    """List(Int64) columns of ``n`` rows from flat values grouped by ``owner`` (sorted row
+    numbers; a row without values gets an empty list), without a Python loop per row."""
+    flat = pl.DataFrame(
+        {"_r": owner.astype(np.int64), **{k: v.astype(np.int64) for k, v in values.items()}},
+        schema={"_r": pl.Int64(), **{k: pl.Int64() for k in values}},
+    )
+    grouped = flat.group_by("_r", maintain_order=True).agg(*values)
+    if grouped.height == n:  # every row has values: already one row each, in order
+        return grouped.select(pl.col(k).cast(pl.List(pl.Int64)) for k in values)
+    full = pl.DataFrame({"_r": np.arange(n, dtype=np.int64)}).join(grouped, on="_r", how="left", maintain_order="left")
+    return full.select(pl.col(k).fill_null([]).cast(pl.List(pl.Int64)) for k in values)
+
+
+# --------------------------------------------------------------------------------------------
+# Fitting a prefix model from a trace with hash_ids
+# --------------------------------------------------------------------------------------------
+
+#: A fitted prompt is "document-style" (``tokens="input"``) when requests that reuse one share
+#: at least this median fraction of their input with it.
+DOCUMENT_SHARE = 0.5
+
+
+def _block_table(trace: pl.DataFrame) -> pl.DataFrame:
+    """One row per (request, block position): ``req, pos, block, seen`` (``seen``: the block
+    occurred in an earlier request)."""
+    blocks = (
+        trace.select(pl.int_range(pl.len(), dtype=pl.Int64).alias("req"), pl.col("hash_ids").cast(pl.List(pl.Int64)))
+        .explode("hash_ids")
+        .drop_nulls("hash_ids")
+        .rename({"hash_ids": "block"})
+        .with_columns(pl.int_range(pl.len(), dtype=pl.Int64).over("req").alias("pos"))
+    )
+    first = blocks.group_by("block").agg(pl.col("req").min().alias("_first"))
+    return blocks.join(first, on="block", how="left").with_columns((pl.col("_first") < pl.col("req")).alias("seen")).drop("_first")
+
+
+def prefix_depth(trace: pl.DataFrame) -> pl.Series:
+    """Per request, the number of leading ``hash_ids`` blocks already seen in an earlier
+    request (its reusable prefix depth, in blocks)."""
+    table = _block_table(trace)
+    depth = table.filter(~pl.col("seen")).group_by("req").agg(pl.col("pos").min().alias("depth"))
+    lens = trace.select(pl.int_range(pl.len(), dtype=pl.Int64).alias("req"), pl.col("hash_ids").list.len().cast(pl.Int64).alias("n"))
+    out = lens.join(depth, on="req", how="left", maintain_order="left").with_columns(pl.col("depth").fill_null(pl.col("n")))
+    return out["depth"]
+
+
+#: Share of follow-up turns whose input grows by more than the previous turn's output, below
+#: which detected "sessions" are taken for repeated documents rather than conversations.
+CONVERSATION_SHARE = 0.5
+
+
+def _conversational(found: object, trace: pl.DataFrame) -> bool:
+    """Whether detected sessions look like conversations: in the model a turn's input holds the
+    previous input and output plus new tokens, so it grows by more than the previous output.
+    Trusted as they are when the trace names its sessions (``session_id``)."""
+    if found.method == "session_id":
+        return True
+    req = found.requests.with_columns(trace["output_tokens"].alias("_o"), trace["input_tokens"].alias("_x"))
+    prev = req.sort("session", "turn").with_columns(
+        (pl.col("_x") - pl.col("_x").shift(1).over("session")).alias("_g"),
+        pl.col("_o").shift(1).over("session").alias("_po"),
+    ).filter(pl.col("turn") >= 2)
+    if prev.height == 0:
+        return False
+    return float((prev["_g"] > prev["_po"]).mean()) >= CONVERSATION_SHARE
+
+
+def _zipf_fit(sizes: np.ndarray) -> float:
+    """Maximum-likelihood Zipf exponent of group sizes ranked largest first."""
+    from scipy.optimize import minimize_scalar
+
+    counts = np.sort(sizes)[::-1].astype(np.float64)
+    ranks = np.arange(1, len(counts) + 1, dtype=np.float64)
+    if len(counts) < 2:
+        return 0.0
+
+    def nll(s: float) -> float:
+        logw = -s * np.log(ranks)
+        log_h = np.logaddexp.reduce(logw)
+        return -float(np.dot(counts, logw - log_h))
+
+    return float(minimize_scalar(nll, bounds=(0.0, 5.0), method="bounded").x)
+
+
+def fit_prefix(trace: pl.DataFrame, *, block_size: int = 512, per_client: bool = False) -> PrefixSpec:
+    """A ``prefix`` section fitted to a RequestTrace with ``hash_ids`` (``block_size`` tokens
+    per id, 512 for Mooncake traces): the ``default`` profile fitted to the whole trace and,
+    with ``per_client``, one profile per ``client_id`` fitted to that client's requests
+    alone (the generator gives every client its own prompts and sessions).
+
+    Sessions: as :func:`servegen_core.characterize.prefix.sessions` finds them (``session_id`` where the
+    trace has it, else requests that extend an earlier request's complete blocks); the turn
+    count pmf and the Gamma think time (mean and CV of the gaps between consecutive turns)
+    are measured. None when no session has two turns, or when the sessions were found from
+    blocks and fewer than :data:`CONVERSATION_SHARE` of their follow-up turns grow by more than
+    the previous output (repeated documents, as in the Mooncake trace: then every request
+    counts as a first turn for the prompts).
+
+    System prompts, over the sessions' first turns: requests whose first block is shared with
+    another first turn form a prompt group; ``count`` is the number of groups,
+    ``request_share`` the share of first turns in one, ``zipf_s`` the maximum-likelihood
+    Zipf exponent of the group sizes. Each reusing request's shared part is its prefix
+    depth in blocks (blocks seen earlier) times ``block_size``: when the median share of
+    the input is at least :data:`DOCUMENT_SHARE`, prompts are document-style
+    (``tokens="input"``, ``unique_tokens`` the median of input minus shared tokens),
+    otherwise ``tokens`` is the median shared length. None when no first block repeats.
+    """
+    if "hash_ids" not in trace.columns:
+        msg = "fit_prefix needs a trace with a hash_ids column (block ids per request)"
+        raise ValueError(msg)
+    if not (isinstance(block_size, int) and block_size >= 1):
+        msg = f"block_size must be a positive whole number of tokens, got {block_size!r}"
+        raise ValueError(msg)
+    trace = trace.filter(pl.col("hash_ids").is_not_null())
+    if trace.height == 0:
+        msg = "fit_prefix: no request has hash_ids"
+        raise ValueError(msg)
+    default = _fit_profile(trace, block_size)
+    clients: list[tuple[str, PrefixProfile]] = []
+    if per_client:
+        from servegen_core.sources.pool import client_sort_key
+
+        for cid in sorted(trace["client_id"].unique().to_list(), key=client_sort_key):  # a loop per client
+            clients.append((str(cid), _fit_profile(trace.filter(pl.col("client_id") == cid), block_size)))
+    return PrefixSpec(default=default, clients=tuple(clients))
+
+
+def _fit_profile(trace: pl.DataFrame, block_size: int) -> PrefixProfile:
+    """One profile fitted to ``trace`` (see :func:`fit_prefix`)."""
+    trace = trace.sort("timestamp_s", maintain_order=True)
+    from servegen_core.characterize import prefix as characterize
+    found = characterize.sessions(trace, block_tokens=block_size)
+    if found.requests.height != trace.height:
+        msg = f"fit_prefix: {found.reason or 'no sessions could be read'}"
+        raise ValueError(msg)
+    turn = (found.requests["turn"] - 1).to_numpy()
+    sessions = None
+    if found.multi_turn_sessions > 0 and not _conversational(found, trace):
+        turn = np.zeros_like(turn)  # repeated documents, not conversations: left to the prompts
+    elif found.multi_turn_sessions > 0:
+        counts = found.turn_counts.sort("turns")
+        pmf = tuple((int(k), float(p)) for k, p in zip(counts["turns"], counts["share"]) if 1 <= k <= MAX_TURNS)
+        gaps = found.turns["gap_s"].to_numpy()
+        mean_gap = float(gaps.mean()) if len(gaps) else 1.0
+        cv = float(gaps.std() / mean_gap) if len(gaps) > 1 and mean_gap > 0 else 1.0
+        sessions = Sessions(turns_kind="pmf", turns_pmf=pmf, think_mean_s=max(mean_gap, 1e-3), think_cv=max(cv, 1e-3))
+
+    firsts = trace.filter(pl.Series(turn == 0))
+    depth = prefix_depth(firsts).to_numpy()
+    head = firsts["hash_ids"].list.first()
+    groups = pl.DataFrame({"head": head, "depth": depth, "x": firsts["input_tokens"], "client_id": firsts["client_id"]}).with_columns(
+        pl.len().over("head").alias("size"), pl.int_range(pl.len()).over("head").alias("rank")
+    )
+    prompted = groups.filter(pl.col("size") >= 2)
+    system_prompts = None
+    if prompted.height:
+        sizes = prompted.group_by("head").agg(pl.len().alias("n"))["n"].to_numpy()
+        reuse = prompted.filter(pl.col("rank") > 0).with_columns(
+            (pl.col("depth") * block_size).clip(upper_bound=pl.col("x")).alias("shared")
+        )
+        share_of_input = (reuse["shared"] / reuse["x"].clip(lower_bound=1)).median()
+        if share_of_input is not None and share_of_input >= DOCUMENT_SHARE:
+            tokens: int | str = "input"
+            unique_tokens = int(round(float((reuse["x"] - reuse["shared"]).median())))
+        else:
+            tokens = max(1, int(round(float(reuse["shared"].median() or 1))))
+            unique_tokens = 1
+        q = float(prompted.height / firsts.height)
+        rep_share, rep_lag = _locality(prompted, sizes)
+        system_prompts = SystemPrompts(
+            repeat_share=rep_share,
+            repeat_lag=rep_lag,
+            count=min(int(len(sizes)), MAX_PROMPTS),
+            request_share=q,
+            min_quantile=_min_quantile(groups["x"].to_numpy(), float(prompted["x"].mean()), 1.0 - q),
+            zipf_s=round(_zipf_fit(sizes), 6),
+            tokens=tokens,
+            unique_tokens=max(0, unique_tokens),
+        )
+    return PrefixProfile(system_prompts=system_prompts, sessions=sessions)
+
+
+def _min_quantile(x: np.ndarray, target_mean: float, upper: float) -> float:
+    """The quantile ``m`` (a multiple of 0.01, at most ``upper``) above which the inputs ``x``
+    have the mean closest to ``target_mean``: the lengths of the prompted requests as a
+    slice of the whole distribution (moment matching)."""
+    xs = np.sort(x.astype(np.float64))
+    n = len(xs)
+    grid = np.round(np.arange(0.0, max(upper, 0.0) + 1e-9, 0.01), 2)
+    grid = grid[grid <= upper + 1e-12]
+    tail = np.concatenate([np.cumsum(xs[::-1])[::-1], [0.0]])
+    lo = np.minimum((grid * n).astype(np.int64), n - 1)
+    means = tail[lo] / (n - lo)
+    return float(grid[int(np.argmin(np.abs(means - target_mean)))])
+
+
+#: Largest distance back (in prompted requests) that the locality fit looks at.
+LOCALITY_HORIZON = 100
+
+
+def _locality(prompted: pl.DataFrame, sizes: np.ndarray) -> tuple[float, float]:
+    """``(repeat_share, repeat_lag)`` fitted to how soon prompts come back.
+
+    For each prompted request (in time order, per client) the distance back to the last
+    request with the same prompt, in prompted requests, gives ``obs(k)``: the share that
+    recur within ``k``. Under the model a request copies a recent prompt with probability
+    ``rho`` at a geometric lag of mean ``L``, else draws by popularity, so
+    ``obs(k) = c(k) + (1 - c(k)) rho (1 - (1 - 1/L) ** k)`` with ``c(k)`` the chance of a
+    recurrence within ``k`` from popularity alone (``sum_i p_i (1 - (1 - p_i) ** k)``).
+    ``rho`` (step 0.01) and ``L`` (1..:data:`LOCALITY_HORIZON`) minimize the squared error
+    over ``k = 1..LOCALITY_HORIZON``.
+    """
+    seq = prompted.with_columns(pl.int_range(pl.len()).over("client_id").alias("_pos"))
+    dist = seq.with_columns((pl.col("_pos") - pl.col("_pos").shift(1).over("client_id", "head")).alias("_d"))["_d"]
+    d = dist.drop_nulls().to_numpy()
+    n = prompted.height
+    if n < 3 or len(d) == 0:
+        return 0.0, 10.0
+    k = np.arange(1, LOCALITY_HORIZON + 1)
+    obs = np.searchsorted(np.sort(d), k, side="right") / n
+    p = sizes / sizes.sum()
+    chance = (p[None, :] * (1.0 - (1.0 - p[None, :]) ** k[:, None])).sum(axis=1)
+    rho = np.round(np.arange(0.0, 1.0001, 0.01), 2)
+    lags = np.arange(1, LOCALITY_HORIZON + 1, dtype=np.float64)
+    within = 1.0 - (1.0 - 1.0 / lags[:, None]) ** k[None, :]  # (L, k)
+    model = chance[None, None, :] + (1.0 - chance)[None, None, :] * rho[:, None, None] * within[None, :, :]
+    err = ((model - obs[None, None, :]) ** 2).sum(axis=2)
+    i, j = np.unravel_index(int(np.argmin(err)), err.shape)
+    return float(rho[i]), float(lags[j])

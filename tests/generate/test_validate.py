@@ -1,0 +1,310 @@
+"""validate(): the acceptance targets on real data (total within 1 %, CV ratio 0.9-1.1, length KS
+below 0.02, |Spearman| below 0.1), and checks that fail when the workload is wrong."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+
+from scipy.optimize import brentq
+
+from servegen_core.generate.compose import (
+    ConstantRate,
+    ServeGenSource,
+    Span,
+    Weights,
+    Workload,
+    WorkloadSpec,
+    compose,
+    naive_spec,
+)
+from servegen_core.export.formats import export_trace
+from servegen_core.sources.pool import load_pool
+from servegen_core.sources.traces import load_trace
+from servegen_core.generate.validate import CHECKS_SCHEMA, ValidationReport, validate
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.getbasetemp() / "cache"
+
+
+@pytest.fixture(scope="module")
+def mlarge(servegen_dir: Path, cache: Path):
+    return load_pool(servegen_dir, "language/m-large", cache_dir=cache)
+
+
+@pytest.fixture(scope="module")
+def spec(servegen_dir: Path) -> WorkloadSpec:
+    # language/m-large, one hour from 20:00 of day 0, observed rates
+    return WorkloadSpec(ServeGenSource(str(servegen_dir), "language/m-large"), Span(72000, 3600))
+
+
+@pytest.fixture(scope="module")
+def realistic(spec: WorkloadSpec, mlarge) -> Workload:
+    return compose(spec, pool=mlarge)
+
+
+@pytest.fixture(scope="module")
+def report(realistic: Workload) -> ValidationReport:
+    return validate(realistic)
+
+
+def test_report_shape(report: ValidationReport):
+    assert dict(report.checks.schema) == CHECKS_SCHEMA
+    assert report.checks["name"].to_list() == [
+        "total_requests",
+        "rate_tracking",
+        "client_share",
+        "cv_ratio",
+        "cv_ratio_tails",
+        "interarrival_ks",
+        "edge_burst",
+        "load_kept",
+        "length_ks",
+        "input_output_spearman",
+    ]
+    assert report.ok and report.passed, report.checks
+
+
+def test_acceptance_targets_on_m_large(report: ValidationReport, realistic: Workload, mlarge):
+    total = report.check("total_requests")
+    assert abs(total["value"] - 1) <= 0.01
+    cv = report.check("cv_ratio")
+    assert 0.9 <= cv["value"] <= 1.1 and cv["n"] >= 50
+    assert (report.cv["requests"] >= 200).all()
+    ks = report.check("length_ks")
+    assert ks["value"] < 0.02 and ks["n"] >= 20
+    assert (report.ks["requests"] >= 2000).all()  # KS only on cells with at least min_ks_requests
+    rho = report.check("input_output_spearman")
+    assert abs(rho["value"]) < 0.1
+    # the total is compared with the rate function's integral: the recorded requests of every client
+    # (those without length data borrow lengths by default)
+    hw = mlarge.windows.filter((pl.col("start_s") >= 72000) & (pl.col("start_s") < 75600))
+    assert report.windows["target_requests"].sum() == pytest.approx((hw["rate_rps"] * 600).sum())
+    assert report.windows["requests"].sum() == realistic.trace.height
+
+
+def test_cv_table_matches_a_direct_computation(report: ValidationReport, realistic: Workload, mlarge):
+    row = report.cv.sort("requests", descending=True).row(0, named=True)
+    t0 = row["start_s"] - 72000
+    ts = realistic.trace.filter(
+        (pl.col("client_id") == row["client_id"]) & (pl.col("timestamp_s") >= t0) & (pl.col("timestamp_s") < t0 + 600)
+    )["timestamp_s"].to_numpy()
+    gaps = np.diff(ts)
+    assert len(ts) == row["requests"]
+    assert gaps.std() / gaps.mean() == pytest.approx(row["cv"], rel=1e-9)
+    recorded = mlarge.windows.filter((pl.col("client_id") == row["client_id"]) & (pl.col("start_s") == row["start_s"]))["cv"][0]
+    assert row["source_cv"] == recorded
+
+
+def test_ks_table_matches_a_direct_computation(report: ValidationReport, realistic: Workload, mlarge):
+    row = report.ks.filter(pl.col("field") == "output_tokens").sort("requests").row(0, named=True)
+    gen = np.sort(realistic.trace.filter(pl.col("client_id") == row["client_id"])["output_tokens"].to_numpy())
+    pdf = mlarge.pdf(row["client_id"], "output_tokens", row["length_start_s"]).sort("value")
+    xs = np.union1d(pdf["value"].to_numpy(), gen)
+    # step CDF of the source at xs
+    f_src = np.concatenate([[0.0], np.cumsum(pdf["prob"].to_numpy()) / pdf["prob"].sum()])[
+        np.searchsorted(pdf["value"].to_numpy(), xs, side="right")
+    ]
+    f_gen = np.searchsorted(gen, xs, side="right") / len(gen)
+    assert row["ks"] == pytest.approx(np.abs(f_gen - f_src).max(), abs=1e-12)
+
+
+def test_naive_baseline_fails_the_length_check(spec: WorkloadSpec, mlarge):
+    naive = validate(compose(naive_spec(spec, "pooled_lengths"), pool=mlarge))
+    assert naive.check("total_requests")["passed"] and naive.check("client_share")["passed"]
+    ks = naive.check("length_ks")
+    assert not ks["passed"] and ks["value"] > 0.1
+    assert "length_ks" in naive.failed()
+    assert not naive.passed
+
+
+def test_comonotone_lengths_fail_the_correlation_check(realistic: Workload, spec: WorkloadSpec, mlarge):
+    # ServeGen's code drives input and output with one random number: the ranks agree within a client
+    tr = realistic.trace.with_row_index("i")
+    ranked = tr.with_columns(
+        pl.col("input_tokens").sort().over("client_id").alias("input_tokens"),
+        pl.col("output_tokens").sort().over("client_id").alias("output_tokens"),
+    ).sort("i").drop("i")
+    bad = validate(ranked, spec, pool=mlarge)
+    rho = bad.check("input_output_spearman")
+    assert rho["value"] > 0.9 and not rho["passed"]
+    # lengths are unchanged as multisets, so the KS check still passes
+    assert bad.check("length_ks")["passed"]
+
+
+def realistic_tracking(w: Workload) -> float:
+    return validate(w).check("rate_tracking")["value"]
+
+
+def test_dropped_requests_fail_total_and_tracking(realistic: Workload, spec: WorkloadSpec, mlarge):
+    tr = realistic.trace
+    thinned = tr.filter(~((pl.col("timestamp_s") >= 1200) & (pl.col("timestamp_s") < 1800)))
+    bad = validate(thinned, spec, pool=mlarge)
+    assert not bad.check("total_requests")["passed"]
+    # the tracking error computed directly: per-window counts against the per-window targets
+    counts = np.bincount((thinned["timestamp_s"].to_numpy() // 600).astype(int), minlength=6)
+    target = (realistic.plan.targets["target_rps"] * realistic.plan.targets["duration_s"]).to_numpy()
+    assert bad.check("rate_tracking")["value"] == pytest.approx(np.abs(counts - target).sum() / target.sum(), abs=1e-9)
+    dropped = tr.height - thinned.height
+    assert bad.check("rate_tracking")["value"] >= dropped / target.sum() - realistic_tracking(realistic)
+    assert not bad.check("rate_tracking")["passed"]
+    one = tr["client_id"].mode()[0]
+    skewed = tr.filter(~((pl.col("client_id") == one) & (pl.col("timestamp_s") < 1800)))
+    assert not validate(skewed, spec, pool=mlarge).check("client_share")["passed"]
+
+
+def test_smoothed_arrivals_fail_the_cv_check(realistic: Workload, spec: WorkloadSpec, mlarge):
+    # evenly spaced requests inside every client-window (CV 0) instead of the fitted bursts
+    tr = realistic.trace.with_columns(((pl.col("timestamp_s") // 600) * 600).alias("w"))
+    even = (
+        tr.with_columns(
+            (pl.col("w") + (pl.int_range(pl.len()).over("client_id", "w") + 0.5) * 600 / pl.len().over("client_id", "w")).alias("timestamp_s")
+        )
+        .drop("w")
+        .sort("timestamp_s")
+    )
+    bad = validate(even, spec, pool=mlarge)
+    assert bad.check("cv_ratio")["value"] < 0.1 and not bad.check("cv_ratio")["passed"]
+
+
+def test_a_trace_read_back_from_a_file_gives_the_same_report(tmp_path: Path, realistic: Workload, spec: WorkloadSpec, mlarge, report):
+    export_trace(realistic.trace, tmp_path / "w.parquet", "parquet", spec=spec, note=None)
+    back = pl.read_parquet(tmp_path / "w.parquet")
+    again = validate(back, WorkloadSpec.from_file(tmp_path / "w.parquet.spec.json"), pool=mlarge)
+    assert again.checks.drop("detail").equals(report.checks.drop("detail"))
+
+
+def test_explicit_weights_under_a_constant_rate_are_met(spec: WorkloadSpec, mlarge):
+    rep = validate(
+        compose(
+            dataclasses.replace(spec, rate=ConstantRate(80.0), weights=Weights("explicit", {"104": 1.0, "143": 1.0, "34": 2.0})),
+            pool=mlarge,
+        )
+    )
+    assert rep.check("client_share")["passed"]
+    shares = dict(zip(rep.clients["client_id"], rep.clients["share"]))
+    assert shares == pytest.approx({"104": 0.25, "143": 0.25, "34": 0.5}, abs=0.01)
+
+
+@pytest.mark.parametrize(("model", "check"), [("multimodal/mm-image", "input_total"), ("reason/deepseek-r1", "reasoning_sum")])
+def test_consistency_checks_on_multimodal_and_reasoning(servegen_dir: Path, cache: Path, model: str, check: str):
+    pool = load_pool(servegen_dir, model, cache_dir=cache)
+    spec = WorkloadSpec(ServeGenSource(str(servegen_dir), model), Span(43200, 3600))
+    w = compose(spec, pool=pool)
+    rep = validate(w)
+    assert rep.passed, rep.checks
+    assert rep.check(check)["value"] == 0.0
+    col = "image_tokens" if check == "input_total" else "reasoning_tokens"
+    broken = w.trace.with_columns(pl.when(pl.int_range(pl.len()) % 10 == 0).then(pl.col(col) + 1).otherwise(pl.col(col)).alias(col))
+    bad = validate(broken, spec, pool=pool)
+    assert bad.check(check)["value"] == pytest.approx(0.1, abs=0.001)
+    assert not bad.check(check)["passed"]
+
+
+@pytest.mark.parametrize("model", ["language/demo-chat", "multimodal/demo-vl", "reason/demo-r1"])
+def test_demo_workloads_validate(demo_dir: Path, cache: Path, model: str):
+    pool = load_pool(demo_dir / "servegen", model, cache_dir=cache)
+    w = compose(WorkloadSpec(ServeGenSource("demo", model), Span(pool.start_s, 6 * 3600), seed=2), pool=pool)
+    rep = validate(w)
+    assert rep.passed, rep.checks
+
+
+def test_raw_trace_workload_validates(traces_dir: Path):
+    from servegen_core.generate.compose import ObservedRate, TraceSource
+
+    path = traces_dir / "AzureLLMInferenceTrace_conv.csv"
+    spec = WorkloadSpec(TraceSource(str(path), "azure"), Span(0), rate=ObservedRate(1.0))
+    w = compose(spec)
+    rep = validate(w)
+    assert rep.passed, rep.checks
+    # counts-per-bin dispersion against the raw trace, by hand
+    raw_ts = load_trace(path, preset="azure").trace["timestamp_s"].to_numpy()
+    ratios = []
+    for b in (1.0, 10.0, 60.0):
+        nb = int(w.plan.span_duration_s // b)
+        vmr = []
+        for ts in (w.trace["timestamp_s"].to_numpy(), raw_ts[raw_ts < w.plan.span_duration_s]):
+            c = np.bincount((ts[ts < nb * b] // b).astype(int), minlength=nb)
+            vmr.append(c.var() / c.mean())
+        ratios.append(vmr[0] / vmr[1])
+    worst = max(ratios, key=lambda r: abs(np.log(r)))
+    assert rep.check("dispersion")["value"] == pytest.approx(worst, rel=1e-9)
+    # the source of the comparison is the fitted trace: its windows' CVs are the raw trace's
+    raw = load_trace(path, preset="azure").trace
+    first = raw.filter(pl.col("timestamp_s") < 600)["timestamp_s"].to_numpy()
+    g = np.diff(first)
+    src = rep.cv.filter(pl.col("start_s") == 0)["source_cv"]
+    assert src[0] == pytest.approx(g.std() / g.mean(), rel=1e-9)
+
+
+def test_empty_workload_and_bad_arguments(realistic: Workload, spec: WorkloadSpec, mlarge):
+    rep = validate(realistic.trace.head(0), spec, pool=mlarge)
+    assert not rep.ok and "no requests" in rep.reason and not rep.passed
+    with pytest.raises(ValueError, match="needs its spec"):
+        validate(realistic.trace)
+    with pytest.raises(TypeError):
+        validate([1, 2, 3], spec)  # type: ignore[arg-type]
+
+
+def test_excluding_clients_without_lengths_fails_load_kept(spec: WorkloadSpec, mlarge, report: ValidationReport):
+    kept = report.check("load_kept")
+    assert kept["value"] == pytest.approx(1.0) and kept["low"] == 0.9
+    dropped = validate(compose(dataclasses.replace(spec, missing_lengths="exclude"), pool=mlarge))
+    row = dropped.check("load_kept")
+    # the share, from the recorded rates: clients with length data over all active clients in the hour
+    hw = mlarge.windows.filter((pl.col("start_s") >= 72000) & (pl.col("start_s") < 75600))
+    with_lengths = hw.filter(~pl.col("client_id").is_in(list(mlarge.clients_without_lengths)))
+    assert row["value"] == pytest.approx(float(with_lengths["rate_rps"].sum() / hw["rate_rps"].sum()), rel=1e-9)
+    assert row["value"] < 0.9 and not row["passed"]
+    # a spec that accepts that loss passes
+    lenient = validate(compose(dataclasses.replace(spec, missing_lengths="exclude", min_load_kept=0.5), pool=mlarge))
+    assert lenient.check("load_kept")["passed"]
+
+
+def test_requests_piled_on_window_edges_fail_the_edge_check(realistic: Workload, spec: WorkloadSpec, mlarge, report: ValidationReport):
+    assert report.check("edge_burst")["passed"]
+    tr = realistic.trace
+    # every 20th request moved to the first 5 ms of its window (what rescaling n+1 gaps does to bursty clients)
+    moved = tr.with_row_index("i").with_columns(
+        pl.when(pl.col("i") % 20 == 0)
+        .then((pl.col("timestamp_s") // 600) * 600 + (pl.col("i") % 5) * 0.001)
+        .otherwise(pl.col("timestamp_s"))
+        .alias("timestamp_s")
+    ).drop("i").sort("timestamp_s")
+    bad = validate(moved, spec, pool=mlarge).check("edge_burst")
+    assert bad["value"] > 1.3 and not bad["passed"]
+
+
+def test_interarrival_ks_matches_a_direct_computation(report: ValidationReport, realistic: Workload, mlarge):
+    from scipy import stats
+    from scipy.special import gamma as G
+
+    checked = 0
+    for row in report.gaps.sort("requests").iter_rows(named=True):
+        t0 = row["start_s"] - 72000
+        ts = realistic.trace.filter(
+            (pl.col("client_id") == row["client_id"]) & (pl.col("timestamp_s") >= t0) & (pl.col("timestamp_s") < t0 + 600)
+        )["timestamp_s"].to_numpy()
+        gaps = np.diff(ts) * len(ts) / 600.0  # in units of the window's mean spacing
+        if (gaps < 1e-6).any():
+            continue  # gaps below float resolution are compared as a mass only
+        rec = mlarge.windows.filter((pl.col("client_id") == row["client_id"]) & (pl.col("start_s") == int(row["start_s"]))).row(0, named=True)
+        cv = rec["cv"]
+        if rec["pattern"] == "Weibull":
+            k = brentq(lambda k: G(1 + 2 / k) / G(1 + 1 / k) ** 2 - 1 - cv * cv, 0.05, 50)
+            dist = stats.weibull_min(k, scale=1 / G(1 + 1 / k))
+        else:
+            k = 1 / cv**2
+            dist = stats.gamma(k, scale=1 / k)
+        expected = stats.kstest(gaps, dist.cdf).statistic
+        assert row["ks"] == pytest.approx(expected, abs=2.0 / 500 + 1e-4)  # evaluated at <= 500 order statistics
+        checked += 1
+        if checked >= 5:
+            break
+    assert checked == 5
