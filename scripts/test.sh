@@ -11,7 +11,8 @@ if ! command -v chromium >/dev/null 2>&1 && [ ! -x /usr/bin/chromium ]; then
     SUDO=""
     if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
     $SUDO apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium
+    # --no-upgrade: installs chromium and what it lacks, never upgrades a package already installed
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-upgrade chromium
 fi
 # AIPerf (tests/replay) pins packages that conflict with ours: its own virtualenv, built once.
 if [ ! -x "$ROOT/.venv-aiperf/bin/aiperf" ]; then
@@ -20,4 +21,6 @@ if [ ! -x "$ROOT/.venv-aiperf/bin/aiperf" ]; then
         -r "$ROOT/requirements-replay.txt"
 fi
 cd "$ROOT"
+# The core's layering contract (pyproject.toml [tool.importlinter]): an upward import fails here.
+.venv/bin/lint-imports --no-cache
 exec .venv/bin/python -m pytest "$@"
