@@ -18,6 +18,7 @@ import pytest
 
 from servegen_core.cli import main
 
+PROJECT = Path(__file__).resolve().parents[1]
 DEMO_FORMATS = ("parquet", "csv", "jsonl", "mooncake", "vllm", "guidellm", "vidur", "splitwise", "burstgpt")
 
 
@@ -90,6 +91,7 @@ def _text_sha(text: str, shared: Path, work: Path | None = None) -> str:
     if work is not None:
         text = text.replace(str(work), "<WORK>")
     text = text.replace(str(shared.resolve()), "<SHARED>")
+    text = text.replace(str(PROJECT), "<PROJECT>")
     return hashlib.sha256(text.encode()).hexdigest()
 
 
