@@ -8,7 +8,9 @@ window is then regenerated from its rate and CV alone with each named sub-window
 ``hyperexp``, ``mmpp`` at several state persistences), exact counts, and the index of
 dispersion of counts (variance / mean) at 0.1, 1, 10 and 60 s is compared with the source's:
 the table shows generated / source (mean of the generated dispersion over ``--seeds`` seeds)
-and the largest ``|log ratio|`` ("worst"; 0 is perfect).
+and the largest ``|log ratio|`` ("worst"; 0 is perfect). A scale whose bins would number fewer
+than ``MIN_DISPERSION_BINS`` (30) over the source's span is left out (nan): Mooncake spans
+1,022 s, too short for 60 s bins.
 
 Sources: the two shared traces (Azure conversation, Mooncake, loaded with
 :func:`servegen_core.sources.traces.load_trace`) and two synthetic ones built here, labelled
@@ -36,6 +38,7 @@ import numpy as np
 
 from servegen_core.arrival_models import (
     DEFAULT_MMPP_PERSISTENCE,
+    MIN_DISPERSION_BINS,
     count_dispersion,
     fit_client_arrivals,
     rows_from_rate_cv,
@@ -103,7 +106,8 @@ def window_summary(t: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, n
 
 
 def dispersions(t: np.ndarray, end: float) -> np.ndarray:
-    return np.array([count_dispersion(t, s, start_s=0.0, end_s=end) for s in SCALES])
+    """Index of dispersion per scale; NaN where the span holds fewer than MIN_DISPERSION_BINS bins."""
+    return np.array([count_dispersion(t, s, start_s=0.0, end_s=end) if end >= MIN_DISPERSION_BINS * s else np.nan for s in SCALES])
 
 
 def evidence(name: str, t: np.ndarray, seeds: int) -> list[tuple[str, str, np.ndarray, float]]:
@@ -121,7 +125,7 @@ def evidence(name: str, t: np.ndarray, seeds: int) -> list[tuple[str, str, np.nd
             pos = sample_positions(np.random.default_rng(seed), counts, table)
             sims.append(dispersions(start[row_of] + pos * duration[row_of], end))
         ratio = np.mean(sims, axis=0) / real
-        rows.append((name, label, ratio, float(np.max(np.abs(np.log(ratio))))))
+        rows.append((name, label, ratio, float(np.nanmax(np.abs(np.log(ratio))))))
     return rows
 
 

@@ -31,8 +31,12 @@ Circle layout of a two-state window
     The ``n`` drawn gaps must go once round the circle (the count is exact). A renewal window
     rescales all its gaps by one factor (as ``circular_points``). A two-state window keeps its
     fast-state gaps as drawn and lets the slow-state gaps absorb the difference (so bursts keep
-    their inner timing and the silences stretch or shrink); when the fast gaps alone exceed the
-    circle, or no slow gap was drawn, all gaps are rescaled by one factor.
+    their inner timing and the silences stretch or shrink). The draw is conditioned on the
+    window's length: a window whose slow gaps would need stretching or shrinking by more than
+    ``exp(MAX_SLOW_STRETCH)`` (1.25x), that drew no slow gap, or whose fast gaps alone exceed
+    the circle is redrawn (path and gaps) up to :data:`MAX_REDRAWS` times, keeping its
+    best-fitting draw; if even that draw has no slow gap or too many fast ones, all its gaps
+    are rescaled by one factor.
 
 Fitting (:func:`fit_client_arrivals`)
     Per client, gaps are the differences of consecutive requests inside one window (as
@@ -45,9 +49,10 @@ Fitting (:func:`fit_client_arrivals`)
     The forward-backward recursion is a log-depth (Hillis-Steele) parallel scan of normalized
     2x2 matrix products over every gap of every sequence at once (a sequence start is a
     rank-one reset matrix), never a Python loop per gap. After the fit, each gap is assigned
-    its most probable state and, per client and state with enough gaps, the assigned gaps
-    (in units of their window's mean gap) become that state's emission table, so the shape of
-    the gaps inside bursts is kept, not only their mean. Exact ties (zero gaps) are a batch
+    its most probable state and, per client and state with at least
+    :data:`MIN_STATE_TABLE_GAPS` gaps, the assigned gaps
+    (each divided by its window's fitted mean of that state) become that state's emission
+    table, so the shape of the gaps inside bursts is kept, not only their mean. Exact ties (zero gaps) are a batch
     only when the timestamps' resolution does not explain them (see
     :func:`batch_probability`); otherwise a zero gap is taken as half the resolution.
 
@@ -58,7 +63,8 @@ Selection (:func:`select_arrival_models`)
     their exact counts and the index of dispersion of counts (:func:`count_dispersion`) at
     :data:`DISPERSION_SCALES_S` is compared with the held-out data. The chosen model is the
     simplest whose held-out log-likelihood is within a margin of the best among the models
-    that pass the dispersion check (ratio in :data:`DISPERSION_BAND`); never the sample CV.
+    that pass the dispersion check; never the sample CV. ``fit_client_arrivals(...,
+    model="auto")`` fits each client with its chosen model.
 
 Pool data (:func:`rows_from_rate_cv`)
     A pool window gives only rate and CV. Each named sub-window option gets its parameters
@@ -113,7 +119,7 @@ MODEL_NAMES: tuple[str, ...] = ("exponential", "gamma", "weibull", "hyperexp", "
 #: Named sub-window options for pool data (:func:`rows_from_rate_cv`).
 POOL_OPTIONS: tuple[str, ...] = ("gamma", "weibull", "hyperexp", "mmpp")
 #: Lag-one correlation of the hidden state of the ``mmpp`` pool option (see the module docstring).
-DEFAULT_MMPP_PERSISTENCE = 0.9
+DEFAULT_MMPP_PERSISTENCE = 0.95
 #: Bin widths (s) of the multi-scale dispersion check.
 DISPERSION_SCALES_S: tuple[float, ...] = (0.1, 1.0, 10.0, 60.0)
 #: Accepted range of generated / source index of dispersion.
@@ -124,7 +130,7 @@ MIN_DISPERSION_BINS = 30
 
 _STAY_MIN, _STAY_MAX = 1e-9, 1.0 - 1e-9
 _SHAPE_LO, _SHAPE_HI = 0.05, 200.0
-_MIN_STATE_TABLE_GAPS = 20
+MIN_STATE_TABLE_GAPS = 20
 
 
 # --------------------------------------------------------------------------------------------
@@ -180,6 +186,44 @@ class ArrivalModelTable:
             msg = f"unknown ArrivalModelTable columns: {sorted(columns)}"
             raise ValueError(msg)
         return ArrivalModelTable(kind=code, tables=tables, **base)
+
+    @staticmethod
+    def concat(parts: list[ArrivalModelTable]) -> ArrivalModelTable:
+        """The rows of ``parts`` one after the other; their gap tables are merged (table ids
+        renumbered)."""
+        if not parts:
+            msg = "concat needs at least one table"
+            raise ValueError(msg)
+        gaps, sizes, shift = [], [], []
+        n_tables = 0
+        for part in parts:
+            shift.append(n_tables)
+            if part.tables is not None:
+                gaps.append(np.asarray(part.tables["gaps"], dtype=np.float64))
+                sizes.append(np.asarray(part.tables["sizes"], dtype=np.int64))
+                n_tables += len(part.tables["sizes"])
+        values: dict[str, np.ndarray] = {}
+        for f in fields(ArrivalModelTable):
+            if f.name == "tables":
+                continue
+            cols = []
+            for part, k in zip(parts, shift):
+                col = getattr(part, f.name)
+                if f.name in ("table", "state_table0", "state_table1"):
+                    col = np.where(col >= 0, col + k, -1)
+                cols.append(col)
+            values[f.name] = np.concatenate(cols)
+        tables = None
+        if sizes:
+            flat = np.concatenate(gaps)
+            size = np.concatenate(sizes)
+            tables = {
+                "gaps": flat,
+                "offsets": np.concatenate([[0], np.cumsum(size)[:-1]]).astype(np.int64),
+                "sizes": size,
+                "cum": np.cumsum(flat),
+            }
+        return ArrivalModelTable(tables=tables, **values)
 
     def take(self, rows: np.ndarray) -> ArrivalModelTable:
         """The rows ``rows`` (indices or mask), sharing the gap tables."""
@@ -786,6 +830,7 @@ class _Cells:
     """A trace cut into client-windows (cells numbered ``client * n_windows + window``)."""
 
     clients: list[str]
+    origin_s: float
     n_windows: int
     window_s: float
     duration: np.ndarray  # per cell
@@ -796,7 +841,16 @@ class _Cells:
     gap_cell: np.ndarray
 
 
-def _cells(times_s: np.ndarray, client_ids: np.ndarray | None, window_s: float) -> _Cells:
+def _cells(
+    times_s: np.ndarray,
+    client_ids: np.ndarray | None,
+    window_s: float,
+    *,
+    origin_s: float | None = None,
+    end_s: float | None = None,
+) -> _Cells:
+    """Cut a trace into client-windows of ``window_s`` tiling ``[origin_s, end_s]`` (default:
+    first to last request)."""
     t = np.asarray(times_s, dtype=np.float64)
     if t.ndim != 1 or t.size == 0 or not np.isfinite(t).all():
         msg = "times_s must be a non-empty 1-D array of finite seconds"
@@ -813,20 +867,25 @@ def _cells(times_s: np.ndarray, client_ids: np.ndarray | None, window_s: float) 
             raise ValueError(msg)
         uniq, rank = np.unique(ids, return_inverse=True)
         names = [str(u) for u in uniq]
-    t0 = float(t.min())
+    t0 = float(t.min()) if origin_s is None else float(origin_s)
+    if t.min() < t0 or (end_s is not None and t.max() > end_s):
+        msg = "times_s fall outside [origin_s, end_s]"
+        raise ValueError(msg)
     rel = t - t0
-    n_windows = int(np.floor(rel.max() / window_s)) + 1
+    span = float(rel.max()) if end_s is None else float(end_s) - t0
+    n_windows = int(np.floor(span / window_s)) + 1
     w = np.minimum((rel // window_s).astype(np.int64), n_windows - 1)
     cell = rank * n_windows + w
     order = np.lexsort((rel, cell))
     cs, ts = cell[order], rel[order]
     same = cs[1:] == cs[:-1]
-    last = rel.max() - (n_windows - 1) * window_s
+    last = span - (n_windows - 1) * window_s
     dur = np.full(n_windows, float(window_s))
     dur[-1] = float(min(window_s, max(1.0, np.ceil(last))))
     n_cells = len(names) * n_windows
     return _Cells(
         clients=names,
+        origin_s=t0,
         n_windows=n_windows,
         window_s=float(window_s),
         duration=np.tile(dur, len(names)),
@@ -875,7 +934,8 @@ class ArrivalFit:
     (fitted on the window's own gaps, else the client's shared parameters) and the model
     columns of :class:`ArrivalModelTable`); ``table`` holds the same rows ready for
     :func:`sample_positions` (unit: the window's mean gap, ``duration_s / requests``);
-    ``clients`` the shared parameters per client in seconds and its log-likelihood."""
+    ``clients`` the shared parameters per client in seconds, its batch probability and
+    (two-state models) its log-likelihood; with ``model="auto"`` also ``fitted_model``."""
 
     windows: pl.DataFrame
     table: ArrivalModelTable
@@ -905,26 +965,91 @@ def fit_client_arrivals(
     window_s: float = 600.0,
     model: str = "mmpp",
     resolution_s: float = 0.0,
+    origin_s: float | None = None,
+    end_s: float | None = None,
     min_window_gaps: int = 200,
     prior_gaps: float = 200.0,
     max_iter: int = 60,
     state_tables: bool = True,
+    seed: int = 0,
 ) -> ArrivalFit:
-    """Fit the arrival model ``model`` (:data:`MODEL_NAMES`) per client-window of a trace.
+    """Fit the arrival model ``model`` (:data:`MODEL_NAMES`, or ``"auto"``) per client-window.
 
     ``times_s`` are request times (seconds) and ``client_ids`` their clients (``None``: one
-    client ``"all"``); windows of ``window_s`` tile the trace from its first request. Two-state
-    models (``hyperexp``, ``mmpp``) are fitted by EM per client (shared) and per window with
+    client ``"all"``); windows of ``window_s`` tile ``[origin_s, end_s]`` (default: first to
+    last request; the last window ends at ``end_s`` rounded up to a whole second, as
+    :func:`servegen_core.sources.fit.pool_from_trace`). Two-state
+    models (``hyperexp`` with exponential phases, ``mmpp`` with Gamma gaps per state) are
+    fitted by EM per client (shared) and per window with
     at least ``min_window_gaps`` gaps (shrunk toward the shared fit by ``prior_gaps`` gaps);
     ``state_tables`` keeps each state's observed gaps as its emission table. Renewal families
     are maximum-likelihood fits per window with at least ``min_window_gaps`` gaps, shared
     otherwise; ``empirical`` keeps each client's gaps (unit: their window's mean gap).
     ``resolution_s`` is the timestamps' resolution (see :func:`batch_probability`).
+    ``"auto"`` chooses each client's model with :func:`select_arrival_models` (``seed``) and
+    fits each client with its own; the rows stay in client, window order.
     """
+    if model == "auto":
+        t = np.asarray(times_s, dtype=np.float64)
+        ids = np.full(t.size, "all") if client_ids is None else np.asarray(client_ids).astype(str)
+        if t.size == 0 or ids.shape != t.shape:
+            msg = "times_s must be non-empty and client_ids (when given) as long as times_s"
+            raise ValueError(msg)
+        origin = float(t.min()) if origin_s is None else float(origin_s)
+        end = float(t.max()) if end_s is None else float(end_s)
+        chosen_frame = select_arrival_models(
+            t, ids, window_s=window_s, resolution_s=resolution_s, seed=seed, max_iter=max_iter
+        ).filter(pl.col("chosen"))
+        chosen = dict(zip(chosen_frame["client_id"].to_list(), chosen_frame["model"].to_list()))
+        per_client_model = np.array([chosen[c] for c in ids])
+        fits: list[ArrivalFit] = []
+        names: list[str] = []
+        for name in MODEL_NAMES:
+            mine = per_client_model == name
+            if mine.any():
+                names.append(name)
+                fits.append(
+                    _fit_one(
+                        t[mine], ids[mine], window_s=window_s, model=name, resolution_s=resolution_s, origin_s=origin,
+                        end_s=end, min_window_gaps=min_window_gaps, prior_gaps=prior_gaps, max_iter=max_iter,
+                        state_tables=state_tables,
+                    )
+                )
+        windows = pl.concat([f.windows for f in fits])
+        order = np.lexsort((windows["window"].to_numpy(), windows["client_id"].to_numpy()))
+        clients = pl.concat(
+            [f.clients.with_columns(pl.lit(name).alias("fitted_model")) for f, name in zip(fits, names)], how="diagonal"
+        )
+        return ArrivalFit(
+            windows=windows[order],
+            table=ArrivalModelTable.concat([f.table for f in fits]).take(order),
+            clients=clients.sort("client_id"),
+        )
+    return _fit_one(
+        times_s, client_ids, window_s=window_s, model=model, resolution_s=resolution_s, origin_s=origin_s, end_s=end_s,
+        min_window_gaps=min_window_gaps, prior_gaps=prior_gaps, max_iter=max_iter, state_tables=state_tables,
+    )
+
+
+def _fit_one(
+    times_s: np.ndarray,
+    client_ids: np.ndarray | None,
+    *,
+    window_s: float,
+    model: str,
+    resolution_s: float,
+    origin_s: float | None,
+    end_s: float | None,
+    min_window_gaps: int,
+    prior_gaps: float,
+    max_iter: int,
+    state_tables: bool,
+) -> ArrivalFit:
+    """:func:`fit_client_arrivals` for one model."""
     if model not in MODEL_NAMES:
-        msg = f"unknown arrival model {model!r}; expected one of {', '.join(MODEL_NAMES)}"
+        msg = f"unknown arrival model {model!r}; expected auto or one of {', '.join(MODEL_NAMES)}"
         raise ValueError(msg)
-    cells = _cells(times_s, client_ids, window_s)
+    cells = _cells(times_s, client_ids, window_s, origin_s=origin_s, end_s=end_s)
     n_clients, n_cells = len(cells.clients), len(cells.n)
     unit = np.where(cells.n > 0, cells.duration / np.maximum(cells.n, 1), 1.0)  # s per unit
     gap_client = cells.gap_cell // cells.n_windows
@@ -979,7 +1104,7 @@ def fit_client_arrivals(
             sizes = np.bincount(key, minlength=2 * n_clients)
             splits = np.split(xu[order], np.cumsum(sizes)[:-1])
             tables = empirical_tables(splits)
-            ok = sizes >= _MIN_STATE_TABLE_GAPS
+            ok = sizes >= MIN_STATE_TABLE_GAPS
             t_id = np.arange(2 * n_clients)
             st0 = np.where(ok[2 * cell_client], t_id[2 * cell_client], -1)
             st1 = np.where(ok[2 * cell_client + 1], t_id[2 * cell_client + 1], -1)
@@ -1009,7 +1134,7 @@ def fit_client_arrivals(
     frame = {
         "client_id": pl.Series([cells.clients[c] for c in cell_client], dtype=pl.String()),
         "window": win,
-        "start_s": win * cells.window_s,
+        "start_s": cells.origin_s + win * cells.window_s,
         "duration_s": cells.duration,
         "requests": cells.n,
         "gaps": gaps_per_cell,

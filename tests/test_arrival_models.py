@@ -57,12 +57,12 @@ def window_gaps(t: np.ndarray, window_s: float = 600.0) -> np.ndarray:
     return np.diff(t)[w[1:] == w[:-1]]
 
 
-def regenerate(fit, seed: int, origin: float = 0.0) -> np.ndarray:
+def regenerate(fit, seed: int) -> np.ndarray:
     w = fit.windows
     counts = w["requests"].to_numpy()
     pos = sample_positions(np.random.default_rng(seed), counts, fit.table)
     row = np.repeat(np.arange(len(counts)), counts)
-    return np.sort(origin + w["start_s"].to_numpy()[row] + pos * w["duration_s"].to_numpy()[row])
+    return np.sort(w["start_s"].to_numpy()[row] + pos * w["duration_s"].to_numpy()[row])
 
 
 def dispersion_ratios(sim: np.ndarray, src: np.ndarray, start: float, end: float) -> dict[float, float]:
@@ -389,6 +389,39 @@ def test_shared_traces_fit_quickly_and_round_trip(traces_dir, name, resolution):
     assert elapsed < 6.0  # about 0.7 s (Azure) on a quiet machine; a per-gap loop takes minutes
     assert np.isfinite(fit.clients["loglik"][0])
     assert fit.clients["batch"][0] == 0.0  # Mooncake's 0.3 % of zero gaps are explained by its 1 ms grid
-    sim = regenerate(fit, seed=0, origin=float(t.min()))
+    sim = regenerate(fit, seed=0)
     assert sim.size == t.size
     assert stats.ks_2samp(window_gaps(t), window_gaps(sim)).statistic < 0.05
+
+
+def test_auto_fits_each_client_with_its_chosen_model_in_client_window_order():
+    rng = np.random.default_rng(10)
+    clients = {"a_onoff": onoff_source(rng, 4 * 3600.0, 100), "b_gamma": renewal(rng.gamma(0.4, 2.5, 6000))}
+    times = np.concatenate(list(clients.values()))
+    ids = np.concatenate([[k] * v.size for k, v in clients.items()])
+    fit = fit_client_arrivals(times, ids, model="auto")
+    models = dict(zip(fit.clients["client_id"], fit.clients["fitted_model"]))
+    assert models["a_onoff"] in ("hyperexp", "mmpp") and models["b_gamma"] == "gamma"
+    w = fit.windows
+    n_w = int((times.max() - times.min()) // 600) + 1
+    assert w["client_id"].to_list() == ["a_onoff"] * n_w + ["b_gamma"] * n_w
+    assert w["window"].to_list() == list(range(n_w)) * 2
+    assert len(fit.table) == w.height
+    assert set(w["model"][:n_w].to_list()) == {models["a_onoff"]} and set(w["model"][n_w:].to_list()) == {"gamma"}
+    sim = regenerate(fit, seed=3)
+    assert sim.size == times.size
+    a = clients["a_onoff"]
+    sim_a = regenerate(fit_client_arrivals(a, model=models["a_onoff"], origin_s=float(times.min()), end_s=float(times.max())), seed=3)
+    assert stats.ks_2samp(window_gaps(a), window_gaps(sim_a)).statistic < 0.05
+
+
+def test_concat_renumbers_gap_tables():
+    t1 = {"gaps": np.array([1.0]), "offsets": np.array([0]), "sizes": np.array([1]), "cum": np.array([1.0])}
+    t2 = {"gaps": np.array([0.5, 1.5]), "offsets": np.array([0]), "sizes": np.array([2]), "cum": np.array([0.5, 2.0])}
+    a = ArrivalModelTable.make(1, "empirical", table=0, tables=t1)
+    b = ArrivalModelTable.make(2, "empirical", table=np.array([0, -1]), tables=t2)
+    c = ArrivalModelTable.concat([a, b])
+    assert c.table.tolist() == [0, 1, -1]
+    assert c.tables["offsets"].tolist() == [0, 1] and c.tables["sizes"].tolist() == [1, 2]
+    pos = sample_positions(np.random.default_rng(0), np.array([3, 4, 0]), c)
+    assert pos.size == 7
