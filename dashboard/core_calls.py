@@ -120,6 +120,12 @@ def _cached_heavy(key: Hashable, _func: Callable, _args: tuple, _kwargs: dict) -
     return _func(*_args, **_kwargs)
 
 
+def clear_call_caches() -> None:
+    """Forget every cached core call (:func:`run`, :func:`compute`, :func:`deferred`); loaded sources stay cached."""
+    _cached_call.clear()
+    _cached_heavy.clear()
+
+
 def _freeze(value: Any) -> Hashable:
     if isinstance(value, Mapping):
         return tuple(sorted((k, _freeze(v)) for k, v in value.items()))

@@ -25,7 +25,9 @@ from settings import servegen_folders
 from uploads import TRACE_SUFFIXES
 from widgets.files import upload_or_path
 
+#: The demo request trace, relative to the demo data folder.
 DEMO_TRACE = "traces/demo_requests.csv"
+#: The preset choice meaning "detect the format from the file".
 AUTO_PRESET = "auto-detect"
 
 _KIND_LABELS = {

@@ -26,8 +26,10 @@ from servegen_core.paths import DATA_ROOTS_ENV, PathNotAllowedError, data_roots,
 from servegen_core.spec import ServeGenSource, TraceSource
 from settings import UPLOAD_MAX_AGE_H, servegen_folders
 
+#: File suffixes the trace loader reads (``.gz`` after one of the others): what a trace upload may end in.
 TRACE_SUFFIXES = ("csv", "parquet", "pq", "jsonl", "ndjson", "gz")
 
+#: Runs of characters an upload's file name may not keep (each becomes ``_``).
 _UPLOAD_NAME = re.compile(r"[^A-Za-z0-9._-]+")
 #: Session key of this session's :class:`UploadFolder`.
 _FOLDER_KEY = "_upload_dir"
