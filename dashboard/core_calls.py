@@ -21,6 +21,7 @@ from typing import Any
 import polars as pl
 import streamlit as st
 
+import navigation
 from fmt import fmt_time
 from plaintext import md
 from servegen_core.errors import ServeGenError
@@ -282,7 +283,7 @@ def spec_plan_or_stop(view: View) -> tuple[WorkloadSpec, ClientPool, ComposePlan
     spec = current_spec(view)
     if spec is None:
         st.info("No workload spec for this source yet: build one on the Compose page.")
-        st.page_link("views/compose.py", label="Go to Compose", icon=":material/tune:")
+        st.page_link(navigation.page("compose").link, label="Go to Compose", icon=":material/tune:")
         st.stop()
     source, _ = spec_source(view)
     pool = spec_pool(view, source)

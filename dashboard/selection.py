@@ -23,6 +23,7 @@ from dataclasses import dataclass
 
 import streamlit as st
 
+import navigation
 from fmt import fmt_time
 from servegen_core.errors import SpecError
 from servegen_core.sources.pool import client_sort_key
@@ -215,4 +216,4 @@ def carried_rule(view, start_s: float, end_s: float) -> tuple[ClientSelection | 
 def open_compose_with_selection() -> None:
     """Switch to the Compose page with its client subset set to the selection."""
     st.session_state["cmp_mode"] = "selection"
-    st.switch_page("views/compose.py")
+    st.switch_page(navigation.page("compose").link)

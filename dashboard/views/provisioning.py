@@ -6,6 +6,7 @@ import streamlit as st
 
 import charts
 import core_calls
+import navigation
 import session
 from plaintext import md
 from servegen_core.serve import simulate as serving
@@ -24,7 +25,7 @@ if spec is None and view.is_pool:
         "Provisioning simulates a workload: build one on the Compose page (it is compared with its naive baselines), "
         "or load a raw request trace in the sidebar (it is compared with its Poisson baseline)."
     )
-    st.page_link("views/compose.py", label="Go to Compose", icon=":material/tune:")
+    st.page_link(navigation.page("compose").link, label="Go to Compose", icon=":material/tune:")
     st.stop()
 
 choices = []
