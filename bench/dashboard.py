@@ -7,8 +7,8 @@ Three measurements on ``language/m-large`` (by default):
   its first chart. Run twice: with the columnar cache of the model already written (the usual
   case) and with an empty cache folder (the first time a model is ever opened).
 * **first render of each page, warm cache** — the model is loaded (``st.cache_resource``),
-  the page's own computations are not: before each page the compute cache of
-  ``dashboard/state.py`` is cleared. Then the same page again (fully cached).
+  the page's own computations are not: before each page the core-call caches of
+  ``dashboard/core_calls.py`` are cleared. Then the same page again (fully cached).
 * **widget change** — a rerun after changing one widget on a page (a new computation where
   the widget asks for one).
 * **download** — writing the export file when the download button is clicked (one hour of
@@ -115,7 +115,7 @@ WIDGET_CHANGES = (
 
 def warm_pages(data_dir: str, model: str, repeat: int) -> tuple[dict, dict, dict]:
     sys.path.insert(0, str(DASHBOARD))
-    import state
+    import core_calls
 
     first: dict[str, list[float]] = {p: [] for p in PAGES}
     again: dict[str, list[float]] = {p: [] for p in PAGES}
@@ -125,14 +125,12 @@ def warm_pages(data_dir: str, model: str, repeat: int) -> tuple[dict, dict, dict
         at.run()
         _open_model(at, data_dir, model)
         for page in PAGES:
-            state._cached_call.clear()  # the page's computations; the loaded pool stays cached
-            state._cached_heavy.clear()
+            core_calls.clear_call_caches()  # the page's computations; the loaded pool stays cached
             first[page].append(_timed(lambda page=page: at.switch_page(f"views/{page}.py").run()))
             _check(at, page)
             again[page].append(_timed(at.run))
         # Widget changes, on a session that has visited every page once (as a user would).
-        state._cached_call.clear()
-        state._cached_heavy.clear()
+        core_calls.clear_call_caches()
         at = _app()
         at.run()
         _open_model(at, data_dir, model)
@@ -149,7 +147,7 @@ def warm_pages(data_dir: str, model: str, repeat: int) -> tuple[dict, dict, dict
 def downloads(data_dir: str, model: str, repeat: int) -> tuple[int, dict[str, tuple[float, float]]]:
     """Writing the download file on click: one hour of the model's observed rate, per format (seconds, MB)."""
     sys.path.insert(0, str(DASHBOARD))
-    import state
+    import export_files
 
     from servegen_core.generate.compose import compose
     from servegen_core.sources.pool import load_pool
@@ -163,7 +161,7 @@ def downloads(data_dir: str, model: str, repeat: int) -> tuple[int, dict[str, tu
         times = []
         for _ in range(repeat):
             t = time.perf_counter()
-            data, _name, _dropped = state.export_bytes(spec, fmt, pool=pool)
+            data, _name, _dropped = export_files.export_bytes(spec, fmt, pool=pool)
             times.append(time.perf_counter() - t)
         out[fmt] = (statistics.median(times), len(data) / 1e6)
     return rows, out

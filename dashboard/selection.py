@@ -10,15 +10,22 @@ Every change goes through :func:`replace`, :func:`add`, :func:`remove` or :func:
 which bump a version number; the Clients table is keyed on that version and on the ids it
 shows, so a table never carries a row selection over to other rows
 (:func:`merge_table_rows`).
+
+The Clients page's filter becomes a spec client selection (:func:`filter_rule`), which the
+Compose page carries into the spec when it was ranked over the workload's span
+(:func:`carried_rule`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 import streamlit as st
 
+import navigation
+from fmt import fmt_time
+from servegen_core.errors import SpecError
 from servegen_core.sources.pool import client_sort_key
 from servegen_core.spec import ClientSelection
 
@@ -145,3 +152,68 @@ def search(known: Sequence[str], text: str) -> tuple[list[str], list[str]]:
     found = [t for t in dict.fromkeys(tokens) if t in have]
     unknown = [t for t in dict.fromkeys(tokens) if t not in have]
     return found, unknown
+
+
+# -- the Clients page's filter in a spec ---------------------------------------------------------
+
+
+def filter_rule(ranges: Mapping[str, tuple[float | None, float | None]], top_k: int | None, by: str) -> ClientSelection | None:
+    """The Clients page's filter as a spec client selection (``None`` without ranges or top-k)."""
+    if not ranges and top_k is None:
+        return None
+    try:
+        return ClientSelection(
+            mode="filter", ranges=tuple((name, lo, hi) for name, (lo, hi) in ranges.items()), top_k=top_k, by=by
+        )
+    except SpecError:
+        return None
+
+
+def describe_rule(rule: ClientSelection) -> str:
+    """A filter selection in words, e.g. ``request_share ≥ 0.01; top 5 by request_share``."""
+    parts = []
+    for name, lo, hi in rule.ranges:
+        if lo is not None and hi is not None:
+            parts.append(f"{lo:g} ≤ {name} ≤ {hi:g}")
+        elif lo is not None:
+            parts.append(f"{name} ≥ {lo:g}")
+        elif hi is not None:
+            parts.append(f"{name} ≤ {hi:g}")
+    if rule.top_k is not None:
+        parts.append(f"top {rule.top_k} by {rule.by}")
+    return "; ".join(parts) or "no bounds"
+
+
+def carried_rule(view, start_s: float, end_s: float) -> tuple[ClientSelection | None, str]:
+    """The Clients page's filter for a workload spanning ``[start_s, end_s)``, or ``None``, and a caption.
+
+    The filter goes into the spec (``clients.mode = "filter"``) only when it was ranked over
+    the same span as the workload's, on ServeGen pool data: the spec evaluates it over the
+    workload's span, so it then picks exactly the clients the Clients page showed. Otherwise
+    the clients stay a fixed id list and the caption says why.
+    """
+    sel = get()
+    if sel is None or sel.source != view.source:
+        return None, ""
+    if sel.rule is None:
+        return None, "Rows picked by hand on the Clients page go into the spec as a list of client ids."
+    rule = f"the Clients page's filter ({describe_rule(sel.rule)})"
+    if not view.is_pool:
+        return None, (
+            f"Kept as a list of client ids: {rule} ranks the trace's own requests, while a spec ranks the client "
+            "pool fitted to the trace, which can order the clients differently."
+        )
+    if sel.start_s is None or abs(sel.start_s - start_s) > 1e-6 or abs(sel.end_s - end_s) > 1e-6:
+        return None, (
+            f"Kept as a list of client ids: {rule} ranked the clients over {fmt_time(sel.start_s)} – "
+            f"{fmt_time(sel.end_s)}, the workload spans {fmt_time(start_s)} – {fmt_time(end_s)}, and over another "
+            "span the same filter can pick other clients. Set the sidebar's time span to the workload's span and "
+            "use the matching clients again to carry the filter itself into the spec."
+        )
+    return sel.rule, f"The spec carries {rule}, evaluated over the workload's span (the same span the Clients page used)."
+
+
+def open_compose_with_selection() -> None:
+    """Switch to the Compose page with its client subset set to the selection."""
+    st.session_state["cmp_mode"] = "selection"
+    st.switch_page(navigation.page("compose").link)

@@ -26,7 +26,7 @@ from typing import Any
 import streamlit as st
 
 import selection as picks
-
+from fmt import fmt_clock
 from servegen_core.errors import SpecError
 from servegen_core.paths import demo_data_dir, shared_data_dir
 from servegen_core.spec import (
@@ -39,6 +39,8 @@ from servegen_core.spec import (
     TraceSource,
     WorkloadSpec,
 )
+from session import Source, set_spec
+from sidebar import AUTO_PRESET, DEMO_TRACE, NO_CLIENT_COLUMN, demo_source
 
 #: Query parameter holding the encoded spec.
 PARAM = "spec"
@@ -120,67 +122,43 @@ def parse_upload(data: bytes, *, name: str) -> WorkloadSpec:
 # --------------------------------------------------------------------------------------------
 
 
-def source_widgets(spec: WorkloadSpec, folders: list[str]) -> tuple[dict[str, Any], Any]:
+def source_widgets(spec: WorkloadSpec, folders: list[str]) -> tuple[dict[str, Any], Source]:
     """Sidebar widget values that choose the spec's source, and the dashboard ``Source`` they make.
 
     ``folders`` are the ServeGen data folders the sidebar offers. Raises ``ValueError`` when
     the sidebar cannot offer the source.
     """
-    import state  # the sidebar's Source (imported here: state imports this module's users)
-
     src = spec.source
     if isinstance(src, ServeGenSource):
         if src.data_dir == "demo":
-            source = state._demo_source(src.model)
+            source = demo_source(src.model)
             return {"src_kind": "demo", "src_demo": src.model}, source
         folder = str(shared_data_dir() / "servegen") if src.data_dir == "shared" else str(src.data_dir)
         if folder not in folders:
             where = "the shared data" if src.data_dir == "shared" else folder
             msg = f"the spec's data folder ({where}) is not offered here (folders: {', '.join(folders) or 'none'})"
             raise ValueError(msg)
-        return {"src_kind": "servegen", "src_folder": folder, "src_model": src.model}, state.Source("pool", folder, src.model)
+        return {"src_kind": "servegen", "src_folder": folder, "src_model": src.model}, Source("pool", folder, src.model)
     assert isinstance(src, TraceSource)
-    demo_trace = (demo_data_dir() / state.DEMO_TRACE).resolve()
+    demo_trace = (demo_data_dir() / DEMO_TRACE).resolve()
     if str(demo_trace) == str(src.path) and not src.columns and src.client_column is None:
-        return {"src_kind": "demo", "src_demo": state.DEMO_TRACE}, state._demo_source(state.DEMO_TRACE)
+        return {"src_kind": "demo", "src_demo": DEMO_TRACE}, demo_source(DEMO_TRACE)
     values: dict[str, Any] = {
         "src_kind": "trace",
         "src_trace_how": "Path",
         "src_trace_path": str(src.path),
-        "src_preset": src.preset or state.AUTO_PRESET,
-        "src_client_col": src.client_column or state.NO_CLIENT_COLUMN,
+        "src_preset": src.preset or AUTO_PRESET,
+        "src_client_col": src.client_column or NO_CLIENT_COLUMN,
     }
     for target, column in src.columns:
         values[f"src_map_{target}"] = column
     if src.time_unit is not None:
         values["src_time_unit"] = src.time_unit
-    source = state.Source(
+    source = Source(
         "trace", str(src.path), preset=src.preset, columns=tuple(src.columns), time_unit=src.time_unit,
         client_column=src.client_column,
     )
     return values, source
-
-
-def fmt_clock(seconds: float) -> str:
-    """Seconds into a day as ``hh:mm`` (``hh:mm:ss`` when not whole minutes)."""
-    s = round(float(seconds))
-    h, rem = divmod(s, 3600)
-    m, sec = divmod(rem, 60)
-    return f"{h:02d}:{m:02d}" + (f":{sec:02d}" if sec else "")
-
-
-def parse_clock(text: str) -> int:
-    """``hh:mm`` or ``hh:mm:ss`` (hours 0-23) as seconds into the day; ``ValueError`` otherwise."""
-    parts = text.strip().split(":")
-    if len(parts) not in (2, 3) or not all(p.isdigit() for p in parts):
-        msg = f"write the time as hh:mm (e.g. 18:15), got {text.strip()!r}"
-        raise ValueError(msg)
-    h, m = int(parts[0]), int(parts[1])
-    s = int(parts[2]) if len(parts) == 3 else 0
-    if not (0 <= h < 24 and 0 <= m < 60 and 0 <= s < 60):
-        msg = f"hours 0-23, minutes and seconds 0-59, got {text.strip()!r}"
-        raise ValueError(msg)
-    return h * 3600 + m * 60 + s
 
 
 def compose_widgets(spec: WorkloadSpec, sid: str) -> dict[str, Any]:
@@ -267,8 +245,7 @@ def apply_pending(folders: list[str]) -> None:
     st.session_state["cmp_points_version"] = int(st.session_state.get("cmp_points_version", 0)) + 1
     st.session_state["cmp_expected_spec"] = spec
     st.session_state[_TEMPLATE] = spec
-    st.session_state["spec"] = spec  # Preview and Export have it before the Compose page runs again
-    st.session_state["spec_source"] = source
+    set_spec(spec, source)  # Preview and Export have it before the Compose page runs again
     st.session_state[_NOTICE] = ("success", f"Restored the spec from {why}.")
 
 
@@ -319,7 +296,7 @@ def describe_change(spec: WorkloadSpec, base: WorkloadSpec, *, width: int = 60) 
     return "; ".join(parts) or "nothing (the same spec)"
 
 
-def template(source: object) -> WorkloadSpec | None:
+def template(source: ServeGenSource | TraceSource) -> WorkloadSpec | None:
     """The last restored spec when it is for ``source`` (the Compose page keeps its other keys)."""
     spec = st.session_state.get(_TEMPLATE)
     return spec if spec is not None and spec.source == source else None

@@ -4,14 +4,15 @@ import polars as pl
 import streamlit as st
 
 import charts
+import core_calls
 import selection
-import state
 from plaintext import md
 from servegen_core.characterize.summary import client_summary, filter_clients
+from widgets import page
 
-view = state.page_header("Clients")
-summary = state.compute(client_summary)
-if not state.usable(summary, what="the client summary"):
+view = page.header("Clients")
+summary = core_calls.compute(client_summary)
+if not core_calls.usable(summary, what="the client summary"):
     st.stop()
 frame = summary.frame
 numeric = [c for c, t in frame.schema.items() if c != "client_id" and (t.is_numeric() or t == pl.Boolean)]
@@ -30,13 +31,13 @@ if columns:
             hi = st.number_input(f"{col} ≤", value=None, key=f"cl_hi_{col}", persist_state="session", placeholder="no maximum")
             ranges[col] = (lo, hi)
 
-ids = state.run(
+ids = core_calls.run(
     filter_clients, summary, key=(view.key, "filter"), ranges=ranges, top_k=top_k or None, by=by,
     spinner="Filtering clients…",
 )
 if ids is None:
     st.stop()
-rule = state.filter_rule(ranges, top_k or None, by)
+rule = selection.filter_rule(ranges, top_k or None, by)
 
 
 def _add_top(k: int) -> None:
@@ -125,7 +126,7 @@ def selection_panel() -> None:
             st.session_state[f"{key}_ids"] = points["client_id"].to_list()
             fig = charts.cv_vs_rate(points, rate="mean_rate_rps", cv="cv_rate_weighted", selected=picked_now)
             st.plotly_chart(fig, key=key, on_select="rerun", selection_mode=("points", "box", "lasso"))
-            state.csv_download(points.select("client_id", "mean_rate_rps", "cv_rate_weighted"), "clients_cv_vs_rate.csv", key="cl_cv_rate_csv")
+            page.csv_download(points.select("client_id", "mean_rate_rps", "cv_rate_weighted"), "clients_cv_vs_rate.csv", key="cl_cv_rate_csv")
     with right:
         shares = frame.sort("request_share", descending=True).select(
             "client_id", pl.col("requests"), pl.col("request_share").alias("share"), pl.col("request_share").cum_sum().alias("cum_share")
@@ -134,7 +135,7 @@ def selection_panel() -> None:
         key = _chart_key("cl_top")
         st.session_state[f"{key}_ids"] = shares["client_id"].head(k_top).to_list()
         st.plotly_chart(charts.top_clients(shares, k=k_top, selected=picked_now), key=key, on_select="rerun", selection_mode=("points", "box"))
-        state.csv_download(shares.head(k_top), "top_clients.csv", key="cl_top_csv")
+        page.csv_download(shares.head(k_top), "top_clients.csv", key="cl_top_csv")
     st.caption("Click a point or a bar (or draw a box) to add those clients to the selection; selected clients are drawn in orange.")
 
     chosen = selection.present(view)
@@ -146,11 +147,11 @@ def selection_panel() -> None:
         )
     if chosen:
         sel = selection.get()
-        how = f" (the clients matching {md(state.describe_rule(sel.rule))})" if sel is not None and sel.rule is not None else ""
+        how = f" (the clients matching {md(selection.describe_rule(sel.rule))})" if sel is not None and sel.rule is not None else ""
         st.success(f"Selection for Compose ({len(chosen)} clients{how}):")
         st.caption(md(", ".join(chosen)))
         if st.button("Open in Compose", key="cl_open_compose", type="primary", icon=":material/tune:"):
-            state.open_compose_with_selection()
+            selection.open_compose_with_selection()
     else:
         st.info("No selection yet: the composer uses all clients, top-k or its own pick.")
 

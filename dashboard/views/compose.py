@@ -6,10 +6,11 @@ import polars as pl
 import streamlit as st
 
 import charts
-import prefix_widgets
+import core_calls
+import fmt
 import selection as picks
+import session
 import specstate
-import state
 from plaintext import md
 from servegen_core.characterize import rates
 from servegen_core.generate.compose import rate_curve
@@ -28,18 +29,20 @@ from servegen_core.spec import (
     Weights,
     WorkloadSpec,
 )
+from widgets import page
+from widgets import prefix as prefix_widgets
 
 # Values set from a chart (the span picked on the activity timeline) before the widgets exist.
 for _key, _value in st.session_state.pop("cmp_pending_widgets", {}).items():
     st.session_state[_key] = _value
 
 
-view = state.page_header("Compose")
-source, why = state.spec_source(view)
+view = page.header("Compose")
+source, why = session.spec_source(view)
 if source is None:
     st.warning(f"This source cannot be composed from: {md(why)}.")
     st.stop()
-pool = state.spec_pool(view, source)
+pool = core_calls.spec_pool(view, source)
 if pool is None:
     st.stop()
 sid = view.source.id
@@ -57,7 +60,7 @@ def build(make):
     try:
         return make()
     except ValueError as exc:
-        state.show_error(exc)
+        core_calls.show_error(exc)
         st.stop()
 
 
@@ -108,7 +111,7 @@ with t2.expander("Import a spec (upload or paste spec.json)"):
             else:
                 spec_in = specstate.parse_upload(pasted.encode(), name="the pasted spec")
         except ValueError as exc:
-            state.show_error(exc)
+            core_calls.show_error(exc)
         else:
             specstate.request(spec_in, why="the imported spec")
             st.rerun()
@@ -116,7 +119,7 @@ with t2.expander("Import a spec (upload or paste spec.json)"):
 
 # --- 1. clients ---------------------------------------------------------------------------
 st.subheader("Clients")
-picked = state.selection(view)
+picked = picks.present(view)
 absent = picks.missing(view)
 imported_clients = st.session_state.get("cmp_imported_clients")
 modes = {
@@ -157,7 +160,7 @@ elif mode == "ids":
     clients = build(lambda: ClientSelection(mode="ids", ids=tuple(ids)))
 elif mode == "imported":
     clients = imported_clients
-    st.caption(f"Filter from the imported spec: {md(state.describe_rule(clients))}.")
+    st.caption(f"Filter from the imported spec: {md(picks.describe_rule(clients))}.")
 else:
     clients = ClientSelection()
 status_box = st.container()
@@ -168,15 +171,15 @@ n_days = max(1, int(-(-(pool.end_s - pool.start_s) // 86400)))
 first_day, first_clock = divmod(int(max(view.start_s, pool.start_s)), 86400)
 c1, c2, c3, c4 = st.columns([1, 1, 1, 1])
 day = int(c1.number_input("Start day", min_value=1, max_value=n_days, step=1, key=seeded(f"cmp_day_{sid}", first_day + 1), persist_state="session"))
-clock_text = c2.text_input("Start time (hh:mm)", key=seeded(f"cmp_clock_{sid}", specstate.fmt_clock(first_clock)), persist_state="session")
+clock_text = c2.text_input("Start time (hh:mm)", key=seeded(f"cmp_clock_{sid}", fmt.fmt_clock(first_clock)), persist_state="session")
 try:
-    clock = specstate.parse_clock(clock_text)
+    clock = fmt.parse_clock(clock_text)
 except ValueError as exc:
-    state.show_error(exc)
+    core_calls.show_error(exc)
     st.stop()
 start_s = (day - 1) * 86400 + clock
 if not pool.start_s <= start_s < pool.end_s:
-    st.error(f"The start {charts.fmt_time(start_s)} is outside the source, which covers {charts.fmt_time(pool.start_s)} – {charts.fmt_time(pool.end_s)}.")
+    st.error(f"The start {fmt.fmt_time(start_s)} is outside the source, which covers {fmt.fmt_time(pool.start_s)} – {fmt.fmt_time(pool.end_s)}.")
     st.stop()
 remaining_min = (pool.end_s - start_s) / 60
 duration_key = f"cmp_duration_{sid}"
@@ -192,7 +195,7 @@ duration_s = round(float(duration_min) * 60, 6)
 span = build(lambda: Span(start_s=int(start_s), duration_s=duration_s))
 end_s = start_s + duration_s
 if mode == "selection":
-    rule, note = state.carried_rule(view, span.start_s, span.start_s + span.duration_s)
+    rule, note = picks.carried_rule(view, span.start_s, span.start_s + span.duration_s)
     if rule is not None:
         clients = rule
     if note:
@@ -262,7 +265,7 @@ base = build(lambda: dataclasses.replace(template, **page_fields, weights=Weight
 kept = specstate.kept_keys(base)
 if kept:
     st.caption(f"Kept from the restored spec (not edited on this page): {', '.join(kept)}.")
-base_plan = state.plan(base, pool)
+base_plan = core_calls.plan(base, pool)
 if base_plan is None:
     st.stop()
 
@@ -292,7 +295,7 @@ st.session_state[weights_key] = stored_weights
 explicit = {c: stored_weights.get(c, observed_share[c]) for c in candidates} if any(c in stored_weights for c in candidates) else None
 weights = build(lambda: Weights(mode="explicit", values=tuple(explicit.items()))) if explicit else Weights()
 spec = dataclasses.replace(base, weights=weights) if explicit else base
-spec_plan = state.plan(spec, pool) if explicit else base_plan
+spec_plan = core_calls.plan(spec, pool) if explicit else base_plan
 if spec_plan is None:
     st.stop()
 
@@ -366,7 +369,7 @@ with status_box:
             st.session_state[weights_key] = {}
             st.rerun()
     with w2:
-        state.plot(charts.weight_shares(spec_plan.weights), spec_plan.weights, key="cmp_weights_chart")
+        page.plot(charts.weight_shares(spec_plan.weights), spec_plan.weights, key="cmp_weights_chart")
         st.caption("Weights are normalized to request shares over the composed clients" + (" (edited)." if explicit else " (observed shares)."))
 
     # Activity of the chosen clients over the whole source, with the span on it.
@@ -378,32 +381,32 @@ with status_box:
         def activity(pool_, ids_, k_, resolution_s):
             return rates.top_k_series(pool_.select_clients(list(ids_)), k_, resolution_s=resolution_s)
 
-        series = state.run(
+        series = core_calls.run(
             activity, pool, tuple(chosen_ids), n_show, res, key=(view.key, source, tuple(chosen_ids), n_show, res),
             spinner="Client activity…",
         )
-        if state.usable(series, what="the client activity"):
+        if core_calls.usable(series, what="the client activity"):
             pick_version = int(st.session_state.get("cmp_span_pick", 0))
             fig = charts.client_activity(series.frame, resolution_s=res, span=(start_s, end_s))
             ev = st.plotly_chart(fig, key=f"cmp_activity_{sid}_{pick_version}", on_select="rerun", selection_mode="box")
-            state.csv_download(series.frame, "client_activity.csv", key="cmp_activity_csv")
+            page.csv_download(series.frame, "client_activity.csv", key="cmp_activity_csv")
             box = (ev or {}).get("selection", {}).get("box") or []
             if box and box[0].get("x"):
                 x0, x1 = sorted(float(v) for v in box[0]["x"][:2])
-                scale = charts.time_unit(float(series.frame["start_s"].max() - series.frame["start_s"].min()))[1]
+                scale = fmt.time_unit(float(series.frame["start_s"].max() - series.frame["start_s"].min()))[1]
                 new_start = int(max(pool.start_s, round(x0 * scale / 60) * 60))
                 new_end = min(float(pool.end_s), round(x1 * scale / 60) * 60)
                 if new_end > new_start:
                     d, c = divmod(new_start, 86400)
                     st.session_state["cmp_pending_widgets"] = {
-                        f"cmp_day_{sid}": d + 1, f"cmp_clock_{sid}": specstate.fmt_clock(c),
+                        f"cmp_day_{sid}": d + 1, f"cmp_clock_{sid}": fmt.fmt_clock(c),
                         duration_key: (new_end - new_start) / 60,
                     }
                     st.session_state["cmp_span_pick"] = pick_version + 1
                     st.rerun()
             st.caption(
                 f"Request rate of the {'first ' + str(n_show) + ' of the ' if n_show < len(chosen_ids) else ''}{len(chosen_ids)} chosen clients over the "
-                f"whole source ({state.fmt_resolution(res)} bins); the shaded band is the span. Drag a box on the chart to set the span."
+                f"whole source ({fmt.fmt_resolution(res)} bins); the shaded band is the span. Drag a box on the chart to set the span."
             )
             dropped = exclusions["idle"] if mode != "all" else ()
             if dropped:
@@ -411,16 +414,16 @@ with status_box:
 
 # --- 5. the plan --------------------------------------------------------------------------
 st.subheader("Rate of the workload")
-curve = state.run(rate_curve, spec_plan, key=(spec, "rate_curve"), spinner="Rate function…")
+curve = core_calls.run(rate_curve, spec_plan, key=(spec, "rate_curve"), spinner="Rate function…")
 if curve is not None:
-    state.plot(charts.rate_plan(curve), curve, key="cmp_rate_chart")
+    page.plot(charts.rate_plan(curve), curve, key="cmp_rate_chart")
 m1, m2, m3 = st.columns(3)
 m1.metric("Expected requests", f"{spec_plan.expected_requests:,.0f}")
 m2.metric("Clients composed", f"{len(spec_plan.clients):,}")
 m2.caption(exclusion_note(spec_plan.clients, exclusions))
 m3.metric("Mean rate (req/s)", f"{spec_plan.expected_requests / spec_plan.span_duration_s:,.2f}")
 st.caption(
-    f"{kinds[kind]} over {state.fmt_duration(spec_plan.span_duration_s)} from {charts.fmt_time(start_s)}; "
+    f"{kinds[kind]} over {fmt.fmt_duration(spec_plan.span_duration_s)} from {fmt.fmt_time(start_s)}; "
     f"target {spec_plan.target_requests:,.0f} requests, composed {spec_plan.expected_requests:,.0f}. The chart draws the rate "
     "function exactly as generation uses it (evaluated on a fine grid, both sides of every step)."
 )
@@ -431,10 +434,12 @@ naive_on = st.toggle("Compare with a naive baseline on the Preview page", key="c
 naive = None
 if naive_on:
     naive = st.radio(
-        "Naive baseline", state.NAIVE_KINDS, horizontal=True, key="cmp_naive_kind", persist_state="session",
-        format_func=state.NAIVE_LABELS.get,
+        "Naive baseline", session.NAIVE_KINDS, horizontal=True, key="cmp_naive_kind", persist_state="session",
+        format_func=session.NAIVE_LABELS.get,
     )
-state.set_spec(view, spec, naive=naive)
+specstate.remember(spec)  # the undo history and the URL
+session.set_spec(spec, view.source)
+session.set_naive(naive)
 expected = st.session_state.pop("cmp_expected_spec", None)
 if expected is not None and expected != spec:
     st.info("The restored spec is not exactly representable on this page; the spec below differs from it (see Export for the JSON).")

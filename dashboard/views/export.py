@@ -2,13 +2,16 @@
 
 import streamlit as st
 
-import state
+import core_calls
+import export_files
+import settings
 from plaintext import md
 from servegen_core.export.formats import FORMATS, ChunkWriter, dropped_columns, export_block_size, spec_sidecar_path, usage_hint
 from servegen_core.paths import EXPORT_DIR_ENV, export_dir
+from widgets import page
 
-view = state.page_header("Export")
-spec, pool, plan = state.spec_plan_or_stop(view)
+view = page.header("Export")
+spec, pool, plan = core_calls.spec_plan_or_stop(view)
 
 fmt = st.selectbox(
     "Format", list(FORMATS), key="ex_format", persist_state="session",
@@ -21,21 +24,21 @@ block_size = export_block_size(fmt, plan.output_columns)  # the block size the e
 st.caption(f"Reference: {info.citation}" + (f"  \nReplay: `{usage_hint(fmt, 'FILE', block_size)}`" if info.usage else ""))
 expected = plan.expected_requests
 try:
-    limit = state.max_download_requests()
+    limit = settings.max_download_requests()
 except ValueError as exc:
-    state.show_error(exc)
+    core_calls.show_error(exc)
     st.stop()
 
 st.subheader("Download")
 if expected > limit:
     st.info(
         f"The workload has about {expected:,.0f} requests, more than the {limit:,} offered as a browser download "
-        f"({state.MAX_DOWNLOAD_ENV}): save it to a path below (written in chunks)."
+        f"({settings.MAX_DOWNLOAD_ENV}): save it to a path below (written in chunks)."
     )
 else:
-    name = state.export_name(fmt)
+    name = export_files.export_name(fmt)
     st.download_button(
-        f"Download {name} ({expected:,.0f} requests)", state.deferred_export(spec, fmt, pool), file_name=name,
+        f"Download {name} ({expected:,.0f} requests)", export_files.deferred_export(spec, fmt, pool), file_name=name,
         mime="application/octet-stream", key="ex_download", type="primary",
     )
     dropped = dropped_columns(fmt, plan.output_columns)
@@ -60,7 +63,7 @@ else:
         n_chunks = max(1, int(-(-plan.span_duration_s // chunk_s)))
         bar = st.progress(0.0, text="Composing and writing…")
         try:
-            target = state.export_target(typed, overwrite=overwrite)
+            target = export_files.export_target(typed, overwrite=overwrite)
             rows = 0
             with ChunkWriter(target, fmt, spec=spec, overwrite=overwrite, note=None) as writer:
                 for i, chunk in enumerate(plan.iter_chunks(chunk_s), start=1):
@@ -70,7 +73,7 @@ else:
             result = writer.result
         except Exception as exc:  # noqa: BLE001 - shown as a message
             bar.empty()
-            state.show_error(exc)
+            core_calls.show_error(exc)
         else:
             bar.progress(1.0, text="done")
             st.success(md(f"Wrote {result.rows:,} requests ({result.bytes / 1024 / 1024:,.2f} MB) to {result.path}; spec beside it: {spec_sidecar_path(result.path)}."))
@@ -81,5 +84,5 @@ st.subheader("Spec and command line")
 spec_json = spec.to_json()
 st.code(spec_json, language="json")
 st.download_button("Download spec.json", spec_json, file_name="spec.json", mime="application/json", key="ex_spec")
-st.code(state.generate_command(fmt, f"workload{info.extension}"), language="bash")
+st.code(export_files.generate_command(fmt, f"workload{info.extension}"), language="bash")
 st.caption("The same spec and seed give the same workload: the command writes the same bytes as the download (Parquet aside, which it streams as a folder of parts when --chunk-s is given).")

@@ -3,10 +3,13 @@
 import streamlit as st
 
 import charts
-import state
+import core_calls
+import fmt
 from plaintext import md
 from servegen_core.characterize import lengths
-view = state.page_header("Lengths")
+from widgets import page
+
+view = page.header("Lengths")
 fields = [f for f in view.fields if f.endswith(("_tokens", "_count"))]
 if not fields:
     st.info("This source has no length fields.")
@@ -17,33 +20,33 @@ section = st.radio("Show", sections, horizontal=True, key="len_section", persist
 
 if section == "Distributions":
     pair = [f for f in ("input_tokens", "output_tokens") if f in fields] or fields[:1]
-    state.keep_valid("len_fields", fields)
+    page.keep_valid("len_fields", fields)
     chosen = st.multiselect("Fields", fields, default=pair, key="len_fields", persist_state="session")
     for field in chosen:
-        pdf = state.compute(lengths.length_pdf, field)
+        pdf = core_calls.compute(lengths.length_pdf, field)
         fitter = lengths.fit_output_lengths if field == "output_tokens" else lengths.fit_input_lengths
-        fit = state.compute(fitter, field=field)
-        if not state.usable(pdf, what=f"the {charts.field_label(field)} distribution"):
+        fit = core_calls.compute(fitter, field=field)
+        if not core_calls.usable(pdf, what=f"the {fmt.field_label(field)} distribution"):
             continue
         fit_ok = fit is not None and fit.ok
         fig = charts.length_distribution(
             pdf.frame, field=field, curves=fit.curves if fit_ok else None, fits=fit.table if fit_ok else None
         )
-        state.plot(fig, pdf.frame, key=f"len_dist_{field}")
+        page.plot(fig, pdf.frame, key=f"len_dist_{field}")
         if fit_ok:
             best = fit.table.filter(fit.table["best"]).row(0, named=True)
             st.caption(
-                f"Best fit for {charts.field_label(field)}: **{best['family'].replace('_', ' + ')}** "
+                f"Best fit for {fmt.field_label(field)}: **{best['family'].replace('_', ' + ')}** "
                 f"({best['params']}; KS distance {best['ks']:.3f}) over {fit.n:,.0f} requests."
             )
         elif fit is not None:
             st.caption(f"No fit: {md(fit.reason)}")
-        per_client = state.compute(lengths.client_length_fits, field, k=10, spinner=f"Fitting {charts.field_label(field)} per client…")
+        per_client = core_calls.compute(lengths.client_length_fits, field, k=10, spinner=f"Fitting {fmt.field_label(field)} per client…")
         if per_client is not None and per_client.ok and per_client.frame.height:
             frame = per_client.frame
             families = frame["best"].drop_nulls().value_counts().sort(["count", "best"], descending=[True, False])
             st.caption(
-                f"Per-client fits of {charts.field_label(field)}, the {frame.height} busiest clients with length data (the aggregate "
+                f"Per-client fits of {fmt.field_label(field)}, the {frame.height} busiest clients with length data (the aggregate "
                 "above mixes clients of different shapes): best family "
                 + ", ".join(f"{b.replace('_', ' + ')} for {c}" for b, c in families.iter_rows()) + "."
             )
@@ -58,26 +61,26 @@ if section == "Distributions":
             )
 
 elif section == "Over time":
-    state.keep_valid("len_time_field", fields)
+    page.keep_valid("len_time_field", fields)
     field = st.selectbox("Field", fields, key="len_time_field", persist_state="session")
-    shift = state.compute(lengths.length_shift, field)
-    if state.usable(shift, what="percentiles over time"):
-        state.plot(charts.percentile_bands(shift.windows, field=field), shift.windows, key="len_bands")
+    shift = core_calls.compute(lengths.length_shift, field)
+    if core_calls.usable(shift, what="percentiles over time"):
+        page.plot(charts.percentile_bands(shift.windows, field=field), shift.windows, key="len_bands")
         w = shift.windows
         st.caption(
-            f"Across {w.height} windows the median {charts.field_label(field)} ranges from "
+            f"Across {w.height} windows the median {fmt.field_label(field)} ranges from "
             f"{w['p50'].min():,.0f} to {w['p50'].max():,.0f} and the p99 from {w['p99'].min():,.0f} to {w['p99'].max():,.0f}."
         )
 
 elif section == "Per client":
-    state.keep_valid("len_client_field", fields)
+    page.keep_valid("len_client_field", fields)
     field = st.selectbox("Field", fields, key="len_client_field", persist_state="session")
-    means = state.compute(lengths.client_length_means, field)
-    if state.usable(means, what="per-client means"):
-        state.plot(charts.client_means(means.frame, field=field), means.frame, key="len_clients")
+    means = core_calls.compute(lengths.client_length_means, field)
+    if core_calls.usable(means, what="per-client means"):
+        page.plot(charts.client_means(means.frame, field=field), means.frame, key="len_clients")
         parts = [f"{means.frame.height} clients"]
         if means.cv_of_means is not None:
-            parts.append(f"their mean {charts.field_label(field)} varies with CV {means.cv_of_means:.2f}")
+            parts.append(f"their mean {fmt.field_label(field)} varies with CV {means.cv_of_means:.2f}")
         if means.mean_ratio_p90_p10 is not None:
             parts.append(f"p90/p10 of the client means is {means.mean_ratio_p90_p10:.1f}×")
         if means.clients_without_lengths:
@@ -85,11 +88,11 @@ elif section == "Per client":
         st.caption("; ".join(parts) + ".")
 
 else:
-    corr = state.compute(lengths.length_correlation)
-    sample = state.request_sample(view)
-    if state.usable(corr, what="the input/output correlation") and sample is not None:
+    corr = core_calls.compute(lengths.length_correlation)
+    sample = core_calls.request_sample(view)
+    if core_calls.usable(corr, what="the input/output correlation") and sample is not None:
         note = f"{sample.height:,} of {view.data.height:,} requests" if sample.height < view.data.height else ""
-        state.plot(charts.length_scatter(sample, note=note), sample, key="len_scatter")
+        page.plot(charts.length_scatter(sample, note=note), sample, key="len_scatter")
         overall = corr.overall.filter(corr.overall["scope"] == "overall").row(0, named=True)
         st.caption(
             f"Input and output lengths are {'weakly' if abs(overall['spearman']) < 0.3 else 'clearly'} correlated: "

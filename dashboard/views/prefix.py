@@ -3,11 +3,13 @@
 import streamlit as st
 
 import charts
-import state
+import core_calls
 from plaintext import md
 from servegen_core.serve import hardware
 from servegen_core.characterize import prefix
-view = state.page_header("Prefix reuse")
+from widgets import page
+
+view = page.header("Prefix reuse")
 if view.is_pool or not (view.has("hash_ids") or view.has(*prefix.SEGMENT_COLUMNS)):
     st.info(
         f"{md(view.source.label)} has no block ids (hash_ids), so its prefix reuse is unknown: ServeGen pool data and "
@@ -22,21 +24,21 @@ block_tokens = st.number_input(
     "complete blocks from a last partial one when sessions are found from the blocks.",
 )
 
-report = state.compute(prefix.prefix_report, block_tokens=int(block_tokens), k=15)
-if not state.usable(report, what="prefix reuse"):
+report = core_calls.compute(prefix.prefix_report, block_tokens=int(block_tokens), k=15)
+if not core_calls.usable(report, what="prefix reuse"):
     st.stop()
 reuse, depth, curve, top, sess = report.reuse, report.depth, report.lru, report.top, report.sessions
 if not view.has("hash_ids"):
     st.caption(f"Block ids derived from the workload's prompt segments at {int(block_tokens):,} tokens per block.")
 
-if state.usable(reuse, what="block reuse") and state.usable(depth, what="the shared-prefix depth"):
+if core_calls.usable(reuse, what="block reuse") and core_calls.usable(depth, what="the shared-prefix depth"):
     cols = st.columns(4)
     cols[0].metric("Block reuse", f"{reuse.reuse_ratio:.1%}", help="Blocks whose id occurred earlier in the trace.")
     cols[1].metric("Requests with a shared prefix", f"{depth.share_with_prefix:.1%}")
     cols[2].metric("Mean shared-prefix depth", f"{depth.mean_depth:,.1f} blocks")
     cols[3].metric("Block accesses", f"{reuse.blocks:,}", help=f"{reuse.unique_blocks:,} distinct block ids")
 
-if state.usable(curve, what="the LRU hit-ratio curve"):
+if core_calls.usable(curve, what="the LRU hit-ratio curve"):
     sizes = ["blocks", *hardware.MODELS]
     size_in = st.selectbox(
         "Cache size in", sizes, key="px_kv_model", format_func=lambda m: m if m == "blocks" else f"GB of {m} KV cache",
@@ -44,7 +46,7 @@ if state.usable(curve, what="the LRU hit-ratio curve"):
         "page's model table) turn cache sizes into GB.",
     )
     kv = hardware.MODELS[size_in].kv_bytes_per_token if size_in != "blocks" else None
-    state.plot(
+    page.plot(
         charts.lru_hit_ratio_curve(
             curve.frame, max_hit_ratio=curve.max_hit_ratio, block_tokens=curve.block_tokens, kv_bytes_per_token=kv, model=size_in
         ),
@@ -66,21 +68,21 @@ if state.usable(curve, what="the LRU hit-ratio curve"):
     st.caption(text + ".")
 
 if depth.ok:
-    state.plot(charts.prefix_depth_histogram(depth.histogram), depth.histogram, key="px_depth")
+    page.plot(charts.prefix_depth_histogram(depth.histogram), depth.histogram, key="px_depth")
     st.caption(
         f"{depth.share_with_prefix:.1%} of requests start with blocks an earlier request had; "
         f"{depth.prefix_block_share:.1%} of all blocks lie in such a shared prefix."
     )
 
-if state.usable(top, what="the top shared prefixes"):
-    state.plot(charts.top_prefixes(top.frame), top.frame, key="px_top")
+if core_calls.usable(top, what="the top shared prefixes"):
+    page.plot(charts.top_prefixes(top.frame), top.frame, key="px_top")
     st.dataframe(top.frame, hide_index=True)
 
 if reuse.ok and reuse.per_client.height > 1:
-    state.plot(charts.client_reuse(reuse.per_client), reuse.per_client, key="px_clients")
+    page.plot(charts.client_reuse(reuse.per_client), reuse.per_client, key="px_clients")
 
 st.subheader("Sessions")
-if state.usable(sess, what="sessions"):
+if core_calls.usable(sess, what="sessions"):
     how = (
         "from the session_id column"
         if sess.method == "session_id"
@@ -90,10 +92,10 @@ if state.usable(sess, what="sessions"):
         f"Sessions found {how}: {sess.sessions:,} sessions, {sess.multi_turn_sessions:,} with more than one turn, "
         f"holding {sess.share_requests_multi_turn:.1%} of requests."
     )
-    state.plot(charts.session_turns(sess.turn_counts), sess.turn_counts, key="px_turns")
+    page.plot(charts.session_turns(sess.turn_counts), sess.turn_counts, key="px_turns")
     if sess.turns.height:
-        state.plot(charts.inter_turn_gaps(sess.turns), sess.turns, key="px_gaps")
-        state.plot(charts.context_growth(sess.turns), sess.turns, key="px_growth")
+        page.plot(charts.inter_turn_gaps(sess.turns), sess.turns, key="px_gaps")
+        page.plot(charts.context_growth(sess.turns), sess.turns, key="px_growth")
         st.caption(
             f"Median gap between turns {sess.median_gap_s:,.1f} s; median context growth {sess.median_growth_tokens:,.0f} tokens per turn."
         )

@@ -3,25 +3,29 @@
 import streamlit as st
 
 import charts
-import prefix_widgets
+import core_calls
+import fmt
+import session
+import settings
 import specstate
-import state
 from plaintext import md
 from servegen_core.characterize import arrivals, lengths, rates
 from servegen_core.generate.compose import load_source as load_spec_source
 from servegen_core.generate.compose import naive_spec
+from widgets import page
+from widgets import prefix as prefix_widgets
 
-view = state.page_header("Preview")
-spec, pool, plan = state.spec_plan_or_stop(view)
-if plan.expected_requests > state.PREVIEW_MAX_REQUESTS:
+view = page.header("Preview")
+spec, pool, plan = core_calls.spec_plan_or_stop(view)
+if plan.expected_requests > settings.PREVIEW_MAX_REQUESTS:
     st.warning(
-        f"This workload has about {plan.expected_requests:,.0f} requests, more than the {state.PREVIEW_MAX_REQUESTS:,} "
+        f"This workload has about {plan.expected_requests:,.0f} requests, more than the {settings.PREVIEW_MAX_REQUESTS:,} "
         "previewed in memory: shorten the duration or lower the rate on the Compose page, or save it to a path on "
         "the Export page (written in chunks)."
     )
     st.stop()
-made = state.workload(spec, pool)
-rep = state.report(spec, pool) if made is not None else None
+made = core_calls.workload(spec, pool)
+rep = core_calls.report(spec, pool) if made is not None else None
 if made is None or rep is None:
     st.stop()
 trace = made.trace
@@ -34,12 +38,12 @@ def source_part(spec):
     return pool.span(spec.span.start_s, end).select_clients(made.clients)
 
 
-src_view = state.run(source_part, spec, key=(spec, "source"), spinner="Cutting the source to the span…")
+src_view = core_calls.run(source_part, spec, key=(spec, "source"), spinner="Cutting the source to the span…")
 
 m1, m2, m3, m4 = st.columns(4)
 m1.metric("Requests", f"{trace.height:,}")
 m2.metric("Clients", f"{len(made.clients):,}")
-m3.metric("Duration", state.fmt_duration(duration))
+m3.metric("Duration", fmt.fmt_duration(duration))
 n_pass = int(rep.checks["passed"].sum()) if rep.ok else 0
 m4.metric("Checks passed", f"{n_pass} / {rep.checks.height}" if rep.ok else "n/a")
 for warning in made.warnings:
@@ -48,22 +52,22 @@ for warning in made.warnings:
 # --- arrivals and rate tracking -------------------------------------------------------------
 options = [r for r in (1, 10, 60, 600) if duration / r >= 4] or [1]
 default = next((r for r in options if duration / r <= 7200), options[-1])
-resolution = st.selectbox("Arrival bins", options, index=options.index(default), format_func=state.fmt_resolution, key="pv_resolution")
-series = state.run(rates.rate_series, trace, key=(spec, "series", resolution), resolution_s=resolution)
+resolution = st.selectbox("Arrival bins", options, index=options.index(default), format_func=fmt.fmt_resolution, key="pv_resolution")
+series = core_calls.run(rates.rate_series, trace, key=(spec, "series", resolution), resolution_s=resolution)
 left, right = st.columns(2)
 with left:
-    if state.usable(series, what="arrivals over time"):
+    if core_calls.usable(series, what="arrivals over time"):
         title = "Arrivals per second" if resolution == 1 else "Arrival rate"
-        state.plot(charts.rate_over_time(series.frame, resolution_s=resolution, title=title, origin="workload start"), series.frame, key="pv_arrivals")
-        peak = state.run(rates.peak_trough, trace, key=(spec, "peak", resolution), resolution_s=resolution)
+        page.plot(charts.rate_over_time(series.frame, resolution_s=resolution, title=title, origin="workload start"), series.frame, key="pv_arrivals")
+        peak = core_calls.run(rates.peak_trough, trace, key=(spec, "peak", resolution), resolution_s=resolution)
         if peak is not None and peak.ok:
             st.caption(
-                f"{state.fmt_resolution(resolution)} bins: busiest {peak.peak_rps:,.1f} req/s, quietest non-empty "
+                f"{fmt.fmt_resolution(resolution)} bins: busiest {peak.peak_rps:,.1f} req/s, quietest non-empty "
                 f"{peak.trough_rps:,.1f} req/s ({peak.ratio:,.1f}×)."
             )
 with right:
     if rep.ok and rep.windows.height:
-        state.plot(charts.achieved_vs_target(rep.windows), rep.windows, key="pv_target")
+        page.plot(charts.achieved_vs_target(rep.windows), rep.windows, key="pv_target")
         total = rep.check("total_requests")
         tracking = rep.check("rate_tracking")
         st.caption(
@@ -78,21 +82,21 @@ with left:
     # image_tokens PDF is per image while the workload's image_tokens is per request.
     known = src_view.fields if src_view is not None else ()
     fields = [f for f in ("input_tokens", "text_tokens", "output_tokens") if f in trace.columns and f in known]
-    field = st.radio("Length field", fields, horizontal=True, key="pv_field", format_func=charts.field_label)
-    generated = state.run(lengths.length_pdf, trace, field, key=(spec, "pdf", field))
-    source_pdf = state.run(lengths.length_pdf, src_view, field, key=(spec, "source_pdf", field)) if src_view is not None else None
-    if state.usable(generated, what="generated lengths") and state.usable(source_pdf, what="source lengths"):
+    field = st.radio("Length field", fields, horizontal=True, key="pv_field", format_func=fmt.field_label)
+    generated = core_calls.run(lengths.length_pdf, trace, field, key=(spec, "pdf", field))
+    source_pdf = core_calls.run(lengths.length_pdf, src_view, field, key=(spec, "source_pdf", field)) if src_view is not None else None
+    if core_calls.usable(generated, what="generated lengths") and core_calls.usable(source_pdf, what="source lengths"):
         fig = charts.cdf_comparison(
             {"source (span, composed clients)": source_pdf.frame, "generated": generated.frame},
-            x="value", title=f"{charts.field_label(field).capitalize()}: generated vs source", x_title=f"{charts.field_label(field)} (tokens, log scale)",
+            x="value", title=f"{fmt.field_label(field).capitalize()}: generated vs source", x_title=f"{fmt.field_label(field)} (tokens, log scale)",
         )
-        state.plot(fig, state.stack_frames({"source": source_pdf.frame, "generated": generated.frame}), key="pv_lengths")
+        page.plot(fig, page.stack_frames({"source": source_pdf.frame, "generated": generated.frame}), key="pv_lengths")
         ks = rep.check("length_ks")
         if ks["value"] is not None:
             st.caption(f"Median KS distance per (client, length window, field): {ks['value']:.4f} ({'pass' if ks['passed'] else 'fail'}: {ks['target']}).")
 with right:
     if rep.ok and rep.cv.height:
-        state.plot(charts.cv_scatter(rep.cv), rep.cv, key="pv_cv")
+        page.plot(charts.cv_scatter(rep.cv), rep.cv, key="pv_cv")
         cv = rep.check("cv_ratio")
         st.caption(f"Median generated / source CV over {cv['n']} client-windows: {cv['value']:.3f} ({'pass' if cv['passed'] else 'fail'}: {cv['target']}).")
     elif rep.ok:
@@ -127,15 +131,15 @@ if not history:
     compare_modes.pop("earlier")
 how = st.radio(
     "Compare with", list(compare_modes), format_func=compare_modes.get, horizontal=True, key="pv_compare",
-    index=list(compare_modes).index("naive") if state.naive_kind() else 0,
+    index=list(compare_modes).index("naive") if session.naive_kind() else 0,
 )
 other, label_b = None, ""
 if how == "naive":
     kind = st.selectbox(
-        "Naive baseline", state.NAIVE_KINDS, index=state.NAIVE_KINDS.index(state.naive_kind() or state.NAIVE_KINDS[0]),
-        format_func=state.NAIVE_LABELS.get, key="pv_naive_kind",
+        "Naive baseline", session.NAIVE_KINDS, index=session.NAIVE_KINDS.index(session.naive_kind() or session.NAIVE_KINDS[0]),
+        format_func=session.NAIVE_LABELS.get, key="pv_naive_kind",
     )
-    other = state.run(naive_spec, spec, kind, key=(spec, "naive", kind), unhashed={"pool": pool}, spinner="Deriving the naive baseline…")
+    other = core_calls.run(naive_spec, spec, kind, key=(spec, "naive", kind), unhashed={"pool": pool}, spinner="Deriving the naive baseline…")
     label_b = f"naive ({kind})"
 elif how == "earlier":
     pick = st.selectbox(
@@ -149,23 +153,23 @@ elif how == "pasted":
         try:
             other = specstate.parse_upload(text.encode(), name="the pasted spec")
         except ValueError as exc:
-            state.show_error(exc)
+            core_calls.show_error(exc)
         label_b = "pasted spec"
 
 if other is not None:
-    pool_b = pool if other.source == spec.source else state.run(load_spec_source, other, key=other.source, spinner="Loading the other spec's source…")
-    plan_b = state.plan(other, pool_b) if pool_b is not None else None
-    if plan_b is not None and plan_b.expected_requests > state.PREVIEW_MAX_REQUESTS:
-        st.warning(f"The other workload has about {plan_b.expected_requests:,.0f} requests, more than the {state.PREVIEW_MAX_REQUESTS:,} previewed in memory.")
+    pool_b = pool if other.source == spec.source else core_calls.run(load_spec_source, other, key=other.source, spinner="Loading the other spec's source…")
+    plan_b = core_calls.plan(other, pool_b) if pool_b is not None else None
+    if plan_b is not None and plan_b.expected_requests > settings.PREVIEW_MAX_REQUESTS:
+        st.warning(f"The other workload has about {plan_b.expected_requests:,.0f} requests, more than the {settings.PREVIEW_MAX_REQUESTS:,} previewed in memory.")
         plan_b = None
-    made_b = state.workload(other, pool_b) if plan_b is not None else None
-    rep_b = state.report(other, pool_b) if made_b is not None else None
+    made_b = core_calls.workload(other, pool_b) if plan_b is not None else None
+    rep_b = core_calls.report(other, pool_b) if made_b is not None else None
     if made_b is not None and rep_b is not None:
         names = ("this spec (A)", f"{label_b} (B)")
         st.caption(f"B differs from A in: {md(specstate.describe_change(other, spec))}.")
-        series_b = state.run(rates.rate_series, made_b.trace, key=(other, "series", resolution), resolution_s=resolution)
-        peak_a = state.run(rates.peak_trough, trace, key=(spec, "peak", resolution), resolution_s=resolution)
-        peak_b = state.run(rates.peak_trough, made_b.trace, key=(other, "peak", resolution), resolution_s=resolution)
+        series_b = core_calls.run(rates.rate_series, made_b.trace, key=(other, "series", resolution), resolution_s=resolution)
+        peak_a = core_calls.run(rates.peak_trough, trace, key=(spec, "peak", resolution), resolution_s=resolution)
+        peak_b = core_calls.run(rates.peak_trough, made_b.trace, key=(other, "peak", resolution), resolution_s=resolution)
         cols = st.columns(2)
         for col, name, wl, ser, pk, key in (
             (cols[0], names[0], made, series, peak_a, "pv_real_arrivals"),
@@ -176,35 +180,35 @@ if other is not None:
                 c1, c2, c3 = st.columns(3)
                 c1.metric("Requests", f"{wl.trace.height:,}")
                 c2.metric("Mean rate (req/s)", f"{wl.trace.height / d:,.2f}")
-                c3.metric(f"Peak (req/s, {state.fmt_resolution(resolution)} bins)", f"{pk.peak_rps:,.1f}" if pk is not None and pk.ok else "n/a")
-                if state.usable(ser, what=f"arrivals of {name}"):
+                c3.metric(f"Peak (req/s, {fmt.fmt_resolution(resolution)} bins)", f"{pk.peak_rps:,.1f}" if pk is not None and pk.ok else "n/a")
+                if core_calls.usable(ser, what=f"arrivals of {name}"):
                     color = charts.COLORS[0] if key == "pv_real_arrivals" else charts.COLORS[1]
-                    state.plot(
+                    page.plot(
                         charts.rate_over_time(ser.frame, resolution_s=resolution, title=f"Arrivals: {name}", origin="workload start", color=color),
                         ser.frame, key=key,
                     )
-        cdf_a = state.run(arrivals.cv_cdf, trace, key=(spec, "cv_cdf"))
-        cdf_b = state.run(arrivals.cv_cdf, made_b.trace, key=(other, "cv_cdf"))
-        source_cdf = state.run(arrivals.cv_cdf, src_view, key=(spec, "source_cv_cdf")) if src_view is not None else None
+        cdf_a = core_calls.run(arrivals.cv_cdf, trace, key=(spec, "cv_cdf"))
+        cdf_b = core_calls.run(arrivals.cv_cdf, made_b.trace, key=(other, "cv_cdf"))
+        source_cdf = core_calls.run(arrivals.cv_cdf, src_view, key=(spec, "source_cv_cdf")) if src_view is not None else None
         frames = {n: r.frame for n, r in (("source (recorded)", source_cdf), (names[0], cdf_a), (names[1], cdf_b)) if r is not None and r.ok}
         left, right = st.columns(2)
         with left:
             if frames:
-                state.plot(
+                page.plot(
                     charts.cdf_comparison(frames, x="cv", title="Inter-arrival CV per client-window", x_title="CV of inter-arrival times (log scale)", vline=1.0),
-                    state.stack_frames(frames), key="pv_cv_compare",
+                    page.stack_frames(frames), key="pv_cv_compare",
                 )
         with right:
             fields_b = [f for f in fields if f in made_b.trace.columns]
             if fields_b:
                 field_b = fields_b[0] if field not in fields_b else field
-                pdf_b = state.run(lengths.length_pdf, made_b.trace, field_b, key=(other, "pdf", field_b))
-                pdf_a = state.run(lengths.length_pdf, trace, field_b, key=(spec, "pdf", field_b))
+                pdf_b = core_calls.run(lengths.length_pdf, made_b.trace, field_b, key=(other, "pdf", field_b))
+                pdf_a = core_calls.run(lengths.length_pdf, trace, field_b, key=(spec, "pdf", field_b))
                 lf = {n: r.frame for n, r in ((names[0], pdf_a), (names[1], pdf_b)) if r is not None and r.ok}
                 if lf:
-                    state.plot(
-                        charts.cdf_comparison(lf, x="value", title=f"{charts.field_label(field_b).capitalize()}: A vs B", x_title=f"{charts.field_label(field_b)} (tokens, log scale)"),
-                        state.stack_frames(lf), key="pv_lengths_compare",
+                    page.plot(
+                        charts.cdf_comparison(lf, x="value", title=f"{fmt.field_label(field_b).capitalize()}: A vs B", x_title=f"{fmt.field_label(field_b)} (tokens, log scale)"),
+                        page.stack_frames(lf), key="pv_lengths_compare",
                     )
         both = rep.checks.select("name", "value", "passed").join(
             rep_b.checks.select("name", "value", "passed"), on="name", how="left", suffix="_b"

@@ -5,24 +5,27 @@ import os
 import streamlit as st
 
 import charts
-import state
+import core_calls
+import navigation
+import session
 from plaintext import md
 from servegen_core.serve import simulate as serving
 from servegen_core.errors import SpecError
 from servegen_core.serve.hardware import GPUS, MODELS
+from widgets import files, page
 
 #: Environment variable: the largest workload (requests) simulated on this page.
 MAX_SIM_ENV = "SERVEGEN_MAX_SIM_REQUESTS"
 DEFAULT_MAX_SIM = 1_000_000
 
-view = state.page_header("Provisioning")
-spec = state.current_spec(view)
+view = page.header("Provisioning")
+spec = session.current_spec(view)
 if spec is None and view.is_pool:
     st.info(
         "Provisioning simulates a workload: build one on the Compose page (it is compared with its naive baselines), "
         "or load a raw request trace in the sidebar (it is compared with its Poisson baseline)."
     )
-    st.page_link("views/compose.py", label="Go to Compose", icon=":material/tune:")
+    st.page_link(navigation.page("compose").link, label="Go to Compose", icon=":material/tune:")
     st.stop()
 
 choices = []
@@ -58,7 +61,7 @@ try:
     cost = serving.roofline(model, gpu, efficiency=float(eff), tensor_parallel=int(tp))
     slo = serving.Slo(ttft_p99_s=slo_ttft or None, tpot_p99_s=slo_tpot or None)
 except SpecError as exc:
-    state.show_error(exc)
+    core_calls.show_error(exc)
     st.stop()
 if cost_kind == CALIBRATED:
     st.caption(
@@ -66,7 +69,7 @@ if cost_kind == CALIBRATED:
         "result JSON (one load level), or a CSV with columns prefill_tokens, decode_seqs, context_tokens, time_ms (one "
         "measured iteration per row). The KV-cache capacity stays the one of the model and GPUs chosen above."
     )
-    chosen = state.upload_or_path(
+    chosen = files.upload_or_path(
         "Calibration file", keys=("prov_cal_how", "prov_cal_path", "prov_cal_upload"), allowed=("json", "csv"), slot="calibration",
     )
     if chosen is None:
@@ -75,7 +78,7 @@ if cost_kind == CALIBRATED:
     try:
         cost = serving.calibrate([cal_path], kv_tokens=cost.kv_tokens, name=f"calibrated {model}@{gpu}")
     except Exception as exc:  # noqa: BLE001 - a bad file becomes a message on the page
-        state.show_error(exc)
+        core_calls.show_error(exc)
         st.stop()
     st.caption(
         md(f"{cal_name or cal_path}: {cost.note}")
@@ -106,9 +109,9 @@ try:
 except ValueError:
     limit = DEFAULT_MAX_SIM
 if use_spec:
-    source, _ = state.spec_source(view)
-    pool = state.spec_pool(view, source) if source is not None else None
-    made_plan = state.plan(spec, pool) if pool is not None else None
+    source, _ = session.spec_source(view)
+    pool = core_calls.spec_pool(view, source) if source is not None else None
+    made_plan = core_calls.plan(spec, pool) if pool is not None else None
     if made_plan is None:
         st.stop()
     n_requests = int(made_plan.expected_requests)
@@ -141,7 +144,7 @@ if st.button("Simulate", type="primary", key="prov_run"):
             result = serving.compare_trace(view.data, slo, cost, **common)
     except Exception as exc:  # noqa: BLE001 - a core error becomes a message on the page
         bar.empty()
-        state.show_error(exc)
+        core_calls.show_error(exc)
         st.stop()
     bar.progress(1.0, text="Done.")
     st.session_state["prov_result"] = (params, result)
@@ -165,10 +168,10 @@ for col, row in zip(cols, table.iter_rows(named=True), strict=True):
 left, right = st.columns(2)
 with left:
     fig = charts.provisioning_curves(result.curves, metric="ttft_p99_s", slo_s=slo.ttft_p99_s, answers=answers)
-    state.plot(fig, result.curves, key="prov_ttft")
+    page.plot(fig, result.curves, key="prov_ttft")
 with right:
     fig = charts.provisioning_curves(result.curves, metric="tpot_p99_s", slo_s=slo.tpot_p99_s, answers=answers)
-    state.plot(fig, result.curves, key="prov_tpot")
+    page.plot(fig, result.curves, key="prov_tpot")
 n_real = answers.get("realistic")
 st.caption(
     "Each point is one simulation of the whole workload; the stars mark each workload's answer. "
@@ -177,7 +180,7 @@ st.caption(
 sim = result.realistic
 if sim is not None:
     timeline = sim.fleet_timeline()
-    state.plot(charts.fleet_timeline(timeline, replicas=sim.n_replicas, bin_s=sim.bin_s), timeline, key="prov_timeline")
+    page.plot(charts.fleet_timeline(timeline, replicas=sim.n_replicas, bin_s=sim.bin_s), timeline, key="prov_timeline")
     util = sim.replicas["utilization"].mean()
     st.caption(
         f"The realistic workload on {sim.n_replicas} replicas: {sim.replicas['preemptions'].sum():,} preemptions, "

@@ -3,14 +3,17 @@
 import streamlit as st
 
 import charts
-import state
+import core_calls
+import fmt
 from servegen_core.characterize import rates
-view = state.page_header("Rate shifts")
+from widgets import page
+
+view = page.header("Rate shifts")
 
 c1, c2, c3 = st.columns(3)
 k = int(c1.number_input("Top-k clients", min_value=1, max_value=20, value=5, step=1, key="rs_k", persist_state="session"))
-options, default = state.resolutions(view)
-resolution = c2.selectbox("Bin length", options, index=options.index(default), format_func=state.fmt_resolution, key=f"rs_resolution_{view.source.id}")
+options, default = page.resolutions(view)
+resolution = c2.selectbox("Bin length", options, index=options.index(default), format_func=fmt.fmt_resolution, key=f"rs_resolution_{view.source.id}")
 origin_hour = 0.0
 if not view.is_pool:
     start_time = view.loaded.start_time
@@ -25,11 +28,11 @@ if not view.is_pool:
         c3.caption(f"The trace starts at {start_time:%Y-%m-%d %H:%M:%S} (from its timestamps).")
 day_kw = {} if view.is_pool else {"origin_hour": origin_hour}
 
-series = state.compute(rates.top_k_series, k, resolution_s=resolution)
-stability = state.compute(rates.stability_summary, k=k, **day_kw)
-if state.usable(series, what="the stacked rate"):
-    state.plot(charts.stacked_rate(series.frame, resolution_s=resolution), series.frame, key="rs_stacked")
-    top_share = state.compute(rates.top_k_share, k)
+series = core_calls.compute(rates.top_k_series, k, resolution_s=resolution)
+stability = core_calls.compute(rates.stability_summary, k=k, **day_kw)
+if core_calls.usable(series, what="the stacked rate"):
+    page.plot(charts.stacked_rate(series.frame, resolution_s=resolution), series.frame, key="rs_stacked")
+    top_share = core_calls.compute(rates.top_k_share, k)
     text = []
     if top_share is not None and top_share.ok:
         text.append(f"The top {k} clients send {top_share.share:.0%} of the requests")
@@ -48,10 +51,10 @@ if state.usable(series, what="the stacked rate"):
 
 left, right = st.columns(2)
 with left:
-    matrix = state.compute(rates.hour_day_matrix, **day_kw)
-    if state.usable(matrix, what="the hour × day heatmap"):
-        state.plot(charts.hour_day_heatmap(matrix.frame), matrix.frame, key="rs_heatmap")
-        daily = state.compute(rates.daily_peak_trough, resolution_s=3600, **day_kw)
+    matrix = core_calls.compute(rates.hour_day_matrix, **day_kw)
+    if core_calls.usable(matrix, what="the hour × day heatmap"):
+        page.plot(charts.hour_day_heatmap(matrix.frame), matrix.frame, key="rs_heatmap")
+        daily = core_calls.compute(rates.daily_peak_trough, resolution_s=3600, **day_kw)
         if daily is not None and daily.ok and daily.frame.height and daily.frame["ratio"].drop_nulls().len():
             f = daily.frame
             st.caption(
@@ -59,9 +62,9 @@ with left:
                 "peak and trough (hourly rates)."
             )
 with right:
-    dod = state.compute(rates.day_over_day, **day_kw)
-    if state.usable(dod, what="the day-over-day change"):
-        state.plot(charts.day_over_day(dod.frame), dod.frame, key="rs_dod")
+    dod = core_calls.compute(rates.day_over_day, **day_kw)
+    if core_calls.usable(dod, what="the day-over-day change"):
+        page.plot(charts.day_over_day(dod.frame), dod.frame, key="rs_dod")
         change = dod.frame["change_pct"].drop_nulls()
         if change.len() == 1:
             st.caption(f"The daily rate changes by {change[0]:+.0f} % from the first day to the second.")
@@ -70,11 +73,11 @@ with right:
 
 left, right = st.columns(2)
 with left:
-    curve = state.compute(rates.lorenz)
-    gini = state.compute(rates.gini)
-    if state.usable(curve, what="the Lorenz curve"):
+    curve = core_calls.compute(rates.lorenz)
+    gini = core_calls.compute(rates.gini)
+    if core_calls.usable(curve, what="the Lorenz curve"):
         g = gini.value if gini is not None and gini.ok else None
-        state.plot(charts.lorenz_curve(curve.frame, gini=g), curve.frame, key="rs_lorenz")
+        page.plot(charts.lorenz_curve(curve.frame, gini=g), curve.frame, key="rs_lorenz")
         if g is not None:
             st.caption(f"Gini coefficient of client volume: {g:.2f} (0 = equal volume, 1 = one client sends everything).")
 with right:

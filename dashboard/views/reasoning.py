@@ -3,10 +3,12 @@
 import streamlit as st
 
 import charts
-import state
+import core_calls
 from plaintext import md
 from servegen_core.characterize import reasoning
-view = state.page_header("Reasoning")
+from widgets import page
+
+view = page.header("Reasoning")
 FIELDS = ("reason_ratio", "reasoning_tokens")
 if not any(view.has(f) for f in FIELDS):
     st.info(
@@ -15,14 +17,14 @@ if not any(view.has(f) for f in FIELDS):
     )
     st.stop()
 
-ratio = state.compute(reasoning.reason_ratio_distribution)
-modes = state.compute(reasoning.bimodality, per_client=True)
-if state.usable(ratio, what="the reason ratio"):
+ratio = core_calls.compute(reasoning.reason_ratio_distribution)
+modes = core_calls.compute(reasoning.bimodality, per_client=True)
+if core_calls.usable(ratio, what="the reason ratio"):
     width = 1 / ratio.grid_denominator if ratio.grid_denominator else None
     comps = modes.components if modes is not None and modes.ok else None
-    cmp = state.run(reasoning.compare_modes, ratio.frame, comps, key=(view.key, "compare_modes")) if comps is not None else None
+    cmp = core_calls.run(reasoning.compare_modes, ratio.frame, comps, key=(view.key, "compare_modes")) if comps is not None else None
     marked = cmp.mixture_modes if cmp is not None and cmp.ok else None
-    state.plot(charts.reason_ratio_histogram(ratio.frame, comps, bin_width=width, modes=marked), ratio.frame, key="rs_ratio")
+    page.plot(charts.reason_ratio_histogram(ratio.frame, comps, bin_width=width, modes=marked), ratio.frame, key="rs_ratio")
     if modes is not None and modes.ok:
         c = modes.components.sort("component").to_dicts()
         verdict = "bimodal" if modes.bimodal else "not clearly bimodal"
@@ -42,9 +44,9 @@ if state.usable(ratio, what="the reason ratio"):
         else:
             st.caption(f"The fitted mixture's modes (marked: {where}) match the histogram's peaks ({peaks}) within {cmp.tolerance:.2f}.")
 
-tokens = state.compute(reasoning.reasoning_tokens)
-if state.usable(tokens, what="reasoning vs answer tokens"):
-    state.plot(charts.reasoning_vs_answer(tokens.histogram), tokens.histogram, key="rs_tokens")
+tokens = core_calls.compute(reasoning.reasoning_tokens)
+if core_calls.usable(tokens, what="reasoning vs answer tokens"):
+    page.plot(charts.reasoning_vs_answer(tokens.histogram), tokens.histogram, key="rs_tokens")
     s = {r["quantity"]: r for r in tokens.summary.iter_rows(named=True)}
     st.caption(
         f"Reasoning takes {tokens.reasoning_share:.0%} of output tokens: a median of {s['reasoning']['p50']:,.0f} reasoning "
@@ -54,7 +56,7 @@ if state.usable(tokens, what="reasoning vs answer tokens"):
 
 if modes is not None and modes.ok:
     if modes.per_client is not None and modes.per_client.height:
-        state.plot(charts.bimodality_by_client(modes.per_client, threshold=modes.threshold), modes.per_client, key="rs_bimodality")
+        page.plot(charts.bimodality_by_client(modes.per_client, threshold=modes.threshold), modes.per_client, key="rs_bimodality")
         n_bi = int(modes.per_client["bimodal"].sum())
         st.caption(f"{n_bi} of {modes.per_client.height} clients have a bimodal reason ratio (BC > {modes.threshold:.3f}). {modes.method}.")
     elif modes.per_client_reason:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import re
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +14,15 @@ from streamlit.testing.v1 import AppTest
 
 DASHBOARD = Path(__file__).resolve().parents[2] / "dashboard"
 APP = DASHBOARD / "app.py"
-PAGES = ("overview", "burstiness", "rate_shifts", "lengths", "multimodal", "reasoning", "prefix", "clients", "compose", "preview", "export", "provisioning")
+# ``streamlit run dashboard/app.py`` puts ``dashboard/`` on ``sys.path``; the tests do the same
+# to import its modules (the page table below, the charts, the sidebar's helpers).
+if str(DASHBOARD) not in sys.path:
+    sys.path.insert(0, str(DASHBOARD))
+
+import navigation  # noqa: E402 - needs dashboard/ on sys.path
+
+#: Every page of the app's navigation (script stems, in menu order): the app's own table.
+PAGES = tuple(entry.name for entry in navigation.PAGES)
 
 
 class Dashboard:
@@ -45,7 +54,7 @@ class Dashboard:
 
     # -- pages -----------------------------------------------------------------------------
     def open(self, page: str) -> Dashboard:
-        self.at.switch_page(f"views/{page}.py").run()
+        self.at.switch_page(navigation.page(page).link).run()
         return self.check()
 
     def check(self) -> Dashboard:

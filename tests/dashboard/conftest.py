@@ -1,21 +1,18 @@
 """Fixtures for the dashboard tests.
 
 ``streamlit run dashboard/app.py`` puts ``dashboard/`` on ``sys.path`` (so pages import
-``state`` and ``charts``); the tests do the same to import those modules directly.
+``session``, ``core_calls``, ``charts``, ...); :mod:`_dash` does the same, so the tests import
+those modules directly.
 """
 
 from __future__ import annotations
 
 import os
-import sys
 
 import pytest
-from _dash import DASHBOARD, Dashboard
+from _dash import Dashboard
 
 from servegen_core.paths import DATA_ROOTS_ENV, data_roots
-
-if str(DASHBOARD) not in sys.path:
-    sys.path.insert(0, str(DASHBOARD))
 
 
 @pytest.fixture(autouse=True)

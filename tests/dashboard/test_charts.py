@@ -1,4 +1,4 @@
-"""dashboard/charts.py: pure figure functions, checked on core results from real and demo data (no Streamlit)."""
+"""dashboard/charts/: pure figure functions, checked on core results from real and demo data (no Streamlit)."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import inspect
 import json
 
 import charts
+import fmt
 import numpy as np
 import plotly.graph_objects as go
 import polars as pl
@@ -62,16 +63,16 @@ def demo_chat(demo_dir, cache):
 
 
 def test_fmt_time_counts_days_from_one():
-    assert charts.fmt_time(0) == "day 1 00:00"
-    assert charts.fmt_time(86400 + 3 * 3600 + 600) == "day 2 03:10"
-    assert charts.fmt_time(59.6) == "day 1 00:01"
-    assert charts.fmt_time(3725) == "day 1 01:02:05"
+    assert fmt.fmt_time(0) == "day 1 00:00"
+    assert fmt.fmt_time(86400 + 3 * 3600 + 600) == "day 2 03:10"
+    assert fmt.fmt_time(59.6) == "day 1 00:01"
+    assert fmt.fmt_time(3725) == "day 1 01:02:05"
 
 
 def test_time_unit_follows_the_span():
-    assert charts.time_unit(14 * 86400) == ("h", 3600.0)
-    assert charts.time_unit(3600) == ("min", 60.0)
-    assert charts.time_unit(90) == ("s", 1.0)
+    assert fmt.time_unit(14 * 86400) == ("h", 3600.0)
+    assert fmt.time_unit(3600) == ("min", 60.0)
+    assert fmt.time_unit(90) == ("s", 1.0)
 
 
 # -- rates ------------------------------------------------------------------------------------
@@ -354,7 +355,7 @@ def figure_functions() -> set[str]:
     public = {
         name: fn
         for name, fn in inspect.getmembers(charts, inspect.isfunction)
-        if fn.__module__ == charts.__name__ and not name.startswith("_")
+        if fn.__module__.startswith(f"{charts.__name__}.") and not name.startswith("_")
     }
     # every public function says what it returns, so no figure function escapes the set below
     assert [n for n, fn in public.items() if inspect.signature(fn).return_annotation is inspect.Signature.empty] == []
@@ -431,7 +432,7 @@ def test_every_figure_has_a_title_and_axis_titles(demo_dir, demo_chat, composed,
         "inter_turn_gaps": lambda: charts.inter_turn_gaps(sess.turns),
         "context_growth": lambda: charts.context_growth(sess.turns),
     }
-    # every public figure function of charts.py is drawn here (a new one must be added)
+    # every public figure function of the charts package is drawn here (a new one must be added)
     assert {name.split(" ")[0] for name in builders} == figure_functions()
     for name, build in builders.items():
         fig = fig_json(build())

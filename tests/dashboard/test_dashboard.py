@@ -528,7 +528,7 @@ def test_preview_shows_the_validation_report_and_the_naive_baseline(demo_dir):
 
 @pytest.mark.parametrize("fmt", ["mooncake", "csv"])
 def test_export_download_matches_the_cli_and_parses_back(fmt, tmp_path):
-    import state
+    import export_files
 
     d = Dashboard().open("compose")
     spec = d.at.session_state["spec"]
@@ -537,7 +537,7 @@ def test_export_download_matches_the_cli_and_parses_back(fmt, tmp_path):
     d.check()
     label = d.at.download_button(key="ex_download").label
     pool = load_pool(demo_data_dir() / "servegen", "language/demo-chat")
-    data, name, _ = state.export_bytes(spec, fmt, pool=pool)
+    data, name, _ = export_files.export_bytes(spec, fmt, pool=pool)
     assert name in label
     made = compose(spec, pool=pool)
     if fmt == "mooncake":
@@ -631,14 +631,14 @@ def test_burstiness_aggregate_stream_and_window_choice(servegen_dir):
 
 
 def test_large_workloads_are_not_composed_in_memory(servegen_dir):
-    import state
+    import settings
 
     d = Dashboard().servegen("language/m-large").open("compose")
     duration_key = next(n.key for n in d.at.number_input if n.key.startswith("cmp_duration_"))
     d.at.number_input(key=duration_key).set_value(3 * 24 * 60.0).run()  # three of the 14 days
     d.check()
     expected = int(d.at.metric[0].value.replace(",", ""))
-    assert expected > state.PREVIEW_MAX_REQUESTS
+    assert expected > settings.PREVIEW_MAX_REQUESTS
     d.open("preview")
     assert any("previewed in memory" in w.value for w in d.at.warning)
     assert not d.figures()

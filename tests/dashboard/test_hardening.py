@@ -18,9 +18,14 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 import pytest
-import state
+import core_calls
+import session
+import settings
+import sidebar
+import uploads
 from _dash import APP, PAGES, Dashboard, plain
 from plaintext import md, svg
+from widgets.page import MAX_BINS
 
 from servegen_core.paths import DATA_ROOTS_ENV, EXPORT_DIR_ENV, PROJECT_DIR
 
@@ -137,12 +142,12 @@ def test_a_spec_source_outside_the_roots_is_not_composed(tmp_path, monkeypatch):
     outside = tmp_path.parent / f"{tmp_path.name}-outside.csv"
     outside.write_text(HEADER + "0,a,1,1\n")
     try:
-        state.check_spec_source(TraceSource(path=str(inside)))
-        state.check_spec_source(ServeGenSource("demo", "language/demo-chat"))
+        uploads.check_spec_source(TraceSource(path=str(inside)))
+        uploads.check_spec_source(ServeGenSource("demo", "language/demo-chat"))
         with pytest.raises(PathNotAllowedError, match="outside the data folders"):
-            state.check_spec_source(TraceSource(path=str(outside)))
+            uploads.check_spec_source(TraceSource(path=str(outside)))
         with pytest.raises(PathNotAllowedError, match="outside the data folders"):
-            state.check_spec_source(ServeGenSource("/etc", "language/x"))
+            uploads.check_spec_source(ServeGenSource("/etc", "language/x"))
     finally:
         outside.unlink()
 
@@ -325,11 +330,11 @@ def test_error_messages_are_short_and_carry_no_library_dump():
     from servegen_core.errors import DataFormatError
 
     row = "secret,values," * 200
-    assert state.error_text(RuntimeError(f"could not parse\n{row}")) == "RuntimeError: could not parse"
-    assert state.error_text(ValueError(f"\nbad value\n{row}")) == "bad value"
-    long = state.error_text(DataFormatError("t.csv", "line 2", "x" * 5000))
-    assert long.startswith("t.csv: line 2: xxx") and len(long) == state.MAX_ERROR_CHARS and long.endswith("…")
-    assert state.error_text(KeyError()) == "KeyError"
+    assert core_calls.error_text(RuntimeError(f"could not parse\n{row}")) == "RuntimeError: could not parse"
+    assert core_calls.error_text(ValueError(f"\nbad value\n{row}")) == "bad value"
+    long = core_calls.error_text(DataFormatError("t.csv", "line 2", "x" * 5000))
+    assert long.startswith("t.csv: line 2: xxx") and len(long) == core_calls.MAX_ERROR_CHARS and long.endswith("…")
+    assert core_calls.error_text(KeyError()) == "KeyError"
 
 
 # -- 1. uploads --------------------------------------------------------------------------------
@@ -337,20 +342,20 @@ def test_error_messages_are_short_and_carry_no_library_dump():
 
 def test_the_upload_limit_is_one_number(monkeypatch):
     config = tomllib.loads((APP.parent / ".streamlit" / "config.toml").read_text())
-    assert config["server"]["maxUploadSize"] == state.DEFAULT_MAX_UPLOAD_MB
+    assert config["server"]["maxUploadSize"] == settings.DEFAULT_MAX_UPLOAD_MB
     assert config["server"]["address"] == "127.0.0.1"
     from streamlit import config as st_config
 
     previous = st_config.get_option("server.maxUploadSize")
     try:
         st_config.set_option("server.maxUploadSize", 3)
-        monkeypatch.setenv(state.MAX_UPLOAD_ENV, "10")
+        monkeypatch.setenv(settings.MAX_UPLOAD_ENV, "10")
         d = Dashboard()
         d.at.sidebar.radio(key="src_kind").set_value("trace").run()
         d.at.sidebar.radio(key="src_trace_how").set_value("Upload").run()
         # the page never offers more than the server accepts
         assert d.at.sidebar.file_uploader(key="src_upload").label == "Upload a trace (up to 3 MB)"
-        monkeypatch.setenv(state.MAX_UPLOAD_ENV, "2")
+        monkeypatch.setenv(settings.MAX_UPLOAD_ENV, "2")
         d.run()
         assert d.at.sidebar.file_uploader(key="src_upload").label == "Upload a trace (up to 2 MB)"
     finally:
@@ -372,7 +377,7 @@ def fake_project(tmp_path: Path) -> Path:
 
 def test_dashboard_script_binds_localhost_and_passes_the_upload_limit(tmp_path):
     root = fake_project(tmp_path)
-    env = {k: v for k, v in os.environ.items() if k not in ("SERVEGEN_ADDRESS", state.MAX_UPLOAD_ENV)}
+    env = {k: v for k, v in os.environ.items() if k not in ("SERVEGEN_ADDRESS", settings.MAX_UPLOAD_ENV)}
 
     def args(*extra: str, **more: str) -> list[str]:
         out = subprocess.run(["bash", str(root / "scripts" / "dashboard.sh"), *extra], env=env | more, capture_output=True, text=True, check=True)
@@ -385,7 +390,7 @@ def test_dashboard_script_binds_localhost_and_passes_the_upload_limit(tmp_path):
     plain_run = args()
     assert plain_run[:2] == ["run", "dashboard/app.py"]
     assert option(plain_run, "--server.address") == "127.0.0.1"
-    assert option(plain_run, "--server.maxUploadSize") == str(state.DEFAULT_MAX_UPLOAD_MB)
+    assert option(plain_run, "--server.maxUploadSize") == str(settings.DEFAULT_MAX_UPLOAD_MB)
     tuned = args(SERVEGEN_ADDRESS="0.0.0.0", SERVEGEN_MAX_UPLOAD_MB="64")
     assert option(tuned, "--server.address") == "0.0.0.0"
     assert option(tuned, "--server.maxUploadSize") == "64"
@@ -405,7 +410,7 @@ def test_uploads_live_in_a_session_folder_replaced_and_removed(tmp_path):
     d.check()
     assert "**Requests:** 100" in d.sidebar_text()
     folder = session_folder(d)
-    assert folder.parent == state.uploads_root() and folder.name.startswith("session-")
+    assert folder.parent == uploads.uploads_root() and folder.name.startswith("session-")
     files = [p for p in folder.rglob("*") if p.is_file()]
     assert [p.name for p in files] == ["first_trace.csv"]  # a safe name inside the session folder
     assert any("first trace.csv" in c for c in d.captions())  # shown under the name it was uploaded as
@@ -434,18 +439,18 @@ def test_stale_upload_folders_are_swept(tmp_path):
     day_ago = time.time() - 25 * 3600
     os.utime(old, (day_ago, day_ago))
     os.utime(other, (day_ago, day_ago))
-    assert state.sweep_stale_uploads(root) == [old]
+    assert uploads.sweep_stale_uploads(root) == [old]
     assert not old.exists() and new.is_dir() and other.is_dir()
 
 
 def test_upload_names_are_checked():
-    assert state.upload_file_name("trace.CSV.GZ") == "trace.csv.gz"
-    assert state.upload_file_name("../../x y.jsonl") == "x_y.jsonl"
-    assert state.upload_file_name(".hidden.parquet") == "hidden.parquet"
-    assert state.upload_file_name("[f](http:evil.example).csv") == "f_http_evil.example.csv"
+    assert uploads.upload_file_name("trace.CSV.GZ") == "trace.csv.gz"
+    assert uploads.upload_file_name("../../x y.jsonl") == "x_y.jsonl"
+    assert uploads.upload_file_name(".hidden.parquet") == "hidden.parquet"
+    assert uploads.upload_file_name("[f](http:evil.example).csv") == "f_http_evil.example.csv"
     for bad in ("trace.exe", "noext", "x.gz.exe", "...csv"):
         with pytest.raises(ValueError, match="must end in one of"):
-            state.upload_file_name(bad)
+            uploads.upload_file_name(bad)
 
 
 # -- 2. hostile files: a clear error, and the app keeps serving ------------------------------
@@ -488,25 +493,25 @@ def test_the_span_picker_stays_small_for_a_long_span(tmp_path, monkeypatch):
     type_path(d, str(path))
     d.check()
     slider = d.at.sidebar.select_slider[0]
-    assert 2 <= len(slider.options) <= state.MAX_SPAN_OPTIONS + 1
+    assert 2 <= len(slider.options) <= sidebar.MAX_SPAN_OPTIONS + 1
     assert slider.value == (0.0, 200 * 86400.0)
     assert slider.options[0] == "day 1 00:00" and slider.options[-1] == "day 201 00:00"
     # no page offers bins that would cut the 200 days into more than MAX_BINS
     d.open("overview")
     bins = next(s for s in d.at.selectbox if s.label == "Bin length")
     values_s = [int(o.split()[0]) * {"s": 1, "min": 60, "h": 3600}[o.split()[1]] for o in bins.options]
-    assert min(values_s) == 300 and all(200 * 86400 / v <= state.MAX_BINS for v in values_s)
+    assert min(values_s) == 300 and all(200 * 86400 / v <= MAX_BINS for v in values_s)
 
 
 def test_span_options_are_bounded_whatever_the_span():
     """The slider's positions never grow with the span, even for a span the loader would refuse."""
     for end in (1.0, 3000.0, 86400.0 * 3, 1e12, 1e20, 1e300):
         trace = pl.DataFrame({"timestamp_s": [0.0, end], "client_id": ["a", "a"], "input_tokens": [1, 1], "output_tokens": [1, 1]})
-        loaded = state.Loaded(state.Source("trace", "x.csv"), trace)
-        options = state._span_options(loaded)
-        assert 2 <= len(options) <= state.MAX_SPAN_OPTIONS + 1, end
+        loaded = session.Loaded(session.Source("trace", "x.csv"), trace)
+        options = sidebar.span_options(loaded)
+        assert 2 <= len(options) <= sidebar.MAX_SPAN_OPTIONS + 1, end
         assert options[0] == 0.0 and options[-1] >= end and options == sorted(set(options))
     with pytest.raises(ValueError, match="unit"):
-        state.check_span(state.Loaded(state.Source("trace", "x.csv"), pl.DataFrame({"timestamp_s": [0.0, 1e20]})))
+        sidebar.check_span(session.Loaded(session.Source("trace", "x.csv"), pl.DataFrame({"timestamp_s": [0.0, 1e20]})))
     # epoch-second timestamps over a day are a short span, not an absurd one
-    state.check_span(state.Loaded(state.Source("trace", "x.csv"), pl.DataFrame({"timestamp_s": [1.7e9, 1.7e9 + 86400]})))
+    sidebar.check_span(session.Loaded(session.Source("trace", "x.csv"), pl.DataFrame({"timestamp_s": [1.7e9, 1.7e9 + 86400]})))

@@ -509,7 +509,7 @@ def test_the_csv_of_a_chart_is_its_data():
 
     import polars as pl
 
-    import state
+    from widgets import page
 
     from servegen_core.generate.compose import rate_curve
 
@@ -522,7 +522,7 @@ def test_the_csv_of_a_chart_is_its_data():
     back = pl.read_csv(io.BytesIO(curve.write_csv().encode()))
     assert back.columns == ["t_s", "target_rps", "composed_rps"] and back.height == curve.height
     frames = {"a": curve.head(3), "b": curve.tail(2)}
-    both = state.stack_frames(frames)
+    both = page.stack_frames(frames)
     assert both["series"].to_list() == ["a"] * 3 + ["b"] * 2
 
 
@@ -585,10 +585,10 @@ def test_prefix_and_provisioning_charts_offer_their_data_as_csv(traces_dir):
 def test_nested_columns_are_written_flat_in_a_chart_csv():
     import polars as pl
 
-    import state
+    from widgets import page
 
     frame = pl.DataFrame({"hash_ids": [[1, 2, 3], [4]], "fit": [{"k": 1.5}, {"k": 2.0}], "n": [3, 1]})
-    back = pl.read_csv(state.csv_bytes(frame))
+    back = pl.read_csv(page.csv_bytes(frame))
     assert back["hash_ids"].to_list() == ["1 2 3", "4"]
     assert back["fit"].to_list() == ['{"k":1.5}', '{"k":2.0}']
     assert back["n"].to_list() == [3, 1]

@@ -19,11 +19,14 @@ import polars as pl
 import streamlit as st
 
 import charts
-import state
+import core_calls
 from plaintext import md
 from servegen_core.characterize import prefix as characterize
+from servegen_core.generate.compose import Workload
 from servegen_core.generate.sessions import fit_prefix
 from servegen_core.spec import MAX_PROMPTS, MAX_TURNS, PrefixProfile, PrefixSpec, Sessions, SystemPrompts, WorkloadSpec
+from session import View, spec_source
+from widgets import page
 
 #: Session key of a fit's message (shown once).
 _NOTE = "cmp_px_note"
@@ -87,12 +90,12 @@ def _set(values: dict[str, Any]) -> None:
         st.session_state[key] = value
 
 
-def _fit(view: state.View, block_size: int) -> None:
+def _fit(view: View, block_size: int) -> None:
     """Button callback: fit the view's trace and set the widgets (before they are drawn)."""
     try:
         fitted = fit_prefix(view.data, block_size=int(block_size))
-    except Exception as exc:  # noqa: BLE001 - shown as a message, as state.run does
-        st.session_state[_NOTE] = ("error", f"The prefix fit failed: {state.error_text(exc)}")
+    except Exception as exc:  # noqa: BLE001 - shown as a message, as core_calls.run does
+        st.session_state[_NOTE] = ("error", f"The prefix fit failed: {core_calls.error_text(exc)}")
         return
     _set(profile_widgets(fitted.default))
     st.session_state[_NOTE] = ("success", f"Fitted to {view.data.height:,} requests at {int(block_size):,} tokens per block.")
@@ -116,7 +119,7 @@ def _seed(key: str, default: Any) -> str:
     return key
 
 
-def prefix_section(view: state.View, template: WorkloadSpec | None) -> PrefixSpec | None:
+def prefix_section(view: View, template: WorkloadSpec | None) -> PrefixSpec | None:
     """The expander's widgets and the ``prefix`` section they set (None: not modelled).
 
     ``template`` is a restored spec for this source (its prefix section fills the widgets
@@ -216,7 +219,7 @@ def prefix_section(view: state.View, template: WorkloadSpec | None) -> PrefixSpe
                     sessions = Sessions(turns_kind="pmf", turns_pmf=parse_pmf(pmf_text), think_mean_s=float(think), think_cv=float(cv))
             section = PrefixSpec(default=PrefixProfile(system_prompts=prompts, sessions=sessions), clients=kept)
         except ValueError as exc:
-            state.show_error(exc)
+            core_calls.show_error(exc)
             st.stop()
         if section.clients:
             st.caption(f"Per-client profiles of the restored spec are kept for {len(section.clients):,} client(s).")
@@ -233,7 +236,7 @@ def _source_report(trace: pl.DataFrame, start_s: float, end_s: float, clients: t
     return characterize.prefix_report(_source_part(trace, start_s, end_s, clients), block_tokens=block_tokens)
 
 
-def preview_reuse(spec: WorkloadSpec, made: Any, view: state.View) -> None:
+def preview_reuse(spec: WorkloadSpec, made: Workload, view: View) -> None:
     """Preview: the generated workload's block reuse and LRU prefix-cache curve (one
     :func:`servegen_core.characterize.prefix.prefix_report` call on ``made.trace``), when ``spec`` has a
     ``prefix`` section. When the sidebar shows the spec's source and it is a trace with
@@ -245,16 +248,16 @@ def preview_reuse(spec: WorkloadSpec, made: Any, view: state.View) -> None:
         "Tokens per block", min_value=1, max_value=1_000_000, step=1, persist_state="session", key=_seed("pv_px_block", characterize.DEFAULT_BLOCK_TOKENS),
         help="Block ids are cut from the workload's prompt segments at this many tokens per block (Mooncake and AIPerf: 512).",
     ))
-    report = state.run(
+    report = core_calls.run(
         characterize.prefix_report, made.trace, key=(spec, "prefix_report", block), block_tokens=block,
         spinner="Prefix reuse of the workload…",
     )
-    if not state.usable(report, what="prefix reuse"):
+    if not core_calls.usable(report, what="prefix reuse"):
         return
     source = None
-    if not view.is_pool and view.has("hash_ids") and state.spec_source(view)[0] == spec.source:
+    if not view.is_pool and view.has("hash_ids") and spec_source(view)[0] == spec.source:
         end = spec.span.start_s + made.plan.span_duration_s
-        source = state.run(
+        source = core_calls.run(
             _source_report, view.loaded.data, spec.span.start_s, end, tuple(made.clients),
             key=(spec, "source_prefix_report", block), block_tokens=block, spinner="Prefix reuse of the source…",
         )
@@ -269,8 +272,8 @@ def preview_reuse(spec: WorkloadSpec, made: Any, view: state.View) -> None:
             "Source block reuse (same span and clients)", f"{source.reuse.reuse_ratio:.1%}",
             help="The source trace's own hash_ids over the spec's span, composed clients only.",
         )
-    if state.usable(curve, what="the LRU hit-ratio curve"):
-        state.plot(
+    if core_calls.usable(curve, what="the LRU hit-ratio curve"):
+        page.plot(
             charts.lru_hit_ratio_curve(curve.frame, max_hit_ratio=curve.max_hit_ratio, block_tokens=curve.block_tokens),
             curve.frame, key="pv_lru",
         )

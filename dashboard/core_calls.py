@@ -1,0 +1,293 @@
+"""Every core call a page makes, cached, with a spinner, its errors shown as messages on the page.
+
+Loading is cached with ``st.cache_resource`` keyed on small arguments (folder and model, or
+the trace path, its parsing options and modification time: :func:`load_source`); a view of the
+loaded data over a span is cached too (:func:`make_view`). Every other core call goes through
+:func:`compute` (on the current view) or :func:`run`, which caches it on the function and a
+key, shows a spinner while it runs and turns any error into ``st.error`` with its message
+(:func:`error_text`, never a traceback). :func:`usable` says why a result holds no data.
+
+The pool a spec composes from (:func:`spec_pool`) is the sidebar's pool itself, or the
+sidebar's already-parsed trace fitted to a pool: a trace is parsed once per file version.
+"""
+
+from __future__ import annotations
+
+import datetime
+from collections.abc import Callable, Hashable, Mapping
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+import streamlit as st
+
+import navigation
+from fmt import fmt_time
+from plaintext import md
+from servegen_core.errors import ServeGenError
+from servegen_core.generate.compose import ComposePlan, Workload, plan_workload
+from servegen_core.generate.compose import compose as compose_workload
+from servegen_core.generate.validate import ValidationReport, validate
+from servegen_core.paths import PathNotAllowedError
+from servegen_core.result import Result
+from servegen_core.sources.fit import pool_from_trace
+from servegen_core.sources.pool import ClientPool, load_pool
+from servegen_core.sources.traces import load_trace
+from servegen_core.spec import ServeGenSource, TraceSource, WorkloadSpec
+from session import Loaded, Source, View, current, current_spec, spec_source
+from uploads import check_spec_source
+
+# --------------------------------------------------------------------------------------------
+# Cached loaders (keyed on small arguments)
+# --------------------------------------------------------------------------------------------
+
+
+@st.cache_resource(show_spinner=False, max_entries=6)
+def cached_pool(data_dir: str, model: str) -> ClientPool:
+    """:func:`servegen_core.sources.pool.load_pool`, once per (folder, model)."""
+    return load_pool(data_dir, model)
+
+
+@st.cache_resource(show_spinner=False, max_entries=6)
+def cached_trace(
+    path: str,
+    preset: str | None,
+    columns: tuple[tuple[str, str], ...],
+    time_unit: str | None,
+    client_column: str | None,
+    mtime_ns: int,
+) -> tuple[pl.DataFrame, tuple[str, ...], str, datetime.datetime | None]:
+    """:func:`servegen_core.sources.traces.load_trace`, once per (file, options, modification time)."""
+    loaded = load_trace(
+        path,
+        preset=preset,
+        columns=dict(columns) or None,
+        time_unit=time_unit,
+        client_column=client_column,
+    )
+    return loaded.trace, (loaded.summary, *loaded.warnings), loaded.preset, loaded.start_time
+
+
+def trace_mtime_ns(path: str) -> int:
+    """A trace file's modification time (0 when it is missing): part of every key of a parsed trace."""
+    return Path(path).stat().st_mtime_ns if Path(path).exists() else 0
+
+
+def load_source(source: Source) -> Loaded:
+    """Load ``source`` through the caches (raises the core's errors)."""
+    if source.kind == "pool":
+        return Loaded(source, cached_pool(source.location, source.model))
+    trace, notes, preset, start_time = cached_trace(
+        source.location, source.preset, source.columns, source.time_unit, source.client_column, trace_mtime_ns(source.location)
+    )
+    return Loaded(source, trace, notes, preset, start_time)
+
+
+@st.cache_resource(show_spinner=False, max_entries=12)
+def _spanned(key: tuple, _loaded: Loaded) -> View:
+    _source, start_s, end_s = key
+    if _loaded.is_pool:
+        pool = _loaded.data
+        data = pool if (start_s <= pool.start_s and end_s >= pool.end_s) else pool.span(start_s, end_s)
+    else:
+        ts = pl.col("timestamp_s")
+        data = _loaded.data.filter((ts >= start_s) & (ts <= end_s))
+    return View(_loaded, data, start_s, end_s)
+
+
+def make_view(loaded: Loaded, start_s: float | None = None, end_s: float | None = None) -> View:
+    """The view of ``loaded`` over ``[start_s, end_s)`` (whole span by default), cached."""
+    start = loaded.start_s if start_s is None else float(start_s)
+    end = loaded.end_s if end_s is None else float(end_s)
+    if end <= start:
+        msg = f"the time span must end after it starts ({fmt_time(start)} to {fmt_time(end)})"
+        raise ValueError(msg)
+    return _spanned((loaded.source, start, end), loaded)
+
+
+# --------------------------------------------------------------------------------------------
+# Core calls: cached, with a spinner, errors shown as st.error
+# --------------------------------------------------------------------------------------------
+
+
+@st.cache_resource(show_spinner=False, max_entries=256)
+def _cached_call(key: Hashable, _func: Callable, _args: tuple, _kwargs: dict) -> Any:
+    return _func(*_args, **_kwargs)
+
+
+@st.cache_resource(show_spinner=False, max_entries=8)
+def _cached_heavy(key: Hashable, _func: Callable, _args: tuple, _kwargs: dict) -> Any:
+    """Like :func:`_cached_call` for large results (workloads, export files): few entries."""
+    return _func(*_args, **_kwargs)
+
+
+def clear_call_caches() -> None:
+    """Forget every cached core call (:func:`run`, :func:`compute`, :func:`deferred`); loaded sources stay cached."""
+    _cached_call.clear()
+    _cached_heavy.clear()
+
+
+def _freeze(value: Any) -> Hashable:
+    if isinstance(value, Mapping):
+        return tuple(sorted((k, _freeze(v)) for k, v in value.items()))
+    if isinstance(value, list | tuple | set | frozenset):
+        items = [_freeze(v) for v in value]
+        return tuple(sorted(items, key=repr)) if isinstance(value, set | frozenset) else tuple(items)
+    return value
+
+
+#: Longest error message shown: a library's message (not the core's) can carry rows of a file.
+MAX_ERROR_CHARS = 600
+
+
+def error_text(exc: BaseException) -> str:
+    """The message shown for ``exc``: the core's message as it is, another library's first line
+    (with the exception's type); either cut to :data:`MAX_ERROR_CHARS`."""
+    if isinstance(exc, ServeGenError):
+        text = str(exc) or type(exc).__name__
+    else:
+        first = next((line for line in str(exc).splitlines() if line.strip()), "")
+        known = isinstance(exc, ValueError | OSError | KeyError)
+        text = (first if known else f"{type(exc).__name__}: {first}") if first else type(exc).__name__
+    return text if len(text) <= MAX_ERROR_CHARS else text[: MAX_ERROR_CHARS - 1] + "…"
+
+
+def show_error(exc: BaseException) -> None:
+    """Show an error as a message (never a traceback), as plain text (:func:`error_text`)."""
+    st.error(md(error_text(exc)))
+
+
+def run(
+    func: Callable,
+    *args: Any,
+    key: Hashable,
+    spinner: str | None = None,
+    unhashed: Mapping[str, Any] | None = None,
+    heavy: bool = False,
+    **kwargs: Any,
+) -> Any:
+    """``func(*args, **kwargs, **unhashed)``, cached on ``(func, key, kwargs)``; ``None`` after an error (shown).
+
+    ``key`` identifies the positional arguments and ``unhashed`` (large objects such as a
+    pool are not hashed); ``kwargs`` must be small and hashable. ``heavy`` results (whole
+    workloads) go to a cache of few entries.
+    """
+    full_key = (func.__module__, func.__qualname__, _freeze(key), _freeze(kwargs))
+    text = spinner or f"Computing {func.__name__.replace('_', ' ')}…"
+    try:
+        with st.spinner(text):
+            cache = _cached_heavy if heavy else _cached_call
+            return cache(full_key, func, args, {**kwargs, **(unhashed or {})})
+    except Exception as exc:  # noqa: BLE001 - every core error becomes a message on the page
+        show_error(exc)
+        return None
+
+
+def deferred(func: Callable, *args: Any, key: Hashable, unhashed: Mapping[str, Any] | None = None) -> Callable[[], Any]:
+    """A callable computing ``func(*args, **unhashed)`` when called (e.g. by a download button),
+    cached on ``(func, key)`` among the few large results of :func:`run` ``(heavy=True)``."""
+    full_key = (func.__module__, func.__qualname__, _freeze(key), ())
+
+    def call() -> Any:
+        return _cached_heavy(full_key, func, args, dict(unhashed or {}))
+
+    return call
+
+
+def compute(func: Callable, *args: Any, view: View | None = None, **kwargs: Any) -> Any:
+    """``func(view.data, *args, **kwargs)`` on the current view, cached on the view's key."""
+    view = view or current()
+    return run(func, view.data, *args, key=(view.key, args), **kwargs)
+
+
+def _sample_requests(trace: pl.DataFrame, *, n: int, seed: int) -> pl.DataFrame:
+    return trace if trace.height <= n else trace.sample(n, seed=seed)
+
+
+def request_sample(view: View, n: int = 20000, *, seed: int = 0) -> pl.DataFrame | None:
+    """Up to ``n`` requests of a trace view, drawn without replacement with a fixed seed (for scatter plots)."""
+    return run(_sample_requests, view.data, key=view.key, n=n, seed=seed, spinner="Sampling requests…")
+
+
+def usable(result: Any, *, what: str = "this chart") -> bool:
+    """True when ``result`` holds data; otherwise say why (``None`` means an error was shown)."""
+    if result is None:
+        return False
+    if isinstance(result, Result) and not result.ok:
+        st.info(f"Not enough data for {what}: {md(result.reason)}")
+        return False
+    return True
+
+
+# --------------------------------------------------------------------------------------------
+# Composition: the pool a spec composes from, cached plan / workload / report
+# --------------------------------------------------------------------------------------------
+
+
+def trace_pool(trace: pl.DataFrame, source: TraceSource) -> ClientPool:
+    """The client pool a spec with trace ``source`` composes from, fitted to ``trace``, that file
+    already parsed with the source's options: the pool
+    :func:`servegen_core.generate.compose.load_source` makes when it reads the file itself
+    (failed requests left out, the same name and ``per_client``)."""
+    if "failed" in trace.columns:
+        trace = trace.filter(~pl.col("failed").fill_null(False))
+    path = Path(source.path)
+    return pool_from_trace(trace, name=f"trace/{path.name}", per_client=source.per_client, source=str(path))
+
+
+def spec_pool(view: View, source: ServeGenSource | TraceSource) -> ClientPool | None:
+    """The pool a spec composes from, ``source`` being the view's :func:`session.spec_source`: the
+    loaded pool itself, or the loaded trace fitted to a pool (:func:`trace_pool`, cached)."""
+    if view.is_pool:
+        return view.loaded.data
+    try:
+        check_spec_source(source)
+    except PathNotAllowedError as exc:
+        show_error(exc)
+        return None
+    # the sidebar parsed this file with these options already (spec_source): fit that trace
+    return run(
+        trace_pool, view.loaded.data, source, key=(source, trace_mtime_ns(source.path)),
+        spinner="Fitting the trace to a client pool…",
+    )
+
+
+def _plan(spec: WorkloadSpec, *, pool: ClientPool) -> ComposePlan:
+    return plan_workload(spec, pool=pool)
+
+
+def _compose(spec: WorkloadSpec, *, pool: ClientPool) -> Workload:
+    return compose_workload(spec, pool=pool)
+
+
+def plan(spec: WorkloadSpec, pool: ClientPool) -> ComposePlan | None:
+    """:func:`servegen_core.generate.compose.plan_workload`, cached on the spec."""
+    return run(_plan, spec, key=spec, unhashed={"pool": pool}, spinner="Planning the workload…")
+
+
+def workload(spec: WorkloadSpec, pool: ClientPool) -> Workload | None:
+    """:func:`servegen_core.generate.compose.compose`, cached on the spec."""
+    return run(_compose, spec, key=spec, unhashed={"pool": pool}, heavy=True, spinner="Composing the workload…")
+
+
+def report(spec: WorkloadSpec, pool: ClientPool) -> ValidationReport | None:
+    """:func:`servegen_core.generate.validate.validate` of the spec's workload, cached on the spec."""
+    made = workload(spec, pool)
+    if made is None:
+        return None
+    return run(validate, made, key=spec, heavy=True, spinner="Validating the workload…")
+
+
+def spec_plan_or_stop(view: View) -> tuple[WorkloadSpec, ClientPool, ComposePlan]:
+    """The current spec, its source pool and its plan; otherwise a pointer to Compose and stop the page."""
+    spec = current_spec(view)
+    if spec is None:
+        st.info("No workload spec for this source yet: build one on the Compose page.")
+        st.page_link(navigation.page("compose").link, label="Go to Compose", icon=":material/tune:")
+        st.stop()
+    source, _ = spec_source(view)
+    pool = spec_pool(view, source)
+    made = plan(spec, pool) if pool is not None else None
+    if made is None:
+        st.stop()
+    return spec, pool, made

@@ -1,0 +1,174 @@
+"""Files the user gives: uploads kept in a private folder per session, typed paths confined to the data roots.
+
+Each session keeps its upload in a folder of its own under ``<tmp>/servegen-uploads-<uid>``:
+a new upload replaces the previous file, the folder is removed when the session's state is
+dropped (the session ended), and folders older than :data:`settings.UPLOAD_MAX_AGE_H` (left by
+a server that stopped abruptly) are removed the first time a server process stores an upload.
+The widget that asks for a file (path or upload) is :func:`widgets.files.upload_or_path`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import shutil
+import tempfile
+import time
+import weakref
+from collections.abc import Sequence
+from pathlib import Path
+
+import streamlit as st
+from streamlit.runtime.uploaded_file_manager import UploadedFile
+
+from servegen_core.paths import DATA_ROOTS_ENV, PathNotAllowedError, data_roots, demo_data_dir, resolve_under_any, write_atomic
+from servegen_core.spec import ServeGenSource, TraceSource
+from settings import UPLOAD_MAX_AGE_H, servegen_folders
+
+#: File suffixes the trace loader reads (``.gz`` after one of the others): what a trace upload may end in.
+TRACE_SUFFIXES = ("csv", "parquet", "pq", "jsonl", "ndjson", "gz")
+
+#: Runs of characters an upload's file name may not keep (each becomes ``_``).
+_UPLOAD_NAME = re.compile(r"[^A-Za-z0-9._-]+")
+#: Session key of this session's :class:`UploadFolder`.
+_FOLDER_KEY = "_upload_dir"
+#: Prefix of the sub-folder of a session's upload folder holding the uploads of one other purpose (a slot).
+_SLOT_PREFIX = "slot-"
+
+
+def uploads_root() -> Path:
+    """The folder holding every session's upload folder (created private to this user)."""
+    root = Path(tempfile.gettempdir()) / f"servegen-uploads-{os.getuid()}"
+    root.mkdir(mode=0o700, exist_ok=True)
+    if root.is_symlink() or root.stat().st_uid != os.getuid():
+        msg = f"{root} is not a private folder of this user; uploads are off"
+        raise OSError(msg)
+    return root
+
+
+def sweep_stale_uploads(root: Path, *, max_age_h: float = UPLOAD_MAX_AGE_H, now: float | None = None) -> list[Path]:
+    """Remove the upload folders under ``root`` not modified for ``max_age_h`` hours; returns them."""
+    limit = (time.time() if now is None else now) - max_age_h * 3600
+    removed = []
+    for folder in root.iterdir():
+        if folder.is_dir() and not folder.is_symlink() and folder.name.startswith("session-") and folder.stat().st_mtime < limit:
+            shutil.rmtree(folder, ignore_errors=True)
+            removed.append(folder)
+    return removed
+
+
+@st.cache_resource(show_spinner=False)
+def _swept_once() -> bool:
+    """Sweep stale upload folders once per server process."""
+    sweep_stale_uploads(uploads_root())
+    return True
+
+
+class UploadFolder:
+    """A session's upload folder (``session-*`` under :func:`uploads_root`).
+
+    Kept in the session state; the folder is removed when the object is garbage-collected
+    (the session ended and its state was dropped) or when the server process exits.
+    """
+
+    def __init__(self, root: Path) -> None:
+        self.path = Path(tempfile.mkdtemp(prefix="session-", dir=root))
+        weakref.finalize(self, shutil.rmtree, str(self.path), True)
+
+
+def session_upload_folder() -> Path | None:
+    """This session's upload folder if it has one (none is created)."""
+    holder = st.session_state.get(_FOLDER_KEY)
+    return None if holder is None else holder.path
+
+
+def session_upload_dir() -> Path:
+    """This session's upload folder (created on first use)."""
+    holder = st.session_state.get(_FOLDER_KEY)
+    if holder is None or not holder.path.is_dir():
+        _swept_once()
+        holder = UploadFolder(uploads_root())
+        st.session_state[_FOLDER_KEY] = holder
+    return holder.path
+
+
+def upload_file_name(name: str, *, allowed: Sequence[str] = TRACE_SUFFIXES) -> str:
+    """A safe file name for an upload: letters, digits, ``.``, ``_`` and ``-`` only, its suffixes kept.
+
+    The suffix must be one of ``allowed`` (default: those the trace loader reads,
+    :data:`TRACE_SUFFIXES`, ``.gz`` after one of them).
+    """
+    suffixes = [x.lower() for x in Path(name).suffixes[-2:]]
+    if not suffixes or suffixes[-1].lstrip(".") not in allowed:
+        msg = f"an upload must end in one of {', '.join('.' + x for x in allowed)}"
+        raise ValueError(msg)
+    keep = suffixes if suffixes[-1] == ".gz" and len(suffixes) == 2 else suffixes[-1:]
+    stem = name[: len(name) - len("".join(keep))] if name.lower().endswith("".join(keep)) else Path(name).stem
+    stem = _UPLOAD_NAME.sub("_", Path(stem).name).strip("._")[:80] or "upload"
+    return stem + "".join(keep)
+
+
+def save_upload(upload: UploadedFile, *, slot: str = "", allowed: Sequence[str] = TRACE_SUFFIXES) -> Path:
+    """Write an upload into this session's folder (atomically), replacing the session's previous upload.
+
+    The sidebar's trace is the default slot; another purpose (e.g. the Provisioning page's
+    calibration file) names its ``slot`` and keeps one upload of its own there, with the file
+    suffixes it reads (``allowed``).
+    """
+    folder = session_upload_dir()
+    if slot:
+        folder = folder / (_SLOT_PREFIX + _UPLOAD_NAME.sub("_", slot))
+        folder.mkdir(exist_ok=True)
+    tag = hashlib.sha1(str(upload.file_id).encode()).hexdigest()[:12]
+    target = folder / tag / upload_file_name(upload.name, allowed=allowed)
+    if target.exists():
+        return target
+    for old in folder.iterdir():  # one upload per session and slot: the previous one is deleted
+        if old.name.startswith(_SLOT_PREFIX):
+            continue  # another slot's upload stays
+        if old.is_dir() and not old.is_symlink():
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            old.unlink(missing_ok=True)
+    target.parent.mkdir()
+    write_atomic(target, upload.getbuffer())  # the buffer itself: no second copy of a large upload
+    return target
+
+
+def data_path(text: str) -> Path:
+    """A data path typed by the user, confined to the data roots (:func:`servegen_core.paths.data_roots`).
+
+    A relative path is looked up under each root. Raises :class:`PathNotAllowedError` with a
+    message naming the roots when the path lies outside all of them.
+    """
+    roots = data_roots()
+    try:
+        return resolve_under_any(roots, text)
+    except PathNotAllowedError:
+        names = ", ".join(str(r) for r in roots) or "none"
+        msg = f"refused: {text} is outside the data folders this dashboard may read ({names}; set by {DATA_ROOTS_ENV})"
+        raise PathNotAllowedError(msg) from None
+
+
+def check_spec_source(source: ServeGenSource | TraceSource) -> None:
+    """Raise :class:`PathNotAllowedError` unless a spec's source is one the sidebar may read.
+
+    A trace must lie under the data roots, in the demo data or in this session's upload folder; a ServeGen
+    folder must be ``demo``, ``shared``, an offered folder or under the data roots.
+    """
+    if isinstance(source, TraceSource):
+        path = Path(source.path).resolve()
+        folder = session_upload_folder()
+        if folder is not None and folder.resolve() in path.parents:
+            return
+        if demo_data_dir().resolve() in path.parents:
+            return
+        data_path(str(path))
+        return
+    if source.data_dir in ("demo", "shared"):
+        return
+    folder = Path(source.data_dir).resolve()
+    if str(folder) in {str(Path(f).resolve()) for f in servegen_folders()}:
+        return
+    data_path(str(folder))
