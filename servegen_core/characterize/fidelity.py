@@ -1,0 +1,698 @@
+"""Fidelity scorecard: how closely a generated workload reproduces a source trace, with sampling noise.
+
+:func:`fidelity` compares two RequestTraces (the *source*, usually a real trace, and the
+*generated* workload) line by line. Every line is a two-sample statistical test: its
+threshold comes from the sample sizes (or from the spread of the statistic over the trace's
+own time segments), never from a constant. A line passes when the difference between the
+two traces is within what sampling noise explains at the line's significance level.
+
+Significance
+    ``alpha`` (default 0.01) is the family-wise error rate of the whole report: each decided
+    line is tested at ``alpha / m`` (Bonferroni, ``m`` decided lines), so that a generated
+    workload drawn from the same process as the source fails the report (any line) with
+    probability at most ``alpha``.
+
+Effective sample sizes
+    Successive requests are not independent (bursts, sessions, diurnal drift), so a KS or
+    proportion test with the raw counts would be overconfident. For every series a test uses
+    (gaps, lengths, run lengths, the rank products of the correlation), the variance
+    inflation ``f = b · var(batch means) / var(series)`` of the indicators ``x <= q`` at the
+    series' 10/25/50/75/90 % quantiles (batches of ``b = floor(sqrt(n))`` consecutive values)
+    is measured, its maximum taken (at least 1), and the test uses ``n_eff = n / f``.
+
+Lines
+    ``requests``
+        Request count. Noise: a count over the span has variance ``D·N``, with ``D`` the
+        trace's index of dispersion at the longest timescale with a verdict (1 if none); the
+        difference is tested against ``z·sqrt(D_s·N_s + D_g·N_g)``.
+    ``dispersion_<scale>`` (10 ms, 100 ms, 1 s, 10 s, 60 s, 600 s)
+        Index of dispersion of per-bin request counts (variance / mean over the trace's span
+        ``[first, last]`` request, full bins only), generated / source. Noise: the standard
+        error of ``log D`` of each trace by a delete-one-group jackknife over
+        ``min(bins, 20)`` contiguous groups of bins (it captures the heavy tails and the
+        short-range correlation of bursty counts, which the chi-square law of a sample
+        variance assumes away); the band is ``exp(±t·sqrt(se_s² + se_g²))`` with Student
+        ``t`` at ``2·(groups - 1)`` degrees of freedom. A scale with fewer than
+        :data:`MIN_BINS` bins in either trace has no verdict. On a source whose timestamps
+        are on a grid of ``g >= 1 ms`` (:func:`servegen_core.sources.traces.timestamp_resolution`),
+        a scale below ``g`` only measures the grid and has no verdict; other scales use bins
+        of a whole number of grid steps (``round(scale / g) · g``, the width is in the line).
+    ``interarrival_ks``
+        Two-sample KS distance of the gaps between successive requests of the same client,
+        pooled over clients, against the asymptotic critical value
+        ``c(α)·sqrt((n+m)/(n·m))`` at the effective sizes (``c(α) = sqrt(-ln(α/2)/2)``).
+        Discrete values (ties, grids) make the test conservative, never anti-conservative.
+    ``zero_gaps``
+        Share of those gaps that are exactly zero: two-proportion z test, effective sizes.
+    ``burst_runs_ks``
+        Runs of requests (whole trace, time order) each within :data:`BURST_GAP_S` (10 ms) of
+        the previous: KS of the run lengths (values are mean run lengths; the detail gives the
+        99th percentiles).
+    ``input_ks``, ``output_ks``
+        KS of ``input_tokens`` / ``output_tokens`` over all requests.
+    ``input_output_spearman``
+        Within-client rank correlation of input and output lengths: the correlation of the
+        ranks within each client (scaled to (0, 1), centred), pooled. Test on Fisher's
+        ``atanh`` with variance ``1.06 / (n_eff - 3)`` per trace (Fieller et al. for Spearman).
+    ``block_reuse``, ``lru_hit_ratio_<C>_blocks`` (source with ``hash_ids``)
+        Block reuse (blocks seen before / all blocks, :func:`~servegen_core.characterize.prefix.block_reuse`)
+        and the hit ratio of an LRU prefix cache of C blocks
+        (:func:`~servegen_core.characterize.prefix.lru_hit_ratio`) at four capacities: where
+        the source's curve reaches 25/50/75/90 % of its largest hit ratio (or
+        ``cache_blocks``). Reuse depends on the whole history, so the noise cannot come from
+        a per-request formula: each trace is cut into :data:`PREFIX_SEGMENTS` contiguous
+        segments of equal request count, the statistic is computed on each segment alone,
+        and the standard error of the whole-trace value is the segments' standard deviation
+        over ``sqrt(segments)``; Welch's t test. A generated workload without ``hash_ids``
+        gets block ids from its prompt segments (:func:`~servegen_core.characterize.prefix.with_block_ids`
+        at ``block_tokens``); with neither, these lines fail (it has no reuse).
+
+Reference
+    ``reference="model"`` says the source is itself a draw of the model (e.g. pool data
+    regenerated from the spec): every line's name ends in ``_vs_model`` and its target says
+    the check compares the model with itself.
+
+Everything is vectorized (one sort per series, NumPy/Polars passes); a pair of 1M-request
+traces without ``hash_ids`` takes a few seconds.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass
+from typing import Literal
+
+import numpy as np
+import polars as pl
+from scipy import stats
+
+from servegen_core.characterize.prefix import (
+    DEFAULT_BLOCK_TOKENS,
+    block_reuse,
+    lru_hit_ratio,
+    with_block_ids,
+)
+from servegen_core.result import Result
+from servegen_core.schema import REQUIRED
+from servegen_core.sources.traces import timestamp_resolution
+
+__all__ = [
+    "BURST_GAP_S",
+    "FIDELITY_SCHEMA",
+    "MIN_BINS",
+    "PREFIX_SEGMENTS",
+    "TIMESCALES_S",
+    "FidelityLine",
+    "FidelityReport",
+    "fidelity",
+]
+
+#: Bin widths (seconds) of the dispersion lines.
+TIMESCALES_S: tuple[float, ...] = (0.01, 0.1, 1.0, 10.0, 60.0, 600.0)
+#: Fewest full bins (in each trace) for a dispersion verdict.
+MIN_BINS = 10
+#: Most contiguous groups of bins in the dispersion jackknife.
+DISPERSION_GROUPS = 20
+#: Requests within this gap of the previous one belong to the same burst run.
+BURST_GAP_S = 0.01
+#: Contiguous segments whose spread gives the noise of the prefix-reuse lines.
+PREFIX_SEGMENTS = 8
+#: Shares of the source's largest LRU hit ratio at which the four cache sizes are chosen.
+LRU_LEVELS: tuple[float, ...] = (0.25, 0.5, 0.75, 0.9)
+#: Fewest values (in each trace) for a KS, proportion or correlation verdict.
+MIN_SAMPLES = 20
+
+FIDELITY_SCHEMA: dict[str, pl.DataType] = {
+    "name": pl.String(),
+    "source_value": pl.Float64(),
+    "generated_value": pl.Float64(),
+    "statistic": pl.Float64(),
+    "low": pl.Float64(),
+    "high": pl.Float64(),
+    "target": pl.String(),
+    "passed": pl.Boolean(),
+    "verdict": pl.String(),
+    "n_source": pl.Int64(),
+    "n_generated": pl.Int64(),
+    "detail": pl.String(),
+}
+
+Reference = Literal["trace", "model"]
+
+
+@dataclass(frozen=True)
+class FidelityLine:
+    """One line of the scorecard.
+
+    ``statistic`` is what the verdict tests (a KS distance, a ratio, a difference) and
+    ``low``/``high`` its acceptance band (``None`` for an open side); ``passed`` is ``None``
+    when the line has no verdict (too little data, or a timescale that only measures the
+    source's timestamp grid) and ``detail`` says why. ``n_source``/``n_generated`` are the
+    sample sizes behind the line (gaps, requests, bins, segments).
+    """
+
+    name: str
+    source_value: float | None
+    generated_value: float | None
+    statistic: float | None
+    low: float | None
+    high: float | None
+    target: str
+    passed: bool | None
+    n_source: int
+    n_generated: int
+    detail: str
+
+    @property
+    def verdict(self) -> str:
+        """``"pass"``, ``"fail"`` or ``"n/a"``."""
+        return "n/a" if self.passed is None else ("pass" if self.passed else "fail")
+
+
+@dataclass(frozen=True)
+class FidelityReport(Result):
+    """The scorecard: its lines, the family-wise ``alpha`` and the per-line level used.
+
+    ``passed`` is true when no decided line failed and at least one was decided.
+    ``notes`` say what was adjusted (timestamps put on the source's grid, block ids derived).
+    """
+
+    lines: tuple[FidelityLine, ...]
+    alpha: float
+    line_alpha: float
+    reference: str = "trace"
+    notes: tuple[str, ...] = ()
+
+    @property
+    def passed(self) -> bool:
+        """True when every decided line passed (and there is one)."""
+        decided = [ln.passed for ln in self.lines if ln.passed is not None]
+        return bool(decided) and all(decided)
+
+    def failed(self) -> list[str]:
+        """Names of the lines that failed."""
+        return [ln.name for ln in self.lines if ln.passed is False]
+
+    def line(self, name: str) -> FidelityLine:
+        """The line called ``name`` (KeyError naming the lines when there is none)."""
+        for ln in self.lines:
+            if ln.name == name:
+                return ln
+        msg = f"no line {name!r}; lines: {[ln.name for ln in self.lines]}"
+        raise KeyError(msg)
+
+    def to_frame(self) -> pl.DataFrame:
+        """One row per line, columns :data:`FIDELITY_SCHEMA`."""
+        rows = [{**asdict(ln), "verdict": ln.verdict} for ln in self.lines]
+        return pl.DataFrame(rows, schema=FIDELITY_SCHEMA)
+
+    def to_json(self) -> str:
+        """The report as a JSON document (non-finite numbers as ``null``)."""
+
+        def clean(x: object) -> object:
+            return None if isinstance(x, float) and not math.isfinite(x) else x
+
+        doc = {
+            "passed": self.passed,
+            "reason": self.reason,
+            "alpha": self.alpha,
+            "line_alpha": self.line_alpha,
+            "reference": self.reference,
+            "notes": list(self.notes),
+            "failed": self.failed(),
+            "lines": [{k: clean(v) for k, v in {**asdict(ln), "verdict": ln.verdict}.items()} for ln in self.lines],
+        }
+        return json.dumps(doc, indent=2)
+
+
+# --------------------------------------------------------------------------------------------
+# Pending lines: statistic and noise now, threshold once the number of decided lines is known
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Pending:
+    """A line before its threshold: ``kind`` is ``ks`` (statistic D, effective sizes
+    ``ns``/``ng``), ``ratio`` (statistic ``exp(est)``, ``se`` of ``est = log ratio``, ``dof``),
+    ``diff`` (statistic ``est``, ``se``, ``dof``; ``scale`` maps the band back, e.g. tanh) or
+    ``na`` (no verdict; ``detail`` says why)."""
+
+    name: str
+    kind: str
+    source_value: float | None
+    generated_value: float | None
+    n_source: int
+    n_generated: int
+    what: str
+    detail: str = ""
+    est: float = math.nan
+    se: float = math.nan
+    dof: float = math.inf
+    ns: float = 0.0
+    ng: float = 0.0
+    fisher: bool = False
+
+
+def _quantile(alpha: float, dof: float) -> float:
+    """Two-sided critical value of a normal (dof infinite) or Student t."""
+    if not math.isfinite(dof):
+        return float(stats.norm.isf(alpha / 2))
+    return float(stats.t.isf(alpha / 2, max(dof, 1.0)))
+
+
+def _decide(p: _Pending, alpha: float, suffix: str, model_note: str) -> FidelityLine:
+    name = p.name + suffix
+    if p.kind == "na":
+        return FidelityLine(name, p.source_value, p.generated_value, None, None, None,
+                            f"{p.what}: no verdict{model_note}", None, p.n_source, p.n_generated, p.detail)
+    if p.kind == "ks":
+        c = math.sqrt(-math.log(alpha / 2) / 2)
+        crit = c * math.sqrt((p.ns + p.ng) / (p.ns * p.ng))
+        target = f"{p.what}: KS <= {crit:.4g} (critical at alpha {alpha:.2g}, n_eff {p.ns:,.0f} / {p.ng:,.0f}){model_note}"
+        return FidelityLine(name, p.source_value, p.generated_value, p.est, None, crit, target,
+                            bool(p.est <= crit), p.n_source, p.n_generated, p.detail)
+    q = _quantile(alpha, p.dof)
+    half = q * p.se
+    if p.kind == "ratio":
+        low, high, stat = math.exp(-half), math.exp(half), math.exp(p.est) if math.isfinite(p.est) else p.est
+        ok = bool(abs(p.est) <= half) if math.isfinite(p.est) else False
+        target = f"{p.what}: generated / source in [{low:.3g}, {high:.3g}] (alpha {alpha:.2g}){model_note}"
+        return FidelityLine(name, p.source_value, p.generated_value, stat, low, high, target, ok,
+                            p.n_source, p.n_generated, p.detail)
+    ok = bool(abs(p.est) <= half) if math.isfinite(p.est) and math.isfinite(half) else False
+    if p.fisher:
+        # The band on the generated correlation, given the source's.
+        centre = math.atanh(max(min(p.source_value or 0.0, 1 - 1e-12), -1 + 1e-12))
+        low, high = math.tanh(centre - half), math.tanh(centre + half)
+        stat = p.generated_value
+        target = f"{p.what}: generated in [{low:.3g}, {high:.3g}] (Fisher z, alpha {alpha:.2g}){model_note}"
+    else:
+        low, high, stat = -half, half, p.est
+        target = f"{p.what}: generated - source in [{low:.4g}, {high:.4g}] (alpha {alpha:.2g}){model_note}"
+    return FidelityLine(name, p.source_value, p.generated_value, stat, low, high, target, ok,
+                        p.n_source, p.n_generated, p.detail)
+
+
+# --------------------------------------------------------------------------------------------
+# Building blocks
+# --------------------------------------------------------------------------------------------
+
+
+def _inflation(series: np.ndarray) -> float:
+    """Variance inflation of the indicators ``x <= q`` (q = 10..90 % quantiles) by batch means; >= 1."""
+    n = series.size
+    b = int(math.isqrt(n))
+    if b < 2:
+        return 1.0
+    k = n // b
+    x = series[: k * b]
+    qs = np.quantile(x, (0.1, 0.25, 0.5, 0.75, 0.9))
+    worst = 1.0
+    for q in np.unique(qs):
+        y = (x <= q).astype(np.float64)
+        p = y.mean()
+        if p <= 0.0 or p >= 1.0:
+            continue
+        means = y.reshape(k, b).mean(axis=1)
+        worst = max(worst, b * float(means.var()) / (p * (1 - p)))
+    return worst
+
+
+def _ks_distance(a: np.ndarray, b: np.ndarray) -> float:
+    """Two-sample KS distance (exact with ties)."""
+    sa, sb = np.sort(a), np.sort(b)
+    grid = np.concatenate((sa, sb))
+    fa = np.searchsorted(sa, grid, side="right") / sa.size
+    fb = np.searchsorted(sb, grid, side="right") / sb.size
+    return float(np.abs(fa - fb).max())
+
+
+def _ks_line(name: str, what: str, a: np.ndarray, b: np.ndarray, value_of, detail: str = "") -> _Pending:
+    """A KS line of two series (time order kept for the effective sizes)."""
+    if a.size < MIN_SAMPLES or b.size < MIN_SAMPLES:
+        return _Pending(name, "na", None, None, a.size, b.size, what,
+                        f"fewer than {MIN_SAMPLES} values ({a.size:,} source, {b.size:,} generated)")
+    fa, fb = _inflation(a), _inflation(b)
+    d = _ks_distance(a, b)
+    note = f"variance inflation {fa:.2f} / {fb:.2f}"
+    return _Pending(name, "ks", value_of(a), value_of(b), a.size, b.size, what,
+                    f"{detail}; {note}" if detail else note, est=d, ns=a.size / fa, ng=b.size / fb)
+
+
+def _client_gaps(ts: np.ndarray, client: pl.Series) -> np.ndarray:
+    """Gaps between successive requests of the same client, client after client, time order within."""
+    frame = pl.DataFrame({"c": client.cast(pl.String), "t": ts}).sort("c", maintain_order=True)
+    same = (frame["c"] == frame["c"].shift(1)).fill_null(False).to_numpy()
+    t = frame["t"].to_numpy()
+    gaps = np.diff(t, prepend=t[0] if t.size else 0.0)
+    return gaps[same]
+
+
+def _runs(ts: np.ndarray, gap_s: float) -> np.ndarray:
+    """Lengths of the runs of requests each within ``gap_s`` of the previous (time order)."""
+    if ts.size == 0:
+        return np.zeros(0, dtype=np.int64)
+    starts = np.flatnonzero(np.concatenate(([True], np.diff(ts) > gap_s)))
+    return np.diff(np.append(starts, ts.size)).astype(np.int64)
+
+
+@dataclass(frozen=True)
+class _Dispersion:
+    value: float
+    log_se: float
+    bins: int
+    groups: int
+
+
+def _dispersion(ts: np.ndarray, width: float) -> _Dispersion | None:
+    """Index of dispersion of full-bin counts over ``[ts[0], ts[-1]]`` and the jackknife SE of its log."""
+    if ts.size < 2:
+        return None
+    rel = ts - ts[0]
+    bins = int(math.floor(rel[-1] / width + 1e-9))
+    if bins < 2:
+        return _Dispersion(math.nan, math.nan, bins, 0)
+    idx = np.floor(rel / width + 1e-9).astype(np.int64)
+    idx = idx[idx < bins]
+    # idx is sorted: counts of the occupied bins by run lengths.
+    starts = np.flatnonzero(np.concatenate(([True], idx[1:] != idx[:-1])))
+    occupied = idx[starts]
+    counts = np.diff(np.append(starts, idx.size)).astype(np.float64)
+    groups = min(bins, DISPERSION_GROUPS)
+    gid = occupied * groups // bins
+    s1 = np.bincount(gid, weights=counts, minlength=groups)
+    s2 = np.bincount(gid, weights=counts * counts, minlength=groups)
+    # Bins per group: bins b with floor(b·groups/bins) == g.
+    edges = -(-np.arange(groups + 1, dtype=np.int64) * bins // groups)
+    nb = np.diff(edges).astype(np.float64)
+
+    def index(t1: np.ndarray, t2: np.ndarray, n: np.ndarray) -> np.ndarray:
+        with np.errstate(invalid="ignore", divide="ignore"):
+            m1 = t1 / n
+            var = (t2 / n - m1 * m1) * n / (n - 1)
+            return np.where((m1 > 0) & (n > 1), var / m1, np.nan)
+
+    full = float(index(np.array([s1.sum()]), np.array([s2.sum()]), np.array([float(bins)]))[0])
+    if groups < 2 or not full > 0:
+        return _Dispersion(full, math.nan, bins, groups)
+    loo = index(s1.sum() - s1, s2.sum() - s2, bins - nb)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        logs = np.log(np.maximum(loo, 1e-300))
+    logs = logs[np.isfinite(logs)]
+    if logs.size < 2:
+        return _Dispersion(full, math.nan, bins, groups)
+    se = math.sqrt((logs.size - 1) / logs.size * float(((logs - logs.mean()) ** 2).sum()))
+    return _Dispersion(full, se, bins, groups)
+
+
+def _scale_name(width: float) -> str:
+    if width < 1:
+        return f"{width * 1000:g}ms"
+    return f"{width:g}s"
+
+
+def _centred_ranks(frame: pl.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """Within-client ranks of input and output lengths scaled to (0, 1) and centred, time order."""
+    r = frame.select(
+        ((pl.col(c).rank("average").over("client_id") - 0.5) / pl.len().over("client_id") - 0.5).alias(c)
+        for c in ("input_tokens", "output_tokens")
+    )
+    return r["input_tokens"].to_numpy(), r["output_tokens"].to_numpy()
+
+
+def _spearman(u: np.ndarray, v: np.ndarray) -> float:
+    den = math.sqrt(float((u * u).sum()) * float((v * v).sum()))
+    return float((u * v).sum()) / den if den > 0 else math.nan
+
+
+# --------------------------------------------------------------------------------------------
+# Line groups
+# --------------------------------------------------------------------------------------------
+
+
+def _dispersion_lines(ts_s: np.ndarray, ts_g: np.ndarray, grid: float) -> tuple[list[_Pending], dict]:
+    lines: list[_Pending] = []
+    longest: dict[str, float] = {}
+    for scale in TIMESCALES_S:
+        name = f"dispersion_{_scale_name(scale)}"
+        what = f"index of dispersion of {_scale_name(scale)} counts"
+        if grid > 0 and scale < grid * (1 - 1e-9):
+            lines.append(_Pending(name, "na", None, None, 0, 0, what,
+                                  f"measures the source's {_scale_name(grid)} timestamp grid, not its traffic"))
+            continue
+        width = round(scale / grid) * grid if grid > 0 else scale
+        ds, dg = _dispersion(ts_s, width), _dispersion(ts_g, width)
+        bins_s = ds.bins if ds else 0
+        bins_g = dg.bins if dg else 0
+        vs = ds.value if ds else None
+        vg = dg.value if dg else None
+        width_note = f"bins of {_scale_name(width)} (whole steps of the source's grid); " if width != scale else ""
+        if bins_s < MIN_BINS or bins_g < MIN_BINS:
+            lines.append(_Pending(name, "na", vs, vg, bins_s, bins_g, what,
+                                  f"{width_note}fewer than {MIN_BINS} full bins ({bins_s} source, {bins_g} generated)"))
+            continue
+        if not (math.isfinite(ds.log_se) and math.isfinite(dg.log_se)):
+            # A trace with a constant count in every bin (D = 0): equal only if both are.
+            same = bool(vs == vg)
+            lines.append(_Pending(name, "ratio", vs, vg, bins_s, bins_g, what,
+                                  f"{width_note}degenerate counts (no spread to estimate noise from)",
+                                  est=0.0 if same else math.inf, se=0.0, dof=math.inf))
+            continue
+        longest = {"source": ds.value, "generated": dg.value}
+        dof = float(ds.groups - 1 + dg.groups - 1)
+        lines.append(_Pending(
+            name, "ratio", vs, vg, bins_s, bins_g, what,
+            f"{width_note}jackknife over {ds.groups} / {dg.groups} groups of bins; se(log D) "
+            f"{ds.log_se:.3g} / {dg.log_se:.3g}",
+            est=math.log(max(dg.value, 1e-300) / max(ds.value, 1e-300)),
+            se=math.hypot(ds.log_se, dg.log_se), dof=dof,
+        ))
+    return lines, longest
+
+
+def _count_line(n_s: int, n_g: int, longest: dict) -> _Pending:
+    d_s = max(longest.get("source", 1.0), 1.0)
+    d_g = max(longest.get("generated", 1.0), 1.0)
+    se = math.sqrt(d_s * n_s + d_g * n_g)
+    basis = "the dispersion at the longest decided timescale" if longest else "Poisson (no decided timescale)"
+    return _Pending("requests", "diff", float(n_s), float(n_g), n_s, n_g, "request count",
+                    f"noise from {basis}: D {d_s:.3g} / {d_g:.3g}", est=float(n_g - n_s), se=se)
+
+
+def _zero_gap_line(gs: np.ndarray, gg: np.ndarray) -> _Pending:
+    what = "share of zero gaps (within client)"
+    if gs.size < MIN_SAMPLES or gg.size < MIN_SAMPLES:
+        return _Pending("zero_gaps", "na", None, None, gs.size, gg.size, what,
+                        f"fewer than {MIN_SAMPLES} gaps ({gs.size:,} source, {gg.size:,} generated)")
+    zs, zg = (gs == 0).astype(np.float64), (gg == 0).astype(np.float64)
+    ps, pg = float(zs.mean()), float(zg.mean())
+    fs = _indicator_inflation(zs)
+    fg = _indicator_inflation(zg)
+    ns, ng = gs.size / fs, gg.size / fg
+    pooled = (ps * ns + pg * ng) / (ns + ng)
+    se = math.sqrt(pooled * (1 - pooled) * (1 / ns + 1 / ng))
+    if se == 0:
+        se = 0.0
+    return _Pending("zero_gaps", "diff", ps, pg, gs.size, gg.size, what,
+                    f"two-proportion z test, variance inflation {fs:.2f} / {fg:.2f}", est=pg - ps, se=se)
+
+
+def _indicator_inflation(y: np.ndarray) -> float:
+    """Batch-means variance inflation of one 0/1 series (>= 1)."""
+    n = y.size
+    b = int(math.isqrt(n))
+    p = float(y.mean()) if n else 0.0
+    if b < 2 or p <= 0 or p >= 1:
+        return 1.0
+    k = n // b
+    means = y[: k * b].reshape(k, b).mean(axis=1)
+    return max(1.0, b * float(means.var()) / (p * (1 - p)))
+
+
+def _spearman_line(src: pl.DataFrame, gen: pl.DataFrame) -> _Pending:
+    what = "within-client input/output rank correlation"
+    if src.height < MIN_SAMPLES or gen.height < MIN_SAMPLES:
+        return _Pending("input_output_spearman", "na", None, None, src.height, gen.height, what, "too few requests")
+    us, vs = _centred_ranks(src)
+    ug, vg = _centred_ranks(gen)
+    rs, rg = _spearman(us, vs), _spearman(ug, vg)
+    if not (math.isfinite(rs) and math.isfinite(rg)):
+        return _Pending("input_output_spearman", "na", rs, rg, src.height, gen.height, what,
+                        "a trace has constant input or output lengths within every client")
+    fs, fg = _inflation(us * vs), _inflation(ug * vg)
+    ns, ng = src.height / fs, gen.height / fg
+    se = math.sqrt(1.06 / max(ns - 3, 1) + 1.06 / max(ng - 3, 1))
+    clip = 1 - 1e-12
+    est = math.atanh(max(min(rg, clip), -clip)) - math.atanh(max(min(rs, clip), -clip))
+    return _Pending("input_output_spearman", "diff", rs, rg, src.height, gen.height, what,
+                    f"variance inflation {fs:.2f} / {fg:.2f}", est=est, se=se, fisher=True)
+
+
+def _segments(trace: pl.DataFrame, k: int) -> list[pl.DataFrame]:
+    edges = np.linspace(0, trace.height, k + 1).round().astype(int)
+    return [trace.slice(int(a), int(b - a)) for a, b in zip(edges[:-1], edges[1:]) if b > a]
+
+
+def _welch(name: str, what: str, vs: float, vg: float, seg_s: np.ndarray, seg_g: np.ndarray,
+           n_s: int, n_g: int, detail: str) -> _Pending:
+    seg_s, seg_g = seg_s[np.isfinite(seg_s)], seg_g[np.isfinite(seg_g)]
+    if seg_s.size < 2 or seg_g.size < 2:
+        return _Pending(name, "na", vs, vg, n_s, n_g, what, "fewer than 2 segments with data")
+    a = float(seg_s.var(ddof=1)) / seg_s.size
+    b = float(seg_g.var(ddof=1)) / seg_g.size
+    se = math.sqrt(a + b)
+    if se > 0:
+        dof = (a + b) ** 2 / ((a * a / (seg_s.size - 1) if a else 0) + (b * b / (seg_g.size - 1) if b else 0))
+    else:
+        dof = math.inf
+    return _Pending(name, "diff", vs, vg, n_s, n_g, what,
+                    f"{detail}; se from {seg_s.size} / {seg_g.size} segments", est=vg - vs, se=se, dof=dof)
+
+
+def _prefix_lines(src: pl.DataFrame, gen: pl.DataFrame, block_tokens: int,
+                  cache_blocks: tuple[int, ...] | None, notes: list[str]) -> list[_Pending]:
+    reuse_s = block_reuse(src)
+    if not reuse_s.ok:
+        notes.append(f"no prefix lines: {reuse_s.reason}")
+        return []
+    if "hash_ids" not in gen.columns and "segment_ids" in gen.columns and "segment_tokens" in gen.columns:
+        gen = with_block_ids(gen, block_tokens=block_tokens)
+        notes.append(f"the generated workload's block ids derived from its prompt segments at {block_tokens} tokens")
+    curve_s = lru_hit_ratio(src, block_tokens=block_tokens)
+    if cache_blocks is None:
+        hits = curve_s.hit_counts
+        caps: list[int] = []
+        if hits is not None and hits.size and hits[-1] > 0:
+            caps = sorted({max(1, int(np.searchsorted(hits, q * hits[-1]))) for q in LRU_LEVELS})
+    else:
+        caps = sorted({int(c) for c in cache_blocks})
+    reuse_g = block_reuse(gen)
+    seg_s = _segments(src, PREFIX_SEGMENTS)
+    what_reuse = "block reuse (blocks seen before / all blocks)"
+    if not reuse_g.ok:
+        # The generated workload has no block ids: no reuse at all, against a source that has some.
+        detail = f"the generated workload has no block ids ({reuse_g.reason})"
+        lines = [_Pending("block_reuse", "diff", reuse_s.reuse_ratio, 0.0, reuse_s.blocks, 0, what_reuse,
+                          detail, est=-reuse_s.reuse_ratio if reuse_s.reuse_ratio > 0 else 0.0, se=0.0)]
+        for c in caps:
+            hs = float(curve_s.at(c))
+            lines.append(_Pending(f"lru_hit_ratio_{c}_blocks", "diff", hs, 0.0, curve_s.accesses, 0,
+                                  f"LRU prefix-cache hit ratio at {c:,} blocks", detail, est=-hs if hs > 0 else 0.0, se=0.0))
+        return lines
+    seg_g = _segments(gen, PREFIX_SEGMENTS)
+    rs = np.array([block_reuse(s).reuse_ratio for s in seg_s])
+    rg = np.array([block_reuse(s).reuse_ratio for s in seg_g])
+    lines = [_welch("block_reuse", what_reuse, reuse_s.reuse_ratio, reuse_g.reuse_ratio, rs, rg,
+                    reuse_s.blocks, reuse_g.blocks, f"{reuse_s.blocks:,} / {reuse_g.blocks:,} blocks")]
+    if caps:
+        curve_g = lru_hit_ratio(gen, block_tokens=block_tokens)
+        cap_arr = np.array(caps, dtype=np.int64)
+        hs_seg = np.array([lru_hit_ratio(s, block_tokens=block_tokens).at(cap_arr) for s in seg_s])
+        hg_seg = np.array([lru_hit_ratio(s, block_tokens=block_tokens).at(cap_arr) for s in seg_g])
+        hs_all, hg_all = curve_s.at(cap_arr), curve_g.at(cap_arr)
+        for j, c in enumerate(caps):
+            lines.append(_welch(f"lru_hit_ratio_{c}_blocks", f"LRU prefix-cache hit ratio at {c:,} blocks",
+                                float(hs_all[j]), float(hg_all[j]), hs_seg[:, j], hg_seg[:, j],
+                                curve_s.accesses, curve_g.accesses,
+                                f"{c * block_tokens:,} tokens; source max hit ratio {curve_s.max_hit_ratio:.3g}"))
+    return lines
+
+
+# --------------------------------------------------------------------------------------------
+# The scorecard
+# --------------------------------------------------------------------------------------------
+
+
+def _check(frame: pl.DataFrame, role: str) -> None:
+    if not isinstance(frame, pl.DataFrame):
+        msg = f"the {role} must be a RequestTrace (polars DataFrame), got {type(frame).__name__}"
+        raise TypeError(msg)
+    missing = [c for c in REQUIRED if c not in frame.columns]
+    if missing:
+        msg = f"the {role} lacks RequestTrace column(s) {missing}; found {frame.columns}"
+        raise ValueError(msg)
+
+
+def _sorted(frame: pl.DataFrame) -> pl.DataFrame:
+    if frame.height > 1 and not frame["timestamp_s"].is_sorted():
+        return frame.sort("timestamp_s", maintain_order=True)
+    return frame
+
+
+def fidelity(
+    source: pl.DataFrame,
+    generated: pl.DataFrame,
+    *,
+    alpha: float = 0.01,
+    reference: Reference = "trace",
+    block_tokens: int = DEFAULT_BLOCK_TOKENS,
+    cache_blocks: tuple[int, ...] | None = None,
+    prefix: bool = True,
+) -> FidelityReport:
+    """Score ``generated`` against ``source`` (both RequestTraces); see the module docstring.
+
+    ``alpha`` is the family-wise level (each decided line at ``alpha / lines``);
+    ``reference="model"`` marks a source that is itself a draw of the model; ``block_tokens``
+    is the block size for deriving the generated workload's block ids from prompt segments;
+    ``cache_blocks`` overrides the four LRU capacities; ``prefix=False`` skips the prefix lines.
+    A trace with fewer than two requests gives an empty report whose ``reason`` says why.
+    """
+    _check(source, "source")
+    _check(generated, "generated workload")
+    if not 0 < alpha < 1:
+        msg = f"alpha must be in (0, 1), got {alpha}"
+        raise ValueError(msg)
+    if reference not in ("trace", "model"):
+        msg = f"reference must be 'trace' or 'model', got {reference!r}"
+        raise ValueError(msg)
+    if source.height < 2 or generated.height < 2:
+        which = "source" if source.height < 2 else "generated workload"
+        return FidelityReport((), alpha, alpha, reference, reason=f"the {which} has fewer than two requests")
+    src, gen = _sorted(source), _sorted(generated)
+    notes: list[str] = []
+    ts_s = src["timestamp_s"].to_numpy()
+    ts_g = gen["timestamp_s"].to_numpy()
+
+    res_s = timestamp_resolution(src["timestamp_s"])
+    grid = res_s.grid_s if res_s.quantized and math.isfinite(res_s.grid_s) else 0.0
+    if grid > 0:
+        res_g = timestamp_resolution(gen["timestamp_s"])
+        on_grid = res_g.quantized and math.isfinite(res_g.grid_s) and res_g.grid_s >= grid * (1 - 1e-9)
+        if not on_grid:
+            ts_g = ts_g[0] + np.floor((ts_g - ts_g[0]) / grid + 1e-9) * grid
+            notes.append(
+                f"the source's timestamps are on a {_scale_name(grid)} grid: the generated timestamps are put on "
+                "the same grid for the arrival lines (what the source's clock would have recorded)"
+            )
+
+    pending: list[_Pending] = []
+    disp, longest = _dispersion_lines(ts_s, ts_g, grid)
+    pending.append(_count_line(src.height, gen.height, longest))
+    pending += disp
+
+    gaps_s = _client_gaps(ts_s, src["client_id"])
+    gaps_g = _client_gaps(ts_g, gen["client_id"])
+    pending.append(_ks_line("interarrival_ks", "inter-arrival gaps within client (pooled)", gaps_s, gaps_g,
+                            lambda x: float(np.median(x)), "values are median gaps (s)"))
+    pending.append(_zero_gap_line(gaps_s, gaps_g))
+    runs_s, runs_g = _runs(ts_s, BURST_GAP_S), _runs(ts_g, BURST_GAP_S)
+    p99 = f"p99 run length {np.percentile(runs_s, 99):.3g} / {np.percentile(runs_g, 99):.3g}"
+    pending.append(_ks_line("burst_runs_ks", f"lengths of runs of requests within {BURST_GAP_S * 1000:g} ms",
+                            runs_s, runs_g, lambda x: float(x.mean()), f"values are mean run lengths; {p99}"))
+    for field in ("input_tokens", "output_tokens"):
+        a = src[field].to_numpy().astype(np.float64)
+        b = gen[field].to_numpy().astype(np.float64)
+        pending.append(_ks_line(f"{field.split('_')[0]}_ks", f"{field} distribution", a, b,
+                                lambda x: float(np.median(x)), "values are medians"))
+    pending.append(_spearman_line(src, gen))
+    if prefix:
+        pending += _prefix_lines(src, gen, block_tokens, cache_blocks, notes)
+
+    decided = sum(p.kind != "na" for p in pending)
+    line_alpha = alpha / max(decided, 1)
+    suffix = "_vs_model" if reference == "model" else ""
+    model_note = (" [reference is a draw of the model itself: checks the generator's consistency, "
+                  "not fidelity to traffic]") if reference == "model" else ""
+    lines = tuple(_decide(p, line_alpha, suffix, model_note) for p in pending)
+    return FidelityReport(lines, alpha, line_alpha, reference, tuple(notes))
