@@ -55,17 +55,19 @@ Lines
         ranks within each client (scaled to (0, 1), centred), pooled. Test on Fisher's
         ``atanh`` with variance ``1.06 / (n_eff - 3)`` per trace (Fieller et al. for Spearman).
     ``block_reuse``, ``lru_hit_ratio_<C>_blocks`` (source with ``hash_ids``)
-        Block reuse (blocks seen before / all blocks, :func:`~servegen_core.characterize.prefix.block_reuse`)
-        and the hit ratio of an LRU prefix cache of C blocks
-        (:func:`~servegen_core.characterize.prefix.lru_hit_ratio`) at four capacities: where
-        the source's curve reaches 25/50/75/90 % of its largest hit ratio (or
-        ``cache_blocks``). Reuse depends on the whole history, so the noise cannot come from
-        a per-request formula: each trace is cut into :data:`PREFIX_SEGMENTS` contiguous
-        segments of equal request count, the statistic is computed on each segment alone,
-        and the standard error of the whole-trace value is the segments' standard deviation
-        over ``sqrt(segments)``; Welch's t test. A generated workload without ``hash_ids``
-        gets block ids from its prompt segments (:func:`~servegen_core.characterize.prefix.with_block_ids`
-        at ``block_tokens``); with neither, these lines fail (it has no reuse).
+        Block reuse (block accesses whose id occurred earlier / all accesses, as
+        :func:`~servegen_core.characterize.prefix.block_reuse`) and the hit ratio of an LRU
+        prefix cache of C blocks (as :func:`~servegen_core.characterize.prefix.lru_hit_ratio`,
+        from its public :func:`~servegen_core.characterize.prefix.stack_distances`) at four
+        capacities: the smallest where the source's curve reaches 25/50/75/90 % of its largest
+        hit ratio (or ``cache_blocks``). Reuse depends on the whole history, so there is no
+        per-request variance formula: every access is scored once on the whole trace, each
+        trace's requests are cut into :data:`PREFIX_SEGMENTS` contiguous segments of equal
+        count, and the whole-trace difference is tested against the spread of the
+        segment-by-segment differences (paired t, ``segments - 1`` degrees of freedom): a
+        trend both share, such as a cache warming up, cancels and only noise is left. A generated workload without ``hash_ids`` gets block ids from its
+        prompt segments (:func:`~servegen_core.characterize.prefix.with_block_ids` at
+        ``block_tokens``); with neither, these lines fail (it has no reuse).
 
 Reference
     ``reference="model"`` says the source is itself a draw of the model (e.g. pool data
@@ -89,8 +91,8 @@ from scipy import stats
 
 from servegen_core.characterize.prefix import (
     DEFAULT_BLOCK_TOKENS,
-    block_reuse,
-    lru_hit_ratio,
+    MAX_ACCESSES,
+    stack_distances,
     with_block_ids,
 )
 from servegen_core.result import Result
@@ -117,7 +119,7 @@ DISPERSION_GROUPS = 20
 #: Requests within this gap of the previous one belong to the same burst run.
 BURST_GAP_S = 0.01
 #: Contiguous segments whose spread gives the noise of the prefix-reuse lines.
-PREFIX_SEGMENTS = 8
+PREFIX_SEGMENTS = 20
 #: Shares of the source's largest LRU hit ratio at which the four cache sizes are chosen.
 LRU_LEVELS: tuple[float, ...] = (0.25, 0.5, 0.75, 0.9)
 #: Fewest values (in each trace) for a KS, proportion or correlation verdict.
@@ -529,74 +531,150 @@ def _spearman_line(src: pl.DataFrame, gen: pl.DataFrame) -> _Pending:
                     f"variance inflation {fs:.2f} / {fg:.2f}", est=est, se=se, fisher=True)
 
 
-def _segments(trace: pl.DataFrame, k: int) -> list[pl.DataFrame]:
-    edges = np.linspace(0, trace.height, k + 1).round().astype(int)
-    return [trace.slice(int(a), int(b - a)) for a, b in zip(edges[:-1], edges[1:]) if b > a]
+@dataclass(frozen=True)
+class _Accesses:
+    """A trace's block accesses (request after request in time order, each request's blocks in
+    prompt order): whether each block id occurred earlier (``reused``), the LRU stack distance
+    of each access's prefix (``distance``, -1 for a first access), and the request of each."""
+
+    reused: np.ndarray
+    distance: np.ndarray
+    request: np.ndarray
+    requests: int
+
+    @property
+    def size(self) -> int:
+        return int(self.reused.size)
+
+    def hit_counts(self) -> np.ndarray:
+        """``hit_counts[C]``: accesses an LRU prefix cache of C blocks hits (C = 0 .. saturation)."""
+        again = self.distance[self.distance >= 0]
+        top = int(again.max()) + 1 if again.size else 1
+        return np.concatenate(([0], np.cumsum(np.bincount(again, minlength=top))))
 
 
-def _welch(name: str, what: str, vs: float, vg: float, seg_s: np.ndarray, seg_g: np.ndarray,
-           n_s: int, n_g: int, detail: str) -> _Pending:
-    seg_s, seg_g = seg_s[np.isfinite(seg_s)], seg_g[np.isfinite(seg_g)]
-    if seg_s.size < 2 or seg_g.size < 2:
-        return _Pending(name, "na", vs, vg, n_s, n_g, what, "fewer than 2 segments with data")
-    a = float(seg_s.var(ddof=1)) / seg_s.size
-    b = float(seg_g.var(ddof=1)) / seg_g.size
-    se = math.sqrt(a + b)
-    if se > 0:
-        dof = (a + b) ** 2 / ((a * a / (seg_s.size - 1) if a else 0) + (b * b / (seg_g.size - 1) if b else 0))
-    else:
-        dof = math.inf
+def _accesses(trace: pl.DataFrame) -> _Accesses | str:
+    """The block-access stream of a time-sorted trace, or why there is none.
+
+    Prefix keys are exact dense ids built depth by depth (the prefix ending at position k of a
+    request is the pair (prefix ending at k - 1, block id at k)); one Python step per prompt
+    depth, not per request. The keys are those of :mod:`servegen_core.characterize.prefix`'s
+    LRU curve (a prefix cache stores a block under the prefix that ends with it), whose
+    flattening is private, so it is rebuilt here; the stack distances are its public
+    :func:`~servegen_core.characterize.prefix.stack_distances`.
+    """
+    if "hash_ids" not in trace.columns:
+        return "no 'hash_ids' column"
+    lists = trace["hash_ids"]
+    if not isinstance(lists.dtype, pl.List) or not lists.dtype.inner.is_integer():
+        return f"'hash_ids' is {lists.dtype}, not a list of integers"
+    lens = lists.list.len().fill_null(0).cast(pl.Int64).to_numpy()
+    total = int(lens.sum())
+    if total > MAX_ACCESSES:
+        msg = (f"the trace has {total:,} block accesses (sum of its hash_ids lengths), more than the limit of "
+               f"{MAX_ACCESSES:,}; select fewer requests or a shorter span")
+        raise ValueError(msg)
+    if total == 0:
+        return "every hash_ids list is empty"
+    flat = lists.filter(pl.Series(lens > 0)).explode()
+    if flat.null_count():
+        return f"'hash_ids' holds {flat.null_count():,} null block id(s)"
+    blocks = flat.cast(pl.Int64).to_numpy()
+    _, first, block = np.unique(blocks, return_index=True, return_inverse=True)
+    reused = np.ones(total, dtype=bool)
+    reused[first] = False
+    starts = np.cumsum(lens) - lens
+    request = np.repeat(np.arange(trace.height, dtype=np.int64), lens)
+    depth = np.arange(total, dtype=np.int64) - starts[request]
+    order = np.argsort(depth, kind="stable")
+    bounds = np.searchsorted(depth[order], np.arange(int(depth.max()) + 2))
+    local = np.empty(total, dtype=np.int64)  # dense id of the prefix among those of its depth
+    key = np.empty(total, dtype=np.int64)  # dense id among all prefixes
+    distinct_blocks = int(block.max()) + 1
+    offset = 0
+    for d in range(bounds.size - 1):
+        at = order[bounds[d] : bounds[d + 1]]
+        # The parent prefix ends at the previous access of the same request (ids < total, so
+        # the pair code stays below total * distinct_blocks <= MAX_ACCESSES**2 < 2**63).
+        pair = block[at] if d == 0 else local[at - 1] * distinct_blocks + block[at]
+        _, dense = np.unique(pair, return_inverse=True)
+        local[at] = dense
+        key[at] = offset + dense
+        offset += int(dense.max()) + 1
+    return _Accesses(reused, stack_distances(key), request, trace.height)
+
+
+def _segment_ratios(hits: np.ndarray, request: np.ndarray, requests: int) -> tuple[float, np.ndarray]:
+    """Ratio of hits over all accesses, and per segment (NaN for a segment without accesses).
+
+    The requests are cut into :data:`PREFIX_SEGMENTS` runs of equal count, in time order.
+    """
+    segment = request * PREFIX_SEGMENTS // max(requests, 1)
+    h = np.bincount(segment, weights=hits.astype(np.float64), minlength=PREFIX_SEGMENTS)
+    a = np.bincount(segment, minlength=PREFIX_SEGMENTS).astype(np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        per = np.where(a > 0, h / a, np.nan)
+    return float(h.sum() / a.sum()), per
+
+
+def _paired(name: str, what: str, src: tuple[float, np.ndarray], gen: tuple[float, np.ndarray],
+            n_s: int, n_g: int, detail: str) -> _Pending:
+    """Whole-trace difference against the spread of the segment-by-segment differences.
+
+    Segment k of each trace is its k-th run of requests, so a trend both traces share (a
+    cache warming up, a diurnal mix) cancels in the differences and only noise is left:
+    ``se = sd(d_k) / sqrt(K)`` with ``K - 1`` degrees of freedom.
+    """
+    (vs, per_s), (vg, per_g) = src, gen
+    diff = per_g - per_s
+    diff = diff[np.isfinite(diff)]
+    if diff.size < 3:
+        return _Pending(name, "na", vs, vg, n_s, n_g, what, "fewer than 3 segments with block accesses in both")
+    se = float(diff.std(ddof=1)) / math.sqrt(diff.size)
     return _Pending(name, "diff", vs, vg, n_s, n_g, what,
-                    f"{detail}; se from {seg_s.size} / {seg_g.size} segments", est=vg - vs, se=se, dof=dof)
+                    f"{detail}; paired t over {diff.size} segments", est=vg - vs, se=se, dof=float(diff.size - 1))
+
+
+def _capacities(hits: np.ndarray) -> list[int]:
+    """Smallest capacities at which the hit count reaches each of :data:`LRU_LEVELS` of its largest."""
+    if hits[-1] <= 0:
+        return []
+    return sorted({max(1, int(np.searchsorted(hits, q * hits[-1]))) for q in LRU_LEVELS})
 
 
 def _prefix_lines(src: pl.DataFrame, gen: pl.DataFrame, block_tokens: int,
                   cache_blocks: tuple[int, ...] | None, notes: list[str]) -> list[_Pending]:
-    reuse_s = block_reuse(src)
-    if not reuse_s.ok:
-        notes.append(f"no prefix lines: {reuse_s.reason}")
+    stream_s = _accesses(src)
+    if isinstance(stream_s, str):
+        notes.append(f"no prefix lines: the source has no block ids ({stream_s})")
         return []
-    if "hash_ids" not in gen.columns and "segment_ids" in gen.columns and "segment_tokens" in gen.columns:
-        gen = with_block_ids(gen, block_tokens=block_tokens)
-        notes.append(f"the generated workload's block ids derived from its prompt segments at {block_tokens} tokens")
-    curve_s = lru_hit_ratio(src, block_tokens=block_tokens)
-    if cache_blocks is None:
-        hits = curve_s.hit_counts
-        caps: list[int] = []
-        if hits is not None and hits.size and hits[-1] > 0:
-            caps = sorted({max(1, int(np.searchsorted(hits, q * hits[-1]))) for q in LRU_LEVELS})
-    else:
-        caps = sorted({int(c) for c in cache_blocks})
-    reuse_g = block_reuse(gen)
-    seg_s = _segments(src, PREFIX_SEGMENTS)
+    if "hash_ids" not in gen.columns:
+        derived = with_block_ids(gen, block_tokens=block_tokens)
+        if "hash_ids" in derived.columns:
+            gen = derived
+            notes.append(f"the generated workload's block ids are derived from its prompt segments at {block_tokens} tokens")
+    stream_g = _accesses(gen)
+    hits_s = stream_s.hit_counts()
+    caps = _capacities(hits_s) if cache_blocks is None else sorted({int(c) for c in cache_blocks})
     what_reuse = "block reuse (blocks seen before / all blocks)"
-    if not reuse_g.ok:
-        # The generated workload has no block ids: no reuse at all, against a source that has some.
-        detail = f"the generated workload has no block ids ({reuse_g.reason})"
-        lines = [_Pending("block_reuse", "diff", reuse_s.reuse_ratio, 0.0, reuse_s.blocks, 0, what_reuse,
-                          detail, est=-reuse_s.reuse_ratio if reuse_s.reuse_ratio > 0 else 0.0, se=0.0)]
-        for c in caps:
-            hs = float(curve_s.at(c))
-            lines.append(_Pending(f"lru_hit_ratio_{c}_blocks", "diff", hs, 0.0, curve_s.accesses, 0,
-                                  f"LRU prefix-cache hit ratio at {c:,} blocks", detail, est=-hs if hs > 0 else 0.0, se=0.0))
-        return lines
-    seg_g = _segments(gen, PREFIX_SEGMENTS)
-    rs = np.array([block_reuse(s).reuse_ratio for s in seg_s])
-    rg = np.array([block_reuse(s).reuse_ratio for s in seg_g])
-    lines = [_welch("block_reuse", what_reuse, reuse_s.reuse_ratio, reuse_g.reuse_ratio, rs, rg,
-                    reuse_s.blocks, reuse_g.blocks, f"{reuse_s.blocks:,} / {reuse_g.blocks:,} blocks")]
-    if caps:
-        curve_g = lru_hit_ratio(gen, block_tokens=block_tokens)
-        cap_arr = np.array(caps, dtype=np.int64)
-        hs_seg = np.array([lru_hit_ratio(s, block_tokens=block_tokens).at(cap_arr) for s in seg_s])
-        hg_seg = np.array([lru_hit_ratio(s, block_tokens=block_tokens).at(cap_arr) for s in seg_g])
-        hs_all, hg_all = curve_s.at(cap_arr), curve_g.at(cap_arr)
-        for j, c in enumerate(caps):
-            lines.append(_welch(f"lru_hit_ratio_{c}_blocks", f"LRU prefix-cache hit ratio at {c:,} blocks",
-                                float(hs_all[j]), float(hg_all[j]), hs_seg[:, j], hg_seg[:, j],
-                                curve_s.accesses, curve_g.accesses,
-                                f"{c * block_tokens:,} tokens; source max hit ratio {curve_s.max_hit_ratio:.3g}"))
-    return lines
+    names = ["block_reuse", *(f"lru_hit_ratio_{c}_blocks" for c in caps)]
+    whats = [what_reuse, *(f"LRU prefix-cache hit ratio at {c:,} blocks ({c * block_tokens:,} tokens)" for c in caps)]
+    flags_s = [stream_s.reused, *((stream_s.distance >= 0) & (stream_s.distance < c) for c in caps)]
+    if isinstance(stream_g, str):
+        # No block ids: the generated workload has no reuse at all, against a source that has some.
+        detail = f"the generated workload has no block ids ({stream_g})"
+        out = []
+        for name, what, flags in zip(names, whats, flags_s):
+            value = float(flags.mean())
+            out.append(_Pending(name, "diff", value, 0.0, stream_s.size, 0, what, detail, est=-value, se=0.0))
+        return out
+    flags_g = [stream_g.reused, *((stream_g.distance >= 0) & (stream_g.distance < c) for c in caps)]
+    detail = f"{stream_s.size:,} / {stream_g.size:,} block accesses"
+    return [
+        _paired(name, what, _segment_ratios(fs, stream_s.request, stream_s.requests),
+                _segment_ratios(fg, stream_g.request, stream_g.requests), stream_s.size, stream_g.size, detail)
+        for name, what, fs, fg in zip(names, whats, flags_s, flags_g)
+    ]
 
 
 # --------------------------------------------------------------------------------------------
@@ -629,14 +707,17 @@ def fidelity(
     block_tokens: int = DEFAULT_BLOCK_TOKENS,
     cache_blocks: tuple[int, ...] | None = None,
     prefix: bool = True,
+    grid_s: float | None = None,
 ) -> FidelityReport:
     """Score ``generated`` against ``source`` (both RequestTraces); see the module docstring.
 
     ``alpha`` is the family-wise level (each decided line at ``alpha / lines``);
     ``reference="model"`` marks a source that is itself a draw of the model; ``block_tokens``
     is the block size for deriving the generated workload's block ids from prompt segments;
-    ``cache_blocks`` overrides the four LRU capacities; ``prefix=False`` skips the prefix lines.
-    A trace with fewer than two requests gives an empty report whose ``reason`` says why.
+    ``cache_blocks`` overrides the four LRU capacities; ``prefix=False`` skips the prefix lines;
+    ``grid_s`` is the source's timestamp grid in seconds (``None``: measured by
+    :func:`~servegen_core.sources.traces.timestamp_resolution`, a grid of 1 ms or more counts;
+    ``0``: none). A trace with fewer than two requests gives an empty report whose ``reason`` says why.
     """
     _check(source, "source")
     _check(generated, "generated workload")
@@ -646,6 +727,12 @@ def fidelity(
     if reference not in ("trace", "model"):
         msg = f"reference must be 'trace' or 'model', got {reference!r}"
         raise ValueError(msg)
+    if block_tokens < 1:
+        msg = f"block_tokens must be at least 1, got {block_tokens}"
+        raise ValueError(msg)
+    if cache_blocks is not None and (not cache_blocks or min(cache_blocks) < 1):
+        msg = f"cache_blocks must be capacities of at least 1 block, got {cache_blocks}"
+        raise ValueError(msg)
     if source.height < 2 or generated.height < 2:
         which = "source" if source.height < 2 else "generated workload"
         return FidelityReport((), alpha, alpha, reference, reason=f"the {which} has fewer than two requests")
@@ -654,8 +741,14 @@ def fidelity(
     ts_s = src["timestamp_s"].to_numpy()
     ts_g = gen["timestamp_s"].to_numpy()
 
-    res_s = timestamp_resolution(src["timestamp_s"])
-    grid = res_s.grid_s if res_s.quantized and math.isfinite(res_s.grid_s) else 0.0
+    if grid_s is None:
+        res_s = timestamp_resolution(src["timestamp_s"])
+        grid = res_s.grid_s if res_s.quantized and math.isfinite(res_s.grid_s) else 0.0
+    elif math.isfinite(grid_s) and grid_s >= 0:
+        grid = float(grid_s)
+    else:
+        msg = f"grid_s must be a finite number of seconds >= 0, got {grid_s}"
+        raise ValueError(msg)
     if grid > 0:
         res_g = timestamp_resolution(gen["timestamp_s"])
         on_grid = res_g.quantized and math.isfinite(res_g.grid_s) and res_g.grid_s >= grid * (1 - 1e-9)

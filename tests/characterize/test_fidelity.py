@@ -252,6 +252,16 @@ def test_without_the_grid_the_same_continuous_draw_fails_the_gap_lines():
     assert raw_zero == 0.0 and r.line("zero_gaps").generated_value > 0.2
 
 
+def test_grid_given_by_the_caller():
+    # A grid found elsewhere (e.g. a jitter-tolerant detector) is used as given; 0 turns it off.
+    rng = np.random.default_rng(2)
+    src_ts = np.floor(gamma_renewal(rng, 12_000, rate=2.0)) + rng.uniform(-0.002, 0.002, 12_000)
+    src = lengths_trace(np.sort(src_ts - src_ts.min()), rng)
+    gen = lengths_trace(gamma_renewal(rng, 12_000, rate=2.0), rng)
+    assert fidelity(src, gen, grid_s=1.0).line("dispersion_100ms").passed is None
+    assert fidelity(src, gen, grid_s=0).line("dispersion_100ms").passed is False
+
+
 def test_grid_of_3s_uses_bins_of_whole_grid_steps():
     rng = np.random.default_rng(4)
     src_ts = 3.0 * np.floor(gamma_renewal(rng, 20_000, rate=1.0) / 3.0)
@@ -321,6 +331,45 @@ def test_cache_blocks_override():
     assert [ln.name for ln in r.lines if ln.name.startswith("lru")] == ["lru_hit_ratio_8_blocks", "lru_hit_ratio_1000_blocks"]
 
 
+def random_block_trace(rng: np.random.Generator, n: int) -> pl.DataFrame:
+    """Prompts from a small alphabet (many shared prefixes at every depth, ids reused out of
+    prefix order), some empty, several clients."""
+    lens = rng.integers(0, 7, n)
+    ids = rng.integers(0, 4, int(lens.sum())) * (1 + rng.integers(0, 2, int(lens.sum())) * 10**15)
+    starts = np.cumsum(lens) - lens
+    lists = pl.Series("hash_ids", np.split(ids.astype(np.int64), starts[1:]), dtype=pl.List(pl.Int64))
+    df = lengths_trace(np.sort(rng.uniform(0, 500, n)), rng, client=rng.choice(["a", "b", "c"], n))
+    return df.with_columns(lists)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_prefix_values_are_the_prefix_module_ones(seed):
+    rng = np.random.default_rng(seed)
+    src, gen = random_block_trace(rng, 3000), random_block_trace(rng, 2000)
+    r = fidelity(src, gen, cache_blocks=(1, 3, 10, 50, 100000))
+    assert r.line("block_reuse").source_value == pytest.approx(prefix.block_reuse(src).reuse_ratio, abs=1e-15)
+    assert r.line("block_reuse").generated_value == pytest.approx(prefix.block_reuse(gen).reuse_ratio, abs=1e-15)
+    curve_s, curve_g = prefix.lru_hit_ratio(src), prefix.lru_hit_ratio(gen)
+    for c in (1, 3, 10, 50, 100000):
+        ln = r.line(f"lru_hit_ratio_{c}_blocks")
+        assert (ln.source_value, ln.generated_value) == pytest.approx((float(curve_s.at(c)), float(curve_g.at(c))), abs=1e-15)
+
+
+def test_prefix_lines_from_prompt_segments():
+    # A composed workload carries prompt segments, not block ids: they are derived at block_tokens.
+    src = pl.DataFrame({
+        "timestamp_s": np.arange(40, dtype=np.float64), "client_id": ["a"] * 40,
+        "input_tokens": [1024] * 40, "output_tokens": [10] * 40,
+        "hash_ids": [[1, 2]] * 40,
+    }, schema_overrides={"hash_ids": pl.List(pl.Int64)})
+    gen = src.drop("hash_ids").with_columns(
+        segment_ids=pl.lit([7], dtype=pl.List(pl.Int64)), segment_tokens=pl.lit([1024], dtype=pl.List(pl.Int64)))
+    r = fidelity(src, gen, cache_blocks=(2,))
+    assert any("derived from its prompt segments at 512 tokens" in n for n in r.notes)
+    assert r.line("block_reuse").source_value == r.line("block_reuse").generated_value == pytest.approx(78 / 80)
+    assert r.line("block_reuse").passed and r.line("lru_hit_ratio_2_blocks").passed
+
+
 # --------------------------------------------------------------------------------------------
 # The shared Azure trace against itself, resampled
 # --------------------------------------------------------------------------------------------
@@ -363,6 +412,28 @@ def test_azure_against_poisson_baselines_fails(azure, seed):
     assert windowed.line("dispersion_60s").passed is True
 
 
+@pytest.fixture(scope="module")
+def mooncake(traces_dir) -> pl.DataFrame:
+    return load_trace(traces_dir / "mooncake_synthetic_trace.jsonl").trace
+
+
+@pytest.mark.parametrize("window_s", [10.0, 60.0])
+def test_mooncake_alternating_windows_pass_including_prefix_lines(mooncake, window_s):
+    a, b = alternate(mooncake, window_s, 0), alternate(mooncake, window_s, 1)
+    r = fidelity(a, b)
+    assert r.passed, r.failed()
+    assert len([ln for ln in r.lines if ln.name.startswith("lru_hit_ratio_")]) == 4
+    assert r.line("dispersion_10ms").passed is True  # 1 ms grid: 10 ms bins are whole grid steps
+
+
+def test_mooncake_without_shared_blocks_fails_reuse(mooncake):
+    # Every request's blocks made its own (what a workload without a prefix model exports).
+    lens = mooncake["hash_ids"].list.len().to_numpy()
+    own = np.split(np.arange(lens.sum(), dtype=np.int64), (np.cumsum(lens) - lens)[1:])
+    r = fidelity(mooncake, mooncake.with_columns(hash_ids=pl.Series(own, dtype=pl.List(pl.Int64))))
+    assert failed(r) == {ln.name for ln in r.lines if ln.name.startswith(("block_reuse", "lru_hit_ratio_"))}
+
+
 # --------------------------------------------------------------------------------------------
 # Report shape and options
 # --------------------------------------------------------------------------------------------
@@ -397,6 +468,10 @@ def test_empty_and_invalid_input():
         fidelity(src, src.drop("input_tokens"))
     with pytest.raises(TypeError):
         fidelity(src, src.to_pandas())
+    with pytest.raises(ValueError, match="grid_s"):
+        fidelity(src, src, grid_s=-1.0)
+    with pytest.raises(ValueError, match="cache_blocks"):
+        fidelity(src, src, cache_blocks=(0,))
 
 
 def test_short_trace_lines_without_enough_data_have_no_verdict():
