@@ -83,6 +83,7 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import asdict, dataclass
+from collections.abc import Callable
 from typing import Literal
 
 import numpy as np
@@ -96,7 +97,7 @@ from servegen_core.characterize.prefix import (
     with_block_ids,
 )
 from servegen_core.result import Result
-from servegen_core.schema import REQUIRED
+from servegen_core.schema import validate_trace
 from servegen_core.sources.traces import timestamp_resolution
 
 __all__ = [
@@ -235,13 +236,14 @@ class FidelityReport(Result):
 
 @dataclass(frozen=True)
 class _Pending:
-    """A line before its threshold: ``kind`` is ``ks`` (statistic D, effective sizes
-    ``ns``/``ng``), ``ratio`` (statistic ``exp(est)``, ``se`` of ``est = log ratio``, ``dof``),
-    ``diff`` (statistic ``est``, ``se``, ``dof``; ``scale`` maps the band back, e.g. tanh) or
+    """A line before its threshold: ``kind`` is ``ks`` (statistic ``est`` = D, effective sizes
+    ``ns``/``ng``), ``ratio`` (statistic ``exp(est)``, ``se`` of ``est`` = log ratio, ``dof``),
+    ``diff`` (statistic ``est`` = generated - source, ``se``, ``dof``; with ``fisher`` the
+    difference is of ``atanh`` correlations and the band is shown on the correlation) or
     ``na`` (no verdict; ``detail`` says why)."""
 
     name: str
-    kind: str
+    kind: Literal["ks", "ratio", "diff", "na"]
     source_value: float | None
     generated_value: float | None
     n_source: int
@@ -301,24 +303,25 @@ def _decide(p: _Pending, alpha: float, suffix: str, model_note: str) -> Fidelity
 # --------------------------------------------------------------------------------------------
 
 
-def _inflation(series: np.ndarray) -> float:
-    """Variance inflation of the indicators ``x <= q`` (q = 10..90 % quantiles) by batch means; >= 1."""
-    n = series.size
+def _indicator_inflation(y: np.ndarray) -> float:
+    """Batch-means variance inflation of a 0/1 series: ``b · var(batch means) / (p (1 - p))``
+    with batches of ``b = floor(sqrt(n))`` consecutive values; at least 1."""
+    n = y.size
     b = int(math.isqrt(n))
-    if b < 2:
+    p = float(y.mean()) if n else 0.0
+    if b < 2 or p <= 0 or p >= 1:
         return 1.0
     k = n // b
-    x = series[: k * b]
-    qs = np.quantile(x, (0.1, 0.25, 0.5, 0.75, 0.9))
-    worst = 1.0
-    for q in np.unique(qs):
-        y = (x <= q).astype(np.float64)
-        p = y.mean()
-        if p <= 0.0 or p >= 1.0:
-            continue
-        means = y.reshape(k, b).mean(axis=1)
-        worst = max(worst, b * float(means.var()) / (p * (1 - p)))
-    return worst
+    means = y[: k * b].reshape(k, b).mean(axis=1)
+    return max(1.0, b * float(means.var()) / (p * (1 - p)))
+
+
+def _inflation(series: np.ndarray) -> float:
+    """Largest variance inflation of the indicators ``x <= q`` at the series' 10..90 % quantiles."""
+    if series.size < 4:
+        return 1.0
+    qs = np.unique(np.quantile(series, (0.1, 0.25, 0.5, 0.75, 0.9)))
+    return max(_indicator_inflation((series <= q).astype(np.float64)) for q in qs)
 
 
 def _ks_distance(a: np.ndarray, b: np.ndarray) -> float:
@@ -330,7 +333,8 @@ def _ks_distance(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.abs(fa - fb).max())
 
 
-def _ks_line(name: str, what: str, a: np.ndarray, b: np.ndarray, value_of, detail: str = "") -> _Pending:
+def _ks_line(name: str, what: str, a: np.ndarray, b: np.ndarray, value_of: Callable[[np.ndarray], float],
+             detail: str = "") -> _Pending:
     """A KS line of two series (time order kept for the effective sizes)."""
     if a.size < MIN_SAMPLES or b.size < MIN_SAMPLES:
         return _Pending(name, "na", None, None, a.size, b.size, what,
@@ -343,12 +347,9 @@ def _ks_line(name: str, what: str, a: np.ndarray, b: np.ndarray, value_of, detai
 
 
 def _client_gaps(ts: np.ndarray, client: pl.Series) -> np.ndarray:
-    """Gaps between successive requests of the same client, client after client, time order within."""
-    frame = pl.DataFrame({"c": client.cast(pl.String), "t": ts}).sort("c", maintain_order=True)
-    same = (frame["c"] == frame["c"].shift(1)).fill_null(False).to_numpy()
-    t = frame["t"].to_numpy()
-    gaps = np.diff(t, prepend=t[0] if t.size else 0.0)
-    return gaps[same]
+    """Gaps between successive requests of the same client, in the time order of the later one."""
+    frame = pl.DataFrame({"c": client, "t": ts})
+    return frame.select(pl.col("t").diff().over("c"))["t"].drop_nulls().to_numpy()
 
 
 def _runs(ts: np.ndarray, gap_s: float) -> np.ndarray:
@@ -433,9 +434,10 @@ def _spearman(u: np.ndarray, v: np.ndarray) -> float:
 # --------------------------------------------------------------------------------------------
 
 
-def _dispersion_lines(ts_s: np.ndarray, ts_g: np.ndarray, grid: float) -> tuple[list[_Pending], dict]:
+def _dispersion_lines(ts_s: np.ndarray, ts_g: np.ndarray, grid: float) -> tuple[list[_Pending], tuple[float, float] | None]:
+    """The dispersion lines, and the (source, generated) dispersion at the longest scale with a verdict."""
     lines: list[_Pending] = []
-    longest: dict[str, float] = {}
+    longest: tuple[float, float] | None = None
     for scale in TIMESCALES_S:
         name = f"dispersion_{_scale_name(scale)}"
         what = f"index of dispersion of {_scale_name(scale)} counts"
@@ -461,7 +463,7 @@ def _dispersion_lines(ts_s: np.ndarray, ts_g: np.ndarray, grid: float) -> tuple[
                                   f"{width_note}degenerate counts (no spread to estimate noise from)",
                                   est=0.0 if same else math.inf, se=0.0, dof=math.inf))
             continue
-        longest = {"source": ds.value, "generated": dg.value}
+        longest = (ds.value, dg.value)
         dof = float(ds.groups - 1 + dg.groups - 1)
         lines.append(_Pending(
             name, "ratio", vs, vg, bins_s, bins_g, what,
@@ -473,9 +475,9 @@ def _dispersion_lines(ts_s: np.ndarray, ts_g: np.ndarray, grid: float) -> tuple[
     return lines, longest
 
 
-def _count_line(n_s: int, n_g: int, longest: dict) -> _Pending:
-    d_s = max(longest.get("source", 1.0), 1.0)
-    d_g = max(longest.get("generated", 1.0), 1.0)
+def _count_line(n_s: int, n_g: int, longest: tuple[float, float] | None) -> _Pending:
+    """Count over the span: variance ``D·N`` per trace (``D`` at least 1, Poisson without a verdict)."""
+    d_s, d_g = (max(d, 1.0) for d in longest) if longest else (1.0, 1.0)
     se = math.sqrt(d_s * n_s + d_g * n_g)
     basis = "the dispersion at the longest decided timescale" if longest else "Poisson (no decided timescale)"
     return _Pending("requests", "diff", float(n_s), float(n_g), n_s, n_g, "request count",
@@ -493,23 +495,9 @@ def _zero_gap_line(gs: np.ndarray, gg: np.ndarray) -> _Pending:
     fg = _indicator_inflation(zg)
     ns, ng = gs.size / fs, gg.size / fg
     pooled = (ps * ns + pg * ng) / (ns + ng)
-    se = math.sqrt(pooled * (1 - pooled) * (1 / ns + 1 / ng))
-    if se == 0:
-        se = 0.0
+    se = math.sqrt(pooled * (1 - pooled) * (1 / ns + 1 / ng))  # 0 when neither has a zero gap
     return _Pending("zero_gaps", "diff", ps, pg, gs.size, gg.size, what,
                     f"two-proportion z test, variance inflation {fs:.2f} / {fg:.2f}", est=pg - ps, se=se)
-
-
-def _indicator_inflation(y: np.ndarray) -> float:
-    """Batch-means variance inflation of one 0/1 series (>= 1)."""
-    n = y.size
-    b = int(math.isqrt(n))
-    p = float(y.mean()) if n else 0.0
-    if b < 2 or p <= 0 or p >= 1:
-        return 1.0
-    k = n // b
-    means = y[: k * b].reshape(k, b).mean(axis=1)
-    return max(1.0, b * float(means.var()) / (p * (1 - p)))
 
 
 def _spearman_line(src: pl.DataFrame, gen: pl.DataFrame) -> _Pending:
@@ -682,20 +670,38 @@ def _prefix_lines(src: pl.DataFrame, gen: pl.DataFrame, block_tokens: int,
 # --------------------------------------------------------------------------------------------
 
 
-def _check(frame: pl.DataFrame, role: str) -> None:
+def _request_trace(frame: pl.DataFrame, role: str) -> pl.DataFrame:
+    """``frame`` checked and time-sorted as a RequestTrace; errors name the role (``source`` ...)."""
     if not isinstance(frame, pl.DataFrame):
         msg = f"the {role} must be a RequestTrace (polars DataFrame), got {type(frame).__name__}"
         raise TypeError(msg)
-    missing = [c for c in REQUIRED if c not in frame.columns]
-    if missing:
-        msg = f"the {role} lacks RequestTrace column(s) {missing}; found {frame.columns}"
+    return validate_trace(frame, source=f"the {role}")
+
+
+def _source_grid(src: pl.DataFrame, grid_s: float | None) -> float:
+    """The source's timestamp grid in seconds (0 for none): given, or measured (>= 1 ms counts)."""
+    if grid_s is None:
+        res = timestamp_resolution(src["timestamp_s"])
+        return res.grid_s if res.quantized and math.isfinite(res.grid_s) else 0.0
+    if not (math.isfinite(grid_s) and grid_s >= 0):
+        msg = f"grid_s must be a finite number of seconds >= 0, got {grid_s}"
         raise ValueError(msg)
+    return float(grid_s)
 
 
-def _sorted(frame: pl.DataFrame) -> pl.DataFrame:
-    if frame.height > 1 and not frame["timestamp_s"].is_sorted():
-        return frame.sort("timestamp_s", maintain_order=True)
-    return frame
+def _on_grid(gen: pl.DataFrame, grid: float, notes: list[str]) -> np.ndarray:
+    """The generated timestamps as the source's clock would have recorded them (floored to its grid)."""
+    ts = gen["timestamp_s"].to_numpy()
+    if grid <= 0:
+        return ts
+    res = timestamp_resolution(gen["timestamp_s"])
+    if res.quantized and math.isfinite(res.grid_s) and res.grid_s >= grid * (1 - 1e-9):
+        return ts
+    notes.append(
+        f"the source's timestamps are on a {_scale_name(grid)} grid: the generated timestamps are put on "
+        "the same grid for the arrival lines (what the source's clock would have recorded)"
+    )
+    return ts[0] + np.floor((ts - ts[0]) / grid + 1e-9) * grid
 
 
 def fidelity(
@@ -719,8 +725,6 @@ def fidelity(
     :func:`~servegen_core.sources.traces.timestamp_resolution`, a grid of 1 ms or more counts;
     ``0``: none). A trace with fewer than two requests gives an empty report whose ``reason`` says why.
     """
-    _check(source, "source")
-    _check(generated, "generated workload")
     if not 0 < alpha < 1:
         msg = f"alpha must be in (0, 1), got {alpha}"
         raise ValueError(msg)
@@ -733,31 +737,15 @@ def fidelity(
     if cache_blocks is not None and (not cache_blocks or min(cache_blocks) < 1):
         msg = f"cache_blocks must be capacities of at least 1 block, got {cache_blocks}"
         raise ValueError(msg)
-    if source.height < 2 or generated.height < 2:
-        which = "source" if source.height < 2 else "generated workload"
+    src = _request_trace(source, "source")
+    gen = _request_trace(generated, "generated workload")
+    if src.height < 2 or gen.height < 2:
+        which = "source" if src.height < 2 else "generated workload"
         return FidelityReport((), alpha, alpha, reference, reason=f"the {which} has fewer than two requests")
-    src, gen = _sorted(source), _sorted(generated)
     notes: list[str] = []
+    grid = _source_grid(src, grid_s)
     ts_s = src["timestamp_s"].to_numpy()
-    ts_g = gen["timestamp_s"].to_numpy()
-
-    if grid_s is None:
-        res_s = timestamp_resolution(src["timestamp_s"])
-        grid = res_s.grid_s if res_s.quantized and math.isfinite(res_s.grid_s) else 0.0
-    elif math.isfinite(grid_s) and grid_s >= 0:
-        grid = float(grid_s)
-    else:
-        msg = f"grid_s must be a finite number of seconds >= 0, got {grid_s}"
-        raise ValueError(msg)
-    if grid > 0:
-        res_g = timestamp_resolution(gen["timestamp_s"])
-        on_grid = res_g.quantized and math.isfinite(res_g.grid_s) and res_g.grid_s >= grid * (1 - 1e-9)
-        if not on_grid:
-            ts_g = ts_g[0] + np.floor((ts_g - ts_g[0]) / grid + 1e-9) * grid
-            notes.append(
-                f"the source's timestamps are on a {_scale_name(grid)} grid: the generated timestamps are put on "
-                "the same grid for the arrival lines (what the source's clock would have recorded)"
-            )
+    ts_g = _on_grid(gen, grid, notes)
 
     pending: list[_Pending] = []
     disp, longest = _dispersion_lines(ts_s, ts_g, grid)

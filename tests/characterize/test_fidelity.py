@@ -464,7 +464,7 @@ def test_empty_and_invalid_input():
     assert not empty.ok and "fewer than two requests" in empty.reason and not empty.passed
     with pytest.raises(ValueError, match="alpha"):
         fidelity(src, src, alpha=1.5)
-    with pytest.raises(ValueError, match="lacks RequestTrace column"):
+    with pytest.raises(ValueError, match="generated workload: missing required column"):
         fidelity(src, src.drop("input_tokens"))
     with pytest.raises(TypeError):
         fidelity(src, src.to_pandas())
