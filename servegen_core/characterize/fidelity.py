@@ -15,7 +15,7 @@ Significance
 Effective sample sizes
     Successive requests are not independent (bursts, sessions, diurnal drift), so a KS or
     proportion test with the raw counts would be overconfident. For every series a test uses
-    (gaps, lengths, run lengths, the rank products of the correlation), the variance
+    (gaps, lengths, run lengths, the rank products of the correlation; in time order), the variance
     inflation ``f = b · var(batch means) / var(series)`` of the indicators ``x <= q`` at the
     series' 10/25/50/75/90 % quantiles (batches of ``b = floor(sqrt(n))`` consecutive values)
     is measured, its maximum taken (at least 1), and the test uses ``n_eff = n / f``.
@@ -25,8 +25,9 @@ Lines
         Request count. Noise: a count over the span has variance ``D·N``, with ``D`` the
         trace's index of dispersion at the longest timescale with a verdict (1 if none); the
         difference is tested against ``z·sqrt(D_s·N_s + D_g·N_g)``.
-    ``dispersion_<scale>`` (10 ms, 100 ms, 1 s, 10 s, 60 s, 600 s)
-        Index of dispersion of per-bin request counts (variance / mean over the trace's span
+    ``dispersion_<scale>`` (``10ms``, ``100ms``, ``1s``, ``10s``, ``60s``, ``600s``)
+        Index of dispersion of the whole trace's per-bin request counts (what a server sees;
+        sample variance / mean over the trace's span
         ``[first, last]`` request, full bins only), generated / source. Noise: the standard
         error of ``log D`` of each trace by a delete-one-group jackknife over
         ``min(bins, 20)`` contiguous groups of bins (it captures the heavy tails and the
@@ -46,8 +47,8 @@ Lines
         Share of those gaps that are exactly zero: two-proportion z test, effective sizes.
     ``burst_runs_ks``
         Runs of requests (whole trace, time order) each within :data:`BURST_GAP_S` (10 ms) of
-        the previous: KS of the run lengths (values are mean run lengths; the detail gives the
-        99th percentiles).
+        the previous: KS of the run lengths, effective sizes (values are mean run lengths; the
+        detail gives the 99th percentiles).
     ``input_ks``, ``output_ks``
         KS of ``input_tokens`` / ``output_tokens`` over all requests.
     ``input_output_spearman``
@@ -65,25 +66,32 @@ Lines
         trace's requests are cut into :data:`PREFIX_SEGMENTS` contiguous segments of equal
         count, and the whole-trace difference is tested against the spread of the
         segment-by-segment differences (paired t, ``segments - 1`` degrees of freedom): a
-        trend both share, such as a cache warming up, cancels and only noise is left. A generated workload without ``hash_ids`` gets block ids from its
-        prompt segments (:func:`~servegen_core.characterize.prefix.with_block_ids` at
-        ``block_tokens``); with neither, these lines fail (it has no reuse).
+        trend both share, such as a cache warming up, cancels and only noise is left. Block
+        reuse does not depend on the order of the requests (it is 1 - distinct / all blocks);
+        the small-cache LRU lines are the ones that see temporal locality. A generated workload
+        without ``hash_ids`` gets block ids from its prompt segments
+        (:func:`~servegen_core.characterize.prefix.with_block_ids` at ``block_tokens``); with
+        neither, these lines fail (it has no reuse).
 
 Reference
     ``reference="model"`` says the source is itself a draw of the model (e.g. pool data
     regenerated from the spec): every line's name ends in ``_vs_model`` and its target says
     the check compares the model with itself.
 
-Everything is vectorized (one sort per series, NumPy/Polars passes); a pair of 1M-request
-traces without ``hash_ids`` takes a few seconds.
+Timestamp grids apply to every arrival line: when the source is on a grid and the generated
+workload is not, the generated timestamps are floored to the grid first (what the source's
+clock would have recorded), and the report's ``notes`` say so.
+
+Everything is vectorized (one sort per series, NumPy/Polars passes, a Python step per prompt
+depth for the prefix keys); a pair of 1M-request traces without ``hash_ids`` takes about 2 s.
 """
 
 from __future__ import annotations
 
 import json
 import math
-from dataclasses import asdict, dataclass
 from collections.abc import Callable
+from dataclasses import asdict, dataclass
 from typing import Literal
 
 import numpy as np
