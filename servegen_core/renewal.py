@@ -27,7 +27,12 @@ Shapes from a recorded CV: Gamma ``k = 1 / cv^2``; Weibull solves
 ``Gamma(1 + 2/k) / Gamma(1 + 1/k)^2 - 1 = cv^2`` by interpolation in a fixed table of
 ``log k`` against ``log cv`` (monotone), accurate to about 1e-6 relative in ``k``; and, since
 a recorded CV is the CV of one window's sample of gaps, :func:`weibull_shape_for_sample_cv`
-solves the shape whose *sample* CV at the window's size is the recorded one.
+solves the shape whose *sample* CV at the window's size is the recorded one. The other way,
+:func:`family_cv` gives the CV of each (family code, shape) for generation, and
+:func:`implied_cv` the CV a fitted shape of a named pattern implies (for characterization
+and fitting; computed through ``expm1`` of a log-gamma difference, so it differs from
+:func:`family_cv` in the last bits and is ``inf`` where the ratio overflows). This module is
+the one home of these shape <-> CV conversions.
 """
 
 from __future__ import annotations
@@ -36,11 +41,13 @@ import numpy as np
 from scipy.special import gammaln
 
 __all__ = [
+    "PATTERNS",
     "EXPONENTIAL",
     "GAMMA",
     "WEIBULL",
     "family_cv",
     "gamma_shape_for_cv",
+    "implied_cv",
     "circular_points",
     "empirical_tables",
     "weibull_sample_cv_table",
@@ -50,6 +57,9 @@ __all__ = [
 
 #: Family codes of :func:`circular_points`.
 GAMMA, WEIBULL, EXPONENTIAL = 0, 1, 2
+
+#: Names of the inter-arrival families (the ``pattern`` of a window), in the order they are reported.
+PATTERNS: tuple[str, ...] = ("Gamma", "Weibull", "Exponential")
 
 #: Shape bounds: below them a unit-mean gap under- or overflows float64 too often to be useful.
 MIN_GAMMA_SHAPE = 1e-4
@@ -80,6 +90,27 @@ def family_cv(family: np.ndarray, shape: np.ndarray) -> np.ndarray:
         out = np.where(g, 1.0 / np.sqrt(np.maximum(shape, 1e-300)), out)
         out = np.where(w, _weibull_cv(np.maximum(shape, MIN_WEIBULL_SHAPE)), out)
     return out
+
+
+def implied_cv(pattern: str, shape: float | np.ndarray) -> np.ndarray:
+    """CV of inter-arrival times implied by a fitted shape.
+
+    Gamma(k): ``1/sqrt(k)``; Weibull(k): ``sqrt(Γ(1+2/k)/Γ(1+1/k)² − 1)`` (evaluated through
+    log-gamma; ``inf`` where it overflows); Exponential: 1. ``nan`` where ``k <= 0``.
+    """
+    k = np.asarray(shape, dtype=np.float64)
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        if pattern == "Gamma":
+            out = 1.0 / np.sqrt(k)
+        elif pattern == "Weibull":
+            log_ratio = gammaln(1 + 2 / k) - 2 * gammaln(1 + 1 / k)
+            out = np.sqrt(np.expm1(log_ratio))
+        elif pattern == "Exponential":
+            out = np.ones_like(k)
+        else:
+            msg = f"unknown pattern {pattern!r}; expected one of {PATTERNS}"
+            raise ValueError(msg)
+    return np.where(k > 0, out, np.nan)
 
 
 def gamma_shape_for_cv(cv: np.ndarray) -> np.ndarray:

@@ -534,14 +534,14 @@ def test_ties_get_average_ranks():
 def test_sparse_grouping_path_matches_dense(monkeypatch):
     # Above a size limit, (group, value) sums are taken with a Polars group-by instead of a
     # dense bincount; both must give the same tables.
-    from servegen_core.sources import _weighted
+    from servegen_core.sources import view
     rng = np.random.default_rng(9)
     n = 5000
     trace = synthetic_trace(
         {"input_tokens": rng.integers(1, 4000, n), "output_tokens": rng.integers(0, 300, n)}, span_s=3 * 86400, clients=("a", "b", "7")
     )
     dense = (L.length_percentiles(trace, "input_tokens", per_window=True).frame, L.client_length_means(trace, "output_tokens").frame)
-    monkeypatch.setattr(_weighted, "_DENSE_LIMIT", 10)
+    monkeypatch.setattr(view, "_DENSE_LIMIT", 10)
     fresh = trace.clone()  # a new frame: nothing cached
     sparse = (L.length_percentiles(fresh, "input_tokens", per_window=True).frame, L.client_length_means(fresh, "output_tokens").frame)
     for a, b in zip(dense, sparse, strict=True):

@@ -93,7 +93,7 @@ def test_pool_token_and_request_shares(mm):
 def test_pool_sample_keeps_each_fields_mean(mm):
     # The per-request shares come from requests drawn per (client, window) cell; each field's
     # drawn values must reproduce the exact request-weighted mean of that field.
-    from servegen_core.sources._weighted import sample_pool
+    from servegen_core.sources.view import sample_pool
 
     s = sample_pool(mm, ("text_tokens", "image_tokens"), 400_000, np.random.default_rng(3))
     req = float(pool_weighted(mm, "image_tokens")["weight"].sum())
