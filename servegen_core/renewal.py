@@ -52,6 +52,7 @@ __all__ = [
     "empirical_tables",
     "weibull_sample_cv_table",
     "weibull_shape_for_cv",
+    "weibull_shape_on_grid",
     "weibull_shape_for_sample_cv",
 ]
 
@@ -126,6 +127,13 @@ def weibull_shape_for_cv(cv: np.ndarray) -> np.ndarray:
     logcv = np.log(np.maximum(cv, 1e-300))
     # the table's CV decreases with k: interpolate on the reversed (increasing) arrays
     return np.exp(np.interp(logcv, _LOG_CV_TABLE[::-1], np.log(_K_TABLE)[::-1]))
+
+
+def weibull_shape_on_grid(cv: np.ndarray, k_grid: np.ndarray, log_cv_grid: np.ndarray) -> np.ndarray:
+    """Weibull shape whose CV is ``cv``, by log-log interpolation on a caller's grid: shapes
+    ``k_grid`` (increasing) and ``log_cv_grid = log(implied_cv("Weibull", k_grid))``; outside
+    the grid the end shapes are returned. The demo data is built on its own grid this way."""
+    return np.exp(np.interp(-np.log(cv), -log_cv_grid, np.log(k_grid)))
 
 
 def _draw(rng: np.random.Generator, family: np.ndarray, shape: np.ndarray, emp: dict | None, table: np.ndarray) -> np.ndarray:

@@ -13,21 +13,10 @@ import pytest
 from scipy import stats as sps
 
 from servegen_core.characterize import lengths as L
-from servegen_core.sources.pool import load_pool
 from servegen_core.schema import empty_trace, validate_trace
 from servegen_core.sources.traces import load_trace
 
 from _reference import assert_empty, assert_no_nan, cell_requests, close, pool_weighted, stats, weighted_mean
-
-
-@pytest.fixture(scope="module")
-def m_large(servegen_dir):
-    return load_pool(servegen_dir, "language/m-large")
-
-
-@pytest.fixture(scope="module")
-def mm_image(servegen_dir):
-    return load_pool(servegen_dir, "multimodal/mm-image")
 
 
 @pytest.fixture(scope="module")
