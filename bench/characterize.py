@@ -5,7 +5,7 @@ Two sources, each characterized by every entry of :data:`CASES` in order:
 * ``language/m-large`` (162 clients, 14 days of 600 s windows), loaded from the columnar
   cache (warm: a first load writes the cache; its time is printed apart). A first pass over
   all cases is printed in its own column: it includes one-off set-up (tables built once per
-  pool object, such as the length index of ``servegen_core.sources._weighted``). Then ``--repeat``
+  pool object, such as the length index of ``servegen_core.sources.view``). Then ``--repeat``
   timed passes follow; the median per case is printed.
 * a synthetic RequestTrace of ``--rows`` rows (default 10,000,000): 200 clients with
   Zipf-like volumes over 14 days with a diurnal rate, lognormal input and exponential output
@@ -191,7 +191,7 @@ def main(argv: list[str] | None = None) -> int:
     pool = load_pool(args.data, MODEL)
     print(f"{MODEL}: warm load {1000 * (time.perf_counter() - t0):.0f} ms (not counted below)")
     # First pass: includes tables some modules build once per pool object and reuse (the
-    # per-pool length index of servegen_core.sources._weighted); printed as its own column.
+    # per-pool length index of servegen_core.sources.view); printed as its own column.
     first_times = run_cases(Context(pool, MODEL), only)
     passes = [run_cases(Context(pool, MODEL), only) for _ in range(max(1, args.repeat))]
     pool_times = {name: statistics.median(p[name] for p in passes) for name in passes[0]}

@@ -27,7 +27,12 @@ Shapes from a recorded CV: Gamma ``k = 1 / cv^2``; Weibull solves
 ``Gamma(1 + 2/k) / Gamma(1 + 1/k)^2 - 1 = cv^2`` by interpolation in a fixed table of
 ``log k`` against ``log cv`` (monotone), accurate to about 1e-6 relative in ``k``; and, since
 a recorded CV is the CV of one window's sample of gaps, :func:`weibull_shape_for_sample_cv`
-solves the shape whose *sample* CV at the window's size is the recorded one.
+solves the shape whose *sample* CV at the window's size is the recorded one. The other way,
+:func:`family_cv` gives the CV of each (family code, shape) for generation, and
+:func:`implied_cv` the CV a fitted shape of a named pattern implies (for characterization
+and fitting; computed through ``expm1`` of a log-gamma difference, so it differs from
+:func:`family_cv` in the last bits and is ``inf`` where the ratio overflows). This module is
+the one home of these shape <-> CV conversions.
 """
 
 from __future__ import annotations
@@ -36,20 +41,26 @@ import numpy as np
 from scipy.special import gammaln
 
 __all__ = [
+    "PATTERNS",
     "EXPONENTIAL",
     "GAMMA",
     "WEIBULL",
     "family_cv",
     "gamma_shape_for_cv",
+    "implied_cv",
     "circular_points",
     "empirical_tables",
     "weibull_sample_cv_table",
     "weibull_shape_for_cv",
+    "weibull_shape_on_grid",
     "weibull_shape_for_sample_cv",
 ]
 
 #: Family codes of :func:`circular_points`.
 GAMMA, WEIBULL, EXPONENTIAL = 0, 1, 2
+
+#: Names of the inter-arrival families (the ``pattern`` of a window), in the order they are reported.
+PATTERNS: tuple[str, ...] = ("Gamma", "Weibull", "Exponential")
 
 #: Shape bounds: below them a unit-mean gap under- or overflows float64 too often to be useful.
 MIN_GAMMA_SHAPE = 1e-4
@@ -82,6 +93,27 @@ def family_cv(family: np.ndarray, shape: np.ndarray) -> np.ndarray:
     return out
 
 
+def implied_cv(pattern: str, shape: float | np.ndarray) -> np.ndarray:
+    """CV of inter-arrival times implied by a fitted shape.
+
+    Gamma(k): ``1/sqrt(k)``; Weibull(k): ``sqrt(Γ(1+2/k)/Γ(1+1/k)² − 1)`` (evaluated through
+    log-gamma; ``inf`` where it overflows); Exponential: 1. ``nan`` where ``k <= 0``.
+    """
+    k = np.asarray(shape, dtype=np.float64)
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        if pattern == "Gamma":
+            out = 1.0 / np.sqrt(k)
+        elif pattern == "Weibull":
+            log_ratio = gammaln(1 + 2 / k) - 2 * gammaln(1 + 1 / k)
+            out = np.sqrt(np.expm1(log_ratio))
+        elif pattern == "Exponential":
+            out = np.ones_like(k)
+        else:
+            msg = f"unknown pattern {pattern!r}; expected one of {PATTERNS}"
+            raise ValueError(msg)
+    return np.where(k > 0, out, np.nan)
+
+
 def gamma_shape_for_cv(cv: np.ndarray) -> np.ndarray:
     """Gamma shape whose CV is ``cv``: ``1 / cv^2`` (clipped to the usable range)."""
     cv = np.asarray(cv, dtype=np.float64)
@@ -95,6 +127,13 @@ def weibull_shape_for_cv(cv: np.ndarray) -> np.ndarray:
     logcv = np.log(np.maximum(cv, 1e-300))
     # the table's CV decreases with k: interpolate on the reversed (increasing) arrays
     return np.exp(np.interp(logcv, _LOG_CV_TABLE[::-1], np.log(_K_TABLE)[::-1]))
+
+
+def weibull_shape_on_grid(cv: np.ndarray, k_grid: np.ndarray, log_cv_grid: np.ndarray) -> np.ndarray:
+    """Weibull shape whose CV is ``cv``, by log-log interpolation on a caller's grid: shapes
+    ``k_grid`` (increasing) and ``log_cv_grid = log(implied_cv("Weibull", k_grid))``; outside
+    the grid the end shapes are returned. The demo data is built on its own grid this way."""
+    return np.exp(np.interp(-np.log(cv), -log_cv_grid, np.log(k_grid)))
 
 
 def _draw(rng: np.random.Generator, family: np.ndarray, shape: np.ndarray, emp: dict | None, table: np.ndarray) -> np.ndarray:

@@ -4,11 +4,17 @@ A RequestTrace is a plain :class:`polars.DataFrame` with the columns below. Unit
 the names. Only ``REQUIRED`` columns must exist; optional columns appear when the source
 knows them. :func:`validate_trace` checks a frame and returns it with canonical dtypes
 and column order.
+
+The module also holds what a raw trace's columns may become: the accepted time units
+(:data:`TIME_UNITS`, :data:`DATETIME`) and the targets of a column mapping with their kinds
+(:data:`TARGETS`), read by the trace loader and by the frozen spec.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
+from types import MappingProxyType
 
 import polars as pl
 
@@ -58,6 +64,49 @@ PREFIX_COLUMNS: tuple[str, ...] = ("session_id", "turn_index", "segment_ids", "s
 #: Token-count columns: integers, never negative, never null where present.
 TOKEN_COLUMNS: tuple[str, ...] = tuple(
     c for c, t in SCHEMA.items() if t == pl.Int64() and c.endswith(("_tokens", "_count"))
+)
+
+
+# Loading raw traces: time units and the targets of a column mapping
+
+#: Accepted ``time_unit`` values: numeric units (value divided by the number of units per second) ...
+TIME_UNITS: Mapping[str, float] = MappingProxyType({"s": 1.0, "ms": 1e3, "us": 1e6, "ns": 1e9})
+#: ... and ``"datetime"`` for wall-clock text or a native date-time column.
+DATETIME = "datetime"
+
+#: Kinds of a column-mapping target (the values of :data:`TARGETS`).
+KIND_INT = "int"
+KIND_FLOAT = "float"
+KIND_STR = "str"
+KIND_BOOL = "bool"
+KIND_LIST = "list"
+KIND_TIME = "time"
+
+#: Every target a column mapping may name, and its kind. ``timestamp`` is the raw time
+#: column (converted to ``timestamp_s``); ``log_type`` (BurstGPT's ``Log Type``) is kept
+#: as an extra string column; the rest are RequestTrace columns.
+TARGETS: Mapping[str, str] = MappingProxyType(
+    {
+        "timestamp": KIND_TIME,
+        "client_id": KIND_STR,
+        "input_tokens": KIND_INT,
+        "output_tokens": KIND_INT,
+        **{
+            name: (
+                KIND_INT
+                if dtype == pl.Int64()
+                else KIND_FLOAT
+                if dtype == pl.Float64()
+                else KIND_BOOL
+                if dtype == pl.Boolean()
+                else KIND_LIST
+                if isinstance(dtype, pl.List)
+                else KIND_STR
+            )
+            for name, dtype in OPTIONAL.items()
+        },
+        "log_type": KIND_STR,
+    }
 )
 
 

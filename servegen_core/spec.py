@@ -169,7 +169,7 @@ from typing import Any, ClassVar
 
 from servegen_core.errors import SpecError
 from servegen_core.paths import demo_data_dir, shared_data_dir, write_atomic
-from servegen_core.sources.traces import DATETIME, TARGETS, TIME_UNITS
+from servegen_core.schema import DATETIME, TARGETS, TIME_UNITS
 
 __all__ = [
     "ARRIVALS",

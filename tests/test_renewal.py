@@ -19,29 +19,27 @@ from scipy.special import gammaln
 
 from servegen_core.generate import compose as compose_mod
 from servegen_core.generate.compose import ConstantRate, ServeGenSource, Span, WorkloadSpec, compose, iter_compose, plan_workload
-from servegen_core.sources.pool import load_pool
 from servegen_core.renewal import (
     GAMMA,
     SAMPLE_CV_SIZES,
     WEIBULL,
     WEIBULL_SAMPLE_CV,
     circular_points,
+    family_cv,
+    gamma_shape_for_cv,
+    implied_cv,
     weibull_sample_cv_table,
     weibull_shape_for_cv,
     weibull_shape_for_sample_cv,
+    weibull_shape_on_grid,
 )
 
 EVENING = Span(64800, 6 * 3600)
 
 
 @pytest.fixture(scope="module")
-def mlarge(servegen_dir: Path, tmp_path_factory: pytest.TempPathFactory):
-    return load_pool(servegen_dir, "language/m-large", cache_dir=tmp_path_factory.getbasetemp() / "cache")
-
-
-@pytest.fixture(scope="module")
-def evening(servegen_dir: Path, mlarge):
-    return compose(WorkloadSpec(ServeGenSource(str(servegen_dir), "language/m-large"), EVENING), pool=mlarge)
+def evening(servegen_dir: Path, m_large):
+    return compose(WorkloadSpec(ServeGenSource(str(servegen_dir), "language/m-large"), EVENING), pool=m_large)
 
 
 def window_cvs(trace: pl.DataFrame, origin: float, min_requests: int = 200) -> pl.DataFrame:
@@ -74,8 +72,8 @@ def test_window_edges_carry_no_burst(evening):
     assert first == pytest.approx(1.0, abs=0.1) and last == pytest.approx(1.0, abs=0.1)
 
 
-def test_request_total_is_the_rate_integral(evening, mlarge):
-    w = mlarge.windows.filter((pl.col("start_s") >= 64800) & (pl.col("start_s") < 64800 + 6 * 3600))
+def test_request_total_is_the_rate_integral(evening, m_large):
+    w = m_large.windows.filter((pl.col("start_s") >= 64800) & (pl.col("start_s") < 64800 + 6 * 3600))
     integral = float((w["rate_rps"] * w["duration_s"]).sum())  # every client: borrowing keeps them all
     assert evening.trace.height == pytest.approx(integral, rel=0.01)
     # per client-window the count is the target rounded down or up
@@ -86,8 +84,8 @@ def test_request_total_is_the_rate_integral(evening, mlarge):
     assert ((both["len"] - both["rate_rps"] * 600).abs() < 1.0 + 1e-9).all()
 
 
-def test_generated_cv_follows_the_recorded_cv_per_family(evening, mlarge):
-    rec = mlarge.windows.select("client_id", "start_s", "cv", "pattern")
+def test_generated_cv_follows_the_recorded_cv_per_family(evening, m_large):
+    rec = m_large.windows.select("client_id", "start_s", "cv", "pattern")
     j = window_cvs(evening.trace, 64800).join(rec, on=["client_id", "start_s"]).with_columns((pl.col("cv") / pl.col("cv_right")).alias("r"))
     for family in ("Gamma", "Weibull"):
         r = j.filter(pl.col("pattern") == family)["r"]
@@ -96,14 +94,14 @@ def test_generated_cv_follows_the_recorded_cv_per_family(evening, mlarge):
         assert r.quantile(0.1) >= 0.8, family
 
 
-def test_fitted_shape_option_keeps_the_fitted_shapes(servegen_dir: Path, mlarge, evening):
+def test_fitted_shape_option_keeps_the_fitted_shapes(servegen_dir: Path, m_large, evening):
     spec = WorkloadSpec(ServeGenSource(str(servegen_dir), "language/m-large"), Span(64800, 3600), arrival_shape="fitted_shape")
-    plan = plan_workload(spec, pool=mlarge)
+    plan = plan_workload(spec, pool=m_large)
     cw = plan.client_windows
     assert (cw["model_shape"] - cw["shape"]).abs().max() < 1e-12
     # the fitted Weibull shapes imply a CV below the recorded one, so these windows come out smoother
     w = plan.compose()
-    rec = mlarge.windows.select("client_id", "start_s", "cv", "pattern")
+    rec = m_large.windows.select("client_id", "start_s", "cv", "pattern")
     j = window_cvs(w.trace, 64800).join(rec, on=["client_id", "start_s"]).with_columns((pl.col("cv") / pl.col("cv_right")).alias("r"))
     assert j.filter(pl.col("pattern") == "Weibull")["r"].median() < 0.9
 
@@ -114,6 +112,27 @@ def test_weibull_shapes_solve_the_cv_equation():
     implied = np.sqrt(np.exp(gammaln(1 + 2 / k) - 2 * gammaln(1 + 1 / k)) - 1)
     assert np.allclose(implied, cv, rtol=1e-4)
     assert weibull_shape_for_cv(np.array([1.0]))[0] == pytest.approx(1.0, rel=1e-5)
+
+
+def test_implied_cv_and_family_cv_agree_and_invert_the_shape_solvers():
+    # one home for shape <-> CV: the characterization's implied CV, the generator's family CV
+    # and the shape solvers are inverse of each other
+    k = np.array([0.2, 0.5, 1.0, 2.0, 4.0, 30.0])
+    assert np.allclose(implied_cv("Gamma", k), 1 / np.sqrt(k), rtol=1e-12)
+    assert np.allclose(implied_cv("Weibull", k), family_cv(np.full(k.size, WEIBULL), k), rtol=1e-9)
+    assert np.allclose(implied_cv("Gamma", k), family_cv(np.full(k.size, GAMMA), k), rtol=1e-12)
+    assert np.all(implied_cv("Exponential", k) == 1.0)
+    assert np.isnan(implied_cv("Weibull", np.array([0.0, -1.0]))).all()
+    with pytest.raises(ValueError, match="unknown pattern 'Pareto'"):
+        implied_cv("Pareto", k)
+    cv = np.array([0.3, 1.0, 2.5])
+    assert np.allclose(implied_cv("Gamma", gamma_shape_for_cv(cv)), cv, rtol=1e-12)
+    assert np.allclose(implied_cv("Weibull", weibull_shape_for_cv(cv)), cv, rtol=1e-5)
+    grid = np.geomspace(0.15, 30.0, 4000)
+    on_grid = weibull_shape_on_grid(cv, grid, np.log(implied_cv("Weibull", grid)))
+    assert np.allclose(implied_cv("Weibull", on_grid), cv, rtol=1e-4)
+    # outside the grid the end shapes are returned
+    assert weibull_shape_on_grid(np.array([100.0]), grid, np.log(implied_cv("Weibull", grid)))[0] == pytest.approx(0.15)
 
 
 def test_sample_cv_table_is_reproducible_and_inverted():
@@ -143,10 +162,10 @@ def test_circular_points_are_stationary_and_exact_in_count():
         assert np.abs(hist - 1).max() < 0.1, (fam, k, hist)
 
 
-def test_huge_windows_are_generated_in_request_bounded_units(servegen_dir: Path, mlarge, monkeypatch):
+def test_huge_windows_are_generated_in_request_bounded_units(servegen_dir: Path, m_large, monkeypatch):
     spec = WorkloadSpec(ServeGenSource(str(servegen_dir), "language/m-large"), Span(72000, 1800), rate=ConstantRate(100.0), seed=4)
     monkeypatch.setattr(compose_mod, "UNIT_REQUESTS", 7_000)  # 60,000 requests per window -> 9 units each
-    plan = plan_workload(spec, pool=mlarge)
+    plan = plan_workload(spec, pool=m_large)
     assert len(plan._arrays["win_index"]) == 27
     assert (plan._arrays["win_expected"] <= 7_000 + 1e-6).all()
     whole = plan.compose().trace
@@ -156,23 +175,23 @@ def test_huge_windows_are_generated_in_request_bounded_units(servegen_dir: Path,
     assert len(chunks) >= 9
     assert_frame_equal(pl.concat(chunks), whole)
     # the same rows whatever the chunking
-    assert_frame_equal(pl.concat(list(iter_compose(spec, chunk_s=250, pool=mlarge))), whole)
+    assert_frame_equal(pl.concat(list(iter_compose(spec, chunk_s=250, pool=m_large))), whole)
     # the units follow the rate exactly: per 200 s piece, 100 rps
     counts = np.bincount((whole["timestamp_s"].to_numpy() // 200).astype(int))
     assert np.abs(counts - 20_000).max() <= plan.client_windows.height
 
 
-def test_borrowed_lengths_are_the_same_windows_mixture(servegen_dir: Path, mlarge):
+def test_borrowed_lengths_are_the_same_windows_mixture(servegen_dir: Path, m_large):
     spec = WorkloadSpec(ServeGenSource(str(servegen_dir), "language/m-large"), Span(72000, 3600))
-    w = compose(spec, pool=mlarge)
+    w = compose(spec, pool=m_large)
     cw = w.plan.client_windows
     borrowers = cw.filter(pl.col("length_source") == "borrowed")["client_id"].unique().to_list()
-    assert set(borrowers) == set(mlarge.clients_without_lengths) & set(w.plan.clients)
+    assert set(borrowers) == set(m_large.clients_without_lengths) & set(w.plan.clients)
     assert w.plan.weights["weight_share"].sum() == pytest.approx(1.0)
     # the mixture, built here from the lenders' PDFs weighted by their expected requests
     lenders = cw.filter(pl.col("length_source") == "client").group_by("client_id").agg(pl.col("expected_requests").sum().alias("w"))
     pdf = (
-        mlarge.distributions.filter((pl.col("start_s") == 64800) & (pl.col("field") == "input_tokens"))
+        m_large.distributions.filter((pl.col("start_s") == 64800) & (pl.col("field") == "input_tokens"))
         .join(lenders, on="client_id")
         .group_by("value")
         .agg((pl.col("prob") * pl.col("w")).sum().alias("p"))
@@ -185,16 +204,16 @@ def test_borrowed_lengths_are_the_same_windows_mixture(servegen_dir: Path, mlarg
     assert np.abs(f - cdf).max() < 0.01
 
 
-def test_explicit_exclusion_still_drops_clients_without_lengths(servegen_dir: Path, mlarge):
+def test_explicit_exclusion_still_drops_clients_without_lengths(servegen_dir: Path, m_large):
     base = WorkloadSpec(ServeGenSource(str(servegen_dir), "language/m-large"), Span(72000, 3600))
-    kept = plan_workload(base, pool=mlarge)
-    dropped = plan_workload(dataclasses.replace(base, missing_lengths="exclude"), pool=mlarge)
+    kept = plan_workload(base, pool=m_large)
+    dropped = plan_workload(dataclasses.replace(base, missing_lengths="exclude"), pool=m_large)
     assert set(kept.clients) - set(dropped.clients) == set(dropped.exclusions["no_lengths"])
     assert any("borrow lengths" in x for x in kept.warnings)
     assert any("excluded" in x for x in dropped.warnings)
 
 
-def test_a_poisson_baseline_of_a_bursty_source_fails_the_burstiness_checks(servegen_dir: Path, mlarge, evening):
+def test_a_poisson_baseline_of_a_bursty_source_fails_the_burstiness_checks(servegen_dir: Path, m_large, evening):
     from servegen_core.generate.compose import naive_spec
     from servegen_core.generate.validate import validate
 
@@ -202,7 +221,7 @@ def test_a_poisson_baseline_of_a_bursty_source_fails_the_burstiness_checks(serve
     real = validate(evening)
     for name in (*burst, "edge_burst", "load_kept", "total_requests"):
         assert real.check(name)["passed"], real.check(name)
-    naive = validate(compose(naive_spec(evening.spec, "poisson"), pool=mlarge))
+    naive = validate(compose(naive_spec(evening.spec, "poisson"), pool=m_large))
     for name in burst:
         assert not naive.check(name)["passed"], naive.check(name)
     # only the arrivals changed: the counts and lengths still pass

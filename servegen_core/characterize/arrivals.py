@@ -49,17 +49,18 @@ import numpy as np
 import polars as pl
 from scipy import optimize, special, stats
 
-from servegen_core.sources._source import (
+from servegen_core.renewal import PATTERNS, implied_cv
+from servegen_core.sources.pool import ClientPool
+from servegen_core.sources.view import (
     Source,
     check_positive,
     is_pool,
     pool_load,
-    pool_problem,
+    pool_no_data,
     trace_clients,
-    trace_problem,
+    trace_no_data,
     trace_times,
 )
-from servegen_core.sources.pool import ClientPool
 from servegen_core.result import Result, Table
 
 __all__ = [
@@ -80,7 +81,7 @@ __all__ = [
 ]
 
 #: Distribution families fitted to inter-arrival times, in the order they are reported.
-FAMILIES: tuple[str, ...] = ("Gamma", "Weibull", "Exponential")
+FAMILIES: tuple[str, ...] = PATTERNS
 
 CV_SCHEMA = {
     "client_id": pl.String(),
@@ -199,27 +200,6 @@ def _check_pool_window(pool: ClientPool, window_s: int) -> None:
             "a pool's CV can only be pooled over whole recorded windows"
         )
         raise ValueError(msg)
-
-
-def implied_cv(pattern: str, shape: float | np.ndarray) -> np.ndarray:
-    """CV of inter-arrival times implied by a fitted shape.
-
-    Gamma(k): ``1/sqrt(k)``; Weibull(k): ``sqrt(Γ(1+2/k)/Γ(1+1/k)² − 1)`` (evaluated through
-    log-gamma; ``inf`` where it overflows); Exponential: 1. ``nan`` where ``k <= 0``.
-    """
-    k = np.asarray(shape, dtype=np.float64)
-    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        if pattern == "Gamma":
-            out = 1.0 / np.sqrt(k)
-        elif pattern == "Weibull":
-            log_ratio = special.gammaln(1 + 2 / k) - 2 * special.gammaln(1 + 1 / k)
-            out = np.sqrt(np.expm1(log_ratio))
-        elif pattern == "Exponential":
-            out = np.ones_like(k)
-        else:
-            msg = f"unknown pattern {pattern!r}; expected one of {FAMILIES}"
-            raise ValueError(msg)
-    return np.where(k > 0, out, np.nan)
 
 
 def _finish_cv(frame: pl.DataFrame, min_requests: int, window_s: int, schema: dict) -> WindowCV:
@@ -346,20 +326,20 @@ def window_cv(source: Source, *, window_s: int = 600, min_requests: int = 10) ->
     """
     window_s = _check_options(window_s, min_requests)
     if is_pool(source):
-        if reason := pool_problem(source):
+        if reason := pool_no_data(source):
             return _empty_cv(CV_SCHEMA, reason, window_s, min_requests)
         _check_pool_window(source, window_s)
         load = pool_load(source).filter(pl.col("rate_rps") > 0)
         if window_s != source.window_s:
             load = _pool_mixture(load, ["client_id"], window_s)
         return _finish_cv(load, min_requests, window_s, CV_SCHEMA)
-    if reason := trace_problem(source, "client_id"):
+    if reason := trace_no_data(source, "client_id"):
         return _empty_cv(CV_SCHEMA, reason, window_s, min_requests)
     times = trace_times(source)
-    tc = trace_clients(source, times)
+    tc = trace_clients(source)
     # Stable sort by client keeps time order inside each client; codes of one or two bytes
     # let numpy use a radix sort.
-    order = np.argsort(tc.codes, kind="stable")
+    order = np.argsort(tc.in_time_order(times), kind="stable")
     ts = times.ts[order]
     per_code = tc.counts
     present = np.flatnonzero(per_code)
@@ -536,7 +516,7 @@ def aggregate_cv(source: Source, *, window_s: int = 600, min_requests: int = 10)
     """
     window_s = _check_options(window_s, min_requests)
     if is_pool(source):
-        if reason := pool_problem(source):
+        if reason := pool_no_data(source):
             return _empty_cv(AGG_SCHEMA, reason, window_s, min_requests)
         _check_pool_window(source, window_s)
         active = (
@@ -560,7 +540,7 @@ def aggregate_cv(source: Source, *, window_s: int = 600, min_requests: int = 10)
         if window_s != source.window_s:
             frame = _pool_mixture(frame, [], window_s)
         return _finish_cv(frame, min_requests, window_s, AGG_SCHEMA)
-    if reason := trace_problem(source):
+    if reason := trace_no_data(source):
         return _empty_cv(AGG_SCHEMA, reason, window_s, min_requests)
     ts = trace_times(source).ts
     win = _window_index(ts, window_s)
@@ -827,7 +807,7 @@ def interarrival_histogram(
         iat = recorded[1].rvs(size=max(n, 1), random_state=rng)
     else:
         need = ("client_id",) if client_id is not None else ()
-        if reason := trace_problem(source, *need):
+        if reason := trace_no_data(source, *need):
             return empty(reason)
         cond = (pl.col("timestamp_s") >= start_s) & (pl.col("timestamp_s") < start_s + window_s)
         if client_id is not None:
@@ -887,7 +867,7 @@ def interarrival_histogram(
 def _pool_only(source: Source) -> str | None:
     if not is_pool(source):
         return "arrival patterns are recorded only in a ClientPool; fit a chosen window of a trace with fit_interarrivals"
-    return pool_problem(source)
+    return pool_no_data(source)
 
 
 def pattern_shares(source: Source) -> Table:

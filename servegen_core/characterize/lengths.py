@@ -50,13 +50,16 @@ import numpy as np
 import polars as pl
 from scipy import special
 
-from servegen_core.sources._weighted import (
+from servegen_core.sources.view import (
+    EMPTY_TRACE,
     FieldData,
     Grouped,
     NoData,
+    Source,
     dense_codes,
     field_data,
     group,
+    missing_column,
     pool_clients_without_lengths,
     trace_clients,
 )
@@ -81,8 +84,6 @@ __all__ = [
     "length_shift",
     "stats_frame",
 ]
-
-Source = ClientPool | pl.DataFrame
 
 #: Percentiles reported by the percentile tables (as ``p50``, ``p90``, ``p99``).
 PERCENTILES: tuple[int, ...] = (50, 90, 99)
@@ -690,14 +691,15 @@ def length_correlation(
     if isinstance(trace, ClientPool):
         return empty("a client pool records input and output lengths as separate marginal PDFs: their correlation is not identified; use a request trace")
     if trace.height == 0:
-        return empty("empty trace: no requests")
+        return empty(EMPTY_TRACE)
     for c in (x, y):
         if c not in trace.columns:
-            return empty(f"the trace has no '{c}' column")
+            return empty(missing_column(c))
     if trace[x].null_count() or trace[y].null_count():
         trace = trace.select("timestamp_s", "client_id", x, y).drop_nulls()
     n_all = trace.height
-    codes, ids = trace_clients(trace)
+    tc = trace_clients(trace)
+    codes, ids = tc.id_codes, tc.ids
     xv = trace[x].to_numpy()
     yv = trace[y].to_numpy()
     sampled_from = None

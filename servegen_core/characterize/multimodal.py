@@ -25,7 +25,7 @@ Not identified by a pool, estimated by a seeded sample
     modality and the tokens per image of a request are not determined by the data. They are
     estimated by drawing ``sample_size`` requests: a (client, length window) cell with
     probability proportional to its requests, then each field independently from the cell's
-    PDF (:func:`servegen_core.sources._weighted.sample_pool`). Within a cell, fields are thus taken as
+    PDF (:func:`servegen_core.sources.view.sample_pool`). Within a cell, fields are thus taken as
     independent; the ``method`` attribute of the result says so.
 RequestTrace
     Everything comes from the rows. Without a ``text_tokens`` column the text part is
@@ -39,15 +39,18 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 
-from servegen_core.sources._weighted import (
+from servegen_core.sources.view import (
     DEFAULT_TRACE_WINDOW_S,
-    pool_window_requests,
+    EMPTY_TRACE,
     NoData,
+    Source,
     dense_codes,
     field_data,
     group,
+    missing_column,
     pool_field_data,
     pool_fields,
+    pool_window_requests,
     sample_pool,
 )
 from servegen_core.sources.pool import ClientPool, hour_of_day
@@ -63,8 +66,6 @@ __all__ = [
     "modality_shares",
     "tokens_per_image",
 ]
-
-Source = ClientPool | pl.DataFrame
 
 #: Modalities in display order; ``<m>_tokens`` are their token fields.
 MODALITIES: tuple[str, ...] = ("text", "image", "audio", "video")
@@ -94,7 +95,7 @@ def _modal_source(source: Source) -> tuple[Source, tuple[str, ...]] | NoData:
         return source, tuple(have)
     trace = source
     if trace.height == 0:
-        return NoData("empty trace: no requests")
+        return EMPTY_TRACE
     media = [m for m in _MEDIA if f"{m}_tokens" in trace.columns]
     if not media:
         return NoData("the trace has no image_tokens, audio_tokens or video_tokens column")
@@ -374,9 +375,9 @@ def tokens_per_image(
             break
         if isinstance(source, pl.DataFrame):
             if source.height == 0:
-                return empty("empty trace: no requests")
+                return empty(EMPTY_TRACE)
             if f not in source.columns:
-                return empty(f"the trace has no '{f}' column")
+                return empty(missing_column(f))
             sums.append(float(source[f].cast(pl.Float64).sum()))
             continue
         fd = field_data(source, f, need_client=False, need_window=False)

@@ -71,6 +71,7 @@ import numpy as np
 import polars as pl
 
 from servegen_core.sources.pool import client_sort_key
+from servegen_core.sources.view import EMPTY_TRACE
 from servegen_core.result import Result, Table
 
 __all__ = [
@@ -232,7 +233,7 @@ def _problem(trace: pl.DataFrame) -> str | None:
     if "hash_ids" not in trace.columns:
         return "the trace has no 'hash_ids' column (block ids of each prompt, as in Mooncake traces)"
     if trace.height == 0:
-        return "the trace has no requests (empty selection)"
+        return EMPTY_TRACE
     if not isinstance(trace["hash_ids"].dtype, pl.List) or not trace["hash_ids"].dtype.inner.is_integer():
         return f"the trace's 'hash_ids' column is {trace['hash_ids'].dtype}, not a list of integers"
     return None
@@ -619,7 +620,7 @@ def _has_session_ids(trace: pl.DataFrame) -> bool:
 def _sessions(trace: pl.DataFrame, method: str, flat: _Flat | None, block_tokens: int) -> Sessions:
     """Sessions by ``method``; ``flat`` is the trace's access stream (``"hash_ids"`` only)."""
     if trace.height == 0:
-        return _empty_sessions(method, "the trace has no requests (empty selection)")
+        return _empty_sessions(method, EMPTY_TRACE)
     if trace.height > 1 and not trace["timestamp_s"].is_sorted():
         trace = trace.sort("timestamp_s", maintain_order=True)
     n = trace.height

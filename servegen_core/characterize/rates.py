@@ -42,7 +42,7 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 
-from servegen_core.sources._source import (
+from servegen_core.sources.view import (
     SECONDS_PER_DAY,
     SECONDS_PER_HOUR,
     Source,
@@ -50,9 +50,9 @@ from servegen_core.sources._source import (
     is_pool,
     pool_bins,
     pool_load,
-    pool_problem,
+    pool_no_data,
     trace_clients,
-    trace_problem,
+    trace_no_data,
     trace_times,
 )
 from servegen_core.limits import check_time_bins
@@ -148,8 +148,8 @@ def _problem(source: Source, *trace_columns: str) -> str | None:
     missing column, or a trace with a single request (or all requests at one instant: a span
     of 0 s has no rate)."""
     if is_pool(source):
-        return pool_problem(source)
-    if reason := trace_problem(source, *trace_columns):
+        return pool_no_data(source)
+    if reason := trace_no_data(source, *trace_columns):
         return reason
     if source.height < 2:
         return "the trace has a single request; a rate needs at least two"
@@ -219,9 +219,9 @@ def _bin_trace(df: pl.DataFrame, bin_s: int, *, per_client: bool, shift_s: float
     covered = np.clip(np.minimum(lo + bin_s, times.end_s + shift_s) - np.maximum(lo, shift_s), 0.0, None)
     if not per_client:
         return _Binned([], lo, per_bin.astype(np.float64).reshape(1, nb), covered, bin_s)
-    tc = trace_clients(df, times)
+    tc = trace_clients(df)
     check_time_bins(nb, bin_s, clients=len(tc.ids))
-    codes, ncodes = tc.codes, tc.ncodes
+    codes, ncodes = tc.in_time_order(times), tc.ncodes
     if ncodes * nb > 1 << 23:  # sparse categorical codes: number the clients densely first
         codes, ncodes = tc.rank[codes], len(tc.ids)
         by_code = np.bincount(np.repeat(np.arange(nb, dtype=np.int64) * ncodes, per_bin) + codes, minlength=nb * ncodes)
@@ -231,7 +231,7 @@ def _bin_trace(df: pl.DataFrame, bin_s: int, *, per_client: bool, shift_s: float
         key += codes
         by_code = np.bincount(key, minlength=nb * ncodes).reshape(nb, ncodes).T
         counts = tc.per_client(by_code).astype(np.float64)
-    return _Binned(tc.ids, lo, counts, covered, bin_s)
+    return _Binned(list(tc.ids), lo, counts, covered, bin_s)
 
 
 def _binned(source: Source, bin_s: int, *, per_client: bool, origin_hour: float = 0.0) -> _Binned:
@@ -259,9 +259,8 @@ def _client_totals(source: Source) -> tuple[list[str], np.ndarray]:
         load = pool_load(source)
         c = load["client_id"].cast(pl.Enum(ids)).to_physical().to_numpy()
         return ids, np.bincount(c, weights=load["requests"].to_numpy(), minlength=len(ids))
-    times = trace_times(source)
-    tc = trace_clients(source, times)
-    return tc.ids, tc.per_client(tc.counts).astype(np.float64)
+    tc = trace_clients(source)
+    return list(tc.ids), tc.per_client(tc.counts).astype(np.float64)
 
 
 def _ranked(ids: list[str], req: np.ndarray) -> np.ndarray:

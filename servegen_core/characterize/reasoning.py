@@ -11,7 +11,7 @@ Sources
     A ClientPool records ``output_tokens`` and ``reason_ratio`` as separate marginal PDFs, so
     the distribution of reasoning tokens is not identified. It is estimated from
     ``sample_size`` requests drawn with output and ratio independent within each (client,
-    length window) cell (:func:`servegen_core.sources._weighted.sample_pool`); the expected reasoning
+    length window) cell (:func:`servegen_core.sources.view.sample_pool`); the expected reasoning
     share is exact under that same assumption (``E[out] E[ratio]`` per cell).
 
 Bimodality
@@ -35,9 +35,11 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 
-from servegen_core.sources._weighted import (
+from servegen_core.sources.view import (
+    EMPTY_TRACE,
     FieldData,
     NoData,
+    Source,
     dense_codes,
     field_data,
     grid_denominator,
@@ -46,7 +48,7 @@ from servegen_core.sources._weighted import (
     pool_fields,
     pool_no_data,
     sample_pool,
-    trace_client_codes,
+    trace_clients,
 )
 from servegen_core.characterize.lengths import PERCENTILES
 from servegen_core.sources.pool import ClientPool
@@ -64,11 +66,10 @@ __all__ = [
     "compare_modes",
     "fit_two_gaussians",
     "ratio_grid",
+    "ratio_source",
     "reason_ratio_distribution",
     "reasoning_tokens",
 ]
-
-Source = ClientPool | pl.DataFrame
 
 #: Sarle's bimodality coefficient of a uniform distribution; larger values suggest bimodality.
 BC_THRESHOLD = 5 / 9
@@ -118,12 +119,12 @@ _STATS_SCHEMA = {
 }
 
 
-def _ratio_source(source: Source) -> Source | NoData:
+def ratio_source(source: Source) -> Source | NoData:
     """The source with a ``reason_ratio`` field (a trace may derive it from reasoning tokens)."""
     if isinstance(source, ClientPool):
         return source
     if source.height == 0:
-        return NoData("empty trace: no requests")
+        return EMPTY_TRACE
     if "reason_ratio" in source.columns:
         return source
     if "reasoning_tokens" in source.columns:
@@ -136,7 +137,7 @@ def _ratio_source(source: Source) -> Source | NoData:
 
 
 def _ratio_fd(source: Source, *, need_client: bool) -> FieldData | NoData:
-    src = _ratio_source(source)
+    src = ratio_source(source)
     if isinstance(src, NoData):
         return src
     return field_data(src, "reason_ratio", need_client=need_client, need_window=False)
@@ -212,7 +213,7 @@ def _token_arrays(
         return {"output": out, "reasoning": reasoning, "answer": out - reasoning}, s.client, s.clients, exact, method
     trace = source
     if trace.height == 0:
-        return NoData("empty trace: no requests")
+        return EMPTY_TRACE
     if "reasoning_tokens" in trace.columns:
         reasoning_expr = pl.col("reasoning_tokens").cast(pl.Float64)
     elif "reason_ratio" in trace.columns:
@@ -229,7 +230,8 @@ def _token_arrays(
     answer = t["answer"].to_numpy() if "answer" in t.columns else out - reasoning
     codes, clients = None, ()
     if per_client:
-        codes, clients = trace_client_codes(t)
+        tc = trace_clients(t)
+        codes, clients = tc.id_codes, tc.ids
     share = float(reasoning.sum() / out.sum()) if out.sum() > 0 else None
     return {"output": out, "reasoning": reasoning, "answer": answer}, codes, clients, share, f"from {t.height:,} requests"
 

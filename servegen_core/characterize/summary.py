@@ -41,9 +41,13 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import polars as pl
 
-from servegen_core.sources._weighted import (
+from servegen_core.sources.view import (
+    EMPTY_POOL,
+    EMPTY_TRACE,
+    ZERO_RATE_POOL,
     FieldData,
     NoData,
+    Source,
     field_data,
     group,
     pool_clients,
@@ -56,12 +60,10 @@ from servegen_core.characterize.arrivals import WindowCV, window_cv
 from servegen_core.errors import SpecError
 from servegen_core.characterize.lengths import stats_frame
 from servegen_core.sources.pool import ClientPool
-from servegen_core.characterize.reasoning import _ratio_source, bimodality_coefficient
+from servegen_core.characterize.reasoning import bimodality_coefficient, ratio_source
 from servegen_core.result import Table
 
 __all__ = ["BASE_COLUMNS", "client_summary", "filter_clients"]
-
-Source = ClientPool | pl.DataFrame
 
 #: Columns every summary has, in order.
 BASE_COLUMNS: dict[str, pl.DataType] = {
@@ -172,7 +174,8 @@ def _client_sums(source: Source, field: str) -> tuple[tuple[str, ...], np.ndarra
     if isinstance(source, pl.DataFrame):
         if source.height == 0 or field not in source.columns:
             return None
-        codes, ids = trace_clients(source)
+        tc = trace_clients(source)
+        codes, ids = tc.id_codes, tc.ids
         col = source[field]
         if col.null_count():
             codes = codes[col.is_not_null().to_numpy()]
@@ -232,7 +235,7 @@ def _multimodal_columns(source: Source) -> pl.DataFrame | None:
 
 
 def _reasoning_columns(source: Source) -> pl.DataFrame | None:
-    src = _ratio_source(source)
+    src = ratio_source(source)
     if isinstance(src, NoData):
         return None
     fd = _fd(src, "reason_ratio")
@@ -263,7 +266,8 @@ def _reasoning_share(source: Source) -> pl.DataFrame | None:
             reasoning = pl.col("reasoning_tokens").cast(pl.Float64)
         else:
             reasoning = (pl.col("output_tokens") * pl.col("reason_ratio")).round()
-        codes, ids = trace_clients(source)
+        tc = trace_clients(source)
+        codes, ids = tc.id_codes, tc.ids
         t = source.select(reasoning.fill_null(0.0).alias("r"), pl.col("output_tokens").cast(pl.Float64).fill_null(0.0).alias("o"))
         num = np.bincount(codes, weights=t["r"].to_numpy(), minlength=len(ids))
         den = np.bincount(codes, weights=t["o"].to_numpy(), minlength=len(ids))
@@ -300,11 +304,11 @@ def client_summary(source: Source, *, window_cv: WindowCV | None = None) -> Tabl
     """
     if isinstance(source, ClientPool):
         if source.windows.height == 0:
-            return Table.empty(BASE_COLUMNS, "empty selection: the pool has no arrival windows")
+            return Table.empty(BASE_COLUMNS, EMPTY_POOL)
         load = _pool_load(source)
         total = float(load["requests"].sum())
         if not total > 0:
-            return Table.empty(BASE_COLUMNS, "all rates are zero: the selection holds no requests")
+            return Table.empty(BASE_COLUMNS, ZERO_RATE_POOL)
         clients = pool_clients(source)
         has = pl.DataFrame({"client_id": list(clients)}).with_columns(
             (~pl.col("client_id").is_in(list(pool_clients_without_lengths(source)))).alias("has_lengths")
@@ -312,11 +316,12 @@ def client_summary(source: Source, *, window_cv: WindowCV | None = None) -> Tabl
     else:
         trace = source
         if trace.height == 0:
-            return Table.empty(BASE_COLUMNS, "empty trace: no requests")
+            return Table.empty(BASE_COLUMNS, EMPTY_TRACE)
         missing = [c for c in ("timestamp_s", "client_id") if c not in trace.columns]
         if missing:
             return Table.empty(BASE_COLUMNS, f"the trace has no {', '.join(missing)} column")
-        codes, clients = trace_clients(trace)
+        tc = trace_clients(trace)
+        codes, clients = tc.id_codes, tc.ids
         load = _trace_load(trace, codes, clients)
         total = float(trace.height)
         has = pl.DataFrame(

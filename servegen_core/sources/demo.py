@@ -33,6 +33,7 @@ import polars as pl
 from scipy import special
 
 from servegen_core.paths import demo_data_dir, write_atomic
+from servegen_core.renewal import implied_cv, weibull_shape_on_grid
 
 #: Label shown wherever the demo data is displayed.
 DEMO_LABEL = "synthetic demo data"
@@ -384,23 +385,10 @@ def draw_clients(params: ModelParams, rng: np.random.Generator) -> list[ClientPa
 # Arrival windows
 
 
+#: The demo's grid of Weibull shapes and their log CVs, for inverting a CV into a shape
+#: (:func:`servegen_core.renewal.weibull_shape_on_grid`).
 _WEIBULL_K = np.geomspace(0.15, 30.0, 4000)
-
-
-def weibull_cv(shape: np.ndarray | float) -> np.ndarray:
-    """CV of a Weibull distribution with shape ``k``: sqrt(G(1+2/k) / G(1+1/k)^2 - 1)."""
-    k = np.asarray(shape, dtype=np.float64)
-    log_ratio = special.gammaln(1 + 2 / k) - 2 * special.gammaln(1 + 1 / k)
-    return np.sqrt(np.expm1(log_ratio))
-
-
-_WEIBULL_LOGCV = np.log(weibull_cv(_WEIBULL_K))  # decreasing in k
-
-
-def weibull_shape_for_cv(cv: np.ndarray) -> np.ndarray:
-    """Weibull shape whose CV is ``cv`` (log-log interpolation on a dense grid)."""
-    logk = np.interp(-np.log(cv), -_WEIBULL_LOGCV, np.log(_WEIBULL_K))
-    return np.exp(logk)
+_WEIBULL_LOGCV = np.log(implied_cv("Weibull", _WEIBULL_K))  # decreasing in k
 
 
 def _in_span(span: ActiveSpan | None, t_s: np.ndarray) -> np.ndarray:
@@ -435,8 +423,8 @@ def arrival_windows(params: ModelParams, client: ClientParams, rng: np.random.Ge
     # Gamma: CV = 1/sqrt(k), mean k*theta = 1/rate.
     g_shape = 1 / cv**2
     # Weibull: shape from CV; the written CV is recomputed from that shape.
-    w_shape = weibull_shape_for_cv(cv)
-    cv = np.where(weibull, weibull_cv(w_shape), cv)
+    w_shape = weibull_shape_on_grid(cv, _WEIBULL_K, _WEIBULL_LOGCV)
+    cv = np.where(weibull, implied_cv("Weibull", w_shape), cv)
     shape = np.where(weibull, w_shape, g_shape)
     with np.errstate(divide="ignore"):
         mean_iat = np.where(active, 1 / np.where(active, rate, 1.0), 0.0)
@@ -654,7 +642,7 @@ def draw_raw_clients(params: RawTraceParams, rng: np.random.Generator) -> list[R
 
 def _unit_mean_iats(rng: np.random.Generator, n: int, cv: float, pattern: str) -> np.ndarray:
     if pattern == "Weibull":
-        k = float(weibull_shape_for_cv(np.asarray([cv]))[0])
+        k = float(weibull_shape_on_grid(np.asarray([cv]), _WEIBULL_K, _WEIBULL_LOGCV)[0])
         return rng.weibull(k, n) / math.exp(special.gammaln(1 + 1 / k))
     k = 1 / cv**2
     return rng.gamma(k, 1 / k, n)

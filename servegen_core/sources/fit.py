@@ -69,7 +69,7 @@ import numpy as np
 import polars as pl
 from scipy import optimize, special, stats
 
-from servegen_core.characterize.arrivals import implied_cv
+from servegen_core.renewal import implied_cv
 from servegen_core.sources.pool import (
     DISTRIBUTION_SCHEMA,
     GAP_SCHEMA,

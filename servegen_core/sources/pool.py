@@ -50,7 +50,7 @@ import os
 import re
 import tempfile
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -140,6 +140,11 @@ class ClientPool:
     gaps: pl.DataFrame | None = None
     #: What a fit could not recover (e.g. sub-grid timing of quantized timestamps), in words.
     warnings: tuple[str, ...] = ()
+    #: Arrays derived from this pool by :mod:`servegen_core.sources.view` (client codes, the
+    #: length-field index, per-field weights), each computed once and kept here: the pool is
+    #: frozen, so they stay valid, and they are freed with the pool. Not an argument: a new pool
+    #: (:meth:`span`, :func:`dataclasses.replace`) starts empty.
+    derived: dict[tuple, object] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if self.gaps is not None:

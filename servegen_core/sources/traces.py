@@ -78,8 +78,20 @@ import numpy as np
 import polars as pl
 
 from servegen_core.errors import DataFormatError, OptionError
-from servegen_core.limits import MAX_DECOMPRESSED_ENV, MAX_SPAN_ENV, MAX_TOKENS_ENV, max_decompressed_bytes, max_span_s, max_tokens
-from servegen_core.schema import OPTIONAL, validate_trace
+from servegen_core.limits import MAX_BLOCK_SIZE, MAX_DECOMPRESSED_ENV, MAX_SPAN_ENV, MAX_TOKENS_ENV, max_decompressed_bytes, max_span_s, max_tokens
+from servegen_core.schema import (
+    DATETIME,
+    KIND_BOOL,
+    KIND_FLOAT,
+    KIND_INT,
+    KIND_LIST,
+    KIND_STR,
+    KIND_TIME,
+    OPTIONAL,
+    TARGETS,
+    TIME_UNITS,
+    validate_trace,
+)
 
 __all__ = [
     "GRID_TICK_S",
@@ -96,49 +108,10 @@ __all__ = [
     "trace_columns",
 ]
 
-#: Accepted ``time_unit`` values: numeric units (value divided by the number of units per second) ...
-TIME_UNITS: Mapping[str, float] = MappingProxyType({"s": 1.0, "ms": 1e3, "us": 1e6, "ns": 1e9})
-#: ... and ``"datetime"`` for wall-clock text or a native date-time column.
-DATETIME = "datetime"
-
 #: Gaps are measured on this tick (100 ns) when looking for the timestamp grid.
 GRID_TICK_S = 1e-7
 #: A grid this coarse or coarser (1 ms) counts as quantized.
 QUANTIZED_GRID_S = 1e-3
-
-_INT = "int"
-_FLOAT = "float"
-_STR = "str"
-_BOOL = "bool"
-_LIST = "list"
-_TIME = "time"
-
-#: Every target a column mapping may name, and its kind. ``timestamp`` is the raw time
-#: column (converted to ``timestamp_s``); ``log_type`` (BurstGPT's ``Log Type``) is kept
-#: as an extra string column; the rest are RequestTrace columns.
-TARGETS: Mapping[str, str] = MappingProxyType(
-    {
-        "timestamp": _TIME,
-        "client_id": _STR,
-        "input_tokens": _INT,
-        "output_tokens": _INT,
-        **{
-            name: (
-                _INT
-                if dtype == pl.Int64()
-                else _FLOAT
-                if dtype == pl.Float64()
-                else _BOOL
-                if dtype == pl.Boolean()
-                else _LIST
-                if isinstance(dtype, pl.List)
-                else _STR
-            )
-            for name, dtype in OPTIONAL.items()
-        },
-        "log_type": _STR,
-    }
-)
 
 _REQUIRED_TARGETS = ("timestamp", "input_tokens", "output_tokens")
 _FORMATS = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet", ".jsonl": "jsonl", ".ndjson": "jsonl"}
@@ -800,7 +773,7 @@ def _scan(src: _Source, available: list[str], sources: list[str], kinds: dict[st
         return pl.scan_csv(source, infer_schema=False, glob=False)
     if src.format == "parquet":
         return pl.scan_parquet(source, glob=False).select(sources)
-    schema = {s: (pl.List(pl.Int64()) if kinds[s] == _LIST else pl.String()) for s in sources}
+    schema = {s: (pl.List(pl.Int64()) if kinds[s] == KIND_LIST else pl.String()) for s in sources}
     # scan_ndjson has no glob switch: escape the pattern characters so the path matches only itself.
     return pl.scan_ndjson(_glob_escape(str(source)) if isinstance(source, Path) else source, schema=schema)
 
@@ -916,16 +889,16 @@ def _parse_time(
 
 
 def _expected(kind: str, unit: str | None) -> str:
-    if kind == _TIME:
+    if kind == KIND_TIME:
         if unit == DATETIME:
             return "a date-time like 2023-11-16 18:15:46.6805900"
         return f"a number (time unit {unit})"
     return {
-        _INT: "a whole non-negative number",
-        _FLOAT: "a number",
-        _BOOL: "true/false",
-        _LIST: "a list of integers",
-        _STR: "text",
+        KIND_INT: "a whole non-negative number",
+        KIND_FLOAT: "a number",
+        KIND_BOOL: "true/false",
+        KIND_LIST: "a list of integers",
+        KIND_STR: "text",
     }[kind]
 
 
@@ -1225,15 +1198,15 @@ def _parse_exprs(
     time_repr = "int"
     for target, col in mapping.items():
         kind, dtype = TARGETS[target], schema[col]
-        if kind == _TIME:
+        if kind == KIND_TIME:
             value, missing, time_repr = _parse_time(col, dtype, unit, sample, as_float=spec.keep_time_origin and unit == "s")
-        elif kind == _INT:
+        elif kind == KIND_INT:
             value, missing = _parse_int(col, dtype)
-        elif kind == _FLOAT:
+        elif kind == KIND_FLOAT:
             value, missing = _parse_float(col, dtype)
-        elif kind == _BOOL:
+        elif kind == KIND_BOOL:
             value, missing = _parse_bool(col, dtype)
-        elif kind == _LIST:
+        elif kind == KIND_LIST:
             if dtype == pl.String():
                 value = pl.col(col).str.json_decode(pl.List(pl.Int64()))
             else:
@@ -1244,15 +1217,15 @@ def _parse_exprs(
         parsed[target] = value
         missings[target] = missing
         value, missing = pl.col(f"__v_{target}"), pl.col(f"__m_{target}")
-        nullable = kind in (_STR, _LIST) and target != "client_id"
+        nullable = kind in (KIND_STR, KIND_LIST) and target != "client_id"
         bad = (value.is_null() & ~missing) | (pl.lit(False) if nullable else missing)  # noqa: FBT003
-        if kind == _INT:
+        if kind == KIND_INT:
             bad = bad | (value < 0)
             if _bounded(target):
                 bad = bad | (value > token_limit)
-        elif kind == _FLOAT and target == "reason_ratio":
+        elif kind == KIND_FLOAT and target == "reason_ratio":
             bad = bad | ~value.is_finite() | (value < 0) | (value > 1)
-        elif kind == _TIME and spec.keep_time_origin and time_repr in ("int", "float", "decimal"):
+        elif kind == KIND_TIME and spec.keep_time_origin and time_repr in ("int", "float", "decimal"):
             bad = bad | (value < 0)
         flags[target] = bad.fill_null(True)  # noqa: FBT003
     return parsed, missings, flags, time_repr
@@ -1462,14 +1435,14 @@ def _check_flags(
         raise DataFormatError(path, where, f"empty value; expected {expected}")
     number = _as_float(raw) if isinstance(raw, (str, int, float)) and not isinstance(raw, bool) else None
     if isinstance(raw, str) and number is None:
-        numeric = kind in (_INT, _FLOAT) or (kind == _TIME and unit != DATETIME)
+        numeric = kind in (KIND_INT, KIND_FLOAT) or (kind == KIND_TIME and unit != DATETIME)
         what = "text that is not a number" if numeric else "a value that does not parse"
     elif number is not None and not math.isfinite(number):
         what = "not a finite number"
     else:
         what = "a value that does not parse"
     problem = f"{what}; expected {expected}"
-    if kind == _INT and number is not None and math.isfinite(number):
+    if kind == KIND_INT and number is not None and math.isfinite(number):
         if number != round(number):
             problem = f"a fraction; expected {expected}"
         elif number < 0:
@@ -1479,10 +1452,10 @@ def _check_flags(
                 f"above the limit of {token_limit:,} per request (${MAX_TOKENS_ENV}); "
                 "check the column mapping"
             )
-    elif kind == _TIME and unit != DATETIME and isinstance(raw, str) and number is None:
+    elif kind == KIND_TIME and unit != DATETIME and isinstance(raw, str) and number is None:
         if pl.Series([raw]).str.contains(r"^\s*\d{4}-\d{2}-\d{2}").item():
             problem = f"wall-clock text, not {expected}; for wall-clock text use time_unit='datetime'"
-    elif kind == _TIME and number is not None and number < 0:
+    elif kind == KIND_TIME and number is not None and number < 0:
         problem = "a negative number; timestamp_s must be >= 0"
     elif target == "reason_ratio":
         problem = "not a number in [0, 1]"
@@ -1547,8 +1520,6 @@ def _check_hash_ids(out: pl.DataFrame, locate: _Locator, path: Path, column: str
     """Refuse ``hash_ids`` lists that cannot be the blocks of their request: more blocks than
     input tokens, blocks larger than :data:`servegen_core.limits.MAX_BLOCK_SIZE` tokens, or ids
     outside ``[0, MAX_HASH_ID)``."""
-    from servegen_core.limits import MAX_BLOCK_SIZE
-
     n = pl.col("hash_ids").list.len().cast(pl.Int64)
     inp = pl.col("input_tokens")
     checks = out.select(
@@ -1583,7 +1554,7 @@ def _raise_read_error(src: _Source, exc: Exception, available: list[str], kinds:
     if src.format == "csv":
         bad = _csv_diagnose(src, len(available))
     elif src.format == "jsonl":
-        bad = _jsonl_diagnose(src, [c for c, k in kinds.items() if k == _LIST])
+        bad = _jsonl_diagnose(src, [c for c, k in kinds.items() if k == KIND_LIST])
     else:
         bad = None
     if bad:

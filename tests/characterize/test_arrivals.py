@@ -17,7 +17,7 @@ import pytest
 from scipy import stats
 
 from servegen_core.characterize import arrivals
-from servegen_core.sources.pool import DISTRIBUTION_SCHEMA, LENGTH_WINDOW_SCHEMA, WINDOW_SCHEMA, ClientPool, load_pool
+from servegen_core.sources.pool import DISTRIBUTION_SCHEMA, LENGTH_WINDOW_SCHEMA, WINDOW_SCHEMA, ClientPool
 from servegen_core.result import Result
 from servegen_core.schema import empty_trace
 from servegen_core.sources.traces import load_trace
@@ -28,11 +28,6 @@ MOONCAKE = "mooncake_synthetic_trace.jsonl"
 
 
 # --------------------------------------------------------------------------- fixtures / helpers
-
-
-@pytest.fixture(scope="module")
-def pool(servegen_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> ClientPool:
-    return load_pool(servegen_dir, MODEL, cache_dir=tmp_path_factory.mktemp("cache"))
 
 
 @pytest.fixture(scope="module")
@@ -131,8 +126,8 @@ def assert_no_nan(result: Result) -> None:
 # --------------------------------------------------------------------------- window_cv: pool
 
 
-def test_pool_window_cv_is_the_recorded_cv_of_active_windows(pool, raw) -> None:
-    got = arrivals.window_cv(pool)
+def test_pool_window_cv_is_the_recorded_cv_of_active_windows(m_large, raw) -> None:
+    got = arrivals.window_cv(m_large)
     assert got.ok and got.excluded == 0  # every recorded active window has at least 10 requests
     expected = raw.filter(pl.col("rate_rps") > 0).select(
         "client_id", "start_s", (pl.col("rate_rps") * 600).alias("requests"), "rate_rps", "cv"
@@ -143,8 +138,8 @@ def test_pool_window_cv_is_the_recorded_cv_of_active_windows(pool, raw) -> None:
     np.testing.assert_allclose(joined["requests"].to_numpy(), joined["requests_right"].to_numpy(), rtol=1e-12)
 
 
-def test_pool_window_cv_excludes_and_counts_small_windows(pool, raw) -> None:
-    got = arrivals.window_cv(pool, min_requests=50)
+def test_pool_window_cv_excludes_and_counts_small_windows(m_large, raw) -> None:
+    got = arrivals.window_cv(m_large, min_requests=50)
     active = raw.filter(pl.col("rate_rps") > 0).with_columns((pl.col("rate_rps") * 600).round().alias("n"))
     small = active.filter(pl.col("n") < 50)
     assert small.height > 0
@@ -154,8 +149,8 @@ def test_pool_window_cv_excludes_and_counts_small_windows(pool, raw) -> None:
     assert got.frame["requests"].min() >= 50
 
 
-def test_pool_window_cv_pools_recorded_windows_into_hours(pool, raw) -> None:
-    got = arrivals.window_cv(pool, window_s=3600).frame
+def test_pool_window_cv_pools_recorded_windows_into_hours(m_large, raw) -> None:
+    got = arrivals.window_cv(m_large, window_s=3600).frame
     # client 61, first day: pool the gap moments of the six 600 s windows of each hour by hand
     client = raw.filter((pl.col("client_id") == "61") & (pl.col("start_s") < 86400) & (pl.col("rate_rps") > 0))
     for hour in range(24):
@@ -169,7 +164,7 @@ def test_pool_window_cv_pools_recorded_windows_into_hours(pool, raw) -> None:
         assert row["requests"] == pytest.approx(n)
         assert row["cv"] == pytest.approx(math.sqrt(m2 / m1**2 - 1), rel=1e-9)
     with pytest.raises(ValueError, match="multiple"):
-        arrivals.window_cv(pool, window_s=900)
+        arrivals.window_cv(m_large, window_s=900)
 
 
 # --------------------------------------------------------------------------- window_cv: traces
@@ -263,9 +258,9 @@ def test_pool_aggregate_cv_matches_a_simulation_of_independent_streams() -> None
     assert got == pytest.approx(gaps.std() / gaps.mean(), rel=0.02)
 
 
-def test_pool_aggregate_cv_matches_a_simulation_of_real_windows(pool) -> None:
+def test_pool_aggregate_cv_matches_a_simulation_of_real_windows(m_large) -> None:
     """One hour of m-large, every client: simulate the recorded streams, measure the merged CV."""
-    hour = pool.span(7200, 10800)
+    hour = m_large.span(7200, 10800)
     got = arrivals.aggregate_cv(hour)
     assert got.ok and got.frame.height == 6
     rng = np.random.default_rng(11)
@@ -281,16 +276,16 @@ def test_pool_aggregate_cv_matches_a_simulation_of_real_windows(pool) -> None:
         assert row["cv"] == pytest.approx(gaps.std() / gaps.mean(), rel=0.06)
 
 
-def test_pool_aggregate_cv_is_finite_everywhere_on_m_large(pool) -> None:
-    got = arrivals.aggregate_cv(pool)
+def test_pool_aggregate_cv_is_finite_everywhere_on_m_large(m_large) -> None:
+    got = arrivals.aggregate_cv(m_large)
     assert got.ok and got.frame.height == 2016
     cv = got.frame["cv"].to_numpy()
     assert np.isfinite(cv).all() and (cv >= 1.0).all()  # merged bursty streams: never smoother than Poisson here
     # merging pulls toward Poisson: the aggregate is far less bursty than the typical client
-    per_client = arrivals.burstiness_summary(pool).weighted_median_cv
+    per_client = arrivals.burstiness_summary(m_large).weighted_median_cv
     assert np.median(cv) < per_client
     # hours pool the gap moments of their six 600 s aggregate windows
-    hourly = arrivals.aggregate_cv(pool, window_s=3600).frame
+    hourly = arrivals.aggregate_cv(m_large, window_s=3600).frame
     first = got.frame.head(6)
     n = first["requests"].to_numpy()
     m = 1 / first["rate_rps"].to_numpy()
@@ -304,8 +299,8 @@ def test_pool_aggregate_cv_is_finite_everywhere_on_m_large(pool) -> None:
 # --------------------------------------------------------------------------- CDF and summary
 
 
-def test_cv_cdf_unweighted_and_weighted(pool, raw) -> None:
-    cdf = arrivals.cv_cdf(pool, max_points=None).frame
+def test_cv_cdf_unweighted_and_weighted(m_large, raw) -> None:
+    cdf = arrivals.cv_cdf(m_large, max_points=None).frame
     active = raw.filter(pl.col("rate_rps") > 0)
     cv = active["cv"].to_numpy()
     load = (active["rate_rps"] * 600).to_numpy()
@@ -314,13 +309,13 @@ def test_cv_cdf_unweighted_and_weighted(pool, raw) -> None:
         below = cdf.filter(pl.col("cv") <= x)
         assert below["cdf"][-1] == pytest.approx(np.mean(cv <= x), abs=1e-12)
         assert below["cdf_weighted"][-1] == pytest.approx(load[cv <= x].sum() / load.sum(), rel=1e-9)
-    thin = arrivals.cv_cdf(pool, max_points=500).frame
+    thin = arrivals.cv_cdf(m_large, max_points=500).frame
     assert thin.height <= 500 and thin["cdf"][-1] == 1.0 and thin["cdf_weighted"][-1] == pytest.approx(1.0)
     assert thin.join(cdf, on=["cv", "cdf"], how="anti").height == 0  # thinned points lie on the full curve
 
 
-def test_burstiness_summary_shares(pool, raw) -> None:
-    s = arrivals.burstiness_summary(pool)
+def test_burstiness_summary_shares(m_large, raw) -> None:
+    s = arrivals.burstiness_summary(m_large)
     active = raw.filter(pl.col("rate_rps") > 0)
     gt1 = active.filter(pl.col("cv") > 1)
     assert s.windows == active.height
@@ -328,7 +323,7 @@ def test_burstiness_summary_shares(pool, raw) -> None:
     assert s.share_load_cv_gt1 == pytest.approx(gt1["rate_rps"].sum() / active["rate_rps"].sum())
     assert s.median_cv == pytest.approx(float(np.median(active["cv"].to_numpy())))
     # the same figures from a precomputed table
-    again = arrivals.burstiness_summary(arrivals.window_cv(pool))
+    again = arrivals.burstiness_summary(arrivals.window_cv(m_large))
     assert again == s
 
 
@@ -397,8 +392,8 @@ def test_implied_cv_formulas() -> None:
 # --------------------------------------------------------------------------- recorded patterns (pools)
 
 
-def test_pattern_shares_match_the_raw_files(pool, raw) -> None:
-    got = arrivals.pattern_shares(pool).frame
+def test_pattern_shares_match_the_raw_files(m_large, raw) -> None:
+    got = arrivals.pattern_shares(m_large).frame
     active = raw.filter(pl.col("rate_rps") > 0)
     for pattern in ("Gamma", "Weibull"):
         sub = active.filter(pl.col("pattern") == pattern)
@@ -409,8 +404,8 @@ def test_pattern_shares_match_the_raw_files(pool, raw) -> None:
     assert got["windows"].sum() == 99_839
 
 
-def test_recorded_vs_implied_cv(pool, raw) -> None:
-    got = arrivals.recorded_vs_implied_cv(pool).frame
+def test_recorded_vs_implied_cv(m_large, raw) -> None:
+    got = arrivals.recorded_vs_implied_cv(m_large).frame
     gamma = got.filter(pl.col("pattern") == "Gamma")
     # ServeGen records a Gamma window's CV as 1/sqrt(shape)
     np.testing.assert_allclose(gamma["cv_implied"].to_numpy(), gamma["cv_recorded"].to_numpy(), rtol=1e-6)
@@ -426,13 +421,13 @@ def test_recorded_vs_implied_cv(pool, raw) -> None:
 # --------------------------------------------------------------------------- histogram
 
 
-def test_pool_histogram_samples_the_recorded_window_and_refits(pool, raw) -> None:
+def test_pool_histogram_samples_the_recorded_window_and_refits(m_large, raw) -> None:
     n = pl.col("rate_rps") * 600
     big = raw.filter((pl.col("pattern") == "Gamma") & (n > 10_000) & (n < 20_000)).sort("start_s").row(0, named=True)
-    h = arrivals.interarrival_histogram(pool, big["client_id"], big["start_s"], seed=5)
+    h = arrivals.interarrival_histogram(m_large, big["client_id"], big["start_s"], seed=5)
     assert h.ok and h.sampled
     assert h.samples == round(big["rate_rps"] * 600)
-    capped = arrivals.interarrival_histogram(pool, big["client_id"], big["start_s"], seed=5, max_samples=1000)
+    capped = arrivals.interarrival_histogram(m_large, big["client_id"], big["start_s"], seed=5, max_samples=1000)
     assert capped.samples == 1000
     widths = (h.histogram["right_s"] - h.histogram["left_s"]).to_numpy()
     assert float((h.histogram["density"].to_numpy() * widths).sum()) == pytest.approx(1.0)
@@ -443,7 +438,7 @@ def test_pool_histogram_samples_the_recorded_window_and_refits(pool, raw) -> Non
     rec = h.densities.filter(pl.col("family") == "Recorded Gamma")
     x = rec["iat_s"].to_numpy()
     np.testing.assert_allclose(rec["pdf"].to_numpy(), stats.gamma(big["shape"], scale=big["scale"]).pdf(x), rtol=1e-12)
-    same = arrivals.interarrival_histogram(pool, big["client_id"], big["start_s"], seed=5)
+    same = arrivals.interarrival_histogram(m_large, big["client_id"], big["start_s"], seed=5)
     assert same.histogram.equals(h.histogram)
     assert_no_nan(h)
 
@@ -515,19 +510,19 @@ def test_fit_of_too_few_or_equal_gaps() -> None:
     assert not flat.ok and "equal" in flat.reason and flat.table.height == 0
 
 
-def test_histogram_of_a_window_without_requests(pool) -> None:
-    quiet = pool.windows.filter(pl.col("rate_rps") == 0).row(0, named=True)
-    h = arrivals.interarrival_histogram(pool, quiet["client_id"], quiet["start_s"])
+def test_histogram_of_a_window_without_requests(m_large) -> None:
+    quiet = m_large.windows.filter(pl.col("rate_rps") == 0).row(0, named=True)
+    h = arrivals.interarrival_histogram(m_large, quiet["client_id"], quiet["start_s"])
     assert not h.ok and "no requests" in h.reason
-    assert not arrivals.interarrival_histogram(pool, "no-such-client", 0).ok
-    assert not arrivals.interarrival_histogram(pool, None, 0).ok
+    assert not arrivals.interarrival_histogram(m_large, "no-such-client", 0).ok
+    assert not arrivals.interarrival_histogram(m_large, None, 0).ok
 
 
-def test_invalid_options_raise(pool) -> None:
+def test_invalid_options_raise(m_large) -> None:
     with pytest.raises(ValueError):
-        arrivals.window_cv(pool, window_s=0)
+        arrivals.window_cv(m_large, window_s=0)
     with pytest.raises(ValueError):
-        arrivals.window_cv(pool, min_requests=2)
+        arrivals.window_cv(m_large, min_requests=2)
     with pytest.raises(TypeError):
         arrivals.window_cv([1, 2, 3])
 

@@ -9,28 +9,22 @@ import polars as pl
 import pytest
 
 from servegen_core.characterize.lengths import client_length_fits, fit_input_lengths, fit_output_lengths
-from servegen_core.sources.pool import load_pool
 from servegen_core.sources.traces import load_trace
 
 
-@pytest.fixture(scope="module")
-def r1(servegen_dir: Path, tmp_path_factory: pytest.TempPathFactory):
-    return load_pool(servegen_dir, "reason/deepseek-r1", cache_dir=tmp_path_factory.mktemp("cache"))
-
-
-def test_each_client_gets_its_own_fit_busiest_first(r1):
-    fits = client_length_fits(r1, "output_tokens", k=4).frame
+def test_each_client_gets_its_own_fit_busiest_first(deepseek_r1):
+    fits = client_length_fits(deepseek_r1, "output_tokens", k=4).frame
     assert fits.height == 4
     # busiest first, by the pool's expected requests of clients that have length data
     busy = (
-        r1.windows.filter(~pl.col("client_id").is_in(list(r1.clients_without_lengths)))
+        deepseek_r1.windows.filter(~pl.col("client_id").is_in(list(deepseek_r1.clients_without_lengths)))
         .group_by("client_id")
         .agg((pl.col("rate_rps") * pl.col("duration_s")).sum().alias("n"))
         .sort("n", descending=True)
     )
     assert fits["client_id"].to_list() == busy["client_id"].head(4).to_list()
     for row in fits.iter_rows(named=True):
-        own = fit_output_lengths(r1.select_clients([row["client_id"]]), max_points=300)
+        own = fit_output_lengths(deepseek_r1.select_clients([row["client_id"]]), max_points=300)
         best = own.table.filter(pl.col("best")).row(0, named=True)
         expo = own.table.filter(pl.col("family") == "exponential").row(0, named=True)
         assert (row["best"], row["params"], row["ks"], row["ks_exponential"]) == (best["family"], best["params"], best["ks"], expo["ks"])
@@ -44,9 +38,9 @@ def test_input_fields_use_the_input_families_on_a_trace(traces_dir: Path):
     assert fits["best"][0] == whole.best and fits["ks_exponential"][0] is None
 
 
-def test_k_must_be_positive(r1):
+def test_k_must_be_positive(deepseek_r1):
     with pytest.raises(ValueError, match="k must be"):
-        client_length_fits(r1, "output_tokens", k=0)
+        client_length_fits(deepseek_r1, "output_tokens", k=0)
 
 
 def test_a_wall_clock_trace_keeps_its_start_time(traces_dir: Path):

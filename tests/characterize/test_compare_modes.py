@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import polars as pl
 import pytest
 
-from servegen_core.sources.pool import load_pool
 from servegen_core.characterize.reasoning import bimodality, compare_modes, reason_ratio_distribution
 
 GRID = np.arange(501) / 500
@@ -38,8 +35,8 @@ def test_overlapping_components_make_one_mode_between_the_means():
     assert res.differ is True and res.max_shift == pytest.approx(0.3, abs=1e-3)
 
 
-def test_deepseek_r1_upper_mode_sits_below_the_histograms_peak(servegen_dir: Path, tmp_path: Path):
-    pool = load_pool(servegen_dir, "reason/deepseek-r1", cache_dir=tmp_path)
+def test_deepseek_r1_upper_mode_sits_below_the_histograms_peak(deepseek_r1):
+    pool = deepseek_r1
     dist = reason_ratio_distribution(pool).frame
     fit = bimodality(pool)
     res = compare_modes(dist, fit.components)

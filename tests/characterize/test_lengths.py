@@ -13,21 +13,10 @@ import pytest
 from scipy import stats as sps
 
 from servegen_core.characterize import lengths as L
-from servegen_core.sources.pool import load_pool
 from servegen_core.schema import empty_trace, validate_trace
 from servegen_core.sources.traces import load_trace
 
 from _reference import assert_empty, assert_no_nan, cell_requests, close, pool_weighted, stats, weighted_mean
-
-
-@pytest.fixture(scope="module")
-def m_large(servegen_dir):
-    return load_pool(servegen_dir, "language/m-large")
-
-
-@pytest.fixture(scope="module")
-def mm_image(servegen_dir):
-    return load_pool(servegen_dir, "multimodal/mm-image")
 
 
 @pytest.fixture(scope="module")
@@ -534,14 +523,14 @@ def test_ties_get_average_ranks():
 def test_sparse_grouping_path_matches_dense(monkeypatch):
     # Above a size limit, (group, value) sums are taken with a Polars group-by instead of a
     # dense bincount; both must give the same tables.
-    from servegen_core.sources import _weighted
+    from servegen_core.sources import view
     rng = np.random.default_rng(9)
     n = 5000
     trace = synthetic_trace(
         {"input_tokens": rng.integers(1, 4000, n), "output_tokens": rng.integers(0, 300, n)}, span_s=3 * 86400, clients=("a", "b", "7")
     )
     dense = (L.length_percentiles(trace, "input_tokens", per_window=True).frame, L.client_length_means(trace, "output_tokens").frame)
-    monkeypatch.setattr(_weighted, "_DENSE_LIMIT", 10)
+    monkeypatch.setattr(view, "_DENSE_LIMIT", 10)
     fresh = trace.clone()  # a new frame: nothing cached
     sparse = (L.length_percentiles(fresh, "input_tokens", per_window=True).frame, L.client_length_means(fresh, "output_tokens").frame)
     for a, b in zip(dense, sparse, strict=True):

@@ -10,20 +10,9 @@ import polars as pl
 import pytest
 
 from servegen_core.characterize import multimodal as M
-from servegen_core.sources.pool import load_pool
 from servegen_core.schema import empty_trace, validate_trace
 
 from _reference import assert_empty, assert_no_nan, cell_requests, pool_weighted, weighted_mean
-
-
-@pytest.fixture(scope="module")
-def mm(servegen_dir):
-    return load_pool(servegen_dir, "multimodal/mm-image")
-
-
-@pytest.fixture(scope="module")
-def m_large(servegen_dir):
-    return load_pool(servegen_dir, "language/m-large")
 
 
 def expected_tokens(pool, field: str) -> float:
@@ -67,19 +56,19 @@ def make_trace(**cols) -> pl.DataFrame:
 # ---------------------------------------------------------------------------------------------
 
 
-def test_pool_token_and_request_shares(mm):
-    res = M.modality_shares(mm)
+def test_pool_token_and_request_shares(mm_image):
+    res = M.modality_shares(mm_image)
     assert res.ok
     s = {r["modality"]: r for r in res.summary.iter_rows(named=True)}
     assert list(s) == ["text", "image", "audio", "video"]
     # image_tokens is per image: a request's image tokens are its image count times the mean per image
-    items = expected_item_tokens(mm, "image")
-    tokens = {m: expected_tokens(mm, f"{m}_tokens") for m in ("text", "audio", "video")}
+    items = expected_item_tokens(mm_image, "image")
+    tokens = {m: expected_tokens(mm_image, f"{m}_tokens") for m in ("text", "audio", "video")}
     tokens["image"] = float((items["w"] * items["tokens"]).sum())
     total = sum(tokens.values())
     for m in s:
         assert s[m]["token_share"] == pytest.approx(tokens[m] / total, rel=1e-9)
-    img = pool_weighted(mm, "image_tokens")
+    img = pool_weighted(mm_image, "image_tokens")
     assert s["image"]["request_share"] == pytest.approx(float((items["w"] * items["p_any"]).sum() / items["w"].sum()), rel=1e-9)
     # audio and video are recorded as all-zero in this model
     assert s["audio"]["token_share"] == 0 and s["video"]["request_share"] == 0
@@ -90,35 +79,35 @@ def test_pool_token_and_request_shares(mm):
     assert_no_nan(res)
 
 
-def test_pool_sample_keeps_each_fields_mean(mm):
+def test_pool_sample_keeps_each_fields_mean(mm_image):
     # The per-request shares come from requests drawn per (client, window) cell; each field's
     # drawn values must reproduce the exact request-weighted mean of that field.
-    from servegen_core.sources._weighted import sample_pool
+    from servegen_core.sources.view import sample_pool
 
-    s = sample_pool(mm, ("text_tokens", "image_tokens"), 400_000, np.random.default_rng(3))
-    req = float(pool_weighted(mm, "image_tokens")["weight"].sum())
+    s = sample_pool(mm_image, ("text_tokens", "image_tokens"), 400_000, np.random.default_rng(3))
+    req = float(pool_weighted(mm_image, "image_tokens")["weight"].sum())
     for f in ("text_tokens", "image_tokens"):
-        assert s.values[f].mean() == pytest.approx(expected_tokens(mm, f) / req, rel=0.01)
+        assert s.values[f].mean() == pytest.approx(expected_tokens(mm_image, f) / req, rel=0.01)
     # Cells are drawn in proportion to their requests: client 1's share of the draws.
-    share = cell_requests(mm).filter(pl.col("client_id") == "1")["requests"].sum() / cell_requests(mm)["requests"].sum()
+    share = cell_requests(mm_image).filter(pl.col("client_id") == "1")["requests"].sum() / cell_requests(mm_image)["requests"].sum()
     assert (np.asarray(s.clients)[s.client] == "1").mean() == pytest.approx(share, abs=0.005)
 
 
-def test_pool_sampled_shares_are_seeded(mm):
-    res = M.modality_shares(mm, sample_size=200_000, seed=1)
+def test_pool_sampled_shares_are_seeded(mm_image):
+    res = M.modality_shares(mm_image, sample_size=200_000, seed=1)
     s = {r["modality"]: r for r in res.summary.iter_rows(named=True)}
     assert 0 < s["image"]["p50_share"] <= s["image"]["p90_share"] <= 1
     assert s["text"]["mean_share"] + s["image"]["mean_share"] == pytest.approx(1.0, abs=1e-9)
-    again = M.modality_shares(mm, sample_size=200_000, seed=1)
+    again = M.modality_shares(mm_image, sample_size=200_000, seed=1)
     assert again.summary.equals(res.summary)
-    other = M.modality_shares(mm, sample_size=200_000, seed=2)
+    other = M.modality_shares(mm_image, sample_size=200_000, seed=2)
     assert not other.summary.equals(res.summary)
     assert other.summary["mean_share"][1] == pytest.approx(s["image"]["mean_share"], abs=0.01)
 
 
-def test_image_count_distribution(mm):
-    res = M.image_count_distribution(mm)
-    ref = pool_weighted(mm, "image_count").group_by("value").agg(pl.col("weight").sum()).sort("value")
+def test_image_count_distribution(mm_image):
+    res = M.image_count_distribution(mm_image)
+    ref = pool_weighted(mm_image, "image_count").group_by("value").agg(pl.col("weight").sum()).sort("value")
     tot = ref["weight"].sum()
     assert res.frame["count"].to_list() == ref["value"].cast(pl.Int64).to_list()
     np.testing.assert_allclose(res.frame["prob"].to_numpy(), ref["weight"].to_numpy() / tot, rtol=1e-9)
@@ -126,12 +115,12 @@ def test_image_count_distribution(mm):
     assert res.share_nonzero == pytest.approx(float(ref.filter(pl.col("value") > 0)["weight"].sum() / tot), rel=1e-9)
 
 
-def test_tokens_per_image_pool(mm):
-    res = M.tokens_per_image(mm, top_k=3)
+def test_tokens_per_image_pool(mm_image):
+    res = M.tokens_per_image(mm_image, top_k=3)
     assert res.ok
-    items = expected_item_tokens(mm, "image")
+    items = expected_item_tokens(mm_image, "image")
     assert res.mean_tokens_per_item == pytest.approx(
-        float((items["w"] * items["tokens"]).sum()) / expected_tokens(mm, "image_count"), rel=1e-9
+        float((items["w"] * items["tokens"]).sum()) / expected_tokens(mm_image, "image_count"), rel=1e-9
     )
     assert res.distribution["prob"].sum() == pytest.approx(1.0)
     assert res.dominant.height == 3 and res.dominant["rank"].to_list() == [1, 2, 3]
@@ -140,19 +129,19 @@ def test_tokens_per_image_pool(mm):
     top = res.distribution.sort("prob", descending=True).head(3)
     assert res.dominant["tokens_per_item"].to_list() == top["tokens_per_item"].to_list()
     # The most frequent size is one of the most frequent single-image token counts of the data.
-    one_image = pool_weighted(mm, "image_tokens").filter(pl.col("value") > 0).group_by("value").agg(pl.col("weight").sum())
+    one_image = pool_weighted(mm_image, "image_tokens").filter(pl.col("value") > 0).group_by("value").agg(pl.col("weight").sum())
     top_values = one_image.sort("weight", descending=True).head(5)["value"].to_list()
     assert res.dominant["tokens_per_item"][0] in top_values
     assert "per item" in res.method
 
 
-def test_modality_over_time_pool(mm):
-    res = M.modality_over_time(mm)
+def test_modality_over_time_pool(mm_image):
+    res = M.modality_over_time(mm_image)
     assert res.ok and res.frame.height == 4 * 4
-    items = expected_item_tokens(mm, "image")
+    items = expected_item_tokens(mm_image, "image")
     for start in (0, 43200):
         per = {}
-        d = pool_weighted(mm, "text_tokens").filter(pl.col("start_s") == start)
+        d = pool_weighted(mm_image, "text_tokens").filter(pl.col("start_s") == start)
         per["text"] = weighted_mean(d["value"], d["weight"])
         it = items.filter(pl.col("start_s") == start)
         per["image"] = float((it["w"] * it["tokens"]).sum() / it["w"].sum())
@@ -254,12 +243,12 @@ def test_trace_without_image_columns(traces_dir):
     assert_empty(M.modality_over_time(azure), "image_tokens")
 
 
-def test_empty_inputs(mm):
+def test_empty_inputs(mm_image):
     for r in _all(empty_trace(("text_tokens", "image_tokens", "image_count"))):
         assert_empty(r, "empty trace")
-    for r in _all(mm.span(10**9, 10**9 + 600)):
+    for r in _all(mm_image.span(10**9, 10**9 + 600)):
         assert_empty(r, "empty selection")
-    zero = dataclasses.replace(mm, windows=mm.windows.with_columns(pl.lit(0.0).alias("rate_rps")))
+    zero = dataclasses.replace(mm_image, windows=mm_image.windows.with_columns(pl.lit(0.0).alias("rate_rps")))
     for r in _all(zero):
         assert_empty(r, "rates are zero")
 
@@ -286,24 +275,24 @@ def test_single_request():
     assert_no_nan(M.modality_over_time(trace))
 
 
-def test_pool_statistics_read_the_image_pdf_per_image_as_composed(servegen_dir, mm):
+def test_pool_statistics_read_the_image_pdf_per_image_as_composed(servegen_dir, mm_image):
     # A workload composed from the pool and the pool itself give the same multimodal statistics:
     # the image share (per-request reading: 0.532 vs 0.603) and the tokens per image.
     from servegen_core.generate.compose import ServeGenSource, Span, WorkloadSpec, compose
 
-    trace = compose(WorkloadSpec(ServeGenSource(str(servegen_dir), "multimodal/mm-image"), Span(0, 86400)), pool=mm).trace
-    pool_s = M.modality_shares(mm).summary.filter(pl.col("modality") == "image").row(0, named=True)
+    trace = compose(WorkloadSpec(ServeGenSource(str(servegen_dir), "multimodal/mm-image"), Span(0, 86400)), pool=mm_image).trace
+    pool_s = M.modality_shares(mm_image).summary.filter(pl.col("modality") == "image").row(0, named=True)
     gen_s = M.modality_shares(trace).summary.filter(pl.col("modality") == "image").row(0, named=True)
     assert pool_s["token_share"] == pytest.approx(gen_s["token_share"], abs=0.003)
     assert pool_s["request_share"] == pytest.approx(gen_s["request_share"], abs=0.002)
     assert pool_s["mean_share"] == pytest.approx(gen_s["mean_share"], abs=0.005)
-    a, b = M.tokens_per_image(mm), M.tokens_per_image(trace)
+    a, b = M.tokens_per_image(mm_image), M.tokens_per_image(trace)
     assert a.mean_tokens_per_item == pytest.approx(b.mean_tokens_per_item, rel=0.01)
     assert a.dominant["tokens_per_item"].to_list()[:3] == b.dominant["tokens_per_item"].to_list()[:3]
     # the distributions of tokens per image agree (KS on the union of sizes)
     both = a.distribution.join(b.distribution, on="tokens_per_item", how="full", coalesce=True).fill_null(0.0).sort("tokens_per_item")
     ks = np.abs(np.cumsum(both["prob"].to_numpy()) - np.cumsum(both["prob_right"].to_numpy())).max()
     assert ks < 0.02
-    ta = M.modality_over_time(mm).frame.filter(pl.col("modality") == "image")
+    ta = M.modality_over_time(mm_image).frame.filter(pl.col("modality") == "image")
     tb = M.modality_over_time(trace).frame.filter(pl.col("modality") == "image")
     np.testing.assert_allclose(ta["tokens_per_request"].to_numpy(), tb["tokens_per_request"].to_numpy(), rtol=0.02)

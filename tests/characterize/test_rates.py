@@ -16,7 +16,7 @@ import polars as pl
 import pytest
 
 from servegen_core.characterize import rates
-from servegen_core.sources.pool import DISTRIBUTION_SCHEMA, LENGTH_WINDOW_SCHEMA, WINDOW_SCHEMA, ClientPool, load_pool
+from servegen_core.sources.pool import DISTRIBUTION_SCHEMA, LENGTH_WINDOW_SCHEMA, WINDOW_SCHEMA, ClientPool
 from servegen_core.result import Table
 from servegen_core.schema import empty_trace
 from servegen_core.sources.traces import load_trace
@@ -35,11 +35,6 @@ RAW_SCHEMA = {
 
 
 # --------------------------------------------------------------------------- fixtures / helpers
-
-
-@pytest.fixture(scope="module")
-def pool(servegen_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> ClientPool:
-    return load_pool(servegen_dir, MODEL, cache_dir=tmp_path_factory.mktemp("cache"))
 
 
 @pytest.fixture(scope="module")
@@ -96,20 +91,20 @@ def window(cid: str, start: int, rate: float) -> dict:
 # --------------------------------------------------------------------------- reference figures of m-large
 
 
-def test_top_10_clients_carry_63_2_percent(pool, raw) -> None:
+def test_top_10_clients_carry_63_2_percent(m_large, raw) -> None:
     per_client = raw.group_by("client_id").agg(pl.col("requests").sum()).sort("requests", descending=True)
     expected = per_client["requests"].head(10).sum() / per_client["requests"].sum()
-    got = rates.top_k_share(pool, 10)
+    got = rates.top_k_share(m_large, 10)
     assert got.ok and got.clients == 162
     assert got.share == pytest.approx(expected, rel=1e-12)
     assert got.share == pytest.approx(0.632, abs=0.001)
     assert float(got) == got.share
 
 
-def test_aggregate_peak_trough_ratio_is_about_12(pool, raw) -> None:
+def test_aggregate_peak_trough_ratio_is_about_12(m_large, raw) -> None:
     agg = raw.group_by("start_s").agg(pl.col("rate_rps").sum()).filter(pl.col("rate_rps") > 0)
     expected = agg["rate_rps"].max() / agg["rate_rps"].min()
-    got = rates.peak_trough(pool)
+    got = rates.peak_trough(m_large)
     assert got.ratio == pytest.approx(expected, rel=1e-12)
     assert 11.5 < got.ratio < 12.5  # about 12
     assert got.peak_rps == pytest.approx(agg["rate_rps"].max())
@@ -121,8 +116,8 @@ def test_aggregate_peak_trough_ratio_is_about_12(pool, raw) -> None:
 
 
 @pytest.mark.parametrize("resolution", [600, 3600, 7200])
-def test_rate_series_sums_the_client_rates(pool, raw, resolution: int) -> None:
-    got = rates.rate_series(pool, resolution_s=resolution).frame
+def test_rate_series_sums_the_client_rates(m_large, raw, resolution: int) -> None:
+    got = rates.rate_series(m_large, resolution_s=resolution).frame
     expected = (
         raw.group_by((pl.col("start_s") // resolution * resolution).alias("start_s"))
         .agg(pl.col("requests").sum())
@@ -133,11 +128,11 @@ def test_rate_series_sums_the_client_rates(pool, raw, resolution: int) -> None:
     np.testing.assert_allclose(got["rate_rps"].to_numpy(), expected["requests"].to_numpy() / resolution, rtol=1e-12)
     assert got["complete"].all()
     with pytest.raises(ValueError, match="multiple"):
-        rates.rate_series(pool, resolution_s=900)
+        rates.rate_series(m_large, resolution_s=900)
 
 
-def test_hour_day_matrix_of_the_pool(pool, raw) -> None:
-    got = rates.hour_day_matrix(pool).frame
+def test_hour_day_matrix_of_the_pool(m_large, raw) -> None:
+    got = rates.hour_day_matrix(m_large).frame
     assert got.height == 14 * 24
     expected = raw.group_by((pl.col("start_s") // DAY).alias("day"), (pl.col("start_s") % DAY // 3600).alias("hour")).agg(
         (pl.col("requests").sum() / 3600).alias("expected")
@@ -147,8 +142,8 @@ def test_hour_day_matrix_of_the_pool(pool, raw) -> None:
     np.testing.assert_allclose(joined["rate_rps"].to_numpy(), joined["expected"].to_numpy(), rtol=1e-12)
 
 
-def test_daily_peak_trough_of_the_pool(pool, raw) -> None:
-    got = rates.daily_peak_trough(pool).frame
+def test_daily_peak_trough_of_the_pool(m_large, raw) -> None:
+    got = rates.daily_peak_trough(m_large).frame
     per_window = raw.group_by("start_s").agg(pl.col("rate_rps").sum()).filter(pl.col("rate_rps") > 0)
     expected = per_window.group_by((pl.col("start_s") // DAY).alias("day")).agg(
         pl.col("rate_rps").max().alias("hi"), pl.col("rate_rps").min().alias("lo")
@@ -156,11 +151,11 @@ def test_daily_peak_trough_of_the_pool(pool, raw) -> None:
     assert got["day"].to_list() == list(range(14))
     np.testing.assert_allclose(got["ratio"].to_numpy(), (expected["hi"] / expected["lo"]).to_numpy(), rtol=1e-12)
     # from the rate_series table: the same
-    assert rates.daily_peak_trough(rates.rate_series(pool)).frame.equals(got)
+    assert rates.daily_peak_trough(rates.rate_series(m_large)).frame.equals(got)
 
 
-def test_day_over_day_of_the_pool(pool, raw) -> None:
-    got = rates.day_over_day(pool).frame
+def test_day_over_day_of_the_pool(m_large, raw) -> None:
+    got = rates.day_over_day(m_large).frame
     daily = raw.group_by((pl.col("start_s") // DAY).alias("day")).agg(pl.col("requests").sum()).sort("day")
     req = daily["requests"].to_numpy()
     assert got["covered_s"].to_list() == [float(DAY)] * 14
@@ -172,8 +167,8 @@ def test_day_over_day_of_the_pool(pool, raw) -> None:
 # --------------------------------------------------------------------------- concentration (pool)
 
 
-def test_client_shares_lorenz_and_gini(pool, raw) -> None:
-    shares = rates.client_shares(pool).frame
+def test_client_shares_lorenz_and_gini(m_large, raw) -> None:
+    shares = rates.client_shares(m_large).frame
     per_client = raw.group_by("client_id").agg(pl.col("requests").sum())
     x = np.sort(per_client["requests"].to_numpy())
     assert shares.height == 162 and shares["rank"].to_list() == list(range(1, 163))
@@ -182,21 +177,21 @@ def test_client_shares_lorenz_and_gini(pool, raw) -> None:
     # Gini as the mean absolute difference over twice the mean
     n = x.size
     mad_gini = np.abs(x[:, None] - x[None, :]).sum() / (2 * n * n * x.mean())
-    g = rates.gini(pool)
+    g = rates.gini(m_large)
     assert g.value == pytest.approx(mad_gini, rel=1e-9) and g.clients == 162
-    curve = rates.lorenz(pool).frame
+    curve = rates.lorenz(m_large).frame
     assert curve.row(0) == (0.0, 0.0) and curve.row(-1) == pytest.approx((1.0, 1.0))
     assert (curve["load_share"].diff().drop_nulls() >= 0).all()
     # the area between the Lorenz curve and the diagonal is half the Gini coefficient
     area = np.trapezoid(curve["load_share"].to_numpy(), curve["client_share"].to_numpy())
     assert 1 - 2 * area == pytest.approx(mad_gini, rel=1e-9)
     # from the client_shares table: the same
-    table = rates.client_shares(pool)
-    assert rates.gini(table) == g and rates.top_k_share(table, 10) == rates.top_k_share(pool, 10)
+    table = rates.client_shares(m_large)
+    assert rates.gini(table) == g and rates.top_k_share(table, 10) == rates.top_k_share(m_large, 10)
 
 
-def test_client_shares_list_clients_without_requests(pool) -> None:
-    quiet = pool.span(0, 600)
+def test_client_shares_list_clients_without_requests(m_large) -> None:
+    quiet = m_large.span(0, 600)
     shares = rates.client_shares(quiet).frame
     active = quiet.windows.filter(pl.col("rate_rps") > 0).height
     assert shares.height == 162
@@ -204,24 +199,24 @@ def test_client_shares_list_clients_without_requests(pool) -> None:
     assert shares["rank"][-1] == 162 and shares["cum_share"][-1] == pytest.approx(1.0)
 
 
-def test_top_k_series_stacks_to_the_total(pool) -> None:
+def test_top_k_series_stacks_to_the_total(m_large) -> None:
     k = 5
-    series = rates.top_k_series(pool, k, resolution_s=3600).frame
-    total = rates.rate_series(pool, resolution_s=3600).frame
-    top = rates.client_shares(pool).frame["client_id"].head(k).to_list()
+    series = rates.top_k_series(m_large, k, resolution_s=3600).frame
+    total = rates.rate_series(m_large, resolution_s=3600).frame
+    top = rates.client_shares(m_large).frame["client_id"].head(k).to_list()
     assert series["group"].unique(maintain_order=True).to_list() == [*top, "rest"]
     stacked = series.group_by("start_s").agg(pl.col("rate_rps").sum(), pl.col("share").sum()).sort("start_s")
     np.testing.assert_allclose(stacked["rate_rps"].to_numpy(), total["rate_rps"].to_numpy(), rtol=1e-9)
     np.testing.assert_allclose(stacked["share"].to_numpy(), 1.0, rtol=1e-9)
     one = series.filter(pl.col("group") == top[0])
-    per_hour = pool.windows.filter(pl.col("client_id") == top[0]).group_by(pl.col("start_s") // 3600 * 3600).agg(
+    per_hour = m_large.windows.filter(pl.col("client_id") == top[0]).group_by(pl.col("start_s") // 3600 * 3600).agg(
         (pl.col("rate_rps") * 600).sum().alias("req")
     ).sort("start_s")
     np.testing.assert_allclose(one["requests"].to_numpy(), per_hour["req"].to_numpy(), rtol=1e-12)
 
 
-def test_client_stability_and_the_top_clients_share_of_variance(pool, raw) -> None:
-    stab = rates.client_stability(pool, k=10).frame
+def test_client_stability_and_the_top_clients_share_of_variance(m_large, raw) -> None:
+    stab = rates.client_stability(m_large, k=10).frame
     daily = raw.group_by("client_id", (pl.col("start_s") // DAY).alias("day")).agg(pl.col("requests").sum())
     for cid in stab["client_id"].head(3).to_list() + stab["client_id"].tail(2).to_list():
         v = daily.filter(pl.col("client_id") == cid).sort("day")["requests"].to_numpy() / DAY
@@ -230,7 +225,7 @@ def test_client_stability_and_the_top_clients_share_of_variance(pool, raw) -> No
         assert row["mean_daily_rps"] == pytest.approx(v.mean(), rel=1e-9)
     assert stab["top_k"].sum() == 10 and stab.head(10)["top_k"].all()
 
-    summary = rates.stability_summary(pool, k=10).frame
+    summary = rates.stability_summary(m_large, k=10).frame
     top_ids = stab["client_id"].head(10).to_list()
     wide = daily.with_columns(pl.col("client_id").is_in(top_ids).alias("top")).group_by("day", "top").agg(
         pl.col("requests").sum()
@@ -248,15 +243,15 @@ def test_client_stability_and_the_top_clients_share_of_variance(pool, raw) -> No
     assert row["variance_share"] > 0.5
 
 
-def test_tables_give_the_same_results_as_sources(pool) -> None:
-    daily = rates.daily_volumes(pool)
+def test_tables_give_the_same_results_as_sources(m_large) -> None:
+    daily = rates.daily_volumes(m_large)
     assert daily.frame.height == 162 * 14
-    assert rates.client_shares(daily).frame.equals(rates.client_shares(pool).frame)
-    assert rates.day_over_day(daily).frame.equals(rates.day_over_day(pool).frame)
-    assert rates.client_stability(daily).frame.equals(rates.client_stability(pool).frame)
-    assert rates.peak_trough(rates.rate_series(pool, resolution_s=3600)) == rates.peak_trough(pool, resolution_s=3600)
+    assert rates.client_shares(daily).frame.equals(rates.client_shares(m_large).frame)
+    assert rates.day_over_day(daily).frame.equals(rates.day_over_day(m_large).frame)
+    assert rates.client_stability(daily).frame.equals(rates.client_stability(m_large).frame)
+    assert rates.peak_trough(rates.rate_series(m_large, resolution_s=3600)) == rates.peak_trough(m_large, resolution_s=3600)
     with pytest.raises(ValueError, match="rate_series"):
-        rates.peak_trough(rates.client_shares(pool))
+        rates.peak_trough(rates.client_shares(m_large))
 
 
 # --------------------------------------------------------------------------- traces
@@ -387,12 +382,12 @@ def test_degenerate_input_gives_empty_results_with_reasons(case: str, azure) -> 
             assert "client_id" in result.reason
 
 
-def test_one_day_and_one_client_need_more(pool) -> None:
-    one_day = pool.span(0, DAY)
+def test_one_day_and_one_client_need_more(m_large) -> None:
+    one_day = m_large.span(0, DAY)
     for call in (rates.day_over_day, rates.client_stability, rates.stability_summary):
         r = call(one_day)
         assert not r.ok and "single day" in r.reason
-    one = pool.select_clients(["61"])
+    one = m_large.select_clients(["61"])
     assert not rates.gini(one).ok and not rates.lorenz(one).ok
     assert rates.top_k_share(one, 3).share == 1.0
 
@@ -403,11 +398,11 @@ def test_all_requests_at_one_instant(azure) -> None:
     assert not r.ok and "0 s" in r.reason
 
 
-def test_invalid_options_raise(pool) -> None:
+def test_invalid_options_raise(m_large) -> None:
     with pytest.raises(ValueError):
-        rates.rate_series(pool, resolution_s=0)
+        rates.rate_series(m_large, resolution_s=0)
     with pytest.raises(ValueError):
-        rates.top_k_share(pool, 0)
+        rates.top_k_share(m_large, 0)
     with pytest.raises(TypeError):
         rates.rate_series({"timestamp_s": [1.0]})
-    assert math.isfinite(rates.peak_trough(pool, resolution_s=86400).ratio)
+    assert math.isfinite(rates.peak_trough(m_large, resolution_s=86400).ratio)

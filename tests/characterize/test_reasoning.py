@@ -10,20 +10,9 @@ import pytest
 from scipy import stats as sps
 
 from servegen_core.characterize import reasoning as R
-from servegen_core.sources.pool import load_pool
 from servegen_core.schema import empty_trace, validate_trace
 
 from _reference import assert_empty, assert_no_nan, cell_requests, pool_weighted, stats, weighted_mean
-
-
-@pytest.fixture(scope="module")
-def r1(servegen_dir):
-    return load_pool(servegen_dir, "reason/deepseek-r1")
-
-
-@pytest.fixture(scope="module")
-def m_large(servegen_dir):
-    return load_pool(servegen_dir, "language/m-large")
 
 
 def trace_with(ratio=None, output=None, clients=None, **extra) -> pl.DataFrame:
@@ -53,20 +42,20 @@ def bc_reference(x: np.ndarray) -> float:
 # ---------------------------------------------------------------------------------------------
 
 
-def test_reason_ratio_bins_are_k_over_501(r1):
-    values = r1.distributions.filter(pl.col("field") == "reason_ratio")["value"].unique().to_numpy()
+def test_reason_ratio_bins_are_k_over_501(deepseek_r1):
+    values = deepseek_r1.distributions.filter(pl.col("field") == "reason_ratio")["value"].unique().to_numpy()
     k = values * 501
     assert np.abs(k - np.round(k)).max() < 1e-9
     assert np.abs(values * 500 - np.round(values * 500)).max() > 0.1  # not k/500
-    res = R.reason_ratio_distribution(r1)
+    res = R.reason_ratio_distribution(deepseek_r1)
     assert res.grid_denominator == 501
     assert R.ratio_grid(np.arange(0, 501) / 500) == 500
     assert R.ratio_grid(np.array([0.5, 1 / np.pi])) is None
 
 
-def test_reason_ratio_distribution_matches_reference(r1):
-    ref = pool_weighted(r1, "reason_ratio")
-    res = R.reason_ratio_distribution(r1)
+def test_reason_ratio_distribution_matches_reference(deepseek_r1):
+    ref = pool_weighted(deepseek_r1, "reason_ratio")
+    res = R.reason_ratio_distribution(deepseek_r1)
     exp = stats(ref["value"].to_numpy(), ref["weight"].to_numpy())
     row = res.summary.row(0, named=True)
     assert row["mean"] == pytest.approx(exp["mean"], rel=1e-9)
@@ -77,30 +66,30 @@ def test_reason_ratio_distribution_matches_reference(r1):
     assert res.frame["reason_ratio"].to_list() == agg["value"].to_list()
 
 
-def test_pool_reasoning_share_and_sampled_tokens(r1):
-    out = pool_weighted(r1, "output_tokens")
-    rat = pool_weighted(r1, "reason_ratio")
+def test_pool_reasoning_share_and_sampled_tokens(deepseek_r1):
+    out = pool_weighted(deepseek_r1, "output_tokens")
+    rat = pool_weighted(deepseek_r1, "reason_ratio")
     cell_out = out.group_by("client_id", "start_s").agg((pl.col("value") * pl.col("weight")).sum().alias("tok"), pl.col("weight").sum().alias("req"))
     cell_rat = rat.group_by("client_id", "start_s").agg(((pl.col("value") * pl.col("weight")).sum() / pl.col("weight").sum()).alias("ratio"))
     cells = cell_out.join(cell_rat, on=["client_id", "start_s"])
     share = float((cells["tok"] * cells["ratio"]).sum() / cells["tok"].sum())
     mean_reasoning = float((cells["tok"] * cells["ratio"]).sum() / cells["req"].sum())
-    res = R.reasoning_tokens(r1, sample_size=300_000, seed=5)
+    res = R.reasoning_tokens(deepseek_r1, sample_size=300_000, seed=5)
     assert res.reasoning_share == pytest.approx(share, rel=1e-9)
     s = {r["quantity"]: r for r in res.summary.iter_rows(named=True)}
     # Sampled draws keep the expected values (independence within a cell): 2 % tolerance.
     assert s["reasoning"]["mean"] == pytest.approx(mean_reasoning, rel=0.02)
     assert s["output"]["mean"] == pytest.approx(float(cell_out["tok"].sum() / cell_out["req"].sum()), rel=0.02)
     assert s["answer"]["mean"] == pytest.approx(s["output"]["mean"] - s["reasoning"]["mean"], rel=1e-9)
-    assert res.requests == pytest.approx(float(cell_requests(r1).join(out.select("client_id", "start_s").unique(), on=["client_id", "start_s"])["requests"].sum()), rel=1e-9)
+    assert res.requests == pytest.approx(float(cell_requests(deepseek_r1).join(out.select("client_id", "start_s").unique(), on=["client_id", "start_s"])["requests"].sum()), rel=1e-9)
     for q in ("output", "reasoning", "answer"):
         assert res.histogram.filter(pl.col("quantity") == q)["prob"].sum() == pytest.approx(1.0)
     assert_no_nan(res)
 
 
-def test_pool_ratio_bimodality(r1):
-    res = R.bimodality(r1)
-    ref = pool_weighted(r1, "reason_ratio")
+def test_pool_ratio_bimodality(deepseek_r1):
+    res = R.bimodality(deepseek_r1)
+    ref = pool_weighted(deepseek_r1, "reason_ratio")
     x, w = ref["value"].to_numpy(), ref["weight"].to_numpy()
     n = w.sum()
     m = weighted_mean(x, w)
@@ -122,13 +111,13 @@ def test_pool_ratio_bimodality(r1):
     assert_no_nan(res)
 
 
-def test_pool_per_client_bimodality(r1):
-    res = R.bimodality(r1, per_client=True, min_requests=1000)
+def test_pool_per_client_bimodality(deepseek_r1):
+    res = R.bimodality(deepseek_r1, per_client=True, min_requests=1000)
     per = res.per_client
-    req = cell_requests(r1).group_by("client_id").agg(pl.col("requests").sum())
+    req = cell_requests(deepseek_r1).group_by("client_id").agg(pl.col("requests").sum())
     big = set(req.filter(pl.col("requests") >= 1000)["client_id"].to_list())
     assert set(per["client_id"].to_list()) <= big and len(per) >= len(big) - 2
-    ref = pool_weighted(r1, "reason_ratio")
+    ref = pool_weighted(deepseek_r1, "reason_ratio")
     c = per["client_id"][0]
     mine = ref.filter(pl.col("client_id") == c)
     x, w = mine["value"].to_numpy(), mine["weight"].to_numpy()
@@ -269,12 +258,12 @@ def test_trace_without_reasoning_columns(traces_dir):
         assert_empty(r, "no reason")
 
 
-def test_empty_inputs(r1):
+def test_empty_inputs(deepseek_r1):
     for r in _all(empty_trace(("reason_ratio",))):
         assert_empty(r, "empty trace")
-    for r in _all(r1.span(10**9, 10**9 + 600)):
+    for r in _all(deepseek_r1.span(10**9, 10**9 + 600)):
         assert_empty(r, "empty selection")
-    zero = dataclasses.replace(r1, windows=r1.windows.with_columns(pl.lit(0.0).alias("rate_rps")))
+    zero = dataclasses.replace(deepseek_r1, windows=deepseek_r1.windows.with_columns(pl.lit(0.0).alias("rate_rps")))
     for r in _all(zero):
         assert_empty(r, "rates are zero")
 

@@ -11,18 +11,12 @@ import pytest
 from scipy import stats as sps
 
 from servegen_core.errors import SpecError
-from servegen_core.sources.pool import load_pool
 from servegen_core.result import Table
 from servegen_core.schema import empty_trace, validate_trace
 from servegen_core.characterize.summary import BASE_COLUMNS, client_summary, filter_clients
 from servegen_core.sources.traces import load_trace
 
 from _reference import assert_empty, assert_no_nan, pool_weighted, stats, weighted_mean
-
-
-@pytest.fixture(scope="module")
-def m_large(servegen_dir):
-    return load_pool(servegen_dir, "language/m-large")
 
 
 @pytest.fixture(scope="module")
@@ -84,8 +78,8 @@ def test_pool_lengths_and_flag(m_large, large_summary, servegen_dir):
     assert_no_nan(large_summary)
 
 
-def test_multimodal_pool_columns(servegen_dir):
-    mm = load_pool(servegen_dir, "multimodal/mm-image")
+def test_multimodal_pool_columns(mm_image):
+    mm = mm_image
     s = client_summary(mm).frame
     for c in ("image_token_share", "image_request_share", "image_count_mean", "text_tokens_mean", "image_tokens_mean"):
         assert c in s.columns
@@ -104,8 +98,8 @@ def test_multimodal_pool_columns(servegen_dir):
     assert_no_nan(client_summary(mm))
 
 
-def test_reasoning_pool_columns(servegen_dir):
-    r1 = load_pool(servegen_dir, "reason/deepseek-r1")
+def test_reasoning_pool_columns(deepseek_r1):
+    r1 = deepseek_r1
     s = client_summary(r1).frame
     out = pool_weighted(r1, "output_tokens")
     rat = pool_weighted(r1, "reason_ratio")

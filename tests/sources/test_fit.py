@@ -11,7 +11,8 @@ import numpy as np
 import polars as pl
 import pytest
 
-from servegen_core.characterize.arrivals import fit_interarrivals, implied_cv
+from servegen_core.characterize.arrivals import fit_interarrivals
+from servegen_core.renewal import implied_cv
 from servegen_core.sources.fit import fit_gap_groups, length_correlation, pool_from_trace
 from servegen_core.sources.pool import DISTRIBUTION_SCHEMA, LENGTH_WINDOW_SCHEMA, WINDOW_SCHEMA, ClientPool
 from servegen_core.sources.traces import load_trace

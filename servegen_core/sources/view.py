@@ -1,39 +1,102 @@
-"""Weighted values: the common reduction of ClientPools and RequestTraces for length statistics.
+"""THE pool-or-trace layer: one view of a ClientPool or a RequestTrace for every characterization.
 
-Both sources become the same per-row arrays (:class:`FieldData`): a value code, a weight, a
-client code and a window code.
+A characterization function accepts a :data:`Source`: a :class:`~servegen_core.sources.pool.ClientPool`
+(recorded per-window statistics) or a RequestTrace (a Polars frame, one row per request). This
+module turns either into the arrays the statistics need, and turns missing data into a
+:class:`NoData` reason (a ``str``) instead of an exception.
 
-- A RequestTrace gives one row of weight 1 per request; its window is the ``window_s``-long
-  slice (default 6 h) holding the request's timestamp.
-- A ClientPool gives one row per PDF bin of each (client, length window); the bin's weight
-  is ``prob * requests``, where ``requests`` is the client's load in that length window: the
-  sum of ``rate_rps * duration_s`` over its arrival windows starting inside it.
+No data
+    :func:`pool_no_data` and :func:`trace_no_data` say why a source holds nothing to compute
+    (:data:`EMPTY_POOL`, :data:`ZERO_RATE_POOL`, :data:`EMPTY_TRACE`, :func:`missing_column`), or
+    return None; every characterization words "no data" through them.
+Arrivals
+    :func:`pool_load` (the pool's windows with ``requests = rate_rps * duration_s``),
+    :func:`pool_bins`, :func:`trace_times` (the trace's timestamps sorted, with the sort order)
+    and :func:`trace_clients` (a :class:`TraceClients`: each request's client as a small integer
+    code, the ids in numeric order and the requests per code).
+Weighted values (length statistics)
+    Both sources become the same per-row arrays (:class:`FieldData`, :func:`field_data`): a value
+    code, a weight, a client code and a window code. A RequestTrace gives one row of weight 1 per
+    request; its window is the ``window_s``-long slice (default 6 h) holding the request's
+    timestamp. A ClientPool gives one row per PDF bin of each (client, length window); the bin's
+    weight is ``prob * requests``, where ``requests`` is the client's load in that length window:
+    the sum of ``rate_rps * duration_s`` over its arrival windows starting inside it.
+    :func:`group` then sums weights per (group, value) into a :class:`Grouped` — entries sorted by
+    group and value with a global cumulative sum — from which means, inverse-CDF percentiles,
+    PDFs and inverse-CDF samples of every group come out of a few vectorized numpy calls;
+    :func:`sample_pool` draws requests from a pool's per-window marginals.
 
-:func:`group` then sums weights per (group, value) into a :class:`Grouped` — entries sorted
-by group and value with a global cumulative sum — from which means, inverse-CDF percentiles,
-PDFs and inverse-CDF samples of every group come out of a few vectorized numpy calls.
+Caching: the values derived from a source are held by the source object itself, not by a
+module-level table. A pool keeps them in its :attr:`~servegen_core.sources.pool.ClientPool.derived`
+dict; a pool is frozen, so an entry stays valid, and it is freed with the pool. A trace keeps them
+in the attribute :data:`TRACE_CACHE_ATTRIBUTE` of the frame object (a Polars DataFrame is
+unhashable, so a ``WeakKeyDictionary`` cannot key it, but it takes attributes), together with a
+fingerprint of the frame (shape, schema, numeric data buffers and a strided sample of rows) that
+every use checks, in case the frame was changed in place; a frame that refuses the attribute is
+simply not cached. Nothing else is cached.
 
-Caching: a pool's per-row arrays, and each grouping of them, are computed once per pool object
-and kept in a small cache keyed by the object's identity (held through a weak reference, so a
-dropped pool frees its entry); a pool is frozen, so the entry stays valid. A trace's codes
-(clients, windows, values) are kept the same way, guarded by a fingerprint of the frame (shape,
-schema and a strided sample of rows) in case a frame is changed in place. Nothing else is
-cached.
+Nothing here loops per request.
 """
 
 from __future__ import annotations
 
-import threading
-import weakref
-from collections import OrderedDict
+import functools
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 import numpy as np
 import polars as pl
 
 from servegen_core.sources.pool import ClientPool, client_sort_key
 
+__all__ = [
+    "DEFAULT_TRACE_WINDOW_S",
+    "EMPTY_POOL",
+    "EMPTY_TRACE",
+    "SECONDS_PER_DAY",
+    "SECONDS_PER_HOUR",
+    "TRACE_CACHE_ATTRIBUTE",
+    "ZERO_RATE_POOL",
+    "FieldData",
+    "Grouped",
+    "NoData",
+    "PoolSample",
+    "Source",
+    "TraceClients",
+    "TraceTimes",
+    "cell_keys",
+    "check_positive",
+    "client_order",
+    "dense_codes",
+    "field_data",
+    "grid_denominator",
+    "group",
+    "is_pool",
+    "missing_column",
+    "pool_bins",
+    "pool_clients",
+    "pool_clients_without_lengths",
+    "pool_field_data",
+    "pool_fields",
+    "pool_load",
+    "pool_no_data",
+    "pool_window_clients",
+    "pool_window_requests",
+    "sample_pool",
+    "subset",
+    "trace_clients",
+    "trace_derived",
+    "trace_field_data",
+    "trace_no_data",
+    "trace_times",
+]
+
+#: What every characterization accepts: a client pool or a request trace.
 Source = ClientPool | pl.DataFrame
+
+SECONDS_PER_DAY = 86400
+SECONDS_PER_HOUR = 3600
 
 #: Window of a RequestTrace's per-window statistics unless told otherwise (the pools' 6 h).
 DEFAULT_TRACE_WINDOW_S = 21600
@@ -43,9 +106,251 @@ _DENSE_LIMIT = 1 << 23
 #: Largest value range turned into codes with ``np.bincount`` rather than a sort.
 _RANGE_LIMIT = 1 << 26
 
+#: Attribute of a trace frame that holds the values derived from it (see the module docstring).
+TRACE_CACHE_ATTRIBUTE = "servegen_derived"
+_FINGERPRINT_ROWS = 32
+
+_T = TypeVar("_T")
+
+
+# ---------------------------------------------------------------------------------------------
+# Sources and "no data"
+# ---------------------------------------------------------------------------------------------
+
 
 class NoData(str):
     """A reason why there is nothing to compute (returned instead of data)."""
+
+
+#: The reasons every characterization gives for a source without requests.
+EMPTY_POOL = NoData("empty selection: the pool has no arrival windows")
+ZERO_RATE_POOL = NoData("all rates are zero: the selection holds no requests")
+EMPTY_TRACE = NoData("empty trace: no requests")
+
+
+def missing_column(column: str) -> NoData:
+    """The reason for a trace without ``column``."""
+    return NoData(f"the trace has no {column!r} column")
+
+
+def is_pool(source: object) -> bool:
+    """True for a ClientPool, False for a RequestTrace frame; any other type is a TypeError."""
+    if isinstance(source, ClientPool):
+        return True
+    if isinstance(source, pl.DataFrame):
+        return False
+    msg = f"expected a ClientPool or a RequestTrace (polars DataFrame), got {type(source).__name__}"
+    raise TypeError(msg)
+
+
+def check_positive(name: str, value: float) -> None:
+    if not value > 0:
+        msg = f"{name} must be positive, got {value}"
+        raise ValueError(msg)
+
+
+def pool_no_data(pool: ClientPool) -> NoData | None:
+    """Why a pool holds no requests at all (:data:`EMPTY_POOL`, :data:`ZERO_RATE_POOL`), or None."""
+    if pool.windows.height == 0:
+        return EMPTY_POOL
+    if not (pool.windows["rate_rps"] > 0).any():
+        return ZERO_RATE_POOL
+    return None
+
+
+def trace_no_data(df: pl.DataFrame, *columns: str) -> NoData | None:
+    """Why a trace cannot give a statistic needing ``columns`` (always ``timestamp_s``), or None."""
+    needed = ["timestamp_s", *[c for c in columns if c != "timestamp_s"]]
+    missing = [c for c in needed if c not in df.columns]
+    if missing:
+        return NoData(f"the trace has no {', '.join(repr(c) for c in missing)} column")
+    if df.height == 0:
+        return EMPTY_TRACE
+    for c in needed:
+        nulls = df[c].null_count()
+        if nulls:
+            return NoData(f"the trace's {c!r} column has {nulls} missing value(s)")
+    ts = df["timestamp_s"]
+    if not ts.dtype.is_numeric():
+        return NoData(f"the trace's 'timestamp_s' column is {ts.dtype}, not numeric")
+    if ts.dtype.is_float() and not ts.is_finite().all():
+        return NoData("the trace's 'timestamp_s' column has non-finite values")
+    return None
+
+
+# ---------------------------------------------------------------------------------------------
+# Values derived from a source, held by the source
+# ---------------------------------------------------------------------------------------------
+
+
+def _derived(store: dict[tuple, object], key: tuple, compute: Callable[[], _T]) -> _T:
+    """``store[key]``, computed by ``compute`` the first time."""
+    if key not in store:
+        store[key] = compute()
+    return store[key]  # type: ignore[return-value]
+
+
+def _column_buffer(col: pl.Series) -> int | str:
+    """Address of a numeric column's data buffer (a cell set in place gets a new buffer)."""
+    if col.dtype.is_numeric() and col.n_chunks() == 1 and not col.null_count():
+        try:
+            return int(col.to_numpy(allow_copy=False).__array_interface__["data"][0])
+        except (RuntimeError, ValueError, TypeError):
+            pass
+    return "-"
+
+
+def _trace_fingerprint(trace: pl.DataFrame) -> tuple:
+    """What a cached entry must still match: shape, schema, the data buffers of numeric
+    columns (Polars writes a changed cell into a new buffer) and a strided sample of rows
+    (for the other columns)."""
+    idx = np.unique(np.linspace(0, trace.height - 1, _FINGERPRINT_ROWS).astype(np.int64)) if trace.height else []
+    return (
+        trace.height,
+        tuple((k, str(v)) for k, v in trace.schema.items()),
+        tuple(_column_buffer(c) for c in trace.get_columns()),
+        tuple(map(str, trace[idx].rows())),
+    )
+
+
+def trace_derived(trace: pl.DataFrame) -> dict[tuple, object]:
+    """The store of values derived from ``trace``, held by the frame (:data:`TRACE_CACHE_ATTRIBUTE`).
+
+    Polars frames are not changed in place by this project; the fingerprint guards against a
+    frame changed in place nevertheless (any numeric cell; for string columns, the sampled
+    rows): a frame that no longer matches gets a new, empty store. Code that edits a string
+    column of a frame in place should pass a new frame. A frame that takes no attribute gets a
+    new store on every call (nothing is cached).
+    """
+    fp = _trace_fingerprint(trace)
+    held = getattr(trace, TRACE_CACHE_ATTRIBUTE, None)
+    if isinstance(held, tuple) and len(held) == 2 and held[0] == fp:
+        return held[1]
+    store: dict[tuple, object] = {}
+    try:
+        setattr(trace, TRACE_CACHE_ATTRIBUTE, (fp, store))
+    except (AttributeError, TypeError):
+        pass
+    return store
+
+
+# ---------------------------------------------------------------------------------------------
+# Arrivals: pool windows, trace timestamps and client codes
+# ---------------------------------------------------------------------------------------------
+
+
+def pool_load(pool: ClientPool) -> pl.DataFrame:
+    """The pool's windows with a ``requests`` column (``rate_rps * duration_s``, float64)."""
+    return pool.windows.with_columns((pl.col("rate_rps") * pl.col("duration_s")).alias("requests"))
+
+
+def pool_bins(pool: ClientPool, resolution_s: int) -> pl.Expr:
+    """Expression: start of the ``resolution_s`` bin holding each window; checks the grid fits."""
+    check_positive("resolution_s", resolution_s)
+    if resolution_s % pool.window_s:
+        msg = (
+            f"resolution_s={resolution_s} is not a multiple of the pool's {pool.window_s} s arrival "
+            "windows; a pool can only be summed over whole windows"
+        )
+        raise ValueError(msg)
+    return (pl.col("start_s") // resolution_s) * resolution_s
+
+
+@dataclass(frozen=True)
+class TraceTimes:
+    """Sorted timestamps of a trace; ``order`` is the sorting permutation (None if already sorted)."""
+
+    ts: np.ndarray
+    order: np.ndarray | None
+
+    @property
+    def end_s(self) -> float:
+        """Time of the last request: the trace spans ``[0, end_s]`` (timestamp_s counts from its start)."""
+        return float(self.ts[-1])
+
+
+def trace_times(df: pl.DataFrame) -> TraceTimes:
+    """The trace's timestamps as sorted float64 (call :func:`trace_no_data` first); kept with the frame."""
+    return _derived(trace_derived(df), ("times",), lambda: _sorted_times(df))
+
+
+def _sorted_times(df: pl.DataFrame) -> TraceTimes:
+    ts = df["timestamp_s"].cast(pl.Float64).to_numpy()
+    if ts.size > 1 and bool((ts[1:] < ts[:-1]).any()):
+        order = np.argsort(ts, kind="stable")
+        return TraceTimes(ts[order], order)
+    return TraceTimes(ts, None)
+
+
+@dataclass(frozen=True)
+class TraceClients:
+    """Client of each request of a trace as a small integer code, in the frame's row order.
+
+    ``codes`` (unsigned, ``< ncodes``; one or two bytes per request when the ids are few, which
+    lets numpy radix-sort them) are the frame's categorical codes; ``ids`` lists the clients in
+    numeric order of their ids and ``rank[code]`` is the position of a code's id in ``ids`` (-1
+    for codes no request uses); ``counts[code]`` is the code's number of requests.
+    :attr:`id_codes` gives each request the position of its id in ``ids`` instead, and
+    :meth:`in_time_order` the codes aligned with :attr:`TraceTimes.ts`.
+    """
+
+    codes: np.ndarray
+    ncodes: int
+    ids: tuple[str, ...]
+    rank: np.ndarray
+    counts: np.ndarray
+
+    @functools.cached_property
+    def id_codes(self) -> np.ndarray:
+        """Per request (frame order): the index of its client in ``ids`` (int32)."""
+        return self.rank[self.codes].astype(np.int32)
+
+    def in_time_order(self, times: TraceTimes) -> np.ndarray:
+        """``codes`` aligned with the sorted timestamps ``times.ts`` of the same frame."""
+        return self.codes if times.order is None else self.codes[times.order]
+
+    def per_client(self, values_by_code: np.ndarray) -> np.ndarray:
+        """Reorder an array indexed by code (first axis) into ``ids`` order."""
+        out = np.empty((len(self.ids), *values_by_code.shape[1:]), dtype=values_by_code.dtype)
+        used = self.rank >= 0
+        out[self.rank[used]] = values_by_code[np.flatnonzero(used)]
+        return out
+
+
+def trace_clients(df: pl.DataFrame) -> TraceClients:
+    """Client codes of a trace (call :func:`trace_no_data` with ``"client_id"`` first); kept with the frame."""
+    return _derived(trace_derived(df), ("clients",), lambda: _client_codes(df))
+
+
+def _client_codes(df: pl.DataFrame) -> TraceClients:
+    """The ids are hashed once by a cast to Categorical; its physical codes are used directly
+    when they are small (one byte or two per request), otherwise remapped densely. The id of
+    a code is read back from the Categorical's categories (``Series.cat.to``)."""
+    col = df["client_id"]
+    if col.dtype not in (pl.String, pl.Categorical):
+        col = col.cast(pl.String)
+    cat = col.cast(pl.Categorical)
+    phys = cat.to_physical().to_numpy()
+    maxc = int(phys.max())
+    small = maxc < 1 << 16
+    codes = phys.astype(np.uint8 if maxc < 1 << 8 else np.uint16) if small else phys
+    counts = np.bincount(codes, minlength=maxc + 1)
+    present = np.flatnonzero(counts)
+    names = pl.Series(present, dtype=pl.UInt32).cat.to(cat.dtype).cast(pl.String).to_list()
+    by_id = sorted(range(len(names)), key=lambda i: client_sort_key(names[i]))
+    ids = [names[i] for i in by_id]
+    if small:
+        rank = np.full(maxc + 1, -1, dtype=np.int64)
+        rank[present[by_id]] = np.arange(len(ids))
+        ncodes = maxc + 1
+    else:
+        lut = np.zeros(maxc + 1, dtype=np.uint32)
+        lut[present[by_id]] = np.arange(len(ids), dtype=np.uint32)
+        codes = lut[phys]
+        counts = counts[present[by_id]]
+        ncodes = len(ids)
+        rank = np.arange(len(ids), dtype=np.int64)
+    return TraceClients(codes, ncodes, tuple(ids), rank, counts)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -121,28 +426,6 @@ def client_order(ids: list[str] | tuple[str, ...]) -> list[str]:
     return sorted(ids, key=client_sort_key)
 
 
-def trace_client_codes(trace: pl.DataFrame) -> tuple[np.ndarray, tuple[str, ...]]:
-    """Per-request client code (int32) and the clients in display order.
-
-    The ids are hashed once by a cast to Categorical; its physical codes are mapped to the
-    position of their id in display order with a lookup table.
-    """
-    col = trace["client_id"]
-    if col.dtype != pl.String:
-        col = col.cast(pl.String)
-    cat = col.cast(pl.Categorical)
-    uniq = cat.unique()
-    uids = uniq.cast(pl.String).to_list()
-    ids = tuple(client_order(uids))
-    if len(ids) == 1:
-        return np.zeros(trace.height, dtype=np.int32), ids
-    ucodes = uniq.to_physical().to_numpy().astype(np.int64)
-    pos = {c: i for i, c in enumerate(ids)}
-    lut = np.zeros(int(ucodes.max()) + 1, dtype=np.int32)
-    lut[ucodes] = np.array([pos[c] for c in uids], dtype=np.int32)
-    return lut[cat.to_physical().to_numpy()], ids
-
-
 # ---------------------------------------------------------------------------------------------
 # Field data
 # ---------------------------------------------------------------------------------------------
@@ -186,47 +469,14 @@ class _PoolIndex:
     prob: np.ndarray  # per row
 
 
-_CACHE_LOCK = threading.Lock()
-_POOL_CACHE: OrderedDict[int, tuple[weakref.ref, dict]] = OrderedDict()
-_POOL_CACHE_SIZE = 4
-
-
-def _pool_cache(pool: ClientPool) -> dict:
-    key = id(pool)
-    with _CACHE_LOCK:
-        hit = _POOL_CACHE.get(key)
-        if hit is not None and hit[0]() is pool:
-            _POOL_CACHE.move_to_end(key)
-            return hit[1]
-        entry: dict = {}
-        _POOL_CACHE[key] = (weakref.ref(pool, lambda _r, k=key: _drop(k)), entry)
-        while len(_POOL_CACHE) > _POOL_CACHE_SIZE:
-            _POOL_CACHE.popitem(last=False)
-        return entry
-
-
-def _drop(key: int) -> None:
-    with _CACHE_LOCK:
-        hit = _POOL_CACHE.get(key)
-        if hit is not None and hit[0]() is None:
-            del _POOL_CACHE[key]
-
-
-def _cached(pool: ClientPool, key: str, compute):
-    cache = _pool_cache(pool)
-    if key not in cache:
-        cache[key] = compute()
-    return cache[key]
-
-
 def pool_clients(pool: ClientPool) -> tuple[str, ...]:
     """``pool.client_ids``, computed once per pool object."""
-    return _cached(pool, "clients", lambda: pool.client_ids)
+    return _derived(pool.derived, ("clients",), lambda: pool.client_ids)
 
 
 def pool_clients_without_lengths(pool: ClientPool) -> tuple[str, ...]:
     """``pool.clients_without_lengths``, computed once per pool object."""
-    return _cached(pool, "without_lengths", lambda: pool.clients_without_lengths)
+    return _derived(pool.derived, ("without_lengths",), lambda: pool.clients_without_lengths)
 
 
 def pool_fields(pool: ClientPool) -> tuple[str, ...]:
@@ -289,7 +539,7 @@ def pool_window_clients(pool: ClientPool) -> np.ndarray:
         pos = {c: i for i, c in enumerate(clients)}
         return np.array([pos[c] for c in uniq], dtype=np.int64)[code] if code.size else code.astype(np.int64)
 
-    return _cached(pool, "window_clients", compute)
+    return _derived(pool.derived, ("window_clients",), compute)
 
 
 def _pool_requests_by_run(pool: ClientPool, clients: tuple[str, ...]) -> tuple[np.ndarray, int]:
@@ -332,9 +582,11 @@ def _run_starts(frame: pl.DataFrame, columns: tuple[str, ...]) -> np.ndarray:
 
 
 def _pool_index(pool: ClientPool) -> _PoolIndex:
-    cache = _pool_cache(pool)
-    if "index" in cache:
-        return cache["index"]
+    """The pool's :class:`_PoolIndex`, computed once per pool object."""
+    return _derived(pool.derived, ("index",), lambda: _build_pool_index(pool))
+
+
+def _build_pool_index(pool: ClientPool) -> _PoolIndex:
     D = pool.distributions
     starts = _run_starts(D, ("client_id", "start_s", "field"))
     runs = D[["client_id", "start_s", "field"]].gather(starts)
@@ -358,7 +610,7 @@ def _pool_index(pool: ClientPool) -> _PoolIndex:
             .fill_null(0.0)
             .to_numpy()
         )
-    index = _PoolIndex(
+    return _PoolIndex(
         run_first=starts,
         run_len=np.diff(np.append(starts, D.height)),
         run_client=run_client,
@@ -370,8 +622,6 @@ def _pool_index(pool: ClientPool) -> _PoolIndex:
         value=_column_array(D["value"]),
         prob=_column_array(D["prob"]),
     )
-    cache["index"] = index
-    return index
 
 
 def _window_s(source: Source, window_s: int | None) -> int:
@@ -393,23 +643,15 @@ def _window_s(source: Source, window_s: int | None) -> int:
     return w
 
 
-def pool_no_data(pool: ClientPool) -> NoData | None:
-    """Why a pool has no requests at all, or None."""
-    if pool.windows.height == 0:
-        return NoData("empty selection: the pool has no arrival windows")
-    if not float(pool.windows["rate_rps"].sum()) > 0:
-        return NoData("all rates are zero: the selection holds no requests")
-    return None
-
-
 def pool_field_data(pool: ClientPool, field: str, *, window_s: int | None = None) -> FieldData | NoData:
+    """A pool's field as weighted per-bin rows (see the module docstring), kept with the pool."""
     w = _window_s(pool, window_s)
     if reason := pool_no_data(pool):
         return reason
     if pool.distributions.height == 0:
         n = len(pool_clients_without_lengths(pool))
         return NoData(f"no length data: none of the selected clients has length distributions ({n} without)")
-    cache = _pool_cache(pool)
+    cache = pool.derived
     key = ("field", field, w)
     if key in cache:
         return cache[key]
@@ -460,73 +702,6 @@ def pool_field_data(pool: ClientPool, field: str, *, window_s: int | None = None
     return fd
 
 
-_TRACE_CACHE: OrderedDict[int, tuple[weakref.ref, tuple, dict]] = OrderedDict()
-_TRACE_CACHE_SIZE = 2
-_FINGERPRINT_ROWS = 32
-
-
-def _column_buffer(col: pl.Series) -> int | str:
-    """Address of a numeric column's data buffer (a cell set in place gets a new buffer)."""
-    if col.dtype.is_numeric() and col.n_chunks() == 1 and not col.null_count():
-        try:
-            return int(col.to_numpy(allow_copy=False).__array_interface__["data"][0])
-        except (RuntimeError, ValueError, TypeError):
-            pass
-    return "-"
-
-
-def _trace_fingerprint(trace: pl.DataFrame) -> tuple:
-    """What a cached entry must still match: shape, schema, the data buffers of numeric
-    columns (Polars writes a changed cell into a new buffer) and a strided sample of rows
-    (for the other columns)."""
-    idx = np.unique(np.linspace(0, trace.height - 1, _FINGERPRINT_ROWS).astype(np.int64)) if trace.height else []
-    return (
-        trace.height,
-        tuple((k, str(v)) for k, v in trace.schema.items()),
-        tuple(_column_buffer(c) for c in trace.get_columns()),
-        tuple(map(str, trace[idx].rows())),
-    )
-
-
-def _trace_cache(trace: pl.DataFrame) -> dict:
-    """Per-trace store of codes, keyed by the frame's identity (weak) and its fingerprint.
-
-    Polars frames are not changed in place by this project; the fingerprint guards against a
-    frame changed in place nevertheless (any numeric cell; for string columns, the sampled
-    rows). Code that edits a string column of a frame in place should pass a new frame.
-    """
-    key = id(trace)
-    fp = _trace_fingerprint(trace)
-    with _CACHE_LOCK:
-        hit = _TRACE_CACHE.get(key)
-        if hit is not None and hit[0]() is trace and hit[1] == fp:
-            _TRACE_CACHE.move_to_end(key)
-            return hit[2]
-        entry: dict = {}
-        _TRACE_CACHE[key] = (weakref.ref(trace, lambda _r, k=key: _drop_trace(k)), fp, entry)
-        while len(_TRACE_CACHE) > _TRACE_CACHE_SIZE:
-            _TRACE_CACHE.popitem(last=False)
-        return entry
-
-
-def _drop_trace(key: int) -> None:
-    with _CACHE_LOCK:
-        hit = _TRACE_CACHE.get(key)
-        if hit is not None and hit[0]() is None:
-            del _TRACE_CACHE[key]
-
-
-def _memo(entry: dict, key: tuple, compute):
-    if key not in entry:
-        entry[key] = compute()
-    return entry[key]
-
-
-def trace_clients(trace: pl.DataFrame) -> tuple[np.ndarray, tuple[str, ...]]:
-    """:func:`trace_client_codes`, kept with the trace (computed once per trace object)."""
-    return _memo(_trace_cache(trace), ("clients",), lambda: trace_client_codes(trace))
-
-
 def _trace_windows(trace: pl.DataFrame, w: int) -> tuple[np.ndarray, np.ndarray]:
     idx = np.floor(trace["timestamp_s"].to_numpy() / w).astype(np.int64)
     lo = int(idx.min())
@@ -553,28 +728,29 @@ def trace_field_data(
 ) -> FieldData | NoData:
     """A trace's field as per-request arrays (requests with a null value left out).
 
-    Codes are kept with the trace (:func:`_trace_cache`), so later calls on the same frame reuse
+    Codes are kept with the trace (:func:`trace_derived`), so later calls on the same frame reuse
     them, as they reuse a pool's index.
     """
     w = _window_s(trace, window_s)
     if trace.height == 0:
-        return NoData("empty trace: no requests")
+        return EMPTY_TRACE
     if field not in trace.columns:
-        return NoData(f"the trace has no '{field}' column")
-    entry = _trace_cache(trace)
+        return missing_column(field)
+    entry = trace_derived(trace)
     key = ("field", field, w, need_client, need_window)
     if key in entry:
         return entry[key]
-    values, vcode, keep = _memo(entry, ("values", field), lambda: _trace_values(trace[field]))
+    values, vcode, keep = _derived(entry, ("values", field), lambda: _trace_values(trace[field]))
     if vcode.size == 0:
         return NoData(f"the trace's '{field}' column holds no values")
     client, ids = None, ()
     if need_client:
-        client, ids = trace_clients(trace)
+        tc = trace_clients(trace)
+        client, ids = tc.id_codes, tc.ids
         client = client if keep is None else client[keep]
     window, starts = None, np.zeros(0, dtype=np.int64)
     if need_window:
-        window, starts = _memo(entry, ("window", w), lambda: _trace_windows(trace, w))
+        window, starts = _derived(entry, ("window", w), lambda: _trace_windows(trace, w))
         window = window if keep is None else window[keep]
     fd = FieldData(
         field=field,
