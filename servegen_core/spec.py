@@ -219,6 +219,10 @@ MAX_FACTOR = 1e9
 MAX_WEIGHT = 1e12
 #: Largest spec file read (bytes).
 MAX_SPEC_BYTES = 16 * 2**20
+#: Longest path a spec may name (bytes; Linux's PATH_MAX), and longest file or folder name in it
+#: (NAME_MAX): a longer one cannot be opened.
+MAX_PATH_BYTES = 4096
+MAX_NAME_BYTES = 255
 #: Largest ``span.start_s``, ``span.duration_s`` and piecewise time (seconds; about 3,000 years).
 MAX_SPAN_VALUE_S = 1e11
 
@@ -287,12 +291,22 @@ def _string(key: str, value: Any, *, choices: tuple[str, ...] | None = None, non
     return value
 
 
+def _byte_length(text: str) -> int:
+    """Bytes of ``text`` as a file name (UTF-8; a lone surrogate counts as its 3 bytes)."""
+    return len(text.encode("utf-8", "surrogatepass"))
+
+
 def _path_text(key: str, value: Any) -> str:
     """A non-empty string naming a file or folder: a NUL character (which no path can hold) is
     an error naming ``key``."""
     text = _string(key, value)
     if "\x00" in text:
         raise SpecError(key, f"a path cannot contain a NUL character, got {quoted(text)}")
+    if _byte_length(text) > MAX_PATH_BYTES:
+        raise SpecError(key, f"a path is at most {MAX_PATH_BYTES:,} bytes, got {quoted(text)}")
+    for part in text.split("/"):
+        if _byte_length(part) > MAX_NAME_BYTES:
+            raise SpecError(key, f"a file or folder name is at most {MAX_NAME_BYTES} bytes, got {quoted(part)}")
     return text
 
 
@@ -348,6 +362,9 @@ class ServeGenSource:
         parts = self.model.split("/")
         if len(parts) != 2 or not all(parts):
             raise SpecError("source.model", f"expected '<category>/<model>', got {quoted(self.model)}")
+        if "\x00" in self.model or any(_byte_length(part) > MAX_NAME_BYTES for part in parts):
+            msg = f"<category> and <model> are folder names (at most {MAX_NAME_BYTES} bytes, no NUL), got {quoted(self.model)}"
+            raise SpecError("source.model", msg)
 
     def to_dict(self) -> dict[str, Any]:
         return {"kind": self.kind, "data_dir": self.data_dir, "model": self.model}
