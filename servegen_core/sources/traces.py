@@ -16,6 +16,14 @@ inflated; then it is decompressed into memory (up to 256 MB) or into a temporary
 deleted after loading. Plain files (and that temporary file) are scanned lazily
 (``pl.scan_*`` with an explicit schema) and collected once.
 
+Before a file's body is read its size as a table is estimated (Parquet rows and columns from
+the metadata, CSV columns from the header, CSV and JSON Lines rows from a bounded count of the
+lines) and a file above the load budget (:func:`servegen_core.limits.max_rows`,
+:func:`~servegen_core.limits.max_columns`, ``$SERVEGEN_MAX_ROWS``/``$SERVEGEN_MAX_COLUMNS``, or
+the tighter limits a caller passes for an upload) is refused with
+:class:`~servegen_core.errors.InputTooLargeError`, so a small file of millions of constant rows
+never reaches memory.
+
 Parsing rules
 -------------
 - CSV cells are read as text and converted here, so that a bad cell can be named.
