@@ -10,6 +10,10 @@ effect without a restart) or, where a function takes it, a keyword argument.
 - time span of a loaded trace, and window starts of a pool: ``$SERVEGEN_MAX_SPAN_S``
   (default 31,622,400 s, 366 days);
 - tokens per request and per PDF bin: ``$SERVEGEN_MAX_TOKENS`` (default 10,000,000);
+- rows and columns of a loaded trace: ``$SERVEGEN_MAX_ROWS`` (default 40,000,000) and
+  ``$SERVEGEN_MAX_COLUMNS`` (default 1,024), and a file's rows x columns read at most
+  :data:`CELLS_PER_ROW` x the row limit; uploads to the dashboard are held to
+  :data:`UPLOAD_MAX_ROWS` and :data:`UPLOAD_MAX_COLUMNS` (``max_rows(upload=True)``);
 - requests of a workload streamed to a file: ``$SERVEGEN_MAX_REQUESTS`` (default 200,000,000);
 - requests of a workload composed in memory: ``$SERVEGEN_MAX_REQUESTS_MEMORY`` (default
   20,000,000, about 100 bytes each);
@@ -29,7 +33,7 @@ from __future__ import annotations
 import math
 import os
 
-from servegen_core.errors import ServeGenError
+from servegen_core.errors import ServeGenError, quoted
 
 __all__ = [
     "DASHBOARD_MAX_REQUESTS",
@@ -51,9 +55,18 @@ __all__ = [
     "MAX_SPAN_ENV",
     "MAX_TIME_BINS",
     "MAX_TOKENS_ENV",
+    "CELLS_PER_ROW",
+    "DEFAULT_MAX_COLUMNS",
+    "DEFAULT_MAX_ROWS",
+    "MAX_COLUMNS_ENV",
+    "MAX_ROWS_ENV",
+    "UPLOAD_MAX_COLUMNS",
+    "UPLOAD_MAX_ROWS",
     "check_time_bins",
+    "max_columns",
     "max_decompressed_bytes",
     "max_requests",
+    "max_rows",
     "max_span_s",
     "max_tokens",
     "max_workers",
@@ -64,6 +77,8 @@ MAX_SPAN_ENV = "SERVEGEN_MAX_SPAN_S"
 MAX_TOKENS_ENV = "SERVEGEN_MAX_TOKENS"
 MAX_REQUESTS_ENV = "SERVEGEN_MAX_REQUESTS"
 MAX_REQUESTS_MEMORY_ENV = "SERVEGEN_MAX_REQUESTS_MEMORY"
+MAX_ROWS_ENV = "SERVEGEN_MAX_ROWS"
+MAX_COLUMNS_ENV = "SERVEGEN_MAX_COLUMNS"
 
 DEFAULT_MAX_DECOMPRESSED_MB = 4096
 DEFAULT_MAX_SPAN_S = 366 * 86400
@@ -72,6 +87,21 @@ DEFAULT_MAX_TOKENS = 10_000_000
 DEFAULT_MAX_REQUESTS = 200_000_000
 #: Requests of a workload composed whole in memory (``compose``): about 100 bytes each.
 DEFAULT_MAX_REQUESTS_MEMORY = 20_000_000
+#: Rows of a trace file loaded whole. A loaded trace holds about 78 bytes per row, and loading
+#: one peaks near 200 bytes per row (a 6-column CSV of 5M rows: 0.97 GB; its Parquet: 0.74 GB),
+#: so 40M rows peak near 8 GB: a third of a 24 GiB machine, room for the rest. The largest
+#: public traces (BurstGPT, a week of Azure LLM inference) hold 5M to 30M rows.
+DEFAULT_MAX_ROWS = 40_000_000
+#: Columns of a trace file (a real trace has a few dozen; Polars spends ~10 kB per column).
+DEFAULT_MAX_COLUMNS = 1024
+#: A file's rows x columns read may be at most this many times the row limit: a wide CSV (whose
+#: every column is read, as text) is held to proportionally fewer rows.
+CELLS_PER_ROW = 8
+#: Rows of a file uploaded to the dashboard, loaded for a visitor while other sessions run
+#: (peak about 1 GB, as a composed workload of :data:`DASHBOARD_MAX_REQUESTS`).
+UPLOAD_MAX_ROWS = 5_000_000
+#: Columns of a file uploaded to the dashboard.
+UPLOAD_MAX_COLUMNS = 256
 #: Requests the dashboard composes for a visitor (in memory, several sessions at once).
 DASHBOARD_MAX_REQUESTS = 5_000_000
 #: Largest ``hash_ids`` block size (tokens): one block per request at the token limit.
@@ -122,7 +152,7 @@ def _env_number(name: str, default: float) -> float:
     except ValueError:
         value = math.nan
     if not (math.isfinite(value) and value > 0):
-        msg = f"environment variable {name} must be a positive number, got {text.strip()[:40]!r}"
+        msg = f"environment variable {name} must be a positive number, got {quoted(text.strip(), limit=40)}"
         raise LimitConfigError(msg)
     return value
 
@@ -147,3 +177,17 @@ def max_requests(*, streamed: bool) -> int:
     if streamed:
         return int(_env_number(MAX_REQUESTS_ENV, DEFAULT_MAX_REQUESTS))
     return int(_env_number(MAX_REQUESTS_MEMORY_ENV, DEFAULT_MAX_REQUESTS_MEMORY))
+
+
+def max_rows(*, upload: bool = False) -> int:
+    """Most rows of a trace file loaded whole (``$SERVEGEN_MAX_ROWS``, default
+    :data:`DEFAULT_MAX_ROWS`); with ``upload`` at most :data:`UPLOAD_MAX_ROWS` as well."""
+    limit = max(1, int(_env_number(MAX_ROWS_ENV, DEFAULT_MAX_ROWS)))
+    return min(limit, UPLOAD_MAX_ROWS) if upload else limit
+
+
+def max_columns(*, upload: bool = False) -> int:
+    """Most columns of a trace file (``$SERVEGEN_MAX_COLUMNS``, default
+    :data:`DEFAULT_MAX_COLUMNS`); with ``upload`` at most :data:`UPLOAD_MAX_COLUMNS` as well."""
+    limit = max(1, int(_env_number(MAX_COLUMNS_ENV, DEFAULT_MAX_COLUMNS)))
+    return min(limit, UPLOAD_MAX_COLUMNS) if upload else limit

@@ -6,13 +6,17 @@ current working directory.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import shutil
+import signal
 import stat
 import tempfile
+import threading
 import time
 from pathlib import Path
+from types import FrameType
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 PROJECT_DIR = PACKAGE_DIR.parent
@@ -81,18 +85,38 @@ def write_atomic(path: str | Path, data: str | bytes) -> Path:
 # --------------------------------------------------------------------------------------------
 
 #: Marker in the name of every temp file or folder an atomic write makes beside its target:
-#: ``.<target name>.servegen-tmp-<pid>-<random>.tmp``.
+#: ``.<target name>.servegen-tmp-<pid>-<tag>-<random>.tmp``, where ``<tag>`` is 8 hex digits
+#: of a hash of the target name and the pid (:func:`temp_tag`) and ``<random>`` the 8 characters
+#: ``tempfile`` chooses (``[a-z0-9_]``).
 TEMP_MARK = "servegen-tmp"
 TEMP_SUFFIX = ".tmp"
 #: A temp file whose process is still alive is left alone unless it is older than this (s),
 #: in case the process id was reused.
 STALE_TEMP_AGE_S = 24 * 3600
-_TEMP_RE = re.compile(rf"\..+\.{TEMP_MARK}-([0-9]+)-[A-Za-z0-9_]+{re.escape(TEMP_SUFFIX)}")
+_TEMP_RE = re.compile(
+    rf"\.(?P<name>.+)\.{TEMP_MARK}-(?P<pid>[1-9][0-9]{{0,9}})-(?P<tag>[0-9a-f]{{8}})-[a-z0-9_]{{8}}{re.escape(TEMP_SUFFIX)}"
+)
 
 
-def temp_prefix(target: Path) -> str:
-    """Prefix of a temp file or folder for ``target`` (``tempfile.mkstemp(prefix=..., suffix=TEMP_SUFFIX)``)."""
-    return f".{target.name}.{TEMP_MARK}-{os.getpid()}-"
+def temp_tag(target_name: str, pid: int) -> str:
+    """8 hex digits binding a temp name to its target name and process id: a file named like
+    a temp file by hand (``.x.servegen-tmp-999999-abcdefgh.tmp``) lacks it and is never removed."""
+    key = os.fsencode(target_name) + b"\x00" + str(pid).encode()
+    return hashlib.blake2b(key, digest_size=4, person=b"servegen-tmp").hexdigest()
+
+
+def temp_prefix(target: Path, *, pid: int | None = None) -> str:
+    """Prefix of a temp file or folder for ``target`` (``tempfile.mkstemp(prefix=..., suffix=TEMP_SUFFIX)``),
+    for this process (or process ``pid``)."""
+    pid = os.getpid() if pid is None else pid
+    return f".{target.name}.{TEMP_MARK}-{pid}-{temp_tag(target.name, pid)}-"
+
+
+def is_temp_name(name: str) -> bool:
+    """True when ``name`` is one this program gives a temp file: ``temp_prefix(...)`` followed by
+    ``tempfile``'s 8 random characters and :data:`TEMP_SUFFIX`, with a matching tag."""
+    m = _TEMP_RE.fullmatch(name)
+    return m is not None and m.group("tag") == temp_tag(m.group("name"), int(m.group("pid")))
 
 
 def _pid_alive(pid: int) -> bool:
@@ -110,10 +134,11 @@ def _pid_alive(pid: int) -> bool:
 def clean_stale_temps(folder: str | Path, *, max_age_s: float = STALE_TEMP_AGE_S) -> list[Path]:
     """Remove the temp files and folders of atomic writes in ``folder`` that a killed run left.
 
-    A temp entry (named ``.<name>.servegen-tmp-<pid>-<random>.tmp``) is stale when its process
-    is no longer running, or when it is older than ``max_age_s`` (the process id may have been
-    reused). Entries of live processes, including this one, are kept; anything not named
-    so is never touched. A temp folder is removed with its contents (symbolic links inside it
+    A temp entry (named ``.<name>.servegen-tmp-<pid>-<tag>-<random>.tmp``, see :func:`is_temp_name`)
+    is stale when its process is no longer running, or when it is older than ``max_age_s`` (the
+    process id may have been reused). Entries of live processes, including this one, are kept;
+    anything not named so (a user's file named like a temp file but without the tag of its name
+    and pid, or with another random part) is never touched. A temp folder is removed with its contents (symbolic links inside it
     are unlinked, never followed). Returns the removed paths; errors (a permission, a race with
     another cleaner) are ignored.
     """
@@ -124,10 +149,9 @@ def clean_stale_temps(folder: str | Path, *, max_age_s: float = STALE_TEMP_AGE_S
         return removed
     now = time.time()
     for entry in entries:
-        m = _TEMP_RE.fullmatch(entry.name)
-        if m is None:
+        if not is_temp_name(entry.name):
             continue
-        pid = int(m.group(1))
+        pid = int(_TEMP_RE.fullmatch(entry.name).group("pid"))
         try:
             age = now - entry.stat(follow_symlinks=False).st_mtime
         except OSError:
@@ -144,6 +168,47 @@ def clean_stale_temps(folder: str | Path, *, max_age_s: float = STALE_TEMP_AGE_S
             continue
         removed.append(path)
     return removed
+
+
+class Terminated(KeyboardInterrupt):
+    """Raised in the main thread when the process receives SIGTERM, once
+    :func:`raise_on_sigterm` is installed.
+
+    It is a :class:`KeyboardInterrupt`, so everything that cleans up after Ctrl-C (the temp
+    file of an atomic write, removed by its ``except BaseException``) does so after SIGTERM
+    too, and a command's ``except KeyboardInterrupt`` catches it. ``exit_code`` is the code a
+    command should end with (143 = 128 + SIGTERM).
+    """
+
+    def __init__(self, signum: int = signal.SIGTERM) -> None:
+        self.signum = signum
+        self.exit_code = 128 + signum
+        super().__init__(f"terminated by signal {signal.Signals(signum).name}")
+
+
+def _raise_terminated(signum: int, _frame: FrameType | None) -> None:
+    raise Terminated(signum)
+
+
+def raise_on_sigterm() -> bool:
+    """Make SIGTERM raise :class:`Terminated` in the main thread instead of ending the process
+    at once, so that temp files are removed as after Ctrl-C (for a command-line entry point:
+    call it first thing in ``main``).
+
+    Installed only from the main thread and over the default handler (a host that set its own,
+    e.g. a web server, keeps it); returns whether it was installed. A second SIGTERM while the
+    cleanup runs raises again; SIGKILL cannot be caught (its temp file is removed by the next
+    write into the folder, :func:`clean_stale_temps`).
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return False
+    current = signal.getsignal(signal.SIGTERM)
+    if current is _raise_terminated:
+        return True
+    if current not in (signal.SIG_DFL, None):
+        return False
+    signal.signal(signal.SIGTERM, _raise_terminated)
+    return True
 
 
 _KINDS = (

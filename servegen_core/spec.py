@@ -167,7 +167,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
-from servegen_core.errors import SpecError
+from servegen_core.errors import SpecError, quoted
 from servegen_core.paths import demo_data_dir, shared_data_dir, write_atomic
 from servegen_core.schema import DATETIME, TARGETS, TIME_UNITS
 
@@ -219,6 +219,10 @@ MAX_FACTOR = 1e9
 MAX_WEIGHT = 1e12
 #: Largest spec file read (bytes).
 MAX_SPEC_BYTES = 16 * 2**20
+#: Longest path a spec may name (bytes; Linux's PATH_MAX), and longest file or folder name in it
+#: (NAME_MAX): a longer one cannot be opened.
+MAX_PATH_BYTES = 4096
+MAX_NAME_BYTES = 255
 #: Largest ``span.start_s``, ``span.duration_s`` and piecewise time (seconds; about 3,000 years).
 MAX_SPAN_VALUE_S = 1e11
 
@@ -252,15 +256,15 @@ def _number(
     if maximum is not None and value > maximum:
         raise SpecError(key, f"must be <= {maximum:g}, got {_short(value)}")
     if positive and not value > 0:
-        raise SpecError(key, f"must be positive, got {value!r}")
+        raise SpecError(key, f"must be positive, got {quoted(value)}")
     if minimum is not None and value < minimum:
-        raise SpecError(key, f"must be >= {minimum}, got {value!r}")
+        raise SpecError(key, f"must be >= {minimum}, got {quoted(value)}")
     return value
 
 
 def _short(value: Any) -> str:
     """``repr(value)`` cut to 40 characters (a huge number or string stays one short line)."""
-    text = repr(value)
+    text = quoted(value)
     return text if len(text) <= 40 else text[:37] + "..."
 
 
@@ -269,36 +273,55 @@ def _integer(key: str, value: Any, *, minimum: int | None = None, maximum: int |
         if isinstance(value, float) and value.is_integer():
             value = int(value)
         else:
-            raise SpecError(key, f"expected a whole number, got {_type_name(value)} {value!r}")
+            raise SpecError(key, f"expected a whole number, got {_type_name(value)} {quoted(value)}")
     if minimum is not None and value < minimum:
-        raise SpecError(key, f"must be >= {minimum}, got {value!r}")
+        raise SpecError(key, f"must be >= {minimum}, got {quoted(value)}")
     if maximum is not None and value > maximum:
-        raise SpecError(key, f"must be <= {maximum}, got {value!r}")
+        raise SpecError(key, f"must be <= {maximum}, got {quoted(value)}")
     return value
 
 
 def _string(key: str, value: Any, *, choices: tuple[str, ...] | None = None, nonempty: bool = True) -> str:
     if not isinstance(value, str):
-        raise SpecError(key, f"expected a string, got {_type_name(value)} {value!r}")
+        raise SpecError(key, f"expected a string, got {_type_name(value)} {quoted(value)}")
     if nonempty and not value.strip():
         raise SpecError(key, "must not be empty")
     if choices is not None and value not in choices:
-        raise SpecError(key, f"expected one of {list(choices)}, got {value!r}")
+        raise SpecError(key, f"expected one of {list(choices)}, got {quoted(value)}")
     return value
+
+
+def _byte_length(text: str) -> int:
+    """Bytes of ``text`` as a file name (UTF-8; a lone surrogate counts as its 3 bytes)."""
+    return len(text.encode("utf-8", "surrogatepass"))
+
+
+def _path_text(key: str, value: Any) -> str:
+    """A non-empty string naming a file or folder: a NUL character (which no path can hold) is
+    an error naming ``key``."""
+    text = _string(key, value)
+    if "\x00" in text:
+        raise SpecError(key, f"a path cannot contain a NUL character, got {quoted(text)}")
+    if _byte_length(text) > MAX_PATH_BYTES:
+        raise SpecError(key, f"a path is at most {MAX_PATH_BYTES:,} bytes, got {quoted(text)}")
+    for part in text.split("/"):
+        if _byte_length(part) > MAX_NAME_BYTES:
+            raise SpecError(key, f"a file or folder name is at most {MAX_NAME_BYTES} bytes, got {quoted(part)}")
+    return text
 
 
 def _boolean(key: str, value: Any) -> bool:
     if not isinstance(value, bool):
-        raise SpecError(key, f"expected true or false, got {_type_name(value)} {value!r}")
+        raise SpecError(key, f"expected true or false, got {_type_name(value)} {quoted(value)}")
     return value
 
 
 def _mapping(key: str, value: Any) -> Mapping[str, Any]:
     if not isinstance(value, Mapping):
-        raise SpecError(key, f"expected an object, got {_type_name(value)} {value!r}")
+        raise SpecError(key, f"expected an object, got {_type_name(value)} {quoted(value)}")
     for k in value:
         if not isinstance(k, str):
-            raise SpecError(key, f"object keys must be strings, got {k!r}")
+            raise SpecError(key, f"object keys must be strings, got {quoted(k)}")
     return value
 
 
@@ -316,7 +339,7 @@ def _keys(prefix: str, d: Mapping[str, Any], allowed: tuple[str, ...], required:
 
 def _list(key: str, value: Any) -> list[Any]:
     if not isinstance(value, (list, tuple)):
-        raise SpecError(key, f"expected a list, got {_type_name(value)} {value!r}")
+        raise SpecError(key, f"expected a list, got {_type_name(value)} {quoted(value)}")
     return list(value)
 
 
@@ -334,11 +357,14 @@ class ServeGenSource:
     kind: ClassVar[str] = "servegen"
 
     def __post_init__(self) -> None:
-        _string("source.data_dir", self.data_dir)
+        _path_text("source.data_dir", self.data_dir)
         _string("source.model", self.model)
         parts = self.model.split("/")
         if len(parts) != 2 or not all(parts):
-            raise SpecError("source.model", f"expected '<category>/<model>', got {self.model!r}")
+            raise SpecError("source.model", f"expected '<category>/<model>', got {quoted(self.model)}")
+        if "\x00" in self.model or any(_byte_length(part) > MAX_NAME_BYTES for part in parts):
+            msg = f"<category> and <model> are folder names (at most {MAX_NAME_BYTES} bytes, no NUL), got {quoted(self.model)}"
+            raise SpecError("source.model", msg)
 
     def to_dict(self) -> dict[str, Any]:
         return {"kind": self.kind, "data_dir": self.data_dir, "model": self.model}
@@ -365,7 +391,7 @@ class TraceSource:
     kind: ClassVar[str] = "trace"
 
     def __post_init__(self) -> None:
-        _string("source.path", self.path)
+        _path_text("source.path", self.path)
         if self.preset is not None:
             _string("source.preset", self.preset)
         _boolean("source.per_client", self.per_client)
@@ -376,7 +402,7 @@ class TraceSource:
         if self.client_column is not None:
             _string("source.client_column", self.client_column)
             if mapped.get("client_id", self.client_column) != self.client_column:
-                msg = f"{self.client_column!r} contradicts source.columns.client_id = {mapped['client_id']!r}"
+                msg = f"{quoted(self.client_column)} contradicts source.columns.client_id = {quoted(mapped['client_id'])}"
                 raise SpecError("source.client_column", msg)
         if self.preset == "generic" or (self.preset is None and self.columns):
             for target in ("timestamp", "input_tokens", "output_tokens"):
@@ -406,20 +432,20 @@ def _trace_columns(value: Any) -> tuple[tuple[str, str], ...]:
         pairs = []
         for i, pair in enumerate(_list("source.columns", value)):
             if not isinstance(pair, (list, tuple)) or len(pair) != 2 or not isinstance(pair[0], str):
-                raise SpecError(f"source.columns[{i}]", f"expected a (target, column) pair, got {pair!r}")
+                raise SpecError(f"source.columns[{i}]", f"expected a (target, column) pair, got {quoted(pair)}")
             pairs.append((pair[0], pair[1]))
     seen_targets: set[str] = set()
     used: dict[str, str] = {}
     for target, column in pairs:
         key = f"source.columns.{target}"
         if target not in TARGETS:
-            raise SpecError(key, f"unknown target {target!r}; targets: {list(TARGETS)}")
+            raise SpecError(key, f"unknown target {quoted(target)}; targets: {list(TARGETS)}")
         if target in seen_targets:
             raise SpecError(key, "the target is mapped twice")
         seen_targets.add(target)
         _string(key, column)
         if column in used:
-            raise SpecError(key, f"column {column!r} is already mapped to {used[column]}")
+            raise SpecError(key, f"column {quoted(column)} is already mapped to {used[column]}")
         used[column] = target
     order = {t: i for i, t in enumerate(TARGETS)}
     return tuple(sorted(((t, c) for t, c in pairs), key=lambda p: order[p[0]]))
@@ -467,15 +493,15 @@ class ClientSelection:
                 _string(f"clients.ids[{i}]", c)
             if len(set(ids)) != len(ids):
                 dup = next(c for c in ids if ids.count(c) > 1)
-                raise SpecError("clients.ids", f"client id {dup!r} is listed twice")
+                raise SpecError("clients.ids", f"client id {quoted(dup)} is listed twice")
         elif ids:
-            raise SpecError("clients.ids", f"only used with mode 'ids', not {self.mode!r}")
+            raise SpecError("clients.ids", f"only used with mode 'ids', not {quoted(self.mode)}")
         if self.mode == "top_k":
             if self.k is None:
                 raise SpecError("clients.k", "required with mode 'top_k'")
             _integer("clients.k", self.k, minimum=1)
         elif self.k is not None:
-            raise SpecError("clients.k", f"only used with mode 'top_k', not {self.mode!r}")
+            raise SpecError("clients.k", f"only used with mode 'top_k', not {quoted(self.mode)}")
         if self.mode == "filter":
             if not self.ranges and self.top_k is None:
                 raise SpecError("clients.ranges", "give at least one range (or top_k) with mode 'filter'")
@@ -492,9 +518,9 @@ class ClientSelection:
                 _integer("clients.top_k", self.top_k, minimum=1)
         else:
             if self.ranges:
-                raise SpecError("clients.ranges", f"only used with mode 'filter', not {self.mode!r}")
+                raise SpecError("clients.ranges", f"only used with mode 'filter', not {quoted(self.mode)}")
             if self.top_k is not None:
-                raise SpecError("clients.top_k", f"only used with mode 'filter' (use mode 'top_k' and k), not {self.mode!r}")
+                raise SpecError("clients.top_k", f"only used with mode 'filter' (use mode 'top_k' and k), not {quoted(self.mode)}")
         _string("clients.by", self.by)
 
     def to_dict(self) -> dict[str, Any]:
@@ -612,7 +638,7 @@ class PiecewiseRate:
         for i, p in enumerate(pts):
             key = f"rate.points[{i}]"
             if len(p) != 2:
-                raise SpecError(key, f"expected [t, rps], got {list(p)!r}")
+                raise SpecError(key, f"expected [t, rps], got {quoted(list(p))}")
             t = _number(key, p[0], minimum=0, maximum=MAX_SPAN_VALUE_S)
             _number(key, p[1], minimum=0, maximum=MAX_RPS)
             if i == 0 and t != 0:
@@ -818,7 +844,7 @@ class PrefixSpec:
 
     def __post_init__(self) -> None:
         if self.version != PREFIX_VERSION:
-            raise SpecError("prefix.version", f"unsupported version {self.version!r} (this software reads {PREFIX_VERSION})")
+            raise SpecError("prefix.version", f"unsupported version {quoted(self.version)} (this software reads {PREFIX_VERSION})")
         if not isinstance(self.default, PrefixProfile):
             raise SpecError("prefix.default", f"expected a PrefixProfile, got {_type_name(self.default)}")
         pairs = tuple(self.clients.items()) if isinstance(self.clients, Mapping) else tuple(self.clients)
@@ -915,7 +941,7 @@ def _parse_sessions(where: str, value: Any) -> Sessions:
             for i, p in enumerate(_list(f"{where}.turns.pmf", t["pmf"])):
                 pair = _list(f"{where}.turns.pmf[{i}]", p)
                 if len(pair) != 2:
-                    raise SpecError(f"{where}.turns.pmf[{i}]", f"expected [turns, probability], got {p!r}")
+                    raise SpecError(f"{where}.turns.pmf[{i}]", f"expected [turns, probability], got {quoted(p)}")
                 pairs.append(
                     (
                         _integer(f"{where}.turns.pmf[{i}]", pair[0], minimum=1, maximum=MAX_TURNS),
@@ -1013,7 +1039,7 @@ class WorkloadSpec:
         if self.base_dir is not None and not isinstance(self.base_dir, (str, os.PathLike)):
             raise SpecError("base_dir", f"expected a path, got {_type_name(self.base_dir)}")
         if self.base_dir is not None:
-            object.__setattr__(self, "base_dir", str(self.base_dir))
+            object.__setattr__(self, "base_dir", _path_text("base_dir", os.fspath(self.base_dir)))
         if self.prefix is not None and not isinstance(self.prefix, PrefixSpec):
             raise SpecError("prefix", f"expected a PrefixSpec, got {_type_name(self.prefix)}")
 
@@ -1092,14 +1118,17 @@ class WorkloadSpec:
             return cls.from_file(text)
         if not isinstance(text, str):
             raise SpecError(None, f"expected JSON text, got {_type_name(text)}")
+        pairs_hook = _PairsHook()
         try:
-            data = json.loads(text, parse_constant=_reject_constant)
+            data = json.loads(text, parse_constant=_reject_constant, object_pairs_hook=pairs_hook)
         except json.JSONDecodeError as exc:
             raise SpecError(None, f"invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}") from None
         except ValueError as exc:
             raise SpecError(None, str(exc)) from None
         except RecursionError:
             raise SpecError(None, "invalid spec: the JSON is nested too deeply") from None
+        if pairs_hook.found:
+            raise _duplicate_error(data)
         return cls.from_dict(data, base_dir=base_dir)
 
     @classmethod
@@ -1129,7 +1158,14 @@ class WorkloadSpec:
     # -- paths ------------------------------------------------------------------------------
 
     def resolve_path(self, text: str) -> Path:
-        """A source path of this spec as an absolute path (see "Paths" in the module docstring)."""
+        """A source path of this spec as an absolute path (see "Paths" in the module docstring).
+
+        Raises :class:`SpecError` (key ``source.path`` or ``source.data_dir``) for text no path can hold (a NUL
+        character) or that cannot be resolved (a symbolic-link loop).
+        """
+        key = "source.data_dir" if isinstance(self.source, ServeGenSource) and text == self.source.data_dir else "source.path"
+        if not isinstance(text, str) or "\x00" in text:
+            raise SpecError(key, f"a path cannot contain a NUL character, got {quoted(text)}")
         if isinstance(self.source, ServeGenSource) and text == self.source.data_dir:
             if text == "demo":
                 return demo_data_dir() / "servegen"
@@ -1138,7 +1174,56 @@ class WorkloadSpec:
         p = Path(text).expanduser()
         if not p.is_absolute():
             p = Path(self.base_dir) / p if self.base_dir else Path.cwd() / p
-        return p.resolve()
+        try:
+            return p.resolve()
+        except (OSError, RuntimeError) as exc:  # a symbolic-link loop, a name too long
+            raise SpecError(key, f"{quoted(text)} cannot be resolved ({type(exc).__name__})") from None
+
+
+class _DuplicateKeys(dict):
+    """A JSON object that names a key more than once (the first value of each key kept);
+    ``repeated`` lists the repeated keys in the order they appear."""
+
+    def __init__(self, pairs: list[tuple[str, Any]], repeated: list[str]) -> None:
+        super().__init__()
+        for k, v in pairs:
+            self.setdefault(k, v)
+        self.repeated = repeated
+
+
+class _PairsHook:
+    """A ``json.loads`` ``object_pairs_hook`` that builds a dict, or a :class:`_DuplicateKeys`
+    (kept in ``found``) for an object that repeats a key."""
+
+    def __init__(self) -> None:
+        self.found: list[_DuplicateKeys] = []
+
+    def __call__(self, pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        obj = dict(pairs)
+        if len(obj) == len(pairs):
+            return obj
+        seen: set[str] = set()
+        repeated = [k for k, _ in pairs if k in seen or seen.add(k)]
+        dup = _DuplicateKeys(pairs, list(dict.fromkeys(repeated)))
+        self.found.append(dup)
+        return dup
+
+
+def _duplicate_error(data: Any) -> SpecError:
+    """The error for the first object (in document order) of ``data`` that repeats a key,
+    naming the key by its path (``source.path``, ``rate.points[0]``)."""
+    stack: list[tuple[str, Any]] = [("", data)]
+    while stack:
+        where, node = stack.pop()
+        if isinstance(node, _DuplicateKeys):
+            key = node.repeated[0]
+            msg = "the key appears more than once in its object; a spec names each key once (remove the extra ones)"
+            return SpecError(f"{where}.{key}" if where else key, msg)
+        if isinstance(node, dict):
+            stack.extend((f"{where}.{k}" if where else k, v) for k, v in reversed(node.items()))
+        elif isinstance(node, list):
+            stack.extend((f"{where}[{i}]", v) for i, v in reversed(list(enumerate(node))))
+    return SpecError(None, "a key appears more than once in one object; a spec names each key once")
 
 
 def _reject_constant(name: str) -> float:
@@ -1203,7 +1288,7 @@ def _parse_clients(value: Any) -> ClientSelection:
             key = f"clients.ranges.{name}"
             pair = _list(key, r)
             if len(pair) != 2:
-                raise SpecError(key, f"expected [low, high] (null for open), got {r!r}")
+                raise SpecError(key, f"expected [low, high] (null for open), got {quoted(r)}")
             lo, hi = (None if x is None else _number(key, x) for x in pair)
             parsed.append((name, lo, hi))
         kw["ranges"] = tuple(parsed)
@@ -1248,7 +1333,7 @@ def _parse_rate(value: Any) -> RateSpec:
         for i, p in enumerate(pts):
             pair = _list(f"rate.points[{i}]", p)
             if len(pair) != 2:
-                raise SpecError(f"rate.points[{i}]", f"expected [t, rps], got {p!r}")
+                raise SpecError(f"rate.points[{i}]", f"expected [t, rps], got {quoted(p)}")
             parsed.append((_number(f"rate.points[{i}]", pair[0]), _number(f"rate.points[{i}]", pair[1])))
         return PiecewiseRate(points=tuple(parsed), interpolation=_string("rate.interpolation", d.get("interpolation", "step")))
     _keys("rate", d, ("kind", "start_rps", "end_rps"), required=("start_rps", "end_rps"))

@@ -16,6 +16,14 @@ inflated; then it is decompressed into memory (up to 256 MB) or into a temporary
 deleted after loading. Plain files (and that temporary file) are scanned lazily
 (``pl.scan_*`` with an explicit schema) and collected once.
 
+Before a file's body is read its size as a table is estimated (Parquet rows and columns from
+the metadata, CSV columns from the header, CSV and JSON Lines rows from a bounded count of the
+lines) and a file above the load budget (:func:`servegen_core.limits.max_rows`,
+:func:`~servegen_core.limits.max_columns`, ``$SERVEGEN_MAX_ROWS``/``$SERVEGEN_MAX_COLUMNS``, or
+the tighter limits a caller passes for an upload) is refused with
+:class:`~servegen_core.errors.InputTooLargeError`, so a small file of millions of constant rows
+never reaches memory.
+
 Parsing rules
 -------------
 - CSV cells are read as text and converted here, so that a bad cell can be named.
@@ -77,8 +85,21 @@ from types import MappingProxyType
 import numpy as np
 import polars as pl
 
-from servegen_core.errors import DataFormatError, OptionError
-from servegen_core.limits import MAX_BLOCK_SIZE, MAX_DECOMPRESSED_ENV, MAX_SPAN_ENV, MAX_TOKENS_ENV, max_decompressed_bytes, max_span_s, max_tokens
+from servegen_core.errors import DataFormatError, InputTooLargeError, OptionError, quoted
+from servegen_core.limits import (
+    CELLS_PER_ROW,
+    MAX_BLOCK_SIZE,
+    MAX_COLUMNS_ENV,
+    MAX_DECOMPRESSED_ENV,
+    MAX_ROWS_ENV,
+    MAX_SPAN_ENV,
+    MAX_TOKENS_ENV,
+    max_decompressed_bytes,
+    max_span_s,
+    max_tokens,
+)
+from servegen_core.limits import max_columns as default_max_columns
+from servegen_core.limits import max_rows as default_max_rows
 from servegen_core.schema import (
     DATETIME,
     KIND_BOOL,
@@ -112,6 +133,9 @@ __all__ = [
 GRID_TICK_S = 1e-7
 #: A grid this coarse or coarser (1 ms) counts as quantized.
 QUANTIZED_GRID_S = 1e-3
+
+#: Most characters of a list of column names quoted in a message.
+_LIST_LIMIT = 2000
 
 _REQUIRED_TARGETS = ("timestamp", "input_tokens", "output_tokens")
 _FORMATS = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet", ".jsonl": "jsonl", ".ndjson": "jsonl"}
@@ -355,7 +379,7 @@ def detect_preset(columns: Iterable[str], *, source: str | Path | None = None) -
         if all(any(s in names for s in srcs) for srcs in preset.required.values()):
             return preset.name
     needs = "; ".join(f"{p.name} needs {p.needs()}" for p in PRESETS.values())
-    msg = f"no preset matches the columns {sorted(names)}: {needs}"
+    msg = f"no preset matches the columns {quoted(sorted(names), limit=_LIST_LIMIT)}: {needs}"
     raise DataFormatError(source, None, msg)
 
 
@@ -370,11 +394,11 @@ def _mapping(
     user = dict(columns or {})
     for target in user:
         if target not in TARGETS:
-            msg = f"unknown target {target!r} in columns; choose from {list(TARGETS)}"
+            msg = f"unknown target {quoted(target)} in columns; choose from {list(TARGETS)}"
             raise OptionError(msg)
     if client_column is not None:
         if user.get("client_id", client_column) != client_column:
-            msg = f"client_column={client_column!r} contradicts columns['client_id']={user['client_id']!r}"
+            msg = f"client_column={quoted(client_column)} contradicts columns['client_id']={quoted(user['client_id'])}"
             raise OptionError(msg)
         user["client_id"] = client_column
     if preset.name == "generic":
@@ -394,14 +418,14 @@ def _mapping(
         names = ", ".join(" or ".join(map(repr, srcs)) for srcs in absent)
         msg = (
             f"required column(s) {names} not found: preset '{preset.name}' needs {preset.needs()}; "
-            f"the file has {available}"
+            f"the file has {quoted(available, limit=_LIST_LIMIT)}"
         )
-        raise DataFormatError(path, f"column {absent[0][0]!r}", msg)
+        raise DataFormatError(path, f"column {quoted(absent[0][0])}", msg)
     mapping.update(user)
     for target, src in mapping.items():
         if src not in available:
-            msg = f"column {src!r} (mapped to {target}) not found; the file has {available}"
-            raise DataFormatError(path, f"column {src!r}", msg)
+            msg = f"column {quoted(src)} (mapped to {target}) not found; the file has {quoted(available, limit=_LIST_LIMIT)}"
+            raise DataFormatError(path, f"column {quoted(src)}", msg)
     sources = list(mapping.values())
     dup = sorted({s for s in sources if sources.count(s) > 1})
     if dup:
@@ -445,15 +469,69 @@ def _gunzip_size(path: Path, limit: int) -> int:
     return total
 
 
+@dataclass(frozen=True)
+class _Count:
+    """What one streaming pass over a text file (decompressed, for a ``.gz``) found."""
+
+    lines: int  # physical lines seen (a last line without a newline counts)
+    size: int  # bytes read (decompressed)
+    complete: bool  # the whole file was read
+    estimate: int  # lines the whole file holds: counted when complete, else extrapolated
+
+
+def _count_lines(path: Path, *, gz: bool, line_cap: int, byte_limit: int | None) -> _Count:
+    """Count the lines of a text file in blocks of ``_GZIP_BLOCK`` bytes (nothing kept),
+    stopping once more than ``line_cap`` lines are seen; a ``.gz`` file is decompressed as a
+    stream and refused past ``byte_limit`` decompressed bytes. A pass that stops early
+    extrapolates the line count from the (compressed) bytes read so far."""
+    lines = size = 0
+    last = b"\n"
+    total = path.stat().st_size
+    try:
+        with path.open("rb") as raw, (gzip.GzipFile(fileobj=raw, mode="rb") if gz else raw) as fh:
+            while block := fh.read(_GZIP_BLOCK):
+                size += len(block)
+                if byte_limit is not None and size > byte_limit:
+                    raise _too_large_gzip(path, byte_limit)
+                lines += block.count(b"\n")
+                last = block[-1:]
+                if lines > line_cap and (gz or raw.tell() < total):
+                    estimate = int(lines * total / raw.tell()) if raw.tell() else lines
+                    return _Count(lines, size, complete=False, estimate=max(lines, estimate))
+    except (OSError, EOFError, zlib.error) as exc:
+        if not gz:
+            raise
+        msg = f"not a valid gzip file ({exc})"
+        raise DataFormatError(path, None, msg) from None
+    lines += last != b"\n"
+    return _Count(lines, size, complete=True, estimate=lines)
+
+
+def _csv_field_count(head: bytes) -> int:
+    """Fields of a CSV header record (its bytes, as :func:`_csv_header_bytes` reads them)."""
+    text = head.decode("utf-8", errors="replace").removeprefix("\ufeff")
+    try:
+        return len(next(csv.reader(io.StringIO(text, newline="")), []))
+    except csv.Error:
+        return text.count(",") + 1
+
+
 class _Source:
     """A file on disk: its format, bytes (decompressed, read only when needed) and Polars input.
 
-    A ``.gz`` file is first measured by streaming decompression (refused past
-    :func:`servegen_core.limits.max_decompressed_bytes`), then decompressed into memory when
-    small or into a temporary file when large; :meth:`close` deletes that file.
+    Before anything is loaded, the file's size as a table is estimated and refused above
+    ``max_rows`` rows, ``max_columns`` columns or ``max_rows`` x
+    :data:`~servegen_core.limits.CELLS_PER_ROW` cells (rows x columns read), with
+    :class:`~servegen_core.errors.InputTooLargeError`: Parquet rows and columns from the file
+    metadata; CSV columns from the header and CSV/JSON Lines rows by counting lines in a
+    streaming pass (nothing kept, stopped past the limit; skipped when the file has fewer
+    bytes than the limit allows rows). A ``.gz`` file is measured by that streaming
+    decompression (refused past :func:`servegen_core.limits.max_decompressed_bytes`), then
+    decompressed into memory when small or into a temporary file when large; :meth:`close`
+    deletes that file.
     """
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, max_rows: int, max_columns: int, env_limits: bool = True) -> None:
         self.path = path
         suffixes = [s.lower() for s in path.suffixes]
         self.gzip = bool(suffixes) and suffixes[-1] == ".gz"
@@ -464,10 +542,19 @@ class _Source:
             msg = f"unknown file type; use one of {sorted(set(_FORMATS))}, optionally followed by .gz"
             raise DataFormatError(path, None, msg)
         self.format = fmt
+        self.max_rows = max_rows
+        self.max_columns = max_columns
+        self._env_limits = env_limits
+        #: Rows the file holds (an upper bound: Parquet rows, or text lines after the header).
+        self.rows: int | None = None
         self._data: bytes | None = None
         self._plain: Path | None = None  # decompressed temporary file of a large .gz
+        if not self.gzip and path.stat().st_size == 0:
+            raise DataFormatError(path, None, "the file is empty")
+        size = self._check_text_shape() if self.text_based else None
         if self.gzip:
-            size = _gunzip_size(path, max_decompressed_bytes())
+            if size is None:
+                size = _gunzip_size(path, max_decompressed_bytes())
             if size <= _GZIP_IN_MEMORY_BYTES:
                 with gzip.open(path, "rb") as fh:
                     self._data = fh.read()
@@ -475,8 +562,86 @@ class _Source:
                     raise DataFormatError(path, None, "the file is empty (after gzip decompression)")
             else:
                 self._plain = self._gunzip_to_temp()
-        elif path.stat().st_size == 0:
-            raise DataFormatError(path, None, "the file is empty")
+        if self.format == "parquet":
+            self._check_parquet_shape()
+
+    # -- the load budget -------------------------------------------------------------------
+
+    def _hint(self, env: str) -> str:
+        if self._env_limits:
+            return f"load a smaller file, or raise ${env}"
+        return "load a smaller file: this door takes fewer rows and columns than the command line"
+
+    def too_many(self, quantity: str, value: int, limit: int, *, estimated: str, at_least: bool = False) -> InputTooLargeError:
+        """The error for a file estimated to hold ``value`` rows, columns or cells (``quantity``)."""
+        env = MAX_COLUMNS_ENV if quantity == "columns" else MAX_ROWS_ENV
+        return InputTooLargeError(self.path, quantity, value, limit, estimated=estimated, hint=self._hint(env), at_least=at_least)
+
+    def check_columns(self, n_columns: int, *, estimated: str) -> None:
+        """Refuse a file of more than ``max_columns`` columns."""
+        if n_columns > self.max_columns:
+            raise self.too_many("columns", n_columns, self.max_columns, estimated=estimated)
+
+    def check_cells(self, n_columns: int) -> None:
+        """Refuse reading ``n_columns`` columns of :attr:`rows` rows above the cell budget."""
+        budget = self.max_rows * CELLS_PER_ROW
+        if self.rows is not None and self.rows * n_columns > budget:
+            raise self.too_many(
+                "cells", self.rows * n_columns, budget,
+                estimated=f"{self.rows:,} rows x {n_columns:,} columns read; the budget is {CELLS_PER_ROW} cells per row "
+                f"of the row limit",
+            )
+
+    def _check_text_shape(self) -> int | None:
+        """Check a CSV's columns and a text file's rows; return the decompressed size of a
+        ``.gz`` file when the pass measured it whole."""
+        path = self.path
+        n_columns = 1
+        header_lines = 0
+        if self.format == "csv":
+            try:
+                with path.open("rb") as raw, (gzip.GzipFile(fileobj=raw, mode="rb") if self.gzip else raw) as fh:
+                    head = _csv_header_bytes(fh, path)
+            except (OSError, EOFError, zlib.error) as exc:
+                if not self.gzip:
+                    raise
+                msg = f"not a valid gzip file ({exc})"
+                raise DataFormatError(path, None, msg) from None
+            n_columns = max(1, _csv_field_count(head))
+            self.check_columns(n_columns, estimated="fields of the header line")
+            header_lines = max(1, head.count(b"\n"))
+        row_cap = min(self.max_rows, self.max_rows * CELLS_PER_ROW // n_columns)
+        if not self.gzip and path.stat().st_size < row_cap:
+            return None  # every line holds at least one byte: too few bytes for too many rows
+        count = _count_lines(
+            path, gz=self.gzip, line_cap=row_cap + header_lines, byte_limit=max_decompressed_bytes() if self.gzip else None,
+        )
+        rows = max(0, count.estimate - header_lines)
+        self.rows = rows
+        if rows > row_cap:
+            what = "decompressed text" if self.gzip else "file"
+            how = (
+                f"{count.lines:,} lines counted in the first {count.size / 2**20:,.1f} MB of the {what}, "
+                "extrapolated to the whole file"
+                if not count.complete
+                else f"lines counted in the {what}"
+            )
+            if rows > self.max_rows:
+                raise self.too_many("rows", rows, self.max_rows, estimated=how)
+            self.check_cells(n_columns)
+        return count.size if self.gzip and count.complete else None
+
+    def _check_parquet_shape(self) -> None:
+        """Check a Parquet file's rows and columns, read from its metadata (the data is not read)."""
+        try:
+            n_columns = len(_parquet_columns(self.polars_input()))
+            rows = pl.scan_parquet(self.polars_input(), glob=False).select(pl.len()).collect().item()
+        except (pl.exceptions.PolarsError, OSError):
+            return  # not valid Parquet: reading the columns says so, naming the problem
+        self.rows = int(rows)
+        self.check_columns(n_columns, estimated="from the Parquet metadata")
+        if self.rows > self.max_rows:
+            raise self.too_many("rows", self.rows, self.max_rows, estimated="from the Parquet metadata")
 
     def _gunzip_to_temp(self) -> Path:
         fd, name = tempfile.mkstemp(prefix="servegen-gunzip-", suffix=f".{self.format}")
@@ -613,7 +778,7 @@ def _jsonl_diagnose(src: _Source, list_fields: Iterable[str]) -> tuple[int, str]
                 isinstance(value, list) and all(isinstance(v, int) and not isinstance(v, bool) for v in value)
             ):
                 what = "a list holding a non-integer" if isinstance(value, list) else f"a JSON {type(value).__name__}"
-                return number, f"field {name!r} must be a list of integers, got {what}"
+                return number, f"field {quoted(name)} must be a list of integers, got {what}"
     return None
 
 
@@ -679,7 +844,7 @@ def _csv_header_bytes(fh: io.BufferedIOBase, path: Path) -> bytes:
     return head
 
 
-def trace_columns(path: str | Path) -> list[str]:
+def trace_columns(path: str | Path, *, max_columns: int | None = None) -> list[str]:
     """The column names of a trace file, read from its header only.
 
     CSV: the first line (the names :func:`load_trace` sees, e.g. ``a_duplicated_0`` for a
@@ -692,12 +857,28 @@ def trace_columns(path: str | Path) -> list[str]:
     Raises :class:`DataFormatError` naming the file (and the line where there is one) when
     the suffix is unknown, the file is empty, not valid gzip/UTF-8/CSV/Parquet/JSON, or
     the first JSON line is not an object; :class:`FileNotFoundError` when ``path`` is not a
-    file (as :func:`load_trace`).
+    file (as :func:`load_trace`). A file of more than ``max_columns`` columns (default
+    :func:`servegen_core.limits.max_columns`) raises
+    :class:`~servegen_core.errors.InputTooLargeError` (a CSV's are counted before they are parsed).
     """
     path = Path(path)
     if not path.is_file():
         msg = f"trace file not found: {path}"
         raise FileNotFoundError(msg)
+    limit = default_max_columns() if max_columns is None else max_columns
+    names = _column_names(path, limit, env_limit=max_columns is None)
+    if len(names) > limit:
+        raise _too_many_columns(path, len(names), limit, env_limit=max_columns is None)
+    return names
+
+
+def _too_many_columns(path: Path, n_columns: int, limit: int, *, env_limit: bool) -> InputTooLargeError:
+    hint = f"load a smaller file, or raise ${MAX_COLUMNS_ENV}" if env_limit else "load a file of fewer columns"
+    return InputTooLargeError(path, "columns", n_columns, limit, estimated="from the header", hint=hint)
+
+
+def _column_names(path: Path, limit: int, *, env_limit: bool) -> list[str]:
+    """:func:`trace_columns` without the final column check (a CSV header is checked before it is parsed)."""
     fmt, gz = _header_format(path)
     if gz and fmt == "parquet":
         _gunzip_size(path, max_decompressed_bytes())
@@ -721,6 +902,9 @@ def trace_columns(path: str | Path) -> list[str]:
                 except UnicodeDecodeError as exc:
                     msg = f"byte 0x{head[exc.start]:02x} at byte {exc.start + 1} of the header is not valid UTF-8"
                     raise DataFormatError(path, "line 1", msg) from None
+                n_fields = _csv_field_count(head)
+                if n_fields > limit:
+                    raise _too_many_columns(path, n_fields, limit, env_limit=env_limit)
                 try:
                     return pl.read_csv(io.BytesIO(head), infer_schema=False, n_rows=0).columns
                 except pl.exceptions.PolarsError as exc:
@@ -911,7 +1095,7 @@ def _unit(preset: Preset, time_unit: str | None) -> str:
         msg = f"preset 'generic' needs time_unit, one of {[*TIME_UNITS, DATETIME]}"
         raise OptionError(msg)
     if unit not in TIME_UNITS and unit != DATETIME:
-        msg = f"unknown time_unit {unit!r}; choose from {[*TIME_UNITS, DATETIME]}"
+        msg = f"unknown time_unit {quoted(unit)}; choose from {[*TIME_UNITS, DATETIME]}"
         raise OptionError(msg)
     return unit
 
@@ -942,7 +1126,7 @@ class _Locator:
         line = self.line(row)
         place = f"line {line}" if line is not None else f"row {row + 1}"
         if column is not None:
-            place += f", {'field' if self.src.format == 'jsonl' else 'column'} {column!r}"
+            place += f", {'field' if self.src.format == 'jsonl' else 'column'} {quoted(column)}"
         return place
 
 
@@ -955,6 +1139,8 @@ def load_trace(
     client_column: str | None = None,
     sort: bool = True,
     max_span_s: float | None = None,
+    max_rows: int | None = None,
+    max_columns: int | None = None,
     progress: Callable[[int], object] | None = None,
 ) -> LoadedTrace:
     """Read a raw request trace into a validated RequestTrace.
@@ -986,13 +1172,26 @@ def load_trace(
         :func:`servegen_core.limits.max_span_s`, 366 days or ``$SERVEGEN_MAX_SPAN_S``).
         A longer span (or, for the ``servegen`` preset, a later timestamp) is an error
         naming the column and suggesting the time unit the values look like.
+    max_rows, max_columns:
+        The load budget (default :func:`servegen_core.limits.max_rows` and
+        :func:`~servegen_core.limits.max_columns`: ``$SERVEGEN_MAX_ROWS``,
+        ``$SERVEGEN_MAX_COLUMNS``); a door that loads a visitor's upload passes the tighter
+        ``max_rows(upload=True)`` and ``max_columns(upload=True)``. See "Limits".
     progress:
         Called with the number of rows read so far, after each batch of
         :data:`_BATCH_ROWS` rows (e.g. to draw a progress bar for a large file).
 
     Limits
     ------
-    A ``.gz`` file is refused when it decompresses to more than
+    Before the file's body is read its size as a table is estimated, and a file of more than
+    ``max_rows`` rows, ``max_columns`` columns, or more than ``max_rows`` x
+    :data:`~servegen_core.limits.CELLS_PER_ROW` cells read (rows x the columns read: every
+    column of a CSV, the mapped ones of Parquet and JSON Lines) is refused with
+    :class:`~servegen_core.errors.InputTooLargeError` naming the file, the estimate, how it
+    was made and the limit. Parquet rows and columns come from the file metadata; CSV columns
+    from the header; CSV and JSON Lines rows from a count of the lines (of the decompressed
+    stream for ``.gz``), read in 1 MB blocks and stopped once past the limit, when the
+    file's bytes could hold that many lines. A ``.gz`` file is refused when it decompresses to more than
     :func:`servegen_core.limits.max_decompressed_bytes`. Token counts (``*_tokens``) and
     item counts (``*_count``) above :func:`servegen_core.limits.max_tokens` are errors naming
     the line and column, and so is a ``hash_ids`` list whose length cannot be the block
@@ -1016,9 +1215,14 @@ def load_trace(
         msg = f"trace file not found: {path}"
         raise FileNotFoundError(msg)
     if preset is not None and preset not in PRESETS:
-        msg = f"unknown preset {preset!r}; choose from {list(PRESETS)}"
+        msg = f"unknown preset {quoted(preset)}; choose from {list(PRESETS)}"
         raise OptionError(msg)
-    src = _Source(path)
+    src = _Source(
+        path,
+        max_rows=default_max_rows() if max_rows is None else max_rows,
+        max_columns=default_max_columns() if max_columns is None else max_columns,
+        env_limits=max_rows is None and max_columns is None,
+    )
     try:
         return _load_trace(
             src, preset=preset, columns=columns, time_unit=time_unit, client_column=client_column, sort=sort,
@@ -1041,6 +1245,7 @@ def _load_trace(
 ) -> LoadedTrace:
     path = src.path
     available = _columns(src)
+    src.check_columns(len(available), estimated="names in the first line" if src.format == "jsonl" else "from the header")
     detected = preset is None and columns is None
     if preset is None:
         preset = "generic" if columns is not None else detect_preset(available, source=path)
@@ -1048,6 +1253,8 @@ def _load_trace(
     unit = _unit(spec, time_unit)
     mapping = _mapping(spec, available, columns, client_column, path)
     kinds = {src_col: TARGETS[target] for target, src_col in mapping.items()}
+    if src.format != "csv":  # a CSV's every column is read, checked with its line count
+        src.check_cells(len(kinds))
     locate = _Locator(src)
     warnings: list[str] = []
 
@@ -1339,7 +1546,7 @@ def _mooncake_or_timed(
     if path.with_name(path.name + ".spec.json").is_file():
         return "timed_trace"
     msg = (
-        f"column {column!r} holds decimals and the file has Mooncake's fields: seconds (a vLLM timed_trace or "
+        f"column {quoted(column)} holds decimals and the file has Mooncake's fields: seconds (a vLLM timed_trace or "
         "GuideLLM file) or fractional milliseconds (AIPerf)? Pass preset='timed_trace' (seconds) or "
         "preset='mooncake' (milliseconds)"
     )
@@ -1507,7 +1714,7 @@ def _check_span(
             msg += f"; the values look like {_UNIT_NAMES[guess]}: load with time_unit='{guess}'"
         else:
             msg += "; check the column mapping and the time unit"
-    raise DataFormatError(path, f"column {column!r}", msg)
+    raise DataFormatError(path, f"column {quoted(column)}", msg)
 
 
 _UNIT_NAMES = {"ms": "milliseconds", "us": "microseconds", "ns": "nanoseconds"}

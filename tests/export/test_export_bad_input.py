@@ -19,7 +19,7 @@ import pytest
 from _cli import error_line, run
 from servegen_core.errors import ExportError
 from servegen_core.export.formats import export_trace
-from servegen_core.paths import PROJECT_DIR, clean_stale_temps, replace_problem, write_atomic
+from servegen_core.paths import PROJECT_DIR, clean_stale_temps, replace_problem, temp_prefix, write_atomic
 from servegen_core.sources.traces import load_trace
 
 
@@ -150,16 +150,16 @@ def test_spec_template_and_write_atomic_refuse_a_folder(capsys, tmp_path):
 
 def test_stale_temps_are_removed_and_live_or_foreign_ones_kept(tmp_path, azure):
     dead = _dead_pid()
-    stale_file = tmp_path / f".w.jsonl.servegen-tmp-{dead}-abc12345.tmp"
+    stale_file = tmp_path / f"{temp_prefix(tmp_path / 'w.jsonl', pid=dead)}abc12345.tmp"
     stale_file.write_text("partial")
-    stale_dir = tmp_path / f".w.parquet.servegen-tmp-{dead}-zz_99xyz.tmp"
+    stale_dir = tmp_path / f"{temp_prefix(tmp_path / 'w.parquet', pid=dead)}zz_99xyz.tmp"
     stale_dir.mkdir()
     (stale_dir / "part-00000.parquet").write_bytes(b"partial")
     (stale_dir / "link").symlink_to(tmp_path / "outside")
     (tmp_path / "outside").write_text("not followed")
-    live = tmp_path / f".w.jsonl.servegen-tmp-{os.getpid()}-live0001.tmp"
+    live = tmp_path / f"{temp_prefix(tmp_path / 'w.jsonl')}live0001.tmp"
     live.write_text("in progress")
-    old_live = tmp_path / f".x.csv.servegen-tmp-{os.getpid()}-old00001.tmp"
+    old_live = tmp_path / f"{temp_prefix(tmp_path / 'x.csv')}old00001.tmp"
     old_live.write_text("pid reused?")
     two_days_ago = time.time() - 2 * 86400
     os.utime(old_live, (two_days_ago, two_days_ago))
