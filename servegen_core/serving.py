@@ -7,8 +7,8 @@ split over :mod:`servegen_core.serve.costmodel` (cost models, calibration),
 ``BASELINES`` is :data:`~servegen_core.serve.whatif.DEFAULT_NAIVE_KINDS`, ``ALL_BASELINES`` is
 :data:`~servegen_core.spec.NAIVE_KINDS`, ``baseline_spec`` is
 :func:`~servegen_core.serve.whatif.checked_naive_spec` and ``poisson_baseline`` is
-:func:`~servegen_core.serve.whatif.naive_trace`. Code of the package imports the modules
-above, never this facade.
+:func:`~servegen_core.serve.whatif.naive_trace`; :func:`compare_spec` takes the kinds to compare as
+``naive=`` (earlier ``baselines=``). Code of the package imports the modules above, never this facade.
 """
 
 from servegen_core.serve.costmodel import CostModel, calibrate, roofline

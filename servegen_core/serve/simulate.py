@@ -57,7 +57,6 @@ from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 import polars as pl
@@ -250,269 +249,346 @@ def _steps_to_reach(a1: float, b1: float, a2: float, b2: float, target: float, k
     return max(hi, 1)
 
 
-def _simulate_replica(args: tuple) -> dict[str, Any]:
-    """Simulate one replica; returns per-request arrays (local order) and per-replica statistics."""
-    at, inp, outp, cost, cfg, bin_s, span_s = args
-    n = len(at)
-    at_l = at.tolist()
-    in_l = inp.tolist()
-    out_l = outp.tolist()
-    nan = math.nan
-    sched = [nan] * n
-    first = [nan] * n
-    finish = [nan] * n
-    npre = [0] * n
-    gen = [0] * n  # tokens generated so far
-    gj = [0] * n  # decode counter at (re)admission
-    gfin = [-1] * n  # decode counter at which the request completes
-    rejected = [False] * n
+#: One replica's work: arrival seconds (sorted), input and output tokens of its requests, the
+#: cost model, the scheduler settings, the timeline bin and the span of the whole workload.
+_ReplicaJob = tuple[np.ndarray, np.ndarray, np.ndarray, CostModel, ServerConfig, float, float]
 
-    bs = cfg.block_size
-    cap = cost.kv_tokens // bs  # blocks
-    wm = int(cfg.watermark * cap)
-    max_seqs = cfg.max_num_seqs
-    budget = cfg.max_batched_tokens
-    chunked = cfg.chunked_prefill
-    c0, cT, cA, cK, cS = cost.compute
-    m0, mT, mA, mK, mS = cost.memory
-    ca = cA + cK
-    ma = mA + mK
 
-    nbins = max(1, int(math.ceil(max(span_s, 1e-9) / bin_s)) + 1)
-    tb_busy = [0.0] * nbins
-    tb_batch = [0.0] * nbins
-    tb_kv = [0.0] * nbins
+@dataclass(frozen=True)
+class _ReplicaRun:
+    """What one replica's simulation returns: per request (in the replica's arrival order) the
+    first-scheduled, first-token and finish times (NaN if never), preemptions and rejection;
+    per replica the busy seconds, the largest batch, the peak KV share, preemptions, prefill
+    and decode tokens, the per-bin busy seconds, batch x seconds and KV share x seconds, and
+    the time the replica went idle for good."""
 
-    t = 0.0
-    G = 0
-    heap: list[tuple[int, int]] = []
-    running: dict[int, int] = {}  # rid -> a (KV tokens at decode counter G are a + G); insertion = admission order
-    B = 0
-    S0 = 0
-    qsum = 0
-    rcnt = [0] * bs
-    waiting: deque[int] = deque()
-    prefilling: deque[int] = deque()  # chunked: admitted prompts being prefilled
-    done_tok = [0] * n  # chunked: prompt tokens prefilled so far
-    reserved = 0  # chunked: blocks held by prompts being prefilled
-    nxt = 0
-    busy = 0.0
-    bmax = 0
-    kv_peak = 0
-    n_preempt = 0
-    prefill_tokens = 0
-    decode_tokens = 0
-    heappush = heapq.heappush
-    heappop = heapq.heappop
-    isnan = math.isnan
+    sched: np.ndarray
+    first: np.ndarray
+    finish: np.ndarray
+    npre: np.ndarray
+    rejected: np.ndarray
+    busy: float
+    bmax: int
+    kv_peak: float
+    n_preempt: int
+    prefill_tokens: int
+    decode_tokens: int
+    tb_busy: np.ndarray
+    tb_batch: np.ndarray
+    tb_kv: np.ndarray
+    end: float
 
-    def blocks_at(g: int) -> int:
-        s = g % bs
-        return qsum + B * (g // bs) + (sum(rcnt[bs - s :]) if s else 0)
 
-    def join(rid: int, p: int) -> None:
-        # the request holds p tokens of KV and has generated gen[rid] tokens; decoding resumes at G
-        nonlocal B, S0, qsum
-        a = p + 1 - G
-        running[rid] = a
-        gj[rid] = G
-        gf = G + out_l[rid] - gen[rid]
-        gfin[rid] = gf
-        heappush(heap, (gf, rid))
-        B += 1
-        S0 += a
-        q, r = divmod(a + bs - 1, bs)
-        qsum += q
-        rcnt[r] += 1
+class _Replica:
+    """The scheduler state of one replica, advanced one event at a time by :meth:`run`.
 
-    def leave(rid: int) -> None:
-        nonlocal B, S0, qsum
-        a = running.pop(rid)
-        B -= 1
-        S0 -= a
-        q, r = divmod(a + bs - 1, bs)
-        qsum -= q
-        rcnt[r] -= 1
+    Per request: ``gen`` tokens generated so far, ``gj`` the decode counter at its (re)admission,
+    ``gfin`` the decode counter at which it completes. The decoding batch is kept in running
+    sums: ``running`` maps a request to ``a`` (it holds ``a + G`` KV tokens at decode counter
+    ``G``; insertion order is admission order), ``B`` sequences, ``S0`` the sum of their ``a``,
+    ``qsum`` and ``rcnt`` the quotient sum and remainder counts of their blocks, so that the
+    KV blocks at any counter take O(block size) (:meth:`blocks_at`). Chunked prefill keeps the
+    admitted prompts in ``prefilling``, their tokens prefilled so far in ``done_tok`` and the
+    blocks they hold in ``reserved``.
+    """
 
-    def record(t0: float, dt: float, b: int, kvb: int) -> None:
-        # split the step [t0, t0 + dt) over the bins it covers
-        i = int(t0 / bin_s)
-        end = t0 + dt
+    __slots__ = (
+        "B", "G", "S0", "at", "bin_s", "bmax", "bs", "budget", "busy", "cap", "chunked", "compute", "decode_tokens",
+        "done_tok", "finish", "first", "gen", "gfin", "gj", "heap", "inp", "kv_peak", "max_seqs", "memory", "n", "n_preempt",
+        "nbins", "npre", "nxt", "out", "prefill_tokens", "prefilling", "qsum", "rcnt", "rejected", "reserved", "running",
+        "sched", "t", "tb_batch", "tb_busy", "tb_kv", "waiting", "wm",
+    )
+
+    def __init__(self, job: _ReplicaJob) -> None:
+        at, inp, outp, cost, cfg, bin_s, span_s = job
+        n = len(at)
+        self.n = n
+        self.at = at.tolist()
+        self.inp = inp.tolist()
+        self.out = outp.tolist()
+        self.sched = [math.nan] * n
+        self.first = [math.nan] * n
+        self.finish = [math.nan] * n
+        self.npre = [0] * n
+        self.gen = [0] * n
+        self.gj = [0] * n
+        self.gfin = [-1] * n
+        self.rejected = [False] * n
+        self.done_tok = [0] * n
+        self.bs = cfg.block_size
+        self.cap = cost.kv_tokens // cfg.block_size  # blocks
+        self.wm = int(cfg.watermark * self.cap)
+        self.max_seqs = cfg.max_num_seqs
+        self.budget = cfg.max_batched_tokens
+        self.chunked = cfg.chunked_prefill
+        self.compute = cost.compute
+        self.memory = cost.memory
+        self.bin_s = bin_s
+        self.nbins = max(1, int(math.ceil(max(span_s, 1e-9) / bin_s)) + 1)
+        self.tb_busy = [0.0] * self.nbins
+        self.tb_batch = [0.0] * self.nbins
+        self.tb_kv = [0.0] * self.nbins
+        self.t = 0.0
+        self.G = 0
+        self.heap: list[tuple[int, int]] = []
+        self.running: dict[int, int] = {}
+        self.B = 0
+        self.S0 = 0
+        self.qsum = 0
+        self.rcnt = [0] * cfg.block_size
+        self.waiting: deque[int] = deque()
+        self.prefilling: deque[int] = deque()
+        self.reserved = 0
+        self.nxt = 0
+        self.busy = 0.0
+        self.bmax = 0
+        self.kv_peak = 0
+        self.n_preempt = 0
+        self.prefill_tokens = 0
+        self.decode_tokens = 0
+
+    # -- the event loop ------------------------------------------------------------------------
+
+    def run(self) -> _ReplicaRun:
+        """Serve every request to completion (or rejection) and return the replica's record."""
         while True:
-            j = i if i < nbins else nbins - 1
-            edge = (i + 1) * bin_s
-            part = (end if end < edge or i >= nbins - 1 else edge) - t0
-            tb_busy[j] += part
-            tb_batch[j] += b * part
-            tb_kv[j] += kvb * part
-            if end <= edge or i >= nbins - 1:
-                return
-            t0 = edge
-            i += 1
+            self.enqueue_arrivals()
+            if self.chunked:
+                if self.waiting:
+                    self.start_chunked_prefills()
+                if self.prefilling:
+                    self.chunked_iteration()
+                    continue
+            elif self.waiting and self.B < self.max_seqs:
+                batch, blocks = self.admit(self.B, self.budget)
+                if batch:
+                    self.prefill_iteration(batch, blocks)
+                    continue
+            if self.B == 0:
+                if self.waiting and not self.prefilling:
+                    # an empty server could not admit the head: it can never fit
+                    self.rejected[self.waiting.popleft()] = True
+                    continue
+                if self.nxt < self.n:
+                    if self.at[self.nxt] > self.t:
+                        self.t = self.at[self.nxt]
+                    continue
+                break
+            self.decode_stretch()
+        return self.outcome()
 
-    while True:
-        while nxt < n and at_l[nxt] <= t:
-            waiting.append(nxt)
+    def enqueue_arrivals(self) -> None:
+        """Append the requests that have arrived by now to the waiting queue."""
+        at, n, t, nxt = self.at, self.n, self.t, self.nxt
+        while nxt < n and at[nxt] <= t:
+            self.waiting.append(nxt)
             nxt += 1
-        # ---------------------------------------------------------------- prefill work
-        if chunked:
-            # admit new prompts (FIFO) while KV and sequence slots allow
-            if waiting:
-                free = cap - blocks_at(G) - reserved - wm
-                while waiting and B + len(prefilling) < max_seqs:
-                    rid = waiting[0]
-                    p = in_l[rid] + gen[rid]
-                    need = -(-(p + 1) // bs)
-                    if need > free:
-                        break
-                    waiting.popleft()
-                    free -= need
-                    reserved += need
-                    done_tok[rid] = 0
-                    prefilling.append(rid)
-                    if isnan(sched[rid]):
-                        sched[rid] = t
-            if prefilling:
-                room = budget - B
-                T = 0
-                A = 0.0
-                K = 0
-                finished = []
-                for rid in prefilling:  # the prompts in this iteration's token budget
-                    if room <= 0:
-                        break
-                    p = in_l[rid] + gen[rid]
-                    d = done_tok[rid]
-                    c = min(p - d, room)
-                    room -= c
-                    T += c
-                    A += c * d + c * (c + 1) / 2
-                    K += d
-                    done_tok[rid] = d + c
-                    if d + c >= p:
-                        finished.append(rid)
-                C = S0 + B * G
-                dt = max(c0 + cT * T + cA * (A + C) + cK * (K + C) + cS * B, m0 + mT * T + mA * (A + C) + mK * (K + C) + mS * B)
-                kvb = blocks_at(G) + reserved
-                record(t, dt, B + len(finished), kvb)
-                if kvb > kv_peak:
-                    kv_peak = kvb
-                t += dt
-                busy += dt
-                prefill_tokens += T
-                decode_tokens += B
-                if B:
-                    G += 1
-                for rid in finished:
-                    prefilling.popleft()  # finished prompts are at the head, in order
-                    p = in_l[rid] + gen[rid]
-                    reserved -= -(-(p + 1) // bs)
-                    if isnan(first[rid]):
-                        first[rid] = t
-                    gen[rid] += 1
-                    if gen[rid] >= out_l[rid]:
-                        finish[rid] = t
-                    else:
-                        join(rid, p)
-                if B > bmax:
-                    bmax = B
-                while heap and heap[0][0] <= G:
-                    gf, rid = heappop(heap)
-                    if gfin[rid] != gf or rid not in running:
-                        continue
-                    leave(rid)
-                    gen[rid] = out_l[rid]
-                    finish[rid] = t
-                # KV overflow during chunked iterations: preempt the newest running sequences
-                while B and blocks_at(G) + reserved > cap:
-                    rid = next(reversed(running))
-                    gen[rid] += G - gj[rid]
-                    leave(rid)
-                    npre[rid] += 1
-                    n_preempt += 1
-                    waiting.appendleft(rid)
+        self.nxt = nxt
+
+    # -- the batch and its KV blocks -------------------------------------------------------------
+
+    def blocks_at(self, g: int) -> int:
+        """KV blocks the decoding batch holds at decode counter ``g``."""
+        bs = self.bs
+        s = g % bs
+        return self.qsum + self.B * (g // bs) + (sum(self.rcnt[bs - s :]) if s else 0)
+
+    def join(self, rid: int, p: int) -> None:
+        """Add ``rid`` (holding ``p`` KV tokens, ``gen[rid]`` tokens generated) to the decoding batch."""
+        G, bs = self.G, self.bs
+        a = p + 1 - G
+        self.running[rid] = a
+        self.gj[rid] = G
+        gf = G + self.out[rid] - self.gen[rid]
+        self.gfin[rid] = gf
+        heapq.heappush(self.heap, (gf, rid))
+        self.B += 1
+        self.S0 += a
+        q, r = divmod(a + bs - 1, bs)
+        self.qsum += q
+        self.rcnt[r] += 1
+
+    def leave(self, rid: int) -> None:
+        """Remove ``rid`` from the decoding batch."""
+        bs = self.bs
+        a = self.running.pop(rid)
+        self.B -= 1
+        self.S0 -= a
+        q, r = divmod(a + bs - 1, bs)
+        self.qsum -= q
+        self.rcnt[r] -= 1
+
+    def complete_due(self) -> None:
+        """Finish (at the current time) every running request whose last token is generated by now."""
+        heap, gfin, running, G = self.heap, self.gfin, self.running, self.G
+        while heap and heap[0][0] <= G:
+            gf, rid = heapq.heappop(heap)
+            if gfin[rid] != gf or rid not in running:
+                continue  # a stale entry of a preempted (and maybe readmitted) request
+            self.leave(rid)
+            self.gen[rid] = self.out[rid]
+            self.finish[rid] = self.t
+
+    def preempt_overflow(self) -> None:
+        """Preempt the most recently admitted sequences until the cache holds the rest; they go
+        back to the head of the queue (recomputed when readmitted)."""
+        while self.B and self.blocks_at(self.G) + self.reserved > self.cap:
+            rid = next(reversed(self.running))
+            self.gen[rid] += self.G - self.gj[rid]
+            self.leave(rid)
+            self.npre[rid] += 1
+            self.n_preempt += 1
+            self.waiting.appendleft(rid)
+
+    # -- admission ---------------------------------------------------------------------------
+
+    def admit(self, slots_taken: int, token_budget: int | None) -> tuple[list[int], int]:
+        """Take waiting prompts first come, first served, and return them with the KV blocks they need.
+
+        A prompt (its input and the tokens it had generated before a preemption) is taken while
+        ``slots_taken`` plus those taken stay under ``max_num_seqs``, its blocks (for its tokens
+        and the first generated one) fit the free cache minus the watermark and, with a
+        ``token_budget`` (prefill-first), its tokens fit what the prompts taken so far left of it
+        (the first prompt always does). A prompt taken for the first time is scheduled now.
+        """
+        waiting, inp, gen, sched, bs = self.waiting, self.inp, self.gen, self.sched, self.bs
+        free = self.cap - self.blocks_at(self.G) - self.reserved - self.wm
+        taken: list[int] = []
+        blocks = 0
+        tokens = 0
+        while waiting and slots_taken + len(taken) < self.max_seqs:
+            rid = waiting[0]
+            p = inp[rid] + gen[rid]
+            need = -(-(p + 1) // bs)
+            if need > free or (token_budget is not None and taken and tokens + p > token_budget):
+                break
+            waiting.popleft()
+            free -= need
+            blocks += need
+            tokens += p
+            taken.append(rid)
+            if math.isnan(sched[rid]):
+                sched[rid] = self.t
+        return taken, blocks
+
+    # -- prefill-first -------------------------------------------------------------------------
+
+    def prefill_iteration(self, batch: list[int], blocks: int) -> None:
+        """Run one prefill-only iteration of ``batch`` (holding ``blocks`` new KV blocks): each
+        prompt produces its first token, then finishes or joins the decoding batch."""
+        inp, gen, out, first, finish, bs = self.inp, self.gen, self.out, self.first, self.finish, self.bs
+        c0, cT, cA = self.compute[0], self.compute[1], self.compute[2]
+        m0, mT, mA = self.memory[0], self.memory[1], self.memory[2]
+        used = self.blocks_at(self.G) + blocks
+        tok = 0
+        A = 0.0
+        for rid in batch:
+            p = inp[rid] + gen[rid]
+            tok += p
+            A += p * (p + 1) / 2
+        dt = max(c0 + cT * tok + cA * A, m0 + mT * tok + mA * A)
+        t0 = self.t
+        t = t0 + dt
+        self.t = t
+        self.busy += dt
+        self.prefill_tokens += tok
+        for rid in batch:  # each request is admitted once (again after a preemption)
+            if math.isnan(first[rid]):
+                first[rid] = t
+            g = gen[rid]
+            p = inp[rid] + g
+            g += 1
+            gen[rid] = g
+            if g >= out[rid]:
+                finish[rid] = t
+                used -= -(-(p + 1) // bs)
                 continue
-        elif waiting and B < max_seqs:
-            s = G % bs
-            used = qsum + B * (G // bs) + (sum(rcnt[bs - s :]) if s else 0)
-            free = cap - used - wm
-            tok = 0
-            A = 0.0
-            batch = []
-            while waiting and B + len(batch) < max_seqs:
-                rid = waiting[0]
-                p = in_l[rid] + gen[rid]
-                need = -(-(p + 1) // bs)
-                if (batch and tok + p > budget) or need > free:
-                    break
-                waiting.popleft()
-                free -= need
-                used += need
-                tok += p
-                A += p * (p + 1) / 2
-                batch.append(rid)
-            if batch:
-                dt = max(c0 + cT * tok + cA * A, m0 + mT * tok + mA * A)
-                t0 = t
-                t += dt
-                busy += dt
-                prefill_tokens += tok
-                for rid in batch:  # each request is admitted once (again after a preemption)
-                    if isnan(sched[rid]):
-                        sched[rid] = t0
-                    if isnan(first[rid]):
-                        first[rid] = t
-                    g = gen[rid]
-                    p = in_l[rid] + g
-                    g += 1
-                    gen[rid] = g
-                    if g >= out_l[rid]:
-                        finish[rid] = t
-                        used -= -(-(p + 1) // bs)
-                        continue
-                    # join the decoding batch (inlined join())
-                    a = p + 1 - G
-                    running[rid] = a
-                    gj[rid] = G
-                    gf = G + out_l[rid] - g
-                    gfin[rid] = gf
-                    heappush(heap, (gf, rid))
-                    B += 1
-                    S0 += a
-                    q, r = divmod(a + bs - 1, bs)
-                    qsum += q
-                    rcnt[r] += 1
-                i = int(t0 / bin_s)
-                if i < nbins - 1 and t <= (i + 1) * bin_s:
-                    tb_busy[i] += dt
-                    tb_batch[i] += len(batch) * dt
-                    tb_kv[i] += used * dt
-                else:
-                    record(t0, dt, len(batch), used)
-                if B > bmax:
-                    bmax = B
-                if used > kv_peak:
-                    kv_peak = used
-                continue
-        # ---------------------------------------------------------------- nothing running
-        if B == 0:
-            if waiting and not prefilling:
-                # an empty server could not admit the head: it can never fit
-                rid = waiting.popleft()
-                rejected[rid] = True
-                continue
-            if nxt < n:
-                if at_l[nxt] > t:
-                    t = at_l[nxt]
-                continue
-            break
-        # ---------------------------------------------------------------- decode stretch
-        k = heap[0][0] - G
-        C0 = S0 + B * G
-        a1 = c0 + cS * B + ca * C0
-        b1 = ca * B
-        a2 = m0 + mS * B + ma * C0
-        b2 = ma * B
+            self.join(rid, p)
+        self.record(t0, dt, len(batch), used)
+        if self.B > self.bmax:
+            self.bmax = self.B
+        if used > self.kv_peak:
+            self.kv_peak = used
+
+    # -- chunked prefill -----------------------------------------------------------------------
+
+    def start_chunked_prefills(self) -> None:
+        """Admit waiting prompts (sequence slots count the prompts still prefilling) and reserve their blocks."""
+        taken, blocks = self.admit(self.B + len(self.prefilling), None)
+        self.reserved += blocks
+        for rid in taken:
+            self.done_tok[rid] = 0
+            self.prefilling.append(rid)
+
+    def chunked_iteration(self) -> None:
+        """Run one chunked iteration: every running sequence decodes a token and the admitted
+        prompts fill the rest of the token budget, in order; finished prompts join the batch."""
+        inp, gen, out, done_tok, bs = self.inp, self.gen, self.out, self.done_tok, self.bs
+        c0, cT, cA, cK, cS = self.compute
+        m0, mT, mA, mK, mS = self.memory
+        B, G = self.B, self.G
+        room = self.budget - B
+        T = 0
+        A = 0.0
+        K = 0
+        finished = []
+        for rid in self.prefilling:  # the prompts in this iteration's token budget
+            if room <= 0:
+                break
+            p = inp[rid] + gen[rid]
+            d = done_tok[rid]
+            c = min(p - d, room)
+            room -= c
+            T += c
+            A += c * d + c * (c + 1) / 2
+            K += d
+            done_tok[rid] = d + c
+            if d + c >= p:
+                finished.append(rid)
+        C = self.S0 + B * G
+        dt = max(c0 + cT * T + cA * (A + C) + cK * (K + C) + cS * B, m0 + mT * T + mA * (A + C) + mK * (K + C) + mS * B)
+        kvb = self.blocks_at(G) + self.reserved
+        self.record_split(self.t, dt, B + len(finished), kvb)
+        if kvb > self.kv_peak:
+            self.kv_peak = kvb
+        t = self.t + dt
+        self.t = t
+        self.busy += dt
+        self.prefill_tokens += T
+        self.decode_tokens += B
+        if B:
+            self.G = G + 1
+        for rid in finished:
+            self.prefilling.popleft()  # finished prompts are at the head, in order
+            p = inp[rid] + gen[rid]
+            self.reserved -= -(-(p + 1) // bs)
+            if math.isnan(self.first[rid]):
+                self.first[rid] = t
+            gen[rid] += 1
+            if gen[rid] >= out[rid]:
+                self.finish[rid] = t
+            else:
+                self.join(rid, p)
+        if self.B > self.bmax:
+            self.bmax = self.B
+        self.complete_due()
+        self.preempt_overflow()  # KV overflow during chunked iterations: preempt the newest
+
+    # -- decoding --------------------------------------------------------------------------------
+
+    def decode_stretch(self) -> None:
+        """Advance the decode-only iterations until the next completion, arrival or cache
+        overflow in one jump (closed-form sum of the iteration times), then finish the requests
+        due and preempt on overflow."""
+        c0, _, cA, cK, cS = self.compute
+        m0, _, mA, mK, mS = self.memory
+        B, G, bs, cap, t = self.B, self.G, self.bs, self.cap, self.t
+        k = self.heap[0][0] - G
+        C0 = self.S0 + B * G
+        a1 = c0 + cS * B + (cA + cK) * C0
+        b1 = (cA + cK) * B
+        a2 = m0 + mS * B + (mA + mK) * C0
+        b2 = (mA + mK) * B
         # time of k steps: one line dominates all of them in the common case (inlined)
         d0 = a1 - a2
         dk = d0 + (b1 - b2) * (k - 1)
@@ -522,15 +598,16 @@ def _simulate_replica(args: tuple) -> dict[str, Any]:
             dt = a2 * k + b2 * k * (k - 1) * 0.5
         else:
             dt = _sum_lines(a1, b1, a2, b2, k)
-        if nxt < n and not waiting:
-            target = at_l[nxt] - t
+        if self.nxt < self.n and not self.waiting:
+            target = self.at[self.nxt] - t
             if dt > target:
                 k = _steps_to_reach(a1, b1, a2, b2, target, k)
                 dt = _sum_lines(a1, b1, a2, b2, k)
         # KV blocks: iteration G + j holds blocks_at(G + j); find the last one that fits
         overflow = False
         g = G + k - 1
-        if qsum + B * (g // bs + 1) > cap and blocks_at(g) > cap:  # cheap upper bound first
+        blocks_at = self.blocks_at
+        if self.qsum + B * (g // bs + 1) > cap and blocks_at(g) > cap:  # cheap upper bound first
             overflow = True
             if blocks_at(G) > cap:
                 k = 0
@@ -545,65 +622,75 @@ def _simulate_replica(args: tuple) -> dict[str, Any]:
                 k = hi
             dt = _sum_lines(a1, b1, a2, b2, k)
         if k > 0:
-            g = G + k - 1
-            s = g % bs
-            kvb = qsum + B * (g // bs) + (sum(rcnt[bs - s :]) if s else 0)
-            i = int(t / bin_s)
-            if i < nbins - 1 and t + dt <= (i + 1) * bin_s:
-                tb_busy[i] += dt
-                tb_batch[i] += B * dt
-                tb_kv[i] += kvb * dt
-            else:
-                record(t, dt, B, kvb)
-            if kvb > kv_peak:
-                kv_peak = kvb
-            if B > bmax:
-                bmax = B
-            t += dt
-            busy += dt
-            decode_tokens += B * k
-            G += k
-            while heap and heap[0][0] <= G:
-                gf, rid = heappop(heap)
-                if gfin[rid] != gf:
-                    continue
-                a = running.pop(rid, None)
-                if a is None:
-                    continue
-                # leave the batch (inlined leave())
-                B -= 1
-                S0 -= a
-                q, r = divmod(a + bs - 1, bs)
-                qsum -= q
-                rcnt[r] -= 1
-                gen[rid] = out_l[rid]
-                finish[rid] = t
+            kvb = blocks_at(G + k - 1)
+            self.record(t, dt, B, kvb)
+            if kvb > self.kv_peak:
+                self.kv_peak = kvb
+            if B > self.bmax:
+                self.bmax = B
+            self.t = t + dt
+            self.busy += dt
+            self.decode_tokens += B * k
+            self.G = G + k
+            self.complete_due()
         if overflow:
-            while B and blocks_at(G) > cap:
-                rid = next(reversed(running))
-                gen[rid] += G - gj[rid]
-                leave(rid)
-                npre[rid] += 1
-                n_preempt += 1
-                waiting.appendleft(rid)
+            self.preempt_overflow()
 
-    return {
-        "sched": np.asarray(sched),
-        "first": np.asarray(first),
-        "finish": np.asarray(finish),
-        "npre": np.asarray(npre, dtype=np.int64),
-        "rejected": np.asarray(rejected, dtype=bool),
-        "busy": busy,
-        "bmax": bmax,
-        "kv_peak": kv_peak / cap if cap else 0.0,
-        "n_preempt": n_preempt,
-        "prefill_tokens": prefill_tokens,
-        "decode_tokens": decode_tokens,
-        "tb_busy": np.asarray(tb_busy),
-        "tb_batch": np.asarray(tb_batch),
-        "tb_kv": np.asarray(tb_kv) / cap if cap else np.zeros(nbins),
-        "end": t,
-    }
+    # -- timeline --------------------------------------------------------------------------------
+
+    def record(self, t0: float, dt: float, b: int, kvb: int) -> None:
+        """Add the step ``[t0, t0 + dt)`` of batch ``b`` holding ``kvb`` blocks to the timeline:
+        whole to its bin when it ends inside it, else split by :meth:`record_split`."""
+        i = int(t0 / self.bin_s)
+        if i < self.nbins - 1 and t0 + dt <= (i + 1) * self.bin_s:
+            self.tb_busy[i] += dt
+            self.tb_batch[i] += b * dt
+            self.tb_kv[i] += kvb * dt
+        else:
+            self.record_split(t0, dt, b, kvb)
+
+    def record_split(self, t0: float, dt: float, b: int, kvb: int) -> None:
+        """Split the step ``[t0, t0 + dt)`` over the bins it covers (the last bin takes the rest)."""
+        bin_s, nbins = self.bin_s, self.nbins
+        i = int(t0 / bin_s)
+        end = t0 + dt
+        while True:
+            j = i if i < nbins else nbins - 1
+            edge = (i + 1) * bin_s
+            part = (end if end < edge or i >= nbins - 1 else edge) - t0
+            self.tb_busy[j] += part
+            self.tb_batch[j] += b * part
+            self.tb_kv[j] += kvb * part
+            if end <= edge or i >= nbins - 1:
+                return
+            t0 = edge
+            i += 1
+
+    def outcome(self) -> _ReplicaRun:
+        """The replica's record (KV use as shares of the cache)."""
+        cap = self.cap
+        return _ReplicaRun(
+            sched=np.asarray(self.sched),
+            first=np.asarray(self.first),
+            finish=np.asarray(self.finish),
+            npre=np.asarray(self.npre, dtype=np.int64),
+            rejected=np.asarray(self.rejected, dtype=bool),
+            busy=self.busy,
+            bmax=self.bmax,
+            kv_peak=self.kv_peak / cap if cap else 0.0,
+            n_preempt=self.n_preempt,
+            prefill_tokens=self.prefill_tokens,
+            decode_tokens=self.decode_tokens,
+            tb_busy=np.asarray(self.tb_busy),
+            tb_batch=np.asarray(self.tb_batch),
+            tb_kv=np.asarray(self.tb_kv) / cap if cap else np.zeros(self.nbins),
+            end=self.t,
+        )
+
+
+def _simulate_replica(job: _ReplicaJob) -> _ReplicaRun:
+    """Simulate one replica (a module-level function, so that worker processes can run it)."""
+    return _Replica(job).run()
 
 
 # --------------------------------------------------------------------------------------------
@@ -672,7 +759,7 @@ def simulate(
         idx = np.flatnonzero(rep_sorted == r)
         members.append(idx)
         jobs.append((ts[idx], ins[idx], outs[idx], cost, config, float(bin_s), span))
-    results: list[dict[str, Any]] = []
+    results: list[_ReplicaRun] = []
     if workers > 1 and replicas > 1:
         with ProcessPoolExecutor(max_workers=min(workers, replicas)) as ex:
             for i, res in enumerate(ex.map(_simulate_replica, jobs)):
@@ -693,39 +780,39 @@ def simulate(
     rejected = np.zeros(n, dtype=bool)
     rows = []
     tl = []
-    horizon = max(span, max((res["end"] for res in results), default=0.0))
+    horizon = max(span, max((res.end for res in results), default=0.0))
     for r, (idx, res) in enumerate(zip(members, results, strict=True)):
-        sched[idx] = res["sched"] + 0.0
-        first[idx] = res["first"]
-        finish[idx] = res["finish"]
-        npre[idx] = res["npre"]
-        rejected[idx] = res["rejected"]
-        busy = res["busy"]
+        sched[idx] = res.sched + 0.0
+        first[idx] = res.first
+        finish[idx] = res.finish
+        npre[idx] = res.npre
+        rejected[idx] = res.rejected
+        busy = res.busy
         rows.append(
             {
                 "replica": r,
                 "requests": len(idx),
                 "busy_s": busy,
                 "utilization": busy / horizon if horizon > 0 else 0.0,
-                "mean_batch": float(res["tb_batch"].sum() / busy) if busy > 0 else 0.0,
-                "max_batch": res["bmax"],
-                "peak_kv_frac": res["kv_peak"],
-                "preemptions": res["n_preempt"],
-                "rejected": int(res["rejected"].sum()),
-                "prefill_tokens": res["prefill_tokens"],
-                "decode_tokens": res["decode_tokens"],
+                "mean_batch": float(res.tb_batch.sum() / busy) if busy > 0 else 0.0,
+                "max_batch": res.bmax,
+                "peak_kv_frac": res.kv_peak,
+                "preemptions": res.n_preempt,
+                "rejected": int(res.rejected.sum()),
+                "prefill_tokens": res.prefill_tokens,
+                "decode_tokens": res.decode_tokens,
             }
         )
-        nb = len(res["tb_busy"])
+        nb = len(res.tb_busy)
         with np.errstate(invalid="ignore", divide="ignore"):
             tl.append(
                 pl.DataFrame(
                     {
                         "replica": np.full(nb, r, dtype=np.int64),
                         "t_s": np.arange(nb) * float(bin_s),
-                        "busy_frac": np.minimum(res["tb_busy"] / bin_s, 1.0),
-                        "batch": np.where(res["tb_busy"] > 0, res["tb_batch"] / bin_s, 0.0),
-                        "kv_frac": res["tb_kv"] / bin_s,
+                        "busy_frac": np.minimum(res.tb_busy / bin_s, 1.0),
+                        "batch": np.where(res.tb_busy > 0, res.tb_batch / bin_s, 0.0),
+                        "kv_frac": res.tb_kv / bin_s,
                     }
                 )
             )
