@@ -351,8 +351,10 @@ class _Replica:
 
     def run(self) -> _ReplicaRun:
         """Serve every request to completion (or rejection) and return the replica's record."""
+        at, n = self.at, self.n
         while True:
-            self.enqueue_arrivals()
+            if self.nxt < n and at[self.nxt] <= self.t:
+                self.enqueue_arrivals()
             if self.chunked:
                 if self.waiting:
                     self.start_chunked_prefills()
