@@ -11,12 +11,12 @@
 ``gap``
     language/m-large from 18:00 of day 0 (``start_s=64800``) for ``--gap-hours`` hours at the
     observed rates x ``--factor``, llama-3-8b on an A10G, p99 TTFT <= 2 s: the replicas the
-    realistic workload and each naive baseline (:data:`servegen_core.serve.simulate.ALL_BASELINES`)
+    realistic workload and each naive baseline (:data:`servegen_core.spec.NAIVE_KINDS`)
     need, and the under-provisioning of each.
 
 ``traces``
     the Azure conversation trace (as recorded and 8 times faster) and the Mooncake trace
-    against their Poisson baselines (:func:`servegen_core.serve.simulate.compare_trace`).
+    against their Poisson baselines (:func:`servegen_core.serve.whatif.compare_trace`).
 
 Usage::
 
@@ -32,10 +32,12 @@ import resource
 import statistics
 import time
 
-from servegen_core.serve import simulate as serving
 from servegen_core.generate.compose import compose, load_source
 from servegen_core.paths import shared_data_dir
-from servegen_core.spec import ObservedRate, ServeGenSource, Span, WorkloadSpec
+from servegen_core.serve.costmodel import roofline
+from servegen_core.serve.simulate import simulate
+from servegen_core.serve.whatif import Slo, compare_spec, compare_trace
+from servegen_core.spec import NAIVE_KINDS, ObservedRate, ServeGenSource, Span, WorkloadSpec
 
 #: Target: an hour of m-large at the observed rates on 16 replicas (seconds).
 TARGET_S = 15.0
@@ -54,7 +56,7 @@ def speed(repeat: int, workers: int) -> None:
     t0 = time.perf_counter()
     trace = compose(spec).trace.select("timestamp_s", "input_tokens", "output_tokens")
     print(f"composed {trace.height:,} requests in {time.perf_counter() - t0:.2f} s (not timed below)")
-    cost = serving.roofline("llama-3-8b", "a100")
+    cost = roofline("llama-3-8b", "a100")
     print(cost.note)
     print()
     print(f"{'replicas':>8}  {'workers':>7}  {'median s':>8}  {'best s':>7}  {'CPU s':>6}  {'p99 TTFT s':>10}  {'p99 TPOT s':>10}  {'util':>5}  target")
@@ -65,7 +67,7 @@ def speed(repeat: int, workers: int) -> None:
             for _ in range(repeat):
                 c0 = cpu_s()
                 t0 = time.perf_counter()
-                res = serving.simulate(trace, cost, replicas=n, workers=w)
+                res = simulate(trace, cost, replicas=n, workers=w)
                 times.append(time.perf_counter() - t0)
                 cpus.append(cpu_s() - c0)
             s = res.summary()
@@ -80,10 +82,10 @@ def speed(repeat: int, workers: int) -> None:
 def gap(hours: float, factor: float, workers: int) -> None:
     data_dir = str(shared_data_dir() / "servegen")
     spec = WorkloadSpec(ServeGenSource(data_dir, "language/m-large"), Span(64800, hours * 3600), rate=ObservedRate(factor=factor))
-    slo = serving.Slo(ttft_p99_s=2.0)
-    cost = serving.roofline("llama-3-8b", "a10g")
+    slo = Slo(ttft_p99_s=2.0)
+    cost = roofline("llama-3-8b", "a10g")
     t0 = time.perf_counter()
-    c = serving.compare_spec(spec, slo, cost, baselines=serving.ALL_BASELINES, pool=load_source(spec), workers=workers)
+    c = compare_spec(spec, slo, cost, naive=NAIVE_KINDS, pool=load_source(spec), workers=workers)
     print(f"\nm-large from 18:00 for {hours:g} h, observed rates x {factor:g}, {cost.name}, {slo.describe()} "
           f"({time.perf_counter() - t0:.0f} s)")
     print(f"{'workload':<15} {'requests':>9} {'replicas':>8} {'under-prov.':>11} {'p99 TTFT s at realistic N':>26}")
@@ -109,7 +111,7 @@ def traces() -> None:
     print(f"{'trace':<34} {'speed-up':>8} {'GPU':>5} {'SLO p99 TTFT':>12} {'realistic':>9} {'poisson':>7} {'under-prov.':>11}")
     for name, speedup, gpu, ttft in cases:
         trace = load_trace(folder / name).trace.with_columns(pl.col("timestamp_s") / speedup)
-        c = serving.compare_trace(trace, serving.Slo(ttft_p99_s=ttft), serving.roofline("llama-3-8b", gpu))
+        c = compare_trace(trace, Slo(ttft_p99_s=ttft), roofline("llama-3-8b", gpu))
         real, pois = c.table["replicas"].to_list()
         under = c.table["under_provisioning"][1]
         print(f"{name:<34} {speedup:>7}x {gpu:>5} {ttft:>10g} s {real or '-':>9} {pois or '-':>7} {'' if under is None else f'{under:.0%}':>11}")

@@ -9,9 +9,12 @@ import core_calls
 import navigation
 import session
 from plaintext import md
-from servegen_core.serve import simulate as serving
 from servegen_core.errors import SpecError
+from servegen_core.serve.costmodel import calibrate, roofline
 from servegen_core.serve.hardware import GPUS, MODELS
+from servegen_core.serve.simulate import ROUTERS, ServerConfig
+from servegen_core.serve.whatif import DEFAULT_NAIVE_KINDS, Comparison, Slo, compare_spec, compare_trace
+from servegen_core.spec import NAIVE_KINDS
 from widgets import files, page
 
 #: Environment variable: the largest workload (requests) simulated on this page.
@@ -44,13 +47,13 @@ eff = c4.slider("Efficiency (share of peak reached)", min_value=0.1, max_value=1
 c1, c2, c3, c4 = st.columns(4)
 slo_ttft = c1.number_input("SLO: p99 TTFT (s, 0 = none)", min_value=0.0, max_value=3600.0, value=2.0, step=0.5, key="prov_slo_ttft")
 slo_tpot = c2.number_input("SLO: p99 TPOT (s, 0 = none)", min_value=0.0, max_value=60.0, value=0.0, step=0.01, key="prov_slo_tpot")
-router = c3.selectbox("Router", list(serving.ROUTERS), key="prov_router")
+router = c3.selectbox("Router", list(ROUTERS), key="prov_router")
 max_replicas = c4.number_input("Most replicas tried", min_value=1, max_value=4096, value=256, step=1, key="prov_max")
 chunked = st.toggle("Chunked prefill (Sarathi-style) instead of prefill-first", key="prov_chunked")
-baselines = list(serving.BASELINES)
+naive_kinds = list(DEFAULT_NAIVE_KINDS)
 if use_spec:
-    baselines = st.multiselect(
-        "Naive baselines", list(serving.ALL_BASELINES), default=list(serving.BASELINES), key="prov_baselines",
+    naive_kinds = st.multiselect(
+        "Naive baselines", list(NAIVE_KINDS), default=list(DEFAULT_NAIVE_KINDS), key="prov_baselines",
         help="poisson: only the arrivals become Poisson (same rates per window); pooled_lengths: only the lengths are "
         "pooled over clients; poisson_pooled: both; constant: Poisson at the mean rate of the span (no rate shifts either).",
     )
@@ -58,8 +61,8 @@ if use_spec:
 ROOFLINE, CALIBRATED = "Roofline (datasheet peaks)", "Calibrated (your benchmark results)"
 cost_kind = st.radio("Cost model", [ROOFLINE, CALIBRATED], horizontal=True, key="prov_cost")
 try:
-    cost = serving.roofline(model, gpu, efficiency=float(eff), tensor_parallel=int(tp))
-    slo = serving.Slo(ttft_p99_s=slo_ttft or None, tpot_p99_s=slo_tpot or None)
+    cost = roofline(model, gpu, efficiency=float(eff), tensor_parallel=int(tp))
+    slo = Slo(ttft_p99_s=slo_ttft or None, tpot_p99_s=slo_tpot or None)
 except SpecError as exc:
     core_calls.show_error(exc)
     st.stop()
@@ -76,7 +79,7 @@ if cost_kind == CALIBRATED:
         st.stop()
     cal_path, cal_name = chosen
     try:
-        cost = serving.calibrate([cal_path], kv_tokens=cost.kv_tokens, name=f"calibrated {model}@{gpu}")
+        cost = calibrate([cal_path], kv_tokens=cost.kv_tokens, name=f"calibrated {model}@{gpu}")
     except Exception as exc:  # noqa: BLE001 - a bad file becomes a message on the page
         core_calls.show_error(exc)
         st.stop()
@@ -125,9 +128,9 @@ if n_requests > limit:
     )
     st.stop()
 
-params = (view.key, spec if use_spec else None, cost, slo, router, int(max_replicas), bool(chunked), tuple(baselines))
+params = (view.key, spec if use_spec else None, cost, slo, router, int(max_replicas), bool(chunked), tuple(naive_kinds))
 if st.button("Simulate", type="primary", key="prov_run"):
-    names = ["realistic", *(baselines if use_spec else ["poisson"])]
+    names = ["realistic", *(naive_kinds if use_spec else ["poisson"])]
     bar = st.progress(0.0, text="Starting…")
 
     def progress(text: str) -> None:
@@ -135,13 +138,13 @@ if st.button("Simulate", type="primary", key="prov_run"):
         done = names.index(name) / len(names) if name in names else 0.0
         bar.progress(min(done, 1.0), text=md(text))
 
-    config = serving.ServerConfig(chunked_prefill=bool(chunked))
+    config = ServerConfig(chunked_prefill=bool(chunked))
     common = {"config": config, "router": router, "max_replicas": int(max_replicas), "progress": progress}
     try:
         if use_spec:
-            result = serving.compare_spec(spec, slo, cost, baselines=baselines, pool=pool, **common)
+            result = compare_spec(spec, slo, cost, naive=naive_kinds, pool=pool, **common)
         else:
-            result = serving.compare_trace(view.data, slo, cost, **common)
+            result = compare_trace(view.data, slo, cost, **common)
     except Exception as exc:  # noqa: BLE001 - a core error becomes a message on the page
         bar.empty()
         core_calls.show_error(exc)
@@ -153,7 +156,7 @@ stored = st.session_state.get("prov_result")
 if stored is None or stored[0] != params:
     st.info(f"Press Simulate to replay the {n_requests:,} requests on growing numbers of replicas.")
     st.stop()
-result: serving.Comparison = stored[1]
+result: Comparison = stored[1]
 table = result.table
 (st.success if table["replicas"][0] is not None else st.warning)(md(result.sentence()))
 answers = dict(zip(table["workload"].to_list(), table["replicas"].to_list(), strict=True))

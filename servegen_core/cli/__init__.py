@@ -1071,29 +1071,30 @@ def _cmd_spec_template(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def _whatif_cost(args: argparse.Namespace) -> Any:
-    from servegen_core.serve import simulate as serving
-    roof = serving.roofline(
+    from servegen_core.serve.costmodel import calibrate, roofline
+    roof = roofline(
         args.model, args.gpu, efficiency=args.efficiency, overhead_s=args.overhead_ms / 1e3, tensor_parallel=args.tensor_parallel,
     )
     if not args.calibration:
         return roof
-    return serving.calibrate(args.calibration, kv_tokens=roof.kv_tokens, name=f"calibrated {args.model}@{args.gpu}")
+    return calibrate(args.calibration, kv_tokens=roof.kv_tokens, name=f"calibrated {args.model}@{args.gpu}")
 
 
 def _cmd_whatif(args: argparse.Namespace, out: TextIO) -> int:
-    from servegen_core.serve import simulate as serving
+    from servegen_core.serve.simulate import ServerConfig
+    from servegen_core.serve.whatif import DEFAULT_NAIVE_KINDS, Slo, compare_spec, compare_trace
     if (args.spec is None) == (args.trace is None):
         msg = "give exactly one of --spec (a workload spec) or --trace (a raw trace file)"
         raise CliError(msg)
     if args.preset is not None and args.trace is None:
         msg = "--preset applies to a --trace file"
         raise CliError(msg)
-    slo = serving.Slo(ttft_p99_s=args.slo_ttft_p99, tpot_p99_s=args.slo_tpot_p99)
+    slo = Slo(ttft_p99_s=args.slo_ttft_p99, tpot_p99_s=args.slo_tpot_p99)
     cost = _whatif_cost(args)
-    config = serving.ServerConfig(
+    config = ServerConfig(
         max_num_seqs=args.max_num_seqs, max_batched_tokens=args.max_batched_tokens, chunked_prefill=args.chunked_prefill,
     )
-    baselines = [b.strip() for b in args.baselines.split(",") if b.strip()] if args.baselines else list(serving.BASELINES)
+    baselines = [b.strip() for b in args.baselines.split(",") if b.strip()] if args.baselines else list(DEFAULT_NAIVE_KINDS)
     progress = None if args.quiet else (lambda text: sys.stderr.write(f"{PROG}: {text}\n"))
     common = {"config": config, "router": args.router, "max_replicas": args.max_replicas, "workers": args.workers, "progress": progress}
     if args.spec is not None:
@@ -1101,7 +1102,7 @@ def _cmd_whatif(args: argparse.Namespace, out: TextIO) -> int:
 
         spec = read_spec(args.spec, seed=args.seed)
         limit = args.max_requests if args.max_requests is not None else default_max_requests(streamed=False)
-        comparison = serving.compare_spec(spec, slo, cost, baselines=baselines, max_requests=limit, **common)
+        comparison = compare_spec(spec, slo, cost, naive=baselines, max_requests=limit, **common)
         what = str(args.spec)
     else:
         from servegen_core.sources.traces import load_trace
@@ -1110,7 +1111,7 @@ def _cmd_whatif(args: argparse.Namespace, out: TextIO) -> int:
             msg = "a raw trace is compared with its Poisson baseline only (--baselines poisson)"
             raise CliError(msg)
         loaded = load_trace(args.trace, preset=args.preset)
-        comparison = serving.compare_trace(loaded.trace, slo, cost, window_s=args.window_s, seed=args.seed or 0, **common)
+        comparison = compare_trace(loaded.trace, slo, cost, window_s=args.window_s, seed=args.seed or 0, **common)
         what = str(args.trace)
     if args.json:
         _print_json(
@@ -1312,7 +1313,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     from servegen_core.serve.hardware import GPU_ALIASES, GPUS, MODELS
     from servegen_core.limits import MAX_BATCHED_TOKENS, MAX_NUM_SEQS, MAX_REPLICAS, MAX_TENSOR_PARALLEL, max_workers
-    from servegen_core.serve.simulate import ALL_BASELINES, BASELINES, ROUTERS
+    from servegen_core.serve.simulate import ROUTERS
+    from servegen_core.serve.whatif import DEFAULT_NAIVE_KINDS
+    from servegen_core.spec import NAIVE_KINDS
 
     p = sub.add_parser(
         "whatif", help="replicas a workload needs for a latency SLO, realistic vs its naive baselines (simulated)", parents=[common],
@@ -1333,7 +1336,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--slo-tpot-p99", type=_whatif_seconds, metavar="S", help="p99 time per output token objective (seconds)")
     p.add_argument(
         "--baselines", metavar="LIST",
-        help=f"comma-separated naive baselines of a spec, from {','.join(ALL_BASELINES)} (default: {','.join(BASELINES)})",
+        help=f"comma-separated naive baselines of a spec, from {','.join(NAIVE_KINDS)} (default: {','.join(DEFAULT_NAIVE_KINDS)})",
     )
     p.add_argument("--router", choices=list(ROUTERS), default="round_robin", help="request router (default round_robin)")
     p.add_argument("--chunked-prefill", action="store_true", help="Sarathi-style chunked prefill instead of prefill-first")

@@ -10,7 +10,7 @@ insensitively; :data:`GPU_ALIASES` maps short names (``a100``, ``h100``) to rows
 Peak figures are what the silicon could do, never what a serving engine reaches: the roofline
 cost model multiplies them by an efficiency factor, and absolute latencies are only as good as
 that factor (or a calibration from the user's own benchmark, see
-:func:`servegen_core.serve.simulate.calibrate`).
+:func:`servegen_core.serve.costmodel.calibrate`).
 """
 
 from __future__ import annotations

@@ -296,43 +296,44 @@ def test_whatif_counts_are_capped_at_the_documented_limits(capsys, traces_dir):
 def test_serving_api_refuses_unbounded_counts_before_any_work(traces_dir, monkeypatch):
     from servegen_core.generate import compose
     from servegen_core import limits
-    from servegen_core.serve import simulate as serving
+    from servegen_core.serve import costmodel, simulate, whatif
     from servegen_core.errors import SpecError
     from servegen_core.sources.traces import load_trace
 
     trace = load_trace(traces_dir / "AzureLLMInferenceTrace_conv.csv").trace.head(200)
-    cost = serving.roofline("llama-3-8b", "a100")
-    slo = serving.Slo(ttft_p99_s=1.0)
+    cost = costmodel.roofline("llama-3-8b", "a100")
+    slo = whatif.Slo(ttft_p99_s=1.0)
     too_many = limits.max_workers() + 1
     with pytest.raises(SpecError, match="workers"):
-        serving.simulate(trace, cost, replicas=2, workers=too_many)
+        simulate.simulate(trace, cost, replicas=2, workers=too_many)
     with pytest.raises(SpecError, match="workers"):
-        serving.simulate(trace, cost, replicas=2, workers=0)
+        simulate.simulate(trace, cost, replicas=2, workers=0)
     with pytest.raises(SpecError, match="replicas"):
-        serving.simulate(trace, cost, replicas=limits.MAX_REPLICAS + 1)
+        simulate.simulate(trace, cost, replicas=limits.MAX_REPLICAS + 1)
     with pytest.raises(SpecError, match="max_replicas"):
-        serving.min_replicas(trace, slo, cost, max_replicas=10**12)
+        whatif.min_replicas(trace, slo, cost, max_replicas=10**12)
     with pytest.raises(SpecError, match="workers"):
-        serving.min_replicas(trace, slo, cost, workers=10**9)
+        whatif.min_replicas(trace, slo, cost, workers=10**9)
     with pytest.raises(SpecError, match="workers"):
-        serving.compare_trace(trace, slo, cost, workers=-1)
+        whatif.compare_trace(trace, slo, cost, workers=-1)
     with pytest.raises(SpecError, match="tensor_parallel"):
-        serving.roofline("llama-3-8b", "a100", tensor_parallel=limits.MAX_TENSOR_PARALLEL + 1)
+        costmodel.roofline("llama-3-8b", "a100", tensor_parallel=limits.MAX_TENSOR_PARALLEL + 1)
     with pytest.raises(SpecError, match="tensor_parallel"):
-        serving.roofline("llama-3-8b", "a100", tensor_parallel=2.5)
+        costmodel.roofline("llama-3-8b", "a100", tensor_parallel=2.5)
     with pytest.raises(SpecError, match="max_num_seqs"):
-        serving.ServerConfig(max_num_seqs=10**12)
+        simulate.ServerConfig(max_num_seqs=10**12)
     with pytest.raises(SpecError, match="max_batched_tokens"):
-        serving.ServerConfig(max_batched_tokens=limits.MAX_BATCHED_TOKENS + 1)
+        simulate.ServerConfig(max_batched_tokens=limits.MAX_BATCHED_TOKENS + 1)
 
     def no_compose(*args, **kwargs):
         raise AssertionError("composed before checking workers")
 
     monkeypatch.setattr(compose, "load_source", no_compose)
+    monkeypatch.setattr(whatif, "load_source", no_compose)
     with pytest.raises(SpecError, match="workers"):
-        serving.compare_spec(object(), slo, cost, workers=10**6)
+        whatif.compare_spec(object(), slo, cost, workers=10**6)
     # within the limits the API still serves: two replicas in two processes
-    res = serving.simulate(trace, cost, replicas=2, workers=2)
+    res = simulate.simulate(trace, cost, replicas=2, workers=2)
     assert res.summary()["completed"] == 200
 
 

@@ -15,7 +15,10 @@ from _dash import axis_title, horizontal_lines, title, trace_names, values, vert
 
 from servegen_core.characterize import arrivals, lengths, multimodal, prefix, rates, reasoning
 
-from servegen_core.serve import hardware, simulate as serving
+from servegen_core.serve import hardware
+from servegen_core.serve.costmodel import roofline
+from servegen_core.serve.simulate import simulate
+from servegen_core.serve.whatif import Slo, compare_trace
 from servegen_core.generate.compose import compose, naive_spec, plan_workload, rate_curve
 from servegen_core.sources.pool import load_pool
 from servegen_core.spec import ServeGenSource, Span, WorkloadSpec
@@ -405,10 +408,10 @@ def test_every_figure_has_a_title_and_axis_titles(demo_dir, demo_chat, composed,
         "pattern_shares": lambda: charts.pattern_shares(arrivals.pattern_shares(demo_chat).frame),
         "percentile_bands": lambda: charts.percentile_bands(lengths.length_shift(demo_chat, "output_tokens").windows, field="output_tokens"),
         "fleet_timeline": lambda: charts.fleet_timeline(
-            serving.simulate(made.trace.head(3000), serving.roofline("llama-3-8b", "a10g"), replicas=2).fleet_timeline(), replicas=2, bin_s=10
+            simulate(made.trace.head(3000), roofline("llama-3-8b", "a10g"), replicas=2).fleet_timeline(), replicas=2, bin_s=10
         ),
         "provisioning_curves": lambda: charts.provisioning_curves(
-            serving.compare_trace(made.trace.head(3000), serving.Slo(ttft_p99_s=2.0), serving.roofline("llama-3-8b", "a10g")).curves, slo_s=2.0
+            compare_trace(made.trace.head(3000), Slo(ttft_p99_s=2.0), roofline("llama-3-8b", "a10g")).curves, slo_s=2.0
         ),
         "rate_over_time": lambda: charts.rate_over_time(rates.rate_series(demo_chat).frame, resolution_s=600),
         "rate_plan": lambda: charts.rate_plan(rate_curve(plan)),

@@ -8,7 +8,8 @@ import polars as pl
 import pytest
 from _dash import Dashboard, axis_title, horizontal_lines, plain, title, trace_names, values
 
-from servegen_core.serve import simulate as serving
+from servegen_core.serve.costmodel import CostModel, calibrate, roofline
+from servegen_core.serve.whatif import Slo, compare_spec, compare_trace, min_replicas
 from servegen_core.paths import demo_data_dir
 from servegen_core.sources.pool import load_pool
 from servegen_core.sources.traces import load_trace
@@ -24,8 +25,8 @@ def test_trace_vs_poisson_matches_the_core(traces_dir):
     d.check()
 
     trace = load_trace(path).trace
-    cost = serving.roofline("llama-3-8b", "a100-80gb")
-    core = serving.compare_trace(trace, serving.Slo(ttft_p99_s=1.0), cost)
+    cost = roofline("llama-3-8b", "a100-80gb")
+    core = compare_trace(trace, Slo(ttft_p99_s=1.0), cost)
     assert [plain(s.value) for s in d.at.success] == [core.sentence()]
     metrics = {m.label: m.value for m in d.at.metric}
     n_real, n_pois = core.table["replicas"].to_list()
@@ -72,8 +73,8 @@ def test_composed_spec_vs_its_poisson_baseline():
     d.at.button(key="prov_run").click().run()
     d.check()
     pool = load_pool(demo_data_dir() / "servegen", "language/demo-chat")
-    cost = serving.roofline("llama-3-8b", "a100-80gb")
-    core = serving.compare_spec(spec, serving.Slo(ttft_p99_s=5.0), cost, baselines=["poisson"], pool=pool)
+    cost = roofline("llama-3-8b", "a100-80gb")
+    core = compare_spec(spec, Slo(ttft_p99_s=5.0), cost, naive=["poisson"], pool=pool)
     assert core.table["replicas"][0] is not None
     assert [plain(s.value) for s in d.at.success] == [core.sentence()]
     assert d.table("workload", "replicas")["workload"].tolist() == ["realistic", "poisson"]
@@ -109,7 +110,7 @@ def test_provisioning_chart_marks_answers_and_the_slo():
     assert [s["y0"] for s in fig["layout"]["shapes"]] == [2.0]
 
 
-def roofline_iterations(cost: serving.CostModel) -> tuple[np.ndarray, ...]:
+def roofline_iterations(cost: CostModel) -> tuple[np.ndarray, ...]:
     """Iterations (prefill tokens, decoding sequences, context tokens) where ``cost``'s memory line is the
     roofline's maximum, and their times: a single fitted line can reproduce them exactly."""
     grid = np.array([(t, s, c) for t in (0, 4, 16, 48) for s in (1, 8, 24) for c in (0, 3000, 20000, 60000)], dtype=float)
@@ -123,14 +124,14 @@ def roofline_iterations(cost: serving.CostModel) -> tuple[np.ndarray, ...]:
 
 def test_calibrated_cost_model_from_an_upload_matches_the_core(traces_dir, tmp_path):
     # measurements of a server half as efficient as the page's default roofline, from that roofline itself
-    slow = serving.roofline("llama-3-8b", "a100-80gb", efficiency=0.3)
+    slow = roofline("llama-3-8b", "a100-80gb", efficiency=0.3)
     t, s, c, secs = roofline_iterations(slow)
     assert len(secs) >= 20
     rows = "".join(f"{int(ti)},{int(si)},{int(ci)},{float(sec) * 1e3!r}\n" for ti, si, ci, sec in zip(t, s, c, secs, strict=True))
     calib = (tmp_path / "calib.csv")
     calib.write_text("prefill_tokens,decode_seqs,context_tokens,time_ms\n" + rows)
-    default = serving.roofline("llama-3-8b", "a100-80gb")
-    cal = serving.calibrate([calib], kv_tokens=default.kv_tokens)
+    default = roofline("llama-3-8b", "a100-80gb")
+    cal = calibrate([calib], kv_tokens=default.kv_tokens)
     # the fit reproduces the known iteration times, also at iterations it was not given
     np.testing.assert_allclose(cal.iteration_time(T=t, A=t * (t + 1) / 2 + c, K=c, S=s), secs, rtol=1e-6)
     np.testing.assert_allclose(cal.decode_time(12, 40000), slow.decode_time(12, 40000), rtol=1e-6)
@@ -150,9 +151,9 @@ def test_calibrated_cost_model_from_an_upload_matches_the_core(traces_dir, tmp_p
     d.check()
 
     trace = load_trace(path).trace
-    slo = serving.Slo(ttft_p99_s=1.0)
-    answer = serving.min_replicas(trace, slo, cal).replicas
-    assert answer is not None and answer != serving.min_replicas(trace, slo, default).replicas  # the fitted model is used
+    slo = Slo(ttft_p99_s=1.0)
+    answer = min_replicas(trace, slo, cal).replicas
+    assert answer is not None and answer != min_replicas(trace, slo, default).replicas  # the fitted model is used
     metrics = {m.label: m.value for m in d.at.metric}
     assert metrics["realistic: replicas"] == str(answer)
     # the sidebar's trace upload slot is untouched: the trace came by path, the calibration has its own slot

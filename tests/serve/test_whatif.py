@@ -8,10 +8,12 @@ import numpy as np
 import polars as pl
 import pytest
 
-from servegen_core.serve import simulate as sv
 from servegen_core.cli import main
-from servegen_core.generate.compose import load_source, plan_workload
 from servegen_core.errors import SpecError
+from servegen_core.generate.compose import load_source, plan_workload
+from servegen_core.serve import whatif as wi
+from servegen_core.serve.costmodel import CostModel, roofline
+from servegen_core.serve.simulate import simulate
 from servegen_core.spec import ObservedRate, ServeGenSource, Span, WorkloadSpec
 from servegen_core.sources.traces import load_trace
 
@@ -22,16 +24,16 @@ def azure(traces_dir) -> pl.DataFrame:
 
 
 @pytest.fixture(scope="module")
-def cost() -> sv.CostModel:
-    return sv.roofline("llama-3-8b", "a100")
+def cost() -> CostModel:
+    return roofline("llama-3-8b", "a100")
 
 
 def test_slo_checks_its_values():
     with pytest.raises(SpecError, match="slo"):
-        sv.Slo()
+        wi.Slo()
     with pytest.raises(SpecError, match="slo.ttft_p99_s"):
-        sv.Slo(ttft_p99_s=-1)
-    slo = sv.Slo(ttft_p99_s=2, tpot_p99_s=0.1)
+        wi.Slo(ttft_p99_s=-1)
+    slo = wi.Slo(ttft_p99_s=2, tpot_p99_s=0.1)
     base = {"requests": 10, "completed": 10, "ttft_p99_s": 1.9, "tpot_p99_s": 0.09}
     assert slo.met(base)
     assert not slo.met({**base, "tpot_p99_s": 0.11})
@@ -41,13 +43,13 @@ def test_slo_checks_its_values():
 
 def test_min_replicas_is_the_smallest_count_meeting_the_slo(azure, cost):
     hot = azure.with_columns(pl.col("timestamp_s") / 6)
-    slo = sv.Slo(ttft_p99_s=1.0)
-    res = sv.min_replicas(hot, slo, cost)
+    slo = wi.Slo(ttft_p99_s=1.0)
+    res = wi.min_replicas(hot, slo, cost)
     n = res.replicas
     assert n is not None and n > 1
     # checked independently of the search
-    assert sv.simulate(hot, cost, replicas=n).percentile("ttft_s", 99) <= 1.0
-    assert sv.simulate(hot, cost, replicas=n - 1).percentile("ttft_s", 99) > 1.0
+    assert simulate(hot, cost, replicas=n).percentile("ttft_s", 99) <= 1.0
+    assert simulate(hot, cost, replicas=n - 1).percentile("ttft_s", 99) > 1.0
     curve = res.curve
     assert curve["replicas"].is_sorted() and curve.filter(pl.col("replicas") == n)["met"].item()
     # the simulation at the answer is kept whole
@@ -63,20 +65,20 @@ def test_an_unreachable_slo_answers_none_after_one_simulation(traces_dir, cost):
     mooncake = load_trace(traces_dir / "mooncake_synthetic_trace.jsonl").trace
     # prompts of tens of thousands of tokens: their prefill alone takes longer than 1 s at p99
     assert np.percentile(cost.prefill_time(mooncake["input_tokens"].to_numpy()), 99) > 1.0
-    res = sv.min_replicas(mooncake, sv.Slo(ttft_p99_s=1.0), cost)
+    res = wi.min_replicas(mooncake, wi.Slo(ttft_p99_s=1.0), cost)
     assert res.replicas is None and res.curve.height == 1
     assert "p99 of the requests' prefill times" in res.reason
     # a cache too small for the longest prompt: those requests would be rejected
-    small = sv.min_replicas(mooncake, sv.Slo(ttft_p99_s=100.0), sv.roofline("llama-3-8b", "a10g"))
+    small = wi.min_replicas(mooncake, wi.Slo(ttft_p99_s=100.0), roofline("llama-3-8b", "a10g"))
     longest = int((mooncake["input_tokens"] + mooncake["output_tokens"]).max())
-    assert longest > sv.roofline("llama-3-8b", "a10g").kv_tokens and small.replicas is None
+    assert longest > roofline("llama-3-8b", "a10g").kv_tokens and small.replicas is None
     assert "need more KV cache than a replica holds" in small.reason
-    c = sv.compare_trace(mooncake, sv.Slo(ttft_p99_s=1.0), cost)
+    c = wi.compare_trace(mooncake, wi.Slo(ttft_p99_s=1.0), cost)
     assert c.sentence().startswith("The realistic workload cannot meet p99 TTFT <= 1 s on llama-3-8b@a100-80gb: even alone")
 
 
-def test_poisson_baseline_keeps_requests_and_window_counts_and_removes_burstiness(azure):
-    base = sv.poisson_baseline(azure, window_s=600, seed=7)
+def test_naive_trace_keeps_requests_and_window_counts_and_removes_burstiness(azure):
+    base = wi.naive_trace(azure, window_s=600, seed=7)
     assert base.height == azure.height
     assert base["input_tokens"].to_list() == azure["input_tokens"].to_list()
     assert base["timestamp_s"].is_sorted()
@@ -93,32 +95,32 @@ def test_poisson_baseline_keeps_requests_and_window_counts_and_removes_burstines
     base_cv = cv(base["timestamp_s"].to_numpy())
     assert base_cv == pytest.approx(1.0, abs=0.03)  # exponential gaps
     assert real_cv > base_cv + 0.05  # the Azure conversation trace is burstier than Poisson
-    assert sv.poisson_baseline(azure, seed=7).equals(base)
+    assert wi.naive_trace(azure, seed=7).equals(base)
 
 
-def test_baseline_specs_change_only_the_named_aspect(servegen_dir):
+def test_naive_specs_change_only_the_named_aspect(servegen_dir):
     spec = WorkloadSpec(ServeGenSource(str(servegen_dir), "language/m-large"), Span(64800, 3600))
     pool = load_source(spec)
-    p = sv.baseline_spec(spec, "poisson")
+    p = wi.checked_naive_spec(spec, "poisson")
     assert (p.arrivals, p.lengths) == ("poisson", spec.lengths)
-    q = sv.baseline_spec(spec, "pooled_lengths")
+    q = wi.checked_naive_spec(spec, "pooled_lengths")
     assert (q.arrivals, q.lengths) == (spec.arrivals, "pooled")
-    r = sv.baseline_spec(spec, "poisson_pooled")
+    r = wi.checked_naive_spec(spec, "poisson_pooled")
     assert (r.arrivals, r.lengths) == ("poisson", "pooled")
     for s in (p, q, r):
         assert (s.rate, s.clients, s.weights, s.span, s.seed) == (spec.rate, spec.clients, spec.weights, spec.span, spec.seed)
-    c = sv.baseline_spec(spec, "constant", pool=pool)
+    c = wi.checked_naive_spec(spec, "constant", pool=pool)
     plan = plan_workload(spec, pool=pool)
     assert c.arrivals == "poisson" and c.lengths == spec.lengths
     assert c.rate.rps == pytest.approx(plan.expected_requests / 3600)
     assert plan_workload(c, pool=pool).expected_requests == pytest.approx(plan.expected_requests, rel=1e-9)
     with pytest.raises(SpecError, match="unknown baseline"):
-        sv.baseline_spec(spec, "uniform")
+        wi.checked_naive_spec(spec, "uniform")
 
 
 def test_compare_trace_table_agrees_with_its_curves(azure, cost):
     hot = azure.with_columns(pl.col("timestamp_s") / 6)
-    c = sv.compare_trace(hot, sv.Slo(ttft_p99_s=1.0), cost)
+    c = wi.compare_trace(hot, wi.Slo(ttft_p99_s=1.0), cost)
     t = c.table
     assert t["workload"].to_list() == ["realistic", "poisson"]
     n_real, n_pois = t["replicas"].to_list()
@@ -133,7 +135,7 @@ def test_bursty_mlarge_needs_more_replicas_than_its_poisson_baseline(servegen_di
     rates x 0.03 so that the realistic workload needs at least 8 replicas of llama-3-8b on
     an A10G for a p99 TTFT of 2 s: the Poisson baseline needs fewer."""
     spec = WorkloadSpec(ServeGenSource(str(servegen_dir), "language/m-large"), Span(64800, 7200), rate=ObservedRate(factor=0.03))
-    c = sv.compare_spec(spec, sv.Slo(ttft_p99_s=2.0), sv.roofline("llama-3-8b", "a10g"), baselines=("poisson",))
+    c = wi.compare_spec(spec, wi.Slo(ttft_p99_s=2.0), roofline("llama-3-8b", "a10g"), naive=("poisson",))
     n_real, n_pois = c.table["replicas"].to_list()
     assert n_real >= 8
     assert n_pois < n_real
@@ -171,7 +173,7 @@ def test_cli_whatif_usage_errors(traces_dir, tmp_path, capsys):
 
 def test_cli_whatif_with_a_calibration_file(traces_dir, tmp_path, capsys):
     # iteration times of a server twice as slow as the roofline's A100 (measured rows of a CSV)
-    roof = sv.roofline("llama-3-8b", "a100")
+    roof = roofline("llama-3-8b", "a100")
     rows = ["prefill_tokens,decode_seqs,context_tokens,time_ms"]
     for t, s, c in [(0, 1, 1000), (0, 16, 20000), (0, 64, 90000), (512, 0, 0), (2048, 0, 0), (6000, 0, 0)]:
         ms = 2e3 * float(roof.iteration_time(T=t, A=t * (t + 1) / 2 + c, K=c, S=s))
