@@ -39,7 +39,8 @@ from servegen_core.generate.compose import compose as compose_workload
 from servegen_core.generate.compose import load_source as load_spec_source
 from servegen_core.sources.demo import DEMO_LABEL
 from servegen_core.errors import ServeGenError, SpecError
-from servegen_core.export.formats import FORMATS, export_trace, spec_sidecar_path
+from servegen_core.export.formats import FORMATS, spec_sidecar_path
+from servegen_core.export.writer import export_trace
 from servegen_core.limits import MAX_SPAN_ENV, max_span_s
 from servegen_core.paths import (
     DATA_ROOTS_ENV,
@@ -1196,7 +1197,7 @@ def export_name(fmt: str) -> str:
 def export_bytes(spec: WorkloadSpec, fmt: str, *, pool: ClientPool) -> tuple[bytes, str, tuple[str, ...]]:
     """The workload of ``spec`` as a file in format ``fmt``: its bytes, file name and dropped columns.
 
-    Written with :func:`servegen_core.export.formats.export_trace` into a temporary folder (which is
+    Written with :func:`servegen_core.export.writer.export_trace` into a temporary folder (which is
     removed), so the bytes are exactly what the CLI writes. Parquet is one file.
     """
     made = compose_workload(spec, pool=pool)

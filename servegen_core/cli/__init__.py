@@ -724,7 +724,8 @@ def _clients_text(plan: Any) -> str:
 def _cmd_generate(args: argparse.Namespace, out: TextIO) -> int:
     from servegen_core.generate.compose import load_source, naive_spec, plan_workload
     from servegen_core.errors import LimitError
-    from servegen_core.export.formats import ChunkWriter, check_target, export_trace, get_format
+    from servegen_core.export.formats import get_format
+    from servegen_core.export.writer import ChunkWriter, WriteProgress, check_target, export_trace, write_chunks
     from servegen_core.limits import max_requests as default_max_requests
 
     info = get_format(args.format)
@@ -757,21 +758,20 @@ def _cmd_generate(args: argparse.Namespace, out: TextIO) -> int:
         )
         total = max(1, math.ceil(plan.span_duration_s / chunk_s))
         bar = ProgressBar(total, stream=sys.stderr, label="generating") if total > 1 and not args.quiet else None
-        rows = 0
+
+        def show(done: WriteProgress) -> None:
+            assert bar is not None
+            last = float(done.chunk["timestamp_s"][-1])
+            bar.update(min(total, int(last // chunk_s) + 1), f"{done.rows:,} requests")
+
         try:
-            with writer:
-                for chunk in plan.iter_chunks(chunk_s, max_requests=limit):
-                    writer.write(chunk)
-                    rows += chunk.height
-                    if bar is not None:
-                        last = float(chunk["timestamp_s"][-1])
-                        bar.update(min(total, int(last // chunk_s) + 1), f"{rows:,} requests")
+            chunks = plan.iter_chunks(chunk_s, max_requests=limit)
+            result = write_chunks(writer, chunks, progress=None if bar is None else show)
             if bar is not None:
-                bar.update(total, f"{rows:,} requests")
+                bar.update(total, f"{result.rows:,} requests")
         finally:
             if bar is not None:
                 bar.close()
-        result = writer.result
     else:
         trace = plan.compose(max_requests=limit).trace
         result = export_trace(

@@ -392,7 +392,7 @@ def demo_spec(**changes) -> dict:
 def python_export(spec_path: Path, out: Path, fmt: str, **kw) -> bytes:
     """The Python API route: read the spec, compose, export_trace; the bytes written."""
     from servegen_core.generate.compose import compose
-    from servegen_core.export.formats import export_trace
+    from servegen_core.export.writer import export_trace
     from servegen_core.spec import WorkloadSpec
 
     spec = WorkloadSpec.from_file(spec_path)

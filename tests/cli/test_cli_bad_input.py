@@ -169,7 +169,7 @@ class _FullDisk:
 
 
 def test_full_disk_is_one_line_and_leaves_nothing(capsys, tmp_path, servegen_dir, monkeypatch):
-    from servegen_core.export import formats as export
+    from servegen_core.export import writer as export
     real_fdopen = os.fdopen
     monkeypatch.setattr(export.os, "fdopen", lambda fd, *a, **k: _FullDisk(real_fdopen(fd, *a, **k)))
     spec_path = write_spec(tmp_path, shared_spec(servegen_dir))

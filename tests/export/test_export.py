@@ -1,4 +1,4 @@
-"""Tests for servegen_core.export.formats: every format written, read back independently, and checked."""
+"""Tests for servegen_core.export (formats and writer): every format written, read back independently, and checked."""
 
 from __future__ import annotations
 
@@ -14,15 +14,8 @@ import pytest
 from polars.testing import assert_frame_equal
 
 from servegen_core.errors import DataFormatError, ExportError
-from servegen_core.export.formats import (
-    BURSTGPT_MODEL,
-    FORMATS,
-    ChunkWriter,
-    assign_hash_ids,
-    export_chunks,
-    export_trace,
-    spec_sidecar_path,
-)
+from servegen_core.export.formats import BURSTGPT_MODEL, FORMATS, assign_hash_ids, spec_sidecar_path
+from servegen_core.export.writer import ChunkWriter, export_chunks, export_trace
 from servegen_core.schema import validate_trace
 
 BENCH_JSONL = ("mooncake", "vllm", "guidellm")
