@@ -811,7 +811,7 @@ def test_generate_from_shared_trace_source_then_summary(capsys, tmp_path, traces
 def test_progress_bar_redraws_on_a_terminal_and_steps_in_a_log():
     import io
 
-    from servegen_core.cli import ProgressBar
+    from servegen_core.cli.output import ProgressBar
 
     class Tty(io.StringIO):
         def isatty(self) -> bool:

@@ -220,9 +220,9 @@ def test_validation_failure_is_1_and_input_error_is_2(capsys, tmp_path, servegen
 
 
 def test_summary_of_a_large_trace_shows_loading_progress(capsys, traces_dir, monkeypatch):
-    import servegen_core.cli as cli
+    from servegen_core.cli import inputs as cli_inputs
     from servegen_core.sources import traces
-    monkeypatch.setattr(cli, "LOAD_PROGRESS_MIN_BYTES", 0)
+    monkeypatch.setattr(cli_inputs, "LOAD_PROGRESS_MIN_BYTES", 0)
     monkeypatch.setattr(traces, "_BATCH_ROWS", 5000)
     trace = traces_dir / "AzureLLMInferenceTrace_conv.csv"
     rows = pl.read_csv(trace).height
