@@ -68,6 +68,23 @@ def _load_source(
     return pool, info, []
 
 
+def _totals(source: ClientPool | pl.DataFrame, notes: list[str]) -> tuple[float, float, int, list[str]]:
+    """Requests (expected, for a pool), span seconds, clients and the :data:`SUMMARY_FIELDS` the
+    source has; a note when some clients have no length data."""
+    if isinstance(source, ClientPool):
+        clients = len(source.client_ids)
+        if source.clients_without_lengths:
+            notes.append(
+                f"{len(source.clients_without_lengths)} of {clients} clients have no length data; "
+                "length statistics cover the others"
+            )
+        fields = [f for f in SUMMARY_FIELDS if f in source.fields]
+        return expected_requests(source), float(source.duration_s), clients, fields
+    span_s = float(source["timestamp_s"].max() - source["timestamp_s"].min()) if source.height else 0.0
+    fields = [f for f in SUMMARY_FIELDS if f in source.columns]
+    return source.height, span_s, source["client_id"].n_unique(), fields
+
+
 def headline(source: ClientPool | pl.DataFrame) -> tuple[dict[str, Any], list[str]]:
     """Headline characterization of a ClientPool or RequestTrace, as a JSON-ready dict, and notes.
 
@@ -77,21 +94,7 @@ def headline(source: ClientPool | pl.DataFrame) -> tuple[dict[str, Any], list[st
     p99, max). A value that cannot be computed is ``None`` and its reason is in the notes.
     """
     notes: list[str] = []
-    if isinstance(source, ClientPool):
-        requests: float = expected_requests(source)
-        span_s = float(source.duration_s)
-        clients = len(source.client_ids)
-        fields = [f for f in SUMMARY_FIELDS if f in source.fields]
-        if source.clients_without_lengths:
-            notes.append(
-                f"{len(source.clients_without_lengths)} of {clients} clients have no length data; "
-                "length statistics cover the others"
-            )
-    else:
-        requests = source.height
-        span_s = float(source["timestamp_s"].max() - source["timestamp_s"].min()) if source.height else 0.0
-        clients = source["client_id"].n_unique()
-        fields = [f for f in SUMMARY_FIELDS if f in source.columns]
+    requests, span_s, clients, fields = _totals(source, notes)
 
     def value(result: Result, attr: str, label: str) -> Any:
         if not result.ok:
@@ -193,6 +196,7 @@ def _reasoning_headline(source: ClientPool | pl.DataFrame, notes: list[str]) -> 
 
 
 def _summary_text(info: dict[str, Any], head: dict[str, Any], notes: list[str]) -> str:
+    """The text report of ``servegen summary``: title, headline numbers, modalities, reasoning, lengths, notes."""
     if info["kind"] == "servegen":
         title = f"{info['model']} (ServeGen client pool, {info['data_dir']})"
     else:
@@ -217,34 +221,8 @@ def _summary_text(info: dict[str, Any], head: dict[str, Any], notes: list[str]) 
     ]
     width = max(len(k) for k, _ in rows)
     lines.extend(f"{k.ljust(width)}  {v}" for k, v in rows)
-    mm = head.get("multimodal")
-    if mm:
-        lines.append("")
-        for m, v in mm["modalities"].items():
-            if not (v["token_share"] or v["request_share"]):
-                continue
-            lines.append(
-                f"{m:<6} {_pct(v['token_share'])} of input tokens, in {_pct(v['request_share'])} of requests"
-            )
-        if mm["mean_images_per_request"] is not None:
-            lines.append(f"images per request (mean)  {fmt_number(mm['mean_images_per_request'])}")
-    rs = head.get("reasoning")
-    if rs:
-        lines.append("")
-        if "reasoning_share" in rs:
-            lines.append(f"reasoning share of output tokens  {_pct(rs['reasoning_share'])}")
-        if "reason_ratio_p50" in rs:
-            lines.append(
-                f"reason ratio mean / median       {fmt_number(rs['reason_ratio_mean'])} / "
-                f"{fmt_number(rs['reason_ratio_p50'])}"
-            )
-        if "bimodal" in rs:
-            modes = ", ".join(f"{fmt_number(m['location'])} ({_pct(m['weight'])})" for m in rs["modes"])
-            verdict = "bimodal" if rs["bimodal"] else "not bimodal"
-            lines.append(
-                f"reason ratio modes                {modes}; "
-                f"bimodality coefficient {fmt_number(rs['bimodality_coefficient'])} ({verdict})"
-            )
+    lines.extend(_multimodal_lines(head.get("multimodal")))
+    lines.extend(_reasoning_lines(head.get("reasoning")))
     if head["lengths"]:
         lines.append("")
         headers = ("field", "mean", "p50", "p90", "p99", "max")
@@ -257,6 +235,44 @@ def _summary_text(info: dict[str, Any], head: dict[str, Any], notes: list[str]) 
         lines.append("")
         lines.extend(f"note: {n}" for n in notes)
     return "\n".join(lines) + "\n"
+
+
+def _multimodal_lines(mm: dict[str, Any] | None) -> list[str]:
+    """The text lines of the multimodal headline (none without one)."""
+    if not mm:
+        return []
+    lines = [""]
+    for m, v in mm["modalities"].items():
+        if not (v["token_share"] or v["request_share"]):
+            continue
+        lines.append(
+            f"{m:<6} {_pct(v['token_share'])} of input tokens, in {_pct(v['request_share'])} of requests"
+        )
+    if mm["mean_images_per_request"] is not None:
+        lines.append(f"images per request (mean)  {fmt_number(mm['mean_images_per_request'])}")
+    return lines
+
+
+def _reasoning_lines(rs: dict[str, Any] | None) -> list[str]:
+    """The text lines of the reasoning headline (none without one)."""
+    if not rs:
+        return []
+    lines = [""]
+    if "reasoning_share" in rs:
+        lines.append(f"reasoning share of output tokens  {_pct(rs['reasoning_share'])}")
+    if "reason_ratio_p50" in rs:
+        lines.append(
+            f"reason ratio mean / median       {fmt_number(rs['reason_ratio_mean'])} / "
+            f"{fmt_number(rs['reason_ratio_p50'])}"
+        )
+    if "bimodal" in rs:
+        modes = ", ".join(f"{fmt_number(m['location'])} ({_pct(m['weight'])})" for m in rs["modes"])
+        verdict = "bimodal" if rs["bimodal"] else "not bimodal"
+        lines.append(
+            f"reason ratio modes                {modes}; "
+            f"bimodality coefficient {fmt_number(rs['bimodality_coefficient'])} ({verdict})"
+        )
+    return lines
 
 
 def _span_text(span_s: float) -> str:

@@ -150,6 +150,33 @@ def _replace(tmp: Path, target: Path, *, overwrite: bool) -> None:
     os.replace(tmp, target)
 
 
+def _install(tmp: Path, target: Path, sidecar: Path, spec_text: str | None, *, overwrite: bool) -> bool:
+    """Rename the finished ``tmp`` onto ``target``, then write ``spec_text`` as its ``sidecar``
+    (through a temporary of its own) or, without a spec, remove the sidecar a replaced export
+    left; whether such a stale sidecar was removed."""
+    spec_tmp: Path | None = None
+    try:
+        if spec_text is not None:
+            fd, name = tempfile.mkstemp(dir=target.parent, prefix=temp_prefix(sidecar), suffix=TEMP_SUFFIX)
+            spec_tmp = Path(name)
+            _public_mode(spec_tmp)
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(spec_text.encode("utf-8"))
+        _replace(tmp, target, overwrite=overwrite)
+        if spec_tmp is not None:
+            _replace(spec_tmp, sidecar, overwrite=True)
+            spec_tmp = None
+            return False
+        if os.path.lexists(sidecar):
+            _check_kind(sidecar, parts_folder_ok=False)
+            sidecar.unlink()
+            return True
+        return False
+    finally:
+        if spec_tmp is not None:
+            spec_tmp.unlink(missing_ok=True)
+
+
 def check_target(path: str | Path, *, overwrite: bool = False) -> None:
     """Raise :class:`ExportError` if ``path`` cannot be written: its folder is missing, or it or
     its spec sidecar exists and ``overwrite`` is false. The writers run the same check; callers
@@ -349,27 +376,7 @@ class ChunkWriter:
 
     def _commit(self) -> ExportResult:
         assert self._tmp is not None
-        spec_tmp: Path | None = None
-        try:
-            if self._spec is not None:
-                fd, name = tempfile.mkstemp(dir=self.path.parent, prefix=temp_prefix(self.sidecar), suffix=TEMP_SUFFIX)
-                spec_tmp = Path(name)
-                _public_mode(spec_tmp)
-                with os.fdopen(fd, "wb") as fh:
-                    fh.write(self._spec.encode("utf-8"))
-            _replace(self._tmp, self.path, overwrite=self.overwrite)
-            stale = False
-            if spec_tmp is not None:
-                _replace(spec_tmp, self.sidecar, overwrite=True)
-                spec_tmp = None
-            elif os.path.lexists(self.sidecar):
-                _check_kind(self.sidecar, parts_folder_ok=False)
-                self.sidecar.unlink()
-                stale = True
-        finally:
-            if spec_tmp is not None:
-                spec_tmp.unlink(missing_ok=True)
-        if stale:
+        if _install(self._tmp, self.path, self.sidecar, self._spec, overwrite=self.overwrite):
             self._say(f"{self.sidecar}: removed the spec of the replaced export (no spec given)")
         return ExportResult(
             path=self.path,
@@ -510,28 +517,13 @@ def export_trace(
     os.close(fd)
     tmp = Path(name)
     _public_mode(tmp)
-    spec_tmp: Path | None = None
     try:
         frame.write_parquet(tmp)
-        if spec_text is not None:
-            fd, sname = tempfile.mkstemp(dir=target.parent, prefix=temp_prefix(sidecar), suffix=TEMP_SUFFIX)
-            spec_tmp = Path(sname)
-            _public_mode(spec_tmp)
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(spec_text.encode("utf-8"))
-        _replace(tmp, target, overwrite=overwrite)
-        if spec_tmp is not None:
-            _replace(spec_tmp, sidecar, overwrite=True)
-            spec_tmp = None
-        elif os.path.lexists(sidecar):
-            _check_kind(sidecar, parts_folder_ok=False)
-            sidecar.unlink()
-            if note is not None:
-                note(f"{sidecar}: removed the spec of the replaced export (no spec given)")
+        stale = _install(tmp, target, sidecar, spec_text, overwrite=overwrite)
     finally:
         tmp.unlink(missing_ok=True)
-        if spec_tmp is not None:
-            spec_tmp.unlink(missing_ok=True)
+    if stale and note is not None:
+        note(f"{sidecar}: removed the spec of the replaced export (no spec given)")
     return ExportResult(
         path=target,
         format=info.name,

@@ -50,3 +50,20 @@ def test_a_failing_progress_callback_leaves_nothing(tmp_path: Path) -> None:
     with pytest.raises(KeyboardInterrupt):
         write_chunks(writer, [trace.slice(0, 10), trace.slice(10, 10)], progress=stop)
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("fmt", ["parquet", "csv"])
+def test_replacing_an_export_rewrites_or_removes_its_spec(tmp_path: Path, fmt: str) -> None:
+    """Whole Parquet (one file) and a streamed format install the output and its sidecar alike."""
+    trace = _trace(12)
+    target = tmp_path / f"w.{fmt}"
+    sidecar = tmp_path / f"w.{fmt}.spec.json"
+    first = export_trace(trace, target, fmt, spec={"seed": 1}, note=None)
+    assert first.spec_path == sidecar and sidecar.read_text() == '{\n  "seed": 1\n}\n'
+    again = export_trace(trace, target, fmt, spec='{"seed": 2}', overwrite=True, note=None)
+    assert again.spec_path == sidecar and sidecar.read_text() == '{"seed": 2}\n'
+    notes: list[str] = []
+    last = export_trace(trace.head(5), target, fmt, overwrite=True, note=notes.append)
+    assert last.spec_path is None and not sidecar.exists() and last.rows == 5
+    assert notes == [f"{sidecar}: removed the spec of the replaced export (no spec given)"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [target.name]
