@@ -92,7 +92,7 @@ STREAM_CHILD = r"""
 import json, sys, time
 from pathlib import Path
 from servegen_core.generate.compose import ObservedRate, ServeGenSource, Span, WorkloadSpec, iter_compose, plan_workload
-from servegen_core.export.formats import export_chunks
+from servegen_core.export.writer import export_chunks
 from servegen_core.sources.pool import load_pool
 
 data_dir, cache, target, out_path, fmt = sys.argv[1], sys.argv[2], float(sys.argv[3]), sys.argv[4], sys.argv[5]

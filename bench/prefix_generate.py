@@ -13,7 +13,7 @@ wall times are printed:
 ``hash_ids 16 / 512``
     :func:`servegen_core.generate.sessions.hash_ids` of every request at 16 and 512 tokens per block;
 ``export mooncake / vllm``
-    :func:`servegen_core.export.formats.export_trace` of the prefix workload (AIPerf conversations
+    :func:`servegen_core.export.writer.export_trace` of the prefix workload (AIPerf conversations
     with 512-token blocks; vLLM timed_trace with 16-token blocks), to a temporary folder.
 
 Usage::
@@ -31,7 +31,7 @@ import time
 from pathlib import Path
 
 from servegen_core.generate.compose import compose
-from servegen_core.export.formats import export_trace
+from servegen_core.export.writer import export_trace
 from servegen_core.sources.pool import load_pool
 from servegen_core.paths import shared_data_dir
 from servegen_core.generate.sessions import hash_ids

@@ -8,7 +8,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from core_calls import deferred
-from servegen_core.export.formats import FORMATS, export_trace, spec_sidecar_path
+from servegen_core.export.formats import FORMATS, spec_sidecar_path
+from servegen_core.export.writer import export_trace
 from servegen_core.generate.compose import compose as compose_workload
 from servegen_core.paths import EXPORT_DIR_ENV, PathNotAllowedError, export_dir, resolve_under
 from servegen_core.sources.pool import ClientPool

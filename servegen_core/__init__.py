@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING
 
 # Names are imported on first use, so `import servegen_core.sources.pool` stays cheap (no SciPy).
 _LAZY: dict[str, str] = {
-    "ChunkWriter": "servegen_core.export.formats",
+    "ChunkWriter": "servegen_core.export.writer",
     "ClientPool": "servegen_core.sources.pool",
     "DataFormatError": "servegen_core.errors",
     "ExportError": "servegen_core.errors",
@@ -43,8 +43,8 @@ _LAZY: dict[str, str] = {
     "WorkloadSpec": "servegen_core.spec",
     "client_summary": "servegen_core.characterize.summary",
     "demo_data_dir": "servegen_core.paths",
-    "export_chunks": "servegen_core.export.formats",
-    "export_trace": "servegen_core.export.formats",
+    "export_chunks": "servegen_core.export.writer",
+    "export_trace": "servegen_core.export.writer",
     "filter_clients": "servegen_core.characterize.summary",
     "hour_of_day": "servegen_core.sources.pool",
     "iter_compose": "servegen_core.generate.compose",
@@ -61,7 +61,8 @@ _LAZY: dict[str, str] = {
 if TYPE_CHECKING:  # pragma: no cover
     from servegen_core.generate.compose import Workload, iter_compose, naive_spec, plan_workload
     from servegen_core.errors import DataFormatError, ExportError, ServeGenError, SpecError
-    from servegen_core.export.formats import FORMATS, ChunkWriter, export_chunks, export_trace
+    from servegen_core.export.formats import FORMATS
+    from servegen_core.export.writer import ChunkWriter, export_chunks, export_trace
     from servegen_core.sources.fit import pool_from_trace
     from servegen_core.paths import demo_data_dir, shared_data_dir
     from servegen_core.sources.pool import ClientPool, hour_of_day, list_models, load_pool

@@ -6,7 +6,8 @@ import core_calls
 import export_files
 import settings
 from plaintext import md
-from servegen_core.export.formats import FORMATS, ChunkWriter, dropped_columns, export_block_size, spec_sidecar_path, usage_hint
+from servegen_core.export.formats import FORMATS, dropped_columns, export_block_size, spec_sidecar_path, usage_hint
+from servegen_core.export.writer import ChunkWriter, WriteProgress, write_chunks
 from servegen_core.paths import EXPORT_DIR_ENV, export_dir
 from widgets import page
 
@@ -64,13 +65,13 @@ else:
         bar = st.progress(0.0, text="Composing and writing…")
         try:
             target = export_files.export_target(typed, overwrite=overwrite)
-            rows = 0
-            with ChunkWriter(target, fmt, spec=spec, overwrite=overwrite, note=None) as writer:
-                for i, chunk in enumerate(plan.iter_chunks(chunk_s), start=1):
-                    writer.write(chunk)
-                    rows += chunk.height
-                    bar.progress(min(i / n_chunks, 1.0), text=f"chunk {i} of at most {n_chunks}: {rows:,} requests written")
-            result = writer.result
+
+            def show(done: WriteProgress) -> None:
+                text = f"chunk {done.chunks} of at most {n_chunks}: {done.rows:,} requests written"
+                bar.progress(min(done.chunks / n_chunks, 1.0), text=text)
+
+            writer = ChunkWriter(target, fmt, spec=spec, overwrite=overwrite, note=None)
+            result = write_chunks(writer, plan.iter_chunks(chunk_s), progress=show)
         except Exception as exc:  # noqa: BLE001 - shown as a message
             bar.empty()
             core_calls.show_error(exc)

@@ -1415,7 +1415,7 @@ def iter_compose(
 
     Timestamps are absolute (seconds from the span start) and the concatenation of the
     chunks equals ``compose(spec).trace`` exactly. Write them with
-    :func:`servegen_core.export.formats.export_chunks` to stream a workload larger than memory.
+    :func:`servegen_core.export.writer.export_chunks` to stream a workload larger than memory.
     Warnings are available from :func:`plan_workload` (``plan.warnings``) and
     ``plan.iter_chunks(chunk_s)`` is the same iterator. A workload expected to hold more than
     ``max_requests`` requests (default: the streamed limit) is refused here, before the first chunk.

@@ -169,7 +169,7 @@ class _FullDisk:
 
 
 def test_full_disk_is_one_line_and_leaves_nothing(capsys, tmp_path, servegen_dir, monkeypatch):
-    from servegen_core.export import formats as export
+    from servegen_core.export import writer as export
     real_fdopen = os.fdopen
     monkeypatch.setattr(export.os, "fdopen", lambda fd, *a, **k: _FullDisk(real_fdopen(fd, *a, **k)))
     spec_path = write_spec(tmp_path, shared_spec(servegen_dir))
@@ -220,9 +220,9 @@ def test_validation_failure_is_1_and_input_error_is_2(capsys, tmp_path, servegen
 
 
 def test_summary_of_a_large_trace_shows_loading_progress(capsys, traces_dir, monkeypatch):
-    import servegen_core.cli as cli
+    from servegen_core.cli import inputs as cli_inputs
     from servegen_core.sources import traces
-    monkeypatch.setattr(cli, "LOAD_PROGRESS_MIN_BYTES", 0)
+    monkeypatch.setattr(cli_inputs, "LOAD_PROGRESS_MIN_BYTES", 0)
     monkeypatch.setattr(traces, "_BATCH_ROWS", 5000)
     trace = traces_dir / "AzureLLMInferenceTrace_conv.csv"
     rows = pl.read_csv(trace).height

@@ -105,7 +105,7 @@ def test_prefix_charts_have_titles_and_units(mooncake):
 
 def test_a_composed_workload_is_characterized_from_its_prompt_segments(tmp_path):
     from servegen_core.generate.compose import compose
-    from servegen_core.export.formats import export_trace
+    from servegen_core.export.writer import export_trace
     from servegen_core.spec import (
         ClientSelection, ConstantRate, PrefixProfile, PrefixSpec, ServeGenSource, Sessions, Span, SystemPrompts,
         WorkloadSpec,

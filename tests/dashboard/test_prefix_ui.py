@@ -119,7 +119,8 @@ def test_an_imported_prefix_section_sets_the_widgets_and_survives_edits():
 
 def test_export_page_names_only_the_columns_the_mooncake_export_drops(mooncake_path, tmp_path):
     from servegen_core.generate.compose import compose, load_source
-    from servegen_core.export.formats import export_trace, usage_hint
+    from servegen_core.export.formats import usage_hint
+    from servegen_core.export.writer import export_trace
 
     d = Dashboard().trace(mooncake_path).open("compose")
     d.at.toggle(key="cmp_px_on").set_value(True).run()

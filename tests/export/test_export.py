@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import csv
-import json
 import math
 import re
 from pathlib import Path
@@ -13,117 +11,11 @@ import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
 
+from _export import BENCH_CSV, BENCH_JSONL, MULTIMODAL_REASONING, Notes, Spec, chunks_of, export_noting, read_csv, read_jsonl
 from servegen_core.errors import DataFormatError, ExportError
-from servegen_core.export.formats import (
-    BURSTGPT_MODEL,
-    FORMATS,
-    ChunkWriter,
-    assign_hash_ids,
-    export_chunks,
-    export_trace,
-    spec_sidecar_path,
-)
+from servegen_core.export.formats import BURSTGPT_MODEL, FORMATS, assign_hash_ids
+from servegen_core.export.writer import export_chunks, export_trace
 from servegen_core.schema import validate_trace
-
-BENCH_JSONL = ("mooncake", "vllm", "guidellm")
-BENCH_CSV = ("vidur", "splitwise", "burstgpt")
-STREAMED = ("csv", "jsonl", *BENCH_JSONL, *BENCH_CSV)
-MULTIMODAL_REASONING = (
-    "text_tokens",
-    "image_tokens",
-    "image_count",
-    "reasoning_tokens",
-    "answer_tokens",
-    "reason_ratio",
-)
-
-
-class Notes(list):
-    def __call__(self, text: str) -> None:
-        self.append(text)
-
-
-class Spec:
-    """Stands in for a WorkloadSpec: anything with to_json()."""
-
-    def __init__(self, seed: int) -> None:
-        self.seed = seed
-
-    def to_json(self) -> str:
-        return json.dumps({"source": "language/m-large", "seed": self.seed}, indent=2)
-
-
-@pytest.fixture(scope="module")
-def workload() -> pl.DataFrame:
-    """A multimodal, reasoning, multi-client RequestTrace shaped like a composed workload."""
-    rng = np.random.default_rng(20250611)
-    n = 400
-    clients = rng.choice(["0", "17", "42"], size=n, p=[0.6, 0.3, 0.1])
-    gaps = rng.gamma(shape=0.5, scale=0.2, size=n)
-    ts = np.cumsum(gaps) - gaps[0]
-    image_count = rng.poisson(0.8, size=n)
-    image_tokens = image_count * rng.integers(200, 1300, size=n)
-    text_tokens = np.maximum(1, rng.lognormal(6.5, 1.2, size=n).astype(np.int64))
-    output = rng.exponential(300, size=n).astype(np.int64)
-    output[::37] = 0  # a few empty answers
-    ratio = np.round(rng.beta(2, 2, size=n) * 501) / 501
-    reasoning = np.round(output * ratio).astype(np.int64)
-    session = np.where(rng.random(n) < 0.1, np.char.add("s", rng.integers(0, 20, n).astype(str)), None)
-    df = pl.DataFrame(
-        {
-            "timestamp_s": ts,
-            "client_id": clients,
-            "input_tokens": text_tokens + image_tokens,
-            "output_tokens": output,
-            "text_tokens": text_tokens,
-            "image_tokens": image_tokens,
-            "image_count": image_count,
-            "reasoning_tokens": reasoning,
-            "answer_tokens": output - reasoning,
-            "reason_ratio": ratio,
-            "session_id": pl.Series(session.tolist(), dtype=pl.String),
-        }
-    )
-    return validate_trace(df)
-
-
-@pytest.fixture(scope="module")
-def mooncake_source(traces_dir: Path) -> tuple[Path, pl.DataFrame]:
-    """The Mooncake release trace as a RequestTrace (read with polars directly)."""
-    path = traces_dir / "mooncake_synthetic_trace.jsonl"
-    raw = pl.read_ndjson(path)
-    trace = raw.select(
-        timestamp_s=pl.col("timestamp") / 1000.0,
-        client_id=pl.lit("0"),
-        input_tokens=pl.col("input_length"),
-        output_tokens=pl.col("output_length"),
-        hash_ids=pl.col("hash_ids"),
-    )
-    return path, validate_trace(trace)
-
-
-def _read_jsonl(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text().splitlines()]
-
-
-def _read_csv(path: Path) -> tuple[list[str], list[dict[str, str]]]:
-    with path.open(newline="") as fh:
-        reader = csv.DictReader(fh)
-        rows = list(reader)
-        return list(reader.fieldnames or []), rows
-
-
-def _chunks(df: pl.DataFrame, sizes: list[int]):
-    start = 0
-    for size in sizes:
-        yield df.slice(start, size)
-        start += size
-    yield df.slice(start)
-
-
-def _export(df, path, fmt, **kw):
-    kw.setdefault("note", Notes())
-    return export_trace(df, path, fmt, **kw)
 
 
 # --------------------------------------------------------------------------- #
@@ -134,8 +26,8 @@ def _export(df, path, fmt, **kw):
 @pytest.mark.parametrize("fmt", BENCH_JSONL)
 def test_jsonl_benchmark_formats_fields_units_and_blocks(workload, tmp_path, fmt):
     info = FORMATS[fmt]
-    res = _export(workload, tmp_path / f"w{info.extension}", fmt)
-    recs = _read_jsonl(res.path)
+    res = export_noting(workload, tmp_path / f"w{info.extension}", fmt)
+    recs = read_jsonl(res.path)
     assert res.rows == len(recs) == workload.height
     assert all(list(r) == list(info.fields) for r in recs)
     assert [r["input_length"] for r in recs] == workload["input_tokens"].to_list()
@@ -159,8 +51,8 @@ def test_jsonl_benchmark_formats_fields_units_and_blocks(workload, tmp_path, fmt
 @pytest.mark.parametrize("fmt", BENCH_CSV)
 def test_csv_benchmark_formats_fields_units_and_counts(workload, tmp_path, fmt):
     info = FORMATS[fmt]
-    res = _export(workload, tmp_path / f"w{info.extension}", fmt)
-    header, rows = _read_csv(res.path)
+    res = export_noting(workload, tmp_path / f"w{info.extension}", fmt)
+    header, rows = read_csv(res.path)
     assert header == list(info.fields)
     assert res.rows == len(rows) == workload.height
     seconds = np.array([float(r[info.time_field]) for r in rows])
@@ -190,30 +82,30 @@ def test_seconds_written_with_six_decimals(tmp_path):
             }
         )
     )
-    text = _export(df, tmp_path / "v.jsonl", "vllm").path.read_text()
+    text = export_noting(df, tmp_path / "v.jsonl", "vllm").path.read_text()
     assert re.findall(r'"timestamp": ([0-9.]+),', text) == ["0.000000", "1.000000", "3.000000", "86399.123457"]
-    _, rows = _read_csv(_export(df, tmp_path / "v.csv", "vidur").path)
+    _, rows = read_csv(export_noting(df, tmp_path / "v.csv", "vidur").path)
     assert [r["arrived_at"] for r in rows] == ["0.000000", "1.000000", "3.000000", "86399.123457"]
-    moon = _read_jsonl(_export(df, tmp_path / "m.jsonl", "mooncake").path)
+    moon = read_jsonl(export_noting(df, tmp_path / "m.jsonl", "mooncake").path)
     assert [r["timestamp"] for r in moon] == [0, 1000, 3000, 86399123]
 
 
 @pytest.mark.parametrize("fmt", ["parquet", "jsonl", "csv"])
 def test_native_formats_keep_every_column(workload, tmp_path, fmt):
-    res = _export(workload, tmp_path / f"w{FORMATS[fmt].extension}", fmt)
+    res = export_noting(workload, tmp_path / f"w{FORMATS[fmt].extension}", fmt)
     if fmt == "parquet":
         back = pl.read_parquet(res.path)
         assert_frame_equal(back, workload)
         return
     if fmt == "jsonl":
-        recs = _read_jsonl(res.path)
+        recs = read_jsonl(res.path)
         assert list(recs[0]) == workload.columns
         assert [r["timestamp_s"] for r in recs] == workload["timestamp_s"].to_list()  # exact floats
         assert [r["image_tokens"] for r in recs] == workload["image_tokens"].to_list()
         assert [r["reason_ratio"] for r in recs] == workload["reason_ratio"].to_list()
         assert [r["session_id"] for r in recs] == workload["session_id"].to_list()
     else:
-        header, rows = _read_csv(res.path)
+        header, rows = read_csv(res.path)
         assert header == workload.columns
         assert [float(r["timestamp_s"]) for r in rows] == workload["timestamp_s"].to_list()
         assert [int(r["reasoning_tokens"]) for r in rows] == workload["reasoning_tokens"].to_list()
@@ -227,9 +119,9 @@ def test_native_formats_keep_every_column(workload, tmp_path, fmt):
 
 def test_mooncake_source_round_trips_exactly(mooncake_source, tmp_path):
     src_path, trace = mooncake_source
-    res = _export(trace, tmp_path / "m.jsonl", "mooncake")
-    original = _read_jsonl(src_path)
-    written = _read_jsonl(res.path)
+    res = export_noting(trace, tmp_path / "m.jsonl", "mooncake")
+    original = read_jsonl(src_path)
+    written = read_jsonl(res.path)
     assert len(written) == len(original) == 3993
     assert written == original  # same timestamps (ms), lengths and the source's own hash_ids
     assert all(len(r["hash_ids"]) == math.ceil(r["input_length"] / 512) for r in written)
@@ -238,8 +130,8 @@ def test_mooncake_source_round_trips_exactly(mooncake_source, tmp_path):
 @pytest.mark.parametrize("fmt", ["vllm", "guidellm"])
 def test_mooncake_source_in_seconds_formats(mooncake_source, tmp_path, fmt):
     src_path, trace = mooncake_source
-    original = _read_jsonl(src_path)
-    written = _read_jsonl(_export(trace, tmp_path / "t.jsonl", fmt).path)
+    original = read_jsonl(src_path)
+    written = read_jsonl(export_noting(trace, tmp_path / "t.jsonl", fmt).path)
     assert [r["timestamp"] for r in written] == pytest.approx([r["timestamp"] / 1000 for r in original], abs=5e-7)
     assert [r["hash_ids"] for r in written] == [r["hash_ids"] for r in original]
     assert written[-1]["timestamp"] == pytest.approx(1022.025)
@@ -284,9 +176,9 @@ def test_multimodal_and_reasoning_dropped_with_note(workload, tmp_path, fmt):
     assert len(dropped_note) == 1
     assert all(col in dropped_note[0] for col in MULTIMODAL_REASONING)
     if FORMATS[fmt].container == "jsonl":
-        keys = set(_read_jsonl(res.path)[0])
+        keys = set(read_jsonl(res.path)[0])
     else:
-        keys = set(_read_csv(res.path)[0])
+        keys = set(read_csv(res.path)[0])
     assert not keys & set(MULTIMODAL_REASONING)
     if fmt in ("vidur", "splitwise", "burstgpt"):
         zero = int((workload["output_tokens"] == 0).sum())
@@ -299,157 +191,9 @@ def test_native_csv_drops_only_hash_ids(mooncake_source, tmp_path):
     res = export_trace(trace, tmp_path / "m.csv", "csv", note=notes)
     assert res.dropped_columns == ("hash_ids",)
     assert len(notes) == 1 and "hash_ids" in notes[0]
-    header, rows = _read_csv(res.path)
+    header, rows = read_csv(res.path)
     assert header == ["timestamp_s", "client_id", "input_tokens", "output_tokens"]
     assert len(rows) == 3993
-
-
-# --------------------------------------------------------------------------- #
-# Streaming: chunked output equals one-shot output
-# --------------------------------------------------------------------------- #
-
-
-@pytest.mark.parametrize("fmt", STREAMED)
-def test_chunked_equals_one_shot_byte_for_byte(workload, tmp_path, fmt):
-    ext = FORMATS[fmt].extension
-    one = _export(workload, tmp_path / f"one{ext}", fmt)
-    chunked = export_chunks(
-        _chunks(workload, [1, 0, 57, 130, 2]), tmp_path / f"chunked{ext}", fmt, note=Notes()
-    )
-    assert chunked.rows == one.rows == workload.height
-    assert chunked.path.read_bytes() == one.path.read_bytes()
-    assert chunked.dropped_columns == one.dropped_columns
-
-
-def test_chunked_mooncake_source_keeps_ids_and_matches_one_shot(mooncake_source, tmp_path):
-    _, trace = mooncake_source
-    one = _export(trace, tmp_path / "one.jsonl", "mooncake")
-    chunked = export_chunks(_chunks(trace, [1000, 1000]), tmp_path / "c.jsonl", "mooncake", note=Notes())
-    assert chunked.path.read_bytes() == one.path.read_bytes()
-
-
-def test_chunked_parquet_is_a_partitioned_folder(workload, tmp_path):
-    res = export_chunks(_chunks(workload, [100, 0, 150]), tmp_path / "w.parquet", "parquet", note=Notes())
-    parts = sorted(p.name for p in res.path.iterdir())
-    assert parts == ["part-00000.parquet", "part-00001.parquet", "part-00002.parquet"]
-    assert_frame_equal(pl.read_parquet(res.path / "*.parquet"), workload)
-    assert res.rows == workload.height
-    assert res.bytes == sum(p.stat().st_size for p in res.path.iterdir())
-
-
-def test_chunk_writer_context_manager(workload, tmp_path):
-    with ChunkWriter(tmp_path / "w.csv", "vidur", note=Notes()) as w:
-        for chunk in workload.iter_slices(64):
-            w.write(chunk)
-    assert w.result.rows == workload.height
-    assert len(_read_csv(w.result.path)[1]) == workload.height
-
-
-def test_chunks_must_come_in_time_order(workload, tmp_path):
-    late, early = workload.slice(200), workload.slice(0, 200)
-    with pytest.raises(DataFormatError, match="chunk 1"):
-        export_chunks([late, early], tmp_path / "w.jsonl", "vllm", note=Notes())
-    assert list(tmp_path.iterdir()) == []
-    unsorted = workload.reverse()
-    with pytest.raises(DataFormatError, match="not sorted"):
-        export_trace(unsorted, tmp_path / "w.jsonl", "vllm", note=Notes())
-    assert list(tmp_path.iterdir()) == []
-
-
-# --------------------------------------------------------------------------- #
-# Atomicity, overwrite refusal, spec sidecar
-# --------------------------------------------------------------------------- #
-
-
-def _failing(df: pl.DataFrame, after: int):
-    for i, chunk in enumerate(df.iter_slices(50)):
-        if i == after:
-            msg = "generator failed mid-way"
-            raise RuntimeError(msg)
-        yield chunk
-
-
-@pytest.mark.parametrize("fmt", ["mooncake", "burstgpt", "parquet", "jsonl"])
-def test_failure_mid_write_leaves_nothing(workload, tmp_path, fmt):
-    target = tmp_path / f"w{FORMATS[fmt].extension}"
-    with pytest.raises(RuntimeError, match="mid-way"):
-        export_chunks(_failing(workload, 3), target, fmt, spec=Spec(1), note=Notes())
-    assert list(tmp_path.iterdir()) == []
-
-
-def test_failure_with_overwrite_keeps_old_file(workload, tmp_path):
-    target = tmp_path / "w.jsonl"
-    old = _export(workload.head(5), target, "vllm", spec=Spec(1))
-    before = target.read_bytes(), spec_sidecar_path(target).read_text()
-    with pytest.raises(RuntimeError):
-        export_chunks(_failing(workload, 2), target, "vllm", overwrite=True, spec=Spec(2), note=Notes())
-    assert (target.read_bytes(), spec_sidecar_path(target).read_text()) == before
-    assert sorted(p.name for p in tmp_path.iterdir()) == [old.path.name, old.spec_path.name]
-
-
-def test_refuses_to_overwrite_unless_asked(workload, tmp_path):
-    target = tmp_path / "w.csv"
-    _export(workload.head(3), target, "vidur")
-    before = target.read_bytes()
-    with pytest.raises(ExportError, match=re.escape(str(target))):
-        _export(workload, target, "vidur")
-    assert target.read_bytes() == before
-    res = _export(workload, target, "vidur", overwrite=True)
-    assert len(_read_csv(res.path)[1]) == workload.height
-    # a partitioned folder replaces a file too
-    res = export_chunks(_chunks(workload, [10]), target, "parquet", overwrite=True, note=Notes())
-    assert target.is_dir() and pl.read_parquet(target / "*.parquet").height == workload.height
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["w.csv"]
-
-
-def test_refuses_existing_spec_sidecar(workload, tmp_path):
-    target = tmp_path / "w.jsonl"
-    sidecar = spec_sidecar_path(target)
-    sidecar.write_text("{}\n")
-    with pytest.raises(ExportError, match=re.escape(str(sidecar))):
-        _export(workload, target, "mooncake", spec=Spec(3))
-    assert not target.exists()
-    notes = Notes()
-    res = export_trace(workload, target, "mooncake", overwrite=True, note=notes)
-    assert res.spec_path is None and not sidecar.exists()  # stale spec of the replaced export removed
-    assert any("removed the spec" in n for n in notes)
-
-
-@pytest.mark.parametrize(
-    ("spec", "expected"),
-    [
-        (Spec(7), {"source": "language/m-large", "seed": 7}),
-        ({"seed": 8, "source": "reason/deepseek-r1"}, {"seed": 8, "source": "reason/deepseek-r1"}),
-        ('{"seed": 9}', {"seed": 9}),
-    ],
-)
-def test_spec_sidecar_written_next_to_file(workload, tmp_path, spec, expected):
-    for fmt in ("parquet", "guidellm"):
-        target = tmp_path / f"w{FORMATS[fmt].extension}"
-        res = _export(workload, target, fmt, spec=spec)
-        assert res.spec_path == target.parent / f"{target.name}.spec.json"
-        assert json.loads(res.spec_path.read_text()) == expected
-
-
-def test_invalid_spec_writes_nothing(workload, tmp_path):
-    with pytest.raises(ExportError, match="not valid JSON"):
-        _export(workload, tmp_path / "w.jsonl", "vllm", spec="seed=1")
-    with pytest.raises(ExportError, match="to_json"):
-        _export(workload, tmp_path / "w.jsonl", "vllm", spec=42)
-    assert list(tmp_path.iterdir()) == []
-
-
-def test_unknown_format_lists_known_ones(workload, tmp_path):
-    with pytest.raises(ExportError) as err:
-        _export(workload, tmp_path / "w.x", "sharegpt")
-    for name in FORMATS:
-        assert name in str(err.value)
-    assert list(tmp_path.iterdir()) == []
-
-
-def test_missing_folder_is_an_error(workload, tmp_path):
-    with pytest.raises(ExportError, match="does not exist"):
-        _export(workload, tmp_path / "nope" / "w.jsonl", "vllm")
 
 
 # --------------------------------------------------------------------------- #
@@ -460,8 +204,8 @@ def test_missing_folder_is_an_error(workload, tmp_path):
 @pytest.mark.parametrize("fmt", list(FORMATS))
 def test_same_frame_same_bytes(workload, tmp_path, fmt):
     ext = FORMATS[fmt].extension
-    a = _export(workload, tmp_path / f"a{ext}", fmt, spec=Spec(1))
-    b = _export(workload.clone(), tmp_path / f"b{ext}", fmt, spec=Spec(1))
+    a = export_noting(workload, tmp_path / f"a{ext}", fmt, spec=Spec(1))
+    b = export_noting(workload.clone(), tmp_path / f"b{ext}", fmt, spec=Spec(1))
     assert a.path.read_bytes() == b.path.read_bytes()
     assert a.spec_path.read_bytes() == b.spec_path.read_bytes()
     assert a.bytes == b.bytes == a.path.stat().st_size
@@ -469,10 +213,10 @@ def test_same_frame_same_bytes(workload, tmp_path, fmt):
 
 def test_empty_trace(workload, tmp_path):
     empty = workload.clear()
-    header, rows = _read_csv(_export(empty, tmp_path / "e.csv", "burstgpt").path)
+    header, rows = read_csv(export_noting(empty, tmp_path / "e.csv", "burstgpt").path)
     assert header == list(FORMATS["burstgpt"].fields) and rows == []
-    assert _export(empty, tmp_path / "e.jsonl", "mooncake").path.read_bytes() == b""
-    assert pl.read_parquet(_export(empty, tmp_path / "e.parquet", "parquet").path).height == 0
+    assert export_noting(empty, tmp_path / "e.jsonl", "mooncake").path.read_bytes() == b""
+    assert pl.read_parquet(export_noting(empty, tmp_path / "e.parquet", "parquet").path).height == 0
 
 
 # --------------------------------------------------------------------------- #
@@ -523,8 +267,8 @@ def test_prefix_hash_ids_at_the_target_block_size(prefix_workload, tmp_path, fmt
     # mooncake without turn_index: every request whole (sessions are tested below)
     tr = full.drop("turn_index") if fmt == "mooncake" else full
     size = None if block == format_block_size(fmt) else block
-    res = _export(tr, tmp_path / "p.jsonl", fmt, block_size=size)
-    recs = _read_jsonl(res.path)
+    res = export_noting(tr, tmp_path / "p.jsonl", fmt, block_size=size)
+    recs = read_jsonl(res.path)
     got = [r["hash_ids"] for r in recs]
     assert [len(h) for h in got] == [math.ceil(r["input_length"] / block) for r in recs]
     flat = [i for h in got for i in h]
@@ -548,8 +292,8 @@ def test_prefix_hash_ids_at_the_target_block_size(prefix_workload, tmp_path, fmt
 
 def test_prefix_export_in_chunks_equals_whole(prefix_workload, tmp_path):
     _spec, tr = prefix_workload
-    whole = _export(tr, tmp_path / "w.jsonl", "guidellm")
-    parts = export_chunks(_chunks(tr, [137, 900, 5]), tmp_path / "c.jsonl", "guidellm", note=None)
+    whole = export_noting(tr, tmp_path / "w.jsonl", "guidellm")
+    parts = export_chunks(chunks_of(tr, [137, 900, 5]), tmp_path / "c.jsonl", "guidellm", note=None)
     assert parts.path.read_bytes() == whole.path.read_bytes()
 
 
@@ -558,20 +302,20 @@ def test_notes_for_sessions_vidur_and_replay_commands(prefix_workload, mooncake_
 
     _spec, tr = prefix_workload
     notes = Notes()
-    _export(tr, tmp_path / "v.jsonl", "vllm", note=notes)
+    export_noting(tr, tmp_path / "v.jsonl", "vllm", note=notes)
     later = int((tr["turn_index"] > 0).sum())
     assert any("sessions not written" in n and f"{later} later turn" in n for n in notes)
     notes = Notes()
-    _export(tr, tmp_path / "v.csv", "vidur", note=notes)
+    export_noting(tr, tmp_path / "v.csv", "vidur", note=notes)
     assert not any("max_tokens" in n for n in notes)  # m-large requests fit in 4096 tokens
     _src, mc = mooncake_source
     notes = Notes()
-    _export(mc, tmp_path / "m.csv", "vidur", note=notes)
+    export_noting(mc, tmp_path / "m.csv", "vidur", note=notes)
     over = int((mc["input_tokens"] + mc["output_tokens"] > VIDUR_MAX_TOKENS).sum())
     assert over > 1000
     assert any(f"{over} request(s)" in n and "max_tokens 4096" in n for n in notes)
     notes = Notes()
-    _export(tr, tmp_path / "n.jsonl", "jsonl", note=notes)
+    export_noting(tr, tmp_path / "n.jsonl", "jsonl", note=notes)
     assert not any("sessions" in n for n in notes)
     assert usage_hint("vllm", "f.jsonl") == "vllm bench serve --dataset-name timed_trace --dataset-path f.jsonl --self-timed"
     assert usage_hint("vllm", "f.jsonl", 512).endswith("--timed-trace-chunk-hash-size 512")
@@ -591,14 +335,14 @@ def test_benchmark_exports_reload_in_their_own_unit(prefix_workload, tmp_path, f
 
     spec, tr = prefix_workload
     path = tmp_path / f"{fmt}.jsonl"
-    _export(tr, path, fmt, spec=spec)
+    export_noting(tr, path, fmt, spec=spec)
     back = load_trace(path)
     span = float(tr["timestamp_s"].max() - tr["timestamp_s"].min())
     assert abs(float(back.trace["timestamp_s"].max()) - span) < 1e-3
     assert back.preset == ("mooncake" if fmt == "mooncake" else "timed_trace")
     assert back.trace["input_tokens"].to_list() == tr["input_tokens"].to_list()
     bare = tmp_path / f"bare-{fmt}.jsonl"
-    _export(tr, bare, fmt)
+    export_noting(tr, bare, fmt)
     if fmt == "mooncake":
         assert load_trace(bare).preset == "mooncake"
     else:
@@ -613,7 +357,7 @@ def test_native_exports_reload_bit_for_bit(prefix_workload, tmp_path, fmt):
 
     _spec, tr = prefix_workload
     path = tmp_path / f"n.{fmt}"
-    _export(tr, path, fmt)
+    export_noting(tr, path, fmt)
     back = load_trace(path).trace
     cols = [c for c in tr.columns if c in back.columns]
     if fmt == "csv":  # CSV cannot hold the segment lists
@@ -635,8 +379,8 @@ def test_mooncake_sessions_as_aiperf_conversations(prefix_workload, tmp_path):
     from servegen_core.sources.traces import load_trace
 
     spec, tr = prefix_workload
-    res = _export(tr, tmp_path / "s.jsonl", "mooncake", spec=spec)
-    recs = _read_jsonl(res.path)
+    res = export_noting(tr, tmp_path / "s.jsonl", "mooncake", spec=spec)
+    recs = read_jsonl(res.path)
     assert all(list(r) == [*FORMATS["mooncake"].fields, "session_id"] for r in recs)
     x = tr["input_tokens"].to_list()
     o = tr["output_tokens"].to_list()
@@ -660,7 +404,7 @@ def test_mooncake_sessions_as_aiperf_conversations(prefix_workload, tmp_path):
     assert extending > 200 and whole > 200
     back = load_trace(res.path).trace
     assert back["input_tokens"].to_list() == x
-    parts = export_chunks(_chunks(tr, [50, 333, 1000]), tmp_path / "c.jsonl", "mooncake", note=None)
+    parts = export_chunks(chunks_of(tr, [50, 333, 1000]), tmp_path / "c.jsonl", "mooncake", note=None)
     assert parts.path.read_bytes() == res.path.read_bytes()
 
 
@@ -670,12 +414,12 @@ def test_kept_hash_ids_keep_their_block_size(mooncake_source, tmp_path):
     from servegen_core.export.formats import usage_hint
 
     src_path, trace = mooncake_source
-    res = _export(trace, tmp_path / "v.jsonl", "vllm")
+    res = export_noting(trace, tmp_path / "v.jsonl", "vllm")
     assert res.block_size == 512
     assert usage_hint("vllm", res.path, res.block_size).endswith("--timed-trace-chunk-hash-size 512")
-    assert [r["hash_ids"] for r in _read_jsonl(res.path)] == [r["hash_ids"] for r in _read_jsonl(src_path)]
+    assert [r["hash_ids"] for r in read_jsonl(res.path)] == [r["hash_ids"] for r in read_jsonl(src_path)]
     notes = Notes()
-    res = _export(trace, tmp_path / "v16.jsonl", "vllm", block_size=16, note=notes)
+    res = export_noting(trace, tmp_path / "v16.jsonl", "vllm", block_size=16, note=notes)
     assert res.block_size == 16
     off = int((trace["hash_ids"].list.len() != (trace["input_tokens"] + 15) // 16).sum())
     assert off > 3000 and any(f"{off} request(s) keep hash_ids" in n for n in notes)

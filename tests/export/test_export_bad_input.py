@@ -18,7 +18,7 @@ import pytest
 
 from _cli import error_line, run
 from servegen_core.errors import ExportError
-from servegen_core.export.formats import export_trace
+from servegen_core.export.writer import export_trace
 from servegen_core.paths import PROJECT_DIR, clean_stale_temps, replace_problem, temp_prefix, write_atomic
 from servegen_core.sources.traces import load_trace
 

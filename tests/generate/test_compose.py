@@ -36,7 +36,7 @@ from servegen_core.generate.compose import (
     plan_workload,
 )
 from servegen_core.errors import DataFormatError, SpecError
-from servegen_core.export.formats import export_chunks, export_trace
+from servegen_core.export.writer import export_chunks, export_trace
 from servegen_core.sources.pool import load_pool
 from servegen_core.schema import validate_trace
 

@@ -22,7 +22,7 @@ from servegen_core.generate.compose import (
     compose,
     naive_spec,
 )
-from servegen_core.export.formats import export_trace
+from servegen_core.export.writer import export_trace
 from servegen_core.sources.pool import load_pool
 from servegen_core.sources.traces import load_trace
 from servegen_core.generate.validate import CHECKS_SCHEMA, ValidationReport, validate

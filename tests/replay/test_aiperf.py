@@ -63,7 +63,7 @@ import pytest
 
 from servegen_core.characterize import prefix
 from servegen_core.generate.compose import compose
-from servegen_core.export.formats import export_trace
+from servegen_core.export.writer import export_trace
 from servegen_core.schema import validate_trace
 from servegen_core.spec import (
     ClientSelection,

@@ -1,0 +1,98 @@
+"""``servegen whatif (--spec SPEC | --trace FILE) --model M --gpu G ...``: the replicas a workload
+needs for a latency SLO, realistic vs its naive baselines, by simulation."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import TextIO
+
+from servegen_core.cli.common import EXIT_OK, PROG, CliError
+from servegen_core.cli.inputs import read_spec
+from servegen_core.cli.output import format_table, print_json
+from servegen_core.limits import max_requests as default_max_requests
+from servegen_core.serve.costmodel import CostModel, calibrate, roofline
+from servegen_core.serve.simulate import ServerConfig
+from servegen_core.serve.whatif import DEFAULT_NAIVE_KINDS, Comparison, Slo, compare_spec, compare_trace
+from servegen_core.sources.traces import load_trace
+
+__all__ = ["run"]
+
+
+def _whatif_cost(args: argparse.Namespace) -> CostModel:
+    roof = roofline(
+        args.model, args.gpu, efficiency=args.efficiency, overhead_s=args.overhead_ms / 1e3, tensor_parallel=args.tensor_parallel,
+    )
+    if not args.calibration:
+        return roof
+    return calibrate(args.calibration, kv_tokens=roof.kv_tokens, name=f"calibrated {args.model}@{args.gpu}")
+
+
+def _compare(args: argparse.Namespace, slo: Slo) -> tuple[Comparison, str]:
+    """The comparison the arguments ask for, and the name of the workload compared."""
+    cost = _whatif_cost(args)
+    config = ServerConfig(
+        max_num_seqs=args.max_num_seqs, max_batched_tokens=args.max_batched_tokens, chunked_prefill=args.chunked_prefill,
+    )
+    baselines = [b.strip() for b in args.baselines.split(",") if b.strip()] if args.baselines else list(DEFAULT_NAIVE_KINDS)
+    progress = None if args.quiet else (lambda text: sys.stderr.write(f"{PROG}: {text}\n"))
+    common = {"config": config, "router": args.router, "max_replicas": args.max_replicas, "workers": args.workers, "progress": progress}
+    if args.spec is not None:
+        spec = read_spec(args.spec, seed=args.seed)
+        limit = args.max_requests if args.max_requests is not None else default_max_requests(streamed=False)
+        comparison = compare_spec(spec, slo, cost, naive=baselines, max_requests=limit, **common)
+        return comparison, str(args.spec)
+    if baselines != ["poisson"] and args.baselines:
+        msg = "a raw trace is compared with its Poisson baseline only (--baselines poisson)"
+        raise CliError(msg)
+    loaded = load_trace(args.trace, preset=args.preset)
+    comparison = compare_trace(loaded.trace, slo, cost, window_s=args.window_s, seed=args.seed or 0, **common)
+    return comparison, str(args.trace)
+
+
+def _print_text(out: TextIO, comparison: Comparison, slo: Slo, what: str) -> None:
+    out.write(f"Replicas needed for {slo.describe()}: {what}\n{comparison.cost_note}\n\n")
+    n_real = comparison.table["replicas"][0]
+    at = f" at {n_real}" if n_real is not None else ""
+    headers = ("workload", "requests", "replicas", "under-provisioned", f"p50 TTFT s{at}", f"p99 TTFT s{at}", f"p99 TPOT s{at}", "SLO met")
+    rows = [
+        (
+            r["workload"], r["requests"], "none" if r["replicas"] is None else r["replicas"],
+            None if r["under_provisioning"] is None else f"{r['under_provisioning']:.0%}",
+            r["ttft_p50_s"], r["ttft_p99_s"], r["tpot_p99_s"], None if r["met"] is None else ("yes" if r["met"] else "no"),
+        )
+        for r in comparison.table.iter_rows(named=True)
+    ]
+    out.write(format_table(headers, rows, numeric=(False, True, True, True, True, True, True, False)) + "\n\n")
+    for r in comparison.table.iter_rows(named=True):
+        if r["note"]:
+            out.write(f"note: {r['workload']}: {r['note']}\n")
+    out.write(comparison.sentence() + "\n")
+
+
+def run(args: argparse.Namespace, out: TextIO) -> int:
+    """Simulate the workload and its baselines and print the replicas each needs on ``out``."""
+    if (args.spec is None) == (args.trace is None):
+        msg = "give exactly one of --spec (a workload spec) or --trace (a raw trace file)"
+        raise CliError(msg)
+    if args.preset is not None and args.trace is None:
+        msg = "--preset applies to a --trace file"
+        raise CliError(msg)
+    slo = Slo(ttft_p99_s=args.slo_ttft_p99, tpot_p99_s=args.slo_tpot_p99)
+    comparison, what = _compare(args, slo)
+    if args.json:
+        print_json(
+            {
+                "source": what,
+                "slo": {"ttft_p99_s": slo.ttft_p99_s, "tpot_p99_s": slo.tpot_p99_s},
+                "cost_model": comparison.cost_name,
+                "cost_note": comparison.cost_note,
+                "table": comparison.table.to_dicts(),
+                "curves": comparison.curves.to_dicts(),
+                "answer": comparison.sentence(),
+            },
+            out,
+        )
+        return EXIT_OK
+    _print_text(out, comparison, slo, what)
+    return EXIT_OK
