@@ -28,6 +28,7 @@ from servegen_core.errors import ServeGenError
 from servegen_core.generate.compose import ComposePlan, Workload, plan_workload
 from servegen_core.generate.compose import compose as compose_workload
 from servegen_core.generate.validate import ValidationReport, validate
+from servegen_core.limits import max_columns, max_rows
 from servegen_core.paths import PathNotAllowedError
 from servegen_core.result import Result
 from servegen_core.sources.fit import pool_from_trace
@@ -35,7 +36,7 @@ from servegen_core.sources.pool import ClientPool, load_pool
 from servegen_core.sources.traces import load_trace
 from servegen_core.spec import ServeGenSource, TraceSource, WorkloadSpec
 from session import Loaded, Source, View, current, current_spec, spec_source
-from uploads import check_spec_source
+from uploads import check_spec_source, is_upload
 
 # --------------------------------------------------------------------------------------------
 # Cached loaders (keyed on small arguments)
@@ -57,13 +58,18 @@ def cached_trace(
     client_column: str | None,
     mtime_ns: int,
 ) -> tuple[pl.DataFrame, tuple[str, ...], str, datetime.datetime | None]:
-    """:func:`servegen_core.sources.traces.load_trace`, once per (file, options, modification time)."""
+    """:func:`servegen_core.sources.traces.load_trace`, once per (file, options, modification time).
+
+    An uploaded file is loaded under the tighter upload budget of rows and columns."""
+    upload = is_upload(path)
     loaded = load_trace(
         path,
         preset=preset,
         columns=dict(columns) or None,
         time_unit=time_unit,
         client_column=client_column,
+        max_rows=max_rows(upload=upload),
+        max_columns=max_columns(upload=upload),
     )
     return loaded.trace, (loaded.summary, *loaded.warnings), loaded.preset, loaded.start_time
 

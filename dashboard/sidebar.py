@@ -15,14 +15,14 @@ from core_calls import load_source, make_view, show_error
 from fmt import fmt_time
 from plaintext import md
 from servegen_core.errors import ServeGenError
-from servegen_core.limits import MAX_SPAN_ENV, max_span_s
+from servegen_core.limits import MAX_SPAN_ENV, max_columns, max_span_s
 from servegen_core.paths import demo_data_dir
 from servegen_core.sources.demo import DEMO_LABEL
 from servegen_core.sources.pool import list_models
 from servegen_core.sources.traces import PRESETS, TIME_UNITS, trace_columns
 from session import Loaded, Source, View, headline, set_view
 from settings import servegen_folders
-from uploads import TRACE_SUFFIXES
+from uploads import TRACE_SUFFIXES, is_upload
 from widgets.files import upload_or_path
 
 #: The demo request trace, relative to the demo data folder.
@@ -48,7 +48,7 @@ MAX_SPAN_OPTIONS = 1500
 @st.cache_data(show_spinner=False, max_entries=32)
 def file_columns(path: str, mtime_ns: int) -> list[str]:
     """:func:`servegen_core.sources.traces.trace_columns` (header only), once per file version."""
-    return trace_columns(path)
+    return trace_columns(path, max_columns=max_columns(upload=is_upload(path)))
 
 
 def _demo_options() -> list[str]:

@@ -47,6 +47,16 @@ def uploads_root() -> Path:
     return root
 
 
+def is_upload(path: str | Path) -> bool:
+    """Whether ``path`` is a file a visitor uploaded (under :func:`uploads_root`): such files are
+    loaded under the core's tighter upload budget (``limits.max_rows(upload=True)``)."""
+    try:
+        Path(path).resolve().relative_to(uploads_root().resolve())
+    except (ValueError, OSError):
+        return False
+    return True
+
+
 def sweep_stale_uploads(root: Path, *, max_age_h: float = UPLOAD_MAX_AGE_H, now: float | None = None) -> list[Path]:
     """Remove the upload folders under ``root`` not modified for ``max_age_h`` hours; returns them."""
     limit = (time.time() if now is None else now) - max_age_h * 3600

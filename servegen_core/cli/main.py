@@ -10,7 +10,8 @@ from collections.abc import Sequence
 
 from servegen_core.cli.common import EXIT_CHECK_FAILED, EXIT_ERROR, EXIT_OK, EXIT_UNEXPECTED, PROG
 from servegen_core.cli.parser import COMMANDS, build_parser
-from servegen_core.errors import ServeGenError
+from servegen_core.errors import ServeGenError, printable
+from servegen_core.paths import Terminated, raise_on_sigterm
 
 __all__ = ["EXIT_CHECK_FAILED", "EXIT_ERROR", "EXIT_OK", "EXIT_UNEXPECTED", "main"]
 
@@ -21,8 +22,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     Exit codes: :data:`EXIT_OK` (0), :data:`EXIT_CHECK_FAILED` (1, ``validate`` found a failing
     check), :data:`EXIT_ERROR` (2, a usage, spec, data or file-system error: one line
     ``servegen: error: ...`` on stderr), :data:`EXIT_UNEXPECTED` (3, anything else: a short
-    message, and the traceback only with ``--debug``), 130 on Ctrl-C.
+    message, and the traceback only with ``--debug``), 130 on Ctrl-C, 143 on SIGTERM (both
+    remove the temp file of a write in progress).
     """
+    raise_on_sigterm()
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
@@ -38,6 +41,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             traceback.print_exc(file=sys.stderr)
         sys.stderr.write(f"{PROG}: error: {_one_line(exc)}\n")
         return EXIT_ERROR
+    except Terminated as exc:
+        sys.stderr.write(f"\n{PROG}: terminated\n")
+        return exc.exit_code
     except KeyboardInterrupt:
         sys.stderr.write(f"\n{PROG}: interrupted\n")
         return 130
@@ -73,7 +79,7 @@ def _flush_stdout() -> None:
 def _one_line(exc: BaseException) -> str:
     if isinstance(exc, OSError) and exc.strerror:
         if exc.filename is not None:
-            return f"{exc.filename}: {exc.strerror}"
+            return f"{printable(exc.filename)}: {exc.strerror}"
         return exc.strerror
     text = str(exc) or type(exc).__name__
     return " ".join(text.split())
