@@ -42,11 +42,10 @@ when compose cuts a busy window into units), so chunks do not change the result)
    segment is (prompt: seed, client, prompt index; turn content: seed, window, the start's
    ordinal in its window, slot), so ids do not depend on chunking.
 
-Block ids (:func:`hash_ids`) at any block size ``B``: block ``k`` of a request covers tokens
-``[kB, min((k+1)B, x))``; its id is a hash of (the id of the segment holding its last token,
-the block's end offset). A segment id fixes everything before the segment, so two requests
-that share exactly their first ``X`` tokens share exactly their first ``floor(X / B)`` blocks
-(and, when both are the same ``X`` tokens long, the last partial block too).
+Block ids (:func:`hash_ids`, :func:`block_keys`, re-exported from :mod:`servegen_core.blocks`)
+at any block size ``B``: block ``k`` of a request is keyed by the id of the segment holding its
+last token and the block's end offset, so requests that share exactly their first ``X`` tokens
+share exactly their first ``floor(X / B)`` blocks.
 """
 
 from __future__ import annotations
@@ -58,10 +57,14 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import polars as pl
+from scipy.optimize import minimize_scalar
 from scipy.special import gammainc
 
+from servegen_core.blocks import TAG_KEY, TAG_PROMPT, TAG_TURN, block_keys, hash_ids, hash_parts, id63, lists_by_owner
+from servegen_core.characterize import prefix as characterize_prefix
 from servegen_core.errors import SpecError
 from servegen_core.schema import PREFIX_COLUMNS, SCHEMA
+from servegen_core.sources.pool import client_sort_key
 from servegen_core.spec import MAX_PROMPTS, MAX_TURNS, PrefixProfile, PrefixSpec, Sessions, SystemPrompts
 
 if TYPE_CHECKING:
@@ -78,39 +81,8 @@ __all__ = [
 ]
 
 
-_M1 = np.uint64(0x9E3779B97F4A7C15)
-_M2 = np.uint64(0xBF58476D1CE4E5B9)
-_M3 = np.uint64(0x94D049BB133111EB)
-_TAG_PROMPT, _TAG_TURN, _TAG_BLOCK, _TAG_KEY, _TAG_DELTA = 1, 2, 3, 4, 5
 #: Points per window over which a start's expected turns landing in each window are averaged.
 _EDGE_POINTS = 16
-
-
-# --------------------------------------------------------------------------------------------
-# Hashing (splitmix64, vectorized; uint64 arithmetic wraps by design)
-# --------------------------------------------------------------------------------------------
-
-
-def _splitmix(x: np.ndarray) -> np.ndarray:
-    with np.errstate(over="ignore"):
-        z = x + _M1
-        z = (z ^ (z >> np.uint64(30))) * _M2
-        z = (z ^ (z >> np.uint64(27))) * _M3
-    return z ^ (z >> np.uint64(31))
-
-
-def _hash(tag: int, *parts: np.ndarray | int) -> np.ndarray:
-    """A uint64 hash of ``tag`` and the integer arrays ``parts`` (broadcast together)."""
-    arrays = [np.asarray(p).astype(np.int64).astype(np.uint64) for p in parts]
-    shape = np.broadcast_shapes(*(a.shape for a in arrays)) if arrays else ()
-    h = np.full(shape, np.uint64(tag), dtype=np.uint64)
-    for a in arrays:
-        h = _splitmix(h ^ _splitmix(a))
-    return h
-
-
-def _id63(h: np.ndarray) -> np.ndarray:
-    return (h >> np.uint64(1)).astype(np.int64)
 
 
 # --------------------------------------------------------------------------------------------
@@ -348,7 +320,7 @@ def _expand(plan: ComposePlan, base: pl.DataFrame, k0: int, k1: int) -> pl.DataF
     uses = u1[:, 0] < P["share"][crank]
     prompt = _pick(P["zipf_cum"], P["zipf_off"], crank, u1[:, 1])
     prompt = _repeat_recent(prompt, uses, kpos, crank, u1[:, 4], u1[:, 5], P["repeat_share"][crank], P["repeat_lag"][crank])
-    prompt_key = _hash(_TAG_KEY, seed, crank, prompt).astype(np.float64) / 2.0**64
+    prompt_key = hash_parts(TAG_KEY, seed, crank, prompt).astype(np.float64) / 2.0**64
     # keys: prompted rows in [q_min, 1); the others spread so that all keys stay uniform
     q_min = P["min_quantile"][crank]
     key_p = q_min + (1.0 - q_min) * prompt_key
@@ -434,7 +406,7 @@ def _expand(plan: ComposePlan, base: pl.DataFrame, k0: int, k1: int) -> pl.DataF
     tok_cap = P["tokens"][crank]
     cap = np.where(tok_cap < 0, np.iinfo(np.int64).max, tok_cap)
     s_prompt = np.where(uses, np.minimum(cap, np.maximum(0, x[first] - P["unique"][crank])), 0) if n else np.zeros(0, dtype=np.int64)
-    prompt_id = _id63(_hash(_TAG_PROMPT, seed, crank, prompt))
+    prompt_id = id63(hash_parts(TAG_PROMPT, seed, crank, prompt))
     req_parts: list[np.ndarray] = []
     id_parts: list[np.ndarray] = []
     tok_parts: list[np.ndarray] = []
@@ -442,7 +414,7 @@ def _expand(plan: ComposePlan, base: pl.DataFrame, k0: int, k1: int) -> pl.DataF
     rows0 = first
     sess = np.arange(n)
     seg_sess = np.concatenate([sess[s_prompt > 0], sess])
-    seg_id = np.concatenate([prompt_id[s_prompt > 0], _id63(_hash(_TAG_TURN, seed, w, ordinal, 0))])
+    seg_id = np.concatenate([prompt_id[s_prompt > 0], id63(hash_parts(TAG_TURN, seed, w, ordinal, 0))])
     seg_tok = np.concatenate([s_prompt[s_prompt > 0], x[rows0] - s_prompt])
     o_ = np.argsort(seg_sess, kind="stable")
     seg_sess, seg_id, seg_tok = seg_sess[o_], seg_id[o_], seg_tok[o_]
@@ -460,7 +432,7 @@ def _expand(plan: ComposePlan, base: pl.DataFrame, k0: int, k1: int) -> pl.DataF
         seg_sess, seg_id, seg_tok = seg_sess[ks], seg_id[ks], seg_tok[ks]
         out_s = np.flatnonzero(alive)
         seg_sess = np.concatenate([seg_sess, out_s])
-        seg_id = np.concatenate([seg_id, _id63(_hash(_TAG_TURN, seed, w[out_s], ordinal[out_s], 2 * j - 1))])
+        seg_id = np.concatenate([seg_id, id63(hash_parts(TAG_TURN, seed, w[out_s], ordinal[out_s], 2 * j - 1))])
         seg_tok = np.concatenate([seg_tok, o[prev_rows[out_s]]])
         o_ = np.argsort(seg_sess, kind="stable")
         seg_sess, seg_id, seg_tok = seg_sess[o_], seg_id[o_], seg_tok[o_]
@@ -476,7 +448,7 @@ def _expand(plan: ComposePlan, base: pl.DataFrame, k0: int, k1: int) -> pl.DataF
         new_s = out_s
         new_tok = x[now_rows[new_s]] - h[new_s]
         seg_sess = np.concatenate([seg_sess, new_s])
-        seg_id = np.concatenate([seg_id, _id63(_hash(_TAG_TURN, seed, w[new_s], ordinal[new_s], 2 * j))])
+        seg_id = np.concatenate([seg_id, id63(hash_parts(TAG_TURN, seed, w[new_s], ordinal[new_s], 2 * j))])
         seg_tok = np.concatenate([seg_tok, new_tok])
         o_ = np.argsort(seg_sess, kind="stable")
         seg_sess, seg_id, seg_tok = seg_sess[o_], seg_id[o_], seg_tok[o_]
@@ -489,7 +461,7 @@ def _expand(plan: ComposePlan, base: pl.DataFrame, k0: int, k1: int) -> pl.DataF
     R = len(sid)
     req = np.concatenate(req_parts)
     ro = np.argsort(req, kind="stable")
-    frame = _lists(req[ro], R, segment_ids=np.concatenate(id_parts)[ro], segment_tokens=np.concatenate(tok_parts)[ro])
+    frame = lists_by_owner(req[ro], R, segment_ids=np.concatenate(id_parts)[ro], segment_tokens=np.concatenate(tok_parts)[ro])
     sess_client = P["has_sessions"][crank]
     data = {
         "timestamp_s": pl.Series(t_all, dtype=pl.Float64),
@@ -553,61 +525,6 @@ def session_chunks(
             yield now.sort(keys).select(cols)
 
 
-def block_keys(segment_ids: pl.Series, segment_tokens: pl.Series, *, block_size: int) -> tuple[np.ndarray, np.ndarray]:
-    """The 63-bit key of every block of every request (row order, then block order) and the
-    row each belongs to: what :func:`hash_ids` returns, flat.
-
-    Block ``k`` (tokens ``[kB, min((k+1)B, x))``) is keyed by a hash of the id of the
-    segment holding its last token and the block's end offset; requests get
-    ``ceil(x / B)`` keys. Requests that share exactly their first ``X`` tokens share exactly
-    their first ``floor(X / B)`` keys (see the module docstring).
-    """
-    if block_size < 1:
-        msg = f"block_size must be a positive number of tokens, got {block_size}"
-        raise ValueError(msg)
-    n = len(segment_ids)
-    if n == 0:
-        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
-    lens = segment_tokens.list.len().fill_null(0).to_numpy()
-    ids = segment_ids.explode().drop_nulls().to_numpy().astype(np.int64)
-    toks = segment_tokens.explode().drop_nulls().to_numpy().astype(np.int64)
-    seg_req = np.repeat(np.arange(n), lens)
-    x = np.bincount(seg_req, weights=toks, minlength=n).astype(np.int64)
-    nblocks = (x + block_size - 1) // block_size
-    blk_req = np.repeat(np.arange(n, dtype=np.int64), nblocks)
-    bfirst = np.concatenate([[0], np.cumsum(nblocks)[:-1]])
-    k = np.arange(int(nblocks.sum()), dtype=np.int64) - np.repeat(bfirst, nblocks)
-    end = np.minimum((k + 1) * block_size, x[blk_req])
-    # global token positions: request offset + position inside the request
-    req_base = np.concatenate([[0], np.cumsum(x)[:-1]])
-    seg_end = np.cumsum(toks)  # global end of each segment
-    seg = np.searchsorted(seg_end, req_base[blk_req] + end - 1, side="right")
-    with np.errstate(over="ignore"):
-        mixed = _splitmix(ids[seg].astype(np.uint64) ^ (end.astype(np.uint64) * _M2) ^ np.uint64(_TAG_BLOCK))
-    return _id63(mixed), blk_req
-
-
-def hash_ids(segment_ids: pl.Series, segment_tokens: pl.Series, *, block_size: int) -> pl.Series:
-    """``hash_ids`` at ``block_size`` tokens per block from a request's prompt segments: the
-    keys of :func:`block_keys` as one list per request."""
-    keys, owner = block_keys(segment_ids, segment_tokens, block_size=block_size)
-    return _lists(owner, len(segment_ids), hash_ids=keys)["hash_ids"]
-
-
-def _lists(owner: np.ndarray, n: int, **values: np.ndarray) -> pl.DataFrame:
-    """List(Int64) columns of ``n`` rows from flat values grouped by ``owner`` (sorted row
-    numbers; a row without values gets an empty list), without a Python loop per row."""
-    flat = pl.DataFrame(
-        {"_r": owner.astype(np.int64), **{k: v.astype(np.int64) for k, v in values.items()}},
-        schema={"_r": pl.Int64(), **{k: pl.Int64() for k in values}},
-    )
-    grouped = flat.group_by("_r", maintain_order=True).agg(*values)
-    if grouped.height == n:  # every row has values: already one row each, in order
-        return grouped.select(pl.col(k).cast(pl.List(pl.Int64)) for k in values)
-    full = pl.DataFrame({"_r": np.arange(n, dtype=np.int64)}).join(grouped, on="_r", how="left", maintain_order="left")
-    return full.select(pl.col(k).fill_null([]).cast(pl.List(pl.Int64)) for k in values)
-
-
 # --------------------------------------------------------------------------------------------
 # Fitting a prefix model from a trace with hash_ids
 # --------------------------------------------------------------------------------------------
@@ -664,8 +581,6 @@ def _conversational(found: object, trace: pl.DataFrame) -> bool:
 
 def _zipf_fit(sizes: np.ndarray) -> float:
     """Maximum-likelihood Zipf exponent of group sizes ranked largest first."""
-    from scipy.optimize import minimize_scalar
-
     counts = np.sort(sizes)[::-1].astype(np.float64)
     ranks = np.arange(1, len(counts) + 1, dtype=np.float64)
     if len(counts) < 2:
@@ -715,8 +630,6 @@ def fit_prefix(trace: pl.DataFrame, *, block_size: int = 512, per_client: bool =
     default = _fit_profile(trace, block_size)
     clients: list[tuple[str, PrefixProfile]] = []
     if per_client:
-        from servegen_core.sources.pool import client_sort_key
-
         for cid in sorted(trace["client_id"].unique().to_list(), key=client_sort_key):  # a loop per client
             clients.append((str(cid), _fit_profile(trace.filter(pl.col("client_id") == cid), block_size)))
     return PrefixSpec(default=default, clients=tuple(clients))
@@ -725,8 +638,7 @@ def fit_prefix(trace: pl.DataFrame, *, block_size: int = 512, per_client: bool =
 def _fit_profile(trace: pl.DataFrame, block_size: int) -> PrefixProfile:
     """One profile fitted to ``trace`` (see :func:`fit_prefix`)."""
     trace = trace.sort("timestamp_s", maintain_order=True)
-    from servegen_core.characterize import prefix as characterize
-    found = characterize.sessions(trace, block_tokens=block_size)
+    found = characterize_prefix.sessions(trace, block_tokens=block_size)
     if found.requests.height != trace.height:
         msg = f"fit_prefix: {found.reason or 'no sessions could be read'}"
         raise ValueError(msg)
