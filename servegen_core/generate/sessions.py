@@ -52,6 +52,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from dataclasses import dataclass
 from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING
 
@@ -67,14 +68,16 @@ from servegen_core.schema import PREFIX_COLUMNS, SCHEMA
 from servegen_core.sources.pool import client_sort_key
 from servegen_core.spec import MAX_PROMPTS, MAX_TURNS, PrefixProfile, PrefixSpec, Sessions, SystemPrompts
 
-if TYPE_CHECKING:
-    from servegen_core.generate.compose import ComposePlan
+if TYPE_CHECKING:  # annotations only: the plan module imports this one
+    from servegen_core.generate.plan import ComposePlan
 
 __all__ = [
     "PREFIX_COLUMNS",
+    "PrefixPlan",
     "block_keys",
     "fit_prefix",
     "hash_ids",
+    "plan_prefix",
     "prefix_depth",
     "prepare",
     "session_chunks",
@@ -145,9 +148,43 @@ def _start_counts(sess: Sessions, t0: np.ndarray, d: np.ndarray, target: np.ndar
     return starts
 
 
-def prepare(plan: ComposePlan) -> ComposePlan:
-    """The plan with its prefix model resolved: per-client parameter arrays and the expected
-    session starts of every client-window (:func:`_start_counts`: starts plus the later turns
+@dataclass(frozen=True, eq=False)
+class PrefixPlan:
+    """The prefix model resolved for a plan's composed clients (arrays indexed by the client's
+    position in ``GenerationUnits.client_ids``).
+
+    System prompts: ``prompt_share`` (share of sessions using one), ``min_quantile``,
+    ``repeat_share``, ``repeat_lag``, ``prompt_tokens`` (-1: the whole input),
+    ``unique_tokens``, and the prompts' Zipf cumulative tables ``zipf_cum`` (client ``c``'s
+    values offset by ``c``, rows ``zipf_offsets[c]:zipf_offsets[c + 1]``). Sessions:
+    ``has_sessions``, the turn-count cumulative tables ``turn_cum``/``turn_offsets`` (laid
+    out the same way), the Gamma think time's ``think_shape`` and ``think_scale`` and
+    ``mean_turns``. ``client_window_key`` is ``unit * n_clients + client`` of every unit row
+    (sorted), to find a start's row.
+    """
+
+    prompt_share: np.ndarray
+    min_quantile: np.ndarray
+    repeat_share: np.ndarray
+    repeat_lag: np.ndarray
+    prompt_tokens: np.ndarray
+    unique_tokens: np.ndarray
+    zipf_cum: np.ndarray
+    zipf_offsets: np.ndarray
+    has_sessions: np.ndarray
+    turn_cum: np.ndarray
+    turn_offsets: np.ndarray
+    think_shape: np.ndarray
+    think_scale: np.ndarray
+    mean_turns: np.ndarray
+    client_window_key: np.ndarray
+    n_clients: int
+
+
+def plan_prefix(plan: ComposePlan) -> ComposePlan:
+    """The prefix stage of planning: the plan with its prefix model resolved
+    (:attr:`~servegen_core.generate.plan.ComposePlan.prefix_plan`, a :class:`PrefixPlan`)
+    and the expected session starts of every client-window as its units' ``row_expected`` (:func:`_start_counts`: starts plus the later turns
     landing in each window meet its target). A plan whose spec has no ``prefix`` is returned
     unchanged.
 
@@ -157,8 +194,8 @@ def prepare(plan: ComposePlan) -> ComposePlan:
     pre = plan.spec.prefix
     if pre is None:
         return plan
-    a = dict(plan._arrays)
-    names = [str(c) for c in a["client_names"]]
+    units = plan.units
+    names = [str(c) for c in units.client_ids]
     profiles = _profiles(pre, names, set(plan.pool.client_ids))
     if "input_tokens" not in plan.request_fields or plan.item_modalities:
         msg = f"prefix models need a source whose requests draw input_tokens directly; {plan.pool.name} has fields {list(plan.request_fields)}"
@@ -208,33 +245,38 @@ def prepare(plan: ComposePlan) -> ComposePlan:
         turn_off[c + 1] = turn_off[c]
 
     # session starts: starts plus the later turns landing in each client-window meet its target
-    row_client = a["row_client"]
-    expected = a["row_expected"].astype(np.float64).copy()
+    row_client = units.row_client
+    expected = units.row_expected.astype(np.float64).copy()
     for c in np.flatnonzero(has_sess):
         rows = np.flatnonzero(row_client == c)  # generation order: window, then client
         if len(rows):
-            expected[rows] = _start_counts(profiles[c].sessions, a["row_t0"][rows], a["row_d"][rows], expected[rows])
-    a["row_expected"] = expected
-    win_pos = np.repeat(np.arange(len(a["win_index"]), dtype=np.int64), np.diff(a["win_row_offsets"]))
-    a["prefix"] = {
-        "share": share,
-        "min_quantile": min_q,
-        "repeat_share": rep_share,
-        "repeat_lag": rep_lag,
-        "tokens": tokens,
-        "unique": unique,
-        "zipf_cum": np.concatenate(zipf_cum) if zipf_cum else np.zeros(0),
-        "zipf_off": zipf_off,
-        "has_sessions": has_sess,
-        "turn_cum": np.concatenate(turn_cum) if turn_cum else np.zeros(0),
-        "turn_off": turn_off,
-        "think_shape": think_shape,
-        "think_scale": think_scale,
-        "mean_turns": mean_turns,
-        "cw_key": win_pos * max(C, 1) + row_client,
-        "n_clients": C,
-    }
-    return dataclasses.replace(plan, _arrays=a)
+            expected[rows] = _start_counts(
+                profiles[c].sessions, units.row_t0_s[rows], units.row_duration_s[rows], expected[rows]
+            )
+    unit_of_row = np.repeat(np.arange(len(units), dtype=np.int64), np.diff(units.row_offsets))
+    prefix_plan = PrefixPlan(
+        prompt_share=share,
+        min_quantile=min_q,
+        repeat_share=rep_share,
+        repeat_lag=rep_lag,
+        prompt_tokens=tokens,
+        unique_tokens=unique,
+        zipf_cum=np.concatenate(zipf_cum) if zipf_cum else np.zeros(0),
+        zipf_offsets=zipf_off,
+        has_sessions=has_sess,
+        turn_cum=np.concatenate(turn_cum) if turn_cum else np.zeros(0),
+        turn_offsets=turn_off,
+        think_shape=think_shape,
+        think_scale=think_scale,
+        mean_turns=mean_turns,
+        client_window_key=unit_of_row * max(C, 1) + row_client,
+        n_clients=C,
+    )
+    return dataclasses.replace(plan, units=dataclasses.replace(units, row_expected=expected), prefix_plan=prefix_plan)
+
+
+#: The former name of :func:`plan_prefix`.
+prepare = plan_prefix
 
 
 # --------------------------------------------------------------------------------------------
@@ -294,37 +336,35 @@ def _repeat_recent(
 def _expand(plan: ComposePlan, base: pl.DataFrame, k0: int, k1: int) -> pl.DataFrame:
     """Every turn of the sessions started in windows ``k0 <= k < k1`` (base = their starts),
     with the prefix columns and sort keys ``_w`` (start window), ``_o`` (start ordinal)."""
-    from servegen_core.generate.compose import _sample
-
-    a = plan._arrays
-    P = a["prefix"]
+    units = plan.units
+    P = plan.prefix_plan
     fields = tuple(plan.request_fields)
     n = base.height
     t = base["timestamp_s"].to_numpy()
-    C = int(P["n_clients"])
-    names = [str(c) for c in a["client_names"]]
+    C = int(P.n_clients)
+    names = [str(c) for c in units.client_ids]
     crank = base["client_id"].replace_strict({c: i for i, c in enumerate(names)}, return_dtype=pl.Int64).to_numpy()
-    kpos = np.clip(np.searchsorted(a["win_t0"], t, side="right") - 1, k0, k1 - 1)
+    kpos = np.clip(np.searchsorted(units.t0_s, t, side="right") - 1, k0, k1 - 1)
     ordinal = np.arange(n) - np.searchsorted(kpos, kpos, side="left")
-    r = np.searchsorted(P["cw_key"], kpos * max(C, 1) + crank)
+    r = np.searchsorted(P.client_window_key, kpos * max(C, 1) + crank)
     # a generation unit: the arrival window, and its piece when compose cuts a busy window
-    # into pieces (``win_piece``); segment ids and generators are per unit
-    piece = a["win_piece"] if "win_piece" in a else np.zeros(len(a["win_index"]), dtype=np.int64)
-    w = a["win_index"][kpos].astype(np.int64) * (1 << 16) + piece[kpos].astype(np.int64)
-    seed = int(a["seed"])
+    # into pieces (``units.piece``); segment ids and generators are per unit
+    piece = units.piece
+    w = units.window_index[kpos].astype(np.int64) * (1 << 16) + piece[kpos].astype(np.int64)
+    seed = int(plan.spec.seed)
 
     # batch 1 per window: prompt use, prompt pick, length key, turn count
     counts = np.bincount(kpos - k0, minlength=k1 - k0)
-    gens = [np.random.default_rng([seed, int(wi), 2, int(pc)]) for wi, pc in zip(a["win_index"][k0:k1], piece[k0:k1])]
+    gens = [np.random.default_rng([seed, int(wi), 2, int(pc)]) for wi, pc in zip(units.window_index[k0:k1], piece[k0:k1])]
     u1 = np.concatenate([g.random((int(m), 6)) for g, m in zip(gens, counts)]) if n else np.zeros((0, 6))
-    uses = u1[:, 0] < P["share"][crank]
-    prompt = _pick(P["zipf_cum"], P["zipf_off"], crank, u1[:, 1])
-    prompt = _repeat_recent(prompt, uses, kpos, crank, u1[:, 4], u1[:, 5], P["repeat_share"][crank], P["repeat_lag"][crank])
+    uses = u1[:, 0] < P.prompt_share[crank]
+    prompt = _pick(P.zipf_cum, P.zipf_offsets, crank, u1[:, 1])
+    prompt = _repeat_recent(prompt, uses, kpos, crank, u1[:, 4], u1[:, 5], P.repeat_share[crank], P.repeat_lag[crank])
     prompt_key = hash_parts(TAG_KEY, seed, crank, prompt).astype(np.float64) / 2.0**64
     # keys: prompted rows in [q_min, 1); the others spread so that all keys stay uniform
-    q_min = P["min_quantile"][crank]
+    q_min = P.min_quantile[crank]
     key_p = q_min + (1.0 - q_min) * prompt_key
-    share = P["share"][crank]
+    share = P.prompt_share[crank]
     low = np.divide(q_min, 1.0 - share, out=np.zeros_like(q_min), where=share < 1)
     u_k = u1[:, 2]
     key_o = np.where(
@@ -333,7 +373,7 @@ def _expand(plan: ComposePlan, base: pl.DataFrame, k0: int, k1: int) -> pl.DataF
         q_min + (1.0 - q_min) * np.divide(u_k - low, 1.0 - low, out=np.zeros_like(u_k), where=low < 1),
     )
     key = np.where(uses, key_p, key_o)
-    T = np.where(P["has_sessions"][crank], 1 + _pick(P["turn_cum"], P["turn_off"], crank, u1[:, 3]), 1)
+    T = np.where(P.has_sessions[crank], 1 + _pick(P.turn_cum, P.turn_offsets, crank, u1[:, 3]), 1)
 
     # lengths handed out inside each (window, client) in key order (a permutation of the draws)
     length_cols = [c for c in base.columns if c not in ("timestamp_s", "client_id")]
@@ -348,8 +388,8 @@ def _expand(plan: ComposePlan, base: pl.DataFrame, k0: int, k1: int) -> pl.DataF
     m = T - 1
     F = len(fields)
     m_win = np.bincount(kpos - k0, weights=m, minlength=k1 - k0).astype(np.int64)
-    shape_f = np.repeat(P["think_shape"][crank], m)
-    scale_f = np.repeat(P["think_scale"][crank], m)
+    shape_f = np.repeat(P.think_shape[crank], m)
+    scale_f = np.repeat(P.think_scale[crank], m)
     think = np.empty(int(m.sum()))
     u_len = np.empty((int(m.sum()), F))
     pos = 0
@@ -377,10 +417,10 @@ def _expand(plan: ComposePlan, base: pl.DataFrame, k0: int, k1: int) -> pl.DataF
 
     # lengths of every turn: the start's row, then draws for the further turns
     follow_sid = sid[is_follow]
-    tids = a["row_tables"][r[follow_sid]][:, :F] if len(follow_sid) else np.zeros((0, F), dtype=np.int64)
+    tids = units.row_tables[r[follow_sid]][:, :F] if len(follow_sid) else np.zeros((0, F), dtype=np.int64)
     drawn: dict[str, np.ndarray] = {}
     for j, f in enumerate(fields):
-        drawn[f] = _sample(a, tids[:, j], u_len[:, j]) if len(follow_sid) else np.zeros(0)
+        drawn[f] = plan.tables.sample(tids[:, j], u_len[:, j]) if len(follow_sid) else np.zeros(0)
     lens: dict[str, np.ndarray] = {}
     for col in length_cols:
         dtype = SCHEMA.get(col, pl.Int64())
@@ -403,9 +443,9 @@ def _expand(plan: ComposePlan, base: pl.DataFrame, k0: int, k1: int) -> pl.DataF
     o = lens["output_tokens"]
 
     # segments, turn by turn
-    tok_cap = P["tokens"][crank]
+    tok_cap = P.prompt_tokens[crank]
     cap = np.where(tok_cap < 0, np.iinfo(np.int64).max, tok_cap)
-    s_prompt = np.where(uses, np.minimum(cap, np.maximum(0, x[first] - P["unique"][crank])), 0) if n else np.zeros(0, dtype=np.int64)
+    s_prompt = np.where(uses, np.minimum(cap, np.maximum(0, x[first] - P.unique_tokens[crank])), 0) if n else np.zeros(0, dtype=np.int64)
     prompt_id = id63(hash_parts(TAG_PROMPT, seed, crank, prompt))
     req_parts: list[np.ndarray] = []
     id_parts: list[np.ndarray] = []
@@ -462,7 +502,7 @@ def _expand(plan: ComposePlan, base: pl.DataFrame, k0: int, k1: int) -> pl.DataF
     req = np.concatenate(req_parts)
     ro = np.argsort(req, kind="stable")
     frame = lists_by_owner(req[ro], R, segment_ids=np.concatenate(id_parts)[ro], segment_tokens=np.concatenate(tok_parts)[ro])
-    sess_client = P["has_sessions"][crank]
+    sess_client = P.has_sessions[crank]
     data = {
         "timestamp_s": pl.Series(t_all, dtype=pl.Float64),
         "client_id": base["client_id"].gather(sid),
@@ -506,8 +546,7 @@ def session_chunks(
     ``timestamp_s``, ties by the start's window, its ordinal in the window, and turn.
     Turns at or after the span end are dropped.
     """
-    a = plan._arrays
-    win_t0 = a["win_t0"]
+    win_t0 = plan.units.t0_s
     n_win = len(win_t0)
     end = float(plan.span_duration_s)
     cols = list(plan.output_columns)
