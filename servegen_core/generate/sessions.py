@@ -333,91 +333,44 @@ def _repeat_recent(
     return out
 
 
-def _expand(plan: ComposePlan, base: pl.DataFrame, k0: int, k1: int) -> pl.DataFrame:
-    """Every turn of the sessions started in windows ``k0 <= k < k1`` (base = their starts),
-    with the prefix columns and sort keys ``_w`` (start window), ``_o`` (start ordinal)."""
-    units = plan.units
-    P = plan.prefix_plan
-    fields = tuple(plan.request_fields)
-    n = base.height
-    t = base["timestamp_s"].to_numpy()
-    C = int(P.n_clients)
-    names = [str(c) for c in units.client_ids]
-    crank = base["client_id"].replace_strict({c: i for i, c in enumerate(names)}, return_dtype=pl.Int64).to_numpy()
-    kpos = np.clip(np.searchsorted(units.t0_s, t, side="right") - 1, k0, k1 - 1)
-    ordinal = np.arange(n) - np.searchsorted(kpos, kpos, side="left")
-    r = np.searchsorted(P.client_window_key, kpos * max(C, 1) + crank)
-    # a generation unit: the arrival window, and its piece when compose cuts a busy window
-    # into pieces (``units.piece``); segment ids and generators are per unit
-    piece = units.piece
-    w = units.window_index[kpos].astype(np.int64) * (1 << 16) + piece[kpos].astype(np.int64)
-    seed = int(plan.spec.seed)
-
-    # batch 1 per window: prompt use, prompt pick, length key, turn count
-    counts = np.bincount(kpos - k0, minlength=k1 - k0)
-    gens = [np.random.default_rng([seed, int(wi), 2, int(pc)]) for wi, pc in zip(units.window_index[k0:k1], piece[k0:k1])]
-    u1 = np.concatenate([g.random((int(m), 6)) for g, m in zip(gens, counts)]) if n else np.zeros((0, 6))
-    uses = u1[:, 0] < P.prompt_share[crank]
-    prompt = _pick(P.zipf_cum, P.zipf_offsets, crank, u1[:, 1])
-    prompt = _repeat_recent(prompt, uses, kpos, crank, u1[:, 4], u1[:, 5], P.repeat_share[crank], P.repeat_lag[crank])
+def _length_keys(
+    P: PrefixPlan, seed: int, crank: np.ndarray, prompt: np.ndarray, uses: np.ndarray, u_k: np.ndarray
+) -> np.ndarray:
+    """The key that hands out the drawn lengths inside a (window, client): for prompted
+    sessions the prompt's own uniform number (from seed, client and prompt) scaled into
+    ``[min_quantile, 1)``; for the others ``u_k`` spread so that all keys stay uniform."""
     prompt_key = hash_parts(TAG_KEY, seed, crank, prompt).astype(np.float64) / 2.0**64
     # keys: prompted rows in [q_min, 1); the others spread so that all keys stay uniform
     q_min = P.min_quantile[crank]
     key_p = q_min + (1.0 - q_min) * prompt_key
     share = P.prompt_share[crank]
     low = np.divide(q_min, 1.0 - share, out=np.zeros_like(q_min), where=share < 1)
-    u_k = u1[:, 2]
     key_o = np.where(
         u_k < low,
         np.divide(u_k, low, out=np.zeros_like(u_k), where=low > 0) * q_min,
         q_min + (1.0 - q_min) * np.divide(u_k - low, 1.0 - low, out=np.zeros_like(u_k), where=low < 1),
     )
     key = np.where(uses, key_p, key_o)
-    T = np.where(P.has_sessions[crank], 1 + _pick(P.turn_cum, P.turn_offsets, crank, u1[:, 3]), 1)
+    return key
 
-    # lengths handed out inside each (window, client) in key order (a permutation of the draws)
-    length_cols = [c for c in base.columns if c not in ("timestamp_s", "client_id")]
-    x0 = base["input_tokens"].to_numpy()
-    by_key = np.lexsort((key, crank, kpos))
-    by_len = np.lexsort((x0, crank, kpos))
-    perm = np.empty(n, dtype=np.int64)
-    perm[by_key] = by_len
-    starts = base.select(length_cols)[perm] if n else base.select(length_cols)
 
-    # batch 2 per window: think times and the further turns' length uniforms
-    m = T - 1
+def _turn_lengths(
+    plan: ComposePlan,
+    r: np.ndarray,
+    sid: np.ndarray,
+    is_follow: np.ndarray,
+    starts: pl.DataFrame,
+    length_cols: list[str],
+    u_len: np.ndarray,
+) -> dict[str, np.ndarray]:
+    """Length columns of every turn ((session, turn) order): a start keeps its row of
+    ``starts``, a further turn draws from its start's client-window tables (row ``r`` of
+    the session) at ``u_len``; then each session's rows are ordered by input length,
+    smallest first (rows move whole, so fields stay together)."""
+    fields = tuple(plan.request_fields)
     F = len(fields)
-    m_win = np.bincount(kpos - k0, weights=m, minlength=k1 - k0).astype(np.int64)
-    shape_f = np.repeat(P.think_shape[crank], m)
-    scale_f = np.repeat(P.think_scale[crank], m)
-    think = np.empty(int(m.sum()))
-    u_len = np.empty((int(m.sum()), F))
-    pos = 0
-    for g, mw in zip(gens, m_win):
-        if mw:
-            think[pos : pos + mw] = g.standard_gamma(shape_f[pos : pos + mw])
-            u_len[pos : pos + mw] = g.random((int(mw), F))
-            pos += int(mw)
-    think *= scale_f
-
-    # every turn in (session, turn) order; session s is start row s
-    sid = np.repeat(np.arange(n), T)
-    first = np.concatenate([[0], np.cumsum(T)[:-1]]) if n else np.zeros(0, dtype=np.int64)
-    turn = np.arange(len(sid)) - np.repeat(first, T)
-    is_follow = turn > 0
-    gap = np.zeros(len(sid))
-    gap[is_follow] = think
-    # turn j arrives a think time after turn j - 1 (turn by turn, so that rounding does not
-    # depend on the other sessions generated with it)
-    t_all = np.empty(len(sid))
-    t_all[first] = t
-    for j in range(1, int(T.max()) if n else 0):
-        rows = (first + j)[T > j]
-        t_all[rows] = t_all[rows - 1] + gap[rows]
-
-    # lengths of every turn: the start's row, then draws for the further turns
     follow_sid = sid[is_follow]
-    tids = units.row_tables[r[follow_sid]][:, :F] if len(follow_sid) else np.zeros((0, F), dtype=np.int64)
+    tids = plan.units.row_tables[r[follow_sid]][:, :F] if len(follow_sid) else np.zeros((0, F), dtype=np.int64)
     drawn: dict[str, np.ndarray] = {}
     for j, f in enumerate(fields):
         drawn[f] = plan.tables.sample(tids[:, j], u_len[:, j]) if len(follow_sid) else np.zeros(0)
@@ -439,12 +392,30 @@ def _expand(plan: ComposePlan, base: pl.DataFrame, k0: int, k1: int) -> pl.DataF
     order = np.lexsort((lens["input_tokens"], sid))
     for col in length_cols:
         lens[col] = lens[col][order]
-    x = lens["input_tokens"]
-    o = lens["output_tokens"]
+    return lens
 
-    # segments, turn by turn
+
+def _prompt_segments(
+    P: PrefixPlan,
+    seed: int,
+    crank: np.ndarray,
+    prompt: np.ndarray,
+    uses: np.ndarray,
+    w: np.ndarray,
+    ordinal: np.ndarray,
+    first: np.ndarray,
+    T: np.ndarray,
+    x: np.ndarray,
+    o: np.ndarray,
+) -> pl.DataFrame:
+    """``segment_ids`` and ``segment_tokens`` of every turn ((session, turn) order; session
+    ``s`` has ``T[s]`` turns from row ``first[s]``, input ``x`` and output ``o``): turn 0 is
+    the system prompt's segment (prompted sessions) and its own tokens; turn ``j`` keeps the
+    first ``h_j`` tokens of the previous prompt plus output, then its own new tokens (see the
+    module docstring)."""
     tok_cap = P.prompt_tokens[crank]
     cap = np.where(tok_cap < 0, np.iinfo(np.int64).max, tok_cap)
+    n = len(first)
     s_prompt = np.where(uses, np.minimum(cap, np.maximum(0, x[first] - P.unique_tokens[crank])), 0) if n else np.zeros(0, dtype=np.int64)
     prompt_id = id63(hash_parts(TAG_PROMPT, seed, crank, prompt))
     req_parts: list[np.ndarray] = []
@@ -498,10 +469,87 @@ def _expand(plan: ComposePlan, base: pl.DataFrame, k0: int, k1: int) -> pl.DataF
         tok_parts.append(seg_tok[kk])
         seg_sess, seg_id, seg_tok = seg_sess[kk], seg_id[kk], seg_tok[kk]
 
-    R = len(sid)
+    R = int(T.sum())
     req = np.concatenate(req_parts)
     ro = np.argsort(req, kind="stable")
-    frame = lists_by_owner(req[ro], R, segment_ids=np.concatenate(id_parts)[ro], segment_tokens=np.concatenate(tok_parts)[ro])
+    return lists_by_owner(req[ro], R, segment_ids=np.concatenate(id_parts)[ro], segment_tokens=np.concatenate(tok_parts)[ro])
+
+
+def _expand(plan: ComposePlan, base: pl.DataFrame, k0: int, k1: int) -> pl.DataFrame:
+    """Every turn of the sessions started in windows ``k0 <= k < k1`` (base = their starts),
+    with the prefix columns and sort keys ``_w`` (start window), ``_o`` (start ordinal)."""
+    units = plan.units
+    P = plan.prefix_plan
+    fields = tuple(plan.request_fields)
+    n = base.height
+    t = base["timestamp_s"].to_numpy()
+    C = int(P.n_clients)
+    names = [str(c) for c in units.client_ids]
+    crank = base["client_id"].replace_strict({c: i for i, c in enumerate(names)}, return_dtype=pl.Int64).to_numpy()
+    kpos = np.clip(np.searchsorted(units.t0_s, t, side="right") - 1, k0, k1 - 1)
+    ordinal = np.arange(n) - np.searchsorted(kpos, kpos, side="left")
+    r = np.searchsorted(P.client_window_key, kpos * max(C, 1) + crank)
+    # a generation unit: the arrival window, and its piece when compose cuts a busy window
+    # into pieces (``units.piece``); segment ids and generators are per unit
+    piece = units.piece
+    w = units.window_index[kpos].astype(np.int64) * (1 << 16) + piece[kpos].astype(np.int64)
+    seed = int(plan.spec.seed)
+
+    # batch 1 per window: prompt use, prompt pick, length key, turn count
+    counts = np.bincount(kpos - k0, minlength=k1 - k0)
+    gens = [np.random.default_rng([seed, int(wi), 2, int(pc)]) for wi, pc in zip(units.window_index[k0:k1], piece[k0:k1])]
+    u1 = np.concatenate([g.random((int(m), 6)) for g, m in zip(gens, counts)]) if n else np.zeros((0, 6))
+    uses = u1[:, 0] < P.prompt_share[crank]
+    prompt = _pick(P.zipf_cum, P.zipf_offsets, crank, u1[:, 1])
+    prompt = _repeat_recent(prompt, uses, kpos, crank, u1[:, 4], u1[:, 5], P.repeat_share[crank], P.repeat_lag[crank])
+    key = _length_keys(P, seed, crank, prompt, uses, u1[:, 2])
+    T = np.where(P.has_sessions[crank], 1 + _pick(P.turn_cum, P.turn_offsets, crank, u1[:, 3]), 1)
+
+    # lengths handed out inside each (window, client) in key order (a permutation of the draws)
+    length_cols = [c for c in base.columns if c not in ("timestamp_s", "client_id")]
+    x0 = base["input_tokens"].to_numpy()
+    by_key = np.lexsort((key, crank, kpos))
+    by_len = np.lexsort((x0, crank, kpos))
+    perm = np.empty(n, dtype=np.int64)
+    perm[by_key] = by_len
+    starts = base.select(length_cols)[perm] if n else base.select(length_cols)
+
+    # batch 2 per window: think times and the further turns' length uniforms
+    m = T - 1
+    F = len(fields)
+    m_win = np.bincount(kpos - k0, weights=m, minlength=k1 - k0).astype(np.int64)
+    shape_f = np.repeat(P.think_shape[crank], m)
+    scale_f = np.repeat(P.think_scale[crank], m)
+    think = np.empty(int(m.sum()))
+    u_len = np.empty((int(m.sum()), F))
+    pos = 0
+    for g, mw in zip(gens, m_win):
+        if mw:
+            think[pos : pos + mw] = g.standard_gamma(shape_f[pos : pos + mw])
+            u_len[pos : pos + mw] = g.random((int(mw), F))
+            pos += int(mw)
+    think *= scale_f
+
+    # every turn in (session, turn) order; session s is start row s
+    sid = np.repeat(np.arange(n), T)
+    first = np.concatenate([[0], np.cumsum(T)[:-1]]) if n else np.zeros(0, dtype=np.int64)
+    turn = np.arange(len(sid)) - np.repeat(first, T)
+    is_follow = turn > 0
+    gap = np.zeros(len(sid))
+    gap[is_follow] = think
+    # turn j arrives a think time after turn j - 1 (turn by turn, so that rounding does not
+    # depend on the other sessions generated with it)
+    t_all = np.empty(len(sid))
+    t_all[first] = t
+    for j in range(1, int(T.max()) if n else 0):
+        rows = (first + j)[T > j]
+        t_all[rows] = t_all[rows - 1] + gap[rows]
+
+    # lengths of every turn: the start's row, then draws for the further turns
+    lens = _turn_lengths(plan, r, sid, is_follow, starts, length_cols, u_len)
+
+    # segments, turn by turn
+    frame = _prompt_segments(P, seed, crank, prompt, uses, w, ordinal, first, T, lens["input_tokens"], lens["output_tokens"])
     sess_client = P.has_sessions[crank]
     data = {
         "timestamp_s": pl.Series(t_all, dtype=pl.Float64),
