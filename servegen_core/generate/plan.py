@@ -3,17 +3,14 @@
 :func:`servegen_core.generate.compose.plan_workload` runs the stages of
 :mod:`servegen_core.generate.stages` in order; each returns one frozen record defined here:
 
-============================  ==================  ==========================================
-stage                         record              holds
-============================  ==================  ==========================================
-``cut_span``                  :class:`SpanCut`    the source cut to the span (window-aligned)
-``select_clients``            :class:`ClientChoice` the chosen and weighted clients
-``resolve_targets``           :class:`Targets`    client-window targets, window targets, weights
-``arrival_model``             :class:`ArrivalModel` each client-window's gap model
-``length_tables``             :class:`~servegen_core.generate.tables.LengthTables` inverse-CDF tables
-``cut_units``                 :class:`GenerationUnits` the generation units and their rows
-``plan_prefix`` (sessions)    :class:`~servegen_core.generate.sessions.PrefixPlan` the prefix model
-============================  ==================  ==========================================
+- ``cut_span`` -> :class:`SpanCut`: the source cut to the span (window-aligned);
+- ``select_clients`` -> :class:`ClientChoice`: the chosen and the weighted clients;
+- ``resolve_targets`` -> :class:`Targets`: client-window targets, window targets, weights;
+- ``arrival_model`` -> :class:`ArrivalModel`: every client-window's gap model;
+- ``length_tables`` -> :class:`~servegen_core.generate.tables.LengthTables`: inverse-CDF tables;
+- ``cut_units`` -> :class:`GenerationUnits`: the generation units and their rows;
+- ``plan_prefix`` (:mod:`~servegen_core.generate.sessions`) ->
+  :class:`~servegen_core.generate.sessions.PrefixPlan`: the prefix model;
 
 and :class:`ComposePlan` gathers them. Nothing here draws a random number; generation
 (:mod:`servegen_core.generate.draw`, :mod:`servegen_core.generate.sessions`) reads only

@@ -14,8 +14,9 @@
 6. :func:`cut_units`: the generation units (windows, cut into pieces when busy).
 7. :func:`servegen_core.generate.sessions.plan_prefix`: the prefix model, when the spec has one.
 
-A new arrival model is a new branch of :func:`arrival_model` only; a new model of the
-requests (like the prefix model) is one more stage.
+A new arrival model is one more function beside :func:`_renewal_shapes` and
+:func:`_empirical_windows` that :func:`arrival_model` consults; a new model of the requests
+(like the prefix model) is one more stage.
 """
 
 from __future__ import annotations
@@ -534,8 +535,36 @@ def arrival_model(spec: WorkloadSpec, span: SpanCut, choice: ClientChoice, clien
     two, else as ``fitted``. The times of ``piecewise`` and ``ramp`` rates are mapped
     through the rate function inside each window (``time_map``).
     """
+    family, shape = _renewal_shapes(spec, client_windows)
+    model_cv = family_cv(family, shape)
+    names = np.array(["Gamma", "Weibull", "Exponential"], dtype=object)[family]
+    gap_table = np.full(client_windows.height, -1, dtype=np.int64)
+    if spec.arrivals == "empirical":
+        gap_table, observed_cv = _empirical_windows(choice.pool, client_windows)
+        has = gap_table >= 0
+        names = np.where(has, "empirical", names)
+        shape = np.where(has, np.nan, shape)
+        model_cv = np.where(has, observed_cv, model_cv)
+    with_model = client_windows.with_columns(
+        pl.Series("model_pattern", names.astype(str), dtype=pl.String),
+        pl.Series("model_shape", shape, dtype=pl.Float64),
+        pl.Series("model_cv", model_cv, dtype=pl.Float64),
+    )
+    time_map = rate_segments(spec.rate, span.duration_s) if isinstance(spec.rate, (PiecewiseRate, RampRate)) else None
+    return ArrivalModel(
+        client_windows=with_model,
+        family=family.astype(np.int8),
+        shape=with_model["model_shape"].to_numpy().astype(np.float64),
+        gap_table=gap_table,
+        empirical=_gap_tables(client_windows, choice.pool, gap_table),
+        time_map=time_map,
+    )
+
+
+def _renewal_shapes(spec: WorkloadSpec, client_windows: pl.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """The renewal family code and shape of unit-mean gaps of every client-window (see
+    :func:`arrival_model`; exponential for ``arrivals="poisson"``)."""
     cw = client_windows
-    span_pool = choice.pool
     pattern = cw["pattern"].to_numpy()
     cv = np.nan_to_num(cw["cv"].to_numpy().astype(np.float64), nan=0.0)
     fitted = np.nan_to_num(cw["shape"].to_numpy().astype(np.float64), nan=0.0)
@@ -556,41 +585,30 @@ def arrival_model(spec: WorkloadSpec, span: SpanCut, choice: ClientChoice, clien
     family = np.where(exponential, EXPONENTIAL, family).astype(np.int8)
     shape = np.where(exponential, 1.0, shape)
     lowest = np.where(family == WEIBULL, MIN_WEIBULL_SHAPE, MIN_GAMMA_SHAPE)
-    shape = np.clip(shape, lowest, MAX_SHAPE)
-    model_cv = family_cv(family, shape)
-    names = np.array(["Gamma", "Weibull", "Exponential"], dtype=object)[family]
-    gap_table = np.full(cw.height, -1, dtype=np.int64)
+    return family, np.clip(shape, lowest, MAX_SHAPE)
+
+
+def _empirical_windows(span_pool: ClientPool, client_windows: pl.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """For ``arrivals="empirical"``: the empirical gap table of every client-window whose
+    observed gaps (``ClientPool.gaps``) number at least two with a positive mean (-1
+    otherwise, tables numbered in row order) and the CV of those gaps (0 where none)."""
+    none = np.full(client_windows.height, -1, dtype=np.int64)
     gaps = getattr(span_pool, "gaps", None)
-    if spec.arrivals == "empirical" and gaps is not None and gaps.height:
-        per = (
-            gaps.group_by("client_id", "start_s")
-            .agg(pl.len().alias("_ng"), pl.col("gap_s").mean().alias("_mg"), pl.col("gap_s").std().alias("_sg"))
-            .filter((pl.col("_ng") >= 2) & (pl.col("_mg") > 0))
-        )
-        joined = (
-            cw.select("client_id", pl.col("start_s").cast(pl.Float64)).with_row_index("_r")
-            .join(per.with_columns(pl.col("start_s").cast(pl.Float64)), on=["client_id", "start_s"], how="left")
-            .sort("_r")
-        )
-        has = joined["_ng"].is_not_null().to_numpy()
-        gap_table = np.where(has, np.cumsum(has) - 1, -1).astype(np.int64)
-        names = np.where(has, "empirical", names)
-        shape = np.where(has, np.nan, shape)
-        model_cv = np.where(has, (joined["_sg"] / joined["_mg"]).fill_null(0.0).to_numpy(), model_cv)
-    with_model = cw.with_columns(
-        pl.Series("model_pattern", names.astype(str), dtype=pl.String),
-        pl.Series("model_shape", shape, dtype=pl.Float64),
-        pl.Series("model_cv", model_cv, dtype=pl.Float64),
+    if gaps is None or not gaps.height:
+        return none, np.zeros(client_windows.height)
+    per = (
+        gaps.group_by("client_id", "start_s")
+        .agg(pl.len().alias("_ng"), pl.col("gap_s").mean().alias("_mg"), pl.col("gap_s").std().alias("_sg"))
+        .filter((pl.col("_ng") >= 2) & (pl.col("_mg") > 0))
     )
-    time_map = rate_segments(spec.rate, span.duration_s) if isinstance(spec.rate, (PiecewiseRate, RampRate)) else None
-    return ArrivalModel(
-        client_windows=with_model,
-        family=family.astype(np.int8),
-        shape=with_model["model_shape"].to_numpy().astype(np.float64),
-        gap_table=gap_table,
-        empirical=_gap_tables(cw, span_pool, gap_table),
-        time_map=time_map,
+    joined = (
+        client_windows.select("client_id", pl.col("start_s").cast(pl.Float64)).with_row_index("_r")
+        .join(per.with_columns(pl.col("start_s").cast(pl.Float64)), on=["client_id", "start_s"], how="left")
+        .sort("_r")
     )
+    has = joined["_ng"].is_not_null().to_numpy()
+    gap_table = np.where(has, np.cumsum(has) - 1, -1).astype(np.int64)
+    return gap_table, (joined["_sg"] / joined["_mg"]).fill_null(0.0).to_numpy()
 
 
 def _gap_tables(client_windows: pl.DataFrame, span_pool: ClientPool, gap_table: np.ndarray) -> dict[str, np.ndarray] | None:
