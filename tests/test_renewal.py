@@ -17,7 +17,7 @@ import pytest
 from polars.testing import assert_frame_equal
 from scipy.special import gammaln
 
-from servegen_core.generate import compose as compose_mod
+from servegen_core.generate import stages
 from servegen_core.generate.compose import ConstantRate, ServeGenSource, Span, WorkloadSpec, compose, iter_compose, plan_workload
 from servegen_core.renewal import (
     GAMMA,
@@ -164,10 +164,10 @@ def test_circular_points_are_stationary_and_exact_in_count():
 
 def test_huge_windows_are_generated_in_request_bounded_units(servegen_dir: Path, m_large, monkeypatch):
     spec = WorkloadSpec(ServeGenSource(str(servegen_dir), "language/m-large"), Span(72000, 1800), rate=ConstantRate(100.0), seed=4)
-    monkeypatch.setattr(compose_mod, "UNIT_REQUESTS", 7_000)  # 60,000 requests per window -> 9 units each
+    monkeypatch.setattr(stages, "UNIT_REQUESTS", 7_000)  # 60,000 requests per window -> 9 units each
     plan = plan_workload(spec, pool=m_large)
-    assert len(plan._arrays["win_index"]) == 27
-    assert (plan._arrays["win_expected"] <= 7_000 + 1e-6).all()
+    assert len(plan.units) == 27
+    assert (plan.units.expected <= 7_000 + 1e-6).all()
     whole = plan.compose().trace
     assert whole.height == pytest.approx(180_000, abs=plan.client_windows.height * 9)
     chunks = list(plan.iter_chunks(3600, chunk_requests=20_000))

@@ -126,11 +126,8 @@ def test_sigterm_during_generate_removes_its_temp_file(tmp_path, servegen_dir):
         )
     )
     out = tmp_path / "w.jsonl"
-    # The command line as the integrator wires it: raise_on_sigterm() first, then main().
-    entry = (
-        "import sys; from servegen_core.paths import raise_on_sigterm; raise_on_sigterm(); "
-        "from servegen_core.cli import main; sys.exit(main(sys.argv[1:]))"
-    )
+    # The command line itself: main() installs the SIGTERM handler first.
+    entry = "import sys; from servegen_core.cli import main; sys.exit(main(sys.argv[1:]))"
     env = {**os.environ, "PYTHONPATH": str(PROJECT_DIR)}
     cmd = [sys.executable, "-c", entry, "generate", "--spec", str(spec), "-f", "mooncake", "-o", str(out), "--chunk-s", "600", "-q"]
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)

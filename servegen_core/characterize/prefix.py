@@ -70,6 +70,7 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 
+from servegen_core.blocks import hash_ids
 from servegen_core.sources.pool import client_sort_key
 from servegen_core.sources.view import EMPTY_TRACE
 from servegen_core.result import Result, Table
@@ -881,12 +882,10 @@ SEGMENT_COLUMNS = ("segment_ids", "segment_tokens")
 
 def with_block_ids(trace: pl.DataFrame, *, block_tokens: int = DEFAULT_BLOCK_TOKENS) -> pl.DataFrame:
     """The trace with ``hash_ids`` derived from its prompt segments when it has segments and no
-    ``hash_ids`` (:func:`servegen_core.generate.sessions.hash_ids` at ``block_tokens``); otherwise unchanged."""
+    ``hash_ids`` (:func:`servegen_core.blocks.hash_ids` at ``block_tokens``); otherwise unchanged."""
     if not isinstance(trace, pl.DataFrame) or "hash_ids" in trace.columns or not set(SEGMENT_COLUMNS) <= set(trace.columns):
         return trace
     if trace["segment_ids"].null_count() or trace["segment_tokens"].null_count():
         return trace
-    from servegen_core.generate.sessions import hash_ids
-
     ids = hash_ids(trace["segment_ids"], trace["segment_tokens"], block_size=block_tokens)
     return trace.with_columns(ids.alias("hash_ids"))

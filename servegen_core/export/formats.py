@@ -45,6 +45,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from servegen_core.blocks import TAG_DELTA, block_keys, hash_parts, id63, lists_by_owner
 from servegen_core.errors import DataFormatError, ExportError
 from servegen_core.limits import MAX_BLOCK_SIZE
 from servegen_core.schema import SCHEMA
@@ -210,8 +211,6 @@ def segment_hash_ids(
     (GuideLLM reads them as int32) and a chunked export equals a whole one. Returns the
     ids, the next free id and the grown table.
     """
-    from servegen_core.generate.sessions import block_keys
-
     seg_ids, seg_tok = _check_segments(chunk, block_size)
     keys, owner = block_keys(seg_ids, seg_tok, block_size=block_size)
     return _dense_ids(keys, owner, chunk.height, next_id=next_id, table=table)
@@ -247,8 +246,6 @@ def _dense_ids(
     """Block keys (flat, with their row) renumbered densely: a key met for the first time
     (row order, then block order) gets the next id; ``table`` (``key``, ``id``, sorted by
     key) holds the keys met before and is returned grown."""
-    from servegen_core.generate.sessions import _lists
-
     t_keys = np.zeros(0, dtype=np.int64) if table is None else table["key"].to_numpy()
     t_ids = np.zeros(0, dtype=np.int64) if table is None else table["id"].to_numpy()
     uniq, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
@@ -263,7 +260,7 @@ def _dense_ids(
     ins = np.sort(new)  # uniq is sorted, so its new keys are too
     t_keys = np.insert(t_keys, pos[ins], uniq[ins])
     t_ids = np.insert(t_ids, pos[ins], uid[ins])
-    series = _lists(owner, n, hash_ids=uid[inverse])["hash_ids"]
+    series = lists_by_owner(owner, n, hash_ids=uid[inverse])["hash_ids"]
     table = pl.DataFrame({"key": t_keys, "id": t_ids}, schema={"key": pl.Int64(), "id": pl.Int64()})
     return series, next_id + len(new), table
 
@@ -386,8 +383,6 @@ def _mooncake_sessions(chunk: pl.DataFrame, ctx: ChunkContext) -> tuple[pl.DataF
     chain = info["_k"].fill_null(0)
     # block keys: an extending turn's own new blocks (keyed by its last segment), else the
     # whole prompt's blocks; renumbered densely in row order
-    from servegen_core.generate.sessions import _TAG_DELTA, _hash, _id63, block_keys
-
     _check_segments(chunk, ctx.block_size)
     full_keys, full_owner = block_keys(chunk["segment_ids"], chunk["segment_tokens"], block_size=ctx.block_size)
     ext_np = ext.to_numpy()
@@ -398,7 +393,7 @@ def _mooncake_sessions(chunk: pl.DataFrame, ctx: ChunkContext) -> tuple[pl.DataF
     d_first = np.concatenate([[0], np.cumsum(n_new)[:-1]]) if n else np.zeros(0, dtype=np.int64)
     d_k = np.arange(int(n_new.sum())) - np.repeat(d_first, n_new)
     last_seg = chunk["segment_ids"].list.last().fill_null(0).to_numpy().astype(np.int64)
-    d_keys = _id63(_hash(_TAG_DELTA, last_seg[d_owner], d_k))
+    d_keys = id63(hash_parts(TAG_DELTA, last_seg[d_owner], d_k))
     owner = np.concatenate([full_owner[keep_full], d_owner])
     keys = np.concatenate([full_keys[keep_full], d_keys])
     order = np.argsort(owner, kind="stable")

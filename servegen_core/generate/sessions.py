@@ -42,75 +42,50 @@ when compose cuts a busy window into units), so chunks do not change the result)
    segment is (prompt: seed, client, prompt index; turn content: seed, window, the start's
    ordinal in its window, slot), so ids do not depend on chunking.
 
-Block ids (:func:`hash_ids`) at any block size ``B``: block ``k`` of a request covers tokens
-``[kB, min((k+1)B, x))``; its id is a hash of (the id of the segment holding its last token,
-the block's end offset). A segment id fixes everything before the segment, so two requests
-that share exactly their first ``X`` tokens share exactly their first ``floor(X / B)`` blocks
-(and, when both are the same ``X`` tokens long, the last partial block too).
+Block ids (:func:`hash_ids`, :func:`block_keys`, re-exported from :mod:`servegen_core.blocks`)
+at any block size ``B``: block ``k`` of a request is keyed by the id of the segment holding its
+last token and the block's end offset, so requests that share exactly their first ``X`` tokens
+share exactly their first ``floor(X / B)`` blocks.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
+from dataclasses import dataclass
 from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING
 
 import numpy as np
 import polars as pl
+from scipy.optimize import minimize_scalar
 from scipy.special import gammainc
 
+from servegen_core.blocks import TAG_KEY, TAG_PROMPT, TAG_TURN, block_keys, hash_ids, hash_parts, id63, lists_by_owner
+from servegen_core.characterize import prefix as characterize_prefix
 from servegen_core.errors import SpecError
 from servegen_core.schema import PREFIX_COLUMNS, SCHEMA
+from servegen_core.sources.pool import client_sort_key
 from servegen_core.spec import MAX_PROMPTS, MAX_TURNS, PrefixProfile, PrefixSpec, Sessions, SystemPrompts
 
-if TYPE_CHECKING:
-    from servegen_core.generate.compose import ComposePlan
+if TYPE_CHECKING:  # annotations only: the plan module imports this one
+    from servegen_core.generate.plan import ComposePlan
 
 __all__ = [
     "PREFIX_COLUMNS",
+    "PrefixPlan",
     "block_keys",
     "fit_prefix",
     "hash_ids",
+    "plan_prefix",
     "prefix_depth",
     "prepare",
     "session_chunks",
 ]
 
 
-_M1 = np.uint64(0x9E3779B97F4A7C15)
-_M2 = np.uint64(0xBF58476D1CE4E5B9)
-_M3 = np.uint64(0x94D049BB133111EB)
-_TAG_PROMPT, _TAG_TURN, _TAG_BLOCK, _TAG_KEY, _TAG_DELTA = 1, 2, 3, 4, 5
 #: Points per window over which a start's expected turns landing in each window are averaged.
 _EDGE_POINTS = 16
-
-
-# --------------------------------------------------------------------------------------------
-# Hashing (splitmix64, vectorized; uint64 arithmetic wraps by design)
-# --------------------------------------------------------------------------------------------
-
-
-def _splitmix(x: np.ndarray) -> np.ndarray:
-    with np.errstate(over="ignore"):
-        z = x + _M1
-        z = (z ^ (z >> np.uint64(30))) * _M2
-        z = (z ^ (z >> np.uint64(27))) * _M3
-    return z ^ (z >> np.uint64(31))
-
-
-def _hash(tag: int, *parts: np.ndarray | int) -> np.ndarray:
-    """A uint64 hash of ``tag`` and the integer arrays ``parts`` (broadcast together)."""
-    arrays = [np.asarray(p).astype(np.int64).astype(np.uint64) for p in parts]
-    shape = np.broadcast_shapes(*(a.shape for a in arrays)) if arrays else ()
-    h = np.full(shape, np.uint64(tag), dtype=np.uint64)
-    for a in arrays:
-        h = _splitmix(h ^ _splitmix(a))
-    return h
-
-
-def _id63(h: np.ndarray) -> np.ndarray:
-    return (h >> np.uint64(1)).astype(np.int64)
 
 
 # --------------------------------------------------------------------------------------------
@@ -173,9 +148,43 @@ def _start_counts(sess: Sessions, t0: np.ndarray, d: np.ndarray, target: np.ndar
     return starts
 
 
-def prepare(plan: ComposePlan) -> ComposePlan:
-    """The plan with its prefix model resolved: per-client parameter arrays and the expected
-    session starts of every client-window (:func:`_start_counts`: starts plus the later turns
+@dataclass(frozen=True, eq=False)
+class PrefixPlan:
+    """The prefix model resolved for a plan's composed clients (arrays indexed by the client's
+    position in ``GenerationUnits.client_ids``).
+
+    System prompts: ``prompt_share`` (share of sessions using one), ``min_quantile``,
+    ``repeat_share``, ``repeat_lag``, ``prompt_tokens`` (-1: the whole input),
+    ``unique_tokens``, and the prompts' Zipf cumulative tables ``zipf_cum`` (client ``c``'s
+    values offset by ``c``, rows ``zipf_offsets[c]:zipf_offsets[c + 1]``). Sessions:
+    ``has_sessions``, the turn-count cumulative tables ``turn_cum``/``turn_offsets`` (laid
+    out the same way), the Gamma think time's ``think_shape`` and ``think_scale`` and
+    ``mean_turns``. ``client_window_key`` is ``unit * n_clients + client`` of every unit row
+    (sorted), to find a start's row.
+    """
+
+    prompt_share: np.ndarray
+    min_quantile: np.ndarray
+    repeat_share: np.ndarray
+    repeat_lag: np.ndarray
+    prompt_tokens: np.ndarray
+    unique_tokens: np.ndarray
+    zipf_cum: np.ndarray
+    zipf_offsets: np.ndarray
+    has_sessions: np.ndarray
+    turn_cum: np.ndarray
+    turn_offsets: np.ndarray
+    think_shape: np.ndarray
+    think_scale: np.ndarray
+    mean_turns: np.ndarray
+    client_window_key: np.ndarray
+    n_clients: int
+
+
+def plan_prefix(plan: ComposePlan) -> ComposePlan:
+    """The prefix stage of planning: the plan with its prefix model resolved
+    (:attr:`~servegen_core.generate.plan.ComposePlan.prefix_plan`, a :class:`PrefixPlan`)
+    and the expected session starts of every client-window as its units' ``row_expected`` (:func:`_start_counts`: starts plus the later turns
     landing in each window meet its target). A plan whose spec has no ``prefix`` is returned
     unchanged.
 
@@ -185,8 +194,8 @@ def prepare(plan: ComposePlan) -> ComposePlan:
     pre = plan.spec.prefix
     if pre is None:
         return plan
-    a = dict(plan._arrays)
-    names = [str(c) for c in a["client_names"]]
+    units = plan.units
+    names = [str(c) for c in units.client_ids]
     profiles = _profiles(pre, names, set(plan.pool.client_ids))
     if "input_tokens" not in plan.request_fields or plan.item_modalities:
         msg = f"prefix models need a source whose requests draw input_tokens directly; {plan.pool.name} has fields {list(plan.request_fields)}"
@@ -236,33 +245,38 @@ def prepare(plan: ComposePlan) -> ComposePlan:
         turn_off[c + 1] = turn_off[c]
 
     # session starts: starts plus the later turns landing in each client-window meet its target
-    row_client = a["row_client"]
-    expected = a["row_expected"].astype(np.float64).copy()
+    row_client = units.row_client
+    expected = units.row_expected.astype(np.float64).copy()
     for c in np.flatnonzero(has_sess):
         rows = np.flatnonzero(row_client == c)  # generation order: window, then client
         if len(rows):
-            expected[rows] = _start_counts(profiles[c].sessions, a["row_t0"][rows], a["row_d"][rows], expected[rows])
-    a["row_expected"] = expected
-    win_pos = np.repeat(np.arange(len(a["win_index"]), dtype=np.int64), np.diff(a["win_row_offsets"]))
-    a["prefix"] = {
-        "share": share,
-        "min_quantile": min_q,
-        "repeat_share": rep_share,
-        "repeat_lag": rep_lag,
-        "tokens": tokens,
-        "unique": unique,
-        "zipf_cum": np.concatenate(zipf_cum) if zipf_cum else np.zeros(0),
-        "zipf_off": zipf_off,
-        "has_sessions": has_sess,
-        "turn_cum": np.concatenate(turn_cum) if turn_cum else np.zeros(0),
-        "turn_off": turn_off,
-        "think_shape": think_shape,
-        "think_scale": think_scale,
-        "mean_turns": mean_turns,
-        "cw_key": win_pos * max(C, 1) + row_client,
-        "n_clients": C,
-    }
-    return dataclasses.replace(plan, _arrays=a)
+            expected[rows] = _start_counts(
+                profiles[c].sessions, units.row_t0_s[rows], units.row_duration_s[rows], expected[rows]
+            )
+    unit_of_row = np.repeat(np.arange(len(units), dtype=np.int64), np.diff(units.row_offsets))
+    prefix_plan = PrefixPlan(
+        prompt_share=share,
+        min_quantile=min_q,
+        repeat_share=rep_share,
+        repeat_lag=rep_lag,
+        prompt_tokens=tokens,
+        unique_tokens=unique,
+        zipf_cum=np.concatenate(zipf_cum) if zipf_cum else np.zeros(0),
+        zipf_offsets=zipf_off,
+        has_sessions=has_sess,
+        turn_cum=np.concatenate(turn_cum) if turn_cum else np.zeros(0),
+        turn_offsets=turn_off,
+        think_shape=think_shape,
+        think_scale=think_scale,
+        mean_turns=mean_turns,
+        client_window_key=unit_of_row * max(C, 1) + row_client,
+        n_clients=C,
+    )
+    return dataclasses.replace(plan, units=dataclasses.replace(units, row_expected=expected), prefix_plan=prefix_plan)
+
+
+#: The former name of :func:`plan_prefix`.
+prepare = plan_prefix
 
 
 # --------------------------------------------------------------------------------------------
@@ -319,49 +333,177 @@ def _repeat_recent(
     return out
 
 
-def _expand(plan: ComposePlan, base: pl.DataFrame, k0: int, k1: int) -> pl.DataFrame:
-    """Every turn of the sessions started in windows ``k0 <= k < k1`` (base = their starts),
-    with the prefix columns and sort keys ``_w`` (start window), ``_o`` (start ordinal)."""
-    from servegen_core.generate.compose import _sample
-
-    a = plan._arrays
-    P = a["prefix"]
-    fields = tuple(plan.request_fields)
-    n = base.height
-    t = base["timestamp_s"].to_numpy()
-    C = int(P["n_clients"])
-    names = [str(c) for c in a["client_names"]]
-    crank = base["client_id"].replace_strict({c: i for i, c in enumerate(names)}, return_dtype=pl.Int64).to_numpy()
-    kpos = np.clip(np.searchsorted(a["win_t0"], t, side="right") - 1, k0, k1 - 1)
-    ordinal = np.arange(n) - np.searchsorted(kpos, kpos, side="left")
-    r = np.searchsorted(P["cw_key"], kpos * max(C, 1) + crank)
-    # a generation unit: the arrival window, and its piece when compose cuts a busy window
-    # into pieces (``win_piece``); segment ids and generators are per unit
-    piece = a["win_piece"] if "win_piece" in a else np.zeros(len(a["win_index"]), dtype=np.int64)
-    w = a["win_index"][kpos].astype(np.int64) * (1 << 16) + piece[kpos].astype(np.int64)
-    seed = int(a["seed"])
-
-    # batch 1 per window: prompt use, prompt pick, length key, turn count
-    counts = np.bincount(kpos - k0, minlength=k1 - k0)
-    gens = [np.random.default_rng([seed, int(wi), 2, int(pc)]) for wi, pc in zip(a["win_index"][k0:k1], piece[k0:k1])]
-    u1 = np.concatenate([g.random((int(m), 6)) for g, m in zip(gens, counts)]) if n else np.zeros((0, 6))
-    uses = u1[:, 0] < P["share"][crank]
-    prompt = _pick(P["zipf_cum"], P["zipf_off"], crank, u1[:, 1])
-    prompt = _repeat_recent(prompt, uses, kpos, crank, u1[:, 4], u1[:, 5], P["repeat_share"][crank], P["repeat_lag"][crank])
-    prompt_key = _hash(_TAG_KEY, seed, crank, prompt).astype(np.float64) / 2.0**64
+def _length_keys(
+    P: PrefixPlan, seed: int, crank: np.ndarray, prompt: np.ndarray, uses: np.ndarray, u_k: np.ndarray
+) -> np.ndarray:
+    """The key that hands out the drawn lengths inside a (window, client): for prompted
+    sessions the prompt's own uniform number (from seed, client and prompt) scaled into
+    ``[min_quantile, 1)``; for the others ``u_k`` spread so that all keys stay uniform."""
+    prompt_key = hash_parts(TAG_KEY, seed, crank, prompt).astype(np.float64) / 2.0**64
     # keys: prompted rows in [q_min, 1); the others spread so that all keys stay uniform
-    q_min = P["min_quantile"][crank]
+    q_min = P.min_quantile[crank]
     key_p = q_min + (1.0 - q_min) * prompt_key
-    share = P["share"][crank]
+    share = P.prompt_share[crank]
     low = np.divide(q_min, 1.0 - share, out=np.zeros_like(q_min), where=share < 1)
-    u_k = u1[:, 2]
     key_o = np.where(
         u_k < low,
         np.divide(u_k, low, out=np.zeros_like(u_k), where=low > 0) * q_min,
         q_min + (1.0 - q_min) * np.divide(u_k - low, 1.0 - low, out=np.zeros_like(u_k), where=low < 1),
     )
     key = np.where(uses, key_p, key_o)
-    T = np.where(P["has_sessions"][crank], 1 + _pick(P["turn_cum"], P["turn_off"], crank, u1[:, 3]), 1)
+    return key
+
+
+def _turn_lengths(
+    plan: ComposePlan,
+    r: np.ndarray,
+    sid: np.ndarray,
+    is_follow: np.ndarray,
+    starts: pl.DataFrame,
+    length_cols: list[str],
+    u_len: np.ndarray,
+) -> dict[str, np.ndarray]:
+    """Length columns of every turn ((session, turn) order): a start keeps its row of
+    ``starts``, a further turn draws from its start's client-window tables (row ``r`` of
+    the session) at ``u_len``; then each session's rows are ordered by input length,
+    smallest first (rows move whole, so fields stay together)."""
+    fields = tuple(plan.request_fields)
+    F = len(fields)
+    follow_sid = sid[is_follow]
+    tids = plan.units.row_tables[r[follow_sid]][:, :F] if len(follow_sid) else np.zeros((0, F), dtype=np.int64)
+    drawn: dict[str, np.ndarray] = {}
+    for j, f in enumerate(fields):
+        drawn[f] = plan.tables.sample(tids[:, j], u_len[:, j]) if len(follow_sid) else np.zeros(0)
+    lens: dict[str, np.ndarray] = {}
+    for col in length_cols:
+        dtype = SCHEMA.get(col, pl.Int64())
+        full = np.empty(len(sid), dtype=np.float64 if dtype == pl.Float64() else np.int64)
+        full[~is_follow] = starts[col].to_numpy()
+        lens[col] = full
+    lens["input_tokens"][is_follow] = drawn["input_tokens"].astype(np.int64)
+    lens["output_tokens"][is_follow] = drawn["output_tokens"].astype(np.int64)
+    if "reason_ratio" in fields:
+        ratio = drawn["reason_ratio"]
+        reasoning = np.rint(lens["output_tokens"][is_follow] * ratio).astype(np.int64)
+        lens["reason_ratio"][is_follow] = ratio
+        lens["reasoning_tokens"][is_follow] = reasoning
+        lens["answer_tokens"][is_follow] = lens["output_tokens"][is_follow] - reasoning
+    # a session's input lengths go smallest first (rows move whole, so fields stay together)
+    order = np.lexsort((lens["input_tokens"], sid))
+    for col in length_cols:
+        lens[col] = lens[col][order]
+    return lens
+
+
+def _prompt_segments(
+    P: PrefixPlan,
+    seed: int,
+    crank: np.ndarray,
+    prompt: np.ndarray,
+    uses: np.ndarray,
+    w: np.ndarray,
+    ordinal: np.ndarray,
+    first: np.ndarray,
+    T: np.ndarray,
+    x: np.ndarray,
+    o: np.ndarray,
+) -> pl.DataFrame:
+    """``segment_ids`` and ``segment_tokens`` of every turn ((session, turn) order; session
+    ``s`` has ``T[s]`` turns from row ``first[s]``, input ``x`` and output ``o``): turn 0 is
+    the system prompt's segment (prompted sessions) and its own tokens; turn ``j`` keeps the
+    first ``h_j`` tokens of the previous prompt plus output, then its own new tokens (see the
+    module docstring)."""
+    tok_cap = P.prompt_tokens[crank]
+    cap = np.where(tok_cap < 0, np.iinfo(np.int64).max, tok_cap)
+    n = len(first)
+    s_prompt = np.where(uses, np.minimum(cap, np.maximum(0, x[first] - P.unique_tokens[crank])), 0) if n else np.zeros(0, dtype=np.int64)
+    prompt_id = id63(hash_parts(TAG_PROMPT, seed, crank, prompt))
+    req_parts: list[np.ndarray] = []
+    id_parts: list[np.ndarray] = []
+    tok_parts: list[np.ndarray] = []
+    # turn 0
+    rows0 = first
+    sess = np.arange(n)
+    seg_sess = np.concatenate([sess[s_prompt > 0], sess])
+    seg_id = np.concatenate([prompt_id[s_prompt > 0], id63(hash_parts(TAG_TURN, seed, w, ordinal, 0))])
+    seg_tok = np.concatenate([s_prompt[s_prompt > 0], x[rows0] - s_prompt])
+    o_ = np.argsort(seg_sess, kind="stable")
+    seg_sess, seg_id, seg_tok = seg_sess[o_], seg_id[o_], seg_tok[o_]
+    keep = seg_tok > 0
+    req_parts.append(rows0[seg_sess[keep]])
+    id_parts.append(seg_id[keep])
+    tok_parts.append(seg_tok[keep])
+    t_max = int(T.max()) if n else 0
+    for j in range(1, t_max):
+        alive = T > j
+        prev_rows = first + (j - 1)
+        now_rows = first + j
+        # previous prompt (its segments) + its output, cut at h, + new tokens
+        ks = alive[seg_sess]
+        seg_sess, seg_id, seg_tok = seg_sess[ks], seg_id[ks], seg_tok[ks]
+        out_s = np.flatnonzero(alive)
+        seg_sess = np.concatenate([seg_sess, out_s])
+        seg_id = np.concatenate([seg_id, id63(hash_parts(TAG_TURN, seed, w[out_s], ordinal[out_s], 2 * j - 1))])
+        seg_tok = np.concatenate([seg_tok, o[prev_rows[out_s]]])
+        o_ = np.argsort(seg_sess, kind="stable")
+        seg_sess, seg_id, seg_tok = seg_sess[o_], seg_id[o_], seg_tok[o_]
+        h = np.zeros(n, dtype=np.int64)
+        pr, nr = prev_rows[alive], now_rows[alive]
+        h[alive] = np.maximum(0, np.minimum(x[pr] + o[pr], x[nr] - 1))
+        cum = np.cumsum(seg_tok)
+        grp_first = np.searchsorted(seg_sess, seg_sess, side="left")
+        start_tok = cum - seg_tok - (cum[grp_first] - seg_tok[grp_first])
+        seg_tok = np.minimum(seg_tok, np.maximum(h[seg_sess] - start_tok, 0))
+        kk = seg_tok > 0
+        seg_sess, seg_id, seg_tok = seg_sess[kk], seg_id[kk], seg_tok[kk]
+        new_s = out_s
+        new_tok = x[now_rows[new_s]] - h[new_s]
+        seg_sess = np.concatenate([seg_sess, new_s])
+        seg_id = np.concatenate([seg_id, id63(hash_parts(TAG_TURN, seed, w[new_s], ordinal[new_s], 2 * j))])
+        seg_tok = np.concatenate([seg_tok, new_tok])
+        o_ = np.argsort(seg_sess, kind="stable")
+        seg_sess, seg_id, seg_tok = seg_sess[o_], seg_id[o_], seg_tok[o_]
+        kk = seg_tok > 0
+        req_parts.append(now_rows[seg_sess[kk]])
+        id_parts.append(seg_id[kk])
+        tok_parts.append(seg_tok[kk])
+        seg_sess, seg_id, seg_tok = seg_sess[kk], seg_id[kk], seg_tok[kk]
+
+    R = int(T.sum())
+    req = np.concatenate(req_parts)
+    ro = np.argsort(req, kind="stable")
+    return lists_by_owner(req[ro], R, segment_ids=np.concatenate(id_parts)[ro], segment_tokens=np.concatenate(tok_parts)[ro])
+
+
+def _expand(plan: ComposePlan, base: pl.DataFrame, k0: int, k1: int) -> pl.DataFrame:
+    """Every turn of the sessions started in windows ``k0 <= k < k1`` (base = their starts),
+    with the prefix columns and sort keys ``_w`` (start window), ``_o`` (start ordinal)."""
+    units = plan.units
+    P = plan.prefix_plan
+    fields = tuple(plan.request_fields)
+    n = base.height
+    t = base["timestamp_s"].to_numpy()
+    C = int(P.n_clients)
+    names = [str(c) for c in units.client_ids]
+    crank = base["client_id"].replace_strict({c: i for i, c in enumerate(names)}, return_dtype=pl.Int64).to_numpy()
+    kpos = np.clip(np.searchsorted(units.t0_s, t, side="right") - 1, k0, k1 - 1)
+    ordinal = np.arange(n) - np.searchsorted(kpos, kpos, side="left")
+    r = np.searchsorted(P.client_window_key, kpos * max(C, 1) + crank)
+    # a generation unit: the arrival window, and its piece when compose cuts a busy window
+    # into pieces (``units.piece``); segment ids and generators are per unit
+    piece = units.piece
+    w = units.window_index[kpos].astype(np.int64) * (1 << 16) + piece[kpos].astype(np.int64)
+    seed = int(plan.spec.seed)
+
+    # batch 1 per window: prompt use, prompt pick, length key, turn count
+    counts = np.bincount(kpos - k0, minlength=k1 - k0)
+    gens = [np.random.default_rng([seed, int(wi), 2, int(pc)]) for wi, pc in zip(units.window_index[k0:k1], piece[k0:k1])]
+    u1 = np.concatenate([g.random((int(m), 6)) for g, m in zip(gens, counts)]) if n else np.zeros((0, 6))
+    uses = u1[:, 0] < P.prompt_share[crank]
+    prompt = _pick(P.zipf_cum, P.zipf_offsets, crank, u1[:, 1])
+    prompt = _repeat_recent(prompt, uses, kpos, crank, u1[:, 4], u1[:, 5], P.repeat_share[crank], P.repeat_lag[crank])
+    key = _length_keys(P, seed, crank, prompt, uses, u1[:, 2])
+    T = np.where(P.has_sessions[crank], 1 + _pick(P.turn_cum, P.turn_offsets, crank, u1[:, 3]), 1)
 
     # lengths handed out inside each (window, client) in key order (a permutation of the draws)
     length_cols = [c for c in base.columns if c not in ("timestamp_s", "client_id")]
@@ -376,8 +518,8 @@ def _expand(plan: ComposePlan, base: pl.DataFrame, k0: int, k1: int) -> pl.DataF
     m = T - 1
     F = len(fields)
     m_win = np.bincount(kpos - k0, weights=m, minlength=k1 - k0).astype(np.int64)
-    shape_f = np.repeat(P["think_shape"][crank], m)
-    scale_f = np.repeat(P["think_scale"][crank], m)
+    shape_f = np.repeat(P.think_shape[crank], m)
+    scale_f = np.repeat(P.think_scale[crank], m)
     think = np.empty(int(m.sum()))
     u_len = np.empty((int(m.sum()), F))
     pos = 0
@@ -404,93 +546,11 @@ def _expand(plan: ComposePlan, base: pl.DataFrame, k0: int, k1: int) -> pl.DataF
         t_all[rows] = t_all[rows - 1] + gap[rows]
 
     # lengths of every turn: the start's row, then draws for the further turns
-    follow_sid = sid[is_follow]
-    tids = a["row_tables"][r[follow_sid]][:, :F] if len(follow_sid) else np.zeros((0, F), dtype=np.int64)
-    drawn: dict[str, np.ndarray] = {}
-    for j, f in enumerate(fields):
-        drawn[f] = _sample(a, tids[:, j], u_len[:, j]) if len(follow_sid) else np.zeros(0)
-    lens: dict[str, np.ndarray] = {}
-    for col in length_cols:
-        dtype = SCHEMA.get(col, pl.Int64())
-        full = np.empty(len(sid), dtype=np.float64 if dtype == pl.Float64() else np.int64)
-        full[~is_follow] = starts[col].to_numpy()
-        lens[col] = full
-    lens["input_tokens"][is_follow] = drawn["input_tokens"].astype(np.int64)
-    lens["output_tokens"][is_follow] = drawn["output_tokens"].astype(np.int64)
-    if "reason_ratio" in fields:
-        ratio = drawn["reason_ratio"]
-        reasoning = np.rint(lens["output_tokens"][is_follow] * ratio).astype(np.int64)
-        lens["reason_ratio"][is_follow] = ratio
-        lens["reasoning_tokens"][is_follow] = reasoning
-        lens["answer_tokens"][is_follow] = lens["output_tokens"][is_follow] - reasoning
-    # a session's input lengths go smallest first (rows move whole, so fields stay together)
-    order = np.lexsort((lens["input_tokens"], sid))
-    for col in length_cols:
-        lens[col] = lens[col][order]
-    x = lens["input_tokens"]
-    o = lens["output_tokens"]
+    lens = _turn_lengths(plan, r, sid, is_follow, starts, length_cols, u_len)
 
     # segments, turn by turn
-    tok_cap = P["tokens"][crank]
-    cap = np.where(tok_cap < 0, np.iinfo(np.int64).max, tok_cap)
-    s_prompt = np.where(uses, np.minimum(cap, np.maximum(0, x[first] - P["unique"][crank])), 0) if n else np.zeros(0, dtype=np.int64)
-    prompt_id = _id63(_hash(_TAG_PROMPT, seed, crank, prompt))
-    req_parts: list[np.ndarray] = []
-    id_parts: list[np.ndarray] = []
-    tok_parts: list[np.ndarray] = []
-    # turn 0
-    rows0 = first
-    sess = np.arange(n)
-    seg_sess = np.concatenate([sess[s_prompt > 0], sess])
-    seg_id = np.concatenate([prompt_id[s_prompt > 0], _id63(_hash(_TAG_TURN, seed, w, ordinal, 0))])
-    seg_tok = np.concatenate([s_prompt[s_prompt > 0], x[rows0] - s_prompt])
-    o_ = np.argsort(seg_sess, kind="stable")
-    seg_sess, seg_id, seg_tok = seg_sess[o_], seg_id[o_], seg_tok[o_]
-    keep = seg_tok > 0
-    req_parts.append(rows0[seg_sess[keep]])
-    id_parts.append(seg_id[keep])
-    tok_parts.append(seg_tok[keep])
-    t_max = int(T.max()) if n else 0
-    for j in range(1, t_max):
-        alive = T > j
-        prev_rows = first + (j - 1)
-        now_rows = first + j
-        # previous prompt (its segments) + its output, cut at h, + new tokens
-        ks = alive[seg_sess]
-        seg_sess, seg_id, seg_tok = seg_sess[ks], seg_id[ks], seg_tok[ks]
-        out_s = np.flatnonzero(alive)
-        seg_sess = np.concatenate([seg_sess, out_s])
-        seg_id = np.concatenate([seg_id, _id63(_hash(_TAG_TURN, seed, w[out_s], ordinal[out_s], 2 * j - 1))])
-        seg_tok = np.concatenate([seg_tok, o[prev_rows[out_s]]])
-        o_ = np.argsort(seg_sess, kind="stable")
-        seg_sess, seg_id, seg_tok = seg_sess[o_], seg_id[o_], seg_tok[o_]
-        h = np.zeros(n, dtype=np.int64)
-        pr, nr = prev_rows[alive], now_rows[alive]
-        h[alive] = np.maximum(0, np.minimum(x[pr] + o[pr], x[nr] - 1))
-        cum = np.cumsum(seg_tok)
-        grp_first = np.searchsorted(seg_sess, seg_sess, side="left")
-        start_tok = cum - seg_tok - (cum[grp_first] - seg_tok[grp_first])
-        seg_tok = np.minimum(seg_tok, np.maximum(h[seg_sess] - start_tok, 0))
-        kk = seg_tok > 0
-        seg_sess, seg_id, seg_tok = seg_sess[kk], seg_id[kk], seg_tok[kk]
-        new_s = out_s
-        new_tok = x[now_rows[new_s]] - h[new_s]
-        seg_sess = np.concatenate([seg_sess, new_s])
-        seg_id = np.concatenate([seg_id, _id63(_hash(_TAG_TURN, seed, w[new_s], ordinal[new_s], 2 * j))])
-        seg_tok = np.concatenate([seg_tok, new_tok])
-        o_ = np.argsort(seg_sess, kind="stable")
-        seg_sess, seg_id, seg_tok = seg_sess[o_], seg_id[o_], seg_tok[o_]
-        kk = seg_tok > 0
-        req_parts.append(now_rows[seg_sess[kk]])
-        id_parts.append(seg_id[kk])
-        tok_parts.append(seg_tok[kk])
-        seg_sess, seg_id, seg_tok = seg_sess[kk], seg_id[kk], seg_tok[kk]
-
-    R = len(sid)
-    req = np.concatenate(req_parts)
-    ro = np.argsort(req, kind="stable")
-    frame = _lists(req[ro], R, segment_ids=np.concatenate(id_parts)[ro], segment_tokens=np.concatenate(tok_parts)[ro])
-    sess_client = P["has_sessions"][crank]
+    frame = _prompt_segments(P, seed, crank, prompt, uses, w, ordinal, first, T, lens["input_tokens"], lens["output_tokens"])
+    sess_client = P.has_sessions[crank]
     data = {
         "timestamp_s": pl.Series(t_all, dtype=pl.Float64),
         "client_id": base["client_id"].gather(sid),
@@ -534,8 +594,7 @@ def session_chunks(
     ``timestamp_s``, ties by the start's window, its ordinal in the window, and turn.
     Turns at or after the span end are dropped.
     """
-    a = plan._arrays
-    win_t0 = a["win_t0"]
+    win_t0 = plan.units.t0_s
     n_win = len(win_t0)
     end = float(plan.span_duration_s)
     cols = list(plan.output_columns)
@@ -551,61 +610,6 @@ def session_chunks(
         pending = rows.filter(pl.col("timestamp_s") >= limit)
         if now.height:
             yield now.sort(keys).select(cols)
-
-
-def block_keys(segment_ids: pl.Series, segment_tokens: pl.Series, *, block_size: int) -> tuple[np.ndarray, np.ndarray]:
-    """The 63-bit key of every block of every request (row order, then block order) and the
-    row each belongs to: what :func:`hash_ids` returns, flat.
-
-    Block ``k`` (tokens ``[kB, min((k+1)B, x))``) is keyed by a hash of the id of the
-    segment holding its last token and the block's end offset; requests get
-    ``ceil(x / B)`` keys. Requests that share exactly their first ``X`` tokens share exactly
-    their first ``floor(X / B)`` keys (see the module docstring).
-    """
-    if block_size < 1:
-        msg = f"block_size must be a positive number of tokens, got {block_size}"
-        raise ValueError(msg)
-    n = len(segment_ids)
-    if n == 0:
-        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
-    lens = segment_tokens.list.len().fill_null(0).to_numpy()
-    ids = segment_ids.explode().drop_nulls().to_numpy().astype(np.int64)
-    toks = segment_tokens.explode().drop_nulls().to_numpy().astype(np.int64)
-    seg_req = np.repeat(np.arange(n), lens)
-    x = np.bincount(seg_req, weights=toks, minlength=n).astype(np.int64)
-    nblocks = (x + block_size - 1) // block_size
-    blk_req = np.repeat(np.arange(n, dtype=np.int64), nblocks)
-    bfirst = np.concatenate([[0], np.cumsum(nblocks)[:-1]])
-    k = np.arange(int(nblocks.sum()), dtype=np.int64) - np.repeat(bfirst, nblocks)
-    end = np.minimum((k + 1) * block_size, x[blk_req])
-    # global token positions: request offset + position inside the request
-    req_base = np.concatenate([[0], np.cumsum(x)[:-1]])
-    seg_end = np.cumsum(toks)  # global end of each segment
-    seg = np.searchsorted(seg_end, req_base[blk_req] + end - 1, side="right")
-    with np.errstate(over="ignore"):
-        mixed = _splitmix(ids[seg].astype(np.uint64) ^ (end.astype(np.uint64) * _M2) ^ np.uint64(_TAG_BLOCK))
-    return _id63(mixed), blk_req
-
-
-def hash_ids(segment_ids: pl.Series, segment_tokens: pl.Series, *, block_size: int) -> pl.Series:
-    """``hash_ids`` at ``block_size`` tokens per block from a request's prompt segments: the
-    keys of :func:`block_keys` as one list per request."""
-    keys, owner = block_keys(segment_ids, segment_tokens, block_size=block_size)
-    return _lists(owner, len(segment_ids), hash_ids=keys)["hash_ids"]
-
-
-def _lists(owner: np.ndarray, n: int, **values: np.ndarray) -> pl.DataFrame:
-    """List(Int64) columns of ``n`` rows from flat values grouped by ``owner`` (sorted row
-    numbers; a row without values gets an empty list), without a Python loop per row."""
-    flat = pl.DataFrame(
-        {"_r": owner.astype(np.int64), **{k: v.astype(np.int64) for k, v in values.items()}},
-        schema={"_r": pl.Int64(), **{k: pl.Int64() for k in values}},
-    )
-    grouped = flat.group_by("_r", maintain_order=True).agg(*values)
-    if grouped.height == n:  # every row has values: already one row each, in order
-        return grouped.select(pl.col(k).cast(pl.List(pl.Int64)) for k in values)
-    full = pl.DataFrame({"_r": np.arange(n, dtype=np.int64)}).join(grouped, on="_r", how="left", maintain_order="left")
-    return full.select(pl.col(k).fill_null([]).cast(pl.List(pl.Int64)) for k in values)
 
 
 # --------------------------------------------------------------------------------------------
@@ -664,8 +668,6 @@ def _conversational(found: object, trace: pl.DataFrame) -> bool:
 
 def _zipf_fit(sizes: np.ndarray) -> float:
     """Maximum-likelihood Zipf exponent of group sizes ranked largest first."""
-    from scipy.optimize import minimize_scalar
-
     counts = np.sort(sizes)[::-1].astype(np.float64)
     ranks = np.arange(1, len(counts) + 1, dtype=np.float64)
     if len(counts) < 2:
@@ -715,8 +717,6 @@ def fit_prefix(trace: pl.DataFrame, *, block_size: int = 512, per_client: bool =
     default = _fit_profile(trace, block_size)
     clients: list[tuple[str, PrefixProfile]] = []
     if per_client:
-        from servegen_core.sources.pool import client_sort_key
-
         for cid in sorted(trace["client_id"].unique().to_list(), key=client_sort_key):  # a loop per client
             clients.append((str(cid), _fit_profile(trace.filter(pl.col("client_id") == cid), block_size)))
     return PrefixSpec(default=default, clients=tuple(clients))
@@ -725,8 +725,7 @@ def fit_prefix(trace: pl.DataFrame, *, block_size: int = 512, per_client: bool =
 def _fit_profile(trace: pl.DataFrame, block_size: int) -> PrefixProfile:
     """One profile fitted to ``trace`` (see :func:`fit_prefix`)."""
     trace = trace.sort("timestamp_s", maintain_order=True)
-    from servegen_core.characterize import prefix as characterize
-    found = characterize.sessions(trace, block_tokens=block_size)
+    found = characterize_prefix.sessions(trace, block_tokens=block_size)
     if found.requests.height != trace.height:
         msg = f"fit_prefix: {found.reason or 'no sessions could be read'}"
         raise ValueError(msg)

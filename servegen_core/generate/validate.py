@@ -83,8 +83,10 @@ import polars as pl
 from scipy.special import gammainc, gammaln
 
 from servegen_core.characterize.arrivals import window_cv
-from servegen_core.generate.compose import ComposePlan, Workload, plan_workload
+from servegen_core.generate.compose import plan_workload
+from servegen_core.generate.plan import ComposePlan, Workload
 from servegen_core.sources.pool import ClientPool
+from servegen_core.sources.traces import load_trace
 from servegen_core.result import Result
 from servegen_core.renewal import gamma_shape_for_cv, weibull_shape_for_cv
 from servegen_core.spec import TraceSource, WorkloadSpec
@@ -477,8 +479,6 @@ def _dispersion(trace: pl.DataFrame, plan: ComposePlan) -> dict | None:
     src = plan.spec.source
     if not isinstance(src, TraceSource):
         return None
-    from servegen_core.sources.traces import load_trace
-
     target = "variance/mean of counts per 1, 10, 60 s within a factor 1.5 of the source"
     try:
         raw = load_trace(

@@ -633,6 +633,30 @@ def test_plan_reports_targets_without_drawing(servegen_dir: Path, mlarge, observ
     assert set(plan.client_windows["length_source"].unique()) == {"client"}
 
 
+def test_top_k_by_request_share_ranks_client_shares_without_the_summary(servegen_dir: Path, mlarge, monkeypatch):
+    """top_k by request share picks the k busiest clients of the span (ties in id order) from
+    rates.client_shares, the same ids the summary ranking picks, without building the summary."""
+    from servegen_core.characterize.summary import client_summary, filter_clients
+    from servegen_core.generate import stages
+
+    spec = spec_for(servegen_dir, "language/m-large", clients=ClientSelection("top_k", k=7), missing_lengths="pooled")
+    span = stages.cut_span(spec, mlarge)
+    expected = sorted(filter_clients(client_summary(span.pool), top_k=7), key=int)
+
+    def no_summary(*args, **kwargs):
+        raise AssertionError("top_k by request_share built the client summary")
+
+    monkeypatch.setattr(stages, "client_summary", no_summary)
+    choice = stages.select_clients(spec, span)
+    assert list(choice.chosen) == expected
+    assert len(expected) == 7
+    hw = hour_windows(mlarge)
+    busiest = hw.group_by("client_id").agg((pl.col("rate_rps") * 600).sum().alias("n")).sort("n", descending=True)
+    assert set(choice.chosen) == set(busiest["client_id"].head(7).to_list())
+    with pytest.raises(AssertionError, match="built the client summary"):  # other columns still need it
+        stages.select_clients(dataclasses.replace(spec, clients=ClientSelection("top_k", k=3, by="cv")), span)
+
+
 def test_top_k_and_filter_select_by_the_span_summary(servegen_dir: Path, mlarge):
     hw = hour_windows(mlarge)
     totals = hw.group_by("client_id").agg((pl.col("rate_rps") * 600).sum().alias("n")).sort("n", descending=True)

@@ -17,6 +17,7 @@ import polars as pl
 import pytest
 
 from servegen_core.characterize import prefix as characterize
+from servegen_core.generate import stages
 from servegen_core.generate.compose import compose, plan_workload
 from servegen_core.errors import SpecError
 from servegen_core.schema import PREFIX_COLUMNS
@@ -396,15 +397,13 @@ def test_busy_windows_cut_into_units_keep_sessions_apart(top10, pool, monkeypatc
     """When compose cuts a busy window into generation units, every unit draws its own
     sessions: session starts stay distinct (one session_id per first turn, no own-token
     segment shared by two sessions) and chunked generation still equals the whole."""
-    import servegen_core.generate.compose as compose_module
-
-    monkeypatch.setattr(compose_module, "UNIT_REQUESTS", 4000)
+    monkeypatch.setattr(stages, "UNIT_REQUESTS", 4000)
     spec = dataclasses.replace(
         top10(PrefixSpec(default=PrefixProfile(system_prompts=PROMPTS, sessions=SESSIONS)), seed=5),
         span=Span(72000, 1200),
     )
     plan = plan_workload(spec, pool=pool)
-    assert int(plan._arrays["win_piece"].max()) >= 1  # the windows really are cut
+    assert int(plan.units.piece.max()) >= 1  # the windows really are cut
     tr = plan.compose().trace
     first = tr.filter(pl.col("turn_index") == 0)
     assert first["session_id"].n_unique() == first.height

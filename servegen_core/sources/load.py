@@ -1,0 +1,62 @@
+"""The source a spec composes from: ServeGen data, or a raw trace fitted to a ClientPool."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import polars as pl
+
+from servegen_core.errors import DataFormatError, SpecError
+from servegen_core.sources.fit import pool_from_trace
+from servegen_core.sources.pool import ClientPool, list_models, load_pool
+from servegen_core.sources.traces import PRESETS, load_trace
+from servegen_core.spec import ServeGenSource, WorkloadSpec
+
+__all__ = ["load_source"]
+
+
+def load_source(spec: WorkloadSpec, *, cache_dir: str | Path | None = None) -> ClientPool:
+    """The ClientPool a spec composes from: ServeGen data, or a raw trace fitted to a pool.
+
+    A trace source is read with its ``preset``, ``columns``, ``time_unit`` and
+    ``client_column`` passed to :func:`servegen_core.sources.traces.load_trace`; its failed
+    requests are dropped and the rest fitted by :func:`servegen_core.sources.fit.pool_from_trace`.
+
+    Raises :class:`SpecError` naming ``source.data_dir``/``source.model``/``source.path``/
+    ``source.preset`` when they point nowhere (``source.columns`` when the mapping clashes
+    with the preset's own); malformed files, and mapped columns the file lacks, raise
+    :class:`~servegen_core.errors.DataFormatError`.
+    """
+    src = spec.source
+    if isinstance(src, ServeGenSource):
+        root = spec.resolve_path(src.data_dir)
+        if not root.is_dir():
+            raise SpecError("source.data_dir", f"not a folder: {root}")
+        if not (root / src.model).is_dir():
+            try:
+                models = list_models(root)
+            except DataFormatError:
+                models = []
+            raise SpecError("source.model", f"no model {src.model!r} in {root}; models there: {models}")
+        return load_pool(root, src.model, cache_dir=cache_dir)
+    path = spec.resolve_path(src.path)
+    if not path.is_file():
+        raise SpecError("source.path", f"trace file not found: {path}")
+    if src.preset is not None and src.preset not in PRESETS:
+        raise SpecError("source.preset", f"unknown preset {src.preset!r}; choose from {list(PRESETS)}")
+    try:
+        loaded = load_trace(
+            path,
+            preset=src.preset,
+            columns=dict(src.columns) or None,
+            time_unit=src.time_unit,
+            client_column=src.client_column,
+        )
+    except DataFormatError:
+        raise
+    except ValueError as exc:  # arguments the file contradicts (e.g. a column mapped twice with the preset's)
+        raise SpecError("source.columns", str(exc)) from None
+    trace = loaded.trace
+    if "failed" in trace.columns:
+        trace = trace.filter(~pl.col("failed").fill_null(False))
+    return pool_from_trace(trace, name=f"trace/{path.name}", per_client=src.per_client, source=str(path))
