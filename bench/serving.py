@@ -32,7 +32,9 @@ import resource
 import statistics
 import time
 
-from servegen_core.generate.compose import compose, load_source
+from servegen_core.generate.compose import compose
+
+from servegen_core.sources.load import load_source
 from servegen_core.paths import shared_data_dir
 from servegen_core.serve.costmodel import roofline
 from servegen_core.serve.simulate import simulate

@@ -33,7 +33,7 @@ from __future__ import annotations
 import math
 import os
 
-from servegen_core.errors import ServeGenError, quoted
+from servegen_core.errors import LimitError, ServeGenError, quoted
 
 __all__ = [
     "DASHBOARD_MAX_REQUESTS",
@@ -130,8 +130,6 @@ def max_workers() -> int:
 def check_time_bins(n_bins: int, bin_s: float, *, clients: int = 1) -> None:
     """Refuse a rate series of ``n_bins`` bins of ``bin_s`` seconds (per client: ``clients`` rows)
     above :data:`MAX_TIME_BINS` or :data:`MAX_BIN_CELLS`, before it is allocated."""
-    from servegen_core.errors import LimitError
-
     hint = f"the data span {n_bins * bin_s:.4g} s; use coarser bins or a shorter span"
     if n_bins > MAX_TIME_BINS:
         raise LimitError(f"time bins of {bin_s:g} s", n_bins, MAX_TIME_BINS, hint)

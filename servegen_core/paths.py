@@ -18,6 +18,8 @@ import time
 from pathlib import Path
 from types import FrameType
 
+from servegen_core.errors import ExportError
+
 PACKAGE_DIR = Path(__file__).resolve().parent
 PROJECT_DIR = PACKAGE_DIR.parent
 
@@ -59,8 +61,6 @@ def write_atomic(path: str | Path, data: str | bytes) -> Path:
     by the new file); a folder, device, FIFO or socket raises :class:`~servegen_core.errors.ExportError`.
     Stale temp files of killed runs in the folder are removed first (:func:`clean_stale_temps`).
     """
-    from servegen_core.errors import ExportError
-
     target = Path(path)
     problem = replace_problem(target)
     if problem:

@@ -230,7 +230,8 @@ def test_a_poisson_baseline_of_a_bursty_source_fails_the_burstiness_checks(serve
 
 
 def test_empirical_arrivals_resample_each_windows_observed_gaps(traces_dir: Path):
-    from servegen_core.generate.compose import TraceSource, load_source
+    from servegen_core.generate.compose import TraceSource
+    from servegen_core.sources.load import load_source
     from servegen_core.generate.validate import validate
 
     path = traces_dir / "AzureLLMInferenceTrace_conv.csv"

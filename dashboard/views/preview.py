@@ -10,7 +10,7 @@ import settings
 import specstate
 from plaintext import md
 from servegen_core.characterize import arrivals, lengths, rates
-from servegen_core.generate.compose import load_source as load_spec_source
+from servegen_core.sources.load import load_source as load_spec_source
 from servegen_core.generate.compose import naive_spec
 from widgets import page
 from widgets import prefix as prefix_widgets

@@ -20,7 +20,8 @@ from servegen_core.cli.output import ProgressBar, fmt_number
 from servegen_core.errors import LimitError
 from servegen_core.export.formats import FormatInfo, get_format, usage_hint
 from servegen_core.export.writer import ChunkWriter, ExportResult, WriteProgress, check_target, export_trace, write_chunks
-from servegen_core.generate.compose import ComposePlan, load_source, naive_spec, plan_workload
+from servegen_core.generate.compose import ComposePlan, naive_spec, plan_workload
+from servegen_core.sources.load import load_source
 from servegen_core.limits import max_requests as default_max_requests
 from servegen_core.spec import WorkloadSpec
 

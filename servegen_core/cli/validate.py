@@ -12,7 +12,8 @@ import polars as pl
 from servegen_core.cli.common import EXIT_CHECK_FAILED, EXIT_OK, CliError
 from servegen_core.cli.inputs import check_preset, load_trace_file, read_spec
 from servegen_core.cli.output import format_table, print_json
-from servegen_core.generate.compose import compose, load_source, plan_workload
+from servegen_core.generate.compose import compose, plan_workload
+from servegen_core.sources.load import load_source
 from servegen_core.generate.validate import ValidationReport, validate
 from servegen_core.schema import validate_trace
 from servegen_core.sources.traces import load_trace

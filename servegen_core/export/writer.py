@@ -28,6 +28,7 @@ import tempfile
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from pathlib import Path
+from types import TracebackType
 from typing import Any
 
 import polars as pl
@@ -50,6 +51,7 @@ from servegen_core.export.formats import (
 from servegen_core.limits import MAX_BLOCK_SIZE
 from servegen_core.paths import TEMP_SUFFIX, clean_stale_temps, replace_problem, temp_prefix
 from servegen_core.schema import empty_trace, validate_trace
+from servegen_core.spec import WorkloadSpec
 
 __all__ = [
     "ChunkWriter",
@@ -84,7 +86,7 @@ class ExportResult:
 # --------------------------------------------------------------------------- #
 
 
-def _spec_text(spec: Any) -> str:
+def _spec_text(spec: WorkloadSpec) -> str:
     """JSON text of ``spec``: an object with ``to_json()``, a JSON string, or a dict."""
     if hasattr(spec, "to_json"):
         text = spec.to_json()
@@ -228,7 +230,7 @@ class ChunkWriter:
         path: str | Path,
         fmt: str,
         *,
-        spec: Any = None,
+        spec: WorkloadSpec | None = None,
         overwrite: bool = False,
         block_size: int | None = None,
         note: Callable[[str], Any] | None = print,
@@ -266,7 +268,7 @@ class ChunkWriter:
         self.open()
         return self
 
-    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
         if exc_type is not None:
             self.abort()
             return
@@ -461,7 +463,7 @@ def export_chunks(
     path: str | Path,
     fmt: str,
     *,
-    spec: Any = None,
+    spec: WorkloadSpec | None = None,
     overwrite: bool = False,
     block_size: int | None = None,
     note: Callable[[str], Any] | None = print,
@@ -482,7 +484,7 @@ def export_trace(
     path: str | Path,
     fmt: str,
     *,
-    spec: Any = None,
+    spec: WorkloadSpec | None = None,
     overwrite: bool = False,
     block_size: int | None = None,
     note: Callable[[str], Any] | None = print,

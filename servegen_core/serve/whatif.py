@@ -24,7 +24,8 @@ import numpy as np
 import polars as pl
 
 from servegen_core.errors import SpecError
-from servegen_core.generate.compose import compose, load_source, naive_spec
+from servegen_core.generate.compose import compose, naive_spec
+from servegen_core.sources.load import load_source
 from servegen_core.limits import MAX_REPLICAS, max_workers
 from servegen_core.serve.costmodel import CostModel, check_count
 from servegen_core.serve.simulate import ServerConfig, SimResult, request_columns, simulate

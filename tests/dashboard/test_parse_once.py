@@ -13,7 +13,7 @@ import sidebar
 from _dash import Dashboard
 
 import servegen_core.sources.traces as traces_module
-from servegen_core.generate.compose import load_source as load_spec_source
+from servegen_core.sources.load import load_source as load_spec_source
 from servegen_core.paths import demo_data_dir
 from servegen_core.spec import Span, WorkloadSpec
 

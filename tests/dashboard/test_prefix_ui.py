@@ -118,7 +118,8 @@ def test_an_imported_prefix_section_sets_the_widgets_and_survives_edits():
 
 
 def test_export_page_names_only_the_columns_the_mooncake_export_drops(mooncake_path, tmp_path):
-    from servegen_core.generate.compose import compose, load_source
+    from servegen_core.generate.compose import compose
+    from servegen_core.sources.load import load_source
     from servegen_core.export.formats import usage_hint
     from servegen_core.export.writer import export_trace
 
@@ -150,7 +151,8 @@ def test_preview_shows_the_generated_workloads_reuse_and_lru_curve(mooncake_path
     from _dash import horizontal_lines, title, values
 
     from servegen_core.characterize import prefix
-    from servegen_core.generate.compose import compose, load_source
+    from servegen_core.generate.compose import compose
+    from servegen_core.sources.load import load_source
 
     d = Dashboard().trace(mooncake_path).open("compose")
     d.at.button(key="cmp_px_fit").click().run()  # prompts fitted to the trace: the workload reuses blocks

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from servegen_core.generate.compose import compose, load_source
+from servegen_core.generate.compose import compose
+
+from servegen_core.sources.load import load_source
 from servegen_core.export.formats import FORMATS, dropped_columns, export_block_size
 from servegen_core.export.writer import export_trace
 from servegen_core.spec import PrefixProfile, PrefixSpec, Sessions, Span, SystemPrompts, TraceSource, WorkloadSpec

@@ -10,7 +10,8 @@ import pytest
 
 from servegen_core.cli import main
 from servegen_core.errors import SpecError
-from servegen_core.generate.compose import load_source, plan_workload
+from servegen_core.generate.compose import plan_workload
+from servegen_core.sources.load import load_source
 from servegen_core.serve import whatif as wi
 from servegen_core.serve.costmodel import CostModel, roofline
 from servegen_core.serve.simulate import simulate
