@@ -38,16 +38,6 @@ def cache(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def m_large(servegen_dir, cache):
-    return load_pool(servegen_dir, "language/m-large", cache_dir=cache)
-
-
-@pytest.fixture(scope="module")
-def mm_image(servegen_dir, cache):
-    return load_pool(servegen_dir, "multimodal/mm-image", cache_dir=cache)
-
-
-@pytest.fixture(scope="module")
 def r1(servegen_dir, cache):
     return load_pool(servegen_dir, "reason/deepseek-r1", cache_dir=cache)
 

@@ -49,16 +49,6 @@ def cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def mlarge(servegen_dir: Path, cache: Path):
-    return load_pool(servegen_dir, "language/m-large", cache_dir=cache)
-
-
-@pytest.fixture(scope="module")
-def mm_image(servegen_dir: Path, cache: Path):
-    return load_pool(servegen_dir, "multimodal/mm-image", cache_dir=cache)
-
-
-@pytest.fixture(scope="module")
 def r1(servegen_dir: Path, cache: Path):
     return load_pool(servegen_dir, "reason/deepseek-r1", cache_dir=cache)
 
@@ -71,8 +61,8 @@ def spec_for(data_dir: Path | str, model: str, **kw) -> WorkloadSpec:
 
 
 @pytest.fixture(scope="module")
-def observed_hour(servegen_dir: Path, mlarge) -> Workload:
-    return compose(spec_for(servegen_dir, "language/m-large"), pool=mlarge)
+def observed_hour(servegen_dir: Path, m_large) -> Workload:
+    return compose(spec_for(servegen_dir, "language/m-large"), pool=m_large)
 
 
 def count_tol(plan, *, client: str | None = None, t0: float | None = None, t1: float | None = None) -> float:
@@ -106,10 +96,10 @@ def test_observed_hour_is_a_valid_sorted_request_trace(observed_hour: Workload):
     assert tr.height > 500_000
 
 
-def test_clients_without_lengths_are_excluded_with_a_warning(observed_hour: Workload, mlarge):
-    hw = hour_windows(mlarge)
+def test_clients_without_lengths_are_excluded_with_a_warning(observed_hour: Workload, m_large):
+    hw = hour_windows(m_large)
     active = set(hw["client_id"].to_list())
-    missing = set(mlarge.clients_without_lengths)
+    missing = set(m_large.clients_without_lengths)
     expected_excluded_active = sorted(active & missing, key=int)
     assert expected_excluded_active, "the hour has active clients without length data"
     generated = set(observed_hour.trace["client_id"].unique().to_list())
@@ -124,15 +114,15 @@ def test_clients_without_lengths_are_excluded_with_a_warning(observed_hour: Work
     assert f"{share:.1%}" in warning
 
 
-def test_exclusions_say_why_each_client_is_left_out(observed_hour: Workload, servegen_dir: Path, mlarge):
-    hw = hour_windows(mlarge)
+def test_exclusions_say_why_each_client_is_left_out(observed_hour: Workload, servegen_dir: Path, m_large):
+    hw = hour_windows(m_large)
     active = set(hw["client_id"].to_list())
     # length data for the hour: the client's 18:00-24:00 length window has rows
-    with_lengths = set(mlarge.distributions.filter(pl.col("start_s") == 64800)["client_id"].to_list())
+    with_lengths = set(m_large.distributions.filter(pl.col("start_s") == 64800)["client_id"].to_list())
     ex = observed_hour.exclusions
     assert tuple(ex) == EXCLUSION_REASONS
     assert ex["not_selected"] == () and ex["weight_zero"] == ()
-    assert set(ex["idle"]) == set(mlarge.client_ids) - active
+    assert set(ex["idle"]) == set(m_large.client_ids) - active
     assert set(ex["no_lengths"]) == active - with_lengths
     assert set(observed_hour.clients) == active & with_lengths
     assert observed_hour.excluded_clients == tuple(sorted(ex["idle"] + ex["no_lengths"], key=int))
@@ -143,19 +133,19 @@ def test_exclusions_say_why_each_client_is_left_out(observed_hour: Workload, ser
         servegen_dir, "language/m-large", clients=ClientSelection("ids", ids=(*top, ex["idle"][0], ex["no_lengths"][0])),
         weights=Weights("explicit", {top[0]: 1.0, top[1]: 1.0, ex["idle"][0]: 1.0, ex["no_lengths"][0]: 1.0}),
     )
-    plan = plan_workload(spec, pool=mlarge)
+    plan = plan_workload(spec, pool=m_large)
     assert set(plan.clients) == set(top[:2])
     assert plan.exclusions["weight_zero"] == (top[2],)
     assert plan.exclusions["idle"] == (ex["idle"][0],)
     assert plan.exclusions["no_lengths"] == (ex["no_lengths"][0],)
-    assert len(plan.exclusions["not_selected"]) == len(mlarge.client_ids) - 5
+    assert len(plan.exclusions["not_selected"]) == len(m_large.client_ids) - 5
     parts = [set(plan.clients), *(set(v) for v in plan.exclusions.values())]
-    assert sum(len(x) for x in parts) == len(set().union(*parts)) == len(mlarge.client_ids)
+    assert sum(len(x) for x in parts) == len(set().union(*parts)) == len(m_large.client_ids)
     assert set(plan.excluded_clients) == {top[2], ex["idle"][0], ex["no_lengths"][0]}
 
 
-def test_observed_rates_give_each_client_its_recorded_requests(observed_hour: Workload, mlarge):
-    hw = hour_windows(mlarge).filter(~pl.col("client_id").is_in(list(mlarge.clients_without_lengths)))
+def test_observed_rates_give_each_client_its_recorded_requests(observed_hour: Workload, m_large):
+    hw = hour_windows(m_large).filter(~pl.col("client_id").is_in(list(m_large.clients_without_lengths)))
     expected = hw.group_by("client_id").agg((pl.col("rate_rps") * 600).sum().alias("expected"))
     got = observed_hour.trace.group_by("client_id").len()
     both = expected.join(got, on="client_id", how="full", coalesce=True).fill_null(0)
@@ -165,9 +155,9 @@ def test_observed_rates_give_each_client_its_recorded_requests(observed_hour: Wo
     assert abs(observed_hour.trace.height - expected["expected"].sum()) <= 0.01 * expected["expected"].sum()
 
 
-def test_lengths_come_from_the_clients_own_bins(observed_hour: Workload, mlarge):
+def test_lengths_come_from_the_clients_own_bins(observed_hour: Workload, m_large):
     tr = observed_hour.trace
-    bins = mlarge.distributions.filter(pl.col("start_s") == 64800)  # the 6 h window holding 20:00-21:00
+    bins = m_large.distributions.filter(pl.col("start_s") == 64800)  # the 6 h window holding 20:00-21:00
     for field in ("input_tokens", "output_tokens"):
         allowed = bins.filter(pl.col("field") == field).select("client_id", pl.col("value").cast(pl.Int64).alias(field), pl.lit(True).alias("ok"))
         joined = tr.select("client_id", field).join(allowed, on=["client_id", field], how="left")
@@ -190,11 +180,11 @@ def test_input_and_output_are_drawn_independently_within_a_client(observed_hour:
 # ---------------------------------------------------------------------------------------------
 
 
-def test_same_spec_same_frame_other_seed_other_frame(servegen_dir: Path, mlarge, observed_hour: Workload):
+def test_same_spec_same_frame_other_seed_other_frame(servegen_dir: Path, m_large, observed_hour: Workload):
     spec = spec_for(servegen_dir, "language/m-large")
-    again = compose(spec, pool=mlarge)
+    again = compose(spec, pool=m_large)
     assert_frame_equal(again.trace, observed_hour.trace)
-    other = compose(dataclasses.replace(spec, seed=1), pool=mlarge)
+    other = compose(dataclasses.replace(spec, seed=1), pool=m_large)
     assert other.trace.height == pytest.approx(again.trace.height, abs=count_tol(again.plan))
     assert not other.trace["timestamp_s"].equals(again.trace["timestamp_s"])
 
@@ -202,10 +192,10 @@ def test_same_spec_same_frame_other_seed_other_frame(servegen_dir: Path, mlarge,
 # span 72300-74700 touches 5 arrival windows starting (span time) at 0, 300, 900, 1500, 2100;
 # a chunk holds the windows whose start falls in it
 @pytest.mark.parametrize(("chunk_s", "n_chunks"), [(250.0, 5), (600, 4), (1000, 3), (3600, 1)])
-def test_chunks_concatenate_to_the_composed_frame(servegen_dir: Path, mlarge, chunk_s, n_chunks):
+def test_chunks_concatenate_to_the_composed_frame(servegen_dir: Path, m_large, chunk_s, n_chunks):
     spec = spec_for(servegen_dir, "language/m-large", span=Span(72300, 2400), rate=ConstantRate(40.0), seed=5)
-    whole = compose(spec, pool=mlarge).trace
-    chunks = list(iter_compose(spec, chunk_s=chunk_s, pool=mlarge))
+    whole = compose(spec, pool=m_large).trace
+    chunks = list(iter_compose(spec, chunk_s=chunk_s, pool=m_large))
     assert len(chunks) == n_chunks
     for c in chunks:
         assert c.height > 0
@@ -215,11 +205,11 @@ def test_chunks_concatenate_to_the_composed_frame(servegen_dir: Path, mlarge, ch
     assert_frame_equal(pl.concat(chunks), whole)
 
 
-def test_export_is_byte_identical_and_streams_identically(tmp_path: Path, servegen_dir: Path, mlarge):
+def test_export_is_byte_identical_and_streams_identically(tmp_path: Path, servegen_dir: Path, m_large):
     spec = spec_for(servegen_dir, "language/m-large", span=Span(72000, 1800), rate=ConstantRate(30.0), seed=9)
-    a = export_trace(compose(spec, pool=mlarge).trace, tmp_path / "a.jsonl", "mooncake", spec=spec, note=None)
-    b = export_trace(compose(spec, pool=mlarge).trace, tmp_path / "b.jsonl", "mooncake", spec=spec, note=None)
-    c = export_chunks(iter_compose(spec, chunk_s=600, pool=mlarge), tmp_path / "c.jsonl", "mooncake", spec=spec, note=None)
+    a = export_trace(compose(spec, pool=m_large).trace, tmp_path / "a.jsonl", "mooncake", spec=spec, note=None)
+    b = export_trace(compose(spec, pool=m_large).trace, tmp_path / "b.jsonl", "mooncake", spec=spec, note=None)
+    c = export_chunks(iter_compose(spec, chunk_s=600, pool=m_large), tmp_path / "c.jsonl", "mooncake", spec=spec, note=None)
     data = (tmp_path / "a.jsonl").read_bytes()
     assert data == (tmp_path / "b.jsonl").read_bytes() == (tmp_path / "c.jsonl").read_bytes()
     assert len(data) > 0
@@ -239,8 +229,8 @@ def window_counts(trace: pl.DataFrame, width: float = 600.0) -> np.ndarray:
     return np.bincount(k)
 
 
-def test_constant_rate_splits_by_observed_shares_each_window(servegen_dir: Path, mlarge):
-    w = compose(spec_for(servegen_dir, "language/m-large", rate=ConstantRate(100.0)), pool=mlarge)
+def test_constant_rate_splits_by_observed_shares_each_window(servegen_dir: Path, m_large):
+    w = compose(spec_for(servegen_dir, "language/m-large", rate=ConstantRate(100.0)), pool=m_large)
     counts = window_counts(w.trace)
     assert len(counts) == 6
     # per window: 100 rps x 600 s, up to one request of rounding per active client
@@ -248,7 +238,7 @@ def test_constant_rate_splits_by_observed_shares_each_window(servegen_dir: Path,
     assert np.all(np.abs(counts - 60_000) <= tol)
     assert abs(counts.sum() - 360_000) <= 0.01 * 360_000
     # client shares inside a window follow the recorded rates (of the clients with lengths)
-    hw = hour_windows(mlarge, 72600, 73200).filter(~pl.col("client_id").is_in(list(mlarge.clients_without_lengths)))
+    hw = hour_windows(m_large, 72600, 73200).filter(~pl.col("client_id").is_in(list(m_large.clients_without_lengths)))
     share = hw.select("client_id", (pl.col("rate_rps") / pl.col("rate_rps").sum()).alias("share"))
     got = w.trace.filter((pl.col("timestamp_s") >= 600) & (pl.col("timestamp_s") < 1200)).group_by("client_id").len()
     both = share.join(got, on="client_id", how="left").fill_null(0)
@@ -256,8 +246,8 @@ def test_constant_rate_splits_by_observed_shares_each_window(servegen_dir: Path,
     assert ((both["len"] - both["share"] * 60_000).abs().to_numpy() <= tol).all()
 
 
-def test_observed_factor_scales_every_client(servegen_dir: Path, mlarge, observed_hour: Workload):
-    w = compose(spec_for(servegen_dir, "language/m-large", rate=ObservedRate(0.25)), pool=mlarge)
+def test_observed_factor_scales_every_client(servegen_dir: Path, m_large, observed_hour: Workload):
+    w = compose(spec_for(servegen_dir, "language/m-large", rate=ObservedRate(0.25)), pool=m_large)
     assert w.plan.expected_requests == pytest.approx(observed_hour.plan.expected_requests * 0.25, rel=1e-9)
     assert w.trace.height == pytest.approx(w.plan.expected_requests, abs=count_tol(w.plan))
     a = w.trace.group_by("client_id").len().sort("client_id")
@@ -270,52 +260,52 @@ def test_observed_factor_scales_every_client(servegen_dir: Path, mlarge, observe
     assert ((j["len_quarter"] - 0.25 * j["len"]).abs().to_numpy() <= 1.25 * tol).all()
 
 
-def test_bounded_rate_caps_the_busiest_window(servegen_dir: Path, mlarge):
-    w = compose(spec_for(servegen_dir, "language/m-large", rate=BoundedRate(peak_rps=50.0)), pool=mlarge)
+def test_bounded_rate_caps_the_busiest_window(servegen_dir: Path, m_large):
+    w = compose(spec_for(servegen_dir, "language/m-large", rate=BoundedRate(peak_rps=50.0)), pool=m_large)
     counts = window_counts(w.trace)
     # the observed peak is above 50 rps, so the busiest window's target is scaled down to it
     target = w.plan.targets["target_rps"].to_numpy() * 600
     assert target.max() == pytest.approx(50 * 600)
     # the shape over the hour is the observed aggregate's (clients with lengths)
-    hw = hour_windows(mlarge).filter(~pl.col("client_id").is_in(list(mlarge.clients_without_lengths)))
+    hw = hour_windows(m_large).filter(~pl.col("client_id").is_in(list(m_large.clients_without_lengths)))
     agg = hw.group_by("start_s").agg(pl.col("rate_rps").sum()).sort("start_s")["rate_rps"].to_numpy()
     assert np.allclose(target / target.max(), agg / agg.max(), rtol=1e-9)
     tol = [count_tol(w.plan, t0=600 * k, t1=600 * (k + 1)) for k in range(6)]
     assert np.all(np.abs(counts - target) <= tol)
     # a cap above the observed peak leaves the observed rates unchanged
-    loose = compose(spec_for(servegen_dir, "language/m-large", rate=BoundedRate(peak_rps=1e6)), pool=mlarge)
+    loose = compose(spec_for(servegen_dir, "language/m-large", rate=BoundedRate(peak_rps=1e6)), pool=m_large)
     assert loose.plan.expected_requests == pytest.approx(hw["rate_rps"].sum() * 600, rel=1e-9)
     assert loose.trace.height == pytest.approx(hw["rate_rps"].sum() * 600, abs=count_tol(loose.plan))
 
 
-def test_ramp_follows_the_rate_inside_windows(servegen_dir: Path, mlarge):
+def test_ramp_follows_the_rate_inside_windows(servegen_dir: Path, m_large):
     # 0 -> 100 rps over 600 s: one arrival window; the cumulative count must follow t^2.
     # Poisson arrivals isolate the rate function (bursty clients add their own clustering).
     spec = spec_for(servegen_dir, "language/m-large", span=Span(72000, 600), rate=RampRate(0.0, 100.0), arrivals="poisson")
-    w = compose(spec, pool=mlarge)
+    w = compose(spec, pool=m_large)
     ts = w.trace["timestamp_s"].to_numpy()
     assert len(ts) == pytest.approx(30_000, abs=count_tol(w.plan))
     for frac in (0.25, 0.5, 0.75):
         assert np.mean(ts < frac * 600) == pytest.approx(frac**2, abs=0.01)
 
 
-def test_piecewise_step_and_linear(servegen_dir: Path, mlarge):
+def test_piecewise_step_and_linear(servegen_dir: Path, m_large):
     step = PiecewiseRate(((0, 20.0), (900, 80.0), (2700, 0.0)), "step")
     # window by window the counts follow the step with the fitted (bursty) arrivals ...
-    fitted = compose(spec_for(servegen_dir, "language/m-large", rate=step), pool=mlarge)
+    fitted = compose(spec_for(servegen_dir, "language/m-large", rate=step), pool=m_large)
     counts = window_counts(fitted.trace)
     assert len(counts) == 5  # none in 3000-3600
     tol = [count_tol(fitted.plan, t0=600 * k, t1=600 * (k + 1)) for k in range(5)]
     assert np.all(np.abs(counts - np.array([12_000, 30_000, 48_000, 48_000, 24_000])) <= tol)
     # ... and inside a window the step is honoured (shown with Poisson arrivals: 20 rps for
     # 900 s, 80 rps for 1800 s, nothing after 2700 s)
-    w = compose(spec_for(servegen_dir, "language/m-large", rate=step, arrivals="poisson"), pool=mlarge)
+    w = compose(spec_for(servegen_dir, "language/m-large", rate=step, arrivals="poisson"), pool=m_large)
     ts = w.trace["timestamp_s"]
     assert ts.filter(ts < 900).len() == pytest.approx(18_000, rel=0.02)
     assert ts.filter((ts >= 900) & (ts < 2700)).len() == pytest.approx(144_000, rel=0.01)
     assert ts.filter(ts >= 2700).len() == 0
     lin = PiecewiseRate(((0, 0.0), (3600, 100.0)), "linear")
-    w2 = compose(spec_for(servegen_dir, "language/m-large", rate=lin, arrivals="poisson"), pool=mlarge)
+    w2 = compose(spec_for(servegen_dir, "language/m-large", rate=lin, arrivals="poisson"), pool=m_large)
     assert w2.trace.height == pytest.approx(180_000, abs=count_tol(w2.plan))
     assert np.mean(w2.trace["timestamp_s"].to_numpy() < 1800) == pytest.approx(0.25, abs=0.005)
 
@@ -325,8 +315,8 @@ def test_piecewise_step_and_linear(servegen_dir: Path, mlarge):
 # ---------------------------------------------------------------------------------------------
 
 
-def test_explicit_weights_set_request_shares(servegen_dir: Path, mlarge):
-    hw = hour_windows(mlarge).filter(~pl.col("client_id").is_in(list(mlarge.clients_without_lengths)))
+def test_explicit_weights_set_request_shares(servegen_dir: Path, m_large):
+    hw = hour_windows(m_large).filter(~pl.col("client_id").is_in(list(m_large.clients_without_lengths)))
     top = hw.group_by("client_id").agg(pl.col("rate_rps").sum()).sort("rate_rps", descending=True)["client_id"].to_list()
     a, b, c = top[0], top[1], top[5]
     spec = spec_for(
@@ -335,7 +325,7 @@ def test_explicit_weights_set_request_shares(servegen_dir: Path, mlarge):
         weights=Weights("explicit", {a: 1.0, b: 3.0, c: 0.0}),
         rate=ConstantRate(50.0),
     )
-    w = compose(spec, pool=mlarge)
+    w = compose(spec, pool=m_large)
     shares = w.trace.group_by("client_id").len().with_columns(pl.col("len") / pl.col("len").sum())
     got = dict(zip(shares["client_id"], shares["len"]))
     assert set(got) == {a, b}  # weight 0 leaves a client out
@@ -348,20 +338,20 @@ def test_explicit_weights_set_request_shares(servegen_dir: Path, mlarge):
     assert w.trace.height == pytest.approx(50 * 3600, abs=count_tol(w.plan))
 
 
-def test_explicit_weights_with_observed_rate_keep_the_total(servegen_dir: Path, mlarge):
-    hw = hour_windows(mlarge).filter(~pl.col("client_id").is_in(list(mlarge.clients_without_lengths)))
+def test_explicit_weights_with_observed_rate_keep_the_total(servegen_dir: Path, m_large):
+    hw = hour_windows(m_large).filter(~pl.col("client_id").is_in(list(m_large.clients_without_lengths)))
     ranked = hw.group_by("client_id").agg(pl.col("rate_rps").sum()).sort("rate_rps", descending=True)["client_id"].to_list()
     ids = tuple(sorted((ranked[0], ranked[3]), key=int))
     base = spec_for(servegen_dir, "language/m-large", clients=ClientSelection("ids", ids=ids))
-    observed = compose(base, pool=mlarge)
-    weighted = compose(dataclasses.replace(base, weights=Weights("explicit", {ids[0]: 1.0, ids[1]: 1.0})), pool=mlarge)
+    observed = compose(base, pool=m_large)
+    weighted = compose(dataclasses.replace(base, weights=Weights("explicit", {ids[0]: 1.0, ids[1]: 1.0})), pool=m_large)
     assert weighted.plan.expected_requests == pytest.approx(observed.plan.expected_requests, rel=1e-6)
     assert weighted.trace.height == pytest.approx(observed.trace.height, abs=count_tol(weighted.plan) + count_tol(observed.plan))
     shares = weighted.trace.group_by("client_id").len().with_columns(pl.col("len") / pl.col("len").sum())
     assert shares["len"].to_list() == pytest.approx([0.5, 0.5], abs=0.01)
 
 
-def test_unknown_ids_and_a_span_outside_the_data_name_the_key(servegen_dir: Path, mlarge):
+def test_unknown_ids_and_a_span_outside_the_data_name_the_key(servegen_dir: Path, m_large):
     bad = [
         (spec_for(servegen_dir, "language/m-large", clients=ClientSelection("ids", ids=("0", "99999"))), "clients.ids[1]"),
         (spec_for(servegen_dir, "language/m-large", weights=Weights("explicit", {"0": 1.0, "99999": 1.0})), "weights.values.99999"),
@@ -376,22 +366,22 @@ def test_unknown_ids_and_a_span_outside_the_data_name_the_key(servegen_dir: Path
     ]
     for spec, key in bad:
         with pytest.raises(SpecError) as info:
-            compose(spec, pool=None if key.startswith("source") else mlarge)
+            compose(spec, pool=None if key.startswith("source") else m_large)
         assert info.value.key == key, str(info.value)
 
 
-def test_weights_of_silent_clients_sum_to_zero(servegen_dir: Path, mlarge):
+def test_weights_of_silent_clients_sum_to_zero(servegen_dir: Path, m_large):
     # a client without length data cannot carry weight; if it is the only weighted one, nothing is left
-    missing = mlarge.clients_without_lengths[0]
+    missing = m_large.clients_without_lengths[0]
     spec = spec_for(servegen_dir, "language/m-large", weights=Weights("explicit", {missing: 1.0}))
     with pytest.raises(SpecError) as info:
-        compose(spec, pool=mlarge)
+        compose(spec, pool=m_large)
     assert info.value.key == "weights.values"
 
 
-def test_missing_lengths_pooled_keeps_every_client(servegen_dir: Path, mlarge, observed_hour: Workload):
-    w = compose(spec_for(servegen_dir, "language/m-large", missing_lengths="pooled"), pool=mlarge)
-    hw = hour_windows(mlarge)
+def test_missing_lengths_pooled_keeps_every_client(servegen_dir: Path, m_large, observed_hour: Workload):
+    w = compose(spec_for(servegen_dir, "language/m-large", missing_lengths="pooled"), pool=m_large)
+    hw = hour_windows(m_large)
     assert set(w.clients) == set(hw["client_id"].unique())
     assert set(w.trace["client_id"].unique()) == set(hw["client_id"].unique())
     assert w.trace.height == pytest.approx(hw["rate_rps"].sum() * 600, abs=count_tol(w.plan))
@@ -406,11 +396,11 @@ def test_missing_lengths_pooled_keeps_every_client(servegen_dir: Path, mlarge, o
 # ---------------------------------------------------------------------------------------------
 
 
-def test_naive_poisson_changes_only_the_arrivals(servegen_dir: Path, mlarge, observed_hour: Workload):
+def test_naive_poisson_changes_only_the_arrivals(servegen_dir: Path, m_large, observed_hour: Workload):
     spec = spec_for(servegen_dir, "language/m-large")
     naive = naive_spec(spec, "poisson")
     assert naive == dataclasses.replace(spec, arrivals="poisson")
-    w = compose(naive, pool=mlarge)
+    w = compose(naive, pool=m_large)
     # the same targets per client-window, and each client keeps its own lengths
     assert_frame_equal(
         w.plan.client_windows.select("client_id", "start_s", "expected_requests", "length_source"),
@@ -423,12 +413,12 @@ def test_naive_poisson_changes_only_the_arrivals(servegen_dir: Path, mlarge, obs
     assert ((both["mean_in"] / both["mean_in_real"] - 1).abs() < 0.1).all()
 
 
-def test_naive_pooled_lengths_pool_only_the_lengths(servegen_dir: Path, mlarge, observed_hour: Workload):
+def test_naive_pooled_lengths_pool_only_the_lengths(servegen_dir: Path, m_large, observed_hour: Workload):
     spec = spec_for(servegen_dir, "language/m-large")
     naive = naive_spec(spec, "pooled_lengths")
     assert naive == dataclasses.replace(spec, lengths="pooled")
     assert naive_spec(spec, "poisson_pooled") == dataclasses.replace(spec, arrivals="poisson", lengths="pooled")
-    w = compose(naive, pool=mlarge)
+    w = compose(naive, pool=m_large)
     # pooled lengths: two very different clients get the same input distribution
     per = w.trace.group_by("client_id").agg(pl.len(), pl.col("input_tokens").median().alias("med")).filter(pl.col("len") > 5000)
     real = observed_hour.trace.group_by("client_id").agg(pl.len(), pl.col("input_tokens").median().alias("med")).filter(pl.col("len") > 5000)
@@ -438,23 +428,23 @@ def test_naive_pooled_lengths_pool_only_the_lengths(servegen_dir: Path, mlarge, 
     assert w.trace["input_tokens"].mean() == pytest.approx(observed_hour.trace["input_tokens"].mean(), rel=0.03)
 
 
-def test_naive_poisson_has_poisson_gaps(servegen_dir: Path, mlarge):
+def test_naive_poisson_has_poisson_gaps(servegen_dir: Path, m_large):
     naive = naive_spec(spec_for(servegen_dir, "language/m-large"), "poisson")
-    tr = compose(naive, pool=mlarge).trace
-    assert set(compose(naive, pool=mlarge).plan.client_windows["model_pattern"]) == {"Exponential"}
+    tr = compose(naive, pool=m_large).trace
+    assert set(compose(naive, pool=m_large).plan.client_windows["model_pattern"]) == {"Exponential"}
     big = tr.group_by("client_id").len().sort("len", descending=True)["client_id"][0]
     ts = tr.filter((pl.col("client_id") == big) & (pl.col("timestamp_s") < 600))["timestamp_s"].to_numpy()
     gaps = np.diff(ts)
     assert gaps.std() / gaps.mean() == pytest.approx(1.0, abs=0.05)
 
 
-def test_naive_constant_is_flat_at_the_mean_rate_with_the_same_client_mix(servegen_dir: Path, mlarge, observed_hour: Workload):
+def test_naive_constant_is_flat_at_the_mean_rate_with_the_same_client_mix(servegen_dir: Path, m_large, observed_hour: Workload):
     spec = spec_for(servegen_dir, "language/m-large")
-    naive = naive_spec(spec, "constant", pool=mlarge)
+    naive = naive_spec(spec, "constant", pool=m_large)
     assert isinstance(naive.rate, ConstantRate)
     assert naive.arrivals == "poisson" and naive.lengths == "client"
     assert naive.rate.rps == pytest.approx(observed_hour.plan.expected_requests / 3600, rel=1e-6)
-    w = compose(naive, pool=mlarge)
+    w = compose(naive, pool=m_large)
     counts = window_counts(w.trace)
     tol = [count_tol(w.plan, t0=600 * k, t1=600 * (k + 1)) for k in range(6)]
     assert np.all(np.abs(counts - naive.rate.rps * 600) <= tol)
@@ -522,9 +512,9 @@ def test_reasoning_split_uses_the_exact_ratio_bins(servegen_dir: Path, r1):
     assert np.array_equal(tr["reasoning_tokens"].to_numpy(), expected)
 
 
-def test_length_correlation_couples_input_and_output(servegen_dir: Path, mlarge):
+def test_length_correlation_couples_input_and_output(servegen_dir: Path, m_large):
     spec = spec_for(servegen_dir, "language/m-large", span=Span(72000, 1200), length_correlation=0.6)
-    tr = compose(spec, pool=mlarge).trace
+    tr = compose(spec, pool=m_large).trace
     per = tr.group_by("client_id").agg(pl.len(), pl.corr("input_tokens", "output_tokens", method="spearman").alias("rho")).filter(
         pl.col("len") >= 5000
     )
@@ -538,11 +528,11 @@ def test_length_correlation_couples_input_and_output(servegen_dir: Path, mlarge)
 # ---------------------------------------------------------------------------------------------
 
 
-def test_unaligned_span_clips_windows(servegen_dir: Path, mlarge):
-    w = compose(spec_for(servegen_dir, "language/m-large", span=Span(72300, 1000)), pool=mlarge)
+def test_unaligned_span_clips_windows(servegen_dir: Path, m_large):
+    w = compose(spec_for(servegen_dir, "language/m-large", span=Span(72300, 1000)), pool=m_large)
     ts = w.trace["timestamp_s"]
     assert ts.min() >= 0 and ts.max() < 1000
-    hw = hour_windows(mlarge, 72000, 73800).filter(~pl.col("client_id").is_in(list(mlarge.clients_without_lengths)))
+    hw = hour_windows(m_large, 72000, 73800).filter(~pl.col("client_id").is_in(list(m_large.clients_without_lengths)))
     # covered seconds per window: 72300-72600 (300), 72600-73200 (600), 73200-73300 (100)
     cover = {72000: 300, 72600: 600, 73200: 100}
     expected = sum(r["rate_rps"] * cover.get(r["start_s"], 0) for r in hw.iter_rows(named=True))
@@ -624,8 +614,8 @@ def test_demo_models_compose_and_stream(demo_dir: Path, model: str, cache: Path)
         assert (w.trace["input_tokens"] == w.trace["text_tokens"] + w.trace["image_tokens"] + w.trace["audio_tokens"] + w.trace["video_tokens"]).all()
 
 
-def test_plan_reports_targets_without_drawing(servegen_dir: Path, mlarge, observed_hour: Workload):
-    plan = plan_workload(spec_for(servegen_dir, "language/m-large"), pool=mlarge)
+def test_plan_reports_targets_without_drawing(servegen_dir: Path, m_large, observed_hour: Workload):
+    plan = plan_workload(spec_for(servegen_dir, "language/m-large"), pool=m_large)
     assert plan.expected_requests == pytest.approx(observed_hour.trace.height, abs=count_tol(plan))
     assert plan.target_requests == pytest.approx(plan.expected_requests)
     assert plan.targets.height == 6
@@ -633,14 +623,14 @@ def test_plan_reports_targets_without_drawing(servegen_dir: Path, mlarge, observ
     assert set(plan.client_windows["length_source"].unique()) == {"client"}
 
 
-def test_top_k_by_request_share_ranks_client_shares_without_the_summary(servegen_dir: Path, mlarge, monkeypatch):
+def test_top_k_by_request_share_ranks_client_shares_without_the_summary(servegen_dir: Path, m_large, monkeypatch):
     """top_k by request share picks the k busiest clients of the span (ties in id order) from
     rates.client_shares, the same ids the summary ranking picks, without building the summary."""
     from servegen_core.characterize.summary import client_summary, filter_clients
     from servegen_core.generate import stages
 
     spec = spec_for(servegen_dir, "language/m-large", clients=ClientSelection("top_k", k=7), missing_lengths="pooled")
-    span = stages.cut_span(spec, mlarge)
+    span = stages.cut_span(spec, m_large)
     expected = sorted(filter_clients(client_summary(span.pool), top_k=7), key=int)
 
     def no_summary(*args, **kwargs):
@@ -650,27 +640,27 @@ def test_top_k_by_request_share_ranks_client_shares_without_the_summary(servegen
     choice = stages.select_clients(spec, span)
     assert list(choice.chosen) == expected
     assert len(expected) == 7
-    hw = hour_windows(mlarge)
+    hw = hour_windows(m_large)
     busiest = hw.group_by("client_id").agg((pl.col("rate_rps") * 600).sum().alias("n")).sort("n", descending=True)
     assert set(choice.chosen) == set(busiest["client_id"].head(7).to_list())
     with pytest.raises(AssertionError, match="built the client summary"):  # other columns still need it
         stages.select_clients(dataclasses.replace(spec, clients=ClientSelection("top_k", k=3, by="cv")), span)
 
 
-def test_top_k_and_filter_select_by_the_span_summary(servegen_dir: Path, mlarge):
-    hw = hour_windows(mlarge)
+def test_top_k_and_filter_select_by_the_span_summary(servegen_dir: Path, m_large):
+    hw = hour_windows(m_large)
     totals = hw.group_by("client_id").agg((pl.col("rate_rps") * 600).sum().alias("n")).sort("n", descending=True)
     share = totals.with_columns(pl.col("n") / pl.col("n").sum())
-    missing = set(mlarge.clients_without_lengths)
+    missing = set(m_large.clients_without_lengths)
     top5 = totals["client_id"].head(5).to_list()
-    w = compose(spec_for(servegen_dir, "language/m-large", clients=ClientSelection("top_k", k=5)), pool=mlarge)
+    w = compose(spec_for(servegen_dir, "language/m-large", clients=ClientSelection("top_k", k=5)), pool=m_large)
     assert set(w.clients) == set(top5) - missing
     assert set(w.excluded_clients) >= set(top5) & missing
     big = share.filter(pl.col("n") >= 0.02)["client_id"].to_list()
     sel = ClientSelection("filter", ranges=(("request_share", 0.02, None), ("has_lengths", 1, 1)))
-    w2 = compose(spec_for(servegen_dir, "language/m-large", clients=sel), pool=mlarge)
+    w2 = compose(spec_for(servegen_dir, "language/m-large", clients=sel), pool=m_large)
     assert set(w2.clients) == set(big) - missing
     assert not w2.warnings  # clients without lengths were filtered out, not excluded
     with pytest.raises(SpecError) as info:
-        compose(spec_for(servegen_dir, "language/m-large", clients=ClientSelection("filter", ranges=(("no_such", 0, 1),))), pool=mlarge)
+        compose(spec_for(servegen_dir, "language/m-large", clients=ClientSelection("filter", ranges=(("no_such", 0, 1),))), pool=m_large)
     assert info.value.key == "clients.ranges.no_such"

@@ -13,17 +13,12 @@ from servegen_core.sources.pool import load_pool
 from servegen_core.spec import ClientSelection, ObservedRate, PiecewiseRate, RampRate, ServeGenSource, Span, WorkloadSpec
 
 
-@pytest.fixture(scope="module")
-def mlarge(servegen_dir: Path, tmp_path_factory: pytest.TempPathFactory):
-    return load_pool(servegen_dir, "language/m-large", cache_dir=tmp_path_factory.mktemp("cache"))
-
-
 def spec(**kw) -> WorkloadSpec:
     return WorkloadSpec(source=ServeGenSource("shared", "language/m-large"), **kw)
 
 
-def test_a_ramp_is_linear_on_a_fine_grid(mlarge):
-    plan = plan_workload(spec(span=Span(72000, 3600.0), rate=RampRate(2.0, 20.0)), pool=mlarge)
+def test_a_ramp_is_linear_on_a_fine_grid(m_large):
+    plan = plan_workload(spec(span=Span(72000, 3600.0), rate=RampRate(2.0, 20.0)), pool=m_large)
     curve = rate_curve(plan, points=901)
     t = curve["t_s"].to_numpy()
     assert t.min() == 0 and t.max() == 3600 and np.all(np.diff(t) >= 0)
@@ -33,9 +28,9 @@ def test_a_ramp_is_linear_on_a_fine_grid(mlarge):
     np.testing.assert_allclose(curve["composed_rps"].to_numpy(), curve["target_rps"].to_numpy(), rtol=1e-9)
 
 
-def test_generated_arrivals_follow_the_previewed_ramp(mlarge):
+def test_generated_arrivals_follow_the_previewed_ramp(m_large):
     s = spec(span=Span(72000, 3600.0), rate=RampRate(2.0, 20.0), arrivals="poisson", seed=3)
-    made = compose(s, pool=mlarge)
+    made = compose(s, pool=m_large)
     curve = rate_curve(made.plan)
     # requests per 5-minute bin against the integral of the previewed rate over the bin
     edges = np.arange(0, 3601, 300.0)
@@ -49,9 +44,9 @@ def test_generated_arrivals_follow_the_previewed_ramp(mlarge):
     assert abs(counts[0] - 300 * first_step) > 5 * np.sqrt(expected[0])
 
 
-def test_a_step_function_shows_both_sides_of_each_step(mlarge):
+def test_a_step_function_shows_both_sides_of_each_step(m_large):
     rate = PiecewiseRate(points=((0.0, 4.0), (1000.0, 9.0), (2500.0, 1.0)), interpolation="step")
-    curve = rate_curve(plan_workload(spec(span=Span(72000, 3600.0), rate=rate), pool=mlarge))
+    curve = rate_curve(plan_workload(spec(span=Span(72000, 3600.0), rate=rate), pool=m_large))
     t, y = curve["t_s"].to_numpy(), curve["target_rps"].to_numpy()
     np.testing.assert_array_equal(y, np.select([t < 1000, t < 2500], [4.0, 9.0], 1.0))
     for edge, before, after in ((1000.0, 4.0, 9.0), (2500.0, 9.0, 1.0)):
@@ -59,13 +54,13 @@ def test_a_step_function_shows_both_sides_of_each_step(mlarge):
         assert edge - left < 1e-9 and y[t == left][0] == before and y[t == edge][0] == after
 
 
-def test_observed_rate_is_each_window_and_zero_where_no_client_is_active(mlarge):
+def test_observed_rate_is_each_window_and_zero_where_no_client_is_active(m_large):
     # one client that is idle in some of the day's windows
-    w = mlarge.windows.filter(pl.col("start_s") < 86400)
+    w = m_large.windows.filter(pl.col("start_s") < 86400)
     active = w.group_by("client_id").agg((pl.col("rate_rps") > 0).mean().alias("on")).filter((pl.col("on") > 0.2) & (pl.col("on") < 0.8))
-    cid = sorted(set(active["client_id"].to_list()) - set(mlarge.clients_without_lengths))[0]
+    cid = sorted(set(active["client_id"].to_list()) - set(m_large.clients_without_lengths))[0]
     s = spec(span=Span(0, 86400.0), clients=ClientSelection("ids", ids=(cid,)), rate=ObservedRate(2.0))
-    plan = plan_workload(s, pool=mlarge)
+    plan = plan_workload(s, pool=m_large)
     curve = rate_curve(plan)
     t = curve["t_s"].to_numpy()
     mine = w.filter(pl.col("client_id") == cid).sort("start_s")

@@ -53,10 +53,9 @@ def _spec(prefix: PrefixSpec | None, *, seed: int = 0, rps: float = 100.0) -> Wo
 
 
 @pytest.fixture(scope="module")
-def pool(servegen_dir: Path):
-    from servegen_core.sources.pool import load_pool
-
-    return load_pool(servegen_dir, "language/m-large")
+def pool(m_large):
+    """The session's m-large pool (tests/conftest.py)."""
+    return m_large
 
 
 @pytest.fixture(scope="module")

@@ -34,19 +34,14 @@ def cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def mlarge(servegen_dir: Path, cache: Path):
-    return load_pool(servegen_dir, "language/m-large", cache_dir=cache)
-
-
-@pytest.fixture(scope="module")
 def spec(servegen_dir: Path) -> WorkloadSpec:
     # language/m-large, one hour from 20:00 of day 0, observed rates
     return WorkloadSpec(ServeGenSource(str(servegen_dir), "language/m-large"), Span(72000, 3600))
 
 
 @pytest.fixture(scope="module")
-def realistic(spec: WorkloadSpec, mlarge) -> Workload:
-    return compose(spec, pool=mlarge)
+def realistic(spec: WorkloadSpec, m_large) -> Workload:
+    return compose(spec, pool=m_large)
 
 
 @pytest.fixture(scope="module")
@@ -71,7 +66,7 @@ def test_report_shape(report: ValidationReport):
     assert report.ok and report.passed, report.checks
 
 
-def test_acceptance_targets_on_m_large(report: ValidationReport, realistic: Workload, mlarge):
+def test_acceptance_targets_on_m_large(report: ValidationReport, realistic: Workload, m_large):
     total = report.check("total_requests")
     assert abs(total["value"] - 1) <= 0.01
     cv = report.check("cv_ratio")
@@ -84,12 +79,12 @@ def test_acceptance_targets_on_m_large(report: ValidationReport, realistic: Work
     assert abs(rho["value"]) < 0.1
     # the total is compared with the rate function's integral: the recorded requests of every client
     # (those without length data borrow lengths by default)
-    hw = mlarge.windows.filter((pl.col("start_s") >= 72000) & (pl.col("start_s") < 75600))
+    hw = m_large.windows.filter((pl.col("start_s") >= 72000) & (pl.col("start_s") < 75600))
     assert report.windows["target_requests"].sum() == pytest.approx((hw["rate_rps"] * 600).sum())
     assert report.windows["requests"].sum() == realistic.trace.height
 
 
-def test_cv_table_matches_a_direct_computation(report: ValidationReport, realistic: Workload, mlarge):
+def test_cv_table_matches_a_direct_computation(report: ValidationReport, realistic: Workload, m_large):
     row = report.cv.sort("requests", descending=True).row(0, named=True)
     t0 = row["start_s"] - 72000
     ts = realistic.trace.filter(
@@ -98,14 +93,14 @@ def test_cv_table_matches_a_direct_computation(report: ValidationReport, realist
     gaps = np.diff(ts)
     assert len(ts) == row["requests"]
     assert gaps.std() / gaps.mean() == pytest.approx(row["cv"], rel=1e-9)
-    recorded = mlarge.windows.filter((pl.col("client_id") == row["client_id"]) & (pl.col("start_s") == row["start_s"]))["cv"][0]
+    recorded = m_large.windows.filter((pl.col("client_id") == row["client_id"]) & (pl.col("start_s") == row["start_s"]))["cv"][0]
     assert row["source_cv"] == recorded
 
 
-def test_ks_table_matches_a_direct_computation(report: ValidationReport, realistic: Workload, mlarge):
+def test_ks_table_matches_a_direct_computation(report: ValidationReport, realistic: Workload, m_large):
     row = report.ks.filter(pl.col("field") == "output_tokens").sort("requests").row(0, named=True)
     gen = np.sort(realistic.trace.filter(pl.col("client_id") == row["client_id"])["output_tokens"].to_numpy())
-    pdf = mlarge.pdf(row["client_id"], "output_tokens", row["length_start_s"]).sort("value")
+    pdf = m_large.pdf(row["client_id"], "output_tokens", row["length_start_s"]).sort("value")
     xs = np.union1d(pdf["value"].to_numpy(), gen)
     # step CDF of the source at xs
     f_src = np.concatenate([[0.0], np.cumsum(pdf["prob"].to_numpy()) / pdf["prob"].sum()])[
@@ -115,8 +110,8 @@ def test_ks_table_matches_a_direct_computation(report: ValidationReport, realist
     assert row["ks"] == pytest.approx(np.abs(f_gen - f_src).max(), abs=1e-12)
 
 
-def test_naive_baseline_fails_the_length_check(spec: WorkloadSpec, mlarge):
-    naive = validate(compose(naive_spec(spec, "pooled_lengths"), pool=mlarge))
+def test_naive_baseline_fails_the_length_check(spec: WorkloadSpec, m_large):
+    naive = validate(compose(naive_spec(spec, "pooled_lengths"), pool=m_large))
     assert naive.check("total_requests")["passed"] and naive.check("client_share")["passed"]
     ks = naive.check("length_ks")
     assert not ks["passed"] and ks["value"] > 0.1
@@ -124,14 +119,14 @@ def test_naive_baseline_fails_the_length_check(spec: WorkloadSpec, mlarge):
     assert not naive.passed
 
 
-def test_comonotone_lengths_fail_the_correlation_check(realistic: Workload, spec: WorkloadSpec, mlarge):
+def test_comonotone_lengths_fail_the_correlation_check(realistic: Workload, spec: WorkloadSpec, m_large):
     # ServeGen's code drives input and output with one random number: the ranks agree within a client
     tr = realistic.trace.with_row_index("i")
     ranked = tr.with_columns(
         pl.col("input_tokens").sort().over("client_id").alias("input_tokens"),
         pl.col("output_tokens").sort().over("client_id").alias("output_tokens"),
     ).sort("i").drop("i")
-    bad = validate(ranked, spec, pool=mlarge)
+    bad = validate(ranked, spec, pool=m_large)
     rho = bad.check("input_output_spearman")
     assert rho["value"] > 0.9 and not rho["passed"]
     # lengths are unchanged as multisets, so the KS check still passes
@@ -142,10 +137,10 @@ def realistic_tracking(w: Workload) -> float:
     return validate(w).check("rate_tracking")["value"]
 
 
-def test_dropped_requests_fail_total_and_tracking(realistic: Workload, spec: WorkloadSpec, mlarge):
+def test_dropped_requests_fail_total_and_tracking(realistic: Workload, spec: WorkloadSpec, m_large):
     tr = realistic.trace
     thinned = tr.filter(~((pl.col("timestamp_s") >= 1200) & (pl.col("timestamp_s") < 1800)))
-    bad = validate(thinned, spec, pool=mlarge)
+    bad = validate(thinned, spec, pool=m_large)
     assert not bad.check("total_requests")["passed"]
     # the tracking error computed directly: per-window counts against the per-window targets
     counts = np.bincount((thinned["timestamp_s"].to_numpy() // 600).astype(int), minlength=6)
@@ -156,10 +151,10 @@ def test_dropped_requests_fail_total_and_tracking(realistic: Workload, spec: Wor
     assert not bad.check("rate_tracking")["passed"]
     one = tr["client_id"].mode()[0]
     skewed = tr.filter(~((pl.col("client_id") == one) & (pl.col("timestamp_s") < 1800)))
-    assert not validate(skewed, spec, pool=mlarge).check("client_share")["passed"]
+    assert not validate(skewed, spec, pool=m_large).check("client_share")["passed"]
 
 
-def test_smoothed_arrivals_fail_the_cv_check(realistic: Workload, spec: WorkloadSpec, mlarge):
+def test_smoothed_arrivals_fail_the_cv_check(realistic: Workload, spec: WorkloadSpec, m_large):
     # evenly spaced requests inside every client-window (CV 0) instead of the fitted bursts
     tr = realistic.trace.with_columns(((pl.col("timestamp_s") // 600) * 600).alias("w"))
     even = (
@@ -169,22 +164,22 @@ def test_smoothed_arrivals_fail_the_cv_check(realistic: Workload, spec: Workload
         .drop("w")
         .sort("timestamp_s")
     )
-    bad = validate(even, spec, pool=mlarge)
+    bad = validate(even, spec, pool=m_large)
     assert bad.check("cv_ratio")["value"] < 0.1 and not bad.check("cv_ratio")["passed"]
 
 
-def test_a_trace_read_back_from_a_file_gives_the_same_report(tmp_path: Path, realistic: Workload, spec: WorkloadSpec, mlarge, report):
+def test_a_trace_read_back_from_a_file_gives_the_same_report(tmp_path: Path, realistic: Workload, spec: WorkloadSpec, m_large, report):
     export_trace(realistic.trace, tmp_path / "w.parquet", "parquet", spec=spec, note=None)
     back = pl.read_parquet(tmp_path / "w.parquet")
-    again = validate(back, WorkloadSpec.from_file(tmp_path / "w.parquet.spec.json"), pool=mlarge)
+    again = validate(back, WorkloadSpec.from_file(tmp_path / "w.parquet.spec.json"), pool=m_large)
     assert again.checks.drop("detail").equals(report.checks.drop("detail"))
 
 
-def test_explicit_weights_under_a_constant_rate_are_met(spec: WorkloadSpec, mlarge):
+def test_explicit_weights_under_a_constant_rate_are_met(spec: WorkloadSpec, m_large):
     rep = validate(
         compose(
             dataclasses.replace(spec, rate=ConstantRate(80.0), weights=Weights("explicit", {"104": 1.0, "143": 1.0, "34": 2.0})),
-            pool=mlarge,
+            pool=m_large,
         )
     )
     assert rep.check("client_share")["passed"]
@@ -243,8 +238,8 @@ def test_raw_trace_workload_validates(traces_dir: Path):
     assert src[0] == pytest.approx(g.std() / g.mean(), rel=1e-9)
 
 
-def test_empty_workload_and_bad_arguments(realistic: Workload, spec: WorkloadSpec, mlarge):
-    rep = validate(realistic.trace.head(0), spec, pool=mlarge)
+def test_empty_workload_and_bad_arguments(realistic: Workload, spec: WorkloadSpec, m_large):
+    rep = validate(realistic.trace.head(0), spec, pool=m_large)
     assert not rep.ok and "no requests" in rep.reason and not rep.passed
     with pytest.raises(ValueError, match="needs its spec"):
         validate(realistic.trace)
@@ -252,22 +247,22 @@ def test_empty_workload_and_bad_arguments(realistic: Workload, spec: WorkloadSpe
         validate([1, 2, 3], spec)  # type: ignore[arg-type]
 
 
-def test_excluding_clients_without_lengths_fails_load_kept(spec: WorkloadSpec, mlarge, report: ValidationReport):
+def test_excluding_clients_without_lengths_fails_load_kept(spec: WorkloadSpec, m_large, report: ValidationReport):
     kept = report.check("load_kept")
     assert kept["value"] == pytest.approx(1.0) and kept["low"] == 0.9
-    dropped = validate(compose(dataclasses.replace(spec, missing_lengths="exclude"), pool=mlarge))
+    dropped = validate(compose(dataclasses.replace(spec, missing_lengths="exclude"), pool=m_large))
     row = dropped.check("load_kept")
     # the share, from the recorded rates: clients with length data over all active clients in the hour
-    hw = mlarge.windows.filter((pl.col("start_s") >= 72000) & (pl.col("start_s") < 75600))
-    with_lengths = hw.filter(~pl.col("client_id").is_in(list(mlarge.clients_without_lengths)))
+    hw = m_large.windows.filter((pl.col("start_s") >= 72000) & (pl.col("start_s") < 75600))
+    with_lengths = hw.filter(~pl.col("client_id").is_in(list(m_large.clients_without_lengths)))
     assert row["value"] == pytest.approx(float(with_lengths["rate_rps"].sum() / hw["rate_rps"].sum()), rel=1e-9)
     assert row["value"] < 0.9 and not row["passed"]
     # a spec that accepts that loss passes
-    lenient = validate(compose(dataclasses.replace(spec, missing_lengths="exclude", min_load_kept=0.5), pool=mlarge))
+    lenient = validate(compose(dataclasses.replace(spec, missing_lengths="exclude", min_load_kept=0.5), pool=m_large))
     assert lenient.check("load_kept")["passed"]
 
 
-def test_requests_piled_on_window_edges_fail_the_edge_check(realistic: Workload, spec: WorkloadSpec, mlarge, report: ValidationReport):
+def test_requests_piled_on_window_edges_fail_the_edge_check(realistic: Workload, spec: WorkloadSpec, m_large, report: ValidationReport):
     assert report.check("edge_burst")["passed"]
     tr = realistic.trace
     # every 20th request moved to the first 5 ms of its window (what rescaling n+1 gaps does to bursty clients)
@@ -277,11 +272,11 @@ def test_requests_piled_on_window_edges_fail_the_edge_check(realistic: Workload,
         .otherwise(pl.col("timestamp_s"))
         .alias("timestamp_s")
     ).drop("i").sort("timestamp_s")
-    bad = validate(moved, spec, pool=mlarge).check("edge_burst")
+    bad = validate(moved, spec, pool=m_large).check("edge_burst")
     assert bad["value"] > 1.3 and not bad["passed"]
 
 
-def test_interarrival_ks_matches_a_direct_computation(report: ValidationReport, realistic: Workload, mlarge):
+def test_interarrival_ks_matches_a_direct_computation(report: ValidationReport, realistic: Workload, m_large):
     from scipy import stats
     from scipy.special import gamma as G
 
@@ -294,7 +289,7 @@ def test_interarrival_ks_matches_a_direct_computation(report: ValidationReport, 
         gaps = np.diff(ts) * len(ts) / 600.0  # in units of the window's mean spacing
         if (gaps < 1e-6).any():
             continue  # gaps below float resolution are compared as a mass only
-        rec = mlarge.windows.filter((pl.col("client_id") == row["client_id"]) & (pl.col("start_s") == int(row["start_s"]))).row(0, named=True)
+        rec = m_large.windows.filter((pl.col("client_id") == row["client_id"]) & (pl.col("start_s") == int(row["start_s"]))).row(0, named=True)
         cv = rec["cv"]
         if rec["pattern"] == "Weibull":
             k = brentq(lambda k: G(1 + 2 / k) / G(1 + 1 / k) ** 2 - 1 - cv * cv, 0.05, 50)
