@@ -356,7 +356,7 @@ def test_clients_selection_feeds_the_composer(demo_dir):
     assert spec.clients.mode == "ids" and list(spec.clients.ids) == sorted(top3, key=client_sort_key)
 
 
-def test_clients_filter_is_carried_into_the_spec_when_the_spans_match(servegen_dir):
+def test_clients_filter_is_carried_into_the_spec_when_the_spans_match(servegen_dir, m_large):
     d = Dashboard().servegen("language/m-large")
     d.at.sidebar.select_slider[0].set_value((72000.0, 75600.0)).run()  # day 0, 20:00-21:00
     d.open("clients")
@@ -364,7 +364,7 @@ def test_clients_filter_is_carried_into_the_spec_when_the_spans_match(servegen_d
     d.at.number_input(key="cl_lo_request_share").set_value(0.01).run()
     d.at.number_input(key="cl_top_k").set_value(8).run()
     d.check()
-    pool = load_pool(servegen_dir, "language/m-large")
+    pool = m_large
     expected = filter_clients(client_summary(pool.span(72000, 75600)), ranges={"request_share": (0.01, None)}, top_k=8)
     assert d.at.dataframe[0].value["client_id"].tolist() == expected
     d.at.button(key="cl_use_filtered").click().run()
@@ -407,7 +407,7 @@ def check_exclusion_caption(d: Dashboard, plan) -> str:
     return note
 
 
-def test_composer_says_why_clients_are_not_composed(servegen_dir, demo_dir):
+def test_composer_says_why_clients_are_not_composed(servegen_dir, demo_dir, m_large):
     # demo, all clients, first hour: by default the clients without length data borrow lengths
     d = Dashboard().open("compose")
     d.check()
@@ -435,7 +435,7 @@ def test_composer_says_why_clients_are_not_composed(servegen_dir, demo_dir):
     k_key = next(n.key for n in d.at.number_input if n.key.startswith("cmp_k_"))
     d.at.number_input(key=k_key).set_value(10).run()
     d.check()
-    pool = load_pool(servegen_dir, "language/m-large")
+    pool = m_large
     plan = plan_workload(d.at.session_state["spec"], pool=pool)
     assert len(plan.exclusions["not_selected"]) > 6  # more than are named: the rest are counted
     note = check_exclusion_caption(d, plan)
@@ -588,11 +588,11 @@ def test_export_save_to_path_writes_the_file_and_its_spec(tmp_path, monkeypatch)
     assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
 
 
-def test_rate_shift_controls_follow_the_core(servegen_dir):
+def test_rate_shift_controls_follow_the_core(servegen_dir, m_large):
     d = Dashboard().servegen("language/m-large").open("rate_shifts")
     d.at.number_input(key="rs_k").set_value(3).run()
     d.check()
-    pool = load_pool(servegen_dir, "language/m-large")
+    pool = m_large
     res = selected(d, "Bin length")
     series = rates.top_k_series(pool, 3, resolution_s=res).frame
     fig = d.figure("rs_stacked")

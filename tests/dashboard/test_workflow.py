@@ -60,9 +60,9 @@ def chosen(d: Dashboard) -> tuple[str, ...]:
 # -- 1. selection by client id ------------------------------------------------------------------
 
 
-def test_a_ticked_client_stays_ticked_when_the_filter_changes(servegen_dir):
+def test_a_ticked_client_stays_ticked_when_the_filter_changes(servegen_dir, m_large):
     d = Dashboard().servegen("language/m-large").open("clients")
-    pool = load_pool(servegen_dir, "language/m-large")
+    pool = m_large
     summary = client_summary(pool)
     # filter: the clients burstier than Poisson on average (rate-weighted CV above 1), by request share
     d.at.multiselect(key="cl_filter_columns").set_value(["cv_rate_weighted"]).run()
@@ -430,11 +430,11 @@ def test_source_switch_validates_the_selection_and_the_field_choice():
 # -- 9. numbers agree with the charts; a trace's real start time -------------------------------
 
 
-def test_overview_peak_is_the_peak_of_the_chart_beside_it(servegen_dir):
+def test_overview_peak_is_the_peak_of_the_chart_beside_it(servegen_dir, m_large):
     from servegen_core.characterize import rates
     d = Dashboard().servegen("language/m-large").open("overview")
     res = next(s for s in d.at.selectbox if s.label == "Bin length").value
-    pool = load_pool(servegen_dir, "language/m-large")
+    pool = m_large
     peak = rates.peak_trough(pool, resolution_s=res)
     (tile,) = [m for m in d.at.metric if m.label.startswith("Peak rate")]
     assert tile.label == f"Peak rate (req/s, {res // 3600} h bins)" if res >= 3600 else tile.label.endswith("min bins)")
@@ -475,11 +475,11 @@ def test_a_wall_clock_trace_sets_the_hour_of_day_origin(traces_dir):
 # -- 10. labels say what is shown ---------------------------------------------------------------
 
 
-def test_per_client_length_fits_beside_the_aggregate(servegen_dir):
+def test_per_client_length_fits_beside_the_aggregate(servegen_dir, m_large):
     from servegen_core.characterize.lengths import client_length_fits
 
     d = Dashboard().servegen("language/m-large").open("lengths")
-    pool = load_pool(servegen_dir, "language/m-large")
+    pool = m_large
     expected = client_length_fits(pool, "output_tokens", k=10).frame
     tables = [f.value for f in d.at.dataframe if "ks_exponential" in f.value.columns]
     assert len(tables) == 2  # one per field shown (input and output tokens)
