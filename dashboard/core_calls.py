@@ -27,6 +27,7 @@ from plaintext import md
 from servegen_core.errors import ServeGenError
 from servegen_core.generate.compose import ComposePlan, Workload, plan_workload
 from servegen_core.generate.compose import compose as compose_workload
+from servegen_core.generate.fidelity import SpecFidelity, spec_fidelity
 from servegen_core.generate.validate import ValidationReport, validate
 from servegen_core.limits import max_columns, max_rows
 from servegen_core.paths import PathNotAllowedError
@@ -297,3 +298,28 @@ def spec_plan_or_stop(view: View) -> tuple[WorkloadSpec, ClientPool, ComposePlan
     if made is None:
         st.stop()
     return spec, pool, made
+
+
+# --------------------------------------------------------------------------------------------
+# Fidelity scorecard of the spec's workload (Preview page)
+# --------------------------------------------------------------------------------------------
+
+
+def _fidelity(spec: WorkloadSpec, *, pool: ClientPool, trace: pl.DataFrame | None, made: Workload) -> SpecFidelity:
+    return spec_fidelity(spec, pool=pool, trace=trace, workload=made)
+
+
+def fidelity(spec: WorkloadSpec, pool: ClientPool, view: View) -> SpecFidelity | None:
+    """:func:`servegen_core.generate.fidelity.spec_fidelity` of the spec's (cached) workload, cached
+    on the spec: against the view's already-parsed trace (failed requests left out, as the pool
+    was fitted) for a trace source, against a second draw of the model for pool data."""
+    made = workload(spec, pool)
+    if made is None:
+        return None
+    trace = None
+    if not view.is_pool:
+        trace = view.loaded.data
+        if "failed" in trace.columns:
+            trace = trace.filter(~pl.col("failed").fill_null(False))
+    spinner = "Scoring the workload against its source…" if trace is not None else "Drawing the model a second time and scoring…"
+    return run(_fidelity, spec, key=spec, unhashed={"pool": pool, "trace": trace, "made": made}, spinner=spinner)

@@ -46,6 +46,16 @@ if core_calls.usable(table, what="the CV distribution"):
             f"{int(min_requests)} requests left out."
         )
 
+# What the data determine about arrivals (issue 16): one caption, kept apart from the charts.
+st.caption(
+    "ServeGen pool data determine the rate and CV of each 600 s window and a fitted shape (Gamma or Weibull), not "
+    "the structure below a second: a sub-window model (how gaps are drawn inside a window, the spec option "
+    "`sub_window`) is an assumption the data do not test."
+    if view.is_pool else
+    "A raw trace records its sub-second structure; the pool fitted to it for composing keeps the rate, CV and "
+    "fitted shape of each 600 s window, and the spec option `sub_window` picks how gaps are drawn inside one."
+)
+
 st.subheader("Arrival patterns")
 left, right = st.columns(2)
 with left:

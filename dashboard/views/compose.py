@@ -246,6 +246,12 @@ with st.expander("Arrivals and lengths"):
     arrivals = a1.selectbox("Arrivals", ARRIVALS, key="cmp_arrivals", persist_state="session", help="fitted: each window's recorded Gamma/Weibull pattern with its recorded CV; poisson: exponential gaps; empirical: a fitted trace's observed gaps")
     lengths = a2.selectbox("Lengths", LENGTHS, key="cmp_lengths", persist_state="session", help="client: each client's own length tables; pooled: one mixed table")
     rho = a3.number_input("Input/output correlation", min_value=-1.0, max_value=1.0, step=0.1, key=seeded("cmp_rho", 0.0), persist_state="session")
+    # What the arrival data determine (issue 16): one caption, kept apart from the options above.
+    st.caption(
+        "Pool data determine each client's rate and inter-arrival CV per 600 s window and a fitted shape; they do "
+        "not determine the structure below a second (bursts, on/off silences). How gaps are drawn inside a window "
+        "is an assumption: the spec option `sub_window` picks it. The Preview page's fidelity scorecard measures it."
+    )
 with status_box:
     missing = st.selectbox(
         "Clients without length data", MISSING_LENGTHS, key=seeded("cmp_missing", default_missing),

@@ -118,6 +118,35 @@ if rep.ok:
 else:
     st.info(f"No validation: {md(rep.reason)}")
 
+# --- fidelity scorecard: off until asked (pool data need a second compose) ------------------
+with st.expander("Fidelity scorecard", expanded=st.session_state.get("pv_fidelity_spec") == spec):
+    st.caption(
+        "Every line is a two-sample test of the workload against its source: dispersion of counts from 10 ms to "
+        "600 s, inter-arrival KS, zero gaps, 10 ms burst runs, request count, length KS, input/output rank "
+        "correlation and, where the source has block ids, prefix reuse. Each band comes from the sample sizes "
+        "(alpha 0.01 for the whole card). A trace source is compared with the trace over the span and clients; "
+        "pool data hold no trace, so they are compared with a second draw of the model (lines named `*_vs_model`)."
+    )
+    if st.button("Score fidelity", key="pv_fidelity_run"):
+        st.session_state["pv_fidelity_spec"] = spec
+    if st.session_state.get("pv_fidelity_spec") == spec:
+        fid = core_calls.fidelity(spec, pool, view)
+        if fid is not None and not fid.report.lines:
+            st.info(f"No scorecard: {md(fid.report.reason)}")
+        elif fid is not None:
+            st.caption(md(f"Generated: {fid.generated_text}. Against: {fid.source_text}."))
+            card = fid.report.to_frame().select("name", "verdict", "source_value", "generated_value", "statistic", "target", "detail")
+            st.dataframe(
+                card, hide_index=True, key="pv_fidelity",
+                column_config={c: st.column_config.NumberColumn(c, format="%.4g") for c in ("source_value", "generated_value", "statistic")},
+            )
+            failed = fid.report.failed()
+            (st.success if fid.passed else st.warning)(
+                "Every decided line passed." if fid.passed else f"Failed: {md(', '.join(failed)) or 'no line has a verdict'}."
+            )
+            for note in fid.report.notes:
+                st.caption(md(f"Note: {note}"))
+
 # --- side by side: this workload (A) against another (B) ----------------------------------
 st.subheader("Compare with another workload")
 compare_modes = {

@@ -57,6 +57,7 @@ _nonneg_float = _number_arg(float, lambda v: v >= 0, "a number >= 0")
 _seed = _number_arg(int, lambda v: 0 <= v < 2**63, "a whole number in [0, 2**63)")
 _chunk_s = _number_arg(float, lambda v: 1 <= v <= 1e9, "a number of seconds in [1, 1e9]")
 _max_requests = _number_arg(int, lambda v: 1 <= v <= 10**12, "a whole number in [1, 10**12]")
+_alpha = _number_arg(float, lambda v: 0 < v < 1, "a significance level in (0, 1)")
 
 
 _block_size = _number_arg(int, lambda v: 1 <= v <= MAX_BLOCK_SIZE, f"a whole number of tokens in [1, {MAX_BLOCK_SIZE:,}]")
@@ -165,6 +166,34 @@ def _spec_template_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--overwrite", action="store_true", help="replace FILE if it exists")
 
 
+def _fidelity_arguments(p: argparse.ArgumentParser) -> None:
+    what = p.add_mutually_exclusive_group(required=True)
+    what.add_argument(
+        "--spec", metavar="SPEC",
+        help="workload spec (JSON): compose it and score it against its source (a trace source: the trace over the "
+        "spec's span and clients; ServeGen data: an independent second draw of the model, lines named *_vs_model)",
+    )
+    what.add_argument(
+        "--trace", metavar="FILE",
+        help="raw trace file: the round trip fit -> compose -> compare (the spec spec-template --trace writes)",
+    )
+    p.add_argument("--preset", choices=list(PRESETS), help="column preset of the --trace file (default: detected)")
+    p.add_argument("--seed", type=_seed, help="random seed (overrides the spec's; default 0 with --trace)")
+    p.add_argument(
+        "--alpha", type=_alpha, default=0.01,
+        help="family-wise significance level of the whole scorecard (default 0.01; each line at alpha / lines)",
+    )
+    p.add_argument(
+        "--naive", choices=list(NAIVE_KINDS),
+        help="score a naive baseline of the spec instead (e.g. poisson), against the same reference",
+    )
+    p.add_argument(
+        "--max-requests", type=_max_requests, metavar="N",
+        help="refuse to compose a workload expected to hold more than N requests (default: the in-memory limit)",
+    )
+    p.add_argument("--json", action="store_true", help="print a JSON object instead of a table")
+
+
 def _whatif_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--spec", metavar="SPEC", help="workload spec (JSON): compared with its naive baselines")
     p.add_argument("--trace", metavar="FILE", help="raw trace file: compared with its Poisson baseline")
@@ -221,6 +250,10 @@ COMMANDS: dict[str, Command] = {
         "check a workload against its spec and source (exit 1 if a check fails)", _validate_arguments,
         "servegen_core.cli.validate",
     ),
+    "fidelity": Command(
+        "score a composed workload against its source, line by line (exit 1 if a target fails)", _fidelity_arguments,
+        "servegen_core.cli.fidelity",
+    ),
     "spec-template": Command(
         "write an example workload spec (JSON)", _spec_template_arguments, "servegen_core.cli.spec_template"
     ),
@@ -242,7 +275,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = CommandParser(
         prog=PROG,
         description="Characterize LLM-serving traces and compose per-client workloads from ServeGen data.",
-        epilog="exit codes: 0 ok, 1 a validation check failed, 2 usage, spec, data or file error, 3 unexpected error",
+        epilog="exit codes: 0 ok, 1 a validation check or fidelity target failed, 2 usage, spec, data or file error, 3 unexpected error",
         parents=[common],
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=CommandParser)

@@ -12,7 +12,7 @@ from servegen_core.sources.pool import ClientPool, list_models, load_pool
 from servegen_core.sources.traces import PRESETS, load_trace
 from servegen_core.spec import ServeGenSource, WorkloadSpec
 
-__all__ = ["load_source"]
+__all__ = ["load_source", "load_source_trace", "trace_source_pool"]
 
 
 def load_source(spec: WorkloadSpec, *, cache_dir: str | Path | None = None) -> ClientPool:
@@ -39,6 +39,30 @@ def load_source(spec: WorkloadSpec, *, cache_dir: str | Path | None = None) -> C
                 models = []
             raise SpecError("source.model", f"no model {src.model!r} in {root}; models there: {models}")
         return load_pool(root, src.model, cache_dir=cache_dir)
+    return trace_source_pool(spec, load_source_trace(spec))
+
+
+def trace_source_pool(spec: WorkloadSpec, trace: pl.DataFrame) -> ClientPool:
+    """The ClientPool of a trace-source spec, fitted to ``trace`` (:func:`load_source_trace`'s
+    frame) by :func:`servegen_core.sources.fit.pool_from_trace` with the source's ``per_client``."""
+    src = spec.source
+    if isinstance(src, ServeGenSource):
+        raise SpecError("source", "ServeGen data are a client pool, not a request trace")
+    path = spec.resolve_path(src.path)
+    return pool_from_trace(trace, name=f"trace/{path.name}", per_client=src.per_client, source=str(path))
+
+
+def load_source_trace(spec: WorkloadSpec) -> pl.DataFrame:
+    """The RequestTrace a spec with a trace source composes from: the file read with the
+    source's ``preset``, ``columns``, ``time_unit`` and ``client_column``, failed requests
+    dropped (what :func:`load_source` fits to a pool).
+
+    Raises :class:`SpecError` for a ServeGen source (it is a client pool, not a trace) and,
+    for a trace source, as :func:`load_source` does.
+    """
+    src = spec.source
+    if isinstance(src, ServeGenSource):
+        raise SpecError("source", "ServeGen data are a client pool, not a request trace")
     path = spec.resolve_path(src.path)
     if not path.is_file():
         raise SpecError("source.path", f"trace file not found: {path}")
@@ -59,4 +83,4 @@ def load_source(spec: WorkloadSpec, *, cache_dir: str | Path | None = None) -> C
     trace = loaded.trace
     if "failed" in trace.columns:
         trace = trace.filter(~pl.col("failed").fill_null(False))
-    return pool_from_trace(trace, name=f"trace/{path.name}", per_client=src.per_client, source=str(path))
+    return trace
