@@ -147,7 +147,7 @@ def test_sigterm_during_generate_removes_its_temp_file(tmp_path, servegen_dir):
         if proc.poll() is None:
             proc.kill()
             proc.wait()
-    assert proc.returncode == 130, stderr  # the command's Ctrl-C path: "interrupted"
-    assert "interrupted" in stderr
+    assert proc.returncode == 143, stderr  # 128 + SIGTERM, after the Ctrl-C cleanup path
+    assert "servegen: terminated" in stderr
     assert not temps[0].exists() and not out.exists()
     assert not [p for p in tmp_path.iterdir() if "servegen-tmp" in p.name]
