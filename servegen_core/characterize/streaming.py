@@ -220,13 +220,20 @@ def _slices(windows: np.ndarray, counts: np.ndarray, slice_rows: int) -> list[tu
 
 
 def window_cv(
-    trace: LazyTrace, *, window_s: int = 600, min_requests: int = 10, slice_rows: int = DEFAULT_SLICE_ROWS
+    trace: LazyTrace,
+    *,
+    window_s: int = 600,
+    min_requests: int = 10,
+    slice_rows: int = DEFAULT_SLICE_ROWS,
+    window_counts: pl.DataFrame | None = None,
 ) -> WindowCV:
     """Inter-arrival CV per (client, window): ``client_id, start_s, requests, rate_rps, cv``.
 
     As :func:`servegen_core.characterize.arrivals.window_cv` on the loaded trace: gaps between a
     client's consecutive requests inside one window (population std over mean of at least two
     gaps); windows with fewer than ``min_requests`` requests are excluded and counted.
+    ``window_counts``: this trace's :func:`client_window_counts` at ``window_s`` when the caller
+    has it (saves the pass that plans the slices).
     """
     if min_requests < 3:
         msg = f"min_requests must be at least 3 (a CV needs two gaps), got {min_requests}"
@@ -236,7 +243,10 @@ def window_cv(
         raise ValueError(msg)
     window_s = int(window_s)
     win = _window(window_s)
-    per_window = run(trace, trace.frame.group_by(win.alias("w")).agg(pl.len().alias("n")).sort("w"))
+    if window_counts is None:
+        per_window = run(trace, trace.frame.group_by(win.alias("w")).agg(pl.len().alias("n")).sort("w"))
+    else:
+        per_window = window_counts.group_by(pl.col("window").alias("w")).agg(pl.col("requests").sum().alias("n")).sort("w")
     parts = []
     t = pl.col("timestamp_s")
     for a, b in _slices(per_window["w"].to_numpy(), per_window["n"].to_numpy(), slice_rows):
@@ -401,7 +411,7 @@ def client_summary(trace: LazyTrace, *, cv: WindowCV | None = None, slice_rows: 
         pl.Series("mean_rate_rps", load["requests"].to_numpy() / span_s),
     )
     total = float(load["requests"].sum())
-    table = window_cv(trace, window_s=ARRIVAL_WINDOW_S, slice_rows=slice_rows) if cv is None else cv
+    table = window_cv(trace, window_s=ARRIVAL_WINDOW_S, slice_rows=slice_rows, window_counts=counts) if cv is None else cv
     cv_cols = (
         table.frame.group_by("client_id").agg(
             pl.col("cv").mean().alias("cv_mean"),
