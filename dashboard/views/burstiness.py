@@ -49,11 +49,11 @@ if core_calls.usable(table, what="the CV distribution"):
 # What the data determine about arrivals (issue 16): one caption, kept apart from the charts.
 st.caption(
     "ServeGen pool data determine the rate and CV of each 600 s window and a fitted shape (Gamma or Weibull), not "
-    "the structure below a second: a sub-window model (how gaps are drawn inside a window, the spec option "
-    "`sub_window`) is an assumption the data do not test."
+    "the structure below a second: a sub-window model (how gaps are drawn inside a window: each window's recorded "
+    "family with its CV) is an assumption the data do not test."
     if view.is_pool else
     "A raw trace records its sub-second structure; the pool fitted to it for composing keeps the rate, CV and "
-    "fitted shape of each 600 s window, and the spec option `sub_window` picks how gaps are drawn inside one."
+    "fitted shape of each 600 s window, and gaps inside a window are drawn from that fitted family."
 )
 
 st.subheader("Arrival patterns")

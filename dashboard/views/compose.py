@@ -250,7 +250,7 @@ with st.expander("Arrivals and lengths"):
     st.caption(
         "Pool data determine each client's rate and inter-arrival CV per 600 s window and a fitted shape; they do "
         "not determine the structure below a second (bursts, on/off silences). How gaps are drawn inside a window "
-        "is an assumption: the spec option `sub_window` picks it. The Preview page's fidelity scorecard measures it."
+        "is an assumption (each window's recorded family with its CV). The Preview page's fidelity scorecard measures it."
     )
 with status_box:
     missing = st.selectbox(
