@@ -1263,24 +1263,7 @@ def select_arrival_models(
         hc = held_cells_list
         unit = cells.duration[hc] / np.maximum(cells.n[hc], 1)
         c_of = hc // cells.n_windows
-        if name in ("hyperexp", "mmpp"):
-            tab = ArrivalModelTable.make(
-                hc.size, name, mean0=par["mean0"][c_of] / unit, mean1=par["mean1"][c_of] / unit,
-                shape0=par["shape0"][c_of], shape1=par["shape1"][c_of], stay0=par["stay0"][c_of],
-                stay1=par["stay1"][c_of], batch=batch[c_of],
-            )
-        elif name == "empirical":
-            sizes = np.bincount(gf, minlength=n_clients)
-            order = np.argsort(gf, kind="stable")
-            xu = xf / (cells.duration[cf] / np.maximum(cells.n[cf], 1))
-            tabs = empirical_tables(np.split(xu[order], np.cumsum(sizes)[:-1]))
-            tab = ArrivalModelTable.make(hc.size, "empirical", table=c_of, batch=batch[c_of], tables=tabs)
-        elif name == "weibull":
-            tab = ArrivalModelTable.make(hc.size, name, shape=par["shape"][c_of], batch=batch[c_of])
-        elif name == "gamma":
-            tab = ArrivalModelTable.make(hc.size, name, shape=par["shape"][c_of], batch=batch[c_of])
-        else:
-            tab = ArrivalModelTable.make(hc.size, name, batch=batch[c_of])
+        tab = _held_out_table(name, par, hc, c_of, unit, batch, cells, xf, gf, cf, n_clients)
         sims = [sample_positions(rng, cells.n[hc], tab) for _ in range(replicates)]
         k_of = np.repeat(np.arange(hc.size), cells.n[hc])
         for c in range(n_clients):
@@ -1310,21 +1293,58 @@ def select_arrival_models(
                     ratio = d_sim / d_real if d_real > 0 else float("nan")
                 row[f"disp_ratio_{s:g}"] = ratio
             rows.append(row)
-    out = pl.DataFrame(rows)
+    return _choose_models(pl.DataFrame(rows), scales_s, cells.clients)
+
+
+def _held_out_table(
+    name: str,
+    par: dict[str, np.ndarray],
+    hc: np.ndarray,
+    c_of: np.ndarray,
+    unit: np.ndarray,
+    batch: np.ndarray,
+    cells: _Cells,
+    xf: np.ndarray,
+    gf: np.ndarray,
+    cf: np.ndarray,
+    n_clients: int,
+) -> ArrivalModelTable:
+    """The model table regenerating held-out cells ``hc`` (clients ``c_of``, mean gaps ``unit``)
+    with each client's parameters ``par`` of candidate ``name`` fitted on gaps ``xf``."""
+    if name in ("hyperexp", "mmpp"):
+        return ArrivalModelTable.make(
+            hc.size, name, mean0=par["mean0"][c_of] / unit, mean1=par["mean1"][c_of] / unit,
+            shape0=par["shape0"][c_of], shape1=par["shape1"][c_of], stay0=par["stay0"][c_of],
+            stay1=par["stay1"][c_of], batch=batch[c_of],
+        )
+    if name == "empirical":
+        sizes = np.bincount(gf, minlength=n_clients)
+        order = np.argsort(gf, kind="stable")
+        xu = xf / (cells.duration[cf] / np.maximum(cells.n[cf], 1))
+        tabs = empirical_tables(np.split(xu[order], np.cumsum(sizes)[:-1]))
+        return ArrivalModelTable.make(hc.size, "empirical", table=c_of, batch=batch[c_of], tables=tabs)
+    if name in ("weibull", "gamma"):
+        return ArrivalModelTable.make(hc.size, name, shape=par["shape"][c_of], batch=batch[c_of])
+    return ArrivalModelTable.make(hc.size, name, batch=batch[c_of])
+
+
+def _choose_models(out: pl.DataFrame, scales_s: tuple[float, ...], clients: list[str]) -> pl.DataFrame:
+    """``out`` with ``worst_log_ratio``, ``dispersion_ok`` and ``chosen`` (the rule of
+    :func:`select_arrival_models`)."""
     ratio_cols = [f"disp_ratio_{s:g}" for s in scales_s]
     lo, hi = DISPERSION_BAND
     ratios = out.select(ratio_cols).to_numpy()
     finite = np.isfinite(ratios)
     worst = np.where(finite, np.abs(np.log(np.where(finite, ratios, 1.0))), 0.0).max(axis=1)
     client_col = out["client_id"].to_numpy()
-    best_worst = {c: worst[client_col == c].min() for c in cells.clients}
+    best_worst = {c: worst[client_col == c].min() for c in clients}
     slack = float(np.log(hi))
     ok = np.array([w <= max(slack, best_worst[c] + slack) for w, c in zip(worst, client_col)])
     out = out.with_columns(pl.Series("worst_log_ratio", worst), pl.Series("dispersion_ok", ok))
     chosen = np.zeros(out.height, dtype=bool)
     llv = out["heldout_loglik"].to_numpy()
     gaps_h = out["heldout_gaps"].to_numpy()
-    for c in cells.clients:
+    for c in clients:
         idx = np.flatnonzero(client_col == c)  # in candidate order
         passing = idx[ok[idx]]
         if passing.size == 0:

@@ -613,6 +613,12 @@ def client_shares(data: Source | Table) -> Table:
         return Table.empty(SHARES_SCHEMA, reason)
     else:
         ids, req = _client_totals(data)
+    return shares_table(ids, req)
+
+
+def shares_table(ids: list[str], req: np.ndarray) -> Table:
+    """The :data:`SHARES_SCHEMA` table of clients ``ids`` (in id order) with ``req`` requests
+    each: ranked busiest first, ties in id order (shared by the in-memory and streaming paths)."""
     total = req.sum()
     if total <= 0:
         return Table.empty(SHARES_SCHEMA, "no client has requests")

@@ -45,7 +45,7 @@ import polars as pl
 
 from servegen_core.characterize.arrivals import CV_SCHEMA, WindowCV
 from servegen_core.characterize.lengths import PERCENTILES, stats_frame
-from servegen_core.characterize.rates import SERIES_SCHEMA, SHARES_SCHEMA, Share
+from servegen_core.characterize.rates import SERIES_SCHEMA, Share, shares_table
 from servegen_core.characterize.summary import ARRIVAL_WINDOW_S, BASE_COLUMNS
 from servegen_core.result import Table
 from servegen_core.sources.lazy import LazyTrace, divide, run
@@ -168,23 +168,7 @@ def hour_day_matrix(trace: LazyTrace, *, origin_hour: float = 0.0) -> Table:
 def client_shares(trace: LazyTrace) -> Table:
     """``client_id, requests, share, rank, cum_share``, busiest first (as :func:`rates.client_shares`)."""
     per = client_requests(trace)
-    ids, req = per["client_id"].to_list(), per["requests"].to_numpy().astype(np.float64)
-    total = req.sum()
-    if total <= 0:
-        return Table.empty(SHARES_SCHEMA, "no client has requests")
-    order = np.lexsort((np.arange(len(ids)), -req))
-    r = req[order]
-    out = pl.DataFrame(
-        {
-            "client_id": pl.Series(ids, dtype=pl.String).gather(order),
-            "requests": r,
-            "share": r / total,
-            "rank": np.arange(1, len(ids) + 1, dtype=np.int64),
-            "cum_share": np.cumsum(r) / total,
-        },
-        schema=SHARES_SCHEMA,
-    )
-    return Table(out)
+    return shares_table(per["client_id"].to_list(), per["requests"].to_numpy().astype(np.float64))
 
 
 def top_k_share(trace: LazyTrace | Table, k: int) -> Share:

@@ -618,24 +618,7 @@ def pool_from_trace(
     if not per_client:
         df = df.with_columns(pl.lit("all").alias("client_id"))
 
-    # -- timestamp resolution: de-quantize a quantized grid, censor below a fine one ----------
-    warnings: list[str] = []
-    res = timestamp_resolution(df["timestamp_s"])
-    censor_below = 0.0
-    if res.quantized and math.isfinite(res.grid_s) and _credible_grid(df["timestamp_s"].to_numpy(), res.grid_s):
-        t = dequantize(df["timestamp_s"].to_numpy(), res.grid_s, rng=np.random.default_rng(seed))
-        df = df.with_columns(pl.Series("timestamp_s", t, dtype=pl.Float64)).sort("timestamp_s", maintain_order=True)
-        censor_below = res.grid_s
-        if res.share_zero_gaps >= COARSE_ZERO_SHARE:
-            warnings.append(
-                f"timestamps are quantized to {res.grid_s:g} s and {res.share_zero_gaps:.1%} of the gaps are 0 "
-                "(requests sharing a grid cell): timing finer than the grid cannot be recovered. The fit treats "
-                "gaps shorter than the grid as censored (the fitted family is extrapolated below the grid) and "
-                "the kept gaps spread each request uniformly within its grid cell"
-            )
-    elif res.share_zero_gaps > 0:
-        # ties: censored below the resolution (the tick, when the grid is a coincidence)
-        censor_below = res.grid_s if math.isfinite(res.grid_s) and not res.quantized else GRID_TICK_S
+    df, censor_below, warnings = _resolve_timestamps(df, seed)
 
     ids = sorted(df["client_id"].unique().to_list(), key=client_sort_key)
     t = df["timestamp_s"].to_numpy()
@@ -671,7 +654,83 @@ def pool_from_trace(
         var_iat = np.bincount(gcell, weights=(gap - mean_iat[gcell]) ** 2, minlength=n_cells) / m
         cv_emp = np.sqrt(var_iat) / mean_iat
 
-    # -- maximum-likelihood fit of every client-window with enough requests -------------------
+    has_fit, weibull, fit_shape, fit_scale, cv_emp = _fit_windows(gap, gcell, n, m, cv_emp, censor_below)
+
+    duration = np.full(n_windows, window_s, dtype=np.int64)
+    duration[-1] = last_duration
+    duration = np.tile(duration, len(ids))
+    empty = n == 0
+    with np.errstate(divide="ignore", invalid="ignore"):
+        poisson_scale = duration / n
+    windows = pl.DataFrame(
+        {
+            "client_id": pl.Series(ids, dtype=pl.String()).gather(np.repeat(np.arange(len(ids)), n_windows)),
+            "start_s": np.tile(np.arange(n_windows, dtype=np.int64) * window_s, len(ids)),
+            "duration_s": duration,
+            "rate_rps": n / duration,
+            "cv": np.where(empty, 0.0, np.where(has_fit, cv_emp, 1.0)),
+            "pattern": np.where(empty, "", np.where(has_fit & weibull, "Weibull", "Gamma")),
+            "shape": np.where(empty, 0.0, np.where(has_fit, fit_shape, 1.0)),
+            "scale": np.where(empty, 0.0, np.where(has_fit, fit_scale, poisson_scale)),
+        },
+        schema=WINDOW_SCHEMA,
+    )
+    gap_frame = pl.DataFrame(
+        {
+            "client_id": pl.Series(ids, dtype=pl.String()).gather(gcell // n_windows),
+            "start_s": (gcell % n_windows) * window_s,
+            "gap_s": gap,
+        },
+        schema=GAP_SCHEMA,
+    )
+
+    distributions, length_windows = _length_tables(df, ids, rank, t, n_length, length_window_s)
+    return ClientPool(
+        name=name,
+        source=source,
+        windows=windows,
+        distributions=distributions,
+        length_windows=length_windows,
+        window_s=window_s,
+        length_window_s=length_window_s,
+        gaps=gap_frame,
+        warnings=tuple(warnings),
+    )
+
+
+def _resolve_timestamps(df: pl.DataFrame, seed: int) -> tuple[pl.DataFrame, float, list[str]]:
+    """The trace with a quantized grid de-quantized (re-sorted), the resolution below which gaps
+    are censored, and the warnings to keep (see the module docstring)."""
+    warnings: list[str] = []
+    res = timestamp_resolution(df["timestamp_s"])
+    censor_below = 0.0
+    if res.quantized and math.isfinite(res.grid_s) and _credible_grid(df["timestamp_s"].to_numpy(), res.grid_s):
+        t = dequantize(df["timestamp_s"].to_numpy(), res.grid_s, rng=np.random.default_rng(seed))
+        df = df.with_columns(pl.Series("timestamp_s", t, dtype=pl.Float64)).sort("timestamp_s", maintain_order=True)
+        censor_below = res.grid_s
+        if res.share_zero_gaps >= COARSE_ZERO_SHARE:
+            warnings.append(
+                f"timestamps are quantized to {res.grid_s:g} s and {res.share_zero_gaps:.1%} of the gaps are 0 "
+                "(requests sharing a grid cell): timing finer than the grid cannot be recovered. The fit treats "
+                "gaps shorter than the grid as censored (the fitted family is extrapolated below the grid) and "
+                "the kept gaps spread each request uniformly within its grid cell"
+            )
+    elif res.share_zero_gaps > 0:
+        # ties: censored below the resolution (the tick, when the grid is a coincidence)
+        censor_below = res.grid_s if math.isfinite(res.grid_s) and not res.quantized else GRID_TICK_S
+    return df, censor_below, warnings
+
+
+def _fit_windows(
+    gap: np.ndarray, gcell: np.ndarray, n: np.ndarray, m: np.ndarray, cv_emp: np.ndarray, censor_below: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Per client-window cell: whether it has a fit, whether it is Weibull, the fitted shape and
+    scale, and its CV (the empirical one, or the fitted family's where gaps were censored).
+
+    ``gap``/``gcell`` are the gaps and their cells, ``n``/``m`` the requests and gaps per cell.
+    """
+    n_cells = n.size
+    # maximum-likelihood fit of every client-window with enough requests
     fit_cells = np.flatnonzero(n >= MIN_FIT_REQUESTS)
     remap = np.full(n_cells, -1, dtype=np.int64)
     remap[fit_cells] = np.arange(fit_cells.size)
@@ -711,35 +770,15 @@ def pool_from_trace(
         cv_emp = np.where(clustered, cv0, cv_emp)
         has_fit |= clustered
 
-    duration = np.full(n_windows, window_s, dtype=np.int64)
-    duration[-1] = last_duration
-    duration = np.tile(duration, len(ids))
-    empty = n == 0
-    with np.errstate(divide="ignore", invalid="ignore"):
-        poisson_scale = duration / n
-    windows = pl.DataFrame(
-        {
-            "client_id": pl.Series(ids, dtype=pl.String()).gather(np.repeat(np.arange(len(ids)), n_windows)),
-            "start_s": np.tile(np.arange(n_windows, dtype=np.int64) * window_s, len(ids)),
-            "duration_s": duration,
-            "rate_rps": n / duration,
-            "cv": np.where(empty, 0.0, np.where(has_fit, cv_emp, 1.0)),
-            "pattern": np.where(empty, "", np.where(has_fit & weibull, "Weibull", "Gamma")),
-            "shape": np.where(empty, 0.0, np.where(has_fit, fit_shape, 1.0)),
-            "scale": np.where(empty, 0.0, np.where(has_fit, fit_scale, poisson_scale)),
-        },
-        schema=WINDOW_SCHEMA,
-    )
-    gap_frame = pl.DataFrame(
-        {
-            "client_id": pl.Series(ids, dtype=pl.String()).gather(gcell // n_windows),
-            "start_s": (gcell % n_windows) * window_s,
-            "gap_s": gap,
-        },
-        schema=GAP_SCHEMA,
-    )
+    return has_fit, weibull, fit_shape, fit_scale, cv_emp
 
-    # -- length PDFs per (client, length window, field): counts of each value, by sorting ------
+
+def _length_tables(
+    df: pl.DataFrame, ids: list[str], rank: np.ndarray, t: np.ndarray, n_length: int, length_window_s: int
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """The empirical PDFs (value -> share) per (client, length window, field), and the length
+    windows with whether each holds requests."""
+    # counts of each value, by sorting
     lw = np.minimum((t // length_window_s).astype(np.int64), n_length - 1)
     lcell = rank * n_length + lw  # numbered in the pool's order
     fields = [f for f in FITTED_FIELDS if f in df.columns and df[f].null_count() < df.height]
@@ -777,14 +816,4 @@ def pool_from_trace(
         },
         schema=LENGTH_WINDOW_SCHEMA,
     )
-    return ClientPool(
-        name=name,
-        source=source,
-        windows=windows,
-        distributions=distributions,
-        length_windows=length_windows,
-        window_s=window_s,
-        length_window_s=length_window_s,
-        gaps=gap_frame,
-        warnings=tuple(warnings),
-    )
+    return distributions, length_windows
