@@ -28,6 +28,7 @@ JSON layout (schema version 1; every key is explicit, unknown keys are errors)::
            |  {"kind": "ramp", "start_rps": 10.0, "end_rps": 200.0},
       "arrivals": "fitted" | "poisson" | "empirical",
       "arrival_shape": "recorded_cv" | "fitted_shape",
+      "sub_window": "source" | "recorded" | "gamma" | "weibull" | "hyperexp" | "mmpp",
       "lengths": "client" | "pooled",
       "missing_lengths": "borrow" | "exclude" | "pooled",
       "min_load_kept": 0.9,
@@ -46,8 +47,8 @@ JSON layout (schema version 1; every key is explicit, unknown keys are errors)::
     }
 
 ``schema_version``, ``source`` and ``span`` are required; every other key has the default
-shown first. ``arrival_shape`` and ``min_load_kept`` are written only when not at their
-defaults. ``span.duration_s`` may be ``null`` (to the end of the source data).
+shown first. ``arrival_shape``, ``sub_window`` and ``min_load_kept`` are written only when
+not at their defaults. ``span.duration_s`` may be ``null`` (to the end of the source data).
 
 Trace sources
     ``path`` is read with :func:`servegen_core.sources.traces.load_trace`; ``preset`` (``null``:
@@ -105,6 +106,22 @@ Meaning of the options (details in :mod:`servegen_core.generate.compose`)
         ``Gamma(1+2/k)/Gamma(1+1/k)^2 - 1 = cv^2``), so the generated CV is the recorded
         one; ``fitted_shape`` keeps the fitted ``shape`` column (whose implied CV can differ
         from the recorded ``cv``).
+    sub_window
+        the model of the arrivals inside a window for ``arrivals="fitted"`` (what a window's
+        rate and CV leave open: the sub-second structure). ``source`` (default): what the
+        source determines. For a trace source, each client's model fitted and chosen from the
+        trace (:func:`servegen_core.arrival_models.fit_client_arrivals` with ``model="auto"``,
+        kept as ``ClientPool.arrival_models``); for pool data, which give only rate and CV per
+        window, ``mmpp`` with persistence
+        :data:`servegen_core.arrival_models.DEFAULT_MMPP_PERSISTENCE`, the option that
+        reproduced the 0.1-60 s count dispersion of the shared Azure traces best from their
+        windows' rate and CV alone (``bench/arrival_models.py``: mean worst
+        ``|log ratio|`` 0.155, against gamma 0.187, hyperexp 0.205, weibull 0.211).
+        ``recorded``: each window's recorded family (ServeGen's Gamma/Weibull, shaped by
+        ``arrival_shape``; the behaviour before this option). ``gamma``, ``weibull``,
+        ``hyperexp``, ``mmpp``: that family with the window's CV
+        (:func:`servegen_core.arrival_models.rows_from_rate_cv`; a CV at most 1 has no
+        two-state model and gets ``gamma``). ``arrivals="poisson"`` and ``"empirical"`` ignore it.
     lengths
         ``client``: each client's own length PDFs per length window; ``pooled``: one
         distribution per field, pooled over the composed clients (the naive baseline).
@@ -179,6 +196,7 @@ __all__ = [
     "NAIVE_KINDS",
     "PREFIX_VERSION",
     "SCHEMA_VERSION",
+    "SUB_WINDOW_MODELS",
     "BoundedRate",
     "ClientSelection",
     "ConstantRate",
@@ -200,6 +218,8 @@ __all__ = [
 SCHEMA_VERSION = 1
 ARRIVALS = ("fitted", "poisson", "empirical")
 ARRIVAL_SHAPES = ("recorded_cv", "fitted_shape")
+#: Sub-window arrival models (``WorkloadSpec.sub_window``); the first is the default.
+SUB_WINDOW_MODELS = ("source", "recorded", "gamma", "weibull", "hyperexp", "mmpp")
 LENGTHS = ("client", "pooled")
 MISSING_LENGTHS = ("borrow", "exclude", "pooled")
 #: Kinds of naive baseline (:func:`servegen_core.generate.compose.naive_spec`).
@@ -976,6 +996,7 @@ _TOP_KEYS = (
     "rate",
     "arrivals",
     "arrival_shape",
+    "sub_window",
     "lengths",
     "missing_lengths",
     "min_load_kept",
@@ -1008,8 +1029,9 @@ class WorkloadSpec:
     missing_lengths: str = "borrow"
     length_correlation: float = 0.0
     seed: int = 0
-    # -- arrival model options (keys "arrival_shape", "min_load_kept") -------------------------
+    # -- arrival model options (keys "arrival_shape", "sub_window", "min_load_kept") ---------
     arrival_shape: str = "recorded_cv"
+    sub_window: str = "source"
     min_load_kept: float = 0.9
     base_dir: str | None = field(default=None, compare=False, repr=False)
     prefix: PrefixSpec | None = None
@@ -1029,6 +1051,7 @@ class WorkloadSpec:
         _string("lengths", self.lengths, choices=LENGTHS)
         _string("missing_lengths", self.missing_lengths, choices=MISSING_LENGTHS)
         _string("arrival_shape", self.arrival_shape, choices=ARRIVAL_SHAPES)
+        _string("sub_window", self.sub_window, choices=SUB_WINDOW_MODELS)
         kept = _number("min_load_kept", self.min_load_kept)
         if not 0 <= kept <= 1:
             raise SpecError("min_load_kept", f"must lie in [0, 1], got {kept}")
@@ -1048,7 +1071,7 @@ class WorkloadSpec:
     def to_dict(self) -> dict[str, Any]:
         """The spec as nested plain dicts, every key explicit (JSON-ready); a trace source's
         ``columns``/``time_unit``/``client_column`` appear only when set, ``prefix`` only
-        when the spec has one, ``arrival_shape`` and ``min_load_kept`` only when not at their
+        when the spec has one, ``arrival_shape``, ``sub_window`` and ``min_load_kept`` only when not at their
         defaults (so a spec without them writes the same bytes as before they existed)."""
         d = {
             "schema_version": SCHEMA_VERSION,
@@ -1059,6 +1082,7 @@ class WorkloadSpec:
             "rate": self.rate.to_dict(),
             "arrivals": self.arrivals,
             "arrival_shape": self.arrival_shape,
+            "sub_window": self.sub_window,
             "lengths": self.lengths,
             "missing_lengths": self.missing_lengths,
             "min_load_kept": self.min_load_kept,
@@ -1067,6 +1091,8 @@ class WorkloadSpec:
         }
         if self.arrival_shape == "recorded_cv":
             del d["arrival_shape"]
+        if self.sub_window == "source":
+            del d["sub_window"]
         if self.min_load_kept == 0.9:
             del d["min_load_kept"]
         if self.prefix is not None:
@@ -1098,7 +1124,7 @@ class WorkloadSpec:
             kw["weights"] = _parse_weights(d["weights"])
         if "rate" in d:
             kw["rate"] = _parse_rate(d["rate"])
-        for key in ("arrivals", "lengths", "missing_lengths", "arrival_shape"):
+        for key in ("arrivals", "lengths", "missing_lengths", "arrival_shape", "sub_window"):
             if key in d:
                 kw[key] = _string(key, d[key])
         if "min_load_kept" in d:

@@ -39,7 +39,8 @@ EVENING = Span(64800, 6 * 3600)
 
 @pytest.fixture(scope="module")
 def evening(servegen_dir: Path, m_large):
-    return compose(WorkloadSpec(ServeGenSource(str(servegen_dir), "language/m-large"), EVENING), pool=m_large)
+    # the recorded renewal families (sub_window "recorded"): what this module generates
+    return compose(WorkloadSpec(ServeGenSource(str(servegen_dir), "language/m-large"), EVENING, sub_window="recorded"), pool=m_large)
 
 
 def window_cvs(trace: pl.DataFrame, origin: float, min_requests: int = 200) -> pl.DataFrame:
@@ -248,7 +249,7 @@ def test_empirical_arrivals_resample_each_windows_observed_gaps(traces_dir: Path
     ks = rep.check("interarrival_ks")
     assert ks["passed"] and ks["value"] < 0.05, ks
     assert "observed gaps" in ks["detail"]
-    # the fitted family (Gamma/Weibull/exponential) instead: a different workload, also valid
-    fitted = compose(dataclasses.replace(spec, arrivals="fitted"), pool=pool)
+    # the recorded family (Gamma/Weibull/exponential) instead: a different workload, also valid
+    fitted = compose(dataclasses.replace(spec, arrivals="fitted", sub_window="recorded"), pool=pool)
     assert set(fitted.plan.client_windows["model_pattern"]) <= {"Gamma", "Weibull", "Exponential"}
     assert not fitted.trace["timestamp_s"].equals(w.trace["timestamp_s"])

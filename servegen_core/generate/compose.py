@@ -32,11 +32,12 @@ How a workload is composed
 
 5. Arrivals per client-window: the request count is ``target x duration``, rounded down
    or up at random so that its expectation is exact. ``n`` requests are placed by drawing
-   ``n`` inter-arrival times from the client's recorded pattern for that window (Gamma or
-   Weibull with the recorded shape, see :func:`~servegen_core.generate.stages.arrival_model`),
+   ``n`` inter-arrival times from the client-window's arrival model (``sub_window``, see
+   :func:`~servegen_core.generate.stages.arrival_model`: a trace's fitted model, the
+   two-state ``mmpp`` from the window's CV for pool data, or the recorded Gamma/Weibull),
    laying them round a circle the length of the window and rotating it at random
-   (:func:`servegen_core.renewal.circular_points`), so each window's rate is the target and
-   its inter-arrival shape (CV) the fitted one, without an edge effect at window starts.
+   (:func:`servegen_core.arrival_models.sample_positions`), so each window's rate is the
+   target and its count exact, without an edge effect at window starts.
    ``arrivals="poisson"`` draws exponential gaps instead (a Poisson process given the
    count), ``"empirical"`` the window's observed gaps. For ``piecewise`` and ``ramp`` rates
    the times inside a window are then mapped through the rate function's cumulative

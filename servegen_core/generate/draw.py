@@ -16,7 +16,7 @@ import numpy as np
 import polars as pl
 
 from servegen_core.generate.tables import copula_columns, length_uniforms
-from servegen_core.renewal import circular_points
+from servegen_core.arrival_models import sample_positions
 from servegen_core.schema import PREFIX_COLUMNS, SCHEMA
 
 if TYPE_CHECKING:  # annotations only: plan imports this module
@@ -45,12 +45,12 @@ def generate_rows(plan: ComposePlan, k0: int, k1: int) -> pl.DataFrame:
     arrivals = plan.arrivals
 
     # 1) arrivals: per unit, the request counts (target rounded at random to an unbiased
-    #    integer), the clients' circular stationary patterns (servegen_core.renewal), then the
-    #    lengths' uniforms, all from the unit's own generator
+    #    integer), the clients' circular stationary patterns of their arrival models
+    #    (servegen_core.arrival_models.sample_positions), then the lengths' uniforms, all from
+    #    the unit's own generator
     expected = units.row_expected[r0:r1]
-    family = units.row_family[r0:r1]
-    shape = units.row_shape[r0:r1]
-    gap_table = units.row_gap_table[r0:r1]
+    row_model = units.row_model[r0:r1]
+    model_table = arrivals.table
     n_parts: list[np.ndarray] = []
     pos_parts: list[np.ndarray] = []
     u_parts: list[np.ndarray] = []
@@ -59,7 +59,7 @@ def generate_rows(plan: ComposePlan, k0: int, k1: int) -> pl.DataFrame:
         e = expected[s0:s1]
         base = np.floor(e)
         n_i = (base + (g.random(s1 - s0) < e - base)).astype(np.int64)
-        pos_i = circular_points(g, n_i, family[s0:s1], shape[s0:s1], empirical=arrivals.empirical, table=gap_table[s0:s1])
+        pos_i = sample_positions(g, n_i, model_table.take(row_model[s0:s1]))
         n_parts.append(n_i)
         pos_parts.append(pos_i)
         u_parts.append(length_uniforms(g, int(n_i.sum()), n_fields, rho, corr))

@@ -28,6 +28,7 @@ from types import MappingProxyType
 import numpy as np
 import polars as pl
 
+from servegen_core.arrival_models import ArrivalModelTable
 from servegen_core.errors import LimitError
 from servegen_core.generate import draw, sessions
 from servegen_core.generate.sessions import PrefixPlan
@@ -205,17 +206,14 @@ class ArrivalModel:
     ``Targets.client_windows``).
 
     ``client_windows`` is that frame with ``model_pattern``, ``model_shape`` and ``model_cv``
-    added; ``family`` the :mod:`servegen_core.renewal` family code, ``shape`` the shape of
-    unit-mean gaps, ``gap_table`` the index into ``empirical`` (-1: none); ``empirical`` the
-    observed gap tables (``arrivals="empirical"``), else None; ``time_map`` the rate function
+    added; ``table`` the :class:`~servegen_core.arrival_models.ArrivalModelTable` with one row
+    per client-window (same order), read by
+    :func:`~servegen_core.arrival_models.sample_positions`; ``time_map`` the rate function
     that times inside a window are mapped through (``piecewise``/``ramp``), else None.
     """
 
     client_windows: pl.DataFrame
-    family: np.ndarray
-    shape: np.ndarray
-    gap_table: np.ndarray
-    empirical: dict[str, np.ndarray] | None
+    table: ArrivalModelTable
     time_map: RateSegments | None
 
 
@@ -231,8 +229,9 @@ class GenerationUnits:
     and ``row_offsets`` (its rows are ``row_offsets[u]:row_offsets[u + 1]``). Per row:
     ``row_client`` (index into ``client_ids``), ``row_t0_s``, ``row_duration_s``,
     ``row_expected`` (requests, or session starts once the prefix stage ran),
-    ``row_family``, ``row_shape``, ``row_gap_table`` and ``row_tables`` (one length table id
-    per field of :attr:`ComposePlan.request_fields` then per item modality).
+    ``row_model`` (the row of :attr:`ArrivalModel.table`, i.e. the client-window) and
+    ``row_tables`` (one length table id per field of :attr:`ComposePlan.request_fields` then
+    per item modality).
     """
 
     window_index: np.ndarray
@@ -246,9 +245,7 @@ class GenerationUnits:
     row_t0_s: np.ndarray
     row_duration_s: np.ndarray
     row_expected: np.ndarray
-    row_family: np.ndarray
-    row_shape: np.ndarray
-    row_gap_table: np.ndarray
+    row_model: np.ndarray
     row_tables: np.ndarray
 
     def __len__(self) -> int:

@@ -14,8 +14,9 @@
 6. :func:`cut_units`: the generation units (windows, cut into pieces when busy).
 7. :func:`servegen_core.generate.sessions.plan_prefix`: the prefix model, when the spec has one.
 
-A new arrival model is one more function beside :func:`_renewal_shapes` and
-:func:`_empirical_windows` that :func:`arrival_model` consults; a new model of the requests
+A new arrival model is one more function beside :func:`_renewal_shapes`,
+:func:`_fitted_rows` and :func:`_empirical_windows` that :func:`arrival_model` consults
+(returning :class:`~servegen_core.arrival_models.ArrivalModelTable` rows); a new model of the requests
 (like the prefix model) is one more stage.
 """
 
@@ -42,6 +43,7 @@ from servegen_core.generate.plan import (
     Targets,
     rate_segments,
 )
+from servegen_core.arrival_models import KINDS, ArrivalModelTable, rows_from_rate_cv
 from servegen_core.generate.tables import LengthTables, build_length_tables, table_ids
 from servegen_core.renewal import (
     EXPONENTIAL,
@@ -123,11 +125,12 @@ def _span_pool(pool: ClientPool, start: float, end: float) -> ClientPool:
     overlap = (pl.col("start_s") < end) & (pl.col("start_s") + lws > start)
     length_windows = pool.length_windows.filter((pl.col("start_s") < end) & (pl.col("start_s") + pl.col("duration_s") > start))
     distributions = pool.distributions.filter(overlap)
-    gaps = getattr(pool, "gaps", None)
-    if gaps is not None:
-        gaps = gaps.filter((pl.col("start_s") >= start) & (pl.col("start_s") < end))
-        return dataclasses.replace(pool, windows=windows, distributions=distributions, length_windows=length_windows, gaps=gaps)
-    return dataclasses.replace(pool, windows=windows, distributions=distributions, length_windows=length_windows)
+    in_span = (pl.col("start_s") >= start) & (pl.col("start_s") < end)
+    gaps = None if pool.gaps is None else pool.gaps.filter(in_span)
+    models = None if pool.arrival_models is None else pool.arrival_models.filter(in_span)
+    return dataclasses.replace(
+        pool, windows=windows, distributions=distributions, length_windows=length_windows, gaps=gaps, arrival_models=models
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -521,44 +524,165 @@ def _ids_text(ids: list[str], limit: int = 20) -> str:
 
 
 def arrival_model(spec: WorkloadSpec, span: SpanCut, choice: ClientChoice, client_windows: pl.DataFrame) -> ArrivalModel:
-    """The arrival model of every client-window: ``model_pattern`` (``Gamma``, ``Weibull``,
-    ``Exponential`` or ``empirical``), ``model_shape`` (the shape of unit-mean gaps; NaN for
-    ``empirical``) and ``model_cv`` (the CV the model targets) added to the frame, and the
-    arrays generation reads (:class:`~servegen_core.generate.plan.ArrivalModel`).
+    """The arrival model of every client-window: an
+    :class:`~servegen_core.arrival_models.ArrivalModelTable` row each, and ``model_pattern``
+    (``Gamma``, ``Weibull``, ``Exponential``, ``hyperexp``, ``mmpp`` or ``empirical``),
+    ``model_shape`` (the renewal shape of unit-mean gaps; NaN for the others) and
+    ``model_cv`` (the CV of the model's gaps, zero gaps of a batch included) added to the frame.
 
-    ``arrivals="poisson"``: exponential everywhere. ``fitted`` with ``arrival_shape=
-    "recorded_cv"``: the family's shape solved from the recorded ``cv`` (Gamma ``1/cv^2``,
-    Weibull by :func:`~servegen_core.renewal.weibull_shape_for_sample_cv` at the source
-    window's request count); with ``"fitted_shape"`` the recorded ``shape``. A window whose
-    chosen quantity is missing (not positive) falls back to the other, then to exponential.
-    ``empirical``: the window's observed gaps (``ClientPool.gaps``) where it has at least
-    two, else as ``fitted``. The times of ``piecewise`` and ``ramp`` rates are mapped
-    through the rate function inside each window (``time_map``).
+    ``arrivals="poisson"``: exponential everywhere. ``fitted``: by ``spec.sub_window``
+    (:data:`~servegen_core.spec.SUB_WINDOW_MODELS`):
+
+    - ``recorded``: the window's recorded family (:func:`_renewal_shapes`: with
+      ``arrival_shape="recorded_cv"`` the shape solved from the recorded ``cv``, Gamma
+      ``1/cv^2``, Weibull by :func:`~servegen_core.renewal.weibull_shape_for_sample_cv` at the
+      source window's request count; with ``"fitted_shape"`` the recorded ``shape``; a window
+      whose chosen quantity is missing falls back to the other, then to exponential);
+    - ``gamma``, ``weibull``, ``hyperexp``, ``mmpp``: that model from the window's recorded
+      CV (:func:`~servegen_core.arrival_models.rows_from_rate_cv`);
+    - ``source``: for a source fitted from a trace (``ClientPool.arrival_models``), each
+      client-window's fitted model (:func:`_fitted_rows`); for a trace fitted without them
+      (quantized timestamps, see :mod:`servegen_core.sources.fit`) the recorded families;
+      for pool data ``mmpp`` at :data:`~servegen_core.arrival_models.DEFAULT_MMPP_PERSISTENCE`,
+      or the recorded families when ``arrival_shape="fitted_shape"`` asks for the recorded
+      shapes.
+
+    ``empirical``: the window's observed gaps (``ClientPool.gaps``) where it has at least two,
+    else as ``fitted``. The times of ``piecewise`` and ``ramp`` rates are mapped through the
+    rate function inside each window (``time_map``).
     """
-    family, shape = _renewal_shapes(spec, client_windows)
-    model_cv = family_cv(family, shape)
-    names = np.array(["Gamma", "Weibull", "Exponential"], dtype=object)[family]
-    gap_table = np.full(client_windows.height, -1, dtype=np.int64)
+    rows = client_windows.height
+    option = _sub_window_option(spec, choice.pool)
+    if spec.arrivals == "poisson":
+        table = ArrivalModelTable.make(rows, "exponential")
+    elif option == "recorded":
+        family, shape = _renewal_shapes(spec, client_windows)
+        table = ArrivalModelTable.make(rows, family.astype(np.int8), shape=shape)
+    elif option == "fitted":
+        table = _fitted_rows(choice.pool, client_windows)
+    else:
+        table = rows_from_rate_cv(option, client_windows["rate_rps"].to_numpy().astype(np.float64), _model_cv_target(client_windows))
     if spec.arrivals == "empirical":
-        gap_table, observed_cv = _empirical_windows(choice.pool, client_windows)
+        gap_table, _observed_cv = _empirical_windows(choice.pool, client_windows)
         has = gap_table >= 0
-        names = np.where(has, "empirical", names)
-        shape = np.where(has, np.nan, shape)
-        model_cv = np.where(has, observed_cv, model_cv)
+        if has.any():
+            emp = ArrivalModelTable.make(
+                rows, "empirical", table=gap_table, tables=_gap_tables(client_windows, choice.pool, gap_table)
+            )
+            keep = np.flatnonzero(~has)
+            table = ArrivalModelTable.concat([table.take(keep), emp.take(np.flatnonzero(has))])
+            order = np.empty(rows, dtype=np.int64)
+            order[np.concatenate([keep, np.flatnonzero(has)])] = np.arange(rows)
+            table = table.take(order)
+    names = np.array([_MODEL_NAMES[k] for k in range(len(_MODEL_NAMES))], dtype=object)[table.kind]
+    renewal = np.isin(table.kind, (KINDS["gamma"], KINDS["weibull"], KINDS["exponential"]))
     with_model = client_windows.with_columns(
         pl.Series("model_pattern", names.astype(str), dtype=pl.String),
-        pl.Series("model_shape", shape, dtype=pl.Float64),
-        pl.Series("model_cv", model_cv, dtype=pl.Float64),
+        pl.Series("model_shape", np.where(renewal, table.shape, np.nan), dtype=pl.Float64),
+        pl.Series("model_cv", _model_cv(table), dtype=pl.Float64),
     )
     time_map = rate_segments(spec.rate, span.duration_s) if isinstance(spec.rate, (PiecewiseRate, RampRate)) else None
-    return ArrivalModel(
-        client_windows=with_model,
-        family=family.astype(np.int8),
-        shape=with_model["model_shape"].to_numpy().astype(np.float64),
-        gap_table=gap_table,
-        empirical=_gap_tables(client_windows, choice.pool, gap_table),
-        time_map=time_map,
+    return ArrivalModel(client_windows=with_model, table=table, time_map=time_map)
+
+
+#: ``model_pattern`` of each :data:`~servegen_core.arrival_models.KINDS` code.
+_MODEL_NAMES: tuple[str, ...] = tuple(
+    {"gamma": "Gamma", "weibull": "Weibull", "exponential": "Exponential"}.get(name, name)
+    for name, _code in sorted(KINDS.items(), key=lambda kv: kv[1])
+)
+
+
+def _sub_window_option(spec: WorkloadSpec, pool: ClientPool) -> str:
+    """``recorded``, a :data:`~servegen_core.arrival_models.POOL_OPTIONS` name, or ``fitted``
+    (the trace fit kept on the pool) for ``spec.sub_window`` on ``pool``."""
+    if spec.sub_window != "source":
+        return spec.sub_window
+    if pool.arrival_models is not None:
+        return "fitted"
+    # a trace fit without sub-window models (quantized timestamps): its censored family fits
+    if pool.gaps is not None or spec.arrival_shape == "fitted_shape":
+        return "recorded"
+    return "mmpp"
+
+
+def _model_cv_target(client_windows: pl.DataFrame) -> np.ndarray:
+    """The CV a named sub-window model is given for each client-window: the recorded ``cv``
+    (NaN as 0, which :func:`~servegen_core.arrival_models.rows_from_rate_cv` treats as 1)."""
+    return np.nan_to_num(client_windows["cv"].to_numpy().astype(np.float64), nan=0.0)
+
+
+def _fitted_rows(pool: ClientPool, client_windows: pl.DataFrame) -> ArrivalModelTable:
+    """The trace-fitted model (``ClientPool.arrival_models``) of every client-window; a
+    client-window without one (none recorded) gets the ``mmpp`` pool option from its CV."""
+    models = pool.arrival_models
+    joined = (
+        client_windows.select("client_id", pl.col("start_s").cast(pl.Int64)).with_row_index("_r")
+        .join(models, on=["client_id", "start_s"], how="left")
+        .sort("_r")
     )
+    has = joined["model"].is_not_null().to_numpy()
+    kind = np.array([KINDS.get(m, 0) for m in joined["model"].fill_null("gamma").to_list()], dtype=np.int8)
+    columns = {
+        f.name: joined[f.name].to_numpy().astype(np.int64 if f.name in _TABLE_ID_COLUMNS else np.float64)
+        for f in dataclasses.fields(ArrivalModelTable)
+        if f.name not in ("kind", "tables")
+    }
+    fitted = ArrivalModelTable.make(client_windows.height, kind, tables=_pool_arrival_tables(pool), **columns)
+    if has.all():
+        return fitted
+    fallback = rows_from_rate_cv("mmpp", client_windows["rate_rps"].to_numpy().astype(np.float64), _model_cv_target(client_windows))
+    mine, other = np.flatnonzero(has), np.flatnonzero(~has)
+    merged = ArrivalModelTable.concat([fitted.take(mine), fallback.take(other)])
+    order = np.empty(client_windows.height, dtype=np.int64)
+    order[np.concatenate([mine, other])] = np.arange(client_windows.height)
+    return merged.take(order)
+
+
+_TABLE_ID_COLUMNS = ("table", "state_table0", "state_table1")
+
+
+def _pool_arrival_tables(pool: ClientPool) -> dict[str, np.ndarray] | None:
+    """``ClientPool.arrival_tables`` in the format of
+    :func:`servegen_core.renewal.empirical_tables` (already unit-mean), or None."""
+    frame = pool.arrival_tables
+    if frame is None or frame.height == 0:
+        return None
+    table = frame["table"].to_numpy()
+    gaps = frame["gap"].to_numpy().astype(np.float64)
+    sizes = np.bincount(table, minlength=int(table.max()) + 1).astype(np.int64)
+    return {
+        "gaps": gaps,
+        "offsets": np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64),
+        "sizes": sizes,
+        "cum": np.cumsum(gaps),
+    }
+
+
+def _model_cv(table: ArrivalModelTable) -> np.ndarray:
+    """The CV of the gaps of every row's model (a batch's zero gaps included): renewal rows by
+    :func:`~servegen_core.renewal.family_cv`, two-state rows from the mixture of their states'
+    Gamma gaps at the chain's stationary shares, empirical rows from their gap tables."""
+    cv = np.ones(len(table))
+    renewal = table.kind <= KINDS["exponential"]
+    cv[renewal] = family_cv(table.kind[renewal], table.shape[renewal])
+    two = (table.kind == KINDS["hyperexp"]) | (table.kind == KINDS["mmpp"])
+    if two.any():
+        leave0, leave1 = 1.0 - table.stay0[two], 1.0 - table.stay1[two]
+        pi0 = leave1 / np.maximum(leave0 + leave1, 1e-300)
+        m0, m1 = table.mean0[two], table.mean1[two]
+        k0, k1 = np.maximum(table.shape0[two], 1e-9), np.maximum(table.shape1[two], 1e-9)
+        mean = pi0 * m0 + (1.0 - pi0) * m1
+        second = pi0 * m0 * m0 * (1.0 + 1.0 / k0) + (1.0 - pi0) * m1 * m1 * (1.0 + 1.0 / k1)
+        cv[two] = np.sqrt(np.maximum(second / np.maximum(mean * mean, 1e-300) - 1.0, 0.0))
+    emp = (table.kind == KINDS["empirical"]) & (table.table >= 0)
+    if emp.any() and table.tables is not None:
+        tabs = table.tables
+        size = np.maximum(tabs["sizes"], 1)
+        owner = np.repeat(np.arange(len(tabs["sizes"])), tabs["sizes"])
+        second = np.bincount(owner, weights=tabs["gaps"] ** 2, minlength=len(size)) / size
+        cv[emp] = np.sqrt(np.maximum(second[table.table[emp]] - 1.0, 0.0))
+    b = np.clip(table.batch, 0.0, 0.999)
+    return np.sqrt(np.maximum((cv * cv + 1.0) / (1.0 - b) - 1.0, 0.0))
 
 
 def _renewal_shapes(spec: WorkloadSpec, client_windows: pl.DataFrame) -> tuple[np.ndarray, np.ndarray]:
@@ -669,9 +793,7 @@ def cut_units(arrivals: ArrivalModel, tables: LengthTables, fields: tuple[str, .
     row_d = cw["span_duration_s"].to_numpy().astype(np.float64)
     rows = {
         "row_client": cw["client_rank"].to_numpy().astype(np.int64),
-        "row_family": arrivals.family.astype(np.int8),
-        "row_shape": arrivals.shape,
-        "row_gap_table": arrivals.gap_table.astype(np.int64),
+        "row_model": np.arange(cw.height, dtype=np.int64),
         "row_tables": table_ids(cw, tables.keys, fields),
     }
     # window-level arrays (only windows that hold at least one client-window)

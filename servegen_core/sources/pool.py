@@ -24,6 +24,13 @@ In memory, a :class:`ClientPool` holds three tidy Polars frames (four when fitte
     (:func:`servegen_core.sources.fit.pool_from_trace`): ``client_id, start_s, gap_s``, ``start_s``
     naming the arrival window, the gaps in arrival order. It keeps each client-window's
     empirical inter-arrival distribution next to its fitted pattern.
+``arrival_models`` and ``arrival_tables`` (optional, ``None`` for ServeGen data)
+    the sub-window arrival model fitted and chosen per client from a raw trace
+    (:func:`servegen_core.arrival_models.fit_client_arrivals` with ``model="auto"``): one row
+    per client-window with requests (:data:`ARRIVAL_MODEL_SCHEMA`: ``client_id, start_s,
+    model`` and the columns of :class:`servegen_core.arrival_models.ArrivalModelTable`), and
+    the unit-mean gap tables its ``table``/``state_table0``/``state_table1`` ids point to
+    (:data:`ARRIVAL_TABLE_SCHEMA`: ``table, gap``, each table's gaps in order).
 
 A client with a trace file but no dataset file is loaded with its windows and listed in
 :attr:`ClientPool.clients_without_lengths`. A dataset file without its trace file is an error.
@@ -62,6 +69,8 @@ from servegen_core.limits import MAX_SPAN_ENV, MAX_TOKENS_ENV, max_span_s, max_t
 from servegen_core.paths import default_cache_dir
 
 __all__ = [
+    "ARRIVAL_MODEL_SCHEMA",
+    "ARRIVAL_TABLE_SCHEMA",
     "ClientPool",
     "PATTERNS",
     "client_sort_key",
@@ -101,6 +110,14 @@ GAP_SCHEMA: dict[str, pl.DataType] = {
     "start_s": pl.Int64(),
     "gap_s": pl.Float64(),
 }
+ARRIVAL_MODEL_SCHEMA: dict[str, pl.DataType] = {
+    "client_id": pl.String(),
+    "start_s": pl.Int64(),
+    "model": pl.String(),
+    **{name: pl.Float64() for name in ("shape", "mean0", "mean1", "shape0", "shape1", "stay0", "stay1", "batch")},
+    **{name: pl.Int64() for name in ("table", "state_table0", "state_table1")},
+}
+ARRIVAL_TABLE_SCHEMA: dict[str, pl.DataType] = {"table": pl.Int64(), "gap": pl.Float64()}
 LENGTH_WINDOW_SCHEMA: dict[str, pl.DataType] = {
     "client_id": pl.String(),
     "start_s": pl.Int64(),
@@ -141,6 +158,11 @@ class ClientPool:
     gaps: pl.DataFrame | None = None
     #: What a fit could not recover (e.g. sub-grid timing of quantized timestamps), in words.
     warnings: tuple[str, ...] = ()
+    #: Sub-window arrival models fitted from a raw trace, per client-window
+    #: (:data:`ARRIVAL_MODEL_SCHEMA`), and their gap tables (:data:`ARRIVAL_TABLE_SCHEMA`);
+    #: ``None`` for ServeGen data.
+    arrival_models: pl.DataFrame | None = None
+    arrival_tables: pl.DataFrame | None = None
     #: Arrays derived from this pool by :mod:`servegen_core.sources.view` (client codes, the
     #: length-field index, per-field weights), each computed once and kept here: the pool is
     #: frozen, so they stay valid, and they are freed with the pool. Not an argument: a new pool
@@ -156,6 +178,16 @@ class ClientPool:
             want = {**GAP_SCHEMA, "start_s": self.windows.schema.get("start_s", pl.Int64())}
             if schema != want:
                 msg = f"ClientPool.gaps must have the columns {want}, got {schema}"
+                raise ValueError(msg)
+        for name, want in (("arrival_models", ARRIVAL_MODEL_SCHEMA), ("arrival_tables", ARRIVAL_TABLE_SCHEMA)):
+            frame = getattr(self, name)
+            if frame is None:
+                continue
+            if not isinstance(frame, pl.DataFrame):
+                msg = f"ClientPool.{name} must be a polars DataFrame or None, got {type(frame).__name__}"
+                raise TypeError(msg)
+            if dict(frame.schema) != want:
+                msg = f"ClientPool.{name} must have the columns {want}, got {dict(frame.schema)}"
                 raise ValueError(msg)
 
     @property
@@ -205,8 +237,10 @@ class ClientPool:
         overlap = (pl.col("start_s") < end_s) & (pl.col("start_s") + pl.col("duration_s") > start_s)
         lw = self.length_windows.filter(overlap)
         d = self.distributions.join(lw.select("client_id", "start_s"), on=["client_id", "start_s"], how="semi")
-        g = None if self.gaps is None else self.gaps.filter((pl.col("start_s") >= start_s) & (pl.col("start_s") < end_s))
-        return dataclasses.replace(self, windows=w, distributions=d, length_windows=lw, gaps=g)
+        in_span = (pl.col("start_s") >= start_s) & (pl.col("start_s") < end_s)
+        g = None if self.gaps is None else self.gaps.filter(in_span)
+        am = None if self.arrival_models is None else self.arrival_models.filter(in_span)
+        return dataclasses.replace(self, windows=w, distributions=d, length_windows=lw, gaps=g, arrival_models=am)
 
     def select_clients(self, client_ids: Iterable[str]) -> ClientPool:
         """A pool restricted to ``client_ids`` (unknown ids are an error)."""
@@ -223,6 +257,7 @@ class ClientPool:
             distributions=self.distributions.filter(keep),
             length_windows=self.length_windows.filter(keep),
             gaps=None if self.gaps is None else self.gaps.filter(keep),
+            arrival_models=None if self.arrival_models is None else self.arrival_models.filter(keep),
         )
 
     def pdf(self, client_id: str, field: str, start_s: int) -> pl.DataFrame:
