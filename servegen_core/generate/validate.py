@@ -39,7 +39,10 @@ the report. Checks:
 ``dispersion`` (trace sources)
     variance-to-mean ratio of the aggregate counts per 1 s, 10 s and 60 s bins, generated /
     source over the span; value is the ratio farthest from 1 (on a log scale), passing within
-    a factor 1.5. The source trace is read again from the spec's path.
+    a factor 1.5. The source trace is read again from the spec's path. When the source's
+    timestamps are on a grid (:func:`servegen_core.sources.traces.timestamp_resolution`), the
+    generated times are floored onto it (what the source's clock would have recorded), and a
+    bin shorter than the grid is reported as measuring the grid and left out.
 ``edge_burst``
     the aggregate rate in the first and last ``e`` seconds of every arrival window over the
     mean rate, ``e`` = 10 ms or, for a small workload, wide enough to expect 200 requests there
@@ -92,7 +95,7 @@ from servegen_core.characterize.arrivals import window_cv
 from servegen_core.generate.compose import plan_workload
 from servegen_core.generate.plan import ComposePlan, Workload
 from servegen_core.sources.pool import ClientPool
-from servegen_core.sources.traces import load_trace
+from servegen_core.sources.traces import load_trace, timestamp_resolution
 from servegen_core.result import Result
 from servegen_core.renewal import gamma_shape_for_cv, weibull_shape_for_cv
 from servegen_core.spec import TraceSource, WorkloadSpec
@@ -498,9 +501,17 @@ def _dispersion(trace: pl.DataFrame, plan: ComposePlan) -> dict | None:
     ts_src = raw.filter((pl.col("timestamp_s") >= t0) & (pl.col("timestamp_s") < t0 + d))["timestamp_s"].to_numpy() - t0
     ts_gen = trace["timestamp_s"].to_numpy()
     parts, worst = [], 1.0
+    res = timestamp_resolution(raw["timestamp_s"])
+    grid = res.grid_s if res.quantized and math.isfinite(res.grid_s) and res.n_gaps >= 10 else 0.0
+    if grid >= 1e-3:
+        # what the source's clock would have recorded: the generated times on its grid
+        ts_gen = np.floor(ts_gen / grid + 1e-9) * grid
     for b in (1.0, 10.0, 60.0):
         nb = int(d // b)
         if nb < 3:
+            continue
+        if grid > b * (1 + 1e-9):
+            parts.append(f"{b:g} s: measures the source's {grid:g} s timestamp grid, not its traffic (left out)")
             continue
         vm = []
         for ts in (ts_gen, ts_src):
