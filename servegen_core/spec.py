@@ -171,7 +171,16 @@ Meaning of the options (details in :mod:`servegen_core.generate.compose`)
         think time from one turn's arrival to the next (Gamma, ``mean`` seconds and
         ``cv``). Session starts follow the client's arrival process (at the client's rate
         divided by the expected turns per session); each later turn's input is the previous
-        turn's input and output plus new tokens.
+        turn's input and output plus new tokens. ``growth`` (optional; ``null`` or absent:
+        later turns draw their inputs from the client's table and a session's inputs are
+        sorted) models conversations: ``first_input`` and ``new_tokens`` are quantile
+        tables (``[q_0, ..., q_M]`` at probabilities ``i / M``, non-decreasing whole
+        numbers, 2 to 1001 entries) of the first turn's input and of the tokens a later turn
+        adds beyond the previous turn's input and output (negative: the client dropped part
+        of its history); ``context_tokens`` (whole number or ``null``) is the model's
+        context limit: a turn that would exceed it is truncated to it (it keeps the head of
+        the conversation and its own new tokens; the session goes on), as a chat front end
+        that trims history does.
 """
 
 from __future__ import annotations
@@ -776,6 +785,11 @@ class Sessions:
     ``"pmf"`` with ``turns_pmf`` ``((turns, probability), ...)``. Think time (from one
     turn's arrival to the next turn's arrival): Gamma with mean ``think_mean_s`` and
     coefficient of variation ``think_cv`` (1 = exponential).
+
+    Conversation growth (``new_tokens`` non-empty; see ``growth`` in the module docstring):
+    ``first_input`` and ``new_tokens`` are quantile tables (``M + 1`` values at
+    probabilities ``i / M``) of the first turn's input and of a later turn's new tokens;
+    ``context_tokens`` caps every turn's input (None: no cap).
     """
 
     turns_kind: str = "geometric"
@@ -784,6 +798,9 @@ class Sessions:
     turns_pmf: tuple[tuple[int, float], ...] = ()
     think_mean_s: float = 100.0
     think_cv: float = 1.0
+    new_tokens: tuple[int, ...] = ()
+    first_input: tuple[int, ...] = ()
+    context_tokens: int | None = None
 
     def __post_init__(self) -> None:
         _string("sessions.turns.kind", self.turns_kind, choices=TURN_KINDS)
@@ -811,6 +828,14 @@ class Sessions:
                 raise SpecError("sessions.turns.pmf", "the probabilities sum to 0")
         _number("sessions.think_time_s.mean", self.think_mean_s, positive=True)
         _number("sessions.think_time_s.cv", self.think_cv, positive=True)
+        object.__setattr__(self, "new_tokens", _quantile_table("sessions.growth.new_tokens", self.new_tokens, minimum=None))
+        object.__setattr__(self, "first_input", _quantile_table("sessions.growth.first_input", self.first_input, minimum=1))
+        if bool(self.new_tokens) != bool(self.first_input):
+            raise SpecError("sessions.growth", "give both new_tokens and first_input (or neither)")
+        if self.context_tokens is not None:
+            _integer("sessions.growth.context_tokens", self.context_tokens, minimum=1)
+            if not self.new_tokens:
+                raise SpecError("sessions.growth.context_tokens", "only used with new_tokens and first_input")
 
     def turn_probabilities(self) -> tuple[float, ...]:
         """``P(T = k)`` for ``k = 1 .. K`` (normalized; K = ``max_turns`` or the pmf's largest)."""
@@ -830,7 +855,32 @@ class Sessions:
             turns: dict[str, Any] = {"kind": "pmf", "pmf": [[k, p] for k, p in self.turns_pmf]}
         else:
             turns = {"kind": "geometric", "mean": self.turns_mean, "max": self.max_turns}
-        return {"turns": turns, "think_time_s": {"mean": self.think_mean_s, "cv": self.think_cv}}
+        out: dict[str, Any] = {"turns": turns, "think_time_s": {"mean": self.think_mean_s, "cv": self.think_cv}}
+        if self.new_tokens:
+            out["growth"] = {
+                "first_input": list(self.first_input),
+                "new_tokens": list(self.new_tokens),
+                "context_tokens": self.context_tokens,
+            }
+        return out
+
+
+#: Most entries of a quantile table (``sessions.growth``).
+MAX_QUANTILES = 1001
+
+
+def _quantile_table(key: str, value: Any, *, minimum: int | None) -> tuple[int, ...]:
+    """A non-decreasing tuple of whole numbers (2 to :data:`MAX_QUANTILES`), or () for none."""
+    items = _list(key, value)
+    if not items:
+        return ()
+    if not 2 <= len(items) <= MAX_QUANTILES:
+        raise SpecError(key, f"expected 2 to {MAX_QUANTILES} quantiles, got {len(items)}")
+    table = tuple(_integer(f"{key}[{i}]", v, minimum=minimum) for i, v in enumerate(items))
+    for i in range(1, len(table)):
+        if table[i] < table[i - 1]:
+            raise SpecError(f"{key}[{i}]", f"quantiles must not decrease ({table[i - 1]} then {table[i]})")
+    return table
 
 
 @dataclass(frozen=True)
@@ -943,8 +993,15 @@ def _parse_system_prompts(where: str, value: Any) -> SystemPrompts:
 
 def _parse_sessions(where: str, value: Any) -> Sessions:
     d = _mapping(where, value)
-    _keys(where, d, ("turns", "think_time_s"))
+    _keys(where, d, ("turns", "think_time_s", "growth"))
     kw: dict[str, Any] = {}
+    if d.get("growth") is not None:
+        g = _mapping(f"{where}.growth", d["growth"])
+        _keys(f"{where}.growth", g, ("first_input", "new_tokens", "context_tokens"), required=("first_input", "new_tokens"))
+        kw["first_input"] = _quantile_table(f"{where}.growth.first_input", g["first_input"], minimum=1)
+        kw["new_tokens"] = _quantile_table(f"{where}.growth.new_tokens", g["new_tokens"], minimum=None)
+        if g.get("context_tokens") is not None:
+            kw["context_tokens"] = _integer(f"{where}.growth.context_tokens", g["context_tokens"], minimum=1)
     if "turns" in d:
         t = _mapping(f"{where}.turns", d["turns"])
         _keys(f"{where}.turns", t, ("kind", "mean", "max", "pmf"), required=("kind",))

@@ -94,6 +94,8 @@ with left:
         ks = rep.check("length_ks")
         if ks["value"] is not None:
             st.caption(f"Median KS distance per (client, length window, field): {ks['value']:.4f} ({'pass' if ks['passed'] else 'fail'}: {ks['target']}).")
+        if (borrowed := rep.check("borrowed_share"))["value"]:
+            st.caption(f"Borrowed lengths: {borrowed['value']:.1%} of the requests come from {borrowed['n']} client(s) without length tables of their own ({md(borrowed['detail'])}).")
 with right:
     if rep.ok and rep.cv.height:
         page.plot(charts.cv_scatter(rep.cv), rep.cv, key="pv_cv")

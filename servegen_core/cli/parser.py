@@ -151,7 +151,12 @@ def _spec_template_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--fit-prefix", action="store_true",
-        help="add a prefix section (shared prompts, sessions) fitted to the hash_ids of --trace",
+        help="add a prefix section (shared prompts, sessions) fitted to the hash_ids of --trace "
+        "(the default when the trace has hash_ids; an error when it has none)",
+    )
+    p.add_argument(
+        "--no-prefix", action="store_true",
+        help="leave the prefix section out even when --trace has hash_ids (the export then has no prefix reuse)",
     )
     p.add_argument(
         "--block-size", type=_block_size, metavar="TOKENS",

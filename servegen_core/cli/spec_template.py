@@ -36,7 +36,7 @@ def spec_template(
     trace: str | None = None,
     preset: str | None = None,
     fit_length_correlation: bool = False,
-    fit_prefix: bool = False,
+    fit_prefix: bool | None = None,
     block_size: int | None = None,
 ) -> WorkloadSpec:
     """An example :class:`~servegen_core.spec.WorkloadSpec` for one model of ``data_dir``,
@@ -54,14 +54,17 @@ def spec_template(
     lengths keep the source's rank correlation. ``fit_prefix`` adds a ``prefix`` section
     fitted to the trace's ``hash_ids`` (:func:`servegen_core.generate.sessions.fit_prefix`,
     ``block_size`` tokens per id, 512 by default; one profile per client when the trace has
-    several clients).
+    several clients) and fits ``length_correlation`` too (the prefix model keeps the copula
+    between a turn's input and output). ``fit_prefix=None`` (the default) fits the section
+    whenever the trace has ``hash_ids``, so a trace keeps its reuse unless asked not to
+    (``fit_prefix=False``, the CLI's ``--no-prefix``).
     """
     if trace is not None:
         return _trace_template(
             trace, preset, start_s=start_s, duration_s=duration_s, seed=seed, fit=fit_length_correlation,
             fit_prefix=fit_prefix, block_size=block_size,
         )
-    if fit_length_correlation or fit_prefix:
+    if fit_length_correlation or fit_prefix is True:
         flag = "--fit-length-correlation" if fit_length_correlation else "--fit-prefix"
         msg = f"{flag} needs a raw trace (--trace FILE) to fit"
         raise CliError(msg)
@@ -110,7 +113,7 @@ def _trace_template(
     duration_s: float | None,
     seed: int,
     fit: bool,
-    fit_prefix: bool = False,
+    fit_prefix: bool | None = None,
     block_size: int | None = None,
 ) -> WorkloadSpec:
     """The spec template of a raw trace file (see :func:`spec_template`)."""
@@ -126,10 +129,13 @@ def _trace_template(
     if start >= pool.end_s or (duration_s is not None and start + duration_s > pool.end_s):
         msg = f"span [{start:g}, {start + (duration_s or 0):g}) s is outside the trace's windows ([{pool.start_s}, {pool.end_s}) s)"
         raise CliError(msg)
-    rho = round(length_correlation(trace_df), 4) if fit else 0.0
+    has_blocks = "hash_ids" in trace_df.columns and trace_df["hash_ids"].drop_nulls().len() > 0
+    if fit_prefix is None:
+        fit_prefix = has_blocks
+    rho = round(length_correlation(trace_df), 4) if fit or fit_prefix else 0.0
     prefix = None
     if fit_prefix:
-        if "hash_ids" not in trace_df.columns:
+        if not has_blocks:
             msg = f"--fit-prefix needs a trace with hash_ids (block ids); {path} has none"
             raise CliError(msg)
         try:
@@ -152,6 +158,9 @@ def _whole(x: float) -> float | int:
 
 def run(args: argparse.Namespace, out: TextIO) -> int:
     """Write the spec template the arguments ask for to ``args.output`` (or ``out`` for ``-``)."""
+    if args.no_prefix and args.fit_prefix:
+        msg = "--fit-prefix and --no-prefix contradict each other; give one"
+        raise CliError(msg)
     spec = spec_template(
         args.data_dir,
         args.model,
@@ -161,7 +170,7 @@ def run(args: argparse.Namespace, out: TextIO) -> int:
         trace=args.trace,
         preset=args.preset,
         fit_length_correlation=args.fit_length_correlation,
-        fit_prefix=args.fit_prefix,
+        fit_prefix=False if args.no_prefix else (True if args.fit_prefix else None),
         block_size=args.block_size,
     )
     if args.output == "-":
@@ -171,9 +180,12 @@ def run(args: argparse.Namespace, out: TextIO) -> int:
     spec.to_file(path, overwrite=args.overwrite)
     what = spec.source.path if args.trace is not None else spec.source.model
     duration = "whole trace" if spec.span.duration_s is None else f"{fmt_number(spec.span.duration_s)} s"
-    fitted = f", length_correlation {spec.length_correlation:g} (fitted)" if args.fit_length_correlation else ""
+    fitted = f", length_correlation {spec.length_correlation:g} (fitted)" if args.fit_length_correlation or spec.prefix is not None else ""
     if spec.prefix is not None:
-        fitted += ", prefix section (fitted from hash_ids)"
+        how = "" if args.fit_prefix else "; the trace has hash_ids, --no-prefix leaves it out"
+        fitted += f", prefix section (fitted from hash_ids{how})"
+    elif args.no_prefix and args.trace is not None:
+        fitted += ", no prefix section (--no-prefix): the export will have no prefix reuse"
     out.write(
         f"wrote {path} ({what}, {duration} from "
         f"{fmt_number(spec.span.start_s)} s, seed {spec.seed}{fitted})\n"

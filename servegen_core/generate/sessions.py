@@ -59,7 +59,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import polars as pl
 from scipy.optimize import minimize_scalar
-from scipy.special import gammainc
+from scipy.special import gammainc, ndtr, ndtri
 
 from servegen_core.blocks import TAG_KEY, TAG_PROMPT, TAG_TURN, block_keys, hash_ids, hash_parts, id63, lists_by_owner
 from servegen_core.characterize import prefix as characterize_prefix
@@ -160,7 +160,9 @@ class PrefixPlan:
     ``has_sessions``, the turn-count cumulative tables ``turn_cum``/``turn_offsets`` (laid
     out the same way), the Gamma think time's ``think_shape`` and ``think_scale`` and
     ``mean_turns``. ``client_window_key`` is ``unit * n_clients + client`` of every unit row
-    (sorted), to find a start's row.
+    (sorted), to find a start's row. Conversation growth: ``has_growth``, the quantile tables
+    ``first_input_q`` and ``new_tokens_q`` (client ``c``'s rows
+    ``*_offsets[c]:*_offsets[c + 1]``) and the ``context_tokens`` cap (int64 max: none).
     """
 
     prompt_share: np.ndarray
@@ -179,6 +181,12 @@ class PrefixPlan:
     mean_turns: np.ndarray
     client_window_key: np.ndarray
     n_clients: int
+    has_growth: np.ndarray | None = None
+    first_input_q: np.ndarray | None = None
+    first_input_offsets: np.ndarray | None = None
+    new_tokens_q: np.ndarray | None = None
+    new_tokens_offsets: np.ndarray | None = None
+    context_tokens: np.ndarray | None = None
 
 
 def plan_prefix(plan: ComposePlan) -> ComposePlan:
@@ -215,6 +223,23 @@ def plan_prefix(plan: ComposePlan) -> ComposePlan:
     think_shape = np.ones(C)
     think_scale = np.ones(C)
     mean_turns = np.ones(C)
+    has_growth = np.zeros(C, dtype=bool)
+    first_q: list[np.ndarray] = []
+    new_q: list[np.ndarray] = []
+    first_off = np.zeros(C + 1, dtype=np.int64)
+    new_off = np.zeros(C + 1, dtype=np.int64)
+    cap = np.full(C, np.iinfo(np.int64).max, dtype=np.int64)
+    for c, prof in enumerate(profiles):
+        ss = prof.sessions
+        grows = ss is not None and bool(ss.new_tokens) and len(ss.turn_probabilities()) > 1
+        if grows:
+            has_growth[c] = True
+            first_q.append(np.asarray(ss.first_input, dtype=np.float64))
+            new_q.append(np.asarray(ss.new_tokens, dtype=np.float64))
+            if ss.context_tokens is not None:
+                cap[c] = int(ss.context_tokens)
+        first_off[c + 1] = first_off[c] + (len(ss.first_input) if grows else 0)
+        new_off[c + 1] = new_off[c] + (len(ss.new_tokens) if grows else 0)
     for c, prof in enumerate(profiles):
         sp = prof.system_prompts
         if sp is not None and sp.request_share > 0:
@@ -271,6 +296,12 @@ def plan_prefix(plan: ComposePlan) -> ComposePlan:
         mean_turns=mean_turns,
         client_window_key=unit_of_row * max(C, 1) + row_client,
         n_clients=C,
+        has_growth=has_growth,
+        first_input_q=np.concatenate(first_q) if first_q else np.zeros(0),
+        first_input_offsets=first_off,
+        new_tokens_q=np.concatenate(new_q) if new_q else np.zeros(0),
+        new_tokens_offsets=new_off,
+        context_tokens=cap,
     )
     return dataclasses.replace(plan, units=dataclasses.replace(units, row_expected=expected), prefix_plan=prefix_plan)
 
@@ -333,6 +364,27 @@ def _repeat_recent(
     return out
 
 
+def _stratified(u: np.ndarray, kpos: np.ndarray, crank: np.ndarray, seed: int, w: np.ndarray, ordinal: np.ndarray) -> np.ndarray:
+    """Stratified uniforms for the turn counts: inside each (window, client), the ``m``
+    starts, in the order of ``u``, get one uniform each from the ``m`` equal strata of
+    ``[0, 1)`` (placed inside its stratum by a hash of seed, unit and ordinal). Each start's
+    count keeps its distribution, and a window's total turns stay close to their expectation
+    (independent draws made the request total of a session workload wander by a few per cent)."""
+    if not len(u):
+        return u
+    group = kpos.astype(np.int64) * (int(crank.max()) + 1) + crank
+    order = np.lexsort((u, group))
+    g = group[order]
+    first = np.searchsorted(g, g, side="left")
+    size = np.searchsorted(g, g, side="right") - first
+    rank = np.empty(len(u), dtype=np.int64)
+    rank[order] = np.arange(len(u)) - first
+    m = np.empty(len(u), dtype=np.int64)
+    m[order] = size
+    frac = hash_parts(TAG_KEY, seed, w, ordinal, 8).astype(np.float64) / 2.0**64
+    return (rank + frac) / m
+
+
 def _length_keys(
     P: PrefixPlan, seed: int, crank: np.ndarray, prompt: np.ndarray, uses: np.ndarray, u_k: np.ndarray
 ) -> np.ndarray:
@@ -354,6 +406,89 @@ def _length_keys(
     return key
 
 
+def _quantile(q: np.ndarray, off: np.ndarray, client: np.ndarray, u: np.ndarray) -> np.ndarray:
+    """Whole numbers drawn from each client's quantile table (``M + 1`` values at
+    probabilities ``i / M``, linear between them) at uniforms ``u``."""
+    lo, hi = off[client], off[client + 1]
+    m = (hi - lo - 1).astype(np.float64)
+    pos = np.clip(u, 0.0, 1.0) * m
+    i = np.minimum(np.floor(pos).astype(np.int64), np.maximum(hi - lo - 2, 0))
+    frac = pos - i
+    a = q[lo + i]
+    b = q[np.minimum(lo + i + 1, hi - 1)]
+    return np.rint(a + frac * (b - a)).astype(np.int64)
+
+
+def _table_cdf(plan: ComposePlan, tids: np.ndarray, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(F(x-), F(x))`` of values ``x`` in length tables ``tids``: the probability below
+    ``x`` and up to it (``x`` need not be a bin value)."""
+    tables = plan.tables
+    values = tables.values.astype(np.float64)
+    starts = np.concatenate([[0], tables.ends[:-1]])
+    owner = np.repeat(np.arange(len(tables.ends)), tables.ends - starts)
+    top = float(np.abs(values).max()) + 1.0 if len(values) else 1.0
+    comp = owner + (values + top) / (4.0 * top)  # sorted: tables in order, values inside
+    key = tids + (np.asarray(x, dtype=np.float64) + top) / (4.0 * top)
+    below = np.searchsorted(comp, key, side="left") - 1  # last bin < x
+    upto = np.searchsorted(comp, key, side="right") - 1  # last bin <= x
+    cum = tables.cum
+
+    def at(i: np.ndarray) -> np.ndarray:
+        inside = i >= starts[tids]
+        return np.where(inside, cum[np.maximum(i, 0)] - tids, 0.0)
+
+    return at(below), at(upto)
+
+
+def _grow_turns(
+    plan: ComposePlan,
+    lens: dict[str, np.ndarray],
+    r: np.ndarray,
+    crank: np.ndarray,
+    first: np.ndarray,
+    T: np.ndarray,
+    u_follow: np.ndarray,
+    v_start: np.ndarray,
+) -> None:
+    """Conversation growth, in place on ``lens`` ((session, turn) order) for the sessions of
+    clients with a growth model: the start's input becomes the first-turn quantile at its
+    rank in its table (a uniform inside the drawn bin, ``v_start``), so the copula with its
+    output stays; turn ``j`` has input ``x_{j-1} + o_{j-1} + new`` (``new`` from the client's
+    new-token quantiles at the turn's input uniform), at least 1 and at most the context
+    cap, and its output drawn from its table by the spec's copula at the rank of that input
+    in the client's input table. ``u_follow``: the further turns' length uniforms (rows in
+    (session, turn) order of the follow-up turns, columns the request fields)."""
+    P = plan.prefix_plan
+    if P.has_growth is None or not P.has_growth[crank].any():
+        return
+    grow = P.has_growth[crank]
+    fields = tuple(plan.request_fields)
+    fi, fo = fields.index("input_tokens"), fields.index("output_tokens")
+    rho = float(plan.spec.length_correlation)
+    tids = plan.units.row_tables[r]  # per session: its start's client-window tables
+    x, o = lens["input_tokens"], lens["output_tokens"]
+    g = np.flatnonzero(grow)
+    lo, hi = _table_cdf(plan, tids[g, fi], x[first[g]])
+    u0 = lo + v_start[g] * (hi - lo)
+    x[first[g]] = np.maximum(_quantile(P.first_input_q, P.first_input_offsets, crank[g], u0), 1)
+    cap = P.context_tokens[crank]
+    for j in range(1, int(T[g].max()) if len(g) else 0):  # a loop over turn positions, vectorized over sessions
+        s = g[T[g] > j]
+        rows = first[s] + j
+        k = first[s] - s + (j - 1)  # the row's index among the follow-up rows
+        new = _quantile(P.new_tokens_q, P.new_tokens_offsets, crank[s], u_follow[k, fi])
+        x[rows] = np.clip(x[rows - 1] + o[rows - 1] + new, 1, cap[s])
+        lo_x, hi_x = _table_cdf(plan, tids[s, fi], x[rows])
+        u_in = np.clip(0.5 * (lo_x + hi_x), 1e-9, 1.0 - 1e-9)
+        u_out = ndtr(rho * ndtri(u_in) + math.sqrt(max(1.0 - rho * rho, 0.0)) * ndtri(np.clip(u_follow[k, fo], 1e-12, 1.0 - 1e-12)))
+        o[rows] = plan.tables.sample(tids[s, fo], u_out).astype(np.int64)
+    if "reason_ratio" in fields:
+        rows = np.flatnonzero(np.repeat(grow, T))
+        reasoning = np.rint(o[rows] * lens["reason_ratio"][rows]).astype(np.int64)
+        lens["reasoning_tokens"][rows] = reasoning
+        lens["answer_tokens"][rows] = o[rows] - reasoning
+
+
 def _turn_lengths(
     plan: ComposePlan,
     r: np.ndarray,
@@ -362,11 +497,16 @@ def _turn_lengths(
     starts: pl.DataFrame,
     length_cols: list[str],
     u_len: np.ndarray,
+    crank: np.ndarray,
+    first: np.ndarray,
+    T: np.ndarray,
+    v_start: np.ndarray,
 ) -> dict[str, np.ndarray]:
     """Length columns of every turn ((session, turn) order): a start keeps its row of
     ``starts``, a further turn draws from its start's client-window tables (row ``r`` of
     the session) at ``u_len``; then each session's rows are ordered by input length,
-    smallest first (rows move whole, so fields stay together)."""
+    smallest first (rows move whole, so fields stay together). Sessions of clients with a
+    growth model grow turn by turn instead (:func:`_grow_turns`) and keep their turn order."""
     fields = tuple(plan.request_fields)
     F = len(fields)
     follow_sid = sid[is_follow]
@@ -388,8 +528,12 @@ def _turn_lengths(
         lens["reason_ratio"][is_follow] = ratio
         lens["reasoning_tokens"][is_follow] = reasoning
         lens["answer_tokens"][is_follow] = lens["output_tokens"][is_follow] - reasoning
-    # a session's input lengths go smallest first (rows move whole, so fields stay together)
-    order = np.lexsort((lens["input_tokens"], sid))
+    _grow_turns(plan, lens, r, crank, first, T, u_len, v_start)
+    # a session's input lengths go smallest first (rows move whole, so fields stay together);
+    # a growing conversation keeps its turn order
+    grows = plan.prefix_plan.has_growth[crank][sid] if plan.prefix_plan.has_growth is not None else np.zeros(len(sid), dtype=bool)
+    turn = np.arange(len(sid)) - np.repeat(first, T)
+    order = np.lexsort((np.where(grows, turn, lens["input_tokens"]), sid))
     for col in length_cols:
         lens[col] = lens[col][order]
     return lens
@@ -503,7 +647,7 @@ def _expand(plan: ComposePlan, base: pl.DataFrame, k0: int, k1: int) -> pl.DataF
     prompt = _pick(P.zipf_cum, P.zipf_offsets, crank, u1[:, 1])
     prompt = _repeat_recent(prompt, uses, kpos, crank, u1[:, 4], u1[:, 5], P.repeat_share[crank], P.repeat_lag[crank])
     key = _length_keys(P, seed, crank, prompt, uses, u1[:, 2])
-    T = np.where(P.has_sessions[crank], 1 + _pick(P.turn_cum, P.turn_offsets, crank, u1[:, 3]), 1)
+    T = np.where(P.has_sessions[crank], 1 + _pick(P.turn_cum, P.turn_offsets, crank, _stratified(u1[:, 3], kpos, crank, seed, w, ordinal)), 1)
 
     # lengths handed out inside each (window, client) in key order (a permutation of the draws)
     length_cols = [c for c in base.columns if c not in ("timestamp_s", "client_id")]
@@ -546,7 +690,8 @@ def _expand(plan: ComposePlan, base: pl.DataFrame, k0: int, k1: int) -> pl.DataF
         t_all[rows] = t_all[rows - 1] + gap[rows]
 
     # lengths of every turn: the start's row, then draws for the further turns
-    lens = _turn_lengths(plan, r, sid, is_follow, starts, length_cols, u_len)
+    v_start = hash_parts(TAG_KEY, seed, w, ordinal, 7).astype(np.float64) / 2.0**64
+    lens = _turn_lengths(plan, r, sid, is_follow, starts, length_cols, u_len, crank, first, T, v_start)
 
     # segments, turn by turn
     frame = _prompt_segments(P, seed, crank, prompt, uses, w, ordinal, first, T, lens["input_tokens"], lens["output_tokens"])
@@ -666,6 +811,61 @@ def _conversational(found: object, trace: pl.DataFrame) -> bool:
     return float((prev["_g"] > prev["_po"]).mean()) >= CONVERSATION_SHARE
 
 
+#: A session whose last turn is closer to the trace's end than this quantile of the think
+#: times may have been cut by the end: its turn count is censored (:func:`_turn_pmf`).
+CENSOR_QUANTILE = 0.95
+
+
+def _turn_pmf(found: object, gaps: np.ndarray, end_s: float) -> tuple[tuple[int, float], ...]:
+    """The turn-count pmf of the found sessions, corrected for sessions cut by the trace's end
+    (Kaplan-Meier): a session whose last turn lies within the :data:`CENSOR_QUANTILE`
+    quantile of the think times of ``end_s`` counts as still running (at risk of another turn,
+    not as ended). Counts above :data:`~servegen_core.spec.MAX_TURNS` are left out."""
+    per = found.requests.group_by("session").agg(pl.col("turn").max().alias("k"), pl.col("timestamp_s").max().alias("last"))
+    k = per["k"].to_numpy().astype(np.int64)
+    horizon = float(np.quantile(gaps, CENSOR_QUANTILE)) if len(gaps) else 0.0
+    censored = (end_s - per["last"].to_numpy()) < horizon
+    top = int(min(k.max(), MAX_TURNS))
+    k = np.minimum(k, top)
+    at_risk = np.cumsum(np.bincount(k, minlength=top + 1)[::-1])[::-1]  # sessions with at least m turns
+    ended = np.bincount(k[~censored], minlength=top + 1)
+    hazard = np.divide(ended, at_risk, out=np.zeros(top + 1), where=at_risk > 0)[1:]
+    alive = np.concatenate([[1.0], np.cumprod(1.0 - hazard)])  # P(T > m), m = 0..top
+    probs = alive[:-1] * hazard
+    probs[-1] += alive[-1]  # sessions still running at the longest count seen end there
+    return tuple((m + 1, float(p)) for m, p in enumerate(probs) if p > 0)
+
+
+#: Quantile tables of fitted conversation growth have this many steps (``M + 1`` values).
+GROWTH_QUANTILES = 200
+
+
+def _quantile_table(values: np.ndarray) -> tuple[int, ...]:
+    """``M + 1`` whole-number quantiles (probabilities ``i / M``, ``M`` at most
+    :data:`GROWTH_QUANTILES`) of ``values``."""
+    m = int(min(GROWTH_QUANTILES, max(len(values) - 1, 1)))
+    q = np.quantile(values.astype(np.float64), np.arange(m + 1) / m)
+    return tuple(int(v) for v in np.maximum.accumulate(np.rint(q)))
+
+
+def _growth_tables(found: object, trace: pl.DataFrame) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """``(first_input, new_tokens)`` quantile tables of conversations: the inputs of every
+    session's first turn, and per later turn the tokens beyond the previous turn's input and
+    output (``x_j - x_{j-1} - o_{j-1}``). ``((), ())`` with fewer than 2 later turns."""
+    req = found.requests.with_columns(trace["input_tokens"].alias("_x"), trace["output_tokens"].alias("_o"))
+    firsts = req.filter(pl.col("turn") == 1)["_x"].to_numpy()
+    later = (
+        req.sort("session", "turn")
+        .with_columns((pl.col("_x") - pl.col("_x").shift(1).over("session") - pl.col("_o").shift(1).over("session")).alias("_new"))
+        .filter(pl.col("turn") >= 2)["_new"]
+        .drop_nulls()
+        .to_numpy()
+    )
+    if len(later) < 2 or len(firsts) < 2:
+        return (), ()
+    return tuple(max(v, 1) for v in _quantile_table(firsts)), _quantile_table(later)
+
+
 def _zipf_fit(sizes: np.ndarray) -> float:
     """Maximum-likelihood Zipf exponent of group sizes ranked largest first."""
     counts = np.sort(sizes)[::-1].astype(np.float64)
@@ -734,12 +934,16 @@ def _fit_profile(trace: pl.DataFrame, block_size: int) -> PrefixProfile:
     if found.multi_turn_sessions > 0 and not _conversational(found, trace):
         turn = np.zeros_like(turn)  # repeated documents, not conversations: left to the prompts
     elif found.multi_turn_sessions > 0:
-        counts = found.turn_counts.sort("turns")
-        pmf = tuple((int(k), float(p)) for k, p in zip(counts["turns"], counts["share"]) if 1 <= k <= MAX_TURNS)
         gaps = found.turns["gap_s"].to_numpy()
+        pmf = _turn_pmf(found, gaps, float(trace["timestamp_s"].max()))
         mean_gap = float(gaps.mean()) if len(gaps) else 1.0
         cv = float(gaps.std() / mean_gap) if len(gaps) > 1 and mean_gap > 0 else 1.0
-        sessions = Sessions(turns_kind="pmf", turns_pmf=pmf, think_mean_s=max(mean_gap, 1e-3), think_cv=max(cv, 1e-3))
+        first_input, new_tokens = _growth_tables(found, trace)
+        sessions = Sessions(
+            turns_kind="pmf", turns_pmf=pmf, think_mean_s=max(mean_gap, 1e-3), think_cv=max(cv, 1e-3),
+            first_input=first_input, new_tokens=new_tokens,
+            context_tokens=int(trace["input_tokens"].max()) if new_tokens else None,
+        )
 
     firsts = trace.filter(pl.Series(turn == 0))
     depth = prefix_depth(firsts).to_numpy()

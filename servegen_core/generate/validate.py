@@ -41,7 +41,10 @@ the report. Checks:
 ``dispersion`` (trace sources)
     variance-to-mean ratio of the aggregate counts per 1 s, 10 s and 60 s bins, generated /
     source over the span; value is the ratio farthest from 1 (on a log scale), passing within
-    a factor 1.5. The source trace is read again from the spec's path.
+    a factor 1.5. The source trace is read again from the spec's path. When the source's
+    timestamps are on a grid (:func:`servegen_core.sources.traces.timestamp_resolution`), the
+    generated times are floored onto it (what the source's clock would have recorded), and a
+    bin shorter than the grid is reported as measuring the grid and left out.
 ``edge_burst``
     the aggregate rate in the first and last ``e`` seconds of every arrival window over the
     mean rate, ``e`` = 10 ms or, for a small workload, wide enough to expect 200 requests there
@@ -51,10 +54,16 @@ the report. Checks:
     the share of the source's recorded requests in the span, over the composed clients and
     those left out for missing length data, that the composed client-windows carry; passes at
     or above the spec's ``min_load_kept``.
+``borrowed_share`` (reported, never fails)
+    the share of generated requests whose client-window has no length tables of its own and
+    drew from the borrowed mixture (``missing_lengths="borrow"``) or the pooled one; ``n`` is
+    the number of such clients. ``load_kept`` counts their load as kept: this line says how
+    much of the export has lengths that are not its client's.
 ``length_ks``
-    median Kolmogorov-Smirnov distance between a client's generated lengths and its source
-    PDF, per (client, length window, field) with at least ``min_ks_requests`` (2,000)
-    generated requests in that client-window; passes below 0.02. Fields whose source PDF is
+    median Kolmogorov-Smirnov distance between a client's generated lengths and the PDF it
+    was drawn from (its own, or for a client without tables the borrowed or pooled mixture,
+    so the check covers every exported request), per (client, length window, field) with at
+    least ``min_ks_requests`` (2,000) generated requests in that client-window; passes below 0.02. Fields whose source PDF is
     a single value (e.g. ``audio_count`` = 0 throughout) are left out. Both CDFs are step
     functions, evaluated at the union of their support points.
 ``input_output_spearman``
@@ -88,7 +97,7 @@ from servegen_core.characterize.arrivals import window_cv
 from servegen_core.generate.compose import plan_workload
 from servegen_core.generate.plan import ComposePlan, Workload
 from servegen_core.sources.pool import ClientPool
-from servegen_core.sources.traces import load_trace
+from servegen_core.sources.traces import load_trace, timestamp_resolution
 from servegen_core.result import Result
 from servegen_core.renewal import gamma_shape_for_cv, weibull_shape_for_cv
 from servegen_core.spec import TraceSource, WorkloadSpec
@@ -201,6 +210,7 @@ def validate(
     if (row := _edge_burst(trace, plan)) is not None:
         rows.append(row)
     rows.append(_load_kept(plan))
+    rows.append(_borrowed_share(trace, plan))
     ks, row = _ks(trace, plan, min_ks_requests)
     rows.append(row)
     corr, row = _correlation(trace, plan, min_corr_requests)
@@ -505,9 +515,17 @@ def _dispersion(trace: pl.DataFrame, plan: ComposePlan) -> dict | None:
     ts_src = raw.filter((pl.col("timestamp_s") >= t0) & (pl.col("timestamp_s") < t0 + d))["timestamp_s"].to_numpy() - t0
     ts_gen = trace["timestamp_s"].to_numpy()
     parts, worst = [], 1.0
+    res = timestamp_resolution(raw["timestamp_s"])
+    grid = res.grid_s if res.quantized and math.isfinite(res.grid_s) and res.n_gaps >= 10 else 0.0
+    if grid >= 1e-3:
+        # what the source's clock would have recorded: the generated times on its grid
+        ts_gen = np.floor(ts_gen / grid + 1e-9) * grid
     for b in (1.0, 10.0, 60.0):
         nb = int(d // b)
         if nb < 3:
+            continue
+        if grid > b * (1 + 1e-9):
+            parts.append(f"{b:g} s: measures the source's {grid:g} s timestamp grid, not its traffic (left out)")
             continue
         vm = []
         for ts in (ts_gen, ts_src):
@@ -562,11 +580,71 @@ def _load_kept(plan: ComposePlan) -> dict:
     return _row("load_kept", share, target, kept_threshold, None, len(owners), detail)
 
 
+def _length_sources(trace: pl.DataFrame, plan: ComposePlan) -> pl.DataFrame:
+    """Per generated request (trace order): ``client_id, length_start_s`` and the
+    ``length_source`` of its client-window (``client``, ``borrowed`` or ``pooled``)."""
+    pool = plan.pool
+    LW = int(pool.length_window_s)
+    origin = int(pool.length_windows["start_s"].min()) if pool.length_windows.height else 0
+    src_t = pl.col("timestamp_s") + plan.span_start_s
+    gen = trace.select("client_id", (((src_t - origin) // LW) * LW + origin).cast(pl.Int64).alias("length_start_s"))
+    by_window = plan.client_windows.group_by("client_id", "length_start_s").agg(pl.col("length_source").first())
+    return gen.join(by_window.cast({"length_start_s": pl.Int64}), on=["client_id", "length_start_s"], how="left", maintain_order="left")
+
+
+def _borrowed_share(trace: pl.DataFrame, plan: ComposePlan) -> dict:
+    """``borrowed_share``: the share of generated requests whose lengths come from another
+    client's tables (``borrowed``) or the pooled mixture, not their own (reported, not gated)."""
+    src = _length_sources(trace, plan)["length_source"].fill_null("pooled")
+    n = trace.height
+    borrowed = int((src == "borrowed").sum())
+    pooled = int((src == "pooled").sum())
+    clients = trace.filter(src != "client")["client_id"].n_unique()
+    share = (borrowed + pooled) / n if n else float("nan")
+    detail = (
+        f"{borrowed:,} borrowed + {pooled:,} pooled of {n:,} requests, from {clients} client(s) without length "
+        f"tables of their own (missing_lengths={plan.spec.missing_lengths!r}, lengths={plan.spec.lengths!r}); "
+        "length_ks compares them with the tables they were drawn from"
+    )
+    return _row("borrowed_share", share, "share of requests with borrowed or pooled lengths (reported)", None, None, clients, detail)
+
+
+def _drawn_distributions(plan: ComposePlan, fields: list[str]) -> pl.DataFrame:
+    """``client_id, start_s, field, value, prob`` of the tables every composed client-window
+    draws from: its own PDF, or the borrowed or pooled mixture it was given."""
+    pool = plan.pool
+    own = pool.distributions.filter(pl.col("field").is_in(fields)).select("client_id", "start_s", "field", "value", "prob")
+    tables = plan.tables
+    others = plan.client_windows.filter(pl.col("length_source") != "client").select("client_id", "length_start_s", "length_source").unique()
+    if others.height == 0 or tables is None:
+        return own
+    keys = tables.keys.filter(pl.col("client_id").is_null() & pl.col("field").is_in(fields))
+    starts = np.concatenate([[0], tables.ends[:-1]])
+    parts = []
+    for table, lw, f in zip(keys["table"].to_list(), keys["length_start_s"].to_list(), keys["field"].to_list()):
+        a, b = int(starts[table]), int(tables.ends[table])
+        cum = tables.cum[a:b] - table
+        prob = np.diff(np.concatenate([[0.0], cum]))
+        parts.append(pl.DataFrame({"_lw": [lw] * (b - a), "field": [f] * (b - a), "value": tables.values[a:b].astype(np.float64), "prob": prob},
+                                  schema={"_lw": pl.Int64(), "field": pl.String(), "value": pl.Float64(), "prob": pl.Float64()}))
+    if not parts:
+        return own
+    mixtures = pl.concat(parts)
+    borrowed = others.filter(pl.col("length_source") == "borrowed").join(mixtures.filter(pl.col("_lw").is_not_null()), left_on="length_start_s", right_on="_lw")
+    pooled = others.filter(pl.col("length_source") == "pooled").join(mixtures.filter(pl.col("_lw").is_null()).drop("_lw"), how="cross")
+    drawn = pl.concat(
+        [t.select("client_id", pl.col("length_start_s").alias("start_s"), "field", "value", "prob") for t in (borrowed, pooled)],
+        how="vertical_relaxed",
+    )
+    own = own.with_columns(pl.col("value").cast(pl.Float64))
+    return pl.concat([own, drawn.cast(own.schema)])
+
+
 def _ks(trace: pl.DataFrame, plan: ComposePlan, min_requests: int) -> tuple[pl.DataFrame, dict]:
     schema = {"client_id": pl.String(), "length_start_s": pl.Int64(), "field": pl.String(), "requests": pl.Int64(), "ks": pl.Float64()}
     pool = plan.pool
     fields = [f for f in plan.request_fields if f in trace.columns and f not in _PER_ITEM]
-    dist = pool.distributions.filter(pl.col("field").is_in(fields))
+    dist = _drawn_distributions(plan, fields)
     # leave out degenerate fields (a single value everywhere)
     spread = dist.group_by("field").agg(pl.col("value").n_unique().alias("nv"))
     fields = [f for f in fields if f in spread.filter(pl.col("nv") > 1)["field"].to_list()]

@@ -7,14 +7,16 @@ data, and keeps what a summary would lose (each window's observed gaps).
 Timestamp resolution
     The trace's timestamp grid is measured with
     :func:`servegen_core.sources.traces.timestamp_resolution`. When the timestamps are quantized
-    (every gap a multiple of a grid of 1 ms or coarser), they are **de-quantized** before
+    (every gap a multiple of a grid of 1 ms or coarser, or within a small jitter of one: a
+    3 s grid stamped a few ms late), they are **de-quantized** before
     anything is fitted: a recorded time ``t`` stands for the grid cell ``[t, t + grid)`` and
     is replaced by ``t + u * grid`` with ``u`` uniform on ``[0, 1)``, drawn from
     ``np.random.default_rng(seed)`` (so the same trace and seed give the same pool); the
     requests are then re-ordered by their new times, and the windows and the kept gaps
     (``ClientPool.gaps``) come from these times. (A grid found in fewer than
-    :data:`MIN_GRID_GAPS` positive gaps, or in gaps that are all one multiple of it, is a
-    coincidence, not a resolution, and is left alone.) Timing finer than the grid is not
+    :data:`MIN_GRID_GAPS` positive gaps, or in gaps that are all one multiple of it with no
+    ties between them, is a coincidence, not a resolution, and is left alone; all one multiple
+    with ties is a grid whose every tick is occupied.) Timing finer than the grid is not
     recoverable, so the *fit* does not use the spread values: gaps shorter than the grid
     enter it as censored observations, known only to be shorter than the grid (see
     :func:`fit_gap_groups`), and the fitted family is extrapolated below the grid. (Fitting
@@ -99,7 +101,7 @@ from servegen_core.sources.pool import (
     client_sort_key,
 )
 from servegen_core.schema import validate_trace
-from servegen_core.sources.traces import GRID_TICK_S, timestamp_resolution
+from servegen_core.sources.traces import GRID_TICK_S, QUANTIZED_GRID_S, timestamp_resolution
 
 __all__ = [
     "COARSE_ZERO_SHARE",
@@ -586,6 +588,61 @@ def length_correlation(trace: pl.DataFrame, *, input_field: str = "input_tokens"
 # --------------------------------------------------------------------------------------------
 
 
+#: A timestamp grid at least this many mean gaps wide (cells holding half a request or more)
+#: leaves too little sub-grid timing for a censored likelihood: the window's Gamma shape comes
+#: from the dispersion of its counts instead (:func:`grid_count_shapes`).
+COUNT_FIT_LOAD = 0.5
+#: Expected requests per count bin of :func:`grid_count_shapes` (bins are whole grid steps).
+COUNT_FIT_EVENTS = 20
+#: Fewest full count bins in a window for :func:`grid_count_shapes`.
+COUNT_FIT_BINS = 8
+
+
+def grid_count_shapes(
+    ts: np.ndarray, cell: np.ndarray, n: np.ndarray, duration: np.ndarray, window_s: int, n_windows: int, grid_s: float
+) -> np.ndarray:
+    """Gamma shapes of client-windows (cells ``0 .. len(n) - 1``) from the dispersion of their
+    request counts, for timestamps recorded on a grid of ``grid_s`` seconds (NaN where not used).
+
+    ``ts`` are the (de-quantized) times sorted by ``cell`` (arrival order inside a cell),
+    ``n`` the requests and ``duration`` the length of every cell. A cell is used when its
+    grid holds at least :data:`COUNT_FIT_LOAD` requests per step on average and it has
+    :data:`COUNT_FIT_BINS` full bins of ``S`` = whole grid steps holding about
+    :data:`COUNT_FIT_EVENTS` requests (bins are aligned to the grid, so their counts are the
+    recorded ones, exact whatever the timing inside a step). The index of dispersion ``D`` of
+    the bin counts (sample variance / mean) is matched to a Gamma renewal process's, ``D = x +
+    (1 - x²) / (12 L)`` with ``x = 1 / shape`` (``x`` the squared CV) and ``L`` the expected
+    count per bin (Cox's second-order expansion of the count variance), solved for ``x``.
+    """
+    C = len(n)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        rate = n / duration
+        steps = np.ceil(COUNT_FIT_EVENTS / (rate * grid_s))
+    width = np.where(np.isfinite(steps) & (steps >= 1), steps, 1.0) * grid_s
+    bins = np.floor(duration / width).astype(np.int64)
+    use = (rate * grid_s >= COUNT_FIT_LOAD) & (bins >= COUNT_FIT_BINS) & (n > 0)
+    out = np.full(C, np.nan)
+    if not use.any():
+        return out
+    start = (np.arange(C) % n_windows) * float(window_s)
+    b = np.floor((ts - start[cell]) / width[cell] + 1e-9).astype(np.int64)
+    keep = use[cell] & (b >= 0) & (b < bins[cell])
+    offsets = np.concatenate([[0], np.cumsum(np.where(use, bins, 0))])
+    counts = np.bincount(offsets[cell[keep]] + b[keep], minlength=int(offsets[-1])).astype(np.float64)
+    owner = np.repeat(np.arange(C), np.where(use, bins, 0))
+    m = np.where(use, bins, 1).astype(np.float64)
+    mean = np.bincount(owner, weights=counts, minlength=C) / m
+    var = np.bincount(owner, weights=(counts - mean[owner]) ** 2, minlength=C) / np.maximum(m - 1, 1)
+    L = mean
+    with np.errstate(divide="ignore", invalid="ignore"):
+        D = var / mean
+        disc = 1.0 - (D - 1.0 / (12.0 * L)) / (3.0 * L)
+        x = np.where(disc > 0, 6.0 * L * (1.0 - np.sqrt(np.maximum(disc, 0.0))), 6.0 * L)
+    ok = use & (mean > 0) & np.isfinite(x) & (x > 0)
+    out[ok] = 1.0 / np.clip(x[ok], 1.0 / _SHAPE_MAX, 1.0 / _SHAPE_MIN)
+    return out
+
+
 #: A grid is taken as the timestamps' resolution only with at least this many positive gaps
 #: (a few gaps share large common divisors by chance: two requests 10 s apart have a 10 s "grid").
 MIN_GRID_GAPS = 10
@@ -593,10 +650,13 @@ MIN_GRID_GAPS = 10
 
 def _credible_grid(ts: np.ndarray, grid_s: float) -> bool:
     """True when the detected grid is a recording resolution, not a coincidence of few gaps:
-    at least :data:`MIN_GRID_GAPS` positive gaps, of at least two different grid multiples."""
+    at least :data:`MIN_GRID_GAPS` gaps of a grid step or more, of at least two different grid
+    multiples, or all one multiple with ties (gaps under half a step) between them: a grid
+    whose every tick is occupied."""
     gaps = np.diff(np.sort(ts))
     steps = np.rint(gaps[gaps >= grid_s / 2] / grid_s)
-    return steps.size >= MIN_GRID_GAPS and np.unique(steps).size >= 2
+    ties = int((gaps < grid_s / 2).sum())
+    return steps.size >= MIN_GRID_GAPS and (np.unique(steps).size >= 2 or ties > 0)
 
 
 def pool_from_trace(
@@ -682,6 +742,16 @@ def pool_from_trace(
     duration = np.full(n_windows, window_s, dtype=np.int64)
     duration[-1] = last_duration
     duration = np.tile(duration, len(ids))
+    if censor_below >= QUANTIZED_GRID_S:
+        # a coarse grid (cells holding half a request or more): the shape from count dispersion
+        k_counts = grid_count_shapes(ts_, cs, n, duration, window_s, n_windows, censor_below)
+        by_counts = np.isfinite(k_counts)
+        fit_shape = np.where(by_counts, k_counts, fit_shape)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            fit_scale = np.where(by_counts, duration / np.maximum(n, 1) / k_counts, fit_scale)
+            cv_emp = np.where(by_counts, 1.0 / np.sqrt(k_counts), cv_emp)
+        weibull &= ~by_counts
+        has_fit |= by_counts
     empty = n == 0
     with np.errstate(divide="ignore", invalid="ignore"):
         poisson_scale = duration / n

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import polars as pl
@@ -21,6 +22,8 @@ def load_source(spec: WorkloadSpec, *, cache_dir: str | Path | None = None) -> C
     A trace source is read with its ``preset``, ``columns``, ``time_unit`` and
     ``client_column`` passed to :func:`servegen_core.sources.traces.load_trace`; its failed
     requests are dropped and the rest fitted by :func:`servegen_core.sources.fit.pool_from_trace`.
+    A trace with ``hash_ids`` composed by a spec without a ``prefix`` section gets a pool
+    warning (it reaches the plan's warnings): the export will have no prefix reuse.
 
     Raises :class:`SpecError` naming ``source.data_dir``/``source.model``/``source.path``/
     ``source.preset`` when they point nowhere (``source.columns`` when the mapping clashes
@@ -49,7 +52,14 @@ def trace_source_pool(spec: WorkloadSpec, trace: pl.DataFrame) -> ClientPool:
     if isinstance(src, ServeGenSource):
         raise SpecError("source", "ServeGen data are a client pool, not a request trace")
     path = spec.resolve_path(src.path)
-    return pool_from_trace(trace, name=f"trace/{path.name}", per_client=src.per_client, source=str(path))
+    pool = pool_from_trace(trace, name=f"trace/{path.name}", per_client=src.per_client, source=str(path))
+    if "hash_ids" in trace.columns and spec.prefix is None and trace["hash_ids"].drop_nulls().len():
+        note = (
+            f"{path.name} has hash_ids (prefix-cache block ids) but the spec has no prefix section: the export "
+            "will have no prefix reuse (fit one with spec-template --trace FILE, or sessions.fit_prefix)"
+        )
+        pool = dataclasses.replace(pool, warnings=(*pool.warnings, note))
+    return pool
 
 
 def load_source_trace(spec: WorkloadSpec) -> pl.DataFrame:

@@ -117,6 +117,10 @@ from servegen_core.schema import (
 __all__ = [
     "GRID_TICK_S",
     "PRESETS",
+    "GRID_CANDIDATES_MS",
+    "GRID_JITTER",
+    "GRID_MIN_GAPS",
+    "GRID_SHARE",
     "QUANTIZED_GRID_S",
     "TARGETS",
     "TIME_UNITS",
@@ -133,6 +137,20 @@ __all__ = [
 GRID_TICK_S = 1e-7
 #: A grid this coarse or coarser (1 ms) counts as quantized.
 QUANTIZED_GRID_S = 1e-3
+#: Candidate recording periods (ms) tried by the jitter-tolerant grid search of
+#: :func:`timestamp_resolution`, besides the exact common divisor of the gaps.
+GRID_CANDIDATES_MS: tuple[int, ...] = (
+    1, 2, 5, 10, 20, 25, 50, 100, 200, 250, 500, 1000, 2000, 3000, 5000, 10_000, 15_000, 20_000, 30_000,
+    60_000, 120_000, 300_000, 600_000, 900_000, 1_800_000, 3_600_000,
+)
+#: A gap counts as on a candidate grid within this fraction of the period of a whole multiple
+#: (0.2 %: within 6 ms of multiples of 3 s).
+GRID_JITTER = 0.002
+#: Share of the gaps (and of the gaps of at least one period) that must lie on a candidate
+#: grid for it to be the recording resolution.
+GRID_SHARE = 0.95
+#: Fewest gaps of at least one period that a jitter-tolerant grid needs.
+GRID_MIN_GAPS = 10
 
 #: Most characters of a list of column names quoted in a message.
 _LIST_LIMIT = 2000
@@ -240,6 +258,17 @@ class TimestampResolution:
     ``grid_s >= QUANTIZED_GRID_S`` (1 ms): at that coarseness simultaneous arrivals
     and a lattice of gaps start to inflate measured burstiness (the inter-arrival CV).
     ``grid_s`` and ``min_gap_s`` are NaN when there is no positive gap.
+
+    Grids recorded with jitter (a poller that stamps requests every 3 s, a few ms late) have
+    no exact common divisor: the gaps are also compared with the periods of
+    :data:`GRID_CANDIDATES_MS`. A period ``P`` is a grid when at least :data:`GRID_SHARE` of
+    all gaps, and of the gaps of at least half a period (at least :data:`GRID_MIN_GAPS` of
+    them), lie within ``GRID_JITTER * P`` of a whole multiple of ``P`` (ties, gaps near 0,
+    included: a grid whose every tick is occupied has all its gaps at 0 or 1 period). The
+    largest such period, when coarser than the exact divisor, is ``grid_s``; ``on_grid_share``
+    is the share of gaps within the tolerance, ``exact_share`` the share that are whole
+    multiples to the tick, and ``jitter_s`` the largest distance from a multiple among the
+    gaps on the grid (0 for an exact grid).
     """
 
     n_gaps: int
@@ -249,6 +278,9 @@ class TimestampResolution:
     share_zero_gaps: float
     quantized: bool
     message: str
+    on_grid_share: float = 1.0
+    exact_share: float = 1.0
+    jitter_s: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -346,11 +378,21 @@ def timestamp_resolution(ts: pl.Series) -> TimestampResolution:
     # Only gaps too long for the tick grid: the shortest of them stands for the grid.
     grid_s = float(grid_ticks or min_ticks) / (1.0 / GRID_TICK_S)
     min_gap = float(min_ticks) / (1.0 / GRID_TICK_S)
-    quantized = grid_s >= QUANTIZED_GRID_S
     zeros = f"{share_zero:.2%} of gaps are zero"
+    jittered = _jittered_grid(values, n_gaps)
+    if jittered is not None and jittered[0] > grid_s * (1 + 1e-9):
+        period, on_share, exact_share, jitter = jittered
+        text = (
+            f"timestamps are quantized: timestamps on a {_fmt_s(period)} grid ({exact_share * 100:.1f} % of the gaps "
+            f"multiples of {period * 1000:,.0f} ms, {on_share * 100:.1f} % within ±{_fmt_s(max(jitter, GRID_TICK_S))} of one; "
+            f"mean gap {_fmt_s(mean_gap)}, {zeros}); quantization inflates measured burstiness (inter-arrival CV)"
+        )
+        return TimestampResolution(n_gaps, period, min_gap, mean_gap, share_zero, True, text, on_share, exact_share, jitter)
+    quantized = grid_s >= QUANTIZED_GRID_S
     if quantized:
         text = (
-            f"timestamps are quantized: every gap is a multiple of {_fmt_s(grid_s)} (smallest positive gap "
+            f"timestamps are quantized: timestamps on a {_fmt_s(grid_s)} grid (every gap is a multiple of "
+            f"{grid_s * 1000:,.6g} ms; smallest positive gap "
             f"{_fmt_s(min_gap)}, mean gap {_fmt_s(mean_gap)}, {zeros}); quantization inflates measured "
             "burstiness (inter-arrival CV)"
         )
@@ -361,6 +403,38 @@ def timestamp_resolution(ts: pl.Series) -> TimestampResolution:
             f"mean gap {_fmt_s(mean_gap)}, {zeros}); not quantized (grid below {_fmt_s(QUANTIZED_GRID_S)})"
         )
     return TimestampResolution(n_gaps, grid_s, min_gap, mean_gap, share_zero, quantized, text)
+
+
+def _jittered_grid(values: np.ndarray, n_gaps: int) -> tuple[float, float, float, float] | None:
+    """``(period_s, on_grid_share, exact_share, jitter_s)`` of the largest period of
+    :data:`GRID_CANDIDATES_MS` the gaps of the sorted ``values`` lie on, within
+    :data:`GRID_JITTER` of a period (see :class:`TimestampResolution`); None when none does."""
+    periods = np.asarray(GRID_CANDIDATES_MS, dtype=np.float64) / 1000.0
+    P = len(periods)
+    near = np.zeros(P, dtype=np.int64)  # gaps within the tolerance of a multiple
+    long_ = np.zeros(P, dtype=np.int64)  # gaps of at least half a period
+    long_near = np.zeros(P, dtype=np.int64)
+    exact = np.zeros(P, dtype=np.int64)
+    worst = np.zeros(P)
+    for a in range(0, n_gaps, _RESOLUTION_BLOCK):
+        b = min(a + _RESOLUTION_BLOCK, n_gaps)
+        gaps = values[a + 1 : b + 1] - values[a:b]
+        for i, period in enumerate(periods):  # a loop over the few candidate periods
+            k = np.rint(gaps / period)
+            off = np.abs(gaps - k * period)
+            on = off <= GRID_JITTER * period
+            near[i] += int(on.sum())
+            is_long = k >= 1
+            long_[i] += int(is_long.sum())
+            long_near[i] += int((on & is_long).sum())
+            exact[i] += int((off < GRID_TICK_S / 2).sum())
+            if on.any():
+                worst[i] = max(worst[i], float(off[on].max()))
+    ok = (long_ >= GRID_MIN_GAPS) & (long_near >= GRID_MIN_GAPS) & (near >= GRID_SHARE * n_gaps) & (long_near >= GRID_SHARE * np.maximum(long_, 1))
+    if not ok.any():
+        return None
+    i = int(np.flatnonzero(ok)[-1])
+    return float(periods[i]), float(near[i] / n_gaps), float(exact[i] / n_gaps), float(worst[i])
 
 
 # --------------------------------------------------------------------------- presets

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from _cli import error_line, python_export, run
 
 
@@ -73,3 +75,42 @@ def test_spec_template_fits_a_prefix_section_and_generate_uses_it(capsys, tmp_pa
     azure = traces_dir / "AzureLLMInferenceTrace_conv.csv"
     code, _, err = run(capsys, "spec-template", "--trace", azure, "--fit-prefix", "-o", tmp_path / "a.json")
     assert code == 2 and "hash_ids" in err
+
+
+def test_a_trace_with_hash_ids_keeps_its_reuse_by_default(capsys, tmp_path, traces_dir):
+    """spec-template --trace on a trace with hash_ids writes the fitted prefix section (and the
+    fitted length correlation) unless --no-prefix, and says which; composing the trace source
+    without a prefix section warns that the export will have no prefix reuse."""
+    from servegen_core.generate.compose import plan_workload
+    from servegen_core.generate.sessions import fit_prefix
+    from servegen_core.sources.fit import length_correlation
+    from servegen_core.sources.traces import load_trace
+    from servegen_core.spec import WorkloadSpec
+
+    trace = traces_dir / "mooncake_synthetic_trace.jsonl"
+    source = load_trace(trace).trace
+    auto = tmp_path / "auto.json"
+    code, out, err = run(capsys, "spec-template", "--trace", trace, "-o", auto)
+    assert code == 0, err
+    assert "prefix section (fitted from hash_ids" in out and "--no-prefix" in out
+    spec = WorkloadSpec.from_file(auto)
+    assert spec.prefix == fit_prefix(source, block_size=512)
+    assert spec.length_correlation == pytest.approx(length_correlation(source), abs=1e-4) and spec.length_correlation != 0
+    assert not any("no prefix reuse" in w for w in plan_workload(spec).warnings)
+
+    bare = tmp_path / "bare.json"
+    code, out, err = run(capsys, "spec-template", "--trace", trace, "--no-prefix", "-o", bare)
+    assert code == 0, err
+    assert "no prefix section (--no-prefix)" in out
+    plain = WorkloadSpec.from_file(bare)
+    assert plain.prefix is None and plain.length_correlation == 0.0
+    warned = [w for w in plan_workload(plain).warnings if "no prefix reuse" in w]
+    assert len(warned) == 1 and "hash_ids" in warned[0]
+
+    code, _, err = run(capsys, "spec-template", "--trace", trace, "--no-prefix", "--fit-prefix", "-o", "-")
+    assert code == 2 and "contradict" in err
+    # a trace without hash_ids: no section, no warning about reuse
+    azure = traces_dir / "AzureLLMInferenceTrace_conv.csv"
+    code, out, err = run(capsys, "spec-template", "--trace", azure, "-o", tmp_path / "a.json")
+    assert code == 0 and "prefix" not in out
+    assert WorkloadSpec.from_file(tmp_path / "a.json").prefix is None

@@ -60,6 +60,7 @@ def test_report_shape(report: ValidationReport):
         "interarrival_ks",
         "edge_burst",
         "load_kept",
+        "borrowed_share",
         "length_ks",
         "input_output_spearman",
     ]

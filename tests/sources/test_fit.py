@@ -595,7 +595,7 @@ def test_spec_template_of_a_trace_fits_the_length_correlation(traces_dir, moonca
     assert compose(spec).trace.height == mooncake.height
     # without the flag the lengths stay independent; the flag needs a trace
     plain = tmp_path / "plain.json"
-    assert main(["spec-template", "--trace", str(path), "-o", str(plain)]) == 0
+    assert main(["spec-template", "--trace", str(path), "--no-prefix", "-o", str(plain)]) == 0
     assert WorkloadSpec.from_file(plain).length_correlation == 0.0
     capsys.readouterr()
     assert main(["spec-template", "--fit-length-correlation", "-o", "-"]) == 2
