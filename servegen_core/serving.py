@@ -11,7 +11,8 @@ split over :mod:`servegen_core.serve.costmodel` (cost models, calibration),
 ``naive=`` (earlier ``baselines=``). Code of the package imports the modules above, never this facade.
 """
 
-from servegen_core.serve.costmodel import CostModel, calibrate, roofline
+from servegen_core.serve.calibration import calibrate
+from servegen_core.serve.costmodel import CostModel, roofline
 from servegen_core.serve.simulate import ROUTERS, ServerConfig, SimResult, route, simulate
 from servegen_core.serve.whatif import (
     DEFAULT_NAIVE_KINDS as BASELINES,

@@ -10,7 +10,8 @@ import navigation
 import session
 from plaintext import md
 from servegen_core.errors import SpecError
-from servegen_core.serve.costmodel import calibrate, roofline
+from servegen_core.serve.calibration import calibrate
+from servegen_core.serve.costmodel import roofline
 from servegen_core.serve.hardware import GPUS, MODELS
 from servegen_core.serve.simulate import ROUTERS, ServerConfig
 from servegen_core.serve.whatif import DEFAULT_NAIVE_KINDS, Comparison, Slo, compare_spec, compare_trace
@@ -79,7 +80,7 @@ if cost_kind == CALIBRATED:
         st.stop()
     cal_path, cal_name = chosen
     try:
-        cost = calibrate([cal_path], kv_tokens=cost.kv_tokens, name=f"calibrated {model}@{gpu}")
+        cost = calibrate([cal_path], base=cost, name=f"calibrated {model}@{gpu}")
     except Exception as exc:  # noqa: BLE001 - a bad file becomes a message on the page
         core_calls.show_error(exc)
         st.stop()

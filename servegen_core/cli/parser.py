@@ -18,6 +18,7 @@ from typing import Any
 from servegen_core.cli.common import DEFAULT_CHUNK_S, EXIT_ERROR, PROG
 from servegen_core.export.formats import DEFAULT_BLOCK_SIZE, FORMATS
 from servegen_core.limits import MAX_BATCHED_TOKENS, MAX_BLOCK_SIZE, MAX_NUM_SEQS, MAX_REPLICAS, MAX_TENSOR_PARALLEL, max_workers
+from servegen_core.serve.costmodel import DEFAULT_BANDWIDTH_EFFICIENCY, DEFAULT_COMPUTE_EFFICIENCY, DEFAULT_OVERHEAD_S
 from servegen_core.serve.hardware import GPU_ALIASES, GPUS, MODELS
 from servegen_core.serve.simulate import ROUTERS
 from servegen_core.serve.whatif import DEFAULT_NAIVE_KINDS
@@ -206,8 +207,18 @@ def _whatif_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", required=True, choices=list(MODELS), help="served model (roofline cost model)")
     p.add_argument("--gpu", required=True, choices=[*GPUS, *GPU_ALIASES], help="GPU of one replica")
     p.add_argument("--tensor-parallel", type=_count(MAX_TENSOR_PARALLEL), default=1, metavar="N", help="GPUs per replica (default 1)")
-    p.add_argument("--efficiency", type=_efficiency, default=0.6, help="share of peak FLOP/s and bandwidth reached (default 0.6)")
-    p.add_argument("--overhead-ms", type=_overhead_ms, default=2.0, help="fixed time per iteration in ms (default 2)")
+    p.add_argument(
+        "--efficiency", type=_efficiency, default=DEFAULT_COMPUTE_EFFICIENCY,
+        help=f"share of peak FLOP/s reached (default {DEFAULT_COMPUTE_EFFICIENCY:g})",
+    )
+    p.add_argument(
+        "--bandwidth-efficiency", type=_efficiency, default=DEFAULT_BANDWIDTH_EFFICIENCY,
+        help=f"share of peak memory bandwidth reached (default {DEFAULT_BANDWIDTH_EFFICIENCY:g})",
+    )
+    p.add_argument(
+        "--overhead-ms", type=_overhead_ms, default=DEFAULT_OVERHEAD_S * 1e3,
+        help=f"fixed time per iteration in ms (default {DEFAULT_OVERHEAD_S * 1e3:g})",
+    )
     p.add_argument(
         "--calibration", nargs="+", metavar="FILE",
         help="fit the cost model to your benchmark results (AIPerf profile_export_aiperf.json, vLLM bench JSON, or CSV)",
@@ -219,7 +230,10 @@ def _whatif_arguments(p: argparse.ArgumentParser) -> None:
         help=f"comma-separated naive baselines of a spec, from {','.join(NAIVE_KINDS)} (default: {','.join(DEFAULT_NAIVE_KINDS)})",
     )
     p.add_argument("--router", choices=list(ROUTERS), default="round_robin", help="request router (default round_robin)")
-    p.add_argument("--chunked-prefill", action="store_true", help="Sarathi-style chunked prefill instead of prefill-first")
+    p.add_argument(
+        "--chunked-prefill", action=argparse.BooleanOptionalAction, default=True,
+        help="chunked prefill, as current vLLM serves (default); --no-chunked-prefill: prefill-first (vLLM V0)",
+    )
     p.add_argument("--max-num-seqs", type=_count(MAX_NUM_SEQS), default=256, metavar="N", help="running sequences per replica (default 256)")
     p.add_argument("--max-batched-tokens", type=_count(MAX_BATCHED_TOKENS), default=8192, metavar="N", help="tokens per iteration (default 8192)")
     p.add_argument("--max-replicas", type=_count(MAX_REPLICAS), default=1024, metavar="N", help="largest replica count tried (default 1024)")

@@ -11,7 +11,8 @@ from servegen_core.cli.common import EXIT_OK, PROG, CliError
 from servegen_core.cli.inputs import read_spec
 from servegen_core.cli.output import format_table, print_json
 from servegen_core.limits import max_requests as default_max_requests
-from servegen_core.serve.costmodel import CostModel, calibrate, roofline
+from servegen_core.serve.calibration import calibrate
+from servegen_core.serve.costmodel import CostModel, roofline
 from servegen_core.serve.simulate import ServerConfig
 from servegen_core.serve.whatif import DEFAULT_NAIVE_KINDS, Comparison, Slo, compare_spec, compare_trace
 from servegen_core.sources.traces import load_trace
@@ -21,19 +22,25 @@ __all__ = ["run"]
 
 def _whatif_cost(args: argparse.Namespace) -> CostModel:
     roof = roofline(
-        args.model, args.gpu, efficiency=args.efficiency, overhead_s=args.overhead_ms / 1e3, tensor_parallel=args.tensor_parallel,
+        args.model, args.gpu, efficiency=args.efficiency, bandwidth_efficiency=args.bandwidth_efficiency,
+        overhead_s=args.overhead_ms / 1e3, tensor_parallel=args.tensor_parallel,
     )
     if not args.calibration:
         return roof
-    return calibrate(args.calibration, kv_tokens=roof.kv_tokens, name=f"calibrated {args.model}@{args.gpu}")
+    return calibrate(args.calibration, base=roof, config=_server_config(args), name=f"calibrated {args.model}@{args.gpu}")
+
+
+def _server_config(args: argparse.Namespace) -> ServerConfig:
+    """The scheduler settings the arguments ask for."""
+    return ServerConfig(
+        max_num_seqs=args.max_num_seqs, max_batched_tokens=args.max_batched_tokens, chunked_prefill=args.chunked_prefill,
+    )
 
 
 def _compare(args: argparse.Namespace, slo: Slo) -> tuple[Comparison, str]:
     """The comparison the arguments ask for, and the name of the workload compared."""
     cost = _whatif_cost(args)
-    config = ServerConfig(
-        max_num_seqs=args.max_num_seqs, max_batched_tokens=args.max_batched_tokens, chunked_prefill=args.chunked_prefill,
-    )
+    config = _server_config(args)
     baselines = [b.strip() for b in args.baselines.split(",") if b.strip()] if args.baselines else list(DEFAULT_NAIVE_KINDS)
     progress = None if args.quiet else (lambda text: sys.stderr.write(f"{PROG}: {text}\n"))
     common = {"config": config, "router": args.router, "max_replicas": args.max_replicas, "workers": args.workers, "progress": progress}

@@ -15,12 +15,16 @@ end-to-end) and per-replica statistics (utilization, batch sizes, KV-cache use o
   ``t`` is ``rate x max(0, V - t)`` and the router picks the smallest virtual finish time
   ``V``. This is an approximation of a router that sees the servers' true queues.
 - **Scheduler** (per replica, per iteration). Waiting requests are served first come, first
-  served. *Prefill-first* (vLLM's default without chunked prefill): when the head of the
+  served. *Chunked prefill* is the default, as in current vLLM (the V1 engine always chunks
+  prefills; ``vllm serve`` defaults, ``EngineArgs.get_batch_defaults`` in vLLM 0.10-0.11: a
+  token budget of 2,048 and 256 sequences, 8,192 and 1,024 on GPUs of 70 GiB or more other
+  than the A100; :class:`ServerConfig` defaults to 8,192 tokens and 256 sequences). *Prefill-
+  first* (vLLM V0 without chunked prefill, ``chunked_prefill=False``): when the head of the
   queue can be admitted, an iteration runs only prefills, taking queued prompts while their
   tokens fit ``max_batched_tokens`` (a longer prompt runs alone), the running sequences stay
   under ``max_num_seqs`` and their KV blocks fit the free cache minus a 1 % watermark; the
   prefill produces each request's first token. Otherwise an iteration decodes one token for
-  every running sequence. *Chunked prefill* (Sarathi-style, ``chunked_prefill=True``): every
+  every running sequence. *Chunked prefill* (Sarathi-style): every
   iteration decodes all running sequences and fills the rest of the token budget with chunks
   of the admitted prompts, in order.
 - **KV cache.** Blocks of ``block_size`` tokens; capacity from the cost model (GPU memory x
@@ -29,6 +33,10 @@ end-to-end) and per-replica statistics (utilization, batch sizes, KV-cache use o
   sequence is preempted (its blocks freed) and goes back to the head of the queue; when
   readmitted, its prompt and the tokens it had generated are prefilled again (recompute).
   A request that cannot fit an empty cache is rejected (``completed`` false).
+- **Context limit.** A request whose prompt plus output tokens exceed the cost model's
+  ``max_context`` (the model's ``max_position_embeddings``) is refused on arrival, as vLLM
+  answers such a request with an error: it is never routed nor served (``refused`` true,
+  ``completed`` false, no latencies) and :meth:`SimResult.summary` counts it apart.
 - **Time** comes from a :class:`CostModel`: an iteration's duration is a function of the
   prefill tokens, the attention pairs, the KV tokens read and the number of decoding
   sequences in it.
@@ -84,7 +92,7 @@ class ServerConfig:
     max_num_seqs: int = 256
     max_batched_tokens: int = 8192
     block_size: int = 16
-    chunked_prefill: bool = False
+    chunked_prefill: bool = True
     watermark: float = 0.01
 
     def __post_init__(self) -> None:
@@ -101,8 +109,9 @@ class ServerConfig:
 class SimResult:
     """Output of :func:`simulate`.
 
-    ``requests``: one row per request in input order: ``arrival_s, replica, input_tokens,
-    output_tokens, completed, queue_s`` (arrival to first scheduled), ``ttft_s``, ``tpot_s``
+    ``requests``: one row per request in input order: ``arrival_s, replica`` (null when
+    refused), ``input_tokens, output_tokens, completed, refused`` (longer than the model's
+    context), ``queue_s`` (arrival to first scheduled), ``ttft_s``, ``tpot_s``
     (mean time per output token after the first; null for one-token outputs), ``e2e_s``,
     ``preemptions``. ``replicas``: one row per replica: ``requests, busy_s, utilization``
     (busy time over the simulated span), ``mean_batch`` (time-weighted over busy time),
@@ -146,9 +155,11 @@ class SimResult:
         )
 
     def summary(self) -> dict[str, float]:
-        """p50/p90/p99 of TTFT, TPOT, end-to-end and queueing (seconds), plus counts and mean utilization."""
+        """p50/p90/p99 of TTFT, TPOT, end-to-end and queueing (seconds) over completed requests, the
+        counts (``requests``, ``completed``, ``refused``: longer than the context) and mean utilization."""
         out: dict[str, float] = {"replicas": float(self.n_replicas), "requests": float(self.requests.height)}
         out["completed"] = float(self.requests["completed"].sum())
+        out["refused"] = float(self.requests["refused"].sum()) if "refused" in self.requests.columns else 0.0
         for col in ("ttft_s", "tpot_s", "e2e_s", "queue_s"):
             vals = self.requests.filter(pl.col("completed"))[col].drop_nulls().drop_nans().to_numpy()
             for q in (50, 90, 99):
@@ -825,7 +836,10 @@ def simulate(
     ins = inp[order]
     outs = outp[order]
     span = float(ts[-1]) if len(ts) else 0.0
-    rep_sorted = route(ts, ins, outs, replicas, router=router, cost=cost)
+    refused = (ins + outs > cost.max_context) if cost.max_context else np.zeros(len(ts), dtype=bool)
+    accepted = np.flatnonzero(~refused)
+    rep_sorted = np.full(len(ts), -1, dtype=np.int64)
+    rep_sorted[accepted] = route(ts[accepted], ins[accepted], outs[accepted], replicas, router=router, cost=cost)
     jobs: list[_ReplicaJob] = []
     members = []
     for r in range(replicas):  # one job per replica
@@ -856,10 +870,11 @@ def simulate(
     local = pl.DataFrame(
         {
             "arrival_s": ts + t0,
-            "replica": rep_sorted,
+            "replica": pl.Series(rep_sorted).set(pl.Series(refused), None) if refused.any() else rep_sorted,
             "input_tokens": ins,
             "output_tokens": outs,
             "completed": completed,
+            "refused": refused,
             "queue_s": sched - ts,
             "ttft_s": first - ts,
             "tpot_s": tpot,

@@ -73,7 +73,7 @@ class Slo:
 
     def met(self, summary: Mapping[str, float]) -> bool:
         """Whether a :meth:`SimResult.summary` meets the objective."""
-        if summary["completed"] < summary["requests"]:
+        if summary["completed"] + summary.get("refused", 0.0) < summary["requests"]:  # refusals: reported, not a miss
             return False
         if self.ttft_p99_s is not None and not summary["ttft_p99_s"] <= self.ttft_p99_s:
             return False

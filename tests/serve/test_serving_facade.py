@@ -8,7 +8,7 @@ from pathlib import Path
 
 import servegen_core
 from servegen_core import serving
-from servegen_core.serve import costmodel, simulate, whatif
+from servegen_core.serve import calibration, costmodel, simulate, whatif
 from servegen_core.spec import NAIVE_KINDS
 
 #: The public names of ``servegen_core.serving`` before it was split into serve/ modules.
@@ -21,7 +21,7 @@ NAMES_BEFORE_THE_SPLIT = (
 
 def test_the_facade_reexports_every_earlier_name_as_the_modules_objects():
     assert sorted(serving.__all__) == sorted(NAMES_BEFORE_THE_SPLIT)
-    assert serving.roofline is costmodel.roofline and serving.calibrate is costmodel.calibrate
+    assert serving.roofline is costmodel.roofline and serving.calibrate is calibration.calibrate
     assert serving.simulate is simulate.simulate and serving.ServerConfig is simulate.ServerConfig
     assert serving.min_replicas is whatif.min_replicas and serving.compare_spec is whatif.compare_spec
     # the earlier words for the naive baselines

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+
+import dataclasses
 import math
 
 import numpy as np
@@ -22,7 +24,8 @@ def azure(traces_dir) -> pl.DataFrame:
 
 @pytest.fixture(scope="module")
 def cost() -> CostModel:
-    return roofline("llama-3-8b", "a100")
+    # no context limit: these tests exercise the engine on every request (refusals: test_context_limit.py)
+    return dataclasses.replace(roofline("llama-3-8b", "a100"), max_context=0)
 
 
 def frame(t, i, o) -> pl.DataFrame:
@@ -81,7 +84,7 @@ def test_overloaded_replica_queue_grows_linearly(cost):
     mu = 16 / per_iter
     lam = 1.5 * mu
     t = np.arange(4000) / lam
-    res = sv.simulate(frame(t, np.full(4000, n_in), np.ones(4000)), cost).requests
+    res = sv.simulate(frame(t, np.full(4000, n_in), np.ones(4000)), cost, config=sv.ServerConfig(chunked_prefill=False)).requests
     slope, _ = np.polyfit(res["arrival_s"].to_numpy(), res["queue_s"].to_numpy(), 1)
     # the request arriving at t starts at about t x lambda / mu
     assert slope == pytest.approx(lam / mu - 1, abs=0.01)

@@ -187,7 +187,7 @@ def test_cli_whatif_with_a_calibration_file(traces_dir, tmp_path, capsys):
     plain = json.loads(capsys.readouterr().out)
     assert main([*args, "--calibration", str(csv_path)]) == 0
     slow = json.loads(capsys.readouterr().out)
-    assert "calibrated by least squares on 6 measurements" in slow["cost_note"]
+    assert "6 measured iteration(s)" in slow["cost_note"]
     assert slow["table"][0]["replicas"] > plain["table"][0]["replicas"]
     bad = tmp_path / "bad.csv"
     bad.write_text("tokens,time_ms\n1,2\n")
