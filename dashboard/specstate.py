@@ -285,15 +285,51 @@ def to_url(spec: WorkloadSpec | None) -> None:
         st.query_params[PARAM] = text
 
 
-def describe_change(spec: WorkloadSpec, base: WorkloadSpec, *, width: int = 60) -> str:
-    """What ``spec`` sets differently from ``base``: its top-level keys with their values (JSON, shortened)."""
-    a, b = spec.to_dict(), base.to_dict()
+def _flat(value: object, prefix: str = "") -> dict[str, object]:
+    """A spec dictionary as ``{"rate.rps": 27.5, "weights.values.104": 0.5, ...}`` (lists of scalars stay whole)."""
+    if isinstance(value, dict):
+        out: dict[str, object] = {}
+        for key, item in value.items():
+            out.update(_flat(item, f"{prefix}.{key}" if prefix else str(key)))
+        return out
+    if isinstance(value, list) and any(isinstance(v, dict | list) for v in value):
+        out = {}
+        for i, item in enumerate(value):
+            out.update(_flat(item, f"{prefix}[{i}]"))
+        return out
+    return {prefix: value}
+
+
+def readable_value(value: object, *, width: int = 40) -> str:
+    """A spec value for people: numbers to 4 significant digits, ``none`` for null, lists shortened."""
+    if value is None:
+        return "none"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    if isinstance(value, list):
+        text = ", ".join(readable_value(v) for v in value)
+        return "[" + (text if len(text) <= width else text[: width - 1] + "…") + "]"
+    text = str(value)
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def describe_change(spec: WorkloadSpec, base: WorkloadSpec, *, most: int = 8) -> str:
+    """What ``spec`` sets differently from ``base``, setting by setting: ``rate.rps 27.5 (A: 50); arrivals poisson (A: fitted)``.
+
+    Settings are the spec's dotted keys; numbers are rounded to 4 significant digits (a
+    difference hidden by the rounding is still listed); at most ``most`` settings are named.
+    """
+    a, b = _flat(spec.to_dict()), _flat(base.to_dict())
     parts = []
-    for key, value in a.items():
-        if b.get(key) != value:
-            text = json.dumps(value, separators=(",", ":"))
-            parts.append(f"{key} {text if len(text) <= width else text[: width - 1] + '…'}")
-    return "; ".join(parts) or "nothing (the same spec)"
+    for key in dict.fromkeys([*a, *b]):
+        if a.get(key) != b.get(key):
+            parts.append(f"{key} {readable_value(a.get(key))} (A: {readable_value(b.get(key))})")
+    if not parts:
+        return "nothing (the same spec)"
+    more = len(parts) - most
+    return "; ".join(parts[:most]) + (f"; and {more} more setting(s)" if more > 0 else "")
 
 
 def template(source: ServeGenSource | TraceSource) -> WorkloadSpec | None:

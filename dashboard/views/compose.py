@@ -418,7 +418,7 @@ curve = core_calls.run(rate_curve, spec_plan, key=(spec, "rate_curve"), spinner=
 if curve is not None:
     page.plot(charts.rate_plan(curve), curve, key="cmp_rate_chart")
 m1, m2, m3 = st.columns(3)
-m1.metric("Expected requests", f"{spec_plan.expected_requests:,.0f}")
+m1.metric("Expected requests", f"about {spec_plan.expected_requests:,.0f}", help="The plan's estimate; the generated file has a number close to it (Preview shows the exact count).")
 m2.metric("Clients composed", f"{len(spec_plan.clients):,}")
 m2.caption(exclusion_note(spec_plan.clients, exclusions))
 m3.metric("Mean rate (req/s)", f"{spec_plan.expected_requests / spec_plan.span_duration_s:,.2f}")
