@@ -294,12 +294,24 @@ def request_count(spec: WorkloadSpec, estimate: float) -> str:
     return f"{exact:,} requests" if exact is not None else f"about {estimate:,.0f} requests"
 
 
+#: ``st.session_state`` key: (checks passed, checks) of every spec validated in this session.
+_CHECKS = "spec_checks"
+
+
 def report(spec: WorkloadSpec, pool: ClientPool) -> ValidationReport | None:
-    """:func:`servegen_core.generate.validate.validate` of the spec's workload, cached on the spec."""
+    """:func:`servegen_core.generate.validate.validate` of the spec's workload, cached on the spec; its check count is remembered."""
     made = workload(spec, pool)
     if made is None:
         return None
-    return run(validate, made, key=spec, heavy=True, spinner="Validating the workload…")
+    rep = run(validate, made, key=spec, heavy=True, spinner="Validating the workload…")
+    if rep is not None and rep.ok:
+        st.session_state.setdefault(_CHECKS, {})[spec] = (int(rep.checks["passed"].sum()), rep.checks.height)
+    return rep
+
+
+def checks_passed(spec: WorkloadSpec) -> tuple[int, int] | None:
+    """``(passed, checks)`` of the spec's validation when Preview ran it in this session, else None."""
+    return st.session_state.get(_CHECKS, {}).get(spec)
 
 
 def spec_plan_or_stop(view: View) -> tuple[WorkloadSpec, ClientPool, ComposePlan]:

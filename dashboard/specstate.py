@@ -208,6 +208,7 @@ def compose_widgets(spec: WorkloadSpec, sid: str) -> dict[str, Any]:
     v["cmp_missing"] = spec.missing_lengths
     v["cmp_rho"] = float(spec.length_correlation)
     v[f"cmp_wt_{sid}"] = dict(spec.weights.values) if spec.weights.mode == "explicit" else {}
+    v["cmp_settings_source"] = sid  # the settings are this spec's, for its source (not "kept from another source")
     return v
 
 
@@ -242,6 +243,7 @@ def apply_pending(folders: list[str]) -> None:
         return
     for key, value in {**values, **compose_widgets(spec, source.id)}.items():
         st.session_state[key] = value
+    st.session_state["cmp_settings_source_label"] = source.label
     st.session_state["cmp_points_version"] = int(st.session_state.get("cmp_points_version", 0)) + 1
     st.session_state["cmp_expected_spec"] = spec
     st.session_state[_TEMPLATE] = spec
