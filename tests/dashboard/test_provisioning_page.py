@@ -21,6 +21,7 @@ def test_trace_vs_poisson_matches_the_core(traces_dir):
     assert not d.figures()  # nothing is simulated before Simulate is pressed
     assert any("Press Simulate" in i for i in d.infos())
     d.at.number_input(key="prov_slo_ttft").set_value(1.0).run()
+    d.at.number_input(key="prov_slo_tpot").set_value(0.0).run()  # TTFT only (the page defaults to both)
     d.at.button(key="prov_run").click().run()
     d.check()
 
@@ -70,6 +71,7 @@ def test_composed_spec_vs_its_poisson_baseline():
     d.open("provisioning")
     d.at.multiselect(key="prov_baselines").set_value(["poisson"]).run()
     d.at.number_input(key="prov_slo_ttft").set_value(5.0).run()
+    d.at.number_input(key="prov_slo_tpot").set_value(0.0).run()  # TTFT only (the page defaults to both)
     d.at.button(key="prov_run").click().run()
     d.check()
     pool = load_pool(demo_data_dir() / "servegen", "language/demo-chat")
@@ -147,6 +149,7 @@ def test_calibrated_cost_model_from_an_upload_matches_the_core(traces_dir, tmp_p
     d.check()
     assert any("only as good as the calibration" in c and "my bench.csv" in c for c in d.captions())
     d.at.number_input(key="prov_slo_ttft").set_value(1.0).run()
+    d.at.number_input(key="prov_slo_tpot").set_value(0.0).run()  # TTFT only (the page defaults to both)
     d.at.button(key="prov_run").click().run()
     d.check()
 
