@@ -287,12 +287,31 @@ def to_url(spec: WorkloadSpec | None) -> None:
         st.query_params[PARAM] = text
 
 
-def _flat(value: object, prefix: str = "") -> dict[str, object]:
-    """A spec dictionary as ``{"rate.rps": 27.5, "weights.values.104": 0.5, ...}`` (lists of scalars stay whole)."""
+class _Kinded(dict):
+    """A spec section with a ``kind`` (rate, clients, weights), compared and shown whole when its kind differs."""
+
+
+def _kinded(value: dict) -> str:
+    """``constant (rps 5)``: a section's kind and its other settings."""
+    rest = ", ".join(f"{k} {readable_value(v)}" for k, v in value.items() if k not in ("kind", "mode"))
+    head = value.get("kind", value.get("mode"))
+    return f"{head} ({rest})" if rest else str(head)
+
+
+def _flat(value: object, prefix: str = "", other: object = None) -> dict[str, object]:
+    """A spec dictionary as ``{"rate.rps": 27.5, "weights.values.104": 0.5, ...}`` (lists of scalars stay whole).
+
+    A section whose ``kind`` (or ``mode``) differs from the one in ``other`` stays whole: its
+    settings of another kind are not compared one by one.
+    """
+    if isinstance(value, dict) and isinstance(other, dict):
+        for tag in ("kind", "mode"):
+            if tag in value and value.get(tag) != other.get(tag):
+                return {prefix: _Kinded(value)}
     if isinstance(value, dict):
         out: dict[str, object] = {}
         for key, item in value.items():
-            out.update(_flat(item, f"{prefix}.{key}" if prefix else str(key)))
+            out.update(_flat(item, f"{prefix}.{key}" if prefix else str(key), other.get(key) if isinstance(other, dict) else None))
         return out
     if isinstance(value, list) and any(isinstance(v, dict | list) for v in value):
         out = {}
@@ -304,6 +323,8 @@ def _flat(value: object, prefix: str = "") -> dict[str, object]:
 
 def readable_value(value: object, *, width: int = 40) -> str:
     """A spec value for people: numbers to 4 significant digits, ``none`` for null, lists shortened."""
+    if isinstance(value, _Kinded):
+        return _kinded(value)
     if value is None:
         return "none"
     if isinstance(value, bool):
@@ -323,7 +344,8 @@ def describe_change(spec: WorkloadSpec, base: WorkloadSpec, *, most: int = 8) ->
     Settings are the spec's dotted keys; numbers are rounded to 4 significant digits (a
     difference hidden by the rounding is still listed); at most ``most`` settings are named.
     """
-    a, b = _flat(spec.to_dict()), _flat(base.to_dict())
+    da, db = spec.to_dict(), base.to_dict()
+    a, b = _flat(da, other=db), _flat(db, other=da)
     parts = []
     for key in dict.fromkeys([*a, *b]):
         if a.get(key) != b.get(key):
