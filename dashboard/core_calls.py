@@ -272,17 +272,47 @@ def plan(spec: WorkloadSpec, pool: ClientPool) -> ComposePlan | None:
     return run(_plan, spec, key=spec, unhashed={"pool": pool}, spinner="Planning the workload…")
 
 
+#: ``st.session_state`` key: the exact request count of every spec generated in this session.
+_GENERATED_COUNTS = "generated_counts"
+
+
 def workload(spec: WorkloadSpec, pool: ClientPool) -> Workload | None:
-    """:func:`servegen_core.generate.compose.compose`, cached on the spec."""
-    return run(_compose, spec, key=spec, unhashed={"pool": pool}, heavy=True, spinner="Composing the workload…")
+    """:func:`servegen_core.generate.compose.compose`, cached on the spec; its exact request count is remembered."""
+    made = run(_compose, spec, key=spec, unhashed={"pool": pool}, heavy=True, spinner="Composing the workload…")
+    if made is not None:
+        remember_count(spec, made.trace.height)
+    return made
+
+
+def remember_count(spec: WorkloadSpec, rows: int) -> None:
+    """Note that ``spec`` generated exactly ``rows`` requests (read back by :func:`request_count`)."""
+    st.session_state.setdefault(_GENERATED_COUNTS, {})[spec] = int(rows)
+
+
+def request_count(spec: WorkloadSpec, estimate: float) -> str:
+    """``"359,998 requests"`` once the spec was generated in this session, else ``"about 360,000 requests"``."""
+    exact = st.session_state.get(_GENERATED_COUNTS, {}).get(spec)
+    return f"{exact:,} requests" if exact is not None else f"about {estimate:,.0f} requests"
+
+
+#: ``st.session_state`` key: (checks passed, checks) of every spec validated in this session.
+_CHECKS = "spec_checks"
 
 
 def report(spec: WorkloadSpec, pool: ClientPool) -> ValidationReport | None:
-    """:func:`servegen_core.generate.validate.validate` of the spec's workload, cached on the spec."""
+    """:func:`servegen_core.generate.validate.validate` of the spec's workload, cached on the spec; its check count is remembered."""
     made = workload(spec, pool)
     if made is None:
         return None
-    return run(validate, made, key=spec, heavy=True, spinner="Validating the workload…")
+    rep = run(validate, made, key=spec, heavy=True, spinner="Validating the workload…")
+    if rep is not None and rep.ok:
+        st.session_state.setdefault(_CHECKS, {})[spec] = (int(rep.checks["passed"].sum()), rep.checks.height)
+    return rep
+
+
+def checks_passed(spec: WorkloadSpec) -> tuple[int, int] | None:
+    """``(passed, checks)`` of the spec's validation when Preview ran it in this session, else None."""
+    return st.session_state.get(_CHECKS, {}).get(spec)
 
 
 def spec_plan_or_stop(view: View) -> tuple[WorkloadSpec, ClientPool, ComposePlan]:

@@ -197,6 +197,17 @@ def choose_span(loaded: Loaded) -> tuple[float, float]:
     return lo, hi
 
 
+def distinct_notes(notes: tuple[str, ...]) -> list[str]:
+    """The loader's notes, each said once: a warning the summary (the first note) repeats is cut from the summary."""
+    if not notes:
+        return []
+    summary, warnings = notes[0], [n for n in dict.fromkeys(notes[1:]) if n]
+    for warning in warnings:
+        for joint in ("; ", ". ", ", "):
+            summary = summary.replace(joint + warning, "")
+    return [summary, *warnings]
+
+
 def sidebar() -> View | None:
     """Draw the data-source sidebar and store ``source`` and ``view`` in the session state."""
     with st.sidebar:
@@ -224,6 +235,6 @@ def sidebar() -> View | None:
             st.caption(f":orange[**{DEMO_LABEL.capitalize()}**] — generated, not real traffic.")
         lines = [f"**{k}:** {v}" for k, v in headline(view).items()]
         st.markdown("  \n".join(lines))
-        for note in loaded.notes:
+        for note in distinct_notes(loaded.notes):
             st.caption(md(note))
         return view

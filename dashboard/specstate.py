@@ -208,6 +208,7 @@ def compose_widgets(spec: WorkloadSpec, sid: str) -> dict[str, Any]:
     v["cmp_missing"] = spec.missing_lengths
     v["cmp_rho"] = float(spec.length_correlation)
     v[f"cmp_wt_{sid}"] = dict(spec.weights.values) if spec.weights.mode == "explicit" else {}
+    v["cmp_settings_source"] = sid  # the settings are this spec's, for its source (not "kept from another source")
     return v
 
 
@@ -242,6 +243,7 @@ def apply_pending(folders: list[str]) -> None:
         return
     for key, value in {**values, **compose_widgets(spec, source.id)}.items():
         st.session_state[key] = value
+    st.session_state["cmp_settings_source_label"] = source.label
     st.session_state["cmp_points_version"] = int(st.session_state.get("cmp_points_version", 0)) + 1
     st.session_state["cmp_expected_spec"] = spec
     st.session_state[_TEMPLATE] = spec
@@ -285,15 +287,73 @@ def to_url(spec: WorkloadSpec | None) -> None:
         st.query_params[PARAM] = text
 
 
-def describe_change(spec: WorkloadSpec, base: WorkloadSpec, *, width: int = 60) -> str:
-    """What ``spec`` sets differently from ``base``: its top-level keys with their values (JSON, shortened)."""
-    a, b = spec.to_dict(), base.to_dict()
+class _Kinded(dict):
+    """A spec section with a ``kind`` (rate, clients, weights), compared and shown whole when its kind differs."""
+
+
+def _kinded(value: dict) -> str:
+    """``constant (rps 5)``: a section's kind and its other settings."""
+    rest = ", ".join(f"{k} {readable_value(v)}" for k, v in value.items() if k not in ("kind", "mode"))
+    head = value.get("kind", value.get("mode"))
+    return f"{head} ({rest})" if rest else str(head)
+
+
+def _flat(value: object, prefix: str = "", other: object = None) -> dict[str, object]:
+    """A spec dictionary as ``{"rate.rps": 27.5, "weights.values.104": 0.5, ...}`` (lists of scalars stay whole).
+
+    A section whose ``kind`` (or ``mode``) differs from the one in ``other`` stays whole: its
+    settings of another kind are not compared one by one.
+    """
+    if isinstance(value, dict) and isinstance(other, dict):
+        for tag in ("kind", "mode"):
+            if tag in value and value.get(tag) != other.get(tag):
+                return {prefix: _Kinded(value)}
+    if isinstance(value, dict):
+        out: dict[str, object] = {}
+        for key, item in value.items():
+            out.update(_flat(item, f"{prefix}.{key}" if prefix else str(key), other.get(key) if isinstance(other, dict) else None))
+        return out
+    if isinstance(value, list) and any(isinstance(v, dict | list) for v in value):
+        out = {}
+        for i, item in enumerate(value):
+            out.update(_flat(item, f"{prefix}[{i}]"))
+        return out
+    return {prefix: value}
+
+
+def readable_value(value: object, *, width: int = 40) -> str:
+    """A spec value for people: numbers to 4 significant digits, ``none`` for null, lists shortened."""
+    if isinstance(value, _Kinded):
+        return _kinded(value)
+    if value is None:
+        return "none"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    if isinstance(value, list):
+        text = ", ".join(readable_value(v) for v in value)
+        return "[" + (text if len(text) <= width else text[: width - 1] + "…") + "]"
+    text = str(value)
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def describe_change(spec: WorkloadSpec, base: WorkloadSpec, *, most: int = 8) -> str:
+    """What ``spec`` sets differently from ``base``, setting by setting: ``rate.rps 27.5 (A: 50); arrivals poisson (A: fitted)``.
+
+    Settings are the spec's dotted keys; numbers are rounded to 4 significant digits (a
+    difference hidden by the rounding is still listed); at most ``most`` settings are named.
+    """
+    da, db = spec.to_dict(), base.to_dict()
+    a, b = _flat(da, other=db), _flat(db, other=da)
     parts = []
-    for key, value in a.items():
-        if b.get(key) != value:
-            text = json.dumps(value, separators=(",", ":"))
-            parts.append(f"{key} {text if len(text) <= width else text[: width - 1] + '…'}")
-    return "; ".join(parts) or "nothing (the same spec)"
+    for key in dict.fromkeys([*a, *b]):
+        if a.get(key) != b.get(key):
+            parts.append(f"{key} {readable_value(a.get(key))} (A: {readable_value(b.get(key))})")
+    if not parts:
+        return "nothing (the same spec)"
+    more = len(parts) - most
+    return "; ".join(parts[:most]) + (f"; and {more} more setting(s)" if more > 0 else "")
 
 
 def template(source: ServeGenSource | TraceSource) -> WorkloadSpec | None:

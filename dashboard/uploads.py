@@ -22,7 +22,7 @@ from pathlib import Path
 import streamlit as st
 from streamlit.runtime.uploaded_file_manager import UploadedFile
 
-from servegen_core.paths import DATA_ROOTS_ENV, PathNotAllowedError, data_roots, demo_data_dir, resolve_under_any, write_atomic
+from servegen_core.paths import DATA_ROOTS_ENV, PROJECT_DIR, PathNotAllowedError, data_roots, demo_data_dir, resolve_under_any, write_atomic
 from servegen_core.spec import ServeGenSource, TraceSource
 from settings import UPLOAD_MAX_AGE_H, servegen_folders
 
@@ -154,11 +154,28 @@ def data_path(text: str) -> Path:
     """
     roots = data_roots()
     try:
-        return resolve_under_any(roots, text)
+        return resolve_under_any(roots, text, relative_to=PROJECT_DIR)
     except PathNotAllowedError:
         names = ", ".join(str(r) for r in roots) or "none"
-        msg = f"refused: {text} is outside the data folders this dashboard may read ({names}; set by {DATA_ROOTS_ENV})"
+        msg = (
+            f"refused: {text} is outside the data folders this dashboard may read ({names}; set by {DATA_ROOTS_ENV}). "
+            "Accepted: an absolute path under one of them, a path relative to one of them (e.g. traces/<file>.csv), "
+            f"or a path relative to the project folder {PROJECT_DIR} that leads into one of them"
+            + (f" (e.g. {_project_relative_example(roots)})" if _project_relative_example(roots) else "")
+        )
         raise PathNotAllowedError(msg) from None
+
+
+def _project_relative_example(roots: tuple[Path, ...]) -> str:
+    """A data root written relative to the project folder (``../shared/data/<file>``), or ``""``."""
+    relative = []
+    for root in roots:
+        try:
+            relative.append(os.path.relpath(root, PROJECT_DIR))
+        except ValueError:  # another drive on Windows
+            continue
+    outside = [r for r in relative if r.startswith("..")]  # the README's form, ../shared/data/...
+    return f"{(outside or relative)[0]}/<file>" if relative else ""
 
 
 def check_spec_source(source: ServeGenSource | TraceSource) -> None:

@@ -311,20 +311,28 @@ def resolve_under(root: str | Path, user_path: str | Path) -> Path:
     return candidate
 
 
-def resolve_under_any(roots: tuple[Path, ...] | list[Path], user_path: str | Path) -> Path:
+def resolve_under_any(
+    roots: tuple[Path, ...] | list[Path], user_path: str | Path, *, relative_to: str | Path | None = None
+) -> Path:
     """``user_path`` confined to one of ``roots`` (see :func:`resolve_under`).
 
     An absolute path must lie under one of them. A relative path is tried under each root in
-    order; the first under which it exists is returned, else its place under the first root.
-    Raises :class:`PathNotAllowedError` naming the roots when no root holds it.
+    order and, with ``relative_to`` (e.g. the project folder), relative to that folder too,
+    where it is kept only when it resolves under a root (``../shared/data/traces/x.csv``
+    from the project). The first candidate that exists is returned, else the first one
+    found. Raises :class:`PathNotAllowedError` naming the roots when no root holds it.
     """
     if not roots:
         msg = f"no data folders are configured (set {DATA_ROOTS_ENV})"
         raise PathNotAllowedError(msg)
+    tries = [(Path(root), user_path) for root in roots]
+    if relative_to is not None and str(user_path).strip() and not Path(str(user_path)).is_absolute():
+        # the path as written from ``relative_to``, then confined to each root as an absolute path
+        tries += [(Path(root), Path(relative_to) / str(user_path)) for root in roots]
     found: list[Path] = []
-    for root in roots:
+    for root, text in tries:
         try:
-            found.append(resolve_under(root, user_path))
+            found.append(resolve_under(root, text))
         except PathNotAllowedError:
             continue
     for path in found:

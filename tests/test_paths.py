@@ -98,3 +98,18 @@ def test_export_dir_default_environment_and_off(tmp_path, monkeypatch):
     assert export_dir() == tmp_path.resolve()
     monkeypatch.setenv(paths.EXPORT_DIR_ENV, "")
     assert export_dir() is None
+
+
+def test_a_path_relative_to_the_project_is_accepted_when_it_leads_into_a_root(tmp_path: Path) -> None:
+    """The README's form: ``../shared/data/traces/x.csv`` from the project folder."""
+    project, data = tmp_path / "project", tmp_path / "shared" / "data"
+    (data / "traces").mkdir(parents=True)
+    project.mkdir()
+    (data / "traces" / "x.csv").write_text("a\n1\n")
+    got = resolve_under_any((project / "data", data), "../shared/data/traces/x.csv", relative_to=project)
+    assert got == (data / "traces" / "x.csv").resolve()
+    assert resolve_under_any((project / "data", data), "traces/x.csv", relative_to=project) == got
+    with pytest.raises(PathNotAllowedError, match="outside the data folders"):
+        resolve_under_any((project / "data", data), "../secrets.txt", relative_to=project)
+    with pytest.raises(PathNotAllowedError, match="outside the data folders"):  # without relative_to: relative to the roots only
+        resolve_under_any((project / "data", data), "../shared/data/traces/x.csv")

@@ -111,6 +111,34 @@ OBSERVED_GAPS = "observed gaps"
 SAMPLED_GAPS = "gaps sampled from the fitted window distribution"
 
 
+#: The log x axis of a gap histogram leaves out this share of the shortest gaps.
+GAP_AXIS_LOW_SHARE = 0.001
+#: ... and starts at 1 µs at the lowest (the finest timestamps a trace records): a fitted Gamma
+#: of small shape puts gaps at 1e-21 s, which would stretch the axis over 20 decades.
+GAP_AXIS_MIN_S = 1e-6
+
+
+def gap_axis_range(left: np.ndarray, right: np.ndarray, counts: np.ndarray) -> tuple[list[float], float] | None:
+    """``([log10 low, log10 high], share of gaps left of low)`` for a log gap axis.
+
+    From where the shortest :data:`GAP_AXIS_LOW_SHARE` of the gaps ends (not below
+    :data:`GAP_AXIS_MIN_S`) to the longest gap, with a quarter decade each side.
+    """
+    total = float(counts.sum())
+    if total <= 0:
+        return None
+    cum = np.cumsum(counts) / total
+    first = int(np.searchsorted(cum, GAP_AXIS_LOW_SHARE, side="left"))
+    last = int(np.flatnonzero(counts > 0)[-1])
+    low = max(left[first] if left[first] > 0 else right[first] / 10, GAP_AXIS_MIN_S)
+    high = right[last]
+    if not (low > 0 and high > low):
+        return None
+    x0 = 10 ** (math.log10(low) - 0.25)
+    hidden = float(counts[right <= x0].sum()) / total
+    return [math.log10(low) - 0.25, math.log10(high) + 0.25], hidden
+
+
 def interarrival_histogram(
     histogram: pl.DataFrame,
     densities: pl.DataFrame,
@@ -191,6 +219,13 @@ def interarrival_histogram(
         lowest = float(dens[dens > 0].min()) if (dens > 0).any() else hist_max / 1e3
         fig.update_yaxes(type="log", range=[math.log10(lowest) - 0.5, math.log10(hist_max) + 0.5])
         fig.update_xaxes(type="log")
+        if (axis := gap_axis_range(left, right, counts)) is not None:
+            fig.update_xaxes(range=axis[0])
+            if axis[1] > 0:
+                fig.add_annotation(
+                    x=0, y=1, xref="paper", yref="paper", xanchor="left", yanchor="top", showarrow=False,
+                    text=f"{axis[1]:.1%} of the gaps are shorter than the axis shows", font={"size": 11},
+                )
     else:
         fig.update_yaxes(range=[0, hist_max * 1.15])
     return finish(

@@ -41,11 +41,13 @@ def rate_plan(curve: pl.DataFrame) -> go.Figure:
 
 
 def weight_shares(weights: pl.DataFrame, *, limit: int = 30) -> go.Figure:
-    """Observed vs composed request share per client: ``client_id, observed_share, weight_share``."""
-    w = weights.sort("weight_share", descending=True).head(limit)
+    """Observed vs composed request share per client: ``client_id, observed_share, composed_share``
+    (:attr:`ComposePlan.composed_shares`: the share generation draws; ``weight_share`` stands in without it)."""
+    share = "composed_share" if "composed_share" in weights.columns else "weight_share"
+    w = weights.sort(share, descending=True).head(limit)
     labels = [f"client {svg(c)}" for c in w["client_id"].to_list()]
     fig = go.Figure()
-    for col, name, color in (("observed_share", "observed share", OTHER_COLOR), ("weight_share", "composed share (normalized)", COLORS[0])):
+    for col, name, color in (("observed_share", "observed share", OTHER_COLOR), (share, "composed share (what generation draws)", COLORS[0])):
         fig.add_trace(
             go.Bar(
                 x=labels,

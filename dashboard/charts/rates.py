@@ -149,20 +149,35 @@ def client_activity(series: pl.DataFrame, *, resolution_s: float, span: tuple[fl
 
 
 def hour_day_heatmap(matrix: pl.DataFrame) -> go.Figure:
-    """Mean rate per hour of day (x) and day (y): ``day, hour, rate_rps`` (:func:`hour_day_matrix`)."""
+    """Mean rate per hour of day (x) and day (y): ``day, hour, rate_rps`` (:func:`hour_day_matrix`).
+
+    An hour only partly inside the data (``complete`` False) is labelled "partial" and its
+    hover says how many minutes it covers: its rate is over those minutes, not over 60.
+    """
     days = sorted(matrix["day"].unique().to_list())
     grid = np.full((len(days), 24), np.nan)
+    label = np.full((len(days), 24), "", dtype=object)
+    covered = np.full((len(days), 24), 60.0)
     index = {d: i for i, d in enumerate(days)}
-    for day, hour, rate in matrix.select("day", "hour", "rate_rps").iter_rows():
-        grid[index[day], int(hour)] = rate
+    has_cover = "covered_s" in matrix.columns and "complete" in matrix.columns
+    cols = ["day", "hour", "rate_rps", *(("complete", "covered_s") if has_cover else ())]
+    for row in matrix.select(cols).iter_rows():
+        i, h = index[row[0]], int(row[1])
+        grid[i, h] = row[2]
+        if has_cover and not row[3]:
+            label[i, h] = "partial"
+            covered[i, h] = row[4] / 60
     fig = go.Figure(
         go.Heatmap(
             z=grid,
             x=list(range(24)),
             y=[f"day {d + 1}" for d in days],
+            text=label,
+            texttemplate="%{text}",
+            customdata=covered,
             colorscale="Viridis",
             colorbar={"title": {"text": "req/s"}},
-            hovertemplate="%{y}, %{x}:00–%{x}:59<br>%{z:,.2f} req/s<extra></extra>",
+            hovertemplate="%{y}, %{x}:00–%{x}:59<br>%{z:,.2f} req/s over %{customdata:.0f} min %{text}<extra></extra>",
         )
     )
     fig.update_xaxes(dtick=2)

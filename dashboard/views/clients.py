@@ -18,6 +18,14 @@ frame = summary.frame
 numeric = [c for c, t in frame.schema.items() if c != "client_id" and (t.is_numeric() or t == pl.Boolean)]
 sid = view.source.id
 
+# A filter set on another source can name columns this source's summary lacks: drop them before drawing.
+for stale_key, allowed in (("cl_filter_columns", numeric),):
+    kept = [c for c in st.session_state.get(stale_key) or [] if c in allowed]
+    if stale_key in st.session_state and kept != st.session_state[stale_key]:
+        st.session_state[stale_key] = kept
+if st.session_state.get("cl_by") not in (None, *numeric):
+    st.session_state["cl_by"] = "request_share"
+
 c1, c2, c3 = st.columns([1, 1, 2])
 by = c1.selectbox("Rank by", numeric, index=numeric.index("request_share"), key="cl_by", persist_state="session")
 top_k = int(c2.number_input("Top-k (0 = all)", min_value=0, max_value=frame.height, value=0, step=1, key="cl_top_k", persist_state="session"))
@@ -91,10 +99,16 @@ def selection_panel() -> None:
     if s4.button(f"Add the top {k}", key="cl_add_top", help=f"Union with the {k} clients ranked first by {by} (over all clients, filter aside)."):
         _add_top(k)
 
-    order = pl.DataFrame({"client_id": ids}).with_row_index("rank")
+    order = pl.DataFrame({"client_id": ids}, schema={"client_id": frame.schema["client_id"]}).with_row_index("rank")
     shown = order.join(frame, on="client_id", how="left").drop("rank")
     shown_ids = shown["client_id"].to_list()
     key = selection.table_key(view, shown_ids)
+    if not shown_ids:
+        st.info(
+            f"No client of {md(view.source.label)} matches the filter"
+            + (f" ({md(selection.describe_rule(rule))})" if rule is not None else "")
+            + ": widen or remove a bound above."
+        )
     st.caption(
         f"{shown.height} of {frame.height} clients match, ordered by {by}. Tick rows to select clients: a tick belongs to "
         "the client id, so it stays with that client when the filter or the sort order changes."

@@ -79,6 +79,20 @@ STATUS_LABELS = {
 }
 
 
+#: The composed workload may fall this far short of the rate function's target before the spec is "not ready".
+MAX_TARGET_SHORTFALL = 0.05
+
+
+def spec_problems(plan_) -> list[str]:
+    """Why a planned spec is not ready: the share of the target it cannot place, settings kept from another source."""
+    out = []
+    if plan_.target_requests > 0 and plan_.expected_requests < (1 - MAX_TARGET_SHORTFALL) * plan_.target_requests:
+        out.append(f"{1 - plan_.expected_requests / plan_.target_requests:.1%} of the target cannot be placed on the composed clients")
+    if carried_settings(sid):
+        out.append("settings kept from another source (see Rate function)")
+    return out
+
+
 def exclusion_note(composed, exclusions, *, max_ids: int = 6) -> str:
     """One line: how many of the span's clients are composed, and why the others are not."""
     total = len(composed) + sum(len(ids) for ids in exclusions.values())
@@ -90,6 +104,64 @@ def exclusion_note(composed, exclusions, *, max_ids: int = 6) -> str:
     if not parts:
         return f"All {total:,} clients of the span are composed."
     return f"Of {total:,} clients in the span, not composed: " + "; ".join(parts) + "."
+
+
+#: The spec settings not keyed by source (rate, arrivals, lengths, seed, baseline) and their defaults.
+SPEC_SETTING_DEFAULTS = {
+    "cmp_rate_kind": "observed", "cmp_factor": 1.0, "cmp_peak": 10.0, "cmp_rps": 5.0, "cmp_ramp_start": 1.0,
+    "cmp_ramp_end": 10.0, "cmp_points_value": None, "cmp_interp": "step", "cmp_arrivals": ARRIVALS[0],
+    "cmp_lengths": LENGTHS[0], "cmp_rho": 0.0, "cmp_missing": WorkloadSpec.__dataclass_fields__["missing_lengths"].default,
+    "cmp_seed": 0, "cmp_naive": False,
+}
+#: Which of them each rate kind uses (the others are not shown as kept).
+RATE_KEYS = {
+    "observed": ("cmp_factor",), "bounded": ("cmp_peak",), "constant": ("cmp_rps",),
+    "ramp": ("cmp_ramp_start", "cmp_ramp_end"), "piecewise": ("cmp_points_value", "cmp_interp"),
+}
+SETTING_LABELS = {
+    "cmp_rate_kind": "rate kind", "cmp_factor": "factor", "cmp_peak": "peak rate (req/s)", "cmp_rps": "rate (req/s)",
+    "cmp_ramp_start": "ramp start (req/s)", "cmp_ramp_end": "ramp end (req/s)", "cmp_points_value": "rate points",
+    "cmp_interp": "between points", "cmp_arrivals": "arrivals", "cmp_lengths": "lengths", "cmp_rho": "input/output correlation",
+    "cmp_missing": "clients without length data", "cmp_seed": "seed", "cmp_naive": "naive baseline",
+}
+SETTINGS_SOURCE_KEY, SETTINGS_SOURCE_LABEL_KEY = "cmp_settings_source", "cmp_settings_source_label"
+
+
+def carried_settings(source_id: str) -> list[str]:
+    """The spec settings set on another source that differ from their defaults, as ``"rate (req/s) 100"``."""
+    owner = st.session_state.get(SETTINGS_SOURCE_KEY)
+    if owner is None or owner == source_id:
+        return []
+    kind = st.session_state.get("cmp_rate_kind", "observed")
+    relevant = [n for n in SPEC_SETTING_DEFAULTS if n in RATE_KEYS.get(kind, ()) or not any(n in ks for ks in RATE_KEYS.values())]
+    out = []
+    for name in relevant:
+        value = st.session_state.get(name, SPEC_SETTING_DEFAULTS[name])
+        if value != SPEC_SETTING_DEFAULTS[name]:
+            shown = specstate.readable_value(list(value) if isinstance(value, tuple) else value)
+            out.append(f"{SETTING_LABELS[name]} {shown}")
+    return out
+
+
+def adopt_settings(source_id: str, label: str) -> None:
+    """The spec settings now belong to this source (no "kept from another source" notice)."""
+    st.session_state[SETTINGS_SOURCE_KEY] = source_id
+    st.session_state[SETTINGS_SOURCE_LABEL_KEY] = label
+
+
+def reset_settings(source_id: str, label: str) -> None:
+    """Every spec setting back to its default, now owned by this source."""
+    for name in SPEC_SETTING_DEFAULTS:
+        st.session_state.pop(name, None)
+    adopt_settings(source_id, label)
+
+
+def observed_rate_note(span_: Span) -> str:
+    """`` (this source records 5.5 req/s on average over the span)`` from a plan with the observed rate."""
+    observed = core_calls.plan(WorkloadSpec(source=source, span=span_), pool)
+    if observed is None or observed.span_duration_s <= 0:
+        return ""
+    return f" (this source records {observed.expected_requests / observed.span_duration_s:,.2f} req/s on average over the span)"
 
 
 # --- 0. keep work: import, undo -------------------------------------------------------------
@@ -152,7 +224,9 @@ elif mode == "selection":
         )
 elif mode == "ids":
     if f"cmp_ids_{sid}" not in st.session_state:
-        st.session_state[f"cmp_ids_{sid}"] = list(pool.client_ids[:3])
+        busiest = core_calls.run(rates.client_shares, pool, key=(view.key, source, "client_shares"), spinner="Ranking the clients…")
+        top = busiest.frame["client_id"].head(3).to_list() if busiest is not None and busiest.ok else list(pool.client_ids[:3])
+        st.session_state[f"cmp_ids_{sid}"] = top  # the busiest clients of this source, not its first ids
     ids = st.multiselect("Clients", pool.client_ids, key=f"cmp_ids_{sid}", persist_state="session")
     if not ids:
         st.info("Pick at least one client.")
@@ -203,6 +277,21 @@ if mode == "selection":
 
 # --- 3. rate function ---------------------------------------------------------------------
 st.subheader("Rate function")
+carried = carried_settings(sid)
+if carried:
+    st.warning(
+        f"Kept from another source ({md(st.session_state.get(SETTINGS_SOURCE_LABEL_KEY) or 'the previous source')}): "
+        + md("; ".join(carried))
+        + ". Absolute rates and factors chosen for another source rarely fit this one"
+        + (observed_rate_note(span) if st.session_state.get("cmp_rate_kind", "observed") != "observed" else "")
+        + "."
+    )
+    k1, k2 = st.columns(2)
+    # callbacks: they run before the next run's widgets exist, so the settings can be reset
+    k1.button("Reset to this source's defaults", key="cmp_reset_carried", type="primary", on_click=reset_settings, args=(sid, view.source.label))
+    k2.button("Keep them for this source", key="cmp_keep_carried", on_click=adopt_settings, args=(sid, view.source.label))
+elif st.session_state.get(SETTINGS_SOURCE_KEY) != sid:
+    adopt_settings(sid, view.source.label)
 kinds = {
     "observed": "Observed (each client's recorded rate × factor)",
     "bounded": "Bounded (observed, scaled so the peak ≤ a limit)",
@@ -280,6 +369,9 @@ weights_key = f"cmp_wt_{sid}"
 stored_weights: dict[str, float] = dict(st.session_state.get(weights_key, {}))
 candidates = base_plan.weights["client_id"].to_list()
 observed_share = dict(zip(candidates, base_plan.weights["observed_share"].to_list(), strict=True))
+# A weight left untouched is the share the client carries with observed weights (what the
+# workload gives it now), so editing one client leaves the others' shares where they were.
+default_weight = dict(zip(candidates, base_plan.composed_shares["composed_share"].to_list(), strict=True))
 # Fold the last edit of the table into the weights (the table is keyed by its rows and the weights).
 editor_prefix = "cmp_wtable_"
 for key in [k for k in st.session_state if isinstance(k, str) and k.startswith(editor_prefix) and not k.endswith("_rows")]:
@@ -292,13 +384,13 @@ for key in [k for k in st.session_state if isinstance(k, str) and k.startswith(e
         if "weight" in change and 0 <= i < len(rows_of):
             value = change["weight"]
             if value is None:
-                stored_weights.pop(rows_of[i], None)  # a cleared cell goes back to the observed share
+                stored_weights.pop(rows_of[i], None)  # a cleared cell goes back to the share with observed weights
             else:
                 stored_weights[rows_of[i]] = float(value)
     st.session_state.pop(key, None)
     st.session_state.pop(f"{key}_rows", None)
 st.session_state[weights_key] = stored_weights
-explicit = {c: stored_weights.get(c, observed_share[c]) for c in candidates} if any(c in stored_weights for c in candidates) else None
+explicit = {c: stored_weights.get(c, default_weight[c]) for c in candidates} if any(c in stored_weights for c in candidates) else None
 weights = build(lambda: Weights(mode="explicit", values=tuple(explicit.items()))) if explicit else Weights()
 spec = dataclasses.replace(base, weights=weights) if explicit else base
 spec_plan = core_calls.plan(spec, pool) if explicit else base_plan
@@ -332,13 +424,14 @@ with status_box:
         for c in exclusions[reason]:
             status[c] = label
     rows_ids = [c for c in candidates] + [c for c in status if c not in observed_share]
-    composed_share = dict(zip(spec_plan.weights["client_id"].to_list(), spec_plan.weights["weight_share"].to_list(), strict=True))
+    shares = spec_plan.composed_shares  # what generation draws: the table's last column and the chart
+    composed_share = dict(zip(shares["client_id"].to_list(), shares["composed_share"].to_list(), strict=True))
     table = pl.DataFrame(
         {
             "client_id": rows_ids,
             "status": [status.get(c, "left out") for c in rows_ids],
             "observed_share": [observed_share.get(c) for c in rows_ids],
-            "weight": [stored_weights.get(c, observed_share.get(c)) for c in rows_ids],
+            "weight": [stored_weights.get(c, default_weight.get(c)) for c in rows_ids],
             "composed_share": [composed_share.get(c, 0.0) for c in rows_ids],
         },
         schema={"client_id": pl.String, "status": pl.String, "observed_share": pl.Float64, "weight": pl.Float64, "composed_share": pl.Float64},
@@ -355,28 +448,33 @@ with status_box:
                 "observed_share": st.column_config.NumberColumn("observed share", format="%.4g", help="share of the span's recorded requests"),
                 "weight": st.column_config.NumberColumn(
                     "weight", min_value=0.0, format="%.6g",
-                    help="any non-negative number (normalized over the composed clients); 0 leaves the client out; clear a cell to go back to the observed share",
+                    help="the one column you edit: any non-negative number (normalized over the composed clients); 0 leaves the "
+                    "client out; clear a cell to go back to its share with observed weights",
                 ),
-                "composed_share": st.column_config.NumberColumn("composed share", format="%.4g"),
+                "composed_share": st.column_config.NumberColumn(
+                    "composed share", format="%.4g",
+                    help="the share of the generated requests this client gets (its expected requests over the total): the chart draws this",
+                ),
             },
         )
         zero = [c for c in candidates if c in stored_weights and stored_weights[c] <= 0]
         ignored = [c for c in stored_weights if c not in observed_share and c in status]
         notes = [
             "Composed vs chosen, before the spec is ready: the status says which clients will be composed and why the others will not. "
-            "Weights are kept by client id and take effect at once."
+            "Edit the weight column (it starts at each client's share with observed weights); the composed share is exactly the share "
+            "of the generated requests each client gets, as the chart draws it. Weights are kept by client id and take effect at once."
         ]
         if zero:
             notes.append(f"Weight 0 leaves out: {md(', '.join(zero))}.")
         if ignored:
             notes.append(f"Weights of clients left out for another reason are ignored: {md(', '.join(ignored))}.")
         st.caption(" ".join(notes))
-        if stored_weights and st.button("Reset weights to the observed shares", key="cmp_weights_reset"):
+        if stored_weights and st.button("Reset the weights (observed weights)", key="cmp_weights_reset"):
             st.session_state[weights_key] = {}
             st.rerun()
     with w2:
-        page.plot(charts.weight_shares(spec_plan.weights), spec_plan.weights, key="cmp_weights_chart")
-        st.caption("Weights are normalized to request shares over the composed clients" + (" (edited)." if explicit else " (observed shares)."))
+        page.plot(charts.weight_shares(shares), shares, key="cmp_weights_chart")
+        st.caption("The composed share of each client (the table's last column) beside its recorded share" + (" (weights edited)." if explicit else " (observed weights)."))
 
     # Activity of the chosen clients over the whole source, with the span on it.
     chosen_ids = list(status)
@@ -424,7 +522,7 @@ curve = core_calls.run(rate_curve, spec_plan, key=(spec, "rate_curve"), spinner=
 if curve is not None:
     page.plot(charts.rate_plan(curve), curve, key="cmp_rate_chart")
 m1, m2, m3 = st.columns(3)
-m1.metric("Expected requests", f"{spec_plan.expected_requests:,.0f}")
+m1.metric("Expected requests", f"about {spec_plan.expected_requests:,.0f}", help="The plan's estimate; the generated file has a number close to it (Preview shows the exact count).")
 m2.metric("Clients composed", f"{len(spec_plan.clients):,}")
 m2.caption(exclusion_note(spec_plan.clients, exclusions))
 m3.metric("Mean rate (req/s)", f"{spec_plan.expected_requests / spec_plan.span_duration_s:,.2f}")
@@ -449,4 +547,11 @@ session.set_naive(naive)
 expected = st.session_state.pop("cmp_expected_spec", None)
 if expected is not None and expected != spec:
     st.info("The restored spec is not exactly representable on this page; the spec below differs from it (see Export for the JSON).")
-st.success("Spec ready: see **Preview** and **Export**.")
+problems = spec_problems(spec_plan)
+checked = core_calls.checks_passed(spec)
+if checked is not None and checked[0] < checked[1]:
+    problems.append(f"it passes {checked[0]} of its {checked[1]} checks on Preview")
+if problems:
+    st.warning("Spec built, not ready: " + md("; ".join(problems)) + ". See **Preview** for its checks, or change the settings above.")
+else:
+    st.success("Spec ready: see **Preview** and **Export**." + (f" It passes all {checked[1]} checks." if checked else ""))

@@ -39,7 +39,7 @@ if expected > limit:
 else:
     name = export_files.export_name(fmt)
     st.download_button(
-        f"Download {name} ({expected:,.0f} requests)", export_files.deferred_export(spec, fmt, pool), file_name=name,
+        f"Download {name} ({core_calls.request_count(spec, expected)})", export_files.deferred_export(spec, fmt, pool), file_name=name,
         mime="application/octet-stream", key="ex_download", type="primary",
     )
     dropped = dropped_columns(fmt, plan.output_columns)

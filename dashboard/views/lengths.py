@@ -1,5 +1,8 @@
 """Lengths: distributions with fitted curves, percentiles over time, per-client means, input/output correlation."""
 
+import re
+
+import polars as pl
 import streamlit as st
 
 import charts
@@ -7,7 +10,36 @@ import core_calls
 import fmt
 from plaintext import md
 from servegen_core.characterize import lengths
+from servegen_core.characterize.lengths import MAX_TAIL_INDEX
 from widgets import page
+
+#: A KS distance above this is a poor fit (the CDFs differ by more than a fifth somewhere).
+POOR_KS = 0.2
+
+
+def family_name(family: str) -> str:
+    return family.replace("_", " + ")
+
+
+def tail_index(params: str) -> float | None:
+    """The Pareto tail index in a fit's ``name=value`` parameter text, or None."""
+    found = re.search(r"alpha=([0-9.eE+-]+)", params)
+    return float(found.group(1)) if found else None
+
+
+def fit_warnings(family: str, params, ks: float | None) -> list[str]:
+    """Why a best fit should not be trusted: a parameter at its bound, a large KS distance."""
+    out = []
+    alpha = params.get("alpha") if params else None
+    if alpha is not None and alpha >= MAX_TAIL_INDEX - 1e-9:
+        out.append(
+            f"the {family_name(family)} fit's tail index sits at its bound ({MAX_TAIL_INDEX:g}): the fit is held by the "
+            "bound, not by the data."
+        )
+    if ks is not None and ks > POOR_KS:
+        out.append(f"the best fit's KS distance is {ks:.3f} (above {POOR_KS:g}): no family here describes these lengths well.")
+    return out
+
 
 view = page.header("Lengths")
 fields = [f for f in view.fields if f.endswith(("_tokens", "_count"))]
@@ -35,10 +67,18 @@ if section == "Distributions":
         page.plot(fig, pdf.frame, key=f"len_dist_{field}")
         if fit_ok:
             best = fit.table.filter(fit.table["best"]).row(0, named=True)
+            closest = fit.table.drop_nulls("ks").sort("ks").row(0, named=True)
             st.caption(
-                f"Best fit for {fmt.field_label(field)}: **{best['family'].replace('_', ' + ')}** "
+                f"Best fit for {fmt.field_label(field)} by AIC: **{family_name(best['family'])}** "
                 f"({best['params']}; KS distance {best['ks']:.3f}) over {fit.n:,.0f} requests."
+                + (
+                    f" By KS distance {family_name(closest['family'])} is closer ({closest['ks']:.3f}): AIC weighs the "
+                    "likelihood of every request, KS only the largest gap between the CDFs."
+                    if closest["family"] != best["family"] else ""
+                )
             )
+            for line in fit_warnings(best["family"], fit.params.get(best["family"], {}), best["ks"]):
+                st.warning(md(f"{fmt.field_label(field).capitalize()}: {line}"))
         elif fit is not None:
             st.caption(f"No fit: {md(fit.reason)}")
         per_client = core_calls.compute(lengths.client_length_fits, field, k=10, spinner=f"Fitting {fmt.field_label(field)} per client…")
@@ -50,12 +90,24 @@ if section == "Distributions":
                 "above mixes clients of different shapes): best family "
                 + ", ".join(f"{b.replace('_', ' + ')} for {c}" for b, c in families.iter_rows()) + "."
             )
+            if frame["ks_exponential"].null_count() == frame.height:  # input fields: no exponential fit
+                frame = frame.drop("ks_exponential")
+            at_bound = [c for c, p in frame.select("client_id", "params").iter_rows() if p and tail_index(p) is not None and tail_index(p) >= MAX_TAIL_INDEX - 1e-9]
+            poor = frame.filter(pl.col("ks") > POOR_KS)
+            if at_bound or poor.height:
+                parts = []
+                if at_bound:
+                    parts.append(f"the Pareto tail index sits at its bound ({MAX_TAIL_INDEX:g}) for client(s) {md(', '.join(at_bound))}")
+                if poor.height:
+                    parts.append(f"{poor.height} fit(s) have a KS distance above {POOR_KS:g} (up to {poor['ks'].max():.3f})")
+                st.warning("Per-client fits to read with care: " + "; ".join(parts) + ".")
             st.dataframe(
                 frame, hide_index=True, key=f"len_client_fits_{field}",
                 column_config={
                     "client_id": st.column_config.TextColumn("client"),
                     "requests": st.column_config.NumberColumn("requests", format="%.0f"),
-                    "ks": st.column_config.NumberColumn("KS", format="%.3f"),
+                    "best": st.column_config.TextColumn("best (lowest AIC)"),
+                    "ks": st.column_config.NumberColumn("KS of the best", format="%.3f"),
                     "ks_exponential": st.column_config.NumberColumn("KS of the exponential fit", format="%.3f"),
                 },
             )

@@ -50,6 +50,10 @@ if core_calls.usable(shares, what="client shares"):
     page.plot(charts.top_clients(shares.frame, k=k), shares.frame, key="ov_top_clients")
     if top5 is not None and top5.ok:
         st.caption(
-            f"The 5 busiest of {top5.clients} clients send {top5.share:.1%} of all requests"
+            (
+                f"The {min(5, top5.clients)} busiest of {top5.clients} clients send {top5.share:.1%} of all requests"
+                if top5.clients > 5 else
+                f"{'The one client sends' if top5.clients == 1 else f'All {top5.clients} clients send'} {top5.share:.1%} of all requests"
+            )
             + (f"; Gini coefficient {gini.value:.2f}." if gini is not None and gini.ok else ".")
         )

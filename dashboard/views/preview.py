@@ -52,7 +52,11 @@ for warning in made.warnings:
 # --- arrivals and rate tracking -------------------------------------------------------------
 options = [r for r in (1, 10, 60, 600) if duration / r >= 4] or [1]
 default = next((r for r in options if duration / r <= 7200), options[-1])
-resolution = st.selectbox("Arrival bins", options, index=options.index(default), format_func=fmt.fmt_resolution, key="pv_resolution")
+if st.session_state.get("pv_resolution") not in (None, *options):  # kept from a longer workload: not offered here
+    del st.session_state["pv_resolution"]
+resolution = st.selectbox(
+    "Arrival bins", options, index=options.index(default), format_func=fmt.fmt_resolution, key="pv_resolution", persist_state="session",
+)
 series = core_calls.run(rates.rate_series, trace, key=(spec, "series", resolution), resolution_s=resolution)
 left, right = st.columns(2)
 with left:
@@ -82,7 +86,9 @@ with left:
     # image_tokens PDF is per image while the workload's image_tokens is per request.
     known = src_view.fields if src_view is not None else ()
     fields = [f for f in ("input_tokens", "text_tokens", "output_tokens") if f in trace.columns and f in known]
-    field = st.radio("Length field", fields, horizontal=True, key="pv_field", format_func=fmt.field_label)
+    if st.session_state.get("pv_field") not in (None, *fields):
+        del st.session_state["pv_field"]
+    field = st.radio("Length field", fields, horizontal=True, key="pv_field", persist_state="session", format_func=fmt.field_label)
     generated = core_calls.run(lengths.length_pdf, trace, field, key=(spec, "pdf", field))
     source_pdf = core_calls.run(lengths.length_pdf, src_view, field, key=(spec, "source_pdf", field)) if src_view is not None else None
     if core_calls.usable(generated, what="generated lengths") and core_calls.usable(source_pdf, what="source lengths"):
@@ -201,6 +207,9 @@ if other is not None:
         series_b = core_calls.run(rates.rate_series, made_b.trace, key=(other, "series", resolution), resolution_s=resolution)
         peak_a = core_calls.run(rates.peak_trough, trace, key=(spec, "peak", resolution), resolution_s=resolution)
         peak_b = core_calls.run(rates.peak_trough, made_b.trace, key=(other, "peak", resolution), resolution_s=resolution)
+        # one y axis for both charts, so the heights compare at a glance
+        tops = [r.frame["rate_rps"].max() for r in (series, series_b) if r is not None and r.ok and r.frame.height]
+        shared_top = 1.05 * max(tops) if tops else None
         cols = st.columns(2)
         for col, name, wl, ser, pk, key in (
             (cols[0], names[0], made, series, peak_a, "pv_real_arrivals"),
@@ -214,10 +223,11 @@ if other is not None:
                 c3.metric(f"Peak (req/s, {fmt.fmt_resolution(resolution)} bins)", f"{pk.peak_rps:,.1f}" if pk is not None and pk.ok else "n/a")
                 if core_calls.usable(ser, what=f"arrivals of {name}"):
                     color = charts.COLORS[0] if key == "pv_real_arrivals" else charts.COLORS[1]
-                    page.plot(
-                        charts.rate_over_time(ser.frame, resolution_s=resolution, title=f"Arrivals: {name}", origin="workload start", color=color),
-                        ser.frame, key=key,
-                    )
+                    fig = charts.rate_over_time(ser.frame, resolution_s=resolution, title=f"Arrivals: {name}", origin="workload start", color=color)
+                    if shared_top:
+                        fig.update_yaxes(range=[0, shared_top], autorange=False)
+                    page.plot(fig, ser.frame, key=key)
+        st.caption("Both arrival charts share one y axis (the higher of the two peaks).")
         cdf_a = core_calls.run(arrivals.cv_cdf, trace, key=(spec, "cv_cdf"))
         cdf_b = core_calls.run(arrivals.cv_cdf, made_b.trace, key=(other, "cv_cdf"))
         source_cdf = core_calls.run(arrivals.cv_cdf, src_view, key=(spec, "source_cv_cdf")) if src_view is not None else None

@@ -2,6 +2,7 @@
 
 import os
 
+import polars as pl
 import streamlit as st
 
 import charts
@@ -21,6 +22,57 @@ from widgets import files, page
 #: Environment variable: the largest workload (requests) simulated on this page.
 MAX_SIM_ENV = "SERVEGEN_MAX_SIM_REQUESTS"
 DEFAULT_MAX_SIM = 1_000_000
+#: The default objectives: both latencies a chat user feels.
+DEFAULT_TTFT_S, DEFAULT_TPOT_S = 2.0, 0.1
+#: Latencies past which any user is hurt (a warning when the answer's own table shows one, objective or not).
+CARE_TTFT_S, CARE_TPOT_S = 10.0, 0.2
+
+
+
+def provisioning_words(under: float | None) -> str:
+    """``1 - naive/realistic`` in words: ``"44 % under-provisioned"``, ``"6 % over-provisioned"``, ``"same as realistic"``."""
+    if under is None:
+        return ""
+    if round(abs(under) * 100) == 0:
+        return "same as realistic"
+    return f"{under:.0%} under-provisioned" if under > 0 else f"{-under:.0%} over-provisioned"
+
+
+def latency_warnings(table: pl.DataFrame, slo: Slo) -> list[str]:
+    """Warnings for the answer's own latencies (realistic row, at its replica count) past what any user would accept."""
+    real = table.filter(pl.col("workload") == "realistic")
+    if real.height == 0 or real["replicas"][0] is None:
+        return []
+    row = real.row(0, named=True)
+    out = []
+    for name, value, care, objective in (
+        ("p99 TTFT", row["ttft_p99_s"], CARE_TTFT_S, slo.ttft_p99_s),
+        ("p99 TPOT", row["tpot_p99_s"], CARE_TPOT_S, slo.tpot_p99_s),
+    ):
+        if value is None or not value > care:
+            continue
+        why = "no objective is set on it" if objective is None else f"the objective allows {objective:g} s"
+        out.append(
+            f"At the answer ({row['replicas']} replicas) the realistic workload's {name} is {value:,.2f} s, above the "
+            f"{care:g} s any user notices: {why}. Set a {name} objective to size the fleet for it."
+        )
+    return out
+
+
+def slo_headroom(curves: pl.DataFrame, slo: Slo) -> str | None:
+    """A note when an objective sits within 20 % above the lowest p99 any replica count reached (little headroom)."""
+    real = curves.filter(pl.col("workload") == "realistic")
+    notes = []
+    for name, column, objective in (("p99 TTFT", "ttft_p99_s", slo.ttft_p99_s), ("p99 TPOT", "tpot_p99_s", slo.tpot_p99_s)):
+        lowest = real[column].drop_nulls().min() if column in real.columns else None
+        if objective is None or lowest is None or lowest <= 0:
+            continue
+        if objective <= 1.2 * lowest:
+            notes.append(f"{name} ≤ {objective:g} s is within 20 % of the lowest {name} any simulated replica count reached ({lowest:,.3g} s)")
+    if not notes:
+        return None
+    return "; ".join(notes) + ": the answer has little headroom, and a slightly tighter objective cannot be met by adding replicas."
+
 
 view = page.header("Provisioning")
 spec = session.current_spec(view)
@@ -37,30 +89,40 @@ if spec is not None:
     choices.append("composed workload vs its naive baselines")
 if not view.is_pool:
     choices.append("trace vs its Poisson baseline")
-what = st.radio("Workload", choices, horizontal=True, key="prov_what") if len(choices) > 1 else choices[0]
+what = st.radio("Workload", choices, horizontal=True, key="prov_what", persist_state="session") if len(choices) > 1 else choices[0]
 use_spec = what.startswith("composed")
 
 c1, c2, c3, c4 = st.columns(4)
-model = c1.selectbox("Model", list(MODELS), key="prov_model")
-gpu = c2.selectbox("GPU", list(GPUS), key="prov_gpu")
-tp = c3.number_input("GPUs per replica (tensor parallel)", min_value=1, max_value=16, value=1, step=1, key="prov_tp")
-eff = c4.slider("Efficiency (share of peak reached)", min_value=0.1, max_value=1.0, value=0.6, step=0.05, key="prov_eff")
+model = c1.selectbox("Model", list(MODELS), key="prov_model", persist_state="session")
+gpu = c2.selectbox("GPU", list(GPUS), key="prov_gpu", persist_state="session")
+tp = c3.number_input("GPUs per replica (tensor parallel)", min_value=1, max_value=16, value=1, step=1, key="prov_tp", persist_state="session")
+eff = c4.slider("Efficiency (share of peak reached)", min_value=0.1, max_value=1.0, value=0.6, step=0.05, key="prov_eff", persist_state="session")
 c1, c2, c3, c4 = st.columns(4)
-slo_ttft = c1.number_input("SLO: p99 TTFT (s, 0 = none)", min_value=0.0, max_value=3600.0, value=2.0, step=0.5, key="prov_slo_ttft")
-slo_tpot = c2.number_input("SLO: p99 TPOT (s, 0 = none)", min_value=0.0, max_value=60.0, value=0.0, step=0.01, key="prov_slo_tpot")
-router = c3.selectbox("Router", list(ROUTERS), key="prov_router")
-max_replicas = c4.number_input("Most replicas tried", min_value=1, max_value=4096, value=256, step=1, key="prov_max")
-chunked = st.toggle("Chunked prefill (Sarathi-style) instead of prefill-first", key="prov_chunked")
+slo_ttft = c1.number_input(
+    "SLO: p99 TTFT (s, 0 = none)", min_value=0.0, max_value=3600.0, value=DEFAULT_TTFT_S, step=0.5, key="prov_slo_ttft",
+    persist_state="session", help=f"Time to the first token; default {DEFAULT_TTFT_S:g} s.",
+)
+slo_tpot = c2.number_input(
+    "SLO: p99 TPOT (s, 0 = none)", min_value=0.0, max_value=60.0, value=DEFAULT_TPOT_S, step=0.01, key="prov_slo_tpot",
+    persist_state="session", help=f"Time per output token after the first; default {DEFAULT_TPOT_S:g} s (10 tokens/s).",
+)
+router = c3.selectbox("Router", list(ROUTERS), key="prov_router", persist_state="session")
+max_replicas = c4.number_input("Most replicas tried", min_value=1, max_value=4096, value=256, step=1, key="prov_max", persist_state="session")
+chunked = st.toggle("Chunked prefill (Sarathi-style) instead of prefill-first", key="prov_chunked", persist_state="session")
+st.caption(
+    f"The answer is the fewest replicas meeting every objective set above (defaults: p99 TTFT ≤ {DEFAULT_TTFT_S:g} s and "
+    f"p99 TPOT ≤ {DEFAULT_TPOT_S:g} s); 0 turns an objective off."
+)
 naive_kinds = list(DEFAULT_NAIVE_KINDS)
 if use_spec:
     naive_kinds = st.multiselect(
-        "Naive baselines", list(NAIVE_KINDS), default=list(DEFAULT_NAIVE_KINDS), key="prov_baselines",
+        "Naive baselines", list(NAIVE_KINDS), default=list(DEFAULT_NAIVE_KINDS), key="prov_baselines", persist_state="session",
         help="poisson: only the arrivals become Poisson (same rates per window); pooled_lengths: only the lengths are "
         "pooled over clients; poisson_pooled: both; constant: Poisson at the mean rate of the span (no rate shifts either).",
     )
 
 ROOFLINE, CALIBRATED = "Roofline (datasheet peaks)", "Calibrated (your benchmark results)"
-cost_kind = st.radio("Cost model", [ROOFLINE, CALIBRATED], horizontal=True, key="prov_cost")
+cost_kind = st.radio("Cost model", [ROOFLINE, CALIBRATED], horizontal=True, key="prov_cost", persist_state="session")
 try:
     cost = roofline(model, gpu, efficiency=float(eff), tensor_parallel=int(tp))
     slo = Slo(ttft_p99_s=slo_ttft or None, tpot_p99_s=slo_tpot or None)
@@ -119,12 +181,14 @@ if use_spec:
     if made_plan is None:
         st.stop()
     n_requests = int(made_plan.expected_requests)
+    count_text = core_calls.request_count(spec, made_plan.expected_requests)
 else:
     pool = None
     n_requests = view.data.height
+    count_text = f"{n_requests:,} requests"
 if n_requests > limit:
     st.warning(
-        f"This workload has about {n_requests:,} requests; this page simulates at most {limit:,} "
+        f"This workload has {count_text}; this page simulates at most {limit:,} "
         f"(${MAX_SIM_ENV}). Shorten the span or lower the rate, or run servegen whatif on the command line."
     )
     st.stop()
@@ -155,7 +219,9 @@ if st.button("Simulate", type="primary", key="prov_run"):
 
 stored = st.session_state.get("prov_result")
 if stored is None or stored[0] != params:
-    st.info(f"Press Simulate to replay the {n_requests:,} requests on growing numbers of replicas.")
+    if stored is not None:
+        st.caption("The inputs changed since the last simulation: its result is hidden until you simulate these inputs.")
+    st.info(f"Press Simulate to replay the workload ({count_text}) on growing numbers of replicas.")
     st.stop()
 result: Comparison = stored[1]
 table = result.table
@@ -164,10 +230,13 @@ answers = dict(zip(table["workload"].to_list(), table["replicas"].to_list(), str
 cols = st.columns(len(answers))
 for col, row in zip(cols, table.iter_rows(named=True), strict=True):
     value = "none" if row["replicas"] is None else f"{row['replicas']}"
-    delta = None
-    if row["under_provisioning"] is not None:
-        delta = f"{-row['under_provisioning']:.0%} vs realistic"
-    col.metric(f"{row['workload']}: replicas", value, delta=delta, delta_color="off")
+    col.metric(f"{row['workload']}: replicas", value)
+    if row["workload"] != "realistic" and row["under_provisioning"] is not None:
+        col.caption(provisioning_words(row["under_provisioning"]))
+for line in latency_warnings(table, slo):
+    st.warning(md(line))
+if (headroom := slo_headroom(result.curves, slo)) is not None:
+    st.info(md(headroom))
 
 left, right = st.columns(2)
 with left:
@@ -190,10 +259,13 @@ if sim is not None:
         f"The realistic workload on {sim.n_replicas} replicas: {sim.replicas['preemptions'].sum():,} preemptions, "
         f"replicas busy {util:.0%} of the time on average (a replica is busy while any sequence runs)."
     )
+shown = table.with_columns(
+    pl.col("under_provisioning").map_elements(provisioning_words, return_dtype=pl.String).alias("vs_realistic")
+).drop("under_provisioning")
 st.dataframe(
-    table, hide_index=True, key="prov_table",
+    shown, hide_index=True, key="prov_table",
     column_config={
-        "under_provisioning": st.column_config.NumberColumn("under-provisioning", format="percent"),
+        "vs_realistic": st.column_config.TextColumn("vs realistic", help="What sizing the fleet by this baseline would do: under- or over-provision it, relative to the realistic need."),
         "met": st.column_config.CheckboxColumn("SLO met"),
     },
 )

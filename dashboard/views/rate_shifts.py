@@ -57,9 +57,16 @@ with left:
         daily = core_calls.compute(rates.daily_peak_trough, resolution_s=3600, **day_kw)
         if daily is not None and daily.ok and daily.frame.height and daily.frame["ratio"].drop_nulls().len():
             f = daily.frame
+            lo, hi = f["ratio"].min(), f["ratio"].max()
+            swing = f"{lo:,.2f}×" if f"{lo:,.2f}" == f"{hi:,.2f}" else f"{lo:,.1f}× to {hi:,.1f}×"
+            partial = matrix.frame.filter(~matrix.frame["complete"]).height
             st.caption(
-                f"Within a day the rate swings by {f['ratio'].min():,.1f}× to {f['ratio'].max():,.1f}× between "
-                "peak and trough (hourly rates)."
+                f"Within a day the rate swings by {swing} between peak and trough (hourly rates)."
+                + (
+                    f" {partial} hour(s) are only partly inside the data (marked \"partial\"): their rate is their "
+                    "requests over the minutes they cover."
+                    if partial else ""
+                )
             )
 with right:
     dod = core_calls.compute(rates.day_over_day, **day_kw)

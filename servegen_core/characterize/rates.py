@@ -240,12 +240,20 @@ def _binned(source: Source, bin_s: int, *, per_client: bool, origin_hour: float 
     return _bin_trace(source, bin_s, per_client=per_client, shift_s=origin_hour * SECONDS_PER_HOUR)
 
 
-def _series_frame(bd: _Binned, totals: np.ndarray) -> pl.DataFrame:
+def _covered_rate(bd: _Binned, totals: np.ndarray) -> np.ndarray:
+    """Requests per second of the time each bin covers (``bin_s`` for a complete bin; 0 for a bin covering nothing)."""
+    covered = np.minimum(bd.covered_s, float(bd.bin_s))
+    return np.divide(totals, covered, out=np.zeros_like(totals, dtype=np.float64), where=covered > 0)
+
+
+def _series_frame(bd: _Binned, totals: np.ndarray, *, per_covered_time: bool = False) -> pl.DataFrame:
+    """The series table; ``rate_rps`` is requests per bin length, or per covered time with ``per_covered_time``."""
+    rate = _covered_rate(bd, totals) if per_covered_time else totals / bd.bin_s
     return pl.DataFrame(
         {
             "start_s": bd.bin_start,
             "requests": totals,
-            "rate_rps": totals / bd.bin_s,
+            "rate_rps": rate,
             "complete": bd.covered_s >= bd.bin_s,
         },
         schema=SERIES_SCHEMA,
@@ -332,6 +340,8 @@ def daily_peak_trough(data: Source | Table, *, resolution_s: int = 600, origin_h
     :func:`rate_series` table. A bin belongs to the day its start falls in (for a trace or a
     table, after adding ``origin_hour``); incomplete bins at the end of a trace are left out
     (unless no bin is complete), and so are days with fewer than two bins with requests.
+    From a source, a bin's rate is its requests divided by the time it covers (a partial
+    hour of a trace is not diluted over 3,600 s); a table's rates are used as they are.
     """
     schema = {"day": pl.Int64(), "peak_rps": pl.Float64(), "trough_rps": pl.Float64(), "ratio": pl.Float64(), "bins": pl.UInt32()}
     resolution_s = _check_int("resolution_s", resolution_s)
@@ -340,7 +350,7 @@ def daily_peak_trough(data: Source | Table, *, resolution_s: int = 600, origin_h
         if reason := _problem(data):
             return Table.empty(schema, reason)
         bd = _binned(data, resolution_s, per_client=False, origin_hour=origin_hour)
-        frame, shift = _series_frame(bd, bd.counts[0]), 0.0
+        frame, shift = _series_frame(bd, bd.counts[0], per_covered_time=True), 0.0
     elif not table.ok:
         return Table.empty(schema, table.reason)
     else:
@@ -364,23 +374,28 @@ def daily_peak_trough(data: Source | Table, *, resolution_s: int = 600, origin_h
 
 
 def hour_day_matrix(source: Source, *, origin_hour: float = 0.0) -> Table:
-    """Aggregate rate per (day, hour of day): ``day, hour, requests, rate_rps, complete``.
+    """Aggregate rate per (day, hour of day): ``day, hour, requests, rate_rps, complete, covered_s``.
 
-    One row per hour of the span (a matrix in long form, ready for a heatmap); ``rate_rps`` is
-    the hour's requests / 3600, ``complete`` is False for an hour only partly inside a trace.
+    One row per hour of the span (a matrix in long form, ready for a heatmap); ``covered_s`` is
+    the time of the hour inside the data (3,600 s for a complete hour), ``rate_rps`` the hour's
+    requests / ``covered_s``, and ``complete`` is False for an hour only partly inside a trace.
     """
-    schema = {"day": pl.Int64(), "hour": pl.Int64(), "requests": pl.Float64(), "rate_rps": pl.Float64(), "complete": pl.Boolean()}
+    schema = {
+        "day": pl.Int64(), "hour": pl.Int64(), "requests": pl.Float64(), "rate_rps": pl.Float64(), "complete": pl.Boolean(),
+        "covered_s": pl.Float64(),
+    }
     if reason := _problem(source):
         return Table.empty(schema, reason)
     bd = _binned(source, SECONDS_PER_HOUR, per_client=False, origin_hour=origin_hour)
-    out = _series_frame(bd, bd.counts[0]).select(
+    out = _series_frame(bd, bd.counts[0], per_covered_time=True).select(
         (pl.col("start_s") // SECONDS_PER_DAY).alias("day"),
         ((pl.col("start_s") % SECONDS_PER_DAY) // SECONDS_PER_HOUR).alias("hour"),
         "requests",
         "rate_rps",
         "complete",
+        pl.Series("covered_s", np.minimum(bd.covered_s, float(bd.bin_s)), dtype=pl.Float64),
     )
-    return Table(out)
+    return Table(out.cast(schema))
 
 
 # --------------------------------------------------------------------------------------------

@@ -323,6 +323,20 @@ class ComposePlan:
         return float(self.client_windows["expected_requests"].sum())
 
     @property
+    def composed_shares(self) -> pl.DataFrame:
+        """Per composed client, the share of the workload generation draws for it.
+
+        Columns ``client_id, observed_share, weight_share, expected_requests, composed_share``
+        (the :attr:`weights` rows, in their order); ``composed_share`` is the client's expected
+        requests over the plan's expected total: the share of the generated requests it
+        carries, up to sampling error, whatever the weights and the rate function (a client
+        that cannot carry its weight where it is idle gets less than its ``weight_share``).
+        """
+        total = self.weights["expected_requests"].sum()
+        share = pl.col("expected_requests") / total if total > 0 else pl.lit(0.0)
+        return self.weights.with_columns(share.cast(pl.Float64).alias("composed_share"))
+
+    @property
     def target_requests(self) -> float:
         """The integral of the aggregate rate function over the span."""
         return float((self.targets["target_rps"] * self.targets["duration_s"]).sum())

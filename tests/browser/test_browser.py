@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -249,7 +250,7 @@ def test_every_page_compose_and_download(page, tmp_path):
     seed.press("Enter")
     settle(pg)
     assert_clean(pg, "Compose")
-    assert metric(pg, "Expected requests") == "7,200"
+    assert metric(pg, "Expected requests") == "about 7,200"  # the plan's estimate, said as one
     shot(pg, "compose_constant")
 
     go(pg, "Preview")
@@ -333,6 +334,18 @@ def test_select_weights_ramp_preview_export_flow(page, tmp_path):
     radio = pg.locator('[data-testid="stRadio"]').filter(has_text="Client subset")
     assert radio.locator("input:checked").count() == 1
     assert "Clients page selection (5)" in radio.locator("label:has(input:checked)").inner_text()
+    # the source changed since the last Compose (reason/demo-r1's constant 4 req/s, seed 3): named as kept,
+    # the spec is not "ready", and one click resets every setting to this source's defaults
+    kept = pg.locator('[data-testid="stAlertContentWarning"]').filter(has_text=re.compile("^Kept from another source"))
+    assert kept.count() == 1 and "rate (req/s) 4" in kept.inner_text() and "seed 3" in kept.inner_text(), kept.all_inner_texts()
+    assert "Spec built, not ready" in pg.locator('[data-testid="stAlertContentWarning"]').last.inner_text()
+    shot(pg, "flow_1b_compose_kept_from_another_source")
+    pg.get_by_role("button", name="Reset to this source's defaults").click()
+    settle(pg)
+    assert pg.locator('[data-testid="stAlertContentWarning"]').filter(has_text=re.compile("^Kept from another source")).count() == 0
+    assert pg.locator('[data-testid="stAlertContentSuccess"]').filter(has_text="Spec ready").count() == 1
+    assert pg.get_by_role("spinbutton", name="Seed", exact=True).input_value() == "0"
+    assert_clean(pg, "Compose")
     # edit the first client's weight: click its client cell, move right to the weight column, type, Enter
     editor = pg.locator('[data-testid="stDataFrame"]').first
     editor.scroll_into_view_if_needed()
@@ -346,7 +359,7 @@ def test_select_weights_ramp_preview_export_flow(page, tmp_path):
     pg.wait_for_timeout(300)
     pg.keyboard.press("Enter")
     pg.wait_for_function(
-        """() => [...document.querySelectorAll('[data-testid="stCaptionContainer"]')].some(c => c.innerText.includes('(edited)'))""",
+        """() => [...document.querySelectorAll('[data-testid="stCaptionContainer"]')].some(c => c.innerText.includes('weights edited'))""",
         timeout=TIMEOUT_MS,
     )
     settle(pg)
@@ -359,7 +372,7 @@ def test_select_weights_ramp_preview_export_flow(page, tmp_path):
         box_.press("Enter")
         settle(pg)
     assert_clean(pg, "Compose")
-    assert metric(pg, "Expected requests") == f"{(2 + 12) / 2 * 1800:,.0f}"
+    assert metric(pg, "Expected requests") == f"about {(2 + 12) / 2 * 1800:,.0f}"
     shot(pg, "flow_2_compose_ramp")
     # undo the last change (the duration), then set it again
     pg.get_by_role("button", name="Undo the last change").click()

@@ -406,3 +406,20 @@ def test_invalid_options_raise(m_large) -> None:
     with pytest.raises(TypeError):
         rates.rate_series({"timestamp_s": [1.0]})
     assert math.isfinite(rates.peak_trough(m_large, resolution_s=86400).ratio)
+
+
+def test_partial_hours_are_divided_by_the_time_they_cover(azure, azure_wall_clock) -> None:
+    """The Azure trace spans 18:15 to 19:14: each hour's rate is its requests over the minutes it covers."""
+    first = azure_wall_clock[0]
+    origin_hour = first.hour + first.minute / 60 + (first.second + first.microsecond / 1e6) / 3600
+    got = rates.hour_day_matrix(azure, origin_hour=origin_hour).frame
+    ts = azure["timestamp_s"].to_numpy()
+    to_19 = 3600 * (19 - origin_hour)
+    n18 = int((ts < to_19).sum())
+    n19 = ts.size - n18
+    np.testing.assert_allclose(got["covered_s"].to_numpy(), [to_19, ts.max() - to_19], rtol=1e-9)
+    np.testing.assert_allclose(got["rate_rps"].to_numpy(), [n18 / to_19, n19 / (ts.max() - to_19)], rtol=1e-9)
+    assert got["rate_rps"][0] == pytest.approx(5.88, abs=0.01) and got["rate_rps"][1] == pytest.approx(4.43, abs=0.01)
+    daily = rates.daily_peak_trough(azure, resolution_s=3600, origin_hour=origin_hour).frame
+    assert daily["ratio"].to_list() == pytest.approx([got["rate_rps"].max() / got["rate_rps"].min()])
+    assert daily["ratio"][0] == pytest.approx(1.33, abs=0.01)

@@ -299,7 +299,7 @@ def test_a_custom_mapped_trace_is_composed_with_its_mapping(tmp_path, traces_dir
     # the page's plan is the core's plan of the same spec: both clients, the same expected requests
     made = compose(spec)
     assert set(made.clients) == {"team-a", "team-b"}
-    assert d.at.metric[0].value == f"{made.plan.expected_requests:,.0f}"
+    assert d.at.metric[0].value == f"about {made.plan.expected_requests:,.0f}"
     assert d.at.metric[1].value == "2"
     # the exported spec JSON carries the mapping and reads back to the same spec
     d.open("export")
@@ -470,7 +470,7 @@ def test_composer_widgets_build_the_spec_and_the_rate_plot():
     fig = d.figure("cmp_rate_chart")
     np.testing.assert_allclose(values(fig["data"][0], "y"), 20.0)
     assert fig["layout"]["xaxis"]["title"]["text"] == "time since workload start (min)"
-    assert d.at.metric[0].value == f"{20 * 1800:,}"
+    assert d.at.metric[0].value == f"about {20 * 1800:,}"
 
 
 def test_editing_weights_renormalizes_them():
@@ -637,7 +637,7 @@ def test_large_workloads_are_not_composed_in_memory(servegen_dir):
     duration_key = next(n.key for n in d.at.number_input if n.key.startswith("cmp_duration_"))
     d.at.number_input(key=duration_key).set_value(3 * 24 * 60.0).run()  # three of the 14 days
     d.check()
-    expected = int(d.at.metric[0].value.replace(",", ""))
+    expected = int(d.at.metric[0].value.removeprefix("about ").replace(",", ""))
     assert expected > settings.PREVIEW_MAX_REQUESTS
     d.open("preview")
     assert any("previewed in memory" in w.value for w in d.at.warning)

@@ -481,9 +481,9 @@ def test_per_client_length_fits_beside_the_aggregate(servegen_dir, m_large):
     d = Dashboard().servegen("language/m-large").open("lengths")
     pool = m_large
     expected = client_length_fits(pool, "output_tokens", k=10).frame
-    tables = [f.value for f in d.at.dataframe if "ks_exponential" in f.value.columns]
+    tables = [f.value for f in d.at.dataframe if "best" in f.value.columns]
     assert len(tables) == 2  # one per field shown (input and output tokens)
-    table = next(t for t in tables if t["ks_exponential"].notna().any())  # output lengths have an exponential fit
+    (table,) = [t for t in tables if "ks_exponential" in t.columns]  # only output lengths have an exponential fit
     assert table["client_id"].tolist() == expected["client_id"].to_list()
     assert table["best"].tolist() == expected["best"].to_list()
     counts = expected["best"].value_counts()
@@ -540,11 +540,11 @@ def test_preview_compares_this_spec_with_an_earlier_one(demo_dir):
     d.at.radio(key="pv_compare").set_value("earlier").run()
     d.check()
     box = d.at.selectbox(key="pv_earlier")
-    assert '#1: rate {"kind":"observed","factor":1.0}; seed 0' in box.options
+    assert "#1: rate observed (factor 1) (A: constant (rps 5)); seed 0 (A: 4)" in box.options  # readable, not JSON
     box.set_value(0).run()  # #1: the first spec of the session
     d.check()
     (note,) = [c for c in d.captions() if c.startswith("B differs from A in: ")]
-    assert "rate" in note and note.endswith("seed 0.")
+    assert note == "B differs from A in: rate observed (factor 1) (A: constant (rps 5)); seed 0 (A: 4)."
     pool = load_pool(demo_dir / "servegen", "language/demo-chat")
     res = next(s for s in d.at.selectbox if s.label == "Arrival bins").value
     for key, spec in (("pv_real_arrivals", current), ("pv_naive_arrivals", earlier)):
