@@ -958,7 +958,7 @@ _AIPERF = (
 _REPLAY: dict[str, tuple[tuple[str, str, str, str], ...]] = {
     "mooncake": (
         ("AIPerf", "0.13.0", _AIPERF.format(kind="mooncake_trace") + " --prompt-input-tokens-block-size BLOCK",
-         "replays every record on its timestamp, sessions as conversations (--request-count: AIPerf's own count of a CSV includes its header line)"),
+         "replays every record on its timestamp, sessions as conversations"),
         ("SGLang", "0.5.23",
          "python -m sglang.bench_serving --backend sglang-oai --base-url <URL> --model <MODEL> --tokenizer <TOKENIZER> "
          "--dataset-name mooncake --dataset-path FILE --use-trace-timestamps --num-prompts ROWS",
@@ -980,7 +980,7 @@ _REPLAY: dict[str, tuple[tuple[str, str, str, str], ...]] = {
     ),
     "burstgpt": (
         ("AIPerf", "0.13.0", _AIPERF.format(kind="burst_gpt_trace"),
-         "replays the Timestamp column with --fixed-schedule; no prefix blocks"),
+         "replays the Timestamp column with --fixed-schedule (--request-count: without it AIPerf counts the CSV header as a request); no prefix blocks"),
         ("vLLM", "0.34.0",
          "vllm bench serve --model <MODEL> --base-url <URL> --tokenizer <TOKENIZER> --dataset-name burstgpt "
          "--dataset-path FILE --num-prompts ROWS --no-oversample --request-rate inf",
