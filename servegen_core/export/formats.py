@@ -565,8 +565,8 @@ def burstgpt_frame(chunk: pl.DataFrame, ctx: ChunkContext) -> tuple[pl.DataFrame
 
 
 
-#: Wall-clock origin of the ``azure`` export: ``timestamp_s`` 0 is written as this instant (UTC),
-#: so a span that starts at 72000 s reads 20:00 of that day, as in the AzurePublicDataset files.
+#: Wall-clock origin of the ``azure`` export: ``timestamp_s`` 0 (the workload start) is written as this
+#: instant (UTC); readers of the AzurePublicDataset layout replay from the first row's time.
 AZURE_EPOCH = datetime.datetime(2024, 1, 1, tzinfo=datetime.timezone.utc)
 
 
