@@ -4,9 +4,13 @@ One small, pure function per format turns a chunk of a RequestTrace into the
 output frame (``<format>_frame``, listed in :data:`FRAMES`); :func:`render_frame`
 turns that frame into bytes (CSV or JSON Lines; Parquet frames are written by
 :mod:`servegen_core.export.writer`, which also streams chunks and makes every write
-atomic). :data:`FORMATS` describes each format; :func:`usage_hint` gives its replay
-command, :func:`dropped_columns` the columns it leaves out and
+atomic). :data:`FORMATS` describes each format; :func:`replay_commands` gives the commands
+that replay it, one per consumer (every row, the block size named, ``<MODEL>``/``<URL>``/
+``<TOKENIZER>`` left for the user; :func:`usage_hint` is them as shell text),
+:func:`dropped_columns` the columns it leaves out and
 :func:`format_block_size` / :func:`export_block_size` its tokens per ``hash_ids`` block.
+The ``blis`` format is two files: the data CSV at the path and its YAML header
+(:func:`blis_header_path`, written by :mod:`servegen_core.export.writer`).
 
 Timestamps in a RequestTrace are seconds from the workload start; chunks carry
 absolute timestamps, so every format is written on the same time line whether
@@ -16,7 +20,8 @@ partitioned Parquet folder aside, which is one file per chunk).
 
 Time precision per format: native Parquet/CSV/JSONL keep the float64 value
 exactly (CSV/JSONL print the shortest decimal that round-trips); ``mooncake``
-writes integer milliseconds (rounded half to even); every other format writes
+writes integer milliseconds (rounded half to even); ``blis`` integer microseconds; ``azure``
+a UTC wall clock with six decimals from :data:`AZURE_EPOCH`; every other format writes
 seconds with exactly six decimals (microseconds), e.g. ``12.345679``.
 
 ``hash_ids`` (block ids for prefix-cache simulation), at the block size of the
