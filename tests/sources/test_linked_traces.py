@@ -68,13 +68,23 @@ def test_bailian_parent_outside_the_file_roots_the_chain(tmp_path):
     assert load_linked_trace(path).trace["session_id"].to_list() == ["5", "5"]
 
 
-def test_bailian_bad_values_name_line_and_field(tmp_path):
+def test_bailian_bad_values_name_record_and_field(tmp_path):
     path = _write(tmp_path / "b.jsonl", [
         {"chat_id": 1, "parent_chat_id": -1, "timestamp": 0.0, "input_length": 3, "output_length": 1},
         {"chat_id": 2, "parent_chat_id": -1, "timestamp": 1.0, "input_length": -3, "output_length": 1},
     ])
-    with pytest.raises(DataFormatError, match=r"line 2, field 'input_length'.*negative"):
+    with pytest.raises(DataFormatError, match=r"record 2, field 'input_length'.*negative"):
         load_trace(path)
+    half = _write(tmp_path / "h.jsonl", [
+        {"chat_id": 1, "parent_chat_id": -1, "timestamp": 0.0, "input_length": 3.5, "output_length": 1},
+    ])
+    with pytest.raises(DataFormatError, match=r"record 1, field 'input_length'.*whole"):
+        load_trace(half)
+    neg = _write(tmp_path / "n.jsonl", [
+        {"chat_id": 1, "parent_chat_id": -1, "timestamp": 0.0, "input_length": 3, "output_length": 1, "hash_ids": [-4]},
+    ])
+    with pytest.raises(DataFormatError, match=r"record 1, field 'hash_ids'.*negative"):
+        load_trace(neg)
     cyc = _write(tmp_path / "c.jsonl", [
         {"chat_id": 1, "parent_chat_id": 2, "timestamp": 0.0, "input_length": 3, "output_length": 1},
         {"chat_id": 2, "parent_chat_id": 1, "timestamp": 1.0, "input_length": 3, "output_length": 1},
