@@ -19,7 +19,7 @@ import pytest
 from servegen_core.cli import main
 
 PROJECT = Path(__file__).resolve().parents[1]
-DEMO_FORMATS = ("parquet", "csv", "jsonl", "mooncake", "vllm", "guidellm", "vidur", "splitwise", "burstgpt")
+DEMO_FORMATS = ("parquet", "csv", "jsonl", "mooncake", "vllm", "guidellm", "vidur", "splitwise", "burstgpt", "azure", "blis")
 
 
 def _specs(shared: Path) -> dict[str, dict]:
@@ -146,7 +146,8 @@ def golden_digests(shared: Path, work: Path) -> dict[str, str]:
         "azure": ("csv",),
     }
     ext = {"parquet": "parquet", "csv": "csv", "jsonl": "jsonl", "mooncake": "jsonl", "vllm": "jsonl",
-           "guidellm": "jsonl", "vidur": "csv", "splitwise": "csv", "burstgpt": "csv"}
+           "guidellm": "jsonl", "vidur": "csv", "splitwise": "csv", "burstgpt": "csv",
+           "azure": "csv", "blis": "csv"}
     for name, formats in plan.items():
         for fmt in formats:
             out = work / f"{name}.{fmt}.{ext[fmt]}"

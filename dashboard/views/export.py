@@ -22,7 +22,10 @@ info = FORMATS[fmt]
 if fmt == "parquet":
     st.caption("Saved to a path, Parquet is streamed as a folder of part files; the download is one file.")
 block_size = export_block_size(fmt, plan.output_columns)  # the block size the export writes hash_ids at
-st.caption(f"Reference: {info.citation}" + (f"  \nReplay: `{usage_hint(fmt, 'FILE', block_size)}`" if info.usage else ""))
+st.caption(f"Reference: {info.citation}")
+if info.usage:
+    st.caption("Replay (fill <MODEL>, <URL>, <TOKENIZER>; <N> is the file's request count, printed once it is written):")
+    st.code(usage_hint(fmt, f"workload{info.extension}", block_size), language="bash")
 expected = plan.expected_requests
 try:
     limit = settings.max_download_requests()
@@ -79,7 +82,12 @@ else:
             bar.progress(1.0, text="done")
             st.success(md(f"Wrote {result.rows:,} requests ({result.bytes / 1024 / 1024:,.2f} MB) to {result.path}; spec beside it: {spec_sidecar_path(result.path)}."))
             if info.usage:
-                st.code(usage_hint(fmt, result.path, result.block_size), language="bash")
+                st.code(
+                    usage_hint(
+                        fmt, result.path, result.block_size, rows=result.rows, max_request_tokens=result.max_request_tokens
+                    ),
+                    language="bash",
+                )
 
 st.subheader("Spec and command line")
 spec_json = spec.to_json()

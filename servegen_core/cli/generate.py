@@ -18,7 +18,7 @@ from servegen_core.cli.common import DEFAULT_CHUNK_S, EXIT_OK, PROG, CliError
 from servegen_core.cli.inputs import read_spec
 from servegen_core.cli.output import ProgressBar, fmt_number
 from servegen_core.errors import LimitError
-from servegen_core.export.formats import FormatInfo, get_format, usage_hint
+from servegen_core.export.formats import FormatInfo, get_format, replay_commands
 from servegen_core.export.writer import ChunkWriter, ExportResult, WriteProgress, check_target, export_trace, write_chunks
 from servegen_core.generate.compose import ComposePlan, naive_spec, plan_workload
 from servegen_core.sources.load import load_source
@@ -117,9 +117,14 @@ def _report(out: TextIO, info: FormatInfo, result: ExportResult, plan: ComposePl
     )
     if result.spec_path is not None:
         out.write(f"spec: {result.spec_path}\n")
-    if info.usage:
-        out.write(f"replay: {usage_hint(info.name, result.path, result.block_size)}\n")
-    else:
+    commands = replay_commands(
+        info.name, result.path, result.block_size, rows=result.rows, max_request_tokens=result.max_request_tokens
+    )
+    for command in commands:
+        out.write(f"replay ({command.consumer} {command.version}): {command.text}\n")
+        if command.note:
+            out.write(f"  {command.consumer}: {command.note}\n")
+    if not commands:
         out.write(f"format: {info.description}\n")
 
 

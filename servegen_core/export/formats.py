@@ -4,9 +4,13 @@ One small, pure function per format turns a chunk of a RequestTrace into the
 output frame (``<format>_frame``, listed in :data:`FRAMES`); :func:`render_frame`
 turns that frame into bytes (CSV or JSON Lines; Parquet frames are written by
 :mod:`servegen_core.export.writer`, which also streams chunks and makes every write
-atomic). :data:`FORMATS` describes each format; :func:`usage_hint` gives its replay
-command, :func:`dropped_columns` the columns it leaves out and
+atomic). :data:`FORMATS` describes each format; :func:`replay_commands` gives the commands
+that replay it, one per consumer (every row, the block size named, ``<MODEL>``/``<URL>``/
+``<TOKENIZER>`` left for the user; :func:`usage_hint` is them as shell text),
+:func:`dropped_columns` the columns it leaves out and
 :func:`format_block_size` / :func:`export_block_size` its tokens per ``hash_ids`` block.
+The ``blis`` format is two files: the data CSV at the path and its YAML header
+(:func:`blis_header_path`, written by :mod:`servegen_core.export.writer`).
 
 Timestamps in a RequestTrace are seconds from the workload start; chunks carry
 absolute timestamps, so every format is written on the same time line whether
@@ -16,7 +20,8 @@ partitioned Parquet folder aside, which is one file per chunk).
 
 Time precision per format: native Parquet/CSV/JSONL keep the float64 value
 exactly (CSV/JSONL print the shortest decimal that round-trips); ``mooncake``
-writes integer milliseconds (rounded half to even); every other format writes
+writes integer milliseconds (rounded half to even); ``blis`` integer microseconds; ``azure``
+a UTC wall clock with six decimals from :data:`AZURE_EPOCH`; every other format writes
 seconds with exactly six decimals (microseconds), e.g. ``12.345679``.
 
 ``hash_ids`` (block ids for prefix-cache simulation), at the block size of the
@@ -35,8 +40,11 @@ continues across chunks, above every id already seen.
 
 from __future__ import annotations
 
+import datetime
 import io
 import json
+import re
+import shlex
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -51,7 +59,16 @@ from servegen_core.limits import MAX_BLOCK_SIZE
 from servegen_core.schema import SCHEMA
 
 __all__ = [
+    "AZURE_EPOCH",
+    "BLIS_COLUMNS",
     "ChunkContext",
+    "PLACEHOLDERS",
+    "ReplayCommand",
+    "azure_frame",
+    "blis_frame",
+    "blis_header_path",
+    "blis_header_text",
+    "replay_commands",
     "DEFAULT_BLOCK_SIZE",
     "FORMATS",
     "FRAMES",
@@ -552,6 +569,120 @@ def burstgpt_frame(chunk: pl.DataFrame, ctx: ChunkContext) -> tuple[pl.DataFrame
     return out, replace(ctx, row_offset=ctx.row_offset + chunk.height)
 
 
+
+#: Wall-clock origin of the ``azure`` export: ``timestamp_s`` 0 (the workload start) is written as this
+#: instant (UTC); readers of the AzurePublicDataset layout replay from the first row's time.
+AZURE_EPOCH = datetime.datetime(2024, 1, 1, tzinfo=datetime.timezone.utc)
+
+
+def azure_frame(chunk: pl.DataFrame, ctx: ChunkContext) -> tuple[pl.DataFrame, ChunkContext]:
+    """AzurePublicDataset CSV: ``TIMESTAMP`` (UTC wall clock, microseconds), ``ContextTokens``,
+    ``GeneratedTokens``.
+
+    Sources: Azure/AzurePublicDataset ``AzureLLMInferenceDataset2023.md`` (columns ``TIMESTAMP,
+    ContextTokens, GeneratedTokens``); kubernetes-sigs/inference-perf
+    ``inference_perf/utils/trace_reader.py`` (``AzurePublicDatasetReader``: skips a header row
+    that ``csv.Sniffer`` detects, splits each line on ``,``, reads column 0 as
+    ``%Y-%m-%d %H:%M:%S.%f`` UTC (``T`` and a trailing ``Z`` accepted, the fraction cut to six
+    digits), columns 1 and 2 as integers, and replays each request at its timestamp minus the
+    first row's) and ``inference_perf/config/datagen/replay.py`` (``TraceFormat``
+    ``AzurePublicDataset``, the only trace format). ``timestamp_s`` is written as
+    :data:`AZURE_EPOCH` plus that many seconds, rounded to whole microseconds. No client,
+    session, prefix, multimodal or reasoning fields.
+    """
+    epoch_us = int(AZURE_EPOCH.timestamp()) * 1_000_000
+    us = (pl.col("timestamp_s") * 1e6).round(0).cast(pl.Int64) + epoch_us
+    out = chunk.select(
+        TIMESTAMP=us.cast(pl.Datetime("us")).dt.strftime("%Y-%m-%d %H:%M:%S%.6f"),
+        ContextTokens=pl.col("input_tokens"),
+        GeneratedTokens=pl.col("output_tokens"),
+    )
+    return out, replace(ctx, row_offset=ctx.row_offset + chunk.height)
+
+
+#: BLIS (inference-sim) trace v2 CSV columns, in the order ``ExportTraceV2`` writes them
+#: (inference-sim/inference-sim ``sim/workload/tracev2.go``, ``traceV2Columns``).
+BLIS_COLUMNS = (
+    "request_id", "client_id", "tenant_id", "slo_class", "session_id", "round_index",
+    "prefix_group", "prefix_length", "streaming", "input_tokens", "output_tokens",
+    "text_tokens", "image_tokens", "audio_tokens", "video_tokens", "reason_ratio",
+    "model", "deadline_us", "server_input_tokens",
+    "arrival_time_us", "send_time_us", "first_chunk_time_us", "last_chunk_time_us",
+    "num_chunks", "status", "error_message", "finish_reason",
+)
+
+
+def _int_or_zero(chunk: pl.DataFrame, name: str) -> pl.Expr:
+    return pl.col(name).fill_null(0) if name in chunk.columns else pl.lit(0, dtype=pl.Int64)
+
+
+def blis_frame(chunk: pl.DataFrame, ctx: ChunkContext) -> tuple[pl.DataFrame, ChunkContext]:
+    """BLIS (inference-sim) trace v2 data CSV; its YAML header is :func:`blis_header_text`.
+
+    Source: inference-sim/inference-sim ``sim/workload/tracev2.go`` (``traceV2Columns``,
+    ``LoadTraceV2``/``parseTraceRecord``: a positional parser over these 27 columns, integer
+    microsecond times, ``round_index``/``prefix_length``/token counts whole and non-negative,
+    ``reason_ratio`` in [0, 1], ``streaming`` a Go bool; ``RequestsToTraceRecords``:
+    ``input_tokens`` is the suffix after a shared prefix of ``prefix_length`` tokens named by
+    ``prefix_group``). Written: ``request_id`` numbers rows from 0 across chunks;
+    ``client_id`` and ``tenant_id`` are the trace's ``client_id`` (the tenant column BLIS groups
+    by); ``slo_class`` is empty (this project's traces carry no SLO class); ``session_id`` and
+    ``round_index`` from ``session_id``/``turn_index`` (empty and 0 outside sessions);
+    ``prefix_group`` empty and ``prefix_length`` 0, so ``input_tokens`` is the whole prompt
+    (prompt sharing is not carried); modality token counts and ``reason_ratio`` where the trace
+    has them, else 0 (``text_tokens`` = ``input_tokens`` without one); ``arrival_time_us`` =
+    ``send_time_us`` = ``timestamp_s`` in whole microseconds; the observed-result columns
+    (chunk times, ``num_chunks``, ``status``, ...) empty or 0, as for a generated workload.
+    """
+    n = chunk.height
+    us = (pl.col("timestamp_s") * 1e6).round(0).cast(pl.Int64)
+    text = pl.col("text_tokens").fill_null(pl.col("input_tokens")) if "text_tokens" in chunk.columns else pl.col("input_tokens")
+    ratio = pl.col("reason_ratio").fill_null(0.0) if "reason_ratio" in chunk.columns else pl.lit(0.0)
+    session = pl.col("session_id").fill_null("") if "session_id" in chunk.columns else pl.lit("")
+    out = chunk.select(
+        request_id=pl.int_range(ctx.row_offset, ctx.row_offset + n, dtype=pl.Int64),
+        client_id=pl.col("client_id"),
+        tenant_id=pl.col("client_id"),
+        slo_class=pl.lit(""),
+        session_id=session,
+        round_index=_int_or_zero(chunk, "turn_index"),
+        prefix_group=pl.lit(""),
+        prefix_length=pl.lit(0, dtype=pl.Int64),
+        streaming=pl.lit("true"),
+        input_tokens=pl.col("input_tokens"),
+        output_tokens=pl.col("output_tokens"),
+        text_tokens=text,
+        image_tokens=_int_or_zero(chunk, "image_tokens"),
+        audio_tokens=_int_or_zero(chunk, "audio_tokens"),
+        video_tokens=_int_or_zero(chunk, "video_tokens"),
+        reason_ratio=ratio.cast(pl.String),
+        model=pl.lit(""),
+        deadline_us=pl.lit(0, dtype=pl.Int64),
+        server_input_tokens=pl.lit(0, dtype=pl.Int64),
+        arrival_time_us=us,
+        send_time_us=us,
+        first_chunk_time_us=pl.lit(0, dtype=pl.Int64),
+        last_chunk_time_us=pl.lit(0, dtype=pl.Int64),
+        num_chunks=pl.lit(0, dtype=pl.Int64),
+        status=pl.lit(""),
+        error_message=pl.lit(""),
+        finish_reason=pl.lit(""),
+    )
+    return out, replace(ctx, row_offset=ctx.row_offset + n)
+
+
+def blis_header_path(path: str | Path) -> Path:
+    """Where the trace v2 YAML header of a BLIS export at ``path`` goes: ``<stem>.yaml`` beside it."""
+    p = Path(path)
+    return p.with_suffix(".yaml")
+
+
+def blis_header_text() -> str:
+    """The trace v2 header BLIS reads with ``KnownFields(true)`` (``TraceHeader`` in
+    ``sim/workload/tracev2.go``): version 2, times in microseconds, a generated workload."""
+    return "trace_version: 2\ntime_unit: us\nmode: generated\nwarm_up_requests: 0\n"
+
+
 # --------------------------------------------------------------------------- #
 # Format table
 # --------------------------------------------------------------------------- #
@@ -611,7 +742,7 @@ FORMATS: dict[str, FormatInfo] = {
             "kvcache-ai/Mooncake FAST25-release/README.md; ai-dynamo/aiperf "
             "src/aiperf/dataset/loader/models.py (MooncakeTrace), docs/benchmark-modes/trace-replay.md"
         ),
-        usage="aiperf profile --input-file FILE --custom-dataset-type mooncake_trace --fixed-schedule",
+        usage="AIPerf",
         block_size=DEFAULT_BLOCK_SIZE,
     ),
     "vllm": FormatInfo(
@@ -624,7 +755,7 @@ FORMATS: dict[str, FormatInfo] = {
         time_field="timestamp",
         time_unit="s",
         citation="vllm-project/vllm PR #39795; `vllm bench serve` CLI reference (timed-trace dataset options)",
-        usage="vllm bench serve --dataset-name timed_trace --dataset-path FILE --self-timed",
+        usage="vLLM",
         block_size=VLLM_BLOCK_SIZE,
     ),
     "guidellm": FormatInfo(
@@ -640,10 +771,7 @@ FORMATS: dict[str, FormatInfo] = {
             "vllm-project/guidellm src/guidellm/data/deserializers/trace_common.py, "
             "docs/guides/trace_replay.md, docs/guides/datasets.md"
         ),
-        usage=(
-            "guidellm run --backend kind=openai_http,target=http://localhost:8000 "
-            "--data kind=mooncake,path=FILE,hash_id_block_size=BLOCK_SIZE --profile kind=replay,time_scale=1.0"
-        ),
+        usage="GuideLLM",
         block_size=DEFAULT_BLOCK_SIZE,
     ),
     "vidur": FormatInfo(
@@ -659,6 +787,7 @@ FORMATS: dict[str, FormatInfo] = {
             "microsoft/vidur vidur/request_generator/trace_replay_request_generator.py, "
             "data/processed_traces/splitwise_conv.csv"
         ),
+        usage="Vidur",
     ),
     "splitwise": FormatInfo(
         name="splitwise",
@@ -678,6 +807,7 @@ FORMATS: dict[str, FormatInfo] = {
         time_field="arrival_timestamp",
         time_unit="s",
         citation="Mutinifni/splitwise-sim generate_trace.py, request.py, trace.py",
+        usage="splitwise-sim",
     ),
     "burstgpt": FormatInfo(
         name="burstgpt",
@@ -692,11 +822,35 @@ FORMATS: dict[str, FormatInfo] = {
             "HPMLL/BurstGPT README.md (Schema); vllm-project/vllm vllm/benchmarks/datasets/burstgpt.py; "
             "ai-dynamo/aiperf src/aiperf/dataset/loader/burst_gpt.py"
         ),
-        usage=(
-            "aiperf profile --input-file FILE --custom-dataset-type burst_gpt_trace --fixed-schedule "
-            "(AIPerf replays the Timestamp column only with --fixed-schedule); or vllm bench serve "
-            "--dataset-name burstgpt --dataset-path FILE (lengths only, arrivals from --request-rate)"
+        usage="AIPerf",
+    ),
+    "azure": FormatInfo(
+        name="azure",
+        extension=".csv",
+        container="csv",
+        description="AzurePublicDataset LLM trace CSV (TIMESTAMP UTC wall clock, ContextTokens, GeneratedTokens)",
+        columns=_BASIC,
+        fields=("TIMESTAMP", "ContextTokens", "GeneratedTokens"),
+        time_field="TIMESTAMP",
+        time_unit="datetime",
+        citation=(
+            "Azure/AzurePublicDataset AzureLLMInferenceDataset2023.md; kubernetes-sigs/inference-perf "
+            "inference_perf/utils/trace_reader.py (AzurePublicDatasetReader), inference_perf/config/datagen/replay.py"
         ),
+        usage="inference-perf",
+    ),
+    "blis": FormatInfo(
+        name="blis",
+        extension=".csv",
+        container="csv",
+        description="BLIS (inference-sim) trace v2: data CSV (µs times, tenant_id, session_id, round_index) plus a YAML header <stem>.yaml",
+        columns=(*_BASIC, "client_id", "session_id", "turn_index", "text_tokens", "image_tokens",
+                 "audio_tokens", "video_tokens", "reason_ratio"),
+        fields=BLIS_COLUMNS,
+        time_field="arrival_time_us",
+        time_unit="us",
+        citation="inference-sim/inference-sim sim/workload/tracev2.go (TraceHeader, traceV2Columns, LoadTraceV2)",
+        usage="BLIS",
     ),
 }
 
@@ -711,6 +865,8 @@ FRAMES: dict[str, Callable[[pl.DataFrame, ChunkContext], tuple[pl.DataFrame, Chu
     "vidur": vidur_frame,
     "splitwise": splitwise_frame,
     "burstgpt": burstgpt_frame,
+    "azure": azure_frame,
+    "blis": blis_frame,
 }
 
 #: Formats that carry sessions (the native ones keep the columns; mooncake writes AIPerf conversations).
@@ -775,17 +931,138 @@ def dropped_columns(fmt: str, columns: Mapping[str, Any] | Iterable[str]) -> tup
     return tuple(c for c in types if c not in kept)
 
 
-def usage_hint(fmt: str, path: str | Path, block_size: int | None = None) -> str:
-    """The command that replays an export of ``fmt`` at ``path`` (empty when there is none),
-    with the flag that tells the consumer a block size other than its default."""
+#: What the user fills in a printed replay command: the served model, the server's base URL and the
+#: tokenizer (a Hugging Face name or path) the load generator counts prompt tokens with.
+PLACEHOLDERS = ("<MODEL>", "<URL>", "<TOKENIZER>")
+#: Stands for the number of requests in a command printed before the file is written.
+ROWS_PLACEHOLDER = "<N>"
+#: Stands for the largest prompt + output of a request (Vidur's max_tokens) before the file is written.
+MAX_TOKENS_PLACEHOLDER = "<MAX_TOKENS>"
+
+
+@dataclass(frozen=True)
+class ReplayCommand:
+    """One consumer's command line for an export (``text``, shell-quoted, placeholders from
+    :data:`PLACEHOLDERS` left for the user) and what that consumer leaves out (``note``)."""
+
+    consumer: str
+    version: str
+    text: str
+    note: str = ""
+
+
+# Templates: FILE (the export), BLOCK (tokens per hash id), ROWS (requests in the file), MAXTOK (the
+# largest prompt + output of one request), HEADER (BLIS's YAML header), STEM (the file name without
+# its extension). Flags checked against each consumer's own parser: AIPerf 0.13.0 and GuideLLM 0.8.1
+# in tests/replay/test_replay_commands.py; vLLM, SGLang, inference-perf, Vidur, splitwise-sim and
+# BLIS from their published sources (cited per format), not run here.
+_AIPERF = (
+    "aiperf profile --model <MODEL> --url <URL> --tokenizer <TOKENIZER> --endpoint-type chat --streaming "
+    "--input-file FILE --custom-dataset-type {kind} --fixed-schedule --request-count ROWS"
+)
+_REPLAY: dict[str, tuple[tuple[str, str, str, str], ...]] = {
+    "mooncake": (
+        ("AIPerf", "0.13.0", _AIPERF.format(kind="mooncake_trace") + " --prompt-input-tokens-block-size BLOCK",
+         "replays every record on its timestamp, sessions as conversations"),
+        ("SGLang", "0.5.23",
+         "python -m sglang.bench_serving --backend sglang-oai --base-url <URL> --model <MODEL> --tokenizer <TOKENIZER> "
+         "--dataset-name mooncake --dataset-path FILE --use-trace-timestamps --num-prompts ROWS",
+         "SGLang's mooncake loader ignores input_length: it builds each prompt from a fixed text per hash id, "
+         "so prompt lengths are not the file's (0.5-0.7x here); output_length and timestamps are honoured"),
+    ),
+    "vllm": (
+        ("vLLM", "0.34.0",
+         "vllm bench serve --model <MODEL> --base-url <URL> --tokenizer <TOKENIZER> --dataset-name timed_trace "
+         "--dataset-path FILE --num-prompts ROWS --no-oversample --self-timed --timed-trace-chunk-hash-size BLOCK",
+         "no sessions: every turn is sent on its own timestamp"),
+    ),
+    "guidellm": (
+        ("GuideLLM", "0.8.1",
+         "guidellm run --backend kind=openai_http,target=<URL>,model=<MODEL> --tokenizer kind=hf_auto,model=<TOKENIZER> "
+         "--data kind=mooncake,source.kind=json_file,source.path=FILE,hash_id_block_size=BLOCK "
+         "--profile kind=replay,time_scale=1.0,schedule_turn=timestamp",
+         "replays every row (no request limit); no sessions: every turn is a request on its own"),
+    ),
+    "burstgpt": (
+        ("AIPerf", "0.13.0", _AIPERF.format(kind="burst_gpt_trace"),
+         "replays the Timestamp column with --fixed-schedule (--request-count: without it AIPerf counts the CSV header as a request); no prefix blocks"),
+        ("vLLM", "0.34.0",
+         "vllm bench serve --model <MODEL> --base-url <URL> --tokenizer <TOKENIZER> --dataset-name burstgpt "
+         "--dataset-path FILE --num-prompts ROWS --no-oversample --request-rate inf",
+         "lengths only: vLLM's burstgpt loader ignores Timestamp (arrivals come from --request-rate)"),
+    ),
+    "azure": (
+        ("inference-perf", "main",
+         "inference-perf --config_file <CONFIG>  # <CONFIG>: load: {type: trace_replay, trace: {file: FILE, "
+         "format: AzurePublicDataset}}; server: {base_url: <URL>, model_name: <MODEL>}; tokenizer: "
+         "{pretrained_model_name_or_path: <TOKENIZER>}",
+         "replays TIMESTAMP (from the first row) with exact lengths; no clients, sessions or prefix blocks"),
+    ),
+    "vidur": (
+        ("Vidur", "main",
+         "python -m vidur.main --replica_config_model_name <MODEL> --request_generator_config_type trace_replay "
+         "--trace_request_generator_config_trace_file FILE --trace_request_generator_config_max_tokens MAXTOK",
+         "max_tokens is set to the file's largest prompt + output: at Vidur's default 4096 a request with "
+         "decode >= 4096 gets prefill <= 0; no clients, sessions or prefix blocks"),
+    ),
+    "splitwise": (
+        ("splitwise-sim", "main",
+         "cp FILE <SPLITWISE_SIM>/traces/STEM.csv && cd <SPLITWISE_SIM> && python run.py trace.filename=STEM",
+         "splitwise-sim reads traces/<trace.filename>.csv; no clients, sessions or prefix blocks"),
+    ),
+    "blis": (
+        ("BLIS", "main",
+         "blis replay --trace-header HEADER --trace-data FILE --model <MODEL>",
+         "tenant_id = client_id, sessions as session_id/round_index; prompt sharing not carried (prefix_length 0)"),
+    ),
+}
+
+
+def replay_commands(
+    fmt: str,
+    path: str | Path,
+    block_size: int | None = None,
+    *,
+    rows: int | None = None,
+    max_request_tokens: int | None = None,
+) -> tuple[ReplayCommand, ...]:
+    """The commands that replay an export of ``fmt`` at ``path`` (none for the native formats):
+    every row (``rows``; :data:`ROWS_PLACEHOLDER` when not known yet), at the file's block size
+    (:func:`format_block_size` of ``block_size``), the placeholders of :data:`PLACEHOLDERS` left
+    for the user; Vidur's ``max_tokens`` is ``max_request_tokens`` (the file's largest prompt +
+    output, :data:`MAX_TOKENS_PLACEHOLDER` when not known)."""
     info = get_format(fmt)
     block = format_block_size(fmt, block_size)
-    text = info.usage.replace("FILE", str(path)).replace("BLOCK_SIZE", str(block))
-    if info.name == "vllm" and block != VLLM_BLOCK_SIZE:
-        text += f" --timed-trace-chunk-hash-size {block}"
-    if info.name == "mooncake" and block != DEFAULT_BLOCK_SIZE:
-        text += f" --prompt-input-tokens-block-size {block}"
-    return text
+    p = Path(path)
+    fill = {
+        "FILE": shlex.quote(str(path)),
+        "BLOCK": str(block),
+        "ROWS": ROWS_PLACEHOLDER if rows is None else str(rows),
+        "MAXTOK": MAX_TOKENS_PLACEHOLDER if max_request_tokens is None else str(max(1, max_request_tokens)),
+        "HEADER": shlex.quote(str(blis_header_path(p))),
+        "STEM": shlex.quote(p.stem),
+    }
+    pattern = re.compile(r"\b(" + "|".join(fill) + r")\b")
+    return tuple(
+        ReplayCommand(consumer, version, pattern.sub(lambda m: fill[m.group(1)], text), note)
+        for consumer, version, text, note in _REPLAY.get(info.name, ())
+    )
+
+
+def usage_hint(
+    fmt: str,
+    path: str | Path,
+    block_size: int | None = None,
+    *,
+    rows: int | None = None,
+    max_request_tokens: int | None = None,
+) -> str:
+    """The replay commands of :func:`replay_commands` as shell text (empty when there is none):
+    per consumer a ``# consumer version: note`` comment line, then the command."""
+    return "\n".join(
+        f"# {c.consumer} {c.version}: {c.note}\n{c.text}"
+        for c in replay_commands(fmt, path, block_size, rows=rows, max_request_tokens=max_request_tokens)
+    )
 
 
 def get_format(fmt: str) -> FormatInfo:

@@ -35,6 +35,8 @@ import polars as pl
 
 from servegen_core.errors import DataFormatError, ExportError
 from servegen_core.export.formats import (
+    blis_header_path,
+    blis_header_text,
     DEFAULT_BLOCK_SIZE,
     FRAMES,
     HASH_FORMATS,
@@ -79,6 +81,8 @@ class ExportResult:
     spec_path: Path | None
     dropped_columns: tuple[str, ...]
     block_size: int = DEFAULT_BLOCK_SIZE
+    #: The largest ``input_tokens + output_tokens`` of one request (Vidur's ``max_tokens`` in the replay command).
+    max_request_tokens: int = 0
 
 
 # --------------------------------------------------------------------------- #
@@ -179,6 +183,19 @@ def _install(tmp: Path, target: Path, sidecar: Path, spec_text: str | None, *, o
             spec_tmp.unlink(missing_ok=True)
 
 
+def _write_beside(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary file in its folder (atomic replacement)."""
+    fd, name = tempfile.mkstemp(dir=path.parent, prefix=temp_prefix(path), suffix=TEMP_SUFFIX)
+    tmp = Path(name)
+    try:
+        _public_mode(tmp)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(text.encode("utf-8"))
+        _replace(tmp, path, overwrite=True)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
 def check_target(path: str | Path, *, overwrite: bool = False) -> None:
     """Raise :class:`ExportError` if ``path`` cannot be written: its folder is missing, or it or
     its spec sidecar exists and ``overwrite`` is false. The writers run the same check; callers
@@ -258,10 +275,20 @@ class ChunkWriter:
         self._dropped: dict[str, None] = {}
         self._zero_output = 0
         self._over_vidur = 0
+        self._decode_over_vidur = 0
+        self._max_request_tokens = 0
         self._later_turns = 0
         self._off_blocks = 0
         self._result: ExportResult | None = None
         _check_targets(self.path, self.sidecar, overwrite=overwrite, folder=self.info.container == "parquet")
+        self._header = blis_header_path(self.path) if self.info.name == "blis" else None
+        if self._header is not None:
+            if self._header == self.path:
+                msg = f"{self.path}: a BLIS export's data file needs another suffix than its header's (.yaml); use .csv"
+                raise ExportError(msg)
+            if os.path.lexists(self._header) and not overwrite:
+                msg = f"{self._header} exists (the BLIS trace header of {self.path}); pass overwrite to replace it"
+                raise ExportError(msg)
 
     # -- lifecycle ---------------------------------------------------------- #
     def __enter__(self) -> ChunkWriter:
@@ -338,8 +365,12 @@ class ChunkWriter:
         self._dropped.update((c, None) for c in dropped_columns(self.info.name, chunk.schema))
         if self.info.name in ZERO_OUTPUT_NOTES:
             self._zero_output += int((chunk["output_tokens"] == 0).sum())
+        if chunk.height:
+            total = chunk["input_tokens"] + chunk["output_tokens"]
+            self._max_request_tokens = max(self._max_request_tokens, int(total.max()))
         if self.info.name == "vidur":
             self._over_vidur += int((chunk["input_tokens"] + chunk["output_tokens"] > VIDUR_MAX_TOKENS).sum())
+            self._decode_over_vidur += int((chunk["output_tokens"] >= VIDUR_MAX_TOKENS).sum())
         if "turn_index" in chunk.columns and self.info.name not in SESSION_FORMATS:
             self._later_turns += int((chunk["turn_index"] > 0).sum())
         if chunk.height:
@@ -380,6 +411,8 @@ class ChunkWriter:
         assert self._tmp is not None
         if _install(self._tmp, self.path, self.sidecar, self._spec, overwrite=self.overwrite):
             self._say(f"{self.sidecar}: removed the spec of the replaced export (no spec given)")
+        if self._header is not None:
+            _write_beside(self._header, blis_header_text())
         return ExportResult(
             path=self.path,
             format=self.info.name,
@@ -388,6 +421,7 @@ class ChunkWriter:
             spec_path=self.sidecar if self._spec is not None else None,
             dropped_columns=tuple(self._dropped),
             block_size=self._ctx.block_size,
+            max_request_tokens=self._max_request_tokens,
         )
 
     def _say(self, text: str) -> None:
@@ -412,7 +446,13 @@ class ChunkWriter:
             self._say(
                 f"vidur export: {self._over_vidur} request(s) with prefill + decode tokens above Vidur's default "
                 f"max_tokens {VIDUR_MAX_TOKENS}; raise the trace request generator's max_tokens (and the model's "
-                "context) or Vidur will not replay them as written"
+                "context) or Vidur will not replay them as written (the replay command sets max_tokens to "
+                f"{self._max_request_tokens})"
+            )
+        if self._decode_over_vidur:
+            self._say(
+                f"vidur export: {self._decode_over_vidur} request(s) with decode tokens >= Vidur's default max_tokens "
+                f"{VIDUR_MAX_TOKENS}: at that default Vidur gives them a prefill of <= 0 tokens"
             )
         if self._later_turns:
             self._say(

@@ -116,11 +116,16 @@ from servegen_core.schema import (
 
 __all__ = [
     "GRID_TICK_S",
+    "BAILIAN_FIELDS",
+    "LINKED_BLOCK_SIZE",
+    "OFFLINE_FIELDS",
     "PRESETS",
     "GRID_CANDIDATES_MS",
     "GRID_JITTER",
     "GRID_MIN_GAPS",
     "GRID_SHARE",
+    "linked_trace_kind",
+    "load_linked_trace",
     "QUANTIZED_GRID_S",
     "TARGETS",
     "TIME_UNITS",
@@ -229,7 +234,8 @@ PRESETS: Mapping[str, Preset] = MappingProxyType(
         "burstgpt": _preset(
             "burstgpt",
             "BurstGPT CSV: Timestamp in seconds, Model, Request tokens, Response tokens, Log Type, "
-            "Session ID where present. Requests with 0 response tokens are failures, flagged in 'failed'.",
+            "Session ID where present (newer releases; their Elapsed time column is not read). Requests with "
+            "0 response tokens are failures, flagged in 'failed'.",
             {"timestamp": ("Timestamp",), "input_tokens": ("Request tokens",), "output_tokens": ("Response tokens",)},
             {"model": ("Model",), "log_type": ("Log Type",), "session_id": ("Session ID", "SessionID")},
             "s",
@@ -245,6 +251,173 @@ PRESETS: Mapping[str, Preset] = MappingProxyType(
         ),
     }
 )
+
+
+# --------------------------------------------------------------------------- linked and batch traces
+
+#: Alibaba Bailian (alibaba-edu/qwen-bailian-usagetraces-anon) JSON Lines fields, as AIPerf 0.13.0's
+#: ``BailianTrace`` model reads them: ``chat_id``, ``parent_chat_id`` (-1 for a root request),
+#: ``timestamp`` (seconds), ``input_length``, ``output_length``, ``type`` (text/search/image/file),
+#: ``turn`` (1 for the first), ``hash_ids`` (one salted id per 16-token block).
+BAILIAN_FIELDS = ("chat_id", "parent_chat_id", "timestamp", "input_length", "output_length", "type", "turn", "hash_ids")
+#: ServeGen's offline (batch) release ``data/offline/trace_*.jsonl``: no timestamps; ``request_id``,
+#: ``type``, ``input_length``, ``output_length``, ``hash_ids`` (16-token blocks, one namespace for the
+#: files), ``img_ids``; some files carry ``duration`` instead of the ids.
+OFFLINE_FIELDS = ("request_id", "type", "input_length", "output_length", "hash_ids", "img_ids", "duration")
+#: Tokens per hash id in both releases.
+LINKED_BLOCK_SIZE = 16
+_INT_FIELDS = ("chat_id", "parent_chat_id", "input_length", "output_length", "turn", "request_id")
+
+
+def linked_trace_kind(columns: Iterable[str]) -> str | None:
+    """``"bailian"`` or ``"servegen_offline"`` when ``columns`` (a JSON Lines file's first keys) are
+    those of a Bailian or ServeGen offline trace, else ``None`` (the :data:`PRESETS` apply)."""
+    names = set(columns)
+    if {"chat_id", "parent_chat_id", "timestamp", "input_length", "output_length"} <= names:
+        return "bailian"
+    if {"request_id", "input_length", "output_length"} <= names and "timestamp" not in names:
+        return "servegen_offline"
+    return None
+
+
+def _read_records(path: Path, fields: tuple[str, ...], required: tuple[str, ...]) -> pl.DataFrame:
+    """The JSON Lines file's ``fields`` that its first line has, read by Polars with an explicit
+    schema (numbers as float64, the ``*_ids`` lists as int64) and checked column-wise: ``required``
+    on every record, the integer fields whole and (``parent_chat_id``'s -1 aside) non-negative,
+    ``timestamp`` finite and non-negative, ids non-negative. Errors name the file, the record
+    (1-based) and the field; a file above the row budget (``$SERVEGEN_MAX_ROWS``) is refused."""
+    present = set(trace_columns(path))
+    kinds = {"type": pl.String(), "hash_ids": pl.List(pl.Int64()), "img_ids": pl.List(pl.Int64())}
+    schema = {k: kinds.get(k, pl.Float64()) for k in fields if k in present}
+    try:
+        frame = pl.read_ndjson(path, schema=schema)
+    except (pl.exceptions.PolarsError, OSError, ValueError) as exc:
+        raise DataFormatError(path, None, f"cannot be read as JSON Lines with {list(schema)}: {_polars_message(exc)}") from None
+    limit = default_max_rows()
+    if frame.height > limit:
+        msg = f"{frame.height:,} records, above the load budget of {limit:,} (${MAX_ROWS_ENV})"
+        raise DataFormatError(path, None, msg)
+    if frame.height == 0:
+        raise DataFormatError(path, None, "no records")
+
+    def fail(cond: pl.Expr, name: str, what: str) -> None:
+        bad = frame.select(cond.arg_true().first()).item()
+        if bad is not None:
+            raise DataFormatError(path, f"record {bad + 1}, field {quoted(name)}", what)
+
+    for name in required:
+        if name not in frame.columns:
+            raise DataFormatError(path, f"field {quoted(name)}", "missing from the first record")
+        fail(pl.col(name).is_null(), name, "missing")
+    for name in (c for c in _INT_FIELDS if c in frame.columns):
+        col = pl.col(name)
+        fail(col.is_not_null() & (~col.is_finite() | (col != col.floor())), name, "not a whole number")
+        fail(col < (-1 if name == "parent_chat_id" else 0), name, "negative")
+        frame = frame.with_columns(col.cast(pl.Int64))
+    if "timestamp" in frame.columns:
+        ts = pl.col("timestamp")
+        fail(ts.is_not_null() & (~ts.is_finite() | (ts < 0)), "timestamp", "not a finite non-negative number")
+    for name in ("hash_ids", "img_ids"):
+        if name in frame.columns:
+            fail(pl.col(name).list.min() < 0, name, "holds a negative id")
+    return frame
+
+
+def _session_roots(chat: pl.Series, parent: pl.Series, path: Path) -> pl.Series:
+    """Each request's conversation root: follow ``parent_chat_id`` up to a root (-1) or to a parent
+    the file does not hold; one join per level of the deepest chain (not per request)."""
+    table = pl.DataFrame({"chat_id": chat, "up": parent})
+    if table["chat_id"].n_unique() != table.height:
+        raise DataFormatError(path, "field 'chat_id'", "the same chat_id on more than one line")
+    cur = pl.DataFrame({"i": pl.int_range(table.height, eager=True), "at": chat, "up": parent})
+    for _ in range(table.height + 1):
+        step = cur.join(table.rename({"chat_id": "up", "up": "next"}), on="up", how="left", maintain_order="left")
+        moves = step["next"].is_not_null()  # the parent is in the file: climb to it
+        if not moves.any():
+            return step.sort("i")["at"].cast(pl.String).alias("session_id")
+        cur = step.select(
+            "i",
+            pl.when(moves).then(pl.col("up")).otherwise(pl.col("at")).alias("at"),
+            pl.when(moves).then(pl.col("next")).otherwise(-1).alias("up"),
+        )
+    raise DataFormatError(path, "field 'parent_chat_id'", "the parent links form a cycle")
+
+
+def load_linked_trace(path: str | Path, *, submission_rps: float | None = None) -> LoadedTrace:
+    """A Bailian trace (:data:`BAILIAN_FIELDS`) or a ServeGen offline batch trace (:data:`OFFLINE_FIELDS`)
+    as a RequestTrace, the kind told by :func:`linked_trace_kind` from the first line's keys.
+
+    Bailian: ``timestamp_s`` = ``timestamp`` minus the earliest; sessions from the parent links
+    (``session_id`` = the conversation root's ``chat_id``, ``turn_index`` = ``turn`` - 1);
+    ``client_id`` = the request ``type``; ``hash_ids`` kept (16-token blocks). ServeGen offline: a
+    batch job without timestamps, submitted all at t = 0 (``submission_rps=None``) or at a stated
+    rate in file order (``timestamp_s`` = row / rate); ``client_id`` = ``type`` (``"all"`` without
+    one); ``hash_ids`` kept; ``image_count`` = the length of ``img_ids``; ``duration`` is not a
+    RequestTrace column and is left out (said in ``warnings``).
+    """
+    path = Path(path)
+    if not path.is_file():
+        msg = f"trace file not found: {path}"
+        raise FileNotFoundError(msg)
+    kind = linked_trace_kind(trace_columns(path))
+    if kind is None:
+        msg = f"neither a Bailian ({', '.join(BAILIAN_FIELDS[:5])}) nor a ServeGen offline ({', '.join(OFFLINE_FIELDS[:4])}) trace"
+        raise DataFormatError(path, None, msg)
+    if submission_rps is not None and not (math.isfinite(submission_rps) and submission_rps > 0):
+        msg = f"submission_rps must be a positive number of requests per second, got {submission_rps}"
+        raise OptionError(msg)
+    warnings: list[str] = []
+    if kind == "bailian":
+        raw = _read_records(path, BAILIAN_FIELDS, ("chat_id", "timestamp", "input_length", "output_length"))
+        roots = _session_roots(raw["chat_id"], raw["parent_chat_id"].fill_null(-1), path)
+        t = raw["timestamp"]
+        out = pl.DataFrame({
+            "timestamp_s": t - t.min(),
+            "client_id": raw["type"].fill_null("all") if "type" in raw.columns else pl.Series(["all"] * raw.height),
+            "input_tokens": raw["input_length"],
+            "output_tokens": raw["output_length"],
+            "session_id": roots,
+            "turn_index": (raw["turn"].fill_null(1) - 1).clip(lower_bound=0) if "turn" in raw.columns else pl.Series([0] * raw.height),
+        })
+        mapped = {"timestamp": "timestamp", "input_tokens": "input_length", "output_tokens": "output_length",
+                  "client_id": "type", "session_id": "chat_id/parent_chat_id", "turn_index": "turn"}
+    else:
+        raw = _read_records(path, OFFLINE_FIELDS, ("input_length", "output_length"))
+        n = raw.height
+        ts = pl.Series([0.0] * n) if submission_rps is None else pl.int_range(n, eager=True).cast(pl.Float64) / submission_rps
+        out = pl.DataFrame({
+            "timestamp_s": ts,
+            "client_id": raw["type"].fill_null("all") if "type" in raw.columns else pl.Series(["all"] * n),
+            "input_tokens": raw["input_length"],
+            "output_tokens": raw["output_length"],
+        })
+        if "img_ids" in raw.columns:
+            out = out.with_columns(image_count=raw["img_ids"].list.len().fill_null(0))
+        if "duration" in raw.columns:
+            warnings.append("'duration' left out: the RequestTrace has no column for a recorded duration")
+        warnings.append(
+            "a batch job without timestamps: every request submitted at t = 0" if submission_rps is None
+            else f"a batch job without timestamps: submitted in file order at {submission_rps:g} requests/s"
+        )
+        mapped = {"input_tokens": "input_length", "output_tokens": "output_length", "client_id": "type"}
+    if "hash_ids" in raw.columns:
+        out = out.with_columns(hash_ids=raw["hash_ids"])
+        ids = raw.filter(pl.col("hash_ids").is_not_null())
+        off = int((ids["hash_ids"].list.len() != (ids["input_length"] + LINKED_BLOCK_SIZE - 1) // LINKED_BLOCK_SIZE).sum())
+        if off:
+            warnings.append(f"{off:,} request(s) whose hash_ids count is not ceil(input_length / {LINKED_BLOCK_SIZE})")
+        mapped["hash_ids"] = "hash_ids"
+    trace = validate_trace(out, source=str(path))
+    return LoadedTrace(
+        trace=trace,
+        preset=kind,
+        detected=True,
+        path=str(path),
+        resolution=timestamp_resolution(trace["timestamp_s"]),
+        warnings=tuple(warnings),
+        file_format="jsonl",
+        columns=MappingProxyType(mapped),
+    )
 
 
 @dataclass(frozen=True)
@@ -1291,6 +1464,9 @@ def load_trace(
     if preset is not None and preset not in PRESETS:
         msg = f"unknown preset {quoted(preset)}; choose from {list(PRESETS)}"
         raise OptionError(msg)
+    if preset is None and columns is None and _FORMATS.get(Path(path.name.removesuffix(".gz")).suffix) == "jsonl":
+        if linked_trace_kind(trace_columns(path)) is not None:  # Bailian or ServeGen offline: their own loader
+            return load_linked_trace(path)
     src = _Source(
         path,
         max_rows=default_max_rows() if max_rows is None else max_rows,

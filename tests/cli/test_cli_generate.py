@@ -15,7 +15,7 @@ from _cli import check_lengths, demo_spec, error_line, python_export, run, write
 
 @pytest.mark.parametrize("fmt", ["mooncake", "csv", "parquet", "vidur"])
 def test_generate_matches_python_api_bytes(capsys, tmp_path, fmt):
-    from servegen_core.export.formats import FORMATS
+    from servegen_core.export.formats import FORMATS, replay_commands
 
     spec_path = write_spec(tmp_path, demo_spec())
     ext = FORMATS[fmt].extension
@@ -29,8 +29,13 @@ def test_generate_matches_python_api_bytes(capsys, tmp_path, fmt):
     n = pl.read_parquet(target).height if fmt == "parquet" else None
     if n is not None:
         assert f"wrote {n:,} requests to {target}" in out
-    if FORMATS[fmt].usage:
-        assert "replay: " + FORMATS[fmt].usage.replace("FILE", str(target)).replace("BLOCK_SIZE", "512") in out
+    rows = int(re.search(r"wrote ([\d,]+) requests", out).group(1).replace(",", ""))
+    most = None
+    if fmt == "vidur":
+        most = int(pl.read_csv(target).select(pl.max_horizontal(pl.col("num_prefill_tokens") + pl.col("num_decode_tokens")).max()).item())
+    for command in replay_commands(fmt, target, rows=rows, max_request_tokens=most):
+        assert f"replay ({command.consumer} {command.version}): {command.text}\n" in out
+    assert ("replay (" in out) == bool(FORMATS[fmt].usage)
     # a second run gives the same bytes
     again = tmp_path / f"again{ext}"
     assert run(capsys, "generate", "--spec", spec_path, "--format", fmt, "-o", again)[0] == 0
@@ -69,8 +74,8 @@ def test_generate_shared_m_large_matches_python_api(capsys, tmp_path, servegen_d
     # 14:00 on m-large carries hundreds of requests per second
     assert len(rows) > 600 * 50
     assert all(0 <= r["timestamp"] < 600 for r in rows)
-    # vLLM's own block size (16 tokens per hash id) needs no flag
-    assert "--timed-trace-chunk-hash-size" not in out
+    # the command names the block size, vLLM's own 16 tokens per hash id included, and every row
+    assert "--timed-trace-chunk-hash-size 16" in out and f"--num-prompts {len(rows)} " in out
     assert all(len(r["hash_ids"]) == -(-r["input_length"] // 16) for r in rows)
     # the warning about clients without lengths goes to stderr, not stdout; stdout's clients line
     # counts the clients that borrow lengths (the default for clients without length data)

@@ -554,7 +554,7 @@ def test_export_download_matches_the_cli_and_parses_back(fmt, tmp_path):
         np.testing.assert_allclose(back["timestamp_s"].to_numpy(), made.trace["timestamp_s"].to_numpy(), rtol=0, atol=1e-9)
     # The command line from the page writes the same bytes.
     spec_file = tmp_path / "spec.json"
-    spec_file.write_text(d.at.code[0].value)
+    spec_file.write_text(next(c.value for c in d.at.code if c.value.lstrip().startswith("{")))  # the spec block
     command = next(c.value for c in d.at.code if c.value.startswith("servegen generate"))
     out = tmp_path / f"cli{name[name.index('.'):]}"
     argv = command.split()[1:]

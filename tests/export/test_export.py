@@ -314,16 +314,20 @@ def test_notes_for_sessions_vidur_and_replay_commands(prefix_workload, mooncake_
     over = int((mc["input_tokens"] + mc["output_tokens"] > VIDUR_MAX_TOKENS).sum())
     assert over > 1000
     assert any(f"{over} request(s)" in n and "max_tokens 4096" in n for n in notes)
+    decode = int((mc["output_tokens"] >= VIDUR_MAX_TOKENS).sum())
+    assert any(f"{decode} request(s) with decode tokens >= Vidur's default" in n for n in notes) == (decode > 0)
     notes = Notes()
     export_noting(tr, tmp_path / "n.jsonl", "jsonl", note=notes)
     assert not any("sessions" in n for n in notes)
-    assert usage_hint("vllm", "f.jsonl") == "vllm bench serve --dataset-name timed_trace --dataset-path f.jsonl --self-timed"
-    assert usage_hint("vllm", "f.jsonl", 512).endswith("--timed-trace-chunk-hash-size 512")
+    # the printed commands themselves: tests/export/test_export_consumers.py, parsed by the consumers'
+    # own parsers in tests/replay/test_replay_commands.py
+    assert usage_hint("vllm", "f.jsonl", rows=7).endswith("--num-prompts 7 --no-oversample --self-timed --timed-trace-chunk-hash-size 16")
+    assert "--timed-trace-chunk-hash-size 512" in usage_hint("vllm", "f.jsonl", 512)
     g = usage_hint("guidellm", "f.jsonl", 64)
-    assert "--data kind=mooncake,path=f.jsonl,hash_id_block_size=64" in g and "--profile kind=replay" in g
+    assert "--data kind=mooncake,source.kind=json_file,source.path=f.jsonl,hash_id_block_size=64" in g
     assert "--fixed-schedule" in usage_hint("burstgpt", "f.csv")
     assert "--prompt-input-tokens-block-size 64" in usage_hint("mooncake", "f.jsonl", 64)
-    assert "--prompt-input-tokens-block-size" not in usage_hint("mooncake", "f.jsonl")
+    assert "--prompt-input-tokens-block-size 512" in usage_hint("mooncake", "f.jsonl")
 
 
 @pytest.mark.parametrize("fmt", ["vllm", "guidellm", "mooncake"])
@@ -416,7 +420,7 @@ def test_kept_hash_ids_keep_their_block_size(mooncake_source, tmp_path):
     src_path, trace = mooncake_source
     res = export_noting(trace, tmp_path / "v.jsonl", "vllm")
     assert res.block_size == 512
-    assert usage_hint("vllm", res.path, res.block_size).endswith("--timed-trace-chunk-hash-size 512")
+    assert usage_hint("vllm", res.path, res.block_size).endswith("--timed-trace-chunk-hash-size 512")  # the trace's own size
     assert [r["hash_ids"] for r in read_jsonl(res.path)] == [r["hash_ids"] for r in read_jsonl(src_path)]
     notes = Notes()
     res = export_noting(trace, tmp_path / "v16.jsonl", "vllm", block_size=16, note=notes)
