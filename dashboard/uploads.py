@@ -18,11 +18,12 @@ import time
 import weakref
 from collections.abc import Sequence
 from pathlib import Path
+from typing import NewType
 
 import streamlit as st
 from streamlit.runtime.uploaded_file_manager import UploadedFile
 
-from servegen_core.paths import DATA_ROOTS_ENV, PathNotAllowedError, data_roots, demo_data_dir, resolve_under_any, write_atomic
+from servegen_core.paths import confine, data_roots, demo_data_dir, shared_data_dir, write_atomic
 from servegen_core.spec import ServeGenSource, TraceSource
 from settings import UPLOAD_MAX_AGE_H, servegen_folders
 
@@ -146,39 +147,44 @@ def save_upload(upload: UploadedFile, *, slot: str = "", allowed: Sequence[str] 
     return target
 
 
-def data_path(text: str) -> Path:
-    """A data path typed by the user, confined to the data roots (:func:`servegen_core.paths.data_roots`).
+#: A path confined by :func:`readable_path`. Every dashboard call that opens, lists or loads a
+#: user-given path takes one (tests/dashboard/test_doors.py checks it from the code).
+ReadablePath = NewType("ReadablePath", Path)
 
-    A relative path is looked up under each root. Raises :class:`PathNotAllowedError` with a
-    message naming the roots when the path lies outside all of them.
-    """
-    roots = data_roots()
-    try:
-        return resolve_under_any(roots, text)
-    except PathNotAllowedError:
-        names = ", ".join(str(r) for r in roots) or "none"
-        msg = f"refused: {text} is outside the data folders this dashboard may read ({names}; set by {DATA_ROOTS_ENV})"
-        raise PathNotAllowedError(msg) from None
+
+def readable_roots() -> tuple[Path, ...]:
+    """The folders this session may read: the data roots (:func:`servegen_core.paths.data_roots`),
+    the embedded demo data, the ServeGen folders the sidebar offers and this session's upload folder."""
+    roots = [*data_roots(), demo_data_dir(), *(Path(f) for f in servegen_folders())]
+    folder = session_upload_folder()
+    if folder is not None:
+        roots.append(folder)
+    out: list[Path] = []
+    for root in roots:
+        resolved = root.resolve()
+        if resolved not in out:
+            out.append(resolved)
+    return tuple(out)
+
+
+def readable_path(text: str | Path) -> ReadablePath:
+    """``text`` confined to :func:`readable_roots` by :func:`servegen_core.paths.confine` (THE door
+    check): a relative path is looked up under each root; outside them, the one ``refused: ...``
+    message naming the data roots, which never says whether the path exists."""
+    return ReadablePath(confine(text, readable_roots(), named=data_roots()))
+
+
+def data_path(text: str) -> ReadablePath:
+    """A data path typed by the user, confined (:func:`readable_path`)."""
+    return readable_path(text)
 
 
 def check_spec_source(source: ServeGenSource | TraceSource) -> None:
-    """Raise :class:`PathNotAllowedError` unless a spec's source is one the sidebar may read.
-
-    A trace must lie under the data roots, in the demo data or in this session's upload folder; a ServeGen
-    folder must be ``demo``, ``shared``, an offered folder or under the data roots.
-    """
+    """Raise :class:`~servegen_core.paths.PathNotAllowedError` unless a spec's source is one this
+    session may read (:func:`readable_path`); ``"demo"`` and ``"shared"`` name their folders."""
     if isinstance(source, TraceSource):
-        path = Path(source.path).resolve()
-        folder = session_upload_folder()
-        if folder is not None and folder.resolve() in path.parents:
-            return
-        if demo_data_dir().resolve() in path.parents:
-            return
-        data_path(str(path))
+        readable_path(source.path)
         return
-    if source.data_dir in ("demo", "shared"):
-        return
-    folder = Path(source.data_dir).resolve()
-    if str(folder) in {str(Path(f).resolve()) for f in servegen_folders()}:
-        return
-    data_path(str(folder))
+    folder = {"demo": demo_data_dir() / "servegen", "shared": shared_data_dir() / "servegen"}.get(source.data_dir)
+    readable_path(folder or source.data_dir)
+    readable_path((folder or Path(readable_path(source.data_dir))) / source.model)
