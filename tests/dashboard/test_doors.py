@@ -70,6 +70,7 @@ NOT_USER_PATHS = {
     ("uploads", "save_upload", "exists"): "a file in this session's upload folder, named by the server",
     ("uploads", "save_upload", "iterdir"): "this session's upload folder",
     ("uploads", "save_upload", "is_dir"): "an entry of this session's upload folder",
+    ("uploads", "folder_bytes", "lstat"): "the files of a session's upload folder, counted for the session's upload cap",
     ("settings", "servegen_folders", "is_dir"): "the operator's SERVEGEN_DATA_DIR and the shared data folder",
 }
 
