@@ -33,11 +33,12 @@ from servegen_core.limits import max_columns, max_rows
 from servegen_core.paths import PathNotAllowedError
 from servegen_core.result import Result
 from servegen_core.sources.fit import pool_from_trace
+from servegen_core.sources.load import load_source as load_spec_source
 from servegen_core.sources.pool import ClientPool, load_pool
 from servegen_core.sources.traces import load_trace
 from servegen_core.spec import ServeGenSource, TraceSource, WorkloadSpec
 from session import Loaded, Source, View, current, current_spec, spec_source
-from uploads import check_spec_source, is_upload
+from uploads import ReadablePath, check_spec_source, is_upload, readable_path, readable_roots
 
 # --------------------------------------------------------------------------------------------
 # Cached loaders (keyed on small arguments)
@@ -45,14 +46,14 @@ from uploads import check_spec_source, is_upload
 
 
 @st.cache_resource(show_spinner=False, max_entries=6)
-def cached_pool(data_dir: str, model: str) -> ClientPool:
+def cached_pool(data_dir: ReadablePath, model: str) -> ClientPool:
     """:func:`servegen_core.sources.pool.load_pool`, once per (folder, model)."""
     return load_pool(data_dir, model)
 
 
 @st.cache_resource(show_spinner=False, max_entries=6)
 def cached_trace(
-    path: str,
+    path: ReadablePath,
     preset: str | None,
     columns: tuple[tuple[str, str], ...],
     time_unit: str | None,
@@ -75,17 +76,19 @@ def cached_trace(
     return loaded.trace, (loaded.summary, *loaded.warnings), loaded.preset, loaded.start_time
 
 
-def trace_mtime_ns(path: str) -> int:
+def trace_mtime_ns(path: ReadablePath) -> int:
     """A trace file's modification time (0 when it is missing): part of every key of a parsed trace."""
-    return Path(path).stat().st_mtime_ns if Path(path).exists() else 0
+    return path.stat().st_mtime_ns if path.exists() else 0
 
 
 def load_source(source: Source) -> Loaded:
-    """Load ``source`` through the caches (raises the core's errors)."""
+    """Load ``source`` through the caches, its location confined first (:func:`uploads.readable_path`;
+    raises the core's errors)."""
+    location = readable_path(source.location)
     if source.kind == "pool":
-        return Loaded(source, cached_pool(source.location, source.model))
+        return Loaded(source, cached_pool(location, source.model))
     trace, notes, preset, start_time = cached_trace(
-        source.location, source.preset, source.columns, source.time_unit, source.client_column, trace_mtime_ns(source.location)
+        location, source.preset, source.columns, source.time_unit, source.client_column, trace_mtime_ns(location)
     )
     return Loaded(source, trace, notes, preset, start_time)
 
@@ -249,13 +252,23 @@ def spec_pool(view: View, source: ServeGenSource | TraceSource) -> ClientPool | 
         return view.loaded.data
     try:
         check_spec_source(source)
+        path = readable_path(source.path)
     except PathNotAllowedError as exc:
         show_error(exc)
         return None
     # the sidebar parsed this file with these options already (spec_source): fit that trace
     return run(
-        trace_pool, view.loaded.data, source, key=(source, trace_mtime_ns(source.path)),
+        trace_pool, view.loaded.data, source, key=(source, trace_mtime_ns(path)),
         spinner="Fitting the trace to a client pool…",
+    )
+
+
+def other_spec_pool(spec: WorkloadSpec) -> ClientPool | None:
+    """The pool another spec (one pasted on the Preview page) composes from, loaded by
+    :func:`servegen_core.sources.load.load_source` confined to :func:`uploads.readable_roots`:
+    a source outside them is refused with the one message that never says whether it exists."""
+    return run(
+        load_spec_source, spec, key=spec.source, roots=readable_roots(), spinner="Loading the other spec's source…"
     )
 
 

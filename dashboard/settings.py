@@ -24,6 +24,11 @@ DEFAULT_MAX_UPLOAD_MB = 500
 #: Upload folders older than this (a session that ended without cleaning up) are removed at start.
 UPLOAD_MAX_AGE_H = 24
 
+#: Environment variable: most upload bytes one session may hold, in MB: the files Streamlit keeps
+#: in memory for its uploaders plus the session's upload folder (default twice the upload limit:
+#: one largest upload, in memory and saved).
+MAX_SESSION_UPLOAD_ENV = "SERVEGEN_MAX_SESSION_UPLOAD_MB"
+
 #: Environment variable: largest workload (requests) offered as a browser download.
 MAX_DOWNLOAD_ENV = "SERVEGEN_MAX_DOWNLOAD_REQUESTS"
 DEFAULT_MAX_DOWNLOAD_REQUESTS = 2_000_000
@@ -55,6 +60,12 @@ def max_upload_mb() -> int:
     own = env_int(MAX_UPLOAD_ENV, DEFAULT_MAX_UPLOAD_MB, unit="MB")
     server = st.get_option("server.maxUploadSize")
     return min(own, int(server)) if server else own
+
+
+def max_session_upload_mb() -> int:
+    """Most upload MB one session may hold (memory and folder): ``$SERVEGEN_MAX_SESSION_UPLOAD_MB``,
+    default twice :func:`max_upload_mb`."""
+    return env_int(MAX_SESSION_UPLOAD_ENV, 2 * max_upload_mb(), unit="MB")
 
 
 def max_download_requests() -> int:

@@ -16,13 +16,13 @@ from fmt import fmt_time
 from plaintext import md
 from servegen_core.errors import ServeGenError
 from servegen_core.limits import MAX_SPAN_ENV, max_columns, max_span_s
-from servegen_core.paths import demo_data_dir
+from servegen_core.paths import PathNotAllowedError, demo_data_dir
 from servegen_core.sources.demo import DEMO_LABEL
 from servegen_core.sources.pool import list_models
 from servegen_core.sources.traces import PRESETS, TIME_UNITS, trace_columns
 from session import Loaded, Source, View, headline, set_view
 from settings import servegen_folders
-from uploads import TRACE_SUFFIXES, is_upload
+from uploads import TRACE_SUFFIXES, ReadablePath, is_upload, readable_path
 from widgets.files import upload_or_path
 
 #: The demo request trace, relative to the demo data folder.
@@ -46,7 +46,7 @@ MAX_SPAN_OPTIONS = 1500
 
 
 @st.cache_data(show_spinner=False, max_entries=32)
-def file_columns(path: str, mtime_ns: int) -> list[str]:
+def file_columns(path: ReadablePath, mtime_ns: int) -> list[str]:
     """:func:`servegen_core.sources.traces.trace_columns` (header only), once per file version."""
     return trace_columns(path, max_columns=max_columns(upload=is_upload(path)))
 
@@ -79,7 +79,7 @@ def _trace_source() -> Source | None:
         help="\n\n".join(f"**{p.name}**: {p.description}" for p in PRESETS.values()),
     )
     try:
-        names = file_columns(str(path), path.stat().st_mtime_ns)
+        names = file_columns(path, path.stat().st_mtime_ns)
     except Exception as exc:  # noqa: BLE001 - a header that does not read is shown, not raised
         show_error(exc)
         return None
@@ -129,8 +129,8 @@ def choose_source() -> Source | None:
     if kind == "servegen":
         folder = st.selectbox("Data folder", folders, key="src_folder", persist_state="session")
         try:
-            models = list_models(folder)
-        except ServeGenError as exc:
+            models = list_models(readable_path(folder))
+        except (ServeGenError, PathNotAllowedError) as exc:
             show_error(exc)
             return None
         if not models:

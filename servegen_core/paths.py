@@ -15,10 +15,11 @@ import stat
 import tempfile
 import threading
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from types import FrameType
 
-from servegen_core.errors import ExportError
+from servegen_core.errors import PATH_LIMIT, ExportError, printable
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 PROJECT_DIR = PACKAGE_DIR.parent
@@ -342,6 +343,64 @@ def resolve_under_any(
         return found[0]
     names = ", ".join(str(Path(r).resolve()) for r in roots)
     msg = f"{user_path} is outside the data folders ({names}; set {DATA_ROOTS_ENV} to change them)"
+    raise PathNotAllowedError(msg)
+
+
+def confine(
+    user_path: str | Path,
+    roots: Sequence[str | Path],
+    *,
+    named: Sequence[str | Path] | None = None,
+    relative_to: str | Path | None = None,
+) -> Path:
+    """``user_path`` confined to one of ``roots`` (:func:`resolve_under_any`): THE check every door
+    through which a user's path enters a server goes through.
+
+    A relative path is looked up under each root (the first under which it exists, else its place
+    under the first); one that leads out of any root (``..``, a symbolic link) is refused rather
+    than tried under the next. A refusal always has the one message ``refused: <path> is outside
+    the data folders this dashboard may read (<folders>; set by SERVEGEN_DATA_ROOTS)``, whatever
+    the reason (outside every root, a symbolic link out of one, a link loop, a name too long), so
+    it never tells whether the path exists; only an empty path or a NUL character (text no path
+    can hold) are named as such.
+    ``named`` are the folders the message lists (default: ``roots``), for a caller that adds
+    folders of its own (the demo data, a session's uploads) to the configured ones.
+    ``relative_to`` (e.g. the project folder) also accepts a relative path written from that
+    folder, when it leads into a root (``../shared/data/traces/x.csv`` from the project).
+    """
+    text = str(user_path)
+    if not text.strip():
+        msg = "refused: an empty path"
+        raise PathNotAllowedError(msg)
+    if "\x00" in text:
+        msg = "refused: a path cannot contain a NUL character"
+        raise PathNotAllowedError(msg)
+    relative = not Path(text).is_absolute()
+    found: list[Path] = []
+    for root in roots:
+        try:
+            found.append(resolve_under(root, text))
+        except PathNotAllowedError:
+            if relative:  # a relative path that leads out of one root (a link, ..) is refused, not tried elsewhere
+                found = []
+                break
+    if relative and relative_to is not None:
+        written_from = Path(relative_to) / text
+        for root in roots:
+            try:
+                found.append(resolve_under(root, written_from))
+                break
+            except PathNotAllowedError:
+                continue
+    existing = [path for path in found if path.exists()]
+    if found:
+        return (existing or found)[0]
+    shown = roots if named is None else named
+    names = ", ".join(str(Path(r).resolve()) for r in shown) or "none"
+    msg = (
+        f"refused: {printable(text, limit=PATH_LIMIT)} is outside the data folders this dashboard may read "
+        f"({names}; set by {DATA_ROOTS_ENV})"
+    )
     raise PathNotAllowedError(msg)
 
 

@@ -10,7 +10,6 @@ import settings
 import specstate
 from plaintext import md
 from servegen_core.characterize import arrivals, lengths, rates
-from servegen_core.sources.load import load_source as load_spec_source
 from servegen_core.generate.compose import naive_spec
 from widgets import page
 from widgets import prefix as prefix_widgets
@@ -194,7 +193,7 @@ elif how == "pasted":
         label_b = "pasted spec"
 
 if other is not None:
-    pool_b = pool if other.source == spec.source else core_calls.run(load_spec_source, other, key=other.source, spinner="Loading the other spec's source…")
+    pool_b = pool if other.source == spec.source else core_calls.other_spec_pool(other)
     plan_b = core_calls.plan(other, pool_b) if pool_b is not None else None
     if plan_b is not None and plan_b.expected_requests > settings.PREVIEW_MAX_REQUESTS:
         st.warning(f"The other workload has about {plan_b.expected_requests:,.0f} requests, more than the {settings.PREVIEW_MAX_REQUESTS:,} previewed in memory.")

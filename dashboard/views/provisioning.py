@@ -17,6 +17,7 @@ from servegen_core.serve.hardware import GPUS, MODELS
 from servegen_core.serve.simulate import ROUTERS, ServerConfig
 from servegen_core.serve.whatif import DEFAULT_NAIVE_KINDS, Comparison, Slo, compare_spec, compare_trace
 from servegen_core.spec import NAIVE_KINDS
+from uploads import readable_path
 from widgets import files, page
 
 #: Environment variable: the largest workload (requests) simulated on this page.
@@ -142,7 +143,7 @@ if cost_kind == CALIBRATED:
         st.stop()
     cal_path, cal_name = chosen
     try:
-        cost = calibrate([cal_path], base=cost, name=f"calibrated {model}@{gpu}")
+        cost = calibrate([readable_path(cal_path)], base=cost, name=f"calibrated {model}@{gpu}")
     except Exception as exc:  # noqa: BLE001 - a bad file becomes a message on the page
         core_calls.show_error(exc)
         st.stop()

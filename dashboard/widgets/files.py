@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from pathlib import Path
-
 import streamlit as st
 
 from core_calls import show_error
 from plaintext import md
 from servegen_core.paths import DATA_ROOTS_ENV, PathNotAllowedError, data_roots
 from settings import MAX_UPLOAD_ENV, max_upload_mb
-from uploads import data_path, save_upload
+from uploads import ReadablePath, readable_path, save_upload
 
 
 def upload_or_path(
@@ -23,8 +21,8 @@ def upload_or_path(
     path_label: str | None = None,
     upload_label: str | None = None,
     persist: bool = False,
-) -> tuple[Path, str] | None:
-    """A file given by path under the data roots (:func:`data_path`) or uploaded within
+) -> tuple[ReadablePath, str] | None:
+    """A file given by path under the data roots (:func:`uploads.readable_path`) or uploaded within
     :func:`max_upload_mb` into this session's upload folder (:func:`save_upload`).
 
     ``what`` names the file ("Trace file"); ``keys`` are the widget keys of the Path/Upload
@@ -48,7 +46,7 @@ def upload_or_path(
             st.caption(md(f"Enter the path of a {noun} under " + ", ".join(str(r) for r in data_roots()) + "."))
             return None
         try:
-            path = data_path(text)
+            path = readable_path(text)
         except PathNotAllowedError as exc:
             show_error(exc)
             return None
@@ -73,7 +71,7 @@ def upload_or_path(
         ))
         return None
     try:
-        return save_upload(upload, slot=slot, allowed=allowed), upload.name
+        return readable_path(save_upload(upload, slot=slot, allowed=allowed)), upload.name
     except (OSError, ValueError) as exc:
         show_error(exc)
         return None

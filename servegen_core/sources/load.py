@@ -3,21 +3,50 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from pathlib import Path
 
 import polars as pl
 
 from servegen_core.errors import DataFormatError, SpecError
+from servegen_core.paths import confine
 from servegen_core.sources.fit import pool_from_trace
 from servegen_core.sources.pool import ClientPool, list_models, load_pool
 from servegen_core.sources.traces import PRESETS, load_trace
 from servegen_core.spec import ServeGenSource, WorkloadSpec
 
-__all__ = ["load_source", "load_source_trace", "trace_source_pool"]
+__all__ = ["load_source", "load_source_trace", "source_location", "trace_source_pool"]
 
 
-def load_source(spec: WorkloadSpec, *, cache_dir: str | Path | None = None) -> ClientPool:
+def source_location(spec: WorkloadSpec, text: str, *, roots: Sequence[str | Path] | None) -> Path:
+    """The absolute path a spec's ``source.path`` or ``source.data_dir`` names.
+
+    Without ``roots`` it is :meth:`WorkloadSpec.resolve_path` (``~`` expanded, a relative path
+    taken from the spec file's folder or the working directory). With ``roots`` (a server
+    reading a stranger's spec) it is confined to them by :func:`servegen_core.paths.confine`:
+    ``"demo"``/``"shared"`` name their folders, a relative path is taken from the spec file's
+    folder when it has one and otherwise looked up under each root, ``~`` is not expanded, and a
+    path outside every root raises :class:`~servegen_core.paths.PathNotAllowedError` with the one
+    message that never says whether it exists.
+    """
+    if roots is None:
+        return spec.resolve_path(text)
+    is_folder = isinstance(spec.source, ServeGenSource) and text == spec.source.data_dir
+    if is_folder and text in ("demo", "shared"):
+        return confine(spec.resolve_path(text), roots)
+    if "\x00" not in text and spec.base_dir and not Path(text).is_absolute():
+        return confine(Path(spec.base_dir) / text, roots)
+    return confine(text, roots)
+
+
+def load_source(
+    spec: WorkloadSpec, *, roots: Sequence[str | Path] | None = None, cache_dir: str | Path | None = None
+) -> ClientPool:
     """The ClientPool a spec composes from: ServeGen data, or a raw trace fitted to a pool.
+
+    ``roots`` confines the source to those folders (:func:`source_location`): a server passes
+    the folders it may read, and nothing outside them is opened, listed or even tested for
+    existence; ``None`` (the command line, a user reading their own files) reads any path.
 
     A trace source is read with its ``preset``, ``columns``, ``time_unit`` and
     ``client_column`` passed to :func:`servegen_core.sources.traces.load_trace`; its failed
@@ -32,7 +61,9 @@ def load_source(spec: WorkloadSpec, *, cache_dir: str | Path | None = None) -> C
     """
     src = spec.source
     if isinstance(src, ServeGenSource):
-        root = spec.resolve_path(src.data_dir)
+        root = source_location(spec, src.data_dir, roots=roots)
+        if roots is not None:  # a model named "../.." or a model folder linked out of the root
+            confine(root / src.model, roots)
         if not root.is_dir():
             raise SpecError("source.data_dir", f"not a folder: {root}")
         if not (root / src.model).is_dir():
@@ -42,7 +73,7 @@ def load_source(spec: WorkloadSpec, *, cache_dir: str | Path | None = None) -> C
                 models = []
             raise SpecError("source.model", f"no model {src.model!r} in {root}; models there: {models}")
         return load_pool(root, src.model, cache_dir=cache_dir)
-    return trace_source_pool(spec, load_source_trace(spec))
+    return trace_source_pool(spec, load_source_trace(spec, roots=roots))
 
 
 def trace_source_pool(spec: WorkloadSpec, trace: pl.DataFrame) -> ClientPool:
@@ -62,10 +93,11 @@ def trace_source_pool(spec: WorkloadSpec, trace: pl.DataFrame) -> ClientPool:
     return pool
 
 
-def load_source_trace(spec: WorkloadSpec) -> pl.DataFrame:
+def load_source_trace(spec: WorkloadSpec, *, roots: Sequence[str | Path] | None = None) -> pl.DataFrame:
     """The RequestTrace a spec with a trace source composes from: the file read with the
     source's ``preset``, ``columns``, ``time_unit`` and ``client_column``, failed requests
-    dropped (what :func:`load_source` fits to a pool).
+    dropped (what :func:`load_source` fits to a pool). ``roots`` confines ``source.path`` as
+    :func:`load_source` does.
 
     Raises :class:`SpecError` for a ServeGen source (it is a client pool, not a trace) and,
     for a trace source, as :func:`load_source` does.
@@ -73,7 +105,7 @@ def load_source_trace(spec: WorkloadSpec) -> pl.DataFrame:
     src = spec.source
     if isinstance(src, ServeGenSource):
         raise SpecError("source", "ServeGen data are a client pool, not a request trace")
-    path = spec.resolve_path(src.path)
+    path = source_location(spec, src.path, roots=roots)
     if not path.is_file():
         raise SpecError("source.path", f"trace file not found: {path}")
     if src.preset is not None and src.preset not in PRESETS:
