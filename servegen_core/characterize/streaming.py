@@ -154,13 +154,22 @@ def rate_series(trace: LazyTrace, *, resolution_s: int = 600) -> Table:
 
 
 def hour_day_matrix(trace: LazyTrace, *, origin_hour: float = 0.0) -> Table:
-    """Rate per (day, hour of day): ``day, hour, requests, rate_rps, complete`` (as :func:`rates.hour_day_matrix`)."""
-    out = _series(trace, SECONDS_PER_HOUR, origin_hour * SECONDS_PER_HOUR).select(
-        (pl.col("start_s") // SECONDS_PER_DAY).alias("day"),
-        ((pl.col("start_s") % SECONDS_PER_DAY) // SECONDS_PER_HOUR).alias("hour"),
-        "requests",
-        "rate_rps",
-        "complete",
+    """Rate per (day, hour of day): ``day, hour, requests, rate_rps, complete, covered_s`` (as
+    :func:`rates.hour_day_matrix`: ``rate_rps`` is the hour's requests / the time it covers)."""
+    shift_s = origin_hour * SECONDS_PER_HOUR
+    starts, counts, end_s = _bin_counts(trace, SECONDS_PER_HOUR, shift_s)
+    covered = np.clip(np.minimum(starts + SECONDS_PER_HOUR, end_s + shift_s) - np.maximum(starts, shift_s), 0.0, None)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        rate = np.where(covered > 0, counts / covered, 0.0)
+    out = pl.DataFrame(
+        {
+            "day": starts // SECONDS_PER_DAY,
+            "hour": (starts % SECONDS_PER_DAY) // SECONDS_PER_HOUR,
+            "requests": counts,
+            "rate_rps": rate,
+            "complete": covered >= SECONDS_PER_HOUR,
+            "covered_s": covered,
+        }
     )
     return Table(out)
 

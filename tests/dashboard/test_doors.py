@@ -37,7 +37,7 @@ PATH_LOADERS = {
     "servegen_core.sources.traces.trace_columns",
     "servegen_core.sources.pool.load_pool",
     "servegen_core.sources.pool.list_models",
-    "servegen_core.serve.costmodel.calibrate",
+    "servegen_core.serve.calibration.calibrate",
     "servegen_core.spec.WorkloadSpec.from_file",
 }
 SPEC_LOADERS = {
