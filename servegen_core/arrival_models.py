@@ -146,8 +146,9 @@ class ArrivalModelTable:
     ``table`` the empirical gap table of an ``empirical`` row. Two-state rows use ``mean0``,
     ``mean1`` (gap means, unit = the window's mean gap), ``shape0``, ``shape1`` (Gamma shapes of
     the gaps per state), ``stay0``, ``stay1`` (probability that the next gap stays in the state)
-    and ``state_table0``, ``state_table1`` (emission tables, -1 = Gamma). ``batch`` is the
-    probability of a zero gap (any kind). ``tables`` holds the gap tables in the format of
+    and ``state_table0``, ``state_table1`` (emission tables, -1 = Gamma), and ``cv`` (NaN = none:
+    the CV the gaps between the window's requests are laid to, see :func:`sample_positions`).
+    ``batch`` is the probability of a zero gap (any kind). ``tables`` holds the gap tables in the format of
     :func:`servegen_core.renewal.empirical_tables` (unit mean each), or ``None``.
     """
 
@@ -163,6 +164,7 @@ class ArrivalModelTable:
     table: np.ndarray
     state_table0: np.ndarray
     state_table1: np.ndarray
+    cv: np.ndarray
     tables: dict | None = None
 
     def __len__(self) -> int:
@@ -171,7 +173,7 @@ class ArrivalModelTable:
     @staticmethod
     def make(n_rows: int, kind: str | np.ndarray, **columns: np.ndarray | float) -> ArrivalModelTable:
         """A table of ``n_rows`` rows of ``kind`` (a name or codes); unnamed columns get neutral
-        values (shape 1, means 1, stays 0.5, batch 0, no tables)."""
+        values (shape 1, means 1, stays 0.5, batch 0, no CV target, no tables)."""
         code = np.full(n_rows, KINDS[kind], dtype=np.int8) if isinstance(kind, str) else np.asarray(kind, dtype=np.int8)
         tables = columns.pop("tables", None)
         base: dict[str, np.ndarray] = {}
@@ -179,7 +181,7 @@ class ArrivalModelTable:
             if f.name in ("kind", "tables"):
                 continue
             integer = f.name in ("table", "state_table0", "state_table1")
-            default = -1 if integer else (0.0 if f.name == "batch" else (0.5 if f.name.startswith("stay") else 1.0))
+            default = -1 if integer else {"batch": 0.0, "cv": np.nan}.get(f.name, 0.5 if f.name.startswith("stay") else 1.0)
             value = columns.pop(f.name, default)
             base[f.name] = np.broadcast_to(np.asarray(value, dtype=np.int64 if integer else np.float64), (n_rows,)).copy()
         if columns:
@@ -279,23 +281,97 @@ def _two_state_path(rng: np.random.Generator, m: np.ndarray, stay0: np.ndarray, 
         short = covered < m
     if total == 0:
         return np.empty(0, dtype=np.int64)
+    # each run cut to the gaps its row has left, then expanded (runs are in row order)
     row_first_run = np.concatenate([[0], np.cumsum(np.bincount(run_row, minlength=rows))[:-1]])
     csum = np.cumsum(lengths)
     before = np.where(row_first_run > 0, csum[np.maximum(row_first_run - 1, 0)], 0)
     within = csum - before[run_row]
-    gap_off = np.concatenate([[0], np.cumsum(m)[:-1]])
-    ends = gap_off[run_row] + np.minimum(within, m[run_row])
-    idx = np.searchsorted(ends, np.arange(total), side="right")
-    return run_state[idx]
+    cap = m[run_row]
+    used = np.minimum(within, cap) - np.minimum(within - lengths, cap)
+    return np.repeat(run_state, used)
 
 
 #: Most redraws of a two-state window (see :func:`sample_positions`).
 MAX_REDRAWS = 12
-#: A two-state draw is kept when its slow gaps need stretching or shrinking by at most this
-#: factor (as ``|log factor|``) to fill the window; redraw ``i`` (from 0) accepts
-#: ``(1 + i / 4)`` times as much, so a window of a persistent chain, whose slow share varies
-#: widely between draws, is settled after a few draws.
+#: A two-state draw without a CV target is kept when its slow gaps need stretching or
+#: shrinking by at most this factor (as ``|log factor|``) to fill the window; redraw ``i``
+#: (from 0) accepts ``(1 + i / 4)`` times as much, so a window of a persistent chain, whose slow
+#: share varies widely between draws, is settled after a few draws.
 MAX_SLOW_STRETCH = float(np.log(1.25))
+#: A two-state draw with a CV target is kept when the ratio of its slow to its fast scale
+#: factor (:func:`_cv_ratio`) is within this factor of 1 (as ``|log ratio|``); loosened like
+#: :data:`MAX_SLOW_STRETCH`.
+MAX_CV_RATIO = float(np.log(2.0))
+#: Bound on the slow / fast scale ratio of a two-state window laid to a CV target.
+CV_RATIO_LIMIT = 1e3
+
+
+def _cv_ratio(
+    fast_sum: np.ndarray, slow_sum: np.ndarray, fast_sq: np.ndarray, slow_sq: np.ndarray, count: np.ndarray, cv: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """The ratio ``r`` of the slow gaps' scale factor to the fast gaps' that gives ``count``
+    gaps (fast gaps with sum ``fast_sum`` and sum of squares ``fast_sq``, slow ones likewise,
+    any others zero) the population CV ``cv``, and whether one exists.
+
+    The CV of the scaled gaps depends only on ``r``: ``count * (fast_sq + r^2 slow_sq) =
+    (1 + cv^2) (fast_sum + r slow_sum)^2``, a quadratic in ``r``; of its positive roots the one
+    nearest 1 (in ``|log r|``) is taken. Without one, ``r`` is the ratio whose CV is nearest the
+    target: the quadratic's vertex when the target is below every reachable CV, else the bound
+    :data:`CV_RATIO_LIMIT` (or its inverse) on the side of the larger CV."""
+    k = (1.0 + cv * cv) / np.maximum(count, 1.0)
+    a = slow_sq - k * slow_sum * slow_sum
+    b = -2.0 * k * fast_sum * slow_sum
+    c = fast_sq - k * fast_sum * fast_sum
+    disc = b * b - 4.0 * a * c
+    root = np.sqrt(np.maximum(disc, 0.0))
+    q = 0.5 * (root - b)  # b <= 0: the stable form of the quadratic formula
+    with np.errstate(divide="ignore", invalid="ignore"):
+        r1, r2 = q / a, c / q
+        cand = np.stack([r1, r2])
+        good = np.isfinite(cand) & (cand > 0) & (disc >= 0)
+        dist = np.where(good, np.abs(np.log(np.where(good, cand, 1.0))), np.inf)
+        pick = np.take_along_axis(cand, np.argmin(dist, axis=0)[None, :], axis=0)[0]
+        vertex = slow_sum * fast_sq / (fast_sum * slow_sq)
+        high_end = np.where(slow_sq * fast_sum**2 > fast_sq * slow_sum**2, CV_RATIO_LIMIT, 1.0 / CV_RATIO_LIMIT)
+        low = disc < 0
+    ok = good.any(axis=0) & (fast_sum > 0) & (slow_sum > 0)
+    r = np.where(ok, pick, np.where(low, vertex, high_end))
+    r = np.where(np.isfinite(r) & (r > 0), r, 1.0)
+    return np.clip(r, 1.0 / CV_RATIO_LIMIT, CV_RATIO_LIMIT), ok
+
+
+def _both_states(
+    rng: np.random.Generator,
+    state: np.ndarray,
+    local: np.ndarray,
+    m: np.ndarray,
+    aim: np.ndarray,
+    stay0: np.ndarray,
+    stay1: np.ndarray,
+) -> np.ndarray:
+    """``state`` (paths of ``m[r]`` gaps, row ``local``) with a run of the missing state put in
+    every ``aim`` row of at least two gaps whose path has only one state: a window with a CV
+    target above 1 holds gaps of both states, and a persistent chain whose rare state's runs
+    are far apart would seldom draw one. The run starts at a uniform gap of the row and has
+    the missing state's geometric length (cut at the row's end), as the first visit of a chain
+    conditioned on visiting does when visits are rare."""
+    rows = len(m)
+    slow_n = np.bincount(local, weights=state, minlength=rows)
+    missing = np.where(slow_n == 0, 1, np.where(slow_n == m, 0, -1))
+    fix = aim & (missing >= 0) & (m >= 2)
+    begin = np.minimum((rng.random(rows) * m).astype(np.int64), np.maximum(m - 1, 0))
+    leave = np.where(missing == 1, 1.0 - stay1, 1.0 - stay0)
+    length = rng.geometric(np.clip(leave, 1e-12, 1.0))
+    # keep one gap of the present state
+    length = np.minimum(length, np.maximum(m - 1, 1))
+    begin = np.minimum(begin, m - length)
+    if not fix.any():
+        return state
+    within = np.arange(len(local)) - np.concatenate([[0], np.cumsum(m)[:-1]])[local]
+    put = fix[local] & (within >= begin[local]) & (within < begin[local] + length[local])
+    out = state.copy()
+    out[put] = missing[local[put]]
+    return out
 
 
 def _two_state_gaps(
@@ -303,24 +379,34 @@ def _two_state_gaps(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Gaps (unit: the window's mean gap) and states of ``m[r]`` positive gaps per row.
 
-    The draw is conditioned on the window's length: the slow gaps absorb the difference
-    between the circle (``n[r]``) and the fast gaps, so a row whose slow gaps would need a
-    factor beyond ``exp(MAX_SLOW_STRETCH)`` (growing with each redraw, see
-    :data:`MAX_SLOW_STRETCH`), that drew no slow gap, or whose fast gaps alone exceed the
-    circle, is redrawn, path and gaps, up to :data:`MAX_REDRAWS` times, keeping its
-    best-fitting draw."""
+    The draw is conditioned on the window. A row without a CV target: the slow gaps absorb
+    the difference between the circle (``n[r]``) and the fast gaps, so a row whose slow gaps
+    would need a factor beyond ``exp(MAX_SLOW_STRETCH)``, that drew no slow gap, or whose fast
+    gaps alone exceed the circle, is redrawn. A row with a CV target (``table.cv``): a row that
+    drew no gap of one state or cannot reach the CV with a slow / fast scale ratio within
+    ``exp(MAX_CV_RATIO)`` (:func:`_cv_ratio`) is redrawn. Both limits grow by a quarter with
+    each redraw; at most :data:`MAX_REDRAWS` redraws (path and gaps, of the rows still open
+    only), keeping a row's best-fitting draw."""
     rows = len(m)
     stay0 = np.clip(table.stay0, _STAY_MIN, _STAY_MAX)
     stay1 = np.clip(table.stay1, _STAY_MIN, _STAY_MAX)
     offsets = np.concatenate([[0], np.cumsum(m)[:-1]])
     gaps = np.empty(int(m.sum()))
     states = np.empty(int(m.sum()), dtype=np.int64)
-    todo = m > 0
+    target = np.isfinite(table.cv) & (n >= 3)
+    limit = np.where(target, MAX_CV_RATIO, MAX_SLOW_STRETCH)
+    todo = np.flatnonzero(m > 0)
     best = np.full(rows, np.inf)
     for attempt in range(MAX_REDRAWS + 1):
-        mm = np.where(todo, m, 0)
-        state = _two_state_path(rng, mm, stay0, stay1)
-        r2 = np.repeat(np.arange(rows), mm)
+        if todo.size == 0:
+            break
+        mm = m[todo]
+        state = _two_state_path(rng, mm, stay0[todo], stay1[todo])
+        local = np.repeat(np.arange(todo.size), mm)
+        aim = target[todo]
+        if aim.any():
+            state = _both_states(rng, state, local, mm, aim, stay0[todo], stay1[todo])
+        r2 = todo[local]
         mean = np.where(state == 0, table.mean0[r2], table.mean1[r2])
         shp = np.clip(np.where(state == 0, table.shape0[r2], table.shape1[r2]), MIN_GAMMA_SHAPE, MAX_SHAPE)
         tab = np.where(state == 0, table.state_table0[r2], table.state_table1[r2])
@@ -335,24 +421,35 @@ def _two_state_gaps(
         if use.any():
             x[use] = _draw_table(rng, table.tables, tab[use])
         x *= mean
-        slow_sum = np.bincount(r2, weights=np.where(state == 1, x, 0.0), minlength=rows)
-        fast_sum = np.bincount(r2, weights=np.where(state == 0, x, 0.0), minlength=rows)
+        slow = state == 1
+        slow_sum = np.bincount(local, weights=np.where(slow, x, 0.0), minlength=todo.size)
+        fast_sum = np.bincount(local, weights=np.where(slow, 0.0, x), minlength=todo.size)
+        nt = n[todo].astype(np.float64)
         with np.errstate(divide="ignore", invalid="ignore"):
-            misfit = np.where(
-                (slow_sum > 0) & (fast_sum < n), np.abs(np.log((n - fast_sum) / slow_sum)), np.inf
-            )
+            misfit = np.where((slow_sum > 0) & (fast_sum < nt), np.abs(np.log((nt - fast_sum) / slow_sum)), np.inf)
+        if aim.any():
+            x2 = x * x
+            slow_sq = np.bincount(local, weights=np.where(slow, x2, 0.0), minlength=todo.size)
+            fast_sq = np.bincount(local, weights=np.where(slow, 0.0, x2), minlength=todo.size)
+            ratio, ok = _cv_ratio(fast_sum, slow_sum, fast_sq, slow_sq, nt, table.cv[todo])
+            misfit = np.where(aim, np.where(ok, np.abs(np.log(ratio)), np.inf), misfit)
         # keep a row's draw when it fits better than its previous ones
-        better = todo & ((misfit < best) | ~np.isfinite(best))
-        take = better[r2]
-        within = np.arange(len(r2)) - np.concatenate([[0], np.cumsum(mm)[:-1]])[r2]
+        better = (misfit < best[todo]) | ~np.isfinite(best[todo])
+        take = better[local]
+        within = np.arange(len(r2)) - np.concatenate([[0], np.cumsum(mm)[:-1]])[local]
         dst = (offsets[r2] + within)[take]
         gaps[dst] = x[take]
         states[dst] = state[take]
-        best = np.where(better, misfit, best)
-        todo = todo & (best > MAX_SLOW_STRETCH * (1.0 + attempt / 4.0))
-        if not todo.any():
-            break
+        best[todo] = np.where(better, misfit, best[todo])
+        todo = todo[best[todo] > limit[todo] * (1.0 + attempt / 4.0)]
     return gaps, states
+
+
+def _cut_gap(cum: np.ndarray, before_row: np.ndarray, within: np.ndarray, starts: np.ndarray, n: np.ndarray) -> np.ndarray:
+    """Per row, the index of the gap where the row's cumulative gap length ``cum`` (global,
+    ``before_row`` before the row) passes ``within``; a gap of zero length is never chosen."""
+    cut = np.clip(np.searchsorted(cum, before_row + within, side="right"), starts, np.maximum(starts + n - 1, 0))
+    return np.where(n > 0, cut, 0)
 
 
 def sample_positions(rng: np.random.Generator, counts: np.ndarray, table: ArrivalModelTable) -> np.ndarray:
@@ -361,7 +458,16 @@ def sample_positions(rng: np.random.Generator, counts: np.ndarray, table: Arriva
     Positions are concatenated row by row, in drawn (circular, not sorted) order, exactly
     ``counts[i]`` per row. Draws, in this order: the zero-gap (batch) flags of all gaps, the
     renewal gaps, the two-state paths and their gaps, the empirical draws, one uniform offset
-    per row. Every step is vectorized over all rows and gaps.
+    per row, then, for two-state rows with a CV target, one uniform per row choosing where the
+    window's edge cuts the circle. Every step is vectorized over all rows and gaps.
+
+    Circle layout: renewal and empirical rows rescale all gaps by one factor; two-state rows
+    without a CV target keep their fast gaps and scale the slow ones to fill the circle. A
+    two-state row with a CV target ``table.cv`` (and at least 3 points) is laid so that the
+    ``counts[i] - 1`` gaps between its points inside the window have exactly that population
+    CV: the window's edge falls in a gap chosen with probability proportional to its length
+    (as a uniform rotation would), at the offset's fraction of it; the other gaps' CV fixes the
+    slow / fast scale ratio (:func:`_cv_ratio`) and the circle's length the common factor.
     """
     n = np.asarray(counts, dtype=np.int64)
     rows = len(n)
@@ -409,23 +515,63 @@ def sample_positions(rng: np.random.Generator, counts: np.ndarray, table: Arriva
     gaps[~zero] = pos_gaps
     is_slow = np.zeros(total, dtype=bool)
     is_slow[~zero] = slow
-    # circle layout: fast gaps kept, slow gaps absorb the difference (see the module docstring)
     s_slow = np.bincount(row_of, weights=np.where(is_slow, gaps, 0.0), minlength=rows)
     s_all = np.bincount(row_of, weights=gaps, minlength=rows)
     s_fast = s_all - s_slow
     target = n.astype(np.float64)
-    absorb = (s_slow > 0) & (s_fast < target) & two_rows
+    aimed = two_rows & np.isfinite(table.cv) & (n >= 3)
+    # two-state rows without a CV target: fast gaps kept, slow gaps absorb the difference
+    absorb = (s_slow > 0) & (s_fast < target) & two_rows & ~aimed
     with np.errstate(divide="ignore", invalid="ignore"):
         f_slow = np.where(absorb, (target - s_fast) / s_slow, target / s_all)
         f_fast = np.where(absorb, 1.0, target / s_all)
-    bad = ~(np.isfinite(f_slow) & np.isfinite(f_fast) & (f_slow > 0)) & (n > 0)
+    cut = np.zeros(rows, dtype=np.int64)
+    if aimed.any():
+        # the gap the window's edge cuts (length-biased), then the ratio from the other gaps
+        cum = np.cumsum(gaps)
+        before_row = np.where(starts > 0, cum[np.maximum(starts - 1, 0)], 0.0)
+        u_cut = rng.random(rows)
+        cut = _cut_gap(cum, before_row, u_cut * s_all, starts, n)
+        cut_slow = is_slow[cut]
+        # a row whose only gap of one state would be cut: its edge falls in the other state
+        positive = gaps > 0
+        n_slow = np.bincount(row_of, weights=is_slow & positive, minlength=rows)
+        n_fast = np.bincount(row_of, weights=~is_slow & positive, minlength=rows)
+        for state_slow, alone in ((False, aimed & cut_slow & (n_slow <= 1)), (True, aimed & ~cut_slow & (n_fast <= 1))):
+            if alone.any():
+                w_state = np.where(is_slow == state_slow, gaps, 0.0)
+                c_state = np.cumsum(w_state)
+                b_state = np.where(starts > 0, c_state[np.maximum(starts - 1, 0)], 0.0)
+                s_state = s_slow if state_slow else s_fast
+                other = _cut_gap(c_state, b_state, u_cut * s_state, starts, n)
+                cut = np.where(alone & (s_state > 0), other, cut)
+        cut_gap = gaps[cut]
+        cut_slow = is_slow[cut]
+        sq = gaps * gaps
+        q_slow = np.bincount(row_of, weights=np.where(is_slow, sq, 0.0), minlength=rows)
+        q_fast = np.bincount(row_of, weights=sq, minlength=rows) - q_slow
+        ratio, _ = _cv_ratio(
+            s_fast - np.where(cut_slow, 0.0, cut_gap), s_slow - np.where(cut_slow, cut_gap, 0.0),
+            q_fast - np.where(cut_slow, 0.0, cut_gap * cut_gap), q_slow - np.where(cut_slow, cut_gap * cut_gap, 0.0),
+            target - 1.0, table.cv,
+        )
+        with np.errstate(divide="ignore", invalid="ignore"):
+            common = target / (s_fast + ratio * s_slow)
+        f_fast = np.where(aimed, common, f_fast)
+        f_slow = np.where(aimed, common * ratio, f_slow)
+    bad = ~(np.isfinite(f_slow) & np.isfinite(f_fast) & (f_slow > 0) & (f_fast > 0)) & (n > 0)
     y = gaps * np.where(is_slow, f_slow[row_of], f_fast[row_of]) / np.maximum(target[row_of], 1.0)
     if bad.any():
         even = bad[row_of]
         y[even] = 1.0 / target[row_of[even]]
     cs = np.cumsum(y)
     before = np.where(starts > 0, cs[np.maximum(starts - 1, 0)], 0.0)
-    pos = (cs - y - before[row_of]) + offset[row_of]
+    lead = cs - y - before[row_of]  # each point's distance round the circle from the row's first
+    if aimed.any():
+        # the window's edge at the offset's fraction of the cut gap
+        edge = lead[cut] + offset * y[cut]
+        offset = np.where(aimed & ~bad, -edge, offset)
+    pos = lead + offset[row_of]
     pos -= np.floor(pos)
     return np.minimum(np.maximum(pos, 0.0), np.nextafter(1.0, 0.0))
 
@@ -441,7 +587,10 @@ def rows_from_rate_cv(
     """Model rows of the sub-window ``option`` (:data:`POOL_OPTIONS`) for windows with
     ``rate_rps`` and ``cv``. Only the CV shapes a row (the rate is the window's count, kept
     exact by the sampler); a zero rate gives a neutral row. ``persistence`` is the lag-one
-    correlation of the ``mmpp`` state (0 = ``hyperexp``)."""
+    correlation of the ``mmpp`` state (0 = ``hyperexp``). Two-state rows carry ``cv`` as their
+    target: :func:`sample_positions` lays each window so that the gaps between its requests
+    have exactly that CV (a window holds few slow gaps, so a free draw's CV scatters widely
+    below the marginal's; the renewal options reach it on average by their shape)."""
     if option not in POOL_OPTIONS:
         msg = f"unknown sub-window option {option!r}; expected one of {', '.join(POOL_OPTIONS)}"
         raise ValueError(msg)
@@ -471,6 +620,7 @@ def rows_from_rate_cv(
         mean1=np.where(hyper, 0.5 / (1.0 - p), 1.0),
         stay0=np.where(hyper, stay0, 0.5),
         stay1=np.where(hyper, stay1, 0.5),
+        cv=np.where(hyper, cv, np.nan),
     )
 
 

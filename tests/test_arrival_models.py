@@ -219,7 +219,10 @@ def test_onoff_round_trip_keeps_gaps_and_dispersion_at_every_scale(burst_mean, s
     assert np.array_equal(np.bincount((sim // 600).astype(int)), np.bincount((t // 600).astype(int)))
     ks = stats.ks_2samp(window_gaps(t), window_gaps(sim)).statistic
     assert ks < 0.05
-    ratios = dispersion_ratios(sim, t, 0.0, 8 * 3600.0)
+    # the median over three draws: one draw's 60 s variance over 480 bins of bursty traffic
+    # varies by about +-12 % (the model is judged, not one draw)
+    draws = [dispersion_ratios(regenerate(fit, seed=s), t, 0.0, 8 * 3600.0) for s in (5, 6, 7)]
+    ratios = {k: float(np.median([d[k] for d in draws])) for k in draws[0]}
     assert all(0.8 <= r <= 1.25 for r in ratios.values()), ratios
 
 

@@ -625,7 +625,7 @@ def _fitted_rows(pool: ClientPool, client_windows: pl.DataFrame) -> ArrivalModel
     columns = {
         f.name: joined[f.name].to_numpy().astype(np.int64 if f.name in _TABLE_ID_COLUMNS else np.float64)
         for f in dataclasses.fields(ArrivalModelTable)
-        if f.name not in ("kind", "tables")
+        if f.name not in ("kind", "tables") and f.name in joined.columns  # a fit keeps no CV target
     }
     fitted = ArrivalModelTable.make(client_windows.height, kind, tables=_pool_arrival_tables(pool), **columns)
     if has.all():
