@@ -119,7 +119,7 @@ MODEL_NAMES: tuple[str, ...] = ("exponential", "gamma", "weibull", "hyperexp", "
 #: Named sub-window options for pool data (:func:`rows_from_rate_cv`).
 POOL_OPTIONS: tuple[str, ...] = ("gamma", "weibull", "hyperexp", "mmpp")
 #: Lag-one correlation of the hidden state of the ``mmpp`` pool option (see the module docstring).
-DEFAULT_MMPP_PERSISTENCE = 0.95
+DEFAULT_MMPP_PERSISTENCE = 0.7
 #: Bin widths (s) of the multi-scale dispersion check.
 DISPERSION_SCALES_S: tuple[float, ...] = (0.1, 1.0, 10.0, 60.0)
 #: Accepted range of generated / source index of dispersion.

@@ -114,9 +114,10 @@ Meaning of the options (details in :mod:`servegen_core.generate.compose`)
         kept as ``ClientPool.arrival_models``); for pool data, which give only rate and CV per
         window, ``mmpp`` with persistence
         :data:`servegen_core.arrival_models.DEFAULT_MMPP_PERSISTENCE`, the option that
-        reproduced the 0.1-60 s count dispersion of the shared Azure traces best from their
-        windows' rate and CV alone (``bench/arrival_models.py``: mean worst
-        ``|log ratio|`` 0.155, against gamma 0.187, hyperexp 0.205, weibull 0.211).
+        reproduced the 0.1-60 s count dispersion of the two shared traces best from their
+        windows' rate and CV alone (``bench/arrival_models.py``, 10 seeds: mean worst
+        ``|log ratio|`` 0.163 at persistence 0.7, against gamma 0.187, hyperexp 0.188,
+        weibull 0.211; BENCHMARKS.md "Sub-window options"), each window laid to its CV.
         ``recorded``: each window's recorded family (ServeGen's Gamma/Weibull, shaped by
         ``arrival_shape``; the behaviour before this option). ``gamma``, ``weibull``,
         ``hyperexp``, ``mmpp``: that family with the window's CV

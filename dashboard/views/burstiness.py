@@ -48,12 +48,14 @@ if core_calls.usable(table, what="the CV distribution"):
 
 # What the data determine about arrivals (issue 16): one caption, kept apart from the charts.
 st.caption(
-    "ServeGen pool data determine the rate and CV of each 600 s window and a fitted shape (Gamma or Weibull), not "
-    "the structure below a second: a sub-window model (how gaps are drawn inside a window: each window's recorded "
-    "family with its CV) is an assumption the data do not test."
+    "ServeGen pool data determine the rate and CV of each 600 s window and a fitted shape (Gamma or Weibull); they do "
+    "not determine the structure below a second (bursts, on/off silences, near-simultaneous requests). How gaps are "
+    "drawn inside a window is the spec's `sub_window` option, an assumption the data do not test: by default `mmpp` "
+    "(a two-state hidden chain laid to each window's rate and CV), or `gamma` (ServeGen's), `weibull`, `hyperexp`, "
+    "`recorded`."
     if view.is_pool else
-    "A raw trace records its sub-second structure; the pool fitted to it for composing keeps the rate, CV and "
-    "fitted shape of each 600 s window, and gaps inside a window are drawn from that fitted family."
+    "A raw trace records its sub-second structure: the pool fitted to it keeps each client's arrival model fitted "
+    "and chosen from the trace (`sub_window` \"source\", the default), besides the rate and CV of each 600 s window."
 )
 
 st.subheader("Arrival patterns")

@@ -339,7 +339,9 @@ with st.expander("Arrivals and lengths"):
     st.caption(
         "Pool data determine each client's rate and inter-arrival CV per 600 s window and a fitted shape; they do "
         "not determine the structure below a second (bursts, on/off silences). How gaps are drawn inside a window "
-        "is an assumption (each window's recorded family with its CV). The Preview page's fidelity scorecard measures it."
+        "is the spec's `sub_window` option, an assumption: by default `mmpp` for pool data (laid to each window's "
+        "rate and CV) and each client's fitted model for a trace; `gamma` is ServeGen's. The Preview page's fidelity "
+        "scorecard measures it against a trace."
     )
 with status_box:
     missing = st.selectbox(
