@@ -292,7 +292,7 @@ def _two_state_path(rng: np.random.Generator, m: np.ndarray, stay0: np.ndarray, 
 
 
 #: Most redraws of a two-state window (see :func:`sample_positions`).
-MAX_REDRAWS = 12
+MAX_REDRAWS = 6
 #: A two-state draw without a CV target is kept when its slow gaps need stretching or
 #: shrinking by at most this factor (as ``|log factor|``) to fill the window; redraw ``i``
 #: (from 0) accepts ``(1 + i / 4)`` times as much, so a window of a persistent chain, whose slow
