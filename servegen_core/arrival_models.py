@@ -29,7 +29,10 @@ window's mean gap)
 
 Circle layout of a two-state window
     The ``n`` drawn gaps must go once round the circle (the count is exact). A renewal window
-    rescales all its gaps by one factor (as ``circular_points``). A two-state window keeps its
+    rescales all its gaps by one factor (as ``circular_points``). A two-state window with a CV
+    target (``cv``, set by :func:`rows_from_rate_cv`) is laid so that the ``n - 1`` gaps between
+    its requests inside the window have exactly that CV (see :func:`sample_positions`). A
+    two-state window without one (a trace fit) keeps its
     fast-state gaps as drawn and lets the slow-state gaps absorb the difference (so bursts keep
     their inner timing and the silences stretch or shrink). The draw is conditioned on the
     window's length: a window whose slow gaps would need stretching or shrinking by more than
@@ -72,8 +75,9 @@ Pool data (:func:`rows_from_rate_cv`)
     shape with that CV, ``hyperexp`` a two-phase hyper-exponential with balanced means
     (``p * mean0 = (1 - p) * mean1``), ``mmpp`` the same marginal with persistent states (the
     lag-one correlation of the state, ``persistence``, is not determined by pool data; the
-    default :data:`DEFAULT_MMPP_PERSISTENCE` comes from ``bench/arrival_models.py``). A CV
-    at most 1 has no hyper-exponential: those options fall back to ``gamma``.
+    default :data:`DEFAULT_MMPP_PERSISTENCE` comes from ``bench/arrival_models.py``). Two-state
+    rows carry the window's CV as their target. A CV at most 1 has no hyper-exponential: those
+    options fall back to ``gamma``.
 """
 
 from __future__ import annotations

@@ -24,6 +24,7 @@ import numpy as np
 import polars as pl
 import pytest
 from scipy import stats
+from scipy.special import gamma as gamma_fn
 
 from servegen_core.arrival_models import count_dispersion
 from servegen_core.generate.compose import compose
@@ -73,8 +74,6 @@ def gamma_times(rng, duration_s, rate=4.0, cv=3.0):
 
 
 def weibull_times(rng, duration_s, rate=4.0, shape=0.5):
-    from scipy.special import gamma as gamma_fn
-
     return renewal_times(rng, duration_s, rate, lambda n: rng.weibull(shape, n) / gamma_fn(1.0 + 1.0 / shape))
 
 
