@@ -92,7 +92,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import polars as pl
 from scipy.special import gammainc, gammaln
+from scipy.stats import binom, kstwo, kstwobign, norm
 
+from servegen_core.arrival_models import count_dispersion
 from servegen_core.characterize.arrivals import window_cv
 from servegen_core.generate.compose import plan_workload
 from servegen_core.generate.plan import ComposePlan, Workload
@@ -143,8 +145,10 @@ class ValidationReport(Result):
 
     @property
     def passed(self) -> bool:
-        """True when every check passed (False for an empty report)."""
-        return self.checks.height > 0 and bool(self.checks["passed"].all())
+        """True when every measured check passed and at least one was measured (False for an
+        empty report); a check that measured nothing (``passed`` null) gives no verdict."""
+        decided = self.checks["passed"].drop_nulls()
+        return decided.len() > 0 and bool(decided.all())
 
     def check(self, name: str) -> dict:
         """One row of ``checks`` as a dict (KeyError if the check was not run)."""
@@ -155,23 +159,46 @@ class ValidationReport(Result):
         return rows.row(0, named=True)
 
     def failed(self) -> list[str]:
-        """Names of the checks that did not pass."""
-        return self.checks.filter(~pl.col("passed"))["name"].to_list()
+        """Names of the checks that failed (not those that measured nothing)."""
+        return self.checks.filter(pl.col("passed") == False)["name"].to_list()  # noqa: E712
+
+    def not_measured(self) -> list[str]:
+        """Names of the checks that measured nothing (no verdict; the detail says why)."""
+        return self.checks.filter(pl.col("passed").is_null())["name"].to_list()
 
 
 def _row(name: str, value: float | None, target: str, low: float | None, high: float | None, n: int, detail: str) -> dict:
+    """One check row. A check with no value (nothing to measure) has no verdict: ``passed`` is
+    null and the detail starts with "not measured: " and says why."""
     ok = value is not None and not math.isnan(value)
-    passed = ok and (low is None or value >= low) and (high is None or value <= high)
+    passed = (low is None or value >= low) and (high is None or value <= high) if ok else None
     return {
         "name": name,
         "value": float(value) if ok else None,
         "target": target,
         "low": low,
         "high": high,
-        "passed": bool(passed),
+        "passed": None if passed is None else bool(passed),
         "n": int(n),
-        "detail": detail,
+        "detail": detail if ok or detail.startswith(NOT_MEASURED) else f"{NOT_MEASURED}{detail}",
     }
+
+
+#: Prefix of the detail of a check that measured nothing (no verdict).
+NOT_MEASURED = "not measured: "
+#: Significance level of every gate: a correct workload fails a check by sampling noise alone
+#: with about this probability (per check).
+ALPHA = 0.001
+#: One-sided standard normal quantile at :data:`ALPHA`.
+Z_GATE = float(norm.isf(ALPHA))
+#: Bootstrap replicates of the clustered (by client) bootstrap of ``cv_ratio``.
+BOOTSTRAP_REPLICATES = 2000
+#: Replicate windows per client-window of the parametric bootstrap of ``cv_ratio_tails``, and
+#: the most gaps simulated per replicate (larger windows scale the simulated deviation by
+#: ``sqrt(simulated / actual)``).
+TAIL_REPLICATES, TAIL_MAX_GAPS = 200, 500
+#: Seed of the validation's own random draws (bootstraps), so a report is reproducible.
+VALIDATION_SEED = 20261207
 
 
 def validate(
@@ -235,6 +262,17 @@ def _plan_for(workload: Workload | pl.DataFrame, spec: WorkloadSpec | None, pool
     return plan_workload(spec, pool=pool)
 
 
+def _cluster_factor(trace: pl.DataFrame) -> float:
+    """Variance-to-mean ratio of counts that sessions add: requests come in sessions of ``s``
+    turns, so a count of requests has about ``sum s^2 / sum s`` times the variance of a count of
+    independent requests (a compound Poisson bound; 0 without sessions, whose counts are the
+    targets rounded at random, client-window by client-window)."""
+    if "session_id" not in trace.columns:
+        return 0.0
+    sizes = trace.group_by("session_id").agg(pl.len().cast(pl.Float64).alias("s"))["s"].to_numpy()
+    return float((sizes * sizes).sum() / sizes.sum()) if sizes.size else 0.0
+
+
 def _total_and_windows(trace: pl.DataFrame, plan: ComposePlan) -> tuple[pl.DataFrame, list[dict]]:
     targets = plan.targets
     t0 = targets["t0_s"].to_numpy()
@@ -247,24 +285,35 @@ def _total_and_windows(trace: pl.DataFrame, plan: ComposePlan) -> tuple[pl.DataF
     total_target = float(target_req.sum())
     ratio = trace.height / total_target if total_target > 0 else float("nan")
     tracking = float(np.abs(counts - target_req).sum() / total_target) if total_target > 0 else float("nan")
+    # the noise of the counts: random rounding of every client-window's expected count (variance
+    # at most 1/4 each) plus, with sessions, clusters of turns (compound Poisson, factor D)
+    d = _cluster_factor(trace)
+    rounding = plan.client_windows.height / 4.0 / max(len(t0), 1)
+    var_k = d * np.maximum(target_req, 0.0) + rounding
+    var_total = float(var_k.sum())
+    T = max(total_target, 1e-300)
+    total_tol = max(0.01, Z_GATE * math.sqrt(var_total) / T)
+    # E|X - mu| <= sd per window; the sum's spread is at most sqrt(sum var)
+    tracking_high = max(0.02, float((np.sqrt(var_k).sum() + Z_GATE * math.sqrt(var_total)) / T))
+    noise = f"sessions: count variance {d:.2f}x a Poisson count's" if d > 0 else "counts are the targets rounded at random"
     return windows, [
         _row(
             "total_requests",
             ratio,
-            "within 1 % of the rate function's integral",
-            0.99,
-            1.01,
+            f"within {total_tol:.2%} of the rate function's integral (1 %, or the counts' noise at alpha {ALPHA:g})",
+            1.0 - total_tol,
+            1.0 + total_tol,
             len(t0),
-            f"{trace.height:,} requests generated, {total_target:,.1f} targeted",
+            f"{trace.height:,} requests generated, {total_target:,.1f} targeted; {noise}",
         ),
         _row(
             "rate_tracking",
             tracking,
-            "sum |generated - target| per window <= 2 % of the total",
+            f"sum |generated - target| per window <= {tracking_high:.2%} of the total (2 %, or the counts' noise at alpha {ALPHA:g})",
             None,
-            0.02,
+            tracking_high,
             len(t0),
-            f"over {len(t0)} arrival window(s)",
+            f"over {len(t0)} arrival window(s); {noise}",
         ),
     ]
 
@@ -281,7 +330,15 @@ def _shares(trace: pl.DataFrame, plan: ComposePlan) -> tuple[pl.DataFrame, dict]
     diff = float((clients["share"] - clients["weight_share"]).abs().max())
     worst = clients.with_columns((pl.col("share") - pl.col("weight_share")).abs().alias("d")).sort("d", descending=True)
     detail = f"largest gap at client {worst['client_id'][0]}" if worst.height else ""
-    return clients, _row("client_share", diff, "max |share - weight share| <= 0.01", None, 0.01, clients.height, detail)
+    # sessions make a client's count a compound count: its share's sd is sqrt(D w (1 - w) / N);
+    # the largest of m clients' deviations is gated at alpha / m (Bonferroni)
+    d = _cluster_factor(trace)
+    w = clients["weight_share"].to_numpy()
+    m = max(clients.height, 1)
+    sd = float(np.sqrt(d * w * (1.0 - w) / max(trace.height, 1)).max()) if clients.height else 0.0
+    high = max(0.01, float(norm.isf(ALPHA / (2 * m))) * sd)
+    return clients, _row("client_share", diff, f"max |share - weight share| <= {high:.3g} (0.01, or the shares' noise)",
+                         None, high, clients.height, detail)
 
 
 def _cv(trace: pl.DataFrame, plan: ComposePlan, min_requests: int) -> tuple[pl.DataFrame, dict]:
@@ -308,13 +365,49 @@ def _cv(trace: pl.DataFrame, plan: ComposePlan, min_requests: int) -> tuple[pl.D
         .select(list(schema))
         .sort("client_id", "start_s")
     )
-    med = float(cv["ratio"].median()) if cv.height else float("nan")
-    detail = f"{cv.height} client-window(s) with >= {min_requests} requests"
-    return cv, _row("cv_ratio", med, "median generated/source CV in 0.9-1.1", 0.9, 1.1, cv.height, detail)
+    target = f"the {100 * (1 - ALPHA):g} % bootstrap interval of the median generated/source CV meets 0.9-1.1"
+    if cv.height == 0:
+        return cv, _row("cv_ratio", None, target, 0.9, 1.1, 0, f"no client-window with >= {min_requests} requests and a recorded CV")
+    med = float(cv["ratio"].median())
+    lo, hi, unit = _median_interval(cv["ratio"].to_numpy(), cv["client_id"].to_numpy())
+    row = _row("cv_ratio", med, target, 0.9, 1.1, cv.height,
+               f"{cv.height} client-window(s) with >= {min_requests} requests; median {med:.3f}, "
+               f"interval {lo:.3f}-{hi:.3f} (bootstrap over {unit})")
+    row["passed"] = bool(hi >= 0.9 and lo <= 1.1)
+    return cv, row
+
+
+#: Fewest clients for ``cv_ratio``'s bootstrap to resample clients (else it resamples windows).
+MIN_BOOTSTRAP_CLUSTERS = 5
+
+
+def _median_interval(values: np.ndarray, clusters: np.ndarray) -> tuple[float, float, str]:
+    """The ``1 - ALPHA`` percentile interval of the median of ``values`` under a bootstrap that
+    resamples whole clusters (a client's windows share its pattern, so they are not independent
+    observations); with fewer than :data:`MIN_BOOTSTRAP_CLUSTERS` clusters it resamples values."""
+    v = np.asarray(values, dtype=np.float64)
+    order = np.argsort(v)
+    v = v[order]
+    _names, code = np.unique(np.asarray(clusters)[order], return_inverse=True)
+    unit = "clients"
+    if _names.size < MIN_BOOTSTRAP_CLUSTERS:
+        code = np.arange(v.size)
+        unit = "windows"
+    n_c = int(code.max()) + 1
+    rng = np.random.default_rng(VALIDATION_SEED)
+    picks = rng.multinomial(n_c, np.full(n_c, 1.0 / n_c), size=BOOTSTRAP_REPLICATES).astype(np.float64)
+    weight = picks[:, code]  # replicate x value (sorted)
+    cum = np.cumsum(weight, axis=1)
+    half = cum[:, -1:] / 2.0
+    i = np.minimum((cum < half).sum(axis=1), v.size - 1)
+    med = v[i]
+    lo, hi = np.quantile(med, [ALPHA / 2, 1 - ALPHA / 2])
+    return float(lo), float(hi), unit
 
 
 def _cv_tails(cv: pl.DataFrame, plan: ComposePlan) -> dict | None:
-    target = "per family: p10 of generated/source CV >= 0.8 and p90 <= 1.5"
+    target = (f"per family: p10 and p90 of generated/source CV inside the {100 * (1 - 2 / TAIL_REPLICATES):g} % range "
+              "of their sampling distribution under the recorded family and CV")
     if cv.height == 0:
         return None
     # renewal models only: a two-state model's windows realize widely different shares of slow
@@ -324,26 +417,53 @@ def _cv_tails(cv: pl.DataFrame, plan: ComposePlan) -> dict | None:
         .select("client_id", pl.col("start_s").cast(pl.Float64), "pattern")
         .unique(["client_id", "start_s"])
     )
-    per = (
-        cv.join(fam, on=["client_id", "start_s"], how="inner")
-        .group_by("pattern")
-        .agg(
-            pl.len().alias("n"),
-            pl.col("ratio").median().alias("med"),
-            pl.col("ratio").quantile(0.1, "linear").alias("p10"),
-            pl.col("ratio").quantile(0.9, "linear").alias("p90"),
-        )
-        .filter(pl.col("n") >= 30)
-        .sort("pattern")
-    )
-    if per.height == 0:
+    joined = cv.join(fam, on=["client_id", "start_s"], how="inner").filter(pl.col("source_cv").is_finite())
+    rng = np.random.default_rng(VALIDATION_SEED)
+    parts, total, ok = [], 0, True
+    lows = []
+    for pattern in sorted(set(joined["pattern"].drop_nulls().to_list())):
+        rows = joined.filter(pl.col("pattern") == pattern)
+        if rows.height < 30:
+            continue
+        if rows.height > TAIL_MAX_WINDOWS:
+            rows = rows.sample(TAIL_MAX_WINDOWS, seed=VALIDATION_SEED)
+        ratio = rows["ratio"].to_numpy()
+        null = _null_cv_ratios(rng, pattern, rows["source_cv"].to_numpy(), rows["requests"].to_numpy(), TAIL_REPLICATES)
+        p10, p90 = float(np.quantile(ratio, 0.1)), float(np.quantile(ratio, 0.9))
+        null10, null90 = np.quantile(null, 0.1, axis=0), np.quantile(null, 0.9, axis=0)
+        lo10, hi90 = float(null10.min()), float(null90.max())
+        fam_ok = p10 >= lo10 and p90 <= hi90
+        ok = ok and fam_ok
+        total += rows.height
+        lows.append(p10 / lo10)
+        parts.append(f"{pattern}: {rows.height} windows, median {float(np.median(ratio)):.3f}, p10 {p10:.3f} (>= {lo10:.3f}), "
+                     f"p90 {p90:.3f} (<= {hi90:.3f}){'' if fam_ok else ' FAIL'}")
+    if not parts:
         return None
-    p10 = float(per["p10"].min())
-    p90 = float(per["p90"].max())
-    detail = "; ".join(f"{r['pattern']}: {r['n']} windows, median {r['med']:.3f}, p10 {r['p10']:.3f}, p90 {r['p90']:.3f}" for r in per.iter_rows(named=True))
-    row = _row("cv_ratio_tails", p10, target, 0.8, None, int(per["n"].sum()), detail)
-    row["passed"] = bool(row["passed"] and p90 <= 1.5)
+    row = _row("cv_ratio_tails", min(lows), target, 1.0, None, total,
+               "value: smallest p10 / its lower bound; " + "; ".join(parts))
+    row["passed"] = bool(ok)
     return row
+
+
+#: Most client-windows per family that ``cv_ratio_tails`` compares (a deterministic sample).
+TAIL_MAX_WINDOWS = 300
+
+
+def _null_cv_ratios(rng: np.random.Generator, pattern: str, cv: np.ndarray, requests: np.ndarray, replicates: int) -> np.ndarray:
+    """``replicates x windows`` sample CVs / ``cv`` of i.i.d. gaps of the recorded family with
+    CV ``cv``, at each window's number of gaps (simulated at most :data:`TAIL_MAX_GAPS`; the
+    log deviation of a larger window is scaled by ``sqrt(simulated / gaps)``)."""
+    out = np.empty((replicates, len(cv)))
+    gaps = np.maximum(requests.astype(np.int64) - 1, 2)
+    weibull = pattern == "Weibull"
+    shape = weibull_shape_for_cv(cv) if weibull else gamma_shape_for_cv(cv)
+    for j in range(len(cv)):  # one draw per window (not per request)
+        m = int(min(gaps[j], TAIL_MAX_GAPS))
+        x = rng.weibull(shape[j], size=(replicates, m)) if weibull else rng.gamma(shape[j], size=(replicates, m))
+        lr = np.log(x.std(axis=1) / x.mean(axis=1) / cv[j])
+        out[:, j] = np.exp(lr * math.sqrt(m / gaps[j]))
+    return out
 
 
 def _window_gaps(trace: pl.DataFrame, plan: ComposePlan, min_requests: int) -> pl.DataFrame:
@@ -389,60 +509,111 @@ def _window_gaps(trace: pl.DataFrame, plan: ComposePlan, min_requests: int) -> p
 
 
 def _interarrival_ks(trace: pl.DataFrame, plan: ComposePlan, min_requests: int) -> tuple[pl.DataFrame, dict]:
-    schema = {"client_id": pl.String(), "start_s": pl.Float64(), "requests": pl.Int64(), "ks": pl.Float64()}
-    target = "median KS of a client-window's gaps vs the source's <= 0.1"
+    """``interarrival_ks`` (a source with observed gaps) or ``interarrival_ks_self_consistency``
+    (pool data, against the recorded family), with the per-window table."""
+    schema = {"client_id": pl.String(), "start_s": pl.Float64(), "requests": pl.Int64(), "ks": pl.Float64(), "critical": pl.Float64()}
     gen = _window_gaps(trace, plan, max(int(min_requests), 3))
     keys = ["client_id", "start_s"]
     src_gaps = getattr(plan.pool, "gaps", None)
-    cw = plan.client_windows.select("client_id", pl.col("start_s").cast(pl.Float64), "pattern", "shape", "source_cv").unique(keys)
-    if plan.spec.arrival_shape == "recorded_cv":
-        # the recorded CV describes the window: the family's shape with that CV
-        cv = cw["source_cv"].to_numpy().astype(np.float64)
-        ok = np.isfinite(cv) & (cv > 0)
-        safe = np.where(ok, cv, 1.0)
-        k = np.where(cw["pattern"].to_numpy() == "Weibull", weibull_shape_for_cv(safe), gamma_shape_for_cv(safe))
-        cw = cw.with_columns(pl.Series("shape", np.where(ok, k, cw["shape"].to_numpy()), dtype=pl.Float64))
-    if src_gaps is not None and src_gaps.height:
-        wdur = plan.pool.windows.select("client_id", pl.col("start_s").cast(pl.Float64), pl.col("duration_s").cast(pl.Float64).alias("_d"))
-        src = (
-            src_gaps.select("client_id", pl.col("start_s").cast(pl.Float64), pl.col("gap_s").alias("gap"))
-            .join(gen.select(keys).unique(), on=keys, how="semi")
-            .join(wdur, on=keys, how="inner")
-            # in units of the source window's mean spacing, like the generated gaps
-            .with_columns((pl.col("gap") * (pl.len().over(keys) + 1) / pl.col("_d")).alias("gap"))
-            .filter(pl.col("gap").is_finite())
-            .select(*keys, "gap")
-        )
-        both = pl.concat([gen.with_columns(pl.lit(1.0).alias("g"), pl.lit(0.0).alias("s")),
-                          src.with_columns(pl.lit(0.0).alias("g"), pl.lit(1.0).alias("s"))])
-        both = both.join(src.select(keys).unique(), on=keys, how="semi").sort(*keys, "gap")
-        per = (
-            both.with_columns(
-                (pl.col("g").cum_sum().over(keys) / pl.col("g").sum().over(keys)).alias("fg"),
-                (pl.col("s").cum_sum().over(keys) / pl.col("s").sum().over(keys)).alias("fs"),
-                # ties: compare the CDFs after the last of equal values only
-                (pl.col("gap") != pl.col("gap").shift(-1).over(keys)).fill_null(True).alias("_last"),
-            )
-            .filter(pl.col("_last"))
-            .group_by(keys)
-            .agg((pl.col("fg") - pl.col("fs")).abs().max().alias("ks"))
-        )
-        what = "the source window's observed gaps"
-    else:
-        # against the recorded family: only windows generated by a renewal model
-        renewal = plan.client_windows.filter(pl.col("model_pattern").is_in(list(RENEWAL_MODEL_PATTERNS))).select(
-            "client_id", pl.col("start_s").cast(pl.Float64)
-        )
-        per = _ks_against_family(gen.join(renewal.unique(), on=keys, how="semi"), cw)
-        what = "the recorded family with the recorded CV" if plan.spec.arrival_shape == "recorded_cv" else "the recorded family and shape"
     sizes = gen.group_by(keys).agg((pl.len() + 1).cast(pl.Int64).alias("requests"))
+    if src_gaps is not None and src_gaps.height:
+        return _interarrival_against_observed(gen, src_gaps, sizes, plan, min_requests, schema)
+    name = "interarrival_ks_self_consistency"
+    target = (f"client-windows whose gaps' KS to the recorded family exceeds its {WINDOW_ALPHA:g} critical value: "
+              f"no more than Binomial(m, {WINDOW_ALPHA:g}) allows at alpha {ALPHA:g}")
+    cw = plan.client_windows.select(
+        "client_id", pl.col("start_s").cast(pl.Float64), "pattern", "shape", "source_cv", "model_pattern", "model_shape"
+    ).unique(keys)
+    if plan.spec.arrival_shape == "recorded_cv":
+        # the recorded CV describes the window: the family's shape with that CV (the generator's
+        # own shape where it drew that family, e.g. Weibull solved at the window's count)
+        cvs = cw["source_cv"].to_numpy().astype(np.float64)
+        ok = np.isfinite(cvs) & (cvs > 0)
+        safe = np.where(ok, cvs, 1.0)
+        pattern = cw["pattern"].to_numpy()
+        k = np.where(pattern == "Weibull", weibull_shape_for_cv(safe), gamma_shape_for_cv(safe))
+        k = np.where(ok, k, cw["shape"].to_numpy())
+        same = (cw["model_pattern"].to_numpy() == pattern) & np.isfinite(cw["model_shape"].to_numpy().astype(np.float64))
+        k = np.where(same, cw["model_shape"].to_numpy(), k)
+        cw = cw.with_columns(pl.Series("shape", k, dtype=pl.Float64))
+    # only windows generated by a renewal model: a two-state window's gaps are not i.i.d.
+    renewal = plan.client_windows.filter(pl.col("model_pattern").is_in(list(RENEWAL_MODEL_PATTERNS))).select(
+        "client_id", pl.col("start_s").cast(pl.Float64)
+    )
+    per = _ks_against_family(gen.join(renewal.unique(), on=keys, how="semi"), cw.select(*keys, "pattern", "shape"))
+    table = per.join(sizes, on=keys)
+    crit = kstwo.isf(WINDOW_ALPHA, np.maximum(table["requests"].to_numpy() - 1, 1)) if table.height else np.empty(0)
+    table = table.with_columns(pl.Series("critical", crit, dtype=pl.Float64)).select(list(schema)).cast(schema).sort(*keys)
+    what = "the recorded family with the recorded CV" if plan.spec.arrival_shape == "recorded_cv" else "the recorded family and shape"
+    if table.height == 0:
+        return table, _row(name, None, target, None, None, 0,
+                           f"no client-window generated by a renewal model with >= {min_requests} requests "
+                           f"(sub-window model {plan.spec.sub_window!r}; two-state windows are not renewal)")
+    m = table.height
+    over = int((table["ks"] > table["critical"]).sum())
+    allowed = int(binom.isf(ALPHA, m, WINDOW_ALPHA))
+    row = _row(name, over / m, target, None, allowed / m, m,
+               f"{over} of {m} client-window(s) over their critical value (at most {allowed} allowed) against {what}, "
+               f"which is what a renewal window was drawn from: this checks the generator, not the data; "
+               f"median KS {float(table['ks'].median()):.3f}")
+    return table, row
+
+
+#: Per-window significance level of the per-window KS tests (their exceedances are counted).
+WINDOW_ALPHA = 0.01
+
+
+def _interarrival_against_observed(
+    gen: pl.DataFrame, src_gaps: pl.DataFrame, sizes: pl.DataFrame, plan: ComposePlan, min_requests: int, schema: dict
+) -> tuple[pl.DataFrame, dict]:
+    """Two-sample KS of the generated gaps (unit: each window's mean spacing) against the source
+    window's observed gaps: per client-window (the table) and pooled over all of them (the gate,
+    at the two-sample critical value of the pooled sizes)."""
+    keys = ["client_id", "start_s"]
+    target = f"pooled KS of the gaps vs the source's observed gaps <= the two-sample critical value at alpha {ALPHA:g}"
+    wdur = plan.pool.windows.select("client_id", pl.col("start_s").cast(pl.Float64), pl.col("duration_s").cast(pl.Float64).alias("_d"))
+    src = (
+        src_gaps.select("client_id", pl.col("start_s").cast(pl.Float64), pl.col("gap_s").alias("gap"))
+        .join(gen.select(keys).unique(), on=keys, how="semi")
+        .join(wdur, on=keys, how="inner")
+        # in units of the source window's mean spacing, like the generated gaps
+        .with_columns((pl.col("gap") * (pl.len().over(keys) + 1) / pl.col("_d")).alias("gap"))
+        .filter(pl.col("gap").is_finite())
+        .select(*keys, "gap")
+    )
+    both = pl.concat([gen.with_columns(pl.lit(1.0).alias("g"), pl.lit(0.0).alias("s")),
+                      src.with_columns(pl.lit(0.0).alias("g"), pl.lit(1.0).alias("s"))])
+    both = both.join(src.select(keys).unique(), on=keys, how="semi").sort(*keys, "gap")
+    counts = both.group_by(keys).agg(pl.col("g").sum().alias("_ng"), pl.col("s").sum().alias("_ns"))
+    per = (
+        both.with_columns(
+            (pl.col("g").cum_sum().over(keys) / pl.col("g").sum().over(keys)).alias("fg"),
+            (pl.col("s").cum_sum().over(keys) / pl.col("s").sum().over(keys)).alias("fs"),
+            # ties: compare the CDFs after the last of equal values only
+            (pl.col("gap") != pl.col("gap").shift(-1).over(keys)).fill_null(True).alias("_last"),
+        )
+        .filter(pl.col("_last"))
+        .group_by(keys)
+        .agg((pl.col("fg") - pl.col("fs")).abs().max().alias("ks"))
+        .join(counts, on=keys)
+        .with_columns((1.628 * ((pl.col("_ng") + pl.col("_ns")) / (pl.col("_ng") * pl.col("_ns"))).sqrt()).alias("critical"))
+    )
     table = per.join(sizes, on=keys).select(list(schema)).cast(schema).sort(*keys)
     if table.height == 0:
-        return table, _row("interarrival_ks", None, target, None, 0.1, 0, f"no client-window with >= {min_requests} requests")
-    med = float(table["ks"].median())
-    p90 = float(table["ks"].quantile(0.9, "linear"))
-    return table, _row("interarrival_ks", med, target, None, 0.1, table.height,
-                       f"{table.height} client-window(s) against {what}; p90 {p90:.3f}")
+        return table, _row("interarrival_ks", None, target, None, None, 0, f"no client-window with >= {min_requests} requests")
+    a = np.sort(both.filter(pl.col("g") > 0)["gap"].to_numpy())
+    b = np.sort(both.filter(pl.col("s") > 0)["gap"].to_numpy())
+    grid = np.union1d(a, b)
+    pooled = float(np.abs(np.searchsorted(a, grid, side="right") / a.size - np.searchsorted(b, grid, side="right") / b.size).max())
+    crit = float(_two_sample_critical(a.size, b.size))
+    return table, _row("interarrival_ks", pooled, target, None, crit, table.height,
+                       f"{a.size:,} generated vs {b.size:,} observed gaps of {table.height} client-window(s), against the source "
+                       f"window's observed gaps; critical value {crit:.4f}; per-window median KS {float(table['ks'].median()):.3f}")
+
+
+def _two_sample_critical(n: int, m: int, alpha: float = ALPHA) -> float:
+    """Asymptotic critical value of the two-sample KS distance of samples of ``n`` and ``m``."""
+    return float(kstwobign.isf(alpha)) * math.sqrt((n + m) / (n * m))
 
 
 #: ``model_pattern`` values of renewal arrival models (the ``cv_ratio_tails`` windows).
@@ -503,7 +674,7 @@ def _dispersion(trace: pl.DataFrame, plan: ComposePlan) -> dict | None:
     src = plan.spec.source
     if not isinstance(src, TraceSource):
         return None
-    target = "variance/mean of counts per 1, 10, 60 s within a factor 1.5 of the source"
+    target = "variance/mean of counts per 1, 10, 60 s within a factor 1.5 of the source, or of the estimates' noise at their number of bins"
     try:
         raw = load_trace(
             plan.spec.resolve_path(src.path), preset=src.preset, columns=dict(src.columns) or None,
@@ -514,7 +685,7 @@ def _dispersion(trace: pl.DataFrame, plan: ComposePlan) -> dict | None:
     t0, d = plan.span_start_s, plan.span_duration_s
     ts_src = raw.filter((pl.col("timestamp_s") >= t0) & (pl.col("timestamp_s") < t0 + d))["timestamp_s"].to_numpy() - t0
     ts_gen = trace["timestamp_s"].to_numpy()
-    parts, worst = [], 1.0
+    parts, worst, worst_score, worst_factor = [], 1.0, -1.0, 1.5
     res = timestamp_resolution(raw["timestamp_s"])
     grid = res.grid_s if res.quantized and math.isfinite(res.grid_s) and res.n_gaps >= 10 else 0.0
     if grid >= 1e-3:
@@ -532,12 +703,19 @@ def _dispersion(trace: pl.DataFrame, plan: ComposePlan) -> dict | None:
             c = np.bincount(np.minimum((ts // b).astype(np.int64), nb - 1)[ts < nb * b], minlength=nb).astype(np.float64)
             vm.append(c.var() / c.mean() if c.mean() > 0 else float("nan"))
         r = vm[0] / vm[1] if vm[1] > 0 else float("nan")
-        parts.append(f"{b:g} s: {vm[0]:.2f} vs {vm[1]:.2f}")
-        if not math.isfinite(r) or abs(math.log(r)) > abs(math.log(worst)):
-            worst = r
+        # a variance from nb bins has a relative sd of about sqrt(2 / (nb - 1)); the ratio of two
+        # such estimates about sqrt(4 / (nb - 1)) on a log scale (Bonferroni over the scales)
+        factor = max(1.5, math.exp(float(norm.isf(ALPHA / 6)) * math.sqrt(4.0 / (nb - 1))))
+        parts.append(f"{b:g} s: {vm[0]:.2f} vs {vm[1]:.2f} (within {factor:.2f}x)")
+        score = abs(math.log(r)) / math.log(factor) if math.isfinite(r) and r > 0 else float("inf")
+        if score > worst_score:
+            worst, worst_score, worst_factor = r, score, factor
     if not parts:
         return _row("dispersion", None, target, 1 / 1.5, 1.5, 0, "the span is too short for 1 s bins")
-    return _row("dispersion", worst, target, 1 / 1.5, 1.5, len(parts), "; ".join(parts))
+    if not math.isfinite(worst_score):
+        return _row("dispersion", None, target, 1 / 1.5, 1.5, 0, "no bin scale has counts on both sides; " + "; ".join(parts))
+    return _row("dispersion", worst, target, 1 / worst_factor, worst_factor, len(parts),
+                "value: the ratio nearest its bound; " + "; ".join(parts))
 
 
 def _edge_burst(trace: pl.DataFrame, plan: ComposePlan) -> dict | None:
@@ -556,8 +734,17 @@ def _edge_burst(trace: pl.DataFrame, plan: ComposePlan) -> dict | None:
     k = np.clip(np.searchsorted(t0, ts, side="right") - 1, 0, len(t0) - 1)
     at_edge = (ts - t0[k] < e) | (t1[k] - ts <= e)
     ratio = float(at_edge.sum()) / (n_edges * e) / rate if rate > 0 else float("nan")
-    detail = f"{int(at_edge.sum())} requests within {e * 1000:g} ms of {len(t0)} window edge pairs ({ratio * rate * n_edges * e / max(ratio, 1e-300):,.0f} expected at the mean rate)"
-    return _row("edge_burst", ratio, target, 0.5, 1.3, n_edges, detail)
+    expected = rate * n_edges * e
+    # the edge strips' count has the variance of counts in bins of e seconds: the workload's own
+    # index of dispersion at that scale (bursty traffic clusters there as anywhere)
+    d = count_dispersion(ts, e, start_s=0.0, end_s=plan.span_duration_s)
+    d = d if math.isfinite(d) and d > 0 else 1.0
+    spread = Z_GATE * math.sqrt(d / expected)
+    low, high = min(0.5, 1.0 - spread), max(1.3, 1.0 + spread)
+    detail = (f"{int(at_edge.sum())} requests within {e * 1000:g} ms of {len(t0)} window edge pairs ({expected:,.0f} expected "
+              f"at the mean rate; counts in {e * 1000:g} ms bins have variance {d:.2f}x their mean)")
+    return _row("edge_burst", ratio, f"rate in the first and last {e * 1000:g} ms of the arrival windows within "
+                f"{low:.2f}-{high:.2f}x the mean (0.5-1.3, or the count's noise)", low, high, n_edges, detail)
 
 
 def _load_kept(plan: ComposePlan) -> dict:
@@ -692,16 +879,35 @@ def _ks(trace: pl.DataFrame, plan: ComposePlan, min_requests: int) -> tuple[pl.D
         .cast(schema)
         .sort(*keys)
     )
-    med = float(ks["ks"].median()) if ks.height else float("nan")
-    detail = f"{ks.height} (client, length window, field) with >= {min_requests} requests; fields {fields}"
-    return ks, _row("length_ks", med, "median KS < 0.02", None, 0.02, ks.height, detail)
+    if ks.height == 0:
+        return ks, _row("length_ks", None, LENGTH_TARGET, None, None, 0, "no client-window with a source PDF to compare")
+    return ks, _exceedance_row("length_ks", ks, f"{ks.height} (client, length window, field) with >= {min_requests} requests; fields {fields}")
+
+
+LENGTH_TARGET = (f"cells whose KS to the PDF drawn from exceeds its {WINDOW_ALPHA:g} critical value: "
+                 f"no more than Binomial(m, {WINDOW_ALPHA:g}) allows at alpha {ALPHA:g}")
+
+
+def _exceedance_row(name: str, ks: pl.DataFrame, detail: str) -> dict:
+    """A KS gate over cells of ``requests`` draws each: the share of cells whose distance exceeds
+    the one-sample critical value at :data:`WINDOW_ALPHA` (conservative for discrete PDFs),
+    passing while the count of such cells is within the Binomial bound at :data:`ALPHA`."""
+    m = ks.height
+    crit = kstwo.isf(WINDOW_ALPHA, ks["requests"].to_numpy())
+    over = int((ks["ks"].to_numpy() > crit).sum())
+    allowed = int(binom.isf(ALPHA, m, WINDOW_ALPHA))
+    med = float(ks["ks"].median())
+    return _row(name, over / m, LENGTH_TARGET, None, allowed / m, m,
+                f"{over} of {m} over their critical value (at most {allowed} allowed); median KS {med:.4f}; {detail}")
 
 
 def _correlation(trace: pl.DataFrame, plan: ComposePlan, min_requests: int) -> tuple[pl.DataFrame, dict]:
+    """``input_output_spearman_self_consistency``: the median within-client rank correlation
+    against the value the spec's copula gives (the spec's own number, not the source's)."""
+    name = "input_output_spearman_self_consistency"
     schema = {"client_id": pl.String(), "requests": pl.Int64(), "spearman": pl.Float64()}
     rho = float(plan.spec.length_correlation)
     expected = 6.0 / math.pi * math.asin(rho / 2.0)
-    target = f"median within-client Spearman within 0.1 of {expected:.3f}"
     in_col = "input_tokens" if "text_tokens" not in trace.columns else "text_tokens"
     per = (
         trace.group_by("client_id")
@@ -716,13 +922,21 @@ def _correlation(trace: pl.DataFrame, plan: ComposePlan, min_requests: int) -> t
         .cast(schema)
         .sort("client_id")
     )
+    # a client's Spearman under independence has sd 1/sqrt(n - 1); their median about 1.25x the
+    # mean's; with a copula correlation, ties of discrete lengths pull the value toward 0 by an
+    # amount the spec does not give: the tolerance keeps 0.1 there
+    n = per["requests"].to_numpy().astype(np.float64)
+    se = 1.2533 * math.sqrt(float(np.mean(1.0 / np.maximum(n - 1, 1.0))) / max(len(n), 1)) if len(n) else 0.0
+    tol = float(norm.isf(ALPHA / 2)) * se if rho == 0.0 else max(0.1, float(norm.isf(ALPHA / 2)) * se)
+    target = f"median within-client Spearman within {tol:.3f} of the spec's copula value {expected:.3f} (the model against itself)"
     if per.height == 0:
-        return per, _row("input_output_spearman", None, target, expected - 0.1, expected + 0.1, 0,
+        return per, _row(name, None, target, expected - tol, expected + tol, 0,
                          f"no client with >= {min_requests} requests and varying lengths")
     med = float(per["spearman"].median())
     worst = float(per["spearman"].abs().max())
-    detail = f"{per.height} client(s) with >= {min_requests} requests ({in_col} vs output_tokens); largest |rho| {worst:.3f}"
-    return per, _row("input_output_spearman", med, target, expected - 0.1, expected + 0.1, per.height, detail)
+    detail = (f"{per.height} client(s) with >= {min_requests} requests ({in_col} vs output_tokens); largest |rho| {worst:.3f}; "
+              "compares the generator with the spec's length_correlation, not with the source")
+    return per, _row(name, med, target, expected - tol, expected + tol, per.height, detail)
 
 
 def _consistency(trace: pl.DataFrame) -> list[dict]:
@@ -749,7 +963,7 @@ def _prefix_inputs(trace: pl.DataFrame, plan: ComposePlan, min_requests: int) ->
     later = int((trace["turn_index"] > 0).sum())
     row.update(
         name="prefix_input_ks",
-        target="median KS of input_tokens (every turn) < 0.02",
+        target=f"input_tokens (every turn): {LENGTH_TARGET}",
         detail=f"{row['detail']}; {later:,} of {trace.height:,} requests are later turns of a session",
     )
     return [row]
