@@ -67,19 +67,29 @@ def _check_file(args: argparse.Namespace, spec: WorkloadSpec) -> tuple[Validatio
     return report, f"{path} against {args.spec}", notes
 
 
+def _verdict(passed: bool | None) -> str:
+    """``ok``, ``FAIL`` or ``not measured`` (a check with nothing to measure has no verdict)."""
+    if passed is None:
+        return "not measured"
+    return "ok" if passed else "FAIL"
+
+
 def _print_text(out: TextIO, report: ValidationReport, what: str, notes: list[str]) -> None:
     out.write(f"Validation of the {what}\n\n")
     if report.ok:
         rows = [
-            (r["name"], r["value"], r["target"], "ok" if r["passed"] else "FAIL", r["n"], r["detail"])
+            (r["name"], r["value"], r["target"], _verdict(r["passed"]), r["n"], r["detail"])
             for r in report.checks.iter_rows(named=True)
         ]
         headers = ("check", "value", "target", "result", "n", "detail")
         out.write(format_table(headers, rows, numeric=(False, True, False, False, True, False)) + "\n\n")
         failed = report.failed()
+        unmeasured = report.not_measured()
+        measured = len(rows) - len(unmeasured)
         out.write(
-            f"{len(rows) - len(failed)} of {len(rows)} checks passed"
+            f"{measured - len(failed)} of {measured} checks passed"
             + (f"; failed: {', '.join(failed)}" if failed else "")
+            + (f"; not measured: {', '.join(unmeasured)}" if unmeasured else "")
             + "\n"
         )
     else:
