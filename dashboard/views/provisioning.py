@@ -109,7 +109,9 @@ slo_tpot = c2.number_input(
 )
 router = c3.selectbox("Router", list(ROUTERS), key="prov_router", persist_state="session")
 max_replicas = c4.number_input("Most replicas tried", min_value=1, max_value=4096, value=256, step=1, key="prov_max", persist_state="session")
-chunked = st.toggle("Chunked prefill (Sarathi-style) instead of prefill-first", key="prov_chunked", persist_state="session")
+chunked = st.toggle(
+    "Chunked prefill (current vLLM; off: prefill-first, vLLM V0)", value=True, key="prov_chunked", persist_state="session",
+)
 st.caption(
     f"The answer is the fewest replicas meeting every objective set above (defaults: p99 TTFT ≤ {DEFAULT_TTFT_S:g} s and "
     f"p99 TPOT ≤ {DEFAULT_TPOT_S:g} s); 0 turns an objective off."
