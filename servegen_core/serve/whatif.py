@@ -25,6 +25,7 @@ import polars as pl
 
 from servegen_core.errors import SpecError
 from servegen_core.generate.compose import compose, naive_spec
+from servegen_core.generate.plan import ComposePlan, Workload
 from servegen_core.sources.load import load_source
 from servegen_core.limits import MAX_REPLICAS, max_workers
 from servegen_core.serve.costmodel import CostModel, check_count
@@ -41,8 +42,16 @@ __all__ = [
     "checked_naive_spec",
     "compare_spec",
     "compare_trace",
+    "DEFAULT_SLO",
+    "attainment",
+    "capacity_estimate",
+    "constant_retimed",
     "min_replicas",
     "naive_trace",
+    "naive_workloads",
+    "poisson_retimed",
+    "queue_growing",
+    "smallest_met_above_all_failures",
 ]
 
 #: Naive baselines compared by default; :data:`~servegen_core.spec.NAIVE_KINDS` adds
@@ -89,15 +98,70 @@ class Slo:
         return " and ".join(parts)
 
 
+#: The default objective: both latencies a chat user feels, p99 TTFT <= 2 s and p99 TPOT <= 0.1 s.
+DEFAULT_SLO = Slo(ttft_p99_s=2.0, tpot_p99_s=0.1)
+
 #: Columns of :attr:`ProvisioningResult.curve`, one row per replica count simulated.
-CURVE_COLUMNS = ("replicas", "ttft_p50_s", "ttft_p99_s", "tpot_p99_s", "e2e_p99_s", "queue_p99_s", "utilization_mean", "preemptions", "met")
+CURVE_COLUMNS = (
+    "replicas", "ttft_p50_s", "ttft_p99_s", "tpot_p99_s", "e2e_p99_s", "queue_p99_s", "utilization_mean", "preemptions",
+    "attainment", "goodput_rps", "unstable", "met",
+)
+
+#: The share of the span at its end (and the share before it) over which :func:`queue_growing`
+#: compares the requests' median queueing delays.
+TAIL_SHARE = 0.05
+#: Queueing delays below this many seconds (or the TTFT objective, if larger) never make a run unstable.
+UNSTABLE_QUEUE_S = 10.0
+
+
+def attainment(sim: SimResult, slo: Slo) -> tuple[float, float]:
+    """SLO attainment and goodput of a simulation: the share of the requests served (refused
+    ones, longer than the model's context, left out) that completed within every objective of
+    ``slo`` (TTFT and TPOT, each request against the objective, not the p99; a one-token
+    answer has no TPOT and meets that objective), and those requests per second of the span."""
+    req = sim.requests.filter(~pl.col("refused")) if "refused" in sim.requests.columns else sim.requests
+    if req.height == 0:
+        return math.nan, 0.0
+    ok = pl.col("completed")
+    if slo.ttft_p99_s is not None:
+        ok = ok & (pl.col("ttft_s") <= slo.ttft_p99_s)
+    if slo.tpot_p99_s is not None:
+        ok = ok & (pl.col("tpot_s").is_null() | (pl.col("tpot_s") <= slo.tpot_p99_s))
+    good = int(req.select(ok.fill_null(False).sum()).item())
+    return good / req.height, good / max(sim.span_s, 1.0)
+
+
+def queue_growing(sim: SimResult, slo: Slo) -> bool:
+    """Whether the fleet's queue is still growing at the end of the span (unstable): the
+    requests arriving in the last :data:`TAIL_SHARE` of the span wait (median queueing delay,
+    arrival to first scheduled) more than ``max(UNSTABLE_QUEUE_S, TTFT objective)`` and longer
+    than those arriving in the share before it. A stable fleet's queue drains between bursts,
+    so its median wait stays near zero; an overloaded one's grows with time."""
+    req = sim.requests.filter(pl.col("completed"))
+    if req.height == 0:
+        return False
+    t = req["arrival_s"].to_numpy()
+    q = req["queue_s"].to_numpy()
+    t0, t1 = float(t.min()), float(t.max())
+    width = TAIL_SHARE * (t1 - t0)
+    if width <= 0:
+        return False
+    last = q[t >= t1 - width]
+    before = q[(t >= t1 - 2 * width) & (t < t1 - width)]
+    if len(last) == 0 or len(before) == 0:
+        return False
+    floor = max(UNSTABLE_QUEUE_S, slo.ttft_p99_s or 0.0)
+    tail = float(np.median(last))
+    return tail > floor and tail > float(np.median(before))
 
 
 @dataclass(frozen=True)
 class ProvisioningResult:
-    """Output of :func:`min_replicas`: the smallest ``replicas`` meeting ``slo`` (None if even
-    ``max_replicas`` did not), and ``curve``, one row per replica count simulated on the way
-    (sorted by ``replicas``: latency percentiles in seconds, mean utilization, ``met``).
+    """Output of :func:`min_replicas`: the smallest ``replicas`` at which the simulation and the
+    simulation of every larger count tried meets ``slo`` (None if there is none up to
+    ``max_replicas``), and ``curve``, one row per replica count simulated on the way (sorted by
+    ``replicas``: latency percentiles in seconds, mean utilization, SLO ``attainment`` and
+    ``goodput_rps``, ``unstable`` (:func:`queue_growing`) and ``met``).
     ``simulation`` is the full :class:`SimResult` at the answer (per-request latencies, per-
     replica statistics and timelines), None without an answer; ``reason`` says why there is
     no answer ("" when there is one)."""
@@ -110,12 +174,33 @@ class ProvisioningResult:
     reason: str = ""
 
 
-def _curve_row(n: int, summary: Mapping[str, float], met: bool) -> dict[str, float | int | bool]:
-    """One row of a provisioning curve: ``n`` replicas, the latencies of ``summary``, ``met``."""
-    row: dict[str, float | int | bool] = {k: summary[k] for k in CURVE_COLUMNS[1:-1]}
+def _curve_row(n: int, sim: SimResult, slo: Slo) -> dict[str, float | int | bool]:
+    """One row of a provisioning curve: ``n`` replicas, the latencies, attainment, goodput and
+    stability of ``sim``, and ``met`` (the percentiles meet ``slo`` and the queue is not growing)."""
+    summary = sim.summary()
+    row: dict[str, float | int | bool] = {k: summary[k] for k in CURVE_COLUMNS[1:8]}
     row["replicas"] = n
-    row["met"] = met
+    row["attainment"], row["goodput_rps"] = attainment(sim, slo)
+    row["unstable"] = queue_growing(sim, slo)
+    row["met"] = slo.met(summary) and not row["unstable"]
     return row
+
+
+def smallest_met_above_all_failures(met: Mapping[int, bool]) -> int | None:
+    """The smallest replica count that met and above which every count tried met too (None when
+    the largest count tried did not meet): the answer :func:`min_replicas` gives."""
+    answer = None
+    for n in sorted(met, reverse=True):
+        if not met[n]:
+            break
+        answer = n
+    return answer
+
+
+def capacity_estimate(inp: np.ndarray, out: np.ndarray, span_s: float, cost: CostModel) -> int:
+    """Replicas the cost model's nominal token rate needs for the workload's mean token load."""
+    rate = cost.token_rate(float(inp.mean()), float(out.mean()))
+    return max(1, math.ceil(float(inp.sum() + out.sum()) / max(span_s, 1.0) / rate))
 
 
 def _infeasible(slo: Slo, cost: CostModel, inp: np.ndarray, out: np.ndarray, config: ServerConfig) -> str:
@@ -158,88 +243,92 @@ def min_replicas(
     workers: int = 1,
     progress: Callable[[str], None] | None = None,
 ) -> ProvisioningResult:
-    """The smallest number of replicas whose simulation of ``requests`` meets ``slo``.
+    """The smallest number of replicas at which the simulation of ``requests`` meets ``slo``,
+    and so does the simulation at every larger count tried.
 
-    When even requests served alone would miss the objective (one needs more KV cache than a
-    replica has, or the p99 of their prefill times or lone decode times exceeds it), the answer
-    is None after one simulation. Otherwise the
-    search starts at ``start`` (default: the replica count the cost model's nominal token rate
-    suggests), gallops down or up (steps of 1, 2, 4, ... from ``start``; halving or doubling
-    from the suggestion) until the objective flips, then
-    bisects (latency is taken as non-increasing in the replica count). ``also`` lists further
-    replica counts to simulate for the curve.
+    A count meets the objective when its percentiles do (:meth:`Slo.met`) and its queue is not
+    still growing at the end of the span (:func:`queue_growing`: an unstable fleet is never an
+    answer). When even requests served alone would miss the objective (one needs more KV
+    cache than a replica has, or the p99 of their prefill times or lone decode times exceeds
+    it), the answer is None after one simulation.
+
+    The search does not assume latency falls as replicas are added (p99 TPOT does not, at
+    small counts): it starts at ``start`` (default: :func:`capacity_estimate`), steps down by
+    a fifth while the objective is met or doubles up until it is, bisects between the largest
+    failing count below the candidate and the candidate, and checks the candidate plus one;
+    whenever a count above the candidate fails, the candidate moves above it and the search
+    goes on (:func:`smallest_met_above_all_failures` of every count tried). ``also`` lists
+    further replica counts to simulate for the curve (they take part in the answer).
     ``progress`` is called with a line of text before each simulation.
     """
     check_count("max_replicas", max_replicas, MAX_REPLICAS)
     check_count("workers", workers, max_workers())
     rows: dict[int, dict[str, float | int | bool]] = {}
-    best: dict[int, SimResult] = {}  # the smallest count meeting the SLO so far (at most one kept)
+    kept: dict[int, SimResult] = {}  # the simulations of counts that met (the answer's is returned)
 
     def run(n: int) -> bool:
         if n not in rows:
             if progress:
                 progress(f"simulating {requests.height:,} requests on {n} replica(s)")
             res = simulate(requests, cost, replicas=n, router=router, config=config, workers=workers)
-            s = res.summary()
-            rows[n] = _curve_row(n, s, slo.met(s))
-            if rows[n]["met"] and (not best or n < min(best)):
-                best.clear()
-                best[n] = res
+            rows[n] = _curve_row(n, res, slo)
+            if rows[n]["met"]:
+                kept[n] = res
+                for m in [m for m in kept if m > n]:  # only the smallest met count can become the answer
+                    del kept[m]
         return bool(rows[n]["met"])
 
-    answer: int | None
+    answer: int | None = None
     reason = ""
     if requests.height == 0:
         answer = 1
         run(1)
     else:
         t, i, o = request_columns(requests)
-        span = max(float(t.max() - t.min()), 1.0)
-        rate = cost.token_rate(float(i.mean()), float(o.mean()))
-        guess = int(min(max_replicas, max(1, math.ceil(float(i.sum() + o.sum()) / span / rate))))
-        if start is not None:
-            guess = int(min(max_replicas, max(1, start)))
+        guess = capacity_estimate(i, o, float(t.max() - t.min()), cost) if start is None else start
+        guess = int(min(max_replicas, max(1, guess)))
         reason = _infeasible(slo, cost, i, o, config or ServerConfig())
         if reason:
             run(guess)
-            hi = lo = None
-        elif run(guess):
-            # down to a count that misses: steps 1, 2, 4, ... from a start, halving from a guess
-            hi, lo, step = guess, 0, 1
-            while hi > 1:
-                n = max(1, hi - step) if start is not None else max(1, hi // 2)
-                if run(n):
-                    hi = n
-                    step *= 2
-                else:
-                    lo = n
-                    break
         else:
-            # up to a count that meets: steps 1, 2, 4, ... from a start, doubling from a guess
-            lo, hi, step = guess, None, 1
-            while lo < max_replicas:
-                n = min(max_replicas, lo + step if start is not None else lo * 2)
-                if run(n):
-                    hi = n
-                    break
-                lo = n
-                step *= 2
-        if hi is None:
-            answer = None
-            reason = reason or f"not met with {max_replicas} replicas, the most tried"
-        else:
-            while hi - lo > 1:
-                mid = (lo + hi) // 2
-                if run(mid):
-                    hi = mid
-                else:
-                    lo = mid
-            answer = hi
+            if run(guess):
+                if guess > 1:  # one step down: by one from a given start, by a fifth from an estimate
+                    run(guess - 1 if start is not None else max(1, min(guess - 1, math.floor(guess / 1.25))))
+            elif start is not None and guess < max_replicas:
+                run(guess + 1)
+            for n in also:
+                if 1 <= n <= max_replicas:
+                    run(int(n))
+            answer = _settle(run, rows, max_replicas)
+            if answer is None:
+                reason = f"not met with {max(rows)} replicas, the most tried"
     for n in also:
         if 1 <= n <= max_replicas:
             run(int(n))
     curve = pl.DataFrame([rows[k] for k in sorted(rows)]).select(CURVE_COLUMNS)
-    return ProvisioningResult(answer, slo, curve, max_replicas, best.get(answer) if answer is not None else None, reason)
+    return ProvisioningResult(answer, slo, curve, max_replicas, kept.get(answer) if answer is not None else None, reason)
+
+
+def _settle(run: Callable[[int], bool], rows: Mapping[int, Mapping[str, float | int | bool]], max_replicas: int) -> int | None:
+    """Simulate (``run``) until the answer over the counts tried in ``rows`` is settled: the
+    smallest met count above every failing one, with the count just below it failing (or 1)
+    and the count just above it tried and met; None when ``max_replicas`` does not meet."""
+    while True:
+        met = {n: bool(r["met"]) for n, r in rows.items()}
+        answer = smallest_met_above_all_failures(met)
+        if answer is None:
+            top = max(met)
+            if top >= max_replicas:
+                return None
+            run(min(max_replicas, max(top + 1, 2 * top)))
+            continue
+        below = max((n for n, ok in met.items() if not ok and n < answer), default=0)
+        if answer - below > 1:
+            run((below + answer) // 2)
+        elif answer + 1 <= max_replicas and answer + 1 not in met:
+            run(answer + 1)
+        else:
+            return answer
 
 
 def naive_trace(requests: pl.DataFrame, *, window_s: float = 600.0, seed: int = 0) -> pl.DataFrame:
@@ -261,6 +350,91 @@ def naive_trace(requests: pl.DataFrame, *, window_s: float = 600.0, seed: int = 
     new = start + rng.random(len(t)) * width
     new = new[np.lexsort((new, w))]
     return df.with_columns(pl.Series("timestamp_s", new))
+
+
+#: The stream of :func:`poisson_retimed` and :func:`constant_retimed` under a spec's seed
+#: (``default_rng([seed, RETIME_STREAM])``; generation uses ``[seed, window, 0..2, piece]``).
+RETIME_STREAM = 3
+
+
+def poisson_retimed(trace: pl.DataFrame, plan: ComposePlan, *, seed: int) -> pl.DataFrame:
+    """The Poisson baseline of a composed workload by common random numbers: the same requests
+    (every column but ``timestamp_s`` unchanged), the same count in every client-window of
+    ``plan``, and within each client-window the same requests in the same order, given new
+    times: the order statistics of uniform draws over the window (through the rate function's
+    cumulative integral when the plan has one), a Poisson process given the count. Rows are
+    sorted by the new times (stable). Only the arrivals inside windows change."""
+    if trace.height == 0:
+        return trace
+    cw = plan.client_windows.select("client_id", "t0_s", "duration_s").sort("t0_s")
+    df = trace.with_row_index("_row").sort("timestamp_s", maintain_order=True)
+    joined = df.join_asof(cw, left_on="timestamp_s", right_on="t0_s", by="client_id", strategy="backward", check_sortedness=False)  # sorted by time
+    t = joined["timestamp_s"].to_numpy()
+    t0 = joined["t0_s"].to_numpy()
+    d = joined["duration_s"].to_numpy()
+    if np.isnan(t0).any() or (t >= t0 + d + 1e-9).any():
+        msg = "a request lies outside every client-window of its plan: the trace was not composed from this plan"
+        raise SpecError("trace", msg)
+    group = joined.select(pl.struct("client_id", "t0_s").rank("dense")).to_series().to_numpy()
+    rng = np.random.default_rng([int(plan.spec.seed), RETIME_STREAM])
+    u = rng.random(len(t))
+    by_u = np.lexsort((u, group))
+    by_time = np.lexsort((np.arange(len(t)), group))  # df is in time order: the group's requests in order
+    pos = np.empty(len(t))
+    pos[by_time] = u[by_u]
+    time_map = plan.arrivals.time_map
+    if time_map is not None:
+        lam0 = time_map.cumulative(t0)
+        new = np.maximum(time_map.inverse(lam0 + pos * (time_map.cumulative(t0 + d) - lam0)), t0)
+    else:
+        new = t0 + pos * d
+    new = np.minimum(new, np.nextafter(t0 + d, -np.inf))
+    out = df.with_columns(pl.Series("timestamp_s", new, dtype=pl.Float64)).sort(["timestamp_s", "_row"])
+    return out.drop("_row")
+
+
+def constant_retimed(trace: pl.DataFrame, span_s: float, *, seed: int) -> pl.DataFrame:
+    """The constant-rate Poisson baseline by common random numbers: the same requests in the
+    same order (every column but ``timestamp_s`` unchanged, so the clients' shares are exact),
+    at the order statistics of uniform times over ``[0, span_s)``: Poisson at the mean rate."""
+    if trace.height == 0:
+        return trace
+    df = trace.sort("timestamp_s", maintain_order=True)
+    rng = np.random.default_rng([int(seed), RETIME_STREAM])
+    new = np.sort(rng.random(df.height)) * float(span_s)
+    return df.with_columns(pl.Series("timestamp_s", new, dtype=pl.Float64))
+
+
+def naive_workloads(workload: Workload, kinds: Sequence[str], *, pool: ClientPool | None = None, max_requests: int | None = None) -> dict[str, pl.DataFrame]:
+    """The naive baselines ``kinds`` of a composed ``workload`` by common random numbers, each the
+    same requests row for row with only the named aspect changed: ``poisson``
+    (:func:`poisson_retimed`), ``pooled_lengths`` (the spec with pooled lengths composed under
+    the same seed: the same generators give the same counts and times, and the lengths come
+    from the pooled tables by the same uniforms; checked), ``poisson_pooled`` (both, the same
+    new times as ``poisson``), ``constant`` (:func:`constant_retimed`)."""
+    _check_naive_kinds(kinds)
+    trace = workload.trace
+    plan = workload.plan
+    out: dict[str, pl.DataFrame] = {}
+    pooled: pl.DataFrame | None = None
+    if {"pooled_lengths", "poisson_pooled"} & set(kinds):
+        kwargs = {} if max_requests is None else {"max_requests": max_requests}
+        pooled = compose(naive_spec(workload.spec, "pooled_lengths", pool=pool), pool=pool if pool is not None else plan.pool, **kwargs).trace
+        same = pooled.height == trace.height and pooled["timestamp_s"].equals(trace["timestamp_s"]) and pooled["client_id"].equals(trace["client_id"])
+        if not same:
+            msg = "the pooled-lengths baseline did not keep the realistic workload's requests and times"
+            raise SpecError("naive", msg)
+    seed = int(workload.spec.seed)
+    for kind in kinds:
+        if kind == "poisson":
+            out[kind] = poisson_retimed(trace, plan, seed=seed)
+        elif kind == "pooled_lengths" and pooled is not None:
+            out[kind] = pooled
+        elif kind == "poisson_pooled" and pooled is not None:
+            out[kind] = poisson_retimed(pooled, plan, seed=seed)
+        elif kind == "constant":
+            out[kind] = constant_retimed(trace, plan.span_duration_s, seed=seed)
+    return out
 
 
 def _check_naive_kinds(kinds: Iterable[str]) -> None:
@@ -296,8 +470,9 @@ class Comparison:
     ``table``: one row per workload (``realistic`` first): ``workload, requests, replicas``
     (needed for the SLO; null if not met up to the maximum), ``under_provisioning`` (``1 -
     naive replicas / realistic replicas``: the share of the realistic need a benchmark with
-    that baseline would miss), then ``ttft_p50_s, ttft_p99_s, tpot_p99_s, met`` of that
-    workload *at the realistic replica count*, and ``note``: why a workload has no answer.
+    that baseline would miss), then ``ttft_p50_s, ttft_p99_s, tpot_p99_s``, ``attainment``
+    (share of requests within every objective), ``goodput_rps``, ``unstable`` and ``met`` of
+    that workload *at the realistic replica count*, and ``note``: why a workload has no answer.
     ``curves``: every simulated point,
     ``workload, replicas, ttft_p99_s, tpot_p99_s, ...``. ``realistic``: the simulation of the
     realistic workload at its answer (None without one).
@@ -350,9 +525,7 @@ def _compare_workloads(
     for name, df in workloads.items():  # realistic first: the baselines are also simulated at its answer
         note = (lambda text, name=name: progress(f"{name}: {text}")) if progress else None
         also = (n_real,) if n_real is not None else ()
-        res = min_replicas(
-            df, slo, cost, config=config, router=router, max_replicas=max_replicas, also=also, start=n_real, workers=workers, progress=note,
-        )
+        res = min_replicas(df, slo, cost, config=config, router=router, max_replicas=max_replicas, also=also, workers=workers, progress=note)
         if name == "realistic":
             n_real = res.replicas
         else:
@@ -374,6 +547,9 @@ def _compare_workloads(
                 "ttft_p50_s": at["ttft_p50_s"] if at else None,
                 "ttft_p99_s": at["ttft_p99_s"] if at else None,
                 "tpot_p99_s": at["tpot_p99_s"] if at else None,
+                "attainment": at["attainment"] if at else None,
+                "goodput_rps": at["goodput_rps"] if at else None,
+                "unstable": at["unstable"] if at else None,
                 "met": at["met"] if at else None,
                 "note": res.reason,
             }
@@ -381,7 +557,8 @@ def _compare_workloads(
         curves.append(res.curve.with_columns(pl.lit(name).alias("workload")).select("workload", *CURVE_COLUMNS))
     schema = {
         "workload": pl.String, "requests": pl.Int64, "replicas": pl.Int64, "under_provisioning": pl.Float64,
-        "ttft_p50_s": pl.Float64, "ttft_p99_s": pl.Float64, "tpot_p99_s": pl.Float64, "met": pl.Boolean, "note": pl.String,
+        "ttft_p50_s": pl.Float64, "ttft_p99_s": pl.Float64, "tpot_p99_s": pl.Float64,
+        "attainment": pl.Float64, "goodput_rps": pl.Float64, "unstable": pl.Boolean, "met": pl.Boolean, "note": pl.String,
     }
     real = results["realistic"].simulation
     return Comparison(pl.DataFrame(rows, schema=schema), pl.concat(curves), slo, cost.name, cost.note, real)
@@ -401,19 +578,24 @@ def compare_spec(
     workers: int = 1,
     progress: Callable[[str], None] | None = None,
 ) -> Comparison:
-    """Compose ``spec`` and its ``naive`` baselines (kinds of :func:`checked_naive_spec`) from one
-    loaded source (``pool``, else loaded from the spec) and compare the replicas each needs for ``slo``."""
+    """Compose ``spec`` (from ``pool``, else loaded from the spec), derive its ``naive`` baselines
+    from the composed requests by common random numbers (:func:`naive_workloads`) and compare
+    the replicas each needs for ``slo``."""
     check_count("max_replicas", max_replicas, MAX_REPLICAS)  # before any composing
     check_count("workers", workers, max_workers())
     _check_naive_kinds(naive)  # an unknown kind fails before any work
     if pool is None:
         pool = load_source(spec)
     kwargs = {} if max_requests is None else {"max_requests": max_requests}
-    workloads = {}
-    for name, s in [("realistic", spec), *[(k, checked_naive_spec(spec, k, pool=pool)) for k in naive]]:
-        if progress:
-            progress(f"{name}: composing")
-        workloads[name] = compose(s, pool=pool, **kwargs).trace.select("timestamp_s", "input_tokens", "output_tokens")
+    if progress:
+        progress("realistic: composing")
+    made = compose(spec, pool=pool, **kwargs)
+    workloads = {"realistic": made.trace}
+    if progress and naive:
+        progress(f"{naive[0]}: deriving the baselines by common random numbers")
+    workloads.update(naive_workloads(made, naive, pool=pool, max_requests=max_requests))
+    columns = ("timestamp_s", "input_tokens", "output_tokens")
+    workloads = {name: df.select(columns) for name, df in workloads.items()}
     return _compare_workloads(workloads, slo, cost, config=config, router=router, max_replicas=max_replicas, workers=workers, progress=progress)
 
 

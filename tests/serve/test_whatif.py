@@ -40,6 +40,7 @@ def test_slo_checks_its_values():
     assert not slo.met({**base, "tpot_p99_s": 0.11})
     assert not slo.met({**base, "completed": 9})
     assert slo.describe() == "p99 TTFT <= 2 s and p99 TPOT <= 0.1 s"
+    assert wi.DEFAULT_SLO == slo  # both latencies a user feels, by default
 
 
 def test_min_replicas_is_the_smallest_count_meeting_the_slo(azure, cost):
@@ -133,9 +134,10 @@ def test_compare_trace_table_agrees_with_its_curves(azure, cost):
 
 def test_bursty_mlarge_needs_more_replicas_than_its_poisson_baseline(servegen_dir):
     """m-large from 18:00 (the first 2 h of 18:00-24:00, to keep the test short), observed
-    rates x 0.03 so that the realistic workload needs at least 8 replicas of llama-3-8b on
-    an A10G for a p99 TTFT of 2 s: the Poisson baseline needs fewer."""
-    spec = WorkloadSpec(ServeGenSource(str(servegen_dir), "language/m-large"), Span(64800, 7200), rate=ObservedRate(factor=0.03))
+    rates x 0.06 so that the realistic workload needs at least 8 replicas of llama-3-8b on
+    an A10G for a p99 TTFT of 2 s (x 0.03 before the cost model was checked against published
+    runs: the faster decode and chunked prefill halved the need): the Poisson baseline needs fewer."""
+    spec = WorkloadSpec(ServeGenSource(str(servegen_dir), "language/m-large"), Span(64800, 7200), rate=ObservedRate(factor=0.06))
     c = wi.compare_spec(spec, wi.Slo(ttft_p99_s=2.0), roofline("llama-3-8b", "a10g"), naive=("poisson",))
     n_real, n_pois = c.table["replicas"].to_list()
     assert n_real >= 8
