@@ -35,6 +35,9 @@ from servegen_core.spec import NAIVE_KINDS, WorkloadSpec
 
 __all__ = [
     "CURVE_COLUMNS",
+    "RANGE_SUB_WINDOWS",
+    "AnswerRange",
+    "answer_range",
     "DEFAULT_NAIVE_KINDS",
     "Comparison",
     "ProvisioningResult",
@@ -618,3 +621,116 @@ def compare_trace(
     real = requests.select("timestamp_s", "input_tokens", "output_tokens").sort("timestamp_s", maintain_order=True)
     workloads = {"realistic": real, "poisson": naive_trace(real, window_s=window_s, seed=seed)}
     return _compare_workloads(workloads, slo, cost, config=config, router=router, max_replicas=max_replicas, workers=workers, progress=progress)
+
+
+# --------------------------------------------------------------------------------------------
+# The answer with its uncertainty
+# --------------------------------------------------------------------------------------------
+
+#: The sub-window arrival models an answer's range covers (:data:`~servegen_core.spec.SUB_WINDOW_MODELS`
+#: that a pool's rate and CV leave plausible).
+RANGE_SUB_WINDOWS = ("gamma", "weibull", "hyperexp", "mmpp")
+#: Seeds of the range besides the spec's own: ``seed + 1``, ``seed + 2``.
+RANGE_EXTRA_SEEDS = 2
+
+
+@dataclass(frozen=True)
+class AnswerRange:
+    """The replicas each workload needs over several seeds and sub-window models
+    (:func:`answer_range`). ``runs``: one row per (``workload``, ``seed``, ``sub_window``):
+    ``replicas`` (null when not met). ``table``: one row per workload: ``low``, ``high`` (the
+    smallest and largest answer; null when one run had none) and ``runs``. ``gap_survives``:
+    every realistic answer is above every naive one (None without answers to compare)."""
+
+    runs: pl.DataFrame
+    table: pl.DataFrame
+    gap_survives: bool | None
+
+    def sentence(self) -> str:
+        """The range in one sentence."""
+        parts = []
+        for r in self.table.iter_rows(named=True):
+            if r["low"] is None:
+                parts.append(f"{r['workload']} not always met")
+            else:
+                parts.append(f"{r['workload']} {r['low']}" + (f"-{r['high']}" if r["high"] != r["low"] else ""))
+        n = self.runs.filter(pl.col("workload") == "realistic").height
+        head = f"Over {n} realistic runs (seeds x sub-window models): " + ", ".join(parts) + " replicas"
+        if self.gap_survives is None:
+            return head + "."
+        verdict = "survives" if self.gap_survives else "does not survive"
+        return f"{head}; the realistic-vs-naive gap {verdict} that range."
+
+
+def answer_range(
+    spec: WorkloadSpec,
+    slo: Slo,
+    cost: CostModel,
+    *,
+    naive: Sequence[str] = ("poisson",),
+    seeds: Sequence[int] | None = None,
+    sub_windows: Sequence[str] | None = None,
+    pool: ClientPool | None = None,
+    config: ServerConfig | None = None,
+    router: str = "round_robin",
+    max_replicas: int = 1024,
+    max_requests: int | None = None,
+    start: int | None = None,
+    workers: int = 1,
+    progress: Callable[[str], None] | None = None,
+) -> AnswerRange:
+    """The replicas ``spec`` needs for ``slo`` over ``seeds`` (default: the spec's and
+    :data:`RANGE_EXTRA_SEEDS` more) and, for fitted arrivals, ``sub_windows`` (default
+    :data:`RANGE_SUB_WINDOWS`; the spec's own model alone for other arrivals), and the ``naive``
+    baselines' replicas per seed (derived by common random numbers from that seed's workload
+    under the spec's own sub-window model). Every search starts from ``start`` (e.g. the
+    answer of :func:`compare_spec`), else from the previous answer, so a run near it costs a
+    few simulations."""
+    check_count("max_replicas", max_replicas, MAX_REPLICAS)
+    _check_naive_kinds(naive)
+    if pool is None:
+        pool = load_source(spec)
+    seeds = [int(spec.seed) + k for k in range(RANGE_EXTRA_SEEDS + 1)] if seeds is None else [int(s) for s in seeds]
+    if spec.arrivals != "fitted":
+        models = [spec.sub_window]
+    else:
+        models = list(RANGE_SUB_WINDOWS if sub_windows is None else sub_windows)
+        if spec.sub_window in models:  # the spec's own model first: its workload also gives the baselines
+            models.remove(spec.sub_window)
+        models.insert(0, spec.sub_window)
+    kwargs = {} if max_requests is None else {"max_requests": max_requests}
+    rows: list[dict[str, object]] = []
+    last: dict[str, int | None] = {"realistic": start}
+    columns = ("timestamp_s", "input_tokens", "output_tokens")
+    for seed in seeds:
+        for model in models:
+            s = dataclasses.replace(spec, seed=seed, sub_window=model)
+            if progress:
+                progress(f"realistic: seed {seed}, sub-window {model}: composing")
+            made = compose(s, pool=pool, **kwargs)
+            workloads = {"realistic": made.trace.select(columns)}
+            if model == spec.sub_window:
+                workloads.update({k: v.select(columns) for k, v in naive_workloads(made, naive, pool=pool, max_requests=max_requests).items()})
+            for name, df in workloads.items():
+                note = (lambda text, name=name, seed=seed, model=model: progress(f"{name}: seed {seed}, sub-window {model}: {text}")) if progress else None
+                res = min_replicas(
+                    df, slo, cost, config=config, router=router, max_replicas=max_replicas, start=last.get(name), workers=workers, progress=note,
+                )
+                if res.replicas is not None:
+                    last[name] = res.replicas
+                rows.append({"workload": name, "seed": seed, "sub_window": model if name == "realistic" else spec.sub_window, "replicas": res.replicas})
+    runs = pl.DataFrame(rows, schema={"workload": pl.String, "seed": pl.Int64, "sub_window": pl.String, "replicas": pl.Int64})
+    table = (
+        runs.group_by("workload", maintain_order=True)
+        .agg(
+            pl.when(pl.col("replicas").null_count() == 0).then(pl.col("replicas").min()).alias("low"),
+            pl.when(pl.col("replicas").null_count() == 0).then(pl.col("replicas").max()).alias("high"),
+            pl.len().alias("runs"),
+        )
+    )
+    real = table.filter(pl.col("workload") == "realistic").row(0, named=True)
+    others = table.filter(pl.col("workload") != "realistic")
+    gap: bool | None = None
+    if real["low"] is not None and others.height and others["high"].null_count() == 0:
+        gap = bool(real["low"] > others["high"].max())
+    return AnswerRange(runs, table, gap)

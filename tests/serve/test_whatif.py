@@ -164,7 +164,8 @@ def test_cli_whatif_on_a_trace_prints_the_table(traces_dir, capsys):
 
 def test_cli_whatif_usage_errors(traces_dir, tmp_path, capsys):
     path = str(traces_dir / "AzureLLMInferenceTrace_conv.csv")
-    assert main(["whatif", "--trace", path, "--model", "llama-3-8b", "--gpu", "a100", "-q"]) == 2
+    off = ["--slo-ttft-p99", "0", "--slo-tpot-p99", "0"]
+    assert main(["whatif", "--trace", path, "--model", "llama-3-8b", "--gpu", "a100", "-q", *off]) == 2
     assert "p99" in capsys.readouterr().err
     spec = tmp_path / "s.json"
     spec.write_text("{}")
@@ -195,3 +196,27 @@ def test_cli_whatif_with_a_calibration_file(traces_dir, tmp_path, capsys):
     bad.write_text("tokens,time_ms\n1,2\n")
     assert main([*args, "--calibration", str(bad)]) == 2
     assert "bad.csv: header: missing column(s) prefill_tokens" in capsys.readouterr().err
+
+
+def test_cli_whatif_defaults_to_both_objectives_and_shows_the_range_of_a_spec(servegen_dir, tmp_path, capsys):
+    spec = WorkloadSpec(ServeGenSource(str(servegen_dir), "language/m-large"), Span(64800, 1200), rate=ObservedRate(factor=0.03))
+    path = tmp_path / "spec.json"
+    path.write_text(json.dumps(spec.to_dict()))
+    args = ["whatif", "--spec", str(path), "--model", "llama-3-8b", "--gpu", "a10g", "--baselines", "poisson", "-q"]
+    assert main([*args, "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["slo"] == {"ttft_p99_s": 2.0, "tpot_p99_s": 0.1}
+    assert {"attainment", "goodput_rps", "unstable"} <= set(data["table"][0])
+    runs = pl.DataFrame(data["range"]["runs"])
+    real = runs.filter(pl.col("workload") == "realistic")
+    assert real.height == 3 * 5  # seeds x (the spec's own model, gamma, weibull, hyperexp, mmpp)
+    assert set(real["sub_window"]) == {"source", "gamma", "weibull", "hyperexp", "mmpp"}
+    assert data["table"][0]["replicas"] in real["replicas"].to_list()  # the spec's own run is one of them
+    table = {r["workload"]: r for r in data["range"]["table"]}
+    assert table["realistic"]["low"] == real["replicas"].min() and table["realistic"]["high"] == real["replicas"].max()
+    survives = table["realistic"]["low"] > table["poisson"]["high"]
+    assert data["range"]["gap_survives"] is survives
+    assert ("survives that range" if survives else "does not survive that range") in data["range"]["sentence"]
+    assert main(args) == 0
+    text = capsys.readouterr().out
+    assert "attainment" in text and data["range"]["sentence"] in text
