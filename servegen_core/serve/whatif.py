@@ -29,7 +29,7 @@ from servegen_core.generate.plan import ComposePlan, Workload
 from servegen_core.sources.load import load_source
 from servegen_core.limits import MAX_REPLICAS, max_workers
 from servegen_core.serve.costmodel import CostModel, check_count
-from servegen_core.serve.simulate import ServerConfig, SimResult, request_columns, simulate
+from servegen_core.serve.simulate import ServerConfig, SimResult, request_columns, route, simulate
 from servegen_core.sources.pool import ClientPool
 from servegen_core.spec import NAIVE_KINDS, WorkloadSpec
 
@@ -48,7 +48,9 @@ __all__ = [
     "DEFAULT_SLO",
     "attainment",
     "capacity_estimate",
+    "FleetWork",
     "constant_retimed",
+    "simulate_until_missed",
     "min_replicas",
     "naive_trace",
     "naive_workloads",
@@ -107,7 +109,7 @@ DEFAULT_SLO = Slo(ttft_p99_s=2.0, tpot_p99_s=0.1)
 #: Columns of :attr:`ProvisioningResult.curve`, one row per replica count simulated.
 CURVE_COLUMNS = (
     "replicas", "ttft_p50_s", "ttft_p99_s", "tpot_p99_s", "e2e_p99_s", "queue_p99_s", "utilization_mean", "preemptions",
-    "attainment", "goodput_rps", "unstable", "met",
+    "attainment", "goodput_rps", "unstable", "simulated_share", "met",
 )
 
 #: The share of the span at its end (and the share before it) over which :func:`queue_growing`
@@ -177,15 +179,19 @@ class ProvisioningResult:
     reason: str = ""
 
 
-def _curve_row(n: int, sim: SimResult, slo: Slo) -> dict[str, float | int | bool]:
+def _curve_row(n: int, sim: SimResult, slo: Slo, share: float = 1.0) -> dict[str, float | int | bool]:
     """One row of a provisioning curve: ``n`` replicas, the latencies, attainment, goodput and
-    stability of ``sim``, and ``met`` (the percentiles meet ``slo`` and the queue is not growing)."""
+    stability of ``sim``, the ``simulated_share`` of the replicas (below 1 when the run stopped
+    as soon as the objective was missed: the figures are then those of the replicas simulated),
+    and ``met`` (the whole fleet was simulated, the percentiles meet ``slo`` and the queue is
+    not growing)."""
     summary = sim.summary()
     row: dict[str, float | int | bool] = {k: summary[k] for k in CURVE_COLUMNS[1:8]}
     row["replicas"] = n
     row["attainment"], row["goodput_rps"] = attainment(sim, slo)
     row["unstable"] = queue_growing(sim, slo)
-    row["met"] = slo.met(summary) and not row["unstable"]
+    row["simulated_share"] = share
+    row["met"] = share == 1.0 and slo.met(summary) and not row["unstable"]
     return row
 
 
@@ -233,6 +239,97 @@ def _infeasible(slo: Slo, cost: CostModel, inp: np.ndarray, out: np.ndarray, con
     return ""
 
 
+@dataclass(frozen=True)
+class FleetWork:
+    """A workload prepared once for every run of a search: arrival seconds (sorted), input and
+    output tokens, the positions (in ``requests``' order) of the requests the model's context
+    accepts, and the refused ones' rows as :func:`simulate` reports them."""
+
+    arrival_s: np.ndarray
+    input_tokens: np.ndarray
+    output_tokens: np.ndarray
+    accepted: np.ndarray
+    refused: pl.DataFrame
+    n_requests: int
+    span_s: float
+
+    @classmethod
+    def of(cls, requests: pl.DataFrame, cost: CostModel) -> FleetWork:
+        t, i, o = request_columns(requests)
+        order = np.argsort(t, kind="stable")
+        t, i, o = t[order], i[order], o[order]
+        refused = (i + o > cost.max_context) if cost.max_context else np.zeros(len(t), dtype=bool)
+        null = pl.lit(None, dtype=pl.Float64)
+        refused_rows = pl.DataFrame(
+            {"arrival_s": t[refused], "input_tokens": i[refused], "output_tokens": o[refused]},
+            schema={"arrival_s": pl.Float64, "input_tokens": pl.Int64, "output_tokens": pl.Int64},
+        ).with_columns(
+            pl.lit(None, dtype=pl.Int64).alias("replica"), pl.lit(False).alias("completed"), pl.lit(True).alias("refused"),
+            *(null.alias(c) for c in ("queue_s", "ttft_s", "tpot_s", "e2e_s")), pl.lit(0, dtype=pl.Int64).alias("preemptions"),
+        )
+        span = float(t[-1] - t[0]) if len(t) else 0.0
+        return cls(t, i, o, np.flatnonzero(~refused), refused_rows, len(t), span)
+
+
+def _missed_for_sure(fails: int, n: int) -> bool:
+    """Whether ``fails`` values above an objective among ``n`` make their p99 (NumPy's linear
+    interpolation) exceed it whatever the other values: the value at ``floor(0.99 (n - 1))``
+    in sorted order is then above it."""
+    return n > 0 and fails >= n - math.floor(0.99 * (n - 1))
+
+
+def simulate_until_missed(
+    fleet: FleetWork, replicas: int, slo: Slo, cost: CostModel, *, router: str = "round_robin", config: ServerConfig | None = None,
+) -> tuple[SimResult, float]:
+    """Simulate ``fleet`` on ``replicas`` servers one replica at a time (the replicas are
+    independent once routed, :func:`~servegen_core.serve.simulate.route`), stopping as soon as
+    the objective is missed for sure: a request not served, or enough requests past the TTFT
+    or TPOT objective that the p99 is past it whatever the other replicas give. Returns the
+    simulation of the replicas run (requests in time order, refused ones included; each
+    replica's timeline from its first arrival) and the share of the replicas simulated."""
+    acc = fleet.accepted
+    t, i, o = fleet.arrival_s[acc], fleet.input_tokens[acc], fleet.output_tokens[acc]
+    assignment = route(t, i, o, replicas, router=router, cost=cost)
+    n_acc = len(acc)
+    n_multi = int((o > 1).sum())
+    parts, replica_rows, timelines = [], [], []
+    ttft_fails = tpot_fails = 0
+    done = 0
+    for r in range(replicas):
+        idx = np.flatnonzero(assignment == r)
+        done += 1
+        if len(idx) == 0:
+            continue
+        sub = pl.DataFrame({"timestamp_s": t[idx], "input_tokens": i[idx], "output_tokens": o[idx]})
+        one = simulate(sub, cost, replicas=1, config=config)
+        req = one.requests.with_columns(pl.lit(r, dtype=pl.Int64).alias("replica"))
+        parts.append(req)
+        replica_rows.append(one.replicas.with_columns(pl.lit(r, dtype=pl.Int64).alias("replica")))
+        if one.timeline.height:
+            timelines.append(one.timeline.with_columns(pl.lit(r, dtype=pl.Int64).alias("replica")))
+        if not bool(req["completed"].all()):
+            break
+        if slo.ttft_p99_s is not None:
+            ttft_fails += int((req["ttft_s"] > slo.ttft_p99_s).sum())
+            if _missed_for_sure(ttft_fails, n_acc):
+                break
+        if slo.tpot_p99_s is not None:
+            tpot_fails += int((req["tpot_s"] > slo.tpot_p99_s).sum())
+            if _missed_for_sure(tpot_fails, n_multi):
+                break
+    requests = pl.concat([*parts, fleet.refused.select(parts[0].columns)] if parts else [fleet.refused]).sort("arrival_s", maintain_order=True)
+    ends = requests.select((pl.col("arrival_s") + pl.col("e2e_s")).max()).item()
+    horizon = max(fleet.span_s, (ends or 0.0) - float(fleet.arrival_s[0]) if fleet.n_requests else 0.0)
+    reps = pl.concat(replica_rows) if replica_rows else pl.DataFrame({"replica": [], "busy_s": [], "utilization": [], "preemptions": []})
+    if reps.height and horizon > 0:
+        reps = reps.with_columns((pl.col("busy_s") / horizon).alias("utilization"))
+    sim = SimResult(
+        requests=requests, replicas=reps, timeline=pl.concat(timelines) if timelines else pl.DataFrame(),
+        n_replicas=replicas, cost=cost, config=config or ServerConfig(), router=router, span_s=fleet.span_s,
+    )
+    return sim, done / replicas
+
+
 def min_replicas(
     requests: pl.DataFrame,
     slo: Slo,
@@ -268,13 +365,17 @@ def min_replicas(
     check_count("workers", workers, max_workers())
     rows: dict[int, dict[str, float | int | bool]] = {}
     kept: dict[int, SimResult] = {}  # the simulations of counts that met (the answer's is returned)
+    fleet = FleetWork.of(requests, cost)  # sorted and checked once, reused by every run
 
     def run(n: int) -> bool:
         if n not in rows:
             if progress:
                 progress(f"simulating {requests.height:,} requests on {n} replica(s)")
-            res = simulate(requests, cost, replicas=n, router=router, config=config, workers=workers)
-            rows[n] = _curve_row(n, res, slo)
+            if workers > 1:
+                res, share = simulate(requests, cost, replicas=n, router=router, config=config, workers=workers), 1.0
+            else:
+                res, share = simulate_until_missed(fleet, n, slo, cost, router=router, config=config)
+            rows[n] = _curve_row(n, res, slo, share)
             if rows[n]["met"]:
                 kept[n] = res
                 for m in [m for m in kept if m > n]:  # only the smallest met count can become the answer

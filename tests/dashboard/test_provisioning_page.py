@@ -10,7 +10,7 @@ from _dash import Dashboard, axis_title, horizontal_lines, plain, title, trace_n
 
 from servegen_core.serve.calibration import calibrate
 from servegen_core.serve.costmodel import CostModel, roofline
-from servegen_core.serve.whatif import Slo, compare_spec, compare_trace, min_replicas
+from servegen_core.serve.whatif import Slo, answer_range, compare_spec, compare_trace, min_replicas
 from servegen_core.paths import demo_data_dir
 from servegen_core.generate.compose import compose
 from servegen_core.sources.pool import load_pool
@@ -187,3 +187,24 @@ def test_a_calibration_path_outside_the_data_roots_is_refused(traces_dir, tmp_pa
     errors = [plain(e.value) for e in d.at.error]
     assert len(errors) == 1 and "AzureLLMInferenceTrace_conv.csv" in errors[0] and "missing column(s)" in errors[0], errors
     assert "prov_run" not in [b.key for b in d.at.button]
+
+
+def test_the_range_over_seeds_and_sub_window_models_matches_the_core():
+    d = Dashboard().open("compose")
+    spec = d.at.session_state["spec"]
+    d.open("provisioning")
+    d.at.multiselect(key="prov_baselines").set_value(["poisson"]).run()
+    d.at.button(key="prov_run").click().run()
+    d.check()
+    assert "attainment" in d.table("workload", "replicas", "attainment", "goodput_rps", "unstable").columns
+    d.at.button(key="prov_range_run").click().run()
+    d.check()
+    pool = load_pool(demo_data_dir() / "servegen", "language/demo-chat")
+    cost = roofline("llama-3-8b", "a100-80gb")
+    slo = Slo(ttft_p99_s=2.0, tpot_p99_s=0.1)
+    answer = compare_spec(spec, slo, cost, naive=["poisson"], pool=pool).table["replicas"][0]
+    core = answer_range(spec, slo, cost, naive=("poisson",), pool=pool, start=answer)
+    shown = [plain(s.value) for s in d.at.success] + [plain(i.value) for i in d.at.info]
+    assert core.sentence() in shown
+    assert ("does not survive" in core.sentence()) is (core.gap_survives is False)
+    assert d.table("workload", "seed", "sub_window", "replicas")["replicas"].tolist() == core.runs["replicas"].to_list()

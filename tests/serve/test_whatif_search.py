@@ -49,11 +49,11 @@ def test_a_p99_tpot_that_is_not_monotone_in_replicas_does_not_fool_the_search(ho
     tpot = {n: (0.445 if n == 8 else 1.894 if n <= 9 else 0.3) for n in range(1, 200)}
     calls = []
 
-    def fake_simulate(requests, cost, *, replicas, **kwargs):
+    def fake_simulate(fleet, replicas, slo, cost, **kwargs):
         calls.append(replicas)
-        return fake_result(replicas, tpot[replicas], cost)
+        return fake_result(replicas, tpot[replicas], cost), 1.0
 
-    monkeypatch.setattr(wi, "simulate", fake_simulate)
+    monkeypatch.setattr(wi, "simulate_until_missed", fake_simulate)
     res = wi.min_replicas(hot.head(1000), wi.Slo(tpot_p99_s=0.5), cost, start=8)
     assert res.replicas == 10
     met = dict(zip(res.curve["replicas"].to_list(), res.curve["met"].to_list(), strict=True))
@@ -154,3 +154,21 @@ def test_the_pooled_baseline_keeps_the_times_and_draws_by_the_same_uniforms(mlar
     assert const.drop("timestamp_s").equals(real.drop("timestamp_s"))
     per_600 = (const["timestamp_s"] // 600).value_counts()["count"].to_numpy()
     assert per_600.std() / per_600.mean() < 0.05
+
+
+def test_a_run_stops_as_soon_as_the_objective_is_missed_and_agrees_with_the_whole_simulation(hot):
+    cost = roofline("llama-3-8b", "a100")
+    slo = wi.Slo(ttft_p99_s=1.0, tpot_p99_s=0.1)
+    fleet = wi.FleetWork.of(hot, cost)
+    for n in (4, 9):
+        whole = simulate(hot, cost, replicas=n)
+        part, share = wi.simulate_until_missed(fleet, n, slo, cost)
+        if share == 1.0:  # met or missed only once every replica ran: the same latencies as one simulation
+            assert part.requests.height == whole.requests.height
+            for col in ("ttft_s", "tpot_s", "e2e_s"):
+                np.testing.assert_allclose(np.sort(part.requests[col].drop_nulls().to_numpy()), np.sort(whole.requests[col].drop_nulls().to_numpy()), rtol=1e-9, atol=1e-9)
+            assert slo.met(part.summary()) == slo.met(whole.summary())
+        else:  # stopped early: the whole simulation misses too
+            assert n == 4 and share < 0.5
+            assert not slo.met(whole.summary())
+    assert wi.min_replicas(hot, slo, cost).curve.filter(pl.col("simulated_share") < 1)["met"].not_().all()
