@@ -1,13 +1,23 @@
 """What-if provisioning: the replicas a workload needs for a latency objective, realistic vs naive.
 
-:func:`min_replicas` finds the smallest replica count whose simulation
-(:func:`servegen_core.serve.simulate.simulate`) meets an :class:`Slo` (p99 TTFT and/or p99
-TPOT) by galloping then bisection. :func:`compare_spec` composes a spec and its naive
-baselines (:func:`checked_naive_spec`: Poisson arrivals; pooled lengths; both; optionally a
-constant rate), searches each naive workload from the realistic answer, and reports the
-replicas each needs, the under-provisioning of each naive workload and its latencies at the
-realistic count; :func:`compare_trace` does the same for a raw trace against
-:func:`naive_trace` (the same requests with Poisson arrivals, the same count per window).
+:func:`min_replicas` finds the smallest replica count at which the simulation meets an
+:class:`Slo` (p99 TTFT and/or p99 TPOT; :data:`DEFAULT_SLO` both) and so does every larger
+count tried: latency is not assumed monotone in the replica count (p99 TPOT is not), the
+search bisects and checks the count above its answer, and a fleet whose queue is still
+growing at the end of the span (:func:`queue_growing`) is never an answer. Every count
+simulated is a row of the curve with its percentiles, SLO ``attainment`` and goodput.
+A run is simulated replica by replica (:func:`simulate_until_missed`) and stops once the
+objective is missed for sure; the workload is sorted and checked once per search
+(:class:`FleetWork`).
+
+:func:`compare_spec` composes a spec once and derives its naive baselines from the composed
+requests by common random numbers (:func:`naive_workloads`: the same requests row for row,
+only the named aspect changed), searches each and reports the replicas each needs, the
+under-provisioning of each naive workload and its latencies at the realistic count;
+:func:`compare_trace` does the same for a raw trace against :func:`naive_trace` (the same
+requests with Poisson arrivals, the same count per window). :func:`answer_range` gives the
+answer over several seeds and the plausible sub-window arrival models, and whether the
+realistic-vs-naive gap survives that range.
 
 The kinds of naive baseline are the spec's :data:`~servegen_core.spec.NAIVE_KINDS`;
 :data:`DEFAULT_NAIVE_KINDS` are the ones compared by default.
