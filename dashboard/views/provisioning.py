@@ -15,7 +15,17 @@ from servegen_core.serve.calibration import calibrate
 from servegen_core.serve.costmodel import roofline
 from servegen_core.serve.hardware import GPUS, MODELS
 from servegen_core.serve.simulate import ROUTERS, ServerConfig
-from servegen_core.serve.whatif import DEFAULT_NAIVE_KINDS, Comparison, Slo, compare_spec, compare_trace
+from servegen_core.serve.whatif import (
+    DEFAULT_NAIVE_KINDS,
+    DEFAULT_SLO,
+    RANGE_SUB_WINDOWS,
+    AnswerRange,
+    Comparison,
+    Slo,
+    answer_range,
+    compare_spec,
+    compare_trace,
+)
 from servegen_core.spec import NAIVE_KINDS
 from uploads import readable_path
 from widgets import files, page
@@ -24,7 +34,7 @@ from widgets import files, page
 MAX_SIM_ENV = "SERVEGEN_MAX_SIM_REQUESTS"
 DEFAULT_MAX_SIM = 1_000_000
 #: The default objectives: both latencies a chat user feels.
-DEFAULT_TTFT_S, DEFAULT_TPOT_S = 2.0, 0.1
+DEFAULT_TTFT_S, DEFAULT_TPOT_S = DEFAULT_SLO.ttft_p99_s, DEFAULT_SLO.tpot_p99_s
 #: Latencies past which any user is hurt (a warning when the answer's own table shows one, objective or not).
 CARE_TTFT_S, CARE_TPOT_S = 10.0, 0.2
 
@@ -109,7 +119,9 @@ slo_tpot = c2.number_input(
 )
 router = c3.selectbox("Router", list(ROUTERS), key="prov_router", persist_state="session")
 max_replicas = c4.number_input("Most replicas tried", min_value=1, max_value=4096, value=256, step=1, key="prov_max", persist_state="session")
-chunked = st.toggle("Chunked prefill (Sarathi-style) instead of prefill-first", key="prov_chunked", persist_state="session")
+chunked = st.toggle(
+    "Chunked prefill (current vLLM; off: prefill-first, vLLM V0)", value=True, key="prov_chunked", persist_state="session",
+)
 st.caption(
     f"The answer is the fewest replicas meeting every objective set above (defaults: p99 TTFT ≤ {DEFAULT_TTFT_S:g} s and "
     f"p99 TPOT ≤ {DEFAULT_TPOT_S:g} s); 0 turns an objective off."
@@ -260,6 +272,12 @@ if sim is not None:
         f"The realistic workload on {sim.n_replicas} replicas: {sim.replicas['preemptions'].sum():,} preemptions, "
         f"replicas busy {util:.0%} of the time on average (a replica is busy while any sequence runs)."
     )
+unstable = table.filter(pl.col("unstable").fill_null(False))["workload"].to_list()
+if unstable:
+    st.warning(
+        f"At the realistic count the queue of {', '.join(unstable)} is still growing at the end of the span (unstable): "
+        "a count whose queue grows is never an answer, whatever its percentiles."
+    )
 shown = table.with_columns(
     pl.col("under_provisioning").map_elements(provisioning_words, return_dtype=pl.String).alias("vs_realistic")
 ).drop("under_provisioning")
@@ -268,5 +286,33 @@ st.dataframe(
     column_config={
         "vs_realistic": st.column_config.TextColumn("vs realistic", help="What sizing the fleet by this baseline would do: under- or over-provision it, relative to the realistic need."),
         "met": st.column_config.CheckboxColumn("SLO met"),
+        "attainment": st.column_config.NumberColumn("attainment", help="Share of the requests within every objective (each request against it, not the p99).", format="percent"),
+        "goodput_rps": st.column_config.NumberColumn("goodput req/s", help="Requests within every objective per second of the span."),
+        "unstable": st.column_config.CheckboxColumn("unstable", help="The queue is still growing at the end of the span."),
     },
 )
+
+if use_spec:
+    st.subheader("The answer's uncertainty")
+    st.caption(
+        "The pool data fix each window's rate and CV, not the arrivals inside it: the realistic answer is searched again "
+        f"under each plausible sub-window model ({', '.join(RANGE_SUB_WINDOWS)}) and over three seeds, the Poisson baseline "
+        "over the seeds; the gap to the naive baseline is real only if it survives that range."
+    )
+    range_params = (*params, "range")
+    if st.button("Simulate the range", key="prov_range_run"):
+        with st.spinner("Searching every seed and sub-window model…"):
+            try:
+                spread = answer_range(
+                    spec, slo, cost, naive=("poisson",), pool=pool, config=ServerConfig(chunked_prefill=bool(chunked)),
+                    router=router, max_replicas=int(max_replicas), start=n_real,
+                )
+            except Exception as exc:  # noqa: BLE001 - a core error becomes a message on the page
+                core_calls.show_error(exc)
+                st.stop()
+        st.session_state["prov_range"] = (range_params, spread)
+    stored_range = st.session_state.get("prov_range")
+    if stored_range is not None and stored_range[0] == range_params:
+        spread: AnswerRange = stored_range[1]
+        (st.success if spread.gap_survives else st.info)(md(spread.sentence()))
+        st.dataframe(spread.runs, hide_index=True, key="prov_range_runs")

@@ -71,6 +71,7 @@ def _count(hi: int, what: str = "a whole number") -> Callable[[str], int]:
 #: Largest SLO objective and Poisson-baseline window accepted on the command line (seconds).
 _WHATIF_MAX_S = 86_400.0
 _whatif_seconds = _number_arg(float, lambda v: 0 < v <= _WHATIF_MAX_S, f"a number of seconds in (0, {_WHATIF_MAX_S:,.0f}]")
+_objective_seconds = _number_arg(float, lambda v: 0 <= v <= _WHATIF_MAX_S, f"a number of seconds in [0, {_WHATIF_MAX_S:,.0f}] (0: no objective)")
 _efficiency = _number_arg(float, lambda v: 0 < v <= 1, "a share in (0, 1]")
 _overhead_ms = _number_arg(float, lambda v: 0 <= v <= 60_000, "a number of milliseconds in [0, 60,000]")
 
@@ -223,8 +224,19 @@ def _whatif_arguments(p: argparse.ArgumentParser) -> None:
         "--calibration", nargs="+", metavar="FILE",
         help="fit the cost model to your benchmark results (AIPerf profile_export_aiperf.json, vLLM bench JSON, or CSV)",
     )
-    p.add_argument("--slo-ttft-p99", type=_whatif_seconds, metavar="S", help="p99 time to first token objective (seconds)")
-    p.add_argument("--slo-tpot-p99", type=_whatif_seconds, metavar="S", help="p99 time per output token objective (seconds)")
+    p.add_argument(
+        "--slo-ttft-p99", type=_objective_seconds, default=2.0, metavar="S",
+        help="p99 time to first token objective in seconds (default 2; 0: none)",
+    )
+    p.add_argument(
+        "--slo-tpot-p99", type=_objective_seconds, default=0.1, metavar="S",
+        help="p99 time per output token objective in seconds (default 0.1; 0: none)",
+    )
+    p.add_argument(
+        "--range", action=argparse.BooleanOptionalAction, default=True,
+        help="a spec's answer over 3 seeds and the sub-window models gamma, weibull, hyperexp, mmpp, beside the "
+        "Poisson baseline's over the seeds (default); --no-range: the spec's seed and model only",
+    )
     p.add_argument(
         "--baselines", metavar="LIST",
         help=f"comma-separated naive baselines of a spec, from {','.join(NAIVE_KINDS)} (default: {','.join(DEFAULT_NAIVE_KINDS)})",

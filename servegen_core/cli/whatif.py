@@ -14,7 +14,7 @@ from servegen_core.limits import max_requests as default_max_requests
 from servegen_core.serve.calibration import calibrate
 from servegen_core.serve.costmodel import CostModel, roofline
 from servegen_core.serve.simulate import ServerConfig
-from servegen_core.serve.whatif import DEFAULT_NAIVE_KINDS, Comparison, Slo, compare_spec, compare_trace
+from servegen_core.serve.whatif import DEFAULT_NAIVE_KINDS, AnswerRange, Comparison, Slo, answer_range, compare_spec, compare_trace
 from servegen_core.sources.traces import load_trace
 
 __all__ = ["run"]
@@ -37,8 +37,9 @@ def _server_config(args: argparse.Namespace) -> ServerConfig:
     )
 
 
-def _compare(args: argparse.Namespace, slo: Slo) -> tuple[Comparison, str]:
-    """The comparison the arguments ask for, and the name of the workload compared."""
+def _compare(args: argparse.Namespace, slo: Slo) -> tuple[Comparison, str, AnswerRange | None]:
+    """The comparison the arguments ask for, the name of the workload compared, and the answer's
+    range over seeds and sub-window models (a spec with ``--range``; else None)."""
     cost = _whatif_cost(args)
     config = _server_config(args)
     baselines = [b.strip() for b in args.baselines.split(",") if b.strip()] if args.baselines else list(DEFAULT_NAIVE_KINDS)
@@ -48,33 +49,45 @@ def _compare(args: argparse.Namespace, slo: Slo) -> tuple[Comparison, str]:
         spec = read_spec(args.spec, seed=args.seed)
         limit = args.max_requests if args.max_requests is not None else default_max_requests(streamed=False)
         comparison = compare_spec(spec, slo, cost, naive=baselines, max_requests=limit, **common)
-        return comparison, str(args.spec)
+        spread = None
+        if args.range:
+            spread = answer_range(
+                spec, slo, cost, naive=[b for b in baselines if b in ("poisson",)] or baselines[:1], max_requests=limit,
+                start=comparison.table["replicas"][0], **common,
+            )
+        return comparison, str(args.spec), spread
     if baselines != ["poisson"] and args.baselines:
         msg = "a raw trace is compared with its Poisson baseline only (--baselines poisson)"
         raise CliError(msg)
     loaded = load_trace(args.trace, preset=args.preset)
     comparison = compare_trace(loaded.trace, slo, cost, window_s=args.window_s, seed=args.seed or 0, **common)
-    return comparison, str(args.trace)
+    return comparison, str(args.trace), None
 
 
-def _print_text(out: TextIO, comparison: Comparison, slo: Slo, what: str) -> None:
+def _print_text(out: TextIO, comparison: Comparison, slo: Slo, what: str, spread: AnswerRange | None) -> None:
     out.write(f"Replicas needed for {slo.describe()}: {what}\n{comparison.cost_note}\n\n")
     n_real = comparison.table["replicas"][0]
     at = f" at {n_real}" if n_real is not None else ""
-    headers = ("workload", "requests", "replicas", "under-provisioned", f"p50 TTFT s{at}", f"p99 TTFT s{at}", f"p99 TPOT s{at}", "SLO met")
+    headers = (
+        "workload", "requests", "replicas", "under-provisioned", f"p50 TTFT s{at}", f"p99 TTFT s{at}", f"p99 TPOT s{at}",
+        f"attainment{at}", f"goodput req/s{at}", "SLO met",
+    )
     rows = [
         (
             r["workload"], r["requests"], "none" if r["replicas"] is None else r["replicas"],
             None if r["under_provisioning"] is None else f"{r['under_provisioning']:.0%}",
-            r["ttft_p50_s"], r["ttft_p99_s"], r["tpot_p99_s"], None if r["met"] is None else ("yes" if r["met"] else "no"),
+            r["ttft_p50_s"], r["ttft_p99_s"], r["tpot_p99_s"], None if r["attainment"] is None else f"{r['attainment']:.2%}",
+            r["goodput_rps"], None if r["met"] is None else ("yes" if r["met"] else ("no, unstable" if r["unstable"] else "no")),
         )
         for r in comparison.table.iter_rows(named=True)
     ]
-    out.write(format_table(headers, rows, numeric=(False, True, True, True, True, True, True, False)) + "\n\n")
+    out.write(format_table(headers, rows, numeric=(False, True, True, True, True, True, True, True, True, False)) + "\n\n")
     for r in comparison.table.iter_rows(named=True):
         if r["note"]:
             out.write(f"note: {r['workload']}: {r['note']}\n")
     out.write(comparison.sentence() + "\n")
+    if spread is not None:
+        out.write(spread.sentence() + "\n")
 
 
 def run(args: argparse.Namespace, out: TextIO) -> int:
@@ -85,8 +98,11 @@ def run(args: argparse.Namespace, out: TextIO) -> int:
     if args.preset is not None and args.trace is None:
         msg = "--preset applies to a --trace file"
         raise CliError(msg)
-    slo = Slo(ttft_p99_s=args.slo_ttft_p99, tpot_p99_s=args.slo_tpot_p99)
-    comparison, what = _compare(args, slo)
+    if not args.slo_ttft_p99 and not args.slo_tpot_p99:
+        msg = "give a p99 TTFT and/or a p99 TPOT objective (--slo-ttft-p99, --slo-tpot-p99; 0 turns one off)"
+        raise CliError(msg)
+    slo = Slo(ttft_p99_s=args.slo_ttft_p99 or None, tpot_p99_s=args.slo_tpot_p99 or None)
+    comparison, what, spread = _compare(args, slo)
     if args.json:
         print_json(
             {
@@ -97,9 +113,13 @@ def run(args: argparse.Namespace, out: TextIO) -> int:
                 "table": comparison.table.to_dicts(),
                 "curves": comparison.curves.to_dicts(),
                 "answer": comparison.sentence(),
+                "range": None if spread is None else {
+                    "runs": spread.runs.to_dicts(), "table": spread.table.to_dicts(), "gap_survives": spread.gap_survives,
+                    "sentence": spread.sentence(),
+                },
             },
             out,
         )
         return EXIT_OK
-    _print_text(out, comparison, slo, what)
+    _print_text(out, comparison, slo, what, spread)
     return EXIT_OK

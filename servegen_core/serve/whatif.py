@@ -1,13 +1,23 @@
 """What-if provisioning: the replicas a workload needs for a latency objective, realistic vs naive.
 
-:func:`min_replicas` finds the smallest replica count whose simulation
-(:func:`servegen_core.serve.simulate.simulate`) meets an :class:`Slo` (p99 TTFT and/or p99
-TPOT) by galloping then bisection. :func:`compare_spec` composes a spec and its naive
-baselines (:func:`checked_naive_spec`: Poisson arrivals; pooled lengths; both; optionally a
-constant rate), searches each naive workload from the realistic answer, and reports the
-replicas each needs, the under-provisioning of each naive workload and its latencies at the
-realistic count; :func:`compare_trace` does the same for a raw trace against
-:func:`naive_trace` (the same requests with Poisson arrivals, the same count per window).
+:func:`min_replicas` finds the smallest replica count at which the simulation meets an
+:class:`Slo` (p99 TTFT and/or p99 TPOT; :data:`DEFAULT_SLO` both) and so does every larger
+count tried: latency is not assumed monotone in the replica count (p99 TPOT is not), the
+search bisects and checks the count above its answer, and a fleet whose queue is still
+growing at the end of the span (:func:`queue_growing`) is never an answer. Every count
+simulated is a row of the curve with its percentiles, SLO ``attainment`` and goodput.
+A run is simulated replica by replica (:func:`simulate_until_missed`) and stops once the
+objective is missed for sure; the workload is sorted and checked once per search
+(:class:`FleetWork`).
+
+:func:`compare_spec` composes a spec once and derives its naive baselines from the composed
+requests by common random numbers (:func:`naive_workloads`: the same requests row for row,
+only the named aspect changed), searches each and reports the replicas each needs, the
+under-provisioning of each naive workload and its latencies at the realistic count;
+:func:`compare_trace` does the same for a raw trace against :func:`naive_trace` (the same
+requests with Poisson arrivals, the same count per window). :func:`answer_range` gives the
+answer over several seeds and the plausible sub-window arrival models, and whether the
+realistic-vs-naive gap survives that range.
 
 The kinds of naive baseline are the spec's :data:`~servegen_core.spec.NAIVE_KINDS`;
 :data:`DEFAULT_NAIVE_KINDS` are the ones compared by default.
@@ -25,15 +35,19 @@ import polars as pl
 
 from servegen_core.errors import SpecError
 from servegen_core.generate.compose import compose, naive_spec
+from servegen_core.generate.plan import ComposePlan, Workload
 from servegen_core.sources.load import load_source
 from servegen_core.limits import MAX_REPLICAS, max_workers
 from servegen_core.serve.costmodel import CostModel, check_count
-from servegen_core.serve.simulate import ServerConfig, SimResult, request_columns, simulate
+from servegen_core.serve.simulate import ServerConfig, SimResult, request_columns, route, simulate
 from servegen_core.sources.pool import ClientPool
 from servegen_core.spec import NAIVE_KINDS, WorkloadSpec
 
 __all__ = [
     "CURVE_COLUMNS",
+    "RANGE_SUB_WINDOWS",
+    "AnswerRange",
+    "answer_range",
     "DEFAULT_NAIVE_KINDS",
     "Comparison",
     "ProvisioningResult",
@@ -41,8 +55,18 @@ __all__ = [
     "checked_naive_spec",
     "compare_spec",
     "compare_trace",
+    "DEFAULT_SLO",
+    "attainment",
+    "capacity_estimate",
+    "FleetWork",
+    "constant_retimed",
+    "simulate_until_missed",
     "min_replicas",
     "naive_trace",
+    "naive_workloads",
+    "poisson_retimed",
+    "queue_growing",
+    "smallest_met_above_all_failures",
 ]
 
 #: Naive baselines compared by default; :data:`~servegen_core.spec.NAIVE_KINDS` adds
@@ -89,15 +113,70 @@ class Slo:
         return " and ".join(parts)
 
 
+#: The default objective: both latencies a chat user feels, p99 TTFT <= 2 s and p99 TPOT <= 0.1 s.
+DEFAULT_SLO = Slo(ttft_p99_s=2.0, tpot_p99_s=0.1)
+
 #: Columns of :attr:`ProvisioningResult.curve`, one row per replica count simulated.
-CURVE_COLUMNS = ("replicas", "ttft_p50_s", "ttft_p99_s", "tpot_p99_s", "e2e_p99_s", "queue_p99_s", "utilization_mean", "preemptions", "met")
+CURVE_COLUMNS = (
+    "replicas", "ttft_p50_s", "ttft_p99_s", "tpot_p99_s", "e2e_p99_s", "queue_p99_s", "utilization_mean", "preemptions",
+    "attainment", "goodput_rps", "unstable", "simulated_share", "met",
+)
+
+#: The share of the span at its end (and the share before it) over which :func:`queue_growing`
+#: compares the requests' median queueing delays.
+TAIL_SHARE = 0.05
+#: Queueing delays below this many seconds (or the TTFT objective, if larger) never make a run unstable.
+UNSTABLE_QUEUE_S = 10.0
+
+
+def attainment(sim: SimResult, slo: Slo) -> tuple[float, float]:
+    """SLO attainment and goodput of a simulation: the share of the requests served (refused
+    ones, longer than the model's context, left out) that completed within every objective of
+    ``slo`` (TTFT and TPOT, each request against the objective, not the p99; a one-token
+    answer has no TPOT and meets that objective), and those requests per second of the span."""
+    req = sim.requests.filter(~pl.col("refused")) if "refused" in sim.requests.columns else sim.requests
+    if req.height == 0:
+        return math.nan, 0.0
+    ok = pl.col("completed")
+    if slo.ttft_p99_s is not None:
+        ok = ok & (pl.col("ttft_s") <= slo.ttft_p99_s)
+    if slo.tpot_p99_s is not None:
+        ok = ok & (pl.col("tpot_s").is_null() | (pl.col("tpot_s") <= slo.tpot_p99_s))
+    good = int(req.select(ok.fill_null(False).sum()).item())
+    return good / req.height, good / max(sim.span_s, 1.0)
+
+
+def queue_growing(sim: SimResult, slo: Slo) -> bool:
+    """Whether the fleet's queue is still growing at the end of the span (unstable): the
+    requests arriving in the last :data:`TAIL_SHARE` of the span wait (median queueing delay,
+    arrival to first scheduled) more than ``max(UNSTABLE_QUEUE_S, TTFT objective)`` and longer
+    than those arriving in the share before it. A stable fleet's queue drains between bursts,
+    so its median wait stays near zero; an overloaded one's grows with time."""
+    req = sim.requests.filter(pl.col("completed"))
+    if req.height == 0:
+        return False
+    t = req["arrival_s"].to_numpy()
+    q = req["queue_s"].to_numpy()
+    t0, t1 = float(t.min()), float(t.max())
+    width = TAIL_SHARE * (t1 - t0)
+    if width <= 0:
+        return False
+    last = q[t >= t1 - width]
+    before = q[(t >= t1 - 2 * width) & (t < t1 - width)]
+    if len(last) == 0 or len(before) == 0:
+        return False
+    floor = max(UNSTABLE_QUEUE_S, slo.ttft_p99_s or 0.0)
+    tail = float(np.median(last))
+    return tail > floor and tail > float(np.median(before))
 
 
 @dataclass(frozen=True)
 class ProvisioningResult:
-    """Output of :func:`min_replicas`: the smallest ``replicas`` meeting ``slo`` (None if even
-    ``max_replicas`` did not), and ``curve``, one row per replica count simulated on the way
-    (sorted by ``replicas``: latency percentiles in seconds, mean utilization, ``met``).
+    """Output of :func:`min_replicas`: the smallest ``replicas`` at which the simulation and the
+    simulation of every larger count tried meets ``slo`` (None if there is none up to
+    ``max_replicas``), and ``curve``, one row per replica count simulated on the way (sorted by
+    ``replicas``: latency percentiles in seconds, mean utilization, SLO ``attainment`` and
+    ``goodput_rps``, ``unstable`` (:func:`queue_growing`) and ``met``).
     ``simulation`` is the full :class:`SimResult` at the answer (per-request latencies, per-
     replica statistics and timelines), None without an answer; ``reason`` says why there is
     no answer ("" when there is one)."""
@@ -110,12 +189,37 @@ class ProvisioningResult:
     reason: str = ""
 
 
-def _curve_row(n: int, summary: Mapping[str, float], met: bool) -> dict[str, float | int | bool]:
-    """One row of a provisioning curve: ``n`` replicas, the latencies of ``summary``, ``met``."""
-    row: dict[str, float | int | bool] = {k: summary[k] for k in CURVE_COLUMNS[1:-1]}
+def _curve_row(n: int, sim: SimResult, slo: Slo, share: float = 1.0) -> dict[str, float | int | bool]:
+    """One row of a provisioning curve: ``n`` replicas, the latencies, attainment, goodput and
+    stability of ``sim``, the ``simulated_share`` of the replicas (below 1 when the run stopped
+    as soon as the objective was missed: the figures are then those of the replicas simulated),
+    and ``met`` (the whole fleet was simulated, the percentiles meet ``slo`` and the queue is
+    not growing)."""
+    summary = sim.summary()
+    row: dict[str, float | int | bool] = {k: summary[k] for k in CURVE_COLUMNS[1:8]}
     row["replicas"] = n
-    row["met"] = met
+    row["attainment"], row["goodput_rps"] = attainment(sim, slo)
+    row["unstable"] = queue_growing(sim, slo)
+    row["simulated_share"] = share
+    row["met"] = share == 1.0 and slo.met(summary) and not row["unstable"]
     return row
+
+
+def smallest_met_above_all_failures(met: Mapping[int, bool]) -> int | None:
+    """The smallest replica count that met and above which every count tried met too (None when
+    the largest count tried did not meet): the answer :func:`min_replicas` gives."""
+    answer = None
+    for n in sorted(met, reverse=True):
+        if not met[n]:
+            break
+        answer = n
+    return answer
+
+
+def capacity_estimate(inp: np.ndarray, out: np.ndarray, span_s: float, cost: CostModel) -> int:
+    """Replicas the cost model's nominal token rate needs for the workload's mean token load."""
+    rate = cost.token_rate(float(inp.mean()), float(out.mean()))
+    return max(1, math.ceil(float(inp.sum() + out.sum()) / max(span_s, 1.0) / rate))
 
 
 def _infeasible(slo: Slo, cost: CostModel, inp: np.ndarray, out: np.ndarray, config: ServerConfig) -> str:
@@ -145,6 +249,97 @@ def _infeasible(slo: Slo, cost: CostModel, inp: np.ndarray, out: np.ndarray, con
     return ""
 
 
+@dataclass(frozen=True)
+class FleetWork:
+    """A workload prepared once for every run of a search: arrival seconds (sorted), input and
+    output tokens, the positions (in ``requests``' order) of the requests the model's context
+    accepts, and the refused ones' rows as :func:`simulate` reports them."""
+
+    arrival_s: np.ndarray
+    input_tokens: np.ndarray
+    output_tokens: np.ndarray
+    accepted: np.ndarray
+    refused: pl.DataFrame
+    n_requests: int
+    span_s: float
+
+    @classmethod
+    def of(cls, requests: pl.DataFrame, cost: CostModel) -> FleetWork:
+        t, i, o = request_columns(requests)
+        order = np.argsort(t, kind="stable")
+        t, i, o = t[order], i[order], o[order]
+        refused = (i + o > cost.max_context) if cost.max_context else np.zeros(len(t), dtype=bool)
+        null = pl.lit(None, dtype=pl.Float64)
+        refused_rows = pl.DataFrame(
+            {"arrival_s": t[refused], "input_tokens": i[refused], "output_tokens": o[refused]},
+            schema={"arrival_s": pl.Float64, "input_tokens": pl.Int64, "output_tokens": pl.Int64},
+        ).with_columns(
+            pl.lit(None, dtype=pl.Int64).alias("replica"), pl.lit(False).alias("completed"), pl.lit(True).alias("refused"),
+            *(null.alias(c) for c in ("queue_s", "ttft_s", "tpot_s", "e2e_s")), pl.lit(0, dtype=pl.Int64).alias("preemptions"),
+        )
+        span = float(t[-1] - t[0]) if len(t) else 0.0
+        return cls(t, i, o, np.flatnonzero(~refused), refused_rows, len(t), span)
+
+
+def _missed_for_sure(fails: int, n: int) -> bool:
+    """Whether ``fails`` values above an objective among ``n`` make their p99 (NumPy's linear
+    interpolation) exceed it whatever the other values: the value at ``floor(0.99 (n - 1))``
+    in sorted order is then above it."""
+    return n > 0 and fails >= n - math.floor(0.99 * (n - 1))
+
+
+def simulate_until_missed(
+    fleet: FleetWork, replicas: int, slo: Slo, cost: CostModel, *, router: str = "round_robin", config: ServerConfig | None = None,
+) -> tuple[SimResult, float]:
+    """Simulate ``fleet`` on ``replicas`` servers one replica at a time (the replicas are
+    independent once routed, :func:`~servegen_core.serve.simulate.route`), stopping as soon as
+    the objective is missed for sure: a request not served, or enough requests past the TTFT
+    or TPOT objective that the p99 is past it whatever the other replicas give. Returns the
+    simulation of the replicas run (requests in time order, refused ones included; each
+    replica's timeline from its first arrival) and the share of the replicas simulated."""
+    acc = fleet.accepted
+    t, i, o = fleet.arrival_s[acc], fleet.input_tokens[acc], fleet.output_tokens[acc]
+    assignment = route(t, i, o, replicas, router=router, cost=cost)
+    n_acc = len(acc)
+    n_multi = int((o > 1).sum())
+    parts, replica_rows, timelines = [], [], []
+    ttft_fails = tpot_fails = 0
+    done = 0
+    for r in range(replicas):
+        idx = np.flatnonzero(assignment == r)
+        done += 1
+        if len(idx) == 0:
+            continue
+        sub = pl.DataFrame({"timestamp_s": t[idx], "input_tokens": i[idx], "output_tokens": o[idx]})
+        one = simulate(sub, cost, replicas=1, config=config)
+        req = one.requests.with_columns(pl.lit(r, dtype=pl.Int64).alias("replica"))
+        parts.append(req)
+        replica_rows.append(one.replicas.with_columns(pl.lit(r, dtype=pl.Int64).alias("replica")))
+        if one.timeline.height:
+            timelines.append(one.timeline.with_columns(pl.lit(r, dtype=pl.Int64).alias("replica")))
+        if not bool(req["completed"].all()):
+            break
+        if slo.ttft_p99_s is not None:
+            ttft_fails += int((req["ttft_s"] > slo.ttft_p99_s).sum())
+            if _missed_for_sure(ttft_fails, n_acc):
+                break
+        if slo.tpot_p99_s is not None:
+            tpot_fails += int((req["tpot_s"] > slo.tpot_p99_s).sum())
+            if _missed_for_sure(tpot_fails, n_multi):
+                break
+    requests = pl.concat([*parts, fleet.refused.select(parts[0].columns)] if parts else [fleet.refused]).sort("arrival_s", maintain_order=True)
+    ends = requests.select((pl.col("arrival_s") + pl.col("e2e_s")).max()).item()
+    horizon = max(fleet.span_s, (ends or 0.0) - float(fleet.arrival_s[0]) if fleet.n_requests else 0.0)
+    reps = pl.concat(replica_rows) if replica_rows else pl.DataFrame({"replica": [], "busy_s": [], "utilization": [], "preemptions": []})
+    if reps.height and horizon > 0:
+        reps = reps.with_columns((pl.col("busy_s") / horizon).alias("utilization"))
+    sim = SimResult(
+        requests=requests, replicas=reps, timeline=pl.concat(timelines) if timelines else pl.DataFrame(),
+        n_replicas=replicas, cost=cost, config=config or ServerConfig(), router=router, span_s=fleet.span_s,
+    )
+    return sim, done / replicas
+
+
 def min_replicas(
     requests: pl.DataFrame,
     slo: Slo,
@@ -158,88 +353,96 @@ def min_replicas(
     workers: int = 1,
     progress: Callable[[str], None] | None = None,
 ) -> ProvisioningResult:
-    """The smallest number of replicas whose simulation of ``requests`` meets ``slo``.
+    """The smallest number of replicas at which the simulation of ``requests`` meets ``slo``,
+    and so does the simulation at every larger count tried.
 
-    When even requests served alone would miss the objective (one needs more KV cache than a
-    replica has, or the p99 of their prefill times or lone decode times exceeds it), the answer
-    is None after one simulation. Otherwise the
-    search starts at ``start`` (default: the replica count the cost model's nominal token rate
-    suggests), gallops down or up (steps of 1, 2, 4, ... from ``start``; halving or doubling
-    from the suggestion) until the objective flips, then
-    bisects (latency is taken as non-increasing in the replica count). ``also`` lists further
-    replica counts to simulate for the curve.
+    A count meets the objective when its percentiles do (:meth:`Slo.met`) and its queue is not
+    still growing at the end of the span (:func:`queue_growing`: an unstable fleet is never an
+    answer). When even requests served alone would miss the objective (one needs more KV
+    cache than a replica has, or the p99 of their prefill times or lone decode times exceeds
+    it), the answer is None after one simulation.
+
+    The search does not assume latency falls as replicas are added (p99 TPOT does not, at
+    small counts): it starts at ``start`` (default: :func:`capacity_estimate`), steps down by
+    a fifth while the objective is met or doubles up until it is, bisects between the largest
+    failing count below the candidate and the candidate, and checks the candidate plus one;
+    whenever a count above the candidate fails, the candidate moves above it and the search
+    goes on (:func:`smallest_met_above_all_failures` of every count tried). ``also`` lists
+    further replica counts to simulate for the curve (they take part in the answer).
     ``progress`` is called with a line of text before each simulation.
     """
     check_count("max_replicas", max_replicas, MAX_REPLICAS)
     check_count("workers", workers, max_workers())
     rows: dict[int, dict[str, float | int | bool]] = {}
-    best: dict[int, SimResult] = {}  # the smallest count meeting the SLO so far (at most one kept)
+    kept: dict[int, SimResult] = {}  # the simulations of counts that met (the answer's is returned)
+    fleet = FleetWork.of(requests, cost)  # sorted and checked once, reused by every run
 
     def run(n: int) -> bool:
         if n not in rows:
             if progress:
                 progress(f"simulating {requests.height:,} requests on {n} replica(s)")
-            res = simulate(requests, cost, replicas=n, router=router, config=config, workers=workers)
-            s = res.summary()
-            rows[n] = _curve_row(n, s, slo.met(s))
-            if rows[n]["met"] and (not best or n < min(best)):
-                best.clear()
-                best[n] = res
+            if workers > 1:
+                res, share = simulate(requests, cost, replicas=n, router=router, config=config, workers=workers), 1.0
+            else:
+                res, share = simulate_until_missed(fleet, n, slo, cost, router=router, config=config)
+            rows[n] = _curve_row(n, res, slo, share)
+            if rows[n]["met"]:
+                kept[n] = res
+                for m in [m for m in kept if m > n]:  # only the smallest met count can become the answer
+                    del kept[m]
         return bool(rows[n]["met"])
 
-    answer: int | None
+    answer: int | None = None
     reason = ""
     if requests.height == 0:
         answer = 1
         run(1)
     else:
         t, i, o = request_columns(requests)
-        span = max(float(t.max() - t.min()), 1.0)
-        rate = cost.token_rate(float(i.mean()), float(o.mean()))
-        guess = int(min(max_replicas, max(1, math.ceil(float(i.sum() + o.sum()) / span / rate))))
-        if start is not None:
-            guess = int(min(max_replicas, max(1, start)))
+        guess = capacity_estimate(i, o, float(t.max() - t.min()), cost) if start is None else start
+        guess = int(min(max_replicas, max(1, guess)))
         reason = _infeasible(slo, cost, i, o, config or ServerConfig())
         if reason:
             run(guess)
-            hi = lo = None
-        elif run(guess):
-            # down to a count that misses: steps 1, 2, 4, ... from a start, halving from a guess
-            hi, lo, step = guess, 0, 1
-            while hi > 1:
-                n = max(1, hi - step) if start is not None else max(1, hi // 2)
-                if run(n):
-                    hi = n
-                    step *= 2
-                else:
-                    lo = n
-                    break
         else:
-            # up to a count that meets: steps 1, 2, 4, ... from a start, doubling from a guess
-            lo, hi, step = guess, None, 1
-            while lo < max_replicas:
-                n = min(max_replicas, lo + step if start is not None else lo * 2)
-                if run(n):
-                    hi = n
-                    break
-                lo = n
-                step *= 2
-        if hi is None:
-            answer = None
-            reason = reason or f"not met with {max_replicas} replicas, the most tried"
-        else:
-            while hi - lo > 1:
-                mid = (lo + hi) // 2
-                if run(mid):
-                    hi = mid
-                else:
-                    lo = mid
-            answer = hi
+            if run(guess):
+                if guess > 1:  # one step down: by one from a given start, by a fifth from an estimate
+                    run(guess - 1 if start is not None else max(1, min(guess - 1, math.floor(guess / 1.25))))
+            elif start is not None and guess < max_replicas:
+                run(guess + 1)
+            for n in also:
+                if 1 <= n <= max_replicas:
+                    run(int(n))
+            answer = _settle(run, rows, max_replicas)
+            if answer is None:
+                reason = f"not met with {max(rows)} replicas, the most tried"
     for n in also:
         if 1 <= n <= max_replicas:
             run(int(n))
     curve = pl.DataFrame([rows[k] for k in sorted(rows)]).select(CURVE_COLUMNS)
-    return ProvisioningResult(answer, slo, curve, max_replicas, best.get(answer) if answer is not None else None, reason)
+    return ProvisioningResult(answer, slo, curve, max_replicas, kept.get(answer) if answer is not None else None, reason)
+
+
+def _settle(run: Callable[[int], bool], rows: Mapping[int, Mapping[str, float | int | bool]], max_replicas: int) -> int | None:
+    """Simulate (``run``) until the answer over the counts tried in ``rows`` is settled: the
+    smallest met count above every failing one, with the count just below it failing (or 1)
+    and the count just above it tried and met; None when ``max_replicas`` does not meet."""
+    while True:
+        met = {n: bool(r["met"]) for n, r in rows.items()}
+        answer = smallest_met_above_all_failures(met)
+        if answer is None:
+            top = max(met)
+            if top >= max_replicas:
+                return None
+            run(min(max_replicas, max(top + 1, 2 * top)))
+            continue
+        below = max((n for n, ok in met.items() if not ok and n < answer), default=0)
+        if answer - below > 1:
+            run((below + answer) // 2)
+        elif answer + 1 <= max_replicas and answer + 1 not in met:
+            run(answer + 1)
+        else:
+            return answer
 
 
 def naive_trace(requests: pl.DataFrame, *, window_s: float = 600.0, seed: int = 0) -> pl.DataFrame:
@@ -261,6 +464,91 @@ def naive_trace(requests: pl.DataFrame, *, window_s: float = 600.0, seed: int = 
     new = start + rng.random(len(t)) * width
     new = new[np.lexsort((new, w))]
     return df.with_columns(pl.Series("timestamp_s", new))
+
+
+#: The stream of :func:`poisson_retimed` and :func:`constant_retimed` under a spec's seed
+#: (``default_rng([seed, RETIME_STREAM])``; generation uses ``[seed, window, 0..2, piece]``).
+RETIME_STREAM = 3
+
+
+def poisson_retimed(trace: pl.DataFrame, plan: ComposePlan, *, seed: int) -> pl.DataFrame:
+    """The Poisson baseline of a composed workload by common random numbers: the same requests
+    (every column but ``timestamp_s`` unchanged), the same count in every client-window of
+    ``plan``, and within each client-window the same requests in the same order, given new
+    times: the order statistics of uniform draws over the window (through the rate function's
+    cumulative integral when the plan has one), a Poisson process given the count. Rows are
+    sorted by the new times (stable). Only the arrivals inside windows change."""
+    if trace.height == 0:
+        return trace
+    cw = plan.client_windows.select("client_id", "t0_s", "duration_s").sort("t0_s")
+    df = trace.with_row_index("_row").sort("timestamp_s", maintain_order=True)
+    joined = df.join_asof(cw, left_on="timestamp_s", right_on="t0_s", by="client_id", strategy="backward", check_sortedness=False)  # sorted by time
+    t = joined["timestamp_s"].to_numpy()
+    t0 = joined["t0_s"].to_numpy()
+    d = joined["duration_s"].to_numpy()
+    if np.isnan(t0).any() or (t >= t0 + d + 1e-9).any():
+        msg = "a request lies outside every client-window of its plan: the trace was not composed from this plan"
+        raise SpecError("trace", msg)
+    group = joined.select(pl.struct("client_id", "t0_s").rank("dense")).to_series().to_numpy()
+    rng = np.random.default_rng([int(plan.spec.seed), RETIME_STREAM])
+    u = rng.random(len(t))
+    by_u = np.lexsort((u, group))
+    by_time = np.lexsort((np.arange(len(t)), group))  # df is in time order: the group's requests in order
+    pos = np.empty(len(t))
+    pos[by_time] = u[by_u]
+    time_map = plan.arrivals.time_map
+    if time_map is not None:
+        lam0 = time_map.cumulative(t0)
+        new = np.maximum(time_map.inverse(lam0 + pos * (time_map.cumulative(t0 + d) - lam0)), t0)
+    else:
+        new = t0 + pos * d
+    new = np.minimum(new, np.nextafter(t0 + d, -np.inf))
+    out = df.with_columns(pl.Series("timestamp_s", new, dtype=pl.Float64)).sort(["timestamp_s", "_row"])
+    return out.drop("_row")
+
+
+def constant_retimed(trace: pl.DataFrame, span_s: float, *, seed: int) -> pl.DataFrame:
+    """The constant-rate Poisson baseline by common random numbers: the same requests in the
+    same order (every column but ``timestamp_s`` unchanged, so the clients' shares are exact),
+    at the order statistics of uniform times over ``[0, span_s)``: Poisson at the mean rate."""
+    if trace.height == 0:
+        return trace
+    df = trace.sort("timestamp_s", maintain_order=True)
+    rng = np.random.default_rng([int(seed), RETIME_STREAM])
+    new = np.sort(rng.random(df.height)) * float(span_s)
+    return df.with_columns(pl.Series("timestamp_s", new, dtype=pl.Float64))
+
+
+def naive_workloads(workload: Workload, kinds: Sequence[str], *, pool: ClientPool | None = None, max_requests: int | None = None) -> dict[str, pl.DataFrame]:
+    """The naive baselines ``kinds`` of a composed ``workload`` by common random numbers, each the
+    same requests row for row with only the named aspect changed: ``poisson``
+    (:func:`poisson_retimed`), ``pooled_lengths`` (the spec with pooled lengths composed under
+    the same seed: the same generators give the same counts and times, and the lengths come
+    from the pooled tables by the same uniforms; checked), ``poisson_pooled`` (both, the same
+    new times as ``poisson``), ``constant`` (:func:`constant_retimed`)."""
+    _check_naive_kinds(kinds)
+    trace = workload.trace
+    plan = workload.plan
+    out: dict[str, pl.DataFrame] = {}
+    pooled: pl.DataFrame | None = None
+    if {"pooled_lengths", "poisson_pooled"} & set(kinds):
+        kwargs = {} if max_requests is None else {"max_requests": max_requests}
+        pooled = compose(naive_spec(workload.spec, "pooled_lengths", pool=pool), pool=pool if pool is not None else plan.pool, **kwargs).trace
+        same = pooled.height == trace.height and pooled["timestamp_s"].equals(trace["timestamp_s"]) and pooled["client_id"].equals(trace["client_id"])
+        if not same:
+            msg = "the pooled-lengths baseline did not keep the realistic workload's requests and times"
+            raise SpecError("naive", msg)
+    seed = int(workload.spec.seed)
+    for kind in kinds:
+        if kind == "poisson":
+            out[kind] = poisson_retimed(trace, plan, seed=seed)
+        elif kind == "pooled_lengths" and pooled is not None:
+            out[kind] = pooled
+        elif kind == "poisson_pooled" and pooled is not None:
+            out[kind] = poisson_retimed(pooled, plan, seed=seed)
+        elif kind == "constant":
+            out[kind] = constant_retimed(trace, plan.span_duration_s, seed=seed)
+    return out
 
 
 def _check_naive_kinds(kinds: Iterable[str]) -> None:
@@ -296,8 +584,9 @@ class Comparison:
     ``table``: one row per workload (``realistic`` first): ``workload, requests, replicas``
     (needed for the SLO; null if not met up to the maximum), ``under_provisioning`` (``1 -
     naive replicas / realistic replicas``: the share of the realistic need a benchmark with
-    that baseline would miss), then ``ttft_p50_s, ttft_p99_s, tpot_p99_s, met`` of that
-    workload *at the realistic replica count*, and ``note``: why a workload has no answer.
+    that baseline would miss), then ``ttft_p50_s, ttft_p99_s, tpot_p99_s``, ``attainment``
+    (share of requests within every objective), ``goodput_rps``, ``unstable`` and ``met`` of
+    that workload *at the realistic replica count*, and ``note``: why a workload has no answer.
     ``curves``: every simulated point,
     ``workload, replicas, ttft_p99_s, tpot_p99_s, ...``. ``realistic``: the simulation of the
     realistic workload at its answer (None without one).
@@ -350,9 +639,7 @@ def _compare_workloads(
     for name, df in workloads.items():  # realistic first: the baselines are also simulated at its answer
         note = (lambda text, name=name: progress(f"{name}: {text}")) if progress else None
         also = (n_real,) if n_real is not None else ()
-        res = min_replicas(
-            df, slo, cost, config=config, router=router, max_replicas=max_replicas, also=also, start=n_real, workers=workers, progress=note,
-        )
+        res = min_replicas(df, slo, cost, config=config, router=router, max_replicas=max_replicas, also=also, workers=workers, progress=note)
         if name == "realistic":
             n_real = res.replicas
         else:
@@ -374,6 +661,9 @@ def _compare_workloads(
                 "ttft_p50_s": at["ttft_p50_s"] if at else None,
                 "ttft_p99_s": at["ttft_p99_s"] if at else None,
                 "tpot_p99_s": at["tpot_p99_s"] if at else None,
+                "attainment": at["attainment"] if at else None,
+                "goodput_rps": at["goodput_rps"] if at else None,
+                "unstable": at["unstable"] if at else None,
                 "met": at["met"] if at else None,
                 "note": res.reason,
             }
@@ -381,7 +671,8 @@ def _compare_workloads(
         curves.append(res.curve.with_columns(pl.lit(name).alias("workload")).select("workload", *CURVE_COLUMNS))
     schema = {
         "workload": pl.String, "requests": pl.Int64, "replicas": pl.Int64, "under_provisioning": pl.Float64,
-        "ttft_p50_s": pl.Float64, "ttft_p99_s": pl.Float64, "tpot_p99_s": pl.Float64, "met": pl.Boolean, "note": pl.String,
+        "ttft_p50_s": pl.Float64, "ttft_p99_s": pl.Float64, "tpot_p99_s": pl.Float64,
+        "attainment": pl.Float64, "goodput_rps": pl.Float64, "unstable": pl.Boolean, "met": pl.Boolean, "note": pl.String,
     }
     real = results["realistic"].simulation
     return Comparison(pl.DataFrame(rows, schema=schema), pl.concat(curves), slo, cost.name, cost.note, real)
@@ -401,19 +692,24 @@ def compare_spec(
     workers: int = 1,
     progress: Callable[[str], None] | None = None,
 ) -> Comparison:
-    """Compose ``spec`` and its ``naive`` baselines (kinds of :func:`checked_naive_spec`) from one
-    loaded source (``pool``, else loaded from the spec) and compare the replicas each needs for ``slo``."""
+    """Compose ``spec`` (from ``pool``, else loaded from the spec), derive its ``naive`` baselines
+    from the composed requests by common random numbers (:func:`naive_workloads`) and compare
+    the replicas each needs for ``slo``."""
     check_count("max_replicas", max_replicas, MAX_REPLICAS)  # before any composing
     check_count("workers", workers, max_workers())
     _check_naive_kinds(naive)  # an unknown kind fails before any work
     if pool is None:
         pool = load_source(spec)
     kwargs = {} if max_requests is None else {"max_requests": max_requests}
-    workloads = {}
-    for name, s in [("realistic", spec), *[(k, checked_naive_spec(spec, k, pool=pool)) for k in naive]]:
-        if progress:
-            progress(f"{name}: composing")
-        workloads[name] = compose(s, pool=pool, **kwargs).trace.select("timestamp_s", "input_tokens", "output_tokens")
+    if progress:
+        progress("realistic: composing")
+    made = compose(spec, pool=pool, **kwargs)
+    workloads = {"realistic": made.trace}
+    if progress and naive:
+        progress(f"{naive[0]}: deriving the baselines by common random numbers")
+    workloads.update(naive_workloads(made, naive, pool=pool, max_requests=max_requests))
+    columns = ("timestamp_s", "input_tokens", "output_tokens")
+    workloads = {name: df.select(columns) for name, df in workloads.items()}
     return _compare_workloads(workloads, slo, cost, config=config, router=router, max_replicas=max_replicas, workers=workers, progress=progress)
 
 
@@ -436,3 +732,116 @@ def compare_trace(
     real = requests.select("timestamp_s", "input_tokens", "output_tokens").sort("timestamp_s", maintain_order=True)
     workloads = {"realistic": real, "poisson": naive_trace(real, window_s=window_s, seed=seed)}
     return _compare_workloads(workloads, slo, cost, config=config, router=router, max_replicas=max_replicas, workers=workers, progress=progress)
+
+
+# --------------------------------------------------------------------------------------------
+# The answer with its uncertainty
+# --------------------------------------------------------------------------------------------
+
+#: The sub-window arrival models an answer's range covers (:data:`~servegen_core.spec.SUB_WINDOW_MODELS`
+#: that a pool's rate and CV leave plausible).
+RANGE_SUB_WINDOWS = ("gamma", "weibull", "hyperexp", "mmpp")
+#: Seeds of the range besides the spec's own: ``seed + 1``, ``seed + 2``.
+RANGE_EXTRA_SEEDS = 2
+
+
+@dataclass(frozen=True)
+class AnswerRange:
+    """The replicas each workload needs over several seeds and sub-window models
+    (:func:`answer_range`). ``runs``: one row per (``workload``, ``seed``, ``sub_window``):
+    ``replicas`` (null when not met). ``table``: one row per workload: ``low``, ``high`` (the
+    smallest and largest answer; null when one run had none) and ``runs``. ``gap_survives``:
+    every realistic answer is above every naive one (None without answers to compare)."""
+
+    runs: pl.DataFrame
+    table: pl.DataFrame
+    gap_survives: bool | None
+
+    def sentence(self) -> str:
+        """The range in one sentence."""
+        parts = []
+        for r in self.table.iter_rows(named=True):
+            if r["low"] is None:
+                parts.append(f"{r['workload']} not always met")
+            else:
+                parts.append(f"{r['workload']} {r['low']}" + (f"-{r['high']}" if r["high"] != r["low"] else ""))
+        n = self.runs.filter(pl.col("workload") == "realistic").height
+        head = f"Over {n} realistic runs (seeds x sub-window models): " + ", ".join(parts) + " replicas"
+        if self.gap_survives is None:
+            return head + "."
+        verdict = "survives" if self.gap_survives else "does not survive"
+        return f"{head}; the realistic-vs-naive gap {verdict} that range."
+
+
+def answer_range(
+    spec: WorkloadSpec,
+    slo: Slo,
+    cost: CostModel,
+    *,
+    naive: Sequence[str] = ("poisson",),
+    seeds: Sequence[int] | None = None,
+    sub_windows: Sequence[str] | None = None,
+    pool: ClientPool | None = None,
+    config: ServerConfig | None = None,
+    router: str = "round_robin",
+    max_replicas: int = 1024,
+    max_requests: int | None = None,
+    start: int | None = None,
+    workers: int = 1,
+    progress: Callable[[str], None] | None = None,
+) -> AnswerRange:
+    """The replicas ``spec`` needs for ``slo`` over ``seeds`` (default: the spec's and
+    :data:`RANGE_EXTRA_SEEDS` more) and, for fitted arrivals, ``sub_windows`` (default
+    :data:`RANGE_SUB_WINDOWS`; the spec's own model alone for other arrivals), and the ``naive``
+    baselines' replicas per seed (derived by common random numbers from that seed's workload
+    under the spec's own sub-window model). Every search starts from ``start`` (e.g. the
+    answer of :func:`compare_spec`), else from the previous answer, so a run near it costs a
+    few simulations."""
+    check_count("max_replicas", max_replicas, MAX_REPLICAS)
+    _check_naive_kinds(naive)
+    if pool is None:
+        pool = load_source(spec)
+    seeds = [int(spec.seed) + k for k in range(RANGE_EXTRA_SEEDS + 1)] if seeds is None else [int(s) for s in seeds]
+    if spec.arrivals != "fitted":
+        models = [spec.sub_window]
+    else:
+        models = list(RANGE_SUB_WINDOWS if sub_windows is None else sub_windows)
+        if spec.sub_window in models:  # the spec's own model first: its workload also gives the baselines
+            models.remove(spec.sub_window)
+        models.insert(0, spec.sub_window)
+    kwargs = {} if max_requests is None else {"max_requests": max_requests}
+    rows: list[dict[str, object]] = []
+    last: dict[str, int | None] = {"realistic": start}
+    columns = ("timestamp_s", "input_tokens", "output_tokens")
+    for seed in seeds:
+        for model in models:
+            s = dataclasses.replace(spec, seed=seed, sub_window=model)
+            if progress:
+                progress(f"realistic: seed {seed}, sub-window {model}: composing")
+            made = compose(s, pool=pool, **kwargs)
+            workloads = {"realistic": made.trace.select(columns)}
+            if model == spec.sub_window:
+                workloads.update({k: v.select(columns) for k, v in naive_workloads(made, naive, pool=pool, max_requests=max_requests).items()})
+            for name, df in workloads.items():
+                note = (lambda text, name=name, seed=seed, model=model: progress(f"{name}: seed {seed}, sub-window {model}: {text}")) if progress else None
+                res = min_replicas(
+                    df, slo, cost, config=config, router=router, max_replicas=max_replicas, start=last.get(name), workers=workers, progress=note,
+                )
+                if res.replicas is not None:
+                    last[name] = res.replicas
+                rows.append({"workload": name, "seed": seed, "sub_window": model if name == "realistic" else spec.sub_window, "replicas": res.replicas})
+    runs = pl.DataFrame(rows, schema={"workload": pl.String, "seed": pl.Int64, "sub_window": pl.String, "replicas": pl.Int64})
+    table = (
+        runs.group_by("workload", maintain_order=True)
+        .agg(
+            pl.when(pl.col("replicas").null_count() == 0).then(pl.col("replicas").min()).alias("low"),
+            pl.when(pl.col("replicas").null_count() == 0).then(pl.col("replicas").max()).alias("high"),
+            pl.len().alias("runs"),
+        )
+    )
+    real = table.filter(pl.col("workload") == "realistic").row(0, named=True)
+    others = table.filter(pl.col("workload") != "realistic")
+    gap: bool | None = None
+    if real["low"] is not None and others.height and others["high"].null_count() == 0:
+        gap = bool(real["low"] > others["high"].max())
+    return AnswerRange(runs, table, gap)

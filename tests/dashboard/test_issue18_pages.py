@@ -63,13 +63,14 @@ def test_provisioning_defaults_to_both_objectives_and_warns_on_latencies_users_f
 
 
 def test_an_objective_just_above_the_lowest_reachable_p99_is_flagged(traces_dir):
+    # the search checks the count above its answer, so the lowest p99 tried sits near the floor
     d = Dashboard().trace(traces_dir / AZURE).open("provisioning")
-    d.at.number_input(key="prov_slo_ttft").set_value(0.8).run()
+    d.at.number_input(key="prov_slo_ttft").set_value(0.42).run()
     d.at.button(key="prov_run").click().run()
     d.check()
-    core = compare_trace(load_trace(traces_dir / AZURE).trace, Slo(ttft_p99_s=0.8, tpot_p99_s=0.1), roofline("llama-3-8b", "a100-80gb"))
+    core = compare_trace(load_trace(traces_dir / AZURE).trace, Slo(ttft_p99_s=0.42, tpot_p99_s=0.1), roofline("llama-3-8b", "a100-80gb"))
     lowest = core.curves.filter(pl.col("workload") == "realistic")["ttft_p99_s"].min()
-    assert 0.8 <= 1.2 * lowest
+    assert 0.42 <= 1.2 * lowest  # the lone-prefill floor (about 0.36 s): more replicas do not help
     assert any("little headroom" in i and f"({lowest:,.3g} s)" in i for i in d.infos()), d.infos()
 
 
