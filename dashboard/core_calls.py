@@ -19,6 +19,8 @@ sidebar's already-parsed trace fitted to a pool: a trace is parsed once per file
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import datetime
 from collections.abc import Callable, Hashable, Iterator, Mapping
 from contextlib import contextmanager
@@ -53,6 +55,25 @@ from uploads import ReadablePath, check_spec_source, is_upload, readable_path, r
 # --------------------------------------------------------------------------------------------
 
 
+def _glibc_trim() -> Callable[[int], int] | None:
+    name = ctypes.util.find_library("c")
+    try:
+        return getattr(ctypes.CDLL(name), "malloc_trim", None) if name else None
+    except OSError:
+        return None
+
+
+_MALLOC_TRIM = _glibc_trim()
+
+
+def return_freed_memory() -> None:
+    """Give the memory a finished job freed back to the system (glibc's ``malloc_trim``; nothing
+    elsewhere). Each session runs in its own thread, and glibc keeps what a thread freed in that
+    thread's arena: without this, every session's largest job stays in the server's RSS."""
+    if _MALLOC_TRIM is not None:
+        _MALLOC_TRIM(0)
+
+
 @contextmanager
 def within_budget(nbytes: int, what: str) -> Iterator[None]:
     """Hold ``nbytes`` of the server's budget (:func:`servegen_core.limits.server_budget`) while the
@@ -71,10 +92,13 @@ def within_budget(nbytes: int, what: str) -> Iterator[None]:
         box[0].info(text, icon=":material/hourglass_top:")
         shown.append(text)
 
-    with server_budget().reserve(nbytes, what, on_wait=on_wait):
-        if box:
-            box[0].empty()
-        yield
+    try:
+        with server_budget().reserve(nbytes, what, on_wait=on_wait, make_room=_cached_heavy.clear):
+            if box:
+                box[0].empty()
+            yield
+    finally:
+        return_freed_memory()
 
 
 def budgeted(func: Callable, nbytes: int, what: str) -> Callable:
@@ -175,10 +199,41 @@ def _cached_call(key: Hashable, _func: Callable, _args: tuple, _kwargs: dict) ->
     return _func(*_args, **_kwargs)
 
 
-@st.cache_resource(show_spinner=False, max_entries=8)
-def _cached_heavy(key: Hashable, _func: Callable, _args: tuple, _kwargs: dict) -> Any:
-    """Like :func:`_cached_call` for large results (workloads, export files): few entries."""
-    return _func(*_args, **_kwargs)
+#: Bytes a composed workload keeps per byte of its trace's ``estimated_size`` (its plan and
+#: buffers besides: 800,000 requests of ``language/m-large`` keep about 2 x 21 MB).
+KEPT_BYTES_PER_TRACE_BYTE = 2
+
+
+def kept_bytes(value: Any) -> int:
+    """The memory a cached heavy result keeps: a workload (:data:`KEPT_BYTES_PER_TRACE_BYTE` x its
+    trace's estimated size), a table, or file bytes; 0 for small results."""
+    if isinstance(value, Workload):
+        return KEPT_BYTES_PER_TRACE_BYTE * int(value.trace.estimated_size())
+    if isinstance(value, pl.DataFrame):
+        return int(value.estimated_size())
+    if isinstance(value, bytes | bytearray):
+        return len(value)
+    return 0
+
+
+class Kept:
+    """A cached heavy result and the bytes it holds of the server budget until the cache drops it."""
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
+        self.nbytes = kept_bytes(value)
+        server_budget().hold(self.nbytes)
+
+
+def _release_kept(kept: Kept) -> None:
+    server_budget().release_held(kept.nbytes)
+
+
+@st.cache_resource(show_spinner=False, max_entries=8, on_release=_release_kept)
+def _cached_heavy(key: Hashable, _func: Callable, _args: tuple, _kwargs: dict) -> Kept:
+    """Like :func:`_cached_call` for large results (workloads, export files): few entries, each
+    counted in the server budget while it is cached (:class:`Kept`): a job that needs room drops them."""
+    return Kept(_func(*_args, **_kwargs))
 
 
 def clear_call_caches() -> None:
@@ -239,8 +294,9 @@ def run(
     call = func if budget is None else budgeted(func, *budget)
     try:
         with st.spinner(text):
-            cache = _cached_heavy if heavy else _cached_call
-            return cache(full_key, call, args, {**kwargs, **(unhashed or {})})
+            if heavy:
+                return _cached_heavy(full_key, call, args, {**kwargs, **(unhashed or {})}).value
+            return _cached_call(full_key, call, args, {**kwargs, **(unhashed or {})})
     except Exception as exc:  # noqa: BLE001 - every core error becomes a message on the page
         show_error(exc)
         return None
@@ -252,7 +308,7 @@ def deferred(func: Callable, *args: Any, key: Hashable, unhashed: Mapping[str, A
     full_key = (func.__module__, func.__qualname__, _freeze(key), ())
 
     def call() -> Any:
-        return _cached_heavy(full_key, func, args, dict(unhashed or {}))
+        return _cached_heavy(full_key, func, args, dict(unhashed or {})).value
 
     return call
 

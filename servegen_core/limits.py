@@ -283,7 +283,20 @@ def server_budget_bytes() -> int:
 
 
 class ServerBudgetError(LimitError):
-    """One job's estimated memory is larger than the whole server budget: it could never run."""
+    """One job's estimated memory is larger than the whole server budget: it could never run.
+
+    ``value`` and ``limit`` are bytes; the message says both in MB."""
+
+    def __init__(self, what: str, needed: int, capacity: int) -> None:
+        self.quantity = f"estimated memory of {what}"
+        self.value = needed
+        self.limit = capacity
+        text = (
+            f"{what} needs an estimated {needed / _MB:,.1f} MB, more than this server's whole budget for heavy "
+            f"work of all sessions, {capacity / _MB:,.1f} MB (${SERVER_BUDGET_ENV}); make the job smaller "
+            "(a shorter span, a lower rate, fewer requests)"
+        )
+        ServeGenError.__init__(self, text)
 
 
 @dataclass(frozen=True)
@@ -315,6 +328,11 @@ class MemoryBudget:
     forever by small ones), and always gives them back, also when the block raises or the wait is
     interrupted. A job larger than :attr:`capacity` is refused at once with
     :class:`ServerBudgetError`, naming both numbers.
+
+    Results kept after their job (a cache of composed workloads) count too: :meth:`hold` charges
+    their bytes until :meth:`release_held`. A job that fits beside the running jobs but not beside
+    the kept results asks its ``make_room`` callback to drop them (a cache clear that releases
+    them) rather than wait for it.
     """
 
     def __init__(self, capacity: int, *, poll_s: float = 0.5) -> None:
@@ -324,16 +342,40 @@ class MemoryBudget:
         self.capacity = int(capacity)
         self.poll_s = poll_s
         self._cond = threading.Condition()
-        self._in_use = 0
+        self._running = 0
+        self._held = 0
         self._queue: list[object] = []  # tickets of the waiting jobs, oldest first
-        #: Most bytes held at once since the budget was made (for tests and the metrics).
+        #: Most bytes held at once (running jobs and kept results) since the budget was made.
         self.peak = 0
+        #: Most bytes of running jobs at once since the budget was made.
+        self.peak_running = 0
+
+    def resize(self, capacity: int) -> None:
+        """Change the capacity (running jobs keep their bytes; waiting jobs are checked again)."""
+        if capacity <= 0:
+            msg = f"a memory budget must be positive, got {capacity}"
+            raise ValueError(msg)
+        with self._cond:
+            self.capacity = int(capacity)
+            self._cond.notify_all()
 
     @property
     def in_use(self) -> int:
+        """Bytes the running jobs and the kept results hold."""
+        with self._cond:
+            return self._running + self._held
+
+    @property
+    def running(self) -> int:
         """Bytes the running jobs hold."""
         with self._cond:
-            return self._in_use
+            return self._running
+
+    @property
+    def held(self) -> int:
+        """Bytes of kept results (:meth:`hold`)."""
+        with self._cond:
+            return self._held
 
     @property
     def waiting(self) -> int:
@@ -341,18 +383,38 @@ class MemoryBudget:
         with self._cond:
             return len(self._queue)
 
+    def hold(self, nbytes: int) -> None:
+        """Charge ``nbytes`` of a kept result (never waits: the result exists already)."""
+        with self._cond:
+            self._held += max(0, int(nbytes))
+            self.peak = max(self.peak, self._running + self._held)
+
+    def release_held(self, nbytes: int) -> None:
+        """Give back the bytes of a kept result that was dropped."""
+        with self._cond:
+            self._held = max(0, self._held - max(0, int(nbytes)))
+            self._cond.notify_all()
+
     def check(self, nbytes: int, what: str) -> None:
         """Refuse a job of ``nbytes`` larger than the whole budget (it could never run)."""
         if nbytes > self.capacity:
-            raise ServerBudgetError(
-                f"estimated memory (MB) of {what}", nbytes / _MB, self.capacity / _MB,
-                f"this server runs heavy work within ${SERVER_BUDGET_ENV} MB for all sessions; "
-                "make the job smaller (a shorter span, a lower rate, fewer requests)",
-            )
+            raise ServerBudgetError(what, nbytes, self.capacity)
+
+    def _outside_lock(self, callback: Callable[[], None]) -> None:
+        self._cond.release()
+        try:
+            callback()
+        finally:
+            self._cond.acquire()
 
     @contextmanager
     def reserve(
-        self, nbytes: int, what: str, *, on_wait: Callable[[BudgetWait], None] | None = None,
+        self,
+        nbytes: int,
+        what: str,
+        *,
+        on_wait: Callable[[BudgetWait], None] | None = None,
+        make_room: Callable[[], None] | None = None,
     ) -> Iterator[None]:
         """Hold ``nbytes`` of the budget while the block runs (see the class). While the job
         waits, ``on_wait`` is called at once and then every :attr:`poll_s` seconds with a
@@ -364,30 +426,33 @@ class MemoryBudget:
         with self._cond:
             self._queue.append(ticket)
             try:
-                while self._queue[0] is not ticket or self._in_use + nbytes > self.capacity:
+                while self._queue[0] is not ticket or self._running + self._held + nbytes > self.capacity:
+                    first = self._queue[0] is ticket
+                    if first and make_room is not None and self._held and self._running + nbytes <= self.capacity:
+                        self._outside_lock(make_room)
+                        if self._running + self._held + nbytes <= self.capacity:
+                            continue  # room made: the loop ends
                     if on_wait is not None:
                         wait = BudgetWait(
-                            what, nbytes, self._in_use, self.capacity, self._queue.index(ticket), time.monotonic() - started,
+                            what, nbytes, self._running + self._held, self.capacity, self._queue.index(ticket),
+                            time.monotonic() - started,
                         )
-                        self._cond.release()
-                        try:
-                            on_wait(wait)
-                        finally:
-                            self._cond.acquire()
+                        self._outside_lock(lambda: on_wait(wait))
                     self._cond.wait(self.poll_s)
             except BaseException:
                 self._queue.remove(ticket)
                 self._cond.notify_all()
                 raise
             self._queue.pop(0)
-            self._in_use += nbytes
-            self.peak = max(self.peak, self._in_use)
+            self._running += nbytes
+            self.peak = max(self.peak, self._running + self._held)
+            self.peak_running = max(self.peak_running, self._running)
             self._cond.notify_all()
         try:
             yield
         finally:
             with self._cond:
-                self._in_use -= nbytes
+                self._running -= nbytes
                 self._cond.notify_all()
 
 
@@ -396,9 +461,13 @@ _SERVER_BUDGET_LOCK = threading.Lock()
 
 
 def server_budget() -> MemoryBudget:
-    """The process-wide :class:`MemoryBudget` (capacity :func:`server_budget_bytes`, read at first use)."""
+    """The process-wide :class:`MemoryBudget`, its capacity :func:`server_budget_bytes` (read at
+    every call, as the other limits: a changed variable resizes the one budget)."""
     global _SERVER_BUDGET  # noqa: PLW0603 - one budget per process, made on first use
+    capacity = server_budget_bytes()
     with _SERVER_BUDGET_LOCK:
         if _SERVER_BUDGET is None:
-            _SERVER_BUDGET = MemoryBudget(server_budget_bytes())
+            _SERVER_BUDGET = MemoryBudget(capacity)
+        elif _SERVER_BUDGET.capacity != capacity:
+            _SERVER_BUDGET.resize(capacity)
         return _SERVER_BUDGET
