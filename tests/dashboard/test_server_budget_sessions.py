@@ -107,3 +107,23 @@ def test_a_job_larger_than_the_whole_budget_is_refused_with_the_numbers_and_the_
     assert "pv_arrivals" in d.figures()
     assert server_budget().running == 0 and server_budget().held > 0
 
+
+
+def test_the_cached_workloads_count_and_are_dropped_when_a_new_job_needs_their_room(servegen_dir, monkeypatch):
+    pool = load_pool(servegen_dir, "language/m-large")
+    specs = [
+        WorkloadSpec(ServeGenSource(str(servegen_dir), "language/m-large"), Span(72000, 1000), rate=ConstantRate(200.0), seed=s)
+        for s in range(3)
+    ]
+    one_job = composed_bytes(plan_workload(specs[0], pool=pool).expected_requests)
+    monkeypatch.setenv(SERVER_BUDGET_ENV, str(one_job * 1.05 / MB))  # one job, not one job beside a kept workload
+    core_calls.clear_call_caches()
+    budget = server_budget()
+    kept = []
+    for spec in specs:
+        assert core_calls.workload(spec, pool) is not None
+        kept.append(budget.held)
+    assert kept[0] > 0 and all(abs(k - kept[0]) < 0.01 * kept[0] for k in kept), kept  # never two kept at once
+    assert budget.running == 0
+    core_calls.clear_call_caches()
+    assert budget.held == 0
