@@ -7,14 +7,23 @@ loaded data over a span is cached too (:func:`make_view`). Every other core call
 key, shows a spinner while it runs and turns any error into ``st.error`` with its message
 (:func:`error_text`, never a traceback). :func:`usable` says why a result holds no data.
 
+Heavy work (loading a trace, composing, validating and scoring a workload) runs within the
+one memory budget of the whole server (:func:`servegen_core.limits.server_budget`): the call
+reserves its estimated bytes first, and while other sessions hold the budget the page says
+"Busy: your job is queued" (:func:`within_budget`); a job larger than the whole budget is
+refused with both numbers.
+
 The pool a spec composes from (:func:`spec_pool`) is the sidebar's pool itself, or the
 sidebar's already-parsed trace fitted to a pool: a trace is parsed once per file version.
 """
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import datetime
-from collections.abc import Callable, Hashable, Mapping
+from collections.abc import Callable, Hashable, Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -29,16 +38,78 @@ from servegen_core.generate.compose import ComposePlan, Workload, plan_workload
 from servegen_core.generate.compose import compose as compose_workload
 from servegen_core.generate.fidelity import SpecFidelity, spec_fidelity
 from servegen_core.generate.validate import ValidationReport, validate
-from servegen_core.limits import max_columns, max_rows
+from servegen_core.limits import BudgetWait, composed_bytes, max_columns, max_rows, server_budget
 from servegen_core.paths import PathNotAllowedError
 from servegen_core.result import Result
 from servegen_core.sources.fit import pool_from_trace
+from servegen_core.sources.footprint import trace_load_bytes
 from servegen_core.sources.load import load_source as load_spec_source
 from servegen_core.sources.pool import ClientPool, load_pool
 from servegen_core.sources.traces import load_trace
 from servegen_core.spec import ServeGenSource, TraceSource, WorkloadSpec
 from session import Loaded, Source, View, current, current_spec, spec_source
 from uploads import ReadablePath, check_spec_source, is_upload, readable_path, readable_roots
+
+# --------------------------------------------------------------------------------------------
+# The server-wide budget of heavy work
+# --------------------------------------------------------------------------------------------
+
+
+def _glibc_trim() -> Callable[[int], int] | None:
+    name = ctypes.util.find_library("c")
+    try:
+        return getattr(ctypes.CDLL(name), "malloc_trim", None) if name else None
+    except OSError:
+        return None
+
+
+_MALLOC_TRIM = _glibc_trim()
+
+
+def return_freed_memory() -> None:
+    """Give the memory a finished job freed back to the system (glibc's ``malloc_trim``; nothing
+    elsewhere). Each session runs in its own thread, and glibc keeps what a thread freed in that
+    thread's arena: without this, every session's largest job stays in the server's RSS."""
+    if _MALLOC_TRIM is not None:
+        _MALLOC_TRIM(0)
+
+
+@contextmanager
+def within_budget(nbytes: int, what: str) -> Iterator[None]:
+    """Hold ``nbytes`` of the server's budget (:func:`servegen_core.limits.server_budget`) while the
+    block runs; while the job waits for other sessions' jobs, an info box on the page says so
+    (:meth:`servegen_core.limits.BudgetWait.sentence`), removed when the job starts. A job larger
+    than the whole budget raises :class:`servegen_core.limits.ServerBudgetError`."""
+    box: list = []
+    shown: list[str] = []
+
+    def on_wait(wait: BudgetWait) -> None:
+        text = wait.sentence()
+        if shown and shown[-1] == text:
+            return  # unchanged: draw nothing new (a cached call records what it draws)
+        if not box:
+            box.append(st.empty())
+        box[0].info(text, icon=":material/hourglass_top:")
+        shown.append(text)
+
+    try:
+        with server_budget().reserve(nbytes, what, on_wait=on_wait, make_room=_cached_heavy.clear):
+            if box:
+                box[0].empty()
+            yield
+    finally:
+        return_freed_memory()
+
+
+def budgeted(func: Callable, nbytes: int, what: str) -> Callable:
+    """``func`` run :func:`within_budget` ``(nbytes, what)``."""
+
+    def call(*args: Any, **kwargs: Any) -> Any:
+        with within_budget(nbytes, what):
+            return func(*args, **kwargs)
+
+    return call
+
 
 # --------------------------------------------------------------------------------------------
 # Cached loaders (keyed on small arguments)
@@ -62,17 +133,20 @@ def cached_trace(
 ) -> tuple[pl.DataFrame, tuple[str, ...], str, datetime.datetime | None]:
     """:func:`servegen_core.sources.traces.load_trace`, once per (file, options, modification time).
 
-    An uploaded file is loaded under the tighter upload budget of rows and columns."""
+    An uploaded file is loaded under the tighter upload budget of rows and columns; the load runs
+    :func:`within_budget` its estimate (:func:`servegen_core.sources.footprint.trace_load_bytes`)."""
     upload = is_upload(path)
-    loaded = load_trace(
-        path,
-        preset=preset,
-        columns=dict(columns) or None,
-        time_unit=time_unit,
-        client_column=client_column,
-        max_rows=max_rows(upload=upload),
-        max_columns=max_columns(upload=upload),
-    )
+    rows, cols = max_rows(upload=upload), max_columns(upload=upload)
+    with within_budget(trace_load_bytes(path, max_rows=rows, max_columns=cols), f"loading {path.name}"):
+        loaded = load_trace(
+            path,
+            preset=preset,
+            columns=dict(columns) or None,
+            time_unit=time_unit,
+            client_column=client_column,
+            max_rows=rows,
+            max_columns=cols,
+        )
     return loaded.trace, (loaded.summary, *loaded.warnings), loaded.preset, loaded.start_time
 
 
@@ -125,10 +199,41 @@ def _cached_call(key: Hashable, _func: Callable, _args: tuple, _kwargs: dict) ->
     return _func(*_args, **_kwargs)
 
 
-@st.cache_resource(show_spinner=False, max_entries=8)
-def _cached_heavy(key: Hashable, _func: Callable, _args: tuple, _kwargs: dict) -> Any:
-    """Like :func:`_cached_call` for large results (workloads, export files): few entries."""
-    return _func(*_args, **_kwargs)
+#: Bytes a composed workload keeps per byte of its trace's ``estimated_size`` (its plan and
+#: buffers besides: 800,000 requests of ``language/m-large`` keep about 2 x 21 MB).
+KEPT_BYTES_PER_TRACE_BYTE = 2
+
+
+def kept_bytes(value: Any) -> int:
+    """The memory a cached heavy result keeps: a workload (:data:`KEPT_BYTES_PER_TRACE_BYTE` x its
+    trace's estimated size), a table, or file bytes; 0 for small results."""
+    if isinstance(value, Workload):
+        return KEPT_BYTES_PER_TRACE_BYTE * int(value.trace.estimated_size())
+    if isinstance(value, pl.DataFrame):
+        return int(value.estimated_size())
+    if isinstance(value, bytes | bytearray):
+        return len(value)
+    return 0
+
+
+class Kept:
+    """A cached heavy result and the bytes it holds of the server budget until the cache drops it."""
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
+        self.nbytes = kept_bytes(value)
+        server_budget().hold(self.nbytes)
+
+
+def _release_kept(kept: Kept) -> None:
+    server_budget().release_held(kept.nbytes)
+
+
+@st.cache_resource(show_spinner=False, max_entries=8, on_release=_release_kept)
+def _cached_heavy(key: Hashable, _func: Callable, _args: tuple, _kwargs: dict) -> Kept:
+    """Like :func:`_cached_call` for large results (workloads, export files): few entries, each
+    counted in the server budget while it is cached (:class:`Kept`): a job that needs room drops them."""
+    return Kept(_func(*_args, **_kwargs))
 
 
 def clear_call_caches() -> None:
@@ -174,20 +279,24 @@ def run(
     spinner: str | None = None,
     unhashed: Mapping[str, Any] | None = None,
     heavy: bool = False,
+    budget: tuple[int, str] | None = None,
     **kwargs: Any,
 ) -> Any:
     """``func(*args, **kwargs, **unhashed)``, cached on ``(func, key, kwargs)``; ``None`` after an error (shown).
 
     ``key`` identifies the positional arguments and ``unhashed`` (large objects such as a
     pool are not hashed); ``kwargs`` must be small and hashable. ``heavy`` results (whole
-    workloads) go to a cache of few entries.
+    workloads) go to a cache of few entries. With ``budget=(bytes, what)`` a call that is not
+    cached yet runs :func:`within_budget` those estimated bytes.
     """
     full_key = (func.__module__, func.__qualname__, _freeze(key), _freeze(kwargs))
     text = spinner or f"Computing {func.__name__.replace('_', ' ')}…"
+    call = func if budget is None else budgeted(func, *budget)
     try:
         with st.spinner(text):
-            cache = _cached_heavy if heavy else _cached_call
-            return cache(full_key, func, args, {**kwargs, **(unhashed or {})})
+            if heavy:
+                return _cached_heavy(full_key, call, args, {**kwargs, **(unhashed or {})}).value
+            return _cached_call(full_key, call, args, {**kwargs, **(unhashed or {})})
     except Exception as exc:  # noqa: BLE001 - every core error becomes a message on the page
         show_error(exc)
         return None
@@ -199,7 +308,7 @@ def deferred(func: Callable, *args: Any, key: Hashable, unhashed: Mapping[str, A
     full_key = (func.__module__, func.__qualname__, _freeze(key), ())
 
     def call() -> Any:
-        return _cached_heavy(full_key, func, args, dict(unhashed or {}))
+        return _cached_heavy(full_key, func, args, dict(unhashed or {})).value
 
     return call
 
@@ -246,7 +355,13 @@ def trace_pool(trace: pl.DataFrame, source: TraceSource) -> ClientPool:
 
 
 def spec_pool(view: View, source: ServeGenSource | TraceSource) -> ClientPool | None:
-    """The pool a spec composes from, ``source`` being the view's :func:`session.spec_source`: the
+    """Heavy work (loading a trace, composing, validating and scoring a workload) runs within the
+one memory budget of the whole server (:func:`servegen_core.limits.server_budget`): the call
+reserves its estimated bytes first, and while other sessions hold the budget the page says
+"Busy: your job is queued" (:func:`within_budget`); a job larger than the whole budget is
+refused with both numbers.
+
+The pool a spec composes from, ``source`` being the view's :func:`session.spec_source`: the
     loaded pool itself, or the loaded trace fitted to a pool (:func:`trace_pool`, cached)."""
     if view.is_pool:
         return view.loaded.data
@@ -266,9 +381,20 @@ def spec_pool(view: View, source: ServeGenSource | TraceSource) -> ClientPool | 
 def other_spec_pool(spec: WorkloadSpec) -> ClientPool | None:
     """The pool another spec (one pasted on the Preview page) composes from, loaded by
     :func:`servegen_core.sources.load.load_source` confined to :func:`uploads.readable_roots`:
-    a source outside them is refused with the one message that never says whether it exists."""
+    a source outside them is refused with the one message that never says whether it exists.
+    A trace source inside them loads :func:`within_budget` its estimate (nothing is measured
+    outside the roots)."""
+    budget = None
+    if isinstance(spec.source, TraceSource):
+        try:
+            path = readable_path(spec.source.path)
+        except PathNotAllowedError:
+            path = None  # load_spec_source refuses it with its own message
+        if path is not None:
+            budget = (trace_load_bytes(path, max_rows=max_rows(), max_columns=max_columns()), f"loading {path.name}")
     return run(
-        load_spec_source, spec, key=spec.source, roots=readable_roots(), spinner="Loading the other spec's source…"
+        load_spec_source, spec, key=spec.source, roots=readable_roots(), budget=budget,
+        spinner="Loading the other spec's source…",
     )
 
 
@@ -290,8 +416,17 @@ _GENERATED_COUNTS = "generated_counts"
 
 
 def workload(spec: WorkloadSpec, pool: ClientPool) -> Workload | None:
-    """:func:`servegen_core.generate.compose.compose`, cached on the spec; its exact request count is remembered."""
-    made = run(_compose, spec, key=spec, unhashed={"pool": pool}, heavy=True, spinner="Composing the workload…")
+    """:func:`servegen_core.generate.compose.compose`, cached on the spec, run :func:`within_budget`
+    the plan's expected requests (:func:`servegen_core.limits.composed_bytes`); its exact request
+    count is remembered."""
+    made_plan = plan(spec, pool)
+    if made_plan is None:
+        return None
+    expected = made_plan.expected_requests
+    budget = (composed_bytes(expected), f"composing about {expected:,.0f} requests")
+    made = run(
+        _compose, spec, key=spec, unhashed={"pool": pool}, heavy=True, budget=budget, spinner="Composing the workload…"
+    )
     if made is not None:
         remember_count(spec, made.trace.height)
     return made
@@ -317,7 +452,9 @@ def report(spec: WorkloadSpec, pool: ClientPool) -> ValidationReport | None:
     made = workload(spec, pool)
     if made is None:
         return None
-    rep = run(validate, made, key=spec, heavy=True, spinner="Validating the workload…")
+    rows = made.trace.height
+    budget = (composed_bytes(rows), f"validating {rows:,} requests")
+    rep = run(validate, made, key=spec, heavy=True, budget=budget, spinner="Validating the workload…")
     if rep is not None and rep.ok:
         st.session_state.setdefault(_CHECKS, {})[spec] = (int(rep.checks["passed"].sum()), rep.checks.height)
     return rep
@@ -365,4 +502,8 @@ def fidelity(spec: WorkloadSpec, pool: ClientPool, view: View) -> SpecFidelity |
         if "failed" in trace.columns:
             trace = trace.filter(~pl.col("failed").fill_null(False))
     spinner = "Scoring the workload against its source…" if trace is not None else "Drawing the model a second time and scoring…"
-    return run(_fidelity, spec, key=spec, unhashed={"pool": pool, "trace": trace, "made": made}, spinner=spinner)
+    rows = made.trace.height + (made.trace.height if trace is None else trace.height)  # and the second draw
+    budget = (composed_bytes(rows), f"scoring {made.trace.height:,} requests")
+    return run(
+        _fidelity, spec, key=spec, unhashed={"pool": pool, "trace": trace, "made": made}, budget=budget, spinner=spinner
+    )

@@ -1,4 +1,4 @@
-"""The dashboard's settings from the environment: folders offered, upload, download and preview limits.
+"""The dashboard's settings from the environment: folders offered, upload, download, preview and memory limits.
 
 Every limit a server operator can set lives here, with its variable and its default; pages
 and the sidebar read them through these functions (a bad value raises ``ValueError`` naming
@@ -12,6 +12,7 @@ from pathlib import Path
 
 import streamlit as st
 
+from servegen_core import limits
 from servegen_core.paths import shared_data_dir
 
 #: Environment variable: a ServeGen data folder to offer besides the shared one.
@@ -34,6 +35,11 @@ MAX_DOWNLOAD_ENV = "SERVEGEN_MAX_DOWNLOAD_REQUESTS"
 DEFAULT_MAX_DOWNLOAD_REQUESTS = 2_000_000
 #: Largest workload (requests) composed in memory on the Preview page.
 PREVIEW_MAX_REQUESTS = 5_000_000
+
+#: Environment variable: the memory budget (MB) of the heavy work of all sessions together
+#: (loading, composing, validating, simulating), default half the machine's memory; read by
+#: :func:`servegen_core.limits.server_budget`, which :func:`core_calls.within_budget` reserves from.
+SERVER_BUDGET_ENV = limits.SERVER_BUDGET_ENV
 
 def env_int(name: str, default: int, *, unit: str) -> int:
     """``$name`` as a positive whole number (``default`` when unset or empty); ``ValueError`` naming it otherwise."""

@@ -30,6 +30,17 @@ import uploads
 MB = 1024 * 1024
 
 
+@pytest.fixture
+def empty_folder_registry(monkeypatch):
+    """A fresh process-wide registry of upload folders for this test.
+
+    Every AppTest runs under the one session id ``"test session id"``: a dashboard test that
+    uploaded a file earlier in this process left that id's folder in the registry, and the reaper
+    (rightly) frees it too, since no AppTest session counts as connected here."""
+    monkeypatch.setattr(uploads, "_SESSION_FOLDERS", {})
+
+
+@pytest.mark.usefixtures("empty_folder_registry")
 def test_the_reaper_frees_a_closed_sessions_memory_and_folder(tmp_path):
     manager = MemoryUploadedFileManager("/_stcore/upload_file")
     add = uploads.capped_add_file(manager, manager.add_file)
@@ -50,12 +61,9 @@ def test_the_reaper_frees_a_closed_sessions_memory_and_folder(tmp_path):
     assert not (tmp_path / "closed").exists() and "closed" not in manager.file_storage
     assert uploads.session_folder("closed") is None
     assert (tmp_path / "open").is_dir() and manager.file_storage["open"]  # the open session keeps its files
-    uploads.register_session_folder("open", tmp_path / "gone")  # leave the registry clean for other tests
-    active.clear()
-    reaper.sweep(now=1000)
-    reaper.sweep(now=2000)
 
 
+@pytest.mark.usefixtures("empty_folder_registry")
 def test_the_cap_counts_memory_and_folder_and_replacing_a_file_id(tmp_path, monkeypatch):
     monkeypatch.setenv("SERVEGEN_MAX_SESSION_UPLOAD_MB", "3")
     manager = MemoryUploadedFileManager("/_stcore/upload_file")
@@ -70,7 +78,6 @@ def test_the_cap_counts_memory_and_folder_and_replacing_a_file_id(tmp_path, monk
         add("s", UploadedFileRec(file_id="b", name="b", type="", data=b"z"))
     assert info.value.status_code == 413 and "SERVEGEN_MAX_SESSION_UPLOAD_MB" in info.value.detail
     add("other", UploadedFileRec(file_id="b", name="b", type="", data=b"z" * (2 * MB)))  # per session, not per server
-    uploads.SessionReaper(manager, lambda sid: False, grace_s=0, period_s=1).sweep()
 
 
 # -- a real server -----------------------------------------------------------------------------
