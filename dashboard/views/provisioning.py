@@ -260,7 +260,9 @@ with right:
     page.plot(fig, result.curves, key="prov_tpot")
 n_real = answers.get("realistic")
 st.caption(
-    "Each point is one simulation of the whole workload; the stars mark each workload's answer. "
+    "Each point is one simulation of the workload; a run stops as soon as the objective is missed for sure, and its "
+    "point then shows the replicas simulated before it stopped (simulated_share below 1 in the curves). The stars mark "
+    "each workload's answer: the fewest replicas meeting the objective with every larger count tried meeting it too. "
     + (f"Latencies in the table are at the realistic count ({n_real} replicas)." if n_real is not None else "")
 )
 sim = result.realistic

@@ -71,7 +71,15 @@ def _count(hi: int, what: str = "a whole number") -> Callable[[str], int]:
 #: Largest SLO objective and Poisson-baseline window accepted on the command line (seconds).
 _WHATIF_MAX_S = 86_400.0
 _whatif_seconds = _number_arg(float, lambda v: 0 < v <= _WHATIF_MAX_S, f"a number of seconds in (0, {_WHATIF_MAX_S:,.0f}]")
-_objective_seconds = _number_arg(float, lambda v: 0 <= v <= _WHATIF_MAX_S, f"a number of seconds in [0, {_WHATIF_MAX_S:,.0f}] (0: no objective)")
+
+
+def _objective_seconds(text: str) -> float | None:
+    """An SLO objective: seconds in (0, max], or ``none`` (no objective on that latency)."""
+    if text.strip().lower() == "none":
+        return None
+    return _whatif_seconds(text)
+
+
 _efficiency = _number_arg(float, lambda v: 0 < v <= 1, "a share in (0, 1]")
 _overhead_ms = _number_arg(float, lambda v: 0 <= v <= 60_000, "a number of milliseconds in [0, 60,000]")
 
@@ -226,11 +234,11 @@ def _whatif_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--slo-ttft-p99", type=_objective_seconds, default=2.0, metavar="S",
-        help="p99 time to first token objective in seconds (default 2; 0: none)",
+        help="p99 time to first token objective in seconds (default 2; none: no TTFT objective)",
     )
     p.add_argument(
         "--slo-tpot-p99", type=_objective_seconds, default=0.1, metavar="S",
-        help="p99 time per output token objective in seconds (default 0.1; 0: none)",
+        help="p99 time per output token objective in seconds (default 0.1; none: no TPOT objective)",
     )
     p.add_argument(
         "--range", action=argparse.BooleanOptionalAction, default=True,

@@ -98,10 +98,10 @@ def run(args: argparse.Namespace, out: TextIO) -> int:
     if args.preset is not None and args.trace is None:
         msg = "--preset applies to a --trace file"
         raise CliError(msg)
-    if not args.slo_ttft_p99 and not args.slo_tpot_p99:
-        msg = "give a p99 TTFT and/or a p99 TPOT objective (--slo-ttft-p99, --slo-tpot-p99; 0 turns one off)"
+    if args.slo_ttft_p99 is None and args.slo_tpot_p99 is None:
+        msg = "give a p99 TTFT and/or a p99 TPOT objective (--slo-ttft-p99, --slo-tpot-p99; none turns one off)"
         raise CliError(msg)
-    slo = Slo(ttft_p99_s=args.slo_ttft_p99 or None, tpot_p99_s=args.slo_tpot_p99 or None)
+    slo = Slo(ttft_p99_s=args.slo_ttft_p99, tpot_p99_s=args.slo_tpot_p99)
     comparison, what, spread = _compare(args, slo)
     if args.json:
         print_json(

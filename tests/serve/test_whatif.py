@@ -164,7 +164,7 @@ def test_cli_whatif_on_a_trace_prints_the_table(traces_dir, capsys):
 
 def test_cli_whatif_usage_errors(traces_dir, tmp_path, capsys):
     path = str(traces_dir / "AzureLLMInferenceTrace_conv.csv")
-    off = ["--slo-ttft-p99", "0", "--slo-tpot-p99", "0"]
+    off = ["--slo-ttft-p99", "none", "--slo-tpot-p99", "none"]
     assert main(["whatif", "--trace", path, "--model", "llama-3-8b", "--gpu", "a100", "-q", *off]) == 2
     assert "p99" in capsys.readouterr().err
     spec = tmp_path / "s.json"
