@@ -94,11 +94,14 @@ async def open_session(port: int) -> tuple[object, str]:
     back = BackMsg()
     back.rerun_script.query_string = ""
     await ws.send(back.SerializeToString())
-    while True:
+    session_id = None
+    while True:  # wait for the first script run to finish: it installs the session upload cap
         msg = ForwardMsg()
-        msg.ParseFromString(await asyncio.wait_for(ws.recv(), 60))
+        msg.ParseFromString(await asyncio.wait_for(ws.recv(), 120))
         if msg.WhichOneof("type") == "new_session":
-            return ws, msg.new_session.initialize.session_id
+            session_id = msg.new_session.initialize.session_id
+        if msg.WhichOneof("type") == "script_finished" and session_id is not None:
+            return ws, session_id
 
 
 def upload_bytes(port: int) -> int:
