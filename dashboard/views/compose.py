@@ -265,6 +265,38 @@ duration_min = c3.number_input(
     key=seeded(duration_key, float(min(60.0, remaining_min))), persist_state="session",
 )
 seed = int(c4.number_input("Seed", min_value=0, step=1, key=seeded("cmp_seed", 0), persist_state="session"))
+
+
+def set_span(start: int, minutes: float) -> None:
+    """Callback: the span widgets to ``start`` (seconds) for ``minutes``, before the next run draws them."""
+    d, c = divmod(int(start), 86400)
+    st.session_state[f"cmp_day_{sid}"] = d + 1
+    st.session_state[f"cmp_clock_{sid}"] = fmt.fmt_clock(c)
+    st.session_state[duration_key] = float(minutes)
+
+
+# The busiest hour of the whole source (its aggregate rate series, from the core): one click sets the span to it.
+busiest_hour = None if 3600 % int(pool.window_s) else core_calls.run(
+    rates.busiest_window, pool, key=(view.key, source, "busiest_hour"), window_s=3600, resolution_s=int(pool.window_s),
+    spinner="Finding the busiest hour…",
+)
+if busiest_hour is not None:
+    b1, b2 = st.columns([1, 3])
+    if busiest_hour.ok:
+        at_busiest = start_s == busiest_hour.start_s and abs(float(duration_min) - 60.0) < 1e-9
+        b1.button(
+            "Busiest hour", key="cmp_busiest_hour", disabled=at_busiest, on_click=set_span, args=(busiest_hour.start_s, 60.0),
+            help="set the span to the hour of this source with the most requests (all clients, whole windows of the source)",
+        )
+        ratio = busiest_hour.rate_rps / busiest_hour.mean_rps if busiest_hour.mean_rps else None
+        b2.caption(
+            f"Busiest hour of the source (all clients): {fmt.fmt_time(busiest_hour.start_s)} – {fmt.fmt_time(busiest_hour.end_s)}, "
+            f"{busiest_hour.rate_rps:,.2f} req/s"
+            + (f", {ratio:,.2f}x the source's mean of {busiest_hour.mean_rps:,.2f} req/s" if ratio else "")
+            + (" (the span now)." if at_busiest else ".")
+        )
+    else:
+        b2.caption(f"No busiest hour to pick: {md(busiest_hour.reason or 'no rate series')}.")
 duration_s = round(float(duration_min) * 60, 6)
 span = build(lambda: Span(start_s=int(start_s), duration_s=duration_s))
 end_s = start_s + duration_s
