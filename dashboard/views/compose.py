@@ -470,25 +470,26 @@ with status_box:
     )
     editor_key = f"{editor_prefix}{sid}_{abs(hash((tuple(rows_ids), tuple(sorted(stored_weights.items()))))) % 10**10}"
     st.session_state[f"{editor_key}_rows"] = rows_ids
+    # the table at full width (every column in view), the notes and the chart beside each other under it
+    st.data_editor(
+        table, key=editor_key, hide_index=True, disabled=["client_id", "status", "observed_share", "composed_share"],
+        column_config={
+            "client_id": st.column_config.TextColumn("client", width="small"),
+            "status": st.column_config.TextColumn("status"),
+            "observed_share": st.column_config.NumberColumn("observed share", format="%.4g", help="share of the span's recorded requests"),
+            "weight": st.column_config.NumberColumn(
+                "weight", min_value=0.0, format="%.6g",
+                help="the one column you edit: any non-negative number (normalized over the composed clients); 0 leaves the "
+                "client out; clear a cell to go back to its share with observed weights",
+            ),
+            "composed_share": st.column_config.NumberColumn(
+                "composed share", format="%.4g",
+                help="the share of the generated requests this client gets (its expected requests over the total): the chart draws this",
+            ),
+        },
+    )
     w1, w2 = st.columns([3, 2])
     with w1:
-        st.data_editor(
-            table, key=editor_key, hide_index=True, disabled=["client_id", "status", "observed_share", "composed_share"],
-            column_config={
-                "client_id": st.column_config.TextColumn("client"),
-                "status": st.column_config.TextColumn("status"),
-                "observed_share": st.column_config.NumberColumn("observed share", format="%.4g", help="share of the span's recorded requests"),
-                "weight": st.column_config.NumberColumn(
-                    "weight", min_value=0.0, format="%.6g",
-                    help="the one column you edit: any non-negative number (normalized over the composed clients); 0 leaves the "
-                    "client out; clear a cell to go back to its share with observed weights",
-                ),
-                "composed_share": st.column_config.NumberColumn(
-                    "composed share", format="%.4g",
-                    help="the share of the generated requests this client gets (its expected requests over the total): the chart draws this",
-                ),
-            },
-        )
         zero = [c for c in candidates if c in stored_weights and stored_weights[c] <= 0]
         ignored = [c for c in stored_weights if c not in observed_share and c in status]
         notes = [
