@@ -47,7 +47,7 @@ def weight_shares(weights: pl.DataFrame, *, limit: int = 30) -> go.Figure:
     w = weights.sort(share, descending=True).head(limit)
     labels = [f"client {svg(c)}" for c in w["client_id"].to_list()]
     fig = go.Figure()
-    for col, name, color in (("observed_share", "observed share", OTHER_COLOR), (share, "composed share (what generation draws)", COLORS[0])):
+    for col, name, color in (("observed_share", "observed share", OTHER_COLOR), (share, "composed share (generated)", COLORS[0])):
         fig.add_trace(
             go.Bar(
                 x=labels,
@@ -60,7 +60,11 @@ def weight_shares(weights: pl.DataFrame, *, limit: int = 30) -> go.Figure:
     title = "Client shares: observed vs composed"
     if weights.height > limit:
         title += f" (top {limit} of {weights.height})"
-    return finish(fig, title, x_title="client", y_title="share of requests (%)", barmode="group")
+    # a narrow chart: the legend wraps to two lines, so the top margin holds the title above it
+    return finish(
+        fig, title, x_title="client", y_title="share of requests (%)", barmode="group",
+        margin={"l": 60, "r": 20, "t": 120, "b": 50},
+    )
 
 
 def achieved_vs_target(windows: pl.DataFrame) -> go.Figure:

@@ -265,6 +265,38 @@ duration_min = c3.number_input(
     key=seeded(duration_key, float(min(60.0, remaining_min))), persist_state="session",
 )
 seed = int(c4.number_input("Seed", min_value=0, step=1, key=seeded("cmp_seed", 0), persist_state="session"))
+
+
+def set_span(start: int, minutes: float) -> None:
+    """Callback: the span widgets to ``start`` (seconds) for ``minutes``, before the next run draws them."""
+    d, c = divmod(int(start), 86400)
+    st.session_state[f"cmp_day_{sid}"] = d + 1
+    st.session_state[f"cmp_clock_{sid}"] = fmt.fmt_clock(c)
+    st.session_state[duration_key] = float(minutes)
+
+
+# The busiest hour of the whole source (its aggregate rate series, from the core): one click sets the span to it.
+busiest_hour = None if 3600 % int(pool.window_s) else core_calls.run(
+    rates.busiest_window, pool, key=(view.key, source, "busiest_hour"), window_s=3600, resolution_s=int(pool.window_s),
+    spinner="Finding the busiest hour…",
+)
+if busiest_hour is not None:
+    b1, b2 = st.columns([1, 3])
+    if busiest_hour.ok:
+        at_busiest = start_s == busiest_hour.start_s and abs(float(duration_min) - 60.0) < 1e-9
+        b1.button(
+            "Busiest hour", key="cmp_busiest_hour", disabled=at_busiest, on_click=set_span, args=(busiest_hour.start_s, 60.0),
+            help="set the span to the hour of this source with the most requests (all clients, whole windows of the source)",
+        )
+        ratio = busiest_hour.rate_rps / busiest_hour.mean_rps if busiest_hour.mean_rps else None
+        b2.caption(
+            f"Busiest hour of the source (all clients): {fmt.fmt_time(busiest_hour.start_s)} – {fmt.fmt_time(busiest_hour.end_s)}, "
+            f"{busiest_hour.rate_rps:,.2f} req/s"
+            + (f", {ratio:,.2f}x the source's mean of {busiest_hour.mean_rps:,.2f} req/s" if ratio else "")
+            + (" (the span now)." if at_busiest else ".")
+        )
+    else:
+        b2.caption(f"No busiest hour to pick: {md(busiest_hour.reason or 'no rate series')}.")
 duration_s = round(float(duration_min) * 60, 6)
 span = build(lambda: Span(start_s=int(start_s), duration_s=duration_s))
 end_s = start_s + duration_s
@@ -440,25 +472,26 @@ with status_box:
     )
     editor_key = f"{editor_prefix}{sid}_{abs(hash((tuple(rows_ids), tuple(sorted(stored_weights.items()))))) % 10**10}"
     st.session_state[f"{editor_key}_rows"] = rows_ids
+    # the table at full width (every column in view), the notes and the chart beside each other under it
+    st.data_editor(
+        table, key=editor_key, hide_index=True, disabled=["client_id", "status", "observed_share", "composed_share"],
+        column_config={
+            "client_id": st.column_config.TextColumn("client", width="small"),
+            "status": st.column_config.TextColumn("status"),
+            "observed_share": st.column_config.NumberColumn("observed share", format="%.4g", help="share of the span's recorded requests"),
+            "weight": st.column_config.NumberColumn(
+                "weight", min_value=0.0, format="%.6g",
+                help="the one column you edit: any non-negative number (normalized over the composed clients); 0 leaves the "
+                "client out; clear a cell to go back to its share with observed weights",
+            ),
+            "composed_share": st.column_config.NumberColumn(
+                "composed share", format="%.4g",
+                help="the share of the generated requests this client gets (its expected requests over the total): the chart draws this",
+            ),
+        },
+    )
     w1, w2 = st.columns([3, 2])
     with w1:
-        st.data_editor(
-            table, key=editor_key, hide_index=True, disabled=["client_id", "status", "observed_share", "composed_share"],
-            column_config={
-                "client_id": st.column_config.TextColumn("client"),
-                "status": st.column_config.TextColumn("status"),
-                "observed_share": st.column_config.NumberColumn("observed share", format="%.4g", help="share of the span's recorded requests"),
-                "weight": st.column_config.NumberColumn(
-                    "weight", min_value=0.0, format="%.6g",
-                    help="the one column you edit: any non-negative number (normalized over the composed clients); 0 leaves the "
-                    "client out; clear a cell to go back to its share with observed weights",
-                ),
-                "composed_share": st.column_config.NumberColumn(
-                    "composed share", format="%.4g",
-                    help="the share of the generated requests this client gets (its expected requests over the total): the chart draws this",
-                ),
-            },
-        )
         zero = [c for c in candidates if c in stored_weights and stored_weights[c] <= 0]
         ignored = [c for c in stored_weights if c not in observed_share and c in status]
         notes = [

@@ -27,7 +27,7 @@ Days and hours
 Base tables
     Several statistics derive from a base table and accept either a source or that table, so
     a page computes the base once and derives the rest from it:
-    :func:`rate_series` → :func:`peak_trough`, :func:`daily_peak_trough`;
+    :func:`rate_series` → :func:`peak_trough`, :func:`daily_peak_trough`, :func:`busiest_window`;
     :func:`client_shares` → :func:`top_k_share`, :func:`lorenz`, :func:`gini`;
     :func:`daily_volumes` → :func:`day_over_day`, :func:`client_stability`,
     :func:`stability_summary`.
@@ -60,9 +60,11 @@ from servegen_core.sources.pool import ClientPool
 from servegen_core.result import Result, Table
 
 __all__ = [
+    "BusiestWindow",
     "Gini",
     "PeakTrough",
     "Share",
+    "busiest_window",
     "client_shares",
     "client_stability",
     "daily_peak_trough",
@@ -98,6 +100,24 @@ class PeakTrough(Result):
     peak_start_s: int | None
     trough_start_s: int | None
     bins: int
+    resolution_s: int
+
+
+@dataclass(frozen=True)
+class BusiestWindow(Result):
+    """The window of ``window_s`` seconds with the most requests: ``[start_s, end_s)``, its requests and mean rate.
+
+    ``mean_rps`` is the mean rate over all complete bins of the series (for "x times the mean");
+    ``windows`` is how many candidate windows were compared.
+    """
+
+    start_s: int | None
+    end_s: int | None
+    requests: float | None
+    rate_rps: float | None
+    mean_rps: float | None
+    windows: int
+    window_s: int
     resolution_s: int
 
 
@@ -330,6 +350,55 @@ def peak_trough(data: Source | Table, *, resolution_s: int = 600) -> PeakTrough:
     lo = f.row(int(f["rate_rps"].arg_min()), named=True)
     return PeakTrough(
         hi["rate_rps"], lo["rate_rps"], hi["rate_rps"] / lo["rate_rps"], hi["start_s"], lo["start_s"], f.height, resolution_s
+    )
+
+
+def busiest_window(data: Source | Table, *, window_s: int = 3600, resolution_s: int = 600) -> BusiestWindow:
+    """The ``window_s`` seconds (a run of whole bins) holding the most requests.
+
+    ``data`` is a source or a :func:`rate_series` table (then ``resolution_s`` is read from it).
+    Candidate windows start on every bin and cover ``window_s / resolution_s`` consecutive
+    bins, all complete (a bin cut short by the end of a trace or the edge of a pool's span is
+    never part of one), so the window's rate is its requests over ``window_s``. Ties go to the
+    earliest window. ``window_s`` must be a positive multiple of ``resolution_s``; a series
+    with fewer complete consecutive bins than one window, or without requests, gives an empty
+    result whose ``reason`` says so.
+    """
+    resolution_s = _check_int("resolution_s", resolution_s)
+    window_s = _check_int("window_s", window_s)
+    series = _series_input(data, resolution_s)
+    if isinstance(data, Table) and series.ok and series.frame.height > 1:
+        resolution_s = int(series.frame["start_s"][1] - series.frame["start_s"][0])
+    if window_s % resolution_s:
+        msg = f"window_s must be a multiple of the {resolution_s} s bins, got {window_s}"
+        raise ValueError(msg)
+
+    def empty(reason: str, windows: int = 0) -> BusiestWindow:
+        return BusiestWindow(None, None, None, None, None, windows, window_s, resolution_s, reason=reason)
+
+    if not series.ok:
+        return empty(series.reason or "no rate series")
+    frame = series.frame
+    n_bins = window_s // resolution_s
+    requests = frame["requests"].to_numpy().astype(np.float64)
+    complete = frame["complete"].to_numpy()
+    if complete.any() and requests[complete].sum() <= 0:
+        return empty("no requests in the complete bins")
+    if frame.height < n_bins:
+        return empty(f"the series covers {frame.height} bin(s) of {resolution_s} s, fewer than one {window_s} s window")
+    summed = np.concatenate(([0.0], np.cumsum(requests)))
+    incomplete = np.concatenate(([0], np.cumsum(~complete)))
+    window_requests = summed[n_bins:] - summed[:-n_bins]
+    whole = (incomplete[n_bins:] - incomplete[:-n_bins]) == 0
+    if not whole.any():
+        return empty(f"no run of {n_bins} complete {resolution_s} s bins: the source is shorter than one {window_s} s window")
+    candidates = np.where(whole, window_requests, -np.inf)
+    best = int(np.argmax(candidates))
+    start = int(frame["start_s"][best])
+    mean_rps = float(requests[complete].sum() / (complete.sum() * resolution_s))
+    best_requests = float(window_requests[best])
+    return BusiestWindow(
+        start, start + window_s, best_requests, best_requests / window_s, mean_rps, int(whole.sum()), window_s, resolution_s
     )
 
 

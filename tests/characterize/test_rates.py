@@ -423,3 +423,50 @@ def test_partial_hours_are_divided_by_the_time_they_cover(azure, azure_wall_cloc
     daily = rates.daily_peak_trough(azure, resolution_s=3600, origin_hour=origin_hour).frame
     assert daily["ratio"].to_list() == pytest.approx([got["rate_rps"].max() / got["rate_rps"].min()])
     assert daily["ratio"][0] == pytest.approx(1.33, abs=0.01)
+
+
+# --------------------------------------------------------------------------- busiest window
+
+
+def test_busiest_hour_of_a_pool_with_a_known_peak() -> None:
+    # client a: 1 req/s in every window of two hours; client b adds 5 req/s over 00:40-01:30
+    rows = [window("a", 600 * i, 1.0) for i in range(12)] + [window("b", 600 * i, 5.0) for i in range(4, 9)]
+    got = rates.busiest_window(make_pool(rows), window_s=3600)
+    assert got.ok, got.reason
+    # candidate hours start on 00:00 .. 01:00 (7 windows); 00:30-01:30 holds all 5 windows of b, as does 00:40-01:40
+    assert (got.start_s, got.end_s) == (1800, 5400)  # ties: the earliest
+    assert got.requests == pytest.approx(3600 * 1.0 + 5 * 600 * 5.0)
+    assert got.rate_rps == pytest.approx(1.0 + 25 / 6)
+    assert got.mean_rps == pytest.approx((12 * 600 + 5 * 600 * 5) / 7200)
+    assert got.windows == 7
+    # a window of the whole series; one longer than it has no answer; a window off the bins is refused
+    assert rates.busiest_window(make_pool(rows), window_s=7200).start_s == 0
+    too_long = rates.busiest_window(make_pool(rows), window_s=3 * 3600)
+    assert not too_long.ok and "fewer than one" in too_long.reason
+    with pytest.raises(ValueError, match="multiple of the 600 s bins"):
+        rates.busiest_window(make_pool(rows), window_s=1000)
+
+
+def test_busiest_hour_of_m_large_matches_the_raw_windows(m_large, raw) -> None:
+    agg = raw.group_by("start_s").agg(pl.col("requests").sum()).sort("start_s")
+    full = pl.DataFrame({"start_s": np.arange(agg["start_s"].min(), agg["start_s"].max() + 1, 600)}).join(agg, on="start_s", how="left").fill_null(0.0)
+    hourly = full["requests"].rolling_sum(6).to_numpy()[5:]
+    best = int(np.argmax(hourly))
+    got = rates.busiest_window(m_large)
+    assert got.ok and got.window_s == 3600
+    assert got.start_s == full["start_s"][best] and got.end_s == got.start_s + 3600
+    assert got.requests == pytest.approx(hourly[best], rel=1e-9)
+    assert got.rate_rps > got.mean_rps
+    # the same answer from the rate series table
+    assert rates.busiest_window(rates.rate_series(m_large)) == got
+
+
+def test_busiest_hour_needs_a_full_hour_of_complete_bins(azure) -> None:
+    # the Azure trace covers just under an hour: no whole hour of complete bins, said so
+    got = rates.busiest_window(azure)
+    assert not got.ok and got.start_s is None and "shorter than one 3600 s window" in got.reason
+    # 10-minute windows of it: the busiest is among the complete bins, its requests counted from the rows
+    ten = rates.busiest_window(azure, window_s=600)
+    assert ten.ok
+    in_window = azure.filter((pl.col("timestamp_s") >= ten.start_s) & (pl.col("timestamp_s") < ten.end_s)).height
+    assert ten.requests == in_window
