@@ -47,9 +47,12 @@ OPTIONAL: dict[str, pl.DataType] = {
     "model": pl.String(),
     "failed": pl.Boolean(),
     "hash_ids": pl.List(pl.Int64()),
+    "image_ids": pl.List(pl.Int64()),
 }
 
 SCHEMA: dict[str, pl.DataType] = {**REQUIRED, **OPTIONAL}
+#: ``image_ids``: the ids of a request's images (ServeGen's offline ``img_ids``: one id per image,
+#: the same id for the same image), for image reuse (:func:`servegen_core.characterize.prefix.image_reuse`).
 
 #: Columns of a workload composed with a prefix model (:mod:`servegen_core.generate.sessions`):
 #: ``session_id`` (null where the client has no sessions), ``turn_index`` (0 for a session's

@@ -83,6 +83,7 @@ __all__ = [
     "PrefixReport",
     "Sessions",
     "block_reuse",
+    "image_reuse",
     "lru_hit_ratio",
     "prefix_depth",
     "prefix_report",
@@ -337,6 +338,23 @@ def block_reuse(trace: pl.DataFrame, *, max_accesses: int = MAX_ACCESSES) -> Blo
     """Block reuse ratio overall and per client: accesses whose block id occurred earlier / all accesses."""
     flat = _flatten(trace, max_accesses)
     return _empty_reuse(flat) if isinstance(flat, str) else _block_reuse(flat)
+
+
+def image_reuse(trace: pl.DataFrame, *, max_accesses: int = MAX_ACCESSES) -> BlockReuse:
+    """Image reuse: :func:`block_reuse` over the ``image_ids`` lists (one id per image, the same
+    id for the same image, as ServeGen's offline ``img_ids``) in place of the block ids: the
+    share of image uses whose image was sent earlier, overall and per client (``blocks``
+    counts image uses). Without an ``image_ids`` column the result is empty with the reason."""
+    if not isinstance(trace, pl.DataFrame):
+        msg = f"expected a RequestTrace (polars DataFrame), got {type(trace).__name__}"
+        raise TypeError(msg)
+    if "image_ids" not in trace.columns:
+        return _empty_reuse("the trace has no 'image_ids' column (ids of each request's images, as ServeGen's offline img_ids)")
+    images = trace.select("timestamp_s", "client_id", pl.col("image_ids").alias("hash_ids"))
+    flat = _flatten(images, max_accesses)
+    if isinstance(flat, str):
+        return _empty_reuse(flat.replace("block ids", "image ids").replace("'hash_ids'", "'image_ids'"))
+    return _block_reuse(flat)
 
 
 def _empty_reuse(reason: str) -> BlockReuse:

@@ -3,12 +3,13 @@
 JSONL/CSV formats are streamed chunk by chunk (``--chunk-s``, default one hour of span time)
 through :func:`servegen_core.export.writer.write_chunks`, with a progress bar on stderr;
 ``parquet`` is written whole as one file, or as a folder of part files when ``--chunk-s`` is
-given. The spec actually used (after ``--seed``/``--naive``) is written beside the output.
+given. The spec actually used (after ``--seed``/``--naive``/``--batch``) is written beside the output.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import math
 import sys
 from pathlib import Path
@@ -23,7 +24,7 @@ from servegen_core.export.writer import ChunkWriter, ExportResult, WriteProgress
 from servegen_core.generate.compose import ComposePlan, naive_spec, plan_workload
 from servegen_core.sources.load import load_source
 from servegen_core.limits import max_requests as default_max_requests
-from servegen_core.spec import WorkloadSpec
+from servegen_core.spec import BatchJob, WorkloadSpec
 
 __all__ = ["run"]
 
@@ -115,6 +116,10 @@ def _report(out: TextIO, info: FormatInfo, result: ExportResult, plan: ComposePl
         f"clients: {_clients_text(plan)}; span {fmt_number(plan.span_start_s)} s + "
         f"{fmt_number(plan.span_duration_s)} s of {plan.pool.name}; seed {spec.seed}\n"
     )
+    if spec.batch is not None:
+        rps = spec.batch.submission_rps
+        when = "every request at t = 0" if rps is None else f"submitted one after another at {fmt_number(rps)} requests/s"
+        out.write(f"batch job: {when}\n")
     if result.spec_path is not None:
         out.write(f"spec: {result.spec_path}\n")
     commands = replay_commands(
@@ -133,6 +138,11 @@ def run(args: argparse.Namespace, out: TextIO) -> int:
     info = get_format(args.format)
     target = Path(args.output)
     spec = read_spec(args.spec, seed=args.seed)
+    if args.submission_rps is not None and not args.batch:
+        msg = "--submission-rps is the submission rate of a batch job: give it with --batch"
+        raise CliError(msg)
+    if args.batch:
+        spec = dataclasses.replace(spec, batch=BatchJob(submission_rps=args.submission_rps))
 
     def note(text: str) -> None:
         out.write(f"note: {text}\n")

@@ -58,6 +58,7 @@ _nonneg_float = _number_arg(float, lambda v: v >= 0, "a number >= 0")
 _seed = _number_arg(int, lambda v: 0 <= v < 2**63, "a whole number in [0, 2**63)")
 _chunk_s = _number_arg(float, lambda v: 1 <= v <= 1e9, "a number of seconds in [1, 1e9]")
 _max_requests = _number_arg(int, lambda v: 1 <= v <= 10**12, "a whole number in [1, 10**12]")
+_submission_rps = _number_arg(float, lambda v: 0 < v <= 1e9, "a rate in (0, 1e9] requests per second")
 _alpha = _number_arg(float, lambda v: 0 < v < 1, "a significance level in (0, 1)")
 
 
@@ -120,6 +121,14 @@ def _generate_arguments(p: argparse.ArgumentParser) -> None:
         "(pooled_lengths), both (poisson_pooled), or a constant rate with Poisson arrivals (constant)",
     )
     p.add_argument("--seed", type=_seed, help="random seed (overrides the spec's)")
+    p.add_argument(
+        "--batch", action="store_true",
+        help="offline batch mode: submit the composed requests as one batch job, all at t = 0 (the spec's batch key)",
+    )
+    p.add_argument(
+        "--submission-rps", type=_submission_rps, metavar="RPS",
+        help="with --batch: submit the job's requests one after another at RPS requests per second instead",
+    )
     p.add_argument(
         "--block-size", type=_block_size, default=None, metavar="TOKENS",
         help=(

@@ -62,6 +62,8 @@ How a workload is composed
 8. Reasoning data: ``reason_ratio`` is drawn from its exact bins (the data's k/501
    values, not re-indexed), ``reasoning_tokens = round(output_tokens x reason_ratio)``
    (half to even) and ``answer_tokens = output_tokens - reasoning_tokens``.
+9. Batch jobs (``batch``, :mod:`servegen_core.generate.batch`): the composed rows keep their
+   order and get the job's submission times, all ``t = 0`` or ``i / submission_rps``.
 
 Randomness and chunking
 -----------------------

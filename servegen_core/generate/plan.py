@@ -31,6 +31,7 @@ import polars as pl
 from servegen_core.arrival_models import ArrivalModelTable
 from servegen_core.errors import LimitError
 from servegen_core.generate import draw, sessions
+from servegen_core.generate.batch import submit_batch, submit_batch_chunks
 from servegen_core.generate.sessions import PrefixPlan
 from servegen_core.generate.tables import LengthTables
 from servegen_core.limits import max_requests as default_max_requests
@@ -373,6 +374,8 @@ class ComposePlan:
             trace = frames[0] if frames else pl.DataFrame(schema={c: SCHEMA[c] for c in cols})
         else:
             trace = draw.generate_rows(self, 0, n_units)
+        if self.spec.batch is not None:  # batch stage: submission times instead of arrivals
+            trace = submit_batch(trace, self.spec.batch)
         return Workload(trace=trace, spec=self.spec, warnings=self.warnings, plan=self)
 
     def iter_chunks(
@@ -401,12 +404,12 @@ class ComposePlan:
             return
         bounds = _chunk_bounds(t0, self.units.expected, chunk_s, chunk_requests)
         if self.spec.prefix is not None:  # prefix stage: sessions and shared prompts
-            yield from sessions.session_chunks(self, bounds, draw.generate_rows)
-            return
-        for k0, k1 in bounds:
-            frame = draw.generate_rows(self, k0, k1)
-            if frame.height:
-                yield frame
+            chunks = sessions.session_chunks(self, bounds, draw.generate_rows)
+        else:
+            chunks = (frame for k0, k1 in bounds if (frame := draw.generate_rows(self, k0, k1)).height)
+        if self.spec.batch is not None:  # batch stage: submission times instead of arrivals
+            chunks = submit_batch_chunks(chunks, self.spec.batch)
+        yield from chunks
 
 
 def _chunk_bounds(t0: np.ndarray, expected: np.ndarray, chunk_s: float, max_requests: int) -> list[tuple[int, int]]:

@@ -352,7 +352,7 @@ def load_linked_trace(path: str | Path, *, submission_rps: float | None = None) 
     ``client_id`` = the request ``type``; ``hash_ids`` kept (16-token blocks). ServeGen offline: a
     batch job without timestamps, submitted all at t = 0 (``submission_rps=None``) or at a stated
     rate in file order (``timestamp_s`` = row / rate); ``client_id`` = ``type`` (``"all"`` without
-    one); ``hash_ids`` kept; ``image_count`` = the length of ``img_ids``; ``duration`` is not a
+    one); ``hash_ids`` kept; ``image_ids`` = ``img_ids`` and ``image_count`` its length; ``duration`` is not a
     RequestTrace column and is left out (said in ``warnings``).
     """
     path = Path(path)
@@ -383,6 +383,7 @@ def load_linked_trace(path: str | Path, *, submission_rps: float | None = None) 
                   "client_id": "type", "session_id": "chat_id/parent_chat_id", "turn_index": "turn"}
     else:
         raw = _read_records(path, OFFLINE_FIELDS, ("input_length", "output_length"))
+        mapped = {"input_tokens": "input_length", "output_tokens": "output_length", "client_id": "type"}
         n = raw.height
         ts = pl.Series([0.0] * n) if submission_rps is None else pl.int_range(n, eager=True).cast(pl.Float64) / submission_rps
         out = pl.DataFrame({
@@ -392,14 +393,14 @@ def load_linked_trace(path: str | Path, *, submission_rps: float | None = None) 
             "output_tokens": raw["output_length"],
         })
         if "img_ids" in raw.columns:
-            out = out.with_columns(image_count=raw["img_ids"].list.len().fill_null(0))
+            out = out.with_columns(image_count=raw["img_ids"].list.len().fill_null(0), image_ids=raw["img_ids"].fill_null([]))
+            mapped["image_ids"] = "img_ids"
         if "duration" in raw.columns:
             warnings.append("'duration' left out: the RequestTrace has no column for a recorded duration")
         warnings.append(
             "a batch job without timestamps: every request submitted at t = 0" if submission_rps is None
             else f"a batch job without timestamps: submitted in file order at {submission_rps:g} requests/s"
         )
-        mapped = {"input_tokens": "input_length", "output_tokens": "output_length", "client_id": "type"}
     if "hash_ids" in raw.columns:
         out = out.with_columns(hash_ids=raw["hash_ids"])
         ids = raw.filter(pl.col("hash_ids").is_not_null())

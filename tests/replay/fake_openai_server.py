@@ -111,14 +111,24 @@ class Handler(BaseHTTPRequestHandler):
         self.close_connection = True
 
 
+class Server(ThreadingHTTPServer):
+    """A threading HTTP server with a deep listen backlog.
+
+    The standard library's backlog of 5 refused connections (ECONNREFUSED) when a replay client
+    opened a burst of them while the machine was busy and the accept loop lagged.
+    """
+
+    request_queue_size = 256
+    daemon_threads = True
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--port-file", required=True)
     ap.add_argument("--log", required=True)
     ap.add_argument("--model", default="fake-model")
     args = ap.parse_args(argv)
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    server.daemon_threads = True
+    server = Server(("127.0.0.1", 0), Handler)
     server.model = args.model
     server.lock = threading.Lock()
     server.log = open(args.log, "a", encoding="utf-8")  # noqa: SIM115 - open for the server's life
