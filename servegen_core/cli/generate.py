@@ -4,6 +4,8 @@ JSONL/CSV formats are streamed chunk by chunk (``--chunk-s``, default one hour o
 through :func:`servegen_core.export.writer.write_chunks`, with a progress bar on stderr;
 ``parquet`` is written whole as one file, or as a folder of part files when ``--chunk-s`` is
 given. The spec actually used (after ``--seed``/``--naive``/``--batch``) is written beside the output.
+``--engine ray`` draws the chunks as Ray tasks (:mod:`servegen_core.engines.ray`); the bytes
+written are the same.
 """
 
 from __future__ import annotations
@@ -15,15 +17,20 @@ import sys
 from pathlib import Path
 from typing import TextIO
 
+import polars as pl
+
 from servegen_core.cli.common import DEFAULT_CHUNK_S, EXIT_OK, PROG, CliError
 from servegen_core.cli.inputs import read_spec
 from servegen_core.cli.output import ProgressBar, fmt_number
+from servegen_core.engines import ray as ray_engine
 from servegen_core.errors import LimitError
 from servegen_core.export.formats import FormatInfo, get_format, replay_commands
 from servegen_core.export.writer import ChunkWriter, ExportResult, WriteProgress, check_target, export_trace, write_chunks
 from servegen_core.generate.compose import ComposePlan, naive_spec, plan_workload
+from servegen_core.generate.plan import check_workload_size
 from servegen_core.sources.load import load_source
 from servegen_core.limits import max_requests as default_max_requests
+from servegen_core.schema import SCHEMA
 from servegen_core.spec import BatchJob, WorkloadSpec
 
 __all__ = ["run"]
@@ -95,7 +102,10 @@ def _write_streamed(
         bar.update(min(total, int(last // chunk_s) + 1), f"{done.rows:,} requests")
 
     try:
-        chunks = plan.iter_chunks(chunk_s, max_requests=limit)
+        if args.engine == "ray":
+            chunks = ray_engine.iter_chunks(plan, chunk_s, max_requests=limit)
+        else:
+            chunks = plan.iter_chunks(chunk_s, max_requests=limit)
         result = write_chunks(writer, chunks, progress=None if bar is None else show)
         if bar is not None:
             bar.update(total, f"{result.rows:,} requests")
@@ -103,6 +113,18 @@ def _write_streamed(
         if bar is not None:
             bar.close()
     return result
+
+
+def _whole_trace(args: argparse.Namespace, plan: ComposePlan, limit: int) -> pl.DataFrame:
+    """The whole workload in memory: ``plan.compose``, or with ``--engine ray`` its chunks drawn
+    as Ray tasks and concatenated (the same frame)."""
+    if args.engine != "ray":
+        return plan.compose(max_requests=limit).trace
+    check_workload_size(plan, max_requests=limit, streamed=False)
+    frames = list(ray_engine.iter_chunks(plan, DEFAULT_CHUNK_S, max_requests=default_max_requests(streamed=True)))
+    if not frames:
+        return pl.DataFrame(schema={c: SCHEMA[c] for c in plan.output_columns})
+    return pl.concat(frames, rechunk=True)  # one chunk, as compose builds it: the same row groups
 
 
 def _report(out: TextIO, info: FormatInfo, result: ExportResult, plan: ComposePlan, spec: WorkloadSpec) -> None:
@@ -156,7 +178,7 @@ def run(args: argparse.Namespace, out: TextIO) -> int:
         )
         result = _write_streamed(args, writer, plan, limit=limit)
     else:
-        trace = plan.compose(max_requests=limit).trace
+        trace = _whole_trace(args, plan, limit)
         result = export_trace(
             trace, target, info.name, spec=spec, overwrite=args.overwrite, block_size=args.block_size, note=note
         )

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from servegen_core.cli.common import DEFAULT_CHUNK_S, EXIT_ERROR, PROG
+from servegen_core.engines import ENGINES
 from servegen_core.export.formats import DEFAULT_BLOCK_SIZE, FORMATS
 from servegen_core.limits import MAX_BATCHED_TOKENS, MAX_BLOCK_SIZE, MAX_NUM_SEQS, MAX_REPLICAS, MAX_TENSOR_PARALLEL, max_workers
 from servegen_core.serve.costmodel import DEFAULT_BANDWIDTH_EFFICIENCY, DEFAULT_COMPUTE_EFFICIENCY, DEFAULT_OVERHEAD_S
@@ -99,6 +100,14 @@ def _summary_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="print a JSON object instead of text")
 
 
+def _engine_argument(p: argparse.ArgumentParser, what: str) -> None:
+    p.add_argument(
+        "--engine", choices=list(ENGINES), default="local",
+        help=f"where {what} runs: this process (local, default) or Ray tasks (ray: the cluster at "
+        "$SERVEGEN_RAY_ADDRESS, else a local Ray with 2 CPUs; pip install 'servegen-core[ray]'); same bytes",
+    )
+
+
 def _generate_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--spec", required=True, metavar="SPEC", help="workload spec (JSON), e.g. from spec-template")
     p.add_argument(
@@ -137,6 +146,7 @@ def _generate_arguments(p: argparse.ArgumentParser) -> None:
         ),
     )
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    _engine_argument(p, "generation")
     p.add_argument(
         "--max-requests", type=_max_requests, metavar="N",
         help=(
@@ -188,6 +198,7 @@ def _spec_template_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--duration-s", type=_pos_float, help="span length in seconds (default 3600; a trace: all of it)")
     p.add_argument("--seed", type=_seed, default=0, help="random seed (default 0)")
     p.add_argument("--overwrite", action="store_true", help="replace FILE if it exists")
+    _engine_argument(p, "the fit of --trace")
 
 
 def _fidelity_arguments(p: argparse.ArgumentParser) -> None:

@@ -13,6 +13,7 @@ import polars as pl
 from servegen_core.cli.common import EXIT_OK, PROG, CliError
 from servegen_core.cli.inputs import DATA_SHORTCUTS, check_preset, is_model_dir, load_trace_file, pool_source, resolve_data_dir
 from servegen_core.cli.output import fmt_number
+from servegen_core.engines import ray as ray_engine
 from servegen_core.generate.sessions import fit_prefix as fit_prefix_section
 from servegen_core.sources.fit import length_correlation, pool_from_trace
 from servegen_core.sources.pool import list_models, load_pool
@@ -38,6 +39,7 @@ def spec_template(
     fit_length_correlation: bool = False,
     fit_prefix: bool | None = None,
     block_size: int | None = None,
+    engine: str = "local",
 ) -> WorkloadSpec:
     """An example :class:`~servegen_core.spec.WorkloadSpec` for one model of ``data_dir``,
     or for a raw trace file (``trace``).
@@ -57,13 +59,17 @@ def spec_template(
     several clients) and fits ``length_correlation`` too (the prefix model keeps the copula
     between a turn's input and output). ``fit_prefix=None`` (the default) fits the section
     whenever the trace has ``hash_ids``, so a trace keeps its reuse unless asked not to
-    (``fit_prefix=False``, the CLI's ``--no-prefix``).
+    (``fit_prefix=False``, the CLI's ``--no-prefix``). ``engine="ray"`` fits the trace's pool
+    as a Ray task (:func:`servegen_core.engines.ray.fit_pool`, the same pool).
     """
     if trace is not None:
         return _trace_template(
             trace, preset, start_s=start_s, duration_s=duration_s, seed=seed, fit=fit_length_correlation,
-            fit_prefix=fit_prefix, block_size=block_size,
+            fit_prefix=fit_prefix, block_size=block_size, engine=engine,
         )
+    if engine != "local":
+        msg = "--engine applies to the fit of a raw trace (--trace FILE)"
+        raise CliError(msg)
     if fit_length_correlation or fit_prefix is True:
         flag = "--fit-length-correlation" if fit_length_correlation else "--fit-prefix"
         msg = f"{flag} needs a raw trace (--trace FILE) to fit"
@@ -115,6 +121,7 @@ def _trace_template(
     fit: bool,
     fit_prefix: bool | None = None,
     block_size: int | None = None,
+    engine: str = "local",
 ) -> WorkloadSpec:
     """The spec template of a raw trace file (see :func:`spec_template`)."""
     path = Path(trace).expanduser()
@@ -124,7 +131,8 @@ def _trace_template(
     check_preset(preset)
     loaded = load_trace_file(path, preset=preset)
     trace_df = loaded.trace.filter(~pl.col("failed").fill_null(False)) if "failed" in loaded.trace.columns else loaded.trace
-    pool = pool_from_trace(trace_df, name=f"trace/{path.name}")  # the pool a spec composes from
+    fit_trace = ray_engine.fit_pool if engine == "ray" else pool_from_trace
+    pool = fit_trace(trace_df, name=f"trace/{path.name}")  # the pool a spec composes from
     start = 0.0 if start_s is None else float(start_s)
     if start >= pool.end_s or (duration_s is not None and start + duration_s > pool.end_s):
         msg = f"span [{start:g}, {start + (duration_s or 0):g}) s is outside the trace's windows ([{pool.start_s}, {pool.end_s}) s)"
@@ -172,6 +180,7 @@ def run(args: argparse.Namespace, out: TextIO) -> int:
         fit_length_correlation=args.fit_length_correlation,
         fit_prefix=False if args.no_prefix else (True if args.fit_prefix else None),
         block_size=args.block_size,
+        engine=args.engine,
     )
     if args.output == "-":
         out.write(spec.to_json())
