@@ -531,11 +531,20 @@ def sample_positions(rng: np.random.Generator, counts: np.ndarray, table: Arriva
         f_fast = np.where(absorb, 1.0, target / s_all)
     cut = np.zeros(rows, dtype=np.int64)
     if aimed.any():
-        # the gap the window's edge cuts (length-biased), then the ratio from the other gaps
-        cum = np.cumsum(gaps)
+        # the gap the window's edge cuts, then the ratio from the other gaps. The edge falls in a
+        # gap with probability proportional to its length as laid out (a stationary process
+        # seen from a fixed instant), not as drawn: weights are the gaps scaled by the ratio of
+        # the whole circle, so a cut does not land in a burst more often than time spent in one
+        sq = gaps * gaps
+        q_slow = np.bincount(row_of, weights=np.where(is_slow, sq, 0.0), minlength=rows)
+        q_fast = np.bincount(row_of, weights=sq, minlength=rows) - q_slow
+        ratio_all, _ = _cv_ratio(s_fast, s_slow, q_fast, q_slow, target, table.cv)
+        laid = gaps * np.where(is_slow, ratio_all[row_of], 1.0)
+        cum = np.cumsum(laid)
         before_row = np.where(starts > 0, cum[np.maximum(starts - 1, 0)], 0.0)
         u_cut = rng.random(rows)
-        cut = _cut_gap(cum, before_row, u_cut * s_all, starts, n)
+        s_laid = np.bincount(row_of, weights=laid, minlength=rows)
+        cut = _cut_gap(cum, before_row, u_cut * s_laid, starts, n)
         cut_slow = is_slow[cut]
         # a row whose only gap of one state would be cut: its edge falls in the other state
         positive = gaps > 0
@@ -551,9 +560,6 @@ def sample_positions(rng: np.random.Generator, counts: np.ndarray, table: Arriva
                 cut = np.where(alone & (s_state > 0), other, cut)
         cut_gap = gaps[cut]
         cut_slow = is_slow[cut]
-        sq = gaps * gaps
-        q_slow = np.bincount(row_of, weights=np.where(is_slow, sq, 0.0), minlength=rows)
-        q_fast = np.bincount(row_of, weights=sq, minlength=rows) - q_slow
         ratio, _ = _cv_ratio(
             s_fast - np.where(cut_slow, 0.0, cut_gap), s_slow - np.where(cut_slow, cut_gap, 0.0),
             q_fast - np.where(cut_slow, 0.0, cut_gap * cut_gap), q_slow - np.where(cut_slow, cut_gap * cut_gap, 0.0),
