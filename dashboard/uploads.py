@@ -38,7 +38,9 @@ from streamlit.runtime.memory_uploaded_file_manager import MemoryUploadedFileMan
 from streamlit.runtime.scriptrunner import get_script_run_ctx
 from streamlit.runtime.uploaded_file_manager import UploadedFile, UploadedFileRec
 
-from servegen_core.paths import PROJECT_DIR, PathNotAllowedError, confine, data_roots, demo_data_dir, shared_data_dir, write_atomic
+from servegen_core.paths import (
+    PROJECT_DIR, PathNotAllowedError, confine, data_roots, demo_data_dir, resolved_roots, shared_data_dir, write_atomic,
+)
 from servegen_core.spec import ServeGenSource, TraceSource
 from settings import MAX_SESSION_UPLOAD_ENV, UPLOAD_MAX_AGE_H, max_session_upload_mb, servegen_folders
 
@@ -335,12 +337,7 @@ def readable_roots() -> tuple[Path, ...]:
     folder = session_upload_folder()
     if folder is not None:
         roots.append(folder)
-    out: list[Path] = []
-    for root in roots:
-        resolved = root.resolve()
-        if resolved not in out:
-            out.append(resolved)
-    return tuple(out)
+    return resolved_roots(roots)
 
 
 def readable_path(text: str | Path) -> ReadablePath:

@@ -415,12 +415,12 @@ def data_roots() -> tuple[Path, ...]:
         roots = [Path(p).expanduser() for p in env.split(os.pathsep) if p.strip()]
     else:
         roots = [PROJECT_DIR / "data", shared_data_dir()]
-    out: list[Path] = []
-    for root in roots:
-        resolved = root.resolve()
-        if resolved not in out:
-            out.append(resolved)
-    return tuple(out)
+    return resolved_roots(roots)
+
+
+def resolved_roots(roots: Sequence[str | Path]) -> tuple[Path, ...]:
+    """``roots`` resolved, each once, in their order."""
+    return tuple(dict.fromkeys(Path(root).resolve() for root in roots))
 
 
 def export_dir() -> Path | None:

@@ -14,9 +14,8 @@ Generation
     :func:`~servegen_core.generate.draw.generate_rows` for each chunk as a Ray task (the plan
     is put in the object store once) and yields the frames in time order, keeping at most
     ``in_flight`` tasks outstanding, so the driver's memory stays bounded by that many chunks.
-    A plan with a prefix model goes through
-    :func:`~servegen_core.generate.sessions.session_chunks` with the Ray tasks as its
-    ``generate`` (sessions are expanded in the driver, in order). The frames are exactly
+    The Ray tasks are the ``rows`` of ``plan.iter_chunks``, so its prefix stage (sessions
+    expanded in the driver, in order) and batch stage run on their frames as on local ones. The frames are exactly
     those of ``plan.iter_chunks(chunk_s)``; written with the same
     :class:`~servegen_core.export.writer.ChunkWriter` they give the same bytes, in every format.
     The random streams are per unit (an arrival window holding all its clients), not per client:
@@ -37,17 +36,14 @@ Fit
 
 from __future__ import annotations
 
-import math
 import os
 from collections import deque
 from collections.abc import Iterator
 
-import numpy as np
 import polars as pl
 
 from servegen_core.generate.draw import generate_rows
-from servegen_core.generate.plan import UNIT_REQUESTS, ComposePlan, check_workload_size
-from servegen_core.generate.sessions import session_chunks
+from servegen_core.generate.plan import ComposePlan, check_workload_size
 from servegen_core.schema import validate_trace
 from servegen_core.sources.fit import pool_from_trace
 from servegen_core.sources.pool import ClientPool
@@ -55,7 +51,6 @@ from servegen_core.sources.pool import ClientPool
 __all__ = [
     "LOCAL_CPUS",
     "RAY_ADDRESS_ENV",
-    "chunk_bounds",
     "connect",
     "fit_pool",
     "iter_chunks",
@@ -125,29 +120,6 @@ def read_trace(path: str, *, source: str | None = None) -> pl.DataFrame:
     return validate_trace(frame, source=source or path)
 
 
-def chunk_bounds(plan: ComposePlan, chunk_s: float, chunk_requests: int = UNIT_REQUESTS) -> list[tuple[int, int]]:
-    """The unit ranges ``(k0, k1)`` of the chunks ``plan.iter_chunks(chunk_s)`` yields: the
-    units whose start falls in one ``chunk_s`` bucket, cut so that each range's expected
-    requests stay within ``chunk_requests`` (a range holds at least one unit)."""
-    if not (isinstance(chunk_s, (int, float)) and math.isfinite(chunk_s) and chunk_s > 0):
-        msg = f"chunk_s must be a positive number of seconds, got {chunk_s!r}"
-        raise ValueError(msg)
-    t0, expected = plan.units.t0_s, plan.units.expected
-    bucket = np.floor(t0 / chunk_s).astype(np.int64)
-    cuts = np.flatnonzero(np.diff(bucket)) + 1
-    edges = np.concatenate([[0], cuts, [len(t0)]]) if len(t0) else np.zeros(0, dtype=np.int64)
-    out: list[tuple[int, int]] = []
-    for b0, b1 in zip(edges[:-1].tolist(), edges[1:].tolist()):
-        cum = np.cumsum(expected[b0:b1])
-        k, done = 0, 0.0
-        while k < b1 - b0:
-            j = max(k + 1, int(np.searchsorted(cum, done + chunk_requests, side="right")))
-            out.append((b0 + k, b0 + j))
-            done = float(cum[j - 1])
-            k = j
-    return out
-
-
 class _RayRows:
     """``generate(plan, k0, k1)`` for the given bounds, in their order, drawn by Ray tasks:
     at most ``in_flight`` outstanding, the next one submitted as each result is taken."""
@@ -194,15 +166,9 @@ def iter_chunks(
     by a Ray task (see the module docstring); at most ``in_flight`` (default: twice the cluster's
     CPUs) chunks are held at once."""
     check_workload_size(plan, max_requests=max_requests, streamed=True)
-    bounds = chunk_bounds(plan, chunk_s)
+    bounds = plan.chunk_bounds(chunk_s)
     if not bounds:
         return
     connect()
     rows = _RayRows(plan, bounds, 2 * _cluster_cpus() if in_flight is None else in_flight)
-    if plan.spec.prefix is not None:
-        yield from session_chunks(plan, bounds, rows)
-        return
-    for k0, k1 in bounds:
-        frame = rows(plan, k0, k1)
-        if frame.height:
-            yield frame
+    yield from plan.iter_chunks(chunk_s, max_requests=max_requests, rows=rows)

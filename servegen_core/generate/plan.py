@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 
@@ -64,6 +64,10 @@ EXCLUSION_REASONS: tuple[str, ...] = ("not_selected", "weight_zero", "idle", "no
 #: clients expect more is cut into equal time pieces, each generated on its own (see
 #: :func:`servegen_core.generate.stages.cut_units`), so memory stays bounded at any rate.
 UNIT_REQUESTS = 1_000_000
+
+#: ``rows(plan, k0, k1)``: the rows of generation units ``k0..k1`` (:func:`servegen_core.generate.draw.generate_rows`,
+#: or the same drawn elsewhere, e.g. by Ray tasks).
+RowsFunction = Callable[["ComposePlan", int, int], pl.DataFrame]
 
 
 # --------------------------------------------------------------------------------------------
@@ -378,21 +382,10 @@ class ComposePlan:
             trace = submit_batch(trace, self.spec.batch)
         return Workload(trace=trace, spec=self.spec, warnings=self.warnings, plan=self)
 
-    def iter_chunks(
-        self, chunk_s: float = 600.0, *, max_requests: int | None = None, chunk_requests: int = UNIT_REQUESTS
-    ) -> Iterator[pl.DataFrame]:
-        """Yield the workload in time order, in chunks of at most ``chunk_s`` seconds of span
-        time and (about) ``chunk_requests`` requests.
-
-        Generation runs in the plan's units (:class:`GenerationUnits`, fixed by the plan, so
-        the rows never depend on the chunking). A chunk holds the units whose start falls in
-        ``[i*chunk_s, (i+1)*chunk_s)``, cut further so that its expected requests stay within
-        ``chunk_requests`` (a chunk holds at least one unit). Empty chunks are skipped.
-        Memory is bounded by the largest chunk. Refuses
-        (:class:`~servegen_core.errors.LimitError`, on the first ``next``) when
-        :attr:`expected_requests` is above ``max_requests`` (default: the streamed limit).
-        """
-        check_workload_size(self, max_requests=max_requests, streamed=True)
+    def chunk_bounds(self, chunk_s: float = 600.0, chunk_requests: int = UNIT_REQUESTS) -> list[tuple[int, int]]:
+        """The unit ranges ``(k0, k1)`` :meth:`iter_chunks` draws, in order: the units whose
+        start falls in one ``chunk_s`` bucket, cut so that each range's expected requests stay
+        within ``chunk_requests`` (a range holds at least one unit)."""
         if not (isinstance(chunk_s, (int, float)) and math.isfinite(chunk_s) and chunk_s > 0):
             msg = f"chunk_s must be a positive number of seconds, got {chunk_s!r}"
             raise ValueError(msg)
@@ -401,12 +394,39 @@ class ComposePlan:
             raise ValueError(msg)
         t0 = self.units.t0_s
         if len(t0) == 0:
+            return []
+        return _chunk_bounds(t0, self.units.expected, chunk_s, chunk_requests)
+
+    def iter_chunks(
+        self,
+        chunk_s: float = 600.0,
+        *,
+        max_requests: int | None = None,
+        chunk_requests: int = UNIT_REQUESTS,
+        rows: RowsFunction | None = None,
+    ) -> Iterator[pl.DataFrame]:
+        """Yield the workload in time order, in chunks of at most ``chunk_s`` seconds of span
+        time and (about) ``chunk_requests`` requests.
+
+        Generation runs in the plan's units (:class:`GenerationUnits`, fixed by the plan, so
+        the rows never depend on the chunking). A chunk holds the units whose start falls in
+        ``[i*chunk_s, (i+1)*chunk_s)``, cut further so that its expected requests stay within
+        ``chunk_requests`` (a chunk holds at least one unit). Empty chunks are skipped.
+        ``rows`` draws a unit range (default :func:`servegen_core.generate.draw.generate_rows`);
+        the prefix and batch stages run on its frames here, whatever drew them.
+        Memory is bounded by the largest chunk. Refuses
+        (:class:`~servegen_core.errors.LimitError`, on the first ``next``) when
+        :attr:`expected_requests` is above ``max_requests`` (default: the streamed limit).
+        """
+        check_workload_size(self, max_requests=max_requests, streamed=True)
+        bounds = self.chunk_bounds(chunk_s, chunk_requests)
+        if not bounds:
             return
-        bounds = _chunk_bounds(t0, self.units.expected, chunk_s, chunk_requests)
+        draw_rows = draw.generate_rows if rows is None else rows
         if self.spec.prefix is not None:  # prefix stage: sessions and shared prompts
-            chunks = sessions.session_chunks(self, bounds, draw.generate_rows)
+            chunks = sessions.session_chunks(self, bounds, draw_rows)
         else:
-            chunks = (frame for k0, k1 in bounds if (frame := draw.generate_rows(self, k0, k1)).height)
+            chunks = (frame for k0, k1 in bounds if (frame := draw_rows(self, k0, k1)).height)
         if self.spec.batch is not None:  # batch stage: submission times instead of arrivals
             chunks = submit_batch_chunks(chunks, self.spec.batch)
         yield from chunks

@@ -20,7 +20,7 @@ from servegen_core.schema import validate_trace
 from servegen_core.sources.fit import pool_from_trace
 from servegen_core.sources.pool import ClientPool
 from servegen_core.sources.traces import load_trace
-from servegen_core.spec import ServeGenSource, Span, WorkloadSpec
+from servegen_core.spec import BatchJob, ServeGenSource, Span, WorkloadSpec
 from tests._cli import run
 
 
@@ -120,6 +120,26 @@ def test_generation_chunks_equal_the_local_chunks(m_large: ClientPool) -> None:
     # another seed draws other requests
     other = plan_workload(dataclasses.replace(spec, seed=8), pool=m_large)
     assert not pl.concat(list(ray_engine.iter_chunks(other, 600.0))).equals(pl.concat(remote))
+
+
+@pytest.mark.parametrize("submission_rps", [None, 50.0])
+def test_a_batch_job_is_submitted_as_locally(m_large: ClientPool, submission_rps: float | None) -> None:
+    """The batch stage runs on the Ray tasks' frames as on local ones: submission times, not arrivals."""
+    spec = WorkloadSpec(
+        source=ServeGenSource(data_dir="shared", model="language/m-large"),
+        span=Span(start_s=12 * 3600, duration_s=1200),
+        seed=7,
+        batch=BatchJob(submission_rps=submission_rps),
+    )
+    plan = plan_workload(spec, pool=m_large)
+    local = list(plan.iter_chunks(600.0))
+    remote = list(ray_engine.iter_chunks(plan, 600.0, in_flight=2))
+    assert [_frame_bytes(f) for f in remote] == [_frame_bytes(f) for f in local]
+    times = pl.concat(remote)["timestamp_s"]
+    if submission_rps is None:
+        assert (times == 0.0).all()
+    else:
+        assert times.max() == pytest.approx((times.len() - 1) / submission_rps)
 
 
 def _tree_bytes(path: Path) -> dict[str, bytes]:
