@@ -36,10 +36,18 @@ from naive data, only a broken generator). Checks:
 ``interarrival_ks_self_consistency`` (pool data)
     one-sample KS of each renewal-generated client-window's gaps against the recorded family
     with the recorded CV (``arrival_shape="fitted_shape"``: the recorded shape); the value is
-    the share of windows over their critical value (``kstwo`` at :data:`WINDOW_ALPHA`), passing
-    within the Binomial allowance. For a renewal workload this is the model against itself; a
-    Poisson baseline's exponential windows fail it. Two-state windows are left out (not
-    renewal); with none left the check is not measured.
+    the share of windows over their critical value at :data:`WINDOW_ALPHA`, passing within the
+    Binomial allowance. A window keeps its request count exactly, so its gaps are known only up
+    to scale: Gamma windows are compared in units of the window's mean spacing (the scale's
+    maximum-likelihood estimate at a known shape) at the known-parameter ``kstwo`` critical
+    value (conservative); Weibull windows at the scale's maximum-likelihood estimate at the
+    known shape (``gap**k`` is exponential; gaps below :data:`GAP_FLOOR` enter as a censored
+    count), at Stephens' (1974) critical value for an exponential of estimated mean, which the
+    transform makes exact. (Normalizing a very bursty Weibull window by its sample mean instead
+    moves its whole CDF: at shape 0.1 the sample mean of a few hundred gaps is orders of
+    magnitude below the population mean.) For a renewal workload this is the model against
+    itself; a Poisson baseline's exponential windows fail it. Two-state windows are left out
+    (not renewal); with none left the check is not measured.
 ``dispersion`` (trace sources)
     variance-to-mean ratio of aggregate counts per 1, 10, 60 s, generated / source; each scale
     passes within a factor 1.5 or the noise of two variances from its number of bins; the
@@ -76,7 +84,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import polars as pl
-from scipy.special import gammainc, gammaln
+from scipy.special import gammainc
 from scipy.stats import binom, kstwo, kstwobign, norm
 
 from servegen_core.arrival_models import count_dispersion
@@ -540,9 +548,10 @@ def _interarrival_ks(trace: pl.DataFrame, plan: ComposePlan, min_requests: int) 
     renewal = plan.client_windows.filter(pl.col("model_pattern").is_in(list(RENEWAL_MODEL_PATTERNS))).select(
         "client_id", pl.col("start_s").cast(pl.Float64)
     )
-    per = _ks_against_family(gen.join(renewal.unique(), on=keys, how="semi"), cw.select(*keys, "pattern", "shape"))
-    table = per.join(sizes, on=keys)
-    crit = kstwo.isf(WINDOW_ALPHA, np.maximum(table["requests"].to_numpy() - 1, 1)) if table.height else np.empty(0)
+    per = renewal_window_ks(gen.join(renewal.unique(), on=keys, how="semi"), cw.select(*keys, "pattern", "shape"))
+    table = per.join(sizes, on=keys).join(cw.select(*keys, "pattern"), on=keys, how="left")
+    n_gaps = table["requests"].to_numpy() - 1
+    crit = renewal_window_critical(n_gaps, table["pattern"].fill_null("").to_numpy(), WINDOW_ALPHA) if table.height else np.empty(0)
     table = table.with_columns(pl.Series("critical", crit, dtype=pl.Float64)).select(list(schema)).cast(schema).sort(*keys)
     what = "the recorded family with the recorded CV" if plan.spec.arrival_shape == "recorded_cv" else "the recorded family and shape"
     if table.height == 0:
@@ -561,6 +570,49 @@ def _interarrival_ks(trace: pl.DataFrame, plan: ComposePlan, min_requests: int) 
 
 #: Per-window significance level of the per-window KS tests (their exceedances are counted).
 WINDOW_ALPHA = 0.01
+
+#: Upper-tail points of Stephens' modified KS statistic ``(D - 0.2/n)(sqrt(n) + 0.26 + 0.5/sqrt(n))``
+#: for an exponential sample whose mean is estimated (Stephens 1974, JASA 69, Table 1A, case 3).
+STEPHENS_EXPONENTIAL = {0.15: 0.926, 0.10: 0.990, 0.05: 1.094, 0.025: 1.190, 0.01: 1.308}
+
+
+def stephens_exponential_critical(n: np.ndarray, alpha: float) -> np.ndarray:
+    """KS critical value at ``alpha`` of ``n`` exponential values tested against the
+    exponential of their estimated mean (Stephens' modified statistic; accurate for n >= 5)."""
+    if alpha not in STEPHENS_EXPONENTIAL:
+        msg = f"Stephens' exponential table has alpha {sorted(STEPHENS_EXPONENTIAL)}, not {alpha!r}"
+        raise ValueError(msg)
+    n = np.asarray(n, dtype=np.float64)
+    return STEPHENS_EXPONENTIAL[alpha] / (np.sqrt(n) + 0.26 + 0.5 / np.sqrt(n)) + 0.2 / n
+
+
+def renewal_window_critical(n_gaps: np.ndarray, pattern: np.ndarray, alpha: float) -> np.ndarray:
+    """Critical value at ``alpha`` of :func:`renewal_window_ks` for windows of ``n_gaps`` gaps of
+    ``pattern`` ("Weibull": Stephens' exponential, exact at the estimated scale; otherwise the
+    known-parameter ``kstwo`` value, conservative at the estimated scale)."""
+    n_gaps = np.maximum(np.asarray(n_gaps, dtype=np.int64), 1)
+    return np.where(np.asarray(pattern) == "Weibull", stephens_exponential_critical(n_gaps, alpha), kstwo.isf(alpha, n_gaps))
+
+
+def censored_exponential_mean(total: np.ndarray, observed: np.ndarray, censored: np.ndarray, limit: np.ndarray) -> np.ndarray:
+    """Maximum-likelihood mean of exponential samples of which ``observed`` values at or above
+    ``limit`` sum to ``total`` and ``censored`` are known only to lie below it (one entry per
+    sample). The score equation ``r*mu = S - m*c / (exp(c/mu) - 1)`` has one root in ``z = c/mu``
+    (its left side less its right rises from -inf to ``S``): bisected in ``log z``."""
+    S, r, m, c = (np.asarray(a, dtype=np.float64) for a in (total, observed, censored, limit))
+    exact = np.where(r > 0, S / np.maximum(r, 1.0), np.nan)
+    lo = np.full(S.shape, math.log(1e-12))
+    hi = np.full(S.shape, math.log(1e4))
+    with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
+        for _ in range(80):
+            mid = 0.5 * (lo + hi)
+            z = np.exp(mid)
+            h = S - m * c / np.expm1(z) - r * c / z
+            up = h > 0
+            hi = np.where(up, mid, hi)
+            lo = np.where(up, lo, mid)
+        mu = c / np.exp(0.5 * (lo + hi))
+    return np.where(m > 0, mu, exact)
 
 
 def _interarrival_against_observed(
@@ -625,8 +677,11 @@ GAP_FLOOR = 1e-6
 KS_POINTS = 500
 
 
-def _ks_against_family(gen: pl.DataFrame, cw: pl.DataFrame) -> pl.DataFrame:
-    """One-sample KS of each client-window's unit-mean gaps against its recorded family/shape."""
+def renewal_window_ks(gen: pl.DataFrame, cw: pl.DataFrame) -> pl.DataFrame:
+    """One-sample KS of each client-window's gaps (``gen``: ``client_id, start_s, gap``, in any
+    unit) against its family and shape (``cw``: ``client_id, start_s, pattern, shape``), the scale
+    estimated as the module docstring says under ``interarrival_ks_self_consistency``:
+    ``client_id, start_s, ks``. Compare with :func:`renewal_window_critical`."""
     keys = ["client_id", "start_s"]
     groups = gen.select(keys).unique(maintain_order=True).join(cw, on=keys, how="inner").filter(pl.col("shape") > 0)
     groups = groups.with_row_index("_g")
@@ -641,6 +696,7 @@ def _ks_against_family(gen: pl.DataFrame, cw: pl.DataFrame) -> pl.DataFrame:
     start = np.concatenate([[0], np.cumsum(n)[:-1]])
     rank = np.arange(len(x)) - start[gid]
     below = np.bincount(gid, weights=(x < GAP_FLOOR).astype(np.float64), minlength=len(n))
+    gid_all, x_all = gid, x
     # windows with many gaps are evaluated at about KS_POINTS of their order statistics (every
     # ``step``-th, and the last): the sup over them is within step/n of the full KS distance
     step = np.maximum(1, n // KS_POINTS)[gid]
@@ -648,21 +704,26 @@ def _ks_against_family(gen: pl.DataFrame, cw: pl.DataFrame) -> pl.DataFrame:
     gid, x, rank = gid[pick], x[pick], rank[pick]
     n_pick = np.bincount(gid, minlength=groups.height)
     start = np.concatenate([[0], np.cumsum(n_pick)[:-1]])
-    k = groups["shape"].to_numpy().astype(np.float64)[gid]
-    weib = (groups["pattern"] == "Weibull").to_numpy()[gid]
+    kk = groups["shape"].to_numpy().astype(np.float64)
+    wb = (groups["pattern"] == "Weibull").to_numpy()
+    # Weibull windows: the scale's maximum-likelihood estimate at the known shape, from all the
+    # window's gaps (``gap**k`` is exponential; the ones below GAP_FLOOR are censored there)
     with np.errstate(over="ignore", under="ignore", invalid="ignore", divide="ignore"):
-        lam = np.exp(-gammaln(1.0 + 1.0 / k))
-        f = np.where(weib, -np.expm1(-np.power(np.maximum(x, 0.0) / lam, k)), gammainc(k, k * np.maximum(x, 0.0)))
+        powered = np.where(x_all >= GAP_FLOOR, np.power(np.maximum(x_all, 0.0), kk[gid_all]), 0.0)
+        mu = censored_exponential_mean(
+            np.bincount(gid_all, weights=powered, minlength=len(n)), n - below, below, np.power(GAP_FLOOR, kk)
+        )
+    k = kk[gid]
+    weib = wb[gid]
+    with np.errstate(over="ignore", under="ignore", invalid="ignore", divide="ignore"):
+        f = np.where(weib, -np.expm1(-np.power(np.maximum(x, 0.0), k) / mu[gid]), gammainc(k, k * np.maximum(x, 0.0)))
     d = np.maximum(np.abs((rank + 1) / n[gid] - f), np.abs(rank / n[gid] - f))
     # below GAP_FLOOR (a millionth of the mean spacing: float timestamps cannot hold such gaps,
-    # which very bursty Gamma shapes draw by the majority) only the mass is compared
+    # which very bursty shapes draw by the majority) only the mass is compared
     tiny = x < GAP_FLOOR
     if tiny.any():
-        kk = groups["shape"].to_numpy().astype(np.float64)
-        wb = (groups["pattern"] == "Weibull").to_numpy()
         with np.errstate(over="ignore", under="ignore", invalid="ignore", divide="ignore"):
-            lam0 = np.exp(-gammaln(1.0 + 1.0 / kk))
-            f0 = np.where(wb, -np.expm1(-np.power(GAP_FLOOR / lam0, kk)), gammainc(kk, kk * GAP_FLOOR))
+            f0 = np.where(wb, -np.expm1(-np.power(GAP_FLOOR, kk) / mu), gammainc(kk, kk * GAP_FLOOR))
         d = np.where(tiny, np.abs(below[gid] / n[gid] - f0[gid]), d)
     has = n_pick > 0
     ks = np.maximum.reduceat(d, start[has]) if len(d) else np.empty(0)
