@@ -29,8 +29,9 @@ when compose cuts a busy window into units), so chunks do not change the result)
    arrives a Gamma think time after turn ``j - 1``'s arrival (the think time includes the
    previous turn's response time: no server is modeled). The ``T - 1`` further turns draw
    their lengths from the start's client-window tables (each field by inverse CDF from
-   its own uniforms); the session's ``T`` input lengths are then sorted, smallest first,
-   so the input marginal is still the client's PDF. Turn ``j``'s prompt is the previous
+   its own uniforms); the input lengths of the session's turns inside the span are then
+   sorted, smallest first (those past the span end, dropped, do not take part), so the
+   input marginal is still the client's PDF. Turn ``j``'s prompt is the previous
    turn's prompt, then the previous turn's output, then its own new tokens: it shares
    ``h_j = min(x_{j-1} + o_{j-1}, x_j - 1)`` tokens with that context (at least one new
    token). Where the drawn ``x_j`` is shorter than the previous context plus output
@@ -108,8 +109,8 @@ def _start_counts(sess: Sessions, t0: np.ndarray, d: np.ndarray, target: np.ndar
     window ``k`` (1 for the start itself when ``k = j``, plus ``sum_m P(T > m)
     P(t + S_m in window k)`` with ``S_m`` Gamma, averaged over points of window ``j``), is
     lower triangular; the starts solve ``A s = target`` by forward substitution (clipped at
-    0 where the target falls faster than earlier sessions' turns fade). Turns past the span
-    end fall in no window, so the last windows get more starts.
+    0 where the target falls faster than earlier sessions' turns fade: such a window gets
+    more requests than its target). Turns past the span end fall in no window.
     """
     probs = np.array(sess.turn_probabilities())
     surv = 1.0 - np.concatenate([[0.0], np.cumsum(probs)[:-1]])  # P(T > m), m = 0..K-1
@@ -501,11 +502,15 @@ def _turn_lengths(
     first: np.ndarray,
     T: np.ndarray,
     v_start: np.ndarray,
+    kept: np.ndarray,
 ) -> dict[str, np.ndarray]:
     """Length columns of every turn ((session, turn) order): a start keeps its row of
     ``starts``, a further turn draws from its start's client-window tables (row ``r`` of
-    the session) at ``u_len``; then each session's rows are ordered by input length,
-    smallest first (rows move whole, so fields stay together). Sessions of clients with a
+    the session) at ``u_len``; then the rows of each session's turns inside the span
+    (``kept``: its first turns) are ordered by input length, smallest first, and the rows of
+    the turns past the span end follow them (rows move whole, so fields stay together). So
+    the turns a workload holds are a permutation of i.i.d. draws, and its input marginal is
+    the client's PDF however many turns the span end cuts off. Sessions of clients with a
     growth model grow turn by turn instead (:func:`_grow_turns`) and keep their turn order."""
     fields = tuple(plan.request_fields)
     F = len(fields)
@@ -529,11 +534,12 @@ def _turn_lengths(
         lens["reasoning_tokens"][is_follow] = reasoning
         lens["answer_tokens"][is_follow] = lens["output_tokens"][is_follow] - reasoning
     _grow_turns(plan, lens, r, crank, first, T, u_len, v_start)
-    # a session's input lengths go smallest first (rows move whole, so fields stay together);
+    # a session's input lengths go smallest first among its turns inside the span, then those
+    # past its end (sorting all of them would leave the span the smaller ones of a cut session);
     # a growing conversation keeps its turn order
     grows = plan.prefix_plan.has_growth[crank][sid] if plan.prefix_plan.has_growth is not None else np.zeros(len(sid), dtype=bool)
     turn = np.arange(len(sid)) - np.repeat(first, T)
-    order = np.lexsort((np.where(grows, turn, lens["input_tokens"]), sid))
+    order = np.lexsort((np.where(grows, turn, lens["input_tokens"]), ~(kept | grows), sid))
     for col in length_cols:
         lens[col] = lens[col][order]
     return lens
@@ -691,7 +697,8 @@ def _expand(plan: ComposePlan, base: pl.DataFrame, k0: int, k1: int) -> pl.DataF
 
     # lengths of every turn: the start's row, then draws for the further turns
     v_start = hash_parts(TAG_KEY, seed, w, ordinal, 7).astype(np.float64) / 2.0**64
-    lens = _turn_lengths(plan, r, sid, is_follow, starts, length_cols, u_len, crank, first, T, v_start)
+    kept = t_all < float(plan.span_duration_s)
+    lens = _turn_lengths(plan, r, sid, is_follow, starts, length_cols, u_len, crank, first, T, v_start, kept)
 
     # segments, turn by turn
     frame = _prompt_segments(P, seed, crank, prompt, uses, w, ordinal, first, T, lens["input_tokens"], lens["output_tokens"])
