@@ -69,8 +69,10 @@ import csv
 import datetime
 import gzip
 import io
+import itertools
 import json
 import math
+import operator
 import os
 import re
 import shutil
@@ -117,6 +119,8 @@ from servegen_core.schema import (
 __all__ = [
     "GRID_TICK_S",
     "BAILIAN_FIELDS",
+    "CONVERSATION_FIELDS",
+    "CONVERSATION_MAX_BYTES",
     "LINKED_BLOCK_SIZE",
     "OFFLINE_FIELDS",
     "PRESETS",
@@ -125,6 +129,7 @@ __all__ = [
     "GRID_MIN_GAPS",
     "GRID_SHARE",
     "linked_trace_kind",
+    "load_conversations",
     "load_linked_trace",
     "QUANTIZED_GRID_S",
     "TARGETS",
@@ -418,6 +423,233 @@ def load_linked_trace(path: str | Path, *, submission_rps: float | None = None) 
         warnings=tuple(warnings),
         file_format="jsonl",
         columns=MappingProxyType(mapped),
+    )
+
+
+# --------------------------------------------------------------------------- ServeGen conversations
+
+#: ServeGen's multi-turn conversation release, ``data/conversations/conversations_hashed.json``
+#: (alibaba/ServeGen README: "Input and output content are replaced with block hashes ... structural
+#: characteristics are retained"): one JSON document holding the conversations, each a list of turns
+#: with ``turn``, ``timestamp``, ``input_token_count``, ``output_token_count`` and the hashed content
+#: lists ``input_tokens`` / ``output_tokens``. The release documents no schema; these field names are
+#: those reported by studies of the file (1,616 conversations, 5,720 turns over about 24 h).
+CONVERSATION_FIELDS = ("turn", "timestamp", "input_token_count", "output_token_count", "input_tokens", "output_tokens")
+#: Keys under which a conversation object may hold its turn list, and its id.
+CONVERSATION_TURN_KEYS = ("turns", "conversation", "messages")
+CONVERSATION_ID_KEYS = ("conversation_id", "session_id", "id")
+#: Largest conversation file read whole (bytes): a JSON document is parsed in one piece, at about
+#: ten times its size in memory.
+CONVERSATION_MAX_BYTES = 512 * 1024 * 1024
+
+
+def _conversation_turns(path: Path, doc: object) -> tuple[list[str], list[list]]:
+    """The conversations of a parsed conversation file as (ids, turn lists): a top-level list of
+    conversations, an object ``{"conversations": [...]}``, or an object ``{id: conversation}``; a
+    conversation is a list of turns or an object with its turns under one of
+    :data:`CONVERSATION_TURN_KEYS` (and its id under one of :data:`CONVERSATION_ID_KEYS`). One step
+    per conversation; the turns stay as parsed."""
+    if isinstance(doc, dict) and isinstance(doc.get("conversations"), list):
+        doc = doc["conversations"]
+    if isinstance(doc, list):
+        keys = [str(i) for i in range(len(doc))]
+        items = doc
+    elif isinstance(doc, dict):
+        keys = [str(k) for k in doc]
+        items = list(doc.values())
+    else:
+        raise DataFormatError(path, None, f"the document is a JSON {type(doc).__name__}, not a list or object of conversations")
+    if not items:
+        raise DataFormatError(path, None, "no conversations")
+    ids: list[str] = []
+    turns: list[list] = []
+    for key, conv in zip(keys, items, strict=True):
+        if isinstance(conv, dict):
+            turn_list = next((conv[k] for k in CONVERSATION_TURN_KEYS if isinstance(conv.get(k), list)), None)
+            if turn_list is None:
+                msg = f"an object without a turn list (one of {', '.join(CONVERSATION_TURN_KEYS)})"
+                raise DataFormatError(path, f"conversation {quoted(key)}", msg)
+            own = next((conv[k] for k in CONVERSATION_ID_KEYS if isinstance(conv.get(k), (str, int))), None)
+            key = key if own is None else str(own)
+            conv = turn_list
+        if not isinstance(conv, list) or not conv:
+            raise DataFormatError(path, f"conversation {quoted(key)}", "not a non-empty list of turns")
+        ids.append(key)
+        turns.append(conv)
+    if len(set(ids)) != len(ids):
+        dup = next(i for i in ids if ids.count(i) > 1)
+        raise DataFormatError(path, f"conversation {quoted(dup)}", "the same conversation id twice")
+    return ids, turns
+
+
+def _locate_bad_turn(path: Path, ids: list[str], turns: list[list], wall_clock: bool) -> DataFormatError:
+    """The first turn whose fields do not parse (only called once the column-wise read failed)."""
+    for cid, conv in zip(ids, turns, strict=True):
+        for i, turn in enumerate(conv):
+            where = f"conversation {quoted(cid)}, turn {i + 1}"
+            if not isinstance(turn, dict):
+                return DataFormatError(path, where, f"a JSON {type(turn).__name__}, not an object")
+            for name in ("turn", "input_token_count", "output_token_count"):
+                if type(turn.get(name)) not in (int, float, type(None)):
+                    return DataFormatError(path, f"{where}, field {quoted(name)}", "not a number")
+            ts = turn.get("timestamp")
+            if type(ts) not in ((str, type(None)) if wall_clock else (int, float, type(None))):
+                what = "date-time text like the first turn's" if wall_clock else "a number of seconds like the first turn's"
+                return DataFormatError(path, f"{where}, field 'timestamp'", f"not {what}")
+    return DataFormatError(path, None, "the turns cannot be read as a table")
+
+
+def load_conversations(path: str | Path, *, hash_block_size: int | None = None) -> LoadedTrace:
+    """ServeGen's conversation file (:data:`CONVERSATION_FIELDS`) as a RequestTrace of sessions.
+
+    Every turn is a request: ``session_id`` = the conversation's id (its key or ``conversation_id``,
+    else its 0-based position in the file), ``turn_index`` = the turn's rank in its conversation by
+    ``turn`` (0 for the first), ``timestamp_s`` = ``timestamp`` minus the file's earliest (a number of
+    seconds, or date-time text read as UTC), ``input_tokens`` = ``input_token_count``,
+    ``output_tokens`` = ``output_token_count``, ``client_id`` = ``"all"``. The think time between turns
+    is the gap between their arrivals (measured by
+    :func:`servegen_core.characterize.prefix.sessions`).
+
+    The hashed ``input_tokens`` lists are not token ids and their block size is not documented; they
+    are kept as ``hash_ids`` only with ``hash_block_size`` (tokens per entry), and then every list
+    must hold ``ceil(input_token_count / hash_block_size)`` entries (strings are mapped to integers by
+    their sorted order). Without it they are left out, and ``warnings`` give the tokens per entry.
+
+    Parsed strictly: counts whole and non-negative, ``turn`` values unique within a conversation, a
+    conversation's timestamps non-decreasing in turn order. Errors name the file, the conversation
+    and the turn (1-based, in file order) and the field. A file above
+    :data:`CONVERSATION_MAX_BYTES` or of more turns than ``$SERVEGEN_MAX_ROWS`` is refused.
+    """
+    path = Path(path)
+    if not path.is_file():
+        msg = f"trace file not found: {path}"
+        raise FileNotFoundError(msg)
+    if hash_block_size is not None and not (isinstance(hash_block_size, int) and 0 < hash_block_size <= MAX_BLOCK_SIZE):
+        msg = f"hash_block_size must be a whole number of tokens from 1 to {MAX_BLOCK_SIZE}, got {hash_block_size!r}"
+        raise OptionError(msg)
+    size = path.stat().st_size
+    if size > CONVERSATION_MAX_BYTES:
+        raise InputTooLargeError(path, "bytes", size, CONVERSATION_MAX_BYTES, estimated="the file's size",
+                                 hint="a conversation file is parsed whole")
+    try:
+        doc = json.loads(path.read_bytes(), parse_constant=_reject_constant)
+    except (UnicodeDecodeError, ValueError) as exc:
+        where = f"line {exc.lineno}, column {exc.colno}" if isinstance(exc, json.JSONDecodeError) else None
+        raise DataFormatError(path, where, f"not a JSON document: {getattr(exc, 'msg', exc)}") from None
+    ids, turns = _conversation_turns(path, doc)
+    lengths = np.fromiter((len(t) for t in turns), dtype=np.int64, count=len(turns))
+    limit = default_max_rows()
+    if int(lengths.sum()) > limit:
+        raise InputTooLargeError(path, "turns", int(lengths.sum()), limit, estimated="counted in the document",
+                                 hint=f"raise ${MAX_ROWS_ENV}")
+    flat = list(itertools.chain.from_iterable(turns))
+    first = flat[0]
+    wall_clock = isinstance(first, dict) and isinstance(first.get("timestamp"), str)
+    # the JSON types, checked without a Python step per turn (Polars would coerce "5" and true)
+    numbers = {int, float, type(None)}
+    typed = set(map(type, flat)) == {dict} and all(
+        set(map(type, map(operator.methodcaller("get", name), flat))) <= ({str, type(None)} if wall_clock and name == "timestamp" else numbers)
+        for name in ("turn", "timestamp", "input_token_count", "output_token_count")
+    )
+    if not typed:
+        raise _locate_bad_turn(path, ids, turns, wall_clock)
+    keep_ids = hash_block_size is not None
+    schema = {"turn": pl.Float64(), "timestamp": pl.String() if wall_clock else pl.Float64(),
+              "input_token_count": pl.Float64(), "output_token_count": pl.Float64()}
+    if keep_ids:
+        sample = first.get("input_tokens") if isinstance(first, dict) else None
+        textual = isinstance(sample, list) and bool(sample) and isinstance(sample[0], str)
+        schema["input_tokens"] = pl.List(pl.String() if textual else pl.Int64())
+    try:
+        raw = pl.from_dicts(flat, schema=schema, strict=True)
+    except (pl.exceptions.PolarsError, TypeError, ValueError, AttributeError):
+        raise _locate_bad_turn(path, ids, turns, wall_clock) from None
+    raw = raw.with_columns(
+        session_id=pl.Series(ids).gather(np.repeat(np.arange(len(ids)), lengths)),
+        position=pl.Series(np.arange(lengths.sum()) - np.repeat(np.cumsum(lengths) - lengths, lengths) + 1),
+    )
+
+    def fail(cond: pl.Expr, name: str, what: str) -> None:
+        bad = raw.filter(cond).head(1)
+        if bad.height:
+            where = f"conversation {quoted(bad['session_id'][0])}, turn {bad['position'][0]}, field {quoted(name)}"
+            raise DataFormatError(path, where, what)
+
+    for name in ("turn", "input_token_count", "output_token_count"):
+        col = pl.col(name)
+        fail(col.is_null(), name, "missing")
+        fail(~col.is_finite() | (col != col.floor()), name, "not a whole number")
+        fail(col < 0, name, "negative")
+    tokens = max_tokens()
+    for name in ("input_token_count", "output_token_count"):
+        fail(pl.col(name) > tokens, name, f"above the limit of {tokens:,} tokens (${MAX_TOKENS_ENV})")
+    fail(pl.col("timestamp").is_null(), "timestamp", "missing")
+    if wall_clock:
+        text = (
+            raw["timestamp"].str.strip_chars().str.replace(r"^(\d{4}-\d{2}-\d{2})T", "$1 ")
+            .str.replace(r"Z$", "+00:00").str.replace(r"(\d{2}:\d{2}:\d{2}(?:\.\d+)?)$", "$1+00:00")
+        )
+        parsed = text.str.to_datetime(format="%Y-%m-%d %H:%M:%S%.f%:z", time_unit="us", strict=False).dt.convert_time_zone("UTC")
+        raw = raw.with_columns(parsed.alias("parsed"))
+        fail(pl.col("parsed").is_null(), "timestamp", "not date-time text like the first turn's")
+        seconds = (raw["parsed"] - raw["parsed"].min()).dt.total_microseconds().cast(pl.Float64) / 1e6
+        start = raw["parsed"].min().replace(tzinfo=None)
+    else:
+        fail(~pl.col("timestamp").is_finite() | (pl.col("timestamp") < 0), "timestamp", "not a finite non-negative number")
+        seconds = raw["timestamp"] - raw["timestamp"].min()
+        start = None
+    raw = raw.with_columns(timestamp_s=seconds)
+    fail(pl.col("turn").is_duplicated().over("session_id"), "turn", "the same turn number twice in the conversation")
+    raw = raw.sort("session_id", "turn", maintain_order=True)
+    fail(pl.col("timestamp_s").diff().over("session_id") < 0, "timestamp", "earlier than the conversation's previous turn")
+    span = max_span_s()
+    fail(pl.col("timestamp_s") > span, "timestamp", f"the span is above the limit of {span:,.0f} s (${MAX_SPAN_ENV})")
+    out = raw.select(
+        "timestamp_s",
+        pl.lit("all").alias("client_id"),
+        pl.col("input_token_count").cast(pl.Int64).alias("input_tokens"),
+        pl.col("output_token_count").cast(pl.Int64).alias("output_tokens"),
+        "session_id",
+        (pl.col("turn").rank("ordinal").over("session_id") - 1).cast(pl.Int64).alias("turn_index"),
+    )
+    mapped = {"timestamp": "timestamp", "input_tokens": "input_token_count", "output_tokens": "output_token_count",
+              "session_id": "conversation", "turn_index": "turn"}
+    warnings: list[str] = []
+    if keep_ids:
+        fail(pl.col("input_tokens").is_null(), "input_tokens", "missing (hash_block_size was given)")
+        if raw.schema["input_tokens"] == pl.List(pl.String()):
+            flat_ids = raw.select(pl.int_range(pl.len()).alias("row"), "input_tokens").explode("input_tokens")
+            codes = flat_ids.with_columns((pl.col("input_tokens").rank("dense") - 1).cast(pl.Int64).alias("code"))
+            ids_col = codes.group_by("row", maintain_order=True).agg(pl.col("code").drop_nulls())["code"]
+        else:
+            fail(pl.col("input_tokens").list.min() < 0, "input_tokens", "holds a negative id")
+            ids_col = raw["input_tokens"]
+        raw = raw.with_columns(hash_ids=ids_col)
+        need = (pl.col("input_token_count") + hash_block_size - 1) // hash_block_size
+        fail(pl.col("hash_ids").list.len() != need, "input_tokens",
+             f"does not hold ceil(input_token_count / {hash_block_size}) entries")
+        out = out.with_columns(hash_ids=raw["hash_ids"])
+        mapped["hash_ids"] = "input_tokens"
+    else:
+        present = [c for c in ("input_tokens", "output_tokens") if c in first]
+        if present:
+            warnings.append(
+                f"hashed {', '.join(present)} lists left out (their block size is not documented; "
+                "pass hash_block_size to keep input_tokens as hash_ids)"
+            )
+    n_multi = int((lengths > 1).sum())
+    warnings.append(f"{len(ids):,} conversations ({n_multi:,} of more than one turn), {raw.height:,} turns")
+    trace = validate_trace(out.sort("timestamp_s", maintain_order=True), source=str(path))
+    return LoadedTrace(
+        trace=trace,
+        preset="servegen_conversations",
+        detected=True,
+        path=str(path),
+        resolution=timestamp_resolution(trace["timestamp_s"]),
+        warnings=tuple(warnings),
+        file_format="json",
+        columns=MappingProxyType(mapped),
+        start_time=start,
     )
 
 
@@ -1396,7 +1628,8 @@ def load_trace(
     Parameters
     ----------
     path:
-        A ``.csv``, ``.parquet``/``.pq`` or ``.jsonl``/``.ndjson`` file, optionally ``.gz``.
+        A ``.csv``, ``.parquet``/``.pq`` or ``.jsonl``/``.ndjson`` file, optionally ``.gz``; a
+        ``.json`` file is ServeGen's conversation file, read by :func:`load_conversations`.
     preset:
         A key of :data:`PRESETS`. ``None`` detects it from the column names
         (:func:`detect_preset`), or means ``generic`` when ``columns`` is given.
@@ -1465,6 +1698,8 @@ def load_trace(
     if preset is not None and preset not in PRESETS:
         msg = f"unknown preset {quoted(preset)}; choose from {list(PRESETS)}"
         raise OptionError(msg)
+    if preset is None and columns is None and path.suffix == ".json":  # ServeGen's conversation file
+        return load_conversations(path)
     if preset is None and columns is None and _FORMATS.get(Path(path.name.removesuffix(".gz")).suffix) == "jsonl":
         if linked_trace_kind(trace_columns(path)) is not None:  # Bailian or ServeGen offline: their own loader
             return load_linked_trace(path)
