@@ -222,9 +222,10 @@ PRESETS: Mapping[str, Preset] = MappingProxyType(
             "mooncake",
             "Mooncake / AIPerf mooncake_trace JSON Lines: timestamp in milliseconds, input_length, "
             "output_length, hash_ids (one id per 512-token block); with session_id, rows of one AIPerf "
-            "conversation are rebuilt into whole prompts (history plus new tokens).",
+            "conversation are rebuilt into whole prompts (history plus new tokens); client_id where present "
+            "(this project's mooncake export writes it).",
             {"timestamp": ("timestamp",), "input_tokens": ("input_length",), "output_tokens": ("output_length",)},
-            {"hash_ids": ("hash_ids",), "session_id": ("session_id",)},
+            {"hash_ids": ("hash_ids",), "session_id": ("session_id",), "client_id": ("client_id",)},
             "ms",
         ),
         "timed_trace": _preset(
