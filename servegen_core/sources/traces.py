@@ -266,9 +266,10 @@ PRESETS: Mapping[str, Preset] = MappingProxyType(
 #: ``timestamp`` (seconds), ``input_length``, ``output_length``, ``type`` (text/search/image/file),
 #: ``turn`` (1 for the first), ``hash_ids`` (one salted id per 16-token block).
 BAILIAN_FIELDS = ("chat_id", "parent_chat_id", "timestamp", "input_length", "output_length", "type", "turn", "hash_ids")
-#: ServeGen's offline (batch) release ``data/offline/trace_*.jsonl``: no timestamps; ``request_id``,
-#: ``type``, ``input_length``, ``output_length``, ``hash_ids`` (16-token blocks, one namespace for the
-#: files), ``img_ids``; some files carry ``duration`` instead of the ids.
+#: ServeGen's offline (batch) release ``data/offline/trace_*.jsonl`` (its ``data/offline/README.md``): no
+#: timestamps; ``request_id``, ``type``, ``input_length``; the content-hash files a-c add ``hash_ids``
+#: (16-token blocks, one namespace for the files) and ``img_ids`` (text such as ``"img_00001"``) but no
+#: output length; the stat files d-f add ``output_length`` and ``duration`` (ms) instead.
 OFFLINE_FIELDS = ("request_id", "type", "input_length", "output_length", "hash_ids", "img_ids", "duration")
 #: Tokens per hash id in both releases.
 LINKED_BLOCK_SIZE = 16
@@ -281,19 +282,20 @@ def linked_trace_kind(columns: Iterable[str]) -> str | None:
     names = set(columns)
     if {"chat_id", "parent_chat_id", "timestamp", "input_length", "output_length"} <= names:
         return "bailian"
-    if {"request_id", "input_length", "output_length"} <= names and "timestamp" not in names:
+    if {"request_id", "input_length"} <= names and not {"timestamp", "chat_id"} & names:
         return "servegen_offline"
     return None
 
 
 def _read_records(path: Path, fields: tuple[str, ...], required: tuple[str, ...]) -> pl.DataFrame:
     """The JSON Lines file's ``fields`` that its first line has, read by Polars with an explicit
-    schema (numbers as float64, the ``*_ids`` lists as int64) and checked column-wise: ``required``
+    schema (numbers as float64, ``hash_ids`` as int64 lists, ``img_ids`` as text lists: ServeGen
+    writes ``"img_00001"``) and checked column-wise: ``required``
     on every record, the integer fields whole and (``parent_chat_id``'s -1 aside) non-negative,
     ``timestamp`` finite and non-negative, ids non-negative. Errors name the file, the record
     (1-based) and the field; a file above the row budget (``$SERVEGEN_MAX_ROWS``) is refused."""
     present = set(trace_columns(path))
-    kinds = {"type": pl.String(), "hash_ids": pl.List(pl.Int64()), "img_ids": pl.List(pl.Int64())}
+    kinds = {"type": pl.String(), "hash_ids": pl.List(pl.Int64()), "img_ids": pl.List(pl.String())}
     schema = {k: kinds.get(k, pl.Float64()) for k in fields if k in present}
     try:
         frame = pl.read_ndjson(path, schema=schema)
@@ -323,10 +325,22 @@ def _read_records(path: Path, fields: tuple[str, ...], required: tuple[str, ...]
     if "timestamp" in frame.columns:
         ts = pl.col("timestamp")
         fail(ts.is_not_null() & (~ts.is_finite() | (ts < 0)), "timestamp", "not a finite non-negative number")
-    for name in ("hash_ids", "img_ids"):
-        if name in frame.columns:
-            fail(pl.col(name).list.min() < 0, name, "holds a negative id")
+    if "hash_ids" in frame.columns:
+        fail(pl.col("hash_ids").list.min() < 0, "hash_ids", "holds a negative id")
     return frame
+
+
+def _dense_codes(lists: pl.Series) -> pl.Series:
+    """Lists of text ids (``"img_00001"``) as lists of integers, one per distinct id (0, 1, ... in
+    sorted order of the ids), a null list kept null: equal ids stay equal, as reuse needs."""
+    rows = pl.DataFrame({"ids": lists}).with_row_index("row")
+    flat = rows.explode("ids").filter(pl.col("ids").is_not_null())
+    coded = flat.with_columns((pl.col("ids").rank("dense") - 1).cast(pl.Int64).alias("code"))
+    lists_of_codes = coded.group_by("row", maintain_order=True).agg("code")
+    out = rows.join(lists_of_codes, on="row", how="left", maintain_order="left").select(
+        pl.when(pl.col("ids").is_null()).then(None).otherwise(pl.col("code").fill_null([])).alias(lists.name)
+    )
+    return out.to_series()
 
 
 def _session_roots(chat: pl.Series, parent: pl.Series, path: Path) -> pl.Series:
@@ -358,7 +372,9 @@ def load_linked_trace(path: str | Path, *, submission_rps: float | None = None) 
     ``client_id`` = the request ``type``; ``hash_ids`` kept (16-token blocks). ServeGen offline: a
     batch job without timestamps, submitted all at t = 0 (``submission_rps=None``) or at a stated
     rate in file order (``timestamp_s`` = row / rate); ``client_id`` = ``type`` (``"all"`` without
-    one); ``hash_ids`` kept; ``image_ids`` = ``img_ids`` and ``image_count`` its length; ``duration`` is not a
+    one); ``output_tokens`` = ``output_length``, 0 in the content-hash files (a-c) that have none (said in
+    ``warnings``); ``hash_ids`` kept; ``image_ids`` = ``img_ids`` (text ids such as ``"img_00001"`` as one
+    integer per distinct id) and ``image_count`` its length; ``duration`` is not a
     RequestTrace column and is left out (said in ``warnings``).
     """
     path = Path(path)
@@ -388,18 +404,27 @@ def load_linked_trace(path: str | Path, *, submission_rps: float | None = None) 
         mapped = {"timestamp": "timestamp", "input_tokens": "input_length", "output_tokens": "output_length",
                   "client_id": "type", "session_id": "chat_id/parent_chat_id", "turn_index": "turn"}
     else:
-        raw = _read_records(path, OFFLINE_FIELDS, ("input_length", "output_length"))
-        mapped = {"input_tokens": "input_length", "output_tokens": "output_length", "client_id": "type"}
+        has_output = "output_length" in trace_columns(path)
+        raw = _read_records(path, OFFLINE_FIELDS, ("input_length", "output_length") if has_output else ("input_length",))
+        mapped = {"input_tokens": "input_length", "client_id": "type"}
         n = raw.height
         ts = pl.Series([0.0] * n) if submission_rps is None else pl.int_range(n, eager=True).cast(pl.Float64) / submission_rps
+        if has_output:
+            mapped["output_tokens"] = "output_length"
+        else:
+            warnings.append(
+                "no output_length (the content-hash traces a-c record inputs only): output_tokens set to 0; "
+                "their input lengths, prefix blocks and images are what they characterize"
+            )
         out = pl.DataFrame({
             "timestamp_s": ts,
             "client_id": raw["type"].fill_null("all") if "type" in raw.columns else pl.Series(["all"] * n),
             "input_tokens": raw["input_length"],
-            "output_tokens": raw["output_length"],
+            "output_tokens": raw["output_length"] if has_output else pl.Series([0] * n, dtype=pl.Int64),
         })
         if "img_ids" in raw.columns:
-            out = out.with_columns(image_count=raw["img_ids"].list.len().fill_null(0), image_ids=raw["img_ids"].fill_null([]))
+            codes = _dense_codes(raw["img_ids"])
+            out = out.with_columns(image_count=codes.list.len().fill_null(0), image_ids=codes.fill_null([]))
             mapped["image_ids"] = "img_ids"
         if "duration" in raw.columns:
             warnings.append("'duration' left out: the RequestTrace has no column for a recorded duration")
@@ -619,9 +644,7 @@ def load_conversations(path: str | Path, *, hash_block_size: int | None = None) 
     if keep_ids:
         fail(pl.col("input_tokens").is_null(), "input_tokens", "missing (hash_block_size was given)")
         if raw.schema["input_tokens"] == pl.List(pl.String()):
-            flat_ids = raw.select(pl.int_range(pl.len()).alias("row"), "input_tokens").explode("input_tokens")
-            codes = flat_ids.with_columns((pl.col("input_tokens").rank("dense") - 1).cast(pl.Int64).alias("code"))
-            ids_col = codes.group_by("row", maintain_order=True).agg(pl.col("code").drop_nulls())["code"]
+            ids_col = _dense_codes(raw["input_tokens"])
         else:
             fail(pl.col("input_tokens").list.min() < 0, "input_tokens", "holds a negative id")
             ids_col = raw["input_tokens"]
