@@ -332,7 +332,11 @@ def _read_records(path: Path, fields: tuple[str, ...], required: tuple[str, ...]
 
 def _dense_codes(lists: pl.Series) -> pl.Series:
     """Lists of text ids (``"img_00001"``) as lists of integers, one per distinct id (0, 1, ... in
-    sorted order of the ids), a null list kept null: equal ids stay equal, as reuse needs."""
+    sorted order of the ids), a null list kept null: equal ids stay equal, as reuse needs. Ids that
+    are all whole numbers (written as JSON integers) are kept as those numbers."""
+    values = lists.explode().drop_nulls()
+    if values.str.contains(r"^\d{1,18}$").all():
+        return lists.list.eval(pl.element().cast(pl.Int64))
     rows = pl.DataFrame({"ids": lists}).with_row_index("row")
     flat = rows.explode("ids").filter(pl.col("ids").is_not_null())
     coded = flat.with_columns((pl.col("ids").rank("dense") - 1).cast(pl.Int64).alias("code"))
