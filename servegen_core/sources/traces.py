@@ -529,7 +529,7 @@ def _locate_bad_turn(path: Path, ids: list[str], turns: list[list], wall_clock: 
     return DataFormatError(path, None, "the turns cannot be read as a table")
 
 
-def load_conversations(path: str | Path, *, hash_block_size: int | None = None) -> LoadedTrace:
+def load_conversations(path: str | Path, *, hash_block_size: int | None = None, max_rows: int | None = None) -> LoadedTrace:
     """ServeGen's conversation file (:data:`CONVERSATION_FIELDS`) as a RequestTrace of sessions.
 
     Every turn is a request: ``session_id`` = the conversation's id (its key or ``conversation_id``,
@@ -548,7 +548,8 @@ def load_conversations(path: str | Path, *, hash_block_size: int | None = None) 
     Parsed strictly: counts whole and non-negative, ``turn`` values unique within a conversation, a
     conversation's timestamps non-decreasing in turn order. Errors name the file, the conversation
     and the turn (1-based, in file order) and the field. A file above
-    :data:`CONVERSATION_MAX_BYTES` or of more turns than ``$SERVEGEN_MAX_ROWS`` is refused.
+    :data:`CONVERSATION_MAX_BYTES` or of more turns than ``max_rows`` (default ``$SERVEGEN_MAX_ROWS``:
+    :func:`servegen_core.limits.max_rows`) is refused.
     """
     path = Path(path)
     if not path.is_file():
@@ -568,10 +569,10 @@ def load_conversations(path: str | Path, *, hash_block_size: int | None = None) 
         raise DataFormatError(path, where, f"not a JSON document: {getattr(exc, 'msg', exc)}") from None
     ids, turns = _conversation_turns(path, doc)
     lengths = np.fromiter((len(t) for t in turns), dtype=np.int64, count=len(turns))
-    limit = default_max_rows()
+    limit = default_max_rows() if max_rows is None else max_rows
     if int(lengths.sum()) > limit:
-        raise InputTooLargeError(path, "turns", int(lengths.sum()), limit, estimated="counted in the document",
-                                 hint=f"raise ${MAX_ROWS_ENV}")
+        hint = f"raise ${MAX_ROWS_ENV}" if max_rows is None else "load a file of fewer turns"
+        raise InputTooLargeError(path, "turns", int(lengths.sum()), limit, estimated="counted in the document", hint=hint)
     flat = list(itertools.chain.from_iterable(turns))
     first = flat[0]
     wall_clock = isinstance(first, dict) and isinstance(first.get("timestamp"), str)
@@ -1727,7 +1728,7 @@ def load_trace(
         msg = f"unknown preset {quoted(preset)}; choose from {list(PRESETS)}"
         raise OptionError(msg)
     if preset is None and columns is None and path.suffix == ".json":  # ServeGen's conversation file
-        return load_conversations(path)
+        return load_conversations(path, max_rows=max_rows)
     if preset is None and columns is None and _FORMATS.get(Path(path.name.removesuffix(".gz")).suffix) == "jsonl":
         if linked_trace_kind(trace_columns(path)) is not None:  # Bailian or ServeGen offline: their own loader
             return load_linked_trace(path)

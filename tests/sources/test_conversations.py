@@ -151,6 +151,9 @@ def test_turn_budget_refuses_before_building_the_table(conversations, monkeypatc
     monkeypatch.setenv("SERVEGEN_MAX_ROWS", "5")
     with pytest.raises(DataFormatError, match=r"about 6 turns.*above the limit of 5 turns"):
         load_conversations(conversations)
+    monkeypatch.delenv("SERVEGEN_MAX_ROWS")
+    with pytest.raises(DataFormatError, match=r"above the limit of 4 turns.*fewer turns"):
+        load_trace(conversations, max_rows=4)  # a door's tighter budget (an upload's) reaches the loader
 
 
 def test_real_release_when_present(shared_data):
