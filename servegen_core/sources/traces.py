@@ -512,8 +512,11 @@ def _conversation_turns(path: Path, doc: object) -> tuple[list[str], list[list]]
     return ids, turns
 
 
-def _locate_bad_turn(path: Path, ids: list[str], turns: list[list], wall_clock: bool) -> DataFormatError:
-    """The first turn whose fields do not parse (only called once the column-wise read failed)."""
+def _locate_bad_turn(
+    path: Path, ids: list[str], turns: list[list], wall_clock: bool, id_type: type | None = None
+) -> DataFormatError:
+    """The first turn whose fields do not parse (only called once the column-wise read failed);
+    with ``id_type`` its ``input_tokens`` must be a list of that type (``int`` or ``str``)."""
     for cid, conv in zip(ids, turns, strict=True):
         for i, turn in enumerate(conv):
             where = f"conversation {quoted(cid)}, turn {i + 1}"
@@ -526,6 +529,12 @@ def _locate_bad_turn(path: Path, ids: list[str], turns: list[list], wall_clock: 
             if type(ts) not in ((str, type(None)) if wall_clock else (int, float, type(None))):
                 what = "date-time text like the first turn's" if wall_clock else "a number of seconds like the first turn's"
                 return DataFormatError(path, f"{where}, field 'timestamp'", f"not {what}")
+            hashed = turn.get("input_tokens")
+            if id_type is not None and hashed is not None and (
+                not isinstance(hashed, list) or any(type(v) is not id_type for v in hashed)
+            ):
+                kind = "integers" if id_type is int else "strings"
+                return DataFormatError(path, f"{where}, field 'input_tokens'", f"not a list of {kind} like the first turn's")
     return DataFormatError(path, None, "the turns cannot be read as a table")
 
 
@@ -585,6 +594,7 @@ def load_conversations(path: str | Path, *, hash_block_size: int | None = None, 
     if not typed:
         raise _locate_bad_turn(path, ids, turns, wall_clock)
     keep_ids = hash_block_size is not None
+    textual = False
     schema = {"turn": pl.Float64(), "timestamp": pl.String() if wall_clock else pl.Float64(),
               "input_token_count": pl.Float64(), "output_token_count": pl.Float64()}
     if keep_ids:
@@ -594,7 +604,8 @@ def load_conversations(path: str | Path, *, hash_block_size: int | None = None, 
     try:
         raw = pl.from_dicts(flat, schema=schema, strict=True)
     except (pl.exceptions.PolarsError, TypeError, ValueError, AttributeError):
-        raise _locate_bad_turn(path, ids, turns, wall_clock) from None
+        id_type = (str if textual else int) if keep_ids else None
+        raise _locate_bad_turn(path, ids, turns, wall_clock, id_type) from None
     raw = raw.with_columns(
         session_id=pl.Series(ids).gather(np.repeat(np.arange(len(ids)), lengths)),
         position=pl.Series(np.arange(lengths.sum()) - np.repeat(np.cumsum(lengths) - lengths, lengths) + 1),
@@ -662,8 +673,15 @@ def load_conversations(path: str | Path, *, hash_block_size: int | None = None, 
     else:
         present = [c for c in ("input_tokens", "output_tokens") if c in first]
         if present:
+            per_entry = ""
+            try:
+                entries = sum(map(len, map(operator.methodcaller("get", "input_tokens", ()), flat)))
+            except TypeError:  # not lists everywhere: nothing to measure (they are not read)
+                entries = 0
+            if entries:
+                per_entry = f"; about {raw['input_token_count'].sum() / entries:,.0f} input tokens per input_tokens entry"
             warnings.append(
-                f"hashed {', '.join(present)} lists left out (their block size is not documented; "
+                f"hashed {', '.join(present)} lists left out (their block size is not documented{per_entry}; "
                 "pass hash_block_size to keep input_tokens as hash_ids)"
             )
     n_multi = int((lengths > 1).sum())

@@ -52,7 +52,8 @@ def test_turns_become_sessions_with_their_think_times(conversations):
     assert tr["output_tokens"].to_list() == [20, 1, 4, 30, 5, 9]
     assert set(tr["client_id"]) == {"all"}
     assert "hash_ids" not in tr.columns
-    assert any("left out" in w for w in loaded.warnings)
+    # 6 turns of one entry each over 809 input tokens
+    assert any("left out" in w and "about 135 input tokens per input_tokens entry" in w for w in loaded.warnings)
     assert any("3 conversations (2 of more than one turn), 6 turns" in w for w in loaded.warnings)
     sess = prefix.sessions(tr)  # think times: arrival to the next turn's arrival
     assert sess.sessions == 3 and sess.multi_turn_sessions == 2
@@ -94,6 +95,10 @@ def test_hash_lists_kept_with_a_stated_block_size(tmp_path):
         load_conversations(path, hash_block_size=10)
     with pytest.raises(OptionError, match="hash_block_size"):
         load_conversations(path, hash_block_size=0)
+    doc[1][0]["input_tokens"] = ["y", 5]
+    path.write_text(json.dumps(doc))
+    with pytest.raises(DataFormatError, match=r"conversation '1', turn 1, field 'input_tokens': not a list of strings"):
+        load_conversations(path, hash_block_size=16)
 
 
 @pytest.mark.parametrize(
