@@ -195,10 +195,12 @@ if use_spec:
         st.stop()
     n_requests = int(made_plan.expected_requests)
     count_text = core_calls.request_count(spec, made_plan.expected_requests)
+    span_s = float(made_plan.span_duration_s)
 else:
     pool = None
     n_requests = view.data.height
     count_text = f"{n_requests:,} requests"
+    span_s = float(view.data["timestamp_s"].max() - view.data["timestamp_s"].min()) if n_requests else 0.0
 if n_requests > limit:
     st.warning(
         f"This workload has {count_text}; this page simulates at most {limit:,} "
@@ -218,11 +220,17 @@ if st.button("Simulate", type="primary", key="prov_run"):
 
     config = ServerConfig(chunked_prefill=bool(chunked))
     common = {"config": config, "router": router, "max_replicas": int(max_replicas), "progress": progress}
+    # the realistic workload and its baselines, each simulated, within the server's one budget
+    nbytes = core_calls.whatif_bytes(
+        n_requests, workloads=len(names), replicas=int(max_replicas), span_s=span_s, composed=use_spec
+    )
+    what = f"simulating {count_text} x {len(names)} workloads on up to {int(max_replicas):,} replicas"
     try:
-        if use_spec:
-            result = compare_spec(spec, slo, cost, naive=naive_kinds, pool=pool, **common)
-        else:
-            result = compare_trace(view.data, slo, cost, **common)
+        with core_calls.within_budget(nbytes, what):
+            if use_spec:
+                result = compare_spec(spec, slo, cost, naive=naive_kinds, pool=pool, **common)
+            else:
+                result = compare_trace(view.data, slo, cost, **common)
     except Exception as exc:  # noqa: BLE001 - a core error becomes a message on the page
         bar.empty()
         core_calls.show_error(exc)
@@ -303,12 +311,15 @@ if use_spec:
     )
     range_params = (*params, "range")
     if st.button("Simulate the range", key="prov_range_run"):
+        # one seed and sub-window model at a time: its workload and Poisson baseline, composed and simulated
+        range_bytes = core_calls.whatif_bytes(n_requests, workloads=2, replicas=int(max_replicas), span_s=span_s, composed=True)
         with st.spinner("Searching every seed and sub-window model…"):
             try:
-                spread = answer_range(
-                    spec, slo, cost, naive=("poisson",), pool=pool, config=ServerConfig(chunked_prefill=bool(chunked)),
-                    router=router, max_replicas=int(max_replicas), start=n_real,
-                )
+                with core_calls.within_budget(range_bytes, f"simulating the range of {count_text}"):
+                    spread = answer_range(
+                        spec, slo, cost, naive=("poisson",), pool=pool, config=ServerConfig(chunked_prefill=bool(chunked)),
+                        router=router, max_replicas=int(max_replicas), start=n_real,
+                    )
             except Exception as exc:  # noqa: BLE001 - a core error becomes a message on the page
                 core_calls.show_error(exc)
                 st.stop()

@@ -321,6 +321,12 @@ def mooncake_frame(chunk: pl.DataFrame, ctx: ChunkContext) -> tuple[pl.DataFrame
     already count the whole context, which AIPerf would send twice. The format has no
     multimodal or reasoning fields (AIPerf's ``messages``/``payload`` modes replace
     ``input_length``).
+
+    Every record also carries the request's tenant as ``client_id``. AIPerf 0.13.0's
+    ``MooncakeTrace`` has no tenant field; its models allow extra keys
+    (``AIPerfBaseModel``: ``extra="allow"``), so the key is accepted and not sent. It
+    keeps the tenant in the file for analysis, and :func:`~servegen_core.sources.traces.load_trace`
+    reads it back.
     """
     if _has_sessions(chunk):
         return _mooncake_sessions(chunk, ctx)
@@ -329,7 +335,7 @@ def mooncake_frame(chunk: pl.DataFrame, ctx: ChunkContext) -> tuple[pl.DataFrame
         timestamp=(pl.col("timestamp_s") * 1000.0).round(0).cast(pl.Int64),
         input_length=pl.col("input_tokens"),
         output_length=pl.col("output_tokens"),
-    ).with_columns(ids.alias("hash_ids"))
+    ).with_columns(ids.alias("hash_ids"), chunk["client_id"])
     return out, nxt
 
 
@@ -428,7 +434,7 @@ def _mooncake_sessions(chunk: pl.DataFrame, ctx: ChunkContext) -> tuple[pl.DataF
         timestamp=(pl.col("timestamp_s") * 1000.0).round(0).cast(pl.Int64),
         input_length=pl.when(ext).then(new_tok).otherwise(pl.col("input_tokens")),
         output_length=pl.col("output_tokens"),
-    ).with_columns(hash_col.alias("hash_ids"), sid.alias("session_id"))
+    ).with_columns(hash_col.alias("hash_ids"), chunk["client_id"], sid.alias("session_id"))
     # carry: each session's last context and conversation number, dropped after SESSION_STATE_S
     last = mine.group_by("session_id", maintain_order=True).agg(
         (pl.col("input_tokens") + pl.col("output_tokens")).last().alias("_prev"),
@@ -733,9 +739,9 @@ FORMATS: dict[str, FormatInfo] = {
         name="mooncake",
         extension=".jsonl",
         container="jsonl",
-        description="Mooncake / AIPerf mooncake_trace JSONL (timestamp in integer ms, hash_ids per block)",
-        columns=_WITH_HASH,
-        fields=_LEN_FIELDS,
+        description="Mooncake / AIPerf mooncake_trace JSONL (timestamp in integer ms, hash_ids per block, client_id)",
+        columns=(*_WITH_HASH, "client_id"),
+        fields=(*_LEN_FIELDS, "client_id"),
         time_field="timestamp",
         time_unit="ms",
         citation=(
@@ -963,33 +969,37 @@ _AIPERF = (
 _REPLAY: dict[str, tuple[tuple[str, str, str, str], ...]] = {
     "mooncake": (
         ("AIPerf", "0.13.0", _AIPERF.format(kind="mooncake_trace") + " --prompt-input-tokens-block-size BLOCK",
-         "replays every record on its timestamp, sessions as conversations"),
+         "replays every record on its timestamp, sessions as conversations; client_id is in every record, "
+         "but AIPerf has no tenant field and does not send it"),
         ("SGLang", "0.5.23",
          "python -m sglang.bench_serving --backend sglang-oai --base-url <URL> --model <MODEL> --tokenizer <TOKENIZER> "
          "--dataset-name mooncake --dataset-path FILE --use-trace-timestamps --num-prompts ROWS",
          "SGLang's mooncake loader ignores input_length: it builds each prompt from a fixed text per hash id, "
-         "so prompt lengths are not the file's (0.5-0.7x here); output_length and timestamps are honoured"),
+         "so prompt lengths are not the file's (0.5-0.7x here); output_length and timestamps are honoured; no client field "
+         "(client_id is not read)"),
     ),
     "vllm": (
         ("vLLM", "0.34.0",
          "vllm bench serve --model <MODEL> --base-url <URL> --tokenizer <TOKENIZER> --dataset-name timed_trace "
          "--dataset-path FILE --num-prompts ROWS --no-oversample --self-timed --timed-trace-chunk-hash-size BLOCK",
-         "no sessions: every turn is sent on its own timestamp"),
+         "no sessions: every turn is sent on its own timestamp; no client field (timed_trace has no tenant)"),
     ),
     "guidellm": (
         ("GuideLLM", "0.8.1",
          "guidellm run --backend kind=openai_http,target=<URL>,model=<MODEL> --tokenizer kind=hf_auto,model=<TOKENIZER> "
          "--data kind=mooncake,source.kind=json_file,source.path=FILE,hash_id_block_size=BLOCK "
          "--profile kind=replay,time_scale=1.0,schedule_turn=timestamp",
-         "replays every row (no request limit); no sessions: every turn is a request on its own"),
+         "replays every row (no request limit); no sessions: every turn is a request on its own; "
+         "no client field (GuideLLM's trace rows have no tenant)"),
     ),
     "burstgpt": (
         ("AIPerf", "0.13.0", _AIPERF.format(kind="burst_gpt_trace"),
-         "replays the Timestamp column with --fixed-schedule (--request-count: without it AIPerf counts the CSV header as a request); no prefix blocks"),
+         "replays the Timestamp column with --fixed-schedule (--request-count: without it AIPerf counts the CSV header as a request); "
+         "no prefix blocks; no client field (BurstGPT's columns have no tenant)"),
         ("vLLM", "0.34.0",
          "vllm bench serve --model <MODEL> --base-url <URL> --tokenizer <TOKENIZER> --dataset-name burstgpt "
          "--dataset-path FILE --num-prompts ROWS --no-oversample --request-rate inf",
-         "lengths only: vLLM's burstgpt loader ignores Timestamp (arrivals come from --request-rate)"),
+         "lengths only: vLLM's burstgpt loader ignores Timestamp (arrivals come from --request-rate); no client field"),
     ),
     "azure": (
         ("inference-perf", "main",

@@ -69,8 +69,10 @@ import csv
 import datetime
 import gzip
 import io
+import itertools
 import json
 import math
+import operator
 import os
 import re
 import shutil
@@ -117,6 +119,8 @@ from servegen_core.schema import (
 __all__ = [
     "GRID_TICK_S",
     "BAILIAN_FIELDS",
+    "CONVERSATION_FIELDS",
+    "CONVERSATION_MAX_BYTES",
     "LINKED_BLOCK_SIZE",
     "OFFLINE_FIELDS",
     "PRESETS",
@@ -125,6 +129,7 @@ __all__ = [
     "GRID_MIN_GAPS",
     "GRID_SHARE",
     "linked_trace_kind",
+    "load_conversations",
     "load_linked_trace",
     "QUANTIZED_GRID_S",
     "TARGETS",
@@ -217,9 +222,10 @@ PRESETS: Mapping[str, Preset] = MappingProxyType(
             "mooncake",
             "Mooncake / AIPerf mooncake_trace JSON Lines: timestamp in milliseconds, input_length, "
             "output_length, hash_ids (one id per 512-token block); with session_id, rows of one AIPerf "
-            "conversation are rebuilt into whole prompts (history plus new tokens).",
+            "conversation are rebuilt into whole prompts (history plus new tokens); client_id where present "
+            "(this project's mooncake export writes it).",
             {"timestamp": ("timestamp",), "input_tokens": ("input_length",), "output_tokens": ("output_length",)},
-            {"hash_ids": ("hash_ids",), "session_id": ("session_id",)},
+            {"hash_ids": ("hash_ids",), "session_id": ("session_id",), "client_id": ("client_id",)},
             "ms",
         ),
         "timed_trace": _preset(
@@ -260,9 +266,10 @@ PRESETS: Mapping[str, Preset] = MappingProxyType(
 #: ``timestamp`` (seconds), ``input_length``, ``output_length``, ``type`` (text/search/image/file),
 #: ``turn`` (1 for the first), ``hash_ids`` (one salted id per 16-token block).
 BAILIAN_FIELDS = ("chat_id", "parent_chat_id", "timestamp", "input_length", "output_length", "type", "turn", "hash_ids")
-#: ServeGen's offline (batch) release ``data/offline/trace_*.jsonl``: no timestamps; ``request_id``,
-#: ``type``, ``input_length``, ``output_length``, ``hash_ids`` (16-token blocks, one namespace for the
-#: files), ``img_ids``; some files carry ``duration`` instead of the ids.
+#: ServeGen's offline (batch) release ``data/offline/trace_*.jsonl`` (its ``data/offline/README.md``): no
+#: timestamps; ``request_id``, ``type``, ``input_length``; the content-hash files a-c add ``hash_ids``
+#: (16-token blocks, one namespace for the files) and ``img_ids`` (text such as ``"img_00001"``) but no
+#: output length; the stat files d-f add ``output_length`` and ``duration`` (ms) instead.
 OFFLINE_FIELDS = ("request_id", "type", "input_length", "output_length", "hash_ids", "img_ids", "duration")
 #: Tokens per hash id in both releases.
 LINKED_BLOCK_SIZE = 16
@@ -275,19 +282,20 @@ def linked_trace_kind(columns: Iterable[str]) -> str | None:
     names = set(columns)
     if {"chat_id", "parent_chat_id", "timestamp", "input_length", "output_length"} <= names:
         return "bailian"
-    if {"request_id", "input_length", "output_length"} <= names and "timestamp" not in names:
+    if {"request_id", "input_length"} <= names and not {"timestamp", "chat_id"} & names:
         return "servegen_offline"
     return None
 
 
 def _read_records(path: Path, fields: tuple[str, ...], required: tuple[str, ...]) -> pl.DataFrame:
     """The JSON Lines file's ``fields`` that its first line has, read by Polars with an explicit
-    schema (numbers as float64, the ``*_ids`` lists as int64) and checked column-wise: ``required``
+    schema (numbers as float64, ``hash_ids`` as int64 lists, ``img_ids`` as text lists: ServeGen
+    writes ``"img_00001"``) and checked column-wise: ``required``
     on every record, the integer fields whole and (``parent_chat_id``'s -1 aside) non-negative,
     ``timestamp`` finite and non-negative, ids non-negative. Errors name the file, the record
     (1-based) and the field; a file above the row budget (``$SERVEGEN_MAX_ROWS``) is refused."""
     present = set(trace_columns(path))
-    kinds = {"type": pl.String(), "hash_ids": pl.List(pl.Int64()), "img_ids": pl.List(pl.Int64())}
+    kinds = {"type": pl.String(), "hash_ids": pl.List(pl.Int64()), "img_ids": pl.List(pl.String())}
     schema = {k: kinds.get(k, pl.Float64()) for k in fields if k in present}
     try:
         frame = pl.read_ndjson(path, schema=schema)
@@ -317,10 +325,26 @@ def _read_records(path: Path, fields: tuple[str, ...], required: tuple[str, ...]
     if "timestamp" in frame.columns:
         ts = pl.col("timestamp")
         fail(ts.is_not_null() & (~ts.is_finite() | (ts < 0)), "timestamp", "not a finite non-negative number")
-    for name in ("hash_ids", "img_ids"):
-        if name in frame.columns:
-            fail(pl.col(name).list.min() < 0, name, "holds a negative id")
+    if "hash_ids" in frame.columns:
+        fail(pl.col("hash_ids").list.min() < 0, "hash_ids", "holds a negative id")
     return frame
+
+
+def _dense_codes(lists: pl.Series) -> pl.Series:
+    """Lists of text ids (``"img_00001"``) as lists of integers, one per distinct id (0, 1, ... in
+    sorted order of the ids), a null list kept null: equal ids stay equal, as reuse needs. Ids that
+    are all whole numbers (written as JSON integers) are kept as those numbers."""
+    values = lists.explode().drop_nulls()
+    if values.str.contains(r"^\d{1,18}$").all():
+        return lists.list.eval(pl.element().cast(pl.Int64))
+    rows = pl.DataFrame({"ids": lists}).with_row_index("row")
+    flat = rows.explode("ids").filter(pl.col("ids").is_not_null())
+    coded = flat.with_columns((pl.col("ids").rank("dense") - 1).cast(pl.Int64).alias("code"))
+    lists_of_codes = coded.group_by("row", maintain_order=True).agg("code")
+    out = rows.join(lists_of_codes, on="row", how="left", maintain_order="left").select(
+        pl.when(pl.col("ids").is_null()).then(None).otherwise(pl.col("code").fill_null([])).alias(lists.name)
+    )
+    return out.to_series()
 
 
 def _session_roots(chat: pl.Series, parent: pl.Series, path: Path) -> pl.Series:
@@ -352,7 +376,9 @@ def load_linked_trace(path: str | Path, *, submission_rps: float | None = None) 
     ``client_id`` = the request ``type``; ``hash_ids`` kept (16-token blocks). ServeGen offline: a
     batch job without timestamps, submitted all at t = 0 (``submission_rps=None``) or at a stated
     rate in file order (``timestamp_s`` = row / rate); ``client_id`` = ``type`` (``"all"`` without
-    one); ``hash_ids`` kept; ``image_ids`` = ``img_ids`` and ``image_count`` its length; ``duration`` is not a
+    one); ``output_tokens`` = ``output_length``, 0 in the content-hash files (a-c) that have none (said in
+    ``warnings``); ``hash_ids`` kept; ``image_ids`` = ``img_ids`` (text ids such as ``"img_00001"`` as one
+    integer per distinct id) and ``image_count`` its length; ``duration`` is not a
     RequestTrace column and is left out (said in ``warnings``).
     """
     path = Path(path)
@@ -382,18 +408,27 @@ def load_linked_trace(path: str | Path, *, submission_rps: float | None = None) 
         mapped = {"timestamp": "timestamp", "input_tokens": "input_length", "output_tokens": "output_length",
                   "client_id": "type", "session_id": "chat_id/parent_chat_id", "turn_index": "turn"}
     else:
-        raw = _read_records(path, OFFLINE_FIELDS, ("input_length", "output_length"))
-        mapped = {"input_tokens": "input_length", "output_tokens": "output_length", "client_id": "type"}
+        has_output = "output_length" in trace_columns(path)
+        raw = _read_records(path, OFFLINE_FIELDS, ("input_length", "output_length") if has_output else ("input_length",))
+        mapped = {"input_tokens": "input_length", "client_id": "type"}
         n = raw.height
         ts = pl.Series([0.0] * n) if submission_rps is None else pl.int_range(n, eager=True).cast(pl.Float64) / submission_rps
+        if has_output:
+            mapped["output_tokens"] = "output_length"
+        else:
+            warnings.append(
+                "no output_length (the content-hash traces a-c record inputs only): output_tokens set to 0; "
+                "their input lengths, prefix blocks and images are what they characterize"
+            )
         out = pl.DataFrame({
             "timestamp_s": ts,
             "client_id": raw["type"].fill_null("all") if "type" in raw.columns else pl.Series(["all"] * n),
             "input_tokens": raw["input_length"],
-            "output_tokens": raw["output_length"],
+            "output_tokens": raw["output_length"] if has_output else pl.Series([0] * n, dtype=pl.Int64),
         })
         if "img_ids" in raw.columns:
-            out = out.with_columns(image_count=raw["img_ids"].list.len().fill_null(0), image_ids=raw["img_ids"].fill_null([]))
+            codes = _dense_codes(raw["img_ids"])
+            out = out.with_columns(image_count=codes.list.len().fill_null(0), image_ids=codes.fill_null([]))
             mapped["image_ids"] = "img_ids"
         if "duration" in raw.columns:
             warnings.append("'duration' left out: the RequestTrace has no column for a recorded duration")
@@ -418,6 +453,250 @@ def load_linked_trace(path: str | Path, *, submission_rps: float | None = None) 
         warnings=tuple(warnings),
         file_format="jsonl",
         columns=MappingProxyType(mapped),
+    )
+
+
+# --------------------------------------------------------------------------- ServeGen conversations
+
+#: ServeGen's multi-turn conversation release, ``data/conversations/conversations_hashed.json``
+#: (alibaba/ServeGen README: "Input and output content are replaced with block hashes ... structural
+#: characteristics are retained"): one JSON document holding the conversations, each a list of turns
+#: with ``turn``, ``timestamp``, ``input_token_count``, ``output_token_count`` and the hashed content
+#: lists ``input_tokens`` / ``output_tokens``. The release documents no schema; these field names are
+#: those reported by studies of the file (1,616 conversations, 5,720 turns over about 24 h).
+CONVERSATION_FIELDS = ("turn", "timestamp", "input_token_count", "output_token_count", "input_tokens", "output_tokens")
+#: Keys under which a conversation object may hold its turn list, and its id.
+CONVERSATION_TURN_KEYS = ("turns", "conversation", "messages")
+CONVERSATION_ID_KEYS = ("conversation_id", "session_id", "id")
+#: Largest conversation file read whole (bytes): a JSON document is parsed in one piece, at about
+#: ten times its size in memory.
+CONVERSATION_MAX_BYTES = 512 * 1024 * 1024
+
+
+def _conversation_turns(path: Path, doc: object) -> tuple[list[str], list[list]]:
+    """The conversations of a parsed conversation file as (ids, turn lists): a top-level list of
+    conversations, an object ``{"conversations": [...]}``, or an object ``{id: conversation}``; a
+    conversation is a list of turns or an object with its turns under one of
+    :data:`CONVERSATION_TURN_KEYS` (and its id under one of :data:`CONVERSATION_ID_KEYS`). One step
+    per conversation; the turns stay as parsed."""
+    if isinstance(doc, dict) and isinstance(doc.get("conversations"), list):
+        doc = doc["conversations"]
+    if isinstance(doc, list):
+        keys = [str(i) for i in range(len(doc))]
+        items = doc
+    elif isinstance(doc, dict):
+        keys = [str(k) for k in doc]
+        items = list(doc.values())
+    else:
+        raise DataFormatError(path, None, f"the document is a JSON {type(doc).__name__}, not a list or object of conversations")
+    if not items:
+        raise DataFormatError(path, None, "no conversations")
+    ids: list[str] = []
+    turns: list[list] = []
+    for key, conv in zip(keys, items, strict=True):
+        if isinstance(conv, dict):
+            turn_list = next((conv[k] for k in CONVERSATION_TURN_KEYS if isinstance(conv.get(k), list)), None)
+            if turn_list is None:
+                msg = f"an object without a turn list (one of {', '.join(CONVERSATION_TURN_KEYS)})"
+                raise DataFormatError(path, f"conversation {quoted(key)}", msg)
+            own = next((conv[k] for k in CONVERSATION_ID_KEYS if isinstance(conv.get(k), (str, int))), None)
+            key = key if own is None else str(own)
+            conv = turn_list
+        if not isinstance(conv, list) or not conv:
+            raise DataFormatError(path, f"conversation {quoted(key)}", "not a non-empty list of turns")
+        ids.append(key)
+        turns.append(conv)
+    if len(set(ids)) != len(ids):
+        dup = next(i for i in ids if ids.count(i) > 1)
+        raise DataFormatError(path, f"conversation {quoted(dup)}", "the same conversation id twice")
+    return ids, turns
+
+
+def _locate_bad_turn(
+    path: Path, ids: list[str], turns: list[list], wall_clock: bool, id_type: type | None = None
+) -> DataFormatError:
+    """The first turn whose fields do not parse (only called once the column-wise read failed);
+    with ``id_type`` its ``input_tokens`` must be a list of that type (``int`` or ``str``)."""
+    for cid, conv in zip(ids, turns, strict=True):
+        for i, turn in enumerate(conv):
+            where = f"conversation {quoted(cid)}, turn {i + 1}"
+            if not isinstance(turn, dict):
+                return DataFormatError(path, where, f"a JSON {type(turn).__name__}, not an object")
+            for name in ("turn", "input_token_count", "output_token_count"):
+                if type(turn.get(name)) not in (int, float, type(None)):
+                    return DataFormatError(path, f"{where}, field {quoted(name)}", "not a number")
+            ts = turn.get("timestamp")
+            if type(ts) not in ((str, type(None)) if wall_clock else (int, float, type(None))):
+                what = "date-time text like the first turn's" if wall_clock else "a number of seconds like the first turn's"
+                return DataFormatError(path, f"{where}, field 'timestamp'", f"not {what}")
+            hashed = turn.get("input_tokens")
+            if id_type is not None and hashed is not None and (
+                not isinstance(hashed, list) or any(type(v) is not id_type for v in hashed)
+            ):
+                kind = "integers" if id_type is int else "strings"
+                return DataFormatError(path, f"{where}, field 'input_tokens'", f"not a list of {kind} like the first turn's")
+    return DataFormatError(path, None, "the turns cannot be read as a table")
+
+
+def load_conversations(path: str | Path, *, hash_block_size: int | None = None, max_rows: int | None = None) -> LoadedTrace:
+    """ServeGen's conversation file (:data:`CONVERSATION_FIELDS`) as a RequestTrace of sessions.
+
+    Every turn is a request: ``session_id`` = the conversation's id (its key or ``conversation_id``,
+    else its 0-based position in the file), ``turn_index`` = the turn's rank in its conversation by
+    ``turn`` (0 for the first), ``timestamp_s`` = ``timestamp`` minus the file's earliest (a number of
+    seconds, or date-time text read as UTC), ``input_tokens`` = ``input_token_count``,
+    ``output_tokens`` = ``output_token_count``, ``client_id`` = ``"all"``. The think time between turns
+    is the gap between their arrivals (measured by
+    :func:`servegen_core.characterize.prefix.sessions`).
+
+    The hashed ``input_tokens`` lists are not token ids and their block size is not documented; they
+    are kept as ``hash_ids`` only with ``hash_block_size`` (tokens per entry), and then every list
+    must hold ``ceil(input_token_count / hash_block_size)`` entries (strings are mapped to integers by
+    their sorted order). Without it they are left out, and ``warnings`` give the tokens per entry.
+
+    Parsed strictly: counts whole and non-negative, ``turn`` values unique within a conversation, a
+    conversation's timestamps non-decreasing in turn order. Errors name the file, the conversation
+    and the turn (1-based, in file order) and the field. A file above
+    :data:`CONVERSATION_MAX_BYTES` or of more turns than ``max_rows`` (default ``$SERVEGEN_MAX_ROWS``:
+    :func:`servegen_core.limits.max_rows`) is refused.
+    """
+    path = Path(path)
+    if not path.is_file():
+        msg = f"trace file not found: {path}"
+        raise FileNotFoundError(msg)
+    if hash_block_size is not None and not (isinstance(hash_block_size, int) and 0 < hash_block_size <= MAX_BLOCK_SIZE):
+        msg = f"hash_block_size must be a whole number of tokens from 1 to {MAX_BLOCK_SIZE}, got {hash_block_size!r}"
+        raise OptionError(msg)
+    size = path.stat().st_size
+    if size > CONVERSATION_MAX_BYTES:
+        raise InputTooLargeError(path, "bytes", size, CONVERSATION_MAX_BYTES, estimated="the file's size",
+                                 hint="a conversation file is parsed whole")
+    try:
+        doc = json.loads(path.read_bytes(), parse_constant=_reject_constant)
+    except (UnicodeDecodeError, ValueError) as exc:
+        where = f"line {exc.lineno}, column {exc.colno}" if isinstance(exc, json.JSONDecodeError) else None
+        raise DataFormatError(path, where, f"not a JSON document: {getattr(exc, 'msg', exc)}") from None
+    ids, turns = _conversation_turns(path, doc)
+    lengths = np.fromiter((len(t) for t in turns), dtype=np.int64, count=len(turns))
+    limit = default_max_rows() if max_rows is None else max_rows
+    if int(lengths.sum()) > limit:
+        hint = f"raise ${MAX_ROWS_ENV}" if max_rows is None else "load a file of fewer turns"
+        raise InputTooLargeError(path, "turns", int(lengths.sum()), limit, estimated="counted in the document", hint=hint)
+    flat = list(itertools.chain.from_iterable(turns))
+    first = flat[0]
+    wall_clock = isinstance(first, dict) and isinstance(first.get("timestamp"), str)
+    # the JSON types, checked without a Python step per turn (Polars would coerce "5" and true)
+    numbers = {int, float, type(None)}
+    typed = set(map(type, flat)) == {dict} and all(
+        set(map(type, map(operator.methodcaller("get", name), flat))) <= ({str, type(None)} if wall_clock and name == "timestamp" else numbers)
+        for name in ("turn", "timestamp", "input_token_count", "output_token_count")
+    )
+    if not typed:
+        raise _locate_bad_turn(path, ids, turns, wall_clock)
+    keep_ids = hash_block_size is not None
+    textual = False
+    schema = {"turn": pl.Float64(), "timestamp": pl.String() if wall_clock else pl.Float64(),
+              "input_token_count": pl.Float64(), "output_token_count": pl.Float64()}
+    if keep_ids:
+        sample = first.get("input_tokens") if isinstance(first, dict) else None
+        textual = isinstance(sample, list) and bool(sample) and isinstance(sample[0], str)
+        schema["input_tokens"] = pl.List(pl.String() if textual else pl.Int64())
+    try:
+        raw = pl.from_dicts(flat, schema=schema, strict=True)
+    except (pl.exceptions.PolarsError, TypeError, ValueError, AttributeError):
+        id_type = (str if textual else int) if keep_ids else None
+        raise _locate_bad_turn(path, ids, turns, wall_clock, id_type) from None
+    raw = raw.with_columns(
+        session_id=pl.Series(ids).gather(np.repeat(np.arange(len(ids)), lengths)),
+        position=pl.Series(np.arange(lengths.sum()) - np.repeat(np.cumsum(lengths) - lengths, lengths) + 1),
+    )
+
+    def fail(cond: pl.Expr, name: str, what: str) -> None:
+        bad = raw.filter(cond).head(1)
+        if bad.height:
+            where = f"conversation {quoted(bad['session_id'][0])}, turn {bad['position'][0]}, field {quoted(name)}"
+            raise DataFormatError(path, where, what)
+
+    for name in ("turn", "input_token_count", "output_token_count"):
+        col = pl.col(name)
+        fail(col.is_null(), name, "missing")
+        fail(~col.is_finite() | (col != col.floor()), name, "not a whole number")
+        fail(col < 0, name, "negative")
+    tokens = max_tokens()
+    for name in ("input_token_count", "output_token_count"):
+        fail(pl.col(name) > tokens, name, f"above the limit of {tokens:,} tokens (${MAX_TOKENS_ENV})")
+    fail(pl.col("timestamp").is_null(), "timestamp", "missing")
+    if wall_clock:
+        text = (
+            raw["timestamp"].str.strip_chars().str.replace(r"^(\d{4}-\d{2}-\d{2})T", "$1 ")
+            .str.replace(r"Z$", "+00:00").str.replace(r"(\d{2}:\d{2}:\d{2}(?:\.\d+)?)$", "$1+00:00")
+        )
+        parsed = text.str.to_datetime(format="%Y-%m-%d %H:%M:%S%.f%:z", time_unit="us", strict=False).dt.convert_time_zone("UTC")
+        raw = raw.with_columns(parsed.alias("parsed"))
+        fail(pl.col("parsed").is_null(), "timestamp", "not date-time text like the first turn's")
+        seconds = (raw["parsed"] - raw["parsed"].min()).dt.total_microseconds().cast(pl.Float64) / 1e6
+        start = raw["parsed"].min().replace(tzinfo=None)
+    else:
+        fail(~pl.col("timestamp").is_finite() | (pl.col("timestamp") < 0), "timestamp", "not a finite non-negative number")
+        seconds = raw["timestamp"] - raw["timestamp"].min()
+        start = None
+    raw = raw.with_columns(timestamp_s=seconds)
+    fail(pl.col("turn").is_duplicated().over("session_id"), "turn", "the same turn number twice in the conversation")
+    raw = raw.sort("session_id", "turn", maintain_order=True)
+    fail(pl.col("timestamp_s").diff().over("session_id") < 0, "timestamp", "earlier than the conversation's previous turn")
+    span = max_span_s()
+    fail(pl.col("timestamp_s") > span, "timestamp", f"the span is above the limit of {span:,.0f} s (${MAX_SPAN_ENV})")
+    out = raw.select(
+        "timestamp_s",
+        pl.lit("all").alias("client_id"),
+        pl.col("input_token_count").cast(pl.Int64).alias("input_tokens"),
+        pl.col("output_token_count").cast(pl.Int64).alias("output_tokens"),
+        "session_id",
+        (pl.col("turn").rank("ordinal").over("session_id") - 1).cast(pl.Int64).alias("turn_index"),
+    )
+    mapped = {"timestamp": "timestamp", "input_tokens": "input_token_count", "output_tokens": "output_token_count",
+              "session_id": "conversation", "turn_index": "turn"}
+    warnings: list[str] = []
+    if keep_ids:
+        fail(pl.col("input_tokens").is_null(), "input_tokens", "missing (hash_block_size was given)")
+        if raw.schema["input_tokens"] == pl.List(pl.String()):
+            ids_col = _dense_codes(raw["input_tokens"])
+        else:
+            fail(pl.col("input_tokens").list.min() < 0, "input_tokens", "holds a negative id")
+            ids_col = raw["input_tokens"]
+        raw = raw.with_columns(hash_ids=ids_col)
+        need = (pl.col("input_token_count") + hash_block_size - 1) // hash_block_size
+        fail(pl.col("hash_ids").list.len() != need, "input_tokens",
+             f"does not hold ceil(input_token_count / {hash_block_size}) entries")
+        out = out.with_columns(hash_ids=raw["hash_ids"])
+        mapped["hash_ids"] = "input_tokens"
+    else:
+        present = [c for c in ("input_tokens", "output_tokens") if c in first]
+        if present:
+            per_entry = ""
+            try:
+                entries = sum(map(len, map(operator.methodcaller("get", "input_tokens", ()), flat)))
+            except TypeError:  # not lists everywhere: nothing to measure (they are not read)
+                entries = 0
+            if entries:
+                per_entry = f"; about {raw['input_token_count'].sum() / entries:,.0f} input tokens per input_tokens entry"
+            warnings.append(
+                f"hashed {', '.join(present)} lists left out (their block size is not documented{per_entry}; "
+                "pass hash_block_size to keep input_tokens as hash_ids)"
+            )
+    n_multi = int((lengths > 1).sum())
+    warnings.append(f"{len(ids):,} conversations ({n_multi:,} of more than one turn), {raw.height:,} turns")
+    trace = validate_trace(out.sort("timestamp_s", maintain_order=True), source=str(path))
+    return LoadedTrace(
+        trace=trace,
+        preset="servegen_conversations",
+        detected=True,
+        path=str(path),
+        resolution=timestamp_resolution(trace["timestamp_s"]),
+        warnings=tuple(warnings),
+        file_format="json",
+        columns=MappingProxyType(mapped),
+        start_time=start,
     )
 
 
@@ -1396,7 +1675,8 @@ def load_trace(
     Parameters
     ----------
     path:
-        A ``.csv``, ``.parquet``/``.pq`` or ``.jsonl``/``.ndjson`` file, optionally ``.gz``.
+        A ``.csv``, ``.parquet``/``.pq`` or ``.jsonl``/``.ndjson`` file, optionally ``.gz``; a
+        ``.json`` file is ServeGen's conversation file, read by :func:`load_conversations`.
     preset:
         A key of :data:`PRESETS`. ``None`` detects it from the column names
         (:func:`detect_preset`), or means ``generic`` when ``columns`` is given.
@@ -1465,6 +1745,8 @@ def load_trace(
     if preset is not None and preset not in PRESETS:
         msg = f"unknown preset {quoted(preset)}; choose from {list(PRESETS)}"
         raise OptionError(msg)
+    if preset is None and columns is None and path.suffix == ".json":  # ServeGen's conversation file
+        return load_conversations(path, max_rows=max_rows)
     if preset is None and columns is None and _FORMATS.get(Path(path.name.removesuffix(".gz")).suffix) == "jsonl":
         if linked_trace_kind(trace_columns(path)) is not None:  # Bailian or ServeGen offline: their own loader
             return load_linked_trace(path)

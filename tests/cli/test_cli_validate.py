@@ -63,11 +63,20 @@ def test_validate_exported_file_and_a_broken_one(capsys, tmp_path):
 def test_validate_benchmark_format_without_client_ids(capsys, tmp_path):
     spec_path = write_spec(tmp_path, demo_spec())
     target = tmp_path / "w.jsonl"
-    assert run(capsys, "generate", "--spec", spec_path, "-f", "mooncake", "-o", target)[0] == 0
+    assert run(capsys, "generate", "--spec", spec_path, "-f", "vllm", "-o", target)[0] == 0
     code, out, err = run(capsys, "validate", "--spec", spec_path, "--workload", target)
     assert code == 1, err
     assert "carries no client ids of the spec" in out
     assert re.search(r"^client_share\s.*\sFAIL\s", out, re.M)
+
+
+def test_validate_mooncake_export_keeps_the_client_ids(capsys, tmp_path):
+    spec_path = write_spec(tmp_path, demo_spec())
+    target = tmp_path / "w.jsonl"
+    assert run(capsys, "generate", "--spec", spec_path, "-f", "mooncake", "-o", target)[0] == 0
+    code, out, err = run(capsys, "validate", "--spec", spec_path, "--workload", target)
+    assert "carries no client ids of the spec" not in out
+    assert not re.search(r"^client_share\s.*\sFAIL\s", out, re.M), out
 
 
 def test_validate_parquet_parts_folder(capsys, tmp_path):

@@ -543,7 +543,7 @@ def test_export_download_matches_the_cli_and_parses_back(fmt, tmp_path):
     if fmt == "mooncake":
         rows = [json.loads(line) for line in data.decode().splitlines()]
         assert len(rows) == made.trace.height
-        assert rows[0].keys() == {"timestamp", "input_length", "output_length", "hash_ids"}
+        assert rows[0].keys() == {"timestamp", "input_length", "output_length", "hash_ids", "client_id"}
         assert [r["input_length"] for r in rows] == made.trace["input_tokens"].to_list()
     else:
         out = tmp_path / "download.csv"

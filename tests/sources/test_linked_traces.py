@@ -170,3 +170,26 @@ def test_offline_batch_exports_as_a_batch_job(offline, tmp_path):
     assert sorted(map(tuple, (r["hash_ids"] for r in rows))) == sorted(map(tuple, (r["hash_ids"] for r in recs)))
     (aiperf, _sglang) = replay_commands("mooncake", res.path, res.block_size, rows=res.rows)
     assert "--prompt-input-tokens-block-size 16" in aiperf.text and "--request-count 40" in aiperf.text
+
+
+def test_offline_content_hash_file_as_released(tmp_path):
+    """trace_a..c as ServeGen's data/offline/README.md shows them: no output_length, text image ids
+    (its two example records: 23 shared blocks, then their own)."""
+    recs = [
+        {"request_id": 0, "type": "multimodal", "input_length": 446, "hash_ids": list(range(655296, 655324)), "img_ids": ["img_00001"]},
+        {"request_id": 1, "type": "multimodal", "input_length": 420,
+         "hash_ids": list(range(655296, 655319)) + list(range(655324, 655328)), "img_ids": ["img_00002"]},
+        {"request_id": 2, "type": "multimodal", "input_length": 30, "hash_ids": [655296, 655297], "img_ids": ["img_00001", "img_00003"]},
+    ]
+    path = _write(tmp_path / "trace_c.jsonl", recs)
+    assert linked_trace_kind(recs[0]) == "servegen_offline"
+    loaded = load_trace(path)
+    assert loaded.preset == "servegen_offline"
+    tr = loaded.trace
+    assert tr["input_tokens"].to_list() == [446, 420, 30]
+    assert tr["output_tokens"].to_list() == [0, 0, 0]
+    assert any("no output_length" in w for w in loaded.warnings)
+    assert tr["image_ids"].to_list() == [[0], [1], [0, 2]]  # img_00001 twice: the same id
+    assert tr["image_count"].to_list() == [1, 1, 2]
+    assert prefix.image_reuse(tr).reused_blocks == 1
+    assert prefix.block_reuse(tr).reused_blocks == 23 + 2
