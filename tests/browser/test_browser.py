@@ -266,7 +266,7 @@ def test_every_page_compose_and_download(page, tmp_path):
     target = download_workload(pg, tmp_path)
     rows = [json.loads(line) for line in target.read_text().splitlines()]
     assert len(rows) == generated
-    assert set(rows[0]) == {"timestamp", "input_length", "output_length", "hash_ids"}
+    assert set(rows[0]) == {"timestamp", "input_length", "output_length", "hash_ids", "client_id"}
     times = [r["timestamp"] for r in rows]
     assert times == sorted(times) and times[-1] <= 1800 * 1000
     assert all(len(r["hash_ids"]) == -(-r["input_length"] // 512) for r in rows)

@@ -159,15 +159,3 @@ def test_turn_budget_refuses_before_building_the_table(conversations, monkeypatc
     monkeypatch.delenv("SERVEGEN_MAX_ROWS")
     with pytest.raises(DataFormatError, match=r"above the limit of 4 turns.*fewer turns"):
         load_trace(conversations, max_rows=4)  # a door's tighter budget (an upload's) reaches the loader
-
-
-def test_real_release_when_present(shared_data):
-    path = shared_data / "servegen" / "conversations" / "conversations_hashed.json"
-    if not path.is_file():
-        pytest.skip(f"no ServeGen conversation file at {path} (the shared data does not hold the release)")
-    loaded = load_conversations(path)
-    tr = loaded.trace
-    assert tr.height == 5720 and tr["session_id"].n_unique() == 1616  # the release's published counts
-    sess = prefix.sessions(tr)
-    assert sess.multi_turn_sessions == 1616
-    assert np.all(sess.turns["gap_s"].to_numpy() >= 0)
