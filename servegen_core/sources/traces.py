@@ -443,16 +443,25 @@ def load_linked_trace(path: str | Path, *, submission_rps: float | None = None) 
         if off:
             warnings.append(f"{off:,} request(s) whose hash_ids count is not ceil(input_length / {LINKED_BLOCK_SIZE})")
         mapped["hash_ids"] = "hash_ids"
-    trace = validate_trace(out, source=str(path))
+    return _detected_trace(out, path, kind, "jsonl", mapped, warnings)
+
+
+def _detected_trace(
+    frame: pl.DataFrame, path: Path, preset: str, file_format: str, mapped: dict[str, str], warnings: list[str],
+    start_time: datetime.datetime | None = None,
+) -> LoadedTrace:
+    """The LoadedTrace of a file read by its detected layout: ``frame`` validated as a RequestTrace."""
+    trace = validate_trace(frame, source=str(path))
     return LoadedTrace(
         trace=trace,
-        preset=kind,
+        preset=preset,
         detected=True,
         path=str(path),
         resolution=timestamp_resolution(trace["timestamp_s"]),
         warnings=tuple(warnings),
-        file_format="jsonl",
+        file_format=file_format,
         columns=MappingProxyType(mapped),
+        start_time=start_time,
     )
 
 
@@ -561,22 +570,10 @@ def load_conversations(path: str | Path, *, hash_block_size: int | None = None, 
     :func:`servegen_core.limits.max_rows`) is refused.
     """
     path = Path(path)
-    if not path.is_file():
-        msg = f"trace file not found: {path}"
-        raise FileNotFoundError(msg)
     if hash_block_size is not None and not (isinstance(hash_block_size, int) and 0 < hash_block_size <= MAX_BLOCK_SIZE):
         msg = f"hash_block_size must be a whole number of tokens from 1 to {MAX_BLOCK_SIZE}, got {hash_block_size!r}"
         raise OptionError(msg)
-    size = path.stat().st_size
-    if size > CONVERSATION_MAX_BYTES:
-        raise InputTooLargeError(path, "bytes", size, CONVERSATION_MAX_BYTES, estimated="the file's size",
-                                 hint="a conversation file is parsed whole")
-    try:
-        doc = json.loads(path.read_bytes(), parse_constant=_reject_constant)
-    except (UnicodeDecodeError, ValueError) as exc:
-        where = f"line {exc.lineno}, column {exc.colno}" if isinstance(exc, json.JSONDecodeError) else None
-        raise DataFormatError(path, where, f"not a JSON document: {getattr(exc, 'msg', exc)}") from None
-    ids, turns = _conversation_turns(path, doc)
+    ids, turns = _conversation_turns(path, _conversation_document(path))
     lengths = np.fromiter((len(t) for t in turns), dtype=np.int64, count=len(turns))
     limit = default_max_rows() if max_rows is None else max_rows
     if int(lengths.sum()) > limit:
@@ -585,6 +582,71 @@ def load_conversations(path: str | Path, *, hash_block_size: int | None = None, 
     flat = list(itertools.chain.from_iterable(turns))
     first = flat[0]
     wall_clock = isinstance(first, dict) and isinstance(first.get("timestamp"), str)
+    raw = _conversation_table(path, ids, turns, flat, wall_clock, hash_block_size is not None)
+    raw = raw.with_columns(
+        session_id=pl.Series(ids).gather(np.repeat(np.arange(len(ids)), lengths)),
+        position=pl.Series(np.arange(lengths.sum()) - np.repeat(np.cumsum(lengths) - lengths, lengths) + 1),
+    )
+
+    for name in ("turn", "input_token_count", "output_token_count"):
+        col = pl.col(name)
+        _raise_at_turn(path, raw, col.is_null(), name, "missing")
+        _raise_at_turn(path, raw, ~col.is_finite() | (col != col.floor()), name, "not a whole number")
+        _raise_at_turn(path, raw, col < 0, name, "negative")
+    tokens = max_tokens()
+    for name in ("input_token_count", "output_token_count"):
+        _raise_at_turn(path, raw, pl.col(name) > tokens, name, f"above the limit of {tokens:,} tokens (${MAX_TOKENS_ENV})")
+    _raise_at_turn(path, raw, pl.col("timestamp").is_null(), "timestamp", "missing")
+    seconds, start = _conversation_seconds(path, raw, wall_clock)
+    raw = raw.with_columns(timestamp_s=seconds)
+    _raise_at_turn(path, raw, pl.col("turn").is_duplicated().over("session_id"), "turn", "the same turn number twice in the conversation")
+    raw = raw.sort("session_id", "turn", maintain_order=True)
+    _raise_at_turn(path, raw, pl.col("timestamp_s").diff().over("session_id") < 0, "timestamp", "earlier than the conversation's previous turn")
+    span = max_span_s()
+    _raise_at_turn(path, raw, pl.col("timestamp_s") > span, "timestamp", f"the span is above the limit of {span:,.0f} s (${MAX_SPAN_ENV})")
+    out = raw.select(
+        "timestamp_s",
+        pl.lit("all").alias("client_id"),
+        pl.col("input_token_count").cast(pl.Int64).alias("input_tokens"),
+        pl.col("output_token_count").cast(pl.Int64).alias("output_tokens"),
+        "session_id",
+        (pl.col("turn").rank("ordinal").over("session_id") - 1).cast(pl.Int64).alias("turn_index"),
+    )
+    mapped = {"timestamp": "timestamp", "input_tokens": "input_token_count", "output_tokens": "output_token_count",
+              "session_id": "conversation", "turn_index": "turn"}
+    warnings: list[str] = []
+    if hash_block_size is not None:
+        out = out.with_columns(hash_ids=_conversation_hash_ids(path, raw, hash_block_size))
+        mapped["hash_ids"] = "input_tokens"
+    else:
+        warnings.extend(_left_out_hashes(raw, first, flat))
+    n_multi = int((lengths > 1).sum())
+    warnings.append(f"{len(ids):,} conversations ({n_multi:,} of more than one turn), {raw.height:,} turns")
+    return _detected_trace(out.sort("timestamp_s", maintain_order=True), path, "servegen_conversations", "json", mapped, warnings, start)
+
+
+def _conversation_document(path: Path) -> object:
+    """The parsed JSON of a conversation file, refused above :data:`CONVERSATION_MAX_BYTES`."""
+    if not path.is_file():
+        msg = f"trace file not found: {path}"
+        raise FileNotFoundError(msg)
+    size = path.stat().st_size
+    if size > CONVERSATION_MAX_BYTES:
+        raise InputTooLargeError(path, "bytes", size, CONVERSATION_MAX_BYTES, estimated="the file's size",
+                                 hint="a conversation file is parsed whole")
+    try:
+        return json.loads(path.read_bytes(), parse_constant=_reject_constant)
+    except (UnicodeDecodeError, ValueError) as exc:
+        where = f"line {exc.lineno}, column {exc.colno}" if isinstance(exc, json.JSONDecodeError) else None
+        raise DataFormatError(path, where, f"not a JSON document: {getattr(exc, 'msg', exc)}") from None
+
+
+def _conversation_table(
+    path: Path, ids: list[str], turns: list[list], flat: list, wall_clock: bool, keep_ids: bool
+) -> pl.DataFrame:
+    """The turns as a typed table (``turn, timestamp, input_token_count, output_token_count`` and,
+    with ``keep_ids``, the hashed ``input_tokens`` lists); a wrongly typed turn is named."""
+    first = flat[0]
     # the JSON types, checked without a Python step per turn (Polars would coerce "5" and true)
     numbers = {int, float, type(None)}
     typed = set(map(type, flat)) == {dict} and all(
@@ -593,7 +655,6 @@ def load_conversations(path: str | Path, *, hash_block_size: int | None = None, 
     )
     if not typed:
         raise _locate_bad_turn(path, ids, turns, wall_clock)
-    keep_ids = hash_block_size is not None
     textual = False
     schema = {"turn": pl.Float64(), "timestamp": pl.String() if wall_clock else pl.Float64(),
               "input_token_count": pl.Float64(), "output_token_count": pl.Float64()}
@@ -606,98 +667,67 @@ def load_conversations(path: str | Path, *, hash_block_size: int | None = None, 
     except (pl.exceptions.PolarsError, TypeError, ValueError, AttributeError):
         id_type = (str if textual else int) if keep_ids else None
         raise _locate_bad_turn(path, ids, turns, wall_clock, id_type) from None
-    raw = raw.with_columns(
-        session_id=pl.Series(ids).gather(np.repeat(np.arange(len(ids)), lengths)),
-        position=pl.Series(np.arange(lengths.sum()) - np.repeat(np.cumsum(lengths) - lengths, lengths) + 1),
-    )
+    return raw
 
-    def fail(cond: pl.Expr, name: str, what: str) -> None:
-        bad = raw.filter(cond).head(1)
-        if bad.height:
-            where = f"conversation {quoted(bad['session_id'][0])}, turn {bad['position'][0]}, field {quoted(name)}"
-            raise DataFormatError(path, where, what)
 
-    for name in ("turn", "input_token_count", "output_token_count"):
-        col = pl.col(name)
-        fail(col.is_null(), name, "missing")
-        fail(~col.is_finite() | (col != col.floor()), name, "not a whole number")
-        fail(col < 0, name, "negative")
-    tokens = max_tokens()
-    for name in ("input_token_count", "output_token_count"):
-        fail(pl.col(name) > tokens, name, f"above the limit of {tokens:,} tokens (${MAX_TOKENS_ENV})")
-    fail(pl.col("timestamp").is_null(), "timestamp", "missing")
-    if wall_clock:
-        text = (
-            raw["timestamp"].str.strip_chars().str.replace(r"^(\d{4}-\d{2}-\d{2})T", "$1 ")
-            .str.replace(r"Z$", "+00:00").str.replace(r"(\d{2}:\d{2}:\d{2}(?:\.\d+)?)$", "$1+00:00")
-        )
-        parsed = text.str.to_datetime(format="%Y-%m-%d %H:%M:%S%.f%:z", time_unit="us", strict=False).dt.convert_time_zone("UTC")
-        raw = raw.with_columns(parsed.alias("parsed"))
-        fail(pl.col("parsed").is_null(), "timestamp", "not date-time text like the first turn's")
-        seconds = (raw["parsed"] - raw["parsed"].min()).dt.total_microseconds().cast(pl.Float64) / 1e6
-        start = raw["parsed"].min().replace(tzinfo=None)
-    else:
-        fail(~pl.col("timestamp").is_finite() | (pl.col("timestamp") < 0), "timestamp", "not a finite non-negative number")
-        seconds = raw["timestamp"] - raw["timestamp"].min()
-        start = None
-    raw = raw.with_columns(timestamp_s=seconds)
-    fail(pl.col("turn").is_duplicated().over("session_id"), "turn", "the same turn number twice in the conversation")
-    raw = raw.sort("session_id", "turn", maintain_order=True)
-    fail(pl.col("timestamp_s").diff().over("session_id") < 0, "timestamp", "earlier than the conversation's previous turn")
-    span = max_span_s()
-    fail(pl.col("timestamp_s") > span, "timestamp", f"the span is above the limit of {span:,.0f} s (${MAX_SPAN_ENV})")
-    out = raw.select(
-        "timestamp_s",
-        pl.lit("all").alias("client_id"),
-        pl.col("input_token_count").cast(pl.Int64).alias("input_tokens"),
-        pl.col("output_token_count").cast(pl.Int64).alias("output_tokens"),
-        "session_id",
-        (pl.col("turn").rank("ordinal").over("session_id") - 1).cast(pl.Int64).alias("turn_index"),
+def _raise_at_turn(path: Path, turns: pl.DataFrame, condition: pl.Expr, field: str, what: str) -> None:
+    """Raise :class:`DataFormatError` naming the first of ``turns`` (with ``session_id`` and its
+    1-based ``position`` in file order) where ``condition`` holds, if any."""
+    bad = turns.filter(condition).head(1)
+    if bad.height:
+        where = f"conversation {quoted(bad['session_id'][0])}, turn {bad['position'][0]}, field {quoted(field)}"
+        raise DataFormatError(path, where, what)
+
+
+def _conversation_seconds(path: Path, raw: pl.DataFrame, wall_clock: bool) -> tuple[pl.Series, datetime.datetime | None]:
+    """Seconds since the file's earliest ``timestamp`` (numbers, or date-time text read as UTC)
+    and the wall-clock start (``None`` for numbers)."""
+    if not wall_clock:
+        _raise_at_turn(path, raw, ~pl.col("timestamp").is_finite() | (pl.col("timestamp") < 0), "timestamp", "not a finite non-negative number")
+        return raw["timestamp"] - raw["timestamp"].min(), None
+    parsed_expr = (
+        pl.col("timestamp").str.strip_chars().str.replace(r"^(\d{4}-\d{2}-\d{2})T", "$1 ")
+        .str.replace(r"Z$", "+00:00").str.replace(r"(\d{2}:\d{2}:\d{2}(?:\.\d+)?)$", "$1+00:00")
+        .str.to_datetime(format="%Y-%m-%d %H:%M:%S%.f%:z", time_unit="us", strict=False).dt.convert_time_zone("UTC")
     )
-    mapped = {"timestamp": "timestamp", "input_tokens": "input_token_count", "output_tokens": "output_token_count",
-              "session_id": "conversation", "turn_index": "turn"}
-    warnings: list[str] = []
-    if keep_ids:
-        fail(pl.col("input_tokens").is_null(), "input_tokens", "missing (hash_block_size was given)")
-        if raw.schema["input_tokens"] == pl.List(pl.String()):
-            ids_col = _dense_codes(raw["input_tokens"])
-        else:
-            fail(pl.col("input_tokens").list.min() < 0, "input_tokens", "holds a negative id")
-            ids_col = raw["input_tokens"]
-        raw = raw.with_columns(hash_ids=ids_col)
-        need = (pl.col("input_token_count") + hash_block_size - 1) // hash_block_size
-        fail(pl.col("hash_ids").list.len() != need, "input_tokens",
-             f"does not hold ceil(input_token_count / {hash_block_size}) entries")
-        out = out.with_columns(hash_ids=raw["hash_ids"])
-        mapped["hash_ids"] = "input_tokens"
+    _raise_at_turn(path, raw, parsed_expr.is_null(), "timestamp", "not date-time text like the first turn's")
+    parsed = raw.select(parsed_expr)["timestamp"]
+    seconds = (parsed - parsed.min()).dt.total_microseconds().cast(pl.Float64) / 1e6
+    return seconds, parsed.min().replace(tzinfo=None)
+
+
+def _conversation_hash_ids(path: Path, raw: pl.DataFrame, block_size: int) -> pl.Series:
+    """The hashed ``input_tokens`` lists as ``hash_ids`` (text hashes coded as integers), each
+    holding ``ceil(input_token_count / block_size)`` entries."""
+    _raise_at_turn(path, raw, pl.col("input_tokens").is_null(), "input_tokens", "missing (hash_block_size was given)")
+    if raw.schema["input_tokens"] == pl.List(pl.String()):
+        ids = _dense_codes(raw["input_tokens"])
     else:
-        present = [c for c in ("input_tokens", "output_tokens") if c in first]
-        if present:
-            per_entry = ""
-            try:
-                entries = sum(map(len, map(operator.methodcaller("get", "input_tokens", ()), flat)))
-            except TypeError:  # not lists everywhere: nothing to measure (they are not read)
-                entries = 0
-            if entries:
-                per_entry = f"; about {raw['input_token_count'].sum() / entries:,.0f} input tokens per input_tokens entry"
-            warnings.append(
-                f"hashed {', '.join(present)} lists left out (their block size is not documented{per_entry}; "
-                "pass hash_block_size to keep input_tokens as hash_ids)"
-            )
-    n_multi = int((lengths > 1).sum())
-    warnings.append(f"{len(ids):,} conversations ({n_multi:,} of more than one turn), {raw.height:,} turns")
-    trace = validate_trace(out.sort("timestamp_s", maintain_order=True), source=str(path))
-    return LoadedTrace(
-        trace=trace,
-        preset="servegen_conversations",
-        detected=True,
-        path=str(path),
-        resolution=timestamp_resolution(trace["timestamp_s"]),
-        warnings=tuple(warnings),
-        file_format="json",
-        columns=MappingProxyType(mapped),
-        start_time=start,
-    )
+        _raise_at_turn(path, raw, pl.col("input_tokens").list.min() < 0, "input_tokens", "holds a negative id")
+        ids = raw["input_tokens"]
+    need = (pl.col("input_token_count") + block_size - 1) // block_size
+    _raise_at_turn(path, raw.with_columns(hash_ids=ids), pl.col("hash_ids").list.len() != need, "input_tokens",
+                   f"does not hold ceil(input_token_count / {block_size}) entries")
+    return ids.alias("hash_ids")
+
+
+def _left_out_hashes(raw: pl.DataFrame, first: dict, flat: list) -> list[str]:
+    """The warning for hashed lists read without a block size (left out), with their measured
+    input tokens per entry."""
+    present = [c for c in ("input_tokens", "output_tokens") if c in first]
+    if not present:
+        return []
+    per_entry = ""
+    try:
+        entries = sum(map(len, map(operator.methodcaller("get", "input_tokens", ()), flat)))
+    except TypeError:  # not lists everywhere: nothing to measure (they are not read)
+        entries = 0
+    if entries:
+        per_entry = f"; about {raw['input_token_count'].sum() / entries:,.0f} input tokens per input_tokens entry"
+    return [
+        f"hashed {', '.join(present)} lists left out (their block size is not documented{per_entry}; "
+        "pass hash_block_size to keep input_tokens as hash_ids)"
+    ]
 
 
 @dataclass(frozen=True)
