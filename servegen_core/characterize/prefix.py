@@ -81,8 +81,12 @@ __all__ = [
     "LRUCurve",
     "PrefixDepth",
     "PrefixReport",
+    "ReuseComparison",
     "Sessions",
     "block_reuse",
+    "block_tokens_of",
+    "compare_reuse",
+    "flat_capacity",
     "image_reuse",
     "lru_hit_ratio",
     "prefix_depth",
@@ -534,7 +538,9 @@ TURN_SCHEMA = {
     "growth_tokens": pl.Int64(),
 }
 COUNT_SCHEMA = {"turns": pl.Int64(), "sessions": pl.Int64(), "share": pl.Float64()}
-SESSION_METHODS = ("auto", "session_id", "hash_ids")
+SESSION_METHODS = ("auto", "session_id", "hash_ids", "conversation")
+#: Session methods that read the block ids.
+BLOCK_METHODS = ("hash_ids", "conversation")
 
 
 def _empty_sessions(method: str, reason: str) -> Sessions:
@@ -568,8 +574,13 @@ def _roots_and_turns(parent: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         up = nxt
 
 
-def _previous_turns_from_blocks(flat: _Flat, block_tokens: int) -> np.ndarray:
-    """Previous turn of each request (row), -1 where it extends no earlier request."""
+def _previous_turns_from_blocks(flat: _Flat, block_tokens: int, *, conversation: bool = False) -> np.ndarray:
+    """Previous turn of each request (row), -1 where it extends no earlier request.
+
+    ``conversation``: a turn must also hold the previous turn's output (input at least the
+    previous input plus output), and a request is the previous turn of at most one request
+    (the earliest): a conversation is a chain, and later requests that merely share its
+    context (a document another session also sent) start sessions of their own."""
     n = flat.trace.height
     node, first, _ = flat.nodes
     depth = flat.depth
@@ -587,11 +598,20 @@ def _previous_turns_from_blocks(flat: _Flat, block_tokens: int) -> np.ndarray:
     idx = np.flatnonzero(ok)
     c, rr = cand[idx], r[idx]
     good = (codes[c] == codes[rr]) & (inp[rr] > inp[c])
+    if conversation:
+        out = flat.trace["output_tokens"].to_numpy() if "output_tokens" in flat.trace.columns else np.zeros(n, dtype=np.int64)
+        good &= inp[rr] >= inp[c] + out[c]
     idx, c, rr = idx[good], c[good], rr[good]
     parent = np.full(n, -1, dtype=np.int64)
     if idx.size:
         last = np.append(rr[1:] != rr[:-1], True)  # deepest match of each request (positions ascend)
         parent[rr[last]] = c[last]
+    if conversation:
+        child = np.flatnonzero(parent >= 0)  # ascending: the earliest child of each parent first
+        _, keep = np.unique(parent[child], return_index=True)
+        chained = np.full(n, -1, dtype=np.int64)
+        chained[child[keep]] = parent[child[keep]]
+        parent = chained
     return parent
 
 
@@ -606,11 +626,13 @@ def sessions(
 
     ``method``: ``"session_id"`` (the column; rows without an id are sessions of one turn),
     ``"hash_ids"`` (requests extending an earlier request's complete blocks, see the module
-    docstring; ``block_tokens`` tokens per block) or ``"auto"`` (``session_id`` when the trace
-    has a non-empty one, else ``hash_ids``).
+    docstring; ``block_tokens`` tokens per block), ``"conversation"`` (as ``"hash_ids"``, but a
+    turn also holds the previous turn's output and each request has at most one next turn, the
+    earliest: chains of conversation turns) or ``"auto"`` (``session_id`` when the trace has a
+    non-empty one, else ``hash_ids``).
     """
     method = _session_method(trace, method, block_tokens)
-    if method == "hash_ids":
+    if method in BLOCK_METHODS:
         flat = _flatten(trace, max_accesses)
         return _empty_sessions(method, flat) if isinstance(flat, str) else _sessions(flat.trace, method, flat, block_tokens)
     return _sessions(trace, method, None, block_tokens)
@@ -657,7 +679,7 @@ def _sessions(trace: pl.DataFrame, method: str, flat: _Flat | None, block_tokens
         parent[order[~new]] = order[np.flatnonzero(~new) - 1]
         session = keys.alias("session")
     else:
-        parent = _previous_turns_from_blocks(flat, block_tokens)
+        parent = _previous_turns_from_blocks(flat, block_tokens, conversation=method == "conversation")
         session = None
     root, dist = _roots_and_turns(parent)
     turn = dist + 1
@@ -889,7 +911,7 @@ def prefix_report(
         reuse=_block_reuse(flat),
         depth=_prefix_depth(flat),
         top=_top_prefixes(flat, k),
-        sessions=_sessions(flat.trace, method, flat if method == "hash_ids" else None, block_tokens),
+        sessions=_sessions(flat.trace, method, flat if method in BLOCK_METHODS else None, block_tokens),
         lru=_lru_hit_ratio(flat, block_tokens, None),
     )
 
@@ -907,3 +929,172 @@ def with_block_ids(trace: pl.DataFrame, *, block_tokens: int = DEFAULT_BLOCK_TOK
         return trace
     ids = hash_ids(trace["segment_ids"], trace["segment_tokens"], block_size=block_tokens)
     return trace.with_columns(ids.alias("hash_ids"))
+
+
+# --------------------------------------------------------------------------------------------
+# Reuse of a generated workload against its source, at every cache size
+# --------------------------------------------------------------------------------------------
+
+#: Relative tolerance of the block reuse ratio (generated / source) of :func:`compare_reuse`.
+REUSE_TOLERANCE = 0.10
+#: Relative tolerance of the LRU hit ratio at every compared cache size.
+LRU_TOLERANCE = 0.15
+#: The smallest meaningful cache size: where the source's hit ratio first reaches this share of
+#: its unbounded-cache value (below it the ratio is a few hits, and its relative error noise).
+MEANINGFUL_SHARE = 0.10
+#: The source's curve has flattened where its hit ratio first reaches this share of its
+#: unbounded-cache value (:func:`flat_capacity`).
+FLAT_SHARE = 0.95
+#: Cache sizes compared, geometrically spaced from the smallest meaningful size to the flat one.
+COMPARE_POINTS = 24
+
+COMPARE_SCHEMA = {
+    "capacity_blocks": pl.Int64(),
+    "source": pl.Float64(),
+    "generated": pl.Float64(),
+    "ratio": pl.Float64(),
+    "passed": pl.Boolean(),
+}
+
+
+@dataclass(frozen=True)
+class ReuseComparison(Result):
+    """Block reuse and the LRU hit-ratio curve of a generated workload against its source.
+
+    ``frame``: ``capacity_blocks, source, generated, ratio, passed`` per compared cache size
+    (geometric from ``min_capacity``, the smallest meaningful size, to ``flat_capacity``, where
+    the source's curve flattens). ``reuse_ratio`` is generated / source block reuse; it passes
+    within ``reuse_tolerance``, and each cache size within ``lru_tolerance``. ``worst_capacity``
+    and ``worst_ratio`` name the size whose ratio is farthest from 1. ``source_curve`` and
+    ``generated_curve`` are the two :class:`LRUCurve` (the Preview chart draws them).
+    """
+
+    frame: pl.DataFrame
+    block_tokens: int
+    source_reuse: float
+    generated_reuse: float
+    reuse_ratio: float
+    min_capacity: int
+    flat_capacity: int
+    worst_capacity: int
+    worst_ratio: float
+    reuse_tolerance: float
+    lru_tolerance: float
+    source_curve: LRUCurve | None = None
+    generated_curve: LRUCurve | None = None
+
+    @property
+    def reuse_passed(self) -> bool:
+        return bool(self.ok and abs(self.reuse_ratio - 1.0) <= self.reuse_tolerance)
+
+    @property
+    def lru_passed(self) -> bool:
+        return bool(self.ok and self.frame.height > 0 and self.frame["passed"].all())
+
+    @property
+    def passed(self) -> bool:
+        return self.reuse_passed and self.lru_passed
+
+
+def block_tokens_of(trace: pl.DataFrame, *, default: int = DEFAULT_BLOCK_TOKENS) -> int:
+    """Tokens per block of a trace's ``hash_ids``: the block size ``B`` with
+    ``len(hash_ids) == ceil(input_tokens / B)`` on every request with block ids (a request
+    of ``n >= 2`` blocks bounds ``B`` to ``[ceil(x / n), floor((x - 1) / (n - 1))]``). Of the
+    sizes every request allows, ``default`` when it is one of them, else the largest power
+    of two, else the smallest; ``default`` without ``hash_ids`` or when no size fits all."""
+    if not isinstance(trace, pl.DataFrame) or "hash_ids" not in trace.columns or "input_tokens" not in trace.columns:
+        return default
+    n = trace["hash_ids"].list.len().fill_null(0).cast(pl.Int64).to_numpy()
+    x = trace["input_tokens"].fill_null(0).cast(pl.Int64).to_numpy()
+    has = (n >= 1) & (x >= 1)
+    if not has.any():
+        return default
+    n, x = n[has], x[has]
+    lo = int(np.max(-(-x // n)))
+    multi = n >= 2
+    hi = int(np.min((x[multi] - 1) // (n[multi] - 1))) if multi.any() else max(int(x.max()), lo)
+    if lo > hi:
+        return default
+    if lo <= default <= hi:
+        return default
+    twos = 1 << np.arange(0, 40)
+    fit = twos[(twos >= lo) & (twos <= hi)]
+    return int(fit.max()) if fit.size else lo
+
+
+def flat_capacity(curve: LRUCurve, *, share: float = FLAT_SHARE) -> int:
+    """The smallest cache (blocks) whose hit ratio reaches ``share`` of the unbounded cache's:
+    where the curve has flattened (1 for a curve without hits)."""
+    if curve.hit_counts is None or curve.hit_counts[-1] <= 0:
+        return 1
+    hits = curve.hit_counts
+    return max(1, int(np.searchsorted(hits, share * hits[-1], side="left")))
+
+
+def _compare_grid(curve: LRUCurve, min_capacity: int | None, points: int) -> tuple[int, int, np.ndarray]:
+    flat = flat_capacity(curve)
+    if min_capacity is None:
+        min_capacity = flat_capacity(curve, share=MEANINGFUL_SHARE)
+    lo = int(min(max(1, min_capacity), flat))
+    grid = np.unique(np.rint(np.geomspace(lo, flat, max(points, 2))).astype(np.int64))
+    return lo, flat, grid
+
+
+def compare_reuse(
+    source: pl.DataFrame,
+    generated: pl.DataFrame,
+    *,
+    block_tokens: int | None = None,
+    min_capacity: int | None = None,
+    points: int = COMPARE_POINTS,
+    reuse_tolerance: float = REUSE_TOLERANCE,
+    lru_tolerance: float = LRU_TOLERANCE,
+    max_accesses: int = MAX_ACCESSES,
+) -> ReuseComparison:
+    """Block reuse and the LRU hit ratio of ``generated`` against ``source`` at every cache size
+    from the smallest meaningful one to where the source's curve flattens (see
+    :class:`ReuseComparison`; :data:`MEANINGFUL_SHARE`, :data:`FLAT_SHARE`).
+
+    ``source`` has ``hash_ids``; ``generated`` has them or prompt segments (block ids are then
+    cut at the source's block size, :func:`with_block_ids`). ``block_tokens`` defaults to
+    :func:`block_tokens_of` the source; ``min_capacity`` overrides the smallest size. A side
+    without block ids gives an empty comparison whose reason names it.
+    """
+    bt = block_tokens_of(source) if block_tokens is None else int(block_tokens)
+    _check_lru(bt, None)
+    src = _flatten(source, max_accesses)
+    gen = _flatten(with_block_ids(generated, block_tokens=bt), max_accesses)
+    for side, flat in (("source", src), ("generated workload", gen)):
+        if isinstance(flat, str):
+            return _empty_comparison(bt, f"the {side} has no block reuse to compare: {flat}", reuse_tolerance, lru_tolerance)
+    s_curve, g_curve = _lru_hit_ratio(src, bt, None), _lru_hit_ratio(gen, bt, None)
+    s_reuse, g_reuse = _block_reuse(src).reuse_ratio, _block_reuse(gen).reuse_ratio
+    lo, flat, grid = _compare_grid(s_curve, min_capacity, points)
+    s_hit, g_hit = s_curve.at(grid), g_curve.at(grid)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        ratio = np.where(s_hit > 0, g_hit / s_hit, np.where(g_hit > 0, np.inf, 1.0))
+    passed = np.abs(ratio - 1.0) <= lru_tolerance
+    frame = pl.DataFrame(
+        {"capacity_blocks": grid, "source": s_hit, "generated": g_hit, "ratio": ratio, "passed": passed}, schema=COMPARE_SCHEMA
+    )
+    w = int(np.argmax(np.abs(ratio - 1.0)))
+    return ReuseComparison(
+        frame=frame,
+        block_tokens=bt,
+        source_reuse=s_reuse,
+        generated_reuse=g_reuse,
+        reuse_ratio=g_reuse / s_reuse if s_reuse > 0 else (1.0 if g_reuse == 0 else float("inf")),
+        min_capacity=lo,
+        flat_capacity=flat,
+        worst_capacity=int(grid[w]),
+        worst_ratio=float(ratio[w]),
+        reuse_tolerance=reuse_tolerance,
+        lru_tolerance=lru_tolerance,
+        source_curve=s_curve,
+        generated_curve=g_curve,
+    )
+
+
+def _empty_comparison(bt: int, reason: str, reuse_tol: float, lru_tol: float) -> ReuseComparison:
+    nan = float("nan")
+    return ReuseComparison(pl.DataFrame(schema=COMPARE_SCHEMA), bt, nan, nan, nan, 0, 0, 0, nan, reuse_tol, lru_tol, reason=reason)

@@ -806,7 +806,7 @@ def _conversational(found: object, trace: pl.DataFrame) -> bool:
     """Whether detected sessions look like conversations: in the model a turn's input holds the
     previous input and output plus new tokens, so it grows by more than the previous output.
     Trusted as they are when the trace names its sessions (``session_id``)."""
-    if found.method == "session_id":
+    if found.method in ("session_id", "conversation"):
         return True
     req = found.requests.with_columns(trace["output_tokens"].alias("_o"), trace["input_tokens"].alias("_x"))
     prev = req.sort("session", "turn").with_columns(
@@ -936,6 +936,9 @@ def _fit_profile(trace: pl.DataFrame, block_size: int) -> PrefixProfile:
     if found.requests.height != trace.height:
         msg = f"fit_prefix: {found.reason or 'no sessions could be read'}"
         raise ValueError(msg)
+    if found.method == "hash_ids" and found.multi_turn_sessions > 0 and _conversational(found, trace):
+        # conversations read from blocks alone: chains of turns that hold the previous output
+        found = characterize_prefix.sessions(trace, method="conversation", block_tokens=block_size)
     turn = (found.requests["turn"] - 1).to_numpy()
     sessions = None
     if found.multi_turn_sessions > 0 and not _conversational(found, trace):

@@ -69,6 +69,12 @@ from naive data, only a broken generator). Checks:
     discrete lengths attenuate it).
 ``prefix_input_ks`` (workloads with ``turn_index``)
     ``length_ks`` for ``input_tokens`` over every turn.
+``prefix_block_reuse``, ``prefix_lru_curve`` (trace sources with ``hash_ids``)
+    generated / source block reuse, passing within 10 %, and the LRU hit ratio at every cache
+    size from the smallest meaningful one to where the source's curve flattens, each within
+    15 % (value: the ratio farthest from 1), over the span and the composed clients
+    (:func:`servegen_core.characterize.prefix.compare_reuse`). A workload without block ids (a
+    spec without a ``prefix`` section) fails both.
 ``input_total`` / ``reasoning_sum``
     share of rows whose parts do not add up; passes at 0.
 
@@ -88,6 +94,7 @@ from scipy.special import gammainc
 from scipy.stats import binom, kstwo, kstwobign, norm
 
 from servegen_core.arrival_models import count_dispersion
+from servegen_core.characterize import prefix as characterize_prefix
 from servegen_core.characterize.arrivals import window_cv
 from servegen_core.generate.compose import plan_workload
 from servegen_core.generate.plan import ComposePlan, Workload
@@ -225,7 +232,8 @@ def validate(
         rows.append(row)
     gaps, row = _interarrival_ks(trace, plan, min_cv_requests)
     rows.append(row)
-    if (row := _dispersion(trace, plan)) is not None:
+    raw = _source_trace(plan)
+    if (row := _dispersion(trace, plan, raw)) is not None:
         rows.append(row)
     if (row := _edge_burst(trace, plan)) is not None:
         rows.append(row)
@@ -237,6 +245,7 @@ def validate(
     rows.append(row)
     rows += _consistency(trace)
     rows += _prefix_inputs(trace, plan, min_ks_requests)
+    rows += _prefix_reuse(trace, plan, raw)
     checks = pl.DataFrame(rows, schema=CHECKS_SCHEMA)
     return ValidationReport(checks, windows=windows, clients=clients, cv=cv, ks=ks, correlation=corr, gaps=gaps)
 
@@ -262,8 +271,12 @@ def _cluster_factor(trace: pl.DataFrame) -> float:
     targets rounded at random, client-window by client-window)."""
     if "session_id" not in trace.columns:
         return 0.0
-    sizes = trace.group_by("session_id").agg(pl.len().cast(pl.Float64).alias("s"))["s"].to_numpy()
-    return float((sizes * sizes).sum() / sizes.sum()) if sizes.size else 0.0
+    named = trace.filter(pl.col("session_id").is_not_null())
+    if named.height == 0:
+        return 0.0
+    sizes = named.group_by("session_id").agg(pl.len().cast(pl.Float64).alias("s"))["s"].to_numpy()
+    sizes = np.concatenate([sizes, np.ones(trace.height - named.height)])  # a request without a session is one of one
+    return float((sizes * sizes).sum() / sizes.sum())
 
 
 def _total_and_windows(trace: pl.DataFrame, plan: ComposePlan) -> tuple[pl.DataFrame, list[dict]]:
@@ -730,19 +743,27 @@ def renewal_window_ks(gen: pl.DataFrame, cw: pl.DataFrame) -> pl.DataFrame:
     return groups.filter(pl.Series(has)).select(keys).with_columns(pl.Series("ks", ks, dtype=pl.Float64))
 
 
-def _dispersion(trace: pl.DataFrame, plan: ComposePlan) -> dict | None:
-    """Counts-per-bin dispersion against the source trace (trace sources only)."""
+def _source_trace(plan: ComposePlan) -> pl.DataFrame | str | None:
+    """The source trace read again (trace sources), the reason it cannot be, or None (pool data)."""
     src = plan.spec.source
     if not isinstance(src, TraceSource):
         return None
-    target = "variance/mean of counts per 1, 10, 60 s within a factor 1.5 of the source, or of the estimates' noise at their number of bins"
     try:
-        raw = load_trace(
+        return load_trace(
             plan.spec.resolve_path(src.path), preset=src.preset, columns=dict(src.columns) or None,
             time_unit=src.time_unit, client_column=src.client_column,
         ).trace
     except (OSError, ValueError) as exc:
-        return _row("dispersion", None, target, 1 / 1.5, 1.5, 0, f"the source trace cannot be read again: {exc}")
+        return f"the source trace cannot be read again: {exc}"
+
+
+def _dispersion(trace: pl.DataFrame, plan: ComposePlan, raw: pl.DataFrame | str | None) -> dict | None:
+    """Counts-per-bin dispersion against the source trace (trace sources only)."""
+    if raw is None:
+        return None
+    target = "variance/mean of counts per 1, 10, 60 s within a factor 1.5 of the source, or of the estimates' noise at their number of bins"
+    if isinstance(raw, str):
+        return _row("dispersion", None, target, 1 / 1.5, 1.5, 0, raw)
     t0, d = plan.span_start_s, plan.span_duration_s
     ts_src = raw.filter((pl.col("timestamp_s") >= t0) & (pl.col("timestamp_s") < t0 + d))["timestamp_s"].to_numpy() - t0
     ts_gen = trace["timestamp_s"].to_numpy()
@@ -1028,3 +1049,44 @@ def _prefix_inputs(trace: pl.DataFrame, plan: ComposePlan, min_requests: int) ->
         detail=f"{row['detail']}; {later:,} of {trace.height:,} requests are later turns of a session",
     )
     return [row]
+
+
+def _prefix_reuse(trace: pl.DataFrame, plan: ComposePlan, raw: pl.DataFrame | str | None) -> list[dict]:
+    """``prefix_block_reuse`` and ``prefix_lru_curve``: the workload's block reuse and LRU
+    hit-ratio curve against the source trace's over the span and the composed clients
+    (:func:`servegen_core.characterize.prefix.compare_reuse`; trace sources with ``hash_ids``).
+    A workload without block ids or prompt segments (a spec without a ``prefix`` section)
+    reuses nothing and fails both."""
+    if not isinstance(raw, pl.DataFrame) or "hash_ids" not in raw.columns or raw["hash_ids"].drop_nulls().len() == 0:
+        return []
+    t0, end = plan.span_start_s, plan.span_start_s + plan.span_duration_s
+    ts = pl.col("timestamp_s")
+    source = raw.filter((ts >= t0) & (ts < end))
+    if "client_id" in source.columns and set(plan.clients) <= set(source["client_id"].cast(pl.String).unique().to_list()):
+        source = source.filter(pl.col("client_id").cast(pl.String).is_in(list(plan.clients)))
+    tol_r, tol_l = characterize_prefix.REUSE_TOLERANCE, characterize_prefix.LRU_TOLERANCE
+    reuse_target = f"block reuse within {tol_r:.0%} of the source's (same span and clients)"
+    lru_target = f"LRU hit ratio within {tol_l:.0%} of the source's at every cache size from the smallest meaningful one to where its curve flattens"
+    has_blocks = "hash_ids" in trace.columns or set(characterize_prefix.SEGMENT_COLUMNS) <= set(trace.columns)
+    if not has_blocks:
+        why = "the workload has no block ids (its spec has no prefix section): it reuses no prefix, the source does"
+        return [
+            _row("prefix_block_reuse", 0.0, reuse_target, 1 - tol_r, 1 + tol_r, trace.height, why),
+            _row("prefix_lru_curve", 0.0, lru_target, 1 - tol_l, 1 + tol_l, 0, why),
+        ]
+    cmp = characterize_prefix.compare_reuse(source, trace)
+    if not cmp.ok:
+        return [
+            _row("prefix_block_reuse", None, reuse_target, 1 - tol_r, 1 + tol_r, 0, cmp.reason),
+            _row("prefix_lru_curve", None, lru_target, 1 - tol_l, 1 + tol_l, 0, cmp.reason),
+        ]
+    sizes = cmp.frame
+    detail = (f"generated / source block reuse {cmp.generated_reuse:.3f} / {cmp.source_reuse:.3f} at {cmp.block_tokens:,} "
+              f"tokens per block")
+    lru_detail = (f"value: the ratio farthest from 1, at {cmp.worst_capacity:,} blocks ({cmp.worst_ratio:.3f}); "
+                  f"{int(sizes['passed'].sum())} of {sizes.height} cache sizes from {cmp.min_capacity:,} to "
+                  f"{cmp.flat_capacity:,} blocks within {tol_l:.0%}")
+    return [
+        _row("prefix_block_reuse", cmp.reuse_ratio, reuse_target, 1 - tol_r, 1 + tol_r, trace.height, detail),
+        _row("prefix_lru_curve", cmp.worst_ratio, lru_target, 1 - tol_l, 1 + tol_l, sizes.height, lru_detail),
+    ]
