@@ -48,6 +48,42 @@ def lru_hit_ratio_curve(
     )
 
 
+def lru_comparison(frame: pl.DataFrame, *, block_tokens: int, tolerance: float) -> go.Figure:
+    """The LRU hit ratio of the source and the generated workload at each compared cache size:
+    ``capacity_blocks, source, generated, ratio, passed``
+    (:func:`servegen_core.characterize.prefix.compare_reuse`), the band of ``tolerance``
+    (relative) around the source shaded, failing sizes marked."""
+    x = frame["capacity_blocks"].to_numpy()
+    src = frame["source"].to_numpy() * 100
+    gen = frame["generated"].to_numpy() * 100
+    fig = go.Figure()
+    fig.add_trace(go.Scatter(x=x, y=src * (1 + tolerance), mode="lines", line={"width": 0}, showlegend=False, hoverinfo="skip"))
+    fig.add_trace(go.Scatter(
+        x=x, y=src * (1 - tolerance), mode="lines", line={"width": 0}, fill="tonexty", fillcolor="rgba(120,120,120,0.18)",
+        name=f"source ±{tolerance:.0%}", hoverinfo="skip",
+    ))
+    fig.add_trace(go.Scatter(
+        x=x, y=src, mode="lines+markers", line={"color": COLORS[0], "width": 2.5}, name="source trace",
+        hovertemplate="%{x:,} blocks<br>source hit ratio %{y:.2f} %<extra></extra>",
+    ))
+    fig.add_trace(go.Scatter(
+        x=x, y=gen, mode="lines+markers", line={"color": COLORS[1], "width": 2.5}, name="generated workload",
+        customdata=frame["ratio"].to_numpy(),
+        hovertemplate="%{x:,} blocks<br>generated hit ratio %{y:.2f} % (%{customdata:.2f}x the source)<extra></extra>",
+    ))
+    bad = ~frame["passed"].to_numpy()
+    if bad.any():
+        fig.add_trace(go.Scatter(
+            x=x[bad], y=gen[bad], mode="markers", marker={"symbol": "x", "size": 11, "color": "#c0392b"},
+            name=f"outside ±{tolerance:.0%}", hoverinfo="skip",
+        ))
+    fig.update_xaxes(type="log")
+    return finish(
+        fig, "LRU prefix-cache hit ratio: source vs generated", x_title=f"cache size (blocks of {block_tokens:,} tokens, log scale)",
+        y_title="hit ratio (% of blocks)",
+    )
+
+
 def prefix_depth_histogram(histogram: pl.DataFrame) -> go.Figure:
     """Requests by shared-prefix depth: ``depth_blocks, requests, share`` (:func:`servegen_core.characterize.prefix.prefix_depth`)."""
     fig = go.Figure(

@@ -236,6 +236,10 @@ def _source_report(trace: pl.DataFrame, start_s: float, end_s: float, clients: t
     return characterize.prefix_report(_source_part(trace, start_s, end_s, clients), block_tokens=block_tokens)
 
 
+def _comparison(trace: pl.DataFrame, generated: pl.DataFrame, start_s: float, end_s: float, clients: tuple[str, ...], *, block_tokens: int):
+    return characterize.compare_reuse(_source_part(trace, start_s, end_s, clients), generated, block_tokens=block_tokens)
+
+
 def preview_reuse(spec: WorkloadSpec, made: Workload, view: View) -> None:
     """Preview: the generated workload's block reuse and LRU prefix-cache curve (one
     :func:`servegen_core.characterize.prefix.prefix_report` call on ``made.trace``), when ``spec`` has a
@@ -254,7 +258,7 @@ def preview_reuse(spec: WorkloadSpec, made: Workload, view: View) -> None:
     )
     if not core_calls.usable(report, what="prefix reuse"):
         return
-    source = None
+    source, comparison = None, None
     if not view.is_pool and view.has("hash_ids") and spec_source(view)[0] == spec.source:
         end = spec.span.start_s + made.plan.span_duration_s
         source = core_calls.run(
@@ -262,6 +266,10 @@ def preview_reuse(spec: WorkloadSpec, made: Workload, view: View) -> None:
             key=(spec, "source_prefix_report", block), block_tokens=block, spinner="Prefix reuse of the source…",
         )
         source = source if source is not None and source.reuse.ok else None
+        comparison = core_calls.run(
+            _comparison, view.loaded.data, made.trace, spec.span.start_s, end, tuple(made.clients),
+            key=(spec, "prefix_compare", block), block_tokens=block, spinner="LRU curves of source and workload…",
+        )
     reuse, curve = report.reuse, report.lru
     c1, c2, c3, c4 = st.columns(4)
     c1.metric("Block reuse", f"{reuse.reuse_ratio:.1%}", help="Blocks whose id occurred earlier in the workload.")
@@ -271,6 +279,17 @@ def preview_reuse(spec: WorkloadSpec, made: Workload, view: View) -> None:
         c4.metric(
             "Source block reuse (same span and clients)", f"{source.reuse.reuse_ratio:.1%}",
             help="The source trace's own hash_ids over the spec's span, composed clients only.",
+        )
+    if comparison is not None and core_calls.usable(comparison, what="the source vs generated LRU curves"):
+        page.plot(
+            charts.lru_comparison(comparison.frame, block_tokens=comparison.block_tokens, tolerance=comparison.lru_tolerance),
+            comparison.frame, key="pv_lru_compare",
+        )
+        st.caption(
+            f"Cache sizes from {comparison.min_capacity:,} blocks (the source's hit ratio reaches a tenth of its unbounded value) "
+            f"to {comparison.flat_capacity:,} (its curve has flattened); {int(comparison.frame['passed'].sum())} of "
+            f"{comparison.frame.height} sizes within ±{comparison.lru_tolerance:.0%}; block reuse generated / source "
+            f"{comparison.reuse_ratio:.3f} (the validate checks prefix_block_reuse and prefix_lru_curve)."
         )
     if core_calls.usable(curve, what="the LRU hit-ratio curve"):
         page.plot(

@@ -586,14 +586,17 @@ def _previous_turns_from_blocks(flat: _Flat, block_tokens: int, *, conversation:
     depth = flat.depth
     inp = flat.trace["input_tokens"].to_numpy()
     complete = np.minimum(flat.lens, inp // block_tokens)  # blocks holding block_tokens tokens
-    # A request's context key: the prefix of its complete blocks, if that prefix was new at it.
-    has_key = (complete >= 1) & (complete > depth)
-    q = np.flatnonzero(has_key)
-    owner = np.full(first.size, -1, dtype=np.int64)
-    owner[node[flat.starts[q] + complete[q] - 1]] = q  # new at q: q owns that prefix
-    cand = owner[node]
-    codes, _ = _client_codes(flat.trace)
     r = flat.req
+    if conversation:
+        cand = _latest_context(flat, complete)
+    else:
+        # A request's context key: the prefix of its complete blocks, if that prefix was new at it.
+        has_key = (complete >= 1) & (complete > depth)
+        q = np.flatnonzero(has_key)
+        owner = np.full(first.size, -1, dtype=np.int64)
+        owner[node[flat.starts[q] + complete[q] - 1]] = q  # new at q: q owns that prefix
+        cand = owner[node]
+    codes, _ = _client_codes(flat.trace)
     ok = (cand >= 0) & (cand < r)
     idx = np.flatnonzero(ok)
     c, rr = cand[idx], r[idx]
@@ -613,6 +616,23 @@ def _previous_turns_from_blocks(flat: _Flat, block_tokens: int, *, conversation:
         chained[child[keep]] = parent[child[keep]]
         parent = chained
     return parent
+
+
+def _latest_context(flat: _Flat, complete: np.ndarray) -> np.ndarray:
+    """Per access: the latest earlier request whose complete blocks are exactly the prefix
+    this access ends (-1 where none): a context seen before (a shared document) still names
+    its most recent holder, so a conversation whose first turn ends inside shared blocks
+    keeps its next turn."""
+    node = flat.nodes[0]
+    n = flat.trace.height
+    q = np.flatnonzero(complete >= 1)
+    ctx = node[flat.starts[q] + complete[q] - 1]  # each request's context prefix
+    stride = np.int64(n + 1)
+    keys = np.sort(ctx.astype(np.int64) * stride + q)
+    probe = node.astype(np.int64) * stride + flat.req
+    at = np.searchsorted(keys, probe, side="left") - 1  # the last (node, q) with q < r
+    hit = (at >= 0) & (keys[np.maximum(at, 0)] // stride == node)
+    return np.where(hit, keys[np.maximum(at, 0)] % stride, -1)
 
 
 def sessions(

@@ -961,20 +961,16 @@ def _fit_profile(trace: pl.DataFrame, block_size: int) -> PrefixProfile:
     groups = pl.DataFrame({"head": head, "depth": depth, "x": firsts["input_tokens"], "client_id": firsts["client_id"]}).with_columns(
         pl.len().over("head").alias("size"), pl.int_range(pl.len()).over("head").alias("rank")
     )
+    groups = pl.concat([groups, _group_prompt_blocks(firsts)], how="horizontal")
     prompted = groups.filter(pl.col("size") >= 2)
     system_prompts = None
     if prompted.height:
         sizes = prompted.group_by("head").agg(pl.len().alias("n"))["n"].to_numpy()
         reuse = prompted.filter(pl.col("rank") > 0).with_columns(
-            (pl.col("depth") * block_size).clip(upper_bound=pl.col("x")).alias("shared")
+            (pl.col("depth") * block_size).clip(upper_bound=pl.col("x")).alias("shared"),
+            (pl.col("lead_blocks") * block_size).clip(upper_bound=pl.col("x")).alias("common"),
         )
-        share_of_input = (reuse["shared"] / reuse["x"].clip(lower_bound=1)).median()
-        if share_of_input is not None and share_of_input >= DOCUMENT_SHARE:
-            tokens: int | str = "input"
-            unique_tokens = int(round(float((reuse["x"] - reuse["shared"]).median())))
-        else:
-            tokens = max(1, int(round(float(reuse["shared"].median() or 1))))
-            unique_tokens = 1
+        tokens, unique_tokens = _prompt_length(reuse)
         q = float(prompted.height / firsts.height)
         rep_share, rep_lag = _locality(prompted, sizes)
         system_prompts = SystemPrompts(
@@ -988,6 +984,44 @@ def _fit_profile(trace: pl.DataFrame, block_size: int) -> PrefixProfile:
             unique_tokens=max(0, unique_tokens),
         )
     return PrefixProfile(system_prompts=system_prompts, sessions=sessions)
+
+
+def _prompt_length(reuse: pl.DataFrame) -> tuple[int | str, int]:
+    """``(tokens, unique_tokens)`` of the prompts, from the later requests of each prompt group
+    (``x`` input tokens, ``common`` tokens shared from the start with the group's first
+    request, ``shared`` with any earlier request): of a fixed length (the mean of ``common``)
+    or document-style (``"input"``, the input less the median of ``x - shared``), whichever
+    predicts ``common`` with the smaller mean absolute error. A prompt group whose requests
+    share a fixed part (a system prompt, then a document some of them sent again) is fixed;
+    one whose requests share all but a short tail is document-style."""
+    x = reuse["x"].to_numpy().astype(np.float64)
+    common = reuse["common"].to_numpy().astype(np.float64)
+    fixed = max(1, int(round(float(common.mean()))))
+    unique = max(0, int(round(float(np.median(x - reuse["shared"].to_numpy())))))
+    err_fixed = float(np.abs(np.minimum(fixed, x) - common).mean())
+    err_input = float(np.abs(np.maximum(x - unique, 0.0) - common).mean())
+    return ("input", unique) if err_input <= err_fixed else (fixed, 1)
+
+
+def _group_prompt_blocks(firsts: pl.DataFrame) -> pl.DataFrame:
+    """Per request (rows of ``firsts``) of a group (requests with the same first block):
+    ``lead_blocks``, the blocks it shares from the start with the group's first request (its
+    own length for that request)."""
+    rows = firsts.select(pl.int_range(pl.len(), dtype=pl.Int64).alias("req"), pl.col("hash_ids").cast(pl.List(pl.Int64)))
+    rows = rows.with_columns(pl.col("hash_ids").list.first().alias("head"))
+    lead = rows.group_by("head").agg(pl.col("req").min().alias("lead"))
+    blocks = rows.explode("hash_ids").drop_nulls("hash_ids").with_columns(pl.int_range(pl.len(), dtype=pl.Int64).over("req").alias("pos"))
+    lead_blocks = blocks.join(lead, left_on="req", right_on="lead").select("head", "pos", pl.col("hash_ids").alias("lead_block"))
+    same = blocks.join(lead_blocks, on=["head", "pos"], how="left").with_columns(
+        (pl.col("hash_ids") == pl.col("lead_block")).fill_null(False).alias("same")
+    )
+    # shared from the start: positions before the first mismatch
+    common = same.group_by("req").agg(
+        pl.when(pl.col("same").all()).then(pl.len()).otherwise(pl.col("pos").filter(~pl.col("same")).min()).alias("lcp"),
+        pl.col("head").first(),
+    )
+    out = rows.select("req").join(common.select("req", "lcp"), on="req", how="left", maintain_order="left")
+    return out.select(pl.col("lcp").fill_null(0).cast(pl.Int64).alias("lead_blocks"))
 
 
 def _min_quantile(x: np.ndarray, target_mean: float, upper: float) -> float:

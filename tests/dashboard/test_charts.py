@@ -416,6 +416,10 @@ def test_every_figure_has_a_title_and_axis_titles(demo_dir, demo_chat, composed,
             lru.frame, max_hit_ratio=lru.max_hit_ratio, block_tokens=lru.block_tokens,
             kv_bytes_per_token=hardware.MODELS[kv_model].kv_bytes_per_token, model=kv_model,
         ),
+        "lru_comparison": lambda: charts.lru_comparison(
+            prefix.compare_reuse(mooncake, mooncake.with_columns(hash_ids=mooncake["hash_ids"].list.head(2))).frame,
+            block_tokens=512, tolerance=prefix.LRU_TOLERANCE,
+        ),
         "prefix_depth_histogram": lambda: charts.prefix_depth_histogram(prefix.prefix_depth(mooncake).histogram),
         "top_prefixes": lambda: charts.top_prefixes(prefix.top_prefixes(mooncake, k=15).frame),
         "client_reuse": lambda: charts.client_reuse(
