@@ -413,3 +413,122 @@ def test_prefix_report_derives_block_ids_from_segments(servegen_dir):
     assert rep.depth.share_with_prefix > 0.3
     assert rep.sessions.method == "session_id" and rep.sessions.multi_turn_sessions >= 10
     assert prefix.with_block_ids(trace.with_columns(hash_ids=pl.lit([1], pl.List(pl.Int64))))["hash_ids"][0].to_list() == [1]
+
+
+# -- conversations from blocks alone ---------------------------------------------------------------
+
+
+def test_conversation_sessions_by_hand():
+    """Block size 4, outputs of 2 tokens. r1 extends r0 (11 >= 8 + 2) and r2 extends r1: r1's
+    complete blocks [1, 2] were seen before (r0), and r1 is their latest holder before r2.
+    r3 starts a session: the latest holder of [1, 2] before it is r1, and r3 (12 tokens) does
+    not hold r1's input and output (11 + 2). r4 (8 tokens, no new block) is a first turn and r5
+    (30 >= 8 + 2) its next turn."""
+    rows = [
+        (0, "a", 8, [1, 2]),
+        (1, "a", 11, [1, 2, 3]),
+        (2, "a", 15, [1, 2, 4, 5]),
+        (3, "a", 12, [1, 2, 6]),
+        (4, "a", 8, [1, 2]),
+        (5, "a", 30, [1, 2, 7, 8, 9, 10, 11, 12]),
+    ]
+    tr = make_trace(rows).with_columns(pl.Series("output_tokens", [2, 2, 2, 2, 2, 2]))
+    conv = prefix.sessions(tr, method="conversation", block_tokens=4)
+    assert conv.method == "conversation"
+    assert conv.requests["turn"].to_list() == [1, 2, 3, 1, 1, 2]
+    assert conv.sessions == 3
+    # the plain block rule needs a context that was new at its holder: r1's was not
+    assert prefix.sessions(tr, method="hash_ids", block_tokens=4).requests["turn"].to_list() != [1, 2, 3, 1, 1, 2]
+
+
+def test_conversation_sessions_on_a_synthetic_trace_match_its_session_ids():
+    """On a synthetic conversation trace (system prompts, shared documents, multi-turn sessions
+    with Gamma think times, built in tests/generate/_conversations.py) read from its hash_ids
+    alone, "conversation" finds the sessions its session_id names: their number, the median think
+    time and the median growth per turn within a few per cent."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).parents[1] / "generate"))
+    from _conversations import conversation_trace
+
+    src = conversation_trace(1)
+    truth = prefix.sessions(src, method="session_id")
+    found = prefix.sessions(src.drop("session_id"), method="conversation")
+    assert abs(found.sessions / truth.sessions - 1) < 0.05, (found.sessions, truth.sessions)
+    assert abs(found.multi_turn_sessions / truth.multi_turn_sessions - 1) < 0.05
+    assert abs(found.median_growth_tokens / truth.median_growth_tokens - 1) < 0.1
+    assert abs(found.median_gap_s / truth.median_gap_s - 1) < 0.15, (found.median_gap_s, truth.median_gap_s)
+    # the plain block rule takes other sessions' first turns (same prompt and document) for next turns
+    plain = prefix.sessions(src.drop("session_id"), method="hash_ids")
+    assert abs(plain.median_gap_s / truth.median_gap_s - 1) > 0.3
+
+
+# -- reuse at every cache size ----------------------------------------------------------------------
+
+
+def _segment_trace(seed: int, block: int) -> pl.DataFrame:
+    """Requests made of a shared prompt (one of 5) and their own tokens, hash_ids at ``block``."""
+    from servegen_core.blocks import hash_ids
+
+    rng = np.random.default_rng(seed)
+    n = 400
+    prompt = rng.integers(0, 5, n)
+    own = rng.integers(1, 3 * block, n)
+    plen = np.array([3, 5, 8, 2, 6]) * block
+    frame = pl.DataFrame({
+        "timestamp_s": np.arange(n, dtype=float),
+        "client_id": ["a"] * n,
+        "input_tokens": plen[prompt] + own,
+        "output_tokens": [1] * n,
+        "segment_ids": [[int(p) + 1, 100 + i] for i, p in enumerate(prompt)],
+        "segment_tokens": [[int(plen[p]), int(o)] for p, o in zip(prompt, own)],
+    })
+    return frame.with_columns(hash_ids(frame["segment_ids"], frame["segment_tokens"], block_size=block).alias("hash_ids"))
+
+
+@pytest.mark.parametrize("block", [16, 512])
+def test_block_tokens_of_reads_the_block_size(block):
+    tr = _segment_trace(0, block)
+    assert prefix.block_tokens_of(tr.drop("segment_ids", "segment_tokens")) == block
+    # lists that fit no single block size (one request with 10 ids for 20 tokens) give the default
+    bad = tr.with_columns(pl.when(pl.int_range(pl.len()) == 0).then(pl.lit(list(range(10)))).otherwise(pl.col("hash_ids")).alias("hash_ids"))
+    bad = bad.with_columns(pl.when(pl.int_range(pl.len()) == 0).then(20).otherwise(pl.col("input_tokens")).alias("input_tokens"))
+    assert prefix.block_tokens_of(bad, default=77) == 77
+    assert prefix.block_tokens_of(tr.drop("hash_ids")) == prefix.DEFAULT_BLOCK_TOKENS
+
+
+def test_compare_reuse_of_a_trace_with_itself(mooncake):
+    """A trace against itself: every ratio is 1 and it passes; the compared sizes run from the
+    first where the hit ratio reaches a tenth of its unbounded value to the first where it reaches
+    95 % of it, checked against an OrderedDict LRU at both ends."""
+    cmp = prefix.compare_reuse(mooncake, mooncake)
+    assert cmp.ok and cmp.passed and cmp.block_tokens == 512
+    assert cmp.frame["ratio"].to_list() == [1.0] * cmp.frame.height and cmp.frame.height >= 10
+    lists = mooncake["hash_ids"].to_list()
+    _, nodes, _ = trie_walk(lists)
+    stream = [k for req in nodes for k in req]
+    top = prefix.block_reuse(mooncake).reuse_ratio * len(stream)  # unbounded: every reused block
+    for cap, share in ((cmp.min_capacity, prefix.MEANINGFUL_SHARE), (cmp.flat_capacity, prefix.FLAT_SHARE)):
+        assert lru_hits(stream, cap) >= share * top > lru_hits(stream, cap - 1)
+    assert cmp.frame["capacity_blocks"][0] == cmp.min_capacity and cmp.frame["capacity_blocks"][-1] == cmp.flat_capacity
+
+
+def test_compare_reuse_fails_a_workload_that_shares_less(mooncake):
+    """The same requests keeping only their first two block ids share far fewer blocks: both the
+    reuse and the curve fail; a workload with no block ids gives an empty comparison naming it."""
+    cmp = prefix.compare_reuse(mooncake, mooncake.with_columns(pl.col("hash_ids").list.head(2)))
+    assert cmp.ok and not cmp.reuse_passed and not cmp.lru_passed
+    # fewer accesses: small caches hit a larger share of them, the unbounded cache a smaller one
+    assert abs(cmp.worst_ratio - 1) > 0.15 and not cmp.frame.filter(pl.col("capacity_blocks") == cmp.worst_capacity)["passed"][0]
+    empty = prefix.compare_reuse(mooncake, mooncake.drop("hash_ids"))
+    assert not empty.ok and "generated workload" in empty.reason and not empty.passed
+
+
+def test_compare_reuse_cuts_segments_at_the_source_block_size():
+    """A generated workload with prompt segments only gets its block ids at the source's block
+    size: the same requests as segments compare equal to their hash_ids."""
+    tr = _segment_trace(3, 16)
+    cmp = prefix.compare_reuse(tr.drop("segment_ids", "segment_tokens"), tr.drop("hash_ids"))
+    assert cmp.block_tokens == 16 and cmp.passed
+    assert cmp.reuse_ratio == 1.0

@@ -1,9 +1,10 @@
 """A synthetic conversation trace with known structure, for the conversation and reuse tests.
 
 Sessions start as a Poisson process; each uses one of ``prompts`` system prompts with Zipf
-popularity and, with probability ``doc_share``, one of ``docs`` shared documents (Zipf too)
+popularity (with probability ``prompt_share``; otherwise none) and, with probability ``doc_share``, one of ``docs`` shared documents (Zipf too)
 after it; a session has a geometric number of turns with Gamma think times; every later turn's
-input is the previous input, the previous answer and a new user message. ``hash_ids`` are
+input is the previous input, the previous answer and a new user message (the first user
+message: log-normal of median ``first_tokens``, at most ``first_max``; later ones median 150). ``hash_ids`` are
 512-token blocks of that content (a block is identified by the whole prefix up to its end).
 """
 
@@ -26,6 +27,9 @@ def conversation_trace(
     mean_turns: float = 3.0,
     think_mean_s: float = 60.0,
     block_size: int = 512,
+    prompt_share: float = 1.0,
+    first_tokens: float = 300.0,
+    first_max: int = 4000,
 ) -> pl.DataFrame:
     rng = np.random.default_rng(seed)
     n_sess = rng.poisson(session_rate * duration_s)
@@ -41,7 +45,9 @@ def conversation_trace(
     for s in range(n_sess):  # a test builder: a loop per session is fine here
         p = int(rng.choice(prompts, p=zipf_p))
         ids, toks = [1 + p], [int(prompt_len[p])]
-        if rng.random() < doc_share:
+        if prompt_share < 1.0 and rng.random() >= prompt_share:
+            ids, toks = [], []  # no system prompt
+        if doc_share > 0 and rng.random() < doc_share:
             d = int(rng.choice(docs, p=zipf_d))
             ids.append(1000 + p * docs + d)  # the document after this prompt: its own prefix
             toks.append(int(doc_len[d]))
@@ -50,7 +56,7 @@ def conversation_trace(
         for j in range(turns):
             seg_counter += 1
             ids.append(seg_counter)
-            toks.append(int(np.clip(rng.lognormal(np.log(150 if j else 300), 0.9), 5, 4000)))
+            toks.append(int(np.clip(rng.lognormal(np.log(150 if j else first_tokens), 0.9), 5, 4000 if j else first_max)))
             out = int(np.clip(rng.exponential(250), 1, 2000))
             if t < duration_s:
                 rows["timestamp_s"].append(float(t))
