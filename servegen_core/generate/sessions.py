@@ -59,7 +59,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import polars as pl
-from scipy.optimize import minimize_scalar
+from scipy.optimize import minimize_scalar, nnls
 from scipy.special import gammainc, ndtr, ndtri
 
 from servegen_core.blocks import TAG_KEY, TAG_PROMPT, TAG_TURN, block_keys, hash_ids, hash_parts, id63, lists_by_owner
@@ -108,9 +108,11 @@ def _start_counts(sess: Sessions, t0: np.ndarray, d: np.ndarray, target: np.ndar
     ``A[k, j]``, the expected turns that a start placed uniformly in window ``j`` puts in
     window ``k`` (1 for the start itself when ``k = j``, plus ``sum_m P(T > m)
     P(t + S_m in window k)`` with ``S_m`` Gamma, averaged over points of window ``j``), is
-    lower triangular; the starts solve ``A s = target`` by forward substitution (clipped at
+    lower triangular; the starts solve ``A s = target`` by forward substitution, clipped at
     0 where the target falls faster than earlier sessions' turns fade: such a window gets
-    more requests than its target). Turns past the span end fall in no window.
+    more requests than its target. When that happens the starts are solved again
+    (:func:`_total_kept_starts`) so that the expected total stays the targets' sum. Turns past
+    the span end fall in no window.
     """
     probs = np.array(sess.turn_probabilities())
     surv = 1.0 - np.concatenate([[0.0], np.cumsum(probs)[:-1]])  # P(T > m), m = 0..K-1
@@ -141,11 +143,37 @@ def _start_counts(sess: Sessions, t0: np.ndarray, d: np.ndarray, target: np.ndar
             val = val + 1.0
         A[b] = val
     starts = np.zeros(R)
+    clipped = False
     for k in range(R):
         acc = float(target[k])
         for b in range(1, min(len(A), k + 1)):
             acc -= A[b][k - b] * starts[k - b]
+        clipped |= acc < -1e-9 * max(float(target[k]), 1.0)
         starts[k] = max(acc, 0.0) / A[0][k]
+    return _total_kept_starts(A, target) if clipped else starts
+
+
+#: Weight of the total's row in :func:`_total_kept_starts`, relative to a window's.
+_TOTAL_WEIGHT = 1e3
+
+
+def _total_kept_starts(A: dict[int, np.ndarray], target: np.ndarray) -> np.ndarray:
+    """Non-negative starts whose expected requests follow ``target`` window by window in the
+    least-squares sense and keep its total: where a client's rate falls faster than its earlier
+    sessions' turns fade, forward substitution would clip starts at 0 and leave the excess in the
+    total; here earlier windows start fewer sessions instead (non-negative least squares over
+    the windows plus a heavily weighted row for the total, each window's row scaled by its
+    target's Poisson sd)."""
+    R = len(target)
+    M = np.zeros((R, R))
+    for b, band in A.items():
+        j = np.arange(R - b)
+        M[j + b, j] = band
+    t = np.asarray(target, dtype=np.float64)
+    w = np.full(R, 1.0 / np.sqrt(max(float(t.mean()), 1.0)))  # rate_tracking sums absolute errors
+    rows = np.vstack([M * w[:, None], _TOTAL_WEIGHT * M.sum(axis=0) / np.sqrt(max(t.sum(), 1.0))])
+    rhs = np.concatenate([t * w, [_TOTAL_WEIGHT * t.sum() / np.sqrt(max(t.sum(), 1.0))]])
+    starts, _residual = nnls(rows, rhs, maxiter=50 * R)
     return starts
 
 

@@ -244,6 +244,24 @@ def test_sessions_keep_the_input_marginal_and_the_request_total(workload):
     assert abs(report.check("total_requests")["value"] - 1) < 0.01
 
 
+def test_a_steep_rate_fall_keeps_the_request_total(top10, pool):
+    """With 600 s think times, client 104's rate falls from 23,893 to 1,396 requests per window
+    faster than its earlier sessions' turns fade: its last windows need no session starts at all,
+    and still get more turns than their targets. Its earlier windows start fewer sessions instead
+    (forward substitution alone clipped the starts at 0 and the workload came out 5.1 % over the
+    rate function's integral, client 104 8.6 % over its own)."""
+    slow = dataclasses.replace(SESSIONS, think_mean_s=600.0)
+    spec = top10(PrefixSpec(default=PrefixProfile(system_prompts=PROMPTS, sessions=slow)))
+    w = compose(spec, pool=pool)
+    plain = plan_workload(dataclasses.replace(spec, prefix=None), pool=pool).units
+    target = plain.row_expected[plain.row_client == list(plain.client_ids).index("104")].sum()
+    assert target > 20_000
+    got = w.trace.filter(pl.col("client_id") == "104").height
+    assert abs(got / target - 1) < 0.01, (got, target)
+    assert abs(w.trace.height / (100.0 * 3600) - 1) < 0.01
+    assert abs(validate(w).check("total_requests")["value"] - 1) < 0.01
+
+
 def test_a_cut_session_keeps_its_smallest_inputs_unbiased(top10, pool):
     """The span end cuts sessions short: the turns kept are i.i.d. draws put in order, so the
     last window's first turns are no smaller than its later turns' share would make them."""
