@@ -176,7 +176,8 @@ Meaning of the options (details in :mod:`servegen_core.generate.compose`)
         input distribution (requests of one prompt get lengths near each other). With
         probability ``repeat_share`` a session reuses the prompt of a recent prompted session
         of its client (``repeat_lag``: mean distance back, in prompted sessions), which gives
-        prompt reuse the temporal locality that small caches see.
+        prompt reuse the temporal locality that small caches see. ``lengths`` (optional, a
+        list of ``count`` whole numbers in popularity order) gives each prompt its own length.
 
         ``sessions``: the turn count of a session (``geometric`` with ``mean`` turns,
         truncated at ``max``; or an explicit ``pmf`` of ``[turns, probability]``) and the
@@ -766,7 +767,9 @@ class SystemPrompts:
     lengths near each other). Temporal locality: a prompted request reuses, with
     probability ``repeat_share``, the prompt of a recent prompted request of its client,
     ``l`` prompted requests back with ``l`` geometric of mean ``repeat_lag`` (0: prompts are
-    drawn independently of time).
+    drawn independently of time). ``lengths`` (optional, one per prompt in popularity order)
+    gives every prompt its own length in place of ``tokens``; longer prompts then go to the
+    sessions with longer first-turn inputs.
     """
 
     count: int = 10
@@ -777,9 +780,16 @@ class SystemPrompts:
     min_quantile: float = 0.0
     repeat_share: float = 0.0
     repeat_lag: float = 10.0
+    lengths: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
         _integer("system_prompts.count", self.count, minimum=1, maximum=MAX_PROMPTS)
+        lengths = tuple(_integer(f"system_prompts.lengths[{i}]", v, minimum=1) for i, v in enumerate(_list("system_prompts.lengths", self.lengths)))
+        object.__setattr__(self, "lengths", lengths)
+        if lengths and len(lengths) != self.count:
+            raise SpecError("system_prompts.lengths", f"give one length per prompt ({self.count}), got {len(lengths)}")
+        if lengths and isinstance(self.tokens, str):
+            raise SpecError("system_prompts.lengths", 'per-prompt lengths need tokens of a fixed length, not "input"')
         share = _number("system_prompts.request_share", self.request_share, minimum=0)
         if share > 1:
             raise SpecError("system_prompts.request_share", f"must lie in [0, 1], got {share}")
@@ -808,6 +818,7 @@ class SystemPrompts:
             "min_quantile": self.min_quantile,
             "repeat_share": self.repeat_share,
             "repeat_lag": self.repeat_lag,
+            **({"lengths": list(self.lengths)} if self.lengths else {}),
         }
 
 
@@ -1008,9 +1019,11 @@ def _parse_profile(where: str, value: Any) -> PrefixProfile:
 
 def _parse_system_prompts(where: str, value: Any) -> SystemPrompts:
     d = _mapping(where, value)
-    allowed = ("count", "request_share", "zipf_s", "tokens", "unique_tokens", "min_quantile", "repeat_share", "repeat_lag")
+    allowed = ("count", "request_share", "zipf_s", "tokens", "unique_tokens", "min_quantile", "repeat_share", "repeat_lag", "lengths")
     _keys(where, d, allowed)
     kw: dict[str, Any] = {}
+    if "lengths" in d:
+        kw["lengths"] = tuple(_integer(f"{where}.lengths[{i}]", v, minimum=1) for i, v in enumerate(_list(f"{where}.lengths", d["lengths"])))
     for k in ("count", "unique_tokens"):
         if k in d:
             kw[k] = _integer(f"{where}.{k}", d[k], minimum=0)

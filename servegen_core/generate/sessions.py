@@ -185,7 +185,10 @@ class PrefixPlan:
     System prompts: ``prompt_share`` (share of sessions using one), ``min_quantile``,
     ``repeat_share``, ``repeat_lag``, ``prompt_tokens`` (-1: the whole input),
     ``unique_tokens``, and the prompts' Zipf cumulative tables ``zipf_cum`` (client ``c``'s
-    values offset by ``c``, rows ``zipf_offsets[c]:zipf_offsets[c + 1]``). Sessions:
+    values offset by ``c``, rows ``zipf_offsets[c]:zipf_offsets[c + 1]``), laid out the same
+    way ``prompt_lengths`` (-1: ``prompt_tokens``) and ``prompt_rank`` (a prompt's length key:
+    its length rank among the client's prompts scaled into ``(0, 1)``; -1 without per-prompt
+    lengths). Sessions:
     ``has_sessions``, the turn-count cumulative tables ``turn_cum``/``turn_offsets`` (laid
     out the same way), the Gamma think time's ``think_shape`` and ``think_scale`` and
     ``mean_turns``. ``client_window_key`` is ``unit * n_clients + client`` of every unit row
@@ -216,6 +219,8 @@ class PrefixPlan:
     new_tokens_q: np.ndarray | None = None
     new_tokens_offsets: np.ndarray | None = None
     context_tokens: np.ndarray | None = None
+    prompt_lengths: np.ndarray | None = None
+    prompt_rank: np.ndarray | None = None
 
 
 def plan_prefix(plan: ComposePlan) -> ComposePlan:
@@ -245,6 +250,8 @@ def plan_prefix(plan: ComposePlan) -> ComposePlan:
     tokens = np.zeros(C, dtype=np.int64)  # -1: "input"
     unique = np.zeros(C, dtype=np.int64)
     zipf_cum: list[np.ndarray] = []
+    prompt_len: list[np.ndarray] = []
+    prompt_rank: list[np.ndarray] = []
     zipf_off = np.zeros(C + 1, dtype=np.int64)
     has_sess = np.zeros(C, dtype=bool)
     turn_cum: list[np.ndarray] = []
@@ -282,6 +289,11 @@ def plan_prefix(plan: ComposePlan) -> ComposePlan:
             cum = np.cumsum(w) / w.sum()
             cum[-1] = 1.0
             zipf_cum.append(cum + c)
+            own = np.asarray(sp.lengths, dtype=np.int64) if sp.lengths else np.full(sp.count, -1, dtype=np.int64)
+            prompt_len.append(own)
+            # longer prompts get larger length keys: their sessions the longer first turns
+            rank = np.argsort(np.argsort(own, kind="stable"), kind="stable")
+            prompt_rank.append((rank + 0.5) / sp.count if sp.lengths else np.full(sp.count, -1.0))
         zipf_off[c + 1] = zipf_off[c] + (len(zipf_cum[-1]) if sp is not None and sp.request_share > 0 else 0)
         ss = prof.sessions
         if ss is not None:
@@ -331,6 +343,8 @@ def plan_prefix(plan: ComposePlan) -> ComposePlan:
         new_tokens_q=np.concatenate(new_q) if new_q else np.zeros(0),
         new_tokens_offsets=new_off,
         context_tokens=cap,
+        prompt_lengths=np.concatenate(prompt_len) if prompt_len else np.zeros(0, dtype=np.int64),
+        prompt_rank=np.concatenate(prompt_rank) if prompt_rank else np.zeros(0),
     )
     return dataclasses.replace(plan, units=dataclasses.replace(units, row_expected=expected), prefix_plan=prefix_plan)
 
@@ -421,6 +435,9 @@ def _length_keys(
     sessions the prompt's own uniform number (from seed, client and prompt) scaled into
     ``[min_quantile, 1)``; for the others ``u_k`` spread so that all keys stay uniform."""
     prompt_key = hash_parts(TAG_KEY, seed, crank, prompt).astype(np.float64) / 2.0**64
+    if P.prompt_rank is not None and len(P.prompt_rank) and uses.any():
+        ranked = P.prompt_rank[np.minimum(P.zipf_offsets[crank] + prompt, len(P.prompt_rank) - 1)]
+        prompt_key = np.where(uses & (ranked >= 0), ranked, prompt_key)
     # keys: prompted rows in [q_min, 1); the others spread so that all keys stay uniform
     q_min = P.min_quantile[crank]
     key_p = q_min + (1.0 - q_min) * prompt_key
@@ -592,6 +609,9 @@ def _prompt_segments(
     first ``h_j`` tokens of the previous prompt plus output, then its own new tokens (see the
     module docstring)."""
     tok_cap = P.prompt_tokens[crank]
+    if P.prompt_lengths is not None and len(P.prompt_lengths) and uses.any():
+        own = P.prompt_lengths[np.minimum(P.zipf_offsets[crank] + prompt, len(P.prompt_lengths) - 1)]
+        tok_cap = np.where(uses & (own > 0), own, tok_cap)
     cap = np.where(tok_cap < 0, np.iinfo(np.int64).max, tok_cap)
     n = len(first)
     s_prompt = np.where(uses, np.minimum(cap, np.maximum(0, x[first] - P.unique_tokens[crank])), 0) if n else np.zeros(0, dtype=np.int64)
@@ -796,9 +816,9 @@ def session_chunks(
 # Fitting a prefix model from a trace with hash_ids
 # --------------------------------------------------------------------------------------------
 
-#: A fitted prompt is "document-style" (``tokens="input"``) when requests that reuse one share
-#: at least this median fraction of their input with it.
-DOCUMENT_SHARE = 0.5
+#: A fitted prompt is "document-style" (``tokens="input"``) when the requests of a prompt group
+#: have at least this median fraction of their input in common with the group's first request.
+DOCUMENT_SHARE = 0.9
 
 
 def _block_table(trace: pl.DataFrame) -> pl.DataFrame:
@@ -933,11 +953,15 @@ def fit_prefix(trace: pl.DataFrame, *, block_size: int = 512, per_client: bool =
     System prompts, over the sessions' first turns: requests whose first block is shared with
     another first turn form a prompt group; ``count`` is the number of groups,
     ``request_share`` the share of first turns in one, ``zipf_s`` the maximum-likelihood
-    Zipf exponent of the group sizes. Each reusing request's shared part is its prefix
-    depth in blocks (blocks seen earlier) times ``block_size``: when the median share of
-    the input is at least :data:`DOCUMENT_SHARE`, prompts are document-style
-    (``tokens="input"``, ``unique_tokens`` the median of input minus shared tokens),
-    otherwise ``tokens`` is the median shared length. None when no first block repeats.
+    Zipf exponent of the group sizes. A later request of a group has in common with the
+    group's first request the blocks both start with (times ``block_size``): when the median
+    share of the input in common is at least :data:`DOCUMENT_SHARE`, prompts are
+    document-style (``tokens="input"``, ``unique_tokens`` the median of input minus the
+    tokens seen earlier); otherwise each prompt has its own length, its group's median in
+    common (``lengths``, in popularity order; see :func:`_prompt_length`). None when no
+    first block repeats. Sessions read from blocks alone that look like conversations are
+    read again as chains of turns that hold the previous output (``method="conversation"``
+    of :func:`servegen_core.characterize.prefix.sessions`).
     """
     if "hash_ids" not in trace.columns:
         msg = "fit_prefix needs a trace with a hash_ids column (block ids per request)"
@@ -998,7 +1022,7 @@ def _fit_profile(trace: pl.DataFrame, block_size: int) -> PrefixProfile:
             (pl.col("depth") * block_size).clip(upper_bound=pl.col("x")).alias("shared"),
             (pl.col("lead_blocks") * block_size).clip(upper_bound=pl.col("x")).alias("common"),
         )
-        tokens, unique_tokens = _prompt_length(reuse)
+        tokens, unique_tokens, lengths = _prompt_length(reuse, prompted)
         q = float(prompted.height / firsts.height)
         rep_share, rep_lag = _locality(prompted, sizes)
         system_prompts = SystemPrompts(
@@ -1010,25 +1034,34 @@ def _fit_profile(trace: pl.DataFrame, block_size: int) -> PrefixProfile:
             zipf_s=round(_zipf_fit(sizes), 6),
             tokens=tokens,
             unique_tokens=max(0, unique_tokens),
+            lengths=lengths[:MAX_PROMPTS],
         )
     return PrefixProfile(system_prompts=system_prompts, sessions=sessions)
 
 
-def _prompt_length(reuse: pl.DataFrame) -> tuple[int | str, int]:
-    """``(tokens, unique_tokens)`` of the prompts, from the later requests of each prompt group
-    (``x`` input tokens, ``common`` tokens shared from the start with the group's first
-    request, ``shared`` with any earlier request): of a fixed length (the mean of ``common``)
-    or document-style (``"input"``, the input less the median of ``x - shared``), whichever
-    predicts ``common`` with the smaller mean absolute error. A prompt group whose requests
-    share a fixed part (a system prompt, then a document some of them sent again) is fixed;
-    one whose requests share all but a short tail is document-style."""
+def _prompt_length(reuse: pl.DataFrame, prompted: pl.DataFrame) -> tuple[int | str, int, tuple[int, ...]]:
+    """``(tokens, unique_tokens, lengths)`` of the prompts, from the later requests of each
+    prompt group (``reuse``: ``head`` its group, ``x`` input tokens, ``common`` tokens shared
+    from the start with the group's first request, ``shared`` with any earlier request).
+
+    Document-style (``"input"``, ``unique_tokens`` the median of ``x - shared``) when the
+    median share of the input that a request has in common with its group is at least
+    :data:`DOCUMENT_SHARE` (the requests of a group differ only in a short tail); otherwise
+    every prompt has its own length, its group's median ``common`` (``lengths`` in popularity
+    order: ``prompted``'s group sizes, largest first; ``tokens`` their mean). A group whose
+    requests share a system prompt, then a document some of them sent again, or their own
+    message, is of the second kind."""
     x = reuse["x"].to_numpy().astype(np.float64)
     common = reuse["common"].to_numpy().astype(np.float64)
-    fixed = max(1, int(round(float(common.mean()))))
-    unique = max(0, int(round(float(np.median(x - reuse["shared"].to_numpy())))))
-    err_fixed = float(np.abs(np.minimum(fixed, x) - common).mean())
-    err_input = float(np.abs(np.maximum(x - unique, 0.0) - common).mean())
-    return ("input", unique) if err_input <= err_fixed else (fixed, 1)
+    if float(np.median(common / np.maximum(x, 1.0))) >= DOCUMENT_SHARE:
+        return "input", max(0, int(round(float(np.median(x - reuse["shared"].to_numpy()))))), ()
+    own = reuse.group_by("head").agg(pl.col("common").median().round().cast(pl.Int64).clip(lower_bound=1).alias("L"))
+    order = (
+        prompted.group_by("head").agg(pl.len().alias("n")).join(own, on="head", how="left")
+        .sort(["n", "head"], descending=[True, False])
+    )
+    lengths = tuple(int(v) for v in order["L"].fill_null(1).to_list())
+    return max(1, int(round(float(common.mean())))), 1, lengths
 
 
 def _group_prompt_blocks(firsts: pl.DataFrame) -> pl.DataFrame:
