@@ -177,6 +177,16 @@ def test_preview_shows_the_generated_workloads_reuse_and_lru_curve(mooncake_path
     span_end = spec.span.start_s + spec.span.duration_s
     cut = source.filter((source["timestamp_s"] >= spec.span.start_s) & (source["timestamp_s"] < span_end))
     assert metrics["Source block reuse (same span and clients)"] == f"{prefix.block_reuse(cut).reuse_ratio:.1%}"
+    # the source's and the workload's LRU curves at every compared cache size (compare_reuse)
+    cmp = prefix.compare_reuse(cut, trace)
+    both = d.figure("pv_lru_compare")
+    assert title(both) == "LRU prefix-cache hit ratio: source vs generated"
+    assert both["layout"]["xaxis"]["type"] == "log" and "blocks of 512 tokens" in both["layout"]["xaxis"]["title"]["text"]
+    named = {t["name"]: t for t in both["data"] if t.get("name") in ("source trace", "generated workload")}
+    np.testing.assert_array_equal(values(named["source trace"], "x"), cmp.frame["capacity_blocks"].to_numpy())
+    np.testing.assert_allclose(values(named["source trace"], "y"), cmp.frame["source"].to_numpy() * 100)
+    np.testing.assert_allclose(values(named["generated workload"], "y"), cmp.frame["generated"].to_numpy() * 100)
+    assert any(f"{cmp.frame.height} sizes within" in c for c in d.captions())
 
 
 def test_preview_without_a_prefix_section_has_no_reuse_figure():
