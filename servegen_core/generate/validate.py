@@ -1074,7 +1074,12 @@ def _prefix_reuse(trace: pl.DataFrame, plan: ComposePlan, raw: pl.DataFrame | st
             _row("prefix_block_reuse", 0.0, reuse_target, 1 - tol_r, 1 + tol_r, trace.height, why),
             _row("prefix_lru_curve", 0.0, lru_target, 1 - tol_l, 1 + tol_l, 0, why),
         ]
-    cmp = characterize_prefix.compare_reuse(source, trace)
+    try:
+        cmp = characterize_prefix.compare_reuse(source, trace)
+    except ValueError as exc:  # more block accesses than the prefix module takes at once
+        cmp = characterize_prefix.ReuseComparison(
+            pl.DataFrame(), 0, math.nan, math.nan, math.nan, 0, 0, 0, math.nan, tol_r, tol_l, reason=str(exc)
+        )
     if not cmp.ok:
         return [
             _row("prefix_block_reuse", None, reuse_target, 1 - tol_r, 1 + tol_r, 0, cmp.reason),

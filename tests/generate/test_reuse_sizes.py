@@ -171,3 +171,15 @@ def test_mooncake_fitted_prefix_keeps_the_lru_curve(mooncake_path):
     fitted = fit_prefix(load_trace(mooncake_path).trace)
     for seed in SEEDS:
         assert validate(compose(_mooncake_spec(mooncake_path, fitted, seed))).check("prefix_lru_curve")["passed"], seed
+
+
+def test_a_workload_too_large_to_compare_is_not_measured(mooncake_path, monkeypatch):
+    """Past the prefix module's size guard the prefix gates have no verdict (and say why)
+    instead of failing validate."""
+    fitted = fit_prefix(load_trace(mooncake_path).trace)
+    workload = compose(_mooncake_spec(mooncake_path, fitted))
+    monkeypatch.setattr(characterize_prefix.compare_reuse, "__kwdefaults__", {**characterize_prefix.compare_reuse.__kwdefaults__, "max_accesses": 1000})
+    report = validate(workload)
+    for name in ("prefix_block_reuse", "prefix_lru_curve"):
+        row = report.check(name)
+        assert row["passed"] is None and "block accesses" in row["detail"], row
