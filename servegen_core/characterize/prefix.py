@@ -50,6 +50,20 @@ LRU prefix cache (:func:`lru_hit_ratio`, :func:`stack_distances`)
     of the same key, answered for all t at once with a wavelet matrix over ``next`` built
     level by level in NumPy: O(N log N), no loop per access.
 
+Conversations from blocks (``sessions(method="conversation")``)
+    As above, but a turn must also hold the previous turn's output (input at least the
+    previous input plus output), the previous turn is the latest earlier request whose
+    complete blocks the turn starts with (also when those blocks were seen before: a first
+    turn that ends inside a shared document still has its next turn), and a request has at
+    most one next turn, the earliest: chains, as conversations are.
+
+Reuse of a workload against its source (:func:`compare_reuse`)
+    Block reuse (generated / source, within :data:`REUSE_TOLERANCE`) and the LRU hit ratio at
+    :data:`COMPARE_POINTS` cache sizes, geometric from the smallest meaningful one (where the
+    source's ratio reaches :data:`MEANINGFUL_SHARE` of its unbounded value) to where the
+    source's curve flattens (:func:`flat_capacity`, :data:`FLAT_SHARE` of it), each within
+    :data:`LRU_TOLERANCE`; the block size is the source's (:func:`block_tokens_of`).
+
 Everything at once
     :func:`prefix_report` gives every statistic above from one flattening of the trace (what
     the dashboard's "Prefix reuse" page shows). A composed workload carries prompt segments
@@ -151,7 +165,7 @@ class PrefixDepth(Result):
 class Sessions(Result):
     """Multi-turn sessions, found from ``session_id`` or from requests that extend earlier ones.
 
-    ``method`` is ``"session_id"`` or ``"hash_ids"``. ``requests``: ``timestamp_s, client_id,
+    ``method`` is ``"session_id"``, ``"hash_ids"`` or ``"conversation"``. ``requests``: ``timestamp_s, client_id,
     session, turn`` per request (time order; a request outside any multi-turn session is a
     session of one turn). ``turns``: one row per follow-up turn (turn >= 2): ``session, turn,
     timestamp_s, gap_s`` (since the previous turn's arrival), ``input_tokens``,
