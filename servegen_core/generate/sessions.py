@@ -59,8 +59,9 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import polars as pl
-from scipy.optimize import minimize_scalar, nnls
+from scipy.optimize import brentq, minimize_scalar, nnls
 from scipy.special import gammainc, ndtr, ndtri
+from scipy.stats import gamma as gamma_dist
 
 from servegen_core.blocks import TAG_KEY, TAG_PROMPT, TAG_TURN, block_keys, hash_ids, hash_parts, id63, lists_by_owner
 from servegen_core.characterize import prefix as characterize_prefix
@@ -944,7 +945,8 @@ def fit_prefix(trace: pl.DataFrame, *, block_size: int = 512, per_client: bool =
 
     Sessions: as :func:`servegen_core.characterize.prefix.sessions` finds them (``session_id`` where the
     trace has it, else requests that extend an earlier request's complete blocks); the turn
-    count pmf and the Gamma think time (mean and CV of the gaps between consecutive turns)
+    count pmf and the Gamma think time (the mean of the gaps between consecutive turns, the CV
+    of the Gamma with their quartile ratio, :func:`_think_cv`)
     are measured. None when no session has two turns, or when the sessions were found from
     blocks and fewer than :data:`CONVERSATION_SHARE` of their follow-up turns grow by more than
     the previous output (repeated documents, as in the Mooncake trace: then every request
@@ -999,7 +1001,7 @@ def _fit_profile(trace: pl.DataFrame, block_size: int) -> PrefixProfile:
         gaps = found.turns["gap_s"].to_numpy()
         pmf = _turn_pmf(found, gaps, float(trace["timestamp_s"].max()))
         mean_gap = float(gaps.mean()) if len(gaps) else 1.0
-        cv = float(gaps.std() / mean_gap) if len(gaps) > 1 and mean_gap > 0 else 1.0
+        cv = _think_cv(gaps, mean_gap)
         first_input, new_tokens = _growth_tables(found, trace)
         sessions = Sessions(
             turns_kind="pmf", turns_pmf=pmf, think_mean_s=max(mean_gap, 1e-3), think_cv=max(cv, 1e-3),
@@ -1083,6 +1085,33 @@ def _group_prompt_blocks(firsts: pl.DataFrame) -> pl.DataFrame:
     )
     out = rows.select("req").join(common.select("req", "lcp"), on="req", how="left", maintain_order="left")
     return out.select(pl.col("lcp").fill_null(0).cast(pl.Int64).alias("lead_blocks"))
+
+
+def _think_cv(gaps: np.ndarray, mean_gap: float) -> float:
+    """CV of the Gamma think time whose quartile ratio (q75 / q25) is the gaps' own: robust to
+    a few gaps far from the rest (a turn read from blocks that was another session's, a user
+    who came back after hours), which the sample CV is not. The sample CV when there are fewer
+    than 8 gaps or the quartiles cannot be matched."""
+    moment = float(gaps.std() / mean_gap) if len(gaps) > 1 and mean_gap > 0 else 1.0
+    if len(gaps) < 8:
+        return moment
+    q25, q75 = np.quantile(gaps, [0.25, 0.75])
+    if not q25 > 0 or not q75 > q25:
+        return moment
+    ratio = float(q75 / q25)
+
+    def gap(log_k: float) -> float:
+        k = math.exp(log_k)
+        return float(gamma_dist.ppf(0.75, k) / gamma_dist.ppf(0.25, k)) - ratio
+
+    lo, hi = math.log(THINK_SHAPE_RANGE[0]), math.log(THINK_SHAPE_RANGE[1])
+    if not (np.isfinite(gap(lo)) and gap(lo) > 0 > gap(hi)):
+        return moment
+    return float(1.0 / math.sqrt(math.exp(brentq(gap, lo, hi, xtol=1e-6))))
+
+
+#: Gamma shapes the quartile fit of the think time searches (CV from 20 down to 0.01).
+THINK_SHAPE_RANGE = (0.0025, 1e4)
 
 
 def _min_quantile(x: np.ndarray, target_mean: float, upper: float) -> float:

@@ -90,14 +90,15 @@ def test_sessions_read_from_hash_ids_alone(conversations):
         assert cmp.reuse_passed, cmp.reuse_ratio
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "sessions read from hash_ids alone: the generated LRU hit ratio is 1.20-1.25x the source's at 15-119 blocks "
-    "(15-16 of 24 sizes outside 15 %): turns linked to the latest holder of a shared context make some sessions "
-    "of other users' turns"
-))
 def test_sessions_read_from_hash_ids_alone_keep_the_lru_curve(conversations):
-    _prefix, runs = _round_trip(conversations, conversations.drop("session_id"))
-    assert all(cmp.lru_passed for _w, cmp in runs), [cmp.worst_ratio for _w, cmp in runs]
+    """Some turns read from blocks are another session's (the latest holder of a shared prompt
+    and document): they add short gaps, and the gaps' sample CV is 1.24 where the builder's is
+    0.71. The think time's CV comes from the gaps' quartiles (0.82), and the LRU curve stays
+    within 15 % at every size (with the sample CV: 1.20-1.25x at 15-119 blocks)."""
+    prefix, runs = _round_trip(conversations, conversations.drop("session_id"))
+    assert 0.6 < prefix.default.sessions.think_cv < 0.95
+    for _w, cmp in runs:
+        assert cmp.lru_passed, cmp.frame.filter(~pl.col("passed"))
 
 
 def test_first_turns_that_complete_no_block_still_reuse_on_later_turns():
