@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import dataclasses
 
-import numpy as np
 import polars as pl
 import pytest
 
@@ -49,6 +48,23 @@ def _round_trip(source: pl.DataFrame, fit_on: pl.DataFrame | None = None) -> tup
 @pytest.fixture(scope="module")
 def conversations():
     return conversation_trace(1)
+
+
+def test_conversation_sessions_on_a_synthetic_trace_match_its_session_ids():
+    """On a synthetic conversation trace (system prompts, shared documents, multi-turn sessions
+    with Gamma think times, built in tests/generate/_conversations.py) read from its hash_ids
+    alone, "conversation" finds the sessions its session_id names: their number, the median think
+    time and the median growth per turn within a few per cent."""
+    src = conversation_trace(1)
+    truth = characterize_prefix.sessions(src, method="session_id")
+    found = characterize_prefix.sessions(src.drop("session_id"), method="conversation")
+    assert abs(found.sessions / truth.sessions - 1) < 0.05, (found.sessions, truth.sessions)
+    assert abs(found.multi_turn_sessions / truth.multi_turn_sessions - 1) < 0.05
+    assert abs(found.median_growth_tokens / truth.median_growth_tokens - 1) < 0.1
+    assert abs(found.median_gap_s / truth.median_gap_s - 1) < 0.15, (found.median_gap_s, truth.median_gap_s)
+    # the plain block rule takes other sessions' first turns (same prompt and document) for next turns
+    plain = characterize_prefix.sessions(src.drop("session_id"), method="hash_ids")
+    assert abs(plain.median_gap_s / truth.median_gap_s - 1) > 0.3
 
 
 def test_prompts_documents_and_sessions_keep_reuse_at_every_size(conversations):
