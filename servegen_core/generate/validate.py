@@ -739,7 +739,7 @@ def _dispersion(trace: pl.DataFrame, plan: ComposePlan) -> dict | None:
     try:
         raw = load_trace(
             plan.spec.resolve_path(src.path), preset=src.preset, columns=dict(src.columns) or None,
-            time_unit=src.time_unit, client_column=src.client_column,
+            time_unit=src.time_unit, client_column=src.client_column, hash_block_size=src.hash_block_size,
         ).trace
     except (OSError, ValueError) as exc:
         return _row("dispersion", None, target, 1 / 1.5, 1.5, 0, f"the source trace cannot be read again: {exc}")
