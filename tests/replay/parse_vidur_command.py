@@ -10,15 +10,24 @@ Vidur would simulate. Prints one JSON object.
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import sys
+import tempfile
 
 from vidur.config import SimulationConfig
 from vidur.request_generator.trace_replay_request_generator import TraceReplayRequestGenerator
 
 
 def main(argv: list[str]) -> int:
+    work = tempfile.mkdtemp(prefix="vidur-")
+    os.chdir(work)  # Vidur's config makes simulator_output/ in the working folder: a temporary one, removed
     sys.argv = ["vidur.main", *argv]
-    config = SimulationConfig.create_from_cli_args()
+    try:
+        config = SimulationConfig.create_from_cli_args()
+    finally:
+        os.chdir("/")
+        shutil.rmtree(work, ignore_errors=True)
     gen = config.request_generator_config
     requests = TraceReplayRequestGenerator(gen).generate_requests()
     print(json.dumps({
