@@ -69,11 +69,14 @@ def demo_source(option: str) -> Source:
 def _trace_source() -> Source | None:
     chosen = upload_or_path(
         "Trace file", keys=("src_trace_how", "src_trace_path", "src_upload"), allowed=TRACE_SUFFIXES,
-        path_label="Trace path (.csv, .parquet, .jsonl, optionally .gz)", persist=True,
+        path_label="Trace path (.csv, .parquet, .jsonl, optionally .gz; .json: a ServeGen conversation file)", persist=True,
     )
     if chosen is None:
         return None
     path, display = chosen
+    if path.suffix.lower() == ".json":  # ServeGen's conversation file: one layout, no columns to map
+        st.caption("ServeGen conversation file: turns read as sessions (load_conversations)")
+        return Source("trace", str(path), display_name=display)
     preset = st.selectbox(
         "Preset", [AUTO_PRESET, *PRESETS], key="src_preset", persist_state="session",
         help="\n\n".join(f"**{p.name}**: {p.description}" for p in PRESETS.values()),

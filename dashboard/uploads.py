@@ -45,7 +45,8 @@ from servegen_core.spec import ServeGenSource, TraceSource
 from settings import MAX_SESSION_UPLOAD_ENV, UPLOAD_MAX_AGE_H, max_session_upload_mb, servegen_folders
 
 #: File suffixes the trace loader reads (``.gz`` after one of the others): what a trace upload may end in.
-TRACE_SUFFIXES = ("csv", "parquet", "pq", "jsonl", "ndjson", "gz")
+#: ``.json`` is ServeGen's conversation file (``load_trace`` sends it to ``load_conversations``; not ``.json.gz``).
+TRACE_SUFFIXES = ("csv", "parquet", "pq", "jsonl", "ndjson", "json", "gz")
 
 #: Runs of characters an upload's file name may not keep (each becomes ``_``).
 _UPLOAD_NAME = re.compile(r"[^A-Za-z0-9._-]+")

@@ -3,7 +3,8 @@
 # the Python packages into .venv, Debian's Chromium for the browser tests when it is missing,
 # AIPerf into .venv-aiperf (requirements-replay.txt) for the replay test when it is missing,
 # GuideLLM's parser into .venv-guidellm (requirements-replay-guidellm.txt, no torch: about 650 MB,
-# 1-2 minutes) for tests/replay/test_replay_commands.py when it is missing.
+# 1-2 minutes) for tests/replay/test_replay_commands.py when it is missing, and Vidur into .venv-vidur
+# (requirements-replay-vidur.txt, about 2 minutes).
 # The shared reference data must sit at ../shared/data (or $SERVEGEN_SHARED_DATA); its absence fails the tests.
 # Extra arguments go to pytest, e.g. scripts/test.sh tests/sources/test_pool.py -x
 set -euo pipefail
@@ -29,6 +30,12 @@ if [ ! -x "$ROOT/.venv-guidellm/bin/guidellm" ]; then
     "$ROOT/.venv-guidellm/bin/python" -m pip install --quiet --disable-pip-version-check \
         -r "$ROOT/requirements-replay-guidellm.txt"
     "$ROOT/.venv-guidellm/bin/python" -m pip install --quiet --disable-pip-version-check --no-deps guidellm==0.8.1
+fi
+# Vidur 0.0.26 (its trace replay reader and parser, no torch): its own virtualenv, built once.
+if [ ! -x "$ROOT/.venv-vidur/bin/python" ] || ! "$ROOT/.venv-vidur/bin/python" -c "import vidur" 2>/dev/null; then
+    "${PYTHON:-python3}" -m venv "$ROOT/.venv-vidur"
+    "$ROOT/.venv-vidur/bin/python" -m pip install --quiet --disable-pip-version-check \
+        -r "$ROOT/requirements-replay-vidur.txt"
 fi
 cd "$ROOT"
 # The core's layering contract (pyproject.toml [tool.importlinter]): an upward import fails here.

@@ -63,7 +63,10 @@ Trace sources
     The three keys are written only when set, so a spec without them reads and writes as
     before; ``columns`` is written in :data:`~servegen_core.sources.traces.TARGETS` order.
     ``per_client`` (default ``true``) fits one client per ``client_id``, else one client
-    ``"all"``.
+    ``"all"``. ``hash_block_size`` (optional, written only when set) is the file's tokens per
+    ``hash_ids`` entry when it is not its layout's documented one (512 for Mooncake, 16 for the
+    Bailian and ServeGen offline releases): ``load_trace``'s ``hash_block_size``, checked against
+    the file, and the block size prefix fits and fidelity lines of this source use.
 
 Paths
     ``source.data_dir`` (the folder holding ``<category>/<model>/``) and ``source.path``
@@ -207,6 +210,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from servegen_core.errors import SpecError, quoted
+from servegen_core.limits import MAX_BLOCK_SIZE
 from servegen_core.paths import demo_data_dir, shared_data_dir, write_atomic
 from servegen_core.schema import DATETIME, TARGETS, TIME_UNITS
 
@@ -431,10 +435,14 @@ class TraceSource:
     columns: tuple[tuple[str, str], ...] = ()
     time_unit: str | None = None
     client_column: str | None = None
+    hash_block_size: int | None = None
     kind: ClassVar[str] = "trace"
 
     def __post_init__(self) -> None:
         _path_text("source.path", self.path)
+        if self.hash_block_size is not None:
+            block = _integer("source.hash_block_size", self.hash_block_size, minimum=1, maximum=MAX_BLOCK_SIZE)
+            object.__setattr__(self, "hash_block_size", block)
         if self.preset is not None:
             _string("source.preset", self.preset)
         _boolean("source.per_client", self.per_client)
@@ -464,6 +472,8 @@ class TraceSource:
             d["time_unit"] = self.time_unit
         if self.client_column is not None:
             d["client_column"] = self.client_column
+        if self.hash_block_size is not None:
+            d["hash_block_size"] = self.hash_block_size
         return d
 
 
@@ -1372,7 +1382,7 @@ def _reject_constant(name: str) -> float:
 
 def _parse_source(value: Any) -> Source:
     d = _mapping("source", value)
-    trace_keys = ("kind", "path", "preset", "per_client", "columns", "time_unit", "client_column")
+    trace_keys = ("kind", "path", "preset", "per_client", "columns", "time_unit", "client_column", "hash_block_size")
     _keys("source", d, ("kind", "data_dir", "model", *trace_keys[1:]), required=("kind",))
     kind = _string("source.kind", d["kind"], choices=tuple(_SOURCE_KINDS))
     if kind == "servegen":
@@ -1390,6 +1400,7 @@ def _parse_source(value: Any) -> Source:
         columns=() if columns is None else _trace_columns(_mapping("source.columns", columns)),
         time_unit=None if time_unit is None else _string("source.time_unit", time_unit, choices=(*TIME_UNITS, DATETIME)),
         client_column=None if client_column is None else _string("source.client_column", client_column),
+        hash_block_size=d.get("hash_block_size"),
     )
 
 

@@ -27,12 +27,12 @@ def _score(args: argparse.Namespace) -> SpecFidelity:
         if args.preset is not None:
             msg = "--preset applies to a --trace file"
             raise CliError(msg)
-        spec = read_spec(args.spec, seed=args.seed)
+        spec = read_spec(args.spec, seed=args.seed, hash_block_size=args.hash_block_size)
         return spec_fidelity(spec, naive=args.naive, alpha=args.alpha, max_requests=args.max_requests)
     check_preset(args.preset)
     return trace_round_trip(
         args.trace, preset=args.preset, seed=0 if args.seed is None else args.seed, naive=args.naive,
-        alpha=args.alpha, max_requests=args.max_requests,
+        alpha=args.alpha, max_requests=args.max_requests, hash_block_size=args.hash_block_size,
     )
 
 

@@ -15,7 +15,7 @@ from servegen_core.errors import ServeGenError
 from servegen_core.paths import demo_data_dir, shared_data_dir
 from servegen_core.sources.pool import list_models
 from servegen_core.sources.traces import LoadedTrace, load_trace
-from servegen_core.spec import WorkloadSpec
+from servegen_core.spec import TraceSource, WorkloadSpec
 
 __all__ = [
     "DATA_SHORTCUTS",
@@ -144,25 +144,27 @@ class LoadProgress:
         self.stream.flush()
 
 
-def load_trace_file(path: Path, *, preset: str | None) -> LoadedTrace:
+def load_trace_file(path: Path, *, preset: str | None, hash_block_size: int | None = None) -> LoadedTrace:
     """:func:`servegen_core.sources.traces.load_trace` with a progress line on stderr for a large file."""
     try:
         big = path.stat().st_size >= LOAD_PROGRESS_MIN_BYTES
     except OSError:
         big = False
     if not big:
-        return load_trace(path, preset=preset)
+        return load_trace(path, preset=preset, hash_block_size=hash_block_size)
     progress = LoadProgress(path, stream=sys.stderr)
     loaded = None
     try:
-        loaded = load_trace(path, preset=preset, progress=progress)
+        loaded = load_trace(path, preset=preset, progress=progress, hash_block_size=hash_block_size)
     finally:
         progress.close(None if loaded is None else loaded.trace.height)
     return loaded
 
 
-def read_spec(path: str | Path, *, seed: int | None = None) -> WorkloadSpec:
-    """Read a spec file (relative paths in it resolve against its folder); ``seed`` overrides its seed."""
+def read_spec(path: str | Path, *, seed: int | None = None, hash_block_size: int | None = None) -> WorkloadSpec:
+    """Read a spec file (relative paths in it resolve against its folder); ``seed`` overrides its seed,
+    ``hash_block_size`` its trace source's ``source.hash_block_size`` (``--hash-block-size``; an error
+    for a spec whose source is ServeGen data, which has no hash ids)."""
     p = Path(path)
     if not p.is_file():
         msg = f"spec file not found: {p}" if not p.exists() else f"not a file: {p}"
@@ -170,6 +172,11 @@ def read_spec(path: str | Path, *, seed: int | None = None) -> WorkloadSpec:
     spec = WorkloadSpec.from_file(p)
     if seed is not None:
         spec = dataclasses.replace(spec, seed=seed)
+    if hash_block_size is not None:
+        if not isinstance(spec.source, TraceSource):
+            msg = f"--hash-block-size applies to a trace source, but {p} composes from ServeGen data"
+            raise CliError(msg)
+        spec = dataclasses.replace(spec, source=dataclasses.replace(spec.source, hash_block_size=hash_block_size))
     return spec
 
 

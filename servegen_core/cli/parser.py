@@ -66,6 +66,19 @@ _alpha = _number_arg(float, lambda v: 0 < v < 1, "a significance level in (0, 1)
 _block_size = _number_arg(int, lambda v: 1 <= v <= MAX_BLOCK_SIZE, f"a whole number of tokens in [1, {MAX_BLOCK_SIZE:,}]")
 
 
+def _hash_block_size_argument(p: argparse.ArgumentParser, what: str, *aliases: str) -> None:
+    """``--hash-block-size TOKENS``: the tokens per ``hash_ids`` entry of the trace ``what`` names,
+    for a file whose block size is not its layout's documented one (dest ``hash_block_size``)."""
+    p.add_argument(
+        "--hash-block-size", *aliases, dest="hash_block_size", type=_block_size, default=None, metavar="TOKENS",
+        help=(
+            f"tokens per hash_ids entry of {what} (default: the layout's own, 512 for Mooncake, 16 for Bailian "
+            "and ServeGen offline traces; give it for other block sizes, e.g. 16 for a vllm export; a ServeGen "
+            "conversation file keeps its hashed lists as hash_ids only with it); checked against the file"
+        ),
+    )
+
+
 def _count(hi: int, what: str = "a whole number") -> Callable[[str], int]:
     return _number_arg(int, lambda v: 1 <= v <= hi, f"{what} in [1, {hi:,}]")
 
@@ -97,6 +110,7 @@ def _summary_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("source", metavar="SOURCE", help="ServeGen data folder ('demo', 'shared', a path) or a trace file")
     p.add_argument("--model", help="model of the data folder, e.g. language/m-large")
     p.add_argument("--preset", choices=list(PRESETS), help="column preset of a trace file (default: detected)")
+    _hash_block_size_argument(p, "a trace file")
     p.add_argument("--json", action="store_true", help="print a JSON object instead of text")
 
 
@@ -160,6 +174,7 @@ def _validate_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--spec", required=True, metavar="SPEC", help="workload spec (JSON)")
     p.add_argument("--workload", metavar="FILE", help="workload file to check (default: compose the spec)")
     p.add_argument("--preset", choices=list(PRESETS), help="column preset of the workload file (default: detected)")
+    _hash_block_size_argument(p, "the spec's trace source (sets source.hash_block_size)")
     p.add_argument("--seed", type=_seed, help="random seed (overrides the spec's)")
     p.add_argument("--json", action="store_true", help="print a JSON object instead of a table")
     p.add_argument(
@@ -187,10 +202,7 @@ def _spec_template_arguments(p: argparse.ArgumentParser) -> None:
         "--no-prefix", action="store_true",
         help="leave the prefix section out even when --trace has hash_ids (the export then has no prefix reuse)",
     )
-    p.add_argument(
-        "--block-size", type=_block_size, metavar="TOKENS",
-        help="tokens per hash id of --trace for --fit-prefix (default 512, Mooncake's)",
-    )
+    _hash_block_size_argument(p, "--trace, used by --fit-prefix and written to the spec's source.hash_block_size", "--block-size")
     p.add_argument(
         "--start-s", type=_nonneg_float,
         help="span start in seconds of the data (default: noon of day 1; a trace: its start)",
@@ -213,6 +225,7 @@ def _fidelity_arguments(p: argparse.ArgumentParser) -> None:
         help="raw trace file: the round trip fit -> compose -> compare (the spec spec-template --trace writes)",
     )
     p.add_argument("--preset", choices=list(PRESETS), help="column preset of the --trace file (default: detected)")
+    _hash_block_size_argument(p, "--trace, or of the --spec's trace source (sets source.hash_block_size); also the prefix lines' block size")
     p.add_argument("--seed", type=_seed, help="random seed (overrides the spec's; default 0 with --trace)")
     p.add_argument(
         "--alpha", type=_alpha, default=0.01,

@@ -17,6 +17,7 @@ from servegen_core.engines import ray as ray_engine
 from servegen_core.generate.sessions import fit_prefix as fit_prefix_section
 from servegen_core.sources.fit import length_correlation, pool_from_trace
 from servegen_core.sources.pool import list_models, load_pool
+from servegen_core.sources.traces import PRESETS
 from servegen_core.spec import ServeGenSource, Span, TraceSource, WorkloadSpec
 
 __all__ = ["TEMPLATE_DURATION_S", "TEMPLATE_START_S", "run", "spec_template"]
@@ -55,7 +56,9 @@ def spec_template(
     (:func:`servegen_core.sources.fit.length_correlation`, rounded to 4 decimals), so that composed
     lengths keep the source's rank correlation. ``fit_prefix`` adds a ``prefix`` section
     fitted to the trace's ``hash_ids`` (:func:`servegen_core.generate.sessions.fit_prefix`,
-    ``block_size`` tokens per id, 512 by default; one profile per client when the trace has
+    ``block_size`` tokens per id: the file's ``hash_block_size``, written into the spec's source and
+    checked against the file; by default its layout's own, 512 for Mooncake, 16 for the Bailian and
+    ServeGen offline traces; one profile per client when the trace has
     several clients) and fits ``length_correlation`` too (the prefix model keeps the copula
     between a turn's input and output). ``fit_prefix=None`` (the default) fits the section
     whenever the trace has ``hash_ids``, so a trace keeps its reuse unless asked not to
@@ -129,7 +132,7 @@ def _trace_template(
         msg = f"trace file not found: {path}"
         raise CliError(msg)
     check_preset(preset)
-    loaded = load_trace_file(path, preset=preset)
+    loaded = load_trace_file(path, preset=preset, hash_block_size=block_size)
     trace_df = loaded.trace.filter(~pl.col("failed").fill_null(False)) if "failed" in loaded.trace.columns else loaded.trace
     fit_trace = ray_engine.fit_pool if engine == "ray" else pool_from_trace
     pool = fit_trace(trace_df, name=f"trace/{path.name}")  # the pool a spec composes from
@@ -148,11 +151,14 @@ def _trace_template(
             raise CliError(msg)
         try:
             several = trace_df["client_id"].n_unique() > 1  # a profile per client, as the pool fits them
-            prefix = fit_prefix_section(trace_df, block_size=block_size or 512, per_client=several)
+            prefix = fit_prefix_section(trace_df, block_size=loaded.hash_block_size or 512, per_client=several)
         except ValueError as exc:
             raise CliError(str(exc)) from None
     return WorkloadSpec(
-        source=TraceSource(path=str(path.resolve()), preset=loaded.preset),
+        # a layout detected outside the presets (Bailian, ServeGen offline, conversations) is detected again
+        source=TraceSource(
+            path=str(path.resolve()), preset=loaded.preset if loaded.preset in PRESETS else None, hash_block_size=block_size,
+        ),
         span=Span(start_s=_whole(start), duration_s=None if duration_s is None else _whole(duration_s)),
         length_correlation=rho,
         seed=seed,
@@ -179,7 +185,7 @@ def run(args: argparse.Namespace, out: TextIO) -> int:
         preset=args.preset,
         fit_length_correlation=args.fit_length_correlation,
         fit_prefix=False if args.no_prefix else (True if args.fit_prefix else None),
-        block_size=args.block_size,
+        block_size=args.hash_block_size,
         engine=args.engine,
     )
     if args.output == "-":

@@ -9,7 +9,7 @@ from typing import Any, TextIO
 
 import polars as pl
 
-from servegen_core.characterize import arrivals, lengths, multimodal, rates, reasoning
+from servegen_core.characterize import arrivals, lengths, multimodal, prefix, rates, reasoning
 from servegen_core.cli.common import EXIT_OK, CliError
 from servegen_core.cli.inputs import DATA_SHORTCUTS, check_preset, load_trace_file, pool_source
 from servegen_core.cli.output import fmt_number, format_table, print_json
@@ -38,7 +38,7 @@ TOP_K = 10
 
 
 def _load_source(
-    text: str, *, model: str | None, preset: str | None
+    text: str, *, model: str | None, preset: str | None, hash_block_size: int | None = None
 ) -> tuple[ClientPool | pl.DataFrame, dict[str, Any], list[str]]:
     """A ClientPool or a RequestTrace for ``summary``, a description of it, and notes from loading."""
     path = Path(text).expanduser()
@@ -47,21 +47,23 @@ def _load_source(
         if model is not None:
             msg = f"--model applies to a ServeGen data folder, but {path} is a trace file"
             raise CliError(msg)
-        loaded = load_trace_file(path, preset=preset)
+        loaded = load_trace_file(path, preset=preset, hash_block_size=hash_block_size)
         info = {
             "kind": "trace",
             "path": str(path),
             "preset": loaded.preset,
             "preset_detected": loaded.detected,
             "timestamp_resolution_s": loaded.resolution.grid_s,
+            "hash_block_size": loaded.hash_block_size,
         }
         notes = list(loaded.warnings)
         if loaded.n_failed:
             notes.append(f"{loaded.n_failed:,} requests flagged as failed are included")
         return loaded.trace, info, notes
-    if preset is not None:
-        msg = f"--preset applies to a raw trace file, but {text} is not a file"
-        raise CliError(msg)
+    for flag, given in (("--preset", preset), ("--hash-block-size", hash_block_size)):
+        if given is not None:
+            msg = f"{flag} applies to a raw trace file, but {text} is not a file"
+            raise CliError(msg)
     data_dir, name = pool_source(text, model)
     pool = load_pool(data_dir, name)
     info = {"kind": "servegen", "data_dir": str(data_dir), "model": name}
@@ -146,6 +148,26 @@ def headline(source: ClientPool | pl.DataFrame) -> tuple[dict[str, Any], list[st
     return out, notes
 
 
+def _prefix_headline(trace: pl.DataFrame, block: int | None, notes: list[str]) -> dict[str, Any] | None:
+    """Prefix blocks of a trace with ``hash_ids``: tokens per id (``None``: not documented by its
+    layout nor given), ids, and the share of them seen earlier in the trace."""
+    reuse = prefix.block_reuse(trace)
+    if not reuse.ok:
+        notes.append(f"prefix blocks: {reuse.reason}")
+        return None
+    if block is None:
+        notes.append("prefix blocks: the file's tokens per hash id are not documented by its layout (give --hash-block-size)")
+    return {"hash_block_size": block, "blocks": reuse.blocks, "unique_blocks": reuse.unique_blocks, "reuse_ratio": reuse.reuse_ratio}
+
+
+def _prefix_lines(pre: dict[str, Any] | None) -> list[str]:
+    """The text line of the prefix headline (none without one)."""
+    if not pre:
+        return []
+    size = "unknown size" if pre["hash_block_size"] is None else f"{pre['hash_block_size']:,} tokens each"
+    return ["", f"prefix blocks  {fmt_number(pre['blocks'])} hash ids ({size}), {_pct(pre['reuse_ratio'])} seen earlier"]
+
+
 def _multimodal_headline(source: ClientPool | pl.DataFrame, notes: list[str]) -> dict[str, Any] | None:
     """Per modality: share of input tokens and share of requests carrying it."""
     shares = multimodal.modality_shares(source)
@@ -223,6 +245,7 @@ def _summary_text(info: dict[str, Any], head: dict[str, Any], notes: list[str]) 
     lines.extend(f"{k.ljust(width)}  {v}" for k, v in rows)
     lines.extend(_multimodal_lines(head.get("multimodal")))
     lines.extend(_reasoning_lines(head.get("reasoning")))
+    lines.extend(_prefix_lines(head.get("prefix")))
     if head["lengths"]:
         lines.append("")
         headers = ("field", "mean", "p50", "p90", "p99", "max")
@@ -286,9 +309,11 @@ def _pct(x: float | None) -> str:
 
 def run(args: argparse.Namespace, out: TextIO) -> int:
     """Print the headline characterization of ``args.source`` on ``out``, as text or JSON."""
-    source, info, notes = _load_source(args.source, model=args.model, preset=args.preset)
+    source, info, notes = _load_source(args.source, model=args.model, preset=args.preset, hash_block_size=args.hash_block_size)
     head, more = headline(source)
     notes.extend(more)
+    if isinstance(source, pl.DataFrame) and "hash_ids" in source.columns:
+        head["prefix"] = _prefix_headline(source, info.get("hash_block_size"), notes)
     if args.json:
         print_json({"source": info, **head, "notes": notes}, out)
     else:

@@ -100,7 +100,7 @@ def _print_text(out: TextIO, report: ValidationReport, what: str, notes: list[st
 
 def run(args: argparse.Namespace, out: TextIO) -> int:
     """Validate ``args.workload`` (or the workload ``args.spec`` composes); report on ``out``."""
-    spec = read_spec(args.spec, seed=args.seed)
+    spec = read_spec(args.spec, seed=args.seed, hash_block_size=args.hash_block_size)
     check = _check_composed if args.workload is None else _check_file
     report, what, notes = check(args, spec)
     if args.json:

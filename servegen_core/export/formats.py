@@ -75,6 +75,7 @@ __all__ = [
     "FormatInfo",
     "HASH_FORMATS",
     "SESSION_FORMATS",
+    "VIDUR_DATE",
     "VIDUR_MAX_TOKENS",
     "VLLM_BLOCK_SIZE",
     "ZERO_OUTPUT_NOTES",
@@ -102,6 +103,9 @@ __all__ = [
 DEFAULT_BLOCK_SIZE = 512
 #: vLLM ``timed_trace``'s ``--timed-trace-chunk-hash-size`` default (tokens per hash id).
 VLLM_BLOCK_SIZE = 16
+#: The ``Date`` of every row of a ``vidur`` export: Vidur's default ``trace_request_generator_config_date``
+#: (its trace replay keeps only the rows of that date; the printed command names it too).
+VIDUR_DATE = "2023-08-21"
 #: Vidur's trace request generator's default ``max_tokens`` (prefill + decode per request).
 VIDUR_MAX_TOKENS = 4096
 
@@ -500,19 +504,23 @@ def guidellm_frame(chunk: pl.DataFrame, ctx: ChunkContext) -> tuple[pl.DataFrame
 
 
 def vidur_frame(chunk: pl.DataFrame, ctx: ChunkContext) -> tuple[pl.DataFrame, ChunkContext]:
-    """Vidur trace CSV: ``arrived_at`` (seconds), ``num_prefill_tokens``, ``num_decode_tokens``.
+    """Vidur trace CSV: ``Date`` (:data:`VIDUR_DATE`), ``Time`` (seconds), ``PromptTokenCount``,
+    ``CompletionTokenCount``.
 
-    Sources: microsoft/vidur ``vidur/request_generator/trace_replay_request_generator.py``
-    (current revision reads these three columns, scales ``arrived_at`` by
-    ``time_scale_factor`` and clips both token counts to at least 1; older
-    revisions read ``Date, Time, PromptTokenCount, CompletionTokenCount``) and
-    ``data/processed_traces/splitwise_conv.csv`` (same header, seconds with six
-    decimals). No multimodal, reasoning or client fields.
+    Sources: microsoft/vidur ``vidur/request_generator/trace_replay_request_generator.py`` (the
+    revision on PyPI as vidur 0.0.26, run in tests/replay/test_replay_commands.py): it keeps the
+    rows whose ``Date`` equals ``trace_request_generator_config_date`` (default 2023-08-21),
+    multiplies ``PromptTokenCount`` by ``prefill_scale_factor`` (default 0.3),
+    ``CompletionTokenCount`` by ``decode_scale_factor`` (1) and ``Time`` by ``time_scale_factor``
+    (0.04), clips both counts to at least 1 and cuts prefill so that prefill + decode <=
+    ``max_tokens`` (4096); the printed command sets the date, all three factors to 1 and
+    ``max_tokens`` to the file's largest request. No multimodal, reasoning or client fields.
     """
     out = chunk.select(
-        arrived_at=pl.col("timestamp_s"),
-        num_prefill_tokens=pl.col("input_tokens"),
-        num_decode_tokens=pl.col("output_tokens"),
+        Date=pl.lit(VIDUR_DATE),
+        Time=pl.col("timestamp_s"),
+        PromptTokenCount=pl.col("input_tokens"),
+        CompletionTokenCount=pl.col("output_tokens"),
     )
     return out, replace(ctx, row_offset=ctx.row_offset + chunk.height)
 
@@ -784,10 +792,10 @@ FORMATS: dict[str, FormatInfo] = {
         name="vidur",
         extension=".csv",
         container="csv",
-        description="Vidur simulator trace CSV (arrived_at seconds, prefill and decode tokens)",
+        description="Vidur simulator trace CSV (Date, Time seconds, prompt and completion tokens)",
         columns=_BASIC,
-        fields=("arrived_at", "num_prefill_tokens", "num_decode_tokens"),
-        time_field="arrived_at",
+        fields=("Date", "Time", "PromptTokenCount", "CompletionTokenCount"),
+        time_field="Time",
         time_unit="s",
         citation=(
             "microsoft/vidur vidur/request_generator/trace_replay_request_generator.py, "
@@ -959,8 +967,8 @@ class ReplayCommand:
 
 # Templates: FILE (the export), BLOCK (tokens per hash id), ROWS (requests in the file), MAXTOK (the
 # largest prompt + output of one request), HEADER (BLIS's YAML header), STEM (the file name without
-# its extension). Flags checked against each consumer's own parser: AIPerf 0.13.0 and GuideLLM 0.8.1
-# in tests/replay/test_replay_commands.py; vLLM, SGLang, inference-perf, Vidur, splitwise-sim and
+# its extension). Flags checked against each consumer's own parser: AIPerf 0.13.0, GuideLLM 0.8.1 and
+# Vidur 0.0.26 in tests/replay/test_replay_commands.py; vLLM, SGLang, inference-perf, splitwise-sim and
 # BLIS from their published sources (cited per format), not run here.
 _AIPERF = (
     "aiperf profile --model <MODEL> --url <URL> --tokenizer <TOKENIZER> --endpoint-type chat --streaming "
@@ -1009,11 +1017,14 @@ _REPLAY: dict[str, tuple[tuple[str, str, str, str], ...]] = {
          "replays TIMESTAMP (from the first row) with exact lengths; no clients, sessions or prefix blocks"),
     ),
     "vidur": (
-        ("Vidur", "main",
+        ("Vidur", "0.0.26",
          "python -m vidur.main --replica_config_model_name <MODEL> --request_generator_config_type trace_replay "
-         "--trace_request_generator_config_trace_file FILE --trace_request_generator_config_max_tokens MAXTOK",
+         "--trace_request_generator_config_trace_file FILE --trace_request_generator_config_max_tokens MAXTOK "
+         f"--trace_request_generator_config_date {VIDUR_DATE} --trace_request_generator_config_prefill_scale_factor 1 "
+         "--trace_request_generator_config_decode_scale_factor 1 --trace_request_generator_config_time_scale_factor 1",
          "max_tokens is set to the file's largest prompt + output: at Vidur's default 4096 a request with "
-         "decode >= 4096 gets prefill <= 0; no clients, sessions or prefix blocks"),
+         "decode >= 4096 gets prefill <= 0; the scale factors are set to 1 (Vidur's defaults: prompts x 0.3, "
+         "times x 0.04); token counts of 0 become 1; no clients, sessions or prefix blocks"),
     ),
     "splitwise": (
         ("splitwise-sim", "main",

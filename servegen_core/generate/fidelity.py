@@ -36,7 +36,7 @@ from servegen_core.characterize.fidelity import FidelityReport, Reference, fidel
 from servegen_core.characterize.prefix import DEFAULT_BLOCK_TOKENS
 from servegen_core.generate.compose import compose, naive_spec
 from servegen_core.generate.plan import Workload
-from servegen_core.sources.load import load_source, load_source_trace, trace_source_pool
+from servegen_core.sources.load import load_source, read_source_trace, trace_source_pool
 from servegen_core.sources.pool import ClientPool
 from servegen_core.spec import MAX_SEED, NAIVE_KINDS, ObservedRate, Span, TraceSource, WorkloadSpec
 
@@ -132,7 +132,7 @@ def spec_fidelity(
     max_requests: int | None = None,
     reference_seed: int | None = None,
     prefix: bool = True,
-    block_tokens: int = DEFAULT_BLOCK_TOKENS,
+    block_tokens: int | None = None,
 ) -> SpecFidelity:
     """Compose ``spec`` (or its ``naive`` baseline) and score it against its source (see the module docstring).
 
@@ -140,7 +140,10 @@ def spec_fidelity(
     given); ``trace`` is a trace source's file already read as :func:`load_source_trace` reads
     it (read when not given); ``workload`` is the scored spec's workload already composed
     (composed here when not given; it must be ``compose`` of the scored spec). ``alpha``,
-    ``prefix`` and ``block_tokens`` are :func:`~servegen_core.characterize.fidelity.fidelity`'s;
+    ``prefix`` and ``block_tokens`` are :func:`~servegen_core.characterize.fidelity.fidelity`'s
+    (``block_tokens=None``: the trace source's tokens per ``hash_ids`` entry, its
+    ``hash_block_size`` or its layout's documented one, else
+    :data:`~servegen_core.characterize.prefix.DEFAULT_BLOCK_TOKENS`);
     ``max_requests`` bounds each composed workload as :func:`~servegen_core.generate.compose.compose`
     does; ``reference_seed`` is the seed of the model's second draw for a pool source
     (default :func:`reference_seed_of` the spec's seed).
@@ -156,7 +159,12 @@ def spec_fidelity(
         msg = "a trace is the source only of a spec with a trace source; this spec's source is ServeGen data"
         raise ValueError(msg)
     if on_trace and trace is None:
-        trace = load_source_trace(spec)
+        loaded = read_source_trace(spec)
+        trace = loaded.trace
+        if block_tokens is None:
+            block_tokens = loaded.hash_block_size
+    if block_tokens is None:
+        block_tokens = (spec.source.hash_block_size if on_trace else None) or DEFAULT_BLOCK_TOKENS
     if pool is None:
         pool = trace_source_pool(spec, trace) if trace is not None else load_source(spec)
     scored = naive_spec(spec, naive, pool=pool) if naive is not None else spec
@@ -214,15 +222,20 @@ def trace_round_trip(
     alpha: float = 0.01,
     max_requests: int | None = None,
     prefix: bool = True,
+    hash_block_size: int | None = None,
 ) -> SpecFidelity:
     """Fit the trace file at ``path``, compose it back and score the workload against the trace.
 
     The spec is the one ``servegen spec-template --trace`` writes: a trace source (the path
     made absolute, ``preset`` detected from the columns when ``None``) over the whole trace
-    with ``seed``; the trace is read once and fitted once. The other arguments are
-    :func:`spec_fidelity`'s.
+    with ``seed`` and ``hash_block_size`` (the file's tokens per ``hash_ids`` entry when not its
+    layout's own, also the block size of the prefix lines); the trace is read once and fitted
+    once. The other arguments are :func:`spec_fidelity`'s.
     """
-    source = TraceSource(path=str(Path(path).expanduser().resolve()), preset=preset)
+    source = TraceSource(path=str(Path(path).expanduser().resolve()), preset=preset, hash_block_size=hash_block_size)
     spec = WorkloadSpec(source=source, span=Span(start_s=0), seed=seed)
-    trace = load_source_trace(spec)
-    return spec_fidelity(spec, trace=trace, naive=naive, alpha=alpha, max_requests=max_requests, prefix=prefix)
+    loaded = read_source_trace(spec)
+    return spec_fidelity(
+        spec, trace=loaded.trace, naive=naive, alpha=alpha, max_requests=max_requests, prefix=prefix,
+        block_tokens=loaded.hash_block_size,
+    )

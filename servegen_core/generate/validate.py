@@ -751,7 +751,7 @@ def _source_trace(plan: ComposePlan) -> pl.DataFrame | str | None:
     try:
         return load_trace(
             plan.spec.resolve_path(src.path), preset=src.preset, columns=dict(src.columns) or None,
-            time_unit=src.time_unit, client_column=src.client_column,
+            time_unit=src.time_unit, client_column=src.client_column, hash_block_size=src.hash_block_size,
         ).trace
     except (OSError, ValueError) as exc:
         return f"the source trace cannot be read again: {exc}"

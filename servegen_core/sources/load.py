@@ -12,10 +12,10 @@ from servegen_core.errors import DataFormatError, SpecError
 from servegen_core.paths import confine
 from servegen_core.sources.fit import pool_from_trace
 from servegen_core.sources.pool import ClientPool, list_models, load_pool
-from servegen_core.sources.traces import PRESETS, load_trace
+from servegen_core.sources.traces import PRESETS, LoadedTrace, load_trace
 from servegen_core.spec import ServeGenSource, WorkloadSpec
 
-__all__ = ["load_source", "load_source_trace", "source_location", "trace_source_pool"]
+__all__ = ["load_source", "load_source_trace", "read_source_trace", "source_location", "trace_source_pool"]
 
 
 def source_location(spec: WorkloadSpec, text: str, *, roots: Sequence[str | Path] | None) -> Path:
@@ -94,10 +94,16 @@ def trace_source_pool(spec: WorkloadSpec, trace: pl.DataFrame) -> ClientPool:
 
 
 def load_source_trace(spec: WorkloadSpec, *, roots: Sequence[str | Path] | None = None) -> pl.DataFrame:
+    """The RequestTrace of :func:`read_source_trace` (its ``trace``, failed requests dropped)."""
+    return read_source_trace(spec, roots=roots).trace
+
+
+def read_source_trace(spec: WorkloadSpec, *, roots: Sequence[str | Path] | None = None) -> LoadedTrace:
     """The RequestTrace a spec with a trace source composes from: the file read with the
-    source's ``preset``, ``columns``, ``time_unit`` and ``client_column``, failed requests
-    dropped (what :func:`load_source` fits to a pool). ``roots`` confines ``source.path`` as
-    :func:`load_source` does.
+    source's ``preset``, ``columns``, ``time_unit``, ``client_column`` and ``hash_block_size``, failed requests
+    dropped (what :func:`load_source` fits to a pool), as a
+    :class:`~servegen_core.sources.traces.LoadedTrace` (its ``hash_block_size``: the source's, else
+    the layout's documented one). ``roots`` confines ``source.path`` as :func:`load_source` does.
 
     Raises :class:`SpecError` for a ServeGen source (it is a client pool, not a trace) and,
     for a trace source, as :func:`load_source` does.
@@ -117,6 +123,7 @@ def load_source_trace(spec: WorkloadSpec, *, roots: Sequence[str | Path] | None 
             columns=dict(src.columns) or None,
             time_unit=src.time_unit,
             client_column=src.client_column,
+            hash_block_size=src.hash_block_size,
         )
     except DataFormatError:
         raise
@@ -124,5 +131,5 @@ def load_source_trace(spec: WorkloadSpec, *, roots: Sequence[str | Path] | None 
         raise SpecError("source.columns", str(exc)) from None
     trace = loaded.trace
     if "failed" in trace.columns:
-        trace = trace.filter(~pl.col("failed").fill_null(False))
-    return trace
+        loaded = dataclasses.replace(loaded, trace=trace.filter(~pl.col("failed").fill_null(False)))
+    return loaded

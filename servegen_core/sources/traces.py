@@ -79,7 +79,7 @@ import shutil
 import tempfile
 import zlib
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from glob import escape as _glob_escape
 from pathlib import Path
 from types import MappingProxyType
@@ -121,6 +121,7 @@ __all__ = [
     "BAILIAN_FIELDS",
     "CONVERSATION_FIELDS",
     "CONVERSATION_MAX_BYTES",
+    "FORMAT_HASH_BLOCK_SIZE",
     "LINKED_BLOCK_SIZE",
     "OFFLINE_FIELDS",
     "PRESETS",
@@ -129,6 +130,7 @@ __all__ = [
     "GRID_MIN_GAPS",
     "GRID_SHARE",
     "linked_trace_kind",
+    "conversation_turns_estimate",
     "load_conversations",
     "load_linked_trace",
     "QUANTIZED_GRID_S",
@@ -273,6 +275,11 @@ BAILIAN_FIELDS = ("chat_id", "parent_chat_id", "timestamp", "input_length", "out
 OFFLINE_FIELDS = ("request_id", "type", "input_length", "output_length", "hash_ids", "img_ids", "duration")
 #: Tokens per hash id in both releases.
 LINKED_BLOCK_SIZE = 16
+#: Tokens per ``hash_ids`` entry that a trace's own layout documents, by the preset (or detected
+#: layout) it was read with: Mooncake's 512-token blocks, the Bailian and ServeGen offline releases'
+#: 16. A layout not listed has no documented block size: :func:`load_trace`'s ``hash_block_size``
+#: states it (its :attr:`LoadedTrace.hash_block_size`).
+FORMAT_HASH_BLOCK_SIZE = MappingProxyType({"mooncake": 512, "bailian": LINKED_BLOCK_SIZE, "servegen_offline": LINKED_BLOCK_SIZE})
 _INT_FIELDS = ("chat_id", "parent_chat_id", "input_length", "output_length", "turn", "request_id")
 
 
@@ -573,7 +580,7 @@ def load_conversations(path: str | Path, *, hash_block_size: int | None = None, 
     if hash_block_size is not None and not (isinstance(hash_block_size, int) and 0 < hash_block_size <= MAX_BLOCK_SIZE):
         msg = f"hash_block_size must be a whole number of tokens from 1 to {MAX_BLOCK_SIZE}, got {hash_block_size!r}"
         raise OptionError(msg)
-    ids, turns = _conversation_turns(path, _conversation_document(path))
+    ids, turns = _conversation_turns(path, _conversation_document(path, max_rows))
     lengths = np.fromiter((len(t) for t in turns), dtype=np.int64, count=len(turns))
     limit = default_max_rows() if max_rows is None else max_rows
     if int(lengths.sum()) > limit:
@@ -625,8 +632,41 @@ def load_conversations(path: str | Path, *, hash_block_size: int | None = None, 
     return _detected_trace(out.sort("timestamp_s", maintain_order=True), path, "servegen_conversations", "json", mapped, warnings, start)
 
 
-def _conversation_document(path: Path) -> object:
-    """The parsed JSON of a conversation file, refused above :data:`CONVERSATION_MAX_BYTES`."""
+class _RepeatedKey(ValueError):
+    """A JSON object of a conversation file names ``key`` twice."""
+
+    def __init__(self, key: str) -> None:
+        super().__init__(key)
+        self.key = key
+
+
+def _unique_pairs(pairs: list[tuple[str, object]]) -> dict:
+    """``json.loads``'s ``object_pairs_hook``: the object as a dict, or :class:`_RepeatedKey` for the
+    first key it repeats (JSON leaves duplicates undefined; Python would keep the last silently)."""
+    obj = dict(pairs)
+    if len(obj) != len(pairs):
+        seen: set[str] = set()
+        raise _RepeatedKey(next(k for k, _ in pairs if k in seen or seen.add(k)))
+    return obj
+
+
+def conversation_turns_estimate(path: Path) -> int:
+    """Turns of a conversation file counted before it is parsed: the occurrences of the key
+    ``"input_token_count"`` (one per turn), counted in 1 MB blocks of the raw bytes (nothing kept)."""
+    key = b'"input_token_count"'
+    count, carry = 0, b""
+    with path.open("rb") as fh:
+        while block := fh.read(_GZIP_BLOCK):
+            data = carry + block  # the carry, shorter than the key, holds no whole key: none is counted twice
+            count += data.count(key)
+            carry = data[-(len(key) - 1):]
+    return count
+
+
+def _conversation_document(path: Path, max_rows: int | None = None) -> object:
+    """The parsed JSON of a conversation file, refused above :data:`CONVERSATION_MAX_BYTES` or, from a
+    count of its turns before parsing (:func:`conversation_turns_estimate`), above ``max_rows`` turns;
+    a key repeated in an object and nesting deeper than Python parses are errors naming the file."""
     if not path.is_file():
         msg = f"trace file not found: {path}"
         raise FileNotFoundError(msg)
@@ -634,8 +674,18 @@ def _conversation_document(path: Path) -> object:
     if size > CONVERSATION_MAX_BYTES:
         raise InputTooLargeError(path, "bytes", size, CONVERSATION_MAX_BYTES, estimated="the file's size",
                                  hint="a conversation file is parsed whole")
+    limit = default_max_rows() if max_rows is None else max_rows
+    turns = conversation_turns_estimate(path)
+    if turns > limit:
+        hint = f"raise ${MAX_ROWS_ENV}" if max_rows is None else "load a file of fewer turns"
+        raise InputTooLargeError(path, "turns", turns, limit, estimated="counted before parsing", hint=hint)
     try:
-        return json.loads(path.read_bytes(), parse_constant=_reject_constant)
+        return json.loads(path.read_bytes(), parse_constant=_reject_constant, object_pairs_hook=_unique_pairs)
+    except _RepeatedKey as exc:
+        msg = f"an object names the key {quoted(exc.key)} twice (a conversation file names each key once)"
+        raise DataFormatError(path, None, msg) from None
+    except RecursionError:
+        raise DataFormatError(path, None, "not a conversation file: its JSON is nested too deeply") from None
     except (UnicodeDecodeError, ValueError) as exc:
         where = f"line {exc.lineno}, column {exc.colno}" if isinstance(exc, json.JSONDecodeError) else None
         raise DataFormatError(path, where, f"not a JSON document: {getattr(exc, 'msg', exc)}") from None
@@ -789,6 +839,10 @@ class LoadedTrace:
     #: Wall-clock time (UTC, naive) of ``timestamp_s = 0`` when the file gives wall-clock
     #: times (e.g. Azure's ``2023-11-16 18:15:46.68``), else ``None``.
     start_time: datetime.datetime | None = None
+    #: Tokens per ``hash_ids`` entry: the ``hash_block_size`` given to :func:`load_trace`, else the
+    #: one the layout documents (:data:`FORMAT_HASH_BLOCK_SIZE`), else ``None`` (unknown, or no
+    #: ``hash_ids``); what prefix statistics and fits of this trace should use.
+    hash_block_size: int | None = None
 
     @property
     def summary(self) -> str:
@@ -1699,6 +1753,7 @@ def load_trace(
     max_rows: int | None = None,
     max_columns: int | None = None,
     progress: Callable[[int], object] | None = None,
+    hash_block_size: int | None = None,
 ) -> LoadedTrace:
     """Read a raw request trace into a validated RequestTrace.
 
@@ -1738,6 +1793,15 @@ def load_trace(
     progress:
         Called with the number of rows read so far, after each batch of
         :data:`_BATCH_ROWS` rows (e.g. to draw a progress bar for a large file).
+    hash_block_size:
+        Tokens per ``hash_ids`` entry of this file, for a trace whose block size is not its
+        layout's documented one (:data:`FORMAT_HASH_BLOCK_SIZE`: 512 for Mooncake, 16 for the
+        Bailian and ServeGen offline releases), e.g. a ``vllm`` export's 16-token ids read with
+        the ``timed_trace`` preset. It becomes :attr:`LoadedTrace.hash_block_size`, and every
+        ``hash_ids`` list must then hold between ``floor(input_tokens / B)`` and
+        ``ceil(input_tokens / B)`` ids (a file of other blocks is refused, naming the first row
+        that contradicts it). A ServeGen conversation file keeps its hashed input lists as
+        ``hash_ids`` only with it (:func:`load_conversations`).
 
     Limits
     ------
@@ -1775,11 +1839,13 @@ def load_trace(
     if preset is not None and preset not in PRESETS:
         msg = f"unknown preset {quoted(preset)}; choose from {list(PRESETS)}"
         raise OptionError(msg)
+    _check_block_size_arg(hash_block_size)
     if preset is None and columns is None and path.suffix == ".json":  # ServeGen's conversation file
-        return load_conversations(path, max_rows=max_rows)
+        block = None if hash_block_size is None else int(hash_block_size)
+        return _with_block_size(load_conversations(path, hash_block_size=block, max_rows=max_rows), block)
     if preset is None and columns is None and _FORMATS.get(Path(path.name.removesuffix(".gz")).suffix) == "jsonl":
         if linked_trace_kind(trace_columns(path)) is not None:  # Bailian or ServeGen offline: their own loader
-            return load_linked_trace(path)
+            return _with_block_size(load_linked_trace(path), hash_block_size)
     src = _Source(
         path,
         max_rows=default_max_rows() if max_rows is None else max_rows,
@@ -1787,12 +1853,49 @@ def load_trace(
         env_limits=max_rows is None and max_columns is None,
     )
     try:
-        return _load_trace(
+        loaded = _load_trace(
             src, preset=preset, columns=columns, time_unit=time_unit, client_column=client_column, sort=sort,
             max_span_s=max_span_s, progress=progress,
         )
     finally:
         src.close()
+    return _with_block_size(loaded, hash_block_size)
+
+
+def _check_block_size_arg(hash_block_size: int | None) -> None:
+    """``hash_block_size`` is ``None`` or a whole number of tokens in [1, MAX_BLOCK_SIZE]."""
+    if hash_block_size is None:
+        return
+    if isinstance(hash_block_size, bool) or not isinstance(hash_block_size, (int, np.integer)) or not (
+        1 <= hash_block_size <= MAX_BLOCK_SIZE
+    ):
+        msg = f"hash_block_size must be a whole number of tokens from 1 to {MAX_BLOCK_SIZE:,}, got {hash_block_size!r}"
+        raise OptionError(msg)
+
+
+def _with_block_size(loaded: LoadedTrace, hash_block_size: int | None) -> LoadedTrace:
+    """``loaded`` with its :attr:`~LoadedTrace.hash_block_size`: the stated one, checked against the
+    file's ``hash_ids`` counts, else the layout's documented one (``None`` without ``hash_ids``)."""
+    trace = loaded.trace
+    has_ids = "hash_ids" in trace.columns and trace["hash_ids"].null_count() < trace.height
+    if hash_block_size is None:
+        return replace(loaded, hash_block_size=FORMAT_HASH_BLOCK_SIZE.get(loaded.preset) if has_ids else None)
+    block = int(hash_block_size)
+    if has_ids and "input_tokens" in trace.columns:
+        n = pl.col("hash_ids").list.len()
+        tokens = pl.col("input_tokens").cast(pl.Int64)
+        bad = trace.with_row_index("__row").filter(
+            pl.col("hash_ids").is_not_null() & ((n < tokens // block) | (n > (tokens + block - 1) // block))
+        )
+        if bad.height:
+            first = bad.row(0, named=True)
+            msg = (
+                f"hash_ids do not hold {block:,}-token blocks (hash_block_size): {bad.height:,} request(s) have a "
+                f"count outside [floor, ceil](input_tokens / {block:,}), the first (request {first['__row'] + 1:,} "
+                f"in time order) {len(first['hash_ids']):,} ids for {first['input_tokens']:,} input tokens"
+            )
+            raise DataFormatError(Path(loaded.path), "column hash_ids", msg)
+    return replace(loaded, hash_block_size=block)
 
 
 def _load_trace(

@@ -32,7 +32,7 @@ def test_generate_matches_python_api_bytes(capsys, tmp_path, fmt):
     rows = int(re.search(r"wrote ([\d,]+) requests", out).group(1).replace(",", ""))
     most = None
     if fmt == "vidur":
-        most = int(pl.read_csv(target).select(pl.max_horizontal(pl.col("num_prefill_tokens") + pl.col("num_decode_tokens")).max()).item())
+        most = int(pl.read_csv(target).select(pl.max_horizontal(pl.col("PromptTokenCount") + pl.col("CompletionTokenCount")).max()).item())
     for command in replay_commands(fmt, target, rows=rows, max_request_tokens=most):
         assert f"replay ({command.consumer} {command.version}): {command.text}\n" in out
     assert ("replay (" in out) == bool(FORMATS[fmt].usage)

@@ -57,8 +57,8 @@ def test_csv_benchmark_formats_fields_units_and_counts(workload, tmp_path, fmt):
     assert res.rows == len(rows) == workload.height
     seconds = np.array([float(r[info.time_field]) for r in rows])
     assert np.abs(seconds - workload["timestamp_s"].to_numpy()).max() <= 5e-7
-    inp = {"vidur": "num_prefill_tokens", "splitwise": "prompt_size", "burstgpt": "Request tokens"}[fmt]
-    out = {"vidur": "num_decode_tokens", "splitwise": "token_size", "burstgpt": "Response tokens"}[fmt]
+    inp = {"vidur": "PromptTokenCount", "splitwise": "prompt_size", "burstgpt": "Request tokens"}[fmt]
+    out = {"vidur": "CompletionTokenCount", "splitwise": "token_size", "burstgpt": "Response tokens"}[fmt]
     assert [int(r[inp]) for r in rows] == workload["input_tokens"].to_list()
     assert [int(r[out]) for r in rows] == workload["output_tokens"].to_list()
     if fmt == "splitwise":
@@ -85,7 +85,7 @@ def test_seconds_written_with_six_decimals(tmp_path):
     text = export_noting(df, tmp_path / "v.jsonl", "vllm").path.read_text()
     assert re.findall(r'"timestamp": ([0-9.]+),', text) == ["0.000000", "1.000000", "3.000000", "86399.123457"]
     _, rows = read_csv(export_noting(df, tmp_path / "v.csv", "vidur").path)
-    assert [r["arrived_at"] for r in rows] == ["0.000000", "1.000000", "3.000000", "86399.123457"]
+    assert [r["Time"] for r in rows] == ["0.000000", "1.000000", "3.000000", "86399.123457"]
     moon = read_jsonl(export_noting(df, tmp_path / "m.jsonl", "mooncake").path)
     assert [r["timestamp"] for r in moon] == [0, 1000, 3000, 86399123]
 

@@ -16,8 +16,13 @@ after the program name go to the tool's parser, in the tool's own virtualenv:
   replay profile, with no request limit. Where GuideLLM's data package imports (it needs torch, which
   ``scripts/test.sh`` leaves out: about 6 GB), every row also passes ``MooncakeTraceFormat.validate_row``.
 
-vLLM 0.34, SGLang, inference-perf, Vidur, splitwise-sim and BLIS are not installable here (GPU
-builds, Go binary, or no package); their commands are checked against their published sources only
+- Vidur 0.0.26 (``.venv-vidur``, or ``$SERVEGEN_VIDUR_PYTHON``): ``parse_vidur_command.py`` runs
+  ``SimulationConfig.create_from_cli_args`` (what ``python -m vidur.main`` does) and Vidur's
+  ``TraceReplayRequestGenerator`` on the file: every row must become a request at our time (s)
+  with our lengths (a 0-token answer becomes 1, as Vidur clips), none cut by ``max_tokens``.
+
+vLLM 0.34, SGLang, inference-perf (Python >= 3.12), splitwise-sim and BLIS are not installable here
+(GPU builds, Go binary, or no package); their commands are checked against their published sources only
 (tests/export/test_export_consumers.py checks what the commands carry).
 
 With ``SERVEGEN_RECORD_CONSUMERS=1`` the observations are written to ``consumer_results.json`` beside
@@ -64,6 +69,10 @@ def aiperf_python() -> Path:
 
 def guidellm_python() -> Path:
     return _python("SERVEGEN_GUIDELLM_PYTHON", ROOT / ".venv-guidellm" / "bin" / "python")
+
+
+def vidur_python() -> Path:
+    return _python("SERVEGEN_VIDUR_PYTHON", ROOT / ".venv-vidur" / "bin" / "python")
 
 
 @pytest.fixture(scope="module")
@@ -159,3 +168,21 @@ def test_guidellm_parses_the_printed_command_at_the_files_block_size(trace, tmp_
             parsed=True, rows=f"{len(rows)}/{trace.height}", timing="exact (µs)", lengths="exact",
             block_size=got["block_size"], rows_validated=checked,
             row_check=("validate_row passed on every row" if checked else f"not run here: {got['row_check_missing']}"))
+
+
+def test_vidur_parses_the_printed_command_and_simulates_every_row_as_written(trace, tmp_path):
+    res = export_trace(trace, tmp_path / "w v.csv", "vidur", note=None)
+    (cmd,) = replay_commands("vidur", res.path, rows=res.rows, max_request_tokens=res.max_request_tokens)
+    argv = _filled(cmd.text, {**FILL, "<MODEL>": "meta-llama/Llama-2-7b-hf"})
+    assert argv[:3] == ["python", "-m", "vidur.main"]
+    got = _run(vidur_python(), "parse_vidur_command.py", argv[3:])
+    assert got["type"] == "TraceRequestGeneratorConfig" and got["path"] == str(res.path)
+    assert got["model"] == "meta-llama/Llama-2-7b-hf" and got["scale"] == [1.0, 1.0, 1.0]
+    assert got["max_tokens"] == res.max_request_tokens == int((trace["input_tokens"] + trace["output_tokens"]).max())
+    rows = got["rows"]
+    assert len(rows) == trace.height  # every row (the date filter keeps them all)
+    np.testing.assert_allclose([r[0] for r in rows], trace["timestamp_s"].to_numpy(), atol=5e-7)
+    assert [r[1] for r in rows] == trace["input_tokens"].to_list()  # no prefill scaling, none cut by max_tokens
+    assert [r[2] for r in rows] == trace["output_tokens"].clip(lower_bound=1).to_list()  # Vidur's clip to >= 1
+    _record("Vidur/vidur", consumer="Vidur", version="0.0.26", format="vidur", parsed=True,
+            rows=f"{len(rows)}/{trace.height}", timing="exact (µs)", lengths="exact (0 -> 1)", block_size=None)
