@@ -38,8 +38,14 @@ Circle layout of a two-state window
     window's length: a window whose slow gaps would need stretching or shrinking by more than
     ``exp(MAX_SLOW_STRETCH)`` (1.25x, loosened with each redraw), that drew no slow gap, or
     whose fast gaps alone exceed the circle is redrawn (path and gaps) up to :data:`MAX_REDRAWS` times, keeping its
-    best-fitting draw; if even that draw has no slow gap or too many fast ones, all its gaps
-    are rescaled by one factor.
+    best-fitting draw. The window's edge gap: a fit sees only the gaps between a window's
+    requests, so the silence cut by the window's edges is never one of them (a window of
+    on/off traffic holding one burst has no slow gap). A draw whose slow gaps cannot absorb
+    the circle within the limit instead takes its last gap as the edge gap: the rest of the
+    circle after its other gaps (kept as drawn), judged by ``|log(rest / g)|`` against a fresh
+    slow gap ``g`` (a draw with no other slow gap only when no redraw fits), and the window's
+    edge falls at a uniform fraction of it. If no draw fits either way, all its gaps are
+    rescaled by one factor.
 
 Fitting (:func:`fit_client_arrivals`)
     Per client, gaps are the differences of consecutive requests inside one window (as
@@ -378,9 +384,28 @@ def _both_states(
     return out
 
 
+def _state_gaps(rng: np.random.Generator, state: np.ndarray, row: np.ndarray, table: ArrivalModelTable) -> np.ndarray:
+    """One gap (unit: the window's mean gap) of state ``state[i]`` of row ``row[i]`` each: from
+    the state's emission table where it has one, else Gamma (exponential at shape 1)."""
+    mean = np.where(state == 0, table.mean0[row], table.mean1[row])
+    shp = np.clip(np.where(state == 0, table.shape0[row], table.shape1[row]), MIN_GAMMA_SHAPE, MAX_SHAPE)
+    tab = np.where(state == 0, table.state_table0[row], table.state_table1[row])
+    x = np.empty(len(row))
+    use = tab >= 0
+    expo = ~use & (shp == 1.0)
+    gam = ~use & ~expo
+    if expo.any():
+        x[expo] = rng.standard_exponential(int(expo.sum()))
+    if gam.any():
+        x[gam] = rng.standard_gamma(shp[gam]) / shp[gam]
+    if use.any():
+        x[use] = _draw_table(rng, table.tables, tab[use])
+    return x * mean
+
+
 def _two_state_gaps(
     rng: np.random.Generator, m: np.ndarray, n: np.ndarray, table: ArrivalModelTable
-) -> tuple[np.ndarray, np.ndarray]:
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Gaps (unit: the window's mean gap) and states of ``m[r]`` positive gaps per row.
 
     The draw is conditioned on the window. A row without a CV target: the slow gaps absorb
@@ -390,7 +415,9 @@ def _two_state_gaps(
     drew no gap of one state or cannot reach the CV with a slow / fast scale ratio within
     ``exp(MAX_CV_RATIO)`` (:func:`_cv_ratio`) is redrawn. Both limits grow by a quarter with
     each redraw; at most :data:`MAX_REDRAWS` redraws (path and gaps, of the rows still open
-    only), keeping a row's best-fitting draw."""
+    only), keeping a row's best-fitting draw. A row without a CV target whose slow gaps do not
+    fit may take its last gap as the edge gap (the module docstring); the third array flags
+    the rows kept so (their last gap is the edge gap, state 1)."""
     rows = len(m)
     stay0 = np.clip(table.stay0, _STAY_MIN, _STAY_MAX)
     stay1 = np.clip(table.stay1, _STAY_MIN, _STAY_MAX)
@@ -401,6 +428,7 @@ def _two_state_gaps(
     limit = np.where(target, MAX_CV_RATIO, MAX_SLOW_STRETCH)
     todo = np.flatnonzero(m > 0)
     best = np.full(rows, np.inf)
+    edged = np.zeros(rows, dtype=bool)
     for attempt in range(MAX_REDRAWS + 1):
         if todo.size == 0:
             break
@@ -411,26 +439,31 @@ def _two_state_gaps(
         if aim.any():
             state = _both_states(rng, state, local, mm, aim, stay0[todo], stay1[todo])
         r2 = todo[local]
-        mean = np.where(state == 0, table.mean0[r2], table.mean1[r2])
-        shp = np.clip(np.where(state == 0, table.shape0[r2], table.shape1[r2]), MIN_GAMMA_SHAPE, MAX_SHAPE)
-        tab = np.where(state == 0, table.state_table0[r2], table.state_table1[r2])
-        x = np.empty(len(r2))
-        use = tab >= 0
-        expo = ~use & (shp == 1.0)
-        gam = ~use & ~expo
-        if expo.any():
-            x[expo] = rng.standard_exponential(int(expo.sum()))
-        if gam.any():
-            x[gam] = rng.standard_gamma(shp[gam]) / shp[gam]
-        if use.any():
-            x[use] = _draw_table(rng, table.tables, tab[use])
-        x *= mean
+        x = _state_gaps(rng, state, r2, table)
         slow = state == 1
         slow_sum = np.bincount(local, weights=np.where(slow, x, 0.0), minlength=todo.size)
         fast_sum = np.bincount(local, weights=np.where(slow, 0.0, x), minlength=todo.size)
         nt = n[todo].astype(np.float64)
         with np.errstate(divide="ignore", invalid="ignore"):
             misfit = np.where((slow_sum > 0) & (fast_sum < nt), np.abs(np.log((nt - fast_sum) / slow_sum)), np.inf)
+        # a row without a CV target whose slow gaps cannot absorb the circle: its last gap
+        # becomes the edge gap, the rest of the circle, judged against a fresh slow gap
+        last = np.zeros(len(r2), dtype=bool)
+        last[np.cumsum(mm) - 1] = True
+        inner = np.bincount(local, weights=np.where(last, 0.0, x), minlength=todo.size)
+        inner_slow = np.bincount(local, weights=slow & ~last, minlength=todo.size)
+        rest = nt - inner
+        slow_gap = np.ones(todo.size)
+        if (~aim).any():
+            slow_gap[~aim] = _state_gaps(rng, np.ones(int((~aim).sum()), dtype=np.int64), todo[~aim], table)
+        loosest = limit[todo] * (1.0 + MAX_REDRAWS / 4.0)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            edge_fit = np.where(rest > 0, np.where(inner_slow == 0, loosest * 1.001, np.abs(np.log(rest / slow_gap))), np.inf)
+        use_edge = ~aim & (misfit > limit[todo] * (1.0 + attempt / 4.0)) & (edge_fit < misfit)
+        misfit = np.where(use_edge, edge_fit, misfit)
+        put = last & use_edge[local]
+        x = np.where(put, rest[local], x)
+        state = np.where(put, 1, state)
         if aim.any():
             x2 = x * x
             slow_sq = np.bincount(local, weights=np.where(slow, x2, 0.0), minlength=todo.size)
@@ -445,8 +478,9 @@ def _two_state_gaps(
         gaps[dst] = x[take]
         states[dst] = state[take]
         best[todo] = np.where(better, misfit, best[todo])
+        edged[todo] = np.where(better, use_edge, edged[todo])
         todo = todo[best[todo] > limit[todo] * (1.0 + attempt / 4.0)]
-    return gaps, states
+    return gaps, states, edged
 
 
 def _cut_gap(cum: np.ndarray, before_row: np.ndarray, within: np.ndarray, starts: np.ndarray, n: np.ndarray) -> np.ndarray:
@@ -466,7 +500,8 @@ def sample_positions(rng: np.random.Generator, counts: np.ndarray, table: Arriva
     window's edge cuts the circle. Every step is vectorized over all rows and gaps.
 
     Circle layout: renewal and empirical rows rescale all gaps by one factor; two-state rows
-    without a CV target keep their fast gaps and scale the slow ones to fill the circle. A
+    without a CV target keep their fast gaps and scale the slow ones to fill the circle (or, when
+    they cannot, close it with an edge gap holding the window's edge, see the module docstring). A
     two-state row with a CV target ``table.cv`` (and at least 3 points) is laid so that the
     ``counts[i] - 1`` gaps between its points inside the window have exactly that population
     CV: the window's edge falls in a gap chosen with probability proportional to its length
@@ -506,7 +541,7 @@ def sample_positions(rng: np.random.Generator, counts: np.ndarray, table: Arriva
     two_rows = (table.kind == KINDS["hyperexp"]) | (table.kind == KINDS["mmpp"])
     two = two_rows[prow]
     if two.any():
-        x, state = _two_state_gaps(rng, np.where(two_rows, m, 0), n, table)
+        x, state, edged = _two_state_gaps(rng, np.where(two_rows, m, 0), n, table)
         pos_gaps[two] = x
         slow[two] = state == 1
     em = kind == KINDS["empirical"]
@@ -515,6 +550,8 @@ def sample_positions(rng: np.random.Generator, counts: np.ndarray, table: Arriva
     offset = rng.random(rows)
     if total == 0:
         return np.empty(0)
+    if not two.any():
+        edged = np.zeros(rows, dtype=bool)
     gaps = np.zeros(total)
     gaps[~zero] = pos_gaps
     is_slow = np.zeros(total, dtype=bool)
@@ -577,10 +614,14 @@ def sample_positions(rng: np.random.Generator, counts: np.ndarray, table: Arriva
     cs = np.cumsum(y)
     before = np.where(starts > 0, cs[np.maximum(starts - 1, 0)], 0.0)
     lead = cs - y - before[row_of]  # each point's distance round the circle from the row's first
-    if aimed.any():
+    if edged.any():
+        # a two-state row without a CV target: the window's edge is in its edge gap (its last)
+        last_positive = np.flatnonzero(~zero)[np.maximum(np.cumsum(m) - 1, 0)]
+        cut = np.where(edged, last_positive, cut)
+    if aimed.any() or edged.any():
         # the window's edge at the offset's fraction of the cut gap
         edge = lead[cut] + offset * y[cut]
-        offset = np.where(aimed & ~bad, -edge, offset)
+        offset = np.where((aimed | edged) & ~bad, -edge, offset)
     pos = lead + offset[row_of]
     pos -= np.floor(pos)
     return np.minimum(np.maximum(pos, 0.0), np.nextafter(1.0, 0.0))
