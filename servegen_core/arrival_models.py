@@ -72,7 +72,8 @@ Selection (:func:`select_arrival_models`)
     their exact counts and the index of dispersion of counts (:func:`count_dispersion`) at
     :data:`DISPERSION_SCALES_S` is compared with the held-out data. The chosen model is the
     simplest whose held-out log-likelihood is within a margin of the best among the models
-    that pass the dispersion check; never the sample CV. ``fit_client_arrivals(...,
+    that pass the dispersion check and a KS check of the regenerated windows' gaps against the
+    held-out ones; never the sample CV. ``fit_client_arrivals(...,
     model="auto")`` fits each client with its chosen model.
 
 Pool data (:func:`rows_from_rate_cv`)
@@ -92,7 +93,7 @@ from dataclasses import dataclass, fields
 
 import numpy as np
 import polars as pl
-from scipy import special
+from scipy import special, stats
 
 from servegen_core.renewal import (
     MAX_SHAPE,
@@ -108,6 +109,8 @@ __all__ = [
     "DISPERSION_BAND",
     "DISPERSION_SCALES_S",
     "KINDS",
+    "KS_CRIT",
+    "KS_LIMIT",
     "MODEL_NAMES",
     "POOL_OPTIONS",
     "ArrivalFit",
@@ -134,6 +137,12 @@ DEFAULT_MMPP_PERSISTENCE = 0.7
 DISPERSION_SCALES_S: tuple[float, ...] = (0.1, 1.0, 10.0, 60.0)
 #: Accepted range of generated / source index of dispersion.
 DISPERSION_BAND: tuple[float, float] = (0.8, 1.25)
+
+#: A candidate's held-out gaps pass the selection's KS check below this KS distance, or when
+#: not farther above the best candidate's than the two-sample KS test's 5 % critical distance
+#: ``KS_CRIT * sqrt(1/m + 1/n)`` (see :func:`select_arrival_models`).
+KS_LIMIT = 0.05
+KS_CRIT = 1.358
 
 #: Fewest bins of a scale for the dispersion check to use it.
 MIN_DISPERSION_BINS = 30
@@ -1389,10 +1398,13 @@ def select_arrival_models(
 
     One row per client and candidate: ``client_id``, ``model``, ``batch`` (the client's batch
     probability, :func:`batch_probability`, common to every candidate), ``heldout_loglik``
-    (total over the held-out positive gaps), ``heldout_gaps``, ``disp_ratio_<scale>``
+    (total over the held-out positive gaps), ``heldout_gaps``, ``heldout_ks`` (KS distance
+    between the positive gaps inside the regenerated held-out windows, first draw, and the
+    held-out gaps) and ``heldout_ks_crit`` (the two-sample test's 5 % critical distance at
+    those sample sizes), ``disp_ratio_<scale>``
     (generated / held-out index of dispersion at each of ``scales_s``, the generated one the
     mean over ``replicates`` draws; NaN where the held-out span holds fewer than
-    :data:`MIN_DISPERSION_BINS` bins), ``dispersion_ok`` and ``chosen``. Windows
+    :data:`MIN_DISPERSION_BINS` bins), ``dispersion_ok``, ``ks_ok`` and ``chosen``. Windows
     with gaps are split by their order (even: fit, odd: held out); a client with fewer than
     two such windows splits its single window's gaps in halves instead. The chosen model is
     the simplest (order of ``candidates``) whose held-out log-likelihood is within
@@ -1400,7 +1412,11 @@ def select_arrival_models(
     ``worst_log_ratio`` (the largest ``|log ratio|`` over the scales) at most
     ``log(DISPERSION_BAND[1])``, or, when no candidate reaches that (the circle layout of a
     window lowers the long-scale dispersion of heavy-tailed renewals for every family alike),
-    at most that much above the smallest one. Generation uses ``np.random.default_rng(seed)``.
+    at most that much above the smallest one; and, among those, ``heldout_ks`` at most
+    :data:`KS_LIMIT` or within ``heldout_ks_crit`` of the smallest (a model whose regenerated
+    windows move the gaps, such as resampled gaps rescaled to fill a window, is not chosen
+    for its likelihood alone; when no candidate passes both, the dispersion check alone
+    decides). Generation uses ``np.random.default_rng(seed)``.
     """
     unknown = [c for c in candidates if c not in MODEL_NAMES]
     if unknown or not candidates:
@@ -1481,6 +1497,9 @@ def select_arrival_models(
             end = (ks.size - 1) * cells.window_s + cells.duration[hc[ks[-1]]] if ks.size else 0.0
             sel = np.isin(k_of, ks)
             local = np.searchsorted(ks, k_of[sel])
+            row["heldout_ks"], row["heldout_ks_crit"] = _gap_ks(
+                sims[0][sel] * cells.duration[hc][k_of[sel]] + local * cells.window_s, local, xh[gh == c]
+            ) if ks.size else (float("nan"), float("nan"))
             for s in scales_s:
                 ratio = float("nan")
                 if real is not None and end >= MIN_DISPERSION_BINS * s:
@@ -1495,6 +1514,19 @@ def select_arrival_models(
                 row[f"disp_ratio_{s:g}"] = ratio
             rows.append(row)
     return _choose_models(pl.DataFrame(rows), scales_s, cells.clients)
+
+
+def _gap_ks(sim_t: np.ndarray, cell: np.ndarray, real_gaps: np.ndarray) -> tuple[float, float]:
+    """KS distance between the positive gaps inside each cell of the generated times
+    ``sim_t`` (cells ``cell``, each laid in its own stretch of time) and ``real_gaps``, and the
+    two-sample test's 5 % critical distance at those sample sizes (NaN, NaN without gaps)."""
+    order = np.argsort(sim_t, kind="stable")
+    t, c = sim_t[order], cell[order]
+    g = np.diff(t)[c[1:] == c[:-1]]
+    g = g[g > 0]
+    if g.size == 0 or real_gaps.size == 0:
+        return float("nan"), float("nan")
+    return float(stats.ks_2samp(g, real_gaps).statistic), float(KS_CRIT * np.sqrt(1.0 / g.size + 1.0 / real_gaps.size))
 
 
 def _held_out_table(
@@ -1541,13 +1573,21 @@ def _choose_models(out: pl.DataFrame, scales_s: tuple[float, ...], clients: list
     best_worst = {c: worst[client_col == c].min() for c in clients}
     slack = float(np.log(hi))
     ok = np.array([w <= max(slack, best_worst[c] + slack) for w, c in zip(worst, client_col)])
-    out = out.with_columns(pl.Series("worst_log_ratio", worst), pl.Series("dispersion_ok", ok))
+    # the gaps' distribution: below KS_LIMIT, or not farther above the best candidate's held-out
+    # KS than the two-sample test's critical distance
+    ks = out["heldout_ks"].to_numpy().astype(np.float64)
+    crit = out["heldout_ks_crit"].to_numpy().astype(np.float64)
+    best_ks = {c: np.nanmin(np.append(ks[client_col == c], np.inf)) for c in clients}
+    ks_ok = np.array([bool(np.isnan(k) or k <= max(KS_LIMIT, best_ks[c] + d)) for k, d, c in zip(ks, crit, client_col)])
+    out = out.with_columns(pl.Series("worst_log_ratio", worst), pl.Series("dispersion_ok", ok), pl.Series("ks_ok", ks_ok))
     chosen = np.zeros(out.height, dtype=bool)
     llv = out["heldout_loglik"].to_numpy()
     gaps_h = out["heldout_gaps"].to_numpy()
     for c in clients:
         idx = np.flatnonzero(client_col == c)  # in candidate order
-        passing = idx[ok[idx]]
+        passing = idx[ok[idx] & ks_ok[idx]]
+        if passing.size == 0:
+            passing = idx[ok[idx]]
         if passing.size == 0:
             chosen[idx[np.argmin(worst[idx])]] = True
             continue

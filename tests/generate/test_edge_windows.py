@@ -17,7 +17,7 @@ import polars as pl
 import pytest
 from scipy import stats
 
-from servegen_core.arrival_models import count_dispersion
+from servegen_core.arrival_models import count_dispersion, select_arrival_models
 from servegen_core.generate.compose import compose
 from servegen_core.sources.demo import RAW_TRACE, raw_trace
 from servegen_core.sources.fit import pool_from_trace
@@ -116,15 +116,7 @@ def test_counts_exact(results, name):
     assert counts == [n_src] * len(SEEDS)
 
 
-#: Not met yet: the selection prefers ``empirical`` on this source (its histogram out-scores
-#: the Gamma emissions in held-out likelihood), and an empirical window is rescaled by one
-#: factor to fill its circle, which moves the burst gaps (median KS ~0.32 over seeds 0-7).
-SHORT_SILENCES_KS = pytest.param(
-    "short_silences", marks=pytest.mark.xfail(strict=True, reason="empirical chosen; one-factor rescale moves burst gaps")
-)
-
-
-@pytest.mark.parametrize("name", [SHORT_SILENCES_KS, "window_silences", "long_silences", "demo_raw"])
+@pytest.mark.parametrize("name", ["short_silences", "window_silences", "long_silences", "demo_raw"])
 def test_interarrival_ks(results, name):
     ks = results[name][0]
     assert np.median(ks) < 0.05, ks
@@ -135,3 +127,40 @@ def test_dispersion_at_every_scale(results, name):
     ratios = np.median(results[name][1], axis=0)
     assert np.all((ratios >= BAND[0]) & (ratios <= BAND[1])), dict(zip(SCALES_S, ratios.round(3)))
 
+
+
+def drift_times(rng: np.random.Generator, period_s: float = 600.0, amplitude: float = 0.9, mean_rps: float = 4.0) -> np.ndarray:
+    """Poisson arrivals whose rate drifts smoothly inside every window: ``mean_rps * (1 +
+    amplitude * sin(2 pi t / period_s + 1))``, by a time change of unit-rate Poisson points."""
+    grid = np.linspace(0.0, DURATION_S, int(DURATION_S) * 4 + 1)
+    rate = mean_rps * (1.0 + amplitude * np.sin(2.0 * np.pi * grid / period_s + 1.0))
+    cum = np.concatenate([[0.0], np.cumsum((rate[1:] + rate[:-1]) / 2.0 * np.diff(grid))])
+    u = np.cumsum(rng.standard_exponential(int(cum[-1] * 1.2) + 100))
+    return np.interp(u[u < cum[-1]], cum, grid)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="a stationary sub-window model cannot express a rate that drifts inside the window "
+    "(60 s dispersion ratio ~0.58 on this source, 10 s ~0.78); see the Azure case in test_roundtrip_corpus",
+)
+def test_rate_drift_inside_windows():
+    rng = np.random.default_rng(204)
+    trace = _frame(drift_times(rng), rng)
+    ks, ratios, counts, n_src = round_trip(trace, "drift")
+    assert counts == [n_src] * len(SEEDS)
+    assert np.median(ks) < 0.05
+    med = np.median(ratios, axis=0)
+    assert np.all((med >= BAND[0]) & (med <= BAND[1])), dict(zip(SCALES_S, med.round(3)))
+
+
+def test_selection_checks_the_gaps_of_its_regenerated_windows():
+    """On short silences (many cycles per window) the empirical gap histogram out-scores the
+    two-state model in held-out likelihood, but a window of resampled gaps is rescaled by one
+    factor to fill its circle, which moves the burst gaps: the held-out KS check rules it out."""
+    t = _times(build_sources()["short_silences"])
+    out = select_arrival_models(t)
+    row = {m: r for m, r in zip(out["model"], out.iter_rows(named=True))}
+    assert row["empirical"]["heldout_loglik"] > row["mmpp"]["heldout_loglik"]
+    assert row["empirical"]["heldout_ks"] > 0.15 and not row["empirical"]["ks_ok"]
+    assert row["mmpp"]["heldout_ks"] < 0.1 and row["mmpp"]["chosen"]
