@@ -412,6 +412,46 @@ def _state_gaps(rng: np.random.Generator, state: np.ndarray, row: np.ndarray, ta
     return x * mean
 
 
+def _edge_gap(
+    rng: np.random.Generator,
+    x: np.ndarray,
+    state: np.ndarray,
+    misfit: np.ndarray,
+    local: np.ndarray,
+    mm: np.ndarray,
+    nt: np.ndarray,
+    aim: np.ndarray,
+    todo: np.ndarray,
+    table: ArrivalModelTable,
+    limit: np.ndarray,
+    attempt: int,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """One draw of :func:`_two_state_gaps` (gaps ``x``, states, per-row ``misfit``) with the
+    edge gap put in the rows without a CV target whose slow gaps do not fit (see the module
+    docstring): their last gap becomes the rest of the circle after the others, judged by
+    ``|log(rest / g)|`` against a fresh slow gap ``g`` (a draw with no other slow gap scores
+    just above the loosest limit, so that only the last redraw keeps it). Returns the gaps,
+    states, misfits and which rows took the edge gap."""
+    slow = state == 1
+    last = np.zeros(len(local), dtype=bool)
+    last[np.cumsum(mm) - 1] = True
+    inner = np.bincount(local, weights=np.where(last, 0.0, x), minlength=todo.size)
+    inner_slow = np.bincount(local, weights=slow & ~last, minlength=todo.size)
+    rest = nt - inner
+    slow_gap = np.ones(todo.size)
+    if (~aim).any():
+        slow_gap[~aim] = _state_gaps(rng, np.ones(int((~aim).sum()), dtype=np.int64), todo[~aim], table)
+    loosest = limit[todo] * (1.0 + MAX_REDRAWS / 4.0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        edge_fit = np.where(rest > 0, np.where(inner_slow == 0, loosest * 1.001, np.abs(np.log(rest / slow_gap))), np.inf)
+    use_edge = ~aim & (misfit > limit[todo] * (1.0 + attempt / 4.0)) & (edge_fit < misfit)
+    misfit = np.where(use_edge, edge_fit, misfit)
+    put = last & use_edge[local]
+    x = np.where(put, rest[local], x)
+    state = np.where(put, 1, state)
+    return x, state, misfit, use_edge
+
+
 def _two_state_gaps(
     rng: np.random.Generator, m: np.ndarray, n: np.ndarray, table: ArrivalModelTable
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -457,22 +497,9 @@ def _two_state_gaps(
             misfit = np.where((slow_sum > 0) & (fast_sum < nt), np.abs(np.log((nt - fast_sum) / slow_sum)), np.inf)
         # a row without a CV target whose slow gaps cannot absorb the circle: its last gap
         # becomes the edge gap, the rest of the circle, judged against a fresh slow gap
-        last = np.zeros(len(r2), dtype=bool)
-        last[np.cumsum(mm) - 1] = True
-        inner = np.bincount(local, weights=np.where(last, 0.0, x), minlength=todo.size)
-        inner_slow = np.bincount(local, weights=slow & ~last, minlength=todo.size)
-        rest = nt - inner
-        slow_gap = np.ones(todo.size)
-        if (~aim).any():
-            slow_gap[~aim] = _state_gaps(rng, np.ones(int((~aim).sum()), dtype=np.int64), todo[~aim], table)
-        loosest = limit[todo] * (1.0 + MAX_REDRAWS / 4.0)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            edge_fit = np.where(rest > 0, np.where(inner_slow == 0, loosest * 1.001, np.abs(np.log(rest / slow_gap))), np.inf)
-        use_edge = ~aim & (misfit > limit[todo] * (1.0 + attempt / 4.0)) & (edge_fit < misfit)
-        misfit = np.where(use_edge, edge_fit, misfit)
-        put = last & use_edge[local]
-        x = np.where(put, rest[local], x)
-        state = np.where(put, 1, state)
+        use_edge = np.zeros(todo.size, dtype=bool)
+        if not aim.all():
+            x, state, misfit, use_edge = _edge_gap(rng, x, state, misfit, local, mm, nt, aim, todo, table, limit, attempt)
         if aim.any():
             x2 = x * x
             slow_sq = np.bincount(local, weights=np.where(slow, x2, 0.0), minlength=todo.size)
