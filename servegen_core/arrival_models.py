@@ -38,8 +38,14 @@ Circle layout of a two-state window
     window's length: a window whose slow gaps would need stretching or shrinking by more than
     ``exp(MAX_SLOW_STRETCH)`` (1.25x, loosened with each redraw), that drew no slow gap, or
     whose fast gaps alone exceed the circle is redrawn (path and gaps) up to :data:`MAX_REDRAWS` times, keeping its
-    best-fitting draw; if even that draw has no slow gap or too many fast ones, all its gaps
-    are rescaled by one factor.
+    best-fitting draw. The window's edge gap: a fit sees only the gaps between a window's
+    requests, so the silence cut by the window's edges is never one of them (a window of
+    on/off traffic holding one burst has no slow gap). A draw whose slow gaps cannot absorb
+    the circle within the limit instead takes its last gap as the edge gap: the rest of the
+    circle after its other gaps (kept as drawn), judged by ``|log(rest / g)|`` against a fresh
+    slow gap ``g`` (a draw with no other slow gap only when no redraw fits), and the window's
+    edge falls at a uniform fraction of it. If no draw fits either way, all its gaps are
+    rescaled by one factor.
 
 Fitting (:func:`fit_client_arrivals`)
     Per client, gaps are the differences of consecutive requests inside one window (as
@@ -66,7 +72,8 @@ Selection (:func:`select_arrival_models`)
     their exact counts and the index of dispersion of counts (:func:`count_dispersion`) at
     :data:`DISPERSION_SCALES_S` is compared with the held-out data. The chosen model is the
     simplest whose held-out log-likelihood is within a margin of the best among the models
-    that pass the dispersion check; never the sample CV. ``fit_client_arrivals(...,
+    that pass the dispersion check and a KS check of the regenerated windows' gaps against the
+    held-out ones; never the sample CV. ``fit_client_arrivals(...,
     model="auto")`` fits each client with its chosen model.
 
 Pool data (:func:`rows_from_rate_cv`)
@@ -86,7 +93,7 @@ from dataclasses import dataclass, fields
 
 import numpy as np
 import polars as pl
-from scipy import special
+from scipy import special, stats
 
 from servegen_core.renewal import (
     MAX_SHAPE,
@@ -102,6 +109,8 @@ __all__ = [
     "DISPERSION_BAND",
     "DISPERSION_SCALES_S",
     "KINDS",
+    "KS_CRIT",
+    "KS_LIMIT",
     "MODEL_NAMES",
     "POOL_OPTIONS",
     "ArrivalFit",
@@ -128,6 +137,12 @@ DEFAULT_MMPP_PERSISTENCE = 0.7
 DISPERSION_SCALES_S: tuple[float, ...] = (0.1, 1.0, 10.0, 60.0)
 #: Accepted range of generated / source index of dispersion.
 DISPERSION_BAND: tuple[float, float] = (0.8, 1.25)
+
+#: A candidate's held-out gaps pass the selection's KS check below this KS distance, or when
+#: not farther above the best candidate's than the two-sample KS test's 5 % critical distance
+#: ``KS_CRIT * sqrt(1/m + 1/n)`` (see :func:`select_arrival_models`).
+KS_LIMIT = 0.05
+KS_CRIT = 1.358
 
 #: Fewest bins of a scale for the dispersion check to use it.
 MIN_DISPERSION_BINS = 30
@@ -378,9 +393,68 @@ def _both_states(
     return out
 
 
+def _state_gaps(rng: np.random.Generator, state: np.ndarray, row: np.ndarray, table: ArrivalModelTable) -> np.ndarray:
+    """One gap (unit: the window's mean gap) of state ``state[i]`` of row ``row[i]`` each: from
+    the state's emission table where it has one, else Gamma (exponential at shape 1)."""
+    mean = np.where(state == 0, table.mean0[row], table.mean1[row])
+    shp = np.clip(np.where(state == 0, table.shape0[row], table.shape1[row]), MIN_GAMMA_SHAPE, MAX_SHAPE)
+    tab = np.where(state == 0, table.state_table0[row], table.state_table1[row])
+    x = np.empty(len(row))
+    use = tab >= 0
+    expo = ~use & (shp == 1.0)
+    gam = ~use & ~expo
+    if expo.any():
+        x[expo] = rng.standard_exponential(int(expo.sum()))
+    if gam.any():
+        x[gam] = rng.standard_gamma(shp[gam]) / shp[gam]
+    if use.any():
+        x[use] = _draw_table(rng, table.tables, tab[use])
+    return x * mean
+
+
+def _edge_gap(
+    rng: np.random.Generator,
+    x: np.ndarray,
+    state: np.ndarray,
+    misfit: np.ndarray,
+    local: np.ndarray,
+    mm: np.ndarray,
+    nt: np.ndarray,
+    aim: np.ndarray,
+    todo: np.ndarray,
+    table: ArrivalModelTable,
+    limit: np.ndarray,
+    attempt: int,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """One draw of :func:`_two_state_gaps` (gaps ``x``, states, per-row ``misfit``) with the
+    edge gap put in the rows without a CV target whose slow gaps do not fit (see the module
+    docstring): their last gap becomes the rest of the circle after the others, judged by
+    ``|log(rest / g)|`` against a fresh slow gap ``g`` (a draw with no other slow gap scores
+    just above the loosest limit, so that only the last redraw keeps it). Returns the gaps,
+    states, misfits and which rows took the edge gap."""
+    slow = state == 1
+    last = np.zeros(len(local), dtype=bool)
+    last[np.cumsum(mm) - 1] = True
+    inner = np.bincount(local, weights=np.where(last, 0.0, x), minlength=todo.size)
+    inner_slow = np.bincount(local, weights=slow & ~last, minlength=todo.size)
+    rest = nt - inner
+    slow_gap = np.ones(todo.size)
+    if (~aim).any():
+        slow_gap[~aim] = _state_gaps(rng, np.ones(int((~aim).sum()), dtype=np.int64), todo[~aim], table)
+    loosest = limit[todo] * (1.0 + MAX_REDRAWS / 4.0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        edge_fit = np.where(rest > 0, np.where(inner_slow == 0, loosest * 1.001, np.abs(np.log(rest / slow_gap))), np.inf)
+    use_edge = ~aim & (misfit > limit[todo] * (1.0 + attempt / 4.0)) & (edge_fit < misfit)
+    misfit = np.where(use_edge, edge_fit, misfit)
+    put = last & use_edge[local]
+    x = np.where(put, rest[local], x)
+    state = np.where(put, 1, state)
+    return x, state, misfit, use_edge
+
+
 def _two_state_gaps(
     rng: np.random.Generator, m: np.ndarray, n: np.ndarray, table: ArrivalModelTable
-) -> tuple[np.ndarray, np.ndarray]:
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Gaps (unit: the window's mean gap) and states of ``m[r]`` positive gaps per row.
 
     The draw is conditioned on the window. A row without a CV target: the slow gaps absorb
@@ -390,7 +464,9 @@ def _two_state_gaps(
     drew no gap of one state or cannot reach the CV with a slow / fast scale ratio within
     ``exp(MAX_CV_RATIO)`` (:func:`_cv_ratio`) is redrawn. Both limits grow by a quarter with
     each redraw; at most :data:`MAX_REDRAWS` redraws (path and gaps, of the rows still open
-    only), keeping a row's best-fitting draw."""
+    only), keeping a row's best-fitting draw. A row without a CV target whose slow gaps do not
+    fit may take its last gap as the edge gap (the module docstring); the third array flags
+    the rows kept so (their last gap is the edge gap, state 1)."""
     rows = len(m)
     stay0 = np.clip(table.stay0, _STAY_MIN, _STAY_MAX)
     stay1 = np.clip(table.stay1, _STAY_MIN, _STAY_MAX)
@@ -401,6 +477,7 @@ def _two_state_gaps(
     limit = np.where(target, MAX_CV_RATIO, MAX_SLOW_STRETCH)
     todo = np.flatnonzero(m > 0)
     best = np.full(rows, np.inf)
+    edged = np.zeros(rows, dtype=bool)
     for attempt in range(MAX_REDRAWS + 1):
         if todo.size == 0:
             break
@@ -411,26 +488,18 @@ def _two_state_gaps(
         if aim.any():
             state = _both_states(rng, state, local, mm, aim, stay0[todo], stay1[todo])
         r2 = todo[local]
-        mean = np.where(state == 0, table.mean0[r2], table.mean1[r2])
-        shp = np.clip(np.where(state == 0, table.shape0[r2], table.shape1[r2]), MIN_GAMMA_SHAPE, MAX_SHAPE)
-        tab = np.where(state == 0, table.state_table0[r2], table.state_table1[r2])
-        x = np.empty(len(r2))
-        use = tab >= 0
-        expo = ~use & (shp == 1.0)
-        gam = ~use & ~expo
-        if expo.any():
-            x[expo] = rng.standard_exponential(int(expo.sum()))
-        if gam.any():
-            x[gam] = rng.standard_gamma(shp[gam]) / shp[gam]
-        if use.any():
-            x[use] = _draw_table(rng, table.tables, tab[use])
-        x *= mean
+        x = _state_gaps(rng, state, r2, table)
         slow = state == 1
         slow_sum = np.bincount(local, weights=np.where(slow, x, 0.0), minlength=todo.size)
         fast_sum = np.bincount(local, weights=np.where(slow, 0.0, x), minlength=todo.size)
         nt = n[todo].astype(np.float64)
         with np.errstate(divide="ignore", invalid="ignore"):
             misfit = np.where((slow_sum > 0) & (fast_sum < nt), np.abs(np.log((nt - fast_sum) / slow_sum)), np.inf)
+        # a row without a CV target whose slow gaps cannot absorb the circle: its last gap
+        # becomes the edge gap, the rest of the circle, judged against a fresh slow gap
+        use_edge = np.zeros(todo.size, dtype=bool)
+        if not aim.all():
+            x, state, misfit, use_edge = _edge_gap(rng, x, state, misfit, local, mm, nt, aim, todo, table, limit, attempt)
         if aim.any():
             x2 = x * x
             slow_sq = np.bincount(local, weights=np.where(slow, x2, 0.0), minlength=todo.size)
@@ -445,8 +514,9 @@ def _two_state_gaps(
         gaps[dst] = x[take]
         states[dst] = state[take]
         best[todo] = np.where(better, misfit, best[todo])
+        edged[todo] = np.where(better, use_edge, edged[todo])
         todo = todo[best[todo] > limit[todo] * (1.0 + attempt / 4.0)]
-    return gaps, states
+    return gaps, states, edged
 
 
 def _cut_gap(cum: np.ndarray, before_row: np.ndarray, within: np.ndarray, starts: np.ndarray, n: np.ndarray) -> np.ndarray:
@@ -466,7 +536,8 @@ def sample_positions(rng: np.random.Generator, counts: np.ndarray, table: Arriva
     window's edge cuts the circle. Every step is vectorized over all rows and gaps.
 
     Circle layout: renewal and empirical rows rescale all gaps by one factor; two-state rows
-    without a CV target keep their fast gaps and scale the slow ones to fill the circle. A
+    without a CV target keep their fast gaps and scale the slow ones to fill the circle (or, when
+    they cannot, close it with an edge gap holding the window's edge, see the module docstring). A
     two-state row with a CV target ``table.cv`` (and at least 3 points) is laid so that the
     ``counts[i] - 1`` gaps between its points inside the window have exactly that population
     CV: the window's edge falls in a gap chosen with probability proportional to its length
@@ -506,7 +577,7 @@ def sample_positions(rng: np.random.Generator, counts: np.ndarray, table: Arriva
     two_rows = (table.kind == KINDS["hyperexp"]) | (table.kind == KINDS["mmpp"])
     two = two_rows[prow]
     if two.any():
-        x, state = _two_state_gaps(rng, np.where(two_rows, m, 0), n, table)
+        x, state, edged = _two_state_gaps(rng, np.where(two_rows, m, 0), n, table)
         pos_gaps[two] = x
         slow[two] = state == 1
     em = kind == KINDS["empirical"]
@@ -515,6 +586,8 @@ def sample_positions(rng: np.random.Generator, counts: np.ndarray, table: Arriva
     offset = rng.random(rows)
     if total == 0:
         return np.empty(0)
+    if not two.any():
+        edged = np.zeros(rows, dtype=bool)
     gaps = np.zeros(total)
     gaps[~zero] = pos_gaps
     is_slow = np.zeros(total, dtype=bool)
@@ -577,10 +650,14 @@ def sample_positions(rng: np.random.Generator, counts: np.ndarray, table: Arriva
     cs = np.cumsum(y)
     before = np.where(starts > 0, cs[np.maximum(starts - 1, 0)], 0.0)
     lead = cs - y - before[row_of]  # each point's distance round the circle from the row's first
-    if aimed.any():
+    if edged.any():
+        # a two-state row without a CV target: the window's edge is in its edge gap (its last)
+        last_positive = np.flatnonzero(~zero)[np.maximum(np.cumsum(m) - 1, 0)]
+        cut = np.where(edged, last_positive, cut)
+    if aimed.any() or edged.any():
         # the window's edge at the offset's fraction of the cut gap
         edge = lead[cut] + offset * y[cut]
-        offset = np.where(aimed & ~bad, -edge, offset)
+        offset = np.where((aimed | edged) & ~bad, -edge, offset)
     pos = lead + offset[row_of]
     pos -= np.floor(pos)
     return np.minimum(np.maximum(pos, 0.0), np.nextafter(1.0, 0.0))
@@ -1348,10 +1425,13 @@ def select_arrival_models(
 
     One row per client and candidate: ``client_id``, ``model``, ``batch`` (the client's batch
     probability, :func:`batch_probability`, common to every candidate), ``heldout_loglik``
-    (total over the held-out positive gaps), ``heldout_gaps``, ``disp_ratio_<scale>``
+    (total over the held-out positive gaps), ``heldout_gaps``, ``heldout_ks`` (KS distance
+    between the positive gaps inside the regenerated held-out windows, first draw, and the
+    held-out gaps) and ``heldout_ks_crit`` (the two-sample test's 5 % critical distance at
+    those sample sizes), ``disp_ratio_<scale>``
     (generated / held-out index of dispersion at each of ``scales_s``, the generated one the
     mean over ``replicates`` draws; NaN where the held-out span holds fewer than
-    :data:`MIN_DISPERSION_BINS` bins), ``dispersion_ok`` and ``chosen``. Windows
+    :data:`MIN_DISPERSION_BINS` bins), ``dispersion_ok``, ``ks_ok`` and ``chosen``. Windows
     with gaps are split by their order (even: fit, odd: held out); a client with fewer than
     two such windows splits its single window's gaps in halves instead. The chosen model is
     the simplest (order of ``candidates``) whose held-out log-likelihood is within
@@ -1359,7 +1439,11 @@ def select_arrival_models(
     ``worst_log_ratio`` (the largest ``|log ratio|`` over the scales) at most
     ``log(DISPERSION_BAND[1])``, or, when no candidate reaches that (the circle layout of a
     window lowers the long-scale dispersion of heavy-tailed renewals for every family alike),
-    at most that much above the smallest one. Generation uses ``np.random.default_rng(seed)``.
+    at most that much above the smallest one; and, among those, ``heldout_ks`` at most
+    :data:`KS_LIMIT` or within ``heldout_ks_crit`` of the smallest (a model whose regenerated
+    windows move the gaps, such as resampled gaps rescaled to fill a window, is not chosen
+    for its likelihood alone; when no candidate passes both, the dispersion check alone
+    decides). Generation uses ``np.random.default_rng(seed)``.
     """
     unknown = [c for c in candidates if c not in MODEL_NAMES]
     if unknown or not candidates:
@@ -1440,6 +1524,9 @@ def select_arrival_models(
             end = (ks.size - 1) * cells.window_s + cells.duration[hc[ks[-1]]] if ks.size else 0.0
             sel = np.isin(k_of, ks)
             local = np.searchsorted(ks, k_of[sel])
+            row["heldout_ks"], row["heldout_ks_crit"] = _gap_ks(
+                sims[0][sel] * cells.duration[hc][k_of[sel]] + local * cells.window_s, local, xh[gh == c]
+            ) if ks.size else (float("nan"), float("nan"))
             for s in scales_s:
                 ratio = float("nan")
                 if real is not None and end >= MIN_DISPERSION_BINS * s:
@@ -1454,6 +1541,19 @@ def select_arrival_models(
                 row[f"disp_ratio_{s:g}"] = ratio
             rows.append(row)
     return _choose_models(pl.DataFrame(rows), scales_s, cells.clients)
+
+
+def _gap_ks(sim_t: np.ndarray, cell: np.ndarray, real_gaps: np.ndarray) -> tuple[float, float]:
+    """KS distance between the positive gaps inside each cell of the generated times
+    ``sim_t`` (cells ``cell``, each laid in its own stretch of time) and ``real_gaps``, and the
+    two-sample test's 5 % critical distance at those sample sizes (NaN, NaN without gaps)."""
+    order = np.argsort(sim_t, kind="stable")
+    t, c = sim_t[order], cell[order]
+    g = np.diff(t)[c[1:] == c[:-1]]
+    g = g[g > 0]
+    if g.size == 0 or real_gaps.size == 0:
+        return float("nan"), float("nan")
+    return float(stats.ks_2samp(g, real_gaps).statistic), float(KS_CRIT * np.sqrt(1.0 / g.size + 1.0 / real_gaps.size))
 
 
 def _held_out_table(
@@ -1500,13 +1600,21 @@ def _choose_models(out: pl.DataFrame, scales_s: tuple[float, ...], clients: list
     best_worst = {c: worst[client_col == c].min() for c in clients}
     slack = float(np.log(hi))
     ok = np.array([w <= max(slack, best_worst[c] + slack) for w, c in zip(worst, client_col)])
-    out = out.with_columns(pl.Series("worst_log_ratio", worst), pl.Series("dispersion_ok", ok))
+    # the gaps' distribution: below KS_LIMIT, or not farther above the best candidate's held-out
+    # KS than the two-sample test's critical distance
+    ks = out["heldout_ks"].to_numpy().astype(np.float64)
+    crit = out["heldout_ks_crit"].to_numpy().astype(np.float64)
+    best_ks = {c: np.nanmin(np.append(ks[client_col == c], np.inf)) for c in clients}
+    ks_ok = np.array([bool(np.isnan(k) or k <= max(KS_LIMIT, best_ks[c] + d)) for k, d, c in zip(ks, crit, client_col)])
+    out = out.with_columns(pl.Series("worst_log_ratio", worst), pl.Series("dispersion_ok", ok), pl.Series("ks_ok", ks_ok))
     chosen = np.zeros(out.height, dtype=bool)
     llv = out["heldout_loglik"].to_numpy()
     gaps_h = out["heldout_gaps"].to_numpy()
     for c in clients:
         idx = np.flatnonzero(client_col == c)  # in candidate order
-        passing = idx[ok[idx]]
+        passing = idx[ok[idx] & ks_ok[idx]]
+        if passing.size == 0:
+            passing = idx[ok[idx]]
         if passing.size == 0:
             chosen[idx[np.argmin(worst[idx])]] = True
             continue
