@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Sequence
 from typing import TextIO
 
 import polars as pl
@@ -19,7 +20,7 @@ from servegen_core.serve.simulate import ServerConfig
 from servegen_core.serve.whatif import DEFAULT_NAIVE_KINDS, AnswerRange, Comparison, Slo, answer_range, compare_spec, compare_trace
 from servegen_core.sources.traces import load_trace
 
-__all__ = ["run", "slo_of"]
+__all__ = ["run", "slo_of", "whatif_argv"]
 
 
 def _whatif_cost(args: argparse.Namespace) -> CostModel:
@@ -42,6 +43,28 @@ def _server_config(args: argparse.Namespace) -> ServerConfig:
 def slo_of(args: argparse.Namespace) -> Slo:
     """The objective the arguments ask for: TTFT, TPOT and end-to-end bounds at ``--slo-percentile``."""
     return Slo(ttft_p99_s=args.slo_ttft_p99, tpot_p99_s=args.slo_tpot_p99, e2e_s=args.slo_e2e, percentile=args.slo_percentile)
+
+
+def whatif_argv(
+    workload: tuple[str, str], *, model: str, gpu: str, slo: Slo, config: ServerConfig, tensor_parallel: int = 1,
+    efficiency: float = 0.6, router: str = "round_robin", max_replicas: int = 1024, baselines: Sequence[str] | None = None,
+) -> list[str]:
+    """The ``servegen whatif`` arguments of one run: ``workload`` is ``("--spec", path)`` or
+    ``("--trace", path)``; every objective, percentile and scheduler setting is spelled out
+    (``none`` for an objective not set), so the command runs the same comparison."""
+    def seconds(v: float | None) -> str:
+        return "none" if v is None else f"{v:g}"
+
+    argv = [
+        "whatif", *workload, "--model", model, "--gpu", gpu, "--tensor-parallel", str(tensor_parallel), "--efficiency", f"{efficiency:g}",
+        "--slo-ttft", seconds(slo.ttft_p99_s), "--slo-tpot", seconds(slo.tpot_p99_s), "--slo-e2e", seconds(slo.e2e_s),
+        "--slo-percentile", str(slo.percentile), "--router", router, "--max-replicas", str(max_replicas),
+        "--max-num-seqs", str(config.max_num_seqs), "--max-batched-tokens", str(config.max_batched_tokens),
+        "--chunked-prefill" if config.chunked_prefill else "--no-chunked-prefill",
+    ]
+    if baselines is not None:
+        argv += ["--baselines", ",".join(baselines)]
+    return argv
 
 
 def _compare(args: argparse.Namespace, slo: Slo) -> tuple[Comparison, str, AnswerRange | None]:

@@ -172,12 +172,22 @@ class GpuComparison:
     ``option, gpu, tensor_parallel, replicas`` (null when not met up to the maximum), ``gpus,
     gpu_hours, usd_per_gpu_hour, cost_usd, usd_per_million_requests`` (null without an answer),
     ``ttft_s, tpot_s, e2e_s`` (the objective's percentile at the answer) and ``note`` (why there
-    is no answer). ``results``: each option's :class:`ProvisioningResult`."""
+    is no answer). ``results``: each option's :class:`ProvisioningResult`; ``n_requests`` of the workload."""
 
     table: pl.DataFrame
     results: Mapping[str, ProvisioningResult]
     slo: Slo
     span_s: float
+    n_requests: int = 0
+
+    def priced(self, usd_per_gpu_hour: Mapping[str, float]) -> GpuComparison:
+        """The same answers at other prices per GPU-hour (by option label; others keep theirs)."""
+        rate = pl.Series([_positive("usd_per_gpu_hour", usd_per_gpu_hour.get(o, r)) if r is not None else None
+                          for o, r in zip(self.table["option"], self.table["usd_per_gpu_hour"], strict=True)], dtype=pl.Float64)
+        cost = self.table["gpu_hours"] * rate
+        per_million = cost / self.n_requests * 1e6 if self.n_requests else pl.Series([None] * len(cost), dtype=pl.Float64)
+        table = self.table.with_columns(rate.alias("usd_per_gpu_hour"), cost.alias("cost_usd"), per_million.alias("usd_per_million_requests"))
+        return GpuComparison(table, self.results, self.slo, self.span_s, self.n_requests)
 
     def sentence(self) -> str:
         """The comparison in one sentence: each option's replicas and cost, and the cheaper one."""
@@ -237,7 +247,7 @@ def gpu_comparison(
             at = res.curve.filter(pl.col("replicas") == res.replicas).row(0, named=True)
             row.update({f"{k}_s": at[f"{k}_p{slo.percentile}_s"] for k in ("ttft", "tpot", "e2e")})
         rows.append(row)
-    return GpuComparison(pl.DataFrame(rows, schema=COMPARISON_COLUMNS), results, slo, float(span_s))
+    return GpuComparison(pl.DataFrame(rows, schema=COMPARISON_COLUMNS), results, slo, float(span_s), work.height)
 
 
 #: Requests :func:`latency_floor` simulates at most (a seeded random sample of a larger workload).
@@ -248,11 +258,18 @@ FLOOR_MAX_REQUESTS = 200_000
 class LatencyFloor:
     """Output of :func:`latency_floor`. ``table``: one row per latency (``ttft``, ``tpot``,
     ``e2e``) with the percentiles ``p50_s, p90_s, p95_s, p99_s`` of every request served alone;
-    ``requests``: how many were simulated (all, or a sample of ``of_requests``)."""
+    ``requests``: how many were simulated of the workload's ``of_requests``; ``left_out``: those
+    refused or rejected at every replica count (longer than the context or the KV cache); the
+    others are a sample when ``sampled``."""
 
     table: pl.DataFrame
     requests: int
     of_requests: int
+    left_out: int = 0
+
+    @property
+    def sampled(self) -> bool:
+        return self.requests < self.of_requests - self.left_out
 
     def value(self, latency: str, percentile: int) -> float:
         """The floor of one latency (``"ttft"``, ``"tpot"``, ``"e2e"``) at one percentile, seconds."""
@@ -304,6 +321,7 @@ def latency_floor(
     blocks = cost.kv_tokens // config.block_size
     keep &= -(-(np.maximum(inp, 1) + np.maximum(out, 1)) // config.block_size) <= blocks - int(config.watermark * blocks)
     inp, out = inp[keep], out[keep]
+    left_out = n_all - len(inp)
     if len(inp) > max_requests:
         pick = np.sort(np.random.default_rng(seed).choice(len(inp), size=max_requests, replace=False))
         inp, out = inp[pick], out[pick]
@@ -321,4 +339,4 @@ def latency_floor(
         summary = sim.summary()
         rows = {name: {f"p{q}_s": summary[f"{name}_p{q}_s"] for q in SLO_PERCENTILES} for name in rows}
     table = pl.DataFrame([{"latency": name, **vals} for name, vals in rows.items()])
-    return LatencyFloor(table, int(len(inp)), n_all)
+    return LatencyFloor(table, int(len(inp)), n_all, int(left_out))

@@ -107,7 +107,8 @@ def test_latency_floor_known_answer_with_a_constant_iteration_time():
     pf = fc.latency_floor(df, cost, config=ServerConfig(chunked_prefill=False))
     assert pf.value("ttft", 99) == pytest.approx(0.01)
     sample = fc.latency_floor(df, cost, max_requests=100, seed=3)
-    assert (sample.requests, sample.of_requests) == (100, 500)
+    assert (sample.requests, sample.of_requests, sample.left_out, sample.sampled) == (100, 500, 0, True)
+    assert not floor.sampled
 
 
 def test_no_replica_count_beats_the_latency_floor(hot):
@@ -122,4 +123,6 @@ def test_no_replica_count_beats_the_latency_floor(hot):
     assert lines[0].startswith("p90 TTFT <= 2 s leaves ") and f"({floor.value('ttft', 90):,.3g} s" in lines[0]
     assert "cannot be met by any replica count" in lines[1]
     # requests longer than the context are refused at every count: left out of the floor
-    assert fc.latency_floor(hot.with_columns(pl.lit(9000).alias("input_tokens")), cost).requests == 0
+    long = fc.latency_floor(hot.with_columns(pl.lit(9000).alias("input_tokens")), cost)
+    assert (long.requests, long.left_out, long.sampled) == (0, hot.height, False)
+    assert np.isnan(long.value("ttft", 99))
