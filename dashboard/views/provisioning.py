@@ -239,199 +239,206 @@ def realistic_requests(result: Comparison) -> pl.DataFrame | None:
 
 
 params = (view.key, spec if use_spec else None, span_text, cost, slo, router, int(max_replicas), config, tuple(naive_kinds))
-if st.button("Simulate", type="primary", key="prov_run"):
-    names = ["realistic", *(naive_kinds if use_spec else ["poisson"])]
-    bar = st.progress(0.0, text="Starting…")
-
-    def progress(text: str) -> None:
-        name = text.split(":", 1)[0]
-        done = names.index(name) / len(names) if name in names else 0.0
-        bar.progress(min(done, 1.0), text=md(text))
-
-    common = {"config": config, "router": router, "max_replicas": int(max_replicas), "progress": progress}
-    # the realistic workload and its baselines, each simulated, within the server's one budget
-    nbytes = core_calls.whatif_bytes(
-        n_requests, workloads=len(names), replicas=int(max_replicas), span_s=span_s, composed=use_spec
+simulated, compared = st.container(), st.container()  # the comparison is drawn first: the result part may stop the page
+with compared:
+    # another GPU or model, compared on the realistic workload in one run
+    st.subheader("Compare with another GPU or model")
+    st.caption(
+        "The realistic workload on the serving option above and on a second one (roofline at the same efficiency): the fewest "
+        "replicas each needs for the same objective, their GPU-hours and cost over the workload's span."
     )
-    what = f"simulating {count_text} x {len(names)} workloads on up to {int(max_replicas):,} replicas"
+    b1, b2, b3 = st.columns(3)
+    model_b = b1.selectbox("Model B", list(MODELS), key="prov_b_model", persist_state="session")
+    gpu_b = b2.selectbox("GPU B", list(GPUS), index=list(GPUS).index("h100-sxm"), key="prov_b_gpu", persist_state="session")
+    tp_b = b3.number_input("GPUs per replica B", min_value=1, max_value=16, value=1, step=1, key="prov_b_tp", persist_state="session")
+    price_b = inputs.price_input(gpu_b, key="prov_b_price", label="B: USD per GPU-hour")
     try:
-        with core_calls.within_budget(nbytes, what):
-            if use_spec:
-                result = compare_spec(spec, slo, cost, naive=naive_kinds, pool=pool, **common)
-            else:
-                result = compare_trace(requests, slo, cost, **common)
-            bar.progress(1.0, text="The latency floor: every request alone…")
-            lone = realistic_requests(result)
-            floor = latency_floor(lone, cost, config=config) if lone is not None else None
-    except Exception as exc:  # noqa: BLE001 - a core error becomes a message on the page
-        bar.empty()
+        cost_b = roofline(model_b, gpu_b, efficiency=float(eff), tensor_parallel=int(tp_b))
+    except SpecError as exc:
         core_calls.show_error(exc)
-        st.stop()
-    bar.progress(1.0, text="Done.")
-    st.session_state["prov_result"] = (params, result, floor)
-
-stored = st.session_state.get("prov_result")
-if stored is None or stored[0] != params:
-    if stored is not None:
-        st.caption("The inputs changed since the last simulation: its result is hidden until you simulate these inputs.")
-    st.info(f"Press Simulate to replay the workload ({count_text}) on growing numbers of replicas.")
-    st.stop()
-result: Comparison = stored[1]
-floor: LatencyFloor | None = stored[2]
-table = result.table
-(st.success if table["replicas"][0] is not None else st.warning)(md(result.sentence()))
-answers = dict(zip(table["workload"].to_list(), table["replicas"].to_list(), strict=True))
-cols = st.columns(len(answers))
-for col, row in zip(cols, table.iter_rows(named=True), strict=True):
-    value = "none" if row["replicas"] is None else f"{row['replicas']}"
-    col.metric(f"{row['workload']}: replicas", value)
-    if row["workload"] != "realistic" and row["under_provisioning"] is not None:
-        col.caption(provisioning_words(row["under_provisioning"]))
-n_real = answers.get("realistic")
-if n_real is not None and span_s > 0:
-    bill = fleet_cost(n_real, cost_gpu, int(tp), span_s, requests=int(table["requests"][0]), usd_per_gpu_hour=price)
-    st.markdown(md(f"**Cost of the realistic answer:** {bill.sentence()}."))
-for line in latency_warnings(table, slo):
-    st.warning(md(line))
-if (headroom := slo_headroom(result.curves, slo)) is not None:
-    st.info(md(headroom))
-if floor is not None and floor.requests:
-    sample = f", a sample of {floor.requests:,} of {floor.of_requests:,} requests" if floor.sampled else ""
-    if floor.left_out:
-        sample += f"; {floor.left_out:,} request(s) longer than the context or the KV cache left out"
-    st.info(md(f"Latency floor (every request alone on an idle replica{sample}: no replica count does better): " + " ".join(floor.headroom(slo))))
-
-q = slo.percentile
-metrics = [(f"ttft_p{q}_s", slo.ttft_p99_s, "prov_ttft"), (f"tpot_p{q}_s", slo.tpot_p99_s, "prov_tpot")]
-if slo.e2e_s is not None:
-    metrics.append((f"e2e_p{q}_s", slo.e2e_s, "prov_e2e"))
-for col, (metric, bound, key) in zip(st.columns(len(metrics)), metrics, strict=True):
-    with col:
-        page.plot(charts.provisioning_curves(result.curves, metric=metric, slo_s=bound, answers=answers), result.curves, key=key)
-st.caption(
-    "Each point is one simulation of the workload; a run stops as soon as the objective is missed for sure, and its "
-    "point then shows the replicas simulated before it stopped (simulated_share below 1 in the curves). The stars mark "
-    "each workload's answer: the fewest replicas meeting the objective with every larger count tried meeting it too. "
-    + (f"Latencies in the table are at the realistic count ({n_real} replicas)." if n_real is not None else "")
-)
-sim = result.realistic
-if sim is not None:
-    timeline = sim.fleet_timeline()
-    page.plot(charts.fleet_timeline(timeline, replicas=sim.n_replicas, bin_s=sim.bin_s), timeline, key="prov_timeline")
-    util = sim.replicas["utilization"].mean()
-    st.caption(
-        f"The realistic workload on {sim.n_replicas} replicas: {sim.replicas['preemptions'].sum():,} preemptions, "
-        f"replicas busy {util:.0%} of the time on average (a replica is busy while any sequence runs)."
-    )
-unstable = table.filter(pl.col("unstable").fill_null(False))["workload"].to_list()
-if unstable:
-    st.warning(
-        f"At the realistic count the queue of {', '.join(unstable)} is still growing at the end of the span (unstable): "
-        "a count whose queue grows is never an answer, whatever its percentiles."
-    )
-shown = inputs.with_cost(table, gpu=cost_gpu, tp=int(tp), span_s=span_s, usd_per_gpu_hour=price).with_columns(
-    pl.col("under_provisioning").map_elements(provisioning_words, return_dtype=pl.String).alias("vs_realistic")
-).drop("under_provisioning")
-st.dataframe(
-    shown, hide_index=True, key="prov_table",
-    column_config={
-        "vs_realistic": st.column_config.TextColumn("vs realistic", help="What sizing the fleet by this baseline would do: under- or over-provision it, relative to the realistic need."),
-        "met": st.column_config.CheckboxColumn("SLO met"),
-        "attainment": st.column_config.NumberColumn("attainment", help="Share of the requests within every objective (each request against it, not the p99).", format="percent"),
-        "goodput_rps": st.column_config.NumberColumn("goodput req/s", help="Requests within every objective per second of the span."),
-        "unstable": st.column_config.CheckboxColumn("unstable", help="The queue is still growing at the end of the span."),
-        "gpu_hours": st.column_config.NumberColumn("GPU-hours", help="Each answer's GPUs (replicas x GPUs per replica) held for the workload's span.", format="%.2f"),
-        "cost_usd": st.column_config.NumberColumn("cost (USD)", help="GPU-hours at the price per GPU-hour above.", format="$%.2f"),
-    },
-)
-if floor is not None and floor.requests:
-    with st.expander("Latency floor: every request alone (seconds)"):
-        st.dataframe(floor.table, hide_index=True, key="prov_floor")
-
-# the same run on the command line
-if use_spec:
-    where = ("--spec", "spec.json")
-else:
-    where = ("--trace", view.source.location if not view.source.display_name else "trace.csv")
-argv = whatif_argv(
-    where, model=model, gpu=cost_gpu, slo=slo, config=config, tensor_parallel=int(tp), efficiency=float(eff), router=router,
-    max_replicas=int(max_replicas), baselines=naive_kinds if use_spec else None,
-)
-if cost_kind == CALIBRATED:
-    argv += ["--calibration", cal_name or "calibration.json"]
-st.caption(
-    "The same comparison on the command line"
-    + (" (spec.json: this spec, from the Export page)" if use_spec else "")
-    + (" (the sidebar's whole span: the command line has no busiest-window option)" if not use_spec and requests is not view.data else "")
-    + ":"
-)
-st.code(shlex.join(["servegen", *argv]), language="bash")
-
-if use_spec:
-    st.subheader("The answer's uncertainty")
-    st.caption(
-        "The pool data fix each window's rate and CV, not the arrivals inside it: the realistic answer is searched again "
-        f"under each plausible sub-window model ({', '.join(RANGE_SUB_WINDOWS)}) and over three seeds, the Poisson baseline "
-        "over the seeds; the gap to the naive baseline is real only if it survives that range."
-    )
-    range_params = (*params, "range")
-    if st.button("Simulate the range", key="prov_range_run"):
-        # one seed and sub-window model at a time: its workload and Poisson baseline, composed and simulated
-        range_bytes = core_calls.whatif_bytes(n_requests, workloads=2, replicas=int(max_replicas), span_s=span_s, composed=True)
-        with st.spinner("Searching every seed and sub-window model…"):
+        cost_b = None
+    option_a = ServingOption(f"A: {cost.name}", cost, cost_gpu, int(tp))
+    option_b = ServingOption(f"B: {cost_b.name}", cost_b, gpu_b, int(tp_b)) if cost_b is not None else None
+    cmp_params = (params, None if option_b is None else option_b.label, float(eff))
+    if option_b is not None and option_b.label == option_a.label:
+        st.info("Option B is the option above: pick another GPU, model or GPUs per replica.")
+    elif option_b is not None and st.button("Compare the two", key="prov_cmp_run"):
+        with st.spinner("Searching both serving options…"):
             try:
-                with core_calls.within_budget(range_bytes, f"simulating the range of {count_text}"):
-                    spread = answer_range(
-                        spec, slo, cost, naive=("poisson",), pool=pool, config=config,
-                        router=router, max_replicas=int(max_replicas), start=n_real,
+                nbytes = core_calls.whatif_bytes(n_requests, workloads=3, replicas=int(max_replicas), span_s=span_s, composed=use_spec)
+                with core_calls.within_budget(nbytes, f"comparing two serving options on {count_text}"):
+                    made = requests if requests is not None else getattr(core_calls.workload(spec, pool), "trace", None)
+                    both = None if made is None else gpu_comparison(
+                        made, [option_a, option_b], slo, span_s=span_s, config=config, router=router, max_replicas=int(max_replicas),
                     )
             except Exception as exc:  # noqa: BLE001 - a core error becomes a message on the page
                 core_calls.show_error(exc)
-                st.stop()
-        st.session_state["prov_range"] = (range_params, spread)
-    stored_range = st.session_state.get("prov_range")
-    if stored_range is not None and stored_range[0] == range_params:
-        spread: AnswerRange = stored_range[1]
-        (st.success if spread.gap_survives else st.info)(md(spread.sentence()))
-        st.dataframe(spread.runs, hide_index=True, key="prov_range_runs")
+                both = None
+        if both is not None:
+            st.session_state["prov_cmp"] = (cmp_params, both)
+    stored_cmp = st.session_state.get("prov_cmp")
+    if option_b is not None and stored_cmp is not None and stored_cmp[0] == cmp_params:
+        both = stored_cmp[1]
+        priced = both.priced({option_a.label: price, option_b.label: price_b})  # the prices now entered
+        st.success(md(priced.sentence()))
+        st.dataframe(priced.table, hide_index=True, key="prov_cmp_table")
+    elif stored_cmp is not None:
+        st.caption("The inputs changed since the last comparison: its result is hidden until you compare these inputs.")
 
-# another GPU or model, compared on the realistic workload in one run
-st.subheader("Compare with another GPU or model")
-st.caption(
-    "The realistic workload on the serving option above and on a second one (roofline at the same efficiency): the fewest "
-    "replicas each needs for the same objective, their GPU-hours and cost over the workload's span."
-)
-b1, b2, b3 = st.columns(3)
-model_b = b1.selectbox("Model B", list(MODELS), key="prov_b_model", persist_state="session")
-gpu_b = b2.selectbox("GPU B", list(GPUS), index=list(GPUS).index("h100-sxm"), key="prov_b_gpu", persist_state="session")
-tp_b = b3.number_input("GPUs per replica B", min_value=1, max_value=16, value=1, step=1, key="prov_b_tp", persist_state="session")
-price_b = inputs.price_input(gpu_b, key="prov_b_price", label="B: USD per GPU-hour")
-try:
-    cost_b = roofline(model_b, gpu_b, efficiency=float(eff), tensor_parallel=int(tp_b))
-    option_b = ServingOption(f"B: {cost_b.name}", cost_b, gpu_b, int(tp_b))
-except SpecError as exc:
-    core_calls.show_error(exc)
-    st.stop()
-option_a = ServingOption(f"A: {cost.name}", cost, cost_gpu, int(tp))
-cmp_params = (params, option_b.label, float(eff))
-if st.button("Compare the two", key="prov_cmp_run"):
-    with st.spinner("Searching both serving options…"):
+with simulated:
+    if st.button("Simulate", type="primary", key="prov_run"):
+        names = ["realistic", *(naive_kinds if use_spec else ["poisson"])]
+        bar = st.progress(0.0, text="Starting…")
+
+        def progress(text: str) -> None:
+            name = text.split(":", 1)[0]
+            done = names.index(name) / len(names) if name in names else 0.0
+            bar.progress(min(done, 1.0), text=md(text))
+
+        common = {"config": config, "router": router, "max_replicas": int(max_replicas), "progress": progress}
+        # the realistic workload and its baselines, each simulated, within the server's one budget
+        nbytes = core_calls.whatif_bytes(
+            n_requests, workloads=len(names), replicas=int(max_replicas), span_s=span_s, composed=use_spec
+        )
+        what = f"simulating {count_text} x {len(names)} workloads on up to {int(max_replicas):,} replicas"
         try:
-            nbytes = core_calls.whatif_bytes(n_requests, workloads=3, replicas=int(max_replicas), span_s=span_s, composed=use_spec)
-            with core_calls.within_budget(nbytes, f"comparing two serving options on {count_text}"):
-                made = requests if requests is not None else getattr(core_calls.workload(spec, pool), "trace", None)
-                if made is None:
-                    st.stop()
-                both = gpu_comparison(made, [option_a, option_b], slo, span_s=span_s, config=config, router=router, max_replicas=int(max_replicas))
+            with core_calls.within_budget(nbytes, what):
+                if use_spec:
+                    result = compare_spec(spec, slo, cost, naive=naive_kinds, pool=pool, **common)
+                else:
+                    result = compare_trace(requests, slo, cost, **common)
+                bar.progress(1.0, text="The latency floor: every request alone…")
+                lone = realistic_requests(result)
+                floor = latency_floor(lone, cost, config=config) if lone is not None else None
         except Exception as exc:  # noqa: BLE001 - a core error becomes a message on the page
+            bar.empty()
             core_calls.show_error(exc)
             st.stop()
-    st.session_state["prov_cmp"] = (cmp_params, both)
-stored_cmp = st.session_state.get("prov_cmp")
-if stored_cmp is not None and stored_cmp[0] == cmp_params:
-    both = stored_cmp[1]
-    priced = both.priced({option_a.label: price, option_b.label: price_b})  # the prices now entered
-    st.success(md(priced.sentence()))
-    st.dataframe(priced.table, hide_index=True, key="prov_cmp_table")
-elif stored_cmp is not None:
-    st.caption("The inputs changed since the last comparison: its result is hidden until you compare these inputs.")
+        bar.progress(1.0, text="Done.")
+        st.session_state["prov_result"] = (params, result, floor)
+
+    stored = st.session_state.get("prov_result")
+    if stored is None or stored[0] != params:
+        if stored is not None:
+            st.caption("The inputs changed since the last simulation: its result is hidden until you simulate these inputs.")
+        st.info(f"Press Simulate to replay the workload ({count_text}) on growing numbers of replicas.")
+        st.stop()
+    result: Comparison = stored[1]
+    floor: LatencyFloor | None = stored[2]
+    table = result.table
+    (st.success if table["replicas"][0] is not None else st.warning)(md(result.sentence()))
+    answers = dict(zip(table["workload"].to_list(), table["replicas"].to_list(), strict=True))
+    cols = st.columns(len(answers))
+    for col, row in zip(cols, table.iter_rows(named=True), strict=True):
+        value = "none" if row["replicas"] is None else f"{row['replicas']}"
+        col.metric(f"{row['workload']}: replicas", value)
+        if row["workload"] != "realistic" and row["under_provisioning"] is not None:
+            col.caption(provisioning_words(row["under_provisioning"]))
+    n_real = answers.get("realistic")
+    if n_real is not None and span_s > 0:
+        bill = fleet_cost(n_real, cost_gpu, int(tp), span_s, requests=int(table["requests"][0]), usd_per_gpu_hour=price)
+        st.markdown(md(f"**Cost of the realistic answer:** {bill.sentence()}."))
+    for line in latency_warnings(table, slo):
+        st.warning(md(line))
+    if (headroom := slo_headroom(result.curves, slo)) is not None:
+        st.info(md(headroom))
+    if floor is not None and floor.requests:
+        sample = f", a sample of {floor.requests:,} of {floor.of_requests:,} requests" if floor.sampled else ""
+        if floor.left_out:
+            sample += f"; {floor.left_out:,} request(s) longer than the context or the KV cache left out"
+        st.info(md(f"Latency floor (every request alone on an idle replica{sample}: no replica count does better): " + " ".join(floor.headroom(slo))))
+
+    q = slo.percentile
+    metrics = [(f"ttft_p{q}_s", slo.ttft_p99_s, "prov_ttft"), (f"tpot_p{q}_s", slo.tpot_p99_s, "prov_tpot")]
+    if slo.e2e_s is not None:
+        metrics.append((f"e2e_p{q}_s", slo.e2e_s, "prov_e2e"))
+    for col, (metric, bound, key) in zip(st.columns(len(metrics)), metrics, strict=True):
+        with col:
+            page.plot(charts.provisioning_curves(result.curves, metric=metric, slo_s=bound, answers=answers), result.curves, key=key)
+    st.caption(
+        "Each point is one simulation of the workload; a run stops as soon as the objective is missed for sure, and its "
+        "point then shows the replicas simulated before it stopped (simulated_share below 1 in the curves). The stars mark "
+        "each workload's answer: the fewest replicas meeting the objective with every larger count tried meeting it too. "
+        + (f"Latencies in the table are at the realistic count ({n_real} replicas)." if n_real is not None else "")
+    )
+    sim = result.realistic
+    if sim is not None:
+        timeline = sim.fleet_timeline()
+        page.plot(charts.fleet_timeline(timeline, replicas=sim.n_replicas, bin_s=sim.bin_s), timeline, key="prov_timeline")
+        util = sim.replicas["utilization"].mean()
+        st.caption(
+            f"The realistic workload on {sim.n_replicas} replicas: {sim.replicas['preemptions'].sum():,} preemptions, "
+            f"replicas busy {util:.0%} of the time on average (a replica is busy while any sequence runs)."
+        )
+    unstable = table.filter(pl.col("unstable").fill_null(False))["workload"].to_list()
+    if unstable:
+        st.warning(
+            f"At the realistic count the queue of {', '.join(unstable)} is still growing at the end of the span (unstable): "
+            "a count whose queue grows is never an answer, whatever its percentiles."
+        )
+    shown = inputs.with_cost(table, gpu=cost_gpu, tp=int(tp), span_s=span_s, usd_per_gpu_hour=price).with_columns(
+        pl.col("under_provisioning").map_elements(provisioning_words, return_dtype=pl.String).alias("vs_realistic")
+    ).drop("under_provisioning")
+    st.dataframe(
+        shown, hide_index=True, key="prov_table",
+        column_config={
+            "vs_realistic": st.column_config.TextColumn("vs realistic", help="What sizing the fleet by this baseline would do: under- or over-provision it, relative to the realistic need."),
+            "met": st.column_config.CheckboxColumn("SLO met"),
+            "attainment": st.column_config.NumberColumn("attainment", help="Share of the requests within every objective (each request against it, not the p99).", format="percent"),
+            "goodput_rps": st.column_config.NumberColumn("goodput req/s", help="Requests within every objective per second of the span."),
+            "unstable": st.column_config.CheckboxColumn("unstable", help="The queue is still growing at the end of the span."),
+            "gpu_hours": st.column_config.NumberColumn("GPU-hours", help="Each answer's GPUs (replicas x GPUs per replica) held for the workload's span.", format="%.2f"),
+            "cost_usd": st.column_config.NumberColumn("cost (USD)", help="GPU-hours at the price per GPU-hour above.", format="$%.2f"),
+        },
+    )
+    if floor is not None and floor.requests:
+        with st.expander("Latency floor: every request alone (seconds)"):
+            st.dataframe(floor.table, hide_index=True, key="prov_floor")
+
+    # the same run on the command line
+    if use_spec:
+        where = ("--spec", "spec.json")
+    else:
+        where = ("--trace", view.source.location if not view.source.display_name else "trace.csv")
+    argv = whatif_argv(
+        where, model=model, gpu=cost_gpu, slo=slo, config=config, tensor_parallel=int(tp), efficiency=float(eff), router=router,
+        max_replicas=int(max_replicas), baselines=naive_kinds if use_spec else None,
+    )
+    if cost_kind == CALIBRATED:
+        argv += ["--calibration", cal_name or "calibration.json"]
+    st.caption(
+        "The same comparison on the command line"
+        + (" (spec.json: this spec, from the Export page)" if use_spec else "")
+        + (" (the sidebar's whole span: the command line has no busiest-window option)" if not use_spec and requests is not view.data else "")
+        + ":"
+    )
+    st.code(shlex.join(["servegen", *argv]), language="bash")
+
+    if use_spec:
+        st.subheader("The answer's uncertainty")
+        st.caption(
+            "The pool data fix each window's rate and CV, not the arrivals inside it: the realistic answer is searched again "
+            f"under each plausible sub-window model ({', '.join(RANGE_SUB_WINDOWS)}) and over three seeds, the Poisson baseline "
+            "over the seeds; the gap to the naive baseline is real only if it survives that range."
+        )
+        range_params = (*params, "range")
+        if st.button("Simulate the range", key="prov_range_run"):
+            # one seed and sub-window model at a time: its workload and Poisson baseline, composed and simulated
+            range_bytes = core_calls.whatif_bytes(n_requests, workloads=2, replicas=int(max_replicas), span_s=span_s, composed=True)
+            with st.spinner("Searching every seed and sub-window model…"):
+                try:
+                    with core_calls.within_budget(range_bytes, f"simulating the range of {count_text}"):
+                        spread = answer_range(
+                            spec, slo, cost, naive=("poisson",), pool=pool, config=config,
+                            router=router, max_replicas=int(max_replicas), start=n_real,
+                        )
+                except Exception as exc:  # noqa: BLE001 - a core error becomes a message on the page
+                    core_calls.show_error(exc)
+                    st.stop()
+            st.session_state["prov_range"] = (range_params, spread)
+        stored_range = st.session_state.get("prov_range")
+        if stored_range is not None and stored_range[0] == range_params:
+            spread: AnswerRange = stored_range[1]
+            (st.success if spread.gap_survives else st.info)(md(spread.sentence()))
+            st.dataframe(spread.runs, hide_index=True, key="prov_range_runs")
+
