@@ -281,7 +281,20 @@ with compared:
         both = stored_cmp[1]
         priced = both.priced({option_a.label: price, option_b.label: price_b})  # the prices now entered
         st.success(md(priced.sentence()))
-        st.dataframe(priced.table, hide_index=True, key="prov_cmp_table")
+        pq = f"p{slo.percentile}"
+        st.dataframe(
+            priced.table, hide_index=True, key="prov_cmp_table",
+            column_config={
+                "tensor_parallel": st.column_config.NumberColumn("GPUs per replica"),
+                "gpu_hours": st.column_config.NumberColumn("GPU-hours", format="%.2f"),
+                "usd_per_gpu_hour": st.column_config.NumberColumn("USD per GPU-hour", format="$%.3f"),
+                "cost_usd": st.column_config.NumberColumn("cost (USD)", format="$%.2f"),
+                "usd_per_million_requests": st.column_config.NumberColumn("USD per million requests", format="$%.2f"),
+                "ttft_s": st.column_config.NumberColumn(f"{pq} TTFT s", format="%.3g"),
+                "tpot_s": st.column_config.NumberColumn(f"{pq} TPOT s", format="%.3g"),
+                "e2e_s": st.column_config.NumberColumn(f"{pq} E2E s", format="%.3g"),
+            },
+        )
     elif stored_cmp is not None:
         st.caption("The inputs changed since the last comparison: its result is hidden until you compare these inputs.")
 
@@ -337,16 +350,17 @@ with simulated:
     n_real = answers.get("realistic")
     if n_real is not None and span_s > 0:
         bill = fleet_cost(n_real, cost_gpu, int(tp), span_s, requests=int(table["requests"][0]), usd_per_gpu_hour=price)
-        st.markdown(md(f"**Cost of the realistic answer:** {bill.sentence()}."))
+        st.markdown("**Cost of the realistic answer:** " + md(f"{bill.sentence()}."))
     for line in latency_warnings(table, slo):
         st.warning(md(line))
     if (headroom := slo_headroom(result.curves, slo)) is not None:
         st.info(md(headroom))
     if floor is not None and floor.requests:
-        sample = f", a sample of {floor.requests:,} of {floor.of_requests:,} requests" if floor.sampled else ""
+        notes = [f"a sample of {floor.requests:,} of {floor.of_requests:,} requests"] if floor.sampled else []
         if floor.left_out:
-            sample += f"; {floor.left_out:,} request(s) longer than the context or the KV cache left out"
-        st.info(md(f"Latency floor (every request alone on an idle replica{sample}: no replica count does better): " + " ".join(floor.headroom(slo))))
+            notes.append(f"{floor.left_out:,} request{'' if floor.left_out == 1 else 's'} longer than the context or the KV cache left out")
+        head = "Latency floor (every request alone on an idle replica, which no replica count beats" + "".join(f"; {n}" for n in notes) + "): "
+        st.info(md(head + " ".join(floor.headroom(slo))))
 
     q = slo.percentile
     metrics = [(f"ttft_p{q}_s", slo.ttft_p99_s, "prov_ttft"), (f"tpot_p{q}_s", slo.tpot_p99_s, "prov_tpot")]

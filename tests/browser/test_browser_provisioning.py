@@ -66,6 +66,10 @@ def test_provisioning_objectives_cost_and_two_gpus(page, traces_dir):
     box.press("Enter")
     settle(pg)
     assert "Requests: 19,366" in sidebar.inner_text()
+    # point 11: the time-span slider's label is shown whole, not cut off
+    label = sidebar.locator('[data-testid="stSlider"] [data-testid="stWidgetLabel"]').first
+    assert label.inner_text().strip() == "Time span (source time)"
+    assert label.evaluate("e => e.scrollWidth <= e.clientWidth + 1 && e.scrollHeight <= e.clientHeight + 1")
 
     go(pg, "Provisioning")
     assert_clean(pg, "Provisioning")
