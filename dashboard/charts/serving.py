@@ -15,10 +15,8 @@ from plaintext import svg
 
 #: Latency columns of a provisioning curve and how they are named on the axes.
 LATENCY_LABELS = {
-    "ttft_p99_s": "p99 TTFT",
+    **{f"{key}_p{q}_s": f"p{q} {name}" for key, name in (("ttft", "TTFT"), ("tpot", "TPOT"), ("e2e", "end-to-end latency")) for q in (50, 90, 95, 99)},
     "ttft_p50_s": "median TTFT",
-    "tpot_p99_s": "p99 TPOT",
-    "e2e_p99_s": "p99 end-to-end latency",
 }
 
 

@@ -22,7 +22,7 @@ from servegen_core.limits import MAX_BATCHED_TOKENS, MAX_BLOCK_SIZE, MAX_NUM_SEQ
 from servegen_core.serve.costmodel import DEFAULT_BANDWIDTH_EFFICIENCY, DEFAULT_COMPUTE_EFFICIENCY, DEFAULT_OVERHEAD_S
 from servegen_core.serve.hardware import GPU_ALIASES, GPUS, MODELS
 from servegen_core.serve.simulate import ROUTERS
-from servegen_core.serve.whatif import DEFAULT_NAIVE_KINDS
+from servegen_core.serve.whatif import DEFAULT_NAIVE_KINDS, SLO_PERCENTILES
 from servegen_core.sources.traces import PRESETS
 from servegen_core.spec import NAIVE_KINDS
 
@@ -266,12 +266,20 @@ def _whatif_arguments(p: argparse.ArgumentParser) -> None:
         help="fit the cost model to your benchmark results (AIPerf profile_export_aiperf.json, vLLM bench JSON, or CSV)",
     )
     p.add_argument(
-        "--slo-ttft-p99", type=_objective_seconds, default=2.0, metavar="S",
-        help="p99 time to first token objective in seconds (default 2; none: no TTFT objective)",
+        "--slo-ttft-p99", "--slo-ttft", type=_objective_seconds, default=2.0, metavar="S",
+        help="time to first token objective in seconds, at --slo-percentile (default 2; none: no TTFT objective)",
     )
     p.add_argument(
-        "--slo-tpot-p99", type=_objective_seconds, default=0.1, metavar="S",
-        help="p99 time per output token objective in seconds (default 0.1; none: no TPOT objective)",
+        "--slo-tpot-p99", "--slo-tpot", type=_objective_seconds, default=0.1, metavar="S",
+        help="time per output token objective in seconds, at --slo-percentile (default 0.1; none: no TPOT objective)",
+    )
+    p.add_argument(
+        "--slo-e2e", type=_objective_seconds, default=None, metavar="S",
+        help="end-to-end latency objective in seconds, at --slo-percentile (default none)",
+    )
+    p.add_argument(
+        "--slo-percentile", type=int, choices=list(SLO_PERCENTILES), default=99, metavar="Q",
+        help=f"percentile every objective bounds, one of {', '.join(map(str, SLO_PERCENTILES))} (default 99)",
     )
     p.add_argument(
         "--range", action=argparse.BooleanOptionalAction, default=True,

@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Sequence
 from typing import TextIO
+
+import polars as pl
 
 from servegen_core.cli.common import EXIT_OK, PROG, CliError
 from servegen_core.cli.inputs import read_spec
@@ -17,7 +20,7 @@ from servegen_core.serve.simulate import ServerConfig
 from servegen_core.serve.whatif import DEFAULT_NAIVE_KINDS, AnswerRange, Comparison, Slo, answer_range, compare_spec, compare_trace
 from servegen_core.sources.traces import load_trace
 
-__all__ = ["run"]
+__all__ = ["run", "slo_of", "whatif_argv"]
 
 
 def _whatif_cost(args: argparse.Namespace) -> CostModel:
@@ -35,6 +38,33 @@ def _server_config(args: argparse.Namespace) -> ServerConfig:
     return ServerConfig(
         max_num_seqs=args.max_num_seqs, max_batched_tokens=args.max_batched_tokens, chunked_prefill=args.chunked_prefill,
     )
+
+
+def slo_of(args: argparse.Namespace) -> Slo:
+    """The objective the arguments ask for: TTFT, TPOT and end-to-end bounds at ``--slo-percentile``."""
+    return Slo(ttft_p99_s=args.slo_ttft_p99, tpot_p99_s=args.slo_tpot_p99, e2e_s=args.slo_e2e, percentile=args.slo_percentile)
+
+
+def whatif_argv(
+    workload: tuple[str, str], *, model: str, gpu: str, slo: Slo, config: ServerConfig, tensor_parallel: int = 1,
+    efficiency: float = 0.6, router: str = "round_robin", max_replicas: int = 1024, baselines: Sequence[str] | None = None,
+) -> list[str]:
+    """The ``servegen whatif`` arguments of one run: ``workload`` is ``("--spec", path)`` or
+    ``("--trace", path)``; every objective, percentile and scheduler setting is spelled out
+    (``none`` for an objective not set), so the command runs the same comparison."""
+    def seconds(v: float | None) -> str:
+        return "none" if v is None else f"{v:g}"
+
+    argv = [
+        "whatif", *workload, "--model", model, "--gpu", gpu, "--tensor-parallel", str(tensor_parallel), "--efficiency", f"{efficiency:g}",
+        "--slo-ttft", seconds(slo.ttft_p99_s), "--slo-tpot", seconds(slo.tpot_p99_s), "--slo-e2e", seconds(slo.e2e_s),
+        "--slo-percentile", str(slo.percentile), "--router", router, "--max-replicas", str(max_replicas),
+        "--max-num-seqs", str(config.max_num_seqs), "--max-batched-tokens", str(config.max_batched_tokens),
+        "--chunked-prefill" if config.chunked_prefill else "--no-chunked-prefill",
+    ]
+    if baselines is not None:
+        argv += ["--baselines", ",".join(baselines)]
+    return argv
 
 
 def _compare(args: argparse.Namespace, slo: Slo) -> tuple[Comparison, str, AnswerRange | None]:
@@ -82,6 +112,12 @@ def _print_text(out: TextIO, comparison: Comparison, slo: Slo, what: str, spread
         for r in comparison.table.iter_rows(named=True)
     ]
     out.write(format_table(headers, rows, numeric=(False, True, True, True, True, True, True, True, True, False)) + "\n\n")
+    if n_real is not None and (slo.percentile != 99 or slo.e2e_s is not None):
+        labels = {"ttft": "TTFT", "tpot": "TPOT", "e2e": "E2E"}
+        at_real = comparison.curves.filter(pl.col("replicas") == n_real)
+        for r in at_real.iter_rows(named=True):
+            values = ", ".join(f"p{slo.percentile} {labels[k]} {r[f'{k}_p{slo.percentile}_s']:.4g} s" for k, _ in slo.objectives())
+            out.write(f"{r['workload']} at {n_real} replica{'' if n_real == 1 else 's'}: {values}\n")
     for r in comparison.table.iter_rows(named=True):
         if r["note"]:
             out.write(f"note: {r['workload']}: {r['note']}\n")
@@ -98,16 +134,16 @@ def run(args: argparse.Namespace, out: TextIO) -> int:
     if args.preset is not None and args.trace is None:
         msg = "--preset applies to a --trace file"
         raise CliError(msg)
-    if args.slo_ttft_p99 is None and args.slo_tpot_p99 is None:
-        msg = "give a p99 TTFT and/or a p99 TPOT objective (--slo-ttft-p99, --slo-tpot-p99; none turns one off)"
+    if args.slo_ttft_p99 is None and args.slo_tpot_p99 is None and args.slo_e2e is None:
+        msg = "give a TTFT, TPOT and/or end-to-end objective (--slo-ttft-p99, --slo-tpot-p99, --slo-e2e; none turns one off)"
         raise CliError(msg)
-    slo = Slo(ttft_p99_s=args.slo_ttft_p99, tpot_p99_s=args.slo_tpot_p99)
+    slo = slo_of(args)
     comparison, what, spread = _compare(args, slo)
     if args.json:
         print_json(
             {
                 "source": what,
-                "slo": {"ttft_p99_s": slo.ttft_p99_s, "tpot_p99_s": slo.tpot_p99_s},
+                "slo": {"ttft_p99_s": slo.ttft_p99_s, "tpot_p99_s": slo.tpot_p99_s, "e2e_s": slo.e2e_s, "percentile": slo.percentile},
                 "cost_model": comparison.cost_name,
                 "cost_note": comparison.cost_note,
                 "table": comparison.table.to_dicts(),

@@ -155,14 +155,14 @@ class SimResult:
         )
 
     def summary(self) -> dict[str, float]:
-        """p50/p90/p99 of TTFT, TPOT, end-to-end and queueing (seconds) over completed requests, the
+        """p50/p90/p95/p99 of TTFT, TPOT, end-to-end and queueing (seconds) over completed requests, the
         counts (``requests``, ``completed``, ``refused``: longer than the context) and mean utilization."""
         out: dict[str, float] = {"replicas": float(self.n_replicas), "requests": float(self.requests.height)}
         out["completed"] = float(self.requests["completed"].sum())
         out["refused"] = float(self.requests["refused"].sum()) if "refused" in self.requests.columns else 0.0
         for col in ("ttft_s", "tpot_s", "e2e_s", "queue_s"):
             vals = self.requests.filter(pl.col("completed"))[col].drop_nulls().drop_nans().to_numpy()
-            for q in (50, 90, 99):
+            for q in (50, 90, 95, 99):
                 out[f"{col[:-2]}_p{q}_s"] = float(np.percentile(vals, q)) if len(vals) else math.nan
         out["utilization_mean"] = float(self.replicas["utilization"].mean()) if self.replicas.height else math.nan
         out["preemptions"] = float(self.replicas["preemptions"].sum()) if self.replicas.height else 0.0

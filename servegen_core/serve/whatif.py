@@ -51,6 +51,7 @@ __all__ = [
     "DEFAULT_NAIVE_KINDS",
     "Comparison",
     "ProvisioningResult",
+    "SLO_PERCENTILES",
     "Slo",
     "checked_naive_spec",
     "compare_spec",
@@ -69,6 +70,9 @@ __all__ = [
     "smallest_met_above_all_failures",
 ]
 
+#: Percentiles an :class:`Slo` can bound (:meth:`SimResult.summary` has each).
+SLO_PERCENTILES = (50, 90, 95, 99)
+
 #: Naive baselines compared by default; :data:`~servegen_core.spec.NAIVE_KINDS` adds
 #: ``"constant"`` (no rate shifts either).
 DEFAULT_NAIVE_KINDS = ("poisson", "pooled_lengths", "poisson_pooled")
@@ -81,45 +85,60 @@ DEFAULT_NAIVE_KINDS = ("poisson", "pooled_lengths", "poisson_pooled")
 
 @dataclass(frozen=True)
 class Slo:
-    """A latency objective: p99 TTFT and/or p99 TPOT in seconds (at least one), over completed
-    requests; a request that could not be served (rejected) fails the objective."""
+    """A latency objective over completed requests, in seconds (at least one of TTFT, TPOT and
+    end-to-end): the ``percentile`` (one of :data:`SLO_PERCENTILES`, default 99) of every latency
+    with an objective must be at most it; a request that could not be served (rejected) fails
+    the objective. ``ttft_p99_s`` and ``tpot_p99_s`` keep their names for every percentile
+    (they are the TTFT and TPOT bounds); ``e2e_s`` bounds the end-to-end latency."""
 
     ttft_p99_s: float | None = None
     tpot_p99_s: float | None = None
+    e2e_s: float | None = None
+    percentile: int = 99
 
     def __post_init__(self) -> None:
-        if self.ttft_p99_s is None and self.tpot_p99_s is None:
-            raise SpecError("slo", "give a p99 TTFT and/or a p99 TPOT objective")
-        for key in ("ttft_p99_s", "tpot_p99_s"):
+        if self.ttft_p99_s is None and self.tpot_p99_s is None and self.e2e_s is None:
+            raise SpecError("slo", "give a TTFT, TPOT and/or end-to-end latency objective")
+        for key in ("ttft_p99_s", "tpot_p99_s", "e2e_s"):
             v = getattr(self, key)
             if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)) or not (v > 0 and math.isfinite(v))):
                 raise SpecError(f"slo.{key}", f"must be a positive number of seconds, got {v!r}")
+        if isinstance(self.percentile, bool) or self.percentile not in SLO_PERCENTILES:
+            raise SpecError("slo.percentile", f"must be one of {', '.join(map(str, SLO_PERCENTILES))}, got {self.percentile!r}")
+
+    def objectives(self) -> tuple[tuple[str, float], ...]:
+        """``(latency, bound)`` of every objective set: latency ``"ttft"``, ``"tpot"`` or ``"e2e"``
+        (the request column ``<latency>_s``, the summary key ``<latency>_p<percentile>_s``)."""
+        pairs = (("ttft", self.ttft_p99_s), ("tpot", self.tpot_p99_s), ("e2e", self.e2e_s))
+        return tuple((name, float(bound)) for name, bound in pairs if bound is not None)
 
     def met(self, summary: Mapping[str, float]) -> bool:
         """Whether a :meth:`SimResult.summary` meets the objective."""
         if summary["completed"] + summary.get("refused", 0.0) < summary["requests"]:  # refusals: reported, not a miss
             return False
-        if self.ttft_p99_s is not None and not summary["ttft_p99_s"] <= self.ttft_p99_s:
-            return False
-        return not (self.tpot_p99_s is not None and summary["tpot_p99_s"] > self.tpot_p99_s)
+        for name, bound in self.objectives():
+            value = summary[f"{name}_p{self.percentile}_s"]
+            if not (value <= bound or (name == "tpot" and math.isnan(value))):  # no TPOT (one-token answers only) meets it
+                return False
+        return True
 
     def describe(self) -> str:
-        """``"p99 TTFT <= 2 s and p99 TPOT <= 0.1 s"``."""
-        parts = []
-        if self.ttft_p99_s is not None:
-            parts.append(f"p99 TTFT <= {self.ttft_p99_s:g} s")
-        if self.tpot_p99_s is not None:
-            parts.append(f"p99 TPOT <= {self.tpot_p99_s:g} s")
-        return " and ".join(parts)
+        """``"p99 TTFT <= 2 s and p99 TPOT <= 0.1 s"`` (``"p90 E2E <= 30 s"`` for an end-to-end objective)."""
+        labels = {"ttft": "TTFT", "tpot": "TPOT", "e2e": "E2E"}
+        return " and ".join(f"p{self.percentile} {labels[name]} <= {bound:g} s" for name, bound in self.objectives())
 
 
 #: The default objective: both latencies a chat user feels, p99 TTFT <= 2 s and p99 TPOT <= 0.1 s.
 DEFAULT_SLO = Slo(ttft_p99_s=2.0, tpot_p99_s=0.1)
 
+#: Latency percentiles of the curve besides the first eight columns: every one an :class:`Slo` can bound.
+CURVE_PERCENTILES = tuple(
+    f"{name}_p{q}_s" for name in ("ttft", "tpot", "e2e") for q in SLO_PERCENTILES if f"{name}_p{q}_s" not in ("ttft_p50_s", "ttft_p99_s", "tpot_p99_s", "e2e_p99_s")
+)
 #: Columns of :attr:`ProvisioningResult.curve`, one row per replica count simulated.
 CURVE_COLUMNS = (
     "replicas", "ttft_p50_s", "ttft_p99_s", "tpot_p99_s", "e2e_p99_s", "queue_p99_s", "utilization_mean", "preemptions",
-    "attainment", "goodput_rps", "unstable", "simulated_share", "met",
+    "attainment", "goodput_rps", "unstable", "simulated_share", "met", *CURVE_PERCENTILES,
 )
 
 #: The share of the span at its end (and the share before it) over which :func:`queue_growing`
@@ -132,16 +151,15 @@ UNSTABLE_QUEUE_S = 10.0
 def attainment(sim: SimResult, slo: Slo) -> tuple[float, float]:
     """SLO attainment and goodput of a simulation: the share of the requests served (refused
     ones, longer than the model's context, left out) that completed within every objective of
-    ``slo`` (TTFT and TPOT, each request against the objective, not the p99; a one-token
-    answer has no TPOT and meets that objective), and those requests per second of the span."""
+    ``slo`` (TTFT, TPOT and end-to-end, each request against the objective, not the percentile;
+    a one-token answer has no TPOT and meets that objective), and those requests per second of the span."""
     req = sim.requests.filter(~pl.col("refused")) if "refused" in sim.requests.columns else sim.requests
     if req.height == 0:
         return math.nan, 0.0
     ok = pl.col("completed")
-    if slo.ttft_p99_s is not None:
-        ok = ok & (pl.col("ttft_s") <= slo.ttft_p99_s)
-    if slo.tpot_p99_s is not None:
-        ok = ok & (pl.col("tpot_s").is_null() | (pl.col("tpot_s") <= slo.tpot_p99_s))
+    for name, bound in slo.objectives():
+        within = pl.col(f"{name}_s") <= bound
+        ok = ok & ((pl.col("tpot_s").is_null() | within) if name == "tpot" else within)
     good = int(req.select(ok.fill_null(False).sum()).item())
     return good / req.height, good / max(sim.span_s, 1.0)
 
@@ -202,6 +220,7 @@ def _curve_row(n: int, sim: SimResult, slo: Slo, share: float = 1.0) -> dict[str
     row["unstable"] = queue_growing(sim, slo)
     row["simulated_share"] = share
     row["met"] = share == 1.0 and slo.met(summary) and not row["unstable"]
+    row.update({k: summary[k] for k in CURVE_PERCENTILES})
     return row
 
 
@@ -224,8 +243,8 @@ def capacity_estimate(inp: np.ndarray, out: np.ndarray, span_s: float, cost: Cos
 
 def _infeasible(slo: Slo, cost: CostModel, inp: np.ndarray, out: np.ndarray, config: ServerConfig) -> str:
     """Why even every request alone on its own replica would miss the objective ("" if it would
-    not): one does not fit the KV cache (it is rejected), or the p99 of lone prefill or decode
-    times is above the objective."""
+    not): one does not fit the KV cache (it is rejected), or the percentile of lone prefill,
+    decode step or prefill-plus-decode times is above its objective."""
     blocks = cost.kv_tokens // config.block_size
     cap = blocks - int(config.watermark * blocks)
     if len(inp):
@@ -236,16 +255,22 @@ def _infeasible(slo: Slo, cost: CostModel, inp: np.ndarray, out: np.ndarray, con
                 f"{too_big:,} request(s) need more KV cache than a replica holds ({cap * config.block_size:,} tokens) "
                 "and are rejected"
             )
+    q = slo.percentile
+    prefill = cost.prefill_time(inp)
+    multi = out > 1
+    step = cost.decode_time(1, inp + 1 + np.maximum(out - 2, 0) / 2)  # a lone decode step at the mean context
     if slo.ttft_p99_s is not None:
-        p99 = float(np.percentile(cost.prefill_time(inp), 99))
-        if p99 > slo.ttft_p99_s:
-            return f"even alone, the p99 of the requests' prefill times is {p99:.3g} s, above the {slo.ttft_p99_s:g} s TTFT objective"
-    if slo.tpot_p99_s is not None:
-        multi = out > 1
-        if multi.any():
-            p99 = float(np.percentile(cost.decode_time(1, inp[multi] + 1 + (out[multi] - 2) / 2), 99))
-            if p99 > slo.tpot_p99_s:
-                return f"even alone, the p99 of the requests' decode step times is {p99:.3g} s, above the {slo.tpot_p99_s:g} s TPOT objective"
+        v = float(np.percentile(prefill, q))
+        if v > slo.ttft_p99_s:
+            return f"even alone, the p{q} of the requests' prefill times is {v:.3g} s, above the {slo.ttft_p99_s:g} s TTFT objective"
+    if slo.tpot_p99_s is not None and multi.any():
+        v = float(np.percentile(step[multi], q))
+        if v > slo.tpot_p99_s:
+            return f"even alone, the p{q} of the requests' decode step times is {v:.3g} s, above the {slo.tpot_p99_s:g} s TPOT objective"
+    if slo.e2e_s is not None:
+        v = float(np.percentile(prefill + np.maximum(out - 1, 0) * step, q))
+        if v > slo.e2e_s:
+            return f"even alone, the p{q} of the requests' prefill and decode times is {v:.3g} s, above the {slo.e2e_s:g} s end-to-end objective"
     return ""
 
 
@@ -281,11 +306,11 @@ class FleetWork:
         return cls(t, i, o, np.flatnonzero(~refused), refused_rows, len(t), span)
 
 
-def _missed_for_sure(fails: int, n: int) -> bool:
-    """Whether ``fails`` values above an objective among ``n`` make their p99 (NumPy's linear
-    interpolation) exceed it whatever the other values: the value at ``floor(0.99 (n - 1))``
-    in sorted order is then above it."""
-    return n > 0 and fails >= n - math.floor(0.99 * (n - 1))
+def _missed_for_sure(fails: int, n: int, percentile: int = 99) -> bool:
+    """Whether ``fails`` values above an objective among ``n`` make their ``percentile`` (NumPy's
+    linear interpolation) exceed it whatever the other values: the value at
+    ``floor(percentile / 100 (n - 1))`` in sorted order is then above it."""
+    return n > 0 and fails >= n - math.floor(percentile / 100 * (n - 1))
 
 
 def simulate_until_missed(
@@ -293,8 +318,8 @@ def simulate_until_missed(
 ) -> tuple[SimResult, float]:
     """Simulate ``fleet`` on ``replicas`` servers one replica at a time (the replicas are
     independent once routed, :func:`~servegen_core.serve.simulate.route`), stopping as soon as
-    the objective is missed for sure: a request not served, or enough requests past the TTFT
-    or TPOT objective that the p99 is past it whatever the other replicas give. Returns the
+    the objective is missed for sure: a request not served, or enough requests past the TTFT,
+    TPOT or end-to-end objective that its percentile is past it whatever the other replicas give. Returns the
     simulation of the replicas run (requests in time order, refused ones included; each
     replica's timeline from its first arrival) and the share of the replicas simulated."""
     acc = fleet.accepted
@@ -303,7 +328,7 @@ def simulate_until_missed(
     n_acc = len(acc)
     n_multi = int((o > 1).sum())
     parts, replica_rows, timelines = [], [], []
-    ttft_fails = tpot_fails = 0
+    fails = dict.fromkeys(("ttft", "tpot", "e2e"), 0)
     done = 0
     for r in range(replicas):
         idx = np.flatnonzero(assignment == r)
@@ -319,14 +344,12 @@ def simulate_until_missed(
             timelines.append(one.timeline.with_columns(pl.lit(r, dtype=pl.Int64).alias("replica")))
         if not bool(req["completed"].all()):
             break
-        if slo.ttft_p99_s is not None:
-            ttft_fails += int((req["ttft_s"] > slo.ttft_p99_s).sum())
-            if _missed_for_sure(ttft_fails, n_acc):
-                break
-        if slo.tpot_p99_s is not None:
-            tpot_fails += int((req["tpot_s"] > slo.tpot_p99_s).sum())
-            if _missed_for_sure(tpot_fails, n_multi):
-                break
+        missed = False
+        for name, bound in slo.objectives():
+            fails[name] += int((req[f"{name}_s"] > bound).sum())
+            missed = missed or _missed_for_sure(fails[name], n_multi if name == "tpot" else n_acc, slo.percentile)
+        if missed:
+            break
     requests = pl.concat([*parts, fleet.refused.select(parts[0].columns)] if parts else [fleet.refused]).sort("arrival_s", maintain_order=True)
     ends = requests.select((pl.col("arrival_s") + pl.col("e2e_s")).max()).item()
     horizon = max(fleet.span_s, (ends or 0.0) - float(fleet.arrival_s[0]) if fleet.n_requests else 0.0)
@@ -618,7 +641,8 @@ class Comparison:
                 how = f"{u:.0%} under-provisioned" if u >= 0 else f"{-u:.0%} over-provisioned"
                 parts.append(f"{name} {r['replicas']} ({how})")
         tail = f"; the naive baselines suggest {', '.join(parts)}" if parts else ""
-        return f"To meet {self.slo.describe()} on {self.cost_name}, the realistic workload needs {real['replicas']} replicas{tail}."
+        n = real["replicas"]
+        return f"To meet {self.slo.describe()} on {self.cost_name}, the realistic workload needs {n} replica{'' if n == 1 else 's'}{tail}."
 
 
 def _compare_workloads(

@@ -205,7 +205,7 @@ def test_cli_whatif_defaults_to_both_objectives_and_shows_the_range_of_a_spec(se
     args = ["whatif", "--spec", str(path), "--model", "llama-3-8b", "--gpu", "a10g", "--baselines", "poisson", "-q"]
     assert main([*args, "--json"]) == 0
     data = json.loads(capsys.readouterr().out)
-    assert data["slo"] == {"ttft_p99_s": 2.0, "tpot_p99_s": 0.1}
+    assert data["slo"] == {"ttft_p99_s": 2.0, "tpot_p99_s": 0.1, "e2e_s": None, "percentile": 99}
     assert {"attainment", "goodput_rps", "unstable"} <= set(data["table"][0])
     runs = pl.DataFrame(data["range"]["runs"])
     real = runs.filter(pl.col("workload") == "realistic")
