@@ -21,7 +21,7 @@ from servegen_core.export.formats import DEFAULT_BLOCK_SIZE, FORMATS
 from servegen_core.limits import MAX_BATCHED_TOKENS, MAX_BLOCK_SIZE, MAX_NUM_SEQS, MAX_REPLICAS, MAX_TENSOR_PARALLEL, max_workers
 from servegen_core.serve.costmodel import DEFAULT_BANDWIDTH_EFFICIENCY, DEFAULT_COMPUTE_EFFICIENCY, DEFAULT_OVERHEAD_S
 from servegen_core.serve.hardware import GPU_ALIASES, GPUS, MODELS
-from servegen_core.serve.simulate import ROUTERS
+from servegen_core.serve.simulate import ROUTERS, SESSION_MODES
 from servegen_core.serve.whatif import DEFAULT_NAIVE_KINDS
 from servegen_core.sources.traces import PRESETS
 from servegen_core.spec import NAIVE_KINDS
@@ -270,6 +270,10 @@ def _whatif_arguments(p: argparse.ArgumentParser) -> None:
         help=f"comma-separated naive baselines of a spec, from {','.join(NAIVE_KINDS)} (default: {','.join(DEFAULT_NAIVE_KINDS)})",
     )
     p.add_argument("--router", choices=list(ROUTERS), default="round_robin", help="request router (default round_robin)")
+    p.add_argument(
+        "--sessions", choices=list(SESSION_MODES), default="closed",
+        help="closed: a session's next turn is sent its think time after the previous response (default); open: every request at its timestamp",
+    )
     p.add_argument(
         "--chunked-prefill", action=argparse.BooleanOptionalAction, default=True,
         help="chunked prefill, as current vLLM serves (default); --no-chunked-prefill: prefill-first (vLLM V0)",

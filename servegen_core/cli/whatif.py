@@ -44,7 +44,10 @@ def _compare(args: argparse.Namespace, slo: Slo) -> tuple[Comparison, str, Answe
     config = _server_config(args)
     baselines = [b.strip() for b in args.baselines.split(",") if b.strip()] if args.baselines else list(DEFAULT_NAIVE_KINDS)
     progress = None if args.quiet else (lambda text: sys.stderr.write(f"{PROG}: {text}\n"))
-    common = {"config": config, "router": args.router, "max_replicas": args.max_replicas, "workers": args.workers, "progress": progress}
+    common = {
+        "config": config, "router": args.router, "max_replicas": args.max_replicas, "workers": args.workers, "progress": progress,
+        "sessions": args.sessions,
+    }
     if args.spec is not None:
         spec = read_spec(args.spec, seed=args.seed)
         limit = args.max_requests if args.max_requests is not None else default_max_requests(streamed=False)
