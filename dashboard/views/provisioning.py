@@ -14,7 +14,8 @@ from servegen_core.errors import SpecError
 from servegen_core.serve.calibration import calibrate
 from servegen_core.serve.costmodel import roofline
 from servegen_core.serve.hardware import GPUS, MODELS
-from servegen_core.serve.simulate import ROUTERS, ServerConfig
+from servegen_core.serve.by_class import classes_of_spec, min_replicas_by_class
+from servegen_core.serve.simulate import ROUTERS, SESSION_MODES, ServerConfig
 from servegen_core.serve.whatif import (
     DEFAULT_NAIVE_KINDS,
     DEFAULT_SLO,
@@ -122,6 +123,11 @@ max_replicas = c4.number_input("Most replicas tried", min_value=1, max_value=409
 chunked = st.toggle(
     "Chunked prefill (current vLLM; off: prefill-first, vLLM V0)", value=True, key="prov_chunked", persist_state="session",
 )
+sessions = st.radio(
+    "Sessions", list(SESSION_MODES), horizontal=True, key="prov_sessions", persist_state="session",
+    help="closed: a session's next turn is sent its think time after the previous response (as AIPerf replays "
+    "conversations; the default); open: every request at its timestamp. Only workloads with sessions differ.",
+)
 st.caption(
     f"The answer is the fewest replicas meeting every objective set above (defaults: p99 TTFT ≤ {DEFAULT_TTFT_S:g} s and "
     f"p99 TPOT ≤ {DEFAULT_TPOT_S:g} s); 0 turns an objective off."
@@ -208,7 +214,7 @@ if n_requests > limit:
     )
     st.stop()
 
-params = (view.key, spec if use_spec else None, cost, slo, router, int(max_replicas), bool(chunked), tuple(naive_kinds))
+params = (view.key, spec if use_spec else None, cost, slo, router, int(max_replicas), bool(chunked), tuple(naive_kinds), sessions)
 if st.button("Simulate", type="primary", key="prov_run"):
     names = ["realistic", *(naive_kinds if use_spec else ["poisson"])]
     bar = st.progress(0.0, text="Starting…")
@@ -219,7 +225,7 @@ if st.button("Simulate", type="primary", key="prov_run"):
         bar.progress(min(done, 1.0), text=md(text))
 
     config = ServerConfig(chunked_prefill=bool(chunked))
-    common = {"config": config, "router": router, "max_replicas": int(max_replicas), "progress": progress}
+    common = {"config": config, "router": router, "max_replicas": int(max_replicas), "progress": progress, "sessions": sessions}
     # the realistic workload and its baselines, each simulated, within the server's one budget
     nbytes = core_calls.whatif_bytes(
         n_requests, workloads=len(names), replicas=int(max_replicas), span_s=span_s, composed=use_spec
@@ -318,7 +324,7 @@ if use_spec:
                 with core_calls.within_budget(range_bytes, f"simulating the range of {count_text}"):
                     spread = answer_range(
                         spec, slo, cost, naive=("poisson",), pool=pool, config=ServerConfig(chunked_prefill=bool(chunked)),
-                        router=router, max_replicas=int(max_replicas), start=n_real,
+                        router=router, max_replicas=int(max_replicas), start=n_real, sessions=sessions,
                     )
             except Exception as exc:  # noqa: BLE001 - a core error becomes a message on the page
                 core_calls.show_error(exc)
@@ -329,3 +335,41 @@ if use_spec:
         spread: AnswerRange = stored_range[1]
         (st.success if spread.gap_survives else st.info)(md(spread.sentence()))
         st.dataframe(spread.runs, hide_index=True, key="prov_range_runs")
+
+if use_spec:
+    st.subheader("SLO classes")
+    if spec.slo_classes is None:
+        st.caption(
+            "A spec with an slo_classes section gives its clients latency classes and priorities (e.g. interactive: "
+            "p99 TTFT 1 s and TPOT 50 ms, priority 0; batch: p99 end-to-end 1 h, priority 1); the simulator then serves "
+            "waiting requests by priority and this section answers per class. Add the section to the spec JSON."
+        )
+    else:
+        objectives = classes_of_spec(spec)
+        st.caption(
+            "Replicas at which every class meets its own objective (and so does every larger count tried), waiting "
+            "requests served lowest priority first: "
+            + "; ".join(f"{name} (priority {spec.slo_classes.of(name).priority}): {o.describe()}" for name, o in objectives.items())
+        )
+        class_params = (*params, "classes")
+        if st.button("Simulate by class", key="prov_class_run"):
+            class_bytes = core_calls.whatif_bytes(n_requests, workloads=1, replicas=int(max_replicas), span_s=span_s, composed=True)
+            made = core_calls.workload(spec, pool)  # composed (and cached) within its own budget
+            if made is None:
+                st.stop()
+            with st.spinner("Searching the replicas every class needs…"):
+                try:
+                    with core_calls.within_budget(class_bytes, f"simulating {count_text} by class"):
+                        by_class = min_replicas_by_class(
+                            made.trace, objectives, cost, config=ServerConfig(chunked_prefill=bool(chunked)), router=router,
+                            max_replicas=int(max_replicas), sessions=sessions, start=n_real,
+                        )
+                except Exception as exc:  # noqa: BLE001 - a core error becomes a message on the page
+                    core_calls.show_error(exc)
+                    st.stop()
+            st.session_state["prov_classes"] = (class_params, by_class)
+        stored_classes = st.session_state.get("prov_classes")
+        if stored_classes is not None and stored_classes[0] == class_params:
+            by_class = stored_classes[1]
+            (st.success if by_class.replicas is not None else st.warning)(md(by_class.sentence()))
+            st.dataframe(by_class.by_class, hide_index=True, key="prov_class_table")

@@ -145,6 +145,10 @@ def _generate_arguments(p: argparse.ArgumentParser) -> None:
             "guidellm, 16 for vllm timed_trace)"
         ),
     )
+    p.add_argument(
+        "--sessions", choices=["open", "closed"], default="open",
+        help="mooncake conversations: later turns at their timestamps (open, default) or AIPerf's delay after the previous response (closed)",
+    )
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     _engine_argument(p, "generation")
     p.add_argument(
