@@ -244,6 +244,44 @@ if st.button("Simulate", type="primary", key="prov_run"):
     bar.progress(1.0, text="Done.")
     st.session_state["prov_result"] = (params, result)
 
+if use_spec:
+    st.subheader("SLO classes")
+    if spec.slo_classes is None:
+        st.caption(
+            "A spec with an slo_classes section gives its clients latency classes and priorities (e.g. interactive: "
+            "p99 TTFT 1 s and TPOT 50 ms, priority 0; batch: p99 end-to-end 1 h, priority 1); the simulator then serves "
+            "waiting requests by priority and this section answers per class. Add the section to the spec JSON."
+        )
+    else:
+        objectives = classes_of_spec(spec)
+        st.caption(
+            "Replicas at which every class meets its own objective (and so does every larger count tried), waiting "
+            "requests served lowest priority first: "
+            + "; ".join(f"{name} (priority {spec.slo_classes.of(name).priority}): {o.describe()}" for name, o in objectives.items())
+        )
+        class_params = (*params, "classes")
+        if st.button("Simulate by class", key="prov_class_run"):
+            class_bytes = core_calls.whatif_bytes(n_requests, workloads=1, replicas=int(max_replicas), span_s=span_s, composed=True)
+            made = core_calls.workload(spec, pool)  # composed (and cached) within its own budget
+            if made is None:
+                st.stop()
+            with st.spinner("Searching the replicas every class needs…"):
+                try:
+                    with core_calls.within_budget(class_bytes, f"simulating {count_text} by class"):
+                        by_class = min_replicas_by_class(
+                            made.trace, objectives, cost, config=ServerConfig(chunked_prefill=bool(chunked)), router=router,
+                            max_replicas=int(max_replicas), sessions=sessions,
+                        )
+                except Exception as exc:  # noqa: BLE001 - a core error becomes a message on the page
+                    core_calls.show_error(exc)
+                    st.stop()
+            st.session_state["prov_classes"] = (class_params, by_class)
+        stored_classes = st.session_state.get("prov_classes")
+        if stored_classes is not None and stored_classes[0] == class_params:
+            by_class = stored_classes[1]
+            (st.success if by_class.replicas is not None else st.warning)(md(by_class.sentence()))
+            st.dataframe(by_class.by_class, hide_index=True, key="prov_class_table")
+
 stored = st.session_state.get("prov_result")
 if stored is None or stored[0] != params:
     if stored is not None:
@@ -335,41 +373,3 @@ if use_spec:
         spread: AnswerRange = stored_range[1]
         (st.success if spread.gap_survives else st.info)(md(spread.sentence()))
         st.dataframe(spread.runs, hide_index=True, key="prov_range_runs")
-
-if use_spec:
-    st.subheader("SLO classes")
-    if spec.slo_classes is None:
-        st.caption(
-            "A spec with an slo_classes section gives its clients latency classes and priorities (e.g. interactive: "
-            "p99 TTFT 1 s and TPOT 50 ms, priority 0; batch: p99 end-to-end 1 h, priority 1); the simulator then serves "
-            "waiting requests by priority and this section answers per class. Add the section to the spec JSON."
-        )
-    else:
-        objectives = classes_of_spec(spec)
-        st.caption(
-            "Replicas at which every class meets its own objective (and so does every larger count tried), waiting "
-            "requests served lowest priority first: "
-            + "; ".join(f"{name} (priority {spec.slo_classes.of(name).priority}): {o.describe()}" for name, o in objectives.items())
-        )
-        class_params = (*params, "classes")
-        if st.button("Simulate by class", key="prov_class_run"):
-            class_bytes = core_calls.whatif_bytes(n_requests, workloads=1, replicas=int(max_replicas), span_s=span_s, composed=True)
-            made = core_calls.workload(spec, pool)  # composed (and cached) within its own budget
-            if made is None:
-                st.stop()
-            with st.spinner("Searching the replicas every class needs…"):
-                try:
-                    with core_calls.within_budget(class_bytes, f"simulating {count_text} by class"):
-                        by_class = min_replicas_by_class(
-                            made.trace, objectives, cost, config=ServerConfig(chunked_prefill=bool(chunked)), router=router,
-                            max_replicas=int(max_replicas), sessions=sessions, start=n_real,
-                        )
-                except Exception as exc:  # noqa: BLE001 - a core error becomes a message on the page
-                    core_calls.show_error(exc)
-                    st.stop()
-            st.session_state["prov_classes"] = (class_params, by_class)
-        stored_classes = st.session_state.get("prov_classes")
-        if stored_classes is not None and stored_classes[0] == class_params:
-            by_class = stored_classes[1]
-            (st.success if by_class.replicas is not None else st.warning)(md(by_class.sentence()))
-            st.dataframe(by_class.by_class, hide_index=True, key="prov_class_table")

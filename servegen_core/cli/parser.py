@@ -292,6 +292,10 @@ def _whatif_arguments(p: argparse.ArgumentParser) -> None:
         help=f"processes simulating replicas (default 1, at most {max_workers()}: 4 x the CPUs)",
     )
     p.add_argument("--max-requests", type=_max_requests, metavar="N", help="refuse a workload expected to hold more than N requests")
+    p.add_argument(
+        "--by-class", action="store_true",
+        help="with a spec that has slo_classes: also the replicas every SLO class needs (priority scheduling)",
+    )
     p.add_argument("--json", action="store_true", help="print a JSON object instead of a table")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress lines on stderr")
 

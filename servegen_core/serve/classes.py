@@ -6,7 +6,10 @@ lowest priority number first and first come, first served within a priority, as 
 ``--scheduling-policy priority`` orders its waiting queue by ``(priority, arrival)`` (a lower
 value is served earlier). A preempted request goes back to the head of its own priority. The
 head of the queue still blocks the rest when it does not fit the cache (as in vLLM). Running
-requests are never preempted to admit a waiting one.
+requests are never preempted to admit a waiting one; when the cache overflows, the running
+request with the largest priority number (the latest arrival among equals) is preempted, as
+vLLM V1's scheduler picks ``max(running, key=(priority, arrival_time))`` under the priority
+policy (the newest admitted under first come, first served).
 """
 
 from __future__ import annotations

@@ -532,8 +532,10 @@ class _Replica:
     def preempt_overflow(self) -> None:
         """Preempt the most recently admitted sequences until the cache holds the rest; they go
         back to the head of the queue (recomputed when readmitted)."""
+        prio = self.waiting.prio if isinstance(self.waiting, PriorityWaiting) else None
         while self.B and self.blocks_at(self.G) + self.reserved > self.cap:
-            rid = next(reversed(self.running))
+            # vLLM V1: the newest (FCFS), or the largest (priority, arrival) under priority scheduling
+            rid = next(reversed(self.running)) if prio is None else max(self.running, key=lambda r: (prio[r], r))
             self.gen[rid] += self.G - self.gj[rid]
             self.leave([self.running.pop(rid)])
             self.npre[rid] += 1

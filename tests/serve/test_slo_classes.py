@@ -173,3 +173,17 @@ def test_classes_of_spec() -> None:
     classes = SloClasses(classes=(("x", SloClass(2, 1.0)),), default="x")
     frame = with_classes(pl.DataFrame({"client_id": ["a", "b"]}), classes)
     assert frame["slo_class"].to_list() == ["x", "x"] and frame["slo_priority"].to_list() == [2, 2]
+
+
+def test_cache_overflow_preempts_the_lowest_priority() -> None:
+    import dataclasses
+
+    small = dataclasses.replace(COST, kv_tokens=5000)  # three requests of 3,000 tokens cannot all stay
+    df = pl.DataFrame({"timestamp_s": [0.0, 0.5, 0.5], "input_tokens": [1000] * 3, "output_tokens": [2000] * 3})
+    fcfs = simulate(df, small).requests
+    assert fcfs["completed"].all()
+    assert fcfs["preemptions"][0] == 0 and fcfs["preemptions"][2] >= 1  # the newest admitted goes first
+    prio = simulate(df.with_columns(pl.Series("slo_priority", [1, 0, 0])), small).requests
+    assert prio["completed"].all()
+    assert prio["preemptions"][0] >= 1  # the largest priority number goes first, though admitted first
+    assert prio["e2e_s"][0] > fcfs["e2e_s"][0]
