@@ -136,6 +136,9 @@ def run(args: argparse.Namespace, out: TextIO) -> int:
     comparison, what, spread = _compare(args, slo)
     classes = _by_class(args, comparison.table["replicas"][0])
     if args.json:
+        by_class = {} if classes is None else {  # the key only with --by-class (the JSON without it is unchanged)
+            "by_class": {"replicas": classes.replicas, "table": classes.by_class.to_dicts(), "sentence": classes.sentence()},
+        }
         print_json(
             {
                 "source": what,
@@ -149,9 +152,7 @@ def run(args: argparse.Namespace, out: TextIO) -> int:
                     "runs": spread.runs.to_dicts(), "table": spread.table.to_dicts(), "gap_survives": spread.gap_survives,
                     "sentence": spread.sentence(),
                 },
-                "by_class": None if classes is None else {
-                    "replicas": classes.replicas, "table": classes.by_class.to_dicts(), "sentence": classes.sentence(),
-                },
+                **by_class,
             },
             out,
         )

@@ -44,7 +44,7 @@ def test_whatif_sessions_and_by_class_match_the_core(capsys, tmp_path: Path) -> 
             assert got["by_class"]["replicas"] == by.replicas
             assert got["by_class"]["sentence"] == by.sentence()
         else:
-            assert got["by_class"] is None
+            assert "by_class" not in got
     code, out, err = run(capsys, "whatif", "--spec", path, *BASE, "--sessions", "half")
     assert code == 2 and "--sessions" in error_line(err)
     plain = tmp_path / "plain.json"
