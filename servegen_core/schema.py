@@ -48,6 +48,8 @@ OPTIONAL: dict[str, pl.DataType] = {
     "failed": pl.Boolean(),
     "hash_ids": pl.List(pl.Int64()),
     "image_ids": pl.List(pl.Int64()),
+    "slo_class": pl.String(),
+    "slo_priority": pl.Int64(),
 }
 
 SCHEMA: dict[str, pl.DataType] = {**REQUIRED, **OPTIONAL}

@@ -197,6 +197,23 @@ Meaning of the options (details in :mod:`servegen_core.generate.compose`)
         context limit: a turn that would exceed it is truncated to it (it keeps the head of
         the conversation and its own new tokens; the session goes on), as a chat front end
         that trims history does.
+    slo_classes
+        latency classes of the clients (absent or ``null``: none, and the key is not written)::
+
+            "slo_classes": {
+              "classes": {"interactive": {"priority": 0, "ttft_p99_s": 1.0, "tpot_p99_s": 0.05},
+                          "batch": {"priority": 1, "e2e_p99_s": 3600}},
+              "clients": {"17": "batch"},
+              "default": "interactive"
+            }
+
+        ``classes`` (at least one) names each class's objective (p99 seconds of TTFT, TPOT
+        and/or end-to-end; at least one) and its ``priority`` (a whole number; lower is served
+        first, as vLLM's ``--scheduling-policy priority``); ``clients`` assigns client ids to
+        classes, every other client is in ``default`` (required, a class of ``classes``). The
+        composed workload then has ``slo_class`` and ``slo_priority`` columns
+        (:mod:`servegen_core.generate.classes`), the simulator schedules by priority and the
+        what-if answers per class (:mod:`servegen_core.serve.by_class`).
 """
 
 from __future__ import annotations
@@ -235,6 +252,8 @@ __all__ = [
     "RateSpec",
     "ServeGenSource",
     "Sessions",
+    "SloClass",
+    "SloClasses",
     "Span",
     "SystemPrompts",
     "TraceSource",
@@ -1102,6 +1121,105 @@ def _parse_sessions(where: str, value: Any) -> Sessions:
 # The spec
 # --------------------------------------------------------------------------------------------
 
+#: Largest absolute SLO-class priority.
+MAX_PRIORITY = 1_000_000
+#: Most SLO classes in a spec.
+MAX_SLO_CLASSES = 64
+#: Objective keys of an SLO class (p99 seconds).
+SLO_CLASS_BOUNDS = ("ttft_p99_s", "tpot_p99_s", "e2e_p99_s")
+
+
+@dataclass(frozen=True)
+class SloClass:
+    """One SLO class: ``priority`` (lower is served first) and p99 bounds in seconds (None: no
+    bound; at least one)."""
+
+    priority: int = 0
+    ttft_p99_s: float | None = None
+    tpot_p99_s: float | None = None
+    e2e_p99_s: float | None = None
+
+    def check(self, where: str) -> None:
+        """:class:`SpecError` naming ``where`` for a bad priority or bound."""
+        _integer(f"{where}.priority", self.priority, minimum=-MAX_PRIORITY, maximum=MAX_PRIORITY)
+        bounds = [getattr(self, k) for k in SLO_CLASS_BOUNDS]
+        for key, v in zip(SLO_CLASS_BOUNDS, bounds, strict=True):
+            if v is not None:
+                _number(f"{where}.{key}", v, positive=True, maximum=MAX_SPAN_VALUE_S)
+        if all(v is None for v in bounds):
+            raise SpecError(where, f"give at least one objective of {list(SLO_CLASS_BOUNDS)}")
+
+    def to_dict(self) -> dict[str, Any]:
+        """``{"priority": p, <the bounds set>}``."""
+        out: dict[str, Any] = {"priority": self.priority}
+        out.update({k: getattr(self, k) for k in SLO_CLASS_BOUNDS if getattr(self, k) is not None})
+        return out
+
+
+@dataclass(frozen=True)
+class SloClasses:
+    """The spec's ``slo_classes`` section: ``classes`` (name -> :class:`SloClass`, in order),
+    ``clients`` (client id -> class name) and the ``default`` class of every other client."""
+
+    classes: tuple[tuple[str, SloClass], ...]
+    default: str
+    clients: tuple[tuple[str, str], ...] = ()
+
+    def __post_init__(self) -> None:
+        if not self.classes:
+            raise SpecError("slo_classes.classes", "give at least one class")
+        if len(self.classes) > MAX_SLO_CLASSES:
+            raise SpecError("slo_classes.classes", f"at most {MAX_SLO_CLASSES} classes, got {len(self.classes)}")
+        names = [name for name, _ in self.classes]
+        if len(set(names)) != len(names):
+            raise SpecError("slo_classes.classes", "class names must be unique")
+        for name, cls in self.classes:
+            _string("slo_classes.classes", name)
+            if not isinstance(cls, SloClass):
+                raise SpecError(f"slo_classes.classes.{name}", f"expected an SloClass, got {_type_name(cls)}")
+            cls.check(f"slo_classes.classes.{name}")
+        if self.default not in names:
+            raise SpecError("slo_classes.default", f"expected one of the classes {names}, got {quoted(self.default)}")
+        for client, name in self.clients:
+            _string("slo_classes.clients", client)
+            if name not in names:
+                raise SpecError(f"slo_classes.clients.{client}", f"expected one of the classes {names}, got {quoted(name)}")
+
+    def of(self, name: str) -> SloClass:
+        """The class called ``name``."""
+        return dict(self.classes)[name]
+
+    def to_dict(self) -> dict[str, Any]:
+        """The section as JSON-ready dicts (classes and clients in their order)."""
+        return {
+            "classes": {name: cls.to_dict() for name, cls in self.classes},
+            "clients": dict(self.clients),
+            "default": self.default,
+        }
+
+
+def _parse_slo_classes(value: Any) -> SloClasses:
+    """Parse the ``slo_classes`` section strictly (errors name the key, e.g.
+    ``slo_classes.classes.batch.priority``)."""
+    d = _mapping("slo_classes", value)
+    _keys("slo_classes", d, ("classes", "clients", "default"), required=("classes", "default"))
+    raw = _mapping("slo_classes.classes", d["classes"])
+    classes = []
+    for name, entry in raw.items():
+        where = f"slo_classes.classes.{name}"
+        e = _mapping(where, entry)
+        _keys(where, e, ("priority", *SLO_CLASS_BOUNDS), required=("priority",))
+        cls = SloClass(
+            priority=_integer(f"{where}.priority", e["priority"], minimum=-MAX_PRIORITY, maximum=MAX_PRIORITY),
+            **{k: e[k] for k in SLO_CLASS_BOUNDS if e.get(k) is not None},
+        )
+        cls.check(where)
+        classes.append((name, cls))
+    clients = _mapping("slo_classes.clients", d.get("clients") or {})
+    pairs = tuple((k, _string(f"slo_classes.clients.{k}", v)) for k, v in clients.items())
+    return SloClasses(tuple(classes), _string("slo_classes.default", d["default"]), pairs)
+
+
 _TOP_KEYS = (
     "schema_version",
     "source",
@@ -1119,6 +1237,7 @@ _TOP_KEYS = (
     "seed",
     "batch",
     "prefix",
+    "slo_classes",
 )
 
 
@@ -1152,6 +1271,7 @@ class WorkloadSpec:
     base_dir: str | None = field(default=None, compare=False, repr=False)
     prefix: PrefixSpec | None = None
     batch: BatchJob | None = None
+    slo_classes: SloClasses | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.source, (ServeGenSource, TraceSource)):
@@ -1184,6 +1304,8 @@ class WorkloadSpec:
             raise SpecError("prefix", f"expected a PrefixSpec, got {_type_name(self.prefix)}")
         if self.batch is not None and not isinstance(self.batch, BatchJob):
             raise SpecError("batch", f"expected a BatchJob, got {_type_name(self.batch)}")
+        if self.slo_classes is not None and not isinstance(self.slo_classes, SloClasses):
+            raise SpecError("slo_classes", f"expected SloClasses, got {_type_name(self.slo_classes)}")
 
     # -- dict / JSON ------------------------------------------------------------------------
 
@@ -1218,6 +1340,8 @@ class WorkloadSpec:
             d["batch"] = self.batch.to_dict()
         if self.prefix is not None:
             d["prefix"] = self.prefix.to_dict()
+        if self.slo_classes is not None:
+            d["slo_classes"] = self.slo_classes.to_dict()
         return d
 
     def to_json(self, *, indent: int | None = 2) -> str:
@@ -1258,6 +1382,8 @@ class WorkloadSpec:
             kw["prefix"] = _parse_prefix(d["prefix"])
         if d.get("batch") is not None:
             kw["batch"] = _parse_batch(d["batch"])
+        if d.get("slo_classes") is not None:
+            kw["slo_classes"] = _parse_slo_classes(d["slo_classes"])
         return cls(**kw)
 
     @classmethod

@@ -17,7 +17,7 @@ from servegen_core.serve.calibration import calibrate
 from servegen_core.serve.costmodel import roofline
 from servegen_core.serve.hardware import GPUS, MODELS
 from servegen_core.serve.fleetcost import LatencyFloor, ServingOption, fleet_cost, gpu_comparison, latency_floor
-from servegen_core.serve.simulate import ROUTERS
+from servegen_core.serve.simulate import ROUTERS, SESSION_MODES
 from servegen_core.serve.whatif import (
     DEFAULT_NAIVE_KINDS,
     RANGE_SUB_WINDOWS,
@@ -32,6 +32,7 @@ from servegen_core.spec import NAIVE_KINDS
 from uploads import readable_path
 from widgets import files, page
 from widgets import provisioning as inputs
+from widgets.slo_classes import slo_class_section
 
 #: Environment variable: the largest workload (requests) simulated on this page.
 MAX_SIM_ENV = "SERVEGEN_MAX_SIM_REQUESTS"
@@ -132,6 +133,11 @@ except SpecError as exc:
     core_calls.show_error(exc)
     st.stop()
 chunked = config.chunked_prefill
+sessions = st.radio(
+    "Sessions", list(SESSION_MODES), horizontal=True, key="prov_sessions", persist_state="session",
+    help="closed: a session's next turn is sent its think time after the previous response (as AIPerf replays "
+    "conversations; the default); open: every request at its timestamp. Only workloads with sessions differ.",
+)
 st.caption(
     f"The answer is the fewest replicas meeting every objective set above at the chosen percentile (defaults: p99 TTFT ≤ "
     f"{DEFAULT_TTFT_S:g} s and p99 TPOT ≤ {DEFAULT_TPOT_S:g} s, no end-to-end objective); 0 turns an objective off. "
@@ -238,8 +244,8 @@ def realistic_requests(result: Comparison) -> pl.DataFrame | None:
     return None if made is None else made.trace
 
 
-params = (view.key, spec if use_spec else None, span_text, cost, slo, router, int(max_replicas), config, tuple(naive_kinds))
-simulated, compared = st.container(), st.container()  # the comparison is drawn first: the result part may stop the page
+params = (view.key, spec if use_spec else None, span_text, cost, slo, router, int(max_replicas), config, tuple(naive_kinds), sessions)
+simulated, compared, classes = st.container(), st.container(), st.container()  # the comparison is drawn first: the result part may stop the page
 with compared:
     # another GPU or model, compared on the realistic workload in one run
     st.subheader("Compare with another GPU or model")
@@ -298,6 +304,13 @@ with compared:
     elif stored_cmp is not None:
         st.caption("The inputs changed since the last comparison: its result is hidden until you compare these inputs.")
 
+if use_spec:
+    with classes:
+        slo_class_section(
+            spec, pool, cost, config=config, router=router, max_replicas=int(max_replicas), sessions=sessions,
+            params=params, n_requests=n_requests, span_s=span_s, count_text=count_text,
+        )
+
 with simulated:
     if st.button("Simulate", type="primary", key="prov_run"):
         names = ["realistic", *(naive_kinds if use_spec else ["poisson"])]
@@ -308,7 +321,7 @@ with simulated:
             done = names.index(name) / len(names) if name in names else 0.0
             bar.progress(min(done, 1.0), text=md(text))
 
-        common = {"config": config, "router": router, "max_replicas": int(max_replicas), "progress": progress}
+        common = {"config": config, "router": router, "max_replicas": int(max_replicas), "progress": progress, "sessions": sessions}
         # the realistic workload and its baselines, each simulated, within the server's one budget
         nbytes = core_calls.whatif_bytes(
             n_requests, workloads=len(names), replicas=int(max_replicas), span_s=span_s, composed=use_spec
@@ -444,7 +457,7 @@ with simulated:
                     with core_calls.within_budget(range_bytes, f"simulating the range of {count_text}"):
                         spread = answer_range(
                             spec, slo, cost, naive=("poisson",), pool=pool, config=config,
-                            router=router, max_replicas=int(max_replicas), start=n_real,
+                            router=router, max_replicas=int(max_replicas), start=n_real, sessions=sessions,
                         )
                 except Exception as exc:  # noqa: BLE001 - a core error becomes a message on the page
                     core_calls.show_error(exc)

@@ -174,13 +174,13 @@ def run(args: argparse.Namespace, out: TextIO) -> int:
     spec, plan, limit = _plan(args, spec, streamed=streamed)
     if streamed:
         writer = ChunkWriter(
-            target, info.name, spec=spec, overwrite=args.overwrite, block_size=args.block_size, note=note
+            target, info.name, spec=spec, overwrite=args.overwrite, block_size=args.block_size, note=note, sessions=args.sessions,
         )
         result = _write_streamed(args, writer, plan, limit=limit)
     else:
         trace = _whole_trace(args, plan, limit)
         result = export_trace(
-            trace, target, info.name, spec=spec, overwrite=args.overwrite, block_size=args.block_size, note=note
+            trace, target, info.name, spec=spec, overwrite=args.overwrite, block_size=args.block_size, note=note, sessions=args.sessions,
         )
     _report(out, info, result, plan, spec)
     return EXIT_OK

@@ -21,7 +21,7 @@ from servegen_core.export.formats import DEFAULT_BLOCK_SIZE, FORMATS
 from servegen_core.limits import MAX_BATCHED_TOKENS, MAX_BLOCK_SIZE, MAX_NUM_SEQS, MAX_REPLICAS, MAX_TENSOR_PARALLEL, max_workers
 from servegen_core.serve.costmodel import DEFAULT_BANDWIDTH_EFFICIENCY, DEFAULT_COMPUTE_EFFICIENCY, DEFAULT_OVERHEAD_S
 from servegen_core.serve.hardware import GPU_ALIASES, GPUS, MODELS
-from servegen_core.serve.simulate import ROUTERS
+from servegen_core.serve.simulate import ROUTERS, SESSION_MODES
 from servegen_core.serve.whatif import DEFAULT_NAIVE_KINDS, SLO_PERCENTILES
 from servegen_core.sources.traces import PRESETS
 from servegen_core.spec import NAIVE_KINDS
@@ -159,6 +159,10 @@ def _generate_arguments(p: argparse.ArgumentParser) -> None:
             "guidellm, 16 for vllm timed_trace)"
         ),
     )
+    p.add_argument(
+        "--sessions", choices=["open", "closed"], default="open",
+        help="mooncake conversations: later turns at their timestamps (open, default) or AIPerf's delay after the previous response (closed)",
+    )
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     _engine_argument(p, "generation")
     p.add_argument(
@@ -292,6 +296,10 @@ def _whatif_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--router", choices=list(ROUTERS), default="round_robin", help="request router (default round_robin)")
     p.add_argument(
+        "--sessions", choices=list(SESSION_MODES), default="closed",
+        help="closed: a session's next turn is sent its think time after the previous response (default); open: every request at its timestamp",
+    )
+    p.add_argument(
         "--chunked-prefill", action=argparse.BooleanOptionalAction, default=True,
         help="chunked prefill, as current vLLM serves (default); --no-chunked-prefill: prefill-first (vLLM V0)",
     )
@@ -305,6 +313,10 @@ def _whatif_arguments(p: argparse.ArgumentParser) -> None:
         help=f"processes simulating replicas (default 1, at most {max_workers()}: 4 x the CPUs)",
     )
     p.add_argument("--max-requests", type=_max_requests, metavar="N", help="refuse a workload expected to hold more than N requests")
+    p.add_argument(
+        "--by-class", action="store_true",
+        help="with a spec that has slo_classes: also the replicas every SLO class needs (priority scheduling)",
+    )
     p.add_argument("--json", action="store_true", help="print a JSON object instead of a table")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress lines on stderr")
 

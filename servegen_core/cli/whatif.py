@@ -14,6 +14,8 @@ from servegen_core.cli.common import EXIT_OK, PROG, CliError
 from servegen_core.cli.inputs import read_spec
 from servegen_core.cli.output import format_table, print_json
 from servegen_core.limits import max_requests as default_max_requests
+from servegen_core.generate.compose import compose
+from servegen_core.serve.by_class import ClassProvisioning, classes_of_spec, min_replicas_by_class
 from servegen_core.serve.calibration import calibrate
 from servegen_core.serve.costmodel import CostModel, roofline
 from servegen_core.serve.simulate import ServerConfig
@@ -74,7 +76,10 @@ def _compare(args: argparse.Namespace, slo: Slo) -> tuple[Comparison, str, Answe
     config = _server_config(args)
     baselines = [b.strip() for b in args.baselines.split(",") if b.strip()] if args.baselines else list(DEFAULT_NAIVE_KINDS)
     progress = None if args.quiet else (lambda text: sys.stderr.write(f"{PROG}: {text}\n"))
-    common = {"config": config, "router": args.router, "max_replicas": args.max_replicas, "workers": args.workers, "progress": progress}
+    common = {
+        "config": config, "router": args.router, "max_replicas": args.max_replicas, "workers": args.workers, "progress": progress,
+        "sessions": args.sessions,
+    }
     if args.spec is not None:
         spec = read_spec(args.spec, seed=args.seed)
         limit = args.max_requests if args.max_requests is not None else default_max_requests(streamed=False)
@@ -92,6 +97,30 @@ def _compare(args: argparse.Namespace, slo: Slo) -> tuple[Comparison, str, Answe
     loaded = load_trace(args.trace, preset=args.preset)
     comparison = compare_trace(loaded.trace, slo, cost, window_s=args.window_s, seed=args.seed or 0, **common)
     return comparison, str(args.trace), None
+
+
+def _by_class(args: argparse.Namespace, start: int | None) -> ClassProvisioning | None:
+    """The per-class answer of ``--by-class`` (None without it); the spec needs ``slo_classes``."""
+    if not args.by_class:
+        return None
+    spec = read_spec(args.spec, seed=args.seed)
+    limit = args.max_requests if args.max_requests is not None else default_max_requests(streamed=False)
+    trace = compose(spec, max_requests=limit).trace
+    return min_replicas_by_class(
+        trace, classes_of_spec(spec), _whatif_cost(args), config=_server_config(args), router=args.router,
+        max_replicas=args.max_replicas, start=start, sessions=args.sessions,
+    )
+
+
+def _print_classes(out: TextIO, res: ClassProvisioning) -> None:
+    headers = ("class", "requests", "objective", "replicas alone", "p99 TTFT s", "p99 TPOT s", "p99 E2E s", "met")
+    rows = [
+        (r["slo_class"], r["requests"], r["objective"], "none" if r["replicas"] is None else r["replicas"],
+         r.get("ttft_p99_s"), r.get("tpot_p99_s"), r.get("e2e_p99_s"), None if r.get("met") is None else ("yes" if r["met"] else "no"))
+        for r in res.by_class.iter_rows(named=True)
+    ]
+    out.write("\n" + format_table(headers, rows, numeric=(False, True, False, True, True, True, True, False)) + "\n")
+    out.write(res.sentence() + "\n")
 
 
 def _print_text(out: TextIO, comparison: Comparison, slo: Slo, what: str, spread: AnswerRange | None) -> None:
@@ -138,8 +167,14 @@ def run(args: argparse.Namespace, out: TextIO) -> int:
         msg = "give a TTFT, TPOT and/or end-to-end objective (--slo-ttft-p99, --slo-tpot-p99, --slo-e2e; none turns one off)"
         raise CliError(msg)
     slo = slo_of(args)
+    if args.by_class and (args.spec is None or read_spec(args.spec, seed=args.seed).slo_classes is None):
+        raise CliError("--by-class needs a --spec with an slo_classes section")  # before any simulating
     comparison, what, spread = _compare(args, slo)
+    classes = _by_class(args, comparison.table["replicas"][0])
     if args.json:
+        by_class = {} if classes is None else {  # the key only with --by-class (the JSON without it is unchanged)
+            "by_class": {"replicas": classes.replicas, "table": classes.by_class.to_dicts(), "sentence": classes.sentence()},
+        }
         print_json(
             {
                 "source": what,
@@ -153,9 +188,12 @@ def run(args: argparse.Namespace, out: TextIO) -> int:
                     "runs": spread.runs.to_dicts(), "table": spread.table.to_dicts(), "gap_survives": spread.gap_survives,
                     "sentence": spread.sentence(),
                 },
+                **by_class,
             },
             out,
         )
         return EXIT_OK
     _print_text(out, comparison, slo, what, spread)
+    if classes is not None:
+        _print_classes(out, classes)
     return EXIT_OK

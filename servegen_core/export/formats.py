@@ -75,6 +75,7 @@ __all__ = [
     "FormatInfo",
     "HASH_FORMATS",
     "SESSION_FORMATS",
+    "SESSION_TIMINGS",
     "VIDUR_DATE",
     "VIDUR_MAX_TOKENS",
     "VLLM_BLOCK_SIZE",
@@ -146,6 +147,13 @@ class ChunkContext:
     next_hash_id: int = 0
     block_table: pl.DataFrame | None = None
     sessions: pl.DataFrame | None = None
+    #: ``"open"``: later turns of an AIPerf conversation carry their ``timestamp``; ``"closed"``:
+    #: their ``delay`` after the previous response (:data:`SESSION_TIMINGS`).
+    session_timing: str = "open"
+
+
+#: How a ``mooncake`` export times a conversation's later turns (:class:`ChunkContext`).
+SESSION_TIMINGS = ("open", "closed")
 
 
 # --------------------------------------------------------------------------- #
@@ -340,7 +348,19 @@ def mooncake_frame(chunk: pl.DataFrame, ctx: ChunkContext) -> tuple[pl.DataFrame
         input_length=pl.col("input_tokens"),
         output_length=pl.col("output_tokens"),
     ).with_columns(ids.alias("hash_ids"), chunk["client_id"])
-    return out, nxt
+    return _with_class_fields(out, chunk), nxt
+
+
+def _with_class_fields(out: pl.DataFrame, chunk: pl.DataFrame) -> pl.DataFrame:
+    """A mooncake frame with the request's SLO class, when the workload has one: ``slo_class``
+    (an extra key, kept in the file and not sent, like ``client_id``) and ``extra``
+    ``{"priority": p}`` (AIPerf 0.13.0 merges a record's ``extra`` into the request body, where
+    vLLM reads ``priority``: lower is served first under ``--scheduling-policy priority``)."""
+    if "slo_class" in chunk.columns:
+        out = out.with_columns(chunk["slo_class"].cast(pl.String).fill_null(""))
+    if "slo_priority" in chunk.columns:
+        out = out.with_columns(pl.struct(chunk["slo_priority"].cast(pl.Int64).fill_null(0).alias("priority")).alias("extra"))
+    return out
 
 
 #: A session's state is kept this long (span seconds) after its last turn; a later turn starts
@@ -398,14 +418,14 @@ def _mooncake_sessions(chunk: pl.DataFrame, ctx: ChunkContext) -> tuple[pl.DataF
     ).sort("session_id", "_i", maintain_order=True)
     ctx_prev = (pl.col("input_tokens") + pl.col("output_tokens")).shift(1).over("session_id")
     prev = pl.when(pl.col("_i").shift(1).over("session_id") == -1).then(pl.col("_prev").shift(1).over("session_id")).otherwise(ctx_prev)
-    both = both.with_columns(prev.alias("_p"))
+    both = both.with_columns(prev.alias("_p"), pl.col("timestamp_s").shift(1).over("session_id").alias("_pt"))
     extends = (pl.col("turn_index") > 0) & (pl.col("input_tokens") - pl.col("_new") == pl.col("_p")) & (pl.col("_new") > 0)
     both = both.with_columns(extends.fill_null(False).alias("_ext"))
     base = pl.col("_chain").first().over("session_id").fill_null(-1)
     opens = ((pl.col("_i") >= 0) & ~pl.col("_ext")).cast(pl.Int64)
     both = both.with_columns((base + opens.cum_sum().over("session_id")).alias("_k"))
     mine = both.filter(pl.col("_i") >= 0).sort("_i")
-    info = rows.select("_i").join(mine.select("_i", "_ext", "_k"), on="_i", how="left", maintain_order="left")
+    info = rows.select("_i").join(mine.select("_i", "_ext", "_k", "_pt"), on="_i", how="left", maintain_order="left")
     ext = info["_ext"].fill_null(False)
     chain = info["_k"].fill_null(0)
     # block keys: an extending turn's own new blocks (keyed by its last segment), else the
@@ -439,6 +459,13 @@ def _mooncake_sessions(chunk: pl.DataFrame, ctx: ChunkContext) -> tuple[pl.DataF
         input_length=pl.when(ext).then(new_tok).otherwise(pl.col("input_tokens")),
         output_length=pl.col("output_tokens"),
     ).with_columns(hash_col.alias("hash_ids"), chunk["client_id"], sid.alias("session_id"))
+    if ctx.session_timing == "closed":  # a later turn of a conversation: its delay after the previous response
+        prev_ms = (info["_pt"] * 1000.0).round(0).cast(pl.Int64)
+        out = out.with_columns(
+            pl.when(ext).then(None).otherwise(pl.col("timestamp")).alias("timestamp"),
+            pl.when(ext).then(pl.col("timestamp") - prev_ms).otherwise(None).alias("delay"),
+        ).select("timestamp", "delay", *[c for c in out.columns if c != "timestamp"])
+    out = _with_class_fields(out, chunk)
     # carry: each session's last context and conversation number, dropped after SESSION_STATE_S
     last = mine.group_by("session_id", maintain_order=True).agg(
         (pl.col("input_tokens") + pl.col("output_tokens")).last().alias("_prev"),
@@ -640,7 +667,8 @@ def blis_frame(chunk: pl.DataFrame, ctx: ChunkContext) -> tuple[pl.DataFrame, Ch
     ``input_tokens`` is the suffix after a shared prefix of ``prefix_length`` tokens named by
     ``prefix_group``). Written: ``request_id`` numbers rows from 0 across chunks;
     ``client_id`` and ``tenant_id`` are the trace's ``client_id`` (the tenant column BLIS groups
-    by); ``slo_class`` is empty (this project's traces carry no SLO class); ``session_id`` and
+    by); ``slo_class`` is the workload's ``slo_class`` (a spec's ``slo_classes``; empty
+    without one); ``session_id`` and
     ``round_index`` from ``session_id``/``turn_index`` (empty and 0 outside sessions);
     ``prefix_group`` empty and ``prefix_length`` 0, so ``input_tokens`` is the whole prompt
     (prompt sharing is not carried); modality token counts and ``reason_ratio`` where the trace
@@ -653,11 +681,12 @@ def blis_frame(chunk: pl.DataFrame, ctx: ChunkContext) -> tuple[pl.DataFrame, Ch
     text = pl.col("text_tokens").fill_null(pl.col("input_tokens")) if "text_tokens" in chunk.columns else pl.col("input_tokens")
     ratio = pl.col("reason_ratio").fill_null(0.0) if "reason_ratio" in chunk.columns else pl.lit(0.0)
     session = pl.col("session_id").fill_null("") if "session_id" in chunk.columns else pl.lit("")
+    slo_class = pl.col("slo_class").cast(pl.String).fill_null("") if "slo_class" in chunk.columns else pl.lit("")
     out = chunk.select(
         request_id=pl.int_range(ctx.row_offset, ctx.row_offset + n, dtype=pl.Int64),
         client_id=pl.col("client_id"),
         tenant_id=pl.col("client_id"),
-        slo_class=pl.lit(""),
+        slo_class=slo_class,
         session_id=session,
         round_index=_int_or_zero(chunk, "turn_index"),
         prefix_group=pl.lit(""),
@@ -938,6 +967,8 @@ def dropped_columns(fmt: str, columns: Mapping[str, Any] | Iterable[str]) -> tup
             return ()
         return tuple(c for c, t in types.items() if t is not None and t.is_nested())
     kept = set(info.columns)
+    if info.name in ("mooncake", "blis"):  # the SLO class: mooncake's slo_class and extra.priority, BLIS's slo_class
+        kept |= {"slo_class", "slo_priority"} if info.name == "mooncake" else {"slo_class"}
     if info.name in SESSION_FORMATS and {"session_id", "turn_index", "segment_ids", "segment_tokens"} <= set(types):
         kept |= {"session_id", "turn_index", "segment_ids", "segment_tokens"}
     elif info.name in HASH_FORMATS:
@@ -1125,6 +1156,11 @@ def _value_text(name: str, dtype: pl.DataType) -> pl.Expr:
     if dtype == pl.List(pl.Int64()):
         inner = pl.col(name).list.eval(pl.element().cast(pl.String)).list.join(", ")
         return pl.concat_str(pl.lit("["), inner, pl.lit("]"))
+    if isinstance(dtype, pl.Struct) and all(f.dtype.is_integer() for f in dtype.fields):  # {"priority": 0}
+        parts: list[pl.Expr] = []
+        for k, f in enumerate(dtype.fields):
+            parts += [pl.lit(("{" if k == 0 else ", ") + json.dumps(f.name) + ": "), pl.col(name).struct.field(f.name).cast(pl.String)]
+        return pl.concat_str([*parts, pl.lit("}")])
     if dtype == pl.String():  # JSON string: backslash and quote escaped (control characters refused upstream)
         escaped = pl.col(name).str.replace_all("\\", "\\\\", literal=True).str.replace_all('"', '\\"', literal=True)
         return pl.concat_str(pl.lit('"'), escaped, pl.lit('"'))
@@ -1137,11 +1173,19 @@ def _render_jsonl_lines(frame: pl.DataFrame) -> bytes:
     if frame.height == 0:
         return b""
     parts: list[pl.Expr] = []
-    for i, (name, dtype) in enumerate(frame.schema.items()):
-        parts.append(pl.lit(("{" if i == 0 else ", ") + json.dumps(name) + ": "))
-        parts.append(_value_text(name, dtype))
-    parts.append(pl.lit("}"))
-    lines = frame.select(pl.concat_str(parts).alias("line"))
+    nullable = [name for name in frame.columns if frame[name].null_count()]
+    if nullable:  # a key whose value is null is left out of that line (AIPerf: the field is unset)
+        for name, dtype in frame.schema.items():
+            item = pl.concat_str(pl.lit(", " + json.dumps(name) + ": "), _value_text(name, dtype))
+            parts.append(pl.when(pl.col(name).is_null()).then(pl.lit("")).otherwise(item) if name in nullable else item)
+        body = pl.concat_str(parts).str.slice(2)
+        lines = frame.select(pl.concat_str(pl.lit("{"), body, pl.lit("}")).alias("line"))
+    else:
+        for i, (name, dtype) in enumerate(frame.schema.items()):
+            parts.append(pl.lit(("{" if i == 0 else ", ") + json.dumps(name) + ": "))
+            parts.append(_value_text(name, dtype))
+        parts.append(pl.lit("}"))
+        lines = frame.select(pl.concat_str(parts).alias("line"))
     buf = io.BytesIO()
     lines.write_csv(buf, include_header=False, quote_style="never", line_terminator="\n")
     return buf.getvalue()

@@ -41,6 +41,7 @@ from servegen_core.export.formats import (
     FRAMES,
     HASH_FORMATS,
     SESSION_FORMATS,
+    SESSION_TIMINGS,
     VIDUR_MAX_TOKENS,
     ZERO_OUTPUT_NOTES,
     ChunkContext,
@@ -64,6 +65,10 @@ __all__ = [
     "export_trace",
     "write_chunks",
 ]
+
+#: Formats that carry a request's SLO class: the native ones (every column), mooncake
+#: (``slo_class`` and ``extra.priority``) and BLIS (its ``slo_class`` column).
+CLASS_FORMATS = ("parquet", "csv", "jsonl", "mooncake", "blis")
 
 #: Rows per slice when :func:`export_trace` renders a large frame (bounds the rendering memory).
 _SLICE_ROWS = 262_144
@@ -251,8 +256,11 @@ class ChunkWriter:
         overwrite: bool = False,
         block_size: int | None = None,
         note: Callable[[str], Any] | None = print,
+        sessions: str = "open",
     ) -> None:
         self.info = get_format(fmt)
+        if sessions not in SESSION_TIMINGS:
+            raise ExportError(f"sessions must be one of {', '.join(SESSION_TIMINGS)}, got {sessions!r}")
         # a trace that carries its own hash_ids (Mooncake's 512-token blocks) keeps them, so its
         # block size stays 512 unless one is given (decided at the first chunk)
         self._block_auto = block_size is None and self.info.name in HASH_FORMATS
@@ -265,7 +273,7 @@ class ChunkWriter:
         self.overwrite = overwrite
         self._spec = None if spec is None else _spec_text(spec)
         self._note = note
-        self._ctx = ChunkContext(block_size=block_size)
+        self._ctx = ChunkContext(block_size=block_size, session_timing=sessions)
         self._tmp: Path | None = None
         self._handle: io.BufferedWriter | None = None
         self._parts = 0
@@ -278,6 +286,7 @@ class ChunkWriter:
         self._decode_over_vidur = 0
         self._max_request_tokens = 0
         self._later_turns = 0
+        self._classless = 0
         self._off_blocks = 0
         self._result: ExportResult | None = None
         _check_targets(self.path, self.sidecar, overwrite=overwrite, folder=self.info.container == "parquet")
@@ -373,6 +382,8 @@ class ChunkWriter:
             self._decode_over_vidur += int((chunk["output_tokens"] >= VIDUR_MAX_TOKENS).sum())
         if "turn_index" in chunk.columns and self.info.name not in SESSION_FORMATS:
             self._later_turns += int((chunk["turn_index"] > 0).sum())
+        if "slo_class" in chunk.columns and self.info.name not in CLASS_FORMATS:
+            self._classless += chunk.height
         if chunk.height:
             self._last_ts = float(chunk["timestamp_s"][-1])
 
@@ -463,6 +474,11 @@ class ChunkWriter:
                 else f"{name} export: sessions and prompt prefixes not written ({name} has no field for them); "
                 f"{self._later_turns} later turn(s) become independent requests"
             )
+        if self._classless:
+            self._say(
+                f"{name} export: SLO classes not written ({name} has no class or priority field): "
+                f"{self._classless} request(s) lose their slo_class and slo_priority"
+            )
 
 
 @dataclass(frozen=True)
@@ -507,6 +523,7 @@ def export_chunks(
     overwrite: bool = False,
     block_size: int | None = None,
     note: Callable[[str], Any] | None = print,
+    sessions: str = "open",
 ) -> ExportResult:
     """Stream ``chunks`` (RequestTrace slices in time order) to ``path`` in format ``fmt``.
 
@@ -515,7 +532,7 @@ def export_chunks(
     ``part-NNNNN.parquet`` files, one per non-empty chunk. If the iterator or a
     write fails, nothing is left behind. Memory is bounded by one chunk.
     """
-    writer = ChunkWriter(path, fmt, spec=spec, overwrite=overwrite, block_size=block_size, note=note)
+    writer = ChunkWriter(path, fmt, spec=spec, overwrite=overwrite, block_size=block_size, note=note, sessions=sessions)
     return write_chunks(writer, chunks)
 
 
@@ -528,6 +545,7 @@ def export_trace(
     overwrite: bool = False,
     block_size: int | None = None,
     note: Callable[[str], Any] | None = print,
+    sessions: str = "open",
 ) -> ExportResult:
     """Write the RequestTrace ``trace`` to ``path`` in format ``fmt`` (one of :data:`FORMATS`).
 
@@ -537,7 +555,9 @@ def export_trace(
     silences it) and in :attr:`ExportResult.dropped_columns`. ``block_size`` is the
     number of tokens per ``hash_ids`` block (``None``: the format's consumer default,
     :func:`format_block_size`). The write is atomic and refuses an
-    existing target or sidecar unless ``overwrite``.
+    existing target or sidecar unless ``overwrite``. ``sessions="closed"`` writes a ``mooncake``
+    conversation's later turns with AIPerf's ``delay`` (sent that long after the previous
+    response) instead of a ``timestamp`` (:func:`~servegen_core.export.formats.mooncake_frame`).
     """
     info = get_format(fmt)
     if not isinstance(trace, pl.DataFrame):
@@ -546,7 +566,7 @@ def export_trace(
     if info.container != "parquet":
         slices = trace.iter_slices(_SLICE_ROWS) if trace.height else iter([trace])
         return export_chunks(
-            slices, path, fmt, spec=spec, overwrite=overwrite, block_size=block_size, note=note
+            slices, path, fmt, spec=spec, overwrite=overwrite, block_size=block_size, note=note, sessions=sessions
         )
     # Parquet, whole trace: one file rather than a partitioned folder.
     target = Path(path)

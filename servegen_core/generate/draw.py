@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import polars as pl
 
+from servegen_core.generate.classes import CLASS_COLUMNS
 from servegen_core.generate.tables import copula_columns, length_uniforms
 from servegen_core.arrival_models import sample_positions
 from servegen_core.schema import PREFIX_COLUMNS, SCHEMA
@@ -29,7 +30,7 @@ def generate_rows(plan: ComposePlan, k0: int, k1: int) -> pl.DataFrame:
     """Rows of units ``k0 <= k < k1`` (plan unit order), sorted by timestamp (stable: ties
     keep unit, then client, order), without the prefix columns."""
     units = plan.units
-    cols = [c for c in plan.output_columns if c not in PREFIX_COLUMNS]
+    cols = [c for c in plan.output_columns if c not in PREFIX_COLUMNS and c not in CLASS_COLUMNS]
     r0, r1 = int(units.row_offsets[k0]), int(units.row_offsets[k1])
     if r1 <= r0:
         return pl.DataFrame(schema={c: SCHEMA[c] for c in cols})

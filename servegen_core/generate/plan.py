@@ -32,6 +32,7 @@ from servegen_core.arrival_models import ArrivalModelTable
 from servegen_core.errors import LimitError
 from servegen_core.generate import draw, sessions
 from servegen_core.generate.batch import submit_batch, submit_batch_chunks
+from servegen_core.generate.classes import CLASS_COLUMNS, class_chunks, with_classes
 from servegen_core.generate.sessions import PrefixPlan
 from servegen_core.generate.tables import LengthTables
 from servegen_core.limits import max_requests as default_max_requests
@@ -362,6 +363,8 @@ class ComposePlan:
             cols |= {"reason_ratio", "reasoning_tokens", "answer_tokens"}
         if self.spec.prefix is not None:
             cols |= set(PREFIX_COLUMNS)
+        if self.spec.slo_classes is not None:
+            cols |= set(CLASS_COLUMNS)
         return tuple(c for c in SCHEMA if c in cols)
 
     def compose(self, *, max_requests: int | None = None) -> Workload:
@@ -380,6 +383,8 @@ class ComposePlan:
             trace = draw.generate_rows(self, 0, n_units)
         if self.spec.batch is not None:  # batch stage: submission times instead of arrivals
             trace = submit_batch(trace, self.spec.batch)
+        if self.spec.slo_classes is not None:  # class stage: each client's SLO class
+            trace = with_classes(trace, self.spec.slo_classes)
         return Workload(trace=trace, spec=self.spec, warnings=self.warnings, plan=self)
 
     def chunk_bounds(self, chunk_s: float = 600.0, chunk_requests: int = UNIT_REQUESTS) -> list[tuple[int, int]]:
@@ -429,6 +434,8 @@ class ComposePlan:
             chunks = (frame for k0, k1 in bounds if (frame := draw_rows(self, k0, k1)).height)
         if self.spec.batch is not None:  # batch stage: submission times instead of arrivals
             chunks = submit_batch_chunks(chunks, self.spec.batch)
+        if self.spec.slo_classes is not None:  # class stage: each client's SLO class
+            chunks = class_chunks(chunks, self.spec.slo_classes)
         yield from chunks
 
 

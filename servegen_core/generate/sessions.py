@@ -64,6 +64,7 @@ from scipy.special import gammainc, ndtr, ndtri
 from scipy.stats import gamma as gamma_dist
 
 from servegen_core.blocks import TAG_KEY, TAG_PROMPT, TAG_TURN, block_keys, hash_ids, hash_parts, id63, lists_by_owner
+from servegen_core.generate.classes import CLASS_COLUMNS
 from servegen_core.characterize import prefix as characterize_prefix
 from servegen_core.errors import SpecError
 from servegen_core.schema import PREFIX_COLUMNS, SCHEMA
@@ -798,7 +799,7 @@ def session_chunks(
     win_t0 = plan.units.t0_s
     n_win = len(win_t0)
     end = float(plan.span_duration_s)
-    cols = list(plan.output_columns)
+    cols = [c for c in plan.output_columns if c not in CLASS_COLUMNS]  # the class stage runs after this one
     keys = ["timestamp_s", "_w", "_o", "turn_index"]
     pending: pl.DataFrame | None = None
     for k0, k1 in bounds:

@@ -71,9 +71,11 @@ import polars as pl
 
 from servegen_core.errors import SpecError
 from servegen_core.limits import MAX_BATCHED_TOKENS, MAX_BLOCK_SIZE, MAX_NUM_SEQS, MAX_REPLICAS, max_workers
+from servegen_core.serve.classes import PriorityWaiting, priorities_of
 from servegen_core.serve.costmodel import CostModel, check_count
+from servegen_core.serve.sessions import SESSION_MODES, check_session_mode, has_sessions, session_roots, turn_predecessors
 
-__all__ = ["ROUTERS", "ServerConfig", "SimResult", "request_columns", "route", "simulate"]
+__all__ = ["ROUTERS", "SESSION_MODES", "ServerConfig", "SimResult", "request_columns", "route", "route_sessions", "session_links", "simulate"]
 
 #: Routers of :func:`route` (see the module docstring).
 ROUTERS = ("round_robin", "least_outstanding")
@@ -261,8 +263,10 @@ def _steps_to_reach(a1: float, b1: float, a2: float, b2: float, target: float, k
 
 
 #: One replica's work: arrival seconds (sorted), input and output tokens of its requests, the
-#: cost model, the scheduler settings, the timeline bin and the span of the whole workload.
-_ReplicaJob = tuple[np.ndarray, np.ndarray, np.ndarray, CostModel, ServerConfig, float, float]
+#: cost model, the scheduler settings, the timeline bin and the span of the whole workload;
+#: optionally the closed-loop links (each request's previous turn on the replica, -1 none, and
+#: its think time; :mod:`servegen_core.serve.sessions`) and the priorities (or None).
+_ReplicaJob = tuple  # (at, inp, out, cost, config, bin_s, span_s[, links[, priorities]])
 
 
 @dataclass(frozen=True)
@@ -271,7 +275,8 @@ class _ReplicaRun:
     first-scheduled, first-token and finish times (NaN if never), preemptions and rejection;
     per replica the busy seconds, the largest batch, the peak KV share, preemptions, prefill
     and decode tokens, the per-bin busy seconds, batch x seconds and KV share x seconds, and
-    the time the replica went idle for good."""
+    the time the replica went idle for good; with closed-loop links, the release time of
+    every request (else None)."""
 
     sched: np.ndarray
     first: np.ndarray
@@ -288,6 +293,7 @@ class _ReplicaRun:
     tb_batch: np.ndarray
     tb_kv: np.ndarray
     end: float
+    release: np.ndarray | None = None
 
 
 class _Replica:
@@ -306,13 +312,15 @@ class _Replica:
     __slots__ = (
         "B", "G", "S0", "at", "bin_s", "bmax", "bs", "budget", "busy", "cap", "chunked", "compute", "decode_tokens",
         "done_tok", "finish", "first", "gen", "gfin", "gj", "heap", "inp", "kv_peak", "max_seqs", "memory", "n", "n_preempt",
-        "nbins", "npre", "nxt", "out", "prefill_tokens", "prefilling", "qsum", "rcnt", "rejected", "reserved", "running",
-        "sched", "t", "tb_batch", "tb_busy", "tb_kv", "waiting", "wm",
+        "nbins", "npre", "nxt", "out", "pend", "prefill_tokens", "prefilling", "qsum", "rcnt", "rejected", "rel", "reserved",
+        "roots", "running", "sched", "succ", "t", "tb_batch", "tb_busy", "tb_kv", "think", "waiting", "wm",
     )
 
     def __init__(self, job: _ReplicaJob) -> None:
-        at, inp, outp, cost, cfg, bin_s, span_s = job
+        at, inp, outp, cost, cfg, bin_s, span_s, *extra = job
         n = len(at)
+        links = extra[0] if extra else None
+        prio = extra[1] if len(extra) > 1 else None
         self.n = n
         self.at = at.tolist()
         self.inp = inp.tolist()
@@ -347,7 +355,12 @@ class _Replica:
         self.S0 = 0
         self.qsum = 0
         self.rcnt = [0] * cfg.block_size
-        self.waiting: deque[int] = deque()
+        self.waiting: deque[int] | PriorityWaiting = deque() if prio is None else PriorityWaiting(prio.tolist())
+        self.pend: list[tuple[float, int]] = []  # closed loop: (release time, request) of released later turns
+        self.succ: list[int] | None = None
+        self.roots: list[int] | None = None
+        if links is not None:
+            self.closed_loop(*links)
         self.prefilling: deque[int] = deque()
         self.reserved = 0
         self.nxt = 0
@@ -362,9 +375,9 @@ class _Replica:
 
     def run(self) -> _ReplicaRun:
         """Serve every request to completion (or rejection) and return the replica's record."""
-        at, n = self.at, self.n
+        at, n, pend = self.at, self.n, self.pend
         while True:
-            if self.nxt < n and at[self.nxt] <= self.t:
+            if (self.nxt < n and at[self.nxt] <= self.t) or (pend and pend[0][0] <= self.t):
                 self.enqueue_arrivals()
             if self.chunked:
                 if self.waiting:
@@ -380,22 +393,75 @@ class _Replica:
             if self.B == 0:
                 if self.waiting and not self.prefilling:
                     # an empty server could not admit the head: it can never fit
-                    self.rejected[self.waiting.popleft()] = True
+                    rid = self.waiting.popleft()
+                    self.rejected[rid] = True
+                    if self.succ is not None:
+                        self.ended((rid,))
                     continue
-                if self.nxt < self.n:
-                    if self.at[self.nxt] > self.t:
-                        self.t = self.at[self.nxt]
+                nt = self.next_arrival()
+                if nt < math.inf:
+                    if nt > self.t:
+                        self.t = nt
                     continue
                 break
             self.decode_stretch()
         return self.outcome()
 
+    def next_arrival(self) -> float:
+        """The time of the next arrival not yet queued (inf if none is known)."""
+        nt = self.at[self.nxt] if self.nxt < self.n else math.inf
+        if self.pend and self.pend[0][0] < nt:
+            nt = self.pend[0][0]
+        return nt
+
+    def closed_loop(self, link: np.ndarray, think: np.ndarray) -> None:
+        """Set up closed-loop sessions: only requests without a previous turn (``link`` -1) arrive
+        at their times; the others are released by :meth:`ended`."""
+        n = len(link)
+        roots = np.flatnonzero(link < 0)
+        succ = np.full(n, -1, dtype=np.int64)
+        later = np.flatnonzero(link >= 0)
+        succ[link[later]] = later
+        self.rel = list(self.at)  # release times: the roots' own, the others' set when released
+        self.succ = succ.tolist()
+        self.think = np.asarray(think, dtype=float).tolist()
+        self.roots = roots.tolist()
+        self.at = [self.rel[i] for i in self.roots]
+        self.n = len(self.roots)
+
+    def ended(self, rids: list[int] | tuple[int, ...]) -> None:
+        """Release the next turn of each request of ``rids`` that ended now (closed loop)."""
+        succ, think, rel, pend, t = self.succ, self.think, self.rel, self.pend, self.t
+        for rid in rids:
+            s = succ[rid]
+            if s >= 0:
+                r = t + think[s]
+                rel[s] = r
+                heapq.heappush(pend, (r, s))
+
     def enqueue_arrivals(self) -> None:
         """Append the requests that have arrived by now to the waiting queue."""
+        if self.roots is not None:
+            self.enqueue_released()
+            return
         at, n, t, nxt = self.at, self.n, self.t, self.nxt
         while nxt < n and at[nxt] <= t:
             self.waiting.append(nxt)
             nxt += 1
+        self.nxt = nxt
+
+    def enqueue_released(self) -> None:
+        """Closed loop: append the first turns and the released later turns due by now, in time order."""
+        at, n, t, nxt, pend, roots, waiting = self.at, self.n, self.t, self.nxt, self.pend, self.roots, self.waiting
+        while True:
+            a = at[nxt] if nxt < n else math.inf
+            if pend and pend[0][0] <= t and pend[0][0] <= a:
+                waiting.append(heapq.heappop(pend)[1])
+            elif a <= t:
+                waiting.append(roots[nxt])
+                nxt += 1
+            else:
+                break
         self.nxt = nxt
 
     # -- the batch and its KV blocks -------------------------------------------------------------
@@ -446,6 +512,7 @@ class _Replica:
         heap, gfin, running, gen, out, finish, G, t = self.heap, self.gfin, self.running, self.gen, self.out, self.finish, self.G, self.t
         heappop = heapq.heappop
         offsets = []
+        done = []
         while heap and heap[0][0] <= G:
             gf, rid = heappop(heap)
             if gfin[rid] != gf:
@@ -454,16 +521,21 @@ class _Replica:
             if a is None:
                 continue  # a stale entry of a preempted request
             offsets.append(a)
+            done.append(rid)
             gen[rid] = out[rid]
             finish[rid] = t
         if offsets:
             self.leave(offsets)
+            if self.succ is not None:
+                self.ended(done)
 
     def preempt_overflow(self) -> None:
         """Preempt the most recently admitted sequences until the cache holds the rest; they go
         back to the head of the queue (recomputed when readmitted)."""
+        prio = self.waiting.prio if isinstance(self.waiting, PriorityWaiting) else None
         while self.B and self.blocks_at(self.G) + self.reserved > self.cap:
-            rid = next(reversed(self.running))
+            # vLLM V1: the newest (FCFS), or the largest (priority, arrival) under priority scheduling
+            rid = next(reversed(self.running)) if prio is None else max(self.running, key=lambda r: (prio[r], r))
             self.gen[rid] += self.G - self.gj[rid]
             self.leave([self.running.pop(rid)])
             self.npre[rid] += 1
@@ -531,6 +603,8 @@ class _Replica:
             if g >= out[rid]:
                 finish[rid] = t
                 used -= -(-(p + 1) // bs)
+                if self.succ is not None:
+                    self.ended((rid,))
                 continue
             joining.append((rid, p))
         self.join(joining)
@@ -598,6 +672,8 @@ class _Replica:
             gen[rid] += 1
             if gen[rid] >= out[rid]:
                 self.finish[rid] = t
+                if self.succ is not None:
+                    self.ended((rid,))
             else:
                 joining.append((rid, p))
         self.join(joining)
@@ -630,8 +706,11 @@ class _Replica:
             dt = a2 * k + b2 * k * (k - 1) * 0.5
         else:
             dt = _sum_lines(a1, b1, a2, b2, k)
-        if self.nxt < self.n and not self.waiting:
-            target = self.at[self.nxt] - t
+        nt = self.at[self.nxt] if self.nxt < self.n else math.inf
+        if self.pend and self.pend[0][0] < nt:
+            nt = self.pend[0][0]
+        if nt < math.inf and not self.waiting:
+            target = nt - t
             if dt > target:
                 k = _steps_to_reach(a1, b1, a2, b2, target, k)
                 dt = _sum_lines(a1, b1, a2, b2, k)
@@ -717,6 +796,7 @@ class _Replica:
             tb_batch=np.asarray(self.tb_batch),
             tb_kv=np.asarray(self.tb_kv) / cap if cap else np.zeros(self.nbins),
             end=self.t,
+            release=None if self.roots is None else np.asarray(self.rel),
         )
 
 
@@ -802,6 +882,33 @@ def _replica_timeline(replica: int, res: _ReplicaRun, bin_s: float) -> pl.DataFr
         )
 
 
+def session_links(requests: pl.DataFrame, rows: np.ndarray, t: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """Closed-loop links of the requests ``rows`` of ``requests`` (in that order, timestamps
+    ``t``): each one's previous turn among them (-1: none) and its think time (the gap between
+    their timestamps); None when ``requests`` has no sessions or no later turn among them."""
+    if not has_sessions(requests):
+        return None
+    sub = requests.select(pl.col("session_id", "turn_index").gather(rows)).with_columns(pl.Series("timestamp_s", t))
+    link = turn_predecessors(sub)
+    if not (link >= 0).any():
+        return None
+    return link, np.where(link >= 0, t - t[np.maximum(link, 0)], 0.0)
+
+
+def route_sessions(
+    t: np.ndarray, inp: np.ndarray, out: np.ndarray, link: np.ndarray, n_replicas: int, *, router: str, cost: CostModel | None,
+) -> np.ndarray:
+    """Replica of every request when sessions are routed whole: the first turns (``link`` -1)
+    are routed by :func:`route` with their session's tokens, later turns follow their first."""
+    root = session_roots(link)
+    first = np.flatnonzero(link < 0)
+    tok_in = np.bincount(root, weights=inp, minlength=len(t))[first]
+    tok_out = np.bincount(root, weights=out, minlength=len(t))[first]
+    rep_first = np.zeros(len(t), dtype=np.int64)
+    rep_first[first] = route(t[first], tok_in, tok_out, n_replicas, router=router, cost=cost)
+    return rep_first[root]
+
+
 def simulate(
     requests: pl.DataFrame,
     cost: CostModel,
@@ -812,10 +919,16 @@ def simulate(
     bin_s: float = 10.0,
     workers: int = 1,
     progress: Callable[[float], None] | None = None,
+    sessions: str = "closed",
 ) -> SimResult:
     """Simulate ``requests`` (``timestamp_s, input_tokens, output_tokens``) on ``replicas`` servers.
 
     Token counts of 0 are served as 1 (a server prefills and generates at least one token).
+    ``sessions="closed"`` (the default) releases a session's later turns (``session_id``,
+    ``turn_index`` columns) their think time after the previous turn's response and routes
+    sessions whole (:mod:`servegen_core.serve.sessions`; ``arrival_s`` is then the release
+    time); ``"open"`` sends every request at its timestamp. An ``slo_priority`` column
+    schedules the waiting requests by priority (:mod:`servegen_core.serve.classes`).
 
     Every request is simulated until it completes (the server drains after the last arrival).
     ``workers > 1`` simulates replicas in that many processes. ``progress`` is called with the
@@ -829,7 +942,9 @@ def simulate(
     if not (bin_s > 0 and math.isfinite(bin_s)):
         raise SpecError("bin_s", f"must be a positive number, got {bin_s}")
     replicas = int(replicas)
+    check_session_mode(sessions)
     t, inp, outp = request_columns(requests)
+    prio = priorities_of(requests)
     order = np.argsort(t, kind="stable")
     t0 = float(t[order[0]]) if len(t) else 0.0
     ts = t[order] - t0
@@ -839,14 +954,32 @@ def simulate(
     refused = (ins + outs > cost.max_context) if cost.max_context else np.zeros(len(ts), dtype=bool)
     accepted = np.flatnonzero(~refused)
     rep_sorted = np.full(len(ts), -1, dtype=np.int64)
-    rep_sorted[accepted] = route(ts[accepted], ins[accepted], outs[accepted], replicas, router=router, cost=cost)
+    links = session_links(requests, order[accepted], ts[accepted]) if sessions == "closed" else None
+    if links is None:
+        rep_sorted[accepted] = route(ts[accepted], ins[accepted], outs[accepted], replicas, router=router, cost=cost)
+    else:
+        rep_sorted[accepted] = route_sessions(ts[accepted], ins[accepted], outs[accepted], links[0], replicas, router=router, cost=cost)
+        link_sorted = np.full(len(ts), -1, dtype=np.int64)
+        link_sorted[accepted] = np.where(links[0] >= 0, accepted[np.maximum(links[0], 0)], -1)
+        think_sorted = np.zeros(len(ts))
+        think_sorted[accepted] = links[1]
+        local = np.full(len(ts), -1, dtype=np.int64)
+    prio_sorted = prio[order] if prio is not None else None
     jobs: list[_ReplicaJob] = []
     members = []
     for r in range(replicas):  # one job per replica
         idx = np.flatnonzero(rep_sorted == r)
         members.append(idx)
-        jobs.append((ts[idx], ins[idx], outs[idx], cost, config, float(bin_s), span))
+        job: tuple = (ts[idx], ins[idx], outs[idx], cost, config, float(bin_s), span)
+        if links is not None:
+            local[idx] = np.arange(len(idx))
+            up = link_sorted[idx]
+            job += ((np.where(up >= 0, local[np.maximum(up, 0)], -1), think_sorted[idx]),)
+        if prio_sorted is not None:
+            job += (None,) * (8 - len(job)) + (prio_sorted[idx],)
+        jobs.append(job)
     results = _run_replicas(jobs, workers, progress)
+    arrive = ts.copy()  # closed loop: the release times
     n = len(ts)
     sched = np.full(n, np.nan)
     first = np.full(n, np.nan)
@@ -862,6 +995,8 @@ def simulate(
         finish[idx] = res.finish
         npre[idx] = res.npre
         rejected[idx] = res.rejected
+        if res.release is not None:
+            arrive[idx] = res.release
         rows.append(_replica_row(r, len(idx), res, horizon))
         tl.append(_replica_timeline(r, res, bin_s))
     completed = ~np.isnan(finish)
@@ -869,19 +1004,21 @@ def simulate(
         tpot = np.where(outs > 1, (finish - first) / np.maximum(outs - 1, 1), np.nan)
     local = pl.DataFrame(
         {
-            "arrival_s": ts + t0,
+            "arrival_s": arrive + t0,
             "replica": pl.Series(rep_sorted).set(pl.Series(refused), None) if refused.any() else rep_sorted,
             "input_tokens": ins,
             "output_tokens": outs,
             "completed": completed,
             "refused": refused,
-            "queue_s": sched - ts,
-            "ttft_s": first - ts,
+            "queue_s": sched - arrive,
+            "ttft_s": first - arrive,
             "tpot_s": tpot,
-            "e2e_s": finish - ts,
+            "e2e_s": finish - arrive,
             "preemptions": npre,
         }
     ).with_columns(pl.col(c).fill_nan(None) for c in ("queue_s", "ttft_s", "tpot_s", "e2e_s"))
+    if "slo_class" in requests.columns:
+        local = local.with_columns(requests["slo_class"].cast(pl.String).gather(order).alias("slo_class"))
     # back to input order
     inverse = np.empty(n, dtype=np.int64)
     inverse[order] = np.arange(n)

@@ -39,7 +39,8 @@ from servegen_core.generate.plan import ComposePlan, Workload
 from servegen_core.sources.load import load_source
 from servegen_core.limits import MAX_REPLICAS, max_workers
 from servegen_core.serve.costmodel import CostModel, check_count
-from servegen_core.serve.simulate import ServerConfig, SimResult, request_columns, route, simulate
+from servegen_core.serve.sessions import check_session_mode
+from servegen_core.serve.simulate import ServerConfig, SimResult, request_columns, route, route_sessions, session_links, simulate
 from servegen_core.sources.pool import ClientPool
 from servegen_core.spec import NAIVE_KINDS, WorkloadSpec
 
@@ -274,6 +275,10 @@ def _infeasible(slo: Slo, cost: CostModel, inp: np.ndarray, out: np.ndarray, con
     return ""
 
 
+#: Columns a search keeps beside the lengths: sessions (closed loop) and SLO classes.
+FLEET_EXTRA = ("session_id", "turn_index", "slo_class", "slo_priority")
+
+
 @dataclass(frozen=True)
 class FleetWork:
     """A workload prepared once for every run of a search: arrival seconds (sorted), input and
@@ -287,6 +292,8 @@ class FleetWork:
     refused: pl.DataFrame
     n_requests: int
     span_s: float
+    #: the session and class columns (:data:`FLEET_EXTRA`) of the rows in time order, if any
+    extra: pl.DataFrame | None = None
 
     @classmethod
     def of(cls, requests: pl.DataFrame, cost: CostModel) -> FleetWork:
@@ -303,7 +310,11 @@ class FleetWork:
             *(null.alias(c) for c in ("queue_s", "ttft_s", "tpot_s", "e2e_s")), pl.lit(0, dtype=pl.Int64).alias("preemptions"),
         )
         span = float(t[-1] - t[0]) if len(t) else 0.0
-        return cls(t, i, o, np.flatnonzero(~refused), refused_rows, len(t), span)
+        keep = [c for c in FLEET_EXTRA if c in requests.columns]
+        extra = requests.select(pl.col(keep).gather(order)) if keep else None
+        if extra is not None and "slo_class" in keep:
+            refused_rows = refused_rows.with_columns(extra["slo_class"].cast(pl.String).filter(pl.Series(refused)).alias("slo_class"))
+        return cls(t, i, o, np.flatnonzero(~refused), refused_rows, len(t), span, extra)
 
 
 def _missed_for_sure(fails: int, n: int, percentile: int = 99) -> bool:
@@ -315,6 +326,7 @@ def _missed_for_sure(fails: int, n: int, percentile: int = 99) -> bool:
 
 def simulate_until_missed(
     fleet: FleetWork, replicas: int, slo: Slo, cost: CostModel, *, router: str = "round_robin", config: ServerConfig | None = None,
+    sessions: str = "closed",
 ) -> tuple[SimResult, float]:
     """Simulate ``fleet`` on ``replicas`` servers one replica at a time (the replicas are
     independent once routed, :func:`~servegen_core.serve.simulate.route`), stopping as soon as
@@ -324,7 +336,12 @@ def simulate_until_missed(
     replica's timeline from its first arrival) and the share of the replicas simulated."""
     acc = fleet.accepted
     t, i, o = fleet.arrival_s[acc], fleet.input_tokens[acc], fleet.output_tokens[acc]
-    assignment = route(t, i, o, replicas, router=router, cost=cost)
+    extra = fleet.extra[acc] if fleet.extra is not None else None
+    links = session_links(extra.with_columns(pl.Series("timestamp_s", t)), np.arange(len(t)), t) if extra is not None and sessions == "closed" else None
+    if links is None:
+        assignment = route(t, i, o, replicas, router=router, cost=cost)
+    else:  # closed-loop sessions are routed whole
+        assignment = route_sessions(t, i, o, links[0], replicas, router=router, cost=cost)
     n_acc = len(acc)
     n_multi = int((o > 1).sum())
     parts, replica_rows, timelines = [], [], []
@@ -336,7 +353,9 @@ def simulate_until_missed(
         if len(idx) == 0:
             continue
         sub = pl.DataFrame({"timestamp_s": t[idx], "input_tokens": i[idx], "output_tokens": o[idx]})
-        one = simulate(sub, cost, replicas=1, config=config)
+        if extra is not None:
+            sub = pl.concat([sub, extra[idx]], how="horizontal")
+        one = simulate(sub, cost, replicas=1, config=config, sessions=sessions)
         req = one.requests.with_columns(pl.lit(r, dtype=pl.Int64).alias("replica"))
         parts.append(req)
         replica_rows.append(one.replicas.with_columns(pl.lit(r, dtype=pl.Int64).alias("replica")))
@@ -375,6 +394,7 @@ def min_replicas(
     start: int | None = None,
     workers: int = 1,
     progress: Callable[[str], None] | None = None,
+    sessions: str = "closed",
 ) -> ProvisioningResult:
     """The smallest number of replicas at which the simulation of ``requests`` meets ``slo``,
     and so does the simulation at every larger count tried.
@@ -392,8 +412,10 @@ def min_replicas(
     whenever a count above the candidate fails, the candidate moves above it and the search
     goes on (:func:`smallest_met_above_all_failures` of every count tried). ``also`` lists
     further replica counts to simulate for the curve (they take part in the answer).
-    ``progress`` is called with a line of text before each simulation.
+    ``progress`` is called with a line of text before each simulation. ``sessions`` is the
+    session mode of :func:`~servegen_core.serve.simulate.simulate` (closed loop by default).
     """
+    check_session_mode(sessions)
     check_count("max_replicas", max_replicas, MAX_REPLICAS)
     check_count("workers", workers, max_workers())
     rows: dict[int, dict[str, float | int | bool]] = {}
@@ -405,9 +427,9 @@ def min_replicas(
             if progress:
                 progress(f"simulating {requests.height:,} requests on {n} replica(s)")
             if workers > 1:
-                res, share = simulate(requests, cost, replicas=n, router=router, config=config, workers=workers), 1.0
+                res, share = simulate(requests, cost, replicas=n, router=router, config=config, workers=workers, sessions=sessions), 1.0
             else:
-                res, share = simulate_until_missed(fleet, n, slo, cost, router=router, config=config)
+                res, share = simulate_until_missed(fleet, n, slo, cost, router=router, config=config, sessions=sessions)
             rows[n] = _curve_row(n, res, slo, share)
             if rows[n]["met"]:
                 kept[n] = res
@@ -655,6 +677,7 @@ def _compare_workloads(
     max_replicas: int,
     workers: int,
     progress: Callable[[str], None] | None,
+    sessions: str = "closed",
 ) -> Comparison:
     """:func:`min_replicas` of every workload (``realistic`` first; the others searched from its
     answer and simulated at it) gathered into a :class:`Comparison`."""
@@ -663,7 +686,9 @@ def _compare_workloads(
     for name, df in workloads.items():  # realistic first: the baselines are also simulated at its answer
         note = (lambda text, name=name: progress(f"{name}: {text}")) if progress else None
         also = (n_real,) if n_real is not None else ()
-        res = min_replicas(df, slo, cost, config=config, router=router, max_replicas=max_replicas, also=also, workers=workers, progress=note)
+        res = min_replicas(
+            df, slo, cost, config=config, router=router, max_replicas=max_replicas, also=also, workers=workers, progress=note, sessions=sessions,
+        )
         if name == "realistic":
             n_real = res.replicas
         else:
@@ -715,10 +740,12 @@ def compare_spec(
     pool: ClientPool | None = None,
     workers: int = 1,
     progress: Callable[[str], None] | None = None,
+    sessions: str = "closed",
 ) -> Comparison:
     """Compose ``spec`` (from ``pool``, else loaded from the spec), derive its ``naive`` baselines
     from the composed requests by common random numbers (:func:`naive_workloads`) and compare
-    the replicas each needs for ``slo``."""
+    the replicas each needs for ``slo``. Sessions (``sessions``: the simulator's mode) and SLO
+    classes are kept where the baseline keeps the timestamps (:func:`simulated_columns`)."""
     check_count("max_replicas", max_replicas, MAX_REPLICAS)  # before any composing
     check_count("workers", workers, max_workers())
     _check_naive_kinds(naive)  # an unknown kind fails before any work
@@ -732,9 +759,22 @@ def compare_spec(
     if progress and naive:
         progress(f"{naive[0]}: deriving the baselines by common random numbers")
     workloads.update(naive_workloads(made, naive, pool=pool, max_requests=max_requests))
-    columns = ("timestamp_s", "input_tokens", "output_tokens")
-    workloads = {name: df.select(columns) for name, df in workloads.items()}
-    return _compare_workloads(workloads, slo, cost, config=config, router=router, max_replicas=max_replicas, workers=workers, progress=progress)
+    workloads = {name: simulated_columns(df, name) for name, df in workloads.items()}
+    return _compare_workloads(
+        workloads, slo, cost, config=config, router=router, max_replicas=max_replicas, workers=workers, progress=progress, sessions=sessions,
+    )
+
+
+#: Baselines with new timestamps: their requests arrive independently (no sessions are kept).
+RETIMED_KINDS = ("poisson", "poisson_pooled", "constant")
+
+
+def simulated_columns(df: pl.DataFrame, name: str) -> pl.DataFrame:
+    """The columns of workload ``name`` a search simulates: timestamps and lengths, the SLO
+    classes, and the sessions unless ``name`` is a retimed baseline (:data:`RETIMED_KINDS`:
+    its turns are retimed one by one, so they no longer follow each other)."""
+    keep = [c for c in FLEET_EXTRA if c in df.columns and not (name in RETIMED_KINDS and c in ("session_id", "turn_index"))]
+    return df.select("timestamp_s", "input_tokens", "output_tokens", *keep)
 
 
 def compare_trace(
@@ -749,13 +789,17 @@ def compare_trace(
     max_replicas: int = 1024,
     workers: int = 1,
     progress: Callable[[str], None] | None = None,
+    sessions: str = "closed",
 ) -> Comparison:
-    """A raw trace against its naive baseline (:func:`naive_trace`: Poisson arrivals): the replicas each needs."""
+    """A raw trace against its naive baseline (:func:`naive_trace`: Poisson arrivals): the replicas
+    each needs. The trace's sessions are simulated in mode ``sessions``; the baseline has none."""
     check_count("max_replicas", max_replicas, MAX_REPLICAS)  # before any simulating
     check_count("workers", workers, max_workers())
-    real = requests.select("timestamp_s", "input_tokens", "output_tokens").sort("timestamp_s", maintain_order=True)
-    workloads = {"realistic": real, "poisson": naive_trace(real, window_s=window_s, seed=seed)}
-    return _compare_workloads(workloads, slo, cost, config=config, router=router, max_replicas=max_replicas, workers=workers, progress=progress)
+    real = simulated_columns(requests, "realistic").sort("timestamp_s", maintain_order=True)
+    workloads = {"realistic": real, "poisson": simulated_columns(naive_trace(real, window_s=window_s, seed=seed), "poisson")}
+    return _compare_workloads(
+        workloads, slo, cost, config=config, router=router, max_replicas=max_replicas, workers=workers, progress=progress, sessions=sessions,
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -813,6 +857,7 @@ def answer_range(
     start: int | None = None,
     workers: int = 1,
     progress: Callable[[str], None] | None = None,
+    sessions: str = "closed",
 ) -> AnswerRange:
     """The replicas ``spec`` needs for ``slo`` over ``seeds`` (default: the spec's and
     :data:`RANGE_EXTRA_SEEDS` more) and, for fitted arrivals, ``sub_windows`` (default
@@ -836,20 +881,21 @@ def answer_range(
     kwargs = {} if max_requests is None else {"max_requests": max_requests}
     rows: list[dict[str, object]] = []
     last: dict[str, int | None] = {"realistic": start}
-    columns = ("timestamp_s", "input_tokens", "output_tokens")
     for seed in seeds:
         for model in models:
             s = dataclasses.replace(spec, seed=seed, sub_window=model)
             if progress:
                 progress(f"realistic: seed {seed}, sub-window {model}: composing")
             made = compose(s, pool=pool, **kwargs)
-            workloads = {"realistic": made.trace.select(columns)}
+            workloads = {"realistic": simulated_columns(made.trace, "realistic")}
             if model == spec.sub_window:
-                workloads.update({k: v.select(columns) for k, v in naive_workloads(made, naive, pool=pool, max_requests=max_requests).items()})
+                baselines = naive_workloads(made, naive, pool=pool, max_requests=max_requests)
+                workloads.update({k: simulated_columns(v, k) for k, v in baselines.items()})
             for name, df in workloads.items():
                 note = (lambda text, name=name, seed=seed, model=model: progress(f"{name}: seed {seed}, sub-window {model}: {text}")) if progress else None
                 res = min_replicas(
                     df, slo, cost, config=config, router=router, max_replicas=max_replicas, start=last.get(name), workers=workers, progress=note,
+                    sessions=sessions,
                 )
                 if res.replicas is not None:
                     last[name] = res.replicas

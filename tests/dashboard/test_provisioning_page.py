@@ -209,3 +209,32 @@ def test_the_range_over_seeds_and_sub_window_models_matches_the_core():
     assert ("does not survive" in core.sentence()) is (core.gap_survives is False)
     shown_runs = d.table("workload", "seed", "sub_window", "replicas")["replicas"].tolist()
     assert [None if np.isnan(x) else int(x) for x in shown_runs] == core.runs["replicas"].to_list()
+
+
+def test_slo_classes_section_shows_the_core_answer():
+    import dataclasses
+
+    from servegen_core.serve.by_class import classes_of_spec, min_replicas_by_class
+    from servegen_core.spec import SloClass, SloClasses
+
+    d = Dashboard().open("compose")
+    spec = d.at.session_state["spec"]
+    d.open("provisioning")
+    assert any("slo_classes section" in c.value for c in d.at.caption)  # no classes yet: how to add them
+    classes = SloClasses(
+        classes=(("interactive", SloClass(0, ttft_p99_s=5.0)), ("batch", SloClass(1, e2e_p99_s=600.0))),
+        default="interactive", clients=(("3", "batch"),),
+    )
+    spec = dataclasses.replace(spec, slo_classes=classes)
+    d.at.session_state["spec"] = spec
+    d.open("provisioning")
+    d.at.button(key="prov_class_run").click().run()
+    d.check()
+    pool = load_pool(demo_data_dir() / "servegen", "language/demo-chat")
+    cost = roofline("llama-3-8b", "a100-80gb")
+    core = min_replicas_by_class(compose(spec, pool=pool).trace, classes_of_spec(spec), cost, max_replicas=256)
+    assert core.replicas is not None
+    assert core.sentence() in [plain(s.value) for s in d.at.success]
+    shown = d.table("slo_class", "replicas")
+    assert shown["slo_class"].tolist() == ["interactive", "batch"]
+    assert shown["replicas"].tolist() == core.by_class["replicas"].to_list()
