@@ -258,9 +258,6 @@ def _infeasible(slo: Slo, cost: CostModel, inp: np.ndarray, out: np.ndarray, con
 #: Replicas the pilot (:func:`pilot_estimate`) simulates at each count it tries: the first ones of
 #: that count's split, kept in :attr:`FleetWork.replica_sims` and reused by the whole run at that count.
 PILOT_REPLICAS = 4
-#: Relative step of the bracket that the exact search lays around the pilot's estimate when the
-#: estimate and its neighbour do not settle it (doubled at each further step).
-BRACKET = 0.05
 #: Per-replica splits a :class:`FleetWork` keeps (the most recent counts).
 KEPT_SPLITS = 8
 #: Replicas submitted ahead of the one a run waits for when it runs in worker processes.
@@ -507,19 +504,16 @@ def pilot_estimate(
 
 
 def _bracket(run: Callable[[int], bool], guess: int, max_replicas: int) -> None:
-    """Simulate (``run``) counts outward from ``guess`` until a failing count lies just below a
-    met one: ``guess - 1`` below a met ``guess`` (``guess + 1`` above a failing one), then steps
-    of :data:`BRACKET` of the count, doubled each time; the bisection then starts inside."""
+    """Simulate (``run``) counts outward from ``guess`` until a failing count lies below a met
+    one: below a met ``guess`` (above a failing one) by steps of 1, 2, 4, ... replicas; the
+    bisection then starts inside that bracket."""
     met = run(guess)
-    n, width = guess, BRACKET
-    first = True
+    n, d = guess, 1
     while (n > 1) if met else (n < max_replicas):
-        d = 1 if first else max(1, math.ceil(n * width))
         m = max(1, n - d) if met else min(max_replicas, n + d)
         if run(m) != met:
             return
-        n, first = m, False
-        width *= 2 if d > 1 else 1
+        n, d = m, 2 * d
 
 
 def min_replicas(
@@ -550,8 +544,8 @@ def min_replicas(
     The search does not assume latency falls as replicas are added (p99 TPOT does not, at
     small counts). It starts at ``start`` if given, else at the :func:`pilot_estimate` (from
     ``hint``, default :func:`capacity_estimate`; ``pilot=False``: at the capacity estimate
-    itself, the search before the pilot existed), brackets the answer (``_bracket``: the
-    neighbour, then widening steps), bisects between the largest failing count below the
+    itself, the search before the pilot existed), brackets the answer (``_bracket``: steps of
+    1, 2, 4, ... replicas), bisects between the largest failing count below the
     candidate and the candidate, and checks the candidate plus one; whenever a count above the
     candidate fails, the candidate moves above it and the search goes on
     (:func:`smallest_met_above_all_failures` of every count tried). Every run stops as soon as
