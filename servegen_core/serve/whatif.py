@@ -7,8 +7,13 @@ search bisects and checks the count above its answer, and a fleet whose queue is
 growing at the end of the span (:func:`queue_growing`) is never an answer. Every count
 simulated is a row of the curve with its percentiles, SLO ``attainment`` and goodput.
 A run is simulated replica by replica (:func:`simulate_until_missed`) and stops once the
-objective is missed for sure; the workload is sorted and checked once per search
-(:class:`FleetWork`).
+objective is missed for sure; the workload is sorted and checked once per search, and the
+per-replica split of each count and the pilot's replica simulations are cached
+(:class:`FleetWork`). The search starts at a :func:`pilot_estimate` (the first few replicas of
+each count simulated, over the whole span) and brackets the answer around it before bisecting.
+With ``workers > 1`` the replicas of a run are simulated in ``forkserver`` worker processes
+(:func:`worker_pool`), taken in replica order so that the result is the one-process result;
+a script that uses workers needs an ``if __name__ == "__main__":`` guard.
 
 :func:`compare_spec` composes a spec once and derives its naive baselines from the composed
 requests by common random numbers (:func:`naive_workloads`: the same requests row for row,
