@@ -677,10 +677,17 @@ class _Replica:
             else:
                 joining.append((rid, p))
         self.join(joining)
-        if self.B > self.bmax:
-            self.bmax = self.B
-        self.complete_due()
-        self.preempt_overflow()  # KV overflow during chunked iterations: preempt the newest
+        B = self.B
+        if B > self.bmax:
+            self.bmax = B
+        heap = self.heap
+        if heap and heap[0][0] <= self.G:  # a request is due (checked here: most iterations finish none)
+            self.complete_due()
+            B = self.B
+        # KV overflow during chunked iterations: preempt the newest; the bound B x (G // bs + 1)
+        # on the batch's blocks past its quotient sum rules it out without counting them
+        if B and self.qsum + B * (self.G // bs + 1) + self.reserved > self.cap:
+            self.preempt_overflow()
 
     # -- decoding --------------------------------------------------------------------------------
 
@@ -743,7 +750,8 @@ class _Replica:
             self.busy += dt
             self.decode_tokens += B * k
             self.G = G + k
-            self.complete_due()
+            if self.heap[0][0] <= G + k:  # a completion ended the stretch (not an arrival)
+                self.complete_due()
         if overflow:
             self.preempt_overflow()
 

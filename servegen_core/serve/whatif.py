@@ -7,8 +7,13 @@ search bisects and checks the count above its answer, and a fleet whose queue is
 growing at the end of the span (:func:`queue_growing`) is never an answer. Every count
 simulated is a row of the curve with its percentiles, SLO ``attainment`` and goodput.
 A run is simulated replica by replica (:func:`simulate_until_missed`) and stops once the
-objective is missed for sure; the workload is sorted and checked once per search
-(:class:`FleetWork`).
+objective is missed for sure; the workload is sorted and checked once per search, and the
+per-replica split of each count and the pilot's replica simulations are cached
+(:class:`FleetWork`). The search starts at a :func:`pilot_estimate` (the first few replicas of
+each count simulated, over the whole span) and brackets the answer around it before bisecting.
+With ``workers > 1`` the replicas of a run are simulated in ``forkserver`` worker processes
+(:func:`worker_pool`), taken in replica order so that the result is the one-process result;
+a script that uses workers needs an ``if __name__ == "__main__":`` guard.
 
 :func:`compare_spec` composes a spec once and derives its naive baselines from the composed
 requests by common random numbers (:func:`naive_workloads`: the same requests row for row,
@@ -27,8 +32,12 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+import multiprocessing
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import Executor, Future, ProcessPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 
 import numpy as np
 import polars as pl
@@ -63,6 +72,8 @@ __all__ = [
     "FleetWork",
     "constant_retimed",
     "simulate_until_missed",
+    "pilot_estimate",
+    "worker_pool",
     "min_replicas",
     "naive_trace",
     "naive_workloads",
@@ -277,13 +288,26 @@ def _infeasible(slo: Slo, cost: CostModel, inp: np.ndarray, out: np.ndarray, con
 
 #: Columns a search keeps beside the lengths: sessions (closed loop) and SLO classes.
 FLEET_EXTRA = ("session_id", "turn_index", "slo_class", "slo_priority")
+#: Replicas the pilot (:func:`pilot_estimate`) simulates at each count it tries: the first ones of
+#: that count's split, kept in :attr:`FleetWork.replica_sims` and reused by the whole run at that count.
+PILOT_REPLICAS = 4
+#: Per-replica splits a :class:`FleetWork` keeps (the most recent counts).
+KEPT_SPLITS = 8
+#: Replicas submitted ahead of the one a run waits for when it runs in worker processes.
+LOOKAHEAD = 8
 
 
 @dataclass(frozen=True)
 class FleetWork:
     """A workload prepared once for every run of a search: arrival seconds (sorted), input and
     output tokens, the positions (in ``requests``' order) of the requests the model's context
-    accepts, and the refused ones' rows as :func:`simulate` reports them."""
+    accepts, and the refused ones' rows as :func:`simulate` reports them.
+
+    It also caches, across the runs of a search, the per-replica split of the accepted requests
+    at each replica count (:meth:`split`, the :data:`KEPT_SPLITS` most recent) and the
+    simulations of the first :data:`PILOT_REPLICAS` replicas of each count
+    (``replica_sims``): a replica's simulation depends only on its requests, so the pilot's
+    replicas are not simulated again by the whole run at the same count."""
 
     arrival_s: np.ndarray
     input_tokens: np.ndarray
@@ -294,6 +318,8 @@ class FleetWork:
     span_s: float
     #: the session and class columns (:data:`FLEET_EXTRA`) of the rows in time order, if any
     extra: pl.DataFrame | None = None
+    splits: dict = field(default_factory=dict, compare=False, repr=False)
+    replica_sims: dict = field(default_factory=dict, compare=False, repr=False)
 
     @classmethod
     def of(cls, requests: pl.DataFrame, cost: CostModel) -> FleetWork:
@@ -316,6 +342,32 @@ class FleetWork:
             refused_rows = refused_rows.with_columns(extra["slo_class"].cast(pl.String).filter(pl.Series(refused)).alias("slo_class"))
         return cls(t, i, o, np.flatnonzero(~refused), refused_rows, len(t), span, extra)
 
+    def split(self, replicas: int, router: str, cost: CostModel, sessions: str = "closed") -> list[np.ndarray]:
+        """Each replica's requests at ``replicas`` (:func:`~servegen_core.serve.simulate.route`;
+        closed-loop sessions routed whole, :func:`~servegen_core.serve.simulate.route_sessions`),
+        as positions in :attr:`accepted` in time order; cached per count, router, cost model and
+        session mode."""
+        key = (replicas, router, cost, sessions)
+        got = self.splits.get(key)
+        if got is None:
+            acc = self.accepted
+            t, i, o = self.arrival_s[acc], self.input_tokens[acc], self.output_tokens[acc]
+            extra = self.extra[acc] if self.extra is not None else None
+            links = (
+                session_links(extra.with_columns(pl.Series("timestamp_s", t)), np.arange(len(t)), t)
+                if extra is not None and sessions == "closed" else None
+            )
+            if links is None:
+                assignment = route(t, i, o, replicas, router=router, cost=cost)
+            else:
+                assignment = route_sessions(t, i, o, links[0], replicas, router=router, cost=cost)
+            order = np.argsort(assignment, kind="stable")
+            got = np.split(order, np.cumsum(np.bincount(assignment, minlength=replicas))[:-1])
+            while len(self.splits) >= KEPT_SPLITS:
+                del self.splits[next(iter(self.splits))]
+            self.splits[key] = got
+        return got
+
 
 def _missed_for_sure(fails: int, n: int, percentile: int = 99) -> bool:
     """Whether ``fails`` values above an objective among ``n`` make their ``percentile`` (NumPy's
@@ -324,40 +376,97 @@ def _missed_for_sure(fails: int, n: int, percentile: int = 99) -> bool:
     return n > 0 and fails >= n - math.floor(percentile / 100 * (n - 1))
 
 
-def simulate_until_missed(
-    fleet: FleetWork, replicas: int, slo: Slo, cost: CostModel, *, router: str = "round_robin", config: ServerConfig | None = None,
+def _replica_simulation(job: tuple) -> SimResult:
+    """One replica's simulation of its requests (module level, so that worker processes can run
+    it): ``(timestamps, inputs, outputs, session and class columns or None, cost, config, sessions)``."""
+    t, i, o, extra, cost, config, sessions = job
+    sub = pl.DataFrame({"timestamp_s": t, "input_tokens": i, "output_tokens": o})
+    if extra is not None:
+        sub = pl.concat([sub, extra], how="horizontal")
+    return simulate(sub, cost, replicas=1, config=config, sessions=sessions)
+
+
+@contextmanager
+def worker_pool(workers: int) -> Iterator[Executor | None]:
+    """``workers`` processes to simulate replicas in (None for one: everything runs in this
+    process), started with the ``forkserver`` context and shut down on exit. A script that
+    uses more than one worker needs an ``if __name__ == "__main__":`` guard: the workers import
+    the main module."""
+    if workers <= 1:
+        yield None
+        return
+    with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("forkserver")) as ex:
+        yield ex
+
+
+def _replica_sims(
+    fleet: FleetWork, replicas: int, count: int, cost: CostModel, router: str, config: ServerConfig | None, executor: Executor | None,
     sessions: str = "closed",
-) -> tuple[SimResult, float]:
-    """Simulate ``fleet`` on ``replicas`` servers one replica at a time (the replicas are
-    independent once routed, :func:`~servegen_core.serve.simulate.route`), stopping as soon as
-    the objective is missed for sure: a request not served, or enough requests past the TTFT,
-    TPOT or end-to-end objective that its percentile is past it whatever the other replicas give. Returns the
-    simulation of the replicas run (requests in time order, refused ones included; each
-    replica's timeline from its first arrival) and the share of the replicas simulated."""
+) -> Iterator[tuple[int, SimResult | None]]:
+    """The simulations of the first ``count`` of ``replicas`` replicas, in replica order (None for
+    a replica without requests): taken from ``fleet``'s cache, else simulated here or, with an
+    ``executor``, a few replicas ahead in its worker processes (closing the iterator cancels
+    those not started)."""
+    parts = fleet.split(replicas, router, cost, sessions)
     acc = fleet.accepted
-    t, i, o = fleet.arrival_s[acc], fleet.input_tokens[acc], fleet.output_tokens[acc]
-    extra = fleet.extra[acc] if fleet.extra is not None else None
-    links = session_links(extra.with_columns(pl.Series("timestamp_s", t)), np.arange(len(t)), t) if extra is not None and sessions == "closed" else None
-    if links is None:
-        assignment = route(t, i, o, replicas, router=router, cost=cost)
-    else:  # closed-loop sessions are routed whole
-        assignment = route_sessions(t, i, o, links[0], replicas, router=router, cost=cost)
-    n_acc = len(acc)
-    n_multi = int((o > 1).sum())
-    parts, replica_rows, timelines = [], [], []
+    ahead = LOOKAHEAD
+    pending: deque[tuple[int, object]] = deque()
+
+    def job(r: int) -> tuple:
+        pos = parts[r]
+        idx = acc[pos]
+        extra = fleet.extra[idx] if fleet.extra is not None else None
+        return fleet.arrival_s[idx], fleet.input_tokens[idx], fleet.output_tokens[idx], extra, cost, config, sessions
+
+    def start(r: int) -> object:
+        key = (replicas, router, cost, config, sessions, r)
+        if key in fleet.replica_sims or len(parts[r]) == 0:
+            return fleet.replica_sims.get(key)
+        return executor.submit(_replica_simulation, job(r)) if executor is not None else None
+
+    nxt = 0
+    try:
+        for r in range(count):
+            while nxt < count and (nxt <= r or (executor is not None and nxt < r + ahead)):
+                pending.append((nxt, start(nxt)))
+                nxt += 1
+            _, got = pending.popleft()
+            if isinstance(got, Future):
+                got = got.result()
+            elif got is None and len(parts[r]):
+                got = _replica_simulation(job(r))
+            if got is not None and r < PILOT_REPLICAS:
+                fleet.replica_sims[(replicas, router, cost, config, sessions, r)] = got
+            yield r, got
+    finally:
+        for _, got in pending:
+            if isinstance(got, Future):
+                got.cancel()
+
+
+def _run_until_missed(
+    fleet: FleetWork, replicas: int, slo: Slo, cost: CostModel, *, router: str, config: ServerConfig | None, count: int,
+    executor: Executor | None, sessions: str = "closed",
+) -> tuple[SimResult, int]:
+    """:func:`simulate_until_missed` of the first ``count`` replicas (the objective judged over
+    their requests); returns the simulation and the number of replicas run."""
+    parts = fleet.split(replicas, router, cost, sessions)
+    multi = fleet.output_tokens[fleet.accepted] > 1
+    if count >= replicas:
+        n_acc, n_multi = len(multi), int(multi.sum())
+    else:
+        n_acc = sum(len(parts[r]) for r in range(count))
+        n_multi = sum(int(multi[parts[r]].sum()) for r in range(count))
+    parts_out, replica_rows, timelines = [], [], []
     fails = dict.fromkeys(("ttft", "tpot", "e2e"), 0)
     done = 0
-    for r in range(replicas):
-        idx = np.flatnonzero(assignment == r)
+    sims = _replica_sims(fleet, replicas, count, cost, router, config, executor)
+    for r, one in sims:
         done += 1
-        if len(idx) == 0:
+        if one is None:
             continue
-        sub = pl.DataFrame({"timestamp_s": t[idx], "input_tokens": i[idx], "output_tokens": o[idx]})
-        if extra is not None:
-            sub = pl.concat([sub, extra[idx]], how="horizontal")
-        one = simulate(sub, cost, replicas=1, config=config, sessions=sessions)
         req = one.requests.with_columns(pl.lit(r, dtype=pl.Int64).alias("replica"))
-        parts.append(req)
+        parts_out.append(req)
         replica_rows.append(one.replicas.with_columns(pl.lit(r, dtype=pl.Int64).alias("replica")))
         if one.timeline.height:
             timelines.append(one.timeline.with_columns(pl.lit(r, dtype=pl.Int64).alias("replica")))
@@ -369,7 +478,8 @@ def simulate_until_missed(
             missed = missed or _missed_for_sure(fails[name], n_multi if name == "tpot" else n_acc, slo.percentile)
         if missed:
             break
-    requests = pl.concat([*parts, fleet.refused.select(parts[0].columns)] if parts else [fleet.refused]).sort("arrival_s", maintain_order=True)
+    sims.close()  # cancels the replicas simulated ahead that are no longer needed
+    requests = pl.concat([*parts_out, fleet.refused.select(parts_out[0].columns)] if parts_out else [fleet.refused]).sort("arrival_s", maintain_order=True)
     ends = requests.select((pl.col("arrival_s") + pl.col("e2e_s")).max()).item()
     horizon = max(fleet.span_s, (ends or 0.0) - float(fleet.arrival_s[0]) if fleet.n_requests else 0.0)
     reps = pl.concat(replica_rows) if replica_rows else pl.DataFrame({"replica": [], "busy_s": [], "utilization": [], "preemptions": []})
@@ -379,7 +489,87 @@ def simulate_until_missed(
         requests=requests, replicas=reps, timeline=pl.concat(timelines) if timelines else pl.DataFrame(),
         n_replicas=replicas, cost=cost, config=config or ServerConfig(), router=router, span_s=fleet.span_s,
     )
+    return sim, done
+
+
+def simulate_until_missed(
+    fleet: FleetWork, replicas: int, slo: Slo, cost: CostModel, *, router: str = "round_robin", config: ServerConfig | None = None,
+    executor: Executor | None = None, sessions: str = "closed",
+) -> tuple[SimResult, float]:
+    """Simulate ``fleet`` on ``replicas`` servers one replica at a time (the replicas are
+    independent once routed, :func:`~servegen_core.serve.simulate.route`), stopping as soon as
+    the objective is missed for sure: a request not served, or enough requests past the TTFT,
+    TPOT or end-to-end objective that its percentile is past it whatever the other replicas
+    give. Closed-loop sessions (``sessions``) are routed whole. Returns the
+    simulation of the replicas run (requests in time order, refused ones included; each
+    replica's timeline from its first arrival) and the share of the replicas simulated.
+
+    With an ``executor`` (:func:`worker_pool`) the replicas are simulated a few ahead in its
+    worker processes and taken in replica order, so the run stops at the same replica and
+    gives the same result as in one process."""
+    sim, done = _run_until_missed(fleet, replicas, slo, cost, router=router, config=config, count=replicas, executor=executor, sessions=sessions)
     return sim, done / replicas
+
+
+def pilot_estimate(
+    fleet: FleetWork, slo: Slo, cost: CostModel, *, guess: int, max_replicas: int, router: str = "round_robin",
+    config: ServerConfig | None = None, executor: Executor | None = None, step: float = 2.0, sessions: str = "closed",
+) -> int:
+    """An estimate of the replicas ``fleet`` needs, from a pilot that simulates only the first
+    :data:`PILOT_REPLICAS` replicas of each count it tries (the whole span: a replica's share of
+    the traffic at that count) and judges the objective over their requests. It steps from
+    ``guess`` by the factor ``step`` until one count meets and one fails, then bisects to the
+    smallest count whose pilot meets. The pilot's replicas are kept in ``fleet`` and reused by
+    the exact search; the estimate only decides where that search starts."""
+    tried: dict[int, bool] = {}
+
+    def ok(n: int) -> bool:
+        if n not in tried:
+            count = min(n, PILOT_REPLICAS)
+            sim, done = _run_until_missed(fleet, n, slo, cost, router=router, config=config, count=count, executor=executor, sessions=sessions)
+            tried[n] = done == count and slo.met(sim.summary()) and not queue_growing(sim, slo)
+        return tried[n]
+
+    lo, hi = 0, None  # lo: a count whose pilot fails (0: none); hi: one whose pilot meets
+    n = int(min(max_replicas, max(1, guess)))
+    if ok(n):
+        hi = n
+        while hi > 1:
+            m = max(1, min(hi - 1, math.floor(hi / step)))
+            if not ok(m):
+                lo = m
+                break
+            hi = m
+    else:
+        lo = n
+        while hi is None:
+            if lo >= max_replicas:
+                return max_replicas
+            m = min(max_replicas, max(lo + 1, math.ceil(lo * step)))
+            if ok(m):
+                hi = m
+            else:
+                lo = m
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if ok(mid):
+            hi = mid
+        else:
+            lo = mid
+    return hi
+
+
+def _bracket(run: Callable[[int], bool], guess: int, max_replicas: int) -> None:
+    """Simulate (``run``) counts outward from ``guess`` until a failing count lies below a met
+    one: below a met ``guess`` (above a failing one) by steps of 1, 2, 4, ... replicas; the
+    bisection then starts inside that bracket."""
+    met = run(guess)
+    n, d = guess, 1
+    while (n > 1) if met else (n < max_replicas):
+        m = max(1, n - d) if met else min(max_replicas, n + d)
+        if run(m) != met:
+            return
+        n, d = m, 2 * d
 
 
 def min_replicas(
@@ -392,7 +582,10 @@ def min_replicas(
     max_replicas: int = 1024,
     also: Sequence[int] = (),
     start: int | None = None,
+    pilot: bool = True,
+    hint: int | None = None,
     workers: int = 1,
+    executor: Executor | None = None,
     progress: Callable[[str], None] | None = None,
     sessions: str = "closed",
 ) -> ProvisioningResult:
@@ -406,18 +599,30 @@ def min_replicas(
     it), the answer is None after one simulation.
 
     The search does not assume latency falls as replicas are added (p99 TPOT does not, at
-    small counts): it starts at ``start`` (default: :func:`capacity_estimate`), steps down by
-    a fifth while the objective is met or doubles up until it is, bisects between the largest
-    failing count below the candidate and the candidate, and checks the candidate plus one;
-    whenever a count above the candidate fails, the candidate moves above it and the search
-    goes on (:func:`smallest_met_above_all_failures` of every count tried). ``also`` lists
-    further replica counts to simulate for the curve (they take part in the answer).
-    ``progress`` is called with a line of text before each simulation. ``sessions`` is the
-    session mode of :func:`~servegen_core.serve.simulate.simulate` (closed loop by default).
+    small counts). It starts at ``start`` if given, else at the :func:`pilot_estimate` (from
+    ``hint``, default :func:`capacity_estimate`; ``pilot=False``: at the capacity estimate
+    itself, the search before the pilot existed), brackets the answer (``_bracket``: steps of
+    1, 2, 4, ... replicas), bisects between the largest failing count below the
+    candidate and the candidate, and checks the candidate plus one; whenever a count above the
+    candidate fails, the candidate moves above it and the search goes on
+    (:func:`smallest_met_above_all_failures` of every count tried). Every run stops as soon as
+    it has missed for sure (:func:`simulate_until_missed`). ``also`` lists further replica
+    counts to simulate for the curve (they take part in the answer). ``workers > 1`` (or an
+    open ``executor`` of :func:`worker_pool`) simulates replicas in worker processes; the
+    answer and the curve are the same as in one process (scripts need an
+    ``if __name__ == "__main__":`` guard). ``progress`` is called with a line of text before
+    each simulation. ``sessions`` is the session mode of
+    :func:`~servegen_core.serve.simulate.simulate` (closed loop by default).
     """
     check_session_mode(sessions)
     check_count("max_replicas", max_replicas, MAX_REPLICAS)
     check_count("workers", workers, max_workers())
+    if executor is None and workers > 1:
+        with worker_pool(workers) as ex:
+            return min_replicas(
+                requests, slo, cost, config=config, router=router, max_replicas=max_replicas, also=also, start=start,
+                pilot=pilot, hint=hint, executor=ex, progress=progress, sessions=sessions,
+            )
     rows: dict[int, dict[str, float | int | bool]] = {}
     kept: dict[int, SimResult] = {}  # the simulations of counts that met (the answer's is returned)
     fleet = FleetWork.of(requests, cost)  # sorted and checked once, reused by every run
@@ -426,10 +631,7 @@ def min_replicas(
         if n not in rows:
             if progress:
                 progress(f"simulating {requests.height:,} requests on {n} replica(s)")
-            if workers > 1:
-                res, share = simulate(requests, cost, replicas=n, router=router, config=config, workers=workers, sessions=sessions), 1.0
-            else:
-                res, share = simulate_until_missed(fleet, n, slo, cost, router=router, config=config, sessions=sessions)
+            res, share = simulate_until_missed(fleet, n, slo, cost, router=router, config=config, executor=executor, sessions=sessions)
             rows[n] = _curve_row(n, res, slo, share)
             if rows[n]["met"]:
                 kept[n] = res
@@ -444,17 +646,24 @@ def min_replicas(
         run(1)
     else:
         t, i, o = request_columns(requests)
-        guess = capacity_estimate(i, o, float(t.max() - t.min()), cost) if start is None else start
-        guess = int(min(max_replicas, max(1, guess)))
+        estimate = capacity_estimate(i, o, float(t.max() - t.min()), cost) if hint is None else hint
+        estimate = int(min(max_replicas, max(1, estimate)))
         reason = _infeasible(slo, cost, i, o, config or ServerConfig())
         if reason:
-            run(guess)
+            run(estimate if start is None else int(min(max_replicas, max(1, start))))
         else:
-            if run(guess):
-                if guess > 1:  # one step down: by one from a given start, by a fifth from an estimate
-                    run(guess - 1 if start is not None else max(1, min(guess - 1, math.floor(guess / 1.25))))
-            elif start is not None and guess < max_replicas:
-                run(guess + 1)
+            if start is not None:
+                _bracket(run, int(min(max_replicas, max(1, start))), max_replicas)
+            elif pilot:
+                if progress:
+                    progress(f"pilot: simulating the first {PILOT_REPLICAS} replicas of each count from {estimate}")
+                step = 2.0 if hint is None else 1.25
+                guess = pilot_estimate(fleet, slo, cost, guess=estimate, max_replicas=max_replicas, router=router, config=config, executor=executor, step=step,
+                    sessions=sessions,
+                )
+                _bracket(run, guess, max_replicas)
+            elif run(estimate) and estimate > 1:  # the search without a pilot: one step down by a fifth
+                run(max(1, min(estimate - 1, math.floor(estimate / 1.25))))
             for n in also:
                 if 1 <= n <= max_replicas:
                     run(int(n))
@@ -683,17 +892,19 @@ def _compare_workloads(
     answer and simulated at it) gathered into a :class:`Comparison`."""
     results: dict[str, ProvisioningResult] = {}
     n_real: int | None = None
-    for name, df in workloads.items():  # realistic first: the baselines are also simulated at its answer
-        note = (lambda text, name=name: progress(f"{name}: {text}")) if progress else None
-        also = (n_real,) if n_real is not None else ()
-        res = min_replicas(
-            df, slo, cost, config=config, router=router, max_replicas=max_replicas, also=also, workers=workers, progress=note, sessions=sessions,
-        )
-        if name == "realistic":
-            n_real = res.replicas
-        else:
-            res = dataclasses.replace(res, simulation=None)  # only the realistic run is kept whole
-        results[name] = res
+    with worker_pool(workers) as executor:  # one set of worker processes for every search
+        for name, df in workloads.items():  # realistic first: the baselines are also simulated at its answer
+            note = (lambda text, name=name: progress(f"{name}: {text}")) if progress else None
+            also = (n_real,) if n_real is not None else ()
+            res = min_replicas(
+                df, slo, cost, config=config, router=router, max_replicas=max_replicas, also=also, hint=n_real, executor=executor, progress=note,
+                sessions=sessions,
+            )
+            if name == "realistic":
+                n_real = res.replicas
+            else:
+                res = dataclasses.replace(res, simulation=None)  # only the realistic run is kept whole
+            results[name] = res
     rows = []
     curves = []
     for name, res in results.items():
@@ -881,25 +1092,26 @@ def answer_range(
     kwargs = {} if max_requests is None else {"max_requests": max_requests}
     rows: list[dict[str, object]] = []
     last: dict[str, int | None] = {"realistic": start}
-    for seed in seeds:
-        for model in models:
-            s = dataclasses.replace(spec, seed=seed, sub_window=model)
-            if progress:
-                progress(f"realistic: seed {seed}, sub-window {model}: composing")
-            made = compose(s, pool=pool, **kwargs)
-            workloads = {"realistic": simulated_columns(made.trace, "realistic")}
-            if model == spec.sub_window:
-                baselines = naive_workloads(made, naive, pool=pool, max_requests=max_requests)
-                workloads.update({k: simulated_columns(v, k) for k, v in baselines.items()})
-            for name, df in workloads.items():
-                note = (lambda text, name=name, seed=seed, model=model: progress(f"{name}: seed {seed}, sub-window {model}: {text}")) if progress else None
-                res = min_replicas(
-                    df, slo, cost, config=config, router=router, max_replicas=max_replicas, start=last.get(name), workers=workers, progress=note,
-                    sessions=sessions,
-                )
-                if res.replicas is not None:
-                    last[name] = res.replicas
-                rows.append({"workload": name, "seed": seed, "sub_window": model if name == "realistic" else spec.sub_window, "replicas": res.replicas})
+    with worker_pool(workers) as executor:  # one set of worker processes for every search
+        for seed in seeds:
+            for model in models:
+                s = dataclasses.replace(spec, seed=seed, sub_window=model)
+                if progress:
+                    progress(f"realistic: seed {seed}, sub-window {model}: composing")
+                made = compose(s, pool=pool, **kwargs)
+                workloads = {"realistic": simulated_columns(made.trace, "realistic")}
+                if model == spec.sub_window:
+                    baselines = naive_workloads(made, naive, pool=pool, max_requests=max_requests)
+                    workloads.update({k: simulated_columns(v, k) for k, v in baselines.items()})
+                for name, df in workloads.items():
+                    note = (lambda text, name=name, seed=seed, model=model: progress(f"{name}: seed {seed}, sub-window {model}: {text}")) if progress else None
+                    res = min_replicas(
+                        df, slo, cost, config=config, router=router, max_replicas=max_replicas, start=last.get(name), executor=executor, progress=note,
+                        sessions=sessions,
+                    )
+                    if res.replicas is not None:
+                        last[name] = res.replicas
+                    rows.append({"workload": name, "seed": seed, "sub_window": model if name == "realistic" else spec.sub_window, "replicas": res.replicas})
     runs = pl.DataFrame(rows, schema={"workload": pl.String, "seed": pl.Int64, "sub_window": pl.String, "replicas": pl.Int64})
     table = (
         runs.group_by("workload", maintain_order=True)
