@@ -460,7 +460,7 @@ def _run_until_missed(
     parts_out, replica_rows, timelines = [], [], []
     fails = dict.fromkeys(("ttft", "tpot", "e2e"), 0)
     done = 0
-    sims = _replica_sims(fleet, replicas, count, cost, router, config, executor)
+    sims = _replica_sims(fleet, replicas, count, cost, router, config, executor, sessions)
     for r, one in sims:
         done += 1
         if one is None:
