@@ -838,7 +838,8 @@ def client_partitions(inp: FitInput, df: pl.DataFrame, n_parts: int) -> list[pl.
     rank = df["client_id"].cast(pl.Enum(list(inp.ids))).to_physical().to_numpy().astype(np.int64)
     counts = np.bincount(rank, minlength=len(inp.ids))
     cum = np.cumsum(counts)
-    part_of_client = np.minimum((cum - counts) * n_parts // max(int(cum[-1]), 1), n_parts - 1)
+    # a client goes to the partition holding the middle of its requests
+    part_of_client = np.minimum((2 * cum - counts) * n_parts // max(2 * int(cum[-1]), 1), n_parts - 1)
     part = part_of_client[rank]
     return [df.filter(pl.Series(part == p)) for p in np.unique(part_of_client)]
 
