@@ -15,6 +15,7 @@ import pytest
 import ray
 
 from servegen_core.engines import ray as ray_engine
+from servegen_core.export.writer import write_parquet_parts
 from servegen_core.generate.compose import plan_workload
 from servegen_core.schema import validate_trace
 from servegen_core.sources.fit import pool_from_trace
@@ -170,6 +171,20 @@ def test_a_batch_job_is_submitted_as_locally(m_large: ClientPool, submission_rps
         assert (times == 0.0).all()
     else:
         assert times.max() == pytest.approx((times.len() - 1) / submission_rps)
+
+
+def test_write_parquet_parts_of_ray_chunks_is_the_local_folder(m_large: ClientPool, tmp_path: Path) -> None:
+    spec = WorkloadSpec(
+        source=ServeGenSource(data_dir="shared", model="language/m-large"),
+        span=Span(start_s=12 * 3600, duration_s=1800),
+        seed=7,
+    )
+    plan = plan_workload(spec, pool=m_large)
+    write_parquet_parts(plan.iter_chunks(600.0), tmp_path / "local", note=None)
+    write_parquet_parts(ray_engine.iter_chunks(plan, 600.0, in_flight=2), tmp_path / "ray", note=None)
+    local, remote = _tree_bytes(tmp_path / "local"), _tree_bytes(tmp_path / "ray")
+    assert len(local) == 3  # 1800 s in chunks of 600 s
+    assert remote == local
 
 
 def _tree_bytes(path: Path) -> dict[str, bytes]:
