@@ -213,7 +213,8 @@ def _weibull_shape(
     """Weibull MLE shape per group: the root of the profile-likelihood equation
     ``Σ x^k ln x / Σ x^k − c1/k − c0 = 0`` (increasing in k; ``c1 = 1`` and ``c0 = mean(ln x)``
     without censoring), by Newton steps kept inside a shrinking bracket (bisection in ln k when
-    a step leaves it), all groups at once; converged groups drop out of the iteration."""
+    a step leaves it), all groups at once; a converged group drops out of the iteration at
+    once, so its shape does not depend on the other groups (nor on a partitioning of them)."""
     g_count = n.size
     c1 = np.ones(g_count) if c1 is None else c1
     c0 = mlog if c0 is None else c0
@@ -248,7 +249,7 @@ def _weibull_shape(
         k[ids] = new
         if done.all():
             break
-        if done.sum() * 4 >= m:  # compact: keep only the gaps of groups still moving
+        if done.any():  # converged groups drop out: each group's iterations depend on it alone
             keep = ~done
             remap = np.full(m, -1, dtype=np.int64)
             remap[keep] = np.arange(int(keep.sum()))
@@ -370,6 +371,7 @@ def _weibull_censored(
         ln_r = k * (top - ld) + np.log(sw)  # ln(T / δ^k)
         lo, hi = np.log(n1) - ln_r, np.log(n) - ln_r  # ln q lies between (φ in (0, 1])
         s = hi
+        done = np.zeros(s.shape, dtype=bool)
         for _ in range(30):  # safeguarded Newton on F(s) = s + ln R − ln(n1 + n0 φ(e^s)), increasing
             q = np.exp(s)
             phi = _phi(q)
@@ -379,10 +381,12 @@ def _weibull_censored(
             with np.errstate(divide="ignore", invalid="ignore"):
                 step = s - f / deriv
             new = np.where(np.isfinite(step) & (step > lo) & (step < hi), step, (lo + hi) / 2)
-            if np.all(np.abs(new - s) <= 1e-12 * np.maximum(1.0, np.abs(s))):
-                s = new
+            # a converged group keeps its root: each group's iterations depend on it alone
+            converged = np.abs(new - s) <= 1e-12 * np.maximum(1.0, np.abs(s))
+            s = np.where(done, s, new)
+            done |= converged
+            if done.all():
                 break
-            s = new
         ln_q = s
         return ln_q, _phi(np.exp(ln_q)), ln_q - k * ld, a
 
@@ -883,7 +887,8 @@ def fit_partition(inp: FitInput, part: pl.DataFrame) -> FitPart:
 def merge_parts(inp: FitInput, parts: list[FitPart]) -> ClientPool:
     """The :class:`ClientPool` of the partitions ``parts`` (in any order; together every client
     of ``inp`` exactly once): frames concatenated in the pool's client order, arrival gap
-    tables renumbered; the same pool whichever partitioning produced them."""
+    tables renumbered, each frame in one chunk (its Parquet bytes do not depend on the parts);
+    the same pool whichever partitioning produced them."""
     position = {c: i for i, c in enumerate(inp.ids)}
     parts = sorted(parts, key=lambda p: position[p.ids[0]] if p.ids else -1)
     seen = [c for p in parts for c in p.ids]
@@ -901,17 +906,17 @@ def merge_parts(inp: FitInput, parts: list[FitPart]) -> ClientPool:
             model_frames.append(p.arrival_models.with_columns(ids_cols))
             table_frames.append(p.arrival_tables.with_columns(pl.col("table") + shift))
             shift += p.n_tables
-        arrival_models = pl.concat(model_frames)
-        arrival_tables = pl.concat(table_frames)
+        arrival_models = pl.concat(model_frames, rechunk=True)
+        arrival_tables = pl.concat(table_frames, rechunk=True)
     return ClientPool(
         name=inp.name,
         source=inp.source,
-        windows=pl.concat([p.windows for p in parts]),
-        distributions=pl.concat([p.distributions for p in parts]),
-        length_windows=pl.concat([p.length_windows for p in parts]),
+        windows=pl.concat([p.windows for p in parts], rechunk=True),
+        distributions=pl.concat([p.distributions for p in parts], rechunk=True),
+        length_windows=pl.concat([p.length_windows for p in parts], rechunk=True),
         window_s=inp.window_s,
         length_window_s=inp.length_window_s,
-        gaps=pl.concat([p.gaps for p in parts]),
+        gaps=pl.concat([p.gaps for p in parts], rechunk=True),
         warnings=inp.warnings,
         arrival_models=arrival_models,
         arrival_tables=arrival_tables,

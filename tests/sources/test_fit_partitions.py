@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import polars as pl
 import pytest
 
@@ -13,6 +14,7 @@ from servegen_core.sources.fit import (
     client_key,
     client_partitions,
     client_rng,
+    fit_gap_groups,
     fit_input,
     fit_partition,
     merge_parts,
@@ -95,3 +97,22 @@ def test_merge_refuses_missing_or_repeated_clients() -> None:
     assert sum(p.height for p in cut) == df.height
     assert not set(cut[0]["client_id"].unique()) & set(cut[1]["client_id"].unique())
     assert sum(p.height for p in cut) == trace.height
+
+
+@pytest.mark.parametrize("censor_below", [0.0, 0.05])
+def test_a_window_fit_does_not_depend_on_the_other_windows(censor_below: float) -> None:
+    """fit_gap_groups solves all windows at once; each window's fit (Weibull profile Newton,
+    censored roots) stops on its own convergence, so fitted alone it has the same bits."""
+    rng = np.random.default_rng(0)
+    gaps, group = [], []
+    for g in range(40):
+        k = 0.3 + 0.1 * g
+        x = rng.weibull(k, 50 + 10 * g) * 2.0 if g % 2 else rng.gamma(k, 2.0, 50 + 10 * g)
+        gaps.append(np.where(x < censor_below, 0.0, x))
+        group.append(np.full(x.size, g))
+    x, grp = np.concatenate(gaps), np.concatenate(group)
+    together = fit_gap_groups(x, grp, 40, censor_below=censor_below)
+    assert together.height == 40 and (together["family"] == "Weibull").sum() > 5
+    for g in (0, 7, 21, 39):
+        alone = fit_gap_groups(gaps[g], np.zeros(gaps[g].size, dtype=np.int64), 1, censor_below=censor_below)
+        assert alone.drop("group").row(0) == together.filter(pl.col("group") == g).drop("group").row(0)
