@@ -906,17 +906,17 @@ def merge_parts(inp: FitInput, parts: list[FitPart]) -> ClientPool:
             model_frames.append(p.arrival_models.with_columns(ids_cols))
             table_frames.append(p.arrival_tables.with_columns(pl.col("table") + shift))
             shift += p.n_tables
-        arrival_models = pl.concat(model_frames, rechunk=True)
-        arrival_tables = pl.concat(table_frames, rechunk=True)
+        arrival_models = pl.concat(model_frames).rechunk()
+        arrival_tables = pl.concat(table_frames).rechunk()
     return ClientPool(
         name=inp.name,
         source=inp.source,
-        windows=pl.concat([p.windows for p in parts], rechunk=True),
-        distributions=pl.concat([p.distributions for p in parts], rechunk=True),
-        length_windows=pl.concat([p.length_windows for p in parts], rechunk=True),
+        windows=pl.concat([p.windows for p in parts]).rechunk(),
+        distributions=pl.concat([p.distributions for p in parts]).rechunk(),
+        length_windows=pl.concat([p.length_windows for p in parts]).rechunk(),
         window_s=inp.window_s,
         length_window_s=inp.length_window_s,
-        gaps=pl.concat([p.gaps for p in parts], rechunk=True),
+        gaps=pl.concat([p.gaps for p in parts]).rechunk(),
         warnings=inp.warnings,
         arrival_models=arrival_models,
         arrival_tables=arrival_tables,
