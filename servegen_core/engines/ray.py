@@ -22,16 +22,20 @@ Generation
     a task is a time range of units, and cutting by client instead would change the bytes.
 
 Fit
-    :func:`fit_pool` runs :func:`~servegen_core.sources.fit.pool_from_trace` as a Ray task.
-    It is not split per client: three parts of the fit are trace-wide, so a pool fitted per
-    client partition and merged would differ from the single-process pool: the arrival-window
-    grid ends at the trace's last request (every client's last window has that duration), the
-    timestamp resolution and the de-quantization draws (one ``default_rng(seed)`` stream over
-    all requests in time order) come from the whole trace, and the sub-window arrival models
-    are selected with one ``default_rng(seed)`` stream shared by the clients in turn
-    (:func:`~servegen_core.arrival_models.select_arrival_models`). :func:`read_trace` reads a
-    Parquet trace in the RequestTrace columns (a file, a folder of part files or an object store
-    URL) with Ray Data, in file order.
+    :func:`fit_pool` runs the per-client fit (:mod:`servegen_core.sources.fit`) as Ray tasks:
+    the driver computes the trace-wide :func:`~servegen_core.sources.fit.fit_input` (client ids,
+    timestamp resolution, window grids), cuts the trace into partitions of whole clients
+    (:func:`~servegen_core.sources.fit.client_partitions`, ``partitions`` of them, default
+    twice the cluster's CPUs), puts each in the object store and runs
+    :func:`~servegen_core.sources.fit.fit_partition` on each as a task;
+    :func:`~servegen_core.sources.fit.merge_parts` joins the results. Each client draws from its
+    own streams (keyed by the SHA-256 of its id), so the pool is byte-identical to the local
+    :func:`~servegen_core.sources.fit.pool_from_trace`. :func:`read_trace` reads a Parquet trace
+    in the RequestTrace columns (a file, a folder of part files or an object store URL) with
+    Ray Data, in file order.
+
+Ray is imported when this module is (it is optional: without it :data:`ray` is None and every
+function raises an ImportError saying how to install it).
 """
 
 from __future__ import annotations
@@ -42,10 +46,15 @@ from collections.abc import Iterator
 
 import polars as pl
 
+try:  # the optional extra: the module imports without it, its functions then say how to install it
+    import ray
+except ImportError:  # pragma: no cover - exercised only where the extra is missing
+    ray = None
+
 from servegen_core.generate.draw import generate_rows
 from servegen_core.generate.plan import ComposePlan, check_workload_size
 from servegen_core.schema import validate_trace
-from servegen_core.sources.fit import pool_from_trace
+from servegen_core.sources.fit import client_partitions, fit_input, fit_partition, merge_parts
 from servegen_core.sources.pool import ClientPool
 
 __all__ = [
@@ -65,11 +74,9 @@ LOCAL_CPUS = 2
 
 def _ray():  # noqa: ANN202 (the optional module itself)
     """The ``ray`` module, or an ImportError saying how to install it."""
-    try:
-        import ray  # optional heavy dependency: imported only when the engine is used
-    except ImportError:
+    if ray is None:
         msg = "the ray engine needs Ray: pip install 'servegen-core[ray]'"
-        raise ImportError(msg) from None
+        raise ImportError(msg)
     return ray
 
 
@@ -91,14 +98,19 @@ def _cluster_cpus() -> int:
     return max(1, int(_ray().cluster_resources().get("CPU", 1)))
 
 
-def fit_pool(trace: pl.DataFrame, **options: object) -> ClientPool:
+def fit_pool(trace: pl.DataFrame, *, partitions: int | None = None, **options: object) -> ClientPool:
     """:func:`~servegen_core.sources.fit.pool_from_trace` of ``trace`` (with its keyword
-    ``options``) run as a Ray task; the same pool as the local call (see the module docstring
-    for why it is one task, not one per client)."""
-    ray = _ray()
+    ``options``), the clients fitted in ``partitions`` Ray tasks (default: twice the cluster's
+    CPUs); byte-identical to the local pool (see the module docstring)."""
+    remote = _ray()
     connect()
-    task = ray.remote(num_cpus=1)(pool_from_trace)
-    return ray.get(task.remote(trace, **options))
+    inp, df = fit_input(trace, **options)  # type: ignore[arg-type]
+    n_parts = 2 * _cluster_cpus() if partitions is None else partitions
+    task = remote.remote(num_cpus=1)(fit_partition)
+    inp_ref = remote.put(inp)
+    refs = [task.remote(inp_ref, remote.put(part)) for part in client_partitions(inp, df, n_parts)]
+    del df
+    return merge_parts(inp, remote.get(refs))
 
 
 def read_trace(path: str, *, source: str | None = None) -> pl.DataFrame:

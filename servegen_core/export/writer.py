@@ -64,6 +64,7 @@ __all__ = [
     "export_chunks",
     "export_trace",
     "write_chunks",
+    "write_parquet_parts",
 ]
 
 #: Formats that carry a request's SLO class: the native ones (every column), mooncake
@@ -534,6 +535,29 @@ def export_chunks(
     """
     writer = ChunkWriter(path, fmt, spec=spec, overwrite=overwrite, block_size=block_size, note=note, sessions=sessions)
     return write_chunks(writer, chunks)
+
+
+def write_parquet_parts(
+    chunks: Iterable[pl.DataFrame],
+    path: str | Path,
+    *,
+    spec: WorkloadSpec | None = None,
+    overwrite: bool = False,
+    note: Callable[[str], Any] | None = print,
+    progress: Callable[[WriteProgress], Any] | None = None,
+) -> ExportResult:
+    """Partitioned Parquet output of a generated workload: the folder ``path`` of
+    ``part-NNNNN.parquet`` files, one per non-empty time chunk of ``chunks`` (RequestTrace
+    slices in time order, e.g. ``ComposePlan.iter_chunks`` or the Ray engine's ``iter_chunks``).
+
+    Memory is bounded by one chunk. The parts are written into a temporary folder beside
+    ``path`` and renamed onto it when the last chunk is written; if a chunk, a write or
+    ``progress`` fails, the temporary folder is removed and ``path`` is left as it was. The
+    bytes depend only on the chunks, so the same chunks give the same folder whichever engine
+    drew them. Read the folder back with ``pl.scan_parquet(path / "part-*.parquet")``.
+    """
+    writer = ChunkWriter(path, "parquet", spec=spec, overwrite=overwrite, note=note)
+    return write_chunks(writer, chunks, progress=progress)
 
 
 def export_trace(

@@ -10,9 +10,10 @@ Timestamp resolution
     (every gap a multiple of a grid of 1 ms or coarser, or within a small jitter of one: a
     3 s grid stamped a few ms late), they are **de-quantized** before
     anything is fitted: a recorded time ``t`` stands for the grid cell ``[t, t + grid)`` and
-    is replaced by ``t + u * grid`` with ``u`` uniform on ``[0, 1)``, drawn from
-    ``np.random.default_rng(seed)`` (so the same trace and seed give the same pool); the
-    requests are then re-ordered by their new times, and the windows and the kept gaps
+    is replaced by ``t + u * grid`` with ``u`` uniform on ``[0, 1)``, drawn for each client from
+    its own stream (:func:`client_rng`: ``default_rng([seed, sha256(client_id)[:8], 0])``, in
+    the client's trace order; so the same trace and seed give the same pool, whatever the
+    partitioning of the clients); each client's requests are then re-ordered by their new times, and the windows and the kept gaps
     (``ClientPool.gaps``) come from these times. (A grid found in fewer than
     :data:`MIN_GRID_GAPS` positive gaps, or in gaps that are all one multiple of it with no
     ties between them, is a coincidence, not a resolution, and is left alone; all one multiple
@@ -31,7 +32,8 @@ Timestamp resolution
 Arrival windows (``window_s``, default 600 s), per client (or one client ``"all"``)
     The windows tile the trace from time 0 (its first request); every client gets every
     window. The last window ends at the last request (rounded up to a whole second, at
-    least 1 s after the window start), so a partial last window has its true
+    least 1 s after the window start; for de-quantized timestamps, at the end of the last
+    request's grid cell, so the grid is known before any client is fitted), so a partial last window has its true
     ``duration_s``. ``rate_rps`` = requests in the window / ``duration_s``; ``cv`` = the
     empirical coefficient of variation (population standard deviation / mean) of the gaps
     between consecutive requests inside the window, or, in a window with censored gaps
@@ -56,7 +58,8 @@ Sub-window arrival models
     Gamma, Weibull, hyper-exponential, two-state MMPP, empirical) fitted on half of the
     client's windows and scored on the other half by likelihood and a multi-scale count
     dispersion check (:func:`servegen_core.arrival_models.fit_client_arrivals` with
-    ``model="auto"``, on the windows above, ``seed``). On a clock finer than 1 ms the
+    ``model="auto"``, on the windows above), each client fitted on its own with a seed from its
+    stream ``client_rng(seed, client_id, 1)``. On a clock finer than 1 ms the
     timestamps' resolution (``grid_s``; the shortest positive gap when the grid reads as the
     100 ns tick, i.e. the clock is finer) decides whether exact ties
     are a batch (several requests at one instant) or only the clock's rounding
@@ -65,8 +68,16 @@ Sub-window arrival models
     construction, and a model fitted to them would put a made-up structure below the grid
     (on a Gamma CV 2 source on a 1 s grid, the round trip's gap KS distance to the true times
     was 0.30 against 0.07 for the censored family fit), so the censored per-window family
-    (``sub_window="source"`` then means ``recorded``) stays the model. Nor does a trace with
-    fewer than :data:`MIN_MODEL_GAPS` positive gaps inside its windows.
+    (``sub_window="source"`` then means ``recorded``) stays the model. Nor does a client with
+    fewer than :data:`MIN_MODEL_GAPS` positive gaps inside its windows (per client: such a
+    client has no model rows, and generation takes the ``mmpp`` option from its windows' CV).
+Partitions
+    :func:`fit_input` computes what is trace-wide (the client ids, the timestamp resolution,
+    the window grids, the length fields); :func:`fit_partition` fits the clients of one
+    partition (whole clients, :func:`client_partitions`) against it; :func:`merge_parts`
+    concatenates the partitions in client order. Every statistic is per client, so any
+    partitioning gives the same pool byte for byte (the Ray engine runs the partitions as
+    tasks, :mod:`servegen_core.engines.ray`).
 Length windows (``length_window_s``, default 6 h), per client
     the empirical PDF (value -> share of the window's requests) of ``input_tokens``,
     ``output_tokens`` and, where the trace has it, ``reason_ratio``. A length window without
@@ -82,6 +93,8 @@ resolution outside the deep lower tail is refitted on its own.
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import math
 
 import numpy as np
@@ -113,6 +126,14 @@ __all__ = [
     "dequantize",
     "fit_gap_groups",
     "length_correlation",
+    "FitInput",
+    "FitPart",
+    "client_key",
+    "client_partitions",
+    "client_rng",
+    "fit_input",
+    "fit_partition",
+    "merge_parts",
     "pool_from_trace",
 ]
 
@@ -124,7 +145,7 @@ MIN_FIT_REQUESTS = 3
 GAP_FAMILIES: tuple[str, ...] = ("Exponential", "Gamma", "Weibull")
 #: Most client-windows (clients x arrival windows) a fit builds; beyond, it refuses with the number.
 MAX_FIT_CELLS = 20_000_000
-#: Fewest positive gaps inside windows for :func:`pool_from_trace` to fit sub-window arrival models.
+#: Fewest positive gaps inside windows of a client for :func:`pool_from_trace` to fit its sub-window arrival models.
 MIN_MODEL_GAPS = 20
 #: Share of zero gaps on a quantized grid from which the pool warns that sub-grid timing is lost.
 COARSE_ZERO_SHARE = 0.01
@@ -192,7 +213,8 @@ def _weibull_shape(
     """Weibull MLE shape per group: the root of the profile-likelihood equation
     ``Σ x^k ln x / Σ x^k − c1/k − c0 = 0`` (increasing in k; ``c1 = 1`` and ``c0 = mean(ln x)``
     without censoring), by Newton steps kept inside a shrinking bracket (bisection in ln k when
-    a step leaves it), all groups at once; converged groups drop out of the iteration."""
+    a step leaves it), all groups at once; a converged group drops out of the iteration at
+    once, so its shape does not depend on the other groups (nor on a partitioning of them)."""
     g_count = n.size
     c1 = np.ones(g_count) if c1 is None else c1
     c0 = mlog if c0 is None else c0
@@ -227,7 +249,7 @@ def _weibull_shape(
         k[ids] = new
         if done.all():
             break
-        if done.sum() * 4 >= m:  # compact: keep only the gaps of groups still moving
+        if done.any():  # converged groups drop out: each group's iterations depend on it alone
             keep = ~done
             remap = np.full(m, -1, dtype=np.int64)
             remap[keep] = np.arange(int(keep.sum()))
@@ -349,6 +371,7 @@ def _weibull_censored(
         ln_r = k * (top - ld) + np.log(sw)  # ln(T / δ^k)
         lo, hi = np.log(n1) - ln_r, np.log(n) - ln_r  # ln q lies between (φ in (0, 1])
         s = hi
+        done = np.zeros(s.shape, dtype=bool)
         for _ in range(30):  # safeguarded Newton on F(s) = s + ln R − ln(n1 + n0 φ(e^s)), increasing
             q = np.exp(s)
             phi = _phi(q)
@@ -358,10 +381,12 @@ def _weibull_censored(
             with np.errstate(divide="ignore", invalid="ignore"):
                 step = s - f / deriv
             new = np.where(np.isfinite(step) & (step > lo) & (step < hi), step, (lo + hi) / 2)
-            if np.all(np.abs(new - s) <= 1e-12 * np.maximum(1.0, np.abs(s))):
-                s = new
+            # a converged group keeps its root: each group's iterations depend on it alone
+            converged = np.abs(new - s) <= 1e-12 * np.maximum(1.0, np.abs(s))
+            s = np.where(done, s, new)
+            done |= converged
+            if done.all():
                 break
-            s = new
         ln_q = s
         return ln_q, _phi(np.exp(ln_q)), ln_q - k * ld, a
 
@@ -659,6 +684,58 @@ def _credible_grid(ts: np.ndarray, grid_s: float) -> bool:
     return steps.size >= MIN_GRID_GAPS and (np.unique(steps).size >= 2 or ties > 0)
 
 
+@dataclasses.dataclass(frozen=True)
+class FitInput:
+    """The trace-wide part of a fit (:func:`fit_input`): options, the pool's client ids in
+    order, the timestamps' resolution and the arrival and length window grids. Every
+    per-client partition (:func:`fit_partition`) is fitted against it; it is small (no rows)."""
+
+    window_s: int
+    length_window_s: int
+    name: str
+    source: str
+    seed: int
+    ids: tuple[str, ...]
+    grid_s: float  # the grid de-quantized (0.0: timestamps kept as recorded)
+    censor_below: float
+    tie_resolution: float
+    warnings: tuple[str, ...]
+    t_end: float
+    n_windows: int
+    last_duration: int
+    n_length: int
+    fields: tuple[str, ...]
+
+
+@dataclasses.dataclass(frozen=True)
+class FitPart:
+    """The fit of the clients ``ids`` of one partition (:func:`fit_partition`): the pool's
+    frames restricted to them, their positive gaps, and their sub-window arrival models with
+    ``n_tables`` gap tables (ids local to the part; :func:`merge_parts` renumbers them), or
+    None when the timestamps were de-quantized or no client has :data:`MIN_MODEL_GAPS`
+    positive gaps."""
+
+    ids: tuple[str, ...]
+    windows: pl.DataFrame
+    gaps: pl.DataFrame
+    distributions: pl.DataFrame
+    length_windows: pl.DataFrame
+    arrival_models: pl.DataFrame | None
+    arrival_tables: pl.DataFrame | None
+    n_tables: int
+
+
+def client_key(client_id: str) -> int:
+    """The 64-bit key of a client's random streams: the first 8 bytes of the SHA-256 of its id
+    (UTF-8), so a client's draws do not depend on the other clients or on the partitioning."""
+    return int.from_bytes(hashlib.sha256(client_id.encode("utf-8")).digest()[:8], "big")
+
+
+def client_rng(seed: int, client_id: str, stream: int) -> np.random.Generator:
+    """Client ``client_id``'s generator ``stream`` (0: de-quantization, 1: arrival models)."""
+    return np.random.default_rng([int(seed), client_key(client_id), int(stream)])
+
+
 def pool_from_trace(
     trace: pl.DataFrame,
     *,
@@ -685,14 +762,40 @@ def pool_from_trace(
     source:
         Where the trace came from (a path), kept as :attr:`ClientPool.source`.
     seed:
-        Seed of the random numbers that de-quantize quantized timestamps (see the module
-        docstring); the same trace and seed give the same pool.
+        Seed of the random numbers (de-quantization, arrival model selection), drawn per
+        client from :func:`client_rng`; the same trace and seed give the same pool.
+
+    The fit is :func:`fit_input` (trace-wide), :func:`fit_partition` of the whole trace (one
+    partition) and :func:`merge_parts`; any partitioning of the clients gives the same pool.
     """
+    inp, df = fit_input(
+        trace, window_s=window_s, length_window_s=length_window_s, name=name, per_client=per_client,
+        source=source, seed=seed,
+    )
+    return merge_parts(inp, [fit_partition(inp, df)])
+
+
+def fit_input(
+    trace: pl.DataFrame,
+    *,
+    window_s: int = 600,
+    length_window_s: int = 21600,
+    name: str = "trace",
+    per_client: bool = True,
+    source: str = "",
+    seed: int = 0,
+) -> tuple[FitInput, pl.DataFrame]:
+    """The trace-wide part of :func:`pool_from_trace` (same parameters): the :class:`FitInput`
+    and the validated trace (client ``"all"`` when not ``per_client``), to be cut into client
+    partitions (:func:`client_partitions`)."""
     if not (isinstance(window_s, int) and window_s > 0):
         msg = f"window_s must be a positive whole number of seconds, got {window_s!r}"
         raise ValueError(msg)
     if not (isinstance(length_window_s, int) and length_window_s > 0 and length_window_s % window_s == 0):
         msg = f"length_window_s must be a positive multiple of window_s ({window_s}), got {length_window_s!r}"
+        raise ValueError(msg)
+    if not (isinstance(seed, int) and seed >= 0):
+        msg = f"seed must be a non-negative whole number, got {seed!r}"
         raise ValueError(msg)
     df = validate_trace(trace, source=source or name)
     if df.height == 0:
@@ -700,16 +803,18 @@ def pool_from_trace(
         raise ValueError(msg)
     if not per_client:
         df = df.with_columns(pl.lit("all").alias("client_id"))
-
-    df, censor_below, tie_resolution, warnings = _resolve_timestamps(df, seed)
-
+    grid_s, censor_below, tie_resolution, warnings = _resolve_timestamps(df)
     ids = sorted(df["client_id"].unique().to_list(), key=client_sort_key)
-    t = df["timestamp_s"].to_numpy()
-    t_max = float(t.max())
-    n_windows = int(math.floor(t_max / window_s)) + 1
+    t_max = float(df["timestamp_s"].max())  # type: ignore[arg-type]
+    if grid_s > 0:
+        # de-quantized times lie in [t, t + grid): the trace ends with its last grid cell
+        t_end = t_max + grid_s
+        n_windows = max(1, int(math.ceil(t_end / window_s)))
+    else:
+        t_end = t_max
+        n_windows = int(math.floor(t_max / window_s)) + 1
     last_start = (n_windows - 1) * window_s
-    last_duration = int(min(window_s, max(1, math.ceil(t_max - last_start))))
-    n_length = int(math.ceil(n_windows * window_s / length_window_s))
+    last_duration = int(min(window_s, max(1, math.ceil(t_end - last_start))))
     n_cells = len(ids) * n_windows
     if n_cells > MAX_FIT_CELLS:
         msg = (
@@ -718,11 +823,114 @@ def pool_from_trace(
             "(per_client=False) or longer windows (are the timestamps seconds from the trace start?)"
         )
         raise ValueError(msg)
+    fields = tuple(f for f in FITTED_FIELDS if f in df.columns and df[f].null_count() < df.height)
+    inp = FitInput(
+        window_s=window_s, length_window_s=length_window_s, name=name, source=source, seed=seed, ids=tuple(ids),
+        grid_s=grid_s, censor_below=censor_below, tie_resolution=tie_resolution, warnings=tuple(warnings),
+        t_end=t_end, n_windows=n_windows, last_duration=last_duration,
+        n_length=int(math.ceil(n_windows * window_s / length_window_s)), fields=fields,
+    )
+    return inp, df
 
+
+def client_partitions(inp: FitInput, df: pl.DataFrame, n_parts: int) -> list[pl.DataFrame]:
+    """``df`` (from :func:`fit_input`) cut into at most ``n_parts`` frames of whole clients
+    (contiguous runs of ``inp.ids``, about equal in requests), rows in trace order."""
+    if n_parts < 1:
+        msg = f"n_parts must be at least 1, got {n_parts}"
+        raise ValueError(msg)
+    rank = df["client_id"].cast(pl.Enum(list(inp.ids))).to_physical().to_numpy().astype(np.int64)
+    counts = np.bincount(rank, minlength=len(inp.ids))
+    cum = np.cumsum(counts)
+    # a client goes to the partition holding the middle of its requests
+    part_of_client = np.minimum((2 * cum - counts) * n_parts // max(2 * int(cum[-1]), 1), n_parts - 1)
+    part = part_of_client[rank]
+    return [df.filter(pl.Series(part == p)) for p in np.unique(part_of_client)]
+
+
+def fit_partition(inp: FitInput, part: pl.DataFrame) -> FitPart:
+    """The fit of the clients in ``part`` (every request of each, in trace order) against the
+    trace-wide ``inp``: windows, gaps, length tables and arrival models, each client's random
+    draws from its own streams (:func:`client_rng`)."""
+    ids = sorted(part["client_id"].unique().to_list(), key=client_sort_key)
+    unknown = set(ids) - set(inp.ids)
+    if unknown:
+        msg = f"the partition has clients not in the fit input: {sorted(unknown)[:5]}"
+        raise ValueError(msg)
+    rank = part["client_id"].cast(pl.Enum(ids)).to_physical().to_numpy().astype(np.int64)
+    t = part["timestamp_s"].to_numpy().astype(np.float64)
+    if inp.grid_s > 0:
+        # per client, in trace order: its own de-quantization draws; then client, time order
+        by_client = np.argsort(rank, kind="stable")
+        sizes = np.bincount(rank, minlength=len(ids))
+        u = np.concatenate([client_rng(inp.seed, c, 0).random(int(k)) for c, k in zip(ids, sizes)])
+        t_new = np.empty_like(t)
+        t_new[by_client] = t[by_client] + u * inp.grid_s  # dequantize() with the per-client draws
+        order = np.lexsort((t_new, rank))
+    else:
+        t_new = t
+        order = np.argsort(rank, kind="stable")
+    part = part[order]
+    t, rank = t_new[order], rank[order]
+    windows, gap_frame = _window_frames(inp, ids, rank, t)
+    distributions, length_windows = _length_tables(part, ids, rank, t, inp.n_length, inp.length_window_s, inp.fields)
+    models = tables = None
+    n_tables = 0
+    if inp.grid_s == 0.0:
+        models, tables, n_tables = _arrival_models(t, rank, ids, inp)
+    return FitPart(
+        ids=tuple(ids), windows=windows, gaps=gap_frame, distributions=distributions, length_windows=length_windows,
+        arrival_models=models, arrival_tables=tables, n_tables=n_tables,
+    )
+
+
+def merge_parts(inp: FitInput, parts: list[FitPart]) -> ClientPool:
+    """The :class:`ClientPool` of the partitions ``parts`` (in any order; together every client
+    of ``inp`` exactly once): frames concatenated in the pool's client order, arrival gap
+    tables renumbered, each frame in one chunk (its Parquet bytes do not depend on the parts);
+    the same pool whichever partitioning produced them."""
+    position = {c: i for i, c in enumerate(inp.ids)}
+    parts = sorted(parts, key=lambda p: position[p.ids[0]] if p.ids else -1)
+    seen = [c for p in parts for c in p.ids]
+    if seen != list(inp.ids):
+        msg = f"the partitions hold {len(seen)} clients, expected each of the {len(inp.ids)} exactly once, in runs"
+        raise ValueError(msg)
+    arrival_models = arrival_tables = None
+    if any(p.arrival_models is not None for p in parts):
+        model_frames, table_frames, shift = [], [], 0
+        for p in parts:
+            if p.arrival_models is None or p.arrival_tables is None:
+                continue
+            ids_cols = [pl.when(pl.col(c) >= 0).then(pl.col(c) + shift).otherwise(pl.col(c)).alias(c)
+                        for c in ("table", "state_table0", "state_table1")]
+            model_frames.append(p.arrival_models.with_columns(ids_cols))
+            table_frames.append(p.arrival_tables.with_columns(pl.col("table") + shift))
+            shift += p.n_tables
+        arrival_models = pl.concat(model_frames).rechunk()
+        arrival_tables = pl.concat(table_frames).rechunk()
+    return ClientPool(
+        name=inp.name,
+        source=inp.source,
+        windows=pl.concat([p.windows for p in parts]).rechunk(),
+        distributions=pl.concat([p.distributions for p in parts]).rechunk(),
+        length_windows=pl.concat([p.length_windows for p in parts]).rechunk(),
+        window_s=inp.window_s,
+        length_window_s=inp.length_window_s,
+        gaps=pl.concat([p.gaps for p in parts]).rechunk(),
+        warnings=inp.warnings,
+        arrival_models=arrival_models,
+        arrival_tables=arrival_tables,
+    )
+
+
+def _window_frames(inp: FitInput, ids: list[str], rank: np.ndarray, t: np.ndarray) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """The arrival windows and kept gaps of clients ``ids`` (requests at times ``t``, sorted by
+    client ``rank`` then time)."""
+    window_s, n_windows = inp.window_s, inp.n_windows
+    n_cells = len(ids) * n_windows
     # Every (client, window) is one cell of a dense grid, numbered rank * n_windows + window in
-    # the pool's order. The trace is sorted by time, so a stable sort by cell keeps each
-    # cell's requests in arrival order; gaps are the differences inside a cell.
-    rank = df["client_id"].cast(pl.Enum(ids)).to_physical().to_numpy().astype(np.int64)
+    # the pool's order. The requests are in client, time order, so a stable sort by cell keeps
+    # each cell's requests in arrival order; gaps are the differences inside a cell.
     w = np.minimum((t // window_s).astype(np.int64), n_windows - 1)
     cell = rank * n_windows + w
     order_ = np.argsort(cell, kind="stable")
@@ -737,10 +945,11 @@ def pool_from_trace(
         var_iat = np.bincount(gcell, weights=(gap - mean_iat[gcell]) ** 2, minlength=n_cells) / m
         cv_emp = np.sqrt(var_iat) / mean_iat
 
+    censor_below = inp.censor_below
     has_fit, weibull, fit_shape, fit_scale, cv_emp = _fit_windows(gap, gcell, n, m, cv_emp, censor_below)
 
     duration = np.full(n_windows, window_s, dtype=np.int64)
-    duration[-1] = last_duration
+    duration[-1] = inp.last_duration
     duration = np.tile(duration, len(ids))
     if censor_below >= QUANTIZED_GRID_S:
         # a coarse grid (cells holding half a request or more): the shape from count dispersion
@@ -776,34 +985,17 @@ def pool_from_trace(
         },
         schema=GAP_SCHEMA,
     )
-
-    distributions, length_windows = _length_tables(df, ids, rank, t, n_length, length_window_s)
-    arrival_models = arrival_tables = None
-    dequantized = tie_resolution == 0.0
-    if not dequantized and int((gap > 0).sum()) >= MIN_MODEL_GAPS:
-        arrival_models, arrival_tables = _arrival_models(t, rank, ids, window_s, t_max, tie_resolution, seed)
-    return ClientPool(
-        name=name,
-        source=source,
-        windows=windows,
-        distributions=distributions,
-        length_windows=length_windows,
-        window_s=window_s,
-        length_window_s=length_window_s,
-        gaps=gap_frame,
-        warnings=tuple(warnings),
-        arrival_models=arrival_models,
-        arrival_tables=arrival_tables,
-    )
+    return windows, gap_frame
 
 
-def _resolve_timestamps(df: pl.DataFrame, seed: int) -> tuple[pl.DataFrame, float, float, list[str]]:
-    """The trace with a quantized grid de-quantized (re-sorted), the resolution below which gaps
-    are censored, the clock resolution that decides whether exact ties are batches (0 when the
-    grid was de-quantized: no tie is left), and the warnings to keep (see the module docstring)."""
+def _resolve_timestamps(df: pl.DataFrame) -> tuple[float, float, float, list[str]]:
+    """The grid to de-quantize (0.0: none), the resolution below which gaps are censored, the
+    clock resolution that decides whether exact ties are batches (0 when the grid is
+    de-quantized: no tie is left), and the warnings to keep (see the module docstring)."""
     warnings: list[str] = []
     res = timestamp_resolution(df["timestamp_s"])
     censor_below = 0.0
+    grid = 0.0
     tie_resolution = res.grid_s if math.isfinite(res.grid_s) else GRID_TICK_S
     if tie_resolution <= GRID_TICK_S:
         # a clock finer than the tick: its resolution is the shortest positive gap
@@ -812,9 +1004,7 @@ def _resolve_timestamps(df: pl.DataFrame, seed: int) -> tuple[pl.DataFrame, floa
         tie_resolution = float(positive.min()) if positive.size else GRID_TICK_S
     if res.quantized and math.isfinite(res.grid_s) and _credible_grid(df["timestamp_s"].to_numpy(), res.grid_s):
         tie_resolution = 0.0
-        t = dequantize(df["timestamp_s"].to_numpy(), res.grid_s, rng=np.random.default_rng(seed))
-        df = df.with_columns(pl.Series("timestamp_s", t, dtype=pl.Float64)).sort("timestamp_s", maintain_order=True)
-        censor_below = res.grid_s
+        grid = censor_below = float(res.grid_s)
         if res.share_zero_gaps >= COARSE_ZERO_SHARE:
             warnings.append(
                 f"timestamps are quantized to {res.grid_s:g} s and {res.share_zero_gaps:.1%} of the gaps are 0 "
@@ -825,7 +1015,7 @@ def _resolve_timestamps(df: pl.DataFrame, seed: int) -> tuple[pl.DataFrame, floa
     elif res.share_zero_gaps > 0:
         # ties: censored below the resolution (the tick, when the grid is a coincidence)
         censor_below = res.grid_s if math.isfinite(res.grid_s) and not res.quantized else GRID_TICK_S
-    return df, censor_below, tie_resolution, warnings
+    return grid, censor_below, tie_resolution, warnings
 
 
 def _fit_windows(
@@ -881,14 +1071,14 @@ def _fit_windows(
 
 
 def _length_tables(
-    df: pl.DataFrame, ids: list[str], rank: np.ndarray, t: np.ndarray, n_length: int, length_window_s: int
+    df: pl.DataFrame, ids: list[str], rank: np.ndarray, t: np.ndarray, n_length: int, length_window_s: int,
+    fields: tuple[str, ...],
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
     """The empirical PDFs (value -> share) per (client, length window, field), and the length
     windows with whether each holds requests."""
     # counts of each value, by sorting
     lw = np.minimum((t // length_window_s).astype(np.int64), n_length - 1)
     lcell = rank * n_length + lw  # numbered in the pool's order
-    fields = [f for f in FITTED_FIELDS if f in df.columns and df[f].null_count() < df.height]
     cells, franks, values, probs = [], [], [], []
     for fi, f in enumerate(fields):
         col = df[f].cast(pl.Float64)
@@ -927,18 +1117,40 @@ def _length_tables(
 
 
 def _arrival_models(
-    t: np.ndarray, rank: np.ndarray, ids: list[str], window_s: int, t_max: float, resolution_s: float, seed: int
-) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """``ClientPool.arrival_models`` and ``arrival_tables`` of the requests at times ``t`` of
-    clients ``ids[rank]``, on the pool's arrival windows (see the module docstring)."""
-    fit = fit_client_arrivals(
-        t, np.asarray(ids, dtype=object)[rank].astype(str), window_s=float(window_s), model="auto",
-        resolution_s=resolution_s, origin_s=0.0, end_s=t_max, seed=seed,
-    )
-    frame = fit.windows.filter(pl.col("requests") > 0).with_columns(pl.col("start_s").round().cast(pl.Int64))
-    models = frame.select(list(ARRIVAL_MODEL_SCHEMA)).cast(ARRIVAL_MODEL_SCHEMA)
-    tables = fit.table.tables
-    if tables is None:
-        return models, pl.DataFrame(schema=ARRIVAL_TABLE_SCHEMA)
-    table_of = np.repeat(np.arange(len(tables["sizes"]), dtype=np.int64), tables["sizes"])
-    return models, pl.DataFrame({"table": table_of, "gap": tables["gaps"]}, schema=ARRIVAL_TABLE_SCHEMA)
+    t: np.ndarray, rank: np.ndarray, ids: list[str], inp: FitInput
+) -> tuple[pl.DataFrame | None, pl.DataFrame | None, int]:
+    """``ClientPool.arrival_models`` and ``arrival_tables`` (and the number of gap tables) of
+    the requests at times ``t`` (client, time order) of clients ``ids[rank]``, on the pool's
+    arrival windows (see the module docstring). Each client is fitted on
+    its own, seeded from its arrival-model stream (:func:`client_rng`); a client with fewer than
+    :data:`MIN_MODEL_GAPS` positive gaps inside its windows has none (generation then takes
+    the ``mmpp`` option from its windows' CV)."""
+    bounds = np.searchsorted(rank, np.arange(len(ids) + 1))
+    models, table_frames, n_tables = [], [], 0
+    for c, client in enumerate(ids):
+        tc = t[bounds[c] : bounds[c + 1]]
+        same_window = (tc[1:] // inp.window_s) == (tc[:-1] // inp.window_s)
+        if int(((np.diff(tc) > 0) & same_window).sum()) < MIN_MODEL_GAPS:
+            continue
+        seed = int(client_rng(inp.seed, client, 1).integers(2**63))
+        fit = fit_client_arrivals(
+            tc, np.full(tc.size, client, dtype=object).astype(str), window_s=float(inp.window_s), model="auto",
+            resolution_s=inp.tie_resolution, origin_s=0.0, end_s=inp.t_end, seed=seed,
+        )
+        frame = fit.windows.filter(pl.col("requests") > 0).with_columns(pl.col("start_s").round().cast(pl.Int64))
+        frame = frame.select(list(ARRIVAL_MODEL_SCHEMA)).cast(ARRIVAL_MODEL_SCHEMA)
+        shift = n_tables
+        models.append(frame.with_columns(
+            pl.when(pl.col(k) >= 0).then(pl.col(k) + shift).otherwise(pl.col(k)).alias(k)
+            for k in ("table", "state_table0", "state_table1")
+        ))
+        tables = fit.table.tables
+        if tables is not None:
+            sizes = np.asarray(tables["sizes"], dtype=np.int64)
+            table_of = np.repeat(np.arange(sizes.size, dtype=np.int64) + shift, sizes)
+            table_frames.append(pl.DataFrame({"table": table_of, "gap": tables["gaps"]}, schema=ARRIVAL_TABLE_SCHEMA))
+            n_tables += sizes.size
+    if not models:
+        return None, None, 0
+    table_frame = pl.concat(table_frames) if table_frames else pl.DataFrame(schema=ARRIVAL_TABLE_SCHEMA)
+    return pl.concat(models), table_frame, n_tables

@@ -15,6 +15,7 @@ import pytest
 import ray
 
 from servegen_core.engines import ray as ray_engine
+from servegen_core.export.writer import write_parquet_parts
 from servegen_core.generate.compose import plan_workload
 from servegen_core.schema import validate_trace
 from servegen_core.sources.fit import pool_from_trace
@@ -103,6 +104,36 @@ def test_fit_pool_is_the_local_pool_on_a_bursty_multi_client_trace() -> None:
     assert _pool_digest(other) != _pool_digest(local)
 
 
+@pytest.mark.parametrize("partitions", [1, 3, 6])
+def test_fit_pool_in_client_partitions_is_the_local_pool(partitions: int) -> None:
+    """The clients fitted in 1, 3 or 6 Ray tasks: the local pool, byte for byte, with the
+    sub-window arrival models of every client (a microsecond clock) and on a 1 s grid (the
+    per-client de-quantization draws)."""
+    trace = _bursty_trace()
+    local = pool_from_trace(trace, seed=4)
+    remote = ray_engine.fit_pool(trace, seed=4, partitions=partitions)
+    assert local.arrival_models is not None
+    assert local.arrival_models["client_id"].n_unique() == 6
+    assert _pool_digest(remote) == _pool_digest(local)
+    coarse = trace.with_columns(pl.col("timestamp_s").floor())
+    local_q = pool_from_trace(coarse, seed=4)
+    assert local_q.arrival_models is None  # de-quantized
+    assert not local_q.gaps["gap_s"].equals(pool_from_trace(coarse, seed=5).gaps["gap_s"])
+    assert _pool_digest(ray_engine.fit_pool(coarse, seed=4, partitions=partitions)) == _pool_digest(local_q)
+
+
+def test_generated_workload_of_a_ray_fitted_pool_is_the_local_workload() -> None:
+    """A pool fitted on Ray and its workload generated on Ray: the local workload's bytes."""
+    trace = _bursty_trace(n_clients=4, seconds=3600.0)
+    local_pool = pool_from_trace(trace, seed=2)
+    remote_pool = ray_engine.fit_pool(trace, seed=2, partitions=4)
+    spec = WorkloadSpec(source=ServeGenSource(data_dir="shared", model="trace/bursty"), span=Span(start_s=0, duration_s=3600), seed=9)
+    local = list(plan_workload(spec, pool=local_pool).iter_chunks(600.0))
+    remote = list(ray_engine.iter_chunks(plan_workload(spec, pool=remote_pool), 600.0, in_flight=2))
+    assert sum(f.height for f in local) > 5000
+    assert [_frame_bytes(f) for f in remote] == [_frame_bytes(f) for f in local]
+
+
 def test_generation_chunks_equal_the_local_chunks(m_large: ClientPool) -> None:
     spec = WorkloadSpec(
         source=ServeGenSource(data_dir="shared", model="language/m-large"),
@@ -140,6 +171,20 @@ def test_a_batch_job_is_submitted_as_locally(m_large: ClientPool, submission_rps
         assert (times == 0.0).all()
     else:
         assert times.max() == pytest.approx((times.len() - 1) / submission_rps)
+
+
+def test_write_parquet_parts_of_ray_chunks_is_the_local_folder(m_large: ClientPool, tmp_path: Path) -> None:
+    spec = WorkloadSpec(
+        source=ServeGenSource(data_dir="shared", model="language/m-large"),
+        span=Span(start_s=12 * 3600, duration_s=1800),
+        seed=7,
+    )
+    plan = plan_workload(spec, pool=m_large)
+    write_parquet_parts(plan.iter_chunks(600.0), tmp_path / "local", note=None)
+    write_parquet_parts(ray_engine.iter_chunks(plan, 600.0, in_flight=2), tmp_path / "ray", note=None)
+    local, remote = _tree_bytes(tmp_path / "local"), _tree_bytes(tmp_path / "ray")
+    assert len(local) == 3  # 1800 s in chunks of 600 s
+    assert remote == local
 
 
 def _tree_bytes(path: Path) -> dict[str, bytes]:
