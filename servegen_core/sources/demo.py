@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 from scipy import special
+from scipy.signal import lfilter
 
 from servegen_core.paths import demo_data_dir, write_atomic
 from servegen_core.renewal import implied_cv, weibull_shape_on_grid
@@ -406,8 +407,6 @@ def arrival_windows(params: ModelParams, client: ClientParams, rng: np.random.Ge
     diurnal = 1 + params.diurnal_amplitude * np.cos(2 * np.pi * (hour - params.peak_hour - client.phase_h) / 24)
     sigma = params.rate_noise_top if client.rank < 3 else params.rate_noise
     rho = params.rate_noise_rho
-    from scipy.signal import lfilter  # imported here: scipy.signal takes ~0.8 s to import
-
     ar = lfilter([math.sqrt(1 - rho**2) * sigma], [1, -rho], rng.standard_normal(n_win))
     day_level = np.exp(params.day_sigma * rng.standard_normal(params.days))[start // DAY_S]
     lam = client.mean_rate_rps * WINDOW_S * diurnal * day_level * np.exp(ar - sigma**2 / 2)
