@@ -88,8 +88,10 @@ KIND_LIST = "list"
 KIND_TIME = "time"
 
 #: Every target a column mapping may name, and its kind. ``timestamp`` is the raw time
-#: column (converted to ``timestamp_s``); ``log_type`` (BurstGPT's ``Log Type``) is kept
-#: as an extra string column; the rest are RequestTrace columns.
+#: column (converted to ``timestamp_s``); ``delay`` (AIPerf's mooncake ``delay``: a later
+#: conversation turn's time after the previous turn, in the time column's unit) places a
+#: record without a timestamp and is not kept; ``log_type`` (BurstGPT's ``Log Type``) is
+#: kept as an extra string column; the rest are RequestTrace columns.
 TARGETS: Mapping[str, str] = MappingProxyType(
     {
         "timestamp": KIND_TIME,
@@ -111,6 +113,7 @@ TARGETS: Mapping[str, str] = MappingProxyType(
             for name, dtype in OPTIONAL.items()
         },
         "log_type": KIND_STR,
+        "delay": KIND_TIME,
     }
 )
 

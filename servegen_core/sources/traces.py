@@ -224,10 +224,11 @@ PRESETS: Mapping[str, Preset] = MappingProxyType(
             "mooncake",
             "Mooncake / AIPerf mooncake_trace JSON Lines: timestamp in milliseconds, input_length, "
             "output_length, hash_ids (one id per 512-token block); with session_id, rows of one AIPerf "
-            "conversation are rebuilt into whole prompts (history plus new tokens); client_id where present "
-            "(this project's mooncake export writes it).",
+            "conversation are rebuilt into whole prompts (history plus new tokens), and a later turn with "
+            "AIPerf's delay instead of a timestamp (a closed-loop export) is placed at the previous turn's "
+            "timestamp plus its delay; client_id where present (this project's mooncake export writes it).",
             {"timestamp": ("timestamp",), "input_tokens": ("input_length",), "output_tokens": ("output_length",)},
-            {"hash_ids": ("hash_ids",), "session_id": ("session_id",), "client_id": ("client_id",)},
+            {"hash_ids": ("hash_ids",), "session_id": ("session_id",), "client_id": ("client_id",), "delay": ("delay",)},
             "ms",
         ),
         "timed_trace": _preset(
@@ -1394,7 +1395,8 @@ def _jsonl_diagnose(src: _Source, list_fields: Iterable[str]) -> tuple[int, str]
 
 
 def _columns(src: _Source) -> list[str]:
-    """Column names: the CSV header, the Parquet schema, or the keys of the first JSON line."""
+    """Column names: the CSV header, the Parquet schema, or the keys of the first JSON line (and
+    ``delay`` when the file mentions it: a closed-loop conversation's first turn has none)."""
     try:
         if src.format == "csv":
             return list(pl.scan_csv(src.polars_input(), infer_schema=False, glob=False).collect_schema())
@@ -1416,9 +1418,12 @@ def _columns(src: _Source) -> list[str]:
     if first is None:
         raise DataFormatError(src.path, None, "the file has no JSON lines")
     try:
-        return list(_json_object(first[1]))
+        names = list(_json_object(first[1]))
     except ValueError as exc:
         raise DataFormatError(src.path, f"line {first[0]}", str(exc)) from None
+    if "delay" not in names and b'"delay"' in src.data:  # a closed-loop file: its first turn has no delay
+        names.append("delay")
+    return names
 
 
 #: Longest CSV header (bytes) :func:`trace_columns` reads before giving up.
@@ -1993,6 +1998,8 @@ def _load_trace(
     # Memory: drop each intermediate as soon as it is used (a 1 GB CSV has ~30M rows).
     values = frame.select(pl.col("__row"), *[pl.col(f"__v_{t}").alias(t) for t in mapping])
     del frame
+    if "delay" in mapping:
+        values, time_repr = _delayed_timestamps(values, time_repr, locate, path, mapping, warnings)
     start_time = None
     if time_repr == "ns" and not spec.keep_time_origin and values["timestamp"].null_count() < values.height:
         start_time = datetime.datetime(1970, 1, 1) + datetime.timedelta(microseconds=int(values["timestamp"].min()) // 1000)
@@ -2011,7 +2018,7 @@ def _load_trace(
             "as the history plus the new tokens, hash_ids as the history's blocks plus the new ones"
         )
     # Optional text/list columns that are empty everywhere carry no information.
-    empty = [t for t in mapping if t not in ("timestamp", "client_id") and out[t].null_count() == out.height]
+    empty = [t for t in mapping if t not in ("timestamp", "client_id", "delay") and out[t].null_count() == out.height]
     out = out.drop(empty)
 
     box = [out]  # _order takes the only reference, so that it can sort one column at a time
@@ -2048,6 +2055,51 @@ def _load_trace(
     )
 
 
+def _delayed_timestamps(
+    values: pl.DataFrame, time_repr: str, locate: _Locator, path: Path, mapping: Mapping[str, str], warnings: list[str]
+) -> tuple[pl.DataFrame, str]:
+    """``values`` without ``delay``, a record with a delay and no timestamp given one.
+
+    AIPerf's mooncake ``delay`` (a closed-loop export, ``servegen generate --sessions closed``)
+    sends a later turn of a conversation that long after the previous turn's response
+    completes. The file holds no response times, so the turn is placed at the previous
+    turn's timestamp (the row above it in the file with its ``session_id``) plus its delay: the
+    think time only, a lower bound of the time it was sent. A delay with no earlier turn in
+    its session (or no ``session_id``), or beside a timestamp on one record, is an error
+    naming the line. Returns the values and the time representation (``"float"`` when the
+    two columns' types differ and a delay is fractional).
+    """
+    delay = values["delay"]
+    values = values.drop("delay")
+    if delay.null_count() == delay.len():
+        return values, time_repr
+    t = values["timestamp"]
+    if t.dtype != delay.dtype:
+        given = delay.drop_nulls().cast(pl.Float64)
+        if t.dtype == pl.Int64 and bool((given == given.round(0)).all()) and float(given.max()) < 2.0**62:
+            delay = delay.cast(pl.Float64).cast(pl.Int64)
+        else:
+            t, delay, time_repr = t.cast(pl.Float64), delay.cast(pl.Float64), "float"
+    sid = values["session_id"] if "session_id" in values.columns else pl.Series("session_id", [None] * values.height, pl.String)
+    work = pl.DataFrame({"__row": values["__row"], "s": sid, "t": t, "d": delay})
+    if r := _first(work, pl.col("t").is_not_null() & pl.col("d").is_not_null()):
+        msg = "both a delay and a timestamp: a record gives one (delay: a later turn, sent that long after the previous response)"
+        raise DataFormatError(path, locate.where(int(r["__row"]), mapping["delay"]), msg)
+    work = work.with_columns(pl.col("t").is_not_null().cum_sum().over("s").alias("g"))
+    if r := _first(work, pl.col("d").is_not_null() & (pl.col("s").is_null() | (pl.col("g") == 0))):
+        what = "its session_id has no earlier turn in the file" if r["s"] is not None else "the record has no session_id"
+        msg = f"a delay places a later turn after the previous turn of its session, but {what}"
+        raise DataFormatError(path, locate.where(int(r["__row"]), mapping["delay"]), msg)
+    placed = work.select(pl.col("t").first().over("s", "g") + pl.col("d").fill_null(0).cum_sum().over("s", "g"))
+    n = delay.len() - delay.null_count()
+    warnings.append(
+        f"delay: {n:,} later conversation turn(s) have AIPerf's delay (sent that long after the previous turn's "
+        "response) and no timestamp; the file holds no response times, so each was placed at the previous turn's "
+        "timestamp plus its delay (think time only): timestamps of later turns are lower bounds"
+    )
+    return values.with_columns(placed.to_series().alias("timestamp")), time_repr
+
+
 def _parse_exprs(
     mapping: Mapping[str, str],
     schema: pl.Schema,
@@ -2069,9 +2121,14 @@ def _parse_exprs(
     missings: dict[str, pl.Expr] = {}
     flags: dict[str, pl.Expr] = {}
     time_repr = "int"
+    if "delay" in mapping and unit == DATETIME:
+        msg = f"a delay column ({quoted(mapping['delay'])}) needs a numeric time unit, not {DATETIME!r}"
+        raise OptionError(msg)
     for target, col in mapping.items():
         kind, dtype = TARGETS[target], schema[col]
-        if kind == KIND_TIME:
+        if target == "delay":
+            value, missing, _repr = _parse_time(col, dtype, unit, None)
+        elif kind == KIND_TIME:
             value, missing, time_repr = _parse_time(col, dtype, unit, sample, as_float=spec.keep_time_origin and unit == "s")
         elif kind == KIND_INT:
             value, missing = _parse_int(col, dtype)
@@ -2100,6 +2157,10 @@ def _parse_exprs(
             bad = bad | ~value.is_finite() | (value < 0) | (value > 1)
         elif kind == KIND_TIME and spec.keep_time_origin and time_repr in ("int", "float", "decimal"):
             bad = bad | (value < 0)
+        if target == "delay":  # optional, non-negative where given
+            bad = (value.is_null() & ~missing) | (value < 0).fill_null(False)  # noqa: FBT003
+        elif target == "timestamp" and "delay" in mapping:  # a record with a delay needs no timestamp
+            bad = bad & ~(missing & ~pl.col("__m_delay"))
         flags[target] = bad.fill_null(True)  # noqa: FBT003
     return parsed, missings, flags, time_repr
 
@@ -2328,6 +2389,8 @@ def _check_flags(
     elif kind == KIND_TIME and unit != DATETIME and isinstance(raw, str) and number is None:
         if pl.Series([raw]).str.contains(r"^\s*\d{4}-\d{2}-\d{2}").item():
             problem = f"wall-clock text, not {expected}; for wall-clock text use time_unit='datetime'"
+    elif target == "delay" and number is not None and number < 0:
+        problem = "a negative delay; a later turn is sent its delay after the previous turn's response (>= 0)"
     elif kind == KIND_TIME and number is not None and number < 0:
         problem = "a negative number; timestamp_s must be >= 0"
     elif target == "reason_ratio":
