@@ -1384,6 +1384,9 @@ def _jsonl_diagnose(src: _Source, list_fields: Iterable[str]) -> tuple[int, str]
             obj = _json_object(line)
         except ValueError as exc:
             return number, str(exc)
+        for name, value in obj.items():  # e.g. 1e999: valid JSON, but no float64 holds it
+            if isinstance(value, float) and not math.isfinite(value):
+                return number, f"field {quoted(name)} is not a finite number (too large for a float64)"
         for name in list_fields:
             value = obj.get(name)
             if value is not None and not (
@@ -1423,6 +1426,8 @@ def _columns(src: _Source) -> list[str]:
         raise DataFormatError(src.path, f"line {first[0]}", str(exc)) from None
     if "delay" not in names and b'"delay"' in src.data:  # a closed-loop file: its first turn has no delay
         names.append("delay")
+    if "delay" in names and "timestamp" not in names and b'"timestamp"' in src.data:  # refused as no first turn
+        names.append("timestamp")
     return names
 
 

@@ -9,9 +9,10 @@ import numpy as np
 import polars as pl
 import pytest
 
-from servegen_core.errors import ExportError
+from servegen_core.errors import DataFormatError, ExportError
 from servegen_core.export.writer import export_trace
 from servegen_core.generate.compose import compose
+from servegen_core.sources.traces import load_trace
 from servegen_core.spec import WorkloadSpec
 
 SPEC = {
@@ -92,3 +93,91 @@ def test_formats_without_a_class_field_say_so(trace: pl.DataFrame, tmp_path: Pat
     notes.clear()
     export_trace(trace, tmp_path / "m2.jsonl", "mooncake", note=notes.append)
     assert not [n for n in notes if "SLO classes" in n]
+
+
+def test_closed_export_reads_back(trace: pl.DataFrame, tmp_path: Path) -> None:
+    path = tmp_path / "closed.jsonl"
+    export_trace(trace, path, "mooncake", note=None, sessions="closed")
+    recs = _records(path)
+    loaded = load_trace(path)
+    got = loaded.trace
+    assert loaded.preset == "mooncake" and got.height == trace.height == len(recs)
+    # lengths exact row by row: the whole prompts rebuilt from the new tokens, in time order
+    assert got["input_tokens"].to_list() == trace["input_tokens"].to_list()
+    assert got["output_tokens"].to_list() == trace["output_tokens"].to_list()
+    # every turn of a session kept: an AIPerf conversation is <session_id>[~k]
+    base = got["session_id"].str.replace(r"~\d+$", "")
+    assert base.to_list() == trace["session_id"].to_list()
+    counts = dict(trace.group_by("session_id").len().iter_rows())
+    assert dict(pl.DataFrame({"s": base}).group_by("s").len().iter_rows()) == counts
+    assert max(counts.values()) > 2
+    turns = got.with_row_index("i").with_columns(pl.int_range(pl.len()).over("session_id").alias("want"))
+    assert turns["turn_index"].to_list() == turns["want"].to_list()
+    # first turns at their timestamps; a later turn at its previous turn + its delay
+    got_ms = np.round(got["timestamp_s"].to_numpy() * 1000.0).astype(np.int64)
+    origin = min(r["timestamp"] for r in recs if "timestamp" in r)
+    last: dict[str, int] = {}
+    n_delay = 0
+    for k, r in enumerate(recs):
+        if "delay" in r:
+            n_delay += 1
+            assert got_ms[k] == last[r["session_id"]] + r["delay"]
+        else:
+            assert got["timestamp_s"][k] == (r["timestamp"] - origin) / 1000.0
+        last[r["session_id"]] = int(got_ms[k])
+    assert n_delay > 100
+    ms = np.round(trace["timestamp_s"].to_numpy() * 1000.0).astype(np.int64)
+    assert got["timestamp_s"].to_list() == ((ms - ms.min()) / 1000.0).tolist()  # think time was the whole gap here
+    said = [w for w in loaded.warnings if "delay" in w]
+    assert len(said) == 1 and f"{n_delay:,} later" in said[0] and "lower bounds" in said[0]
+    assert "no response times" in said[0]
+
+
+def _write_jsonl(path: Path, rows: list[dict]) -> Path:
+    base = {"input_length": 10, "output_length": 5, "hash_ids": [0]}
+    # an infinite number as valid JSON spells it (json.dumps would write the non-JSON Infinity)
+    path.write_text("".join(json.dumps({**base, **r}).replace("Infinity", "1e999") + "\n" for r in rows))
+    return path
+
+
+def test_delay_turns_known_answer(tmp_path: Path) -> None:
+    rows = [
+        {"session_id": "a", "timestamp": 1000},
+        {"session_id": "b", "timestamp": 1001},
+        {"session_id": "a", "delay": 5},
+        {"session_id": "a", "delay": 2.5},
+        {"session_id": "b", "delay": 0},
+        {"session_id": "a", "timestamp": 1100},  # a timestamp again: the next delay counts from it
+        {"session_id": "a", "delay": 7},
+    ]
+    got = load_trace(_write_jsonl(tmp_path / "k.jsonl", rows)).trace
+    assert got["timestamp_s"].to_list() == [0.0, 0.001, 0.001, 0.005, 0.0075, 0.1, 0.107]
+    assert got["session_id"].to_list() == ["a", "b", "b", "a", "a", "a", "a"]
+    assert got["turn_index"].to_list() == [0, 0, 1, 1, 2, 3, 4]
+    assert got["input_tokens"].to_list() == [10, 10, 25, 25, 40, 55, 70]  # history + new tokens
+    # a Parquet file: whole-number delays beside integer timestamps stay integers
+    pq = tmp_path / "k.parquet"
+    pl.DataFrame({"timestamp": [3, None], "delay": [None, 4.0], "input_length": [1, 1], "output_length": [1, 1],
+                  "session_id": ["a", "a"]}).write_parquet(pq)
+    assert load_trace(pq, preset="mooncake").trace["timestamp_s"].to_list() == [0.0, 0.004]
+
+
+@pytest.mark.parametrize(
+    ("rows", "where", "problem"),
+    [
+        ([{"session_id": "a", "timestamp": 0}, {"session_id": "b", "delay": 5}], "line 2, field 'delay'", "its session_id has no earlier turn"),
+        ([{"session_id": "a", "delay": 5}, {"session_id": "a", "timestamp": 9}], "line 1, field 'delay'", "its session_id has no earlier turn"),
+        ([{"session_id": "a", "timestamp": 0}, {"delay": 5}], "line 2, field 'delay'", "the record has no session_id"),
+        ([{"session_id": "a", "timestamp": 0}, {"session_id": "a", "delay": -1}], "line 2, field 'delay'", "a negative delay"),
+        ([{"session_id": "a", "timestamp": 0}, {"session_id": "a", "delay": 1e999}], "line 2", "field 'delay' is not a finite number"),
+        ([{"session_id": "a", "timestamp": 0}, {"session_id": "a", "delay": "soon"}], "line 2, field 'delay'", "text that is not a number"),
+        ([{"session_id": "a", "timestamp": 0}, {"session_id": "a", "timestamp": 7, "delay": 5}], "line 2, field 'delay'",
+         "both a delay and a timestamp"),
+    ],
+)
+def test_bad_delay_records_name_the_line(tmp_path: Path, rows: list[dict], where: str, problem: str) -> None:
+    path = _write_jsonl(tmp_path / "bad.jsonl", rows)
+    with pytest.raises(DataFormatError, match=problem) as err:
+        load_trace(path)
+    assert err.value.path == str(path)
+    assert err.value.where == where
