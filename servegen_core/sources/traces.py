@@ -2003,8 +2003,7 @@ def _load_trace(
     # Memory: drop each intermediate as soon as it is used (a 1 GB CSV has ~30M rows).
     values = frame.select(pl.col("__row"), *[pl.col(f"__v_{t}").alias(t) for t in mapping])
     del frame
-    if "delay" in mapping:
-        values, time_repr = _delayed_timestamps(values, time_repr, locate, path, mapping, warnings)
+    values, time_repr = _delayed_timestamps(values, time_repr, locate, path, mapping, warnings)
     start_time = None
     if time_repr == "ns" and not spec.keep_time_origin and values["timestamp"].null_count() < values.height:
         start_time = datetime.datetime(1970, 1, 1) + datetime.timedelta(microseconds=int(values["timestamp"].min()) // 1000)
@@ -2063,7 +2062,7 @@ def _load_trace(
 def _delayed_timestamps(
     values: pl.DataFrame, time_repr: str, locate: _Locator, path: Path, mapping: Mapping[str, str], warnings: list[str]
 ) -> tuple[pl.DataFrame, str]:
-    """``values`` without ``delay``, a record with a delay and no timestamp given one.
+    """``values`` without ``delay`` (if mapped), a record with a delay and no timestamp given one.
 
     AIPerf's mooncake ``delay`` (a closed-loop export, ``servegen generate --sessions closed``)
     sends a later turn of a conversation that long after the previous turn's response
@@ -2074,6 +2073,8 @@ def _delayed_timestamps(
     naming the line. Returns the values and the time representation (``"float"`` when the
     two columns' types differ and a delay is fractional).
     """
+    if "delay" not in values.columns:
+        return values, time_repr
     delay = values["delay"]
     values = values.drop("delay")
     if delay.null_count() == delay.len():
