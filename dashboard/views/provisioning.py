@@ -406,7 +406,7 @@ with simulated:
     latencies = inputs.latency_columns(q)
     shown = inputs.with_cost(table, gpu=cost_gpu, tp=int(tp), span_s=span_s, usd_per_gpu_hour=price).with_columns(
         pl.col("under_provisioning").map_elements(provisioning_words, return_dtype=pl.String).alias("vs_realistic")
-    ).drop("under_provisioning", *(c for c in inputs.TABLE_LATENCY_COLUMNS if c not in latencies))
+    ).drop("under_provisioning", *(c for c in inputs.TABLE_LATENCY_COLUMNS if c not in latencies and c in table.columns))
     st.dataframe(
         shown, hide_index=True, key="prov_table",
         column_config={
