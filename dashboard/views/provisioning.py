@@ -403,12 +403,15 @@ with simulated:
             f"At the realistic count the queue of {', '.join(unstable)} is still growing at the end of the span (unstable): "
             "a count whose queue grows is never an answer, whatever its percentiles."
         )
+    latencies = inputs.latency_columns(q)
     shown = inputs.with_cost(table, gpu=cost_gpu, tp=int(tp), span_s=span_s, usd_per_gpu_hour=price).with_columns(
         pl.col("under_provisioning").map_elements(provisioning_words, return_dtype=pl.String).alias("vs_realistic")
-    ).drop("under_provisioning")
+    ).drop("under_provisioning", *(c for c in inputs.TABLE_LATENCY_COLUMNS if c not in latencies and c in table.columns))
     st.dataframe(
         shown, hide_index=True, key="prov_table",
         column_config={
+            **{c: st.column_config.NumberColumn(label, help=f"{label[:-2]} (seconds) of the workload at the realistic count.", format="%.4g")
+               for c, label in latencies.items()},
             "vs_realistic": st.column_config.TextColumn("vs realistic", help="What sizing the fleet by this baseline would do: under- or over-provision it, relative to the realistic need."),
             "met": st.column_config.CheckboxColumn("SLO met"),
             "attainment": st.column_config.NumberColumn("attainment", help="Share of the requests within every objective (each request against it, not the p99).", format="percent"),

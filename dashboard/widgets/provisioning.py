@@ -12,7 +12,7 @@ from plaintext import md
 from servegen_core.characterize import rates
 from servegen_core.serve.fleetcost import GPU_PRICES, fleet_cost
 from servegen_core.serve.simulate import ServerConfig
-from servegen_core.serve.whatif import DEFAULT_SLO, SLO_PERCENTILES, Slo
+from servegen_core.serve.whatif import DEFAULT_SLO, SLO_PERCENTILES, TABLE_LATENCIES, Slo, percentile_columns
 from session import View
 
 #: The default objectives: both latencies a chat user feels.
@@ -21,6 +21,15 @@ DEFAULT_TTFT_S, DEFAULT_TPOT_S = DEFAULT_SLO.ttft_p99_s, DEFAULT_SLO.tpot_p99_s
 SPAN_CHOICES = {"the sidebar's span": None, "its busiest hour": 3600, "its busiest 10 minutes": 600}
 #: Bins in which a trace's busiest window is searched.
 BUSIEST_RESOLUTION_S = 60
+#: Every latency column an answer's table can carry (at any SLO percentile).
+TABLE_LATENCY_COLUMNS = tuple(dict.fromkeys((*TABLE_LATENCIES, *(c for q in SLO_PERCENTILES for c in percentile_columns(q)))))
+
+
+def latency_columns(percentile: int) -> dict[str, str]:
+    """The answer table's TTFT, TPOT and end-to-end columns at ``percentile`` and their headers
+    (``{"ttft_p90_s": "p90 TTFT s", ...}``): the core carries them at the objective's percentile."""
+    labels = {"ttft": "TTFT", "tpot": "TPOT", "e2e": "E2E"}
+    return {f"{k}_p{percentile}_s": f"p{percentile} {v} s" for k, v in labels.items()}
 
 
 def slo_inputs() -> Slo:

@@ -246,6 +246,10 @@ def _fidelity_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="print a JSON object instead of a table")
 
 
+#: ``whatif --workers`` default: two worker processes (the search's answer does not depend on the count).
+WHATIF_WORKERS = min(2, max_workers())
+
+
 def _whatif_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--spec", metavar="SPEC", help="workload spec (JSON): compared with its naive baselines")
     p.add_argument("--trace", metavar="FILE", help="raw trace file: compared with its Poisson baseline")
@@ -309,8 +313,9 @@ def _whatif_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--window-s", type=_whatif_seconds, default=600.0, help="windows keeping a trace's request counts in its Poisson baseline (default 600)")
     p.add_argument("--seed", type=_seed, help="random seed (overrides the spec's; the trace baseline's draw)")
     p.add_argument(
-        "--workers", type=_count(max_workers()), default=1, metavar="N",
-        help=f"processes simulating replicas (default 1, at most {max_workers()}: 4 x the CPUs)",
+        "--workers", type=_count(max_workers()), default=WHATIF_WORKERS, metavar="N",
+        help=f"processes simulating the replicas of a run (default {WHATIF_WORKERS}: forkserver worker processes, the same "
+        f"answer as --workers 1 in one process; at most {max_workers()}: 4 x the CPUs)",
     )
     p.add_argument("--max-requests", type=_max_requests, metavar="N", help="refuse a workload expected to hold more than N requests")
     p.add_argument(

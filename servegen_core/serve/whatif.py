@@ -77,6 +77,8 @@ __all__ = [
     "min_replicas",
     "naive_trace",
     "naive_workloads",
+    "percentile_columns",
+    "TABLE_LATENCIES",
     "poisson_retimed",
     "queue_growing",
     "smallest_met_above_all_failures",
@@ -152,6 +154,16 @@ CURVE_COLUMNS = (
     "replicas", "ttft_p50_s", "ttft_p99_s", "tpot_p99_s", "e2e_p99_s", "queue_p99_s", "utilization_mean", "preemptions",
     "attainment", "goodput_rps", "unstable", "simulated_share", "met", *CURVE_PERCENTILES,
 )
+
+#: Latency columns of :attr:`Comparison.table` at every SLO percentile (``ttft_p50_s, ttft_p99_s, tpot_p99_s``).
+TABLE_LATENCIES = ("ttft_p50_s", "ttft_p99_s", "tpot_p99_s")
+
+
+def percentile_columns(percentile: int) -> tuple[str, ...]:
+    """The TTFT, TPOT and end-to-end columns at ``percentile`` (``ttft_p90_s, tpot_p90_s,
+    e2e_p90_s``) that :attr:`Comparison.table` carries besides :data:`TABLE_LATENCIES`."""
+    return tuple(c for c in (f"{name}_p{percentile}_s" for name in ("ttft", "tpot", "e2e")) if c not in TABLE_LATENCIES)
+
 
 #: The share of the span at its end (and the share before it) over which :func:`queue_growing`
 #: compares the requests' median queueing delays.
@@ -838,7 +850,9 @@ class Comparison:
     ``table``: one row per workload (``realistic`` first): ``workload, requests, replicas``
     (needed for the SLO; null if not met up to the maximum), ``under_provisioning`` (``1 -
     naive replicas / realistic replicas``: the share of the realistic need a benchmark with
-    that baseline would miss), then ``ttft_p50_s, ttft_p99_s, tpot_p99_s``, ``attainment``
+    that baseline would miss), then ``ttft_p50_s, ttft_p99_s, tpot_p99_s``, the TTFT, TPOT and
+    end-to-end latencies at the objective's percentile not among them (``ttft_p90_s, tpot_p90_s,
+    e2e_p90_s`` for p90; ``e2e_p99_s`` for p99: :func:`percentile_columns`), ``attainment``
     (share of requests within every objective), ``goodput_rps``, ``unstable`` and ``met`` of
     that workload *at the realistic replica count*, and ``note``: why a workload has no answer.
     ``curves``: every simulated point,
@@ -905,6 +919,7 @@ def _compare_workloads(
             else:
                 res = dataclasses.replace(res, simulation=None)  # only the realistic run is kept whole
             results[name] = res
+    at_percentile = percentile_columns(slo.percentile)
     rows = []
     curves = []
     for name, res in results.items():
@@ -921,6 +936,7 @@ def _compare_workloads(
                 "ttft_p50_s": at["ttft_p50_s"] if at else None,
                 "ttft_p99_s": at["ttft_p99_s"] if at else None,
                 "tpot_p99_s": at["tpot_p99_s"] if at else None,
+                **{k: at[k] if at else None for k in at_percentile},
                 "attainment": at["attainment"] if at else None,
                 "goodput_rps": at["goodput_rps"] if at else None,
                 "unstable": at["unstable"] if at else None,
@@ -931,7 +947,7 @@ def _compare_workloads(
         curves.append(res.curve.with_columns(pl.lit(name).alias("workload")).select("workload", *CURVE_COLUMNS))
     schema = {
         "workload": pl.String, "requests": pl.Int64, "replicas": pl.Int64, "under_provisioning": pl.Float64,
-        "ttft_p50_s": pl.Float64, "ttft_p99_s": pl.Float64, "tpot_p99_s": pl.Float64,
+        "ttft_p50_s": pl.Float64, "ttft_p99_s": pl.Float64, "tpot_p99_s": pl.Float64, **dict.fromkeys(at_percentile, pl.Float64),
         "attainment": pl.Float64, "goodput_rps": pl.Float64, "unstable": pl.Boolean, "met": pl.Boolean, "note": pl.String,
     }
     real = results["realistic"].simulation

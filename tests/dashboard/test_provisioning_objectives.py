@@ -5,6 +5,7 @@ same inputs, and shown only with the inputs that produced it."""
 
 from __future__ import annotations
 
+import json
 import shlex
 
 import numpy as np
@@ -65,6 +66,32 @@ def test_a_p90_end_to_end_objective_matches_the_core_and_hides_on_change(traces_
     assert any("inputs changed since the last simulation" in c for c in d.captions())
     d.open("overview").open("provisioning")  # the inputs are kept for the session
     assert (d.at.selectbox(key="prov_slo_q").value, d.at.number_input(key="prov_slo_e2e").value) == (95, 9.0)
+
+
+def _headers(d: Dashboard, *columns: str) -> dict[str, str]:
+    """The column headers (column config labels, by column name) of the dataframe having every one of ``columns``."""
+    (frame,) = [f for f in d.at.dataframe if all(c in f.value.columns for c in columns)]
+    config = json.loads(frame.proto.columns or "{}")
+    return {name: c["label"] for name, c in config.items() if "label" in c}
+
+
+def test_the_answer_table_shows_the_chosen_percentile(traces_dir, azure):
+    d = Dashboard().trace(traces_dir / AZURE).open("provisioning")
+    d.at.selectbox(key="prov_slo_q").select(90).run()
+    _simulate(d)
+    core = compare_trace(azure, Slo(ttft_p99_s=2.0, tpot_p99_s=0.1, percentile=90), roofline("llama-3-8b", A100))
+    n_real = core.table["replicas"][0]
+    shown = d.table("workload", "replicas", "vs_realistic")
+    latencies = ["ttft_p90_s", "tpot_p90_s", "e2e_p90_s"]
+    assert [c for c in shown.columns if c.endswith("_s") and "_p" in c] == latencies  # no p99 (or p50) column
+    headers = _headers(d, "workload", "replicas", "vs_realistic")
+    assert [headers[c] for c in latencies] == ["p90 TTFT s", "p90 TPOT s", "p90 E2E s"]
+    # each value is the workload's p90 on its curve at the realistic answer
+    at = core.curves.filter(pl.col("replicas") == n_real)
+    for name, row in zip(shown["workload"], shown.to_dict("records"), strict=True):
+        curve = at.filter(pl.col("workload") == name).row(0, named=True)
+        assert [row[c] for c in latencies] == pytest.approx([curve[c] for c in latencies])
+    assert at.filter(pl.col("workload") == "realistic")["ttft_p90_s"][0] != at.filter(pl.col("workload") == "realistic")["ttft_p99_s"][0]
 
 
 def test_scheduler_limits_reach_the_simulation_and_the_command(traces_dir, azure):
