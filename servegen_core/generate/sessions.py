@@ -1133,6 +1133,16 @@ def _min_quantile(x: np.ndarray, target_mean: float, upper: float) -> float:
 LOCALITY_HORIZON = 100
 
 
+def _chance(p: np.ndarray, k_eff: np.ndarray) -> np.ndarray:
+    """``sum_i p_i (1 - (1 - p_i) ** k)`` at every (real) ``k`` of ``k_eff``: the chance that a
+    prompt drawn by popularity ``p`` was drawn among ``k`` independent draws before it
+    (interpolated linearly between whole ``k``)."""
+    top = int(np.ceil(float(k_eff.max()))) + 1 if k_eff.size else 1
+    whole = np.arange(top + 1, dtype=np.float64)
+    table = (p[None, :] * (1.0 - (1.0 - p[None, :]) ** whole[:, None])).sum(axis=1)
+    return np.interp(k_eff, whole, table)
+
+
 def _locality(prompted: pl.DataFrame, sizes: np.ndarray) -> tuple[float, float]:
     """``(repeat_share, repeat_lag)`` fitted to how soon prompts come back.
 
@@ -1154,11 +1164,14 @@ def _locality(prompted: pl.DataFrame, sizes: np.ndarray) -> tuple[float, float]:
     k = np.arange(1, LOCALITY_HORIZON + 1)
     obs = np.searchsorted(np.sort(d), k, side="right") / n
     p = sizes / sizes.sum()
-    chance = (p[None, :] * (1.0 - (1.0 - p[None, :]) ** k[:, None])).sum(axis=1)
     rho = np.round(np.arange(0.0, 1.0001, 0.01), 2)
     lags = np.arange(1, LOCALITY_HORIZON + 1, dtype=np.float64)
     within = 1.0 - (1.0 - 1.0 / lags[:, None]) ** k[None, :]  # (L, k)
-    model = chance[None, None, :] + (1.0 - chance)[None, None, :] * rho[:, None, None] * within[None, :, :]
+    # independent draws among the k requests before: the copies whose source lies inside the
+    # window repeat a prompt already there (expected rho * L * within(k) copies reach outside)
+    k_eff = k[None, None, :] * (1.0 - rho[:, None, None]) + rho[:, None, None] * lags[None, :, None] * within[None, :, :]
+    chance = _chance(p, k_eff)
+    model = chance + (1.0 - chance) * rho[:, None, None] * within[None, :, :]
     err = ((model - obs[None, None, :]) ** 2).sum(axis=2)
     i, j = np.unravel_index(int(np.argmin(err)), err.shape)
     return float(rho[i]), float(lags[j])
