@@ -1205,8 +1205,11 @@ def _locality_estimate(prompted: pl.DataFrame, sizes: np.ndarray) -> tuple[float
     recur within ``k``. Under the model a request copies a recent prompt with probability
     ``rho`` at a geometric lag of mean ``L``, else draws by popularity, so
     ``obs(k) = c(k) + (1 - c(k)) rho (1 - (1 - 1/L) ** k)`` with ``c(k)`` the chance of a
-    recurrence within ``k`` from popularity alone (``sum_i p_i (1 - (1 - p_i) ** k)``).
-    ``rho`` (step 0.01) and ``L`` (1..:data:`LOCALITY_HORIZON`) minimize the squared error
+    recurrence within ``k`` from popularity alone (``sum_i p_i (1 - (1 - p_i) ** k')``, with
+    ``k' = k (1 - rho) + rho L (1 - (1 - 1/L) ** k)`` the independent draws among the ``k``
+    requests before: a copy whose source lies inside them repeats a prompt already there).
+    The closed form still ignores how copies cluster; :func:`_locality` removes the rest of
+    the bias. ``rho`` (step 0.01) and ``L`` (1..:data:`LOCALITY_HORIZON`) minimize the squared error
     over ``k = 1..LOCALITY_HORIZON``.
     """
     seq = prompted.with_columns(pl.int_range(pl.len()).over("client_id").alias("_pos"))
