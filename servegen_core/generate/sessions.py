@@ -1162,14 +1162,11 @@ def _locality(prompted: pl.DataFrame, sizes: np.ndarray) -> tuple[float, float]:
     n = prompted.height
     if n < 3 or target[0] <= 0:
         return target
-    p = sizes / sizes.sum()
+    p = np.sort(sizes)[::-1] / sizes.sum()  # popularity order: the draws do not depend on group order
     rho, lag = target
     rng = np.random.default_rng(LOCALITY_SEED)
     for _ in range(LOCALITY_STEPS):
-        sim = _simulate_locality(p, n, rho, lag, rng)
-        g = sim.group_by("head").agg(pl.len().alias("n"))
-        sim = sim.join(g, on="head").filter(pl.col("n") >= 2).sort("_i")
-        got = _locality_estimate(sim, g.filter(pl.col("n") >= 2)["n"].to_numpy())
+        got = np.mean([_simulated_estimate(p, n, rho, lag, rng) for _ in range(LOCALITY_REPLICATES)], axis=0)
         rho = float(np.clip(rho + target[0] - got[0], 0.0, 1.0))
         lag = float(np.clip(lag + target[1] - got[1], 1.0, LOCALITY_HORIZON))
     return round(rho, 2), round(lag, 1)
@@ -1177,6 +1174,17 @@ def _locality(prompted: pl.DataFrame, sizes: np.ndarray) -> tuple[float, float]:
 
 #: Seed of the locality fit's simulations (the fit is deterministic).
 LOCALITY_SEED = 20261208
+#: Simulations per indirect-inference step (their estimates are averaged).
+LOCALITY_REPLICATES = 4
+
+
+def _simulated_estimate(p: np.ndarray, n: int, rho: float, lag: float, rng: np.random.Generator) -> tuple[float, float]:
+    """:func:`_locality_estimate` of one simulation of the model (only prompts drawn at least
+    twice count as prompted, as in the data)."""
+    sim = _simulate_locality(p, n, rho, lag, rng)
+    n_of = np.bincount(sim["head"].to_numpy(), minlength=len(p))
+    sim = sim.filter(pl.Series(n_of[sim["head"].to_numpy()] >= 2))
+    return _locality_estimate(sim, n_of[n_of >= 2])
 
 
 def _simulate_locality(p: np.ndarray, n: int, rho: float, lag: float, rng: np.random.Generator) -> pl.DataFrame:
@@ -1220,7 +1228,7 @@ def _locality_estimate(prompted: pl.DataFrame, sizes: np.ndarray) -> tuple[float
         return 0.0, 10.0
     k = np.arange(1, LOCALITY_HORIZON + 1)
     obs = np.searchsorted(np.sort(d), k, side="right") / n
-    p = sizes / sizes.sum()
+    p = np.sort(sizes)[::-1] / sizes.sum()  # popularity order: sums do not depend on group order
     rho = np.round(np.arange(0.0, 1.0001, 0.01), 2)
     lags = np.arange(1, LOCALITY_HORIZON + 1, dtype=np.float64)
     within = 1.0 - (1.0 - 1.0 / lags[:, None]) ** k[None, :]  # (L, k)

@@ -3,7 +3,7 @@ copy, with probability 0.3, the prompt of the prompted request a geometric lag (
 else draw one of 200 prompts by Zipf popularity. ``fit_prefix`` gives back the share and the
 lag, and so does a refit of the workload generated from the fitted section (fit -> generate ->
 refit), within sampling error. Seed-to-seed standard deviation over 10 seeds (measured with this
-builder): the fit 0.029 in share and 2.2 in lag, the refit 0.042 and 4.2; the tests bound the
+builder): the fit 0.021 in share and 2.1 in lag, the refit 0.036 and 3.7 (means 0.30 / 20.8 and 0.30 / 21.3); the tests bound the
 mean over three seeds at about three standard errors (fit: 0.05 and 4; refit: 0.07 and 7) and
 every seed at about three standard deviations. Before the fit removed its bias it gave 0.18 / 9
 here and the refit 0.10-0.13 / 4-5."""
