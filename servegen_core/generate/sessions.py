@@ -1133,16 +1133,91 @@ def _min_quantile(x: np.ndarray, target_mean: float, upper: float) -> float:
 LOCALITY_HORIZON = 100
 
 
+def _chance(p: np.ndarray, k_eff: np.ndarray) -> np.ndarray:
+    """``sum_i p_i (1 - (1 - p_i) ** k)`` at every (real) ``k`` of ``k_eff``: the chance that a
+    prompt drawn by popularity ``p`` was drawn among ``k`` independent draws before it
+    (interpolated linearly between whole ``k``)."""
+    top = int(np.ceil(float(k_eff.max()))) + 1 if k_eff.size else 1
+    whole = np.arange(top + 1, dtype=np.float64)
+    table = (p[None, :] * (1.0 - (1.0 - p[None, :]) ** whole[:, None])).sum(axis=1)
+    return np.interp(k_eff, whole, table)
+
+
+#: Indirect-inference steps of the locality fit (each simulates the model at the current
+#: estimate and moves the estimate by the gap between the estimator's answer and the data's).
+LOCALITY_STEPS = 4
+
+
 def _locality(prompted: pl.DataFrame, sizes: np.ndarray) -> tuple[float, float]:
     """``(repeat_share, repeat_lag)`` fitted to how soon prompts come back.
+
+    :func:`_locality_estimate` reads a first answer from the distances back; it is biased (a
+    closed form of a process whose copies cluster). The bias is removed by indirect
+    inference: the model is simulated (fixed seed, the data's popularity and size) at the
+    current answer, the estimator is applied to the simulation, and the answer moves by the
+    difference to the data's estimate (:data:`LOCALITY_STEPS` times), so that the model at
+    the fitted values gives back, through the same estimator, what the data gives.
+    """
+    target = _locality_estimate(prompted, sizes)
+    n = prompted.height
+    if n < 3 or target[0] <= 0:
+        return target
+    p = np.sort(sizes)[::-1] / sizes.sum()  # popularity order: the draws do not depend on group order
+    rho, lag = target
+    rng = np.random.default_rng(LOCALITY_SEED)
+    for _ in range(LOCALITY_STEPS):
+        got = np.mean([_simulated_estimate(p, n, rho, lag, rng) for _ in range(LOCALITY_REPLICATES)], axis=0)
+        rho = float(np.clip(rho + target[0] - got[0], 0.0, 1.0))
+        lag = float(np.clip(lag + target[1] - got[1], 1.0, LOCALITY_HORIZON))
+    return round(rho, 2), round(lag, 1)
+
+
+#: Seed of the locality fit's simulations (the fit is deterministic).
+LOCALITY_SEED = 20261208
+#: Simulations per indirect-inference step (their estimates are averaged).
+LOCALITY_REPLICATES = 4
+
+
+def _simulated_estimate(p: np.ndarray, n: int, rho: float, lag: float, rng: np.random.Generator) -> tuple[float, float]:
+    """:func:`_locality_estimate` of one simulation of the model (only prompts drawn at least
+    twice count as prompted, as in the data)."""
+    sim = _simulate_locality(p, n, rho, lag, rng)
+    n_of = np.bincount(sim["head"].to_numpy(), minlength=len(p))
+    sim = sim.filter(pl.Series(n_of[sim["head"].to_numpy()] >= 2))
+    return _locality_estimate(sim, n_of[n_of >= 2])
+
+
+def _simulate_locality(p: np.ndarray, n: int, rho: float, lag: float, rng: np.random.Generator) -> pl.DataFrame:
+    """``n`` prompted requests of one client under the locality model (prompt by popularity
+    ``p``; with probability ``rho`` the prompt of the request ``l`` back, ``l`` geometric of
+    mean ``lag``): columns ``head``, ``client_id``, ``_i`` (time order)."""
+    head = rng.choice(len(p), size=n, p=p)
+    ell = rng.geometric(1.0 / max(lag, 1.0), size=n) if lag > 1 else np.ones(n, dtype=np.int64)
+    i = np.arange(n)
+    copy = (rng.random(n) < rho) & (ell <= i)
+    src = i.copy()
+    src[copy] = (i - ell)[copy]
+    while True:
+        nxt = src[src]
+        if np.array_equal(nxt, src):
+            break
+        src = nxt
+    return pl.DataFrame({"head": head[src], "client_id": np.zeros(n, dtype=np.int64), "_i": i})
+
+
+def _locality_estimate(prompted: pl.DataFrame, sizes: np.ndarray) -> tuple[float, float]:
+    """A first ``(repeat_share, repeat_lag)`` from how soon prompts come back.
 
     For each prompted request (in time order, per client) the distance back to the last
     request with the same prompt, in prompted requests, gives ``obs(k)``: the share that
     recur within ``k``. Under the model a request copies a recent prompt with probability
     ``rho`` at a geometric lag of mean ``L``, else draws by popularity, so
     ``obs(k) = c(k) + (1 - c(k)) rho (1 - (1 - 1/L) ** k)`` with ``c(k)`` the chance of a
-    recurrence within ``k`` from popularity alone (``sum_i p_i (1 - (1 - p_i) ** k)``).
-    ``rho`` (step 0.01) and ``L`` (1..:data:`LOCALITY_HORIZON`) minimize the squared error
+    recurrence within ``k`` from popularity alone (``sum_i p_i (1 - (1 - p_i) ** k')``, with
+    ``k' = k (1 - rho) + rho L (1 - (1 - 1/L) ** k)`` the independent draws among the ``k``
+    requests before: a copy whose source lies inside them repeats a prompt already there).
+    The closed form still ignores how copies cluster; :func:`_locality` removes the rest of
+    the bias. ``rho`` (step 0.01) and ``L`` (1..:data:`LOCALITY_HORIZON`) minimize the squared error
     over ``k = 1..LOCALITY_HORIZON``.
     """
     seq = prompted.with_columns(pl.int_range(pl.len()).over("client_id").alias("_pos"))
@@ -1153,12 +1228,15 @@ def _locality(prompted: pl.DataFrame, sizes: np.ndarray) -> tuple[float, float]:
         return 0.0, 10.0
     k = np.arange(1, LOCALITY_HORIZON + 1)
     obs = np.searchsorted(np.sort(d), k, side="right") / n
-    p = sizes / sizes.sum()
-    chance = (p[None, :] * (1.0 - (1.0 - p[None, :]) ** k[:, None])).sum(axis=1)
+    p = np.sort(sizes)[::-1] / sizes.sum()  # popularity order: sums do not depend on group order
     rho = np.round(np.arange(0.0, 1.0001, 0.01), 2)
     lags = np.arange(1, LOCALITY_HORIZON + 1, dtype=np.float64)
     within = 1.0 - (1.0 - 1.0 / lags[:, None]) ** k[None, :]  # (L, k)
-    model = chance[None, None, :] + (1.0 - chance)[None, None, :] * rho[:, None, None] * within[None, :, :]
+    # independent draws among the k requests before: the copies whose source lies inside the
+    # window repeat a prompt already there (expected rho * L * within(k) copies reach outside)
+    k_eff = k[None, None, :] * (1.0 - rho[:, None, None]) + rho[:, None, None] * lags[None, :, None] * within[None, :, :]
+    chance = _chance(p, k_eff)
+    model = chance + (1.0 - chance) * rho[:, None, None] * within[None, :, :]
     err = ((model - obs[None, None, :]) ** 2).sum(axis=2)
     i, j = np.unravel_index(int(np.argmin(err)), err.shape)
     return float(rho[i]), float(lags[j])
