@@ -291,15 +291,20 @@ def caption_texts(pg) -> str:
 
 
 def shown_spec(pg) -> dict:
-    """The spec JSON shown on the Export page: the code block that parses as a JSON object (others hold replay commands)."""
-    for text in pg.locator('[data-testid="stCode"]').all_inner_texts():
-        try:
-            value = json.loads(text)
-        except json.JSONDecodeError:
-            continue
-        if isinstance(value, dict) and "source" in value:
-            return value
-    pytest.fail("no spec JSON among the code blocks of the page", pytrace=False)
+    """The spec JSON shown on the Export page: the code block that parses as a JSON object (others hold replay commands).
+    Polled for up to 60 s: on a loaded machine the page may still be drawing its code blocks."""
+    texts: list[str] = []
+    for _ in range(120):
+        texts = pg.locator('[data-testid="stCode"]').all_inner_texts()
+        for text in texts:
+            try:
+                value = json.loads(text)
+            except json.JSONDecodeError:
+                continue
+            if isinstance(value, dict) and "source" in value:
+                return value
+        pg.wait_for_timeout(500)
+    pytest.fail(f"no spec JSON among the {len(texts)} code blocks of the page after 60 s", pytrace=False)
 
 
 def edit_first_weight(pg, value: str) -> None:
