@@ -276,6 +276,7 @@ with compared:
                     made = requests if requests is not None else getattr(core_calls.workload(spec, pool), "trace", None)
                     both = None if made is None else gpu_comparison(
                         made, [option_a, option_b], slo, span_s=span_s, config=config, router=router, max_replicas=int(max_replicas),
+                        sessions=sessions,
                     )
             except Exception as exc:  # noqa: BLE001 - a core error becomes a message on the page
                 core_calls.show_error(exc)

@@ -28,7 +28,7 @@ from servegen_core.errors import SpecError
 from servegen_core.serve.costmodel import DEFAULT_COMPUTE_EFFICIENCY, CostModel, check_count, roofline
 from servegen_core.serve.hardware import gpu as gpu_named
 from servegen_core.serve.simulate import ServerConfig, request_columns, simulate
-from servegen_core.serve.whatif import SLO_PERCENTILES, ProvisioningResult, Slo, min_replicas
+from servegen_core.serve.whatif import SLO_PERCENTILES, ProvisioningResult, Slo, min_replicas, simulated_columns
 
 __all__ = [
     "GPU_PRICES",
@@ -220,17 +220,20 @@ def gpu_comparison(
     usd_per_gpu_hour: Mapping[str, float] | None = None,
     prices: Mapping[str, GpuPrice] = GPU_PRICES,
     progress: Callable[[str], None] | None = None,
+    sessions: str = "closed",
 ) -> GpuComparison:
     """The fewest replicas each of ``options`` needs for ``requests`` (``timestamp_s,
     input_tokens, output_tokens``) and ``slo`` (:func:`~servegen_core.serve.whatif.min_replicas`),
     and the GPU-hours and cost of each over ``span_s`` (default: first to last arrival), at
-    ``usd_per_gpu_hour[option label]`` where given, else the list price of its GPU."""
+    ``usd_per_gpu_hour[option label]`` where given, else the list price of its GPU. The
+    workload's sessions and SLO classes are simulated as in the search (``sessions``: the
+    simulator's session mode)."""
     if not options:
         raise SpecError("options", "give at least one serving option")
     labels = [o.label for o in options]
     if len(set(labels)) != len(labels):
         raise SpecError("options", f"option labels must differ, got {labels}")
-    work = requests.select("timestamp_s", "input_tokens", "output_tokens")
+    work = simulated_columns(requests, "realistic")
     if span_s is None:
         t = work["timestamp_s"]
         span_s = float(t.max() - t.min()) if work.height else 0.0
@@ -238,7 +241,7 @@ def gpu_comparison(
     rows, results = [], {}
     for opt in options:
         note = (lambda text, label=opt.label: progress(f"{label}: {text}")) if progress else None
-        res = min_replicas(work, slo, opt.cost, config=config, router=router, max_replicas=max_replicas, progress=note)
+        res = min_replicas(work, slo, opt.cost, config=config, router=router, max_replicas=max_replicas, progress=note, sessions=sessions)
         results[opt.label] = res
         row: dict[str, object] = {"option": opt.label, "gpu": opt.gpu, "tensor_parallel": opt.tensor_parallel, "replicas": res.replicas, "note": res.reason}
         if res.replicas is not None:

@@ -2086,7 +2086,7 @@ def _delayed_timestamps(
             delay = delay.cast(pl.Float64).cast(pl.Int64)
         else:
             t, delay, time_repr = t.cast(pl.Float64), delay.cast(pl.Float64), "float"
-    sid = values["session_id"] if "session_id" in values.columns else pl.Series("session_id", [None] * values.height, pl.String)
+    sid = values["session_id"] if "session_id" in values.columns else pl.repeat(None, values.height, dtype=pl.String, eager=True).alias("session_id")
     work = pl.DataFrame({"__row": values["__row"], "s": sid, "t": t, "d": delay})
     if r := _first(work, pl.col("t").is_not_null() & pl.col("d").is_not_null()):
         msg = "both a delay and a timestamp: a record gives one (delay: a later turn, sent that long after the previous response)"

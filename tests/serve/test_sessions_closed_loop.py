@@ -8,6 +8,7 @@ import pytest
 
 from servegen_core.errors import SpecError
 from servegen_core.serve.costmodel import roofline
+from servegen_core.serve.fleetcost import ServingOption, gpu_comparison
 from servegen_core.serve.sessions import SESSION_MODES, session_roots, turn_predecessors
 from servegen_core.serve.simulate import simulate
 from servegen_core.serve.whatif import Slo, min_replicas
@@ -132,3 +133,19 @@ def test_search_simulates_closed_loop() -> None:
     plain = min_replicas(df.select("timestamp_s", "input_tokens", "output_tokens"), slo, COST, max_replicas=64)
     assert opened.replicas == plain.replicas
     assert opened.curve.equals(plain.curve)
+
+
+def test_gpu_comparison_simulates_the_sessions_like_the_search() -> None:
+    # the comparison of serving options keeps the workload's sessions: each option's answer and
+    # curve are the search's in the same session mode (and closed differs from open here)
+    df = _overloaded(40, 4, seed=3)
+    slo = Slo(ttft_p99_s=2.0)
+    option = ServingOption("A", COST, "a100-80gb", 1)
+    curves = {}
+    for mode in SESSION_MODES:
+        got = gpu_comparison(df, [option], slo, max_replicas=64, sessions=mode).results["A"]
+        want = min_replicas(df, slo, COST, max_replicas=64, sessions=mode)
+        assert got.replicas == want.replicas
+        assert got.curve.equals(want.curve)
+        curves[mode] = got.curve
+    assert not curves["closed"].equals(curves["open"])
